@@ -1,0 +1,233 @@
+//! The boot-info block a unikernel receives at entry, and the guest-physical layout the
+//! hypervisor builds for it.
+//!
+//! A unikernel starts in 64-bit mode with paging on (its memory identity-mapped), interrupts
+//! off, `rsp` at [`BootInfo::stack_top`] and `rdi` = guest-physical address of a [`BootInfo`].
+//! It checks [`BootInfo::magic`] and [`BootInfo::version`] before it reads anything else.
+
+use crate::label::Label;
+
+/// `BootInfo::magic`: "BHBOOTIN".
+pub const BOOT_INFO_MAGIC: u64 = u64::from_le_bytes(*b"BHBOOTIN");
+/// `BootInfo::version` of this layout.
+pub const BOOT_INFO_VERSION: u32 = 1;
+
+/// Guest-physical layout of a unikernel qube. All addresses are inside the qube's own memory,
+/// which starts at guest-physical 0.
+pub mod layout {
+    /// Where the [`super::BootInfo`] block lives.
+    pub const BOOT_INFO: u64 = 0x1000;
+    /// Where the guest's GDT lives (null, code64, data).
+    pub const GDT: u64 = 0x2000;
+    /// First page of the guest's own page tables (PML4, then PDPT, then PDs).
+    pub const PAGE_TABLES: u64 = 0x3000;
+    /// End (exclusive) of the region reserved for page tables.
+    pub const PAGE_TABLES_END: u64 = 0x10000;
+    /// Lowest address an image may be linked at.
+    pub const IMAGE_BASE: u64 = 0x20_0000;
+    /// Size of the initial stack, at the top of the qube's memory.
+    pub const STACK_SIZE: u64 = 0x1_0000;
+    /// Guest code selector in the GDT.
+    pub const CODE_SELECTOR: u16 = 0x08;
+    /// Guest data selector in the GDT.
+    pub const DATA_SELECTOR: u16 = 0x10;
+}
+
+/// Maximum length of a qube name, in bytes.
+pub const NAME_MAX: usize = 24;
+/// Maximum length of a qube's argument string, in bytes.
+pub const ARGS_MAX: usize = 96;
+
+/// The boot-info block (`repr(C)`, little-endian, version [`BOOT_INFO_VERSION`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(C)]
+pub struct BootInfo {
+    /// [`BOOT_INFO_MAGIC`].
+    pub magic: u64,
+    /// [`BOOT_INFO_VERSION`].
+    pub version: u32,
+    /// Hypercall ABI version ([`crate::hypercall::ABI_VERSION`]).
+    pub abi_version: u32,
+    /// Index of this qube in the manifest.
+    pub qube_id: u32,
+    /// Label colour ([`Label`] as `u8`).
+    pub label: u32,
+    /// Size of the qube's memory in bytes (guest-physical `0..mem_size`).
+    pub mem_size: u64,
+    /// First byte of the loaded image.
+    pub image_start: u64,
+    /// First byte after the loaded image (including its `.bss`).
+    pub image_end: u64,
+    /// Start of the free memory the runtime may use as its heap.
+    pub heap_start: u64,
+    /// End (exclusive) of the free memory; the stack lies above it.
+    pub heap_end: u64,
+    /// Initial stack pointer.
+    pub stack_top: u64,
+    /// How many times the hypervisor has restarted this qube.
+    pub restart_count: u32,
+    /// Number of valid bytes in `name`.
+    pub name_len: u32,
+    /// Qube name, UTF-8.
+    pub name: [u8; NAME_MAX],
+    /// Number of valid bytes in `args`.
+    pub args_len: u32,
+    /// Reserved, zero.
+    pub reserved: u32,
+    /// Argument string from the system description, UTF-8.
+    pub args: [u8; ARGS_MAX],
+}
+
+impl BootInfo {
+    /// An empty block with magic and versions filled in.
+    pub const fn new() -> BootInfo {
+        BootInfo {
+            magic: BOOT_INFO_MAGIC,
+            version: BOOT_INFO_VERSION,
+            abi_version: crate::hypercall::ABI_VERSION,
+            qube_id: 0,
+            label: 0,
+            mem_size: 0,
+            image_start: 0,
+            image_end: 0,
+            heap_start: 0,
+            heap_end: 0,
+            stack_top: 0,
+            restart_count: 0,
+            name_len: 0,
+            name: [0; NAME_MAX],
+            args_len: 0,
+            reserved: 0,
+            args: [0; ARGS_MAX],
+        }
+    }
+
+    /// True when magic and version match this crate.
+    pub fn is_valid(&self) -> bool {
+        self.magic == BOOT_INFO_MAGIC && self.version == BOOT_INFO_VERSION
+    }
+
+    /// The qube's name ("?" if the bytes are not valid UTF-8).
+    pub fn name(&self) -> &str {
+        bytes_str(&self.name, self.name_len)
+    }
+
+    /// The argument string.
+    pub fn args(&self) -> &str {
+        bytes_str(&self.args, self.args_len)
+    }
+
+    /// The label, if the value is a known one.
+    pub fn label(&self) -> Option<Label> {
+        u8::try_from(self.label).ok().and_then(Label::from_u8)
+    }
+
+    /// Copies `name` (truncated to [`NAME_MAX`]) into the block.
+    pub fn set_name(&mut self, name: &str) {
+        self.name_len = copy_truncated(&mut self.name, name) as u32;
+    }
+
+    /// Copies `args` (truncated to [`ARGS_MAX`]) into the block.
+    pub fn set_args(&mut self, args: &str) {
+        self.args_len = copy_truncated(&mut self.args, args) as u32;
+    }
+
+    /// The block as bytes, to copy into guest memory.
+    pub fn to_bytes(&self) -> [u8; core::mem::size_of::<BootInfo>()] {
+        let mut out = [0u8; core::mem::size_of::<BootInfo>()];
+        let mut w = Writer { buf: &mut out, at: 0 };
+        w.u64(self.magic);
+        w.u32(self.version);
+        w.u32(self.abi_version);
+        w.u32(self.qube_id);
+        w.u32(self.label);
+        for v in [
+            self.mem_size,
+            self.image_start,
+            self.image_end,
+            self.heap_start,
+            self.heap_end,
+            self.stack_top,
+        ] {
+            w.u64(v);
+        }
+        w.u32(self.restart_count);
+        w.u32(self.name_len);
+        w.bytes(&self.name);
+        w.u32(self.args_len);
+        w.u32(self.reserved);
+        w.bytes(&self.args);
+        out
+    }
+}
+
+impl Default for BootInfo {
+    fn default() -> Self {
+        BootInfo::new()
+    }
+}
+
+struct Writer<'a> {
+    buf: &'a mut [u8],
+    at: usize,
+}
+
+impl Writer<'_> {
+    fn bytes(&mut self, b: &[u8]) {
+        self.buf[self.at..self.at + b.len()].copy_from_slice(b);
+        self.at += b.len();
+    }
+    fn u32(&mut self, v: u32) {
+        self.bytes(&v.to_le_bytes());
+    }
+    fn u64(&mut self, v: u64) {
+        self.bytes(&v.to_le_bytes());
+    }
+}
+
+fn bytes_str(bytes: &[u8], len: u32) -> &str {
+    let len = (len as usize).min(bytes.len());
+    core::str::from_utf8(&bytes[..len]).unwrap_or("?")
+}
+
+/// Copies at most `dst.len()` bytes of `src`, cut at a character boundary.
+fn copy_truncated(dst: &mut [u8], src: &str) -> usize {
+    let mut n = src.len().min(dst.len());
+    while !src.is_char_boundary(n) {
+        n -= 1;
+    }
+    dst[..n].copy_from_slice(&src.as_bytes()[..n]);
+    n
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn to_bytes_matches_repr_c_layout() {
+        let mut b = BootInfo::new();
+        b.qube_id = 3;
+        b.mem_size = 0x400_0000;
+        b.stack_top = 0x400_0000;
+        b.set_name("firewall");
+        b.set_args("mode=x");
+        let bytes = b.to_bytes();
+        assert_eq!(bytes.len(), core::mem::size_of::<BootInfo>());
+        assert_eq!(&bytes[0..8], b"BHBOOTIN");
+        let off = core::mem::offset_of!(BootInfo, stack_top);
+        assert_eq!(&bytes[off..off + 8], &0x400_0000u64.to_le_bytes());
+        let off = core::mem::offset_of!(BootInfo, name);
+        assert_eq!(&bytes[off..off + 8], b"firewall");
+        let off = core::mem::offset_of!(BootInfo, args);
+        assert_eq!(&bytes[off..off + 6], b"mode=x");
+    }
+
+    #[test]
+    fn long_names_are_cut_at_char_boundaries() {
+        let mut b = BootInfo::new();
+        b.set_name("ééééééééééééééééééééé"); // 42 bytes
+        assert!(b.name_len as usize <= NAME_MAX);
+        assert!(b.name().starts_with("éé"));
+    }
+}

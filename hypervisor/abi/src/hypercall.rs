@@ -1,0 +1,161 @@
+//! Hypercall ABI, version 1.
+//!
+//! A guest issues a hypercall with `VMMCALL` (AMD) or `VMCALL` (Intel):
+//!
+//! | register | meaning                                   |
+//! |----------|-------------------------------------------|
+//! | `rax`    | hypercall number ([`Hypercall`])          |
+//! | `rdi`    | argument 0                                |
+//! | `rsi`    | argument 1                                |
+//! | `rdx`    | argument 2                                |
+//! | `rax`    | on return: result, see [`decode_result`]  |
+//!
+//! All other registers are preserved. Pointers are guest-physical addresses; the Bulkhead
+//! runtime identity-maps its memory, so for a unikernel a pointer is its own address.
+//!
+//! The hypervisor trusts no argument. A hypercall whose arguments break the contract
+//! (unknown number, a buffer outside the qube's memory, a length over the limit) is a fault
+//! of the calling qube: the hypervisor stops the qube and logs the reason, exactly as it does
+//! for a triple fault (the blame rule). Errors a well-behaved guest can meet at run time are
+//! returned as an [`HcError`] instead.
+
+/// Version of this ABI. A guest reads it with [`Hypercall::AbiVersion`] and in
+/// [`crate::boot_info::BootInfo::abi_version`].
+pub const ABI_VERSION: u32 = 1;
+
+/// Largest buffer accepted by [`Hypercall::ConsoleWrite`], in bytes.
+pub const MAX_CONSOLE_WRITE: u64 = 4096;
+
+/// `WaitEvent` timeout meaning "wait until an event arrives".
+pub const WAIT_FOREVER: u64 = u64::MAX;
+
+/// Hypercall numbers (in `rax`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u64)]
+pub enum Hypercall {
+    /// Returns [`ABI_VERSION`].
+    AbiVersion = 0,
+    /// Writes `len = arg1` bytes at guest-physical `arg0` to the qube's console.
+    /// Returns the number of bytes written.
+    ConsoleWrite = 1,
+    /// Gives up the rest of the time slice. Returns 0.
+    Yield = 2,
+    /// Blocks until an event is pending or `arg0` nanoseconds have passed
+    /// ([`WAIT_FOREVER`] for no limit). Returns the pending event bits (and clears them),
+    /// 0 when the time ran out. The qube costs nothing while it waits.
+    WaitEvent = 3,
+    /// Returns nanoseconds since the hypervisor started.
+    TimeNs = 4,
+    /// Stops the qube with exit status `arg0` (0 = success). Does not return.
+    Exit = 5,
+    /// Tells the hypervisor the qube has finished starting; it logs `qube NAME ready`.
+    Ready = 6,
+}
+
+impl Hypercall {
+    /// Decodes a hypercall number.
+    pub const fn from_u64(n: u64) -> Option<Hypercall> {
+        Some(match n {
+            0 => Hypercall::AbiVersion,
+            1 => Hypercall::ConsoleWrite,
+            2 => Hypercall::Yield,
+            3 => Hypercall::WaitEvent,
+            4 => Hypercall::TimeNs,
+            5 => Hypercall::Exit,
+            6 => Hypercall::Ready,
+            _ => return None,
+        })
+    }
+
+    /// Name used in log lines.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Hypercall::AbiVersion => "abi_version",
+            Hypercall::ConsoleWrite => "console_write",
+            Hypercall::Yield => "yield",
+            Hypercall::WaitEvent => "wait_event",
+            Hypercall::TimeNs => "time_ns",
+            Hypercall::Exit => "exit",
+            Hypercall::Ready => "ready",
+        }
+    }
+}
+
+/// Errors returned to a guest, as negative values in `rax`. The numbers are fixed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(i64)]
+pub enum HcError {
+    /// The operation is not available to this qube.
+    Denied = -1,
+    /// A resource is exhausted; try again later.
+    Busy = -2,
+    /// An argument is out of range (for calls where that is recoverable).
+    Invalid = -3,
+}
+
+impl HcError {
+    /// Decodes a negative result.
+    pub const fn from_i64(v: i64) -> Option<HcError> {
+        match v {
+            -1 => Some(HcError::Denied),
+            -2 => Some(HcError::Busy),
+            -3 => Some(HcError::Invalid),
+            _ => None,
+        }
+    }
+}
+
+/// Encodes a result for `rax`: values are non-negative, errors negative.
+pub const fn encode_result(r: Result<u64, HcError>) -> u64 {
+    match r {
+        Ok(v) => v & (i64::MAX as u64),
+        Err(e) => e as i64 as u64,
+    }
+}
+
+/// Decodes `rax` after a hypercall.
+pub const fn decode_result(rax: u64) -> Result<u64, HcError> {
+    let v = rax as i64;
+    if v >= 0 {
+        Ok(rax)
+    } else {
+        match HcError::from_i64(v) {
+            Some(e) => Err(e),
+            None => Err(HcError::Invalid),
+        }
+    }
+}
+
+/// Exit status a runtime reports when the guest panicked.
+pub const EXIT_PANIC: u64 = 101;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn numbers_round_trip() {
+        for n in 0..64 {
+            if let Some(h) = Hypercall::from_u64(n) {
+                assert_eq!(h as u64, n);
+            }
+        }
+        assert_eq!(Hypercall::from_u64(7), None);
+        assert_eq!(Hypercall::from_u64(u64::MAX), None);
+    }
+
+    proptest! {
+        #[test]
+        fn results_round_trip(v in 0u64..=(i64::MAX as u64)) {
+            prop_assert_eq!(decode_result(encode_result(Ok(v))), Ok(v));
+        }
+    }
+
+    #[test]
+    fn errors_round_trip() {
+        for e in [HcError::Denied, HcError::Busy, HcError::Invalid] {
+            assert_eq!(decode_result(encode_result(Err(e))), Err(e));
+        }
+    }
+}

@@ -1,0 +1,21 @@
+//! The Bulkhead ABI: everything the hypervisor, the guests and xtask must agree on.
+//!
+//! - [`hypercall`]: the hypercall numbers, register convention and error codes (guest ↔ hypervisor).
+//! - [`boot_info`]: the block the hypervisor hands a unikernel at entry.
+//! - [`manifest`]: the compiled system description (xtask → hypervisor), postcard-encoded.
+//! - [`bundle`]: the boot bundle that carries the manifest and the guest images.
+//! - [`label`]: Qubes' label colours.
+//!
+//! Every layout here is versioned; a reader checks the version before it trusts anything else.
+#![no_std]
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+#[cfg(feature = "alloc")]
+extern crate alloc;
+
+pub mod boot_info;
+pub mod bundle;
+pub mod hypercall;
+pub mod label;
+pub mod manifest;

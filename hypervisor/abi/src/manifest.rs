@@ -1,0 +1,203 @@
+//! The compiled system description: what xtask produces from `systems/*.toml` and the
+//! hypervisor reads from the boot bundle. It is postcard-encoded; the first field is the
+//! version, decoded on its own before the rest so an old hypervisor refuses a new manifest
+//! with a clear message instead of misreading it.
+
+use crate::boot_info::{ARGS_MAX, NAME_MAX};
+use crate::label::Label;
+use heapless::{String, Vec};
+use serde::{Deserialize, Serialize};
+
+/// Version of the manifest layout.
+pub const MANIFEST_VERSION: u16 = 1;
+/// Most qubes one system may describe.
+pub const MAX_QUBES: usize = 16;
+/// Smallest memory a qube may have, in MiB.
+pub const MIN_QUBE_MEMORY_MIB: u32 = 4;
+/// Largest memory a qube may have, in MiB.
+pub const MAX_QUBE_MEMORY_MIB: u32 = 4096;
+/// Qube memory is allocated and mapped in units of this many MiB.
+pub const QUBE_MEMORY_GRANULE_MIB: u32 = 2;
+
+/// The compiled system.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// [`MANIFEST_VERSION`].
+    pub version: u16,
+    /// Name of the system description (its file stem).
+    pub system: String<NAME_MAX>,
+    /// The qubes, in start order.
+    pub qubes: Vec<QubeSpec, MAX_QUBES>,
+}
+
+/// One qube.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QubeSpec {
+    /// Unique name.
+    pub name: String<NAME_MAX>,
+    /// What runs in it.
+    pub kind: QubeKind,
+    /// Index of its image in the boot bundle.
+    pub image: u16,
+    /// Memory in MiB (a multiple of [`QUBE_MEMORY_GRANULE_MIB`]).
+    pub memory_mib: u32,
+    /// Label colour.
+    pub label: Label,
+    /// What to do when it stops.
+    pub restart: RestartPolicy,
+    /// Free-form arguments handed to the qube in its boot info.
+    pub args: String<ARGS_MAX>,
+}
+
+/// What runs in a qube.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum QubeKind {
+    /// A Bulkhead unikernel (an ELF built on the Bulkhead runtime).
+    Unikernel,
+}
+
+/// What the hypervisor does when a qube stops.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RestartPolicy {
+    /// Leave it stopped.
+    Never,
+    /// Restart it when it faults or exits with a non-zero status.
+    OnFailure,
+    /// Restart it whenever it stops.
+    Always,
+}
+
+impl RestartPolicy {
+    /// The name used in system descriptions.
+    pub const fn name(self) -> &'static str {
+        match self {
+            RestartPolicy::Never => "never",
+            RestartPolicy::OnFailure => "on-failure",
+            RestartPolicy::Always => "always",
+        }
+    }
+
+    /// Whether a qube that stopped (`failed` = fault or non-zero exit) is started again.
+    pub const fn restarts(self, failed: bool) -> bool {
+        match self {
+            RestartPolicy::Never => false,
+            RestartPolicy::OnFailure => failed,
+            RestartPolicy::Always => true,
+        }
+    }
+}
+
+/// Why a manifest could not be read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ManifestError {
+    /// The bytes are not a postcard manifest.
+    Malformed,
+    /// The manifest was written for another layout version.
+    Version {
+        /// Version found.
+        found: u16,
+    },
+    /// Trailing bytes after the manifest.
+    TrailingBytes,
+}
+
+impl core::fmt::Display for ManifestError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            ManifestError::Malformed => write!(f, "manifest is not a valid postcard manifest"),
+            ManifestError::Version { found } => write!(
+                f,
+                "manifest version {found}, this hypervisor reads version {MANIFEST_VERSION}"
+            ),
+            ManifestError::TrailingBytes => write!(f, "manifest has trailing bytes"),
+        }
+    }
+}
+
+impl Manifest {
+    /// Decodes a manifest, checking the version first.
+    pub fn decode(bytes: &[u8]) -> Result<Manifest, ManifestError> {
+        let (version, _) =
+            postcard::take_from_bytes::<u16>(bytes).map_err(|_| ManifestError::Malformed)?;
+        if version != MANIFEST_VERSION {
+            return Err(ManifestError::Version { found: version });
+        }
+        let (m, rest) =
+            postcard::take_from_bytes::<Manifest>(bytes).map_err(|_| ManifestError::Malformed)?;
+        if !rest.is_empty() {
+            return Err(ManifestError::TrailingBytes);
+        }
+        Ok(m)
+    }
+
+    /// Encodes into `buf`, returning the used part.
+    pub fn encode<'a>(&self, buf: &'a mut [u8]) -> Result<&'a mut [u8], postcard::Error> {
+        postcard::to_slice(self, buf)
+    }
+
+    /// Encodes into a new vector.
+    #[cfg(feature = "alloc")]
+    pub fn to_vec(&self) -> alloc::vec::Vec<u8> {
+        postcard::to_allocvec(self).expect("encoding into a Vec cannot fail")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn sample() -> Manifest {
+        let mut qubes = Vec::new();
+        for (i, name) in ["net", "firewall"].iter().enumerate() {
+            qubes
+                .push(QubeSpec {
+                    name: String::try_from(*name).unwrap(),
+                    kind: QubeKind::Unikernel,
+                    image: i as u16 + 1,
+                    memory_mib: 8,
+                    label: Label::Red,
+                    restart: RestartPolicy::OnFailure,
+                    args: String::new(),
+                })
+                .unwrap();
+        }
+        Manifest { version: MANIFEST_VERSION, system: String::try_from("t").unwrap(), qubes }
+    }
+
+    #[test]
+    fn round_trips() {
+        let m = sample();
+        let mut buf = [0u8; 512];
+        let bytes = m.encode(&mut buf).unwrap();
+        assert_eq!(Manifest::decode(bytes), Ok(m));
+    }
+
+    #[test]
+    fn refuses_other_versions_and_trailing_bytes() {
+        let mut m = sample();
+        m.version = 9;
+        let mut buf = [0u8; 512];
+        let bytes = m.encode(&mut buf).unwrap();
+        assert_eq!(Manifest::decode(bytes), Err(ManifestError::Version { found: 9 }));
+        let m = sample();
+        let mut buf = [0u8; 512];
+        let n = m.encode(&mut buf).unwrap().len();
+        assert_eq!(Manifest::decode(&buf[..n + 1]), Err(ManifestError::TrailingBytes));
+    }
+
+    proptest! {
+        #[test]
+        fn decode_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
+            let _ = Manifest::decode(&bytes);
+        }
+
+        #[test]
+        fn decode_of_mutated_manifest_never_panics(pos in 0usize..200, val: u8) {
+            let mut buf = [0u8; 512];
+            let n = sample().encode(&mut buf).unwrap().len();
+            buf[pos % n] = val;
+            let _ = Manifest::decode(&buf[..n]);
+        }
+    }
+}
