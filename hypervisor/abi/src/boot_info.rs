@@ -33,6 +33,9 @@ pub mod layout {
     pub const DATA_SELECTOR: u16 = 0x10;
 }
 
+/// `BootInfo::flags`: hypercalls use `VMCALL` (Intel VMX) instead of `VMMCALL` (AMD SVM).
+pub const FLAG_VMCALL: u32 = 1 << 0;
+
 /// Maximum length of a qube name, in bytes.
 pub const NAME_MAX: usize = 24;
 /// Maximum length of a qube's argument string, in bytes.
@@ -72,8 +75,8 @@ pub struct BootInfo {
     pub name: [u8; NAME_MAX],
     /// Number of valid bytes in `args`.
     pub args_len: u32,
-    /// Reserved, zero.
-    pub reserved: u32,
+    /// Platform flags ([`FLAG_VMCALL`]).
+    pub flags: u32,
     /// Argument string from the system description, UTF-8.
     pub args: [u8; ARGS_MAX],
 }
@@ -97,7 +100,7 @@ impl BootInfo {
             name_len: 0,
             name: [0; NAME_MAX],
             args_len: 0,
-            reserved: 0,
+            flags: 0,
             args: [0; ARGS_MAX],
         }
     }
@@ -155,7 +158,7 @@ impl BootInfo {
         w.u32(self.name_len);
         w.bytes(&self.name);
         w.u32(self.args_len);
-        w.u32(self.reserved);
+        w.u32(self.flags);
         w.bytes(&self.args);
         out
     }
