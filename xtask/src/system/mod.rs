@@ -1,26 +1,87 @@
 //! System descriptions (`systems/*.toml`): parse, check, compile to the binary manifest.
-//! (Being written: see the helper's task.)
+//!
+//! The work is done in steps, each in its own module:
+//! - [`schema`] parses the TOML and reads each table against its allowed keys and types;
+//! - [`check`] (with [`fields`]) applies the rules: names, images, memory, labels, RAM budget;
+//! - [`compile`] builds the [`Manifest`] and the bundle's image list;
+//! - [`diagnostics`] collects every problem with its place, key path, message and fix.
 
-use anyhow::Result;
+mod check;
+mod compile;
+pub mod diagnostics;
+mod fields;
+mod hints;
+mod schema;
+mod syntax;
+
+#[cfg(test)]
+mod proptests;
+#[cfg(test)]
+mod tests;
+
+pub use diagnostics::Diagnostics;
+
+use anyhow::{Context, Result};
 use bulkhead_abi::manifest::Manifest;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+/// Images xtask knows how to build (the folders under `unikernels/`, by name).
+pub const KNOWN_IMAGES: &[&str] = &["net", "firewall", "usb", "gui", "testing"];
+
+/// RAM the hypervisor keeps for itself (its code, page tables, bundle), in MiB. The qubes'
+/// memory plus this must fit `[system] ram_mib`.
+pub const HYPERVISOR_RESERVE_MIB: u32 = 32;
 
 /// A checked, compiled system description.
+#[derive(Clone, Debug)]
 pub struct CompiledSystem {
     /// The manifest the hypervisor reads.
     pub manifest: Manifest,
-    /// Image names in bundle order: `images[i]` is bundle entry `i + 1`.
+    /// Image names in bundle order: `images[i]` is bundle entry `i + 1` (entry 0 is the
+    /// manifest).
     pub images: Vec<String>,
+    /// RAM of the machine in MiB (QEMU's `-m`).
+    pub ram_mib: u32,
+    /// The description it was compiled from.
+    pub path: PathBuf,
 }
 
 impl CompiledSystem {
-    /// A human-readable summary.
+    /// A readable table of the qubes (name, kind, image, memory, label, restart, args), with
+    /// the memory budget and the bundle order.
     pub fn summary(&self) -> String {
-        format!("{:?}", self.manifest)
+        compile::summary(self)
     }
 }
 
-/// Reads, checks and compiles a system description.
-pub fn compile_file(_path: &Path) -> Result<CompiledSystem> {
-    anyhow::bail!("not written yet")
+/// Reads, checks and compiles the system description at `path`. The error of a description
+/// with problems is its [`Diagnostics`].
+pub fn compile_file(path: &Path) -> Result<CompiledSystem> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read system description {}", path.display()))?;
+    Ok(compile_str(&path.display().to_string(), &text)?)
+}
+
+/// Checks and compiles the description `text`, read from `file_name` (used in diagnostics,
+/// and its stem is the system's name unless `[system] name` is given). Reports every problem.
+pub fn compile_str(file_name: &str, text: &str) -> Result<CompiledSystem, Diagnostics> {
+    let mut diags = Diagnostics::new(file_name, text);
+    let path = Path::new(file_name);
+    let stem = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let checked =
+        schema::read(text, &mut diags).and_then(|raw| check::check(&raw, &stem, text, &mut diags));
+    match checked {
+        Some(checked) if diags.is_empty() => compile::compile(checked, path).map_err(|e| {
+            let hint = "this is a bug in xtask; please report it with the description";
+            diags.push(text, None, "system", format!("cannot compile: {e}"), hint);
+            diags
+        }),
+        _ => {
+            diags.sort();
+            Err(diags)
+        }
+    }
 }

@@ -1,0 +1,266 @@
+//! The rules a system description must follow, checked over the located values the schema
+//! reader produced. Every broken rule becomes a diagnostic; nothing stops at the first.
+
+use super::diagnostics::Diagnostics;
+use super::schema::{Raw, Section};
+use super::{HYPERVISOR_RESERVE_MIB, fields, hints};
+use bulkhead_abi::boot_info::NAME_MAX;
+use bulkhead_abi::label::Label;
+use bulkhead_abi::manifest::{
+    MAX_QUBE_MEMORY_MIB, MAX_QUBES, MIN_QUBE_MEMORY_MIB, QUBE_MEMORY_GRANULE_MIB, QubeKind,
+    RestartPolicy,
+};
+use std::ops::Range;
+
+/// A qube whose every field follows the rules.
+pub(super) struct Qube {
+    pub name: String,
+    pub kind: QubeKind,
+    pub image: String,
+    pub memory_mib: u32,
+    pub label: Label,
+    pub restart: RestartPolicy,
+    pub args: String,
+}
+
+/// A description that follows every rule.
+pub(super) struct Checked {
+    pub name: String,
+    pub ram_mib: u32,
+    pub qubes: Vec<Qube>,
+}
+
+/// What is wrong with a qube or system name, and a fix, if anything.
+pub(super) fn name_problem(name: &str) -> Option<(String, String)> {
+    let fix = hints::valid_name_like(name, NAME_MAX);
+    let chars_ok = name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    if !chars_ok {
+        let message = format!("{} is not a valid name", hints::quoted(name));
+        let hint = format!("names start with a-z and use only a-z, 0-9 and -; try \"{fix}\"");
+        Some((message, hint))
+    } else if name.len() > NAME_MAX {
+        let message = format!("name is {} bytes long, at most {NAME_MAX} fit", name.len());
+        Some((message, format!("shorten it, e.g. \"{fix}\"")))
+    } else {
+        None
+    }
+}
+
+/// Checks `raw`; `stem` is the file stem, the system's name when `[system]` gives none.
+/// Returns the checked description when no rule is broken and `diags` is empty.
+pub(super) fn check(raw: &Raw, stem: &str, text: &str, diags: &mut Diagnostics) -> Option<Checked> {
+    let system = check_system(raw, stem, text, diags);
+    let qubes = check_qubes(raw, text, diags);
+    if let (Some((_, ram_mib, ram_span)), Some(qubes)) = (&system, &qubes) {
+        check_ram(*ram_mib, ram_span.clone(), qubes, text, diags);
+    }
+    let (name, ram_mib, _) = system?;
+    let qubes = qubes?.into_iter().collect::<Option<Vec<Qube>>>()?;
+    diags.is_empty().then_some(Checked {
+        name,
+        ram_mib,
+        qubes,
+    })
+}
+
+type SystemParts = (String, u32, Range<usize>);
+
+/// `[system]`: its name (or the file stem) and the machine's RAM.
+fn check_system(raw: &Raw, stem: &str, text: &str, diags: &mut Diagnostics) -> Option<SystemParts> {
+    let Some(sys) = &raw.system else {
+        let hint = "add a [system] table with ram_mib = 256 (the machine's RAM in MiB)";
+        diags.push(text, Some(0..0), "system", "missing [system] table", hint);
+        return None;
+    };
+    let name = match sys.text("name") {
+        Some((name, span)) => match name_problem(name) {
+            Some((message, hint)) => diags.fail(text, Some(span), sys.key("name"), message, hint),
+            None => Some(name.to_string()),
+        },
+        None if !sys.absent("name") => None,
+        None => match name_problem(stem) {
+            Some((message, hint)) => {
+                let message = format!("the file name gives no valid system name: {message}");
+                let hint = format!("set name under [system] ({hint}), or rename the file");
+                diags.push(text, sys.span.clone(), sys.key("name"), message, hint);
+                None
+            }
+            None => Some(stem.to_string()),
+        },
+    };
+    let ram = match sys.number("ram_mib") {
+        Some((n, span)) => match u32::try_from(n) {
+            Ok(n) if n > 0 => Some((n, span)),
+            _ => {
+                let message = format!("{n} MiB of RAM is not possible");
+                let hint = format!("use a positive number up to {}, e.g. 256", u32::MAX);
+                diags.push(text, Some(span), sys.key("ram_mib"), message, hint);
+                None
+            }
+        },
+        None => {
+            if sys.absent("ram_mib") {
+                let hint = "add ram_mib = 256 (the machine's RAM in MiB, as QEMU's -m)";
+                diags.push(
+                    text,
+                    sys.span.clone(),
+                    sys.key("ram_mib"),
+                    "missing ram_mib",
+                    hint,
+                );
+            }
+            None
+        }
+    };
+    let (ram, span) = ram?;
+    Some((name?, ram, span))
+}
+
+/// The qubes: count, names, and every field of each. `None` when a count rule is broken;
+/// `Some(None)` entries are qubes with a broken field.
+fn check_qubes(raw: &Raw, text: &str, diags: &mut Diagnostics) -> Option<Vec<Option<Qube>>> {
+    if raw.qubes.is_empty() {
+        if !raw.qube_malformed {
+            let hint = "add a [[qube]] table with name, kind, image, memory_mib and label";
+            diags.push(
+                text,
+                raw.qube_span.clone().or(Some(0..0)),
+                "qube",
+                "no qubes",
+                hint,
+            );
+        }
+        return None;
+    }
+    let mut qubes = Vec::new();
+    let mut seen: Vec<(&str, &str)> = Vec::new();
+    for q in &raw.qubes {
+        let name = q.text("name").and_then(|(name, span)| {
+            if let Some((message, hint)) = name_problem(name) {
+                return diags.fail(text, Some(span), q.key("name"), message, hint);
+            }
+            if let Some((_, first)) = seen.iter().find(|(n, _)| *n == name) {
+                let message = format!("a second qube is called \"{name}\"");
+                let hint =
+                    format!("another qube ({first}) is already called \"{name}\"; rename one");
+                return diags.fail(text, Some(span), q.key("name"), message, hint);
+            }
+            seen.push((name, &q.path));
+            Some(name.to_string())
+        });
+        if q.absent("name") {
+            let hint = "add name = \"...\" (a-z, 0-9 and -, unique)";
+            diags.push(text, q.span.clone(), q.key("name"), "missing name", hint);
+        }
+        qubes.push(check_fields(q, text, diags).and_then(|f| {
+            let (kind, image, memory_mib, label, restart, args) = f;
+            Some(Qube {
+                name: name?,
+                kind,
+                image,
+                memory_mib,
+                label,
+                restart,
+                args,
+            })
+        }));
+    }
+    if raw.qubes.len() > MAX_QUBES {
+        let extra = &raw.qubes[MAX_QUBES];
+        let message = format!("{} qubes, at most {MAX_QUBES} fit", raw.qubes.len());
+        let hint = format!("remove {} qube(s)", raw.qubes.len() - MAX_QUBES);
+        diags.push(text, extra.span.clone(), extra.path.clone(), message, hint);
+        return None;
+    }
+    Some(qubes)
+}
+
+type Fields = (QubeKind, String, u32, Label, RestartPolicy, String);
+
+/// Every field of one qube but its name.
+fn check_fields(q: &Section, text: &str, diags: &mut Diagnostics) -> Option<Fields> {
+    let kind = fields::kind(q, text, diags);
+    let image = fields::image(q, text, diags);
+    let memory = fields::memory(q, text, diags);
+    let label = fields::label(q, text, diags);
+    let restart = fields::restart(q, text, diags);
+    let args = fields::args(q, text, diags);
+    Some((kind?, image?, memory?, label?, restart?, args?))
+}
+
+/// The qubes' memory and the hypervisor's reserve must fit the machine's RAM.
+fn check_ram(
+    ram_mib: u32,
+    span: Range<usize>,
+    qubes: &[Option<Qube>],
+    text: &str,
+    diags: &mut Diagnostics,
+) {
+    let Some(qubes) = qubes
+        .iter()
+        .map(Option::as_ref)
+        .collect::<Option<Vec<&Qube>>>()
+    else {
+        return;
+    };
+    let used: u64 = qubes.iter().map(|q| u64::from(q.memory_mib)).sum();
+    let need = used + u64::from(HYPERVISOR_RESERVE_MIB);
+    if need <= u64::from(ram_mib) {
+        return;
+    }
+    let over = need - u64::from(ram_mib);
+    let message = format!(
+        "qubes need {used} MiB + {HYPERVISOR_RESERVE_MIB} MiB hypervisor reserve = {need} MiB, \
+         {over} MiB more than ram_mib = {ram_mib}"
+    );
+    let largest = qubes
+        .iter()
+        .max_by_key(|q| q.memory_mib)
+        .map_or(String::new(), |q| {
+            format!(" (the largest is \"{}\" with {} MiB)", q.name, q.memory_mib)
+        });
+    let hint = format!("raise ram_mib to {need} or more, or give qubes less memory{largest}");
+    diags.push(text, Some(span), "system.ram_mib", message, hint);
+}
+
+/// The allowed memory sizes nearest to `mib`, for a hint.
+pub(super) fn memory_choices(mib: i128) -> String {
+    let g = i128::from(QUBE_MEMORY_GRANULE_MIB);
+    let (min, max) = (
+        i128::from(MIN_QUBE_MEMORY_MIB),
+        i128::from(MAX_QUBE_MEMORY_MIB),
+    );
+    let below = (mib.div_euclid(g) * g).clamp(min, max);
+    let above = ((mib.div_euclid(g) + 1) * g).clamp(min, max);
+    if below == above {
+        format!("use {below}")
+    } else {
+        format!("use {below} or {above}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        assert!(name_problem("net").is_none());
+        assert!(name_problem("sys-net2").is_none());
+        for bad in ["", "Net", "2net", "-net", "net_vm", "net vm", "né"] {
+            assert!(name_problem(bad).is_some(), "{bad}");
+        }
+        assert!(name_problem(&"a".repeat(NAME_MAX)).is_none());
+        assert!(name_problem(&"a".repeat(NAME_MAX + 1)).is_some());
+    }
+
+    #[test]
+    fn memory_hints() {
+        assert_eq!(memory_choices(9), "use 8 or 10");
+        assert_eq!(memory_choices(3), "use 4");
+        assert_eq!(memory_choices(5000), "use 4096");
+    }
+}

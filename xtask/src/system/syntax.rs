@@ -1,0 +1,93 @@
+//! Making TOML syntax errors readable: which key they are in, and what usually fixes them.
+
+use super::hints;
+
+/// Best-effort key path of the line holding byte `offset`, from the headers above it, e.g.
+/// `qube[1].label` for a broken `label = ...` line in the second qube.
+pub(super) fn key_at(text: &str, offset: usize) -> String {
+    let mut table = String::new();
+    let mut qubes = 0usize;
+    let mut start = 0usize;
+    for line in text.split_inclusive('\n') {
+        let end = start + line.len();
+        let trimmed = line.trim();
+        let header = trimmed.starts_with('[');
+        if header {
+            let name = trimmed.trim_start_matches('[');
+            let name = name.split(']').next().unwrap_or("").trim();
+            if trimmed.starts_with("[[") && name == "qube" {
+                table = format!("qube[{qubes}]");
+                qubes += 1;
+            } else {
+                table = shown(name);
+            }
+        }
+        if offset < end || end == text.len() {
+            if header {
+                return if table.is_empty() {
+                    "TOML syntax".into()
+                } else {
+                    table
+                };
+            }
+            return match trimmed.split_once('=') {
+                Some((key, _)) if !key.trim().is_empty() => {
+                    let key = shown(key.trim().trim_matches('"'));
+                    if table.is_empty() {
+                        key
+                    } else {
+                        format!("{table}.{key}")
+                    }
+                }
+                _ if !table.is_empty() => table,
+                _ => "TOML syntax".into(),
+            };
+        }
+        start = end;
+    }
+    "TOML syntax".into()
+}
+
+/// A key as written, quoted when it is not a plain word.
+fn shown(key: &str) -> String {
+    let plain = key
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c));
+    if plain && key.len() <= 40 {
+        key.to_string()
+    } else {
+        hints::quoted(key)
+    }
+}
+
+/// A fix for a TOML syntax error, from the parser's message.
+pub(super) fn hint(message: &str) -> String {
+    let m = message.to_ascii_lowercase();
+    let hint = if m.contains("duplicate") || m.contains("redefin") {
+        "each key may appear once per table, [system] once; start each qube with [[qube]]"
+    } else if m.contains("string") && (m.contains("unterminated") || m.contains("unclosed")) {
+        "close the text with a double quote on the same line"
+    } else if m.contains("string") || m.contains("invalid") || m.contains("unquoted") {
+        "text values need double quotes, e.g. label = \"red\"; numbers are written bare, e.g. 8"
+    } else {
+        "a system description is TOML: [system] and [[qube]] headers, each followed by \
+         key = value lines, text in double quotes"
+    };
+    hint.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_the_key_of_a_broken_line() {
+        let text = "[system]\nram_mib = 1\n[[qube]]\nname = \"a\"\n[[qube]]\nlabel = red\n";
+        let at = text.find("red").unwrap();
+        assert_eq!(key_at(text, at), "qube[1].label");
+        assert_eq!(key_at(text, text.find("ram").unwrap()), "system.ram_mib");
+        assert_eq!(key_at(text, 0), "system");
+        assert_eq!(key_at("x", 99), "TOML syntax");
+        assert_eq!(key_at("", 0), "TOML syntax");
+    }
+}
