@@ -1,11 +1,20 @@
 //! `cargo xtask`: the only entry point for people. See the README for the verbs.
 #![forbid(unsafe_code)]
 
+mod bundle;
+mod deps;
+mod images;
+mod iso;
+mod progress;
+mod qemu;
 mod system;
 
-use anyhow::Result;
-use clap::{Parser, Subcommand};
-use std::path::PathBuf;
+use anyhow::{Result, bail};
+use clap::{Args, Parser, Subcommand};
+use progress::Steps;
+use qemu::{BootOutcome, Control, HvEvent, Media, Serial};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 #[derive(Parser)]
 #[command(name = "cargo xtask", about = "Build, run, test and measure Bulkhead")]
@@ -22,17 +31,182 @@ enum Cmd {
         #[arg(default_value = "systems/default.toml")]
         system: PathBuf,
     },
+    /// Build the images a system needs and write its manifest and boot bundle.
+    Build(SystemArg),
+    /// Build, then boot the system in QEMU.
+    Run(RunArgs),
+    /// Build, then make a BIOS-bootable GRUB ISO.
+    Iso {
+        #[command(flatten)]
+        system: SystemArg,
+        /// Where to write the ISO [default: target/bulkhead/<system>.iso].
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+}
+
+#[derive(Args)]
+struct SystemArg {
+    /// System description.
+    #[arg(long, value_name = "FILE", default_value = "systems/default.toml")]
+    system: PathBuf,
+}
+
+#[derive(Args)]
+struct RunArgs {
+    #[command(flatten)]
+    system: SystemArg,
+    /// QEMU CPU model: max (SVM, NPT, VGIF) or EPYC (NPT only), or any other -cpu value.
+    #[arg(long, default_value = "max")]
+    cpu: String,
+    /// Stop as soon as every qube of the system has reported ready (exit status 0), or fail.
+    #[arg(long)]
+    until_ready: bool,
+    /// Stop QEMU after this many seconds [default: 120 with --until-ready, else none].
+    #[arg(long, value_name = "SECS")]
+    timeout: Option<u64>,
+    /// Also write the console, escapes removed, to this file.
+    #[arg(long, value_name = "FILE")]
+    serial_log: Option<PathBuf>,
+    /// Boot through GRUB from an ISO (-cdrom) instead of QEMU's direct kernel boot.
+    #[arg(long)]
+    iso: bool,
+    /// Extra QEMU argument, passed through verbatim (repeat for more).
+    #[arg(long = "qemu-arg", value_name = "ARG", allow_hyphen_values = true)]
+    qemu_args: Vec<String>,
 }
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.cmd {
         Cmd::Check { system } => {
-            let compiled = system::compile_file(&system)?;
+            let compiled = system::compile_file(&resolve(&system))?;
             println!("{}", compiled.summary());
             Ok(())
         }
+        Cmd::Build(args) => {
+            let mut steps = Steps::new(bundle::STEPS);
+            bundle::assemble(&resolve(&args.system), &mut steps)?;
+            println!("built in {:.1} s", steps.elapsed_secs());
+            Ok(())
+        }
+        Cmd::Iso { system, out } => {
+            let mut steps = Steps::new(bundle::STEPS + 1);
+            deps::ensure(deps::ISO)?;
+            let assembled = bundle::assemble(&resolve(&system.system), &mut steps)?;
+            steps.next("making the ISO");
+            let out = out.unwrap_or_else(|| iso::default_path(&assembled.name));
+            iso::make(&assembled, &out)?;
+            Ok(())
+        }
+        Cmd::Run(args) => run(args),
     }
+}
+
+fn run(args: RunArgs) -> Result<()> {
+    let mut steps = Steps::new(bundle::STEPS + usize::from(args.iso) + 1);
+    deps::ensure(deps::QEMU)?;
+    if args.iso {
+        deps::ensure(deps::ISO)?;
+    }
+    let assembled = bundle::assemble(&resolve(&args.system.system), &mut steps)?;
+    let mut opts = assembled.boot_options();
+    if args.iso {
+        steps.next("making the ISO");
+        let iso = iso::make(&assembled, &iso::default_path(&assembled.name))?;
+        opts.media = Media::Iso(iso);
+    }
+    opts.cpu = args.cpu;
+    opts.extra_args = args.qemu_args;
+    opts.serial_log = args.serial_log;
+    opts.serial = if args.until_ready { Serial::Captured } else { Serial::detect() };
+    opts.timeout = match (args.timeout, args.until_ready) {
+        (Some(secs), _) => Some(Duration::from_secs(secs)),
+        (None, true) => Some(Duration::from_secs(120)),
+        (None, false) => None,
+    };
+
+    steps.next(&format!("booting {} in QEMU (-cpu {}, {} MiB)", assembled.name, opts.cpu, opts.ram_mib));
+    println!("      {}", opts.command_line());
+    if opts.serial == Serial::Interactive {
+        println!("      Ctrl-A X leaves QEMU, Ctrl-A C switches to its monitor");
+    }
+    let qubes = assembled.qube_names();
+    let until_ready = args.until_ready;
+    let captured = opts.serial == Serial::Captured;
+    let mut ready = std::collections::BTreeSet::new();
+    let mut all_ready_at = None;
+    let outcome = qemu::boot(&opts, |event| match &event.hv {
+        Some(HvEvent::Ready(qube)) if until_ready => {
+            ready.insert(qube.clone());
+            let done = qubes.iter().all(|q| ready.contains(*q));
+            if done {
+                all_ready_at = Some(event.at);
+            }
+            Control::stop_if(done)
+        }
+        Some(HvEvent::Stopped { qube, .. } | HvEvent::Exited { qube, .. }) => {
+            ready.remove(qube);
+            Control::Continue
+        }
+        // Without a person to look at it, a panicked machine has nothing more to say.
+        Some(HvEvent::Panic(_)) => Control::stop_if(until_ready || captured),
+        _ => Control::Continue,
+    })?;
+
+    if until_ready {
+        if let Some(at) = all_ready_at {
+            println!("all {} qubes ready after {:.1} s", qubes.len(), at.as_secs_f64());
+            return Ok(());
+        }
+        let missing = outcome.not_ready(&qubes).join(", ");
+        bail!("not ready: {missing} ({})", why_stopped(&outcome));
+    }
+    if let Some(message) = &outcome.panic {
+        bail!("the hypervisor panicked: {message}");
+    }
+    if outcome.timed_out {
+        bail!("{}", why_stopped(&outcome));
+    }
+    match outcome.qemu_status.and_then(|s| s.code()) {
+        Some(0) => Ok(()),
+        Some(code) if qemu::debug_exit_code(code) == Some(0) => Ok(()),
+        _ => bail!("{}", why_stopped(&outcome)),
+    }
+}
+
+/// Why a boot ended, in words.
+fn why_stopped(outcome: &BootOutcome) -> String {
+    let wall = outcome.wall.as_secs_f64();
+    if let Some(message) = &outcome.panic {
+        return format!("the hypervisor panicked after {wall:.1} s: {message}");
+    }
+    if outcome.timed_out {
+        return format!("timed out after {wall:.1} s");
+    }
+    let stopped: Vec<String> =
+        outcome.stopped.iter().map(|(q, reason)| format!("{q} stopped: {reason}")).collect();
+    let status = match (outcome.debug_exit(), outcome.qemu_status) {
+        (Some(code), _) => format!("the guest ended QEMU with code {code}"),
+        (None, Some(status)) => format!("QEMU exited ({status})"),
+        (None, None) => "QEMU exited".to_string(),
+    };
+    if stopped.is_empty() {
+        format!("{status} after {wall:.1} s")
+    } else {
+        format!("{status} after {wall:.1} s; {}", stopped.join("; "))
+    }
+}
+
+/// A relative system path is looked up in the current directory, then in the workspace root.
+fn resolve(path: &Path) -> PathBuf {
+    if path.is_relative() && !path.exists() {
+        let in_root = workspace_root().join(path);
+        if in_root.exists() {
+            return in_root;
+        }
+    }
+    path.to_path_buf()
 }
 
 /// The workspace root (xtask lives one level below it).

@@ -1,0 +1,173 @@
+//! The QEMU command line (pure: built from [`BootOptions`] so tests can check it).
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// The QEMU binary.
+pub const QEMU: &str = "qemu-system-x86_64";
+/// I/O port of QEMU's `isa-debug-exit` device: writing `code` there ends QEMU with status
+/// `code * 2 + 1`.
+pub const DEBUG_EXIT_PORT: u16 = 0xf4;
+
+/// What QEMU boots.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Media {
+    /// The hypervisor ELF through PVH (`-kernel`), the bundle as its module (`-initrd`).
+    Direct {
+        /// The hypervisor ELF.
+        kernel: PathBuf,
+        /// The boot bundle.
+        bundle: PathBuf,
+    },
+    /// A GRUB ISO (`-cdrom`), booted by SeaBIOS then GRUB through multiboot2.
+    Iso(PathBuf),
+}
+
+/// Where the serial console goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Serial {
+    /// A person at a terminal: serial and QEMU monitor multiplexed on stdio
+    /// (`-serial mon:stdio`), Ctrl-A X quits, Ctrl-A C toggles the monitor.
+    Interactive,
+    /// No person: serial on stdout only, no monitor, stdin closed.
+    Captured,
+}
+
+impl Serial {
+    /// Interactive when stdin is a terminal.
+    pub fn detect() -> Serial {
+        use std::io::IsTerminal;
+        if std::io::stdin().is_terminal() { Serial::Interactive } else { Serial::Captured }
+    }
+}
+
+/// Everything that decides how QEMU runs.
+#[derive(Clone, Debug)]
+pub struct BootOptions {
+    /// What to boot.
+    pub media: Media,
+    /// `-cpu` model: `max` (SVM + NPT + VGIF), `EPYC` (NPT only), ...
+    pub cpu: String,
+    /// Guest RAM in MiB.
+    pub ram_mib: u32,
+    /// Serial console mode.
+    pub serial: Serial,
+    /// Extra arguments appended verbatim (`--qemu-arg`).
+    pub extra_args: Vec<String>,
+    /// Kill QEMU after this long (`None`: never).
+    pub timeout: Option<Duration>,
+    /// Copy QEMU's output to our stdout.
+    pub echo: bool,
+    /// Also write every console line, escapes removed, to this file.
+    pub serial_log: Option<PathBuf>,
+    /// The QEMU binary.
+    pub qemu: String,
+}
+
+impl BootOptions {
+    /// Defaults for tests and scripts: `-cpu max`, captured serial, echoed, 120 s timeout.
+    pub fn new(media: Media, ram_mib: u32) -> BootOptions {
+        BootOptions {
+            media,
+            cpu: "max".to_string(),
+            ram_mib,
+            serial: Serial::Captured,
+            extra_args: Vec::new(),
+            timeout: Some(Duration::from_secs(120)),
+            echo: true,
+            serial_log: None,
+            qemu: QEMU.to_string(),
+        }
+    }
+
+    /// The arguments after the QEMU binary.
+    pub fn args(&self) -> Vec<OsString> {
+        let mut args: Vec<OsString> = Vec::new();
+        let mut push = |items: &[&str]| args.extend(items.iter().map(OsString::from));
+        push(&["-machine", "q35", "-accel", "tcg", "-cpu", &self.cpu]);
+        push(&["-m", &self.ram_mib.to_string(), "-smp", "1"]);
+        match &self.media {
+            Media::Direct { kernel, bundle } => {
+                args.push("-kernel".into());
+                args.push(kernel.into());
+                args.push("-initrd".into());
+                args.push(bundle.into());
+            }
+            Media::Iso(iso) => {
+                args.push("-cdrom".into());
+                args.push(iso.into());
+                args.push("-boot".into());
+                args.push("d".into());
+            }
+        }
+        let exit = format!("isa-debug-exit,iobase={DEBUG_EXIT_PORT:#x},iosize=0x04");
+        args.extend(["-display", "none", "-no-reboot", "-device", &exit].map(OsString::from));
+        match self.serial {
+            Serial::Interactive => args.extend(["-serial", "mon:stdio"].map(OsString::from)),
+            Serial::Captured => {
+                args.extend(["-serial", "stdio", "-monitor", "none"].map(OsString::from))
+            }
+        }
+        args.extend(self.extra_args.iter().map(OsString::from));
+        args
+    }
+
+    /// The whole command as one shell-like line, for messages.
+    pub fn command_line(&self) -> String {
+        let mut line = self.qemu.clone();
+        for arg in self.args() {
+            line.push(' ');
+            line.push_str(&arg.to_string_lossy());
+        }
+        line
+    }
+}
+
+/// The code a guest wrote to the `isa-debug-exit` port, from QEMU's exit status (odd
+/// statuses; status 1 is ambiguous with a QEMU error but QEMU reports those on stderr).
+pub fn debug_exit_code(status: i32) -> Option<i32> {
+    (status % 2 == 1).then_some((status - 1) / 2)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(o: &BootOptions) -> String {
+        o.args().iter().map(|a| a.to_string_lossy().into_owned()).collect::<Vec<_>>().join(" ")
+    }
+
+    #[test]
+    fn direct_boot_captured() {
+        let media = Media::Direct { kernel: "/t/hv".into(), bundle: "/t/default.bundle".into() };
+        let mut o = BootOptions::new(media, 256);
+        o.extra_args = vec!["-d".into(), "int".into()];
+        assert_eq!(
+            line(&o),
+            "-machine q35 -accel tcg -cpu max -m 256 -smp 1 -kernel /t/hv \
+             -initrd /t/default.bundle -display none -no-reboot \
+             -device isa-debug-exit,iobase=0xf4,iosize=0x04 -serial stdio -monitor none -d int"
+        );
+        assert!(o.command_line().starts_with("qemu-system-x86_64 -machine q35"));
+    }
+
+    #[test]
+    fn iso_boot_interactive() {
+        let mut o = BootOptions::new(Media::Iso("/t/x.iso".into()), 512);
+        o.serial = Serial::Interactive;
+        o.cpu = "EPYC".into();
+        let l = line(&o);
+        assert!(l.contains("-cpu EPYC -m 512"), "{l}");
+        assert!(l.contains("-cdrom /t/x.iso -boot d"), "{l}");
+        assert!(!l.contains("-kernel"), "{l}");
+        assert!(l.ends_with("-serial mon:stdio"), "{l}");
+    }
+
+    #[test]
+    fn debug_exit_codes() {
+        assert_eq!(debug_exit_code(1), Some(0));
+        assert_eq!(debug_exit_code(7), Some(3));
+        assert_eq!(debug_exit_code(0), None);
+    }
+}
