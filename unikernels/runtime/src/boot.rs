@@ -1,0 +1,287 @@
+//! The boot information, checked once at entry and then read through a typed view.
+//!
+//! [`Boot::new`] accepts a [`BootInfo`] only when its magic, version and ABI version match
+//! this runtime and its memory layout is consistent: image, heap and stack lie inside the
+//! qube's memory, in that order, without overlapping each other or the linked image. The
+//! heap hand-off relies on these checks.
+
+use core::fmt;
+use core::ops::Range;
+
+use bulkhead_abi::boot_info::{ARGS_MAX, BootInfo, FLAG_VMCALL, NAME_MAX, layout};
+use bulkhead_abi::hypercall::ABI_VERSION;
+use bulkhead_abi::label::Label;
+
+use crate::args::Args;
+
+/// Exit statuses the runtime uses when it refuses to start.
+pub mod status {
+    /// The boot info is not where the contract puts it, or its magic or version is wrong.
+    pub const BAD_BOOT_INFO: u64 = 102;
+    /// The hypervisor speaks another hypercall ABI version.
+    pub const ABI_MISMATCH: u64 = 103;
+    /// The memory layout in the boot info is inconsistent.
+    pub const BAD_LAYOUT: u64 = 104;
+}
+
+/// Why the runtime refused the boot info.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BootError {
+    /// `rdi` at entry was not `layout::BOOT_INFO`.
+    Address(u64),
+    /// The magic is not "BHBOOTIN".
+    Magic(u64),
+    /// The boot-info layout version is not the one this runtime reads.
+    Version(u32),
+    /// The hypercall ABI version is not the one this runtime speaks.
+    Abi(u32),
+    /// The memory layout breaks the named rule.
+    Layout(&'static str),
+}
+
+impl BootError {
+    /// The exit status the runtime stops the qube with.
+    pub const fn status(&self) -> u64 {
+        match self {
+            BootError::Address(_) | BootError::Magic(_) | BootError::Version(_) => {
+                status::BAD_BOOT_INFO
+            }
+            BootError::Abi(_) => status::ABI_MISMATCH,
+            BootError::Layout(_) => status::BAD_LAYOUT,
+        }
+    }
+}
+
+impl fmt::Display for BootError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BootError::Address(a) => {
+                write!(f, "boot info at {a:#x}, expected {:#x}", layout::BOOT_INFO)
+            }
+            BootError::Magic(m) => write!(f, "boot info magic {m:#018x} is wrong"),
+            BootError::Version(v) => write!(
+                f,
+                "boot info version {v}, this runtime reads {}",
+                bulkhead_abi::boot_info::BOOT_INFO_VERSION
+            ),
+            BootError::Abi(v) => write!(f, "hypercall ABI {v}, this runtime speaks {ABI_VERSION}"),
+            BootError::Layout(rule) => write!(f, "bad memory layout: {rule}"),
+        }
+    }
+}
+
+/// The checked boot information.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Boot {
+    info: BootInfo,
+}
+
+impl Boot {
+    /// Checks `info`. `linked` is the image's own extent as the linker placed it
+    /// (`__image_start..__image_end`, `.bss` included); it must lie inside the loaded image.
+    pub fn new(info: BootInfo, linked: Range<u64>) -> Result<Boot, BootError> {
+        if info.magic != bulkhead_abi::boot_info::BOOT_INFO_MAGIC {
+            return Err(BootError::Magic(info.magic));
+        }
+        if info.version != bulkhead_abi::boot_info::BOOT_INFO_VERSION {
+            return Err(BootError::Version(info.version));
+        }
+        if info.abi_version != ABI_VERSION {
+            return Err(BootError::Abi(info.abi_version));
+        }
+        check_layout(&info, &linked).map_err(BootError::Layout)?;
+        Ok(Boot { info })
+    }
+
+    /// The raw block, as the hypervisor wrote it.
+    pub const fn info(&self) -> &BootInfo {
+        &self.info
+    }
+
+    /// The qube's name.
+    pub fn name(&self) -> &str {
+        self.info.name()
+    }
+
+    /// The qube's argument string.
+    pub fn args(&self) -> Args<'_> {
+        Args::new(self.info.args())
+    }
+
+    /// The label colour, if it is a known one.
+    pub fn label(&self) -> Option<Label> {
+        self.info.label()
+    }
+
+    /// The label's name, or "unknown".
+    pub fn label_name(&self) -> &'static str {
+        self.label().map_or("unknown", Label::name)
+    }
+
+    /// The qube's index in the manifest.
+    pub const fn qube_id(&self) -> u32 {
+        self.info.qube_id
+    }
+
+    /// Size of the qube's memory (guest-physical `0..mem_size`).
+    pub const fn mem_size(&self) -> u64 {
+        self.info.mem_size
+    }
+
+    /// Where the image was loaded (`.bss` included).
+    pub const fn image(&self) -> Range<u64> {
+        self.info.image_start..self.info.image_end
+    }
+
+    /// The memory the runtime gave to its heap.
+    pub const fn heap(&self) -> Range<u64> {
+        self.info.heap_start..self.info.heap_end
+    }
+
+    /// Size of the heap region in bytes.
+    pub const fn heap_size(&self) -> u64 {
+        self.info.heap_end - self.info.heap_start
+    }
+
+    /// The initial stack pointer (the stack is the [`layout::STACK_SIZE`] bytes below it).
+    pub const fn stack_top(&self) -> u64 {
+        self.info.stack_top
+    }
+
+    /// How many times the hypervisor has restarted this qube.
+    pub const fn restart_count(&self) -> u32 {
+        self.info.restart_count
+    }
+
+    /// The hypercall ABI version the hypervisor announced.
+    pub const fn abi_version(&self) -> u32 {
+        self.info.abi_version
+    }
+
+    /// True when hypercalls use `VMCALL` (Intel) rather than `VMMCALL` (AMD).
+    pub const fn uses_vmcall(&self) -> bool {
+        self.info.flags & FLAG_VMCALL != 0
+    }
+}
+
+/// The layout rules; the error names the first one broken.
+fn check_layout(i: &BootInfo, linked: &Range<u64>) -> Result<(), &'static str> {
+    let rule = |ok: bool, rule: &'static str| if ok { Ok(()) } else { Err(rule) };
+    rule(i.name_len as usize <= NAME_MAX, "name_len > NAME_MAX")?;
+    rule(i.args_len as usize <= ARGS_MAX, "args_len > ARGS_MAX")?;
+    rule(i.stack_top <= i.mem_size, "stack_top above mem_size")?;
+    rule(i.stack_top.is_multiple_of(16), "stack_top not 16-byte aligned")?;
+    rule(i.stack_top >= layout::STACK_SIZE, "stack_top below STACK_SIZE")?;
+    rule(i.image_start >= layout::IMAGE_BASE, "image_start below IMAGE_BASE")?;
+    rule(i.image_start <= i.image_end, "image_end below image_start")?;
+    rule(
+        i.image_start <= linked.start && linked.end <= i.image_end,
+        "linked image not inside image_start..image_end",
+    )?;
+    rule(i.image_end <= i.heap_start, "heap_start below image_end")?;
+    rule(i.heap_start <= i.heap_end, "heap_end below heap_start")?;
+    rule(
+        i.heap_end <= i.stack_top - layout::STACK_SIZE,
+        "heap_end overlaps the stack (stack_top - STACK_SIZE)",
+    )?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIB: u64 = 1 << 20;
+
+    fn good() -> BootInfo {
+        let mut b = BootInfo::new();
+        b.mem_size = 64 * MIB;
+        b.image_start = layout::IMAGE_BASE;
+        b.image_end = layout::IMAGE_BASE + 0x3000;
+        b.heap_start = layout::IMAGE_BASE + 0x3000;
+        b.stack_top = 64 * MIB;
+        b.heap_end = b.stack_top - layout::STACK_SIZE;
+        b.label = Label::Gray as u32;
+        b.set_name("sys-net");
+        b.set_args("mode=idle log=debug");
+        b
+    }
+
+    fn linked() -> Range<u64> {
+        layout::IMAGE_BASE..layout::IMAGE_BASE + 0x2800
+    }
+
+    #[test]
+    fn a_consistent_block_is_accepted() {
+        let boot = Boot::new(good(), linked()).unwrap();
+        assert_eq!(boot.name(), "sys-net");
+        assert_eq!(boot.label_name(), "gray");
+        assert_eq!(boot.args().get("log"), Some("debug"));
+        assert_eq!(boot.heap_size(), 64 * MIB - layout::STACK_SIZE - layout::IMAGE_BASE - 0x3000);
+        assert!(!boot.uses_vmcall());
+    }
+
+    #[test]
+    fn vmcall_flag_is_read() {
+        let mut b = good();
+        b.flags = FLAG_VMCALL;
+        assert!(Boot::new(b, linked()).unwrap().uses_vmcall());
+    }
+
+    #[test]
+    fn identity_errors_have_their_own_status() {
+        let mut b = good();
+        b.magic = 0;
+        assert_eq!(Boot::new(b, linked()), Err(BootError::Magic(0)));
+        let mut b = good();
+        b.version = 2;
+        assert_eq!(Boot::new(b, linked()), Err(BootError::Version(2)));
+        let mut b = good();
+        b.abi_version = 9;
+        let err = Boot::new(b, linked()).unwrap_err();
+        assert_eq!(err, BootError::Abi(9));
+        assert_eq!(err.status(), status::ABI_MISMATCH);
+        assert_eq!(BootError::Magic(0).status(), status::BAD_BOOT_INFO);
+        assert_ne!(status::BAD_BOOT_INFO, bulkhead_abi::hypercall::EXIT_PANIC);
+    }
+
+    #[test]
+    fn layout_rules_are_enforced() {
+        type Edit = fn(&mut BootInfo);
+        let cases: [(Edit, &str); 10] = [
+            (|b| b.name_len = 99, "name_len"),
+            (|b| b.args_len = 999, "args_len"),
+            (|b| b.stack_top = b.mem_size + 16, "stack_top above"),
+            (|b| b.stack_top -= 8, "aligned"),
+            (|b| b.image_start = 0x1000, "IMAGE_BASE"),
+            (|b| b.image_end = b.image_start - 1, "image_end below"),
+            (|b| b.image_end = layout::IMAGE_BASE + 0x1000, "linked image"),
+            (|b| b.heap_start = b.image_end - 0x1000, "heap_start below"),
+            (|b| b.heap_end = b.heap_start - 1, "heap_end below"),
+            (|b| b.heap_end = b.stack_top - 0x1000, "overlaps the stack"),
+        ];
+        for (edit, want) in cases {
+            let mut b = good();
+            edit(&mut b);
+            match Boot::new(b, linked()) {
+                Err(BootError::Layout(rule)) => assert!(rule.contains(want), "{rule} vs {want}"),
+                other => panic!("{want}: got {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn an_empty_heap_is_consistent() {
+        let mut b = good();
+        b.heap_end = b.heap_start;
+        assert_eq!(Boot::new(b, linked()).unwrap().heap_size(), 0);
+    }
+
+    #[test]
+    fn errors_print_what_is_wrong() {
+        let text = format!("{}", BootError::Version(7));
+        assert!(text.contains("version 7"), "{text}");
+        let text = format!("{}", BootError::Layout("x"));
+        assert_eq!(text, "bad memory layout: x");
+    }
+}

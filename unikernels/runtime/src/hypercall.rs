@@ -1,0 +1,120 @@
+//! Hypercalls: the `VMMCALL`/`VMCALL` instruction and one safe function per call of
+//! [`bulkhead_abi::hypercall`] version 1.
+//!
+//! The instruction is chosen once at entry from the boot info's `FLAG_VMCALL`
+//! ([`select_vmcall`]); until then (and when the boot info is unreadable) `VMMCALL` is
+//! used. The safe functions never pass an argument that breaks the ABI contract, so they
+//! cannot make the hypervisor stop the qube; [`raw`] can, which is why it is `unsafe`.
+
+use core::arch::asm;
+use core::sync::atomic::{AtomicBool, Ordering};
+
+use bulkhead_abi::hypercall::{HcError, Hypercall, MAX_CONSOLE_WRITE, decode_result};
+
+static USE_VMCALL: AtomicBool = AtomicBool::new(false);
+
+/// Chooses `VMCALL` (Intel VMX) when `vmcall`, else `VMMCALL` (AMD SVM).
+#[cfg_attr(test, allow(dead_code, reason = "only `start` calls it, and only in images"))]
+pub(crate) fn select_vmcall(vmcall: bool) {
+    USE_VMCALL.store(vmcall, Ordering::Relaxed);
+}
+
+/// True when hypercalls use `VMCALL`.
+pub fn uses_vmcall() -> bool {
+    USE_VMCALL.load(Ordering::Relaxed)
+}
+
+/// Issues hypercall `nr` with arguments `a0..a2` in `rdi`, `rsi`, `rdx` and returns `rax`
+/// undecoded.
+///
+/// # Safety
+/// 1. Every buffer the arguments describe is memory of this qube that the hypervisor may
+///    access as the call's contract says; for a call that writes guest memory (none in ABI
+///    version 1), the buffer must be valid for those writes.
+/// 2. Arguments that break the contract (unknown number, a buffer outside the qube, a length
+///    over the limit) make the hypervisor stop the qube: the caller must mean that (the
+///    `testing` image does).
+pub unsafe fn raw(nr: u64, a0: u64, a1: u64, a2: u64) -> u64 {
+    let rax: u64;
+    if USE_VMCALL.load(Ordering::Relaxed) {
+        // SAFETY: VMCALL exits to the hypervisor, which preserves every register but rax
+        // (ABI) and touches our memory only as the call's contract allows (caller's
+        // conditions 1 and 2). No `nomem`: the hypervisor may read buffers we wrote.
+        unsafe {
+            asm!("vmcall", inlateout("rax") nr => rax, in("rdi") a0, in("rsi") a1, in("rdx") a2,
+                 options(nostack));
+        }
+    } else {
+        // SAFETY: as for VMCALL above; VMMCALL is the AMD SVM instruction for the same exit.
+        unsafe {
+            asm!("vmmcall", inlateout("rax") nr => rax, in("rdi") a0, in("rsi") a1, in("rdx") a2,
+                 options(nostack));
+        }
+    }
+    rax
+}
+
+/// A call whose arguments are plain numbers (no buffers), decoded.
+fn call(h: Hypercall, a0: u64) -> Result<u64, HcError> {
+    // SAFETY: `h` is a hypercall of ABI version 1 and `a0` is a number, not a buffer, for all
+    // callers (AbiVersion, Yield, WaitEvent, TimeNs, Ready); every u64 is a valid argument
+    // for them, so neither condition of `raw` can be broken.
+    decode_result(unsafe { raw(h as u64, a0, 0, 0) })
+}
+
+/// The hypercall ABI version the hypervisor implements.
+pub fn abi_version() -> u32 {
+    call(Hypercall::AbiVersion, 0).map_or(0, |v| u32::try_from(v).unwrap_or(u32::MAX))
+}
+
+/// Writes `bytes` to the qube's console as one hypercall; returns how many were taken.
+/// More than [`MAX_CONSOLE_WRITE`] bytes is refused here with [`HcError::Invalid`] instead
+/// of reaching the hypervisor (where it would stop the qube). Most code wants
+/// [`crate::console`], which buffers whole lines.
+pub fn console_write(bytes: &[u8]) -> Result<usize, HcError> {
+    if bytes.len() as u64 > MAX_CONSOLE_WRITE {
+        return Err(HcError::Invalid);
+    }
+    if bytes.is_empty() {
+        return Ok(0);
+    }
+    // SAFETY: `bytes` is a live slice of this qube's identity-mapped memory, so its address
+    // is its guest-physical address and all `len` bytes lie inside the qube (1); the length
+    // is within MAX_CONSOLE_WRITE and ConsoleWrite only reads the buffer (2).
+    let rax = unsafe {
+        raw(Hypercall::ConsoleWrite as u64, bytes.as_ptr() as u64, bytes.len() as u64, 0)
+    };
+    decode_result(rax).map(|n| (n as usize).min(bytes.len()))
+}
+
+/// Gives up the rest of the time slice.
+pub fn yield_now() {
+    let _ = call(Hypercall::Yield, 0);
+}
+
+/// Blocks until an event is pending or `timeout_ns` have passed
+/// ([`bulkhead_abi::hypercall::WAIT_FOREVER`] for no limit); returns the pending event bits
+/// (0 on timeout). [`crate::events`] wraps this so that events seen during a sleep are kept.
+pub(crate) fn wait_event_ns(timeout_ns: u64) -> u64 {
+    call(Hypercall::WaitEvent, timeout_ns).unwrap_or(0)
+}
+
+/// Nanoseconds since the hypervisor started.
+pub fn time_ns() -> u64 {
+    call(Hypercall::TimeNs, 0).unwrap_or(0)
+}
+
+/// Tells the hypervisor the qube has finished starting (it logs `qube NAME ready`).
+pub fn ready() {
+    let _ = call(Hypercall::Ready, 0);
+}
+
+/// Stops the qube with `status` (0 = success). Pending console output is flushed first.
+pub fn exit(status: u64) -> ! {
+    crate::console::flush();
+    loop {
+        let _ = call(Hypercall::Exit, status);
+        // Exit does not return; if a broken hypervisor resumes us anyway, ask again.
+        core::hint::spin_loop();
+    }
+}

@@ -1,0 +1,89 @@
+//! `bulkhead-rt`: the Bulkhead unikernel runtime, a small library OS for the system qubes.
+//!
+//! An image is a `#![no_std] #![no_main]` binary that links this crate and names its main
+//! function with [`entry!`]:
+//!
+//! ```ignore
+//! #![no_std]
+//! #![no_main]
+//! #![forbid(unsafe_code)]
+//! use bulkhead_freestanding as _;
+//! bulkhead_rt::entry!(main);
+//! fn main(boot: &bulkhead_rt::Boot) -> i32 {
+//!     bulkhead_rt::info!("hello from {}", boot.name());
+//!     0
+//! }
+//! ```
+//!
+//! # Entry contract
+//! The hypervisor enters `_start` in 64-bit mode at CPL 0, paging on with the qube's memory
+//! identity-mapped, SSE on, interrupts off, `rsp` = [`Boot::stack_top`] and `rdi` = the
+//! guest-physical address of the [`bulkhead_abi::boot_info::BootInfo`]. The runtime then
+//! 1. checks the boot info (magic, version, ABI version, memory layout) and exits with a
+//!    [`BootError`] status if it is wrong,
+//! 2. chooses the hypercall instruction (`VMMCALL` or `VMCALL`) from its flags,
+//! 3. hands `[heap_start, heap_end)` to the global allocator (so `alloc` works),
+//! 4. applies `log=LEVEL` from the argument string,
+//! 5. calls the image's main; when main returns `status`, the qube exits with it.
+//!
+//! A panic prints `panic: MESSAGE at FILE:LINE` and exits with
+//! [`bulkhead_abi::hypercall::EXIT_PANIC`].
+//!
+//! # Modules
+//! - [`hypercall`]: the hypercall instruction and one safe function per hypercall (unsafe inside).
+//! - `start`: `_start`, the boot-info read and the heap hand-off (unsafe inside).
+//! - [`sync`]: the spin lock behind the allocator and the console (unsafe inside).
+//! - [`boot`]: the checked, typed view of the boot info ([`Boot`]).
+//! - [`args`]: the `key=value flag` argument string.
+//! - [`console`]: line-buffered console output; [`log`]: levelled log macros.
+//! - [`time`], [`events`]: clock, sleep and event waits.
+//! - [`report`]: the start-up report every placeholder image prints.
+//!
+//! Every `unsafe` block is in `hypercall`, `start` or `sync`; the rest of the crate denies
+//! unsafe code.
+#![cfg_attr(not(test), no_std)]
+#![deny(unsafe_code)]
+#![deny(missing_docs)]
+
+extern crate alloc;
+
+pub mod args;
+pub mod boot;
+pub mod console;
+pub mod events;
+#[cfg(not(test))]
+mod heap;
+#[allow(unsafe_code, reason = "hypercall instructions are inline assembly")]
+pub mod hypercall;
+pub mod log;
+#[cfg(not(test))]
+mod panic;
+pub mod report;
+#[cfg(not(test))]
+#[allow(unsafe_code, reason = "entry point, boot-info read and heap hand-off")]
+mod start;
+#[allow(unsafe_code, reason = "a lock is an `unsafe impl` of lock_api::RawMutex")]
+pub mod sync;
+pub mod time;
+
+pub use args::Args;
+pub use boot::{Boot, BootError};
+pub use events::{Events, wait_event};
+pub use hypercall::{abi_version, exit, ready, yield_now};
+pub use report::report_boot_info;
+pub use time::{now_ns, sleep};
+
+/// Names the image's main function: `bulkhead_rt::entry!(main);`.
+///
+/// `main` has the signature `fn(&Boot) -> i32` (the qube exits with the returned status;
+/// negative values are sign-extended to 64 bits) or `fn(&Boot) -> !`.
+#[macro_export]
+macro_rules! entry {
+    ($main:path) => {
+        /// The image's main, called by the runtime once the heap and console are ready.
+        #[unsafe(export_name = "bulkhead_rt_main")]
+        fn __bulkhead_rt_main(boot: &$crate::Boot) -> i32 {
+            $main(boot)
+        }
+    };
+}

@@ -1,0 +1,217 @@
+//! The `testing` unikernel: misbehaves on command, so the hypervisor's containment tests can
+//! check that a qube's fault stops that qube and nothing else. Never part of a real system.
+//!
+//! The argument `mode=MODE` chooses what it does after it logs `testing: mode MODE` and says
+//! it is ready; see [`Mode`]. A mode that should get the qube stopped and does not ends with
+//! the log line `testing: still running after MODE` and exit status [`EXIT_SURVIVED`].
+#![no_std]
+#![no_main]
+#![deny(unsafe_code)]
+
+extern crate alloc;
+
+use alloc::vec::Vec;
+use core::time::Duration;
+
+use bulkhead_freestanding as _;
+use bulkhead_rt::report::{Size, heap_check};
+use bulkhead_rt::{Args, Boot, error, info};
+
+#[allow(unsafe_code, reason = "misbehaving at the CPU level is what this image is for")]
+mod misbehave;
+
+bulkhead_rt::entry!(main);
+
+/// Exit status for a missing or unknown mode.
+const EXIT_BAD_MODE: i32 = 2;
+/// Exit status when a misbehaviour did not get the qube stopped.
+const EXIT_SURVIVED: i32 = 3;
+/// Default heartbeat period.
+const DEFAULT_PERIOD_MS: u64 = 50;
+
+/// What the qube does (`mode=` argument).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mode {
+    /// `idle`: waits for events forever, logging each.
+    Idle,
+    /// `heartbeat`: logs `heartbeat N` every `period_ms=` (default 50) milliseconds.
+    Heartbeat { period_ms: u64 },
+    /// `triple-fault`: empty IDT, then `int3`.
+    TripleFault,
+    /// `spin`: `cli` and a loop without hypercalls.
+    Spin,
+    /// `bad-hypercall`: hypercall number 0xdead.
+    BadHypercall,
+    /// `bad-pointer`: ConsoleWrite of 16 bytes at mem_size + 0x1000.
+    BadPointer,
+    /// `huge-write`: ConsoleWrite of MAX_CONSOLE_WRITE + 1 bytes.
+    HugeWrite,
+    /// `foreign-memory`: maps guest-physical 3 GiB into its page tables, reads and writes it.
+    ForeignMemory,
+    /// `io-port`: `out 0x80, al`.
+    IoPort,
+    /// `msr`: `rdmsr` of EFER.
+    Msr,
+    /// `panic`: panics on purpose.
+    Panic,
+    /// `exit=N` (or `exit` with `status=N`): exits with status N.
+    Exit(i32),
+    /// `alloc-storm`: allocates until allocation fails, reports how much it got, exits 0.
+    AllocStorm,
+}
+
+fn parse_mode(args: &Args<'_>) -> Result<Mode, &'static str> {
+    let mode = args.get("mode").ok_or("no mode= in the arguments")?;
+    let status = |text: Option<&str>| match text {
+        None => Ok(0),
+        Some(t) => t.parse::<i32>().map_err(|_| "exit status is not a number"),
+    };
+    Ok(match mode {
+        "idle" => Mode::Idle,
+        "heartbeat" => Mode::Heartbeat {
+            period_ms: match args.parse::<u64>("period_ms") {
+                None => DEFAULT_PERIOD_MS,
+                Some(Ok(ms)) => ms,
+                Some(Err(_)) => return Err("period_ms is not a number"),
+            },
+        },
+        "triple-fault" => Mode::TripleFault,
+        "spin" => Mode::Spin,
+        "bad-hypercall" => Mode::BadHypercall,
+        "bad-pointer" => Mode::BadPointer,
+        "huge-write" => Mode::HugeWrite,
+        "foreign-memory" => Mode::ForeignMemory,
+        "io-port" => Mode::IoPort,
+        "msr" => Mode::Msr,
+        "panic" => Mode::Panic,
+        "alloc-storm" => Mode::AllocStorm,
+        "exit" => Mode::Exit(status(args.get("status"))?),
+        other => match other.strip_prefix("exit=") {
+            Some(n) => Mode::Exit(status(Some(n))?),
+            None => return Err("unknown mode"),
+        },
+    })
+}
+
+fn main(boot: &Boot) -> i32 {
+    let args = boot.args();
+    let mode = match parse_mode(&args) {
+        Ok(mode) => mode,
+        Err(why) => {
+            error!(
+                "testing: {why} (args \"{}\"); modes: idle heartbeat triple-fault spin \
+                 bad-hypercall bad-pointer huge-write foreign-memory io-port msr panic exit=N \
+                 alloc-storm",
+                args.as_str()
+            );
+            return EXIT_BAD_MODE;
+        }
+    };
+    info!("testing: mode {}", args.get("mode").unwrap_or("?"));
+    bulkhead_rt::ready();
+    match mode {
+        Mode::Idle => idle(),
+        Mode::Heartbeat { period_ms } => heartbeat(period_ms),
+        Mode::Exit(status) => {
+            info!("testing: exiting with status {status}");
+            return status;
+        }
+        Mode::AllocStorm => return alloc_storm(boot),
+        Mode::Panic => panic!("testing: panic on purpose"),
+        Mode::Spin => {
+            info!("testing: cli, then spinning without hypercalls");
+            misbehave::spin()
+        }
+        Mode::TripleFault => {
+            info!("testing: loading an empty IDT, then int3");
+            misbehave::triple_fault();
+        }
+        Mode::BadHypercall => {
+            info!("testing: hypercall 0xdead");
+            let rax = misbehave::bad_hypercall();
+            info!("testing: hypercall 0xdead returned {rax:#x}");
+        }
+        Mode::BadPointer => {
+            let addr = boot.mem_size() + 0x1000;
+            info!("testing: console_write of 16 bytes at {addr:#x} (outside this qube)");
+            misbehave::console_write_raw(addr, 16);
+        }
+        Mode::HugeWrite => {
+            let buf = alloc::vec![b'x'; misbehave::HUGE_WRITE_LEN];
+            info!("testing: console_write of {} bytes (limit + 1)", buf.len());
+            misbehave::console_write_raw(buf.as_ptr().addr() as u64, buf.len() as u64);
+        }
+        Mode::ForeignMemory => {
+            if let Err(why) = misbehave::foreign_memory(boot) {
+                error!("testing: foreign-memory: {why}");
+                return EXIT_BAD_MODE;
+            }
+        }
+        Mode::IoPort => {
+            info!("testing: out 0x80, al");
+            misbehave::io_port();
+        }
+        Mode::Msr => {
+            info!("testing: rdmsr 0xc0000080 (EFER)");
+            let v = misbehave::read_efer();
+            info!("testing: rdmsr returned {v:#x}");
+        }
+    }
+    error!("testing: still running after {mode:?}: the hypervisor did not stop this qube");
+    EXIT_SURVIVED
+}
+
+fn idle() -> ! {
+    loop {
+        let events = bulkhead_rt::wait_event(None);
+        info!("events {events}");
+    }
+}
+
+fn heartbeat(period_ms: u64) -> ! {
+    let mut n: u64 = 0;
+    loop {
+        bulkhead_rt::sleep(Duration::from_millis(period_ms));
+        n += 1;
+        info!("heartbeat {n}");
+    }
+}
+
+/// Allocates chunks (1 MiB, halving down to 64 bytes when one does not fit) until nothing
+/// fits, reports the total, frees everything and checks the heap works again.
+fn alloc_storm(boot: &Boot) -> i32 {
+    let mut chunks: Vec<Vec<u8>> = Vec::new();
+    let mut total: u64 = 0;
+    let mut size: usize = 1 << 20;
+    while size >= 64 {
+        if chunks.try_reserve(1).is_err() {
+            break;
+        }
+        let mut chunk = Vec::new();
+        if chunk.try_reserve_exact(size).is_ok() {
+            total += size as u64;
+            chunks.push(chunk);
+        } else {
+            size /= 2;
+        }
+    }
+    info!(
+        "testing: alloc-storm got {} ({total} bytes) in {} chunks before allocation failed; \
+         heap region is {} ({} bytes)",
+        Size(total),
+        chunks.len(),
+        Size(boot.heap_size()),
+        boot.heap_size()
+    );
+    drop(chunks);
+    match heap_check(1000) {
+        Some(_) => {
+            info!("testing: alloc-storm freed everything; heap check ok");
+            0
+        }
+        None => {
+            error!("testing: alloc-storm: heap check failed after freeing");
+            1
+        }
+    }
+}

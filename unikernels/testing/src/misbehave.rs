@@ -1,0 +1,154 @@
+//! The misbehaviours, each a safe function around the instruction or hypercall that breaks
+//! the qube's contract with the hypervisor. Every one is meant to get this qube stopped by
+//! the hypervisor; none can corrupt memory the Rust code of this image relies on.
+
+use alloc::boxed::Box;
+use core::arch::asm;
+
+use bulkhead_abi::boot_info::layout;
+use bulkhead_abi::hypercall::{Hypercall, MAX_CONSOLE_WRITE};
+use bulkhead_rt::Boot;
+use bulkhead_rt::info;
+
+/// Length of the `huge-write` console write: one byte over the limit.
+pub const HUGE_WRITE_LEN: usize = MAX_CONSOLE_WRITE as usize + 1;
+
+/// Loads an IDT with limit 0 and executes `int3`: the #BP cannot be delivered, nor the #GP
+/// nor the #DF that follow, so the CPU shuts down (a triple fault).
+pub fn triple_fault() {
+    #[repr(C, packed)]
+    struct Idtr {
+        limit: u16,
+        base: u64,
+    }
+    let empty = Idtr { limit: 0, base: 0 };
+    // SAFETY: `lidt` only reads the 10-byte descriptor, which lives on our stack for the
+    // duration of the asm. The CPU never delivers an interrupt to this qube (IF=0, no IDT
+    // before) so an empty IDT changes nothing but what the next exception does; `int3` then
+    // raises the exception, and the resulting triple fault ends the qube before any Rust code
+    // runs again. If the hypervisor resumed us anyway, no register or memory was changed.
+    unsafe {
+        asm!("lidt [{idtr}]", "int3", idtr = in(reg) &raw const empty, options(nostack));
+    }
+}
+
+/// Disables interrupts and loops forever without a hypercall; only preemption by the
+/// hypervisor's timer can take the CPU back.
+pub fn spin() -> ! {
+    // SAFETY: `cli` clears IF, which is already clear in a qube (interrupts are off at
+    // entry), and the loop touches no memory and never returns.
+    unsafe {
+        asm!("cli", "2:", "jmp 2b", options(noreturn, nomem, nostack));
+    }
+}
+
+/// Issues hypercall 0xdead (no such number); returns `rax` if the hypervisor does not stop
+/// the qube.
+pub fn bad_hypercall() -> u64 {
+    // SAFETY: (1) no argument describes a buffer; (2) an unknown number stops the qube, which
+    // is what the caller asks for.
+    unsafe { bulkhead_rt::hypercall::raw(0xdead, 0, 0, 0) }
+}
+
+/// Issues ConsoleWrite with a buffer at `addr` of `len` bytes, unchecked.
+pub fn console_write_raw(addr: u64, len: u64) -> u64 {
+    // SAFETY: (1) ConsoleWrite only reads guest memory, so a bad buffer cannot make the
+    // hypervisor write to this qube; (2) a buffer outside the qube or a length over the limit
+    // stops the qube, which is what the callers (`bad-pointer`, `huge-write`) ask for.
+    unsafe { bulkhead_rt::hypercall::raw(Hypercall::ConsoleWrite as u64, addr, len, 0) }
+}
+
+/// Writes to I/O port 0x80 (the POST port); qubes have no I/O ports.
+pub fn io_port() {
+    // SAFETY: `out` to port 0x80 writes no memory; in a qube the I/O access traps to the
+    // hypervisor, which stops the qube.
+    unsafe {
+        asm!("out 0x80, al", in("al") 0u8, options(nomem, nostack, preserves_flags));
+    }
+}
+
+/// Reads the EFER MSR (0xC000_0080); qubes have no MSR access.
+pub fn read_efer() -> u64 {
+    let (lo, hi): (u32, u32);
+    // SAFETY: `rdmsr` reads a model-specific register into edx:eax and writes no memory; in
+    // a qube it traps to the hypervisor, which stops the qube.
+    unsafe {
+        asm!("rdmsr", in("ecx") 0xC000_0080u32, out("eax") lo, out("edx") hi,
+             options(nomem, nostack, preserves_flags));
+    }
+    (u64::from(hi) << 32) | u64::from(lo)
+}
+
+/// Guest-physical address the `foreign-memory` mode maps: 3 GiB, far above any qube's memory.
+const FOREIGN: u64 = 0xC000_0000;
+/// Bits 12..52 of a page-table entry: the physical address.
+const ADDR_MASK: u64 = 0x000F_FFFF_FFFF_F000;
+/// Present, writable, page size (2 MiB) bits.
+const PRESENT: u64 = 1 << 0;
+const WRITABLE: u64 = 1 << 1;
+const PAGE_SIZE: u64 = 1 << 7;
+/// The PDPT, second page of the page-table area (PML4 at PAGE_TABLES).
+const PDPT: u64 = layout::PAGE_TABLES + 0x1000;
+
+#[repr(C, align(4096))]
+struct PageTable([u64; 512]);
+
+/// Maps guest-physical [`FOREIGN`] (memory this qube does not own) at the same virtual
+/// address through a new page directory linked from PDPT[3], then reads and writes it.
+/// Returns an error (without misbehaving) if the qube's own memory reaches 3 GiB or the page
+/// tables do not look as the layout says.
+pub fn foreign_memory(boot: &Boot) -> Result<(), &'static str> {
+    if boot.mem_size() > FOREIGN {
+        return Err("this qube's own memory reaches 3 GiB; nothing foreign to map there");
+    }
+    let pdpt = core::ptr::with_exposed_provenance_mut::<u64>(PDPT as usize);
+    // SAFETY: the PDPT page at layout::PAGE_TABLES + 0x1000 is inside this qube's memory,
+    // identity-mapped by the 2 MiB page at 0 and 8-byte aligned; entries 0 and 3 are in
+    // the page. The hypervisor wrote it before entry; no Rust reference points at it.
+    let (pdpt0, pdpt3) = unsafe { (pdpt.read_volatile(), pdpt.add(3).read_volatile()) };
+    if pdpt0 & PRESENT == 0 {
+        return Err("PDPT[0] is not present");
+    }
+    if pdpt3 & PRESENT != 0 {
+        return Err("PDPT[3] is already in use");
+    }
+    let pd0 = core::ptr::with_exposed_provenance::<u64>((pdpt0 & ADDR_MASK) as usize);
+    if (pdpt0 & ADDR_MASK) >= boot.mem_size() {
+        return Err("PDPT[0] points outside this qube");
+    }
+    // SAFETY: PDPT[0] is present and points inside this qube's memory (checked), which is
+    // identity-mapped; a page directory is 4 KiB aligned so entry 0 is aligned and in it.
+    let pde0 = unsafe { pd0.read_volatile() };
+    if pde0 & (PRESENT | PAGE_SIZE) != PRESENT | PAGE_SIZE {
+        return Err("PD[0] is not a present 2 MiB page");
+    }
+    // The new entries copy the flags the hypervisor uses (U, NX, ...) and change the address.
+    let mut pd = Box::new(PageTable([0; 512]));
+    pd.0[0] = FOREIGN | (pde0 & !ADDR_MASK & !(1 << 12)) | PRESENT | WRITABLE | PAGE_SIZE;
+    let pd_addr = Box::into_raw(pd).addr() as u64;
+    let new_pdpt3 = pd_addr | (pdpt0 & !ADDR_MASK) | PRESENT | WRITABLE;
+    info!(
+        "testing: mapping guest-physical {FOREIGN:#x} (not ours) through a new PD at \
+         {pd_addr:#x} in PDPT[3] = {new_pdpt3:#x}, then reloading CR3"
+    );
+    // SAFETY: (1) PDPT[3] is in the PDPT page (see above) and was not present, so no
+    // existing mapping of this qube changes; (2) the new page directory is a leaked heap
+    // allocation, 4 KiB aligned, identity-mapped and never freed, so it stays valid as a
+    // page table; (3) reloading CR3 with its own value only flushes the TLB.
+    unsafe {
+        pdpt.add(3).write_volatile(new_pdpt3);
+        asm!("mov {t}, cr3", "mov cr3, {t}", t = out(reg) _, options(nostack, preserves_flags));
+    }
+    let foreign = core::ptr::with_exposed_provenance_mut::<u64>(FOREIGN as usize);
+    info!("testing: reading {FOREIGN:#x}");
+    // SAFETY: the address is now mapped (above) to guest-physical memory this qube does not
+    // own; the hypervisor's nested page tables have no entry for it, so the access stops the
+    // qube. No Rust object lives at this address, so neither the read nor the write below can
+    // change memory this program relies on.
+    let value = unsafe { foreign.read_volatile() };
+    info!("testing: read {value:#x} from {FOREIGN:#x}; now writing to it");
+    // SAFETY: as for the read.
+    unsafe { foreign.write_volatile(0x5757_5757_5757_5757) };
+    info!("testing: wrote to {FOREIGN:#x}");
+    Ok(())
+}
