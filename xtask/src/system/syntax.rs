@@ -53,7 +53,7 @@ fn shown(key: &str) -> String {
     let plain = key
         .chars()
         .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c));
-    if plain && key.len() <= 40 {
+    if plain && !key.is_empty() && key.len() <= 40 {
         key.to_string()
     } else {
         hints::quoted(key)
@@ -89,5 +89,7 @@ mod tests {
         assert_eq!(key_at(text, 0), "system");
         assert_eq!(key_at("x", 99), "TOML syntax");
         assert_eq!(key_at("", 0), "TOML syntax");
+        assert_eq!(key_at("\"\" x", 3), "TOML syntax");
+        assert_eq!(key_at("[]\n = 1", 5), "\"\"");
     }
 }
