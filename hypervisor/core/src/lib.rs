@@ -1,2 +1,32 @@
-//! placeholder
+//! The hypervisor's pure logic, kept out of the privileged image's hardware modules so it
+//! runs under host tests (as Hubris keeps `kerncore`): nothing here touches hardware, and the
+//! crate forbids unsafe code. The image crate supplies memory as byte slices.
+//!
+//! - [`bootinfo`]: PVH `hvm_start_info` and multiboot2 information → [`bootinfo::BootEnv`].
+//! - [`memmap`]: the physical memory map and the frame allocator.
+//! - [`elf`]: validating ELF64 images and planning their load.
+//! - [`paging`]: building 4-level page tables (guest, NPT; EPT formats plug in).
+//! - [`console`]: per-qube line buffering and sanitising of guest console output.
+//! - [`sched`]: qube run states, time slices and the restart policy.
 #![no_std]
+#![forbid(unsafe_code)]
+
+pub mod bootinfo;
+pub mod console;
+pub mod elf;
+pub mod memmap;
+pub mod paging;
+pub mod sched;
+
+/// Size of a small page.
+pub const PAGE_SIZE: u64 = 4096;
+/// Size of a large page.
+pub const LARGE_PAGE_SIZE: u64 = 2 * 1024 * 1024;
+
+/// Rounds `v` up to a multiple of `align` (a power of two); `None` on overflow.
+pub const fn align_up(v: u64, align: u64) -> Option<u64> {
+    match v.checked_add(align - 1) {
+        Some(x) => Some(x & !(align - 1)),
+        None => None,
+    }
+}

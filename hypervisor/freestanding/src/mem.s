@@ -1,5 +1,4 @@
     .section .text.freestanding, "ax"
-    .intel_syntax noprefix
 
     .globl memcpy
     .type memcpy, @function
@@ -65,4 +64,3 @@ bcmp:
 rust_eh_personality:
     ud2
 
-    .att_syntax prefix

@@ -1,0 +1,290 @@
+//! Building 4-level x86-64 page tables in a caller-supplied arena.
+//!
+//! The same builder makes a qube's own page tables (written into the qube's memory) and its
+//! nested page tables (written into frames the hypervisor owns). The arena is a byte slice
+//! plus the physical address it lives at; the builder never follows an entry that points
+//! outside its arena, so a qube that scribbles over its own tables cannot make a later walk
+//! of them go astray. The entry format is a parameter: x86/NPT now, EPT with the VMX backend.
+
+use crate::{LARGE_PAGE_SIZE, PAGE_SIZE};
+
+/// Access rights of a mapping.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Perm {
+    /// Writable.
+    pub write: bool,
+    /// Executable.
+    pub exec: bool,
+}
+
+impl Perm {
+    /// Read, write and execute.
+    pub const RWX: Perm = Perm { write: true, exec: true };
+    /// Read and write, no execute.
+    pub const RW: Perm = Perm { write: true, exec: false };
+}
+
+/// How entries are encoded.
+pub trait EntryFormat {
+    /// An entry pointing to a next-level table at `pa`.
+    fn table(&self, pa: u64) -> u64;
+    /// A leaf entry mapping `pa` (`large`: a 2 MiB page at the PD level).
+    fn leaf(&self, pa: u64, large: bool, perm: Perm) -> u64;
+    /// Whether the entry maps anything.
+    fn present(&self, e: u64) -> bool;
+    /// Whether a PD-level entry is a 2 MiB leaf.
+    fn large(&self, e: u64) -> bool;
+    /// The physical address an entry points to.
+    fn addr(&self, e: u64) -> u64 {
+        e & 0x000f_ffff_ffff_f000
+    }
+}
+
+/// Ordinary x86-64 entries, used for guest tables and for AMD nested page tables (whose
+/// walks are user accesses, so `user` must be set on every level there).
+#[derive(Clone, Copy, Debug)]
+pub struct X86Format {
+    /// Set the U/S bit on every entry.
+    pub user: bool,
+    /// The CPU supports and has enabled NX (EFER.NXE); otherwise the bit is reserved.
+    pub nx: bool,
+}
+
+impl EntryFormat for X86Format {
+    fn table(&self, pa: u64) -> u64 {
+        pa | 0b11 | if self.user { 0b100 } else { 0 }
+    }
+    fn leaf(&self, pa: u64, large: bool, perm: Perm) -> u64 {
+        let mut e = pa | 1;
+        if perm.write {
+            e |= 1 << 1;
+        }
+        if self.user {
+            e |= 1 << 2;
+        }
+        if large {
+            e |= 1 << 7;
+        }
+        if self.nx && !perm.exec {
+            e |= 1 << 63;
+        }
+        e
+    }
+    fn present(&self, e: u64) -> bool {
+        e & 1 != 0
+    }
+    fn large(&self, e: u64) -> bool {
+        e & (1 << 7) != 0
+    }
+}
+
+/// Why a mapping could not be made.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PagingError {
+    /// The arena has no page left for a table.
+    ArenaFull,
+    /// Address or size not aligned to the page size.
+    Misaligned,
+    /// Something is already mapped there.
+    AlreadyMapped,
+    /// An entry points outside the arena (the tables were changed behind our back).
+    Corrupt,
+    /// The virtual address is not canonical (above 47 bits).
+    NotCanonical,
+}
+
+/// Page tables under construction in an arena.
+pub struct Tables<'a, F: EntryFormat> {
+    arena: &'a mut [u8],
+    base: u64,
+    used: usize,
+    fmt: F,
+}
+
+impl<'a, F: EntryFormat> Tables<'a, F> {
+    /// Starts empty tables; the root (PML4) is the arena's first page, at `base`.
+    /// The arena must be page-aligned in physical memory and at least one page long.
+    pub fn new(arena: &'a mut [u8], base: u64, fmt: F) -> Result<Self, PagingError> {
+        if base % PAGE_SIZE != 0 || arena.len() < PAGE_SIZE as usize {
+            return Err(PagingError::Misaligned);
+        }
+        arena[..PAGE_SIZE as usize].fill(0);
+        Ok(Tables { arena, base, used: 1, fmt })
+    }
+
+    /// Physical address of the root table (for CR3 / nCR3 / EPTP).
+    pub fn root(&self) -> u64 {
+        self.base
+    }
+
+    /// Pages of the arena used so far.
+    pub fn pages_used(&self) -> usize {
+        self.used
+    }
+
+    fn entry_at(&self, table: u64, index: u64) -> Result<(usize, u64), PagingError> {
+        let off = table.checked_sub(self.base).ok_or(PagingError::Corrupt)?;
+        if off % PAGE_SIZE != 0 || off >= (self.used as u64) * PAGE_SIZE {
+            return Err(PagingError::Corrupt);
+        }
+        let at = (off + index * 8) as usize;
+        let bytes: [u8; 8] = self.arena[at..at + 8].try_into().map_err(|_| PagingError::Corrupt)?;
+        Ok((at, u64::from_le_bytes(bytes)))
+    }
+
+    fn set(&mut self, at: usize, e: u64) {
+        self.arena[at..at + 8].copy_from_slice(&e.to_le_bytes());
+    }
+
+    fn new_table(&mut self) -> Result<u64, PagingError> {
+        let start = self.used * PAGE_SIZE as usize;
+        let end = start + PAGE_SIZE as usize;
+        if end > self.arena.len() {
+            return Err(PagingError::ArenaFull);
+        }
+        self.arena[start..end].fill(0);
+        self.used += 1;
+        Ok(self.base + start as u64)
+    }
+
+    /// Maps one page: 4 KiB, or 2 MiB when `large`.
+    pub fn map_page(&mut self, va: u64, pa: u64, large: bool, perm: Perm) -> Result<(), PagingError> {
+        let size = if large { LARGE_PAGE_SIZE } else { PAGE_SIZE };
+        if va % size != 0 || pa % size != 0 {
+            return Err(PagingError::Misaligned);
+        }
+        if va >= 1 << 47 {
+            return Err(PagingError::NotCanonical);
+        }
+        let leaf_level = if large { 2 } else { 1 };
+        let mut table = self.base;
+        for level in (leaf_level + 1..=4).rev() {
+            let index = (va >> (12 + 9 * (level - 1))) & 511;
+            let (at, e) = self.entry_at(table, index)?;
+            table = if !self.fmt.present(e) {
+                let t = self.new_table()?;
+                let e = self.fmt.table(t);
+                self.set(at, e);
+                t
+            } else if level == 2 && self.fmt.large(e) {
+                return Err(PagingError::AlreadyMapped);
+            } else {
+                self.fmt.addr(e)
+            };
+        }
+        let index = (va >> (12 + 9 * (leaf_level - 1))) & 511;
+        let (at, e) = self.entry_at(table, index)?;
+        if self.fmt.present(e) {
+            return Err(PagingError::AlreadyMapped);
+        }
+        let leaf = self.fmt.leaf(pa, large, perm);
+        self.set(at, leaf);
+        Ok(())
+    }
+
+    /// Maps `[va, va+len)` to `[pa, pa+len)`, using 2 MiB pages wherever both sides allow.
+    pub fn map_range(&mut self, va: u64, pa: u64, len: u64, perm: Perm) -> Result<(), PagingError> {
+        if va % PAGE_SIZE != 0 || pa % PAGE_SIZE != 0 || len % PAGE_SIZE != 0 {
+            return Err(PagingError::Misaligned);
+        }
+        let mut off = 0;
+        while off < len {
+            let (v, p) = (va + off, pa + off);
+            let large =
+                v % LARGE_PAGE_SIZE == 0 && p % LARGE_PAGE_SIZE == 0 && len - off >= LARGE_PAGE_SIZE;
+            self.map_page(v, p, large, perm)?;
+            off += if large { LARGE_PAGE_SIZE } else { PAGE_SIZE };
+        }
+        Ok(())
+    }
+
+    /// Translates `va` through the tables (for tests and diagnostics).
+    pub fn translate(&self, va: u64) -> Option<u64> {
+        let mut table = self.base;
+        for level in (1..=4).rev() {
+            let index = (va >> (12 + 9 * (level - 1))) & 511;
+            let (_, e) = self.entry_at(table, index).ok()?;
+            if !self.fmt.present(e) {
+                return None;
+            }
+            if level == 2 && self.fmt.large(e) {
+                return Some(self.fmt.addr(e) & !(LARGE_PAGE_SIZE - 1) | (va & (LARGE_PAGE_SIZE - 1)));
+            }
+            if level == 1 {
+                return Some(self.fmt.addr(e) | (va & (PAGE_SIZE - 1)));
+            }
+            table = self.fmt.addr(e);
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use super::*;
+    use proptest::prelude::*;
+
+    const FMT: X86Format = X86Format { user: true, nx: true };
+
+    #[test]
+    fn maps_and_translates() {
+        let mut arena = std::vec![0xAAu8; 16 * 4096];
+        let mut t = Tables::new(&mut arena, 0x10_0000, FMT).unwrap();
+        t.map_range(0, 0x4000_0000, 8 << 20, Perm::RWX).unwrap();
+        t.map_page(0x8000_0000, 0x1234_5000, false, Perm::RW).unwrap();
+        assert_eq!(t.translate(0x1234), Some(0x4000_1234));
+        assert_eq!(t.translate((8 << 20) - 1), Some(0x4000_0000 + (8 << 20) - 1));
+        assert_eq!(t.translate(8 << 20), None);
+        assert_eq!(t.translate(0x8000_0010), Some(0x1234_5010));
+        assert_eq!(t.map_page(0, 0, true, Perm::RW), Err(PagingError::AlreadyMapped));
+        assert_eq!(t.map_page(0x1000, 0, false, Perm::RW), Err(PagingError::AlreadyMapped));
+        assert_eq!(t.pages_used(), 6); // PML4, PDPT(0), PD(0), PDPT? no: PD(2GiB), PT
+    }
+
+    #[test]
+    fn reports_a_full_arena_and_bad_input() {
+        let mut arena = std::vec![0u8; 2 * 4096];
+        let mut t = Tables::new(&mut arena, 0, FMT).unwrap();
+        assert_eq!(t.map_page(0, 0, true, Perm::RW), Err(PagingError::ArenaFull));
+        assert_eq!(t.map_page(0x1000, 0, true, Perm::RW), Err(PagingError::Misaligned));
+        assert_eq!(t.map_page(1 << 47, 0, false, Perm::RW), Err(PagingError::NotCanonical));
+    }
+
+    proptest! {
+        #[test]
+        fn every_mapped_page_translates_and_nothing_else(
+            pages in proptest::collection::btree_map(0u64..(1 << 20), 0u64..(1 << 24), 1..40),
+            probes in proptest::collection::vec(0u64..(1 << 20), 1..40),
+        ) {
+            let mut arena = std::vec![0u8; 256 * 4096];
+            let mut t = Tables::new(&mut arena, 0x20_0000, FMT).unwrap();
+            for (vpn, ppn) in &pages {
+                t.map_page(vpn << 12, ppn << 12, false, Perm::RW).unwrap();
+            }
+            for (vpn, ppn) in &pages {
+                prop_assert_eq!(t.translate((vpn << 12) | 0x7), Some((ppn << 12) | 0x7));
+            }
+            for vpn in probes {
+                if !pages.contains_key(&vpn) {
+                    prop_assert_eq!(t.translate(vpn << 12), None);
+                }
+            }
+        }
+
+        #[test]
+        fn scribbled_tables_never_escape_the_arena(pos in 0usize..(4 * 4096), val: u64, va in 0u64..(1 << 40)) {
+            let mut arena = std::vec![0u8; 8 * 4096];
+            {
+                let mut t = Tables::new(&mut arena, 0x1000, FMT).unwrap();
+                t.map_range(0, 0, 4 << 20, Perm::RW).unwrap();
+            }
+            let at = pos & !7;
+            arena[at..at + 8].copy_from_slice(&val.to_le_bytes());
+            // Re-open the scribbled arena as if the builder still owned 4 pages.
+            let mut t = Tables { arena: &mut arena, base: 0x1000, used: 4, fmt: FMT };
+            let _ = t.translate(va);
+            let _ = t.map_page(va & !0xfff, 0, false, Perm::RW);
+        }
+    }
+}

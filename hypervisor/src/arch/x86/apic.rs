@@ -1,0 +1,87 @@
+//! The local APIC (xAPIC, memory-mapped; TCG has no x2APIC) and its timer, which gives the
+//! scheduler its time slices. Unsafe module: the register accesses are MMIO.
+
+use super::cpu;
+use core::sync::atomic::{AtomicU64, Ordering};
+
+/// Vector of the APIC timer (its stub is `isr_timer`).
+pub const TIMER_VECTOR: u8 = 0x20;
+const SPURIOUS_VECTOR: u32 = 0xFF;
+
+const REG_TPR: u64 = 0x080;
+const REG_EOI: u64 = 0x0B0;
+const REG_SVR: u64 = 0x0F0;
+const REG_LVT_TIMER: u64 = 0x320;
+const REG_LVT_LINT0: u64 = 0x350;
+const REG_TIMER_INIT: u64 = 0x380;
+const REG_TIMER_CURRENT: u64 = 0x390;
+const REG_TIMER_DIVIDE: u64 = 0x3E0;
+const LVT_MASKED: u32 = 1 << 16;
+const LVT_PERIODIC: u32 = 1 << 17;
+
+/// Timer interrupts taken so far (incremented by `isr_timer`).
+#[unsafe(no_mangle)]
+static HV_TIMER_TICKS: AtomicU64 = AtomicU64::new(0);
+
+/// Address of the EOI register, read by the interrupt stubs.
+#[unsafe(no_mangle)]
+static HV_LAPIC_EOI: AtomicU64 = AtomicU64::new(0xFEE0_0000 + REG_EOI);
+
+/// Timer interrupts taken so far.
+pub fn ticks() -> u64 {
+    HV_TIMER_TICKS.load(Ordering::Relaxed)
+}
+
+/// The local APIC of the boot CPU.
+pub struct LocalApic {
+    base: u64,
+}
+
+impl LocalApic {
+    /// Enables the APIC (software-enable bit, spurious vector) with the timer masked.
+    pub fn init() -> LocalApic {
+        // SAFETY: IA32_APIC_BASE exists on every x86-64 CPU.
+        let base = unsafe { cpu::rdmsr(cpu::MSR_APIC_BASE) } & 0x000f_ffff_ffff_f000;
+        HV_LAPIC_EOI.store(base + REG_EOI, Ordering::Relaxed);
+        let apic = LocalApic { base };
+        apic.write(REG_TPR, 0);
+        apic.write(REG_LVT_TIMER, LVT_MASKED | u32::from(TIMER_VECTOR));
+        apic.write(REG_LVT_LINT0, LVT_MASKED);
+        apic.write(REG_SVR, 0x100 | SPURIOUS_VECTOR);
+        apic
+    }
+
+    fn write(&self, reg: u64, value: u32) {
+        let p = (self.base + reg) as *mut u32;
+        // SAFETY: `base` comes from IA32_APIC_BASE; the APIC page is identity-mapped
+        // uncached by the boot page tables (entry.s), belongs to the hypervisor alone (no
+        // qube maps it), and `reg` is one of the architectural register offsets above.
+        unsafe { p.write_volatile(value) }
+    }
+
+    fn read(&self, reg: u64) -> u32 {
+        let p = (self.base + reg) as *const u32;
+        // SAFETY: as in `write`; reading these registers has no side effect.
+        unsafe { p.read_volatile() }
+    }
+
+    /// Starts the timer counting down from its maximum (divide by 16), masked, for
+    /// calibration; returns a reader of the elapsed count.
+    pub fn start_calibration(&self) {
+        self.write(REG_TIMER_DIVIDE, 0b0011);
+        self.write(REG_LVT_TIMER, LVT_MASKED | u32::from(TIMER_VECTOR));
+        self.write(REG_TIMER_INIT, u32::MAX);
+    }
+
+    /// Counts elapsed since `start_calibration`.
+    pub fn calibration_elapsed(&self) -> u32 {
+        u32::MAX - self.read(REG_TIMER_CURRENT)
+    }
+
+    /// Starts the periodic timer with `count` timer ticks (divide by 16) per interrupt.
+    pub fn start_periodic(&self, count: u32) {
+        self.write(REG_TIMER_DIVIDE, 0b0011);
+        self.write(REG_LVT_TIMER, LVT_PERIODIC | u32::from(TIMER_VECTOR));
+        self.write(REG_TIMER_INIT, count.max(1));
+    }
+}

@@ -1,0 +1,122 @@
+//! Privileged CPU instructions: MSRs, control registers, CPUID, TSC, interrupt flag, halt.
+//! One of the hypervisor's unsafe modules: every function here is a thin, documented wrapper.
+
+use core::arch::asm;
+
+/// IA32_EFER.
+pub const MSR_EFER: u32 = 0xC000_0080;
+/// AMD VM_CR (SVM lock and disable bits).
+pub const MSR_VM_CR: u32 = 0xC001_0114;
+/// AMD VM_HSAVE_PA: where VMRUN keeps host state.
+pub const MSR_VM_HSAVE_PA: u32 = 0xC001_0117;
+/// IA32_APIC_BASE.
+pub const MSR_APIC_BASE: u32 = 0x1B;
+
+/// Result of CPUID.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Cpuid {
+    /// EAX.
+    pub eax: u32,
+    /// EBX.
+    pub ebx: u32,
+    /// ECX.
+    pub ecx: u32,
+    /// EDX.
+    pub edx: u32,
+}
+
+/// Executes CPUID for `leaf`/`subleaf`.
+pub fn cpuid(leaf: u32, subleaf: u32) -> Cpuid {
+    let r = core::arch::x86_64::__cpuid_count(leaf, subleaf);
+    Cpuid { eax: r.eax, ebx: r.ebx, ecx: r.ecx, edx: r.edx }
+}
+
+/// Reads an MSR.
+///
+/// # Safety
+/// `msr` must exist on this CPU (reading an absent MSR raises #GP, a hypervisor fault).
+pub unsafe fn rdmsr(msr: u32) -> u64 {
+    let (lo, hi): (u32, u32);
+    // SAFETY: the caller guarantees the MSR exists; RDMSR only reads it.
+    unsafe { asm!("rdmsr", in("ecx") msr, out("eax") lo, out("edx") hi, options(nomem, nostack)) };
+    (u64::from(hi) << 32) | u64::from(lo)
+}
+
+/// Writes an MSR.
+///
+/// # Safety
+/// `msr` must exist and `value` must be valid for it, and the caller must own the state the
+/// MSR controls (e.g. EFER bits that paging depends on must keep their meaning).
+pub unsafe fn wrmsr(msr: u32, value: u64) {
+    // SAFETY: forwarded to the caller's guarantee.
+    unsafe {
+        asm!("wrmsr", in("ecx") msr, in("eax") value as u32, in("edx") (value >> 32) as u32,
+             options(nostack))
+    };
+}
+
+/// Reads CR0.
+pub fn cr0() -> u64 {
+    let v;
+    // SAFETY: reading CR0 has no side effect.
+    unsafe { asm!("mov {}, cr0", out(reg) v, options(nomem, nostack)) };
+    v
+}
+
+/// Reads CR2 (the last page-fault address).
+pub fn cr2() -> u64 {
+    let v;
+    // SAFETY: reading CR2 has no side effect.
+    unsafe { asm!("mov {}, cr2", out(reg) v, options(nomem, nostack)) };
+    v
+}
+
+/// Reads CR3.
+pub fn cr3() -> u64 {
+    let v;
+    // SAFETY: reading CR3 has no side effect.
+    unsafe { asm!("mov {}, cr3", out(reg) v, options(nomem, nostack)) };
+    v
+}
+
+/// Reads CR4.
+pub fn cr4() -> u64 {
+    let v;
+    // SAFETY: reading CR4 has no side effect.
+    unsafe { asm!("mov {}, cr4", out(reg) v, options(nomem, nostack)) };
+    v
+}
+
+/// Reads the time-stamp counter.
+pub fn rdtsc() -> u64 {
+    // SAFETY: RDTSC only reads the counter (CR4.TSD is clear at CPL 0 anyway).
+    unsafe { core::arch::x86_64::_rdtsc() }
+}
+
+/// Enables interrupts.
+pub fn enable_interrupts() {
+    // SAFETY: every IDT vector has a handler on its own IST stack (see idt.rs) before the
+    // first call, so an interrupt can arrive at any point.
+    unsafe { asm!("sti", options(nomem, nostack)) };
+}
+
+/// Disables interrupts.
+pub fn disable_interrupts() {
+    // SAFETY: clearing IF only defers interrupts.
+    unsafe { asm!("cli", options(nomem, nostack)) };
+}
+
+/// Enables interrupts and halts until the next one, atomically (no wake-up is lost between
+/// the two because STI takes effect after the following instruction).
+pub fn wait_for_interrupt() {
+    // SAFETY: as in `enable_interrupts`; HLT resumes on the next interrupt.
+    unsafe { asm!("sti; hlt", options(nomem, nostack)) };
+}
+
+/// Stops this CPU for good.
+pub fn halt_forever() -> ! {
+    loop {
+        // SAFETY: with IF clear, HLT only returns on NMI/SMI, and we halt again.
+        unsafe { asm!("cli; hlt", options(nomem, nostack)) };
+    }
+}

@@ -1,0 +1,15 @@
+//! x86-64: the CPU, its descriptor tables, interrupts, the local APIC timer, the UART.
+//!
+//! Unsafe code in the hypervisor lives in: `cpu` (privileged instructions), `descriptors`
+//! (GDT/TSS/IDT), `apic` (MMIO registers), `serial`/`pic`/`pit` (port I/O),
+//! `crate::memory::phys` (physical memory access) and `crate::virt::svm` (VMCB, VMRUN).
+pub mod apic;
+pub mod cpu;
+pub mod descriptors;
+pub mod exception;
+pub mod pic;
+pub mod pit;
+pub mod serial;
+
+core::arch::global_asm!(include_str!("isr.s"));
+core::arch::global_asm!(include_str!(concat!(env!("OUT_DIR"), "/isr_stubs.s")));

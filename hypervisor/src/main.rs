@@ -1,0 +1,230 @@
+//! The Bulkhead hypervisor image: boot, then run the qubes the manifest describes.
+//!
+//! Boot order: serial → descriptor tables → PIC masked → loader information → frame
+//! allocator → CPU virtualisation → timer calibration → bundle and manifest → qubes →
+//! scheduler. Any failure before the scheduler runs is reported on the console and halts.
+#![no_std]
+#![no_main]
+
+use bulkhead_freestanding as _;
+
+mod arch;
+mod console;
+mod exits;
+mod memory;
+mod qube;
+mod scheduler;
+mod time;
+mod virt;
+
+use arch::x86::{apic, cpu, descriptors, pic, pit, serial::Serial};
+use bulkhead_abi::bundle::Bundle;
+use bulkhead_abi::manifest::Manifest;
+use bulkhead_hvcore::bootinfo::{self, BootEnv, BootProtocol};
+use bulkhead_hvcore::memmap::FrameAllocator;
+use bulkhead_hvcore::sched::TIME_SLICE_NS;
+use core::fmt::Write;
+
+/// Rust entry, called by `boot/entry.s` in long mode on the boot stack.
+#[unsafe(no_mangle)]
+extern "C" fn hv_main(magic: u32, info: u32) -> ! {
+    let _ = Serial::init();
+    // SAFETY: first thing on the boot CPU, interrupts still off (entry.s did `cli`).
+    unsafe { descriptors::init() };
+    pic::mask_all();
+    hvlog!("Bulkhead hypervisor {}", env!("CARGO_PKG_VERSION"));
+
+    let env = match bootinfo::parse(&memory::phys::BootMemory, magic, u64::from(info)) {
+        Ok(env) => env,
+        Err(e) => fail(format_args!("cannot read the boot loader's information: {e:?}")),
+    };
+    if env.cmdline().split(' ').any(|w| w == "color=off") {
+        console::set_color(false);
+    }
+    let mut frames = memory::frame_allocator(&env);
+    report_boot(&env, &frames);
+
+    let svm_caps = match virt::svm::detect() {
+        Ok(c) => c,
+        Err(e) => fail(format_args!(
+            "no usable virtualisation: {e} (the Intel VT-x backend is not written yet)"
+        )),
+    };
+    let vendor = cpu_vendor();
+    hvlog!(
+        "cpu: {} {}, backend SVM rev {}: NPT yes, NRIP_SAVE {}, VGIF {}, flush-by-ASID {}, {} ASIDs",
+        vendor.0.as_str(),
+        vendor.1.as_str().trim(),
+        svm_caps.revision,
+        yes(svm_caps.nrip_save),
+        yes(svm_caps.vgif),
+        yes(svm_caps.flush_by_asid),
+        svm_caps.asids
+    );
+    let svm = match virt::svm::Svm::enable(svm_caps, &mut frames) {
+        Ok(s) => s,
+        Err(e) => fail(format_args!("cannot enable SVM: {e}")),
+    };
+
+    let lapic = apic::LocalApic::init();
+    let (tsc_khz, apic_per_ms) = calibrate(&lapic);
+    hvlog!(
+        "timer: TSC {} MHz, APIC timer {} kHz (/16), time slice {} ms",
+        tsc_khz / 1000,
+        apic_per_ms,
+        TIME_SLICE_NS / 1_000_000
+    );
+
+    let qubes = load_system(&env, &svm, &mut frames);
+    hvlog!("{} KiB of RAM left free", frames.free_bytes() / 1024);
+    let slice_ms = TIME_SLICE_NS / 1_000_000;
+    lapic.start_periodic((apic_per_ms * slice_ms).min(u64::from(u32::MAX)) as u32);
+    cpu::enable_interrupts();
+    scheduler::Scheduler::new(qubes).run()
+}
+
+fn yes(b: bool) -> &'static str {
+    if b { "yes" } else { "no" }
+}
+
+fn report_boot(env: &BootEnv, frames: &FrameAllocator) {
+    let proto = match env.protocol {
+        BootProtocol::Pvh => "PVH",
+        BootProtocol::Multiboot2 => "multiboot2",
+    };
+    let img = memory::image_region();
+    hvlog!(
+        "boot: {proto}, RAM {} MiB in {} ranges, image {:#x}-{:#x}, {} MiB free for qubes",
+        env.ram.total() >> 20,
+        env.ram.regions().len(),
+        img.start,
+        img.end,
+        frames.free_bytes() >> 20
+    );
+}
+
+/// Measures the TSC and the APIC timer against 10 ms of the PIT.
+fn calibrate(lapic: &apic::LocalApic) -> (u64, u64) {
+    let mut tsc0 = 0;
+    let mut tsc1 = 0;
+    let ok = pit::measure(
+        10,
+        || {
+            lapic.start_calibration();
+            tsc0 = cpu::rdtsc();
+        },
+        || tsc1 = cpu::rdtsc(),
+    );
+    let apic_ticks = u64::from(lapic.calibration_elapsed());
+    if !ok || tsc1 <= tsc0 {
+        hvlog!("timer: no PIT, assuming a 1 GHz TSC and a 100 MHz APIC timer");
+        time::init(1_000_000, cpu::rdtsc());
+        return (1_000_000, 6250);
+    }
+    let tsc_khz = (tsc1 - tsc0) / 10;
+    time::init(tsc_khz, tsc0);
+    (tsc_khz, (apic_ticks / 10).max(1))
+}
+
+/// Reads the bundle and manifest and creates every qube.
+fn load_system(
+    env: &BootEnv,
+    svm: &virt::svm::Svm,
+    frames: &mut FrameAllocator,
+) -> heapless::Vec<qube::Qube, { scheduler::MAX_QUBES }> {
+    let Some(region) = env.bundle else {
+        fail(format_args!("no boot bundle: pass it as the initrd (QEMU) or module2 (GRUB)"))
+    };
+    // SAFETY: the loader's module region, removed from the frame allocator.
+    let bytes = unsafe { memory::phys::bundle_bytes(region) };
+    let bundle = match Bundle::parse(bytes) {
+        Ok(b) => b,
+        Err(e) => fail(format_args!("boot bundle refused: {e}")),
+    };
+    let manifest = match Manifest::decode(bundle.manifest()) {
+        Ok(m) => m,
+        Err(e) => fail(format_args!("manifest refused: {e}")),
+    };
+    hvlog!(
+        "system {}: {} qubes, bundle {} KiB at {:#x}",
+        manifest.system.as_str(),
+        manifest.qubes.len(),
+        region.len() / 1024,
+        region.start
+    );
+    console::set_name_width(manifest.qubes.iter().map(|q| q.name.len()).max().unwrap_or(2));
+    let mut qubes = heapless::Vec::new();
+    for (id, spec) in manifest.qubes.iter().enumerate() {
+        let image = match bundle.entry(usize::from(spec.image)) {
+            Some(e) if e.kind == bulkhead_abi::bundle::EntryKind::Image => e.data,
+            _ => {
+                hvlog!("qube {} not started: {}", spec.name.as_str(), qube::LoadError::NoImage(spec.image));
+                continue;
+            }
+        };
+        match qube::Qube::create(id, spec.clone(), image, svm, frames) {
+            Ok(q) => {
+                let host = q.mem.host();
+                hvlog!(
+                    "qube {}: {} MiB at {:#x}-{:#x}, image {} ({} KiB), label {}, restart {}",
+                    spec.name.as_str(),
+                    spec.memory_mib,
+                    host.start,
+                    host.end,
+                    bundle.entry(usize::from(spec.image)).map(|e| e.name).unwrap_or("?"),
+                    image.len() / 1024,
+                    spec.label.name(),
+                    spec.restart.name()
+                );
+                // Capacity equals MAX_QUBES, which the manifest cannot exceed.
+                let _ = qubes.push(q);
+            }
+            Err(e) => hvlog!("qube {} not started: {e}", spec.name.as_str()),
+        }
+    }
+    qubes
+}
+
+fn cpu_vendor() -> (heapless::String<12>, heapless::String<48>) {
+    let mut vendor = heapless::String::new();
+    let v = cpu::cpuid(0, 0);
+    for r in [v.ebx, v.edx, v.ecx] {
+        for b in r.to_le_bytes() {
+            let _ = vendor.push(char::from(b));
+        }
+    }
+    let mut brand = heapless::String::new();
+    if cpu::cpuid(0x8000_0000, 0).eax >= 0x8000_0004 {
+        for leaf in 0x8000_0002..=0x8000_0004 {
+            let r = cpu::cpuid(leaf, 0);
+            for reg in [r.eax, r.ebx, r.ecx, r.edx] {
+                for b in reg.to_le_bytes() {
+                    if b != 0 {
+                        let _ = brand.push(char::from(b));
+                    }
+                }
+            }
+        }
+    }
+    (vendor, brand)
+}
+
+/// Reports a boot failure and halts.
+fn fail(args: core::fmt::Arguments<'_>) -> ! {
+    hvlog!("panic: {args}");
+    hvlog!("halting");
+    cpu::halt_forever()
+}
+
+#[panic_handler]
+fn panic(info: &core::panic::PanicInfo) -> ! {
+    let mut s = Serial::raw();
+    let _ = writeln!(s, "hv | panic: {}", info.message());
+    if let Some(l) = info.location() {
+        let _ = writeln!(s, "hv | panic location: {}:{}", l.file(), l.line());
+    }
+    let _ = writeln!(s, "hv | halting");
+    cpu::halt_forever()
+}
+
+core::arch::global_asm!(include_str!("boot/entry.s"));

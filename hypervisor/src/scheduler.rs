@@ -1,0 +1,125 @@
+//! The run loop: picks a qube (policy in `bulkhead_hvcore::sched`), runs it until its slice
+//! ends or it yields, waits or stops, applies restart policies, and idles the CPU with HLT
+//! when no qube wants it.
+
+use crate::arch::x86::cpu;
+use crate::exits::{self, Outcome, Stop};
+use crate::qube::Qube;
+use crate::virt::Vcpu;
+use crate::{hvlog, time};
+use bulkhead_hvcore::sched::{self, RunState, TIME_SLICE_NS};
+
+/// Most qubes the hypervisor runs.
+pub const MAX_QUBES: usize = bulkhead_abi::manifest::MAX_QUBES;
+
+/// All qubes and the scheduler's bookkeeping.
+pub struct Scheduler {
+    qubes: heapless::Vec<Qube, MAX_QUBES>,
+    current: usize,
+    all_ready_reported: bool,
+}
+
+impl Scheduler {
+    /// Takes the loaded qubes.
+    pub fn new(qubes: heapless::Vec<Qube, MAX_QUBES>) -> Scheduler {
+        Scheduler { qubes, current: 0, all_ready_reported: false }
+    }
+
+    fn states(&self) -> heapless::Vec<RunState, MAX_QUBES> {
+        self.qubes.iter().map(|q| q.state).collect()
+    }
+
+    /// Runs qubes forever.
+    pub fn run(&mut self) -> ! {
+        let mut stopped_reported = false;
+        loop {
+            let mut states = self.states();
+            sched::wake(&mut states, time::now_ns(), |i| self.qubes[i].events != 0);
+            for (q, s) in self.qubes.iter_mut().zip(states.iter()) {
+                q.state = *s;
+            }
+            match sched::pick_next(&states, self.current) {
+                Some(i) => {
+                    stopped_reported = false;
+                    self.current = i;
+                    self.run_slice(i);
+                    self.report_all_ready();
+                }
+                None if states.iter().all(|s| *s == RunState::Stopped) => {
+                    if !stopped_reported {
+                        hvlog!("all qubes stopped; idle");
+                        stopped_reported = true;
+                    }
+                    cpu::wait_for_interrupt();
+                }
+                // Everyone waits: sleep until the next timer tick.
+                None => cpu::wait_for_interrupt(),
+            }
+        }
+    }
+
+    fn run_slice(&mut self, i: usize) {
+        let slice_end = time::now_ns().saturating_add(TIME_SLICE_NS);
+        let q = &mut self.qubes[i];
+        loop {
+            let exit = q.vcpu.run();
+            match exits::handle(q, exit) {
+                Outcome::Continue => {}
+                Outcome::Preempted => {
+                    if time::now_ns() >= slice_end {
+                        return;
+                    }
+                }
+                Outcome::Yield => return,
+                Outcome::Wait(deadline) => {
+                    q.state = RunState::Waiting { deadline };
+                    return;
+                }
+                Outcome::Stop(stop) => {
+                    stop_qube(q, stop);
+                    return;
+                }
+            }
+        }
+    }
+
+    fn report_all_ready(&mut self) {
+        if self.all_ready_reported || !self.qubes.iter().all(|q| q.ready) {
+            return;
+        }
+        self.all_ready_reported = true;
+        let exits: u64 = self.qubes.iter().map(|q| q.vcpu.exit_count()).sum();
+        let ms = time::now_ns() / 1_000_000;
+        hvlog!("all {} qubes ready: {exits} VM exits, {ms} ms since boot", self.qubes.len());
+    }
+}
+
+/// Stops a qube, logs why, and restarts it if its policy and restart budget say so.
+fn stop_qube(q: &mut Qube, stop: Stop) {
+    let (name, label) = (q.spec.name.clone(), q.spec.label);
+    q.console.flush(|line| crate::console::qube_line(&name, label, line));
+    let failed = match stop {
+        Stop::Exited(status) => {
+            hvlog!("qube {name} exited with status {status}");
+            status != 0
+        }
+        Stop::Fault(fault) => {
+            hvlog!("qube {name} stopped: {fault}");
+            true
+        }
+    };
+    q.state = RunState::Stopped;
+    if !q.spec.restart.restarts(failed) {
+        return;
+    }
+    if !sched::may_restart(q.restarts) {
+        hvlog!("qube {name} not restarted: it already restarted {} times", q.restarts);
+        return;
+    }
+    q.restarts += 1;
+    hvlog!("qube {name} restarting (attempt {} of {})", q.restarts, sched::MAX_RESTARTS);
+    if let Err(e) = q.load() {
+        hvlog!("qube {name} stopped: restart failed: {e}");
+        q.state = RunState::Stopped;
+    }
+}

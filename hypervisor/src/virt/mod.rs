@@ -1,0 +1,110 @@
+//! CPU virtualisation behind one arch-neutral interface. A backend (AMD SVM now, Intel VMX
+//! next) turns "run this guest until something needs the hypervisor" into an [`Exit`] the
+//! rest of the hypervisor handles without knowing which backend produced it.
+
+pub mod svm;
+
+/// Guest general-purpose registers the backend does not keep in its control block
+/// (`rax`, `rsp`, `rip` and `rflags` live there). Layout shared with the world-switch
+/// assembly: do not reorder.
+#[derive(Clone, Copy, Debug, Default)]
+#[repr(C)]
+pub struct GuestRegs {
+    /// rbx
+    pub rbx: u64,
+    /// rcx
+    pub rcx: u64,
+    /// rdx
+    pub rdx: u64,
+    /// rsi
+    pub rsi: u64,
+    /// rdi
+    pub rdi: u64,
+    /// rbp
+    pub rbp: u64,
+    /// r8 .. r15
+    pub r: [u64; 8],
+}
+
+/// The state a qube starts in: 64-bit mode, paging on with the given page tables,
+/// interrupts off.
+#[derive(Clone, Copy, Debug)]
+pub struct EntryState {
+    /// First instruction.
+    pub rip: u64,
+    /// Initial stack pointer.
+    pub rsp: u64,
+    /// First argument register (the boot-info address).
+    pub rdi: u64,
+    /// Guest page-table root.
+    pub cr3: u64,
+    /// Guest GDT (code selector 0x08, data 0x10).
+    pub gdt_base: u64,
+    /// GDT limit.
+    pub gdt_limit: u16,
+}
+
+/// Why the guest stopped running.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Exit {
+    /// A physical interrupt arrived: a preemption point, nothing for the guest.
+    Interrupt,
+    /// The guest issued a hypercall (`rax` = number).
+    Hypercall,
+    /// HLT.
+    Halt,
+    /// CPUID (leaf in `rax`, subleaf in `rcx`).
+    Cpuid,
+    /// An I/O port access.
+    Io {
+        /// Port.
+        port: u16,
+        /// IN (else OUT).
+        input: bool,
+    },
+    /// RDMSR/WRMSR.
+    Msr {
+        /// MSR index.
+        index: u32,
+        /// WRMSR (else RDMSR).
+        write: bool,
+    },
+    /// Access to guest-physical memory the qube does not own.
+    NestedPageFault {
+        /// Faulting guest-physical address.
+        gpa: u64,
+        /// Write access.
+        write: bool,
+        /// Instruction fetch.
+        fetch: bool,
+    },
+    /// The guest's exceptions escalated to a triple fault (shutdown).
+    TripleFault,
+    /// An instruction no qube may execute (virtualisation instructions, XSETBV, ...).
+    Forbidden(&'static str),
+    /// The CPU refused the guest state (a hypervisor bug or a guest-made inconsistency).
+    InvalidState,
+    /// An exit the backend does not know.
+    Unknown(u64),
+}
+
+/// What every backend's virtual CPU offers.
+pub trait Vcpu {
+    /// Puts the vCPU in the qube's initial state (registers cleared, TLB flushed).
+    fn reset(&mut self, entry: &EntryState);
+    /// Runs the guest until the next exit. Guest x87/SSE state is saved and the host's
+    /// restored before this returns.
+    fn run(&mut self) -> Exit;
+    /// General-purpose registers.
+    fn regs(&mut self) -> &mut GuestRegs;
+    /// Guest `rax`.
+    fn rax(&self) -> u64;
+    /// Sets guest `rax`.
+    fn set_rax(&mut self, v: u64);
+    /// Guest `rip`.
+    fn rip(&self) -> u64;
+    /// Moves `rip` past the instruction that caused `exit` (hypercall, HLT, CPUID, ...).
+    fn skip_instruction(&mut self, exit: &Exit);
+    /// Counts of exits by kind since boot, for measurements.
+    fn exit_count(&self) -> u64;
+}

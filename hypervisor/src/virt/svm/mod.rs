@@ -1,0 +1,128 @@
+//! The AMD SVM backend: detection, enabling, the permission maps shared by all vCPUs, and
+//! [`SvmVcpu`]. Unsafe module (MSRs, VMCB and world switch).
+//!
+//! Works without NRIP_SAVE, decode assists, VGIF or flush-by-ASID (QEMU's TCG has none of
+//! the first, `-cpu EPYC` lacks VGIF): RIP is advanced by known instruction lengths, and the
+//! TLB is flushed whole when a vCPU's mappings change.
+
+mod vcpu;
+pub mod vmcb;
+
+pub use vcpu::SvmVcpu;
+
+use crate::arch::x86::cpu;
+use bulkhead_hvcore::memmap::{FrameAllocator, Region};
+
+/// What this CPU's SVM offers.
+#[derive(Clone, Copy, Debug)]
+pub struct SvmCaps {
+    /// SVM revision.
+    pub revision: u32,
+    /// Number of ASIDs.
+    pub asids: u32,
+    /// Nested paging.
+    pub npt: bool,
+    /// The CPU saves the next RIP on exits.
+    pub nrip_save: bool,
+    /// Virtual GIF.
+    pub vgif: bool,
+    /// TLB flush by ASID.
+    pub flush_by_asid: bool,
+}
+
+/// Why SVM cannot be used.
+#[derive(Clone, Copy, Debug)]
+pub enum SvmError {
+    /// CPUID says no SVM (not AMD, or hidden).
+    NotPresent,
+    /// Firmware disabled SVM (VM_CR.SVMDIS).
+    DisabledByFirmware,
+    /// No nested paging, which the hypervisor requires.
+    NoNestedPaging,
+    /// Out of memory for the host save area or permission maps.
+    NoMemory,
+}
+
+impl core::fmt::Display for SvmError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            SvmError::NotPresent => "the CPU has no AMD SVM",
+            SvmError::DisabledByFirmware => {
+                "SVM is disabled by the firmware (VM_CR.SVMDIS); enable virtualisation (SVM) in the firmware setup"
+            }
+            SvmError::NoNestedPaging => "the CPU has SVM but no nested paging (NPT)",
+            SvmError::NoMemory => "out of memory while enabling SVM",
+        })
+    }
+}
+
+/// Reads the SVM capabilities, or says why there are none.
+pub fn detect() -> Result<SvmCaps, SvmError> {
+    if cpu::cpuid(0x8000_0000, 0).eax < 0x8000_000A || cpu::cpuid(0x8000_0001, 0).ecx & (1 << 2) == 0 {
+        return Err(SvmError::NotPresent);
+    }
+    let f = cpu::cpuid(0x8000_000A, 0);
+    let caps = SvmCaps {
+        revision: f.eax & 0xFF,
+        asids: f.ebx,
+        npt: f.edx & (1 << 0) != 0,
+        nrip_save: f.edx & (1 << 3) != 0,
+        flush_by_asid: f.edx & (1 << 6) != 0,
+        vgif: f.edx & (1 << 16) != 0,
+    };
+    // SAFETY: VM_CR exists on every CPU that reports SVM (checked above).
+    if unsafe { cpu::rdmsr(cpu::MSR_VM_CR) } & (1 << 4) != 0 {
+        return Err(SvmError::DisabledByFirmware);
+    }
+    if !caps.npt {
+        return Err(SvmError::NoNestedPaging);
+    }
+    Ok(caps)
+}
+
+/// SVM switched on for this CPU, with the pages all vCPUs share.
+pub struct Svm {
+    /// Capabilities.
+    pub caps: SvmCaps,
+    host_state: Region,
+    iopm: Region,
+    msrpm: Region,
+}
+
+impl Svm {
+    /// Sets EFER.SVME and VM_HSAVE_PA and builds the I/O and MSR permission maps, which
+    /// intercept every port and every MSR: qubes get no direct hardware access.
+    pub fn enable(caps: SvmCaps, frames: &mut FrameAllocator) -> Result<Svm, SvmError> {
+        let hsave = frames.alloc(4096, 4096).ok_or(SvmError::NoMemory)?;
+        let host_state = frames.alloc(4096, 4096).ok_or(SvmError::NoMemory)?;
+        let iopm = frames.alloc(3 * 4096, 4096).ok_or(SvmError::NoMemory)?;
+        let msrpm = frames.alloc(2 * 4096, 4096).ok_or(SvmError::NoMemory)?;
+        for (r, fill) in [(hsave, 0u8), (host_state, 0), (iopm, 0xFF), (msrpm, 0xFF)] {
+            // SAFETY: each region was just allocated for this purpose and nothing else
+            // refers to it.
+            unsafe { crate::memory::phys::with_region(r, |b| b.fill(fill)) };
+        }
+        // SAFETY: SVM is present and not disabled (checked by `detect`); setting SVME and
+        // the host save area is the architectural way to enable it, and the save area page
+        // is owned by the hypervisor for the rest of the run.
+        unsafe {
+            let efer = cpu::rdmsr(cpu::MSR_EFER);
+            cpu::wrmsr(cpu::MSR_EFER, efer | (1 << 12));
+            cpu::wrmsr(cpu::MSR_VM_HSAVE_PA, hsave.start);
+        }
+        Ok(Svm { caps, host_state, iopm, msrpm })
+    }
+
+    /// A vCPU with its own VMCB, for a qube whose nested page tables are at `npt_root`.
+    pub fn create_vcpu(
+        &self,
+        frames: &mut FrameAllocator,
+        asid: u32,
+        npt_root: u64,
+    ) -> Option<SvmVcpu> {
+        let vmcb = frames.alloc(4096, 4096)?;
+        let fx = frames.alloc(4096, 4096)?;
+        let asid = 1 + (asid % self.caps.asids.saturating_sub(1).max(1));
+        Some(SvmVcpu::new(self, vmcb, fx, asid, npt_root))
+    }
+}

@@ -1,0 +1,86 @@
+/* The SVM world switch.
+   svm_run(regs: *mut GuestRegs, vmcb_pa: u64, host_state_pa: u64,
+           guest_fx: *mut FxArea, host_fx: *mut FxArea)
+   Saves the host's callee-saved registers and x87/SSE state, loads the guest's, runs the
+   guest with VMRUN (GIF cleared around the switch, so the host takes the interrupt that
+   ended the guest's run only after its own state is back), then saves the guest's
+   registers and x87/SSE state and restores the host's. VMLOAD/VMSAVE move the "hidden"
+   state (FS/GS/TR/LDTR bases, KernelGsBase, syscall MSRs) between the VMCB and the CPU,
+   with a separate page holding the host's copy. */
+
+    .section .text.svm_run, "ax"
+    .globl svm_run
+svm_run:
+    push rbx
+    push rbp
+    push r12
+    push r13
+    push r14
+    push r15
+    push rdi                    /* [rsp+32] regs */
+    push rsi                    /* [rsp+24] vmcb */
+    push rdx                    /* [rsp+16] host state page */
+    push rcx                    /* [rsp+8]  guest fx */
+    push r8                     /* [rsp+0]  host fx */
+
+    fxsave64 [r8]
+    fxrstor64 [rcx]
+
+    clgi
+    mov rax, rdx
+    vmsave rax
+    mov rax, rsi
+    vmload rax
+
+    mov rbx, [rdi + 0]
+    mov rcx, [rdi + 8]
+    mov rdx, [rdi + 16]
+    mov rsi, [rdi + 24]
+    mov rbp, [rdi + 40]
+    mov r8,  [rdi + 48]
+    mov r9,  [rdi + 56]
+    mov r10, [rdi + 64]
+    mov r11, [rdi + 72]
+    mov r12, [rdi + 80]
+    mov r13, [rdi + 88]
+    mov r14, [rdi + 96]
+    mov r15, [rdi + 104]
+    mov rdi, [rdi + 32]
+
+    vmrun rax                   /* rax = VMCB; on #VMEXIT rax and rsp are the host's again */
+
+    vmsave rax
+    push rdi                    /* guest rdi; the frame above moves by 8 */
+    mov rdi, [rsp + 40]
+    mov [rdi + 0], rbx
+    mov [rdi + 8], rcx
+    mov [rdi + 16], rdx
+    mov [rdi + 24], rsi
+    mov [rdi + 40], rbp
+    mov [rdi + 48], r8
+    mov [rdi + 56], r9
+    mov [rdi + 64], r10
+    mov [rdi + 72], r11
+    mov [rdi + 80], r12
+    mov [rdi + 88], r13
+    mov [rdi + 96], r14
+    mov [rdi + 104], r15
+    pop rax
+    mov [rdi + 32], rax
+
+    mov rax, [rsp + 16]
+    vmload rax
+    mov rax, [rsp + 8]
+    fxsave64 [rax]
+    mov rax, [rsp + 0]
+    fxrstor64 [rax]
+    stgi                        /* the pending host interrupt (if any) is taken here */
+
+    add rsp, 40
+    pop r15
+    pop r14
+    pop r13
+    pop r12
+    pop rbp
+    pop rbx
+    ret

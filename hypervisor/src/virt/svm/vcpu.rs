@@ -1,0 +1,228 @@
+//! One SVM virtual CPU: its VMCB, its saved x87/SSE state and general-purpose registers.
+
+use super::vmcb::{ctl, exit, misc1, misc2, save, Vmcb};
+use super::Svm;
+use crate::virt::{EntryState, Exit, GuestRegs, Vcpu};
+use bulkhead_hvcore::memmap::Region;
+
+/// An FXSAVE area.
+#[repr(C, align(16))]
+struct FxArea([u8; 512]);
+
+/// Guest and host x87/SSE state for one vCPU (one page).
+#[repr(C, align(4096))]
+struct FxPair {
+    guest: FxArea,
+    host: FxArea,
+}
+
+unsafe extern "C" {
+    /// The world switch (run.s).
+    fn svm_run(regs: *mut GuestRegs, vmcb_pa: u64, host_state_pa: u64, guest_fx: *mut FxArea, host_fx: *mut FxArea);
+}
+
+/// A virtual CPU under SVM.
+pub struct SvmVcpu {
+    vmcb: &'static mut Vmcb,
+    vmcb_pa: u64,
+    fx: &'static mut FxPair,
+    regs: GuestRegs,
+    host_state_pa: u64,
+    iopm_pa: u64,
+    msrpm_pa: u64,
+    asid: u32,
+    npt_root: u64,
+    nrip_save: bool,
+    exits: u64,
+}
+
+// Segment attributes (packed VMCB format): type | S<<4 | DPL<<5 | P<<7 | L<<9 | DB<<10 | G<<11.
+const CODE64: u16 = 0xB | 1 << 4 | 1 << 7 | 1 << 9 | 1 << 11;
+const DATA: u16 = 0x3 | 1 << 4 | 1 << 7 | 1 << 10 | 1 << 11;
+const TSS_BUSY: u16 = 0xB | 1 << 7;
+const LDT: u16 = 0x2 | 1 << 7;
+
+impl SvmVcpu {
+    pub(super) fn new(svm: &Svm, vmcb: Region, fx: Region, asid: u32, npt_root: u64) -> SvmVcpu {
+        // SAFETY: both regions were just allocated for this vCPU alone, are page-aligned
+        // and large enough; all-zero is a valid VMCB and FXSAVE pair.
+        let (vmcb_ref, fx_ref) = unsafe {
+            (crate::memory::phys::leak_zeroed::<Vmcb>(vmcb), crate::memory::phys::leak_zeroed::<FxPair>(fx))
+        };
+        SvmVcpu {
+            vmcb: vmcb_ref,
+            vmcb_pa: vmcb.start,
+            fx: fx_ref,
+            regs: GuestRegs::default(),
+            host_state_pa: svm.host_state.start,
+            iopm_pa: svm.iopm.start,
+            msrpm_pa: svm.msrpm.start,
+            asid,
+            npt_root,
+            nrip_save: svm.caps.nrip_save,
+            exits: 0,
+        }
+    }
+
+    fn decode_exit(&self) -> Exit {
+        let code = self.vmcb.u64(ctl::EXIT_CODE);
+        let info1 = self.vmcb.u64(ctl::EXIT_INFO1);
+        let info2 = self.vmcb.u64(ctl::EXIT_INFO2);
+        match code {
+            exit::INTR | exit::NMI | exit::SMI | exit::INIT => Exit::Interrupt,
+            exit::VMMCALL => Exit::Hypercall,
+            exit::HLT => Exit::Halt,
+            exit::CPUID => Exit::Cpuid,
+            exit::IOIO => Exit::Io { port: (info1 >> 16) as u16, input: info1 & 1 != 0 },
+            exit::MSR => Exit::Msr { index: self.regs.rcx as u32, write: info1 & 1 != 0 },
+            exit::NPF => Exit::NestedPageFault {
+                gpa: info2,
+                write: info1 & (1 << 1) != 0,
+                fetch: info1 & (1 << 4) != 0,
+            },
+            exit::SHUTDOWN => Exit::TripleFault,
+            exit::VMRUN => Exit::Forbidden("VMRUN"),
+            exit::VMLOAD => Exit::Forbidden("VMLOAD"),
+            exit::VMSAVE => Exit::Forbidden("VMSAVE"),
+            exit::STGI => Exit::Forbidden("STGI"),
+            exit::CLGI => Exit::Forbidden("CLGI"),
+            exit::SKINIT => Exit::Forbidden("SKINIT"),
+            exit::ICEBP => Exit::Forbidden("ICEBP"),
+            exit::INVD => Exit::Forbidden("INVD"),
+            exit::MONITOR => Exit::Forbidden("MONITOR"),
+            exit::MWAIT => Exit::Forbidden("MWAIT"),
+            exit::XSETBV => Exit::Forbidden("XSETBV"),
+            exit::TASK_SWITCH => Exit::Forbidden("task switch"),
+            exit::INVALID => Exit::InvalidState,
+            other => Exit::Unknown(other),
+        }
+    }
+}
+
+impl Vcpu for SvmVcpu {
+    fn reset(&mut self, e: &EntryState) {
+        let v = &mut *self.vmcb;
+        v.clear();
+        v.set_u32(
+            ctl::INTERCEPT_MISC1,
+            misc1::INTR
+                | misc1::NMI
+                | misc1::SMI
+                | misc1::INIT
+                | misc1::CPUID
+                | misc1::INVD
+                | misc1::HLT
+                | misc1::IOIO_PROT
+                | misc1::MSR_PROT
+                | misc1::TASK_SWITCH
+                | misc1::SHUTDOWN,
+        );
+        v.set_u32(
+            ctl::INTERCEPT_MISC2,
+            misc2::VMRUN
+                | misc2::VMMCALL
+                | misc2::VMLOAD
+                | misc2::VMSAVE
+                | misc2::STGI
+                | misc2::CLGI
+                | misc2::SKINIT
+                | misc2::ICEBP
+                | misc2::MONITOR
+                | misc2::MWAIT
+                | misc2::XSETBV,
+        );
+        v.set_u64(ctl::IOPM_BASE, self.iopm_pa);
+        v.set_u64(ctl::MSRPM_BASE, self.msrpm_pa);
+        v.set_u32(ctl::ASID, self.asid);
+        v.set_u8(ctl::TLB_CONTROL, 1); // flush everything on the first run
+        v.set_u64(ctl::VINTR, 1 << 24); // V_INTR_MASKING: guest IF does not mask host interrupts
+        v.set_u64(ctl::NP_ENABLE, 1);
+        v.set_u64(ctl::N_CR3, self.npt_root);
+        v.set_u32(ctl::CLEAN_BITS, 0);
+
+        let sel = bulkhead_abi::boot_info::layout::DATA_SELECTOR;
+        v.set_segment(save::CS, bulkhead_abi::boot_info::layout::CODE_SELECTOR, CODE64, 0xFFFF_FFFF, 0);
+        for seg in [save::DS, save::ES, save::SS, save::FS, save::GS] {
+            v.set_segment(seg, sel, DATA, 0xFFFF_FFFF, 0);
+        }
+        v.set_segment(save::GDTR, 0, 0, u32::from(e.gdt_limit), e.gdt_base);
+        v.set_segment(save::IDTR, 0, 0, 0, 0);
+        v.set_segment(save::TR, 0, TSS_BUSY, 0x67, 0);
+        v.set_segment(save::LDTR, 0, LDT, 0, 0);
+        v.set_u8(save::CPL, 0);
+        // EFER: LME | LMA | NXE | SVME (SVME must be set in a guest's EFER for VMRUN).
+        v.set_u64(save::EFER, 1 << 8 | 1 << 10 | 1 << 11 | 1 << 12);
+        v.set_u64(save::CR0, 0x8001_0033); // PG | WP | NE | ET | MP | PE
+        v.set_u64(save::CR4, 0x620); // OSXMMEXCPT | OSFXSR | PAE
+        v.set_u64(save::CR3, e.cr3);
+        v.set_u64(save::DR7, 0x400);
+        v.set_u64(save::DR6, 0xFFFF_0FF0);
+        v.set_u64(save::RFLAGS, 0x2);
+        v.set_u64(save::RIP, e.rip);
+        v.set_u64(save::RSP, e.rsp);
+        v.set_u64(save::RAX, 0);
+        v.set_u64(save::G_PAT, 0x0007_0406_0007_0406);
+
+        self.regs = GuestRegs { rdi: e.rdi, ..GuestRegs::default() };
+        // x87/SSE power-on state: FCW 0x37F, MXCSR 0x1F80 (all exceptions masked).
+        self.fx.guest.0.fill(0);
+        self.fx.guest.0[0..2].copy_from_slice(&0x037Fu16.to_le_bytes());
+        self.fx.guest.0[24..28].copy_from_slice(&0x1F80u32.to_le_bytes());
+    }
+
+    fn run(&mut self) -> Exit {
+        // SAFETY: the VMCB is this vCPU's own page, fully initialised by `reset` with
+        // nested paging confining the guest to its qube's memory and every port, MSR and
+        // virtualisation instruction intercepted; the host state page and permission maps
+        // belong to the hypervisor; the FXSAVE areas are 16-byte aligned. `svm_run` saves
+        // and restores every host register the System V ABI requires, and the guest can
+        // only write memory mapped by its nested page tables.
+        unsafe {
+            svm_run(
+                &mut self.regs,
+                self.vmcb_pa,
+                self.host_state_pa,
+                &mut self.fx.guest,
+                &mut self.fx.host,
+            )
+        };
+        self.exits += 1;
+        self.vmcb.set_u8(ctl::TLB_CONTROL, 0);
+        self.decode_exit()
+    }
+
+    fn regs(&mut self) -> &mut GuestRegs {
+        &mut self.regs
+    }
+
+    fn rax(&self) -> u64 {
+        self.vmcb.u64(save::RAX)
+    }
+
+    fn set_rax(&mut self, v: u64) {
+        self.vmcb.set_u64(save::RAX, v);
+    }
+
+    fn rip(&self) -> u64 {
+        self.vmcb.u64(save::RIP)
+    }
+
+    fn skip_instruction(&mut self, exit: &Exit) {
+        let rip = self.rip();
+        let next = match exit {
+            Exit::Io { .. } => self.vmcb.u64(ctl::EXIT_INFO2), // always the next RIP
+            _ if self.nrip_save => self.vmcb.u64(ctl::NEXT_RIP),
+            Exit::Hypercall => rip + 3, // VMMCALL: 0F 01 D9
+            Exit::Halt => rip + 1,      // F4
+            Exit::Cpuid | Exit::Msr { .. } => rip + 2, // 0F A2, 0F 32/30
+            _ => rip,
+        };
+        self.vmcb.set_u64(save::RIP, next);
+    }
+
+    fn exit_count(&self) -> u64 {
+        self.exits
+    }
+}
+
+core::arch::global_asm!(include_str!("run.s"));

@@ -1,0 +1,147 @@
+//! The VMCB (AMD APM vol. 2, appendix B): a 4 KiB page, control area at 0, state save area at
+//! 0x400. Accessed by offset through typed getters and setters, so no layout struct can
+//! drift from the manual.
+
+/// Control-area offsets.
+pub mod ctl {
+    pub const INTERCEPT_CR: usize = 0x000;
+    pub const INTERCEPT_EXCEPTIONS: usize = 0x008;
+    pub const INTERCEPT_MISC1: usize = 0x00C;
+    pub const INTERCEPT_MISC2: usize = 0x010;
+    pub const IOPM_BASE: usize = 0x040;
+    pub const MSRPM_BASE: usize = 0x048;
+    pub const TSC_OFFSET: usize = 0x050;
+    pub const ASID: usize = 0x058;
+    pub const TLB_CONTROL: usize = 0x05C;
+    pub const VINTR: usize = 0x060;
+    pub const EXIT_CODE: usize = 0x070;
+    pub const EXIT_INFO1: usize = 0x078;
+    pub const EXIT_INFO2: usize = 0x080;
+    pub const NP_ENABLE: usize = 0x090;
+    pub const EVENT_INJ: usize = 0x0A8;
+    pub const N_CR3: usize = 0x0B0;
+    pub const CLEAN_BITS: usize = 0x0C0;
+    pub const NEXT_RIP: usize = 0x0C8;
+}
+
+/// State-save-area offsets.
+pub mod save {
+    pub const ES: usize = 0x400;
+    pub const CS: usize = 0x410;
+    pub const SS: usize = 0x420;
+    pub const DS: usize = 0x430;
+    pub const FS: usize = 0x440;
+    pub const GS: usize = 0x450;
+    pub const GDTR: usize = 0x460;
+    pub const LDTR: usize = 0x470;
+    pub const IDTR: usize = 0x480;
+    pub const TR: usize = 0x490;
+    pub const CPL: usize = 0x4CB;
+    pub const EFER: usize = 0x4D0;
+    pub const CR4: usize = 0x548;
+    pub const CR3: usize = 0x550;
+    pub const CR0: usize = 0x558;
+    pub const DR7: usize = 0x560;
+    pub const DR6: usize = 0x568;
+    pub const RFLAGS: usize = 0x570;
+    pub const RIP: usize = 0x578;
+    pub const RSP: usize = 0x5D8;
+    pub const RAX: usize = 0x5F8;
+    pub const G_PAT: usize = 0x668;
+}
+
+/// MISC1 intercept bits.
+pub mod misc1 {
+    pub const INTR: u32 = 1 << 0;
+    pub const NMI: u32 = 1 << 1;
+    pub const SMI: u32 = 1 << 2;
+    pub const INIT: u32 = 1 << 3;
+    pub const CPUID: u32 = 1 << 18;
+    pub const INVD: u32 = 1 << 22;
+    pub const HLT: u32 = 1 << 24;
+    pub const IOIO_PROT: u32 = 1 << 27;
+    pub const MSR_PROT: u32 = 1 << 28;
+    pub const TASK_SWITCH: u32 = 1 << 29;
+    pub const SHUTDOWN: u32 = 1 << 31;
+}
+
+/// MISC2 intercept bits.
+pub mod misc2 {
+    pub const VMRUN: u32 = 1 << 0;
+    pub const VMMCALL: u32 = 1 << 1;
+    pub const VMLOAD: u32 = 1 << 2;
+    pub const VMSAVE: u32 = 1 << 3;
+    pub const STGI: u32 = 1 << 4;
+    pub const CLGI: u32 = 1 << 5;
+    pub const SKINIT: u32 = 1 << 6;
+    pub const ICEBP: u32 = 1 << 8;
+    pub const MONITOR: u32 = 1 << 10;
+    pub const MWAIT: u32 = 1 << 11;
+    pub const XSETBV: u32 = 1 << 13;
+}
+
+/// Exit codes.
+pub mod exit {
+    pub const INTR: u64 = 0x60;
+    pub const NMI: u64 = 0x61;
+    pub const SMI: u64 = 0x62;
+    pub const INIT: u64 = 0x63;
+    pub const CPUID: u64 = 0x72;
+    pub const INVD: u64 = 0x76;
+    pub const HLT: u64 = 0x78;
+    pub const IOIO: u64 = 0x7B;
+    pub const MSR: u64 = 0x7C;
+    pub const TASK_SWITCH: u64 = 0x7D;
+    pub const SHUTDOWN: u64 = 0x7F;
+    pub const VMRUN: u64 = 0x80;
+    pub const VMMCALL: u64 = 0x81;
+    pub const VMLOAD: u64 = 0x82;
+    pub const VMSAVE: u64 = 0x83;
+    pub const STGI: u64 = 0x84;
+    pub const CLGI: u64 = 0x85;
+    pub const SKINIT: u64 = 0x86;
+    pub const ICEBP: u64 = 0x88;
+    pub const MONITOR: u64 = 0x8A;
+    pub const MWAIT: u64 = 0x8B;
+    pub const XSETBV: u64 = 0x8D;
+    pub const NPF: u64 = 0x400;
+    pub const INVALID: u64 = u64::MAX;
+}
+
+/// One VMCB page.
+#[repr(C, align(4096))]
+pub struct Vmcb([u8; 4096]);
+
+impl Vmcb {
+    /// Reads a u64 at `off`.
+    pub fn u64(&self, off: usize) -> u64 {
+        u64::from_le_bytes(self.0[off..off + 8].try_into().unwrap_or([0; 8]))
+    }
+    /// Writes a u64 at `off`.
+    pub fn set_u64(&mut self, off: usize, v: u64) {
+        self.0[off..off + 8].copy_from_slice(&v.to_le_bytes());
+    }
+    /// Reads a u32 at `off`.
+    pub fn u32(&self, off: usize) -> u32 {
+        u32::from_le_bytes(self.0[off..off + 4].try_into().unwrap_or([0; 4]))
+    }
+    /// Writes a u32 at `off`.
+    pub fn set_u32(&mut self, off: usize, v: u32) {
+        self.0[off..off + 4].copy_from_slice(&v.to_le_bytes());
+    }
+    /// Writes a byte at `off`.
+    pub fn set_u8(&mut self, off: usize, v: u8) {
+        self.0[off] = v;
+    }
+    /// Writes a segment register (selector, packed attributes, limit, base).
+    pub fn set_segment(&mut self, off: usize, selector: u16, attrib: u16, limit: u32, base: u64) {
+        self.0[off..off + 2].copy_from_slice(&selector.to_le_bytes());
+        self.0[off + 2..off + 4].copy_from_slice(&attrib.to_le_bytes());
+        self.set_u32(off + 4, limit);
+        self.set_u64(off + 8, base);
+    }
+    /// Zeroes the whole block.
+    pub fn clear(&mut self) {
+        self.0.fill(0);
+    }
+}
