@@ -22,7 +22,8 @@ pub struct Scheduler {
 impl Scheduler {
     /// Takes the loaded qubes.
     pub fn new(qubes: heapless::Vec<Qube, MAX_QUBES>) -> Scheduler {
-        Scheduler { qubes, current: 0, all_ready_reported: false }
+        let current = qubes.len().saturating_sub(1); // so the first qube runs first
+        Scheduler { qubes, current, all_ready_reported: false }
     }
 
     fn states(&self) -> heapless::Vec<RunState, MAX_QUBES> {

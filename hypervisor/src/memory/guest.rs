@@ -57,10 +57,4 @@ impl GuestMemory {
         Ok(())
     }
 
-    /// Copies `bytes` to guest-physical `gpa`.
-    pub fn write(&mut self, gpa: u64, bytes: &[u8]) -> Result<(), OutOfRange> {
-        let range = self.check(gpa, bytes.len() as u64)?;
-        self.with_bytes(|m| m[range].copy_from_slice(bytes));
-        Ok(())
-    }
 }

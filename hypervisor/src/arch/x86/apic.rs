@@ -27,11 +27,6 @@ static HV_TIMER_TICKS: AtomicU64 = AtomicU64::new(0);
 #[unsafe(no_mangle)]
 static HV_LAPIC_EOI: AtomicU64 = AtomicU64::new(0xFEE0_0000 + REG_EOI);
 
-/// Timer interrupts taken so far.
-pub fn ticks() -> u64 {
-    HV_TIMER_TICKS.load(Ordering::Relaxed)
-}
-
 /// The local APIC of the boot CPU.
 pub struct LocalApic {
     base: u64,

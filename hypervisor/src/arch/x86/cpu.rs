@@ -55,35 +55,11 @@ pub unsafe fn wrmsr(msr: u32, value: u64) {
     };
 }
 
-/// Reads CR0.
-pub fn cr0() -> u64 {
-    let v;
-    // SAFETY: reading CR0 has no side effect.
-    unsafe { asm!("mov {}, cr0", out(reg) v, options(nomem, nostack)) };
-    v
-}
-
 /// Reads CR2 (the last page-fault address).
 pub fn cr2() -> u64 {
     let v;
     // SAFETY: reading CR2 has no side effect.
     unsafe { asm!("mov {}, cr2", out(reg) v, options(nomem, nostack)) };
-    v
-}
-
-/// Reads CR3.
-pub fn cr3() -> u64 {
-    let v;
-    // SAFETY: reading CR3 has no side effect.
-    unsafe { asm!("mov {}, cr3", out(reg) v, options(nomem, nostack)) };
-    v
-}
-
-/// Reads CR4.
-pub fn cr4() -> u64 {
-    let v;
-    // SAFETY: reading CR4 has no side effect.
-    unsafe { asm!("mov {}, cr4", out(reg) v, options(nomem, nostack)) };
     v
 }
 
@@ -98,12 +74,6 @@ pub fn enable_interrupts() {
     // SAFETY: every IDT vector has a handler on its own IST stack (see idt.rs) before the
     // first call, so an interrupt can arrive at any point.
     unsafe { asm!("sti", options(nomem, nostack)) };
-}
-
-/// Disables interrupts.
-pub fn disable_interrupts() {
-    // SAFETY: clearing IF only defers interrupts.
-    unsafe { asm!("cli", options(nomem, nostack)) };
 }
 
 /// Enables interrupts and halts until the next one, atomically (no wake-up is lost between
