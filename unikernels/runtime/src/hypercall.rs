@@ -1,9 +1,8 @@
 //! Hypercalls: the `VMMCALL`/`VMCALL` instruction and one safe function per call of
 //! [`bulkhead_abi::hypercall`] version 1.
 //!
-//! The instruction is chosen once at entry from the boot info's `FLAG_VMCALL`
-//! ([`select_vmcall`]); until then (and when the boot info is unreadable) `VMMCALL` is
-//! used. The safe functions never pass an argument that breaks the ABI contract, so they
+//! The instruction is chosen once at entry from the boot info's `FLAG_VMCALL`; until then
+//! (and when the boot info is not recognised) `VMMCALL` is used. The safe functions never pass an argument that breaks the ABI contract, so they
 //! cannot make the hypervisor stop the qube; [`raw`] can, which is why it is `unsafe`.
 
 use core::arch::asm;

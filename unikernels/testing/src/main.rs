@@ -107,7 +107,8 @@ fn main(boot: &Boot) -> i32 {
             return EXIT_BAD_MODE;
         }
     };
-    info!("testing: mode {}", args.get("mode").unwrap_or("?"));
+    let name = args.get("mode").unwrap_or("?");
+    info!("testing: mode {name}");
     bulkhead_rt::ready();
     match mode {
         Mode::Idle => idle(),
@@ -157,7 +158,7 @@ fn main(boot: &Boot) -> i32 {
             info!("testing: rdmsr returned {v:#x}");
         }
     }
-    error!("testing: still running after {mode:?}: the hypervisor did not stop this qube");
+    error!("testing: still running after {name}: the hypervisor did not stop this qube");
     EXIT_SURVIVED
 }
 

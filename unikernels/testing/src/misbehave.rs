@@ -94,7 +94,7 @@ const PDPT: u64 = layout::PAGE_TABLES + 0x1000;
 struct PageTable([u64; 512]);
 
 /// Maps guest-physical [`FOREIGN`] (memory this qube does not own) at the same virtual
-/// address through a new page directory linked from PDPT[3], then reads and writes it.
+/// address through a new page directory linked from `PDPT[3]`, then reads and writes it.
 /// Returns an error (without misbehaving) if the qube's own memory reaches 3 GiB or the page
 /// tables do not look as the layout says.
 pub fn foreign_memory(boot: &Boot) -> Result<(), &'static str> {
