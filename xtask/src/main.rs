@@ -164,8 +164,8 @@ fn run(args: RunArgs) -> Result<()> {
             ready.remove(qube);
             Control::Continue
         }
-        // Without a person to look at it, a panicked or idle machine has nothing more to say.
-        Some(HvEvent::Panic(_) | HvEvent::Idle) => Control::stop_if(until_ready || captured),
+        // Without a person to look at it, a panicked machine has nothing more to say.
+        Some(HvEvent::Panic(_)) => Control::stop_if(until_ready || captured),
         _ => Control::Continue,
     })?;
 
@@ -177,15 +177,10 @@ fn run(args: RunArgs) -> Result<()> {
         let missing = outcome.not_ready(&qubes).join(", ");
         bail!("not ready: {missing} ({})", why_stopped(&outcome));
     }
-    if outcome.panic.is_some() || outcome.timed_out {
-        bail!("{}", why_stopped(&outcome));
+    if let Some(message) = &outcome.panic {
+        bail!("the hypervisor panicked: {message}");
     }
-    if outcome.idle {
-        let clean = outcome.stopped.is_empty() && outcome.exited.iter().all(|(_, s)| *s == 0);
-        if clean {
-            println!("every qube finished after {:.1} s", outcome.wall.as_secs_f64());
-            return Ok(());
-        }
+    if outcome.timed_out {
         bail!("{}", why_stopped(&outcome));
     }
     match outcome.qemu_status.and_then(|s| s.code()) {
@@ -195,34 +190,27 @@ fn run(args: RunArgs) -> Result<()> {
     }
 }
 
-/// Why a boot ended, in words, with every qube that failed on the way.
+/// Why a boot ended, in words.
 fn why_stopped(outcome: &BootOutcome) -> String {
     let wall = outcome.wall.as_secs_f64();
-    let mut why = if let Some(message) = &outcome.panic {
-        format!("the hypervisor panicked after {wall:.1} s: {message}")
-    } else if outcome.timed_out {
-        "timed out".to_string()
-    } else if outcome.idle {
-        "every qube stopped".to_string()
-    } else {
-        match (outcome.debug_exit(), outcome.qemu_status) {
-            (Some(code), _) => format!("the guest ended QEMU with code {code}"),
-            (None, Some(status)) => format!("QEMU exited ({status})"),
-            (None, None) => "QEMU exited".to_string(),
-        }
+    if let Some(message) = &outcome.panic {
+        return format!("the hypervisor panicked after {wall:.1} s: {message}");
+    }
+    if outcome.timed_out {
+        return format!("timed out after {wall:.1} s");
+    }
+    let stopped: Vec<String> =
+        outcome.stopped.iter().map(|(q, reason)| format!("{q} stopped: {reason}")).collect();
+    let status = match (outcome.debug_exit(), outcome.qemu_status) {
+        (Some(code), _) => format!("the guest ended QEMU with code {code}"),
+        (None, Some(status)) => format!("QEMU exited ({status})"),
+        (None, None) => "QEMU exited".to_string(),
     };
-    if outcome.panic.is_none() {
-        why.push_str(&format!(" after {wall:.1} s"));
+    if stopped.is_empty() {
+        format!("{status} after {wall:.1} s")
+    } else {
+        format!("{status} after {wall:.1} s; {}", stopped.join("; "))
     }
-    let stops = outcome.stopped.iter().map(|(q, reason)| format!("{q} stopped: {reason}"));
-    let exits = outcome.exited.iter().filter(|(_, s)| *s != 0);
-    let troubles: Vec<String> =
-        stops.chain(exits.map(|(q, s)| format!("{q} exited with status {s}"))).collect();
-    if !troubles.is_empty() {
-        why.push_str("; ");
-        why.push_str(&troubles.join("; "));
-    }
-    why
 }
 
 /// A relative system path is looked up in the current directory, then in the workspace root.
