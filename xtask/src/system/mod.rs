@@ -1,7 +1,8 @@
 //! System descriptions (`systems/*.toml`): parse, check, compile to the binary manifest.
 //!
 //! The work is done in steps, each in its own module:
-//! - [`schema`] parses the TOML and reads each table against its allowed keys and types;
+//! - [`schema`] parses the TOML and reads each table against its allowed keys and types
+//!   ([`keys`]);
 //! - [`check`] (with [`fields`]) applies the rules: names, images, memory, labels, RAM budget;
 //! - [`compile`] builds the [`Manifest`] and the bundle's image list;
 //! - [`diagnostics`] collects every problem with its place, key path, message and fix.
@@ -11,6 +12,7 @@ mod compile;
 pub mod diagnostics;
 mod fields;
 mod hints;
+mod keys;
 mod schema;
 mod syntax;
 

@@ -3,88 +3,11 @@
 //! errors (the rule serde's `deny_unknown_fields` gives), but the reader reports every one of
 //! them and carries on, so the checker can still look at everything else.
 
+use super::check;
 use super::diagnostics::Diagnostics;
-use super::{check, hints};
+use super::keys::{self, Key, QUBE_KEYS, SYSTEM_KEYS, Value};
 use std::ops::Range;
-use toml::Spanned;
 use toml::de::{DeTable, DeValue};
-
-/// The type a key takes.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Ty {
-    Text,
-    Number,
-}
-
-/// One allowed key of a table, with an example value for hints.
-struct Key {
-    name: &'static str,
-    ty: Ty,
-    example: &'static str,
-}
-
-/// Keys of `[system]`.
-const SYSTEM_KEYS: &[Key] = &[
-    Key {
-        name: "name",
-        ty: Ty::Text,
-        example: "\"default\"",
-    },
-    Key {
-        name: "ram_mib",
-        ty: Ty::Number,
-        example: "256",
-    },
-];
-
-/// Keys of each `[[qube]]`.
-const QUBE_KEYS: &[Key] = &[
-    Key {
-        name: "name",
-        ty: Ty::Text,
-        example: "\"net\"",
-    },
-    Key {
-        name: "kind",
-        ty: Ty::Text,
-        example: "\"unikernel\"",
-    },
-    Key {
-        name: "image",
-        ty: Ty::Text,
-        example: "\"net\"",
-    },
-    Key {
-        name: "memory_mib",
-        ty: Ty::Number,
-        example: "8",
-    },
-    Key {
-        name: "label",
-        ty: Ty::Text,
-        example: "\"red\"",
-    },
-    Key {
-        name: "restart",
-        ty: Ty::Text,
-        example: "\"on-failure\"",
-    },
-    Key {
-        name: "args",
-        ty: Ty::Text,
-        example: "\"\"",
-    },
-];
-
-/// Top-level keys.
-const TOP_KEYS: &[&str] = &["system", "qube"];
-
-/// A value of the right type.
-enum Value {
-    Text(String),
-    Number(i128),
-}
-
 /// One table (`[system]` or a `[[qube]]`) with its well-typed values.
 pub(super) struct Section {
     /// How diagnostics name the table: `system`, `qube "net"` or `qube[2]`.
@@ -183,7 +106,10 @@ pub(super) fn read(text: &str, diags: &mut Diagnostics) -> Option<Raw> {
                 raw.qube_span = Some(key.span());
                 read_qubes(text, v, span, &mut raw, diags);
             }
-            (other, _) => unknown_top(text, other, key.span(), diags),
+            (other, _) => {
+                let (message, hint) = keys::unknown_top(other);
+                diags.push(text, Some(key.span()), keys::key_text(other), message, hint);
+            }
         }
     }
     Some(raw)
@@ -239,7 +165,7 @@ fn section(
     table: &DeTable<'_>,
     path: String,
     span: Option<Range<usize>>,
-    keys: &[Key],
+    allowed: &[Key],
     diags: &mut Diagnostics,
 ) -> Section {
     let mut s = Section {
@@ -250,93 +176,25 @@ fn section(
     };
     for (key, value) in table {
         let name = key.get_ref().as_ref();
-        let Some(k) = keys.iter().find(|k| k.name == name) else {
-            let allowed: Vec<&str> = keys.iter().map(|k| k.name).collect();
-            let table = if s.path == "system" {
-                "[system]"
-            } else {
-                "a [[qube]]"
-            };
-            let hint = match hints::closest(name, &allowed) {
-                Some(c) => format!(
-                    "did you mean {c}? keys of {table} are {}",
-                    hints::list(&allowed)
-                ),
-                None => format!("keys of {table} are {}", hints::list(&allowed)),
-            };
-            let message = format!("unknown key {}", hints::quoted(name));
+        let Some(k) = allowed.iter().find(|k| k.name == name) else {
+            let (message, hint) = keys::unknown_in(name, allowed, s.path == "system");
             diags.push(
                 text,
                 Some(key.span()),
-                s.key(&key_text(name)),
+                s.key(&keys::key_text(name)),
                 message,
                 hint,
             );
             continue;
         };
-        match typed(k, value) {
+        match keys::typed(k, value) {
             Some(v) => s.values.push((k.name, value.span(), v)),
             None => {
                 s.mistyped.push(k.name);
-                let (message, hint) = type_problem(k, value.get_ref());
+                let (message, hint) = keys::type_problem(k, value.get_ref());
                 diags.push(text, Some(value.span()), s.key(k.name), message, hint);
             }
         }
     }
     s
-}
-
-/// The value, if it has the key's type.
-fn typed(key: &Key, value: &Spanned<DeValue<'_>>) -> Option<Value> {
-    match (key.ty, value.get_ref()) {
-        (Ty::Text, DeValue::String(s)) => Some(Value::Text(s.to_string())),
-        (Ty::Number, DeValue::Integer(i)) => i128::from_str_radix(i.as_str(), i.radix())
-            .ok()
-            .map(Value::Number),
-        _ => None,
-    }
-}
-
-/// Message and hint for a value of the wrong type.
-fn type_problem(key: &Key, value: &DeValue<'_>) -> (String, String) {
-    let expected = match key.ty {
-        Ty::Text => "text in double quotes",
-        Ty::Number => "a whole number",
-    };
-    let message = format!("expected {expected}, found {}", value.type_str());
-    let hint = match (key.ty, value.as_str()) {
-        (Ty::Number, Some(s)) if s.trim().parse::<u64>().is_ok() => {
-            format!("remove the quotes: {} = {}", key.name, s.trim())
-        }
-        _ => format!("write it as {} = {}", key.name, key.example),
-    };
-    (message, hint)
-}
-
-/// Reports an unknown top-level key, pointing to where it probably belongs.
-fn unknown_top(text: &str, name: &str, span: Range<usize>, diags: &mut Diagnostics) {
-    let hint = if SYSTEM_KEYS.iter().any(|k| k.name == name) {
-        format!("{name} belongs in the [system] table: put it below the [system] header")
-    } else if QUBE_KEYS.iter().any(|k| k.name == name) {
-        format!("{name} belongs to a qube: put it below a [[qube]] header")
-    } else if let Some(c) = hints::closest(name, TOP_KEYS) {
-        format!("did you mean {c}? a description has one [system] table and [[qube]] tables")
-    } else {
-        "a description has one [system] table and [[qube]] tables, nothing else".to_string()
-    };
-    let message = format!("unknown key {}", hints::quoted(name));
-    diags.push(text, Some(span), key_text(name), message, hint);
-}
-
-/// A key as it would be written in TOML: bare when it can be, quoted otherwise.
-fn key_text(name: &str) -> String {
-    let bare = !name.is_empty()
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
-    if bare {
-        name.to_string()
-    } else {
-        hints::quoted(name)
-    }
 }

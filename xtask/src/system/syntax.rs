@@ -65,7 +65,7 @@ pub(super) fn hint(message: &str) -> String {
     let m = message.to_ascii_lowercase();
     let hint = if m.contains("duplicate") || m.contains("redefin") {
         "each key may appear once per table, [system] once; start each qube with [[qube]]"
-    } else if m.contains("string") && (m.contains("unterminated") || m.contains("unclosed")) {
+    } else if m.contains("string") && (m.contains("unterminated") || m.contains("expected `\"`")) {
         "close the text with a double quote on the same line"
     } else if m.contains("string") || m.contains("invalid") || m.contains("unquoted") {
         "text values need double quotes, e.g. label = \"red\"; numbers are written bare, e.g. 8"

@@ -206,6 +206,14 @@ fn wrong_types_and_misplaced_keys_have_fixes() {
     let single = problems(&with_qubes("[qube]\nname = \"a\"\n"));
     assert_eq!(single.len(), 1);
     assert!(single[0].hint.contains("[[qube]] (double brackets)"));
+    let float = problems(&with_qubes(
+        &qube("net", "net", 8, "red").replace("= 8", "= 80.0"),
+    ));
+    assert!(
+        float[0]
+            .hint
+            .contains("without a fraction: memory_mib = 80")
+    );
     let typo = problems("[qubes]\n");
     assert!(
         typo.iter()
