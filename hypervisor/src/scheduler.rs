@@ -17,13 +17,19 @@ pub struct Scheduler {
     qubes: heapless::Vec<Qube, MAX_QUBES>,
     current: usize,
     all_ready_reported: bool,
+    /// Which qube last ran under each TLB tag. Qubes outnumber ASIDs on some CPUs (TCG has
+    /// 16), so two qubes may share a tag; the TLB is flushed when the owner changes, so no
+    /// qube can use another's cached translations.
+    tag_owner: [Option<usize>; TAGS],
 }
+
+const TAGS: usize = 64;
 
 impl Scheduler {
     /// Takes the loaded qubes.
     pub fn new(qubes: heapless::Vec<Qube, MAX_QUBES>) -> Scheduler {
         let current = qubes.len().saturating_sub(1); // so the first qube runs first
-        Scheduler { qubes, current, all_ready_reported: false }
+        Scheduler { qubes, current, all_ready_reported: false, tag_owner: [None; TAGS] }
     }
 
     fn states(&self) -> heapless::Vec<RunState, MAX_QUBES> {
@@ -62,6 +68,11 @@ impl Scheduler {
     fn run_slice(&mut self, i: usize) {
         let slice_end = time::now_ns().saturating_add(TIME_SLICE_NS);
         let q = &mut self.qubes[i];
+        let tag = q.vcpu.tlb_tag() as usize % TAGS;
+        if self.tag_owner[tag] != Some(i) {
+            q.vcpu.flush_tlb_before_next_run();
+            self.tag_owner[tag] = Some(i);
+        }
         loop {
             let exit = q.vcpu.run();
             match exits::handle(q, exit) {

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 /// Version of the manifest layout.
 pub const MANIFEST_VERSION: u16 = 1;
 /// Most qubes one system may describe.
-pub const MAX_QUBES: usize = 16;
+pub const MAX_QUBES: usize = 24;
 /// Smallest memory a qube may have, in MiB.
 pub const MIN_QUBE_MEMORY_MIB: u32 = 4;
 /// Largest memory a qube may have, in MiB.

@@ -105,6 +105,10 @@ pub trait Vcpu {
     fn rip(&self) -> u64;
     /// Moves `rip` past the instruction that caused `exit` (hypercall, HLT, CPUID, ...).
     fn skip_instruction(&mut self, exit: &Exit);
-    /// Counts of exits by kind since boot, for measurements.
+    /// Exits since boot, for measurements.
     fn exit_count(&self) -> u64;
+    /// The address-space tag the TLB uses for this vCPU (ASID or VPID).
+    fn tlb_tag(&self) -> u32;
+    /// Flushes the guest TLB before the next run (another vCPU used the same tag).
+    fn flush_tlb_before_next_run(&mut self);
 }

@@ -1,0 +1,95 @@
+//! The default system boots to all-qubes-ready: under `-cpu max` (SVM with VGIF), under
+//! `-cpu EPYC` (NPT only), and through GRUB from the ISO (the multiboot2 path).
+
+use super::{Scenario, expect};
+use crate::bundle::{self, Assembled};
+use crate::progress::Steps;
+use crate::qemu::{self, BootOptions, Control, HvEvent, Media, Serial};
+use crate::{deps, iso};
+use anyhow::{Result, bail};
+use std::time::Duration;
+
+pub const DEFAULT_MAX: Scenario = Scenario {
+    name: "boot-default-max",
+    about: "the default system boots to all qubes ready under -cpu max",
+    run: || boot_default("max", false),
+};
+
+pub const DEFAULT_EPYC: Scenario = Scenario {
+    name: "boot-default-epyc",
+    about: "the default system boots to all qubes ready under -cpu EPYC (no VGIF)",
+    run: || boot_default("EPYC", false),
+};
+
+pub const GRUB_ISO: Scenario = Scenario {
+    name: "boot-grub-iso",
+    about: "the GRUB ISO (multiboot2) boots the default system to all qubes ready",
+    run: || boot_default("max", true),
+};
+
+/// Assembles a system quietly enough for the test log.
+pub fn assemble(system: &str) -> Result<Assembled> {
+    deps::ensure(deps::QEMU)?;
+    let mut steps = Steps::new(bundle::STEPS);
+    bundle::assemble(&crate::workspace_root().join(system), &mut steps)
+}
+
+/// Captured-serial boot options with a timeout.
+pub fn options(a: &Assembled, cpu: &str, timeout_s: u64) -> BootOptions {
+    let mut opts = a.boot_options();
+    opts.cpu = cpu.to_string();
+    opts.serial = Serial::Captured;
+    opts.timeout = Some(Duration::from_secs(timeout_s));
+    opts
+}
+
+/// The `all N qubes ready: X VM exits, Y ms since boot` figures.
+pub fn all_ready_figures(lines: &[String]) -> Option<(u64, u64)> {
+    lines.iter().find_map(|l| {
+        let rest = l.split_once("| all ")?.1;
+        let rest = rest.split_once("qubes ready: ")?.1;
+        let (exits, rest) = rest.split_once(" VM exits, ")?;
+        let ms = rest.split_once(" ms")?.0;
+        Some((exits.parse().ok()?, ms.parse().ok()?))
+    })
+}
+
+fn boot_default(cpu: &str, via_iso: bool) -> Result<String> {
+    let a = assemble("systems/default.toml")?;
+    let mut opts = options(&a, cpu, 90);
+    if via_iso {
+        deps::ensure(deps::ISO)?;
+        let path = iso::make(&a, &iso::default_path(&a.name))?;
+        opts.media = Media::Iso(path);
+    }
+    let out = qemu::boot(&opts, |e| {
+        let done = matches!(e.hv, Some(HvEvent::Panic(_)))
+            || e.line.text.contains("qubes ready:");
+        Control::stop_if(done)
+    })?;
+    if let Some(p) = &out.panic {
+        bail!("hypervisor panic: {p}");
+    }
+    let missing = out.not_ready(&a.qube_names());
+    expect(missing.is_empty(), || format!("not ready: {}", missing.join(", ")))?;
+    expect(out.stopped.is_empty(), || format!("qubes stopped: {:?}", out.stopped))?;
+    let banner = out.lines.iter().any(|l| l.contains("backend SVM"));
+    expect(banner, || "no CPU/backend line in the boot summary".into())?;
+    let proto = if via_iso { "boot: multiboot2" } else { "boot: PVH" };
+    expect(out.lines.iter().any(|l| l.contains(proto)), || format!("no `{proto}` line"))?;
+    let (exits, ms) = all_ready_figures(&out.lines)
+        .ok_or_else(|| anyhow::anyhow!("no `all N qubes ready` line"))?;
+    Ok(format!("all {} qubes ready: {exits} VM exits, {ms} ms guest time", a.qube_names().len()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_ready_figures() {
+        let lines = vec!["hv       | all 4 qubes ready: 55 VM exits, 377 ms since boot".to_string()];
+        assert_eq!(all_ready_figures(&lines), Some((55, 377)));
+        assert_eq!(all_ready_figures(&["hv | qube net ready".to_string()]), None);
+    }
+}

@@ -1,0 +1,82 @@
+//! `cargo xtask test`: the host tests, then the QEMU scenarios, then one summary.
+//!
+//! A scenario boots a real system in QEMU (or feeds xtask a broken input) and judges the
+//! result by the console lines and the exit status only. Each has its own timeout; none
+//! asserts a wall-clock time. Figures a scenario sees (VM exits to all-ready) are printed.
+
+mod boots;
+mod containment;
+mod host;
+mod refusals;
+
+use anyhow::{Result, bail};
+use std::time::Instant;
+
+/// One scenario: a name and a check that fails with the reason.
+pub struct Scenario {
+    /// Short name, shown in the summary.
+    pub name: &'static str,
+    /// What it shows, one line.
+    pub about: &'static str,
+    /// Runs it; `Ok` with a short note (figures) when it passed.
+    pub run: fn() -> Result<String>,
+}
+
+/// Every scenario, cheapest first.
+pub fn all() -> Vec<Scenario> {
+    vec![
+        refusals::BROKEN_DESCRIPTIONS,
+        boots::DEFAULT_MAX,
+        boots::DEFAULT_EPYC,
+        containment::CONTAINMENT,
+        refusals::BROKEN_BUNDLES,
+        boots::GRUB_ISO,
+    ]
+}
+
+/// Runs the host tests and the scenarios whose names contain `filter`; prints a summary
+/// ending in the line `N passed, N failed`.
+pub fn run(filter: Option<&str>, skip_host: bool) -> Result<()> {
+    let started = Instant::now();
+    let mut passed = 0usize;
+    let mut failed = Vec::new();
+    if !skip_host {
+        println!("== host tests (cargo test)");
+        let counts = host::run()?;
+        passed += counts.passed;
+        if counts.failed > 0 || !counts.ok {
+            failed.push(format!("host tests: {} failed", counts.failed));
+        }
+        println!("   {} passed, {} failed, {} ignored", counts.passed, counts.failed, counts.ignored);
+    }
+    let chosen: Vec<Scenario> =
+        all().into_iter().filter(|s| filter.is_none_or(|f| s.name.contains(f))).collect();
+    if chosen.is_empty() && filter.is_some() {
+        bail!("no scenario matches {:?}", filter.unwrap_or_default());
+    }
+    for s in &chosen {
+        println!("== scenario {}: {}", s.name, s.about);
+        let t = Instant::now();
+        match (s.run)() {
+            Ok(note) => {
+                passed += 1;
+                println!("   ok ({:.1} s) {note}", t.elapsed().as_secs_f64());
+            }
+            Err(e) => {
+                println!("   FAILED ({:.1} s): {e:#}", t.elapsed().as_secs_f64());
+                failed.push(format!("{}: {e:#}", s.name));
+            }
+        }
+    }
+    println!("== summary ({:.0} s)", started.elapsed().as_secs_f64());
+    for f in &failed {
+        println!("   FAILED {f}");
+    }
+    println!("{passed} passed, {} failed", failed.len());
+    if failed.is_empty() { Ok(()) } else { bail!("{} failed", failed.len()) }
+}
+
+/// Fails with `what` unless `cond`.
+fn expect(cond: bool, what: impl FnOnce() -> String) -> Result<()> {
+    if cond { Ok(()) } else { bail!("{}", what()) }
+}
