@@ -26,21 +26,28 @@ pub struct Assembled {
     pub manifest_path: PathBuf,
     /// The boot bundle.
     pub bundle_path: PathBuf,
-    /// Guest RAM QEMU should give the machine.
+    /// Guest RAM QEMU should give the machine (the system's `ram_mib`).
     pub ram_mib: u32,
 }
 
 impl Assembled {
     /// The qubes the manifest starts, in start order.
     pub fn qube_names(&self) -> Vec<&str> {
-        self.system.manifest.qubes.iter().map(|q| q.name.as_str()).collect()
+        self.system
+            .manifest
+            .qubes
+            .iter()
+            .map(|q| q.name.as_str())
+            .collect()
     }
 
     /// Boot options for QEMU's direct (PVH) boot of this system, with the defaults of
     /// [`BootOptions::new`].
     pub fn boot_options(&self) -> BootOptions {
-        let media =
-            Media::Direct { kernel: self.hypervisor.elf.clone(), bundle: self.bundle_path.clone() };
+        let media = Media::Direct {
+            kernel: self.hypervisor.elf.clone(),
+            bundle: self.bundle_path.clone(),
+        };
         BootOptions::new(media, self.ram_mib)
     }
 }
@@ -59,9 +66,16 @@ pub fn assemble(system_path: &Path, steps: &mut Steps) -> Result<Assembled> {
     steps.next(&format!("compiling {}", system_path.display()));
     let system = system::compile_file(system_path)?;
     let name = system.manifest.system.as_str().to_string();
-    let name = if name.is_empty() { file_stem(system_path) } else { name };
-    let needed: Vec<&'static Image> =
-        system.images.iter().map(|n| images::unikernel_named(n)).collect::<Result<_>>()?;
+    let name = if name.is_empty() {
+        file_stem(system_path)
+    } else {
+        name
+    };
+    let needed: Vec<&'static Image> = system
+        .images
+        .iter()
+        .map(|n| images::unikernel_named(n))
+        .collect::<Result<_>>()?;
 
     let mut wanted: Vec<&Image> = vec![&HYPERVISOR];
     for image in &needed {
@@ -75,20 +89,42 @@ pub fn assemble(system_path: &Path, steps: &mut Steps) -> Result<Assembled> {
     let hypervisor = built[0].clone();
     let images: Vec<Built> = needed
         .iter()
-        .map(|n| built.iter().find(|b| b.image == **n).cloned().expect("built above"))
+        .map(|n| {
+            built
+                .iter()
+                .find(|b| b.image == **n)
+                .cloned()
+                .expect("built above")
+        })
         .collect();
 
     steps.next("writing the boot bundle");
     let (manifest_path, bundle_path) = write(&name, &system, &images)?;
-    println!("      hypervisor {:>10}  {}", size_of(&hypervisor.elf)?, hypervisor.elf.display());
-    let ram_mib = ram_mib(&system);
-    Ok(Assembled { system, name, hypervisor, images, manifest_path, bundle_path, ram_mib })
+    println!(
+        "      hypervisor {:>10}  {}",
+        size_of(&hypervisor.elf)?,
+        hypervisor.elf.display()
+    );
+    let ram_mib = system.ram_mib;
+    Ok(Assembled {
+        system,
+        name,
+        hypervisor,
+        images,
+        manifest_path,
+        bundle_path,
+        ram_mib,
+    })
 }
 
 /// Writes `<name>.manifest` and `<name>.bundle` into [`out_dir`] and prints their sizes.
 pub fn write(name: &str, system: &CompiledSystem, images: &[Built]) -> Result<(PathBuf, PathBuf)> {
     if images.len() != system.images.len() {
-        bail!("{} images for {} bundle entries", images.len(), system.images.len());
+        bail!(
+            "{} images for {} bundle entries",
+            images.len(),
+            system.images.len()
+        );
     }
     let dir = out_dir();
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -109,7 +145,10 @@ pub fn write(name: &str, system: &CompiledSystem, images: &[Built]) -> Result<(P
     std::fs::write(&bundle_path, &bundle)
         .with_context(|| format!("writing {}", bundle_path.display()))?;
 
-    println!("      manifest   {:>10}", human_bytes(manifest.len() as u64));
+    println!(
+        "      manifest   {:>10}",
+        human_bytes(manifest.len() as u64)
+    );
     for (n, bytes) in &entries {
         println!("      {n:<10} {:>10}", human_bytes(bytes.len() as u64));
     }
@@ -122,20 +161,15 @@ pub fn write(name: &str, system: &CompiledSystem, images: &[Built]) -> Result<(P
     Ok((manifest_path, bundle_path))
 }
 
-/// Guest RAM for the whole machine.
-///
-/// Until the system compiler reports `ram_mib` itself: every qube's memory plus 64 MiB for
-/// the hypervisor, rounded up to 64 MiB, and never below 256 MiB.
-pub fn ram_mib(system: &CompiledSystem) -> u32 {
-    let qubes: u32 = system.manifest.qubes.iter().map(|q| q.memory_mib).sum();
-    (qubes + 64).div_ceil(64).saturating_mul(64).max(256)
-}
-
 fn size_of(path: &Path) -> Result<String> {
-    let len = std::fs::metadata(path).with_context(|| format!("{}", path.display()))?.len();
+    let len = std::fs::metadata(path)
+        .with_context(|| format!("{}", path.display()))?
+        .len();
     Ok(human_bytes(len))
 }
 
 fn file_stem(path: &Path) -> String {
-    path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "system".into())
+    path.file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "system".into())
 }

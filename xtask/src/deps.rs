@@ -35,14 +35,26 @@ pub const QEMU: &[Tool] = &[Tool {
 
 /// What `iso` needs.
 pub const ISO: &[Tool] = &[
-    Tool { what: "grub-mkrescue", probe: Probe::Program("grub-mkrescue"), package: "grub-common" },
+    Tool {
+        what: "grub-mkrescue",
+        probe: Probe::Program("grub-mkrescue"),
+        package: "grub-common",
+    },
     Tool {
         what: "GRUB's BIOS modules",
         probe: Probe::Dir("/usr/lib/grub/i386-pc"),
         package: "grub-pc-bin",
     },
-    Tool { what: "xorriso", probe: Probe::Program("xorriso"), package: "xorriso" },
-    Tool { what: "mformat", probe: Probe::Program("mformat"), package: "mtools" },
+    Tool {
+        what: "xorriso",
+        probe: Probe::Program("xorriso"),
+        package: "xorriso",
+    },
+    Tool {
+        what: "mformat",
+        probe: Probe::Program("mformat"),
+        package: "mtools",
+    },
 ];
 
 impl Tool {
@@ -59,9 +71,13 @@ impl Tool {
 pub fn find_program(name: &str) -> Option<PathBuf> {
     use std::os::unix::fs::PermissionsExt;
     let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path).map(|dir| dir.join(name)).find(|p| {
-        p.metadata().map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0).unwrap_or(false)
-    })
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(name))
+        .find(|p| {
+            p.metadata()
+                .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+                .unwrap_or(false)
+        })
 }
 
 /// The packages to install for the missing `tools`, each once, in order.
@@ -86,7 +102,11 @@ pub fn ensure(tools: &[Tool]) -> Result<()> {
     if packages.is_empty() {
         return Ok(());
     }
-    let missing: Vec<&str> = tools.iter().filter(|t| !t.present()).map(|t| t.what).collect();
+    let missing: Vec<&str> = tools
+        .iter()
+        .filter(|t| !t.present())
+        .map(|t| t.what)
+        .collect();
     if !is_root() || find_program("apt-get").is_none() {
         bail!(
             "missing host tools: {}\n  install them with: {}",
@@ -94,7 +114,11 @@ pub fn ensure(tools: &[Tool]) -> Result<()> {
             install_hint(&packages)
         );
     }
-    println!("      installing {} (for {})", packages.join(" "), missing.join(", "));
+    println!(
+        "      installing {} (for {})",
+        packages.join(" "),
+        missing.join(", ")
+    );
     apt_update_once()?;
     apt(&["install", "-y", "--no-install-recommends"], &packages)?;
     let still = missing_packages(tools, Tool::present);
@@ -106,10 +130,10 @@ pub fn ensure(tools: &[Tool]) -> Result<()> {
 
 /// Whether xtask runs as root.
 pub fn is_root() -> bool {
-    if let Ok(out) = Command::new("id").arg("-u").output() {
-        if out.status.success() {
-            return String::from_utf8_lossy(&out.stdout).trim() == "0";
-        }
+    if let Ok(out) = Command::new("id").arg("-u").output()
+        && out.status.success()
+    {
+        return String::from_utf8_lossy(&out.stdout).trim() == "0";
     }
     std::env::var("EUID").map(|v| v == "0").unwrap_or(false)
         || std::env::var("USER").map(|v| v == "root").unwrap_or(false)

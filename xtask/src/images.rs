@@ -41,7 +41,12 @@ pub const HYPERVISOR: Image = Image {
 };
 
 const fn unikernel(name: &'static str, package: &'static str) -> Image {
-    Image { name, package, bin: name, role: Role::Unikernel }
+    Image {
+        name,
+        package,
+        bin: name,
+        role: Role::Unikernel,
+    }
 }
 
 /// Every image, hypervisor first.
@@ -56,7 +61,8 @@ pub const ALL: &[Image] = &[
 
 /// Finds an image by its short name, its package or its binary name.
 pub fn find(name: &str) -> Option<&'static Image> {
-    ALL.iter().find(|i| i.name == name || i.package == name || i.bin == name)
+    ALL.iter()
+        .find(|i| i.name == name || i.package == name || i.bin == name)
 }
 
 /// Finds a unikernel image a system description names, or says which names exist.
@@ -64,8 +70,11 @@ pub fn unikernel_named(name: &str) -> Result<&'static Image> {
     match find(name) {
         Some(image) if image.role == Role::Unikernel => Ok(image),
         _ => {
-            let known: Vec<&str> =
-                ALL.iter().filter(|i| i.role == Role::Unikernel).map(|i| i.name).collect();
+            let known: Vec<&str> = ALL
+                .iter()
+                .filter(|i| i.role == Role::Unikernel)
+                .map(|i| i.name)
+                .collect();
             bail!("unknown image `{name}` (xtask knows: {})", known.join(", "))
         }
     }
@@ -136,12 +145,21 @@ pub fn build(images: &[&Image]) -> Result<Vec<Built>> {
 fn found(image: &Image) -> Result<Built> {
     let elf = elf_path(image);
     let dep_info = elf.with_file_name(format!("{}.d", image.bin));
-    let head = std::fs::read(&elf)
-        .with_context(|| format!("cargo built `{}` but {} is missing", image.name, elf.display()))?;
+    let head = std::fs::read(&elf).with_context(|| {
+        format!(
+            "cargo built `{}` but {} is missing",
+            image.name,
+            elf.display()
+        )
+    })?;
     if !head.starts_with(b"\x7fELF") {
         bail!("{} is not an ELF file", elf.display());
     }
-    Ok(Built { image: *image, elf, dep_info })
+    Ok(Built {
+        image: *image,
+        elf,
+        dep_info,
+    })
 }
 
 #[cfg(test)]

@@ -56,10 +56,21 @@ pub fn make(assembled: &Assembled, out: &Path) -> Result<PathBuf> {
         .context("running grub-mkrescue")?;
     if !output.status.success() {
         eprintln!("{}", String::from_utf8_lossy(&output.stderr));
-        bail!("grub-mkrescue -o {} {} failed ({})", out.display(), stage.display(), output.status);
+        bail!(
+            "grub-mkrescue -o {} {} failed ({})",
+            out.display(),
+            stage.display(),
+            output.status
+        );
     }
-    let len = std::fs::metadata(out).with_context(|| format!("{}", out.display()))?.len();
-    println!("      iso        {:>10}  {}", crate::progress::human_bytes(len), out.display());
+    let len = std::fs::metadata(out)
+        .with_context(|| format!("{}", out.display()))?
+        .len();
+    println!(
+        "      iso        {:>10}  {}",
+        crate::progress::human_bytes(len),
+        out.display()
+    );
     Ok(out.to_path_buf())
 }
 

@@ -134,14 +134,21 @@ fn run(args: RunArgs) -> Result<()> {
     opts.cpu = args.cpu;
     opts.extra_args = args.qemu_args;
     opts.serial_log = args.serial_log;
-    opts.serial = if args.until_ready { Serial::Captured } else { Serial::detect() };
+    opts.serial = if args.until_ready {
+        Serial::Captured
+    } else {
+        Serial::detect()
+    };
     opts.timeout = match (args.timeout, args.until_ready) {
         (Some(secs), _) => Some(Duration::from_secs(secs)),
         (None, true) => Some(Duration::from_secs(120)),
         (None, false) => None,
     };
 
-    steps.next(&format!("booting {} in QEMU (-cpu {}, {} MiB)", assembled.name, opts.cpu, opts.ram_mib));
+    steps.next(&format!(
+        "booting {} in QEMU (-cpu {}, {} MiB)",
+        assembled.name, opts.cpu, opts.ram_mib
+    ));
     println!("      {}", opts.command_line());
     if opts.serial == Serial::Interactive {
         println!("      Ctrl-A X leaves QEMU, Ctrl-A C switches to its monitor");
@@ -164,23 +171,35 @@ fn run(args: RunArgs) -> Result<()> {
             ready.remove(qube);
             Control::Continue
         }
-        // Without a person to look at it, a panicked machine has nothing more to say.
-        Some(HvEvent::Panic(_)) => Control::stop_if(until_ready || captured),
+        // Without a person to look at it, a panicked or idle machine has nothing more to say.
+        Some(HvEvent::Panic(_) | HvEvent::Idle) => Control::stop_if(until_ready || captured),
         _ => Control::Continue,
     })?;
 
     if until_ready {
         if let Some(at) = all_ready_at {
-            println!("all {} qubes ready after {:.1} s", qubes.len(), at.as_secs_f64());
+            println!(
+                "all {} qubes ready after {:.1} s",
+                qubes.len(),
+                at.as_secs_f64()
+            );
             return Ok(());
         }
         let missing = outcome.not_ready(&qubes).join(", ");
         bail!("not ready: {missing} ({})", why_stopped(&outcome));
     }
-    if let Some(message) = &outcome.panic {
-        bail!("the hypervisor panicked: {message}");
+    if outcome.panic.is_some() || outcome.timed_out {
+        bail!("{}", why_stopped(&outcome));
     }
-    if outcome.timed_out {
+    if outcome.idle {
+        let clean = outcome.stopped.is_empty() && outcome.exited.iter().all(|(_, s)| *s == 0);
+        if clean {
+            println!(
+                "every qube finished after {:.1} s",
+                outcome.wall.as_secs_f64()
+            );
+            return Ok(());
+        }
         bail!("{}", why_stopped(&outcome));
     }
     match outcome.qemu_status.and_then(|s| s.code()) {
@@ -190,27 +209,38 @@ fn run(args: RunArgs) -> Result<()> {
     }
 }
 
-/// Why a boot ended, in words.
+/// Why a boot ended, in words, with every qube that failed on the way.
 fn why_stopped(outcome: &BootOutcome) -> String {
     let wall = outcome.wall.as_secs_f64();
-    if let Some(message) = &outcome.panic {
-        return format!("the hypervisor panicked after {wall:.1} s: {message}");
-    }
-    if outcome.timed_out {
-        return format!("timed out after {wall:.1} s");
-    }
-    let stopped: Vec<String> =
-        outcome.stopped.iter().map(|(q, reason)| format!("{q} stopped: {reason}")).collect();
-    let status = match (outcome.debug_exit(), outcome.qemu_status) {
-        (Some(code), _) => format!("the guest ended QEMU with code {code}"),
-        (None, Some(status)) => format!("QEMU exited ({status})"),
-        (None, None) => "QEMU exited".to_string(),
-    };
-    if stopped.is_empty() {
-        format!("{status} after {wall:.1} s")
+    let mut why = if let Some(message) = &outcome.panic {
+        format!("the hypervisor panicked after {wall:.1} s: {message}")
+    } else if outcome.timed_out {
+        "timed out".to_string()
+    } else if outcome.idle {
+        "every qube stopped".to_string()
     } else {
-        format!("{status} after {wall:.1} s; {}", stopped.join("; "))
+        match (outcome.debug_exit(), outcome.qemu_status) {
+            (Some(code), _) => format!("the guest ended QEMU with code {code}"),
+            (None, Some(status)) => format!("QEMU exited ({status})"),
+            (None, None) => "QEMU exited".to_string(),
+        }
+    };
+    if outcome.panic.is_none() {
+        why.push_str(&format!(" after {wall:.1} s"));
     }
+    let stops = outcome
+        .stopped
+        .iter()
+        .map(|(q, reason)| format!("{q} stopped: {reason}"));
+    let exits = outcome.exited.iter().filter(|(_, s)| *s != 0);
+    let troubles: Vec<String> = stops
+        .chain(exits.map(|(q, s)| format!("{q} exited with status {s}")))
+        .collect();
+    if !troubles.is_empty() {
+        why.push_str("; ");
+        why.push_str(&troubles.join("; "));
+    }
+    why
 }
 
 /// A relative system path is looked up in the current directory, then in the workspace root.

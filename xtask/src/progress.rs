@@ -14,7 +14,11 @@ pub struct Steps {
 impl Steps {
     /// A plan of `total` steps.
     pub fn new(total: usize) -> Steps {
-        Steps { total, done: 0, started: Instant::now() }
+        Steps {
+            total,
+            done: 0,
+            started: Instant::now(),
+        }
     }
 
     /// Announces the next step.

@@ -38,7 +38,11 @@ impl Serial {
     /// Interactive when stdin is a terminal.
     pub fn detect() -> Serial {
         use std::io::IsTerminal;
-        if std::io::stdin().is_terminal() { Serial::Interactive } else { Serial::Captured }
+        if std::io::stdin().is_terminal() {
+            Serial::Interactive
+        } else {
+            Serial::Captured
+        }
     }
 }
 
@@ -135,12 +139,19 @@ mod tests {
     use super::*;
 
     fn line(o: &BootOptions) -> String {
-        o.args().iter().map(|a| a.to_string_lossy().into_owned()).collect::<Vec<_>>().join(" ")
+        o.args()
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect::<Vec<_>>()
+            .join(" ")
     }
 
     #[test]
     fn direct_boot_captured() {
-        let media = Media::Direct { kernel: "/t/hv".into(), bundle: "/t/default.bundle".into() };
+        let media = Media::Direct {
+            kernel: "/t/hv".into(),
+            bundle: "/t/default.bundle".into(),
+        };
         let mut o = BootOptions::new(media, 256);
         o.extra_args = vec!["-d".into(), "int".into()];
         assert_eq!(
@@ -149,7 +160,10 @@ mod tests {
              -initrd /t/default.bundle -display none -no-reboot \
              -device isa-debug-exit,iobase=0xf4,iosize=0x04 -serial stdio -monitor none -d int"
         );
-        assert!(o.command_line().starts_with("qemu-system-x86_64 -machine q35"));
+        assert!(
+            o.command_line()
+                .starts_with("qemu-system-x86_64 -machine q35")
+        );
     }
 
     #[test]

@@ -51,7 +51,11 @@ pub enum Control {
 impl Control {
     /// `Stop` when `done`.
     pub fn stop_if(done: bool) -> Control {
-        if done { Control::Stop } else { Control::Continue }
+        if done {
+            Control::Stop
+        } else {
+            Control::Continue
+        }
     }
 }
 
@@ -72,6 +76,8 @@ pub struct BootOutcome {
     pub panic: Option<String>,
     /// The hypervisor said `halting`.
     pub halted: bool,
+    /// The hypervisor said every qube has stopped.
+    pub idle: bool,
     /// The watcher asked to stop (QEMU was then stopped by us).
     pub until_met: bool,
     /// The timeout passed first (QEMU was then stopped by us).
@@ -88,7 +94,9 @@ impl BootOutcome {
         if self.until_met || self.timed_out {
             return None;
         }
-        self.qemu_status.and_then(|s| s.code()).and_then(debug_exit_code)
+        self.qemu_status
+            .and_then(|s| s.code())
+            .and_then(debug_exit_code)
     }
 
     /// Lines that `source` wrote (bodies only).
@@ -104,7 +112,11 @@ impl BootOutcome {
 
     /// The qubes of `expected` that never reported ready.
     pub fn not_ready<'a>(&self, expected: &[&'a str]) -> Vec<&'a str> {
-        expected.iter().copied().filter(|q| !self.ready.contains(*q)).collect()
+        expected
+            .iter()
+            .copied()
+            .filter(|q| !self.ready.contains(*q))
+            .collect()
     }
 
     fn record(&mut self, event: &Event) {
@@ -126,6 +138,7 @@ impl BootOutcome {
             }
             Some(HvEvent::Panic(message)) => self.panic = Some(message.clone()),
             Some(HvEvent::Halting) => self.halted = true,
+            Some(HvEvent::Idle) => self.idle = true,
             None => {}
         }
     }
@@ -158,21 +171,33 @@ pub fn boot(opts: &BootOptions, mut until: impl FnMut(&Event) -> Control) -> Res
         };
         let line = Line::parse(&raw);
         let hv = HvEvent::recognise(&line);
-        let event = Event { line, hv, at: started.elapsed() };
+        let event = Event {
+            line,
+            hv,
+            at: started.elapsed(),
+        };
         out.record(&event);
         if until(&event) == Control::Stop {
             out.until_met = true;
             break;
         }
     }
-    let status = if out.until_met || out.timed_out { qemu.stop()? } else { qemu.wait()? };
+    let status = if out.until_met || out.timed_out {
+        qemu.stop()?
+    } else {
+        qemu.wait()?
+    };
     out.wall = started.elapsed();
     out.qemu_status = Some(status);
     // Lines QEMU wrote before it stopped are kept, but not shown to the watcher again.
     for raw in lines.try_iter() {
         let line = Line::parse(&raw);
         let hv = HvEvent::recognise(&line);
-        out.record(&Event { line, hv, at: out.wall });
+        out.record(&Event {
+            line,
+            hv,
+            at: out.wall,
+        });
     }
     Ok(out)
 }

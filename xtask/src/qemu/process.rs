@@ -31,9 +31,12 @@ impl Qemu {
             .args(opts.args())
             .stdin(stdin)
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(Stdio::piped())
             .spawn()
             .with_context(|| format!("starting {}", opts.command_line()))?;
+        if let Some(stderr) = child.stderr.take() {
+            std::thread::spawn(move || forward_errors(stderr));
+        }
         let log = match &opts.serial_log {
             Some(path) => Some(BufWriter::new(
                 File::create(path).with_context(|| format!("creating {}", path.display()))?,
@@ -44,7 +47,14 @@ impl Qemu {
         let (tx, rx) = channel();
         let echo = opts.echo;
         let pump = std::thread::spawn(move || pump(stdout, echo, log, tx));
-        Ok((Qemu { child, pump: Some(pump), status: None }, rx))
+        Ok((
+            Qemu {
+                child,
+                pump: Some(pump),
+                status: None,
+            },
+            rx,
+        ))
     }
 
     /// Waits for QEMU to exit by itself.
@@ -100,6 +110,17 @@ impl Drop for Qemu {
     fn drop(&mut self) {
         if self.status.is_none() {
             let _ = self.stop();
+        }
+    }
+}
+
+/// Passes QEMU's own messages on to our stderr, except the one that says we stopped it.
+fn forward_errors(from: impl Read) {
+    use std::io::BufRead;
+    for line in std::io::BufReader::new(from).lines() {
+        let Ok(line) = line else { break };
+        if !line.contains("terminating on signal") {
+            eprintln!("{line}");
         }
     }
 }

@@ -80,7 +80,9 @@ pub const HV: &str = "hv";
 fn is_source_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 32
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':'))
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':'))
 }
 
 /// A line of the hypervisor that means something to xtask.
@@ -115,6 +117,8 @@ pub enum HvEvent {
     Panic(String),
     /// `hv | halting`
     Halting,
+    /// `hv | all qubes stopped; idle`: nothing will run any more.
+    Idle,
 }
 
 impl HvEvent {
@@ -127,8 +131,10 @@ impl HvEvent {
         if let Some(message) = body.strip_prefix("panic:") {
             return Some(HvEvent::Panic(message.trim().to_string()));
         }
-        if body == "halting" {
-            return Some(HvEvent::Halting);
+        match body {
+            "halting" => return Some(HvEvent::Halting),
+            "all qubes stopped; idle" => return Some(HvEvent::Idle),
+            _ => {}
         }
         let rest = body.strip_prefix("qube ")?;
         let (qube, what) = rest.split_once(' ')?;
@@ -137,14 +143,26 @@ impl HvEvent {
             return Some(HvEvent::Ready(qube));
         }
         if let Some(reason) = what.strip_prefix("stopped:") {
-            return Some(HvEvent::Stopped { qube, reason: reason.trim().to_string() });
+            return Some(HvEvent::Stopped {
+                qube,
+                reason: reason.trim().to_string(),
+            });
         }
         if let Some(status) = what.strip_prefix("exited with status ") {
-            return Some(HvEvent::Exited { qube, status: status.trim().parse().ok()? });
+            return Some(HvEvent::Exited {
+                qube,
+                status: status.trim().parse().ok()?,
+            });
         }
-        let counts = what.strip_prefix("restarting (attempt ")?.strip_suffix(')')?;
+        let counts = what
+            .strip_prefix("restarting (attempt ")?
+            .strip_suffix(')')?;
         let (attempt, of) = counts.split_once(" of ")?;
-        Some(HvEvent::Restarting { qube, attempt: attempt.parse().ok()?, of: of.parse().ok()? })
+        Some(HvEvent::Restarting {
+            qube,
+            attempt: attempt.parse().ok()?,
+            of: of.parse().ok()?,
+        })
     }
 }
 
@@ -171,7 +189,10 @@ mod tests {
         assert_eq!(l.source.as_deref(), Some("net"));
         assert_eq!(l.body, "link up | eth0");
         let l = Line::parse("SeaBIOS (version 1.16)");
-        assert_eq!((l.source, l.body.as_str()), (None, "SeaBIOS (version 1.16)"));
+        assert_eq!(
+            (l.source, l.body.as_str()),
+            (None, "SeaBIOS (version 1.16)")
+        );
         assert_eq!(Line::parse("a b | c").source, None);
     }
 
@@ -180,8 +201,15 @@ mod tests {
         let want = Some(HvEvent::Ready("net".into()));
         assert_eq!(hv("hv | qube net ready"), want);
         assert_eq!(hv("\x1b[1;36mhv\x1b[0m | qube net ready\r"), want);
-        assert_eq!(hv("\x1b[36mhv\x1b[0m | qube \x1b[32mnet\x1b[0m ready"), want);
-        assert_eq!(hv("net | qube net ready"), None, "only the hypervisor speaks for qubes");
+        assert_eq!(
+            hv("\x1b[36mhv\x1b[0m | qube \x1b[32mnet\x1b[0m ready"),
+            want
+        );
+        assert_eq!(
+            hv("net | qube net ready"),
+            None,
+            "only the hypervisor speaks for qubes"
+        );
         assert_eq!(hv("hv | qube net ready now"), None);
     }
 
@@ -189,18 +217,35 @@ mod tests {
     fn recognises_the_other_stable_lines() {
         assert_eq!(
             hv("hv | qube usb stopped: page fault at 0x1000"),
-            Some(HvEvent::Stopped { qube: "usb".into(), reason: "page fault at 0x1000".into() })
+            Some(HvEvent::Stopped {
+                qube: "usb".into(),
+                reason: "page fault at 0x1000".into()
+            })
         );
         assert_eq!(
             hv("hv | qube gui exited with status -3"),
-            Some(HvEvent::Exited { qube: "gui".into(), status: -3 })
+            Some(HvEvent::Exited {
+                qube: "gui".into(),
+                status: -3
+            })
         );
         assert_eq!(
             hv("hv | qube net restarting (attempt 2 of 5)"),
-            Some(HvEvent::Restarting { qube: "net".into(), attempt: 2, of: 5 })
+            Some(HvEvent::Restarting {
+                qube: "net".into(),
+                attempt: 2,
+                of: 5
+            })
         );
-        assert_eq!(hv("hv | panic: out of frames"), Some(HvEvent::Panic("out of frames".into())));
+        assert_eq!(
+            hv("hv | panic: out of frames"),
+            Some(HvEvent::Panic("out of frames".into()))
+        );
         assert_eq!(hv("\x1b[31mhv\x1b[0m | halting"), Some(HvEvent::Halting));
+        assert_eq!(
+            hv("hv       | all qubes stopped; idle"),
+            Some(HvEvent::Idle)
+        );
         assert_eq!(hv("hv | qube net restarting (attempt x of 5)"), None);
         assert_eq!(hv("hv | booting on AMD SVM"), None);
     }

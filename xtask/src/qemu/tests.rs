@@ -24,7 +24,10 @@ fn fake(name: &str, lines: &[&str], then: &str) -> BootOptions {
     body.push('\n');
     std::fs::write(&script, body).unwrap();
     std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let media = Media::Direct { kernel: dir.join("hv"), bundle: dir.join("b") };
+    let media = Media::Direct {
+        kernel: dir.join("hv"),
+        bundle: dir.join("b"),
+    };
     let mut opts = BootOptions::new(media, 256);
     opts.qemu = script.display().to_string();
     opts.echo = false;
@@ -33,10 +36,16 @@ fn fake(name: &str, lines: &[&str], then: &str) -> BootOptions {
 
 #[test]
 fn stops_as_soon_as_the_watcher_has_seen_enough() {
-    let lines = ["hv | booting", "\\033[32mhv\\033[0m | qube net ready", "hv | qube gui ready"];
+    let lines = [
+        "hv | booting",
+        "\\033[32mhv\\033[0m | qube net ready",
+        "hv | qube gui ready",
+    ];
     let opts = fake("until", &lines, "exec sleep 30");
-    let out = boot(&opts, |e| Control::stop_if(matches!(&e.hv, Some(HvEvent::Ready(q)) if q == "net")))
-        .unwrap();
+    let out = boot(&opts, |e| {
+        Control::stop_if(matches!(&e.hv, Some(HvEvent::Ready(q)) if q == "net"))
+    })
+    .unwrap();
     assert!(out.until_met && !out.timed_out);
     assert!(out.ready.contains("net"));
     assert!(out.wall < Duration::from_secs(10), "{:?}", out.wall);
@@ -45,18 +54,29 @@ fn stops_as_soon_as_the_watcher_has_seen_enough() {
 
 #[test]
 fn times_out_and_kills_qemu() {
-    let mut opts = fake("timeout", &["hv | qube net stopped: triple fault"], "exec sleep 30");
+    let mut opts = fake(
+        "timeout",
+        &["hv | qube net stopped: triple fault"],
+        "exec sleep 30",
+    );
     opts.timeout = Some(Duration::from_millis(300));
     let out = boot(&opts, |_| Control::Continue).unwrap();
     assert!(out.timed_out && !out.until_met);
-    assert_eq!(out.stopped, [("net".to_string(), "triple fault".to_string())]);
+    assert_eq!(
+        out.stopped,
+        [("net".to_string(), "triple fault".to_string())]
+    );
     assert!(out.wall < Duration::from_secs(10), "{:?}", out.wall);
     assert_eq!(out.debug_exit(), None);
 }
 
 #[test]
 fn reports_how_qemu_ended_and_writes_the_log() {
-    let mut opts = fake("exit", &["hv | panic: out of frames", "tail without newline"], "exit 7");
+    let mut opts = fake(
+        "exit",
+        &["hv | panic: out of frames", "tail without newline"],
+        "exit 7",
+    );
     let log = scratch("exit").join("serial.log");
     opts.serial_log = Some(log.clone());
     let out = boot(&opts, |_| Control::Continue).unwrap();
@@ -105,7 +125,9 @@ fn pvh_guest(text: &str, exit: Option<u8>) -> Vec<u8> {
         w16(&mut elf, v);
     }
     // (type, flags, offset, address, size, align)
-    for (kind, flags, off, size, align) in [(1u32, 7u32, 0u64, total, 0x1000u64), (4, 4, 176, 24, 4)] {
+    for (kind, flags, off, size, align) in
+        [(1u32, 7u32, 0u64, total, 0x1000u64), (4, 4, 176, 24, 4)]
+    {
         w32(&mut elf, kind);
         w32(&mut elf, flags);
         w64(&mut elf, off);
@@ -134,7 +156,10 @@ fn real_qemu(name: &str, guest: Vec<u8>) -> Option<BootOptions> {
     let dir = scratch(name);
     std::fs::write(dir.join("hv.elf"), guest).unwrap();
     std::fs::write(dir.join("test.bundle"), b"BHBUNDLE").unwrap();
-    let media = Media::Direct { kernel: dir.join("hv.elf"), bundle: dir.join("test.bundle") };
+    let media = Media::Direct {
+        kernel: dir.join("hv.elf"),
+        bundle: dir.join("test.bundle"),
+    };
     let mut opts = BootOptions::new(media, 64);
     opts.echo = false;
     opts.timeout = Some(Duration::from_secs(60));
@@ -144,7 +169,9 @@ fn real_qemu(name: &str, guest: Vec<u8>) -> Option<BootOptions> {
 #[test]
 fn boots_real_qemu_and_reads_its_serial() {
     let text = "\x1b[36mhv\x1b[0m | qube net ready\r\nhv | halting\r\n";
-    let Some(opts) = real_qemu("real", pvh_guest(text, Some(0))) else { return };
+    let Some(opts) = real_qemu("real", pvh_guest(text, Some(0))) else {
+        return;
+    };
     let out = boot(&opts, |_| Control::Continue).unwrap();
     assert!(out.ready.contains("net"), "{:?}", out.lines);
     assert!(out.halted && !out.timed_out, "{out:?}");
@@ -154,7 +181,9 @@ fn boots_real_qemu_and_reads_its_serial() {
 #[test]
 fn stops_real_qemu_once_ready() {
     let text = "hv | qube net ready\r\nhv | qube gui ready\r\n";
-    let Some(opts) = real_qemu("real-until", pvh_guest(text, None)) else { return };
+    let Some(opts) = real_qemu("real-until", pvh_guest(text, None)) else {
+        return;
+    };
     let expected = ["net", "gui"];
     let out = boot(&opts, |e| {
         let seen = matches!(&e.hv, Some(HvEvent::Ready(q)) if q == "gui");
