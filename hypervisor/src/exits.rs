@@ -31,6 +31,7 @@ pub enum Stop {
 }
 
 /// Ways a qube can break the rules, each named in the log line.
+#[allow(clippy::enum_variant_names)] // `TripleFault` is the architectural name
 #[derive(Clone, Copy, Debug)]
 pub enum Fault {
     /// Triple fault.

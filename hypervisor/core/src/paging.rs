@@ -105,7 +105,7 @@ impl<'a, F: EntryFormat> Tables<'a, F> {
     /// Starts empty tables; the root (PML4) is the arena's first page, at `base`.
     /// The arena must be page-aligned in physical memory and at least one page long.
     pub fn new(arena: &'a mut [u8], base: u64, fmt: F) -> Result<Self, PagingError> {
-        if base % PAGE_SIZE != 0 || arena.len() < PAGE_SIZE as usize {
+        if !base.is_multiple_of(PAGE_SIZE) || arena.len() < PAGE_SIZE as usize {
             return Err(PagingError::Misaligned);
         }
         arena[..PAGE_SIZE as usize].fill(0);
@@ -150,7 +150,7 @@ impl<'a, F: EntryFormat> Tables<'a, F> {
     /// Maps one page: 4 KiB, or 2 MiB when `large`.
     pub fn map_page(&mut self, va: u64, pa: u64, large: bool, perm: Perm) -> Result<(), PagingError> {
         let size = if large { LARGE_PAGE_SIZE } else { PAGE_SIZE };
-        if va % size != 0 || pa % size != 0 {
+        if !va.is_multiple_of(size) || !pa.is_multiple_of(size) {
             return Err(PagingError::Misaligned);
         }
         if va >= 1 << 47 {
@@ -184,7 +184,7 @@ impl<'a, F: EntryFormat> Tables<'a, F> {
 
     /// Maps `[va, va+len)` to `[pa, pa+len)`, using 2 MiB pages wherever both sides allow.
     pub fn map_range(&mut self, va: u64, pa: u64, len: u64, perm: Perm) -> Result<(), PagingError> {
-        if va % PAGE_SIZE != 0 || pa % PAGE_SIZE != 0 || len % PAGE_SIZE != 0 {
+        if !va.is_multiple_of(PAGE_SIZE) || !pa.is_multiple_of(PAGE_SIZE) || !len.is_multiple_of(PAGE_SIZE) {
             return Err(PagingError::Misaligned);
         }
         let mut off = 0;

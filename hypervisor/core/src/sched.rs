@@ -33,11 +33,10 @@ pub fn pick_next(states: &[RunState], current: usize) -> Option<usize> {
 /// `pending(i)` says whether qube `i` has events.
 pub fn wake(states: &mut [RunState], now: u64, pending: impl Fn(usize) -> bool) {
     for (i, s) in states.iter_mut().enumerate() {
-        if let RunState::Waiting { deadline } = *s {
-            if pending(i) || deadline.is_some_and(|d| d <= now) {
+        if let RunState::Waiting { deadline } = *s
+            && (pending(i) || deadline.is_some_and(|d| d <= now)) {
                 *s = RunState::Runnable;
             }
-        }
     }
 }
 

@@ -72,7 +72,7 @@ pub unsafe fn bundle_bytes(r: Region) -> &'static [u8] {
 /// `T` must be valid when all-zero.
 pub unsafe fn leak_zeroed<T>(r: Region) -> &'static mut T {
     assert!(mapped(r) && r.len() >= core::mem::size_of::<T>() as u64);
-    assert!(r.start % core::mem::align_of::<T>() as u64 == 0);
+    assert!(r.start.is_multiple_of(core::mem::align_of::<T>() as u64));
     let p = r.start as *mut T;
     // SAFETY: size, alignment and mapping checked above; exclusive ownership is the
     // caller's guarantee; all-zero is a valid `T` by the caller's guarantee.
