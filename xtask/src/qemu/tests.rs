@@ -11,6 +11,15 @@ fn scratch(name: &str) -> PathBuf {
     dir
 }
 
+/// Removes the scratch folder of `opts` (where its kernel lies).
+fn cleanup(opts: &BootOptions) {
+    if let Media::Direct { kernel, .. } = &opts.media
+        && let Some(dir) = kernel.parent()
+    {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
+
 /// Options whose "QEMU" is a shell script printing `lines`, then doing `then`.
 fn fake(name: &str, lines: &[&str], then: &str) -> BootOptions {
     use std::os::unix::fs::PermissionsExt;
@@ -50,6 +59,7 @@ fn stops_as_soon_as_the_watcher_has_seen_enough() {
     assert!(out.ready.contains("net"));
     assert!(out.wall < Duration::from_secs(10), "{:?}", out.wall);
     assert_eq!(out.lines[1], "hv | qube net ready");
+    cleanup(&opts);
 }
 
 #[test]
@@ -68,6 +78,7 @@ fn times_out_and_kills_qemu() {
     );
     assert!(out.wall < Duration::from_secs(10), "{:?}", out.wall);
     assert_eq!(out.debug_exit(), None);
+    cleanup(&opts);
 }
 
 #[test]
@@ -85,6 +96,7 @@ fn reports_how_qemu_ended_and_writes_the_log() {
     assert_eq!(out.lines.len(), 2);
     let written = std::fs::read_to_string(log).unwrap();
     assert_eq!(written, "hv | panic: out of frames\ntail without newline\n");
+    cleanup(&opts);
 }
 
 /// A PVH ELF64 whose 32-bit entry writes `text` to COM1, then `exit` to isa-debug-exit (or
@@ -176,6 +188,7 @@ fn boots_real_qemu_and_reads_its_serial() {
     assert!(out.ready.contains("net"), "{:?}", out.lines);
     assert!(out.halted && !out.timed_out, "{out:?}");
     assert_eq!(out.debug_exit(), Some(0), "{:?}", out.qemu_status);
+    cleanup(&opts);
 }
 
 #[test]
@@ -193,4 +206,5 @@ fn stops_real_qemu_once_ready() {
     assert!(out.until_met, "{out:?}");
     assert!(out.not_ready(&expected).is_empty());
     assert!(out.wall < Duration::from_secs(30));
+    cleanup(&opts);
 }
