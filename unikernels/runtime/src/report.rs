@@ -5,20 +5,27 @@ use core::fmt;
 
 use crate::boot::Boot;
 
-/// A byte count printed with a binary unit: `64 MiB`, `72 KiB`, `100 B` (rounded down).
+/// A byte count printed with a binary unit: `64 MiB`, `1.9 MiB`, `72 KiB`, `100 B`. Below
+/// 10 of a unit one decimal is shown; values are rounded down.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Size(pub u64);
 
 impl fmt::Display for Size {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        const UNITS: [&str; 4] = ["GiB", "MiB", "KiB", "B"];
-        for (i, unit) in UNITS.iter().enumerate() {
-            let scale = 1u64 << (10 * (3 - i));
-            if self.0 >= scale || scale == 1 {
-                return write!(f, "{} {unit}", self.0 / scale);
+        const UNITS: [(&str, u32); 3] = [("GiB", 30), ("MiB", 20), ("KiB", 10)];
+        for (unit, shift) in UNITS {
+            let scale = 1u64 << shift;
+            if self.0 >= scale {
+                let whole = self.0 >> shift;
+                let tenths = ((self.0 & (scale - 1)) * 10) >> shift;
+                return if whole < 10 && tenths > 0 {
+                    write!(f, "{whole}.{tenths} {unit}")
+                } else {
+                    write!(f, "{whole} {unit}")
+                };
             }
         }
-        Ok(())
+        write!(f, "{} B", self.0)
     }
 }
 
@@ -74,6 +81,9 @@ mod tests {
         assert_eq!(Size(72 * 1024 + 5).to_string(), "72 KiB");
         assert_eq!(Size(64 << 20).to_string(), "64 MiB");
         assert_eq!(Size(3 << 30).to_string(), "3 GiB");
+        assert_eq!(Size(1_996_352).to_string(), "1.9 MiB");
+        assert_eq!(Size((1 << 20) + 1).to_string(), "1 MiB");
+        assert_eq!(Size(u64::MAX).to_string(), "17179869183 GiB");
     }
 
     #[test]

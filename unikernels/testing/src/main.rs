@@ -24,8 +24,9 @@ bulkhead_rt::entry!(main);
 
 /// Exit status for a missing or unknown mode.
 const EXIT_BAD_MODE: i32 = 2;
-/// Exit status when a misbehaviour did not get the qube stopped.
-const EXIT_SURVIVED: i32 = 3;
+/// Exit status when a misbehaviour did not get the qube stopped (far from the small statuses
+/// tests pass to `exit=N`).
+const EXIT_SURVIVED: i32 = 99;
 /// Default heartbeat period.
 const DEFAULT_PERIOD_MS: u64 = 50;
 
@@ -52,6 +53,8 @@ enum Mode {
     IoPort,
     /// `msr`: `rdmsr` of EFER.
     Msr,
+    /// `vmrun`: the SVM `VMRUN` instruction (a qube may not run guests of its own).
+    Vmrun,
     /// `panic`: panics on purpose.
     Panic,
     /// `exit=N` (or `exit` with `status=N`): exits with status N.
@@ -83,6 +86,7 @@ fn parse_mode(args: &Args<'_>) -> Result<Mode, &'static str> {
         "foreign-memory" => Mode::ForeignMemory,
         "io-port" => Mode::IoPort,
         "msr" => Mode::Msr,
+        "vmrun" => Mode::Vmrun,
         "panic" => Mode::Panic,
         "alloc-storm" => Mode::AllocStorm,
         "exit" => Mode::Exit(status(args.get("status"))?),
@@ -98,11 +102,10 @@ fn main(boot: &Boot) -> i32 {
     let mode = match parse_mode(&args) {
         Ok(mode) => mode,
         Err(why) => {
-            error!(
-                "testing: {why} (args \"{}\"); modes: idle heartbeat triple-fault spin \
-                 bad-hypercall bad-pointer huge-write foreign-memory io-port msr panic exit=N \
-                 alloc-storm",
-                args.as_str()
+            error!("testing: {why} (args \"{}\")", args.as_str());
+            info!(
+                "testing: modes: idle heartbeat triple-fault spin bad-hypercall bad-pointer \
+                 huge-write foreign-memory io-port msr vmrun panic exit=N alloc-storm"
             );
             return EXIT_BAD_MODE;
         }
@@ -156,6 +159,10 @@ fn main(boot: &Boot) -> i32 {
             info!("testing: rdmsr 0xc0000080 (EFER)");
             let v = misbehave::read_efer();
             info!("testing: rdmsr returned {v:#x}");
+        }
+        Mode::Vmrun => {
+            info!("testing: vmrun");
+            misbehave::vmrun();
         }
     }
     error!("testing: still running after {name}: the hypervisor did not stop this qube");

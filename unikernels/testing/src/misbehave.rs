@@ -79,6 +79,18 @@ pub fn read_efer() -> u64 {
     (u64::from(hi) << 32) | u64::from(lo)
 }
 
+/// Executes `VMRUN` with `rax` = 0. Under SVM the VMRUN intercept is mandatory, so the
+/// hypervisor sees it before the CPU checks anything; on Intel it raises #UD (a triple fault
+/// here, with no IDT).
+pub fn vmrun() {
+    // SAFETY: the instruction exits to the hypervisor (or faults) before it reads the VMCB
+    // address in rax; it writes no memory of this program. Registers it might change in a
+    // nested-virtualisation world are not used afterwards: declared clobbered below.
+    unsafe {
+        asm!("vmrun", inout("rax") 0u64 => _, options(nostack));
+    }
+}
+
 /// Guest-physical address the `foreign-memory` mode maps: 3 GiB, far above any qube's memory.
 const FOREIGN: u64 = 0xC000_0000;
 /// Bits 12..52 of a page-table entry: the physical address.
