@@ -25,7 +25,7 @@ mod unsafety;
 
 pub use report::TcbReport;
 
-use report::{ImageReport, Role};
+use report::{GENERATED, ImageReport, Role};
 
 use anyhow::{Context, Result};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -157,6 +157,7 @@ fn measure_image(
             .entry(path.clone())
             .or_insert_with(|| report::Measured::of(&path));
         match owner {
+            Owner::Own if in_target_dir(&path) => builder.own(&rel(root, &path), GENERATED, m),
             Owner::Own => builder.own(&rel(root, &path), group(role, root, &path), m),
             Owner::Dep(name) => builder.dependency(&path.display().to_string(), &name, m),
         }
@@ -178,6 +179,14 @@ fn group(role: Role, root: &Path, path: &Path) -> &'static str {
         }
         Role::Unikernel => "runtime",
     }
+}
+
+/// Whether `path` is inside a cargo target directory (marked by its `CACHEDIR.TAG`): a file a
+/// build script generated into `OUT_DIR`.
+fn in_target_dir(path: &Path) -> bool {
+    path.ancestors()
+        .skip(1)
+        .any(|d| d.join("CACHEDIR.TAG").is_file())
 }
 
 /// `path` relative to the workspace root when inside it.

@@ -58,6 +58,10 @@ fn fake_image(ws: &Scratch, deps: &Scratch, own: &[(&str, &str)]) -> ImageReport
 #[test]
 fn hypervisor_groups_asm_and_dependencies_from_cargo_dep_info() {
     let (ws, deps) = (Scratch::new("ws hv"), Scratch::new("deps hv"));
+    ws.write(
+        "target/CACHEDIR.TAG",
+        "Signature: 8a477f597d28d172789f06886806bc55\n",
+    );
     let r = fake_image(
         &ws,
         &deps,
@@ -69,8 +73,10 @@ fn hypervisor_groups_asm_and_dependencies_from_cargo_dep_info() {
             ("hypervisor/src/platform/pic.rs", "pub fn pic() {}\n"),
             ("hypervisor/abi/src/lib.rs", "pub struct A;\n"),
             ("hypervisor/src/entry.s", "# entry\n    hlt\n"),
+            ("target/release/build/hv-1/out/stubs.s", "nop\nnop\n"),
         ],
     );
+    assert_eq!((r.generated.files, r.generated.asm.code), (1, 2));
     assert_eq!(r.role, Role::Hypervisor);
     assert!(!r.dependencies_measured);
     let groups: Vec<(&str, u64, u64)> = r
