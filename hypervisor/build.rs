@@ -18,7 +18,7 @@ fn main() {
     println!("cargo:rerun-if-changed={script}");
     write_isr_stubs();
     println!("cargo:rerun-if-changed=src/boot/entry.s");
-    println!("cargo:rerun-if-changed=src/arch/isr.s");
+    println!("cargo:rerun-if-changed=src/arch/x86/isr.s");
     println!("cargo:rerun-if-changed=src/virt/svm/run.s");
 }
 

@@ -29,6 +29,7 @@ use core::fmt::Write;
 #[unsafe(no_mangle)]
 extern "C" fn hv_main(magic: u32, info: u32) -> ! {
     let _ = Serial::init();
+    arch::x86::stack::arm();
     // SAFETY: first thing on the boot CPU, interrupts still off (entry.s did `cli`).
     unsafe { descriptors::init() };
     pic::mask_all();
@@ -75,12 +76,13 @@ extern "C" fn hv_main(magic: u32, info: u32) -> ! {
         TIME_SLICE_NS / 1_000_000
     );
 
-    let qubes = load_system(&env, &svm, &mut frames);
+    let mut scheduler = scheduler::Scheduler::new();
+    load_system(&env, &svm, &mut frames, &mut scheduler);
     hvlog!("{} KiB of RAM left free", frames.free_bytes() / 1024);
     let slice_ms = TIME_SLICE_NS / 1_000_000;
     lapic.start_periodic((apic_per_ms * slice_ms).min(u64::from(u32::MAX)) as u32);
     cpu::enable_interrupts();
-    scheduler::Scheduler::new(qubes).run()
+    scheduler.run()
 }
 
 fn yes(b: bool) -> &'static str {
@@ -131,7 +133,8 @@ fn load_system(
     env: &BootEnv,
     svm: &virt::svm::Svm,
     frames: &mut FrameAllocator,
-) -> heapless::Vec<qube::Qube, { scheduler::MAX_QUBES }> {
+    scheduler: &mut scheduler::Scheduler,
+) {
     let Some(region) = env.bundle else {
         fail(format_args!("no boot bundle: pass it as the initrd (QEMU) or module2 (GRUB)"))
     };
@@ -153,7 +156,6 @@ fn load_system(
         region.start
     );
     console::set_name_width(manifest.qubes.iter().map(|q| q.name.len()).max().unwrap_or(2));
-    let mut qubes = heapless::Vec::new();
     for (id, spec) in manifest.qubes.iter().enumerate() {
         let image = match bundle.entry(usize::from(spec.image)) {
             Some(e) if e.kind == bulkhead_abi::bundle::EntryKind::Image => e.data,
@@ -177,12 +179,11 @@ fn load_system(
                     spec.restart.name()
                 );
                 // Capacity equals MAX_QUBES, which the manifest cannot exceed.
-                let _ = qubes.push(q);
+                let _ = scheduler.add(q);
             }
             Err(e) => hvlog!("qube {} not started: {e}", spec.name.as_str()),
         }
     }
-    qubes
 }
 
 fn cpu_vendor() -> (heapless::String<12>, heapless::String<48>) {

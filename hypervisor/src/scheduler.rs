@@ -26,10 +26,21 @@ pub struct Scheduler {
 const TAGS: usize = 64;
 
 impl Scheduler {
-    /// Takes the loaded qubes.
-    pub fn new(qubes: heapless::Vec<Qube, MAX_QUBES>) -> Scheduler {
-        let current = qubes.len().saturating_sub(1); // so the first qube runs first
-        Scheduler { qubes, current, all_ready_reported: false, tag_owner: [None; TAGS] }
+    /// No qubes yet.
+    pub fn new() -> Scheduler {
+        Scheduler {
+            qubes: heapless::Vec::new(),
+            current: 0,
+            all_ready_reported: false,
+            tag_owner: [None; TAGS],
+        }
+    }
+
+    /// Adds a loaded qube; false when the table is full.
+    pub fn add(&mut self, q: Qube) -> bool {
+        let ok = self.qubes.push(q).is_ok();
+        self.current = self.qubes.len().saturating_sub(1); // so the first qube runs first
+        ok
     }
 
     fn states(&self) -> heapless::Vec<RunState, MAX_QUBES> {
@@ -40,6 +51,7 @@ impl Scheduler {
     pub fn run(&mut self) -> ! {
         let mut stopped_reported = false;
         loop {
+            crate::arch::x86::stack::check();
             let mut states = self.states();
             sched::wake(&mut states, time::now_ns(), |i| self.qubes[i].events != 0);
             for (q, s) in self.qubes.iter_mut().zip(states.iter()) {

@@ -7,6 +7,7 @@ mod images;
 mod iso;
 mod progress;
 mod qemu;
+mod scenarios;
 mod system;
 
 use anyhow::{Result, bail};
@@ -36,6 +37,17 @@ enum Cmd {
     Build(SystemArg),
     /// Build, then boot the system in QEMU.
     Run(RunArgs),
+    /// Run the host tests and the QEMU scenario tests; ends with "N passed, N failed".
+    Test {
+        /// Only scenarios whose name contains this.
+        filter: Option<String>,
+        /// Skip the host tests (cargo test).
+        #[arg(long)]
+        no_host: bool,
+        /// List the scenarios and exit.
+        #[arg(long)]
+        list: bool,
+    },
     /// Build, then make a BIOS-bootable GRUB ISO.
     Iso {
         #[command(flatten)]
@@ -85,7 +97,7 @@ fn main() -> ExitCode {
         Err(e) => {
             match e.downcast_ref::<system::Diagnostics>() {
                 Some(diagnostics) => eprintln!("{diagnostics}"),
-                None => eprintln!("Error: {e:?}"),
+                None => eprintln!("error: {e:#}"),
             }
             ExitCode::FAILURE
         }
@@ -115,6 +127,15 @@ fn verb(cli: Cli) -> Result<()> {
             Ok(())
         }
         Cmd::Run(args) => run(args),
+        Cmd::Test { filter, no_host, list } => {
+            if list {
+                for s in scenarios::all() {
+                    println!("{:<22} {}", s.name, s.about);
+                }
+                return Ok(());
+            }
+            scenarios::run(filter.as_deref(), no_host || filter.is_some())
+        }
     }
 }
 

@@ -141,7 +141,8 @@ boot_pdpt:
 boot_pd:
     .skip 4096 * 4
     .align 16
-boot_stack:
-    .skip 64 * 1024
+    .globl boot_stack_bottom
+boot_stack_bottom:
+    .skip 256 * 1024
 boot_stack_top:
 

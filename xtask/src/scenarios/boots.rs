@@ -34,12 +34,17 @@ pub fn assemble(system: &str) -> Result<Assembled> {
     bundle::assemble(&crate::workspace_root().join(system), &mut steps)
 }
 
-/// Captured-serial boot options with a timeout.
-pub fn options(a: &Assembled, cpu: &str, timeout_s: u64) -> BootOptions {
+/// Captured-serial boot options with a timeout; the console goes to
+/// `target/bulkhead/logs/<log>.log` instead of the terminal.
+pub fn options(a: &Assembled, cpu: &str, timeout_s: u64, log: &str) -> BootOptions {
     let mut opts = a.boot_options();
     opts.cpu = cpu.to_string();
     opts.serial = Serial::Captured;
     opts.timeout = Some(Duration::from_secs(timeout_s));
+    opts.echo = false;
+    let dir = bundle::out_dir().join("logs");
+    let _ = std::fs::create_dir_all(&dir);
+    opts.serial_log = Some(dir.join(format!("{log}.log")));
     opts
 }
 
@@ -56,7 +61,8 @@ pub fn all_ready_figures(lines: &[String]) -> Option<(u64, u64)> {
 
 fn boot_default(cpu: &str, via_iso: bool) -> Result<String> {
     let a = assemble("systems/default.toml")?;
-    let mut opts = options(&a, cpu, 90);
+    let log = format!("boot-{}{}", cpu.to_lowercase(), if via_iso { "-iso" } else { "" });
+    let mut opts = options(&a, cpu, 90, &log);
     if via_iso {
         deps::ensure(deps::ISO)?;
         let path = iso::make(&a, &iso::default_path(&a.name))?;

@@ -32,7 +32,7 @@ const BEATS_AFTER: usize = 10;
 
 fn containment() -> Result<String> {
     let a = boots::assemble("systems/tests/containment.toml")?;
-    let opts = boots::options(&a, "max", 120);
+    let opts = boots::options(&a, "max", 120, "containment");
     let mut settled = false;
     let mut beats_after = 0;
     let out = qemu::boot(&opts, |e| {

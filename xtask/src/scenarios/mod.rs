@@ -64,6 +64,7 @@ pub fn run(filter: Option<&str>, skip_host: bool) -> Result<()> {
             }
             Err(e) => {
                 println!("   FAILED ({:.1} s): {e:#}", t.elapsed().as_secs_f64());
+                show_logs_since(std::time::SystemTime::now() - t.elapsed());
                 failed.push(format!("{}: {e:#}", s.name));
             }
         }
@@ -74,6 +75,24 @@ pub fn run(filter: Option<&str>, skip_host: bool) -> Result<()> {
     }
     println!("{passed} passed, {} failed", failed.len());
     if failed.is_empty() { Ok(()) } else { bail!("{} failed", failed.len()) }
+}
+
+/// Prints the end of every console log a failed scenario wrote, so CI output shows it.
+fn show_logs_since(since: std::time::SystemTime) {
+    let dir = crate::bundle::out_dir().join("logs");
+    let Ok(entries) = std::fs::read_dir(&dir) else { return };
+    for e in entries.flatten() {
+        let fresh = e.metadata().and_then(|m| m.modified()).is_ok_and(|m| m >= since);
+        if !fresh {
+            continue;
+        }
+        let text = std::fs::read_to_string(e.path()).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        println!("   --- last lines of {}", e.path().display());
+        for l in &lines[lines.len().saturating_sub(30)..] {
+            println!("   | {l}");
+        }
+    }
 }
 
 /// Fails with `what` unless `cond`.

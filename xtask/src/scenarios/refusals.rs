@@ -69,7 +69,7 @@ fn broken_bundles() -> Result<String> {
         damage(&mut bytes);
         let path = dir.join(format!("damaged-{}.bundle", what.replace(' ', "-")));
         std::fs::write(&path, &bytes)?;
-        let mut opts = boots::options(&a, "max", 30);
+        let mut opts = boots::options(&a, "max", 30, &format!("damaged-{}", what.replace(' ', "-")));
         opts.media = Media::Direct { kernel: a.hypervisor.elf.clone(), bundle: path };
         let out = qemu::boot(&opts, |e| Control::stop_if(matches!(e.hv, Some(HvEvent::Halting))))?;
         let msg = out.panic.clone().unwrap_or_default();

@@ -10,6 +10,7 @@ pub mod exception;
 pub mod pic;
 pub mod pit;
 pub mod serial;
+pub mod stack;
 
 core::arch::global_asm!(include_str!("isr.s"));
 core::arch::global_asm!(include_str!(concat!(env!("OUT_DIR"), "/isr_stubs.s")));
