@@ -9,6 +9,7 @@ mod progress;
 mod qemu;
 mod scenarios;
 mod system;
+mod tcb;
 
 use anyhow::{Result, bail};
 use clap::{Args, Parser, Subcommand};
@@ -47,6 +48,18 @@ enum Cmd {
         /// List the scenarios and exit.
         #[arg(long)]
         list: bool,
+    },
+    /// Measure the trusted base: own and dependency lines, unsafe sites, ELF sizes per image.
+    Tcb {
+        /// Print everything (per file, per dependency crate) as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Print the generated section of docs/tcb.md.
+        #[arg(long, conflicts_with = "json")]
+        markdown: bool,
+        /// Rewrite docs/tcb.md with the figures just measured.
+        #[arg(long)]
+        write_docs: bool,
     },
     /// Build, then make a BIOS-bootable GRUB ISO.
     Iso {
@@ -127,6 +140,7 @@ fn verb(cli: Cli) -> Result<()> {
             Ok(())
         }
         Cmd::Run(args) => run(args),
+        Cmd::Tcb { json, markdown, write_docs } => tcb_verb(json, markdown, write_docs),
         Cmd::Test { filter, no_host, list } => {
             if list {
                 for s in scenarios::all() {
@@ -228,6 +242,33 @@ fn run(args: RunArgs) -> Result<()> {
         Some(code) if qemu::debug_exit_code(code) == Some(0) => Ok(()),
         _ => bail!("{}", why_stopped(&outcome)),
     }
+}
+
+fn tcb_verb(json: bool, markdown: bool, write_docs: bool) -> Result<()> {
+    let tcb_images: Vec<tcb::TcbImage> = images::build_all()?
+        .into_iter()
+        .map(|b| tcb::TcbImage { name: b.image.name.to_string(), elf: b.elf, dep_info: b.dep_info })
+        .collect();
+    let report = tcb::measure(&workspace_root(), &tcb_images)?;
+    let json_path = images::target_dir().join("bulkhead").join("tcb.json");
+    if let Some(dir) = json_path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(&json_path, report.to_json())?;
+    if write_docs {
+        let doc = workspace_root().join("docs/tcb.md");
+        std::fs::write(&doc, format!("# Trusted computing base\n\n{}", report.markdown()))?;
+        println!("wrote {}", doc.display());
+    }
+    match (json, markdown) {
+        (true, _) => println!("{}", report.to_json()),
+        (_, true) => print!("{}", report.markdown()),
+        _ => {
+            print!("{}", report.table());
+            println!("full report (per file, per dependency): {}", json_path.display());
+        }
+    }
+    Ok(())
 }
 
 /// Why a boot ended, in words, with every qube that failed on the way.

@@ -239,7 +239,7 @@ mod tests {
         assert_eq!(t.translate(0x8000_0010), Some(0x1234_5010));
         assert_eq!(t.map_page(0, 0, true, Perm::RW), Err(PagingError::AlreadyMapped));
         assert_eq!(t.map_page(0x1000, 0, false, Perm::RW), Err(PagingError::AlreadyMapped));
-        assert_eq!(t.pages_used(), 6); // PML4, PDPT(0), PD(0), PDPT? no: PD(2GiB), PT
+        assert_eq!(t.pages_used(), 5); // PML4, PDPT, PD for 0 GiB, PD for 2 GiB, one PT
     }
 
     #[test]

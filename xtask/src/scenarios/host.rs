@@ -20,7 +20,7 @@ pub struct Counts {
 pub fn run() -> Result<Counts> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
-    cmd.current_dir(crate::workspace_root()).arg("test");
+    cmd.current_dir(crate::workspace_root()).args(["test", "--no-fail-fast"]);
     for c in HOST_CRATES {
         cmd.args(["-p", c]);
     }

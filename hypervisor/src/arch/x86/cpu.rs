@@ -63,6 +63,27 @@ pub fn cr2() -> u64 {
     v
 }
 
+/// Writes a byte to an I/O port.
+///
+/// # Safety
+/// The port must belong to a device the hypervisor owns, and the write must not break an
+/// invariant another part of the hypervisor relies on.
+pub unsafe fn outb(port: u16, value: u8) {
+    // SAFETY: forwarded to the caller's guarantee; OUT touches no memory.
+    unsafe { asm!("out dx, al", in("dx") port, in("al") value, options(nomem, nostack)) };
+}
+
+/// Reads a byte from an I/O port.
+///
+/// # Safety
+/// As for [`outb`]; reading some device registers has side effects the caller must want.
+pub unsafe fn inb(port: u16) -> u8 {
+    let v: u8;
+    // SAFETY: forwarded to the caller's guarantee; IN touches no memory.
+    unsafe { asm!("in al, dx", in("dx") port, out("al") v, options(nomem, nostack)) };
+    v
+}
+
 /// Reads the time-stamp counter.
 pub fn rdtsc() -> u64 {
     // SAFETY: RDTSC only reads the counter (CR4.TSD is clear at CPL 0 anyway).

@@ -1,6 +1,6 @@
 //! The 16550 UART at COM1: the hypervisor's console. Polled output only.
 
-use x86_64::instructions::port::Port;
+use super::cpu;
 
 const COM1: u16 = 0x3F8;
 
@@ -62,14 +62,12 @@ impl core::fmt::Write for Serial {
 }
 
 fn write_reg(reg: u16, val: u8) {
-    let mut port = Port::<u8>::new(COM1 + reg);
     // SAFETY: COM1's registers are owned by the hypervisor (no qube may use I/O ports), and
     // writing them has no effect on memory.
-    unsafe { port.write(val) }
+    unsafe { cpu::outb(COM1 + reg, val) }
 }
 
 fn read_reg(reg: u16) -> u8 {
-    let mut port = Port::<u8>::new(COM1 + reg);
     // SAFETY: as in `write_reg`; reading the line status register has no side effect.
-    unsafe { port.read() }
+    unsafe { cpu::inb(COM1 + reg) }
 }
