@@ -43,7 +43,9 @@ fn write_isr_stubs() {
             _ => s.push_str("    jmp isr_external\n"),
         }
     }
-    s.push_str("    .section .rodata.isr_table, \"a\"\n    .balign 8\n    .globl isr_table\nisr_table:\n");
+    s.push_str(
+        "    .section .rodata.isr_table, \"a\"\n    .balign 8\n    .globl isr_table\nisr_table:\n",
+    );
     for v in 0..256u32 {
         let _ = writeln!(s, "    .quad isr_{v}");
     }

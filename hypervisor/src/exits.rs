@@ -37,7 +37,12 @@ pub enum Fault {
     /// Triple fault.
     TripleFault { rip: u64 },
     /// Access to guest-physical memory it does not own.
-    ForeignMemory { gpa: u64, write: bool, fetch: bool, rip: u64 },
+    ForeignMemory {
+        gpa: u64,
+        write: bool,
+        fetch: bool,
+        rip: u64,
+    },
     /// I/O port access.
     IoPort { port: u16, input: bool, rip: u64 },
     /// MSR access.
@@ -47,9 +52,17 @@ pub enum Fault {
     /// Unknown hypercall number.
     UnknownHypercall { number: u64 },
     /// A hypercall buffer outside its memory.
-    BadBuffer { call: &'static str, gpa: u64, len: u64 },
+    BadBuffer {
+        call: &'static str,
+        gpa: u64,
+        len: u64,
+    },
     /// A hypercall length over the limit.
-    TooLong { call: &'static str, len: u64, max: u64 },
+    TooLong {
+        call: &'static str,
+        len: u64,
+        max: u64,
+    },
     /// The CPU refused its state.
     InvalidState { rip: u64 },
     /// An exit this hypervisor does not know.
@@ -60,13 +73,30 @@ impl core::fmt::Display for Fault {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match *self {
             Fault::TripleFault { rip } => write!(f, "triple fault (rip={rip:#x})"),
-            Fault::ForeignMemory { gpa, write, fetch, rip } => {
-                let kind = if fetch { "fetch from" } else if write { "write to" } else { "read of" };
-                write!(f, "{kind} guest-physical {gpa:#x}, which it does not own (rip={rip:#x})")
+            Fault::ForeignMemory {
+                gpa,
+                write,
+                fetch,
+                rip,
+            } => {
+                let kind = if fetch {
+                    "fetch from"
+                } else if write {
+                    "write to"
+                } else {
+                    "read of"
+                };
+                write!(
+                    f,
+                    "{kind} guest-physical {gpa:#x}, which it does not own (rip={rip:#x})"
+                )
             }
             Fault::IoPort { port, input, rip } => {
                 let dir = if input { "in from" } else { "out to" };
-                write!(f, "I/O port access ({dir} port {port:#x}) is not allowed (rip={rip:#x})")
+                write!(
+                    f,
+                    "I/O port access ({dir} port {port:#x}) is not allowed (rip={rip:#x})"
+                )
             }
             Fault::Msr { index, write, rip } => {
                 let op = if write { "wrmsr" } else { "rdmsr" };
@@ -75,13 +105,21 @@ impl core::fmt::Display for Fault {
             Fault::Forbidden { what, rip } => write!(f, "{what} is not allowed (rip={rip:#x})"),
             Fault::UnknownHypercall { number } => write!(f, "unknown hypercall {number:#x}"),
             Fault::BadBuffer { call, gpa, len } => {
-                write!(f, "hypercall {call}: buffer {gpa:#x}+{len:#x} is outside its memory")
+                write!(
+                    f,
+                    "hypercall {call}: buffer {gpa:#x}+{len:#x} is outside its memory"
+                )
             }
             Fault::TooLong { call, len, max } => {
-                write!(f, "hypercall {call}: length {len} is over the limit of {max}")
+                write!(
+                    f,
+                    "hypercall {call}: length {len} is over the limit of {max}"
+                )
             }
             Fault::InvalidState { rip } => write!(f, "the CPU refused its state (rip={rip:#x})"),
-            Fault::UnknownExit { code, rip } => write!(f, "unhandled exit {code:#x} (rip={rip:#x})"),
+            Fault::UnknownExit { code, rip } => {
+                write!(f, "unhandled exit {code:#x} (rip={rip:#x})")
+            }
         }
     }
 }
@@ -108,9 +146,12 @@ pub fn handle(q: &mut Qube, exit: Exit) -> Outcome {
         }
         Exit::Io { port, input } => fault(Fault::IoPort { port, input, rip }),
         Exit::Msr { index, write } => fault(Fault::Msr { index, write, rip }),
-        Exit::NestedPageFault { gpa, write, fetch } => {
-            fault(Fault::ForeignMemory { gpa, write, fetch, rip })
-        }
+        Exit::NestedPageFault { gpa, write, fetch } => fault(Fault::ForeignMemory {
+            gpa,
+            write,
+            fetch,
+            rip,
+        }),
         Exit::TripleFault => fault(Fault::TripleFault { rip }),
         Exit::Forbidden(what) => fault(Fault::Forbidden { what, rip }),
         Exit::InvalidState => fault(Fault::InvalidState { rip }),
@@ -165,13 +206,22 @@ fn hypercall(q: &mut Qube) -> Outcome {
 fn console_write(q: &mut Qube, gpa: u64, len: u64) -> Result<u64, Fault> {
     const CALL: &str = "console_write";
     if len > MAX_CONSOLE_WRITE {
-        return Err(Fault::TooLong { call: CALL, len, max: MAX_CONSOLE_WRITE });
+        return Err(Fault::TooLong {
+            call: CALL,
+            len,
+            max: MAX_CONSOLE_WRITE,
+        });
     }
     let mut buf = [0u8; MAX_CONSOLE_WRITE as usize];
     let buf = &mut buf[..len as usize];
-    q.mem.read(gpa, buf).map_err(|_| Fault::BadBuffer { call: CALL, gpa, len })?;
+    q.mem.read(gpa, buf).map_err(|_| Fault::BadBuffer {
+        call: CALL,
+        gpa,
+        len,
+    })?;
     let (name, label) = (q.spec.name.clone(), q.spec.label);
-    q.console.push(buf, |line| crate::console::qube_line(&name, label, line));
+    q.console
+        .push(buf, |line| crate::console::qube_line(&name, label, line));
     Ok(len)
 }
 

@@ -37,7 +37,9 @@ extern "C" fn hv_main(magic: u32, info: u32) -> ! {
 
     let env = match bootinfo::parse(&memory::phys::BootMemory, magic, u64::from(info)) {
         Ok(env) => env,
-        Err(e) => fail(format_args!("cannot read the boot loader's information: {e:?}")),
+        Err(e) => fail(format_args!(
+            "cannot read the boot loader's information: {e:?}"
+        )),
     };
     if env.cmdline().split(' ').any(|w| w == "color=off") {
         console::set_color(false);
@@ -136,7 +138,9 @@ fn load_system(
     scheduler: &mut scheduler::Scheduler,
 ) {
     let Some(region) = env.bundle else {
-        fail(format_args!("no boot bundle: pass it as the initrd (QEMU) or module2 (GRUB)"))
+        fail(format_args!(
+            "no boot bundle: pass it as the initrd (QEMU) or module2 (GRUB)"
+        ))
     };
     // SAFETY: the loader's module region, removed from the frame allocator.
     let bytes = unsafe { memory::phys::bundle_bytes(region) };
@@ -155,12 +159,23 @@ fn load_system(
         region.len() / 1024,
         region.start
     );
-    console::set_name_width(manifest.qubes.iter().map(|q| q.name.len()).max().unwrap_or(2));
+    console::set_name_width(
+        manifest
+            .qubes
+            .iter()
+            .map(|q| q.name.len())
+            .max()
+            .unwrap_or(2),
+    );
     for (id, spec) in manifest.qubes.iter().enumerate() {
         let image = match bundle.entry(usize::from(spec.image)) {
             Some(e) if e.kind == bulkhead_abi::bundle::EntryKind::Image => e.data,
             _ => {
-                hvlog!("qube {} not started: {}", spec.name.as_str(), qube::LoadError::NoImage(spec.image));
+                hvlog!(
+                    "qube {} not started: {}",
+                    spec.name.as_str(),
+                    qube::LoadError::NoImage(spec.image)
+                );
                 continue;
             }
         };
@@ -173,7 +188,10 @@ fn load_system(
                     spec.memory_mib,
                     host.start,
                     host.end,
-                    bundle.entry(usize::from(spec.image)).map(|e| e.name).unwrap_or("?"),
+                    bundle
+                        .entry(usize::from(spec.image))
+                        .map(|e| e.name)
+                        .unwrap_or("?"),
                     image.len() / 1024,
                     spec.label.name(),
                     spec.restart.name()

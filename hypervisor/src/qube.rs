@@ -5,14 +5,14 @@ use crate::memory::guest::GuestMemory;
 use crate::memory::phys;
 use crate::virt::svm::{Svm, SvmVcpu};
 use crate::virt::{EntryState, Vcpu};
-use bulkhead_abi::boot_info::{layout, BootInfo};
+use bulkhead_abi::boot_info::{BootInfo, layout};
 use bulkhead_abi::manifest::QubeSpec;
 use bulkhead_hvcore::console::LineBuffer;
 use bulkhead_hvcore::elf::{self, ElfError};
 use bulkhead_hvcore::memmap::{FrameAllocator, Region};
 use bulkhead_hvcore::paging::{PagingError, Perm, Tables, X86Format};
 use bulkhead_hvcore::sched::RunState;
-use bulkhead_hvcore::{align_up, LARGE_PAGE_SIZE, PAGE_SIZE};
+use bulkhead_hvcore::{LARGE_PAGE_SIZE, PAGE_SIZE, align_up};
 
 /// Pages reserved for a qube's nested page tables.
 const NPT_ARENA_PAGES: u64 = 8;
@@ -74,11 +74,17 @@ impl Qube {
         frames: &mut FrameAllocator,
     ) -> Result<Qube, LoadError> {
         let size = u64::from(spec.memory_mib) << 20;
-        let host = frames.alloc(size, LARGE_PAGE_SIZE).ok_or(LoadError::NoMemory(size))?;
+        let host = frames
+            .alloc(size, LARGE_PAGE_SIZE)
+            .ok_or(LoadError::NoMemory(size))?;
         let arena_len = NPT_ARENA_PAGES * PAGE_SIZE;
-        let arena = frames.alloc(arena_len, PAGE_SIZE).ok_or(LoadError::NoMemory(arena_len))?;
+        let arena = frames
+            .alloc(arena_len, PAGE_SIZE)
+            .ok_or(LoadError::NoMemory(arena_len))?;
         let root = build_npt(arena, host).map_err(LoadError::Paging)?;
-        let vcpu = svm.create_vcpu(frames, id as u32, root).ok_or(LoadError::NoMemory(8192))?;
+        let vcpu = svm
+            .create_vcpu(frames, id as u32, root)
+            .ok_or(LoadError::NoMemory(8192))?;
         let mut q = Qube {
             id,
             spec,
@@ -125,17 +131,28 @@ impl Qube {
             for s in plan.segments() {
                 let dst = s.gpa as usize;
                 let src = s.file_offset as usize;
-                m[dst..dst + s.file_len as usize].copy_from_slice(&image[src..src + s.file_len as usize]);
+                m[dst..dst + s.file_len as usize]
+                    .copy_from_slice(&image[src..src + s.file_len as usize]);
             }
             let bi = layout::BOOT_INFO as usize;
             let bytes = info.to_bytes();
             m[bi..bi + bytes.len()].copy_from_slice(&bytes);
             let gdt = layout::GDT as usize;
-            for (i, d) in [0u64, 0x00AF_9A00_0000_FFFF, 0x00CF_9200_0000_FFFF].iter().enumerate() {
+            for (i, d) in [0u64, 0x00AF_9A00_0000_FFFF, 0x00CF_9200_0000_FFFF]
+                .iter()
+                .enumerate()
+            {
                 m[gdt + i * 8..gdt + i * 8 + 8].copy_from_slice(&d.to_le_bytes());
             }
             let arena = &mut m[layout::PAGE_TABLES as usize..layout::PAGE_TABLES_END as usize];
-            let mut t = Tables::new(arena, layout::PAGE_TABLES, X86Format { user: false, nx: true })?;
+            let mut t = Tables::new(
+                arena,
+                layout::PAGE_TABLES,
+                X86Format {
+                    user: false,
+                    nx: true,
+                },
+            )?;
             t.map_range(0, 0, size, Perm::RWX)?;
             Ok(t.root())
         });
@@ -162,7 +179,14 @@ fn build_npt(arena: Region, host: Region) -> Result<u64, PagingError> {
     // SAFETY: the arena was just allocated for these tables alone; no qube runs yet.
     unsafe {
         phys::with_region(arena, |bytes| {
-            let mut t = Tables::new(bytes, arena.start, X86Format { user: true, nx: true })?;
+            let mut t = Tables::new(
+                bytes,
+                arena.start,
+                X86Format {
+                    user: true,
+                    nx: true,
+                },
+            )?;
             t.map_range(0, host.start, host.len(), Perm::RWX)?;
             Ok(t.root())
         })

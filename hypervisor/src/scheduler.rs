@@ -114,14 +114,18 @@ impl Scheduler {
         self.all_ready_reported = true;
         let exits: u64 = self.qubes.iter().map(|q| q.vcpu.exit_count()).sum();
         let ms = time::now_ns() / 1_000_000;
-        hvlog!("all {} qubes ready: {exits} VM exits, {ms} ms since boot", self.qubes.len());
+        hvlog!(
+            "all {} qubes ready: {exits} VM exits, {ms} ms since boot",
+            self.qubes.len()
+        );
     }
 }
 
 /// Stops a qube, logs why, and restarts it if its policy and restart budget say so.
 fn stop_qube(q: &mut Qube, stop: Stop) {
     let (name, label) = (q.spec.name.clone(), q.spec.label);
-    q.console.flush(|line| crate::console::qube_line(&name, label, line));
+    q.console
+        .flush(|line| crate::console::qube_line(&name, label, line));
     let failed = match stop {
         Stop::Exited(status) => {
             hvlog!("qube {name} exited with status {status}");
@@ -137,11 +141,18 @@ fn stop_qube(q: &mut Qube, stop: Stop) {
         return;
     }
     if !sched::may_restart(q.restarts) {
-        hvlog!("qube {name} not restarted: it already restarted {} times", q.restarts);
+        hvlog!(
+            "qube {name} not restarted: it already restarted {} times",
+            q.restarts
+        );
         return;
     }
     q.restarts += 1;
-    hvlog!("qube {name} restarting (attempt {} of {})", q.restarts, sched::MAX_RESTARTS);
+    hvlog!(
+        "qube {name} restarting (attempt {} of {})",
+        q.restarts,
+        sched::MAX_RESTARTS
+    );
     if let Err(e) = q.load() {
         hvlog!("qube {name} stopped: restart failed: {e}");
         q.state = RunState::Stopped;

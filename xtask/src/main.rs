@@ -140,8 +140,16 @@ fn verb(cli: Cli) -> Result<()> {
             Ok(())
         }
         Cmd::Run(args) => run(args),
-        Cmd::Tcb { json, markdown, write_docs } => tcb_verb(json, markdown, write_docs),
-        Cmd::Test { filter, no_host, list } => {
+        Cmd::Tcb {
+            json,
+            markdown,
+            write_docs,
+        } => tcb_verb(json, markdown, write_docs),
+        Cmd::Test {
+            filter,
+            no_host,
+            list,
+        } => {
             if list {
                 for s in scenarios::all() {
                     println!("{:<22} {}", s.name, s.about);
@@ -247,7 +255,11 @@ fn run(args: RunArgs) -> Result<()> {
 fn tcb_verb(json: bool, markdown: bool, write_docs: bool) -> Result<()> {
     let tcb_images: Vec<tcb::TcbImage> = images::build_all()?
         .into_iter()
-        .map(|b| tcb::TcbImage { name: b.image.name.to_string(), elf: b.elf, dep_info: b.dep_info })
+        .map(|b| tcb::TcbImage {
+            name: b.image.name.to_string(),
+            elf: b.elf,
+            dep_info: b.dep_info,
+        })
         .collect();
     let report = tcb::measure(&workspace_root(), &tcb_images)?;
     let json_path = images::target_dir().join("bulkhead").join("tcb.json");
@@ -257,7 +269,10 @@ fn tcb_verb(json: bool, markdown: bool, write_docs: bool) -> Result<()> {
     std::fs::write(&json_path, report.to_json())?;
     if write_docs {
         let doc = workspace_root().join("docs/tcb.md");
-        std::fs::write(&doc, format!("# Trusted computing base\n\n{}", report.markdown()))?;
+        std::fs::write(
+            &doc,
+            format!("# Trusted computing base\n\n{}", report.markdown()),
+        )?;
         println!("wrote {}", doc.display());
     }
     match (json, markdown) {
@@ -265,7 +280,10 @@ fn tcb_verb(json: bool, markdown: bool, write_docs: bool) -> Result<()> {
         (_, true) => print!("{}", report.markdown()),
         _ => {
             print!("{}", report.table());
-            println!("full report (per file, per dependency): {}", json_path.display());
+            println!(
+                "full report (per file, per dependency): {}",
+                json_path.display()
+            );
         }
     }
     Ok(())

@@ -138,7 +138,10 @@ impl BootInfo {
     /// The block as bytes, to copy into guest memory.
     pub fn to_bytes(&self) -> [u8; core::mem::size_of::<BootInfo>()] {
         let mut out = [0u8; core::mem::size_of::<BootInfo>()];
-        let mut w = Writer { buf: &mut out, at: 0 };
+        let mut w = Writer {
+            buf: &mut out,
+            at: 0,
+        };
         w.u64(self.magic);
         w.u32(self.version);
         w.u32(self.abi_version);

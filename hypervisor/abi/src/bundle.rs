@@ -138,7 +138,10 @@ impl<'a> Bundle<'a> {
             _ => return Err(BundleError::Kind(i)),
         };
         let raw_name = &e[4..4 + ENTRY_NAME_LEN];
-        let name_len = raw_name.iter().position(|&c| c == 0).unwrap_or(ENTRY_NAME_LEN);
+        let name_len = raw_name
+            .iter()
+            .position(|&c| c == 0)
+            .unwrap_or(ENTRY_NAME_LEN);
         let name = core::str::from_utf8(&raw_name[..name_len]).unwrap_or("?");
         let offset = u64_at(e, 24);
         let len = u64_at(e, 32);
@@ -162,7 +165,11 @@ impl<'a> Bundle<'a> {
 
     /// Entry `i`, if it exists.
     pub fn entry(&self, i: usize) -> Option<Entry<'a>> {
-        if i < self.count { self.read_entry(i).ok() } else { None }
+        if i < self.count {
+            self.read_entry(i).ok()
+        } else {
+            None
+        }
     }
 
     /// The manifest bytes (entry 0).
@@ -216,12 +223,18 @@ mod tests {
 
     #[test]
     fn builds_and_parses() {
-        let b = build(b"MANIFEST", &[("net", b"\x7fELFnet"), ("gui", b"\x7fELFgui")]);
+        let b = build(
+            b"MANIFEST",
+            &[("net", b"\x7fELFnet"), ("gui", b"\x7fELFgui")],
+        );
         let p = Bundle::parse(&b).unwrap();
         assert_eq!(p.len(), 3);
         assert_eq!(p.manifest(), b"MANIFEST");
         let e = p.entry(2).unwrap();
-        assert_eq!((e.kind, e.name, e.data), (EntryKind::Image, "gui", &b"\x7fELFgui"[..]));
+        assert_eq!(
+            (e.kind, e.name, e.data),
+            (EntryKind::Image, "gui", &b"\x7fELFgui"[..])
+        );
         assert!(p.entry(3).is_none());
     }
 

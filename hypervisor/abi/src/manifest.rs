@@ -162,7 +162,11 @@ mod tests {
                 })
                 .unwrap();
         }
-        Manifest { version: MANIFEST_VERSION, system: String::try_from("t").unwrap(), qubes }
+        Manifest {
+            version: MANIFEST_VERSION,
+            system: String::try_from("t").unwrap(),
+            qubes,
+        }
     }
 
     #[test]
@@ -179,11 +183,17 @@ mod tests {
         m.version = 9;
         let mut buf = [0u8; 512];
         let bytes = m.encode(&mut buf).unwrap();
-        assert_eq!(Manifest::decode(bytes), Err(ManifestError::Version { found: 9 }));
+        assert_eq!(
+            Manifest::decode(bytes),
+            Err(ManifestError::Version { found: 9 })
+        );
         let m = sample();
         let mut buf = [0u8; 512];
         let n = m.encode(&mut buf).unwrap().len();
-        assert_eq!(Manifest::decode(&buf[..n + 1]), Err(ManifestError::TrailingBytes));
+        assert_eq!(
+            Manifest::decode(&buf[..n + 1]),
+            Err(ManifestError::TrailingBytes)
+        );
     }
 
     proptest! {

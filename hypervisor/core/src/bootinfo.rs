@@ -124,22 +124,40 @@ pub fn parse(mem: &impl PhysRead, magic: u32, info: u64) -> Result<BootEnv, Boot
 }
 
 fn parse_pvh(mem: &impl PhysRead, info: u64) -> Result<BootEnv, BootInfoError> {
-    let rd32 = |off: u64| mem.u32(info + off).ok_or(BootInfoError::Unreadable("hvm_start_info"));
-    let rd64 = |off: u64| mem.u64(info + off).ok_or(BootInfoError::Unreadable("hvm_start_info"));
+    let rd32 = |off: u64| {
+        mem.u32(info + off)
+            .ok_or(BootInfoError::Unreadable("hvm_start_info"))
+    };
+    let rd64 = |off: u64| {
+        mem.u64(info + off)
+            .ok_or(BootInfoError::Unreadable("hvm_start_info"))
+    };
     let version = rd32(4)?;
-    let mut env = BootEnv::new(BootProtocol::Pvh, Region { start: info, end: info + 56 });
+    let mut env = BootEnv::new(
+        BootProtocol::Pvh,
+        Region {
+            start: info,
+            end: info + 56,
+        },
+    );
     let nr_modules = rd32(12)?;
     let modlist = rd64(16)?;
     env.read_cmdline(mem, rd64(24)?);
     let rsdp = rd64(32)?;
     env.rsdp = (rsdp != 0).then_some(rsdp);
     if nr_modules > 0 {
-        let paddr = mem.u64(modlist).ok_or(BootInfoError::Unreadable("module list"))?;
-        let size = mem.u64(modlist + 8).ok_or(BootInfoError::Unreadable("module list"))?;
+        let paddr = mem
+            .u64(modlist)
+            .ok_or(BootInfoError::Unreadable("module list"))?;
+        let size = mem
+            .u64(modlist + 8)
+            .ok_or(BootInfoError::Unreadable("module list"))?;
         env.bundle = Some(Region::from_len(paddr, size).ok_or(BootInfoError::Malformed("module"))?);
     }
     if version < 1 {
-        return Err(BootInfoError::Malformed("PVH start info version 0 has no memory map"));
+        return Err(BootInfoError::Malformed(
+            "PVH start info version 0 has no memory map",
+        ));
     }
     let map = rd64(40)?;
     let entries = rd32(48)?;
@@ -169,7 +187,9 @@ fn add_ram(ram: &mut MemoryMap, kind: u32, addr: u64, size: u64) -> Result<(), B
 }
 
 fn parse_multiboot2(mem: &impl PhysRead, info: u64) -> Result<BootEnv, BootInfoError> {
-    let total = mem.u32(info).ok_or(BootInfoError::Unreadable("multiboot2 info"))?;
+    let total = mem
+        .u32(info)
+        .ok_or(BootInfoError::Unreadable("multiboot2 info"))?;
     if !(16..=MB2_MAX_INFO).contains(&total) {
         return Err(BootInfoError::Malformed("multiboot2 info size"));
     }
@@ -177,8 +197,12 @@ fn parse_multiboot2(mem: &impl PhysRead, info: u64) -> Result<BootEnv, BootInfoE
     let mut env = BootEnv::new(BootProtocol::Multiboot2, Region { start: info, end });
     let mut tag = info + 8;
     while tag + 8 <= end {
-        let kind = mem.u32(tag).ok_or(BootInfoError::Unreadable("multiboot2 tag"))?;
-        let size = mem.u32(tag + 4).ok_or(BootInfoError::Unreadable("multiboot2 tag"))? as u64;
+        let kind = mem
+            .u32(tag)
+            .ok_or(BootInfoError::Unreadable("multiboot2 tag"))?;
+        let size = mem
+            .u32(tag + 4)
+            .ok_or(BootInfoError::Unreadable("multiboot2 tag"))? as u64;
         if size < 8 || tag + size > end {
             return Err(BootInfoError::Malformed("multiboot2 tag size"));
         }
@@ -186,15 +210,21 @@ fn parse_multiboot2(mem: &impl PhysRead, info: u64) -> Result<BootEnv, BootInfoE
             0 => break,
             1 => env.read_cmdline(mem, tag + 8),
             3 if env.bundle.is_none() => {
-                let s = mem.u32(tag + 8).ok_or(BootInfoError::Unreadable("module tag"))? as u64;
-                let e = mem.u32(tag + 12).ok_or(BootInfoError::Unreadable("module tag"))? as u64;
+                let s = mem
+                    .u32(tag + 8)
+                    .ok_or(BootInfoError::Unreadable("module tag"))? as u64;
+                let e = mem
+                    .u32(tag + 12)
+                    .ok_or(BootInfoError::Unreadable("module tag"))? as u64;
                 if e < s {
                     return Err(BootInfoError::Malformed("module ends before it starts"));
                 }
                 env.bundle = Some(Region { start: s, end: e });
             }
             6 => {
-                let esize = mem.u32(tag + 8).ok_or(BootInfoError::Unreadable("mmap tag"))? as u64;
+                let esize =
+                    mem.u32(tag + 8)
+                        .ok_or(BootInfoError::Unreadable("mmap tag"))? as u64;
                 if esize < 24 {
                     return Err(BootInfoError::Malformed("mmap entry size"));
                 }
@@ -229,7 +259,9 @@ mod tests {
 
     impl PhysRead for Mem {
         fn read(&self, addr: u64, buf: &mut [u8]) -> bool {
-            let Ok(a) = usize::try_from(addr) else { return false };
+            let Ok(a) = usize::try_from(addr) else {
+                return false;
+            };
             match a.checked_add(buf.len()).and_then(|e| self.0.get(a..e)) {
                 Some(src) => {
                     buf.copy_from_slice(src);
@@ -270,7 +302,13 @@ mod tests {
     fn parses_pvh() {
         let env = parse(&pvh_image(), 0, 0x1000).unwrap();
         assert_eq!(env.protocol, BootProtocol::Pvh);
-        assert_eq!(env.bundle, Some(Region { start: 0x80_0000, end: 0x80_1234 }));
+        assert_eq!(
+            env.bundle,
+            Some(Region {
+                start: 0x80_0000,
+                end: 0x80_1234
+            })
+        );
         assert_eq!(env.cmdline(), "color=off");
         assert_eq!(env.rsdp, Some(0xe0000));
         assert_eq!(env.ram.total(), 0x9f000 + 0x700_0000);
@@ -296,7 +334,11 @@ mod tests {
         let mut mmap = Vec::new();
         mmap.extend_from_slice(&24u32.to_le_bytes());
         mmap.extend_from_slice(&0u32.to_le_bytes());
-        for (a, l, k) in [(0u64, 0x9fc00u64, 1u32), (0x10_0000, 0x3f0_0000, 1), (0xfffc_0000, 0x4_0000, 2)] {
+        for (a, l, k) in [
+            (0u64, 0x9fc00u64, 1u32),
+            (0x10_0000, 0x3f0_0000, 1),
+            (0xfffc_0000, 0x4_0000, 2),
+        ] {
             mmap.extend_from_slice(&a.to_le_bytes());
             mmap.extend_from_slice(&l.to_le_bytes());
             mmap.extend_from_slice(&k.to_le_bytes());
@@ -309,13 +351,22 @@ mod tests {
         let env = parse(&Mem(m), MULTIBOOT2_MAGIC, 0x1000).unwrap();
         assert_eq!(env.protocol, BootProtocol::Multiboot2);
         assert_eq!(env.cmdline(), "hello");
-        assert_eq!(env.bundle, Some(Region { start: 0x40_0000, end: 0x40_8000 }));
+        assert_eq!(
+            env.bundle,
+            Some(Region {
+                start: 0x40_0000,
+                end: 0x40_8000
+            })
+        );
         assert_eq!(env.ram.total(), 0x9fc00 + 0x3f0_0000);
     }
 
     #[test]
     fn refuses_unknown_protocol() {
-        assert_eq!(parse(&pvh_image(), 0, 0x2000).unwrap_err(), BootInfoError::UnknownProtocol);
+        assert_eq!(
+            parse(&pvh_image(), 0, 0x2000).unwrap_err(),
+            BootInfoError::UnknownProtocol
+        );
     }
 
     proptest! {

@@ -24,7 +24,10 @@ impl Default for LineBuffer {
 impl LineBuffer {
     /// An empty buffer.
     pub const fn new() -> LineBuffer {
-        LineBuffer { buf: [0; LINE_MAX], len: 0 }
+        LineBuffer {
+            buf: [0; LINE_MAX],
+            len: 0,
+        }
     }
 
     /// Feeds bytes; `emit` is called with each complete (or full) line, without the newline.
@@ -90,7 +93,10 @@ mod tests {
 
     #[test]
     fn splits_lines_across_writes() {
-        assert_eq!(lines(&[b"ab", b"c\nde\r\n", b"f"]), [b"abc".to_vec(), b"de".to_vec(), b"f".to_vec()]);
+        assert_eq!(
+            lines(&[b"ab", b"c\nde\r\n", b"f"]),
+            [b"abc".to_vec(), b"de".to_vec(), b"f".to_vec()]
+        );
     }
 
     #[test]
@@ -104,7 +110,11 @@ mod tests {
     #[test]
     fn strips_escapes() {
         let mut s = String::new();
-        sanitize(b"\x1b[2Jhv | qube x ready\x07 \xc2\x9b \xff ok \xc3\xa9", &mut s).unwrap();
+        sanitize(
+            b"\x1b[2Jhv | qube x ready\x07 \xc2\x9b \xff ok \xc3\xa9",
+            &mut s,
+        )
+        .unwrap();
         assert!(!s.contains('\x1b') && !s.contains('\x07') && !s.contains('\u{9b}'));
         assert!(s.ends_with("ok é"));
         assert!(s.contains('\u{FFFD}'));

@@ -146,11 +146,17 @@ pub fn plan(image: &[u8], window_start: u64, window_end: u64) -> Result<LoadPlan
         if s.file_len > s.mem_len {
             return Err(bad);
         }
-        let file_end = s.file_offset.checked_add(s.file_len).ok_or(ElfError::SegmentOutsideFile)?;
+        let file_end = s
+            .file_offset
+            .checked_add(s.file_len)
+            .ok_or(ElfError::SegmentOutsideFile)?;
         if file_end > image.len() as u64 {
             return Err(ElfError::SegmentOutsideFile);
         }
-        let mem_end = s.gpa.checked_add(s.mem_len).ok_or(ElfError::SegmentOutsideWindow)?;
+        let mem_end = s
+            .gpa
+            .checked_add(s.mem_len)
+            .ok_or(ElfError::SegmentOutsideWindow)?;
         if s.gpa < window_start || mem_end > window_end {
             return Err(ElfError::SegmentOutsideWindow);
         }
@@ -170,7 +176,11 @@ pub fn plan(image: &[u8], window_start: u64, window_end: u64) -> Result<LoadPlan
     if p.count == 0 {
         return Err(ElfError::SegmentCount);
     }
-    if !p.segments().iter().any(|s| s.exec && s.gpa <= entry && entry < s.gpa + s.mem_len) {
+    if !p
+        .segments()
+        .iter()
+        .any(|s| s.exec && s.gpa <= entry && entry < s.gpa + s.mem_len)
+    {
         return Err(ElfError::BadEntry);
     }
     Ok(p)
@@ -213,7 +223,10 @@ mod tests {
 
     #[test]
     fn plans_a_good_image() {
-        let elf = tiny_elf(0x20_0000, &[(0x20_0000, b"\x90\xc3", 2, 5), (0x20_1000, b"d", 0x100, 6)]);
+        let elf = tiny_elf(
+            0x20_0000,
+            &[(0x20_0000, b"\x90\xc3", 2, 5), (0x20_1000, b"d", 0x100, 6)],
+        );
         let p = plan(&elf, 0x20_0000, 0x40_0000).unwrap();
         assert_eq!(p.segments().len(), 2);
         assert_eq!((p.start, p.end, p.entry), (0x20_0000, 0x20_1100, 0x20_0000));
@@ -223,18 +236,33 @@ mod tests {
     fn refuses_bad_images() {
         let win = (0x20_0000, 0x40_0000);
         let e = |segs: &[(u64, &[u8], u64, u32)], entry| plan(&tiny_elf(entry, segs), win.0, win.1);
-        assert_eq!(e(&[(0x1000, b"x", 1, 5)], 0x1000), Err(ElfError::SegmentOutsideWindow));
-        assert_eq!(e(&[(0x3f_ffff, b"xx", 2, 5)], 0x3f_ffff), Err(ElfError::SegmentOutsideWindow));
-        assert_eq!(e(&[(0x20_0000, b"x", 1, 6)], 0x20_0000), Err(ElfError::BadEntry));
         assert_eq!(
-            e(&[(0x20_0000, b"x", 0x10, 5), (0x20_0008, b"y", 1, 6)], 0x20_0000),
+            e(&[(0x1000, b"x", 1, 5)], 0x1000),
+            Err(ElfError::SegmentOutsideWindow)
+        );
+        assert_eq!(
+            e(&[(0x3f_ffff, b"xx", 2, 5)], 0x3f_ffff),
+            Err(ElfError::SegmentOutsideWindow)
+        );
+        assert_eq!(
+            e(&[(0x20_0000, b"x", 1, 6)], 0x20_0000),
+            Err(ElfError::BadEntry)
+        );
+        assert_eq!(
+            e(
+                &[(0x20_0000, b"x", 0x10, 5), (0x20_0008, b"y", 1, 6)],
+                0x20_0000
+            ),
             Err(ElfError::Overlap)
         );
         assert_eq!(e(&[], 0), Err(ElfError::SegmentCount));
         assert_eq!(plan(b"\x7fELF", 0, 1), Err(ElfError::NotElf));
         let mut wrap = tiny_elf(0x20_0000, &[(0x20_0000, b"x", 1, 5)]);
         wrap[64 + 40..64 + 48].copy_from_slice(&u64::MAX.to_le_bytes());
-        assert_eq!(plan(&wrap, win.0, win.1), Err(ElfError::SegmentOutsideWindow));
+        assert_eq!(
+            plan(&wrap, win.0, win.1),
+            Err(ElfError::SegmentOutsideWindow)
+        );
     }
 
     proptest! {

@@ -21,7 +21,10 @@ pub struct Region {
 impl Region {
     /// A region from start and length, `None` if it wraps.
     pub fn from_len(start: u64, len: u64) -> Option<Region> {
-        Some(Region { start, end: start.checked_add(len)? })
+        Some(Region {
+            start,
+            end: start.checked_add(len)?,
+        })
     }
 
     /// Length in bytes.
@@ -51,7 +54,10 @@ impl Default for MemoryMap {
 impl MemoryMap {
     /// An empty map.
     pub const fn new() -> MemoryMap {
-        MemoryMap { regions: [Region { start: 0, end: 0 }; MAX_REGIONS], len: 0 }
+        MemoryMap {
+            regions: [Region { start: 0, end: 0 }; MAX_REGIONS],
+            len: 0,
+        }
     }
 
     /// The regions, sorted by address.
@@ -93,7 +99,10 @@ impl MemoryMap {
                 out[n] = cur;
                 n += 1;
             } else {
-                merged = Region { start: merged.start.min(cur.start), end: merged.end.max(cur.end) };
+                merged = Region {
+                    start: merged.start.min(cur.start),
+                    end: merged.end.max(cur.end),
+                };
             }
         }
         if !placed {
@@ -118,8 +127,14 @@ impl MemoryMap {
         let mut n = 0;
         for &cur in self.regions() {
             let pieces = [
-                Region { start: cur.start, end: cur.end.min(r.start) },
-                Region { start: cur.start.max(r.end), end: cur.end },
+                Region {
+                    start: cur.start,
+                    end: cur.end.min(r.start),
+                },
+                Region {
+                    start: cur.start.max(r.end),
+                    end: cur.end,
+                },
             ];
             for p in pieces {
                 if !p.is_empty() {
@@ -166,7 +181,11 @@ impl FrameAllocator {
         })?;
         // Removing a range that lies inside one region splits it at most once; if the map
         // is full the allocation fails rather than losing track of memory.
-        if self.free.remove(found) { Some(found) } else { None }
+        if self.free.remove(found) {
+            Some(found)
+        } else {
+            None
+        }
     }
 }
 

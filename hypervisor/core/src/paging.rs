@@ -19,9 +19,15 @@ pub struct Perm {
 
 impl Perm {
     /// Read, write and execute.
-    pub const RWX: Perm = Perm { write: true, exec: true };
+    pub const RWX: Perm = Perm {
+        write: true,
+        exec: true,
+    };
     /// Read and write, no execute.
-    pub const RW: Perm = Perm { write: true, exec: false };
+    pub const RW: Perm = Perm {
+        write: true,
+        exec: false,
+    };
 }
 
 /// How entries are encoded.
@@ -109,7 +115,12 @@ impl<'a, F: EntryFormat> Tables<'a, F> {
             return Err(PagingError::Misaligned);
         }
         arena[..PAGE_SIZE as usize].fill(0);
-        Ok(Tables { arena, base, used: 1, fmt })
+        Ok(Tables {
+            arena,
+            base,
+            used: 1,
+            fmt,
+        })
     }
 
     /// Physical address of the root table (for CR3 / nCR3 / EPTP).
@@ -128,7 +139,9 @@ impl<'a, F: EntryFormat> Tables<'a, F> {
             return Err(PagingError::Corrupt);
         }
         let at = (off + index * 8) as usize;
-        let bytes: [u8; 8] = self.arena[at..at + 8].try_into().map_err(|_| PagingError::Corrupt)?;
+        let bytes: [u8; 8] = self.arena[at..at + 8]
+            .try_into()
+            .map_err(|_| PagingError::Corrupt)?;
         Ok((at, u64::from_le_bytes(bytes)))
     }
 
@@ -148,7 +161,13 @@ impl<'a, F: EntryFormat> Tables<'a, F> {
     }
 
     /// Maps one page: 4 KiB, or 2 MiB when `large`.
-    pub fn map_page(&mut self, va: u64, pa: u64, large: bool, perm: Perm) -> Result<(), PagingError> {
+    pub fn map_page(
+        &mut self,
+        va: u64,
+        pa: u64,
+        large: bool,
+        perm: Perm,
+    ) -> Result<(), PagingError> {
         let size = if large { LARGE_PAGE_SIZE } else { PAGE_SIZE };
         if !va.is_multiple_of(size) || !pa.is_multiple_of(size) {
             return Err(PagingError::Misaligned);
@@ -184,14 +203,18 @@ impl<'a, F: EntryFormat> Tables<'a, F> {
 
     /// Maps `[va, va+len)` to `[pa, pa+len)`, using 2 MiB pages wherever both sides allow.
     pub fn map_range(&mut self, va: u64, pa: u64, len: u64, perm: Perm) -> Result<(), PagingError> {
-        if !va.is_multiple_of(PAGE_SIZE) || !pa.is_multiple_of(PAGE_SIZE) || !len.is_multiple_of(PAGE_SIZE) {
+        if !va.is_multiple_of(PAGE_SIZE)
+            || !pa.is_multiple_of(PAGE_SIZE)
+            || !len.is_multiple_of(PAGE_SIZE)
+        {
             return Err(PagingError::Misaligned);
         }
         let mut off = 0;
         while off < len {
             let (v, p) = (va + off, pa + off);
-            let large =
-                v % LARGE_PAGE_SIZE == 0 && p % LARGE_PAGE_SIZE == 0 && len - off >= LARGE_PAGE_SIZE;
+            let large = v % LARGE_PAGE_SIZE == 0
+                && p % LARGE_PAGE_SIZE == 0
+                && len - off >= LARGE_PAGE_SIZE;
             self.map_page(v, p, large, perm)?;
             off += if large { LARGE_PAGE_SIZE } else { PAGE_SIZE };
         }
@@ -208,7 +231,9 @@ impl<'a, F: EntryFormat> Tables<'a, F> {
                 return None;
             }
             if level == 2 && self.fmt.large(e) {
-                return Some(self.fmt.addr(e) & !(LARGE_PAGE_SIZE - 1) | (va & (LARGE_PAGE_SIZE - 1)));
+                return Some(
+                    self.fmt.addr(e) & !(LARGE_PAGE_SIZE - 1) | (va & (LARGE_PAGE_SIZE - 1)),
+                );
             }
             if level == 1 {
                 return Some(self.fmt.addr(e) | (va & (PAGE_SIZE - 1)));
@@ -225,20 +250,33 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    const FMT: X86Format = X86Format { user: true, nx: true };
+    const FMT: X86Format = X86Format {
+        user: true,
+        nx: true,
+    };
 
     #[test]
     fn maps_and_translates() {
         let mut arena = std::vec![0xAAu8; 16 * 4096];
         let mut t = Tables::new(&mut arena, 0x10_0000, FMT).unwrap();
         t.map_range(0, 0x4000_0000, 8 << 20, Perm::RWX).unwrap();
-        t.map_page(0x8000_0000, 0x1234_5000, false, Perm::RW).unwrap();
+        t.map_page(0x8000_0000, 0x1234_5000, false, Perm::RW)
+            .unwrap();
         assert_eq!(t.translate(0x1234), Some(0x4000_1234));
-        assert_eq!(t.translate((8 << 20) - 1), Some(0x4000_0000 + (8 << 20) - 1));
+        assert_eq!(
+            t.translate((8 << 20) - 1),
+            Some(0x4000_0000 + (8 << 20) - 1)
+        );
         assert_eq!(t.translate(8 << 20), None);
         assert_eq!(t.translate(0x8000_0010), Some(0x1234_5010));
-        assert_eq!(t.map_page(0, 0, true, Perm::RW), Err(PagingError::AlreadyMapped));
-        assert_eq!(t.map_page(0x1000, 0, false, Perm::RW), Err(PagingError::AlreadyMapped));
+        assert_eq!(
+            t.map_page(0, 0, true, Perm::RW),
+            Err(PagingError::AlreadyMapped)
+        );
+        assert_eq!(
+            t.map_page(0x1000, 0, false, Perm::RW),
+            Err(PagingError::AlreadyMapped)
+        );
         assert_eq!(t.pages_used(), 5); // PML4, PDPT, PD for 0 GiB, PD for 2 GiB, one PT
     }
 
@@ -246,9 +284,18 @@ mod tests {
     fn reports_a_full_arena_and_bad_input() {
         let mut arena = std::vec![0u8; 2 * 4096];
         let mut t = Tables::new(&mut arena, 0, FMT).unwrap();
-        assert_eq!(t.map_page(0, 0, true, Perm::RW), Err(PagingError::ArenaFull));
-        assert_eq!(t.map_page(0x1000, 0, true, Perm::RW), Err(PagingError::Misaligned));
-        assert_eq!(t.map_page(1 << 47, 0, false, Perm::RW), Err(PagingError::NotCanonical));
+        assert_eq!(
+            t.map_page(0, 0, true, Perm::RW),
+            Err(PagingError::ArenaFull)
+        );
+        assert_eq!(
+            t.map_page(0x1000, 0, true, Perm::RW),
+            Err(PagingError::Misaligned)
+        );
+        assert_eq!(
+            t.map_page(1 << 47, 0, false, Perm::RW),
+            Err(PagingError::NotCanonical)
+        );
     }
 
     proptest! {

@@ -26,7 +26,9 @@ pub enum RunState {
 /// Picks the next runnable qube after `current` in round-robin order (`current` itself last).
 pub fn pick_next(states: &[RunState], current: usize) -> Option<usize> {
     let n = states.len();
-    (1..=n).map(|k| (current + k) % n).find(|&i| states[i] == RunState::Runnable)
+    (1..=n)
+        .map(|k| (current + k) % n)
+        .find(|&i| states[i] == RunState::Runnable)
 }
 
 /// Wakes every waiting qube whose deadline has passed or that has events pending.
@@ -34,9 +36,10 @@ pub fn pick_next(states: &[RunState], current: usize) -> Option<usize> {
 pub fn wake(states: &mut [RunState], now: u64, pending: impl Fn(usize) -> bool) {
     for (i, s) in states.iter_mut().enumerate() {
         if let RunState::Waiting { deadline } = *s
-            && (pending(i) || deadline.is_some_and(|d| d <= now)) {
-                *s = RunState::Runnable;
-            }
+            && (pending(i) || deadline.is_some_and(|d| d <= now))
+        {
+            *s = RunState::Runnable;
+        }
     }
 }
 
@@ -72,15 +75,35 @@ mod tests {
         assert_eq!(pick_next(&s, 0), Some(2));
         assert_eq!(pick_next(&s, 2), Some(0));
         assert_eq!(pick_next(&[Runnable], 0), Some(0));
-        assert_eq!(pick_next(&[Stopped, Waiting { deadline: Some(1) }], 0), None);
+        assert_eq!(
+            pick_next(&[Stopped, Waiting { deadline: Some(1) }], 0),
+            None
+        );
     }
 
     #[test]
     fn wakes_on_deadline_or_event() {
-        let mut s = [Waiting { deadline: Some(100) }, Waiting { deadline: None }, Waiting { deadline: Some(500) }];
+        let mut s = [
+            Waiting {
+                deadline: Some(100),
+            },
+            Waiting { deadline: None },
+            Waiting {
+                deadline: Some(500),
+            },
+        ];
         assert_eq!(next_deadline(&s), Some(100));
         wake(&mut s, 100, |i| i == 1);
-        assert_eq!(s, [Runnable, Runnable, Waiting { deadline: Some(500) }]);
+        assert_eq!(
+            s,
+            [
+                Runnable,
+                Runnable,
+                Waiting {
+                    deadline: Some(500)
+                }
+            ]
+        );
         assert_eq!(next_deadline(&s), Some(500));
     }
 

@@ -56,5 +56,4 @@ impl GuestMemory {
         self.with_bytes(|m| buf.copy_from_slice(&m[range]));
         Ok(())
     }
-
 }

@@ -13,7 +13,10 @@ unsafe extern "C" {
 
 /// The hypervisor image's physical range (from the linker script).
 pub fn image_region() -> Region {
-    Region { start: (&raw const __image_start) as u64, end: (&raw const __image_end) as u64 }
+    Region {
+        start: (&raw const __image_start) as u64,
+        end: (&raw const __image_end) as u64,
+    }
 }
 
 /// The frame allocator over all RAM below the identity-map limit, minus low memory (BIOS
@@ -21,10 +24,16 @@ pub fn image_region() -> Region {
 pub fn frame_allocator(env: &BootEnv) -> FrameAllocator {
     let mut map = env.ram.clone();
     let mut reserved = [
-        Region { start: 0, end: 0x10_0000 },
+        Region {
+            start: 0,
+            end: 0x10_0000,
+        },
         image_region(),
         env.info,
-        Region { start: phys::MAPPED_LIMIT, end: u64::MAX },
+        Region {
+            start: phys::MAPPED_LIMIT,
+            end: u64::MAX,
+        },
         Region { start: 0, end: 0 },
     ];
     if let Some(b) = env.bundle {

@@ -25,7 +25,9 @@ pub struct BootMemory;
 
 impl PhysRead for BootMemory {
     fn read(&self, addr: u64, buf: &mut [u8]) -> bool {
-        let Some(r) = Region::from_len(addr, buf.len() as u64) else { return false };
+        let Some(r) = Region::from_len(addr, buf.len() as u64) else {
+            return false;
+        };
         if !mapped(r) || addr == 0 {
             return false;
         }

@@ -41,15 +41,25 @@ impl<'a> Args<'a> {
 
     /// Every word, in order.
     pub fn iter(&self) -> impl Iterator<Item = Arg<'a>> + 'a {
-        self.text.split_whitespace().map(|word| match word.split_once('=') {
-            Some((key, value)) => Arg { key, value: Some(value) },
-            None => Arg { key: word, value: None },
-        })
+        self.text
+            .split_whitespace()
+            .map(|word| match word.split_once('=') {
+                Some((key, value)) => Arg {
+                    key,
+                    value: Some(value),
+                },
+                None => Arg {
+                    key: word,
+                    value: None,
+                },
+            })
     }
 
     /// The value of the first `key=value` word with this key.
     pub fn get(&self, key: &str) -> Option<&'a str> {
-        self.iter().find(|a| a.key == key && a.value.is_some()).and_then(|a| a.value)
+        self.iter()
+            .find(|a| a.key == key && a.value.is_some())
+            .and_then(|a| a.value)
     }
 
     /// True when `key` appears, as a bare flag or with a value.
@@ -86,7 +96,13 @@ mod tests {
         assert!(!args.has("period"));
         let words: Vec<Arg<'_>> = args.iter().collect();
         assert_eq!(words.len(), 3);
-        assert_eq!(words[2], Arg { key: "verbose", value: None });
+        assert_eq!(
+            words[2],
+            Arg {
+                key: "verbose",
+                value: None
+            }
+        );
     }
 
     #[test]
@@ -99,7 +115,13 @@ mod tests {
     fn empty_value_is_present_but_empty() {
         let args = Args::new("log= x");
         assert_eq!(args.get("log"), Some(""));
-        assert_eq!(args.iter().next(), Some(Arg { key: "log", value: Some("") }));
+        assert_eq!(
+            args.iter().next(),
+            Some(Arg {
+                key: "log",
+                value: Some("")
+            })
+        );
     }
 
     #[test]

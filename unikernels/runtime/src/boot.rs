@@ -170,9 +170,18 @@ fn check_layout(i: &BootInfo, linked: &Range<u64>) -> Result<(), &'static str> {
     rule(i.name_len as usize <= NAME_MAX, "name_len > NAME_MAX")?;
     rule(i.args_len as usize <= ARGS_MAX, "args_len > ARGS_MAX")?;
     rule(i.stack_top <= i.mem_size, "stack_top above mem_size")?;
-    rule(i.stack_top.is_multiple_of(16), "stack_top not 16-byte aligned")?;
-    rule(i.stack_top >= layout::STACK_SIZE, "stack_top below STACK_SIZE")?;
-    rule(i.image_start >= layout::IMAGE_BASE, "image_start below IMAGE_BASE")?;
+    rule(
+        i.stack_top.is_multiple_of(16),
+        "stack_top not 16-byte aligned",
+    )?;
+    rule(
+        i.stack_top >= layout::STACK_SIZE,
+        "stack_top below STACK_SIZE",
+    )?;
+    rule(
+        i.image_start >= layout::IMAGE_BASE,
+        "image_start below IMAGE_BASE",
+    )?;
     rule(i.image_start <= i.image_end, "image_end below image_start")?;
     rule(
         i.image_start <= linked.start && linked.end <= i.image_end,
@@ -217,7 +226,10 @@ mod tests {
         assert_eq!(boot.name(), "sys-net");
         assert_eq!(boot.label_name(), "gray");
         assert_eq!(boot.args().get("log"), Some("debug"));
-        assert_eq!(boot.heap_size(), 64 * MIB - layout::STACK_SIZE - layout::IMAGE_BASE - 0x3000);
+        assert_eq!(
+            boot.heap_size(),
+            64 * MIB - layout::STACK_SIZE - layout::IMAGE_BASE - 0x3000
+        );
         assert!(!boot.uses_vmcall());
     }
 
@@ -255,7 +267,10 @@ mod tests {
             (|b| b.stack_top -= 8, "aligned"),
             (|b| b.image_start = 0x1000, "IMAGE_BASE"),
             (|b| b.image_end = b.image_start - 1, "image_end below"),
-            (|b| b.image_end = layout::IMAGE_BASE + 0x1000, "linked image"),
+            (
+                |b| b.image_end = layout::IMAGE_BASE + 0x1000,
+                "linked image",
+            ),
             (|b| b.heap_start = b.image_end - 0x1000, "heap_start below"),
             (|b| b.heap_end = b.heap_start - 1, "heap_end below"),
             (|b| b.heap_end = b.stack_top - 0x1000, "overlaps the stack"),

@@ -29,7 +29,10 @@ impl<const N: usize> LineBuffer<N> {
     /// An empty buffer.
     pub const fn new() -> LineBuffer<N> {
         let () = Self::ROOM;
-        LineBuffer { buf: [0; N], len: 0 }
+        LineBuffer {
+            buf: [0; N],
+            len: 0,
+        }
     }
 
     /// Appends `bytes`; calls `out` with each line completed, either by a `\n` in `bytes` or
@@ -175,7 +178,10 @@ mod tests {
 
     #[test]
     fn whole_lines_go_out_when_complete() {
-        assert_eq!(run::<64>(&["hel", "lo\nwor", "ld\n"], false), ["hello\n", "world\n"]);
+        assert_eq!(
+            run::<64>(&["hel", "lo\nwor", "ld\n"], false),
+            ["hello\n", "world\n"]
+        );
     }
 
     #[test]

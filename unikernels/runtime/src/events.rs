@@ -73,7 +73,9 @@ pub(crate) fn save(bits: u64) {
 pub(crate) fn timeout_ns(timeout: Option<Duration>) -> u64 {
     match timeout {
         None => WAIT_FOREVER,
-        Some(d) => u64::try_from(d.as_nanos()).unwrap_or(u64::MAX).min(WAIT_FOREVER - 1),
+        Some(d) => u64::try_from(d.as_nanos())
+            .unwrap_or(u64::MAX)
+            .min(WAIT_FOREVER - 1),
     }
 }
 

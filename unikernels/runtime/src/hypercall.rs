@@ -13,7 +13,10 @@ use bulkhead_abi::hypercall::{HcError, Hypercall, MAX_CONSOLE_WRITE, decode_resu
 static USE_VMCALL: AtomicBool = AtomicBool::new(false);
 
 /// Chooses `VMCALL` (Intel VMX) when `vmcall`, else `VMMCALL` (AMD SVM).
-#[cfg_attr(test, allow(dead_code, reason = "only `start` calls it, and only in images"))]
+#[cfg_attr(
+    test,
+    allow(dead_code, reason = "only `start` calls it, and only in images")
+)]
 pub(crate) fn select_vmcall(vmcall: bool) {
     USE_VMCALL.store(vmcall, Ordering::Relaxed);
 }
@@ -81,7 +84,12 @@ pub fn console_write(bytes: &[u8]) -> Result<usize, HcError> {
     // is its guest-physical address and all `len` bytes lie inside the qube (1); the length
     // is within MAX_CONSOLE_WRITE and ConsoleWrite only reads the buffer (2).
     let rax = unsafe {
-        raw(Hypercall::ConsoleWrite as u64, bytes.as_ptr() as u64, bytes.len() as u64, 0)
+        raw(
+            Hypercall::ConsoleWrite as u64,
+            bytes.as_ptr() as u64,
+            bytes.len() as u64,
+            0,
+        )
     };
     decode_result(rax).map(|n| (n as usize).min(bytes.len()))
 }

@@ -62,7 +62,10 @@ pub mod report;
 #[cfg(not(test))]
 #[allow(unsafe_code, reason = "entry point, boot-info read and heap hand-off")]
 mod start;
-#[allow(unsafe_code, reason = "a lock is an `unsafe impl` of lock_api::RawMutex")]
+#[allow(
+    unsafe_code,
+    reason = "a lock is an `unsafe impl` of lock_api::RawMutex"
+)]
 pub mod sync;
 pub mod time;
 

@@ -41,7 +41,9 @@ impl Level {
         if name.eq_ignore_ascii_case("warning") {
             return Some(Level::Warn);
         }
-        Level::ALL.into_iter().find(|l| name.eq_ignore_ascii_case(l.name()))
+        Level::ALL
+            .into_iter()
+            .find(|l| name.eq_ignore_ascii_case(l.name()))
     }
 
     const fn from_u8(v: u8) -> Level {

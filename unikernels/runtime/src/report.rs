@@ -45,15 +45,29 @@ pub fn report_boot_info(boot: &Boot, role: &str) {
     let image = boot.image();
     let heap = boot.heap();
     crate::info!("{role}");
-    crate::info!("qube {} (id {}), label {}", boot.name(), boot.qube_id(), boot.label_name());
-    crate::info!("memory {} ({:#x} bytes)", Size(boot.mem_size()), boot.mem_size());
+    crate::info!(
+        "qube {} (id {}), label {}",
+        boot.name(),
+        boot.qube_id(),
+        boot.label_name()
+    );
+    crate::info!(
+        "memory {} ({:#x} bytes)",
+        Size(boot.mem_size()),
+        boot.mem_size()
+    );
     crate::info!(
         "image {:#x}..{:#x} ({})",
         image.start,
         image.end,
         Size(image.end - image.start)
     );
-    crate::info!("heap {:#x}..{:#x} ({})", heap.start, heap.end, Size(boot.heap_size()));
+    crate::info!(
+        "heap {:#x}..{:#x} ({})",
+        heap.start,
+        heap.end,
+        Size(boot.heap_size())
+    );
     crate::info!("stack top {:#x}", boot.stack_top());
     crate::info!("restart count {}", boot.restart_count());
     crate::info!("args \"{}\"", boot.args().as_str());
@@ -61,7 +75,11 @@ pub fn report_boot_info(boot: &Boot, role: &str) {
         "abi version {} (boot info), {} (hypercall), {}",
         boot.abi_version(),
         crate::abi_version(),
-        if boot.uses_vmcall() { "vmcall" } else { "vmmcall" }
+        if boot.uses_vmcall() {
+            "vmcall"
+        } else {
+            "vmmcall"
+        }
     );
     match heap_check(1000) {
         Some(sum) => crate::info!("heap check: Vec of 1..=1000 sums to {sum} (ok)"),

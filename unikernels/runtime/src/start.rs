@@ -101,9 +101,16 @@ fn claim_heap(boot: &Boot) {
     // here, before any allocation, and no other code of the runtime or the image refers to
     // it, so nothing but the allocator mutates it. (3) The `Manual` source allows manual
     // heap management.
-    let claimed = unsafe { crate::heap::HEAP.lock().claim(base, boot.heap_size() as usize) };
+    let claimed = unsafe {
+        crate::heap::HEAP
+            .lock()
+            .claim(base, boot.heap_size() as usize)
+    };
     if claimed.is_none() {
-        crate::warn!("heap of {} bytes is too small for the allocator", boot.heap_size());
+        crate::warn!(
+            "heap of {} bytes is too small for the allocator",
+            boot.heap_size()
+        );
     }
 }
 

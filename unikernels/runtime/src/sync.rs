@@ -25,7 +25,9 @@ unsafe impl RawMutex for RawSpinlock {
         clippy::declare_interior_mutable_const,
         reason = "lock_api's initialiser constant is meant to be copied into each static"
     )]
-    const INIT: RawSpinlock = RawSpinlock { locked: AtomicBool::new(false) };
+    const INIT: RawSpinlock = RawSpinlock {
+        locked: AtomicBool::new(false),
+    };
 
     type GuardMarker = GuardSend;
 
@@ -36,7 +38,9 @@ unsafe impl RawMutex for RawSpinlock {
     }
 
     fn try_lock(&self) -> bool {
-        self.locked.compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed).is_ok()
+        self.locked
+            .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_ok()
     }
 
     unsafe fn unlock(&self) {

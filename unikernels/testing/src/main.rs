@@ -17,7 +17,10 @@ use bulkhead_freestanding as _;
 use bulkhead_rt::report::{Size, heap_check};
 use bulkhead_rt::{Args, Boot, error, info};
 
-#[allow(unsafe_code, reason = "misbehaving at the CPU level is what this image is for")]
+#[allow(
+    unsafe_code,
+    reason = "misbehaving at the CPU level is what this image is for"
+)]
 mod misbehave;
 
 bulkhead_rt::entry!(main);

@@ -12,7 +12,8 @@ use bulkhead_rt::{Boot, info};
 bulkhead_rt::entry!(main);
 
 /// What this qube is for, printed first.
-const ROLE: &str = "usb: will own the USB controllers (not yet: placeholder until the USB qube issue)";
+const ROLE: &str =
+    "usb: will own the USB controllers (not yet: placeholder until the USB qube issue)";
 
 fn main(boot: &Boot) -> ! {
     bulkhead_rt::report_boot_info(boot, ROLE);

@@ -61,7 +61,11 @@ pub fn all_ready_figures(lines: &[String]) -> Option<(u64, u64)> {
 
 fn boot_default(cpu: &str, via_iso: bool) -> Result<String> {
     let a = assemble("systems/default.toml")?;
-    let log = format!("boot-{}{}", cpu.to_lowercase(), if via_iso { "-iso" } else { "" });
+    let log = format!(
+        "boot-{}{}",
+        cpu.to_lowercase(),
+        if via_iso { "-iso" } else { "" }
+    );
     let mut opts = options(&a, cpu, 90, &log);
     if via_iso {
         deps::ensure(deps::ISO)?;
@@ -69,23 +73,35 @@ fn boot_default(cpu: &str, via_iso: bool) -> Result<String> {
         opts.media = Media::Iso(path);
     }
     let out = qemu::boot(&opts, |e| {
-        let done = matches!(e.hv, Some(HvEvent::Panic(_)))
-            || e.line.text.contains("qubes ready:");
+        let done = matches!(e.hv, Some(HvEvent::Panic(_))) || e.line.text.contains("qubes ready:");
         Control::stop_if(done)
     })?;
     if let Some(p) = &out.panic {
         bail!("hypervisor panic: {p}");
     }
     let missing = out.not_ready(&a.qube_names());
-    expect(missing.is_empty(), || format!("not ready: {}", missing.join(", ")))?;
-    expect(out.stopped.is_empty(), || format!("qubes stopped: {:?}", out.stopped))?;
+    expect(missing.is_empty(), || {
+        format!("not ready: {}", missing.join(", "))
+    })?;
+    expect(out.stopped.is_empty(), || {
+        format!("qubes stopped: {:?}", out.stopped)
+    })?;
     let banner = out.lines.iter().any(|l| l.contains("backend SVM"));
     expect(banner, || "no CPU/backend line in the boot summary".into())?;
-    let proto = if via_iso { "boot: multiboot2" } else { "boot: PVH" };
-    expect(out.lines.iter().any(|l| l.contains(proto)), || format!("no `{proto}` line"))?;
+    let proto = if via_iso {
+        "boot: multiboot2"
+    } else {
+        "boot: PVH"
+    };
+    expect(out.lines.iter().any(|l| l.contains(proto)), || {
+        format!("no `{proto}` line")
+    })?;
     let (exits, ms) = all_ready_figures(&out.lines)
         .ok_or_else(|| anyhow::anyhow!("no `all N qubes ready` line"))?;
-    Ok(format!("all {} qubes ready: {exits} VM exits, {ms} ms guest time", a.qube_names().len()))
+    Ok(format!(
+        "all {} qubes ready: {exits} VM exits, {ms} ms guest time",
+        a.qube_names().len()
+    ))
 }
 
 #[cfg(test)]
@@ -94,8 +110,12 @@ mod tests {
 
     #[test]
     fn reads_ready_figures() {
-        let lines = vec!["hv       | all 4 qubes ready: 55 VM exits, 377 ms since boot".to_string()];
+        let lines =
+            vec!["hv       | all 4 qubes ready: 55 VM exits, 377 ms since boot".to_string()];
         assert_eq!(all_ready_figures(&lines), Some((55, 377)));
-        assert_eq!(all_ready_figures(&["hv | qube net ready".to_string()]), None);
+        assert_eq!(
+            all_ready_figures(&["hv | qube net ready".to_string()]),
+            None
+        );
     }
 }

@@ -16,9 +16,15 @@ pub const CONTAINMENT: Scenario = Scenario {
 const STOPS: &[(&str, &str)] = &[
     ("t-triple", "triple fault"),
     ("t-badcall", "unknown hypercall 0xdead"),
-    ("t-badptr", "console_write: buffer 0x401000+0x10 is outside its memory"),
+    (
+        "t-badptr",
+        "console_write: buffer 0x401000+0x10 is outside its memory",
+    ),
     ("t-huge", "length 4097 is over the limit of 4096"),
-    ("t-foreign", "guest-physical 0xc0000000, which it does not own"),
+    (
+        "t-foreign",
+        "guest-physical 0xc0000000, which it does not own",
+    ),
     ("t-io", "I/O port access (out to port 0x80) is not allowed"),
     ("t-msr", "rdmsr 0xc0000080 is not allowed"),
     ("t-vmrun", "VMRUN is not allowed"),
@@ -41,7 +47,8 @@ fn containment() -> Result<String> {
         }
         if !settled {
             settled = e.line.text.contains("qube t-exit not restarted");
-        } else if e.line.source.as_deref() == Some("heartbeat") && e.line.body.contains("heartbeat") {
+        } else if e.line.source.as_deref() == Some("heartbeat") && e.line.body.contains("heartbeat")
+        {
             beats_after += 1;
         }
         Control::stop_if(beats_after >= BEATS_AFTER)
@@ -49,34 +56,78 @@ fn containment() -> Result<String> {
     if let Some(p) = &out.panic {
         bail!("hypervisor panic: {p}");
     }
-    expect(!out.timed_out, || format!("timed out; last line {:?}", out.lines.last()))?;
+    expect(!out.timed_out, || {
+        format!("timed out; last line {:?}", out.lines.last())
+    })?;
 
     for (qube, words) in STOPS {
         let stops: Vec<_> = out.stopped.iter().filter(|(q, _)| q == qube).collect();
-        expect(stops.len() == 1, || format!("{qube}: expected one stop line, got {stops:?}"))?;
-        expect(stops[0].1.contains(words), || format!("{qube}: reason {:?} lacks {words:?}", stops[0].1))?;
+        expect(stops.len() == 1, || {
+            format!("{qube}: expected one stop line, got {stops:?}")
+        })?;
+        expect(stops[0].1.contains(words), || {
+            format!("{qube}: reason {:?} lacks {words:?}", stops[0].1)
+        })?;
     }
     for qube in HEALTHY {
-        let hurt = out.stopped.iter().any(|(q, _)| q == qube) || out.exited.iter().any(|(q, _)| q == qube);
-        expect(!hurt, || format!("{qube} was stopped, but it did nothing wrong"))?;
-        expect(out.ready.contains(*qube), || format!("{qube} never reported ready"))?;
+        let hurt =
+            out.stopped.iter().any(|(q, _)| q == qube) || out.exited.iter().any(|(q, _)| q == qube);
+        expect(!hurt, || {
+            format!("{qube} was stopped, but it did nothing wrong")
+        })?;
+        expect(out.ready.contains(*qube), || {
+            format!("{qube} never reported ready")
+        })?;
     }
-    let spinning = out.lines.iter().position(|l| l.contains("t-spin") && l.contains("spinning"));
+    let spinning = out
+        .lines
+        .iter()
+        .position(|l| l.contains("t-spin") && l.contains("spinning"));
     let spinning = spinning.ok_or_else(|| anyhow::anyhow!("t-spin never started spinning"))?;
-    let beats = out.lines[spinning..].iter().filter(|l| l.starts_with("heartbeat") && l.contains("heartbeat ")).count();
-    expect(beats >= BEATS_AFTER, || format!("only {beats} heartbeats while t-spin spun"))?;
-
-    let panics = out.exited.iter().filter(|(q, s)| q == "t-panic" && *s == 101).count();
-    expect(panics == 1, || "t-panic did not exit once with the panic status 101".into())?;
-    expect(out.lines.iter().any(|l| l.contains("panic: testing: panic on purpose")), || {
-        "t-panic's panic message was not printed".into()
+    let beats = out.lines[spinning..]
+        .iter()
+        .filter(|l| l.starts_with("heartbeat") && l.contains("heartbeat "))
+        .count();
+    expect(beats >= BEATS_AFTER, || {
+        format!("only {beats} heartbeats while t-spin spun")
     })?;
-    let exits = out.exited.iter().filter(|(q, s)| q == "t-exit" && *s == 3).count();
-    let restarts: Vec<u32> = out.restarts.iter().filter(|(q, _)| q == "t-exit").map(|(_, n)| *n).collect();
+
+    let panics = out
+        .exited
+        .iter()
+        .filter(|(q, s)| q == "t-panic" && *s == 101)
+        .count();
+    expect(panics == 1, || {
+        "t-panic did not exit once with the panic status 101".into()
+    })?;
+    expect(
+        out.lines
+            .iter()
+            .any(|l| l.contains("panic: testing: panic on purpose")),
+        || "t-panic's panic message was not printed".into(),
+    )?;
+    let exits = out
+        .exited
+        .iter()
+        .filter(|(q, s)| q == "t-exit" && *s == 3)
+        .count();
+    let restarts: Vec<u32> = out
+        .restarts
+        .iter()
+        .filter(|(q, _)| q == "t-exit")
+        .map(|(_, n)| *n)
+        .collect();
     expect(exits == 4 && restarts == [1, 2, 3], || {
-        format!("t-exit: expected 4 exits and restarts 1..3, got {exits} exits, restarts {restarts:?}")
+        format!(
+            "t-exit: expected 4 exits and restarts 1..3, got {exits} exits, restarts {restarts:?}"
+        )
     })?;
     let alloc_ok = out.exited.iter().any(|(q, s)| q == "t-alloc" && *s == 0);
-    expect(alloc_ok, || "t-alloc did not survive its allocation storm".into())?;
-    Ok(format!("{} misbehaviours contained, {beats} heartbeats during the spin", STOPS.len() + 3))
+    expect(alloc_ok, || {
+        "t-alloc did not survive its allocation storm".into()
+    })?;
+    Ok(format!(
+        "{} misbehaviours contained, {beats} heartbeats during the spin",
+        STOPS.len() + 3
+    ))
 }

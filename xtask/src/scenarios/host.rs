@@ -20,7 +20,8 @@ pub struct Counts {
 pub fn run() -> Result<Counts> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
-    cmd.current_dir(crate::workspace_root()).args(["test", "--no-fail-fast"]);
+    cmd.current_dir(crate::workspace_root())
+        .args(["test", "--no-fail-fast"]);
     for c in HOST_CRATES {
         cmd.args(["-p", c]);
     }
@@ -29,7 +30,13 @@ pub fn run() -> Result<Counts> {
     let stderr = String::from_utf8_lossy(&out.stderr);
     for line in stdout.lines().chain(stderr.lines()) {
         let t = line.trim_start();
-        if t.starts_with("test result:") || t.starts_with("Running") || t.contains("FAILED") || t.starts_with("error") || t.starts_with("panicked") || t.starts_with("thread") {
+        if t.starts_with("test result:")
+            || t.starts_with("Running")
+            || t.contains("FAILED")
+            || t.starts_with("error")
+            || t.starts_with("panicked")
+            || t.starts_with("thread")
+        {
             println!("   {line}");
         }
     }
@@ -41,10 +48,15 @@ pub fn run() -> Result<Counts> {
 /// Sums `test result: ok. 3 passed; 0 failed; 1 ignored; ...` lines.
 pub fn parse(output: &str) -> Counts {
     let mut c = Counts::default();
-    for line in output.lines().filter_map(|l| l.trim().strip_prefix("test result:")) {
+    for line in output
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("test result:"))
+    {
         for part in line.split(';') {
             let mut words = part.split_whitespace().rev();
-            let (Some(what), Some(n)) = (words.next(), words.next()) else { continue };
+            let (Some(what), Some(n)) = (words.next(), words.next()) else {
+                continue;
+            };
             let Ok(n) = n.parse::<usize>() else { continue };
             match what {
                 "passed" => c.passed += n,
@@ -65,7 +77,15 @@ mod tests {
     fn sums_result_lines() {
         let out = "running 3 tests\ntest result: ok. 3 passed; 0 failed; 1 ignored; 0 measured; 0 filtered out; finished in 0.1s\n\
                    test result: FAILED. 5 passed; 2 failed; 0 ignored; 0 measured; 0 filtered out\n";
-        assert_eq!(parse(out), Counts { passed: 8, failed: 2, ignored: 1, ok: false });
+        assert_eq!(
+            parse(out),
+            Counts {
+                passed: 8,
+                failed: 2,
+                ignored: 1,
+                ok: false
+            }
+        );
         assert_eq!(parse("nothing here"), Counts::default());
     }
 }

@@ -47,10 +47,15 @@ pub fn run(filter: Option<&str>, skip_host: bool) -> Result<()> {
         if counts.failed > 0 || !counts.ok {
             failed.push(format!("host tests: {} failed", counts.failed));
         }
-        println!("   {} passed, {} failed, {} ignored", counts.passed, counts.failed, counts.ignored);
+        println!(
+            "   {} passed, {} failed, {} ignored",
+            counts.passed, counts.failed, counts.ignored
+        );
     }
-    let chosen: Vec<Scenario> =
-        all().into_iter().filter(|s| filter.is_none_or(|f| s.name.contains(f))).collect();
+    let chosen: Vec<Scenario> = all()
+        .into_iter()
+        .filter(|s| filter.is_none_or(|f| s.name.contains(f)))
+        .collect();
     if chosen.is_empty() && filter.is_some() {
         bail!("no scenario matches {:?}", filter.unwrap_or_default());
     }
@@ -74,15 +79,24 @@ pub fn run(filter: Option<&str>, skip_host: bool) -> Result<()> {
         println!("   FAILED {f}");
     }
     println!("{passed} passed, {} failed", failed.len());
-    if failed.is_empty() { Ok(()) } else { bail!("{} failed", failed.len()) }
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        bail!("{} failed", failed.len())
+    }
 }
 
 /// Prints the end of every console log a failed scenario wrote, so CI output shows it.
 fn show_logs_since(since: std::time::SystemTime) {
     let dir = crate::bundle::out_dir().join("logs");
-    let Ok(entries) = std::fs::read_dir(&dir) else { return };
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return;
+    };
     for e in entries.flatten() {
-        let fresh = e.metadata().and_then(|m| m.modified()).is_ok_and(|m| m >= since);
+        let fresh = e
+            .metadata()
+            .and_then(|m| m.modified())
+            .is_ok_and(|m| m >= since);
         if !fresh {
             continue;
         }

@@ -26,9 +26,14 @@ fn broken_descriptions() -> Result<String> {
         .filter(|p| p.extension().is_some_and(|x| x == "toml"))
         .collect();
     files.sort();
-    expect(files.len() >= 5, || format!("only {} broken fixtures", files.len()))?;
+    expect(files.len() >= 5, || {
+        format!("only {} broken fixtures", files.len())
+    })?;
     for f in &files {
-        let name = f.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = f
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let msg = match system::compile_file(f) {
             Ok(_) => anyhow::bail!("{name} was accepted"),
             Err(e) => match e.downcast_ref::<system::Diagnostics>() {
@@ -36,8 +41,12 @@ fn broken_descriptions() -> Result<String> {
                 None => format!("{e:#}"),
             },
         };
-        expect(msg.contains(&name), || format!("{name}: message does not name the file: {msg}"))?;
-        expect(msg.contains("hint:"), || format!("{name}: message has no hint: {msg}"))?;
+        expect(msg.contains(&name), || {
+            format!("{name}: message does not name the file: {msg}")
+        })?;
+        expect(msg.contains("hint:"), || {
+            format!("{name}: message has no hint: {msg}")
+        })?;
     }
     system::compile_file(&crate::workspace_root().join("systems/default.toml"))
         .context("the default system must still compile")?;
@@ -47,8 +56,16 @@ fn broken_descriptions() -> Result<String> {
 /// Damages that must be refused, as (what, how to damage a good bundle, expected message).
 const DAMAGES: &[(&str, fn(&mut Vec<u8>), &str)] = &[
     ("bad magic", |b| b[0] ^= 0xFF, "not a Bulkhead bundle"),
-    ("entry out of range", |b| b[16 + 40 + 24..16 + 40 + 32].copy_from_slice(&u64::MAX.to_le_bytes()), "outside the bundle"),
-    ("manifest version", |b| manifest_first_byte(b, 0x7F), "manifest version 127"),
+    (
+        "entry out of range",
+        |b| b[16 + 40 + 24..16 + 40 + 32].copy_from_slice(&u64::MAX.to_le_bytes()),
+        "outside the bundle",
+    ),
+    (
+        "manifest version",
+        |b| manifest_first_byte(b, 0x7F),
+        "manifest version 127",
+    ),
     ("truncated", |b| b.truncate(20), "truncated"),
 ];
 
@@ -69,14 +86,29 @@ fn broken_bundles() -> Result<String> {
         damage(&mut bytes);
         let path = dir.join(format!("damaged-{}.bundle", what.replace(' ', "-")));
         std::fs::write(&path, &bytes)?;
-        let mut opts = boots::options(&a, "max", 30, &format!("damaged-{}", what.replace(' ', "-")));
-        opts.media = Media::Direct { kernel: a.hypervisor.elf.clone(), bundle: path };
-        let out = qemu::boot(&opts, |e| Control::stop_if(matches!(e.hv, Some(HvEvent::Halting))))?;
+        let mut opts = boots::options(
+            &a,
+            "max",
+            30,
+            &format!("damaged-{}", what.replace(' ', "-")),
+        );
+        opts.media = Media::Direct {
+            kernel: a.hypervisor.elf.clone(),
+            bundle: path,
+        };
+        let out = qemu::boot(&opts, |e| {
+            Control::stop_if(matches!(e.hv, Some(HvEvent::Halting)))
+        })?;
         let msg = out.panic.clone().unwrap_or_default();
         expect(out.halted && msg.contains(expected), || {
-            format!("{what}: expected a refusal containing {expected:?}, got {:?}", out.lines.last())
+            format!(
+                "{what}: expected a refusal containing {expected:?}, got {:?}",
+                out.lines.last()
+            )
         })?;
-        expect(out.ready.is_empty(), || format!("{what}: a qube started anyway"))?;
+        expect(out.ready.is_empty(), || {
+            format!("{what}: a qube started anyway")
+        })?;
     }
     Ok(format!("{} damaged bundles refused", DAMAGES.len()))
 }

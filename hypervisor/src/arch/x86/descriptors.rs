@@ -107,7 +107,10 @@ pub unsafe fn init() {
             | (((tss_limit >> 16) & 0xF) << 48)
             | (((tss_base >> 24) & 0xFF) << 56);
         (*gdt)[4] = tss_base >> 32;
-        let gdt_ptr = TablePointer { limit: (size_of::<[u64; 5]>() - 1) as u16, base: gdt as u64 };
+        let gdt_ptr = TablePointer {
+            limit: (size_of::<[u64; 5]>() - 1) as u16,
+            base: gdt as u64,
+        };
         asm!(
             "lgdt [{ptr}]",
             "push {cs}",
@@ -147,8 +150,10 @@ pub unsafe fn init() {
                 reserved: 0,
             };
         }
-        let idt_ptr =
-            TablePointer { limit: (size_of::<[IdtEntry; 256]>() - 1) as u16, base: idt as u64 };
+        let idt_ptr = TablePointer {
+            limit: (size_of::<[IdtEntry; 256]>() - 1) as u16,
+            base: idt as u64,
+        };
         asm!("lidt [{}]", in(reg) &idt_ptr, options(nostack));
     }
 }

@@ -58,7 +58,9 @@ impl core::fmt::Display for SvmError {
 
 /// Reads the SVM capabilities, or says why there are none.
 pub fn detect() -> Result<SvmCaps, SvmError> {
-    if cpu::cpuid(0x8000_0000, 0).eax < 0x8000_000A || cpu::cpuid(0x8000_0001, 0).ecx & (1 << 2) == 0 {
+    if cpu::cpuid(0x8000_0000, 0).eax < 0x8000_000A
+        || cpu::cpuid(0x8000_0001, 0).ecx & (1 << 2) == 0
+    {
         return Err(SvmError::NotPresent);
     }
     let f = cpu::cpuid(0x8000_000A, 0);
@@ -110,7 +112,12 @@ impl Svm {
             cpu::wrmsr(cpu::MSR_EFER, efer | (1 << 12));
             cpu::wrmsr(cpu::MSR_VM_HSAVE_PA, hsave.start);
         }
-        Ok(Svm { caps, host_state, iopm, msrpm })
+        Ok(Svm {
+            caps,
+            host_state,
+            iopm,
+            msrpm,
+        })
     }
 
     /// A vCPU with its own VMCB, for a qube whose nested page tables are at `npt_root`.

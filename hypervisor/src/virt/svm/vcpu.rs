@@ -1,7 +1,7 @@
 //! One SVM virtual CPU: its VMCB, its saved x87/SSE state and general-purpose registers.
 
-use super::vmcb::{ctl, exit, misc1, misc2, save, Vmcb};
 use super::Svm;
+use super::vmcb::{Vmcb, ctl, exit, misc1, misc2, save};
 use crate::virt::{EntryState, Exit, GuestRegs, Vcpu};
 use bulkhead_hvcore::memmap::Region;
 
@@ -18,7 +18,13 @@ struct FxPair {
 
 unsafe extern "C" {
     /// The world switch (run.s).
-    fn svm_run(regs: *mut GuestRegs, vmcb_pa: u64, host_state_pa: u64, guest_fx: *mut FxArea, host_fx: *mut FxArea);
+    fn svm_run(
+        regs: *mut GuestRegs,
+        vmcb_pa: u64,
+        host_state_pa: u64,
+        guest_fx: *mut FxArea,
+        host_fx: *mut FxArea,
+    );
 }
 
 /// A virtual CPU under SVM.
@@ -47,7 +53,10 @@ impl SvmVcpu {
         // SAFETY: both regions were just allocated for this vCPU alone, are page-aligned
         // and large enough; all-zero is a valid VMCB and FXSAVE pair.
         let (vmcb_ref, fx_ref) = unsafe {
-            (crate::memory::phys::leak_zeroed::<Vmcb>(vmcb), crate::memory::phys::leak_zeroed::<FxPair>(fx))
+            (
+                crate::memory::phys::leak_zeroed::<Vmcb>(vmcb),
+                crate::memory::phys::leak_zeroed::<FxPair>(fx),
+            )
         };
         SvmVcpu {
             vmcb: vmcb_ref,
@@ -73,8 +82,14 @@ impl SvmVcpu {
             exit::VMMCALL => Exit::Hypercall,
             exit::HLT => Exit::Halt,
             exit::CPUID => Exit::Cpuid,
-            exit::IOIO => Exit::Io { port: (info1 >> 16) as u16, input: info1 & 1 != 0 },
-            exit::MSR => Exit::Msr { index: self.regs.rcx as u32, write: info1 & 1 != 0 },
+            exit::IOIO => Exit::Io {
+                port: (info1 >> 16) as u16,
+                input: info1 & 1 != 0,
+            },
+            exit::MSR => Exit::Msr {
+                index: self.regs.rcx as u32,
+                write: info1 & 1 != 0,
+            },
             exit::NPF => Exit::NestedPageFault {
                 gpa: info2,
                 write: info1 & (1 << 1) != 0,
@@ -141,7 +156,13 @@ impl Vcpu for SvmVcpu {
         v.set_u32(ctl::CLEAN_BITS, 0);
 
         let sel = bulkhead_abi::boot_info::layout::DATA_SELECTOR;
-        v.set_segment(save::CS, bulkhead_abi::boot_info::layout::CODE_SELECTOR, CODE64, 0xFFFF_FFFF, 0);
+        v.set_segment(
+            save::CS,
+            bulkhead_abi::boot_info::layout::CODE_SELECTOR,
+            CODE64,
+            0xFFFF_FFFF,
+            0,
+        );
         for seg in [save::DS, save::ES, save::SS, save::FS, save::GS] {
             v.set_segment(seg, sel, DATA, 0xFFFF_FFFF, 0);
         }
@@ -163,7 +184,10 @@ impl Vcpu for SvmVcpu {
         v.set_u64(save::RAX, 0);
         v.set_u64(save::G_PAT, 0x0007_0406_0007_0406);
 
-        self.regs = GuestRegs { rdi: e.rdi, ..GuestRegs::default() };
+        self.regs = GuestRegs {
+            rdi: e.rdi,
+            ..GuestRegs::default()
+        };
         // x87/SSE power-on state: FCW 0x37F, MXCSR 0x1F80 (all exceptions masked).
         self.fx.guest.0.fill(0);
         self.fx.guest.0[0..2].copy_from_slice(&0x037Fu16.to_le_bytes());
