@@ -47,26 +47,11 @@ extern "C" fn hv_main(magic: u32, info: u32) -> ! {
     let mut frames = memory::frame_allocator(&env);
     report_boot(&env, &frames);
 
-    let svm_caps = match virt::svm::detect() {
-        Ok(c) => c,
-        Err(e) => fail(format_args!(
-            "no usable virtualisation: {e} (the Intel VT-x backend is not written yet)"
-        )),
-    };
     let vendor = cpu_vendor();
-    hvlog!(
-        "cpu: {} {}, backend SVM rev {}: NPT yes, NRIP_SAVE {}, VGIF {}, flush-by-ASID {}, {} ASIDs",
-        vendor.0.as_str(),
-        vendor.1.as_str().trim(),
-        svm_caps.revision,
-        yes(svm_caps.nrip_save),
-        yes(svm_caps.vgif),
-        yes(svm_caps.flush_by_asid),
-        svm_caps.asids
-    );
-    let svm = match virt::svm::Svm::enable(svm_caps, &mut frames) {
-        Ok(s) => s,
-        Err(e) => fail(format_args!("cannot enable SVM: {e}")),
+    hvlog!("cpu: {} {}", vendor.0.as_str(), vendor.1.as_str().trim());
+    let backend = match virt::Backend::start(&mut frames) {
+        Ok(b) => b,
+        Err(e) => fail(format_args!("no usable virtualisation: {e}")),
     };
 
     let lapic = apic::LocalApic::init();
@@ -79,16 +64,12 @@ extern "C" fn hv_main(magic: u32, info: u32) -> ! {
     );
 
     let mut scheduler = scheduler::Scheduler::new();
-    load_system(&env, &svm, &mut frames, &mut scheduler);
+    load_system(&env, &backend, &mut frames, &mut scheduler);
     hvlog!("{} KiB of RAM left free", frames.free_bytes() / 1024);
     let slice_ms = TIME_SLICE_NS / 1_000_000;
     lapic.start_periodic((apic_per_ms * slice_ms).min(u64::from(u32::MAX)) as u32);
     cpu::enable_interrupts();
     scheduler.run()
-}
-
-fn yes(b: bool) -> &'static str {
-    if b { "yes" } else { "no" }
 }
 
 fn report_boot(env: &BootEnv, frames: &FrameAllocator) {
@@ -133,7 +114,7 @@ fn calibrate(lapic: &apic::LocalApic) -> (u64, u64) {
 /// Reads the bundle and manifest and creates every qube.
 fn load_system(
     env: &BootEnv,
-    svm: &virt::svm::Svm,
+    backend: &virt::Backend,
     frames: &mut FrameAllocator,
     scheduler: &mut scheduler::Scheduler,
 ) {
@@ -179,7 +160,7 @@ fn load_system(
                 continue;
             }
         };
-        match qube::Qube::create(id, spec.clone(), image, svm, frames) {
+        match qube::Qube::create(id, spec.clone(), image, backend, frames) {
             Ok(q) => {
                 let host = q.mem.host();
                 hvlog!(

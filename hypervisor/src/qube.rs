@@ -3,14 +3,13 @@
 
 use crate::memory::guest::GuestMemory;
 use crate::memory::phys;
-use crate::virt::svm::{Svm, SvmVcpu};
-use crate::virt::{EntryState, Vcpu};
+use crate::virt::{AnyVcpu, Backend, EntryState, Vcpu};
 use bulkhead_abi::boot_info::{BootInfo, layout};
 use bulkhead_abi::manifest::QubeSpec;
 use bulkhead_hvcore::console::LineBuffer;
 use bulkhead_hvcore::elf::{self, ElfError};
 use bulkhead_hvcore::memmap::{FrameAllocator, Region};
-use bulkhead_hvcore::paging::{PagingError, Perm, Tables, X86Format};
+use bulkhead_hvcore::paging::{NestedFormat, PagingError, Perm, Tables, X86Format};
 use bulkhead_hvcore::sched::RunState;
 use bulkhead_hvcore::{LARGE_PAGE_SIZE, PAGE_SIZE, align_up};
 
@@ -51,7 +50,7 @@ pub struct Qube {
     /// Its RAM.
     pub mem: GuestMemory,
     /// Its virtual CPU.
-    pub vcpu: SvmVcpu,
+    pub vcpu: AnyVcpu,
     /// Run state.
     pub state: RunState,
     /// How often it was restarted.
@@ -62,6 +61,8 @@ pub struct Qube {
     pub events: u64,
     /// Said `ready` since its last start.
     pub ready: bool,
+    /// `BootInfo::flags` from the backend (hypercall instruction).
+    boot_flags: u32,
 }
 
 impl Qube {
@@ -70,7 +71,7 @@ impl Qube {
         id: usize,
         spec: QubeSpec,
         image: &'static [u8],
-        svm: &Svm,
+        backend: &Backend,
         frames: &mut FrameAllocator,
     ) -> Result<Qube, LoadError> {
         let size = u64::from(spec.memory_mib) << 20;
@@ -81,8 +82,8 @@ impl Qube {
         let arena = frames
             .alloc(arena_len, PAGE_SIZE)
             .ok_or(LoadError::NoMemory(arena_len))?;
-        let root = build_npt(arena, host).map_err(LoadError::Paging)?;
-        let vcpu = svm
+        let root = build_npt(arena, host, backend.nested_format()).map_err(LoadError::Paging)?;
+        let vcpu = backend
             .create_vcpu(frames, id as u32, root)
             .ok_or(LoadError::NoMemory(8192))?;
         let mut q = Qube {
@@ -96,6 +97,7 @@ impl Qube {
             console: LineBuffer::new(),
             events: 0,
             ready: false,
+            boot_flags: backend.boot_flags(),
         };
         q.load()?;
         Ok(q)
@@ -123,6 +125,7 @@ impl Qube {
         info.heap_end = window_end;
         info.stack_top = stack_top;
         info.restart_count = self.restarts;
+        info.flags = self.boot_flags;
         info.set_name(&self.spec.name);
         info.set_args(&self.spec.args);
         let image = self.image;
@@ -175,18 +178,11 @@ impl Qube {
 
 /// Builds nested page tables mapping guest-physical `[0, size)` to the qube's host block,
 /// and nothing else.
-fn build_npt(arena: Region, host: Region) -> Result<u64, PagingError> {
+fn build_npt(arena: Region, host: Region, format: NestedFormat) -> Result<u64, PagingError> {
     // SAFETY: the arena was just allocated for these tables alone; no qube runs yet.
     unsafe {
         phys::with_region(arena, |bytes| {
-            let mut t = Tables::new(
-                bytes,
-                arena.start,
-                X86Format {
-                    user: true,
-                    nx: true,
-                },
-            )?;
+            let mut t = Tables::new(bytes, arena.start, format)?;
             t.map_range(0, host.start, host.len(), Perm::RWX)?;
             Ok(t.root())
         })

@@ -84,6 +84,88 @@ impl EntryFormat for X86Format {
     }
 }
 
+/// Intel EPT entries: read/write/execute bits instead of present/user, a memory type in
+/// leaves (write-back here: qube memory is ordinary RAM).
+#[derive(Clone, Copy, Debug)]
+pub struct EptFormat;
+
+impl EntryFormat for EptFormat {
+    fn table(&self, pa: u64) -> u64 {
+        pa | 0b111
+    }
+    fn leaf(&self, pa: u64, large: bool, perm: Perm) -> u64 {
+        let mut e = pa | 1 | (6 << 3); // read, memory type WB
+        if perm.write {
+            e |= 1 << 1;
+        }
+        if perm.exec {
+            e |= 1 << 2;
+        }
+        if large {
+            e |= 1 << 7;
+        }
+        e
+    }
+    fn present(&self, e: u64) -> bool {
+        e & 0b111 != 0
+    }
+    fn large(&self, e: u64) -> bool {
+        e & (1 << 7) != 0
+    }
+}
+
+/// The nested-paging format of the backend in use, chosen at run time.
+#[derive(Clone, Copy, Debug)]
+pub enum NestedFormat {
+    /// AMD NPT: ordinary entries with U set on every level.
+    Npt,
+    /// Intel EPT.
+    Ept,
+}
+
+impl EntryFormat for NestedFormat {
+    fn table(&self, pa: u64) -> u64 {
+        match self {
+            NestedFormat::Npt => X86Format {
+                user: true,
+                nx: true,
+            }
+            .table(pa),
+            NestedFormat::Ept => EptFormat.table(pa),
+        }
+    }
+    fn leaf(&self, pa: u64, large: bool, perm: Perm) -> u64 {
+        match self {
+            NestedFormat::Npt => X86Format {
+                user: true,
+                nx: true,
+            }
+            .leaf(pa, large, perm),
+            NestedFormat::Ept => EptFormat.leaf(pa, large, perm),
+        }
+    }
+    fn present(&self, e: u64) -> bool {
+        match self {
+            NestedFormat::Npt => X86Format {
+                user: true,
+                nx: true,
+            }
+            .present(e),
+            NestedFormat::Ept => EptFormat.present(e),
+        }
+    }
+    fn large(&self, e: u64) -> bool {
+        match self {
+            NestedFormat::Npt => X86Format {
+                user: true,
+                nx: true,
+            }
+            .large(e),
+            NestedFormat::Ept => EptFormat.large(e),
+        }
+    }
+}
+
 /// Why a mapping could not be made.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PagingError {
@@ -278,6 +360,17 @@ mod tests {
             Err(PagingError::AlreadyMapped)
         );
         assert_eq!(t.pages_used(), 5); // PML4, PDPT, PD for 0 GiB, PD for 2 GiB, one PT
+    }
+
+    #[test]
+    fn ept_entries_carry_permissions_and_write_back() {
+        let mut arena = std::vec![0u8; 8 * 4096];
+        let mut t = Tables::new(&mut arena, 0x1000, NestedFormat::Ept).unwrap();
+        t.map_range(0, 0x20_0000, 4 << 20, Perm::RW).unwrap();
+        assert_eq!(t.translate(0x1234), Some(0x20_1234));
+        let leaf = EptFormat.leaf(0x20_0000, true, Perm::RW);
+        assert_eq!(leaf & 0b111, 0b011, "read+write, no execute");
+        assert_eq!((leaf >> 3) & 0b111, 6, "write-back");
     }
 
     #[test]

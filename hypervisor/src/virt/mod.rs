@@ -2,7 +2,10 @@
 //! next) turns "run this guest until something needs the hypervisor" into an [`Exit`] the
 //! rest of the hypervisor handles without knowing which backend produced it.
 
+mod backend;
 pub mod svm;
+
+pub use backend::{AnyVcpu, Backend};
 
 /// Guest general-purpose registers the backend does not keep in its control block
 /// (`rax`, `rsp`, `rip` and `rflags` live there). Layout shared with the world-switch
