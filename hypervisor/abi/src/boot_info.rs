@@ -5,12 +5,13 @@
 //! off, `rsp` at [`BootInfo::stack_top`] and `rdi` = guest-physical address of a [`BootInfo`].
 //! It checks [`BootInfo::magic`] and [`BootInfo::version`] before it reads anything else.
 
+use crate::channel::MAX_CHANNELS_PER_QUBE;
 use crate::label::Label;
 
 /// `BootInfo::magic`: "BHBOOTIN".
 pub const BOOT_INFO_MAGIC: u64 = u64::from_le_bytes(*b"BHBOOTIN");
 /// `BootInfo::version` of this layout.
-pub const BOOT_INFO_VERSION: u32 = 1;
+pub const BOOT_INFO_VERSION: u32 = 2;
 
 /// Guest-physical layout of a unikernel qube. All addresses are inside the qube's own memory,
 /// which starts at guest-physical 0.
@@ -79,6 +80,48 @@ pub struct BootInfo {
     pub flags: u32,
     /// Argument string from the system description, UTF-8.
     pub args: [u8; ARGS_MAX],
+    /// Number of valid entries in `channels`.
+    pub channel_count: u32,
+    /// Reserved, zero.
+    pub reserved: u32,
+    /// The channels this qube is an endpoint of; its local channel index is the position here.
+    pub channels: [ChannelInfo; MAX_CHANNELS_PER_QUBE],
+}
+
+/// One channel as an endpoint sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(C)]
+pub struct ChannelInfo {
+    /// Guest-physical address of the region.
+    pub gpa: u64,
+    /// Size of the region in bytes.
+    pub size: u64,
+    /// Index of the channel in the manifest (the same at both ends).
+    pub id: u32,
+    /// 0: this qube is side A (sends on ring 0); 1: side B.
+    pub side: u32,
+    /// Manifest index of the qube at the other end.
+    pub peer: u32,
+    /// Number of valid bytes in `name`.
+    pub name_len: u32,
+    /// Channel name, UTF-8.
+    pub name: [u8; NAME_MAX],
+}
+
+impl ChannelInfo {
+    /// An empty entry.
+    pub const EMPTY: ChannelInfo =
+        ChannelInfo { gpa: 0, size: 0, id: 0, side: 0, peer: 0, name_len: 0, name: [0; NAME_MAX] };
+
+    /// The channel's name.
+    pub fn name(&self) -> &str {
+        bytes_str(&self.name, self.name_len)
+    }
+
+    /// Sets the name (truncated to [`NAME_MAX`]).
+    pub fn set_name(&mut self, name: &str) {
+        self.name_len = copy_truncated(&mut self.name, name) as u32;
+    }
 }
 
 impl BootInfo {
@@ -102,6 +145,9 @@ impl BootInfo {
             args_len: 0,
             flags: 0,
             args: [0; ARGS_MAX],
+            channel_count: 0,
+            reserved: 0,
+            channels: [ChannelInfo::EMPTY; MAX_CHANNELS_PER_QUBE],
         }
     }
 
@@ -163,6 +209,17 @@ impl BootInfo {
         w.u32(self.args_len);
         w.u32(self.flags);
         w.bytes(&self.args);
+        w.u32(self.channel_count);
+        w.u32(self.reserved);
+        for c in &self.channels {
+            w.u64(c.gpa);
+            w.u64(c.size);
+            w.u32(c.id);
+            w.u32(c.side);
+            w.u32(c.peer);
+            w.u32(c.name_len);
+            w.bytes(&c.name);
+        }
         out
     }
 }
@@ -227,6 +284,16 @@ mod tests {
         assert_eq!(&bytes[off..off + 8], b"firewall");
         let off = core::mem::offset_of!(BootInfo, args);
         assert_eq!(&bytes[off..off + 6], b"mode=x");
+        let mut b = b;
+        b.channel_count = 1;
+        b.channels[1].gpa = 0x40_0020_0000;
+        b.channels[1].set_name("uplink");
+        let bytes = b.to_bytes();
+        let c1 = core::mem::offset_of!(BootInfo, channels) + core::mem::size_of::<ChannelInfo>();
+        assert_eq!(&bytes[c1..c1 + 8], &0x40_0020_0000u64.to_le_bytes());
+        let name = c1 + core::mem::offset_of!(ChannelInfo, name);
+        assert_eq!(&bytes[name..name + 6], b"uplink");
+        assert!(bytes.len() <= 4096, "boot info fits its page");
     }
 
     #[test]

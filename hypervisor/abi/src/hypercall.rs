@@ -50,6 +50,10 @@ pub enum Hypercall {
     Exit = 5,
     /// Tells the hypervisor the qube has finished starting; it logs `qube NAME ready`.
     Ready = 6,
+    /// Raises the event of local channel `arg0` at the peer: wakes it if it waits, and is
+    /// returned (coalesced, never lost) by its next `WaitEvent`. Returns 0. A channel index
+    /// the qube does not have is a fault.
+    Notify = 7,
 }
 
 impl Hypercall {
@@ -63,6 +67,7 @@ impl Hypercall {
             4 => Hypercall::TimeNs,
             5 => Hypercall::Exit,
             6 => Hypercall::Ready,
+            7 => Hypercall::Notify,
             _ => return None,
         })
     }
@@ -77,6 +82,7 @@ impl Hypercall {
             Hypercall::TimeNs => "time_ns",
             Hypercall::Exit => "exit",
             Hypercall::Ready => "ready",
+            Hypercall::Notify => "notify",
         }
     }
 }
@@ -141,7 +147,7 @@ mod tests {
                 assert_eq!(h as u64, n);
             }
         }
-        assert_eq!(Hypercall::from_u64(7), None);
+        assert_eq!(Hypercall::from_u64(8), None);
         assert_eq!(Hypercall::from_u64(u64::MAX), None);
     }
 

@@ -4,6 +4,7 @@
 //! - [`boot_info`]: the block the hypervisor hands a unikernel at entry.
 //! - [`manifest`]: the compiled system description (xtask → hypervisor), postcard-encoded.
 //! - [`bundle`]: the boot bundle that carries the manifest and the guest images.
+//! - [`channel`]: the shared-memory layout of channels between qubes.
 //! - [`label`]: Qubes' label colours.
 //!
 //! Every layout here is versioned; a reader checks the version before it trusts anything else.
@@ -16,6 +17,7 @@ extern crate alloc;
 
 pub mod boot_info;
 pub mod bundle;
+pub mod channel;
 pub mod hypercall;
 pub mod label;
 pub mod manifest;

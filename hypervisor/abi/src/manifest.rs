@@ -9,13 +9,17 @@ use heapless::{String, Vec};
 use serde::{Deserialize, Serialize};
 
 /// Version of the manifest layout.
-pub const MANIFEST_VERSION: u16 = 1;
+pub const MANIFEST_VERSION: u16 = 2;
 /// Most qubes one system may describe.
 pub const MAX_QUBES: usize = 24;
 /// Smallest memory a qube may have, in MiB.
 pub const MIN_QUBE_MEMORY_MIB: u32 = 4;
 /// Largest memory a qube may have, in MiB.
 pub const MAX_QUBE_MEMORY_MIB: u32 = 4096;
+/// Most channels one system may describe.
+pub const MAX_CHANNELS: usize = 48;
+/// Longest channel purpose text.
+pub const PURPOSE_MAX: usize = 48;
 /// Qube memory is allocated and mapped in units of this many MiB.
 pub const QUBE_MEMORY_GRANULE_MIB: u32 = 2;
 
@@ -28,6 +32,25 @@ pub struct Manifest {
     pub system: String<NAME_MAX>,
     /// The qubes, in start order.
     pub qubes: Vec<QubeSpec, MAX_QUBES>,
+    /// The channels between qubes.
+    pub channels: Vec<ChannelSpec, MAX_CHANNELS>,
+}
+
+/// One channel: shared memory between exactly two qubes (see [`crate::channel`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChannelSpec {
+    /// Unique name, for log lines and for the endpoints to find it.
+    pub name: String<NAME_MAX>,
+    /// Index of endpoint A (sends on ring 0) in `Manifest::qubes`.
+    pub a: u8,
+    /// Index of endpoint B (sends on ring 1).
+    pub b: u8,
+    /// Size of the region in bytes (a multiple of 4 KiB, see `channel::Geometry`).
+    pub size: u32,
+    /// Bytes per slot (a power of two).
+    pub slot_size: u32,
+    /// What the channel is for (documentation carried into boot info and logs).
+    pub purpose: String<PURPOSE_MAX>,
 }
 
 /// One qube.
@@ -162,10 +185,22 @@ mod tests {
                 })
                 .unwrap();
         }
+        let mut channels = Vec::new();
+        channels
+            .push(ChannelSpec {
+                name: String::try_from("uplink").unwrap(),
+                a: 0,
+                b: 1,
+                size: 16384,
+                slot_size: 128,
+                purpose: String::try_from("frames").unwrap(),
+            })
+            .unwrap();
         Manifest {
             version: MANIFEST_VERSION,
             system: String::try_from("t").unwrap(),
             qubes,
+            channels,
         }
     }
 

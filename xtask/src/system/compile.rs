@@ -39,6 +39,7 @@ pub(super) fn compile(checked: Checked, path: &Path) -> Result<CompiledSystem, S
         version: MANIFEST_VERSION,
         system,
         qubes,
+        channels: heapless::Vec::new(), // [[channel]] entries: being added
     };
     Ok(CompiledSystem {
         manifest,
