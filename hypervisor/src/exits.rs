@@ -19,6 +19,13 @@ pub enum Outcome {
     Wait(Option<u64>),
     /// The qube stops.
     Stop(Stop),
+    /// Raise event bit `bit` at the qube with manifest index `qube`, then keep running.
+    Signal {
+        /// The peer.
+        qube: usize,
+        /// Its local channel index.
+        bit: usize,
+    },
 }
 
 /// Why a qube stopped.
@@ -62,6 +69,12 @@ pub enum Fault {
         call: &'static str,
         len: u64,
         max: u64,
+    },
+    /// A channel index the qube does not have.
+    NoSuchChannel {
+        call: &'static str,
+        index: u64,
+        count: usize,
     },
     /// The CPU refused its state.
     InvalidState { rip: u64 },
@@ -114,6 +127,12 @@ impl core::fmt::Display for Fault {
                 write!(
                     f,
                     "hypercall {call}: length {len} is over the limit of {max}"
+                )
+            }
+            Fault::NoSuchChannel { call, index, count } => {
+                write!(
+                    f,
+                    "hypercall {call}: channel {index}, but it has {count} channels"
                 )
             }
             Fault::InvalidState { rip } => write!(f, "the CPU refused its state (rip={rip:#x})"),
@@ -185,12 +204,29 @@ fn hypercall(q: &mut Qube) -> Outcome {
             } else {
                 // The result (0 = timed out, else the events) is written when it wakes.
                 q.vcpu.set_rax(0);
+                q.in_wait_event = true;
                 let deadline = bulkhead_hvcore::sched::deadline_after(time::now_ns(), a0);
                 return Outcome::Wait(if a0 == WAIT_FOREVER { None } else { deadline });
             }
         }
         Hypercall::TimeNs => Ok(time::now_ns()),
         Hypercall::Exit => return Outcome::Stop(Stop::Exited(a0)),
+        Hypercall::Notify => {
+            let Some(c) = q.channels.get(a0 as usize) else {
+                let count = q.channels.len();
+                return Outcome::Stop(Stop::Fault(Fault::NoSuchChannel {
+                    call: "notify",
+                    index: a0,
+                    count,
+                }));
+            };
+            q.vcpu.set_rax(0);
+            return Outcome::Signal {
+                qube: c.peer,
+                bit: c.peer_local,
+            };
+        }
+        Hypercall::ExitCount => Ok(q.vcpu.exit_count()),
         Hypercall::Ready => {
             if !q.ready {
                 q.ready = true;

@@ -9,6 +9,7 @@
 use bulkhead_freestanding as _;
 
 mod arch;
+mod channels;
 mod console;
 mod exits;
 mod memory;
@@ -140,6 +141,7 @@ fn load_system(
         region.len() / 1024,
         region.start
     );
+    let mut endpoints = channels::create(&manifest, frames);
     console::set_name_width(
         manifest
             .qubes
@@ -160,7 +162,14 @@ fn load_system(
                 continue;
             }
         };
-        match qube::Qube::create(id, spec.clone(), image, backend, frames) {
+        match qube::Qube::create(
+            id,
+            spec.clone(),
+            image,
+            backend,
+            core::mem::take(&mut endpoints[id]),
+            frames,
+        ) {
             Ok(q) => {
                 let host = q.mem.host();
                 hvlog!(

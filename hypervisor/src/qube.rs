@@ -1,10 +1,12 @@
 //! A qube: its memory, nested page tables, vCPU, run state, console and restart count, and
 //! how it is (re)loaded from its image.
 
+use crate::channels::{Endpoint, Endpoints};
 use crate::memory::guest::GuestMemory;
 use crate::memory::phys;
 use crate::virt::{AnyVcpu, Backend, EntryState, Vcpu};
 use bulkhead_abi::boot_info::{BootInfo, layout};
+use bulkhead_abi::channel::MAX_CHANNELS_PER_QUBE;
 use bulkhead_abi::manifest::QubeSpec;
 use bulkhead_hvcore::console::LineBuffer;
 use bulkhead_hvcore::elf::{self, ElfError};
@@ -13,8 +15,9 @@ use bulkhead_hvcore::paging::{NestedFormat, PagingError, Perm, Tables, X86Format
 use bulkhead_hvcore::sched::RunState;
 use bulkhead_hvcore::{LARGE_PAGE_SIZE, PAGE_SIZE, align_up};
 
-/// Pages reserved for a qube's nested page tables.
-const NPT_ARENA_PAGES: u64 = 8;
+/// Pages reserved for a qube's nested page tables: PML4, PDPT, up to 4 PDs for 4 GiB of
+/// memory, and for the channel windows one PD plus one page table per channel.
+const NPT_ARENA_PAGES: u64 = 6 + 1 + bulkhead_abi::channel::MAX_CHANNELS_PER_QUBE as u64;
 
 /// Why a qube could not be created or loaded.
 #[derive(Clone, Copy, Debug)]
@@ -57,8 +60,12 @@ pub struct Qube {
     pub restarts: u32,
     /// Partial console line.
     pub console: LineBuffer,
-    /// Pending event bits (channels arrive with the channels issue).
+    /// Pending event bits: bit `i` = local channel `i` was notified by its peer.
     pub events: u64,
+    /// Blocked in `wait_event`: when woken, `rax` gets the events.
+    pub in_wait_event: bool,
+    /// The channels it is an endpoint of (position = local index = event bit).
+    pub channels: Endpoints,
     /// Said `ready` since its last start.
     pub ready: bool,
     /// `BootInfo::flags` from the backend (hypercall instruction).
@@ -72,6 +79,7 @@ impl Qube {
         spec: QubeSpec,
         image: &'static [u8],
         backend: &Backend,
+        channels: Endpoints,
         frames: &mut FrameAllocator,
     ) -> Result<Qube, LoadError> {
         let size = u64::from(spec.memory_mib) << 20;
@@ -82,7 +90,8 @@ impl Qube {
         let arena = frames
             .alloc(arena_len, PAGE_SIZE)
             .ok_or(LoadError::NoMemory(arena_len))?;
-        let root = build_npt(arena, host, backend.nested_format()).map_err(LoadError::Paging)?;
+        let root = build_npt(arena, host, &channels, backend.nested_format())
+            .map_err(LoadError::Paging)?;
         let vcpu = backend
             .create_vcpu(frames, id as u32, root)
             .ok_or(LoadError::NoMemory(8192))?;
@@ -96,6 +105,8 @@ impl Qube {
             restarts: 0,
             console: LineBuffer::new(),
             events: 0,
+            in_wait_event: false,
+            channels,
             ready: false,
             boot_flags: backend.boot_flags(),
         };
@@ -126,6 +137,26 @@ impl Qube {
         info.stack_top = stack_top;
         info.restart_count = self.restarts;
         info.flags = self.boot_flags;
+        info.channel_count = self.channels.len() as u32;
+        for (local, (c, out)) in self
+            .channels
+            .iter()
+            .zip(info.channels.iter_mut())
+            .enumerate()
+        {
+            out.gpa = Endpoint::window(local);
+            out.size = c.host.len();
+            out.id = c.id as u32;
+            out.side = c.side;
+            out.peer = c.peer as u32;
+            out.set_name(&c.name);
+        }
+        let windows: heapless::Vec<(u64, u64), { MAX_CHANNELS_PER_QUBE }> = self
+            .channels
+            .iter()
+            .enumerate()
+            .map(|(local, c)| (Endpoint::window(local), c.host.len()))
+            .collect();
         info.set_name(&self.spec.name);
         info.set_args(&self.spec.args);
         let image = self.image;
@@ -157,6 +188,9 @@ impl Qube {
                 },
             )?;
             t.map_range(0, 0, size, Perm::RWX)?;
+            for (gpa, len) in &windows {
+                t.map_range(*gpa, *gpa, *len, Perm::RW)?;
+            }
             Ok(t.root())
         });
         let cr3 = cr3.map_err(LoadError::Paging)?;
@@ -171,19 +205,34 @@ impl Qube {
         self.state = RunState::Runnable;
         self.console = LineBuffer::new();
         self.events = 0;
+        self.in_wait_event = false;
         self.ready = false;
         Ok(())
     }
 }
 
-/// Builds nested page tables mapping guest-physical `[0, size)` to the qube's host block,
-/// and nothing else.
-fn build_npt(arena: Region, host: Region, format: NestedFormat) -> Result<u64, PagingError> {
+/// Builds nested page tables mapping guest-physical `[0, size)` to the qube's host block and
+/// each channel window to its channel's pages (read/write, never executable), and nothing
+/// else.
+fn build_npt(
+    arena: Region,
+    host: Region,
+    channels: &Endpoints,
+    format: NestedFormat,
+) -> Result<u64, PagingError> {
     // SAFETY: the arena was just allocated for these tables alone; no qube runs yet.
     unsafe {
         phys::with_region(arena, |bytes| {
             let mut t = Tables::new(bytes, arena.start, format)?;
             t.map_range(0, host.start, host.len(), Perm::RWX)?;
+            for (local, c) in channels.iter().enumerate() {
+                t.map_range(
+                    Endpoint::window(local),
+                    c.host.start,
+                    c.host.len(),
+                    Perm::RW,
+                )?;
+            }
             Ok(t.root())
         })
     }

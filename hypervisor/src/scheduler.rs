@@ -55,6 +55,12 @@ impl Scheduler {
             let mut states = self.states();
             sched::wake(&mut states, time::now_ns(), |i| self.qubes[i].events != 0);
             for (q, s) in self.qubes.iter_mut().zip(states.iter()) {
+                if q.state != *s && q.in_wait_event {
+                    // Woken: `wait_event` returns the events (0 when the time ran out).
+                    q.in_wait_event = false;
+                    let events = core::mem::take(&mut q.events);
+                    q.vcpu.set_rax(events);
+                }
                 q.state = *s;
             }
             match sched::pick_next(&states, self.current) {
@@ -79,16 +85,16 @@ impl Scheduler {
 
     fn run_slice(&mut self, i: usize) {
         let slice_end = time::now_ns().saturating_add(TIME_SLICE_NS);
-        let q = &mut self.qubes[i];
-        let tag = q.vcpu.tlb_tag() as usize % TAGS;
+        let tag = self.qubes[i].vcpu.tlb_tag() as usize % TAGS;
         if self.tag_owner[tag] != Some(i) {
-            q.vcpu.flush_tlb_before_next_run();
+            self.qubes[i].vcpu.flush_tlb_before_next_run();
             self.tag_owner[tag] = Some(i);
         }
         loop {
-            let exit = q.vcpu.run();
-            match exits::handle(q, exit) {
+            let exit = self.qubes[i].vcpu.run();
+            match exits::handle(&mut self.qubes[i], exit) {
                 Outcome::Continue => {}
+                Outcome::Signal { qube, bit } => self.signal(qube, bit),
                 Outcome::Preempted => {
                     if time::now_ns() >= slice_end {
                         return;
@@ -96,14 +102,33 @@ impl Scheduler {
                 }
                 Outcome::Yield => return,
                 Outcome::Wait(deadline) => {
-                    q.state = RunState::Waiting { deadline };
+                    self.qubes[i].state = RunState::Waiting { deadline };
                     return;
                 }
                 Outcome::Stop(stop) => {
-                    stop_qube(q, stop);
+                    let restarted = stop_qube(&mut self.qubes[i], stop);
+                    if restarted {
+                        // Its channels were reset: tell each peer.
+                        let peers: heapless::Vec<(usize, usize), 8> = self.qubes[i]
+                            .channels
+                            .iter()
+                            .map(|c| (c.peer, c.peer_local))
+                            .collect();
+                        for (qube, bit) in peers {
+                            self.signal(qube, bit);
+                        }
+                    }
                     return;
                 }
             }
+        }
+    }
+
+    /// Raises event `bit` at the qube with manifest index `qube` (if it exists). A waiting
+    /// qube becomes runnable on the scheduler's next pass; events accumulate until read.
+    fn signal(&mut self, qube: usize, bit: usize) {
+        if let Some(q) = self.qubes.iter_mut().find(|q| q.id == qube) {
+            q.events |= 1 << (bit % 64);
         }
     }
 
@@ -122,7 +147,8 @@ impl Scheduler {
 }
 
 /// Stops a qube, logs why, and restarts it if its policy and restart budget say so.
-fn stop_qube(q: &mut Qube, stop: Stop) {
+/// Returns whether it was restarted (its channels were then reset).
+fn stop_qube(q: &mut Qube, stop: Stop) -> bool {
     let (name, label) = (q.spec.name.clone(), q.spec.label);
     q.console
         .flush(|line| crate::console::qube_line(&name, label, line));
@@ -138,14 +164,14 @@ fn stop_qube(q: &mut Qube, stop: Stop) {
     };
     q.state = RunState::Stopped;
     if !q.spec.restart.restarts(failed) {
-        return;
+        return false;
     }
     if !sched::may_restart(q.restarts) {
         hvlog!(
             "qube {name} not restarted: it already restarted {} times",
             q.restarts
         );
-        return;
+        return false;
     }
     q.restarts += 1;
     hvlog!(
@@ -153,8 +179,12 @@ fn stop_qube(q: &mut Qube, stop: Stop) {
         q.restarts,
         sched::MAX_RESTARTS
     );
+    for c in &q.channels {
+        c.reset();
+    }
     if let Err(e) = q.load() {
         hvlog!("qube {name} stopped: restart failed: {e}");
         q.state = RunState::Stopped;
     }
+    true
 }

@@ -86,7 +86,12 @@ impl Geometry {
         let ring_size = (RING_CONTROL_SIZE + u64::from(slot_count) * u64::from(slot_size)) as u32;
         let ring0 = HEADER_SIZE as u32;
         let ring1 = ring0 + ring_size.next_multiple_of(64);
-        Some(Geometry { slot_size, slot_count, ring_size, ring_offset: [ring0, ring1] })
+        Some(Geometry {
+            slot_size,
+            slot_count,
+            ring_size,
+            ring_offset: [ring0, ring1],
+        })
     }
 
     /// Largest payload one message may have.
@@ -110,7 +115,8 @@ impl Geometry {
     /// Reads a header and checks it is exactly what [`Geometry::new`] gives for `size`
     /// (an end trusts only a geometry it could have computed itself).
     pub fn from_header(header: &[u8; 32], size: u64) -> Option<Geometry> {
-        let u32_at = |o: usize| u32::from_le_bytes([header[o], header[o + 1], header[o + 2], header[o + 3]]);
+        let u32_at =
+            |o: usize| u32::from_le_bytes([header[o], header[o + 1], header[o + 2], header[o + 3]]);
         let magic = u64::from_le_bytes(header[0..8].try_into().ok()?);
         if magic != CHANNEL_MAGIC || u32_at(8) != CHANNEL_VERSION {
             return None;

@@ -1,0 +1,116 @@
+//! Channels: shared regions between exactly two qubes, set up from the manifest at boot.
+//!
+//! For each `[[channel]]` the hypervisor allocates zeroed pages, writes the layout header
+//! (`bulkhead_abi::channel`), and records one [`Endpoint`] at each of the two qubes. The
+//! qubes' nested page tables map the region at their endpoint's window (and nowhere else,
+//! in no other qube); their boot info lists it. After boot the hypervisor never reads the
+//! region: it only raises events (`notify`) between the endpoints.
+
+use crate::hvlog;
+use crate::memory::phys;
+use bulkhead_abi::channel::{Geometry, MAX_CHANNELS_PER_QUBE, WINDOW_BASE, WINDOW_STRIDE};
+use bulkhead_abi::manifest::{MAX_QUBES, Manifest};
+use bulkhead_hvcore::PAGE_SIZE;
+use bulkhead_hvcore::memmap::{FrameAllocator, Region};
+
+/// One end of a channel, as the qube at this end has it.
+#[derive(Clone, Debug)]
+pub struct Endpoint {
+    /// Index of the channel in the manifest.
+    pub id: usize,
+    /// Its name.
+    pub name: heapless::String<{ bulkhead_abi::boot_info::NAME_MAX }>,
+    /// The shared pages.
+    pub host: Region,
+    /// Layout both ends derive.
+    pub geometry: Geometry,
+    /// 0 = side A, 1 = side B.
+    pub side: u32,
+    /// Manifest index of the qube at the other end.
+    pub peer: usize,
+    /// Position of this channel in the peer's endpoint table (its event bit there).
+    pub peer_local: usize,
+}
+
+impl Endpoint {
+    /// Guest-physical address of this endpoint's window in a qube whose table has it at
+    /// position `local`.
+    pub fn window(local: usize) -> u64 {
+        WINDOW_BASE + local as u64 * WINDOW_STRIDE
+    }
+
+    /// Zeroes the region and writes the header again (when an endpoint restarts).
+    pub fn reset(&self) {
+        init_region(self.host, &self.geometry);
+    }
+}
+
+/// A qube's endpoints; position = local channel index = event bit.
+pub type Endpoints = heapless::Vec<Endpoint, MAX_CHANNELS_PER_QUBE>;
+
+fn init_region(r: Region, g: &Geometry) {
+    // SAFETY: the region was allocated for this channel alone; the qubes that map it are not
+    // running while the hypervisor runs (single CPU).
+    unsafe {
+        phys::with_region(r, |b| {
+            b.fill(0);
+            b[..32].copy_from_slice(&g.header());
+        })
+    };
+}
+
+/// Allocates every channel of the manifest and returns each qube's endpoints (indexed by the
+/// qube's manifest position). A channel that cannot be set up is logged and left out.
+pub fn create(manifest: &Manifest, frames: &mut FrameAllocator) -> [Endpoints; MAX_QUBES] {
+    let mut tables: [Endpoints; MAX_QUBES] = core::array::from_fn(|_| Endpoints::new());
+    for (id, c) in manifest.channels.iter().enumerate() {
+        let (a, b) = (usize::from(c.a), usize::from(c.b));
+        let name = c.name.as_str();
+        let Some(geometry) = Geometry::new(u64::from(c.size), c.slot_size) else {
+            hvlog!(
+                "channel {name} not created: size {} with {}-byte slots is not a valid layout",
+                c.size,
+                c.slot_size
+            );
+            continue;
+        };
+        if a == b || a >= manifest.qubes.len() || b >= manifest.qubes.len() {
+            hvlog!("channel {name} not created: bad endpoints {a} and {b}");
+            continue;
+        }
+        if tables[a].is_full() || tables[b].is_full() {
+            hvlog!(
+                "channel {name} not created: an endpoint has {MAX_CHANNELS_PER_QUBE} channels already"
+            );
+            continue;
+        }
+        let Some(host) = frames.alloc(u64::from(c.size), PAGE_SIZE) else {
+            hvlog!("channel {name} not created: out of memory");
+            continue;
+        };
+        init_region(host, &geometry);
+        let (la, lb) = (tables[a].len(), tables[b].len());
+        let end = |side, peer, peer_local| Endpoint {
+            id,
+            name: c.name.clone(),
+            host,
+            geometry,
+            side,
+            peer,
+            peer_local,
+        };
+        // Both pushes succeed: fullness was checked above.
+        let _ = tables[a].push(end(0, b, lb));
+        let _ = tables[b].push(end(1, a, la));
+        hvlog!(
+            "channel {name}: {} <-> {}, {} KiB, {} slots of {} bytes per direction ({})",
+            manifest.qubes[a].name.as_str(),
+            manifest.qubes[b].name.as_str(),
+            c.size / 1024,
+            geometry.slot_count,
+            geometry.slot_size,
+            c.purpose.as_str()
+        );
+    }
+    tables
+}
