@@ -6,6 +6,7 @@
 //! - [`bundle`]: the boot bundle that carries the manifest and the guest images.
 //! - [`channel`]: the shared-memory layout of channels between qubes.
 //! - [`label`]: Qubes' label colours.
+//! - [`proto`]: the postcard messages qubes exchange over channels.
 //!
 //! Every layout here is versioned; a reader checks the version before it trusts anything else.
 #![no_std]
@@ -21,3 +22,4 @@ pub mod channel;
 pub mod hypercall;
 pub mod label;
 pub mod manifest;
+pub mod proto;

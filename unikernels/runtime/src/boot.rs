@@ -118,6 +118,12 @@ impl Boot {
         self.label().map_or("unknown", Label::name)
     }
 
+    /// The channels this qube is an endpoint of; the position is the local channel index.
+    pub fn channels(&self) -> &[bulkhead_abi::boot_info::ChannelInfo] {
+        let n = (self.info.channel_count as usize).min(self.info.channels.len());
+        &self.info.channels[..n]
+    }
+
     /// The qube's index in the manifest.
     pub const fn qube_id(&self) -> u32 {
         self.info.qube_id

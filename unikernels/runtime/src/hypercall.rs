@@ -59,8 +59,9 @@ pub unsafe fn raw(nr: u64, a0: u64, a1: u64, a2: u64) -> u64 {
 /// A call whose arguments are plain numbers (no buffers), decoded.
 fn call(h: Hypercall, a0: u64) -> Result<u64, HcError> {
     // SAFETY: `h` is a hypercall of ABI version 1 and `a0` is a number, not a buffer, for all
-    // callers (AbiVersion, Yield, WaitEvent, TimeNs, Ready); every u64 is a valid argument
-    // for them, so neither condition of `raw` can be broken.
+    // callers (AbiVersion, Yield, WaitEvent, TimeNs, Ready, ExitCount: every u64 is valid;
+    // Notify: only `crate::channel` calls it, with a local index from the boot info), so
+    // neither condition of `raw` can be broken.
     decode_result(unsafe { raw(h as u64, a0, 0, 0) })
 }
 
@@ -109,6 +110,18 @@ pub(crate) fn wait_event_ns(timeout_ns: u64) -> u64 {
 /// Nanoseconds since the hypervisor started.
 pub fn time_ns() -> u64 {
     call(Hypercall::TimeNs, 0).unwrap_or(0)
+}
+
+/// Raises the event of local channel `local` at its peer (see `Hypercall::Notify`).
+/// An index this qube does not have stops the qube, so only [`crate::channel`] calls it,
+/// with the index of a channel it opened from the boot info.
+pub(crate) fn notify(local: usize) {
+    let _ = call(Hypercall::Notify, local as u64);
+}
+
+/// VM exits this qube has caused since it started (for measurements).
+pub fn exit_count() -> u64 {
+    call(Hypercall::ExitCount, 0).unwrap_or(0)
 }
 
 /// Tells the hypervisor the qube has finished starting (it logs `qube NAME ready`).

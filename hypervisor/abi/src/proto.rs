@@ -1,0 +1,72 @@
+//! The message vocabulary between qubes: every postcard type that travels over a channel is
+//! defined here, once, so both ends compile against the same definition.
+//!
+//! A channel's first message in each direction is a [`Hello`] carrying [`PROTO_VERSION`];
+//! an end that receives another version refuses the channel. Adding a variant at the end of
+//! an enum is compatible; anything else bumps the version.
+
+use heapless::{String, Vec};
+use serde::{Deserialize, Serialize};
+
+/// Version of the message vocabulary.
+pub const PROTO_VERSION: u16 = 1;
+
+/// The first message on a channel, in each direction.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hello {
+    /// [`PROTO_VERSION`] of the sender.
+    pub version: u16,
+    /// The sender's qube name (for log lines; the hypervisor's manifest is the authority).
+    pub qube: String<{ crate::boot_info::NAME_MAX }>,
+}
+
+/// Payload bytes of a [`Probe`] message: with the sequence number and postcard's framing it
+/// makes a 64-byte message, the size the benchmarks use.
+pub const PROBE_PAYLOAD: usize = 54;
+
+/// Messages of the channel test and benchmark qubes (`purpose = "test"`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Probe {
+    /// Version handshake.
+    Hello(Hello),
+    /// A request to echo.
+    Ping {
+        /// Sequence number, from 0.
+        seq: u64,
+        /// Bytes derived from `seq`, checked at both ends.
+        payload: Vec<u8, PROBE_PAYLOAD>,
+    },
+    /// The echo of a `Ping`.
+    Pong {
+        /// The ping's sequence number.
+        seq: u64,
+        /// The ping's payload, unchanged.
+        payload: Vec<u8, PROBE_PAYLOAD>,
+    },
+    /// The sender is done after `count` pings; the receiver reports and stops.
+    Done {
+        /// Pings sent.
+        count: u64,
+    },
+}
+
+impl Probe {
+    /// The payload every end expects for sequence number `seq`.
+    pub fn payload_for(seq: u64) -> Vec<u8, PROBE_PAYLOAD> {
+        (0..PROBE_PAYLOAD).map(|i| (seq as u8).wrapping_mul(31).wrapping_add(i as u8)).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_ping_is_about_64_bytes() {
+        let p = Probe::Ping { seq: 1 << 40, payload: Probe::payload_for(7) };
+        let mut buf = [0u8; 128];
+        let n = postcard::to_slice(&p, &mut buf).unwrap().len();
+        assert!((60..=64).contains(&n), "{n} bytes");
+        assert_eq!(postcard::from_bytes::<Probe>(&buf[..n]).unwrap(), p);
+    }
+}
