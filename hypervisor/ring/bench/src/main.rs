@@ -1,0 +1,167 @@
+//! `bulkhead-ring-bench`: round-trip latency and one-way throughput of the Bulkhead ring
+//! against the physical limit (a one-line atomic ping-pong) and other inter-thread IPC, in
+//! one run, two threads pinned one per core. Run by `cargo xtask bench --host`, which also
+//! writes docs/bench.md; see that file for what each figure means.
+//!
+//! ```text
+//! bulkhead-ring-bench [--json FILE] [--runs N] [--batches N] [--budget-ms MS]
+//!                     [--warmup-ms MS] [--slots N] [--only NAME,NAME]
+//! ```
+#![forbid(unsafe_code)]
+
+mod harness;
+mod message;
+mod report;
+mod stats;
+mod transport;
+
+use harness::{Cores, Plan};
+use report::{Figure, Machine, Report, Row, Settings};
+use stats::Summary;
+use std::time::{Duration, Instant};
+use transport::Setup;
+
+struct Options {
+    json: Option<std::path::PathBuf>,
+    runs: usize,
+    batches: usize,
+    budget_ms: u64,
+    warmup_ms: u64,
+    slots: usize,
+    only: Option<Vec<String>>,
+}
+
+fn options() -> Result<Options, String> {
+    let mut o = Options { json: None, runs: 20, batches: 50, budget_ms: 1200, warmup_ms: 100, slots: 256, only: None };
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        let mut value = || args.next().ok_or_else(|| format!("{arg} needs a value"));
+        let number = |v: String| v.parse::<u64>().map_err(|_| format!("{arg}: not a number: {v}"));
+        match arg.as_str() {
+            "--json" => o.json = Some(value()?.into()),
+            "--runs" => o.runs = number(value()?)?.max(1) as usize,
+            "--batches" => o.batches = number(value()?)?.max(1) as usize,
+            "--budget-ms" => o.budget_ms = number(value()?)?,
+            "--warmup-ms" => o.warmup_ms = number(value()?)?,
+            "--slots" => o.slots = number(value()?)? as usize,
+            "--only" => o.only = Some(value()?.split(',').map(str::to_string).collect()),
+            "-h" | "--help" => {
+                println!("{}", include_str!("main.rs").lines().skip(5).take(4).map(|l| l.trim_start_matches("//! ")).collect::<Vec<_>>().join("\n"));
+                std::process::exit(0);
+            }
+            other => return Err(format!("unknown argument {other} (try --help)")),
+        }
+    }
+    if !o.slots.is_power_of_two() || o.slots < 2 {
+        return Err(format!("--slots {}: must be a power of two, at least 2", o.slots));
+    }
+    Ok(o)
+}
+
+fn main() {
+    let o = match options() {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::exit(2);
+        }
+    };
+    if cfg!(debug_assertions) {
+        eprintln!("warning: a debug build; the figures mean little (use --release)");
+    }
+    let cores = Cores::detect();
+    if !cores.pinned() {
+        eprintln!("warning: fewer than two cores available; the threads are not pinned");
+    }
+    let plan = Plan {
+        runs: o.runs,
+        batches: o.batches,
+        warmup: Duration::from_millis(o.warmup_ms),
+        budget: Duration::from_millis(o.budget_ms),
+        max_per_run: u64::MAX,
+    };
+    let setup = Setup { slots: o.slots, cores };
+    let (transports, missing) = transport::all();
+    let wanted = |name: &str| o.only.as_ref().is_none_or(|only| only.iter().any(|w| w == name));
+
+    let started = Instant::now();
+    let mut rows = Vec::new();
+    for t in transports.iter().filter(|t| wanted(t.name)) {
+        eprint!("{:<13} round trip ", t.name);
+        let mut errors = Vec::new();
+        let rtt = match (t.round_trip)(&plan, &setup) {
+            Ok(m) => Some(Figure::new(Summary::of(&m.runs), 1.0, m.per_run, m.per_batch)),
+            Err(e) => {
+                errors.push(format!("round trip: {e}"));
+                None
+            }
+        };
+        eprint!("{:>8}   one way ", rtt.map_or("failed".into(), |f| format!("{:.0} ns", f.median)));
+        let rate = match (t.one_way)(&plan, &setup) {
+            Ok(m) => Some(Figure::new(Summary::of(&m.runs), 1e-6, m.per_run, m.per_batch)),
+            Err(e) => {
+                errors.push(format!("one way: {e}"));
+                None
+            }
+        };
+        eprintln!("{:>14}", rate.map_or("failed".into(), |f| format!("{:.2} M msg/s", f.median)));
+        rows.push(Row {
+            name: t.name.into(),
+            label: t.label.into(),
+            round_trip_ns: rtt,
+            one_way_mmsgs: rate,
+            one_way_note: t.one_way_note.map(str::to_string),
+            rtt_vs_atomic: None,
+            rtt_vs_ring: None,
+            one_way_vs_ring: None,
+            errors,
+        });
+    }
+
+    let mut report = Report {
+        schema: report::SCHEMA,
+        machine: machine(cores),
+        settings: Settings {
+            runs: o.runs,
+            batches: o.batches,
+            warmup_ms: o.warmup_ms,
+            budget_ms: o.budget_ms,
+            slots: o.slots,
+            message_bytes: std::mem::size_of::<message::Msg>(),
+            postcard_bytes: postcard::to_allocvec(&message::Msg::new(0)).map_or(0, |v| v.len()),
+            opt_level: env!("BENCH_OPT_LEVEL").to_string(),
+            args: std::env::args().skip(1).collect(),
+        },
+        transports: rows,
+        missing: missing
+            .into_iter()
+            .filter(|m| wanted(m.name))
+            .map(|m| report::Missing { name: m.name.into(), why: m.why })
+            .collect(),
+        targets: Vec::new(),
+        seconds: started.elapsed().as_secs_f64(),
+    };
+    report.compare();
+    print!("{}", report.table());
+    if let Some(path) = &o.json {
+        let json = serde_json::to_string_pretty(&report).expect("report serialises");
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        if let Err(e) = std::fs::write(path, json + "\n") {
+            eprintln!("error: writing {}: {e}", path.display());
+            std::process::exit(1);
+        }
+    }
+}
+
+fn machine(cores: Cores) -> Machine {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let cpu = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name").and_then(|r| r.split_once(':')).map(|(_, v)| v.trim().to_string()))
+        .unwrap_or_else(|| "unknown".into());
+    let count = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim().to_string();
+    Machine { cpu, cores: count, pinned: cores.ids(), kernel }
+}

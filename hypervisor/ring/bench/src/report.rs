@@ -1,0 +1,253 @@
+//! What a run found: JSON for xtask, a table for people.
+
+use crate::stats::Summary;
+use serde::Serialize;
+use std::fmt::Write as _;
+
+/// JSON layout version; xtask checks it.
+pub const SCHEMA: u32 = 1;
+
+/// Everything one run measured.
+#[derive(Debug, Serialize)]
+pub struct Report {
+    /// [`SCHEMA`].
+    pub schema: u32,
+    /// The machine.
+    pub machine: Machine,
+    /// How it was measured.
+    pub settings: Settings,
+    /// One row per transport measured.
+    pub transports: Vec<Row>,
+    /// Transports not measured, and why.
+    pub missing: Vec<Missing>,
+    /// The targets, checked.
+    pub targets: Vec<Target>,
+    /// Wall time of all measurements, seconds.
+    pub seconds: f64,
+}
+
+/// The machine the run was on.
+#[derive(Debug, Serialize)]
+pub struct Machine {
+    /// CPU model, from /proc/cpuinfo.
+    pub cpu: String,
+    /// Logical CPUs online.
+    pub cores: usize,
+    /// The cores side A and side B were pinned to, or `None` if not pinned.
+    pub pinned: Option<[usize; 2]>,
+    /// Kernel release.
+    pub kernel: String,
+}
+
+/// How the figures were taken.
+#[derive(Debug, Serialize)]
+pub struct Settings {
+    /// Timed runs per figure.
+    pub runs: usize,
+    /// Samples (batches) per run.
+    pub batches: usize,
+    /// Warm-up before the runs of a figure, milliseconds.
+    pub warmup_ms: u64,
+    /// Time the runs of one figure take together, milliseconds.
+    pub budget_ms: u64,
+    /// Messages a transport holds per direction.
+    pub slots: usize,
+    /// Bytes of the message in memory.
+    pub message_bytes: usize,
+    /// Bytes of the message postcard-encoded (what the ring carries).
+    pub postcard_bytes: usize,
+    /// The optimisation level the benchmark was compiled with.
+    pub opt_level: String,
+    /// The command line of this run.
+    pub args: Vec<String>,
+}
+
+/// A figure with its spread and how many operations it rests on.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct Figure {
+    /// Median of the run medians.
+    pub median: f64,
+    /// 10th percentile of all samples.
+    pub p10: f64,
+    /// 90th percentile of all samples.
+    pub p90: f64,
+    /// Operations per run.
+    pub per_run: u64,
+    /// Operations per sample.
+    pub per_sample: u64,
+}
+
+impl Figure {
+    /// A figure from a summary, scaled (for units).
+    pub fn new(s: Summary, scale: f64, per_run: u64, per_sample: u64) -> Figure {
+        Figure { median: s.median * scale, p10: s.p10 * scale, p90: s.p90 * scale, per_run, per_sample }
+    }
+}
+
+/// One transport's figures.
+#[derive(Debug, Serialize)]
+pub struct Row {
+    /// Short name.
+    pub name: String,
+    /// What it is.
+    pub label: String,
+    /// Round trip, nanoseconds.
+    pub round_trip_ns: Option<Figure>,
+    /// One way, millions of messages per second.
+    pub one_way_mmsgs: Option<Figure>,
+    /// What the one-way figure is, where that is not obvious.
+    pub one_way_note: Option<String>,
+    /// Round trip divided by the atomic ping-pong's.
+    pub rtt_vs_atomic: Option<f64>,
+    /// Round trip divided by the ring's.
+    pub rtt_vs_ring: Option<f64>,
+    /// One-way rate divided by the ring's.
+    pub one_way_vs_ring: Option<f64>,
+    /// Measurements that failed.
+    pub errors: Vec<String>,
+}
+
+/// A transport not measured.
+#[derive(Debug, Serialize)]
+pub struct Missing {
+    /// Short name.
+    pub name: String,
+    /// Why.
+    pub why: String,
+}
+
+/// One of the targets and how this run compares.
+#[derive(Debug, Serialize)]
+pub struct Target {
+    /// The target in words.
+    pub target: String,
+    /// What was measured, in words.
+    pub measured: String,
+    /// Met, missed, or `None` when it could not be checked.
+    pub pass: Option<bool>,
+}
+
+impl Report {
+    /// Fills in the ratios and checks the targets.
+    pub fn compare(&mut self) {
+        let rtt = |name: &str| self.row(name).and_then(|r| r.round_trip_ns).map(|f| f.median);
+        let rate = |name: &str| self.row(name).and_then(|r| r.one_way_mmsgs).map(|f| f.median);
+        let (atomic, ring, ring_rate) = (rtt("atomic"), rtt("ring"), rate("ring"));
+        let iceoryx2 = rtt("iceoryx2");
+        for row in &mut self.transports {
+            let mine = row.round_trip_ns.map(|f| f.median);
+            row.rtt_vs_atomic = mine.zip(atomic).map(|(m, a)| m / a);
+            row.rtt_vs_ring = mine.zip(ring).map(|(m, r)| m / r);
+            row.one_way_vs_ring = row.one_way_mmsgs.map(|f| f.median).zip(ring_rate).map(|(m, r)| m / r);
+        }
+        self.targets = vec![
+            match ring.zip(atomic) {
+                Some((r, a)) => Target {
+                    target: "ring round trip within 2x of the atomic ping-pong".into(),
+                    measured: format!("{r:.0} ns vs {a:.0} ns: {:.2}x", r / a),
+                    pass: Some(r <= 2.0 * a),
+                },
+                None => unchecked("ring round trip within 2x of the atomic ping-pong"),
+            },
+            match ring.zip(iceoryx2) {
+                Some((r, i)) => Target {
+                    target: "ring round trip at least 4x faster than iceoryx2".into(),
+                    measured: format!("{r:.0} ns vs {i:.0} ns: {:.2}x faster", i / r),
+                    pass: Some(i >= 4.0 * r),
+                },
+                None => {
+                    let mut t = unchecked("ring round trip at least 4x faster than iceoryx2");
+                    if let Some(r) = ring {
+                        t.measured = format!(
+                            "iceoryx2 not measured here; against the issue's 950 ns reference the ring ({r:.0} ns) is {:.2}x faster",
+                            950.0 / r
+                        );
+                    }
+                    t
+                }
+            },
+            match ring_rate {
+                Some(m) => Target {
+                    target: "ring one way at least 20 M 64-byte messages/s".into(),
+                    measured: format!("{m:.1} M msg/s"),
+                    pass: Some(m >= 20.0),
+                },
+                None => unchecked("ring one way at least 20 M 64-byte messages/s"),
+            },
+        ];
+    }
+
+    fn row(&self, name: &str) -> Option<&Row> {
+        self.transports.iter().find(|r| r.name == name)
+    }
+
+    /// The table printed on stdout.
+    pub fn table(&self) -> String {
+        let mut out = String::new();
+        let m = &self.machine;
+        let pinned = match m.pinned {
+            Some([a, b]) => format!("pinned to cores {a} and {b}"),
+            None => "NOT pinned".to_string(),
+        };
+        let s = &self.settings;
+        let _ = writeln!(
+            out,
+            "Host IPC, {}-byte messages ({} postcard bytes on the ring), {} slots, two threads {pinned}; {} ({} cores), opt-level {}",
+            s.message_bytes, s.postcard_bytes, s.slots, m.cpu, m.cores, s.opt_level
+        );
+        let _ = writeln!(
+            out,
+            "{} runs x {} samples per figure, {} ms warm-up, ~{} ms of runs; median of run medians [p10 p90 of all samples]",
+            s.runs, s.batches, s.warmup_ms, s.budget_ms
+        );
+        let _ = writeln!(out);
+        let _ = writeln!(
+            out,
+            "{:<13} {:>27} {:>8} {:>7}  {:>28} {:>7}",
+            "transport", "round trip ns [p10 p90]", "x atomic", "x ring", "one way M msg/s [p10 p90]", "x ring"
+        );
+        for r in &self.transports {
+            let rtt = r.round_trip_ns.map_or("-".into(), |f| format!("{:.0} [{:.0} {:.0}]", f.median, f.p10, f.p90));
+            let rate = r.one_way_mmsgs.map_or("-".into(), |f| format!("{:.2} [{:.2} {:.2}]", f.median, f.p10, f.p90));
+            let x = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.2}"));
+            let _ = writeln!(
+                out,
+                "{:<13} {:>27} {:>8} {:>7}  {:>28} {:>7}",
+                r.name,
+                rtt,
+                x(r.rtt_vs_atomic),
+                x(r.rtt_vs_ring),
+                rate,
+                x(r.one_way_vs_ring)
+            );
+        }
+        let _ = writeln!(out);
+        for r in &self.transports {
+            let _ = writeln!(out, "  {:<12} {}", r.name, r.label);
+            if let Some(note) = &r.one_way_note {
+                let _ = writeln!(out, "  {:<12} {note}", "");
+            }
+            for e in &r.errors {
+                let _ = writeln!(out, "  {:<12} error: {e}", "");
+            }
+        }
+        for miss in &self.missing {
+            let _ = writeln!(out, "  {:<12} not measured: {}", miss.name, miss.why);
+        }
+        let _ = writeln!(out);
+        for t in &self.targets {
+            let verdict = match t.pass {
+                Some(true) => "PASS",
+                Some(false) => "FAIL",
+                None => "n/a ",
+            };
+            let _ = writeln!(out, "{verdict} {}: {}", t.target, t.measured);
+        }
+        let _ = writeln!(out, "\nmeasured in {:.1} s", self.seconds);
+        out
+    }
+}
+
+fn unchecked(target: &str) -> Target {
+    Target { target: target.into(), measured: "not measured".into(), pass: None }
+}
