@@ -1,6 +1,7 @@
 //! The rules a system description must follow, checked over the located values the schema
 //! reader produced. Every broken rule becomes a diagnostic; nothing stops at the first.
 
+use super::channels::{self, Channel};
 use super::diagnostics::Diagnostics;
 use super::schema::{Raw, Section};
 use super::{HYPERVISOR_RESERVE_MIB, fields, hints};
@@ -28,6 +29,8 @@ pub(super) struct Checked {
     pub name: String,
     pub ram_mib: u32,
     pub qubes: Vec<Qube>,
+    /// The channels; their endpoints are indices of `qubes`.
+    pub channels: Vec<Channel>,
 }
 
 /// What is wrong with a qube or system name, and a fix, if anything.
@@ -54,8 +57,9 @@ pub(super) fn name_problem(name: &str) -> Option<(String, String)> {
 pub(super) fn check(raw: &Raw, stem: &str, text: &str, diags: &mut Diagnostics) -> Option<Checked> {
     let system = check_system(raw, stem, text, diags);
     let qubes = check_qubes(raw, text, diags);
+    let channels = channels::check(raw, text, diags);
     if let (Some((_, ram_mib, ram_span)), Some(qubes)) = (&system, &qubes) {
-        check_ram(*ram_mib, ram_span.clone(), qubes, text, diags);
+        check_ram(*ram_mib, ram_span.clone(), qubes, channels.kib, text, diags);
     }
     let (name, ram_mib, _) = system?;
     let qubes = qubes?.into_iter().collect::<Option<Vec<Qube>>>()?;
@@ -63,6 +67,7 @@ pub(super) fn check(raw: &Raw, stem: &str, text: &str, diags: &mut Diagnostics) 
         name,
         ram_mib,
         qubes,
+        channels: channels.list?,
     })
 }
 
@@ -122,12 +127,12 @@ fn check_system(raw: &Raw, stem: &str, text: &str, diags: &mut Diagnostics) -> O
 /// The qubes: count, names, and every field of each. `None` when a count rule is broken;
 /// `Some(None)` entries are qubes with a broken field.
 fn check_qubes(raw: &Raw, text: &str, diags: &mut Diagnostics) -> Option<Vec<Option<Qube>>> {
-    if raw.qubes.is_empty() {
-        if !raw.qube_malformed {
+    if raw.qubes.items.is_empty() {
+        if !raw.qubes.malformed {
             let hint = "add a [[qube]] table with name, kind, image, memory_mib and label";
             diags.push(
                 text,
-                raw.qube_span.clone().or(Some(0..0)),
+                raw.qubes.span.clone().or(Some(0..0)),
                 "qube",
                 "no qubes",
                 hint,
@@ -137,7 +142,7 @@ fn check_qubes(raw: &Raw, text: &str, diags: &mut Diagnostics) -> Option<Vec<Opt
     }
     let mut qubes = Vec::new();
     let mut seen: Vec<(&str, &str)> = Vec::new();
-    for q in &raw.qubes {
+    for q in &raw.qubes.items {
         let name = q.text("name").and_then(|(name, span)| {
             if let Some((message, hint)) = name_problem(name) {
                 return diags.fail(text, Some(span), q.key("name"), message, hint);
@@ -168,10 +173,11 @@ fn check_qubes(raw: &Raw, text: &str, diags: &mut Diagnostics) -> Option<Vec<Opt
             })
         }));
     }
-    if raw.qubes.len() > MAX_QUBES {
-        let extra = &raw.qubes[MAX_QUBES];
-        let message = format!("{} qubes, at most {MAX_QUBES} fit", raw.qubes.len());
-        let hint = format!("remove {} qube(s)", raw.qubes.len() - MAX_QUBES);
+    let count = raw.qubes.items.len();
+    if count > MAX_QUBES {
+        let extra = &raw.qubes.items[MAX_QUBES];
+        let message = format!("{count} qubes, at most {MAX_QUBES} fit");
+        let hint = format!("remove {} qube(s)", count - MAX_QUBES);
         diags.push(text, extra.span.clone(), extra.path.clone(), message, hint);
         return None;
     }
@@ -191,11 +197,13 @@ fn check_fields(q: &Section, text: &str, diags: &mut Diagnostics) -> Option<Fiel
     Some((kind?, image?, memory?, label?, restart?, args?))
 }
 
-/// The qubes' memory and the hypervisor's reserve must fit the machine's RAM.
+/// The qubes' memory, the channels' (`channel_kib` KiB) and the hypervisor's reserve must fit
+/// the machine's RAM.
 fn check_ram(
     ram_mib: u32,
     span: Range<usize>,
     qubes: &[Option<Qube>],
+    channel_kib: u64,
     text: &str,
     diags: &mut Diagnostics,
 ) {
@@ -207,14 +215,21 @@ fn check_ram(
         return;
     };
     let used: u64 = qubes.iter().map(|q| u64::from(q.memory_mib)).sum();
-    let need = used + u64::from(HYPERVISOR_RESERVE_MIB);
-    if need <= u64::from(ram_mib) {
+    let need_kib = (used + u64::from(HYPERVISOR_RESERVE_MIB)) * 1024 + channel_kib;
+    let ram_kib = u64::from(ram_mib) * 1024;
+    if need_kib <= ram_kib {
         return;
     }
-    let over = need - u64::from(ram_mib);
+    let need = hints::kib(need_kib);
+    let over = hints::kib(need_kib - ram_kib);
+    let channels = if channel_kib == 0 {
+        String::new()
+    } else {
+        format!(" + {} of channels", hints::kib(channel_kib))
+    };
     let message = format!(
-        "qubes need {used} MiB + {HYPERVISOR_RESERVE_MIB} MiB hypervisor reserve = {need} MiB, \
-         {over} MiB more than ram_mib = {ram_mib}"
+        "qubes need {used} MiB{channels} + {HYPERVISOR_RESERVE_MIB} MiB hypervisor reserve = \
+         {need}, {over} more than ram_mib = {ram_mib}"
     );
     let largest = qubes
         .iter()
@@ -222,7 +237,15 @@ fn check_ram(
         .map_or(String::new(), |q| {
             format!(" (the largest is \"{}\" with {} MiB)", q.name, q.memory_mib)
         });
-    let hint = format!("raise ram_mib to {need} or more, or give qubes less memory{largest}");
+    let raise = need_kib.div_ceil(1024);
+    let hint = if channel_kib == 0 {
+        format!("raise ram_mib to {raise} or more, or give qubes less memory{largest}")
+    } else {
+        format!(
+            "raise ram_mib to {raise} or more, give qubes less memory{largest}, or make \
+             channels smaller"
+        )
+    };
     diags.push(text, Some(span), "system.ram_mib", message, hint);
 }
 

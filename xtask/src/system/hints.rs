@@ -73,6 +73,15 @@ pub(super) fn valid_name_like(name: &str, max: usize) -> String {
     }
 }
 
+/// An amount of memory given in KiB, as people read it: "3 MiB", "64 KiB", "3 MiB 64 KiB".
+pub(super) fn kib(amount: u64) -> String {
+    match (amount / 1024, amount % 1024) {
+        (mib, 0) => format!("{mib} MiB"),
+        (0, kib) => format!("{kib} KiB"),
+        (mib, kib) => format!("{mib} MiB {kib} KiB"),
+    }
+}
+
 /// A quoted, escaped form of user text that is safe to print on one line, shortened.
 pub(super) fn quoted(text: &str) -> String {
     const SHOWN: usize = 40;
@@ -113,6 +122,14 @@ mod tests {
         assert_eq!(valid_name_like("", 24), "qube");
         assert_eq!(valid_name_like("ÄÖ", 24), "qube");
         assert_eq!(valid_name_like(&"a".repeat(30), 24).len(), 24);
+    }
+
+    #[test]
+    fn amounts_of_memory() {
+        assert_eq!(kib(0), "0 MiB");
+        assert_eq!(kib(3 * 1024), "3 MiB");
+        assert_eq!(kib(64), "64 KiB");
+        assert_eq!(kib(3 * 1024 + 64), "3 MiB 64 KiB");
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! belong) and values of the wrong type (with the fix).
 
 use super::hints;
+use std::ops::Range;
 use toml::Spanned;
 use toml::de::DeValue;
 
@@ -11,6 +12,8 @@ use toml::de::DeValue;
 pub(super) enum Ty {
     Text,
     Number,
+    /// A list of text values (a channel's endpoints).
+    Names,
 }
 
 /// One allowed key of a table, with an example value for hints.
@@ -73,13 +76,64 @@ pub(super) const QUBE_KEYS: &[Key] = &[
     },
 ];
 
+/// Keys of each `[[channel]]`.
+pub(super) const CHANNEL_KEYS: &[Key] = &[
+    Key {
+        name: "name",
+        ty: Ty::Text,
+        example: "\"uplink\"",
+    },
+    Key {
+        name: "between",
+        ty: Ty::Names,
+        example: "[\"net\", \"firewall\"]",
+    },
+    Key {
+        name: "size_kib",
+        ty: Ty::Number,
+        example: "16",
+    },
+    Key {
+        name: "slot_size",
+        ty: Ty::Number,
+        example: "256",
+    },
+    Key {
+        name: "purpose",
+        ty: Ty::Text,
+        example: "\"frames from net\"",
+    },
+];
+
+/// Words people write for a channel key, and the key they mean.
+const CHANNEL_ALIASES: &[(&str, &str)] = &[
+    ("size", "size_kib"),
+    ("size_bytes", "size_kib"),
+    ("kib", "size_kib"),
+    ("memory_kib", "size_kib"),
+    ("slot", "slot_size"),
+    ("slots", "slot_size"),
+    ("slot_bytes", "slot_size"),
+    ("endpoints", "between"),
+    ("ends", "between"),
+    ("qubes", "between"),
+    ("peers", "between"),
+    ("from", "between"),
+    ("to", "between"),
+    ("description", "purpose"),
+    ("about", "purpose"),
+    ("comment", "purpose"),
+];
+
 /// Top-level keys.
-pub(super) const TOP_KEYS: &[&str] = &["system", "qube"];
+pub(super) const TOP_KEYS: &[&str] = &["system", "qube", "channel"];
 
 /// A value of the right type.
 pub(super) enum Value {
     Text(String),
     Number(i128),
+    /// Text values with where each one is.
+    Names(Vec<(String, Range<usize>)>),
 }
 
 /// The value, if it has the key's type.
@@ -89,7 +143,26 @@ pub(super) fn typed(key: &Key, value: &Spanned<DeValue<'_>>) -> Option<Value> {
         (Ty::Number, DeValue::Integer(i)) => i128::from_str_radix(i.as_str(), i.radix())
             .ok()
             .map(Value::Number),
+        (Ty::Names, DeValue::Array(items)) => items
+            .iter()
+            .map(|item| match item.get_ref() {
+                DeValue::String(s) => Some((s.to_string(), item.span())),
+                _ => None,
+            })
+            .collect::<Option<Vec<_>>>()
+            .map(Value::Names),
         _ => None,
+    }
+}
+
+/// The unit of a number key, for hints.
+fn unit(key: &str) -> &'static str {
+    if key.ends_with("_mib") {
+        "MiB"
+    } else if key.ends_with("_kib") {
+        "KiB"
+    } else {
+        "bytes"
     }
 }
 
@@ -98,9 +171,37 @@ pub(super) fn type_problem(key: &Key, value: &DeValue<'_>) -> (String, String) {
     let expected = match key.ty {
         Ty::Text => "text in double quotes",
         Ty::Number => "a whole number",
+        Ty::Names => "a list of qube names in double quotes",
     };
-    let message = format!("expected {expected}, found {}", value.type_str());
+    let found = match value {
+        DeValue::Array(items) => match items.iter().find(|i| i.get_ref().as_str().is_none()) {
+            Some(item) => format!("a list holding {} values", item.get_ref().type_str()),
+            None => "array".to_string(),
+        },
+        other => other.type_str().to_string(),
+    };
+    let message = format!("expected {expected}, found {found}");
     let hint = match (key.ty, value) {
+        (Ty::Names, DeValue::String(s)) => {
+            let names: Vec<String> = s
+                .split(|c: char| c == ',' || c.is_whitespace())
+                .filter(|n| !n.is_empty())
+                .take(4)
+                .map(|n| format!("{n:?}"))
+                .collect();
+            if names.len() == 2 {
+                format!(
+                    "write both names in brackets: {} = [{}]",
+                    key.name,
+                    names.join(", ")
+                )
+            } else {
+                format!(
+                    "write the two qube names in brackets, e.g. {} = {}",
+                    key.name, key.example
+                )
+            }
+        }
         (Ty::Number, DeValue::String(s)) if s.trim().parse::<u64>().is_ok() => {
             format!("remove the quotes: {} = {}", key.name, s.trim())
         }
@@ -109,8 +210,10 @@ pub(super) fn type_problem(key: &Key, value: &DeValue<'_>) -> (String, String) {
                 format!("write it without a fraction: {} = {x:.0}", key.name)
             }
             _ => format!(
-                "write a whole number of MiB, e.g. {} = {}",
-                key.name, key.example
+                "write a whole number of {}, e.g. {} = {}",
+                unit(key.name),
+                key.name,
+                key.example
             ),
         },
         _ => format!("write it as {} = {}", key.name, key.example),
@@ -124,24 +227,57 @@ pub(super) fn unknown_top(name: &str) -> (String, String) {
         format!("{name} belongs in the [system] table: put it below the [system] header")
     } else if QUBE_KEYS.iter().any(|k| k.name == name) {
         format!("{name} belongs to a qube: put it below a [[qube]] header")
+    } else if CHANNEL_KEYS.iter().any(|k| k.name == name) {
+        format!("{name} belongs to a channel: put it below a [[channel]] header")
     } else if let Some(c) = hints::closest(name, TOP_KEYS) {
-        format!("did you mean {c}? a description has one [system] table and [[qube]] tables")
+        format!(
+            "did you mean {c}? a description has one [system] table, [[qube]] tables and \
+             [[channel]] tables"
+        )
     } else {
-        "a description has one [system] table and [[qube]] tables, nothing else".to_string()
+        "a description has one [system] table, [[qube]] tables and [[channel]] tables, \
+         nothing else"
+            .to_string()
     };
     (format!("unknown key {}", hints::quoted(name)), hint)
 }
 
-/// Message and hint for an unknown key of `[system]` (`system`) or of a `[[qube]]`.
-pub(super) fn unknown_in(name: &str, keys: &[Key], system: bool) -> (String, String) {
+/// Message and hint for an unknown key of the table `table` (`system`, `qube` or
+/// `channel`), whose keys are `keys`.
+pub(super) fn unknown_in(name: &str, keys: &[Key], table: &str) -> (String, String) {
     let allowed: Vec<&str> = keys.iter().map(|k| k.name).collect();
-    let table = if system { "[system]" } else { "a [[qube]]" };
-    let hint = match hints::closest(name, &allowed) {
+    let shown = match table {
+        "system" => "[system]".to_string(),
+        other => format!("a [[{other}]]"),
+    };
+    let table_text = shown.as_str();
+    let alias = match table {
+        "channel" => CHANNEL_ALIASES
+            .iter()
+            .find(|(alias, _)| name.eq_ignore_ascii_case(alias))
+            .map(|(_, key)| *key),
+        _ => None,
+    };
+    // A key of another table, written in this one (e.g. after the wrong header).
+    let owner = [("qube", QUBE_KEYS), ("channel", CHANNEL_KEYS)]
+        .into_iter()
+        .find(|(other, keys)| {
+            *other != table && !allowed.contains(&name) && keys.iter().any(|k| k.name == name)
+        })
+        .map(|(other, _)| other);
+    let hint = match alias.or_else(|| hints::closest(name, &allowed)) {
         Some(c) => format!(
-            "did you mean {c}? keys of {table} are {}",
+            "did you mean {c}? keys of {table_text} are {}",
             hints::list(&allowed)
         ),
-        None => format!("keys of {table} are {}", hints::list(&allowed)),
+        None => match owner {
+            Some(other) => format!(
+                "{name} belongs to a {other}, not {table_text}: put it below a [[{other}]] \
+                 header; keys of {table_text} are {}",
+                hints::list(&allowed)
+            ),
+            None => format!("keys of {table_text} are {}", hints::list(&allowed)),
+        },
     };
     (format!("unknown key {}", hints::quoted(name)), hint)
 }

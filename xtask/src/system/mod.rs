@@ -3,10 +3,12 @@
 //! The work is done in steps, each in its own module:
 //! - [`schema`] parses the TOML and reads each table against its allowed keys and types
 //!   ([`keys`]);
-//! - [`check`] (with [`fields`]) applies the rules: names, images, memory, labels, RAM budget;
+//! - [`check`] (with [`fields`] and [`channels`]) applies the rules: names, images, memory,
+//!   labels, channels, RAM budget;
 //! - [`compile`] builds the [`Manifest`] and the bundle's image list;
 //! - [`diagnostics`] collects every problem with its place, key path, message and fix.
 
+mod channels;
 mod check;
 mod compile;
 pub mod diagnostics;
@@ -31,7 +33,7 @@ use std::path::{Path, PathBuf};
 pub const KNOWN_IMAGES: &[&str] = &["net", "firewall", "usb", "gui", "testing"];
 
 /// RAM the hypervisor keeps for itself (its code, page tables, bundle), in MiB. The qubes'
-/// memory plus this must fit `[system] ram_mib`.
+/// memory, the channels' memory and this must fit `[system] ram_mib`.
 pub const HYPERVISOR_RESERVE_MIB: u32 = 32;
 
 /// A checked, compiled system description.
@@ -49,8 +51,9 @@ pub struct CompiledSystem {
 }
 
 impl CompiledSystem {
-    /// A readable table of the qubes (name, kind, image, memory, label, restart, args), with
-    /// the memory budget and the bundle order.
+    /// A readable table of the qubes (name, kind, image, memory, label, restart, args) and
+    /// of the channels (name, sides, size, slots, purpose), with the memory budget and the
+    /// bundle order.
     pub fn summary(&self) -> String {
         compile::summary(self)
     }

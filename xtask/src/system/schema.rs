@@ -5,12 +5,13 @@
 
 use super::check;
 use super::diagnostics::Diagnostics;
-use super::keys::{self, Key, QUBE_KEYS, SYSTEM_KEYS, Value};
+use super::keys::{self, CHANNEL_KEYS, Key, QUBE_KEYS, SYSTEM_KEYS, Value};
 use std::ops::Range;
 use toml::de::{DeTable, DeValue};
-/// One table (`[system]` or a `[[qube]]`) with its well-typed values.
+
+/// One table (`[system]`, a `[[qube]]` or a `[[channel]]`) with its well-typed values.
 pub(super) struct Section {
-    /// How diagnostics name the table: `system`, `qube "net"` or `qube[2]`.
+    /// How diagnostics name the table: `system`, `qube "net"`, `qube[2]`, `channel "uplink"`.
     pub path: String,
     /// Where the table is.
     pub span: Option<Range<usize>>,
@@ -27,7 +28,7 @@ impl Section {
             .find(|(k, ..)| *k == key)
             .and_then(|(_, span, v)| match v {
                 Value::Text(s) => Some((s.as_str(), span.clone())),
-                Value::Number(_) => None,
+                _ => None,
             })
     }
 
@@ -38,7 +39,19 @@ impl Section {
             .find(|(k, ..)| *k == key)
             .and_then(|(_, span, v)| match v {
                 Value::Number(n) => Some((*n, span.clone())),
-                Value::Text(_) => None,
+                _ => None,
+            })
+    }
+
+    /// The list of text values of `key` (each with where it is) and where the list is, if
+    /// present and a list of text.
+    pub fn names(&self, key: &str) -> Option<(&[(String, Range<usize>)], Range<usize>)> {
+        self.values
+            .iter()
+            .find(|(k, ..)| *k == key)
+            .and_then(|(_, span, v)| match v {
+                Value::Names(names) => Some((names.as_slice(), span.clone())),
+                _ => None,
             })
     }
 
@@ -53,16 +66,25 @@ impl Section {
     }
 }
 
+/// The tables of one array of tables (`[[qube]]` or `[[channel]]`).
+#[derive(Default)]
+pub(super) struct Tables {
+    /// The tables, in file order.
+    pub items: Vec<Section>,
+    /// Where the key (`qube`, `channel`) is, when present.
+    pub span: Option<Range<usize>>,
+    /// Whether the key or one of its items was not a table (already reported).
+    pub malformed: bool,
+}
+
 /// A description that parsed as TOML, split into its tables.
 pub(super) struct Raw {
     /// `[system]`, when present and a table.
     pub system: Option<Section>,
-    /// The `[[qube]]` tables, in file order.
-    pub qubes: Vec<Section>,
-    /// Where the `qube` key is, when present.
-    pub qube_span: Option<Range<usize>>,
-    /// Whether `qube` or one of its items was not a table (already reported).
-    pub qube_malformed: bool,
+    /// The `[[qube]]` tables.
+    pub qubes: Tables,
+    /// The `[[channel]]` tables.
+    pub channels: Tables,
 }
 
 /// Parses `text` and reads its tables, reporting syntax errors, unknown keys and wrong types.
@@ -85,15 +107,15 @@ pub(super) fn read(text: &str, diags: &mut Diagnostics) -> Option<Raw> {
     }
     let mut raw = Raw {
         system: None,
-        qubes: Vec::new(),
-        qube_span: None,
-        qube_malformed: false,
+        qubes: Tables::default(),
+        channels: Tables::default(),
     };
     for (key, value) in root.get_ref() {
         let span = Some(value.span());
         match (key.get_ref().as_ref(), value.get_ref()) {
             ("system", DeValue::Table(t)) => {
-                raw.system = Some(section(text, t, "system".into(), span, SYSTEM_KEYS, diags));
+                let path = "system".to_string();
+                raw.system = Some(section(text, t, "system", path, span, SYSTEM_KEYS, diags));
             }
             ("system", _) => diags.push(
                 text,
@@ -103,8 +125,11 @@ pub(super) fn read(text: &str, diags: &mut Diagnostics) -> Option<Raw> {
                 "write it as a [system] header followed by name = ... and ram_mib = ... lines",
             ),
             ("qube", v) => {
-                raw.qube_span = Some(key.span());
-                read_qubes(text, v, span, &mut raw, diags);
+                raw.qubes = read_tables(text, "qube", QUBE_KEYS, v, key.span(), span, diags);
+            }
+            ("channel", v) => {
+                raw.channels =
+                    read_tables(text, "channel", CHANNEL_KEYS, v, key.span(), span, diags);
             }
             (other, _) => {
                 let (message, hint) = keys::unknown_top(other);
@@ -115,18 +140,28 @@ pub(super) fn read(text: &str, diags: &mut Diagnostics) -> Option<Raw> {
     Some(raw)
 }
 
-/// Reads the `qube` array of tables.
-fn read_qubes(
+/// Reads the array of tables `kind` (`qube` or `channel`), each against `allowed`. A table
+/// is named by its name in diagnostics when that name is valid and unique, by its index
+/// otherwise.
+fn read_tables(
     text: &str,
+    kind: &'static str,
+    allowed: &[Key],
     value: &DeValue<'_>,
+    key_span: Range<usize>,
     span: Option<Range<usize>>,
-    raw: &mut Raw,
     diags: &mut Diagnostics,
-) {
+) -> Tables {
+    let mut tables = Tables {
+        span: Some(key_span),
+        ..Tables::default()
+    };
+    let fix = format!("write [[{kind}]] (double brackets) above each {kind}'s keys");
     let DeValue::Array(items) = value else {
-        let hint = "write [[qube]] (double brackets) above each qube's keys";
-        raw.qube_malformed = true;
-        return diags.push(text, span, "qube", "qube must be a list of tables", hint);
+        tables.malformed = true;
+        let message = format!("{kind} must be a list of tables");
+        diags.push(text, span, kind, message, fix);
+        return tables;
     };
     let names: Vec<Option<&str>> = items
         .iter()
@@ -142,27 +177,29 @@ fn read_qubes(
                 && names.iter().filter(|m| **m == Some(*n)).count() == 1
         });
         let path = match unique_valid {
-            Some(n) => format!("qube \"{n}\""),
-            None => format!("qube[{i}]"),
+            Some(n) => format!("{kind} \"{n}\""),
+            None => format!("{kind}[{i}]"),
         };
         let span = Some(item.span());
         match item.get_ref() {
-            DeValue::Table(t) => raw
-                .qubes
-                .push(section(text, t, path, span, QUBE_KEYS, diags)),
+            DeValue::Table(t) => tables
+                .items
+                .push(section(text, t, kind, path, span, allowed, diags)),
             _ => {
-                raw.qube_malformed = true;
-                let hint = "write [[qube]] (double brackets) above each qube's keys";
-                diags.push(text, span, path, "each qube must be a table", hint);
+                tables.malformed = true;
+                let message = format!("each {kind} must be a table");
+                diags.push(text, span, path, message, fix.clone());
             }
         }
     }
+    tables
 }
 
-/// Reads one table against its allowed keys.
+/// Reads one table of kind `kind` (`system`, `qube`, `channel`) against its allowed keys.
 fn section(
     text: &str,
     table: &DeTable<'_>,
+    kind: &str,
     path: String,
     span: Option<Range<usize>>,
     allowed: &[Key],
@@ -177,7 +214,7 @@ fn section(
     for (key, value) in table {
         let name = key.get_ref().as_ref();
         let Some(k) = allowed.iter().find(|k| k.name == name) else {
-            let (message, hint) = keys::unknown_in(name, allowed, s.path == "system");
+            let (message, hint) = keys::unknown_in(name, allowed, kind);
             diags.push(
                 text,
                 Some(key.span()),

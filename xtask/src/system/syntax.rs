@@ -6,7 +6,8 @@ use super::hints;
 /// `qube[1].label` for a broken `label = ...` line in the second qube.
 pub(super) fn key_at(text: &str, offset: usize) -> String {
     let mut table = String::new();
-    let mut qubes = 0usize;
+    // How many `[[qube]]` and `[[channel]]` headers came so far.
+    let mut counts: Vec<(String, usize)> = Vec::new();
     let mut start = 0usize;
     for line in text.split_inclusive('\n') {
         let end = start + line.len();
@@ -15,9 +16,18 @@ pub(super) fn key_at(text: &str, offset: usize) -> String {
         if header {
             let name = trimmed.trim_start_matches('[');
             let name = name.split(']').next().unwrap_or("").trim();
-            if trimmed.starts_with("[[") && name == "qube" {
-                table = format!("qube[{qubes}]");
-                qubes += 1;
+            if trimmed.starts_with("[[") && (name == "qube" || name == "channel") {
+                let index = match counts.iter_mut().find(|(n, _)| n == name) {
+                    Some((_, count)) => {
+                        *count += 1;
+                        *count - 1
+                    }
+                    None => {
+                        counts.push((name.to_string(), 1));
+                        0
+                    }
+                };
+                table = format!("{name}[{index}]");
             } else {
                 table = shown(name);
             }
@@ -64,14 +74,15 @@ fn shown(key: &str) -> String {
 pub(super) fn hint(message: &str) -> String {
     let m = message.to_ascii_lowercase();
     let hint = if m.contains("duplicate") || m.contains("redefin") {
-        "each key may appear once per table, [system] once; start each qube with [[qube]]"
+        "each key may appear once per table, [system] once; start each qube with [[qube]] \
+         and each channel with [[channel]]"
     } else if m.contains("string") && (m.contains("unterminated") || m.contains("expected `\"`")) {
         "close the text with a double quote on the same line"
     } else if m.contains("string") || m.contains("invalid") || m.contains("unquoted") {
         "text values need double quotes, e.g. label = \"red\"; numbers are written bare, e.g. 8"
     } else {
-        "a system description is TOML: [system] and [[qube]] headers, each followed by \
-         key = value lines, text in double quotes"
+        "a system description is TOML: [system], [[qube]] and [[channel]] headers, each \
+         followed by key = value lines, text in double quotes"
     };
     hint.to_string()
 }
@@ -86,6 +97,9 @@ mod tests {
         let at = text.find("red").unwrap();
         assert_eq!(key_at(text, at), "qube[1].label");
         assert_eq!(key_at(text, text.find("ram").unwrap()), "system.ram_mib");
+        let two = "[[qube]]\n[[channel]]\n[[qube]]\n[[channel]]\nsize_kib = x\n";
+        let at = two.find('x').unwrap();
+        assert_eq!(key_at(two, at), "channel[1].size_kib");
         assert_eq!(key_at(text, 0), "system");
         assert_eq!(key_at("x", 99), "TOML syntax");
         assert_eq!(key_at("", 0), "TOML syntax");

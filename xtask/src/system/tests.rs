@@ -3,8 +3,9 @@
 
 use super::diagnostics::Diagnostic;
 use super::*;
+use bulkhead_abi::channel::Geometry;
 use bulkhead_abi::label::Label;
-use bulkhead_abi::manifest::{MAX_QUBES, QubeKind, RestartPolicy};
+use bulkhead_abi::manifest::{MAX_CHANNELS, MAX_QUBES, QubeKind, RestartPolicy};
 
 fn systems_dir() -> PathBuf {
     crate::workspace_root().join("systems")
@@ -20,6 +21,31 @@ fn qube(name: &str, image: &str, mib: u32, label: &str) -> String {
         "[[qube]]\nname = \"{name}\"\nkind = \"unikernel\"\nimage = \"{image}\"\n\
          memory_mib = {mib}\nlabel = \"{label}\"\n\n"
     )
+}
+
+/// A `[[channel]]` with `extra` lines (e.g. `size_kib = 64`) after its required keys.
+fn channel(name: &str, a: &str, b: &str, purpose: &str, extra: &str) -> String {
+    format!(
+        "[[channel]]\nname = \"{name}\"\nbetween = [\"{a}\", \"{b}\"]\npurpose = \"{purpose}\"\n\
+         {extra}\n"
+    )
+}
+
+/// `net` and `firewall` (8 MiB each) followed by `channels`.
+fn two_qubes_and(channels: &str) -> String {
+    with_qubes(&format!(
+        "{}{}{channels}",
+        qube("net", "net", 8, "red"),
+        qube("firewall", "firewall", 8, "green")
+    ))
+}
+
+/// The problem under `key`, shown as the user sees it.
+fn shown(found: &[Diagnostic], key: &str) -> String {
+    match found.iter().find(|d| d.key == key) {
+        Some(d) => d.to_string(),
+        None => panic!("no problem under {key} in {found:#?}"),
+    }
 }
 
 fn problems(text: &str) -> Vec<Diagnostic> {
@@ -101,6 +127,46 @@ const FIXTURES: &[(&str, &str, &str)] = &[
         "linux-kind.toml",
         "qube \"work\".kind",
         "not supported yet: Linux AppVMs arrive",
+    ),
+    (
+        "channel-unknown-endpoint.toml",
+        "channel \"uplink\".between",
+        "unknown qube \"firewal\"",
+    ),
+    (
+        "channel-to-itself.toml",
+        "channel \"loop\".between",
+        "from \"net\" to itself",
+    ),
+    (
+        "channel-bad-size.toml",
+        "channel \"uplink\".size_kib",
+        "30 KiB is not a multiple of 4 KiB",
+    ),
+    (
+        "channel-bad-slot-size.toml",
+        "channel \"uplink\".slot_size",
+        "1500 is not a power of two",
+    ),
+    (
+        "channel-too-few-slots.toml",
+        "channel \"uplink\".slot_size",
+        "64 KiB with 65536-byte slots leaves fewer than 2 slots per ring",
+    ),
+    (
+        "channel-duplicate-name.toml",
+        "channel[1].name",
+        "a second channel is called \"uplink\"",
+    ),
+    (
+        "channel-unknown-key.toml",
+        "channel \"uplink\".size",
+        "unknown key \"size\"",
+    ),
+    (
+        "channel-too-many-on-qube.toml",
+        "channel \"link-9\".between",
+        "\"hub\" is an endpoint of 9 channels, at most 8 fit",
     ),
 ];
 
@@ -271,4 +337,335 @@ fn counts_and_lengths_are_bounded() {
         bad_stem.unwrap_err().iter().next().unwrap().key,
         "system.name"
     );
+}
+
+#[test]
+fn channels_compile_into_the_manifest() {
+    let text = two_qubes_and(&format!(
+        "{}{}{}",
+        channel(
+            "uplink",
+            "net",
+            "firewall",
+            "Ethernet frames",
+            "size_kib = 64\nslot_size = 2048"
+        ),
+        channel("rules", "firewall", "net", "firewall rules", ""),
+        channel(
+            "more",
+            "net",
+            "firewall",
+            "Ethernet frames, second queue",
+            ""
+        ),
+    ));
+    let c = compile_str("systems/chan.toml", &text).unwrap();
+    let m = &c.manifest;
+    let got: Vec<_> = m
+        .channels
+        .iter()
+        .map(|ch| {
+            (
+                ch.name.as_str(),
+                ch.a,
+                ch.b,
+                ch.size,
+                ch.slot_size,
+                ch.purpose.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("uplink", 0, 1, 65536, 2048, "Ethernet frames"),
+            ("rules", 1, 0, 16384, 256, "firewall rules"),
+            ("more", 0, 1, 16384, 256, "Ethernet frames, second queue"),
+        ]
+    );
+    for ch in &m.channels {
+        assert!(Geometry::new(u64::from(ch.size), ch.slot_size).is_some());
+    }
+    assert_eq!(Manifest::decode(&m.to_vec()).as_ref(), Ok(m));
+    let summary = c.summary();
+    for words in [
+        "2 qubes and 3 channels, 16 MiB + 96 KiB of channels of 256 MiB RAM",
+        "207 MiB 928 KiB free",
+        "slots per ring",
+        "uplink   net       firewall  64 KiB  8 x 2048 B      2040 B",
+        "rules    firewall  net       16 KiB  16 x 256 B      248 B            firewall rules",
+    ] {
+        assert!(
+            summary.contains(words),
+            "{words:?} missing from:\n{summary}"
+        );
+    }
+}
+
+#[test]
+fn channel_problems_name_their_key_and_fix() {
+    let long = "x".repeat(50);
+    let text = two_qubes_and(&format!(
+        "{}{}{}{}{}{}{}{}",
+        channel("Up Link", "net", "firewall", "a", ""),
+        channel("three", "net", "firewall", "b", "")
+            .replace("\"firewall\"]", "\"firewall\", \"usb\"]"),
+        "[[channel]]\nname = \"bare\"\n\n",
+        channel(
+            "long",
+            "net",
+            "firewall",
+            &long,
+            "size_kib = 8\nslot_size = 32"
+        ),
+        channel(
+            "ctl",
+            "net",
+            "firewall",
+            "a\\tb",
+            "size_kib = 4096\nslot_size = 131072"
+        ),
+        channel("typed", "net", "firewall", "c", "").replace(
+            "between = [\"net\", \"firewall\"]",
+            "between = \"net, firewall\""
+        ),
+        channel("numbers", "net", "firewall", "d", "").replace("[\"net\", \"firewall\"]", "[1, 2]"),
+        channel(
+            "gap",
+            "nett",
+            "nett",
+            "e",
+            "size_kib = 13\nslot_size = 4096"
+        ),
+    ));
+    let found = problems(&text);
+    let expect = [
+        (
+            "channel[0].name",
+            "\"Up Link\" is not a valid name",
+            "try \"up-link\"",
+        ),
+        (
+            "channel \"three\".between",
+            "between names 3 qubes, a channel joins exactly two",
+            "keep two names (side A first), e.g. between = [\"net\", \"firewall\"]",
+        ),
+        (
+            "channel \"bare\".between",
+            "missing between",
+            "add between = [\"net\", \"firewall\"] (two qube names: the first is side A",
+        ),
+        (
+            "channel \"bare\".purpose",
+            "missing purpose",
+            "at most 48 bytes",
+        ),
+        (
+            "channel \"long\".purpose",
+            "purpose is 50 bytes long, at most 48 fit",
+            "shorten it by 2 bytes",
+        ),
+        (
+            "channel \"long\".size_kib",
+            "8 KiB is below the smallest channel, 12 KiB",
+            "use size_kib = 12",
+        ),
+        (
+            "channel \"long\".slot_size",
+            "32-byte slots are below the smallest slot, 64 bytes",
+            "use slot_size = 64",
+        ),
+        (
+            "channel \"ctl\".purpose",
+            "control character '\\t'",
+            "on one line",
+        ),
+        (
+            "channel \"ctl\".size_kib",
+            "4096 KiB is above the largest channel, 2048 KiB",
+            "use size_kib = 2048",
+        ),
+        (
+            "channel \"ctl\".slot_size",
+            "131072-byte slots are above the largest slot",
+            "use slot_size = 65536",
+        ),
+        (
+            "channel \"typed\".between",
+            "expected a list of qube names in double quotes, found string",
+            "write both names in brackets: between = [\"net\", \"firewall\"]",
+        ),
+        (
+            "channel \"numbers\".between",
+            "found a list holding integer values",
+            "write it as between = [\"net\", \"firewall\"]",
+        ),
+        (
+            "channel \"gap\".size_kib",
+            "13 KiB is not a multiple of 4 KiB",
+            "use size_kib = 24, the smallest that holds 4096-byte slots",
+        ),
+    ];
+    for (key, message, hint) in expect {
+        let d = found
+            .iter()
+            .find(|d| d.key == key && d.message.contains(message))
+            .unwrap_or_else(|| panic!("no {key}: {message} in {found:#?}"));
+        assert!(d.hint.contains(hint), "{d}\nlacks hint {hint:?}");
+    }
+    let gap: Vec<&Diagnostic> = found
+        .iter()
+        .filter(|d| d.key == "channel \"gap\".between")
+        .collect();
+    assert_eq!(gap.len(), 2, "{gap:#?}");
+    assert!(gap[0].message.contains("unknown qube \"nett\"") && gap[0].hint.contains("\"net\""));
+    assert!(gap[1].message.contains("from \"nett\" to itself"));
+    assert_eq!(found.len(), expect.len() + 2, "{found:#?}");
+}
+
+#[test]
+fn duplicated_channels_are_flagged_and_distinct_ones_pass() {
+    let same = two_qubes_and(&format!(
+        "{}{}",
+        channel("a", "net", "firewall", "Frames", ""),
+        channel("b", "firewall", "net", "frames ", "")
+    ));
+    let found = problems(&same);
+    assert_eq!(found.len(), 1, "{found:#?}");
+    assert_eq!(found[0].key, "channel \"b\".purpose");
+    assert!(
+        found[0]
+            .message
+            .contains("for the same purpose as channel \"a\"")
+    );
+    assert!(found[0].hint.contains("remove one"));
+    let different = two_qubes_and(&format!(
+        "{}{}",
+        channel("a", "net", "firewall", "frames", ""),
+        channel("b", "net", "firewall", "rules", "")
+    ));
+    assert_eq!(
+        compile_str("systems/t.toml", &different)
+            .unwrap()
+            .manifest
+            .channels
+            .len(),
+        2
+    );
+}
+
+#[test]
+fn channel_counts_are_bounded() {
+    let n = 14;
+    let qubes: String = (0..n)
+        .map(|i| qube(&format!("q{i}"), "net", 4, "red"))
+        .collect();
+    let mut channels = String::new();
+    let mut pairs = Vec::new();
+    'outer: for d in 1..n {
+        for i in 0..n {
+            if pairs.len() == MAX_CHANNELS + 1 {
+                break 'outer;
+            }
+            pairs.push((i, (i + d) % n));
+        }
+    }
+    for (k, (i, j)) in pairs.iter().enumerate() {
+        channels.push_str(&channel(
+            &format!("c{k}"),
+            &format!("q{i}"),
+            &format!("q{j}"),
+            &format!("p{k}"),
+            "",
+        ));
+    }
+    let text = with_qubes(&(qubes + &channels)).replace("256", "4096");
+    let found = problems(&text);
+    assert_eq!(found.len(), 1, "{found:#?}");
+    assert_eq!(found[0].key, format!("channel \"c{MAX_CHANNELS}\""));
+    assert!(found[0].message.contains("49 channels, at most 48 fit"));
+    let fits: String = text
+        .split("[[channel]]")
+        .take(MAX_CHANNELS + 1)
+        .collect::<Vec<_>>()
+        .join("[[channel]]");
+    let c = compile_str("systems/t.toml", &fits).unwrap();
+    assert_eq!(c.manifest.channels.len(), MAX_CHANNELS);
+    assert_eq!(
+        Manifest::decode(&c.manifest.to_vec()).as_ref(),
+        Ok(&c.manifest)
+    );
+}
+
+#[test]
+fn channel_memory_counts_against_ram() {
+    let fits = two_qubes_and("").replace("ram_mib = 256", "ram_mib = 48");
+    assert!(compile_str("systems/t.toml", &fits).is_ok());
+    let over = fits.clone() + &channel("a", "net", "firewall", "frames", "");
+    let found = problems(&over);
+    assert_eq!(found.len(), 1, "{found:#?}");
+    assert_eq!(
+        found[0].message,
+        "qubes need 16 MiB + 16 KiB of channels + 32 MiB hypervisor reserve = 48 MiB 16 KiB, \
+         16 KiB more than ram_mib = 48"
+    );
+    assert!(found[0].hint.starts_with("raise ram_mib to 49 or more"));
+    assert!(found[0].hint.ends_with("or make channels smaller"));
+    // A channel with a wrong size still counts with those whose size is right.
+    let partly = over + &channel("b", "net", "firewall", "more", "size_kib = 7");
+    let found = problems(&partly);
+    assert_eq!(found.len(), 2, "{found:#?}");
+    assert!(found.iter().any(|d| d.key == "system.ram_mib"));
+}
+
+#[test]
+fn misplaced_channel_keys_have_fixes() {
+    let text = two_qubes_and(&channel("a", "net", "firewall", "f", "memory_mib = 8"));
+    let found = problems(&text);
+    assert!(
+        shown(&found, "channel \"a\".memory_mib")
+            .contains("memory_mib belongs to a qube, not a [[channel]]: put it below a [[qube]]")
+    );
+    let found = problems(&(two_qubes_and("") + "between = [\"net\", \"firewall\"]\n"));
+    assert!(
+        shown(&found, "qube \"firewall\".between")
+            .contains("between belongs to a channel, not a [[qube]]: put it below a [[channel]]")
+    );
+    let found = problems(&("between = [\"net\", \"firewall\"]\n".to_string() + &two_qubes_and("")));
+    assert!(
+        found
+            .iter()
+            .any(|d| d.hint.contains("put it below a [[channel]] header")),
+        "{found:#?}"
+    );
+    let found = problems(&two_qubes_and("[channel]\nname = \"a\"\n"));
+    assert!(shown(&found, "channel").contains("hint: write [[channel]] (double brackets)"));
+    let found = problems(&two_qubes_and("[[channels]]\nname = \"a\"\n"));
+    assert!(shown(&found, "channels").contains("did you mean channel?"));
+    let found = problems(&("channel = [1]\n".to_string() + &two_qubes_and("")));
+    assert!(shown(&found, "channel[0]").contains("each channel must be a table"));
+    let found = problems(&two_qubes_and(
+        "[[channel]]\nname = \"a\"\nslot = 64\nsize_kib = 1.5\n",
+    ));
+    assert!(shown(&found, "channel \"a\".slot").contains("did you mean slot_size?"));
+    assert!(
+        shown(&found, "channel \"a\".size_kib")
+            .contains("a whole number of KiB, e.g. size_kib = 16")
+    );
+    // Without qubes, endpoints are not called unknown: the missing qubes are the problem.
+    let found = problems(&format!(
+        "[system]\nram_mib = 256\n{}",
+        channel("a", "x", "y", "f", "")
+    ));
+    assert_eq!(found.len(), 1, "{found:#?}");
+    assert_eq!(found[0].key, "qube");
+}
+
+#[test]
+fn syntax_errors_in_channels_name_the_channel() {
+    let text =
+        two_qubes_and(&(channel("a", "net", "firewall", "f", "") + "[[channel]]\nsize_kib = x\n"));
+    let found = problems(&text);
+    assert_eq!(found.len(), 1, "{found:#?}");
+    assert_eq!(found[0].key, "channel[1].size_kib");
 }
