@@ -59,8 +59,8 @@ struct Parts<'a> {
 /// The qubes a channel may name: each `[[qube]]`'s name as written, in order.
 struct Qubes<'a> {
     names: Vec<Option<&'a str>>,
-    /// Whether the qubes are there to check names against (no qube problem makes every
-    /// endpoint look unknown).
+    /// Whether there are qubes to check endpoints against (when the qubes are missing or
+    /// malformed, every endpoint would look unknown; that problem is reported already).
     known: bool,
 }
 
@@ -374,8 +374,8 @@ fn slot_size(
     let powers =
         || (MIN_SLOT_SIZE.trailing_zeros()..=MAX_SLOT_SIZE.trailing_zeros()).map(|l| 1u32 << l);
     let below = powers()
-        .filter(|p| i128::from(*p) <= bytes)
-        .last()
+        .rev()
+        .find(|p| i128::from(*p) <= bytes)
         .unwrap_or(MIN_SLOT_SIZE);
     let above = powers()
         .find(|p| i128::from(*p) >= bytes)
@@ -426,9 +426,9 @@ fn purpose(c: &Section, text: &str, d: &mut Diagnostics) -> Option<String> {
             end -= 1;
         }
         let hint = format!(
-            "shorten it by {} bytes, e.g. {}; longer notes go in a comment above the channel",
+            "shorten it by {} bytes, e.g. {:?}; longer notes go in a comment above the channel",
             purpose.len() - PURPOSE_MAX,
-            format!("{:?}", purpose[..end].trim_end())
+            purpose[..end].trim_end()
         );
         return d.fail(text, Some(span), key, message, hint);
     }

@@ -128,12 +128,15 @@ const CHANNEL_ALIASES: &[(&str, &str)] = &[
 /// Top-level keys.
 pub(super) const TOP_KEYS: &[&str] = &["system", "qube", "channel"];
 
+/// A text value and where it is.
+pub(super) type Located = (String, Range<usize>);
+
 /// A value of the right type.
 pub(super) enum Value {
     Text(String),
     Number(i128),
     /// Text values with where each one is.
-    Names(Vec<(String, Range<usize>)>),
+    Names(Vec<Located>),
 }
 
 /// The value, if it has the key's type.

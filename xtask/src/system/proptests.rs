@@ -1,9 +1,11 @@
 //! Property tests of the system compiler: no text makes it panic, every problem it reports is
-//! complete, and every valid description compiles to a manifest that round-trips.
+//! complete, and every valid description (channels included) compiles to a manifest that
+//! round-trips.
 
 use super::*;
+use bulkhead_abi::channel::{Geometry, MAX_CHANNELS_PER_QUBE};
 use bulkhead_abi::label::Label;
-use bulkhead_abi::manifest::{MAX_QUBES, RestartPolicy};
+use bulkhead_abi::manifest::{MAX_CHANNELS, MAX_QUBES, RestartPolicy};
 use proptest::prelude::*;
 
 /// `s` as a TOML basic string.
@@ -99,15 +101,67 @@ fn near_valid_qube() -> impl Strategy<Value = String> {
     )
 }
 
+/// A value for `between`: usually two names of qubes `near_valid_qube` writes, sometimes
+/// fewer or more, unknown ones, or another type.
+fn between_value() -> BoxedStrategy<String> {
+    const NAMES: &[&str] = &["net", "gui", "usb", "Net", "a-b", "", "nett", "firewall"];
+    prop_oneof![
+        8 => proptest::collection::vec(proptest::sample::select(NAMES), 2)
+            .prop_map(|v| format!("[{}]", v.iter().map(|n| toml_str(n)).collect::<Vec<_>>().join(", "))),
+        2 => proptest::collection::vec("\\PC{0,8}", 0..4)
+            .prop_map(|v| format!("[{}]", v.iter().map(|n| toml_str(n)).collect::<Vec<_>>().join(", "))),
+        1 => prop_oneof![Just("\"net, gui\""), Just("[1, 2]"), Just("[]"), Just("[[\"net\"]]"),
+            Just("{ a = \"net\" }"), Just("7")].prop_map(String::from),
+    ]
+    .boxed()
+}
+
+/// A value for `size_kib` or `slot_size`: from `likely`, any number, or another type.
+fn size_value(likely: &'static [i64]) -> BoxedStrategy<String> {
+    prop_oneof![
+        6 => proptest::sample::select(likely).prop_map(|n| n.to_string()),
+        3 => any::<i64>().prop_map(|n| n.to_string()),
+        1 => prop_oneof![Just("\"16\""), Just("16.0"), Just("true"), Just("0x1000"), Just("-4")]
+            .prop_map(String::from),
+    ]
+    .boxed()
+}
+
+/// One `[[channel]]`, each key present or not, maybe with an unknown key.
+fn near_valid_channel() -> impl Strategy<Value = String> {
+    let fields = (
+        proptest::option::weighted(0.9, text_value(&["uplink", "rules", "Up Link", "a"])),
+        proptest::option::weighted(0.9, between_value()),
+        proptest::option::weighted(0.6, size_value(&[12, 16, 30, 64, 264, 2048, 4096, 0])),
+        proptest::option::weighted(0.6, size_value(&[64, 256, 1500, 2048, 65536, 131072, 32])),
+        proptest::option::weighted(0.9, text_value(&["frames", "rules", "", " frames"])),
+        proptest::option::weighted(0.1, "[a-z_]{1,12}|\"[^\"\\\\]{0,10}\""),
+    );
+    fields.prop_map(|(name, between, size, slot, purpose, unknown)| {
+        let mut out = String::from("[[channel]]\n");
+        let keys = ["name", "between", "size_kib", "slot_size", "purpose"];
+        for (key, value) in keys.iter().zip([name, between, size, slot, purpose]) {
+            if let Some(v) = value {
+                out.push_str(&format!("{key} = {v}\n"));
+            }
+        }
+        if let Some(key) = unknown {
+            out.push_str(&format!("{key} = 1\n"));
+        }
+        out
+    })
+}
+
 /// A whole description near a valid one.
 fn near_valid_description() -> impl Strategy<Value = String> {
     (
         proptest::option::weighted(0.9, memory_value()),
         proptest::option::weighted(0.3, text_value(&["default", "Bad Name", "x"])),
         proptest::collection::vec(near_valid_qube(), 0..=MAX_QUBES + 2),
+        proptest::collection::vec(near_valid_channel(), 0..12),
         any::<bool>(),
     )
-        .prop_map(|(ram, name, qubes, system_first)| {
+        .prop_map(|(ram, name, qubes, channels, system_first)| {
             let mut system = String::from("[system]\n");
             if let Some(ram) = ram {
                 system.push_str(&format!("ram_mib = {}\n", ram.replace("40", "4000")));
@@ -115,7 +169,7 @@ fn near_valid_description() -> impl Strategy<Value = String> {
             if let Some(name) = name {
                 system.push_str(&format!("name = {name}\n"));
             }
-            let qubes = qubes.concat();
+            let qubes = qubes.concat() + &channels.concat();
             if system_first {
                 system + &qubes
             } else {
@@ -137,6 +191,30 @@ fn valid_qube() -> impl Strategy<Value = ValidQube> {
         proptest::option::of("[a-zA-Z0-9 =,._/é-]{0,40}"),
     )
 }
+
+/// A valid channel, if the qube limits allow it: (endpoint A, endpoint B, slot size as a
+/// power of two, size in pages, purpose, whether to leave sizes at their defaults).
+type ValidChannel = (usize, usize, u32, u32, String, bool);
+
+fn valid_channel() -> impl Strategy<Value = ValidChannel> {
+    (
+        0usize..MAX_QUBES,
+        0usize..MAX_QUBES,
+        6u32..=16,
+        3u32..=512,
+        "[a-zA-Z0-9 ,.:é-]{0,20}",
+        proptest::bool::weighted(0.2),
+    )
+}
+
+/// A description with channels whose every byte may be edited.
+const WITH_CHANNELS: &str = "[system]\nram_mib = 128\n\n\
+    [[qube]]\nname = \"net\"\nkind = \"unikernel\"\nimage = \"net\"\nmemory_mib = 8\nlabel = \"red\"\n\n\
+    [[qube]]\nname = \"firewall\"\nkind = \"unikernel\"\nimage = \"firewall\"\nmemory_mib = 8\n\
+    label = \"green\"\n\n\
+    [[channel]]\nname = \"uplink\"\nbetween = [\"net\", \"firewall\"]\nsize_kib = 64\nslot_size = 2048\n\
+    purpose = \"Ethernet frames\"\n\n\
+    [[channel]]\nname = \"rules\"\nbetween = [\"firewall\", \"net\"]\npurpose = \"firewall rules\"\n";
 
 const RESTARTS: [RestartPolicy; 3] = [
     RestartPolicy::Never,
@@ -172,8 +250,20 @@ proptest! {
     }
 
     #[test]
+    fn no_edit_of_a_system_with_channels_makes_it_panic(
+        at in 0usize..700, cut in 0usize..40, insert in "\\PC{0,20}|[\\[\\]\",0-9 ]{0,6}"
+    ) {
+        prop_assert!(compile_str("systems/p.toml", WITH_CHANNELS).is_ok());
+        let text = WITH_CHANNELS;
+        let at = text.floor_char_boundary(at.min(text.len()));
+        let end = text.floor_char_boundary((at + cut).min(text.len()));
+        compile_checked(&format!("{}{insert}{}", &text[..at], &text[end..]));
+    }
+
+    #[test]
     fn every_valid_description_compiles_and_round_trips(
         qubes in proptest::collection::vec(valid_qube(), 1..=MAX_QUBES),
+        wanted in proptest::collection::vec(valid_channel(), 0..=MAX_CHANNELS + 12),
         base in "[a-z][a-z0-9-]{0,10}",
         system in proptest::option::of("[a-z][a-z0-9-]{0,20}"),
         spare in 0u32..1000,
@@ -181,7 +271,28 @@ proptest! {
     ) {
         let g = QUBE_GRANULE;
         let total: u32 = qubes.iter().map(|q| q.2 * g).sum();
-        let mut text = format!("[system]\nram_mib = {}\n", total + HYPERVISOR_RESERVE_MIB + spare);
+        // Keep the channels the limits allow: (a, b, size in bytes, slot size, purpose, defaults).
+        let mut channels: Vec<(usize, usize, u32, u32, String, bool)> = Vec::new();
+        let mut per_qube = vec![0usize; qubes.len()];
+        for (a, b, slot_log, pages, purpose, defaults) in wanted {
+            let (a, b) = (a % qubes.len(), b % qubes.len());
+            let (size, slot) = if defaults { (16 * 1024, 256) } else { (pages * 4096, 1 << slot_log) };
+            if a == b
+                || channels.len() == MAX_CHANNELS
+                || per_qube[a] == MAX_CHANNELS_PER_QUBE
+                || per_qube[b] == MAX_CHANNELS_PER_QUBE
+                || Geometry::new(u64::from(size), slot).is_none()
+            {
+                continue;
+            }
+            per_qube[a] += 1;
+            per_qube[b] += 1;
+            let purpose = format!("{purpose} #{}", channels.len());
+            channels.push((a, b, size, slot, purpose, defaults));
+        }
+        let channel_kib: u32 = channels.iter().map(|c| c.2 / 1024).sum();
+        let ram = total + HYPERVISOR_RESERVE_MIB + channel_kib.div_ceil(1024) + spare;
+        let mut text = format!("[system]\nram_mib = {ram}\n");
         if let Some(s) = &system {
             text.push_str(&format!("name = \"{s}\"\n"));
         }
@@ -202,13 +313,36 @@ proptest! {
             }
             rendered.push(fields);
         }
+        let qube_name = |i: usize| format!("{base}{i}-{}", qubes[i].0);
+        let mut rendered_channels = Vec::new();
+        for (k, (a, b, size, slot, purpose, defaults)) in channels.iter().enumerate() {
+            let mut fields = vec![
+                format!("name = \"c{k}\""),
+                format!("between = [\"{}\", \"{}\"]", qube_name(*a), qube_name(*b)),
+                format!("purpose = {}", toml_str(purpose)),
+            ];
+            if !defaults {
+                fields.push(format!("size_kib = {}", size / 1024));
+                fields.push(format!("slot_size = {slot}"));
+            }
+            rendered_channels.push(fields);
+        }
         if inline {
-            let items: Vec<String> =
-                rendered.iter().map(|f| format!("{{ {} }}", f.join(", "))).collect();
-            text = format!("qube = [\n{}\n]\n{text}", items.join(",\n"));
+            let items = |tables: &[Vec<String>]| {
+                tables.iter().map(|f| format!("{{ {} }}", f.join(", "))).collect::<Vec<_>>()
+            };
+            let channel_items = items(&rendered_channels);
+            text = format!(
+                "qube = [\n{}\n]\nchannel = [\n{}\n]\n{text}",
+                items(&rendered).join(",\n"),
+                channel_items.join(",\n")
+            );
         } else {
             for fields in &rendered {
                 text.push_str(&format!("\n[[qube]]\n{}\n", fields.join("\n")));
+            }
+            for fields in &rendered_channels {
+                text.push_str(&format!("\n[[channel]]\n{}\n", fields.join("\n")));
             }
         }
         let c = match compile_str("systems/p.toml", &text) {
@@ -233,9 +367,20 @@ proptest! {
             prop_assert_eq!(spec.args.as_str(), args.as_deref().unwrap_or(""));
         }
         prop_assert_eq!(&c.images, &first_use);
+        prop_assert_eq!(m.channels.len(), channels.len());
+        for (k, (spec, (a, b, size, slot, purpose, _))) in m.channels.iter().zip(&channels).enumerate() {
+            prop_assert_eq!(spec.name.as_str(), format!("c{k}"));
+            prop_assert_eq!((usize::from(spec.a), usize::from(spec.b)), (*a, *b));
+            prop_assert_eq!((spec.size, spec.slot_size), (*size, *slot));
+            prop_assert_eq!(spec.purpose.as_str(), purpose.as_str());
+        }
         let decoded = Manifest::decode(&m.to_vec());
         prop_assert_eq!(decoded.as_ref(), Ok(m));
-        prop_assert!(c.summary().contains(m.qubes[0].name.as_str()));
+        let summary = c.summary();
+        prop_assert!(summary.contains(m.qubes[0].name.as_str()));
+        if let Some(last) = m.channels.last() {
+            prop_assert!(summary.contains(last.purpose.as_str()));
+        }
     }
 }
 

@@ -5,7 +5,7 @@
 
 use super::check;
 use super::diagnostics::Diagnostics;
-use super::keys::{self, CHANNEL_KEYS, Key, QUBE_KEYS, SYSTEM_KEYS, Value};
+use super::keys::{self, CHANNEL_KEYS, Key, Located, QUBE_KEYS, SYSTEM_KEYS, Value};
 use std::ops::Range;
 use toml::de::{DeTable, DeValue};
 
@@ -45,7 +45,7 @@ impl Section {
 
     /// The list of text values of `key` (each with where it is) and where the list is, if
     /// present and a list of text.
-    pub fn names(&self, key: &str) -> Option<(&[(String, Range<usize>)], Range<usize>)> {
+    pub fn names(&self, key: &str) -> Option<(&[Located], Range<usize>)> {
         self.values
             .iter()
             .find(|(k, ..)| *k == key)
