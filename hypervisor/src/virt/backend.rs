@@ -2,6 +2,7 @@
 //! code holds a [`Backend`] and [`AnyVcpu`]s and never names SVM or VMX.
 
 use super::svm::{self, Svm, SvmVcpu};
+use super::vmx::{self, Vmx, VmxVcpu};
 use super::{EntryState, Exit, GuestRegs, Vcpu};
 use crate::arch::x86::cpu;
 use crate::hvlog;
@@ -12,6 +13,8 @@ use bulkhead_hvcore::paging::NestedFormat;
 pub enum Backend {
     /// AMD SVM with nested paging.
     Svm(Svm),
+    /// Intel VMX with EPT.
+    Vmx(Vmx),
 }
 
 /// Why no backend could be started.
@@ -19,8 +22,8 @@ pub enum Backend {
 pub enum BackendError {
     /// SVM refused, with its reason.
     Svm(svm::SvmError),
-    /// An Intel CPU: the VMX backend is not written yet.
-    IntelNotYet,
+    /// VMX refused, with its reason.
+    Vmx(vmx::VmxError),
     /// Neither vendor.
     UnknownVendor,
 }
@@ -29,7 +32,7 @@ impl core::fmt::Display for BackendError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
             BackendError::Svm(e) => write!(f, "{e}"),
-            BackendError::IntelNotYet => write!(f, "Intel VT-x: the VMX backend is not available"),
+            BackendError::Vmx(e) => write!(f, "{e}"),
             BackendError::UnknownVendor => write!(f, "neither an AMD nor an Intel CPU"),
         }
     }
@@ -63,7 +66,25 @@ impl Backend {
                     Svm::enable(caps, frames).map_err(BackendError::Svm)?,
                 ))
             }
-            b"GenuineIntel" => Err(BackendError::IntelNotYet),
+            b"GenuineIntel" => {
+                let caps = vmx::detect().map_err(BackendError::Vmx)?;
+                hvlog!(
+                    "backend VMX rev {}: EPT yes, VPID {}, unrestricted guest {}, true controls {}, EFER switching {}, INVEPT {}",
+                    caps.revision,
+                    yes(caps.vpid),
+                    yes(caps.unrestricted_guest),
+                    yes(caps.true_controls),
+                    yes(caps.load_efer),
+                    if caps.invept_single {
+                        "single-context"
+                    } else {
+                        "all-context"
+                    }
+                );
+                Ok(Backend::Vmx(
+                    Vmx::enable(caps, frames).map_err(BackendError::Vmx)?,
+                ))
+            }
             _ => Err(BackendError::UnknownVendor),
         }
     }
@@ -77,6 +98,7 @@ impl Backend {
     ) -> Option<AnyVcpu> {
         match self {
             Backend::Svm(s) => s.create_vcpu(frames, id, nested_root).map(AnyVcpu::Svm),
+            Backend::Vmx(v) => v.create_vcpu(frames, id, nested_root).map(AnyVcpu::Vmx),
         }
     }
 
@@ -84,6 +106,7 @@ impl Backend {
     pub fn nested_format(&self) -> NestedFormat {
         match self {
             Backend::Svm(_) => NestedFormat::Npt,
+            Backend::Vmx(_) => NestedFormat::Ept,
         }
     }
 
@@ -91,6 +114,7 @@ impl Backend {
     pub fn boot_flags(&self) -> u32 {
         match self {
             Backend::Svm(_) => 0,
+            Backend::Vmx(_) => bulkhead_abi::boot_info::FLAG_VMCALL,
         }
     }
 }
@@ -103,12 +127,15 @@ fn yes(b: bool) -> &'static str {
 pub enum AnyVcpu {
     /// SVM.
     Svm(SvmVcpu),
+    /// VMX.
+    Vmx(VmxVcpu),
 }
 
 macro_rules! dispatch {
     ($self:expr, $v:ident => $e:expr) => {
         match $self {
             AnyVcpu::Svm($v) => $e,
+            AnyVcpu::Vmx($v) => $e,
         }
     };
 }

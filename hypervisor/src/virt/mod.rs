@@ -1,9 +1,10 @@
-//! CPU virtualisation behind one arch-neutral interface. A backend (AMD SVM now, Intel VMX
-//! next) turns "run this guest until something needs the hypervisor" into an [`Exit`] the
-//! rest of the hypervisor handles without knowing which backend produced it.
+//! CPU virtualisation behind one arch-neutral interface. A backend (AMD SVM or Intel VMX)
+//! turns "run this guest until something needs the hypervisor" into an [`Exit`] the rest of
+//! the hypervisor handles without knowing which backend produced it.
 
 mod backend;
 pub mod svm;
+pub mod vmx;
 
 pub use backend::{AnyVcpu, Backend};
 

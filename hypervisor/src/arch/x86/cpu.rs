@@ -68,6 +68,49 @@ pub fn cr2() -> u64 {
     v
 }
 
+/// Reads CR0.
+pub fn cr0() -> u64 {
+    let v;
+    // SAFETY: reading CR0 has no side effect.
+    unsafe { asm!("mov {}, cr0", out(reg) v, options(nomem, nostack)) };
+    v
+}
+
+/// Reads CR3 (the hypervisor's page-table root).
+pub fn cr3() -> u64 {
+    let v;
+    // SAFETY: reading CR3 has no side effect.
+    unsafe { asm!("mov {}, cr3", out(reg) v, options(nomem, nostack)) };
+    v
+}
+
+/// Reads CR4.
+pub fn cr4() -> u64 {
+    let v;
+    // SAFETY: reading CR4 has no side effect.
+    unsafe { asm!("mov {}, cr4", out(reg) v, options(nomem, nostack)) };
+    v
+}
+
+/// Writes CR0.
+///
+/// # Safety
+/// Paging, protected mode, write protection and the SSE setup must keep the meaning the
+/// hypervisor relies on; the value must be valid for the CPU (else #GP).
+pub unsafe fn write_cr0(v: u64) {
+    // SAFETY: forwarded to the caller's guarantee.
+    unsafe { asm!("mov cr0, {}", in(reg) v, options(nostack)) };
+}
+
+/// Writes CR4.
+///
+/// # Safety
+/// As for [`write_cr0`]: PAE and the SSE bits must stay, the value must be valid.
+pub unsafe fn write_cr4(v: u64) {
+    // SAFETY: forwarded to the caller's guarantee.
+    unsafe { asm!("mov cr4, {}", in(reg) v, options(nostack)) };
+}
+
 /// Writes a byte to an I/O port.
 ///
 /// # Safety

@@ -157,3 +157,34 @@ pub unsafe fn init() {
         asm!("lidt [{}]", in(reg) &idt_ptr, options(nostack));
     }
 }
+
+/// Where the hypervisor's descriptor tables live and which selectors it uses: the host
+/// state a VMX VM exit reloads (GDTR, IDTR, TR and the segment selectors).
+#[derive(Clone, Copy, Debug)]
+pub struct HostTables {
+    /// GDT base.
+    pub gdt_base: u64,
+    /// IDT base.
+    pub idt_base: u64,
+    /// TSS base.
+    pub tss_base: u64,
+    /// TSS selector.
+    pub tss_selector: u16,
+    /// Data selector (SS, DS, ES).
+    pub data_selector: u16,
+}
+
+// A VM exit sets the TR limit to 0x67: the TSS must be exactly that long.
+const _: () = assert!(size_of::<Tss>() == 0x68);
+
+/// The tables [`init`] loaded. (A VM exit sets the GDT and IDT limits to 0xFFFF and the TR
+/// limit to 0x67, which is this TSS's own limit.)
+pub fn host_tables() -> HostTables {
+    HostTables {
+        gdt_base: (&raw const GDT) as u64,
+        idt_base: (&raw const IDT) as u64,
+        tss_base: (&raw const TSS) as u64,
+        tss_selector: TSS_SELECTOR,
+        data_selector: DATA_SELECTOR,
+    }
+}

@@ -1,0 +1,103 @@
+/* The VMX world switch.
+   vmx_run(gprs: *mut Gprs, launched: u64, guest_fx: *mut FxArea, host_fx: *mut FxArea) -> u64
+   Saves the host's callee-saved registers, RFLAGS and x87/SSE state, disables interrupts,
+   records the stack pointer in the VMCS (HOST_RSP), loads the guest's registers and enters
+   it with VMLAUNCH (first run after a VMCLEAR) or VMRESUME.
+
+   A VM exit resumes at vmx_exit (HOST_RIP) on the same stack with every general-purpose
+   register still the guest's and RFLAGS = 2 (IF clear): the guest's registers and x87/SSE
+   state are saved, the host's restored, and the saved RFLAGS brings IF back, so the host
+   takes the interrupt that ended the run (left pending: no acknowledge on exit) right there.
+   Returns 0 after an exit; 1 (VMfailValid) or 2 (VMfailInvalid) when the entry itself
+   failed and the CPU fell through to the next instruction.
+
+   Gprs layout: rbx 0, rcx 8, rdx 16, rsi 24, rdi 32, rbp 40, r8..r15 48..104, rax 112. */
+
+    .section .text.vmx_run, "ax"
+    .globl vmx_run
+    .globl vmx_exit
+vmx_run:
+    push rbx
+    push rbp
+    push r12
+    push r13
+    push r14
+    push r15
+    pushfq                      /* host RFLAGS (IF) */
+    cli
+    push rdi                    /* [rsp+16] gprs */
+    push rdx                    /* [rsp+8]  guest fx */
+    push rcx                    /* [rsp+0]  host fx */
+
+    fxsave64 [rcx]
+    fxrstor64 [rdx]
+
+    mov rax, 0x6C14             /* HOST_RSP: a VM exit comes back with this stack */
+    vmwrite rax, rsp
+
+    test rsi, rsi               /* launched? the flags survive the moves below */
+    mov rax, [rdi + 112]
+    mov rbx, [rdi + 0]
+    mov rcx, [rdi + 8]
+    mov rdx, [rdi + 16]
+    mov rsi, [rdi + 24]
+    mov rbp, [rdi + 40]
+    mov r8,  [rdi + 48]
+    mov r9,  [rdi + 56]
+    mov r10, [rdi + 64]
+    mov r11, [rdi + 72]
+    mov r12, [rdi + 80]
+    mov r13, [rdi + 88]
+    mov r14, [rdi + 96]
+    mov r15, [rdi + 104]
+    mov rdi, [rdi + 32]
+    jnz 1f
+    vmlaunch
+    jmp 2f
+1:
+    vmresume
+2:
+    /* Only reached when the entry failed: ZF=1 VMfailValid, CF=1 VMfailInvalid. The
+       guest's x87/SSE state is still what was loaded, so only the host's comes back. */
+    mov eax, 2
+    mov ecx, 1
+    cmovz eax, ecx
+    mov rcx, [rsp + 0]
+    fxrstor64 [rcx]
+    jmp 3f
+
+vmx_exit:
+    push rdi                    /* guest rdi; the frame above moves by 8 */
+    mov rdi, [rsp + 24]
+    mov [rdi + 112], rax
+    mov [rdi + 0], rbx
+    mov [rdi + 8], rcx
+    mov [rdi + 16], rdx
+    mov [rdi + 24], rsi
+    mov [rdi + 40], rbp
+    mov [rdi + 48], r8
+    mov [rdi + 56], r9
+    mov [rdi + 64], r10
+    mov [rdi + 72], r11
+    mov [rdi + 80], r12
+    mov [rdi + 88], r13
+    mov [rdi + 96], r14
+    mov [rdi + 104], r15
+    pop rax
+    mov [rdi + 32], rax
+
+    mov rax, [rsp + 8]
+    fxsave64 [rax]
+    mov rax, [rsp + 0]
+    fxrstor64 [rax]
+    xor eax, eax
+3:
+    add rsp, 24
+    popfq                       /* IF back: a pending host interrupt is taken here */
+    pop r15
+    pop r14
+    pop r13
+    pop r12
+    pop rbp
+    pop rbx
+    ret

@@ -1,0 +1,523 @@
+//! One VMX virtual CPU: its VMCS, its saved x87/SSE state and general-purpose registers.
+//!
+//! VMX keeps only `rsp`, `rip` and `rflags` of the guest in the VMCS; every other register,
+//! `rax` included, is saved by `vmx_run` (run.s). After each exit the fields the exit
+//! handlers need (reason, qualification, instruction length, guest-physical address, RIP)
+//! are read once, so the accessors work whichever VMCS is current.
+
+use super::vmcs::{self, f16, f32, f64, fnat, reason};
+use super::{CR4_VMXE, Vmx, VmxCaps, invept, invvpid};
+use crate::arch::x86::{cpu, descriptors};
+use crate::hvlog;
+use crate::virt::{EntryState, Exit, GuestRegs, Vcpu};
+use bulkhead_abi::boot_info::layout;
+use bulkhead_hvcore::memmap::Region;
+use core::sync::atomic::{AtomicU64, Ordering};
+
+/// An FXSAVE area.
+#[repr(C, align(16))]
+struct FxArea([u8; 512]);
+
+/// Guest and host x87/SSE state for one vCPU (one page).
+#[repr(C, align(4096))]
+struct FxPair {
+    guest: FxArea,
+    host: FxArea,
+}
+
+/// The guest registers `vmx_run` loads and saves. Layout shared with run.s: `rax` at 112.
+#[derive(Clone, Copy, Debug, Default)]
+#[repr(C)]
+struct Gprs {
+    regs: GuestRegs,
+    rax: u64,
+}
+
+const _: () = assert!(core::mem::offset_of!(Gprs, rax) == 112);
+
+unsafe extern "C" {
+    /// The world switch (run.s): 0 after a VM exit, 1 if the entry failed with
+    /// VMfailValid, 2 with VMfailInvalid.
+    fn vmx_run(regs: *mut Gprs, launched: u64, guest_fx: *mut FxArea, host_fx: *mut FxArea) -> u64;
+    /// Where the CPU resumes the host after a VM exit (run.s); its address is HOST_RIP.
+    fn vmx_exit();
+}
+
+/// The VMCS current on this CPU (VMPTRLD is skipped when it is already ours).
+static CURRENT_VMCS: AtomicU64 = AtomicU64::new(u64::MAX);
+
+// Segment access rights (VMX format): type | S<<4 | DPL<<5 | P<<7 | L<<13 | DB<<14 | G<<15.
+const CODE64: u64 = 0xB | 1 << 4 | 1 << 7 | 1 << 13 | 1 << 15;
+const DATA: u64 = 0x3 | 1 << 4 | 1 << 7 | 1 << 14 | 1 << 15;
+const TSS_BUSY: u64 = 0xB | 1 << 7;
+const UNUSABLE: u64 = 1 << 16;
+
+/// Guest CR0: PG | WP | NE | ET | MP | PE. CR4: PAE | OSFXSR | OSXMMEXCPT (VMXE added, and
+/// hidden from the guest by the CR4 read shadow).
+const GUEST_CR0: u64 = 0x8001_0033;
+const GUEST_CR4: u64 = 0x620;
+/// Guest EFER: LME | LMA | NXE.
+const GUEST_EFER: u64 = 1 << 8 | 1 << 10 | 1 << 11;
+
+const MSR_FS_BASE: u32 = 0xC000_0100;
+const MSR_GS_BASE: u32 = 0xC000_0101;
+
+/// What the last exit left for the exit handlers.
+#[derive(Clone, Copy, Debug, Default)]
+struct LastExit {
+    reason: u32,
+    qualification: u64,
+    instruction_len: u64,
+    gpa: u64,
+    interruption_info: u32,
+}
+
+/// A virtual CPU under VMX.
+pub struct VmxVcpu {
+    vmcs: Region,
+    vmcs_pa: u64,
+    revision: u32,
+    fx: &'static mut FxPair,
+    gprs: Gprs,
+    caps: VmxCaps,
+    vpid: u16,
+    eptp: u64,
+    launched: bool,
+    /// Guest RIP as last read or set; written back before the next entry when `rip_dirty`.
+    rip: u64,
+    rip_dirty: bool,
+    /// An instruction was skipped: clear blocking by STI / MOV SS before the next entry.
+    clear_shadow: bool,
+    flush_pending: bool,
+    last: LastExit,
+    exits: u64,
+}
+
+impl VmxVcpu {
+    pub(super) fn new(vmx: &Vmx, vmcs: Region, fx: Region, vpid: u16, eptp: u64) -> VmxVcpu {
+        // SAFETY: both regions were just allocated for this vCPU alone, are page-aligned
+        // and large enough; all-zero is a valid FXSAVE pair, and the VMCS page is written
+        // below before the CPU ever sees it.
+        let fx_ref = unsafe {
+            crate::memory::phys::with_region(vmcs, |b| b.fill(0));
+            crate::memory::phys::leak_zeroed::<FxPair>(fx)
+        };
+        VmxVcpu {
+            vmcs,
+            vmcs_pa: vmcs.start,
+            revision: vmx.caps.revision,
+            fx: fx_ref,
+            gprs: Gprs::default(),
+            caps: vmx.caps,
+            vpid,
+            eptp,
+            launched: false,
+            rip: 0,
+            rip_dirty: false,
+            clear_shadow: false,
+            flush_pending: true,
+            last: LastExit::default(),
+            exits: 0,
+        }
+    }
+
+    /// Makes this vCPU's VMCS the current one.
+    fn make_current(&self) -> bool {
+        if CURRENT_VMCS.load(Ordering::Relaxed) == self.vmcs_pa {
+            return true;
+        }
+        // SAFETY: VMX operation is on (a `VmxVcpu` exists only after VMXON) and the page is
+        // this vCPU's VMCS, initialised by `reset` (revision written, VMCLEARed).
+        let ok = unsafe { vmcs::load(self.vmcs_pa) };
+        CURRENT_VMCS.store(if ok { self.vmcs_pa } else { u64::MAX }, Ordering::Relaxed);
+        ok
+    }
+
+    /// Writes the whole VMCS: controls, host state and the qube's initial guest state.
+    /// False if the CPU refused a field (a hypervisor bug, reported by the caller).
+    fn write_vmcs(&mut self, e: &EntryState) -> bool {
+        let c = self.caps.controls;
+        let host = descriptors::host_tables();
+        let (cr0_fixed, cr4_fixed) = (self.caps.cr0_fixed, self.caps.cr4_fixed);
+        let guest_cr4 = super::fixed(GUEST_CR4 | CR4_VMXE, cr4_fixed);
+        let code = u64::from(layout::CODE_SELECTOR);
+        let data = u64::from(layout::DATA_SELECTOR);
+        // SAFETY: reading FS/GS base, which exist on every 64-bit CPU.
+        let (fs_base, gs_base) = unsafe { (cpu::rdmsr(MSR_FS_BASE), cpu::rdmsr(MSR_GS_BASE)) };
+        // SAFETY: reading EFER, which every 64-bit CPU has.
+        let host_efer = unsafe { cpu::rdmsr(cpu::MSR_EFER) };
+        let fields: &[(u64, u64)] = &[
+            // Controls: what exits (see `super::detect`), EPT, VPID.
+            (f32::PIN_CONTROLS, u64::from(c.pin)),
+            (f32::PROC_CONTROLS, u64::from(c.proc1)),
+            (f32::PROC_CONTROLS2, u64::from(c.proc2)),
+            (f32::EXIT_CONTROLS, u64::from(c.exit)),
+            (f32::ENTRY_CONTROLS, u64::from(c.entry)),
+            (f32::EXCEPTION_BITMAP, 0),
+            (f32::PF_ERROR_MASK, 0),
+            (f32::PF_ERROR_MATCH, 0),
+            (f32::CR3_TARGET_COUNT, 0),
+            (f32::EXIT_MSR_STORE_COUNT, 0),
+            (f32::EXIT_MSR_LOAD_COUNT, 0),
+            (f32::ENTRY_MSR_LOAD_COUNT, 0),
+            (f32::ENTRY_INTERRUPTION_INFO, 0),
+            (f64::TSC_OFFSET, 0),
+            (f64::EPT_POINTER, self.eptp),
+            (f16::VPID, u64::from(self.vpid)),
+            // CR0 belongs to the guest (the CPU refuses values VMX forbids with #GP); of
+            // CR4 the host owns the bits VMX fixes (VMXE): the guest reads them as 0, and
+            // setting one exits.
+            (fnat::CR0_MASK, 0),
+            (fnat::CR0_SHADOW, GUEST_CR0),
+            (fnat::CR4_MASK, cr4_fixed.0),
+            (fnat::CR4_SHADOW, GUEST_CR4),
+            // Host state: where and how a VM exit resumes the hypervisor.
+            (fnat::HOST_CR0, cpu::cr0()),
+            (fnat::HOST_CR3, cpu::cr3()),
+            (fnat::HOST_CR4, cpu::cr4()),
+            (f16::HOST_CS, u64::from(descriptors::CODE_SELECTOR)),
+            (f16::HOST_SS, u64::from(host.data_selector)),
+            (f16::HOST_DS, u64::from(host.data_selector)),
+            (f16::HOST_ES, u64::from(host.data_selector)),
+            (f16::HOST_FS, 0),
+            (f16::HOST_GS, 0),
+            (f16::HOST_TR, u64::from(host.tss_selector)),
+            (fnat::HOST_FS_BASE, fs_base),
+            (fnat::HOST_GS_BASE, gs_base),
+            (fnat::HOST_TR_BASE, host.tss_base),
+            (fnat::HOST_GDTR_BASE, host.gdt_base),
+            (fnat::HOST_IDTR_BASE, host.idt_base),
+            (f32::HOST_SYSENTER_CS, 0),
+            (fnat::HOST_SYSENTER_ESP, 0),
+            (fnat::HOST_SYSENTER_EIP, 0),
+            (fnat::HOST_RIP, vmx_exit as *const () as u64),
+            // Guest state: 64-bit mode, paging on, the qube's GDT, interrupts off.
+            (fnat::GUEST_CR0, super::fixed(GUEST_CR0, cr0_fixed)),
+            (fnat::GUEST_CR3, e.cr3),
+            (fnat::GUEST_CR4, guest_cr4),
+            (fnat::GUEST_DR7, 0x400),
+            (f64::GUEST_DEBUGCTL, 0),
+            (fnat::GUEST_RSP, e.rsp),
+            (fnat::GUEST_RIP, e.rip),
+            (fnat::GUEST_RFLAGS, 0x2),
+            (fnat::GUEST_PENDING_DEBUG, 0),
+            (f32::GUEST_INTERRUPTIBILITY, 0),
+            (f32::GUEST_ACTIVITY, 0),
+            (f32::GUEST_SYSENTER_CS, 0),
+            (fnat::GUEST_SYSENTER_ESP, 0),
+            (fnat::GUEST_SYSENTER_EIP, 0),
+            (f64::VMCS_LINK_POINTER, u64::MAX),
+            (f16::GUEST_CS, code),
+            (fnat::GUEST_CS_BASE, 0),
+            (f32::GUEST_CS_LIMIT, 0xFFFF_FFFF),
+            (f32::GUEST_CS_AR, CODE64),
+            (f16::GUEST_TR, 0),
+            (fnat::GUEST_TR_BASE, 0),
+            (f32::GUEST_TR_LIMIT, 0x67),
+            (f32::GUEST_TR_AR, TSS_BUSY),
+            (f16::GUEST_LDTR, 0),
+            (fnat::GUEST_LDTR_BASE, 0),
+            (f32::GUEST_LDTR_LIMIT, 0),
+            (f32::GUEST_LDTR_AR, UNUSABLE),
+            (fnat::GUEST_GDTR_BASE, e.gdt_base),
+            (f32::GUEST_GDTR_LIMIT, u64::from(e.gdt_limit)),
+            (fnat::GUEST_IDTR_BASE, 0),
+            (f32::GUEST_IDTR_LIMIT, 0),
+        ];
+        let data_segments = [
+            (
+                f16::GUEST_DS,
+                fnat::GUEST_DS_BASE,
+                f32::GUEST_DS_LIMIT,
+                f32::GUEST_DS_AR,
+            ),
+            (
+                f16::GUEST_ES,
+                fnat::GUEST_ES_BASE,
+                f32::GUEST_ES_LIMIT,
+                f32::GUEST_ES_AR,
+            ),
+            (
+                f16::GUEST_SS,
+                fnat::GUEST_SS_BASE,
+                f32::GUEST_SS_LIMIT,
+                f32::GUEST_SS_AR,
+            ),
+            (
+                f16::GUEST_FS,
+                fnat::GUEST_FS_BASE,
+                f32::GUEST_FS_LIMIT,
+                f32::GUEST_FS_AR,
+            ),
+            (
+                f16::GUEST_GS,
+                fnat::GUEST_GS_BASE,
+                f32::GUEST_GS_LIMIT,
+                f32::GUEST_GS_AR,
+            ),
+        ];
+        let mut ok = true;
+        // SAFETY: this vCPU's VMCS is current (the caller made it so). The values confine
+        // the guest: EPT maps only the qube's memory, every I/O and MSR access, HLT,
+        // external interrupt and NMI exits (controls from `detect`), and the host state is
+        // the hypervisor's own (its CR0/3/4, GDT, IDT, TSS; HOST_RIP is `vmx_exit`).
+        unsafe {
+            for &(field, value) in fields {
+                ok &= vmcs::write(field, value);
+            }
+            for (sel, base, limit, ar) in data_segments {
+                ok &= vmcs::write(sel, data);
+                ok &= vmcs::write(base, 0);
+                ok &= vmcs::write(limit, 0xFFFF_FFFF);
+                ok &= vmcs::write(ar, DATA);
+            }
+            if self.caps.load_efer {
+                ok &= vmcs::write(f64::GUEST_EFER, GUEST_EFER);
+                ok &= vmcs::write(f64::HOST_EFER, host_efer);
+            }
+        }
+        ok
+    }
+
+    fn decode_exit(&self) -> Exit {
+        let l = &self.last;
+        if l.reason & reason::ENTRY_FAILURE != 0 {
+            return Exit::InvalidState;
+        }
+        match l.reason & 0xFFFF {
+            reason::EXTERNAL_INTERRUPT
+            | reason::INIT
+            | reason::SIPI
+            | reason::IO_SMI
+            | reason::OTHER_SMI => Exit::Interrupt,
+            // With an empty exception bitmap only NMIs exit here; `run` handed it to the host.
+            reason::EXCEPTION_OR_NMI if is_nmi(l.interruption_info) => Exit::Interrupt,
+            reason::VMCALL => Exit::Hypercall,
+            reason::HLT => Exit::Halt,
+            reason::CPUID => Exit::Cpuid,
+            reason::IO_INSTRUCTION => Exit::Io {
+                port: (l.qualification >> 16) as u16,
+                input: l.qualification & (1 << 3) != 0,
+            },
+            reason::RDMSR => Exit::Msr {
+                index: self.gprs.regs.rcx as u32,
+                write: false,
+            },
+            reason::WRMSR => Exit::Msr {
+                index: self.gprs.regs.rcx as u32,
+                write: true,
+            },
+            reason::EPT_VIOLATION => Exit::NestedPageFault {
+                gpa: l.gpa,
+                write: l.qualification & (1 << 1) != 0,
+                fetch: l.qualification & (1 << 2) != 0,
+            },
+            // The EPT is the hypervisor's; a misconfigured entry is its bug, not the qube's
+            // doing, but only this qube is affected.
+            reason::EPT_MISCONFIG => Exit::InvalidState,
+            reason::TRIPLE_FAULT => Exit::TripleFault,
+            reason::CR_ACCESS => Exit::Forbidden("setting a CR4 bit VMX owns (VMXE)"),
+            reason::TASK_SWITCH => Exit::Forbidden("task switch"),
+            reason::GETSEC => Exit::Forbidden("GETSEC"),
+            reason::INVD => Exit::Forbidden("INVD"),
+            reason::WBINVD => Exit::Forbidden("WBINVD"),
+            reason::XSETBV => Exit::Forbidden("XSETBV"),
+            reason::MONITOR => Exit::Forbidden("MONITOR"),
+            reason::MWAIT => Exit::Forbidden("MWAIT"),
+            reason::VMCLEAR => Exit::Forbidden("VMCLEAR"),
+            reason::VMLAUNCH => Exit::Forbidden("VMLAUNCH"),
+            reason::VMPTRLD => Exit::Forbidden("VMPTRLD"),
+            reason::VMPTRST => Exit::Forbidden("VMPTRST"),
+            reason::VMREAD => Exit::Forbidden("VMREAD"),
+            reason::VMRESUME => Exit::Forbidden("VMRESUME"),
+            reason::VMWRITE => Exit::Forbidden("VMWRITE"),
+            reason::VMXOFF => Exit::Forbidden("VMXOFF"),
+            reason::VMXON => Exit::Forbidden("VMXON"),
+            reason::INVEPT => Exit::Forbidden("INVEPT"),
+            reason::INVVPID => Exit::Forbidden("INVVPID"),
+            reason::VMFUNC => Exit::Forbidden("VMFUNC"),
+            reason::ENCLS => Exit::Forbidden("ENCLS"),
+            other => Exit::Unknown(u64::from(other)),
+        }
+    }
+
+    /// Reads what the exit handlers need from the VMCS just exited.
+    fn record_exit(&mut self) {
+        self.last = LastExit {
+            reason: vmcs::read(f32::EXIT_REASON) as u32,
+            qualification: vmcs::read(fnat::EXIT_QUALIFICATION),
+            instruction_len: vmcs::read(f32::EXIT_INSTRUCTION_LEN),
+            gpa: vmcs::read(f64::GUEST_PHYSICAL_ADDRESS),
+            interruption_info: vmcs::read(f32::EXIT_INTERRUPTION_INFO) as u32,
+        };
+        self.rip = vmcs::read(fnat::GUEST_RIP);
+        self.rip_dirty = false;
+    }
+
+    /// Flushes the guest's cached translations: its EPT context (guest-physical and
+    /// combined mappings) and its VPID.
+    fn flush_now(&mut self) {
+        invept(self.eptp, self.caps.invept_single);
+        if self.caps.vpid {
+            invvpid(self.vpid, self.caps.invvpid_single);
+        }
+        self.flush_pending = false;
+    }
+
+    /// Before an entry: pending TLB flush, RIP moved by `skip_instruction`, interrupt
+    /// shadow of a skipped instruction.
+    fn prepare_entry(&mut self) -> bool {
+        if self.flush_pending {
+            self.flush_now();
+        }
+        let mut ok = true;
+        // SAFETY: this vCPU's VMCS is current (checked by the caller); a new RIP inside the
+        // guest's own address space and a cleared interrupt shadow confine the guest as
+        // before.
+        unsafe {
+            if self.rip_dirty {
+                ok &= vmcs::write(fnat::GUEST_RIP, self.rip);
+                self.rip_dirty = false;
+            }
+            if self.clear_shadow {
+                let s = vmcs::read(f32::GUEST_INTERRUPTIBILITY);
+                if s & 0b11 != 0 {
+                    ok &= vmcs::write(f32::GUEST_INTERRUPTIBILITY, s & !0b11);
+                }
+                self.clear_shadow = false;
+            }
+        }
+        ok
+    }
+}
+
+/// Whether the exit interruption information describes an NMI (valid, type 2).
+fn is_nmi(info: u32) -> bool {
+    info & (1 << 31) != 0 && (info >> 8) & 0b111 == 2
+}
+
+impl Vcpu for VmxVcpu {
+    fn reset(&mut self, e: &EntryState) {
+        // The VMCS starts over: revision identifier, VMCLEAR (launch state "clear"), then
+        // every field written while it is current.
+        // SAFETY: the page is this vCPU's VMCS, which no guest runs on now; VMX operation
+        // is on.
+        let ok = unsafe {
+            crate::memory::phys::with_region(self.vmcs, |b| {
+                b[..4].copy_from_slice(&self.revision.to_le_bytes())
+            });
+            vmcs::clear(self.vmcs_pa)
+        };
+        if CURRENT_VMCS.load(Ordering::Relaxed) == self.vmcs_pa {
+            CURRENT_VMCS.store(u64::MAX, Ordering::Relaxed);
+        }
+        let ok = ok && self.make_current() && self.write_vmcs(e);
+        if !ok {
+            hvlog!("vmx: the CPU refused the VMCS of a qube (VMCLEAR/VMPTRLD/VMWRITE)");
+        }
+        self.launched = false;
+        self.rip = e.rip;
+        self.rip_dirty = false;
+        self.clear_shadow = false;
+        self.flush_pending = true;
+        self.last = LastExit::default();
+        self.gprs = Gprs {
+            regs: GuestRegs {
+                rdi: e.rdi,
+                ..GuestRegs::default()
+            },
+            rax: 0,
+        };
+        // x87/SSE power-on state: FCW 0x37F, MXCSR 0x1F80 (all exceptions masked).
+        self.fx.guest.0.fill(0);
+        self.fx.guest.0[0..2].copy_from_slice(&0x037Fu16.to_le_bytes());
+        self.fx.guest.0[24..28].copy_from_slice(&0x1F80u32.to_le_bytes());
+    }
+
+    fn run(&mut self) -> Exit {
+        if !self.make_current() || !self.prepare_entry() {
+            hvlog!("vmx: cannot make a qube's VMCS current or update it");
+            return Exit::InvalidState;
+        }
+        // SAFETY: the VMCS is this vCPU's own and current, fully written by `reset`: EPT
+        // confines the guest to its qube's memory, every port, MSR, HLT, external interrupt,
+        // NMI and VMX instruction exits, and the host state resumes at `vmx_exit` with the
+        // hypervisor's own control registers and descriptor tables. `vmx_run` saves and
+        // restores every register the System V ABI requires and host RFLAGS (so IF), and
+        // swaps the 16-byte-aligned FXSAVE areas.
+        let status = unsafe {
+            vmx_run(
+                &mut self.gprs,
+                u64::from(self.launched),
+                &mut self.fx.guest,
+                &mut self.fx.host,
+            )
+        };
+        self.exits += 1;
+        if status != 0 {
+            let error = if status == 1 {
+                vmcs::read(f32::VM_INSTRUCTION_ERROR)
+            } else {
+                0
+            };
+            hvlog!(
+                "vmx: {} failed (status {status}, VM-instruction error {error})",
+                if self.launched {
+                    "VMRESUME"
+                } else {
+                    "VMLAUNCH"
+                }
+            );
+            return Exit::InvalidState;
+        }
+        self.launched = true;
+        self.record_exit();
+        let exit = self.decode_exit();
+        if self.last.reason & 0xFFFF == reason::EXCEPTION_OR_NMI
+            && is_nmi(self.last.interruption_info)
+        {
+            // The NMI ended the guest's run instead of reaching the host: deliver it to
+            // the host's own handler, as it would have been without a guest running.
+            // SAFETY: vector 2 is the host's NMI handler (IST stack, returns with IRET).
+            unsafe { core::arch::asm!("int 2", options(nomem)) };
+        }
+        exit
+    }
+
+    fn regs(&mut self) -> &mut GuestRegs {
+        &mut self.gprs.regs
+    }
+
+    fn rax(&self) -> u64 {
+        self.gprs.rax
+    }
+
+    fn set_rax(&mut self, v: u64) {
+        self.gprs.rax = v;
+    }
+
+    fn rip(&self) -> u64 {
+        self.rip
+    }
+
+    fn skip_instruction(&mut self, _exit: &Exit) {
+        // The CPU reports the length of the instruction that exited (prefixes included).
+        self.rip = self.rip.wrapping_add(self.last.instruction_len);
+        self.rip_dirty = true;
+        self.clear_shadow = true;
+    }
+
+    fn exit_count(&self) -> u64 {
+        self.exits
+    }
+
+    fn tlb_tag(&self) -> u32 {
+        u32::from(self.vpid)
+    }
+
+    fn flush_tlb_before_next_run(&mut self) {
+        self.flush_pending = true;
+    }
+}
+
+core::arch::global_asm!(include_str!("run.s"));
