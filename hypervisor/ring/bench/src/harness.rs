@@ -70,7 +70,10 @@ impl Plan {
     fn batch_len(&self, cost: Duration) -> u64 {
         let per_run = self.budget.as_secs_f64() / self.runs as f64;
         let ops = (per_run / cost.as_secs_f64().max(1e-10)) as u64;
-        let ops = ops.clamp(8 * self.batches as u64, self.max_per_run.max(8 * self.batches as u64));
+        let ops = ops.clamp(
+            8 * self.batches as u64,
+            self.max_per_run.max(8 * self.batches as u64),
+        );
         ops / self.batches as u64
     }
 }
@@ -99,7 +102,10 @@ impl Cores {
     /// The first two cores this process may run on (unpinned if there are fewer than two).
     pub fn detect() -> Cores {
         match core_affinity::get_core_ids() {
-            Some(ids) if ids.len() >= 2 => Cores { a: Some(ids[0]), b: Some(ids[1]) },
+            Some(ids) if ids.len() >= 2 => Cores {
+                a: Some(ids[0]),
+                b: Some(ids[1]),
+            },
             _ => Cores { a: None, b: None },
         }
     }
@@ -116,19 +122,15 @@ impl Cores {
 }
 
 fn pin(core: Option<core_affinity::CoreId>) {
-    if let Some(core) = core {
-        if !core_affinity::set_for_current(core) {
-            eprintln!("warning: could not pin a thread to core {}", core.id);
-        }
+    if let Some(core) = core
+        && !core_affinity::set_for_current(core)
+    {
+        eprintln!("warning: could not pin a thread to core {}", core.id);
     }
 }
 
 /// Runs `a` and `b` on their cores and returns what `a` gives.
-fn on_two_cores<T: Send>(
-    cores: Cores,
-    a: impl FnOnce() -> T + Send,
-    b: impl FnOnce() + Send,
-) -> T {
+fn on_two_cores<T: Send>(cores: Cores, a: impl FnOnce() -> T + Send, b: impl FnOnce() + Send) -> T {
     std::thread::scope(|s| {
         let peer = std::thread::Builder::new()
             .name("side-b".into())
@@ -192,7 +194,11 @@ where
             runs.push(Samples::new(samples));
         }
         once(&mut a, &mut seq, Some(Flag::Stop));
-        Measured { runs, per_run: batch * plan.batches as u64, per_batch: batch }
+        Measured {
+            runs,
+            per_run: batch * plan.batches as u64,
+            per_batch: batch,
+        }
     };
     let echo = move || {
         loop {
@@ -207,7 +213,12 @@ where
 }
 
 /// One-way throughput: samples are messages per second (a batch's, timed at the consumer).
-pub fn one_way<P: Sender, C: Receiver>(plan: &Plan, cores: Cores, mut tx: P, mut rx: C) -> Measured {
+pub fn one_way<P: Sender, C: Receiver>(
+    plan: &Plan,
+    cores: Cores,
+    mut tx: P,
+    mut rx: C,
+) -> Measured {
     // Runs B has drained, and the samples it took, handed back when it leaves.
     let drained = Arc::new(AtomicU64::new(0));
     let drained_b = drained.clone();
@@ -238,14 +249,22 @@ pub fn one_way<P: Sender, C: Receiver>(plan: &Plan, cores: Cores, mut tx: P, mut
                     tx.send(&Msg::new(seq));
                     seq += 1;
                 }
-                let flag = if b + 1 == plan.batches { Flag::End } else { Flag::Mark };
+                let flag = if b + 1 == plan.batches {
+                    Flag::End
+                } else {
+                    Flag::Mark
+                };
                 tx.send(&Msg::flagged(seq, flag));
                 seq += 1;
             }
         }
         tx.send(&Msg::flagged(seq, Flag::Stop));
         let runs = samples_rx.iter().map(Samples::new).collect();
-        Measured { runs, per_run: batch * plan.batches as u64, per_batch: batch }
+        Measured {
+            runs,
+            per_run: batch * plan.batches as u64,
+            per_batch: batch,
+        }
     };
     let consume = move || {
         let mut want = 0u64;
@@ -270,7 +289,9 @@ pub fn one_way<P: Sender, C: Receiver>(plan: &Plan, cores: Cores, mut tx: P, mut
                     since = now;
                     count = 0;
                     if m.flag() == Some(Flag::End) {
-                        samples_tx.send(std::mem::take(&mut samples)).expect("producer gone");
+                        samples_tx
+                            .send(std::mem::take(&mut samples))
+                            .expect("producer gone");
                     }
                 }
                 Some(Flag::Stop) => break,

@@ -10,6 +10,7 @@
 #![forbid(unsafe_code)]
 
 mod harness;
+mod load;
 mod message;
 mod report;
 mod stats;
@@ -32,11 +33,22 @@ struct Options {
 }
 
 fn options() -> Result<Options, String> {
-    let mut o = Options { json: None, runs: 20, batches: 50, budget_ms: 1200, warmup_ms: 100, slots: 256, only: None };
+    let mut o = Options {
+        json: None,
+        runs: 20,
+        batches: 50,
+        budget_ms: 1200,
+        warmup_ms: 100,
+        slots: 256,
+        only: None,
+    };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = || args.next().ok_or_else(|| format!("{arg} needs a value"));
-        let number = |v: String| v.parse::<u64>().map_err(|_| format!("{arg}: not a number: {v}"));
+        let number = |v: String| {
+            v.parse::<u64>()
+                .map_err(|_| format!("{arg}: not a number: {v}"))
+        };
         match arg.as_str() {
             "--json" => o.json = Some(value()?.into()),
             "--runs" => o.runs = number(value()?)?.max(1) as usize,
@@ -46,14 +58,26 @@ fn options() -> Result<Options, String> {
             "--slots" => o.slots = number(value()?)? as usize,
             "--only" => o.only = Some(value()?.split(',').map(str::to_string).collect()),
             "-h" | "--help" => {
-                println!("{}", include_str!("main.rs").lines().skip(5).take(4).map(|l| l.trim_start_matches("//! ")).collect::<Vec<_>>().join("\n"));
+                println!(
+                    "{}",
+                    include_str!("main.rs")
+                        .lines()
+                        .skip(5)
+                        .take(4)
+                        .map(|l| l.trim_start_matches("//! "))
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                );
                 std::process::exit(0);
             }
             other => return Err(format!("unknown argument {other} (try --help)")),
         }
     }
     if !o.slots.is_power_of_two() || o.slots < 2 {
-        return Err(format!("--slots {}: must be a power of two, at least 2", o.slots));
+        return Err(format!(
+            "--slots {}: must be a power of two, at least 2",
+            o.slots
+        ));
     }
     Ok(o)
 }
@@ -80,37 +104,68 @@ fn main() {
         budget: Duration::from_millis(o.budget_ms),
         max_per_run: u64::MAX,
     };
-    let setup = Setup { slots: o.slots, cores };
+    let setup = Setup {
+        slots: o.slots,
+        cores,
+    };
     let (transports, missing) = transport::all();
-    let wanted = |name: &str| o.only.as_ref().is_none_or(|only| only.iter().any(|w| w == name));
+    let wanted = |name: &str| {
+        o.only
+            .as_ref()
+            .is_none_or(|only| only.iter().any(|w| w == name))
+    };
 
     let started = Instant::now();
+    let load_before = load::loadavg();
+    let ticks_before = load::Ticks::now();
     let mut rows = Vec::new();
     for t in transports.iter().filter(|t| wanted(t.name)) {
         eprint!("{:<13} round trip ", t.name);
+        let before = load::Ticks::now();
         let mut errors = Vec::new();
         let rtt = match (t.round_trip)(&plan, &setup) {
-            Ok(m) => Some(Figure::new(Summary::of(&m.runs), 1.0, m.per_run, m.per_batch)),
+            Ok(m) => Some(Figure::new(
+                Summary::of(&m.runs),
+                1.0,
+                m.per_run,
+                m.per_batch,
+            )),
             Err(e) => {
                 errors.push(format!("round trip: {e}"));
                 None
             }
         };
-        eprint!("{:>8}   one way ", rtt.map_or("failed".into(), |f| format!("{:.0} ns", f.median)));
+        eprint!(
+            "{:>8}   one way ",
+            rtt.map_or("failed".into(), |f| format!("{:.0} ns", f.median))
+        );
         let rate = match (t.one_way)(&plan, &setup) {
-            Ok(m) => Some(Figure::new(Summary::of(&m.runs), 1e-6, m.per_run, m.per_batch)),
+            Ok(m) => Some(Figure::new(
+                Summary::of(&m.runs),
+                1e-6,
+                m.per_run,
+                m.per_batch,
+            )),
             Err(e) => {
                 errors.push(format!("one way: {e}"));
                 None
             }
         };
-        eprintln!("{:>14}", rate.map_or("failed".into(), |f| format!("{:.2} M msg/s", f.median)));
+        let others = before
+            .zip(load::Ticks::now())
+            .and_then(|(b, a)| b.others_since(&a));
+        eprintln!(
+            "{:>14}   others took {}",
+            rate.map_or("failed".into(), |f| format!("{:.2} M msg/s", f.median)),
+            others.map_or("?".into(), |o| format!("{:.0}%", o * 100.0))
+        );
         rows.push(Row {
             name: t.name.into(),
             label: t.label.into(),
             round_trip_ns: rtt,
             one_way_mmsgs: rate,
             one_way_note: t.one_way_note.map(str::to_string),
+            others,
             rtt_vs_atomic: None,
             rtt_vs_ring: None,
             one_way_vs_ring: None,
@@ -136,10 +191,20 @@ fn main() {
         missing: missing
             .into_iter()
             .filter(|m| wanted(m.name))
-            .map(|m| report::Missing { name: m.name.into(), why: m.why })
+            .map(|m| report::Missing {
+                name: m.name.into(),
+                why: m.why,
+            })
             .collect(),
         targets: Vec::new(),
         seconds: started.elapsed().as_secs_f64(),
+        load: report::Load {
+            others: ticks_before
+                .zip(load::Ticks::now())
+                .and_then(|(b, a)| b.others_since(&a)),
+            loadavg_before: load_before,
+            loadavg_after: load::loadavg(),
+        },
     };
     report.compare();
     print!("{}", report.table());
@@ -159,9 +224,21 @@ fn machine(cores: Cores) -> Machine {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let cpu = cpuinfo
         .lines()
-        .find_map(|l| l.strip_prefix("model name").and_then(|r| r.split_once(':')).map(|(_, v)| v.trim().to_string()))
+        .find_map(|l| {
+            l.strip_prefix("model name")
+                .and_then(|r| r.split_once(':'))
+                .map(|(_, v)| v.trim().to_string())
+        })
         .unwrap_or_else(|| "unknown".into());
     let count = std::thread::available_parallelism().map_or(0, |n| n.get());
-    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim().to_string();
-    Machine { cpu, cores: count, pinned: cores.ids(), kernel }
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .unwrap_or_default()
+        .trim()
+        .to_string();
+    Machine {
+        cpu,
+        cores: count,
+        pinned: cores.ids(),
+        kernel,
+    }
 }

@@ -38,7 +38,10 @@ const SEQ_MASK: u64 = (1 << FLAG_SHIFT) - 1;
 impl Msg {
     /// Message `seq` with the bench's fixed payload.
     pub fn new(seq: u64) -> Msg {
-        Msg { seq, payload: [0x5a; PAYLOAD] }
+        Msg {
+            seq,
+            payload: [0x5a; PAYLOAD],
+        }
     }
 
     /// Message `seq` carrying `flag`.
@@ -69,7 +72,7 @@ impl Msg {
     }
 
     /// The message as 64 raw bytes (for the byte-stream transports).
-    pub fn to_bytes(&self) -> [u8; 64] {
+    pub fn to_bytes(self) -> [u8; 64] {
         let mut b = [0u8; 64];
         b[..8].copy_from_slice(&self.seq.to_le_bytes());
         b[8..].copy_from_slice(&self.payload);
@@ -82,7 +85,10 @@ impl Msg {
         seq.copy_from_slice(&b[..8]);
         let mut payload = [0u8; PAYLOAD];
         payload.copy_from_slice(&b[8..]);
-        Msg { seq: u64::from_le_bytes(seq), payload }
+        Msg {
+            seq: u64::from_le_bytes(seq),
+            payload,
+        }
     }
 }
 

@@ -24,6 +24,19 @@ pub struct Report {
     pub targets: Vec<Target>,
     /// Wall time of all measurements, seconds.
     pub seconds: f64,
+    /// What else ran meanwhile.
+    pub load: Load,
+}
+
+/// What else ran on the machine while we measured.
+#[derive(Debug, Serialize)]
+pub struct Load {
+    /// Share (0..=1) of all cores' time other processes took during the whole run.
+    pub others: Option<f64>,
+    /// 1-minute load average before the run.
+    pub loadavg_before: Option<f64>,
+    /// 1-minute load average after it.
+    pub loadavg_after: Option<f64>,
 }
 
 /// The machine the run was on.
@@ -80,7 +93,13 @@ pub struct Figure {
 impl Figure {
     /// A figure from a summary, scaled (for units).
     pub fn new(s: Summary, scale: f64, per_run: u64, per_sample: u64) -> Figure {
-        Figure { median: s.median * scale, p10: s.p10 * scale, p90: s.p90 * scale, per_run, per_sample }
+        Figure {
+            median: s.median * scale,
+            p10: s.p10 * scale,
+            p90: s.p90 * scale,
+            per_run,
+            per_sample,
+        }
     }
 }
 
@@ -97,6 +116,8 @@ pub struct Row {
     pub one_way_mmsgs: Option<Figure>,
     /// What the one-way figure is, where that is not obvious.
     pub one_way_note: Option<String>,
+    /// Share (0..=1) of all cores' time other processes took while this row was measured.
+    pub others: Option<f64>,
     /// Round trip divided by the atomic ping-pong's.
     pub rtt_vs_atomic: Option<f64>,
     /// Round trip divided by the ring's.
@@ -130,15 +151,27 @@ pub struct Target {
 impl Report {
     /// Fills in the ratios and checks the targets.
     pub fn compare(&mut self) {
-        let rtt = |name: &str| self.row(name).and_then(|r| r.round_trip_ns).map(|f| f.median);
-        let rate = |name: &str| self.row(name).and_then(|r| r.one_way_mmsgs).map(|f| f.median);
+        let rtt = |name: &str| {
+            self.row(name)
+                .and_then(|r| r.round_trip_ns)
+                .map(|f| f.median)
+        };
+        let rate = |name: &str| {
+            self.row(name)
+                .and_then(|r| r.one_way_mmsgs)
+                .map(|f| f.median)
+        };
         let (atomic, ring, ring_rate) = (rtt("atomic"), rtt("ring"), rate("ring"));
         let iceoryx2 = rtt("iceoryx2");
         for row in &mut self.transports {
             let mine = row.round_trip_ns.map(|f| f.median);
             row.rtt_vs_atomic = mine.zip(atomic).map(|(m, a)| m / a);
             row.rtt_vs_ring = mine.zip(ring).map(|(m, r)| m / r);
-            row.one_way_vs_ring = row.one_way_mmsgs.map(|f| f.median).zip(ring_rate).map(|(m, r)| m / r);
+            row.one_way_vs_ring = row
+                .one_way_mmsgs
+                .map(|f| f.median)
+                .zip(ring_rate)
+                .map(|(m, r)| m / r);
         }
         self.targets = vec![
             match ring.zip(atomic) {
@@ -203,22 +236,33 @@ impl Report {
         let _ = writeln!(out);
         let _ = writeln!(
             out,
-            "{:<13} {:>27} {:>8} {:>7}  {:>28} {:>7}",
-            "transport", "round trip ns [p10 p90]", "x atomic", "x ring", "one way M msg/s [p10 p90]", "x ring"
+            "{:<13} {:>27} {:>8} {:>7}  {:>28} {:>7} {:>7}",
+            "transport",
+            "round trip ns [p10 p90]",
+            "x atomic",
+            "x ring",
+            "one way M msg/s [p10 p90]",
+            "x ring",
+            "others"
         );
         for r in &self.transports {
-            let rtt = r.round_trip_ns.map_or("-".into(), |f| format!("{:.0} [{:.0} {:.0}]", f.median, f.p10, f.p90));
-            let rate = r.one_way_mmsgs.map_or("-".into(), |f| format!("{:.2} [{:.2} {:.2}]", f.median, f.p10, f.p90));
+            let rtt = r.round_trip_ns.map_or("-".into(), |f| {
+                format!("{:.0} [{:.0} {:.0}]", f.median, f.p10, f.p90)
+            });
+            let rate = r.one_way_mmsgs.map_or("-".into(), |f| {
+                format!("{:.2} [{:.2} {:.2}]", f.median, f.p10, f.p90)
+            });
             let x = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.2}"));
             let _ = writeln!(
                 out,
-                "{:<13} {:>27} {:>8} {:>7}  {:>28} {:>7}",
+                "{:<13} {:>27} {:>8} {:>7}  {:>28} {:>7} {:>7}",
                 r.name,
                 rtt,
                 x(r.rtt_vs_atomic),
                 x(r.rtt_vs_ring),
                 rate,
-                x(r.one_way_vs_ring)
+                x(r.one_way_vs_ring),
+                percent(r.others)
             );
         }
         let _ = writeln!(out);
@@ -243,11 +287,32 @@ impl Report {
             };
             let _ = writeln!(out, "{verdict} {}: {}", t.target, t.measured);
         }
-        let _ = writeln!(out, "\nmeasured in {:.1} s", self.seconds);
+        let l = &self.load;
+        let _ = writeln!(
+            out,
+            "\nmeasured in {:.1} s; other processes took {} of the machine meanwhile (load average {} before, {} after){}",
+            self.seconds,
+            percent(l.others),
+            l.loadavg_before.map_or("?".into(), |v| format!("{v:.2}")),
+            l.loadavg_after.map_or("?".into(), |v| format!("{v:.2}")),
+            if l.others.is_some_and(|o| o > 0.05) {
+                ": the figures are disturbed, measure again when the machine is quiet"
+            } else {
+                ""
+            }
+        );
         out
     }
 }
 
+fn percent(share: Option<f64>) -> String {
+    share.map_or("?".into(), |s| format!("{:.0}%", s * 100.0))
+}
+
 fn unchecked(target: &str) -> Target {
-    Target { target: target.into(), measured: "not measured".into(), pass: None }
+    Target {
+        target: target.into(),
+        measured: "not measured".into(),
+        pass: None,
+    }
 }

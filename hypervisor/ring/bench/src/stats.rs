@@ -54,7 +54,11 @@ impl Summary {
     pub fn of(runs: &[Samples]) -> Summary {
         let medians = Samples::new(runs.iter().map(Samples::median).collect());
         let all = Samples::new(runs.iter().flat_map(|r| r.0.iter().copied()).collect());
-        Summary { median: medians.median(), p10: all.percentile(10.0), p90: all.percentile(90.0) }
+        Summary {
+            median: medians.median(),
+            p10: all.percentile(10.0),
+            p90: all.percentile(90.0),
+        }
     }
 }
 
@@ -74,7 +78,11 @@ mod tests {
 
     #[test]
     fn summary_takes_the_median_of_run_medians() {
-        let runs = [Samples::new(vec![1.0, 2.0, 3.0]), Samples::new(vec![10.0, 20.0, 30.0]), Samples::new(vec![5.0])];
+        let runs = [
+            Samples::new(vec![1.0, 2.0, 3.0]),
+            Samples::new(vec![10.0, 20.0, 30.0]),
+            Samples::new(vec![5.0]),
+        ];
         let s = Summary::of(&runs);
         assert_eq!(s.median, 5.0);
         assert_eq!(s.p10, 1.6);

@@ -34,17 +34,29 @@ pub struct PingPong {
 
 /// The two sides of a one-line ping-pong.
 pub fn ping_pong() -> (PingPong, PingPong) {
-    let line = Arc::new(Line { word: AtomicU64::new(0) });
+    let line = Arc::new(Line {
+        word: AtomicU64::new(0),
+    });
     (
-        PingPong { line: line.clone(), parity: 1, next: 0 },
-        PingPong { line, parity: 2, next: 0 },
+        PingPong {
+            line: line.clone(),
+            parity: 1,
+            next: 0,
+        },
+        PingPong {
+            line,
+            parity: 2,
+            next: 0,
+        },
     )
 }
 
 impl Sender for PingPong {
     fn send(&mut self, msg: &Msg) {
         // The flags travel too (B must see Stop): the word is seq * 2 + parity, seq < 2^63.
-        self.line.word.store(msg.seq.wrapping_mul(2) + self.parity, Ordering::Release);
+        self.line
+            .word
+            .store(msg.seq.wrapping_mul(2) + self.parity, Ordering::Release);
     }
 }
 
@@ -55,7 +67,10 @@ impl Receiver for PingPong {
             let w = self.line.word.load(Ordering::Acquire);
             if w % 2 == peer % 2 && w != 0 && Msg::new((w - peer) / 2).number() == self.next {
                 self.next += 1;
-                return Msg { seq: (w - peer) / 2, payload: [0; PAYLOAD] };
+                return Msg {
+                    seq: (w - peer) / 2,
+                    payload: [0; PAYLOAD],
+                };
             }
             std::hint::spin_loop();
         }
@@ -108,11 +123,32 @@ pub struct LinesRx {
 pub fn lines(slots: usize) -> (LinesTx, LinesRx) {
     assert!(slots.is_power_of_two() && slots as u64 >= BURST);
     let ring = Arc::new(LineRing {
-        slots: (0..slots).map(|_| Slot { seq: AtomicU64::new(0), payload: Default::default() }).collect(),
-        written: Line { word: AtomicU64::new(0) },
-        consumed: Line { word: AtomicU64::new(0) },
+        slots: (0..slots)
+            .map(|_| Slot {
+                seq: AtomicU64::new(0),
+                payload: Default::default(),
+            })
+            .collect(),
+        written: Line {
+            word: AtomicU64::new(0),
+        },
+        consumed: Line {
+            word: AtomicU64::new(0),
+        },
     });
-    (LinesTx { ring: ring.clone(), next: 0, published: 0, consumed: 0 }, LinesRx { ring, next: 0, written: 0 })
+    (
+        LinesTx {
+            ring: ring.clone(),
+            next: 0,
+            published: 0,
+            consumed: 0,
+        },
+        LinesRx {
+            ring,
+            next: 0,
+            written: 0,
+        },
+    )
 }
 
 impl Sender for LinesTx {
@@ -149,7 +185,7 @@ impl Receiver for LinesRx {
             bytes.copy_from_slice(&word.load(Ordering::Relaxed).to_le_bytes());
         }
         self.next += 1;
-        if self.next % BURST == 0 || self.written == self.next {
+        if self.next.is_multiple_of(BURST) || self.written == self.next {
             self.ring.consumed.word.store(self.next, Ordering::Release);
         }
         Msg { seq, payload }

@@ -1,6 +1,8 @@
 //! The transports measured, in the order they are reported.
 
 pub mod atomic;
+#[cfg(feature = "iceoryx2")]
+mod iceoryx2;
 pub mod queues;
 pub mod streams;
 
@@ -116,6 +118,9 @@ fn queue<Q: Queue>(name: &'static str, label: &'static str) -> Transport {
         one_way_note: None,
     }
 }
+
+#[cfg(feature = "iceoryx2")]
+use iceoryx2::entry as iceoryx2_entry;
 
 #[cfg(not(feature = "iceoryx2"))]
 fn iceoryx2_entry(_: &mut Vec<Transport>, missing: &mut Vec<Missing>) {

@@ -40,12 +40,18 @@ pub fn unix_socket() -> (StreamTx<UnixStream>, StreamRx<UnixStream>) {
     (StreamTx(a), StreamRx(BufReader::new(b)))
 }
 
+/// One end of a Unix socket pair, used both ways.
+pub type SocketEnd = Duplex<StreamTx<UnixStream>, StreamRx<UnixStream>>;
+
 /// The two ends of one Unix socket pair, each used both ways (for round trips).
-pub fn unix_socket_both_ways() -> (Duplex<StreamTx<UnixStream>, StreamRx<UnixStream>>, Duplex<StreamTx<UnixStream>, StreamRx<UnixStream>>) {
+pub fn unix_socket_both_ways() -> (SocketEnd, SocketEnd) {
     let (a, b) = UnixStream::pair().expect("socketpair");
     let end = |s: UnixStream| {
         let reader = s.try_clone().expect("socket clone");
-        Duplex { tx: StreamTx(s), rx: StreamRx(BufReader::new(reader)) }
+        Duplex {
+            tx: StreamTx(s),
+            rx: StreamRx(BufReader::new(reader)),
+        }
     };
     (end(a), end(b))
 }
