@@ -112,6 +112,8 @@ pub struct Row {
     pub round_trip_ns: Option<Figure>,
     /// One way, millions of messages per second.
     pub one_way_mmsgs: Option<Figure>,
+    /// Send and receive on one thread, ns per message: the software path alone.
+    pub same_thread_ns: Option<Figure>,
     /// What the one-way figure is, where not obvious.
     pub one_way_note: Option<String>,
     /// Share of the machine other processes took while this row was measured.
@@ -300,20 +302,22 @@ fn probe_iceoryx2(cargo: &str, root: &Path) -> std::result::Result<(), String> {
     }
 }
 
-/// The first error cargo printed, on one line.
+/// The first error cargo printed, on one line, with the panic of a build script if one
+/// failed (that is where "Unable to find libclang" and the like are said).
 fn build_error(log: &str) -> String {
-    let mut lines = log.lines().skip_while(|l| !l.starts_with("error"));
-    let first = lines.next().unwrap_or("no error message").trim();
-    let detail: Vec<&str> = lines
-        .take_while(|l| !l.is_empty())
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with("-->") && !l.starts_with('|'))
-        .take(3)
-        .collect();
-    let mut one = first.to_string();
-    for d in detail {
-        one.push_str("; ");
-        one.push_str(d);
+    let mut lines = log.lines().map(str::trim);
+    let mut one = lines
+        .find(|l| l.starts_with("error"))
+        .unwrap_or("no error message")
+        .to_string();
+    if let Some(panic) = lines.by_ref().find(|l| l.contains("panicked at")) {
+        let message = if panic.ends_with(':') {
+            lines.find(|l| !l.is_empty())
+        } else {
+            None
+        };
+        one.push_str(": ");
+        one.push_str(message.unwrap_or(panic));
     }
     one.chars().take(400).collect()
 }
@@ -420,18 +424,20 @@ pub fn host_markdown(b: &HostBench, revision: &str) -> String {
         l.loadavg_before.map_or("?".into(), |v| format!("{v:.2}")),
         l.loadavg_after.map_or("?".into(), |v| format!("{v:.2}")),
     );
-    md.push_str("\n| Transport | Round trip, ns [p10, p90] | × atomic | × ring | One way, M msg/s [p10, p90] | × ring | Others took |\n");
-    md.push_str("|---|--:|--:|--:|--:|--:|--:|\n");
+    md.push_str("\n| Transport | Round trip, ns [p10, p90] | × atomic | × ring | One way, M msg/s [p10, p90] | × ring | One thread, ns | Others took |\n");
+    md.push_str("|---|--:|--:|--:|--:|--:|--:|--:|\n");
     for r in &b.transports {
         let _ = writeln!(
             md,
-            "| {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} |",
             r.name,
             ns(&r.round_trip_ns),
             ratio(r.rtt_vs_atomic),
             ratio(r.rtt_vs_ring),
             rate(&r.one_way_mmsgs),
             ratio(r.one_way_vs_ring),
+            r.same_thread_ns
+                .map_or("—".into(), |f| format!("{:.0}", f.median)),
             percent(r.others)
         );
     }
@@ -513,14 +519,14 @@ mod tests {
             "settings":{"runs":20,"batches":50,"warmup_ms":100,"budget_ms":1200,"slots":256,"message_bytes":64,
             "postcard_bytes":65,"opt_level":"s","args":[]},
             "transports":[{"name":"atomic","label":"one-line atomic ping-pong","round_trip_ns":{"median":70.0,"p10":66.0,"p90":80.0,"per_run":1000,"per_sample":20},
-            "one_way_mmsgs":null,"one_way_note":null,"others":0.01,"rtt_vs_atomic":1.0,"rtt_vs_ring":null,"one_way_vs_ring":null,"errors":[]}],
+            "one_way_mmsgs":null,"same_thread_ns":null,"one_way_note":null,"others":0.01,"rtt_vs_atomic":1.0,"rtt_vs_ring":null,"one_way_vs_ring":null,"errors":[]}],
             "missing":[{"name":"iceoryx2","why":"off"}],
             "targets":[{"target":"t","measured":"m","pass":true}],"seconds":30.0,
             "load":{"others":0.01,"loadavg_before":0.1,"loadavg_after":0.2}}"#;
         let b: HostBench = serde_json::from_str(json).unwrap();
         let md = host_markdown(&b, "abc123");
         assert!(
-            md.contains("| atomic | 70 [66, 80] | 1.00 | — | — | — | 1% |"),
+            md.contains("| atomic | 70 [66, 80] | 1.00 | — | — | — | — | 1% |"),
             "{md}"
         );
         assert!(md.contains("- `iceoryx2`: not measured: off."), "{md}");

@@ -212,6 +212,68 @@ where
     on_two_cores(cores, drive, echo)
 }
 
+/// The software path alone: one thread (on side A's core) sends a message and receives it
+/// again from the same transport, so no cache line ever crosses to the other core. Samples
+/// are nanoseconds per message (send + receive).
+pub fn same_thread<T: Sender + Receiver>(plan: &Plan, cores: Cores, mut t: T) -> Measured {
+    let work = move || {
+        let mut seq = 0u64;
+        let mut once = |seq: &mut u64| {
+            t.send(&Msg::new(*seq));
+            expect_seq(&t.recv(), *seq);
+            *seq += 1;
+        };
+        let started = Instant::now();
+        let mut done = 0u64;
+        while started.elapsed() < plan.warmup || done < 64 {
+            for _ in 0..64 {
+                once(&mut seq);
+            }
+            done += 64;
+        }
+        let batch = plan.batch_len(started.elapsed() / done as u32);
+        let runs = (0..plan.runs)
+            .map(|_| {
+                let samples = (0..plan.batches)
+                    .map(|_| {
+                        let t = Instant::now();
+                        for _ in 0..batch {
+                            once(&mut seq);
+                        }
+                        t.elapsed().as_nanos() as f64 / batch as f64
+                    })
+                    .collect();
+                Samples::new(samples)
+            })
+            .collect();
+        Measured {
+            runs,
+            per_run: batch * plan.batches as u64,
+            per_batch: batch,
+        }
+    };
+    on_two_cores(cores, work, || {})
+}
+
+/// The encoding alone: postcard-encode the message into a slot-sized buffer and decode it
+/// back, on one thread. Samples are nanoseconds per message.
+pub fn encode_decode(plan: &Plan, cores: Cores) -> Measured {
+    struct Codec([u8; 128], usize);
+    impl Sender for Codec {
+        fn send(&mut self, msg: &Msg) {
+            self.1 = postcard::to_slice(std::hint::black_box(msg), &mut self.0)
+                .expect("fits")
+                .len();
+        }
+    }
+    impl Receiver for Codec {
+        fn recv(&mut self) -> Msg {
+            postcard::from_bytes(std::hint::black_box(&self.0[..self.1])).expect("decodes")
+        }
+    }
+    same_thread(plan, cores, Codec([0; 128], 0))
+}
+
 /// One-way throughput: samples are messages per second (a batch's, timed at the consumer).
 pub fn one_way<P: Sender, C: Receiver>(
     plan: &Plan,

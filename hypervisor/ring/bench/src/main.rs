@@ -151,6 +151,24 @@ fn main() {
                 None
             }
         };
+        // The software path is steady: a third of the time is plenty.
+        let short = Plan {
+            budget: plan.budget / 3,
+            ..plan
+        };
+        let local = match t.same_thread.map(|m| m(&short, &setup)) {
+            Some(Ok(m)) => Some(Figure::new(
+                Summary::of(&m.runs),
+                1.0,
+                m.per_run,
+                m.per_batch,
+            )),
+            Some(Err(e)) => {
+                errors.push(format!("same thread: {e}"));
+                None
+            }
+            None => None,
+        };
         let others = before
             .zip(load::Ticks::now())
             .and_then(|(b, a)| b.others_since(&a));
@@ -164,12 +182,34 @@ fn main() {
             label: t.label.into(),
             round_trip_ns: rtt,
             one_way_mmsgs: rate,
+            same_thread_ns: local,
             one_way_note: t.one_way_note.map(str::to_string),
             others,
             rtt_vs_atomic: None,
             rtt_vs_ring: None,
             one_way_vs_ring: None,
             errors,
+        });
+    }
+
+    if wanted("postcard") {
+        let short = Plan {
+            budget: plan.budget / 3,
+            ..plan
+        };
+        let m = harness::encode_decode(&short, cores);
+        rows.push(Row {
+            name: "postcard".into(),
+            label: "postcard encode + decode of the message alone, into and out of a 128-byte buffer (no transport)".into(),
+            round_trip_ns: None,
+            one_way_mmsgs: None,
+            same_thread_ns: Some(Figure::new(Summary::of(&m.runs), 1.0, m.per_run, m.per_batch)),
+            one_way_note: None,
+            others: None,
+            rtt_vs_atomic: None,
+            rtt_vs_ring: None,
+            one_way_vs_ring: None,
+            errors: Vec::new(),
         });
     }
 

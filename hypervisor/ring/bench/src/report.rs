@@ -114,6 +114,8 @@ pub struct Row {
     pub round_trip_ns: Option<Figure>,
     /// One way, millions of messages per second.
     pub one_way_mmsgs: Option<Figure>,
+    /// Send and receive on one thread, nanoseconds per message: the software path alone.
+    pub same_thread_ns: Option<Figure>,
     /// What the one-way figure is, where that is not obvious.
     pub one_way_note: Option<String>,
     /// Share (0..=1) of all cores' time other processes took while this row was measured.
@@ -236,13 +238,14 @@ impl Report {
         let _ = writeln!(out);
         let _ = writeln!(
             out,
-            "{:<13} {:>27} {:>8} {:>7}  {:>28} {:>7} {:>7}",
+            "{:<13} {:>27} {:>8} {:>7}  {:>28} {:>7}  {:>12} {:>7}",
             "transport",
             "round trip ns [p10 p90]",
             "x atomic",
             "x ring",
             "one way M msg/s [p10 p90]",
             "x ring",
+            "1 thread ns",
             "others"
         );
         for r in &self.transports {
@@ -253,15 +256,19 @@ impl Report {
                 format!("{:.2} [{:.2} {:.2}]", f.median, f.p10, f.p90)
             });
             let x = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.2}"));
+            let local = r
+                .same_thread_ns
+                .map_or("-".into(), |f| format!("{:.0}", f.median));
             let _ = writeln!(
                 out,
-                "{:<13} {:>27} {:>8} {:>7}  {:>28} {:>7} {:>7}",
+                "{:<13} {:>27} {:>8} {:>7}  {:>28} {:>7}  {:>12} {:>7}",
                 r.name,
                 rtt,
                 x(r.rtt_vs_atomic),
                 x(r.rtt_vs_ring),
                 rate,
                 x(r.one_way_vs_ring),
+                local,
                 percent(r.others)
             );
         }

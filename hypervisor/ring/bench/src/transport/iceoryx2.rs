@@ -122,6 +122,10 @@ pub fn entry(list: &mut Vec<Transport>, _: &mut Vec<Missing>) {
             let (tx, rx) = service(s.slots)?;
             Ok(harness::one_way(plan, s.cores, tx, rx))
         },
+        same_thread: Some(|plan, s| {
+            let (tx, rx) = service(s.slots)?;
+            Ok(harness::same_thread(plan, s.cores, Duplex { tx, rx }))
+        }),
         one_way_note: None,
     });
 }

@@ -32,6 +32,9 @@ pub struct Transport {
     pub round_trip: Measure,
     /// One way.
     pub one_way: Measure,
+    /// Send and receive on one thread (the software path, no cross-core traffic), where the
+    /// transport allows it.
+    pub same_thread: Option<Measure>,
     /// What the one-way figure is, where it is not simply this transport streaming.
     pub one_way_note: Option<&'static str>,
 }
@@ -58,6 +61,7 @@ pub fn all() -> (Vec<Transport>, Vec<Missing>) {
                 let (tx, rx) = atomic::lines(s.slots);
                 Ok(harness::one_way(plan, s.cores, tx, rx))
             },
+            same_thread: None,
             one_way_note: Some(
                 "one way: a ring of 64-byte lines whose indices are published once per 16 messages (lines cross in bursts)",
             ),
@@ -79,6 +83,10 @@ pub fn all() -> (Vec<Transport>, Vec<Missing>) {
                 let (tx, rx) = streams::pipe();
                 Ok(harness::one_way(plan, s.cores, tx, rx))
             },
+            same_thread: Some(|plan, s| {
+                let (tx, rx) = streams::pipe();
+                Ok(harness::same_thread(plan, s.cores, Duplex { tx, rx }))
+            }),
             one_way_note: None,
         },
         Transport {
@@ -92,6 +100,10 @@ pub fn all() -> (Vec<Transport>, Vec<Missing>) {
                 let (tx, rx) = streams::unix_socket();
                 Ok(harness::one_way(plan, s.cores, tx, rx))
             },
+            same_thread: Some(|plan, s| {
+                let (tx, rx) = streams::unix_socket();
+                Ok(harness::same_thread(plan, s.cores, Duplex { tx, rx }))
+            }),
             one_way_note: None,
         },
     ];
@@ -115,6 +127,10 @@ fn queue<Q: Queue>(name: &'static str, label: &'static str) -> Transport {
             let (tx, rx) = Q::with_capacity(s.slots);
             Ok(harness::one_way(plan, s.cores, tx, rx))
         },
+        same_thread: Some(|plan, s| {
+            let (tx, rx) = Q::with_capacity(s.slots);
+            Ok(harness::same_thread(plan, s.cores, Duplex { tx, rx }))
+        }),
         one_way_note: None,
     }
 }
