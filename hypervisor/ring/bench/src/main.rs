@@ -22,6 +22,19 @@ use stats::Summary;
 use std::time::{Duration, Instant};
 use transport::Setup;
 
+const USAGE: &str = "\
+bulkhead-ring-bench: the Bulkhead ring against other IPC, two threads pinned to two cores
+
+  --json FILE       also write the report as JSON
+  --runs N          timed runs per figure [20]
+  --batches N       samples per run [50]
+  --budget-ms MS    time of one figure's runs together [1200]
+  --warmup-ms MS    warm-up before each figure [100]
+  --slots N         messages each transport holds per direction, a power of two [256]
+  --only A,B        only these rows: atomic, ring, rtrb, crossbeam, std-mpsc, pipe,
+                    unix-socket, iceoryx2 (with --features iceoryx2), postcard
+";
+
 struct Options {
     json: Option<std::path::PathBuf>,
     runs: usize,
@@ -58,16 +71,7 @@ fn options() -> Result<Options, String> {
             "--slots" => o.slots = number(value()?)? as usize,
             "--only" => o.only = Some(value()?.split(',').map(str::to_string).collect()),
             "-h" | "--help" => {
-                println!(
-                    "{}",
-                    include_str!("main.rs")
-                        .lines()
-                        .skip(5)
-                        .take(4)
-                        .map(|l| l.trim_start_matches("//! "))
-                        .collect::<Vec<_>>()
-                        .join("\n")
-                );
+                print!("{USAGE}");
                 std::process::exit(0);
             }
             other => return Err(format!("unknown argument {other} (try --help)")),
