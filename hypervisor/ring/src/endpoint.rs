@@ -1,0 +1,339 @@
+//! One end of a channel: sends on one ring, receives on the other.
+
+use crate::error::{Breach, ChannelError, PeerIndex};
+use crate::shm::{Ring, SharedRegion};
+use crate::sync::{Ordering, fence};
+use bulkhead_abi::channel::Geometry;
+
+/// Which end of a channel this is (the system description names them).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Side {
+    /// Sends on ring 0, receives on ring 1.
+    A,
+    /// Sends on ring 1, receives on ring 0.
+    B,
+}
+
+/// What happened to a message given to [`Endpoint::send`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[must_use = "a full ring sent nothing, and `notify` asks the caller to raise the peer's event"]
+pub enum Sent {
+    /// The message is in the ring. With `notify`, the peer had announced it waits for an event
+    /// (its waiting flag was set when we looked, after publishing): raise its event, or it may
+    /// sleep on a ring that is not empty. Without, the peer is polling and needs nothing.
+    Queued {
+        /// Raise the peer's event.
+        notify: bool,
+    },
+    /// The ring is full; nothing was sent. Try again once the peer has received.
+    Full,
+}
+
+/// One end of a channel: the sending side of one ring and the receiving side of the other.
+///
+/// Its own indices live here; the copies in shared memory are only written, never read back
+/// (except once, by [`Endpoint::open`], to learn where the hypervisor started them). Every
+/// value the peer writes is checked before use, and the first breach of the protocol breaks
+/// the endpoint for good: every later call returns [`ChannelError::Broken`].
+pub struct Endpoint {
+    tx: Ring,
+    rx: Ring,
+    /// Slots per ring.
+    slot_count: u32,
+    /// Our producer index on `tx`: the next slot we fill.
+    tx_tail: u32,
+    /// The peer's consumer index on `tx` when we last read it: slots before it are free.
+    tx_head_seen: u32,
+    /// Our consumer index on `rx`: the next slot we read.
+    rx_head: u32,
+    /// The peer's producer index on `rx` when we last read it: slots before it are full.
+    rx_tail_seen: u32,
+    /// The consumer index we last stored in shared memory.
+    rx_published: u32,
+    /// Store the consumer index once this many slots were read since the last store.
+    publish_batch: u32,
+    /// Our waiting flag on `rx` is set.
+    waiting: bool,
+    broken: Option<Breach>,
+}
+
+impl core::fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Endpoint")
+            .field("slot_count", &self.slot_count)
+            .field("tx_tail", &self.tx_tail)
+            .field("rx_head", &self.rx_head)
+            .field("broken", &self.broken)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Endpoint {
+    /// Opens `side` of the channel in `region`: reads and checks the header once (it must be
+    /// exactly what the hypervisor writes for a region of this size; it is never read again)
+    /// and takes its starting indices from the region.
+    pub fn open(region: SharedRegion, side: Side) -> Result<Endpoint, ChannelError> {
+        if !region.is_page_aligned() {
+            return Err(ChannelError::BadHeader);
+        }
+        let mut header = [0u8; 32];
+        let size = u64::try_from(region.len()).map_err(|_| ChannelError::BadHeader)?;
+        if !region.read_bytes(0, &mut header) {
+            return Err(ChannelError::BadHeader);
+        }
+        let geometry = Geometry::from_header(&header, size).ok_or(ChannelError::BadHeader)?;
+        let (tx, rx) = match side {
+            Side::A => (0, 1),
+            Side::B => (1, 0),
+        };
+        let tx = Ring::new(&region, &geometry, tx).ok_or(ChannelError::BadHeader)?;
+        let rx = Ring::new(&region, &geometry, rx).ok_or(ChannelError::BadHeader)?;
+        let tx_tail = tx.producer().load(Ordering::Relaxed);
+        let rx_head = rx.consumer().load(Ordering::Relaxed);
+        Ok(Endpoint {
+            tx,
+            rx,
+            slot_count: geometry.slot_count,
+            tx_tail,
+            tx_head_seen: tx_tail,
+            rx_head,
+            rx_tail_seen: rx_head,
+            rx_published: rx_head,
+            publish_batch: (geometry.slot_count / 4).max(1),
+            waiting: false,
+            broken: None,
+        })
+    }
+
+    /// Largest message payload, in bytes (postcard-encoded size for [`Endpoint::send`]).
+    pub fn max_payload(&self) -> usize {
+        self.tx.max_payload()
+    }
+
+    /// Slots per ring: how many messages can be in flight one way.
+    pub fn capacity(&self) -> u32 {
+        self.slot_count
+    }
+
+    /// What broke the channel, if the peer did.
+    pub fn broken(&self) -> Option<Breach> {
+        self.broken
+    }
+
+    /// Encodes `msg` with postcard straight into the next free slot and publishes it.
+    ///
+    /// [`ChannelError::TooLarge`] (with the encoded size) when it does not fit a slot.
+    pub fn send<T: serde::Serialize + ?Sized>(&mut self, msg: &T) -> Result<Sent, ChannelError> {
+        self.check()?;
+        if !self.tx_has_space()? {
+            return Ok(Sent::Full);
+        }
+        let len = match postcard::serialize_with_flavor(msg, self.tx.writer(self.tx_tail)) {
+            Ok(len) => len,
+            Err(postcard::Error::SerializeBufferFull) => {
+                return Err(match postcard::serialize_with_flavor(msg, postcard::ser_flavors::Size::default()) {
+                    Ok(len) => ChannelError::TooLarge { len, max: self.max_payload() },
+                    Err(_) => ChannelError::Encode,
+                });
+            }
+            Err(_) => return Err(ChannelError::Encode),
+        };
+        Ok(self.publish(len))
+    }
+
+    /// Sends `bytes` as they are (the receiver gets them from [`Endpoint::try_recv_bytes`]).
+    pub fn send_bytes(&mut self, bytes: &[u8]) -> Result<Sent, ChannelError> {
+        self.check()?;
+        if bytes.len() > self.max_payload() {
+            return Err(ChannelError::TooLarge { len: bytes.len(), max: self.max_payload() });
+        }
+        if !self.tx_has_space()? {
+            return Ok(Sent::Full);
+        }
+        if !self.tx.writer(self.tx_tail).put(bytes) {
+            return Err(ChannelError::TooLarge { len: bytes.len(), max: self.max_payload() });
+        }
+        Ok(self.publish(bytes.len()))
+    }
+
+    /// Receives and decodes the next message, if there is one. The slot is copied out of
+    /// shared memory first and decoded from that private copy, so the peer cannot change it
+    /// halfway through. A message that does not decode as `T` (or leaves bytes over) breaks
+    /// the channel with [`Breach::Decode`].
+    ///
+    /// The copy is on the stack: 256 bytes for messages up to that size, 4 KiB up to that,
+    /// 64 KiB beyond (only channels with slots that large can carry such messages).
+    pub fn try_recv<T: serde::de::DeserializeOwned>(&mut self) -> Result<Option<T>, ChannelError> {
+        let decoded = self.recv_with(|bytes| match postcard::take_from_bytes::<T>(bytes) {
+            Ok((msg, [])) => Some(msg),
+            _ => None,
+        })?;
+        match decoded {
+            None => Ok(None),
+            Some(Some(msg)) => Ok(Some(msg)),
+            Some(None) => Err(self.breach(Breach::Decode)),
+        }
+    }
+
+    /// Receives the next message's bytes into `buf` and returns their number. A message longer
+    /// than `buf` stays in the ring and [`ChannelError::TooLarge`] says how long it is.
+    pub fn try_recv_bytes(&mut self, buf: &mut [u8]) -> Result<Option<usize>, ChannelError> {
+        self.check()?;
+        if !self.rx_has_data()? {
+            return Ok(None);
+        }
+        let len = self.rx_len()?;
+        let Some(dst) = buf.get_mut(..len) else {
+            return Err(ChannelError::TooLarge { len, max: buf.len() });
+        };
+        if !self.rx.read_payload(self.rx_head, dst) {
+            return Err(self.length_breach(len));
+        }
+        self.rx_advance();
+        Ok(Some(len))
+    }
+
+    /// Receives the next message and calls `f` on its bytes: a private copy on the stack (as
+    /// for [`Endpoint::try_recv`]), never the shared slot, so `f` may read them as often as it
+    /// likes and borrow from them (to decode a borrowing type, say).
+    pub fn recv_with<R>(&mut self, f: impl FnOnce(&[u8]) -> R) -> Result<Option<R>, ChannelError> {
+        self.check()?;
+        if !self.rx_has_data()? {
+            return Ok(None);
+        }
+        let len = self.rx_len()?;
+        let Some(r) = self.rx.with_payload(self.rx_head, len, f) else {
+            return Err(self.length_breach(len));
+        };
+        self.rx_advance();
+        Ok(Some(r))
+    }
+
+    /// Announces that we are about to wait for the peer's event: publishes our consumer
+    /// index, sets our waiting flag, then (after a SeqCst fence, the other half of the one in
+    /// [`Endpoint::send`]) looks at the ring again. True: a message is already there, so do
+    /// not sleep (the flag is cleared again). False: sleep; the peer's next send will ask for
+    /// the event. Call [`Endpoint::finish_wait`] after waking.
+    pub fn prepare_wait(&mut self) -> Result<bool, ChannelError> {
+        self.check()?;
+        if self.rx_has_data()? {
+            self.finish_wait();
+            return Ok(true);
+        }
+        self.publish_consumer();
+        self.rx.waiting().store(1, Ordering::Relaxed);
+        self.waiting = true;
+        fence(Ordering::SeqCst);
+        match self.rx_has_data() {
+            Ok(false) => Ok(false),
+            other => {
+                self.finish_wait();
+                other
+            }
+        }
+    }
+
+    /// Clears our waiting flag: the peer stops asking for events until the next
+    /// [`Endpoint::prepare_wait`].
+    pub fn finish_wait(&mut self) {
+        if self.waiting {
+            self.rx.waiting().store(0, Ordering::Relaxed);
+            self.waiting = false;
+        }
+    }
+
+    fn check(&self) -> Result<(), ChannelError> {
+        match self.broken {
+            Some(b) => Err(ChannelError::Broken(b)),
+            None => Ok(()),
+        }
+    }
+
+    fn breach(&mut self, b: Breach) -> ChannelError {
+        self.broken = Some(b);
+        ChannelError::Broken(b)
+    }
+
+    fn length_breach(&mut self, len: usize) -> ChannelError {
+        let max = u32::try_from(self.max_payload()).unwrap_or(u32::MAX);
+        self.breach(Breach::LengthOutOfRange { len: u32::try_from(len).unwrap_or(u32::MAX), max })
+    }
+
+    /// Whether the next `tx` slot is free; re-reads the peer's consumer index only when the
+    /// ring looks full.
+    #[inline]
+    fn tx_has_space(&mut self) -> Result<bool, ChannelError> {
+        if self.tx_tail.wrapping_sub(self.tx_head_seen) < self.slot_count {
+            return Ok(true);
+        }
+        // Acquire: the peer's reads of the slots it frees happen before our next writes.
+        let head = self.tx.consumer().load(Ordering::Acquire);
+        // It may only move forward, up to what we sent.
+        if head.wrapping_sub(self.tx_head_seen) > self.tx_tail.wrapping_sub(self.tx_head_seen) {
+            let (low, high) = (self.tx_head_seen, self.tx_tail);
+            return Err(self.breach(Breach::IndexOutOfRange { index: PeerIndex::Consumer, value: head, low, high }));
+        }
+        self.tx_head_seen = head;
+        Ok(self.tx_tail.wrapping_sub(head) < self.slot_count)
+    }
+
+    /// Publishes the slot just written: its length, then (release) the producer index; then
+    /// (SeqCst fence, paired with the one in `prepare_wait`) looks at the peer's waiting flag.
+    #[inline]
+    fn publish(&mut self, len: usize) -> Sent {
+        // `len <= max_payload < u32::MAX`: the writers refuse more.
+        self.tx.set_slot_len(self.tx_tail, len as u32);
+        self.tx_tail = self.tx_tail.wrapping_add(1);
+        self.tx.producer().store(self.tx_tail, Ordering::Release);
+        fence(Ordering::SeqCst);
+        let notify = self.tx.waiting().load(Ordering::Relaxed) != 0;
+        Sent::Queued { notify }
+    }
+
+    /// Whether slot `rx_head` holds a message; re-reads the peer's producer index only when
+    /// the ring looks empty.
+    #[inline]
+    fn rx_has_data(&mut self) -> Result<bool, ChannelError> {
+        if self.rx_head != self.rx_tail_seen {
+            return Ok(true);
+        }
+        // Acquire: the peer's writes of the slots it publishes happen before our reads.
+        let tail = self.rx.producer().load(Ordering::Acquire);
+        // It may only move forward, and at most a ring's length ahead of what we read.
+        let high = self.rx_head.wrapping_add(self.slot_count);
+        if tail.wrapping_sub(self.rx_tail_seen) > high.wrapping_sub(self.rx_tail_seen) {
+            let low = self.rx_tail_seen;
+            return Err(self.breach(Breach::IndexOutOfRange { index: PeerIndex::Producer, value: tail, low, high }));
+        }
+        self.rx_tail_seen = tail;
+        Ok(tail != self.rx_head)
+    }
+
+    /// The length of slot `rx_head`, checked against the payload size (one fetch).
+    #[inline]
+    fn rx_len(&mut self) -> Result<usize, ChannelError> {
+        let len = self.rx.slot_len(self.rx_head);
+        match usize::try_from(len) {
+            Ok(n) if n <= self.max_payload() => Ok(n),
+            _ => Err(self.length_breach(usize::try_from(len).unwrap_or(usize::MAX))),
+        }
+    }
+
+    /// Frees slot `rx_head`; stores the consumer index every `publish_batch` slots.
+    #[inline]
+    fn rx_advance(&mut self) {
+        self.rx_head = self.rx_head.wrapping_add(1);
+        if self.rx_head.wrapping_sub(self.rx_published) >= self.publish_batch {
+            self.publish_consumer();
+        }
+    }
+
+    /// Stores our consumer index (release: our reads of the freed slots happen before the
+    /// peer's next writes to them).
+    fn publish_consumer(&mut self) {
+        if self.rx_published != self.rx_head {
+            self.rx.consumer().store(self.rx_head, Ordering::Release);
+            self.rx_published = self.rx_head;
+        }
+    }
+}

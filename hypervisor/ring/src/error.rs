@@ -1,0 +1,89 @@
+//! What can go wrong on a channel, and whom it blames.
+
+use core::fmt;
+
+/// An error from an [`Endpoint`](crate::Endpoint).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChannelError {
+    /// The region is not a channel: misaligned, of a size no channel has, or its header is
+    /// not exactly the one the hypervisor writes for that size.
+    BadHeader,
+    /// The message needs `len` bytes but at most `max` fit (a slot's payload when sending, the
+    /// caller's buffer when receiving; nothing was sent or received).
+    TooLarge {
+        /// Bytes the message needs.
+        len: usize,
+        /// Bytes that fit.
+        max: usize,
+    },
+    /// The message could not be encoded (its `Serialize` implementation failed).
+    Encode,
+    /// The peer broke the protocol; the channel is unusable from now on.
+    Broken(Breach),
+}
+
+/// What the peer did wrong: the blame when a channel breaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Breach {
+    /// An index the peer writes moved outside the range the protocol allows.
+    IndexOutOfRange {
+        /// Which index.
+        index: PeerIndex,
+        /// What it held.
+        value: u32,
+        /// The lowest allowed value (free-running, wrapping).
+        low: u32,
+        /// The highest allowed value (free-running, wrapping).
+        high: u32,
+    },
+    /// A slot's length exceeds the payload size.
+    LengthOutOfRange {
+        /// The length the slot claimed.
+        len: u32,
+        /// The largest payload.
+        max: u32,
+    },
+    /// A message did not decode as the type expected (or left bytes over).
+    Decode,
+}
+
+/// An index in shared memory that the peer writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PeerIndex {
+    /// Its producer index on the ring we receive on (must stay within a ring's length ahead
+    /// of our consumer index, and never go back).
+    Producer,
+    /// Its consumer index on the ring we send on (must stay between where it last was and
+    /// our producer index).
+    Consumer,
+}
+
+impl fmt::Display for ChannelError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ChannelError::BadHeader => f.write_str("the region is not a channel (alignment, size or header)"),
+            ChannelError::TooLarge { len, max } => write!(f, "message of {len} bytes, at most {max} fit"),
+            ChannelError::Encode => f.write_str("the message could not be encoded"),
+            ChannelError::Broken(b) => write!(f, "channel broken by the peer: {b}"),
+        }
+    }
+}
+
+impl fmt::Display for Breach {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Breach::IndexOutOfRange { index, value, low, high } => {
+                let name = match index {
+                    PeerIndex::Producer => "producer",
+                    PeerIndex::Consumer => "consumer",
+                };
+                write!(f, "{name} index {value} outside {low}..={high}")
+            }
+            Breach::LengthOutOfRange { len, max } => write!(f, "slot length {len} above the payload size {max}"),
+            Breach::Decode => f.write_str("a message did not decode"),
+        }
+    }
+}
+
+impl core::error::Error for ChannelError {}
+impl core::error::Error for Breach {}
