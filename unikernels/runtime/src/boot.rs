@@ -205,6 +205,7 @@ fn check_layout(i: &BootInfo, linked: &Range<u64>) -> Result<(), &'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bulkhead_abi::boot_info::BOOT_INFO_VERSION;
 
     const MIB: u64 = 1 << 20;
 
@@ -252,8 +253,8 @@ mod tests {
         b.magic = 0;
         assert_eq!(Boot::new(b, linked()), Err(BootError::Magic(0)));
         let mut b = good();
-        b.version = 2;
-        assert_eq!(Boot::new(b, linked()), Err(BootError::Version(2)));
+        b.version = BOOT_INFO_VERSION + 1;
+        assert_eq!(Boot::new(b, linked()), Err(BootError::Version(BOOT_INFO_VERSION + 1)));
         let mut b = good();
         b.abi_version = 9;
         let err = Boot::new(b, linked()).unwrap_err();

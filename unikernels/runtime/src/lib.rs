@@ -37,6 +37,7 @@
 //! - [`args`]: the `key=value flag` argument string.
 //! - [`console`]: line-buffered console output; [`log`]: levelled log macros.
 //! - [`time`], [`events`]: clock, sleep and event waits.
+//! - [`channel`]: channels to other qubes (rings over shared windows, event waits).
 //! - [`report`]: the start-up report every placeholder image prints.
 //!
 //! Every `unsafe` block is in `hypercall`, `start` or `sync`; the rest of the crate denies
@@ -49,6 +50,7 @@ extern crate alloc;
 
 pub mod args;
 pub mod boot;
+pub mod channel;
 pub mod console;
 pub mod events;
 #[cfg(not(test))]

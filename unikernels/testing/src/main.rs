@@ -23,6 +23,8 @@ use bulkhead_rt::{Args, Boot, error, info};
 )]
 mod misbehave;
 
+mod channels;
+
 bulkhead_rt::entry!(main);
 
 /// Exit status for a missing or unknown mode.
@@ -58,6 +60,20 @@ enum Mode {
     Msr,
     /// `vmrun`: the SVM `VMRUN` instruction (a qube may not run guests of its own).
     Vmrun,
+    /// `ping channel=NAME count=N wait=poll|event`: ping-pong over a channel and measure.
+    Ping,
+    /// `pong channel=NAME wait=poll|event`: echo pings; survive a broken channel.
+    Pong,
+    /// `hostile channel=NAME rounds=N`: scribble wrong indices and random bytes into its side.
+    Hostile,
+    /// `snoop`: map and read a channel window that is not its own.
+    Snoop,
+    /// `stream-tx` / `stream-rx channel=NAME`: bytes through the embedded-io view of a channel.
+    StreamTx,
+    /// See `StreamTx`.
+    StreamRx,
+    /// `null-calls count=N`: N `abi_version` hypercalls, timed (the cost of one exit).
+    NullCalls,
     /// `panic`: panics on purpose.
     Panic,
     /// `exit=N` (or `exit` with `status=N`): exits with status N.
@@ -90,6 +106,13 @@ fn parse_mode(args: &Args<'_>) -> Result<Mode, &'static str> {
         "io-port" => Mode::IoPort,
         "msr" => Mode::Msr,
         "vmrun" => Mode::Vmrun,
+        "ping" => Mode::Ping,
+        "pong" => Mode::Pong,
+        "hostile" => Mode::Hostile,
+        "snoop" => Mode::Snoop,
+        "null-calls" => Mode::NullCalls,
+        "stream-tx" => Mode::StreamTx,
+        "stream-rx" => Mode::StreamRx,
         "panic" => Mode::Panic,
         "alloc-storm" => Mode::AllocStorm,
         "exit" => Mode::Exit(status(args.get("status"))?),
@@ -108,7 +131,8 @@ fn main(boot: &Boot) -> i32 {
             error!("testing: {why} (args \"{}\")", args.as_str());
             info!(
                 "testing: modes: idle heartbeat triple-fault spin bad-hypercall bad-pointer \
-                 huge-write foreign-memory io-port msr vmrun panic exit=N alloc-storm"
+                 huge-write foreign-memory io-port msr vmrun panic exit=N alloc-storm ping pong \
+                 hostile snoop"
             );
             return EXIT_BAD_MODE;
         }
@@ -166,6 +190,40 @@ fn main(boot: &Boot) -> i32 {
         Mode::Vmrun => {
             info!("testing: vmrun");
             misbehave::vmrun();
+        }
+        Mode::Ping => return channels::ping(boot, &args),
+        Mode::Pong => return channels::pong(boot, &args),
+        Mode::StreamTx => return channels::stream_tx(boot, &args),
+        Mode::StreamRx => return channels::stream_rx(boot, &args),
+        Mode::Hostile => {
+            let rounds = args.get("rounds").and_then(|r| r.parse().ok()).unwrap_or(3);
+            let local = boot.channels().iter().position(|c| Some(c.name()) == args.get("channel"));
+            if let Err(why) = misbehave::scribble_channel(boot, local.unwrap_or(0), rounds) {
+                error!("testing: hostile: {why}");
+                return EXIT_BAD_MODE;
+            }
+            info!("testing: hostile: done scribbling; idling");
+            idle();
+        }
+        Mode::NullCalls => {
+            let count: u64 = args.get("count").and_then(|c| c.parse().ok()).unwrap_or(1000);
+            let (t0, e0) = (bulkhead_rt::now_ns(), bulkhead_rt::hypercall::exit_count());
+            for _ in 0..count {
+                core::hint::black_box(bulkhead_rt::abi_version());
+            }
+            let (exits, ns) =
+                (bulkhead_rt::hypercall::exit_count() - e0, bulkhead_rt::now_ns() - t0);
+            info!(
+                "null-calls: {count} hypercalls: {} ns per hypercall, {exits} exits",
+                ns / count.max(1)
+            );
+            return 0;
+        }
+        Mode::Snoop => {
+            if let Err(why) = misbehave::snoop_window(boot) {
+                error!("testing: snoop: {why}");
+                return EXIT_BAD_MODE;
+            }
         }
     }
     error!("testing: still running after {name}: the hypervisor did not stop this qube");

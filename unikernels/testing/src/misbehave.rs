@@ -164,3 +164,87 @@ pub fn foreign_memory(boot: &Boot) -> Result<(), &'static str> {
     info!("testing: wrote to {FOREIGN:#x}");
     Ok(())
 }
+
+/// Maps the channel window that follows this qube's last channel (a window this qube was not
+/// given; in another qube the same window may hold that qube's channel) with a 2 MiB page in
+/// the page directory that holds its own windows, then reads it. The hypervisor has no
+/// nested mapping there for this qube, so the read must stop it.
+pub fn snoop_window(boot: &Boot) -> Result<(), &'static str> {
+    use bulkhead_abi::channel::{WINDOW_BASE, WINDOW_STRIDE};
+    let own = boot.channels().len();
+    if own == 0 {
+        return Err("snoop needs one channel of its own (its windows' page directory)");
+    }
+    let target = WINDOW_BASE + own as u64 * WINDOW_STRIDE;
+    let pdpt = core::ptr::with_exposed_provenance_mut::<u64>(PDPT as usize);
+    let pdpt_index = ((WINDOW_BASE >> 30) & 511) as usize;
+    // SAFETY: the PDPT page is inside this qube's memory, identity-mapped and aligned (see
+    // `foreign_memory`); `pdpt_index` < 512.
+    let entry = unsafe { pdpt.add(pdpt_index).read_volatile() };
+    let pd_addr = entry & ADDR_MASK;
+    if entry & PRESENT == 0 || pd_addr >= boot.mem_size() {
+        return Err("the windows' page directory is missing or outside this qube");
+    }
+    let pd = core::ptr::with_exposed_provenance_mut::<u64>(pd_addr as usize);
+    let pd_index = ((target >> 21) & 511) as usize;
+    // SAFETY: the page directory is inside this qube's memory (checked), identity-mapped and
+    // 4 KiB aligned; `pd_index` < 512.
+    let old = unsafe { pd.add(pd_index).read_volatile() };
+    if old & PRESENT != 0 {
+        return Err("the window after ours is already mapped in our own tables");
+    }
+    info!("testing: mapping channel window {target:#x} (not ours) and reading it");
+    // SAFETY: (1) the entry was not present, so no mapping this program uses changes; (2) the
+    // new 2 MiB entry points at guest-physical `target`, where no Rust object lives; (3)
+    // reloading CR3 with its own value only flushes the TLB.
+    unsafe {
+        pd.add(pd_index).write_volatile(target | PRESENT | WRITABLE | PAGE_SIZE);
+        asm!("mov {t}, cr3", "mov cr3, {t}", t = out(reg) _, options(nostack, preserves_flags));
+    }
+    let p = core::ptr::with_exposed_provenance::<u64>(target as usize);
+    // SAFETY: mapped just above to memory this qube does not own; the nested page tables
+    // have no entry for it, so the hypervisor stops the qube on this read.
+    let value = unsafe { p.read_volatile() };
+    info!("testing: read {value:#x} from a window that is not ours");
+    Ok(())
+}
+
+/// Writes wrong indices and random bytes into this qube's own side of channel `local` (the
+/// ring it produces on, and its consumer index of the other ring), then notifies the peer,
+/// `rounds` times. It never touches memory outside the channel window.
+pub fn scribble_channel(boot: &Boot, local: usize, rounds: u32) -> Result<(), &'static str> {
+    use bulkhead_abi::channel::{CONSUMER_OFFSET, Geometry, PRODUCER_OFFSET};
+    let info = boot.channels().get(local).ok_or("no such channel")?;
+    let base = core::ptr::with_exposed_provenance_mut::<u8>(info.gpa as usize);
+    let mut header = [0u8; 32];
+    // SAFETY: the window is mapped for `info.size` >= 32 bytes; a byte copy of it is valid
+    // whatever the peer writes concurrently.
+    unsafe { core::ptr::copy_nonoverlapping(base, header.as_mut_ptr(), 32) };
+    let g = Geometry::from_header(&header, info.size).ok_or("bad header")?;
+    let (tx, rx) = if info.side == 0 { (0, 1) } else { (1, 0) };
+    let tx_ring = u64::from(g.ring_offset[tx]);
+    let rx_ring = u64::from(g.ring_offset[rx]);
+    let mut seed: u64 = 0x9E37_79B9_7F4A_7C15;
+    for round in 0..rounds {
+        let wrong = (round + 1).wrapping_mul(g.slot_count).wrapping_add(5);
+        info!("testing: hostile round {round}: producer index {wrong}, random slot bytes");
+        for off in tx_ring + 128..tx_ring + u64::from(g.ring_size) {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            // SAFETY: `off` < ring offset + ring size <= info.size (Geometry guarantees the
+            // rings fit the region), so the byte is inside our mapped window.
+            unsafe { base.add(off as usize).write_volatile(seed as u8) };
+        }
+        // SAFETY: both offsets are inside the ring control blocks, inside the window, and
+        // 4-byte aligned (ring offsets are multiples of 64).
+        unsafe {
+            base.add((tx_ring + PRODUCER_OFFSET) as usize).cast::<u32>().write_volatile(wrong);
+            base.add((rx_ring + CONSUMER_OFFSET) as usize).cast::<u32>().write_volatile(seed as u32);
+        }
+        // SAFETY: Notify of a channel this qube has (checked above): a number, no buffer.
+        unsafe { bulkhead_rt::hypercall::raw(7, local as u64, 0, 0) };
+        bulkhead_rt::sleep(core::time::Duration::from_millis(20));
+    }
+    Ok(())
+}

@@ -5,6 +5,7 @@
 //! asserts a wall-clock time. Figures a scenario sees (VM exits to all-ready) are printed.
 
 mod boots;
+mod channels;
 mod containment;
 mod host;
 mod refusals;
@@ -29,6 +30,7 @@ pub fn all() -> Vec<Scenario> {
         boots::DEFAULT_MAX,
         boots::DEFAULT_EPYC,
         containment::CONTAINMENT,
+        channels::CHANNELS,
         refusals::BROKEN_BUNDLES,
         boots::GRUB_ISO,
     ]

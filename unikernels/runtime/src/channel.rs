@@ -1,0 +1,247 @@
+//! Channels for unikernels: the ring endpoints of `bulkhead-ring` over the windows the
+//! hypervisor mapped, with event-driven waiting.
+//!
+//! ```ignore
+//! let mut ch = Channel::open(boot, 0)?;
+//! ch.send(&Probe::Ping { seq, payload })?;      // notifies the peer only if it sleeps
+//! let reply: Probe = ch.recv()?;                // waits for the event when the ring is empty
+//! ```
+//!
+//! The ring is the truth and events are only hints: `recv` checks the ring before and after
+//! it sets its waiting flag, so an event consumed by another waiter, or coalesced with
+//! another, never loses a message.
+
+use crate::boot::Boot;
+use crate::{events, hypercall};
+use bulkhead_abi::boot_info::ChannelInfo;
+use bulkhead_abi::channel::{MAX_CHANNEL_SIZE, WINDOW_BASE, WINDOW_STRIDE};
+pub use bulkhead_ring::{Breach, ChannelError, Sent, Side};
+use bulkhead_ring::{Endpoint, SharedRegion};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+/// How a receiver waits for the next message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WaitMode {
+    /// Look at the ring and yield the CPU between looks (one exit per look). It never
+    /// sleeps, so a sender never needs to notify it. (On one CPU a pure spin would only wait
+    /// for its time slice to end before the peer could answer.)
+    Poll,
+    /// Sleep in `wait_event` until the peer notifies.
+    Event,
+}
+
+/// Why a channel could not be opened.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OpenError {
+    /// The boot info lists no channel with that index or name.
+    NoSuchChannel,
+    /// The boot info's window is not where the ABI puts it.
+    BadWindow,
+    /// The ring refused the region (header).
+    Ring(ChannelError),
+}
+
+impl core::fmt::Display for OpenError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            OpenError::NoSuchChannel => write!(f, "no such channel"),
+            OpenError::BadWindow => write!(f, "channel window outside the ABI's window area"),
+            OpenError::Ring(e) => write!(f, "{e:?}"),
+        }
+    }
+}
+
+/// One open channel.
+pub struct Channel {
+    ep: Endpoint,
+    local: usize,
+    info: ChannelInfo,
+    /// Notifications sent (each is one hypercall, so one VM exit).
+    pub notifies: u64,
+    /// Times `recv` went to sleep.
+    pub sleeps: u64,
+}
+
+impl Channel {
+    /// Opens local channel `local` from the boot info.
+    pub fn open(boot: &Boot, local: usize) -> Result<Channel, OpenError> {
+        let info = *boot.channels().get(local).ok_or(OpenError::NoSuchChannel)?;
+        let window = WINDOW_BASE + local as u64 * WINDOW_STRIDE;
+        if info.gpa != window || info.size == 0 || info.size > MAX_CHANNEL_SIZE {
+            return Err(OpenError::BadWindow);
+        }
+        let side = if info.side == 0 { Side::A } else { Side::B };
+        // SAFETY: the hypervisor maps exactly `size` bytes at `gpa` (checked to be this
+        // channel's window above) into this qube and the peer only, for the qube's lifetime;
+        // nothing else in this qube uses the window, and `bulkhead-ring` treats its content
+        // as shared with a hostile peer.
+        #[allow(unsafe_code)]
+        let region = unsafe { SharedRegion::new(info.gpa as *mut u8, info.size as usize) };
+        let ep = Endpoint::open(region, side).map_err(OpenError::Ring)?;
+        Ok(Channel { ep, local, info, notifies: 0, sleeps: 0 })
+    }
+
+    /// Opens the channel called `name`.
+    pub fn open_named(boot: &Boot, name: &str) -> Result<Channel, OpenError> {
+        let local = boot.channels().iter().position(|c| c.name() == name);
+        Channel::open(boot, local.ok_or(OpenError::NoSuchChannel)?)
+    }
+
+    /// The channel's name.
+    pub fn name(&self) -> &str {
+        self.info.name()
+    }
+
+    /// Largest message payload.
+    pub fn max_payload(&self) -> usize {
+        self.ep.max_payload()
+    }
+
+    /// What the peer did wrong, once the channel is broken.
+    pub fn broken(&self) -> Option<Breach> {
+        self.ep.broken()
+    }
+
+    /// Sends `msg`, waiting (yielding the CPU) while the ring is full, and notifies the peer
+    /// if it sleeps.
+    pub fn send<T: Serialize>(&mut self, msg: &T) -> Result<(), ChannelError> {
+        loop {
+            match self.ep.send(msg)? {
+                Sent::Queued { notify } => {
+                    if notify {
+                        self.notifies += 1;
+                        hypercall::notify(self.local);
+                    }
+                    return Ok(());
+                }
+                Sent::Full => hypercall::yield_now(),
+            }
+        }
+    }
+
+    /// Takes the next message if there is one.
+    pub fn try_recv<T: DeserializeOwned>(&mut self) -> Result<Option<T>, ChannelError> {
+        self.ep.try_recv()
+    }
+
+    /// Waits for the next message.
+    pub fn recv<T: DeserializeOwned>(&mut self, mode: WaitMode) -> Result<T, ChannelError> {
+        loop {
+            if let Some(m) = self.ep.try_recv()? {
+                return Ok(m);
+            }
+            self.wait(mode)?;
+        }
+    }
+
+    /// Waits once for the peer, the ring having looked empty: yields (poll) or sleeps until
+    /// the peer's event unless a message arrived meanwhile (event).
+    fn wait(&mut self, mode: WaitMode) -> Result<(), ChannelError> {
+        match mode {
+            WaitMode::Poll => hypercall::yield_now(),
+            WaitMode::Event => {
+                if !self.ep.prepare_wait()? {
+                    self.sleeps += 1;
+                    let _ = events::wait_event(None);
+                }
+                self.ep.finish_wait();
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A channel as a byte stream, for code written against `embedded-io` (file copies, logs):
+/// each `write` sends one message of at most [`Channel::max_payload`] bytes, and `read`
+/// hands out a received message's bytes, keeping what does not fit `buf` for the next read.
+pub struct ByteStream {
+    channel: Channel,
+    mode: WaitMode,
+    pending: alloc::vec::Vec<u8>,
+    at: usize,
+}
+
+/// A channel error seen through `embedded-io`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StreamError(pub ChannelError);
+
+impl core::fmt::Display for StreamError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        core::fmt::Display::fmt(&self.0, f)
+    }
+}
+
+impl core::error::Error for StreamError {}
+
+impl embedded_io::Error for StreamError {
+    fn kind(&self) -> embedded_io::ErrorKind {
+        match self.0 {
+            ChannelError::TooLarge { .. } => embedded_io::ErrorKind::InvalidInput,
+            ChannelError::Broken(_) | ChannelError::BadHeader => embedded_io::ErrorKind::BrokenPipe,
+            ChannelError::Encode => embedded_io::ErrorKind::InvalidData,
+        }
+    }
+}
+
+impl ByteStream {
+    /// Wraps an open channel; `mode` says how `read` waits.
+    pub fn new(channel: Channel, mode: WaitMode) -> ByteStream {
+        ByteStream { channel, mode, pending: alloc::vec::Vec::new(), at: 0 }
+    }
+
+    /// The channel back.
+    pub fn into_inner(self) -> Channel {
+        self.channel
+    }
+}
+
+impl embedded_io::ErrorType for ByteStream {
+    type Error = StreamError;
+}
+
+impl embedded_io::Write for ByteStream {
+    fn write(&mut self, buf: &[u8]) -> Result<usize, StreamError> {
+        let n = buf.len().min(self.channel.max_payload());
+        loop {
+            match self.channel.ep.send_bytes(&buf[..n]).map_err(StreamError)? {
+                Sent::Queued { notify } => {
+                    if notify {
+                        self.channel.notifies += 1;
+                        hypercall::notify(self.channel.local);
+                    }
+                    return Ok(n);
+                }
+                Sent::Full => hypercall::yield_now(),
+            }
+        }
+    }
+
+    fn flush(&mut self) -> Result<(), StreamError> {
+        Ok(())
+    }
+}
+
+impl embedded_io::Read for ByteStream {
+    fn read(&mut self, buf: &mut [u8]) -> Result<usize, StreamError> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        while self.at >= self.pending.len() {
+            let max = self.channel.max_payload();
+            self.pending.resize(max, 0);
+            self.at = 0;
+            match self.channel.ep.try_recv_bytes(&mut self.pending).map_err(StreamError)? {
+                Some(n) => self.pending.truncate(n),
+                None => {
+                    self.pending.clear();
+                    self.channel.wait(self.mode).map_err(StreamError)?;
+                }
+            }
+        }
+        let n = buf.len().min(self.pending.len() - self.at);
+        buf[..n].copy_from_slice(&self.pending[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
+    }
+}
