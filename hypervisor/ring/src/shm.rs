@@ -33,6 +33,7 @@ use bulkhead_abi::channel::{Geometry, RING_CONTROL_SIZE, SLOT_HEADER};
 
 /// The parts of a ring a [`Geometry`] gives, checked against a region of `len` bytes.
 #[derive(Clone, Copy)]
+#[cfg_attr(loom, allow(dead_code))]
 struct RingShape {
     /// Offset of the ring's control block.
     offset: usize,
@@ -71,7 +72,8 @@ impl RingShape {
     }
 }
 
-/// The header bytes and initial control words, as [`SharedRegion::init_header`] writes them.
+/// The initial control words (offset, value), as `SharedRegion::init_header` writes them.
+#[cfg(not(loom))]
 fn initial_words(g: &Geometry, start: u32) -> [(u64, u32); 6] {
     use bulkhead_abi::channel::{CONSUMER_OFFSET, PRODUCER_OFFSET, WAITING_OFFSET};
     let r = |i: usize| u64::from(g.ring_offset[i]);
@@ -637,7 +639,7 @@ mod model {
                 return false;
             }
             // SAFETY: loom checks this read against every write of the cell.
-            self.cell(index).with(|s| dst.copy_from_slice(unsafe { &(*s).payload[..dst.len()] }));
+            self.cell(index).with(|s| dst.copy_from_slice(unsafe { &(&(*s).payload)[..dst.len()] }));
             true
         }
 
@@ -671,7 +673,7 @@ mod model {
             }
             let at = self.pos;
             // SAFETY: loom checks this write against every access of the cell.
-            self.cell.with_mut(|s| unsafe { (*s).payload[at..at + data.len()].copy_from_slice(data) });
+            self.cell.with_mut(|s| unsafe { (&mut (*s).payload)[at..at + data.len()].copy_from_slice(data) });
             self.pos += data.len();
             Ok(())
         }

@@ -4,6 +4,7 @@ pub mod atomic;
 #[cfg(feature = "iceoryx2")]
 mod iceoryx2;
 pub mod queues;
+pub mod ring;
 pub mod streams;
 
 use crate::harness::{self, Cores, Duplex, Measured, Plan};
@@ -65,6 +66,23 @@ pub fn all() -> (Vec<Transport>, Vec<Missing>) {
             one_way_note: Some(
                 "one way: a ring of 64-byte lines whose indices are published once per 16 messages (lines cross in bursts)",
             ),
+        },
+        Transport {
+            name: "ring",
+            label: "Bulkhead ring, postcard encode + decode (128-byte slots)",
+            round_trip: |plan, s| {
+                let (a, b) = ring::pair(s.slots)?;
+                Ok(harness::round_trip(plan, s.cores, a, b))
+            },
+            one_way: |plan, s| {
+                let (a, b) = ring::pair(s.slots)?;
+                Ok(harness::one_way(plan, s.cores, a, b))
+            },
+            same_thread: Some(|plan, s| {
+                let (a, b) = ring::pair(s.slots)?;
+                Ok(harness::same_thread(plan, s.cores, Duplex { tx: a, rx: b }))
+            }),
+            one_way_note: None,
         },
         queue::<queues::Rtrb>("rtrb", "rtrb 0.3 (SPSC, by value)"),
         queue::<queues::Crossbeam>("crossbeam", "crossbeam-channel 0.5 bounded (by value)"),
