@@ -17,8 +17,9 @@ use crate::message::{Msg, PAYLOAD};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-/// One cache line (64 bytes, aligned) holding one atomic word.
-#[repr(C, align(64))]
+/// One cache line (64 bytes, aligned) holding one atomic word, padded to 128 bytes so that
+/// no neighbour shares the pair of lines some cores prefetch together.
+#[repr(C, align(128))]
 struct Line {
     word: AtomicU64,
 }
