@@ -239,7 +239,11 @@ pub fn host(write_docs: bool) -> Result<HostBench> {
         let doc = root.join("docs/bench.md");
         let old = std::fs::read_to_string(&doc).unwrap_or_default();
         let section = host_markdown(&bench, &git_revision(&root));
-        std::fs::write(&doc, replace_section(&old, HOST_BEGIN, HOST_END, &section))?;
+        let mut new = replace_section(&old, HOST_BEGIN, HOST_END, &section);
+        if !new.contains(QEMU_BEGIN) {
+            new = replace_section(&new, QEMU_BEGIN, QEMU_END, "Not measured yet.");
+        }
+        std::fs::write(&doc, new)?;
         println!("wrote {}", doc.display());
     }
     Ok(bench)
