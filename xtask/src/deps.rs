@@ -24,6 +24,8 @@ pub enum Probe {
     Program(&'static str),
     /// A directory.
     Dir(&'static str),
+    /// A file.
+    File(&'static str),
 }
 
 /// What `run` needs.
@@ -33,7 +35,8 @@ pub const QEMU: &[Tool] = &[Tool {
     package: "qemu-system-x86",
 }];
 
-/// What `iso` needs.
+/// What `iso` needs: grub-mkrescue puts a BIOS and a UEFI boot image in the ISO when both
+/// GRUB platforms are installed.
 pub const ISO: &[Tool] = &[
     Tool {
         what: "grub-mkrescue",
@@ -44,6 +47,11 @@ pub const ISO: &[Tool] = &[
         what: "GRUB's BIOS modules",
         probe: Probe::Dir("/usr/lib/grub/i386-pc"),
         package: "grub-pc-bin",
+    },
+    Tool {
+        what: "GRUB's UEFI modules",
+        probe: Probe::Dir("/usr/lib/grub/x86_64-efi"),
+        package: "grub-efi-amd64-bin",
     },
     Tool {
         what: "xorriso",
@@ -57,12 +65,54 @@ pub const ISO: &[Tool] = &[
     },
 ];
 
+/// UEFI firmware for QEMU (the UEFI boot test of the ISO).
+pub const OVMF: &[Tool] = &[Tool {
+    what: "OVMF (UEFI firmware for QEMU)",
+    probe: Probe::File(OVMF_FD),
+    package: "ovmf",
+}];
+
+/// The OVMF image QEMU boots with `-bios`.
+pub const OVMF_FD: &str = "/usr/share/ovmf/OVMF.fd";
+
+/// What the Bochs scenarios need (the Intel VMX path, which QEMU's TCG cannot emulate).
+pub const BOCHS: &[Tool] = &[
+    Tool {
+        what: "bochs",
+        probe: Probe::Program("bochs"),
+        package: "bochs",
+    },
+    Tool {
+        what: "Bochs' BIOS",
+        probe: Probe::File(BOCHS_BIOS),
+        package: "bochsbios",
+    },
+    Tool {
+        what: "the VGA BIOS",
+        probe: Probe::File(BOCHS_VGABIOS),
+        package: "vgabios",
+    },
+    Tool {
+        what: "Bochs' terminal display",
+        probe: Probe::File(BOCHS_TERM_PLUGIN),
+        package: "bochs-term",
+    },
+];
+
+/// Bochs' system BIOS.
+pub const BOCHS_BIOS: &str = "/usr/share/bochs/BIOS-bochs-latest";
+/// The VGA BIOS Bochs loads.
+pub const BOCHS_VGABIOS: &str = "/usr/share/vgabios/vgabios.bin";
+/// Bochs' `term` display library (it has no `nogui` one).
+const BOCHS_TERM_PLUGIN: &str = "/usr/lib/x86_64-linux-gnu/bochs/plugins/libbx_term_gui.so.0.0.0";
+
 impl Tool {
     /// Whether the tool is there.
     pub fn present(&self) -> bool {
         match self.probe {
             Probe::Program(name) => find_program(name).is_some(),
             Probe::Dir(dir) => Path::new(dir).is_dir(),
+            Probe::File(file) => Path::new(file).is_file(),
         }
     }
 }
@@ -170,7 +220,18 @@ mod tests {
     #[test]
     fn packages_for_what_is_missing() {
         let all = missing_packages(ISO, |_| false);
-        assert_eq!(all, ["grub-common", "grub-pc-bin", "xorriso", "mtools"]);
+        assert_eq!(
+            all,
+            [
+                "grub-common",
+                "grub-pc-bin",
+                "grub-efi-amd64-bin",
+                "xorriso",
+                "mtools"
+            ]
+        );
+        let bochs = missing_packages(BOCHS, |t| t.package == "bochs");
+        assert_eq!(bochs, ["bochsbios", "vgabios", "bochs-term"]);
         let some = missing_packages(ISO, |t| t.package != "mtools");
         assert_eq!(install_hint(&some), "sudo apt-get install -y mtools");
         assert!(missing_packages(QEMU, |_| true).is_empty());

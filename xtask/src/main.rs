@@ -1,6 +1,7 @@
 //! `cargo xtask`: the only entry point for people. See the README for the verbs.
 #![forbid(unsafe_code)]
 
+mod bochs;
 mod bundle;
 mod deps;
 mod images;
@@ -61,7 +62,7 @@ enum Cmd {
         #[arg(long)]
         write_docs: bool,
     },
-    /// Build, then make a BIOS-bootable GRUB ISO.
+    /// Build, then make a GRUB ISO that boots with BIOS and UEFI (USB stick, CD, QEMU, Bochs).
     Iso {
         #[command(flatten)]
         system: SystemArg,

@@ -69,12 +69,13 @@ impl Backend {
             b"GenuineIntel" => {
                 let caps = vmx::detect().map_err(BackendError::Vmx)?;
                 hvlog!(
-                    "backend VMX rev {}: EPT yes, VPID {}, unrestricted guest {}, true controls {}, EFER switching {}, INVEPT {}",
+                    "backend VMX rev {}: EPT yes, VPID {}, unrestricted guest {}, true controls {}, EFER switching {}, preemption timer {}, INVEPT {}",
                     caps.revision,
                     yes(caps.vpid),
                     yes(caps.unrestricted_guest),
                     yes(caps.true_controls),
                     yes(caps.load_efer),
+                    yes(caps.preemption_timer_shift.is_some()),
                     if caps.invept_single {
                         "single-context"
                     } else {

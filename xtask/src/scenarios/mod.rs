@@ -4,11 +4,13 @@
 //! result by the console lines and the exit status only. Each has its own timeout; none
 //! asserts a wall-clock time. Figures a scenario sees (VM exits to all-ready) are printed.
 
+mod bochs;
 mod boots;
 mod channels;
 mod containment;
 mod host;
 mod refusals;
+mod uefi;
 
 use anyhow::{Result, bail};
 use std::time::Instant;
@@ -33,6 +35,10 @@ pub fn all() -> Vec<Scenario> {
         channels::CHANNELS,
         refusals::BROKEN_BUNDLES,
         boots::GRUB_ISO,
+        uefi::UEFI_ISO,
+        bochs::SVM_RYZEN,
+        bochs::VMX,
+        bochs::VMX_CONTAINMENT,
     ]
 }
 

@@ -24,6 +24,7 @@ const MSR_VMX_PINBASED_CTLS: u32 = 0x481;
 const MSR_VMX_PROCBASED_CTLS: u32 = 0x482;
 const MSR_VMX_EXIT_CTLS: u32 = 0x483;
 const MSR_VMX_ENTRY_CTLS: u32 = 0x484;
+const MSR_VMX_MISC: u32 = 0x485;
 const MSR_VMX_CR0_FIXED0: u32 = 0x486;
 const MSR_VMX_CR0_FIXED1: u32 = 0x487;
 const MSR_VMX_CR4_FIXED0: u32 = 0x488;
@@ -92,6 +93,9 @@ pub struct VmxCaps {
     pub invept_single: bool,
     /// INVVPID single-context (else all-context).
     pub invvpid_single: bool,
+    /// The VMX-preemption timer counts down once every 2^this TSC ticks, when the CPU has
+    /// one (`None`: no timer).
+    pub preemption_timer_shift: Option<u8>,
     /// CR0 bits fixed to 1 / allowed to be 1 in VMX operation.
     pub cr0_fixed: (u64, u64),
     /// CR4 bits fixed to 1 / allowed to be 1 in VMX operation.
@@ -197,10 +201,13 @@ pub fn detect() -> Result<VmxCaps, VmxError> {
         )
     };
 
+    // The preemption timer bounds every guest run to one time slice even if an interrupt
+    // were missed (Bochs 2.7 masks interrupts in a guest entered with IF=0 until the guest
+    // itself changes IF); on real CPUs the external-interrupt exit always comes first.
     let pin = adjust(
         vmx_msr(pin_msr),
         pin::EXTERNAL_INTERRUPT_EXITING | pin::NMI_EXITING,
-        0,
+        pin::PREEMPTION_TIMER,
     )
     .map_err(|_| VmxError::Control("exit on external interrupts and NMIs"))?;
 
@@ -295,6 +302,8 @@ pub fn detect() -> Result<VmxCaps, VmxError> {
         load_efer,
         invept_single: ept & ept_cap::INVEPT_SINGLE != 0,
         invvpid_single: ept & ept_cap::INVVPID_SINGLE != 0,
+        preemption_timer_shift: (pin & pin::PREEMPTION_TIMER != 0)
+            .then(|| (vmx_msr(MSR_VMX_MISC) & 0x1F) as u8),
         cr0_fixed: (vmx_msr(MSR_VMX_CR0_FIXED0), vmx_msr(MSR_VMX_CR0_FIXED1)),
         cr4_fixed: (vmx_msr(MSR_VMX_CR4_FIXED0), vmx_msr(MSR_VMX_CR4_FIXED1)),
         controls: Controls {

@@ -12,6 +12,7 @@ use crate::hvlog;
 use crate::virt::{EntryState, Exit, GuestRegs, Vcpu};
 use bulkhead_abi::boot_info::layout;
 use bulkhead_hvcore::memmap::Region;
+use bulkhead_hvcore::sched::TIME_SLICE_NS;
 use core::sync::atomic::{AtomicU64, Ordering};
 
 /// An FXSAVE area.
@@ -257,6 +258,12 @@ impl VmxVcpu {
             ),
         ];
         let mut ok = true;
+        // The preemption timer (if any) restarts at one time slice on every entry.
+        let slice_ticks = crate::time::tsc_khz() * (TIME_SLICE_NS / 1000) / 1000;
+        let timer = self
+            .caps
+            .preemption_timer_shift
+            .map(|shift| (slice_ticks >> shift).clamp(1, u64::from(u32::MAX)));
         // SAFETY: this vCPU's VMCS is current (the caller made it so). The values confine
         // the guest: EPT maps only the qube's memory, every I/O and MSR access, HLT,
         // external interrupt and NMI exits (controls from `detect`), and the host state is
@@ -275,6 +282,9 @@ impl VmxVcpu {
                 ok &= vmcs::write(f64::GUEST_EFER, GUEST_EFER);
                 ok &= vmcs::write(f64::HOST_EFER, host_efer);
             }
+            if let Some(value) = timer {
+                ok &= vmcs::write(f32::PREEMPTION_TIMER, value);
+            }
         }
         ok
     }
@@ -289,7 +299,8 @@ impl VmxVcpu {
             | reason::INIT
             | reason::SIPI
             | reason::IO_SMI
-            | reason::OTHER_SMI => Exit::Interrupt,
+            | reason::OTHER_SMI
+            | reason::PREEMPTION_TIMER => Exit::Interrupt,
             // With an empty exception bitmap only NMIs exit here; `run` handed it to the host.
             reason::EXCEPTION_OR_NMI if is_nmi(l.interruption_info) => Exit::Interrupt,
             reason::VMCALL => Exit::Hypercall,

@@ -82,6 +82,7 @@ pub mod f32 {
     pub const GUEST_INTERRUPTIBILITY: u64 = 0x4824;
     pub const GUEST_ACTIVITY: u64 = 0x4826;
     pub const GUEST_SYSENTER_CS: u64 = 0x482A;
+    pub const PREEMPTION_TIMER: u64 = 0x482E;
     pub const HOST_SYSENTER_CS: u64 = 0x4C00;
 }
 
@@ -133,6 +134,7 @@ pub mod pin {
     pub const EXTERNAL_INTERRUPT_EXITING: u32 = 1 << 0;
     pub const NMI_EXITING: u32 = 1 << 3;
     pub const VIRTUAL_NMIS: u32 = 1 << 5;
+    pub const PREEMPTION_TIMER: u32 = 1 << 6;
 }
 
 /// Primary processor-based VM-execution controls.
@@ -171,6 +173,7 @@ pub mod exit_ctl {
     pub const ACK_INTERRUPT_ON_EXIT: u32 = 1 << 15;
     pub const SAVE_EFER: u32 = 1 << 20;
     pub const LOAD_EFER: u32 = 1 << 21;
+    pub const SAVE_PREEMPTION_TIMER: u32 = 1 << 22;
 }
 
 /// VM-entry controls.
@@ -216,6 +219,7 @@ pub mod reason {
     pub const EPT_VIOLATION: u32 = 48;
     pub const EPT_MISCONFIG: u32 = 49;
     pub const INVEPT: u32 = 50;
+    pub const PREEMPTION_TIMER: u32 = 52;
     pub const INVVPID: u32 = 53;
     pub const WBINVD: u32 = 54;
     pub const XSETBV: u32 = 55;

@@ -1,0 +1,199 @@
+//! Bochs scenarios: the GRUB ISO boots the default system under Intel VMX (model
+//! `corei7_sandy_bridge_2600k`) and under AMD SVM with NRIP_SAVE (model `ryzen`), and a
+//! small set of misbehaving qubes is contained under VMX. Judged by the console only; Bochs
+//! runs about 80 million instructions per second, so each boots little.
+//!
+//! If Bochs cannot be installed, the scenarios say so and are skipped.
+
+use super::{Scenario, boots, expect};
+use crate::bochs::{self, BochsOptions, MODEL_SVM, MODEL_VMX};
+use crate::bundle::Assembled;
+use crate::iso;
+use crate::qemu::{Control, HvEvent};
+use anyhow::{Result, bail};
+use std::time::Duration;
+
+pub const VMX: Scenario = Scenario {
+    name: "bochs-vmx",
+    about: "Bochs, Intel VMX (corei7_sandy_bridge_2600k): the GRUB ISO boots to all qubes ready",
+    run: || boot_default(MODEL_VMX, "backend VMX", &["EPT yes"]),
+};
+
+pub const SVM_RYZEN: Scenario = Scenario {
+    name: "bochs-svm-ryzen",
+    about: "Bochs, AMD SVM with NRIP_SAVE (ryzen): the GRUB ISO boots to all qubes ready",
+    run: || boot_default(MODEL_SVM, "backend SVM", &["NRIP_SAVE yes"]),
+};
+
+pub const VMX_CONTAINMENT: Scenario = Scenario {
+    name: "bochs-containment",
+    about: "Bochs, Intel VMX: each misbehaving qube is stopped or preempted alone",
+    run: containment,
+};
+
+/// Wall-time limit of one Bochs boot (it needs 5-15 s).
+const TIMEOUT: Duration = Duration::from_secs(150);
+
+/// Assembles `system`, makes its ISO and returns Bochs options for `model`; `None` (with
+/// the reason) when Bochs is not there and cannot be installed.
+fn prepare(
+    system: &str,
+    model: &str,
+    log: &str,
+) -> Result<Result<(Assembled, BochsOptions), String>> {
+    if let Err(e) = bochs::ensure() {
+        return Ok(Err(format!("{e:#}")));
+    }
+    let a = boots::assemble(system)?;
+    // The ISO lives in the run's scratch folder, so no other run can rewrite it under Bochs.
+    let dir = bochs::scratch_dir(log);
+    std::fs::create_dir_all(&dir)?;
+    let path = iso::make(&a, &dir.join(format!("{}.iso", a.name)))?;
+    let mut opts = BochsOptions::new(path, model, a.boot_options().ram_mib, dir);
+    opts.timeout = TIMEOUT;
+    let logs = crate::bundle::out_dir().join("logs");
+    let _ = std::fs::create_dir_all(&logs);
+    opts.serial_log = Some(logs.join(format!("{log}.log")));
+    Ok(Ok((a, opts)))
+}
+
+fn skipped(why: &str) -> Result<String> {
+    println!("   SKIPPED: Bochs is not installed and cannot be: {why}");
+    Ok("skipped: Bochs is not available".into())
+}
+
+/// Fails with the end of Bochs' own log when the boot went wrong before the console said so.
+fn check_boot(run: &bochs::Outcome, opts: &BochsOptions) -> Result<()> {
+    let out = &run.boot;
+    if let Some(p) = &out.panic {
+        bail!("hypervisor panic: {p}");
+    }
+    if out.timed_out {
+        let tail = run.bochs_log.join("\n      ");
+        bail!(
+            "timed out after {} s; last console line {:?}; Bochs says:\n      {tail}",
+            opts.timeout.as_secs(),
+            out.lines.last()
+        );
+    }
+    Ok(())
+}
+
+fn boot_default(model: &str, backend: &str, features: &[&str]) -> Result<String> {
+    let (a, opts) = match prepare("systems/default.toml", model, &format!("bochs-{model}"))? {
+        Ok(p) => p,
+        Err(why) => return skipped(&why),
+    };
+    let mut ready_at = None;
+    let run = bochs::boot(&opts, |e| {
+        let done = e.line.text.contains("qubes ready:");
+        if done {
+            ready_at = Some(e.at);
+        }
+        Control::stop_if(done || matches!(e.hv, Some(HvEvent::Panic(_))))
+    })?;
+    check_boot(&run, &opts)?;
+    let out = run.boot;
+    let banner = out.lines.iter().find(|l| l.contains(backend));
+    let banner = banner.ok_or_else(|| anyhow::anyhow!("no `{backend}` line: wrong backend?"))?;
+    for f in features {
+        expect(banner.contains(f), || format!("{banner:?} lacks {f:?}"))?;
+    }
+    expect(
+        out.lines.iter().any(|l| l.contains("boot: multiboot2")),
+        || "no `boot: multiboot2` line".into(),
+    )?;
+    let missing = out.not_ready(&a.qube_names());
+    expect(missing.is_empty(), || {
+        format!("not ready: {}", missing.join(", "))
+    })?;
+    expect(out.stopped.is_empty(), || {
+        format!("qubes stopped: {:?}", out.stopped)
+    })?;
+    let (exits, ms) = boots::all_ready_figures(&out.lines)
+        .ok_or_else(|| anyhow::anyhow!("no `all N qubes ready` line"))?;
+    let wall = ready_at.unwrap_or(out.wall).as_secs_f64();
+    Ok(format!(
+        "all {} qubes ready: {exits} VM exits, {ms} ms guest time (~{} M instructions), {wall:.1} s wall",
+        a.qube_names().len(),
+        ms * opts.ips / 1000 / 1_000_000,
+    ))
+}
+
+/// Qubes that must be stopped under VMX, and words the reason must contain.
+const STOPS: &[(&str, &str)] = &[
+    ("t-triple", "triple fault"),
+    ("t-badcall", "unknown hypercall 0xdead"),
+    (
+        "t-foreign",
+        "guest-physical 0xc0000000, which it does not own",
+    ),
+    ("t-io", "I/O port access (out to port 0x80) is not allowed"),
+    ("t-msr", "rdmsr 0xc0000080 is not allowed"),
+    ("t-vmrun", "triple fault"),
+];
+
+/// Heartbeats required after every misbehaving qube has been stopped, while t-spin spins.
+const BEATS_AFTER: usize = 5;
+
+fn containment() -> Result<String> {
+    let (_, opts) = match prepare(
+        "systems/tests/bochs-containment.toml",
+        MODEL_VMX,
+        "bochs-containment",
+    )? {
+        Ok(p) => p,
+        Err(why) => return skipped(&why),
+    };
+    let mut stopped = 0;
+    let mut beats_after = 0;
+    let run = bochs::boot(&opts, |e| {
+        if matches!(e.hv, Some(HvEvent::Panic(_))) {
+            return Control::Stop;
+        }
+        if matches!(e.hv, Some(HvEvent::Stopped { .. })) {
+            stopped += 1;
+        } else if stopped >= STOPS.len()
+            && e.line.source.as_deref() == Some("heartbeat")
+            && e.line.body.contains("heartbeat ")
+        {
+            beats_after += 1;
+        }
+        Control::stop_if(beats_after >= BEATS_AFTER)
+    })?;
+    check_boot(&run, &opts)?;
+    let out = run.boot;
+    expect(out.lines.iter().any(|l| l.contains("backend VMX")), || {
+        "no `backend VMX` line".into()
+    })?;
+    for (qube, words) in STOPS {
+        let stops: Vec<_> = out.stopped.iter().filter(|(q, _)| q == qube).collect();
+        expect(stops.len() == 1, || {
+            format!("{qube}: expected one stop line, got {stops:?}")
+        })?;
+        expect(stops[0].1.contains(words), || {
+            format!("{qube}: reason {:?} lacks {words:?}", stops[0].1)
+        })?;
+    }
+    for qube in ["heartbeat", "t-spin"] {
+        let hurt =
+            out.stopped.iter().any(|(q, _)| q == qube) || out.exited.iter().any(|(q, _)| q == qube);
+        expect(!hurt, || {
+            format!("{qube} was stopped, but it did nothing wrong")
+        })?;
+        expect(out.ready.contains(qube), || {
+            format!("{qube} never reported ready")
+        })?;
+    }
+    expect(
+        out.lines
+            .iter()
+            .any(|l| l.contains("t-spin") && l.contains("spinning")),
+        || "t-spin never started spinning".into(),
+    )?;
+    Ok(format!(
+        "{} misbehaviours contained, {beats_after} heartbeats after, {:.1} s wall",
+        STOPS.len() + 1,
+        out.wall.as_secs_f64()
+    ))
+}

@@ -1,0 +1,56 @@
+//! The GRUB ISO boots with UEFI: QEMU with OVMF as its firmware boots the ISO's EFI image
+//! (GRUB for x86_64-efi), which loads the hypervisor through multiboot2.
+
+use super::{Scenario, boots, expect};
+use crate::qemu::{self, Control, HvEvent, Media};
+use crate::{deps, iso};
+use anyhow::{Result, bail};
+
+pub const UEFI_ISO: Scenario = Scenario {
+    name: "boot-uefi-iso",
+    about: "QEMU with OVMF (UEFI) boots the GRUB ISO's EFI image to all qubes ready",
+    run: boot_uefi,
+};
+
+fn boot_uefi() -> Result<String> {
+    deps::ensure(deps::ISO)?;
+    deps::ensure(deps::OVMF)?;
+    let a = boots::assemble("systems/default.toml")?;
+    // An ISO of its own, so no other run can rewrite it under QEMU.
+    let path = crate::bundle::out_dir().join(format!("uefi-{}.iso", std::process::id()));
+    iso::make(&a, &path)?;
+    let mut opts = boots::options(&a, "max", 120, "boot-uefi-iso");
+    opts.media = Media::Iso(path.clone());
+    opts.extra_args = vec!["-bios".into(), deps::OVMF_FD.into()];
+    let out = qemu::boot(&opts, |e| {
+        let done = matches!(e.hv, Some(HvEvent::Panic(_))) || e.line.text.contains("qubes ready:");
+        Control::stop_if(done)
+    });
+    let _ = std::fs::remove_file(&path);
+    let out = out?;
+    if let Some(p) = &out.panic {
+        bail!("hypervisor panic: {p}");
+    }
+    // OVMF writes its boot manager's lines to the serial port too: proof that UEFI booted.
+    expect(out.lines.iter().any(|l| l.contains("BdsDxe")), || {
+        "no `BdsDxe` line from OVMF: did the firmware boot the ISO?".into()
+    })?;
+    expect(
+        out.lines.iter().any(|l| l.contains("boot: multiboot2")),
+        || "no `boot: multiboot2` line".into(),
+    )?;
+    let missing = out.not_ready(&a.qube_names());
+    expect(missing.is_empty(), || {
+        format!("not ready: {}", missing.join(", "))
+    })?;
+    expect(out.stopped.is_empty(), || {
+        format!("qubes stopped: {:?}", out.stopped)
+    })?;
+    let (exits, ms) = boots::all_ready_figures(&out.lines)
+        .ok_or_else(|| anyhow::anyhow!("no `all N qubes ready` line"))?;
+    Ok(format!(
+        "all {} qubes ready: {exits} VM exits, {ms} ms guest time, {:.1} s wall",
+        a.qube_names().len(),
+        out.wall.as_secs_f64()
+    ))
+}
