@@ -7,6 +7,11 @@
 
 use super::{Scenario, boots, expect};
 use crate::bochs::{self, BochsOptions, MODEL_SVM, MODEL_VMX};
+
+/// VMX with EPT and VPID but without unrestricted guest (Nehalem).
+const MODEL_VMX_NO_UNRESTRICTED: &str = "corei5_lynnfield_750";
+/// VMX without EPT (Penryn).
+const MODEL_VMX_NO_EPT: &str = "core2_penryn_t9600";
 use crate::bundle::Assembled;
 use crate::iso;
 use crate::qemu::{Control, HvEvent};
@@ -23,6 +28,24 @@ pub const SVM_RYZEN: Scenario = Scenario {
     name: "bochs-svm-ryzen",
     about: "Bochs, AMD SVM with NRIP_SAVE (ryzen): the GRUB ISO boots to all qubes ready",
     run: || boot_default(MODEL_SVM, "backend SVM", &["NRIP_SAVE yes"]),
+};
+
+pub const VMX_NEHALEM: Scenario = Scenario {
+    name: "bochs-vmx-nehalem",
+    about: "Bochs, Intel VMX without unrestricted guest (corei5_lynnfield_750): all qubes ready",
+    run: || {
+        boot_default(
+            MODEL_VMX_NO_UNRESTRICTED,
+            "backend VMX",
+            &["unrestricted guest no"],
+        )
+    },
+};
+
+pub const VMX_NO_EPT: Scenario = Scenario {
+    name: "bochs-vmx-no-ept",
+    about: "Bochs, Intel VMX without EPT (core2_penryn_t9600): refused with the reason, no qube runs",
+    run: refuse_no_ept,
 };
 
 pub const VMX_CONTAINMENT: Scenario = Scenario {
@@ -118,6 +141,27 @@ fn boot_default(model: &str, backend: &str, features: &[&str]) -> Result<String>
         a.qube_names().len(),
         ms * opts.ips / 1000 / 1_000_000,
     ))
+}
+
+fn refuse_no_ept() -> Result<String> {
+    let (_, opts) = match prepare("systems/default.toml", MODEL_VMX_NO_EPT, "bochs-no-ept")? {
+        Ok(p) => p,
+        Err(why) => return skipped(&why),
+    };
+    let run = bochs::boot(&opts, |e| {
+        Control::stop_if(matches!(e.hv, Some(HvEvent::Halting)))
+    })?;
+    let out = &run.boot;
+    expect(!out.timed_out, || {
+        format!("timed out; last console line {:?}", out.lines.last())
+    })?;
+    const WHY: &str = "no usable virtualisation: the CPU has VT-x but no EPT";
+    let said = out.panic.as_deref().unwrap_or_default();
+    expect(said.contains(WHY), || {
+        format!("expected the refusal {WHY:?}, got panic {said:?}")
+    })?;
+    expect(out.ready.is_empty(), || "a qube ran without EPT".into())?;
+    Ok(format!("refused: {said}"))
 }
 
 /// Qubes that must be stopped under VMX, and words the reason must contain.

@@ -37,7 +37,9 @@ pub fn all() -> Vec<Scenario> {
         boots::GRUB_ISO,
         uefi::UEFI_ISO,
         bochs::SVM_RYZEN,
+        bochs::VMX_NO_EPT,
         bochs::VMX,
+        bochs::VMX_NEHALEM,
         bochs::VMX_CONTAINMENT,
     ]
 }
