@@ -373,6 +373,35 @@ mod tests {
         assert_eq!((leaf >> 3) & 0b111, 6, "write-back");
     }
 
+    /// The EPT entry formats of the Intel SDM (vol. 3C, "EPT translation mechanism"):
+    /// a non-leaf entry has R/W/X and bits 7:3 reserved (zero); a 2 MiB leaf has bit 7 set,
+    /// the memory type in bits 5:3 and bits 20:12 reserved; a 4 KiB leaf has no bit 7. None
+    /// may be writable without being readable (an EPT misconfiguration).
+    #[test]
+    fn ept_entries_follow_the_sdm() {
+        let table = EptFormat.table(0x1234_5000);
+        assert_eq!(table, 0x1234_5000 | 0b111);
+        assert_eq!(table & 0xF8, 0, "bits 7:3 of a non-leaf entry are reserved");
+        let large = EptFormat.leaf(0x4020_0000, true, Perm::RWX);
+        assert_eq!(large & 0b111, 0b111);
+        assert_eq!((large >> 3) & 0b111, 6, "write-back");
+        assert_ne!(large & (1 << 7), 0, "a 2 MiB leaf has bit 7 set");
+        assert_eq!(large & 0x1F_F000, 0, "bits 20:12 of a 2 MiB leaf are reserved");
+        assert_eq!(large & (1 << 6), 0, "the guest's PAT still applies");
+        let small = EptFormat.leaf(0x4020_1000, false, Perm::RW);
+        assert_eq!(small & (1 << 7), 0);
+        assert_eq!(small & 0b111, 0b011);
+        for perm in [Perm::RW, Perm::RWX] {
+            for large in [false, true] {
+                let e = EptFormat.leaf(0x20_0000, large, perm);
+                assert!(e & 1 != 0 || e & 2 == 0, "writable but not readable");
+                assert!(EptFormat.present(e));
+                assert_eq!(EptFormat.large(e), large);
+            }
+        }
+        assert!(!EptFormat.present(0x20_0000 | (6 << 3)));
+    }
+
     #[test]
     fn reports_a_full_arena_and_bad_input() {
         let mut arena = std::vec![0u8; 2 * 4096];
