@@ -386,7 +386,11 @@ mod tests {
         assert_eq!(large & 0b111, 0b111);
         assert_eq!((large >> 3) & 0b111, 6, "write-back");
         assert_ne!(large & (1 << 7), 0, "a 2 MiB leaf has bit 7 set");
-        assert_eq!(large & 0x1F_F000, 0, "bits 20:12 of a 2 MiB leaf are reserved");
+        assert_eq!(
+            large & 0x1F_F000,
+            0,
+            "bits 20:12 of a 2 MiB leaf are reserved"
+        );
         assert_eq!(large & (1 << 6), 0, "the guest's PAT still applies");
         let small = EptFormat.leaf(0x4020_1000, false, Perm::RW);
         assert_eq!(small & (1 << 7), 0);
