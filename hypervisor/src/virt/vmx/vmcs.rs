@@ -1,8 +1,7 @@
 //! The VMCS (Intel SDM vol. 3C, chapter 25 and appendix B): field encodings, control bits,
 //! exit reasons, and the VMREAD/VMWRITE/VMCLEAR/VMPTRLD instructions. Unlike a VMCB, a VMCS
 //! has no documented layout: it is only read and written through these instructions, on
-//! the VMCS that is *current* on this CPU.
-#![allow(dead_code)] // the tables name fields and bits beyond what the backend uses
+//! the VMCS that is *current* on this CPU. The tables list what the backend uses.
 
 use core::arch::asm;
 
@@ -28,17 +27,12 @@ pub mod f16 {
 
 /// 64-bit fields.
 pub mod f64 {
-    pub const IO_BITMAP_A: u64 = 0x2000;
-    pub const IO_BITMAP_B: u64 = 0x2002;
-    pub const MSR_BITMAP: u64 = 0x2004;
     pub const TSC_OFFSET: u64 = 0x2010;
     pub const EPT_POINTER: u64 = 0x201A;
     pub const GUEST_PHYSICAL_ADDRESS: u64 = 0x2400;
     pub const VMCS_LINK_POINTER: u64 = 0x2800;
     pub const GUEST_DEBUGCTL: u64 = 0x2802;
-    pub const GUEST_PAT: u64 = 0x2804;
     pub const GUEST_EFER: u64 = 0x2806;
-    pub const HOST_PAT: u64 = 0x2C00;
     pub const HOST_EFER: u64 = 0x2C02;
 }
 
@@ -93,7 +87,6 @@ pub mod fnat {
     pub const CR0_SHADOW: u64 = 0x6004;
     pub const CR4_SHADOW: u64 = 0x6006;
     pub const EXIT_QUALIFICATION: u64 = 0x6400;
-    pub const GUEST_LINEAR_ADDRESS: u64 = 0x640A;
     pub const GUEST_CR0: u64 = 0x6800;
     pub const GUEST_CR3: u64 = 0x6802;
     pub const GUEST_CR4: u64 = 0x6804;
@@ -124,8 +117,7 @@ pub mod fnat {
     pub const HOST_IDTR_BASE: u64 = 0x6C0E;
     pub const HOST_SYSENTER_ESP: u64 = 0x6C10;
     pub const HOST_SYSENTER_EIP: u64 = 0x6C12;
-    /// Written by `vmx_run` (run.s) before every entry; the encoding is repeated there.
-    pub const HOST_RSP: u64 = 0x6C14;
+    // HOST_RSP (0x6C14) is written by `vmx_run` (run.s) before every entry.
     pub const HOST_RIP: u64 = 0x6C16;
 }
 
@@ -133,22 +125,15 @@ pub mod fnat {
 pub mod pin {
     pub const EXTERNAL_INTERRUPT_EXITING: u32 = 1 << 0;
     pub const NMI_EXITING: u32 = 1 << 3;
-    pub const VIRTUAL_NMIS: u32 = 1 << 5;
     pub const PREEMPTION_TIMER: u32 = 1 << 6;
 }
 
 /// Primary processor-based VM-execution controls.
 pub mod proc1 {
     pub const HLT_EXITING: u32 = 1 << 7;
-    pub const INVLPG_EXITING: u32 = 1 << 9;
     pub const MWAIT_EXITING: u32 = 1 << 10;
-    pub const RDPMC_EXITING: u32 = 1 << 11;
-    pub const RDTSC_EXITING: u32 = 1 << 12;
     pub const CR3_LOAD_EXITING: u32 = 1 << 15;
     pub const CR3_STORE_EXITING: u32 = 1 << 16;
-    pub const CR8_LOAD_EXITING: u32 = 1 << 19;
-    pub const CR8_STORE_EXITING: u32 = 1 << 20;
-    pub const MOV_DR_EXITING: u32 = 1 << 23;
     pub const UNCONDITIONAL_IO_EXITING: u32 = 1 << 24;
     pub const USE_IO_BITMAPS: u32 = 1 << 25;
     pub const USE_MSR_BITMAPS: u32 = 1 << 28;
@@ -168,17 +153,14 @@ pub mod proc2 {
 
 /// VM-exit controls.
 pub mod exit_ctl {
-    pub const SAVE_DEBUG_CONTROLS: u32 = 1 << 2;
     pub const HOST_ADDRESS_SPACE_SIZE: u32 = 1 << 9;
     pub const ACK_INTERRUPT_ON_EXIT: u32 = 1 << 15;
     pub const SAVE_EFER: u32 = 1 << 20;
     pub const LOAD_EFER: u32 = 1 << 21;
-    pub const SAVE_PREEMPTION_TIMER: u32 = 1 << 22;
 }
 
 /// VM-entry controls.
 pub mod entry_ctl {
-    pub const LOAD_DEBUG_CONTROLS: u32 = 1 << 2;
     pub const IA32E_MODE_GUEST: u32 = 1 << 9;
     pub const LOAD_EFER: u32 = 1 << 15;
 }
@@ -211,11 +193,8 @@ pub mod reason {
     pub const IO_INSTRUCTION: u32 = 30;
     pub const RDMSR: u32 = 31;
     pub const WRMSR: u32 = 32;
-    pub const INVALID_GUEST_STATE: u32 = 33;
-    pub const MSR_LOADING: u32 = 34;
     pub const MWAIT: u32 = 36;
     pub const MONITOR: u32 = 39;
-    pub const MACHINE_CHECK_ON_ENTRY: u32 = 41;
     pub const EPT_VIOLATION: u32 = 48;
     pub const EPT_MISCONFIG: u32 = 49;
     pub const INVEPT: u32 = 50;
