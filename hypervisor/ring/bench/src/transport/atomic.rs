@@ -105,6 +105,18 @@ impl LineRing {
     }
 }
 
+// Through `[u8; 8]` references: one 8-byte load or store each, even at opt-level "s" (where
+// `copy_from_slice` of 8 bytes is a call to `memmove`, and byte loops stay loops).
+fn le_word(bytes: &[u8; PAYLOAD], i: usize) -> u64 {
+    let word: &[u8; 8] = bytes[8 * i..8 * i + 8].try_into().expect("8 bytes");
+    u64::from_le_bytes(*word)
+}
+
+fn set_le_word(bytes: &mut [u8; PAYLOAD], i: usize, w: u64) {
+    let word: &mut [u8; 8] = (&mut bytes[8 * i..8 * i + 8]).try_into().expect("8 bytes");
+    *word = w.to_le_bytes();
+}
+
 /// Producer of the line ring.
 pub struct LinesTx {
     ring: Arc<LineRing>,
@@ -155,15 +167,19 @@ pub fn lines(slots: usize) -> (LinesTx, LinesRx) {
 impl Sender for LinesTx {
     fn send(&mut self, msg: &Msg) {
         let slots = self.ring.slots.len() as u64;
+        // Look at the shared count only when the cached one says full; pause only when
+        // that look found no room either.
         while self.next - self.consumed >= slots {
             self.consumed = self.ring.consumed.word.load(Ordering::Acquire);
+            if self.next - self.consumed < slots {
+                break;
+            }
             std::hint::spin_loop();
         }
         let slot = self.ring.slot(self.next);
         slot.seq.store(msg.seq, Ordering::Relaxed);
-        for (word, bytes) in slot.payload.iter().zip(msg.payload.chunks_exact(8)) {
-            let bytes: [u8; 8] = bytes.try_into().expect("8-byte chunk");
-            word.store(u64::from_le_bytes(bytes), Ordering::Relaxed);
+        for (i, word) in slot.payload.iter().enumerate() {
+            word.store(le_word(&msg.payload, i), Ordering::Relaxed);
         }
         self.next += 1;
         if self.next - self.published >= BURST || msg.flag().is_some() {
@@ -177,13 +193,16 @@ impl Receiver for LinesRx {
     fn recv(&mut self) -> Msg {
         while self.written == self.next {
             self.written = self.ring.written.word.load(Ordering::Acquire);
+            if self.written != self.next {
+                break;
+            }
             std::hint::spin_loop();
         }
         let slot = self.ring.slot(self.next);
         let seq = slot.seq.load(Ordering::Relaxed);
         let mut payload = [0u8; PAYLOAD];
-        for (word, bytes) in slot.payload.iter().zip(payload.chunks_exact_mut(8)) {
-            bytes.copy_from_slice(&word.load(Ordering::Relaxed).to_le_bytes());
+        for (i, word) in slot.payload.iter().enumerate() {
+            set_le_word(&mut payload, i, word.load(Ordering::Relaxed));
         }
         self.next += 1;
         if self.next.is_multiple_of(BURST) || self.written == self.next {
