@@ -106,6 +106,7 @@ impl Endpoint {
     }
 
     /// Largest message payload, in bytes (postcard-encoded size for [`Endpoint::send`]).
+    #[inline]
     pub fn max_payload(&self) -> usize {
         self.tx.max_payload()
     }
@@ -142,6 +143,7 @@ impl Endpoint {
     }
 
     /// Sends `bytes` as they are (the receiver gets them from [`Endpoint::try_recv_bytes`]).
+    #[inline]
     pub fn send_bytes(&mut self, bytes: &[u8]) -> Result<Sent, ChannelError> {
         self.check()?;
         if bytes.len() > self.max_payload() {
@@ -163,20 +165,25 @@ impl Endpoint {
     ///
     /// The copy is on the stack: 256 bytes for messages up to that size, 4 KiB up to that,
     /// 64 KiB beyond (only channels with slots that large can carry such messages).
+    #[inline]
     pub fn try_recv<T: serde::de::DeserializeOwned>(&mut self) -> Result<Option<T>, ChannelError> {
-        let decoded = self.recv_with(|bytes| match postcard::take_from_bytes::<T>(bytes) {
-            Ok((msg, [])) => Some(msg),
-            _ => None,
-        })?;
+        self.check()?;
+        if !self.rx_has_data()? {
+            return Ok(None);
+        }
+        let len = self.rx_len()?;
+        let decoded = self.rx.with_payload(self.rx_head, len, decode_all::<T>);
+        self.rx_advance();
         match decoded {
-            None => Ok(None),
             Some(Some(msg)) => Ok(Some(msg)),
             Some(None) => Err(self.breach(Breach::Decode)),
+            None => Err(self.length_breach(len)),
         }
     }
 
     /// Receives the next message's bytes into `buf` and returns their number. A message longer
     /// than `buf` stays in the ring and [`ChannelError::TooLarge`] says how long it is.
+    #[inline]
     pub fn try_recv_bytes(&mut self, buf: &mut [u8]) -> Result<Option<usize>, ChannelError> {
         self.check()?;
         if !self.rx_has_data()? {
@@ -242,6 +249,7 @@ impl Endpoint {
         }
     }
 
+    #[inline]
     fn check(&self) -> Result<(), ChannelError> {
         match self.broken {
             Some(b) => Err(ChannelError::Broken(b)),
@@ -330,10 +338,20 @@ impl Endpoint {
 
     /// Stores our consumer index (release: our reads of the freed slots happen before the
     /// peer's next writes to them).
+    #[inline]
     fn publish_consumer(&mut self) {
         if self.rx_published != self.rx_head {
             self.rx.consumer().store(self.rx_head, Ordering::Release);
             self.rx_published = self.rx_head;
         }
+    }
+}
+
+/// Decodes a whole message: `None` if it does not decode or leaves bytes over.
+#[inline]
+fn decode_all<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Option<T> {
+    match postcard::take_from_bytes::<T>(bytes) {
+        Ok((msg, [])) => Some(msg),
+        _ => None,
     }
 }

@@ -216,6 +216,7 @@ mod raw {
     /// # Safety
     /// 1. `src .. src + len` is readable shared memory;
     /// 2. `dst .. dst + len` is writable private memory that does not overlap it.
+    #[inline]
     unsafe fn fetch(src: *const u8, dst: *mut u8, len: usize) {
         let words = if (src as usize).is_multiple_of(8) { len / 8 } else { 0 };
         for i in 0..words {
@@ -254,6 +255,7 @@ mod raw {
         }
 
         /// The control word at `offset` of the ring (0, 64 or 68).
+        #[inline]
         fn word(&self, offset: u64) -> &AtomicU32 {
             // The offsets are the layout's constants, all below RING_CONTROL_SIZE.
             let at = self.shape.offset + offset as usize;
@@ -266,26 +268,31 @@ mod raw {
         }
 
         /// The producer index (written by the producer only).
+        #[inline]
         pub(crate) fn producer(&self) -> &AtomicU32 {
             self.word(PRODUCER_OFFSET)
         }
 
         /// The consumer index (written by the consumer only).
+        #[inline]
         pub(crate) fn consumer(&self) -> &AtomicU32 {
             self.word(CONSUMER_OFFSET)
         }
 
         /// The consumer-waiting flag (written by the consumer only).
+        #[inline]
         pub(crate) fn waiting(&self) -> &AtomicU32 {
             self.word(WAITING_OFFSET)
         }
 
         /// Largest payload of a slot.
+        #[inline]
         pub(crate) fn max_payload(&self) -> usize {
             self.shape.max_payload
         }
 
         /// Start of the slot for free-running `index`.
+        #[inline]
         fn slot(&self, index: u32) -> *mut u8 {
             let at = self.shape.slots + (((index & self.shape.mask) as usize) << self.shape.slot_shift);
             // SAFETY: the slot number is below slot_count, so the whole slot lies inside the
@@ -293,6 +300,7 @@ mod raw {
             unsafe { self.region.base.add(at) }
         }
 
+        #[inline]
         fn slot_len_word(&self, index: u32) -> &AtomicU32 {
             // SAFETY: the slot's first 4 bytes lie inside the region (see `slot`) and are
             // 64-aligned; this program accesses them only atomically (contract of `new`); the
@@ -301,17 +309,20 @@ mod raw {
         }
 
         /// The length word of slot `index` (one fetch; the caller validates it).
+        #[inline]
         pub(crate) fn slot_len(&self, index: u32) -> u32 {
             self.slot_len_word(index).load(crate::sync::Ordering::Relaxed)
         }
 
         /// Sets the length word of slot `index`.
+        #[inline]
         pub(crate) fn set_slot_len(&self, index: u32, len: u32) {
             self.slot_len_word(index).store(len, crate::sync::Ordering::Relaxed);
         }
 
         /// Copies the first `dst.len()` payload bytes of slot `index` into `dst`; false, copying
         /// nothing, when `dst` is longer than a payload.
+        #[inline]
         pub(crate) fn read_payload(&self, index: u32, dst: &mut [u8]) -> bool {
             if dst.len() > self.shape.max_payload {
                 return false;
@@ -326,6 +337,7 @@ mod raw {
         /// Calls `f` with a private copy of the first `len` payload bytes of slot `index`
         /// (`None` when `len` exceeds a payload). The copy lives on the stack: 256 bytes for
         /// short messages, 4 KiB up to that size, 64 KiB beyond.
+        #[inline]
         pub(crate) fn with_payload<R>(&self, index: u32, len: usize, f: impl FnOnce(&[u8]) -> R) -> Option<R> {
             if len > self.shape.max_payload {
                 return None;
@@ -343,6 +355,7 @@ mod raw {
         }
 
         /// A postcard output that writes straight into the payload of slot `index`.
+        #[inline]
         pub(crate) fn writer(&self, index: u32) -> SlotWriter<'_> {
             // SAFETY: the payload starts SLOT_HEADER bytes into the slot (see `read_payload`).
             let payload = unsafe { self.slot(index).add(8) };
@@ -405,6 +418,7 @@ mod raw {
             Ok(())
         }
 
+        #[inline]
         fn finalize(self) -> postcard::Result<usize> {
             Ok(self.pos)
         }
@@ -412,6 +426,7 @@ mod raw {
 
     impl SlotWriter<'_> {
         /// Copies raw bytes into the payload; false if they do not fit.
+        #[inline]
         pub(crate) fn put(mut self, bytes: &[u8]) -> bool {
             postcard::ser_flavors::Flavor::try_extend(&mut self, bytes).is_ok()
         }
