@@ -148,7 +148,7 @@ impl VmxVcpu {
         // SAFETY: reading EFER, which every 64-bit CPU has.
         let host_efer = unsafe { cpu::rdmsr(cpu::MSR_EFER) };
         let fields: &[(u64, u64)] = &[
-            // Controls: what exits (see `super::detect`), EPT, VPID.
+            // Controls: what exits (see `super::detect`), EPT.
             (f32::PIN_CONTROLS, u64::from(c.pin)),
             (f32::PROC_CONTROLS, u64::from(c.proc1)),
             (f32::PROC_CONTROLS2, u64::from(c.proc2)),
@@ -164,7 +164,6 @@ impl VmxVcpu {
             (f32::ENTRY_INTERRUPTION_INFO, 0),
             (f64::TSC_OFFSET, 0),
             (f64::EPT_POINTER, self.eptp),
-            (f16::VPID, u64::from(self.vpid)),
             // CR0 belongs to the guest (the CPU refuses values VMX forbids with #GP); of
             // CR4 the host owns the bits VMX fixes (VMXE): the guest reads them as 0, and
             // setting one exits.
@@ -278,9 +277,13 @@ impl VmxVcpu {
                 ok &= vmcs::write(limit, 0xFFFF_FFFF);
                 ok &= vmcs::write(ar, DATA);
             }
+            // Fields that exist only when the CPU has the feature.
             if self.caps.load_efer {
                 ok &= vmcs::write(f64::GUEST_EFER, GUEST_EFER);
                 ok &= vmcs::write(f64::HOST_EFER, host_efer);
+            }
+            if self.caps.vpid {
+                ok &= vmcs::write(f16::VPID, u64::from(self.vpid));
             }
             if let Some(value) = timer {
                 ok &= vmcs::write(f32::PREEMPTION_TIMER, value);
