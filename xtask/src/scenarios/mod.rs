@@ -36,6 +36,7 @@ pub fn all() -> Vec<Scenario> {
         refusals::BROKEN_BUNDLES,
         boots::GRUB_ISO,
         uefi::UEFI_ISO,
+        uefi::UEFI_USB,
         bochs::SVM_RYZEN,
         bochs::VMX_NO_EPT,
         bochs::VMX,

@@ -1,5 +1,7 @@
 //! The GRUB ISO boots with UEFI: QEMU with OVMF as its firmware boots the ISO's EFI image
-//! (GRUB for x86_64-efi), which loads the hypervisor through multiboot2.
+//! (GRUB for x86_64-efi), which loads the hypervisor through multiboot2; once from a CD-ROM,
+//! once written as is to a USB stick (the ISO is a hybrid image with a GPT), as the README
+//! tells people to do on real machines.
 
 use super::{Scenario, boots, expect};
 use crate::qemu::{self, Control, HvEvent, Media};
@@ -9,19 +11,48 @@ use anyhow::{Result, bail};
 pub const UEFI_ISO: Scenario = Scenario {
     name: "boot-uefi-iso",
     about: "QEMU with OVMF (UEFI) boots the GRUB ISO's EFI image to all qubes ready",
-    run: boot_uefi,
+    run: || boot_uefi(false),
 };
 
-fn boot_uefi() -> Result<String> {
+pub const UEFI_USB: Scenario = Scenario {
+    name: "boot-uefi-usb",
+    about: "QEMU with OVMF boots the ISO written to a USB stick (usb-storage) to all qubes ready",
+    run: || boot_uefi(true),
+};
+
+fn boot_uefi(usb: bool) -> Result<String> {
     deps::ensure(deps::ISO)?;
     deps::ensure(deps::OVMF)?;
     let a = boots::assemble("systems/default.toml")?;
     // An ISO of its own, so no other run can rewrite it under QEMU.
     let path = crate::bundle::out_dir().join(format!("uefi-{}.iso", std::process::id()));
     iso::make(&a, &path)?;
-    let mut opts = boots::options(&a, "max", 120, "boot-uefi-iso");
+    let log = if usb {
+        "boot-uefi-usb"
+    } else {
+        "boot-uefi-iso"
+    };
+    let mut opts = boots::options(&a, "max", 120, log);
     opts.media = Media::Iso(path.clone());
     opts.extra_args = vec!["-bios".into(), deps::OVMF_FD.into()];
+    if usb {
+        // The same image as a USB disk, first in the boot order (the CD-ROM stays, second).
+        let drive = format!(
+            "file={},format=raw,if=none,id=stick,snapshot=on",
+            path.display()
+        );
+        opts.extra_args.extend(
+            [
+                "-drive",
+                &drive,
+                "-device",
+                "qemu-xhci",
+                "-device",
+                "usb-storage,drive=stick,bootindex=0",
+            ]
+            .map(String::from),
+        );
+    }
     let out = qemu::boot(&opts, |e| {
         let done = matches!(e.hv, Some(HvEvent::Panic(_))) || e.line.text.contains("qubes ready:");
         Control::stop_if(done)
@@ -31,10 +62,15 @@ fn boot_uefi() -> Result<String> {
     if let Some(p) = &out.panic {
         bail!("hypervisor panic: {p}");
     }
-    // OVMF writes its boot manager's lines to the serial port too: proof that UEFI booted.
-    expect(out.lines.iter().any(|l| l.contains("BdsDxe")), || {
-        "no `BdsDxe` line from OVMF: did the firmware boot the ISO?".into()
-    })?;
+    // OVMF's boot manager writes what it boots to the serial port too: proof that UEFI booted
+    // the medium under test.
+    let medium = if usb { "USB HARDDRIVE" } else { "DVD-ROM" };
+    expect(
+        out.lines
+            .iter()
+            .any(|l| l.contains("BdsDxe: starting") && l.contains(medium)),
+        || format!("no `BdsDxe: starting ... {medium}` line from OVMF"),
+    )?;
     expect(
         out.lines.iter().any(|l| l.contains("boot: multiboot2")),
         || "no `boot: multiboot2` line".into(),
