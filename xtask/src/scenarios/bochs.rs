@@ -107,8 +107,11 @@ fn boot_default(model: &str, backend: &str, features: &[&str]) -> Result<String>
         Ok(p) => p,
         Err(why) => return skipped(&why),
     };
-    let mut ready_at = None;
+    let (mut hv_at, mut ready_at) = (None, None);
     let run = bochs::boot(&opts, |e| {
+        if hv_at.is_none() && e.line.is_hv() {
+            hv_at = Some(e.at);
+        }
         let done = e.line.text.contains("qubes ready:");
         if done {
             ready_at = Some(e.at);
@@ -135,11 +138,16 @@ fn boot_default(model: &str, backend: &str, features: &[&str]) -> Result<String>
     })?;
     let (exits, ms) = boots::all_ready_figures(&out.lines)
         .ok_or_else(|| anyhow::anyhow!("no `all N qubes ready` line"))?;
-    let wall = ready_at.unwrap_or(out.wall).as_secs_f64();
+    let ready = ready_at.unwrap_or(out.wall);
+    let hv = hv_at.unwrap_or_default();
     Ok(format!(
-        "all {} qubes ready: {exits} VM exits, {ms} ms guest time (~{} M instructions), {wall:.1} s wall",
+        "all {} qubes ready: {exits} VM exits, {ms} ms Bochs time (<= {} M instructions); \
+         wall {:.1} s ({:.1} s BIOS + GRUB, {:.1} s hypervisor)",
         a.qube_names().len(),
         ms * opts.ips / 1000 / 1_000_000,
+        ready.as_secs_f64(),
+        hv.as_secs_f64(),
+        (ready - hv).as_secs_f64(),
     ))
 }
 
