@@ -48,6 +48,12 @@ pub const VMX_NO_EPT: Scenario = Scenario {
     run: refuse_no_ept,
 };
 
+pub const VMX_CHANNELS: Scenario = Scenario {
+    name: "bochs-channels",
+    about: "Bochs, Intel VMX: channel ping-pong (poll and event) intact; a snoop is stopped by EPT",
+    run: channels,
+};
+
 pub const VMX_CONTAINMENT: Scenario = Scenario {
     name: "bochs-containment",
     about: "Bochs, Intel VMX: each misbehaving qube is stopped or preempted alone",
@@ -170,6 +176,59 @@ fn refuse_no_ept() -> Result<String> {
     })?;
     expect(out.ready.is_empty(), || "a qube ran without EPT".into())?;
     Ok(format!("refused: {said}"))
+}
+
+fn channels() -> Result<String> {
+    let (_, opts) = match prepare(
+        "systems/tests/bochs-channels.toml",
+        MODEL_VMX,
+        "bochs-channels",
+    )? {
+        Ok(p) => p,
+        Err(why) => return skipped(&why),
+    };
+    let mut done = 0;
+    let run = bochs::boot(&opts, |e| {
+        if matches!(e.hv, Some(HvEvent::Panic(_))) {
+            return Control::Stop;
+        }
+        match &e.hv {
+            Some(HvEvent::Exited { qube, .. }) if qube.starts_with("ping-") => done += 1,
+            Some(HvEvent::Stopped { qube, .. }) if qube == "snoop" => done += 1,
+            _ => {}
+        }
+        Control::stop_if(done >= 3)
+    })?;
+    check_boot(&run, &opts)?;
+    let out = run.boot;
+    let mut notes = Vec::new();
+    for mode in ["poll", "event"] {
+        let ping = format!("ping-{mode}");
+        let ok = out.exited.iter().any(|(q, s)| *q == ping && *s == 0);
+        expect(ok, || format!("{ping} did not exit with status 0"))?;
+        let report = out
+            .lines_from(&ping)
+            .into_iter()
+            .find(|l| l.contains("round trips in order and intact"));
+        let report = report.ok_or_else(|| anyhow::anyhow!("{ping}: no report line"))?;
+        let exits = report
+            .split(", ")
+            .find(|p| p.contains("exits of this qube"))
+            .and_then(|p| p.split_whitespace().next())
+            .unwrap_or("?");
+        notes.push(format!("{mode}: {exits} exits of ping per round trip"));
+    }
+    let snoop = out.stopped.iter().find(|(n, _)| n == "snoop");
+    let snoop = snoop.map(|(_, r)| r.as_str()).unwrap_or_default();
+    expect(snoop.contains("which it does not own"), || {
+        format!("snoop was not stopped for reading a foreign window: {snoop:?}")
+    })?;
+    let hurt: Vec<_> = out.stopped.iter().filter(|(n, _)| n != "snoop").collect();
+    expect(hurt.is_empty(), || format!("stopped: {hurt:?}"))?;
+    Ok(format!(
+        "200 round trips intact in each mode ({})",
+        notes.join(", ")
+    ))
 }
 
 /// Qubes that must be stopped under VMX, and words the reason must contain.

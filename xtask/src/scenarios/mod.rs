@@ -41,6 +41,7 @@ pub fn all() -> Vec<Scenario> {
         bochs::VMX_NO_EPT,
         bochs::VMX,
         bochs::VMX_NEHALEM,
+        bochs::VMX_CHANNELS,
         bochs::VMX_CONTAINMENT,
     ]
 }
