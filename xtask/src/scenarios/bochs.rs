@@ -242,6 +242,11 @@ const STOPS: &[(&str, &str)] = &[
     ("t-io", "I/O port access (out to port 0x80) is not allowed"),
     ("t-msr", "rdmsr 0xc0000080 is not allowed"),
     ("t-vmrun", "triple fault"),
+    (
+        "t-badptr",
+        "console_write: buffer 0x401000+0x10 is outside its memory",
+    ),
+    ("t-huge", "length 4097 is over the limit of 4096"),
 ];
 
 /// Heartbeats required after every misbehaving qube has been stopped, while t-spin spins.
@@ -256,7 +261,7 @@ fn containment() -> Result<String> {
         Ok(p) => p,
         Err(why) => return skipped(&why),
     };
-    let mut stopped = 0;
+    let (mut stopped, mut exit_done) = (0, false);
     let mut beats_after = 0;
     let run = bochs::boot(&opts, |e| {
         if matches!(e.hv, Some(HvEvent::Panic(_))) {
@@ -264,7 +269,10 @@ fn containment() -> Result<String> {
         }
         if matches!(e.hv, Some(HvEvent::Stopped { .. })) {
             stopped += 1;
+        } else if e.line.text.contains("qube t-exit not restarted") {
+            exit_done = true;
         } else if stopped >= STOPS.len()
+            && exit_done
             && e.line.source.as_deref() == Some("heartbeat")
             && e.line.body.contains("heartbeat ")
         {
@@ -302,9 +310,30 @@ fn containment() -> Result<String> {
             .any(|l| l.contains("t-spin") && l.contains("spinning")),
         || "t-spin never started spinning".into(),
     )?;
+    let panics = out
+        .exited
+        .iter()
+        .filter(|(q, s)| q == "t-panic" && *s == 101);
+    expect(panics.count() == 1, || {
+        "t-panic did not exit once with the panic status 101".into()
+    })?;
+    // Each restart starts the qube's VMCS over: VMCLEAR, every field again, VMLAUNCH.
+    let exits = out.exited.iter().filter(|(q, s)| q == "t-exit" && *s == 3);
+    let restarts: Vec<u32> = out
+        .restarts
+        .iter()
+        .filter(|(q, _)| q == "t-exit")
+        .map(|(_, n)| *n)
+        .collect();
+    let exits = exits.count();
+    expect(exits == 4 && restarts == [1, 2, 3], || {
+        format!(
+            "t-exit: expected 4 exits and restarts 1..3, got {exits} exits, restarts {restarts:?}"
+        )
+    })?;
     Ok(format!(
-        "{} misbehaviours contained, {beats_after} heartbeats after, {:.1} s wall",
-        STOPS.len() + 1,
+        "{} misbehaviours contained, t-exit restarted 3 times, {beats_after} heartbeats after, {:.1} s wall",
+        STOPS.len() + 2,
         out.wall.as_secs_f64()
     ))
 }
