@@ -8,6 +8,7 @@ mod bochs;
 mod boots;
 mod channels;
 mod containment;
+mod fuzz;
 mod host;
 mod refusals;
 mod uefi;
@@ -33,6 +34,7 @@ pub fn all() -> Vec<Scenario> {
         boots::DEFAULT_EPYC,
         containment::CONTAINMENT,
         channels::CHANNELS,
+        fuzz::FUZZ_RING,
         refusals::BROKEN_BUNDLES,
         boots::GRUB_ISO,
         uefi::UEFI_ISO,
@@ -41,7 +43,6 @@ pub fn all() -> Vec<Scenario> {
         bochs::VMX_NO_EPT,
         bochs::VMX,
         bochs::VMX_NEHALEM,
-        bochs::VMX_CHANNELS,
         bochs::VMX_CONTAINMENT,
     ]
 }

@@ -1,0 +1,81 @@
+//! Bounded fuzzing in the test run: libFuzzer drives the ring crate while a hostile peer
+//! writes arbitrary bytes anywhere in the shared region between operations
+//! (`fuzz/fuzz_targets/ring_hostile_peer.rs`); any panic, out-of-bounds access or a received
+//! message that was never sent fails the scenario. `BULKHEAD_FUZZ_SECONDS` sets the budget.
+
+use super::Scenario;
+use anyhow::{Context, Result, bail};
+use std::process::Command;
+
+pub const FUZZ_RING: Scenario = Scenario {
+    name: "fuzz-ring",
+    about: "libFuzzer: a hostile peer scribbles over the ring between operations (bounded time)",
+    run: fuzz_ring,
+};
+
+const TARGET: &str = "ring_hostile_peer";
+
+fn cargo() -> String {
+    std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())
+}
+
+/// `cargo +nightly fuzz` needs a nightly toolchain (for the sanitizer flags) and cargo-fuzz.
+fn ensure_tools() -> Result<()> {
+    let nightly = Command::new("rustup").args(["run", "nightly", "rustc", "--version"]).output();
+    if !nightly.is_ok_and(|o| o.status.success()) {
+        bail!("fuzzing needs a nightly toolchain: run `rustup toolchain install nightly`");
+    }
+    let fuzz = Command::new("cargo").args(["+nightly", "fuzz", "--version"]).output();
+    if fuzz.is_ok_and(|o| o.status.success()) {
+        return Ok(());
+    }
+    println!("   installing cargo-fuzz (cargo install cargo-fuzz --locked)");
+    let status = Command::new(cargo())
+        .args(["install", "cargo-fuzz", "--locked", "--quiet"])
+        .status()
+        .context("running cargo install cargo-fuzz")?;
+    if !status.success() {
+        bail!("could not install cargo-fuzz; run `cargo install cargo-fuzz --locked`");
+    }
+    Ok(())
+}
+
+/// Reads libFuzzer's `Done N runs in S second(s)` line.
+fn runs(stderr: &str) -> Option<u64> {
+    let line = stderr.lines().rev().find(|l| l.starts_with("Done "))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+fn fuzz_ring() -> Result<String> {
+    ensure_tools()?;
+    let seconds: u64 =
+        std::env::var("BULKHEAD_FUZZ_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(60);
+    let root = crate::workspace_root();
+    let out = Command::new("cargo")
+        .current_dir(&root)
+        .args(["+nightly", "fuzz", "run", TARGET, "--fuzz-dir", "fuzz", "--"])
+        .arg(format!("-max_total_time={seconds}"))
+        .arg("-rss_limit_mb=2048")
+        .output()
+        .context("running cargo fuzz")?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if !out.status.success() {
+        let tail: Vec<&str> = stderr.lines().rev().take(25).collect();
+        let tail: Vec<&str> = tail.into_iter().rev().collect();
+        bail!("the fuzzer found a problem:\n{}", tail.join("\n"));
+    }
+    let n = runs(&stderr).map_or("?".to_string(), |n| n.to_string());
+    Ok(format!("{n} runs in {seconds} s, no crash"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_run_count() {
+        let err = "#1024 pulse cov: 10\nDone 123456 runs in 61 second(s)\n";
+        assert_eq!(runs(err), Some(123456));
+        assert_eq!(runs("nothing"), None);
+    }
+}
