@@ -76,7 +76,6 @@ struct LastExit {
 /// A virtual CPU under VMX.
 pub struct VmxVcpu {
     vmcs: Region,
-    vmcs_pa: u64,
     revision: u32,
     fx: &'static mut FxPair,
     gprs: Gprs,
@@ -105,7 +104,6 @@ impl VmxVcpu {
         };
         VmxVcpu {
             vmcs,
-            vmcs_pa: vmcs.start,
             revision: vmx.caps.revision,
             fx: fx_ref,
             gprs: Gprs::default(),
@@ -124,13 +122,16 @@ impl VmxVcpu {
 
     /// Makes this vCPU's VMCS the current one.
     fn make_current(&self) -> bool {
-        if CURRENT_VMCS.load(Ordering::Relaxed) == self.vmcs_pa {
+        if CURRENT_VMCS.load(Ordering::Relaxed) == self.vmcs.start {
             return true;
         }
         // SAFETY: VMX operation is on (a `VmxVcpu` exists only after VMXON) and the page is
         // this vCPU's VMCS, initialised by `reset` (revision written, VMCLEARed).
-        let ok = unsafe { vmcs::load(self.vmcs_pa) };
-        CURRENT_VMCS.store(if ok { self.vmcs_pa } else { u64::MAX }, Ordering::Relaxed);
+        let ok = unsafe { vmcs::load(self.vmcs.start) };
+        CURRENT_VMCS.store(
+            if ok { self.vmcs.start } else { u64::MAX },
+            Ordering::Relaxed,
+        );
         ok
     }
 
@@ -420,9 +421,9 @@ impl Vcpu for VmxVcpu {
             crate::memory::phys::with_region(self.vmcs, |b| {
                 b[..4].copy_from_slice(&self.revision.to_le_bytes())
             });
-            vmcs::clear(self.vmcs_pa)
+            vmcs::clear(self.vmcs.start)
         };
-        if CURRENT_VMCS.load(Ordering::Relaxed) == self.vmcs_pa {
+        if CURRENT_VMCS.load(Ordering::Relaxed) == self.vmcs.start {
             CURRENT_VMCS.store(u64::MAX, Ordering::Relaxed);
         }
         let ok = ok && self.make_current() && self.write_vmcs(e);
