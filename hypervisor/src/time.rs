@@ -5,11 +5,16 @@ use core::sync::atomic::{AtomicU64, Ordering};
 
 static TSC_KHZ: AtomicU64 = AtomicU64::new(1_000_000);
 static TSC_AT_BOOT: AtomicU64 = AtomicU64::new(0);
+/// Nanoseconds per TSC tick as a 32.32 fixed-point number, so converting needs a multiply
+/// and a shift, not a 128-bit division (the scheduler reads the time on every switch).
+static NS_PER_TICK_FP32: AtomicU64 = AtomicU64::new(1 << 32);
 
 /// Records the TSC frequency and the boot instant.
 pub fn init(tsc_khz: u64, tsc_at_boot: u64) {
-    TSC_KHZ.store(tsc_khz.max(1), Ordering::Relaxed);
+    let khz = tsc_khz.max(1);
+    TSC_KHZ.store(khz, Ordering::Relaxed);
     TSC_AT_BOOT.store(tsc_at_boot, Ordering::Relaxed);
+    NS_PER_TICK_FP32.store((1_000_000u64 << 32) / khz, Ordering::Relaxed);
 }
 
 /// TSC frequency in kHz.
@@ -20,5 +25,6 @@ pub fn tsc_khz() -> u64 {
 /// Nanoseconds since boot.
 pub fn now_ns() -> u64 {
     let ticks = cpu::rdtsc().wrapping_sub(TSC_AT_BOOT.load(Ordering::Relaxed));
-    (u128::from(ticks) * 1_000_000 / u128::from(tsc_khz())) as u64
+    let fp = NS_PER_TICK_FP32.load(Ordering::Relaxed);
+    ((u128::from(ticks) * u128::from(fp)) >> 32) as u64
 }

@@ -1,6 +1,7 @@
 //! `cargo xtask`: the only entry point for people. See the README for the verbs.
 #![forbid(unsafe_code)]
 
+mod bench;
 mod bochs;
 mod bundle;
 mod deps;
@@ -49,6 +50,19 @@ enum Cmd {
         /// List the scenarios and exit.
         #[arg(long)]
         list: bool,
+    },
+    /// Measure channels: the ring on the host against other IPC, and round trips in QEMU
+    /// (instructions and VM exits); figures, never pass/fail.
+    Bench {
+        /// Only the host benchmark.
+        #[arg(long, conflicts_with = "qemu")]
+        host: bool,
+        /// Only the in-QEMU benchmark.
+        #[arg(long)]
+        qemu: bool,
+        /// Rewrite docs/bench.md with the figures just measured.
+        #[arg(long)]
+        write_docs: bool,
     },
     /// Measure the trusted base: own and dependency lines, unsafe sites, ELF sizes per image.
     Tcb {
@@ -159,7 +173,33 @@ fn verb(cli: Cli) -> Result<()> {
             }
             scenarios::run(filter.as_deref(), no_host || filter.is_some())
         }
+        Cmd::Bench { host, qemu, write_docs } => bench_verb(host, qemu, write_docs),
     }
+}
+
+fn bench_verb(host_only: bool, qemu_only: bool, write_docs: bool) -> Result<()> {
+    if !qemu_only {
+        bench::host(write_docs)?;
+    }
+    if !host_only {
+        println!("== in QEMU (-icount shift=0: nanoseconds are instructions)");
+        let q = scenarios::qemu_bench()?;
+        let body = format!(
+            "Measured by `cargo xtask bench --qemu`: each system of `systems/bench/` booted alone \
+             in QEMU under `-icount shift=0`, so the guest's clock counts instructions (the \
+             hypervisor's and the qubes' together); exits are the two qubes' own counts.\n\n{}",
+            q.markdown()
+        );
+        println!("{body}");
+        if write_docs {
+            let path = workspace_root().join("docs/bench.md");
+            let doc = std::fs::read_to_string(&path)?;
+            let doc = bench::replace_section(&doc, bench::QEMU_BEGIN, bench::QEMU_END, &body);
+            std::fs::write(&path, doc)?;
+            println!("wrote {}", path.display());
+        }
+    }
+    Ok(())
 }
 
 fn run(args: RunArgs) -> Result<()> {

@@ -13,6 +13,7 @@ mod host;
 mod refusals;
 mod uefi;
 
+pub use channels::qemu_bench;
 use anyhow::{Result, bail};
 use std::time::Instant;
 
@@ -43,6 +44,7 @@ pub fn all() -> Vec<Scenario> {
         bochs::VMX_NO_EPT,
         bochs::VMX,
         bochs::VMX_NEHALEM,
+        bochs::VMX_CHANNELS,
         bochs::VMX_CONTAINMENT,
     ]
 }
