@@ -2,7 +2,8 @@
 //!
 //! Unsafe code in the hypervisor lives in: `cpu` (privileged instructions), `descriptors`
 //! (GDT/TSS/IDT), `apic` (MMIO registers), `serial`/`pic`/`pit` (port I/O),
-//! `crate::memory::phys` (physical memory access) and `crate::virt::svm` (VMCB, VMRUN).
+//! `crate::memory::phys` (physical memory access), `crate::virt::svm` (VMCB, VMRUN) and
+//! `crate::virt::vmx` (VMCS, VMLAUNCH/VMRESUME).
 pub mod apic;
 pub mod cpu;
 pub mod descriptors;
