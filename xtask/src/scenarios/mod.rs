@@ -10,6 +10,7 @@ mod channels;
 mod containment;
 mod fuzz;
 mod host;
+mod loom;
 mod refusals;
 mod uefi;
 
@@ -35,6 +36,7 @@ pub fn all() -> Vec<Scenario> {
         boots::DEFAULT_EPYC,
         containment::CONTAINMENT,
         channels::CHANNELS,
+        loom::LOOM_RING,
         fuzz::FUZZ_RING,
         refusals::BROKEN_BUNDLES,
         boots::GRUB_ISO,

@@ -1,0 +1,35 @@
+//! The loom model check of the ring's concurrent protocol (`hypervisor/ring/tests/loom.rs`):
+//! both ends in their own threads, every interleaving up to loom's bound: FIFO through full
+//! rings and the wrap, and no lost wake-up between `prepare_wait` and `notify`.
+
+use super::{Scenario, host};
+use anyhow::{Context, Result, bail};
+use std::process::Command;
+
+pub const LOOM_RING: Scenario = Scenario {
+    name: "loom-ring",
+    about: "loom: both ends of a ring under every interleaving (FIFO, no lost wake-up)",
+    run: loom_ring,
+};
+
+fn loom_ring() -> Result<String> {
+    let root = crate::workspace_root();
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    // Its own target directory: `--cfg loom` rebuilds every crate, and must not evict the
+    // normal build's artifacts.
+    let out = Command::new(cargo)
+        .current_dir(&root)
+        .env("RUSTFLAGS", "--cfg loom")
+        .env("CARGO_TARGET_DIR", root.join("target/loom"))
+        .args(["test", "-p", "bulkhead-ring", "--release", "--test", "loom"])
+        .output()
+        .context("running the loom tests")?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let counts = host::parse(&stdout);
+    if !out.status.success() || counts.failed > 0 || counts.passed == 0 {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let tail: Vec<&str> = stdout.lines().chain(stderr.lines()).rev().take(30).collect();
+        bail!("loom found a problem:\n{}", tail.into_iter().rev().collect::<Vec<_>>().join("\n"));
+    }
+    Ok(format!("{} model checks passed", counts.passed))
+}
