@@ -56,6 +56,7 @@ pub fn all() -> Vec<Scenario> {
 pub fn run(filter: Option<&str>, skip_host: bool) -> Result<()> {
     let started = Instant::now();
     let mut passed = 0usize;
+    let mut skipped = 0usize;
     let mut failed = Vec::new();
     if !skip_host {
         println!("== host tests (cargo test)");
@@ -80,6 +81,12 @@ pub fn run(filter: Option<&str>, skip_host: bool) -> Result<()> {
         println!("== scenario {}: {}", s.name, s.about);
         let t = Instant::now();
         match (s.run)() {
+            // A scenario that cannot run here (a tool that cannot be installed) says
+            // "skipped: why"; it counts as neither passed nor failed.
+            Ok(note) if note.starts_with("skipped") => {
+                skipped += 1;
+                println!("   SKIPPED ({:.1} s) {note}", t.elapsed().as_secs_f64());
+            }
             Ok(note) => {
                 passed += 1;
                 println!("   ok ({:.1} s) {note}", t.elapsed().as_secs_f64());
@@ -95,7 +102,11 @@ pub fn run(filter: Option<&str>, skip_host: bool) -> Result<()> {
     for f in &failed {
         println!("   FAILED {f}");
     }
-    println!("{passed} passed, {} failed", failed.len());
+    if skipped > 0 {
+        println!("{passed} passed, {} failed, {skipped} skipped", failed.len());
+    } else {
+        println!("{passed} passed, {} failed", failed.len());
+    }
     if failed.is_empty() {
         Ok(())
     } else {
