@@ -174,11 +174,10 @@ impl Endpoint {
         let len = self.rx_len()?;
         let decoded = self.rx.with_payload(self.rx_head, len, decode_all::<T>);
         self.rx_advance();
-        match decoded {
-            Some(Some(msg)) => Ok(Some(msg)),
-            Some(None) => Err(self.breach(Breach::Decode)),
-            None => Err(self.length_breach(len)),
+        if decoded.is_err() {
+            self.broken = Some(Breach::Decode);
         }
+        decoded
     }
 
     /// Receives the next message's bytes into `buf` and returns their number. A message longer
@@ -209,9 +208,7 @@ impl Endpoint {
             return Ok(None);
         }
         let len = self.rx_len()?;
-        let Some(r) = self.rx.with_payload(self.rx_head, len, f) else {
-            return Err(self.length_breach(len));
-        };
+        let r = self.rx.with_payload(self.rx_head, len, f);
         self.rx_advance();
         Ok(Some(r))
     }
@@ -347,11 +344,12 @@ impl Endpoint {
     }
 }
 
-/// Decodes a whole message: `None` if it does not decode or leaves bytes over.
+/// Decodes a whole message, already in the shape `try_recv` returns: a breach if it does not
+/// decode or leaves bytes over.
 #[inline]
-fn decode_all<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Option<T> {
+fn decode_all<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<Option<T>, ChannelError> {
     match postcard::take_from_bytes::<T>(bytes) {
-        Ok((msg, [])) => Some(msg),
-        _ => None,
+        Ok((msg, [])) => Ok(Some(msg)),
+        _ => Err(ChannelError::Broken(Breach::Decode)),
     }
 }

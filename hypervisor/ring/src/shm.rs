@@ -334,24 +334,23 @@ mod raw {
             true
         }
 
-        /// Calls `f` with a private copy of the first `len` payload bytes of slot `index`
-        /// (`None` when `len` exceeds a payload). The copy lives on the stack: 256 bytes for
-        /// short messages, 4 KiB up to that size, 64 KiB beyond.
+        /// Calls `f` with a private copy of the first `len` payload bytes of slot `index` (at
+        /// most a payload: the caller has checked `len`, and a longer one is cut). The copy
+        /// lives on the stack: 256 bytes for short messages, 4 KiB up to that size, 64 KiB
+        /// beyond.
         #[inline]
-        pub(crate) fn with_payload<R>(&self, index: u32, len: usize, f: impl FnOnce(&[u8]) -> R) -> Option<R> {
-            if len > self.shape.max_payload {
-                return None;
-            }
+        pub(crate) fn with_payload<R>(&self, index: u32, len: usize, f: impl FnOnce(&[u8]) -> R) -> R {
+            let len = len.min(self.shape.max_payload);
             // SAFETY: the payload starts SLOT_HEADER bytes into the slot, and its `len <=
             // max_payload` bytes lie inside the slot (see `read_payload`), as `copy_then` needs.
             let src = unsafe { self.slot(index).add(8) };
-            Some(if len <= 256 {
+            if len <= 256 {
                 copy_then::<256, R>(src, len, f)
             } else if len <= 4096 {
                 copy_then_cold::<4096, R>(src, len, f)
             } else {
                 copy_then_cold::<{ bulkhead_abi::channel::MAX_SLOT_SIZE as usize }, R>(src, len, f)
-            })
+            }
         }
 
         /// A postcard output that writes straight into the payload of slot `index`.
@@ -658,9 +657,10 @@ mod model {
             true
         }
 
-        pub(crate) fn with_payload<R>(&self, index: u32, len: usize, f: impl FnOnce(&[u8]) -> R) -> Option<R> {
-            let mut copy = std::vec![0; len];
-            self.read_payload(index, &mut copy).then(|| f(&copy))
+        pub(crate) fn with_payload<R>(&self, index: u32, len: usize, f: impl FnOnce(&[u8]) -> R) -> R {
+            let mut copy = std::vec![0; len.min(self.shape.max_payload)];
+            self.read_payload(index, &mut copy);
+            f(&copy)
         }
 
         pub(crate) fn writer(&self, index: u32) -> SlotWriter<'_> {
