@@ -445,7 +445,7 @@ pub fn host_markdown(b: &HostBench, revision: &str) -> String {
             percent(r.others)
         );
     }
-    md.push_str("\n");
+    md.push('\n');
     for r in &b.transports {
         let _ = write!(md, "- `{}`: {}", r.name, r.label);
         if let Some(note) = &r.one_way_note {
