@@ -173,7 +173,11 @@ fn verb(cli: Cli) -> Result<()> {
             }
             scenarios::run(filter.as_deref(), no_host || filter.is_some())
         }
-        Cmd::Bench { host, qemu, write_docs } => bench_verb(host, qemu, write_docs),
+        Cmd::Bench {
+            host,
+            qemu,
+            write_docs,
+        } => bench_verb(host, qemu, write_docs),
     }
 }
 

@@ -53,7 +53,9 @@ pub enum Probe {
 impl Probe {
     /// The payload every end expects for sequence number `seq`.
     pub fn payload_for(seq: u64) -> Vec<u8, PROBE_PAYLOAD> {
-        (0..PROBE_PAYLOAD).map(|i| (seq as u8).wrapping_mul(31).wrapping_add(i as u8)).collect()
+        (0..PROBE_PAYLOAD)
+            .map(|i| (seq as u8).wrapping_mul(31).wrapping_add(i as u8))
+            .collect()
     }
 }
 
@@ -63,7 +65,10 @@ mod tests {
 
     #[test]
     fn a_ping_is_about_64_bytes() {
-        let p = Probe::Ping { seq: 1 << 40, payload: Probe::payload_for(7) };
+        let p = Probe::Ping {
+            seq: 1 << 40,
+            payload: Probe::payload_for(7),
+        };
         let mut buf = [0u8; 128];
         let n = postcard::to_slice(&p, &mut buf).unwrap().len();
         assert!((60..=64).contains(&n), "{n} bytes");

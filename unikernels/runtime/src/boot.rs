@@ -254,7 +254,10 @@ mod tests {
         assert_eq!(Boot::new(b, linked()), Err(BootError::Magic(0)));
         let mut b = good();
         b.version = BOOT_INFO_VERSION + 1;
-        assert_eq!(Boot::new(b, linked()), Err(BootError::Version(BOOT_INFO_VERSION + 1)));
+        assert_eq!(
+            Boot::new(b, linked()),
+            Err(BootError::Version(BOOT_INFO_VERSION + 1))
+        );
         let mut b = good();
         b.abi_version = 9;
         let err = Boot::new(b, linked()).unwrap_err();

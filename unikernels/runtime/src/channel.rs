@@ -79,7 +79,13 @@ impl Channel {
         #[allow(unsafe_code)]
         let region = unsafe { SharedRegion::new(info.gpa as *mut u8, info.size as usize) };
         let ep = Endpoint::open(region, side).map_err(OpenError::Ring)?;
-        Ok(Channel { ep, local, info, notifies: 0, sleeps: 0 })
+        Ok(Channel {
+            ep,
+            local,
+            info,
+            notifies: 0,
+            sleeps: 0,
+        })
     }
 
     /// Opens the channel called `name`.
@@ -187,7 +193,12 @@ impl embedded_io::Error for StreamError {
 impl ByteStream {
     /// Wraps an open channel; `mode` says how `read` waits.
     pub fn new(channel: Channel, mode: WaitMode) -> ByteStream {
-        ByteStream { channel, mode, pending: alloc::vec::Vec::new(), at: 0 }
+        ByteStream {
+            channel,
+            mode,
+            pending: alloc::vec::Vec::new(),
+            at: 0,
+        }
     }
 
     /// The channel back.
@@ -231,7 +242,12 @@ impl embedded_io::Read for ByteStream {
             let max = self.channel.max_payload();
             self.pending.resize(max, 0);
             self.at = 0;
-            match self.channel.ep.try_recv_bytes(&mut self.pending).map_err(StreamError)? {
+            match self
+                .channel
+                .ep
+                .try_recv_bytes(&mut self.pending)
+                .map_err(StreamError)?
+            {
                 Some(n) => self.pending.truncate(n),
                 None => {
                     self.pending.clear();

@@ -33,15 +33,26 @@ fn open(boot: &Boot, args: &Args<'_>) -> Result<(Channel, WaitMode), i32> {
 fn hello(boot: &Boot) -> Probe {
     let mut qube = heapless::String::new();
     let _ = qube.push_str(boot.name());
-    Probe::Hello(Hello { version: PROTO_VERSION, qube })
+    Probe::Hello(Hello {
+        version: PROTO_VERSION,
+        qube,
+    })
 }
 
 /// Exchanges `Hello`s; false when the peer speaks another version.
 fn handshake(boot: &Boot, ch: &mut Channel, mode: WaitMode) -> Result<bool, i32> {
     ch.send(&hello(boot)).map_err(|e| fail("send hello", e))?;
-    match ch.recv::<Probe>(mode).map_err(|e| fail("receive hello", e))? {
+    match ch
+        .recv::<Probe>(mode)
+        .map_err(|e| fail("receive hello", e))?
+    {
         Probe::Hello(h) if h.version == PROTO_VERSION => {
-            info!("testing: channel {} open, peer {} speaks version {}", ch.name(), h.qube, h.version);
+            info!(
+                "testing: channel {} open, peer {} speaks version {}",
+                ch.name(),
+                h.qube,
+                h.version
+            );
             Ok(true)
         }
         other => {
@@ -62,7 +73,10 @@ pub fn ping(boot: &Boot, args: &Args<'_>) -> i32 {
         Ok(x) => x,
         Err(status) => return status,
     };
-    let count: u64 = args.get("count").and_then(|c| c.parse().ok()).unwrap_or(1000);
+    let count: u64 = args
+        .get("count")
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(1000);
     match handshake(boot, &mut ch, mode) {
         Ok(true) => {}
         Ok(false) => return EXIT_BAD_MESSAGE,
@@ -71,7 +85,10 @@ pub fn ping(boot: &Boot, args: &Args<'_>) -> i32 {
     let (t0, e0, n0) = (now_ns(), exit_count(), ch.notifies);
     for seq in 0..count {
         let payload = Probe::payload_for(seq);
-        if let Err(e) = ch.send(&Probe::Ping { seq, payload: payload.clone() }) {
+        if let Err(e) = ch.send(&Probe::Ping {
+            seq,
+            payload: payload.clone(),
+        }) {
             return fail("send", e);
         }
         match ch.recv::<Probe>(mode) {
@@ -85,7 +102,11 @@ pub fn ping(boot: &Boot, args: &Args<'_>) -> i32 {
     }
     // Read the clock last: `now_ns` is itself a hypercall (one exit).
     let (exits, ns) = (exit_count() - e0, now_ns() - t0);
-    let mode_name = if mode == WaitMode::Poll { "poll" } else { "event" };
+    let mode_name = if mode == WaitMode::Poll {
+        "poll"
+    } else {
+        "event"
+    };
     info!(
         "ping: {count} round trips in order and intact ({mode_name} mode): {} ns per round trip, \
          {}.{:02} exits of this qube per round trip, {} notifies",
@@ -147,7 +168,10 @@ pub fn pong(boot: &Boot, args: &Args<'_>) -> i32 {
 }
 
 fn carry_on_after(ch: &Channel, e: bulkhead_rt::channel::ChannelError) -> ! {
-    info!("testing: channel {} broken: {e:?}; carrying on without it", ch.name());
+    info!(
+        "testing: channel {} broken: {e:?}; carrying on without it",
+        ch.name()
+    );
     let mut n: u64 = 0;
     loop {
         bulkhead_rt::sleep(Duration::from_millis(20));
@@ -201,7 +225,12 @@ pub fn stream_rx(boot: &Boot, args: &Args<'_>) -> i32 {
             return EXIT_BAD_MESSAGE;
         }
         if let Some(i) = (0..want).find(|&i| buf[i] != stream_byte(got + i)) {
-            error!("testing: stream byte {} is {:#x}, expected {:#x}", got + i, buf[i], stream_byte(got + i));
+            error!(
+                "testing: stream byte {} is {:#x}, expected {:#x}",
+                got + i,
+                buf[i],
+                stream_byte(got + i)
+            );
             return EXIT_BAD_MESSAGE;
         }
         got += want;

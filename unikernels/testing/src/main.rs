@@ -197,7 +197,10 @@ fn main(boot: &Boot) -> i32 {
         Mode::StreamRx => return channels::stream_rx(boot, &args),
         Mode::Hostile => {
             let rounds = args.get("rounds").and_then(|r| r.parse().ok()).unwrap_or(3);
-            let local = boot.channels().iter().position(|c| Some(c.name()) == args.get("channel"));
+            let local = boot
+                .channels()
+                .iter()
+                .position(|c| Some(c.name()) == args.get("channel"));
             if let Err(why) = misbehave::scribble_channel(boot, local.unwrap_or(0), rounds) {
                 error!("testing: hostile: {why}");
                 return EXIT_BAD_MODE;
@@ -206,13 +209,18 @@ fn main(boot: &Boot) -> i32 {
             idle();
         }
         Mode::NullCalls => {
-            let count: u64 = args.get("count").and_then(|c| c.parse().ok()).unwrap_or(1000);
+            let count: u64 = args
+                .get("count")
+                .and_then(|c| c.parse().ok())
+                .unwrap_or(1000);
             let (t0, e0) = (bulkhead_rt::now_ns(), bulkhead_rt::hypercall::exit_count());
             for _ in 0..count {
                 core::hint::black_box(bulkhead_rt::abi_version());
             }
-            let (exits, ns) =
-                (bulkhead_rt::hypercall::exit_count() - e0, bulkhead_rt::now_ns() - t0);
+            let (exits, ns) = (
+                bulkhead_rt::hypercall::exit_count() - e0,
+                bulkhead_rt::now_ns() - t0,
+            );
             info!(
                 "null-calls: {count} hypercalls: {} ns per hypercall, {exits} exits",
                 ns / count.max(1)

@@ -198,7 +198,8 @@ pub fn snoop_window(boot: &Boot) -> Result<(), &'static str> {
     // new 2 MiB entry points at guest-physical `target`, where no Rust object lives; (3)
     // reloading CR3 with its own value only flushes the TLB.
     unsafe {
-        pd.add(pd_index).write_volatile(target | PRESENT | WRITABLE | PAGE_SIZE);
+        pd.add(pd_index)
+            .write_volatile(target | PRESENT | WRITABLE | PAGE_SIZE);
         asm!("mov {t}, cr3", "mov cr3, {t}", t = out(reg) _, options(nostack, preserves_flags));
     }
     let p = core::ptr::with_exposed_provenance::<u64>(target as usize);
@@ -239,8 +240,12 @@ pub fn scribble_channel(boot: &Boot, local: usize, rounds: u32) -> Result<(), &'
         // SAFETY: both offsets are inside the ring control blocks, inside the window, and
         // 4-byte aligned (ring offsets are multiples of 64).
         unsafe {
-            base.add((tx_ring + PRODUCER_OFFSET) as usize).cast::<u32>().write_volatile(wrong);
-            base.add((rx_ring + CONSUMER_OFFSET) as usize).cast::<u32>().write_volatile(seed as u32);
+            base.add((tx_ring + PRODUCER_OFFSET) as usize)
+                .cast::<u32>()
+                .write_volatile(wrong);
+            base.add((rx_ring + CONSUMER_OFFSET) as usize)
+                .cast::<u32>()
+                .write_volatile(seed as u32);
         }
         // SAFETY: Notify of a channel this qube has (checked above): a number, no buffer.
         unsafe { bulkhead_rt::hypercall::raw(7, local as u64, 0, 0) };

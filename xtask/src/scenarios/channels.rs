@@ -49,7 +49,10 @@ pub fn measure() -> Result<Figures> {
             return Control::Stop;
         }
         let t = &e.line.text;
-        if t.contains("pong: echoed") || t.contains("still running 5") || t.contains("stream-rx: read") {
+        if t.contains("pong: echoed")
+            || t.contains("still running 5")
+            || t.contains("stream-rx: read")
+        {
             done += 1;
         }
         if matches!(&e.hv, Some(HvEvent::Stopped { qube, .. }) if qube == "snoop") {
@@ -60,33 +63,67 @@ pub fn measure() -> Result<Figures> {
     if let Some(p) = &out.panic {
         bail!("hypervisor panic: {p}");
     }
-    expect(!out.timed_out, || format!("timed out; last line {:?}", out.lines.last()))?;
+    expect(!out.timed_out, || {
+        format!("timed out; last line {:?}", out.lines.last())
+    })?;
     let mut figures = Figures::default();
     for mode in ["poll", "event"] {
         let (ping, pong) = (format!("ping-{mode}"), format!("pong-{mode}"));
         let exited_ok = |q: &str| out.exited.iter().any(|(n, s)| n == q && *s == 0);
-        expect(exited_ok(&ping) && exited_ok(&pong), || format!("{ping}/{pong} did not both exit 0"))?;
-        let ping_line = out.lines_from(&ping).into_iter().find(|l| l.contains("round trips in order and intact"));
-        let pong_line = out.lines_from(&pong).into_iter().find(|l| l.contains("pong: echoed"));
-        let (Some(pl), Some(ql)) = (ping_line, pong_line) else { bail!("{mode}: no report lines") };
+        expect(exited_ok(&ping) && exited_ok(&pong), || {
+            format!("{ping}/{pong} did not both exit 0")
+        })?;
+        let ping_line = out
+            .lines_from(&ping)
+            .into_iter()
+            .find(|l| l.contains("round trips in order and intact"));
+        let pong_line = out
+            .lines_from(&pong)
+            .into_iter()
+            .find(|l| l.contains("pong: echoed"));
+        let (Some(pl), Some(ql)) = (ping_line, pong_line) else {
+            bail!("{mode}: no report lines")
+        };
         let insns = number_before(&pl, "ns per round trip").unwrap_or(0.0) as u64;
         let pe = number_before(&pl, "exits of this qube").unwrap_or(f64::NAN);
         let qe = number_before(&ql, "exits of this qube").unwrap_or(f64::NAN);
         figures.modes.push((mode.to_string(), insns, pe, qe));
     }
-    let stream = out.lines_from("stream-rx").iter().any(|l| l.contains("intact through embedded-io"));
-    expect(stream, || "the embedded-io byte stream did not arrive intact".into())?;
-    let broken = out.lines_from("victim").iter().any(|l| l.contains("channel victim broken"));
-    expect(broken, || "the victim did not report its broken channel".into())?;
-    let alive = out.lines_from("victim").iter().any(|l| l.contains("still running 5"));
-    expect(alive, || "the victim did not keep running after the breach".into())?;
-    let hurt = |q: &str| out.stopped.iter().any(|(n, _)| n == q);
-    expect(!hurt("victim") && !hurt("hostile"), || "hostile or victim was stopped".into())?;
-    let snoop = out.stopped.iter().find(|(n, _)| n == "snoop").map(|(_, r)| r.clone());
-    let snoop = snoop.unwrap_or_default();
-    expect(snoop.contains("guest-physical 0x4000200000, which it does not own"), || {
-        format!("snoop was not stopped for reading a foreign window: {snoop:?}")
+    let stream = out
+        .lines_from("stream-rx")
+        .iter()
+        .any(|l| l.contains("intact through embedded-io"));
+    expect(stream, || {
+        "the embedded-io byte stream did not arrive intact".into()
     })?;
+    let broken = out
+        .lines_from("victim")
+        .iter()
+        .any(|l| l.contains("channel victim broken"));
+    expect(broken, || {
+        "the victim did not report its broken channel".into()
+    })?;
+    let alive = out
+        .lines_from("victim")
+        .iter()
+        .any(|l| l.contains("still running 5"));
+    expect(alive, || {
+        "the victim did not keep running after the breach".into()
+    })?;
+    let hurt = |q: &str| out.stopped.iter().any(|(n, _)| n == q);
+    expect(!hurt("victim") && !hurt("hostile"), || {
+        "hostile or victim was stopped".into()
+    })?;
+    let snoop = out
+        .stopped
+        .iter()
+        .find(|(n, _)| n == "snoop")
+        .map(|(_, r)| r.clone());
+    let snoop = snoop.unwrap_or_default();
+    expect(
+        snoop.contains("guest-physical 0x4000200000, which it does not own"),
+        || format!("snoop was not stopped for reading a foreign window: {snoop:?}"),
+    )?;
     Ok(figures)
 }
 
@@ -130,7 +167,11 @@ fn boot_alone(system: &str, log: &str, done: &'static str) -> Result<Vec<String>
 
 /// Runs the three benchmark systems in `systems/bench/`.
 pub fn qemu_bench() -> Result<QemuBench> {
-    let lines = boot_alone("systems/bench/null-hypercall.toml", "bench-null", "null-calls:")?;
+    let lines = boot_alone(
+        "systems/bench/null-hypercall.toml",
+        "bench-null",
+        "null-calls:",
+    )?;
     let null_call = lines
         .iter()
         .find_map(|l| number_before(l, "ns per hypercall"))
@@ -139,15 +180,22 @@ pub fn qemu_bench() -> Result<QemuBench> {
     for mode in ["poll", "event"] {
         let system = format!("systems/bench/pingpong-{mode}.toml");
         let lines = boot_alone(&system, &format!("bench-{mode}"), "pong: echoed")?;
-        let ping = lines.iter().find(|l| l.contains("round trips in order and intact"));
+        let ping = lines
+            .iter()
+            .find(|l| l.contains("round trips in order and intact"));
         let pong = lines.iter().find(|l| l.contains("pong: echoed"));
-        let (Some(p), Some(q)) = (ping, pong) else { bail!("{mode}: no report lines") };
+        let (Some(p), Some(q)) = (ping, pong) else {
+            bail!("{mode}: no report lines")
+        };
         let insns = number_before(p, "ns per round trip").unwrap_or(f64::NAN) as u64;
         let exits = number_before(p, "exits of this qube").unwrap_or(f64::NAN)
             + number_before(q, "exits of this qube").unwrap_or(f64::NAN);
         round_trips.push((mode.to_string(), insns, exits));
     }
-    Ok(QemuBench { null_call, round_trips })
+    Ok(QemuBench {
+        null_call,
+        round_trips,
+    })
 }
 
 impl QemuBench {
@@ -156,7 +204,10 @@ impl QemuBench {
         let mut s = String::from(
             "| what | instructions | VM exits | ratio to a null hypercall |\n|---|--:|--:|--:|\n",
         );
-        s.push_str(&format!("| null hypercall (baseline) | {} | 1 | 1.0 |\n", self.null_call));
+        s.push_str(&format!(
+            "| null hypercall (baseline) | {} | 1 | 1.0 |\n",
+            self.null_call
+        ));
         for (mode, insns, exits) in &self.round_trips {
             let ratio = *insns as f64 / self.null_call.max(1) as f64;
             s.push_str(&format!(

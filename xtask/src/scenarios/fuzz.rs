@@ -22,11 +22,15 @@ fn cargo() -> String {
 /// `cargo +nightly fuzz` needs a nightly toolchain (for the sanitizer flags) and cargo-fuzz.
 /// `Ok(false)`: no nightly toolchain, and none can be fetched here.
 fn ensure_tools() -> Result<bool> {
-    let nightly = Command::new("rustup").args(["run", "nightly", "rustc", "--version"]).output();
+    let nightly = Command::new("rustup")
+        .args(["run", "nightly", "rustc", "--version"])
+        .output();
     if !nightly.is_ok_and(|o| o.status.success()) {
         return Ok(false);
     }
-    let fuzz = Command::new("cargo").args(["+nightly", "fuzz", "--version"]).output();
+    let fuzz = Command::new("cargo")
+        .args(["+nightly", "fuzz", "--version"])
+        .output();
     if fuzz.is_ok_and(|o| o.status.success()) {
         return Ok(true);
     }
@@ -49,14 +53,27 @@ fn runs(stderr: &str) -> Option<u64> {
 
 fn fuzz_ring() -> Result<String> {
     if !ensure_tools()? {
-        return Ok("skipped: fuzzing needs a nightly toolchain (`rustup toolchain install nightly`)".into());
+        return Ok(
+            "skipped: fuzzing needs a nightly toolchain (`rustup toolchain install nightly`)"
+                .into(),
+        );
     }
-    let seconds: u64 =
-        std::env::var("BULKHEAD_FUZZ_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(60);
+    let seconds: u64 = std::env::var("BULKHEAD_FUZZ_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(60);
     let root = crate::workspace_root();
     let out = Command::new("cargo")
         .current_dir(&root)
-        .args(["+nightly", "fuzz", "run", TARGET, "--fuzz-dir", "fuzz", "--"])
+        .args([
+            "+nightly",
+            "fuzz",
+            "run",
+            TARGET,
+            "--fuzz-dir",
+            "fuzz",
+            "--",
+        ])
         .arg(format!("-max_total_time={seconds}"))
         .arg("-rss_limit_mb=2048")
         .output()

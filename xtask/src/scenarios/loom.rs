@@ -28,8 +28,16 @@ fn loom_ring() -> Result<String> {
     let counts = host::parse(&stdout);
     if !out.status.success() || counts.failed > 0 || counts.passed == 0 {
         let stderr = String::from_utf8_lossy(&out.stderr);
-        let tail: Vec<&str> = stdout.lines().chain(stderr.lines()).rev().take(30).collect();
-        bail!("loom found a problem:\n{}", tail.into_iter().rev().collect::<Vec<_>>().join("\n"));
+        let tail: Vec<&str> = stdout
+            .lines()
+            .chain(stderr.lines())
+            .rev()
+            .take(30)
+            .collect();
+        bail!(
+            "loom found a problem:\n{}",
+            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+        );
     }
     Ok(format!("{} model checks passed", counts.passed))
 }

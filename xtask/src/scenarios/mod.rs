@@ -14,8 +14,8 @@ mod loom;
 mod refusals;
 mod uefi;
 
-pub use channels::qemu_bench;
 use anyhow::{Result, bail};
+pub use channels::qemu_bench;
 use std::time::Instant;
 
 /// One scenario: a name and a check that fails with the reason.
@@ -103,7 +103,10 @@ pub fn run(filter: Option<&str>, skip_host: bool) -> Result<()> {
         println!("   FAILED {f}");
     }
     if skipped > 0 {
-        println!("{passed} passed, {} failed, {skipped} skipped", failed.len());
+        println!(
+            "{passed} passed, {} failed, {skipped} skipped",
+            failed.len()
+        );
     } else {
         println!("{passed} passed, {} failed", failed.len());
     }
