@@ -7,7 +7,7 @@
 #![forbid(unsafe_code)]
 
 use bulkhead_freestanding as _;
-use bulkhead_rt::{Boot, info};
+use bulkhead_rt::Boot;
 
 bulkhead_rt::entry!(main);
 
@@ -15,10 +15,5 @@ bulkhead_rt::entry!(main);
 const ROLE: &str = "firewall: will route and filter AppVM traffic (not yet: placeholder until the sys-firewall issue)";
 
 fn main(boot: &Boot) -> ! {
-    bulkhead_rt::report_boot_info(boot, ROLE);
-    bulkhead_rt::ready();
-    loop {
-        let events = bulkhead_rt::wait_event(None);
-        info!("events {events}");
-    }
+    bulkhead_rt::report::placeholder(boot, ROLE)
 }

@@ -39,6 +39,17 @@ pub fn heap_check(n: u64) -> Option<u64> {
     (sum == n * (n + 1) / 2).then_some(sum)
 }
 
+/// The whole life of a placeholder system qube (one whose real job is a later issue):
+/// report what it is and what it was given, say ready, then log every event it receives.
+pub fn placeholder(boot: &Boot, role: &str) -> ! {
+    report_boot_info(boot, role);
+    crate::ready();
+    loop {
+        let events = crate::wait_event(None);
+        crate::info!("events {events}");
+    }
+}
+
 /// Logs what this qube is and what the hypervisor gave it, one fact per line. `role` says
 /// what the image is for (for example "net: will own the network card").
 pub fn report_boot_info(boot: &Boot, role: &str) {

@@ -7,7 +7,7 @@
 #![forbid(unsafe_code)]
 
 use bulkhead_freestanding as _;
-use bulkhead_rt::{Boot, info};
+use bulkhead_rt::Boot;
 
 bulkhead_rt::entry!(main);
 
@@ -16,10 +16,5 @@ const ROLE: &str =
     "usb: will own the USB controllers (not yet: placeholder until the USB qube issue)";
 
 fn main(boot: &Boot) -> ! {
-    bulkhead_rt::report_boot_info(boot, ROLE);
-    bulkhead_rt::ready();
-    loop {
-        let events = bulkhead_rt::wait_event(None);
-        info!("events {events}");
-    }
+    bulkhead_rt::report::placeholder(boot, ROLE)
 }

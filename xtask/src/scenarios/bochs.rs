@@ -131,19 +131,7 @@ fn boot_default(model: &str, backend: &str, features: &[&str]) -> Result<String>
     for f in features {
         expect(banner.contains(f), || format!("{banner:?} lacks {f:?}"))?;
     }
-    expect(
-        out.lines.iter().any(|l| l.contains("boot: multiboot2")),
-        || "no `boot: multiboot2` line".into(),
-    )?;
-    let missing = out.not_ready(&a.qube_names());
-    expect(missing.is_empty(), || {
-        format!("not ready: {}", missing.join(", "))
-    })?;
-    expect(out.stopped.is_empty(), || {
-        format!("qubes stopped: {:?}", out.stopped)
-    })?;
-    let (exits, ms) = boots::all_ready_figures(&out.lines)
-        .ok_or_else(|| anyhow::anyhow!("no `all N qubes ready` line"))?;
+    let (exits, ms) = boots::check_all_ready(&out, &a.qube_names(), "boot: multiboot2")?;
     let ready = ready_at.unwrap_or(out.wall);
     let hv = hv_at.unwrap_or_default();
     Ok(format!(

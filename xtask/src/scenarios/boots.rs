@@ -4,7 +4,7 @@
 use super::{Scenario, expect};
 use crate::bundle::{self, Assembled};
 use crate::progress::Steps;
-use crate::qemu::{self, BootOptions, Control, HvEvent, Media, Serial};
+use crate::qemu::{self, BootOptions, BootOutcome, Control, HvEvent, Media, Serial};
 use crate::{deps, iso};
 use anyhow::{Result, bail};
 use std::time::Duration;
@@ -48,6 +48,17 @@ pub fn options(a: &Assembled, cpu: &str, timeout_s: u64, log: &str) -> BootOptio
     opts
 }
 
+/// Checks a boot of an all-good system: it came up through `proto` (`"boot: PVH"` or
+/// `"boot: multiboot2"`), every qube of `qubes` reported ready and none was stopped; returns
+/// the `all N qubes ready` figures (VM exits, ms since boot).
+pub fn check_all_ready(out: &BootOutcome, qubes: &[&str], proto: &str) -> Result<(u64, u64)> {
+    expect(out.lines.iter().any(|l| l.contains(proto)), || format!("no `{proto}` line"))?;
+    let missing = out.not_ready(qubes);
+    expect(missing.is_empty(), || format!("not ready: {}", missing.join(", ")))?;
+    expect(out.stopped.is_empty(), || format!("qubes stopped: {:?}", out.stopped))?;
+    all_ready_figures(&out.lines).ok_or_else(|| anyhow::anyhow!("no `all N qubes ready` line"))
+}
+
 /// The `all N qubes ready: X VM exits, Y ms since boot` figures.
 pub fn all_ready_figures(lines: &[String]) -> Option<(u64, u64)> {
     lines.iter().find_map(|l| {
@@ -79,25 +90,10 @@ fn boot_default(cpu: &str, via_iso: bool) -> Result<String> {
     if let Some(p) = &out.panic {
         bail!("hypervisor panic: {p}");
     }
-    let missing = out.not_ready(&a.qube_names());
-    expect(missing.is_empty(), || {
-        format!("not ready: {}", missing.join(", "))
-    })?;
-    expect(out.stopped.is_empty(), || {
-        format!("qubes stopped: {:?}", out.stopped)
-    })?;
     let banner = out.lines.iter().any(|l| l.contains("backend SVM"));
     expect(banner, || "no CPU/backend line in the boot summary".into())?;
-    let proto = if via_iso {
-        "boot: multiboot2"
-    } else {
-        "boot: PVH"
-    };
-    expect(out.lines.iter().any(|l| l.contains(proto)), || {
-        format!("no `{proto}` line")
-    })?;
-    let (exits, ms) = all_ready_figures(&out.lines)
-        .ok_or_else(|| anyhow::anyhow!("no `all N qubes ready` line"))?;
+    let proto = if via_iso { "boot: multiboot2" } else { "boot: PVH" };
+    let (exits, ms) = check_all_ready(&out, &a.qube_names(), proto)?;
     Ok(format!(
         "all {} qubes ready: {exits} VM exits, {ms} ms guest time",
         a.qube_names().len()

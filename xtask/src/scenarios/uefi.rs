@@ -71,19 +71,7 @@ fn boot_uefi(usb: bool) -> Result<String> {
             .any(|l| l.contains("BdsDxe: starting") && l.contains(medium)),
         || format!("no `BdsDxe: starting ... {medium}` line from OVMF"),
     )?;
-    expect(
-        out.lines.iter().any(|l| l.contains("boot: multiboot2")),
-        || "no `boot: multiboot2` line".into(),
-    )?;
-    let missing = out.not_ready(&a.qube_names());
-    expect(missing.is_empty(), || {
-        format!("not ready: {}", missing.join(", "))
-    })?;
-    expect(out.stopped.is_empty(), || {
-        format!("qubes stopped: {:?}", out.stopped)
-    })?;
-    let (exits, ms) = boots::all_ready_figures(&out.lines)
-        .ok_or_else(|| anyhow::anyhow!("no `all N qubes ready` line"))?;
+    let (exits, ms) = boots::check_all_ready(&out, &a.qube_names(), "boot: multiboot2")?;
     Ok(format!(
         "all {} qubes ready: {exits} VM exits, {ms} ms guest time, {:.1} s wall",
         a.qube_names().len(),
