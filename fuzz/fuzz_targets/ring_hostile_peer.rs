@@ -60,7 +60,11 @@ impl Input<'_> {
     }
 
     fn side(&mut self) -> Side {
-        if self.byte() & 1 == 0 { Side::A } else { Side::B }
+        if self.byte() & 1 == 0 {
+            Side::A
+        } else {
+            Side::B
+        }
     }
 
     fn is_empty(&self) -> bool {
@@ -82,12 +86,24 @@ fn op(s: &Scenario, input: &mut Input) -> Op {
     let max = s.max_payload();
     let ring_at = |r: u8| g.ring_offset[usize::from(r & 1)] as usize;
     match input.byte() % 12 {
-        0 | 1 | 2 => Op::Send { side: input.side(), len: usize::from(input.u16()) % (max + 8), via: via(input.byte()) },
+        0 | 1 | 2 => Op::Send {
+            side: input.side(),
+            len: usize::from(input.u16()) % (max + 8),
+            via: via(input.byte()),
+        },
         3 | 4 | 5 => {
             let side = input.side();
             let v = input.byte();
-            let buf = if v & 0x80 != 0 { usize::from(input.u16()) % (max + 1) } else { max };
-            Op::Recv { side, via: via(v), buf }
+            let buf = if v & 0x80 != 0 {
+                usize::from(input.u16()) % (max + 1)
+            } else {
+                max
+            };
+            Op::Recv {
+                side,
+                via: via(v),
+                buf,
+            }
         }
         6 => Op::PrepareWait { side: input.side() },
         7 => Op::FinishWait { side: input.side() },
@@ -95,13 +111,20 @@ fn op(s: &Scenario, input: &mut Input) -> Op {
         8 => {
             let offset = usize::from(input.u16()) * s.region.len() / 65536;
             let n = usize::from(input.byte() % 16) + 1;
-            Op::Scribble { offset, bytes: input.bytes(n) }
+            Op::Scribble {
+                offset,
+                bytes: input.bytes(n),
+            }
         }
         // A control word, any value.
         9 => {
             let r = input.byte();
-            let word = [PRODUCER_OFFSET, CONSUMER_OFFSET, WAITING_OFFSET][usize::from(r >> 1) % 3] as usize;
-            Op::Scribble { offset: ring_at(r) + word, bytes: input.u32().to_le_bytes().to_vec() }
+            let word = [PRODUCER_OFFSET, CONSUMER_OFFSET, WAITING_OFFSET][usize::from(r >> 1) % 3]
+                as usize;
+            Op::Scribble {
+                offset: ring_at(r) + word,
+                bytes: input.u32().to_le_bytes().to_vec(),
+            }
         }
         // A control word or a slot's length, moved by a little: plausible values.
         10 => {
@@ -109,9 +132,16 @@ fn op(s: &Scenario, input: &mut Input) -> Op {
             let offset = match (r >> 1) % 4 {
                 0 => ring_at(r) + PRODUCER_OFFSET as usize,
                 1 => ring_at(r) + CONSUMER_OFFSET as usize,
-                _ => ring_at(r) + RING_CONTROL_SIZE as usize + usize::from(r >> 3) % g.slot_count as usize * g.slot_size as usize,
+                _ => {
+                    ring_at(r)
+                        + RING_CONTROL_SIZE as usize
+                        + usize::from(r >> 3) % g.slot_count as usize * g.slot_size as usize
+                }
             };
-            Op::Nudge { offset, delta: i32::from(input.byte() as i8) }
+            Op::Nudge {
+                offset,
+                delta: i32::from(input.byte() as i8),
+            }
         }
         // Inside a slot: its header or payload.
         _ => {
@@ -119,8 +149,12 @@ fn op(s: &Scenario, input: &mut Input) -> Op {
             let slot = usize::from(input.byte()) % g.slot_count as usize;
             let within = usize::from(input.u16()) % g.slot_size as usize;
             let n = usize::from(input.byte() % 8) + 1;
-            let offset = ring_at(r) + RING_CONTROL_SIZE as usize + slot * g.slot_size as usize + within;
-            Op::Scribble { offset, bytes: input.bytes(n) }
+            let offset =
+                ring_at(r) + RING_CONTROL_SIZE as usize + slot * g.slot_size as usize + within;
+            Op::Scribble {
+                offset,
+                bytes: input.bytes(n),
+            }
         }
     }
 }
@@ -156,7 +190,10 @@ impl<'a> Poisoned<'a> {
 #[cfg(all(fuzzing, sanitize = "address"))]
 fn guards(region: &SharedRegion) -> (*const u8, *const u8) {
     let base = region.as_ptr() as *const u8;
-    (base.wrapping_sub(SharedRegion::GUARD), base.wrapping_add(region.len()))
+    (
+        base.wrapping_sub(SharedRegion::GUARD),
+        base.wrapping_add(region.len()),
+    )
 }
 
 impl Drop for Poisoned<'_> {

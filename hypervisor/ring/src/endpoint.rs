@@ -132,10 +132,18 @@ impl Endpoint {
         let len = match postcard::serialize_with_flavor(msg, self.tx.writer(self.tx_tail)) {
             Ok(len) => len,
             Err(postcard::Error::SerializeBufferFull) => {
-                return Err(match postcard::serialize_with_flavor(msg, postcard::ser_flavors::Size::default()) {
-                    Ok(len) => ChannelError::TooLarge { len, max: self.max_payload() },
-                    Err(_) => ChannelError::Encode,
-                });
+                return Err(
+                    match postcard::serialize_with_flavor(
+                        msg,
+                        postcard::ser_flavors::Size::default(),
+                    ) {
+                        Ok(len) => ChannelError::TooLarge {
+                            len,
+                            max: self.max_payload(),
+                        },
+                        Err(_) => ChannelError::Encode,
+                    },
+                );
             }
             Err(_) => return Err(ChannelError::Encode),
         };
@@ -147,13 +155,19 @@ impl Endpoint {
     pub fn send_bytes(&mut self, bytes: &[u8]) -> Result<Sent, ChannelError> {
         self.check()?;
         if bytes.len() > self.max_payload() {
-            return Err(ChannelError::TooLarge { len: bytes.len(), max: self.max_payload() });
+            return Err(ChannelError::TooLarge {
+                len: bytes.len(),
+                max: self.max_payload(),
+            });
         }
         if !self.tx_has_space()? {
             return Ok(Sent::Full);
         }
         if !self.tx.writer(self.tx_tail).put(bytes) {
-            return Err(ChannelError::TooLarge { len: bytes.len(), max: self.max_payload() });
+            return Err(ChannelError::TooLarge {
+                len: bytes.len(),
+                max: self.max_payload(),
+            });
         }
         Ok(self.publish(bytes.len()))
     }
@@ -190,7 +204,10 @@ impl Endpoint {
         }
         let len = self.rx_len()?;
         let Some(dst) = buf.get_mut(..len) else {
-            return Err(ChannelError::TooLarge { len, max: buf.len() });
+            return Err(ChannelError::TooLarge {
+                len,
+                max: buf.len(),
+            });
         };
         if !self.rx.read_payload(self.rx_head, dst) {
             return Err(self.length_breach(len));
@@ -261,7 +278,10 @@ impl Endpoint {
 
     fn length_breach(&mut self, len: usize) -> ChannelError {
         let max = u32::try_from(self.max_payload()).unwrap_or(u32::MAX);
-        self.breach(Breach::LengthOutOfRange { len: u32::try_from(len).unwrap_or(u32::MAX), max })
+        self.breach(Breach::LengthOutOfRange {
+            len: u32::try_from(len).unwrap_or(u32::MAX),
+            max,
+        })
     }
 
     /// Whether the next `tx` slot is free; re-reads the peer's consumer index only when the
@@ -276,7 +296,12 @@ impl Endpoint {
         // It may only move forward, up to what we sent.
         if head.wrapping_sub(self.tx_head_seen) > self.tx_tail.wrapping_sub(self.tx_head_seen) {
             let (low, high) = (self.tx_head_seen, self.tx_tail);
-            return Err(self.breach(Breach::IndexOutOfRange { index: PeerIndex::Consumer, value: head, low, high }));
+            return Err(self.breach(Breach::IndexOutOfRange {
+                index: PeerIndex::Consumer,
+                value: head,
+                low,
+                high,
+            }));
         }
         self.tx_head_seen = head;
         Ok(self.tx_tail.wrapping_sub(head) < self.slot_count)
@@ -308,7 +333,12 @@ impl Endpoint {
         let high = self.rx_head.wrapping_add(self.slot_count);
         if tail.wrapping_sub(self.rx_tail_seen) > high.wrapping_sub(self.rx_tail_seen) {
             let low = self.rx_tail_seen;
-            return Err(self.breach(Breach::IndexOutOfRange { index: PeerIndex::Producer, value: tail, low, high }));
+            return Err(self.breach(Breach::IndexOutOfRange {
+                index: PeerIndex::Producer,
+                value: tail,
+                low,
+                high,
+            }));
         }
         self.rx_tail_seen = tail;
         Ok(tail != self.rx_head)

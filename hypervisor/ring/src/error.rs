@@ -61,8 +61,12 @@ pub enum PeerIndex {
 impl fmt::Display for ChannelError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ChannelError::BadHeader => f.write_str("the region is not a channel (alignment, size or header)"),
-            ChannelError::TooLarge { len, max } => write!(f, "message of {len} bytes, at most {max} fit"),
+            ChannelError::BadHeader => {
+                f.write_str("the region is not a channel (alignment, size or header)")
+            }
+            ChannelError::TooLarge { len, max } => {
+                write!(f, "message of {len} bytes, at most {max} fit")
+            }
             ChannelError::Encode => f.write_str("the message could not be encoded"),
             ChannelError::Broken(b) => write!(f, "channel broken by the peer: {b}"),
         }
@@ -72,14 +76,21 @@ impl fmt::Display for ChannelError {
 impl fmt::Display for Breach {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Breach::IndexOutOfRange { index, value, low, high } => {
+            Breach::IndexOutOfRange {
+                index,
+                value,
+                low,
+                high,
+            } => {
                 let name = match index {
                     PeerIndex::Producer => "producer",
                     PeerIndex::Consumer => "consumer",
                 };
                 write!(f, "{name} index {value} outside {low}..={high}")
             }
-            Breach::LengthOutOfRange { len, max } => write!(f, "slot length {len} above the payload size {max}"),
+            Breach::LengthOutOfRange { len, max } => {
+                write!(f, "slot length {len} above the payload size {max}")
+            }
             Breach::Decode => f.write_str("a message did not decode"),
         }
     }

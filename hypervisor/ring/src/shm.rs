@@ -20,14 +20,14 @@
 //! payload access the indices do not order.
 
 #[cfg(not(loom))]
-pub use raw::SharedRegion;
-#[cfg(not(loom))]
 pub(crate) use raw::Ring;
+#[cfg(not(loom))]
+pub use raw::SharedRegion;
 
 #[cfg(loom)]
-pub use model::SharedRegion;
-#[cfg(loom)]
 pub(crate) use model::Ring;
+#[cfg(loom)]
+pub use model::SharedRegion;
 
 use bulkhead_abi::channel::{Geometry, RING_CONTROL_SIZE, SLOT_HEADER};
 
@@ -115,7 +115,10 @@ mod raw {
 
     impl core::fmt::Debug for SharedRegion {
         fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-            f.debug_struct("SharedRegion").field("base", &self.base).field("len", &self.len).finish()
+            f.debug_struct("SharedRegion")
+                .field("base", &self.base)
+                .field("len", &self.len)
+                .finish()
         }
     }
 
@@ -218,7 +221,11 @@ mod raw {
     /// 2. `dst .. dst + len` is writable private memory that does not overlap it.
     #[inline]
     unsafe fn fetch(src: *const u8, dst: *mut u8, len: usize) {
-        let words = if (src as usize).is_multiple_of(8) { len / 8 } else { 0 };
+        let words = if (src as usize).is_multiple_of(8) {
+            len / 8
+        } else {
+            0
+        };
         for i in 0..words {
             // SAFETY: `src` is 8-aligned and `i * 8 + 8 <= len`, so this u64 lies inside the
             // source range (1); the store is inside `dst` (2), which may be unaligned.
@@ -246,12 +253,19 @@ mod raw {
     impl Ring {
         /// Ring `which` (0 or 1) of `geometry` in `region`, or `None` if it does not lie inside
         /// the region, 64-byte aligned (the region itself must be 8-byte aligned).
-        pub(crate) fn new(region: &SharedRegion, geometry: &Geometry, which: usize) -> Option<Ring> {
+        pub(crate) fn new(
+            region: &SharedRegion,
+            geometry: &Geometry,
+            which: usize,
+        ) -> Option<Ring> {
             if !(region.base as usize).is_multiple_of(64) {
                 return None;
             }
             let shape = RingShape::new(geometry, which, region.len)?;
-            Some(Ring { region: region.clone(), shape })
+            Some(Ring {
+                region: region.clone(),
+                shape,
+            })
         }
 
         /// The control word at `offset` of the ring (0, 64 or 68).
@@ -294,7 +308,8 @@ mod raw {
         /// Start of the slot for free-running `index`.
         #[inline]
         fn slot(&self, index: u32) -> *mut u8 {
-            let at = self.shape.slots + (((index & self.shape.mask) as usize) << self.shape.slot_shift);
+            let at =
+                self.shape.slots + (((index & self.shape.mask) as usize) << self.shape.slot_shift);
             // SAFETY: the slot number is below slot_count, so the whole slot lies inside the
             // ring, inside the region (`RingShape::new`).
             unsafe { self.region.base.add(at) }
@@ -311,13 +326,15 @@ mod raw {
         /// The length word of slot `index` (one fetch; the caller validates it).
         #[inline]
         pub(crate) fn slot_len(&self, index: u32) -> u32 {
-            self.slot_len_word(index).load(crate::sync::Ordering::Relaxed)
+            self.slot_len_word(index)
+                .load(crate::sync::Ordering::Relaxed)
         }
 
         /// Sets the length word of slot `index`.
         #[inline]
         pub(crate) fn set_slot_len(&self, index: u32, len: u32) {
-            self.slot_len_word(index).store(len, crate::sync::Ordering::Relaxed);
+            self.slot_len_word(index)
+                .store(len, crate::sync::Ordering::Relaxed);
         }
 
         /// Copies the first `dst.len()` payload bytes of slot `index` into `dst`; false, copying
@@ -339,7 +356,12 @@ mod raw {
         /// lives on the stack: 256 bytes for short messages, 4 KiB up to that size, 64 KiB
         /// beyond.
         #[inline]
-        pub(crate) fn with_payload<R>(&self, index: u32, len: usize, f: impl FnOnce(&[u8]) -> R) -> R {
+        pub(crate) fn with_payload<R>(
+            &self,
+            index: u32,
+            len: usize,
+            f: impl FnOnce(&[u8]) -> R,
+        ) -> R {
             let len = len.min(self.shape.max_payload);
             // SAFETY: the payload starts SLOT_HEADER bytes into the slot, and its `len <=
             // max_payload` bytes lie inside the slot (see `read_payload`), as `copy_then` needs.
@@ -358,7 +380,12 @@ mod raw {
         pub(crate) fn writer(&self, index: u32) -> SlotWriter<'_> {
             // SAFETY: the payload starts SLOT_HEADER bytes into the slot (see `read_payload`).
             let payload = unsafe { self.slot(index).add(8) };
-            SlotWriter { payload, cap: self.shape.max_payload, pos: 0, _ring: core::marker::PhantomData }
+            SlotWriter {
+                payload,
+                cap: self.shape.max_payload,
+                pos: 0,
+                _ring: core::marker::PhantomData,
+            }
         }
     }
 
@@ -378,7 +405,11 @@ mod raw {
     /// [`copy_then`] for long messages, out of line so that short ones keep a small frame.
     #[inline(never)]
     #[cold]
-    fn copy_then_cold<const N: usize, R>(src: *const u8, len: usize, f: impl FnOnce(&[u8]) -> R) -> R {
+    fn copy_then_cold<const N: usize, R>(
+        src: *const u8,
+        len: usize,
+        f: impl FnOnce(&[u8]) -> R,
+    ) -> R {
         copy_then::<N, R>(src, len, f)
     }
 
@@ -412,7 +443,9 @@ mod raw {
             }
             // SAFETY: `pos + data.len() <= cap`: inside the payload (see `try_push`); `data` is
             // the caller's memory, which cannot overlap the region (no references to it exist).
-            unsafe { ptr::copy_nonoverlapping(data.as_ptr(), self.payload.add(self.pos), data.len()) };
+            unsafe {
+                ptr::copy_nonoverlapping(data.as_ptr(), self.payload.add(self.pos), data.len())
+            };
             self.pos += data.len();
             Ok(())
         }
@@ -495,14 +528,20 @@ mod raw {
             // and `base .. base + len` lies inside it; the `Arc` stored in every clone keeps it
             // alive, and no reference to its bytes is ever made.
             let base = unsafe { owned.ptr.add(owned::GUARD) };
-            SharedRegion { base, len, owner: Some(owned) }
+            SharedRegion {
+                base,
+                len,
+                owner: Some(owned),
+            }
         }
 
         /// For a region from [`SharedRegion::zeroed`]: whether both guard pages still hold
         /// their pattern (nothing wrote next to the region). True for other regions.
         #[doc(hidden)]
         pub fn guards_intact(&self) -> bool {
-            let Some(owned) = &self.owner else { return true };
+            let Some(owned) = &self.owner else {
+                return true;
+            };
             let ok = |start: *const u8| {
                 // SAFETY: `start .. start + GUARD` is one of the two guard pages inside the
                 // allocation that `owned` keeps alive; no handle ever gives access to them, so
@@ -568,11 +607,20 @@ mod model {
                 waiting: AtomicU32::new(0),
                 slots: (0..geometry.slot_count)
                     .map(|_| {
-                        UnsafeCell::new(Slot { len: 0, payload: std::vec![0; geometry.max_payload() as usize] })
+                        UnsafeCell::new(Slot {
+                            len: 0,
+                            payload: std::vec![0; geometry.max_payload() as usize],
+                        })
                     })
                     .collect(),
             };
-            SharedRegion { model: Arc::new(Model { len, header: geometry.header(), rings: [ring(), ring()] }) }
+            SharedRegion {
+                model: Arc::new(Model {
+                    len,
+                    header: geometry.header(),
+                    rings: [ring(), ring()],
+                }),
+            }
         }
 
         /// Bytes in the region.
@@ -591,7 +639,10 @@ mod model {
 
         /// Reads the header (the only plain bytes of the model).
         pub fn read_bytes(&self, offset: usize, dst: &mut [u8]) -> bool {
-            match offset.checked_add(dst.len()).and_then(|end| self.model.header.get(offset..end)) {
+            match offset
+                .checked_add(dst.len())
+                .and_then(|end| self.model.header.get(offset..end))
+            {
                 Some(src) => {
                     dst.copy_from_slice(src);
                     true
@@ -609,9 +660,17 @@ mod model {
     }
 
     impl Ring {
-        pub(crate) fn new(region: &SharedRegion, geometry: &Geometry, which: usize) -> Option<Ring> {
+        pub(crate) fn new(
+            region: &SharedRegion,
+            geometry: &Geometry,
+            which: usize,
+        ) -> Option<Ring> {
             let shape = RingShape::new(geometry, which, region.model.len)?;
-            Some(Ring { region: region.clone(), which, shape })
+            Some(Ring {
+                region: region.clone(),
+                which,
+                shape,
+            })
         }
 
         fn ring(&self) -> &RingModel {
@@ -653,18 +712,28 @@ mod model {
                 return false;
             }
             // SAFETY: loom checks this read against every write of the cell.
-            self.cell(index).with(|s| dst.copy_from_slice(unsafe { &(&(*s).payload)[..dst.len()] }));
+            self.cell(index)
+                .with(|s| dst.copy_from_slice(unsafe { &(&(*s).payload)[..dst.len()] }));
             true
         }
 
-        pub(crate) fn with_payload<R>(&self, index: u32, len: usize, f: impl FnOnce(&[u8]) -> R) -> R {
+        pub(crate) fn with_payload<R>(
+            &self,
+            index: u32,
+            len: usize,
+            f: impl FnOnce(&[u8]) -> R,
+        ) -> R {
             let mut copy = std::vec![0; len.min(self.shape.max_payload)];
             self.read_payload(index, &mut copy);
             f(&copy)
         }
 
         pub(crate) fn writer(&self, index: u32) -> SlotWriter<'_> {
-            SlotWriter { cell: self.cell(index), cap: self.shape.max_payload, pos: 0 }
+            SlotWriter {
+                cell: self.cell(index),
+                cap: self.shape.max_payload,
+                pos: 0,
+            }
         }
     }
 
@@ -688,7 +757,9 @@ mod model {
             }
             let at = self.pos;
             // SAFETY: loom checks this write against every access of the cell.
-            self.cell.with_mut(|s| unsafe { (&mut (*s).payload)[at..at + data.len()].copy_from_slice(data) });
+            self.cell.with_mut(|s| unsafe {
+                (&mut (*s).payload)[at..at + data.len()].copy_from_slice(data)
+            });
             self.pos += data.len();
             Ok(())
         }

@@ -1,7 +1,9 @@
 //! The endpoint's behaviour, case by case: opening, sizes, full rings, waiting, and every kind
 //! of breach a peer can commit.
 
-use bulkhead_abi::channel::{CONSUMER_OFFSET, Geometry, PRODUCER_OFFSET, RING_CONTROL_SIZE, WAITING_OFFSET};
+use bulkhead_abi::channel::{
+    CONSUMER_OFFSET, Geometry, PRODUCER_OFFSET, RING_CONTROL_SIZE, WAITING_OFFSET,
+};
 use bulkhead_ring::{Breach, ChannelError, Endpoint, PeerIndex, Sent, SharedRegion, Side};
 
 const QUEUED: Result<Sent, ChannelError> = Ok(Sent::Queued { notify: false });
@@ -40,26 +42,41 @@ fn open_refuses_what_is_not_a_channel() {
     let g = Geometry::new(16384, 128).unwrap();
     // No header at all.
     let blank = SharedRegion::zeroed(16384);
-    assert_eq!(Endpoint::open(blank.clone(), Side::A).err(), Some(ChannelError::BadHeader));
+    assert_eq!(
+        Endpoint::open(blank.clone(), Side::A).err(),
+        Some(ChannelError::BadHeader)
+    );
     // A header for another size.
     let other = Geometry::new(32768, 128).unwrap();
     blank.init_header(&other);
-    assert_eq!(Endpoint::open(blank.clone(), Side::B).err(), Some(ChannelError::BadHeader));
+    assert_eq!(
+        Endpoint::open(blank.clone(), Side::B).err(),
+        Some(ChannelError::BadHeader)
+    );
     // One wrong byte.
     blank.init_header(&g);
     assert!(Endpoint::open(blank.clone(), Side::A).is_ok());
     blank.write_bytes(20, &[0xFF]);
-    assert_eq!(Endpoint::open(blank.clone(), Side::A).err(), Some(ChannelError::BadHeader));
+    assert_eq!(
+        Endpoint::open(blank.clone(), Side::A).err(),
+        Some(ChannelError::BadHeader)
+    );
     // Too small to hold a header.
     let tiny = SharedRegion::zeroed(16);
-    assert_eq!(Endpoint::open(tiny, Side::A).err(), Some(ChannelError::BadHeader));
+    assert_eq!(
+        Endpoint::open(tiny, Side::A).err(),
+        Some(ChannelError::BadHeader)
+    );
     // Not page-aligned.
     let big = SharedRegion::zeroed(16384 + 4096);
     // SAFETY: 16384 bytes from offset 8 lie inside `big`, which outlives `shifted` (it is
     // dropped at the end of the test, after the `open` that returns at once).
     let shifted = unsafe { SharedRegion::new(big.as_ptr().add(8), 16384) };
     shifted.init_header(&g);
-    assert_eq!(Endpoint::open(shifted, Side::A).err(), Some(ChannelError::BadHeader));
+    assert_eq!(
+        Endpoint::open(shifted, Side::A).err(),
+        Some(ChannelError::BadHeader)
+    );
 }
 
 #[test]
@@ -68,7 +85,10 @@ fn messages_arrive_in_order_both_ways() {
     for i in 0..100u32 {
         assert_eq!(a.send(&(i, "from a")), QUEUED);
         assert_eq!(b.send(&[i; 3]), QUEUED);
-        assert_eq!(b.try_recv::<(u32, String)>(), Ok(Some((i, "from a".to_string()))));
+        assert_eq!(
+            b.try_recv::<(u32, String)>(),
+            Ok(Some((i, "from a".to_string())))
+        );
         assert_eq!(a.try_recv::<[u32; 3]>(), Ok(Some([i; 3])));
     }
     assert_eq!(a.try_recv::<u32>(), Ok(None));
@@ -79,7 +99,10 @@ fn messages_arrive_in_order_both_ways() {
     assert_eq!(b.try_recv_bytes(&mut buf), Ok(Some(3)));
     assert_eq!(&buf[..3], b"raw");
     assert_eq!(a.send(&"borrowed"), QUEUED);
-    assert_eq!(b.recv_with(|bytes| postcard::from_bytes::<&str>(bytes).map(str::len)), Ok(Some(Ok(8))));
+    assert_eq!(
+        b.recv_with(|bytes| postcard::from_bytes::<&str>(bytes).map(str::len)),
+        Ok(Some(Ok(8)))
+    );
     // An empty message.
     assert_eq!(a.send(&()), QUEUED);
     assert_eq!(b.try_recv::<()>(), Ok(Some(())));
@@ -109,13 +132,22 @@ fn sizes_are_exact() {
     assert_eq!(a.max_payload(), 120);
     // A byte string of n bytes encodes as a one-byte length and the bytes.
     assert_eq!(a.send(&serde_bytes_like(119)), QUEUED);
-    assert_eq!(a.send(&serde_bytes_like(120)), Err(ChannelError::TooLarge { len: 121, max: 120 }));
+    assert_eq!(
+        a.send(&serde_bytes_like(120)),
+        Err(ChannelError::TooLarge { len: 121, max: 120 })
+    );
     assert_eq!(a.send_bytes(&[7; 120]), QUEUED);
-    assert_eq!(a.send_bytes(&[7; 121]), Err(ChannelError::TooLarge { len: 121, max: 120 }));
+    assert_eq!(
+        a.send_bytes(&[7; 121]),
+        Err(ChannelError::TooLarge { len: 121, max: 120 })
+    );
     assert_eq!(b.try_recv::<Vec<u8>>(), Ok(Some(serde_bytes_like(119))));
     // A buffer too small leaves the message where it is.
     let mut small = [0; 100];
-    assert_eq!(b.try_recv_bytes(&mut small), Err(ChannelError::TooLarge { len: 120, max: 100 }));
+    assert_eq!(
+        b.try_recv_bytes(&mut small),
+        Err(ChannelError::TooLarge { len: 120, max: 100 })
+    );
     let mut big = [0; 200];
     assert_eq!(b.try_recv_bytes(&mut big), Ok(Some(120)));
     assert_eq!(big[..120], [7; 120]);
@@ -132,7 +164,20 @@ fn large_messages_use_the_larger_copies() {
     let size = bulkhead_abi::channel::MAX_CHANNEL_SIZE as usize;
     let (_r, g, mut a, mut b) = channel(size, 65536);
     assert_eq!(g.slot_count, 8);
-    for n in [0usize, 200, 255, 256, 257, 1000, 4090, 4095, 4096, 4097, 30000, 65528 - 3] {
+    for n in [
+        0usize,
+        200,
+        255,
+        256,
+        257,
+        1000,
+        4090,
+        4095,
+        4096,
+        4097,
+        30000,
+        65528 - 3,
+    ] {
         let msg = serde_bytes_like(n);
         assert_eq!(a.send(&msg), QUEUED, "{n} bytes");
         assert_eq!(b.try_recv::<Vec<u8>>(), Ok(Some(msg)), "{n} bytes");
@@ -192,7 +237,9 @@ fn indices_wrap() {
 }
 
 /// Opens a channel, lets `attack` scribble after A sent one message, then has B receive.
-fn breach_on_receive(attack: impl Fn(&SharedRegion, &Geometry)) -> (Endpoint, Endpoint, Result<Option<u32>, ChannelError>) {
+fn breach_on_receive(
+    attack: impl Fn(&SharedRegion, &Geometry),
+) -> (Endpoint, Endpoint, Result<Option<u32>, ChannelError>) {
     let (r, g, mut a, mut b) = channel_at(16384, 128, 7);
     assert_eq!(a.send(&5u32), QUEUED);
     attack(&r, &g);
@@ -205,7 +252,12 @@ fn a_producer_index_out_of_range_breaks() {
     let producer = |g: &Geometry| u64::from(g.ring_offset[0]) + PRODUCER_OFFSET;
     // More than a ring ahead of what B read.
     let (_a, mut b, got) = breach_on_receive(|r, g| put_u32(r, producer(g), 7 + 33));
-    let breach = Breach::IndexOutOfRange { index: PeerIndex::Producer, value: 40, low: 7, high: 7 + 32 };
+    let breach = Breach::IndexOutOfRange {
+        index: PeerIndex::Producer,
+        value: 40,
+        low: 7,
+        high: 7 + 32,
+    };
     assert_eq!(got, Err(ChannelError::Broken(breach)));
     assert_eq!(b.broken(), Some(breach));
     // Broken for good, in both directions, on every call.
@@ -213,7 +265,10 @@ fn a_producer_index_out_of_range_breaks() {
     assert_eq!(b.send(&1u8), Err(ChannelError::Broken(breach)));
     assert_eq!(b.send_bytes(&[1]), Err(ChannelError::Broken(breach)));
     assert_eq!(b.prepare_wait(), Err(ChannelError::Broken(breach)));
-    assert_eq!(b.try_recv_bytes(&mut [0; 8]), Err(ChannelError::Broken(breach)));
+    assert_eq!(
+        b.try_recv_bytes(&mut [0; 8]),
+        Err(ChannelError::Broken(breach))
+    );
     assert_eq!(b.recv_with(|_| ()), Err(ChannelError::Broken(breach)));
     // Exactly a ring ahead is allowed (the stale slots then fail on their own).
     let (_a, _b, got) = breach_on_receive(|r, g| put_u32(r, producer(g), 7 + 32));
@@ -225,7 +280,12 @@ fn a_producer_index_out_of_range_breaks() {
     assert_eq!(b.try_recv::<u8>(), Ok(Some(1)));
     assert_eq!(b.try_recv::<u8>(), Ok(Some(2)));
     put_u32(&r, producer(&g), 8);
-    let back = Breach::IndexOutOfRange { index: PeerIndex::Producer, value: 8, low: 9, high: 9 + 32 };
+    let back = Breach::IndexOutOfRange {
+        index: PeerIndex::Producer,
+        value: 8,
+        low: 9,
+        high: 9 + 32,
+    };
     assert_eq!(b.try_recv::<u8>(), Err(ChannelError::Broken(back)));
     // And A, the honest side here, carries on.
     assert_eq!(a.send(&3u8), QUEUED);
@@ -234,18 +294,36 @@ fn a_producer_index_out_of_range_breaks() {
 #[test]
 fn a_slot_length_out_of_range_breaks() {
     let (_a, _b, got) = breach_on_receive(|r, g| put_u32(r, slot_at(g, 0, 7), 121));
-    assert_eq!(got, Err(ChannelError::Broken(Breach::LengthOutOfRange { len: 121, max: 120 })));
+    assert_eq!(
+        got,
+        Err(ChannelError::Broken(Breach::LengthOutOfRange {
+            len: 121,
+            max: 120
+        }))
+    );
     let (_a, _b, got) = breach_on_receive(|r, g| put_u32(r, slot_at(g, 0, 7), u32::MAX));
-    assert_eq!(got, Err(ChannelError::Broken(Breach::LengthOutOfRange { len: u32::MAX, max: 120 })));
+    assert_eq!(
+        got,
+        Err(ChannelError::Broken(Breach::LengthOutOfRange {
+            len: u32::MAX,
+            max: 120
+        }))
+    );
     // The same through the byte and borrowed paths.
     let (r, g, mut a, mut b) = channel(16384, 128);
     assert_eq!(a.send_bytes(&[1, 2]), QUEUED);
     put_u32(&r, slot_at(&g, 0, 0), 5000);
-    assert!(matches!(b.try_recv_bytes(&mut [0; 8]), Err(ChannelError::Broken(Breach::LengthOutOfRange { .. }))));
+    assert!(matches!(
+        b.try_recv_bytes(&mut [0; 8]),
+        Err(ChannelError::Broken(Breach::LengthOutOfRange { .. }))
+    ));
     let (r, g, mut a, mut b) = channel(16384, 128);
     assert_eq!(a.send_bytes(&[1, 2]), QUEUED);
     put_u32(&r, slot_at(&g, 0, 0), 5000);
-    assert!(matches!(b.recv_with(|_| ()), Err(ChannelError::Broken(Breach::LengthOutOfRange { .. }))));
+    assert!(matches!(
+        b.recv_with(|_| ()),
+        Err(ChannelError::Broken(Breach::LengthOutOfRange { .. }))
+    ));
 }
 
 #[test]
@@ -253,15 +331,24 @@ fn what_does_not_decode_breaks() {
     let (_r, _g, mut a, mut b) = channel(16384, 128);
     // Not a bool.
     assert_eq!(a.send_bytes(&[2]), QUEUED);
-    assert_eq!(b.try_recv::<bool>(), Err(ChannelError::Broken(Breach::Decode)));
+    assert_eq!(
+        b.try_recv::<bool>(),
+        Err(ChannelError::Broken(Breach::Decode))
+    );
     // Bytes left over.
     let (_r, _g, mut a, mut b) = channel(16384, 128);
     assert_eq!(a.send_bytes(&[1, 1]), QUEUED);
-    assert_eq!(b.try_recv::<bool>(), Err(ChannelError::Broken(Breach::Decode)));
+    assert_eq!(
+        b.try_recv::<bool>(),
+        Err(ChannelError::Broken(Breach::Decode))
+    );
     // Too short.
     let (_r, _g, mut a, mut b) = channel(16384, 128);
     assert_eq!(a.send_bytes(&[]), QUEUED);
-    assert_eq!(b.try_recv::<u8>(), Err(ChannelError::Broken(Breach::Decode)));
+    assert_eq!(
+        b.try_recv::<u8>(),
+        Err(ChannelError::Broken(Breach::Decode))
+    );
 }
 
 #[test]
@@ -272,7 +359,12 @@ fn a_consumer_index_out_of_range_breaks() {
     assert_eq!(a.send(&2u8), QUEUED);
     // Claims to have read three of the two sent: A looks when the ring is full.
     put_u32(&r, consumer, 3);
-    let breach = Breach::IndexOutOfRange { index: PeerIndex::Consumer, value: 3, low: 0, high: 2 };
+    let breach = Breach::IndexOutOfRange {
+        index: PeerIndex::Consumer,
+        value: 3,
+        low: 0,
+        high: 2,
+    };
     assert_eq!(a.send(&3u8), Err(ChannelError::Broken(breach)));
     assert_eq!(a.try_recv::<u8>(), Err(ChannelError::Broken(breach)));
     // B is fine.
@@ -294,7 +386,10 @@ fn nothing_the_peer_writes_after_open_is_trusted_back() {
         assert_eq!(b.try_recv::<u32>(), Ok(Some(i)));
     }
     // B's index as A reads it is now what B wrote (40 messages = 5 batches of 8).
-    assert_eq!(get_u32(&r, u64::from(g.ring_offset[0]) + CONSUMER_OFFSET), 40);
+    assert_eq!(
+        get_u32(&r, u64::from(g.ring_offset[0]) + CONSUMER_OFFSET),
+        40
+    );
     assert!(r.guards_intact());
 }
 
@@ -349,7 +444,11 @@ fn two_threads_with_events() {
         }
     }
 
-    const N: u64 = if cfg!(debug_assertions) { 20_000 } else { 500_000 };
+    const N: u64 = if cfg!(debug_assertions) {
+        20_000
+    } else {
+        500_000
+    };
     let (_r, _g, mut a, mut b) = channel(12288, 1024);
     let (ev_a, ev_b) = (Arc::new(Event::default()), Arc::new(Event::default()));
     let (ea, eb) = (ev_a.clone(), ev_b.clone());

@@ -31,7 +31,20 @@ proptest! {
 /// send and a receive: nothing panics, and whatever breaks says why.
 #[test]
 fn every_word_every_value() {
-    let values = [0u32, 1, 2, 31, 32, 33, 120, 121, 0x7FFF_FFFF, 0x8000_0000, u32::MAX - 1, u32::MAX];
+    let values = [
+        0u32,
+        1,
+        2,
+        31,
+        32,
+        33,
+        120,
+        121,
+        0x7FFF_FFFF,
+        0x8000_0000,
+        u32::MAX - 1,
+        u32::MAX,
+    ];
     let mut breaks = 0;
     for start in [0u32, u32::MAX - 1] {
         let probe = Scenario::new(16384, 128, start).unwrap();
@@ -45,14 +58,33 @@ fn every_word_every_value() {
             for &v in &values {
                 let mut s = Scenario::new(16384, 128, start).unwrap();
                 for side in [bulkhead_ring::Side::A, bulkhead_ring::Side::B] {
-                    s.apply(&Op::Send { side, len: 20, via: harness::Via::Typed });
+                    s.apply(&Op::Send {
+                        side,
+                        len: 20,
+                        via: harness::Via::Typed,
+                    });
                 }
-                s.apply(&Op::Scribble { offset: at, bytes: v.to_le_bytes().to_vec() });
+                s.apply(&Op::Scribble {
+                    offset: at,
+                    bytes: v.to_le_bytes().to_vec(),
+                });
                 for side in [bulkhead_ring::Side::A, bulkhead_ring::Side::B] {
-                    s.apply(&Op::Recv { side, via: harness::Via::Typed, buf: 0 });
-                    s.apply(&Op::Recv { side, via: harness::Via::Bytes, buf: 200 });
+                    s.apply(&Op::Recv {
+                        side,
+                        via: harness::Via::Typed,
+                        buf: 0,
+                    });
+                    s.apply(&Op::Recv {
+                        side,
+                        via: harness::Via::Bytes,
+                        buf: 200,
+                    });
                     s.apply(&Op::PrepareWait { side });
-                    s.apply(&Op::Send { side, len: 5, via: harness::Via::Bytes });
+                    s.apply(&Op::Send {
+                        side,
+                        len: 5,
+                        via: harness::Via::Bytes,
+                    });
                 }
                 breaks += s.breaks;
             }

@@ -44,7 +44,10 @@ fn pair(start: u32) -> (Endpoint, Endpoint) {
     let g = Geometry::new(size as u64, 1024).unwrap();
     assert_eq!(g.slot_count, 2);
     let region = SharedRegion::model(&g, size, start);
-    (Endpoint::open(region.clone(), Side::A).unwrap(), Endpoint::open(region, Side::B).unwrap())
+    (
+        Endpoint::open(region.clone(), Side::A).unwrap(),
+        Endpoint::open(region, Side::B).unwrap(),
+    )
 }
 
 /// Sends, yielding while the ring is full, raising `peer` when told to.

@@ -5,9 +5,9 @@
 
 mod harness;
 
+use bulkhead_ring::Side;
 use harness::strategy::{Step, expand, geometry, honest_step, start};
 use harness::{Op, Scenario, Via};
-use bulkhead_ring::Side;
 use proptest::prelude::*;
 
 fn run(shape: (usize, u32), start: u32, steps: &[Step]) -> Scenario {
@@ -43,10 +43,18 @@ fn laps_across_the_wrap() {
         for lap in 0..6 {
             let via = [Via::Typed, Via::Bytes, Via::With][lap % 3];
             for _ in 0..slots + 1 {
-                s.apply(&Op::Send { side: Side::A, len: lap * 3 % 40, via: Via::Typed });
+                s.apply(&Op::Send {
+                    side: Side::A,
+                    len: lap * 3 % 40,
+                    via: Via::Typed,
+                });
             }
             for _ in 0..slots + 1 {
-                s.apply(&Op::Recv { side: Side::B, via, buf: 4096 });
+                s.apply(&Op::Recv {
+                    side: Side::B,
+                    via,
+                    buf: 4096,
+                });
             }
         }
         assert!(s.full >= 6, "the ring never filled ({} Full)", s.full);
@@ -59,9 +67,17 @@ fn laps_across_the_wrap() {
 #[should_panic(expected = "a message that was not sent")]
 fn the_model_notices_a_changed_message() {
     let mut s = Scenario::new(16384, 128, 0).unwrap();
-    s.apply(&Op::Send { side: Side::A, len: 10, via: Via::Typed });
+    s.apply(&Op::Send {
+        side: Side::A,
+        len: 10,
+        via: Via::Typed,
+    });
     // Change a payload byte behind the model's back (not through `Op::Scribble`).
     let at = s.geometry.ring_offset[0] as usize + 128 + 8 + 3;
     s.region.write_bytes(at, &[0xEE]);
-    s.apply(&Op::Recv { side: Side::B, via: Via::Typed, buf: 0 });
+    s.apply(&Op::Recv {
+        side: Side::B,
+        via: Via::Typed,
+        buf: 0,
+    });
 }

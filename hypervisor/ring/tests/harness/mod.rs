@@ -17,7 +17,9 @@
 
 #![allow(dead_code)]
 
-use bulkhead_abi::channel::{CONSUMER_OFFSET, Geometry, PRODUCER_OFFSET, RING_CONTROL_SIZE, SLOT_HEADER, WAITING_OFFSET};
+use bulkhead_abi::channel::{
+    CONSUMER_OFFSET, Geometry, PRODUCER_OFFSET, RING_CONTROL_SIZE, SLOT_HEADER, WAITING_OFFSET,
+};
 use bulkhead_ring::{ChannelError, Endpoint, Sent, SharedRegion, Side};
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
@@ -31,7 +33,10 @@ pub struct Msg {
 
 impl Msg {
     pub fn new(seq: u32, len: usize) -> Msg {
-        Msg { seq, body: (0..len).map(|i| (seq as usize * 31 + i) as u8).collect() }
+        Msg {
+            seq,
+            body: (0..len).map(|i| (seq as usize * 31 + i) as u8).collect(),
+        }
     }
 
     pub fn encoded(&self) -> Vec<u8> {
@@ -167,9 +172,17 @@ impl Scenario {
     fn on_error(&mut self, side: Side, e: ChannelError, what: &str) {
         match e {
             ChannelError::Broken(b) => {
-                assert!(self.rings.iter().any(|r| r.tainted || r.in_flight.iter().any(|m| m.tainted)),
-                    "{what}: {side:?} broke ({b}) though nothing it reads was scribbled");
-                assert_eq!(self.endpoint(side).broken(), Some(b), "{what}: broken() disagrees");
+                assert!(
+                    self.rings
+                        .iter()
+                        .any(|r| r.tainted || r.in_flight.iter().any(|m| m.tainted)),
+                    "{what}: {side:?} broke ({b}) though nothing it reads was scribbled"
+                );
+                assert_eq!(
+                    self.endpoint(side).broken(),
+                    Some(b),
+                    "{what}: broken() disagrees"
+                );
                 self.breaks += 1;
             }
             other => panic!("{what}: {side:?} failed with {other:?}"),
@@ -203,7 +216,10 @@ impl Scenario {
             }
         }
         if self.check_guards {
-            assert!(self.region.guards_intact(), "something wrote outside the region");
+            assert!(
+                self.region.guards_intact(),
+                "something wrote outside the region"
+            );
         }
     }
 
@@ -219,22 +235,38 @@ impl Scenario {
             _ => self.endpoint(side).send(&msg),
         };
         if let Some(b) = broken {
-            assert_eq!(result, Err(ChannelError::Broken(b)), "send on a broken endpoint");
+            assert_eq!(
+                result,
+                Err(ChannelError::Broken(b)),
+                "send on a broken endpoint"
+            );
             return;
         }
         let ring = &self.rings[r];
         let untainted = !ring.tainted;
         match result {
             Ok(Sent::Queued { notify }) => {
-                assert!(encoded.len() <= max, "a message of {} bytes was sent in {max}", encoded.len());
+                assert!(
+                    encoded.len() <= max,
+                    "a message of {} bytes was sent in {max}",
+                    encoded.len()
+                );
                 if untainted {
                     assert!(ring.in_flight.len() < slots, "sent into a full ring");
                     if !ring.flag_tainted {
-                        assert_eq!(notify, ring.waiting, "notify while the peer's flag is {}", ring.waiting);
+                        assert_eq!(
+                            notify, ring.waiting,
+                            "notify while the peer's flag is {}",
+                            ring.waiting
+                        );
                     }
                 }
                 let ring = &mut self.rings[r];
-                ring.in_flight.push_back(InFlight { msg, index: ring.next_index, tainted: false });
+                ring.in_flight.push_back(InFlight {
+                    msg,
+                    index: ring.next_index,
+                    tainted: false,
+                });
                 ring.next_index = ring.next_index.wrapping_add(1);
                 self.next_seq += 1;
             }
@@ -243,7 +275,11 @@ impl Scenario {
                 if untainted {
                     // The receiver publishes its index every quarter ring (or before waiting).
                     let batch = (slots / 4).max(1);
-                    assert!(ring.in_flight.len() + batch > slots, "Full with {} of {slots} in flight", ring.in_flight.len());
+                    assert!(
+                        ring.in_flight.len() + batch > slots,
+                        "Full with {} of {slots} in flight",
+                        ring.in_flight.len()
+                    );
                 }
             }
             Err(ChannelError::TooLarge { len, max: m }) => {
@@ -260,13 +296,20 @@ impl Scenario {
         let broken = self.endpoint(side).broken();
         let result: Result<Option<Result<Msg, ()>>, ChannelError> = match via {
             Via::Typed => self.endpoint(side).try_recv::<Msg>().map(|m| m.map(Ok)),
-            Via::With => self.endpoint(side).recv_with(|bytes| postcard::from_bytes::<Msg>(bytes).map_err(|_| ())),
+            Via::With => self
+                .endpoint(side)
+                .recv_with(|bytes| postcard::from_bytes::<Msg>(bytes).map_err(|_| ())),
             Via::Bytes => {
                 let mut buffer = vec![0u8; buf];
                 match self.endpoint(side).try_recv_bytes(&mut buffer) {
                     Ok(Some(n)) => {
-                        assert!(n <= buffer.len().min(self.max_payload()), "received {n} bytes");
-                        Ok(Some(postcard::from_bytes::<Msg>(&buffer[..n]).map_err(|_| ())))
+                        assert!(
+                            n <= buffer.len().min(self.max_payload()),
+                            "received {n} bytes"
+                        );
+                        Ok(Some(
+                            postcard::from_bytes::<Msg>(&buffer[..n]).map_err(|_| ()),
+                        ))
                     }
                     Ok(None) => Ok(None),
                     Err(e) => Err(e),
@@ -274,14 +317,22 @@ impl Scenario {
             }
         };
         if let Some(b) = broken {
-            assert_eq!(result.err(), Some(ChannelError::Broken(b)), "receive on a broken endpoint");
+            assert_eq!(
+                result.err(),
+                Some(ChannelError::Broken(b)),
+                "receive on a broken endpoint"
+            );
             return;
         }
         let ring = &mut self.rings[r];
         match result {
             Ok(None) => {
                 if !ring.tainted {
-                    assert!(ring.in_flight.is_empty(), "nothing received with {} in flight", ring.in_flight.len());
+                    assert!(
+                        ring.in_flight.is_empty(),
+                        "nothing received with {} in flight",
+                        ring.in_flight.len()
+                    );
                 }
             }
             Ok(Some(got)) => {
@@ -289,9 +340,16 @@ impl Scenario {
                     ring.in_flight.pop_front();
                     return;
                 }
-                let expected = ring.in_flight.pop_front().expect("received from an empty ring");
+                let expected = ring
+                    .in_flight
+                    .pop_front()
+                    .expect("received from an empty ring");
                 if !expected.tainted {
-                    assert_eq!(got.as_ref().ok(), Some(&expected.msg), "a message that was not sent");
+                    assert_eq!(
+                        got.as_ref().ok(),
+                        Some(&expected.msg),
+                        "a message that was not sent"
+                    );
                     self.delivered += 1;
                 }
             }
@@ -319,7 +377,11 @@ impl Scenario {
         let broken = self.endpoint(side).broken();
         let result = self.endpoint(side).prepare_wait();
         if let Some(b) = broken {
-            assert_eq!(result, Err(ChannelError::Broken(b)), "prepare_wait on a broken endpoint");
+            assert_eq!(
+                result,
+                Err(ChannelError::Broken(b)),
+                "prepare_wait on a broken endpoint"
+            );
             return;
         }
         let ring = &mut self.rings[r];
@@ -360,12 +422,20 @@ impl Scenario {
             if overlaps(offset, bytes.len(), slots_at, slots_end - slots_at) {
                 // Which slots: every one the scribble covers.
                 let first = offset.saturating_sub(slots_at) / slot_size;
-                let last = (offset + bytes.len() - 1).min(slots_end - 1).saturating_sub(slots_at) / slot_size;
+                let last = (offset + bytes.len() - 1)
+                    .min(slots_end - 1)
+                    .saturating_sub(slots_at)
+                    / slot_size;
                 for slot in first..=last {
                     // Bytes of the slot that matter: the length word and the payload.
                     let s = slots_at + slot * slot_size;
                     let hits_len = overlaps(offset, bytes.len(), s, 4);
-                    let hits_payload = overlaps(offset, bytes.len(), s + SLOT_HEADER as usize, slot_size - SLOT_HEADER as usize);
+                    let hits_payload = overlaps(
+                        offset,
+                        bytes.len(),
+                        s + SLOT_HEADER as usize,
+                        slot_size - SLOT_HEADER as usize,
+                    );
                     if hits_len || hits_payload {
                         ring.taint_slot(slot, g.slot_count);
                     }

@@ -21,7 +21,11 @@ pub fn geometry() -> impl Strategy<Value = (usize, u32)> {
 
 /// Where every index starts: zero, just below the wrap, or anywhere.
 pub fn start() -> impl Strategy<Value = u32> {
-    prop_oneof![Just(0u32), (0u32..64).prop_map(|d| u32::MAX - d), any::<u32>()]
+    prop_oneof![
+        Just(0u32),
+        (0u32..64).prop_map(|d| u32::MAX - d),
+        any::<u32>()
+    ]
 }
 
 fn side() -> impl Strategy<Value = Side> {
@@ -32,12 +36,34 @@ fn side() -> impl Strategy<Value = Side> {
 /// offsets once the geometry is known.
 #[derive(Clone, Debug)]
 pub enum Step {
-    Send { side: Side, times: usize, len: u32, via: u8 },
-    Recv { side: Side, times: usize, via: u8, buf: u32 },
-    PrepareWait { side: Side },
-    FinishWait { side: Side },
-    Scribble { target: Target, pos: u32, bytes: Vec<u8> },
-    Nudge { target: Target, pos: u32, delta: i32 },
+    Send {
+        side: Side,
+        times: usize,
+        len: u32,
+        via: u8,
+    },
+    Recv {
+        side: Side,
+        times: usize,
+        via: u8,
+        buf: u32,
+    },
+    PrepareWait {
+        side: Side,
+    },
+    FinishWait {
+        side: Side,
+    },
+    Scribble {
+        target: Target,
+        pos: u32,
+        bytes: Vec<u8>,
+    },
+    Nudge {
+        target: Target,
+        pos: u32,
+        delta: i32,
+    },
 }
 
 /// Where a scribble aims.
@@ -102,7 +128,10 @@ fn offset(s: &Scenario, target: Target, pos: u32) -> usize {
         }
         Target::Slot { ring } => {
             let slot = pos % g.slot_count as usize;
-            g.ring_offset[ring] as usize + RING_CONTROL_SIZE as usize + slot * g.slot_size as usize + (pos >> 24) % 12
+            g.ring_offset[ring] as usize
+                + RING_CONTROL_SIZE as usize
+                + slot * g.slot_size as usize
+                + (pos >> 24) % 12
         }
     }
 }
@@ -111,21 +140,55 @@ fn offset(s: &Scenario, target: Target, pos: u32) -> usize {
 pub fn expand(s: &Scenario, step: &Step) -> Vec<Op> {
     let max = s.max_payload();
     match step {
-        Step::Send { side, times, len, via: v } => {
+        Step::Send {
+            side,
+            times,
+            len,
+            via: v,
+        } => {
             // Bodies up to a little more than fits, so that some are refused.
             let len = *len as usize % (max + 8);
-            vec![Op::Send { side: *side, len, via: via(*v) }; *times]
+            vec![
+                Op::Send {
+                    side: *side,
+                    len,
+                    via: via(*v)
+                };
+                *times
+            ]
         }
-        Step::Recv { side, times, via: v, buf } => {
+        Step::Recv {
+            side,
+            times,
+            via: v,
+            buf,
+        } => {
             // Buffers mostly large enough, sometimes too small.
-            let buf = if buf % 4 == 0 { *buf as usize % (max + 1) } else { max };
-            vec![Op::Recv { side: *side, via: via(*v), buf }; *times]
+            let buf = if buf % 4 == 0 {
+                *buf as usize % (max + 1)
+            } else {
+                max
+            };
+            vec![
+                Op::Recv {
+                    side: *side,
+                    via: via(*v),
+                    buf
+                };
+                *times
+            ]
         }
         Step::PrepareWait { side } => vec![Op::PrepareWait { side: *side }],
         Step::FinishWait { side } => vec![Op::FinishWait { side: *side }],
         Step::Scribble { target, pos, bytes } => {
-            vec![Op::Scribble { offset: offset(s, *target, *pos), bytes: bytes.clone() }]
+            vec![Op::Scribble {
+                offset: offset(s, *target, *pos),
+                bytes: bytes.clone(),
+            }]
         }
-        Step::Nudge { target, pos, delta } => vec![Op::Nudge { offset: offset(s, *target, *pos), delta: *delta }],
+        Step::Nudge { target, pos, delta } => vec![Op::Nudge {
+            offset: offset(s, *target, *pos),
+            delta: *delta,
+        }],
     }
 }
