@@ -52,10 +52,16 @@ pub fn options(a: &Assembled, cpu: &str, timeout_s: u64, log: &str) -> BootOptio
 /// `"boot: multiboot2"`), every qube of `qubes` reported ready and none was stopped; returns
 /// the `all N qubes ready` figures (VM exits, ms since boot).
 pub fn check_all_ready(out: &BootOutcome, qubes: &[&str], proto: &str) -> Result<(u64, u64)> {
-    expect(out.lines.iter().any(|l| l.contains(proto)), || format!("no `{proto}` line"))?;
+    expect(out.lines.iter().any(|l| l.contains(proto)), || {
+        format!("no `{proto}` line")
+    })?;
     let missing = out.not_ready(qubes);
-    expect(missing.is_empty(), || format!("not ready: {}", missing.join(", ")))?;
-    expect(out.stopped.is_empty(), || format!("qubes stopped: {:?}", out.stopped))?;
+    expect(missing.is_empty(), || {
+        format!("not ready: {}", missing.join(", "))
+    })?;
+    expect(out.stopped.is_empty(), || {
+        format!("qubes stopped: {:?}", out.stopped)
+    })?;
     all_ready_figures(&out.lines).ok_or_else(|| anyhow::anyhow!("no `all N qubes ready` line"))
 }
 
@@ -92,7 +98,11 @@ fn boot_default(cpu: &str, via_iso: bool) -> Result<String> {
     }
     let banner = out.lines.iter().any(|l| l.contains("backend SVM"));
     expect(banner, || "no CPU/backend line in the boot summary".into())?;
-    let proto = if via_iso { "boot: multiboot2" } else { "boot: PVH" };
+    let proto = if via_iso {
+        "boot: multiboot2"
+    } else {
+        "boot: PVH"
+    };
     let (exits, ms) = check_all_ready(&out, &a.qube_names(), proto)?;
     Ok(format!(
         "all {} qubes ready: {exits} VM exits, {ms} ms guest time",

@@ -4,7 +4,13 @@ use anyhow::{Context, Result};
 use std::process::Command;
 
 /// Crates whose tests run on the host (the images are freestanding and have none).
-pub const HOST_CRATES: &[&str] = &["bulkhead-abi", "bulkhead-hvcore", "bulkhead-rt", "xtask"];
+pub const HOST_CRATES: &[&str] = &[
+    "bulkhead-abi",
+    "bulkhead-hvcore",
+    "bulkhead-ring",
+    "bulkhead-rt",
+    "xtask",
+];
 
 /// Totals over every `test result:` line.
 #[derive(Debug, Default, PartialEq, Eq)]
