@@ -71,7 +71,7 @@ impl Geometry {
     /// The geometry of a region of `size` bytes with `slot_size`-byte slots, or `None` when
     /// the sizes are out of range (not page-multiple, not a power of two, fewer than 2 slots).
     pub fn new(size: u64, slot_size: u32) -> Option<Geometry> {
-        if !(MIN_CHANNEL_SIZE..=MAX_CHANNEL_SIZE).contains(&size) || size % 4096 != 0 {
+        if !(MIN_CHANNEL_SIZE..=MAX_CHANNEL_SIZE).contains(&size) || !size.is_multiple_of(4096) {
             return None;
         }
         if !slot_size.is_power_of_two() || !(MIN_SLOT_SIZE..=MAX_SLOT_SIZE).contains(&slot_size) {
