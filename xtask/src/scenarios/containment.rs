@@ -3,7 +3,7 @@
 //! qubes and a heartbeat qube keep running. System: `systems/tests/containment.toml`.
 
 use super::{Scenario, boots, expect};
-use crate::qemu::{self, Control, HvEvent};
+use crate::qemu::{self, BootOutcome, Control, HvEvent};
 use anyhow::{Result, bail};
 
 pub const CONTAINMENT: Scenario = Scenario {
@@ -36,6 +36,32 @@ const HEALTHY: &[&str] = &["net", "firewall", "usb", "gui", "heartbeat", "t-spin
 /// Heartbeats required after every misbehaviour has been dealt with.
 const BEATS_AFTER: usize = 10;
 
+/// Each `(qube, words)`: exactly one stop line for the qube, its reason containing `words`.
+pub fn check_stops(out: &BootOutcome, stops: &[(&str, &str)]) -> Result<()> {
+    for (qube, words) in stops {
+        let lines: Vec<_> = out.stopped.iter().filter(|(q, _)| q == qube).collect();
+        expect(lines.len() == 1, || {
+            format!("{qube}: expected one stop line, got {lines:?}")
+        })?;
+        expect(lines[0].1.contains(words), || {
+            format!("{qube}: reason {:?} lacks {words:?}", lines[0].1)
+        })?;
+    }
+    Ok(())
+}
+
+/// None of `qubes` was stopped or exited.
+pub fn check_unhurt(out: &BootOutcome, qubes: &[&str]) -> Result<()> {
+    for qube in qubes {
+        let hurt =
+            out.stopped.iter().any(|(q, _)| q == qube) || out.exited.iter().any(|(q, _)| q == qube);
+        expect(!hurt, || {
+            format!("{qube} was stopped, but it did nothing wrong")
+        })?;
+    }
+    Ok(())
+}
+
 fn containment() -> Result<String> {
     let a = boots::assemble("systems/tests/containment.toml")?;
     let opts = boots::options(&a, "max", 120, "containment");
@@ -60,21 +86,9 @@ fn containment() -> Result<String> {
         format!("timed out; last line {:?}", out.lines.last())
     })?;
 
-    for (qube, words) in STOPS {
-        let stops: Vec<_> = out.stopped.iter().filter(|(q, _)| q == qube).collect();
-        expect(stops.len() == 1, || {
-            format!("{qube}: expected one stop line, got {stops:?}")
-        })?;
-        expect(stops[0].1.contains(words), || {
-            format!("{qube}: reason {:?} lacks {words:?}", stops[0].1)
-        })?;
-    }
+    check_stops(&out, STOPS)?;
+    check_unhurt(&out, HEALTHY)?;
     for qube in HEALTHY {
-        let hurt =
-            out.stopped.iter().any(|(q, _)| q == qube) || out.exited.iter().any(|(q, _)| q == qube);
-        expect(!hurt, || {
-            format!("{qube} was stopped, but it did nothing wrong")
-        })?;
         expect(out.ready.contains(*qube), || {
             format!("{qube} never reported ready")
         })?;
