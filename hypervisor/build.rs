@@ -1,21 +1,10 @@
 //! Link flags for the freestanding hypervisor image (binaries only, so host tests of the
 //! library crates are unaffected). See ../shared/PLATFORM.md.
+include!("freestanding/link_args.rs");
+
 fn main() {
     let dir = std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
-    let script = format!("{dir}/hypervisor.ld");
-    for arg in [
-        "-nostartfiles",
-        "-nostdlib",
-        "-static",
-        "-no-pie",
-        "-Wl,--build-id=none",
-        "-Wl,-z,max-page-size=4096",
-        "-Wl,-n",
-        &format!("-T{script}"),
-    ] {
-        println!("cargo:rustc-link-arg-bins={arg}");
-    }
-    println!("cargo:rerun-if-changed={script}");
+    link_freestanding(&std::path::Path::new(&dir).join("hypervisor.ld"));
     write_isr_stubs();
     println!("cargo:rerun-if-changed=src/boot/entry.s");
     println!("cargo:rerun-if-changed=src/arch/x86/isr.s");
