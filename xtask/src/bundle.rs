@@ -3,6 +3,7 @@
 //! QEMU gets as `-initrd` and GRUB loads as `module2`).
 
 use anyhow::{Context, Result, bail};
+use bulkhead_abi::bundle::EntryKind;
 use std::path::{Path, PathBuf};
 
 use crate::images::{self, Built, HYPERVISOR, Image};
@@ -139,7 +140,10 @@ pub fn write(name: &str, system: &CompiledSystem, images: &[Built]) -> Result<(P
             .with_context(|| format!("reading {}", image.elf.display()))?;
         contents.push((image.image.name, bytes));
     }
-    let entries: Vec<(&str, &[u8])> = contents.iter().map(|(n, b)| (*n, b.as_slice())).collect();
+    let entries: Vec<(EntryKind, &str, &[u8])> = contents
+        .iter()
+        .map(|(n, b)| (EntryKind::Image, *n, b.as_slice()))
+        .collect();
     let bundle = bulkhead_abi::bundle::build(&manifest, &entries);
     let bundle_path = dir.join(format!("{name}.bundle"));
     std::fs::write(&bundle_path, &bundle)
@@ -149,7 +153,7 @@ pub fn write(name: &str, system: &CompiledSystem, images: &[Built]) -> Result<(P
         "      manifest   {:>10}",
         human_bytes(manifest.len() as u64)
     );
-    for (n, bytes) in &entries {
+    for (_, n, bytes) in &entries {
         println!("      {n:<10} {:>10}", human_bytes(bytes.len() as u64));
     }
     println!(

@@ -11,7 +11,7 @@ use crate::label::Label;
 /// `BootInfo::magic`: "BHBOOTIN".
 pub const BOOT_INFO_MAGIC: u64 = u64::from_le_bytes(*b"BHBOOTIN");
 /// `BootInfo::version` of this layout.
-pub const BOOT_INFO_VERSION: u32 = 2;
+pub const BOOT_INFO_VERSION: u32 = 3;
 
 /// Guest-physical layout of a unikernel qube. All addresses are inside the qube's own memory,
 /// which starts at guest-physical 0.
@@ -36,6 +36,13 @@ pub mod layout {
 
 /// `BootInfo::flags`: hypercalls use `VMCALL` (Intel VMX) instead of `VMMCALL` (AMD SVM).
 pub const FLAG_VMCALL: u32 = 1 << 0;
+
+/// `DeviceInfo::flags`: the device's DMA goes through an IOMMU domain that maps exactly the
+/// qube's memory. Without it the device can reach all memory.
+pub const DEVICE_IOMMU: u32 = 1 << 0;
+
+/// Most PCI devices one qube may be given.
+pub const MAX_DEVICES_PER_QUBE: usize = 4;
 
 /// Maximum length of a qube name, in bytes.
 pub const NAME_MAX: usize = 24;
@@ -86,6 +93,77 @@ pub struct BootInfo {
     pub reserved: u32,
     /// The channels this qube is an endpoint of; its local channel index is the position here.
     pub channels: [ChannelInfo; MAX_CHANNELS_PER_QUBE],
+    /// Guest-physical address of the configuration blob from the system description
+    /// (0 when there is none). It lies below `heap_start`.
+    pub config_gpa: u64,
+    /// Length of the configuration blob in bytes.
+    pub config_len: u64,
+    /// Number of valid entries in `devices`.
+    pub device_count: u32,
+    /// Reserved, zero.
+    pub reserved2: u32,
+    /// The PCI devices assigned to this qube; the position is the device index of the
+    /// `pci_config_*` hypercalls.
+    pub devices: [DeviceInfo; MAX_DEVICES_PER_QUBE],
+}
+
+/// One assigned PCI device as its qube sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(C)]
+pub struct DeviceInfo {
+    /// `segment << 16 | bus << 8 | device << 3 | function`.
+    pub address: u32,
+    /// Vendor ID.
+    pub vendor: u16,
+    /// Device ID.
+    pub device: u16,
+    /// Configuration word 2: `class << 24 | subclass << 16 | prog_if << 8 | revision`.
+    pub class: u32,
+    /// [`DEVICE_IOMMU`].
+    pub flags: u32,
+    /// Bus address of guest-physical 0: a device reaches guest-physical `p` at
+    /// `p + dma_offset`. 0 behind an IOMMU.
+    pub dma_offset: u64,
+    /// The memory BARs, mapped uncached at `gpa` (size 0: absent, I/O or not given).
+    pub bars: [BarInfo; 6],
+}
+
+/// One memory BAR of an assigned device.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(C)]
+pub struct BarInfo {
+    /// Guest-physical address where the BAR is mapped.
+    pub gpa: u64,
+    /// Size in bytes (0: not mapped).
+    pub size: u64,
+}
+
+impl DeviceInfo {
+    /// An empty entry.
+    pub const EMPTY: DeviceInfo = DeviceInfo {
+        address: 0,
+        vendor: 0,
+        device: 0,
+        class: 0,
+        flags: 0,
+        dma_offset: 0,
+        bars: [BarInfo { gpa: 0, size: 0 }; 6],
+    };
+
+    /// Bus number.
+    pub const fn bus(&self) -> u8 {
+        (self.address >> 8) as u8
+    }
+
+    /// Device number.
+    pub const fn device_number(&self) -> u8 {
+        ((self.address >> 3) & 0x1f) as u8
+    }
+
+    /// Function number.
+    pub const fn function(&self) -> u8 {
+        (self.address & 7) as u8
+    }
 }
 
 /// One channel as an endpoint sees it.
@@ -155,6 +233,11 @@ impl BootInfo {
             channel_count: 0,
             reserved: 0,
             channels: [ChannelInfo::EMPTY; MAX_CHANNELS_PER_QUBE],
+            config_gpa: 0,
+            config_len: 0,
+            device_count: 0,
+            reserved2: 0,
+            devices: [DeviceInfo::EMPTY; MAX_DEVICES_PER_QUBE],
         }
     }
 
@@ -226,6 +309,21 @@ impl BootInfo {
             w.u32(c.peer);
             w.u32(c.name_len);
             w.bytes(&c.name);
+        }
+        w.u64(self.config_gpa);
+        w.u64(self.config_len);
+        w.u32(self.device_count);
+        w.u32(self.reserved2);
+        for d in &self.devices {
+            w.u32(d.address);
+            w.u32(u32::from(d.vendor) | u32::from(d.device) << 16);
+            w.u32(d.class);
+            w.u32(d.flags);
+            w.u64(d.dma_offset);
+            for b in &d.bars {
+                w.u64(b.gpa);
+                w.u64(b.size);
+            }
         }
         out
     }
@@ -301,6 +399,18 @@ mod tests {
         let name = c1 + core::mem::offset_of!(ChannelInfo, name);
         assert_eq!(&bytes[name..name + 6], b"uplink");
         assert!(bytes.len() <= 4096, "boot info fits its page");
+        let mut b = b;
+        b.config_len = 77;
+        b.devices[1].device = 0x1041;
+        b.devices[1].bars[4].size = 0x4000;
+        let bytes = b.to_bytes();
+        let off = core::mem::offset_of!(BootInfo, config_len);
+        assert_eq!(&bytes[off..off + 8], &77u64.to_le_bytes());
+        let d1 = core::mem::offset_of!(BootInfo, devices) + core::mem::size_of::<DeviceInfo>();
+        let id = d1 + core::mem::offset_of!(DeviceInfo, device);
+        assert_eq!(&bytes[id..id + 2], &0x1041u16.to_le_bytes());
+        let bar4 = d1 + core::mem::offset_of!(DeviceInfo, bars) + 4 * 16 + 8;
+        assert_eq!(&bytes[bar4..bar4 + 8], &0x4000u64.to_le_bytes());
     }
 
     #[test]

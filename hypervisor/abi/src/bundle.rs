@@ -33,6 +33,9 @@ pub enum EntryKind {
     Manifest = 0,
     /// An ELF image of a unikernel.
     Image = 1,
+    /// A qube's configuration blob (opaque to the hypervisor, copied into the qube's memory;
+    /// see `BootInfo::config_gpa`).
+    Config = 2,
 }
 
 /// One entry of a parsed bundle.
@@ -135,6 +138,7 @@ impl<'a> Bundle<'a> {
         let kind = match u32_at(e, 0) {
             0 => EntryKind::Manifest,
             1 => EntryKind::Image,
+            2 => EntryKind::Config,
             _ => return Err(BundleError::Kind(i)),
         };
         let raw_name = &e[4..4 + ENTRY_NAME_LEN];
@@ -178,11 +182,12 @@ impl<'a> Bundle<'a> {
     }
 }
 
-/// Builds a bundle (host side).
+/// Builds a bundle (host side): the manifest, then `entries` (kind, name, bytes) in order, so
+/// entry `i` of `entries` is bundle entry `i + 1`.
 #[cfg(feature = "alloc")]
-pub fn build(manifest: &[u8], images: &[(&str, &[u8])]) -> alloc::vec::Vec<u8> {
+pub fn build(manifest: &[u8], entries: &[(EntryKind, &str, &[u8])]) -> alloc::vec::Vec<u8> {
     use alloc::vec::Vec;
-    let count = images.len() + 1;
+    let count = entries.len() + 1;
     assert!(count <= MAX_ENTRIES, "too many bundle entries");
     let mut out = Vec::new();
     out.extend_from_slice(&BUNDLE_MAGIC);
@@ -191,7 +196,7 @@ pub fn build(manifest: &[u8], images: &[(&str, &[u8])]) -> alloc::vec::Vec<u8> {
     let table_end = HEADER_LEN + count * ENTRY_LEN;
     let mut offset = align_up(table_end, 4096);
     let entries = core::iter::once((EntryKind::Manifest, "manifest", manifest))
-        .chain(images.iter().map(|(n, d)| (EntryKind::Image, *n, *d)));
+        .chain(entries.iter().copied());
     let mut layout = Vec::new();
     for (kind, name, data) in entries {
         out.extend_from_slice(&(kind as u32).to_le_bytes());
@@ -225,22 +230,27 @@ mod tests {
     fn builds_and_parses() {
         let b = build(
             b"MANIFEST",
-            &[("net", b"\x7fELFnet"), ("gui", b"\x7fELFgui")],
+            &[
+                (EntryKind::Image, "net", b"\x7fELFnet"),
+                (EntryKind::Image, "gui", b"\x7fELFgui"),
+                (EntryKind::Config, "net.cfg", b"cfg"),
+            ],
         );
         let p = Bundle::parse(&b).unwrap();
-        assert_eq!(p.len(), 3);
+        assert_eq!(p.len(), 4);
+        assert_eq!(p.entry(3).unwrap().kind, EntryKind::Config);
         assert_eq!(p.manifest(), b"MANIFEST");
         let e = p.entry(2).unwrap();
         assert_eq!(
             (e.kind, e.name, e.data),
             (EntryKind::Image, "gui", &b"\x7fELFgui"[..])
         );
-        assert!(p.entry(3).is_none());
+        assert!(p.entry(4).is_none());
     }
 
     #[test]
     fn refuses_bad_headers() {
-        let b = build(b"M", &[("net", b"x")]);
+        let b = build(b"M", &[(EntryKind::Image, "net", b"x")]);
         assert_eq!(Bundle::parse(&b[..10]).unwrap_err(), BundleError::Truncated);
         let mut bad = b.clone();
         bad[0] = b'X';
@@ -260,7 +270,7 @@ mod tests {
 
         #[test]
         fn mutated_bundles_never_escape(pos in 0usize..4200, val: u8) {
-            let mut b = build(b"MANIFEST", &[("net", b"abc")]);
+            let mut b = build(b"MANIFEST", &[(EntryKind::Image, "net", b"abc")]);
             let n = b.len();
             b[pos % n] = val;
             if let Ok(p) = Bundle::parse(&b) {

@@ -1,4 +1,4 @@
-//! Hypercall ABI, version 1.
+//! Hypercall ABI, version 2 (version 1 plus the PCI configuration calls 9 and 10).
 //!
 //! A guest issues a hypercall with `VMMCALL` (AMD) or `VMCALL` (Intel):
 //!
@@ -21,7 +21,7 @@
 
 /// Version of this ABI. A guest reads it with [`Hypercall::AbiVersion`] and in
 /// [`crate::boot_info::BootInfo::abi_version`].
-pub const ABI_VERSION: u32 = 1;
+pub const ABI_VERSION: u32 = 2;
 
 /// Largest buffer accepted by [`Hypercall::ConsoleWrite`], in bytes.
 pub const MAX_CONSOLE_WRITE: u64 = 4096;
@@ -57,6 +57,17 @@ pub enum Hypercall {
     /// Returns how many VM exits this qube has caused since it started (for measurements;
     /// a qube learns nothing about other qubes from it).
     ExitCount = 8,
+    /// Reads the 32-bit word at offset `arg1` (4-byte aligned, below 4096) of the
+    /// configuration space of the qube's assigned device `arg0` (its index in
+    /// `BootInfo::devices`). BARs read back as the hypervisor emulates them (sizing works;
+    /// the device never moves). A device index the qube does not have, or a bad offset, is a
+    /// fault.
+    PciConfigRead = 9,
+    /// Writes `arg2` (low 32 bits) to the word at offset `arg1` of device `arg0`'s
+    /// configuration space, through the hypervisor's filter: BAR writes only change the
+    /// emulated value, the command register keeps I/O decoding off, and MSI/MSI-X
+    /// programming is refused with [`HcError::Denied`]. Returns 0.
+    PciConfigWrite = 10,
 }
 
 impl Hypercall {
@@ -72,6 +83,8 @@ impl Hypercall {
             6 => Hypercall::Ready,
             7 => Hypercall::Notify,
             8 => Hypercall::ExitCount,
+            9 => Hypercall::PciConfigRead,
+            10 => Hypercall::PciConfigWrite,
             _ => return None,
         })
     }
@@ -88,6 +101,8 @@ impl Hypercall {
             Hypercall::Ready => "ready",
             Hypercall::Notify => "notify",
             Hypercall::ExitCount => "exit_count",
+            Hypercall::PciConfigRead => "pci_config_read",
+            Hypercall::PciConfigWrite => "pci_config_write",
         }
     }
 }
@@ -152,7 +167,7 @@ mod tests {
                 assert_eq!(h as u64, n);
             }
         }
-        assert_eq!(Hypercall::from_u64(9), None);
+        assert_eq!(Hypercall::from_u64(11), None);
         assert_eq!(Hypercall::from_u64(u64::MAX), None);
     }
 

@@ -9,7 +9,7 @@ use heapless::{String, Vec};
 use serde::{Deserialize, Serialize};
 
 /// Version of the manifest layout.
-pub const MANIFEST_VERSION: u16 = 2;
+pub const MANIFEST_VERSION: u16 = 3;
 /// Most qubes one system may describe.
 pub const MAX_QUBES: usize = 24;
 /// Smallest memory a qube may have, in MiB.
@@ -20,6 +20,8 @@ pub const MAX_QUBE_MEMORY_MIB: u32 = 4096;
 pub const MAX_CHANNELS: usize = 48;
 /// Longest channel purpose text.
 pub const PURPOSE_MAX: usize = 48;
+/// Most PCI devices one system may assign.
+pub const MAX_DEVICES: usize = 16;
 /// Qube memory is allocated and mapped in units of this many MiB.
 pub const QUBE_MEMORY_GRANULE_MIB: u32 = 2;
 
@@ -34,6 +36,56 @@ pub struct Manifest {
     pub qubes: Vec<QubeSpec, MAX_QUBES>,
     /// The channels between qubes.
     pub channels: Vec<ChannelSpec, MAX_CHANNELS>,
+    /// PCI devices assigned to qubes.
+    pub devices: Vec<DeviceSpec, MAX_DEVICES>,
+    /// What to do when a DMA-capable device is assigned and no IOMMU is found.
+    pub iommu: IommuPolicy,
+}
+
+/// Whether device assignment needs an IOMMU.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum IommuPolicy {
+    /// Assign devices only behind an IOMMU; without one the hypervisor refuses the devices
+    /// (their qubes do not start) and says why.
+    Required,
+    /// The system description accepted that without an IOMMU an assigned device can read
+    /// and write all memory. The hypervisor still uses an IOMMU when there is one, and logs
+    /// a warning at every boot when there is not.
+    AcceptRisk,
+}
+
+/// One PCI device given to one qube.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceSpec {
+    /// Index of the owning qube in `Manifest::qubes`.
+    pub qube: u8,
+    /// Which device.
+    pub select: PciSelect,
+}
+
+/// How a system description names a PCI device.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PciSelect {
+    /// By address (segment, bus, device, function).
+    Address {
+        /// PCI segment group.
+        segment: u16,
+        /// Bus.
+        bus: u8,
+        /// Device (0..32).
+        device: u8,
+        /// Function (0..8).
+        function: u8,
+    },
+    /// By vendor and device ID: the `index`-th such function in bus order.
+    Id {
+        /// Vendor ID.
+        vendor: u16,
+        /// Device ID.
+        device: u16,
+        /// Which of several identical functions, from 0.
+        index: u8,
+    },
 }
 
 /// One channel: shared memory between exactly two qubes (see [`crate::channel`]).
@@ -70,6 +122,8 @@ pub struct QubeSpec {
     pub restart: RestartPolicy,
     /// Free-form arguments handed to the qube in its boot info.
     pub args: String<ARGS_MAX>,
+    /// Bundle entry holding the qube's configuration blob, copied into its memory at start.
+    pub config: Option<u16>,
 }
 
 /// What runs in a qube.
@@ -182,6 +236,7 @@ mod tests {
                     label: Label::Red,
                     restart: RestartPolicy::OnFailure,
                     args: String::new(),
+                    config: Some(3),
                 })
                 .unwrap();
         }
@@ -201,6 +256,16 @@ mod tests {
             system: String::try_from("t").unwrap(),
             qubes,
             channels,
+            devices: Vec::from_slice(&[DeviceSpec {
+                qube: 0,
+                select: PciSelect::Id {
+                    vendor: 0x1af4,
+                    device: 0x1041,
+                    index: 0,
+                },
+            }])
+            .unwrap(),
+            iommu: IommuPolicy::Required,
         }
     }
 

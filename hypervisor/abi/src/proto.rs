@@ -59,6 +59,43 @@ impl Probe {
     }
 }
 
+/// Largest Ethernet frame carried on a network channel (without FCS; no jumbo frames).
+pub const MAX_FRAME: usize = 1514;
+
+/// Messages on a network channel (`purpose = "network"`): between sys-net and sys-firewall,
+/// and between sys-firewall and each client qube. Frames are Ethernet II frames.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Net<'a> {
+    /// Version handshake.
+    Hello(Hello),
+    /// One Ethernet frame (at most [`MAX_FRAME`] bytes; a longer one is dropped by the
+    /// receiver).
+    Frame(&'a [u8]),
+    /// From sys-net to its downstream: the uplink's addresses, sent after DHCP and whenever
+    /// they change.
+    Uplink(UplinkInfo),
+    /// From sys-net to its downstream: the uplink is down (no lease); drop traffic.
+    UplinkDown,
+}
+
+/// What sys-net learned about its uplink.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UplinkInfo {
+    /// The card's MAC address (the firewall sends its uplink frames from it).
+    pub mac: [u8; 6],
+    /// The address DHCP gave the uplink.
+    pub address: [u8; 4],
+    /// Its prefix length.
+    pub prefix_len: u8,
+    /// The default gateway, if DHCP named one.
+    pub gateway: Option<[u8; 4]>,
+    /// DNS servers DHCP named, best first.
+    pub dns: Vec<[u8; 4], 3>,
+}
+
+/// Slot size network channels need: a [`MAX_FRAME`] frame with postcard's tag and length.
+pub const NET_SLOT_SIZE: u32 = 2048;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -73,5 +110,22 @@ mod tests {
         let n = postcard::to_slice(&p, &mut buf).unwrap().len();
         assert!((60..=64).contains(&n), "{n} bytes");
         assert_eq!(postcard::from_bytes::<Probe>(&buf[..n]).unwrap(), p);
+    }
+
+    #[test]
+    fn a_full_frame_fits_a_network_slot() {
+        let frame = [0xa5u8; MAX_FRAME];
+        let mut buf = [0u8; NET_SLOT_SIZE as usize];
+        let n = postcard::to_slice(&Net::Frame(&frame), &mut buf)
+            .unwrap()
+            .len();
+        assert!(
+            n <= NET_SLOT_SIZE as usize - 64,
+            "{n} bytes leave room for the slot header"
+        );
+        match postcard::from_bytes::<Net<'_>>(&buf[..n]).unwrap() {
+            Net::Frame(f) => assert_eq!(f, &frame[..]),
+            other => panic!("{other:?}"),
+        }
     }
 }

@@ -31,6 +31,7 @@ pub(super) fn compile(checked: Checked, path: &Path) -> Result<CompiledSystem, S
             restart: q.restart,
             args: heapless::String::try_from(q.args.as_str())
                 .map_err(|_| format!("args of {:?} do not fit", q.name))?,
+            config: None,
         };
         qubes.push(spec).map_err(|_| "too many qubes".to_string())?;
     }
@@ -60,6 +61,8 @@ pub(super) fn compile(checked: Checked, path: &Path) -> Result<CompiledSystem, S
         system,
         qubes,
         channels,
+        devices: heapless::Vec::new(),
+        iommu: bulkhead_abi::manifest::IommuPolicy::Required,
     };
     Ok(CompiledSystem {
         manifest,
