@@ -9,6 +9,7 @@ pub const HOST_CRATES: &[&str] = &[
     "bulkhead-hvcore",
     "bulkhead-ring",
     "bulkhead-rt",
+    "bulkhead-qubeconfig",
     "xtask",
 ];
 
