@@ -39,6 +39,14 @@ impl Endpoint {
         WINDOW_BASE + local as u64 * WINDOW_STRIDE
     }
 
+    /// The guest-physical range all channel windows of a qube lie in.
+    pub fn windows() -> bulkhead_hvcore::memmap::Region {
+        bulkhead_hvcore::memmap::Region {
+            start: WINDOW_BASE,
+            end: WINDOW_BASE + MAX_CHANNELS_PER_QUBE as u64 * WINDOW_STRIDE,
+        }
+    }
+
     /// Zeroes the region and writes the header again (when an endpoint restarts).
     pub fn reset(&self) {
         init_region(self.host, &self.geometry);

@@ -76,6 +76,12 @@ pub enum Fault {
         index: u64,
         count: usize,
     },
+    /// A device index the qube does not have, or a bad configuration offset.
+    BadDevice {
+        call: &'static str,
+        index: u64,
+        offset: u64,
+    },
     /// The CPU refused its state.
     InvalidState { rip: u64 },
     /// An exit this hypervisor does not know.
@@ -135,6 +141,14 @@ impl core::fmt::Display for Fault {
                     "hypercall {call}: channel {index}, but it has {count} channels"
                 )
             }
+            Fault::BadDevice {
+                call,
+                index,
+                offset,
+            } => write!(
+                f,
+                "hypercall {call}: device {index} offset {offset:#x} (no such device, or not an aligned offset below 4096)"
+            ),
             Fault::InvalidState { rip } => write!(f, "the CPU refused its state (rip={rip:#x})"),
             Fault::UnknownExit { code, rip } => {
                 write!(f, "unhandled exit {code:#x} (rip={rip:#x})")
@@ -180,9 +194,9 @@ pub fn handle(q: &mut Qube, exit: Exit) -> Outcome {
 
 fn hypercall(q: &mut Qube) -> Outcome {
     let number = q.vcpu.rax();
-    let (a0, a1) = {
+    let (a0, a1, a2) = {
         let r = q.vcpu.regs();
-        (r.rdi, r.rsi)
+        (r.rdi, r.rsi, r.rdx)
     };
     let Some(call) = Hypercall::from_u64(number) else {
         return Outcome::Stop(Stop::Fault(Fault::UnknownHypercall { number }));
@@ -227,6 +241,27 @@ fn hypercall(q: &mut Qube) -> Outcome {
             };
         }
         Hypercall::ExitCount => Ok(q.vcpu.exit_count()),
+        Hypercall::PciConfigRead | Hypercall::PciConfigWrite => {
+            let write = call == Hypercall::PciConfigWrite;
+            let bad = Fault::BadDevice {
+                call: call.name(),
+                index: a0,
+                offset: a1,
+            };
+            let Some(d) = q.devices.get_mut(a0 as usize) else {
+                return Outcome::Stop(Stop::Fault(bad));
+            };
+            if a1 >= 4096 || a1 % 4 != 0 {
+                return Outcome::Stop(Stop::Fault(bad));
+            }
+            if !write {
+                Ok(u64::from(d.config_read(a1 as u16)))
+            } else if d.config_write(a1 as u16, a2 as u32) {
+                Ok(0)
+            } else {
+                Err(hypercall::HcError::Denied)
+            }
+        }
         Hypercall::Ready => {
             if !q.ready {
                 q.ready = true;

@@ -11,6 +11,7 @@ use bulkhead_freestanding as _;
 mod arch;
 mod channels;
 mod console;
+mod devices;
 mod exits;
 mod memory;
 mod qube;
@@ -64,8 +65,10 @@ extern "C" fn hv_main(magic: u32, info: u32) -> ! {
         TIME_SLICE_NS / 1_000_000
     );
 
+    let mut platform = devices::discover(&env, &mut frames);
     let mut scheduler = scheduler::Scheduler::new();
-    load_system(&env, &backend, &mut frames, &mut scheduler);
+    load_system(&env, &backend, &mut frames, &mut platform, &mut scheduler);
+    scheduler.set_iommu(platform.iommu.take());
     hvlog!("{} KiB of RAM left free", frames.free_bytes() / 1024);
     let slice_ms = TIME_SLICE_NS / 1_000_000;
     lapic.start_periodic((apic_per_ms * slice_ms).min(u64::from(u32::MAX)) as u32);
@@ -117,6 +120,7 @@ fn load_system(
     env: &BootEnv,
     backend: &virt::Backend,
     frames: &mut FrameAllocator,
+    platform: &mut devices::Platform,
     scheduler: &mut scheduler::Scheduler,
 ) {
     let Some(region) = env.bundle else {
@@ -162,12 +166,37 @@ fn load_system(
                 continue;
             }
         };
+        let config = match spec.config.map(|i| bundle.entry(usize::from(i))) {
+            None => &[][..],
+            Some(Some(e)) if e.kind == bulkhead_abi::bundle::EntryKind::Config => e.data,
+            Some(_) => {
+                hvlog!(
+                    "qube {} not started: its configuration entry is missing from the bundle",
+                    spec.name.as_str()
+                );
+                continue;
+            }
+        };
+        let reserved = [
+            bulkhead_hvcore::memmap::Region {
+                start: 0,
+                end: u64::from(spec.memory_mib) << 20,
+            },
+            channels::Endpoint::windows(),
+        ];
+        let devices = devices::assign::for_qube(platform, &manifest, id, &env.ram, &reserved);
+        let parts = qube::Parts {
+            image,
+            config,
+            channels: core::mem::take(&mut endpoints[id]),
+            devices,
+        };
         match qube::Qube::create(
             id,
             spec.clone(),
-            image,
+            parts,
             backend,
-            core::mem::take(&mut endpoints[id]),
+            platform.iommu.as_mut(),
             frames,
         ) {
             Ok(q) => {

@@ -2,10 +2,12 @@
 //! how it is (re)loaded from its image.
 
 use crate::channels::{Endpoint, Endpoints};
+use crate::devices::assign::Assigned;
+use crate::devices::vtd::{Iommu, VtdError};
 use crate::memory::guest::GuestMemory;
 use crate::memory::phys;
 use crate::virt::{AnyVcpu, Backend, EntryState, Vcpu};
-use bulkhead_abi::boot_info::{BootInfo, layout};
+use bulkhead_abi::boot_info::{BootInfo, MAX_DEVICES_PER_QUBE, layout};
 use bulkhead_abi::channel::MAX_CHANNELS_PER_QUBE;
 use bulkhead_abi::manifest::QubeSpec;
 use bulkhead_hvcore::console::LineBuffer;
@@ -18,6 +20,12 @@ use bulkhead_hvcore::{LARGE_PAGE_SIZE, PAGE_SIZE, align_up};
 /// Pages reserved for a qube's nested page tables: PML4, PDPT, up to 4 PDs for 4 GiB of
 /// memory, and for the channel windows one PD plus one page table per channel.
 const NPT_ARENA_PAGES: u64 = 6 + 1 + bulkhead_abi::channel::MAX_CHANNELS_PER_QUBE as u64;
+/// Extra nested-table pages per assigned device: a PDPT and a PD for where its BARs are, and
+/// a page table per mapped piece.
+const NPT_PAGES_PER_DEVICE: u64 = 2 + crate::devices::assign::MAX_PIECES as u64;
+
+/// The devices a qube owns.
+pub type Devices = heapless::Vec<Assigned, MAX_DEVICES_PER_QUBE>;
 
 /// Why a qube could not be created or loaded.
 #[derive(Clone, Copy, Debug)]
@@ -30,6 +38,8 @@ pub enum LoadError {
     Elf(ElfError),
     /// Page tables could not be built.
     Paging(PagingError),
+    /// The IOMMU domain for its devices could not be set up.
+    Iommu(VtdError),
 }
 
 impl core::fmt::Display for LoadError {
@@ -39,6 +49,7 @@ impl core::fmt::Display for LoadError {
             LoadError::NoImage(i) => write!(f, "the bundle has no image {i}"),
             LoadError::Elf(e) => write!(f, "bad image: {e}"),
             LoadError::Paging(e) => write!(f, "page tables: {e:?}"),
+            LoadError::Iommu(e) => write!(f, "IOMMU domain: {e}"),
         }
     }
 }
@@ -70,6 +81,22 @@ pub struct Qube {
     pub ready: bool,
     /// `BootInfo::flags` from the backend (hypercall instruction).
     boot_flags: u32,
+    /// The PCI devices it owns (position = device index of the `pci_config_*` calls).
+    pub devices: Devices,
+    /// Its configuration blob from the bundle (empty if none).
+    config: &'static [u8],
+}
+
+/// What a qube is made of, besides its manifest entry.
+pub struct Parts {
+    /// Its ELF image.
+    pub image: &'static [u8],
+    /// Its configuration blob (empty if none).
+    pub config: &'static [u8],
+    /// Its channel endpoints.
+    pub channels: Endpoints,
+    /// Its devices.
+    pub devices: Devices,
 }
 
 impl Qube {
@@ -77,21 +104,40 @@ impl Qube {
     pub fn create(
         id: usize,
         spec: QubeSpec,
-        image: &'static [u8],
+        parts: Parts,
         backend: &Backend,
-        channels: Endpoints,
+        iommu: Option<&mut Iommu>,
         frames: &mut FrameAllocator,
     ) -> Result<Qube, LoadError> {
+        let Parts {
+            image,
+            config,
+            channels,
+            devices,
+        } = parts;
         let size = u64::from(spec.memory_mib) << 20;
         let host = frames
             .alloc(size, LARGE_PAGE_SIZE)
             .ok_or(LoadError::NoMemory(size))?;
-        let arena_len = NPT_ARENA_PAGES * PAGE_SIZE;
+        let arena_len = (NPT_ARENA_PAGES + NPT_PAGES_PER_DEVICE * devices.len() as u64) * PAGE_SIZE;
         let arena = frames
             .alloc(arena_len, PAGE_SIZE)
             .ok_or(LoadError::NoMemory(arena_len))?;
-        let root = build_npt(arena, host, &channels, backend.nested_format())
+        let root = build_npt(arena, host, &channels, &devices, backend.nested_format())
             .map_err(LoadError::Paging)?;
+        if let Some(iommu) = iommu.filter(|_| devices.iter().any(|d| d.iommu)) {
+            let (domain, tables) = iommu.new_domain(host, frames).map_err(LoadError::Iommu)?;
+            for d in devices.iter().filter(|d| d.iommu) {
+                iommu
+                    .attach(d.func.source_id(), domain, tables, frames)
+                    .map_err(LoadError::Iommu)?;
+            }
+            crate::hvlog!(
+                "qube {}: IOMMU domain {domain} maps DMA to its {} MiB only",
+                spec.name.as_str(),
+                spec.memory_mib
+            );
+        }
         let vcpu = backend
             .create_vcpu(frames, id as u32, root)
             .ok_or(LoadError::NoMemory(8192))?;
@@ -109,6 +155,8 @@ impl Qube {
             channels,
             ready: false,
             boot_flags: backend.boot_flags(),
+            devices,
+            config,
         };
         q.load()?;
         Ok(q)
@@ -125,7 +173,15 @@ impl Qube {
         let stack_top = size;
         let window_end = size - layout::STACK_SIZE;
         let plan = elf::plan(self.image, layout::IMAGE_BASE, window_end).map_err(LoadError::Elf)?;
-        let heap_start = align_up(plan.end, PAGE_SIZE).unwrap_or(window_end);
+        let config_gpa = align_up(plan.end, PAGE_SIZE).unwrap_or(window_end);
+        let config_len = self.config.len() as u64;
+        let heap_start = align_up(config_gpa + config_len, PAGE_SIZE).unwrap_or(window_end);
+        if heap_start >= window_end {
+            return Err(LoadError::NoMemory(heap_start));
+        }
+        for d in self.devices.iter_mut() {
+            d.quiesce();
+        }
         let mut info = BootInfo::new();
         info.qube_id = self.id as u32;
         info.label = self.spec.label as u32;
@@ -157,9 +213,24 @@ impl Qube {
             .enumerate()
             .map(|(local, c)| (Endpoint::window(local), c.host.len()))
             .collect();
+        if config_len > 0 {
+            info.config_gpa = config_gpa;
+            info.config_len = config_len;
+        }
+        let host_base = self.mem.host().start;
+        info.device_count = self.devices.len() as u32;
+        for (d, out) in self.devices.iter().zip(info.devices.iter_mut()) {
+            *out = d.info(host_base);
+        }
+        let pieces: heapless::Vec<(u64, u64), 32> = self
+            .devices
+            .iter()
+            .flat_map(|d| d.pieces.iter().copied())
+            .collect();
         info.set_name(&self.spec.name);
         info.set_args(&self.spec.args);
         let image = self.image;
+        let config = self.config;
         let cr3 = self.mem.with_bytes(|m| -> Result<u64, PagingError> {
             m.fill(0);
             for s in plan.segments() {
@@ -168,6 +239,8 @@ impl Qube {
                 m[dst..dst + s.file_len as usize]
                     .copy_from_slice(&image[src..src + s.file_len as usize]);
             }
+            let cfg = config_gpa as usize;
+            m[cfg..cfg + config.len()].copy_from_slice(config);
             let bi = layout::BOOT_INFO as usize;
             let bytes = info.to_bytes();
             m[bi..bi + bytes.len()].copy_from_slice(&bytes);
@@ -191,6 +264,9 @@ impl Qube {
             for (gpa, len) in &windows {
                 t.map_range(*gpa, *gpa, *len, Perm::RW)?;
             }
+            for (gpa, len) in &pieces {
+                t.map_range(*gpa, *gpa, *len, Perm::MMIO)?;
+            }
             Ok(t.root())
         });
         let cr3 = cr3.map_err(LoadError::Paging)?;
@@ -211,13 +287,14 @@ impl Qube {
     }
 }
 
-/// Builds nested page tables mapping guest-physical `[0, size)` to the qube's host block and
-/// each channel window to its channel's pages (read/write, never executable), and nothing
-/// else.
+/// Builds nested page tables mapping guest-physical `[0, size)` to the qube's host block,
+/// each channel window to its channel's pages (read/write, never executable), and its
+/// devices' BAR pieces to themselves (uncached), and nothing else.
 fn build_npt(
     arena: Region,
     host: Region,
     channels: &Endpoints,
+    devices: &Devices,
     format: NestedFormat,
 ) -> Result<u64, PagingError> {
     // SAFETY: the arena was just allocated for these tables alone; no qube runs yet.
@@ -232,6 +309,9 @@ fn build_npt(
                     c.host.len(),
                     Perm::RW,
                 )?;
+            }
+            for (base, len) in devices.iter().flat_map(|d| d.pieces.iter()) {
+                t.map_range(*base, *base, *len, Perm::MMIO)?;
             }
             Ok(t.root())
         })

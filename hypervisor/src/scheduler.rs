@@ -21,7 +21,14 @@ pub struct Scheduler {
     /// 16), so two qubes may share a tag; the TLB is flushed when the owner changes, so no
     /// qube can use another's cached translations.
     tag_owner: [Option<usize>; TAGS],
+    /// The IOMMU, polled for DMA faults on every pass.
+    iommu: Option<crate::devices::vtd::Iommu>,
+    /// DMA faults logged so far (the log stops after [`MAX_FAULT_LINES`]).
+    dma_faults: u64,
 }
+
+/// DMA fault lines logged before they are only counted.
+const MAX_FAULT_LINES: u64 = 16;
 
 const TAGS: usize = 64;
 
@@ -33,7 +40,57 @@ impl Scheduler {
             current: 0,
             all_ready_reported: false,
             tag_owner: [None; TAGS],
+            iommu: None,
+            dma_faults: 0,
         }
+    }
+
+    /// Hands over the IOMMU, whose faults the run loop reports.
+    pub fn set_iommu(&mut self, iommu: Option<crate::devices::vtd::Iommu>) {
+        self.iommu = iommu;
+    }
+
+    /// Logs the DMA faults the IOMMU recorded, naming the device and the qube that owns it.
+    fn report_dma_faults(&mut self) {
+        let Some(iommu) = &self.iommu else { return };
+        let qubes = &self.qubes;
+        let count = &mut self.dma_faults;
+        iommu.drain_faults(|f| {
+            *count += 1;
+            if *count > MAX_FAULT_LINES {
+                return;
+            }
+            let owner = qubes
+                .iter()
+                .find(|q| q.devices.iter().any(|d| d.func.source_id() == f.source));
+            let (qube, device) = match owner {
+                Some(q) => {
+                    let d = q.devices.iter().find(|d| d.func.source_id() == f.source);
+                    (q.name(), d.map(|d| d.func))
+                }
+                None => ("no qube", None),
+            };
+            let src = f.source;
+            let kind = if f.write { "write" } else { "read" };
+            match device {
+                Some(d) => hvlog!(
+                    "iommu: blocked DMA {kind} at {:#x} by {d} of qube {qube}: {}",
+                    f.address,
+                    f.reason_text()
+                ),
+                None => hvlog!(
+                    "iommu: blocked DMA {kind} at {:#x} by {:02x}:{:02x}.{} ({qube}): {}",
+                    f.address,
+                    src >> 8,
+                    (src >> 3) & 0x1f,
+                    src & 7,
+                    f.reason_text()
+                ),
+            }
+            if *count == MAX_FAULT_LINES {
+                hvlog!("iommu: further DMA faults are counted, not logged");
+            }
+        });
     }
 
     /// Adds a loaded qube; false when the table is full.
@@ -52,6 +109,7 @@ impl Scheduler {
         let mut stopped_reported = false;
         loop {
             crate::arch::x86::stack::check();
+            self.report_dma_faults();
             let mut states = self.states();
             sched::wake(&mut states, time::now_ns(), |i| self.qubes[i].events != 0);
             for (q, s) in self.qubes.iter_mut().zip(states.iter()) {
@@ -163,6 +221,9 @@ fn stop_qube(q: &mut Qube, stop: Stop) -> bool {
         }
     };
     q.state = RunState::Stopped;
+    for d in q.devices.iter_mut() {
+        d.quiesce();
+    }
     if !q.spec.restart.restarts(failed) {
         return false;
     }

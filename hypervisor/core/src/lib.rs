@@ -11,12 +11,15 @@
 #![no_std]
 #![forbid(unsafe_code)]
 
+pub mod acpi;
 pub mod bootinfo;
 pub mod console;
 pub mod elf;
 pub mod memmap;
 pub mod paging;
+pub mod pci;
 pub mod sched;
+pub mod vtd;
 
 /// Size of a small page.
 pub const PAGE_SIZE: u64 = 4096;

@@ -36,6 +36,11 @@ impl Region {
     pub fn is_empty(&self) -> bool {
         self.end <= self.start
     }
+
+    /// Whether the two regions share a byte.
+    pub fn overlaps(&self, other: &Region) -> bool {
+        self.start < other.end && other.start < self.end
+    }
 }
 
 /// Sorted, non-overlapping usable RAM regions.

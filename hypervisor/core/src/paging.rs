@@ -15,6 +15,8 @@ pub struct Perm {
     pub write: bool,
     /// Executable.
     pub exec: bool,
+    /// Device memory: uncached (PCD|PWT in x86 entries, memory type UC in EPT).
+    pub uncached: bool,
 }
 
 impl Perm {
@@ -22,11 +24,19 @@ impl Perm {
     pub const RWX: Perm = Perm {
         write: true,
         exec: true,
+        uncached: false,
     };
     /// Read and write, no execute.
     pub const RW: Perm = Perm {
         write: true,
         exec: false,
+        uncached: false,
+    };
+    /// Device registers: read and write, no execute, uncached.
+    pub const MMIO: Perm = Perm {
+        write: true,
+        exec: false,
+        uncached: true,
     };
 }
 
@@ -43,6 +53,10 @@ pub trait EntryFormat {
     /// The physical address an entry points to.
     fn addr(&self, e: u64) -> u64 {
         e & 0x000f_ffff_ffff_f000
+    }
+    /// Whether 2 MiB leaves may be used.
+    fn large_pages(&self) -> bool {
+        true
     }
 }
 
@@ -74,6 +88,9 @@ impl EntryFormat for X86Format {
         if self.nx && !perm.exec {
             e |= 1 << 63;
         }
+        if perm.uncached {
+            e |= 0b11 << 3; // PWT | PCD
+        }
         e
     }
     fn present(&self, e: u64) -> bool {
@@ -94,7 +111,8 @@ impl EntryFormat for EptFormat {
         pa | 0b111
     }
     fn leaf(&self, pa: u64, large: bool, perm: Perm) -> u64 {
-        let mut e = pa | 1 | (6 << 3); // read, memory type WB
+        let memory_type = if perm.uncached { 0 } else { 6 }; // UC or WB
+        let mut e = pa | 1 | (memory_type << 3);
         if perm.write {
             e |= 1 << 1;
         }
@@ -294,7 +312,8 @@ impl<'a, F: EntryFormat> Tables<'a, F> {
         let mut off = 0;
         while off < len {
             let (v, p) = (va + off, pa + off);
-            let large = v % LARGE_PAGE_SIZE == 0
+            let large = self.fmt.large_pages()
+                && v % LARGE_PAGE_SIZE == 0
                 && p % LARGE_PAGE_SIZE == 0
                 && len - off >= LARGE_PAGE_SIZE;
             self.map_page(v, p, large, perm)?;

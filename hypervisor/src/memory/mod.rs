@@ -1,6 +1,7 @@
 //! Physical memory: what is free after boot, the frame allocator, and guest memory.
 
 pub mod guest;
+pub mod mmio;
 pub mod phys;
 
 use bulkhead_hvcore::bootinfo::BootEnv;

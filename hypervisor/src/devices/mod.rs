@@ -1,0 +1,98 @@
+//! Devices: PCI functions found through ECAM, assigned to the qubes the manifest names, and
+//! fenced by the IOMMU so their DMA reaches only their qube's memory.
+//!
+//! - [`ecam`]: enumeration and configuration access.
+//! - [`vtd`]: the Intel VT-d driver (root/context tables, domains, faults).
+//! - [`assign`]: resolving the manifest's device list and the per-device state a qube holds
+//!   (emulated configuration view, mapped BAR pieces, what its boot info says).
+
+pub mod assign;
+pub mod ecam;
+pub mod vtd;
+
+use crate::hvlog;
+use crate::memory::phys::BootMemory;
+use bulkhead_hvcore::acpi;
+use bulkhead_hvcore::bootinfo::BootEnv;
+use bulkhead_hvcore::memmap::FrameAllocator;
+use ecam::{Function, MAX_FUNCTIONS};
+use vtd::Iommu;
+
+/// What the platform offers: its PCI functions and its IOMMU, if any.
+pub struct Platform {
+    /// Every function found, in bus order.
+    pub functions: heapless::Vec<Function, MAX_FUNCTIONS>,
+    /// The DMA remapping unit, translating (all DMA blocked until devices are attached).
+    pub iommu: Option<Iommu>,
+    /// The DMAR's description of the unit in use (which devices it covers).
+    pub iommu_unit: Option<acpi::Drhd>,
+    /// Functions already given to a qube (by index into `functions`).
+    taken: heapless::Vec<usize, MAX_FUNCTIONS>,
+}
+
+/// Reads the ACPI tables, lists the PCI functions and starts the IOMMU. Every problem is
+/// logged and leaves the platform with fewer capabilities; none stops the boot.
+pub fn discover(env: &BootEnv, frames: &mut FrameAllocator) -> Platform {
+    let mut p = Platform {
+        functions: heapless::Vec::new(),
+        iommu: None,
+        iommu_unit: None,
+        taken: heapless::Vec::new(),
+    };
+    let mem = BootMemory;
+    let Some(rsdp) = env.rsdp.or_else(|| acpi::scan_rsdp(&mem)) else {
+        hvlog!("acpi: no RSDP; no PCI devices and no IOMMU");
+        return p;
+    };
+    let tables = match acpi::tables(&mem, rsdp) {
+        Ok(t) => t,
+        Err(e) => {
+            hvlog!("acpi: tables unusable ({e:?}); no PCI devices and no IOMMU");
+            return p;
+        }
+    };
+    match tables.find(b"MCFG").map(|a| acpi::mcfg(&mem, a)) {
+        Some(Ok(ecams)) => match ecam::enumerate(&ecams, &env.ram, &mut p.functions) {
+            Ok(()) => hvlog!(
+                "pci: {} functions through ECAM at {:#x}",
+                p.functions.len(),
+                ecams.first().map(|e| e.base).unwrap_or(0)
+            ),
+            Err(e) => hvlog!("pci: ECAM refused ({e}); no PCI devices"),
+        },
+        Some(Err(e)) => hvlog!("pci: MCFG unusable ({e:?}); no PCI devices"),
+        None => hvlog!("pci: no MCFG (no ECAM); no PCI devices"),
+    }
+    match tables.find(b"DMAR").map(|a| acpi::dmar(&mem, a)) {
+        Some(Ok(dmar)) => {
+            // One unit is what QEMU and most desktops have; with several, the one with
+            // INCLUDE_PCI_ALL (else the first) is used, and only its devices may be assigned.
+            let unit = dmar
+                .units
+                .iter()
+                .find(|u| u.include_all)
+                .or(dmar.units.first());
+            match unit.map(|u| (u, Iommu::start(u, &env.ram, frames))) {
+                Some((u, Ok(iommu))) => {
+                    let (major, minor) = iommu.version();
+                    let c = iommu.capabilities();
+                    hvlog!(
+                        "iommu: VT-d {major}.{minor} at {:#x} ({}), {}-level tables, {} domains, {} fault records; DMA of unassigned devices is blocked",
+                        u.base,
+                        if u.include_all { "all devices" } else { "listed devices" },
+                        iommu.levels(),
+                        c.domains,
+                        c.fault_records
+                    );
+                    p.iommu = Some(iommu);
+                    p.iommu_unit = unit.cloned();
+                }
+                Some((u, Err(e))) => hvlog!("iommu: VT-d unit at {:#x} unusable: {e}", u.base),
+                None => hvlog!("iommu: the DMAR lists no remapping unit"),
+            }
+        }
+        Some(Err(e)) => hvlog!("iommu: DMAR unusable ({e:?})"),
+        None => hvlog!("iommu: none (no DMAR table)"),
+    }
+    p
+}

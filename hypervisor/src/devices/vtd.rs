@@ -1,0 +1,245 @@
+//! The Intel VT-d DMA remapping driver: one unit, register-based invalidation, a root table
+//! whose context entries exist only for assigned devices, and one second-level domain per
+//! qube. Formats and decoding live in `bulkhead_hvcore::vtd`; this module only touches the
+//! registers and the table frames.
+
+use crate::memory::mmio::Mmio;
+use crate::memory::phys;
+use bulkhead_hvcore::PAGE_SIZE;
+use bulkhead_hvcore::acpi::Drhd;
+use bulkhead_hvcore::memmap::{FrameAllocator, MemoryMap, Region};
+use bulkhead_hvcore::paging::{PagingError, Perm, Tables};
+use bulkhead_hvcore::vtd::{
+    CCMD_GLOBAL_INVALIDATE, Capabilities, Fault, IOTLB_GLOBAL_INVALIDATE, VtdFormat,
+    context_entry, gcmd, reg, root_entry,
+};
+
+/// Why the unit could not be used.
+#[derive(Clone, Copy, Debug)]
+pub enum VtdError {
+    /// Its registers are not device memory we can map.
+    BadRegisters(u64),
+    /// It supports neither 3- nor 4-level tables.
+    NoTableDepth,
+    /// Out of memory for tables.
+    NoMemory,
+    /// The hardware did not acknowledge a command.
+    Timeout(&'static str),
+    /// Too many domains.
+    NoDomain,
+    /// Tables could not be built.
+    Paging(PagingError),
+}
+
+impl core::fmt::Display for VtdError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            VtdError::BadRegisters(a) => write!(f, "registers at {a:#x} are not usable"),
+            VtdError::NoTableDepth => write!(f, "supports no 3- or 4-level tables"),
+            VtdError::NoMemory => write!(f, "no memory for remapping tables"),
+            VtdError::Timeout(what) => write!(f, "no answer to {what}"),
+            VtdError::NoDomain => write!(f, "out of domain IDs"),
+            VtdError::Paging(e) => write!(f, "tables: {e:?}"),
+        }
+    }
+}
+
+/// One DMA remapping unit, translating.
+pub struct Iommu {
+    regs: Mmio,
+    caps: Capabilities,
+    levels: u8,
+    root: Region,
+    contexts: [u64; 256],
+    next_domain: u16,
+}
+
+/// How many times a status bit is polled before giving up.
+const SPINS: u32 = 10_000_000;
+
+impl Iommu {
+    /// Takes over the unit: an empty root table (every device's DMA faults), caches
+    /// invalidated, translation on.
+    pub fn start(
+        unit: &Drhd,
+        ram: &MemoryMap,
+        frames: &mut FrameAllocator,
+    ) -> Result<Iommu, VtdError> {
+        let window = Region::from_len(unit.base, PAGE_SIZE).ok_or(VtdError::BadRegisters(0))?;
+        if ram.regions().iter().any(|r| r.overlaps(&window)) {
+            return Err(VtdError::BadRegisters(unit.base));
+        }
+        // SAFETY: the DMAR names this page as the unit's registers, it is not RAM (checked
+        // above), and nothing else in the hypervisor or any qube maps it.
+        let regs = unsafe { Mmio::new(unit.base, PAGE_SIZE) }
+            .ok_or(VtdError::BadRegisters(unit.base))?;
+        let caps = Capabilities::decode(regs.read64(reg::CAP), regs.read64(reg::ECAP));
+        let levels = caps.levels().ok_or(VtdError::NoTableDepth)?;
+        let root = zeroed_page(frames)?;
+        let iommu = Iommu {
+            regs,
+            caps,
+            levels,
+            root,
+            contexts: [0; 256],
+            next_domain: caps.first_domain().max(1),
+        };
+        iommu.regs.write64(reg::RTADDR, root.start);
+        iommu.command(gcmd::SRTP, true, "set root table pointer")?;
+        iommu.invalidate()?;
+        iommu.command(gcmd::TE, true, "translation enable")?;
+        Ok(iommu)
+    }
+
+    /// Version register, as major.minor.
+    pub fn version(&self) -> (u32, u32) {
+        let v = self.regs.read32(reg::VER);
+        ((v >> 4) & 0xf, v & 0xf)
+    }
+
+    /// The decoded capabilities.
+    pub fn capabilities(&self) -> &Capabilities {
+        &self.caps
+    }
+
+    /// Page-table depth in use.
+    pub fn levels(&self) -> u8 {
+        self.levels
+    }
+
+    fn command(&self, bit: u32, wait_set: bool, what: &'static str) -> Result<(), VtdError> {
+        let status = self.regs.read32(reg::GSTS) & !gcmd::ONE_SHOT;
+        self.regs.write32(reg::GCMD, status | bit);
+        for _ in 0..SPINS {
+            if (self.regs.read32(reg::GSTS) & bit != 0) == wait_set {
+                return Ok(());
+            }
+            core::hint::spin_loop();
+        }
+        Err(VtdError::Timeout(what))
+    }
+
+    /// Drops every cached context entry and translation.
+    fn invalidate(&self) -> Result<(), VtdError> {
+        self.regs.write64(reg::CCMD, CCMD_GLOBAL_INVALIDATE);
+        self.wait_clear(reg::CCMD, "context-cache invalidation")?;
+        let iotlb = self.caps.iotlb_offset + 8;
+        self.regs.write64(iotlb, IOTLB_GLOBAL_INVALIDATE);
+        self.wait_clear(iotlb, "IOTLB invalidation")
+    }
+
+    fn wait_clear(&self, offset: u64, what: &'static str) -> Result<(), VtdError> {
+        for _ in 0..SPINS {
+            if self.regs.read64(offset) >> 63 == 0 {
+                return Ok(());
+            }
+            core::hint::spin_loop();
+        }
+        Err(VtdError::Timeout(what))
+    }
+
+    /// Builds a domain mapping I/O virtual `[0, memory.len())` to `memory` and returns its
+    /// ID and the root of its tables (already at the unit's depth).
+    pub fn new_domain(
+        &mut self,
+        memory: Region,
+        frames: &mut FrameAllocator,
+    ) -> Result<(u16, u64), VtdError> {
+        let domain = self.next_domain;
+        if u32::from(domain) >= self.caps.domains {
+            return Err(VtdError::NoDomain);
+        }
+        let gib = memory.len().div_ceil(1 << 30);
+        let small = if self.caps.large_pages {
+            0
+        } else {
+            memory.len().div_ceil(2 << 20)
+        };
+        let pages = 2 + gib + small;
+        let arena = frames
+            .alloc(pages * PAGE_SIZE, PAGE_SIZE)
+            .ok_or(VtdError::NoMemory)?;
+        let format = VtdFormat {
+            large_pages: self.caps.large_pages,
+        };
+        // SAFETY: the arena was just allocated for these tables alone; only the IOMMU will
+        // read it, and no device is attached to the domain yet.
+        let root = unsafe {
+            phys::with_region(arena, |bytes| -> Result<u64, PagingError> {
+                let mut t = Tables::new(bytes, arena.start, format)?;
+                t.map_range(0, memory.start, memory.len(), Perm::RW)?;
+                if self.levels == 3 {
+                    // A 3-level walk starts at the PDPT: the PML4's first entry.
+                    let first = u64::from_le_bytes(bytes[..8].try_into().unwrap_or([0; 8]));
+                    Ok(first & !0xfff)
+                } else {
+                    Ok(arena.start)
+                }
+            })
+        }
+        .map_err(VtdError::Paging)?;
+        self.next_domain += 1;
+        Ok((domain, root))
+    }
+
+    /// Lets the function with requester ID `source` DMA through `domain`'s tables.
+    pub fn attach(
+        &mut self,
+        source: u16,
+        domain: u16,
+        tables: u64,
+        frames: &mut FrameAllocator,
+    ) -> Result<(), VtdError> {
+        let bus = usize::from(source >> 8);
+        if self.contexts[bus] == 0 {
+            let table = zeroed_page(frames)?;
+            self.contexts[bus] = table.start;
+            let entry = root_entry(table.start);
+            write_entry(self.root, bus, entry);
+        }
+        let table = Region::from_len(self.contexts[bus], PAGE_SIZE).ok_or(VtdError::NoMemory)?;
+        write_entry(
+            table,
+            usize::from(source & 0xff),
+            context_entry(tables, self.levels, domain),
+        );
+        self.invalidate()
+    }
+
+    /// Takes every recorded fault off the unit and hands it to `report`.
+    pub fn drain_faults(&self, mut report: impl FnMut(Fault)) {
+        if self.regs.read32(reg::FSTS) == 0 {
+            return;
+        }
+        for i in 0..u64::from(self.caps.fault_records.min(256)) {
+            let at = self.caps.fault_offset + i * 16;
+            let (lo, hi) = (self.regs.read64(at), self.regs.read64(at + 8));
+            if let Some(f) = Fault::decode(lo, hi) {
+                report(f);
+                self.regs.write32(at + 12, 1 << 31); // clear F (write 1)
+            }
+        }
+        self.regs.write32(reg::FSTS, self.regs.read32(reg::FSTS)); // clear overflow etc.
+    }
+}
+
+fn zeroed_page(frames: &mut FrameAllocator) -> Result<Region, VtdError> {
+    let r = frames.alloc(PAGE_SIZE, PAGE_SIZE).ok_or(VtdError::NoMemory)?;
+    // SAFETY: just allocated, owned here alone, not yet given to the hardware.
+    unsafe { phys::with_region(r, |b| b.fill(0)) };
+    Ok(r)
+}
+
+/// Writes 128-bit entry `index` of the table page `table`.
+fn write_entry(table: Region, index: usize, entry: [u64; 2]) {
+    // SAFETY: `table` is a root or context table page this driver allocated and owns; the
+    // hardware only reads it, and is told to drop cached copies after every change.
+    unsafe {
+        phys::with_region(table, |b| {
+            let at = index * 16;
+            // The high half first, so the present bit (low half) is set last.
+            b[at + 8..at + 16].copy_from_slice(&entry[1].to_le_bytes());
+            b[at..at + 8].copy_from_slice(&entry[0].to_le_bytes());
+        })
+    }
+}
