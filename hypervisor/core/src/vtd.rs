@@ -229,7 +229,10 @@ mod tests {
     fn fault_records_decode() {
         let hi = (1u64 << 63) | (1 << 62) | (6u64 << 32) | 0x0018;
         let f = Fault::decode(0x1234_5678, hi).unwrap();
-        assert_eq!((f.source, f.reason, f.address, f.write), (0x18, 6, 0x1234_5000, false));
+        assert_eq!(
+            (f.source, f.reason, f.address, f.write),
+            (0x18, 6, 0x1234_5000, false)
+        );
         assert_eq!(Fault::decode(0, 6 << 32), None);
     }
 }

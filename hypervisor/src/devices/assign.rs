@@ -40,7 +40,10 @@ impl Assigned {
         d.flags = if self.iommu { DEVICE_IOMMU } else { 0 };
         d.dma_offset = if self.iommu { 0 } else { host_base };
         for (out, bar) in d.bars.iter_mut().zip(self.view.bars()) {
-            let mapped = self.pieces.iter().any(|(s, l)| *s >= bar.base && s + l <= bar.base + bar.size);
+            let mapped = self
+                .pieces
+                .iter()
+                .any(|(s, l)| *s >= bar.base && s + l <= bar.base + bar.size);
             if matches!(bar.kind, BarKind::Mem32 | BarKind::Mem64) && mapped {
                 *out = BarInfo {
                     gpa: bar.base,
@@ -89,8 +92,16 @@ pub fn for_qube(
     reserved: &[Region],
 ) -> heapless::Vec<Assigned, MAX_DEVICES_PER_QUBE> {
     let mut out = heapless::Vec::new();
-    let name = manifest.qubes.get(qube).map(|q| q.name.as_str()).unwrap_or("?");
-    for spec in manifest.devices.iter().filter(|d| usize::from(d.qube) == qube) {
+    let name = manifest
+        .qubes
+        .get(qube)
+        .map(|q| q.name.as_str())
+        .unwrap_or("?");
+    for spec in manifest
+        .devices
+        .iter()
+        .filter(|d| usize::from(d.qube) == qube)
+    {
         let sel = Selector(spec.select);
         let Some(index) = find(platform, &spec.select) else {
             hvlog!("device {sel} for qube {name}: not found");
@@ -132,7 +143,11 @@ pub fn for_qube(
             "device {func} class {:06x} -> qube {name}: {} BAR pieces mapped, DMA {}",
             func.class >> 8,
             a.pieces.len(),
-            if iommu { "through the IOMMU" } else { "UNFENCED" }
+            if iommu {
+                "through the IOMMU"
+            } else {
+                "UNFENCED"
+            }
         );
         let _ = out.push(a);
     }
@@ -165,7 +180,13 @@ fn find(p: &Platform, sel: &PciSelect) -> Option<usize> {
 
 /// Sizes the BARs (decoding off meanwhile), finds the MSI-X structures, and leaves the
 /// device with memory decoding on and bus mastering off until the qube enables it.
-fn prepare(func: Function, iommu: bool, ram: &MemoryMap, reserved: &[Region], name: &str) -> Assigned {
+fn prepare(
+    func: Function,
+    iommu: bool,
+    ram: &MemoryMap,
+    reserved: &[Region],
+    name: &str,
+) -> Assigned {
     let cmd = func.read(COMMAND) & 0xffff;
     func.write(COMMAND, cmd & !(CMD_MEMORY | CMD_BUS_MASTER | 1));
     let mut raw = [0u32; 6];
@@ -196,8 +217,16 @@ fn prepare(func: Function, iommu: bool, ram: &MemoryMap, reserved: &[Region], na
             hvlog!("qube {name}: BAR{i} of {func} is smaller than a page; not mapped");
             continue;
         }
-        if ram.regions().iter().chain(reserved).any(|r| r.overlaps(&region)) {
-            hvlog!("qube {name}: BAR{i} of {func} at {:#x} overlaps memory; not mapped", bar.base);
+        if ram
+            .regions()
+            .iter()
+            .chain(reserved)
+            .any(|r| r.overlaps(&region))
+        {
+            hvlog!(
+                "qube {name}: BAR{i} of {func} at {:#x} overlaps memory; not mapped",
+                bar.base
+            );
             continue;
         }
         let in_bar: heapless::Vec<(u64, u64), 2> = holes

@@ -79,7 +79,11 @@ pub fn discover(env: &BootEnv, frames: &mut FrameAllocator) -> Platform {
                     hvlog!(
                         "iommu: VT-d {major}.{minor} at {:#x} ({}), {}-level tables, {} domains, {} fault records; DMA of unassigned devices is blocked",
                         u.base,
-                        if u.include_all { "all devices" } else { "listed devices" },
+                        if u.include_all {
+                            "all devices"
+                        } else {
+                            "listed devices"
+                        },
                         iommu.levels(),
                         c.domains,
                         c.fault_records

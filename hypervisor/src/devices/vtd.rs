@@ -10,8 +10,8 @@ use bulkhead_hvcore::acpi::Drhd;
 use bulkhead_hvcore::memmap::{FrameAllocator, MemoryMap, Region};
 use bulkhead_hvcore::paging::{PagingError, Perm, Tables};
 use bulkhead_hvcore::vtd::{
-    CCMD_GLOBAL_INVALIDATE, Capabilities, Fault, IOTLB_GLOBAL_INVALIDATE, VtdFormat,
-    context_entry, gcmd, reg, root_entry,
+    CCMD_GLOBAL_INVALIDATE, Capabilities, Fault, IOTLB_GLOBAL_INVALIDATE, VtdFormat, context_entry,
+    gcmd, reg, root_entry,
 };
 
 /// Why the unit could not be used.
@@ -71,8 +71,8 @@ impl Iommu {
         }
         // SAFETY: the DMAR names this page as the unit's registers, it is not RAM (checked
         // above), and nothing else in the hypervisor or any qube maps it.
-        let regs = unsafe { Mmio::new(unit.base, PAGE_SIZE) }
-            .ok_or(VtdError::BadRegisters(unit.base))?;
+        let regs =
+            unsafe { Mmio::new(unit.base, PAGE_SIZE) }.ok_or(VtdError::BadRegisters(unit.base))?;
         let caps = Capabilities::decode(regs.read64(reg::CAP), regs.read64(reg::ECAP));
         let levels = caps.levels().ok_or(VtdError::NoTableDepth)?;
         let root = zeroed_page(frames)?;
@@ -224,7 +224,9 @@ impl Iommu {
 }
 
 fn zeroed_page(frames: &mut FrameAllocator) -> Result<Region, VtdError> {
-    let r = frames.alloc(PAGE_SIZE, PAGE_SIZE).ok_or(VtdError::NoMemory)?;
+    let r = frames
+        .alloc(PAGE_SIZE, PAGE_SIZE)
+        .ok_or(VtdError::NoMemory)?;
     // SAFETY: just allocated, owned here alone, not yet given to the hardware.
     unsafe { phys::with_region(r, |b| b.fill(0)) };
     Ok(r)

@@ -30,7 +30,8 @@ impl Mmio {
     /// MTRRs must make it uncached.
     pub unsafe fn new(base: u64, len: u64) -> Option<Mmio> {
         let end = base.checked_add(len)?;
-        (base >= LOW_MEMORY_END && end <= MAPPED_LIMIT && base % 4 == 0).then_some(Mmio { base, len })
+        (base >= LOW_MEMORY_END && end <= MAPPED_LIMIT && base % 4 == 0)
+            .then_some(Mmio { base, len })
     }
 
     fn at(&self, offset: u64, size: u64) -> Option<u64> {

@@ -68,15 +68,25 @@ pub fn scan_rsdp(mem: &impl PhysRead) -> Option<u64> {
 
 /// Reads the RSDP at `rsdp` and lists the tables of its XSDT (revision 2+) or RSDT.
 pub fn tables(mem: &impl PhysRead, rsdp: u64) -> Result<Tables, AcpiError> {
-    let head = mem.read_array::<36>(rsdp).ok_or(AcpiError::Unreadable(rsdp))?;
+    let head = mem
+        .read_array::<36>(rsdp)
+        .ok_or(AcpiError::Unreadable(rsdp))?;
     if &head[..8] != b"RSD PTR " || sum(&head[..20]) != 0 {
         return Err(AcpiError::Checksum(*b"RSDP"));
     }
     let revision = head[15];
     let (root, entry_len) = if revision >= 2 && sum(&head) == 0 {
-        (u64::from_le_bytes(head[24..32].try_into().unwrap_or([0; 8])), 8)
+        (
+            u64::from_le_bytes(head[24..32].try_into().unwrap_or([0; 8])),
+            8,
+        )
     } else {
-        (u64::from(u32::from_le_bytes(head[16..20].try_into().unwrap_or([0; 4]))), 4)
+        (
+            u64::from(u32::from_le_bytes(
+                head[16..20].try_into().unwrap_or([0; 4]),
+            )),
+            4,
+        )
     };
     let len = checked_table(mem, root)?;
     let mut out = Tables::default();
@@ -98,7 +108,9 @@ pub fn tables(mem: &impl PhysRead, rsdp: u64) -> Result<Tables, AcpiError> {
 
 /// Checks the header and checksum of the table at `addr`; returns its length.
 fn checked_table(mem: &impl PhysRead, addr: u64) -> Result<u32, AcpiError> {
-    let head = mem.read_array::<36>(addr).ok_or(AcpiError::Unreadable(addr))?;
+    let head = mem
+        .read_array::<36>(addr)
+        .ok_or(AcpiError::Unreadable(addr))?;
     let sig: [u8; 4] = head[..4].try_into().unwrap_or([0; 4]);
     let len = u32::from_le_bytes(head[4..8].try_into().unwrap_or([0; 4]));
     if !(36..=MAX_TABLE_LEN).contains(&len) {
@@ -218,7 +230,9 @@ pub struct Dmar {
 /// other structures are skipped after their lengths are checked.
 pub fn dmar(mem: &impl PhysRead, addr: u64) -> Result<Dmar, AcpiError> {
     let len = u64::from(checked_table(mem, addr)?);
-    let haw = mem.read_array::<1>(addr + 36).ok_or(AcpiError::Unreadable(addr))?[0];
+    let haw = mem
+        .read_array::<1>(addr + 36)
+        .ok_or(AcpiError::Unreadable(addr))?[0];
     let mut out = Dmar {
         host_address_width: haw.saturating_add(1),
         units: Vec::new(),

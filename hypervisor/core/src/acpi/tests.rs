@@ -115,7 +115,10 @@ fn refuses_bad_checksums_and_lengths() {
     assert!(matches!(dmar(&m, 0x3000), Err(_)));
     let m = firmware();
     assert_eq!(tables(&m, 0xe0000), Err(AcpiError::Checksum(*b"RSDP")));
-    assert_eq!(tables(&m, 0xfff_0000), Err(AcpiError::Unreadable(0xfff_0000)));
+    assert_eq!(
+        tables(&m, 0xfff_0000),
+        Err(AcpiError::Unreadable(0xfff_0000))
+    );
 }
 
 proptest! {

@@ -91,7 +91,10 @@ pub fn decode_bars(raw: [u32; 6], sized: [u32; 6]) -> [Bar; 6] {
                 u64::from(s & !0xf) | u64::from(sized[i + 1]) << 32,
             )
         } else {
-            (u64::from(r & !0xf), u64::from(s & !0xf) | 0xffff_ffff_0000_0000)
+            (
+                u64::from(r & !0xf),
+                u64::from(s & !0xf) | 0xffff_ffff_0000_0000,
+            )
         };
         let size = if mask & 0xffff_ffff_ffff_fff0 == 0 || s & !0xf == 0 && !is64 {
             0
@@ -154,7 +157,11 @@ pub fn msix_regions(read: impl Fn(u16) -> u32, cap: u16) -> [(usize, u64, u64); 
     let pba = read(cap + 8);
     [
         ((table & 7) as usize, u64::from(table & !7), entries * 16),
-        ((pba & 7) as usize, u64::from(pba & !7), entries.div_ceil(64) * 8),
+        (
+            (pba & 7) as usize,
+            u64::from(pba & !7),
+            entries.div_ceil(64) * 8,
+        ),
     ]
 }
 
@@ -256,7 +263,8 @@ impl ConfigView {
     }
 
     fn in_msi(&self, offset: u16) -> bool {
-        let within = |cap: Option<u16>, len: u16| cap.is_some_and(|c| (c..c + len).contains(&offset));
+        let within =
+            |cap: Option<u16>, len: u16| cap.is_some_and(|c| (c..c + len).contains(&offset));
         within(self.caps.msi, 24) || within(self.caps.msix, 4)
     }
 }

@@ -50,7 +50,10 @@ fn command_register_keeps_io_off_and_msi_is_denied() {
             msix: Some(0x98),
         },
     );
-    assert_eq!(v.write(COMMAND, 0xffff_ffff, 0), Write::Hardware(0xffff_0546));
+    assert_eq!(
+        v.write(COMMAND, 0xffff_ffff, 0),
+        Write::Hardware(0xffff_0546)
+    );
     assert_eq!(v.read(COMMAND, 0x0010_0007), 0x0010_0006);
     assert_eq!(v.write(0x98, 0x8000_0000, 0), Write::Denied);
     assert_eq!(v.write(0x54, 0xfee0_0000, 0), Write::Denied);
