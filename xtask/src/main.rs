@@ -112,6 +112,12 @@ struct RunArgs {
     /// Boot through GRUB from an ISO (-cdrom) instead of QEMU's direct kernel boot.
     #[arg(long)]
     iso: bool,
+    /// Leave out the IOMMU (to see how the system refuses or warns about device assignment).
+    #[arg(long)]
+    no_iommu: bool,
+    /// Leave out the network card.
+    #[arg(long)]
+    no_nic: bool,
     /// Extra QEMU argument, passed through verbatim (repeat for more).
     #[arg(long = "qemu-arg", value_name = "ARG", allow_hyphen_values = true)]
     qemu_args: Vec<String>,
@@ -221,6 +227,10 @@ fn run(args: RunArgs) -> Result<()> {
     }
     opts.cpu = args.cpu;
     opts.extra_args = args.qemu_args;
+    opts.iommu = !args.no_iommu;
+    if args.no_nic {
+        opts.nic = None;
+    }
     opts.serial_log = args.serial_log;
     opts.serial = if args.until_ready {
         Serial::Captured

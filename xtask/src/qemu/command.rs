@@ -46,6 +46,13 @@ impl Serial {
     }
 }
 
+/// The network card QEMU gives the machine.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct Nic {
+    /// Extra `-netdev user` options (e.g. `hostfwd=...`), comma-separated.
+    pub user_options: String,
+}
+
 /// Everything that decides how QEMU runs.
 #[derive(Clone, Debug)]
 pub struct BootOptions {
@@ -57,6 +64,12 @@ pub struct BootOptions {
     pub ram_mib: u32,
     /// Serial console mode.
     pub serial: Serial,
+    /// An Intel IOMMU (`-device intel-iommu`: a DMAR table, VT-d 1.0 at 0xfed90000).
+    pub iommu: bool,
+    /// A virtio-net card (modern only, `1af4:1041`) on QEMU's user network, which gives
+    /// DHCP (10.0.2.15), a gateway 10.0.2.2 that reaches the host's loopback, and DNS at
+    /// 10.0.2.3; `None` for no network card at all.
+    pub nic: Option<Nic>,
     /// Extra arguments appended verbatim (`--qemu-arg`).
     pub extra_args: Vec<String>,
     /// Kill QEMU after this long (`None`: never).
@@ -77,6 +90,8 @@ impl BootOptions {
             cpu: "max".to_string(),
             ram_mib,
             serial: Serial::Captured,
+            iommu: true,
+            nic: Some(Nic::default()),
             extra_args: Vec::new(),
             timeout: Some(Duration::from_secs(120)),
             echo: true,
@@ -91,6 +106,22 @@ impl BootOptions {
         let mut push = |items: &[&str]| args.extend(items.iter().map(OsString::from));
         push(&["-machine", "q35", "-accel", "tcg", "-cpu", &self.cpu]);
         push(&["-m", &self.ram_mib.to_string(), "-smp", "1"]);
+        // The IOMMU must come before the devices it translates.
+        if self.iommu {
+            push(&["-device", "intel-iommu"]);
+        }
+        match &self.nic {
+            Some(nic) => {
+                let mut netdev = "user,id=uplink".to_string();
+                if !nic.user_options.is_empty() {
+                    netdev.push(',');
+                    netdev.push_str(&nic.user_options);
+                }
+                push(&["-netdev", &netdev]);
+                push(&["-device", "virtio-net-pci,netdev=uplink,disable-legacy=on"]);
+            }
+            None => push(&["-nic", "none"]),
+        }
         match &self.media {
             Media::Direct { kernel, bundle } => {
                 args.push("-kernel".into());
@@ -156,7 +187,9 @@ mod tests {
         o.extra_args = vec!["-d".into(), "int".into()];
         assert_eq!(
             line(&o),
-            "-machine q35 -accel tcg -cpu max -m 256 -smp 1 -kernel /t/hv \
+            "-machine q35 -accel tcg -cpu max -m 256 -smp 1 -device intel-iommu \
+             -netdev user,id=uplink -device virtio-net-pci,netdev=uplink,disable-legacy=on \
+             -kernel /t/hv \
              -initrd /t/default.bundle -display none -no-reboot \
              -device isa-debug-exit,iobase=0xf4,iosize=0x04 -serial stdio -monitor none -d int"
         );
@@ -176,6 +209,14 @@ mod tests {
         assert!(l.contains("-cdrom /t/x.iso -boot d"), "{l}");
         assert!(!l.contains("-kernel"), "{l}");
         assert!(l.ends_with("-serial mon:stdio"), "{l}");
+        o.iommu = false;
+        o.nic = None;
+        let l = line(&o);
+        assert!(!l.contains("intel-iommu") && l.contains("-nic none"), "{l}");
+        o.nic = Some(Nic {
+            user_options: "hostfwd=tcp::5555-:80".into(),
+        });
+        assert!(line(&o).contains("-netdev user,id=uplink,hostfwd=tcp::5555-:80"));
     }
 
     #[test]

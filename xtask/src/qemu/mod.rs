@@ -17,7 +17,7 @@ mod process;
 mod serial;
 
 #[allow(unused_imports, reason = "API for scenario tests")]
-pub use command::{BootOptions, DEBUG_EXIT_PORT, Media, QEMU, Serial, debug_exit_code};
+pub use command::{BootOptions, DEBUG_EXIT_PORT, Media, Nic, QEMU, Serial, debug_exit_code};
 pub use process::Qemu;
 #[allow(unused_imports, reason = "API for scenario tests")]
 pub use serial::{HV, HvEvent, Line, strip_ansi};
