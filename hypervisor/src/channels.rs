@@ -56,13 +56,20 @@ impl Endpoint {
 /// A qube's endpoints; position = local channel index = event bit.
 pub type Endpoints = heapless::Vec<Endpoint, MAX_CHANNELS_PER_QUBE>;
 
+/// Writes a fresh channel: zeroed, the header, and the next reset generation (so an end
+/// that outlived the reset notices before it touches the rings).
 fn init_region(r: Region, g: &Geometry) {
+    let gen_at = bulkhead_abi::channel::GENERATION_OFFSET as usize;
     // SAFETY: the region was allocated for this channel alone; the qubes that map it are not
     // running while the hypervisor runs (single CPU).
     unsafe {
         phys::with_region(r, |b| {
+            let mut word = [0u8; 4];
+            word.copy_from_slice(&b[gen_at..gen_at + 4]);
+            let generation = u32::from_le_bytes(word).wrapping_add(1);
             b.fill(0);
             b[..32].copy_from_slice(&g.header());
+            b[gen_at..gen_at + 4].copy_from_slice(&generation.to_le_bytes());
         })
     };
 }

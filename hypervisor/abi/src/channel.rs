@@ -13,6 +13,8 @@
 //!   16  slot_count   u32  slots per ring, a power of two
 //!   20  ring_size    u32  bytes per ring (control block + slots)
 //!   24  ring_offset  [u32; 2]  ring 0 carries A→B, ring 1 carries B→A
+//!   64  generation   u32  bumped by the hypervisor each time it resets the channel (when
+//!                         an endpoint restarts); an end that sees it change reopens
 //! ring (at ring_offset[i])
 //!   0   producer index   u32, written only by the producer (free-running, wraps)
 //!   64  consumer index   u32, written only by the consumer (free-running, wraps)
@@ -27,6 +29,8 @@
 pub const CHANNEL_MAGIC: u64 = u64::from_le_bytes(*b"BHCHAN\x00\x01");
 /// Layout version.
 pub const CHANNEL_VERSION: u32 = 1;
+/// Offset in the header page of the reset generation.
+pub const GENERATION_OFFSET: u64 = 64;
 /// Bytes of the header page.
 pub const HEADER_SIZE: u64 = 4096;
 /// Bytes of a ring's control block before its slots.

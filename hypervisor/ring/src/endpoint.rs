@@ -36,6 +36,10 @@ pub enum Sent {
 /// value the peer writes is checked before use, and the first breach of the protocol breaks
 /// the endpoint for good: every later call returns [`ChannelError::Broken`].
 pub struct Endpoint {
+    region: SharedRegion,
+    side: Side,
+    /// The header's reset generation when we opened; a change means the channel was reset.
+    generation: u32,
     tx: Ring,
     rx: Ring,
     /// Slots per ring.
@@ -90,7 +94,11 @@ impl Endpoint {
         let rx = Ring::new(&region, &geometry, rx).ok_or(ChannelError::BadHeader)?;
         let tx_tail = tx.producer().load(Ordering::Relaxed);
         let rx_head = rx.consumer().load(Ordering::Relaxed);
+        let generation = region.generation();
         Ok(Endpoint {
+            region,
+            side,
+            generation,
             tx,
             rx,
             slot_count: geometry.slot_count,
@@ -103,6 +111,12 @@ impl Endpoint {
             waiting: false,
             broken: None,
         })
+    }
+
+    /// Opens the same side of the same region again, with the indices it holds now: after
+    /// [`ChannelError::Reset`], this is a fresh start (and clears a breach).
+    pub fn reopen(&self) -> Result<Endpoint, ChannelError> {
+        Endpoint::open(self.region.clone(), self.side)
     }
 
     /// Largest message payload, in bytes (postcard-encoded size for [`Endpoint::send`]).
@@ -265,6 +279,9 @@ impl Endpoint {
 
     #[inline]
     fn check(&self) -> Result<(), ChannelError> {
+        if self.region.generation() != self.generation {
+            return Err(ChannelError::Reset);
+        }
         match self.broken {
             Some(b) => Err(ChannelError::Broken(b)),
             None => Ok(()),

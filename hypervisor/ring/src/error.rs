@@ -20,6 +20,9 @@ pub enum ChannelError {
     Encode,
     /// The peer broke the protocol; the channel is unusable from now on.
     Broken(Breach),
+    /// The hypervisor reset the channel (the peer restarted): everything in flight is gone.
+    /// Reopen the endpoint ([`crate::Endpoint::reopen`]) and start the conversation again.
+    Reset,
 }
 
 /// What the peer did wrong: the blame when a channel breaks.
@@ -69,6 +72,7 @@ impl fmt::Display for ChannelError {
             }
             ChannelError::Encode => f.write_str("the message could not be encoded"),
             ChannelError::Broken(b) => write!(f, "channel broken by the peer: {b}"),
+            ChannelError::Reset => f.write_str("the channel was reset (the peer restarted)"),
         }
     }
 }

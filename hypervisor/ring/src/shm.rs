@@ -91,7 +91,9 @@ fn initial_words(g: &Geometry, start: u32) -> [(u64, u32); 6] {
 mod raw {
     use super::RingShape;
     use crate::sync::AtomicU32;
-    use bulkhead_abi::channel::{CONSUMER_OFFSET, Geometry, PRODUCER_OFFSET, WAITING_OFFSET};
+    use bulkhead_abi::channel::{
+        CONSUMER_OFFSET, GENERATION_OFFSET, Geometry, PRODUCER_OFFSET, WAITING_OFFSET,
+    };
     use core::mem::MaybeUninit;
     use core::ptr;
 
@@ -172,6 +174,14 @@ mod raw {
             // `dst.len()` bytes (it cannot alias the region: no reference to it exists).
             unsafe { fetch(self.base.add(offset), dst.as_mut_ptr(), dst.len()) };
             true
+        }
+
+        /// The reset generation in the header (the hypervisor's word; see
+        /// `bulkhead_abi::channel::GENERATION_OFFSET`).
+        pub(crate) fn generation(&self) -> u32 {
+            let mut b = [0u8; 4];
+            self.read_bytes(GENERATION_OFFSET as usize, &mut b);
+            u32::from_le_bytes(b)
         }
 
         /// Copies `src` to `offset` (volatile stores); false, writing nothing, when that range
@@ -635,6 +645,11 @@ mod model {
 
         pub(crate) fn is_page_aligned(&self) -> bool {
             true
+        }
+
+        /// The model is never reset.
+        pub(crate) fn generation(&self) -> u32 {
+            0
         }
 
         /// Reads the header (the only plain bytes of the model).

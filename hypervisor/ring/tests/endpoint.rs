@@ -475,3 +475,34 @@ fn two_threads_with_events() {
     }
     echo.join().unwrap();
 }
+
+#[test]
+fn a_reset_is_reported_once_and_reopening_starts_afresh() {
+    use bulkhead_abi::channel::GENERATION_OFFSET;
+    let (region, g, mut a, mut b) = channel(16384, 128);
+    for i in 0..5u32 {
+        assert_eq!(a.send(&i), QUEUED);
+    }
+    assert_eq!(b.try_recv::<u32>(), Ok(Some(0)));
+    // The hypervisor resets the channel (B restarted): zero, header, next generation.
+    let generation = get_u32(&region, GENERATION_OFFSET);
+    region.init_header(&g);
+    for ring in 0..2 {
+        for off in [PRODUCER_OFFSET, CONSUMER_OFFSET, WAITING_OFFSET] {
+            put_u32(&region, u64::from(g.ring_offset[ring]) + off, 0);
+        }
+    }
+    put_u32(&region, GENERATION_OFFSET, generation.wrapping_add(1));
+    // The survivor learns of it before touching the rings, whatever it does.
+    assert_eq!(a.send(&9u32), Err(ChannelError::Reset));
+    assert_eq!(a.try_recv::<u32>(), Err(ChannelError::Reset));
+    assert_eq!(a.prepare_wait(), Err(ChannelError::Reset));
+    // Both ends start again from the reset state and talk.
+    let mut a = a.reopen().unwrap();
+    let mut b = Endpoint::open(region.clone(), Side::B).unwrap();
+    assert_eq!(b.try_recv::<u32>(), Ok(None), "nothing from before the reset");
+    assert_eq!(a.send(&42u32), QUEUED);
+    assert_eq!(b.try_recv::<u32>(), Ok(Some(42)));
+    assert_eq!(b.send(&43u32), QUEUED);
+    assert_eq!(a.try_recv::<u32>(), Ok(Some(43)));
+}

@@ -61,6 +61,8 @@ pub struct Channel {
     pub notifies: u64,
     /// Times `recv` went to sleep.
     pub sleeps: u64,
+    /// Times the channel was reset because the peer restarted.
+    pub resets: u64,
 }
 
 impl Channel {
@@ -85,6 +87,7 @@ impl Channel {
             info,
             notifies: 0,
             sleeps: 0,
+            resets: 0,
         })
     }
 
@@ -109,11 +112,23 @@ impl Channel {
         self.ep.broken()
     }
 
+    /// Passes `r` on; on [`ChannelError::Reset`] (the peer restarted and the hypervisor reset
+    /// the channel) it first reopens the endpoint, so the next call starts afresh and the
+    /// caller only has to start its conversation again (send its `Hello`).
+    fn after<R>(&mut self, r: Result<R, ChannelError>) -> Result<R, ChannelError> {
+        if let Err(ChannelError::Reset) = r {
+            self.ep = self.ep.reopen()?;
+            self.resets += 1;
+        }
+        r
+    }
+
     /// Sends `msg`, waiting (yielding the CPU) while the ring is full, and notifies the peer
     /// if it sleeps.
     pub fn send<T: Serialize>(&mut self, msg: &T) -> Result<(), ChannelError> {
         loop {
-            match self.ep.send(msg)? {
+            let sent = self.ep.send(msg);
+            match self.after(sent)? {
                 Sent::Queued { notify } => {
                     if notify {
                         self.notifies += 1;
@@ -128,17 +143,45 @@ impl Channel {
 
     /// Takes the next message if there is one.
     pub fn try_recv<T: DeserializeOwned>(&mut self) -> Result<Option<T>, ChannelError> {
-        self.ep.try_recv()
+        let r = self.ep.try_recv();
+        self.after(r)
+    }
+
+    /// Takes the next message if there is one and calls `f` on its bytes (a private copy):
+    /// for decoding types that borrow, such as `proto::Net::Frame`.
+    pub fn try_recv_with<R>(
+        &mut self,
+        f: impl FnOnce(&[u8]) -> R,
+    ) -> Result<Option<R>, ChannelError> {
+        let r = self.ep.recv_with(f);
+        self.after(r)
     }
 
     /// Waits for the next message.
     pub fn recv<T: DeserializeOwned>(&mut self, mode: WaitMode) -> Result<T, ChannelError> {
         loop {
-            if let Some(m) = self.ep.try_recv()? {
+            if let Some(m) = self.try_recv()? {
                 return Ok(m);
             }
             self.wait(mode)?;
         }
+    }
+
+    /// Sets the waiting flag before the caller sleeps on events from several sources: false
+    /// means a message is already here (do not sleep). Call [`Channel::finish_wait`] after.
+    pub fn prepare_wait(&mut self) -> Result<bool, ChannelError> {
+        let r = self.ep.prepare_wait();
+        self.after(r)
+    }
+
+    /// Clears the waiting flag after a sleep.
+    pub fn finish_wait(&mut self) {
+        self.ep.finish_wait();
+    }
+
+    /// Local channel index (its event bit).
+    pub fn local(&self) -> usize {
+        self.local
     }
 
     /// Waits once for the peer, the ring having looked empty: yields (poll) or sleeps until
@@ -147,7 +190,7 @@ impl Channel {
         match mode {
             WaitMode::Poll => hypercall::yield_now(),
             WaitMode::Event => {
-                if !self.ep.prepare_wait()? {
+                if !self.prepare_wait()? {
                     self.sleeps += 1;
                     let _ = events::wait_event(None);
                 }
@@ -186,6 +229,7 @@ impl embedded_io::Error for StreamError {
             ChannelError::TooLarge { .. } => embedded_io::ErrorKind::InvalidInput,
             ChannelError::Broken(_) | ChannelError::BadHeader => embedded_io::ErrorKind::BrokenPipe,
             ChannelError::Encode => embedded_io::ErrorKind::InvalidData,
+            ChannelError::Reset => embedded_io::ErrorKind::ConnectionReset,
         }
     }
 }
