@@ -10,7 +10,9 @@ mod channels;
 mod containment;
 mod fuzz;
 mod host;
+mod hostnet;
 mod loom;
+mod network;
 mod refusals;
 mod uefi;
 
@@ -36,6 +38,7 @@ pub fn all() -> Vec<Scenario> {
         boots::DEFAULT_EPYC,
         containment::CONTAINMENT,
         channels::CHANNELS,
+        network::NETWORK,
         loom::LOOM_RING,
         fuzz::FUZZ_RING,
         refusals::BROKEN_BUNDLES,

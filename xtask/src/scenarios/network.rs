@@ -1,0 +1,122 @@
+//! Networking through the system qubes: a client unikernel behind sys-firewall resolves a
+//! name through the virtual DNS and talks TCP to a server on the host through sys-net's
+//! IOMMU-fenced virtio-net card; a denied destination, a spoofed source and a second client
+//! are all stopped by the firewall. System: `systems/tests/network.toml`; the host side is
+//! [`super::hostnet`].
+
+use super::hostnet::{HostServices, TEST_NAME};
+use super::{Scenario, boots, expect};
+use crate::qemu::{self, BootOutcome, Control, HvEvent};
+use anyhow::{Result, bail};
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+pub const NETWORK: Scenario = Scenario {
+    name: "network",
+    about: "client -> firewall -> net -> host: DNS, TCP both ways; denied, spoofed and client-to-client traffic dropped",
+    run: network,
+};
+
+/// Boots `system` until every qube of `wait_for` has exited (or a panic, or the timeout).
+pub fn boot_until_exited(
+    system: &str,
+    log: &str,
+    wait_for: &[&str],
+    timeout_s: u64,
+) -> Result<BootOutcome> {
+    let a = boots::assemble(system)?;
+    let opts = boots::options(&a, "max", timeout_s, log);
+    let mut left: Vec<String> = wait_for.iter().map(|s| s.to_string()).collect();
+    let out = qemu::boot(&opts, |e| {
+        match &e.hv {
+            Some(HvEvent::Panic(_)) => return Control::Stop,
+            Some(HvEvent::Exited { qube, .. }) | Some(HvEvent::Stopped { qube, .. }) => {
+                left.retain(|q| q != qube)
+            }
+            _ => {}
+        }
+        Control::stop_if(left.is_empty())
+    })?;
+    if let Some(p) = &out.panic {
+        bail!("hypervisor panic: {p}");
+    }
+    Ok(out)
+}
+
+/// The status `qube` exited with first, if it exited.
+pub fn exit_status(out: &BootOutcome, qube: &str) -> Option<i64> {
+    out.exited.iter().find(|(q, _)| q == qube).map(|(_, s)| *s)
+}
+
+/// Whether some line contains all of `words`.
+pub fn saw(out: &BootOutcome, words: &[&str]) -> bool {
+    out.lines
+        .iter()
+        .any(|l| words.iter().all(|w| l.contains(w)))
+}
+
+fn network() -> Result<String> {
+    let host = HostServices::start()?;
+    let out = boot_until_exited(
+        "systems/tests/network.toml",
+        "network",
+        &["work", "other"],
+        150,
+    )?;
+    // Let the host's threads finish counting what arrived.
+    std::thread::sleep(Duration::from_millis(300));
+    let c = &host.counters;
+    expect(!out.timed_out, || {
+        format!("timed out; last line {:?}", out.lines.last())
+    })?;
+    expect(saw(&out, &["IOMMU domain", "net"]), || {
+        "sys-net's card was not put in an IOMMU domain".into()
+    })?;
+    for qube in ["net", "firewall"] {
+        expect(!out.stopped.iter().any(|(q, _)| q == qube), || {
+            format!("{qube} was stopped: {:?}", out.stopped)
+        })?;
+    }
+    expect(exit_status(&out, "work") == Some(0), || {
+        format!("the client `work` did not exit 0: {:?}", out.exited)
+    })?;
+    expect(
+        saw(&out, &["work", &format!("dns {TEST_NAME} -> 10.0.2.2")]),
+        || "work did not resolve the test name through the virtual DNS".into(),
+    )?;
+    expect(saw(&out, &["work", "tcp ok"]), || {
+        "work's TCP exchange failed".into()
+    })?;
+    expect(c.echo_sessions.load(Ordering::Relaxed) >= 1, || {
+        "the host's echo server saw no complete session".into()
+    })?;
+    expect(c.dns_queries.load(Ordering::Relaxed) >= 2, || {
+        format!(
+            "the host's DNS server answered {} queries (expected one per client)",
+            c.dns_queries.load(Ordering::Relaxed)
+        )
+    })?;
+    expect(saw(&out, &["work", "denied destination blocked"]), || {
+        "work did not report the denied destination blocked".into()
+    })?;
+    expect(c.denied_connections.load(Ordering::Relaxed) == 0, || {
+        "a connection to the denied port reached the host".into()
+    })?;
+    expect(saw(&out, &["work", "sent spoofed packet"]), || {
+        "work did not send its spoofed packet".into()
+    })?;
+    expect(c.spoof_datagrams.load(Ordering::Relaxed) == 0, || {
+        "a packet with a spoofed source reached the host".into()
+    })?;
+    expect(exit_status(&out, "other") == Some(0), || {
+        format!("the second client `other` did not exit 0: {:?}", out.exited)
+    })?;
+    expect(saw(&out, &["other", "other client unreachable"]), || {
+        "the second client reached the first (or did not say)".into()
+    })?;
+    Ok(format!(
+        "{} bytes echoed, {} DNS queries; denied 0, spoofed 0",
+        c.echo_bytes.load(Ordering::Relaxed),
+        c.dns_queries.load(Ordering::Relaxed)
+    ))
+}
