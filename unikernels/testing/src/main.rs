@@ -23,6 +23,7 @@ use bulkhead_rt::{Args, Boot, error, info};
 )]
 mod misbehave;
 
+mod canary;
 mod channels;
 
 bulkhead_rt::entry!(main);
@@ -80,6 +81,8 @@ enum Mode {
     Exit(i32),
     /// `alloc-storm`: allocates until allocation fails, reports how much it got, exits 0.
     AllocStorm,
+    /// `canary kib=N seconds=S`: the DMA tests' victim (see `canary.rs`).
+    Canary { kib: usize, seconds: u64 },
 }
 
 fn parse_mode(args: &Args<'_>) -> Result<Mode, &'static str> {
@@ -115,6 +118,13 @@ fn parse_mode(args: &Args<'_>) -> Result<Mode, &'static str> {
         "stream-rx" => Mode::StreamRx,
         "panic" => Mode::Panic,
         "alloc-storm" => Mode::AllocStorm,
+        "canary" => Mode::Canary {
+            kib: args.get("kib").and_then(|k| k.parse().ok()).unwrap_or(1024),
+            seconds: args
+                .get("seconds")
+                .and_then(|k| k.parse().ok())
+                .unwrap_or(10),
+        },
         "exit" => Mode::Exit(status(args.get("status"))?),
         other => match other.strip_prefix("exit=") {
             Some(n) => Mode::Exit(status(Some(n))?),
@@ -148,6 +158,7 @@ fn main(boot: &Boot) -> i32 {
             return status;
         }
         Mode::AllocStorm => return alloc_storm(boot),
+        Mode::Canary { kib, seconds } => return canary::run(kib, seconds),
         Mode::Panic => panic!("testing: panic on purpose"),
         Mode::Spin => {
             info!("testing: cli, then spinning without hypercalls");
