@@ -8,6 +8,7 @@ mod bochs;
 mod boots;
 mod channels;
 mod containment;
+mod dma;
 mod fuzz;
 mod host;
 mod hostnet;
@@ -39,6 +40,7 @@ pub fn all() -> Vec<Scenario> {
         containment::CONTAINMENT,
         channels::CHANNELS,
         network::NETWORK,
+        dma::DMA_ESCAPE,
         loom::LOOM_RING,
         fuzz::FUZZ_RING,
         refusals::BROKEN_BUNDLES,
