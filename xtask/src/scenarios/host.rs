@@ -10,6 +10,7 @@ pub const HOST_CRATES: &[&str] = &[
     "bulkhead-ring",
     "bulkhead-rt",
     "bulkhead-qubeconfig",
+    "bulkhead-firewall-engine",
     "xtask",
 ];
 
