@@ -2,13 +2,14 @@
 //!
 //! [`Boot::new`] accepts a [`BootInfo`] only when its magic, version and ABI version match
 //! this runtime and its memory layout is consistent: image, heap and stack lie inside the
-//! qube's memory, in that order, without overlapping each other or the linked image. The
-//! heap hand-off relies on these checks.
+//! qube's memory, in that order, without overlapping each other or the linked image, and the
+//! configuration blob (if any) lies between the image and the heap. The heap hand-off and
+//! [`Boot::config`] rely on these checks.
 
 use core::fmt;
 use core::ops::Range;
 
-use bulkhead_abi::boot_info::{ARGS_MAX, BootInfo, FLAG_VMCALL, NAME_MAX, layout};
+use bulkhead_abi::boot_info::{ARGS_MAX, BootInfo, DeviceInfo, FLAG_VMCALL, NAME_MAX, layout};
 use bulkhead_abi::hypercall::ABI_VERSION;
 use bulkhead_abi::label::Label;
 
@@ -74,6 +75,9 @@ impl fmt::Display for BootError {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Boot {
     info: BootInfo,
+    /// The configuration blob (`config_gpa..+config_len`), attached by `start` once the
+    /// layout check has placed it inside this qube's memory.
+    config: &'static [u8],
 }
 
 impl Boot {
@@ -90,7 +94,37 @@ impl Boot {
             return Err(BootError::Abi(info.abi_version));
         }
         check_layout(&info, &linked).map_err(BootError::Layout)?;
-        Ok(Boot { info })
+        Ok(Boot { info, config: &[] })
+    }
+
+    /// Attaches the configuration blob's bytes (read from `config_gpa..+config_len`, which
+    /// [`Boot::new`] checked).
+    #[cfg_attr(test, allow(dead_code, reason = "only `start` and the tests call it"))]
+    pub(crate) fn with_config(mut self, blob: &'static [u8]) -> Boot {
+        self.config = blob;
+        self
+    }
+
+    /// The configuration blob from the system description (postcard
+    /// `bulkhead_qubeconfig::QubeConfig`); empty when the qube has none.
+    pub fn config(&self) -> &'static [u8] {
+        self.config
+    }
+
+    /// The guest-physical range of the configuration blob (empty when there is none).
+    pub const fn config_range(&self) -> Range<u64> {
+        if self.info.config_len == 0 {
+            0..0
+        } else {
+            self.info.config_gpa..self.info.config_gpa + self.info.config_len
+        }
+    }
+
+    /// The PCI devices assigned to this qube; the position is the device index of the
+    /// `pci_config_*` hypercalls (see [`crate::pci`]).
+    pub fn devices(&self) -> &[DeviceInfo] {
+        let n = (self.info.device_count as usize).min(self.info.devices.len());
+        &self.info.devices[..n]
     }
 
     /// The raw block, as the hypervisor wrote it.
@@ -194,6 +228,14 @@ fn check_layout(i: &BootInfo, linked: &Range<u64>) -> Result<(), &'static str> {
         "linked image not inside image_start..image_end",
     )?;
     rule(i.image_end <= i.heap_start, "heap_start below image_end")?;
+    if i.config_len != 0 {
+        let end = i.config_gpa.checked_add(i.config_len);
+        rule(i.config_gpa >= i.image_end, "config blob below image_end")?;
+        rule(
+            end.is_some_and(|end| end <= i.heap_start),
+            "config blob runs past heap_start",
+        )?;
+    }
     rule(i.heap_start <= i.heap_end, "heap_end below heap_start")?;
     rule(
         i.heap_end <= i.stack_top - layout::STACK_SIZE,
@@ -270,7 +312,7 @@ mod tests {
     #[test]
     fn layout_rules_are_enforced() {
         type Edit = fn(&mut BootInfo);
-        let cases: [(Edit, &str); 10] = [
+        let cases: [(Edit, &str); 13] = [
             (|b| b.name_len = 99, "name_len"),
             (|b| b.args_len = 999, "args_len"),
             (|b| b.stack_top = b.mem_size + 16, "stack_top above"),
@@ -284,6 +326,28 @@ mod tests {
             (|b| b.heap_start = b.image_end - 0x1000, "heap_start below"),
             (|b| b.heap_end = b.heap_start - 1, "heap_end below"),
             (|b| b.heap_end = b.stack_top - 0x1000, "overlaps the stack"),
+            (
+                |b| {
+                    b.config_gpa = b.image_end - 0x10;
+                    b.config_len = 0x20;
+                },
+                "config blob below image_end",
+            ),
+            (
+                |b| {
+                    b.heap_start += 0x1000;
+                    b.config_gpa = b.heap_start - 0x10;
+                    b.config_len = 0x20;
+                },
+                "config blob runs past heap_start",
+            ),
+            (
+                |b| {
+                    b.config_gpa = u64::MAX - 4;
+                    b.config_len = 0x20;
+                },
+                "config blob runs past heap_start",
+            ),
         ];
         for (edit, want) in cases {
             let mut b = good();
@@ -293,6 +357,36 @@ mod tests {
                 other => panic!("{want}: got {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn config_blob_between_image_and_heap_is_accepted() {
+        let mut b = good();
+        b.heap_start += 0x1000;
+        b.config_gpa = b.image_end;
+        b.config_len = 77;
+        let boot = Boot::new(b, linked()).unwrap();
+        assert_eq!(boot.config(), &[] as &[u8], "empty until start attaches it");
+        assert_eq!(boot.config_range(), b.image_end..b.image_end + 77);
+        let blob: &'static [u8] = Box::leak(vec![7u8; 77].into_boxed_slice());
+        assert_eq!(boot.with_config(blob).config().len(), 77);
+        // config_gpa is ignored when there is no blob.
+        let mut b = good();
+        b.config_gpa = 0x10;
+        assert_eq!(Boot::new(b, linked()).unwrap().config_range(), 0..0);
+    }
+
+    #[test]
+    fn devices_are_cut_at_the_count() {
+        let mut b = good();
+        assert!(Boot::new(b, linked()).unwrap().devices().is_empty());
+        b.device_count = 2;
+        b.devices[1].device = 0x1041;
+        let boot = Boot::new(b, linked()).unwrap();
+        assert_eq!(boot.devices().len(), 2);
+        assert_eq!(boot.devices()[1].device, 0x1041);
+        b.device_count = 99;
+        assert_eq!(Boot::new(b, linked()).unwrap().devices().len(), 4);
     }
 
     #[test]

@@ -12,11 +12,13 @@
 //! another, never loses a message.
 
 use crate::boot::Boot;
-use crate::{events, hypercall};
+use crate::events::{self, Events};
+use crate::hypercall;
 use bulkhead_abi::boot_info::ChannelInfo;
 use bulkhead_abi::channel::{MAX_CHANNEL_SIZE, WINDOW_BASE, WINDOW_STRIDE};
 pub use bulkhead_ring::{Breach, ChannelError, Sent, Side};
 use bulkhead_ring::{Endpoint, SharedRegion};
+use core::time::Duration;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -141,6 +143,37 @@ impl Channel {
         }
     }
 
+    /// Sends `msg` if the ring has room (notifying the peer if it sleeps); `Ok(false)` when
+    /// the ring is full and nothing was sent. Unlike [`Channel::send`] it never waits, so a
+    /// peer that stopped receiving cannot hold this qube up.
+    pub fn try_send<T: Serialize + ?Sized>(&mut self, msg: &T) -> Result<bool, ChannelError> {
+        let sent = self.ep.send(msg);
+        match self.after(sent)? {
+            Sent::Queued { notify } => {
+                if notify {
+                    self.notifies += 1;
+                    hypercall::notify(self.local);
+                }
+                Ok(true)
+            }
+            Sent::Full => Ok(false),
+        }
+    }
+
+    /// Sleeps until the peer sends (its event), another event arrives, or `timeout` passes
+    /// (`None`: no limit); returns at once when a message is already waiting. Returns the
+    /// events seen (empty on a timeout or when a message was waiting). Events are hints:
+    /// look at the ring (and whatever else the caller polls) afterwards in any case.
+    pub fn wait_timeout(&mut self, timeout: Option<Duration>) -> Result<Events, ChannelError> {
+        if self.prepare_wait()? {
+            return Ok(Events::NONE);
+        }
+        self.sleeps += 1;
+        let seen = events::wait_event(timeout);
+        self.finish_wait();
+        Ok(seen)
+    }
+
     /// Takes the next message if there is one.
     pub fn try_recv<T: DeserializeOwned>(&mut self) -> Result<Option<T>, ChannelError> {
         let r = self.ep.try_recv();
@@ -167,8 +200,9 @@ impl Channel {
         }
     }
 
-    /// Sets the waiting flag before the caller sleeps on events from several sources: false
-    /// means a message is already here (do not sleep). Call [`Channel::finish_wait`] after.
+    /// Sets the waiting flag before the caller sleeps on events from several sources: true
+    /// means a message is already here (do not sleep; the flag is cleared again), false means
+    /// sleep. Call [`Channel::finish_wait`] after.
     pub fn prepare_wait(&mut self) -> Result<bool, ChannelError> {
         let r = self.ep.prepare_wait();
         self.after(r)

@@ -1,5 +1,5 @@
 //! Hypercalls: the `VMMCALL`/`VMCALL` instruction and one safe function per call of
-//! [`bulkhead_abi::hypercall`] version 1.
+//! [`bulkhead_abi::hypercall`] version 2.
 //!
 //! The instruction is chosen once at entry from the boot info's `FLAG_VMCALL`; until then
 //! (and when the boot info is not recognised) `VMMCALL` is used. The safe functions never pass an argument that breaks the ABI contract, so they
@@ -32,7 +32,7 @@ pub fn uses_vmcall() -> bool {
 /// # Safety
 /// 1. Every buffer the arguments describe is memory of this qube that the hypervisor may
 ///    access as the call's contract says; for a call that writes guest memory (none in ABI
-///    version 1), the buffer must be valid for those writes.
+///    version 2), the buffer must be valid for those writes.
 /// 2. Arguments that break the contract (unknown number, a buffer outside the qube, a length
 ///    over the limit) make the hypervisor stop the qube: the caller must mean that (the
 ///    `testing` image does).
@@ -58,11 +58,18 @@ pub unsafe fn raw(nr: u64, a0: u64, a1: u64, a2: u64) -> u64 {
 
 /// A call whose arguments are plain numbers (no buffers), decoded.
 fn call(h: Hypercall, a0: u64) -> Result<u64, HcError> {
-    // SAFETY: `h` is a hypercall of ABI version 1 and `a0` is a number, not a buffer, for all
-    // callers (AbiVersion, Yield, WaitEvent, TimeNs, Ready, ExitCount: every u64 is valid;
-    // Notify: only `crate::channel` calls it, with a local index from the boot info), so
-    // neither condition of `raw` can be broken.
-    decode_result(unsafe { raw(h as u64, a0, 0, 0) })
+    call3(h, a0, 0, 0)
+}
+
+/// A call whose three arguments are plain numbers (no buffers), decoded.
+fn call3(h: Hypercall, a0: u64, a1: u64, a2: u64) -> Result<u64, HcError> {
+    // SAFETY: `h` is a hypercall of ABI version 2 and its arguments are numbers, not buffers,
+    // for all callers (AbiVersion, Yield, WaitEvent, TimeNs, Ready, ExitCount: every u64 is
+    // valid; Notify: only `crate::channel` calls it, with a local index from the boot info;
+    // PciConfigRead/Write: only `crate::pci` calls them, with a device index below the boot
+    // info's device count and a 4-byte aligned offset below 4096), so neither condition of
+    // `raw` can be broken.
+    decode_result(unsafe { raw(h as u64, a0, a1, a2) })
 }
 
 /// The hypercall ABI version the hypervisor implements.
@@ -117,6 +124,32 @@ pub fn time_ns() -> u64 {
 /// with the index of a channel it opened from the boot info.
 pub(crate) fn notify(local: usize) {
     let _ = call(Hypercall::Notify, local as u64);
+}
+
+/// Reads the 32-bit word at `offset` of assigned device `device`'s configuration space.
+/// A device index the qube does not have or a bad offset stops the qube, so only
+/// [`crate::pci`] calls it, after checking both.
+pub(crate) fn pci_config_read(device: usize, offset: u16) -> Result<u32, HcError> {
+    call3(
+        Hypercall::PciConfigRead,
+        device as u64,
+        u64::from(offset),
+        0,
+    )
+    .map(|v| v as u32)
+}
+
+/// Writes `value` to the word at `offset` of assigned device `device`'s configuration space
+/// (through the hypervisor's filter; MSI/MSI-X programming is answered with
+/// [`HcError::Denied`]). Same contract as [`pci_config_read`].
+pub(crate) fn pci_config_write(device: usize, offset: u16, value: u32) -> Result<(), HcError> {
+    call3(
+        Hypercall::PciConfigWrite,
+        device as u64,
+        u64::from(offset),
+        u64::from(value),
+    )
+    .map(|_| ())
 }
 
 /// VM exits this qube has caused since it started (for measurements).

@@ -38,10 +38,15 @@
 //! - [`console`]: line-buffered console output; [`log`]: levelled log macros.
 //! - [`time`], [`events`]: clock, sleep and event waits.
 //! - [`channel`]: channels to other qubes (rings over shared windows, event waits).
+//! - [`pci`]: the PCI devices assigned to the qube, their configuration space.
+//! - `virtio` (feature `virtio`): `virtio-drivers`' HAL and configuration access over the
+//!   hypercalls, and a polled virtio-net card (unsafe inside).
+//! - `net` (feature `net`): smoltcp over a network channel (`proto::Net` frames), and a
+//!   helper that polls an interface with the runtime's clock.
 //! - [`report`]: the start-up report every placeholder image prints.
 //!
-//! Every `unsafe` block is in `hypercall`, `start` or `sync`; the rest of the crate denies
-//! unsafe code.
+//! Every `unsafe` block is in `hypercall`, `start`, `sync` or `virtio` (and the one that
+//! maps a channel window in `channel`); the rest of the crate denies unsafe code.
 #![cfg_attr(not(test), no_std)]
 #![deny(unsafe_code)]
 #![deny(missing_docs)]
@@ -58,8 +63,11 @@ mod heap;
 #[allow(unsafe_code, reason = "hypercall instructions are inline assembly")]
 pub mod hypercall;
 pub mod log;
+#[cfg(feature = "net")]
+pub mod net;
 #[cfg(not(test))]
 mod panic;
+pub mod pci;
 pub mod report;
 #[cfg(not(test))]
 #[allow(unsafe_code, reason = "entry point, boot-info read and heap hand-off")]
@@ -70,6 +78,13 @@ mod start;
 )]
 pub mod sync;
 pub mod time;
+#[cfg(feature = "virtio")]
+#[allow(
+    unsafe_code,
+    reason = "the virtio HAL hands out DMA memory and MMIO pointers; the driver's buffers are \
+              lent to the device"
+)]
+pub mod virtio;
 
 pub use args::Args;
 pub use boot::{Boot, BootError};

@@ -53,6 +53,7 @@ extern "sysv64" fn rust_start(info_addr: u64) -> ! {
             crate::exit(e.status());
         }
     };
+    let boot = attach_config(boot);
     claim_heap(&boot);
     apply_log_level(&boot);
     let status = bulkhead_rt_main(&boot);
@@ -83,6 +84,24 @@ fn linked_image() -> Range<u64> {
     let start = &raw const __image_start;
     let end = &raw const __image_end;
     start.addr() as u64..end.addr() as u64
+}
+
+/// Gives `boot` the configuration blob's bytes.
+fn attach_config(boot: Boot) -> Boot {
+    let range = boot.config_range();
+    if range.is_empty() {
+        return boot;
+    }
+    let base = core::ptr::with_exposed_provenance::<u8>(range.start as usize);
+    // SAFETY: (1) `Boot::new` checked image_end <= config_gpa and config_gpa + config_len <=
+    // heap_start (without overflow), so the blob lies in this qube's identity-mapped memory,
+    // outside the linked image, the heap, the stack and the boot-info/page-table pages, and
+    // the hypervisor filled it before entry. (2) Nothing in the qube writes that memory: the
+    // runtime claims only [heap_start, heap_end) for the allocator and no other code is
+    // given the range, so a shared `'static` borrow of it is never invalidated. (3) u8 has
+    // no alignment or validity requirement.
+    let blob = unsafe { core::slice::from_raw_parts(base, (range.end - range.start) as usize) };
+    boot.with_config(blob)
 }
 
 /// Hands the heap region to the global allocator.
