@@ -25,6 +25,7 @@ mod misbehave;
 
 mod canary;
 mod channels;
+mod netclient;
 
 bulkhead_rt::entry!(main);
 
@@ -83,6 +84,11 @@ enum Mode {
     AllocStorm,
     /// `canary kib=N seconds=S`: the DMA tests' victim (see `canary.rs`).
     Canary { kib: usize, seconds: u64 },
+    /// `net-client`: DNS, TCP echo, a denied destination and a spoofed source through the
+    /// firewall (see `netclient.rs`).
+    NetClient,
+    /// `net-client-isolated`: DNS works, the other client is unreachable (`netclient.rs`).
+    NetClientIsolated,
 }
 
 fn parse_mode(args: &Args<'_>) -> Result<Mode, &'static str> {
@@ -118,6 +124,8 @@ fn parse_mode(args: &Args<'_>) -> Result<Mode, &'static str> {
         "stream-rx" => Mode::StreamRx,
         "panic" => Mode::Panic,
         "alloc-storm" => Mode::AllocStorm,
+        "net-client" => Mode::NetClient,
+        "net-client-isolated" => Mode::NetClientIsolated,
         "canary" => Mode::Canary {
             kib: args.get("kib").and_then(|k| k.parse().ok()).unwrap_or(1024),
             seconds: args
@@ -142,7 +150,7 @@ fn main(boot: &Boot) -> i32 {
             info!(
                 "testing: modes: idle heartbeat triple-fault spin bad-hypercall bad-pointer \
                  huge-write foreign-memory io-port msr vmrun panic exit=N alloc-storm ping pong \
-                 hostile snoop"
+                 hostile snoop canary net-client net-client-isolated"
             );
             return EXIT_BAD_MODE;
         }
@@ -159,6 +167,8 @@ fn main(boot: &Boot) -> i32 {
         }
         Mode::AllocStorm => return alloc_storm(boot),
         Mode::Canary { kib, seconds } => return canary::run(kib, seconds),
+        Mode::NetClient => return netclient::client(boot, &args),
+        Mode::NetClientIsolated => return netclient::isolated(boot, &args),
         Mode::Panic => panic!("testing: panic on purpose"),
         Mode::Spin => {
             info!("testing: cli, then spinning without hypercalls");

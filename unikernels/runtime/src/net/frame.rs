@@ -8,7 +8,7 @@ use smoltcp::phy::ChecksumCapabilities;
 use smoltcp::wire::{
     ArpOperation, ArpPacket, ArpRepr, EthernetAddress, EthernetFrame, EthernetProtocol,
     EthernetRepr, Icmpv4Packet, Icmpv4Repr, IpAddress, IpProtocol, Ipv4Address, Ipv4Packet,
-    Ipv4Repr, UdpPacket, UdpRepr,
+    Ipv4Repr, TcpControl, TcpPacket, TcpRepr, TcpSeqNumber, UdpPacket, UdpRepr,
 };
 
 /// The Ethernet broadcast address.
@@ -195,6 +195,52 @@ pub fn is_icmp_echo_reply(frame: &[u8], from: [u8; 4], ident: u16) -> bool {
     parse().unwrap_or(false)
 }
 
+/// A TCP SYN (connection request) in an Ethernet frame.
+pub fn tcp_syn(ends: &Ipv4Ends, src_port: u16, dst_port: u16, seq: u32) -> Vec<u8> {
+    let tcp = TcpRepr {
+        src_port,
+        dst_port,
+        control: TcpControl::Syn,
+        seq_number: TcpSeqNumber(seq as i32),
+        ack_number: None,
+        window_len: 1024,
+        window_scale: None,
+        max_seg_size: Some(1460),
+        sack_permitted: false,
+        sack_ranges: [None; 3],
+        timestamp: None,
+        payload: &[],
+    };
+    let (mut buf, ip) = ipv4(ends, IpProtocol::Tcp, tcp.buffer_len());
+    let at = ETH_HEADER + ip.buffer_len();
+    tcp.emit(
+        &mut TcpPacket::new_unchecked(&mut buf[at..]),
+        &IpAddress::Ipv4(ip.src_addr),
+        &IpAddress::Ipv4(ip.dst_addr),
+        &ChecksumCapabilities::default(),
+    );
+    buf
+}
+
+/// True when `frame` is any TCP segment from `from`:`from_port` to port `to_port` (a SYN-ACK
+/// or a reset: the far end answered).
+pub fn is_tcp_from(frame: &[u8], from: [u8; 4], from_port: u16, to_port: u16) -> bool {
+    let parse = || -> Option<bool> {
+        if ethertype(frame)? != ETHERTYPE_IPV4 {
+            return Some(false);
+        }
+        let caps = ChecksumCapabilities::default();
+        let packet = Ipv4Packet::new_checked(frame.get(ETH_HEADER..)?).ok()?;
+        let ip = Ipv4Repr::parse(&packet, &caps).ok()?;
+        if ip.src_addr != Ipv4Address::from(from) || ip.next_header != IpProtocol::Tcp {
+            return Some(false);
+        }
+        let tcp = TcpPacket::new_checked(packet.payload()).ok()?;
+        Some(tcp.src_port() == from_port && tcp.dst_port() == to_port)
+    };
+    parse().unwrap_or(false)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -273,6 +319,32 @@ mod tests {
         assert_eq!(arp_reply_from(&f, [10, 137, 0, 1]), Some(B));
         assert_eq!(arp_reply_from(&f, [10, 137, 0, 2]), None, "another address");
         assert_eq!(arp_reply_from(&f[..20], [10, 137, 0, 1]), None, "short");
+    }
+
+    #[test]
+    fn tcp_syn_parses_back_and_answers_are_recognised() {
+        let e = ends();
+        let syn = tcp_syn(&e, 40001, 7, 0x1234_5678);
+        let caps = ChecksumCapabilities::default();
+        let ip = Ipv4Packet::new_checked(&syn[ETH_HEADER..]).unwrap();
+        let ip_repr = Ipv4Repr::parse(&ip, &caps).unwrap();
+        let tcp = TcpPacket::new_checked(ip.payload()).unwrap();
+        let repr = TcpRepr::parse(
+            &tcp,
+            &IpAddress::Ipv4(ip_repr.src_addr),
+            &IpAddress::Ipv4(ip_repr.dst_addr),
+            &caps,
+        )
+        .expect("checksum verifies");
+        assert_eq!(repr.control, TcpControl::Syn);
+        assert_eq!((repr.src_port, repr.dst_port), (40001, 7));
+        // The SYN itself, seen from the other end, is "TCP from 10.137.0.99:40001 to 7".
+        assert!(is_tcp_from(&syn, e.src_ip, 40001, 7));
+        assert!(!is_tcp_from(&syn, e.src_ip, 40001, 8));
+        assert!(!is_tcp_from(&syn, e.dst_ip, 40001, 7));
+        let ping = icmp_echo_request(&e, 1, 1, b"");
+        assert!(!is_tcp_from(&ping, e.src_ip, 40001, 7));
+        assert!(!is_tcp_from(&syn[..40], e.src_ip, 40001, 7));
     }
 
     #[test]
