@@ -171,6 +171,24 @@ fn main(boot: &Boot) -> i32 {
         }
     );
     if let Mode::DmaEscape(addr) = mode {
+        // The device sees this qube's memory at bus addresses dma_offset..+mem_size (behind
+        // the IOMMU: 0..mem_size). A target in there is this qube's own memory: the write
+        // would land here, not escape, and corrupt whatever lives at that address.
+        let own = dev.dma_offset()..dev.dma_offset().saturating_add(boot.mem_size());
+        if own.contains(&addr) {
+            error!(
+                "dma-escape: {addr:#x} is inside this qube's own DMA space ({:#x}..{:#x}{}): the \
+                 device would write this qube's memory, not escape; pick an address outside it",
+                own.start,
+                own.end,
+                if dev.behind_iommu() {
+                    ", behind the IOMMU"
+                } else {
+                    ""
+                }
+            );
+            return status::BAD_ARGS;
+        }
         // The transmit queue is set up first: its 1st allocation is the ring the driver
         // writes, its 2nd the used ring, which the device writes.
         virtio::misdirect_allocation(2, addr);
