@@ -85,6 +85,8 @@ pub mod time;
               lent to the device"
 )]
 pub mod virtio;
+#[cfg(feature = "virtio")]
+pub mod virtio_platform;
 
 pub use args::Args;
 pub use boot::{Boot, BootError};

@@ -26,6 +26,7 @@ use virtio_drivers::device::net::VirtIONetRaw;
 use virtio_drivers::transport::pci::bus::{Command, ConfigurationAccess, DeviceFunction, PciRoot};
 use virtio_drivers::transport::pci::{PciTransport, VirtioPciError};
 use virtio_drivers::transport::{DeviceType, Transport};
+use crate::virtio_platform::PlatformTransport;
 use virtio_drivers::{BufferDirection, Hal, PAGE_SIZE, PhysAddr};
 
 use crate::boot::Boot;
@@ -336,7 +337,7 @@ pub struct NetStats {
 /// frame and posts its buffer again. [`VirtioNet::send`] copies a frame into a free transmit
 /// buffer and returns at once; buffers come back as the card completes them.
 pub struct VirtioNet {
-    raw: VirtIONetRaw<RtHal, PciTransport, NET_QUEUE_SIZE>,
+    raw: VirtIONetRaw<RtHal, PlatformTransport, NET_QUEUE_SIZE>,
     /// Posted receive buffers by token (descriptor head); the device owns them.
     rx: Vec<Option<Box<[u8]>>>,
     /// In-flight transmit buffers by token, with the length handed to the device.
@@ -359,6 +360,7 @@ impl VirtioNet {
         let (_, command) = root.get_status_command(df);
         root.set_command(df, command | Command::MEMORY_SPACE | Command::BUS_MASTER);
         let transport = PciTransport::new::<RtHal, _>(&mut root, df).map_err(InitError::Pci)?;
+        let transport = PlatformTransport::new(transport);
         if transport.device_type() != DeviceType::Network {
             return Err(InitError::NotNetwork(transport.device_type()));
         }

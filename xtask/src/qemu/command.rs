@@ -118,7 +118,14 @@ impl BootOptions {
                     netdev.push_str(&nic.user_options);
                 }
                 push(&["-netdev", &netdev]);
-                push(&["-device", "virtio-net-pci,netdev=uplink,disable-legacy=on"]);
+                // Behind the IOMMU only with iommu_platform=on: otherwise QEMU's virtio
+                // devices use addresses as physical and bypass it.
+                let card = if self.iommu {
+                    "virtio-net-pci,netdev=uplink,disable-legacy=on,iommu_platform=on,ats=off"
+                } else {
+                    "virtio-net-pci,netdev=uplink,disable-legacy=on"
+                };
+                push(&["-device", card]);
             }
             None => push(&["-nic", "none"]),
         }
@@ -188,7 +195,8 @@ mod tests {
         assert_eq!(
             line(&o),
             "-machine q35 -accel tcg -cpu max -m 256 -smp 1 -device intel-iommu \
-             -netdev user,id=uplink -device virtio-net-pci,netdev=uplink,disable-legacy=on \
+             -netdev user,id=uplink \
+             -device virtio-net-pci,netdev=uplink,disable-legacy=on,iommu_platform=on,ats=off \
              -kernel /t/hv \
              -initrd /t/default.bundle -display none -no-reboot \
              -device isa-debug-exit,iobase=0xf4,iosize=0x04 -serial stdio -monitor none -d int"
