@@ -60,6 +60,10 @@ enum Cmd {
         /// Only the in-QEMU benchmark.
         #[arg(long)]
         qemu: bool,
+        /// Only the firewall benchmark: the engine's frames per second against Linux
+        /// nftables between network namespaces (root for the Linux part).
+        #[arg(long, conflicts_with_all = ["host", "qemu"])]
+        firewall: bool,
         /// Rewrite docs/bench.md with the figures just measured.
         #[arg(long)]
         write_docs: bool,
@@ -180,9 +184,15 @@ fn verb(cli: Cli) -> Result<()> {
             scenarios::run(filter.as_deref(), no_host || filter.is_some())
         }
         Cmd::Bench {
+            firewall: true,
+            write_docs,
+            ..
+        } => bench::firewall(write_docs),
+        Cmd::Bench {
             host,
             qemu,
             write_docs,
+            ..
         } => bench_verb(host, qemu, write_docs),
     }
 }
