@@ -394,7 +394,7 @@ pub fn firewall(write_docs: bool) -> Result<()> {
         );
         let mut new = old.clone();
         if !old.contains(FIREWALL_BEGIN) {
-            new = format!("{}\n## Firewall: frames per second\n\n", old.trim_end());
+            new = format!("{}\n\n## Firewall: frames per second\n\n", old.trim_end());
         }
         new = replace_section(&new, FIREWALL_BEGIN, FIREWALL_END, &body);
         std::fs::write(&doc, new)?;
