@@ -1,7 +1,8 @@
 //! The rules for `[[channel]]` tables: each joins two different known qubes, has a unique
 //! name, a size and slot size the channel layout accepts (`channel::Geometry`) and a short
 //! purpose; no qube is an endpoint of more channels than it has windows for, and the system
-//! has no more channels than the manifest holds.
+//! has no more channels than the manifest holds. The channels a qube's `netvm` makes
+//! ([`Automatic`]) come after the declared ones and count against the same limits.
 
 use super::check::name_problem;
 use super::diagnostics::Diagnostics;
@@ -22,6 +23,31 @@ pub(super) const DEFAULT_SLOT_SIZE: u32 = 256;
 const SIZE_GRANULE_KIB: u32 = 4;
 const MIN_SIZE_KIB: u32 = (MIN_CHANNEL_SIZE / 1024) as u32;
 const MAX_SIZE_KIB: u32 = (MAX_CHANNEL_SIZE / 1024) as u32;
+
+/// Slots per ring of a network channel: frames queue up while the other side is busy.
+pub(super) const NET_CHANNEL_SLOTS: u32 = 32;
+
+/// Region size in bytes of the channel between a qube and its netvm: the smallest whole
+/// number of pages whose rings hold [`NET_CHANNEL_SLOTS`] slots of
+/// [`bulkhead_abi::proto::NET_SLOT_SIZE`] bytes.
+pub(super) fn net_channel_size() -> u32 {
+    (MIN_SIZE_KIB..=MAX_SIZE_KIB)
+        .step_by(SIZE_GRANULE_KIB as usize)
+        .map(|kib| kib * 1024)
+        .find(|size| {
+            Geometry::new(u64::from(*size), bulkhead_abi::proto::NET_SLOT_SIZE)
+                .is_some_and(|g| g.slot_count >= NET_CHANNEL_SLOTS)
+        })
+        .unwrap_or(MAX_SIZE_KIB * 1024)
+}
+
+/// A channel the compiler makes: between a qube (side B) and its netvm (side A).
+pub(super) struct Automatic {
+    pub channel: Channel,
+    /// Where it comes from: the key path and place of the client's `netvm`.
+    pub key: String,
+    pub span: Option<Range<usize>>,
+}
 
 /// A channel whose every field follows the rules.
 pub(super) struct Channel {
@@ -48,7 +74,12 @@ pub(super) struct Channels {
 
 /// What one channel table yielded: each part when it is right.
 struct Parts<'a> {
-    section: &'a Section,
+    /// The `[[channel]]` table; `None` for an automatic channel.
+    section: Option<&'a Section>,
+    /// How messages name the channel.
+    path: String,
+    /// Where problems with its endpoints are shown: a key path and its place.
+    ends_at: (String, Option<Range<usize>>),
     name: Option<String>,
     ends: Option<(usize, usize)>,
     size: Option<u32>,
@@ -86,8 +117,14 @@ impl Qubes<'_> {
     }
 }
 
-/// Checks every `[[channel]]` of `raw` against the qubes it names.
-pub(super) fn check(raw: &Raw, text: &str, diags: &mut Diagnostics) -> Channels {
+/// Checks every `[[channel]]` of `raw` against the qubes it names, then the limits with the
+/// `automatic` channels added after them.
+pub(super) fn check(
+    raw: &Raw,
+    automatic: Vec<Automatic>,
+    text: &str,
+    diags: &mut Diagnostics,
+) -> Channels {
     let qubes = Qubes {
         names: raw
             .qubes
@@ -104,13 +141,32 @@ pub(super) fn check(raw: &Raw, text: &str, diags: &mut Diagnostics) -> Channels 
         let ends = between(c, &qubes, text, diags);
         let (size, slot_size) = sizes(c, text, diags);
         let purpose = purpose(c, text, diags);
+        let ends_at = (
+            c.key("between"),
+            c.names("between").map(|(_, s)| s).or(c.span.clone()),
+        );
         parts.push(Parts {
-            section: c,
+            section: Some(c),
+            path: c.path.clone(),
+            ends_at,
             name,
             ends,
             size,
             slot_size,
             purpose,
+        });
+    }
+    for a in automatic {
+        let c = a.channel;
+        parts.push(Parts {
+            section: None,
+            path: format!("channel \"{}\"", c.name),
+            ends_at: (a.key, a.span),
+            name: Some(c.name),
+            ends: Some((c.a, c.b)),
+            size: Some(c.size),
+            slot_size: Some(c.slot_size),
+            purpose: Some(c.purpose),
         });
     }
     exact_duplicates(&parts, &qubes, text, diags);
@@ -120,15 +176,22 @@ pub(super) fn check(raw: &Raw, text: &str, diags: &mut Diagnostics) -> Channels 
         .filter_map(|p| p.size)
         .map(|s| u64::from(s) / 1024)
         .sum();
-    let total = raw.channels.items.len();
+    let total = parts.len();
     if total > MAX_CHANNELS {
-        let extra = &raw.channels.items[MAX_CHANNELS];
+        let extra = &parts[MAX_CHANNELS];
         let message = format!("{total} channels, at most {MAX_CHANNELS} fit");
-        let hint = format!(
+        let mut hint = format!(
             "remove {} channel(s), or carry several kinds of message over one channel",
             total - MAX_CHANNELS
         );
-        diags.push(text, extra.span.clone(), extra.path.clone(), message, hint);
+        let (key, span) = match extra.section {
+            Some(c) => (c.path.clone(), c.span.clone()),
+            None => {
+                hint.push_str(" (each qube's netvm makes one channel)");
+                extra.ends_at.clone()
+            }
+        };
+        diags.push(text, span, key, message, hint);
         return Channels { list: None, kib };
     }
     let list = parts
@@ -435,7 +498,8 @@ fn purpose(c: &Section, text: &str, d: &mut Diagnostics) -> Option<String> {
     Some(purpose.to_string())
 }
 
-/// Two channels between the same qubes with the same purpose are likely one written twice.
+/// Two channels between the same qubes with the same purpose are likely one written twice
+/// (or written once while a netvm already makes it). The declared one is blamed.
 fn exact_duplicates(parts: &[Parts], qubes: &Qubes, text: &str, d: &mut Diagnostics) {
     let same_pair = |x: (usize, usize), y: (usize, usize)| x == y || x == (y.1, y.0);
     let same_purpose = |x: &str, y: &str| x.trim().eq_ignore_ascii_case(y.trim());
@@ -448,7 +512,7 @@ fn exact_duplicates(parts: &[Parts], qubes: &Qubes, text: &str, d: &mut Diagnost
                 && p.purpose
                     .as_deref()
                     .is_some_and(|q| same_purpose(q, purpose))
-                && p.section.text("name").map(|n| n.0) != later.section.text("name").map(|n| n.0)
+                && (p.section.is_none() || later.section.is_none() || name_of(p) != name_of(later))
         });
         let Some(earlier) = earlier else {
             continue;
@@ -457,15 +521,41 @@ fn exact_duplicates(parts: &[Parts], qubes: &Qubes, text: &str, d: &mut Diagnost
             qubes.names[ends.0].unwrap_or("?"),
             qubes.names[ends.1].unwrap_or("?"),
         );
+        let (blamed, other, hint) = match (earlier.section, later.section) {
+            (Some(_), None) => (earlier, later, automatic_twice(later)),
+            (None, Some(_)) => (later, earlier, automatic_twice(earlier)),
+            _ => (
+                later,
+                earlier,
+                "this looks like one channel written twice: remove one, or say in purpose \
+                 what each carries"
+                    .to_string(),
+            ),
+        };
+        let Some(section) = blamed.section else {
+            continue;
+        };
         let message = format!(
             "{} joins \"{a}\" and \"{b}\" for the same purpose as {}",
-            later.section.path, earlier.section.path
+            blamed.path, other.path
         );
-        let hint = "this looks like one channel written twice: remove one, or say in purpose \
-                    what each carries";
-        let span = later.section.text("purpose").map(|(_, s)| s);
-        d.push(text, span, later.section.key("purpose"), message, hint);
+        let span = section.text("purpose").map(|(_, s)| s);
+        d.push(text, span, section.key("purpose"), message, hint);
     }
+}
+
+/// The name a `[[channel]]` gives itself, as written.
+fn name_of<'a>(p: &Parts<'a>) -> Option<&'a str> {
+    p.section.and_then(|s| s.text("name")).map(|n| n.0)
+}
+
+/// The hint for a declared channel that repeats the automatic channel `auto`.
+fn automatic_twice(auto: &Parts) -> String {
+    format!(
+        "{} makes {} already (side A the netvm, side B the qube): remove this channel, or say \
+         in purpose what else it carries",
+        auto.ends_at.0, auto.path
+    )
 }
 
 /// No qube may be an endpoint of more than `MAX_CHANNELS_PER_QUBE` channels.
@@ -481,22 +571,22 @@ fn per_qube(parts: &[Parts], qubes: &Qubes, text: &str, d: &mut Diagnostics) {
         if mine.len() <= MAX_CHANNELS_PER_QUBE {
             continue;
         }
-        let extra = mine[MAX_CHANNELS_PER_QUBE].section;
+        let extra = mine[MAX_CHANNELS_PER_QUBE];
         let message = format!(
             "\"{name}\" is an endpoint of {} channels, at most {MAX_CHANNELS_PER_QUBE} fit",
             mine.len()
         );
         let names: Vec<&str> = mine
             .iter()
-            .map(|p| p.name.as_deref().unwrap_or(&p.section.path))
+            .map(|p| p.name.as_deref().unwrap_or(&p.path))
             .collect();
         let hint = format!(
             "remove {} of its channels ({}), or carry several kinds of message over one channel",
             mine.len() - MAX_CHANNELS_PER_QUBE,
             names.join(", ")
         );
-        let span = extra.names("between").map(|(_, s)| s);
-        d.push(text, span, extra.key("between"), message, hint);
+        let (key, span) = extra.ends_at.clone();
+        d.push(text, span, key, message, hint);
     }
 }
 

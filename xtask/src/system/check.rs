@@ -3,13 +3,14 @@
 
 use super::channels::{self, Channel};
 use super::diagnostics::Diagnostics;
+use super::network::{self, Plan};
 use super::schema::{Raw, Section};
-use super::{HYPERVISOR_RESERVE_MIB, fields, hints};
+use super::{HYPERVISOR_RESERVE_MIB, devices, fields, hints};
 use bulkhead_abi::boot_info::NAME_MAX;
 use bulkhead_abi::label::Label;
 use bulkhead_abi::manifest::{
-    MAX_QUBE_MEMORY_MIB, MAX_QUBES, MIN_QUBE_MEMORY_MIB, QUBE_MEMORY_GRANULE_MIB, QubeKind,
-    RestartPolicy,
+    IommuPolicy, MAX_QUBE_MEMORY_MIB, MAX_QUBES, MIN_QUBE_MEMORY_MIB, PciSelect,
+    QUBE_MEMORY_GRANULE_MIB, QubeKind, RestartPolicy,
 };
 use std::ops::Range;
 
@@ -29,8 +30,14 @@ pub(super) struct Checked {
     pub name: String,
     pub ram_mib: u32,
     pub qubes: Vec<Qube>,
-    /// The channels; their endpoints are indices of `qubes`.
+    /// The channels, declared ones first, then those the netvms make; their endpoints are
+    /// indices of `qubes`.
     pub channels: Vec<Channel>,
+    /// The assigned devices, as (qube index, device), in qube order.
+    pub devices: Vec<(usize, PciSelect)>,
+    pub iommu: IommuPolicy,
+    /// Netvms, addresses and firewall rules.
+    pub network: Plan,
 }
 
 /// What is wrong with a qube or system name, and a fix, if anything.
@@ -57,23 +64,31 @@ pub(super) fn name_problem(name: &str) -> Option<(String, String)> {
 pub(super) fn check(raw: &Raw, stem: &str, text: &str, diags: &mut Diagnostics) -> Option<Checked> {
     let system = check_system(raw, stem, text, diags);
     let qubes = check_qubes(raw, text, diags);
-    let channels = channels::check(raw, text, diags);
-    if let (Some((_, ram_mib, ram_span)), Some(qubes)) = (&system, &qubes) {
+    let devices = devices::check(raw, text, diags);
+    let params = network::params(raw, text, diags);
+    let mut links = network::links(raw, text, diags);
+    let automatic = std::mem::take(&mut links.automatic);
+    let channels = channels::check(raw, automatic, text, diags);
+    let plan = network::plan(raw, &links, params, text, diags);
+    if let (Some((_, ram_mib, ram_span, _)), Some(qubes)) = (&system, &qubes) {
         check_ram(*ram_mib, ram_span.clone(), qubes, channels.kib, text, diags);
     }
-    let (name, ram_mib, _) = system?;
+    let (name, ram_mib, _, iommu) = system?;
     let qubes = qubes?.into_iter().collect::<Option<Vec<Qube>>>()?;
     diags.is_empty().then_some(Checked {
         name,
         ram_mib,
         qubes,
         channels: channels.list?,
+        devices: devices?,
+        iommu,
+        network: plan?,
     })
 }
 
-type SystemParts = (String, u32, Range<usize>);
+type SystemParts = (String, u32, Range<usize>, IommuPolicy);
 
-/// `[system]`: its name (or the file stem) and the machine's RAM.
+/// `[system]`: its name (or the file stem), the machine's RAM and the IOMMU policy.
 fn check_system(raw: &Raw, stem: &str, text: &str, diags: &mut Diagnostics) -> Option<SystemParts> {
     let Some(sys) = &raw.system else {
         let hint = "add a [system] table with ram_mib = 256 (the machine's RAM in MiB)";
@@ -120,8 +135,9 @@ fn check_system(raw: &Raw, stem: &str, text: &str, diags: &mut Diagnostics) -> O
             None
         }
     };
+    let iommu = devices::iommu(sys, text, diags);
     let (ram, span) = ram?;
-    Some((name?, ram, span))
+    Some((name?, ram, span, iommu?))
 }
 
 /// The qubes: count, names, and every field of each. `None` when a count rule is broken;

@@ -1,25 +1,63 @@
-//! Turning a checked description into the binary manifest and the bundle's image list, and
-//! describing the result for people.
+//! Turning a checked description into the binary manifest, the bundle's image list and the
+//! qubes' configuration blobs, and describing the result for people.
 
 use super::check::Checked;
-use super::{CompiledSystem, HYPERVISOR_RESERVE_MIB, hints};
+use super::{CompiledSystem, ConfigBlob, HYPERVISOR_RESERVE_MIB, devices, hints, ip, network};
+use bulkhead_abi::bundle::{ENTRY_NAME_LEN, MAX_ENTRIES};
 use bulkhead_abi::channel::Geometry;
-use bulkhead_abi::manifest::{ChannelSpec, MANIFEST_VERSION, Manifest, QubeKind, QubeSpec};
+use bulkhead_abi::manifest::{
+    ChannelSpec, DeviceSpec, IommuPolicy, MANIFEST_VERSION, Manifest, QubeKind, QubeSpec,
+};
+use bulkhead_qubeconfig::Action;
 use std::path::Path;
 
-/// Builds the manifest. Images are numbered in order of first use, from 1 (entry 0 of the
-/// bundle is the manifest itself). Fails only if a checked value does not fit the ABI, which
-/// the checks rule out.
+/// The bundle entry name of `qube`'s configuration blob: `<qube>.cfg`, the name shortened
+/// so that it fits.
+fn entry_name(qube: &str) -> String {
+    const SUFFIX: &str = ".cfg";
+    let keep = qube.len().min(ENTRY_NAME_LEN - SUFFIX.len());
+    format!("{}{SUFFIX}", &qube[..keep])
+}
+
+/// Builds the manifest and the configuration blobs. Images are numbered in order of first
+/// use, from 1 (entry 0 of the bundle is the manifest itself); configuration blobs follow
+/// the images, in qube order. Fails only if a checked value does not fit the ABI, which the
+/// checks rule out.
 pub(super) fn compile(checked: Checked, path: &Path) -> Result<CompiledSystem, String> {
+    let names: Vec<String> = checked.qubes.iter().map(|q| q.name.clone()).collect();
+    let configs: Vec<ConfigBlob> = network::configs(&checked.network, &names)?
+        .into_iter()
+        .map(|(qube, config)| ConfigBlob {
+            qube,
+            entry: entry_name(&names[qube]),
+            bytes: config.to_vec(),
+            config,
+        })
+        .collect();
     let mut images: Vec<String> = Vec::new();
     let mut qubes = heapless::Vec::new();
-    for q in checked.qubes {
-        let index = match images.iter().position(|i| *i == q.image) {
-            Some(i) => i,
-            None => {
-                images.push(q.image.clone());
-                images.len() - 1
-            }
+    for q in &checked.qubes {
+        if !images.contains(&q.image) {
+            images.push(q.image.clone());
+        }
+    }
+    if 1 + images.len() + configs.len() > MAX_ENTRIES {
+        return Err(format!(
+            "{} images and {} configuration blobs do not fit a bundle of {MAX_ENTRIES} entries",
+            images.len(),
+            configs.len()
+        ));
+    }
+    for (i, q) in checked.qubes.into_iter().enumerate() {
+        let index = images
+            .iter()
+            .position(|i| *i == q.image)
+            .ok_or("image not listed")?;
+        let config = match configs.iter().position(|c| c.qube == i) {
+            Some(k) => Some(
+                u16::try_from(1 + images.len() + k).map_err(|_| "too many entries".to_string())?,
+            ),
+            None => None,
         };
         let spec = QubeSpec {
             name: heapless::String::try_from(q.name.as_str())
@@ -31,7 +69,7 @@ pub(super) fn compile(checked: Checked, path: &Path) -> Result<CompiledSystem, S
             restart: q.restart,
             args: heapless::String::try_from(q.args.as_str())
                 .map_err(|_| format!("args of {:?} do not fit", q.name))?,
-            config: None,
+            config,
         };
         qubes.push(spec).map_err(|_| "too many qubes".to_string())?;
     }
@@ -56,17 +94,28 @@ pub(super) fn compile(checked: Checked, path: &Path) -> Result<CompiledSystem, S
     }
     let system = heapless::String::try_from(checked.name.as_str())
         .map_err(|_| format!("system name {:?} does not fit", checked.name))?;
+    let mut devices = heapless::Vec::new();
+    for (qube, select) in checked.devices {
+        let qube = u8::try_from(qube).map_err(|_| "device owner out of range".to_string())?;
+        devices
+            .push(DeviceSpec { qube, select })
+            .map_err(|_| "too many devices".to_string())?;
+    }
     let manifest = Manifest {
         version: MANIFEST_VERSION,
         system,
         qubes,
         channels,
-        devices: heapless::Vec::new(),
-        iommu: bulkhead_abi::manifest::IommuPolicy::Required,
+        devices,
+        iommu: checked.iommu,
     };
+    let network = checked.network;
+    let networked = network.netvm.iter().any(Option::is_some);
     Ok(CompiledSystem {
         manifest,
         images,
+        configs,
+        network: networked.then_some(network.params),
         ram_mib: checked.ram_mib,
         path: path.to_path_buf(),
     })
@@ -192,11 +241,21 @@ pub(super) fn summary(c: &CompiledSystem) -> String {
         out.push('\n');
         out.push_str(&table(&rows));
     }
+    out.push_str(&network_summary(c));
+    let configs = c.configs.iter().enumerate().map(|(k, blob)| {
+        format!(
+            "#{} {} ({} bytes)",
+            c.images.len() + 1 + k,
+            blob.entry,
+            blob.bytes.len()
+        )
+    });
     let bundle: Vec<String> = c
         .images
         .iter()
         .enumerate()
         .map(|(i, name)| format!("#{} {name}", i + 1))
+        .chain(configs)
         .collect();
     out.push_str(&format!(
         "\nbundle: #0 manifest ({} bytes, version {}), {}",
@@ -204,5 +263,119 @@ pub(super) fn summary(c: &CompiledSystem) -> String {
         m.version,
         bundle.join(", ")
     ));
+    out
+}
+
+/// The network and the devices: the client network, then per qube with a netvm, clients or
+/// devices: its netvm, its role, its address, its firewall rules and its devices; then the
+/// IOMMU policy. Empty when no qube has any of these.
+fn network_summary(c: &CompiledSystem) -> String {
+    let m = &c.manifest;
+    let name = |i: usize| m.qubes.get(i).map_or("?", |q| q.name.as_str());
+    let config_of = |i: usize| c.configs.iter().find(|b| b.qube == i).map(|b| &b.config);
+    let mut rows = vec![
+        [
+            "qube",
+            "netvm",
+            "role",
+            "address",
+            "firewall rules",
+            "devices",
+        ]
+        .map(String::from)
+        .to_vec(),
+    ];
+    for (i, q) in m.qubes.iter().enumerate() {
+        let devices: Vec<String> = m
+            .devices
+            .iter()
+            .filter(|d| usize::from(d.qube) == i)
+            .map(|d| devices::show(&d.select))
+            .collect();
+        let config = config_of(i);
+        if config.is_none() && devices.is_empty() {
+            continue;
+        }
+        let uplink = config.and_then(|cfg| cfg.uplink.as_ref());
+        let clients = config.map_or(0, |cfg| cfg.downstream.len());
+        // The netvm is side A of the uplink channel.
+        let netvm = uplink.and_then(|u| {
+            m.channels
+                .iter()
+                .find(|ch| ch.name == u.channel)
+                .map(|ch| name(usize::from(ch.a)))
+        });
+        let plural = if clients == 1 { "" } else { "s" };
+        let role = match (uplink.is_some(), clients) {
+            (_, 0) if uplink.is_some() => "client".to_string(),
+            (_, 0) => "-".to_string(),
+            (true, n) => format!("router for {n} qube{plural}"),
+            (false, n) => format!("card owner, bridge to {n} qube{plural}"),
+        };
+        let address = match (uplink, netvm) {
+            (Some(u), _) if u.address.is_some() => {
+                let a = u.address.map_or(String::new(), ip::show);
+                format!("{a}/{}", u.prefix_len)
+            }
+            (Some(_), Some(n)) => format!("DHCP lease of {n}"),
+            _ if clients > 0 => "DHCP on the card".to_string(),
+            _ => "-".to_string(),
+        };
+        // The rules live in the netvm's blob, under this qube.
+        let rules = netvm
+            .and_then(|n| m.qubes.iter().position(|q| q.name == n))
+            .and_then(config_of)
+            .and_then(|cfg| cfg.downstream.iter().find(|d| d.qube == q.name))
+            .filter(|d| d.address.is_some())
+            .map_or("-".to_string(), |d| match d.rules.last() {
+                None => "none: accept all".to_string(),
+                Some(last) => format!(
+                    "{} rule{}, then {}",
+                    d.rules.len(),
+                    if d.rules.len() == 1 { "" } else { "s" },
+                    match last.action {
+                        Action::Accept => "accept",
+                        Action::Drop => "drop",
+                    }
+                ),
+            });
+        rows.push(vec![
+            q.name.to_string(),
+            netvm.unwrap_or("-").to_string(),
+            role,
+            address,
+            rules,
+            if devices.is_empty() {
+                "-".to_string()
+            } else {
+                devices.join(" ")
+            },
+        ]);
+    }
+    if rows.len() == 1 {
+        return String::new();
+    }
+    let mut out = String::from("\n");
+    if let Some(p) = &c.network {
+        out.push_str(&format!("network: {}\n", p.describe()));
+    }
+    out.push_str(&table(&rows));
+    if !m.devices.is_empty() {
+        let count = m.devices.len();
+        let policy = match m.iommu {
+            IommuPolicy::Required => {
+                "assigned only behind an IOMMU (iommu = \"required\")".to_string()
+            }
+            IommuPolicy::AcceptRisk => format!(
+                "assigned even without an IOMMU (iommu = \"{}\"): there, a device can read \
+                 and write all memory",
+                devices::IOMMU_ACCEPT_RISK
+            ),
+        };
+        out.push_str(&format!(
+            "{count} device{} {policy}\n",
+            if count == 1 { "" } else { "s" }
+        ));
+    }
     out
 }

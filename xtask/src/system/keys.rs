@@ -12,8 +12,12 @@ use toml::de::DeValue;
 pub(super) enum Ty {
     Text,
     Number,
-    /// A list of text values (a channel's endpoints).
+    /// A list of text values (a channel's endpoints, a qube's devices, DNS servers).
     Names,
+    /// Text, or a whole number taken as its text (`dstports = 443` or `"1024-2048"`).
+    TextOrNumber,
+    /// A list of tables (a qube's `[[qube.rule]]` firewall rules).
+    Tables,
 }
 
 /// One allowed key of a table, with an example value for hints.
@@ -34,6 +38,35 @@ pub(super) const SYSTEM_KEYS: &[Key] = &[
         name: "ram_mib",
         ty: Ty::Number,
         example: "256",
+    },
+    Key {
+        name: "iommu",
+        ty: Ty::Text,
+        example: "\"required\"",
+    },
+];
+
+/// Keys of `[network]`, the addresses of the client network behind the routers.
+pub(super) const NETWORK_KEYS: &[Key] = &[
+    Key {
+        name: "clients",
+        ty: Ty::Text,
+        example: "\"10.137.0.0/24\"",
+    },
+    Key {
+        name: "gateway",
+        ty: Ty::Text,
+        example: "\"10.137.0.1\"",
+    },
+    Key {
+        name: "dns",
+        ty: Ty::Names,
+        example: "[\"10.139.1.1\", \"10.139.1.2\"]",
+    },
+    Key {
+        name: "upstream_dns",
+        ty: Ty::Text,
+        example: "\"10.0.2.2:5353\"",
     },
 ];
 
@@ -74,6 +107,60 @@ pub(super) const QUBE_KEYS: &[Key] = &[
         ty: Ty::Text,
         example: "\"\"",
     },
+    Key {
+        name: "devices",
+        ty: Ty::Names,
+        example: "[\"pci-id:1af4:1041\"]",
+    },
+    Key {
+        name: "netvm",
+        ty: Ty::Text,
+        example: "\"firewall\"",
+    },
+    Key {
+        name: "ip",
+        ty: Ty::Text,
+        example: "\"10.137.0.10\"",
+    },
+    Key {
+        name: "rule",
+        ty: Ty::Tables,
+        example: "[{ action = \"drop\" }]",
+    },
+];
+
+/// Keys of each `[[qube.rule]]` (a firewall rule, as in Qubes' `qvm-firewall`).
+pub(super) const RULE_KEYS: &[Key] = &[
+    Key {
+        name: "action",
+        ty: Ty::Text,
+        example: "\"accept\"",
+    },
+    Key {
+        name: "dsthost",
+        ty: Ty::Text,
+        example: "\"10.0.2.2\"",
+    },
+    Key {
+        name: "proto",
+        ty: Ty::Text,
+        example: "\"tcp\"",
+    },
+    Key {
+        name: "dstports",
+        ty: Ty::TextOrNumber,
+        example: "\"443\"",
+    },
+    Key {
+        name: "icmptype",
+        ty: Ty::Number,
+        example: "8",
+    },
+    Key {
+        name: "specialtarget",
+        ty: Ty::Text,
+        example: "\"dns\"",
+    },
 ];
 
 /// Keys of each `[[channel]]`.
@@ -105,6 +192,54 @@ pub(super) const CHANNEL_KEYS: &[Key] = &[
     },
 ];
 
+/// Words people write for a key, and the key they mean, per table.
+const ALIASES: &[(&str, &[(&str, &str)])] = &[
+    ("channel", CHANNEL_ALIASES),
+    ("qube", QUBE_ALIASES),
+    ("qube.rule", RULE_ALIASES),
+    ("network", NETWORK_ALIASES),
+];
+
+/// Words people write for a qube key, and the key they mean.
+const QUBE_ALIASES: &[(&str, &str)] = &[
+    ("address", "ip"),
+    ("ip_address", "ip"),
+    ("ipv4", "ip"),
+    ("device", "devices"),
+    ("pci", "devices"),
+    ("pci_devices", "devices"),
+    ("net_vm", "netvm"),
+    ("uplink", "netvm"),
+    ("firewall", "rule"),
+];
+
+/// Words people write for a firewall rule key (some from Qubes' older syntax).
+const RULE_ALIASES: &[(&str, &str)] = &[
+    ("port", "dstports"),
+    ("ports", "dstports"),
+    ("dstport", "dstports"),
+    ("dst4", "dsthost"),
+    ("dst", "dsthost"),
+    ("host", "dsthost"),
+    ("destination", "dsthost"),
+    ("protocol", "proto"),
+    ("target", "specialtarget"),
+    ("icmp_type", "icmptype"),
+    ("policy", "action"),
+];
+
+/// Words people write for a `[network]` key.
+const NETWORK_ALIASES: &[(&str, &str)] = &[
+    ("network", "clients"),
+    ("subnet", "clients"),
+    ("client_network", "clients"),
+    ("router", "gateway"),
+    ("dns_servers", "dns"),
+    ("nameservers", "dns"),
+    ("upstream", "upstream_dns"),
+    ("resolver", "upstream_dns"),
+];
+
 /// Words people write for a channel key, and the key they mean.
 const CHANNEL_ALIASES: &[(&str, &str)] = &[
     ("size", "size_kib"),
@@ -126,7 +261,7 @@ const CHANNEL_ALIASES: &[(&str, &str)] = &[
 ];
 
 /// Top-level keys.
-pub(super) const TOP_KEYS: &[&str] = &["system", "qube", "channel"];
+pub(super) const TOP_KEYS: &[&str] = &["system", "network", "qube", "channel"];
 
 /// A text value and where it is.
 pub(super) type Located = (String, Range<usize>);
@@ -146,6 +281,10 @@ pub(super) fn typed(key: &Key, value: &Spanned<DeValue<'_>>) -> Option<Value> {
         (Ty::Number, DeValue::Integer(i)) => i128::from_str_radix(i.as_str(), i.radix())
             .ok()
             .map(Value::Number),
+        (Ty::TextOrNumber, DeValue::String(s)) => Some(Value::Text(s.to_string())),
+        (Ty::TextOrNumber, DeValue::Integer(i)) => i128::from_str_radix(i.as_str(), i.radix())
+            .ok()
+            .map(|n| Value::Text(n.to_string())),
         (Ty::Names, DeValue::Array(items)) => items
             .iter()
             .map(|item| match item.get_ref() {
@@ -169,12 +308,24 @@ fn unit(key: &str) -> &'static str {
     }
 }
 
+/// What a list key holds, for messages.
+fn list_of(key: &str) -> &'static str {
+    match key {
+        "between" => "qube names",
+        "devices" => "devices",
+        "dns" => "addresses",
+        _ => "text values",
+    }
+}
+
 /// Message and hint for a value of the wrong type.
 pub(super) fn type_problem(key: &Key, value: &DeValue<'_>) -> (String, String) {
     let expected = match key.ty {
-        Ty::Text => "text in double quotes",
-        Ty::Number => "a whole number",
-        Ty::Names => "a list of qube names in double quotes",
+        Ty::Text => "text in double quotes".to_string(),
+        Ty::Number => "a whole number".to_string(),
+        Ty::Names => format!("a list of {} in double quotes", list_of(key.name)),
+        Ty::TextOrNumber => "text in double quotes or a whole number".to_string(),
+        Ty::Tables => "a list of tables".to_string(),
     };
     let found = match value {
         DeValue::Array(items) => match items.iter().find(|i| i.get_ref().as_str().is_none()) {
@@ -185,7 +336,7 @@ pub(super) fn type_problem(key: &Key, value: &DeValue<'_>) -> (String, String) {
     };
     let message = format!("expected {expected}, found {found}");
     let hint = match (key.ty, value) {
-        (Ty::Names, DeValue::String(s)) => {
+        (Ty::Names, DeValue::String(s)) if key.name == "between" => {
             let names: Vec<String> = s
                 .split(|c: char| c == ',' || c.is_whitespace())
                 .filter(|n| !n.is_empty())
@@ -202,6 +353,23 @@ pub(super) fn type_problem(key: &Key, value: &DeValue<'_>) -> (String, String) {
                 format!(
                     "write the two qube names in brackets, e.g. {} = {}",
                     key.name, key.example
+                )
+            }
+        }
+        (Ty::Names, DeValue::String(s)) => {
+            let items: Vec<String> = s
+                .split(|c: char| c == ',' || c.is_whitespace())
+                .filter(|n| !n.is_empty())
+                .take(4)
+                .map(|n| format!("{n:?}"))
+                .collect();
+            if items.is_empty() {
+                format!("write it as a list: {} = {}", key.name, key.example)
+            } else {
+                format!(
+                    "write it as a list, in brackets: {} = [{}]",
+                    key.name,
+                    items.join(", ")
                 )
             }
         }
@@ -224,67 +392,98 @@ pub(super) fn type_problem(key: &Key, value: &DeValue<'_>) -> (String, String) {
     (message, hint)
 }
 
+/// What a description holds, for hints about keys that fit nowhere.
+const TOP_SHAPE: &str = "a description has one [system] table, an optional [network] table, \
+                         [[qube]] tables (each with optional [[qube.rule]] tables) and \
+                         [[channel]] tables";
+
+/// The table other than `table` whose key `name` is, as (table, whose key it is, where
+/// to put it).
+fn owner_of(name: &str, table: &str) -> Option<(&'static str, &'static str, &'static str)> {
+    const OWNERS: &[(&str, &[Key], &str, &str)] = &[
+        (
+            "system",
+            SYSTEM_KEYS,
+            "in the [system] table",
+            "put it below the [system] header",
+        ),
+        (
+            "network",
+            NETWORK_KEYS,
+            "in the [network] table",
+            "put it below a [network] header",
+        ),
+        (
+            "qube",
+            QUBE_KEYS,
+            "to a qube",
+            "put it below a [[qube]] header",
+        ),
+        (
+            "channel",
+            CHANNEL_KEYS,
+            "to a channel",
+            "put it below a [[channel]] header",
+        ),
+        (
+            "qube.rule",
+            RULE_KEYS,
+            "to a firewall rule",
+            "put it below a [[qube.rule]] header, under the qube whose traffic it filters",
+        ),
+    ];
+    OWNERS
+        .iter()
+        .find(|(other, keys, ..)| *other != table && keys.iter().any(|k| k.name == name))
+        .map(|(other, _, who, put)| (*other, *who, *put))
+}
+
 /// Message and hint for an unknown top-level key, pointing to where it probably belongs.
 pub(super) fn unknown_top(name: &str) -> (String, String) {
-    let hint = if SYSTEM_KEYS.iter().any(|k| k.name == name) {
-        format!("{name} belongs in the [system] table: put it below the [system] header")
-    } else if QUBE_KEYS.iter().any(|k| k.name == name) {
-        format!("{name} belongs to a qube: put it below a [[qube]] header")
-    } else if CHANNEL_KEYS.iter().any(|k| k.name == name) {
-        format!("{name} belongs to a channel: put it below a [[channel]] header")
+    let hint = if let Some((_, who, put)) = owner_of(name, "") {
+        format!("{name} belongs {who}: {put}")
     } else if let Some(c) = hints::closest(name, TOP_KEYS) {
-        format!(
-            "did you mean {c}? a description has one [system] table, [[qube]] tables and \
-             [[channel]] tables"
-        )
+        format!("did you mean {c}? {TOP_SHAPE}")
     } else {
-        "a description has one [system] table, [[qube]] tables and [[channel]] tables, \
-         nothing else"
-            .to_string()
+        format!("{TOP_SHAPE}, nothing else")
     };
     (format!("unknown key {}", hints::quoted(name)), hint)
 }
 
-/// Message and hint for an unknown key of the table `table` (`system`, `qube` or
-/// `channel`), whose keys are `keys`.
+/// Message and hint for an unknown key of the table `table` (`system`, `network`, `qube`,
+/// `channel` or `qube.rule`), whose keys are `keys`.
 pub(super) fn unknown_in(name: &str, keys: &[Key], table: &str) -> (String, String) {
     let allowed: Vec<&str> = keys.iter().map(|k| k.name).collect();
     let shown = match table {
-        "system" => "[system]".to_string(),
+        "system" | "network" => format!("[{table}]"),
         other => format!("a [[{other}]]"),
     };
     let table_text = shown.as_str();
-    let alias = match table {
-        "channel" => CHANNEL_ALIASES
-            .iter()
-            .find(|(alias, _)| name.eq_ignore_ascii_case(alias))
-            .map(|(_, key)| *key),
-        _ => None,
-    };
+    let alias = ALIASES
+        .iter()
+        .find(|(t, _)| *t == table)
+        .and_then(|(_, aliases)| aliases.iter().find(|(a, _)| name.eq_ignore_ascii_case(a)))
+        .map(|(_, key)| *key);
     // A key of another table, written in this one (e.g. after the wrong header).
-    let owner = [("qube", QUBE_KEYS), ("channel", CHANNEL_KEYS)]
-        .into_iter()
-        .find(|(other, keys)| {
-            *other != table && !allowed.contains(&name) && keys.iter().any(|k| k.name == name)
-        })
-        .map(|(other, _)| other);
+    let owner = owner_of(name, table).filter(|_| !allowed.contains(&name));
+    let keys_are = format!("keys of {table_text} are {}", hints::list(&allowed));
     let hint = match alias.or_else(|| hints::closest(name, &allowed)) {
-        Some(c) => format!(
-            "did you mean {c}? keys of {table_text} are {}",
-            hints::list(&allowed)
-        ),
+        Some(c) => format!("did you mean {c}? {keys_are}"),
         None => match owner {
-            Some(other) => format!(
-                "{name} belongs to a {other}, not {table_text}: put it below a [[{other}]] \
-                 header; keys of {table_text} are {}",
-                hints::list(&allowed)
+            // Keys after a [[qube.rule]] header belong to that rule, up to the next header.
+            Some(("qube", ..)) if table == "qube.rule" => format!(
+                "{name} belongs to the qube, not to its rule: every key after a [[qube.rule]] \
+                 header belongs to that rule, so move {name} above the qube's first \
+                 [[qube.rule]]; {keys_are}"
             ),
-            None => format!("keys of {table_text} are {}", hints::list(&allowed)),
+            Some((_, who, put)) => {
+                format!("{name} belongs {who}, not {table_text}: {put}; {keys_are}")
+            }
+            None => keys_are,
         },
     };
     (format!("unknown key {}", hints::quoted(name)), hint)
 }
-
 /// A key as it would be written in TOML: bare when it can be, quoted otherwise.
 pub(super) fn key_text(name: &str) -> String {
     let bare = !name.is_empty()

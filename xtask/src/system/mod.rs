@@ -3,18 +3,24 @@
 //! The work is done in steps, each in its own module:
 //! - [`schema`] parses the TOML and reads each table against its allowed keys and types
 //!   ([`keys`]);
-//! - [`check`] (with [`fields`] and [`channels`]) applies the rules: names, images, memory,
-//!   labels, channels, RAM budget;
-//! - [`compile`] builds the [`Manifest`] and the bundle's image list;
+//! - [`check`] (with [`fields`], [`channels`], [`devices`], [`network`] and [`rules`])
+//!   applies the rules: names, images, memory, labels, channels, devices, netvms, addresses,
+//!   firewall rules, RAM budget;
+//! - [`compile`] builds the [`Manifest`], the bundle's image list and each networked qube's
+//!   configuration blob;
 //! - [`diagnostics`] collects every problem with its place, key path, message and fix.
 
 mod channels;
 mod check;
 mod compile;
+mod devices;
 pub mod diagnostics;
 mod fields;
 mod hints;
+mod ip;
 mod keys;
+mod network;
+mod rules;
 mod schema;
 mod syntax;
 
@@ -44,16 +50,34 @@ pub struct CompiledSystem {
     /// Image names in bundle order: `images[i]` is bundle entry `i + 1` (entry 0 is the
     /// manifest).
     pub images: Vec<String>,
+    /// Configuration blobs in bundle order, after the images: `configs[k]` is bundle entry
+    /// `images.len() + 1 + k`.
+    pub configs: Vec<ConfigBlob>,
+    /// The client network, when some qube has a netvm.
+    pub network: Option<network::Params>,
     /// RAM of the machine in MiB (QEMU's `-m`).
     pub ram_mib: u32,
     /// The description it was compiled from.
     pub path: PathBuf,
 }
 
+/// One qube's configuration blob, a bundle entry of kind `Config`.
+#[derive(Clone, Debug)]
+pub struct ConfigBlob {
+    /// Index of the qube in the manifest.
+    pub qube: usize,
+    /// The bundle entry's name, `<qube>.cfg` (shortened to fit an entry name).
+    pub entry: String,
+    /// What the blob says.
+    pub config: bulkhead_qubeconfig::QubeConfig,
+    /// The blob: `config` encoded.
+    pub bytes: Vec<u8>,
+}
+
 impl CompiledSystem {
-    /// A readable table of the qubes (name, kind, image, memory, label, restart, args) and
-    /// of the channels (name, sides, size, slots, purpose), with the memory budget and the
-    /// bundle order.
+    /// A readable table of the qubes (name, kind, image, memory, label, restart, args), of
+    /// the channels (name, sides, size, slots, purpose) and of the network (netvm, role,
+    /// address, rules, devices), with the memory budget and the bundle order.
     pub fn summary(&self) -> String {
         compile::summary(self)
     }

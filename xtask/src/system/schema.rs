@@ -5,17 +5,23 @@
 
 use super::check;
 use super::diagnostics::Diagnostics;
-use super::keys::{self, CHANNEL_KEYS, Key, Located, QUBE_KEYS, SYSTEM_KEYS, Value};
+use super::keys::{
+    self, CHANNEL_KEYS, Key, Located, NETWORK_KEYS, QUBE_KEYS, RULE_KEYS, SYSTEM_KEYS, Ty, Value,
+};
 use std::ops::Range;
 use toml::de::{DeTable, DeValue};
 
-/// One table (`[system]`, a `[[qube]]` or a `[[channel]]`) with its well-typed values.
+/// One table (`[system]`, `[network]`, a `[[qube]]`, a `[[channel]]` or a `[[qube.rule]]`)
+/// with its well-typed values.
 pub(super) struct Section {
-    /// How diagnostics name the table: `system`, `qube "net"`, `qube[2]`, `channel "uplink"`.
+    /// How diagnostics name the table: `system`, `qube "net"`, `qube[2]`, `channel "uplink"`,
+    /// `qube "work".rule[1]`.
     pub path: String,
     /// Where the table is.
     pub span: Option<Range<usize>>,
     values: Vec<(&'static str, Range<usize>, Value)>,
+    /// Keys holding lists of tables (a qube's `rule`), read like the top-level ones.
+    lists: Vec<(&'static str, Tables)>,
     /// Keys present with a wrong type (already reported).
     mistyped: Vec<&'static str>,
 }
@@ -55,9 +61,17 @@ impl Section {
             })
     }
 
+    /// The tables of the list-of-tables key `key`, if present (`malformed` tells whether
+    /// some of it was not tables).
+    pub fn tables(&self, key: &str) -> Option<&Tables> {
+        self.lists.iter().find(|(k, _)| *k == key).map(|(_, t)| t)
+    }
+
     /// Whether `key` is missing altogether (not merely of the wrong type).
     pub fn absent(&self, key: &str) -> bool {
-        !self.mistyped.contains(&key) && !self.values.iter().any(|(k, ..)| *k == key)
+        !self.mistyped.contains(&key)
+            && !self.values.iter().any(|(k, ..)| *k == key)
+            && !self.lists.iter().any(|(k, _)| *k == key)
     }
 
     /// The key path of `key` in this table.
@@ -66,12 +80,12 @@ impl Section {
     }
 }
 
-/// The tables of one array of tables (`[[qube]]` or `[[channel]]`).
+/// The tables of one array of tables (`[[qube]]`, `[[channel]]` or a qube's `[[qube.rule]]`).
 #[derive(Default)]
 pub(super) struct Tables {
     /// The tables, in file order.
     pub items: Vec<Section>,
-    /// Where the key (`qube`, `channel`) is, when present.
+    /// Where the key (`qube`, `channel`, `rule`) is, when present.
     pub span: Option<Range<usize>>,
     /// Whether the key or one of its items was not a table (already reported).
     pub malformed: bool,
@@ -81,6 +95,8 @@ pub(super) struct Tables {
 pub(super) struct Raw {
     /// `[system]`, when present and a table.
     pub system: Option<Section>,
+    /// `[network]`, when present and a table.
+    pub network: Option<Section>,
     /// The `[[qube]]` tables.
     pub qubes: Tables,
     /// The `[[channel]]` tables.
@@ -107,6 +123,7 @@ pub(super) fn read(text: &str, diags: &mut Diagnostics) -> Option<Raw> {
     }
     let mut raw = Raw {
         system: None,
+        network: None,
         qubes: Tables::default(),
         channels: Tables::default(),
     };
@@ -124,12 +141,25 @@ pub(super) fn read(text: &str, diags: &mut Diagnostics) -> Option<Raw> {
                 "system must be a table",
                 "write it as a [system] header followed by name = ... and ram_mib = ... lines",
             ),
+            ("network", DeValue::Table(t)) => {
+                let path = "network".to_string();
+                raw.network = Some(section(text, t, "network", path, span, NETWORK_KEYS, diags));
+            }
+            ("network", _) => diags.push(
+                text,
+                span,
+                "network",
+                "network must be a table",
+                "write it as a [network] header followed by clients = \"10.137.0.0/24\" and \
+                 the other addresses, one per line",
+            ),
             ("qube", v) => {
-                raw.qubes = read_tables(text, "qube", QUBE_KEYS, v, key.span(), span, diags);
+                let list = List::top("qube", QUBE_KEYS);
+                raw.qubes = read_tables(text, &list, v, key.span(), span, diags);
             }
             ("channel", v) => {
-                raw.channels =
-                    read_tables(text, "channel", CHANNEL_KEYS, v, key.span(), span, diags);
+                let list = List::top("channel", CHANNEL_KEYS);
+                raw.channels = read_tables(text, &list, v, key.span(), span, diags);
             }
             (other, _) => {
                 let (message, hint) = keys::unknown_top(other);
@@ -140,13 +170,37 @@ pub(super) fn read(text: &str, diags: &mut Diagnostics) -> Option<Raw> {
     Some(raw)
 }
 
-/// Reads the array of tables `kind` (`qube` or `channel`), each against `allowed`. A table
-/// is named by its name in diagnostics when that name is valid and unique, by its index
-/// otherwise.
+/// An array of tables as the reader sees it.
+struct List {
+    /// What one item is called in messages: `qube`, `channel`, `rule`.
+    item: &'static str,
+    /// Its header, without brackets: `qube`, `channel`, `qube.rule`.
+    header: &'static str,
+    /// The key path of the list: `qube`, or `qube "work".rule` for a qube's rules.
+    path: String,
+    /// The keys an item may have.
+    keys: &'static [Key],
+    /// Whether items are named in diagnostics by their `name` (rules have none).
+    named: bool,
+}
+
+impl List {
+    fn top(kind: &'static str, keys: &'static [Key]) -> List {
+        List {
+            item: kind,
+            header: kind,
+            path: kind.to_string(),
+            keys,
+            named: true,
+        }
+    }
+}
+
+/// Reads the array of tables `list`, each item against its keys. An item is named by its
+/// name in diagnostics when that name is valid and unique, by its index otherwise.
 fn read_tables(
     text: &str,
-    kind: &'static str,
-    allowed: &[Key],
+    list: &List,
     value: &DeValue<'_>,
     key_span: Range<usize>,
     span: Option<Range<usize>>,
@@ -156,11 +210,12 @@ fn read_tables(
         span: Some(key_span),
         ..Tables::default()
     };
-    let fix = format!("write [[{kind}]] (double brackets) above each {kind}'s keys");
+    let (item, header) = (list.item, list.header);
+    let fix = format!("write [[{header}]] (double brackets) above each {item}'s keys");
     let DeValue::Array(items) = value else {
         tables.malformed = true;
-        let message = format!("{kind} must be a list of tables");
-        diags.push(text, span, kind, message, fix);
+        let message = format!("{item} must be a list of tables");
+        diags.push(text, span, list.path.clone(), message, fix);
         return tables;
     };
     let names: Vec<Option<&str>> = items
@@ -169,25 +224,26 @@ fn read_tables(
             item.get_ref()
                 .get("name")
                 .and_then(|n| n.get_ref().as_str())
+                .filter(|_| list.named)
         })
         .collect();
-    for (i, item) in items.iter().enumerate() {
+    for (i, entry) in items.iter().enumerate() {
         let unique_valid = names[i].filter(|n| {
             check::name_problem(n).is_none()
                 && names.iter().filter(|m| **m == Some(*n)).count() == 1
         });
         let path = match unique_valid {
-            Some(n) => format!("{kind} \"{n}\""),
-            None => format!("{kind}[{i}]"),
+            Some(n) => format!("{} \"{n}\"", list.path),
+            None => format!("{}[{i}]", list.path),
         };
-        let span = Some(item.span());
-        match item.get_ref() {
+        let span = Some(entry.span());
+        match entry.get_ref() {
             DeValue::Table(t) => tables
                 .items
-                .push(section(text, t, kind, path, span, allowed, diags)),
+                .push(section(text, t, header, path, span, list.keys, diags)),
             _ => {
                 tables.malformed = true;
-                let message = format!("each {kind} must be a table");
+                let message = format!("each {item} must be a table");
                 diags.push(text, span, path, message, fix.clone());
             }
         }
@@ -195,7 +251,8 @@ fn read_tables(
     tables
 }
 
-/// Reads one table of kind `kind` (`system`, `qube`, `channel`) against its allowed keys.
+/// Reads one table of kind `kind` (`system`, `network`, `qube`, `channel`, `qube.rule`)
+/// against its allowed keys.
 fn section(
     text: &str,
     table: &DeTable<'_>,
@@ -209,6 +266,7 @@ fn section(
         path,
         span,
         values: Vec::new(),
+        lists: Vec::new(),
         mistyped: Vec::new(),
     };
     for (key, value) in table {
@@ -224,6 +282,25 @@ fn section(
             );
             continue;
         };
+        if k.ty == Ty::Tables {
+            let list = List {
+                item: k.name,
+                header: "qube.rule",
+                path: s.key(k.name),
+                keys: RULE_KEYS,
+                named: false,
+            };
+            let tables = read_tables(
+                text,
+                &list,
+                value.get_ref(),
+                key.span(),
+                Some(value.span()),
+                diags,
+            );
+            s.lists.push((k.name, tables));
+            continue;
+        }
         match keys::typed(k, value) {
             Some(v) => s.values.push((k.name, value.span(), v)),
             None => {

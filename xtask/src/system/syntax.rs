@@ -3,11 +3,15 @@
 use super::hints;
 
 /// Best-effort key path of the line holding byte `offset`, from the headers above it, e.g.
-/// `qube[1].label` for a broken `label = ...` line in the second qube.
+/// `qube[1].label` for a broken `label = ...` line in the second qube, or
+/// `qube[1].rule[0].proto` in the first `[[qube.rule]]` of that qube.
 pub(super) fn key_at(text: &str, offset: usize) -> String {
     let mut table = String::new();
     // How many `[[qube]]` and `[[channel]]` headers came so far.
     let mut counts: Vec<(String, usize)> = Vec::new();
+    // The latest `[[qube]]` and how many `[[qube.rule]]` headers it has so far.
+    let mut qube = String::from("qube[0]");
+    let mut rules = 0usize;
     let mut start = 0usize;
     for line in text.split_inclusive('\n') {
         let end = start + line.len();
@@ -28,6 +32,13 @@ pub(super) fn key_at(text: &str, offset: usize) -> String {
                     }
                 };
                 table = format!("{name}[{index}]");
+                if name == "qube" {
+                    qube = table.clone();
+                    rules = 0;
+                }
+            } else if trimmed.starts_with("[[") && name == "qube.rule" {
+                table = format!("{qube}.rule[{rules}]");
+                rules += 1;
             } else {
                 table = shown(name);
             }
@@ -74,15 +85,16 @@ fn shown(key: &str) -> String {
 pub(super) fn hint(message: &str) -> String {
     let m = message.to_ascii_lowercase();
     let hint = if m.contains("duplicate") || m.contains("redefin") {
-        "each key may appear once per table, [system] once; start each qube with [[qube]] \
-         and each channel with [[channel]]"
+        "each key may appear once per table, [system] and [network] once; start each qube \
+         with [[qube]], each of its firewall rules with [[qube.rule]] and each channel with \
+         [[channel]]"
     } else if m.contains("string") && (m.contains("unterminated") || m.contains("expected `\"`")) {
         "close the text with a double quote on the same line"
     } else if m.contains("string") || m.contains("invalid") || m.contains("unquoted") {
         "text values need double quotes, e.g. label = \"red\"; numbers are written bare, e.g. 8"
     } else {
-        "a system description is TOML: [system], [[qube]] and [[channel]] headers, each \
-         followed by key = value lines, text in double quotes"
+        "a system description is TOML: [system], [network], [[qube]], [[qube.rule]] and \
+         [[channel]] headers, each followed by key = value lines, text in double quotes"
     };
     hint.to_string()
 }
@@ -97,6 +109,13 @@ mod tests {
         let at = text.find("red").unwrap();
         assert_eq!(key_at(text, at), "qube[1].label");
         assert_eq!(key_at(text, text.find("ram").unwrap()), "system.ram_mib");
+        let rules = "[[qube]]\n[[qube]]\n[[qube.rule]]\n[[qube.rule]]\nproto = tcp\n";
+        assert_eq!(
+            key_at(rules, rules.find("tcp").unwrap()),
+            "qube[1].rule[1].proto"
+        );
+        let net = "[network]\nclients = 10\n";
+        assert_eq!(key_at(net, net.find("10").unwrap()), "network.clients");
         let two = "[[qube]]\n[[channel]]\n[[qube]]\n[[channel]]\nsize_kib = x\n";
         let at = two.find('x').unwrap();
         assert_eq!(key_at(two, at), "channel[1].size_kib");

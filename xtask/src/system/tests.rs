@@ -5,7 +5,9 @@ use super::diagnostics::Diagnostic;
 use super::*;
 use bulkhead_abi::channel::Geometry;
 use bulkhead_abi::label::Label;
-use bulkhead_abi::manifest::{MAX_CHANNELS, MAX_QUBES, QubeKind, RestartPolicy};
+use bulkhead_abi::manifest::{
+    IommuPolicy, MAX_CHANNELS, MAX_QUBES, PciSelect, QubeKind, RestartPolicy,
+};
 
 fn systems_dir() -> PathBuf {
     crate::workspace_root().join("systems")
@@ -74,6 +76,31 @@ fn default_system_compiles_and_round_trips() {
         assert_eq!(q.restart, RestartPolicy::OnFailure);
     }
     assert_eq!(Manifest::decode(&m.to_vec()).as_ref(), Ok(m));
+    // sys-net owns the virtio-net card; sys-firewall reaches the network through it.
+    let devices: Vec<(u8, PciSelect)> = m.devices.iter().map(|d| (d.qube, d.select)).collect();
+    let virtio_net = PciSelect::Id {
+        vendor: 0x1af4,
+        device: 0x1041,
+        index: 0,
+    };
+    assert_eq!(devices, [(0, virtio_net)]);
+    assert_eq!(m.iommu, IommuPolicy::Required);
+    let channels: Vec<_> = m
+        .channels
+        .iter()
+        .map(|ch| {
+            (
+                ch.name.as_str(),
+                ch.a,
+                ch.b,
+                ch.slot_size,
+                ch.purpose.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(channels, [("firewall.net", 0, 1, 2048, "network")]);
+    let configs: Vec<Option<u16>> = m.qubes.iter().map(|q| q.config).collect();
+    assert_eq!(configs, [Some(5), Some(6), None, None]);
     let summary = c.summary();
     for word in [
         "firewall",
@@ -81,7 +108,10 @@ fn default_system_compiles_and_round_trips() {
         "black",
         "8 MiB",
         "#4 gui",
-        "192 MiB free",
+        "#5 net.cfg",
+        "#6 firewall.cfg",
+        "191 MiB 888 KiB free",
+        "pci-id:1af4:1041",
     ] {
         assert!(summary.contains(word), "{word} missing from:\n{summary}");
     }
