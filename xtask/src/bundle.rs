@@ -1,6 +1,7 @@
 //! Assembling what boots: compile the system description, build the images it needs, and
 //! write `target/bulkhead/<system>.manifest` and `target/bulkhead/<system>.bundle` (the file
-//! QEMU gets as `-initrd` and GRUB loads as `module2`).
+//! QEMU gets as `-initrd` and GRUB loads as `module2`): the manifest, the images, then the
+//! qubes' configuration blobs.
 
 use anyhow::{Context, Result, bail};
 use bulkhead_abi::bundle::EntryKind;
@@ -140,10 +141,8 @@ pub fn write(name: &str, system: &CompiledSystem, images: &[Built]) -> Result<(P
             .with_context(|| format!("reading {}", image.elf.display()))?;
         contents.push((image.image.name, bytes));
     }
-    let entries: Vec<(EntryKind, &str, &[u8])> = contents
-        .iter()
-        .map(|(n, b)| (EntryKind::Image, *n, b.as_slice()))
-        .collect();
+    let images: Vec<(&str, &[u8])> = contents.iter().map(|(n, b)| (*n, b.as_slice())).collect();
+    let entries = entries(system, &images);
     let bundle = bulkhead_abi::bundle::build(&manifest, &entries);
     let bundle_path = dir.join(format!("{name}.bundle"));
     std::fs::write(&bundle_path, &bundle)
@@ -165,6 +164,25 @@ pub fn write(name: &str, system: &CompiledSystem, images: &[Built]) -> Result<(P
     Ok((manifest_path, bundle_path))
 }
 
+/// The bundle entries after the manifest: the images (name and bytes, in the order of
+/// `system.images`), then the configuration blobs (`system.configs`), the order the
+/// manifest's entry indices assume.
+fn entries<'a>(
+    system: &'a CompiledSystem,
+    images: &[(&'a str, &'a [u8])],
+) -> Vec<(EntryKind, &'a str, &'a [u8])> {
+    images
+        .iter()
+        .map(|(n, b)| (EntryKind::Image, *n, *b))
+        .chain(
+            system
+                .configs
+                .iter()
+                .map(|c| (EntryKind::Config, c.entry.as_str(), c.bytes.as_slice())),
+        )
+        .collect()
+}
+
 fn size_of(path: &Path) -> Result<String> {
     let len = std::fs::metadata(path)
         .with_context(|| format!("{}", path.display()))?
@@ -176,4 +194,49 @@ fn file_stem(path: &Path) -> String {
     path.file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_else(|| "system".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bulkhead_abi::bundle::Bundle;
+    use bulkhead_abi::manifest::Manifest;
+    use bulkhead_qubeconfig::QubeConfig;
+
+    /// Every qube's image and configuration index leads to an entry of the right kind, and
+    /// each configuration entry decodes to what the compiler meant.
+    #[test]
+    fn configuration_blobs_follow_the_images() {
+        let path = crate::workspace_root().join("systems/tests/network.toml");
+        let system = system::compile_file(&path).unwrap();
+        let fake: Vec<(String, Vec<u8>)> = system
+            .images
+            .iter()
+            .map(|n| (n.clone(), format!("\x7fELF{n}").into_bytes()))
+            .collect();
+        let images: Vec<(&str, &[u8])> = fake
+            .iter()
+            .map(|(n, b)| (n.as_str(), b.as_slice()))
+            .collect();
+        let manifest = system.manifest.to_vec();
+        let bytes = bulkhead_abi::bundle::build(&manifest, &entries(&system, &images));
+        let bundle = Bundle::parse(&bytes).unwrap();
+        assert_eq!(bundle.len(), 1 + 3 + 4, "manifest, 3 images, 4 blobs");
+        let m = Manifest::decode(bundle.manifest()).unwrap();
+        for q in &m.qubes {
+            let image = bundle.entry(usize::from(q.image)).unwrap();
+            assert_eq!(image.kind, EntryKind::Image);
+            assert_eq!(image.data, format!("\x7fELF{}", image.name).as_bytes());
+            let config = bundle.entry(usize::from(q.config.unwrap())).unwrap();
+            assert_eq!(config.kind, EntryKind::Config);
+            assert_eq!(config.name, format!("{}.cfg", q.name));
+            let decoded = QubeConfig::decode(config.data).unwrap();
+            let blob = system
+                .configs
+                .iter()
+                .find(|c| c.entry == config.name)
+                .unwrap();
+            assert_eq!(decoded, blob.config);
+        }
+    }
 }
