@@ -39,7 +39,9 @@ use crate::packet::{
     L4, PROTO_ICMP, PROTO_TCP, PROTO_UDP, TCP_ACK, TCP_RST, TCP_SYN,
 };
 use crate::rules::{Decision, Flow};
-use bulkhead_qubeconfig::{MAX_DOWNSTREAM, MAX_RULES, Rule};
+use alloc::boxed::Box;
+use alloc::vec::Vec;
+use bulkhead_qubeconfig::{MAX_DOWNSTREAM, Rule};
 use core::fmt;
 use smoltcp::wire::{
     ArpOperation, ArpPacket, ArpRepr, EthernetAddress, EthernetProtocol, Ipv4Address,
@@ -182,7 +184,7 @@ type Outcome = Result<Verdict, Refused>;
 struct Client {
     addr: Ipv4,
     mac: Option<Mac>,
-    rules: heapless::Vec<Rule, MAX_RULES>,
+    rules: Vec<Rule>,
 }
 
 /// The uplink as sys-net reported it.
@@ -214,7 +216,7 @@ impl Uplink {
 
 /// The firewall.
 pub struct Firewall {
-    clients: heapless::Vec<Client, MAX_DOWNSTREAM>,
+    clients: Vec<Client>,
     gateway: Ipv4,
     virtual_dns: heapless::Vec<Ipv4, 2>,
     upstream_dns: Option<(Ipv4, u16)>,
@@ -224,7 +226,7 @@ pub struct Firewall {
     neigh: Neighbours,
     stats: Stats,
     next_sweep: u64,
-    buf: [u8; MAX_FRAME],
+    buf: Box<[u8; MAX_FRAME]>,
 }
 
 /// The seed [`Firewall::new`] uses for the connection table's hash.
@@ -244,7 +246,7 @@ impl Firewall {
         router: &Router,
         seed: u64,
     ) -> Result<Firewall, ConfigError> {
-        let mut clients = heapless::Vec::new();
+        let mut clients = Vec::with_capacity(downstream.len().min(MAX_DOWNSTREAM));
         for (i, d) in downstream.iter().enumerate().take(MAX_DOWNSTREAM) {
             let addr = d.address.ok_or(ConfigError::NoAddress(i))?;
             if addr == router.gateway || router.virtual_dns.contains(&addr) {
@@ -253,13 +255,11 @@ impl Firewall {
             if clients.iter().any(|c: &Client| c.addr == addr) {
                 return Err(ConfigError::DuplicateAddress(i));
             }
-            let client = Client {
+            clients.push(Client {
                 addr,
                 mac: None,
-                rules: d.rules.clone(),
-            };
-            // Cannot fail: `take(MAX_DOWNSTREAM)`.
-            let _ = clients.push(client);
+                rules: d.rules.iter().copied().collect(),
+            });
         }
         Ok(Firewall {
             clients,
@@ -272,7 +272,7 @@ impl Firewall {
             neigh: Neighbours::new(),
             stats: Stats::default(),
             next_sweep: 0,
-            buf: [0; MAX_FRAME],
+            buf: Box::new([0; MAX_FRAME]),
         })
     }
 
