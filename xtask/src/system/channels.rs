@@ -580,11 +580,18 @@ fn per_qube(parts: &[Parts], qubes: &Qubes, text: &str, d: &mut Diagnostics) {
             .iter()
             .map(|p| p.name.as_deref().unwrap_or(&p.path))
             .collect();
-        let hint = format!(
+        let mut hint = format!(
             "remove {} of its channels ({}), or carry several kinds of message over one channel",
             mine.len() - MAX_CHANNELS_PER_QUBE,
             names.join(", ")
         );
+        match (extra.section, extra.ends) {
+            (None, Some((a, _))) if a == q => hint.push_str(&format!(
+                "; every qube with netvm = \"{name}\" takes one: give some of them another netvm"
+            )),
+            (None, _) => hint.push_str("; its netvm takes one too"),
+            _ => {}
+        }
         let (key, span) = extra.ends_at.clone();
         d.push(text, span, key, message, hint);
     }

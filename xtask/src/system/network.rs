@@ -286,10 +286,11 @@ pub(super) fn links(raw: &Raw, text: &str, d: &mut Diagnostics) -> Links {
     let listed: Vec<&str> = names.iter().flatten().copied().collect();
     let known = !qubes.is_empty() && !raw.qubes.malformed;
     let mut netvm = vec![None; qubes.len()];
-    let mut ok = true;
+    // Qubes whose netvm is given but wrong: where they lead is unknown.
+    let mut broken = vec![false; qubes.len()];
     for (i, q) in qubes.iter().enumerate() {
         let Some((target, span)) = q.text("netvm") else {
-            ok &= q.absent("netvm");
+            broken[i] = !q.absent("netvm");
             continue;
         };
         let key = q.key("netvm");
@@ -302,7 +303,7 @@ pub(super) fn links(raw: &Raw, text: &str, d: &mut Diagnostics) -> Links {
                 hints::list(&others)
             );
             d.push(text, Some(span), key, message, hint);
-            ok = false;
+            broken[i] = true;
             continue;
         }
         match names.iter().position(|n| *n == Some(target)) {
@@ -313,7 +314,7 @@ pub(super) fn links(raw: &Raw, text: &str, d: &mut Diagnostics) -> Links {
                     let hint = hints::one_of("qubes", target, &listed);
                     d.push(text, Some(span.clone()), key.clone(), message, hint);
                 }
-                ok = false;
+                broken[i] = true;
             }
         }
         if let Some(name) = names[i].filter(|n| n.len() + CHANNEL_SUFFIX.len() > NAME_MAX) {
@@ -328,13 +329,12 @@ pub(super) fn links(raw: &Raw, text: &str, d: &mut Diagnostics) -> Links {
                 NAME_MAX - CHANNEL_SUFFIX.len()
             );
             d.push(text, Some(span), key, message, hint);
-            ok = false;
+            broken[i] = true;
         }
     }
+    let mut ok = !broken.contains(&true);
     ok &= cycles(raw, &names, &netvm, text, d);
-    if ok {
-        ok &= reachable(raw, &names, &netvm, text, d);
-    }
+    ok &= reachable(raw, &names, &netvm, &broken, text, d);
     let automatic = automatic(raw, &names, &netvm);
     Links {
         netvm,
@@ -391,11 +391,13 @@ fn cycles(
 }
 
 /// Each netvm reaches a network (it has a netvm or devices), a card owner serves one client,
-/// and no netvm has more than [`MAX_DOWNSTREAM`] clients. Needs an acyclic, known `netvm`.
+/// and no netvm has more than [`MAX_DOWNSTREAM`] clients. Netvms whose own netvm is
+/// `broken` are left alone (where they lead is unknown).
 fn reachable(
     raw: &Raw,
     names: &[Option<&str>],
     netvm: &[Option<usize>],
+    broken: &[bool],
     text: &str,
     d: &mut Diagnostics,
 ) -> bool {
@@ -410,7 +412,7 @@ fn reachable(
         clients[n].push(i);
         let span = q.text("netvm").map(|(_, s)| s);
         let key = q.key("netvm");
-        let bridge = netvm[n].is_none();
+        let bridge = netvm[n].is_none() && !broken[n];
         if bridge && !has_devices(&qubes[n]) {
             // Once per netvm, at its first client.
             if clients[n].len() == 1 {
@@ -518,7 +520,7 @@ pub(super) fn plan(
         let checked = checked.unwrap_or_default();
         if !checked.is_empty() && links.ok && behind_router(i) != Some(true) {
             let span = q.tables("rule").and_then(|t| t.span.clone());
-            let (message, hint) = misplaced(raw, &names, netvm, i, "firewall rules");
+            let (message, hint) = misplaced(raw, &names, netvm, i, Misplaced::Rules);
             d.push(text, span, q.key("rule"), message, hint);
             ok = false;
         }
@@ -536,38 +538,56 @@ pub(super) fn plan(
     })
 }
 
-/// Message and hint for `what` (firewall rules, an address) on qube `i`, which is not
-/// behind a router.
+/// What a qube not behind a router may not have: its firewall rules or its address.
+#[derive(Clone, Copy)]
+enum Misplaced {
+    Rules,
+    Address,
+}
+
+/// Message and hint for `what` on qube `i`, which is not behind a router.
 fn misplaced(
     raw: &Raw,
     names: &[Option<&str>],
     netvm: &[Option<usize>],
     i: usize,
-    what: &str,
+    what: Misplaced,
 ) -> (String, String) {
     let name = |i: usize| names[i].unwrap_or("?");
     // A qube that routes, or could: one whose netvm owns the card.
     let router = (0..netvm.len())
         .find(|r| *r != i && netvm[*r].is_some_and(|n| netvm[n].is_none()))
         .map_or("firewall".to_string(), |r| name(r).to_string());
+    let (has, are_for, remove) = match what {
+        Misplaced::Rules => (
+            "firewall rules",
+            "firewall rules are enforced by a router",
+            "remove the rules",
+        ),
+        Misplaced::Address => (
+            "an address",
+            "addresses are given to the qubes behind a router",
+            "remove ip",
+        ),
+    };
     let path = &raw.qubes.items[i].path;
     match netvm[i] {
         None => (
-            format!("{path} has {what} but no netvm"),
+            format!("{path} has {has} but no netvm"),
             format!(
-                "{what} are for a qube behind a router: add netvm = \"{router}\", or remove \
-                 them"
+                "{are_for} (a qube whose netvm owns the network card, like sys-firewall): add \
+                 netvm = \"{router}\", or {remove}"
             ),
         ),
         Some(n) => (
             format!(
-                "{path} has {what}, but its netvm \"{}\" owns the network card and does not \
+                "{path} has {has}, but its netvm \"{}\" owns the network card and does not \
                  route",
                 name(n)
             ),
             format!(
-                "{what} are for a qube behind a router (a qube whose netvm owns the card, \
-                 like sys-firewall): set netvm = \"{router}\", or remove them"
+                "{are_for} (a qube whose netvm owns the network card, like sys-firewall): set \
+                 netvm = \"{router}\", or {remove}"
             ),
         ),
     }
@@ -609,12 +629,9 @@ fn addresses(
                 continue;
             }
         };
-        if !links.ok {
-            ok = false;
-            continue;
-        }
-        if netvm[i].is_none_or(|n| netvm[n].is_none()) {
-            let (message, hint) = misplaced(raw, names, netvm, i, "an address");
+        // Where the qube stands decides first: an address off a router's network is moot.
+        if links.ok && netvm[i].is_none_or(|n| netvm[n].is_none()) {
+            let (message, hint) = misplaced(raw, names, netvm, i, Misplaced::Address);
             d.push(text, Some(span), key, message, hint);
             ok = false;
             continue;

@@ -205,7 +205,16 @@ fn choice(
         "action" => "actions",
         _ => "special targets",
     };
-    let mut hint = hints::one_of(what, value, allowed);
+    // Other firewalls' words for the two actions.
+    let meant = match value.to_ascii_lowercase().as_str() {
+        "allow" | "permit" | "pass" | "ok" => Some("accept"),
+        "deny" | "reject" | "block" | "refuse" => Some("drop"),
+        _ => None,
+    };
+    let mut hint = match meant.filter(|_| key == "action") {
+        Some(m) => format!("did you mean \"{m}\"? {what} are {}", hints::list(allowed)),
+        None => hints::one_of(what, value, allowed),
+    };
     if key == "specialtarget" {
         hint.push_str(" (the router's virtual DNS servers)");
     }

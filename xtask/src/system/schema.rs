@@ -108,7 +108,15 @@ pub(super) struct Raw {
 pub(super) fn read(text: &str, diags: &mut Diagnostics) -> Option<Raw> {
     let (root, errors) = DeTable::parse_recoverable(text);
     if !errors.is_empty() {
+        // A rule above every qube makes TOML see `qube` defined twice; say what happened.
+        let stray = super::syntax::stray_rule(text);
+        if let Some(span) = &stray {
+            stray_rule(text, span.clone(), diags);
+        }
         for e in errors {
+            if stray.is_some() && e.message().contains("duplicate") {
+                continue;
+            }
             let offset = e.span().map_or(text.len(), |s| s.start);
             let key = super::syntax::key_at(text, offset);
             diags.push(
@@ -153,6 +161,11 @@ pub(super) fn read(text: &str, diags: &mut Diagnostics) -> Option<Raw> {
                 "write it as a [network] header followed by clients = \"10.137.0.0/24\" and \
                  the other addresses, one per line",
             ),
+            ("qube", DeValue::Table(_)) if super::syntax::stray_rule(text).is_some() => {
+                let span = super::syntax::stray_rule(text).unwrap_or_default();
+                stray_rule(text, span, diags);
+                raw.qubes.malformed = true;
+            }
             ("qube", v) => {
                 let list = List::top("qube", QUBE_KEYS);
                 raw.qubes = read_tables(text, &list, v, key.span(), span, diags);
@@ -168,6 +181,18 @@ pub(super) fn read(text: &str, diags: &mut Diagnostics) -> Option<Raw> {
         }
     }
     Some(raw)
+}
+
+/// Reports a `[[qube.rule]]` header above every `[[qube]]`, at `span`.
+fn stray_rule(text: &str, span: Range<usize>, diags: &mut Diagnostics) {
+    diags.push(
+        text,
+        Some(span),
+        "qube.rule",
+        "a [[qube.rule]] comes before any [[qube]]",
+        "a rule belongs to the qube above it: move the [[qube.rule]] tables below the keys of \
+         the qube whose traffic they filter",
+    );
 }
 
 /// An array of tables as the reader sees it.

@@ -1,6 +1,7 @@
 //! Making TOML syntax errors readable: which key they are in, and what usually fixes them.
 
 use super::hints;
+use std::ops::Range;
 
 /// Best-effort key path of the line holding byte `offset`, from the headers above it, e.g.
 /// `qube[1].label` for a broken `label = ...` line in the second qube, or
@@ -69,6 +70,29 @@ pub(super) fn key_at(text: &str, offset: usize) -> String {
     "TOML syntax".into()
 }
 
+/// Where a `[[qube.rule]]` header comes before any `[[qube]]` (a rule belongs to the qube
+/// above it; TOML then reads the later `[[qube]]` as a second definition of `qube`).
+pub(super) fn stray_rule(text: &str) -> Option<Range<usize>> {
+    let mut start = 0usize;
+    for line in text.split_inclusive('\n') {
+        let header: String = line
+            .split('#')
+            .next()
+            .unwrap_or("")
+            .split_whitespace()
+            .collect();
+        if header == "[[qube]]" {
+            return None;
+        }
+        if header == "[[qube.rule]]" {
+            let at = start + line.len() - line.trim_start().len();
+            return Some(at..at + line.trim().len());
+        }
+        start += line.len();
+    }
+    None
+}
+
 /// A key as written, quoted when it is not a plain word.
 fn shown(key: &str) -> String {
     let plain = key
@@ -124,5 +148,14 @@ mod tests {
         assert_eq!(key_at("", 0), "TOML syntax");
         assert_eq!(key_at("\"\" x", 3), "TOML syntax");
         assert_eq!(key_at("[]\n = 1", 5), "\"\"");
+    }
+
+    #[test]
+    fn finds_a_rule_above_every_qube() {
+        let text = "[system]\n  [[ qube.rule ]] # drop\naction = \"drop\"\n[[qube]]\n";
+        let at = stray_rule(text).unwrap();
+        assert_eq!(&text[at], "[[ qube.rule ]] # drop");
+        assert_eq!(stray_rule("[[qube]]\n[[qube.rule]]\n"), None);
+        assert_eq!(stray_rule("[system]\n"), None);
     }
 }
