@@ -158,7 +158,15 @@ pub(super) fn check(raw: &Raw, text: &str, d: &mut Diagnostics) -> Option<Vec<(u
                 } else {
                     format!("{} already has it", first.path)
                 };
-                let message = format!("{} is named twice", show(&select));
+                let shown = show(&select);
+                let message = if item.trim().eq_ignore_ascii_case(&shown) {
+                    format!("{shown} is named twice")
+                } else {
+                    format!(
+                        "{shown} is named twice (written {} here)",
+                        hints::quoted(item)
+                    )
+                };
                 let hint = format!(
                     "a device belongs to one qube and is named once ({whose}); remove one. \
                      Several identical cards are told apart by address or by index, e.g. \

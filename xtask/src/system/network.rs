@@ -383,7 +383,7 @@ fn cycles(
         let q = &raw.qubes.items[start];
         let span = q.text("netvm").map(|(_, s)| s);
         let message = format!("netvm cycle: {}", path.join(" -> "));
-        let hint = "following netvm must end at a qube that owns a network card (devices = \
+        let hint = "a chain of netvms must end at a qube that owns a network card (devices = \
                     [...]) and has no netvm; remove netvm from one of these qubes";
         d.push(text, span, q.key("netvm"), message, hint);
     }

@@ -117,86 +117,166 @@ fn default_system_compiles_and_round_trips() {
     }
 }
 
-/// Each fixture: file, the key its one problem is under, and words of its message.
-const FIXTURES: &[(&str, &str, &str)] = &[
-    ("unknown-field.toml", "qube \"net\".colour", "unknown key"),
-    ("duplicate-name.toml", "qube[1].name", "called \"net\""),
+/// Each fixture: file, the key its one problem is under, words of its message, and the text
+/// its line and column point at.
+const FIXTURES: &[(&str, &str, &str, &str)] = &[
+    (
+        "unknown-field.toml",
+        "qube \"net\".colour",
+        "unknown key",
+        "colour = \"red\"",
+    ),
+    (
+        "duplicate-name.toml",
+        "qube[1].name",
+        "called \"net\"",
+        "\"net\"",
+    ),
     (
         "unknown-image.toml",
         "qube \"wifi\".image",
         "unknown image \"wifi\"",
+        "\"wifi\"",
     ),
     (
         "bad-label.toml",
         "qube \"net\".label",
         "unknown label \"pink\"",
+        "\"pink\"",
     ),
     (
         "memory-not-multiple.toml",
         "qube \"net\".memory_mib",
         "not a multiple of 2 MiB",
+        "9",
     ),
     (
         "memory-too-big.toml",
         "system.ram_mib",
         "40 MiB more than ram_mib = 256",
+        "256",
     ),
     (
         "bad-restart.toml",
         "qube \"net\".restart",
         "unknown restart policy",
+        "\"sometimes\"",
     ),
-    ("syntax-error.toml", "qube[0].label", "string"),
-    ("no-qubes.toml", "qube", "no qubes"),
+    ("syntax-error.toml", "qube[0].label", "string", "red"),
+    ("no-qubes.toml", "qube", "no qubes", "# Wrong"),
     (
         "bad-name.toml",
         "qube[0].name",
         "\"Net_VM\" is not a valid name",
+        "\"Net_VM\"",
     ),
     (
         "linux-kind.toml",
         "qube \"work\".kind",
         "not supported yet: Linux AppVMs arrive",
+        "\"linux\"",
     ),
     (
         "channel-unknown-endpoint.toml",
         "channel \"uplink\".between",
         "unknown qube \"firewal\"",
+        "\"firewal\"",
     ),
     (
         "channel-to-itself.toml",
         "channel \"loop\".between",
         "from \"net\" to itself",
+        "\"net\"]",
     ),
     (
         "channel-bad-size.toml",
         "channel \"uplink\".size_kib",
         "30 KiB is not a multiple of 4 KiB",
+        "30",
     ),
     (
         "channel-bad-slot-size.toml",
         "channel \"uplink\".slot_size",
         "1500 is not a power of two",
+        "1500",
     ),
     (
         "channel-too-few-slots.toml",
         "channel \"uplink\".slot_size",
         "64 KiB with 65536-byte slots leaves fewer than 2 slots per ring",
+        "65536",
     ),
     (
         "channel-duplicate-name.toml",
         "channel[1].name",
         "a second channel is called \"uplink\"",
+        "\"uplink\"",
     ),
     (
         "channel-unknown-key.toml",
         "channel \"uplink\".size",
         "unknown key \"size\"",
+        "size = 64",
     ),
     (
         "channel-too-many-on-qube.toml",
         "channel \"link-9\".between",
         "\"hub\" is an endpoint of 9 channels, at most 8 fit",
+        "[\"hub\", \"right\"]",
+    ),
+    (
+        "device-bad-syntax.toml",
+        "qube \"net\".devices",
+        "\"pci:00:03\" is not a device: an address ends with .function",
+        "\"pci:00:03\"",
+    ),
+    (
+        "device-duplicate.toml",
+        "qube \"usb\".devices",
+        "pci:00:03.0 is named twice",
+        "\"pci:0000:00:03.0\"",
+    ),
+    (
+        "netvm-unknown.toml",
+        "qube \"firewall\".netvm",
+        "unknown netvm \"nett\"",
+        "\"nett\"",
+    ),
+    (
+        "netvm-cycle.toml",
+        "qube \"firewall\".netvm",
+        "netvm cycle: \"firewall\" -> \"vpn\" -> \"firewall\"",
+        "\"vpn\"",
+    ),
+    (
+        "rule-ports-without-proto.toml",
+        "qube \"work\".rule[0].dstports",
+        "dstports needs proto = \"tcp\" or \"udp\"",
+        "\"443\"",
+    ),
+    (
+        "rule-no-catch-all.toml",
+        "qube \"work\".rule[1]",
+        "end with a rule that has conditions; the last rule must have none",
+        "[[qube.rule]]",
+    ),
+    (
+        "ip-outside-network.toml",
+        "qube \"work\".ip",
+        "10.138.0.10 is outside the client network 10.137.0.0/24",
+        "\"10.138.0.10\"",
+    ),
+    (
+        "ip-duplicate.toml",
+        "qube \"personal\".ip",
+        "10.137.0.10 is already the address of qube \"work\"",
+        "\"10.137.0.10\"",
+    ),
+    (
+        "iommu-bad-value.toml",
+        "system.iommu",
+        "unknown iommu policy \"off\"",
+        "\"off\"",
     ),
 ];
 
@@ -215,7 +295,7 @@ fn every_broken_fixture_reports_its_key_and_a_hint() {
         files, listed,
         "every fixture in systems/broken is listed here"
     );
-    for (file, key, words) in FIXTURES {
+    for (file, key, words, at) in FIXTURES {
         let path = dir.join(file);
         let text = std::fs::read_to_string(&path).unwrap();
         assert!(
@@ -233,7 +313,18 @@ fn every_broken_fixture_reports_its_key_and_a_hint() {
             "{file}: {:?} lacks {words:?}",
             d.message
         );
-        assert!(d.position.is_some(), "{file} has a line and column");
+        let (line, column) = d.position.expect("a line and column");
+        let pointed: String = text
+            .lines()
+            .nth(line - 1)
+            .unwrap_or_default()
+            .chars()
+            .skip(column - 1)
+            .collect();
+        assert!(
+            pointed.starts_with(at),
+            "{file}:{line}:{column} points at {pointed:?}, not {at:?}"
+        );
         assert!(!d.hint.is_empty());
         let shown = err.to_string();
         assert!(shown.contains(&*path.display().to_string()) && shown.contains("\n    hint: "));
