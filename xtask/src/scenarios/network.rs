@@ -99,12 +99,30 @@ fn network() -> Result<String> {
     expect(saw(&out, &["work", "denied destination blocked"]), || {
         "work did not report the denied destination blocked".into()
     })?;
+    expect(
+        saw(
+            &out,
+            &["firewall", "dropped from client work: drop rule", ":5556"],
+        ),
+        || "the firewall did not log dropping work's packet to the denied port".into(),
+    )?;
     expect(c.denied_connections.load(Ordering::Relaxed) == 0, || {
         "a connection to the denied port reached the host".into()
     })?;
     expect(saw(&out, &["work", "sent spoofed packet"]), || {
         "work did not send its spoofed packet".into()
     })?;
+    expect(
+        saw(
+            &out,
+            &[
+                "firewall",
+                "dropped from client work: spoofed source",
+                "10.137.0.99",
+            ],
+        ),
+        || "the firewall did not log dropping the spoofed packet".into(),
+    )?;
     expect(c.spoof_datagrams.load(Ordering::Relaxed) == 0, || {
         "a packet with a spoofed source reached the host".into()
     })?;
@@ -114,6 +132,18 @@ fn network() -> Result<String> {
     expect(saw(&out, &["other", "other client unreachable"]), || {
         "the second client reached the first (or did not say)".into()
     })?;
+    // The silence is the firewall's doing, not the first client's absence.
+    expect(
+        saw(
+            &out,
+            &[
+                "firewall",
+                "dropped from client other: client isolation",
+                "10.137.0.10",
+            ],
+        ),
+        || "the firewall did not log dropping other's packets to work".into(),
+    )?;
     Ok(format!(
         "{} bytes echoed, {} DNS queries; denied 0, spoofed 0",
         c.echo_bytes.load(Ordering::Relaxed),
