@@ -89,6 +89,8 @@ enum Mode {
     NetClient,
     /// `net-client-isolated`: DNS works, the other client is unreachable (`netclient.rs`).
     NetClientIsolated,
+    /// `net-uplink restarts=N`: waits for sys-net's uplink; restarts itself N times.
+    NetUplink,
 }
 
 fn parse_mode(args: &Args<'_>) -> Result<Mode, &'static str> {
@@ -126,6 +128,7 @@ fn parse_mode(args: &Args<'_>) -> Result<Mode, &'static str> {
         "alloc-storm" => Mode::AllocStorm,
         "net-client" => Mode::NetClient,
         "net-client-isolated" => Mode::NetClientIsolated,
+        "net-uplink" => Mode::NetUplink,
         "canary" => Mode::Canary {
             kib: args.get("kib").and_then(|k| k.parse().ok()).unwrap_or(1024),
             seconds: args
@@ -150,7 +153,7 @@ fn main(boot: &Boot) -> i32 {
             info!(
                 "testing: modes: idle heartbeat triple-fault spin bad-hypercall bad-pointer \
                  huge-write foreign-memory io-port msr vmrun panic exit=N alloc-storm ping pong \
-                 hostile snoop canary net-client net-client-isolated"
+                 hostile snoop canary net-client net-client-isolated net-uplink"
             );
             return EXIT_BAD_MODE;
         }
@@ -169,6 +172,7 @@ fn main(boot: &Boot) -> i32 {
         Mode::Canary { kib, seconds } => return canary::run(kib, seconds),
         Mode::NetClient => return netclient::client(boot, &args),
         Mode::NetClientIsolated => return netclient::isolated(boot, &args),
+        Mode::NetUplink => return netclient::uplink(boot, &args),
         Mode::Panic => panic!("testing: panic on purpose"),
         Mode::Spin => {
             info!("testing: cli, then spinning without hypercalls");

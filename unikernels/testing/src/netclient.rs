@@ -28,7 +28,7 @@ use bulkhead_rt::net::frame::{self, Ipv4Ends};
 use bulkhead_rt::net::smoltcp::iface::SocketHandle;
 use bulkhead_rt::net::smoltcp::socket::{dns, tcp};
 use bulkhead_rt::net::smoltcp::wire::{DnsQueryType, IpAddress, Ipv4Cidr};
-use bulkhead_rt::net::{NetLink, Stack};
+use bulkhead_rt::net::{LinkEvent, NetLink, Stack};
 use bulkhead_rt::{Args, Boot, error, info, now_ns};
 
 /// Exit statuses of the network modes (2 is the image's bad-mode status).
@@ -59,6 +59,10 @@ pub mod status {
     pub const PEER_ICMP: i32 = 21;
     /// A raw frame could not be sent (ring full or channel broken).
     pub const SEND_FAILED: i32 = 22;
+    /// `net-uplink`: no `Uplink` message from sys-net in time.
+    pub const NO_UPLINK_INFO: i32 = 23;
+    /// `net-uplink`: exiting on purpose so the restart policy starts the qube again.
+    pub const RESTART_ME: i32 = 3;
 }
 
 /// Bytes echoed after the line.
@@ -589,4 +593,88 @@ fn run_isolated(boot: &Boot, args: &Args<'_>) -> Result<(), i32> {
         SILENCE.as_secs()
     );
     Ok(())
+}
+
+/// `mode=net-uplink restarts=N`: the downstream side of sys-net, for its restart test. Opens
+/// the uplink channel (the configuration's, else the first), says hello, waits for sys-net's
+/// `Uplink` and logs it (`net-client: uplink ADDR/PREFIX gateway GW dns DNS from MAC`). While
+/// the qube has been restarted fewer than `restarts=` (default 0) times it then exits with
+/// [`status::RESTART_ME`], so its restart policy starts it again and the hypervisor resets the
+/// channel: sys-net has to notice and announce the uplink again. Then it exits 0.
+pub fn uplink(boot: &Boot, args: &Args<'_>) -> i32 {
+    let restarts: u32 = match argument(args, "restarts", 0) {
+        Ok(n) => n,
+        Err(status) => return status,
+    };
+    let config = match boot.config() {
+        [] => None,
+        blob => match QubeConfig::decode(blob) {
+            Ok(c) => Some(c),
+            Err(e) => return fail(status::NO_UPLINK, format_args!("{e}")),
+        },
+    };
+    let opened = match config.as_ref().and_then(|c| c.uplink.as_ref()) {
+        Some(u) => Channel::open_named(boot, u.channel.as_str()),
+        None => Channel::open(boot, 0),
+    };
+    let channel = match opened {
+        Ok(ch) => ch,
+        Err(e) => {
+            return fail(
+                status::NO_CHANNEL,
+                format_args!("cannot open the uplink channel: {e}"),
+            );
+        }
+    };
+    let name = heapless::String::<24>::try_from(channel.name()).unwrap_or_default();
+    let mut link = NetLink::new(channel, boot.name());
+    let end = now_ns() + HELLO_TIMEOUT.as_nanos() as u64;
+    let info = loop {
+        link.recv_frame(|_| ());
+        let mut got = None;
+        while let Some(e) = link.take_event() {
+            if let LinkEvent::Uplink(u) = e {
+                got = Some(u);
+            }
+        }
+        if let Some(u) = got {
+            break u;
+        }
+        if now_ns() >= end {
+            return fail(
+                status::NO_UPLINK_INFO,
+                format_args!(
+                    "no uplink from sys-net on {name} within {} s",
+                    HELLO_TIMEOUT.as_secs()
+                ),
+            );
+        }
+        link.wait(Some(Duration::from_millis(100)));
+    };
+    let m = info.mac;
+    info!(
+        "net-client: uplink {}/{} gateway {} dns {} from {:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x} (restart {})",
+        Ipv4Addr::from(info.address),
+        info.prefix_len,
+        info.gateway.map_or(Ipv4Addr::UNSPECIFIED, Ipv4Addr::from),
+        info.dns
+            .first()
+            .copied()
+            .map_or(Ipv4Addr::UNSPECIFIED, Ipv4Addr::from),
+        m[0],
+        m[1],
+        m[2],
+        m[3],
+        m[4],
+        m[5],
+        boot.restart_count()
+    );
+    if boot.restart_count() < restarts {
+        info!(
+            "net-client: exiting with status {} to be restarted",
+            status::RESTART_ME
+        );
+        return status::RESTART_ME;
+    }
+    0
 }
