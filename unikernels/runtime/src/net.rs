@@ -12,7 +12,7 @@
 //! - [`FrameQueue`]: a smoltcp device that is two queues, for a qube that decides itself
 //!   which frames its own interface sees (sys-net feeds its DHCP client this way).
 //! - [`Stack`]: an `Interface` and a `SocketSet` over a device, polled with the runtime's
-//!   clock; [`Stack::wait`] sleeps in `WaitEvent` (woken early by the channel's events) for
+//!   clock; [`Stack::poll_wait`] sleeps in `WaitEvent` (woken early by the channel's events) for
 //!   smoltcp's `poll_delay`, capped by the caller.
 //!
 //! - [`frame`]: the few frames a qube parses or builds by hand (ARP, a UDP datagram, an
