@@ -208,7 +208,16 @@ fn main(boot: &Boot) -> i32 {
     );
     let mut bridge = bridge::Bridge::new(boot, card, downstream);
     match mode {
-        Mode::Bridge => bridge.run_forever(),
+        Mode::Bridge => {
+            // `crash-after-ms=N` (tests): the first life panics after N ms of bridging, so a
+            // test can watch the hypervisor restart sys-net and traffic come back.
+            let crash = boot.args().get("crash-after-ms").and_then(parse_u64);
+            if let Some(ms) = crash.filter(|_| boot.restart_count() == 0) {
+                bridge.run_for(Duration::from_millis(ms));
+                panic!("net: crashing on purpose after {ms} ms (crash-after-ms, a test)");
+            }
+            bridge.run_forever()
+        }
         Mode::DmaEscape(addr) => {
             if !virtio::misdirection_applied() {
                 error!("dma-escape: the driver did not make the expected DMA allocations");

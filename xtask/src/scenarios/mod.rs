@@ -40,6 +40,7 @@ pub fn all() -> Vec<Scenario> {
         containment::CONTAINMENT,
         channels::CHANNELS,
         network::NETWORK,
+        network::NETWORK_RESTART,
         dma::DMA_ESCAPE,
         loom::LOOM_RING,
         fuzz::FUZZ_RING,

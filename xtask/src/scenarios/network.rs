@@ -150,3 +150,62 @@ fn network() -> Result<String> {
         c.dns_queries.load(Ordering::Relaxed)
     ))
 }
+
+pub const NETWORK_RESTART: Scenario = Scenario {
+    name: "network-restart",
+    about: "sys-net crashes under traffic; it is restarted alone and traffic flows again",
+    run: network_restart,
+};
+
+fn network_restart() -> Result<String> {
+    let host = HostServices::start()?;
+    let out = boot_until_exited(
+        "systems/tests/network-restart.toml",
+        "network-restart",
+        &["work"],
+        150,
+    )?;
+    let c = &host.counters;
+    expect(!out.timed_out, || {
+        format!("timed out; last line {:?}", out.lines.last())
+    })?;
+    expect(
+        out.exited.iter().any(|(q, s)| q == "net" && *s == 101),
+        || format!("sys-net did not crash (panic status 101): {:?}", out.exited),
+    )?;
+    expect(
+        out.restarts.iter().any(|(q, n)| q == "net" && *n == 1),
+        || "sys-net was not restarted".into(),
+    )?;
+    expect(!out.stopped.iter().any(|(q, _)| q == "firewall"), || {
+        "the firewall was stopped".into()
+    })?;
+    let restart_at = out
+        .lines
+        .iter()
+        .position(|l| l.contains("qube net restarting"))
+        .ok_or_else(|| anyhow::anyhow!("no `qube net restarting` line"))?;
+    let ok_round =
+        |l: &String| l.starts_with("work") && l.contains("net-echo: round") && l.contains(" ok");
+    let before = out.lines[..restart_at]
+        .iter()
+        .filter(|l| ok_round(l))
+        .count();
+    let after = out.lines[restart_at..]
+        .iter()
+        .filter(|l| ok_round(l))
+        .count();
+    expect(before >= 1, || {
+        "no successful round before sys-net crashed".into()
+    })?;
+    expect(after >= 1, || {
+        "no successful round after sys-net came back".into()
+    })?;
+    expect(exit_status(&out, "work") == Some(0), || {
+        format!("the client did not exit 0: {:?}", out.exited)
+    })?;
+    Ok(format!(
+        "{before} rounds ok before the crash, {after} after the restart; {} echo sessions",
+        c.echo_sessions.load(Ordering::Relaxed)
+    ))
+}
