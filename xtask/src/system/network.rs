@@ -518,7 +518,12 @@ pub(super) fn plan(
         let checked = rules::check(q, text, d);
         ok &= checked.is_some();
         let checked = checked.unwrap_or_default();
-        if !checked.is_empty() && links.ok && behind_router(i) != Some(true) {
+        // A netvm written after the rules is read as a rule's key (and reported there).
+        let netvm_in_rule = q
+            .tables("rule")
+            .is_some_and(|t| t.items.iter().any(|r| r.has_unknown("netvm")));
+        ok &= !netvm_in_rule;
+        if !checked.is_empty() && links.ok && !netvm_in_rule && behind_router(i) != Some(true) {
             let span = q.tables("rule").and_then(|t| t.span.clone());
             let (message, hint) = misplaced(raw, &names, netvm, i, Misplaced::Rules);
             d.push(text, span, q.key("rule"), message, hint);

@@ -24,6 +24,8 @@ pub(super) struct Section {
     lists: Vec<(&'static str, Tables)>,
     /// Keys present with a wrong type (already reported).
     mistyped: Vec<&'static str>,
+    /// Keys this table does not have (already reported).
+    unknown: Vec<String>,
 }
 
 impl Section {
@@ -72,6 +74,11 @@ impl Section {
         !self.mistyped.contains(&key)
             && !self.values.iter().any(|(k, ..)| *k == key)
             && !self.lists.iter().any(|(k, _)| *k == key)
+    }
+
+    /// Whether the unknown key `key` was written in this table (and reported).
+    pub fn has_unknown(&self, key: &str) -> bool {
+        self.unknown.iter().any(|k| k == key)
     }
 
     /// The key path of `key` in this table.
@@ -293,6 +300,7 @@ fn section(
         values: Vec::new(),
         lists: Vec::new(),
         mistyped: Vec::new(),
+        unknown: Vec::new(),
     };
     for (key, value) in table {
         let name = key.get_ref().as_ref();
@@ -305,6 +313,7 @@ fn section(
                 message,
                 hint,
             );
+            s.unknown.push(name.to_string());
             continue;
         };
         if k.ty == Ty::Tables {
