@@ -91,6 +91,8 @@ enum Mode {
     NetClientIsolated,
     /// `net-uplink restarts=N`: waits for sys-net's uplink; restarts itself N times.
     NetUplink,
+    /// `net-echo-loop`: TCP echo rounds for a while, across a sys-net restart (`netclient.rs`).
+    NetEchoLoop,
 }
 
 fn parse_mode(args: &Args<'_>) -> Result<Mode, &'static str> {
@@ -129,6 +131,7 @@ fn parse_mode(args: &Args<'_>) -> Result<Mode, &'static str> {
         "net-client" => Mode::NetClient,
         "net-client-isolated" => Mode::NetClientIsolated,
         "net-uplink" => Mode::NetUplink,
+        "net-echo-loop" => Mode::NetEchoLoop,
         "canary" => Mode::Canary {
             kib: args.get("kib").and_then(|k| k.parse().ok()).unwrap_or(1024),
             seconds: args
@@ -173,6 +176,7 @@ fn main(boot: &Boot) -> i32 {
         Mode::NetClient => return netclient::client(boot, &args),
         Mode::NetClientIsolated => return netclient::isolated(boot, &args),
         Mode::NetUplink => return netclient::uplink(boot, &args),
+        Mode::NetEchoLoop => return netclient::echo_loop(boot, &args),
         Mode::Panic => panic!("testing: panic on purpose"),
         Mode::Spin => {
             info!("testing: cli, then spinning without hypercalls");

@@ -678,3 +678,59 @@ pub fn uplink(boot: &Boot, args: &Args<'_>) -> i32 {
     }
     0
 }
+
+/// `mode=net-echo-loop seconds=S period-ms=P`: resolves the test name once, then every P ms
+/// for S seconds opens a TCP connection to it (port `port=`, default 5555) and runs the echo
+/// exchange, logging `net-echo: round N ok` or `net-echo: round N failed`. Used across a
+/// sys-net restart: rounds fail while it is down and succeed again after. Exits 0 when at
+/// least two rounds succeeded.
+pub fn echo_loop(boot: &Boot, args: &Args<'_>) -> i32 {
+    match run_echo_loop(boot, args) {
+        Ok(ok) if ok >= 2 => 0,
+        Ok(_) => status::TCP_CONNECT,
+        Err(status) => status,
+    }
+}
+
+fn run_echo_loop(boot: &Boot, args: &Args<'_>) -> Result<u32, i32> {
+    let name = args.get("name").unwrap_or("bulkhead-test.internal");
+    let port: u16 = argument(args, "port", 5555)?;
+    let seconds: u64 = argument(args, "seconds", 30)?;
+    let period = Duration::from_millis(argument(args, "period-ms", 500)?);
+    let mut c = Client::start(boot)?;
+    let addr = c.resolve(name)?;
+    info!("net-client: dns {name} -> {addr}");
+    let end = now_ns() + seconds * 1_000_000_000;
+    let (mut round, mut ok, mut failed) = (0u16, 0u32, 0u32);
+    while now_ns() < end {
+        round = round.wrapping_add(1);
+        let tcp = c.tcp_socket();
+        let result = if c.connect(
+            tcp,
+            SocketAddrV4::new(addr, port),
+            Duration::from_secs(3),
+            round,
+        ) {
+            c.exchange(tcp).map(|_| ())
+        } else {
+            Err(status::TCP_CONNECT)
+        };
+        match result {
+            Ok(()) => {
+                c.close(tcp);
+                ok += 1;
+                info!("net-echo: round {round} ok");
+            }
+            Err(_) => {
+                c.net.sockets.get_mut::<tcp::Socket>(tcp).abort();
+                c.net.poll();
+                failed += 1;
+                info!("net-echo: round {round} failed");
+            }
+        }
+        c.net.sockets.remove(tcp);
+        c.net.run_until(period, STEP, |_| None::<()>);
+    }
+    info!("net-echo: {ok} rounds ok, {failed} failed in {seconds} s");
+    Ok(ok)
+}
