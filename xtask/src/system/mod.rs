@@ -25,6 +25,8 @@ mod schema;
 mod syntax;
 
 #[cfg(test)]
+mod network_proptests;
+#[cfg(test)]
 mod network_tests;
 #[cfg(test)]
 mod proptests;

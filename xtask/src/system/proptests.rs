@@ -9,7 +9,7 @@ use bulkhead_abi::manifest::{MAX_CHANNELS, MAX_QUBES, RestartPolicy};
 use proptest::prelude::*;
 
 /// `s` as a TOML basic string.
-fn toml_str(s: &str) -> String {
+pub(super) fn toml_str(s: &str) -> String {
     let mut out = String::from("\"");
     for c in s.chars() {
         match c {
@@ -24,7 +24,7 @@ fn toml_str(s: &str) -> String {
 
 /// Compiles `text` and checks that a failure is well formed: every problem has a key, a
 /// message and a hint, and the report names the file.
-fn compile_checked(text: &str) -> Option<CompiledSystem> {
+pub(super) fn compile_checked(text: &str) -> Option<CompiledSystem> {
     match compile_str("systems/p.toml", text) {
         Ok(c) => Some(c),
         Err(diags) => {
@@ -42,7 +42,7 @@ fn compile_checked(text: &str) -> Option<CompiledSystem> {
 }
 
 /// A value for a text key: usually a right one, sometimes a wrong one or another type.
-fn text_value(valid: &'static [&'static str]) -> BoxedStrategy<String> {
+pub(super) fn text_value(valid: &'static [&'static str]) -> BoxedStrategy<String> {
     prop_oneof![
         6 => proptest::sample::select(valid).prop_map(toml_str),
         2 => "\\PC{0,30}".prop_map(|s| toml_str(&s)),
