@@ -144,6 +144,16 @@ fn main(boot: &Boot) -> i32 {
         Ok(d) => d,
         Err(status) => return status,
     };
+    if boot.devices().is_empty() {
+        // A system without a card for it (the containment and Bochs systems, or a machine
+        // whose card the hypervisor refused): nothing to drive. Say so once and stay up, so
+        // the rest of the system is not disturbed by restarts.
+        warn!("net: no device assigned to this qube: no network; idling");
+        bulkhead_rt::ready();
+        loop {
+            bulkhead_rt::wait_event(None);
+        }
+    }
     let Some(dev) = PciDevice::find(boot, VIRTIO_VENDOR, &VIRTIO_NET_IDS) else {
         error!(
             "net: no virtio-net card (1af4:1041 or 1af4:1000) among the {} assigned devices",

@@ -35,16 +35,20 @@ pub struct Counters {
     pub dns_queries: AtomicU64,
 }
 
-/// The running servers; they stop when this is dropped.
+/// The running servers; they stop, and free their ports, when this is dropped.
 pub struct HostServices {
     /// What they saw.
     pub counters: Arc<Counters>,
     stop: Arc<AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<()>>,
 }
 
 impl Drop for HostServices {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
     }
 }
 
@@ -71,25 +75,28 @@ impl HostServices {
         for s in [&spoof, &dns] {
             s.set_read_timeout(Some(Duration::from_millis(100)))?;
         }
+        let mut threads = Vec::new();
         let (c, s) = (counters.clone(), stop.clone());
-        std::thread::spawn(move || accept_loop(echo, &s, |t| serve_echo(t, &c)));
+        threads.push(std::thread::spawn(move || {
+            accept_loop(echo, &s, |t| serve_echo(t, &c))
+        }));
         let (c, s) = (counters.clone(), stop.clone());
-        std::thread::spawn(move || {
+        threads.push(std::thread::spawn(move || {
             accept_loop(denied, &s, |_| {
                 c.denied_connections.fetch_add(1, Ordering::Relaxed);
             })
-        });
+        }));
         let (c, s) = (counters.clone(), stop.clone());
-        std::thread::spawn(move || {
+        threads.push(std::thread::spawn(move || {
             let mut buf = [0u8; 2048];
             while !s.load(Ordering::Relaxed) {
                 if spoof.recv_from(&mut buf).is_ok() {
                     c.spoof_datagrams.fetch_add(1, Ordering::Relaxed);
                 }
             }
-        });
+        }));
         let (c, s) = (counters.clone(), stop.clone());
-        std::thread::spawn(move || {
+        threads.push(std::thread::spawn(move || {
             let mut buf = [0u8; 1500];
             while !s.load(Ordering::Relaxed) {
                 if let Ok((n, from)) = dns.recv_from(&mut buf) {
@@ -99,8 +106,12 @@ impl HostServices {
                     }
                 }
             }
-        });
-        Ok(HostServices { counters, stop })
+        }));
+        Ok(HostServices {
+            counters,
+            stop,
+            threads,
+        })
     }
 }
 
