@@ -956,3 +956,42 @@ fn long_qube_names_give_entry_names_that_fit() {
         "a-twenty-byte-name-x.net"
     );
 }
+
+#[test]
+fn the_documented_example_compiles_as_the_document_says() {
+    let doc = std::fs::read_to_string(crate::workspace_root().join("docs/system-description.md"))
+        .unwrap();
+    let example = doc
+        .split("```toml\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .expect("a toml example");
+    let c = compiled(example);
+    let channels: Vec<_> = c
+        .manifest
+        .channels
+        .iter()
+        .map(|ch| (ch.name.as_str(), ch.a, ch.b))
+        .collect();
+    assert_eq!(channels, [("firewall.net", 0, 1), ("work.net", 1, 2)]);
+    let owners: Vec<u8> = c.manifest.devices.iter().map(|d| d.qube).collect();
+    assert_eq!(owners, [0, 3]);
+    let entries: Vec<&str> = c.configs.iter().map(|b| b.entry.as_str()).collect();
+    assert_eq!(entries, ["net.cfg", "firewall.cfg", "work.cfg"]);
+    let fw = config_of(&c, "firewall");
+    assert_eq!(fw.uplink.unwrap().address, None);
+    assert_eq!(fw.downstream[0].address, Some([10, 137, 0, 10]));
+    assert_eq!(fw.downstream[0].rules.len(), 3);
+    let router = fw.router.unwrap();
+    assert_eq!(
+        (router.gateway, router.upstream_dns),
+        ([10, 137, 0, 1], Some(([10, 0, 2, 2], 5353)))
+    );
+    let work = config_of(&c, "work").uplink.unwrap();
+    assert_eq!(
+        (work.address, work.prefix_len, work.gateway),
+        (Some([10, 137, 0, 10]), 24, [10, 137, 0, 1])
+    );
+    assert_eq!(work.dns.as_slice(), [[10, 139, 1, 1], [10, 139, 1, 2]]);
+    assert_eq!(config_of(&c, "net").downstream[0].qube.as_str(), "firewall");
+}
