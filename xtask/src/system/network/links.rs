@@ -1,0 +1,239 @@
+//! Each qube's `netvm`: resolved, checked (known, not itself, no cycles, reaching a
+//! network, one client per card owner) and turned into the automatic channels.
+
+use super::{CHANNEL_SUFFIX, PURPOSE, channel_name};
+use crate::system::channels::{Automatic, Channel, net_channel_size};
+use crate::system::diagnostics::Diagnostics;
+use crate::system::hints;
+use crate::system::schema::{Raw, Section};
+use bulkhead_abi::boot_info::NAME_MAX;
+use bulkhead_abi::proto::NET_SLOT_SIZE;
+use bulkhead_qubeconfig::MAX_DOWNSTREAM;
+
+/// Each qube's netvm as written and resolved, and the channels they make.
+pub(in crate::system) struct Links {
+    /// Each qube's netvm, by index, when it names a known qube.
+    pub netvm: Vec<Option<usize>>,
+    /// Whether every netvm is right and there is no cycle.
+    pub ok: bool,
+    /// The channels between each qube and its netvm.
+    pub automatic: Vec<Automatic>,
+}
+
+/// Whether qube `q` has devices (or a `devices` key too broken to tell).
+fn has_devices(q: &Section) -> bool {
+    match q.names("devices") {
+        Some((list, _)) => !list.is_empty(),
+        None => !q.absent("devices"),
+    }
+}
+
+/// Reads every `netvm`: a known qube other than itself, no cycles, a netvm that reaches a
+/// network, one client per card owner, and at most [`MAX_DOWNSTREAM`] clients per netvm.
+pub(in crate::system) fn links(raw: &Raw, text: &str, d: &mut Diagnostics) -> Links {
+    let qubes = &raw.qubes.items;
+    let names: Vec<Option<&str>> = qubes
+        .iter()
+        .map(|q| q.text("name").map(|(n, _)| n))
+        .collect();
+    let listed: Vec<&str> = names.iter().flatten().copied().collect();
+    let known = !qubes.is_empty() && !raw.qubes.malformed;
+    let mut netvm = vec![None; qubes.len()];
+    // Qubes whose netvm is given but wrong: where they lead is unknown.
+    let mut broken = vec![false; qubes.len()];
+    for (i, q) in qubes.iter().enumerate() {
+        let Some((target, span)) = q.text("netvm") else {
+            broken[i] = !q.absent("netvm");
+            continue;
+        };
+        let key = q.key("netvm");
+        if names[i] == Some(target) {
+            let message = format!("\"{target}\" cannot be its own netvm");
+            let others: Vec<&str> = listed.iter().copied().filter(|n| *n != target).collect();
+            let hint = format!(
+                "netvm names the qube this one reaches the network through, e.g. a firewall; \
+                 qubes are {}",
+                hints::list(&others)
+            );
+            d.push(text, Some(span), key, message, hint);
+            broken[i] = true;
+            continue;
+        }
+        match names.iter().position(|n| *n == Some(target)) {
+            Some(n) => netvm[i] = Some(n),
+            None => {
+                if known {
+                    let message = format!("unknown netvm {}", hints::quoted(target));
+                    let hint = hints::one_of("qubes", target, &listed);
+                    d.push(text, Some(span.clone()), key.clone(), message, hint);
+                }
+                broken[i] = true;
+            }
+        }
+        if let Some(name) = names[i].filter(|n| n.len() + CHANNEL_SUFFIX.len() > NAME_MAX) {
+            let channel = channel_name(name);
+            let message = format!(
+                "the channel to the netvm would be called \"{channel}\", {} bytes; at most \
+                 {NAME_MAX} fit",
+                channel.len()
+            );
+            let hint = format!(
+                "a qube with a netvm has a name of at most {} bytes; shorten \"{name}\"",
+                NAME_MAX - CHANNEL_SUFFIX.len()
+            );
+            d.push(text, Some(span), key, message, hint);
+            broken[i] = true;
+        }
+    }
+    let mut ok = !broken.contains(&true);
+    ok &= cycles(raw, &names, &netvm, text, d);
+    ok &= reachable(raw, &names, &netvm, &broken, text, d);
+    let automatic = automatic(raw, &names, &netvm);
+    Links {
+        netvm,
+        ok,
+        automatic,
+    }
+}
+
+/// Reports each netvm cycle once, at the first qube of it; false if there is one.
+fn cycles(
+    raw: &Raw,
+    names: &[Option<&str>],
+    netvm: &[Option<usize>],
+    text: &str,
+    d: &mut Diagnostics,
+) -> bool {
+    let mut reported = vec![false; netvm.len()];
+    let mut ok = true;
+    for start in 0..netvm.len() {
+        // Follow the chain; after `len` steps without a repeat there is none through start.
+        let mut chain = vec![start];
+        let mut at = start;
+        let cycle = loop {
+            match netvm[at] {
+                None => break None,
+                Some(next) if next == start => break Some(chain),
+                Some(next) if chain.contains(&next) || chain.len() > netvm.len() => break None,
+                Some(next) => {
+                    chain.push(next);
+                    at = next;
+                }
+            }
+        };
+        let Some(cycle) = cycle else {
+            continue;
+        };
+        ok = false;
+        if cycle.iter().any(|i| reported[*i]) {
+            continue;
+        }
+        for i in &cycle {
+            reported[*i] = true;
+        }
+        let name = |i: usize| format!("\"{}\"", names[i].unwrap_or("?"));
+        let path: Vec<String> = cycle.iter().chain([&start]).map(|i| name(*i)).collect();
+        let q = &raw.qubes.items[start];
+        let span = q.text("netvm").map(|(_, s)| s);
+        let message = format!("netvm cycle: {}", path.join(" -> "));
+        let hint = "a chain of netvms must end at a qube that owns a network card (devices = \
+                    [...]) and has no netvm; remove netvm from one of these qubes";
+        d.push(text, span, q.key("netvm"), message, hint);
+    }
+    ok
+}
+
+/// Each netvm reaches a network (it has a netvm or devices), a card owner serves one client,
+/// and no netvm has more than [`MAX_DOWNSTREAM`] clients. Netvms whose own netvm is
+/// `broken` are left alone (where they lead is unknown).
+fn reachable(
+    raw: &Raw,
+    names: &[Option<&str>],
+    netvm: &[Option<usize>],
+    broken: &[bool],
+    text: &str,
+    d: &mut Diagnostics,
+) -> bool {
+    let qubes = &raw.qubes.items;
+    let name = |i: usize| names[i].unwrap_or("?");
+    let mut ok = true;
+    let mut clients: Vec<Vec<usize>> = vec![Vec::new(); qubes.len()];
+    for (i, q) in qubes.iter().enumerate() {
+        let Some(n) = netvm[i] else {
+            continue;
+        };
+        clients[n].push(i);
+        let span = q.text("netvm").map(|(_, s)| s);
+        let key = q.key("netvm");
+        let bridge = netvm[n].is_none() && !broken[n];
+        if bridge && !has_devices(&qubes[n]) {
+            // Once per netvm, at its first client.
+            if clients[n].len() == 1 {
+                let message = format!(
+                    "\"{}\" cannot reach any network: it has no netvm and no devices",
+                    name(n)
+                );
+                let hint = format!(
+                    "give \"{}\" its network card (devices = [\"pci-id:1af4:1041\"]) or a \
+                     netvm of its own, or choose another netvm here",
+                    name(n)
+                );
+                d.push(text, span, key, message, hint);
+            }
+            ok = false;
+        } else if bridge && clients[n].len() == 2 {
+            let first = clients[n][0];
+            let message = format!(
+                "\"{}\" owns the network card and serves one qube, \"{}\" already",
+                name(n),
+                name(first)
+            );
+            let hint = format!(
+                "the card owner hands its one DHCP address to its one client; put a router \
+                 between: netvm = \"{}\" here, if \"{}\" routes (a qube whose netvm is \"{}\", \
+                 like sys-firewall)",
+                name(first),
+                name(first),
+                name(n)
+            );
+            d.push(text, span, key, message, hint);
+            ok = false;
+        } else if clients[n].len() == MAX_DOWNSTREAM + 1 {
+            let message = format!(
+                "\"{}\" is the netvm of {} qubes, at most {MAX_DOWNSTREAM} fit",
+                name(n),
+                MAX_DOWNSTREAM + 1
+            );
+            let hint = "give some of its clients another netvm";
+            d.push(text, span, key, message, hint);
+            ok = false;
+        }
+    }
+    ok
+}
+
+/// The channel between each qube with a (known) netvm and that netvm.
+fn automatic(raw: &Raw, names: &[Option<&str>], netvm: &[Option<usize>]) -> Vec<Automatic> {
+    let size = net_channel_size();
+    raw.qubes
+        .items
+        .iter()
+        .enumerate()
+        .filter_map(|(i, q)| {
+            let n = netvm[i]?;
+            let name = names[i].filter(|n| n.len() + CHANNEL_SUFFIX.len() <= NAME_MAX)?;
+            Some(Automatic {
+                channel: Channel {
+                    name: channel_name(name),
+                    a: n,
+                    b: i,
+                    size,
+                    slot_size: NET_SLOT_SIZE,
+                    purpose: PURPOSE.to_string(),
+                },
+                key: q.key("netvm"),
+                span: q.text("netvm").map(|(_, s)| s),
+            })
+        })
+        .collect()
+}
