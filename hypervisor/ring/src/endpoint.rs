@@ -279,7 +279,8 @@ impl Endpoint {
 
     #[inline]
     fn check(&self) -> Result<(), ChannelError> {
-        if self.region.generation() != self.generation {
+        // A breach stays reported as such; a reset is only news for a working endpoint.
+        if self.broken.is_none() && self.region.generation() != self.generation {
             return Err(ChannelError::Reset);
         }
         match self.broken {

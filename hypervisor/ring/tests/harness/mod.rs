@@ -18,7 +18,8 @@
 #![allow(dead_code)]
 
 use bulkhead_abi::channel::{
-    CONSUMER_OFFSET, Geometry, PRODUCER_OFFSET, RING_CONTROL_SIZE, SLOT_HEADER, WAITING_OFFSET,
+    CONSUMER_OFFSET, GENERATION_OFFSET, Geometry, PRODUCER_OFFSET, RING_CONTROL_SIZE, SLOT_HEADER,
+    WAITING_OFFSET,
 };
 use bulkhead_ring::{ChannelError, Endpoint, Sent, SharedRegion, Side};
 use serde::{Deserialize, Serialize};
@@ -108,6 +109,9 @@ pub struct Scenario {
     pub full: usize,
     pub too_large: usize,
     pub breaks: usize,
+    /// The peer scribbled over the header's reset generation: the endpoints may report
+    /// `Reset` from then on (as after a real reset, which only the hypervisor should do).
+    pub generation_tainted: bool,
     /// Compare the guard pages after every step (the fuzz target turns it off when the
     /// sanitizer guards them instead).
     pub check_guards: bool,
@@ -152,6 +156,7 @@ impl Scenario {
             full: 0,
             too_large: 0,
             breaks: 0,
+            generation_tainted: false,
             check_guards: true,
         })
     }
@@ -185,6 +190,10 @@ impl Scenario {
                 );
                 self.breaks += 1;
             }
+            ChannelError::Reset => assert!(
+                self.generation_tainted,
+                "{what}: {side:?} reported a reset though the generation was not touched"
+            ),
             other => panic!("{what}: {side:?} failed with {other:?}"),
         }
     }
@@ -405,6 +414,9 @@ impl Scenario {
         let bytes = &bytes[..bytes.len().min(len - offset)];
         if bytes.is_empty() {
             return;
+        }
+        if overlaps(offset, bytes.len(), GENERATION_OFFSET as usize, 4) {
+            self.generation_tainted = true;
         }
         let g = self.geometry;
         let slot_size = g.slot_size as usize;
