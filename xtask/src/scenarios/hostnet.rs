@@ -99,11 +99,11 @@ impl HostServices {
         threads.push(std::thread::spawn(move || {
             let mut buf = [0u8; 1500];
             while !s.load(Ordering::Relaxed) {
-                if let Ok((n, from)) = dns.recv_from(&mut buf) {
-                    if let Some(reply) = dns_answer(&buf[..n]) {
-                        c.dns_queries.fetch_add(1, Ordering::Relaxed);
-                        let _ = dns.send_to(&reply, from);
-                    }
+                if let Ok((n, from)) = dns.recv_from(&mut buf)
+                    && let Some(reply) = dns_answer(&buf[..n])
+                {
+                    c.dns_queries.fetch_add(1, Ordering::Relaxed);
+                    let _ = dns.send_to(&reply, from);
                 }
             }
         }));

@@ -54,7 +54,10 @@ fn broken_descriptions() -> Result<String> {
 }
 
 /// Damages that must be refused, as (what, how to damage a good bundle, expected message).
-const DAMAGES: &[(&str, fn(&mut Vec<u8>), &str)] = &[
+/// A damage: its name, what it does to a bundle, and words the refusal must contain.
+type Damage = (&'static str, fn(&mut Vec<u8>), &'static str);
+
+const DAMAGES: &[Damage] = &[
     ("bad magic", |b| b[0] ^= 0xFF, "not a Bulkhead bundle"),
     (
         "entry out of range",
