@@ -1,7 +1,12 @@
-//! Bounded fuzzing in the test run: libFuzzer drives the ring crate while a hostile peer
-//! writes arbitrary bytes anywhere in the shared region between operations
-//! (`fuzz/fuzz_targets/ring_hostile_peer.rs`); any panic, out-of-bounds access or a received
-//! message that was never sent fails the scenario. `BULKHEAD_FUZZ_SECONDS` sets the budget.
+//! Bounded fuzzing in the test run:
+//! - `fuzz-ring`: libFuzzer drives the ring crate while a hostile peer writes arbitrary bytes
+//!   anywhere in the shared region between operations (`fuzz/fuzz_targets/ring_hostile_peer.rs`);
+//!   any panic, out-of-bounds access or a received message that was never sent fails it.
+//! - `fuzz-firewall`: arbitrary frames from arbitrary ports into the firewall engine, the
+//!   clock advancing and the uplink toggling (`fuzz/fuzz_targets/firewall_frames.rs`).
+//!
+//! `BULKHEAD_FUZZ_SECONDS` sets each one's budget (default 60 for the ring, half for the
+//! firewall).
 
 use super::Scenario;
 use anyhow::{Context, Result, bail};
@@ -10,10 +15,14 @@ use std::process::Command;
 pub const FUZZ_RING: Scenario = Scenario {
     name: "fuzz-ring",
     about: "libFuzzer: a hostile peer scribbles over the ring between operations (bounded time)",
-    run: fuzz_ring,
+    run: || fuzz("ring_hostile_peer", 60),
 };
 
-const TARGET: &str = "ring_hostile_peer";
+pub const FUZZ_FIREWALL: Scenario = Scenario {
+    name: "fuzz-firewall",
+    about: "libFuzzer: arbitrary frames from every port into the firewall engine (bounded time)",
+    run: || fuzz("firewall_frames", 30),
+};
 
 fn cargo() -> String {
     std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())
@@ -51,7 +60,7 @@ fn runs(stderr: &str) -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
-fn fuzz_ring() -> Result<String> {
+fn fuzz(target: &str, default_seconds: u64) -> Result<String> {
     if !ensure_tools()? {
         return Ok(
             "skipped: fuzzing needs a nightly toolchain (`rustup toolchain install nightly`)"
@@ -61,7 +70,7 @@ fn fuzz_ring() -> Result<String> {
     let seconds: u64 = std::env::var("BULKHEAD_FUZZ_SECONDS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(60);
+        .unwrap_or(default_seconds);
     let root = crate::workspace_root();
     let out = Command::new("cargo")
         .current_dir(&root)
@@ -69,7 +78,7 @@ fn fuzz_ring() -> Result<String> {
             "+nightly",
             "fuzz",
             "run",
-            TARGET,
+            target,
             "--fuzz-dir",
             "fuzz",
             "--",

@@ -44,6 +44,7 @@ pub fn all() -> Vec<Scenario> {
         dma::DMA_ESCAPE,
         loom::LOOM_RING,
         fuzz::FUZZ_RING,
+        fuzz::FUZZ_FIREWALL,
         refusals::BROKEN_BUNDLES,
         boots::GRUB_ISO,
         uefi::UEFI_ISO,
