@@ -178,10 +178,18 @@ mod raw {
 
         /// The reset generation in the header (the hypervisor's word; see
         /// `bulkhead_abi::channel::GENERATION_OFFSET`).
+        #[inline]
         pub(crate) fn generation(&self) -> u32 {
-            let mut b = [0u8; 4];
-            self.read_bytes(GENERATION_OFFSET as usize, &mut b);
-            u32::from_le_bytes(b)
+            let at = GENERATION_OFFSET as usize;
+            if !self.contains(at, 4) || !(self.base as usize).is_multiple_of(4) {
+                return 0;
+            }
+            // SAFETY: (1) the word lies inside the region (checked above), mapped for as long
+            // as `self` lives, which bounds the borrow; (2) it is 4-byte aligned (a 4-aligned
+            // base plus 64); (3) this program touches these bytes only atomically or through
+            // volatile copies (contract of `new`: no references).
+            let word = unsafe { AtomicU32::from_ptr(self.base.add(at).cast::<u32>()) };
+            word.load(crate::sync::Ordering::Relaxed)
         }
 
         /// Copies `src` to `offset` (volatile stores); false, writing nothing, when that range
