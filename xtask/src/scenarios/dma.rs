@@ -2,7 +2,8 @@
 //! qube's memory. With the IOMMU the write is blocked, the hypervisor logs the fault with the
 //! device and the qube, and the victim's canary stays intact. The same attack without an
 //! IOMMU (the system description accepting the risk) does overwrite the canary, which shows
-//! the test can see what it looks for.
+//! the test can see what it looks for. Without an IOMMU and without that acceptance, the card
+//! is not given to sys-net at all.
 //!
 //! The target is the victim's canary at its host-physical address, learned from a first
 //! boot (the allocation is deterministic: same images, same order), which is what a device
@@ -134,7 +135,16 @@ fn dma_escape() -> Result<String> {
         "without the IOMMU the attack did not reach the victim, so the fenced run shows nothing"
             .into()
     })?;
+
+    // 4. Without an IOMMU and without the description accepting the risk: no card at all.
+    let refused = boot("dma-refused", &system("dma-refused", "", required), false)?;
+    expect(saw(&refused, &["refused: no IOMMU", "qube net"]), || {
+        "without an IOMMU the card was not refused".into()
+    })?;
+    expect(saw(&refused, &["net", "no device assigned"]), || {
+        "sys-net did not report that it has no card".into()
+    })?;
     Ok(format!(
-        "target {target:#x} (victim at {base:#x}): blocked and logged with the IOMMU, landed without"
+        "target {target:#x} (victim at {base:#x}): blocked and logged with the IOMMU, landed without; refused without an IOMMU unless accepted"
     ))
 }
