@@ -251,30 +251,9 @@ fn parse_multiboot2(mem: &impl PhysRead, info: u64) -> Result<BootEnv, BootInfoE
 mod tests {
     extern crate std;
     use super::*;
+    use crate::test_memory::{Mem, put};
     use proptest::prelude::*;
     use std::vec::Vec;
-
-    /// Physical memory from 0 to `bytes.len()`.
-    struct Mem(Vec<u8>);
-
-    impl PhysRead for Mem {
-        fn read(&self, addr: u64, buf: &mut [u8]) -> bool {
-            let Ok(a) = usize::try_from(addr) else {
-                return false;
-            };
-            match a.checked_add(buf.len()).and_then(|e| self.0.get(a..e)) {
-                Some(src) => {
-                    buf.copy_from_slice(src);
-                    true
-                }
-                None => false,
-            }
-        }
-    }
-
-    fn put(m: &mut [u8], at: usize, v: &[u8]) {
-        m[at..at + v.len()].copy_from_slice(v);
-    }
 
     fn pvh_image() -> Mem {
         let mut m = std::vec![0u8; 0x4000];

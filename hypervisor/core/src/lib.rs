@@ -21,6 +21,9 @@ pub mod pci;
 pub mod sched;
 pub mod vtd;
 
+#[cfg(test)]
+mod test_memory;
+
 /// Size of a small page.
 pub const PAGE_SIZE: u64 = 4096;
 /// Size of a large page.

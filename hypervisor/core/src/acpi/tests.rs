@@ -1,30 +1,9 @@
 extern crate std;
 
 use super::*;
+use crate::test_memory::{Mem, put};
 use proptest::prelude::*;
 use std::vec::Vec as StdVec;
-
-/// Physical memory from 0 to `bytes.len()`.
-struct Mem(StdVec<u8>);
-
-impl PhysRead for Mem {
-    fn read(&self, addr: u64, buf: &mut [u8]) -> bool {
-        let Ok(a) = usize::try_from(addr) else {
-            return false;
-        };
-        match a.checked_add(buf.len()).and_then(|e| self.0.get(a..e)) {
-            Some(src) => {
-                buf.copy_from_slice(src);
-                true
-            }
-            None => false,
-        }
-    }
-}
-
-fn put(m: &mut [u8], at: usize, v: &[u8]) {
-    m[at..at + v.len()].copy_from_slice(v);
-}
 
 /// Writes a table with a correct header checksum at `at`.
 fn table(m: &mut [u8], at: usize, sig: &[u8; 4], body: &[u8]) {
