@@ -127,20 +127,11 @@ impl Channel {
 
     /// Sends `msg`, waiting (yielding the CPU) while the ring is full, and notifies the peer
     /// if it sleeps.
-    pub fn send<T: Serialize>(&mut self, msg: &T) -> Result<(), ChannelError> {
-        loop {
-            let sent = self.ep.send(msg);
-            match self.after(sent)? {
-                Sent::Queued { notify } => {
-                    if notify {
-                        self.notifies += 1;
-                        hypercall::notify(self.local);
-                    }
-                    return Ok(());
-                }
-                Sent::Full => hypercall::yield_now(),
-            }
+    pub fn send<T: Serialize + ?Sized>(&mut self, msg: &T) -> Result<(), ChannelError> {
+        while !self.try_send(msg)? {
+            hypercall::yield_now();
         }
+        Ok(())
     }
 
     /// Sends `msg` if the ring has room (notifying the peer if it sleeps); `Ok(false)` when
