@@ -1,6 +1,7 @@
 //! `cargo xtask`: the only entry point for people. See the README for the verbs.
 #![forbid(unsafe_code)]
 
+mod appvm;
 mod bench;
 mod bochs;
 mod bundle;
@@ -80,6 +81,9 @@ enum Cmd {
         #[arg(long)]
         write_docs: bool,
     },
+    /// Build the Linux AppVM template (Debian's cloud kernel and an initramfs) into
+    /// target/bulkhead/appvm; not booted by the hypervisor yet. See linux-appvm/README.md.
+    Appvm(AppvmArgs),
     /// Build, then make a GRUB ISO that boots with BIOS and UEFI (USB stick, CD, QEMU, Bochs).
     Iso {
         #[command(flatten)]
@@ -88,6 +92,25 @@ enum Cmd {
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
     },
+}
+
+#[derive(Args)]
+struct AppvmArgs {
+    /// Use this kernel package (.deb) instead of downloading Debian's cloud kernel.
+    #[arg(long, value_name = "FILE", conflicts_with = "kernel")]
+    kernel_deb: Option<PathBuf>,
+    /// Use this bzImage (the initramfs then has no kernel modules).
+    #[arg(long, value_name = "FILE")]
+    kernel: Option<PathBuf>,
+    /// Where to write vmlinuz and initramfs.cpio.gz [default: target/bulkhead/appvm].
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+    /// Leave the agent (linux-appvm/agent) out of the initramfs.
+    #[arg(long)]
+    no_agent: bool,
+    /// Then boot it in plain QEMU (TCG) until /init reports (60 s at most).
+    #[arg(long)]
+    check_in_qemu: bool,
 }
 
 #[derive(Args)]
@@ -165,6 +188,13 @@ fn verb(cli: Cli) -> Result<()> {
             Ok(())
         }
         Cmd::Run(args) => run(args),
+        Cmd::Appvm(a) => appvm::verb(appvm::Options {
+            kernel_deb: a.kernel_deb,
+            kernel: a.kernel,
+            out: a.out,
+            no_agent: a.no_agent,
+            check_in_qemu: a.check_in_qemu,
+        }),
         Cmd::Tcb {
             json,
             markdown,
