@@ -95,6 +95,17 @@ impl Template {
 }
 
 /// Where the template and its cache go by default.
+/// Whether Debian's cloud kernel package can be had here (cached, or named by apt and
+/// downloaded); the reason when not. The `appvm-template` scenario skips on `Err`.
+pub fn kernel_available() -> std::result::Result<(), String> {
+    let cache = default_out().join("cache");
+    std::fs::create_dir_all(&cache).map_err(|e| e.to_string())?;
+    let package = debian::kernel_package(&cache).map_err(|e| format!("{e:#}"))?;
+    debian::download(&cache, &package)
+        .map(|_| ())
+        .map_err(|e| format!("{e:#}"))
+}
+
 pub fn default_out() -> PathBuf {
     crate::images::target_dir().join("bulkhead").join("appvm")
 }

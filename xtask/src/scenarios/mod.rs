@@ -4,6 +4,7 @@
 //! result by the console lines and the exit status only. Each has its own timeout; none
 //! asserts a wall-clock time. Figures a scenario sees (VM exits to all-ready) are printed.
 
+mod appvm;
 mod bochs;
 mod boots;
 mod channels;
@@ -49,6 +50,7 @@ pub fn all() -> Vec<Scenario> {
         boots::GRUB_ISO,
         uefi::UEFI_ISO,
         uefi::UEFI_USB,
+        appvm::APPVM_TEMPLATE,
         bochs::SVM_RYZEN,
         bochs::VMX_NO_EPT,
         bochs::VMX,
