@@ -15,6 +15,7 @@ pub mod acpi;
 pub mod bootinfo;
 pub mod console;
 pub mod elf;
+pub mod linux;
 pub mod memmap;
 pub mod paging;
 pub mod pci;
