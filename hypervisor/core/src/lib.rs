@@ -12,6 +12,7 @@
 #![forbid(unsafe_code)]
 
 pub mod acpi;
+pub mod acpi_build;
 pub mod bootinfo;
 pub mod console;
 pub mod elf;

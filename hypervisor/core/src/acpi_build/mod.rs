@@ -1,0 +1,233 @@
+//! Writing the ACPI tables a Linux qube boots with: RSDP (revision 2) → XSDT → MADT and
+//! FADT, the FADT → FACS and DSDT. The kernel finds its interrupt controllers only through
+//! the MADT; the FADT and the DSDT's `\_S5` give it a poweroff the hypervisor can trap.
+//!
+//! Choices (see `docs/appvm.md`):
+//! - MADT: LAPIC at 0xfee00000, one enabled Processor Local APIC (UID 0, APIC id 0), one
+//!   I/O APIC (id 0 at 0xfec00000, GSI base 0), and one interrupt source override, ISA IRQ 9
+//!   (the SCI) → GSI 9 level/active-low. The UART's IRQ 4 needs none: ISA IRQs are
+//!   identity-mapped, edge/active-high, by default. No dual-8259 (`PCAT_COMPAT` clear).
+//! - FADT: revision 6, *not* hardware-reduced. Hardware-reduced ACPI makes Linux drop the
+//!   legacy PIC before it parses the MADT, and with it the default ISA IRQ mappings the
+//!   8250 UART on IRQ 4 relies on. Instead the classic fixed hardware is reduced to a PM1a
+//!   event block ([`PM1A_EVT_PORT`], 4 bytes) and a PM1a control block ([`PM1A_CNT_PORT`],
+//!   2 bytes) at I/O ports the hypervisor traps; `SMI_CMD` 0 (already in ACPI mode), no PM
+//!   timer, no GPE blocks. Poweroff is the write [`is_poweroff`] recognises.
+//! - DSDT: only `Name (\_S5, Package () { 5, 0, 0, 0 })`, so Linux can enter S5.
+
+/// Where the OEM fields say the tables come from.
+pub const OEM_ID: [u8; 6] = *b"BLKHD ";
+/// OEM table id.
+pub const OEM_TABLE_ID: [u8; 8] = *b"BULKHEAD";
+/// Local APIC address.
+pub const LAPIC_ADDR: u32 = 0xfee0_0000;
+/// I/O APIC address.
+pub const IOAPIC_ADDR: u32 = 0xfec0_0000;
+/// I/O APIC id.
+pub const IOAPIC_ID: u8 = 0;
+/// The SCI's ISA IRQ (and GSI). Never raised: no fixed events are emulated.
+pub const SCI_IRQ: u8 = 9;
+/// PM1a event block: status (2 bytes) then enable (2 bytes). Reads 0, writes ignored.
+pub const PM1A_EVT_PORT: u16 = 0x600;
+/// PM1a control block (2 bytes). Reads 0 is fine (`SMI_CMD` 0 means ACPI mode).
+pub const PM1A_CNT_PORT: u16 = 0x604;
+/// `SLP_TYP` of S5 in the DSDT's `\_S5`.
+pub const S5_SLP_TYP: u16 = 5;
+/// `SLP_EN` in PM1 control.
+pub const SLP_EN: u16 = 1 << 13;
+
+/// Whether a 16-bit write of `value` to [`PM1A_CNT_PORT`] asks for poweroff (S5).
+pub fn is_poweroff(value: u16) -> bool {
+    value & SLP_EN != 0 && (value >> 10) & 7 == S5_SLP_TYP
+}
+
+/// Why the tables could not be written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BuildError {
+    /// The buffer is shorter than [`TABLES_LEN`].
+    BufferTooSmall,
+    /// The base is not 64-byte aligned (the FACS needs it) or the tables would not lie
+    /// below 4 GiB (the RSDP's and FADT's 32-bit pointers).
+    BadBase,
+}
+
+/// Offsets of each table from the base, and the total length.
+const RSDP_OFF: usize = 0x000;
+const FACS_OFF: usize = 0x040;
+const XSDT_OFF: usize = 0x080;
+const MADT_OFF: usize = 0x0c0;
+const FADT_OFF: usize = 0x140;
+const DSDT_OFF: usize = 0x280;
+/// Bytes the tables take.
+pub const TABLES_LEN: usize = 0x2c0;
+
+const HEADER_LEN: usize = 36;
+const RSDP_LEN: usize = 36;
+const FACS_LEN: usize = 64;
+const XSDT_LEN: usize = HEADER_LEN + 2 * 8;
+const MADT_LEN: usize = HEADER_LEN + 8 + 8 + 12 + 10;
+const FADT_LEN: usize = 276;
+/// `Name (\_S5, Package (4) { 5, 0, 0, 0 })` in AML.
+const S5_AML: [u8; 13] = [
+    0x08, b'_', b'S', b'5', b'_', // NameOp, NameSeg
+    0x12, 0x07, 0x04, // PackageOp, PkgLength 7, NumElements 4
+    0x0a, 0x05, // BytePrefix 5
+    0x00, 0x00, 0x00, // ZeroOp x3
+];
+const DSDT_LEN: usize = HEADER_LEN + S5_AML.len();
+
+/// Guest-physical addresses of the tables written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AcpiTables {
+    /// The RSDP (give it to Linux as `acpi_rsdp_addr`).
+    pub rsdp: u64,
+    /// The XSDT.
+    pub xsdt: u64,
+    /// The MADT.
+    pub madt: u64,
+    /// The FADT.
+    pub fadt: u64,
+    /// The FACS.
+    pub facs: u64,
+    /// The DSDT.
+    pub dsdt: u64,
+    /// Bytes used from the base.
+    pub len: usize,
+}
+
+/// Writes the tables into `buf`, which the guest sees at `base`.
+pub fn build(buf: &mut [u8], base: u64) -> Result<AcpiTables, BuildError> {
+    let buf = buf
+        .get_mut(..TABLES_LEN)
+        .ok_or(BuildError::BufferTooSmall)?;
+    if !base.is_multiple_of(64)
+        || base
+            .checked_add(TABLES_LEN as u64)
+            .is_none_or(|end| end > 1 << 32)
+    {
+        return Err(BuildError::BadBase);
+    }
+    buf.fill(0);
+    let t = AcpiTables {
+        rsdp: base + RSDP_OFF as u64,
+        xsdt: base + XSDT_OFF as u64,
+        madt: base + MADT_OFF as u64,
+        fadt: base + FADT_OFF as u64,
+        facs: base + FACS_OFF as u64,
+        dsdt: base + DSDT_OFF as u64,
+        len: TABLES_LEN,
+    };
+
+    // RSDP: revision 2, RSDT 0, XSDT, both checksums.
+    let r = &mut buf[RSDP_OFF..RSDP_OFF + RSDP_LEN];
+    r[..8].copy_from_slice(b"RSD PTR ");
+    r[9..15].copy_from_slice(&OEM_ID);
+    r[15] = 2;
+    r[20..24].copy_from_slice(&(RSDP_LEN as u32).to_le_bytes());
+    r[24..32].copy_from_slice(&t.xsdt.to_le_bytes());
+    r[8] = checksum(&r[..20]);
+    r[32] = checksum(r);
+
+    // FACS: no checksum; version 2, no waking vector.
+    let f = &mut buf[FACS_OFF..FACS_OFF + FACS_LEN];
+    f[..4].copy_from_slice(b"FACS");
+    f[4..8].copy_from_slice(&(FACS_LEN as u32).to_le_bytes());
+    f[32] = 2;
+
+    // XSDT.
+    let x = &mut buf[XSDT_OFF..XSDT_OFF + XSDT_LEN];
+    header(x, b"XSDT", 1);
+    x[36..44].copy_from_slice(&t.fadt.to_le_bytes());
+    x[44..52].copy_from_slice(&t.madt.to_le_bytes());
+    seal(x);
+
+    // MADT.
+    let m = &mut buf[MADT_OFF..MADT_OFF + MADT_LEN];
+    header(m, b"APIC", 5);
+    m[36..40].copy_from_slice(&LAPIC_ADDR.to_le_bytes());
+    // Flags 0: no PC-AT dual 8259.
+    // Processor Local APIC: UID 0, APIC id 0, enabled.
+    m[44..52].copy_from_slice(&[0, 8, 0, 0, 1, 0, 0, 0]);
+    // I/O APIC.
+    m[52] = 1;
+    m[53] = 12;
+    m[54] = IOAPIC_ID;
+    m[56..60].copy_from_slice(&IOAPIC_ADDR.to_le_bytes());
+    // GSI base 0 (60..64 already zero).
+    // Interrupt source override: ISA IRQ 9 → GSI 9, active low (3), level (3 << 2).
+    m[64] = 2;
+    m[65] = 10;
+    m[67] = SCI_IRQ;
+    m[68..72].copy_from_slice(&u32::from(SCI_IRQ).to_le_bytes());
+    m[72..74].copy_from_slice(&0x000fu16.to_le_bytes());
+    seal(m);
+
+    // FADT (ACPI 6.3 layout, 276 bytes).
+    let d = &mut buf[FADT_OFF..FADT_OFF + FADT_LEN];
+    header(d, b"FACP", 6);
+    d[36..40].copy_from_slice(&(t.facs as u32).to_le_bytes());
+    d[40..44].copy_from_slice(&(t.dsdt as u32).to_le_bytes());
+    d[46..48].copy_from_slice(&u16::from(SCI_IRQ).to_le_bytes());
+    // SMI_CMD (48..52) 0: the platform is always in ACPI mode.
+    d[56..60].copy_from_slice(&u32::from(PM1A_EVT_PORT).to_le_bytes());
+    d[64..68].copy_from_slice(&u32::from(PM1A_CNT_PORT).to_le_bytes());
+    d[88] = 4; // PM1_EVT_LEN
+    d[89] = 2; // PM1_CNT_LEN
+    d[96..98].copy_from_slice(&101u16.to_le_bytes()); // no C2
+    d[98..100].copy_from_slice(&1001u16.to_le_bytes()); // no C3
+    // IAPC_BOOT_ARCH: no legacy devices, no 8042, VGA not present (bit 2), no CMOS RTC
+    // (bit 5).
+    d[109..111].copy_from_slice(&((1u16 << 2) | (1 << 5)).to_le_bytes());
+    // Flags: WBINVD (0), PWR_BUTTON (4) and SLP_BUTTON (5): no fixed-feature buttons.
+    d[112..116].copy_from_slice(&((1u32 << 0) | (1 << 4) | (1 << 5)).to_le_bytes());
+    d[131] = 3; // FADT minor version: ACPI 6.3
+    d[132..140].copy_from_slice(&t.facs.to_le_bytes()); // X_FIRMWARE_CTRL
+    d[140..148].copy_from_slice(&t.dsdt.to_le_bytes()); // X_DSDT
+    gas_io(&mut d[148..160], PM1A_EVT_PORT, 32); // X_PM1a_EVT_BLK
+    gas_io(&mut d[172..184], PM1A_CNT_PORT, 16); // X_PM1a_CNT_BLK
+    seal(d);
+
+    // DSDT.
+    let s = &mut buf[DSDT_OFF..DSDT_OFF + DSDT_LEN];
+    header(s, b"DSDT", 2);
+    s[HEADER_LEN..].copy_from_slice(&S5_AML);
+    seal(s);
+
+    Ok(t)
+}
+
+/// The standard table header, but for the checksum; the length is the slice's.
+fn header(t: &mut [u8], sig: &[u8; 4], revision: u8) {
+    t[..4].copy_from_slice(sig);
+    let len = t.len() as u32;
+    t[4..8].copy_from_slice(&len.to_le_bytes());
+    t[8] = revision;
+    t[10..16].copy_from_slice(&OEM_ID);
+    t[16..24].copy_from_slice(&OEM_TABLE_ID);
+    t[24..28].copy_from_slice(&1u32.to_le_bytes());
+    t[28..32].copy_from_slice(b"BLKH");
+    t[32..36].copy_from_slice(&1u32.to_le_bytes());
+}
+
+/// Sets the checksum byte (offset 9) so the table sums to zero.
+fn seal(t: &mut [u8]) {
+    t[9] = 0;
+    t[9] = checksum(t);
+}
+
+/// The byte that makes `b` sum to zero, given its checksum byte is zero now.
+fn checksum(b: &[u8]) -> u8 {
+    0u8.wrapping_sub(b.iter().fold(0u8, |a, x| a.wrapping_add(*x)))
+}
+
+/// A Generic Address Structure for an I/O port register of `bits` bits, word access.
+fn gas_io(g: &mut [u8], port: u16, bits: u8) {
+    g[0] = 1; // System I/O
+    g[1] = bits;
+    g[2] = 0;
+    g[3] = 2; // word access
+    g[4..12].copy_from_slice(&u64::from(port).to_le_bytes());
+}
+
+#[cfg(test)]
+mod tests;
