@@ -500,7 +500,11 @@ fn a_reset_is_reported_once_and_reopening_starts_afresh() {
     // Both ends start again from the reset state and talk.
     let mut a = a.reopen().unwrap();
     let mut b = Endpoint::open(region.clone(), Side::B).unwrap();
-    assert_eq!(b.try_recv::<u32>(), Ok(None), "nothing from before the reset");
+    assert_eq!(
+        b.try_recv::<u32>(),
+        Ok(None),
+        "nothing from before the reset"
+    );
     assert_eq!(a.send(&42u32), QUEUED);
     assert_eq!(b.try_recv::<u32>(), Ok(Some(42)));
     assert_eq!(b.send(&43u32), QUEUED);
