@@ -154,7 +154,8 @@ impl Ports {
                     if l.hellos == 1 {
                         info!("firewall: {} connected (qube {qube})", l.who);
                     } else {
-                        // The peer started over (a restart whose reset we did not see).
+                        // The peer started over without a reset of the channel (it said Hello
+                        // again): treat it as a restart all the same.
                         info!("firewall: {} restarted and connected again", l.who);
                         if k == 0 {
                             self.fw.set_uplink(None);

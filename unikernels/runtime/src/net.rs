@@ -49,8 +49,10 @@ pub trait Pipe {
     fn try_send_msg(&mut self, msg: &Net<'_>) -> Result<bool, ChannelError>;
     /// Calls `f` on the next message's bytes, if there is one.
     fn try_recv_bytes<R>(&mut self, f: impl FnOnce(&[u8]) -> R) -> Result<Option<R>, ChannelError>;
-    /// Sleeps until a message or event arrives or `timeout` passes.
-    fn wait(&mut self, timeout: Option<Duration>) -> Events;
+    /// Sleeps until a message or event arrives or `timeout` passes. An error is news about
+    /// the channel found while getting ready to sleep (a reset, above all): the link handles
+    /// it like one from a send or receive.
+    fn wait(&mut self, timeout: Option<Duration>) -> Result<Events, ChannelError>;
     /// Gives the peer a chance to drain a full ring.
     fn yield_now(&mut self) {}
 }
@@ -64,11 +66,15 @@ impl Pipe for Channel {
         self.try_recv_with(f)
     }
 
-    fn wait(&mut self, timeout: Option<Duration>) -> Events {
-        self.wait_timeout(timeout).unwrap_or_else(|_| {
-            // A broken channel has no events to wait for: just sleep.
-            crate::events::wait_event(timeout)
-        })
+    fn wait(&mut self, timeout: Option<Duration>) -> Result<Events, ChannelError> {
+        match self.wait_timeout(timeout) {
+            // Reopened: report it now, without sleeping.
+            Err(ChannelError::Reset) => Err(ChannelError::Reset),
+            // A broken channel has no events to wait for (its breach was reported when it
+            // happened): just sleep.
+            Err(_) => Ok(crate::events::wait_event(timeout)),
+            ok => ok,
+        }
     }
 
     fn yield_now(&mut self) {
@@ -338,7 +344,13 @@ impl<P: Pipe> NetLink<P> {
 
     /// Sleeps until the peer sends or `timeout` passes.
     pub fn wait(&mut self, timeout: Option<Duration>) -> Events {
-        self.pipe.wait(timeout)
+        match self.pipe.wait(timeout) {
+            Ok(events) => events,
+            Err(e) => {
+                self.channel_error(e);
+                Events::NONE
+            }
+        }
     }
 }
 

@@ -516,9 +516,8 @@ impl VirtioNet {
 mod tests {
     use super::*;
 
-    #[test]
-    fn dma_pages_are_zeroed_aligned_and_offset() {
-        // The only test that attaches: the statics are process-wide.
+    /// Boot info of an 8 MiB qube with a small image and no devices yet.
+    fn eight_mib_qube() -> bulkhead_abi::boot_info::BootInfo {
         let mut b = bulkhead_abi::boot_info::BootInfo::new();
         b.mem_size = 8 << 20;
         b.image_start = 0x20_0000;
@@ -526,6 +525,13 @@ mod tests {
         b.heap_start = 0x20_3000;
         b.stack_top = 8 << 20;
         b.heap_end = b.stack_top - 0x1_0000;
+        b
+    }
+
+    #[test]
+    fn dma_pages_are_zeroed_aligned_and_offset() {
+        // The only test that attaches: the statics are process-wide.
+        let mut b = eight_mib_qube();
         b.device_count = 2;
         b.devices[0].dma_offset = 0x4000_0000;
         b.devices[0].bars[4] = bulkhead_abi::boot_info::BarInfo {
@@ -591,13 +597,7 @@ mod tests {
 
     #[test]
     fn the_cam_answers_only_for_assigned_devices() {
-        let mut b = bulkhead_abi::boot_info::BootInfo::new();
-        b.mem_size = 8 << 20;
-        b.image_start = 0x20_0000;
-        b.image_end = 0x20_3000;
-        b.heap_start = 0x20_3000;
-        b.stack_top = 8 << 20;
-        b.heap_end = b.stack_top - 0x1_0000;
+        let mut b = eight_mib_qube();
         b.device_count = 1;
         b.devices[0].address = 1 << 8 | 4 << 3 | 2;
         let boot = Boot::new(b, 0x20_0000..0x20_1000).unwrap();

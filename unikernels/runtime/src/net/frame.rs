@@ -174,21 +174,25 @@ pub fn icmp_echo_request(ends: &Ipv4Ends, ident: u16, seq_no: u16, data: &[u8]) 
     buf
 }
 
+/// The payload of `frame` when it is a valid IPv4 packet from `from` carrying `proto`.
+fn ipv4_payload(frame: &[u8], from: [u8; 4], proto: IpProtocol) -> Option<&[u8]> {
+    if ethertype(frame)? != ETHERTYPE_IPV4 {
+        return None;
+    }
+    let packet = Ipv4Packet::new_checked(frame.get(ETH_HEADER..)?).ok()?;
+    let ip = Ipv4Repr::parse(&packet, &ChecksumCapabilities::default()).ok()?;
+    let len = packet.header_len() as usize;
+    (ip.src_addr == Ipv4Address::from(from) && ip.next_header == proto)
+        .then(|| frame.get(ETH_HEADER + len..ETH_HEADER + usize::from(packet.total_len())))
+        .flatten()
+}
+
 /// True when `frame` is an ICMP echo reply from `from` with identifier `ident`.
 pub fn is_icmp_echo_reply(frame: &[u8], from: [u8; 4], ident: u16) -> bool {
     let parse = || -> Option<bool> {
-        if ethertype(frame)? != ETHERTYPE_IPV4 {
-            return Some(false);
-        }
-        let caps = ChecksumCapabilities::default();
-        let packet = Ipv4Packet::new_checked(frame.get(ETH_HEADER..)?).ok()?;
-        let ip = Ipv4Repr::parse(&packet, &caps).ok()?;
-        if ip.src_addr != Ipv4Address::from(from) || ip.next_header != IpProtocol::Icmp {
-            return Some(false);
-        }
-        let icmp = Icmpv4Packet::new_checked(packet.payload()).ok()?;
+        let icmp = Icmpv4Packet::new_checked(ipv4_payload(frame, from, IpProtocol::Icmp)?).ok()?;
         Some(matches!(
-            Icmpv4Repr::parse(&icmp, &caps).ok()?,
+            Icmpv4Repr::parse(&icmp, &ChecksumCapabilities::default()).ok()?,
             Icmpv4Repr::EchoReply { ident: i, .. } if i == ident
         ))
     };
@@ -226,16 +230,7 @@ pub fn tcp_syn(ends: &Ipv4Ends, src_port: u16, dst_port: u16, seq: u32) -> Vec<u
 /// or a reset: the far end answered).
 pub fn is_tcp_from(frame: &[u8], from: [u8; 4], from_port: u16, to_port: u16) -> bool {
     let parse = || -> Option<bool> {
-        if ethertype(frame)? != ETHERTYPE_IPV4 {
-            return Some(false);
-        }
-        let caps = ChecksumCapabilities::default();
-        let packet = Ipv4Packet::new_checked(frame.get(ETH_HEADER..)?).ok()?;
-        let ip = Ipv4Repr::parse(&packet, &caps).ok()?;
-        if ip.src_addr != Ipv4Address::from(from) || ip.next_header != IpProtocol::Tcp {
-            return Some(false);
-        }
-        let tcp = TcpPacket::new_checked(packet.payload()).ok()?;
+        let tcp = TcpPacket::new_checked(ipv4_payload(frame, from, IpProtocol::Tcp)?).ok()?;
         Some(tcp.src_port() == from_port && tcp.dst_port() == to_port)
     };
     parse().unwrap_or(false)

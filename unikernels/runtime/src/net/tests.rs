@@ -68,8 +68,11 @@ impl Pipe for FakePipe {
         Ok(self.rx.borrow_mut().msgs.pop_front().map(|m| f(&m)))
     }
 
-    fn wait(&mut self, _timeout: Option<Duration>) -> Events {
-        Events::NONE
+    fn wait(&mut self, _timeout: Option<Duration>) -> Result<Events, ChannelError> {
+        match self.fail_once.take() {
+            Some(e) => Err(e),
+            None => Ok(Events::NONE),
+        }
     }
 
     fn yield_now(&mut self) {
@@ -205,6 +208,19 @@ fn a_reset_says_hello_again_and_waits_for_the_peers() {
         Some(LinkEvent::PeerHello { .. })
     ));
     assert_eq!(link.take_event(), Some(LinkEvent::Reset));
+
+    // A reset first seen while getting ready to sleep is reported the same way.
+    peer.try_send_msg(&hello(PROTO_VERSION, "firewall"))
+        .unwrap();
+    assert_eq!(link.recv_frame(|_| ()), None);
+    assert!(link.is_up());
+    sent(&peer);
+    while link.take_event().is_some() {}
+    link.pipe().fail_once = Some(ChannelError::Reset);
+    link.wait(None);
+    assert!(!link.is_up(), "waits for the restarted peer's Hello again");
+    assert_eq!(link.take_event(), Some(LinkEvent::Reset));
+    assert_eq!(sent(&peer).len(), 1, "our Hello went out again");
 
     // A breach breaks the link until a reset; frames are then refused.
     let breach = ChannelError::Broken(bulkhead_ring::Breach::Decode);
