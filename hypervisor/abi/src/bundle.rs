@@ -36,6 +36,12 @@ pub enum EntryKind {
     /// A qube's configuration blob (opaque to the hypervisor, copied into the qube's memory;
     /// see `BootInfo::config_gpa`).
     Config = 2,
+    /// A Linux kernel (bzImage) for a `QubeKind::Linux` qube.
+    LinuxKernel = 3,
+    /// A Linux initramfs.
+    Initrd = 4,
+    /// A Linux kernel command line.
+    Cmdline = 5,
 }
 
 /// One entry of a parsed bundle.
@@ -139,6 +145,9 @@ impl<'a> Bundle<'a> {
             0 => EntryKind::Manifest,
             1 => EntryKind::Image,
             2 => EntryKind::Config,
+            3 => EntryKind::LinuxKernel,
+            4 => EntryKind::Initrd,
+            5 => EntryKind::Cmdline,
             _ => return Err(BundleError::Kind(i)),
         };
         let raw_name = &e[4..4 + ENTRY_NAME_LEN];

@@ -19,6 +19,7 @@ extern crate alloc;
 pub mod boot_info;
 pub mod bundle;
 pub mod channel;
+pub mod guest_pci;
 pub mod hypercall;
 pub mod label;
 pub mod manifest;

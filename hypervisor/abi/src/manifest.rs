@@ -9,7 +9,7 @@ use heapless::{String, Vec};
 use serde::{Deserialize, Serialize};
 
 /// Version of the manifest layout.
-pub const MANIFEST_VERSION: u16 = 3;
+pub const MANIFEST_VERSION: u16 = 4;
 /// Most qubes one system may describe.
 pub const MAX_QUBES: usize = 24;
 /// Smallest memory a qube may have, in MiB.
@@ -124,13 +124,35 @@ pub struct QubeSpec {
     pub args: String<ARGS_MAX>,
     /// Bundle entry holding the qube's configuration blob, copied into its memory at start.
     pub config: Option<u16>,
+    /// When it starts.
+    pub start: StartPolicy,
+}
+
+/// When the hypervisor starts a qube.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum StartPolicy {
+    /// At boot, in manifest order.
+    AtBoot,
+    /// When a peer notifies it over one of its channels (a disposable: the system
+    /// description gives a channel to it only to the qubes allowed to start it). Each start
+    /// is from scratch in memory zeroed since the previous run.
+    OnRequest,
 }
 
 /// What runs in a qube.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum QubeKind {
-    /// A Bulkhead unikernel (an ELF built on the Bulkhead runtime).
+    /// A Bulkhead unikernel (an ELF built on the Bulkhead runtime); `QubeSpec::image` is
+    /// its ELF.
     Unikernel,
+    /// An unmodified Linux kernel (a bzImage, `QubeSpec::image`) booted with the 64-bit
+    /// boot protocol on the hypervisor's guest platform.
+    Linux {
+        /// Bundle entry of its initramfs.
+        initrd: u16,
+        /// Bundle entry of its kernel command line (UTF-8, no NUL).
+        cmdline: u16,
+    },
 }
 
 /// What the hypervisor does when a qube stops.
@@ -237,6 +259,7 @@ mod tests {
                     restart: RestartPolicy::OnFailure,
                     args: String::new(),
                     config: Some(3),
+                    start: StartPolicy::AtBoot,
                 })
                 .unwrap();
         }

@@ -96,6 +96,38 @@ pub struct UplinkInfo {
 /// Slot size network channels need: a [`MAX_FRAME`] frame with postcard's tag and length.
 pub const NET_SLOT_SIZE: u32 = 2048;
 
+/// Messages on a disposable's request channel (`purpose = "disposable"`), between a qube
+/// allowed to start disposables (side A) and the disposable (side B, started by the
+/// hypervisor when side A first notifies it).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Disposable<'a> {
+    /// Version handshake.
+    Hello(Hello),
+    /// From the requester: run `command` (a shell command line) in a disposable made from
+    /// `template`.
+    Run {
+        /// The template the requester expects (the disposable refuses another).
+        template: &'a str,
+        /// The command line.
+        command: &'a str,
+    },
+    /// From the disposable: output of the command (stdout and stderr, in order).
+    Output(&'a [u8]),
+    /// From the disposable: the command ended with this status; the disposable powers off.
+    Exited {
+        /// Exit status (128 + signal number when killed by a signal).
+        status: i32,
+    },
+    /// From the disposable: the request was refused, with why.
+    Refused(&'a str),
+}
+
+/// Slot size disposable channels need (a command line or an output chunk).
+pub const DISPOSABLE_SLOT_SIZE: u32 = 2048;
+
+/// Largest output chunk in one [`Disposable::Output`].
+pub const MAX_OUTPUT_CHUNK: usize = 1900;
+
 #[cfg(test)]
 mod tests {
     use super::*;
