@@ -70,6 +70,7 @@ pub(super) fn compile(checked: Checked, path: &Path) -> Result<CompiledSystem, S
             args: heapless::String::try_from(q.args.as_str())
                 .map_err(|_| format!("args of {:?} do not fit", q.name))?,
             config,
+            start: bulkhead_abi::manifest::StartPolicy::AtBoot,
         };
         qubes.push(spec).map_err(|_| "too many qubes".to_string())?;
     }
@@ -125,6 +126,7 @@ pub(super) fn compile(checked: Checked, path: &Path) -> Result<CompiledSystem, S
 pub(super) fn kind_name(kind: QubeKind) -> &'static str {
     match kind {
         QubeKind::Unikernel => "unikernel",
+        QubeKind::Linux { .. } => "linux",
     }
 }
 
