@@ -159,6 +159,9 @@ impl core::fmt::Display for Fault {
 
 /// Handles one exit of `q`.
 pub fn handle(q: &mut Qube, exit: Exit) -> Outcome {
+    if q.linux.is_some() {
+        return crate::linux::handle(q, exit);
+    }
     let rip = q.vcpu.rip();
     let fault = |f| Outcome::Stop(Stop::Fault(f));
     match exit {
@@ -177,7 +180,7 @@ pub fn handle(q: &mut Qube, exit: Exit) -> Outcome {
             q.vcpu.skip_instruction(&exit);
             Outcome::Continue
         }
-        Exit::Io { port, input } => fault(Fault::IoPort { port, input, rip }),
+        Exit::Io { port, input, .. } => fault(Fault::IoPort { port, input, rip }),
         Exit::Msr { index, write } => fault(Fault::Msr { index, write, rip }),
         Exit::NestedPageFault { gpa, write, fetch } => fault(Fault::ForeignMemory {
             gpa,
@@ -186,6 +189,12 @@ pub fn handle(q: &mut Qube, exit: Exit) -> Outcome {
             rip,
         }),
         Exit::TripleFault => fault(Fault::TripleFault { rip }),
+        // Never requested for a unikernel.
+        Exit::InterruptWindow => {
+            q.vcpu.set_interrupt_window(false);
+            Outcome::Continue
+        }
+        Exit::Wbinvd => fault(Fault::Forbidden { what: "WBINVD", rip }),
         Exit::Forbidden(what) => fault(Fault::Forbidden { what, rip }),
         Exit::InvalidState => fault(Fault::InvalidState { rip }),
         Exit::Unknown(code) => fault(Fault::UnknownExit { code, rip }),

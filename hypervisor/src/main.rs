@@ -13,6 +13,7 @@ mod channels;
 mod console;
 mod devices;
 mod exits;
+mod linux;
 mod memory;
 mod qube;
 mod scheduler;
@@ -155,14 +156,10 @@ fn load_system(
             .unwrap_or(2),
     );
     for (id, spec) in manifest.qubes.iter().enumerate() {
-        let image = match bundle.entry(usize::from(spec.image)) {
-            Some(e) if e.kind == bulkhead_abi::bundle::EntryKind::Image => e.data,
-            _ => {
-                hvlog!(
-                    "qube {} not started: {}",
-                    spec.name.as_str(),
-                    qube::LoadError::NoImage(spec.image)
-                );
+        let (image, linux) = match qube_images(&bundle, spec) {
+            Ok(found) => found,
+            Err(why) => {
+                hvlog!("qube {} not started: {why}", spec.name.as_str());
                 continue;
             }
         };
@@ -190,6 +187,7 @@ fn load_system(
             config,
             channels: core::mem::take(&mut endpoints[id]),
             devices,
+            linux,
         };
         match qube::Qube::create(
             id,
@@ -219,6 +217,34 @@ fn load_system(
                 let _ = scheduler.add(q);
             }
             Err(e) => hvlog!("qube {} not started: {e}", spec.name.as_str()),
+        }
+    }
+}
+
+/// The bundle entries a qube boots from: its ELF, or its bzImage with the initramfs and the
+/// command line.
+fn qube_images(
+    bundle: &bulkhead_abi::bundle::Bundle<'static>,
+    spec: &bulkhead_abi::manifest::QubeSpec,
+) -> Result<(&'static [u8], Option<linux::LinuxImage>), &'static str> {
+    use bulkhead_abi::bundle::EntryKind;
+    use bulkhead_abi::manifest::QubeKind;
+    let entry = |index: u16, kind: EntryKind| match bundle.entry(usize::from(index)) {
+        Some(e) if e.kind == kind => Some(e.data),
+        _ => None,
+    };
+    match spec.kind {
+        QubeKind::Unikernel => entry(spec.image, EntryKind::Image)
+            .map(|image| (image, None))
+            .ok_or("its image is missing from the bundle"),
+        QubeKind::Linux { initrd, cmdline } => {
+            let kernel = entry(spec.image, EntryKind::LinuxKernel)
+                .ok_or("its kernel is missing from the bundle")?;
+            let initrd = entry(initrd, EntryKind::Initrd)
+                .ok_or("its initramfs is missing from the bundle")?;
+            let cmdline = entry(cmdline, EntryKind::Cmdline)
+                .ok_or("its command line is missing from the bundle")?;
+            Ok((kernel, Some(linux::LinuxImage { initrd, cmdline })))
         }
     }
 }

@@ -9,7 +9,7 @@ use crate::memory::phys;
 use crate::virt::{AnyVcpu, Backend, EntryState, Vcpu};
 use bulkhead_abi::boot_info::{BootInfo, MAX_DEVICES_PER_QUBE, layout};
 use bulkhead_abi::channel::MAX_CHANNELS_PER_QUBE;
-use bulkhead_abi::manifest::QubeSpec;
+use bulkhead_abi::manifest::{QubeSpec, StartPolicy};
 use bulkhead_hvcore::console::LineBuffer;
 use bulkhead_hvcore::elf::{self, ElfError};
 use bulkhead_hvcore::memmap::{FrameAllocator, Region};
@@ -40,6 +40,12 @@ pub enum LoadError {
     Paging(PagingError),
     /// The IOMMU domain for its devices could not be set up.
     Iommu(VtdError),
+    /// The Linux kernel, initramfs or command line cannot be booted.
+    Linux(bulkhead_hvcore::linux::LinuxError),
+    /// The ACPI tables did not fit.
+    Acpi,
+    /// Something this hypervisor cannot do (the reason).
+    Unsupported(&'static str),
 }
 
 impl core::fmt::Display for LoadError {
@@ -50,6 +56,9 @@ impl core::fmt::Display for LoadError {
             LoadError::Elf(e) => write!(f, "bad image: {e}"),
             LoadError::Paging(e) => write!(f, "page tables: {e:?}"),
             LoadError::Iommu(e) => write!(f, "IOMMU domain: {e}"),
+            LoadError::Linux(e) => write!(f, "Linux boot: {e}"),
+            LoadError::Acpi => write!(f, "the ACPI tables do not fit"),
+            LoadError::Unsupported(why) => write!(f, "{why}"),
         }
     }
 }
@@ -85,6 +94,8 @@ pub struct Qube {
     pub devices: Devices,
     /// Its configuration blob from the bundle (empty if none).
     config: &'static [u8],
+    /// The virtual machine of a Linux qube (`None` for a unikernel).
+    pub linux: Option<crate::linux::LinuxGuest>,
 }
 
 /// What a qube is made of, besides its manifest entry.
@@ -97,6 +108,8 @@ pub struct Parts {
     pub channels: Endpoints,
     /// Its devices.
     pub devices: Devices,
+    /// For a Linux qube, its initramfs and command line (`image` is the bzImage).
+    pub linux: Option<crate::linux::LinuxImage>,
 }
 
 impl Qube {
@@ -114,7 +127,13 @@ impl Qube {
             config,
             channels,
             devices,
+            linux,
         } = parts;
+        if linux.is_some() && !backend.runs_linux() {
+            return Err(LoadError::Unsupported(
+                "Linux qubes need the SVM backend: under VMX the syscall MSRs are not yet switched per vCPU",
+            ));
+        }
         let size = u64::from(spec.memory_mib) << 20;
         let host = frames
             .alloc(size, LARGE_PAGE_SIZE)
@@ -139,7 +158,7 @@ impl Qube {
             );
         }
         let vcpu = backend
-            .create_vcpu(frames, id as u32, root)
+            .create_vcpu(frames, id as u32, root, linux.is_some())
             .ok_or(LoadError::NoMemory(8192))?;
         let mut q = Qube {
             id,
@@ -155,10 +174,16 @@ impl Qube {
             channels,
             ready: false,
             boot_flags: backend.boot_flags(),
+            linux: None,
             devices,
             config,
         };
+        q.linux = linux.map(|image| crate::linux::LinuxGuest::new(image, &q.channels));
+        // Loaded now even if it starts on request, so a bad image is refused at boot.
         q.load()?;
+        if q.spec.start == StartPolicy::OnRequest {
+            q.state = RunState::Stopped;
+        }
         Ok(q)
     }
 
@@ -169,6 +194,9 @@ impl Qube {
 
     /// (Re)loads the qube from its image into zeroed memory and resets its vCPU.
     pub fn load(&mut self) -> Result<(), LoadError> {
+        if self.linux.is_some() {
+            return self.load_linux();
+        }
         let size = self.mem.size();
         let stack_top = size;
         let window_end = size - layout::STACK_SIZE;
@@ -284,6 +312,29 @@ impl Qube {
         self.in_wait_event = false;
         self.ready = false;
         Ok(())
+    }
+}
+
+impl Qube {
+    fn load_linux(&mut self) -> Result<(), LoadError> {
+        let Some(g) = self.linux.as_mut() else {
+            return Err(LoadError::Unsupported("not a Linux qube"));
+        };
+        let entry = crate::linux::load(&mut self.mem, self.image, &g.image)?;
+        g.reset(&self.channels, self.vcpu.exit_count());
+        self.vcpu.reset_linux(&entry);
+        self.state = RunState::Runnable;
+        self.console = LineBuffer::new();
+        self.events = 0;
+        self.in_wait_event = false;
+        self.ready = false;
+        Ok(())
+    }
+
+    /// Zeroes the qube's memory and reads it back: the number of bytes that are not zero
+    /// (0 unless the wipe failed). Disposables get this before their memory is reused.
+    pub fn wipe(&mut self) -> u64 {
+        self.mem.zero_and_verify()
     }
 }
 

@@ -7,6 +7,7 @@ use crate::exits::{self, Outcome, Stop};
 use crate::qube::Qube;
 use crate::virt::Vcpu;
 use crate::{hvlog, time};
+use bulkhead_abi::manifest::StartPolicy;
 use bulkhead_hvcore::sched::{self, RunState, TIME_SLICE_NS};
 
 /// Most qubes the hypervisor runs.
@@ -149,6 +150,9 @@ impl Scheduler {
             self.tag_owner[tag] = Some(i);
         }
         loop {
+            if self.qubes[i].linux.is_some() {
+                crate::linux::prepare_entry(&mut self.qubes[i]);
+            }
             let exit = self.qubes[i].vcpu.run();
             match exits::handle(&mut self.qubes[i], exit) {
                 Outcome::Continue => {}
@@ -165,7 +169,7 @@ impl Scheduler {
                 }
                 Outcome::Stop(stop) => {
                     let restarted = stop_qube(&mut self.qubes[i], stop);
-                    if restarted {
+                    if restarted || self.qubes[i].spec.start == StartPolicy::OnRequest {
                         // Its channels were reset: tell each peer.
                         let peers: heapless::Vec<(usize, usize), 8> = self.qubes[i]
                             .channels
@@ -185,21 +189,38 @@ impl Scheduler {
     /// Raises event `bit` at the qube with manifest index `qube` (if it exists). A waiting
     /// qube becomes runnable on the scheduler's next pass; events accumulate until read.
     fn signal(&mut self, qube: usize, bit: usize) {
-        if let Some(q) = self.qubes.iter_mut().find(|q| q.id == qube) {
-            q.events |= 1 << (bit % 64);
+        let Some(q) = self.qubes.iter_mut().find(|q| q.id == qube) else {
+            return;
+        };
+        if q.state == RunState::Stopped && q.spec.start == StartPolicy::OnRequest {
+            // A disposable starts from scratch when a qube allowed to (it has a channel to
+            // it) asks; its request is already in the channel.
+            match q.load() {
+                Ok(()) => hvlog!("qube {} started on request", q.name()),
+                Err(e) => {
+                    hvlog!("qube {} not started on request: {e}", q.name());
+                    return;
+                }
+            }
         }
+        q.events |= 1 << (bit % 64);
     }
 
     fn report_all_ready(&mut self) {
-        if self.all_ready_reported || !self.qubes.iter().all(|q| q.ready) {
+        let at_boot = || {
+            self.qubes
+                .iter()
+                .filter(|q| q.spec.start == StartPolicy::AtBoot)
+        };
+        if self.all_ready_reported || !at_boot().all(|q| q.ready) {
             return;
         }
         self.all_ready_reported = true;
-        let exits: u64 = self.qubes.iter().map(|q| q.vcpu.exit_count()).sum();
+        let exits: u64 = at_boot().map(|q| q.vcpu.exit_count()).sum();
         let ms = time::now_ns() / 1_000_000;
         hvlog!(
             "all {} qubes ready: {exits} VM exits, {ms} ms since boot",
-            self.qubes.len()
+            at_boot().count()
         );
     }
 }
@@ -207,6 +228,7 @@ impl Scheduler {
 /// Stops a qube, logs why, and restarts it if its policy and restart budget say so.
 /// Returns whether it was restarted (its channels were then reset).
 fn stop_qube(q: &mut Qube, stop: Stop) -> bool {
+    crate::linux::flush_console(q);
     let (name, label) = (q.spec.name.clone(), q.spec.label);
     q.console
         .flush(|line| crate::console::qube_line(&name, label, line));
@@ -223,6 +245,28 @@ fn stop_qube(q: &mut Qube, stop: Stop) -> bool {
     q.state = RunState::Stopped;
     for d in q.devices.iter_mut() {
         d.quiesce();
+    }
+    if q.spec.start == StartPolicy::OnRequest {
+        // A disposable leaves nothing behind: its memory is zeroed and read back, and its
+        // channels start over (the requester sees the reset).
+        let nonzero = q.wipe();
+        for c in &q.channels {
+            c.reset();
+        }
+        hvlog!(
+            "qube {name}: memory wiped ({} MiB), read back: {}",
+            q.spec.memory_mib,
+            if nonzero == 0 {
+                "all zero"
+            } else {
+                "NOT ZERO"
+            }
+        );
+        if nonzero != 0 {
+            hvlog!("qube {name}: {nonzero} bytes still non-zero; it will not start again");
+            q.spec.start = StartPolicy::AtBoot;
+        }
+        return false;
     }
     if !q.spec.restart.restarts(failed) {
         return false;

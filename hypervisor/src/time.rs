@@ -24,7 +24,17 @@ pub fn tsc_khz() -> u64 {
 
 /// Nanoseconds since boot.
 pub fn now_ns() -> u64 {
-    let ticks = cpu::rdtsc().wrapping_sub(TSC_AT_BOOT.load(Ordering::Relaxed));
+    tsc_to_ns(cpu::rdtsc())
+}
+
+/// The instant TSC value `tsc` stands for, in nanoseconds since boot (0 for earlier ones).
+pub fn tsc_to_ns(tsc: u64) -> u64 {
+    let boot = TSC_AT_BOOT.load(Ordering::Relaxed);
+    ticks_to_ns(tsc.saturating_sub(boot))
+}
+
+/// A duration of `ticks` TSC ticks in nanoseconds.
+pub fn ticks_to_ns(ticks: u64) -> u64 {
     let fp = NS_PER_TICK_FP32.load(Ordering::Relaxed);
-    ((u128::from(ticks) * u128::from(fp)) >> 32) as u64
+    ((u128::from(ticks) * u128::from(fp)) >> 32).min(u128::from(u64::MAX)) as u64
 }

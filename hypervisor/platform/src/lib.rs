@@ -12,6 +12,7 @@
 //!   devices (`bulkhead_abi::guest_pci`).
 //! - [`pm`]: the ACPI PM1a event and control blocks (poweroff).
 //! - [`cpuid`], [`msr`]: what the guest is told about the CPU and which MSRs it may use.
+//! - [`walk`]: guest-virtual to guest-physical translation, to fetch an MMIO instruction.
 #![no_std]
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
@@ -24,3 +25,4 @@ pub mod msr;
 pub mod pci;
 pub mod pm;
 pub mod uart;
+pub mod walk;

@@ -56,4 +56,21 @@ impl GuestMemory {
         self.with_bytes(|m| buf.copy_from_slice(&m[range]));
         Ok(())
     }
+
+    /// Zeroes the whole memory, then reads every word back with volatile loads (so the
+    /// check is a real read of RAM, not the compiler's knowledge of the fill): returns how
+    /// many bytes are not zero.
+    pub fn zero_and_verify(&mut self) -> u64 {
+        self.with_bytes(|m| {
+            m.fill(0);
+            let mut nonzero = 0u64;
+            for chunk in m.chunks_exact(8) {
+                // SAFETY: `chunk` is 8 readable bytes of this qube's memory (borrowed from
+                // `with_bytes`); an unaligned volatile read of a [u8; 8] is always valid.
+                let word = unsafe { core::ptr::read_volatile(chunk.as_ptr().cast::<[u8; 8]>()) };
+                nonzero += word.iter().filter(|&&b| b != 0).count() as u64;
+            }
+            nonzero
+        })
+    }
 }

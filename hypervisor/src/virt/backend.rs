@@ -96,11 +96,21 @@ impl Backend {
         frames: &mut FrameAllocator,
         id: u32,
         nested_root: u64,
+        linux: bool,
     ) -> Option<AnyVcpu> {
         match self {
-            Backend::Svm(s) => s.create_vcpu(frames, id, nested_root).map(AnyVcpu::Svm),
+            Backend::Svm(s) => s
+                .create_vcpu(frames, id, nested_root, linux)
+                .map(AnyVcpu::Svm),
             Backend::Vmx(v) => v.create_vcpu(frames, id, nested_root).map(AnyVcpu::Vmx),
         }
+    }
+
+    /// Whether this backend can run Linux qubes. VMX cannot yet: it exits on every MSR
+    /// access and does not switch Linux's syscall MSRs (LSTAR, STAR, KERNEL_GS_BASE, ...)
+    /// per vCPU, which SVM's VMLOAD/VMSAVE do.
+    pub fn runs_linux(&self) -> bool {
+        matches!(self, Backend::Svm(_))
     }
 
     /// The nested page-table format this backend walks.
@@ -171,5 +181,35 @@ impl Vcpu for AnyVcpu {
     }
     fn flush_tlb_before_next_run(&mut self) {
         dispatch!(self, v => v.flush_tlb_before_next_run())
+    }
+    fn reset_linux(&mut self, entry: &super::LinuxEntry) {
+        dispatch!(self, v => v.reset_linux(entry))
+    }
+    fn set_rip(&mut self, rip: u64) {
+        dispatch!(self, v => v.set_rip(rip))
+    }
+    fn gpr(&self, n: u8) -> u64 {
+        dispatch!(self, v => v.gpr(n))
+    }
+    fn set_gpr(&mut self, n: u8, value: u64) {
+        dispatch!(self, v => v.set_gpr(n, value))
+    }
+    fn paging(&self) -> super::PagingState {
+        dispatch!(self, v => v.paging())
+    }
+    fn interruptible(&self) -> bool {
+        dispatch!(self, v => v.interruptible())
+    }
+    fn inject(&mut self, event: super::Event) {
+        dispatch!(self, v => v.inject(event))
+    }
+    fn set_interrupt_window(&mut self, on: bool) {
+        dispatch!(self, v => v.set_interrupt_window(on))
+    }
+    fn set_efer(&mut self, efer: u64) {
+        dispatch!(self, v => v.set_efer(efer))
+    }
+    fn set_pat(&mut self, pat: u64) {
+        dispatch!(self, v => v.set_pat(pat))
     }
 }

@@ -48,6 +48,36 @@ pub struct EntryState {
     pub gdt_limit: u16,
 }
 
+/// The state a Linux qube starts in (the 64-bit boot protocol; `bulkhead_hvcore::linux`).
+pub use bulkhead_hvcore::linux::EntryState as LinuxEntry;
+
+/// An event injected into the guest at its next entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// An external interrupt with this vector (the guest must be interruptible).
+    Interrupt(u8),
+    /// A hardware exception, with its error code if it has one (#GP, #PF, ...).
+    Exception {
+        /// Vector (0..32).
+        vector: u8,
+        /// Error code.
+        error: Option<u32>,
+    },
+}
+
+/// The guest's paging-related control registers, for walking its page tables.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PagingState {
+    /// CR0.
+    pub cr0: u64,
+    /// CR3.
+    pub cr3: u64,
+    /// CR4.
+    pub cr4: u64,
+    /// EFER.
+    pub efer: u64,
+}
+
 /// Why the guest stopped running.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Exit {
@@ -65,6 +95,10 @@ pub enum Exit {
         port: u16,
         /// IN (else OUT).
         input: bool,
+        /// Access width in bytes (1, 2 or 4).
+        size: u8,
+        /// A string instruction (INS/OUTS).
+        string: bool,
     },
     /// RDMSR/WRMSR.
     Msr {
@@ -82,6 +116,10 @@ pub enum Exit {
         /// Instruction fetch.
         fetch: bool,
     },
+    /// The guest can take an interrupt now (requested with `set_interrupt_window`).
+    InterruptWindow,
+    /// WBINVD (Linux guests may; unikernels may not).
+    Wbinvd,
     /// The guest's exceptions escalated to a triple fault (shutdown).
     TripleFault,
     /// An instruction no qube may execute (virtualisation instructions, XSETBV, ...).
@@ -115,4 +153,30 @@ pub trait Vcpu {
     fn tlb_tag(&self) -> u32;
     /// Flushes the guest TLB before the next run (another vCPU used the same tag).
     fn flush_tlb_before_next_run(&mut self);
+
+    // What the guest platform of Linux qubes needs.
+
+    /// Puts the vCPU in a Linux kernel's 64-bit entry state.
+    fn reset_linux(&mut self, entry: &LinuxEntry);
+    /// Sets guest `rip` (past an emulated instruction).
+    fn set_rip(&mut self, rip: u64);
+    /// General-purpose register `n` in x86 encoding order (0 rax, 1 rcx, 2 rdx, 3 rbx,
+    /// 4 rsp, 5 rbp, 6 rsi, 7 rdi, 8..15 r8..r15).
+    fn gpr(&self, n: u8) -> u64;
+    /// Sets general-purpose register `n` (same order as [`Vcpu::gpr`]).
+    fn set_gpr(&mut self, n: u8, value: u64);
+    /// CR0, CR3, CR4 and EFER as the guest has them.
+    fn paging(&self) -> PagingState;
+    /// Whether an external interrupt can be injected now: RFLAGS.IF set, no interrupt
+    /// shadow (STI, MOV SS), and no event already waiting to be injected.
+    fn interruptible(&self) -> bool;
+    /// Injects `event` at the next entry.
+    fn inject(&mut self, event: Event);
+    /// Asks for (or cancels) an [`Exit::InterruptWindow`] as soon as the guest can take an
+    /// interrupt.
+    fn set_interrupt_window(&mut self, on: bool);
+    /// Sets the guest's EFER as it asked (WRMSR), keeping what virtualisation needs.
+    fn set_efer(&mut self, efer: u64);
+    /// Sets the guest's PAT.
+    fn set_pat(&mut self, pat: u64);
 }

@@ -204,6 +204,13 @@ impl Channel {
         self.ep.finish_wait();
     }
 
+    /// Raises the peer's event whether or not it sleeps on the ring: what starts a qube that
+    /// starts on request (a disposable), which has not opened its end yet.
+    pub fn notify_peer(&mut self) {
+        self.notifies += 1;
+        hypercall::notify(self.local);
+    }
+
     /// Local channel index (its event bit).
     pub fn local(&self) -> usize {
         self.local

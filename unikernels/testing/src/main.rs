@@ -25,6 +25,7 @@ mod misbehave;
 
 mod canary;
 mod channels;
+mod disposable;
 mod netclient;
 
 bulkhead_rt::entry!(main);
@@ -93,6 +94,9 @@ enum Mode {
     NetUplink,
     /// `net-echo-loop`: TCP echo rounds for a while, across a sys-net restart (`netclient.rs`).
     NetEchoLoop,
+    /// `disposable-client channel=NAME template=T runs=N`: N disposables in a row
+    /// (`disposable.rs`).
+    DisposableClient,
 }
 
 fn parse_mode(args: &Args<'_>) -> Result<Mode, &'static str> {
@@ -132,6 +136,7 @@ fn parse_mode(args: &Args<'_>) -> Result<Mode, &'static str> {
         "net-client-isolated" => Mode::NetClientIsolated,
         "net-uplink" => Mode::NetUplink,
         "net-echo-loop" => Mode::NetEchoLoop,
+        "disposable-client" => Mode::DisposableClient,
         "canary" => Mode::Canary {
             kib: args.get("kib").and_then(|k| k.parse().ok()).unwrap_or(1024),
             seconds: args
@@ -156,7 +161,7 @@ fn main(boot: &Boot) -> i32 {
             info!(
                 "testing: modes: idle heartbeat triple-fault spin bad-hypercall bad-pointer \
                  huge-write foreign-memory io-port msr vmrun panic exit=N alloc-storm ping pong \
-                 hostile snoop canary net-client net-client-isolated net-uplink"
+                 hostile snoop canary net-client net-client-isolated net-uplink disposable-client"
             );
             return EXIT_BAD_MODE;
         }
@@ -177,6 +182,7 @@ fn main(boot: &Boot) -> i32 {
         Mode::NetClientIsolated => return netclient::isolated(boot, &args),
         Mode::NetUplink => return netclient::uplink(boot, &args),
         Mode::NetEchoLoop => return netclient::echo_loop(boot, &args),
+        Mode::DisposableClient => return disposable::client(boot, &args),
         Mode::Panic => panic!("testing: panic on purpose"),
         Mode::Spin => {
             info!("testing: cli, then spinning without hypercalls");

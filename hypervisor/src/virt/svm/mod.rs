@@ -89,6 +89,31 @@ pub struct Svm {
     host_state: Region,
     iopm: Region,
     msrpm: Region,
+    /// The MSR permission map of Linux vCPUs: as `msrpm`, but the MSRs VMLOAD/VMSAVE switch
+    /// per vCPU (see [`LINUX_PASS_THROUGH`]) are the guest's own.
+    msrpm_linux: Region,
+}
+
+/// MSRs a Linux guest uses directly: segment bases and the syscall/sysenter MSRs. VMLOAD and
+/// VMSAVE move every one of them between the CPU and the vCPU's VMCB around each run, so the
+/// guest only ever sees (and changes) its own values.
+const LINUX_PASS_THROUGH: [u32; 10] = [
+    0x174, 0x175, 0x176, // SYSENTER_CS, _ESP, _EIP
+    0xC000_0081, 0xC000_0082, 0xC000_0083, 0xC000_0084, // STAR, LSTAR, CSTAR, SFMASK
+    0xC000_0100, 0xC000_0101, 0xC000_0102, // FS_BASE, GS_BASE, KERNEL_GS_BASE
+];
+
+/// The byte and bit of an MSR's read-intercept bit in an MSR permission map (the write bit
+/// is the next one), or `None` outside the three ranges the map covers.
+fn msrpm_bit(msr: u32) -> Option<(usize, u8)> {
+    let (base, offset) = match msr {
+        0..=0x1FFF => (0, 0),
+        0xC000_0000..=0xC000_1FFF => (0xC000_0000, 0x800),
+        0xC001_0000..=0xC001_1FFF => (0xC001_0000, 0x1000),
+        _ => return None,
+    };
+    let bit = (msr - base) as usize * 2;
+    Some((offset + bit / 8, (bit % 8) as u8))
 }
 
 impl Svm {
@@ -99,11 +124,26 @@ impl Svm {
         let host_state = frames.alloc(4096, 4096).ok_or(SvmError::NoMemory)?;
         let iopm = frames.alloc(3 * 4096, 4096).ok_or(SvmError::NoMemory)?;
         let msrpm = frames.alloc(2 * 4096, 4096).ok_or(SvmError::NoMemory)?;
-        for (r, fill) in [(hsave, 0u8), (host_state, 0), (iopm, 0xFF), (msrpm, 0xFF)] {
+        let msrpm_linux = frames.alloc(2 * 4096, 4096).ok_or(SvmError::NoMemory)?;
+        for (r, fill) in [
+            (hsave, 0u8),
+            (host_state, 0),
+            (iopm, 0xFF),
+            (msrpm, 0xFF),
+            (msrpm_linux, 0xFF),
+        ] {
             // SAFETY: each region was just allocated for this purpose and nothing else
             // refers to it.
             unsafe { crate::memory::phys::with_region(r, |b| b.fill(fill)) };
         }
+        // SAFETY: the Linux map was just allocated and filled; nothing else refers to it.
+        unsafe {
+            crate::memory::phys::with_region(msrpm_linux, |b| {
+                for (byte, bit) in LINUX_PASS_THROUGH.iter().filter_map(|&m| msrpm_bit(m)) {
+                    b[byte] &= !(0b11 << bit);
+                }
+            })
+        };
         // SAFETY: SVM is present and not disabled (checked by `detect`); setting SVME and
         // the host save area is the architectural way to enable it, and the save area page
         // is owned by the hypervisor for the rest of the run.
@@ -117,6 +157,7 @@ impl Svm {
             host_state,
             iopm,
             msrpm,
+            msrpm_linux,
         })
     }
 
@@ -126,10 +167,12 @@ impl Svm {
         frames: &mut FrameAllocator,
         asid: u32,
         npt_root: u64,
+        linux: bool,
     ) -> Option<SvmVcpu> {
         let vmcb = frames.alloc(4096, 4096)?;
         let fx = frames.alloc(4096, 4096)?;
         let asid = 1 + (asid % self.caps.asids.saturating_sub(1).max(1));
-        Some(SvmVcpu::new(self, vmcb, fx, asid, npt_root))
+        let msrpm = if linux { self.msrpm_linux } else { self.msrpm };
+        Some(SvmVcpu::new(self, vmcb, fx, asid, npt_root, msrpm.start))
     }
 }

@@ -2,7 +2,7 @@
 
 use super::Svm;
 use super::vmcb::{Vmcb, ctl, exit, misc1, misc2, save};
-use crate::virt::{EntryState, Exit, GuestRegs, Vcpu};
+use crate::virt::{EntryState, Event, Exit, GuestRegs, LinuxEntry, PagingState, Vcpu};
 use bulkhead_hvcore::memmap::Region;
 
 /// An FXSAVE area.
@@ -48,8 +48,25 @@ const DATA: u16 = 0x3 | 1 << 4 | 1 << 7 | 1 << 10 | 1 << 11;
 const TSS_BUSY: u16 = 0xB | 1 << 7;
 const LDT: u16 = 0x2 | 1 << 7;
 
+/// EFER.SVME, which VMRUN requires in the guest's EFER (the guest reads its own value).
+const EFER_SVME: u64 = 1 << 12;
+/// VINTR: the guest's RFLAGS.IF does not mask the host's interrupts.
+const V_INTR_MASKING: u64 = 1 << 24;
+/// VINTR: a virtual interrupt is pending (exits with VINTR once the guest can take it),
+/// at the highest priority and ignoring the virtual TPR.
+const V_IRQ_WINDOW: u64 = 1 << 8 | 0xF << 16 | 1 << 20;
+/// EVENTINJ / EXITINTINFO: valid.
+const EVENT_VALID: u64 = 1 << 31;
+
 impl SvmVcpu {
-    pub(super) fn new(svm: &Svm, vmcb: Region, fx: Region, asid: u32, npt_root: u64) -> SvmVcpu {
+    pub(super) fn new(
+        svm: &Svm,
+        vmcb: Region,
+        fx: Region,
+        asid: u32,
+        npt_root: u64,
+        msrpm_pa: u64,
+    ) -> SvmVcpu {
         // SAFETY: both regions were just allocated for this vCPU alone, are page-aligned
         // and large enough; all-zero is a valid VMCB and FXSAVE pair.
         let (vmcb_ref, fx_ref) = unsafe {
@@ -65,12 +82,72 @@ impl SvmVcpu {
             regs: GuestRegs::default(),
             host_state_pa: svm.host_state.start,
             iopm_pa: svm.iopm.start,
-            msrpm_pa: svm.msrpm.start,
+            msrpm_pa,
             asid,
             npt_root,
             nrip_save: svm.caps.nrip_save,
             exits: 0,
         }
+    }
+
+    /// Clears the VMCB and writes the controls (every intercept, plus `extra_misc2`) and
+    /// the state common to every guest: no LDT, a busy TSS, empty IDT, CPL 0, debug
+    /// registers and PAT at their power-on values.
+    fn reset_controls(&mut self, extra_misc2: u32) {
+        let v = &mut *self.vmcb;
+        v.clear();
+        v.set_u32(
+            ctl::INTERCEPT_MISC1,
+            misc1::INTR
+                | misc1::NMI
+                | misc1::SMI
+                | misc1::INIT
+                | misc1::CPUID
+                | misc1::INVD
+                | misc1::HLT
+                | misc1::IOIO_PROT
+                | misc1::MSR_PROT
+                | misc1::TASK_SWITCH
+                | misc1::SHUTDOWN,
+        );
+        v.set_u32(
+            ctl::INTERCEPT_MISC2,
+            misc2::VMRUN
+                | misc2::VMMCALL
+                | misc2::VMLOAD
+                | misc2::VMSAVE
+                | misc2::STGI
+                | misc2::CLGI
+                | misc2::SKINIT
+                | misc2::ICEBP
+                | misc2::MONITOR
+                | misc2::MWAIT
+                | misc2::XSETBV
+                | extra_misc2,
+        );
+        v.set_u64(ctl::IOPM_BASE, self.iopm_pa);
+        v.set_u64(ctl::MSRPM_BASE, self.msrpm_pa);
+        v.set_u32(ctl::ASID, self.asid);
+        v.set_u8(ctl::TLB_CONTROL, 1); // flush everything on the first run
+        v.set_u64(ctl::VINTR, V_INTR_MASKING);
+        v.set_u64(ctl::NP_ENABLE, 1);
+        v.set_u64(ctl::N_CR3, self.npt_root);
+        v.set_u32(ctl::CLEAN_BITS, 0);
+        v.set_segment(save::IDTR, 0, 0, 0, 0);
+        v.set_segment(save::TR, 0, TSS_BUSY, 0x67, 0);
+        v.set_segment(save::LDTR, 0, LDT, 0, 0);
+        v.set_u8(save::CPL, 0);
+        v.set_u64(save::DR7, 0x400);
+        v.set_u64(save::DR6, 0xFFFF_0FF0);
+        v.set_u64(save::RAX, 0);
+        v.set_u64(save::G_PAT, 0x0007_0406_0007_0406);
+    }
+
+    /// x87/SSE power-on state: FCW 0x37F, MXCSR 0x1F80 (all exceptions masked).
+    fn reset_fx(&mut self) {
+        self.fx.guest.0.fill(0);
+        self.fx.guest.0[0..2].copy_from_slice(&0x037Fu16.to_le_bytes());
+        self.fx.guest.0[24..28].copy_from_slice(&0x1F80u32.to_le_bytes());
     }
 
     fn decode_exit(&self) -> Exit {
@@ -79,12 +156,20 @@ impl SvmVcpu {
         let info2 = self.vmcb.u64(ctl::EXIT_INFO2);
         match code {
             exit::INTR | exit::NMI | exit::SMI | exit::INIT => Exit::Interrupt,
+            exit::VINTR => Exit::InterruptWindow,
+            exit::WBINVD => Exit::Wbinvd,
             exit::VMMCALL => Exit::Hypercall,
             exit::HLT => Exit::Halt,
             exit::CPUID => Exit::Cpuid,
             exit::IOIO => Exit::Io {
                 port: (info1 >> 16) as u16,
                 input: info1 & 1 != 0,
+                size: match (info1 >> 4) & 0b111 {
+                    0b001 => 1,
+                    0b010 => 2,
+                    _ => 4,
+                },
+                string: info1 & (1 << 2) != 0,
             },
             exit::MSR => Exit::Msr {
                 index: self.regs.rcx as u32,
@@ -116,45 +201,8 @@ impl SvmVcpu {
 
 impl Vcpu for SvmVcpu {
     fn reset(&mut self, e: &EntryState) {
+        self.reset_controls(0);
         let v = &mut *self.vmcb;
-        v.clear();
-        v.set_u32(
-            ctl::INTERCEPT_MISC1,
-            misc1::INTR
-                | misc1::NMI
-                | misc1::SMI
-                | misc1::INIT
-                | misc1::CPUID
-                | misc1::INVD
-                | misc1::HLT
-                | misc1::IOIO_PROT
-                | misc1::MSR_PROT
-                | misc1::TASK_SWITCH
-                | misc1::SHUTDOWN,
-        );
-        v.set_u32(
-            ctl::INTERCEPT_MISC2,
-            misc2::VMRUN
-                | misc2::VMMCALL
-                | misc2::VMLOAD
-                | misc2::VMSAVE
-                | misc2::STGI
-                | misc2::CLGI
-                | misc2::SKINIT
-                | misc2::ICEBP
-                | misc2::MONITOR
-                | misc2::MWAIT
-                | misc2::XSETBV,
-        );
-        v.set_u64(ctl::IOPM_BASE, self.iopm_pa);
-        v.set_u64(ctl::MSRPM_BASE, self.msrpm_pa);
-        v.set_u32(ctl::ASID, self.asid);
-        v.set_u8(ctl::TLB_CONTROL, 1); // flush everything on the first run
-        v.set_u64(ctl::VINTR, 1 << 24); // V_INTR_MASKING: guest IF does not mask host interrupts
-        v.set_u64(ctl::NP_ENABLE, 1);
-        v.set_u64(ctl::N_CR3, self.npt_root);
-        v.set_u32(ctl::CLEAN_BITS, 0);
-
         let sel = bulkhead_abi::boot_info::layout::DATA_SELECTOR;
         v.set_segment(
             save::CS,
@@ -167,31 +215,42 @@ impl Vcpu for SvmVcpu {
             v.set_segment(seg, sel, DATA, 0xFFFF_FFFF, 0);
         }
         v.set_segment(save::GDTR, 0, 0, u32::from(e.gdt_limit), e.gdt_base);
-        v.set_segment(save::IDTR, 0, 0, 0, 0);
-        v.set_segment(save::TR, 0, TSS_BUSY, 0x67, 0);
-        v.set_segment(save::LDTR, 0, LDT, 0, 0);
-        v.set_u8(save::CPL, 0);
         // EFER: LME | LMA | NXE | SVME (SVME must be set in a guest's EFER for VMRUN).
         v.set_u64(save::EFER, 1 << 8 | 1 << 10 | 1 << 11 | 1 << 12);
         v.set_u64(save::CR0, 0x8001_0033); // PG | WP | NE | ET | MP | PE
         v.set_u64(save::CR4, 0x620); // OSXMMEXCPT | OSFXSR | PAE
         v.set_u64(save::CR3, e.cr3);
-        v.set_u64(save::DR7, 0x400);
-        v.set_u64(save::DR6, 0xFFFF_0FF0);
         v.set_u64(save::RFLAGS, 0x2);
         v.set_u64(save::RIP, e.rip);
         v.set_u64(save::RSP, e.rsp);
-        v.set_u64(save::RAX, 0);
-        v.set_u64(save::G_PAT, 0x0007_0406_0007_0406);
-
         self.regs = GuestRegs {
             rdi: e.rdi,
             ..GuestRegs::default()
         };
-        // x87/SSE power-on state: FCW 0x37F, MXCSR 0x1F80 (all exceptions masked).
-        self.fx.guest.0.fill(0);
-        self.fx.guest.0[0..2].copy_from_slice(&0x037Fu16.to_le_bytes());
-        self.fx.guest.0[24..28].copy_from_slice(&0x1F80u32.to_le_bytes());
+        self.reset_fx();
+    }
+
+    fn reset_linux(&mut self, e: &LinuxEntry) {
+        // Linux may use WBINVD (cache control, ACPI); it is emulated as a no-op.
+        self.reset_controls(misc2::WBINVD);
+        let v = &mut *self.vmcb;
+        v.set_segment(save::CS, e.cs, CODE64, 0xFFFF_FFFF, 0);
+        for seg in [save::DS, save::ES, save::SS, save::FS, save::GS] {
+            v.set_segment(seg, e.ds, DATA, 0xFFFF_FFFF, 0);
+        }
+        v.set_segment(save::GDTR, 0, 0, u32::from(e.gdt_limit), e.gdt_base);
+        v.set_u64(save::EFER, e.efer | EFER_SVME);
+        v.set_u64(save::CR0, e.cr0);
+        v.set_u64(save::CR4, e.cr4);
+        v.set_u64(save::CR3, e.cr3);
+        v.set_u64(save::RFLAGS, e.rflags);
+        v.set_u64(save::RIP, e.rip);
+        v.set_u64(save::RSP, 0);
+        self.regs = GuestRegs {
+            rsi: e.rsi,
+            ..GuestRegs::default()
+        };
+        self.reset_fx();
     }
 
     fn run(&mut self) -> Exit {
@@ -212,6 +271,11 @@ impl Vcpu for SvmVcpu {
         };
         self.exits += 1;
         self.vmcb.set_u8(ctl::TLB_CONTROL, 0);
+        // An event whose delivery the exit interrupted is delivered again at the next run;
+        // an injected event that was delivered is not.
+        let pending = self.vmcb.u64(ctl::EXIT_INT_INFO);
+        let inject = if pending & EVENT_VALID != 0 { pending } else { 0 };
+        self.vmcb.set_u64(ctl::EVENT_INJ, inject);
         self.decode_exit()
     }
 
@@ -232,6 +296,8 @@ impl Vcpu for SvmVcpu {
     }
 
     fn skip_instruction(&mut self, exit: &Exit) {
+        // The instruction completed: an interrupt shadow it was in (STI; HLT) ends.
+        self.vmcb.set_u64(ctl::INTERRUPT_SHADOW, 0);
         let rip = self.rip();
         let next = match exit {
             Exit::Io { .. } => self.vmcb.u64(ctl::EXIT_INFO2), // always the next RIP
@@ -255,6 +321,89 @@ impl Vcpu for SvmVcpu {
     fn flush_tlb_before_next_run(&mut self) {
         // TLB_CONTROL 1 flushes every ASID: the only flush TCG's SVM offers.
         self.vmcb.set_u8(ctl::TLB_CONTROL, 1);
+    }
+
+    fn set_rip(&mut self, rip: u64) {
+        self.vmcb.set_u64(save::RIP, rip);
+    }
+
+    fn gpr(&self, n: u8) -> u64 {
+        let r = &self.regs;
+        match n & 15 {
+            0 => self.vmcb.u64(save::RAX),
+            1 => r.rcx,
+            2 => r.rdx,
+            3 => r.rbx,
+            4 => self.vmcb.u64(save::RSP),
+            5 => r.rbp,
+            6 => r.rsi,
+            7 => r.rdi,
+            k => r.r[usize::from(k - 8)],
+        }
+    }
+
+    fn set_gpr(&mut self, n: u8, value: u64) {
+        let r = &mut self.regs;
+        match n & 15 {
+            0 => self.vmcb.set_u64(save::RAX, value),
+            1 => r.rcx = value,
+            2 => r.rdx = value,
+            3 => r.rbx = value,
+            4 => self.vmcb.set_u64(save::RSP, value),
+            5 => r.rbp = value,
+            6 => r.rsi = value,
+            7 => r.rdi = value,
+            k => r.r[usize::from(k - 8)] = value,
+        }
+    }
+
+    fn paging(&self) -> PagingState {
+        PagingState {
+            cr0: self.vmcb.u64(save::CR0),
+            cr3: self.vmcb.u64(save::CR3),
+            cr4: self.vmcb.u64(save::CR4),
+            efer: self.vmcb.u64(save::EFER) & !EFER_SVME,
+        }
+    }
+
+    fn interruptible(&self) -> bool {
+        self.vmcb.u64(save::RFLAGS) & (1 << 9) != 0
+            && self.vmcb.u64(ctl::INTERRUPT_SHADOW) & 1 == 0
+            && self.vmcb.u64(ctl::EVENT_INJ) & EVENT_VALID == 0
+    }
+
+    fn inject(&mut self, event: Event) {
+        let value = match event {
+            Event::Interrupt(vector) => u64::from(vector) | EVENT_VALID,
+            Event::Exception { vector, error } => {
+                let base = u64::from(vector) | 3 << 8 | EVENT_VALID;
+                match error {
+                    Some(code) => base | 1 << 11 | u64::from(code) << 32,
+                    None => base,
+                }
+            }
+        };
+        self.vmcb.set_u64(ctl::EVENT_INJ, value);
+    }
+
+    fn set_interrupt_window(&mut self, on: bool) {
+        let v = &mut *self.vmcb;
+        let misc1 = v.u64(ctl::INTERCEPT_MISC1) as u32;
+        if on {
+            v.set_u64(ctl::VINTR, V_INTR_MASKING | V_IRQ_WINDOW);
+            v.set_u32(ctl::INTERCEPT_MISC1, misc1 | misc1::VINTR);
+        } else {
+            v.set_u64(ctl::VINTR, V_INTR_MASKING);
+            v.set_u32(ctl::INTERCEPT_MISC1, misc1 & !misc1::VINTR);
+        }
+    }
+
+    fn set_efer(&mut self, efer: u64) {
+        self.vmcb.set_u64(save::EFER, efer | EFER_SVME);
+    }
+
+    fn set_pat(&mut self, pat: u64) {
+        self.vmcb.set_u64(save::G_PAT, pat);
     }
 }
 

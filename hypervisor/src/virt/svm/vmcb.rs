@@ -15,9 +15,11 @@ pub mod ctl {
     pub const ASID: usize = 0x058;
     pub const TLB_CONTROL: usize = 0x05C;
     pub const VINTR: usize = 0x060;
+    pub const INTERRUPT_SHADOW: usize = 0x068;
     pub const EXIT_CODE: usize = 0x070;
     pub const EXIT_INFO1: usize = 0x078;
     pub const EXIT_INFO2: usize = 0x080;
+    pub const EXIT_INT_INFO: usize = 0x088;
     pub const NP_ENABLE: usize = 0x090;
     pub const EVENT_INJ: usize = 0x0A8;
     pub const N_CR3: usize = 0x0B0;
@@ -54,6 +56,7 @@ pub mod save {
 /// MISC1 intercept bits.
 pub mod misc1 {
     pub const INTR: u32 = 1 << 0;
+    pub const VINTR: u32 = 1 << 4;
     pub const NMI: u32 = 1 << 1;
     pub const SMI: u32 = 1 << 2;
     pub const INIT: u32 = 1 << 3;
@@ -79,11 +82,14 @@ pub mod misc2 {
     pub const MONITOR: u32 = 1 << 10;
     pub const MWAIT: u32 = 1 << 11;
     pub const XSETBV: u32 = 1 << 13;
+    pub const WBINVD: u32 = 1 << 9;
 }
 
 /// Exit codes.
 pub mod exit {
     pub const INTR: u64 = 0x60;
+    pub const VINTR: u64 = 0x64;
+    pub const WBINVD: u64 = 0x89;
     pub const NMI: u64 = 0x61;
     pub const SMI: u64 = 0x62;
     pub const INIT: u64 = 0x63;

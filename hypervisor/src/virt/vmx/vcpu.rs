@@ -9,7 +9,7 @@ use super::vmcs::{self, f16, f32, f64, fnat, reason};
 use super::{CR4_VMXE, Vmx, VmxCaps, invept, invvpid};
 use crate::arch::x86::{cpu, descriptors};
 use crate::hvlog;
-use crate::virt::{EntryState, Exit, GuestRegs, Vcpu};
+use crate::virt::{EntryState, Event, Exit, GuestRegs, LinuxEntry, PagingState, Vcpu};
 use bulkhead_abi::boot_info::layout;
 use bulkhead_hvcore::memmap::Region;
 use bulkhead_hvcore::sched::TIME_SLICE_NS;
@@ -307,12 +307,15 @@ impl VmxVcpu {
             | reason::PREEMPTION_TIMER => Exit::Interrupt,
             // With an empty exception bitmap only NMIs exit here; `run` handed it to the host.
             reason::EXCEPTION_OR_NMI if is_nmi(l.interruption_info) => Exit::Interrupt,
+            reason::INTERRUPT_WINDOW => Exit::InterruptWindow,
             reason::VMCALL => Exit::Hypercall,
             reason::HLT => Exit::Halt,
             reason::CPUID => Exit::Cpuid,
             reason::IO_INSTRUCTION => Exit::Io {
                 port: (l.qualification >> 16) as u16,
                 input: l.qualification & (1 << 3) != 0,
+                size: (l.qualification & 0b111) as u8 + 1,
+                string: l.qualification & (1 << 4) != 0,
             },
             reason::RDMSR => Exit::Msr {
                 index: self.gprs.regs.rcx as u32,
@@ -335,7 +338,7 @@ impl VmxVcpu {
             reason::TASK_SWITCH => Exit::Forbidden("task switch"),
             reason::GETSEC => Exit::Forbidden("GETSEC"),
             reason::INVD => Exit::Forbidden("INVD"),
-            reason::WBINVD => Exit::Forbidden("WBINVD"),
+            reason::WBINVD => Exit::Wbinvd,
             reason::XSETBV => Exit::Forbidden("XSETBV"),
             reason::MONITOR => Exit::Forbidden("MONITOR"),
             reason::MWAIT => Exit::Forbidden("MWAIT"),
@@ -354,6 +357,23 @@ impl VmxVcpu {
             reason::ENCLS => Exit::Forbidden("ENCLS"),
             other => Exit::Unknown(u64::from(other)),
         }
+    }
+
+    /// Reads a field of this vCPU's VMCS (0 if it cannot be made current).
+    fn vmcs_read(&self, field: u64) -> u64 {
+        if self.make_current() {
+            vmcs::read(field)
+        } else {
+            0
+        }
+    }
+
+    /// Writes a field of this vCPU's VMCS; false if the CPU refused.
+    fn vmcs_write(&mut self, field: u64, value: u64) -> bool {
+        // SAFETY: the VMCS is this vCPU's own and made current first; the callers write
+        // guest-state or entry fields with values that keep the guest confined (its own
+        // registers, an event to inject, an interrupt-window exit).
+        self.make_current() && unsafe { vmcs::write(field, value) }
     }
 
     /// Reads what the exit handlers need from the VMCS just exited.
@@ -487,6 +507,13 @@ impl Vcpu for VmxVcpu {
         }
         self.launched = true;
         self.record_exit();
+        // An event whose delivery the exit interrupted is delivered again at the next entry.
+        let vectoring = vmcs::read(f32::IDT_VECTORING_INFO);
+        if vectoring & (1 << 31) != 0 {
+            let error = vmcs::read(f32::IDT_VECTORING_ERROR);
+            self.vmcs_write(f32::ENTRY_EXCEPTION_ERROR, error);
+            self.vmcs_write(f32::ENTRY_INTERRUPTION_INFO, vectoring & !(1 << 12));
+        }
         let exit = self.decode_exit();
         if self.last.reason & 0xFFFF == reason::EXCEPTION_OR_NMI
             && is_nmi(self.last.interruption_info)
@@ -532,6 +559,108 @@ impl Vcpu for VmxVcpu {
 
     fn flush_tlb_before_next_run(&mut self) {
         self.flush_pending = true;
+    }
+
+    fn reset_linux(&mut self, _entry: &LinuxEntry) {
+        // Refused earlier (`Backend::runs_linux`): Linux's syscall MSRs are not yet switched
+        // per vCPU under VMX. A vCPU that got here anyway cannot enter.
+        hvlog!("vmx: Linux qubes are not supported by the VMX backend yet");
+        self.launched = false;
+    }
+
+    fn set_rip(&mut self, rip: u64) {
+        self.rip = rip;
+        self.rip_dirty = true;
+        self.clear_shadow = true;
+    }
+
+    fn gpr(&self, n: u8) -> u64 {
+        let r = &self.gprs.regs;
+        match n & 15 {
+            0 => self.gprs.rax,
+            1 => r.rcx,
+            2 => r.rdx,
+            3 => r.rbx,
+            4 => self.vmcs_read(fnat::GUEST_RSP),
+            5 => r.rbp,
+            6 => r.rsi,
+            7 => r.rdi,
+            k => r.r[usize::from(k - 8)],
+        }
+    }
+
+    fn set_gpr(&mut self, n: u8, value: u64) {
+        let r = &mut self.gprs.regs;
+        match n & 15 {
+            0 => self.gprs.rax = value,
+            1 => r.rcx = value,
+            2 => r.rdx = value,
+            3 => r.rbx = value,
+            4 => {
+                self.vmcs_write(fnat::GUEST_RSP, value);
+            }
+            5 => r.rbp = value,
+            6 => r.rsi = value,
+            7 => r.rdi = value,
+            k => r.r[usize::from(k - 8)] = value,
+        }
+    }
+
+    fn paging(&self) -> PagingState {
+        PagingState {
+            cr0: self.vmcs_read(fnat::GUEST_CR0),
+            cr3: self.vmcs_read(fnat::GUEST_CR3),
+            cr4: self.vmcs_read(fnat::GUEST_CR4),
+            efer: if self.caps.load_efer {
+                self.vmcs_read(f64::GUEST_EFER)
+            } else {
+                GUEST_EFER
+            },
+        }
+    }
+
+    fn interruptible(&self) -> bool {
+        self.vmcs_read(fnat::GUEST_RFLAGS) & (1 << 9) != 0
+            && self.vmcs_read(f32::GUEST_INTERRUPTIBILITY) & 0b11 == 0
+            && !self.clear_shadow
+            && self.vmcs_read(f32::ENTRY_INTERRUPTION_INFO) & (1 << 31) == 0
+    }
+
+    fn inject(&mut self, event: Event) {
+        let (info, error) = match event {
+            Event::Interrupt(vector) => (u64::from(vector) | 1 << 31, None),
+            Event::Exception { vector, error } => {
+                let base = u64::from(vector) | 3 << 8 | 1 << 31;
+                match error {
+                    Some(code) => (base | 1 << 11, Some(code)),
+                    None => (base, None),
+                }
+            }
+        };
+        if let Some(code) = error {
+            self.vmcs_write(f32::ENTRY_EXCEPTION_ERROR, u64::from(code));
+        }
+        self.vmcs_write(f32::ENTRY_INTERRUPTION_INFO, info);
+    }
+
+    fn set_interrupt_window(&mut self, on: bool) {
+        let controls = self.vmcs_read(f32::PROC_CONTROLS) as u32;
+        let bit = vmcs::proc1::INTERRUPT_WINDOW_EXITING;
+        let want = if on { controls | bit } else { controls & !bit };
+        if want != controls {
+            self.vmcs_write(f32::PROC_CONTROLS, u64::from(want));
+        }
+    }
+
+    fn set_efer(&mut self, efer: u64) {
+        if self.caps.load_efer {
+            self.vmcs_write(f64::GUEST_EFER, efer);
+        }
+    }
+
+    fn set_pat(&mut self, _pat: u64) {
+        // Without the load-PAT entry control the guest's PAT is not switched; EPT's memory
+        // type decides (write-back). Linux qubes do not run under VMX yet.
     }
 }
 

@@ -50,6 +50,9 @@ pub mod f32 {
     pub const ENTRY_CONTROLS: u64 = 0x4012;
     pub const ENTRY_MSR_LOAD_COUNT: u64 = 0x4014;
     pub const ENTRY_INTERRUPTION_INFO: u64 = 0x4016;
+    pub const ENTRY_EXCEPTION_ERROR: u64 = 0x4018;
+    pub const IDT_VECTORING_INFO: u64 = 0x4408;
+    pub const IDT_VECTORING_ERROR: u64 = 0x440A;
     pub const PROC_CONTROLS2: u64 = 0x401E;
     pub const VM_INSTRUCTION_ERROR: u64 = 0x4400;
     pub const EXIT_REASON: u64 = 0x4402;
@@ -130,6 +133,7 @@ pub mod pin {
 
 /// Primary processor-based VM-execution controls.
 pub mod proc1 {
+    pub const INTERRUPT_WINDOW_EXITING: u32 = 1 << 2;
     pub const HLT_EXITING: u32 = 1 << 7;
     pub const MWAIT_EXITING: u32 = 1 << 10;
     pub const CR3_LOAD_EXITING: u32 = 1 << 15;
@@ -173,6 +177,7 @@ pub mod reason {
     pub const INIT: u32 = 3;
     pub const SIPI: u32 = 4;
     pub const IO_SMI: u32 = 5;
+    pub const INTERRUPT_WINDOW: u32 = 7;
     pub const OTHER_SMI: u32 = 6;
     pub const TASK_SWITCH: u32 = 9;
     pub const CPUID: u32 = 10;

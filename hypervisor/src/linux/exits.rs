@@ -1,0 +1,239 @@
+//! Every exit a Linux qube can cause. Ports, MMIO, MSRs and CPUID are answered by the guest
+//! platform; what a real machine would refuse gets the architectural exception (#GP for an
+//! MSR it lacks, #UD for virtualisation instructions); what only a broken guest does (a
+//! triple fault, string I/O, an undecodable MMIO instruction, an entry the CPU refuses)
+//! stops that qube alone.
+
+use super::LinuxGuest;
+use crate::arch::x86::cpu;
+use crate::exits::{Fault, Outcome, Stop};
+use crate::hvlog;
+use crate::qube::Qube;
+use crate::virt::{Event, Exit, Vcpu};
+use bulkhead_platform::msr::{self, EmulatedMsr, MsrPolicy};
+use bulkhead_platform::pci::PciEffect;
+use bulkhead_platform::pm::{Pm, PmEffect};
+use bulkhead_platform::uart::COM1_BASE;
+
+/// #UD.
+const UD: u8 = 6;
+/// #GP.
+const GP: u8 = 13;
+/// The local APIC's base as IA32_APIC_BASE reports it: enabled, bootstrap processor.
+const APIC_BASE_MSR: u64 = bulkhead_platform::lapic::LAPIC_BASE | 1 << 11 | 1 << 8;
+
+/// Handles one exit of Linux qube `q`.
+pub fn handle(q: &mut Qube, exit: Exit) -> Outcome {
+    let rip = q.vcpu.rip();
+    let stop = |f| Outcome::Stop(Stop::Fault(f));
+    let Some(g) = q.linux.as_mut() else {
+        return stop(Fault::InvalidState { rip });
+    };
+    match exit {
+        Exit::Interrupt => Outcome::Preempted,
+        Exit::InterruptWindow => {
+            q.vcpu.set_interrupt_window(false);
+            Outcome::Continue
+        }
+        Exit::Halt => {
+            g.stats.hlt += 1;
+            q.vcpu.skip_instruction(&exit);
+            if g.lapic.pending().is_some() {
+                Outcome::Continue
+            } else {
+                Outcome::Wait(super::irq::wake_deadline(g))
+            }
+        }
+        Exit::Cpuid => {
+            g.stats.cpuid += 1;
+            let leaf = q.vcpu.gpr(0) as u32;
+            let sub = q.vcpu.gpr(1) as u32;
+            let host = |l, s| {
+                let r = cpu::cpuid(l, s);
+                bulkhead_platform::cpuid::CpuidResult {
+                    eax: r.eax,
+                    ebx: r.ebx,
+                    ecx: r.ecx,
+                    edx: r.edx,
+                }
+            };
+            let r = bulkhead_platform::cpuid::guest_cpuid(leaf, sub, host, crate::time::tsc_khz());
+            for (reg, v) in [(0, r.eax), (3, r.ebx), (1, r.ecx), (2, r.edx)] {
+                q.vcpu.set_gpr(reg, u64::from(v));
+            }
+            q.vcpu.skip_instruction(&exit);
+            Outcome::Continue
+        }
+        Exit::Io {
+            port,
+            input,
+            size,
+            string,
+        } => {
+            g.stats.io += 1;
+            if string {
+                return stop(Fault::Forbidden {
+                    what: "string I/O (INS/OUTS)",
+                    rip,
+                });
+            }
+            let effect = if input {
+                let v = port_read(g, port, size);
+                let old = q.vcpu.gpr(0);
+                let new = match size {
+                    1 => (old & !0xFF) | u64::from(v & 0xFF),
+                    2 => (old & !0xFFFF) | u64::from(v & 0xFFFF),
+                    _ => u64::from(v),
+                };
+                q.vcpu.set_gpr(0, new);
+                PortEffect::None
+            } else {
+                port_write(g, port, size, q.vcpu.gpr(0) as u32)
+            };
+            g.sync_lines();
+            q.vcpu.skip_instruction(&exit);
+            super::flush_console(q);
+            match effect {
+                PortEffect::None => Outcome::Continue,
+                PortEffect::PowerOff => {
+                    hvlog!("qube {} powered off (ACPI S5)", q.spec.name);
+                    Outcome::Stop(Stop::Exited(0))
+                }
+                PortEffect::Doorbell(local) => match q.channels.get(usize::from(local)) {
+                    Some(c) => Outcome::Signal {
+                        qube: c.peer,
+                        bit: c.peer_local,
+                    },
+                    None => Outcome::Continue,
+                },
+            }
+        }
+        Exit::Msr { index, write } => {
+            g.stats.msr += 1;
+            msr_access(q, index, write, &exit)
+        }
+        Exit::NestedPageFault { gpa, fetch, .. } => {
+            let outcome = super::mmio::access(g, &mut q.vcpu, &mut q.mem, gpa, fetch);
+            g.sync_lines();
+            outcome
+        }
+        Exit::Wbinvd => {
+            // Caches are coherent for everything a qube can reach; nothing to do.
+            q.vcpu.skip_instruction(&exit);
+            Outcome::Continue
+        }
+        Exit::Forbidden(what @ "task switch") => stop(Fault::Forbidden { what, rip }),
+        Exit::Hypercall | Exit::Forbidden(_) => {
+            // What the guest was told it does not have: as on a CPU without it.
+            q.vcpu.inject(Event::Exception {
+                vector: UD,
+                error: None,
+            });
+            Outcome::Continue
+        }
+        Exit::TripleFault => stop(Fault::TripleFault { rip }),
+        Exit::InvalidState => stop(Fault::InvalidState { rip }),
+        Exit::Unknown(code) => stop(Fault::UnknownExit { code, rip }),
+    }
+}
+
+/// What a port write asks of the hypervisor.
+enum PortEffect {
+    None,
+    PowerOff,
+    Doorbell(u8),
+}
+
+fn port_read(g: &mut LinuxGuest, port: u16, size: u8) -> u32 {
+    match port {
+        p if (COM1_BASE..COM1_BASE + 8).contains(&p) => u32::from(g.uart.read((p - COM1_BASE) as u8)),
+        p if Pm::claims(p) => g.pm.read(p, size),
+        p if g.pci.claims(p) => g.pci.io_read(p, size),
+        _ => {
+            if port != 0x80 && g.may_log_unclaimed() {
+                hvlog!("linux: read of unclaimed port {port:#x} (all-ones)");
+            }
+            u32::MAX
+        }
+    }
+}
+
+fn port_write(g: &mut LinuxGuest, port: u16, size: u8, value: u32) -> PortEffect {
+    match port {
+        p if (COM1_BASE..COM1_BASE + 8).contains(&p) => {
+            if let Some(b) = g.uart.write((p - COM1_BASE) as u8, value as u8) {
+                let _ = g.tx.push_back(b);
+            }
+        }
+        p if Pm::claims(p) => {
+            if let PmEffect::PowerOff = g.pm.write(p, size, value) {
+                return PortEffect::PowerOff;
+            }
+        }
+        p if g.pci.claims(p) => {
+            if let PciEffect::Doorbell(local) = g.pci.io_write(p, size, value) {
+                return PortEffect::Doorbell(local);
+            }
+        }
+        _ => {
+            // Port 0x80 is the classic I/O delay; others are logged a few times.
+            if port != 0x80 && g.may_log_unclaimed() {
+                hvlog!("linux: write of {value:#x} to unclaimed port {port:#x} (ignored)");
+            }
+        }
+    }
+    PortEffect::None
+}
+
+fn msr_access(q: &mut Qube, index: u32, write: bool, exit: &Exit) -> Outcome {
+    let value = (q.vcpu.gpr(2) << 32) | (q.vcpu.gpr(0) & 0xFFFF_FFFF);
+    let Some(g) = q.linux.as_mut() else {
+        return Outcome::Continue;
+    };
+    let now = cpu::rdtsc();
+    let read: Option<u64> = match msr::policy(index) {
+        MsrPolicy::Emulated(e) => match (e, write) {
+            (EmulatedMsr::ApicBase, false) => Some(APIC_BASE_MSR),
+            (EmulatedMsr::ApicBase, true) => {
+                if value != APIC_BASE_MSR {
+                    hvlog!("qube {}: IA32_APIC_BASE write {value:#x} ignored", q.spec.name);
+                }
+                None
+            }
+            (EmulatedMsr::Tsc, false) => Some(now),
+            (EmulatedMsr::TscDeadline, false) => Some(g.lapic.tsc_deadline()),
+            (EmulatedMsr::TscDeadline, true) => {
+                g.lapic.set_tsc_deadline(value, now);
+                None
+            }
+            (EmulatedMsr::Pat, false) => Some(g.pat),
+            (EmulatedMsr::Pat, true) => {
+                g.pat = value;
+                q.vcpu.set_pat(value);
+                None
+            }
+            (EmulatedMsr::Efer, false) => Some(q.vcpu.paging().efer),
+            (EmulatedMsr::Efer, true) => {
+                q.vcpu.set_efer(value);
+                None
+            }
+            // Writes to the TSC and the rest: ignored.
+            (_, true) => None,
+            (other, false) => Some(msr::emulated_default(other)),
+        },
+        MsrPolicy::Constant(v) => (!write).then_some(v),
+        MsrPolicy::PassThrough | MsrPolicy::Fault => {
+            q.vcpu.inject(Event::Exception {
+                vector: GP,
+                error: Some(0),
+            });
+            return Outcome::Continue;
+        }
+    };
+    if let Some(v) = read {
+        q.vcpu.set_gpr(0, v & 0xFFFF_FFFF);
+        q.vcpu.set_gpr(2, v >> 32);
+    }
+    q.vcpu.skip_instruction(exit);
+    Outcome::Continue
+}

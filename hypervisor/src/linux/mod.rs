@@ -1,0 +1,176 @@
+//! Linux qubes: an unmodified kernel booted with the 64-bit boot protocol (`load`) on the
+//! guest platform of `bulkhead_platform` (its devices are pure state machines; this module
+//! feeds them the guest's exits and injects the interrupts they raise).
+//!
+//! - `load`: kernel, initramfs, command line, boot structures and ACPI tables into the
+//!   qube's zeroed memory.
+//! - `exits`: every exit a Linux guest can cause, handled or contained to that qube.
+//! - `mmio`: the emulated MMIO pages (local APIC, I/O APIC): fetching and decoding the
+//!   instruction through the guest's own page tables.
+//! - `irq`: interrupt lines and injection.
+
+mod exits;
+mod irq;
+mod load;
+mod mmio;
+
+pub use exits::handle;
+pub use irq::prepare_entry;
+pub use load::load;
+
+use crate::channels::Endpoints;
+use crate::virt::Vcpu;
+use bulkhead_abi::guest_pci::InfoCap;
+use bulkhead_platform::ioapic::IoApic;
+use bulkhead_platform::lapic::LocalApic;
+use bulkhead_platform::pci::{ChannelDevice, PciBus};
+use bulkhead_platform::pm::Pm;
+use bulkhead_platform::uart::Uart;
+
+/// The bundle entries a Linux qube boots from.
+#[derive(Clone, Copy, Debug)]
+pub struct LinuxImage {
+    /// The initramfs.
+    pub initrd: &'static [u8],
+    /// The kernel command line from the system description (the hypervisor appends
+    /// `tsc_early_khz=`).
+    pub cmdline: &'static [u8],
+}
+
+/// Exits of a Linux qube by kind, since its start (for the ready report and docs/bench.md).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ExitStats {
+    /// Port I/O.
+    pub io: u64,
+    /// Emulated MMIO (APICs) and unclaimed addresses.
+    pub mmio: u64,
+    /// RDMSR/WRMSR.
+    pub msr: u64,
+    /// CPUID.
+    pub cpuid: u64,
+    /// HLT.
+    pub hlt: u64,
+    /// Interrupts injected.
+    pub injected: u64,
+}
+
+/// The virtual machine around a Linux qube's vCPU.
+pub struct LinuxGuest {
+    /// What it boots.
+    pub image: LinuxImage,
+    lapic: LocalApic,
+    ioapic: IoApic,
+    uart: Uart,
+    pci: PciBus,
+    pm: Pm,
+    /// The guest's PAT (the power-on value until it writes one).
+    pat: u64,
+    /// Exits by kind since the last start.
+    pub stats: ExitStats,
+    /// Guest time of the last start (TSC), for the ready report.
+    pub started_tsc: u64,
+    /// The vCPU's exit count at the last start.
+    pub exits_at_start: u64,
+    /// Unclaimed ports and addresses logged so far (the log stops after a few).
+    unclaimed_logged: u32,
+    /// Bytes the UART transmitted, for the qube's console line.
+    tx: heapless::Deque<u8, 8>,
+}
+
+/// The console line with which the agent says the AppVM is ready (`linux-appvm/agent`).
+pub const READY_LINE: &[u8] = b"agent: ready";
+
+/// Moves what the UART transmitted to the qube's console, and notices the agent's ready
+/// line: the qube is then ready, reported with its exits and time since its start.
+pub fn flush_console(q: &mut crate::qube::Qube) {
+    let Some(g) = q.linux.as_mut() else { return };
+    let (name, label) = (q.spec.name.clone(), q.spec.label);
+    let mut ready = false;
+    while let Some(b) = g.tx.pop_front() {
+        q.console.push(&[b], |line| {
+            ready |= line.starts_with(READY_LINE);
+            crate::console::qube_line(&name, label, line)
+        });
+    }
+    if ready && !q.ready {
+        q.ready = true;
+        let s = g.stats;
+        let ticks = crate::arch::x86::cpu::rdtsc().wrapping_sub(g.started_tsc);
+        let ms = crate::time::ticks_to_ns(ticks) / 1_000_000;
+        crate::hvlog!(
+            "qube {name} ready: {} VM exits (I/O {}, MMIO {}, MSR {}, CPUID {}, HLT {}; {} interrupts injected), {ms} ms after its start",
+            q.vcpu.exit_count().wrapping_sub(g.exits_at_start),
+            s.io,
+            s.mmio,
+            s.msr,
+            s.cpuid,
+            s.hlt,
+            s.injected
+        );
+    }
+}
+
+/// Power-on PAT.
+const PAT_POWER_ON: u64 = 0x0007_0406_0007_0406;
+/// Unclaimed accesses logged per start.
+const MAX_UNCLAIMED_LINES: u32 = 8;
+
+impl LinuxGuest {
+    /// The platform for a qube booting `image` with `channels`.
+    pub fn new(image: LinuxImage, channels: &Endpoints) -> LinuxGuest {
+        let mut g = LinuxGuest {
+            image,
+            lapic: LocalApic::new(0, 1, 1),
+            ioapic: IoApic::new(0),
+            uart: Uart::new(),
+            pci: PciBus::new(),
+            pm: Pm::new(),
+            pat: PAT_POWER_ON,
+            stats: ExitStats::default(),
+            started_tsc: 0,
+            exits_at_start: 0,
+            unclaimed_logged: 0,
+            tx: heapless::Deque::new(),
+        };
+        g.reset(channels, 0);
+        g
+    }
+
+    /// Every device back to its power-on state (a start or restart); `exits` is the vCPU's
+    /// exit count now.
+    pub fn reset(&mut self, channels: &Endpoints, exits: u64) {
+        self.exits_at_start = exits;
+        let khz = crate::time::tsc_khz();
+        // The APIC timer's input clock: 1 GHz nominal; Linux measures it against the TSC.
+        self.lapic = LocalApic::new(0, khz, 1_000_000);
+        self.ioapic = IoApic::new(0);
+        self.uart = Uart::new();
+        self.pm = Pm::new();
+        self.pci = PciBus::new();
+        for (local, c) in channels.iter().enumerate() {
+            let dev = ChannelDevice {
+                local: local as u8,
+                bar0: crate::channels::Endpoint::window(local),
+                region_size: c.host.len(),
+                info: InfoCap {
+                    side: c.side as u8,
+                    size: c.host.len() as u32,
+                    name: c.name.clone(),
+                },
+            };
+            if !self.pci.add_channel(dev) {
+                crate::hvlog!("linux: channel {} has no PCI slot", c.name.as_str());
+            }
+        }
+        self.pat = PAT_POWER_ON;
+        self.stats = ExitStats::default();
+        self.started_tsc = crate::arch::x86::cpu::rdtsc();
+        self.unclaimed_logged = 0;
+    }
+
+    /// Whether another unclaimed access may still be logged (counts it).
+    fn may_log_unclaimed(&mut self) -> bool {
+        self.unclaimed_logged += 1;
+        self.unclaimed_logged <= MAX_UNCLAIMED_LINES
+    }
+}
