@@ -1,6 +1,8 @@
-//! The qube's settings. For now they come from the kernel command line
-//! (`bulkhead.ip=10.137.0.10/24 bulkhead.gw=10.137.0.1 bulkhead.dns=10.139.1.1`); later from
-//! the hypervisor's boot information.
+//! The qube's settings, from the kernel command line: `bulkhead.name=<qube>`,
+//! `bulkhead.net=<channel to the firewall>`, `bulkhead.template=<template>`, and the network
+//! (`bulkhead.ip=10.137.0.10/24 bulkhead.gw=10.137.0.1 bulkhead.dns=10.139.1.1`). Other
+//! parameters are ignored. [`Settings::parse`] never fails as a whole: a bad value is kept as
+//! an error line and the rest is used.
 
 use std::fmt;
 use std::net::Ipv4Addr;
@@ -75,6 +77,78 @@ pub fn parse_cmdline(cmdline: &str) -> Result<NetConfig, ConfigError> {
     })
 }
 
+/// Longest qube, channel or template name accepted (the ABI's name length).
+pub const NAME_MAX: usize = bulkhead_abi::boot_info::NAME_MAX;
+
+/// Everything the agent takes from the command line.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Settings {
+    /// `bulkhead.name=`: this qube's name (for `Hello`s and log lines).
+    pub name: Option<String>,
+    /// `bulkhead.net=`: the name of the channel to the firewall.
+    pub net_channel: Option<String>,
+    /// `bulkhead.template=`: the template this qube was made from (disposables check it).
+    pub template: Option<String>,
+    /// The network settings, when `bulkhead.ip=` is given and the values parse.
+    pub net: Option<NetConfig>,
+    /// One line per value that did not parse (that setting is left out).
+    pub errors: Vec<ConfigError>,
+}
+
+impl Settings {
+    /// Reads the `bulkhead.*` keys of a kernel command line; unknown keys are ignored.
+    pub fn parse(cmdline: &str) -> Settings {
+        let mut s = Settings::default();
+        for word in cmdline.split_whitespace() {
+            let Some((key, value)) = word.split_once('=') else {
+                continue;
+            };
+            let slot = match key {
+                "bulkhead.name" => &mut s.name,
+                "bulkhead.net" => &mut s.net_channel,
+                "bulkhead.template" => &mut s.template,
+                _ => continue,
+            };
+            if is_name(value) {
+                *slot = Some(value.to_string());
+            } else {
+                s.errors.push(ConfigError::Bad {
+                    key: key.to_string(),
+                    value: value.to_string(),
+                });
+            }
+        }
+        match parse_cmdline(cmdline) {
+            Ok(net) => s.net = Some(net),
+            Err(ConfigError::NoAddress) => {}
+            Err(e) => s.errors.push(e),
+        }
+        s
+    }
+
+    /// The qube's name, `appvm` when the command line gives none.
+    pub fn qube(&self) -> &str {
+        self.name.as_deref().unwrap_or("appvm")
+    }
+
+    /// The channel to the firewall: `bulkhead.net=`, else `<name>.net` (the channel name the
+    /// system compiler gives a client's link to its netvm).
+    pub fn net_channel_name(&self) -> Option<String> {
+        self.net_channel
+            .clone()
+            .or_else(|| self.name.as_ref().map(|n| format!("{n}.net")))
+    }
+}
+
+/// A name the ABI can carry: 1 to [`NAME_MAX`] bytes of letters, digits, `.`, `-`, `_`.
+pub fn is_name(value: &str) -> bool {
+    !value.is_empty()
+        && value.len() <= NAME_MAX
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -126,6 +200,43 @@ mod tests {
                 matches!(parse_cmdline(bad), Err(ConfigError::Bad { .. })),
                 "{bad}"
             );
+        }
+    }
+
+    #[test]
+    fn settings_keep_what_parses() {
+        let s = Settings::parse(
+            "console=ttyS0 bulkhead.name=work bulkhead.template=debian-12 bulkhead.gw=x \
+             bulkhead.ip=10.137.0.10/24 bulkhead.net=work.net bulkhead.unknown=1 noequals",
+        );
+        assert_eq!(s.qube(), "work");
+        assert_eq!(s.template.as_deref(), Some("debian-12"));
+        assert_eq!(s.net_channel_name().as_deref(), Some("work.net"));
+        // The bad gateway loses the network settings (they are one unit) but nothing else.
+        assert_eq!(s.net, None);
+        assert_eq!(s.errors.len(), 1);
+        assert_eq!(s.errors[0].to_string(), "bad value for bulkhead.gw: \"x\"");
+    }
+
+    #[test]
+    fn settings_defaults_and_bad_names() {
+        let s = Settings::parse("");
+        assert_eq!(s.qube(), "appvm");
+        assert_eq!(s.net_channel_name(), None);
+        assert!(s.errors.is_empty() && s.net.is_none());
+        let s = Settings::parse("bulkhead.name=w bulkhead.name=a/b bulkhead.template=");
+        assert_eq!(s.qube(), "w");
+        assert_eq!(s.net_channel_name().as_deref(), Some("w.net"));
+        assert_eq!(s.errors.len(), 2);
+        let long = format!("bulkhead.net={}", "n".repeat(NAME_MAX + 1));
+        assert_eq!(Settings::parse(&long).errors.len(), 1);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_cmdline_parses_without_panic(s in "\\PC{0,200}") {
+            let _ = Settings::parse(&s);
+            let _ = Settings::parse(&format!("bulkhead.ip={s} bulkhead.name={s}"));
         }
     }
 }

@@ -1,6 +1,20 @@
-//! The agent of a Linux AppVM (the binary is `src/main.rs`): its parts, host-tested.
+//! The agent of a Linux AppVM (the binary is `src/main.rs`, the event loop [`agent`]):
+//! its parts, host-tested.
+//!
+//! - [`config`]: the `bulkhead.*` settings from the kernel command line;
+//! - [`channel`]: the channels, PCI channel devices through `uio_pci_generic` ([`channel::uio`])
+//!   carrying `bulkhead-ring` endpoints ([`channel::ring`]), behind [`channel::Transport`];
+//! - [`net`]: the TAP interface and its configuration;
+//! - [`bridge`]: frames between the TAP interface and the firewall's channel;
+//! - [`services`]: the disposable request, and the dispatcher where service calls will land;
+//! - [`sys`]: the only module with `unsafe` (mmap, poll, ioctl, reboot);
+//! - [`log`]: console lines.
 
+pub mod agent;
+pub mod bridge;
 pub mod channel;
 pub mod config;
+pub mod log;
 pub mod net;
-pub mod service;
+pub mod services;
+pub mod sys;

@@ -1,71 +1,17 @@
-//! The qube's network interface: a TAP device (`/dev/net/tun`, ioctl TUNSETIFF) whose frames
-//! the agent will carry over the channel to the firewall; its address and default route are
-//! set with busybox `ip`, and the name servers go to `/etc/resolv.conf`.
+//! The qube's network interface: a TAP device ([`tap`]) whose frames the bridge carries
+//! over the channel to the firewall; its address and default route are set with busybox
+//! `ip`, and the name servers go to `/etc/resolv.conf`.
+
+pub mod tap;
 
 use crate::config::NetConfig;
-use std::fs::{File, OpenOptions};
 use std::io;
 use std::net::Ipv4Addr;
-use std::os::fd::AsRawFd;
 use std::process::Command;
+pub use tap::{FrameDevice, Tap};
 
 /// The interface's name.
 pub const IFNAME: &str = "bulkhead0";
-
-// From <linux/if_tun.h>: _IOW('T', 202, int), and the flags.
-const TUNSETIFF: libc::c_ulong = 0x4004_54ca;
-const IFF_TAP: libc::c_short = 0x0002;
-const IFF_NO_PI: libc::c_short = 0x1000;
-
-/// `struct ifreq` as TUNSETIFF reads it: the name, then the flags (the union is 24 bytes).
-#[repr(C)]
-struct IfReq {
-    name: [u8; libc::IFNAMSIZ],
-    flags: libc::c_short,
-    _pad: [u8; 22],
-}
-
-/// An open TAP interface; it exists as long as this does.
-#[derive(Debug)]
-pub struct Tap {
-    pub file: File,
-    pub name: String,
-}
-
-/// Creates the TAP interface `name` (no packet-information header: plain Ethernet frames).
-pub fn create_tap(name: &str) -> io::Result<Tap> {
-    if name.is_empty() || name.len() >= libc::IFNAMSIZ {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "bad interface name",
-        ));
-    }
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/net/tun")?;
-    let mut req = IfReq {
-        name: [0; libc::IFNAMSIZ],
-        flags: IFF_TAP | IFF_NO_PI,
-        _pad: [0; 22],
-    };
-    req.name[..name.len()].copy_from_slice(name.as_bytes());
-    // SAFETY: the descriptor is open for as long as `file` lives, and `req` is a valid,
-    // 40-byte `struct ifreq` that TUNSETIFF reads and writes back in place.
-    let rc = unsafe { libc::ioctl(file.as_raw_fd(), TUNSETIFF, &mut req as *mut IfReq) };
-    if rc < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    let len = req
-        .name
-        .iter()
-        .position(|&b| b == 0)
-        .unwrap_or(req.name.len());
-    Ok(Tap {
-        file,
-        name: String::from_utf8_lossy(&req.name[..len]).into_owned(),
-    })
-}
 
 /// The `ip` commands that give `ifname` its address and route (pure, for tests).
 pub fn ip_commands(config: &NetConfig, ifname: &str) -> Vec<Vec<String>> {
@@ -90,10 +36,14 @@ pub fn resolv_conf(dns: &[Ipv4Addr]) -> String {
     dns.iter().map(|d| format!("nameserver {d}\n")).collect()
 }
 
-/// Creates and configures the interface, writes resolv.conf.
-pub fn setup(config: &NetConfig) -> io::Result<Tap> {
-    let tap = create_tap(IFNAME)?;
-    for args in ip_commands(config, &tap.name) {
+/// Gives the interface `ifname` its address and routes, writes resolv.conf. IPv6 is turned
+/// off on it first (the firewall drops IPv6; this keeps the kernel from sending any).
+pub fn configure(config: &NetConfig, ifname: &str) -> io::Result<()> {
+    let _ = std::fs::write(
+        format!("/proc/sys/net/ipv6/conf/{ifname}/disable_ipv6"),
+        "1",
+    );
+    for args in ip_commands(config, ifname) {
         let status = Command::new("ip").args(&args).status()?;
         // "route add <gw>" fails harmlessly when the gateway is already on the link.
         let optional = args[0] == "route" && args.len() == 4;
@@ -105,8 +55,25 @@ pub fn setup(config: &NetConfig) -> io::Result<Tap> {
             args.join(" ")
         )));
     }
-    std::fs::write("/etc/resolv.conf", resolv_conf(&config.dns))?;
-    Ok(tap)
+    std::fs::write("/etc/resolv.conf", resolv_conf(&config.dns))
+}
+
+/// Brings `ifname` up without an address (the bridge still runs: the user may configure it).
+pub fn link_up(ifname: &str) -> io::Result<()> {
+    let _ = std::fs::write(
+        format!("/proc/sys/net/ipv6/conf/{ifname}/disable_ipv6"),
+        "1",
+    );
+    let status = Command::new("ip")
+        .args(["link", "set", ifname, "up"])
+        .status()?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(io::Error::other(format!(
+            "`ip link set {ifname} up` failed ({status})"
+        )))
+    }
 }
 
 #[cfg(test)]
@@ -147,12 +114,5 @@ mod tests {
             "nameserver 10.139.1.1\nnameserver 10.139.1.2\n"
         );
         assert_eq!(resolv_conf(&[]), "");
-    }
-
-    #[test]
-    fn ifreq_has_the_kernel_layout() {
-        assert_eq!(std::mem::size_of::<IfReq>(), 40);
-        assert!(create_tap("").is_err());
-        assert!(create_tap("a-name-much-too-long").is_err());
     }
 }

@@ -1,5 +1,9 @@
-//! Where service calls from other qubes will land (qrexec-like): a service has a name and
-//! answers a request with bytes. The transport that brings the calls does not exist yet.
+//! Services the agent offers other qubes. [`disposable`] serves a disposable's one request
+//! (run a command, stream its output, power off). General service calls (qrexec-like: a
+//! service has a name and answers a request with bytes) will land in the [`Dispatcher`];
+//! the transport that brings them is a later issue.
+
+pub mod disposable;
 
 use std::collections::BTreeMap;
 use std::fmt;

@@ -1,0 +1,301 @@
+//! The agent's orchestration: open the channels, set up the network, start the services,
+//! say `agent: ready`, then one event loop that `poll`s the TAP interface, every channel's
+//! uio descriptor and a running command's output, with timeouts.
+//!
+//! Each round lets every part do its non-blocking work ([`NetBridge::pump`],
+//! [`DisposableService::step`]); then, if nothing moved, each channel sets its waiting flag
+//! (so the peer rings the doorbell) and the loop sleeps in `poll`; an interrupt is
+//! acknowledged ([`UioChannel::on_interrupt`]) and the round starts again.
+
+use crate::bridge::NetBridge;
+use crate::channel::uio::{self, UioChannel};
+use crate::channel::{ChannelError, Side};
+use crate::config::Settings;
+use crate::log::{line, printable};
+use crate::net::{self, Tap};
+use crate::services::disposable::{DisposableService, ShellRunner};
+use crate::services::{Dispatcher, Ping};
+use crate::sys::{self, Watch};
+use std::io;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// Longest sleep without any event: resets are noticed at least this often.
+const TICK: Duration = Duration::from_millis(250);
+/// Sleep between looks at a channel without an interrupt line.
+const POLL_EVERY: Duration = Duration::from_millis(2);
+/// After this long without the firewall's `Hello`, say so (once).
+const HELLO_PATIENCE: Duration = Duration::from_secs(10);
+
+/// Finds, binds and opens every channel device; logs one line per channel or problem.
+pub fn open_channels() -> Vec<UioChannel> {
+    if !Path::new(uio::PCI_DEVICES).exists() {
+        line("no PCI bus in sysfs: no channels");
+        return Vec::new();
+    }
+    let (found, bad) = uio::scan(Path::new(uio::PCI_DEVICES));
+    for (address, why) in bad {
+        line(&format!("channel device {address} left out: {why}"));
+    }
+    if found.is_empty() {
+        line("no channels (no Bulkhead channel devices on the PCI bus)");
+        return Vec::new();
+    }
+    if let Err(e) = uio::bind_all(&found) {
+        line(&format!(
+            "binding the channel devices to uio_pci_generic: {e}"
+        ));
+    }
+    let mut open = Vec::new();
+    for f in found {
+        let (address, name) = (f.address.clone(), printable(f.info.name.as_str(), 32));
+        let (side, kib) = (if f.info.side == 0 { 'A' } else { 'B' }, f.info.size / 1024);
+        match UioChannel::open(f) {
+            Ok(ch) => {
+                let irq = if ch.irq_fd().is_some() {
+                    "interrupts"
+                } else {
+                    "polled (no IRQ)"
+                };
+                line(&format!(
+                    "channel {name}: side {side}, {kib} KiB at {address}, {irq}"
+                ));
+                open.push(ch);
+            }
+            Err(e) => line(&format!(
+                "channel {name} at {address} cannot be opened: {e}"
+            )),
+        }
+    }
+    open
+}
+
+/// Creates the TAP interface and configures it as `settings` say; logs what it did.
+fn setup_network(settings: &Settings, has_link: bool) -> Option<Tap> {
+    let tap = match Tap::create(net::IFNAME) {
+        Ok(t) => t,
+        Err(e) => {
+            line(&format!(
+                "cannot create the TAP interface {}: {e}",
+                net::IFNAME
+            ));
+            return None;
+        }
+    };
+    match &settings.net {
+        Some(cfg) => match net::configure(cfg, &tap.name) {
+            Ok(()) => {
+                let gw = cfg.gateway.map(|g| format!(" via {g}")).unwrap_or_default();
+                let dns: Vec<String> = cfg.dns.iter().map(|d| d.to_string()).collect();
+                let dns = if dns.is_empty() {
+                    "none".into()
+                } else {
+                    dns.join(" ")
+                };
+                line(&format!(
+                    "{} {}/{}{gw}, dns {dns}",
+                    tap.name, cfg.address, cfg.prefix_len
+                ));
+            }
+            Err(e) => line(&format!("configuring {}: {e}", tap.name)),
+        },
+        None => {
+            line(&format!(
+                "no bulkhead.ip= on the command line: {} has no address",
+                tap.name
+            ));
+            if let Err(e) = net::link_up(&tap.name) {
+                line(&format!("{e}"));
+            }
+        }
+    }
+    if !has_link {
+        line(&format!(
+            "no channel to the firewall: {} has no link",
+            tap.name
+        ));
+    }
+    Some(tap)
+}
+
+/// Runs the agent. Returns only on an error the loop cannot go on with, or when a
+/// disposable is done and powering off failed.
+pub fn run(settings: &Settings) -> io::Result<()> {
+    for e in &settings.errors {
+        line(&format!("{e} (ignored)"));
+    }
+    let mut channels = open_channels();
+    let net_name = settings.net_channel_name();
+    let take = |channels: &mut Vec<UioChannel>, pick: &dyn Fn(&UioChannel) -> bool| {
+        let i = channels.iter().position(pick)?;
+        Some(channels.remove(i))
+    };
+    let net_ch = net_name
+        .as_deref()
+        .and_then(|n| take(&mut channels, &|c| c.found.info.name.as_str() == n));
+    // `<name>.net` is only a guess: say so only when bulkhead.net= named a missing channel.
+    if let (Some(n), None) = (&settings.net_channel, &net_ch) {
+        line(&format!(
+            "no channel named {n} (bulkhead.net=): no link to the firewall"
+        ));
+    }
+    let disp_ch = take(&mut channels, &|c| {
+        c.ring.side() == Side::B && c.found.info.name.ends_with(".disp")
+    });
+    for c in &channels {
+        line(&format!(
+            "channel {}: no service uses it",
+            printable(&c.found.info.name, 32)
+        ));
+    }
+
+    let tap = if settings.net.is_some() || net_ch.is_some() {
+        setup_network(settings, net_ch.is_some())
+    } else {
+        line("no network settings and no channel to the firewall: no network");
+        None
+    };
+    let mut bridge = match (net_ch, &tap) {
+        (Some(ch), Some(_)) => {
+            let name = ch.found.info.name.to_string();
+            Some(NetBridge::new(ch, &name, settings.qube()))
+        }
+        _ => None,
+    };
+    let mut tap = tap;
+    let mut disposable = disp_ch.map(|ch| {
+        let name = ch.found.info.name.to_string();
+        let t = settings.template.as_deref();
+        if t.is_none() {
+            line(&format!(
+                "{name}: no bulkhead.template=: every request will be refused"
+            ));
+        }
+        DisposableService::new(ch, &name, settings.qube(), t, ShellRunner::default())
+    });
+    let mut services = Dispatcher::new();
+    services.register("bulkhead.Ping", Box::new(Ping));
+
+    let started = Instant::now();
+    let mut ready = false;
+    let mut impatient = false;
+    loop {
+        let now = Instant::now();
+        let mut busy = false;
+        let mut soon: Option<Duration> = Some(TICK);
+        let mut sooner = |d: Option<Duration>| {
+            if let Some(d) = d {
+                soon = Some(soon.map_or(d, |s| s.min(d)));
+            }
+        };
+        if let (Some(b), Some(t)) = (&mut bridge, &mut tap) {
+            busy |= b.pump(t);
+            for n in b.take_notes() {
+                line(&n);
+            }
+            if b.has_pending() {
+                sooner(Some(Duration::from_millis(1)));
+            }
+        }
+        if let Some(d) = &mut disposable {
+            busy |= d.step(now);
+            for n in d.take_notes() {
+                line(&n);
+            }
+            sooner(d.next_step_in());
+            if d.finished() {
+                line("disposable: done, powering off");
+                return Err(sys::power_off());
+            }
+        }
+        let link_up = bridge.as_ref().is_none_or(|b| b.is_up());
+        if !ready && link_up {
+            ready = true;
+            line(&format!("ready (services: {})", services.names().join(" ")));
+        }
+        if !ready && !impatient && started.elapsed() > HELLO_PATIENCE {
+            impatient = true;
+            line("still waiting for the firewall's Hello");
+        }
+        if busy {
+            continue;
+        }
+        wait(&mut bridge, &mut disposable, tap.as_ref(), soon)?;
+    }
+}
+
+type Bridge = NetBridge<UioChannel>;
+type Disp = DisposableService<UioChannel, ShellRunner>;
+
+/// Sleeps until an interrupt, a frame, command output or `timeout`.
+fn wait(
+    bridge: &mut Option<Bridge>,
+    disposable: &mut Option<Disp>,
+    tap: Option<&Tap>,
+    mut timeout: Option<Duration>,
+) -> io::Result<()> {
+    let mut watches = Vec::new();
+    if let Some(fd) = disposable.as_ref().and_then(|d| d.output_fd()) {
+        watches.push(Watch {
+            fd,
+            readable: false,
+        });
+    }
+    if let Some(t) = tap {
+        watches.push(Watch {
+            fd: t.fd(),
+            readable: false,
+        });
+    }
+    // The channels (0: the bridge's, 1: the disposable's) announce the wait; a message
+    // already there, or news of a reset, cancels the sleep.
+    let mut errors: [Option<ChannelError>; 2] = [None, None];
+    let mut chans: Vec<(usize, &mut UioChannel)> = Vec::new();
+    if let Some(b) = bridge.as_mut() {
+        chans.push((0, b.transport_mut()));
+    }
+    if let Some(d) = disposable.as_mut() {
+        chans.push((1, d.transport_mut()));
+    }
+    for (i, ch) in chans.iter_mut() {
+        match ch.ring.prepare_wait() {
+            Ok(false) => {}
+            Ok(true) => timeout = Some(Duration::ZERO),
+            Err(e) => {
+                errors[*i] = Some(e);
+                timeout = Some(Duration::ZERO);
+            }
+        }
+        match ch.irq_fd() {
+            Some(fd) => watches.push(Watch {
+                fd,
+                readable: false,
+            }),
+            None => timeout = Some(timeout.map_or(POLL_EVERY, |t| t.min(POLL_EVERY))),
+        }
+    }
+    if timeout != Some(Duration::ZERO) {
+        sys::poll(&mut watches, timeout)?;
+    }
+    for (_, ch) in chans.iter_mut() {
+        ch.ring.finish_wait();
+        let fired = ch
+            .irq_fd()
+            .is_some_and(|fd| watches.iter().any(|w| w.fd == fd && w.readable));
+        if fired && let Err(e) = ch.on_interrupt() {
+            ch.ack_errors += 1;
+            if ch.ack_errors == 1 {
+                let name = printable(&ch.found.info.name, 32);
+                line(&format!("channel {name}: acknowledging an interrupt: {e}"));
+            }
+        }
+    }
+    drop(chans);
+    if let (Some(e), Some(b)) = (errors[0], bridge.as_mut()) {
+        b.channel_error(e);
+    }
+    if let (Some(e), Some(d)) = (errors[1], disposable.as_mut()) {
+        d.channel_error(e);
+    }
+    Ok(())
+}

@@ -1,0 +1,235 @@
+//! A [`Transport`] over a `bulkhead-ring` endpoint: the same code over the mmap'd BAR of a
+//! channel device and, in the tests, over a heap buffer shared by two endpoints.
+
+use super::{ChannelError, CountingBell, Doorbell, Side, Transport};
+use bulkhead_abi::channel::{CONSUMER_OFFSET, GENERATION_OFFSET, Geometry, PRODUCER_OFFSET};
+use bulkhead_ring::{Endpoint, Sent, SharedRegion};
+use serde::Serialize;
+
+/// One end of a channel with its doorbell.
+pub struct RingChannel<D: Doorbell> {
+    ep: Endpoint,
+    region: SharedRegion,
+    side: Side,
+    /// Where our sending ring's producer and consumer indices are.
+    tx_words: (usize, usize),
+    /// The reset generation when the endpoint was (re)opened.
+    generation: u32,
+    doorbell: D,
+    /// Doorbells rung.
+    pub notifies: u64,
+    /// Doorbell writes that failed (logged by the owner, not fatal: the peer may poll).
+    pub doorbell_errors: u64,
+    /// Resets seen (the peer restarted).
+    pub resets: u64,
+}
+
+impl<D: Doorbell> std::fmt::Debug for RingChannel<D> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RingChannel")
+            .field("side", &self.side)
+            .field("ep", &self.ep)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The reset generation in a region's header.
+fn generation(region: &SharedRegion) -> u32 {
+    let mut w = [0u8; 4];
+    region.read_bytes(GENERATION_OFFSET as usize, &mut w);
+    u32::from_le_bytes(w)
+}
+
+impl<D: Doorbell> RingChannel<D> {
+    /// Opens `side` of the channel in `region` (its header checked by the ring).
+    pub fn open(region: SharedRegion, side: Side, doorbell: D) -> Result<Self, ChannelError> {
+        let mut header = [0u8; 32];
+        region.read_bytes(0, &mut header);
+        let g =
+            Geometry::from_header(&header, region.len() as u64).ok_or(ChannelError::BadHeader)?;
+        let ring = g.ring_offset[match side {
+            Side::A => 0,
+            Side::B => 1,
+        }] as usize;
+        let generation = generation(&region);
+        let ep = Endpoint::open(region.clone(), side)?;
+        Ok(RingChannel {
+            ep,
+            region,
+            side,
+            tx_words: (
+                ring + PRODUCER_OFFSET as usize,
+                ring + CONSUMER_OFFSET as usize,
+            ),
+            generation,
+            doorbell,
+            notifies: 0,
+            doorbell_errors: 0,
+            resets: 0,
+        })
+    }
+
+    /// Which side we are.
+    pub fn side(&self) -> Side {
+        self.side
+    }
+
+    /// The shared region (tests play the hostile peer through it).
+    pub fn region(&self) -> &SharedRegion {
+        &self.region
+    }
+
+    /// Largest message payload.
+    pub fn max_payload(&self) -> usize {
+        self.ep.max_payload()
+    }
+
+    /// What the peer did wrong, if it broke the channel.
+    pub fn broken(&self) -> Option<Breach> {
+        self.ep.broken()
+    }
+
+    /// Sends `bytes` as one message, as they are (tests play a peer sending garbage).
+    pub fn try_send_bytes(&mut self, bytes: &[u8]) -> Result<bool, ChannelError> {
+        let sent = self.ep.send_bytes(bytes);
+        Ok(matches!(self.after(sent)?, Sent::Queued { .. }))
+    }
+
+    /// The doorbell.
+    pub fn doorbell(&mut self) -> &mut D {
+        &mut self.doorbell
+    }
+
+    /// Sets our waiting flag before the caller sleeps: true means a message is already here
+    /// (do not sleep). Call [`RingChannel::finish_wait`] after.
+    pub fn prepare_wait(&mut self) -> Result<bool, ChannelError> {
+        let r = self.ep.prepare_wait();
+        self.after(r)
+    }
+
+    /// Clears our waiting flag after a sleep.
+    pub fn finish_wait(&mut self) {
+        self.ep.finish_wait();
+    }
+
+    /// Reopens the endpoint when the channel was reset: on `Reset` from the ring, and also
+    /// when a broken endpoint (which reports only its breach) sees the generation move.
+    fn after<R>(&mut self, r: Result<R, ChannelError>) -> Result<R, ChannelError> {
+        let reset = match &r {
+            Err(ChannelError::Reset) => true,
+            Err(ChannelError::Broken(_)) => generation(&self.region) != self.generation,
+            _ => false,
+        };
+        if reset {
+            self.generation = generation(&self.region);
+            self.ep = self.ep.reopen()?;
+            self.resets += 1;
+            return Err(ChannelError::Reset);
+        }
+        r
+    }
+}
+
+use super::Breach;
+
+impl<D: Doorbell> Transport for RingChannel<D> {
+    fn try_send<T: Serialize + ?Sized>(&mut self, msg: &T) -> Result<bool, ChannelError> {
+        let sent = self.ep.send(msg);
+        match self.after(sent)? {
+            Sent::Queued { notify } => {
+                if notify {
+                    self.notifies += 1;
+                    if self.doorbell.ring().is_err() {
+                        self.doorbell_errors += 1;
+                    }
+                }
+                Ok(true)
+            }
+            Sent::Full => Ok(false),
+        }
+    }
+
+    fn try_recv_with<R>(&mut self, f: impl FnOnce(&[u8]) -> R) -> Result<Option<R>, ChannelError> {
+        let r = self.ep.recv_with(f);
+        self.after(r)
+    }
+
+    fn unconsumed(&self) -> u32 {
+        let word = |at: usize| {
+            let mut w = [0u8; 4];
+            self.region.read_bytes(at, &mut w);
+            u32::from_le_bytes(w)
+        };
+        // The producer word is ours; the consumer word is the peer's (any value: the
+        // difference is only a number to wait on, bounded by the caller's timeout).
+        word(self.tx_words.0).wrapping_sub(word(self.tx_words.1))
+    }
+}
+
+/// Two connected ends over one heap buffer of `size` bytes with `slot_size`-byte slots (side
+/// A first), as the hypervisor would set them up: for tests.
+pub fn pair(
+    size: usize,
+    slot_size: u32,
+) -> Option<(RingChannel<CountingBell>, RingChannel<CountingBell>)> {
+    let region = SharedRegion::zeroed(size);
+    region.init_header(&Geometry::new(size as u64, slot_size)?);
+    let a = RingChannel::open(region.clone(), Side::A, CountingBell::default()).ok()?;
+    let b = RingChannel::open(region, Side::B, CountingBell::default()).ok()?;
+    Some((a, b))
+}
+
+/// Plays the hypervisor resetting the channel: new header and indices, generation bumped.
+pub fn reset_region(region: &SharedRegion) {
+    let mut header = [0u8; 32];
+    region.read_bytes(0, &mut header);
+    if let Some(g) = Geometry::from_header(&header, region.len() as u64) {
+        let next = generation(region).wrapping_add(1);
+        region.init_header(&g);
+        region.write_bytes(GENERATION_OFFSET as usize, &next.to_le_bytes());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bulkhead_abi::proto::{NET_SLOT_SIZE, Net};
+
+    #[test]
+    fn messages_cross_and_notify_a_waiting_peer() {
+        let (mut a, mut b) = pair(16384, 128).unwrap();
+        assert!(a.try_send(&7u32).unwrap());
+        assert_eq!(a.unconsumed(), 1);
+        assert_eq!(b.try_recv_with(|m| m.to_vec()).unwrap(), Some(vec![7]));
+        assert_eq!(b.prepare_wait(), Ok(false));
+        assert!(a.try_send(&8u32).unwrap());
+        assert_eq!((a.notifies, a.doorbell().rung), (1, 1));
+        b.finish_wait();
+        // The consumer published its index before it waited.
+        assert_eq!(a.unconsumed(), 1);
+        assert_eq!(b.prepare_wait(), Ok(true));
+    }
+
+    #[test]
+    fn a_reset_reopens_and_mends_a_breach() {
+        let (mut a, mut b) = pair(65536, NET_SLOT_SIZE).unwrap();
+        // The peer sends bytes that are no u32 (more than 5 bytes of varint): a breach.
+        assert!(a.try_send(&Net::Frame(&[1; 20])).unwrap());
+        let got = b.try_recv_with(|_| ()).map(|_| ());
+        assert_eq!(got, Ok(()));
+        assert!(a.try_send(&[0xffu8; 8]).unwrap());
+        assert!(b.ep.try_recv::<u32>().is_err());
+        assert!(b.broken().is_some());
+        assert!(matches!(
+            b.try_recv_with(|_| ()),
+            Err(ChannelError::Broken(_))
+        ));
+        reset_region(b.region());
+        assert_eq!(b.try_recv_with(|_| ()), Err(ChannelError::Reset));
+        assert_eq!(b.resets, 1);
+        assert_eq!(b.broken(), None);
+        assert_eq!(a.try_send(&1u8), Err(ChannelError::Reset));
+        assert!(a.try_send(&1u8).unwrap());
+        assert_eq!(b.try_recv_with(|m| m.to_vec()).unwrap(), Some(vec![1]));
+    }
+}

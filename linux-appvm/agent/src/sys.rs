@@ -1,0 +1,243 @@
+//! The agent's only unsafe code: the Linux system calls the standard library does not wrap
+//! (mmap of a PCI BAR, `poll`, the TUN ioctl, `fcntl`, `mknod`, `sync`, `reboot`). Every
+//! function here checks its arguments and returns `io::Result`; nothing else in the crate
+//! uses `unsafe`.
+#![allow(unsafe_code)]
+
+use std::ffi::CString;
+use std::fs::File;
+use std::io;
+use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+use std::time::Duration;
+
+use bulkhead_ring::SharedRegion;
+
+/// A shared, read/write mapping of the first `len` bytes of a file (a PCI BAR's `resource0`),
+/// unmapped on drop.
+#[derive(Debug)]
+pub struct Mapping {
+    base: *mut u8,
+    len: usize,
+}
+
+// SAFETY: the mapping is an address range owned by this value; it is not tied to the thread
+// that made it, and all access to it goes through `SharedRegion` (atomic or volatile).
+unsafe impl Send for Mapping {}
+
+impl Mapping {
+    /// Maps `len` bytes of `file` from offset 0, `PROT_READ | PROT_WRITE`, `MAP_SHARED`.
+    pub fn new(file: &File, len: usize) -> io::Result<Mapping> {
+        if len == 0 {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "empty mapping"));
+        }
+        // SAFETY: a fresh mapping chosen by the kernel (address NULL) cannot overlap any Rust
+        // object; `file` is an open descriptor for the duration of the call; failure is
+        // checked below.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                file.as_raw_fd(),
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Mapping {
+            base: p.cast::<u8>(),
+            len,
+        })
+    }
+
+    /// The mapping as a ring region. The `Mapping` must outlive every endpoint made from it
+    /// (the channel owns both and drops the endpoint first).
+    pub fn region(&self) -> SharedRegion {
+        // SAFETY: (1) `base .. base + len` is mapped read/write by `new` and stays mapped until
+        // `self` is dropped; the owner (`channel::uio::UioChannel`) declares its endpoint
+        // before the mapping, so the endpoint and its region handles are dropped first;
+        // (2) this program makes no Rust reference to the bytes: they are reached only
+        // through `SharedRegion`.
+        unsafe { SharedRegion::new(self.base, self.len) }
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // SAFETY: `base`/`len` are exactly what mmap returned; nothing uses the range after
+        // this (see `region`).
+        unsafe { libc::munmap(self.base.cast::<libc::c_void>(), self.len) };
+    }
+}
+
+/// One descriptor to watch in [`poll`], and what it was found ready for.
+#[derive(Clone, Copy, Debug)]
+pub struct Watch {
+    pub fd: RawFd,
+    /// Readable (or hung up / in error: a read will say which).
+    pub readable: bool,
+}
+
+/// Waits until one of `watches` is readable or `timeout` passes (`None`: no limit); sets
+/// their `readable`. An interrupted wait counts as a timeout.
+pub fn poll(watches: &mut [Watch], timeout: Option<Duration>) -> io::Result<()> {
+    let mut fds: Vec<libc::pollfd> = watches
+        .iter()
+        .map(|w| libc::pollfd {
+            fd: w.fd,
+            events: libc::POLLIN,
+            revents: 0,
+        })
+        .collect();
+    let ms = timeout.map_or(-1, |t| {
+        i32::try_from(t.as_millis().max(u128::from(!t.is_zero()))).unwrap_or(i32::MAX)
+    });
+    // SAFETY: `fds` is a valid array of `fds.len()` pollfd structures that the kernel writes
+    // `revents` into; it outlives the call.
+    let rc = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, ms) };
+    if rc < 0 {
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+    for (w, p) in watches.iter_mut().zip(&fds) {
+        w.readable = rc > 0 && p.revents != 0;
+    }
+    Ok(())
+}
+
+// From <linux/if_tun.h>: _IOW('T', 202, int), and the flags.
+const TUNSETIFF: libc::c_ulong = 0x4004_54ca;
+const IFF_TAP: libc::c_short = 0x0002;
+const IFF_NO_PI: libc::c_short = 0x1000;
+
+/// `struct ifreq` as TUNSETIFF reads it: the name, then the flags (the union is 24 bytes).
+#[repr(C)]
+struct IfReq {
+    name: [u8; libc::IFNAMSIZ],
+    flags: libc::c_short,
+    _pad: [u8; 22],
+}
+
+/// Makes the open `/dev/net/tun` descriptor the TAP interface `name` (no packet-information
+/// header); returns the name the kernel gave it.
+pub fn tun_set_tap(tun: &File, name: &str) -> io::Result<String> {
+    if name.is_empty() || name.len() >= libc::IFNAMSIZ || name.contains('\0') {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "bad interface name",
+        ));
+    }
+    let mut req = IfReq {
+        name: [0; libc::IFNAMSIZ],
+        flags: IFF_TAP | IFF_NO_PI,
+        _pad: [0; 22],
+    };
+    req.name[..name.len()].copy_from_slice(name.as_bytes());
+    // SAFETY: the descriptor is open for as long as `tun` lives, and `req` is a valid,
+    // 40-byte `struct ifreq` that TUNSETIFF reads and writes back in place.
+    let rc = unsafe { libc::ioctl(tun.as_raw_fd(), TUNSETIFF, &mut req as *mut IfReq) };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let len = req
+        .name
+        .iter()
+        .position(|&b| b == 0)
+        .unwrap_or(req.name.len());
+    Ok(String::from_utf8_lossy(&req.name[..len]).into_owned())
+}
+
+/// Sets `O_NONBLOCK` on a descriptor.
+pub fn set_nonblocking(fd: &impl AsRawFd) -> io::Result<()> {
+    let fd = fd.as_raw_fd();
+    // SAFETY: F_GETFL on a descriptor the caller holds open; no memory is passed.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    if flags < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: F_SETFL with an integer argument on the same open descriptor.
+    if unsafe { libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Creates the character device node `path` (mode 0600).
+pub fn mknod_char(path: &Path, major: u32, minor: u32) -> io::Result<()> {
+    let c = CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in path"))?;
+    // SAFETY: `c` is a NUL-terminated path that outlives the call; makedev is pure.
+    let rc = unsafe {
+        libc::mknod(
+            c.as_ptr(),
+            libc::S_IFCHR | 0o600,
+            libc::makedev(major, minor),
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Flushes the file systems, then powers the machine off (ACPI S5). Returns only on failure.
+pub fn power_off() -> io::Error {
+    // SAFETY: sync takes no arguments and cannot fail.
+    unsafe { libc::sync() };
+    // SAFETY: reboot with a valid command; it returns only on failure (e.g. no CAP_SYS_BOOT).
+    unsafe { libc::reboot(libc::RB_POWER_OFF) };
+    io::Error::last_os_error()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ifreq_has_the_kernel_layout() {
+        assert_eq!(std::mem::size_of::<IfReq>(), 40);
+        let f = File::open("/dev/null").unwrap();
+        assert!(tun_set_tap(&f, "").is_err());
+        assert!(tun_set_tap(&f, "a-name-much-too-long").is_err());
+    }
+
+    #[test]
+    fn poll_times_out_and_sees_data() {
+        let (r, mut w) = std::io::pipe().unwrap();
+        let mut watch = [Watch {
+            fd: r.as_raw_fd(),
+            readable: true,
+        }];
+        poll(&mut watch, Some(Duration::from_millis(1))).unwrap();
+        assert!(!watch[0].readable);
+        std::io::Write::write_all(&mut w, b"x").unwrap();
+        poll(&mut watch, Some(Duration::ZERO)).unwrap();
+        assert!(watch[0].readable);
+    }
+
+    #[test]
+    fn a_file_maps_shared() {
+        let path = std::env::temp_dir().join(format!("agent-map-{}", std::process::id()));
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)
+            .unwrap();
+        f.set_len(16384).unwrap();
+        let m = Mapping::new(&f, 16384).unwrap();
+        assert!(m.region().write_bytes(100, b"hello"));
+        drop(m);
+        let bytes = std::fs::read(&path).unwrap();
+        assert_eq!(&bytes[100..105], b"hello");
+        let _ = std::fs::remove_file(&path);
+        assert!(Mapping::new(&f, 0).is_err());
+    }
+}
