@@ -261,9 +261,13 @@ fn wait(
         match ch.ring.prepare_wait() {
             Ok(false) => {}
             Ok(true) => timeout = Some(Duration::ZERO),
+            // A reset: the owner greets again at once. A breach: nothing to wait for on
+            // this ring until a reset, which the tick notices (no spinning).
             Err(e) => {
+                if e == ChannelError::Reset {
+                    timeout = Some(Duration::ZERO);
+                }
                 errors[*i] = Some(e);
-                timeout = Some(Duration::ZERO);
             }
         }
         match ch.irq_fd() {
