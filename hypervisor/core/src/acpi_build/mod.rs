@@ -13,7 +13,9 @@
 //!   event block ([`PM1A_EVT_PORT`], 4 bytes) and a PM1a control block ([`PM1A_CNT_PORT`],
 //!   2 bytes) at I/O ports the hypervisor traps; `SMI_CMD` 0 (already in ACPI mode), no PM
 //!   timer, no GPE blocks. Poweroff is the write [`is_poweroff`] recognises.
-//! - DSDT: only `Name (\_S5, Package () { 5, 0, 0, 0 })`, so Linux can enter S5.
+//! - DSDT ([`dsdt`]): `Name (\_S5, Package () { 5, 0, 0, 0 })`, so Linux can enter S5, and
+//!   the PCI root bridge `\_SB.PCI0` with the `_PRT` that routes the channel devices' INTA
+//!   to their GSIs and a `_CRS` whose windows hold the channel devices' BARs.
 
 /// Where the OEM fields say the tables come from.
 pub const OEM_ID: [u8; 6] = *b"BLKHD ";
@@ -49,6 +51,8 @@ pub enum BuildError {
     /// The base is not 64-byte aligned (the FACS needs it) or the tables would not lie
     /// below 4 GiB (the RSDP's and FADT's 32-bit pointers).
     BadBase,
+    /// The DSDT's AML does not fit in the space reserved for it (a bug).
+    DsdtTooLarge,
 }
 
 /// Offsets of each table from the base, and the total length.
@@ -58,8 +62,8 @@ const XSDT_OFF: usize = 0x080;
 const MADT_OFF: usize = 0x0c0;
 const FADT_OFF: usize = 0x140;
 const DSDT_OFF: usize = 0x280;
-/// Bytes the tables take.
-pub const TABLES_LEN: usize = 0x2c0;
+/// Bytes the tables take (the DSDT may use everything from [`DSDT_OFF`]).
+pub const TABLES_LEN: usize = 0x400;
 
 const HEADER_LEN: usize = 36;
 const RSDP_LEN: usize = 36;
@@ -67,14 +71,8 @@ const FACS_LEN: usize = 64;
 const XSDT_LEN: usize = HEADER_LEN + 2 * 8;
 const MADT_LEN: usize = HEADER_LEN + 8 + 8 + 12 + 10;
 const FADT_LEN: usize = 276;
-/// `Name (\_S5, Package (4) { 5, 0, 0, 0 })` in AML.
-const S5_AML: [u8; 13] = [
-    0x08, b'_', b'S', b'5', b'_', // NameOp, NameSeg
-    0x12, 0x07, 0x04, // PackageOp, PkgLength 7, NumElements 4
-    0x0a, 0x05, // BytePrefix 5
-    0x00, 0x00, 0x00, // ZeroOp x3
-];
-const DSDT_LEN: usize = HEADER_LEN + S5_AML.len();
+/// Most bytes the DSDT may take.
+const DSDT_MAX: usize = TABLES_LEN - DSDT_OFF;
 
 /// Guest-physical addresses of the tables written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -188,9 +186,10 @@ pub fn build(buf: &mut [u8], base: u64) -> Result<AcpiTables, BuildError> {
     seal(d);
 
     // DSDT.
-    let s = &mut buf[DSDT_OFF..DSDT_OFF + DSDT_LEN];
+    let aml_len = dsdt::write(&mut buf[DSDT_OFF + HEADER_LEN..DSDT_OFF + DSDT_MAX])
+        .ok_or(BuildError::DsdtTooLarge)?;
+    let s = &mut buf[DSDT_OFF..DSDT_OFF + HEADER_LEN + aml_len];
     header(s, b"DSDT", 2);
-    s[HEADER_LEN..].copy_from_slice(&S5_AML);
     seal(s);
 
     Ok(t)
@@ -228,6 +227,9 @@ fn gas_io(g: &mut [u8], port: u16, bits: u8) {
     g[3] = 2; // word access
     g[4..12].copy_from_slice(&u64::from(port).to_le_bytes());
 }
+
+pub mod aml;
+pub mod dsdt;
 
 #[cfg(test)]
 mod tests;
