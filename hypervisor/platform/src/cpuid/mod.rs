@@ -1,0 +1,192 @@
+//! What the guest is told about its CPU: an allowlist over the host's CPUID.
+//!
+//! Every answer is built from scratch; a host bit reaches the guest only if it is listed in
+//! an `ALLOW` table of `cpuid/bits.rs`, so a newer host CPU cannot leak a feature the
+//! hypervisor does not virtualise. The reason for each allowed, forced and notable denied
+//! bit is kept with the bit.
+//!
+//! Leaves:
+//! - 0: maximum basic leaf `min(host, 7)`, the host's vendor string.
+//! - 1: the host's family/model/stepping; EBX: brand index 0, the host's CLFLUSH line size,
+//!   1 logical processor, initial APIC id 0; ECX/EDX filtered, plus TSC-deadline,
+//!   hypervisor and APIC forced on.
+//! - 2, 3, 4, 5: 0. No cache descriptors, no serial number, no deterministic cache leaf
+//!   (type 0 = no caches: Linux then counts one core), no MONITOR.
+//! - 6: only ARAT (the emulated APIC timer keeps running in idle); no thermal or power
+//!   management.
+//! - 7 subleaf 0: EBX filtered, ECX/EDX 0, EAX 0 (no further subleaves).
+//! - 0xB, 0xD and up: beyond the maximum, 0: no topology leaf (one core, one thread, as
+//!   leaf 1 says without HTT), no XSAVE leaf (no XSAVE).
+//! - 0x4000_0000: "BulkheadHV\0\0", maximum hypervisor leaf 0x4000_0010. Linux knows no
+//!   such hypervisor and treats the machine as native-with-hypervisor-bit; the signature
+//!   also makes the KVM and Xen signature scans (0x4000_0000 + n * 0x100) find nothing.
+//! - 0x4000_0010: EAX = TSC frequency in kHz (the VMware/ACRN "timing" leaf), EBX 0 (the
+//!   APIC timer frequency is not given here).
+//! - 0x8000_0000: maximum extended leaf `min(host, 0x8000_0008)`.
+//! - 0x8000_0001: ECX/EDX filtered (LAHF, LZCNT, PREFETCHW, SYSCALL, NX, LM).
+//! - 0x8000_0002..=4: the host's brand string.
+//! - 0x8000_0005, 0x8000_0006: the host's cache and TLB descriptors, unchanged: information
+//!   only, and Linux divides by the L1 associativity from 0x8000_0005 on AMD family 0x15.
+//! - 0x8000_0007: only invariant TSC.
+//! - 0x8000_0008: the host's physical address width, 48-bit linear addresses (4-level
+//!   paging only), guest physical width 0 (= physical); EBX (AMD speculation and
+//!   instruction features), ECX (core count 1) and EDX 0.
+//! - Everything else, and any leaf above the maximum of its range: 0.
+
+mod bits;
+#[cfg(test)]
+mod tests;
+
+use bits::mask;
+
+// The lists are disjoint: a bit cannot be both allowed (or forced) and denied.
+const _: () = {
+    use bits::*;
+    assert!((mask(L1_ECX_ALLOW) | mask(L1_ECX_FORCE)) & mask(L1_ECX_DENY) == 0);
+    assert!(mask(L1_ECX_ALLOW) & mask(L1_ECX_FORCE) == 0);
+    assert!((mask(L1_EDX_ALLOW) | mask(L1_EDX_FORCE)) & mask(L1_EDX_DENY) == 0);
+    assert!(mask(L1_EDX_ALLOW) & mask(L1_EDX_FORCE) == 0);
+    assert!(mask(L7_EBX_ALLOW) & mask(L7_EBX_DENY) == 0);
+    assert!(mask(L7_ECX_ALLOW) & mask(L7_ECX_DENY) == 0);
+    assert!(mask(L7_EDX_ALLOW) & mask(L7_EDX_DENY) == 0);
+    assert!(mask(X1_ECX_ALLOW) & mask(X1_ECX_DENY) == 0);
+    assert!(mask(X1_EDX_ALLOW) & mask(X1_EDX_DENY) == 0);
+};
+
+/// The four registers of one CPUID answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct CpuidResult {
+    /// EAX.
+    pub eax: u32,
+    /// EBX.
+    pub ebx: u32,
+    /// ECX.
+    pub ecx: u32,
+    /// EDX.
+    pub edx: u32,
+}
+
+/// Highest basic leaf the guest is offered.
+pub const MAX_BASIC_LEAF: u32 = 7;
+/// Highest extended leaf the guest is offered.
+pub const MAX_EXTENDED_LEAF: u32 = 0x8000_0008;
+/// The hypervisor signature leaf.
+pub const HV_SIGNATURE_LEAF: u32 = 0x4000_0000;
+/// The hypervisor timing leaf (EAX = TSC kHz).
+pub const HV_TIMING_LEAF: u32 = 0x4000_0010;
+/// The hypervisor signature, as EBX, ECX, EDX of leaf 0x4000_0000 spell it.
+pub const HV_SIGNATURE: [u8; 12] = *b"BulkheadHV\0\0";
+/// Linear address width the guest is told (4-level paging).
+pub const LINEAR_ADDRESS_BITS: u32 = 48;
+
+/// The guest's answer for CPUID (`leaf`, `sub`), given the host CPU's answers
+/// (`host(leaf, sub)`) and the TSC frequency in kHz.
+pub fn guest_cpuid(
+    leaf: u32,
+    sub: u32,
+    host: impl Fn(u32, u32) -> CpuidResult,
+    tsc_khz: u64,
+) -> CpuidResult {
+    match leaf {
+        0..=0x3FFF_FFFF => basic(leaf, sub, &host),
+        0x4000_0000..=0x4FFF_FFFF => hypervisor(leaf, tsc_khz),
+        0x8000_0000..=0x8FFF_FFFF => extended(leaf, &host),
+        _ => CpuidResult::default(),
+    }
+}
+
+fn basic(leaf: u32, sub: u32, host: &impl Fn(u32, u32) -> CpuidResult) -> CpuidResult {
+    let max = host(0, 0).eax.clamp(1, MAX_BASIC_LEAF);
+    if leaf > max {
+        return CpuidResult::default();
+    }
+    match leaf {
+        0 => {
+            let h = host(0, 0);
+            CpuidResult {
+                eax: max,
+                ebx: h.ebx,
+                ecx: h.ecx,
+                edx: h.edx,
+            }
+        }
+        1 => {
+            let h = host(1, 0);
+            CpuidResult {
+                // Stepping, model, family, type, extended model and family.
+                eax: h.eax & 0x0FFF_3FFF,
+                // CLFLUSH line size from the host; 1 logical processor; APIC id 0.
+                ebx: (h.ebx & 0xFF00) | (1 << 16),
+                ecx: (h.ecx & mask(bits::L1_ECX_ALLOW)) | mask(bits::L1_ECX_FORCE),
+                edx: (h.edx & mask(bits::L1_EDX_ALLOW)) | mask(bits::L1_EDX_FORCE),
+            }
+        }
+        6 => CpuidResult {
+            eax: mask(bits::L6_EAX_FORCE),
+            ..CpuidResult::default()
+        },
+        7 if sub == 0 => {
+            let h = host(7, 0);
+            CpuidResult {
+                eax: 0,
+                ebx: h.ebx & mask(bits::L7_EBX_ALLOW),
+                ecx: h.ecx & mask(bits::L7_ECX_ALLOW),
+                edx: h.edx & mask(bits::L7_EDX_ALLOW),
+            }
+        }
+        _ => CpuidResult::default(),
+    }
+}
+
+fn hypervisor(leaf: u32, tsc_khz: u64) -> CpuidResult {
+    let word = |i: usize| {
+        let s = &HV_SIGNATURE[4 * i..4 * i + 4];
+        u32::from_le_bytes([s[0], s[1], s[2], s[3]])
+    };
+    match leaf {
+        HV_SIGNATURE_LEAF => CpuidResult {
+            eax: HV_TIMING_LEAF,
+            ebx: word(0),
+            ecx: word(1),
+            edx: word(2),
+        },
+        HV_TIMING_LEAF => CpuidResult {
+            eax: u32::try_from(tsc_khz).unwrap_or(u32::MAX),
+            ..CpuidResult::default()
+        },
+        _ => CpuidResult::default(),
+    }
+}
+
+fn extended(leaf: u32, host: &impl Fn(u32, u32) -> CpuidResult) -> CpuidResult {
+    let max = host(0x8000_0000, 0)
+        .eax
+        .clamp(0x8000_0000, MAX_EXTENDED_LEAF);
+    if leaf > max {
+        return CpuidResult::default();
+    }
+    match leaf {
+        0x8000_0000 => CpuidResult {
+            eax: max,
+            ..CpuidResult::default()
+        },
+        0x8000_0001 => {
+            let h = host(leaf, 0);
+            CpuidResult {
+                ecx: h.ecx & mask(bits::X1_ECX_ALLOW),
+                edx: h.edx & mask(bits::X1_EDX_ALLOW),
+                ..CpuidResult::default()
+            }
+        }
+        0x8000_0002..=0x8000_0006 => host(leaf, 0),
+        0x8000_0007 => CpuidResult {
+            edx: mask(bits::X7_EDX_FORCE),
+            ..CpuidResult::default()
+        },
+        0x8000_0008 => CpuidResult {
+            eax: (host(leaf, 0).eax & 0xFF) | (LINEAR_ADDRESS_BITS << 8),
+            ..CpuidResult::default()
+        },
+        _ => CpuidResult::default(),
+    }
+}

@@ -1,0 +1,320 @@
+use super::bits::{self, Bit};
+use super::*;
+use proptest::prelude::*;
+
+fn all_ones(_: u32, _: u32) -> CpuidResult {
+    CpuidResult {
+        eax: !0,
+        ebx: !0,
+        ecx: !0,
+        edx: !0,
+    }
+}
+
+fn zeros(_: u32, _: u32) -> CpuidResult {
+    CpuidResult::default()
+}
+
+/// A host with plausible maxima whose other answers are all-ones.
+fn modern_host(leaf: u32, sub: u32) -> CpuidResult {
+    match leaf {
+        0 => CpuidResult {
+            eax: 0x20,
+            ebx: 0x756E_6547,
+            ecx: 0x6C65_746E,
+            edx: 0x4965_6E69,
+        },
+        0x8000_0000 => CpuidResult {
+            eax: 0x8000_0008,
+            ..CpuidResult::default()
+        },
+        0x8000_0008 => CpuidResult {
+            eax: 0x3934,
+            ..CpuidResult::default()
+        }, // 52 phys, 57 linear
+        _ => all_ones(leaf, sub),
+    }
+}
+
+/// (leaf, register index, allow, force, deny).
+type FeatureRegister = (u32, usize, &'static [Bit], &'static [Bit], &'static [Bit]);
+
+/// Every feature register.
+fn feature_registers() -> [FeatureRegister; 9] {
+    [
+        (
+            1,
+            2,
+            bits::L1_ECX_ALLOW,
+            bits::L1_ECX_FORCE,
+            bits::L1_ECX_DENY,
+        ),
+        (
+            1,
+            3,
+            bits::L1_EDX_ALLOW,
+            bits::L1_EDX_FORCE,
+            bits::L1_EDX_DENY,
+        ),
+        (6, 0, &[], bits::L6_EAX_FORCE, &[]),
+        (7, 1, bits::L7_EBX_ALLOW, &[], bits::L7_EBX_DENY),
+        (7, 2, bits::L7_ECX_ALLOW, &[], bits::L7_ECX_DENY),
+        (7, 3, bits::L7_EDX_ALLOW, &[], bits::L7_EDX_DENY),
+        (0x8000_0001, 2, bits::X1_ECX_ALLOW, &[], bits::X1_ECX_DENY),
+        (0x8000_0001, 3, bits::X1_EDX_ALLOW, &[], bits::X1_EDX_DENY),
+        (0x8000_0007, 3, &[], bits::X7_EDX_FORCE, &[]),
+    ]
+}
+
+fn reg(r: CpuidResult, i: usize) -> u32 {
+    [r.eax, r.ebx, r.ecx, r.edx][i]
+}
+
+#[test]
+fn tables_are_consistent() {
+    for (leaf, i, allow, force, deny) in feature_registers() {
+        let mut seen = 0u32;
+        for b in allow.iter().chain(force).chain(deny) {
+            assert!(b.bit < 32 && !b.name.is_empty() && !b.why.is_empty());
+            assert_eq!(
+                seen & 1 << b.bit,
+                0,
+                "leaf {leaf:#x} reg {i}: bit {} twice",
+                b.name
+            );
+            seen |= 1 << b.bit;
+        }
+    }
+}
+
+#[test]
+fn all_ones_host_gets_exactly_the_allowlist() {
+    for host in [all_ones as fn(u32, u32) -> CpuidResult, modern_host] {
+        for (leaf, i, allow, force, deny) in feature_registers() {
+            let r = reg(guest_cpuid(leaf, 0, host, 1), i);
+            assert_eq!(r, mask(allow) | mask(force), "leaf {leaf:#x} reg {i}");
+            assert_eq!(r & mask(deny), 0);
+        }
+    }
+}
+
+#[test]
+fn zero_host_gets_only_the_forced_bits() {
+    assert_eq!(
+        guest_cpuid(0, 0, zeros, 1).eax,
+        1,
+        "leaf 1 is always offered"
+    );
+    let l1 = guest_cpuid(1, 0, zeros, 1);
+    assert_eq!((l1.ecx, l1.edx), (1 << 24 | 1 << 31, 1 << 9));
+    assert_eq!(l1.ebx, 1 << 16);
+    assert_eq!(
+        guest_cpuid(7, 0, zeros, 1),
+        CpuidResult::default(),
+        "beyond max basic"
+    );
+    assert_eq!(guest_cpuid(0x8000_0000, 0, zeros, 1).eax, 0x8000_0000);
+    assert_eq!(
+        guest_cpuid(0x8000_0001, 0, zeros, 1),
+        CpuidResult::default()
+    );
+}
+
+#[test]
+fn the_must_not_leak_bits() {
+    for host in [all_ones as fn(u32, u32) -> CpuidResult, modern_host] {
+        let l1 = guest_cpuid(1, 0, host, 1);
+        for (bit, what) in [
+            (5, "VMX"),
+            (21, "x2APIC"),
+            (26, "XSAVE"),
+            (28, "AVX"),
+            (3, "MWAIT"),
+        ] {
+            assert_eq!(l1.ecx & 1 << bit, 0, "{what}");
+        }
+        assert_eq!(
+            l1.edx & (1 << 28 | 1 << 7 | 1 << 14 | 1 << 12),
+            0,
+            "HTT, MCE, MCA, MTRR"
+        );
+        let l7 = guest_cpuid(7, 0, host, 1);
+        assert_eq!(l7.ecx & 1 << 16, 0, "LA57");
+        assert_eq!((l7.eax, l7.ecx, l7.edx), (0, 0, 0));
+        assert_eq!(
+            guest_cpuid(7, 1, host, 1),
+            CpuidResult::default(),
+            "subleaf 1"
+        );
+        let x1 = guest_cpuid(0x8000_0001, 0, host, 1);
+        assert_eq!(x1.ecx & 1 << 2, 0, "SVM");
+        assert_eq!(x1.edx & (1 << 26 | 1 << 27), 0, "1 GiB pages, RDTSCP");
+        assert_eq!((x1.eax, x1.ebx), (0, 0));
+        for leaf in [
+            2,
+            3,
+            4,
+            5,
+            0xB,
+            0xD,
+            0x14,
+            0x15,
+            0x16,
+            0x8000_0009,
+            0x8000_001F,
+        ] {
+            assert_eq!(
+                guest_cpuid(leaf, 0, host, 1),
+                CpuidResult::default(),
+                "{leaf:#x}"
+            );
+        }
+    }
+}
+
+#[test]
+fn identity_and_sizes_come_from_the_host() {
+    let l0 = guest_cpuid(0, 0, modern_host, 1);
+    assert_eq!(l0.eax, MAX_BASIC_LEAF);
+    let vendor: heapless::Vec<u8, 12> = [l0.ebx, l0.edx, l0.ecx]
+        .iter()
+        .flat_map(|r| r.to_le_bytes())
+        .collect();
+    assert_eq!(&vendor[..], b"GenuineIntel");
+    let l1 = guest_cpuid(1, 0, modern_host, 1);
+    assert_eq!(l1.eax, 0x0FFF_3FFF);
+    assert_eq!(
+        l1.ebx, 0x0001_FF00,
+        "CLFLUSH size from the host, 1 CPU, APIC id 0"
+    );
+    assert_eq!(guest_cpuid(0x8000_0000, 0, modern_host, 1).eax, 0x8000_0008);
+    assert_eq!(
+        guest_cpuid(0x8000_0000, 0, all_ones, 1).eax,
+        MAX_EXTENDED_LEAF
+    );
+    assert_eq!(
+        guest_cpuid(0x8000_0003, 0, modern_host, 1),
+        all_ones(0, 0),
+        "brand"
+    );
+    assert_eq!(
+        guest_cpuid(0x8000_0005, 0, modern_host, 1),
+        all_ones(0, 0),
+        "L1 caches"
+    );
+    let x8 = guest_cpuid(0x8000_0008, 0, modern_host, 1);
+    assert_eq!(
+        x8,
+        CpuidResult {
+            eax: 0x3034,
+            ..CpuidResult::default()
+        },
+        "48-bit linear"
+    );
+    let x7 = guest_cpuid(0x8000_0007, 0, zeros, 1);
+    assert_eq!(
+        x7,
+        CpuidResult::default(),
+        "zero host: max extended is 0x8000_0000"
+    );
+    assert_eq!(guest_cpuid(0x8000_0007, 0, all_ones, 1).edx, 1 << 8);
+}
+
+#[test]
+fn hypervisor_leaves() {
+    let sig = guest_cpuid(HV_SIGNATURE_LEAF, 0, zeros, 2_400_000);
+    assert_eq!(sig.eax, HV_TIMING_LEAF);
+    let name: heapless::Vec<u8, 12> = [sig.ebx, sig.ecx, sig.edx]
+        .iter()
+        .flat_map(|r| r.to_le_bytes())
+        .collect();
+    assert_eq!(&name[..], b"BulkheadHV\0\0");
+    assert_eq!(
+        guest_cpuid(HV_TIMING_LEAF, 0, all_ones, 2_400_000).eax,
+        2_400_000
+    );
+    assert_eq!(
+        guest_cpuid(HV_TIMING_LEAF, 0, zeros, u64::MAX).eax,
+        u32::MAX
+    );
+    for leaf in [
+        0x4000_0001,
+        0x4000_000F,
+        0x4000_0011,
+        0x4000_0100,
+        0x4000_0200,
+        0x4FFF_FFFF,
+    ] {
+        assert_eq!(
+            guest_cpuid(leaf, 0, all_ones, 1),
+            CpuidResult::default(),
+            "{leaf:#x}"
+        );
+    }
+    assert_eq!(
+        guest_cpuid(0xC000_0000, 0, all_ones, 1),
+        CpuidResult::default(),
+        "Centaur"
+    );
+}
+
+/// A host whose answers are arbitrary but deterministic per (leaf, sub).
+fn hashed_host(seed: u64) -> impl Fn(u32, u32) -> CpuidResult {
+    move |leaf, sub| {
+        let mut x = seed ^ (u64::from(leaf) << 32 | u64::from(sub));
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u32
+        };
+        CpuidResult {
+            eax: next(),
+            ebx: next(),
+            ecx: next(),
+            edx: next(),
+        }
+    }
+}
+
+proptest! {
+    #[test]
+    fn no_denied_bit_whatever_the_host(
+        seed in any::<u64>(),
+        leaf in prop_oneof![0u32..0x20, 0x4000_0000u32..0x4000_0020, 0x8000_0000u32..0x8000_0020,
+                            any::<u32>()],
+        sub in prop_oneof![Just(0u32), any::<u32>()],
+        tsc in any::<u64>(),
+    ) {
+        let host = hashed_host(seed);
+        let r = guest_cpuid(leaf, sub, &host, tsc);
+        for (l, i, allow, force, deny) in feature_registers() {
+            if leaf == l {
+                prop_assert_eq!(reg(r, i) & !(mask(allow) | mask(force)), 0);
+                prop_assert_eq!(reg(r, i) & mask(deny), 0);
+            }
+        }
+        if leaf == 0 {
+            prop_assert!((1..=MAX_BASIC_LEAF).contains(&r.eax));
+        }
+        if leaf == 0x8000_0000 {
+            prop_assert!((0x8000_0000..=MAX_EXTENDED_LEAF).contains(&r.eax));
+        }
+        if leaf == 7 && sub != 0 || leaf == 6 {
+            prop_assert_eq!((r.ebx, r.ecx, r.edx), (0, 0, 0));
+        }
+        let max_basic = guest_cpuid(0, 0, &host, tsc).eax;
+        let max_ext = guest_cpuid(0x8000_0000, 0, &host, tsc).eax;
+        if leaf < 0x4000_0000 && leaf > max_basic || leaf >= 0x8000_0000 && leaf > max_ext {
+            prop_assert_eq!(r, CpuidResult::default());
+        }
+        if leaf == 0x8000_0008 && leaf <= max_ext {
+            prop_assert_eq!((r.eax >> 8, r.ebx, r.ecx, r.edx), (LINEAR_ADDRESS_BITS, 0, 0, 0));
+        }
+        let known = matches!(leaf, 0 | 1 | 6 | 7 | HV_SIGNATURE_LEAF | HV_TIMING_LEAF)
+            || (0x8000_0000..=0x8000_0008).contains(&leaf);
+        if !known {
+            prop_assert_eq!(r, CpuidResult::default());
+        }
+    }
+}
