@@ -194,7 +194,10 @@ pub fn handle(q: &mut Qube, exit: Exit) -> Outcome {
             q.vcpu.set_interrupt_window(false);
             Outcome::Continue
         }
-        Exit::Wbinvd => fault(Fault::Forbidden { what: "WBINVD", rip }),
+        Exit::Wbinvd => fault(Fault::Forbidden {
+            what: "WBINVD",
+            rip,
+        }),
         Exit::Forbidden(what) => fault(Fault::Forbidden { what, rip }),
         Exit::InvalidState => fault(Fault::InvalidState { rip }),
         Exit::Unknown(code) => fault(Fault::UnknownExit { code, rip }),

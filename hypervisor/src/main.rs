@@ -71,8 +71,8 @@ extern "C" fn hv_main(magic: u32, info: u32) -> ! {
     load_system(&env, &backend, &mut frames, &mut platform, &mut scheduler);
     scheduler.set_iommu(platform.iommu.take());
     hvlog!("{} KiB of RAM left free", frames.free_bytes() / 1024);
-    let slice_ms = TIME_SLICE_NS / 1_000_000;
-    lapic.start_periodic((apic_per_ms * slice_ms).min(u64::from(u32::MAX)) as u32);
+    lapic.start_oneshot(apic_per_ms);
+    apic::arm_in(TIME_SLICE_NS);
     cpu::enable_interrupts();
     scheduler.run()
 }

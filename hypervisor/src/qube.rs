@@ -32,8 +32,6 @@ pub type Devices = heapless::Vec<Assigned, MAX_DEVICES_PER_QUBE>;
 pub enum LoadError {
     /// Not enough free RAM for the qube.
     NoMemory(u64),
-    /// The manifest names a bundle entry that does not exist.
-    NoImage(u16),
     /// The image is not a loadable unikernel.
     Elf(ElfError),
     /// Page tables could not be built.
@@ -52,7 +50,6 @@ impl core::fmt::Display for LoadError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
             LoadError::NoMemory(b) => write!(f, "not enough free memory ({} KiB needed)", b / 1024),
-            LoadError::NoImage(i) => write!(f, "the bundle has no image {i}"),
             LoadError::Elf(e) => write!(f, "bad image: {e}"),
             LoadError::Paging(e) => write!(f, "page tables: {e:?}"),
             LoadError::Iommu(e) => write!(f, "IOMMU domain: {e}"),

@@ -2,7 +2,7 @@
 //! ends or it yields, waits or stops, applies restart policies, and idles the CPU with HLT
 //! when no qube wants it.
 
-use crate::arch::x86::cpu;
+use crate::arch::x86::{apic, cpu};
 use crate::exits::{self, Outcome, Stop};
 use crate::qube::Qube;
 use crate::virt::Vcpu;
@@ -134,10 +134,18 @@ impl Scheduler {
                         hvlog!("all qubes stopped; idle");
                         stopped_reported = true;
                     }
+                    apic::arm_in(TIME_SLICE_NS);
                     cpu::wait_for_interrupt();
                 }
-                // Everyone waits: sleep until the next timer tick.
-                None => cpu::wait_for_interrupt(),
+                // Everyone waits: sleep until the first deadline (at most one slice).
+                None => {
+                    let now = time::now_ns();
+                    let until = sched::next_deadline(&states)
+                        .map_or(TIME_SLICE_NS, |d| d.saturating_sub(now))
+                        .min(TIME_SLICE_NS);
+                    apic::arm_in(until);
+                    cpu::wait_for_interrupt();
+                }
             }
         }
     }
@@ -149,18 +157,28 @@ impl Scheduler {
             self.qubes[i].vcpu.flush_tlb_before_next_run();
             self.tag_owner[tag] = Some(i);
         }
+        apic::arm_in(TIME_SLICE_NS);
         loop {
             if self.qubes[i].linux.is_some() {
                 crate::linux::prepare_entry(&mut self.qubes[i]);
+                // The guest's own timer may come first: exit then to deliver it.
+                let now = time::now_ns();
+                let until = crate::linux::wake_deadline(&self.qubes[i])
+                    .map_or(slice_end, |d| d.min(slice_end));
+                apic::arm_in(until.saturating_sub(now).max(1));
             }
             let exit = self.qubes[i].vcpu.run();
             match exits::handle(&mut self.qubes[i], exit) {
                 Outcome::Continue => {}
                 Outcome::Signal { qube, bit } => self.signal(qube, bit),
                 Outcome::Preempted => {
-                    if time::now_ns() >= slice_end {
+                    let now = time::now_ns();
+                    if now >= slice_end {
                         return;
                     }
+                    // Early (the guest's timer, or the one-shot's rounding): the rest of
+                    // the slice is still ours, and must end with an interrupt too.
+                    apic::arm_in(slice_end - now);
                 }
                 Outcome::Yield => return,
                 Outcome::Wait(deadline) => {
@@ -256,11 +274,7 @@ fn stop_qube(q: &mut Qube, stop: Stop) -> bool {
         hvlog!(
             "qube {name}: memory wiped ({} MiB), read back: {}",
             q.spec.memory_mib,
-            if nonzero == 0 {
-                "all zero"
-            } else {
-                "NOT ZERO"
-            }
+            if nonzero == 0 { "all zero" } else { "NOT ZERO" }
         );
         if nonzero != 0 {
             hvlog!("qube {name}: {nonzero} bytes still non-zero; it will not start again");

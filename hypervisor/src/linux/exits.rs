@@ -41,7 +41,7 @@ pub fn handle(q: &mut Qube, exit: Exit) -> Outcome {
             if g.lapic.pending().is_some() {
                 Outcome::Continue
             } else {
-                Outcome::Wait(super::irq::wake_deadline(g))
+                Outcome::Wait(super::irq::guest_deadline(g))
             }
         }
         Exit::Cpuid => {
@@ -146,9 +146,15 @@ enum PortEffect {
 
 fn port_read(g: &mut LinuxGuest, port: u16, size: u8) -> u32 {
     match port {
-        p if (COM1_BASE..COM1_BASE + 8).contains(&p) => u32::from(g.uart.read((p - COM1_BASE) as u8)),
+        p if (COM1_BASE..COM1_BASE + 8).contains(&p) => {
+            u32::from(g.uart.read((p - COM1_BASE) as u8))
+        }
         p if Pm::claims(p) => g.pm.read(p, size),
         p if g.pci.claims(p) => g.pci.io_read(p, size),
+        // The PIT and port 0x61 (its gate): reading 0 makes Linux's quick PIT calibration
+        // give up at once instead of polling an all-ones counter ~100 000 times; the TSC
+        // frequency comes from `tsc_early_khz=` and the timer is the local APIC's.
+        0x40..=0x43 | 0x61 => 0,
         _ => {
             if port != 0x80 && g.may_log_unclaimed() {
                 hvlog!("linux: read of unclaimed port {port:#x} (all-ones)");
@@ -196,7 +202,10 @@ fn msr_access(q: &mut Qube, index: u32, write: bool, exit: &Exit) -> Outcome {
             (EmulatedMsr::ApicBase, false) => Some(APIC_BASE_MSR),
             (EmulatedMsr::ApicBase, true) => {
                 if value != APIC_BASE_MSR {
-                    hvlog!("qube {}: IA32_APIC_BASE write {value:#x} ignored", q.spec.name);
+                    hvlog!(
+                        "qube {}: IA32_APIC_BASE write {value:#x} ignored",
+                        q.spec.name
+                    );
                 }
                 None
             }
@@ -208,32 +217,41 @@ fn msr_access(q: &mut Qube, index: u32, write: bool, exit: &Exit) -> Outcome {
             }
             (EmulatedMsr::Pat, false) => Some(g.pat),
             (EmulatedMsr::Pat, true) => {
+                if !msr::pat_is_valid(value) {
+                    return inject_gp(q);
+                }
                 g.pat = value;
                 q.vcpu.set_pat(value);
                 None
             }
             (EmulatedMsr::Efer, false) => Some(q.vcpu.paging().efer),
             (EmulatedMsr::Efer, true) => {
+                if !msr::efer_write_ok(q.vcpu.paging().efer, value) {
+                    return inject_gp(q);
+                }
                 q.vcpu.set_efer(value);
                 None
             }
-            // Writes to the TSC and the rest: ignored.
-            (_, true) => None,
-            (other, false) => Some(msr::emulated_default(other)),
+            // Writing the TSC is ignored: it is the host's, shared by every qube.
+            (EmulatedMsr::Tsc, true) => None,
         },
         MsrPolicy::Constant(v) => (!write).then_some(v),
-        MsrPolicy::PassThrough | MsrPolicy::Fault => {
-            q.vcpu.inject(Event::Exception {
-                vector: GP,
-                error: Some(0),
-            });
-            return Outcome::Continue;
-        }
+        MsrPolicy::PassThrough | MsrPolicy::Fault => return inject_gp(q),
     };
     if let Some(v) = read {
         q.vcpu.set_gpr(0, v & 0xFFFF_FFFF);
         q.vcpu.set_gpr(2, v >> 32);
     }
     q.vcpu.skip_instruction(exit);
+    Outcome::Continue
+}
+
+/// #GP(0) into the guest for an MSR access a real CPU would refuse; the instruction is not
+/// skipped (the guest's exception handler decides).
+fn inject_gp(q: &mut Qube) -> Outcome {
+    q.vcpu.inject(Event::Exception {
+        vector: GP,
+        error: Some(0),
+    });
     Outcome::Continue
 }

@@ -57,7 +57,12 @@ pub fn prepare_entry(q: &mut Qube) {
     }
 }
 
-/// When a halted Linux qube must run again (ns since boot): its timer, if armed.
-pub fn wake_deadline(g: &LinuxGuest) -> Option<u64> {
+/// When Linux qube `q`'s timer fires next (ns since boot), if armed.
+pub fn wake_deadline(q: &Qube) -> Option<u64> {
+    q.linux.as_ref().and_then(guest_deadline)
+}
+
+/// When a guest's timer fires next (ns since boot), if armed.
+pub(super) fn guest_deadline(g: &LinuxGuest) -> Option<u64> {
     g.lapic.next_timer_tsc().map(crate::time::tsc_to_ns)
 }

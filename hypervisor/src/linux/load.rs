@@ -72,7 +72,10 @@ fn compose_cmdline(buf: &mut [u8], base: &[u8], tsc_khz: u64) -> Option<usize> {
             Ok(())
         }
     }
-    let base = core::str::from_utf8(base).ok()?.trim_end_matches('\0').trim();
+    let base = core::str::from_utf8(base)
+        .ok()?
+        .trim_end_matches('\0')
+        .trim();
     let mut c = Cursor { buf, len: 0 };
     write!(c, "{base} tsc_early_khz={tsc_khz}").ok()?;
     Some(c.len)

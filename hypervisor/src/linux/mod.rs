@@ -15,7 +15,7 @@ mod load;
 mod mmio;
 
 pub use exits::handle;
-pub use irq::prepare_entry;
+pub use irq::{prepare_entry, wake_deadline};
 pub use load::load;
 
 use crate::channels::Endpoints;

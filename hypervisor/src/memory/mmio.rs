@@ -30,12 +30,13 @@ impl Mmio {
     /// MTRRs must make it uncached.
     pub unsafe fn new(base: u64, len: u64) -> Option<Mmio> {
         let end = base.checked_add(len)?;
-        (base >= LOW_MEMORY_END && end <= MAPPED_LIMIT && base % 4 == 0)
+        (base >= LOW_MEMORY_END && end <= MAPPED_LIMIT && base.is_multiple_of(4))
             .then_some(Mmio { base, len })
     }
 
     fn at(&self, offset: u64, size: u64) -> Option<u64> {
-        (offset % size == 0 && offset.checked_add(size)? <= self.len).then(|| self.base + offset)
+        (offset.is_multiple_of(size) && offset.checked_add(size)? <= self.len)
+            .then(|| self.base + offset)
     }
 
     /// Reads the 32-bit register at `offset`; all-ones if the offset is outside the window.

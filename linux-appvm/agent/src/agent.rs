@@ -212,6 +212,8 @@ pub fn run(settings: &Settings) -> io::Result<()> {
         if !ready && link_up {
             ready = true;
             line(&format!("ready (services: {})", services.names().join(" ")));
+            // For scripts that wait for the agent (the self-tests of `cargo xtask test`).
+            let _ = std::fs::write("/run/agent.ready", b"ready\n");
         }
         if !ready && !impatient && started.elapsed() > HELLO_PATIENCE {
             impatient = true;

@@ -113,35 +113,40 @@ fn request(
         if now_ns() > deadline {
             return Err("no answer in time");
         }
-        let got = ch.try_recv_with(|bytes| match postcard::from_bytes::<Disposable<'_>>(bytes) {
-            Ok(Disposable::Output(out)) => {
-                for &b in out {
-                    if b == b'\n' || line.is_full() {
-                        let text = core::str::from_utf8(&line).unwrap_or("<not UTF-8>");
-                        info!("testing: disposable output: {text}");
-                        result.saw_secret |= text.contains(secret_text.as_str());
-                        result.saw_absent |= text.contains("marker-absent");
-                        line.clear();
-                    } else {
-                        let _ = line.push(b);
+        let got = ch.try_recv_with(
+            |bytes| match postcard::from_bytes::<Disposable<'_>>(bytes) {
+                Ok(Disposable::Output(out)) => {
+                    for &b in out {
+                        if b == b'\n' || line.is_full() {
+                            let text = core::str::from_utf8(&line).unwrap_or("<not UTF-8>");
+                            info!("testing: disposable output: {text}");
+                            result.saw_secret |= text.contains(secret_text.as_str());
+                            result.saw_absent |= text.contains("marker-absent");
+                            line.clear();
+                        } else {
+                            let _ = line.push(b);
+                        }
                     }
+                    Ok(())
                 }
-                Ok(())
-            }
-            Ok(Disposable::Exited { status }) => {
-                result.status = Some(status);
-                Ok(())
-            }
-            Ok(Disposable::Hello(h)) => {
-                info!("testing: disposable {} answered (version {})", h.qube, h.version);
-                Ok(())
-            }
-            Ok(Disposable::Refused(why)) => {
-                error!("testing: disposable refused: {why}");
-                Err("refused")
-            }
-            Ok(Disposable::Run { .. }) | Err(_) => Err("unexpected message"),
-        });
+                Ok(Disposable::Exited { status }) => {
+                    result.status = Some(status);
+                    Ok(())
+                }
+                Ok(Disposable::Hello(h)) => {
+                    info!(
+                        "testing: disposable {} answered (version {})",
+                        h.qube, h.version
+                    );
+                    Ok(())
+                }
+                Ok(Disposable::Refused(why)) => {
+                    error!("testing: disposable refused: {why}");
+                    Err("refused")
+                }
+                Ok(Disposable::Run { .. }) | Err(_) => Err("unexpected message"),
+            },
+        );
         match got {
             Ok(Some(r)) => r?,
             Ok(None) => {

@@ -16,7 +16,44 @@ use std::process::Command;
 pub const APPLETS: &[&str] = &[
     "cat", "cttyhack", "dmesg", "echo", "grep", "hostname", "insmod", "ip", "ls", "lsmod", "mkdir",
     "mknod", "modprobe", "mount", "poweroff", "ps", "reboot", "setsid", "sh", "sleep", "uname",
+    "nc", "wget", "nslookup", "test", "[", "rm", "sync", "true", "false", "head", "wc",
 ];
+
+/// `/bin/appvm-selftest`: the AppVM's side of the `cargo xtask test` scenarios, run in the
+/// background by `/init` when the command line says `bulkhead.selftest=<name>`. It waits for
+/// the agent, does what the scenario checks from outside, reports on the console, and powers
+/// the AppVM off (or panics its kernel, for the containment test).
+pub const SELFTEST_SCRIPT: &str = r#"#!/bin/sh
+export PATH=/bin
+for w in $(cat /proc/cmdline); do
+    case "$w" in bulkhead.selftest=*) t="${w#bulkhead.selftest=}" ;; esac
+done
+i=0
+while [ ! -e /run/agent.ready ] && [ "$i" -lt 3000 ]; do sleep 0.1; i=$((i + 1)); done
+echo "selftest: $t"
+case "$t" in
+network)
+    echo "selftest: dns $(nslookup bulkhead-test.internal 2>&1 | grep -c 10.0.2.2) answers"
+    reply="$(echo hello-from-appvm | nc -w 10 10.0.2.2 5555 | head -n 1)"
+    echo "selftest: echo reply: $reply"
+    if echo x | nc -w 5 10.0.2.2 5556 >/dev/null 2>&1; then
+        echo "selftest: denied port REACHED"
+    else
+        echo "selftest: denied port blocked"
+    fi
+    echo "selftest: done"
+    sync
+    poweroff -f
+    ;;
+panic)
+    echo "selftest: panicking the kernel"
+    echo c > /proc/sysrq-trigger
+    ;;
+*)
+    echo "selftest: unknown test $t"
+    ;;
+esac
+"#;
 
 /// The built image.
 #[derive(Debug)]
@@ -138,6 +175,7 @@ pub fn init_script(release: Option<&str>, modules: &[String]) -> String {
          ip link set lo up\n\
          echo \"{INIT_OK}\"\n\
          echo \"appvm: kernel $(uname -r), $(grep -c . /proc/modules) modules loaded\"\n\
+         case \" $(cat /proc/cmdline) \" in *\" bulkhead.selftest=\"*) /bin/appvm-selftest & ;; esac\n\
          if [ -x /bin/agent ]; then\n\
          \x20   /bin/agent\n\
          \x20   echo \"appvm: agent exited with status $?\"\n\
@@ -163,6 +201,7 @@ pub fn build(kernel: &Kernel, busybox: &[u8], agent: Option<&[u8]>) -> Result<Bu
         a.symlink(&format!("bin/{applet}"), "busybox");
     }
     a.file("etc/hostname", b"appvm\n".to_vec(), false);
+    a.file("bin/appvm-selftest", SELFTEST_SCRIPT.as_bytes().to_vec(), true);
 
     let mut summary = String::new();
     let _ = writeln!(

@@ -74,9 +74,39 @@ impl LocalApic {
     }
 
     /// Starts the periodic timer with `count` timer ticks (divide by 16) per interrupt.
+    #[allow(
+        dead_code,
+        reason = "the scheduler arms one-shot deadlines; kept for bring-up"
+    )]
     pub fn start_periodic(&self, count: u32) {
         self.write(REG_TIMER_DIVIDE, 0b0011);
         self.write(REG_LVT_TIMER, LVT_PERIODIC | u32::from(TIMER_VECTOR));
         self.write(REG_TIMER_INIT, count.max(1));
     }
+
+    /// Switches the timer to one-shot mode (divide by 16) with `per_ms` counts per
+    /// millisecond, for [`arm_in`].
+    pub fn start_oneshot(&self, per_ms: u64) {
+        APIC_PER_MS.store(per_ms.max(1), Ordering::Relaxed);
+        APIC_BASE.store(self.base, Ordering::Relaxed);
+        self.write(REG_TIMER_DIVIDE, 0b0011);
+        self.write(REG_LVT_TIMER, u32::from(TIMER_VECTOR));
+    }
+}
+
+/// Timer counts per millisecond (set by `start_oneshot`).
+static APIC_PER_MS: AtomicU64 = AtomicU64::new(0);
+/// The APIC's base (set by `start_oneshot`; 0 before).
+static APIC_BASE: AtomicU64 = AtomicU64::new(0);
+
+/// Arms the one-shot timer to interrupt in `ns` nanoseconds (at least one count, at most the
+/// counter's range), replacing any earlier deadline. Does nothing before `start_oneshot`.
+pub fn arm_in(ns: u64) {
+    let base = APIC_BASE.load(Ordering::Relaxed);
+    if base == 0 {
+        return;
+    }
+    let per_ms = u128::from(APIC_PER_MS.load(Ordering::Relaxed));
+    let counts = (u128::from(ns) * per_ms / 1_000_000).clamp(1, u128::from(u32::MAX)) as u32;
+    LocalApic { base }.write(REG_TIMER_INIT, counts);
 }

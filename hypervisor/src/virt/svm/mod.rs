@@ -98,9 +98,16 @@ pub struct Svm {
 /// VMSAVE move every one of them between the CPU and the vCPU's VMCB around each run, so the
 /// guest only ever sees (and changes) its own values.
 const LINUX_PASS_THROUGH: [u32; 10] = [
-    0x174, 0x175, 0x176, // SYSENTER_CS, _ESP, _EIP
-    0xC000_0081, 0xC000_0082, 0xC000_0083, 0xC000_0084, // STAR, LSTAR, CSTAR, SFMASK
-    0xC000_0100, 0xC000_0101, 0xC000_0102, // FS_BASE, GS_BASE, KERNEL_GS_BASE
+    0x174,
+    0x175,
+    0x176, // SYSENTER_CS, _ESP, _EIP
+    0xC000_0081,
+    0xC000_0082,
+    0xC000_0083,
+    0xC000_0084, // STAR, LSTAR, CSTAR, SFMASK
+    0xC000_0100,
+    0xC000_0101,
+    0xC000_0102, // FS_BASE, GS_BASE, KERNEL_GS_BASE
 ];
 
 /// The byte and bit of an MSR's read-intercept bit in an MSR permission map (the write bit

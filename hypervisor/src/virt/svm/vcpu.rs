@@ -274,7 +274,11 @@ impl Vcpu for SvmVcpu {
         // An event whose delivery the exit interrupted is delivered again at the next run;
         // an injected event that was delivered is not.
         let pending = self.vmcb.u64(ctl::EXIT_INT_INFO);
-        let inject = if pending & EVENT_VALID != 0 { pending } else { 0 };
+        let inject = if pending & EVENT_VALID != 0 {
+            pending
+        } else {
+            0
+        };
         self.vmcb.set_u64(ctl::EVENT_INJ, inject);
         self.decode_exit()
     }
