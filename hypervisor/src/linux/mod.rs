@@ -97,8 +97,9 @@ pub fn flush_console(q: &mut crate::qube::Qube) {
         let s = g.stats;
         let ticks = crate::arch::x86::cpu::rdtsc().wrapping_sub(g.started_tsc);
         let ms = crate::time::ticks_to_ns(ticks) / 1_000_000;
+        crate::hvlog!("qube {name} ready");
         crate::hvlog!(
-            "qube {name} ready: {} VM exits (I/O {}, MMIO {}, MSR {}, CPUID {}, HLT {}; {} interrupts injected), {ms} ms after its start",
+            "qube {name}: agent ready after {} VM exits (I/O {}, MMIO {}, MSR {}, CPUID {}, HLT {}; {} interrupts injected), {ms} ms after its start",
             q.vcpu.exit_count().wrapping_sub(g.exits_at_start),
             s.io,
             s.mmio,

@@ -140,7 +140,7 @@ pub fn run(settings: &Settings) -> io::Result<()> {
         ));
     }
     let disp_ch = take(&mut channels, &|c| {
-        c.ring.side() == Side::B && c.found.info.name.ends_with(".disp")
+        c.ring.side() == Side::B && is_request_channel(&c.found.info.name)
     });
     for c in &channels {
         line(&format!(
@@ -304,4 +304,32 @@ fn wait(
         d.channel_error(e);
     }
     Ok(())
+}
+
+/// Whether a channel name is a disposable request channel as the system compiler names them:
+/// `<disposable>.req<k>` (or the older `<...>.disp`).
+fn is_request_channel(name: &str) -> bool {
+    if name.ends_with(".disp") {
+        return true;
+    }
+    match name.rsplit_once(".req") {
+        Some((qube, k)) => !qube.is_empty() && !k.is_empty() && k.bytes().all(|b| b.is_ascii_digit()),
+        None => false,
+    }
+}
+
+#[cfg(test)]
+mod request_channel_tests {
+    use super::is_request_channel;
+
+    #[test]
+    fn recognises_the_compilers_names() {
+        assert!(is_request_channel("disp.req0"));
+        assert!(is_request_channel("disp.req12"));
+        assert!(is_request_channel("x.disp"));
+        assert!(!is_request_channel("work.net"));
+        assert!(!is_request_channel("disp.req"));
+        assert!(!is_request_channel(".req0"));
+        assert!(!is_request_channel("disp.reqx"));
+    }
 }

@@ -23,7 +23,7 @@ struct RunResult {
 }
 
 pub fn client(boot: &Boot, args: &Args<'_>) -> i32 {
-    let name = args.get("channel").unwrap_or("requester.disp");
+    let name = args.get("channel").unwrap_or("disp.req0");
     let template = args.get("template").unwrap_or("debian");
     let runs: u32 = args.get("runs").and_then(|r| r.parse().ok()).unwrap_or(2);
     let mut ch = match Channel::open_named(boot, name) {

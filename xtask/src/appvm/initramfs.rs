@@ -20,13 +20,13 @@ pub const APPLETS: &[&str] = &[
 ];
 
 /// `/bin/appvm-selftest`: the AppVM's side of the `cargo xtask test` scenarios, run in the
-/// background by `/init` when the command line says `bulkhead.selftest=<name>`. It waits for
+/// background by `/init` when the command line says `appvm.selftest=<name>`. It waits for
 /// the agent, does what the scenario checks from outside, reports on the console, and powers
 /// the AppVM off (or panics its kernel, for the containment test).
 pub const SELFTEST_SCRIPT: &str = r#"#!/bin/sh
 export PATH=/bin
 for w in $(cat /proc/cmdline); do
-    case "$w" in bulkhead.selftest=*) t="${w#bulkhead.selftest=}" ;; esac
+    case "$w" in appvm.selftest=*) t="${w#appvm.selftest=}" ;; esac
 done
 i=0
 while [ ! -e /run/agent.ready ] && [ "$i" -lt 3000 ]; do sleep 0.1; i=$((i + 1)); done
@@ -175,7 +175,7 @@ pub fn init_script(release: Option<&str>, modules: &[String]) -> String {
          ip link set lo up\n\
          echo \"{INIT_OK}\"\n\
          echo \"appvm: kernel $(uname -r), $(grep -c . /proc/modules) modules loaded\"\n\
-         case \" $(cat /proc/cmdline) \" in *\" bulkhead.selftest=\"*) /bin/appvm-selftest & ;; esac\n\
+         case \" $(cat /proc/cmdline) \" in *\" appvm.selftest=\"*) /bin/appvm-selftest & ;; esac\n\
          if [ -x /bin/agent ]; then\n\
          \x20   /bin/agent\n\
          \x20   echo \"appvm: agent exited with status $?\"\n\

@@ -5,6 +5,7 @@
 //! asserts a wall-clock time. Figures a scenario sees (VM exits to all-ready) are printed.
 
 mod appvm;
+mod appvms;
 mod bochs;
 mod boots;
 mod channels;
@@ -51,6 +52,9 @@ pub fn all() -> Vec<Scenario> {
         uefi::UEFI_ISO,
         uefi::UEFI_USB,
         appvm::APPVM_TEMPLATE,
+        appvms::APPVM_NETWORK,
+        appvms::APPVM_CRASH,
+        appvms::DISPOSABLES,
         bochs::SVM_RYZEN,
         bochs::VMX_NO_EPT,
         bochs::VMX,

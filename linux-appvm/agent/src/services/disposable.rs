@@ -1,4 +1,4 @@
-//! A disposable's one request. The agent is side B of a channel named `<...>.disp`; the
+//! A disposable's one request. The agent is side B of a channel named `<disposable>.req<k>` (or `<...>.disp`); the
 //! hypervisor started this qube because the requester (side A) notified it, so the request
 //! is already in the ring. The conversation (`bulkhead_abi::proto::Disposable`):
 //!
