@@ -1,7 +1,9 @@
 //! Assembling what boots: compile the system description, build the images it needs, and
 //! write `target/bulkhead/<system>.manifest` and `target/bulkhead/<system>.bundle` (the file
-//! QEMU gets as `-initrd` and GRUB loads as `module2`): the manifest, the images, then the
-//! qubes' configuration blobs.
+//! QEMU gets as `-initrd` and GRUB loads as `module2`): the manifest, the unikernel images,
+//! the AppVM template's kernel and initramfs (once, when some qube is Linux), the qubes'
+//! configuration blobs, then the Linux qubes' command lines (`system::Content` and
+//! `system/layout.rs` give the order).
 
 use anyhow::{Context, Result, bail};
 use bulkhead_abi::bundle::EntryKind;
@@ -10,7 +12,7 @@ use std::path::{Path, PathBuf};
 use crate::images::{self, Built, HYPERVISOR, Image};
 use crate::progress::{Steps, human_bytes};
 use crate::qemu::{BootOptions, Media};
-use crate::system::{self, CompiledSystem};
+use crate::system::{self, CompiledSystem, Content};
 
 /// Everything needed to boot one system.
 pub struct Assembled {
@@ -99,9 +101,14 @@ pub fn assemble(system_path: &Path, steps: &mut Steps) -> Result<Assembled> {
                 .expect("built above")
         })
         .collect();
+    let template = if system.templates.is_empty() {
+        None
+    } else {
+        Some(template()?)
+    };
 
     steps.next("writing the boot bundle");
-    let (manifest_path, bundle_path) = write(&name, &system, &images)?;
+    let (manifest_path, bundle_path) = write(&name, &system, &images, template.as_ref())?;
     println!(
         "      hypervisor {:>10}  {}",
         size_of(&hypervisor.elf)?,
@@ -119,8 +126,64 @@ pub fn assemble(system_path: &Path, steps: &mut Steps) -> Result<Assembled> {
     })
 }
 
+/// The AppVM template's files, as `cargo xtask appvm` writes them.
+#[derive(Clone, Debug)]
+pub struct TemplateFiles {
+    /// The bzImage.
+    pub kernel: PathBuf,
+    /// The initramfs.
+    pub initrd: PathBuf,
+}
+
+/// The command that builds the template by hand.
+const APPVM_COMMAND: &str = "cargo xtask appvm";
+
+/// Builds the AppVM template (`cargo xtask appvm`: Debian's cloud kernel and the
+/// initramfs with the agent) for a system with Linux qubes. When Debian's kernel package
+/// cannot be had, an already built template is used; without one, the error says what to
+/// run.
+fn template() -> Result<TemplateFiles> {
+    let out = crate::appvm::default_out();
+    let files = TemplateFiles {
+        kernel: out.join("vmlinuz"),
+        initrd: out.join("initramfs.cpio.gz"),
+    };
+    let built = files.kernel.is_file() && files.initrd.is_file();
+    match crate::appvm::kernel_available() {
+        Ok(()) => {
+            println!("      building the AppVM template ({APPVM_COMMAND})");
+            crate::appvm::verb(crate::appvm::Options::default()).with_context(|| {
+                format!("building the AppVM template failed; run `{APPVM_COMMAND}` to see why")
+            })?;
+        }
+        Err(why) if built => println!(
+            "      Debian's kernel package is not available ({why}); using the template \
+             already in {}",
+            out.display()
+        ),
+        Err(why) => bail!(
+            "this system has Linux qubes, which boot the AppVM template, and Debian's kernel \
+             package cannot be fetched: {why}\nbuild the template first with \
+             `{APPVM_COMMAND}` (where the Debian mirror is reachable), or from a downloaded \
+             package with `{APPVM_COMMAND} --kernel-deb linux-image-<version>-cloud-amd64.deb`"
+        ),
+    }
+    for f in [&files.kernel, &files.initrd] {
+        if !f.is_file() {
+            bail!("{} is missing; run `{APPVM_COMMAND}`", f.display());
+        }
+    }
+    Ok(files)
+}
+
 /// Writes `<name>.manifest` and `<name>.bundle` into [`out_dir`] and prints their sizes.
-pub fn write(name: &str, system: &CompiledSystem, images: &[Built]) -> Result<(PathBuf, PathBuf)> {
+/// `template` is needed when the system has Linux qubes.
+pub fn write(
+    name: &str,
+    system: &CompiledSystem,
+    images: &[Built],
+    template: Option<&TemplateFiles>,
+) -> Result<(PathBuf, PathBuf)> {
     if images.len() != system.images.len() {
         bail!(
             "{} images for {} bundle entries",
@@ -135,15 +198,25 @@ pub fn write(name: &str, system: &CompiledSystem, images: &[Built]) -> Result<(P
     std::fs::write(&manifest_path, &manifest)
         .with_context(|| format!("writing {}", manifest_path.display()))?;
 
+    let read =
+        |path: &Path| std::fs::read(path).with_context(|| format!("reading {}", path.display()));
     let mut contents = Vec::new();
     for image in images {
-        let bytes = std::fs::read(&image.elf)
-            .with_context(|| format!("reading {}", image.elf.display()))?;
-        contents.push((image.image.name, bytes));
+        contents.push((image.image.name, read(&image.elf)?));
     }
     let images: Vec<(&str, &[u8])> = contents.iter().map(|(n, b)| (*n, b.as_slice())).collect();
-    let entries = entries(system, &images);
-    let bundle = bulkhead_abi::bundle::build(&manifest, &entries);
+    let template = match (system.templates.is_empty(), template) {
+        (true, _) => None,
+        (false, Some(t)) => Some((read(&t.kernel)?, read(&t.initrd)?)),
+        (false, None) => bail!("the system has Linux qubes but no template was built"),
+    };
+    let template = template.as_ref().map(|(k, i)| (k.as_slice(), i.as_slice()));
+    let entries = entries(system, &images, template)?;
+    let borrowed: Vec<(EntryKind, &str, &[u8])> = entries
+        .iter()
+        .map(|(k, n, b)| (*k, n.as_str(), *b))
+        .collect();
+    let bundle = bulkhead_abi::bundle::build(&manifest, &borrowed);
     let bundle_path = dir.join(format!("{name}.bundle"));
     std::fs::write(&bundle_path, &bundle)
         .with_context(|| format!("writing {}", bundle_path.display()))?;
@@ -164,22 +237,33 @@ pub fn write(name: &str, system: &CompiledSystem, images: &[Built]) -> Result<(P
     Ok((manifest_path, bundle_path))
 }
 
-/// The bundle entries after the manifest: the images (name and bytes, in the order of
-/// `system.images`), then the configuration blobs (`system.configs`), the order the
-/// manifest's entry indices assume.
+/// The bundle entries after the manifest, in the order the manifest's indices assume:
+/// `images` are the unikernel ELFs (name and bytes, in the order of `system.images`),
+/// `template` the kernel and initramfs every Linux qube boots.
 fn entries<'a>(
     system: &'a CompiledSystem,
     images: &[(&'a str, &'a [u8])],
-) -> Vec<(EntryKind, &'a str, &'a [u8])> {
-    images
-        .iter()
-        .map(|(n, b)| (EntryKind::Image, *n, *b))
-        .chain(
-            system
-                .configs
-                .iter()
-                .map(|c| (EntryKind::Config, c.entry.as_str(), c.bytes.as_slice())),
-        )
+    template: Option<(&'a [u8], &'a [u8])>,
+) -> Result<Vec<(EntryKind, String, &'a [u8])>> {
+    system
+        .entries()
+        .into_iter()
+        .map(|e| {
+            let bytes = match (e.content, template) {
+                (Content::Image(n), _) => images
+                    .iter()
+                    .find(|(name, _)| *name == n)
+                    .map(|(_, b)| *b)
+                    .with_context(|| format!("image `{n}` was not built"))?,
+                (Content::Kernel(_), Some((kernel, _))) => kernel,
+                (Content::Initrd(_), Some((_, initrd))) => initrd,
+                (Content::Kernel(t) | Content::Initrd(t), None) => {
+                    bail!("template `{t}` was not built")
+                }
+                (Content::Bytes(b), _) => b,
+            };
+            Ok((e.kind, e.name, bytes))
+        })
         .collect()
 }
 
@@ -219,7 +303,12 @@ mod tests {
             .map(|(n, b)| (n.as_str(), b.as_slice()))
             .collect();
         let manifest = system.manifest.to_vec();
-        let bytes = bulkhead_abi::bundle::build(&manifest, &entries(&system, &images));
+        let entries = entries(&system, &images, None).unwrap();
+        let borrowed: Vec<(EntryKind, &str, &[u8])> = entries
+            .iter()
+            .map(|(k, n, b)| (*k, n.as_str(), *b))
+            .collect();
+        let bytes = bulkhead_abi::bundle::build(&manifest, &borrowed);
         let bundle = Bundle::parse(&bytes).unwrap();
         assert_eq!(bundle.len(), 1 + 3 + 4, "manifest, 3 images, 4 blobs");
         let m = Manifest::decode(bundle.manifest()).unwrap();
@@ -237,6 +326,55 @@ mod tests {
                 .find(|c| c.entry == config.name)
                 .unwrap();
             assert_eq!(decoded, blob.config);
+        }
+    }
+
+    /// A system with Linux qubes carries the template once, and each Linux qube's indices
+    /// lead to its kernel, initramfs and command line.
+    #[test]
+    fn linux_qubes_share_one_kernel_and_initramfs() {
+        let path = crate::workspace_root().join("systems/appvm.toml");
+        let system = system::compile_file(&path).unwrap();
+        let fake: Vec<(String, Vec<u8>)> = system
+            .images
+            .iter()
+            .map(|n| (n.clone(), format!("\x7fELF{n}").into_bytes()))
+            .collect();
+        let images: Vec<(&str, &[u8])> = fake
+            .iter()
+            .map(|(n, b)| (n.as_str(), b.as_slice()))
+            .collect();
+        assert!(
+            entries(&system, &images, None).is_err(),
+            "no template given"
+        );
+        let template = Some((&b"bzImage"[..], &b"cpio"[..]));
+        let entries = entries(&system, &images, template).unwrap();
+        let borrowed: Vec<(EntryKind, &str, &[u8])> = entries
+            .iter()
+            .map(|(k, n, b)| (*k, n.as_str(), *b))
+            .collect();
+        let bytes = bulkhead_abi::bundle::build(&system.manifest.to_vec(), &borrowed);
+        let bundle = Bundle::parse(&bytes).unwrap();
+        assert_eq!(bundle.len(), 10);
+        let kernels = (1..bundle.len())
+            .filter(|i| bundle.entry(*i).unwrap().kind == EntryKind::LinuxKernel)
+            .count();
+        assert_eq!(kernels, 1);
+        let m = Manifest::decode(bundle.manifest()).unwrap();
+        for q in &m.qubes {
+            let bulkhead_abi::manifest::QubeKind::Linux { initrd, cmdline } = q.kind else {
+                continue;
+            };
+            assert_eq!(bundle.entry(usize::from(q.image)).unwrap().data, b"bzImage");
+            assert_eq!(bundle.entry(usize::from(initrd)).unwrap().data, b"cpio");
+            let line = bundle.entry(usize::from(cmdline)).unwrap();
+            assert_eq!(line.kind, EntryKind::Cmdline);
+            let text = std::str::from_utf8(line.data).unwrap();
+            assert!(
+                text.contains(&format!("bulkhead.name={} ", q.name)),
+                "{text}"
+            );
         }
     }
 }

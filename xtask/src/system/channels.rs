@@ -31,20 +31,27 @@ pub(super) const NET_CHANNEL_SLOTS: u32 = 32;
 /// number of pages whose rings hold [`NET_CHANNEL_SLOTS`] slots of
 /// [`bulkhead_abi::proto::NET_SLOT_SIZE`] bytes.
 pub(super) fn net_channel_size() -> u32 {
+    ring_channel_size(bulkhead_abi::proto::NET_SLOT_SIZE, NET_CHANNEL_SLOTS)
+}
+
+/// The smallest region, in bytes and whole pages, whose rings hold `slots` slots of
+/// `slot_size` bytes (the largest region if none does).
+pub(super) fn ring_channel_size(slot_size: u32, slots: u32) -> u32 {
     (MIN_SIZE_KIB..=MAX_SIZE_KIB)
         .step_by(SIZE_GRANULE_KIB as usize)
         .map(|kib| kib * 1024)
         .find(|size| {
-            Geometry::new(u64::from(*size), bulkhead_abi::proto::NET_SLOT_SIZE)
-                .is_some_and(|g| g.slot_count >= NET_CHANNEL_SLOTS)
+            Geometry::new(u64::from(*size), slot_size).is_some_and(|g| g.slot_count >= slots)
         })
         .unwrap_or(MAX_SIZE_KIB * 1024)
 }
 
-/// A channel the compiler makes: between a qube (side B) and its netvm (side A).
+/// A channel the compiler makes: between a qube (side B) and its netvm (side A), or between
+/// a qube allowed to start a disposable (side A) and the disposable (side B).
 pub(super) struct Automatic {
     pub channel: Channel,
-    /// Where it comes from: the key path and place of the client's `netvm`.
+    /// Where it comes from: the key path and place of the client's `netvm`, or of the
+    /// requester's `disposables` entry.
     pub key: String,
     pub span: Option<Range<usize>>,
 }
@@ -187,7 +194,9 @@ pub(super) fn check(
         let (key, span) = match extra.section {
             Some(c) => (c.path.clone(), c.span.clone()),
             None => {
-                hint.push_str(" (each qube's netvm makes one channel)");
+                hint.push_str(
+                    " (each qube's netvm, and each disposable it may start, makes one channel)",
+                );
                 extra.ends_at.clone()
             }
         };

@@ -3,26 +3,31 @@
 
 use super::channels::{self, Channel};
 use super::diagnostics::Diagnostics;
+use super::linux::{self, Linux};
 use super::network::{self, Plan};
 use super::schema::{Raw, Section};
-use super::{HYPERVISOR_RESERVE_MIB, devices, fields, hints};
+use super::{HYPERVISOR_RESERVE_MIB, devices, disposables, fields, hints};
 use bulkhead_abi::boot_info::NAME_MAX;
 use bulkhead_abi::label::Label;
 use bulkhead_abi::manifest::{
     IommuPolicy, MAX_QUBE_MEMORY_MIB, MAX_QUBES, MIN_QUBE_MEMORY_MIB, PciSelect,
-    QUBE_MEMORY_GRANULE_MIB, QubeKind, RestartPolicy,
+    QUBE_MEMORY_GRANULE_MIB, QubeKind, RestartPolicy, StartPolicy,
 };
 use std::ops::Range;
 
 /// A qube whose every field follows the rules.
 pub(super) struct Qube {
     pub name: String,
-    pub kind: QubeKind,
+    /// The unikernel image (empty for a Linux qube).
     pub image: String,
     pub memory_mib: u32,
     pub label: Label,
     pub restart: RestartPolicy,
+    /// The unikernel's arguments (empty for a Linux qube).
     pub args: String,
+    pub start: StartPolicy,
+    /// What a Linux qube (`kind = "linux"`) adds; `None` for a unikernel.
+    pub linux: Option<Linux>,
 }
 
 /// A description that follows every rule.
@@ -67,7 +72,9 @@ pub(super) fn check(raw: &Raw, stem: &str, text: &str, diags: &mut Diagnostics) 
     let devices = devices::check(raw, text, diags);
     let params = network::params(raw, text, diags);
     let mut links = network::links(raw, text, diags);
-    let automatic = std::mem::take(&mut links.automatic);
+    linux::network(raw, &links, text, diags);
+    let mut automatic = std::mem::take(&mut links.automatic);
+    automatic.extend(disposables::channels(raw, text, diags).0);
     let channels = channels::check(raw, automatic, text, diags);
     let plan = network::plan(raw, &links, params, text, diags);
     if let (Some((_, ram_mib, ram_span, _)), Some(qubes)) = (&system, &qubes) {
@@ -176,18 +183,7 @@ fn check_qubes(raw: &Raw, text: &str, diags: &mut Diagnostics) -> Option<Vec<Opt
             let hint = "add name = \"...\" (a-z, 0-9 and -, unique)";
             diags.push(text, q.span.clone(), q.key("name"), "missing name", hint);
         }
-        qubes.push(check_fields(q, text, diags).and_then(|f| {
-            let (kind, image, memory_mib, label, restart, args) = f;
-            Some(Qube {
-                name: name?,
-                kind,
-                image,
-                memory_mib,
-                label,
-                restart,
-                args,
-            })
-        }));
+        qubes.push(check_fields(q, name, text, diags));
     }
     let count = raw.qubes.items.len();
     if count > MAX_QUBES {
@@ -200,17 +196,44 @@ fn check_qubes(raw: &Raw, text: &str, diags: &mut Diagnostics) -> Option<Vec<Opt
     Some(qubes)
 }
 
-type Fields = (QubeKind, String, u32, Label, RestartPolicy, String);
-
-/// Every field of one qube but its name.
-fn check_fields(q: &Section, text: &str, diags: &mut Diagnostics) -> Option<Fields> {
+/// Every field of one qube (`name` when its name is right), by its kind.
+fn check_fields(
+    q: &Section,
+    name: Option<String>,
+    text: &str,
+    diags: &mut Diagnostics,
+) -> Option<Qube> {
     let kind = fields::kind(q, text, diags);
-    let image = fields::image(q, text, diags);
-    let memory = fields::memory(q, text, diags);
+    let is_linux = matches!(kind, Some(QubeKind::Linux { .. }));
+    let own_keys = kind.is_none_or(|k| linux::foreign_keys(q, k, text, diags));
+    let image = match is_linux {
+        true => Some(String::new()),
+        false => fields::image(q, text, diags),
+    };
+    let memory_mib = fields::memory(q, text, diags);
     let label = fields::label(q, text, diags);
     let restart = fields::restart(q, text, diags);
-    let args = fields::args(q, text, diags);
-    Some((kind?, image?, memory?, label?, restart?, args?))
+    let args = match is_linux {
+        true => Some(String::new()),
+        false => fields::args(q, text, diags),
+    };
+    let linux = match is_linux {
+        true => linux::fields(q, memory_mib, text, diags).map(Some),
+        false => Some(None),
+    };
+    let start = linux::start(q, restart, text, diags);
+    own_keys.then_some(())?;
+    kind?;
+    Some(Qube {
+        name: name?,
+        image: image?,
+        memory_mib: memory_mib?,
+        label: label?,
+        restart: restart?,
+        args: args?,
+        start: start?,
+        linux: linux?,
+    })
 }
 
 /// The qubes' memory, the channels' (`channel_kib` KiB) and the hypervisor's reserve must fit

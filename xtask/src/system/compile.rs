@@ -2,75 +2,103 @@
 //! qubes' configuration blobs, and describing the result for people.
 
 use super::check::Checked;
+use super::layout::{self, Numbering, entry_name};
 use super::{CompiledSystem, ConfigBlob, HYPERVISOR_RESERVE_MIB, devices, hints, ip, network};
-use bulkhead_abi::bundle::{ENTRY_NAME_LEN, MAX_ENTRIES};
+use bulkhead_abi::bundle::MAX_ENTRIES;
 use bulkhead_abi::channel::Geometry;
 use bulkhead_abi::manifest::{
     ChannelSpec, DeviceSpec, IommuPolicy, MANIFEST_VERSION, Manifest, QubeKind, QubeSpec,
+    StartPolicy,
 };
-use bulkhead_qubeconfig::Action;
+use bulkhead_qubeconfig::{Action, Uplink};
 use std::path::Path;
 
-/// The bundle entry name of `qube`'s configuration blob: `<qube>.cfg`, the name shortened
-/// so that it fits.
-fn entry_name(qube: &str) -> String {
-    const SUFFIX: &str = ".cfg";
-    let keep = qube.len().min(ENTRY_NAME_LEN - SUFFIX.len());
-    format!("{}{SUFFIX}", &qube[..keep])
-}
-
-/// Builds the manifest and the configuration blobs. Images are numbered in order of first
-/// use, from 1 (entry 0 of the bundle is the manifest itself); configuration blobs follow
-/// the images, in qube order. Fails only if a checked value does not fit the ABI, which the
-/// checks rule out.
+/// Builds the manifest, the configuration blobs and the Linux qubes' command lines, and
+/// numbers the bundle entries as `layout` describes. Fails only if a checked value does not
+/// fit the ABI, which the checks rule out.
 pub(super) fn compile(checked: Checked, path: &Path) -> Result<CompiledSystem, String> {
     let names: Vec<String> = checked.qubes.iter().map(|q| q.name.clone()).collect();
+    // A Linux qube reads its settings from its command line, not from a blob.
     let configs: Vec<ConfigBlob> = network::configs(&checked.network, &names)?
         .into_iter()
+        .filter(|(qube, _)| checked.qubes[*qube].linux.is_none())
         .map(|(qube, config)| ConfigBlob {
             qube,
-            entry: entry_name(&names[qube]),
+            entry: entry_name(&names[qube], ".cfg"),
             bytes: config.to_vec(),
             config,
         })
         .collect();
+    let cmdlines = layout::cmdlines(&checked)?;
     let mut images: Vec<String> = Vec::new();
+    let mut templates: Vec<String> = Vec::new();
     let mut qubes = heapless::Vec::new();
     for q in &checked.qubes {
-        if !images.contains(&q.image) {
-            images.push(q.image.clone());
+        let (list, name) = match &q.linux {
+            None => (&mut images, &q.image),
+            Some(l) => (&mut templates, &l.template),
+        };
+        if !list.contains(name) {
+            list.push(name.clone());
         }
     }
-    if 1 + images.len() + configs.len() > MAX_ENTRIES {
+    let n = Numbering {
+        images: images.len(),
+        templates: templates.len(),
+        configs: configs.len(),
+    };
+    if n.cmdline(cmdlines.len()) > MAX_ENTRIES {
         return Err(format!(
-            "{} images and {} configuration blobs do not fit a bundle of {MAX_ENTRIES} entries",
+            "{} images, {} templates, {} configuration blobs and {} command lines do not fit \
+             a bundle of {MAX_ENTRIES} entries",
             images.len(),
-            configs.len()
+            templates.len(),
+            configs.len(),
+            cmdlines.len()
         ));
     }
+    let entry = |i: usize| u16::try_from(i).map_err(|_| "too many entries".to_string());
     for (i, q) in checked.qubes.into_iter().enumerate() {
-        let index = images
-            .iter()
-            .position(|i| *i == q.image)
-            .ok_or("image not listed")?;
+        let (kind, image) = match &q.linux {
+            None => {
+                let index = images
+                    .iter()
+                    .position(|i| *i == q.image)
+                    .ok_or("image not listed")?;
+                (QubeKind::Unikernel, n.image(index))
+            }
+            Some(l) => {
+                let t = templates
+                    .iter()
+                    .position(|t| *t == l.template)
+                    .ok_or("template not listed")?;
+                let m = cmdlines
+                    .iter()
+                    .position(|c| c.qube == i)
+                    .ok_or("command line not written")?;
+                let kind = QubeKind::Linux {
+                    initrd: entry(n.initrd(t))?,
+                    cmdline: entry(n.cmdline(m))?,
+                };
+                (kind, n.kernel(t))
+            }
+        };
         let config = match configs.iter().position(|c| c.qube == i) {
-            Some(k) => Some(
-                u16::try_from(1 + images.len() + k).map_err(|_| "too many entries".to_string())?,
-            ),
+            Some(k) => Some(entry(n.config(k))?),
             None => None,
         };
         let spec = QubeSpec {
             name: heapless::String::try_from(q.name.as_str())
                 .map_err(|_| format!("qube name {:?} does not fit", q.name))?,
-            kind: q.kind,
-            image: u16::try_from(index + 1).map_err(|_| "too many images".to_string())?,
+            kind,
+            image: entry(image)?,
             memory_mib: q.memory_mib,
             label: q.label,
             restart: q.restart,
             args: heapless::String::try_from(q.args.as_str())
                 .map_err(|_| format!("args of {:?} do not fit", q.name))?,
             config,
-            start: bulkhead_abi::manifest::StartPolicy::AtBoot,
+            start: q.start,
         };
         qubes.push(spec).map_err(|_| "too many qubes".to_string())?;
     }
@@ -115,7 +143,9 @@ pub(super) fn compile(checked: Checked, path: &Path) -> Result<CompiledSystem, S
     Ok(CompiledSystem {
         manifest,
         images,
+        templates,
         configs,
+        cmdlines,
         network: networked.then_some(network.params),
         ram_mib: checked.ram_mib,
         path: path.to_path_buf(),
@@ -182,16 +212,31 @@ pub(super) fn summary(c: &CompiledSystem) -> String {
     );
     let mut rows = vec![
         [
-            "name", "kind", "image", "memory", "label", "restart", "args",
+            "name", "kind", "image", "memory", "label", "restart", "start", "args",
         ]
         .map(String::from)
         .to_vec(),
     ];
-    for q in &m.qubes {
-        let image = c
-            .images
-            .get(usize::from(q.image).wrapping_sub(1))
-            .map_or("?", |s| s);
+    let numbering = c.numbering();
+    for (i, q) in m.qubes.iter().enumerate() {
+        let image = match q.kind {
+            QubeKind::Unikernel => c.images.get(usize::from(q.image).wrapping_sub(1)),
+            QubeKind::Linux { .. } => c
+                .templates
+                .iter()
+                .enumerate()
+                .find(|(t, _)| numbering.kernel(*t) == usize::from(q.image))
+                .map(|(_, name)| name),
+        }
+        .map_or("?", |s| s);
+        let args = match q.kind {
+            QubeKind::Unikernel => q.args.as_str(),
+            QubeKind::Linux { .. } => c
+                .cmdlines
+                .iter()
+                .find(|l| l.qube == i)
+                .map_or("", |l| l.kernel_args.as_str()),
+        };
         rows.push(vec![
             q.name.to_string(),
             kind_name(q.kind).to_string(),
@@ -199,10 +244,15 @@ pub(super) fn summary(c: &CompiledSystem) -> String {
             format!("{} MiB", q.memory_mib),
             q.label.name().to_string(),
             q.restart.name().to_string(),
-            if q.args.is_empty() {
+            match q.start {
+                StartPolicy::AtBoot => "at boot",
+                StartPolicy::OnRequest => "on request",
+            }
+            .to_string(),
+            if args.is_empty() {
                 "-".to_string()
             } else {
-                format!("{:?}", q.args.as_str())
+                format!("{args:?}")
             },
         ]);
     }
@@ -244,20 +294,13 @@ pub(super) fn summary(c: &CompiledSystem) -> String {
         out.push_str(&table(&rows));
     }
     out.push_str(&network_summary(c));
-    let configs = c.configs.iter().enumerate().map(|(k, blob)| {
-        format!(
-            "#{} {} ({} bytes)",
-            c.images.len() + 1 + k,
-            blob.entry,
-            blob.bytes.len()
-        )
-    });
     let bundle: Vec<String> = c
-        .images
+        .entries()
         .iter()
-        .enumerate()
-        .map(|(i, name)| format!("#{} {name}", i + 1))
-        .chain(configs)
+        .map(|e| match e.content {
+            layout::Content::Bytes(b) => format!("#{} {} ({} bytes)", e.index, e.name, b.len()),
+            _ => format!("#{} {}", e.index, e.name),
+        })
         .collect();
     out.push_str(&format!(
         "\nbundle: #0 manifest ({} bytes, version {}), {}",
@@ -266,6 +309,28 @@ pub(super) fn summary(c: &CompiledSystem) -> String {
         bundle.join(", ")
     ));
     out
+}
+
+/// What a networked Linux qube's uplink is (it has no blob; its command line says the
+/// same): the channel `<qube>.net` and the address its netvm's blob gives it.
+fn linux_uplink(c: &CompiledSystem, i: usize) -> Option<Uplink> {
+    let m = &c.manifest;
+    let q = m.qubes.get(i)?;
+    if q.kind == QubeKind::Unikernel {
+        return None;
+    }
+    let channel = network::channel_name(&q.name);
+    let ch = m.channels.iter().find(|ch| ch.name.as_str() == channel)?;
+    let netvm = c.configs.iter().find(|b| b.qube == usize::from(ch.a))?;
+    let down = netvm.config.downstream.iter().find(|d| d.qube == q.name)?;
+    let params = c.network.as_ref()?;
+    Some(Uplink {
+        channel: ch.name.clone(),
+        address: down.address,
+        prefix_len: params.clients.prefix_len,
+        gateway: params.gateway,
+        dns: heapless::Vec::from_slice(&params.dns).ok()?,
+    })
 }
 
 /// The network and the devices: the client network, then per qube with a netvm, clients or
@@ -295,10 +360,13 @@ fn network_summary(c: &CompiledSystem) -> String {
             .map(|d| devices::show(&d.select))
             .collect();
         let config = config_of(i);
-        if config.is_none() && devices.is_empty() {
+        let linux_uplink = linux_uplink(c, i);
+        if config.is_none() && devices.is_empty() && linux_uplink.is_none() {
             continue;
         }
-        let uplink = config.and_then(|cfg| cfg.uplink.as_ref());
+        let uplink = config
+            .and_then(|cfg| cfg.uplink.as_ref())
+            .or(linux_uplink.as_ref());
         let clients = config.map_or(0, |cfg| cfg.downstream.len());
         // The netvm is side A of the uplink channel.
         let netvm = uplink.and_then(|u| {

@@ -11,8 +11,8 @@ use bulkhead_abi::manifest::{
     MAX_QUBE_MEMORY_MIB, MIN_QUBE_MEMORY_MIB, QUBE_MEMORY_GRANULE_MIB, QubeKind, RestartPolicy,
 };
 
-/// Kinds a description may name today.
-const KINDS: &[&str] = &["unikernel"];
+/// Kinds a description may name.
+const KINDS: &[&str] = &["unikernel", "linux"];
 /// Restart policies, as written in descriptions.
 const RESTARTS: &[&str] = &["never", "on-failure", "always"];
 
@@ -33,30 +33,28 @@ fn missing<T>(q: &Section, key: &str, hint: &str, text: &str, d: &mut Diagnostic
 /// What runs in the qube.
 pub(super) fn kind(q: &Section, text: &str, d: &mut Diagnostics) -> Option<QubeKind> {
     let Some((kind, span)) = q.text("kind") else {
-        return missing(q, "kind", "add kind = \"unikernel\"", text, d);
+        return missing(
+            q,
+            "kind",
+            "add kind = \"unikernel\" (or \"linux\" for an AppVM)",
+            text,
+            d,
+        );
     };
     match kind {
         "unikernel" => Some(QubeKind::Unikernel),
-        "linux" => d.fail(
+        // The bundle entries are numbered by the compiler.
+        "linux" => Some(QubeKind::Linux {
+            initrd: 0,
+            cmdline: 0,
+        }),
+        other => d.fail(
             text,
             Some(span),
             q.key("kind"),
-            "not supported yet: Linux AppVMs arrive with the AppVM issue",
-            "use kind = \"unikernel\" for now",
+            format!("unknown kind {}", hints::quoted(other)),
+            hints::one_of("kinds", other, KINDS),
         ),
-        other => {
-            let hint = format!(
-                "{} (\"linux\" comes with AppVMs)",
-                hints::one_of("kinds", other, KINDS)
-            );
-            d.fail(
-                text,
-                Some(span),
-                q.key("kind"),
-                format!("unknown kind {}", hints::quoted(other)),
-                hint,
-            )
-        }
     }
 }
 

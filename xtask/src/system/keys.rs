@@ -18,6 +18,8 @@ pub(super) enum Ty {
     TextOrNumber,
     /// A list of tables (a qube's `[[qube.rule]]` firewall rules).
     Tables,
+    /// `true` or `false` (a qube's `disposable`).
+    Bool,
 }
 
 /// One allowed key of a table, with an example value for hints.
@@ -127,6 +129,26 @@ pub(super) const QUBE_KEYS: &[Key] = &[
         ty: Ty::Tables,
         example: "[{ action = \"drop\" }]",
     },
+    Key {
+        name: "template",
+        ty: Ty::Text,
+        example: "\"debian\"",
+    },
+    Key {
+        name: "kernel_args",
+        ty: Ty::Text,
+        example: "\"mitigations=auto\"",
+    },
+    Key {
+        name: "disposable",
+        ty: Ty::Bool,
+        example: "true",
+    },
+    Key {
+        name: "disposables",
+        ty: Ty::Names,
+        example: "[\"disp\"]",
+    },
 ];
 
 /// Keys of each `[[qube.rule]]` (a firewall rule, as in Qubes' `qvm-firewall`).
@@ -211,6 +233,12 @@ const QUBE_ALIASES: &[(&str, &str)] = &[
     ("net_vm", "netvm"),
     ("uplink", "netvm"),
     ("firewall", "rule"),
+    ("cmdline", "kernel_args"),
+    ("kernel_cmdline", "kernel_args"),
+    ("append", "kernel_args"),
+    ("dispvm", "disposable"),
+    ("dispvms", "disposables"),
+    ("may_start", "disposables"),
 ];
 
 /// Words people write for a firewall rule key (some from Qubes' older syntax).
@@ -272,6 +300,7 @@ pub(super) enum Value {
     Number(i128),
     /// Text values with where each one is.
     Names(Vec<Located>),
+    Bool(bool),
 }
 
 /// The value, if it has the key's type.
@@ -293,6 +322,7 @@ pub(super) fn typed(key: &Key, value: &Spanned<DeValue<'_>>) -> Option<Value> {
             })
             .collect::<Option<Vec<_>>>()
             .map(Value::Names),
+        (Ty::Bool, DeValue::Boolean(b)) => Some(Value::Bool(*b)),
         _ => None,
     }
 }
@@ -314,6 +344,7 @@ fn list_of(key: &str) -> &'static str {
         "between" => "qube names",
         "devices" => "devices",
         "dns" => "addresses",
+        "disposables" => "qube names",
         _ => "text values",
     }
 }
@@ -326,6 +357,7 @@ pub(super) fn type_problem(key: &Key, value: &DeValue<'_>) -> (String, String) {
         Ty::Names => format!("a list of {} in double quotes", list_of(key.name)),
         Ty::TextOrNumber => "text in double quotes or a whole number".to_string(),
         Ty::Tables => "a list of tables".to_string(),
+        Ty::Bool => "true or false".to_string(),
     };
     let found = match value {
         DeValue::Array(items) => match items.iter().find(|i| i.get_ref().as_str().is_none()) {
@@ -372,6 +404,9 @@ pub(super) fn type_problem(key: &Key, value: &DeValue<'_>) -> (String, String) {
                     items.join(", ")
                 )
             }
+        }
+        (Ty::Bool, DeValue::String(s)) if matches!(s.trim(), "true" | "false") => {
+            format!("remove the quotes: {} = {}", key.name, s.trim())
         }
         (Ty::Number, DeValue::String(s)) if s.trim().parse::<u64>().is_ok() => {
             format!("remove the quotes: {} = {}", key.name, s.trim())

@@ -12,18 +12,24 @@
 
 mod channels;
 mod check;
+mod cmdline;
 mod compile;
 mod devices;
 pub mod diagnostics;
+mod disposables;
 mod fields;
 mod hints;
 mod ip;
 mod keys;
+mod layout;
+mod linux;
 mod network;
 mod rules;
 mod schema;
 mod syntax;
 
+#[cfg(test)]
+mod linux_tests;
 #[cfg(test)]
 mod network_proptests;
 #[cfg(test)]
@@ -34,6 +40,7 @@ mod proptests;
 mod tests;
 
 pub use diagnostics::Diagnostics;
+pub use layout::Content;
 
 use anyhow::{Context, Result};
 use bulkhead_abi::manifest::Manifest;
@@ -51,12 +58,17 @@ pub const HYPERVISOR_RESERVE_MIB: u32 = 32;
 pub struct CompiledSystem {
     /// The manifest the hypervisor reads.
     pub manifest: Manifest,
-    /// Image names in bundle order: `images[i]` is bundle entry `i + 1` (entry 0 is the
-    /// manifest).
+    /// Unikernel image names in bundle order: `images[i]` is bundle entry `i + 1` (entry 0
+    /// is the manifest).
     pub images: Vec<String>,
-    /// Configuration blobs in bundle order, after the images: `configs[k]` is bundle entry
-    /// `images.len() + 1 + k`.
+    /// The templates Linux qubes boot, in bundle order after the images: template `t`'s
+    /// kernel is entry `images.len() + 1 + 2t`, its initramfs the next one.
+    pub templates: Vec<String>,
+    /// Configuration blobs in bundle order, after the templates: `configs[k]` is bundle
+    /// entry `images.len() + 2 * templates.len() + 1 + k`.
     pub configs: Vec<ConfigBlob>,
+    /// Linux qubes' command lines, the last bundle entries (see [`CompiledSystem::entries`]).
+    pub cmdlines: Vec<CmdlineBlob>,
     /// The client network, when some qube has a netvm.
     pub network: Option<network::Params>,
     /// RAM of the machine in MiB (QEMU's `-m`).
@@ -76,6 +88,19 @@ pub struct ConfigBlob {
     pub config: bulkhead_qubeconfig::QubeConfig,
     /// The blob: `config` encoded.
     pub bytes: Vec<u8>,
+}
+
+/// One Linux qube's kernel command line, a bundle entry of kind `Cmdline`.
+#[derive(Clone, Debug)]
+pub struct CmdlineBlob {
+    /// Index of the qube in the manifest.
+    pub qube: usize,
+    /// The bundle entry's name, `<qube>.cmdline` (shortened to fit an entry name).
+    pub entry: String,
+    /// The command line (see `cmdline.rs`).
+    pub text: String,
+    /// The description's `kernel_args`, the end of `text` (for the summary).
+    pub kernel_args: String,
 }
 
 impl CompiledSystem {

@@ -51,6 +51,17 @@ impl Section {
             })
     }
 
+    /// The value of the `true`/`false` key `key` and where it is, if present and of that type.
+    pub fn flag(&self, key: &str) -> Option<(bool, Range<usize>)> {
+        self.values
+            .iter()
+            .find(|(k, ..)| *k == key)
+            .and_then(|(_, span, v)| match v {
+                Value::Bool(b) => Some((*b, span.clone())),
+                _ => None,
+            })
+    }
+
     /// The list of text values of `key` (each with where it is) and where the list is, if
     /// present and a list of text.
     pub fn names(&self, key: &str) -> Option<(&[Located], Range<usize>)> {

@@ -27,7 +27,7 @@ const CHANNEL_SUFFIX: &str = ".net";
 const PURPOSE: &str = "network";
 
 /// The name of the channel between `qube` and its netvm.
-fn channel_name(qube: &str) -> String {
+pub(in crate::system) fn channel_name(qube: &str) -> String {
     format!("{qube}{CHANNEL_SUFFIX}")
 }
 

@@ -1,0 +1,120 @@
+//! The kernel command line of a Linux qube, written into the bundle as its `Cmdline` entry.
+//! The hypervisor appends ` tsc_early_khz=<kHz>` when it boots the qube.
+//!
+//! ```text
+//! console=ttyS0 loglevel=4 reboot=t panic=-1 tsc=reliable
+//!   bulkhead.name=<qube> bulkhead.template=<template>
+//!   [bulkhead.net=<qube>.net bulkhead.ip=<address>/<prefix> bulkhead.gw=<gateway>
+//!    bulkhead.dns=<dns>[,<dns>]]
+//!   [<kernel_args>]
+//! ```
+//!
+//! - `console=ttyS0`: the hypervisor's 16550 (the qube's log). No `earlyprintk`: every
+//!   early character would be a VM exit.
+//! - `loglevel=4`: warnings and worse reach the console, the rest stays in `dmesg`.
+//! - `reboot=t panic=-1`: a reboot or a panic triple-faults at once, which stops the qube
+//!   (the hypervisor's restart policy decides what follows).
+//! - `tsc=reliable`: the TSC is the clock; there is no other to check it against.
+//! - KASLR stays on.
+//! - `bulkhead.*` are read by the agent (`linux-appvm/agent/src/config.rs`): the qube's and
+//!   its template's names, and for a networked qube the channel to its netvm and the
+//!   addresses its router gives it.
+
+use super::ip;
+use bulkhead_qubeconfig::Ipv4;
+
+/// What every Linux qube's command line starts with.
+pub const BASE: &str = "console=ttyS0 loglevel=4 reboot=t panic=-1 tsc=reliable";
+/// The longest command line the compiler writes (the kernel takes 2048 bytes with the NUL,
+/// and the hypervisor appends `tsc_early_khz=`).
+pub const MAX_LEN: usize = 1536;
+
+/// A networked Linux qube's settings.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Net<'a> {
+    /// The channel to its netvm (`<qube>.net`).
+    pub channel: &'a str,
+    /// Its address in the client network.
+    pub address: Ipv4,
+    /// The client network's prefix length.
+    pub prefix_len: u8,
+    /// The gateway its router presents.
+    pub gateway: Ipv4,
+    /// The virtual DNS addresses (one or two).
+    pub dns: &'a [Ipv4],
+}
+
+/// The command line of qube `qube` booting `template`, with `net` when it has a netvm and
+/// `kernel_args` (already checked: printable ASCII, no `bulkhead.*`) last.
+pub fn build(qube: &str, template: &str, net: Option<&Net<'_>>, kernel_args: &str) -> String {
+    let mut words = vec![
+        BASE.to_string(),
+        format!("bulkhead.name={qube}"),
+        format!("bulkhead.template={template}"),
+    ];
+    if let Some(n) = net {
+        words.push(format!("bulkhead.net={}", n.channel));
+        words.push(format!(
+            "bulkhead.ip={}/{}",
+            ip::show(n.address),
+            n.prefix_len
+        ));
+        words.push(format!("bulkhead.gw={}", ip::show(n.gateway)));
+        if !n.dns.is_empty() {
+            let dns: Vec<String> = n.dns.iter().map(|a| ip::show(*a)).collect();
+            words.push(format!("bulkhead.dns={}", dns.join(",")));
+        }
+    }
+    let extra = kernel_args.trim();
+    if !extra.is_empty() {
+        words.push(extra.to_string());
+    }
+    words.join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn offline_qube() {
+        assert_eq!(
+            build("disp", "debian", None, ""),
+            "console=ttyS0 loglevel=4 reboot=t panic=-1 tsc=reliable bulkhead.name=disp \
+             bulkhead.template=debian"
+        );
+    }
+
+    #[test]
+    fn networked_qube_with_extra_arguments() {
+        let net = Net {
+            channel: "work.net",
+            address: [10, 137, 0, 10],
+            prefix_len: 24,
+            gateway: [10, 137, 0, 1],
+            dns: &[[10, 139, 1, 1], [10, 139, 1, 2]],
+        };
+        let line = build("work", "debian", Some(&net), " mitigations=auto ");
+        assert_eq!(
+            line,
+            "console=ttyS0 loglevel=4 reboot=t panic=-1 tsc=reliable bulkhead.name=work \
+             bulkhead.template=debian bulkhead.net=work.net bulkhead.ip=10.137.0.10/24 \
+             bulkhead.gw=10.137.0.1 bulkhead.dns=10.139.1.1,10.139.1.2 mitigations=auto"
+        );
+        assert!(!line.contains("nokaslr") && !line.contains("earlyprintk"));
+    }
+
+    #[test]
+    fn the_longest_fits() {
+        let net = Net {
+            channel: &"n".repeat(24),
+            address: [255; 4],
+            prefix_len: 30,
+            gateway: [255; 4],
+            dns: &[[255; 4], [255; 4]],
+        };
+        let args = "a".repeat(super::super::linux::KERNEL_ARGS_MAX);
+        let line = build(&"q".repeat(24), &"t".repeat(24), Some(&net), &args);
+        assert!(line.len() <= MAX_LEN, "{}", line.len());
+    }
+}
