@@ -201,7 +201,11 @@ pub fn build(kernel: &Kernel, busybox: &[u8], agent: Option<&[u8]>) -> Result<Bu
         a.symlink(&format!("bin/{applet}"), "busybox");
     }
     a.file("etc/hostname", b"appvm\n".to_vec(), false);
-    a.file("bin/appvm-selftest", SELFTEST_SCRIPT.as_bytes().to_vec(), true);
+    a.file(
+        "bin/appvm-selftest",
+        SELFTEST_SCRIPT.as_bytes().to_vec(),
+        true,
+    );
 
     let mut summary = String::new();
     let _ = writeln!(
