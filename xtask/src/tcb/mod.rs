@@ -42,8 +42,15 @@ pub struct TcbImage {
     pub dep_info: PathBuf,
 }
 
-/// Where the guest platform of the hypervisor lives; the rest of our code is the core.
-const PLATFORM_DIR: &str = "hypervisor/src/platform";
+/// Where the guest platform of the hypervisor lives (what it adds to run Linux qubes: the
+/// virtual devices, the Linux loader and boot structures, the ACPI tables, the exit glue);
+/// the rest of our code is the core.
+const PLATFORM_DIRS: [&str; 4] = [
+    "hypervisor/platform",
+    "hypervisor/src/linux",
+    "hypervisor/core/src/linux",
+    "hypervisor/core/src/acpi_build",
+];
 /// The unikernel runtime; unikernel code outside it belongs to the qube.
 const RUNTIME_DIR: &str = "unikernels/runtime";
 const UNIKERNELS_DIR: &str = "unikernels";
@@ -169,7 +176,9 @@ fn measure_image(
 /// The own-code group a file belongs to.
 fn group(role: Role, root: &Path, path: &Path) -> &'static str {
     match role {
-        Role::Hypervisor if path.starts_with(root.join(PLATFORM_DIR)) => "platform",
+        Role::Hypervisor if PLATFORM_DIRS.iter().any(|d| path.starts_with(root.join(d))) => {
+            "platform"
+        }
         Role::Hypervisor => "core",
         Role::Unikernel
             if path.starts_with(root.join(UNIKERNELS_DIR))

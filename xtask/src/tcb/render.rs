@@ -163,8 +163,9 @@ and char literals understood). Assembly files (`.s`, `.S`) are counted apart; as
 inside Rust strings counts as Rust.
 
 Own code is every file of a workspace crate; files our build scripts generate (into `OUT_DIR`)
-are counted apart as generated lines. In the hypervisor, `hypervisor/src/platform/` is
-the guest platform and everything else (shared crates such as `hypervisor/abi`,
+are counted apart as generated lines. In the hypervisor, the guest platform of Linux qubes
+(`hypervisor/platform/`, `hypervisor/src/linux/`, `hypervisor/core/src/linux/` and
+`hypervisor/core/src/acpi_build/`) is counted apart and everything else (shared crates such as `hypervisor/abi`,
 `hypervisor/core` and `hypervisor/freestanding` included) is the core. In a unikernel, the
 qube's own crate is the qube and `unikernels/runtime/` plus the shared crates is the runtime.
 Dependency lines are the third-party crates compiled in; the toolchain's prebuilt `core` and
