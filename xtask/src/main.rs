@@ -82,7 +82,7 @@ enum Cmd {
         write_docs: bool,
     },
     /// Build the Linux AppVM template (Debian's cloud kernel and an initramfs) into
-    /// target/bulkhead/appvm; not booted by the hypervisor yet. See linux-appvm/README.md.
+    /// target/bulkhead/appvm (what `kind = "linux"` qubes boot). See linux-appvm/README.md.
     Appvm(AppvmArgs),
     /// Build, then make a GRUB ISO that boots with BIOS and UEFI (USB stick, CD, QEMU, Bochs).
     Iso {
