@@ -70,7 +70,7 @@ fn hypervisor_groups_asm_and_dependencies_from_cargo_dep_info() {
                 "hypervisor/src/main.rs",
                 "fn main() {\n    // SAFETY: test.\n    unsafe { x() }\n}\n",
             ),
-            ("hypervisor/src/platform/pic.rs", "pub fn pic() {}\n"),
+            ("hypervisor/platform/src/pic.rs", "pub fn pic() {}\n"),
             ("hypervisor/abi/src/lib.rs", "pub struct A;\n"),
             ("hypervisor/src/entry.s", "# entry\n    hlt\n"),
             ("target/release/build/hv-1/out/stubs.s", "nop\nnop\n"),
@@ -101,7 +101,7 @@ fn hypervisor_groups_asm_and_dependencies_from_cargo_dep_info() {
     assert!(
         r.files
             .iter()
-            .any(|f| f.path == "hypervisor/src/platform/pic.rs"
+            .any(|f| f.path == "hypervisor/platform/src/pic.rs"
                 && f.group.as_deref() == Some("platform"))
     );
 }
