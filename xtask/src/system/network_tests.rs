@@ -961,11 +961,13 @@ fn long_qube_names_give_entry_names_that_fit() {
 fn the_documented_example_compiles_as_the_document_says() {
     let doc = std::fs::read_to_string(crate::workspace_root().join("docs/system-description.md"))
         .unwrap();
+    // The whole-system example (the page's smaller snippets have no [system] table).
     let example = doc
         .split("```toml\n")
-        .nth(1)
-        .and_then(|rest| rest.split("```").next())
-        .expect("a toml example");
+        .skip(1)
+        .filter_map(|rest| rest.split("```").next())
+        .find(|block| block.contains("[system]"))
+        .expect("a toml example with a [system] table");
     let c = compiled(example);
     let channels: Vec<_> = c
         .manifest
