@@ -176,10 +176,12 @@ impl Qube {
             config,
         };
         q.linux = linux.map(|image| crate::linux::LinuxGuest::new(image, &q.channels));
-        // Loaded now even if it starts on request, so a bad image is refused at boot.
-        q.load()?;
-        if q.spec.start == StartPolicy::OnRequest {
-            q.state = RunState::Stopped;
+        if q.spec.start == StartPolicy::AtBoot {
+            q.load()?;
+        } else {
+            // Loaded (into zeroed memory) when first asked; its image is checked now, so a
+            // bad one is refused at boot without copying it twice.
+            q.check_image()?;
         }
         Ok(q)
     }
@@ -325,6 +327,17 @@ impl Qube {
         self.events = 0;
         self.in_wait_event = false;
         self.ready = false;
+        Ok(())
+    }
+
+    /// Checks that the image can be loaded, without loading it.
+    fn check_image(&self) -> Result<(), LoadError> {
+        if self.linux.is_some() {
+            bulkhead_hvcore::linux::parse(self.image).map_err(LoadError::Linux)?;
+        } else {
+            let end = self.mem.size() - layout::STACK_SIZE;
+            elf::plan(self.image, layout::IMAGE_BASE, end).map_err(LoadError::Elf)?;
+        }
         Ok(())
     }
 

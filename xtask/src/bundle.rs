@@ -287,17 +287,22 @@ mod tests {
     use bulkhead_abi::manifest::Manifest;
     use bulkhead_qubeconfig::QubeConfig;
 
+    /// Stand-in ELF bytes for each image a system names (`\x7fELF` + the name).
+    fn fake_images(system: &system::CompiledSystem) -> Vec<(String, Vec<u8>)> {
+        system
+            .images
+            .iter()
+            .map(|n| (n.clone(), format!("\x7fELF{n}").into_bytes()))
+            .collect()
+    }
+
     /// Every qube's image and configuration index leads to an entry of the right kind, and
     /// each configuration entry decodes to what the compiler meant.
     #[test]
     fn configuration_blobs_follow_the_images() {
         let path = crate::workspace_root().join("systems/tests/network.toml");
         let system = system::compile_file(&path).unwrap();
-        let fake: Vec<(String, Vec<u8>)> = system
-            .images
-            .iter()
-            .map(|n| (n.clone(), format!("\x7fELF{n}").into_bytes()))
-            .collect();
+        let fake = fake_images(&system);
         let images: Vec<(&str, &[u8])> = fake
             .iter()
             .map(|(n, b)| (n.as_str(), b.as_slice()))
@@ -335,11 +340,7 @@ mod tests {
     fn linux_qubes_share_one_kernel_and_initramfs() {
         let path = crate::workspace_root().join("systems/appvm.toml");
         let system = system::compile_file(&path).unwrap();
-        let fake: Vec<(String, Vec<u8>)> = system
-            .images
-            .iter()
-            .map(|n| (n.clone(), format!("\x7fELF{n}").into_bytes()))
-            .collect();
+        let fake = fake_images(&system);
         let images: Vec<(&str, &[u8])> = fake
             .iter()
             .map(|(n, b)| (n.as_str(), b.as_slice()))

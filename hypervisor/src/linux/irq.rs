@@ -39,7 +39,7 @@ pub fn prepare_entry(q: &mut Qube) {
     let Some(g) = q.linux.as_mut() else { return };
     g.lapic.update_timer(cpu::rdtsc());
     let events = core::mem::take(&mut q.events);
-    for local in 0..64u8 {
+    for local in 0..g.pci.channel_count() as u8 {
         if events & (1 << local) != 0 {
             g.pci.raise(local);
         }

@@ -313,7 +313,9 @@ fn is_request_channel(name: &str) -> bool {
         return true;
     }
     match name.rsplit_once(".req") {
-        Some((qube, k)) => !qube.is_empty() && !k.is_empty() && k.bytes().all(|b| b.is_ascii_digit()),
+        Some((qube, k)) => {
+            !qube.is_empty() && !k.is_empty() && k.bytes().all(|b| b.is_ascii_digit())
+        }
         None => false,
     }
 }

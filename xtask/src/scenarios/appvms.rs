@@ -5,7 +5,7 @@
 //! fetched (as `appvm-template`).
 
 use super::hostnet::HostServices;
-use super::network::{boot_until_exited, exit_status, saw};
+use super::network::{boot_until_exited, exit_status, expect_system_qubes_kept_running, saw};
 use super::{Scenario, boots, expect};
 use crate::appvm;
 use crate::qemu::{self, BootOutcome, Control, HvEvent};
@@ -66,11 +66,7 @@ fn network() -> Result<String> {
     expect(ready_figures(&out, "work").is_some(), || {
         "the AppVM never reported agent-ready".into()
     })?;
-    for qube in ["net", "firewall"] {
-        expect(!out.stopped.iter().any(|(q, _)| q == qube), || {
-            format!("{qube} was stopped: {:?}", out.stopped)
-        })?;
-    }
+    expect_system_qubes_kept_running(&out)?;
     expect(exit_status(&out, "work") == Some(0), || {
         format!(
             "the AppVM did not power off cleanly: exited {:?}, stopped {:?}",

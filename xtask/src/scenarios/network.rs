@@ -48,6 +48,16 @@ pub fn exit_status(out: &BootOutcome, qube: &str) -> Option<i64> {
     out.exited.iter().find(|(q, _)| q == qube).map(|(_, s)| *s)
 }
 
+/// sys-net and sys-firewall were never stopped.
+pub fn expect_system_qubes_kept_running(out: &BootOutcome) -> Result<()> {
+    for qube in ["net", "firewall"] {
+        expect(!out.stopped.iter().any(|(q, _)| q == qube), || {
+            format!("{qube} was stopped: {:?}", out.stopped)
+        })?;
+    }
+    Ok(())
+}
+
 /// Whether some line contains all of `words`.
 pub fn saw(out: &BootOutcome, words: &[&str]) -> bool {
     out.lines
@@ -72,11 +82,7 @@ fn network() -> Result<String> {
     expect(saw(&out, &["IOMMU domain", "net"]), || {
         "sys-net's card was not put in an IOMMU domain".into()
     })?;
-    for qube in ["net", "firewall"] {
-        expect(!out.stopped.iter().any(|(q, _)| q == qube), || {
-            format!("{qube} was stopped: {:?}", out.stopped)
-        })?;
-    }
+    expect_system_qubes_kept_running(&out)?;
     expect(exit_status(&out, "work") == Some(0), || {
         format!("the client `work` did not exit 0: {:?}", out.exited)
     })?;
