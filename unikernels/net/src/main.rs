@@ -45,6 +45,8 @@ const VIRTIO_VENDOR: u16 = 0x1af4;
 const VIRTIO_NET_IDS: [u16; 2] = [0x1041, 0x1000];
 /// How long the `dma-escape` test keeps running after pointing the device.
 const ESCAPE_RUN: Duration = Duration::from_secs(5);
+/// How often the `dma-escape` test sends another frame while it runs.
+const PROBE_EVERY: Duration = Duration::from_millis(200);
 
 /// What the qube does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -52,7 +54,7 @@ enum Mode {
     /// Bridge the card to the downstream qube, forever.
     Bridge,
     /// The IOMMU test: the card's transmit used ring is given to the device at this bus
-    /// address, then one frame is sent; the qube bridges for [`ESCAPE_RUN`] and exits 0.
+    /// address, then frames are sent every [`PROBE_EVERY`] for [`ESCAPE_RUN`]; the qube exits 0.
     DmaEscape(u64),
 }
 
@@ -239,9 +241,17 @@ fn main(boot: &Boot) -> i32 {
                 if sent { "sent" } else { "could not send" }
             );
             bulkhead_rt::ready();
-            bridge.run_for(ESCAPE_RUN);
+            // Keep transmitting: every completed frame makes the device write the used ring
+            // again, so the attack also lands if the victim fills its canary only after the
+            // first frame (qubes start in no fixed order relative to each other).
+            let mut probes = u32::from(sent);
+            let end = bulkhead_rt::now_ns().saturating_add(ESCAPE_RUN.as_nanos() as u64);
+            while bulkhead_rt::now_ns() < end {
+                bridge.run_for(PROBE_EVERY);
+                probes += u32::from(bridge.send_probe());
+            }
             info!(
-                "dma-escape: ran {} s after pointing; exiting",
+                "dma-escape: ran {} s after pointing, {probes} frames sent; exiting",
                 ESCAPE_RUN.as_secs()
             );
             0
