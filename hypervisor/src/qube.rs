@@ -128,7 +128,7 @@ impl Qube {
         } = parts;
         if linux.is_some() && !backend.runs_linux() {
             return Err(LoadError::Unsupported(
-                "Linux qubes need the SVM backend: under VMX the syscall MSRs are not yet switched per vCPU",
+                "Linux qubes need SVM, or VMX with EFER switching and MSR bitmaps, which this CPU lacks",
             ));
         }
         let size = u64::from(spec.memory_mib) << 20;

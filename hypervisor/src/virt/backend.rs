@@ -102,15 +102,19 @@ impl Backend {
             Backend::Svm(s) => s
                 .create_vcpu(frames, id, nested_root, linux)
                 .map(AnyVcpu::Svm),
-            Backend::Vmx(v) => v.create_vcpu(frames, id, nested_root).map(AnyVcpu::Vmx),
+            Backend::Vmx(v) => v
+                .create_vcpu(frames, id, nested_root, linux)
+                .map(AnyVcpu::Vmx),
         }
     }
 
-    /// Whether this backend can run Linux qubes. VMX cannot yet: it exits on every MSR
-    /// access and does not switch Linux's syscall MSRs (LSTAR, STAR, KERNEL_GS_BASE, ...)
-    /// per vCPU, which SVM's VMLOAD/VMSAVE do.
+    /// Whether this backend can run Linux qubes: always under SVM; under VMX when the CPU
+    /// can switch EFER and use MSR bitmaps (`Vmx::runs_linux`).
     pub fn runs_linux(&self) -> bool {
-        matches!(self, Backend::Svm(_))
+        match self {
+            Backend::Svm(_) => true,
+            Backend::Vmx(v) => v.runs_linux(),
+        }
     }
 
     /// The nested page-table format this backend walks.

@@ -48,6 +48,23 @@ pub struct EntryState {
     pub gdt_limit: u16,
 }
 
+/// MSRs a Linux guest reads and writes without an exit: segment bases and the
+/// syscall/sysenter MSRs, which it changes often or on every CPU it brings up. Each backend
+/// switches all of them per vCPU (SVM: VMLOAD/VMSAVE; VMX: VMCS guest fields plus an MSR
+/// load/store list), so a guest only ever sees and changes its own values.
+pub const LINUX_OWN_MSRS: [u32; 10] = [
+    0x174,
+    0x175,
+    0x176, // SYSENTER_CS, _ESP, _EIP
+    0xC000_0081,
+    0xC000_0082,
+    0xC000_0083,
+    0xC000_0084, // STAR, LSTAR, CSTAR, SFMASK
+    0xC000_0100,
+    0xC000_0101,
+    0xC000_0102, // FS_BASE, GS_BASE, KERNEL_GS_BASE
+];
+
 /// The state a Linux qube starts in (the 64-bit boot protocol; `bulkhead_hvcore::linux`).
 pub use bulkhead_hvcore::linux::EntryState as LinuxEntry;
 

@@ -54,6 +54,12 @@ pub const VMX_CHANNELS: Scenario = Scenario {
     run: channels,
 };
 
+pub const VMX_APPVM: Scenario = Scenario {
+    name: "bochs-appvm",
+    about: "Bochs, Intel VMX: an unmodified Debian kernel boots to agent-ready beside a unikernel",
+    run: appvm,
+};
+
 pub const VMX_CONTAINMENT: Scenario = Scenario {
     name: "bochs-containment",
     about: "Bochs, Intel VMX: each misbehaving qube is stopped or preempted alone",
@@ -310,6 +316,58 @@ fn containment() -> Result<String> {
     Ok(format!(
         "{} misbehaviours contained, t-exit restarted 3 times, {beats_after} heartbeats after, {:.1} s wall",
         STOPS.len() + 2,
+        out.wall.as_secs_f64()
+    ))
+}
+
+/// Wall-time limit of the Linux boot under Bochs (a few billion instructions).
+const APPVM_TIMEOUT: Duration = Duration::from_secs(1200);
+
+/// Heartbeats the witness must give after the AppVM said it is ready.
+const APPVM_BEATS_AFTER: usize = 2;
+
+fn appvm() -> Result<String> {
+    if let Err(why) = crate::appvm::kernel_available() {
+        return Ok(format!(
+            "skipped: Debian's kernel package is not available here: {why}"
+        ));
+    }
+    let (_, mut opts) = match prepare("systems/tests/bochs-appvm.toml", MODEL_VMX, "bochs-appvm")? {
+        Ok(p) => p,
+        Err(why) => return skipped(&why),
+    };
+    opts.timeout = APPVM_TIMEOUT;
+    let (mut ready, mut beats_after) = (false, 0);
+    let run = bochs::boot(&opts, |e| {
+        let stop = matches!(e.hv, Some(HvEvent::Panic(_) | HvEvent::Stopped { .. }));
+        if e.line.text.contains("qube work: agent ready after") {
+            ready = true;
+        } else if ready
+            && e.line.source.as_deref() == Some("witness")
+            && e.line.body.contains("heartbeat ")
+        {
+            beats_after += 1;
+        }
+        Control::stop_if(stop || beats_after >= APPVM_BEATS_AFTER)
+    })?;
+    check_boot(&run, &opts)?;
+    let out = run.boot;
+    expect(out.lines.iter().any(|l| l.contains("backend VMX")), || {
+        "no `backend VMX` line".into()
+    })?;
+    expect(out.stopped.is_empty(), || {
+        format!("stopped: {:?}", out.stopped)
+    })?;
+    let figures = out.lines.iter().find_map(|l| {
+        l.split_once("qube work: agent ready after ")
+            .map(|(_, rest)| rest.to_string())
+    });
+    let figures = figures.ok_or_else(|| anyhow::anyhow!("the AppVM never said `agent: ready`"))?;
+    expect(beats_after >= APPVM_BEATS_AFTER, || {
+        "the witness unikernel stopped beating after the AppVM came up".into()
+    })?;
+    Ok(format!(
+        "AppVM ready under VMX after {figures}; {:.0} s wall",
         out.wall.as_secs_f64()
     ))
 }

@@ -61,6 +61,7 @@ pub fn all() -> Vec<Scenario> {
         bochs::VMX_NEHALEM,
         bochs::VMX_CHANNELS,
         bochs::VMX_CONTAINMENT,
+        bochs::VMX_APPVM,
     ]
 }
 

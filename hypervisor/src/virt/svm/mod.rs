@@ -90,25 +90,9 @@ pub struct Svm {
     iopm: Region,
     msrpm: Region,
     /// The MSR permission map of Linux vCPUs: as `msrpm`, but the MSRs VMLOAD/VMSAVE switch
-    /// per vCPU (see [`LINUX_PASS_THROUGH`]) are the guest's own.
+    /// per vCPU (see [`crate::virt::LINUX_OWN_MSRS`]) are the guest's own.
     msrpm_linux: Region,
 }
-
-/// MSRs a Linux guest uses directly: segment bases and the syscall/sysenter MSRs. VMLOAD and
-/// VMSAVE move every one of them between the CPU and the vCPU's VMCB around each run, so the
-/// guest only ever sees (and changes) its own values.
-const LINUX_PASS_THROUGH: [u32; 10] = [
-    0x174,
-    0x175,
-    0x176, // SYSENTER_CS, _ESP, _EIP
-    0xC000_0081,
-    0xC000_0082,
-    0xC000_0083,
-    0xC000_0084, // STAR, LSTAR, CSTAR, SFMASK
-    0xC000_0100,
-    0xC000_0101,
-    0xC000_0102, // FS_BASE, GS_BASE, KERNEL_GS_BASE
-];
 
 /// The byte and bit of an MSR's read-intercept bit in an MSR permission map (the write bit
 /// is the next one), or `None` outside the three ranges the map covers.
@@ -146,7 +130,10 @@ impl Svm {
         // SAFETY: the Linux map was just allocated and filled; nothing else refers to it.
         unsafe {
             crate::memory::phys::with_region(msrpm_linux, |b| {
-                for (byte, bit) in LINUX_PASS_THROUGH.iter().filter_map(|&m| msrpm_bit(m)) {
+                for (byte, bit) in crate::virt::LINUX_OWN_MSRS
+                    .iter()
+                    .filter_map(|&m| msrpm_bit(m))
+                {
                     b[byte] &= !(0b11 << bit);
                 }
             })

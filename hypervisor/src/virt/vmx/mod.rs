@@ -4,10 +4,12 @@
 //! registers, VMX instructions and the world switch).
 //!
 //! What it needs: EPT with 4-level walks, write-back memory and 2 MiB pages, INVEPT, and
-//! (optionally) VPID. Unrestricted guest is not needed: qubes start in long mode. I/O and
-//! MSR accesses all exit (unconditional I/O exiting, no MSR bitmap), so no bitmap pages
-//! exist. See docs/vmx.md.
+//! (optionally) VPID. Unrestricted guest is not needed: qubes start in long mode. Every I/O
+//! access exits (unconditional I/O exiting). Every MSR access of a unikernel exits; a Linux
+//! vCPU gets an MSR bitmap that lets it use its own syscall and segment-base MSRs
+//! ([`crate::virt::LINUX_OWN_MSRS`]), switched per vCPU. See docs/vmx.md.
 
+mod setup;
 mod vcpu;
 pub mod vmcs;
 
@@ -89,6 +91,10 @@ pub struct VmxCaps {
     /// EFER is switched by the VMCS (load/save IA32_EFER); otherwise guests share the
     /// host's EFER value, which is the one they need (LME, LMA, NXE).
     pub load_efer: bool,
+    /// PAT is switched by the VMCS (load/save IA32_PAT), so a Linux guest's PAT is its own.
+    pub load_pat: bool,
+    /// MSR bitmaps can be used (a Linux vCPU's own MSRs then do not exit).
+    pub msr_bitmaps: bool,
     /// INVEPT single-context (else all-context).
     pub invept_single: bool,
     /// INVVPID single-context (else all-context).
@@ -270,7 +276,7 @@ pub fn detect() -> Result<VmxCaps, VmxError> {
     let exit = adjust(
         vmx_msr(exit_msr),
         exit_ctl::HOST_ADDRESS_SPACE_SIZE,
-        exit_ctl::SAVE_EFER | exit_ctl::LOAD_EFER,
+        exit_ctl::SAVE_EFER | exit_ctl::LOAD_EFER | exit_ctl::SAVE_PAT | exit_ctl::LOAD_PAT,
     )
     .map_err(|_| VmxError::Control("return to a 64-bit host"))?;
     if exit & exit_ctl::ACK_INTERRUPT_ON_EXIT != 0 {
@@ -279,7 +285,7 @@ pub fn detect() -> Result<VmxCaps, VmxError> {
     let entry = adjust(
         vmx_msr(entry_msr),
         entry_ctl::IA32E_MODE_GUEST,
-        entry_ctl::LOAD_EFER,
+        entry_ctl::LOAD_EFER | entry_ctl::LOAD_PAT,
     )
     .map_err(|_| VmxError::Control("enter 64-bit guests"))?;
     let load_efer = exit & exit_ctl::LOAD_EFER != 0
@@ -293,6 +299,18 @@ pub fn detect() -> Result<VmxCaps, VmxError> {
             entry & !entry_ctl::LOAD_EFER,
         )
     };
+    // PAT likewise: all three controls, or none.
+    let load_pat = exit & exit_ctl::LOAD_PAT != 0
+        && exit & exit_ctl::SAVE_PAT != 0
+        && entry & entry_ctl::LOAD_PAT != 0;
+    let (exit, entry) = if load_pat {
+        (exit, entry)
+    } else {
+        (
+            exit & !(exit_ctl::LOAD_PAT | exit_ctl::SAVE_PAT),
+            entry & !entry_ctl::LOAD_PAT,
+        )
+    };
 
     Ok(VmxCaps {
         revision: basic as u32 & 0x7FFF_FFFF,
@@ -300,6 +318,8 @@ pub fn detect() -> Result<VmxCaps, VmxError> {
         vpid: proc2 & proc2::ENABLE_VPID != 0,
         unrestricted_guest: (proc2_caps >> 32) as u32 & proc2::UNRESTRICTED_GUEST != 0,
         load_efer,
+        load_pat,
+        msr_bitmaps: (proc_caps >> 32) as u32 & proc1::USE_MSR_BITMAPS != 0,
         invept_single: ept & ept_cap::INVEPT_SINGLE != 0,
         invvpid_single: ept & ept_cap::INVVPID_SINGLE != 0,
         preemption_timer_shift: (pin & pin::PREEMPTION_TIMER != 0)
@@ -327,6 +347,30 @@ pub struct Vmx {
     pub caps: VmxCaps,
     /// The VMXON region (owned for the rest of the run).
     _vmxon: Region,
+    /// The MSR bitmap every Linux vCPU shares: all MSRs exit but
+    /// [`crate::virt::LINUX_OWN_MSRS`].
+    msr_bitmap_linux: Region,
+}
+
+/// Where an MSR's read-exit bit lies in a VMX MSR bitmap (byte, bit); the write-exit bit is
+/// 2 KiB further. `None` for MSRs outside the two ranges the bitmap covers (they always
+/// exit).
+fn msr_bitmap_bit(msr: u32) -> Option<(usize, u8)> {
+    let (base, offset) = match msr {
+        0..=0x1FFF => (0, 0),
+        0xC000_0000..=0xC000_1FFF => (0xC000_0000, 0x400),
+        _ => return None,
+    };
+    let n = (msr - base) as usize;
+    Some((offset + n / 8, (n % 8) as u8))
+}
+
+impl Vmx {
+    /// Whether Linux qubes can run: they need their own EFER (SYSCALL enable) and the MSR
+    /// bitmap, without which every context switch (FS_BASE) would exit.
+    pub fn runs_linux(&self) -> bool {
+        self.caps.load_efer && self.caps.msr_bitmaps
+    }
 }
 
 impl Vmx {
@@ -353,6 +397,22 @@ impl Vmx {
         }
 
         let region = frames.alloc(4096, 4096).ok_or(VmxError::NoMemory)?;
+        let msr_bitmap_linux = frames.alloc(4096, 4096).ok_or(VmxError::NoMemory)?;
+        // SAFETY: the page was just allocated for the Linux MSR bitmap and nothing else
+        // refers to it: every bit set (exit), then the read and write bits of the MSRs a
+        // Linux vCPU owns cleared.
+        unsafe {
+            crate::memory::phys::with_region(msr_bitmap_linux, |b| {
+                b.fill(0xFF);
+                for (byte, bit) in crate::virt::LINUX_OWN_MSRS
+                    .iter()
+                    .filter_map(|&m| msr_bitmap_bit(m))
+                {
+                    b[byte] &= !(1 << bit);
+                    b[byte + 0x800] &= !(1 << bit);
+                }
+            })
+        };
         // SAFETY: the region was just allocated for VMXON alone; it is zeroed, then the
         // revision identifier goes in its first four bytes as the SDM requires.
         unsafe {
@@ -381,24 +441,35 @@ impl Vmx {
         Ok(Vmx {
             caps,
             _vmxon: region,
+            msr_bitmap_linux,
         })
     }
 
-    /// A vCPU with its own VMCS, for qube `id` whose EPT root is `ept_root`.
+    /// A vCPU with its own VMCS, for qube `id` whose EPT root is `ept_root`; a Linux vCPU
+    /// also gets the page of its MSR load/store list.
     pub fn create_vcpu(
         &self,
         frames: &mut FrameAllocator,
         id: u32,
         ept_root: u64,
+        linux: bool,
     ) -> Option<VmxVcpu> {
         let vmcs = frames.alloc(4096, 4096)?;
         let fx = frames.alloc(4096, 4096)?;
+        let msr_lists = if linux {
+            Some(frames.alloc(4096, 4096)?)
+        } else {
+            None
+        };
         // VPIDs are 16 bits and 0 is the host's: 1..=0xFFFF.
         let vpid = 1 + (id % 0xFFFF) as u16;
         Some(VmxVcpu::new(
             self,
-            vmcs,
-            fx,
+            vcpu::Pages {
+                vmcs,
+                fx,
+                msr_lists,
+            },
             vpid,
             ept_root | EPTP_WB_4LEVEL,
         ))

@@ -5,14 +5,12 @@
 //! handlers need (reason, qualification, instruction length, guest-physical address, RIP)
 //! are read once, so the accessors work whichever VMCS is current.
 
-use super::vmcs::{self, f16, f32, f64, fnat, reason};
-use super::{CR4_VMXE, Vmx, VmxCaps, invept, invvpid};
-use crate::arch::x86::{cpu, descriptors};
+use super::setup::{self, GuestStart, Target, UNIKERNEL_EFER};
+use super::vmcs::{self, f32, f64, fnat, reason};
+use super::{Vmx, VmxCaps, invept, invvpid};
 use crate::hvlog;
 use crate::virt::{EntryState, Event, Exit, GuestRegs, LinuxEntry, PagingState, Vcpu};
-use bulkhead_abi::boot_info::layout;
 use bulkhead_hvcore::memmap::Region;
-use bulkhead_hvcore::sched::TIME_SLICE_NS;
 use core::sync::atomic::{AtomicU64, Ordering};
 
 /// An FXSAVE area.
@@ -40,28 +38,10 @@ unsafe extern "C" {
     /// The world switch (run.s): 0 after a VM exit, 1 if the entry failed with
     /// VMfailValid, 2 with VMfailInvalid.
     fn vmx_run(regs: *mut Gprs, launched: u64, guest_fx: *mut FxArea, host_fx: *mut FxArea) -> u64;
-    /// Where the CPU resumes the host after a VM exit (run.s); its address is HOST_RIP.
-    fn vmx_exit();
 }
 
 /// The VMCS current on this CPU (VMPTRLD is skipped when it is already ours).
 static CURRENT_VMCS: AtomicU64 = AtomicU64::new(u64::MAX);
-
-// Segment access rights (VMX format): type | S<<4 | DPL<<5 | P<<7 | L<<13 | DB<<14 | G<<15.
-const CODE64: u64 = 0xB | 1 << 4 | 1 << 7 | 1 << 13 | 1 << 15;
-const DATA: u64 = 0x3 | 1 << 4 | 1 << 7 | 1 << 14 | 1 << 15;
-const TSS_BUSY: u64 = 0xB | 1 << 7;
-const UNUSABLE: u64 = 1 << 16;
-
-/// Guest CR0: PG | WP | NE | ET | MP | PE. CR4: PAE | OSFXSR | OSXMMEXCPT (VMXE added, and
-/// hidden from the guest by the CR4 read shadow).
-const GUEST_CR0: u64 = 0x8001_0033;
-const GUEST_CR4: u64 = 0x620;
-/// Guest EFER: LME | LMA | NXE.
-const GUEST_EFER: u64 = 1 << 8 | 1 << 10 | 1 << 11;
-
-const MSR_FS_BASE: u32 = 0xC000_0100;
-const MSR_GS_BASE: u32 = 0xC000_0101;
 
 /// What the last exit left for the exit handlers.
 #[derive(Clone, Copy, Debug, Default)]
@@ -73,9 +53,22 @@ struct LastExit {
     interruption_info: u32,
 }
 
+/// The pages a vCPU owns.
+pub(super) struct Pages {
+    /// Its VMCS.
+    pub vmcs: Region,
+    /// Its guest and host FXSAVE areas.
+    pub fx: Region,
+    /// A Linux vCPU's MSR list page (see `setup::MsrLists`).
+    pub msr_lists: Option<Region>,
+}
+
 /// A virtual CPU under VMX.
 pub struct VmxVcpu {
     vmcs: Region,
+    msr_lists: Option<Region>,
+    /// The backend's Linux MSR bitmap.
+    msr_bitmap_linux: u64,
     revision: u32,
     fx: &'static mut FxPair,
     gprs: Gprs,
@@ -94,8 +87,13 @@ pub struct VmxVcpu {
 }
 
 impl VmxVcpu {
-    pub(super) fn new(vmx: &Vmx, vmcs: Region, fx: Region, vpid: u16, eptp: u64) -> VmxVcpu {
-        // SAFETY: both regions were just allocated for this vCPU alone, are page-aligned
+    pub(super) fn new(vmx: &Vmx, pages: Pages, vpid: u16, eptp: u64) -> VmxVcpu {
+        let Pages {
+            vmcs,
+            fx,
+            msr_lists,
+        } = pages;
+        // SAFETY: the regions were just allocated for this vCPU alone, are page-aligned
         // and large enough; all-zero is a valid FXSAVE pair, and the VMCS page is written
         // below before the CPU ever sees it.
         let fx_ref = unsafe {
@@ -104,6 +102,8 @@ impl VmxVcpu {
         };
         VmxVcpu {
             vmcs,
+            msr_lists,
+            msr_bitmap_linux: vmx.msr_bitmap_linux.start,
             revision: vmx.caps.revision,
             fx: fx_ref,
             gprs: Gprs::default(),
@@ -135,162 +135,52 @@ impl VmxVcpu {
         ok
     }
 
-    /// Writes the whole VMCS: controls, host state and the qube's initial guest state.
-    /// False if the CPU refused a field (a hypervisor bug, reported by the caller).
-    fn write_vmcs(&mut self, e: &EntryState) -> bool {
-        let c = self.caps.controls;
-        let host = descriptors::host_tables();
-        let (cr0_fixed, cr4_fixed) = (self.caps.cr0_fixed, self.caps.cr4_fixed);
-        let guest_cr4 = super::fixed(GUEST_CR4 | CR4_VMXE, cr4_fixed);
-        let code = u64::from(layout::CODE_SELECTOR);
-        let data = u64::from(layout::DATA_SELECTOR);
-        // SAFETY: reading FS/GS base, which exist on every 64-bit CPU.
-        let (fs_base, gs_base) = unsafe { (cpu::rdmsr(MSR_FS_BASE), cpu::rdmsr(MSR_GS_BASE)) };
-        // SAFETY: reading EFER, which every 64-bit CPU has.
-        let host_efer = unsafe { cpu::rdmsr(cpu::MSR_EFER) };
-        let fields: &[(u64, u64)] = &[
-            // Controls: what exits (see `super::detect`), EPT.
-            (f32::PIN_CONTROLS, u64::from(c.pin)),
-            (f32::PROC_CONTROLS, u64::from(c.proc1)),
-            (f32::PROC_CONTROLS2, u64::from(c.proc2)),
-            (f32::EXIT_CONTROLS, u64::from(c.exit)),
-            (f32::ENTRY_CONTROLS, u64::from(c.entry)),
-            (f32::EXCEPTION_BITMAP, 0),
-            (f32::PF_ERROR_MASK, 0),
-            (f32::PF_ERROR_MATCH, 0),
-            (f32::CR3_TARGET_COUNT, 0),
-            (f32::EXIT_MSR_STORE_COUNT, 0),
-            (f32::EXIT_MSR_LOAD_COUNT, 0),
-            (f32::ENTRY_MSR_LOAD_COUNT, 0),
-            (f32::ENTRY_INTERRUPTION_INFO, 0),
-            (f64::TSC_OFFSET, 0),
-            (f64::EPT_POINTER, self.eptp),
-            // CR0 belongs to the guest (the CPU refuses values VMX forbids with #GP); of
-            // CR4 the host owns the bits VMX fixes (VMXE): the guest reads them as 0, and
-            // setting one exits.
-            (fnat::CR0_MASK, 0),
-            (fnat::CR0_SHADOW, GUEST_CR0),
-            (fnat::CR4_MASK, cr4_fixed.0),
-            (fnat::CR4_SHADOW, GUEST_CR4),
-            // Host state: where and how a VM exit resumes the hypervisor.
-            (fnat::HOST_CR0, cpu::cr0()),
-            (fnat::HOST_CR3, cpu::cr3()),
-            (fnat::HOST_CR4, cpu::cr4()),
-            (f16::HOST_CS, u64::from(descriptors::CODE_SELECTOR)),
-            (f16::HOST_SS, u64::from(host.data_selector)),
-            (f16::HOST_DS, u64::from(host.data_selector)),
-            (f16::HOST_ES, u64::from(host.data_selector)),
-            (f16::HOST_FS, 0),
-            (f16::HOST_GS, 0),
-            (f16::HOST_TR, u64::from(host.tss_selector)),
-            (fnat::HOST_FS_BASE, fs_base),
-            (fnat::HOST_GS_BASE, gs_base),
-            (fnat::HOST_TR_BASE, host.tss_base),
-            (fnat::HOST_GDTR_BASE, host.gdt_base),
-            (fnat::HOST_IDTR_BASE, host.idt_base),
-            (f32::HOST_SYSENTER_CS, 0),
-            (fnat::HOST_SYSENTER_ESP, 0),
-            (fnat::HOST_SYSENTER_EIP, 0),
-            (fnat::HOST_RIP, vmx_exit as *const () as u64),
-            // Guest state: 64-bit mode, paging on, the qube's GDT, interrupts off.
-            (fnat::GUEST_CR0, super::fixed(GUEST_CR0, cr0_fixed)),
-            (fnat::GUEST_CR3, e.cr3),
-            (fnat::GUEST_CR4, guest_cr4),
-            (fnat::GUEST_DR7, 0x400),
-            (f64::GUEST_DEBUGCTL, 0),
-            (fnat::GUEST_RSP, e.rsp),
-            (fnat::GUEST_RIP, e.rip),
-            (fnat::GUEST_RFLAGS, 0x2),
-            (fnat::GUEST_PENDING_DEBUG, 0),
-            (f32::GUEST_INTERRUPTIBILITY, 0),
-            (f32::GUEST_ACTIVITY, 0),
-            (f32::GUEST_SYSENTER_CS, 0),
-            (fnat::GUEST_SYSENTER_ESP, 0),
-            (fnat::GUEST_SYSENTER_EIP, 0),
-            (f64::VMCS_LINK_POINTER, u64::MAX),
-            (f16::GUEST_CS, code),
-            (fnat::GUEST_CS_BASE, 0),
-            (f32::GUEST_CS_LIMIT, 0xFFFF_FFFF),
-            (f32::GUEST_CS_AR, CODE64),
-            (f16::GUEST_TR, 0),
-            (fnat::GUEST_TR_BASE, 0),
-            (f32::GUEST_TR_LIMIT, 0x67),
-            (f32::GUEST_TR_AR, TSS_BUSY),
-            (f16::GUEST_LDTR, 0),
-            (fnat::GUEST_LDTR_BASE, 0),
-            (f32::GUEST_LDTR_LIMIT, 0),
-            (f32::GUEST_LDTR_AR, UNUSABLE),
-            (fnat::GUEST_GDTR_BASE, e.gdt_base),
-            (f32::GUEST_GDTR_LIMIT, u64::from(e.gdt_limit)),
-            (fnat::GUEST_IDTR_BASE, 0),
-            (f32::GUEST_IDTR_LIMIT, 0),
-        ];
-        let data_segments = [
-            (
-                f16::GUEST_DS,
-                fnat::GUEST_DS_BASE,
-                f32::GUEST_DS_LIMIT,
-                f32::GUEST_DS_AR,
-            ),
-            (
-                f16::GUEST_ES,
-                fnat::GUEST_ES_BASE,
-                f32::GUEST_ES_LIMIT,
-                f32::GUEST_ES_AR,
-            ),
-            (
-                f16::GUEST_SS,
-                fnat::GUEST_SS_BASE,
-                f32::GUEST_SS_LIMIT,
-                f32::GUEST_SS_AR,
-            ),
-            (
-                f16::GUEST_FS,
-                fnat::GUEST_FS_BASE,
-                f32::GUEST_FS_LIMIT,
-                f32::GUEST_FS_AR,
-            ),
-            (
-                f16::GUEST_GS,
-                fnat::GUEST_GS_BASE,
-                f32::GUEST_GS_LIMIT,
-                f32::GUEST_GS_AR,
-            ),
-        ];
-        let mut ok = true;
-        // The preemption timer (if any) restarts at one time slice on every entry.
-        let slice_ticks = crate::time::tsc_khz() * (TIME_SLICE_NS / 1000) / 1000;
-        let timer = self
-            .caps
-            .preemption_timer_shift
-            .map(|shift| (slice_ticks >> shift).clamp(1, u64::from(u32::MAX)));
-        // SAFETY: this vCPU's VMCS is current (the caller made it so). The values confine
-        // the guest: EPT maps only the qube's memory, every I/O and MSR access, HLT,
-        // external interrupt and NMI exits (controls from `detect`), and the host state is
-        // the hypervisor's own (its CR0/3/4, GDT, IDT, TSS; HOST_RIP is `vmx_exit`).
-        unsafe {
-            for &(field, value) in fields {
-                ok &= vmcs::write(field, value);
-            }
-            for (sel, base, limit, ar) in data_segments {
-                ok &= vmcs::write(sel, data);
-                ok &= vmcs::write(base, 0);
-                ok &= vmcs::write(limit, 0xFFFF_FFFF);
-                ok &= vmcs::write(ar, DATA);
-            }
-            // Fields that exist only when the CPU has the feature.
-            if self.caps.load_efer {
-                ok &= vmcs::write(f64::GUEST_EFER, GUEST_EFER);
-                ok &= vmcs::write(f64::HOST_EFER, host_efer);
-            }
-            if self.caps.vpid {
-                ok &= vmcs::write(f16::VPID, u64::from(self.vpid));
-            }
-            if let Some(value) = timer {
-                ok &= vmcs::write(f32::PREEMPTION_TIMER, value);
-            }
+    /// Starts the VMCS over: revision identifier, VMCLEAR (launch state "clear"), every
+    /// field written for `start`; then the vCPU's own state. Logs and leaves the vCPU unable
+    /// to enter if the CPU refused a field.
+    fn start_over(&mut self, start: &GuestStart, linux: bool) {
+        // SAFETY: the page is this vCPU's VMCS, which no guest runs on now; VMX operation
+        // is on.
+        let cleared = unsafe {
+            crate::memory::phys::with_region(self.vmcs, |b| {
+                b[..4].copy_from_slice(&self.revision.to_le_bytes())
+            });
+            vmcs::clear(self.vmcs.start)
+        };
+        if CURRENT_VMCS.load(Ordering::Relaxed) == self.vmcs.start {
+            CURRENT_VMCS.store(u64::MAX, Ordering::Relaxed);
         }
-        ok
+        let target = Target {
+            eptp: self.eptp,
+            vpid: self.vpid,
+            linux: match (linux, self.msr_lists) {
+                (true, Some(lists)) => Some((lists.start, self.msr_bitmap_linux)),
+                _ => None,
+            },
+        };
+        if linux && target.linux.is_none() {
+            hvlog!("vmx: a Linux qube's vCPU was made without its MSR list page");
+        }
+        // SAFETY: the VMCS is made current first; the pages `target` names are this vCPU's
+        // own (its MSR list page) and the backend's (the Linux MSR bitmap).
+        let ok = cleared
+            && (!linux || target.linux.is_some())
+            && self.make_current()
+            && unsafe { setup::write_vmcs(&self.caps, &target, start) };
+        if !ok {
+            hvlog!("vmx: the CPU refused the VMCS of a qube (VMCLEAR/VMPTRLD/VMWRITE)");
+        }
+        self.launched = false;
+        self.rip = start.rip();
+        self.rip_dirty = false;
+        self.clear_shadow = false;
+        self.flush_pending = true;
+        self.last = LastExit::default();
+        self.gprs = Gprs::default();
+        // x87/SSE power-on state: FCW 0x37F, MXCSR 0x1F80 (all exceptions masked).
+        self.fx.guest.0.fill(0);
+        self.fx.guest.0[0..2].copy_from_slice(&0x037Fu16.to_le_bytes());
+        self.fx.guest.0[24..28].copy_from_slice(&0x1F80u32.to_le_bytes());
     }
 
     fn decode_exit(&self) -> Exit {
@@ -433,40 +323,8 @@ fn is_nmi(info: u32) -> bool {
 
 impl Vcpu for VmxVcpu {
     fn reset(&mut self, e: &EntryState) {
-        // The VMCS starts over: revision identifier, VMCLEAR (launch state "clear"), then
-        // every field written while it is current.
-        // SAFETY: the page is this vCPU's VMCS, which no guest runs on now; VMX operation
-        // is on.
-        let ok = unsafe {
-            crate::memory::phys::with_region(self.vmcs, |b| {
-                b[..4].copy_from_slice(&self.revision.to_le_bytes())
-            });
-            vmcs::clear(self.vmcs.start)
-        };
-        if CURRENT_VMCS.load(Ordering::Relaxed) == self.vmcs.start {
-            CURRENT_VMCS.store(u64::MAX, Ordering::Relaxed);
-        }
-        let ok = ok && self.make_current() && self.write_vmcs(e);
-        if !ok {
-            hvlog!("vmx: the CPU refused the VMCS of a qube (VMCLEAR/VMPTRLD/VMWRITE)");
-        }
-        self.launched = false;
-        self.rip = e.rip;
-        self.rip_dirty = false;
-        self.clear_shadow = false;
-        self.flush_pending = true;
-        self.last = LastExit::default();
-        self.gprs = Gprs {
-            regs: GuestRegs {
-                rdi: e.rdi,
-                ..GuestRegs::default()
-            },
-            rax: 0,
-        };
-        // x87/SSE power-on state: FCW 0x37F, MXCSR 0x1F80 (all exceptions masked).
-        self.fx.guest.0.fill(0);
-        self.fx.guest.0[0..2].copy_from_slice(&0x037Fu16.to_le_bytes());
-        self.fx.guest.0[24..28].copy_from_slice(&0x1F80u32.to_le_bytes());
+        self.start_over(&GuestStart::unikernel(e), false);
+        self.gprs.regs.rdi = e.rdi;
     }
 
     fn run(&mut self) -> Exit {
@@ -561,11 +419,9 @@ impl Vcpu for VmxVcpu {
         self.flush_pending = true;
     }
 
-    fn reset_linux(&mut self, _entry: &LinuxEntry) {
-        // Refused earlier (`Backend::runs_linux`): Linux's syscall MSRs are not yet switched
-        // per vCPU under VMX. A vCPU that got here anyway cannot enter.
-        hvlog!("vmx: Linux qubes are not supported by the VMX backend yet");
-        self.launched = false;
+    fn reset_linux(&mut self, e: &LinuxEntry) {
+        self.start_over(&GuestStart::linux(e), true);
+        self.gprs.regs.rsi = e.rsi;
     }
 
     fn set_rip(&mut self, rip: u64) {
@@ -614,7 +470,7 @@ impl Vcpu for VmxVcpu {
             efer: if self.caps.load_efer {
                 self.vmcs_read(f64::GUEST_EFER)
             } else {
-                GUEST_EFER
+                UNIKERNEL_EFER
             },
         }
     }
@@ -658,9 +514,12 @@ impl Vcpu for VmxVcpu {
         }
     }
 
-    fn set_pat(&mut self, _pat: u64) {
-        // Without the load-PAT entry control the guest's PAT is not switched; EPT's memory
-        // type decides (write-back). Linux qubes do not run under VMX yet.
+    fn set_pat(&mut self, pat: u64) {
+        // Without the PAT controls the guest's PAT is not switched: the host's stays, and
+        // with EPT's write-back type the guest's memory is cached as the host's PAT says.
+        if self.caps.load_pat {
+            self.vmcs_write(f64::GUEST_PAT, pat);
+        }
     }
 }
 

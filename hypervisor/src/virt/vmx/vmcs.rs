@@ -27,12 +27,18 @@ pub mod f16 {
 
 /// 64-bit fields.
 pub mod f64 {
+    pub const MSR_BITMAP: u64 = 0x2004;
+    pub const EXIT_MSR_STORE_ADDR: u64 = 0x2006;
+    pub const EXIT_MSR_LOAD_ADDR: u64 = 0x2008;
+    pub const ENTRY_MSR_LOAD_ADDR: u64 = 0x200A;
     pub const TSC_OFFSET: u64 = 0x2010;
     pub const EPT_POINTER: u64 = 0x201A;
     pub const GUEST_PHYSICAL_ADDRESS: u64 = 0x2400;
     pub const VMCS_LINK_POINTER: u64 = 0x2800;
     pub const GUEST_DEBUGCTL: u64 = 0x2802;
+    pub const GUEST_PAT: u64 = 0x2804;
     pub const GUEST_EFER: u64 = 0x2806;
+    pub const HOST_PAT: u64 = 0x2C00;
     pub const HOST_EFER: u64 = 0x2C02;
 }
 
@@ -159,6 +165,8 @@ pub mod proc2 {
 pub mod exit_ctl {
     pub const HOST_ADDRESS_SPACE_SIZE: u32 = 1 << 9;
     pub const ACK_INTERRUPT_ON_EXIT: u32 = 1 << 15;
+    pub const SAVE_PAT: u32 = 1 << 18;
+    pub const LOAD_PAT: u32 = 1 << 19;
     pub const SAVE_EFER: u32 = 1 << 20;
     pub const LOAD_EFER: u32 = 1 << 21;
 }
@@ -166,6 +174,7 @@ pub mod exit_ctl {
 /// VM-entry controls.
 pub mod entry_ctl {
     pub const IA32E_MODE_GUEST: u32 = 1 << 9;
+    pub const LOAD_PAT: u32 = 1 << 14;
     pub const LOAD_EFER: u32 = 1 << 15;
 }
 

@@ -1,0 +1,345 @@
+//! The VMCS a vCPU starts from: the controls, the host state and the guest's first state,
+//! that of a unikernel (the qube's own GDT, fixed CR0/CR4/EFER) or of a Linux kernel (the
+//! 64-bit boot protocol's state). A Linux vCPU also gets an MSR bitmap and the MSR lists
+//! that switch its syscall MSRs (see [`MsrLists`]).
+
+use super::vmcs::{self, f16, f32, f64, fnat, proc1};
+use super::{CR4_VMXE, VmxCaps};
+use crate::arch::x86::{cpu, descriptors};
+use crate::virt::{EntryState, LinuxEntry};
+use bulkhead_abi::boot_info::layout;
+use bulkhead_hvcore::memmap::Region;
+use bulkhead_hvcore::sched::TIME_SLICE_NS;
+
+unsafe extern "C" {
+    /// Where the CPU resumes the host after a VM exit (run.s); its address is HOST_RIP.
+    fn vmx_exit();
+}
+
+// Segment access rights (VMX format): type | S<<4 | DPL<<5 | P<<7 | L<<13 | DB<<14 | G<<15.
+const CODE64: u64 = 0xB | 1 << 4 | 1 << 7 | 1 << 13 | 1 << 15;
+const DATA: u64 = 0x3 | 1 << 4 | 1 << 7 | 1 << 14 | 1 << 15;
+const TSS_BUSY: u64 = 0xB | 1 << 7;
+const UNUSABLE: u64 = 1 << 16;
+
+/// Unikernel CR0: PG | WP | NE | ET | MP | PE. CR4: PAE | OSFXSR | OSXMMEXCPT (VMXE added,
+/// and hidden from the guest by the CR4 read shadow).
+const UNIKERNEL_CR0: u64 = 0x8001_0033;
+const UNIKERNEL_CR4: u64 = 0x620;
+/// Unikernel EFER: LME | LMA | NXE (no SCE: SYSCALL raises #UD).
+pub(super) const UNIKERNEL_EFER: u64 = 1 << 8 | 1 << 10 | 1 << 11;
+/// IA32_PAT at power-on (WB, WT, UC-, UC, twice).
+const POWER_ON_PAT: u64 = 0x0007_0406_0007_0406;
+
+const MSR_FS_BASE: u32 = 0xC000_0100;
+const MSR_GS_BASE: u32 = 0xC000_0101;
+const MSR_KERNEL_GS_BASE: u32 = 0xC000_0102;
+const MSR_PAT: u32 = 0x277;
+
+/// The MSRs of [`crate::virt::LINUX_OWN_MSRS`] that the VMCS has no guest field for:
+/// STAR, LSTAR, CSTAR, SFMASK, KERNEL_GS_BASE. (FS/GS base and SYSENTER have fields.)
+const LISTED_MSRS: [u32; 5] = [
+    0xC000_0081,
+    0xC000_0082,
+    0xC000_0083,
+    0xC000_0084,
+    MSR_KERNEL_GS_BASE,
+];
+
+/// The page of a Linux vCPU's MSR lists (16-byte entries: index, reserved, value):
+/// - at 0, [`LISTED_MSRS`] with the guest's values: the CPU stores them there at every exit
+///   and loads them at every entry, so each Linux vCPU runs with its own;
+/// - at [`MsrLists::HOST_LOAD`], one entry loading KERNEL_GS_BASE = 0 at every exit, so a
+///   unikernel that runs next cannot SWAPGS its way to a Linux kernel's per-CPU pointer.
+///   (The other listed MSRs cannot reach a unikernel: it has no SYSCALL, and its MSR
+///   accesses all exit.)
+pub(super) struct MsrLists;
+
+impl MsrLists {
+    const HOST_LOAD: usize = 0x100;
+
+    /// The list page's contents, values zero.
+    fn page() -> [u8; 0x110] {
+        let mut b = [0u8; 0x110];
+        for (i, msr) in LISTED_MSRS.iter().enumerate() {
+            b[i * 16..i * 16 + 4].copy_from_slice(&msr.to_le_bytes());
+        }
+        let h = Self::HOST_LOAD;
+        b[h..h + 4].copy_from_slice(&MSR_KERNEL_GS_BASE.to_le_bytes());
+        b
+    }
+}
+
+/// What a vCPU's VMCS points at.
+pub(super) struct Target {
+    /// EPT pointer.
+    pub eptp: u64,
+    /// VPID (used when the CPU has them).
+    pub vpid: u16,
+    /// For a Linux vCPU: the physical addresses of its MSR list page and of the Linux MSR
+    /// bitmap.
+    pub linux: Option<(u64, u64)>,
+}
+
+/// The guest's first state.
+pub(super) struct GuestStart {
+    rip: u64,
+    rsp: u64,
+    cr0: u64,
+    cr3: u64,
+    cr4: u64,
+    efer: u64,
+    rflags: u64,
+    gdt_base: u64,
+    gdt_limit: u16,
+    cs: u16,
+    ds: u16,
+}
+
+impl GuestStart {
+    /// Its first instruction.
+    pub(super) fn rip(&self) -> u64 {
+        self.rip
+    }
+
+    /// A unikernel's: its boot stack and GDT, interrupts off.
+    pub(super) fn unikernel(e: &EntryState) -> GuestStart {
+        GuestStart {
+            rip: e.rip,
+            rsp: e.rsp,
+            cr0: UNIKERNEL_CR0,
+            cr3: e.cr3,
+            cr4: UNIKERNEL_CR4,
+            efer: UNIKERNEL_EFER,
+            rflags: 0x2,
+            gdt_base: e.gdt_base,
+            gdt_limit: e.gdt_limit,
+            cs: layout::CODE_SELECTOR,
+            ds: layout::DATA_SELECTOR,
+        }
+    }
+
+    /// A Linux kernel's 64-bit entry (the boot protocol: no stack yet, `rsi` set apart).
+    pub(super) fn linux(e: &LinuxEntry) -> GuestStart {
+        GuestStart {
+            rip: e.rip,
+            rsp: 0,
+            cr0: e.cr0,
+            cr3: e.cr3,
+            cr4: e.cr4,
+            efer: e.efer,
+            rflags: e.rflags,
+            gdt_base: e.gdt_base,
+            gdt_limit: e.gdt_limit,
+            cs: e.cs,
+            ds: e.ds,
+        }
+    }
+}
+
+/// Writes the whole VMCS of the current vCPU: controls, host state and the guest's first
+/// state. False if the CPU refused a field (a hypervisor bug, reported by the caller).
+///
+/// # Safety
+/// VMX operation, with the VMCS of the vCPU `target` describes current on this CPU; the
+/// pages `target` names belong to that vCPU (or, the MSR bitmap, to the backend).
+pub(super) unsafe fn write_vmcs(caps: &VmxCaps, target: &Target, g: &GuestStart) -> bool {
+    let c = caps.controls;
+    let host = descriptors::host_tables();
+    let (cr0_fixed, cr4_fixed) = (caps.cr0_fixed, caps.cr4_fixed);
+    let guest_cr4 = super::fixed(g.cr4 | CR4_VMXE, cr4_fixed);
+    let (code, data) = (u64::from(g.cs), u64::from(g.ds));
+    // A Linux vCPU uses the MSR bitmap; every MSR of a unikernel exits.
+    let proc1 = match target.linux {
+        Some(_) => c.proc1 | proc1::USE_MSR_BITMAPS,
+        None => c.proc1,
+    };
+    // SAFETY: reading FS/GS base, which exist on every 64-bit CPU.
+    let (fs_base, gs_base) = unsafe { (cpu::rdmsr(MSR_FS_BASE), cpu::rdmsr(MSR_GS_BASE)) };
+    // SAFETY: reading EFER, which every 64-bit CPU has.
+    let host_efer = unsafe { cpu::rdmsr(cpu::MSR_EFER) };
+    let fields: &[(u64, u64)] = &[
+        // Controls: what exits (see `super::detect`), EPT.
+        (f32::PIN_CONTROLS, u64::from(c.pin)),
+        (f32::PROC_CONTROLS, u64::from(proc1)),
+        (f32::PROC_CONTROLS2, u64::from(c.proc2)),
+        (f32::EXIT_CONTROLS, u64::from(c.exit)),
+        (f32::ENTRY_CONTROLS, u64::from(c.entry)),
+        (f32::EXCEPTION_BITMAP, 0),
+        (f32::PF_ERROR_MASK, 0),
+        (f32::PF_ERROR_MATCH, 0),
+        (f32::CR3_TARGET_COUNT, 0),
+        (f32::ENTRY_INTERRUPTION_INFO, 0),
+        (f64::TSC_OFFSET, 0),
+        (f64::EPT_POINTER, target.eptp),
+        // CR0 belongs to the guest (the CPU refuses values VMX forbids with #GP); of
+        // CR4 the host owns the bits VMX fixes (VMXE): the guest reads them as 0, and
+        // setting one exits.
+        (fnat::CR0_MASK, 0),
+        (fnat::CR0_SHADOW, g.cr0),
+        (fnat::CR4_MASK, cr4_fixed.0),
+        (fnat::CR4_SHADOW, g.cr4),
+        // Host state: where and how a VM exit resumes the hypervisor.
+        (fnat::HOST_CR0, cpu::cr0()),
+        (fnat::HOST_CR3, cpu::cr3()),
+        (fnat::HOST_CR4, cpu::cr4()),
+        (f16::HOST_CS, u64::from(descriptors::CODE_SELECTOR)),
+        (f16::HOST_SS, u64::from(host.data_selector)),
+        (f16::HOST_DS, u64::from(host.data_selector)),
+        (f16::HOST_ES, u64::from(host.data_selector)),
+        (f16::HOST_FS, 0),
+        (f16::HOST_GS, 0),
+        (f16::HOST_TR, u64::from(host.tss_selector)),
+        (fnat::HOST_FS_BASE, fs_base),
+        (fnat::HOST_GS_BASE, gs_base),
+        (fnat::HOST_TR_BASE, host.tss_base),
+        (fnat::HOST_GDTR_BASE, host.gdt_base),
+        (fnat::HOST_IDTR_BASE, host.idt_base),
+        (f32::HOST_SYSENTER_CS, 0),
+        (fnat::HOST_SYSENTER_ESP, 0),
+        (fnat::HOST_SYSENTER_EIP, 0),
+        (fnat::HOST_RIP, vmx_exit as *const () as u64),
+        // Guest state: 64-bit mode, paging on, the qube's GDT, interrupts off.
+        (fnat::GUEST_CR0, super::fixed(g.cr0, cr0_fixed)),
+        (fnat::GUEST_CR3, g.cr3),
+        (fnat::GUEST_CR4, guest_cr4),
+        (fnat::GUEST_DR7, 0x400),
+        (f64::GUEST_DEBUGCTL, 0),
+        (fnat::GUEST_RSP, g.rsp),
+        (fnat::GUEST_RIP, g.rip),
+        (fnat::GUEST_RFLAGS, g.rflags),
+        (fnat::GUEST_PENDING_DEBUG, 0),
+        (f32::GUEST_INTERRUPTIBILITY, 0),
+        (f32::GUEST_ACTIVITY, 0),
+        (f32::GUEST_SYSENTER_CS, 0),
+        (fnat::GUEST_SYSENTER_ESP, 0),
+        (fnat::GUEST_SYSENTER_EIP, 0),
+        (f64::VMCS_LINK_POINTER, u64::MAX),
+        (f16::GUEST_CS, code),
+        (fnat::GUEST_CS_BASE, 0),
+        (f32::GUEST_CS_LIMIT, 0xFFFF_FFFF),
+        (f32::GUEST_CS_AR, CODE64),
+        (f16::GUEST_TR, 0),
+        (fnat::GUEST_TR_BASE, 0),
+        (f32::GUEST_TR_LIMIT, 0x67),
+        (f32::GUEST_TR_AR, TSS_BUSY),
+        (f16::GUEST_LDTR, 0),
+        (fnat::GUEST_LDTR_BASE, 0),
+        (f32::GUEST_LDTR_LIMIT, 0),
+        (f32::GUEST_LDTR_AR, UNUSABLE),
+        (fnat::GUEST_GDTR_BASE, g.gdt_base),
+        (f32::GUEST_GDTR_LIMIT, u64::from(g.gdt_limit)),
+        (fnat::GUEST_IDTR_BASE, 0),
+        (f32::GUEST_IDTR_LIMIT, 0),
+    ];
+    let data_segments = [
+        (
+            f16::GUEST_DS,
+            fnat::GUEST_DS_BASE,
+            f32::GUEST_DS_LIMIT,
+            f32::GUEST_DS_AR,
+        ),
+        (
+            f16::GUEST_ES,
+            fnat::GUEST_ES_BASE,
+            f32::GUEST_ES_LIMIT,
+            f32::GUEST_ES_AR,
+        ),
+        (
+            f16::GUEST_SS,
+            fnat::GUEST_SS_BASE,
+            f32::GUEST_SS_LIMIT,
+            f32::GUEST_SS_AR,
+        ),
+        (
+            f16::GUEST_FS,
+            fnat::GUEST_FS_BASE,
+            f32::GUEST_FS_LIMIT,
+            f32::GUEST_FS_AR,
+        ),
+        (
+            f16::GUEST_GS,
+            fnat::GUEST_GS_BASE,
+            f32::GUEST_GS_LIMIT,
+            f32::GUEST_GS_AR,
+        ),
+    ];
+    let mut ok = true;
+    // The preemption timer (if any) restarts at one time slice on every entry.
+    let slice_ticks = crate::time::tsc_khz() * (TIME_SLICE_NS / 1000) / 1000;
+    let timer = caps
+        .preemption_timer_shift
+        .map(|shift| (slice_ticks >> shift).clamp(1, u64::from(u32::MAX)));
+    // SAFETY: this vCPU's VMCS is current (the caller's guarantee). The values confine
+    // the guest: EPT maps only the qube's memory, every I/O access, HLT, external interrupt
+    // and NMI exits (controls from `detect`), every MSR exits but a Linux vCPU's own
+    // (whose values the entry/exit MSR lists keep per vCPU), and the host state is the
+    // hypervisor's own (its CR0/3/4, GDT, IDT, TSS; HOST_RIP is `vmx_exit`).
+    unsafe {
+        for &(field, value) in fields {
+            ok &= vmcs::write(field, value);
+        }
+        for (sel, base, limit, ar) in data_segments {
+            ok &= vmcs::write(sel, data);
+            ok &= vmcs::write(base, 0);
+            ok &= vmcs::write(limit, 0xFFFF_FFFF);
+            ok &= vmcs::write(ar, DATA);
+        }
+        // Fields that exist only when the CPU has the feature.
+        if caps.load_efer {
+            ok &= vmcs::write(f64::GUEST_EFER, g.efer);
+            ok &= vmcs::write(f64::HOST_EFER, host_efer);
+        }
+        if caps.load_pat {
+            ok &= vmcs::write(f64::GUEST_PAT, POWER_ON_PAT);
+            // SAFETY: IA32_PAT exists on every CPU with VMX's PAT controls.
+            ok &= vmcs::write(f64::HOST_PAT, cpu::rdmsr(MSR_PAT));
+        }
+        if caps.vpid {
+            ok &= vmcs::write(f16::VPID, u64::from(target.vpid));
+        }
+        ok &= write_msr_lists(target);
+        if let Some(value) = timer {
+            ok &= vmcs::write(f32::PREEMPTION_TIMER, value);
+        }
+    }
+    ok
+}
+
+/// Fills a Linux vCPU's MSR list page and points the VMCS at it and at the MSR bitmap; for a
+/// unikernel, empties the lists.
+///
+/// # Safety
+/// As for [`write_vmcs`].
+unsafe fn write_msr_lists(target: &Target) -> bool {
+    let Some((lists, bitmap)) = target.linux else {
+        // SAFETY: the caller's guarantee; empty lists make the CPU load and store nothing.
+        return unsafe {
+            vmcs::write(f32::EXIT_MSR_STORE_COUNT, 0)
+                & vmcs::write(f32::EXIT_MSR_LOAD_COUNT, 0)
+                & vmcs::write(f32::ENTRY_MSR_LOAD_COUNT, 0)
+        };
+    };
+    let page = MsrLists::page();
+    let guest = LISTED_MSRS.len() as u64;
+    // SAFETY: the caller's guarantee: `lists` is this vCPU's own page, which no guest
+    // maps; the bitmap is the backend's, filled at VMXON. The lists name only the MSRs a
+    // Linux vCPU owns, so loading them at entry gives the guest nothing of the host's.
+    unsafe {
+        let region = Region {
+            start: lists,
+            end: lists + 4096,
+        };
+        crate::memory::phys::with_region(region, |b| {
+            b.fill(0);
+            b[..page.len()].copy_from_slice(&page);
+        });
+        vmcs::write(f64::MSR_BITMAP, bitmap)
+            & vmcs::write(f64::EXIT_MSR_STORE_ADDR, lists)
+            & vmcs::write(f32::EXIT_MSR_STORE_COUNT, guest)
+            & vmcs::write(f64::ENTRY_MSR_LOAD_ADDR, lists)
+            & vmcs::write(f32::ENTRY_MSR_LOAD_COUNT, guest)
+            & vmcs::write(f64::EXIT_MSR_LOAD_ADDR, lists + MsrLists::HOST_LOAD as u64)
+            & vmcs::write(f32::EXIT_MSR_LOAD_COUNT, 1)
+    }
+}
