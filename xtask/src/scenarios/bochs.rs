@@ -56,7 +56,7 @@ pub const VMX_CHANNELS: Scenario = Scenario {
 
 pub const VMX_APPVM: Scenario = Scenario {
     name: "bochs-appvm",
-    about: "Bochs, Intel VMX: an unmodified Debian kernel boots to agent-ready beside a unikernel",
+    about: "Bochs, Intel VMX: two unmodified Debian kernels boot to agent-ready beside a unikernel",
     run: appvm,
 };
 
@@ -337,12 +337,13 @@ fn appvm() -> Result<String> {
         Err(why) => return skipped(&why),
     };
     opts.timeout = APPVM_TIMEOUT;
-    let (mut ready, mut beats_after) = (false, 0);
+    let appvms = ["work", "personal"];
+    let (mut ready, mut beats_after) = (0, 0);
     let run = bochs::boot(&opts, |e| {
         let stop = matches!(e.hv, Some(HvEvent::Panic(_) | HvEvent::Stopped { .. }));
-        if e.line.text.contains("qube work: agent ready after") {
-            ready = true;
-        } else if ready
+        if e.line.text.contains(": agent ready after") {
+            ready += 1;
+        } else if ready == appvms.len()
             && e.line.source.as_deref() == Some("witness")
             && e.line.body.contains("heartbeat ")
         {
@@ -358,16 +359,22 @@ fn appvm() -> Result<String> {
     expect(out.stopped.is_empty(), || {
         format!("stopped: {:?}", out.stopped)
     })?;
-    let figures = out.lines.iter().find_map(|l| {
-        l.split_once("qube work: agent ready after ")
-            .map(|(_, rest)| rest.to_string())
-    });
-    let figures = figures.ok_or_else(|| anyhow::anyhow!("the AppVM never said `agent: ready`"))?;
+    let mut figures = Vec::new();
+    for qube in appvms {
+        let marker = format!("qube {qube}: agent ready after ");
+        let f = out
+            .lines
+            .iter()
+            .find_map(|l| l.split_once(&marker).map(|(_, rest)| rest.to_string()));
+        let f = f.ok_or_else(|| anyhow::anyhow!("AppVM {qube} never said `agent: ready`"))?;
+        figures.push(format!("{qube}: {f}"));
+    }
     expect(beats_after >= APPVM_BEATS_AFTER, || {
-        "the witness unikernel stopped beating after the AppVM came up".into()
+        "the witness unikernel stopped beating after the AppVMs came up".into()
     })?;
     Ok(format!(
-        "AppVM ready under VMX after {figures}; {:.0} s wall",
+        "both AppVMs ready under VMX; {}; {:.0} s wall",
+        figures.join("; "),
         out.wall.as_secs_f64()
     ))
 }
