@@ -321,7 +321,7 @@ fn containment() -> Result<String> {
 }
 
 /// Wall-time limit of the Linux boot under Bochs (a few billion instructions).
-const APPVM_TIMEOUT: Duration = Duration::from_secs(1200);
+const APPVM_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// Heartbeats the witness must give after the AppVM said it is ready.
 const APPVM_BEATS_AFTER: usize = 2;
