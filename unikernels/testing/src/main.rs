@@ -45,6 +45,10 @@ enum Mode {
     Idle,
     /// `heartbeat`: logs `heartbeat N` every `period_ms=` (default 50) milliseconds.
     Heartbeat { period_ms: u64 },
+    /// `kernel-gs-probe period_ms=N`: every N ms, reads memory through SWAPGS (the GS base
+    /// becomes IA32_KERNEL_GS_BASE) and checks the hypervisor left that MSR 0, not a Linux
+    /// kernel's per-CPU pointer; exits 1 if not.
+    KernelGsProbe { period_ms: u64 },
     /// `triple-fault`: empty IDT, then `int3`.
     TripleFault,
     /// `spin`: `cli` and a loop without hypercalls.
@@ -114,6 +118,13 @@ fn parse_mode(args: &Args<'_>) -> Result<Mode, &'static str> {
                 Some(Err(_)) => return Err("period_ms is not a number"),
             },
         },
+        "kernel-gs-probe" => Mode::KernelGsProbe {
+            period_ms: match args.parse::<u64>("period_ms") {
+                None => DEFAULT_PERIOD_MS,
+                Some(Ok(ms)) => ms,
+                Some(Err(_)) => return Err("period_ms is not a number"),
+            },
+        },
         "triple-fault" => Mode::TripleFault,
         "spin" => Mode::Spin,
         "bad-hypercall" => Mode::BadHypercall,
@@ -161,7 +172,8 @@ fn main(boot: &Boot) -> i32 {
             info!(
                 "testing: modes: idle heartbeat triple-fault spin bad-hypercall bad-pointer \
                  huge-write foreign-memory io-port msr vmrun panic exit=N alloc-storm ping pong \
-                 hostile snoop canary net-client net-client-isolated net-uplink disposable-client"
+                 hostile snoop canary net-client net-client-isolated net-uplink disposable-client \
+                 kernel-gs-probe"
             );
             return EXIT_BAD_MODE;
         }
@@ -172,6 +184,7 @@ fn main(boot: &Boot) -> i32 {
     match mode {
         Mode::Idle => idle(),
         Mode::Heartbeat { period_ms } => heartbeat(period_ms),
+        Mode::KernelGsProbe { period_ms } => return kernel_gs_probe(period_ms),
         Mode::Exit(status) => {
             info!("testing: exiting with status {status}");
             return status;
@@ -286,6 +299,23 @@ fn heartbeat(period_ms: u64) -> ! {
         bulkhead_rt::sleep(Duration::from_millis(period_ms));
         n += 1;
         info!("heartbeat {n}");
+    }
+}
+
+/// Reads through SWAPGS every `period_ms` (see [`misbehave::read_through_kernel_gs`]);
+/// returns 1 as soon as a read does not see this qube's own probe value.
+fn kernel_gs_probe(period_ms: u64) -> i32 {
+    let probe = alloc::boxed::Box::new(0x6b65_726e_656c_6773u64);
+    let mut n: u64 = 0;
+    loop {
+        bulkhead_rt::sleep(Duration::from_millis(period_ms));
+        n += 1;
+        let seen = misbehave::read_through_kernel_gs(&probe);
+        if seen != *probe {
+            error!("kernel-gs probe {n}: read {seen:#x} through KERNEL_GS_BASE, not the probe");
+            return 1;
+        }
+        info!("kernel-gs probe {n}: KERNEL_GS_BASE is 0");
     }
 }
 

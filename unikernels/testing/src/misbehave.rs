@@ -253,3 +253,22 @@ pub fn scribble_channel(boot: &Boot, local: usize, rounds: u32) -> Result<(), &'
     }
     Ok(())
 }
+
+/// Reads `*probe` through the GS segment after SWAPGS, which makes the GS base whatever
+/// IA32_KERNEL_GS_BASE holds, and swaps back. The hypervisor must leave 0 there for a
+/// unikernel (a Linux qube's kernel keeps its per-CPU pointer in it): then the read is of
+/// `probe` itself. Any other value either reads some other byte of this qube or, for a
+/// Linux kernel address, faults, which this IDT-less qube cannot survive (a triple fault).
+pub fn read_through_kernel_gs(probe: &u64) -> u64 {
+    let value: u64;
+    // SAFETY: SWAPGS only exchanges two segment-base registers, and the second SWAPGS puts
+    // them back before any Rust code runs (this image never uses GS). The load reads 8 bytes
+    // at GS base + `probe`: with a GS base of 0 that is `probe`, a live, aligned u64; with
+    // any other base the read is of other guest memory (never written) or faults.
+    unsafe {
+        asm!("swapgs", "mov {v}, gs:[{p}]", "swapgs",
+             p = in(reg) core::ptr::from_ref(probe), v = out(reg) value,
+             options(nostack, readonly, preserves_flags));
+    }
+    value
+}

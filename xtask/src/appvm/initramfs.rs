@@ -22,7 +22,8 @@ pub const APPLETS: &[&str] = &[
 /// `/bin/appvm-selftest`: the AppVM's side of the `cargo xtask test` scenarios, run in the
 /// background by `/init` when the command line says `appvm.selftest=<name>`. It waits for
 /// the agent, does what the scenario checks from outside, reports on the console, and powers
-/// the AppVM off (or panics its kernel, for the containment test).
+/// the AppVM off (or panics its kernel, for the containment test, or spins in user mode, so
+/// the hypervisor preempts it there with the kernel's per-CPU pointer in KERNEL_GS_BASE).
 pub const SELFTEST_SCRIPT: &str = r#"#!/bin/sh
 export PATH=/bin
 for w in $(cat /proc/cmdline); do
@@ -48,6 +49,10 @@ network)
 panic)
     echo "selftest: panicking the kernel"
     echo c > /proc/sysrq-trigger
+    ;;
+busy)
+    echo "selftest: spinning in user mode"
+    while :; do :; done
     ;;
 *)
     echo "selftest: unknown test $t"

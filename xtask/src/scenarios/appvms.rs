@@ -114,20 +114,21 @@ fn crash() -> Result<String> {
     let a = boots::assemble("systems/tests/appvm-crash.toml")?;
     let opts = boots::options(&a, "max", 600, "appvm-crash");
     // Run until the doomed AppVM stopped, the other AppVM is ready, and the witness has
-    // beaten five more times after the stop.
+    // passed five more KERNEL_GS_BASE probes after the stop.
     let mut stopped = false;
     let mut beats_after = 0;
     let mut work_ready = false;
     let out = qemu::boot(&opts, |e| {
         match &e.hv {
             Some(HvEvent::Panic(_)) => return Control::Stop,
+            Some(HvEvent::Exited { qube, .. }) if qube == "witness" => return Control::Stop,
             Some(HvEvent::Stopped { qube, .. }) if qube == "doomed" => stopped = true,
             Some(HvEvent::Ready(q)) if q == "work" => work_ready = true,
             _ => {}
         }
         if stopped
             && e.line.source.as_deref() == Some("witness")
-            && e.line.body.contains("heartbeat")
+            && e.line.body.contains("KERNEL_GS_BASE is 0")
         {
             beats_after += 1;
         }
@@ -158,8 +159,11 @@ fn crash() -> Result<String> {
     expect(out.ready.contains("work"), || {
         "the other AppVM did not reach agent-ready".into()
     })?;
+    expect(!out.exited.iter().any(|(q, _)| q == "witness"), || {
+        "the witness exited: a Linux kernel's KERNEL_GS_BASE reached it".into()
+    })?;
     Ok(format!(
-        "doomed stopped ({reason}); work ready, witness beat {beats_after} times after"
+        "doomed stopped ({reason}); work ready, witness probed {beats_after} times after"
     ))
 }
 
