@@ -65,6 +65,7 @@ extern "C" fn hv_main(magic: u32, info: u32) -> ! {
         apic_per_ms,
         TIME_SLICE_NS / 1_000_000
     );
+    report_wall_clock();
 
     let mut platform = devices::discover(&env, &mut frames);
     let mut scheduler = scheduler::Scheduler::new();
@@ -91,6 +92,26 @@ fn report_boot(env: &BootEnv, frames: &FrameAllocator) {
         img.end,
         frames.free_bytes() >> 20
     );
+}
+
+/// Reads the machine's RTC for the wall-clock time Linux qubes' clocks show.
+fn report_wall_clock() {
+    match arch::x86::cmos::wall_clock() {
+        Some(secs) => {
+            time::set_wall_clock(secs);
+            let t = bulkhead_platform::rtc::civil::DateTime::from_unix(secs);
+            hvlog!(
+                "clock: RTC {}-{:02}-{:02} {:02}:{:02}:{:02} (taken as UTC)",
+                t.year,
+                t.month,
+                t.day,
+                t.hour,
+                t.minute,
+                t.second
+            );
+        }
+        None => hvlog!("clock: no readable RTC; Linux qubes' clocks start at 1970-01-01"),
+    }
 }
 
 /// Measures the TSC and the APIC timer against 10 ms of the PIT.

@@ -11,6 +11,7 @@
 //! - [`pci`]: configuration space through 0xcf8/0xcfc, the host bridge and the channel
 //!   devices (`bulkhead_abi::guest_pci`).
 //! - [`pm`]: the ACPI PM1a event and control blocks (poweroff).
+//! - [`rtc`]: the CMOS real-time clock (0x70/0x71), showing the hypervisor's wall clock.
 //! - [`cpuid`], [`msr`]: what the guest is told about the CPU and which MSRs it may use.
 //! - [`walk`]: guest-virtual to guest-physical translation, to fetch an MMIO instruction.
 #![no_std]
@@ -24,5 +25,6 @@ pub mod lapic;
 pub mod msr;
 pub mod pci;
 pub mod pm;
+pub mod rtc;
 pub mod uart;
 pub mod walk;

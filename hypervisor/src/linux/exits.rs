@@ -13,6 +13,7 @@ use crate::virt::{Event, Exit, Vcpu};
 use bulkhead_platform::msr::{self, EmulatedMsr, MsrPolicy};
 use bulkhead_platform::pci::PciEffect;
 use bulkhead_platform::pm::{Pm, PmEffect};
+use bulkhead_platform::rtc::Rtc;
 use bulkhead_platform::uart::COM1_BASE;
 
 /// #UD.
@@ -71,6 +72,7 @@ pub fn handle(q: &mut Qube, exit: Exit) -> Outcome {
             string,
         } => {
             g.stats.io += 1;
+            count_port(g, port, input);
             if string {
                 return stop(Fault::Forbidden {
                     what: "string I/O (INS/OUTS)",
@@ -137,6 +139,23 @@ pub fn handle(q: &mut Qube, exit: Exit) -> Outcome {
     }
 }
 
+/// Counts a port access by the device it reaches.
+fn count_port(g: &mut LinuxGuest, port: u16, input: bool) {
+    let claimed_by_pci = g.pci.claims(port);
+    let p = &mut g.stats.ports;
+    let counter = match port {
+        COM1_BASE if !input && !g.uart.divisor_latch() => &mut p.uart_tx,
+        p2 if (COM1_BASE..COM1_BASE + 8).contains(&p2) => &mut p.uart_other,
+        0xCF8..=0xCFF => &mut p.pci_config,
+        _ if claimed_by_pci => &mut p.channel,
+        p2 if Pm::claims(p2) => &mut p.pm,
+        p2 if Rtc::claims(p2) => &mut p.rtc,
+        0x40..=0x43 | 0x61 => &mut p.pit,
+        _ => &mut p.unclaimed,
+    };
+    *counter += 1;
+}
+
 /// What a port write asks of the hypervisor.
 enum PortEffect {
     None,
@@ -150,6 +169,7 @@ fn port_read(g: &mut LinuxGuest, port: u16, size: u8) -> u32 {
             u32::from(g.uart.read((p - COM1_BASE) as u8))
         }
         p if Pm::claims(p) => g.pm.read(p, size),
+        p if Rtc::claims(p) => u32::from(g.rtc.read(p, crate::time::wall_clock_secs())),
         p if g.pci.claims(p) => g.pci.io_read(p, size),
         // The PIT and port 0x61 (its gate): reading 0 makes Linux's quick PIT calibration
         // give up at once instead of polling an all-ones counter ~100 000 times; the TSC
@@ -176,6 +196,7 @@ fn port_write(g: &mut LinuxGuest, port: u16, size: u8, value: u32) -> PortEffect
                 return PortEffect::PowerOff;
             }
         }
+        p if Rtc::claims(p) => g.rtc.write(p, value as u8),
         p if g.pci.claims(p) => {
             if let PciEffect::Doorbell(local) = g.pci.io_write(p, size, value) {
                 return PortEffect::Doorbell(local);

@@ -25,6 +25,7 @@ use bulkhead_platform::ioapic::IoApic;
 use bulkhead_platform::lapic::LocalApic;
 use bulkhead_platform::pci::{ChannelDevice, PciBus};
 use bulkhead_platform::pm::Pm;
+use bulkhead_platform::rtc::Rtc;
 use bulkhead_platform::uart::Uart;
 
 /// The bundle entries a Linux qube boots from.
@@ -37,11 +38,34 @@ pub struct LinuxImage {
     pub cmdline: &'static [u8],
 }
 
+/// Port I/O exits of a Linux qube by the device they reach.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PortStats {
+    /// UART transmit register writes (one per console byte).
+    pub uart_tx: u64,
+    /// The UART's other registers (status polls, interrupt identification, setup).
+    pub uart_other: u64,
+    /// PCI configuration (0xcf8-0xcff).
+    pub pci_config: u64,
+    /// Channel devices' doorbell and event registers.
+    pub channel: u64,
+    /// The CMOS real-time clock (0x70-0x71).
+    pub rtc: u64,
+    /// ACPI power management.
+    pub pm: u64,
+    /// The PIT and port 0x61 (absent; read as 0).
+    pub pit: u64,
+    /// Ports no device claims (including the 0x80 delay port).
+    pub unclaimed: u64,
+}
+
 /// Exits of a Linux qube by kind, since its start (for the ready report and docs/bench.md).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct ExitStats {
     /// Port I/O.
     pub io: u64,
+    /// Port I/O by device.
+    pub ports: PortStats,
     /// Emulated MMIO (APICs) and unclaimed addresses.
     pub mmio: u64,
     /// RDMSR/WRMSR.
@@ -63,6 +87,7 @@ pub struct LinuxGuest {
     uart: Uart,
     pci: PciBus,
     pm: Pm,
+    rtc: Rtc,
     /// The guest's PAT (the power-on value until it writes one).
     pat: u64,
     /// Exits by kind since the last start.
@@ -108,8 +133,27 @@ pub fn flush_console(q: &mut crate::qube::Qube) {
             s.hlt,
             s.injected
         );
+        let p = s.ports;
+        crate::hvlog!(
+            "qube {name}: port I/O by device: UART transmit {}, UART other {}, PCI config {}, channels {}, RTC {}, PM {}, PIT {}, unclaimed {}",
+            p.uart_tx,
+            p.uart_other,
+            p.pci_config,
+            p.channel,
+            p.rtc,
+            p.pm,
+            p.pit,
+            p.unclaimed
+        );
     }
 }
+
+// The ACPI tables describe the devices this module emulates.
+const _: () = assert!(bulkhead_hvcore::acpi_build::RTC_CENTURY == bulkhead_platform::rtc::CENTURY);
+const _: () =
+    assert!(bulkhead_hvcore::acpi_build::PM1A_EVT_PORT == bulkhead_platform::pm::PM1A_EVT);
+const _: () =
+    assert!(bulkhead_hvcore::acpi_build::PM1A_CNT_PORT == bulkhead_platform::pm::PM1A_CNT);
 
 /// Power-on PAT.
 const PAT_POWER_ON: u64 = 0x0007_0406_0007_0406;
@@ -126,6 +170,7 @@ impl LinuxGuest {
             uart: Uart::new(),
             pci: PciBus::new(),
             pm: Pm::new(),
+            rtc: Rtc::new(),
             pat: PAT_POWER_ON,
             stats: ExitStats::default(),
             started_tsc: 0,
@@ -147,6 +192,7 @@ impl LinuxGuest {
         self.ioapic = IoApic::new(0);
         self.uart = Uart::new();
         self.pm = Pm::new();
+        self.rtc = Rtc::new();
         self.pci = PciBus::new();
         for (local, c) in channels.iter().enumerate() {
             let dev = ChannelDevice {

@@ -37,6 +37,8 @@ pub const PM1A_CNT_PORT: u16 = 0x604;
 pub const S5_SLP_TYP: u16 = 5;
 /// `SLP_EN` in PM1 control.
 pub const SLP_EN: u16 = 1 << 13;
+/// The CMOS byte of the RTC that holds the century (the FADT's `CENTURY`).
+pub const RTC_CENTURY: u8 = 0x32;
 
 /// Whether a 16-bit write of `value` to [`PM1A_CNT_PORT`] asks for poweroff (S5).
 pub fn is_poweroff(value: u16) -> bool {
@@ -173,9 +175,11 @@ pub fn build(buf: &mut [u8], base: u64) -> Result<AcpiTables, BuildError> {
     d[89] = 2; // PM1_CNT_LEN
     d[96..98].copy_from_slice(&101u16.to_le_bytes()); // no C2
     d[98..100].copy_from_slice(&1001u16.to_le_bytes()); // no C3
-    // IAPC_BOOT_ARCH: no legacy devices, no 8042, VGA not present (bit 2), no CMOS RTC
-    // (bit 5).
-    d[109..111].copy_from_slice(&((1u16 << 2) | (1 << 5)).to_le_bytes());
+    // CENTURY: the CMOS byte holding the century (`bulkhead_platform::rtc::CENTURY`).
+    d[108] = RTC_CENTURY;
+    // IAPC_BOOT_ARCH: no legacy devices, no 8042, VGA not present (bit 2); the CMOS RTC is
+    // there (bit 5 clear).
+    d[109..111].copy_from_slice(&(1u16 << 2).to_le_bytes());
     // Flags: WBINVD (0), PWR_BUTTON (4) and SLP_BUTTON (5): no fixed-feature buttons.
     d[112..116].copy_from_slice(&((1u32 << 0) | (1 << 4) | (1 << 5)).to_le_bytes());
     d[131] = 3; // FADT minor version: ACPI 6.3

@@ -229,6 +229,11 @@ impl Uart {
         self.mcr & MCR_OUT2 != 0 && self.mcr & MCR_LOOP == 0 && self.interrupt_source().is_some()
     }
 
+    /// Whether LCR.DLAB is set (offsets 0 and 1 reach the divisor latch).
+    pub fn divisor_latch(&self) -> bool {
+        self.lcr & LCR_DLAB != 0
+    }
+
     fn fifos_enabled(&self) -> bool {
         self.fcr & FCR_ENABLE != 0
     }

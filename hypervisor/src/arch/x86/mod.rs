@@ -1,10 +1,11 @@
 //! x86-64: the CPU, its descriptor tables, interrupts, the local APIC timer, the UART.
 //!
 //! Unsafe code in the hypervisor lives in: `cpu` (privileged instructions), `descriptors`
-//! (GDT/TSS/IDT), `apic` (MMIO registers), `serial`/`pic`/`pit` (port I/O),
+//! (GDT/TSS/IDT), `apic` (MMIO registers), `serial`/`pic`/`pit`/`cmos` (port I/O),
 //! `crate::memory::phys` (physical memory access), `crate::virt::svm` (VMCB, VMRUN) and
 //! `crate::virt::vmx` (VMCS, VMLAUNCH/VMRESUME).
 pub mod apic;
+pub mod cmos;
 pub mod cpu;
 pub mod descriptors;
 pub mod exception;
