@@ -29,7 +29,7 @@ const EPOCH_FROM_ERA0: u64 = 719_468;
 
 /// Whether `year` is a leap year.
 pub fn is_leap(year: u32) -> bool {
-    year % 4 == 0 && (year % 100 != 0 || year % 400 == 0)
+    year.is_multiple_of(4) && (!year.is_multiple_of(100) || year.is_multiple_of(400))
 }
 
 /// Days in `month` (1..=12) of `year`.

@@ -148,7 +148,7 @@ impl Rtc {
 
 /// `v` (0..100) in packed BCD.
 pub fn to_bcd(v: u8) -> u8 {
-    (v / 10) << 4 | v % 10
+    ((v / 10) << 4) | (v % 10)
 }
 
 /// Packed BCD `b` as a number; `None` if a digit is not 0..9.

@@ -2,9 +2,11 @@ use super::civil::{DateTime, days_in_month};
 use super::*;
 use proptest::prelude::*;
 
-/// (year, month, day, hour, minute, second, Unix time, RTC weekday), from an independent
-/// calendar (Python's `calendar.timegm`; weekday 1 = Sunday).
-const KNOWN: [(u32, u8, u8, u8, u8, u8, u64, u8); 5] = [
+/// Year, month, day, hour, minute, second, Unix time, RTC weekday.
+type Known = (u32, u8, u8, u8, u8, u8, u64, u8);
+
+/// Dates from an independent calendar (Python's `calendar.timegm`; weekday 1 = Sunday).
+const KNOWN: [Known; 5] = [
     (1970, 1, 1, 0, 0, 0, 0, 5),
     (2000, 1, 1, 0, 0, 0, 946_684_800, 7),
     (2024, 2, 29, 23, 59, 59, 1_709_251_199, 5),
