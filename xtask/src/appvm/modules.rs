@@ -7,20 +7,11 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 /// The modules the AppVM asks for (names as `modprobe` spells them). Any that the kernel
-/// has built in, or does not have at all, are reported, not shipped.
-pub const WANTED: &[&str] = &[
-    "virtio",
-    "virtio_ring",
-    "virtio_pci",
-    "virtio_pci_modern_dev",
-    "virtio_net",
-    "net_failover",
-    "failover",
-    "virtio_console",
-    "tun",
-    "uio",
-    "uio_pci_generic",
-];
+/// has built in, or does not have at all, are reported, not shipped. Only what the guest
+/// platform offers: channels are PCI devices for `uio_pci_generic`, the network is a TAP
+/// device the agent bridges to the firewall channel. There is no virtio device to drive;
+/// every module costs boot time (an `insmod` process, relocation, its init call).
+pub const WANTED: &[&str] = &["tun", "uio", "uio_pci_generic"];
 
 /// A module's name from its path: the file name without `.ko` (and a compression suffix),
 /// dashes as underscores (`kernel/drivers/net/tun.ko` -> `tun`).
