@@ -22,8 +22,9 @@ pub const APPLETS: &[&str] = &[
 /// `/bin/appvm-selftest`: the AppVM's side of the `cargo xtask test` scenarios, run in the
 /// background by `/init` when the command line says `appvm.selftest=<name>`. It waits for
 /// the agent, does what the scenario checks from outside, reports on the console, and powers
-/// the AppVM off (or panics its kernel, for the containment test, or spins in user mode, so
-/// the hypervisor preempts it there with the kernel's per-CPU pointer in KERNEL_GS_BASE).
+/// the AppVM off (or panics its kernel, for the containment test, or keeps busy: spinning in
+/// user mode, so the hypervisor preempts it there with the kernel's per-CPU pointer in
+/// KERNEL_GS_BASE, and starting programs, whose page faults need the guest's own CR2).
 pub const SELFTEST_SCRIPT: &str = r#"#!/bin/sh
 export PATH=/bin
 for w in $(cat /proc/cmdline); do
@@ -51,8 +52,15 @@ panic)
     echo c > /proc/sysrq-trigger
     ;;
 busy)
+    # A user-mode spin beside a loop of short-lived programs (page faults at every start).
     echo "selftest: spinning in user mode"
-    while :; do :; done
+    while :; do :; done &
+    i=0
+    while :; do
+        /bin/true || echo "selftest: a program failed"
+        i=$((i + 1))
+        [ $((i % 20)) = 0 ] && echo "selftest: busy $i"
+    done
     ;;
 *)
     echo "selftest: unknown test $t"

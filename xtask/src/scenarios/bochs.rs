@@ -54,12 +54,6 @@ pub const VMX_CHANNELS: Scenario = Scenario {
     run: channels,
 };
 
-pub const VMX_APPVM: Scenario = Scenario {
-    name: "bochs-appvm",
-    about: "Bochs, Intel VMX: two unmodified Debian kernels boot to agent-ready beside a unikernel",
-    run: appvm,
-};
-
 pub const VMX_CONTAINMENT: Scenario = Scenario {
     name: "bochs-containment",
     about: "Bochs, Intel VMX: each misbehaving qube is stopped or preempted alone",
@@ -71,7 +65,7 @@ const TIMEOUT: Duration = Duration::from_secs(150);
 
 /// Assembles `system`, makes its ISO and returns Bochs options for `model`; `None` (with
 /// the reason) when Bochs is not there and cannot be installed.
-fn prepare(
+pub(super) fn prepare(
     system: &str,
     model: &str,
     log: &str,
@@ -92,13 +86,13 @@ fn prepare(
     Ok(Ok((a, opts)))
 }
 
-fn skipped(why: &str) -> Result<String> {
+pub(super) fn skipped(why: &str) -> Result<String> {
     println!("   SKIPPED: Bochs is not installed and cannot be: {why}");
     Ok("skipped: Bochs is not available".into())
 }
 
 /// Fails with the end of Bochs' own log when the boot went wrong before the console said so.
-fn check_boot(run: &bochs::Outcome, opts: &BochsOptions) -> Result<()> {
+pub(super) fn check_boot(run: &bochs::Outcome, opts: &BochsOptions) -> Result<()> {
     let out = &run.boot;
     if let Some(p) = &out.panic {
         bail!("hypervisor panic: {p}");
@@ -316,72 +310,6 @@ fn containment() -> Result<String> {
     Ok(format!(
         "{} misbehaviours contained, t-exit restarted 3 times, {beats_after} heartbeats after, {:.1} s wall",
         STOPS.len() + 2,
-        out.wall.as_secs_f64()
-    ))
-}
-
-/// Wall-time limit of the Linux boot under Bochs (a few billion instructions).
-const APPVM_TIMEOUT: Duration = Duration::from_secs(600);
-
-/// Probes the witness must pass after the AppVMs said they are ready and one of them spins
-/// in user mode.
-const APPVM_BEATS_AFTER: usize = 4;
-
-fn appvm() -> Result<String> {
-    if let Err(why) = crate::appvm::kernel_available() {
-        return Ok(format!(
-            "skipped: Debian's kernel package is not available here: {why}"
-        ));
-    }
-    let (_, mut opts) = match prepare("systems/tests/bochs-appvm.toml", MODEL_VMX, "bochs-appvm")? {
-        Ok(p) => p,
-        Err(why) => return skipped(&why),
-    };
-    opts.timeout = APPVM_TIMEOUT;
-    let appvms = ["work", "personal"];
-    let (mut ready, mut beats_after, mut spinning) = (0, 0, false);
-    let run = bochs::boot(&opts, |e| {
-        let stop = matches!(
-            e.hv,
-            Some(HvEvent::Panic(_) | HvEvent::Stopped { .. } | HvEvent::Exited { .. })
-        );
-        if e.line.text.contains(": agent ready after") {
-            ready += 1;
-        } else if e.line.text.contains("selftest: spinning in user mode") {
-            spinning = true;
-        } else if ready == appvms.len()
-            && spinning
-            && e.line.source.as_deref() == Some("witness")
-            && e.line.body.contains("KERNEL_GS_BASE is 0")
-        {
-            beats_after += 1;
-        }
-        Control::stop_if(stop || beats_after >= APPVM_BEATS_AFTER)
-    })?;
-    check_boot(&run, &opts)?;
-    let out = run.boot;
-    expect(out.lines.iter().any(|l| l.contains("backend VMX")), || {
-        "no `backend VMX` line".into()
-    })?;
-    expect(out.stopped.is_empty(), || {
-        format!("stopped: {:?}", out.stopped)
-    })?;
-    let mut figures = Vec::new();
-    for qube in appvms {
-        let marker = format!("qube {qube}: agent ready after ");
-        let f = out
-            .lines
-            .iter()
-            .find_map(|l| l.split_once(&marker).map(|(_, rest)| rest.to_string()));
-        let f = f.ok_or_else(|| anyhow::anyhow!("AppVM {qube} never said `agent: ready`"))?;
-        figures.push(format!("{qube}: {f}"));
-    }
-    expect(beats_after >= APPVM_BEATS_AFTER, || {
-        "the witness unikernel stopped probing after the AppVMs came up".into()
-    })?;
-    Ok(format!(
-        "both AppVMs ready under VMX; {}; {:.0} s wall",
-        figures.join("; "),
         out.wall.as_secs_f64()
     ))
 }

@@ -7,6 +7,7 @@
 mod appvm;
 mod appvms;
 mod bochs;
+mod bochs_linux;
 mod boots;
 mod channels;
 mod containment;
@@ -61,7 +62,7 @@ pub fn all() -> Vec<Scenario> {
         bochs::VMX_NEHALEM,
         bochs::VMX_CHANNELS,
         bochs::VMX_CONTAINMENT,
-        bochs::VMX_APPVM,
+        bochs_linux::VMX_APPVM,
     ]
 }
 

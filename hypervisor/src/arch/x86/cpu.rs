@@ -102,6 +102,14 @@ pub unsafe fn write_cr0(v: u64) {
     unsafe { asm!("mov cr0, {}", in(reg) v, options(nostack)) };
 }
 
+/// Writes CR2 (the last page-fault address), which VMX does not switch between guests.
+pub fn write_cr2(v: u64) {
+    // SAFETY: CR2 only reports the address of the last page fault; the hypervisor never
+    // takes page faults it handles (one is fatal, reported from the exception handler,
+    // whatever CR2 holds), so no host code depends on its value.
+    unsafe { asm!("mov cr2, {}", in(reg) v, options(nomem, nostack)) };
+}
+
 /// Writes CR4.
 ///
 /// # Safety

@@ -82,6 +82,10 @@ pub struct VmxVcpu {
     /// An instruction was skipped: clear blocking by STI / MOV SS before the next entry.
     clear_shadow: bool,
     flush_pending: bool,
+    /// The guest's CR2, which the VMCS does not hold: saved after every exit, put back
+    /// before every entry. Without it a Linux guest preempted between a page fault and its
+    /// handler's read of CR2 would read another guest's fault address.
+    cr2: u64,
     last: LastExit,
     exits: u64,
 }
@@ -115,6 +119,7 @@ impl VmxVcpu {
             rip_dirty: false,
             clear_shadow: false,
             flush_pending: true,
+            cr2: 0,
             last: LastExit::default(),
             exits: 0,
         }
@@ -175,6 +180,7 @@ impl VmxVcpu {
         self.rip_dirty = false;
         self.clear_shadow = false;
         self.flush_pending = true;
+        self.cr2 = 0;
         self.last = LastExit::default();
         self.gprs = Gprs::default();
         // x87/SSE power-on state: FCW 0x37F, MXCSR 0x1F80 (all exceptions masked).
@@ -332,6 +338,9 @@ impl Vcpu for VmxVcpu {
             hvlog!("vmx: cannot make a qube's VMCS current or update it");
             return Exit::InvalidState;
         }
+        if crate::arch::x86::cpu::cr2() != self.cr2 {
+            crate::arch::x86::cpu::write_cr2(self.cr2);
+        }
         // SAFETY: the VMCS is this vCPU's own and current, fully written by `reset`: EPT
         // confines the guest to its qube's memory, every port, MSR, HLT, external interrupt,
         // NMI and VMX instruction exits, and the host state resumes at `vmx_exit` with the
@@ -347,6 +356,8 @@ impl Vcpu for VmxVcpu {
             )
         };
         self.exits += 1;
+        // No host code between the exit and here takes a page fault (one would be fatal).
+        self.cr2 = crate::arch::x86::cpu::cr2();
         if status != 0 {
             let error = if status == 1 {
                 vmcs::read(f32::VM_INSTRUCTION_ERROR)
