@@ -14,6 +14,7 @@
 //! - [`rtc`]: the CMOS real-time clock (0x70/0x71), showing the hypervisor's wall clock.
 //! - [`cpuid`], [`msr`]: what the guest is told about the CPU and which MSRs it may use.
 //! - [`walk`]: guest-virtual to guest-physical translation, to fetch an MMIO instruction.
+//! - [`xsave`]: the XSAVE components a guest may enable, and the checks of XSETBV.
 #![no_std]
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
@@ -28,3 +29,4 @@ pub mod pm;
 pub mod rtc;
 pub mod uart;
 pub mod walk;
+pub mod xsave;

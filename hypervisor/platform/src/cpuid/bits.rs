@@ -31,7 +31,8 @@ pub(super) const fn mask(bits: &[Bit]) -> u32 {
 }
 
 const INSN: &str = "instructions on general or SSE registers: no state beyond FXSAVE";
-const AVX: &str = "AVX/AVX-512 state lives in XSAVE areas; the backends save FXSAVE state only";
+const AVX: &str =
+    "AVX-512 and newer vector extensions are not offered (XCR0 never enables their state)";
 const SPEC: &str = "speculation-control MSRs are not emulated";
 const PMU: &str = "no performance counters are virtualised";
 const AMD_PMU: &str = "AMD performance-counter extensions: no PMU";
@@ -77,7 +78,6 @@ pub(super) const L1_ECX_DENY: &[Bit] = &[
     b(8, "TM2", "no thermal monitor MSRs"),
     b(10, "CNXT-ID", "L1 context-ID control MSR not emulated"),
     b(11, "SDBG", "IA32_DEBUG_INTERFACE not emulated"),
-    b(12, "FMA", AVX),
     b(14, "xTPR", "IA32_MISC_ENABLE xTPR control not emulated"),
     b(15, "PDCM", "IA32_PERF_CAPABILITIES: no PMU"),
     b(
@@ -91,10 +91,6 @@ pub(super) const L1_ECX_DENY: &[Bit] = &[
         "x2APIC",
         "only the xAPIC (MMIO) interface of the local APIC is emulated",
     ),
-    b(26, "XSAVE", "the backends save FXSAVE state only"),
-    b(27, "OSXSAVE", "follows XSAVE"),
-    b(28, "AVX", AVX),
-    b(29, "F16C", AVX),
 ];
 
 /// Leaf 1 EDX, from the host.
@@ -196,7 +192,6 @@ pub(super) const L7_EBX_DENY: &[Bit] = &[
     b(1, "TSC_ADJUST", "IA32_TSC_ADJUST is not emulated"),
     b(2, "SGX", "no enclaves"),
     b(4, "HLE", "no TSX"),
-    b(5, "AVX2", AVX),
     b(6, "FDP_EXCPTN_ONLY", "x87 detail not promised"),
     b(10, "INVPCID", "follows PCID"),
     b(11, "RTM", "no TSX"),
@@ -221,8 +216,6 @@ pub(super) const L7_ECX_ALLOW: &[Bit] = &[];
 pub(super) const L7_ECX_DENY: &[Bit] = &[
     b(1, "AVX512_VBMI", AVX),
     b(2, "UMIP", "one less CR4 bit for the backends to own"),
-    b(3, "PKU", "protection keys: PKRU is XSAVE state"),
-    b(4, "OSPKE", "follows PKU"),
     b(5, "WAITPKG", "UMWAIT/TPAUSE: the guest idles with HLT"),
     b(6, "AVX512_VBMI2", AVX),
     b(7, "CET_SS", "CET state is XSAVE state"),
@@ -353,3 +346,41 @@ pub(super) const X7_EDX_FORCE: &[Bit] = &[b(
     "INVARIANT_TSC",
     "the hypervisor never scales the TSC and hands Linux one measured frequency",
 )];
+
+// Bits that depend on what the guest may enable in XCR0 (`crate::xsave`) and on its CR4.
+
+/// Leaf 1 ECX, from the host when the guest may use XSAVE at all (a Linux qube on a host
+/// with XSAVE; never a unikernel, whose XCR0 the hypervisor fixes).
+pub(super) const L1_ECX_XSAVE: &[Bit] = &[b(
+    26,
+    "XSAVE",
+    "XSAVE/XRSTOR/XSETBV: XSETBV exits and is checked against leaf 0xD; the state is switched per vCPU",
+)];
+/// Leaf 1 ECX bit 27, OSXSAVE: set when XSAVE is offered and the guest's CR4.OSXSAVE is.
+pub(super) const L1_ECX_OSXSAVE: u32 = 1 << 27;
+/// Leaf 1 ECX, from the host when the guest may enable AVX state.
+pub(super) const L1_ECX_AVX: &[Bit] = &[
+    b(
+        12,
+        "FMA",
+        "VEX instructions on YMM state, switched with XSAVE",
+    ),
+    b(28, "AVX", "YMM state, switched with XSAVE"),
+    b(
+        29,
+        "F16C",
+        "VEX instructions on YMM state, switched with XSAVE",
+    ),
+];
+/// Leaf 7 EBX, from the host when the guest may enable AVX state.
+pub(super) const L7_EBX_AVX: &[Bit] = &[b(5, "AVX2", "YMM state, switched with XSAVE")];
+/// Leaf 7 ECX, from the host when the guest may enable PKRU state.
+pub(super) const L7_ECX_PKU: &[Bit] = &[b(
+    3,
+    "PKU",
+    "protection keys: PKRU is XSAVE state, switched per vCPU",
+)];
+/// Leaf 7 ECX bit 4, OSPKE: set when PKU is offered and the guest's CR4.PKE is.
+pub(super) const L7_ECX_OSPKE: u32 = 1 << 4;
+/// Leaf 1 ECX bit 31, the hypervisor bit: the one forced bit every guest gets.
+pub(super) const L1_ECX_HYPERVISOR: u32 = 1 << 31;

@@ -2,6 +2,23 @@ use super::bits::{self, Bit};
 use super::*;
 use proptest::prelude::*;
 
+/// A Linux qube on a host without XSAVE: the policy as it was before XSAVE was offered.
+const BASE: GuestCpu = GuestCpu {
+    xcr0_allowed: 0,
+    xcr0: 3,
+    cr4: 0,
+    platform: true,
+};
+
+fn base_cpuid(
+    leaf: u32,
+    sub: u32,
+    host: impl Fn(u32, u32) -> CpuidResult,
+    tsc: u64,
+) -> CpuidResult {
+    guest_cpuid(leaf, sub, host, tsc, &BASE)
+}
+
 fn all_ones(_: u32, _: u32) -> CpuidResult {
     CpuidResult {
         eax: !0,
@@ -91,7 +108,7 @@ fn tables_are_consistent() {
 fn all_ones_host_gets_exactly_the_allowlist() {
     for host in [all_ones as fn(u32, u32) -> CpuidResult, modern_host] {
         for (leaf, i, allow, force, deny) in feature_registers() {
-            let r = reg(guest_cpuid(leaf, 0, host, 1), i);
+            let r = reg(base_cpuid(leaf, 0, host, 1), i);
             assert_eq!(r, mask(allow) | mask(force), "leaf {leaf:#x} reg {i}");
             assert_eq!(r & mask(deny), 0);
         }
@@ -101,29 +118,26 @@ fn all_ones_host_gets_exactly_the_allowlist() {
 #[test]
 fn zero_host_gets_only_the_forced_bits() {
     assert_eq!(
-        guest_cpuid(0, 0, zeros, 1).eax,
+        base_cpuid(0, 0, zeros, 1).eax,
         1,
         "leaf 1 is always offered"
     );
-    let l1 = guest_cpuid(1, 0, zeros, 1);
+    let l1 = base_cpuid(1, 0, zeros, 1);
     assert_eq!((l1.ecx, l1.edx), (1 << 24 | 1 << 31, 1 << 9));
     assert_eq!(l1.ebx, 1 << 16);
     assert_eq!(
-        guest_cpuid(7, 0, zeros, 1),
+        base_cpuid(7, 0, zeros, 1),
         CpuidResult::default(),
         "beyond max basic"
     );
-    assert_eq!(guest_cpuid(0x8000_0000, 0, zeros, 1).eax, 0x8000_0000);
-    assert_eq!(
-        guest_cpuid(0x8000_0001, 0, zeros, 1),
-        CpuidResult::default()
-    );
+    assert_eq!(base_cpuid(0x8000_0000, 0, zeros, 1).eax, 0x8000_0000);
+    assert_eq!(base_cpuid(0x8000_0001, 0, zeros, 1), CpuidResult::default());
 }
 
 #[test]
 fn the_must_not_leak_bits() {
     for host in [all_ones as fn(u32, u32) -> CpuidResult, modern_host] {
-        let l1 = guest_cpuid(1, 0, host, 1);
+        let l1 = base_cpuid(1, 0, host, 1);
         for (bit, what) in [
             (5, "VMX"),
             (21, "x2APIC"),
@@ -138,15 +152,15 @@ fn the_must_not_leak_bits() {
             0,
             "HTT, MCE, MCA, MTRR"
         );
-        let l7 = guest_cpuid(7, 0, host, 1);
+        let l7 = base_cpuid(7, 0, host, 1);
         assert_eq!(l7.ecx & 1 << 16, 0, "LA57");
         assert_eq!((l7.eax, l7.ecx, l7.edx), (0, 0, 0));
         assert_eq!(
-            guest_cpuid(7, 1, host, 1),
+            base_cpuid(7, 1, host, 1),
             CpuidResult::default(),
             "subleaf 1"
         );
-        let x1 = guest_cpuid(0x8000_0001, 0, host, 1);
+        let x1 = base_cpuid(0x8000_0001, 0, host, 1);
         assert_eq!(x1.ecx & 1 << 2, 0, "SVM");
         assert_eq!(x1.edx & (1 << 26 | 1 << 27), 0, "1 GiB pages, RDTSCP");
         assert_eq!((x1.eax, x1.ebx), (0, 0));
@@ -164,7 +178,7 @@ fn the_must_not_leak_bits() {
             0x8000_001F,
         ] {
             assert_eq!(
-                guest_cpuid(leaf, 0, host, 1),
+                base_cpuid(leaf, 0, host, 1),
                 CpuidResult::default(),
                 "{leaf:#x}"
             );
@@ -174,35 +188,35 @@ fn the_must_not_leak_bits() {
 
 #[test]
 fn identity_and_sizes_come_from_the_host() {
-    let l0 = guest_cpuid(0, 0, modern_host, 1);
+    let l0 = base_cpuid(0, 0, modern_host, 1);
     assert_eq!(l0.eax, MAX_BASIC_LEAF);
     let vendor: heapless::Vec<u8, 12> = [l0.ebx, l0.edx, l0.ecx]
         .iter()
         .flat_map(|r| r.to_le_bytes())
         .collect();
     assert_eq!(&vendor[..], b"GenuineIntel");
-    let l1 = guest_cpuid(1, 0, modern_host, 1);
+    let l1 = base_cpuid(1, 0, modern_host, 1);
     assert_eq!(l1.eax, 0x0FFF_3FFF);
     assert_eq!(
         l1.ebx, 0x0001_FF00,
         "CLFLUSH size from the host, 1 CPU, APIC id 0"
     );
-    assert_eq!(guest_cpuid(0x8000_0000, 0, modern_host, 1).eax, 0x8000_0008);
+    assert_eq!(base_cpuid(0x8000_0000, 0, modern_host, 1).eax, 0x8000_0008);
     assert_eq!(
-        guest_cpuid(0x8000_0000, 0, all_ones, 1).eax,
+        base_cpuid(0x8000_0000, 0, all_ones, 1).eax,
         MAX_EXTENDED_LEAF
     );
     assert_eq!(
-        guest_cpuid(0x8000_0003, 0, modern_host, 1),
+        base_cpuid(0x8000_0003, 0, modern_host, 1),
         all_ones(0, 0),
         "brand"
     );
     assert_eq!(
-        guest_cpuid(0x8000_0005, 0, modern_host, 1),
+        base_cpuid(0x8000_0005, 0, modern_host, 1),
         all_ones(0, 0),
         "L1 caches"
     );
-    let x8 = guest_cpuid(0x8000_0008, 0, modern_host, 1);
+    let x8 = base_cpuid(0x8000_0008, 0, modern_host, 1);
     assert_eq!(
         x8,
         CpuidResult {
@@ -211,18 +225,18 @@ fn identity_and_sizes_come_from_the_host() {
         },
         "48-bit linear"
     );
-    let x7 = guest_cpuid(0x8000_0007, 0, zeros, 1);
+    let x7 = base_cpuid(0x8000_0007, 0, zeros, 1);
     assert_eq!(
         x7,
         CpuidResult::default(),
         "zero host: max extended is 0x8000_0000"
     );
-    assert_eq!(guest_cpuid(0x8000_0007, 0, all_ones, 1).edx, 1 << 8);
+    assert_eq!(base_cpuid(0x8000_0007, 0, all_ones, 1).edx, 1 << 8);
 }
 
 #[test]
 fn hypervisor_leaves() {
-    let sig = guest_cpuid(HV_SIGNATURE_LEAF, 0, zeros, 2_400_000);
+    let sig = base_cpuid(HV_SIGNATURE_LEAF, 0, zeros, 2_400_000);
     assert_eq!(sig.eax, HV_TIMING_LEAF);
     let name: heapless::Vec<u8, 12> = [sig.ebx, sig.ecx, sig.edx]
         .iter()
@@ -230,13 +244,10 @@ fn hypervisor_leaves() {
         .collect();
     assert_eq!(&name[..], b"BulkheadHV\0\0");
     assert_eq!(
-        guest_cpuid(HV_TIMING_LEAF, 0, all_ones, 2_400_000).eax,
+        base_cpuid(HV_TIMING_LEAF, 0, all_ones, 2_400_000).eax,
         2_400_000
     );
-    assert_eq!(
-        guest_cpuid(HV_TIMING_LEAF, 0, zeros, u64::MAX).eax,
-        u32::MAX
-    );
+    assert_eq!(base_cpuid(HV_TIMING_LEAF, 0, zeros, u64::MAX).eax, u32::MAX);
     for leaf in [
         0x4000_0001,
         0x4000_000F,
@@ -246,13 +257,13 @@ fn hypervisor_leaves() {
         0x4FFF_FFFF,
     ] {
         assert_eq!(
-            guest_cpuid(leaf, 0, all_ones, 1),
+            base_cpuid(leaf, 0, all_ones, 1),
             CpuidResult::default(),
             "{leaf:#x}"
         );
     }
     assert_eq!(
-        guest_cpuid(0xC000_0000, 0, all_ones, 1),
+        base_cpuid(0xC000_0000, 0, all_ones, 1),
         CpuidResult::default(),
         "Centaur"
     );
@@ -287,7 +298,7 @@ proptest! {
         tsc in any::<u64>(),
     ) {
         let host = hashed_host(seed);
-        let r = guest_cpuid(leaf, sub, &host, tsc);
+        let r = base_cpuid(leaf, sub, &host, tsc);
         for (l, i, allow, force, deny) in feature_registers() {
             if leaf == l {
                 prop_assert_eq!(reg(r, i) & !(mask(allow) | mask(force)), 0);
@@ -303,8 +314,8 @@ proptest! {
         if leaf == 7 && sub != 0 || leaf == 6 {
             prop_assert_eq!((r.ebx, r.ecx, r.edx), (0, 0, 0));
         }
-        let max_basic = guest_cpuid(0, 0, &host, tsc).eax;
-        let max_ext = guest_cpuid(0x8000_0000, 0, &host, tsc).eax;
+        let max_basic = base_cpuid(0, 0, &host, tsc).eax;
+        let max_ext = base_cpuid(0x8000_0000, 0, &host, tsc).eax;
         if leaf < 0x4000_0000 && leaf > max_basic || leaf >= 0x8000_0000 && leaf > max_ext {
             prop_assert_eq!(r, CpuidResult::default());
         }
@@ -317,4 +328,105 @@ proptest! {
             prop_assert_eq!(r, CpuidResult::default());
         }
     }
+}
+
+/// A host with XSAVE, AVX, AVX2, AVX-512 and PKU, with Intel's component layout.
+fn xsave_host(leaf: u32, sub: u32) -> CpuidResult {
+    let c = |eax, ebx| CpuidResult {
+        eax,
+        ebx,
+        ecx: 0,
+        edx: 0,
+    };
+    match (leaf, sub) {
+        (0, _) => CpuidResult {
+            eax: 0x20,
+            ..modern_host(0, 0)
+        },
+        (0xD, 0) => c(0x2E7, 2696),
+        (0xD, 1) => c(0xF, 0),
+        (0xD, 2) => c(256, 576),
+        (0xD, 5) => c(64, 1088),
+        (0xD, 6) => c(512, 1152),
+        (0xD, 7) => c(1024, 1664),
+        (0xD, 9) => c(8, 2688),
+        (0xD, _) => c(0, 0),
+        _ => modern_host(leaf, sub),
+    }
+}
+
+const LINUX_XSAVE: GuestCpu = GuestCpu {
+    xcr0_allowed: crate::xsave::LINUX_ALLOWED,
+    xcr0: 1,
+    cr4: 0,
+    platform: true,
+};
+
+#[test]
+fn a_unikernel_gets_no_xsave_avx_pku_or_platform() {
+    let u = GuestCpu::unikernel(CR4_OSXSAVE | CR4_PKE);
+    for host in [all_ones as fn(u32, u32) -> CpuidResult, xsave_host] {
+        let l1 = guest_cpuid(1, 0, host, 1, &u);
+        assert_eq!(
+            l1.ecx & (1 << 26 | 1 << 27 | 1 << 28 | 1 << 12 | 1 << 29 | 1 << 24),
+            0
+        );
+        assert_eq!(l1.ecx & 1 << 31, 1 << 31, "the hypervisor bit");
+        assert_eq!(l1.edx & 1 << 9, 0, "no APIC");
+        let l7 = guest_cpuid(7, 0, host, 1, &u);
+        assert_eq!(l7.ebx & 1 << 5, 0, "AVX2");
+        assert_eq!(l7.ecx & (1 << 3 | 1 << 4), 0, "PKU, OSPKE");
+        assert_eq!(guest_cpuid(0, 0, host, 1, &u).eax, MAX_BASIC_LEAF);
+        assert_eq!(guest_cpuid(0xD, 0, host, 1, &u), CpuidResult::default());
+        assert_eq!(guest_cpuid(6, 0, host, 1, &u), CpuidResult::default());
+    }
+}
+
+#[test]
+fn a_linux_qube_gets_xsave_avx_and_pku_and_its_own_cr4_bits() {
+    let mut g = LINUX_XSAVE;
+    let l1 = guest_cpuid(1, 0, xsave_host, 1, &g);
+    assert_eq!(
+        l1.ecx & (1 << 26 | 1 << 28 | 1 << 12 | 1 << 29),
+        1 << 26 | 1 << 28 | 1 << 12 | 1 << 29
+    );
+    assert_eq!(l1.ecx & 1 << 27, 0, "OSXSAVE follows CR4");
+    let l7 = guest_cpuid(7, 0, xsave_host, 1, &g);
+    assert_eq!(l7.ebx & (1 << 5 | 1 << 16), 1 << 5, "AVX2 yes, AVX512F no");
+    assert_eq!(l7.ecx & (1 << 3 | 1 << 4), 1 << 3);
+    g.cr4 = CR4_OSXSAVE | CR4_PKE;
+    assert_eq!(guest_cpuid(1, 0, xsave_host, 1, &g).ecx & 1 << 27, 1 << 27);
+    assert_eq!(guest_cpuid(7, 0, xsave_host, 1, &g).ecx & 1 << 4, 1 << 4);
+    assert_eq!(guest_cpuid(0, 0, xsave_host, 1, &g).eax, 0xD);
+}
+
+#[test]
+fn the_xsave_leaf_offers_only_the_allowed_components() {
+    let mut g = LINUX_XSAVE;
+    let d0 = guest_cpuid(0xD, 0, xsave_host, 1, &g);
+    assert_eq!(d0.eax, 0x207, "x87 SSE AVX PKRU, no AVX-512");
+    assert_eq!((d0.ebx, d0.ecx, d0.edx), (576, 2696, 0));
+    g.xcr0 = 7;
+    assert_eq!(guest_cpuid(0xD, 0, xsave_host, 1, &g).ebx, 832);
+    assert_eq!(
+        guest_cpuid(0xD, 1, xsave_host, 1, &g).eax,
+        1,
+        "XSAVEOPT only"
+    );
+    assert_eq!(guest_cpuid(0xD, 2, xsave_host, 1, &g).eax, 256);
+    assert_eq!(
+        guest_cpuid(0xD, 5, xsave_host, 1, &g),
+        CpuidResult::default()
+    );
+    assert_eq!(guest_cpuid(0xD, 9, xsave_host, 1, &g).ebx, 2688);
+    // A host without PKU and without AVX offers neither.
+    let old = |l, s| match (l, s) {
+        (0xD, 0) => CpuidResult {
+            eax: 3,
+            ebx: 576,
+            ..CpuidResult::default()
+        },
+        _ => xsave_host(l, s),
+    };
+    assert_eq!(guest_cpuid(0xD, 0, old, 1, &g).eax, 3);
 }
