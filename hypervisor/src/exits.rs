@@ -198,6 +198,10 @@ pub fn handle(q: &mut Qube, exit: Exit) -> Outcome {
             what: "WBINVD",
             rip,
         }),
+        Exit::Xsetbv => fault(Fault::Forbidden {
+            what: "XSETBV",
+            rip,
+        }),
         Exit::Forbidden(what) => fault(Fault::Forbidden { what, rip }),
         Exit::InvalidState => fault(Fault::InvalidState { rip }),
         Exit::Unknown(code) => fault(Fault::UnknownExit { code, rip }),
@@ -308,28 +312,14 @@ fn console_write(q: &mut Qube, gpa: u64, len: u64) -> Result<u64, Fault> {
     Ok(len)
 }
 
-/// CPUID as a qube sees it: the host's answers, with virtualisation hidden, the
-/// hypervisor-present bit set, and Bulkhead's signature at 0x40000000.
+/// CPUID as a unikernel sees it: the one policy of `bulkhead_platform::cpuid` (the host's
+/// answers through an allowlist, Bulkhead's signature at 0x40000000), with no XSAVE, AVX or
+/// PKU (a unikernel's XCR0 and CR4 are fixed) and no platform devices.
 fn cpuid(q: &mut Qube) {
     let leaf = q.vcpu.rax() as u32;
     let sub = q.vcpu.regs().rcx as u32;
-    let mut r = crate::arch::x86::cpu::cpuid(leaf, sub);
-    match leaf {
-        1 => {
-            r.ecx &= !(1 << 5); // VMX
-            r.ecx &= !((1 << 26) | (1 << 27)); // XSAVE, OSXSAVE: XSETBV is not allowed
-            r.ecx |= 1 << 31; // running under a hypervisor
-        }
-        0x8000_0001 => r.ecx &= !(1 << 2), // SVM
-        0x4000_0000 => {
-            let sig = *b"BulkheadHV\0\0";
-            r.eax = 0x4000_0000;
-            r.ebx = u32::from_le_bytes([sig[0], sig[1], sig[2], sig[3]]);
-            r.ecx = u32::from_le_bytes([sig[4], sig[5], sig[6], sig[7]]);
-            r.edx = u32::from_le_bytes([sig[8], sig[9], sig[10], sig[11]]);
-        }
-        _ => {}
-    }
+    let guest = bulkhead_platform::cpuid::GuestCpu::unikernel(q.vcpu.paging().cr4);
+    let r = crate::linux::guest_cpuid(leaf, sub, &guest);
     q.vcpu.set_rax(u64::from(r.eax));
     let regs = q.vcpu.regs();
     regs.rbx = u64::from(r.ebx);

@@ -56,6 +56,7 @@ extern "C" fn hv_main(magic: u32, info: u32) -> ! {
         Ok(b) => b,
         Err(e) => fail(format_args!("no usable virtualisation: {e}")),
     };
+    report_xstate(virt::xstate::enable());
 
     let lapic = apic::LocalApic::init();
     let (tsc_khz, apic_per_ms) = calibrate(&lapic);
@@ -92,6 +93,37 @@ fn report_boot(env: &BootEnv, frames: &FrameAllocator) {
         img.end,
         frames.free_bytes() >> 20
     );
+}
+
+/// Logs which extended-state components every world switch moves.
+fn report_xstate(x: virt::xstate::XStateCaps) {
+    use bulkhead_platform::xsave;
+    if x.xcr0 == 0 {
+        hvlog!("xstate: no XSAVE; x87/SSE switched per vCPU with FXSAVE");
+    } else {
+        let names = [
+            (xsave::X87, " x87"),
+            (xsave::SSE, " SSE"),
+            (xsave::AVX, " AVX"),
+            (xsave::AVX512, " AVX-512"),
+            (xsave::PKRU, " PKRU"),
+        ];
+        let mut list = heapless::String::<40>::new();
+        for (bit, name) in names {
+            if x.xcr0 & bit == bit {
+                let _ = list.push_str(name);
+            }
+        }
+        hvlog!(
+            "xstate: XCR0 {:#x} ({}) switched per vCPU with XSAVE, {}-byte areas",
+            x.xcr0,
+            list.trim_start(),
+            x.area_size
+        );
+    }
+    if x.pkru_unswitched {
+        hvlog!("xstate: WARNING: PKU without XSAVE-managed PKRU: a Linux qube could share PKRU");
+    }
 }
 
 /// Reads the machine's RTC for the wall-clock time Linux qubes' clocks show.

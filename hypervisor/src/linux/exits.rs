@@ -49,16 +49,13 @@ pub fn handle(q: &mut Qube, exit: Exit) -> Outcome {
             g.stats.cpuid += 1;
             let leaf = q.vcpu.gpr(0) as u32;
             let sub = q.vcpu.gpr(1) as u32;
-            let host = |l, s| {
-                let r = cpu::cpuid(l, s);
-                bulkhead_platform::cpuid::CpuidResult {
-                    eax: r.eax,
-                    ebx: r.ebx,
-                    ecx: r.ecx,
-                    edx: r.edx,
-                }
+            let guest = bulkhead_platform::cpuid::GuestCpu {
+                xcr0_allowed: q.vcpu.xcr0_allowed(),
+                xcr0: q.vcpu.xcr0(),
+                cr4: q.vcpu.paging().cr4,
+                platform: true,
             };
-            let r = bulkhead_platform::cpuid::guest_cpuid(leaf, sub, host, crate::time::tsc_khz());
+            let r = super::guest_cpuid(leaf, sub, &guest);
             for (reg, v) in [(0, r.eax), (3, r.ebx), (1, r.ecx), (2, r.edx)] {
                 q.vcpu.set_gpr(reg, u64::from(v));
             }
@@ -122,6 +119,20 @@ pub fn handle(q: &mut Qube, exit: Exit) -> Outcome {
         Exit::Wbinvd => {
             // Caches are coherent for everything a qube can reach; nothing to do.
             q.vcpu.skip_instruction(&exit);
+            Outcome::Continue
+        }
+        Exit::Xsetbv => {
+            // XCR0 within what CPUID leaf 0xD offers, at CPL 0; else #GP, as a CPU would.
+            let index = q.vcpu.gpr(1) as u32;
+            let value = (q.vcpu.gpr(2) << 32) | (q.vcpu.gpr(0) & 0xFFFF_FFFF);
+            if q.vcpu.cpl() == 0 && q.vcpu.set_xcr0(index, value) {
+                q.vcpu.skip_instruction(&exit);
+            } else {
+                q.vcpu.inject(Event::Exception {
+                    vector: GP,
+                    error: Some(0),
+                });
+            }
             Outcome::Continue
         }
         Exit::Forbidden(what @ "task switch") => stop(Fault::Forbidden { what, rip }),

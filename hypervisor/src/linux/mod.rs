@@ -221,3 +221,22 @@ impl LinuxGuest {
         self.unclaimed_logged <= MAX_UNCLAIMED_LINES
     }
 }
+
+/// The answer to CPUID (`leaf`, `sub`) for `guest`: the policy of
+/// `bulkhead_platform::cpuid` over this CPU's own answers.
+pub fn guest_cpuid(
+    leaf: u32,
+    sub: u32,
+    guest: &bulkhead_platform::cpuid::GuestCpu,
+) -> bulkhead_platform::cpuid::CpuidResult {
+    let host = |l, s| {
+        let r = crate::arch::x86::cpu::cpuid(l, s);
+        bulkhead_platform::cpuid::CpuidResult {
+            eax: r.eax,
+            ebx: r.ebx,
+            ecx: r.ecx,
+            edx: r.edx,
+        }
+    };
+    bulkhead_platform::cpuid::guest_cpuid(leaf, sub, host, crate::time::tsc_khz(), guest)
+}

@@ -5,6 +5,7 @@
 mod backend;
 pub mod svm;
 pub mod vmx;
+pub mod xstate;
 
 pub use backend::{AnyVcpu, Backend};
 
@@ -137,6 +138,9 @@ pub enum Exit {
     InterruptWindow,
     /// WBINVD (Linux guests may; unikernels may not).
     Wbinvd,
+    /// XSETBV (`rcx` = register, `rdx:rax` = value): Linux guests may, within what they are
+    /// offered; unikernels may not.
+    Xsetbv,
     /// The guest's exceptions escalated to a triple fault (shutdown).
     TripleFault,
     /// An instruction no qube may execute (virtualisation instructions, XSETBV, ...).
@@ -196,4 +200,12 @@ pub trait Vcpu {
     fn set_efer(&mut self, efer: u64);
     /// Sets the guest's PAT.
     fn set_pat(&mut self, pat: u64);
+    /// The guest's current privilege level.
+    fn cpl(&self) -> u8;
+    /// The guest's XCR0.
+    fn xcr0(&self) -> u64;
+    /// The XSAVE components the guest may enable (0: its XCR0 is fixed).
+    fn xcr0_allowed(&self) -> u64;
+    /// XSETBV by the guest: false (nothing changed) if the CPU it is offered would refuse it.
+    fn set_xcr0(&mut self, index: u32, value: u64) -> bool;
 }

@@ -164,9 +164,9 @@ impl Svm {
         linux: bool,
     ) -> Option<SvmVcpu> {
         let vmcb = frames.alloc(4096, 4096)?;
-        let fx = frames.alloc(4096, 4096)?;
+        let x = crate::virt::xstate::ExtState::new(frames)?;
         let asid = 1 + (asid % self.caps.asids.saturating_sub(1).max(1));
         let msrpm = if linux { self.msrpm_linux } else { self.msrpm };
-        Some(SvmVcpu::new(self, vmcb, fx, asid, npt_root, msrpm.start))
+        Some(SvmVcpu::new(self, vmcb, x, asid, npt_root, msrpm.start))
     }
 }

@@ -1,12 +1,12 @@
 /* The SVM world switch.
-   svm_run(regs: *mut GuestRegs, vmcb_pa: u64, host_state_pa: u64,
-           guest_fx: *mut FxArea, host_fx: *mut FxArea)
-   Saves the host's callee-saved registers and x87/SSE state, loads the guest's, runs the
-   guest with VMRUN (GIF cleared around the switch, so the host takes the interrupt that
-   ended the guest's run only after its own state is back), then saves the guest's
-   registers and x87/SSE state and restores the host's. VMLOAD/VMSAVE move the "hidden"
-   state (FS/GS/TR/LDTR bases, KernelGsBase, syscall MSRs) between the VMCB and the CPU,
-   with a separate page holding the host's copy. */
+   svm_run(regs: *mut GuestRegs, vmcb_pa: u64, host_state_pa: u64, switch: *mut Switch)
+   Saves the host's callee-saved registers and x87/SSE state and loads the guest's extended
+   state and XCR0 (xstate_enter, ../xstate.s), runs the guest with VMRUN (GIF cleared around
+   the switch, so the host takes the interrupt that ended the guest's run only after its
+   own state is back), then saves the guest's registers and extended state and restores the
+   host's (xstate_exit). VMLOAD/VMSAVE move the "hidden" state (FS/GS/TR/LDTR bases,
+   KernelGsBase, syscall MSRs) between the VMCB and the CPU, with a separate page holding
+   the host's copy. */
 
     .section .text.svm_run, "ax"
     .globl svm_run
@@ -17,21 +17,21 @@ svm_run:
     push r13
     push r14
     push r15
-    push rdi                    /* [rsp+32] regs */
-    push rsi                    /* [rsp+24] vmcb */
-    push rdx                    /* [rsp+16] host state page */
-    push rcx                    /* [rsp+8]  guest fx */
-    push r8                     /* [rsp+0]  host fx */
+    push rdi                    /* [rsp+24] regs */
+    push rsi                    /* [rsp+16] vmcb */
+    push rdx                    /* [rsp+8]  host state page */
+    push rcx                    /* [rsp+0]  switch */
 
-    fxsave64 [r8]
-    fxrstor64 [rcx]
+    mov r8, rcx
+    call xstate_enter
 
     clgi
-    mov rax, rdx
+    mov rax, [rsp + 8]
     vmsave rax
-    mov rax, rsi
+    mov rax, [rsp + 16]
     vmload rax
 
+    mov rdi, [rsp + 24]
     mov rbx, [rdi + 0]
     mov rcx, [rdi + 8]
     mov rdx, [rdi + 16]
@@ -51,7 +51,7 @@ svm_run:
 
     vmsave rax
     push rdi                    /* guest rdi; the frame above moves by 8 */
-    mov rdi, [rsp + 40]
+    mov rdi, [rsp + 32]
     mov [rdi + 0], rbx
     mov [rdi + 8], rcx
     mov [rdi + 16], rdx
@@ -68,15 +68,13 @@ svm_run:
     pop rax
     mov [rdi + 32], rax
 
-    mov rax, [rsp + 16]
-    vmload rax
     mov rax, [rsp + 8]
-    fxsave64 [rax]
-    mov rax, [rsp + 0]
-    fxrstor64 [rax]
+    vmload rax
+    mov r8, [rsp + 0]
+    call xstate_exit
     stgi                        /* the pending host interrupt (if any) is taken here */
 
-    add rsp, 40
+    add rsp, 32
     pop r15
     pop r14
     pop r13

@@ -1,37 +1,23 @@
-//! One SVM virtual CPU: its VMCB, its saved x87/SSE state and general-purpose registers.
+//! One SVM virtual CPU: its VMCB, its extended state and debug registers, and its
+//! general-purpose registers.
 
 use super::Svm;
-use super::vmcb::{Vmcb, ctl, exit, misc1, misc2, save};
+use super::vmcb::{Vmcb, cr, ctl, exit, misc1, misc2, save};
+use crate::virt::xstate::{DR6_INIT, DR7_INIT, ExtState, Switch};
 use crate::virt::{EntryState, Event, Exit, GuestRegs, LinuxEntry, PagingState, Vcpu};
 use bulkhead_hvcore::memmap::Region;
-
-/// An FXSAVE area.
-#[repr(C, align(16))]
-struct FxArea([u8; 512]);
-
-/// Guest and host x87/SSE state for one vCPU (one page).
-#[repr(C, align(4096))]
-struct FxPair {
-    guest: FxArea,
-    host: FxArea,
-}
+use bulkhead_platform::xsave;
 
 unsafe extern "C" {
     /// The world switch (run.s).
-    fn svm_run(
-        regs: *mut GuestRegs,
-        vmcb_pa: u64,
-        host_state_pa: u64,
-        guest_fx: *mut FxArea,
-        host_fx: *mut FxArea,
-    );
+    fn svm_run(regs: *mut GuestRegs, vmcb_pa: u64, host_state_pa: u64, switch: *mut Switch);
 }
 
 /// A virtual CPU under SVM.
 pub struct SvmVcpu {
     vmcb: &'static mut Vmcb,
     vmcb_pa: u64,
-    fx: &'static mut FxPair,
+    x: ExtState,
     regs: GuestRegs,
     host_state_pa: u64,
     iopm_pa: u64,
@@ -62,23 +48,18 @@ impl SvmVcpu {
     pub(super) fn new(
         svm: &Svm,
         vmcb: Region,
-        fx: Region,
+        x: ExtState,
         asid: u32,
         npt_root: u64,
         msrpm_pa: u64,
     ) -> SvmVcpu {
-        // SAFETY: both regions were just allocated for this vCPU alone, are page-aligned
-        // and large enough; all-zero is a valid VMCB and FXSAVE pair.
-        let (vmcb_ref, fx_ref) = unsafe {
-            (
-                crate::memory::phys::leak_zeroed::<Vmcb>(vmcb),
-                crate::memory::phys::leak_zeroed::<FxPair>(fx),
-            )
-        };
+        // SAFETY: the region was just allocated for this vCPU alone, is page-aligned and
+        // large enough; all-zero is a valid VMCB.
+        let vmcb_ref = unsafe { crate::memory::phys::leak_zeroed::<Vmcb>(vmcb) };
         SvmVcpu {
             vmcb: vmcb_ref,
             vmcb_pa: vmcb.start,
-            fx: fx_ref,
+            x,
             regs: GuestRegs::default(),
             host_state_pa: svm.host_state.start,
             iopm_pa: svm.iopm.start,
@@ -90,20 +71,25 @@ impl SvmVcpu {
         }
     }
 
-    /// Clears the VMCB and writes the controls (every intercept, plus `extra_misc2`) and
-    /// the state common to every guest: no LDT, a busy TSS, empty IDT, CPL 0, debug
-    /// registers and PAT at their power-on values.
-    fn reset_controls(&mut self, extra_misc2: u32) {
+    /// Clears the VMCB and writes the controls and the state common to every guest: no
+    /// LDT, a busy TSS, empty IDT, CPL 0, debug registers and PAT at their power-on values.
+    /// Every debug-register access exits until the guest's first (see `run`); a unikernel's
+    /// CR4 writes exit too (its CR4 is fixed).
+    fn reset_controls(&mut self, linux: bool) {
         let v = &mut *self.vmcb;
         v.clear();
+        v.set_u32(ctl::INTERCEPT_CR, if linux { 0 } else { cr::CR4_WRITE });
+        v.set_u32(ctl::INTERCEPT_DR, u32::MAX);
         v.set_u32(
             ctl::INTERCEPT_MISC1,
             misc1::INTR
                 | misc1::NMI
                 | misc1::SMI
                 | misc1::INIT
+                | misc1::RDPMC
                 | misc1::CPUID
                 | misc1::INVD
+                | misc1::INVLPGA
                 | misc1::HLT
                 | misc1::IOIO_PROT
                 | misc1::MSR_PROT
@@ -123,7 +109,8 @@ impl SvmVcpu {
                 | misc2::MONITOR
                 | misc2::MWAIT
                 | misc2::XSETBV
-                | extra_misc2,
+                | misc2::WBINVD
+                | misc2::RDPRU,
         );
         v.set_u64(ctl::IOPM_BASE, self.iopm_pa);
         v.set_u64(ctl::MSRPM_BASE, self.msrpm_pa);
@@ -137,17 +124,42 @@ impl SvmVcpu {
         v.set_segment(save::TR, 0, TSS_BUSY, 0x67, 0);
         v.set_segment(save::LDTR, 0, LDT, 0, 0);
         v.set_u8(save::CPL, 0);
-        v.set_u64(save::DR7, 0x400);
-        v.set_u64(save::DR6, 0xFFFF_0FF0);
+        v.set_u64(save::DR7, DR7_INIT);
+        v.set_u64(save::DR6, DR6_INIT);
         v.set_u64(save::RAX, 0);
         v.set_u64(save::G_PAT, 0x0007_0406_0007_0406);
     }
 
-    /// x87/SSE power-on state: FCW 0x37F, MXCSR 0x1F80 (all exceptions masked).
-    fn reset_fx(&mut self) {
-        self.fx.guest.0.fill(0);
-        self.fx.guest.0[0..2].copy_from_slice(&0x037Fu16.to_le_bytes());
-        self.fx.guest.0[24..28].copy_from_slice(&0x1F80u32.to_le_bytes());
+    /// One VMRUN: the guest's debug registers (if it owns them) and extended state in, the
+    /// guest run, its state out; then what the next entry must deliver again.
+    fn enter(&mut self) {
+        self.x.debug.load(false);
+        let switch = self.x.switch();
+        // SAFETY: the VMCB is this vCPU's own page, fully initialised by `reset` with
+        // nested paging confining the guest to its qube's memory and every port, MSR and
+        // virtualisation instruction intercepted; the host state page and permission maps
+        // belong to the hypervisor; `switch` names this vCPU's own XSAVE and FXSAVE areas
+        // (64- and 16-byte aligned, sized for the host's XCR0) and a guest XCR0 the host
+        // allowed. `svm_run` saves and restores every host register the System V ABI
+        // requires, and the guest can only write memory mapped by its nested page tables.
+        unsafe { svm_run(&mut self.regs, self.vmcb_pa, self.host_state_pa, switch) };
+        self.exits += 1;
+        self.x.debug.save(false);
+        self.vmcb.set_u8(ctl::TLB_CONTROL, 0);
+        // An event whose delivery the exit interrupted is delivered again at the next run;
+        // an injected event that was delivered is not.
+        let pending = self.vmcb.u64(ctl::EXIT_INT_INFO);
+        let inject = if pending & EVENT_VALID != 0 {
+            pending
+        } else {
+            0
+        };
+        self.vmcb.set_u64(ctl::EVENT_INJ, inject);
+    }
+
+    /// Whether the last exit was a debug-register access.
+    fn debug_access(&self) -> bool {
+        (exit::DR_FIRST..=exit::DR_LAST).contains(&self.vmcb.u64(ctl::EXIT_CODE))
     }
 
     fn decode_exit(&self) -> Exit {
@@ -191,9 +203,15 @@ impl SvmVcpu {
             exit::INVD => Exit::Forbidden("INVD"),
             exit::MONITOR => Exit::Forbidden("MONITOR"),
             exit::MWAIT => Exit::Forbidden("MWAIT"),
-            exit::XSETBV => Exit::Forbidden("XSETBV"),
+            exit::XSETBV => Exit::Xsetbv,
             exit::TASK_SWITCH => Exit::Forbidden("task switch"),
-            exit::INVALID => Exit::InvalidState,
+            exit::CR4_WRITE => Exit::Forbidden("changing CR4"),
+            exit::RDPMC => Exit::Forbidden("RDPMC"),
+            exit::INVLPGA => Exit::Forbidden("INVLPGA"),
+            exit::RDPRU => Exit::Forbidden("RDPRU"),
+            // Taken by `run` before it returns; here only if that went wrong.
+            exit::DR_FIRST..=exit::DR_LAST => Exit::Forbidden("a debug-register access"),
+            exit::INVALID | exit::INVALID_32 => Exit::InvalidState,
             other => Exit::Unknown(other),
         }
     }
@@ -201,7 +219,7 @@ impl SvmVcpu {
 
 impl Vcpu for SvmVcpu {
     fn reset(&mut self, e: &EntryState) {
-        self.reset_controls(0);
+        self.reset_controls(false);
         let v = &mut *self.vmcb;
         let sel = bulkhead_abi::boot_info::layout::DATA_SELECTOR;
         v.set_segment(
@@ -227,12 +245,12 @@ impl Vcpu for SvmVcpu {
             rdi: e.rdi,
             ..GuestRegs::default()
         };
-        self.reset_fx();
+        self.x.reset(xsave::X87 | xsave::SSE, 0);
     }
 
     fn reset_linux(&mut self, e: &LinuxEntry) {
         // Linux may use WBINVD (cache control, ACPI); it is emulated as a no-op.
-        self.reset_controls(misc2::WBINVD);
+        self.reset_controls(true);
         let v = &mut *self.vmcb;
         v.set_segment(save::CS, e.cs, CODE64, 0xFFFF_FFFF, 0);
         for seg in [save::DS, save::ES, save::SS, save::FS, save::GS] {
@@ -250,37 +268,25 @@ impl Vcpu for SvmVcpu {
             rsi: e.rsi,
             ..GuestRegs::default()
         };
-        self.reset_fx();
+        self.x.reset(xsave::X87, xsave::LINUX_ALLOWED);
     }
 
     fn run(&mut self) -> Exit {
-        // SAFETY: the VMCB is this vCPU's own page, fully initialised by `reset` with
-        // nested paging confining the guest to its qube's memory and every port, MSR and
-        // virtualisation instruction intercepted; the host state page and permission maps
-        // belong to the hypervisor; the FXSAVE areas are 16-byte aligned. `svm_run` saves
-        // and restores every host register the System V ABI requires, and the guest can
-        // only write memory mapped by its nested page tables.
-        unsafe {
-            svm_run(
-                &mut self.regs,
-                self.vmcb_pa,
-                self.host_state_pa,
-                &mut self.fx.guest,
-                &mut self.fx.host,
-            )
-        };
-        self.exits += 1;
-        self.vmcb.set_u8(ctl::TLB_CONTROL, 0);
-        // An event whose delivery the exit interrupted is delivered again at the next run;
-        // an injected event that was delivered is not.
-        let pending = self.vmcb.u64(ctl::EXIT_INT_INFO);
-        let inject = if pending & EVENT_VALID != 0 {
-            pending
-        } else {
-            0
-        };
-        self.vmcb.set_u64(ctl::EVENT_INJ, inject);
-        self.decode_exit()
+        loop {
+            self.enter();
+            if !self.x.check_xcr0() {
+                return Exit::Forbidden("XSETBV");
+            }
+            if !self.debug_access() || self.x.debug.owned() {
+                return self.decode_exit();
+            }
+            // The guest's first debug-register access: from now on they are its own,
+            // switched on every entry and exit, and its accesses run without exits. The
+            // instruction runs again (RIP was not moved).
+            self.x.debug.take();
+            self.vmcb.set_u32(ctl::INTERCEPT_DR, 0);
+            self.vmcb.set_u32(ctl::CLEAN_BITS, 0);
+        }
     }
 
     fn regs(&mut self) -> &mut GuestRegs {
@@ -309,6 +315,7 @@ impl Vcpu for SvmVcpu {
             Exit::Hypercall => rip + 3, // VMMCALL: 0F 01 D9
             Exit::Halt => rip + 1,      // F4
             Exit::Cpuid | Exit::Msr { .. } => rip + 2, // 0F A2, 0F 32/30
+            Exit::Xsetbv => rip + 3,    // 0F 01 D1
             _ => rip,
         };
         self.vmcb.set_u64(save::RIP, next);
@@ -408,6 +415,22 @@ impl Vcpu for SvmVcpu {
 
     fn set_pat(&mut self, pat: u64) {
         self.vmcb.set_u64(save::G_PAT, pat);
+    }
+
+    fn cpl(&self) -> u8 {
+        (self.vmcb.u64(save::CPL) & 3) as u8
+    }
+
+    fn xcr0(&self) -> u64 {
+        self.x.xcr0()
+    }
+
+    fn xcr0_allowed(&self) -> u64 {
+        self.x.allowed()
+    }
+
+    fn set_xcr0(&mut self, index: u32, value: u64) -> bool {
+        self.x.set_xcr0(index, value)
     }
 }
 

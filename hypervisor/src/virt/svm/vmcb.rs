@@ -6,6 +6,7 @@
 /// Control-area offsets.
 pub mod ctl {
     pub const INTERCEPT_CR: usize = 0x000;
+    pub const INTERCEPT_DR: usize = 0x004;
     pub const INTERCEPT_EXCEPTIONS: usize = 0x008;
     pub const INTERCEPT_MISC1: usize = 0x00C;
     pub const INTERCEPT_MISC2: usize = 0x010;
@@ -60,8 +61,10 @@ pub mod misc1 {
     pub const NMI: u32 = 1 << 1;
     pub const SMI: u32 = 1 << 2;
     pub const INIT: u32 = 1 << 3;
+    pub const RDPMC: u32 = 1 << 15;
     pub const CPUID: u32 = 1 << 18;
     pub const INVD: u32 = 1 << 22;
+    pub const INVLPGA: u32 = 1 << 26;
     pub const HLT: u32 = 1 << 24;
     pub const IOIO_PROT: u32 = 1 << 27;
     pub const MSR_PROT: u32 = 1 << 28;
@@ -82,11 +85,24 @@ pub mod misc2 {
     pub const MONITOR: u32 = 1 << 10;
     pub const MWAIT: u32 = 1 << 11;
     pub const XSETBV: u32 = 1 << 13;
+    pub const RDPRU: u32 = 1 << 14;
     pub const WBINVD: u32 = 1 << 9;
+}
+
+/// CR intercept bits (reads 0-15, writes 16-31).
+pub mod cr {
+    pub const CR4_WRITE: u32 = 1 << 20;
 }
 
 /// Exit codes.
 pub mod exit {
+    pub const CR4_WRITE: u64 = 0x14;
+    /// MOV from DR0 .. MOV to DR15 (0x20 + n reads, 0x30 + n writes).
+    pub const DR_FIRST: u64 = 0x20;
+    pub const DR_LAST: u64 = 0x3F;
+    pub const RDPMC: u64 = 0x6F;
+    pub const INVLPGA: u64 = 0x7A;
+    pub const RDPRU: u64 = 0x8E;
     pub const INTR: u64 = 0x60;
     pub const VINTR: u64 = 0x64;
     pub const WBINVD: u64 = 0x89;
@@ -112,7 +128,10 @@ pub mod exit {
     pub const MWAIT: u64 = 0x8B;
     pub const XSETBV: u64 = 0x8D;
     pub const NPF: u64 = 0x400;
+    /// VMEXIT_INVALID (-1), as a 64-bit code ...
     pub const INVALID: u64 = u64::MAX;
+    /// ... or as CPUs that write only the low 32 bits leave it.
+    pub const INVALID_32: u64 = 0xFFFF_FFFF;
 }
 
 /// One VMCB page.

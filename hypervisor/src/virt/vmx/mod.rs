@@ -220,14 +220,18 @@ pub fn detect() -> Result<VmxCaps, VmxError> {
     let proc_caps = vmx_msr(proc_msr);
     let proc1 = adjust(
         proc_caps,
-        proc1::HLT_EXITING | proc1::UNCONDITIONAL_IO_EXITING | proc1::SECONDARY_CONTROLS,
+        proc1::HLT_EXITING
+            | proc1::UNCONDITIONAL_IO_EXITING
+            | proc1::SECONDARY_CONTROLS
+            | proc1::MOV_DR_EXITING
+            | proc1::RDPMC_EXITING,
         proc1::MWAIT_EXITING | proc1::MONITOR_EXITING,
     )
     .map_err(|missing| {
         if missing & proc1::SECONDARY_CONTROLS != 0 {
             VmxError::NoEpt
         } else {
-            VmxError::Control("exit on HLT and I/O instructions")
+            VmxError::Control("exit on HLT, I/O, debug-register accesses and RDPMC")
         }
     })?;
     // Controls the backend does not handle must be clearable. Without true controls, CPUs
@@ -273,21 +277,23 @@ pub fn detect() -> Result<VmxCaps, VmxError> {
         return Err(VmxError::Control("run guests without unrestricted guest"));
     }
 
+    // Debug controls: DR7 (and IA32_DEBUGCTL) are the guest's own, loaded at entry and
+    // saved at exit (DR7 is then 0x400 for the host).
     let exit = adjust(
         vmx_msr(exit_msr),
-        exit_ctl::HOST_ADDRESS_SPACE_SIZE,
+        exit_ctl::HOST_ADDRESS_SPACE_SIZE | exit_ctl::SAVE_DEBUG_CONTROLS,
         exit_ctl::SAVE_EFER | exit_ctl::LOAD_EFER | exit_ctl::SAVE_PAT | exit_ctl::LOAD_PAT,
     )
-    .map_err(|_| VmxError::Control("return to a 64-bit host"))?;
+    .map_err(|_| VmxError::Control("return to a 64-bit host, saving the guest's DR7"))?;
     if exit & exit_ctl::ACK_INTERRUPT_ON_EXIT != 0 {
         return Err(VmxError::Control("leave interrupts pending on VM exit"));
     }
     let entry = adjust(
         vmx_msr(entry_msr),
-        entry_ctl::IA32E_MODE_GUEST,
+        entry_ctl::IA32E_MODE_GUEST | entry_ctl::LOAD_DEBUG_CONTROLS,
         entry_ctl::LOAD_EFER | entry_ctl::LOAD_PAT,
     )
-    .map_err(|_| VmxError::Control("enter 64-bit guests"))?;
+    .map_err(|_| VmxError::Control("enter 64-bit guests with their own DR7"))?;
     let load_efer = exit & exit_ctl::LOAD_EFER != 0
         && exit & exit_ctl::SAVE_EFER != 0
         && entry & entry_ctl::LOAD_EFER != 0;
@@ -455,7 +461,7 @@ impl Vmx {
         linux: bool,
     ) -> Option<VmxVcpu> {
         let vmcs = frames.alloc(4096, 4096)?;
-        let fx = frames.alloc(4096, 4096)?;
+        let x = crate::virt::xstate::ExtState::new(frames)?;
         let msr_lists = if linux {
             Some(frames.alloc(4096, 4096)?)
         } else {
@@ -465,11 +471,7 @@ impl Vmx {
         let vpid = 1 + (id % 0xFFFF) as u16;
         Some(VmxVcpu::new(
             self,
-            vcpu::Pages {
-                vmcs,
-                fx,
-                msr_lists,
-            },
+            vcpu::Pages { vmcs, x, msr_lists },
             vpid,
             ept_root | EPTP_WB_4LEVEL,
         ))

@@ -1,12 +1,13 @@
 /* The VMX world switch.
-   vmx_run(gprs: *mut Gprs, launched: u64, guest_fx: *mut FxArea, host_fx: *mut FxArea) -> u64
-   Saves the host's callee-saved registers, RFLAGS and x87/SSE state, disables interrupts,
+   vmx_run(gprs: *mut Gprs, launched: u64, switch: *mut Switch) -> u64
+   Saves the host's callee-saved registers, RFLAGS and x87/SSE state and loads the guest's
+   extended state and XCR0 (xstate_enter, ../xstate.s), disables interrupts,
    records the stack pointer in the VMCS (HOST_RSP), loads the guest's registers and enters
    it with VMLAUNCH (first run after a VMCLEAR) or VMRESUME.
 
    A VM exit resumes at vmx_exit (HOST_RIP) on the same stack with every general-purpose
-   register still the guest's and RFLAGS = 2 (IF clear): the guest's registers and x87/SSE
-   state are saved, the host's restored, and the saved RFLAGS brings IF back, so the host
+   register still the guest's and RFLAGS = 2 (IF clear): the guest's registers and extended
+   state are saved, the host's restored (xstate_exit), and the saved RFLAGS brings IF back, so the host
    takes the interrupt that ended the run (left pending: no acknowledge on exit) right there.
    Returns 0 after an exit; 1 (VMfailValid) or 2 (VMfailInvalid) when the entry itself
    failed and the CPU fell through to the next instruction.
@@ -26,11 +27,13 @@ vmx_run:
     pushfq                      /* host RFLAGS (IF) */
     cli
     push rdi                    /* [rsp+16] gprs */
-    push rdx                    /* [rsp+8]  guest fx */
-    push rcx                    /* [rsp+0]  host fx */
+    push rsi                    /* [rsp+8]  launched */
+    push rdx                    /* [rsp+0]  switch */
 
-    fxsave64 [rcx]
-    fxrstor64 [rdx]
+    mov r8, rdx
+    call xstate_enter
+    mov rdi, [rsp + 16]
+    mov rsi, [rsp + 8]
 
     mov rax, 0x6C14             /* HOST_RSP: a VM exit comes back with this stack */
     vmwrite rax, rsp
@@ -58,12 +61,15 @@ vmx_run:
     vmresume
 2:
     /* Only reached when the entry failed: ZF=1 VMfailValid, CF=1 VMfailInvalid. The
-       guest's x87/SSE state is still what was loaded, so only the host's comes back. */
+       guest's extended state goes back to its area unchanged, the host's XCR0 and x87/SSE
+       state come back. */
     mov eax, 2
     mov ecx, 1
     cmovz eax, ecx
-    mov rcx, [rsp + 0]
-    fxrstor64 [rcx]
+    push rax
+    mov r8, [rsp + 8]
+    call xstate_exit
+    pop rax
     jmp 3f
 
 vmx_exit:
@@ -86,10 +92,8 @@ vmx_exit:
     pop rax
     mov [rdi + 32], rax
 
-    mov rax, [rsp + 8]
-    fxsave64 [rax]
-    mov rax, [rsp + 0]
-    fxrstor64 [rax]
+    mov r8, [rsp + 0]
+    call xstate_exit
     xor eax, eax
 3:
     add rsp, 24

@@ -172,12 +172,20 @@ pub(super) unsafe fn write_vmcs(caps: &VmxCaps, target: &Target, g: &GuestStart)
         (f32::ENTRY_INTERRUPTION_INFO, 0),
         (f64::TSC_OFFSET, 0),
         (f64::EPT_POINTER, target.eptp),
-        // CR0 belongs to the guest (the CPU refuses values VMX forbids with #GP); of
-        // CR4 the host owns the bits VMX fixes (VMXE): the guest reads them as 0, and
-        // setting one exits.
+        // CR0 belongs to the guest (the CPU refuses values VMX forbids with #GP). Of a
+        // Linux qube's CR4 the host owns the bits VMX fixes (VMXE): the guest reads them as
+        // 0, and setting one exits. A unikernel's CR4 is fixed: the host owns every bit,
+        // so any change exits (and stops it); it reads the value it started with.
         (fnat::CR0_MASK, 0),
         (fnat::CR0_SHADOW, g.cr0),
-        (fnat::CR4_MASK, cr4_fixed.0),
+        (
+            fnat::CR4_MASK,
+            if target.linux.is_some() {
+                cr4_fixed.0
+            } else {
+                u64::MAX
+            },
+        ),
         (fnat::CR4_SHADOW, g.cr4),
         // Host state: where and how a VM exit resumes the hypervisor.
         (fnat::HOST_CR0, cpu::cr0()),

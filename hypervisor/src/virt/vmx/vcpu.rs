@@ -1,4 +1,5 @@
-//! One VMX virtual CPU: its VMCS, its saved x87/SSE state and general-purpose registers.
+//! One VMX virtual CPU: its VMCS, its extended state and debug registers, and its
+//! general-purpose registers.
 //!
 //! VMX keeps only `rsp`, `rip` and `rflags` of the guest in the VMCS; every other register,
 //! `rax` included, is saved by `vmx_run` (run.s). After each exit the fields the exit
@@ -9,20 +10,11 @@ use super::setup::{self, GuestStart, Target, UNIKERNEL_EFER};
 use super::vmcs::{self, f32, f64, fnat, reason};
 use super::{Vmx, VmxCaps, invept, invvpid};
 use crate::hvlog;
+use crate::virt::xstate::{ExtState, Switch};
 use crate::virt::{EntryState, Event, Exit, GuestRegs, LinuxEntry, PagingState, Vcpu};
 use bulkhead_hvcore::memmap::Region;
+use bulkhead_platform::xsave;
 use core::sync::atomic::{AtomicU64, Ordering};
-
-/// An FXSAVE area.
-#[repr(C, align(16))]
-struct FxArea([u8; 512]);
-
-/// Guest and host x87/SSE state for one vCPU (one page).
-#[repr(C, align(4096))]
-struct FxPair {
-    guest: FxArea,
-    host: FxArea,
-}
 
 /// The guest registers `vmx_run` loads and saves. Layout shared with run.s: `rax` at 112.
 #[derive(Clone, Copy, Debug, Default)]
@@ -37,7 +29,7 @@ const _: () = assert!(core::mem::offset_of!(Gprs, rax) == 112);
 unsafe extern "C" {
     /// The world switch (run.s): 0 after a VM exit, 1 if the entry failed with
     /// VMfailValid, 2 with VMfailInvalid.
-    fn vmx_run(regs: *mut Gprs, launched: u64, guest_fx: *mut FxArea, host_fx: *mut FxArea) -> u64;
+    fn vmx_run(regs: *mut Gprs, launched: u64, switch: *mut Switch) -> u64;
 }
 
 /// The VMCS current on this CPU (VMPTRLD is skipped when it is already ours).
@@ -57,8 +49,8 @@ struct LastExit {
 pub(super) struct Pages {
     /// Its VMCS.
     pub vmcs: Region,
-    /// Its guest and host FXSAVE areas.
-    pub fx: Region,
+    /// Its extended state and debug registers.
+    pub x: ExtState,
     /// A Linux vCPU's MSR list page (see `setup::MsrLists`).
     pub msr_lists: Option<Region>,
 }
@@ -70,8 +62,10 @@ pub struct VmxVcpu {
     /// The backend's Linux MSR bitmap.
     msr_bitmap_linux: u64,
     revision: u32,
-    fx: &'static mut FxPair,
+    x: ExtState,
     gprs: Gprs,
+    /// Runs a Linux kernel (else a unikernel).
+    linux: bool,
     caps: VmxCaps,
     vpid: u16,
     eptp: u64,
@@ -92,25 +86,18 @@ pub struct VmxVcpu {
 
 impl VmxVcpu {
     pub(super) fn new(vmx: &Vmx, pages: Pages, vpid: u16, eptp: u64) -> VmxVcpu {
-        let Pages {
-            vmcs,
-            fx,
-            msr_lists,
-        } = pages;
-        // SAFETY: the regions were just allocated for this vCPU alone, are page-aligned
-        // and large enough; all-zero is a valid FXSAVE pair, and the VMCS page is written
-        // below before the CPU ever sees it.
-        let fx_ref = unsafe {
-            crate::memory::phys::with_region(vmcs, |b| b.fill(0));
-            crate::memory::phys::leak_zeroed::<FxPair>(fx)
-        };
+        let Pages { vmcs, x, msr_lists } = pages;
+        // SAFETY: the region was just allocated for this vCPU alone; the VMCS page is
+        // written below before the CPU ever sees it.
+        unsafe { crate::memory::phys::with_region(vmcs, |b| b.fill(0)) };
         VmxVcpu {
             vmcs,
             msr_lists,
             msr_bitmap_linux: vmx.msr_bitmap_linux.start,
             revision: vmx.caps.revision,
-            fx: fx_ref,
+            x,
             gprs: Gprs::default(),
+            linux: false,
             caps: vmx.caps,
             vpid,
             eptp,
@@ -183,10 +170,12 @@ impl VmxVcpu {
         self.cr2 = 0;
         self.last = LastExit::default();
         self.gprs = Gprs::default();
-        // x87/SSE power-on state: FCW 0x37F, MXCSR 0x1F80 (all exceptions masked).
-        self.fx.guest.0.fill(0);
-        self.fx.guest.0[0..2].copy_from_slice(&0x037Fu16.to_le_bytes());
-        self.fx.guest.0[24..28].copy_from_slice(&0x1F80u32.to_le_bytes());
+        self.linux = linux;
+        if linux {
+            self.x.reset(xsave::X87, xsave::LINUX_ALLOWED);
+        } else {
+            self.x.reset(xsave::X87 | xsave::SSE, 0);
+        }
     }
 
     fn decode_exit(&self) -> Exit {
@@ -230,12 +219,17 @@ impl VmxVcpu {
             // doing, but only this qube is affected.
             reason::EPT_MISCONFIG => Exit::InvalidState,
             reason::TRIPLE_FAULT => Exit::TripleFault,
-            reason::CR_ACCESS => Exit::Forbidden("setting a CR4 bit VMX owns (VMXE)"),
+            // A unikernel owns no CR4 bit; a Linux qube all but those VMX fixes (VMXE).
+            reason::CR_ACCESS if self.linux => Exit::Forbidden("setting a CR4 bit VMX owns (VMXE)"),
+            reason::CR_ACCESS => Exit::Forbidden("changing CR4"),
+            reason::RDPMC => Exit::Forbidden("RDPMC"),
+            // Taken by `run` before it returns; here only if that went wrong.
+            reason::MOV_DR => Exit::Forbidden("a debug-register access"),
             reason::TASK_SWITCH => Exit::Forbidden("task switch"),
             reason::GETSEC => Exit::Forbidden("GETSEC"),
             reason::INVD => Exit::Forbidden("INVD"),
             reason::WBINVD => Exit::Wbinvd,
-            reason::XSETBV => Exit::Forbidden("XSETBV"),
+            reason::XSETBV => Exit::Xsetbv,
             reason::MONITOR => Exit::Forbidden("MONITOR"),
             reason::MWAIT => Exit::Forbidden("MWAIT"),
             reason::VMCLEAR => Exit::Forbidden("VMCLEAR"),
@@ -320,42 +314,29 @@ impl VmxVcpu {
         }
         ok
     }
-}
 
-/// Whether the exit interruption information describes an NMI (valid, type 2).
-fn is_nmi(info: u32) -> bool {
-    info & (1 << 31) != 0 && (info >> 8) & 0b111 == 2
-}
-
-impl Vcpu for VmxVcpu {
-    fn reset(&mut self, e: &EntryState) {
-        self.start_over(&GuestStart::unikernel(e), false);
-        self.gprs.regs.rdi = e.rdi;
-    }
-
-    fn run(&mut self) -> Exit {
+    /// One entry: the guest's debug registers (if it owns them), CR2 and extended state
+    /// in, the guest run, its state out; then what the next entry must deliver again.
+    fn enter(&mut self) -> Result<(), Exit> {
         if !self.make_current() || !self.prepare_entry() {
             hvlog!("vmx: cannot make a qube's VMCS current or update it");
-            return Exit::InvalidState;
+            return Err(Exit::InvalidState);
         }
+        self.x.debug.load(true);
         if crate::arch::x86::cpu::cr2() != self.cr2 {
             crate::arch::x86::cpu::write_cr2(self.cr2);
         }
+        let switch = self.x.switch();
         // SAFETY: the VMCS is this vCPU's own and current, fully written by `reset`: EPT
         // confines the guest to its qube's memory, every port, MSR, HLT, external interrupt,
         // NMI and VMX instruction exits, and the host state resumes at `vmx_exit` with the
         // hypervisor's own control registers and descriptor tables. `vmx_run` saves and
         // restores every register the System V ABI requires and host RFLAGS (so IF), and
-        // swaps the 16-byte-aligned FXSAVE areas.
-        let status = unsafe {
-            vmx_run(
-                &mut self.gprs,
-                u64::from(self.launched),
-                &mut self.fx.guest,
-                &mut self.fx.host,
-            )
-        };
+        // loads and saves the guest's extended state from and to its own areas (`switch`:
+        // aligned, sized for the host's XCR0, a guest XCR0 the host allowed).
+        let status = unsafe { vmx_run(&mut self.gprs, u64::from(self.launched), switch) };
         self.exits += 1;
+        self.x.debug.save(true);
         // No host code between the exit and here takes a page fault (one would be fatal).
         self.cr2 = crate::arch::x86::cpu::cr2();
         if status != 0 {
@@ -372,7 +353,7 @@ impl Vcpu for VmxVcpu {
                     "VMLAUNCH"
                 }
             );
-            return Exit::InvalidState;
+            return Err(Exit::InvalidState);
         }
         self.launched = true;
         self.record_exit();
@@ -383,7 +364,6 @@ impl Vcpu for VmxVcpu {
             self.vmcs_write(f32::ENTRY_EXCEPTION_ERROR, error);
             self.vmcs_write(f32::ENTRY_INTERRUPTION_INFO, vectoring & !(1 << 12));
         }
-        let exit = self.decode_exit();
         if self.last.reason & 0xFFFF == reason::EXCEPTION_OR_NMI
             && is_nmi(self.last.interruption_info)
         {
@@ -392,7 +372,43 @@ impl Vcpu for VmxVcpu {
             // SAFETY: vector 2 is the host's NMI handler (IST stack, returns with IRET).
             unsafe { core::arch::asm!("int 2", options(nomem)) };
         }
-        exit
+        Ok(())
+    }
+}
+
+/// Whether the exit interruption information describes an NMI (valid, type 2).
+fn is_nmi(info: u32) -> bool {
+    info & (1 << 31) != 0 && (info >> 8) & 0b111 == 2
+}
+
+impl Vcpu for VmxVcpu {
+    fn reset(&mut self, e: &EntryState) {
+        self.start_over(&GuestStart::unikernel(e), false);
+        self.gprs.regs.rdi = e.rdi;
+    }
+
+    fn run(&mut self) -> Exit {
+        loop {
+            if let Err(exit) = self.enter() {
+                return exit;
+            }
+            if !self.x.check_xcr0() {
+                return Exit::Forbidden("XSETBV");
+            }
+            let exit = self.decode_exit();
+            if self.last.reason & 0xFFFF != reason::MOV_DR || self.x.debug.owned() {
+                return exit;
+            }
+            // The guest's first debug-register access: from now on they are its own,
+            // switched on every entry and exit, and its accesses run without exits. The
+            // instruction runs again (RIP was not moved).
+            self.x.debug.take();
+            let controls = self.vmcs_read(f32::PROC_CONTROLS) as u32;
+            self.vmcs_write(
+                f32::PROC_CONTROLS,
+                u64::from(controls & !vmcs::proc1::MOV_DR_EXITING),
+            );
+        }
     }
 
     fn regs(&mut self) -> &mut GuestRegs {
@@ -523,6 +539,23 @@ impl Vcpu for VmxVcpu {
         if self.caps.load_efer {
             self.vmcs_write(f64::GUEST_EFER, efer);
         }
+    }
+
+    fn cpl(&self) -> u8 {
+        // SS.DPL is the CPL (SDM 3C, 28.3.1.5).
+        ((self.vmcs_read(f32::GUEST_SS_AR) >> 5) & 3) as u8
+    }
+
+    fn xcr0(&self) -> u64 {
+        self.x.xcr0()
+    }
+
+    fn xcr0_allowed(&self) -> u64 {
+        self.x.allowed()
+    }
+
+    fn set_xcr0(&mut self, index: u32, value: u64) -> bool {
+        self.x.set_xcr0(index, value)
     }
 
     fn set_pat(&mut self, pat: u64) {

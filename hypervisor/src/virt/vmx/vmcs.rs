@@ -142,8 +142,10 @@ pub mod proc1 {
     pub const INTERRUPT_WINDOW_EXITING: u32 = 1 << 2;
     pub const HLT_EXITING: u32 = 1 << 7;
     pub const MWAIT_EXITING: u32 = 1 << 10;
+    pub const RDPMC_EXITING: u32 = 1 << 11;
     pub const CR3_LOAD_EXITING: u32 = 1 << 15;
     pub const CR3_STORE_EXITING: u32 = 1 << 16;
+    pub const MOV_DR_EXITING: u32 = 1 << 23;
     pub const UNCONDITIONAL_IO_EXITING: u32 = 1 << 24;
     pub const USE_IO_BITMAPS: u32 = 1 << 25;
     pub const USE_MSR_BITMAPS: u32 = 1 << 28;
@@ -163,6 +165,7 @@ pub mod proc2 {
 
 /// VM-exit controls.
 pub mod exit_ctl {
+    pub const SAVE_DEBUG_CONTROLS: u32 = 1 << 2;
     pub const HOST_ADDRESS_SPACE_SIZE: u32 = 1 << 9;
     pub const ACK_INTERRUPT_ON_EXIT: u32 = 1 << 15;
     pub const SAVE_PAT: u32 = 1 << 18;
@@ -173,6 +176,7 @@ pub mod exit_ctl {
 
 /// VM-entry controls.
 pub mod entry_ctl {
+    pub const LOAD_DEBUG_CONTROLS: u32 = 1 << 2;
     pub const IA32E_MODE_GUEST: u32 = 1 << 9;
     pub const LOAD_PAT: u32 = 1 << 14;
     pub const LOAD_EFER: u32 = 1 << 15;
@@ -203,7 +207,9 @@ pub mod reason {
     pub const VMWRITE: u32 = 25;
     pub const VMXOFF: u32 = 26;
     pub const VMXON: u32 = 27;
+    pub const RDPMC: u32 = 15;
     pub const CR_ACCESS: u32 = 28;
+    pub const MOV_DR: u32 = 29;
     pub const IO_INSTRUCTION: u32 = 30;
     pub const RDMSR: u32 = 31;
     pub const WRMSR: u32 = 32;
