@@ -7,11 +7,13 @@ use std::process::Command;
 pub const HOST_CRATES: &[&str] = &[
     "bulkhead-abi",
     "bulkhead-hvcore",
+    "bulkhead-platform",
     "bulkhead-ring",
     "bulkhead-rt",
     "bulkhead-qubeconfig",
     "bulkhead-firewall-engine",
     "xtask",
+    "bulkhead-agent",
 ];
 
 /// Totals over every `test result:` line.
