@@ -102,9 +102,7 @@ impl Backend {
             Backend::Svm(s) => s
                 .create_vcpu(frames, id, nested_root, linux)
                 .map(AnyVcpu::Svm),
-            Backend::Vmx(v) => v
-                .create_vcpu(frames, id, nested_root, linux)
-                .map(AnyVcpu::Vmx),
+            Backend::Vmx(v) => v.create_vcpu(frames, id, nested_root).map(AnyVcpu::Vmx),
         }
     }
 

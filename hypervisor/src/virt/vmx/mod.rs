@@ -224,14 +224,16 @@ pub fn detect() -> Result<VmxCaps, VmxError> {
             | proc1::UNCONDITIONAL_IO_EXITING
             | proc1::SECONDARY_CONTROLS
             | proc1::MOV_DR_EXITING
-            | proc1::RDPMC_EXITING,
+            | proc1::RDPMC_EXITING
+            | proc1::CR8_LOAD_EXITING
+            | proc1::CR8_STORE_EXITING,
         proc1::MWAIT_EXITING | proc1::MONITOR_EXITING,
     )
     .map_err(|missing| {
         if missing & proc1::SECONDARY_CONTROLS != 0 {
             VmxError::NoEpt
         } else {
-            VmxError::Control("exit on HLT, I/O, debug-register accesses and RDPMC")
+            VmxError::Control("exit on HLT, I/O, CR8, debug-register accesses and RDPMC")
         }
     })?;
     // Controls the backend does not handle must be clearable. Without true controls, CPUs
@@ -451,22 +453,17 @@ impl Vmx {
         })
     }
 
-    /// A vCPU with its own VMCS, for qube `id` whose EPT root is `ept_root`; a Linux vCPU
-    /// also gets the page of its MSR load/store list.
+    /// A vCPU with its own VMCS and the page of its MSR load/store lists, for qube `id`
+    /// whose EPT root is `ept_root`.
     pub fn create_vcpu(
         &self,
         frames: &mut FrameAllocator,
         id: u32,
         ept_root: u64,
-        linux: bool,
     ) -> Option<VmxVcpu> {
         let vmcs = frames.alloc(4096, 4096)?;
         let x = crate::virt::xstate::ExtState::new(frames)?;
-        let msr_lists = if linux {
-            Some(frames.alloc(4096, 4096)?)
-        } else {
-            None
-        };
+        let msr_lists = frames.alloc(4096, 4096)?;
         // VPIDs are 16 bits and 0 is the host's: 1..=0xFFFF.
         let vpid = 1 + (id % 0xFFFF) as u16;
         Some(VmxVcpu::new(

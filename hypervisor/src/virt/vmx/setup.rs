@@ -46,17 +46,20 @@ const LISTED_MSRS: [u32; 5] = [
     MSR_KERNEL_GS_BASE,
 ];
 
-/// The page of a Linux vCPU's MSR lists (16-byte entries: index, reserved, value):
+/// The page of a vCPU's MSR lists (16-byte entries: index, reserved, value):
 /// - at 0, [`LISTED_MSRS`] with the guest's values: the CPU stores them there at every exit
-///   and loads them at every entry, so each Linux vCPU runs with its own;
-/// - at [`MsrLists::HOST_LOAD`], one entry loading KERNEL_GS_BASE = 0 at every exit, so a
-///   unikernel that runs next cannot SWAPGS its way to a Linux kernel's per-CPU pointer.
-///   (The other listed MSRs cannot reach a unikernel: it has no SYSCALL, and its MSR
-///   accesses all exit.)
+///   and loads them at every entry, so each Linux vCPU runs with its own. A unikernel's
+///   list is only the last entry, KERNEL_GS_BASE, which it can change without an exit
+///   (SWAPGS exchanges it with the GS base, which it sets from its own GDT); the others it
+///   cannot reach (no SYSCALL, every MSR access exits);
+/// - at [`MsrLists::HOST_LOAD`], one entry loading KERNEL_GS_BASE = 0 at every exit, so the
+///   host never holds a guest's value (a Linux kernel's per-CPU pointer) while another runs.
 pub(super) struct MsrLists;
 
 impl MsrLists {
     const HOST_LOAD: usize = 0x100;
+    /// Where a unikernel's one-entry list (KERNEL_GS_BASE) starts.
+    const UNIKERNEL: usize = (LISTED_MSRS.len() - 1) * 16;
 
     /// The list page's contents, values zero.
     fn page() -> [u8; 0x110] {
@@ -76,9 +79,10 @@ pub(super) struct Target {
     pub eptp: u64,
     /// VPID (used when the CPU has them).
     pub vpid: u16,
-    /// For a Linux vCPU: the physical addresses of its MSR list page and of the Linux MSR
-    /// bitmap.
-    pub linux: Option<(u64, u64)>,
+    /// The physical address of its MSR list page.
+    pub msr_lists: u64,
+    /// For a Linux vCPU: the physical address of the Linux MSR bitmap.
+    pub linux: Option<u64>,
 }
 
 /// The guest's first state.
@@ -314,22 +318,18 @@ pub(super) unsafe fn write_vmcs(caps: &VmxCaps, target: &Target, g: &GuestStart)
     ok
 }
 
-/// Fills a Linux vCPU's MSR list page and points the VMCS at it and at the MSR bitmap; for a
-/// unikernel, empties the lists.
+/// Fills a vCPU's MSR list page and points the VMCS at it (a Linux vCPU: all of
+/// [`LISTED_MSRS`], and the MSR bitmap; a unikernel: KERNEL_GS_BASE only).
 ///
 /// # Safety
 /// As for [`write_vmcs`].
 unsafe fn write_msr_lists(target: &Target) -> bool {
-    let Some((lists, bitmap)) = target.linux else {
-        // SAFETY: the caller's guarantee; empty lists make the CPU load and store nothing.
-        return unsafe {
-            vmcs::write(f32::EXIT_MSR_STORE_COUNT, 0)
-                & vmcs::write(f32::EXIT_MSR_LOAD_COUNT, 0)
-                & vmcs::write(f32::ENTRY_MSR_LOAD_COUNT, 0)
-        };
-    };
+    let lists = target.msr_lists;
     let page = MsrLists::page();
-    let guest = LISTED_MSRS.len() as u64;
+    let (guest_list, guest) = match target.linux {
+        Some(_) => (lists, LISTED_MSRS.len() as u64),
+        None => (lists + MsrLists::UNIKERNEL as u64, 1),
+    };
     // SAFETY: the caller's guarantee: `lists` is this vCPU's own page, which no guest
     // maps; the bitmap is the backend's, filled at VMXON. The lists name only the MSRs a
     // Linux vCPU owns, so loading them at entry gives the guest nothing of the host's.
@@ -342,10 +342,14 @@ unsafe fn write_msr_lists(target: &Target) -> bool {
             b.fill(0);
             b[..page.len()].copy_from_slice(&page);
         });
-        vmcs::write(f64::MSR_BITMAP, bitmap)
-            & vmcs::write(f64::EXIT_MSR_STORE_ADDR, lists)
+        let bitmap = match target.linux {
+            Some(bitmap) => vmcs::write(f64::MSR_BITMAP, bitmap),
+            None => true,
+        };
+        bitmap
+            & vmcs::write(f64::EXIT_MSR_STORE_ADDR, guest_list)
             & vmcs::write(f32::EXIT_MSR_STORE_COUNT, guest)
-            & vmcs::write(f64::ENTRY_MSR_LOAD_ADDR, lists)
+            & vmcs::write(f64::ENTRY_MSR_LOAD_ADDR, guest_list)
             & vmcs::write(f32::ENTRY_MSR_LOAD_COUNT, guest)
             & vmcs::write(f64::EXIT_MSR_LOAD_ADDR, lists + MsrLists::HOST_LOAD as u64)
             & vmcs::write(f32::EXIT_MSR_LOAD_COUNT, 1)

@@ -51,14 +51,14 @@ pub(super) struct Pages {
     pub vmcs: Region,
     /// Its extended state and debug registers.
     pub x: ExtState,
-    /// A Linux vCPU's MSR list page (see `setup::MsrLists`).
-    pub msr_lists: Option<Region>,
+    /// Its MSR list page (see `setup::MsrLists`).
+    pub msr_lists: Region,
 }
 
 /// A virtual CPU under VMX.
 pub struct VmxVcpu {
     vmcs: Region,
-    msr_lists: Option<Region>,
+    msr_lists: Region,
     /// The backend's Linux MSR bitmap.
     msr_bitmap_linux: u64,
     revision: u32,
@@ -145,18 +145,12 @@ impl VmxVcpu {
         let target = Target {
             eptp: self.eptp,
             vpid: self.vpid,
-            linux: match (linux, self.msr_lists) {
-                (true, Some(lists)) => Some((lists.start, self.msr_bitmap_linux)),
-                _ => None,
-            },
+            msr_lists: self.msr_lists.start,
+            linux: linux.then_some(self.msr_bitmap_linux),
         };
-        if linux && target.linux.is_none() {
-            hvlog!("vmx: a Linux qube's vCPU was made without its MSR list page");
-        }
         // SAFETY: the VMCS is made current first; the pages `target` names are this vCPU's
         // own (its MSR list page) and the backend's (the Linux MSR bitmap).
         let ok = cleared
-            && (!linux || target.linux.is_some())
             && self.make_current()
             && unsafe { setup::write_vmcs(&self.caps, &target, start) };
         if !ok {

@@ -145,6 +145,8 @@ pub mod proc1 {
     pub const RDPMC_EXITING: u32 = 1 << 11;
     pub const CR3_LOAD_EXITING: u32 = 1 << 15;
     pub const CR3_STORE_EXITING: u32 = 1 << 16;
+    pub const CR8_LOAD_EXITING: u32 = 1 << 19;
+    pub const CR8_STORE_EXITING: u32 = 1 << 20;
     pub const MOV_DR_EXITING: u32 = 1 << 23;
     pub const UNCONDITIONAL_IO_EXITING: u32 = 1 << 24;
     pub const USE_IO_BITMAPS: u32 = 1 << 25;
