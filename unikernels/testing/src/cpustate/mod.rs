@@ -17,8 +17,9 @@
 //!   breakpoint enabled); spins 2-3 ms on the TSC (the hypervisor's timer may preempt it);
 //!   then gives up the CPU: Yield in one round of 12, a 1 ms WaitEvent in another, nothing
 //!   in the rest (5 rounds in a row, over one 10 ms time slice, so the timer preempts some of
-//!   them); and reads every register back. Each register that does
-//!   not hold what was written is one *mismatch*.
+//!   them); and reads every register back. Each register that does not hold what was written
+//!   is one *mismatch*. No hypercall is made between two rounds (the end is found on the
+//!   TSC), so a round that gives nothing up leaves the CPU only when it is preempted.
 //! - **At the end** it logs `testing: cpu-state: R rounds, M mismatches, I inherited` (with,
 //!   before it, what was inherited and the first mismatch), and exits with the last round's
 //!   markers still in every register (so the next qube on this CPU, or this one restarted,

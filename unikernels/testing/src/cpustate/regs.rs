@@ -200,7 +200,7 @@ impl Round {
 /// reset values.
 pub fn run(r: &mut Round) {
     let r = &raw mut *r;
-    // SAFETY: rules 1-4 of this module: the DR values come from `super::dr_markers` (canonical,
+    // SAFETY: rules 1-4 of this module: the DR values come from `super::fill` (canonical,
     // no enable bit, GD clear); `r` is a live, aligned `Round`; the only hypercalls are Yield
     // and WaitEvent with a number argument; r8-r15, rax, rdx, rsi, rdi, xmm0-15 and the x87
     // registers are declared clobbered, rbx and rbp are pushed and popped (the stack is ours:
@@ -345,7 +345,7 @@ pub fn run(r: &mut Round) {
 pub fn exit_with_markers(r: &Round, status: u64) -> ! {
     let r = &raw const *r;
     // SAFETY: rules 1-3: `r` is a live `Round` the asm only reads; the DR values come from
-    // `super::dr_markers`; the only hypercall is Exit, which does not return (the `2:` loop
+    // `super::fill`; the only hypercall is Exit, which does not return (the `2:` loop
     // asks again if a broken hypervisor resumed us, like `bulkhead_rt::exit`), so the x87
     // stack and control registers left dirty are never seen by Rust code.
     unsafe {
