@@ -25,6 +25,7 @@ mod misbehave;
 
 mod canary;
 mod channels;
+mod cpustate;
 mod disposable;
 mod netclient;
 
@@ -67,6 +68,20 @@ enum Mode {
     Msr,
     /// `vmrun`: the SVM `VMRUN` instruction (a qube may not run guests of its own).
     Vmrun,
+    /// `cr4`: sets CR4.PKE (a unikernel may not change CR4).
+    Cr4,
+    /// `wbinvd`: WBINVD.
+    Wbinvd,
+    /// `rdpmc`: RDPMC of counter 0.
+    Rdpmc,
+    /// `invlpga`: the AMD INVLPGA with rax = 0, ecx = 0.
+    Invlpga,
+    /// `cpu-state marker=HEX seconds=S [restarts=N]`: the registers it writes stay its own
+    /// and it inherits none (`cpustate/`).
+    CpuState,
+    /// `start-disposable channel=NAME runs=N`: starts the disposable behind NAME N times in a
+    /// row, each after the last stopped (`disposable.rs`).
+    StartDisposable,
     /// `ping channel=NAME count=N wait=poll|event`: ping-pong over a channel and measure.
     Ping,
     /// `pong channel=NAME wait=poll|event`: echo pings; survive a broken channel.
@@ -134,6 +149,12 @@ fn parse_mode(args: &Args<'_>) -> Result<Mode, &'static str> {
         "io-port" => Mode::IoPort,
         "msr" => Mode::Msr,
         "vmrun" => Mode::Vmrun,
+        "cr4" => Mode::Cr4,
+        "wbinvd" => Mode::Wbinvd,
+        "rdpmc" => Mode::Rdpmc,
+        "invlpga" => Mode::Invlpga,
+        "cpu-state" => Mode::CpuState,
+        "start-disposable" => Mode::StartDisposable,
         "ping" => Mode::Ping,
         "pong" => Mode::Pong,
         "hostile" => Mode::Hostile,
@@ -173,7 +194,7 @@ fn main(boot: &Boot) -> i32 {
                 "testing: modes: idle heartbeat triple-fault spin bad-hypercall bad-pointer \
                  huge-write foreign-memory io-port msr vmrun panic exit=N alloc-storm ping pong \
                  hostile snoop canary net-client net-client-isolated net-uplink disposable-client \
-                 kernel-gs-probe"
+                 kernel-gs-probe cr4 wbinvd rdpmc invlpga cpu-state start-disposable"
             );
             return EXIT_BAD_MODE;
         }
@@ -196,6 +217,8 @@ fn main(boot: &Boot) -> i32 {
         Mode::NetUplink => return netclient::uplink(boot, &args),
         Mode::NetEchoLoop => return netclient::echo_loop(boot, &args),
         Mode::DisposableClient => return disposable::client(boot, &args),
+        Mode::StartDisposable => return disposable::start_runs(boot, &args),
+        Mode::CpuState => cpustate::run(boot, &args),
         Mode::Panic => panic!("testing: panic on purpose"),
         Mode::Spin => {
             info!("testing: cli, then spinning without hypercalls");
@@ -238,6 +261,23 @@ fn main(boot: &Boot) -> i32 {
         Mode::Vmrun => {
             info!("testing: vmrun");
             misbehave::vmrun();
+        }
+        Mode::Cr4 => {
+            info!("testing: setting CR4.PKE");
+            misbehave::set_cr4_pke();
+        }
+        Mode::Wbinvd => {
+            info!("testing: wbinvd");
+            misbehave::wbinvd();
+        }
+        Mode::Rdpmc => {
+            info!("testing: rdpmc of counter 0");
+            let v = misbehave::rdpmc();
+            info!("testing: rdpmc returned {v:#x}");
+        }
+        Mode::Invlpga => {
+            info!("testing: invlpga rax=0 ecx=0");
+            misbehave::invlpga();
         }
         Mode::Ping => return channels::ping(boot, &args),
         Mode::Pong => return channels::pong(boot, &args),

@@ -272,3 +272,46 @@ pub fn read_through_kernel_gs(probe: &u64) -> u64 {
     }
     value
 }
+
+/// Sets CR4.PKE (bit 22): a unikernel may not change CR4 (protection keys, XSAVE and the rest
+/// stay off), so the hypervisor stops the qube.
+pub fn set_cr4_pke() {
+    // SAFETY: the MOV to CR4 either exits to the hypervisor, which stops the qube, or (a
+    // hypervisor that lets it through) enables protection keys, which change nothing until
+    // PKRU is written: page accesses of this image are unaffected. Only rax is changed.
+    unsafe {
+        asm!("mov rax, cr4", "bts rax, 22", "mov cr4, rax", out("rax") _,
+             options(nomem, nostack));
+    }
+}
+
+/// Executes WBINVD (write back and invalidate every cache of the machine).
+pub fn wbinvd() {
+    // SAFETY: WBINVD writes back and invalidates caches; memory contents stay as they are,
+    // so no memory of this program changes. In a qube it stops the qube.
+    unsafe { asm!("wbinvd", options(nostack, preserves_flags)) };
+}
+
+/// Reads performance counter 0 with RDPMC.
+pub fn rdpmc() -> u64 {
+    let (lo, hi): (u32, u32);
+    // SAFETY: RDPMC reads counter `ecx` = 0 into edx:eax (declared outputs) and touches no
+    // memory; in a qube it stops the qube.
+    unsafe {
+        asm!("rdpmc", in("ecx") 0u32, out("eax") lo, out("edx") hi,
+             options(nomem, nostack, preserves_flags));
+    }
+    (u64::from(hi) << 32) | u64::from(lo)
+}
+
+/// Executes the AMD INVLPGA (invalidate the TLB entry of address rax in ASID ecx) with
+/// rax = 0, ecx = 0 (the hypervisor's own ASID). #UD on Intel.
+pub fn invlpga() {
+    // SAFETY: INVLPGA only drops a TLB entry (the next access walks the page tables again);
+    // it writes no memory. In a qube it stops the qube; on Intel it raises #UD, which with no
+    // IDT is a triple fault.
+    unsafe {
+        asm!("invlpga rax, ecx", in("rax") 0u64, in("ecx") 0u32,
+             options(nomem, nostack, preserves_flags));
+    }
+}

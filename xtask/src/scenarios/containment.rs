@@ -28,6 +28,10 @@ const STOPS: &[(&str, &str)] = &[
     ("t-io", "I/O port access (out to port 0x80) is not allowed"),
     ("t-msr", "rdmsr 0xc0000080 is not allowed"),
     ("t-vmrun", "VMRUN is not allowed"),
+    ("t-cr4", "changing CR4 is not allowed"),
+    ("t-wbinvd", "WBINVD is not allowed"),
+    ("t-rdpmc", "RDPMC is not allowed"),
+    ("t-invlpga", "INVLPGA is not allowed"),
 ];
 
 /// Qubes that must stay up throughout.

@@ -15,6 +15,7 @@ mod dma;
 mod fuzz;
 mod host;
 mod hostnet;
+mod isolation;
 mod loom;
 mod network;
 mod refusals;
@@ -41,6 +42,7 @@ pub fn all() -> Vec<Scenario> {
         boots::DEFAULT_MAX,
         boots::DEFAULT_EPYC,
         containment::CONTAINMENT,
+        isolation::STATE_ISOLATION,
         channels::CHANNELS,
         network::NETWORK,
         network::NETWORK_RESTART,
@@ -62,6 +64,7 @@ pub fn all() -> Vec<Scenario> {
         bochs::VMX_NEHALEM,
         bochs::VMX_CHANNELS,
         bochs::VMX_CONTAINMENT,
+        isolation::BOCHS_STATE_ISOLATION,
         bochs_linux::VMX_APPVM,
     ]
 }

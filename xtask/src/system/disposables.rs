@@ -70,8 +70,8 @@ pub(super) fn channels(raw: &Raw, text: &str, d: &mut Diagnostics) -> (Vec<Autom
                         format!("unknown disposable {}", hints::quoted(target)),
                         if disposables.is_empty() {
                             format!(
-                                "there are no disposables: add a Linux qube with \
-                                 disposable = true; qubes are {}",
+                                "there are no disposables: add a qube with disposable = \
+                                 true; qubes are {}",
                                 hints::list(&listed)
                             )
                         } else {
@@ -81,8 +81,8 @@ pub(super) fn channels(raw: &Raw, text: &str, d: &mut Diagnostics) -> (Vec<Autom
                     Some(j) if !is_disposable(&qubes[j]) => Some((
                         format!("\"{target}\" is not a disposable"),
                         format!(
-                            "add disposable = true to qube \"{target}\" (a Linux qube, started \
-                             on request), or remove it from this list"
+                            "add disposable = true to qube \"{target}\" (started on request), \
+                             or remove it from this list"
                         ),
                     )),
                     Some(j) if target.len() + SUFFIX.len() + 1 > NAME_MAX => Some((

@@ -1,7 +1,7 @@
 //! The rules for Linux qubes (`kind = "linux"`, AppVMs booting the template `cargo xtask
 //! appvm` builds) and for disposables: which keys each kind of qube may have, the template,
 //! the extra kernel arguments, the least memory Linux boots in, `disposable = true` (started
-//! on request, never restarted), and where a Linux qube may stand in the network (a client
+//! on request, never restarted; a qube of either kind may be one), and where a Linux qube may stand in the network (a client
 //! behind a router: it gets its address on the command line, there is no DHCP client).
 
 use super::diagnostics::Diagnostics;
@@ -45,7 +45,7 @@ const UNIKERNEL_ONLY: &[(&str, &str)] = &[
     ),
 ];
 /// Keys only Linux qubes have.
-const LINUX_ONLY: &[&str] = &["template", "kernel_args", "disposable"];
+const LINUX_ONLY: &[&str] = &["template", "kernel_args"];
 
 /// Whether the qube says `kind = "linux"`.
 pub(super) fn is_linux(q: &Section) -> bool {
@@ -165,8 +165,8 @@ fn kernel_args_problem(args: &str) -> Option<(String, String)> {
     Some((message, hint))
 }
 
-/// When the qube starts: [`StartPolicy::OnRequest`] for `disposable = true` (Linux only,
-/// checked in [`foreign_keys`]), which must not restart (`restart` is its checked policy).
+/// When the qube starts: [`StartPolicy::OnRequest`] for `disposable = true` (a Linux qube or
+/// a unikernel), which must not restart (`restart` is its checked policy).
 pub(super) fn start(
     q: &Section,
     restart: Option<RestartPolicy>,

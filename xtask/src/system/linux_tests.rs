@@ -189,6 +189,41 @@ fn several_requesters_number_their_channels() {
 }
 
 #[test]
+fn a_unikernel_may_be_a_disposable() {
+    let uni = |name: &str, extra: &str| {
+        format!(
+            "\n[[qube]]\nname = \"{name}\"\nkind = \"unikernel\"\nimage = \"testing\"\n\
+             memory_mib = 4\nlabel = \"red\"\n{extra}"
+        )
+    };
+    let text = system(&format!(
+        "{}{}",
+        uni("req", "disposables = [\"dprobe\"]\n"),
+        uni("dprobe", "disposable = true\nargs = \"mode=cpu-state\"\n")
+    ));
+    let c = compile_str("systems/t.toml", &text).unwrap();
+    let m = &c.manifest;
+    assert_eq!(m.qubes[1].kind, QubeKind::Unikernel);
+    assert_eq!(
+        (m.qubes[0].start, m.qubes[1].start),
+        (StartPolicy::AtBoot, StartPolicy::OnRequest)
+    );
+    let ch = &m.channels[0];
+    assert_eq!((ch.name.as_str(), ch.a, ch.b), ("dprobe.req0", 0, 1));
+    // It is still a disposable: it may not restart.
+    let err = compile_str(
+        "systems/t.toml",
+        &text.replace(
+            "disposable = true",
+            "disposable = true\nrestart = \"always\"",
+        ),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("a disposable cannot restart"), "{err}");
+}
+
+#[test]
 fn disposable_names_must_leave_room_for_the_channel() {
     let long = "d".repeat(20);
     let text = system(&format!(

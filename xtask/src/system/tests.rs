@@ -243,12 +243,6 @@ const FIXTURES: &[(&str, &str, &str, &str)] = &[
         "\"dsp\"",
     ),
     (
-        "disposable-on-unikernel.toml",
-        "qube \"helper\".disposable",
-        "disposable is for Linux qubes",
-        "true",
-    ),
-    (
         "channel-unknown-endpoint.toml",
         "channel \"uplink\".between",
         "unknown qube \"firewal\"",
