@@ -381,7 +381,11 @@ mod tests {
             stdin.write_all(SELFTEST_SCRIPT.as_bytes()).unwrap();
         }
         let out = sh.wait_with_output().unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         assert!(SELFTEST_SCRIPT.contains("/bin/agent xstate-probe"));
     }
 
