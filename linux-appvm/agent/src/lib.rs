@@ -7,7 +7,9 @@
 //! - [`net`]: the TAP interface and its configuration;
 //! - [`bridge`]: frames between the TAP interface and the firewall's channel;
 //! - [`services`]: the disposable request, and the dispatcher where service calls will land;
-//! - [`sys`]: the only module with `unsafe` (mmap, poll, ioctl, reboot);
+//! - [`sys`]: `unsafe` system calls (mmap, poll, ioctl, reboot);
+//! - [`xstate`]: the `xstate-probe` self-test (`unsafe` instructions in [`xstate::cpu`], the
+//!   only other module with `unsafe`);
 //! - [`log`]: console lines.
 
 pub mod agent;
@@ -18,3 +20,4 @@ pub mod log;
 pub mod net;
 pub mod services;
 pub mod sys;
+pub mod xstate;

@@ -1,14 +1,38 @@
 //! The agent of a Linux AppVM, started by the template's `/init`: reads the qube's settings
 //! from the kernel command line and runs [`bulkhead_agent::agent`] (channels, network,
 //! services, "agent: ready"). It returns only when a disposable is done and power-off failed.
+//!
+//! `bulkhead-agent xstate-probe SECONDS` runs the self-test of [`bulkhead_agent::xstate`]
+//! instead (the template's `appvm.selftest=xstate`); it exits 1 when a register changed.
 
-use bulkhead_agent::{agent, config, log};
+use bulkhead_agent::{agent, config, log, xstate};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    log::line(&format!("bulkhead-agent {}", env!("CARGO_PKG_VERSION")));
+    let args: Vec<String> = std::env::args().skip(1).collect();
     let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
     let settings = config::Settings::parse(&cmdline);
+    match args.first().map(String::as_str) {
+        None => {}
+        Some("xstate-probe") => {
+            return match xstate::main(&args[1..], settings.qube()) {
+                Ok(s) if s.mismatches == 0 => ExitCode::SUCCESS,
+                Ok(_) => ExitCode::FAILURE,
+                Err(e) => {
+                    eprintln!("{e}");
+                    ExitCode::from(2)
+                }
+            };
+        }
+        Some(other) => {
+            eprintln!(
+                "unknown subcommand {:?}; usage: bulkhead-agent [xstate-probe SECONDS]",
+                log::printable(other, 40)
+            );
+            return ExitCode::from(2);
+        }
+    }
+    log::line(&format!("bulkhead-agent {}", env!("CARGO_PKG_VERSION")));
     match agent::run(&settings) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

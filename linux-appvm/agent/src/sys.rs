@@ -1,7 +1,7 @@
-//! The agent's only unsafe code: the Linux system calls the standard library does not wrap
+//! The agent's unsafe system calls: the Linux system calls the standard library does not wrap
 //! (mmap of a PCI BAR, `poll`, the TUN ioctl, `fcntl`, `mknod`, `sync`, `reboot`). Every
 //! function here checks its arguments and returns `io::Result`; nothing else in the crate
-//! uses `unsafe`.
+//! uses `unsafe` but the CPU instructions of `xstate::cpu`.
 #![allow(unsafe_code)]
 
 use std::ffi::CString;

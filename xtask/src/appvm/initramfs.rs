@@ -20,11 +20,15 @@ pub const APPLETS: &[&str] = &[
 ];
 
 /// `/bin/appvm-selftest`: the AppVM's side of the `cargo xtask test` scenarios, run in the
-/// background by `/init` when the command line says `appvm.selftest=<name>`. It waits for
-/// the agent, does what the scenario checks from outside, reports on the console, and powers
-/// the AppVM off (or panics its kernel, for the containment test, or keeps busy: spinning in
-/// user mode, so the hypervisor preempts it there with the kernel's per-CPU pointer in
-/// KERNEL_GS_BASE, and starting programs, whose page faults need the guest's own CR2).
+/// background by `/init` when the command line says `appvm.selftest=<steps>`, one step or
+/// several separated by commas (`xstate:2,busy`). It waits for the agent, runs the steps in
+/// order, each doing what the scenario checks from outside and reporting on the console, and
+/// powers the AppVM off when they are done. Steps: `network`; `panic` (its kernel, for the
+/// containment test); `busy`, which never returns (spinning in user mode, so the hypervisor
+/// preempts it there with the kernel's per-CPU pointer in KERNEL_GS_BASE, and starting
+/// programs, whose page faults need the guest's own CR2); `xstate[:SECONDS]` (default 5),
+/// the agent's `xstate-probe`: YMM registers and PKRU must survive the hypervisor's
+/// preemptions.
 pub const SELFTEST_SCRIPT: &str = r#"#!/bin/sh
 export PATH=/bin
 for w in $(cat /proc/cmdline); do
@@ -33,7 +37,12 @@ done
 i=0
 while [ ! -e /run/agent.ready ] && [ "$i" -lt 3000 ]; do sleep 0.1; i=$((i + 1)); done
 echo "selftest: $t"
-case "$t" in
+# One step after another (the body is not indented so that the steps stay where they were).
+rest="$t,"
+while [ -n "$rest" ]; do
+step="${rest%%,*}"
+rest="${rest#*,}"
+case "$step" in
 network)
     echo "selftest: dns $(nslookup bulkhead-test.internal 2>&1 | grep -c 10.0.2.2) answers"
     reply="$(echo hello-from-appvm | nc -w 10 10.0.2.2 5555 | head -n 1)"
@@ -44,8 +53,6 @@ network)
         echo "selftest: denied port blocked"
     fi
     echo "selftest: done"
-    sync
-    poweroff -f
     ;;
 panic)
     echo "selftest: panicking the kernel"
@@ -62,10 +69,18 @@ busy)
         [ $((i % 20)) = 0 ] && echo "selftest: busy $i"
     done
     ;;
+xstate | xstate:*)
+    s="${step#xstate}"
+    s="${s#:}"
+    /bin/agent xstate-probe "${s:-5}" || echo "selftest: xstate: the probe failed ($?)"
+    ;;
 *)
-    echo "selftest: unknown test $t"
+    echo "selftest: unknown test $step"
     ;;
 esac
+done
+sync
+poweroff -f
 "#;
 
 /// The built image.
@@ -348,6 +363,30 @@ mod tests {
         elf[0x78..0x7c].copy_from_slice(&3u32.to_le_bytes()); // PT_INTERP
         assert!(!is_static_elf(&elf));
         assert!(!is_static_elf(b"#!/bin/sh\n"));
+    }
+
+    #[test]
+    fn selftest_script_is_valid_shell() {
+        // `sh -n` reads the whole script without running it (skipped without a shell).
+        use std::process::Stdio;
+        let Ok(mut sh) = Command::new("sh")
+            .arg("-n")
+            .stdin(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+        else {
+            return;
+        };
+        if let Some(mut stdin) = sh.stdin.take() {
+            stdin.write_all(SELFTEST_SCRIPT.as_bytes()).unwrap();
+        }
+        let out = sh.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(SELFTEST_SCRIPT.contains("/bin/agent xstate-probe"));
     }
 
     #[test]

@@ -1,9 +1,12 @@
 //! Linux under Intel VMX, in Bochs: two Debian kernels boot side by side to agent-ready and
 //! then keep busy, beside a unikernel that checks no Linux kernel's KERNEL_GS_BASE reaches
 //! it. What it guards: the per-vCPU state VMX does not switch by itself (the syscall MSRs,
-//! KERNEL_GS_BASE, CR2), which the VMX backend must (docs/vmx.md, "Linux vCPUs").
+//! KERNEL_GS_BASE, CR2, the XSAVE state), which the VMX backend must (docs/vmx.md, "Linux
+//! vCPUs"). Before keeping busy, both run the xstate probe for 3 s together
+//! ([`super::xstate`]): the Sandy Bridge model has AVX, which they must see and keep.
 
 use super::bochs::{check_boot, prepare, skipped};
+use super::xstate::Probes;
 use super::{Scenario, expect};
 use crate::bochs::{self, MODEL_VMX};
 use crate::qemu::{Control, HvEvent};
@@ -29,6 +32,9 @@ const BUSY_LINES: usize = 10;
 /// taken to be stuck (seen without CR2 switching: one guest looped on a page fault resolved
 /// at the other guest's address, while the other printed hundreds of lines).
 const STUCK_AFTER: usize = 5 * BUSY_LINES;
+/// How long the two xstate probes (3 s each, `appvm.selftest=xstate:3,busy`) must run at the
+/// same time; the AppVMs reach agent-ready about 1 s apart.
+const XSTATE_TOGETHER: Duration = Duration::from_secs(1);
 
 /// What the console said, counted while Bochs runs.
 #[derive(Default)]
@@ -37,6 +43,7 @@ struct Seen {
     busy: BTreeMap<String, usize>,
     probes_while_busy: usize,
     program_failed: bool,
+    xstate: Probes,
 }
 
 impl Seen {
@@ -75,6 +82,8 @@ fn appvm() -> Result<String> {
             Some(HvEvent::Panic(_) | HvEvent::Stopped { .. } | HvEvent::Exited { .. })
         );
         let source = e.line.source.as_deref().unwrap_or_default();
+        seen.xstate
+            .see(e.line.source.as_deref(), &e.line.body, e.at);
         if e.line.text.contains(": agent ready after") {
             seen.ready += 1;
         } else if e.line.body.contains("selftest: a program failed") {
@@ -128,8 +137,10 @@ fn appvm() -> Result<String> {
     expect(seen.probes_while_busy >= PROBES, || {
         "the witness unikernel stopped probing while the AppVMs were busy".into()
     })?;
+    // Last, so that a hypervisor without XSAVE switching still has everything else checked.
+    let xstate = seen.xstate.check(&APPVMS, XSTATE_TOGETHER)?;
     Ok(format!(
-        "both AppVMs ready under VMX, then busy: {} programs started, {} KERNEL_GS_BASE probes passed; {}; {:.0} s wall",
+        "both AppVMs ready under VMX, xstate probes {xstate}, then busy: {} programs started, {} KERNEL_GS_BASE probes passed; {}; {:.0} s wall",
         seen.busy.values().sum::<usize>() * 20,
         seen.probes_while_busy,
         figures.join("; "),

@@ -20,6 +20,7 @@ mod loom;
 mod network;
 mod refusals;
 mod uefi;
+mod xstate;
 
 use anyhow::{Result, bail};
 pub use channels::qemu_bench;
@@ -58,6 +59,7 @@ pub fn all() -> Vec<Scenario> {
         appvms::APPVM_NETWORK,
         appvms::APPVM_CRASH,
         appvms::DISPOSABLES,
+        xstate::APPVM_XSTATE,
         bochs::SVM_RYZEN,
         bochs::VMX_NO_EPT,
         bochs::VMX,
