@@ -158,6 +158,7 @@ impl Scheduler {
             self.tag_owner[tag] = Some(i);
         }
         apic::arm_in(TIME_SLICE_NS);
+        self.qubes[i].vcpu.set_slice_end(slice_end);
         loop {
             if self.qubes[i].linux.is_some() {
                 crate::linux::prepare_entry(&mut self.qubes[i]);

@@ -184,6 +184,9 @@ impl Vcpu for AnyVcpu {
     fn flush_tlb_before_next_run(&mut self) {
         dispatch!(self, v => v.flush_tlb_before_next_run())
     }
+    fn set_slice_end(&mut self, end_ns: u64) {
+        dispatch!(self, v => v.set_slice_end(end_ns))
+    }
     fn reset_linux(&mut self, entry: &super::LinuxEntry) {
         dispatch!(self, v => v.reset_linux(entry))
     }

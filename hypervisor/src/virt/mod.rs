@@ -174,6 +174,11 @@ pub trait Vcpu {
     fn tlb_tag(&self) -> u32;
     /// Flushes the guest TLB before the next run (another vCPU used the same tag).
     fn flush_tlb_before_next_run(&mut self);
+    /// The end of the current time slice (ns since boot). A backend whose only sure
+    /// preemption is its own timer (VMX's preemption timer, where an emulator holds back
+    /// interrupts from a guest with IF clear) arms it for what is left of the slice at every
+    /// entry, so no run of exits restarts the slice.
+    fn set_slice_end(&mut self, end_ns: u64);
 
     // What the guest platform of Linux qubes needs.
 

@@ -334,6 +334,10 @@ impl Vcpu for SvmVcpu {
         self.vmcb.set_u8(ctl::TLB_CONTROL, 1);
     }
 
+    fn set_slice_end(&mut self, _end_ns: u64) {
+        // The host timer's interrupt always ends the run (V_INTR_MASKING, INTR intercept).
+    }
+
     fn set_rip(&mut self, rip: u64) {
         self.vmcb.set_u64(save::RIP, rip);
     }

@@ -80,6 +80,8 @@ pub struct VmxVcpu {
     /// before every entry. Without it a Linux guest preempted between a page fault and its
     /// handler's read of CR2 would read another guest's fault address.
     cr2: u64,
+    /// The end of the current time slice (ns since boot; 0: a whole slice from each entry).
+    slice_end: u64,
     last: LastExit,
     exits: u64,
 }
@@ -107,6 +109,7 @@ impl VmxVcpu {
             clear_shadow: false,
             flush_pending: true,
             cr2: 0,
+            slice_end: 0,
             last: LastExit::default(),
             exits: 0,
         }
@@ -284,12 +287,20 @@ impl VmxVcpu {
     }
 
     /// Before an entry: pending TLB flush, RIP moved by `skip_instruction`, interrupt
-    /// shadow of a skipped instruction.
+    /// shadow of a skipped instruction, the preemption timer armed for the rest of the slice.
     fn prepare_entry(&mut self) -> bool {
         if self.flush_pending {
             self.flush_now();
         }
         let mut ok = true;
+        if let (Some(shift), true) = (self.caps.preemption_timer_shift, self.slice_end != 0) {
+            let left = self.slice_end.saturating_sub(crate::time::now_ns());
+            let ticks = u128::from(left) * u128::from(crate::time::tsc_khz()) / 1_000_000;
+            let value = (ticks >> shift).clamp(1, u128::from(u32::MAX)) as u64;
+            // SAFETY: this vCPU's VMCS is current (checked by the caller); the timer only
+            // makes the guest exit sooner.
+            ok &= unsafe { vmcs::write(f32::PREEMPTION_TIMER, value) };
+        }
         // SAFETY: this vCPU's VMCS is current (checked by the caller); a new RIP inside the
         // guest's own address space and a cleared interrupt shadow confine the guest as
         // before.
@@ -438,6 +449,10 @@ impl Vcpu for VmxVcpu {
 
     fn flush_tlb_before_next_run(&mut self) {
         self.flush_pending = true;
+    }
+
+    fn set_slice_end(&mut self, end_ns: u64) {
+        self.slice_end = end_ns;
     }
 
     fn reset_linux(&mut self, e: &LinuxEntry) {
