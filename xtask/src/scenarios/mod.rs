@@ -10,6 +10,7 @@ mod bochs;
 mod bochs_linux;
 mod boots;
 mod channels;
+mod console_flood;
 mod containment;
 mod dma;
 mod fuzz;
@@ -41,6 +42,7 @@ pub fn all() -> Vec<Scenario> {
         boots::DEFAULT_MAX,
         boots::DEFAULT_EPYC,
         containment::CONTAINMENT,
+        console_flood::CONSOLE_FLOOD,
         channels::CHANNELS,
         network::NETWORK,
         network::NETWORK_RESTART,
