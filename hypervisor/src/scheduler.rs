@@ -252,7 +252,8 @@ fn stop_qube(q: &mut Qube, stop: Stop) -> bool {
         .flush(|line| crate::console::qube_line(&name, label, line));
     let failed = match stop {
         Stop::Exited(status) => {
-            hvlog!("qube {name} exited with status {status}");
+            // Signed: a qube's exit(-1) is status -1 (docs/console.md).
+            hvlog!("qube {name} exited with status {}", status as i64);
             status != 0
         }
         Stop::Fault(fault) => {
