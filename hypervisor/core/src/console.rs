@@ -8,6 +8,8 @@
 //! controls, zero-width and other invisible format characters, the BOM, tag characters, the
 //! soft hyphen). Other printable UTF-8 passes through; invalid UTF-8 becomes U+FFFD.
 
+pub mod queue;
+
 /// Longest line kept; longer lines are emitted in pieces.
 pub const LINE_MAX: usize = 160;
 
