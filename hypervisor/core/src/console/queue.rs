@@ -105,7 +105,9 @@ pub enum HvPush {
 /// Dropped lines of one qube not yet reported.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Dropped {
-    /// Bytes of the dropped lines, as they would have been printed.
+    /// Bytes of text the qube wrote in those lines (as the caller counted them for each
+    /// line: the hypervisor counts the line's bytes before sanitising, without prefix or
+    /// line end).
     pub bytes: u64,
     /// How many lines.
     pub lines: u64,
@@ -157,13 +159,13 @@ impl Account {
         self.debt = self.debt.saturating_sub(elapsed.saturating_mul(rate));
     }
 
-    fn note_drop(&mut self, now: u64, len: usize) {
+    fn note_drop(&mut self, now: u64, text_len: usize) {
         if self.pending.lines == 0 {
             self.first_drop = now;
         }
         self.last_drop = now;
         self.pending.lines += 1;
-        self.pending.bytes += len as u64;
+        self.pending.bytes += text_len as u64;
     }
 }
 
@@ -251,8 +253,9 @@ impl<P: Policy, const BYTES: usize, const QUBES: usize> OutputQueue<P, BYTES, QU
     }
 
     /// Queues a qube's formatted line (written at `now`, ns) if its backlog and rate allow;
-    /// otherwise drops it whole and counts it.
-    pub fn push_qube(&mut self, qube: usize, now: u64, line: &[u8]) -> Admission {
+    /// otherwise drops it whole and counts it: `text_len` bytes of text for the report (the
+    /// limits themselves count the formatted bytes, which is what the UART carries).
+    pub fn push_qube(&mut self, qube: usize, now: u64, line: &[u8], text_len: usize) -> Admission {
         self.totals.offered += line.len() as u64;
         let stored = line.len() + HEADER;
         let refusal = match self.qubes.get_mut(qube) {
@@ -275,7 +278,7 @@ impl<P: Policy, const BYTES: usize, const QUBES: usize> OutputQueue<P, BYTES, QU
         };
         if let Some(why) = refusal {
             if let Some(a) = self.qubes.get_mut(qube) {
-                a.note_drop(now, line.len());
+                a.note_drop(now, text_len);
             }
             self.totals.dropped += line.len() as u64;
             return Admission::Dropped(why);
