@@ -177,10 +177,11 @@ fn main(boot: &Boot) -> i32 {
         Err(why) => {
             error!("testing: {why} (args \"{}\")", args.as_str());
             info!(
-                "testing: modes: idle heartbeat triple-fault spin bad-hypercall bad-pointer \
+                "testing: modes: idle heartbeat heartbeat-gap console-flood triple-fault spin \
+                 bad-hypercall bad-pointer \
                  huge-write foreign-memory io-port msr vmrun panic exit=N alloc-storm ping pong \
                  hostile snoop canary net-client net-client-isolated net-uplink disposable-client \
-                 kernel-gs-probe console-flood heartbeat-gap"
+                 kernel-gs-probe"
             );
             return EXIT_BAD_MODE;
         }
