@@ -306,9 +306,10 @@ fn console_write(q: &mut Qube, gpa: u64, len: u64) -> Result<u64, Fault> {
         gpa,
         len,
     })?;
-    let (name, label) = (q.spec.name.clone(), q.spec.label);
-    q.console
-        .push(buf, |line| crate::console::qube_line(&name, label, line));
+    let (id, name, label) = (q.id, q.spec.name.clone(), q.spec.label);
+    q.console.push(buf, |line| {
+        crate::console::qube_line(id, &name, label, line)
+    });
     Ok(len)
 }
 

@@ -76,6 +76,7 @@ extern "C" fn hv_main(magic: u32, info: u32) -> ! {
     lapic.start_oneshot(apic_per_ms);
     apic::arm_in(TIME_SLICE_NS);
     cpu::enable_interrupts();
+    console::start_queueing();
     scheduler.run()
 }
 
@@ -330,11 +331,14 @@ fn cpu_vendor() -> (heapless::String<12>, heapless::String<48>) {
 fn fail(args: core::fmt::Arguments<'_>) -> ! {
     hvlog!("panic: {args}");
     hvlog!("halting");
+    console::flush_waiting();
     cpu::halt_forever()
 }
 
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo) -> ! {
+    // What was written before the panic comes first.
+    console::flush_waiting();
     let mut s = Serial::raw();
     let _ = writeln!(s, "hv | panic: {}", info.message());
     if let Some(l) = info.location() {

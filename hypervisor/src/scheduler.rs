@@ -110,6 +110,7 @@ impl Scheduler {
         let mut stopped_reported = false;
         loop {
             crate::arch::x86::stack::check();
+            crate::console::report_drops(&self.qubes);
             self.report_dma_faults();
             let mut states = self.states();
             sched::wake(&mut states, time::now_ns(), |i| self.qubes[i].events != 0);
@@ -134,7 +135,7 @@ impl Scheduler {
                         hvlog!("all qubes stopped; idle");
                         stopped_reported = true;
                     }
-                    apic::arm_in(TIME_SLICE_NS);
+                    apic::arm_in(crate::console::idle_ns(TIME_SLICE_NS));
                     cpu::wait_for_interrupt();
                 }
                 // Everyone waits: sleep until the first deadline (at most one slice).
@@ -143,7 +144,7 @@ impl Scheduler {
                     let until = sched::next_deadline(&states)
                         .map_or(TIME_SLICE_NS, |d| d.saturating_sub(now))
                         .min(TIME_SLICE_NS);
-                    apic::arm_in(until);
+                    apic::arm_in(crate::console::idle_ns(until));
                     cpu::wait_for_interrupt();
                 }
             }
@@ -157,30 +158,31 @@ impl Scheduler {
             self.qubes[i].vcpu.flush_tlb_before_next_run();
             self.tag_owner[tag] = Some(i);
         }
-        apic::arm_in(TIME_SLICE_NS);
         self.qubes[i].vcpu.set_slice_end(slice_end);
         loop {
+            // The slice can end while the hypervisor handles an exit: its timer interrupt
+            // then arrives here, not in the guest, so the clock decides, and the timer is
+            // armed again before every entry.
+            let now = time::now_ns();
+            if now >= slice_end {
+                return;
+            }
+            let mut until = slice_end;
             if self.qubes[i].linux.is_some() {
                 crate::linux::prepare_entry(&mut self.qubes[i]);
                 // The guest's own timer may come first: exit then to deliver it.
-                let now = time::now_ns();
-                let until = crate::linux::wake_deadline(&self.qubes[i])
-                    .map_or(slice_end, |d| d.min(slice_end));
-                apic::arm_in(until.saturating_sub(now).max(1));
+                until = crate::linux::wake_deadline(&self.qubes[i]).map_or(until, |d| d.min(until));
             }
+            // Console output waiting for the UART: exit again when its FIFO has room.
+            let until = crate::console::pump_until(now, until);
+            apic::arm_in(until.saturating_sub(now).max(1));
             let exit = self.qubes[i].vcpu.run();
             match exits::handle(&mut self.qubes[i], exit) {
                 Outcome::Continue => {}
                 Outcome::Signal { qube, bit } => self.signal(qube, bit),
-                Outcome::Preempted => {
-                    let now = time::now_ns();
-                    if now >= slice_end {
-                        return;
-                    }
-                    // Early (the guest's timer, or the one-shot's rounding): the rest of
-                    // the slice is still ours, and must end with an interrupt too.
-                    apic::arm_in(slice_end - now);
-                }
+                // Early (the guest's timer, the console, or the one-shot's rounding): the
+                // rest of the slice is still ours.
+                Outcome::Preempted => {}
                 Outcome::Yield => return,
                 Outcome::Wait(deadline) => {
                     self.qubes[i].state = RunState::Waiting { deadline };
@@ -250,10 +252,12 @@ fn stop_qube(q: &mut Qube, stop: Stop) -> bool {
     crate::linux::flush_console(q);
     let (name, label) = (q.spec.name.clone(), q.spec.label);
     q.console
-        .flush(|line| crate::console::qube_line(&name, label, line));
+        .flush(|line| crate::console::qube_line(q.id, &name, label, line));
+    crate::console::report_drops_now(q.id, &name);
     let failed = match stop {
         Stop::Exited(status) => {
-            hvlog!("qube {name} exited with status {status}");
+            // Signed: a qube's exit(-1) is status -1 (docs/console.md).
+            hvlog!("qube {name} exited with status {}", status as i64);
             status != 0
         }
         Stop::Fault(fault) => {

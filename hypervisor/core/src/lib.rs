@@ -6,7 +6,8 @@
 //! - [`memmap`]: the physical memory map and the frame allocator.
 //! - [`elf`]: validating ELF64 images and planning their load.
 //! - [`paging`]: building 4-level page tables (guest, NPT; EPT formats plug in).
-//! - [`console`]: per-qube line buffering and sanitising of guest console output.
+//! - [`console`]: per-qube line buffering and sanitising of guest console output, and the
+//!   output queue with its per-qube limits (`console::queue`).
 //! - [`sched`]: qube run states, time slices and the restart policy.
 #![no_std]
 #![forbid(unsafe_code)]

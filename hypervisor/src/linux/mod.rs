@@ -109,12 +109,12 @@ pub const READY_LINE: &[u8] = b"agent: ready";
 /// line: the qube is then ready, reported with its exits and time since its start.
 pub fn flush_console(q: &mut crate::qube::Qube) {
     let Some(g) = q.linux.as_mut() else { return };
-    let (name, label) = (q.spec.name.clone(), q.spec.label);
+    let (id, name, label) = (q.id, q.spec.name.clone(), q.spec.label);
     let mut ready = false;
     while let Some(b) = g.tx.pop_front() {
         q.console.push(&[b], |line| {
             ready |= line.starts_with(READY_LINE);
-            crate::console::qube_line(&name, label, line)
+            crate::console::qube_line(id, &name, label, line)
         });
     }
     if ready && !q.ready {

@@ -26,6 +26,7 @@ mod misbehave;
 mod canary;
 mod channels;
 mod cpustate;
+mod console_flood;
 mod disposable;
 mod netclient;
 
@@ -46,6 +47,10 @@ enum Mode {
     Idle,
     /// `heartbeat`: logs `heartbeat N` every `period_ms=` (default 50) milliseconds.
     Heartbeat { period_ms: u64 },
+    /// `console-flood` and `heartbeat-gap`: the console-flood test (`console_flood.rs`).
+    ConsoleFlood,
+    /// See `ConsoleFlood`.
+    HeartbeatGap,
     /// `kernel-gs-probe period_ms=N`: every N ms, reads memory through SWAPGS (the GS base
     /// becomes IA32_KERNEL_GS_BASE) and checks the hypervisor left that MSR 0, not a Linux
     /// kernel's per-CPU pointer; exits 1 if not.
@@ -140,6 +145,8 @@ fn parse_mode(args: &Args<'_>) -> Result<Mode, &'static str> {
                 Some(Err(_)) => return Err("period_ms is not a number"),
             },
         },
+        "console-flood" => Mode::ConsoleFlood,
+        "heartbeat-gap" => Mode::HeartbeatGap,
         "triple-fault" => Mode::TripleFault,
         "spin" => Mode::Spin,
         "bad-hypercall" => Mode::BadHypercall,
@@ -191,7 +198,8 @@ fn main(boot: &Boot) -> i32 {
         Err(why) => {
             error!("testing: {why} (args \"{}\")", args.as_str());
             info!(
-                "testing: modes: idle heartbeat triple-fault spin bad-hypercall bad-pointer \
+                "testing: modes: idle heartbeat heartbeat-gap console-flood triple-fault spin \
+                 bad-hypercall bad-pointer \
                  huge-write foreign-memory io-port msr vmrun panic exit=N alloc-storm ping pong \
                  hostile snoop canary net-client net-client-isolated net-uplink disposable-client \
                  kernel-gs-probe cr4 wbinvd rdpmc invlpga cpu-state start-disposable"
@@ -205,6 +213,8 @@ fn main(boot: &Boot) -> i32 {
     match mode {
         Mode::Idle => idle(),
         Mode::Heartbeat { period_ms } => heartbeat(period_ms),
+        Mode::ConsoleFlood => return console_flood::flood(&args),
+        Mode::HeartbeatGap => return console_flood::heartbeat_gap(&args),
         Mode::KernelGsProbe { period_ms } => return kernel_gs_probe(period_ms),
         Mode::Exit(status) => {
             info!("testing: exiting with status {status}");

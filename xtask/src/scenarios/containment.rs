@@ -140,12 +140,16 @@ fn containment() -> Result<String> {
             "t-exit: expected 4 exits and restarts 1..3, got {exits} exits, restarts {restarts:?}"
         )
     })?;
+    let negative = out.exited.iter().any(|(q, s)| q == "t-neg" && *s == -1);
+    expect(negative, || {
+        "t-neg's exit with status -1 was not reported as `exited with status -1`".into()
+    })?;
     let alloc_ok = out.exited.iter().any(|(q, s)| q == "t-alloc" && *s == 0);
     expect(alloc_ok, || {
         "t-alloc did not survive its allocation storm".into()
     })?;
     Ok(format!(
         "{} misbehaviours contained, {beats} heartbeats during the spin",
-        STOPS.len() + 3
+        STOPS.len() + 4
     ))
 }

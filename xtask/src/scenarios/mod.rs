@@ -10,6 +10,7 @@ mod bochs;
 mod bochs_linux;
 mod boots;
 mod channels;
+mod console_flood;
 mod containment;
 mod dma;
 mod fuzz;
@@ -44,6 +45,7 @@ pub fn all() -> Vec<Scenario> {
         boots::DEFAULT_EPYC,
         containment::CONTAINMENT,
         isolation::STATE_ISOLATION,
+        console_flood::CONSOLE_FLOOD,
         channels::CHANNELS,
         network::NETWORK,
         network::NETWORK_RESTART,

@@ -21,6 +21,8 @@ pub struct ExceptionFrame {
 /// Called by `isr_exception` on an IST stack.
 #[unsafe(no_mangle)]
 extern "C" fn hv_exception(frame: &ExceptionFrame) -> ! {
+    // What was written before the fault comes first.
+    crate::console::flush_waiting();
     let mut s = Serial::raw();
     let _ = writeln!(
         s,
