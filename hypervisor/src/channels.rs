@@ -19,7 +19,7 @@ pub struct Endpoint {
     /// Index of the channel in the manifest.
     pub id: usize,
     /// Its name.
-    pub name: heapless::String<{ bulkhead_abi::boot_info::NAME_MAX }>,
+    pub name: bulkhead_hvcore::collections::BoundedString<{ bulkhead_abi::boot_info::NAME_MAX }>,
     /// The shared pages.
     pub host: Region,
     /// Layout both ends derive.
@@ -54,7 +54,7 @@ impl Endpoint {
 }
 
 /// A qube's endpoints; position = local channel index = event bit.
-pub type Endpoints = heapless::Vec<Endpoint, MAX_CHANNELS_PER_QUBE>;
+pub type Endpoints = bulkhead_hvcore::collections::BoundedVec<Endpoint, MAX_CHANNELS_PER_QUBE>;
 
 /// Writes a fresh channel: zeroed, the header, and the next reset generation (so an end
 /// that outlived the reset notices before it touches the rings).

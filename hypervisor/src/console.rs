@@ -15,7 +15,6 @@
 //! [`start_queueing`] (the scheduler's start) and on a panic, lines go out at once.
 
 use crate::arch::x86::serial::Serial;
-use crate::qube::Qube;
 use bulkhead_abi::label::{ANSI_RESET, Label};
 use bulkhead_hvcore::console::queue::{HvPush, OutputQueue, Policy, STANDARD_HV_ROOM, Standard};
 use core::cell::UnsafeCell;
@@ -151,7 +150,7 @@ pub fn idle_ns(ns: u64) -> u64 {
 
 /// Pumps, then logs `qube NAME: console rate limit: N bytes dropped (L lines)` for each qube
 /// whose burst of drops is over (or has lasted a second).
-pub fn report_drops(qubes: &[Qube]) {
+pub fn report_drops(qubes: &crate::scheduler::Qubes) {
     pump();
     let now = crate::time::now_ns();
     while let Some((id, d)) = QUEUE.with(|q| q.take_due_report(now)).flatten() {

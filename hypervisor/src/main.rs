@@ -109,7 +109,7 @@ fn report_xstate(x: virt::xstate::XStateCaps) {
             (xsave::AVX512, " AVX-512"),
             (xsave::PKRU, " PKRU"),
         ];
-        let mut list = heapless::String::<40>::new();
+        let mut list = bulkhead_hvcore::collections::BoundedString::<40>::new();
         for (bit, name) in names {
             if x.xcr0 & bit == bit {
                 let _ = list.push_str(name);
@@ -303,15 +303,18 @@ fn qube_images(
     }
 }
 
-fn cpu_vendor() -> (heapless::String<12>, heapless::String<48>) {
-    let mut vendor = heapless::String::new();
+fn cpu_vendor() -> (
+    bulkhead_hvcore::collections::BoundedString<12>,
+    bulkhead_hvcore::collections::BoundedString<48>,
+) {
+    let mut vendor = bulkhead_hvcore::collections::BoundedString::new();
     let v = cpu::cpuid(0, 0);
     for r in [v.ebx, v.edx, v.ecx] {
         for b in r.to_le_bytes() {
             let _ = vendor.push(char::from(b));
         }
     }
-    let mut brand = heapless::String::new();
+    let mut brand = bulkhead_hvcore::collections::BoundedString::new();
     if cpu::cpuid(0x8000_0000, 0).eax >= 0x8000_0004 {
         for leaf in 0x8000_0002..=0x8000_0004 {
             let r = cpu::cpuid(leaf, 0);

@@ -10,6 +10,7 @@ use crate::virt::{AnyVcpu, Backend, EntryState, Vcpu};
 use bulkhead_abi::boot_info::{BootInfo, MAX_DEVICES_PER_QUBE, layout};
 use bulkhead_abi::channel::MAX_CHANNELS_PER_QUBE;
 use bulkhead_abi::manifest::{QubeSpec, StartPolicy};
+use bulkhead_hvcore::collections::ArrayVec;
 use bulkhead_hvcore::console::LineBuffer;
 use bulkhead_hvcore::elf::{self, ElfError};
 use bulkhead_hvcore::memmap::{FrameAllocator, Region};
@@ -25,7 +26,7 @@ const NPT_ARENA_PAGES: u64 = 6 + 1 + bulkhead_abi::channel::MAX_CHANNELS_PER_QUB
 const NPT_PAGES_PER_DEVICE: u64 = 2 + crate::devices::assign::MAX_PIECES as u64;
 
 /// The devices a qube owns.
-pub type Devices = heapless::Vec<Assigned, MAX_DEVICES_PER_QUBE>;
+pub type Devices = bulkhead_hvcore::collections::BoundedVec<Assigned, MAX_DEVICES_PER_QUBE>;
 
 /// Why a qube could not be created or loaded.
 #[derive(Clone, Copy, Debug)]
@@ -234,12 +235,13 @@ impl Qube {
             out.peer = c.peer as u32;
             out.set_name(&c.name);
         }
-        let windows: heapless::Vec<(u64, u64), { MAX_CHANNELS_PER_QUBE }> = self
-            .channels
-            .iter()
-            .enumerate()
-            .map(|(local, c)| (Endpoint::window(local), c.host.len()))
-            .collect();
+        let windows = ArrayVec::<(u64, u64), MAX_CHANNELS_PER_QUBE>::try_from_iter(
+            self.channels
+                .iter()
+                .enumerate()
+                .map(|(local, c)| (Endpoint::window(local), c.host.len())),
+        )
+        .unwrap_or_default();
         if config_len > 0 {
             info.config_gpa = config_gpa;
             info.config_len = config_len;
@@ -249,11 +251,10 @@ impl Qube {
         for (d, out) in self.devices.iter().zip(info.devices.iter_mut()) {
             *out = d.info(host_base);
         }
-        let pieces: heapless::Vec<(u64, u64), 32> = self
-            .devices
-            .iter()
-            .flat_map(|d| d.pieces.iter().copied())
-            .collect();
+        let pieces = ArrayVec::<(u64, u64), 32>::try_from_iter(
+            self.devices.iter().flat_map(|d| d.pieces.iter().copied()),
+        )
+        .ok_or(LoadError::Unsupported("more than 32 device BAR pieces"))?;
         info.set_name(&self.spec.name);
         info.set_args(&self.spec.args);
         let image = self.image;
@@ -288,10 +289,10 @@ impl Qube {
                 },
             )?;
             t.map_range(0, 0, size, Perm::RWX)?;
-            for (gpa, len) in &windows {
+            for (gpa, len) in windows.iter() {
                 t.map_range(*gpa, *gpa, *len, Perm::RW)?;
             }
-            for (gpa, len) in &pieces {
+            for (gpa, len) in pieces.iter() {
                 t.map_range(*gpa, *gpa, *len, Perm::MMIO)?;
             }
             Ok(t.root())

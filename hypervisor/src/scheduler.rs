@@ -7,15 +7,20 @@ use crate::exits::{self, Outcome, Stop};
 use crate::qube::Qube;
 use crate::virt::Vcpu;
 use crate::{hvlog, time};
+use bulkhead_abi::channel::MAX_CHANNELS_PER_QUBE;
 use bulkhead_abi::manifest::StartPolicy;
+use bulkhead_hvcore::collections::{ArrayVec, BoundedVec};
 use bulkhead_hvcore::sched::{self, RunState, TIME_SLICE_NS};
 
 /// Most qubes the hypervisor runs.
 pub const MAX_QUBES: usize = bulkhead_abi::manifest::MAX_QUBES;
 
+/// Every qube, in manifest order.
+pub type Qubes = BoundedVec<Qube, MAX_QUBES>;
+
 /// All qubes and the scheduler's bookkeeping.
 pub struct Scheduler {
-    qubes: heapless::Vec<Qube, MAX_QUBES>,
+    qubes: Qubes,
     current: usize,
     all_ready_reported: bool,
     /// Which qube last ran under each TLB tag. Qubes outnumber ASIDs on some CPUs (TCG has
@@ -37,7 +42,7 @@ impl Scheduler {
     /// No qubes yet.
     pub fn new() -> Scheduler {
         Scheduler {
-            qubes: heapless::Vec::new(),
+            qubes: BoundedVec::new(),
             current: 0,
             all_ready_reported: false,
             tag_owner: [None; TAGS],
@@ -101,8 +106,9 @@ impl Scheduler {
         ok
     }
 
-    fn states(&self) -> heapless::Vec<RunState, MAX_QUBES> {
-        self.qubes.iter().map(|q| q.state).collect()
+    fn states(&self) -> ArrayVec<RunState, MAX_QUBES> {
+        // As many states as qubes: the capacities are the same.
+        ArrayVec::try_from_iter(self.qubes.iter().map(|q| q.state)).unwrap_or_default()
     }
 
     /// Runs qubes forever.
@@ -192,12 +198,15 @@ impl Scheduler {
                     let restarted = stop_qube(&mut self.qubes[i], stop);
                     if restarted || self.qubes[i].spec.start == StartPolicy::OnRequest {
                         // Its channels were reset: tell each peer.
-                        let peers: heapless::Vec<(usize, usize), 8> = self.qubes[i]
-                            .channels
-                            .iter()
-                            .map(|c| (c.peer, c.peer_local))
-                            .collect();
-                        for (qube, bit) in peers {
+                        let peers =
+                            ArrayVec::<(usize, usize), MAX_CHANNELS_PER_QUBE>::try_from_iter(
+                                self.qubes[i]
+                                    .channels
+                                    .iter()
+                                    .map(|c| (c.peer, c.peer_local)),
+                            )
+                            .unwrap_or_default();
+                        for &(qube, bit) in peers.iter() {
                             self.signal(qube, bit);
                         }
                     }

@@ -1,8 +1,11 @@
 //! The freestanding images xtask knows how to build: the hypervisor and the unikernels.
 //!
-//! All requested images are built by ONE `cargo build --release -p .. -p ..` in the workspace
-//! root, into the workspace's own `target/` (whatever `CARGO_TARGET_DIR` xtask itself was
-//! built with), so cargo shares one dependency graph and one lock. A system only needs the
+//! The requested unikernels are built by one `cargo build --release -p .. -p ..` in the
+//! workspace root, into the workspace's own `target/` (whatever `CARGO_TARGET_DIR` xtask
+//! itself was built with), so cargo shares one dependency graph and one lock. The hypervisor
+//! is built by a cargo invocation of its own: cargo unifies the features of a crate across
+//! the packages of one invocation, and the unikernels turn on `bulkhead-abi/proto` (serde,
+//! heapless, postcard), which the hypervisor image must not link. A system only needs the
 //! hypervisor and the images it names, so an image that does not build yet only breaks the
 //! systems that use it.
 
@@ -102,16 +105,25 @@ pub fn elf_path(image: &Image) -> PathBuf {
     target_dir().join("release").join(image.bin)
 }
 
-/// The `cargo build` arguments for `images` (pure, for tests and for the error message).
-pub fn cargo_args(images: &[&Image], target_dir: &Path) -> Vec<String> {
-    let mut args = vec!["build".to_string(), "--release".to_string()];
-    for image in images {
-        args.push("-p".to_string());
-        args.push(image.package.to_string());
-    }
-    args.push("--target-dir".to_string());
-    args.push(target_dir.display().to_string());
-    args
+/// The `cargo build` invocations for `images`: the hypervisor alone, then the unikernels
+/// together (pure, for tests and for the error message).
+pub fn cargo_invocations(images: &[&Image], target_dir: &Path) -> Vec<Vec<String>> {
+    let (hypervisor, unikernels): (Vec<&Image>, Vec<&Image>) =
+        images.iter().partition(|i| i.role == Role::Hypervisor);
+    [hypervisor, unikernels]
+        .into_iter()
+        .filter(|group| !group.is_empty())
+        .map(|group| {
+            let mut args = vec!["build".to_string(), "--release".to_string()];
+            for image in group {
+                args.push("-p".to_string());
+                args.push(image.package.to_string());
+            }
+            args.push("--target-dir".to_string());
+            args.push(target_dir.display().to_string());
+            args
+        })
+        .collect()
 }
 
 /// Builds every known image.
@@ -121,23 +133,24 @@ pub fn build_all() -> Result<Vec<Built>> {
     build(&all)
 }
 
-/// Builds `images` with one cargo invocation; returns them in the same order.
+/// Builds `images` (see [`cargo_invocations`]); returns them in the same order.
 pub fn build(images: &[&Image]) -> Result<Vec<Built>> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
     let root = crate::workspace_root();
-    let args = cargo_args(images, &target_dir());
     let names: Vec<&str> = images.iter().map(|i| i.name).collect();
-    let status = Command::new(&cargo)
-        .args(&args)
-        .current_dir(&root)
-        .status()
-        .with_context(|| format!("running `{cargo}`"))?;
-    if !status.success() {
-        bail!(
-            "building images failed ({}): {cargo} {} (see cargo's errors above)",
-            names.join(", "),
-            args.join(" ")
-        );
+    for args in cargo_invocations(images, &target_dir()) {
+        let status = Command::new(&cargo)
+            .args(&args)
+            .current_dir(&root)
+            .status()
+            .with_context(|| format!("running `{cargo}`"))?;
+        if !status.success() {
+            bail!(
+                "building images failed ({}): {cargo} {} (see cargo's errors above)",
+                names.join(", "),
+                args.join(" ")
+            );
+        }
     }
     images.iter().map(|image| found(image)).collect()
 }
@@ -178,11 +191,22 @@ mod tests {
     }
 
     #[test]
-    fn one_cargo_invocation_for_all() {
-        let args = cargo_args(&[&HYPERVISOR, find("net").unwrap()], Path::new("/w/target"));
+    fn the_hypervisor_is_built_apart_from_the_unikernels() {
+        let images = [find("net").unwrap(), &HYPERVISOR, find("gui").unwrap()];
+        let runs: Vec<String> = cargo_invocations(&images, Path::new("/w/target"))
+            .iter()
+            .map(|a| a.join(" "))
+            .collect();
         assert_eq!(
-            args.join(" "),
-            "build --release -p bulkhead-hypervisor -p bulkhead-net --target-dir /w/target"
+            runs,
+            [
+                "build --release -p bulkhead-hypervisor --target-dir /w/target",
+                "build --release -p bulkhead-net -p bulkhead-gui --target-dir /w/target",
+            ]
+        );
+        assert_eq!(
+            cargo_invocations(&[find("usb").unwrap()], Path::new("/t")).len(),
+            1
         );
     }
 }

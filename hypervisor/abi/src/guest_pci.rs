@@ -65,7 +65,7 @@ pub struct InfoCap {
     /// Size of the shared region in bytes.
     pub size: u32,
     /// The channel's name.
-    pub name: heapless::String<{ crate::boot_info::NAME_MAX }>,
+    pub name: crate::bounded::BoundedString<{ crate::boot_info::NAME_MAX }>,
 }
 
 impl InfoCap {
@@ -96,7 +96,7 @@ impl InfoCap {
         Some(InfoCap {
             side: b[4],
             size: u32::from_le_bytes([b[8], b[9], b[10], b[11]]),
-            name: heapless::String::try_from(name).ok()?,
+            name: crate::bounded::BoundedString::try_from(name).ok()?,
         })
     }
 }
@@ -111,7 +111,7 @@ mod tests {
         let c = InfoCap {
             side: 1,
             size: 0x4_0000,
-            name: heapless::String::try_from("work.net").unwrap(),
+            name: crate::bounded::BoundedString::try_from("work.net").unwrap(),
         };
         let b = c.to_bytes();
         assert_eq!(b.len(), InfoCap::LEN);

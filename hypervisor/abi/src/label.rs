@@ -1,10 +1,9 @@
 //! Qubes' label colours. The hypervisor prefixes every console line of a qube with its name in
 //! this colour; the GUI qube (later) draws window borders in it.
 
-use serde::{Deserialize, Serialize};
-
 /// A qube's trust label, as in Qubes OS.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "proto", derive(serde::Serialize, serde::Deserialize))]
 #[repr(u8)]
 pub enum Label {
     /// Untrusted.

@@ -2,11 +2,17 @@
 //!
 //! - [`hypercall`]: the hypercall numbers, register convention and error codes (guest ↔ hypervisor).
 //! - [`boot_info`]: the block the hypervisor hands a unikernel at entry.
-//! - [`manifest`]: the compiled system description (xtask → hypervisor), postcard-encoded.
+//! - [`manifest`]: the compiled system description (xtask → hypervisor), a fixed layout
+//!   read by [`wire`].
 //! - [`bundle`]: the boot bundle that carries the manifest and the guest images.
 //! - [`channel`]: the shared-memory layout of channels between qubes.
 //! - [`label`]: Qubes' label colours.
-//! - [`proto`]: the postcard messages qubes exchange over channels.
+//! - [`proto`] (feature `proto`): the postcard messages qubes exchange over channels.
+//! - [`bounded`]: fixed-capacity vector, string and ring, the only collections the
+//!   hypervisor uses.
+//!
+//! Without the `proto` feature the crate has no dependencies: it is what the hypervisor
+//! image links.
 //!
 //! Every layout here is versioned; a reader checks the version before it trusts anything else.
 #![no_std]
@@ -17,10 +23,13 @@
 extern crate alloc;
 
 pub mod boot_info;
+pub mod bounded;
 pub mod bundle;
 pub mod channel;
 pub mod guest_pci;
 pub mod hypercall;
 pub mod label;
 pub mod manifest;
+#[cfg(feature = "proto")]
 pub mod proto;
+pub mod wire;

@@ -1,15 +1,32 @@
 //! The compiled system description: what xtask produces from `systems/*.toml` and the
-//! hypervisor reads from the boot bundle. It is postcard-encoded; the first field is the
-//! version, decoded on its own before the rest so an old hypervisor refuses a new manifest
-//! with a clear message instead of misreading it.
+//! hypervisor reads from the boot bundle. A fixed little-endian layout ([`crate::wire`]):
+//!
+//! ```text
+//! header   magic "BKMF", version u16, qube count u8, channel count u8, device count u8,
+//!          IOMMU policy u8, 2 zero bytes, system name (text, NAME_MAX)
+//! qubes    name (text, NAME_MAX), kind u8 (0 unikernel, 1 Linux), initrd u16, cmdline u16,
+//!          image u16, memory MiB u32, label u8, restart u8, start u8, has config u8,
+//!          config u16, args (text, ARGS_MAX)
+//! channels name (text, NAME_MAX), a u8, b u8, size u32, slot size u32,
+//!          purpose (text, PURPOSE_MAX)
+//! devices  qube u8, 0 = by address: segment u16, bus u8, device u8, function u8, 0;
+//!               1 = by ID: vendor u16, device u16, index u8, 0
+//! ```
+//!
+//! A text field is its length (u16) and that many UTF-8 bytes, zero-padded to its width.
+//! The version is read before anything else, so an old hypervisor refuses a new manifest
+//! with a clear message instead of misreading it; every tag, padding byte, count and qube
+//! reference is checked, and nothing may follow the last record.
 
 use crate::boot_info::{ARGS_MAX, NAME_MAX};
+use crate::bounded::{BoundedString as String, BoundedVec as Vec};
 use crate::label::Label;
-use heapless::{String, Vec};
-use serde::{Deserialize, Serialize};
+use crate::wire::{Reader, WireError, Writer};
 
 /// Version of the manifest layout.
-pub const MANIFEST_VERSION: u16 = 4;
+pub const MANIFEST_VERSION: u16 = 5;
+/// The manifest's first four bytes.
+pub const MANIFEST_MAGIC: [u8; 4] = *b"BKMF";
 /// Most qubes one system may describe.
 pub const MAX_QUBES: usize = 24;
 /// Smallest memory a qube may have, in MiB.
@@ -26,7 +43,7 @@ pub const MAX_DEVICES: usize = 16;
 pub const QUBE_MEMORY_GRANULE_MIB: u32 = 2;
 
 /// The compiled system.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Manifest {
     /// [`MANIFEST_VERSION`].
     pub version: u16,
@@ -43,7 +60,7 @@ pub struct Manifest {
 }
 
 /// Whether device assignment needs an IOMMU.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum IommuPolicy {
     /// Assign devices only behind an IOMMU; without one the hypervisor refuses the devices
     /// (their qubes do not start) and says why.
@@ -55,7 +72,7 @@ pub enum IommuPolicy {
 }
 
 /// One PCI device given to one qube.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DeviceSpec {
     /// Index of the owning qube in `Manifest::qubes`.
     pub qube: u8,
@@ -64,7 +81,7 @@ pub struct DeviceSpec {
 }
 
 /// How a system description names a PCI device.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PciSelect {
     /// By address (segment, bus, device, function).
     Address {
@@ -89,7 +106,7 @@ pub enum PciSelect {
 }
 
 /// One channel: shared memory between exactly two qubes (see [`crate::channel`]).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ChannelSpec {
     /// Unique name, for log lines and for the endpoints to find it.
     pub name: String<NAME_MAX>,
@@ -106,7 +123,7 @@ pub struct ChannelSpec {
 }
 
 /// One qube.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct QubeSpec {
     /// Unique name.
     pub name: String<NAME_MAX>,
@@ -129,7 +146,7 @@ pub struct QubeSpec {
 }
 
 /// When the hypervisor starts a qube.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StartPolicy {
     /// At boot, in manifest order.
     AtBoot,
@@ -140,7 +157,7 @@ pub enum StartPolicy {
 }
 
 /// What runs in a qube.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum QubeKind {
     /// A Bulkhead unikernel (an ELF built on the Bulkhead runtime); `QubeSpec::image` is
     /// its ELF.
@@ -156,7 +173,7 @@ pub enum QubeKind {
 }
 
 /// What the hypervisor does when a qube stops.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RestartPolicy {
     /// Leave it stopped.
     Never,
@@ -189,60 +206,305 @@ impl RestartPolicy {
 /// Why a manifest could not be read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ManifestError {
-    /// The bytes are not a postcard manifest.
-    Malformed,
+    /// The bytes do not start with [`MANIFEST_MAGIC`].
+    NotAManifest,
     /// The manifest was written for another layout version.
     Version {
         /// Version found.
         found: u16,
     },
-    /// Trailing bytes after the manifest.
-    TrailingBytes,
+    /// More qubes, channels or devices than the limits allow.
+    TooMany,
+    /// A channel or device names a qube that is not there.
+    BadReference,
+    /// A field could not be read.
+    Wire(WireError),
+}
+
+impl From<WireError> for ManifestError {
+    fn from(e: WireError) -> Self {
+        ManifestError::Wire(e)
+    }
 }
 
 impl core::fmt::Display for ManifestError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
-            ManifestError::Malformed => write!(f, "manifest is not a valid postcard manifest"),
+            ManifestError::NotAManifest => write!(f, "not a manifest (no BKMF magic)"),
             ManifestError::Version { found } => write!(
                 f,
                 "manifest version {found}, this hypervisor reads version {MANIFEST_VERSION}"
             ),
-            ManifestError::TrailingBytes => write!(f, "manifest has trailing bytes"),
+            ManifestError::TooMany => write!(f, "manifest has more entries than the limits"),
+            ManifestError::BadReference => {
+                write!(f, "manifest names a qube that is not in it")
+            }
+            ManifestError::Wire(WireError::Truncated) => write!(f, "manifest is truncated"),
+            ManifestError::Wire(WireError::BadText) => write!(f, "manifest has a bad text field"),
+            ManifestError::Wire(WireError::BadValue) => {
+                write!(f, "manifest has an undefined tag or non-zero padding")
+            }
+            ManifestError::Wire(WireError::TrailingBytes) => {
+                write!(f, "manifest has trailing bytes")
+            }
         }
     }
 }
 
+/// Why a manifest could not be written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EncodeError;
+
+const TEXT: usize = 2;
+/// Bytes of the header.
+pub const HEADER_LEN: usize = 4 + 2 + 4 + 2 + TEXT + NAME_MAX;
+/// Bytes of one qube record.
+pub const QUBE_LEN: usize = TEXT + NAME_MAX + 1 + 2 + 2 + 2 + 4 + 4 + 2 + TEXT + ARGS_MAX;
+/// Bytes of one channel record.
+pub const CHANNEL_LEN: usize = TEXT + NAME_MAX + 2 + 4 + 4 + TEXT + PURPOSE_MAX;
+/// Bytes of one device record.
+pub const DEVICE_LEN: usize = 8;
+
 impl Manifest {
-    /// Decodes a manifest, checking the version first.
+    /// Bytes of this manifest's encoding.
+    pub fn encoded_len(&self) -> usize {
+        HEADER_LEN
+            + self.qubes.len() * QUBE_LEN
+            + self.channels.len() * CHANNEL_LEN
+            + self.devices.len() * DEVICE_LEN
+    }
+
+    /// Reads a manifest, checking the magic and version first.
     pub fn decode(bytes: &[u8]) -> Result<Manifest, ManifestError> {
-        let (version, _) =
-            postcard::take_from_bytes::<u16>(bytes).map_err(|_| ManifestError::Malformed)?;
+        let mut r = Reader::new(bytes);
+        if r.bytes(4).map_err(|_| ManifestError::NotAManifest)? != MANIFEST_MAGIC {
+            return Err(ManifestError::NotAManifest);
+        }
+        let version = r.u16()?;
         if version != MANIFEST_VERSION {
             return Err(ManifestError::Version { found: version });
         }
-        let (m, rest) =
-            postcard::take_from_bytes::<Manifest>(bytes).map_err(|_| ManifestError::Malformed)?;
-        if !rest.is_empty() {
-            return Err(ManifestError::TrailingBytes);
+        let (nq, nc, nd) = (r.u8()?, r.u8()?, r.u8()?);
+        let iommu = match r.u8()? {
+            0 => IommuPolicy::Required,
+            1 => IommuPolicy::AcceptRisk,
+            _ => return Err(WireError::BadValue.into()),
+        };
+        r.zero()?;
+        r.zero()?;
+        let system = r.text()?;
+        let mut m = Manifest {
+            version,
+            system,
+            qubes: Vec::new(),
+            channels: Vec::new(),
+            devices: Vec::new(),
+            iommu,
+        };
+        for _ in 0..nq {
+            let q = QubeSpec::read(&mut r)?;
+            m.qubes.push(q).map_err(|_| ManifestError::TooMany)?;
         }
+        for _ in 0..nc {
+            let c = ChannelSpec::read(&mut r)?;
+            if usize::from(c.a.max(c.b)) >= m.qubes.len() {
+                return Err(ManifestError::BadReference);
+            }
+            m.channels.push(c).map_err(|_| ManifestError::TooMany)?;
+        }
+        for _ in 0..nd {
+            let d = DeviceSpec::read(&mut r)?;
+            if usize::from(d.qube) >= m.qubes.len() {
+                return Err(ManifestError::BadReference);
+            }
+            m.devices.push(d).map_err(|_| ManifestError::TooMany)?;
+        }
+        r.finish()?;
         Ok(m)
     }
 
-    /// Encodes into `buf`, returning the used part.
-    pub fn encode<'a>(&self, buf: &'a mut [u8]) -> Result<&'a mut [u8], postcard::Error> {
-        postcard::to_slice(self, buf)
+    /// Writes into `buf`, returning the used part.
+    pub fn encode<'a>(&self, buf: &'a mut [u8]) -> Result<&'a mut [u8], EncodeError> {
+        let mut w = Writer::new(buf);
+        w.bytes(&MANIFEST_MAGIC);
+        w.u16(self.version);
+        w.u8(self.qubes.len() as u8);
+        w.u8(self.channels.len() as u8);
+        w.u8(self.devices.len() as u8);
+        w.u8(match self.iommu {
+            IommuPolicy::Required => 0,
+            IommuPolicy::AcceptRisk => 1,
+        });
+        w.u16(0);
+        w.text(&self.system);
+        self.qubes.iter().for_each(|q| q.write(&mut w));
+        self.channels.iter().for_each(|c| c.write(&mut w));
+        self.devices.iter().for_each(|d| d.write(&mut w));
+        let n = w.finish().ok_or(EncodeError)?;
+        Ok(&mut buf[..n])
     }
 
-    /// Encodes into a new vector.
+    /// Writes into a new vector.
     #[cfg(feature = "alloc")]
     pub fn to_vec(&self) -> alloc::vec::Vec<u8> {
-        postcard::to_allocvec(self).expect("encoding into a Vec cannot fail")
+        let mut out = alloc::vec![0u8; self.encoded_len()];
+        let n = self.encode(&mut out).map_or(0, |b| b.len());
+        out.truncate(n);
+        out
+    }
+}
+
+impl QubeSpec {
+    fn write(&self, w: &mut Writer<'_>) {
+        w.text(&self.name);
+        let (kind, initrd, cmdline) = match self.kind {
+            QubeKind::Unikernel => (0, 0, 0),
+            QubeKind::Linux { initrd, cmdline } => (1, initrd, cmdline),
+        };
+        w.u8(kind);
+        w.u16(initrd);
+        w.u16(cmdline);
+        w.u16(self.image);
+        w.u32(self.memory_mib);
+        w.u8(self.label as u8);
+        w.u8(match self.restart {
+            RestartPolicy::Never => 0,
+            RestartPolicy::OnFailure => 1,
+            RestartPolicy::Always => 2,
+        });
+        w.u8(match self.start {
+            StartPolicy::AtBoot => 0,
+            StartPolicy::OnRequest => 1,
+        });
+        w.u8(u8::from(self.config.is_some()));
+        w.u16(self.config.unwrap_or(0));
+        w.text(&self.args);
+    }
+
+    fn read(r: &mut Reader<'_>) -> Result<QubeSpec, WireError> {
+        let name = r.text()?;
+        let (kind, initrd, cmdline) = (r.u8()?, r.u16()?, r.u16()?);
+        let kind = match kind {
+            0 if initrd == 0 && cmdline == 0 => QubeKind::Unikernel,
+            1 => QubeKind::Linux { initrd, cmdline },
+            _ => return Err(WireError::BadValue),
+        };
+        let image = r.u16()?;
+        let memory_mib = r.u32()?;
+        let label = *Label::ALL
+            .get(usize::from(r.u8()?))
+            .ok_or(WireError::BadValue)?;
+        let restart = match r.u8()? {
+            0 => RestartPolicy::Never,
+            1 => RestartPolicy::OnFailure,
+            2 => RestartPolicy::Always,
+            _ => return Err(WireError::BadValue),
+        };
+        let start = match r.u8()? {
+            0 => StartPolicy::AtBoot,
+            1 => StartPolicy::OnRequest,
+            _ => return Err(WireError::BadValue),
+        };
+        let config = match (r.u8()?, r.u16()?) {
+            (0, 0) => None,
+            (1, index) => Some(index),
+            _ => return Err(WireError::BadValue),
+        };
+        let args = r.text()?;
+        Ok(QubeSpec {
+            name,
+            kind,
+            image,
+            memory_mib,
+            label,
+            restart,
+            args,
+            config,
+            start,
+        })
+    }
+}
+
+impl ChannelSpec {
+    fn write(&self, w: &mut Writer<'_>) {
+        w.text(&self.name);
+        w.u8(self.a);
+        w.u8(self.b);
+        w.u32(self.size);
+        w.u32(self.slot_size);
+        w.text(&self.purpose);
+    }
+
+    fn read(r: &mut Reader<'_>) -> Result<ChannelSpec, WireError> {
+        Ok(ChannelSpec {
+            name: r.text()?,
+            a: r.u8()?,
+            b: r.u8()?,
+            size: r.u32()?,
+            slot_size: r.u32()?,
+            purpose: r.text()?,
+        })
+    }
+}
+
+impl DeviceSpec {
+    fn write(&self, w: &mut Writer<'_>) {
+        w.u8(self.qube);
+        match self.select {
+            PciSelect::Address {
+                segment,
+                bus,
+                device,
+                function,
+            } => {
+                w.u8(0);
+                w.u16(segment);
+                w.u8(bus);
+                w.u8(device);
+                w.u8(function);
+            }
+            PciSelect::Id {
+                vendor,
+                device,
+                index,
+            } => {
+                w.u8(1);
+                w.u16(vendor);
+                w.u16(device);
+                w.u8(index);
+            }
+        }
+        w.u8(0);
+    }
+
+    fn read(r: &mut Reader<'_>) -> Result<DeviceSpec, WireError> {
+        let qube = r.u8()?;
+        let select = match r.u8()? {
+            0 => {
+                let (segment, bus, device) = (r.u16()?, r.u8()?, r.u8()?);
+                let function = r.u8()?;
+                PciSelect::Address {
+                    segment,
+                    bus,
+                    device,
+                    function,
+                }
+            }
+            1 => PciSelect::Id {
+                vendor: r.u16()?,
+                device: r.u16()?,
+                index: r.u8()?,
+            },
+            _ => return Err(WireError::BadValue),
+        };
+        r.zero()?;
+        Ok(DeviceSpec { qube, select })
     }
 }
 
 #[cfg(test)]
 mod tests {
+    extern crate std;
     use super::*;
     use proptest::prelude::*;
 
@@ -315,11 +577,158 @@ mod tests {
         let n = m.encode(&mut buf).unwrap().len();
         assert_eq!(
             Manifest::decode(&buf[..n + 1]),
-            Err(ManifestError::TrailingBytes)
+            Err(ManifestError::Wire(WireError::TrailingBytes))
+        );
+        assert_eq!(Manifest::decode(b"BKMX"), Err(ManifestError::NotAManifest));
+        let mut bad = sample();
+        bad.devices[0].qube = 2;
+        let mut buf = [0u8; 512];
+        let n = bad.encode(&mut buf).unwrap().len();
+        assert_eq!(
+            Manifest::decode(&buf[..n]),
+            Err(ManifestError::BadReference)
         );
     }
 
+    #[test]
+    fn lengths_match_the_layout() {
+        let m = sample();
+        let mut buf = [0u8; 1024];
+        assert_eq!(m.encode(&mut buf).unwrap().len(), m.encoded_len());
+        assert_eq!(
+            m.encoded_len(),
+            HEADER_LEN + 2 * QUBE_LEN + CHANNEL_LEN + DEVICE_LEN
+        );
+        let mut small = [0u8; 100];
+        assert_eq!(m.encode(&mut small).err(), Some(EncodeError));
+    }
+
+    fn text<const N: usize>() -> impl Strategy<Value = String<N>> {
+        proptest::string::string_regex(&std::format!("[a-z0-9.é-]{{0,{}}}", N / 2))
+            .unwrap()
+            .prop_map(|s| String::try_from(s.as_str()).unwrap())
+    }
+
+    fn qube() -> impl Strategy<Value = QubeSpec> {
+        (
+            text::<NAME_MAX>(),
+            prop_oneof![
+                Just(QubeKind::Unikernel),
+                (any::<u16>(), any::<u16>())
+                    .prop_map(|(initrd, cmdline)| QubeKind::Linux { initrd, cmdline })
+            ],
+            any::<u16>(),
+            any::<u32>(),
+            0usize..8,
+            0usize..3,
+            text::<ARGS_MAX>(),
+            proptest::option::of(any::<u16>()),
+            any::<bool>(),
+        )
+            .prop_map(
+                |(name, kind, image, memory_mib, label, restart, args, config, req)| QubeSpec {
+                    name,
+                    kind,
+                    image,
+                    memory_mib,
+                    label: Label::ALL[label],
+                    restart: [
+                        RestartPolicy::Never,
+                        RestartPolicy::OnFailure,
+                        RestartPolicy::Always,
+                    ][restart],
+                    args,
+                    config,
+                    start: if req {
+                        StartPolicy::OnRequest
+                    } else {
+                        StartPolicy::AtBoot
+                    },
+                },
+            )
+    }
+
+    fn manifest() -> impl Strategy<Value = Manifest> {
+        (
+            text::<NAME_MAX>(),
+            proptest::collection::vec(qube(), 1..MAX_QUBES),
+            proptest::collection::vec(
+                (
+                    text::<NAME_MAX>(),
+                    any::<u8>(),
+                    any::<u8>(),
+                    any::<u32>(),
+                    any::<u32>(),
+                    text::<PURPOSE_MAX>(),
+                ),
+                0..MAX_CHANNELS,
+            ),
+            proptest::collection::vec(
+                (
+                    any::<u8>(),
+                    any::<bool>(),
+                    any::<u16>(),
+                    any::<u16>(),
+                    any::<u8>(),
+                ),
+                0..MAX_DEVICES,
+            ),
+            any::<bool>(),
+        )
+            .prop_map(|(system, qubes, channels, devices, risk)| {
+                let n = qubes.len() as u8;
+                Manifest {
+                    version: MANIFEST_VERSION,
+                    system,
+                    channels: Vec::try_from_iter(channels.into_iter().map(
+                        |(name, a, b, size, slot_size, purpose)| ChannelSpec {
+                            name,
+                            a: a % n,
+                            b: b % n,
+                            size,
+                            slot_size,
+                            purpose,
+                        },
+                    ))
+                    .unwrap(),
+                    devices: Vec::try_from_iter(devices.into_iter().map(|(q, by_id, x, y, z)| {
+                        DeviceSpec {
+                            qube: q % n,
+                            select: if by_id {
+                                PciSelect::Id {
+                                    vendor: x,
+                                    device: y,
+                                    index: z,
+                                }
+                            } else {
+                                PciSelect::Address {
+                                    segment: x,
+                                    bus: y as u8,
+                                    device: z,
+                                    function: (y >> 8) as u8,
+                                }
+                            },
+                        }
+                    }))
+                    .unwrap(),
+                    qubes: Vec::try_from_iter(qubes).unwrap(),
+                    iommu: if risk {
+                        IommuPolicy::AcceptRisk
+                    } else {
+                        IommuPolicy::Required
+                    },
+                }
+            })
+    }
+
     proptest! {
+        #[test]
+        fn every_manifest_round_trips(m in manifest()) {
+            let bytes = m.to_vec();
+            prop_assert_eq!(bytes.len(), m.encoded_len());
+            prop_assert_eq!(Manifest::decode(&bytes), Ok(m));
+        }
+
         #[test]
         fn decode_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
             let _ = Manifest::decode(&bytes);

@@ -9,6 +9,8 @@
 //! - [`console`]: per-qube line buffering and sanitising of guest console output, and the
 //!   output queue with its per-qube limits (`console::queue`).
 //! - [`sched`]: qube run states, time slices and the restart policy.
+//! - [`collections`]: the fixed-capacity collections the hypervisor uses (no heap, no
+//!   third-party crate).
 #![no_std]
 #![forbid(unsafe_code)]
 
@@ -16,6 +18,15 @@ pub mod acpi;
 pub mod acpi_build;
 pub mod bootinfo;
 pub mod console;
+
+/// The hypervisor's only collections: fixed capacity, no heap, no unsafe code. They live in
+/// the ABI crate (`bulkhead_abi::bounded`), the one crate below this one, because the
+/// manifest's types hold them too.
+pub mod collections {
+    pub use bulkhead_abi::bounded::{
+        ArrayVec, BoundedDeque, BoundedString, BoundedVec, CapacityError,
+    };
+}
 pub mod elf;
 pub mod linux;
 pub mod memmap;

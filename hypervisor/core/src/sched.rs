@@ -10,7 +10,7 @@ pub const TIME_SLICE_NS: u64 = 10_000_000;
 pub const MAX_RESTARTS: u32 = 3;
 
 /// Where a qube is in its life.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum RunState {
     /// Wants the CPU.
     Runnable,
@@ -20,6 +20,7 @@ pub enum RunState {
         deadline: Option<u64>,
     },
     /// Not running and will not run again unless restarted.
+    #[default]
     Stopped,
 }
 

@@ -23,7 +23,7 @@ pub struct Assigned {
     /// What the qube sees of its configuration space.
     pub view: ConfigView,
     /// Physical ranges of its BARs the qube maps (identity: guest-physical = physical).
-    pub pieces: heapless::Vec<(u64, u64), MAX_PIECES>,
+    pub pieces: bulkhead_hvcore::collections::ArrayVec<(u64, u64), MAX_PIECES>,
     /// Behind the IOMMU.
     pub iommu: bool,
 }
@@ -90,8 +90,8 @@ pub fn for_qube(
     qube: usize,
     ram: &MemoryMap,
     reserved: &[Region],
-) -> heapless::Vec<Assigned, MAX_DEVICES_PER_QUBE> {
-    let mut out = heapless::Vec::new();
+) -> bulkhead_hvcore::collections::BoundedVec<Assigned, MAX_DEVICES_PER_QUBE> {
+    let mut out = bulkhead_hvcore::collections::BoundedVec::new();
     let name = manifest
         .qubes
         .get(qube)
@@ -108,7 +108,7 @@ pub fn for_qube(
             continue;
         };
         let func = platform.functions[index];
-        if platform.taken.contains(&index) {
+        if platform.taken.iter().any(|&t| t == index) {
             hvlog!("device {sel} ({func}) for qube {name}: already assigned");
             continue;
         }
@@ -205,7 +205,7 @@ fn prepare(
         .msix
         .map(|c| pci::msix_regions(|o| func.read(o), c))
         .unwrap_or_default();
-    let mut pieces = heapless::Vec::new();
+    let mut pieces = bulkhead_hvcore::collections::ArrayVec::new();
     for (i, bar) in bars.iter().enumerate() {
         if !matches!(bar.kind, BarKind::Mem32 | BarKind::Mem64) || bar.size == 0 {
             continue;
@@ -229,12 +229,14 @@ fn prepare(
             );
             continue;
         }
-        let in_bar: heapless::Vec<(u64, u64), 2> = holes
-            .iter()
-            .filter(|(b, _, l)| *b == i && *l > 0)
-            .map(|(_, off, l)| (bar.base + off, *l))
-            .collect();
-        for piece in pci::without_holes(bar.base, bar.size, &in_bar) {
+        let mut in_bar = [(0u64, 0u64); 2];
+        let mut n = 0;
+        let mine = holes.iter().filter(|(b, _, l)| *b == i && *l > 0);
+        for (slot, (_, off, l)) in in_bar.iter_mut().zip(mine) {
+            *slot = (bar.base + off, *l);
+            n += 1;
+        }
+        for &piece in pci::without_holes(bar.base, bar.size, &in_bar[..n]).iter() {
             if pieces.push(piece).is_err() {
                 hvlog!("qube {name}: too many BAR pieces for {func}; some not mapped");
             }

@@ -80,7 +80,7 @@ impl core::fmt::Display for EcamError {
 pub fn enumerate(
     ecams: &[Ecam],
     ram: &MemoryMap,
-    out: &mut heapless::Vec<Function, MAX_FUNCTIONS>,
+    out: &mut bulkhead_hvcore::collections::BoundedVec<Function, MAX_FUNCTIONS>,
 ) -> Result<(), EcamError> {
     for e in ecams {
         let buses = u64::from(e.bus_end - e.bus_start) + 1;

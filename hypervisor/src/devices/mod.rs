@@ -21,23 +21,23 @@ use vtd::Iommu;
 /// What the platform offers: its PCI functions and its IOMMU, if any.
 pub struct Platform {
     /// Every function found, in bus order.
-    pub functions: heapless::Vec<Function, MAX_FUNCTIONS>,
+    pub functions: bulkhead_hvcore::collections::BoundedVec<Function, MAX_FUNCTIONS>,
     /// The DMA remapping unit, translating (all DMA blocked until devices are attached).
     pub iommu: Option<Iommu>,
     /// The DMAR's description of the unit in use (which devices it covers).
     pub iommu_unit: Option<acpi::Drhd>,
     /// Functions already given to a qube (by index into `functions`).
-    taken: heapless::Vec<usize, MAX_FUNCTIONS>,
+    taken: bulkhead_hvcore::collections::BoundedVec<usize, MAX_FUNCTIONS>,
 }
 
 /// Reads the ACPI tables, lists the PCI functions and starts the IOMMU. Every problem is
 /// logged and leaves the platform with fewer capabilities; none stops the boot.
 pub fn discover(env: &BootEnv, frames: &mut FrameAllocator) -> Platform {
     let mut p = Platform {
-        functions: heapless::Vec::new(),
+        functions: bulkhead_hvcore::collections::BoundedVec::new(),
         iommu: None,
         iommu_unit: None,
-        taken: heapless::Vec::new(),
+        taken: bulkhead_hvcore::collections::BoundedVec::new(),
     };
     let mem = BootMemory;
     let Some(rsdp) = env.rsdp.or_else(|| acpi::scan_rsdp(&mem)) else {

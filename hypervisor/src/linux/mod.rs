@@ -99,7 +99,7 @@ pub struct LinuxGuest {
     /// Unclaimed ports and addresses logged so far (the log stops after a few).
     unclaimed_logged: u32,
     /// Bytes the UART transmitted, for the qube's console line.
-    tx: heapless::Deque<u8, 8>,
+    tx: bulkhead_hvcore::collections::BoundedDeque<u8, 8>,
 }
 
 /// The console line with which the agent says the AppVM is ready (`linux-appvm/agent`).
@@ -176,7 +176,7 @@ impl LinuxGuest {
             started_tsc: 0,
             exits_at_start: 0,
             unclaimed_logged: 0,
-            tx: heapless::Deque::new(),
+            tx: bulkhead_hvcore::collections::BoundedDeque::new(),
         };
         g.reset(channels, 0);
         g

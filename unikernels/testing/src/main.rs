@@ -25,8 +25,8 @@ mod misbehave;
 
 mod canary;
 mod channels;
-mod cpustate;
 mod console_flood;
+mod cpustate;
 mod disposable;
 mod netclient;
 

@@ -32,7 +32,7 @@ pub(super) fn compile(checked: Checked, path: &Path) -> Result<CompiledSystem, S
     let cmdlines = layout::cmdlines(&checked)?;
     let mut images: Vec<String> = Vec::new();
     let mut templates: Vec<String> = Vec::new();
-    let mut qubes = heapless::Vec::new();
+    let mut qubes = bulkhead_abi::bounded::BoundedVec::new();
     for q in &checked.qubes {
         let (list, name) = match &q.linux {
             None => (&mut images, &q.image),
@@ -88,42 +88,42 @@ pub(super) fn compile(checked: Checked, path: &Path) -> Result<CompiledSystem, S
             None => None,
         };
         let spec = QubeSpec {
-            name: heapless::String::try_from(q.name.as_str())
+            name: bulkhead_abi::bounded::BoundedString::try_from(q.name.as_str())
                 .map_err(|_| format!("qube name {:?} does not fit", q.name))?,
             kind,
             image: entry(image)?,
             memory_mib: q.memory_mib,
             label: q.label,
             restart: q.restart,
-            args: heapless::String::try_from(q.args.as_str())
+            args: bulkhead_abi::bounded::BoundedString::try_from(q.args.as_str())
                 .map_err(|_| format!("args of {:?} do not fit", q.name))?,
             config,
             start: q.start,
         };
         qubes.push(spec).map_err(|_| "too many qubes".to_string())?;
     }
-    let mut channels = heapless::Vec::new();
+    let mut channels = bulkhead_abi::bounded::BoundedVec::new();
     for c in checked.channels {
         let index = |i: usize| {
             u8::try_from(i).map_err(|_| format!("endpoint of channel {:?} out of range", c.name))
         };
         let spec = ChannelSpec {
-            name: heapless::String::try_from(c.name.as_str())
+            name: bulkhead_abi::bounded::BoundedString::try_from(c.name.as_str())
                 .map_err(|_| format!("channel name {:?} does not fit", c.name))?,
             a: index(c.a)?,
             b: index(c.b)?,
             size: c.size,
             slot_size: c.slot_size,
-            purpose: heapless::String::try_from(c.purpose.as_str())
+            purpose: bulkhead_abi::bounded::BoundedString::try_from(c.purpose.as_str())
                 .map_err(|_| format!("purpose of channel {:?} does not fit", c.name))?,
         };
         channels
             .push(spec)
             .map_err(|_| "too many channels".to_string())?;
     }
-    let system = heapless::String::try_from(checked.name.as_str())
+    let system = bulkhead_abi::bounded::BoundedString::try_from(checked.name.as_str())
         .map_err(|_| format!("system name {:?} does not fit", checked.name))?;
-    let mut devices = heapless::Vec::new();
+    let mut devices = bulkhead_abi::bounded::BoundedVec::new();
     for (qube, select) in checked.devices {
         let qube = u8::try_from(qube).map_err(|_| "device owner out of range".to_string())?;
         devices
@@ -322,10 +322,14 @@ fn linux_uplink(c: &CompiledSystem, i: usize) -> Option<Uplink> {
     let channel = network::channel_name(&q.name);
     let ch = m.channels.iter().find(|ch| ch.name.as_str() == channel)?;
     let netvm = c.configs.iter().find(|b| b.qube == usize::from(ch.a))?;
-    let down = netvm.config.downstream.iter().find(|d| d.qube == q.name)?;
+    let down = netvm
+        .config
+        .downstream
+        .iter()
+        .find(|d| d.qube.as_str() == q.name.as_str())?;
     let params = c.network.as_ref()?;
     Some(Uplink {
-        channel: ch.name.clone(),
+        channel: heapless::String::try_from(ch.name.as_str()).ok()?,
         address: down.address,
         prefix_len: params.clients.prefix_len,
         gateway: params.gateway,
@@ -372,7 +376,7 @@ fn network_summary(c: &CompiledSystem) -> String {
         let netvm = uplink.and_then(|u| {
             m.channels
                 .iter()
-                .find(|ch| ch.name == u.channel)
+                .find(|ch| ch.name.as_str() == u.channel.as_str())
                 .map(|ch| name(usize::from(ch.a)))
         });
         let plural = if clients == 1 { "" } else { "s" };
@@ -395,7 +399,11 @@ fn network_summary(c: &CompiledSystem) -> String {
         let rules = netvm
             .and_then(|n| m.qubes.iter().position(|q| q.name == n))
             .and_then(config_of)
-            .and_then(|cfg| cfg.downstream.iter().find(|d| d.qube == q.name))
+            .and_then(|cfg| {
+                cfg.downstream
+                    .iter()
+                    .find(|d| d.qube.as_str() == q.name.as_str())
+            })
             .filter(|d| d.address.is_some())
             .map_or("-".to_string(), |d| match d.rules.last() {
                 None => "none: accept all".to_string(),

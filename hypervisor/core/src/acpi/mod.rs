@@ -5,7 +5,7 @@
 //! before use, so firmware with broken tables gives an [`AcpiError`], never a panic.
 
 use crate::bootinfo::PhysRead;
-use heapless::Vec;
+use crate::collections::{ArrayVec, BoundedVec as Vec};
 
 /// Most tables listed in the RSDT/XSDT that are looked at.
 pub const MAX_TABLES: usize = 64;
@@ -33,7 +33,7 @@ pub enum AcpiError {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Tables {
     /// Signature and physical address of every table the RSDT/XSDT lists.
-    pub tables: Vec<([u8; 4], u64), MAX_TABLES>,
+    pub tables: ArrayVec<([u8; 4], u64), MAX_TABLES>,
 }
 
 impl Tables {
@@ -138,7 +138,7 @@ fn sum(b: &[u8]) -> u8 {
 }
 
 /// One ECAM range of the MCFG.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Ecam {
     /// Physical address of bus 0's configuration space.
     pub base: u64,
@@ -151,9 +151,9 @@ pub struct Ecam {
 }
 
 /// Parses the MCFG at `addr`.
-pub fn mcfg(mem: &impl PhysRead, addr: u64) -> Result<Vec<Ecam, MAX_ECAM>, AcpiError> {
+pub fn mcfg(mem: &impl PhysRead, addr: u64) -> Result<ArrayVec<Ecam, MAX_ECAM>, AcpiError> {
     let len = u64::from(checked_table(mem, addr)?);
-    let mut out = Vec::new();
+    let mut out = ArrayVec::new();
     let mut at = addr + 44;
     while at + 16 <= addr + len && !out.is_full() {
         let e = mem.read_array::<16>(at).ok_or(AcpiError::Unreadable(at))?;
@@ -186,11 +186,11 @@ pub struct Drhd {
     /// It serves every device of the segment not listed under another unit.
     pub include_all: bool,
     /// The devices it serves when not `include_all`.
-    pub scopes: Vec<Scope, MAX_SCOPES>,
+    pub scopes: ArrayVec<Scope, MAX_SCOPES>,
 }
 
 /// A device scope entry: a PCI endpoint, or a bridge and everything below it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Scope {
     /// 1: PCI endpoint, 2: PCI sub-hierarchy (a bridge); others (IOAPIC, HPET) are kept too.
     pub kind: u8,
@@ -254,7 +254,7 @@ pub fn dmar(mem: &impl PhysRead, addr: u64) -> Result<Dmar, AcpiError> {
                 base: u64::from_le_bytes(d[8..16].try_into().unwrap_or([0; 8])),
                 segment: u16::from_le_bytes([d[6], d[7]]),
                 include_all: d[4] & 1 != 0,
-                scopes: Vec::new(),
+                scopes: ArrayVec::new(),
             };
             let mut s = at + 16;
             while s + 6 <= at + slen {

@@ -70,7 +70,10 @@ fn finds_mcfg_and_dmar_through_the_xsdt() {
     assert_eq!(t.find(b"MCFG"), Some(0x2000));
     let ecam = mcfg(&m, 0x2000).unwrap();
     assert_eq!(
-        ecam.as_slice(),
+        ecam.iter()
+            .copied()
+            .collect::<std::vec::Vec<_>>()
+            .as_slice(),
         &[Ecam {
             base: 0xb000_0000,
             segment: 0,

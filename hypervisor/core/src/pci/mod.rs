@@ -14,7 +14,7 @@
 //! Everything else is passed through. Nothing here touches hardware: the hypervisor supplies
 //! the hardware value of each register and applies the decision.
 
-use heapless::Vec;
+use crate::collections::ArrayVec as Vec;
 
 /// Offset of the command register.
 pub const COMMAND: u16 = 0x04;
@@ -275,14 +275,19 @@ pub fn without_holes(base: u64, len: u64, holes: &[(u64, u64)]) -> Vec<(u64, u64
     let mut out: Vec<(u64, u64), 8> = Vec::new();
     let end = base.saturating_add(len);
     let mut at = base;
-    let mut sorted: Vec<(u64, u64), 8> = holes
+    let mut sorted = [(0u64, 0u64); 8];
+    let mut n = 0;
+    let pages = holes
         .iter()
         .filter(|(_, l)| *l > 0)
-        .map(|(s, l)| (s & !0xfff, (s.saturating_add(*l) + 0xfff) & !0xfff))
-        .take(8)
-        .collect();
+        .map(|(s, l)| (s & !0xfff, (s.saturating_add(*l) + 0xfff) & !0xfff));
+    for (slot, hole) in sorted.iter_mut().zip(pages) {
+        *slot = hole;
+        n += 1;
+    }
+    let sorted = &mut sorted[..n];
     sorted.sort_unstable();
-    for (hs, he) in sorted {
+    for &mut (hs, he) in sorted {
         if hs > at && at < end {
             let _ = out.push((at, hs.min(end) - at));
         }

@@ -1,3 +1,4 @@
+extern crate std;
 use super::bits::{self, Bit};
 use super::*;
 use proptest::prelude::*;
@@ -190,7 +191,7 @@ fn the_must_not_leak_bits() {
 fn identity_and_sizes_come_from_the_host() {
     let l0 = base_cpuid(0, 0, modern_host, 1);
     assert_eq!(l0.eax, MAX_BASIC_LEAF);
-    let vendor: heapless::Vec<u8, 12> = [l0.ebx, l0.edx, l0.ecx]
+    let vendor: std::vec::Vec<u8> = [l0.ebx, l0.edx, l0.ecx]
         .iter()
         .flat_map(|r| r.to_le_bytes())
         .collect();
@@ -238,7 +239,7 @@ fn identity_and_sizes_come_from_the_host() {
 fn hypervisor_leaves() {
     let sig = base_cpuid(HV_SIGNATURE_LEAF, 0, zeros, 2_400_000);
     assert_eq!(sig.eax, HV_TIMING_LEAF);
-    let name: heapless::Vec<u8, 12> = [sig.ebx, sig.ecx, sig.edx]
+    let name: std::vec::Vec<u8> = [sig.ebx, sig.ecx, sig.edx]
         .iter()
         .flat_map(|r| r.to_le_bytes())
         .collect();

@@ -95,7 +95,7 @@ fn io_base(local: u8) -> u16 {
 #[derive(Clone, Debug, Default)]
 pub struct PciBus {
     address: u32,
-    channels: heapless::Vec<Channel, MAX_CHANNELS>,
+    channels: bulkhead_abi::bounded::BoundedVec<Channel, MAX_CHANNELS>,
 }
 
 impl PciBus {

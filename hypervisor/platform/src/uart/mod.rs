@@ -25,7 +25,7 @@
 #[cfg(test)]
 mod tests;
 
-use heapless::Deque;
+use bulkhead_abi::bounded::BoundedDeque as Deque;
 
 /// I/O port of COM1's first register.
 pub const COM1_BASE: u16 = 0x3F8;

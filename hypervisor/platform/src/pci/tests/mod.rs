@@ -13,7 +13,7 @@ fn device(local: u8, region_size: u64) -> ChannelDevice {
         info: InfoCap {
             side: 1,
             size: region_size as u32,
-            name: heapless::String::try_from("work.net").unwrap(),
+            name: bulkhead_abi::bounded::BoundedString::try_from("work.net").unwrap(),
         },
     }
 }

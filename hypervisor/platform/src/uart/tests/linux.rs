@@ -1,5 +1,7 @@
 //! The 8250 driver's probe, startup and output paths, replayed.
 
+extern crate std;
+
 use super::*;
 
 /// Linux's `autoconfig()` for a legacy port, with `autoconfig_16550a()`'s variant probes:
@@ -165,7 +167,7 @@ fn interrupt_driven_output() {
     // start_tx: enable THRI; the UART interrupts at once.
     u.write(IER, 0x07);
     assert!(u.irq_line());
-    let mut out = heapless::Vec::<u8, 64>::new();
+    let mut out = std::vec::Vec::<u8>::new();
     let text = b"hello from userspace, more than one FIFO of it";
     let mut pos = 0;
     let mut interrupts = 0;
@@ -184,7 +186,7 @@ fn interrupt_driven_output() {
             if pos == text.len() {
                 break;
             }
-            out.push(u.write(0, text[pos]).unwrap()).unwrap();
+            out.push(u.write(0, text[pos]).unwrap());
             pos += 1;
         }
         assert!(u.irq_line(), "THR emptied again");
@@ -228,9 +230,9 @@ fn receive_interrupt_and_drain() {
     }
     assert!(u.irq_line());
     assert_eq!(u.read(IIR), 0xC4);
-    let mut got = heapless::Vec::<u8, 16>::new();
+    let mut got = std::vec::Vec::<u8>::new();
     while u.read(LSR) & 1 != 0 {
-        got.push(u.read(RX)).unwrap();
+        got.push(u.read(RX));
     }
     assert_eq!(&got[..], b"ls\n");
     assert!(!u.irq_line());
