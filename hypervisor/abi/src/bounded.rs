@@ -297,6 +297,24 @@ impl<T: Copy + Default + PartialEq, const N: usize> PartialEq for ArrayVec<T, N>
 
 impl<T: Copy + Default + Eq, const N: usize> Eq for ArrayVec<T, N> {}
 
+impl<T: Copy + Default, const N: usize> IntoIterator for ArrayVec<T, N> {
+    type Item = T;
+    type IntoIter = core::iter::Take<core::array::IntoIter<T, N>>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.items.into_iter().take(self.len)
+    }
+}
+
+impl<'a, T: Copy + Default, const N: usize> IntoIterator for &'a ArrayVec<T, N> {
+    type Item = &'a T;
+    type IntoIter = core::slice::Iter<'a, T>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.as_slice().iter()
+    }
+}
+
 impl<T: Copy + Default, const N: usize> ArrayVec<T, N> {
     /// Whether no more fit.
     pub fn is_full(&self) -> bool {

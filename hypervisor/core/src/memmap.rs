@@ -157,10 +157,44 @@ impl MemoryMap {
     }
 }
 
-/// Hands out aligned contiguous blocks of physical memory from a [`MemoryMap`].
-#[derive(Clone, Debug)]
+/// Hands out aligned contiguous blocks of physical memory from a [`MemoryMap`], each as a
+/// [`Frames`] owner. Not `Clone`: a copy of the allocator could hand the same frames out
+/// twice.
+#[derive(Debug)]
 pub struct FrameAllocator {
     free: MemoryMap,
+}
+
+/// The owner of one block of RAM handed out by a [`FrameAllocator`]: not `Copy`, not
+/// `Clone`, and nothing but the allocator can make one, so whoever holds it (by value or by
+/// `&mut`) is the only one who can reach that memory through it. Its [`Frames::region`] is
+/// a plain description of where it is (for page tables and hardware pointers), which grants
+/// nothing.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Frames {
+    region: Region,
+}
+
+impl Frames {
+    /// Where the block is.
+    pub fn region(&self) -> Region {
+        self.region
+    }
+
+    /// Its first byte's physical address.
+    pub fn start(&self) -> u64 {
+        self.region.start
+    }
+
+    /// Its size in bytes.
+    pub fn len(&self) -> u64 {
+        self.region.len()
+    }
+
+    /// Whether it is empty (never, for a block from the allocator).
+    pub fn is_empty(&self) -> bool {
+        self.region.len() == 0
+    }
 }
 
 impl FrameAllocator {
@@ -175,7 +209,7 @@ impl FrameAllocator {
     }
 
     /// Allocates `size` bytes aligned to `align` (a power of two), lowest address first.
-    pub fn alloc(&mut self, size: u64, align: u64) -> Option<Region> {
+    pub fn alloc(&mut self, size: u64, align: u64) -> Option<Frames> {
         if size == 0 || !align.is_power_of_two() {
             return None;
         }
@@ -187,7 +221,7 @@ impl FrameAllocator {
         // Removing a range that lies inside one region splits it at most once; if the map
         // is full the allocation fails rather than losing track of memory.
         if self.free.remove(found) {
-            Some(found)
+            Some(Frames { region: found })
         } else {
             None
         }
@@ -229,8 +263,8 @@ mod tests {
         let mut m = MemoryMap::new();
         m.add(r(0x10_0000, 0x100_0000));
         let mut a = FrameAllocator::new(m);
-        let x = a.alloc(0x1000, 0x1000).unwrap();
-        let y = a.alloc(0x20_0000, 0x20_0000).unwrap();
+        let x = a.alloc(0x1000, 0x1000).unwrap().region();
+        let y = a.alloc(0x20_0000, 0x20_0000).unwrap().region();
         assert_eq!(y.start % 0x20_0000, 0);
         assert!(x.end <= y.start || y.end <= x.start);
         assert!(a.alloc(0x1000_0000, 0x1000).is_none());
@@ -253,7 +287,7 @@ mod tests {
             let mut got: std::vec::Vec<Region> = std::vec::Vec::new();
             for (size, align_log) in reqs {
                 let align = 1u64 << align_log;
-                if let Some(g) = a.alloc(size, align) {
+                if let Some(g) = a.alloc(size, align).map(|f| f.region()) {
                     prop_assert_eq!(g.start % align, 0);
                     prop_assert_eq!(g.len(), size);
                     prop_assert!(orig.regions().iter().any(|o| o.start <= g.start && g.end <= o.end));
