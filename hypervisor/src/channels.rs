@@ -4,14 +4,17 @@
 //! (`bulkhead_abi::channel`), and records one [`Endpoint`] at each of the two qubes. The
 //! qubes' nested page tables map the region at their endpoint's window (and nowhere else,
 //! in no other qube); their boot info lists it. After boot the hypervisor never reads the
-//! region: it only raises events (`notify`) between the endpoints.
+//! region: it only raises events (`notify`) between the endpoints, and starts a region over
+//! when an end restarts. The pages are owned by [`Regions`] (the scheduler's), not by the
+//! endpoints: an endpoint only knows where its region is, so it cannot zero memory.
 
 use crate::hvlog;
 use crate::memory::phys;
 use bulkhead_abi::channel::{Geometry, MAX_CHANNELS_PER_QUBE, WINDOW_BASE, WINDOW_STRIDE};
-use bulkhead_abi::manifest::{MAX_QUBES, Manifest};
+use bulkhead_abi::manifest::{MAX_CHANNELS, MAX_QUBES, Manifest};
 use bulkhead_hvcore::PAGE_SIZE;
-use bulkhead_hvcore::memmap::{FrameAllocator, Region};
+use bulkhead_hvcore::collections::BoundedVec;
+use bulkhead_hvcore::memmap::{FrameAllocator, Frames, Region};
 
 /// One end of a channel, as the qube at this end has it.
 #[derive(Clone, Debug)]
@@ -20,10 +23,8 @@ pub struct Endpoint {
     pub id: usize,
     /// Its name.
     pub name: bulkhead_hvcore::collections::BoundedString<{ bulkhead_abi::boot_info::NAME_MAX }>,
-    /// The shared pages.
+    /// Where the shared pages are (owned by [`Regions`]).
     pub host: Region,
-    /// Layout both ends derive.
-    pub geometry: Geometry,
     /// 0 = side A, 1 = side B.
     pub side: u32,
     /// Manifest index of the qube at the other end.
@@ -46,10 +47,20 @@ impl Endpoint {
             end: WINDOW_BASE + MAX_CHANNELS_PER_QUBE as u64 * WINDOW_STRIDE,
         }
     }
+}
 
-    /// Zeroes the region and writes the header again (when an endpoint restarts).
-    pub fn reset(&self) {
-        init_region(self.host, &self.geometry);
+/// The pages of every channel, by manifest channel index.
+pub struct Regions {
+    regions: BoundedVec<(usize, Frames, Geometry), MAX_CHANNELS>,
+}
+
+impl Regions {
+    /// Starts channel `id` over (zeroed, header, next reset generation) when an end
+    /// restarts.
+    pub fn reset(&mut self, id: usize) {
+        if let Some((_, frames, geometry)) = self.regions.iter_mut().find(|(i, ..)| *i == id) {
+            init_region(frames, geometry);
+        }
     }
 }
 
@@ -58,26 +69,29 @@ pub type Endpoints = bulkhead_hvcore::collections::BoundedVec<Endpoint, MAX_CHAN
 
 /// Writes a fresh channel: zeroed, the header, and the next reset generation (so an end
 /// that outlived the reset notices before it touches the rings).
-fn init_region(r: Region, g: &Geometry) {
+fn init_region(frames: &mut Frames, g: &Geometry) {
     let gen_at = bulkhead_abi::channel::GENERATION_OFFSET as usize;
-    // SAFETY: the region was allocated for this channel alone; the qubes that map it are not
-    // running while the hypervisor runs (single CPU).
-    unsafe {
-        phys::with_region(r, |b| {
-            let mut word = [0u8; 4];
-            word.copy_from_slice(&b[gen_at..gen_at + 4]);
-            let generation = u32::from_le_bytes(word).wrapping_add(1);
-            b.fill(0);
-            b[..32].copy_from_slice(&g.header());
-            b[gen_at..gen_at + 4].copy_from_slice(&generation.to_le_bytes());
-        })
-    };
+    phys::with_frames(frames, |b| {
+        let mut word = [0u8; 4];
+        word.copy_from_slice(&b[gen_at..gen_at + 4]);
+        let generation = u32::from_le_bytes(word).wrapping_add(1);
+        b.fill(0);
+        b[..32].copy_from_slice(&g.header());
+        b[gen_at..gen_at + 4].copy_from_slice(&generation.to_le_bytes());
+    });
 }
 
-/// Allocates every channel of the manifest and returns each qube's endpoints (indexed by the
-/// qube's manifest position). A channel that cannot be set up is logged and left out.
-pub fn create(manifest: &Manifest, frames: &mut FrameAllocator) -> [Endpoints; MAX_QUBES] {
+/// Allocates every channel of the manifest and returns their pages and each qube's endpoints
+/// (indexed by the qube's manifest position). A channel that cannot be set up is logged and
+/// left out.
+pub fn create(
+    manifest: &Manifest,
+    frames: &mut FrameAllocator,
+) -> (Regions, [Endpoints; MAX_QUBES]) {
     let mut tables: [Endpoints; MAX_QUBES] = core::array::from_fn(|_| Endpoints::new());
+    let mut regions = Regions {
+        regions: BoundedVec::new(),
+    };
     for (id, c) in manifest.channels.iter().enumerate() {
         let (a, b) = (usize::from(c.a), usize::from(c.b));
         let name = c.name.as_str();
@@ -99,17 +113,19 @@ pub fn create(manifest: &Manifest, frames: &mut FrameAllocator) -> [Endpoints; M
             );
             continue;
         }
-        let Some(host) = frames.alloc(u64::from(c.size), PAGE_SIZE) else {
+        let Some(mut pages) = frames.alloc(u64::from(c.size), PAGE_SIZE) else {
             hvlog!("channel {name} not created: out of memory");
             continue;
         };
-        init_region(host, &geometry);
+        init_region(&mut pages, &geometry);
+        let host = pages.region();
+        // At most MAX_CHANNELS channels are in a manifest: this push succeeds.
+        let _ = regions.regions.push((id, pages, geometry));
         let (la, lb) = (tables[a].len(), tables[b].len());
         let end = |side, peer, peer_local| Endpoint {
             id,
             name: c.name.clone(),
             host,
-            geometry,
             side,
             peer,
             peer_local,
@@ -127,5 +143,5 @@ pub fn create(manifest: &Manifest, frames: &mut FrameAllocator) -> [Endpoints; M
             c.purpose.as_str()
         );
     }
-    tables
+    (regions, tables)
 }

@@ -15,9 +15,9 @@
 //! [`start_queueing`] (the scheduler's start) and on a panic, lines go out at once.
 
 use crate::arch::x86::serial::Serial;
+use crate::sync::Locked;
 use bulkhead_abi::label::{ANSI_RESET, Label};
 use bulkhead_hvcore::console::queue::{HvPush, OutputQueue, Policy, STANDARD_HV_ROOM, Standard};
-use core::cell::UnsafeCell;
 use core::fmt::Write;
 use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
@@ -241,41 +241,6 @@ impl Write for Line {
             }
         }
         Ok(())
-    }
-}
-
-/// A value used by one caller at a time: [`Locked::with`] refuses (returns `None`) rather
-/// than wait, so a fault inside the console cannot deadlock the panic path.
-struct Locked<T> {
-    busy: AtomicBool,
-    value: UnsafeCell<T>,
-}
-
-// SAFETY: the value is reached only through `with`, which hands out one `&mut` at a time
-// (the `busy` flag, taken with Acquire and released with Release, orders the accesses
-// across CPUs), so sharing `Locked` between CPUs is sharing `T` by moving access to it.
-unsafe impl<T: Send> Sync for Locked<T> {}
-
-impl<T> Locked<T> {
-    const fn new(value: T) -> Locked<T> {
-        Locked {
-            busy: AtomicBool::new(false),
-            value: UnsafeCell::new(value),
-        }
-    }
-
-    /// Runs `f` on the value, or returns `None` if it is in use (further up this stack, an
-    /// interrupted caller, or another CPU).
-    fn with<R>(&self, f: impl FnOnce(&mut T) -> R) -> Option<R> {
-        if self.busy.swap(true, Ordering::Acquire) {
-            return None;
-        }
-        // SAFETY: (1) `busy` was false and is now ours, so no other `&mut T` exists: every
-        // access goes through `with`, and the one that set `busy` clears it only after its
-        // `&mut` is gone; (2) the reference does not outlive `f`.
-        let r = f(unsafe { &mut *self.value.get() });
-        self.busy.store(false, Ordering::Release);
-        Some(r)
     }
 }
 

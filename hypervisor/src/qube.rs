@@ -13,7 +13,7 @@ use bulkhead_abi::manifest::{QubeSpec, StartPolicy};
 use bulkhead_hvcore::collections::ArrayVec;
 use bulkhead_hvcore::console::LineBuffer;
 use bulkhead_hvcore::elf::{self, ElfError};
-use bulkhead_hvcore::memmap::{FrameAllocator, Region};
+use bulkhead_hvcore::memmap::{FrameAllocator, Frames, Region};
 use bulkhead_hvcore::paging::{NestedFormat, PagingError, Perm, Tables, X86Format};
 use bulkhead_hvcore::sched::RunState;
 use bulkhead_hvcore::{LARGE_PAGE_SIZE, PAGE_SIZE, align_up};
@@ -70,6 +70,9 @@ pub struct Qube {
     image: &'static [u8],
     /// Its RAM.
     pub mem: GuestMemory,
+    /// The pages of its nested page tables and (with assigned devices behind an IOMMU) of
+    /// its DMA remapping tables: the hardware reads them for the rest of the run.
+    _tables: (Frames, Option<Frames>),
     /// Its virtual CPU.
     pub vcpu: AnyVcpu,
     /// Run state.
@@ -137,13 +140,23 @@ impl Qube {
             .alloc(size, LARGE_PAGE_SIZE)
             .ok_or(LoadError::NoMemory(size))?;
         let arena_len = (NPT_ARENA_PAGES + NPT_PAGES_PER_DEVICE * devices.len() as u64) * PAGE_SIZE;
-        let arena = frames
+        let mut nested_tables = frames
             .alloc(arena_len, PAGE_SIZE)
             .ok_or(LoadError::NoMemory(arena_len))?;
-        let root = build_npt(arena, host, &channels, &devices, backend.nested_format())
-            .map_err(LoadError::Paging)?;
+        let root = build_npt(
+            &mut nested_tables,
+            host.region(),
+            &channels,
+            &devices,
+            backend.nested_format(),
+        )
+        .map_err(LoadError::Paging)?;
+        let mut dma_tables = None;
         if let Some(iommu) = iommu.filter(|_| devices.iter().any(|d| d.iommu)) {
-            let (domain, tables) = iommu.new_domain(host, frames).map_err(LoadError::Iommu)?;
+            let (domain, tables, pages) = iommu
+                .new_domain(host.region(), frames)
+                .map_err(LoadError::Iommu)?;
+            dma_tables = Some(pages);
             for d in devices.iter().filter(|d| d.iommu) {
                 iommu
                     .attach(d.func.source_id(), domain, tables, frames)
@@ -163,6 +176,7 @@ impl Qube {
             spec,
             image,
             mem: GuestMemory::new(host),
+            _tables: (nested_tables, dma_tables),
             vcpu,
             state: RunState::Stopped,
             restarts: 0,
@@ -353,29 +367,27 @@ impl Qube {
 /// each channel window to its channel's pages (read/write, never executable), and its
 /// devices' BAR pieces to themselves (uncached), and nothing else.
 fn build_npt(
-    arena: Region,
+    arena: &mut Frames,
     host: Region,
     channels: &Endpoints,
     devices: &Devices,
     format: NestedFormat,
 ) -> Result<u64, PagingError> {
-    // SAFETY: the arena was just allocated for these tables alone; no qube runs yet.
-    unsafe {
-        phys::with_region(arena, |bytes| {
-            let mut t = Tables::new(bytes, arena.start, format)?;
-            t.map_range(0, host.start, host.len(), Perm::RWX)?;
-            for (local, c) in channels.iter().enumerate() {
-                t.map_range(
-                    Endpoint::window(local),
-                    c.host.start,
-                    c.host.len(),
-                    Perm::RW,
-                )?;
-            }
-            for (base, len) in devices.iter().flat_map(|d| d.pieces.iter()) {
-                t.map_range(*base, *base, *len, Perm::MMIO)?;
-            }
-            Ok(t.root())
-        })
-    }
+    let base = arena.start();
+    phys::with_frames(arena, |bytes| {
+        let mut t = Tables::new(bytes, base, format)?;
+        t.map_range(0, host.start, host.len(), Perm::RWX)?;
+        for (local, c) in channels.iter().enumerate() {
+            t.map_range(
+                Endpoint::window(local),
+                c.host.start,
+                c.host.len(),
+                Perm::RW,
+            )?;
+        }
+        for (base, len) in devices.iter().flat_map(|d| d.pieces.iter()) {
+            t.map_range(*base, *base, *len, Perm::MMIO)?;
+        }
+        Ok(t.root())
+    })
 }

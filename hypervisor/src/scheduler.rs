@@ -31,6 +31,8 @@ pub struct Scheduler {
     iommu: Option<crate::devices::vtd::Iommu>,
     /// DMA faults logged so far (the log stops after [`MAX_FAULT_LINES`]).
     dma_faults: u64,
+    /// The channels' pages (started over when an end restarts).
+    channels: Option<crate::channels::Regions>,
 }
 
 /// DMA fault lines logged before they are only counted.
@@ -43,12 +45,18 @@ impl Scheduler {
     pub fn new() -> Scheduler {
         Scheduler {
             qubes: BoundedVec::new(),
+            channels: None,
             current: 0,
             all_ready_reported: false,
             tag_owner: [None; TAGS],
             iommu: None,
             dma_faults: 0,
         }
+    }
+
+    /// Hands over the channels' pages.
+    pub fn set_channels(&mut self, channels: crate::channels::Regions) {
+        self.channels = Some(channels);
     }
 
     /// Hands over the IOMMU, whose faults the run loop reports.
@@ -195,7 +203,7 @@ impl Scheduler {
                     return;
                 }
                 Outcome::Stop(stop) => {
-                    let restarted = stop_qube(&mut self.qubes[i], stop);
+                    let restarted = stop_qube(&mut self.qubes[i], &mut self.channels, stop);
                     if restarted || self.qubes[i].spec.start == StartPolicy::OnRequest {
                         // Its channels were reset: tell each peer.
                         let peers =
@@ -257,7 +265,14 @@ impl Scheduler {
 
 /// Stops a qube, logs why, and restarts it if its policy and restart budget say so.
 /// Returns whether it was restarted (its channels were then reset).
-fn stop_qube(q: &mut Qube, stop: Stop) -> bool {
+fn stop_qube(q: &mut Qube, channels: &mut Option<crate::channels::Regions>, stop: Stop) -> bool {
+    let mut reset_channels = |q: &Qube| {
+        if let Some(regions) = channels.as_mut() {
+            for c in q.channels.iter() {
+                regions.reset(c.id);
+            }
+        }
+    };
     crate::linux::flush_console(q);
     let (name, label) = (q.spec.name.clone(), q.spec.label);
     q.console
@@ -282,9 +297,7 @@ fn stop_qube(q: &mut Qube, stop: Stop) -> bool {
         // A disposable leaves nothing behind: its memory is zeroed and read back, and its
         // channels start over (the requester sees the reset).
         let nonzero = q.wipe();
-        for c in &q.channels {
-            c.reset();
-        }
+        reset_channels(q);
         hvlog!(
             "qube {name}: memory wiped ({} MiB), read back: {}",
             q.spec.memory_mib,
@@ -312,9 +325,7 @@ fn stop_qube(q: &mut Qube, stop: Stop) -> bool {
         q.restarts,
         sched::MAX_RESTARTS
     );
-    for c in &q.channels {
-        c.reset();
-    }
+    reset_channels(q);
     if let Err(e) = q.load() {
         hvlog!("qube {name} stopped: restart failed: {e}");
         q.state = RunState::Stopped;

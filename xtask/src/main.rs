@@ -13,6 +13,8 @@ mod qemu;
 mod scenarios;
 mod system;
 mod tcb;
+#[cfg(test)]
+mod unsafe_modules;
 
 use anyhow::{Result, bail};
 use clap::{Args, Parser, Subcommand};

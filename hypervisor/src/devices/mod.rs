@@ -7,7 +7,9 @@
 //!   (emulated configuration view, mapped BAR pieces, what its boot info says).
 
 pub mod assign;
+#[allow(unsafe_code)]
 pub mod ecam;
+#[allow(unsafe_code)]
 pub mod vtd;
 
 use crate::hvlog;

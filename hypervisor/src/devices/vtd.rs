@@ -7,7 +7,7 @@ use crate::memory::mmio::Mmio;
 use crate::memory::phys;
 use bulkhead_hvcore::PAGE_SIZE;
 use bulkhead_hvcore::acpi::Drhd;
-use bulkhead_hvcore::memmap::{FrameAllocator, MemoryMap, Region};
+use bulkhead_hvcore::memmap::{FrameAllocator, Frames, MemoryMap, Region};
 use bulkhead_hvcore::paging::{PagingError, Perm, Tables};
 use bulkhead_hvcore::vtd::{
     CCMD_GLOBAL_INVALIDATE, Capabilities, Fault, IOTLB_GLOBAL_INVALIDATE, VtdFormat, context_entry,
@@ -49,8 +49,8 @@ pub struct Iommu {
     regs: Mmio,
     caps: Capabilities,
     levels: u8,
-    root: Region,
-    contexts: [u64; 256],
+    root: Frames,
+    contexts: [Option<Frames>; 256],
     next_domain: u16,
 }
 
@@ -81,10 +81,10 @@ impl Iommu {
             caps,
             levels,
             root,
-            contexts: [0; 256],
+            contexts: core::array::from_fn(|_| None),
             next_domain: caps.first_domain().max(1),
         };
-        iommu.regs.write64(reg::RTADDR, root.start);
+        iommu.regs.write64(reg::RTADDR, iommu.root.start());
         iommu.command(gcmd::SRTP, true, "set root table pointer")?;
         iommu.invalidate()?;
         iommu.command(gcmd::TE, true, "translation enable")?;
@@ -139,12 +139,13 @@ impl Iommu {
     }
 
     /// Builds a domain mapping I/O virtual `[0, memory.len())` to `memory` and returns its
-    /// ID and the root of its tables (already at the unit's depth).
+    /// ID, the root of its tables (already at the unit's depth) and the tables' pages, which
+    /// the caller keeps as long as a device may use the domain.
     pub fn new_domain(
         &mut self,
         memory: Region,
         frames: &mut FrameAllocator,
-    ) -> Result<(u16, u64), VtdError> {
+    ) -> Result<(u16, u64, Frames), VtdError> {
         let domain = self.next_domain;
         if u32::from(domain) >= self.caps.domains {
             return Err(VtdError::NoDomain);
@@ -156,30 +157,29 @@ impl Iommu {
             memory.len().div_ceil(2 << 20)
         };
         let pages = 2 + gib + small;
-        let arena = frames
+        let mut arena = frames
             .alloc(pages * PAGE_SIZE, PAGE_SIZE)
             .ok_or(VtdError::NoMemory)?;
+        let arena_start = arena.start();
         let format = VtdFormat {
             large_pages: self.caps.large_pages,
         };
-        // SAFETY: the arena was just allocated for these tables alone; only the IOMMU will
-        // read it, and no device is attached to the domain yet.
-        let root = unsafe {
-            phys::with_region(arena, |bytes| -> Result<u64, PagingError> {
-                let mut t = Tables::new(bytes, arena.start, format)?;
-                t.map_range(0, memory.start, memory.len(), Perm::RW)?;
-                if self.levels == 3 {
-                    // A 3-level walk starts at the PDPT: the PML4's first entry.
-                    let first = u64::from_le_bytes(bytes[..8].try_into().unwrap_or([0; 8]));
-                    Ok(first & !0xfff)
-                } else {
-                    Ok(arena.start)
-                }
-            })
-        }
+        // No device is attached to the domain yet: only the IOMMU will read the tables.
+        let levels = self.levels;
+        let root = phys::with_frames(&mut arena, |bytes| -> Result<u64, PagingError> {
+            let mut t = Tables::new(bytes, arena_start, format)?;
+            t.map_range(0, memory.start, memory.len(), Perm::RW)?;
+            if levels == 3 {
+                // A 3-level walk starts at the PDPT: the PML4's first entry.
+                let first = u64::from_le_bytes(bytes[..8].try_into().unwrap_or([0; 8]));
+                Ok(first & !0xfff)
+            } else {
+                Ok(arena_start)
+            }
+        })
         .map_err(VtdError::Paging)?;
         self.next_domain += 1;
-        Ok((domain, root))
+        Ok((domain, root, arena))
     }
 
     /// Lets the function with requester ID `source` DMA through `domain`'s tables.
@@ -191,18 +191,15 @@ impl Iommu {
         frames: &mut FrameAllocator,
     ) -> Result<(), VtdError> {
         let bus = usize::from(source >> 8);
-        if self.contexts[bus] == 0 {
+        if self.contexts[bus].is_none() {
             let table = zeroed_page(frames)?;
-            self.contexts[bus] = table.start;
-            let entry = root_entry(table.start);
-            write_entry(self.root, bus, entry);
+            let entry = root_entry(table.start());
+            self.contexts[bus] = Some(table);
+            write_entry(&mut self.root, bus, entry);
         }
-        let table = Region::from_len(self.contexts[bus], PAGE_SIZE).ok_or(VtdError::NoMemory)?;
-        write_entry(
-            table,
-            usize::from(source & 0xff),
-            context_entry(tables, self.levels, domain),
-        );
+        let entry = context_entry(tables, self.levels, domain);
+        let table = self.contexts[bus].as_mut().ok_or(VtdError::NoMemory)?;
+        write_entry(table, usize::from(source & 0xff), entry);
         self.invalidate()
     }
 
@@ -223,25 +220,22 @@ impl Iommu {
     }
 }
 
-fn zeroed_page(frames: &mut FrameAllocator) -> Result<Region, VtdError> {
-    let r = frames
+fn zeroed_page(frames: &mut FrameAllocator) -> Result<Frames, VtdError> {
+    let mut page = frames
         .alloc(PAGE_SIZE, PAGE_SIZE)
         .ok_or(VtdError::NoMemory)?;
-    // SAFETY: just allocated, owned here alone, not yet given to the hardware.
-    unsafe { phys::with_region(r, |b| b.fill(0)) };
-    Ok(r)
+    phys::with_frames(&mut page, |b| b.fill(0));
+    Ok(page)
 }
 
-/// Writes 128-bit entry `index` of the table page `table`.
-fn write_entry(table: Region, index: usize, entry: [u64; 2]) {
-    // SAFETY: `table` is a root or context table page this driver allocated and owns; the
-    // hardware only reads it, and is told to drop cached copies after every change.
-    unsafe {
-        phys::with_region(table, |b| {
-            let at = index * 16;
-            // The high half first, so the present bit (low half) is set last.
-            b[at + 8..at + 16].copy_from_slice(&entry[1].to_le_bytes());
-            b[at..at + 8].copy_from_slice(&entry[0].to_le_bytes());
-        })
-    }
+/// Writes 128-bit entry `index` of the table page `table` (a root or context table this
+/// driver owns; the hardware only reads it, and is told to drop cached copies after every
+/// change).
+fn write_entry(table: &mut Frames, index: usize, entry: [u64; 2]) {
+    phys::with_frames(table, |b| {
+        let at = index * 16;
+        // The high half first, so the present bit (low half) is set last.
+        b[at + 8..at + 16].copy_from_slice(&entry[1].to_le_bytes());
+        b[at..at + 8].copy_from_slice(&entry[0].to_le_bytes());
+    });
 }

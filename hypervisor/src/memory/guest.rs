@@ -2,12 +2,12 @@
 //! Every guest-supplied address or length is checked here before memory is touched.
 
 use super::phys;
-use bulkhead_hvcore::memmap::Region;
+use bulkhead_hvcore::memmap::{Frames, Region};
 
-/// A qube's RAM.
-#[derive(Clone, Copy, Debug)]
+/// A qube's RAM: the owner of its block (not `Copy`, not `Clone`).
+#[derive(Debug)]
 pub struct GuestMemory {
-    host: Region,
+    host: Frames,
 }
 
 /// A guest address range outside the qube's memory.
@@ -20,14 +20,14 @@ pub struct OutOfRange {
 }
 
 impl GuestMemory {
-    /// Wraps a block the caller owns (from the frame allocator, used for nothing else).
-    pub fn new(host: Region) -> GuestMemory {
+    /// Takes over a block from the frame allocator.
+    pub fn new(host: Frames) -> GuestMemory {
         GuestMemory { host }
     }
 
     /// Host-physical range.
     pub fn host(&self) -> Region {
-        self.host
+        self.host.region()
     }
 
     /// Size in bytes.
@@ -42,12 +42,9 @@ impl GuestMemory {
         }
     }
 
-    /// Runs `f` over the whole memory. The qube must not be running (single CPU: it is not
-    /// while the hypervisor executes).
+    /// Runs `f` over the whole memory (the qube is not running while the hypervisor is).
     pub fn with_bytes<R>(&mut self, f: impl FnOnce(&mut [u8]) -> R) -> R {
-        // SAFETY: `host` came from the frame allocator for this qube alone (the only
-        // constructor's contract), and the qube is not running while the hypervisor runs.
-        unsafe { phys::with_region(self.host, f) }
+        phys::with_frames(&mut self.host, f)
     }
 
     /// Copies guest bytes `[gpa, gpa+buf.len())` into `buf`.
@@ -63,14 +60,7 @@ impl GuestMemory {
     pub fn zero_and_verify(&mut self) -> u64 {
         self.with_bytes(|m| {
             m.fill(0);
-            let mut nonzero = 0u64;
-            for chunk in m.chunks_exact(8) {
-                // SAFETY: `chunk` is 8 readable bytes of this qube's memory (borrowed from
-                // `with_bytes`); an unaligned volatile read of a [u8; 8] is always valid.
-                let word = unsafe { core::ptr::read_volatile(chunk.as_ptr().cast::<[u8; 8]>()) };
-                nonzero += word.iter().filter(|&&b| b != 0).count() as u64;
-            }
-            nonzero
+            phys::count_nonzero_volatile(m)
         })
     }
 }

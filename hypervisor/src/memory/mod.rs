@@ -1,28 +1,21 @@
 //! Physical memory: what is free after boot, the frame allocator, and guest memory.
 
 pub mod guest;
+#[allow(unsafe_code)]
 pub mod mmio;
+#[allow(unsafe_code)]
 pub mod phys;
 
 use bulkhead_hvcore::bootinfo::BootEnv;
 use bulkhead_hvcore::memmap::{FrameAllocator, Region};
 
-unsafe extern "C" {
-    static __image_start: u8;
-    static __image_end: u8;
-}
-
-/// The hypervisor image's physical range (from the linker script).
-pub fn image_region() -> Region {
-    Region {
-        start: (&raw const __image_start) as u64,
-        end: (&raw const __image_end) as u64,
-    }
-}
+pub use phys::image_region;
 
 /// The frame allocator over all RAM below the identity-map limit, minus low memory (BIOS
-/// data, ROMs), the hypervisor image, the bundle and the loader's structures.
-pub fn frame_allocator(env: &BootEnv) -> FrameAllocator {
+/// data, ROMs), the hypervisor image, the bundle and the loader's structures; or the range
+/// that could not be kept out of it (the memory map is full), which must halt the boot:
+/// the allocator could hand out the image or the bundle.
+pub fn frame_allocator(env: &BootEnv) -> Result<FrameAllocator, Region> {
     let mut map = env.ram.clone();
     let mut reserved = [
         Region {
@@ -41,8 +34,9 @@ pub fn frame_allocator(env: &BootEnv) -> FrameAllocator {
         reserved[4] = b;
     }
     for r in reserved {
-        // A full map only happens with absurd firmware maps; then we keep fewer regions.
-        let _ = map.remove(r);
+        if !map.remove(r) {
+            return Err(r);
+        }
     }
-    FrameAllocator::new(map)
+    Ok(FrameAllocator::new(map))
 }

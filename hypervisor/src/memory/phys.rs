@@ -10,7 +10,7 @@
 //! and never outlive the call that made them.
 
 use bulkhead_hvcore::bootinfo::PhysRead;
-use bulkhead_hvcore::memmap::Region;
+use bulkhead_hvcore::memmap::{Frames, Region};
 
 /// Highest physical address (exclusive) the boot page tables map.
 pub const MAPPED_LIMIT: u64 = 4 << 30;
@@ -40,15 +40,16 @@ impl PhysRead for BootMemory {
     }
 }
 
-/// A region of RAM the caller owns exclusively, viewed as bytes for the duration of `f`.
-///
-/// # Safety
-/// `r` must be RAM below [`MAPPED_LIMIT`] that the caller owns: it came from the frame
-/// allocator (or is the boot bundle, which is removed from it) and no other reference to it
-/// exists during the call. If a qube can access it, that qube must not be running.
-pub unsafe fn with_region<R>(r: Region, f: impl FnOnce(&mut [u8]) -> R) -> R {
-    assert!(mapped(r), "region outside the identity map");
-    // SAFETY: the caller guarantees exclusive ownership and that it is mapped RAM.
+/// Owned RAM viewed as bytes for the duration of `f`. Safe because a [`Frames`] is the one
+/// owner of its block: only the frame allocator makes one, it is neither `Copy` nor `Clone`,
+/// and `&mut` makes this the only use of it now. The allocator holds only RAM inside the
+/// identity map (`frame_allocator` removes everything from [`MAPPED_LIMIT`] up, checked here
+/// again). A qube may map the block (its memory, a channel), but no qube runs while the
+/// hypervisor does (one CPU), so nothing else touches it during `f`.
+pub fn with_frames<R>(frames: &mut Frames, f: impl FnOnce(&mut [u8]) -> R) -> R {
+    let r = frames.region();
+    assert!(mapped(r), "frames outside the identity map");
+    // SAFETY: exclusive ownership and mapping, as argued above.
     let bytes = unsafe { core::slice::from_raw_parts_mut(r.start as *mut u8, r.len() as usize) };
     f(bytes)
 }
@@ -66,20 +67,52 @@ pub unsafe fn bundle_bytes(r: Region) -> &'static [u8] {
     unsafe { core::slice::from_raw_parts(r.start as *const u8, r.len() as usize) }
 }
 
-/// Turns an owned, page-aligned region into a `'static` exclusive reference to a `T`
-/// (a VMCB, an FXSAVE area), zeroed.
+/// Turns owned frames into a `'static` exclusive reference to a `T` (a VMCB), zeroed. The
+/// frames are consumed, so nothing else can reach the memory again.
 ///
 /// # Safety
-/// `r` must be owned by the caller for the rest of the run and never handed to anyone else;
 /// `T` must be valid when all-zero.
-pub unsafe fn leak_zeroed<T>(r: Region) -> &'static mut T {
+pub unsafe fn leak_zeroed<T>(frames: Frames) -> &'static mut T {
+    let r = frames.region();
     assert!(mapped(r) && r.len() >= core::mem::size_of::<T>() as u64);
     assert!(r.start.is_multiple_of(core::mem::align_of::<T>() as u64));
     let p = r.start as *mut T;
-    // SAFETY: size, alignment and mapping checked above; exclusive ownership is the
-    // caller's guarantee; all-zero is a valid `T` by the caller's guarantee.
+    // SAFETY: size, alignment and mapping checked above; `frames` was the one owner and is
+    // gone; all-zero is a valid `T` by the caller's guarantee.
     unsafe {
         core::ptr::write_bytes(p as *mut u8, 0, core::mem::size_of::<T>());
         &mut *p
     }
+}
+
+unsafe extern "C" {
+    static __image_start: u8;
+    static __image_end: u8;
+}
+
+/// The hypervisor image's physical range (from the linker script).
+pub fn image_region() -> Region {
+    Region {
+        start: (&raw const __image_start) as u64,
+        end: (&raw const __image_end) as u64,
+    }
+}
+
+/// How many bytes of `bytes` are not zero, read with volatile loads (so the count is of
+/// what is in RAM, not of what the compiler knows was written there).
+pub fn count_nonzero_volatile(bytes: &[u8]) -> u64 {
+    let mut nonzero = 0u64;
+    for chunk in bytes.chunks_exact(8) {
+        // SAFETY: `chunk` is 8 readable bytes (borrowed); an unaligned volatile read of a
+        // [u8; 8] is always valid.
+        let word = unsafe { core::ptr::read_volatile(chunk.as_ptr().cast::<[u8; 8]>()) };
+        nonzero += word.iter().filter(|&&b| b != 0).count() as u64;
+    }
+    nonzero
+        + bytes
+            .chunks_exact(8)
+            .remainder()
+            .iter()
+            .filter(|&&b| b != 0)
+            .count() as u64
 }

@@ -3,8 +3,11 @@
 //! the hypervisor handles without knowing which backend produced it.
 
 mod backend;
+#[allow(unsafe_code)]
 pub mod svm;
+#[allow(unsafe_code)]
 pub mod vmx;
+#[allow(unsafe_code)]
 pub mod xstate;
 
 pub use backend::{AnyVcpu, Backend};

@@ -21,7 +21,7 @@
 //! (0x400, switched by the VMCB/VMCS) arms no breakpoint with them.
 
 use crate::arch::x86::cpu;
-use bulkhead_hvcore::memmap::{FrameAllocator, Region};
+use bulkhead_hvcore::memmap::{FrameAllocator, Frames};
 use bulkhead_platform::xsave;
 use core::sync::atomic::{AtomicU64, Ordering};
 
@@ -121,7 +121,7 @@ const _: () = assert!(core::mem::offset_of!(Switch, guest_xcr0) == 24);
 pub struct ExtState {
     /// The pages: the guest's area, then one page for the host's FXSAVE area. Owned by this
     /// vCPU for the rest of the run; no guest maps them.
-    pages: Region,
+    pages: Frames,
     switch: Switch,
     /// The guest's XCR0 as the hypervisor last allowed it.
     xcr0: u64,
@@ -136,11 +136,12 @@ impl ExtState {
     pub fn new(frames: &mut FrameAllocator) -> Option<ExtState> {
         let area = AREA_SIZE.load(Ordering::Relaxed).next_multiple_of(4096);
         let pages = frames.alloc(area + 4096, 4096)?;
+        let start = pages.start();
         let mut x = ExtState {
             pages,
             switch: Switch {
-                guest_area: pages.start,
-                host_fx: pages.start + area,
+                guest_area: start,
+                host_fx: start + area,
                 rfbm: host_xcr0(),
                 guest_xcr0: xsave::X87 | xsave::SSE,
             },
@@ -160,18 +161,14 @@ impl ExtState {
         self.allowed = allowed & host;
         self.xcr0 = if host == 0 { 0 } else { xcr0 & host };
         self.switch.guest_xcr0 = self.xcr0;
-        // SAFETY: the pages are this vCPU's own (allocated in `new`, never handed out), and
-        // the guest is not running: nothing else refers to them now.
-        unsafe {
-            crate::memory::phys::with_region(self.pages, |b| {
-                b.fill(0);
-                // Legacy region: FCW and MXCSR (XRSTOR loads MXCSR from the area even for
-                // components in their initial state). An all-zero XSAVE header: every
-                // component starts initial.
-                b[0..2].copy_from_slice(&0x037Fu16.to_le_bytes());
-                b[24..28].copy_from_slice(&0x1F80u32.to_le_bytes());
-            })
-        };
+        crate::memory::phys::with_frames(&mut self.pages, |b| {
+            b.fill(0);
+            // Legacy region: FCW and MXCSR (XRSTOR loads MXCSR from the area even for
+            // components in their initial state). An all-zero XSAVE header: every component
+            // starts initial.
+            b[0..2].copy_from_slice(&0x037Fu16.to_le_bytes());
+            b[24..28].copy_from_slice(&0x1F80u32.to_le_bytes());
+        });
         self.debug = DebugRegs::new();
     }
 

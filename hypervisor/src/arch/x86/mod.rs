@@ -14,5 +14,6 @@ pub mod pit;
 pub mod serial;
 pub mod stack;
 
+core::arch::global_asm!(include_str!("../../boot/entry.s"));
 core::arch::global_asm!(include_str!("isr.s"));
 core::arch::global_asm!(include_str!(concat!(env!("OUT_DIR"), "/isr_stubs.s")));

@@ -11,7 +11,7 @@ pub mod vmcb;
 pub use vcpu::SvmVcpu;
 
 use crate::arch::x86::cpu;
-use bulkhead_hvcore::memmap::{FrameAllocator, Region};
+use bulkhead_hvcore::memmap::{FrameAllocator, Frames};
 
 /// What this CPU's SVM offers.
 #[derive(Clone, Copy, Debug)]
@@ -86,12 +86,14 @@ pub fn detect() -> Result<SvmCaps, SvmError> {
 pub struct Svm {
     /// Capabilities.
     pub caps: SvmCaps,
-    host_state: Region,
-    iopm: Region,
-    msrpm: Region,
+    /// The CPU's host save area (VM_HSAVE_PA), kept for the rest of the run.
+    _host_save: Frames,
+    host_state: Frames,
+    iopm: Frames,
+    msrpm: Frames,
     /// The MSR permission map of Linux vCPUs: as `msrpm`, but the MSRs VMLOAD/VMSAVE switch
     /// per vCPU (see [`crate::virt::LINUX_OWN_MSRS`]) are the guest's own.
-    msrpm_linux: Region,
+    msrpm_linux: Frames,
 }
 
 /// The byte and bit of an MSR's read-intercept bit in an MSR permission map (the write bit
@@ -111,43 +113,39 @@ impl Svm {
     /// Sets EFER.SVME and VM_HSAVE_PA and builds the I/O and MSR permission maps, which
     /// intercept every port and every MSR: qubes get no direct hardware access.
     pub fn enable(caps: SvmCaps, frames: &mut FrameAllocator) -> Result<Svm, SvmError> {
-        let hsave = frames.alloc(4096, 4096).ok_or(SvmError::NoMemory)?;
-        let host_state = frames.alloc(4096, 4096).ok_or(SvmError::NoMemory)?;
-        let iopm = frames.alloc(3 * 4096, 4096).ok_or(SvmError::NoMemory)?;
-        let msrpm = frames.alloc(2 * 4096, 4096).ok_or(SvmError::NoMemory)?;
-        let msrpm_linux = frames.alloc(2 * 4096, 4096).ok_or(SvmError::NoMemory)?;
-        for (r, fill) in [
-            (hsave, 0u8),
-            (host_state, 0),
-            (iopm, 0xFF),
-            (msrpm, 0xFF),
-            (msrpm_linux, 0xFF),
+        let mut hsave = frames.alloc(4096, 4096).ok_or(SvmError::NoMemory)?;
+        let mut host_state = frames.alloc(4096, 4096).ok_or(SvmError::NoMemory)?;
+        let mut iopm = frames.alloc(3 * 4096, 4096).ok_or(SvmError::NoMemory)?;
+        let mut msrpm = frames.alloc(2 * 4096, 4096).ok_or(SvmError::NoMemory)?;
+        let mut msrpm_linux = frames.alloc(2 * 4096, 4096).ok_or(SvmError::NoMemory)?;
+        for (f, fill) in [
+            (&mut hsave, 0u8),
+            (&mut host_state, 0),
+            (&mut iopm, 0xFF),
+            (&mut msrpm, 0xFF),
+            (&mut msrpm_linux, 0xFF),
         ] {
-            // SAFETY: each region was just allocated for this purpose and nothing else
-            // refers to it.
-            unsafe { crate::memory::phys::with_region(r, |b| b.fill(fill)) };
+            crate::memory::phys::with_frames(f, |b| b.fill(fill));
         }
-        // SAFETY: the Linux map was just allocated and filled; nothing else refers to it.
-        unsafe {
-            crate::memory::phys::with_region(msrpm_linux, |b| {
-                for (byte, bit) in crate::virt::LINUX_OWN_MSRS
-                    .iter()
-                    .filter_map(|&m| msrpm_bit(m))
-                {
-                    b[byte] &= !(0b11 << bit);
-                }
-            })
-        };
+        crate::memory::phys::with_frames(&mut msrpm_linux, |b| {
+            for (byte, bit) in crate::virt::LINUX_OWN_MSRS
+                .iter()
+                .filter_map(|&m| msrpm_bit(m))
+            {
+                b[byte] &= !(0b11 << bit);
+            }
+        });
         // SAFETY: SVM is present and not disabled (checked by `detect`); setting SVME and
         // the host save area is the architectural way to enable it, and the save area page
         // is owned by the hypervisor for the rest of the run.
         unsafe {
             let efer = cpu::rdmsr(cpu::MSR_EFER);
             cpu::wrmsr(cpu::MSR_EFER, efer | (1 << 12));
-            cpu::wrmsr(cpu::MSR_VM_HSAVE_PA, hsave.start);
+            cpu::wrmsr(cpu::MSR_VM_HSAVE_PA, hsave.start());
         }
         Ok(Svm {
             caps,
+            _host_save: hsave,
             host_state,
             iopm,
             msrpm,
@@ -166,7 +164,11 @@ impl Svm {
         let vmcb = frames.alloc(4096, 4096)?;
         let x = crate::virt::xstate::ExtState::new(frames)?;
         let asid = 1 + (asid % self.caps.asids.saturating_sub(1).max(1));
-        let msrpm = if linux { self.msrpm_linux } else { self.msrpm };
-        Some(SvmVcpu::new(self, vmcb, x, asid, npt_root, msrpm.start))
+        let msrpm = if linux {
+            &self.msrpm_linux
+        } else {
+            &self.msrpm
+        };
+        Some(SvmVcpu::new(self, vmcb, x, asid, npt_root, msrpm.start()))
     }
 }

@@ -5,7 +5,7 @@ use super::Svm;
 use super::vmcb::{Vmcb, cr, ctl, exit, misc1, misc2, save};
 use crate::virt::xstate::{DR6_INIT, DR7_INIT, ExtState, Switch};
 use crate::virt::{EntryState, Event, Exit, GuestRegs, LinuxEntry, PagingState, Vcpu};
-use bulkhead_hvcore::memmap::Region;
+use bulkhead_hvcore::memmap::Frames;
 use bulkhead_platform::xsave;
 
 unsafe extern "C" {
@@ -47,22 +47,22 @@ const EVENT_VALID: u64 = 1 << 31;
 impl SvmVcpu {
     pub(super) fn new(
         svm: &Svm,
-        vmcb: Region,
+        vmcb: Frames,
         x: ExtState,
         asid: u32,
         npt_root: u64,
         msrpm_pa: u64,
     ) -> SvmVcpu {
-        // SAFETY: the region was just allocated for this vCPU alone, is page-aligned and
-        // large enough; all-zero is a valid VMCB.
+        let vmcb_pa = vmcb.start();
+        // SAFETY: all-zero is a valid VMCB (a page of offsets and flags).
         let vmcb_ref = unsafe { crate::memory::phys::leak_zeroed::<Vmcb>(vmcb) };
         SvmVcpu {
             vmcb: vmcb_ref,
-            vmcb_pa: vmcb.start,
+            vmcb_pa,
             x,
             regs: GuestRegs::default(),
-            host_state_pa: svm.host_state.start,
-            iopm_pa: svm.iopm.start,
+            host_state_pa: svm.host_state.start(),
+            iopm_pa: svm.iopm.start(),
             msrpm_pa,
             asid,
             npt_root,

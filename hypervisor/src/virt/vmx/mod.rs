@@ -16,7 +16,7 @@ pub mod vmcs;
 pub use vcpu::VmxVcpu;
 
 use crate::arch::x86::cpu;
-use bulkhead_hvcore::memmap::{FrameAllocator, Region};
+use bulkhead_hvcore::memmap::{FrameAllocator, Frames};
 use core::arch::asm;
 use vmcs::{entry_ctl, exit_ctl, pin, proc1, proc2};
 
@@ -354,10 +354,10 @@ pub struct Vmx {
     /// Capabilities and controls.
     pub caps: VmxCaps,
     /// The VMXON region (owned for the rest of the run).
-    _vmxon: Region,
+    _vmxon: Frames,
     /// The MSR bitmap every Linux vCPU shares: all MSRs exit but
     /// [`crate::virt::LINUX_OWN_MSRS`].
-    msr_bitmap_linux: Region,
+    msr_bitmap_linux: Frames,
 }
 
 /// Where an MSR's read-exit bit lies in a VMX MSR bitmap (byte, bit); the write-exit bit is
@@ -404,31 +404,27 @@ impl Vmx {
             ));
         }
 
-        let region = frames.alloc(4096, 4096).ok_or(VmxError::NoMemory)?;
-        let msr_bitmap_linux = frames.alloc(4096, 4096).ok_or(VmxError::NoMemory)?;
-        // SAFETY: the page was just allocated for the Linux MSR bitmap and nothing else
-        // refers to it: every bit set (exit), then the read and write bits of the MSRs a
-        // Linux vCPU owns cleared.
-        unsafe {
-            crate::memory::phys::with_region(msr_bitmap_linux, |b| {
-                b.fill(0xFF);
-                for (byte, bit) in crate::virt::LINUX_OWN_MSRS
-                    .iter()
-                    .filter_map(|&m| msr_bitmap_bit(m))
-                {
-                    b[byte] &= !(1 << bit);
-                    b[byte + 0x800] &= !(1 << bit);
-                }
-            })
-        };
-        // SAFETY: the region was just allocated for VMXON alone; it is zeroed, then the
-        // revision identifier goes in its first four bytes as the SDM requires.
-        unsafe {
-            crate::memory::phys::with_region(region, |b| {
-                b.fill(0);
-                b[..4].copy_from_slice(&caps.revision.to_le_bytes());
-            })
-        };
+        let mut region = frames.alloc(4096, 4096).ok_or(VmxError::NoMemory)?;
+        let mut msr_bitmap_linux = frames.alloc(4096, 4096).ok_or(VmxError::NoMemory)?;
+        // The Linux MSR bitmap: every bit set (exit), then the read and write bits of the
+        // MSRs a Linux vCPU owns cleared.
+        crate::memory::phys::with_frames(&mut msr_bitmap_linux, |b| {
+            b.fill(0xFF);
+            for (byte, bit) in crate::virt::LINUX_OWN_MSRS
+                .iter()
+                .filter_map(|&m| msr_bitmap_bit(m))
+            {
+                b[byte] &= !(1 << bit);
+                b[byte + 0x800] &= !(1 << bit);
+            }
+        });
+        // The VMXON region: zeroed, then the revision identifier in its first four bytes as
+        // the SDM requires.
+        crate::memory::phys::with_frames(&mut region, |b| {
+            b.fill(0);
+            b[..4].copy_from_slice(&caps.revision.to_le_bytes());
+        });
+        let vmxon_pa = region.start();
         // SAFETY: the new CR0/CR4 differ from the current ones only in bits VMX operation
         // requires (CR0.NE, CR4.VMXE, which change nothing the hypervisor relies on); PE, PG,
         // PAE and the SSE bits were checked to stay. VMXON gets a page the hypervisor owns
@@ -439,7 +435,7 @@ impl Vmx {
             }
             cpu::write_cr4(new_cr4);
             let ok: u8;
-            asm!("vmxon [{p}]", "seta {ok}", p = in(reg) &region.start, ok = out(reg_byte) ok,
+            asm!("vmxon [{p}]", "seta {ok}", p = in(reg) &vmxon_pa, ok = out(reg_byte) ok,
                  options(nostack));
             ok != 0
         };

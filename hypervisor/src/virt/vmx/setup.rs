@@ -8,7 +8,6 @@ use super::{CR4_VMXE, VmxCaps};
 use crate::arch::x86::{cpu, descriptors};
 use crate::virt::{EntryState, LinuxEntry};
 use bulkhead_abi::boot_info::layout;
-use bulkhead_hvcore::memmap::Region;
 use bulkhead_hvcore::sched::TIME_SLICE_NS;
 
 unsafe extern "C" {
@@ -60,6 +59,15 @@ impl MsrLists {
     const HOST_LOAD: usize = 0x100;
     /// Where a unikernel's one-entry list (KERNEL_GS_BASE) starts.
     const UNIKERNEL: usize = (LISTED_MSRS.len() - 1) * 16;
+
+    /// Writes the list page: the entries, values zero.
+    pub(super) fn fill(page: &mut bulkhead_hvcore::memmap::Frames) {
+        let contents = Self::page();
+        crate::memory::phys::with_frames(page, |b| {
+            b.fill(0);
+            b[..contents.len()].copy_from_slice(&contents);
+        });
+    }
 
     /// The list page's contents, values zero.
     fn page() -> [u8; 0x110] {
@@ -318,14 +326,13 @@ pub(super) unsafe fn write_vmcs(caps: &VmxCaps, target: &Target, g: &GuestStart)
     ok
 }
 
-/// Fills a vCPU's MSR list page and points the VMCS at it (a Linux vCPU: all of
-/// [`LISTED_MSRS`], and the MSR bitmap; a unikernel: KERNEL_GS_BASE only).
+/// Points the VMCS at a vCPU's MSR list page, filled by [`MsrLists::fill`] (a Linux vCPU:
+/// all of [`LISTED_MSRS`], and the MSR bitmap; a unikernel: KERNEL_GS_BASE only).
 ///
 /// # Safety
 /// As for [`write_vmcs`].
 unsafe fn write_msr_lists(target: &Target) -> bool {
     let lists = target.msr_lists;
-    let page = MsrLists::page();
     let (guest_list, guest) = match target.linux {
         Some(_) => (lists, LISTED_MSRS.len() as u64),
         None => (lists + MsrLists::UNIKERNEL as u64, 1),
@@ -334,14 +341,6 @@ unsafe fn write_msr_lists(target: &Target) -> bool {
     // maps; the bitmap is the backend's, filled at VMXON. The lists name only the MSRs a
     // Linux vCPU owns, so loading them at entry gives the guest nothing of the host's.
     unsafe {
-        let region = Region {
-            start: lists,
-            end: lists + 4096,
-        };
-        crate::memory::phys::with_region(region, |b| {
-            b.fill(0);
-            b[..page.len()].copy_from_slice(&page);
-        });
         let bitmap = match target.linux {
             Some(bitmap) => vmcs::write(f64::MSR_BITMAP, bitmap),
             None => true,

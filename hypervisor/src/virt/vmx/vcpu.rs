@@ -12,7 +12,7 @@ use super::{Vmx, VmxCaps, invept, invvpid};
 use crate::hvlog;
 use crate::virt::xstate::{ExtState, Switch};
 use crate::virt::{EntryState, Event, Exit, GuestRegs, LinuxEntry, PagingState, Vcpu};
-use bulkhead_hvcore::memmap::Region;
+use bulkhead_hvcore::memmap::Frames;
 use bulkhead_platform::xsave;
 use core::sync::atomic::{AtomicU64, Ordering};
 
@@ -48,17 +48,17 @@ struct LastExit {
 /// The pages a vCPU owns.
 pub(super) struct Pages {
     /// Its VMCS.
-    pub vmcs: Region,
+    pub vmcs: Frames,
     /// Its extended state and debug registers.
     pub x: ExtState,
     /// Its MSR list page (see `setup::MsrLists`).
-    pub msr_lists: Region,
+    pub msr_lists: Frames,
 }
 
 /// A virtual CPU under VMX.
 pub struct VmxVcpu {
-    vmcs: Region,
-    msr_lists: Region,
+    vmcs: Frames,
+    msr_lists: Frames,
     /// The backend's Linux MSR bitmap.
     msr_bitmap_linux: u64,
     revision: u32,
@@ -88,14 +88,16 @@ pub struct VmxVcpu {
 
 impl VmxVcpu {
     pub(super) fn new(vmx: &Vmx, pages: Pages, vpid: u16, eptp: u64) -> VmxVcpu {
-        let Pages { vmcs, x, msr_lists } = pages;
-        // SAFETY: the region was just allocated for this vCPU alone; the VMCS page is
-        // written below before the CPU ever sees it.
-        unsafe { crate::memory::phys::with_region(vmcs, |b| b.fill(0)) };
+        let Pages {
+            mut vmcs,
+            x,
+            msr_lists,
+        } = pages;
+        crate::memory::phys::with_frames(&mut vmcs, |b| b.fill(0));
         VmxVcpu {
             vmcs,
             msr_lists,
-            msr_bitmap_linux: vmx.msr_bitmap_linux.start,
+            msr_bitmap_linux: vmx.msr_bitmap_linux.start(),
             revision: vmx.caps.revision,
             x,
             gprs: Gprs::default(),
@@ -117,14 +119,14 @@ impl VmxVcpu {
 
     /// Makes this vCPU's VMCS the current one.
     fn make_current(&self) -> bool {
-        if CURRENT_VMCS.load(Ordering::Relaxed) == self.vmcs.start {
+        if CURRENT_VMCS.load(Ordering::Relaxed) == self.vmcs.start() {
             return true;
         }
         // SAFETY: VMX operation is on (a `VmxVcpu` exists only after VMXON) and the page is
         // this vCPU's VMCS, initialised by `reset` (revision written, VMCLEARed).
-        let ok = unsafe { vmcs::load(self.vmcs.start) };
+        let ok = unsafe { vmcs::load(self.vmcs.start()) };
         CURRENT_VMCS.store(
-            if ok { self.vmcs.start } else { u64::MAX },
+            if ok { self.vmcs.start() } else { u64::MAX },
             Ordering::Relaxed,
         );
         ok
@@ -134,21 +136,21 @@ impl VmxVcpu {
     /// field written for `start`; then the vCPU's own state. Logs and leaves the vCPU unable
     /// to enter if the CPU refused a field.
     fn start_over(&mut self, start: &GuestStart, linux: bool) {
+        let revision = self.revision;
+        crate::memory::phys::with_frames(&mut self.vmcs, |b| {
+            b[..4].copy_from_slice(&revision.to_le_bytes())
+        });
+        setup::MsrLists::fill(&mut self.msr_lists);
         // SAFETY: the page is this vCPU's VMCS, which no guest runs on now; VMX operation
         // is on.
-        let cleared = unsafe {
-            crate::memory::phys::with_region(self.vmcs, |b| {
-                b[..4].copy_from_slice(&self.revision.to_le_bytes())
-            });
-            vmcs::clear(self.vmcs.start)
-        };
-        if CURRENT_VMCS.load(Ordering::Relaxed) == self.vmcs.start {
+        let cleared = unsafe { vmcs::clear(self.vmcs.start()) };
+        if CURRENT_VMCS.load(Ordering::Relaxed) == self.vmcs.start() {
             CURRENT_VMCS.store(u64::MAX, Ordering::Relaxed);
         }
         let target = Target {
             eptp: self.eptp,
             vpid: self.vpid,
-            msr_lists: self.msr_lists.start,
+            msr_lists: self.msr_lists.start(),
             linux: linux.then_some(self.msr_bitmap_linux),
         };
         // SAFETY: the VMCS is made current first; the pages `target` names are this vCPU's
