@@ -7,6 +7,7 @@
 //! - [`channel`]: the shared-memory layout of channels between qubes.
 //! - [`label`]: Qubes' label colours.
 //! - [`proto`]: the postcard messages qubes exchange over channels.
+//! - [`guest_pci`]: the virtual PCI devices of a Linux qube (host bridge, channel devices).
 //!
 //! Every layout here is versioned; a reader checks the version before it trusts anything else.
 #![no_std]
