@@ -67,6 +67,16 @@ pub const STEPS: usize = 3;
 /// Compiles `system_path`, builds the hypervisor and the images it names (one cargo run),
 /// and writes the manifest and the bundle.
 pub fn assemble(system_path: &Path, steps: &mut Steps) -> Result<Assembled> {
+    assemble_images(system_path, steps, false)
+}
+
+/// [`assemble`] with the images' test-only hooks compiled in
+/// ([`images::build_with_test_hooks`]): for the scenarios that drive one, never shipped.
+pub fn assemble_with_test_hooks(system_path: &Path, steps: &mut Steps) -> Result<Assembled> {
+    assemble_images(system_path, steps, true)
+}
+
+fn assemble_images(system_path: &Path, steps: &mut Steps, test_hooks: bool) -> Result<Assembled> {
     steps.next(&format!("compiling {}", system_path.display()));
     let system = system::compile_file(system_path)?;
     let name = system.manifest.system.as_str().to_string();
@@ -89,7 +99,11 @@ pub fn assemble(system_path: &Path, steps: &mut Steps) -> Result<Assembled> {
     }
     let list: Vec<&str> = wanted.iter().map(|i| i.name).collect();
     steps.next(&format!("building images ({})", list.join(", ")));
-    let built = images::build(&wanted)?;
+    let built = if test_hooks {
+        images::build_with_test_hooks(&wanted)?
+    } else {
+        images::build(&wanted)?
+    };
     let hypervisor = built[0].clone();
     let images: Vec<Built> = needed
         .iter()

@@ -105,6 +105,18 @@ pub fn elf_path(image: &Image) -> PathBuf {
     target_dir().join("release").join(image.bin)
 }
 
+/// The `cargo build` arguments that build `images` in one invocation (pure).
+pub fn cargo_args(images: &[&Image], target_dir: &Path) -> Vec<String> {
+    let mut args = vec!["build".to_string(), "--release".to_string()];
+    for image in images {
+        args.push("-p".to_string());
+        args.push(image.package.to_string());
+    }
+    args.push("--target-dir".to_string());
+    args.push(target_dir.display().to_string());
+    args
+}
+
 /// The `cargo build` invocations for `images`: the hypervisor alone, then the unikernels
 /// together (pure, for tests and for the error message).
 pub fn cargo_invocations(images: &[&Image], target_dir: &Path) -> Vec<Vec<String>> {
@@ -113,16 +125,7 @@ pub fn cargo_invocations(images: &[&Image], target_dir: &Path) -> Vec<Vec<String
     [hypervisor, unikernels]
         .into_iter()
         .filter(|group| !group.is_empty())
-        .map(|group| {
-            let mut args = vec!["build".to_string(), "--release".to_string()];
-            for image in group {
-                args.push("-p".to_string());
-                args.push(image.package.to_string());
-            }
-            args.push("--target-dir".to_string());
-            args.push(target_dir.display().to_string());
-            args
-        })
+        .map(|group| cargo_args(&group, target_dir))
         .collect()
 }
 
@@ -135,28 +138,87 @@ pub fn build_all() -> Result<Vec<Built>> {
 
 /// Builds `images` (see [`cargo_invocations`]); returns them in the same order.
 pub fn build(images: &[&Image]) -> Result<Vec<Built>> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
-    let root = crate::workspace_root();
-    let names: Vec<&str> = images.iter().map(|i| i.name).collect();
     for args in cargo_invocations(images, &target_dir()) {
-        let status = Command::new(&cargo)
-            .args(&args)
-            .current_dir(&root)
-            .status()
-            .with_context(|| format!("running `{cargo}`"))?;
-        if !status.success() {
-            bail!(
-                "building images failed ({}): {cargo} {} (see cargo's errors above)",
-                names.join(", "),
-                args.join(" ")
-            );
-        }
+        run_cargo(images, &args)?;
     }
     images.iter().map(|image| found(image)).collect()
 }
 
+/// The images whose crates have test-only hooks behind a [`TEST_HOOKS_FEATURE`] feature
+/// (sys-net: `dma-escape=`, `crash-after-ms=`). `build`, `run` and `iso` ship them without
+/// it; the scenarios that need a hook boot [`build_with_test_hooks`]'s images.
+pub const WITH_TEST_HOOKS: &[&str] = &["net"];
+
+/// The cargo feature that compiles an image's test-only hooks in.
+pub const TEST_HOOKS_FEATURE: &str = "test-hooks";
+
+/// Where the test-hook builds go: a target directory of their own, so a hooked ELF never
+/// replaces a shipped one in `target/release/`.
+pub fn test_hooks_target_dir() -> PathBuf {
+    target_dir().join("test-hooks")
+}
+
+/// The `cargo build` arguments for the test-hook build of `images` (pure): their packages
+/// with [`TEST_HOOKS_FEATURE`] on, into `target_dir`.
+pub fn test_hooks_cargo_args(images: &[&Image], target_dir: &Path) -> Vec<String> {
+    let mut args = cargo_args(images, target_dir);
+    let features: Vec<String> = images
+        .iter()
+        .map(|i| format!("{}/{TEST_HOOKS_FEATURE}", i.package))
+        .collect();
+    let at = args.len() - 2; // before `--target-dir DIR`
+    args.splice(at..at, ["--features".to_string(), features.join(",")]);
+    args
+}
+
+/// Builds `images` as [`build`] does, then those of [`WITH_TEST_HOOKS`] again with their
+/// hooks into [`test_hooks_target_dir`], and returns the hooked ELFs in their place. For
+/// the scenarios that drive a hook (`iommu-dma-escape`, `network-restart`) only.
+pub fn build_with_test_hooks(images: &[&Image]) -> Result<Vec<Built>> {
+    let mut built = build(images)?;
+    let hooked: Vec<&Image> = images
+        .iter()
+        .copied()
+        .filter(|i| WITH_TEST_HOOKS.contains(&i.name))
+        .collect();
+    if hooked.is_empty() {
+        return Ok(built);
+    }
+    let dir = test_hooks_target_dir();
+    run_cargo(&hooked, &test_hooks_cargo_args(&hooked, &dir))?;
+    for b in built.iter_mut() {
+        if hooked.contains(&&b.image) {
+            *b = found_at(&b.image, &dir.join("release").join(b.image.bin))?;
+        }
+    }
+    Ok(built)
+}
+
+fn run_cargo(images: &[&Image], args: &[String]) -> Result<()> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
+    let root = crate::workspace_root();
+    let names: Vec<&str> = images.iter().map(|i| i.name).collect();
+    let status = Command::new(&cargo)
+        .args(args)
+        .current_dir(&root)
+        .status()
+        .with_context(|| format!("running `{cargo}`"))?;
+    if !status.success() {
+        bail!(
+            "building images failed ({}): {cargo} {} (see cargo's errors above)",
+            names.join(", "),
+            args.join(" ")
+        );
+    }
+    Ok(())
+}
+
 fn found(image: &Image) -> Result<Built> {
-    let elf = elf_path(image);
+    found_at(image, &elf_path(image))
+}
+
+fn found_at(image: &Image, elf: &Path) -> Result<Built> {
+    let elf = elf.to_path_buf();
     let dep_info = elf.with_file_name(format!("{}.d", image.bin));
     let head = std::fs::read(&elf).with_context(|| {
         format!(
@@ -208,5 +270,21 @@ mod tests {
             cargo_invocations(&[find("usb").unwrap()], Path::new("/t")).len(),
             1
         );
+    }
+
+    #[test]
+    fn test_hooks_are_built_apart_with_their_feature() {
+        let net = find("net").unwrap();
+        let args = test_hooks_cargo_args(&[net], Path::new("/w/target/test-hooks"));
+        assert_eq!(
+            args.join(" "),
+            "build --release -p bulkhead-net --features bulkhead-net/test-hooks \
+             --target-dir /w/target/test-hooks"
+        );
+        assert!(!cargo_args(&[net], Path::new("/w/target")).contains(&"--features".into()));
+        assert_ne!(test_hooks_target_dir(), target_dir());
+        for name in WITH_TEST_HOOKS {
+            assert_eq!(find(name).unwrap().role, Role::Unikernel);
+        }
     }
 }

@@ -8,8 +8,10 @@
 //! - [`channel`]: the shared-memory layout of channels between qubes.
 //! - [`label`]: Qubes' label colours.
 //! - [`proto`] (feature `proto`): the postcard messages qubes exchange over channels.
+//! - [`guest_pci`]: the virtual PCI devices of a Linux qube (host bridge, channel devices).
 //! - [`bounded`]: fixed-capacity vector, string and ring, the only collections the
 //!   hypervisor uses.
+//! - [`wire`]: the fixed little-endian encoding the manifest is written and read with.
 //!
 //! Without the `proto` feature the crate has no dependencies: it is what the hypervisor
 //! image links.

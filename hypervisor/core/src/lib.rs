@@ -6,6 +6,13 @@
 //! - [`memmap`]: the physical memory map and the frame allocator.
 //! - [`elf`]: validating ELF64 images and planning their load.
 //! - [`paging`]: building 4-level page tables (guest, NPT; EPT formats plug in).
+//! - [`acpi`]: reading the firmware's RSDP, RSDT/XSDT, MCFG and DMAR.
+//! - [`pci`]: BAR and capability decoding, and the configuration-space filter of an
+//!   assigned device.
+//! - [`vtd`]: Intel VT-d registers, root and context entries, second-level tables, fault
+//!   records, and the write order and cache lines of a table update.
+//! - [`linux`]: the 64-bit boot protocol plan of a Linux qube (setup header, zero page).
+//! - [`acpi_build`]: the ACPI tables a Linux qube boots with (MADT, FADT, DSDT).
 //! - [`console`]: per-qube line buffering and sanitising of guest console output, and the
 //!   output queue with its per-qube limits (`console::queue`).
 //! - [`sched`]: qube run states, time slices and the restart policy.

@@ -5,6 +5,13 @@
 //! Each qube with devices gets one domain whose second-level tables map I/O virtual address
 //! `p` to the qube's memory at guest-physical `p`, for exactly `[0, memory size)`. Devices
 //! that belong to no qube have no context entry, so all their DMA faults.
+//!
+//! Table updates follow the specification's rules (VT-d 3.x, 6.1 and 6.5): a 128-bit root or
+//! context entry is stored as two 64-bit halves, the high half first and the low half, which
+//! holds the present bit, last ([`entry_stores`]); a unit whose page walks do not snoop the
+//! CPU caches (`ECAP.C = 0`, [`Capabilities::coherent`]) reads memory, so every cache line a
+//! change touched is flushed ([`cache_lines`]) before the unit is told to drop cached copies;
+//! a unit with `CAP.RWBF` also needs its write buffer flushed.
 
 use crate::paging::{EntryFormat, Perm};
 
@@ -36,6 +43,8 @@ pub mod gcmd {
     pub const TE: u32 = 1 << 31;
     /// Set root table pointer.
     pub const SRTP: u32 = 1 << 30;
+    /// Write buffer flush (command); in the status register: the flush is still under way.
+    pub const WBF: u32 = 1 << 27;
     /// Status bits that are one-shot commands, not states (cleared when re-writing GCMD).
     pub const ONE_SHOT: u32 = (1 << 30) | (1 << 29) | (1 << 27) | (1 << 24);
 }
@@ -64,6 +73,12 @@ pub struct Capabilities {
     pub fault_records: u32,
     /// Offset of the IOTLB registers (the invalidate register is at +8).
     pub iotlb_offset: u64,
+    /// `ECAP.C`: the unit's table walks snoop the CPU caches. Without it the unit reads
+    /// memory directly, so table writes must be flushed from the caches (CLFLUSH).
+    pub coherent: bool,
+    /// `CAP.RWBF`: the unit buffers writes internally and must be told to flush them after
+    /// its tables change.
+    pub write_buffer_flush: bool,
 }
 
 impl Capabilities {
@@ -78,6 +93,8 @@ impl Capabilities {
             fault_offset: ((cap >> 24) & 0x3ff) * 16,
             fault_records: ((cap >> 40) & 0xff) as u32 + 1,
             iotlb_offset: ((ecap >> 8) & 0x3ff) * 16,
+            coherent: ecap & 1 == 1,
+            write_buffer_flush: (cap >> 4) & 1 == 1,
         }
     }
 
@@ -108,6 +125,42 @@ pub fn root_entry(context_table: u64) -> [u64; 2] {
 pub fn context_entry(table: u64, levels: u8, domain: u16) -> [u64; 2] {
     let aw = u64::from(levels.saturating_sub(2)) & 7;
     [(table & !0xfff) | 1, aw | u64::from(domain) << 8]
+}
+
+/// Bytes in a root or context entry.
+pub const ENTRY_BYTES: u64 = 16;
+
+/// True when a root or context entry is present (bit 0 of its low half).
+pub fn entry_present(entry: [u64; 2]) -> bool {
+    entry[0] & 1 == 1
+}
+
+/// The two 64-bit stores that write root or context `entry` into slot `index` of the table
+/// page at physical `table`, as `(physical address, value)` in the order they must be made:
+/// the high half first, then the low half with the present bit, so the unit never sees a
+/// present entry whose other half is stale. `None` if `index` is outside the page (256
+/// entries).
+pub fn entry_stores(table: u64, index: usize, entry: [u64; 2]) -> Option<[(u64, u64); 2]> {
+    if index >= 256 || !table.is_multiple_of(4096) {
+        return None;
+    }
+    let at = table + index as u64 * ENTRY_BYTES;
+    Some([(at + 8, entry[1]), (at, entry[0])])
+}
+
+/// The cache lines (their `line`-aligned addresses, ascending) that hold any byte of
+/// `[start, start + len)`: what must be flushed after writing that range for a unit without
+/// coherent page walks. `line` is the CLFLUSH line size (CPUID 1, EBX[15:8] * 8); a size that
+/// is not a power of two is treated as 64.
+pub fn cache_lines(start: u64, len: u64, line: u64) -> impl Iterator<Item = u64> {
+    let line = if line.is_power_of_two() { line } else { 64 };
+    let first = start & !(line - 1);
+    let end = if len == 0 {
+        first
+    } else {
+        start.saturating_add(len)
+    };
+    (first..end).step_by(line as usize)
 }
 
 /// Second-level page-table entries: read and write bits, no execute, 2 MiB leaves only when
@@ -190,6 +243,7 @@ mod tests {
     extern crate std;
     use super::*;
     use crate::paging::Tables;
+    use proptest::prelude::*;
 
     #[test]
     fn decodes_qemu_like_capabilities() {
@@ -204,6 +258,10 @@ mod tests {
         assert_eq!(c.fault_records, 8);
         assert_eq!(c.iotlb_offset, 0x500);
         assert_eq!(c.domains, 256);
+        assert!(!c.coherent, "QEMU's unit does not snoop: ECAP.C = 0");
+        assert!(!c.write_buffer_flush);
+        let c = Capabilities::decode(cap | 1 << 4, ecap | 1);
+        assert!(c.coherent && c.write_buffer_flush);
         assert_eq!(Capabilities::decode(4 << 8, 0).levels(), Some(4));
         assert_eq!(Capabilities::decode(0, 0).levels(), None);
     }
@@ -213,6 +271,72 @@ mod tests {
         assert_eq!(root_entry(0x5000), [0x5001, 0]);
         assert_eq!(context_entry(0x6000, 3, 7), [0x6001, 1 | 7 << 8]);
         assert_eq!(context_entry(0x6000, 4, 1), [0x6001, 2 | 1 << 8]);
+    }
+
+    #[test]
+    fn entries_are_stored_high_half_first_present_bit_last() {
+        let e = context_entry(0x6000, 3, 7);
+        let [first, last] = entry_stores(0x5000, 3, e).unwrap();
+        assert_eq!(first, (0x5038, e[1]), "the high half goes first");
+        assert_eq!(
+            last,
+            (0x5030, e[0]),
+            "the low half, with the present bit, goes last"
+        );
+        assert!(entry_present([last.1, first.1]));
+        assert_eq!(entry_stores(0x5000, 255, e).unwrap()[1].0, 0x5ff0);
+        assert_eq!(entry_stores(0x5000, 256, e), None);
+        assert_eq!(entry_stores(0x5008, 0, e), None);
+        assert!(entry_present(root_entry(0x5000)));
+        assert!(!entry_present([0, u64::MAX]));
+    }
+
+    #[test]
+    fn cache_lines_cover_exactly_the_written_bytes() {
+        let lines = |s, l, n| cache_lines(s, l, n).collect::<std::vec::Vec<u64>>();
+        // One 16-byte entry never straddles a line.
+        assert_eq!(lines(0x5030, 16, 64), [0x5000]);
+        assert_eq!(lines(0x5ff0, 16, 64), [0x5fc0]);
+        // A range straddling lines, unaligned at both ends.
+        assert_eq!(lines(0x503c, 8, 64), [0x5000, 0x5040]);
+        assert_eq!(lines(0x5000, 0x81, 64), [0x5000, 0x5040, 0x5080]);
+        // A page is 64 lines of 64 bytes, 32 of 128.
+        assert_eq!(lines(0x7000, 4096, 64).len(), 64);
+        assert_eq!(lines(0x7000, 4096, 128).len(), 32);
+        // Nothing written, nothing flushed; a nonsense line size counts as 64.
+        assert!(lines(0x5000, 0, 64).is_empty());
+        assert_eq!(lines(0x5000, 4096, 0).len(), 64);
+        assert_eq!(lines(0x5000, 4096, 48).len(), 64);
+        // The top of the address space does not wrap.
+        assert_eq!(lines(u64::MAX - 15, 16, 64), [!63]);
+    }
+
+    proptest! {
+        #[test]
+        fn cache_lines_are_the_lines_the_range_touches(
+            start in 0u64..1 << 40,
+            len in 0u64..20_000,
+            shift in 5u32..8,
+        ) {
+            let line = 1u64 << shift;
+            let got: std::vec::Vec<u64> = cache_lines(start, len, line).collect();
+            // Aligned, ascending, each touching the range.
+            for w in got.windows(2) {
+                prop_assert_eq!(w[1], w[0] + line);
+            }
+            for &l in &got {
+                prop_assert_eq!(l % line, 0);
+                prop_assert!(l < start + len && start < l + line);
+            }
+            // Every written byte is in one of them (first, last and a middle one).
+            if len > 0 {
+                for b in [start, start + len / 2, start + len - 1] {
+                    prop_assert!(got.iter().any(|&l| l <= b && b < l + line));
+                }
+            } else {
+                prop_assert!(got.is_empty());
+            }
+        }
     }
 
     #[test]

@@ -79,7 +79,7 @@ pub fn discover(env: &BootEnv, frames: &mut FrameAllocator) -> Platform {
                     let (major, minor) = iommu.version();
                     let c = iommu.capabilities();
                     hvlog!(
-                        "iommu: VT-d {major}.{minor} at {:#x} ({}), {}-level tables, {} domains, {} fault records; DMA of unassigned devices is blocked",
+                        "iommu: VT-d {major}.{minor} at {:#x} ({}), {}-level tables, {} domains, {} fault records{}; DMA of unassigned devices is blocked",
                         u.base,
                         if u.include_all {
                             "all devices"
@@ -88,7 +88,12 @@ pub fn discover(env: &BootEnv, frames: &mut FrameAllocator) -> Platform {
                         },
                         iommu.levels(),
                         c.domains,
-                        c.fault_records
+                        c.fault_records,
+                        if iommu.flushes_caches() {
+                            ", page walks not coherent (ECAP.C = 0): table writes are flushed"
+                        } else {
+                            ""
+                        }
                     );
                     p.iommu = Some(iommu);
                     p.iommu_unit = unit.cloned();

@@ -2,7 +2,15 @@
 //! whose context entries exist only for assigned devices, and one second-level domain per
 //! qube. Formats and decoding live in `bulkhead_hvcore::vtd`; this module only touches the
 //! registers and the table frames.
+//!
+//! Table writes: a root or context entry is written with two ordered volatile stores, present
+//! bit last ([`phys::store_ordered`]); second-level tables and fresh table pages are written
+//! in full before any entry makes them reachable. On a unit without coherent page walks
+//! (`ECAP.C = 0`, QEMU's among them) every written cache line is flushed with CLFLUSH before
+//! the unit is pointed at it or told to drop its cached copies; a unit with `CAP.RWBF` gets
+//! its write buffer flushed before each invalidation.
 
+use crate::arch::x86::cpu;
 use crate::memory::mmio::Mmio;
 use crate::memory::phys;
 use bulkhead_hvcore::PAGE_SIZE;
@@ -10,8 +18,8 @@ use bulkhead_hvcore::acpi::Drhd;
 use bulkhead_hvcore::memmap::{FrameAllocator, Frames, MemoryMap, Region};
 use bulkhead_hvcore::paging::{PagingError, Perm, Tables};
 use bulkhead_hvcore::vtd::{
-    CCMD_GLOBAL_INVALIDATE, Capabilities, Fault, IOTLB_GLOBAL_INVALIDATE, VtdFormat, context_entry,
-    gcmd, reg, root_entry,
+    CCMD_GLOBAL_INVALIDATE, Capabilities, ENTRY_BYTES, Fault, IOTLB_GLOBAL_INVALIDATE, VtdFormat,
+    cache_lines, context_entry, entry_present, entry_stores, gcmd, reg, root_entry,
 };
 
 /// Why the unit could not be used.
@@ -29,6 +37,10 @@ pub enum VtdError {
     NoDomain,
     /// Tables could not be built.
     Paging(PagingError),
+    /// Its page walks do not snoop the caches and this CPU cannot flush them (no CLFLUSH).
+    NotCoherent,
+    /// The device already has a context entry (it would be rewritten while live).
+    AlreadyAttached(u16),
 }
 
 impl core::fmt::Display for VtdError {
@@ -40,6 +52,18 @@ impl core::fmt::Display for VtdError {
             VtdError::Timeout(what) => write!(f, "no answer to {what}"),
             VtdError::NoDomain => write!(f, "out of domain IDs"),
             VtdError::Paging(e) => write!(f, "tables: {e:?}"),
+            VtdError::NotCoherent => write!(
+                f,
+                "its page walks are not coherent (ECAP.C = 0) and this CPU has no CLFLUSH to \
+                 write table updates back to memory; refused"
+            ),
+            VtdError::AlreadyAttached(s) => write!(
+                f,
+                "device {:02x}:{:02x}.{} already has a context entry",
+                s >> 8,
+                (s >> 3) & 0x1f,
+                s & 7
+            ),
         }
     }
 }
@@ -52,6 +76,9 @@ pub struct Iommu {
     root: Frames,
     contexts: [Option<Frames>; 256],
     next_domain: u16,
+    /// CLFLUSH line size in bytes when table writes must be flushed (`ECAP.C = 0`), else
+    /// `None`.
+    flush_line: Option<u64>,
 }
 
 /// How many times a status bit is polled before giving up.
@@ -75,7 +102,17 @@ impl Iommu {
             unsafe { Mmio::new(unit.base, PAGE_SIZE) }.ok_or(VtdError::BadRegisters(unit.base))?;
         let caps = Capabilities::decode(regs.read64(reg::CAP), regs.read64(reg::ECAP));
         let levels = caps.levels().ok_or(VtdError::NoTableDepth)?;
-        let root = zeroed_page(frames)?;
+        let flush_line = if caps.coherent {
+            None
+        } else {
+            // CPUID 1: EDX bit 19 is CLFLUSH, EBX[15:8] its line size in 8-byte units.
+            let id = cpu::cpuid(1, 0);
+            if id.edx & (1 << 19) == 0 {
+                return Err(VtdError::NotCoherent);
+            }
+            Some(u64::from((id.ebx >> 8) & 0xff) * 8)
+        };
+        let root = zeroed_page(frames, flush_line)?;
         let iommu = Iommu {
             regs,
             caps,
@@ -83,6 +120,7 @@ impl Iommu {
             root,
             contexts: core::array::from_fn(|_| None),
             next_domain: caps.first_domain().max(1),
+            flush_line,
         };
         iommu.regs.write64(reg::RTADDR, iommu.root.start());
         iommu.command(gcmd::SRTP, true, "set root table pointer")?;
@@ -107,6 +145,15 @@ impl Iommu {
         self.levels
     }
 
+    /// True when table writes are flushed from the caches (`ECAP.C = 0`).
+    pub fn flushes_caches(&self) -> bool {
+        self.flush_line.is_some()
+    }
+
+    fn flush(&self, start: u64, len: u64) {
+        flush(self.flush_line, start, len);
+    }
+
     fn command(&self, bit: u32, wait_set: bool, what: &'static str) -> Result<(), VtdError> {
         let status = self.regs.read32(reg::GSTS) & !gcmd::ONE_SHOT;
         self.regs.write32(reg::GCMD, status | bit);
@@ -119,8 +166,12 @@ impl Iommu {
         Err(VtdError::Timeout(what))
     }
 
-    /// Drops every cached context entry and translation.
+    /// Drops every cached context entry and translation. Table writes must already be
+    /// visible to the unit (flushed, for a non-coherent one).
     fn invalidate(&self) -> Result<(), VtdError> {
+        if self.caps.write_buffer_flush {
+            self.command(gcmd::WBF, false, "write buffer flush")?;
+        }
         self.regs.write64(reg::CCMD, CCMD_GLOBAL_INVALIDATE);
         self.wait_clear(reg::CCMD, "context-cache invalidation")?;
         let iotlb = self.caps.iotlb_offset + 8;
@@ -160,24 +211,26 @@ impl Iommu {
         let mut arena = frames
             .alloc(pages * PAGE_SIZE, PAGE_SIZE)
             .ok_or(VtdError::NoMemory)?;
-        let arena_start = arena.start();
         let format = VtdFormat {
             large_pages: self.caps.large_pages,
         };
+        let (start, len, levels) = (arena.start(), arena.len(), self.levels);
         // No device is attached to the domain yet: only the IOMMU will read the tables.
-        let levels = self.levels;
         let root = phys::with_frames(&mut arena, |bytes| -> Result<u64, PagingError> {
-            let mut t = Tables::new(bytes, arena_start, format)?;
+            let mut t = Tables::new(bytes, start, format)?;
             t.map_range(0, memory.start, memory.len(), Perm::RW)?;
             if levels == 3 {
                 // A 3-level walk starts at the PDPT: the PML4's first entry.
                 let first = u64::from_le_bytes(bytes[..8].try_into().unwrap_or([0; 8]));
                 Ok(first & !0xfff)
             } else {
-                Ok(arena_start)
+                Ok(start)
             }
         })
         .map_err(VtdError::Paging)?;
+        // Written in full before any context entry points here; a non-coherent unit must
+        // find them in memory.
+        self.flush(start, len);
         self.next_domain += 1;
         Ok((domain, root, arena))
     }
@@ -191,15 +244,26 @@ impl Iommu {
         frames: &mut FrameAllocator,
     ) -> Result<(), VtdError> {
         let bus = usize::from(source >> 8);
+        let flush_line = self.flush_line;
         if self.contexts[bus].is_none() {
-            let table = zeroed_page(frames)?;
+            let table = zeroed_page(frames, flush_line)?;
             let entry = root_entry(table.start());
             self.contexts[bus] = Some(table);
-            write_entry(&mut self.root, bus, entry);
+            write_entry(flush_line, &mut self.root, bus, entry);
         }
         let entry = context_entry(tables, self.levels, domain);
         let table = self.contexts[bus].as_mut().ok_or(VtdError::NoMemory)?;
-        write_entry(table, usize::from(source & 0xff), entry);
+        let slot = usize::from(source & 0xff);
+        // Rewriting a live entry would need it cleared and invalidated first; a device
+        // belongs to one qube for the whole run, so it is never done.
+        let old = phys::with_frames(table, |b| {
+            let at = slot * ENTRY_BYTES as usize;
+            u64::from_le_bytes(b[at..at + 8].try_into().unwrap_or([0; 8]))
+        });
+        if entry_present([old, 0]) {
+            return Err(VtdError::AlreadyAttached(source));
+        }
+        write_entry(flush_line, table, slot, entry);
         self.invalidate()
     }
 
@@ -220,22 +284,35 @@ impl Iommu {
     }
 }
 
-fn zeroed_page(frames: &mut FrameAllocator) -> Result<Frames, VtdError> {
+/// Makes the written bytes `[start, start + len)` visible to the unit: nothing to do for a
+/// unit that snoops the caches (`flush_line` is `None`); CLFLUSH of every line they touch for
+/// one that does not.
+fn flush(flush_line: Option<u64>, start: u64, len: u64) {
+    if let Some(line) = flush_line {
+        phys::flush_cache_lines(cache_lines(start, len, line));
+    }
+}
+
+/// Writes root or context entry `index` of the table page `table` (present bit last) and
+/// flushes its line for a non-coherent unit. The caller then invalidates the unit's caches.
+/// The high half is stored first: until the low half sets the present bit the entry is not
+/// present, whatever its high half says.
+fn write_entry(flush_line: Option<u64>, table: &mut Frames, index: usize, entry: [u64; 2]) {
+    let start = table.start();
+    let Some(stores) = entry_stores(start, index, entry) else {
+        panic!("iommu: entry {index} of table {start:#x} is outside it");
+    };
+    phys::store_ordered(table, &stores);
+    flush(flush_line, start + index as u64 * ENTRY_BYTES, ENTRY_BYTES);
+}
+
+/// A zeroed page for a table, flushed to memory when the unit does not snoop the caches (it
+/// reads every non-present entry from there).
+fn zeroed_page(frames: &mut FrameAllocator, flush_line: Option<u64>) -> Result<Frames, VtdError> {
     let mut page = frames
         .alloc(PAGE_SIZE, PAGE_SIZE)
         .ok_or(VtdError::NoMemory)?;
     phys::with_frames(&mut page, |b| b.fill(0));
+    flush(flush_line, page.start(), page.len());
     Ok(page)
-}
-
-/// Writes 128-bit entry `index` of the table page `table` (a root or context table this
-/// driver owns; the hardware only reads it, and is told to drop cached copies after every
-/// change).
-fn write_entry(table: &mut Frames, index: usize, entry: [u64; 2]) {
-    phys::with_frames(table, |b| {
-        let at = index * 16;
-        // The high half first, so the present bit (low half) is set last.
-        b[at + 8..at + 16].copy_from_slice(&entry[1].to_le_bytes());
-        b[at..at + 8].copy_from_slice(&entry[0].to_le_bytes());
-    });
 }

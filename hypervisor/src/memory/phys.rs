@@ -11,6 +11,8 @@
 
 use bulkhead_hvcore::bootinfo::PhysRead;
 use bulkhead_hvcore::memmap::{Frames, Region};
+use core::arch::asm;
+use core::sync::atomic::{Ordering, compiler_fence, fence};
 
 /// Highest physical address (exclusive) the boot page tables map.
 pub const MAPPED_LIMIT: u64 = 4 << 30;
@@ -115,4 +117,56 @@ pub fn count_nonzero_volatile(bytes: &[u8]) -> u64 {
             .iter()
             .filter(|&&b| b != 0)
             .count() as u64
+}
+
+/// Makes `stores` (each `(physical address, value)`) in the order given, each as one aligned,
+/// volatile 64-bit store, for tables a device reads while they change (VT-d root and context
+/// entries, whose present bit must be written last). A full fence comes first, so everything
+/// written before the call (the tables the new entry points to) is visible before the first
+/// store, and a compiler fence separates the stores; x86 keeps stores to write-back memory in
+/// program order, so the device sees them in this order too.
+///
+/// Every address must lie inside `frames` (a store outside them panics); the caller also
+/// makes sure each intermediate state (after each store) is one the device may see safely.
+pub fn store_ordered(frames: &mut Frames, stores: &[(u64, u64)]) {
+    let r = frames.region();
+    assert!(mapped(r), "region outside the identity map");
+    fence(Ordering::SeqCst);
+    for &(addr, value) in stores {
+        assert!(
+            addr.is_multiple_of(8) && addr >= r.start && addr + 8 <= r.end,
+            "store at {addr:#x} outside {:#x}..{:#x}",
+            r.start,
+            r.end
+        );
+        // SAFETY: (1) checked above: aligned, inside `r`, which is identity-mapped (checked at
+        // entry); (2) `frames` is the one owner of `r`, held here by `&mut`, so no Rust
+        // reference to it exists and this store aliases none; volatile keeps the store whole,
+        // single and in order.
+        unsafe { core::ptr::write_volatile(addr as *mut u64, value) };
+        compiler_fence(Ordering::SeqCst);
+    }
+}
+
+/// Writes every cache line of `lines` (line-aligned addresses) back to memory and drops it
+/// from the caches (CLFLUSH), with MFENCE before (earlier stores are in the lines first) and
+/// after (the flushes are done before anything that follows, such as the register write that
+/// tells a device to read the tables). For devices that read memory without snooping the
+/// caches: a VT-d unit with `ECAP.C = 0`.
+pub fn flush_cache_lines(lines: impl Iterator<Item = u64>) {
+    // SAFETY: MFENCE only orders memory accesses; it reads and writes no memory.
+    unsafe { asm!("mfence", options(nostack, preserves_flags)) };
+    for line in lines {
+        // CLFLUSH of an address outside the identity map would page-fault.
+        assert!(
+            line < MAPPED_LIMIT,
+            "flush of {line:#x} outside the identity map"
+        );
+        // SAFETY: the address is identity-mapped (checked above). CLFLUSH writes a line back
+        // and invalidates it; what software reads at that address does not change, so it
+        // affects no Rust object.
+        unsafe { asm!("clflush [{}]", in(reg) line, options(nostack, preserves_flags)) };
+    }
+    // SAFETY: as above.
+    unsafe { asm!("mfence", options(nostack, preserves_flags)) };
 }

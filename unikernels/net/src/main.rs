@@ -13,15 +13,16 @@
 extern crate alloc;
 
 mod bridge;
+#[cfg(feature = "test-hooks")]
+mod test_hooks;
 
 use core::fmt;
-use core::time::Duration;
 
 use bulkhead_freestanding as _;
 use bulkhead_qubeconfig::QubeConfig;
 use bulkhead_rt::channel::Channel;
 use bulkhead_rt::pci::PciDevice;
-use bulkhead_rt::virtio::{self, VirtioNet};
+use bulkhead_rt::virtio::VirtioNet;
 use bulkhead_rt::{Args, Boot, error, info, warn};
 
 bulkhead_rt::entry!(main);
@@ -43,44 +44,35 @@ const VIRTIO_VENDOR: u16 = 0x1af4;
 /// virtio-net device IDs: modern (1.0) and transitional. Both must offer the modern PCI
 /// capabilities, which `virtio-drivers` uses.
 const VIRTIO_NET_IDS: [u16; 2] = [0x1041, 0x1000];
-/// How long the `dma-escape` test keeps running after pointing the device.
-const ESCAPE_RUN: Duration = Duration::from_secs(5);
-/// How often the `dma-escape` test sends another frame while it runs.
-const PROBE_EVERY: Duration = Duration::from_millis(200);
+/// The arguments that select test-only hooks (module `test_hooks`). An image built without the
+/// `test-hooks` feature (what `cargo xtask build`, `run` and `iso` ship) refuses them.
+#[cfg(not(feature = "test-hooks"))]
+const TEST_HOOK_ARGS: [&str; 2] = ["dma-escape", "crash-after-ms"];
 
 /// What the qube does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Mode {
     /// Bridge the card to the downstream qube, forever.
     Bridge,
-    /// The IOMMU test: the card's transmit used ring is given to the device at this bus
-    /// address, then frames are sent every [`PROBE_EVERY`] for [`ESCAPE_RUN`]; the qube exits 0.
+    /// The IOMMU test (`dma-escape=0xADDR`, test builds only): the card's transmit used ring
+    /// is given to the device at this bus address, frames are sent for a while, the qube
+    /// exits 0.
+    #[cfg(feature = "test-hooks")]
     DmaEscape(u64),
 }
 
-/// `0x...` or decimal.
-fn parse_u64(text: &str) -> Option<u64> {
-    match text.strip_prefix("0x").or_else(|| text.strip_prefix("0X")) {
-        Some(hex) => u64::from_str_radix(hex, 16).ok(),
-        None => text.parse().ok(),
-    }
-}
-
-/// `dma-escape=0xADDR`, or `dma-escape 0xADDR`; otherwise bridging.
+/// `dma-escape=0xADDR` (test builds only); otherwise bridging. A test hook's argument given
+/// to an image built without the hooks is refused, never ignored.
 fn parse_mode(args: &Args<'_>) -> Result<Mode, &'static str> {
-    if let Some(addr) = args.get("dma-escape") {
-        return parse_u64(addr)
-            .map(Mode::DmaEscape)
-            .ok_or("dma-escape needs an address (dma-escape=0x...)");
+    #[cfg(feature = "test-hooks")]
+    if let Some(addr) = test_hooks::dma_escape_arg(args)? {
+        return Ok(Mode::DmaEscape(addr));
     }
-    let mut words = args.iter();
-    if words.any(|a| a.key == "dma-escape" && a.value.is_none()) {
-        return words
-            .next()
-            .filter(|a| a.value.is_none())
-            .and_then(|a| parse_u64(a.key))
-            .map(Mode::DmaEscape)
-            .ok_or("dma-escape needs an address (dma-escape 0x...)");
+    #[cfg(not(feature = "test-hooks"))]
+    if args.iter().any(|a| TEST_HOOK_ARGS.contains(&a.key)) {
+        return Err(
+            "dma-escape and crash-after-ms are test hooks, left out of this build; refusing",
+        );
     }
     Ok(Mode::Bridge)
 }
@@ -182,28 +174,11 @@ fn main(boot: &Boot) -> i32 {
             "NOT fenced (no IOMMU): the card can reach all memory"
         }
     );
-    if let Mode::DmaEscape(addr) = mode {
-        // The device sees this qube's memory at bus addresses dma_offset..+mem_size (behind
-        // the IOMMU: 0..mem_size). A target in there is this qube's own memory: the write
-        // would land here, not escape, and corrupt whatever lives at that address.
-        let own = dev.dma_offset()..dev.dma_offset().saturating_add(boot.mem_size());
-        if own.contains(&addr) {
-            error!(
-                "dma-escape: {addr:#x} is inside this qube's own DMA space ({:#x}..{:#x}{}): the \
-                 device would write this qube's memory, not escape; pick an address outside it",
-                own.start,
-                own.end,
-                if dev.behind_iommu() {
-                    ", behind the IOMMU"
-                } else {
-                    ""
-                }
-            );
-            return status::BAD_ARGS;
-        }
-        // The transmit queue is set up first: its 1st allocation is the ring the driver
-        // writes, its 2nd the used ring, which the device writes.
-        virtio::misdirect_allocation(2, addr);
+    #[cfg(feature = "test-hooks")]
+    if let Mode::DmaEscape(addr) = mode
+        && let Err(status) = test_hooks::aim(boot, &dev, addr)
+    {
+        return status;
     }
     let t0 = bulkhead_rt::now_ns();
     let card = match VirtioNet::new(&dev) {
@@ -221,40 +196,11 @@ fn main(boot: &Boot) -> i32 {
     let mut bridge = bridge::Bridge::new(boot, card, downstream);
     match mode {
         Mode::Bridge => {
-            // `crash-after-ms=N` (tests): the first life panics after N ms of bridging, so a
-            // test can watch the hypervisor restart sys-net and traffic come back.
-            let crash = boot.args().get("crash-after-ms").and_then(parse_u64);
-            if let Some(ms) = crash.filter(|_| boot.restart_count() == 0) {
-                bridge.run_for(Duration::from_millis(ms));
-                panic!("net: crashing on purpose after {ms} ms (crash-after-ms, a test)");
-            }
+            #[cfg(feature = "test-hooks")]
+            test_hooks::crash_after(boot, &mut bridge);
             bridge.run_forever()
         }
-        Mode::DmaEscape(addr) => {
-            if !virtio::misdirection_applied() {
-                error!("dma-escape: the driver did not make the expected DMA allocations");
-                return status::CARD_FAILED;
-            }
-            let sent = bridge.send_probe();
-            info!(
-                "dma-escape: pointed the device at {addr:#x} (its transmit used ring) and {} a frame",
-                if sent { "sent" } else { "could not send" }
-            );
-            bulkhead_rt::ready();
-            // Keep transmitting: every completed frame makes the device write the used ring
-            // again, so the attack also lands if the victim fills its canary only after the
-            // first frame (qubes start in no fixed order relative to each other).
-            let mut probes = u32::from(sent);
-            let end = bulkhead_rt::now_ns().saturating_add(ESCAPE_RUN.as_nanos() as u64);
-            while bulkhead_rt::now_ns() < end {
-                bridge.run_for(PROBE_EVERY);
-                probes += u32::from(bridge.send_probe());
-            }
-            info!(
-                "dma-escape: ran {} s after pointing, {probes} frames sent; exiting",
-                ESCAPE_RUN.as_secs()
-            );
-            0
-        }
+        #[cfg(feature = "test-hooks")]
+        Mode::DmaEscape(addr) => test_hooks::run_dma_escape(&mut bridge, addr),
     }
 }

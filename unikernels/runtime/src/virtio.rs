@@ -11,7 +11,8 @@
 //!   [`attach`]; MMIO is identity-mapped and must lie in a BAR of an attached device.
 //! - [`VirtioNet`]: a modern virtio-net card with its receive buffers posted, non-blocking
 //!   [`VirtioNet::send`] and [`VirtioNet::receive`]; the driver polls (no interrupts).
-//! - [`misdirect_allocation`]: a hook for the IOMMU containment test only.
+//! - `misdirect_allocation`: a hook for the IOMMU containment test only, compiled in only
+//!   with the `test-hooks` feature (test builds of sys-net).
 
 use alloc::boxed::Box;
 use alloc::vec::Vec;
@@ -19,7 +20,9 @@ use core::alloc::Layout;
 use core::fmt;
 use core::ops::Range;
 use core::ptr::NonNull;
-use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+#[cfg(feature = "test-hooks")]
+use core::sync::atomic::AtomicU32;
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use crate::virtio_platform::PlatformTransport;
 pub use virtio_drivers;
@@ -103,8 +106,10 @@ static ATTACHED: AtomicBool = AtomicBool::new(false);
 /// The BARs of attached devices: the only MMIO [`RtHal`] hands out.
 static MMIO: Mutex<Vec<Range<u64>>> = Mutex::new(Vec::new());
 /// [`misdirect_allocation`]: allocations left until the misdirected one (0: off).
+#[cfg(feature = "test-hooks")]
 static MISDIRECT_COUNTDOWN: AtomicU32 = AtomicU32::new(0);
 /// [`misdirect_allocation`]: the bus address the device is given.
+#[cfg(feature = "test-hooks")]
 static MISDIRECT_BUS: AtomicU64 = AtomicU64::new(0);
 
 /// Why [`attach`] refused a device.
@@ -166,18 +171,22 @@ pub fn bus_address(gpa: u64) -> u64 {
 /// using the real memory. The device then reads and writes at `bus_addr`, which need not be
 /// this qube's memory: behind an IOMMU that access must fault and reach nothing. It grants
 /// nothing a qube owning a device does not have (it can always program the device with any
-/// address); it only makes the test short. `nth = 0` turns it off.
+/// address); it only makes the test short. `nth = 0` turns it off. Only with the
+/// `test-hooks` feature.
+#[cfg(feature = "test-hooks")]
 pub fn misdirect_allocation(nth: u32, bus_addr: u64) {
     MISDIRECT_BUS.store(bus_addr, Ordering::Relaxed);
     MISDIRECT_COUNTDOWN.store(nth, Ordering::Relaxed);
 }
 
 /// True when the misdirection armed by [`misdirect_allocation`] has been applied.
+#[cfg(feature = "test-hooks")]
 pub fn misdirection_applied() -> bool {
     MISDIRECT_COUNTDOWN.load(Ordering::Relaxed) == 0 && MISDIRECT_BUS.load(Ordering::Relaxed) != 0
 }
 
 /// Counts an allocation against the misdirection countdown; the bus address to give out.
+#[cfg(feature = "test-hooks")]
 fn device_view(real_bus: u64) -> u64 {
     match MISDIRECT_COUNTDOWN.load(Ordering::Relaxed) {
         0 => real_bus,
@@ -190,6 +199,12 @@ fn device_view(real_bus: u64) -> u64 {
             real_bus
         }
     }
+}
+
+/// The bus address to give out: the real one (no test hooks in this build).
+#[cfg(not(feature = "test-hooks"))]
+fn device_view(real_bus: u64) -> u64 {
+    real_bus
 }
 
 fn dma_layout(pages: usize) -> Option<Layout> {
@@ -528,6 +543,27 @@ mod tests {
         b
     }
 
+    /// The test hook: the second allocation after arming is misdirected; the CPU keeps real
+    /// memory. `offset` is the attached device's DMA offset.
+    #[cfg(feature = "test-hooks")]
+    fn misdirection(offset: u64) {
+        misdirect_allocation(2, 0xdead_0000);
+        let (bus1, p1) = RtHal::dma_alloc(1, BufferDirection::DriverToDevice);
+        assert!(!misdirection_applied());
+        let (bus2, p2) = RtHal::dma_alloc(1, BufferDirection::DeviceToDriver);
+        let (bus3, p3) = RtHal::dma_alloc(1, BufferDirection::DeviceToDriver);
+        assert_eq!(bus1, p1.addr().get() as u64 + offset);
+        assert_eq!(bus2, 0xdead_0000);
+        assert_eq!(bus3, p3.addr().get() as u64 + offset);
+        assert!(misdirection_applied());
+        // SAFETY: each as returned by `dma_alloc` above, freed once (by its real address).
+        unsafe {
+            assert_eq!(RtHal::dma_dealloc(bus1, p1, 1), 0);
+            assert_eq!(RtHal::dma_dealloc(bus2, p2, 1), 0);
+            assert_eq!(RtHal::dma_dealloc(bus3, p3, 1), 0);
+        }
+    }
+
     #[test]
     fn dma_pages_are_zeroed_aligned_and_offset() {
         // The only test that attaches: the statics are process-wide.
@@ -562,21 +598,8 @@ mod tests {
         assert_eq!(RtHal::dma_alloc(0, BufferDirection::Both).0, 0);
 
         // The second allocation after arming is misdirected; the CPU keeps real memory.
-        misdirect_allocation(2, 0xdead_0000);
-        let (bus1, p1) = RtHal::dma_alloc(1, BufferDirection::DriverToDevice);
-        assert!(!misdirection_applied());
-        let (bus2, p2) = RtHal::dma_alloc(1, BufferDirection::DeviceToDriver);
-        let (bus3, p3) = RtHal::dma_alloc(1, BufferDirection::DeviceToDriver);
-        assert_eq!(bus1, p1.addr().get() as u64 + 0x4000_0000);
-        assert_eq!(bus2, 0xdead_0000);
-        assert_eq!(bus3, p3.addr().get() as u64 + 0x4000_0000);
-        assert!(misdirection_applied());
-        // SAFETY: each as returned by `dma_alloc` above, freed once (by its real address).
-        unsafe {
-            assert_eq!(RtHal::dma_dealloc(bus1, p1, 1), 0);
-            assert_eq!(RtHal::dma_dealloc(bus2, p2, 1), 0);
-            assert_eq!(RtHal::dma_dealloc(bus3, p3, 1), 0);
-        }
+        #[cfg(feature = "test-hooks")]
+        misdirection(0x4000_0000);
 
         // Shared buffers are offset like DMA pages.
         let buf = [0u8; 16];

@@ -34,6 +34,14 @@ pub fn assemble(system: &str) -> Result<Assembled> {
     bundle::assemble(&crate::workspace_root().join(system), &mut steps)
 }
 
+/// [`assemble`] with the test-only hooks compiled into the images that have them (sys-net's
+/// `dma-escape=` and `crash-after-ms=`), for the scenarios that drive one.
+pub fn assemble_with_test_hooks(system: &str) -> Result<Assembled> {
+    deps::ensure(deps::QEMU)?;
+    let mut steps = Steps::new(bundle::STEPS);
+    bundle::assemble_with_test_hooks(&crate::workspace_root().join(system), &mut steps)
+}
+
 /// Captured-serial boot options with a timeout; the console goes to
 /// `target/bulkhead/logs/<log>.log` instead of the terminal.
 pub fn options(a: &Assembled, cpu: &str, timeout_s: u64, log: &str) -> BootOptions {

@@ -1,4 +1,4 @@
-//! The IOMMU at work: sys-net (its `dma-escape` test mode) points its card's DMA at another
+//! The IOMMU at work: sys-net (its `dma-escape` test hook, built in for this test only) points its card's DMA at another
 //! qube's memory. With the IOMMU the write is blocked, the hypervisor logs the fault with the
 //! device and the qube, and the victim's canary stays intact. The same attack without an
 //! IOMMU (the system description accepting the risk) does overwrite the canary, which shows
@@ -62,7 +62,9 @@ fn write_system(name: &str, text: &str) -> Result<String> {
 
 fn boot(name: &str, text: &str, iommu: bool) -> Result<BootOutcome> {
     let path = write_system(name, text)?;
-    let a = boots::assemble(&path)?;
+    // sys-net's `dma-escape` mode is a test hook: every boot here (the scout's too, so the
+    // allocation it learns is the attack's) runs the hooked image.
+    let a = boots::assemble_with_test_hooks(&path)?;
     let mut opts = boots::options(&a, "max", 90, name);
     opts.iommu = iommu;
     let out = qemu::boot(&opts, |e| {

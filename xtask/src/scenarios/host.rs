@@ -36,7 +36,10 @@ pub fn run() -> Result<Counts> {
         cmd.args(["-p", c]);
     }
     // The runtime's optional modules have host tests too.
-    cmd.args(["--features", "bulkhead-rt/virtio,bulkhead-rt/net"]);
+    cmd.args([
+        "--features",
+        "bulkhead-rt/virtio,bulkhead-rt/net,bulkhead-rt/test-hooks",
+    ]);
     let out = cmd.output().context("running cargo test")?;
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);

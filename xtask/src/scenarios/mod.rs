@@ -14,6 +14,7 @@ mod console_flood;
 mod containment;
 mod dma;
 mod fuzz;
+mod hooks;
 mod host;
 mod hostnet;
 mod isolation;
@@ -41,6 +42,7 @@ pub struct Scenario {
 pub fn all() -> Vec<Scenario> {
     vec![
         refusals::BROKEN_DESCRIPTIONS,
+        hooks::NOT_SHIPPED,
         boots::DEFAULT_MAX,
         boots::DEFAULT_EPYC,
         containment::CONTAINMENT,

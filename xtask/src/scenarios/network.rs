@@ -6,6 +6,7 @@
 
 use super::hostnet::{HostServices, TEST_NAME};
 use super::{Scenario, boots, expect};
+use crate::bundle::Assembled;
 use crate::qemu::{self, BootOutcome, Control, HvEvent};
 use anyhow::{Result, bail};
 use std::sync::atomic::Ordering;
@@ -24,8 +25,17 @@ pub fn boot_until_exited(
     wait_for: &[&str],
     timeout_s: u64,
 ) -> Result<BootOutcome> {
-    let a = boots::assemble(system)?;
-    let opts = boots::options(&a, "max", timeout_s, log);
+    boot_assembled_until_exited(&boots::assemble(system)?, log, wait_for, timeout_s)
+}
+
+/// [`boot_until_exited`] for a system already assembled.
+fn boot_assembled_until_exited(
+    a: &Assembled,
+    log: &str,
+    wait_for: &[&str],
+    timeout_s: u64,
+) -> Result<BootOutcome> {
+    let opts = boots::options(a, "max", timeout_s, log);
     let mut left: Vec<String> = wait_for.iter().map(|s| s.to_string()).collect();
     let out = qemu::boot(&opts, |e| {
         match &e.hv {
@@ -165,12 +175,9 @@ pub const NETWORK_RESTART: Scenario = Scenario {
 
 fn network_restart() -> Result<String> {
     let host = HostServices::start()?;
-    let out = boot_until_exited(
-        "systems/tests/network-restart.toml",
-        "network-restart",
-        &["work"],
-        150,
-    )?;
+    // `crash-after-ms` is a test hook: this system runs the hooked sys-net.
+    let a = boots::assemble_with_test_hooks("systems/tests/network-restart.toml")?;
+    let out = boot_assembled_until_exited(&a, "network-restart", &["work"], 150)?;
     let c = &host.counters;
     expect(!out.timed_out, || {
         format!("timed out; last line {:?}", out.lines.last())

@@ -148,7 +148,7 @@ pub fn rdtsc() -> u64 {
 
 /// Enables interrupts.
 pub fn enable_interrupts() {
-    // SAFETY: every IDT vector has a handler on its own IST stack (see idt.rs) before the
+    // SAFETY: every IDT vector has a handler on its own IST stack (see descriptors.rs) before the
     // first call, so an interrupt can arrive at any point.
     unsafe { asm!("sti", options(nomem, nostack)) };
 }
