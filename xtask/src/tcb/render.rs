@@ -202,8 +202,10 @@ impl TcbReport {
         let names: Vec<&str> = self.images.iter().map(|r| r.name.as_str()).collect();
         let mut md = String::from("\n### Lines and linked text per crate\n\n");
         md.push_str(
-            "Each cell: code lines compiled into the image / text bytes linked into it (0: \
-             compiled, but none of it is linked).\n\n",
+            "Each cell: code lines compiled into the image (Rust and assembly, generated files \
+             included; test code and code compiled out not) / text bytes linked into it (0: \
+             compiled, but none of it is linked). Unsafe sites: in the code compiled in (a range \
+             when features change it between images).\n\n",
         );
         let _ = writeln!(md, "| Crate | Unsafe sites | {} |", names.join(" | "));
         let _ = writeln!(md, "|---|--:|{}", "--:|".repeat(names.len()));
