@@ -1,5 +1,6 @@
 //! The three renderings of a [`TcbReport`]: a text table, JSON and a docs/tcb.md section.
 
+use super::PLATFORM;
 use super::report::{ImageReport, Role, TcbReport};
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -144,7 +145,13 @@ impl TcbReport {
         md.push_str(&self.crates_markdown());
 
         md.push_str("\n### How measured\n\n");
-        md.push_str(HOW_MEASURED);
+        let dirs: Vec<String> = PLATFORM.iter().map(|(d, _)| format!("`{d}/`")).collect();
+        let dirs = match dirs.split_last() {
+            Some((last, [])) => last.clone(),
+            Some((last, rest)) => format!("{} and {last}", rest.join(", ")),
+            None => "(none)".to_string(),
+        };
+        md.push_str(&HOW_MEASURED.replace("{PLATFORM}", &dirs));
         let mut inputs: Vec<&str> = self
             .images
             .iter()
@@ -267,8 +274,7 @@ Rust strings counts as Rust. `cfg`s inside macro invocations are not seen.
 
 Own code is every file of a workspace crate; files our build scripts generate (into `OUT_DIR`)
 are counted apart as generated lines. In the hypervisor, the guest platform of Linux qubes is
-counted apart: the files under `hypervisor/platform/`, `hypervisor/src/linux/`,
-`hypervisor/core/src/linux/` and `hypervisor/core/src/acpi_build/` (the `PLATFORM` table in
+counted apart: the files under {PLATFORM} (the `PLATFORM` table in
 `xtask/src/tcb/mod.rs`); everything else (shared crates such as `hypervisor/abi`,
 `hypervisor/core` and `hypervisor/freestanding` included) is the core. In a unikernel, the
 qube's own crates are the qube and `unikernels/runtime/` plus the shared crates is the runtime.
