@@ -203,6 +203,11 @@ fn select(
     if result.elf.as_os_str().is_empty() {
         bail!("cargo reported no binary `{bin}` in {}", package.name);
     }
+    // In a fixed order (cargo reports units as they finish): the first unit that read a file
+    // owns it.
+    result
+        .units
+        .sort_by(|a, b| (!a.local, &a.package).cmp(&(!b.local, &b.package)));
     result.build_time = build_time.into_iter().collect();
     Ok(result)
 }

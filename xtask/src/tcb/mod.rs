@@ -231,18 +231,13 @@ fn attribute_text(
         let names: Vec<String> = units.iter().map(|u| u.package.clone()).collect();
         builder.same_name(&names);
     }
-    // Unmangled names: where they are defined.
+    // Where symbols are defined: for unmangled names, and to tell apart crates that share a
+    // name (symbols of generic code, instantiated elsewhere, still go to the first of them).
     let mut defined: HashMap<String, &cargo::Unit> = HashMap::new();
-    if text
-        .symbols
-        .iter()
-        .any(|(s, _)| symbols::code_path(s).is_none())
-    {
-        for unit in &built.units {
-            if let Some(rlib) = &unit.rlib {
-                for s in symbols::rlib_definitions(rlib)? {
-                    defined.entry(s).or_insert(unit);
-                }
+    for unit in &built.units {
+        if let Some(rlib) = &unit.rlib {
+            for s in symbols::rlib_definitions(rlib)? {
+                defined.entry(s).or_insert(unit);
             }
         }
     }
@@ -268,7 +263,14 @@ fn attribute_text(
                     continue;
                 }
                 (
-                    by_name.get(krate).and_then(|u| u.first().copied()),
+                    by_name.get(krate).and_then(|units| match units.as_slice() {
+                        [one] => Some(*one),
+                        _ => defined
+                            .get(symbol)
+                            .copied()
+                            .filter(|d| units.iter().any(|u| std::ptr::eq(*u, *d)))
+                            .or(units.first().copied()),
+                    }),
                     Some(path),
                 )
             }

@@ -248,7 +248,8 @@ impl TcbReport {
         }
         if shared {
             md.push_str(
-                "\n\\* Two versions of this crate share its name in symbols: the text is theirs together.\n",
+                "\n\\* Two versions of this crate share its name in symbols: their generic code \
+                 instantiated in other crates counts for the first.\n",
             );
         }
         md

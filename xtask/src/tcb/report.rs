@@ -137,8 +137,8 @@ pub struct Crate {
     pub unsafe_counts: UnsafeCounts,
     /// Linked text bytes (0: compiled, but none of its code is linked).
     pub text: u64,
-    /// Other crates of the same name in the image: symbols do not tell them apart, so `text`
-    /// is their sum, reported on the first.
+    /// Other crates of the same name in the image: symbols name only the crate, so code
+    /// found in no rlib (generic code instantiated elsewhere) goes to the first of them.
     pub same_name: Vec<String>,
 }
 
