@@ -69,7 +69,8 @@ enum Cmd {
         #[arg(long)]
         write_docs: bool,
     },
-    /// Measure the trusted base: own and dependency lines, unsafe sites, ELF sizes per image.
+    /// Measure the trusted base of each image, built on its own: own and dependency lines (test
+    /// code apart), unsafe sites, ELF sizes and linked text per crate.
     Tcb {
         /// Print everything (per file, per dependency crate) as JSON.
         #[arg(long)]
