@@ -3,7 +3,7 @@
 // so host tests of library code are unaffected. See ../shared/PLATFORM.md.
 
 /// Emits the freestanding link flags and `-T script`, and asks cargo to rebuild when the
-/// script or this file changes.
+/// script changes.
 fn link_freestanding(script: &std::path::Path) {
     for arg in [
         "-nostartfiles",
@@ -18,6 +18,8 @@ fn link_freestanding(script: &std::path::Path) {
     }
     println!("cargo:rustc-link-arg-bins=-T{}", script.display());
     println!("cargo:rerun-if-changed={}", script.display());
-    let this = std::path::Path::new(file!());
-    println!("cargo:rerun-if-changed={}", this.display());
+    // This file needs no `rerun-if-changed`: it is part of the build script's source, so a
+    // change rebuilds and reruns the script. (`file!()` is relative to the workspace root, but
+    // cargo reads that path relative to the package: a path that never exists, which made
+    // cargo rerun every image's build script and relink on every build.)
 }

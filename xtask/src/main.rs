@@ -71,7 +71,8 @@ enum Cmd {
         #[arg(long)]
         write_docs: bool,
     },
-    /// Measure the trusted base: own and dependency lines, unsafe sites, ELF sizes per image.
+    /// Measure the trusted base of each image, built on its own: own and dependency lines (test
+    /// code apart), unsafe sites, ELF sizes and linked text per crate.
     Tcb {
         /// Print everything (per file, per dependency crate) as JSON.
         #[arg(long)]
@@ -350,15 +351,15 @@ fn run(args: RunArgs) -> Result<()> {
 }
 
 fn tcb_verb(json: bool, markdown: bool, write_docs: bool) -> Result<()> {
-    let tcb_images: Vec<tcb::TcbImage> = images::build_all()?
-        .into_iter()
-        .map(|b| tcb::TcbImage {
-            name: b.image.name.to_string(),
-            elf: b.elf,
-            dep_info: b.dep_info,
+    let tcb_images: Vec<tcb::TcbImage> = images::ALL
+        .iter()
+        .map(|i| tcb::TcbImage {
+            name: i.name.to_string(),
+            package: i.package.to_string(),
+            bin: i.bin.to_string(),
         })
         .collect();
-    let report = tcb::measure(&workspace_root(), &tcb_images)?;
+    let report = tcb::measure(&workspace_root(), &images::target_dir(), &tcb_images)?;
     let json_path = images::target_dir().join("bulkhead").join("tcb.json");
     if let Some(dir) = json_path.parent() {
         std::fs::create_dir_all(dir)?;

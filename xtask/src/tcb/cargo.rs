@@ -1,17 +1,19 @@
-//! Which crates are compiled into each image, asked of cargo.
+//! Building each image on its own and asking cargo which crates went into it.
 //!
-//! cargo's own `<bin>.d` lists the sources of path (workspace) crates only, plus local build
-//! scripts and their `rerun-if-changed` files; registry crates are left out on purpose. So this
-//! module asks cargo: `cargo metadata` for the dependency graph, and a repeat of the image build
-//! with `--message-format=json` (a no-op when the images are fresh) for the exact units that
-//! build produced. An image's crates are its package plus everything reachable through normal
-//! dependencies, not entering proc-macro crates; build scripts, proc macros and their
-//! dependencies run on the build host and are reported as build-time only. Each unit's sources
-//! come from the dep-info file rustc wrote next to its artifact (`deps/<crate>-<hash>.d`).
+//! Each image is built by its own `cargo build --release -p <package> --bin <bin>` into its own
+//! target directory (`target/tcb/<image>`), so cargo unifies features only within that image,
+//! as if it were the only thing built: a placeholder does not carry the dependencies another
+//! image enables. The build's JSON messages give each compiled unit with its enabled features,
+//! its profile and the cfgs its build script set; `cargo metadata` gives the dependency graph.
+//! An image's crates are its package plus everything reachable through normal dependencies,
+//! not entering proc-macro crates; build scripts, proc macros and their dependencies run on the
+//! build host and are reported as build-time only. Each unit's sources come from the dep-info
+//! file rustc wrote next to its artifact (`deps/<crate>-<hash>.d`).
 
 use super::TcbImage;
-use super::invoke::{self, Artifact, Target, file_name};
-use anyhow::{Context, Result, anyhow};
+use super::cfg::Cfg;
+use super::invoke::{self, Messages, Target};
+use anyhow::{Context, Result, bail};
 use serde::Deserialize;
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -21,15 +23,29 @@ use std::path::{Path, PathBuf};
 pub struct Unit {
     /// `name-version`, like the crate's directory in the cargo registry.
     pub package: String,
+    /// The crate's name in paths and symbols (`bulkhead_hvcore`).
+    pub crate_name: String,
     /// A path package under the workspace root: our code.
     pub local: bool,
+    /// The image's binary crate.
+    pub bin: bool,
     /// rustc's dep-info file for this unit.
     pub dep_info: PathBuf,
+    /// The directory of the package's `Cargo.toml`, if cargo metadata knows the package.
+    pub dir: Option<PathBuf>,
+    /// The cfgs it was compiled with (target, profile, features, build script).
+    pub cfg: Cfg,
+    /// Its rlib (libraries): where its unmangled symbols are defined.
+    pub rlib: Option<PathBuf>,
 }
 
-/// What cargo says about one image.
+/// One image, built.
 #[derive(Clone, Debug, Default)]
 pub struct ImageUnits {
+    /// The ELF.
+    pub elf: PathBuf,
+    /// cargo's `<bin>.d` next to it: every path-crate source and build input.
+    pub dep_info: PathBuf,
     /// The crates compiled into the image (including its own binary crate).
     pub units: Vec<Unit>,
     /// Crates compiled only to build it (build scripts, proc macros and their dependencies).
@@ -75,72 +91,58 @@ struct DepKind {
     kind: Option<String>,
 }
 
-/// Asks cargo about every image. The outer error means cargo could not be asked at all; an
-/// inner one that this image could not be matched to cargo's units.
-pub fn discover(root: &Path, images: &[TcbImage]) -> Result<Vec<Result<ImageUnits>>> {
+/// The directory each image is built in, under the workspace's target directory.
+pub fn image_target_dir(target: &Path, image: &str) -> PathBuf {
+    target.join("tcb").join(image)
+}
+
+/// Builds every image on its own (into `target/tcb/<image>`) and lists its units.
+pub fn build_all(root: &Path, target: &Path, images: &[TcbImage]) -> Result<Vec<ImageUnits>> {
     let args = ["metadata", "--format-version", "1", "--color", "never"];
     let meta: Metadata = serde_json::from_slice(&invoke::run(root, &args)?)
         .context("parsing `cargo metadata` output")?;
-    let packages: Vec<Option<&Package>> = images
-        .iter()
-        .map(|image| owning_package(&meta, &image.elf))
-        .collect();
-
-    // One build per output directory, of every package built there, like the image build.
-    let mut artifacts: HashMap<&Path, Vec<Artifact>> = HashMap::new();
-    for image in images {
-        let Some(dir) = image.elf.parent() else {
-            continue;
-        };
-        if artifacts.contains_key(dir) {
-            continue;
-        }
-        let names: BTreeSet<&str> = images
-            .iter()
-            .zip(&packages)
-            .filter(|(i, _)| i.elf.parent() == Some(dir))
-            .filter_map(|(_, p)| p.map(|p| p.name.as_str()))
-            .collect();
-        if names.is_empty() {
-            continue;
-        }
-        let mut args = invoke::build_args(dir)?;
-        for name in names {
-            args.extend(["-p".to_string(), name.to_string()]);
-        }
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        artifacts.insert(dir, invoke::parse_messages(&invoke::run(root, &args)?));
-    }
-
     let graph = Graph::new(&meta);
-    let out = images.iter().zip(&packages).map(|(image, package)| {
-        let package = package.with_context(|| {
-            format!(
-                "no workspace package has a binary target named `{}`",
-                file_name(&image.elf)
-            )
-        })?;
-        let built = image.elf.parent().and_then(|dir| artifacts.get(dir));
-        let built =
-            built.ok_or_else(|| anyhow!("cargo built nothing for {}", image.elf.display()))?;
-        select(root, &graph, package, &image.elf, built)
-    });
-    Ok(out.collect())
+    let target_cfg = invoke::target_cfg(root)?;
+    let mut out = Vec::new();
+    for image in images {
+        let package = meta
+            .packages
+            .iter()
+            .filter(|p| meta.workspace_members.contains(&p.id))
+            .find(|p| p.name == image.package)
+            .with_context(|| format!("no workspace package `{}`", image.package))?;
+        let dir = image_target_dir(target, &image.name);
+        eprintln!(
+            "tcb: building {} on its own into {}",
+            image.name,
+            dir.display()
+        );
+        let args = invoke::build_args(&image.package, &image.bin, &dir);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let messages = invoke::build(root, &args)
+            .with_context(|| format!("building image `{}`", image.name))?;
+        let built = invoke::parse_messages(&messages);
+        let units = select(root, &graph, package, &image.bin, &built, &target_cfg)
+            .with_context(|| format!("listing the crates of image `{}`", image.name))?;
+        out.push(units);
+    }
+    Ok(out)
 }
 
-/// Picks the units of one image out of a build's artifacts.
+/// Picks the units of one image out of its build's messages.
 fn select(
     root: &Path,
     graph: &Graph,
     package: &Package,
-    elf: &Path,
-    artifacts: &[Artifact],
+    bin: &str,
+    built: &Messages,
+    target_cfg: &Cfg,
 ) -> Result<ImageUnits> {
     let linked = graph.closure(&package.id, false);
-    let built = graph.closure(&package.id, true);
+    let all = graph.closure(&package.id, true);
     let mut result = ImageUnits::default();
     let mut build_time = BTreeSet::new();
-    for a in artifacts {
+    for a in &built.artifacts {
         let known = graph.packages.get(a.package_id.as_str()).copied();
         let display = match known {
             Some(p) => format!("{}-{}", p.name, p.version),
@@ -149,27 +151,47 @@ fn select(
         let kind = |k: &str| a.target.kind.iter().any(|x| x == k);
         let host_only = kind("proc-macro") || kind("custom-build");
         let is_lib = !host_only && a.target.kind.iter().any(|k| k.ends_with("lib"));
+        let mut cfg = target_cfg
+            .clone()
+            .with_features(a.features.iter().map(String::as_str));
+        if a.profile.debug_assertions {
+            cfg.set("debug_assertions", None);
+        }
+        if let Some(script) = built.script_cfgs.get(&a.package_id) {
+            cfg.extend(&Cfg::parse(script.iter().map(String::as_str)));
+        }
+        let unit = |dep_info: PathBuf, local: bool, bin: bool| Unit {
+            package: display.clone(),
+            crate_name: a.target.name.replace('-', "_"),
+            local,
+            bin,
+            dep_info,
+            dir: known.and_then(|p| p.manifest_path.parent().map(Path::to_path_buf)),
+            cfg: cfg.clone(),
+            rlib: a
+                .filenames
+                .iter()
+                .find(|f| f.extension().is_some_and(|e| e == "rlib"))
+                .cloned(),
+        };
         // Crates cargo metadata does not know (a `-Zbuild-std` sysroot) are linked in.
         if is_lib && (known.is_none() || linked.contains(&a.package_id)) {
             let dep_info = invoke::lib_dep_info(&a.filenames)
                 .with_context(|| format!("no rustc dep-info for `{display}`"))?;
             let local =
                 known.is_some_and(|p| p.source.is_none() && p.manifest_path.starts_with(root));
-            result.units.push(Unit {
-                package: display,
-                local,
-                dep_info,
-            });
-        } else if a.package_id == package.id && kind("bin") {
-            if a.target.name == file_name(elf) {
-                let dep_info = invoke::bin_dep_info(elf)?;
-                result.units.push(Unit {
-                    package: display,
-                    local: true,
-                    dep_info,
-                });
-            }
-        } else if built.contains(&a.package_id) {
+            result.units.push(unit(dep_info, local, false));
+        } else if a.package_id == package.id && kind("bin") && a.target.name == bin {
+            let elf = a
+                .executable
+                .clone()
+                .with_context(|| format!("cargo built `{bin}` but named no executable"))?;
+            result
+                .units
+                .push(unit(invoke::bin_dep_info(&elf)?, true, true));
+            result.dep_info = elf.with_file_name(format!("{bin}.d"));
+            result.elf = elf;
+        } else if all.contains(&a.package_id) {
             let what = match (kind("custom-build"), kind("proc-macro")) {
                 (true, _) => " (build script)",
                 (_, true) => " (proc macro)",
@@ -178,25 +200,16 @@ fn select(
             build_time.insert(format!("{display}{what}"));
         }
     }
-    if !result.units.iter().any(|u| u.local) {
-        anyhow::bail!(
-            "cargo reported no binary `{}` in {}",
-            file_name(elf),
-            package.name
-        );
+    if result.elf.as_os_str().is_empty() {
+        bail!("cargo reported no binary `{bin}` in {}", package.name);
     }
+    // In a fixed order (cargo reports units as they finish): the first unit that read a file
+    // owns it.
+    result
+        .units
+        .sort_by(|a, b| (!a.local, &a.package).cmp(&(!b.local, &b.package)));
     result.build_time = build_time.into_iter().collect();
     Ok(result)
-}
-
-/// The workspace member with a binary target named like the ELF.
-fn owning_package<'m>(meta: &'m Metadata, elf: &Path) -> Option<&'m Package> {
-    let bin = file_name(elf);
-    let is_bin = |t: &Target| t.name == bin && t.kind.iter().any(|k| k == "bin");
-    meta.packages
-        .iter()
-        .filter(|p| meta.workspace_members.contains(&p.id))
-        .find(|p| p.targets.iter().any(is_bin))
 }
 
 /// The resolved dependency graph.

@@ -28,32 +28,63 @@ impl std::ops::AddAssign for Lines {
     }
 }
 
+impl Lines {
+    /// Adds one line of `kind`.
+    pub fn add(&mut self, kind: Kind) {
+        match kind {
+            Kind::Code => self.code += 1,
+            Kind::Comment => self.comment += 1,
+            Kind::Blank => self.blank += 1,
+        }
+    }
+
+    /// The sum of these kinds.
+    pub fn of(kinds: &[Kind]) -> Lines {
+        let mut lines = Lines::default();
+        for &k in kinds {
+            lines.add(k);
+        }
+        lines
+    }
+}
+
+/// What one line holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// Some code.
+    Code,
+    /// Only comments (and whitespace).
+    Comment,
+    /// Nothing but whitespace.
+    Blank,
+}
+
 /// Per-line flags collected while lexing.
 #[derive(Default)]
 struct Tally {
-    lines: Lines,
+    kinds: Vec<Kind>,
     code: bool,
     comment: bool,
 }
 
 impl Tally {
     fn end_line(&mut self) {
-        if self.code {
-            self.lines.code += 1;
+        self.kinds.push(if self.code {
+            Kind::Code
         } else if self.comment {
-            self.lines.comment += 1;
+            Kind::Comment
         } else {
-            self.lines.blank += 1;
-        }
+            Kind::Blank
+        });
         self.code = false;
         self.comment = false;
     }
 
-    fn finish(mut self, text: &str) -> Lines {
+    fn finish(mut self, text: &str) -> Vec<Kind> {
         if !text.is_empty() && !text.ends_with('\n') {
             self.end_line();
         }
-        self.lines
+        self.kinds
     }
 }
 
@@ -73,7 +104,13 @@ fn is_ident(c: char) -> bool {
 }
 
 /// Counts the lines of a Rust source file.
+#[cfg(test)]
 pub fn rust(text: &str) -> Lines {
+    Lines::of(&rust_lines(text))
+}
+
+/// What each line of a Rust source file holds (line `i` of the text is entry `i`).
+pub fn rust_lines(text: &str) -> Vec<Kind> {
     let s: Vec<char> = text.chars().collect();
     let at = |i: usize| s.get(i).copied().unwrap_or('\0');
     let mut t = Tally::default();
@@ -234,7 +271,7 @@ pub fn asm(text: &str) -> Lines {
         }
         t.end_line();
     }
-    t.lines
+    Lines::of(&t.kinds)
 }
 
 #[cfg(test)]

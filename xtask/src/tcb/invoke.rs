@@ -1,9 +1,12 @@
-//! Running cargo for `cargo.rs` and finding the dep-info files rustc left next to artifacts.
+//! Running cargo and rustc for `cargo.rs` and finding the dep-info files rustc left next to
+//! artifacts.
 
+use super::cfg::Cfg;
 use anyhow::{Context, Result, bail};
 use serde::Deserialize;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 
 /// A cargo target (as in `cargo metadata` and in build messages).
 #[derive(Deserialize)]
@@ -23,6 +26,40 @@ pub struct Artifact {
     pub target: Target,
     /// The files produced (rlib and rmeta for libraries, the uplifted ELF for binaries).
     pub filenames: Vec<PathBuf>,
+    /// The features enabled for this unit.
+    #[serde(default)]
+    pub features: Vec<String>,
+    /// The profile it was compiled with.
+    #[serde(default)]
+    pub profile: Profile,
+    /// The uplifted executable (binaries).
+    #[serde(default)]
+    pub executable: Option<PathBuf>,
+}
+
+/// The part of an artifact's profile that sets cfgs.
+#[derive(Deserialize, Default)]
+pub struct Profile {
+    /// `cfg(debug_assertions)`.
+    #[serde(default)]
+    pub debug_assertions: bool,
+}
+
+/// One `build-script-executed` message.
+#[derive(Deserialize)]
+struct ScriptRun {
+    package_id: String,
+    #[serde(default)]
+    cfgs: Vec<String>,
+}
+
+/// What one build reported.
+#[derive(Default)]
+pub struct Messages {
+    /// Every compiled unit.
+    pub artifacts: Vec<Artifact>,
+    /// The `cargo:rustc-cfg` values of each package's build script, by package id.
+    pub script_cfgs: HashMap<String, Vec<String>>,
 }
 
 /// The last component of a path, lossily as a string.
@@ -41,45 +78,72 @@ pub fn id_display(id: &str, target_name: &str) -> String {
     }
 }
 
-/// `cargo build` arguments that reproduce the layout of an ELF's directory:
-/// `<target-dir>/[<triple>/]<profile>/<bin>`.
-pub fn build_args(profile_dir: &Path) -> Result<Vec<String>> {
-    let profile = file_name(profile_dir);
-    let base = profile_dir
-        .parent()
-        .context("ELF directory has no parent")?;
-    let (target_dir, triple) = if base.join("CACHEDIR.TAG").exists() {
-        (base, None)
-    } else if let Some(up) = base.parent().filter(|up| up.join("CACHEDIR.TAG").exists()) {
-        (up, Some(file_name(base)))
-    } else {
-        bail!(
-            "{} is not inside a cargo target directory",
-            profile_dir.display()
-        );
-    };
-    let mut args = vec![
-        "build".to_string(),
-        "--message-format=json-render-diagnostics".to_string(),
-    ];
-    match profile.as_str() {
-        "debug" => {}
-        "release" => args.push("--release".into()),
-        other => args.extend(["--profile".into(), other.to_string()]),
-    }
-    if let Some(triple) = triple {
-        args.extend(["--target".into(), triple]);
-    }
-    args.extend(["--target-dir".into(), target_dir.display().to_string()]);
-    Ok(args)
+/// The `cargo build` arguments of one image built on its own into `target_dir`.
+pub fn build_args(package: &str, bin: &str, target_dir: &Path) -> Vec<String> {
+    [
+        "build",
+        "--release",
+        "--message-format=json-render-diagnostics",
+        "-p",
+        package,
+        "--bin",
+        bin,
+        "--target-dir",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .chain([target_dir.display().to_string()])
+    .collect()
 }
 
-pub fn parse_messages(stdout: &[u8]) -> Vec<Artifact> {
-    String::from_utf8_lossy(stdout)
-        .lines()
-        .filter(|l| l.contains("\"reason\":\"compiler-artifact\""))
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
+/// Reads the compiler-artifact and build-script-executed messages of a build.
+pub fn parse_messages(stdout: &[u8]) -> Messages {
+    let mut out = Messages::default();
+    for line in String::from_utf8_lossy(stdout).lines() {
+        if line.contains("\"reason\":\"compiler-artifact\"") {
+            out.artifacts.extend(serde_json::from_str(line).ok());
+        } else if line.contains("\"reason\":\"build-script-executed\"")
+            && let Ok(run) = serde_json::from_str::<ScriptRun>(line)
+        {
+            out.script_cfgs.insert(run.package_id, run.cfgs);
+        }
+    }
+    out
+}
+
+/// The cfgs rustc sets for the host target in the release profile: `rustc --print cfg` with
+/// the workspace's `panic` setting and without debug assertions (added per unit when its
+/// profile has them).
+pub fn target_cfg(root: &Path) -> Result<Cfg> {
+    let manifest = std::fs::read_to_string(root.join("Cargo.toml"))?;
+    let manifest: toml::Table = toml::from_str(&manifest).context("parsing Cargo.toml")?;
+    let panic = manifest
+        .get("profile")
+        .and_then(|p| p.get("release"))
+        .and_then(|r| r.get("panic"))
+        .and_then(|p| p.as_str())
+        .unwrap_or("unwind");
+    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".to_string());
+    let out = Command::new(&rustc)
+        .args(["--print", "cfg", "-C", "debug-assertions=off", "-C"])
+        .arg(format!("panic={panic}"))
+        .output()
+        .with_context(|| format!("running `{rustc} --print cfg`"))?;
+    if !out.status.success() {
+        bail!("`{rustc} --print cfg` failed");
+    }
+    Ok(Cfg::parse(String::from_utf8_lossy(&out.stdout).lines()))
+}
+
+/// The directory of the toolchain's prebuilt libraries for the host (`core`, `alloc`,
+/// `compiler_builtins`).
+pub fn target_libdir() -> Result<PathBuf> {
+    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".to_string());
+    let out = Command::new(&rustc)
+        .args(["--print", "target-libdir"])
+        .output()
+        .with_context(|| format!("running `{rustc} --print target-libdir`"))?;
+    Ok(PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
 }
 
 /// `deps/libfoo-<hash>.rlib` -> `deps/foo-<hash>.d`.
@@ -116,6 +180,22 @@ pub fn bin_dep_info(elf: &Path) -> Result<PathBuf> {
     )
 }
 
+/// Runs a cargo build, its progress and errors shown; returns its (JSON) stdout.
+pub fn build(root: &Path, args: &[&str]) -> Result<Vec<u8>> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
+    let out = Command::new(&cargo)
+        .args(args)
+        .current_dir(root)
+        .stderr(Stdio::inherit())
+        .output()
+        .with_context(|| format!("running `{cargo}`"))?;
+    if !out.status.success() {
+        bail!("`cargo {}` failed (see its errors above)", args.join(" "));
+    }
+    Ok(out.stdout)
+}
+
+/// Runs cargo and returns its stdout.
 pub fn run(root: &Path, args: &[&str]) -> Result<Vec<u8>> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
     let out = Command::new(&cargo)
@@ -149,11 +229,12 @@ mod tests {
     #[test]
     fn messages_keep_only_artifacts() {
         let out = br#"{"reason":"compiler-artifact","package_id":"p#a@1.0.0","target":{"kind":["lib"],"name":"a"},"filenames":["/t/deps/liba-1.rlib"],"fresh":true}
-{"reason":"build-script-executed","package_id":"p#a@1.0.0"}
+{"reason":"build-script-executed","package_id":"p#a@1.0.0","cfgs":[]}
 {"reason":"build-finished","success":true}
 "#;
         let got = parse_messages(out);
-        assert_eq!(got.len(), 1);
-        assert_eq!(got[0].target.name, "a");
+        assert_eq!(got.artifacts.len(), 1);
+        assert_eq!(got.artifacts[0].target.name, "a");
+        assert!(got.script_cfgs["p#a@1.0.0"].is_empty());
     }
 }

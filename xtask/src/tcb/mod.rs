@@ -2,25 +2,26 @@
 //!
 //! For each image: the lines of our own code and of the dependency code compiled into it,
 //! split into groups (hypervisor core / guest platform, or unikernel runtime / qube), assembly
-//! lines, the unsafe sites in our code, and the ELF's section sizes.
+//! lines, the unsafe sites in our code, the ELF's section sizes and the linked text bytes of
+//! each crate.
 //!
-//! Where the file lists come from: cargo's `<bin>.d` lists the sources of our (path) crates,
-//! including files read by `include_str!` (so `global_asm!(include_str!("x.s"))` shows up),
-//! but also host-only build inputs (local `build.rs`, linker scripts and other
-//! `rerun-if-changed` files) and never any registry crate. So [`measure`] asks cargo which
-//! crates each image links (see `cargo.rs`) and reads rustc's per-crate dep-info files; what
-//! is in `<bin>.d` but in no linked crate is reported as a build input. If cargo cannot be
-//! asked (no workspace binary target makes the ELF, or the build fails), the image is measured
-//! from `<bin>.d` alone: files under the workspace root are ours, the rest are dependencies,
-//! and the report says dependencies were not measured.
+//! Each image is built on its own (see `cargo.rs`), so its crates have exactly the features
+//! that image enables. The files counted are the ones rustc read for each crate linked into it
+//! (its dep-info); within them, `strip.rs` drops what the crate's cfgs compile out, and counts
+//! test code (`#[cfg(test)]`, `#[test]`, and the module files they declare) apart. What is in
+//! cargo's `<bin>.d` but in no linked crate is reported as a build input. The text bytes come
+//! from the linked ELF's symbols (`symbols.rs`), so code that is compiled but not linked shows.
 
 mod cargo;
+mod cfg;
 mod count;
 mod depinfo;
 mod elfsize;
 mod invoke;
 mod render;
 mod report;
+mod strip;
+mod symbols;
 mod unsafety;
 
 pub use report::TcbReport;
@@ -29,154 +30,278 @@ use report::{GENERATED, ImageReport, Role};
 
 use anyhow::{Context, Result};
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 
 /// One image to measure.
 #[derive(Clone, Debug)]
 pub struct TcbImage {
     /// The name shown in the report (`hypervisor`, `net`, ...).
     pub name: String,
-    /// The ELF cargo built (`target/release/<bin>`).
-    pub elf: PathBuf,
-    /// cargo's dep-info file next to it (`target/release/<bin>.d`).
-    pub dep_info: PathBuf,
+    /// Its cargo package.
+    pub package: String,
+    /// Its binary target (the ELF's name).
+    pub bin: String,
 }
 
 /// Where the guest platform of the hypervisor lives (what it adds to run Linux qubes: the
-/// virtual devices, the Linux loader and boot structures, the ACPI tables, the exit glue);
-/// the rest of our code is the core.
-const PLATFORM_DIRS: [&str; 4] = [
-    "hypervisor/platform",
-    "hypervisor/src/linux",
-    "hypervisor/core/src/linux",
-    "hypervisor/core/src/acpi_build",
+/// virtual devices, the Linux loader and boot structures, the ACPI tables, the exit glue): a
+/// source directory and the module path its code has in symbols. The rest of our code in the
+/// hypervisor is the core. A test checks each entry against the tree.
+const PLATFORM: [(&str, &str); 4] = [
+    ("hypervisor/platform", "bulkhead_platform"),
+    ("hypervisor/src/linux", "bulkhead_hypervisor::linux"),
+    ("hypervisor/core/src/linux", "bulkhead_hvcore::linux"),
+    (
+        "hypervisor/core/src/acpi_build",
+        "bulkhead_hvcore::acpi_build",
+    ),
 ];
 /// The unikernel runtime; unikernel code outside it belongs to the qube.
 const RUNTIME_DIR: &str = "unikernels/runtime";
 const UNIKERNELS_DIR: &str = "unikernels";
 
-/// Measures `images`; `workspace_root` decides which files are ours.
-pub fn measure(workspace_root: &Path, images: &[TcbImage]) -> Result<TcbReport> {
+/// Builds each image on its own under `target/tcb/` and measures it; `workspace_root` decides
+/// which files are ours.
+pub fn measure(workspace_root: &Path, target: &Path, images: &[TcbImage]) -> Result<TcbReport> {
     let root = workspace_root
         .canonicalize()
         .with_context(|| format!("workspace root {}", workspace_root.display()))?;
-    let mut notes = Vec::new();
-    let discovered = cargo::discover(&root, images).unwrap_or_else(|e| {
-        notes.push(format!(
-            "cargo could not list the crates compiled in: {e:#}"
-        ));
-        images
-            .iter()
-            .map(|_| Err(anyhow::anyhow!("see above")))
-            .collect()
-    });
+    let built = cargo::build_all(&root, target, images)?;
+    let toolchain = toolchain_symbols().unwrap_or_default();
     let mut cache = HashMap::new();
     let mut reports = Vec::new();
-    for (image, units) in images.iter().zip(discovered) {
-        let units = units
-            .inspect_err(|e| {
-                let d = invoke::file_name(&image.dep_info);
-                notes.push(format!(
-                    "{}: measured from cargo's {d} only ({e:#})",
-                    image.name
-                ));
-            })
-            .ok();
-        let report = measure_image(&root, image, units, &mut cache)
+    for (image, units) in images.iter().zip(&built) {
+        let report = measure_image(&root, &image.name, units, &toolchain, &mut cache)
             .with_context(|| format!("measuring image `{}`", image.name))?;
         reports.push(report);
     }
+    let notes = vec![format!(
+        "each image built on its own under {}",
+        rel(&root, &cargo::image_target_dir(target, "<image>"))
+    )];
     Ok(TcbReport {
         images: reports,
         notes,
     })
 }
 
-/// Who a file belongs to.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
-enum Owner {
-    Own,
-    Dep(String),
+/// The symbols the toolchain's prebuilt `compiler_builtins` defines (`__udivti3`, ...).
+fn toolchain_symbols() -> Result<HashSet<String>> {
+    let mut out = HashSet::new();
+    for entry in std::fs::read_dir(invoke::target_libdir()?)? {
+        let path = entry?.path();
+        let name = invoke::file_name(&path);
+        if name.starts_with("libcompiler_builtins-") && name.ends_with(".rlib") {
+            out.extend(symbols::rlib_definitions(&path)?);
+        }
+    }
+    Ok(out)
 }
 
 fn canonical(path: PathBuf) -> PathBuf {
-    path.canonicalize().unwrap_or(path)
+    path.canonicalize().unwrap_or_else(|_| lexical(&path))
 }
+
+/// `a/b/../c` -> `a/c`, for paths that do not exist (so cannot be canonicalised).
+fn lexical(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            Component::ParentDir if out.file_name().is_some() => {
+                out.pop();
+            }
+            Component::CurDir => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+type Cache = HashMap<(PathBuf, cfg::Cfg), report::Measured>;
 
 fn measure_image(
     root: &Path,
-    image: &TcbImage,
-    units: Option<cargo::ImageUnits>,
-    cache: &mut HashMap<PathBuf, report::Measured>,
+    name: &str,
+    built: &cargo::ImageUnits,
+    toolchain: &HashSet<String>,
+    cache: &mut Cache,
 ) -> Result<ImageReport> {
-    let cargo_files: Vec<PathBuf> = depinfo::read(&image.dep_info, root)?
-        .into_iter()
-        .map(canonical)
-        .collect();
-    let mut files: BTreeMap<PathBuf, Owner> = BTreeMap::new();
-    let mut build_inputs = Vec::new();
-    let measured_deps = units.is_some();
-    let mut build_time = Vec::new();
-    match units {
-        Some(units) => {
-            for unit in &units.units {
-                let owner = if unit.local {
-                    Owner::Own
-                } else {
-                    Owner::Dep(unit.package.clone())
-                };
-                for f in depinfo::read(&unit.dep_info, root)? {
-                    files.entry(canonical(f)).or_insert_with(|| owner.clone());
-                }
-            }
-            let linked: HashSet<&PathBuf> = files.keys().collect();
-            build_inputs = cargo_files
-                .iter()
-                .filter(|f| !linked.contains(f))
-                .map(|f| rel(root, f))
-                .collect();
-            build_time = units.build_time;
+    // Each file to the first unit that read it; each unit's first file is its crate root.
+    let mut files: BTreeMap<PathBuf, usize> = BTreeMap::new();
+    let mut roots = HashSet::new();
+    for (i, unit) in built.units.iter().enumerate() {
+        let listed = depinfo::read(&unit.dep_info, root)?;
+        if let Some(first) = listed.first() {
+            roots.insert(canonical(first.clone()));
         }
-        None => {
-            for f in cargo_files {
-                let owner = if f.starts_with(root) {
-                    Owner::Own
-                } else {
-                    Owner::Dep(crate_dir(&f))
-                };
-                files.entry(f).or_insert(owner);
-            }
+        for f in listed {
+            files.entry(canonical(f)).or_insert(i);
         }
     }
+    let (inputs, missing): (Vec<PathBuf>, Vec<PathBuf>) = depinfo::read(&built.dep_info, root)?
+        .into_iter()
+        .map(canonical)
+        .filter(|f| !files.contains_key(f))
+        .partition(|f| f.exists());
+    let sorted = |v: Vec<PathBuf>| -> Vec<String> {
+        let mut v: Vec<String> = v.iter().map(|f| rel(root, f)).collect();
+        v.sort();
+        v.dedup();
+        v
+    };
 
-    let role = if files.iter().any(|(f, o)| {
-        *o == Owner::Own
-            && f.starts_with(root.join(UNIKERNELS_DIR))
-            && !f.starts_with(root.join(RUNTIME_DIR))
-    }) {
+    let is_qube = |f: &Path| {
+        f.starts_with(root.join(UNIKERNELS_DIR)) && !f.starts_with(root.join(RUNTIME_DIR))
+    };
+    let role = if files
+        .iter()
+        .any(|(f, &i)| built.units[i].local && is_qube(f))
+    {
         Role::Unikernel
     } else {
         Role::Hypervisor
     };
-    let mut builder = report::Builder::new(&image.name, &image.elf, role, measured_deps);
-    for (path, owner) in files {
+    let mut builder = report::Builder::new(name, &built.elf, role);
+    for unit in &built.units {
+        builder.add_crate(&unit.package, unit.local);
+    }
+    let add =
+        |builder: &mut report::Builder, path: &Path, unit: &cargo::Unit, m: &report::Measured| {
+            if !unit.local {
+                builder.dependency(&path.display().to_string(), &unit.package, m);
+            } else if in_target_dir(path) {
+                builder.own(&rel(root, path), &unit.package, GENERATED, m);
+            } else {
+                builder.own(&rel(root, path), &unit.package, group(role, root, path), m);
+            }
+        };
+    let mut compiled_out = Vec::new();
+    for (path, &i) in &files {
+        let unit = &built.units[i];
+        let dir_owner = strip::owns_dir(path) || roots.contains(path);
         let m = cache
-            .entry(path.clone())
-            .or_insert_with(|| report::Measured::of(&path));
-        match owner {
-            Owner::Own if in_target_dir(&path) => builder.own(&rel(root, &path), GENERATED, m),
-            Owner::Own => builder.own(&rel(root, &path), group(role, root, &path), m),
-            Owner::Dep(name) => builder.dependency(&path.display().to_string(), &name, m),
+            .entry((path.clone(), unit.cfg.clone()))
+            .or_insert_with(|| report::Measured::of(path, &unit.cfg, dir_owner));
+        compiled_out.extend(
+            m.removed_mods
+                .iter()
+                .map(|(p, why)| (canonical(p.clone()), *why, i)),
+        );
+        add(&mut builder, path, unit, m);
+    }
+    // Module files behind a cfg that does not hold (test modules, mostly), followed down.
+    let mut seen = HashSet::new();
+    while let Some((path, why, i)) = compiled_out.pop() {
+        if files.contains_key(&path) || !seen.insert(path.clone()) {
+            continue;
+        }
+        let m = report::Measured::compiled_out(&path, why);
+        compiled_out.extend(
+            m.removed_mods
+                .iter()
+                .map(|(p, why)| (canonical(p.clone()), *why, i)),
+        );
+        add(&mut builder, &path, &built.units[i], &m);
+    }
+
+    attribute_text(root, role, built, toolchain, &mut builder)?;
+    let sizes = elfsize::read(&built.elf)?;
+    let mut report = builder.finish(sizes, sorted(inputs), built.build_time.clone());
+    report.missing_build_inputs = sorted(missing);
+    Ok(report)
+}
+
+/// Gives each text symbol of the image's ELF to a crate (and, for ours, a group).
+fn attribute_text(
+    root: &Path,
+    role: Role,
+    built: &cargo::ImageUnits,
+    toolchain: &HashSet<String>,
+    builder: &mut report::Builder,
+) -> Result<()> {
+    let text = symbols::read(&built.elf)?;
+    let mut by_name: HashMap<&str, Vec<&cargo::Unit>> = HashMap::new();
+    for unit in &built.units {
+        by_name
+            .entry(unit.crate_name.as_str())
+            .or_default()
+            .push(unit);
+    }
+    for units in by_name.values().filter(|u| u.len() > 1) {
+        let names: Vec<String> = units.iter().map(|u| u.package.clone()).collect();
+        builder.same_name(&names);
+    }
+    // Where symbols are defined: for unmangled names, and to tell apart crates that share a
+    // name (symbols of generic code, instantiated elsewhere, still go to the first of them).
+    let mut defined: HashMap<String, &cargo::Unit> = HashMap::new();
+    for unit in &built.units {
+        if let Some(rlib) = &unit.rlib {
+            for s in symbols::rlib_definitions(rlib)? {
+                defined.entry(s).or_insert(unit);
+            }
         }
     }
-    let sizes = elfsize::read(&image.elf)?;
-    Ok(builder.finish(sizes, build_inputs, build_time))
+    let bin = built.units.iter().find(|u| u.bin);
+    let unit_group = |unit: &cargo::Unit, path: Option<&str>| -> Option<&'static str> {
+        if !unit.local {
+            return None;
+        }
+        if role == Role::Hypervisor && path.is_some_and(in_platform_module) {
+            return Some("platform");
+        }
+        Some(match &unit.dir {
+            Some(dir) => group(role, root, &dir.join("src")),
+            None => group(role, root, root),
+        })
+    };
+    for (symbol, bytes) in &text.symbols {
+        let (unit, path) = match symbols::code_path(symbol) {
+            Some(path) => {
+                let krate = symbols::first_segment(&path);
+                if symbols::is_toolchain(krate) {
+                    builder.other_text(true, *bytes);
+                    continue;
+                }
+                (
+                    by_name.get(krate).and_then(|units| match units.as_slice() {
+                        [one] => Some(*one),
+                        _ => defined
+                            .get(symbol)
+                            .copied()
+                            .filter(|d| units.iter().any(|u| std::ptr::eq(*u, *d)))
+                            .or(units.first().copied()),
+                    }),
+                    Some(path),
+                )
+            }
+            None if toolchain.contains(symbol) && !defined.contains_key(symbol) => {
+                builder.other_text(true, *bytes);
+                continue;
+            }
+            // Not in any rlib: the binary crate's own `#[no_mangle]` code and assembly.
+            None => (defined.get(symbol).copied().or(bin), None),
+        };
+        match unit {
+            Some(u) => builder.text(&u.package, unit_group(u, path.as_deref()), *bytes),
+            None => builder.other_text(false, *bytes),
+        }
+    }
+    builder.other_text(false, text.gaps);
+    Ok(())
+}
+
+/// Whether a code path (`bulkhead_hvcore::linux::..`) lies in the guest platform.
+fn in_platform_module(path: &str) -> bool {
+    PLATFORM.iter().any(|(_, module)| {
+        path.strip_prefix(module)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with("::") || rest.starts_with('<'))
+    })
 }
 
 /// The own-code group a file belongs to.
 fn group(role: Role, root: &Path, path: &Path) -> &'static str {
     match role {
-        Role::Hypervisor if PLATFORM_DIRS.iter().any(|d| path.starts_with(root.join(d))) => {
+        Role::Hypervisor if PLATFORM.iter().any(|(d, _)| path.starts_with(root.join(d))) => {
             "platform"
         }
         Role::Hypervisor => "core",
@@ -204,17 +329,6 @@ fn rel(root: &Path, path: &Path) -> String {
         .unwrap_or(path)
         .display()
         .to_string()
-}
-
-/// The crate a dependency file belongs to when cargo could not say: the name of the nearest
-/// directory holding a `Cargo.toml` (`heapless-0.9.3` in the registry).
-fn crate_dir(path: &Path) -> String {
-    path.ancestors()
-        .skip(1)
-        .find(|d| d.join("Cargo.toml").is_file())
-        .and_then(|d| d.file_name())
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "(unknown)".to_string())
 }
 
 #[cfg(test)]

@@ -31,28 +31,53 @@ fn escaped(path: &Path) -> String {
     path.display().to_string().replace(' ', "\\ ")
 }
 
-/// Measures a fake image from a hand-written `<bin>.d` only (no cargo), with the test binary
-/// standing in for the ELF.
+/// Measures a fake image: one own crate with `own` files and a dependency `foo`, with the test
+/// binary standing in for the ELF.
 fn fake_image(ws: &Scratch, deps: &Scratch, own: &[(&str, &str)]) -> ImageReport {
-    let mut listed: Vec<String> = own
+    let listed: Vec<String> = own
         .iter()
         .map(|(rel, text)| escaped(&ws.write(rel, text)))
         .collect();
     deps.write("foo-1.0.0/Cargo.toml", "[package]\n");
-    listed.push(escaped(&deps.write(
+    let dep = deps.write(
         "foo-1.0.0/src/lib.rs",
-        "// dep\npub fn f() {}\nunsafe fn g() {}\n",
-    )));
-    let dep_info = ws.write(
-        "target/release/img.d",
-        &format!("/x/img: {}\n", listed.join(" ")),
+        "// dep\npub fn f() {}\nunsafe fn g() {}\n#[cfg(feature = \"std\")]\nfn h() {}\n",
     );
-    let image = TcbImage {
-        name: "img".into(),
-        elf: std::env::current_exe().unwrap(),
+    let own_d = ws.write("out/img-1.d", &format!("/x/img-1: {}\n", listed.join(" ")));
+    let dep_d = ws.write(
+        "out/foo-1.d",
+        &format!("/x/libfoo.rlib: {}\n", escaped(&dep)),
+    );
+    let build_rs = ws.write("hypervisor/build.rs", "fn main() {}\n");
+    let bin_d = ws.write(
+        "out/img.d",
+        &format!(
+            "/x/img: {} {} {}\n",
+            listed.join(" "),
+            escaped(&build_rs),
+            escaped(&ws.0.join("hypervisor/../hypervisor/gone.rs"))
+        ),
+    );
+    let unit = |package: &str, crate_name: &str, local: bool, dep_info: PathBuf| cargo::Unit {
+        package: package.into(),
+        crate_name: crate_name.into(),
+        local,
+        bin: local,
         dep_info,
+        dir: None,
+        cfg: cfg::Cfg::default(),
+        rlib: None,
     };
-    measure_image(&ws.0, &image, None, &mut HashMap::new()).unwrap()
+    let built = cargo::ImageUnits {
+        elf: std::env::current_exe().unwrap(),
+        dep_info: bin_d,
+        units: vec![
+            unit("img-0.1.0", "img", true, own_d),
+            unit("foo-1.0.0", "foo", false, dep_d),
+        ],
+        build_time: vec![],
+    };
+    measure_image(&ws.0, "img", &built, &HashSet::new(), &mut HashMap::new()).unwrap()
 }
 
 #[test]
@@ -62,13 +87,15 @@ fn hypervisor_groups_asm_and_dependencies_from_cargo_dep_info() {
         "target/CACHEDIR.TAG",
         "Signature: 8a477f597d28d172789f06886806bc55\n",
     );
+    // Not compiled (so not in the dep-info): named by a `#[cfg(test)] mod tests;`.
+    ws.write("hypervisor/src/tests.rs", "#[test]\nfn a() {}\n");
     let r = fake_image(
         &ws,
         &deps,
         &[
             (
                 "hypervisor/src/main.rs",
-                "fn main() {\n    // SAFETY: test.\n    unsafe { x() }\n}\n",
+                "fn main() {\n    // SAFETY: test.\n    unsafe { x() }\n}\n#[cfg(test)]\nmod tests;\n#[cfg(test)]\nmod inline {\n    fn t() { unsafe {} }\n}\n",
             ),
             ("hypervisor/platform/src/pic.rs", "pub fn pic() {}\n"),
             ("hypervisor/abi/src/lib.rs", "pub struct A;\n"),
@@ -78,7 +105,6 @@ fn hypervisor_groups_asm_and_dependencies_from_cargo_dep_info() {
     );
     assert_eq!((r.generated.files, r.generated.asm.code), (1, 2));
     assert_eq!(r.role, Role::Hypervisor);
-    assert!(!r.dependencies_measured);
     let groups: Vec<(&str, u64, u64)> = r
         .groups
         .iter()
@@ -86,18 +112,36 @@ fn hypervisor_groups_asm_and_dependencies_from_cargo_dep_info() {
         .collect();
     assert_eq!(groups, [("core", 4, 1), ("platform", 1, 0)]);
     assert_eq!((r.own_rust.code, r.own_asm.code), (5, 1));
+    // The inline test module (4 lines), its file declaration (2) and that file (2).
+    assert_eq!(r.own_test.code, 8);
     assert_eq!((r.own_unsafe.blocks, r.own_unsafe.undocumented), (1, 0));
-    assert_eq!(r.dependencies.len(), 1);
-    assert_eq!(r.dependencies[0].name, "foo-1.0.0");
+    let deps: Vec<&report::Crate> = r.crates.iter().filter(|c| !c.own).collect();
+    assert_eq!(deps.len(), 1);
+    assert_eq!(deps[0].name, "foo-1.0.0");
     assert_eq!(
         (
-            r.dependencies[0].rust.code,
-            r.dependencies[0].unsafe_counts.fns
+            deps[0].rust.code,
+            deps[0].off.code,
+            deps[0].unsafe_counts.fns
         ),
-        (2, 1)
+        (2, 2, 1)
     );
     assert_eq!(r.dep_rust.code, 2);
     assert!(r.sizes.text > 0);
+    let attributed: u64 = r.crates.iter().map(|c| c.text).sum::<u64>()
+        + r.generated.text
+        + r.toolchain_text
+        + r.unattributed_text;
+    assert_eq!(attributed, r.sizes.text);
+    assert!(r.toolchain_text > 0);
+    assert_eq!(r.build_inputs, ["hypervisor/build.rs"]);
+    assert_eq!(r.missing_build_inputs, ["hypervisor/gone.rs"]);
+    let tests_file = r
+        .files
+        .iter()
+        .find(|f| f.path == "hypervisor/src/tests.rs")
+        .unwrap();
+    assert!(!tests_file.compiled && tests_file.test.code == 2);
     assert!(
         r.files
             .iter()
@@ -152,56 +196,99 @@ fn renders_table_json_and_markdown() {
     assert!(table.contains("note: a note"));
     let json: serde_json::Value = serde_json::from_str(&report.to_json()).unwrap();
     assert_eq!(json["images"][0]["own_rust"]["code"], 1);
-    assert_eq!(json["images"][0]["dependencies"][0]["name"], "foo-1.0.0");
+    assert_eq!(json["images"][0]["crates"][0]["name"], "foo-1.0.0");
     let md = report.markdown();
     assert!(
         md.contains("cargo xtask tcb") && md.contains("| img | host | 1 |"),
         "{md}"
     );
-    assert!(md.contains("| foo-1.0.0 | 2 | 1 | img |"), "{md}");
+    assert!(md.contains("| foo-1.0.0 | 1 | 2 / 0 |"), "{md}");
+    assert!(md.contains("| img-0.1.0 (ours) | 0 | 1 / "), "{md}");
 }
 
-/// End to end through cargo: builds xtask itself into a scratch target directory and measures
-/// it. Slow (a release build), so run it on demand: `cargo test -p xtask -- --ignored tcb`.
+/// End to end through cargo: builds the usb placeholder on its own into the workspace's
+/// `target/tcb/usb` and measures it. Slow (a release build), so run it on demand:
+/// `cargo test -p xtask -- --ignored tcb`.
 #[test]
 #[ignore]
-fn tcb_measures_xtask_itself_through_cargo() {
+fn tcb_measures_an_image_through_cargo() {
     let root = crate::workspace_root();
-    let target = std::env::temp_dir().join("tcb-e2e-target");
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = std::process::Command::new(cargo)
-        .args(["build", "--release", "-p", "xtask", "--target-dir"])
-        .arg(&target)
-        .current_dir(&root)
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let elf = target.join("release/xtask");
     let image = TcbImage {
-        name: "xtask".into(),
-        dep_info: elf.with_extension("d"),
-        elf,
+        name: "usb".into(),
+        package: "bulkhead-usb".into(),
+        bin: "usb".into(),
     };
-    let report = measure(&root, &[image]).unwrap();
+    let report = measure(&root, &root.join("target"), &[image]).unwrap();
     let r = &report.images[0];
-    assert!(r.dependencies_measured, "{:?}", report.notes);
+    assert_eq!(r.role, Role::Unikernel);
     assert!(r.own_rust.code > 100);
-    let own = |f: &&FileEntry| f.owner == "own" && f.path.ends_with("xtask/src/tcb/mod.rs");
+    let own =
+        |f: &&FileEntry| f.owner.starts_with("bulkhead-rt-") && f.path.ends_with("src/lib.rs");
     assert!(r.files.iter().any(|f| own(&f)));
-    assert!(
-        r.dependencies
-            .iter()
-            .any(|d| d.name.starts_with("serde_json-"))
+    // Built on its own: the runtime's network feature is off, so smoltcp is not compiled in.
+    assert!(!r.crates.iter().any(|d| d.name.starts_with("smoltcp-")));
+    let attributed: u64 = r.crates.iter().map(|c| c.text).sum::<u64>()
+        + r.generated.text
+        + r.toolchain_text
+        + r.unattributed_text;
+    assert_eq!(attributed, r.sizes.text);
+    assert!(r.groups.iter().all(|g| g.text > 0), "{:?}", r.groups);
+}
+
+#[test]
+fn platform_table_matches_the_tree() {
+    let root = crate::workspace_root();
+    for (dir, module) in PLATFORM {
+        let path = root.join(dir);
+        assert!(path.is_dir(), "{dir} is not a directory");
+        let krate = path
+            .ancestors()
+            .find(|d| d.join("Cargo.toml").is_file())
+            .unwrap();
+        let manifest: toml::Table =
+            toml::from_str(&fs::read_to_string(krate.join("Cargo.toml")).unwrap()).unwrap();
+        let name = manifest["package"]["name"]
+            .as_str()
+            .unwrap()
+            .replace('-', "_");
+        let inner = path
+            .strip_prefix(krate.join("src"))
+            .unwrap_or(Path::new(""));
+        let mut want = vec![name];
+        want.extend(inner.iter().map(|c| c.to_string_lossy().into_owned()));
+        assert_eq!(module, want.join("::"), "{dir}");
+    }
+    assert!(in_platform_module("bulkhead_hvcore::linux::boot::params"));
+    assert!(in_platform_module("bulkhead_platform::pic::Pic"));
+    assert!(!in_platform_module("bulkhead_hvcore::linuxish::x"));
+    assert!(!in_platform_module("bulkhead_hvcore::paging::map"));
+    let r = Path::new("/w");
+    assert_eq!(
+        group(
+            Role::Hypervisor,
+            r,
+            Path::new("/w/hypervisor/src/linux/mod.rs")
+        ),
+        "platform"
     );
-    // serde_derive is a proc macro: build time only, and so is syn as its dependency.
-    assert!(
-        !r.dependencies
-            .iter()
-            .any(|d| d.name.starts_with("serde_derive-"))
+    assert_eq!(
+        group(Role::Hypervisor, r, Path::new("/w/hypervisor/src/qube.rs")),
+        "core"
     );
-    assert!(
-        r.build_time_crates
-            .iter()
-            .any(|d| d.starts_with("serde_derive-"))
+    assert_eq!(
+        group(
+            Role::Unikernel,
+            r,
+            Path::new("/w/unikernels/runtime/src/lib.rs")
+        ),
+        "runtime"
+    );
+    assert_eq!(
+        group(
+            Role::Unikernel,
+            r,
+            Path::new("/w/unikernels/net/src/main.rs")
+        ),
+        "qube"
     );
 }

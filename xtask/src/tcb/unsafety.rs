@@ -67,18 +67,28 @@ pub struct ParseError {
 }
 
 /// Counts the unsafe sites of one Rust file.
+#[cfg(test)]
 pub fn count(src: &str) -> Result<UnsafeCounts, ParseError> {
-    let file = syn::parse_file(src).map_err(|e| ParseError {
+    Ok(count_file(&parse(src)?, src))
+}
+
+/// Parses one Rust file.
+pub fn parse(src: &str) -> Result<syn::File, ParseError> {
+    syn::parse_file(src).map_err(|e| ParseError {
         line: e.span().start().line,
         message: e.to_string(),
-    })?;
+    })
+}
+
+/// Counts the unsafe sites of a parsed file (`src` is its text, for the SAFETY comments).
+pub fn count_file(file: &syn::File, src: &str) -> UnsafeCounts {
     let mut v = Counter {
         lines: src.lines().collect(),
         counts: UnsafeCounts::default(),
         in_trait_impl: false,
     };
-    v.visit_file(&file);
-    Ok(v.counts)
+    v.visit_file(file);
+    v.counts
 }
 
 struct Counter<'a> {
