@@ -7,16 +7,16 @@ use crate::devices::vtd::{Iommu, VtdError};
 use crate::memory::guest::GuestMemory;
 use crate::memory::phys;
 use crate::virt::{AnyVcpu, Backend, EntryState, Vcpu};
-use bulkhead_abi::boot_info::{BootInfo, MAX_DEVICES_PER_QUBE, layout};
+use bulkhead_abi::boot_info::{BootInfo, MAX_DEVICES_PER_QUBE};
 use bulkhead_abi::channel::MAX_CHANNELS_PER_QUBE;
 use bulkhead_abi::manifest::{QubeSpec, StartPolicy};
 use bulkhead_hvcore::collections::ArrayVec;
 use bulkhead_hvcore::console::LineBuffer;
-use bulkhead_hvcore::elf::{self, ElfError};
 use bulkhead_hvcore::memmap::{FrameAllocator, Frames, Region};
-use bulkhead_hvcore::paging::{NestedFormat, PagingError, Perm, Tables, X86Format};
+use bulkhead_hvcore::paging::{NestedFormat, PagingError, Perm, Tables};
 use bulkhead_hvcore::sched::RunState;
-use bulkhead_hvcore::{LARGE_PAGE_SIZE, PAGE_SIZE, align_up};
+use bulkhead_hvcore::unikernel::{self, PlanError, UnikernelPlan};
+use bulkhead_hvcore::{LARGE_PAGE_SIZE, PAGE_SIZE};
 
 /// Pages reserved for a qube's nested page tables: PML4, PDPT, up to 4 PDs for 4 GiB of
 /// memory, and for the channel windows one PD plus one page table per channel.
@@ -33,8 +33,8 @@ pub type Devices = bulkhead_hvcore::collections::BoundedVec<Assigned, MAX_DEVICE
 pub enum LoadError {
     /// Not enough free RAM for the qube.
     NoMemory(u64),
-    /// The image is not a loadable unikernel.
-    Elf(ElfError),
+    /// The unikernel's image, configuration, channels or devices do not fit its memory.
+    Layout(PlanError),
     /// Page tables could not be built.
     Paging(PagingError),
     /// The IOMMU domain for its devices could not be set up.
@@ -51,7 +51,7 @@ impl core::fmt::Display for LoadError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
             LoadError::NoMemory(b) => write!(f, "not enough free memory ({} KiB needed)", b / 1024),
-            LoadError::Elf(e) => write!(f, "bad image: {e}"),
+            LoadError::Layout(e) => write!(f, "{e}"),
             LoadError::Paging(e) => write!(f, "page tables: {e:?}"),
             LoadError::Iommu(e) => write!(f, "IOMMU domain: {e}"),
             LoadError::Linux(e) => write!(f, "Linux boot: {e}"),
@@ -211,114 +211,42 @@ impl Qube {
         if self.linux.is_some() {
             return self.load_linux();
         }
-        let size = self.mem.size();
-        let stack_top = size;
-        let window_end = size - layout::STACK_SIZE;
-        let plan = elf::plan(self.image, layout::IMAGE_BASE, window_end).map_err(LoadError::Elf)?;
-        let config_gpa = align_up(plan.end, PAGE_SIZE).unwrap_or(window_end);
-        let config_len = self.config.len() as u64;
-        let heap_start = align_up(config_gpa + config_len, PAGE_SIZE).unwrap_or(window_end);
-        if heap_start >= window_end {
-            return Err(LoadError::NoMemory(heap_start));
-        }
+        let plan = self.unikernel_plan()?;
         for d in self.devices.iter_mut() {
             d.quiesce();
         }
         let mut info = BootInfo::new();
+        plan.describe(&mut info);
         info.qube_id = self.id as u32;
         info.label = self.spec.label as u32;
-        info.mem_size = size;
-        info.image_start = plan.start;
-        info.image_end = plan.end;
-        info.heap_start = heap_start;
-        info.heap_end = window_end;
-        info.stack_top = stack_top;
         info.restart_count = self.restarts;
         info.flags = self.boot_flags;
-        info.channel_count = self.channels.len() as u32;
-        for (local, (c, out)) in self
-            .channels
-            .iter()
-            .zip(info.channels.iter_mut())
-            .enumerate()
-        {
-            out.gpa = Endpoint::window(local);
-            out.size = c.host.len();
+        for (c, out) in self.channels.iter().zip(info.channels.iter_mut()) {
             out.id = c.id as u32;
             out.side = c.side;
             out.peer = c.peer as u32;
             out.set_name(&c.name);
-        }
-        let windows = ArrayVec::<(u64, u64), MAX_CHANNELS_PER_QUBE>::try_from_iter(
-            self.channels
-                .iter()
-                .enumerate()
-                .map(|(local, c)| (Endpoint::window(local), c.host.len())),
-        )
-        .unwrap_or_default();
-        if config_len > 0 {
-            info.config_gpa = config_gpa;
-            info.config_len = config_len;
         }
         let host_base = self.mem.host().start;
         info.device_count = self.devices.len() as u32;
         for (d, out) in self.devices.iter().zip(info.devices.iter_mut()) {
             *out = d.info(host_base);
         }
-        let pieces = ArrayVec::<(u64, u64), 32>::try_from_iter(
-            self.devices.iter().flat_map(|d| d.pieces.iter().copied()),
-        )
-        .ok_or(LoadError::Unsupported("more than 32 device BAR pieces"))?;
         info.set_name(&self.spec.name);
         info.set_args(&self.spec.args);
-        let image = self.image;
-        let config = self.config;
-        let cr3 = self.mem.with_bytes(|m| -> Result<u64, PagingError> {
-            m.fill(0);
-            for s in plan.segments() {
-                let dst = s.gpa as usize;
-                let src = s.file_offset as usize;
-                m[dst..dst + s.file_len as usize]
-                    .copy_from_slice(&image[src..src + s.file_len as usize]);
-            }
-            let cfg = config_gpa as usize;
-            m[cfg..cfg + config.len()].copy_from_slice(config);
-            let bi = layout::BOOT_INFO as usize;
-            let bytes = info.to_bytes();
-            m[bi..bi + bytes.len()].copy_from_slice(&bytes);
-            let gdt = layout::GDT as usize;
-            for (i, d) in [0u64, 0x00AF_9A00_0000_FFFF, 0x00CF_9200_0000_FFFF]
-                .iter()
-                .enumerate()
-            {
-                m[gdt + i * 8..gdt + i * 8 + 8].copy_from_slice(&d.to_le_bytes());
-            }
-            let arena = &mut m[layout::PAGE_TABLES as usize..layout::PAGE_TABLES_END as usize];
-            let mut t = Tables::new(
-                arena,
-                layout::PAGE_TABLES,
-                X86Format {
-                    user: false,
-                    nx: true,
-                },
-            )?;
-            t.map_range(0, 0, size, Perm::RWX)?;
-            for (gpa, len) in windows.iter() {
-                t.map_range(*gpa, *gpa, *len, Perm::RW)?;
-            }
-            for (gpa, len) in pieces.iter() {
-                t.map_range(*gpa, *gpa, *len, Perm::MMIO)?;
-            }
-            Ok(t.root())
-        });
-        let cr3 = cr3.map_err(LoadError::Paging)?;
+        let (image, config) = (self.image, self.config);
+        let cr3 = self
+            .mem
+            .with_bytes(|m| unikernel::write(m, &plan, image, config, &info))
+            .map_err(LoadError::Layout)?;
+        let e = plan.entry;
         self.vcpu.reset(&EntryState {
-            rip: plan.entry,
-            rsp: stack_top,
-            rdi: layout::BOOT_INFO,
+            rip: e.rip,
+            rsp: e.rsp,
+            rdi: e.rdi,
             cr3,
-            gdt_base: layout::GDT,
-            gdt_limit: 3 * 8 - 1,
+            gdt_base: e.gdt_base,
+            gdt_limit: e.gdt_limit,
         });
         self.state = RunState::Runnable;
         self.console = LineBuffer::new();
@@ -350,10 +278,26 @@ impl Qube {
         if self.linux.is_some() {
             bulkhead_hvcore::linux::parse(self.image).map_err(LoadError::Linux)?;
         } else {
-            let end = self.mem.size() - layout::STACK_SIZE;
-            elf::plan(self.image, layout::IMAGE_BASE, end).map_err(LoadError::Elf)?;
+            self.unikernel_plan()?;
         }
         Ok(())
+    }
+
+    /// Where the unikernel's image, configuration, channels and device pieces go in its
+    /// memory (`bulkhead_hvcore::unikernel`).
+    fn unikernel_plan(&self) -> Result<UnikernelPlan, LoadError> {
+        let too_many = LoadError::Layout(PlanError::TooManyChannels);
+        let channels = ArrayVec::<u64, MAX_CHANNELS_PER_QUBE>::try_from_iter(
+            self.channels.iter().map(|c| c.host.len()),
+        )
+        .ok_or(too_many)?;
+        let pieces = ArrayVec::<(u64, u64), { unikernel::MAX_PIECES }>::try_from_iter(
+            self.devices.iter().flat_map(|d| d.pieces.iter().copied()),
+        )
+        .ok_or(LoadError::Layout(PlanError::TooManyPieces))?;
+        let config_len = self.config.len() as u64;
+        unikernel::plan(self.image, self.mem.size(), config_len, &channels, &pieces)
+            .map_err(LoadError::Layout)
     }
 
     /// Zeroes the qube's memory and reads it back: the number of bytes that are not zero

@@ -1,13 +1,12 @@
 //! The freestanding images xtask knows how to build: the hypervisor and the unikernels.
 //!
-//! The requested unikernels are built by one `cargo build --release -p .. -p ..` in the
+//! Each requested image is built by a `cargo build --release -p ..` of its own in the
 //! workspace root, into the workspace's own `target/` (whatever `CARGO_TARGET_DIR` xtask
-//! itself was built with), so cargo shares one dependency graph and one lock. The hypervisor
-//! is built by a cargo invocation of its own: cargo unifies the features of a crate across
-//! the packages of one invocation, and the unikernels turn on `bulkhead-abi/proto` (serde,
-//! heapless, postcard), which the hypervisor image must not link. A system only needs the
-//! hypervisor and the images it names, so an image that does not build yet only breaks the
-//! systems that use it.
+//! itself was built with): cargo unifies a crate's features across the packages of one
+//! invocation, so images built together would link what the others ask for (the testing
+//! image's smoltcp sockets into sys-net, `bulkhead-abi/proto` into the hypervisor). A system
+//! only needs the hypervisor and the images it names, so an image that does not build yet
+//! only breaks the systems that use it.
 
 use anyhow::{Context, Result, bail};
 use std::path::{Path, PathBuf};
@@ -117,15 +116,15 @@ pub fn cargo_args(images: &[&Image], target_dir: &Path) -> Vec<String> {
     args
 }
 
-/// The `cargo build` invocations for `images`: the hypervisor alone, then the unikernels
-/// together (pure, for tests and for the error message).
+/// The `cargo build` invocations for `images`, one per image (pure, for tests and for the
+/// error message): cargo unifies a crate's features over the packages of one invocation, so
+/// building them together would link into each image what another one asks for (the
+/// testing image's smoltcp sockets into sys-net; `bulkhead-abi/proto` into the hypervisor).
+/// Each image is then exactly what `cargo xtask tcb` measures.
 pub fn cargo_invocations(images: &[&Image], target_dir: &Path) -> Vec<Vec<String>> {
-    let (hypervisor, unikernels): (Vec<&Image>, Vec<&Image>) =
-        images.iter().partition(|i| i.role == Role::Hypervisor);
-    [hypervisor, unikernels]
-        .into_iter()
-        .filter(|group| !group.is_empty())
-        .map(|group| cargo_args(&group, target_dir))
+    images
+        .iter()
+        .map(|image| cargo_args(&[image], target_dir))
         .collect()
 }
 
@@ -253,8 +252,8 @@ mod tests {
     }
 
     #[test]
-    fn the_hypervisor_is_built_apart_from_the_unikernels() {
-        let images = [find("net").unwrap(), &HYPERVISOR, find("gui").unwrap()];
+    fn every_image_is_built_on_its_own() {
+        let images = [find("net").unwrap(), &HYPERVISOR];
         let runs: Vec<String> = cargo_invocations(&images, Path::new("/w/target"))
             .iter()
             .map(|a| a.join(" "))
@@ -262,13 +261,9 @@ mod tests {
         assert_eq!(
             runs,
             [
+                "build --release -p bulkhead-net --target-dir /w/target",
                 "build --release -p bulkhead-hypervisor --target-dir /w/target",
-                "build --release -p bulkhead-net -p bulkhead-gui --target-dir /w/target",
             ]
-        );
-        assert_eq!(
-            cargo_invocations(&[find("usb").unwrap()], Path::new("/t")).len(),
-            1
         );
     }
 

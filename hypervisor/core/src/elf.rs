@@ -187,7 +187,7 @@ pub fn plan(image: &[u8], window_start: u64, window_end: u64) -> Result<LoadPlan
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     extern crate std;
     use super::*;
     use proptest::prelude::*;

@@ -5,6 +5,8 @@
 //! - [`bootinfo`]: PVH `hvm_start_info` and multiboot2 information → [`bootinfo::BootEnv`].
 //! - [`memmap`]: the physical memory map and the frame allocator.
 //! - [`elf`]: validating ELF64 images and planning their load.
+//! - [`unikernel`]: where a unikernel's image, configuration, heap, stack, boot info, page
+//!   tables, channel windows and device pieces go in its memory (as [`linux`] for Linux).
 //! - [`paging`]: building 4-level page tables (guest, NPT; EPT formats plug in).
 //! - [`acpi`]: reading the firmware's RSDP, RSDT/XSDT, MCFG and DMAR.
 //! - [`pci`]: BAR and capability decoding, and the configuration-space filter of an
@@ -40,6 +42,7 @@ pub mod memmap;
 pub mod paging;
 pub mod pci;
 pub mod sched;
+pub mod unikernel;
 pub mod vtd;
 
 #[cfg(test)]
@@ -49,6 +52,26 @@ mod test_memory;
 pub const PAGE_SIZE: u64 = 4096;
 /// Size of a large page.
 pub const LARGE_PAGE_SIZE: u64 = 2 * 1024 * 1024;
+
+/// A range of guest-physical memory (the layouts of [`linux`] and [`unikernel`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Range {
+    /// First byte.
+    pub start: u64,
+    /// Length in bytes.
+    pub len: u64,
+}
+
+impl Range {
+    /// One past the last byte.
+    pub fn end(&self) -> u64 {
+        self.start + self.len
+    }
+    /// Whether the two ranges share a byte.
+    pub fn overlaps(&self, o: &Range) -> bool {
+        self.len != 0 && o.len != 0 && self.start < o.end() && o.start < self.end()
+    }
+}
 
 /// Rounds `v` up to a multiple of `align` (a power of two); `None` on overflow.
 pub const fn align_up(v: u64, align: u64) -> Option<u64> {

@@ -299,25 +299,7 @@ pub fn parse(image: &[u8]) -> Result<BzImage, LinuxError> {
     })
 }
 
-/// A range of guest-physical memory.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub struct Range {
-    /// First byte.
-    pub start: u64,
-    /// Length in bytes.
-    pub len: u64,
-}
-
-impl Range {
-    /// One past the last byte.
-    pub fn end(&self) -> u64 {
-        self.start + self.len
-    }
-    /// Whether the two ranges share a byte.
-    pub fn overlaps(&self, o: &Range) -> bool {
-        self.len != 0 && o.len != 0 && self.start < o.end() && o.start < self.end()
-    }
-}
+pub use crate::Range;
 
 /// An e820 memory-map entry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]

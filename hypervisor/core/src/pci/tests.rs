@@ -137,7 +137,7 @@ proptest! {
                                   holes in proptest::collection::vec((0u64..1 << 21, 0u64..1 << 14), 0..4)) {
         let base = base & !0xfff;
         let len = len & !0xfff;
-        for (s, l) in without_holes(base, len, &holes) {
+        for &(s, l) in without_holes(base, len, &holes).iter() {
             prop_assert!(s >= base && s + l <= base + len);
             for (hs, hl) in &holes {
                 if *hl > 0 {

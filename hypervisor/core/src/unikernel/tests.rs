@@ -1,0 +1,556 @@
+extern crate std;
+
+use super::*;
+use crate::elf::tests::tiny_elf;
+use proptest::prelude::*;
+use proptest::test_runner::TestCaseError;
+use std::vec::Vec;
+
+const MIB: u64 = 1 << 20;
+
+/// A unikernel shaped like the real ones: `text` bytes of code at the image base, then a
+/// page-aligned data segment of 4 bytes followed by `bss` bytes of zeroes. Also returns
+/// where the image ends.
+fn unikernel(text: usize, bss: u64) -> (Vec<u8>, u64) {
+    let base = layout::IMAGE_BASE;
+    let code: Vec<u8> = (0..text).map(|i| i as u8 | 1).collect();
+    let data_at = align_up(base + text as u64, PAGE_SIZE).unwrap();
+    let elf = tiny_elf(
+        base,
+        &[
+            (base, &code, text as u64, 5),
+            (data_at, b"data", 4 + bss, 6),
+        ],
+    );
+    (elf, data_at + 4 + bss)
+}
+
+fn window(i: usize) -> u64 {
+    WINDOW_BASE + i as u64 * WINDOW_STRIDE
+}
+
+fn inside(r: &Range, memory: u64) -> bool {
+    r.start.checked_add(r.len).is_some_and(|e| e <= memory)
+}
+
+fn good_channel(len: u64) -> bool {
+    len > 0 && len.is_multiple_of(PAGE_SIZE) && len <= WINDOW_STRIDE
+}
+
+fn good_piece(&(start, len): &(u64, u64)) -> bool {
+    len > 0
+        && start.is_multiple_of(PAGE_SIZE)
+        && len.is_multiple_of(PAGE_SIZE)
+        && start.checked_add(len).is_some_and(|e| e <= 1 << 47)
+}
+
+fn range(&(start, len): &(u64, u64)) -> Range {
+    Range { start, len }
+}
+
+/// Everything an accepted plan promises, for the inputs it was made from.
+fn check(
+    p: &UnikernelPlan,
+    config_len: u64,
+    channels: &[u64],
+    pieces: &[(u64, u64)],
+) -> Result<(), TestCaseError> {
+    let m = p.memory;
+    let regions = [
+        ("boot info", p.boot_info),
+        ("gdt", p.gdt),
+        ("page tables", p.page_tables),
+        ("image", p.image),
+        ("config", p.config),
+        ("heap", p.heap),
+        ("stack", p.stack),
+    ];
+    for (i, (name, r)) in regions.iter().enumerate() {
+        prop_assert!(inside(r, m), "{name} {r:?} outside memory {m:#x}");
+        prop_assert!(r.len > 0 || *name == "config", "{name} empty");
+        for (other, o) in &regions[i + 1..] {
+            prop_assert!(!r.overlaps(o), "{name} {r:?} overlaps {other} {o:?}");
+        }
+    }
+    prop_assert!(p.boot_info.len >= size_of::<BootInfo>() as u64);
+    prop_assert!(p.gdt.len >= GDT.len() as u64 * 8);
+    // The layout the hypervisor always had: config page-aligned after the image, heap
+    // page-aligned after the config up to the stack, the stack the top 64 KiB.
+    prop_assert_eq!(p.config.start, align_up(p.image.end(), PAGE_SIZE).unwrap());
+    prop_assert_eq!(p.config.len, config_len);
+    prop_assert_eq!(p.heap.start, align_up(p.config.end(), PAGE_SIZE).unwrap());
+    prop_assert_eq!(p.heap.end(), p.stack.start);
+    prop_assert_eq!((p.stack.len, p.stack.end()), (layout::STACK_SIZE, m));
+    for s in p.elf.segments() {
+        prop_assert!(s.gpa >= p.image.start && s.gpa + s.mem_len <= p.image.end());
+    }
+    prop_assert_eq!(p.windows.len(), channels.len());
+    for (i, (w, len)) in p.windows.iter().zip(channels).enumerate() {
+        prop_assert_eq!(
+            *w,
+            Range {
+                start: window(i),
+                len: *len
+            }
+        );
+        prop_assert_eq!(w.start, WINDOW_BASE + i as u64 * WINDOW_STRIDE);
+    }
+    prop_assert!(p.pieces.iter().copied().eq(pieces.iter().map(range)));
+    let maps: Vec<(Range, Perm)> = p.mappings().collect();
+    prop_assert_eq!(maps.len(), 1 + channels.len() + pieces.len());
+    prop_assert_eq!(maps[0], (Range { start: 0, len: m }, Perm::RWX));
+    for (i, (r, perm)) in maps.iter().enumerate() {
+        prop_assert!(r.len > 0 && r.start.is_multiple_of(PAGE_SIZE));
+        prop_assert!(r.len.is_multiple_of(PAGE_SIZE) && r.end() <= 1 << 47);
+        prop_assert!(i == 0 || !perm.exec);
+        for (o, _) in &maps[i + 1..] {
+            prop_assert!(!r.overlaps(o), "mapping {r:?} overlaps {o:?}");
+        }
+    }
+    let e = p.entry;
+    prop_assert!(
+        p.elf
+            .segments()
+            .iter()
+            .any(|s| s.exec && s.gpa <= e.rip && e.rip < s.gpa + s.mem_len)
+    );
+    prop_assert_eq!(
+        (e.rsp, e.rdi, e.cr3),
+        (m, p.boot_info.start, p.page_tables.start)
+    );
+    prop_assert_eq!((e.gdt_base, e.gdt_limit), (p.gdt.start, 23));
+    // The tables build in their arena, take the pages the plan counted, and map each range
+    // to itself.
+    let mut arena = std::vec![0xa5u8; p.page_tables.len as usize];
+    let t = page_tables(&mut arena, p).map_err(|e| TestCaseError::fail(std::format!("{e:?}")))?;
+    prop_assert_eq!(t.pages_used() as u64, p.page_table_pages);
+    prop_assert_eq!(t.root(), e.cr3);
+    for (r, _) in &maps {
+        prop_assert_eq!(t.translate(r.start), Some(r.start));
+        prop_assert_eq!(t.translate(r.end() - 1), Some(r.end() - 1));
+    }
+    let mut info = BootInfo::new();
+    p.describe(&mut info);
+    prop_assert_eq!((info.mem_size, info.stack_top), (m, m));
+    prop_assert_eq!(
+        (info.image_start, info.image_end),
+        (p.image.start, p.image.end())
+    );
+    prop_assert_eq!(
+        (info.heap_start, info.heap_end),
+        (p.heap.start, p.stack.start)
+    );
+    let config = if config_len > 0 {
+        (p.config.start, config_len)
+    } else {
+        (0, 0)
+    };
+    prop_assert_eq!((info.config_gpa, info.config_len), config);
+    prop_assert_eq!(info.channel_count as usize, channels.len());
+    for (i, c) in info.channels[..channels.len()].iter().enumerate() {
+        prop_assert_eq!((c.gpa, c.size), (window(i), channels[i]));
+    }
+    Ok(())
+}
+
+#[test]
+fn plans_a_small_unikernel() {
+    let (elf, end) = unikernel(0x3000, 0x2_0000);
+    let chans = [0x1_0000, 0x20_0000];
+    let pieces = [(0xfebd_0000, 0x1000), (0xfe00_0000, 0x4000)];
+    let p = plan(&elf, 8 * MIB, 100, &chans, &pieces).unwrap();
+    check(&p, 100, &chans, &pieces).unwrap();
+    assert_eq!(end, 0x22_3004);
+    assert_eq!((p.image.start, p.image.end()), (0x20_0000, 0x22_3004));
+    assert_eq!(
+        p.config,
+        Range {
+            start: 0x22_4000,
+            len: 100
+        }
+    );
+    assert_eq!((p.heap.start, p.heap.end()), (0x22_5000, 0x7f_0000));
+    assert_eq!(
+        p.stack,
+        Range {
+            start: 0x7f_0000,
+            len: 0x1_0000
+        }
+    );
+    assert_eq!(p.windows[1].start, 0x40_0020_0000);
+    // PML4, the PDPT, a PD for RAM, one for the windows and one for the pieces, a page table
+    // for the 64 KiB window and one for each piece's 2 MiB block.
+    assert_eq!(p.page_table_pages, 8);
+    assert_eq!(
+        p.entry,
+        EntryState {
+            rip: 0x20_0000,
+            rsp: 0x80_0000,
+            rdi: 0x1000,
+            cr3: 0x3000,
+            gdt_base: 0x2000,
+            gdt_limit: 23,
+        }
+    );
+}
+
+#[test]
+fn writes_memory_as_planned() {
+    let (elf, _) = unikernel(0x1234, 0x5000);
+    let config: Vec<u8> = (0..5000u32).map(|i| (i % 251) as u8 + 1).collect();
+    let p = plan(&elf, 4 * MIB, config.len() as u64, &[0x3000], &[]).unwrap();
+    let mut info = BootInfo::new();
+    p.describe(&mut info);
+    info.set_name("net");
+    let mut mem = std::vec![0xeeu8; 4 * MIB as usize];
+    let cr3 = write(&mut mem, &p, &elf, &config, &info).unwrap();
+    assert_eq!(cr3, 0x3000);
+    for s in p.elf.segments() {
+        let (gpa, off) = (s.gpa as usize, s.file_offset as usize);
+        assert_eq!(
+            mem[gpa..gpa + s.file_len as usize],
+            elf[off..off + s.file_len as usize]
+        );
+        assert!(
+            mem[gpa + s.file_len as usize..gpa + s.mem_len as usize]
+                .iter()
+                .all(|b| *b == 0)
+        );
+    }
+    let c = p.config.start as usize;
+    assert_eq!(mem[c..c + config.len()], config[..]);
+    let bi = info.to_bytes();
+    assert_eq!(mem[0x1000..0x1000 + bi.len()], bi[..]);
+    assert_eq!(mem[0x2008..0x2010], 0x00AF_9A00_0000_FFFFu64.to_le_bytes());
+    assert_eq!(mem[0x2010..0x2018], 0x00CF_9200_0000_FFFFu64.to_le_bytes());
+    let heap = p.heap.start as usize..p.heap.end() as usize;
+    assert!(mem[heap].iter().all(|b| *b == 0), "memory not zeroed");
+    let pml4 = u64::from_le_bytes(mem[0x3000..0x3008].try_into().unwrap());
+    assert_eq!(pml4 & !0xfff, 0x4000, "the PDPT follows the PML4");
+    // Memory, image and configuration must be the planned ones.
+    let mut small = std::vec![0u8; 2 * MIB as usize];
+    assert_eq!(
+        write(&mut small, &p, &elf, &config, &info),
+        Err(PlanError::NotPlanned)
+    );
+    assert_eq!(
+        write(&mut mem, &p, &elf, &config[1..], &info),
+        Err(PlanError::NotPlanned)
+    );
+    assert_eq!(
+        write(&mut mem, &p, &elf[..elf.len() - 1], &config, &info),
+        Err(PlanError::NotPlanned)
+    );
+}
+
+#[test]
+fn refuses_what_does_not_fit() {
+    let (elf, _) = unikernel(0x3000, 0x2_0000);
+    let m = 8 * MIB;
+    let p = |memory, config, chans: &[u64], pieces: &[(u64, u64)]| {
+        plan(&elf, memory, config, chans, pieces).map(|_| ())
+    };
+    for memory in [
+        0,
+        1,
+        layout::IMAGE_BASE + layout::STACK_SIZE,
+        m + 1,
+        WINDOW_BASE + MIB,
+    ] {
+        assert_eq!(p(memory, 0, &[], &[]), Err(PlanError::BadMemorySize));
+    }
+    let (big, _) = unikernel(0x60_0000, 0);
+    assert_eq!(
+        plan(&big, m, 0, &[], &[]).map(|_| ()),
+        Err(PlanError::Elf(ElfError::SegmentOutsideWindow))
+    );
+    assert_eq!(
+        plan(b"MZ", m, 0, &[], &[]).map(|_| ()),
+        Err(PlanError::Elf(ElfError::NotElf))
+    );
+    assert_eq!(p(m, m, &[], &[]), Err(PlanError::ConfigDoesNotFit));
+    assert_eq!(p(m, u64::MAX, &[], &[]), Err(PlanError::ConfigDoesNotFit));
+    // The config ends exactly at the stack (fits), or a byte before it (a page left: heap).
+    let free = m - layout::STACK_SIZE - 0x22_4000;
+    assert_eq!(p(m, free, &[], &[]), Err(PlanError::NoHeap));
+    assert_eq!(p(m, free - PAGE_SIZE + 1, &[], &[]), Err(PlanError::NoHeap));
+    assert!(p(m, free - PAGE_SIZE, &[], &[]).is_ok());
+    assert_eq!(p(m, 0, &[0x3000; 9], &[]), Err(PlanError::TooManyChannels));
+    for bad in [0, 100, WINDOW_STRIDE + PAGE_SIZE] {
+        assert_eq!(
+            p(m, 0, &[0x3000, bad], &[]),
+            Err(PlanError::BadChannelSize(1))
+        );
+    }
+    let many: Vec<(u64, u64)> = (0..33)
+        .map(|i| (0xc000_0000 + i * 0x1000, 0x1000))
+        .collect();
+    assert_eq!(p(m, 0, &[], &many), Err(PlanError::TooManyPieces));
+    for bad in [
+        (0xfe00_0800, 0x1000),
+        (0xfe00_0000, 0),
+        (0xfe00_0000, 0x800),
+        (!0xfff, 0x2000),
+        ((1 << 47) - 0x1000, 0x2000),
+    ] {
+        assert_eq!(
+            p(m, 0, &[], &[(0xfd00_0000, 0x1000), bad]),
+            Err(PlanError::BadPiece(1))
+        );
+    }
+    assert_eq!(
+        p(m, 0, &[], &[(0x1000, 0x1000)]),
+        Err(PlanError::PieceInRam(0))
+    );
+    assert_eq!(
+        p(m, 0, &[], &[(m - 0x1000, 0x2000)]),
+        Err(PlanError::PieceInRam(0))
+    );
+    assert!(p(m, 0, &[], &[(m, 0x2000)]).is_ok());
+    assert_eq!(
+        p(m, 0, &[], &[(WINDOW_BASE + 15 * MIB, 0x1000)]),
+        Err(PlanError::PieceInWindows(0))
+    );
+    assert_eq!(
+        p(m, 0, &[], &[(WINDOW_BASE - 0x1000, 0x2000)]),
+        Err(PlanError::PieceInWindows(0))
+    );
+    assert_eq!(
+        p(
+            m,
+            0,
+            &[],
+            &[
+                (0xfe00_0000, 0x1000),
+                (0xfd00_0000, 0x1000),
+                (0xfcff_f000, 0x2000)
+            ]
+        ),
+        Err(PlanError::PiecesOverlap(1, 2))
+    );
+    // Small windows and pieces each in their own 2 MiB block need a page table each.
+    let scattered: Vec<(u64, u64)> = (0..20)
+        .map(|i| (0xc000_0000 + i * 2 * MIB, 0x1000))
+        .collect();
+    assert_eq!(
+        p(m, 0, &[0x3000; 8], &scattered),
+        Err(PlanError::PageTablesFull)
+    );
+    assert!(p(m, 0, &[0x3000; 8], &scattered[..15]).is_ok());
+}
+
+/// The real unikernels, when a build has left them in `target/release` (`cargo xtask
+/// build`); the synthetic images above cover the rest.
+#[test]
+fn plans_the_built_unikernels() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/release");
+    for name in ["net", "firewall", "usb", "gui", "testing"] {
+        let Ok(elf) = std::fs::read(dir.join(name)) else {
+            continue;
+        };
+        let chans = [0x1_0000, 0x4_0000];
+        let pieces = [(0xfebd_0000, 0x3000)];
+        let p = plan(&elf, 16 * MIB, 3000, &chans, &pieces).unwrap();
+        check(&p, 3000, &chans, &pieces).unwrap();
+        let mut mem = std::vec![0u8; 16 * MIB as usize];
+        let config = [7u8; 3000];
+        write(&mut mem, &p, &elf, &config, &BootInfo::new()).unwrap();
+        for s in p.elf.segments() {
+            let (gpa, off) = (s.gpa as usize, s.file_offset as usize);
+            let len = s.file_len as usize;
+            assert_eq!(mem[gpa..gpa + len], elf[off..off + len], "{name}");
+        }
+        std::eprintln!("{name}: image {:?}, heap {:?}", p.image, p.heap);
+    }
+}
+
+fn memory() -> impl Strategy<Value = u64> {
+    prop_oneof![
+        0u64..16 * MIB,
+        (1u64..=4096).prop_map(|mib| mib * MIB),
+        (1u64..=1 << 20).prop_map(|pages| pages * PAGE_SIZE),
+        (20u64..=30).prop_map(|gib| (gib << 30) - PAGE_SIZE),
+        (20u64..=30).prop_map(|gib| gib << 30),
+        Just(WINDOW_BASE),
+        any::<u64>(),
+    ]
+}
+
+fn channels() -> impl Strategy<Value = Vec<u64>> {
+    let good = (1u64..=512).prop_map(|pages| pages * PAGE_SIZE);
+    let any_size = prop_oneof![
+        8 => (1u64..=512).prop_map(|pages| pages * PAGE_SIZE),
+        1 => Just(0u64),
+        1 => any::<u64>(),
+    ];
+    prop_oneof![
+        proptest::collection::vec(good, 0..=MAX_CHANNELS_PER_QUBE),
+        proptest::collection::vec(any_size, 0..10),
+    ]
+}
+
+/// Pieces that are each well-formed outside RAM and the windows (but may overlap, and
+/// may need too many page tables), or any pieces at all.
+fn pieces() -> impl Strategy<Value = Vec<(u64, u64)>> {
+    let start = prop_oneof![
+        3 => (0u64..0x4000).prop_map(|k| 0xc000_0000 + k * 0x1_0000),
+        1 => (0u64..0x40).prop_map(|k| 0xfe00_0000 + k * 0x1_0000),
+        1 => (0x1_0000u64..1 << 35).prop_map(|page| page * PAGE_SIZE),
+    ];
+    let len = prop_oneof![
+        4 => (1u64..=16).prop_map(|pages| pages * PAGE_SIZE),
+        1 => Just(LARGE_PAGE_SIZE),
+    ];
+    prop_oneof![
+        proptest::collection::vec((start, len), 0..=MAX_PIECES),
+        proptest::collection::vec(piece(), 0..8),
+        proptest::collection::vec(piece(), 0..36),
+    ]
+}
+
+fn piece() -> impl Strategy<Value = (u64, u64)> {
+    let start = prop_oneof![
+        12 => (0u64..0x4000).prop_map(|k| 0xc000_0000 + k * 0x1_0000),
+        4 => (0u64..0x40).prop_map(|k| 0xfe00_0000 + k * 0x1_0000),
+        3 => (0u64..1 << 35).prop_map(|page| page * PAGE_SIZE),
+        1 => (0u64..64 * MIB).prop_map(|a| a & !0xfff),
+        1 => (0u64..32 * MIB).prop_map(|a| WINDOW_BASE - 8 * MIB + (a & !0xfff)),
+        1 => any::<u64>(),
+    ];
+    let len = prop_oneof![
+        12 => (1u64..=16).prop_map(|pages| pages * PAGE_SIZE),
+        2 => Just(LARGE_PAGE_SIZE),
+        1 => Just(0u64),
+        1 => any::<u64>(),
+    ];
+    (start, len)
+}
+
+proptest! {
+    /// With no channels or devices, a plan is made exactly when the image, the configuration
+    /// and a heap page fit below the stack and the identity map fits its arena, and is
+    /// refused with the reason otherwise.
+    #[test]
+    fn memory_and_config_fit_exactly_when_they_should(
+        memory in memory(),
+        text in 1usize..0x1_0000,
+        bss in prop_oneof![0u64..4 * MIB, any::<u64>().prop_map(|b| b >> 8)],
+        config_len in prop_oneof![
+            Just(0u64),
+            0u64..8 * MIB,
+            any::<u64>(),
+            // Up to the stack, less a few bytes (stands for `u64::MAX - shortfall`).
+            (0u64..3 * PAGE_SIZE).prop_map(|shortfall| u64::MAX - shortfall),
+        ],
+    ) {
+        let (elf, end) = unikernel(text, bss);
+        let config_len = match u64::MAX - config_len {
+            short if short < 3 * PAGE_SIZE => memory
+                .saturating_sub(layout::STACK_SIZE)
+                .saturating_sub(align_up(end, PAGE_SIZE).unwrap())
+                .saturating_sub(short),
+            _ => config_len,
+        };
+        let got = plan(&elf, memory, config_len, &[], &[]);
+        let stack = memory.wrapping_sub(layout::STACK_SIZE);
+        let config_end = align_up(end, PAGE_SIZE).and_then(|c| c.checked_add(config_len));
+        let expected = if !memory.is_multiple_of(PAGE_SIZE)
+            || memory <= layout::IMAGE_BASE + layout::STACK_SIZE
+            || memory > WINDOW_BASE
+        {
+            Err(PlanError::BadMemorySize)
+        } else if end > stack {
+            Err(PlanError::Elf(ElfError::SegmentOutsideWindow))
+        } else if config_end.is_none_or(|e| e > stack) {
+            Err(PlanError::ConfigDoesNotFit)
+        } else if align_up(config_end.unwrap(), PAGE_SIZE).is_none_or(|h| h >= stack) {
+            Err(PlanError::NoHeap)
+        } else if 2 + memory.div_ceil(1 << 30) + u64::from(!memory.is_multiple_of(LARGE_PAGE_SIZE))
+            > TABLE_PAGES as u64
+        {
+            // The PML4, the PDPT, a PD per GiB and a page table for a last partial 2 MiB.
+            Err(PlanError::PageTablesFull)
+        } else {
+            Ok(())
+        };
+        prop_assert_eq!(got.map(|_| ()), expected);
+        if let Ok(p) = got {
+            check(&p, config_len, &[], &[])?;
+        }
+    }
+
+    /// Channels and device pieces: a plan is refused exactly when one of them is bad (and
+    /// the error names it), or when their page tables would not fit the arena; otherwise it
+    /// is sound.
+    #[test]
+    fn channels_and_pieces_are_placed_or_refused_with_the_culprit(
+        memory in prop_oneof![(3u64..=64).prop_map(|m| m * MIB), (0x250u64..0x4000).prop_map(|p| p * PAGE_SIZE)],
+        config_len in 0u64..0x1_0000,
+        channels in channels(),
+        pieces in pieces(),
+    ) {
+        let (elf, _) = unikernel(0x2000, 0x1000);
+        let ram = Range { start: 0, len: memory };
+        let got = plan(&elf, memory, config_len, &channels, &pieces);
+        let overlap = |i: usize, j: usize| range(&pieces[i]).overlaps(&range(&pieces[j]));
+        let all_good = channels.len() <= MAX_CHANNELS_PER_QUBE
+            && channels.iter().all(|c| good_channel(*c))
+            && pieces.len() <= MAX_PIECES
+            && pieces.iter().all(good_piece)
+            && pieces.iter().all(|p| !range(p).overlaps(&ram) && !range(p).overlaps(&WINDOWS))
+            && (0..pieces.len()).all(|i| (0..i).all(|j| !overlap(i, j)));
+        match got {
+            Ok(p) => {
+                prop_assert!(all_good);
+                check(&p, config_len, &channels, &pieces)?;
+            }
+            Err(PlanError::TooManyChannels) => prop_assert!(channels.len() > MAX_CHANNELS_PER_QUBE),
+            Err(PlanError::BadChannelSize(i)) => prop_assert!(!good_channel(channels[i])),
+            Err(PlanError::TooManyPieces) => prop_assert!(pieces.len() > MAX_PIECES),
+            Err(PlanError::BadPiece(i)) => prop_assert!(!good_piece(&pieces[i])),
+            Err(PlanError::PieceInRam(i)) => prop_assert!(range(&pieces[i]).overlaps(&ram)),
+            Err(PlanError::PieceInWindows(i)) => {
+                prop_assert!(range(&pieces[i]).overlaps(&WINDOWS));
+            }
+            Err(PlanError::PiecesOverlap(i, j)) => prop_assert!(i < j && overlap(i, j)),
+            Err(PlanError::PageTablesFull) => {
+                prop_assert!(all_good);
+                // Really too many: the same mappings in a big arena take more pages.
+                let mut arena = std::vec![0u8; 256 * PAGE_SIZE as usize];
+                let fmt = X86Format { user: false, nx: true };
+                let mut t = Tables::new(&mut arena, 0x10_0000, fmt).unwrap();
+                let windows = channels.iter().enumerate().map(|(i, len)| (window(i), *len));
+                for (start, len) in core::iter::once((0, memory)).chain(windows).chain(pieces.iter().copied()) {
+                    t.map_range(start, start, len, Perm::RW).unwrap();
+                }
+                prop_assert!(t.pages_used() > TABLE_PAGES);
+            }
+            Err(e) => prop_assert!(false, "unexpected {e:?}"),
+        }
+    }
+
+    /// Mutated images and arbitrary sizes never make the planner or the writer panic, and
+    /// whatever is accepted is sound.
+    #[test]
+    fn hostile_inputs_never_panic(
+        edits in proptest::collection::vec((0usize..200, any::<u8>()), 0..4),
+        memory in prop_oneof![(3u64..=12).prop_map(|m| m * MIB), memory()],
+        config_len in prop_oneof![0u64..0x1_0000, any::<u64>()],
+        channels in proptest::collection::vec(any::<u64>(), 0..3),
+        pieces in proptest::collection::vec(any::<(u64, u64)>(), 0..3),
+    ) {
+        let (mut elf, _) = unikernel(0x100, 0x100);
+        let n = elf.len();
+        for (at, v) in edits {
+            elf[at % n] = v;
+        }
+        if let Ok(p) = plan(&elf, memory, config_len, &channels, &pieces) {
+            check(&p, config_len, &channels, &pieces)?;
+            if memory <= 12 * MIB {
+                let mut mem = std::vec![0u8; memory as usize];
+                let config = std::vec![1u8; config_len as usize];
+                prop_assert!(write(&mut mem, &p, &elf, &config, &BootInfo::new()).is_ok());
+            }
+        }
+    }
+}
