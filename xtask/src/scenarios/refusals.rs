@@ -66,17 +66,31 @@ const DAMAGES: &[Damage] = &[
     ),
     (
         "manifest version",
-        |b| manifest_first_byte(b, 0x7F),
+        |b| manifest_bytes(b, 4, &127u16.to_le_bytes()),
         "manifest version 127",
+    ),
+    (
+        "manifest magic",
+        |b| manifest_bytes(b, 0, b"XXXX"),
+        "not a manifest",
+    ),
+    (
+        "manifest tag",
+        // The first qube's kind byte (after the header and its name field).
+        |b| {
+            let at = bulkhead_abi::manifest::HEADER_LEN + 2 + bulkhead_abi::boot_info::NAME_MAX;
+            manifest_bytes(b, at, &[9]);
+        },
+        "undefined tag",
     ),
     ("truncated", |b| b.truncate(20), "truncated"),
 ];
 
-/// Overwrites the first byte of the manifest (its postcard varint version).
-fn manifest_first_byte(b: &mut [u8], v: u8) {
+/// Overwrites the manifest's bytes at `at` (from its start) with `v`.
+fn manifest_bytes(b: &mut [u8], at: usize, v: &[u8]) {
     let off = u64::from_le_bytes(b[16 + 24..16 + 32].try_into().unwrap_or([0; 8])) as usize;
-    if let Some(x) = b.get_mut(off) {
-        *x = v;
+    if let Some(x) = b.get_mut(off + at..off + at + v.len()) {
+        x.copy_from_slice(v);
     }
 }
 
