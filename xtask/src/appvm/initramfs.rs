@@ -26,9 +26,9 @@ pub const APPLETS: &[&str] = &[
 /// powers the AppVM off when they are done. Steps: `network`; `panic` (its kernel, for the
 /// containment test); `busy`, which never returns (spinning in user mode, so the hypervisor
 /// preempts it there with the kernel's per-CPU pointer in KERNEL_GS_BASE, and starting
-/// programs, whose page faults need the guest's own CR2); `xstate[:SECONDS]` (default 5),
-/// the agent's `xstate-probe`: YMM registers and PKRU must survive the hypervisor's
-/// preemptions.
+/// programs, whose page faults need the guest's own CR2); `xstate[:SECONDS[:EXIT_MS]]`
+/// (default 5 s, no exits), the agent's `xstate-probe`: YMM registers and PKRU must survive
+/// the hypervisor's preemptions; `sleep:SECONDS`.
 pub const SELFTEST_SCRIPT: &str = r#"#!/bin/sh
 export PATH=/bin
 for w in $(cat /proc/cmdline); do
@@ -69,10 +69,14 @@ busy)
         [ $((i % 20)) = 0 ] && echo "selftest: busy $i"
     done
     ;;
+sleep:*)
+    sleep "${step#sleep:}"
+    ;;
 xstate | xstate:*)
     s="${step#xstate}"
     s="${s#:}"
-    /bin/agent xstate-probe "${s:-5}" || echo "selftest: xstate: the probe failed ($?)"
+    case "$s" in *:*) e="${s#*:}" s="${s%%:*}" ;; *) e="" ;; esac
+    /bin/agent xstate-probe "${s:-5}" $e || echo "selftest: xstate: the probe failed ($?)"
     ;;
 *)
     echo "selftest: unknown test $step"

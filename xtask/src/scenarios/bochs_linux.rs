@@ -32,8 +32,8 @@ const BUSY_LINES: usize = 10;
 /// taken to be stuck (seen without CR2 switching: one guest looped on a page fault resolved
 /// at the other guest's address, while the other printed hundreds of lines).
 const STUCK_AFTER: usize = 5 * BUSY_LINES;
-/// How long the two xstate probes (3 s each, `appvm.selftest=xstate:3,busy`) must run at the
-/// same time; the AppVMs reach agent-ready about 1 s apart.
+/// How long the two xstate probes (3 s each, `appvm.selftest=sleep:2,xstate:3,busy`) must
+/// run at the same time; the AppVMs reach agent-ready about 1 s apart.
 const XSTATE_TOGETHER: Duration = Duration::from_secs(1);
 
 /// What the console said, counted while Bochs runs.

@@ -38,10 +38,12 @@ pub fn rdtsc() -> u64 {
     unsafe { std::arch::x86_64::_rdtsc() }
 }
 
-/// TSC ticks per millisecond, measured against the monotonic clock over 20 ms.
+/// TSC ticks per millisecond, measured against the monotonic clock over 100 ms (a
+/// preemption between the two clock reads, up to a 10 ms time slice, then errs by 10 % at
+/// most).
 pub fn tsc_per_ms() -> u64 {
     let (t0, c0) = (Instant::now(), rdtsc());
-    std::thread::sleep(Duration::from_millis(20));
+    std::thread::sleep(Duration::from_millis(100));
     let (elapsed, ticks) = (t0.elapsed(), rdtsc().wrapping_sub(c0));
     let us = elapsed.as_micros().max(1);
     (u128::from(ticks) * 1000 / us).min(u128::from(u64::MAX)) as u64
@@ -64,15 +66,23 @@ impl Usable {
 
     /// One round: writes `write` into YMM0-15 and, with PKRU, `pkru_keys` (only the bits of
     /// keys 8..15; the rest of PKRU is kept) into PKRU; spins until the TSC has advanced by
-    /// `ticks`; reads everything back and puts the original PKRU back. No system call and
-    /// no function call happen in between: nothing of this process changes the registers.
-    pub fn round(&self, write: &Ymm, pkru_keys: u32, ticks: u64) -> Seen {
+    /// `ticks`, running CPUID every `exit_ticks` (`u64::MAX`: never); reads everything back
+    /// and puts the original PKRU back. No system call and no function call happen in
+    /// between: nothing of this process changes the registers.
+    ///
+    /// CPUID exits to the hypervisor (it always does in a qube): each one is a world switch
+    /// that must save and restore the guest's state too, and gives the hypervisor the CPU
+    /// back even if its preemption timer was lost (seen on SVM under QEMU: a qube spinning
+    /// without exits kept the CPU for seconds while the others stood still).
+    pub fn round(&self, write: &Ymm, pkru_keys: u32, ticks: u64, exit_ticks: u64) -> Seen {
         let mut read = Ymm([[0; 4]; super::YMM_REGS]);
         let deadline = rdtsc().saturating_add(ticks);
         let keys = pkru_keys & PKRU_KEYS_8_15;
+        let exit_ticks = exit_ticks.clamp(1, 1 << 62);
         // SAFETY: `self` exists only when CPUID and XCR0 say the kernel has enabled AVX, and
         // says PKRU only when it has set CR4.PKE: the conditions of `round_asm`.
-        let (seen, orig) = unsafe { round_asm(write, &mut read, deadline, keys, self.pkru) };
+        let (seen, orig) =
+            unsafe { round_asm(write, &mut read, deadline, exit_ticks, keys, self.pkru) };
         Seen {
             ymm: read,
             pkru: self.pkru.then_some(((orig & !PKRU_KEYS_8_15) | keys, seen)),
@@ -93,6 +103,7 @@ unsafe fn round_asm(
     write: &Ymm,
     read: &mut Ymm,
     deadline: u64,
+    exit_ticks: u64,
     keys: u32,
     pkru: bool,
 ) -> (u32, u32) {
@@ -103,8 +114,9 @@ unsafe fn round_asm(
     // the bits of keys 8..15 (`keys` is masked by the caller; `and` keeps the rest), which
     // no page of this process uses (pkey 0, every page's key, stays accessible), and the
     // block writes the original value back before it ends; (4) every register it changes
-    // is declared (YMM0-15, RAX, RCX, RDX, R8, R9, R10, R11, the flags; `vzeroupper`
-    // leaves the upper halves clean for the SSE code after it); the stack is not touched.
+    // is declared (YMM0-15, RAX, RCX, RDX, R9, R11, R12, R14, the flags; `vzeroupper`
+    // leaves the upper halves clean for the SSE code after it) but RBX, which CPUID
+    // writes and the block restores from R14; the stack is not touched.
     unsafe {
         asm!(
             "vmovdqu ymm0, [rsi]",
@@ -135,12 +147,28 @@ unsafe fn round_asm(
             "xor edx, edx",
             "wrpkru",
             "2:",
-            // Spin until the deadline, with nothing but RDTSC.
+            // Spin until the deadline (R8) on RDTSC, with a CPUID every R13 ticks (R12: when
+            // the next one is due).
+            "rdtsc",
+            "shl rdx, 32",
+            "or rax, rdx",
+            "lea r12, [rax + r13]",
+            "3:",
             "rdtsc",
             "shl rdx, 32",
             "or rax, rdx",
             "cmp rax, r8",
-            "jb 2b",
+            "jae 4f",
+            "cmp rax, r12",
+            "jb 3b",
+            "lea r12, [rax + r13]",
+            "mov r14, rbx",
+            "xor eax, eax",
+            "xor ecx, ecx",
+            "cpuid",
+            "mov rbx, r14",
+            "jmp 3b",
+            "4:",
             "vmovdqu [rdi], ymm0",
             "vmovdqu [rdi + 32], ymm1",
             "vmovdqu [rdi + 64], ymm2",
@@ -159,14 +187,14 @@ unsafe fn round_asm(
             "vmovdqu [rdi + 480], ymm15",
             "xor r9d, r9d",
             "test r10b, r10b",
-            "jz 3f",
+            "jz 5f",
             "xor ecx, ecx",
             "rdpkru",
             "mov r9d, eax",
             "mov eax, r11d",
             "xor edx, edx",
             "wrpkru",
-            "3:",
+            "5:",
             "vzeroupper",
             in("rsi") write.0.as_ptr(),
             in("rdi") read.0.as_mut_ptr(),
@@ -174,6 +202,8 @@ unsafe fn round_asm(
             inout("r9") keys => seen,
             in("r10") u32::from(pkru),
             out("r11") orig,
+            in("r13") exit_ticks,
+            out("r12") _, out("r14") _,
             out("rax") _, out("rcx") _, out("rdx") _,
             out("ymm0") _, out("ymm1") _, out("ymm2") _, out("ymm3") _,
             out("ymm4") _, out("ymm5") _, out("ymm6") _, out("ymm7") _,

@@ -1,9 +1,10 @@
-//! `bulkhead-agent xstate-probe SECONDS` (the `appvm.selftest=xstate` step): checks that this
-//! AppVM's extended CPU state survives the hypervisor's preemptions.
+//! `bulkhead-agent xstate-probe SECONDS [EXIT_MS]` (the `appvm.selftest=xstate` step):
+//! checks that this AppVM's extended CPU state survives the hypervisor's preemptions.
 //!
 //! Each round writes a marker into all 16 YMM registers (all 256 bits) and, when the CPU and
 //! kernel offer protection keys, into PKRU (the bits of keys 8..15 only: no page of this
-//! process uses those keys), spins on the TSC for [`ROUND_MS`] with no system call, and
+//! process uses those keys), spins on the TSC for [`ROUND_MS`] with no system call (with
+//! `EXIT_MS`, a CPUID, which exits to the hypervisor, every `EXIT_MS` milliseconds), and
 //! reads everything back, all in one `asm!` block ([`cpu::Usable::round`]). Linux saves and restores
 //! a task's registers on its own context switches, so only a hypervisor that does not
 //! switch the state between qubes can change them under the spin: any difference is one
@@ -183,6 +184,9 @@ pub enum Mismatch {
     },
 }
 
+/// The register and the value seen; for a YMM register, which 64-bit lanes differ (lane 3
+/// is bits 192..255) rather than the expected value, so that the line fits the console's 160
+/// bytes.
 impl fmt::Display for Mismatch {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -190,12 +194,13 @@ impl fmt::Display for Mismatch {
                 reg,
                 expected,
                 seen,
-            } => write!(
-                f,
-                "ymm{reg} = {} (expected {})",
-                Hex256(*seen),
-                Hex256(*expected)
-            ),
+            } => {
+                write!(f, "ymm{reg} = {} (lanes", Hex256(*seen))?;
+                for lane in (0..4).rev().filter(|&l| seen[l] != expected[l]) {
+                    write!(f, " {lane}")?;
+                }
+                f.write_str(" differ)")
+            }
             Mismatch::Pkru { expected, seen } => {
                 write!(f, "pkru = {seen:#010x} (expected {expected:#010x})")
             }
@@ -256,9 +261,10 @@ impl Summary {
     }
 }
 
-/// Runs rounds for `duration` (at least one when the YMM registers are usable), printing
-/// what it found on stdout: the CPU's features, the first mismatch, and [`Summary::line`].
-pub fn probe(duration: Duration, seed: u64) -> Summary {
+/// Runs rounds for `duration` (at least one when the YMM registers are usable), with a CPUID
+/// every `exit_every` if given, printing what it found on stdout: the CPU's features, the
+/// first mismatch, and [`Summary::line`].
+pub fn probe(duration: Duration, seed: u64, exit_every: Option<Duration>) -> Summary {
     let features = cpu::features();
     println!("selftest: xstate: {features}, seed {seed:#018x}");
     let mut summary = Summary {
@@ -271,16 +277,27 @@ pub fn probe(duration: Duration, seed: u64) -> Summary {
         println!("{}", summary.line());
         return summary;
     };
-    let ticks = cpu::tsc_per_ms().saturating_mul(ROUND_MS).max(1);
+    let per_ms = cpu::tsc_per_ms();
+    let ticks = per_ms.saturating_mul(ROUND_MS).max(1);
+    let exit_ticks = match exit_every {
+        Some(d) => {
+            (u128::from(per_ms) * d.as_micros() / 1000).clamp(1, u128::from(u64::MAX)) as u64
+        }
+        None => u64::MAX,
+    };
+    let exits = match exit_every {
+        Some(d) => format!("a CPUID every {} ms", d.as_millis()),
+        None => "no exit".into(),
+    };
     println!(
-        "selftest: xstate: {ROUND_MS} ms rounds ({ticks} TSC ticks) for {:.1} s",
+        "selftest: xstate: {ROUND_MS} ms rounds ({ticks} TSC ticks, {exits}) for {:.1} s",
         duration.as_secs_f64()
     );
     let started = Instant::now();
     while summary.rounds == 0 || started.elapsed() < duration {
         let round = summary.rounds;
         let written = ymm_marker(seed, round);
-        let seen = usable.round(&written, pkru_marker(seed, round), ticks);
+        let seen = usable.round(&written, pkru_marker(seed, round), ticks, exit_ticks);
         summary.add_round(&compare(&written, &seen));
     }
     if let Some((round, m)) = &summary.first {
@@ -290,17 +307,25 @@ pub fn probe(duration: Duration, seed: u64) -> Summary {
     summary
 }
 
-/// The `xstate-probe SECONDS` subcommand; the seed comes from `bulkhead.name=`.
+/// The `xstate-probe SECONDS [EXIT_MS]` subcommand; the seed comes from `bulkhead.name=`.
 pub fn main(args: &[String], qube: &str) -> Result<Summary, String> {
-    let seconds: f64 = match args {
-        [s] => s
-            .parse()
+    let number = |s: &str, max: f64| {
+        s.parse()
             .ok()
-            .filter(|s: &f64| s.is_finite() && *s >= 0.0 && *s <= 3600.0)
-            .ok_or_else(|| format!("bad duration {s:?}: seconds, 0 to 3600"))?,
-        _ => return Err("usage: bulkhead-agent xstate-probe SECONDS".into()),
+            .filter(|v: &f64| v.is_finite() && *v >= 0.0 && *v <= max)
+            .ok_or_else(|| format!("bad number {s:?}: 0 to {max}"))
     };
-    Ok(probe(Duration::from_secs_f64(seconds), seed(qube)))
+    let (seconds, exit_ms) = match args {
+        [s] => (number(s, 3600.0)?, None),
+        [s, e] => (number(s, 3600.0)?, Some(number(e, 1000.0)?)),
+        _ => return Err("usage: bulkhead-agent xstate-probe SECONDS [EXIT_MS]".into()),
+    };
+    let exit_every = exit_ms.map(|ms| Duration::from_secs_f64(ms / 1000.0));
+    Ok(probe(
+        Duration::from_secs_f64(seconds),
+        seed(qube),
+        exit_every,
+    ))
 }
 
 #[cfg(test)]

@@ -79,7 +79,19 @@ fn compare_names_every_register_that_differs() {
     assert_eq!(
         one.to_string(),
         "ymm7 = 0x000000000000ffff_0000000000000003_0000000000000002_0000000000000001 \
-         (expected 0x0000000000000004_0000000000000003_0000000000000002_0000000000000001)"
+         (lanes 3 differ)"
+    );
+    let line = format!(
+        "selftest: xstate: first mismatch, round 99999: {}",
+        Mismatch::Ymm {
+            reg: 15,
+            expected: [0; 4],
+            seen: [u64::MAX; 4]
+        }
+    );
+    assert!(
+        line.ends_with("(lanes 3 2 1 0 differ)") && line.len() <= 160,
+        "{line}"
     );
     // Without PKRU, only the YMM registers count.
     seen.pkru = None;
@@ -119,7 +131,9 @@ fn arguments() {
     assert!(main(&args(&[]), "q").is_err());
     assert!(main(&args(&["x"]), "q").is_err());
     assert!(main(&args(&["-1"]), "q").is_err());
-    assert!(main(&args(&["1", "2"]), "q").is_err());
+    assert!(main(&args(&["1", "2", "3"]), "q").is_err());
+    assert!(main(&args(&["1", "x"]), "q").is_err());
+    assert!(main(&args(&["1", "2000"]), "q").is_err());
 }
 
 /// The probe on this machine's CPU, when it has AVX: one round (and the whole probe, briefly)
@@ -133,10 +147,16 @@ fn a_round_on_this_cpu() {
         return;
     };
     let written = ymm_marker(seed("host"), 7);
-    let seen = usable.round(&written, pkru_marker(seed("host"), 7), 1000);
+    let seen = usable.round(&written, pkru_marker(seed("host"), 7), 100_000, 1000);
     assert_eq!(compare(&written, &seen), vec![]);
     assert_eq!(seen.pkru.is_some(), f.pkru());
-    let s = probe(Duration::from_millis(100), seed("host"));
+    let s = probe(Duration::from_millis(100), seed("host"), None);
+    assert!(s.avx && s.rounds >= 1 && s.mismatches == 0, "{s:?}");
+    let s = probe(
+        Duration::from_millis(100),
+        seed("host"),
+        Some(Duration::from_millis(1)),
+    );
     assert!(s.avx && s.rounds >= 1 && s.mismatches == 0, "{s:?}");
 }
 
@@ -164,7 +184,7 @@ fn a_foreign_write_is_found() {
     // and leaves with `_exit`.
     let pid = unsafe { libc::fork() };
     if pid == 0 {
-        let seen = usable.round(&written, 0, ticks);
+        let seen = usable.round(&written, 0, ticks, ticks / 1500);
         // SAFETY: `seen.ymm` is 512 plain bytes; `_exit` skips the harness's destructors.
         unsafe {
             libc::write(fds[1], (&raw const seen.ymm).cast(), size_of::<Ymm>());
