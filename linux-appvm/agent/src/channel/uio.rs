@@ -326,7 +326,7 @@ mod tests {
         let cap = InfoCap {
             side: 1,
             size: 65536,
-            name: heapless::String::try_from("work.net").unwrap(),
+            name: bulkhead_abi::bounded::BoundedString::try_from("work.net").unwrap(),
         };
         dev("0000:00:02.0", "0xbd00", None);
         dev("0000:00:01.0", "0xbd00", Some(&cap));
