@@ -11,8 +11,10 @@ mod iso;
 mod progress;
 mod qemu;
 mod scenarios;
-mod system;
 mod tcb;
+
+/// The system-description compiler, a library of its own (`xtask/sysdesc/`).
+use bulkhead_sysdesc as system;
 
 use anyhow::{Result, bail};
 use clap::{Args, Parser, Subcommand};
@@ -156,9 +158,9 @@ fn main() -> ExitCode {
     match verb(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            match e.downcast_ref::<system::Diagnostics>() {
-                Some(diagnostics) => eprintln!("{diagnostics}"),
-                None => eprintln!("error: {e:#}"),
+            match e.downcast_ref::<system::Error>() {
+                Some(system::Error::Problems(diagnostics)) => eprintln!("{diagnostics}"),
+                _ => eprintln!("error: {e:#}"),
             }
             ExitCode::FAILURE
         }

@@ -369,7 +369,9 @@ fn every_broken_fixture_reports_its_key_and_a_hint() {
             "{file} starts with a comment saying what is wrong"
         );
         let err = compile_file(&path).expect_err(file);
-        let diags = err.downcast_ref::<Diagnostics>().expect("diagnostics");
+        let Error::Problems(diags) = &err else {
+            panic!("{file}: {err}")
+        };
         let all: Vec<&Diagnostic> = diags.iter().collect();
         assert_eq!(all.len(), 1, "{file}: one problem expected:\n{diags}");
         let d = all[0];

@@ -1,4 +1,6 @@
-//! System descriptions (`systems/*.toml`): parse, check, compile to the binary manifest.
+//! The system-description compiler: reads a system description (`systems/*.toml`), checks
+//! it and compiles it to the binary manifest, the bundle order and the qubes' configuration
+//! blobs. `cargo xtask check` and `cargo xtask build` are its command line.
 //!
 //! The work is done in steps, each in its own module:
 //! - [`schema`] parses the TOML and reads each table against its allowed keys and types
@@ -9,6 +11,8 @@
 //! - [`compile`] builds the [`Manifest`], the bundle's image list and each networked qube's
 //!   configuration blob;
 //! - [`diagnostics`] collects every problem with its place, key path, message and fix.
+
+#![forbid(unsafe_code)]
 
 mod channels;
 mod check;
@@ -39,11 +43,11 @@ mod proptests;
 #[cfg(test)]
 mod tests;
 
-pub use diagnostics::Diagnostics;
+pub use diagnostics::{Diagnostic, Diagnostics};
 pub use layout::Content;
 
-use anyhow::{Context, Result};
 use bulkhead_abi::manifest::Manifest;
+use std::fmt;
 use std::path::{Path, PathBuf};
 
 /// Images xtask knows how to build (the folders under `unikernels/`, by name).
@@ -112,11 +116,54 @@ impl CompiledSystem {
     }
 }
 
-/// Reads, checks and compiles the system description at `path`. The error of a description
-/// with problems is its [`Diagnostics`].
-pub fn compile_file(path: &Path) -> Result<CompiledSystem> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read system description {}", path.display()))?;
+/// Why a description file did not compile.
+#[derive(Debug)]
+pub enum Error {
+    /// The file cannot be read.
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// What the system said.
+        source: std::io::Error,
+    },
+    /// The description has problems, each with its place, key, message and fix.
+    Problems(Diagnostics),
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Read { path, source } => write!(
+                f,
+                "cannot read system description {}: {source}",
+                path.display()
+            ),
+            Error::Problems(d) => write!(f, "{d}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Read { source, .. } => Some(source),
+            Error::Problems(d) => Some(d),
+        }
+    }
+}
+
+impl From<Diagnostics> for Error {
+    fn from(d: Diagnostics) -> Error {
+        Error::Problems(d)
+    }
+}
+
+/// Reads, checks and compiles the system description at `path`.
+pub fn compile_file(path: &Path) -> Result<CompiledSystem, Error> {
+    let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
     Ok(compile_str(&path.display().to_string(), &text)?)
 }
 
@@ -142,4 +189,10 @@ pub fn compile_str(file_name: &str, text: &str) -> Result<CompiledSystem, Diagno
             Err(diags)
         }
     }
+}
+
+/// The repository's root (`xtask/sysdesc/../..`), where the tests find `systems/` and `docs/`.
+#[cfg(test)]
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }

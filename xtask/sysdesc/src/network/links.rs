@@ -2,16 +2,16 @@
 //! network, one client per card owner) and turned into the automatic channels.
 
 use super::{CHANNEL_SUFFIX, PURPOSE, channel_name};
-use crate::system::channels::{Automatic, Channel, net_channel_size};
-use crate::system::diagnostics::Diagnostics;
-use crate::system::hints;
-use crate::system::schema::{Raw, Section};
+use crate::channels::{Automatic, Channel, net_channel_size};
+use crate::diagnostics::Diagnostics;
+use crate::hints;
+use crate::schema::{Raw, Section};
 use bulkhead_abi::boot_info::NAME_MAX;
 use bulkhead_abi::proto::NET_SLOT_SIZE;
 use bulkhead_qubeconfig::MAX_DOWNSTREAM;
 
 /// Each qube's netvm as written and resolved, and the channels they make.
-pub(in crate::system) struct Links {
+pub(crate) struct Links {
     /// Each qube's netvm, by index, when it names a known qube.
     pub netvm: Vec<Option<usize>>,
     /// Whether every netvm is right and there is no cycle.
@@ -30,7 +30,7 @@ fn has_devices(q: &Section) -> bool {
 
 /// Reads every `netvm`: a known qube other than itself, no cycles, a netvm that reaches a
 /// network, one client per card owner, and at most [`MAX_DOWNSTREAM`] clients per netvm.
-pub(in crate::system) fn links(raw: &Raw, text: &str, d: &mut Diagnostics) -> Links {
+pub(crate) fn links(raw: &Raw, text: &str, d: &mut Diagnostics) -> Links {
     let qubes = &raw.qubes.items;
     let names: Vec<Option<&str>> = qubes
         .iter()

@@ -1,10 +1,10 @@
 //! `[network]`: the client network behind the routers, its gateway and DNS addresses, with
 //! Qubes' defaults.
 
-use crate::system::diagnostics::Diagnostics;
-use crate::system::hints;
-use crate::system::ip::{self, Net, NotAddress, NotNet};
-use crate::system::schema::{Raw, Section};
+use crate::diagnostics::Diagnostics;
+use crate::hints;
+use crate::ip::{self, Net, NotAddress, NotNet};
+use crate::schema::{Raw, Section};
 use bulkhead_qubeconfig::Ipv4;
 use std::ops::Range;
 
@@ -75,7 +75,7 @@ pub(super) fn not_address(value: &str, why: NotAddress, example: &str) -> (Strin
 }
 
 /// `[network]` with the defaults filled in. `None` when a value is wrong (reported).
-pub(in crate::system) fn params(raw: &Raw, text: &str, d: &mut Diagnostics) -> Option<Params> {
+pub(crate) fn params(raw: &Raw, text: &str, d: &mut Diagnostics) -> Option<Params> {
     let defaults = Params::qubes_defaults();
     let Some(n) = &raw.network else {
         return Some(defaults);
