@@ -160,17 +160,22 @@ pub(super) fn kind_name(kind: QubeKind) -> &'static str {
     }
 }
 
-/// Rows as a table: columns padded to their widest cell, two spaces apart.
+/// Rows as a table: columns padded to their widest cell, two spaces apart, each cell
+/// [`escaped`](super::diagnostics::escaped) (a purpose may hold direction marks).
 fn table(rows: &[Vec<String>]) -> String {
+    let rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|row| row.iter().map(|c| super::diagnostics::escaped(c)).collect())
+        .collect();
     let mut widths: Vec<usize> = Vec::new();
-    for row in rows {
+    for row in &rows {
         widths.resize(widths.len().max(row.len()), 0);
         for (w, cell) in widths.iter_mut().zip(row) {
             *w = (*w).max(cell.chars().count());
         }
     }
     let mut out = String::new();
-    for row in rows {
+    for row in &rows {
         let line: Vec<String> = row
             .iter()
             .zip(&widths)
@@ -206,7 +211,7 @@ pub(super) fn summary(c: &CompiledSystem) -> String {
         "system \"{}\" ({}): {count}, {memory} of {} MiB RAM \
          (+{HYPERVISOR_RESERVE_MIB} MiB hypervisor reserve, {} free)\n\n",
         m.system,
-        c.path.display(),
+        super::diagnostics::escaped(&c.path.display().to_string()),
         c.ram_mib,
         hints::kib(free),
     );

@@ -33,6 +33,8 @@ mod schema;
 mod syntax;
 
 #[cfg(test)]
+mod hostile_tests;
+#[cfg(test)]
 mod linux_tests;
 #[cfg(test)]
 mod network_proptests;
@@ -136,7 +138,7 @@ impl fmt::Display for Error {
             Error::Read { path, source } => write!(
                 f,
                 "cannot read system description {}: {source}",
-                path.display()
+                diagnostics::escaped(&path.display().to_string())
             ),
             Error::Problems(d) => write!(f, "{d}"),
         }

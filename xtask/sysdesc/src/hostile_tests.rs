@@ -1,0 +1,55 @@
+//! Descriptions as a careless or hostile author might write them: each must be refused
+//! quickly, with every problem located and nothing from the file reaching the terminal raw.
+
+use super::*;
+
+/// `qubes` after a `[system]` of 256 MiB.
+fn with_qubes(qubes: &str) -> String {
+    format!("[system]\nram_mib = 256\n\n{qubes}")
+}
+
+/// A unikernel qube named `name` (written as a TOML basic string, escapes allowed) with the
+/// extra lines `extra`.
+fn qube(name: &str, extra: &str) -> String {
+    format!(
+        "[[qube]]\nname = \"{name}\"\nkind = \"unikernel\"\nimage = \"testing\"\n\
+         memory_mib = 8\nlabel = \"red\"\n{extra}\n"
+    )
+}
+
+/// The diagnostics as `cargo xtask check` prints them.
+fn printed(text: &str) -> (Vec<Diagnostic>, String) {
+    match compile_str("systems/t.toml", text) {
+        Ok(_) => panic!("compiled, but should not have:\n{text}"),
+        Err(d) => (d.iter().cloned().collect(), d.to_string()),
+    }
+}
+
+/// Qube names holding a terminal escape (clear the screen) and a newline followed by a forged
+/// diagnostic, echoed by the netvm checks: each diagnostic stays two lines (problem, hint),
+/// with no control character in either.
+#[test]
+fn names_reach_the_terminal_escaped() {
+    let clear = "evil\\u001b[2J\\u001b[H";
+    let forged = "x\\nsystems/t.toml:1:1: system: all good";
+    let text = with_qubes(&format!(
+        "{}{}{}",
+        qube(clear, &format!("netvm = \"{clear}\"")),
+        qube(forged, "netvm = \"y\""),
+        qube("y", &format!("netvm = \"{forged}\"")),
+    ));
+    let (found, shown) = printed(&text);
+    assert!(found.len() >= 3, "{shown}");
+    for line in shown.lines() {
+        assert!(
+            !line.chars().any(|c| c.is_control()),
+            "a control character reaches the terminal: {line:?}"
+        );
+    }
+    assert_eq!(shown.lines().count(), 2 * found.len() + 1, "{shown}");
+    assert!(
+        !shown.lines().any(|l| l.starts_with("systems/t.toml:1:1")),
+        "{shown}"
+    );
+    assert!(shown.contains("\\u{1b}[2J"), "{shown}");
+}
