@@ -113,6 +113,35 @@ impl Diagnostics {
         self.items.push((offset.unwrap_or(usize::MAX), item));
     }
 
+    /// The one problem of a file that is not UTF-8: where its first bad byte is, in the
+    /// line and key the valid text before it reaches.
+    pub(super) fn not_utf8(file: &str, bytes: &[u8], e: std::str::Utf8Error) -> Diagnostics {
+        let at = e.valid_up_to();
+        let text = std::str::from_utf8(&bytes[..at]).unwrap_or_default();
+        let mut d = Diagnostics::new(file, text);
+        let bad: Vec<String> = bytes[at..]
+            .iter()
+            .take(e.error_len().unwrap_or(bytes.len() - at).max(1))
+            .map(|b| format!("0x{b:02x}"))
+            .collect();
+        let message = format!(
+            "the file is not UTF-8 text: byte{} {} here {} no character",
+            if bad.len() == 1 { "" } else { "s" },
+            bad.join(" "),
+            if bad.len() == 1 { "is" } else { "are" },
+        );
+        let hint = "save the description as UTF-8 (names are plain ASCII; other text, such \
+                    as a purpose, may use any UTF-8 character)";
+        d.push(
+            text,
+            Some(at..at),
+            super::syntax::key_at(text, at),
+            message,
+            hint,
+        );
+        d
+    }
+
     /// Records a problem like [`Diagnostics::push`] and gives `None`, for checks that yield
     /// a value only when it is right.
     pub(super) fn fail<T>(
@@ -206,6 +235,18 @@ mod tests {
             shown.split('\n').all(|l| !l.chars().any(hidden)),
             "{shown:?}"
         );
+    }
+
+    #[test]
+    fn a_file_that_is_not_utf8_is_located() {
+        let bytes = b"[system]\nram_mib = 256\n[[qube]]\nname = \"caf\xe9\"\n";
+        let e = std::str::from_utf8(&bytes.to_vec()).unwrap_err();
+        let d = Diagnostics::not_utf8("x.toml", bytes, e);
+        let d: Vec<_> = d.iter().collect();
+        assert_eq!(d.len(), 1);
+        assert_eq!(d[0].position, Some((4, 12)));
+        assert_eq!(d[0].key, "qube[0].name");
+        assert!(d[0].message.contains("0xe9"), "{}", d[0].message);
     }
 
     #[test]

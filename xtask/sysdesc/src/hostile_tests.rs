@@ -53,3 +53,23 @@ fn names_reach_the_terminal_escaped() {
     );
     assert!(shown.contains("\\u{1b}[2J"), "{shown}");
 }
+
+/// A file that is not UTF-8 (Latin-1 from an old editor, a truncated character) is refused
+/// at its first bad byte, in the key it interrupts.
+#[test]
+fn a_file_that_is_not_utf8_names_its_first_bad_byte() {
+    let mut bytes = with_qubes(&qube("net", "")).into_bytes();
+    let at = bytes.windows(5).position(|w| w == b"\"red\"").unwrap() + 2;
+    bytes[at] = 0xe9;
+    let err = compile_bytes("systems/t.toml", &bytes).unwrap_err();
+    let found: Vec<&Diagnostic> = err.iter().collect();
+    assert_eq!(found.len(), 1, "{err}");
+    assert_eq!(found[0].position, Some((9, 11)), "{err}");
+    assert_eq!(found[0].key, "qube[0].label");
+    assert!(found[0].message.contains("0xe9"), "{err}");
+    // A character cut short at the very end.
+    let err = compile_bytes("t.toml", b"[system]\n\xe2\x82").unwrap_err();
+    let d = err.iter().next().unwrap();
+    assert_eq!(d.position, Some((2, 1)), "{err}");
+    assert!(d.message.contains("0xe2 0x82"), "{err}");
+}

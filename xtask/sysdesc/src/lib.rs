@@ -162,11 +162,20 @@ impl From<Diagnostics> for Error {
 
 /// Reads, checks and compiles the system description at `path`.
 pub fn compile_file(path: &Path) -> Result<CompiledSystem, Error> {
-    let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
+    let bytes = std::fs::read(path).map_err(|source| Error::Read {
         path: path.to_path_buf(),
         source,
     })?;
-    Ok(compile_str(&path.display().to_string(), &text)?)
+    Ok(compile_bytes(&path.display().to_string(), &bytes)?)
+}
+
+/// Checks and compiles the description `bytes`, read from `file_name`. A file that is not
+/// UTF-8 gets one diagnostic at its first bad byte; otherwise as [`compile_str`].
+pub fn compile_bytes(file_name: &str, bytes: &[u8]) -> Result<CompiledSystem, Diagnostics> {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => compile_str(file_name, text),
+        Err(e) => Err(Diagnostics::not_utf8(file_name, bytes, e)),
+    }
 }
 
 /// Checks and compiles the description `text`, read from `file_name` (used in diagnostics,
