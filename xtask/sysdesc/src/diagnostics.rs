@@ -238,18 +238,6 @@ mod tests {
     }
 
     #[test]
-    fn a_file_that_is_not_utf8_is_located() {
-        let bytes = b"[system]\nram_mib = 256\n[[qube]]\nname = \"caf\xe9\"\n";
-        let e = std::str::from_utf8(&bytes.to_vec()).unwrap_err();
-        let d = Diagnostics::not_utf8("x.toml", bytes, e);
-        let d: Vec<_> = d.iter().collect();
-        assert_eq!(d.len(), 1);
-        assert_eq!(d[0].position, Some((4, 12)));
-        assert_eq!(d[0].key, "qube[0].name");
-        assert!(d[0].message.contains("0xe9"), "{}", d[0].message);
-    }
-
-    #[test]
     fn display_names_file_key_and_hint() {
         let text = "\n\n memory_mib = 3";
         let mut d = Diagnostics::new("systems/x.toml", text);
