@@ -73,3 +73,16 @@ fn a_file_that_is_not_utf8_names_its_first_bad_byte() {
     assert_eq!(d.position, Some((2, 1)), "{err}");
     assert!(d.message.contains("0xe2 0x82"), "{err}");
 }
+
+/// 80 levels of dotted keys: the TOML reader's recursion limit, which it reports without a
+/// place, is located at the line and named by its key.
+#[test]
+fn deep_dotted_keys_are_located() {
+    let deep = ["a"; 80].join(".");
+    let text = with_qubes(&qube("net", &format!("label.{deep} = 1")));
+    let (found, shown) = printed(&text);
+    assert_eq!(found.len(), 1, "{shown}");
+    assert_eq!(found[0].position, Some((10, 1)), "{shown}");
+    assert!(found[0].key.starts_with("qube[0].\"label.a.a"), "{shown}");
+    assert!(found[0].message.contains("recursion limit"), "{shown}");
+}

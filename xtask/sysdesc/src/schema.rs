@@ -135,13 +135,16 @@ pub(super) fn read(text: &str, diags: &mut Diagnostics) -> Option<Raw> {
             if stray.is_some() && e.message().contains("duplicate") {
                 continue;
             }
-            let offset = e.span().map_or(text.len(), |s| s.start);
-            let key = super::syntax::key_at(text, offset);
+            // An error without a place (the recursion limit) is found by reading prefixes.
+            let span = e
+                .span()
+                .unwrap_or_else(|| super::syntax::locate(text, e.message()));
+            let key = super::syntax::key_at(text, span.start);
             diags.push(
                 text,
-                e.span(),
+                Some(span),
                 key,
-                e.message(),
+                super::syntax::message(e.message()),
                 super::syntax::hint(e.message()),
             );
         }
