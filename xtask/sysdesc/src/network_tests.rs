@@ -429,6 +429,19 @@ fn network_table_problems() {
             "separate from the gateway",
         ),
         (
+            "clients = \"10.139.1.0/24\"",
+            "network.clients",
+            "its first address, 10.139.1.1, which is also a virtual DNS address",
+            "clients = \"10.137.0.0/24\"",
+        ),
+        (
+            "clients = \"10.139.0.0/16\"\ngateway = \"10.139.1.2\"",
+            "network.gateway",
+            "gateway 10.139.1.2 is also a virtual DNS address (without dns, 10.139.1.1 and \
+             10.139.1.2)",
+            "dns = [\"10.139.2.1\", \"10.139.2.2\"]",
+        ),
+        (
             "dns = \"10.139.1.1\"",
             "network.dns",
             "expected a list of addresses in double quotes, found string",
@@ -449,6 +462,9 @@ fn network_table_problems() {
     ] {
         one_problem(&with(lines), key, message, hint);
     }
+    // The same network with other virtual DNS addresses is fine.
+    let c = compiled(&with("clients = \"10.139.1.0/24\"\ndns = [\"10.139.2.1\"]"));
+    assert_eq!(c.network.unwrap().gateway, [10, 139, 1, 1]);
     // Without a port, upstream DNS is port 53.
     let c = compiled(&with("upstream_dns = \"192.0.2.53\""));
     assert_eq!(c.network.unwrap().upstream_dns, Some(([192, 0, 2, 53], 53)));
