@@ -86,3 +86,43 @@ fn deep_dotted_keys_are_located() {
     assert!(found[0].key.starts_with("qube[0].\"label.a.a"), "{shown}");
     assert!(found[0].message.contains("recursion limit"), "{shown}");
 }
+
+/// A ring of `n` qubes, each the netvm of the one before.
+fn netvm_ring(n: usize) -> String {
+    let qubes: String = (0..n)
+        .map(|i| qube(&format!("q{i}"), &format!("netvm = \"q{}\"", (i + 1) % n)))
+        .collect();
+    with_qubes(&qubes).replace("ram_mib = 256", "ram_mib = 65536")
+}
+
+/// A 2,000-qube netvm cycle took about 22 s (a cubic cycle search, and every check ran on
+/// qubes that cannot fit): now one problem, the count, at once.
+#[test]
+fn a_two_thousand_qube_cycle_is_refused_at_once() {
+    let text = netvm_ring(2000);
+    let started = std::time::Instant::now();
+    let (found, shown) = printed(&text);
+    let took = started.elapsed();
+    assert_eq!(found.len(), 1, "{shown}");
+    assert_eq!(found[0].key, "qube \"q24\"");
+    assert_eq!(found[0].message, "2000 qubes, at most 24 fit");
+    // Tens of milliseconds on a loaded machine, in a debug build; the old search took 20 s.
+    assert!(took.as_secs() < 5, "{took:?}");
+}
+
+/// A cycle through every qube that fits is named once, shortened.
+#[test]
+fn a_long_cycle_is_named_once_and_shortened() {
+    let (found, shown) = printed(&netvm_ring(24));
+    let cycles: Vec<_> = found
+        .iter()
+        .filter(|d| d.message.starts_with("netvm cycle"))
+        .collect();
+    assert_eq!(cycles.len(), 1, "{shown}");
+    assert_eq!(
+        cycles[0].message,
+        "netvm cycle: \"q0\" -> \"q1\" -> \"q2\" -> \"q3\" -> \"q4\" -> \"q5\" -> \"q6\" -> ... \
+         -> \"q23\" -> \"q0\" (24 qubes)"
+    );
+    assert_eq!(cycles[0].key, "qube \"q0\".netvm");
+}

@@ -8,6 +8,7 @@ use super::diagnostics::Diagnostics;
 use super::keys::{
     self, CHANNEL_KEYS, Key, Located, NETWORK_KEYS, QUBE_KEYS, RULE_KEYS, SYSTEM_KEYS, Ty, Value,
 };
+use std::collections::HashMap;
 use std::ops::Range;
 use toml::de::{DeTable, DeValue};
 
@@ -273,11 +274,13 @@ fn read_tables(
                 .filter(|_| list.named)
         })
         .collect();
+    let mut uses: HashMap<&str, usize> = HashMap::new();
+    for n in names.iter().flatten() {
+        *uses.entry(n).or_default() += 1;
+    }
     for (i, entry) in items.iter().enumerate() {
-        let unique_valid = names[i].filter(|n| {
-            check::name_problem(n).is_none()
-                && names.iter().filter(|m| **m == Some(*n)).count() == 1
-        });
+        let unique_valid =
+            names[i].filter(|n| check::name_problem(n).is_none() && uses.get(n) == Some(&1));
         let path = match unique_valid {
             Some(n) => format!("{} \"{n}\"", list.path),
             None => format!("{}[{i}]", list.path),
