@@ -126,3 +126,19 @@ fn a_long_cycle_is_named_once_and_shortened() {
     );
     assert_eq!(cycles[0].key, "qube \"q0\".netvm");
 }
+
+/// Thousands of channels between two qubes: one problem, the count (each was also a
+/// duplicate of every other, found pair by pair).
+#[test]
+fn thousands_of_channels_are_one_problem() {
+    let channels: String = (0..5000)
+        .map(|i| {
+            format!("[[channel]]\nname = \"c{i}\"\nbetween = [\"a\", \"b\"]\npurpose = \"x\"\n\n")
+        })
+        .collect();
+    let text = with_qubes(&format!("{}{}{channels}", qube("a", ""), qube("b", "")));
+    let (found, shown) = printed(&text);
+    assert_eq!(found.len(), 1, "{shown}");
+    assert_eq!(found[0].key, "channel \"c48\"");
+    assert_eq!(found[0].message, "5000 channels, at most 48 fit");
+}
