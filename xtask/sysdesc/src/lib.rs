@@ -46,7 +46,7 @@ mod proptests;
 mod tests;
 
 pub use diagnostics::{Diagnostic, Diagnostics};
-pub use layout::Content;
+pub use layout::{ChannelEnds, Content, End, Entry, LinuxEntries, QubeEntries};
 
 use bulkhead_abi::manifest::Manifest;
 use std::fmt;
@@ -75,6 +75,12 @@ pub struct CompiledSystem {
     pub configs: Vec<ConfigBlob>,
     /// Linux qubes' command lines, the last bundle entries (see [`CompiledSystem::entries`]).
     pub cmdlines: Vec<CmdlineBlob>,
+    /// Each qube's bundle entries (image, configuration blob, Linux initramfs and command
+    /// line), by manifest index: what the manifest's indices say, named.
+    pub qube_entries: Vec<QubeEntries>,
+    /// Each channel's two ends, by manifest index: the qube and the channel's index in that
+    /// qube's boot-info channel table (the index its guest opens it by).
+    pub channel_ends: Vec<ChannelEnds>,
     /// The client network, when some qube has a netvm.
     pub network: Option<network::Params>,
     /// RAM of the machine in MiB (QEMU's `-m`).

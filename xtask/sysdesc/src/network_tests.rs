@@ -207,7 +207,7 @@ fn the_network_test_system_compiles_to_channels_devices_and_blobs() {
         "other     firewall  client                        10.137.0.11/24     none: accept all",
         "pci-id:1af4:1041",
         "1 device assigned only behind an IOMMU (iommu = \"required\")",
-        "work.net      firewall  work      136 KiB  32 x 2048 B     2040 B           network",
+        "work.net      firewall (1)    work (0)        136 KiB  32 x 2048 B     2040 B           network",
         "#4 net.cfg (28 bytes), #5 firewall.cfg",
     ] {
         assert!(summary.contains(words), "{words:?} missing from\n{summary}");
