@@ -93,6 +93,7 @@ pub(super) fn compile_checked(text: &str) -> Option<CompiledSystem> {
                     !d.key.is_empty() && !d.message.is_empty() && !d.hint.is_empty(),
                     "{d}"
                 );
+                assert!(d.position.is_some(), "no line and column: {d}");
             }
             assert!(diags.to_string().starts_with("systems/p.toml"));
             None
