@@ -81,7 +81,13 @@ pub(super) fn assert_explicit_indices(c: &CompiledSystem) {
 }
 
 pub(super) fn compile_checked(text: &str) -> Option<CompiledSystem> {
-    match compile_str("systems/p.toml", text) {
+    compile_checked_bytes(text.as_bytes())
+}
+
+/// Like [`compile_checked`], for bytes that need not be UTF-8; also: every problem prints as
+/// two lines with no control character (the fuzz target's property).
+pub(super) fn compile_checked_bytes(bytes: &[u8]) -> Option<CompiledSystem> {
+    match compile_bytes("systems/p.toml", bytes) {
         Ok(c) => {
             assert_explicit_indices(&c);
             Some(c)
@@ -94,6 +100,9 @@ pub(super) fn compile_checked(text: &str) -> Option<CompiledSystem> {
                     "{d}"
                 );
                 assert!(d.position.is_some(), "no line and column: {d}");
+                let shown = d.to_string();
+                assert_eq!(shown.split('\n').count(), 2, "{shown:?}");
+                assert!(!shown.split('\n').any(|l| l.chars().any(char::is_control)));
             }
             assert!(diags.to_string().starts_with("systems/p.toml"));
             None
@@ -307,6 +316,19 @@ proptest! {
         let at = text.floor_char_boundary(at.min(text.len()));
         let end = text.floor_char_boundary((at + cut).min(text.len()));
         compile_checked(&format!("{}{insert}{}", &text[..at], &text[end..]));
+    }
+
+    #[test]
+    fn no_bytes_written_over_the_network_system_make_it_panic(
+        writes in proptest::collection::vec((0usize..4000, any::<u8>()), 1..8)
+    ) {
+        let mut bytes = std::fs::read(crate::workspace_root().join("systems/tests/network.toml"))
+            .unwrap();
+        for (at, byte) in writes {
+            let at = at % bytes.len();
+            bytes[at] = byte;
+        }
+        compile_checked_bytes(&bytes);
     }
 
     #[test]
