@@ -48,12 +48,15 @@ pub(crate) fn links(raw: &Raw, text: &str, d: &mut Diagnostics) -> Links {
         };
         let key = q.key("netvm");
         if names[i] == Some(target) {
-            let message = format!("\"{target}\" cannot be its own netvm");
+            let message = format!("{} cannot be its own netvm", hints::quoted(target));
             let others: Vec<&str> = listed.iter().copied().filter(|n| *n != target).collect();
+            let others = match others.is_empty() {
+                true => "there is no other qube".to_string(),
+                false => format!("qubes are {}", hints::list(&others)),
+            };
             let hint = format!(
                 "netvm names the qube this one reaches the network through, e.g. a firewall; \
-                 qubes are {}",
-                hints::list(&others)
+                 {others}"
             );
             d.push(text, Some(span), key, message, hint);
             broken[i] = true;
