@@ -10,7 +10,7 @@
 
 use crate::hvlog;
 use crate::memory::phys;
-use bulkhead_abi::channel::{Geometry, MAX_CHANNELS_PER_QUBE, WINDOW_BASE, WINDOW_STRIDE};
+use bulkhead_abi::channel::{Geometry, MAX_CHANNELS_PER_QUBE, WINDOW_BASE};
 use bulkhead_abi::manifest::{MAX_CHANNELS, MAX_QUBES, Manifest};
 use bulkhead_hvcore::PAGE_SIZE;
 use bulkhead_hvcore::collections::BoundedVec;
@@ -37,14 +37,14 @@ impl Endpoint {
     /// Guest-physical address of this endpoint's window in a qube whose table has it at
     /// position `local`.
     pub fn window(local: usize) -> u64 {
-        WINDOW_BASE + local as u64 * WINDOW_STRIDE
+        bulkhead_abi::channel::window(local)
     }
 
     /// The guest-physical range all channel windows of a qube lie in.
     pub fn windows() -> bulkhead_hvcore::memmap::Region {
         bulkhead_hvcore::memmap::Region {
             start: WINDOW_BASE,
-            end: WINDOW_BASE + MAX_CHANNELS_PER_QUBE as u64 * WINDOW_STRIDE,
+            end: bulkhead_abi::channel::window(MAX_CHANNELS_PER_QUBE),
         }
     }
 }

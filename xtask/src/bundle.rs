@@ -3,7 +3,7 @@
 //! QEMU gets as `-initrd` and GRUB loads as `module2`): the manifest, the unikernel images,
 //! the AppVM template's kernel and initramfs (once, when some qube is Linux), the qubes'
 //! configuration blobs, then the Linux qubes' command lines (`system::Content` and
-//! `system/layout.rs` give the order).
+//! `xtask/sysdesc/src/layout.rs` give the order).
 
 use anyhow::{Context, Result, bail};
 use bulkhead_abi::bundle::EntryKind;

@@ -11,15 +11,18 @@ mod iso;
 mod progress;
 mod qemu;
 mod scenarios;
-mod system;
 mod tcb;
 #[cfg(test)]
 mod unsafe_modules;
+
+/// The system-description compiler, a library of its own (`xtask/sysdesc/`).
+use bulkhead_sysdesc as system;
 
 use anyhow::{Result, bail};
 use clap::{Args, Parser, Subcommand};
 use progress::Steps;
 use qemu::{BootOutcome, Control, HvEvent, Media, Serial};
+use std::io::{ErrorKind, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -155,16 +158,28 @@ struct RunArgs {
 
 /// Runs the verb. A system description with problems prints exactly its diagnostics
 /// (`file:line:column: key: message` and a hint for each), other errors as anyhow shows them.
+/// A standard error that was closed is not written to (and not a panic).
 fn main() -> ExitCode {
     match verb(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            match e.downcast_ref::<system::Diagnostics>() {
-                Some(diagnostics) => eprintln!("{diagnostics}"),
-                None => eprintln!("error: {e:#}"),
-            }
+            let text = match e.downcast_ref::<system::Error>() {
+                Some(system::Error::Problems(diagnostics)) => format!("{diagnostics}\n"),
+                _ => format!("error: {e:#}\n"),
+            };
+            let _ = std::io::stderr().lock().write_all(text.as_bytes());
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Writes `text` to standard output. A reader that went away (`cargo xtask check F | head
+/// -1`) is not an error: the rest is not wanted.
+fn print_unless_closed(text: &str) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(()),
     }
 }
 
@@ -172,8 +187,7 @@ fn verb(cli: Cli) -> Result<()> {
     match cli.cmd {
         Cmd::Check { system } => {
             let compiled = system::compile_file(&resolve(&system))?;
-            println!("{}", compiled.summary());
-            Ok(())
+            print_unless_closed(&format!("{}\n", compiled.summary()))
         }
         Cmd::Build(args) => {
             let mut steps = Steps::new(bundle::STEPS);

@@ -58,6 +58,14 @@ pub const WINDOW_STRIDE: u64 = MAX_CHANNEL_SIZE;
 /// Most channels one qube may be an endpoint of.
 pub const MAX_CHANNELS_PER_QUBE: usize = 8;
 
+/// Guest-physical address of the window of a qube's channel `local` (its index in the boot
+/// info's channel table, the index the guest opens it by). Every qube's windows lie in
+/// `WINDOW_BASE..window(MAX_CHANNELS_PER_QUBE)`. The hypervisor, the guests and the tools all
+/// use this function: the formula is written here only.
+pub const fn window(local: usize) -> u64 {
+    WINDOW_BASE + local as u64 * WINDOW_STRIDE
+}
+
 /// Sizes both ends (and the hypervisor) derive from the region size and the slot size.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Geometry {
@@ -134,6 +142,13 @@ impl Geometry {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn windows_are_one_largest_channel_apart() {
+        assert_eq!(window(0), 0x40_0000_0000);
+        assert_eq!(window(1) - window(0), MAX_CHANNEL_SIZE);
+        assert_eq!(window(MAX_CHANNELS_PER_QUBE), 0x40_0100_0000);
+    }
 
     #[test]
     fn sixteen_kib_with_128_byte_slots() {

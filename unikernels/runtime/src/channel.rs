@@ -15,7 +15,7 @@ use crate::boot::Boot;
 use crate::events::{self, Events};
 use crate::hypercall;
 use bulkhead_abi::boot_info::ChannelInfo;
-use bulkhead_abi::channel::{MAX_CHANNEL_SIZE, WINDOW_BASE, WINDOW_STRIDE};
+use bulkhead_abi::channel::{MAX_CHANNEL_SIZE, window};
 pub use bulkhead_ring::{Breach, ChannelError, Sent, Side};
 use bulkhead_ring::{Endpoint, SharedRegion};
 use core::time::Duration;
@@ -71,8 +71,7 @@ impl Channel {
     /// Opens local channel `local` from the boot info.
     pub fn open(boot: &Boot, local: usize) -> Result<Channel, OpenError> {
         let info = *boot.channels().get(local).ok_or(OpenError::NoSuchChannel)?;
-        let window = WINDOW_BASE + local as u64 * WINDOW_STRIDE;
-        if info.gpa != window || info.size == 0 || info.size > MAX_CHANNEL_SIZE {
+        if info.gpa != window(local) || info.size == 0 || info.size > MAX_CHANNEL_SIZE {
             return Err(OpenError::BadWindow);
         }
         let side = if info.side == 0 { Side::A } else { Side::B };

@@ -170,12 +170,12 @@ pub fn foreign_memory(boot: &Boot) -> Result<(), &'static str> {
 /// the page directory that holds its own windows, then reads it. The hypervisor has no
 /// nested mapping there for this qube, so the read must stop it.
 pub fn snoop_window(boot: &Boot) -> Result<(), &'static str> {
-    use bulkhead_abi::channel::{WINDOW_BASE, WINDOW_STRIDE};
+    use bulkhead_abi::channel::{WINDOW_BASE, window};
     let own = boot.channels().len();
     if own == 0 {
         return Err("snoop needs one channel of its own (its windows' page directory)");
     }
-    let target = WINDOW_BASE + own as u64 * WINDOW_STRIDE;
+    let target = window(own);
     let pdpt = core::ptr::with_exposed_provenance_mut::<u64>(PDPT as usize);
     let pdpt_index = ((WINDOW_BASE >> 30) & 511) as usize;
     // SAFETY: the PDPT page is inside this qube's memory, identity-mapped and aligned (see

@@ -4,9 +4,12 @@
 //!   any panic, out-of-bounds access or a received message that was never sent fails it.
 //! - `fuzz-firewall`: arbitrary frames from arbitrary ports into the firewall engine, the
 //!   clock advancing and the uplink toggling (`fuzz/fuzz_targets/firewall_frames.rs`).
+//! - `fuzz-sysdesc`: arbitrary bytes into the system-description compiler, seeded with
+//!   `systems/` and a dictionary of its words (`fuzz/fuzz_targets/system_description.rs`):
+//!   no panic, and every diagnostic located, keyed and free of control characters.
 //!
 //! `BULKHEAD_FUZZ_SECONDS` sets each one's budget (default 60 for the ring, half for the
-//! firewall).
+//! firewall and the compiler).
 
 use super::Scenario;
 use anyhow::{Context, Result, bail};
@@ -22,6 +25,21 @@ pub const FUZZ_FIREWALL: Scenario = Scenario {
     name: "fuzz-firewall",
     about: "libFuzzer: arbitrary frames from every port into the firewall engine (bounded time)",
     run: || fuzz("firewall_frames", 30),
+};
+
+pub const FUZZ_SYSDESC: Scenario = Scenario {
+    name: "fuzz-sysdesc",
+    about: "libFuzzer: arbitrary bytes as a system description (no panic, every problem located)",
+    run: || {
+        fuzz_with(
+            "system_description",
+            30,
+            // New inputs go to the first folder; `systems/` (read, never written) seeds it.
+            &["fuzz/corpus/system_description", "systems"],
+            // A slow input (the cubic netvm-cycle search took 22 s) is a finding too.
+            &["-dict=fuzz/system_description.dict", "-timeout=10"],
+        )
+    },
 };
 
 fn cargo() -> String {
@@ -61,6 +79,17 @@ fn runs(stderr: &str) -> Option<u64> {
 }
 
 fn fuzz(target: &str, default_seconds: u64) -> Result<String> {
+    fuzz_with(target, default_seconds, &[], &[])
+}
+
+/// Runs `target` for its budget over the corpus folders `corpus` (none: cargo fuzz's own),
+/// with the extra libFuzzer flags `flags`.
+fn fuzz_with(
+    target: &str,
+    default_seconds: u64,
+    corpus: &[&str],
+    flags: &[&str],
+) -> Result<String> {
     if !ensure_tools()? {
         return Ok(
             "skipped: fuzzing needs a nightly toolchain (`rustup toolchain install nightly`)"
@@ -72,17 +101,16 @@ fn fuzz(target: &str, default_seconds: u64) -> Result<String> {
         .and_then(|s| s.parse().ok())
         .unwrap_or(default_seconds);
     let root = crate::workspace_root();
+    if let Some(first) = corpus.first() {
+        let dir = root.join(first);
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
     let out = Command::new("cargo")
         .current_dir(&root)
-        .args([
-            "+nightly",
-            "fuzz",
-            "run",
-            target,
-            "--fuzz-dir",
-            "fuzz",
-            "--",
-        ])
+        .args(["+nightly", "fuzz", "run", target, "--fuzz-dir", "fuzz"])
+        .args(corpus)
+        .arg("--")
+        .args(flags)
         .arg(format!("-max_total_time={seconds}"))
         .arg("-rss_limit_mb=2048")
         .output()

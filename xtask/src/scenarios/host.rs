@@ -13,6 +13,7 @@ pub const HOST_CRATES: &[&str] = &[
     "bulkhead-qubeconfig",
     "bulkhead-firewall-engine",
     "xtask",
+    "bulkhead-sysdesc",
     "bulkhead-agent",
 ];
 

@@ -55,6 +55,7 @@ pub fn all() -> Vec<Scenario> {
         loom::LOOM_RING,
         fuzz::FUZZ_RING,
         fuzz::FUZZ_FIREWALL,
+        fuzz::FUZZ_SYSDESC,
         refusals::BROKEN_BUNDLES,
         boots::GRUB_ISO,
         uefi::UEFI_ISO,

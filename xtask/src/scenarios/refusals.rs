@@ -36,10 +36,7 @@ fn broken_descriptions() -> Result<String> {
             .unwrap_or_default();
         let msg = match system::compile_file(f) {
             Ok(_) => anyhow::bail!("{name} was accepted"),
-            Err(e) => match e.downcast_ref::<system::Diagnostics>() {
-                Some(d) => d.to_string(),
-                None => format!("{e:#}"),
-            },
+            Err(e) => e.to_string(),
         };
         expect(msg.contains(&name), || {
             format!("{name}: message does not name the file: {msg}")

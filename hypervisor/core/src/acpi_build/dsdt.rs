@@ -34,7 +34,7 @@
 //! channel window (the BARs sit where the hypervisor mapped the regions and never move).
 
 use super::aml::{Aml, eisa_id};
-use bulkhead_abi::channel::{MAX_CHANNELS_PER_QUBE, WINDOW_BASE, WINDOW_STRIDE};
+use bulkhead_abi::channel::{MAX_CHANNELS_PER_QUBE, WINDOW_BASE, window};
 use bulkhead_abi::guest_pci::{FIRST_CHANNEL_GSI, FIRST_CHANNEL_SLOT, IO_BASE};
 
 /// `SLP_TYP` of S5 (see [`super::S5_SLP_TYP`]).
@@ -42,7 +42,7 @@ const S5: u64 = super::S5_SLP_TYP as u64;
 /// Size of the root bridge's I/O window from [`IO_BASE`].
 pub const IO_WINDOW_LEN: u16 = 0x100;
 /// Size of the root bridge's memory window from [`WINDOW_BASE`].
-pub const MEM_WINDOW_LEN: u64 = MAX_CHANNELS_PER_QUBE as u64 * WINDOW_STRIDE;
+pub const MEM_WINDOW_LEN: u64 = window(MAX_CHANNELS_PER_QUBE) - WINDOW_BASE;
 
 /// The `_PRT` entry of local channel `local`: (address, pin, source, source index).
 pub fn prt_entry(local: u8) -> [u64; 4] {

@@ -83,7 +83,7 @@ fn prt_routes_every_channel_slot_to_its_gsi() {
 
 #[test]
 fn crs_windows_cover_every_channel_bar() {
-    use bulkhead_abi::channel::{MAX_CHANNEL_SIZE, WINDOW_BASE, WINDOW_STRIDE};
+    use bulkhead_abi::channel::{MAX_CHANNEL_SIZE, window};
     use bulkhead_abi::guest_pci::{IO_BASE, IO_STRIDE};
     let c = dsdt::crs();
     let io_min = u16::from_le_bytes([c[32], c[33]]);
@@ -92,10 +92,10 @@ fn crs_windows_cover_every_channel_bar() {
     let (mem_min, mem_max, mem_len) = (q(1), q(2), q(4));
     assert_eq!(mem_max - mem_min + 1, mem_len);
     assert_eq!(u32::from(io_max - io_min) + 1, 0x100);
-    for i in 0..8u64 {
+    for i in 0..8usize {
         let io = IO_BASE + IO_STRIDE * i as u16;
         assert!(io >= io_min && io + IO_STRIDE - 1 <= io_max);
-        let bar = WINDOW_BASE + i * WINDOW_STRIDE;
+        let bar = window(i);
         assert!(bar >= mem_min && bar + MAX_CHANNEL_SIZE - 1 <= mem_max);
     }
 }

@@ -3,12 +3,10 @@ mod channel;
 use super::*;
 use bulkhead_abi::guest_pci::{FIRST_CHANNEL_SLOT, INFO_CAP_OFFSET, IO_BASE, IO_STRIDE};
 
-const WINDOW: u64 = 0x40_0000_0000;
-
 fn device(local: u8, region_size: u64) -> ChannelDevice {
     ChannelDevice {
         local,
-        bar0: WINDOW + u64::from(local) * 0x20_0000,
+        bar0: bulkhead_abi::channel::window(usize::from(local)),
         region_size,
         info: InfoCap {
             side: 1,

@@ -3,9 +3,9 @@
 
 use super::params::not_address;
 use super::{Links, Misplaced, Params, misplaced};
-use crate::system::diagnostics::Diagnostics;
-use crate::system::schema::Raw;
-use crate::system::{hints, ip};
+use crate::diagnostics::Diagnostics;
+use crate::schema::Raw;
+use crate::{hints, ip};
 use bulkhead_qubeconfig::Ipv4;
 
 /// Each qube's address: as given by `ip`, or the next free one of the client network for a

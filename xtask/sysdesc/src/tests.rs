@@ -57,6 +57,39 @@ fn problems(text: &str) -> Vec<Diagnostic> {
     }
 }
 
+/// Every shipped description (not the broken ones) names its qubes' bundle entries and its
+/// channel ends as its manifest says.
+#[test]
+fn shipped_systems_name_their_entries_and_channel_ends() {
+    let mut dirs = vec![systems_dir()];
+    let mut checked = 0;
+    while let Some(dir) = dirs.pop() {
+        for path in std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()) {
+            if path.is_dir() && !path.ends_with("broken") {
+                dirs.push(path);
+            } else if path.extension().is_some_and(|x| x == "toml") {
+                let c = compile_file(&path).unwrap_or_else(|e| panic!("{e}"));
+                super::proptests::assert_explicit_indices(&c);
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked >= 10, "{checked} systems");
+    // The network system: the firewall's uplink is its channel 0, its clients' 1 and 2.
+    let c = compile_file(&systems_dir().join("tests/network.toml")).unwrap();
+    let ends: Vec<(usize, usize, usize, usize)> = c
+        .channel_ends
+        .iter()
+        .map(|e| (e.a.qube, e.a.local, e.b.qube, e.b.local))
+        .collect();
+    assert_eq!(ends, [(0, 0, 1, 0), (1, 1, 2, 0), (1, 2, 3, 0)]);
+    let firewall = c.qube_entries[1];
+    assert_eq!(
+        (firewall.image, firewall.config, firewall.linux),
+        (2, Some(5), None)
+    );
+}
+
 #[test]
 fn default_system_compiles_and_round_trips() {
     let c = compile_file(&systems_dir().join("default.toml")).unwrap();
@@ -369,7 +402,9 @@ fn every_broken_fixture_reports_its_key_and_a_hint() {
             "{file} starts with a comment saying what is wrong"
         );
         let err = compile_file(&path).expect_err(file);
-        let diags = err.downcast_ref::<Diagnostics>().expect("diagnostics");
+        let Error::Problems(diags) = &err else {
+            panic!("{file}: {err}")
+        };
         let all: Vec<&Diagnostic> = diags.iter().collect();
         assert_eq!(all.len(), 1, "{file}: one problem expected:\n{diags}");
         let d = all[0];
@@ -579,8 +614,8 @@ fn channels_compile_into_the_manifest() {
         "2 qubes and 3 channels, 16 MiB + 96 KiB of channels of 256 MiB RAM",
         "207 MiB 928 KiB free",
         "slots per ring",
-        "uplink   net       firewall  64 KiB  8 x 2048 B      2040 B",
-        "rules    firewall  net       16 KiB  16 x 256 B      248 B            firewall rules",
+        "uplink   net (0)         firewall (0)    64 KiB  8 x 2048 B      2040 B",
+        "rules    firewall (1)    net (1)         16 KiB  16 x 256 B      248 B            firewall rules",
     ] {
         assert!(
             summary.contains(words),

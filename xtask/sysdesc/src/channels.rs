@@ -141,6 +141,18 @@ pub(super) fn check(
             .collect(),
         known: !raw.qubes.items.is_empty() && !raw.qubes.malformed,
     };
+    if let Some(extra) = raw.channels.items.get(MAX_CHANNELS) {
+        // Declared channels alone do not fit: one problem, not one per channel.
+        let total = raw.channels.items.len() + automatic.len();
+        let message = format!("{total} channels, at most {MAX_CHANNELS} fit");
+        let hint = format!(
+            "remove {} channel(s), or carry several kinds of message over one channel; the \
+             other channel checks run once the channels fit",
+            total - MAX_CHANNELS
+        );
+        diags.push(text, extra.span.clone(), extra.path.clone(), message, hint);
+        return Channels { list: None, kib: 0 };
+    }
     let mut seen: Vec<(&str, &str)> = Vec::new();
     let mut parts = Vec::new();
     for c in &raw.channels.items {

@@ -118,7 +118,7 @@ fn appvm_summary_shows_linux_qubes() {
     for words in [
         "work       linux      debian #4    256 MiB  blue    on-failure  at boot",
         "disp       linux      debian #4    192 MiB  gray    never       on request",
-        "disp.req0     requester  disp      136 KiB  32 x 2048 B",
+        "disp.req0     requester (0)   disp (0)        136 KiB  32 x 2048 B",
         "work      firewall  client                        10.137.0.10/24",
         "#4 debian.kernel, #5 debian.initrd",
         "#8 work.cmdline (",

@@ -8,6 +8,7 @@ use super::diagnostics::Diagnostics;
 use super::keys::{
     self, CHANNEL_KEYS, Key, Located, NETWORK_KEYS, QUBE_KEYS, RULE_KEYS, SYSTEM_KEYS, Ty, Value,
 };
+use std::collections::HashMap;
 use std::ops::Range;
 use toml::de::{DeTable, DeValue};
 
@@ -135,13 +136,16 @@ pub(super) fn read(text: &str, diags: &mut Diagnostics) -> Option<Raw> {
             if stray.is_some() && e.message().contains("duplicate") {
                 continue;
             }
-            let offset = e.span().map_or(text.len(), |s| s.start);
-            let key = super::syntax::key_at(text, offset);
+            // An error without a place (the recursion limit) is found by reading prefixes.
+            let span = e
+                .span()
+                .unwrap_or_else(|| super::syntax::locate(text, e.message()));
+            let key = super::syntax::key_at(text, span.start);
             diags.push(
                 text,
-                e.span(),
+                Some(span),
                 key,
-                e.message(),
+                super::syntax::message(e.message()),
                 super::syntax::hint(e.message()),
             );
         }
@@ -270,11 +274,13 @@ fn read_tables(
                 .filter(|_| list.named)
         })
         .collect();
+    let mut uses: HashMap<&str, usize> = HashMap::new();
+    for n in names.iter().flatten() {
+        *uses.entry(n).or_default() += 1;
+    }
     for (i, entry) in items.iter().enumerate() {
-        let unique_valid = names[i].filter(|n| {
-            check::name_problem(n).is_none()
-                && names.iter().filter(|m| **m == Some(*n)).count() == 1
-        });
+        let unique_valid =
+            names[i].filter(|n| check::name_problem(n).is_none() && uses.get(n) == Some(&1));
         let path = match unique_valid {
             Some(n) => format!("{} \"{n}\"", list.path),
             None => format!("{}[{i}]", list.path),

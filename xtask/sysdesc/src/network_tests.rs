@@ -207,7 +207,7 @@ fn the_network_test_system_compiles_to_channels_devices_and_blobs() {
         "other     firewall  client                        10.137.0.11/24     none: accept all",
         "pci-id:1af4:1041",
         "1 device assigned only behind an IOMMU (iommu = \"required\")",
-        "work.net      firewall  work      136 KiB  32 x 2048 B     2040 B           network",
+        "work.net      firewall (1)    work (0)        136 KiB  32 x 2048 B     2040 B           network",
         "#4 net.cfg (28 bytes), #5 firewall.cfg",
     ] {
         assert!(summary.contains(words), "{words:?} missing from\n{summary}");
@@ -429,6 +429,19 @@ fn network_table_problems() {
             "separate from the gateway",
         ),
         (
+            "clients = \"10.139.1.0/24\"",
+            "network.clients",
+            "its first address, 10.139.1.1, which is also a virtual DNS address",
+            "clients = \"10.137.0.0/24\"",
+        ),
+        (
+            "clients = \"10.139.0.0/16\"\ngateway = \"10.139.1.2\"",
+            "network.gateway",
+            "gateway 10.139.1.2 is also a virtual DNS address (without dns, 10.139.1.1 and \
+             10.139.1.2)",
+            "dns = [\"10.139.2.1\", \"10.139.2.2\"]",
+        ),
+        (
             "dns = \"10.139.1.1\"",
             "network.dns",
             "expected a list of addresses in double quotes, found string",
@@ -449,6 +462,9 @@ fn network_table_problems() {
     ] {
         one_problem(&with(lines), key, message, hint);
     }
+    // The same network with other virtual DNS addresses is fine.
+    let c = compiled(&with("clients = \"10.139.1.0/24\"\ndns = [\"10.139.2.1\"]"));
+    assert_eq!(c.network.unwrap().gateway, [10, 139, 1, 1]);
     // Without a port, upstream DNS is port 53.
     let c = compiled(&with("upstream_dns = \"192.0.2.53\""));
     assert_eq!(c.network.unwrap().upstream_dns, Some(([192, 0, 2, 53], 53)));

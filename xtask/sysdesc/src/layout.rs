@@ -10,9 +10,14 @@
 //!
 //! A kernel and an initramfs are in the bundle once however many Linux qubes boot them:
 //! the qubes share the entries by index.
+//!
+//! It also says, explicitly, where each qube's parts are ([`QubeEntries`]) and where each
+//! channel sits in its two qubes' boot-info channel tables ([`ChannelEnds`]): a qube's
+//! channels are numbered in manifest order, as the hypervisor fills the tables.
 
+use super::channels::Channel;
 use super::check::Checked;
-use super::{CmdlineBlob, CompiledSystem, cmdline, network};
+use super::{CmdlineBlob, CompiledSystem, ConfigBlob, cmdline, network};
 use bulkhead_abi::bundle::{ENTRY_NAME_LEN, EntryKind};
 
 /// `<stem><suffix>`, the stem shortened so that it fits an entry name.
@@ -50,6 +55,122 @@ impl Numbering {
     pub fn cmdline(self, m: usize) -> usize {
         self.config(self.configs) + m
     }
+}
+
+/// Where one qube's parts are in the bundle (entry indices; entry 0 is the manifest).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct QubeEntries {
+    /// The unikernel's ELF, or the Linux qube's kernel (shared by the qubes of a template).
+    pub image: usize,
+    /// Its configuration blob: a unikernel with a netvm or clients has one.
+    pub config: Option<usize>,
+    /// A Linux qube's initramfs and command line.
+    pub linux: Option<LinuxEntries>,
+}
+
+/// Where a Linux qube's initramfs and command line are in the bundle.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LinuxEntries {
+    /// Its template's initramfs (shared by the qubes of the template).
+    pub initrd: usize,
+    /// Its own command line.
+    pub cmdline: usize,
+}
+
+/// One end of a channel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct End {
+    /// The qube, by manifest index.
+    pub qube: usize,
+    /// The channel's position in that qube's boot-info channel table: the index the guest
+    /// opens it by and its event bit; its window is at [`End::window`].
+    pub local: usize,
+}
+
+impl End {
+    /// Guest-physical address of the channel's window in this end's qube.
+    pub fn window(self) -> u64 {
+        bulkhead_abi::channel::window(self.local)
+    }
+}
+
+/// A channel's two ends: side A and side B.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ChannelEnds {
+    /// Side A (the first of `between`; a netvm; a qube starting a disposable).
+    pub a: End,
+    /// Side B.
+    pub b: End,
+}
+
+/// Each qube's bundle entries, in qube order: `images` and `templates` are the bundle's
+/// image and template lists, numbered by `n`.
+pub(super) fn qube_entries(
+    checked: &Checked,
+    n: Numbering,
+    images: &[String],
+    templates: &[String],
+    configs: &[ConfigBlob],
+    cmdlines: &[CmdlineBlob],
+) -> Result<Vec<QubeEntries>, String> {
+    let position = |list: &[String], name: &str| list.iter().position(|x| x == name);
+    checked
+        .qubes
+        .iter()
+        .enumerate()
+        .map(|(i, q)| {
+            let config = configs
+                .iter()
+                .position(|c| c.qube == i)
+                .map(|k| n.config(k));
+            let (image, linux) = match &q.linux {
+                None => {
+                    let index = position(images, &q.image).ok_or("image not listed")?;
+                    (n.image(index), None)
+                }
+                Some(l) => {
+                    let t = position(templates, &l.template).ok_or("template not listed")?;
+                    let m = cmdlines
+                        .iter()
+                        .position(|c| c.qube == i)
+                        .ok_or("command line not written")?;
+                    let linux = LinuxEntries {
+                        initrd: n.initrd(t),
+                        cmdline: n.cmdline(m),
+                    };
+                    (n.kernel(t), Some(linux))
+                }
+            };
+            Ok(QubeEntries {
+                image,
+                config,
+                linux,
+            })
+        })
+        .collect()
+}
+
+/// Each channel's ends, in channel order: a qube's channels take the next free position of
+/// its table, in the order the manifest lists them.
+pub(super) fn channel_ends(channels: &[Channel]) -> Vec<ChannelEnds> {
+    let mut next: Vec<usize> = Vec::new();
+    let mut end = |qube: usize| {
+        if next.len() <= qube {
+            next.resize(qube + 1, 0);
+        }
+        next[qube] += 1;
+        End {
+            qube,
+            local: next[qube] - 1,
+        }
+    };
+    channels
+        .iter()
+        .map(|c| ChannelEnds {
+            a: end(c.a),
+            b: end(c.b),
+        })
+        .collect()
 }
 
 /// What a bundle entry holds.
@@ -181,6 +302,28 @@ mod tests {
         assert_eq!((n.kernel(0), n.initrd(0)), (3, 4));
         assert_eq!((n.config(0), n.config(2)), (5, 7));
         assert_eq!(n.cmdline(0), 8);
+    }
+
+    #[test]
+    fn each_qube_numbers_its_channels_in_order() {
+        let channel = |a, b| Channel {
+            name: String::new(),
+            a,
+            b,
+            size: 0,
+            slot_size: 0,
+            purpose: String::new(),
+        };
+        let ends = channel_ends(&[channel(0, 1), channel(2, 1), channel(0, 2)]);
+        let pairs: Vec<_> = ends
+            .iter()
+            .map(|e| ((e.a.qube, e.a.local), (e.b.qube, e.b.local)))
+            .collect();
+        assert_eq!(
+            pairs,
+            [((0, 0), (1, 0)), ((2, 0), (1, 1)), ((0, 1), (2, 1))]
+        );
+        assert_eq!(ends[2].b.window(), 0x40_0000_0000 + 2 * 1024 * 1024);
     }
 
     #[test]

@@ -57,6 +57,8 @@ pub(super) fn compile(checked: Checked, path: &Path) -> Result<CompiledSystem, S
             cmdlines.len()
         ));
     }
+    let qube_entries = layout::qube_entries(&checked, n, &images, &templates, &configs, &cmdlines)?;
+    let channel_ends = layout::channel_ends(&checked.channels);
     let entry = |i: usize| u16::try_from(i).map_err(|_| "too many entries".to_string());
     for (i, q) in checked.qubes.into_iter().enumerate() {
         let (kind, image) = match &q.linux {
@@ -146,6 +148,8 @@ pub(super) fn compile(checked: Checked, path: &Path) -> Result<CompiledSystem, S
         templates,
         configs,
         cmdlines,
+        qube_entries,
+        channel_ends,
         network: networked.then_some(network.params),
         ram_mib: checked.ram_mib,
         path: path.to_path_buf(),
@@ -160,17 +164,22 @@ pub(super) fn kind_name(kind: QubeKind) -> &'static str {
     }
 }
 
-/// Rows as a table: columns padded to their widest cell, two spaces apart.
+/// Rows as a table: columns padded to their widest cell, two spaces apart, each cell
+/// [`escaped`](super::diagnostics::escaped) (a purpose may hold direction marks).
 fn table(rows: &[Vec<String>]) -> String {
+    let rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|row| row.iter().map(|c| super::diagnostics::escaped(c)).collect())
+        .collect();
     let mut widths: Vec<usize> = Vec::new();
-    for row in rows {
+    for row in &rows {
         widths.resize(widths.len().max(row.len()), 0);
         for (w, cell) in widths.iter_mut().zip(row) {
             *w = (*w).max(cell.chars().count());
         }
     }
     let mut out = String::new();
-    for row in rows {
+    for row in &rows {
         let line: Vec<String> = row
             .iter()
             .zip(&widths)
@@ -206,7 +215,7 @@ pub(super) fn summary(c: &CompiledSystem) -> String {
         "system \"{}\" ({}): {count}, {memory} of {} MiB RAM \
          (+{HYPERVISOR_RESERVE_MIB} MiB hypervisor reserve, {} free)\n\n",
         m.system,
-        c.path.display(),
+        super::diagnostics::escaped(&c.path.display().to_string()),
         c.ram_mib,
         hints::kib(free),
     );
@@ -261,8 +270,8 @@ pub(super) fn summary(c: &CompiledSystem) -> String {
         let mut rows = vec![
             [
                 "channel",
-                "side A",
-                "side B",
+                "side A (index)",
+                "side B (index)",
                 "size",
                 "slots per ring",
                 "largest message",
@@ -276,12 +285,18 @@ pub(super) fn summary(c: &CompiledSystem) -> String {
                 .get(usize::from(i))
                 .map_or("?".to_string(), |q| q.name.to_string())
         };
-        for ch in &m.channels {
+        // Each side with the channel's index in its boot-info channel table.
+        let end = |q: u8, e: Option<layout::End>| match e {
+            Some(e) => format!("{} ({})", qube(q), e.local),
+            None => qube(q),
+        };
+        for (k, ch) in m.channels.iter().enumerate() {
             let geometry = Geometry::new(u64::from(ch.size), ch.slot_size);
+            let ends = c.channel_ends.get(k);
             rows.push(vec![
                 ch.name.to_string(),
-                qube(ch.a),
-                qube(ch.b),
+                end(ch.a, ends.map(|e| e.a)),
+                end(ch.b, ends.map(|e| e.b)),
                 hints::kib(u64::from(ch.size) / 1024),
                 geometry.map_or("?".to_string(), |g| {
                     format!("{} x {} B", g.slot_count, g.slot_size)

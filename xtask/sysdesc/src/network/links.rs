@@ -2,16 +2,16 @@
 //! network, one client per card owner) and turned into the automatic channels.
 
 use super::{CHANNEL_SUFFIX, PURPOSE, channel_name};
-use crate::system::channels::{Automatic, Channel, net_channel_size};
-use crate::system::diagnostics::Diagnostics;
-use crate::system::hints;
-use crate::system::schema::{Raw, Section};
+use crate::channels::{Automatic, Channel, net_channel_size};
+use crate::diagnostics::Diagnostics;
+use crate::hints;
+use crate::schema::{Raw, Section};
 use bulkhead_abi::boot_info::NAME_MAX;
 use bulkhead_abi::proto::NET_SLOT_SIZE;
 use bulkhead_qubeconfig::MAX_DOWNSTREAM;
 
 /// Each qube's netvm as written and resolved, and the channels they make.
-pub(in crate::system) struct Links {
+pub(crate) struct Links {
     /// Each qube's netvm, by index, when it names a known qube.
     pub netvm: Vec<Option<usize>>,
     /// Whether every netvm is right and there is no cycle.
@@ -30,7 +30,7 @@ fn has_devices(q: &Section) -> bool {
 
 /// Reads every `netvm`: a known qube other than itself, no cycles, a netvm that reaches a
 /// network, one client per card owner, and at most [`MAX_DOWNSTREAM`] clients per netvm.
-pub(in crate::system) fn links(raw: &Raw, text: &str, d: &mut Diagnostics) -> Links {
+pub(crate) fn links(raw: &Raw, text: &str, d: &mut Diagnostics) -> Links {
     let qubes = &raw.qubes.items;
     let names: Vec<Option<&str>> = qubes
         .iter()
@@ -48,12 +48,15 @@ pub(in crate::system) fn links(raw: &Raw, text: &str, d: &mut Diagnostics) -> Li
         };
         let key = q.key("netvm");
         if names[i] == Some(target) {
-            let message = format!("\"{target}\" cannot be its own netvm");
+            let message = format!("{} cannot be its own netvm", hints::quoted(target));
             let others: Vec<&str> = listed.iter().copied().filter(|n| *n != target).collect();
+            let others = match others.is_empty() {
+                true => "there is no other qube".to_string(),
+                false => format!("qubes are {}", hints::list(&others)),
+            };
             let hint = format!(
                 "netvm names the qube this one reaches the network through, e.g. a firewall; \
-                 qubes are {}",
-                hints::list(&others)
+                 {others}"
             );
             d.push(text, Some(span), key, message, hint);
             broken[i] = true;
@@ -96,6 +99,9 @@ pub(in crate::system) fn links(raw: &Raw, text: &str, d: &mut Diagnostics) -> Li
     }
 }
 
+/// Qubes of a cycle named in its diagnostic; a longer one is shortened.
+const CYCLE_SHOWN: usize = 8;
+
 /// Reports each netvm cycle once, at the first qube of it; false if there is one.
 fn cycles(
     raw: &Raw,
@@ -104,43 +110,76 @@ fn cycles(
     text: &str,
     d: &mut Diagnostics,
 ) -> bool {
-    let mut reported = vec![false; netvm.len()];
     let mut ok = true;
-    for start in 0..netvm.len() {
-        // Follow the chain; after `len` steps without a repeat there is none through start.
-        let mut chain = vec![start];
-        let mut at = start;
-        let cycle = loop {
-            match netvm[at] {
-                None => break None,
-                Some(next) if next == start => break Some(chain),
-                Some(next) if chain.contains(&next) || chain.len() > netvm.len() => break None,
-                Some(next) => {
-                    chain.push(next);
-                    at = next;
-                }
-            }
-        };
-        let Some(cycle) = cycle else {
-            continue;
-        };
+    for cycle in find_cycles(netvm) {
         ok = false;
-        if cycle.iter().any(|i| reported[*i]) {
-            continue;
-        }
-        for i in &cycle {
-            reported[*i] = true;
-        }
+        let start = cycle[0];
         let name = |i: usize| format!("\"{}\"", names[i].unwrap_or("?"));
-        let path: Vec<String> = cycle.iter().chain([&start]).map(|i| name(*i)).collect();
+        // A long cycle shows its first qubes and its last.
+        let shown: Vec<String> = match cycle.len() {
+            n if n > CYCLE_SHOWN => cycle[..CYCLE_SHOWN - 1]
+                .iter()
+                .map(|i| name(*i))
+                .chain(["...".to_string(), name(cycle[n - 1]), name(start)])
+                .collect(),
+            _ => cycle.iter().chain([&start]).map(|i| name(*i)).collect(),
+        };
         let q = &raw.qubes.items[start];
         let span = q.text("netvm").map(|(_, s)| s);
-        let message = format!("netvm cycle: {}", path.join(" -> "));
+        let length = match cycle.len() {
+            n if n > CYCLE_SHOWN => format!(" ({n} qubes)"),
+            _ => String::new(),
+        };
+        let message = format!("netvm cycle: {}{length}", shown.join(" -> "));
         let hint = "a chain of netvms must end at a qube that owns a network card (devices = \
                     [...]) and has no netvm; remove netvm from one of these qubes";
         d.push(text, span, q.key("netvm"), message, hint);
     }
     ok
+}
+
+/// Every cycle of the netvm graph (each qube has at most one netvm), each once, starting at
+/// its lowest index and in the order of that index. Linear: each chain is walked once, and a
+/// walk stops at a qube an earlier walk has finished.
+fn find_cycles(netvm: &[Option<usize>]) -> Vec<Vec<usize>> {
+    /// Not walked yet; on the walk that started at the given qube; finished.
+    #[derive(Clone, Copy, PartialEq)]
+    enum Mark {
+        New,
+        On(usize),
+        Done,
+    }
+    let mut mark = vec![Mark::New; netvm.len()];
+    let mut cycles = Vec::new();
+    for start in 0..netvm.len() {
+        let mut path = Vec::new();
+        let mut at = Some(start);
+        while let Some(i) = at.filter(|i| *i < netvm.len()) {
+            match mark[i] {
+                Mark::Done => break,
+                Mark::On(walk) if walk == start => {
+                    // Back on this walk: the path from `i` on is a cycle.
+                    let from = path.iter().position(|p| *p == i).unwrap_or(0);
+                    let mut cycle = path[from..].to_vec();
+                    let lowest = (0..cycle.len()).min_by_key(|k| cycle[*k]).unwrap_or(0);
+                    cycle.rotate_left(lowest);
+                    cycles.push(cycle);
+                    break;
+                }
+                Mark::On(_) => break,
+                Mark::New => {
+                    mark[i] = Mark::On(start);
+                    path.push(i);
+                    at = netvm[i];
+                }
+            }
+        }
+        for i in path {
+            mark[i] = Mark::Done;
+        }
+    }
+    cycles.sort_by_key(|c| c[0]);
+    cycles
 }
 
 /// Each netvm reaches a network (it has a netvm or devices), a card owner serves one client,
@@ -236,4 +275,33 @@ fn automatic(raw: &Raw, names: &[Option<&str>], netvm: &[Option<usize>]) -> Vec<
             })
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::find_cycles;
+
+    #[test]
+    fn finds_each_cycle_once_from_its_lowest_qube() {
+        assert!(find_cycles(&[None, Some(0), Some(1)]).is_empty());
+        // 3 -> 1 -> 2 -> 1 and 0 -> 4 -> 0 (5 and 6 lead into them).
+        let netvm = [
+            Some(4),
+            Some(2),
+            Some(1),
+            Some(1),
+            Some(0),
+            Some(3),
+            Some(5),
+        ];
+        assert_eq!(find_cycles(&netvm), [vec![0, 4], vec![1, 2]]);
+        assert_eq!(find_cycles(&[Some(0)]), [vec![0]]);
+        // A ring of 100,000 qubes, walked once.
+        let n = 100_000;
+        let ring: Vec<Option<usize>> = (0..n).map(|i| Some((i + 1) % n)).collect();
+        let found = find_cycles(&ring);
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].len(), n);
+        assert_eq!(found[0][0], 0);
+    }
 }

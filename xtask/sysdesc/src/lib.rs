@@ -1,4 +1,6 @@
-//! System descriptions (`systems/*.toml`): parse, check, compile to the binary manifest.
+//! The system-description compiler: reads a system description (`systems/*.toml`), checks
+//! it and compiles it to the binary manifest, the bundle order and the qubes' configuration
+//! blobs. `cargo xtask check` and `cargo xtask build` are its command line.
 //!
 //! The work is done in steps, each in its own module:
 //! - [`schema`] parses the TOML and reads each table against its allowed keys and types
@@ -9,6 +11,8 @@
 //! - [`compile`] builds the [`Manifest`], the bundle's image list and each networked qube's
 //!   configuration blob;
 //! - [`diagnostics`] collects every problem with its place, key path, message and fix.
+
+#![forbid(unsafe_code)]
 
 mod channels;
 mod check;
@@ -29,6 +33,8 @@ mod schema;
 mod syntax;
 
 #[cfg(test)]
+mod hostile_tests;
+#[cfg(test)]
 mod linux_tests;
 #[cfg(test)]
 mod network_proptests;
@@ -39,11 +45,11 @@ mod proptests;
 #[cfg(test)]
 mod tests;
 
-pub use diagnostics::Diagnostics;
-pub use layout::Content;
+pub use diagnostics::{Diagnostic, Diagnostics};
+pub use layout::{ChannelEnds, Content, End, Entry, LinuxEntries, QubeEntries};
 
-use anyhow::{Context, Result};
 use bulkhead_abi::manifest::Manifest;
+use std::fmt;
 use std::path::{Path, PathBuf};
 
 /// Images xtask knows how to build (the folders under `unikernels/`, by name).
@@ -69,6 +75,12 @@ pub struct CompiledSystem {
     pub configs: Vec<ConfigBlob>,
     /// Linux qubes' command lines, the last bundle entries (see [`CompiledSystem::entries`]).
     pub cmdlines: Vec<CmdlineBlob>,
+    /// Each qube's bundle entries (image, configuration blob, Linux initramfs and command
+    /// line), by manifest index: what the manifest's indices say, named.
+    pub qube_entries: Vec<QubeEntries>,
+    /// Each channel's two ends, by manifest index: the qube and the channel's index in that
+    /// qube's boot-info channel table (the index its guest opens it by).
+    pub channel_ends: Vec<ChannelEnds>,
     /// The client network, when some qube has a netvm.
     pub network: Option<network::Params>,
     /// RAM of the machine in MiB (QEMU's `-m`).
@@ -112,12 +124,64 @@ impl CompiledSystem {
     }
 }
 
-/// Reads, checks and compiles the system description at `path`. The error of a description
-/// with problems is its [`Diagnostics`].
-pub fn compile_file(path: &Path) -> Result<CompiledSystem> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read system description {}", path.display()))?;
-    Ok(compile_str(&path.display().to_string(), &text)?)
+/// Why a description file did not compile.
+#[derive(Debug)]
+pub enum Error {
+    /// The file cannot be read.
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// What the system said.
+        source: std::io::Error,
+    },
+    /// The description has problems, each with its place, key, message and fix.
+    Problems(Diagnostics),
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Read { path, source } => write!(
+                f,
+                "cannot read system description {}: {source}",
+                diagnostics::escaped(&path.display().to_string())
+            ),
+            Error::Problems(d) => write!(f, "{d}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Read { source, .. } => Some(source),
+            Error::Problems(d) => Some(d),
+        }
+    }
+}
+
+impl From<Diagnostics> for Error {
+    fn from(d: Diagnostics) -> Error {
+        Error::Problems(d)
+    }
+}
+
+/// Reads, checks and compiles the system description at `path`.
+pub fn compile_file(path: &Path) -> Result<CompiledSystem, Error> {
+    let bytes = std::fs::read(path).map_err(|source| Error::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    Ok(compile_bytes(&path.display().to_string(), &bytes)?)
+}
+
+/// Checks and compiles the description `bytes`, read from `file_name`. A file that is not
+/// UTF-8 gets one diagnostic at its first bad byte; otherwise as [`compile_str`].
+pub fn compile_bytes(file_name: &str, bytes: &[u8]) -> Result<CompiledSystem, Diagnostics> {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => compile_str(file_name, text),
+        Err(e) => Err(Diagnostics::not_utf8(file_name, bytes, e)),
+    }
 }
 
 /// Checks and compiles the description `text`, read from `file_name` (used in diagnostics,
@@ -142,4 +206,10 @@ pub fn compile_str(file_name: &str, text: &str) -> Result<CompiledSystem, Diagno
             Err(diags)
         }
     }
+}
+
+/// The repository's root (`xtask/sysdesc/../..`), where the tests find `systems/` and `docs/`.
+#[cfg(test)]
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }

@@ -9,9 +9,9 @@ mod addresses;
 mod links;
 mod params;
 
-pub(in crate::system) use links::{Links, links};
+pub(crate) use links::{Links, links};
 pub use params::Params;
-pub(in crate::system) use params::params;
+pub(crate) use params::params;
 
 use addresses::addresses;
 
@@ -27,12 +27,12 @@ const CHANNEL_SUFFIX: &str = ".net";
 const PURPOSE: &str = "network";
 
 /// The name of the channel between `qube` and its netvm.
-pub(in crate::system) fn channel_name(qube: &str) -> String {
+pub(crate) fn channel_name(qube: &str) -> String {
     format!("{qube}{CHANNEL_SUFFIX}")
 }
 
 /// The network as checked: who is whose netvm, the clients' addresses and rules.
-pub(in crate::system) struct Plan {
+pub(crate) struct Plan {
     pub netvm: Vec<Option<usize>>,
     /// The address of each qube behind a router.
     pub address: Vec<Option<Ipv4>>,
@@ -43,7 +43,7 @@ pub(in crate::system) struct Plan {
 
 /// Checks every qube's rules and address against its place in the network and assigns the
 /// missing addresses. `None` when something is wrong (reported).
-pub(in crate::system) fn plan(
+pub(crate) fn plan(
     raw: &Raw,
     links: &Links,
     params: Option<Params>,
@@ -146,10 +146,7 @@ fn misplaced(
 
 /// The configuration blob of every qube that has a netvm or clients, by qube index. Fails
 /// only if a checked value does not fit the blob, which the checks rule out.
-pub(in crate::system) fn configs(
-    plan: &Plan,
-    names: &[String],
-) -> Result<Vec<(usize, QubeConfig)>, String> {
+pub(crate) fn configs(plan: &Plan, names: &[String]) -> Result<Vec<(usize, QubeConfig)>, String> {
     let text = |s: &str| {
         heapless::String::try_from(s).map_err(|_| format!("name {s:?} does not fit the blob"))
     };

@@ -24,9 +24,76 @@ pub(super) fn toml_str(s: &str) -> String {
 
 /// Compiles `text` and checks that a failure is well formed: every problem has a key, a
 /// message and a hint, and the report names the file.
+/// The compiler's explicit indices say what the manifest says, and lead to entries of the
+/// right kind; each channel end's index is its position among that qube's channels in
+/// manifest order (how the hypervisor fills the boot-info table), below the table's size.
+pub(super) fn assert_explicit_indices(c: &CompiledSystem) {
+    use bulkhead_abi::bundle::EntryKind;
+    use bulkhead_abi::channel::MAX_CHANNELS_PER_QUBE;
+    use bulkhead_abi::manifest::QubeKind;
+    let m = &c.manifest;
+    let entries = c.entries();
+    let kind_at = |i: usize| entries[i - 1].kind;
+    assert_eq!(c.qube_entries.len(), m.qubes.len());
+    for (i, (q, e)) in m.qubes.iter().zip(&c.qube_entries).enumerate() {
+        assert_eq!(usize::from(q.image), e.image, "{}", q.name);
+        assert_eq!(q.config.map(usize::from), e.config, "{}", q.name);
+        match (q.kind, e.linux) {
+            (QubeKind::Unikernel, None) => assert_eq!(kind_at(e.image), EntryKind::Image),
+            (QubeKind::Linux { initrd, cmdline }, Some(l)) => {
+                assert_eq!(
+                    (usize::from(initrd), usize::from(cmdline)),
+                    (l.initrd, l.cmdline)
+                );
+                assert_eq!(kind_at(e.image), EntryKind::LinuxKernel);
+                assert_eq!(kind_at(l.initrd), EntryKind::Initrd);
+                assert_eq!(kind_at(l.cmdline), EntryKind::Cmdline);
+                let line = c.cmdlines.iter().find(|l| l.qube == i).unwrap();
+                assert_eq!(
+                    entries[l.cmdline - 1].content,
+                    Content::Bytes(line.text.as_bytes())
+                );
+            }
+            other => panic!("{}: kind and entries disagree: {other:?}", q.name),
+        }
+        if let Some(k) = e.config {
+            let blob = c.configs.iter().find(|b| b.qube == i).unwrap();
+            assert_eq!(kind_at(k), EntryKind::Config);
+            assert_eq!(entries[k - 1].content, Content::Bytes(&blob.bytes));
+        }
+    }
+    assert_eq!(c.channel_ends.len(), m.channels.len());
+    for (k, (ch, ends)) in m.channels.iter().zip(&c.channel_ends).enumerate() {
+        for (qube, end) in [(ch.a, ends.a), (ch.b, ends.b)] {
+            let before = m
+                .channels
+                .iter()
+                .take(k)
+                .filter(|o| o.a == qube || o.b == qube)
+                .count();
+            assert_eq!(
+                (usize::from(qube), before),
+                (end.qube, end.local),
+                "{}",
+                ch.name
+            );
+            assert!(end.local < MAX_CHANNELS_PER_QUBE);
+        }
+    }
+}
+
 pub(super) fn compile_checked(text: &str) -> Option<CompiledSystem> {
-    match compile_str("systems/p.toml", text) {
-        Ok(c) => Some(c),
+    compile_checked_bytes(text.as_bytes())
+}
+
+/// Like [`compile_checked`], for bytes that need not be UTF-8; also: every problem prints as
+/// two lines with no control character (the fuzz target's property).
+pub(super) fn compile_checked_bytes(bytes: &[u8]) -> Option<CompiledSystem> {
+    match compile_bytes("systems/p.toml", bytes) {
+        Ok(c) => {
+            assert_explicit_indices(&c);
+            Some(c)
+        }
         Err(diags) => {
             assert!(!diags.is_empty());
             for d in diags.iter() {
@@ -34,6 +101,10 @@ pub(super) fn compile_checked(text: &str) -> Option<CompiledSystem> {
                     !d.key.is_empty() && !d.message.is_empty() && !d.hint.is_empty(),
                     "{d}"
                 );
+                assert!(d.position.is_some(), "no line and column: {d}");
+                let shown = d.to_string();
+                assert_eq!(shown.split('\n').count(), 2, "{shown:?}");
+                assert!(!shown.split('\n').any(|l| l.chars().any(char::is_control)));
             }
             assert!(diags.to_string().starts_with("systems/p.toml"));
             None
@@ -250,6 +321,19 @@ proptest! {
     }
 
     #[test]
+    fn no_bytes_written_over_the_network_system_make_it_panic(
+        writes in proptest::collection::vec((0usize..4000, any::<u8>()), 1..8)
+    ) {
+        let mut bytes = std::fs::read(crate::workspace_root().join("systems/tests/network.toml"))
+            .unwrap();
+        for (at, byte) in writes {
+            let at = at % bytes.len();
+            bytes[at] = byte;
+        }
+        compile_checked_bytes(&bytes);
+    }
+
+    #[test]
     fn no_edit_of_a_system_with_channels_makes_it_panic(
         at in 0usize..700, cut in 0usize..40, insert in "\\PC{0,20}|[\\[\\]\",0-9 ]{0,6}"
     ) {
@@ -349,6 +433,7 @@ proptest! {
             Ok(c) => c,
             Err(d) => panic!("{d}\n---\n{text}"),
         };
+        assert_explicit_indices(&c);
         let m = &c.manifest;
         prop_assert_eq!(m.system.as_str(), system.as_deref().unwrap_or("p"));
         prop_assert_eq!(m.qubes.len(), qubes.len());

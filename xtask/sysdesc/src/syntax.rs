@@ -2,6 +2,7 @@
 
 use super::hints;
 use std::ops::Range;
+use toml::de::DeTable;
 
 /// Best-effort key path of the line holding byte `offset`, from the headers above it, e.g.
 /// `qube[1].label` for a broken `label = ...` line in the second qube, or
@@ -93,6 +94,41 @@ pub(super) fn stray_rule(text: &str) -> Option<Range<usize>> {
     None
 }
 
+/// Where the parser's error `message`, which came without a place (the reader's recursion
+/// limit on dotted keys), is: the first line such that the text up to its end gives that
+/// error, found by halving; from its first non-blank character to its end. The start of the
+/// file if no prefix gives it.
+pub(super) fn locate(text: &str, message: &str) -> Range<usize> {
+    let ends: Vec<usize> = text
+        .match_indices('\n')
+        .map(|(i, _)| i + 1)
+        .chain(std::iter::once(text.len()))
+        .collect();
+    let fails = |end: usize| {
+        let (_, errors) = DeTable::parse_recoverable(&text[..end]);
+        errors
+            .iter()
+            .any(|e| e.span().is_none() && e.message() == message)
+    };
+    let k = ends.partition_point(|&end| !fails(end));
+    let Some(&end) = ends.get(k) else {
+        return 0..0;
+    };
+    let start = k.checked_sub(1).map_or(0, |j| ends[j]);
+    let line = &text[start..end];
+    let at = start + (line.len() - line.trim_start().len());
+    at..(start + line.trim_end().len()).max(at)
+}
+
+/// The parser's `message`, said for people.
+pub(super) fn message(message: &str) -> String {
+    if message == "recursion limit" {
+        "a key (or value) nested deeper than the TOML reader goes (its recursion limit)".into()
+    } else {
+        message.to_string()
+    }
+}
+
 /// A key as written, quoted when it is not a plain word.
 fn shown(key: &str) -> String {
     let plain = key
@@ -108,7 +144,10 @@ fn shown(key: &str) -> String {
 /// A fix for a TOML syntax error, from the parser's message.
 pub(super) fn hint(message: &str) -> String {
     let m = message.to_ascii_lowercase();
-    let hint = if m.contains("duplicate") || m.contains("redefin") {
+    let hint = if m.contains("recursion") {
+        "no key of a description has more than a few parts: write key = value lines under \
+         their table header ([[qube]], [[qube.rule]], ...), with one plain word before the ="
+    } else if m.contains("duplicate") || m.contains("redefin") {
         "each key may appear once per table, [system] and [network] once; start each qube \
          with [[qube]], each of its firewall rules with [[qube.rule]] and each channel with \
          [[channel]]"
@@ -148,6 +187,20 @@ mod tests {
         assert_eq!(key_at("", 0), "TOML syntax");
         assert_eq!(key_at("\"\" x", 3), "TOML syntax");
         assert_eq!(key_at("[]\n = 1", 5), "\"\"");
+    }
+
+    #[test]
+    fn locates_an_error_without_a_place() {
+        let deep = ["a"; 100].join(".");
+        let text = format!("[system]\nram_mib = 1\n\n  {deep} = 1 \nx = 2\n");
+        let (_, errors) = DeTable::parse_recoverable(&text);
+        let e = errors
+            .iter()
+            .find(|e| e.span().is_none())
+            .expect("no place");
+        let at = locate(&text, e.message());
+        assert_eq!(&text[at], format!("{deep} = 1"));
+        assert_eq!(locate("x = 1", "no such error"), 0..0);
     }
 
     #[test]

@@ -1,10 +1,10 @@
 //! `[network]`: the client network behind the routers, its gateway and DNS addresses, with
 //! Qubes' defaults.
 
-use crate::system::diagnostics::Diagnostics;
-use crate::system::hints;
-use crate::system::ip::{self, Net, NotAddress, NotNet};
-use crate::system::schema::{Raw, Section};
+use crate::diagnostics::Diagnostics;
+use crate::hints;
+use crate::ip::{self, Net, NotAddress, NotNet};
+use crate::schema::{Raw, Section};
 use bulkhead_qubeconfig::Ipv4;
 use std::ops::Range;
 
@@ -75,7 +75,7 @@ pub(super) fn not_address(value: &str, why: NotAddress, example: &str) -> (Strin
 }
 
 /// `[network]` with the defaults filled in. `None` when a value is wrong (reported).
-pub(in crate::system) fn params(raw: &Raw, text: &str, d: &mut Diagnostics) -> Option<Params> {
+pub(crate) fn params(raw: &Raw, text: &str, d: &mut Diagnostics) -> Option<Params> {
     let defaults = Params::qubes_defaults();
     let Some(n) = &raw.network else {
         return Some(defaults);
@@ -91,7 +91,8 @@ pub(in crate::system) fn params(raw: &Raw, text: &str, d: &mut Diagnostics) -> O
         _ => None,
     };
     let dns = match n.names("dns") {
-        None => n.absent("dns").then_some(defaults.dns),
+        None if n.absent("dns") => default_dns(n, defaults.dns, gateway, clients, text, d),
+        None => None,
         Some((list, span)) => dns(n, list, span, gateway, text, d),
     };
     let upstream_dns = match n.text("upstream_dns") {
@@ -195,6 +196,53 @@ fn gateway(
     };
     let hint = format!("the gateway is an address of the clients network{first}");
     d.fail(text, Some(span), key, message, hint)
+}
+
+/// Qubes' virtual DNS addresses, when `dns` is not written: the gateway (written, or the
+/// first address of `clients`) must not be one of them, or the routers would answer DNS and
+/// route on one address. Reported at the gateway if written, else at the clients network.
+fn default_dns(
+    n: &Section,
+    defaults: Vec<Ipv4>,
+    gateway: Option<Ipv4>,
+    clients: Option<Net>,
+    text: &str,
+    d: &mut Diagnostics,
+) -> Option<Vec<Ipv4>> {
+    let g = gateway?;
+    if !defaults.contains(&g) {
+        return Some(defaults);
+    }
+    let shown: Vec<String> = defaults.iter().map(|a| ip::show(*a)).collect();
+    let shown = shown.join(" and ");
+    let other_dns = "or name other virtual DNS addresses, e.g. dns = [\"10.139.2.1\", \
+                     \"10.139.2.2\"]";
+    let (key, span, message, hint) = match (n.text("gateway"), clients) {
+        (Some((_, span)), _) => (
+            "gateway",
+            span,
+            format!(
+                "gateway {} is also a virtual DNS address (without dns, {shown})",
+                ip::show(g)
+            ),
+            format!("choose another gateway, {other_dns}"),
+        ),
+        (None, Some(c)) => (
+            "clients",
+            n.text("clients").map_or(0..0, |(_, s)| s),
+            format!(
+                "the gateway of {c} is its first address, {}, which is also a virtual DNS \
+                 address (without dns, {shown})",
+                ip::show(g)
+            ),
+            format!(
+                "use another client network, e.g. clients = \"10.137.0.0/24\" (Qubes'), write \
+                 gateway = \"...\" with another address of {c}, {other_dns}"
+            ),
+        ),
+        (None, None) => return None,
+    };
+    d.fail(text, Some(span), n.key(key), message, hint)
 }
 
 /// `dns`: one or two addresses, different from each other and from the gateway.

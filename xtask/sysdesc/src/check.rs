@@ -68,6 +68,11 @@ pub(super) fn name_problem(name: &str) -> Option<(String, String)> {
 /// Returns the checked description when no rule is broken and `diags` is empty.
 pub(super) fn check(raw: &Raw, stem: &str, text: &str, diags: &mut Diagnostics) -> Option<Checked> {
     let system = check_system(raw, stem, text, diags);
+    if too_many_qubes(raw, text, diags) {
+        // Every other rule is about the qubes: with more than fit, their problems would
+        // bury this one (and cost time in proportion to a file of any size).
+        return None;
+    }
     let qubes = check_qubes(raw, text, diags);
     let devices = devices::check(raw, text, diags);
     let params = network::params(raw, text, diags);
@@ -185,15 +190,23 @@ fn check_qubes(raw: &Raw, text: &str, diags: &mut Diagnostics) -> Option<Vec<Opt
         }
         qubes.push(check_fields(q, name, text, diags));
     }
-    let count = raw.qubes.items.len();
-    if count > MAX_QUBES {
-        let extra = &raw.qubes.items[MAX_QUBES];
-        let message = format!("{count} qubes, at most {MAX_QUBES} fit");
-        let hint = format!("remove {} qube(s)", count - MAX_QUBES);
-        diags.push(text, extra.span.clone(), extra.path.clone(), message, hint);
-        return None;
-    }
     Some(qubes)
+}
+
+/// Whether the description has more qubes than fit (reported once, at the first one too
+/// many).
+fn too_many_qubes(raw: &Raw, text: &str, diags: &mut Diagnostics) -> bool {
+    let count = raw.qubes.items.len();
+    let Some(extra) = raw.qubes.items.get(MAX_QUBES) else {
+        return false;
+    };
+    let message = format!("{count} qubes, at most {MAX_QUBES} fit");
+    let hint = format!(
+        "remove {} qube(s); the other checks run once the qubes fit",
+        count - MAX_QUBES
+    );
+    diags.push(text, extra.span.clone(), extra.path.clone(), message, hint);
+    true
 }
 
 /// Every field of one qube (`name` when its name is right), by its kind.
