@@ -35,6 +35,10 @@ pub struct Scheduler {
     channels: Option<crate::channels::Regions>,
 }
 
+/// The shortest time a guest is entered for: enough for the entry itself, so a timer armed
+/// for a deadline already past does not fire before the guest runs at all.
+const MIN_ENTRY_NS: u64 = 100_000;
+
 /// DMA fault lines logged before they are only counted.
 const MAX_FAULT_LINES: u64 = 16;
 
@@ -189,7 +193,10 @@ impl Scheduler {
             }
             // Console output waiting for the UART: exit again when its FIFO has room.
             let until = crate::console::pump_until(now, until);
-            apic::arm_in(until.saturating_sub(now).max(1));
+            // At least MIN_ENTRY_NS: the backend does not enter once the timer has fired (see
+            // `SvmVcpu::enter`), so a deadline already past must still let the guest run a
+            // little, or it would never run again.
+            apic::arm_in(until.saturating_sub(now).max(MIN_ENTRY_NS));
             let exit = self.qubes[i].vcpu.run();
             match exits::handle(&mut self.qubes[i], exit) {
                 Outcome::Continue => {}

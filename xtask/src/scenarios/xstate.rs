@@ -1,5 +1,5 @@
 //! Extended state between Linux AppVMs (`appvm-xstate`): two AppVMs run the agent's xstate
-//! probe at the same time on the one CPU (`appvm.selftest=sleep:8,xstate:12:1`), each writing its own
+//! probe at the same time on the one CPU (`appvm.selftest=sleep:8,xstate:12`), each writing its own
 //! markers into the 16 YMM registers and PKRU, spinning across the hypervisor's time slices
 //! and reading them back. Passes when both saw usable AVX, ran rounds, read back only their
 //! own values, and probed at the same time. [`Probes`] reads the probe's lines for

@@ -99,6 +99,12 @@ static APIC_PER_MS: AtomicU64 = AtomicU64::new(0);
 /// The APIC's base (set by `start_oneshot`; 0 before).
 static APIC_BASE: AtomicU64 = AtomicU64::new(0);
 
+/// Whether the one-shot armed by [`arm_in`] has run out (its current count is 0).
+pub fn timer_expired() -> bool {
+    let base = APIC_BASE.load(Ordering::Relaxed);
+    base != 0 && LocalApic { base }.read(REG_TIMER_CURRENT) == 0
+}
+
 /// Arms the one-shot timer to interrupt in `ns` nanoseconds (at least one count, at most the
 /// counter's range), replacing any earlier deadline. Does nothing before `start_oneshot`.
 pub fn arm_in(ns: u64) {

@@ -1,6 +1,7 @@
 /* The SVM world switch.
    svm_run(regs: *mut GuestRegs, vmcb_pa: u64, host_state_pa: u64, switch: *mut Switch)
-   Saves the host's callee-saved registers and x87/SSE state and loads the guest's extended
+   Called with GIF clear (the caller's CLGI: see SvmVcpu::enter). Saves the host's
+   callee-saved registers and x87/SSE state and loads the guest's extended
    state and XCR0 (xstate_enter, ../xstate.s), runs the guest with VMRUN (GIF cleared around
    the switch, so the host takes the interrupt that ended the guest's run only after its
    own state is back), then saves the guest's registers and extended state and restores the
@@ -25,7 +26,6 @@ svm_run:
     mov r8, rcx
     call xstate_enter
 
-    clgi
     mov rax, [rsp + 8]
     vmsave rax
     mov rax, [rsp + 16]

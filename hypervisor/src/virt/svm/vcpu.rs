@@ -131,9 +131,22 @@ impl SvmVcpu {
     }
 
     /// One VMRUN: the guest's debug registers (if it owns them) and extended state in, the
-    /// guest run, its state out; then what the next entry must deliver again.
-    fn enter(&mut self) {
+    /// guest run, its state out; then what the next entry must deliver again. False, without
+    /// entering, if the host timer that must end this run has already fired: had the host
+    /// taken that interrupt before the entry, the guest would run with no timer to stop it
+    /// (seen: Linux qubes spinning for hundreds of ms past their slice). With GIF clear from
+    /// here to VMRUN, a timer that fires after the check stays pending and ends the run at
+    /// once.
+    fn enter(&mut self) -> bool {
         self.x.debug.load(false);
+        // SAFETY: CLGI only holds interrupts pending (until VMRUN sets GIF or STGI below); the
+        // host takes them afterwards as usual.
+        unsafe { core::arch::asm!("clgi", options(nomem, nostack)) };
+        if crate::arch::x86::apic::timer_expired() {
+            // SAFETY: sets GIF again; the pending timer interrupt is taken right here.
+            unsafe { core::arch::asm!("stgi", options(nomem, nostack)) };
+            return false;
+        }
         let switch = self.x.switch();
         // SAFETY: the VMCB is this vCPU's own page, fully initialised by `reset` with
         // nested paging confining the guest to its qube's memory and every port, MSR and
@@ -155,6 +168,7 @@ impl SvmVcpu {
             0
         };
         self.vmcb.set_u64(ctl::EVENT_INJ, inject);
+        true
     }
 
     /// Whether the last exit was a debug-register access.
@@ -273,7 +287,9 @@ impl Vcpu for SvmVcpu {
 
     fn run(&mut self) -> Exit {
         loop {
-            self.enter();
+            if !self.enter() {
+                return Exit::Interrupt;
+            }
             if !self.x.check_xcr0() {
                 return Exit::Forbidden("XSETBV");
             }
