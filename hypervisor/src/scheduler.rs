@@ -196,7 +196,7 @@ impl Scheduler {
             // At least MIN_ENTRY_NS: the backend does not enter once the timer has fired (see
             // `SvmVcpu::enter`), so a deadline already past must still let the guest run a
             // little, or it would never run again.
-            apic::arm_in(until.saturating_sub(now).max(MIN_ENTRY_NS));
+            apic::arm_until(now, until.max(now + MIN_ENTRY_NS));
             let exit = self.qubes[i].vcpu.run();
             match exits::handle(&mut self.qubes[i], exit) {
                 Outcome::Continue => {}
