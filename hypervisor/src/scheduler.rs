@@ -33,6 +33,8 @@ pub struct Scheduler {
     dma_faults: u64,
     /// The channels' pages (started over when an end restarts).
     channels: Option<crate::channels::Regions>,
+    /// Each qube's run state as the current pass sees it.
+    states: [RunState; MAX_QUBES],
 }
 
 /// The shortest time a guest is entered for: enough for the entry itself, so a timer armed
@@ -50,6 +52,7 @@ impl Scheduler {
         Scheduler {
             qubes: BoundedVec::new(),
             channels: None,
+            states: [RunState::Stopped; MAX_QUBES],
             current: 0,
             all_ready_reported: false,
             tag_owner: [None; TAGS],
@@ -118,11 +121,6 @@ impl Scheduler {
         ok
     }
 
-    fn states(&self) -> ArrayVec<RunState, MAX_QUBES> {
-        // As many states as qubes: the capacities are the same.
-        ArrayVec::try_from_iter(self.qubes.iter().map(|q| q.state)).unwrap_or_default()
-    }
-
     /// Runs qubes forever.
     pub fn run(&mut self) -> ! {
         let mut stopped_reported = false;
@@ -130,8 +128,15 @@ impl Scheduler {
             crate::arch::x86::stack::check();
             crate::console::report_drops(&self.qubes);
             self.report_dma_faults();
-            let mut states = self.states();
-            sched::wake(&mut states, time::now_ns(), |i| self.qubes[i].events != 0);
+            // The run states, updated in place (a fresh copy every pass showed in the
+            // round-trip figures).
+            let n = self.qubes.len();
+            for (s, q) in self.states.iter_mut().zip(self.qubes.iter()) {
+                *s = q.state;
+            }
+            let (states, qubes) = (&mut self.states[..n], &self.qubes);
+            sched::wake(states, time::now_ns(), |i| qubes[i].events != 0);
+            let states = &self.states[..n];
             for (q, s) in self.qubes.iter_mut().zip(states.iter()) {
                 if q.state != *s && q.in_wait_event {
                     // Woken: `wait_event` returns the events (0 when the time ran out).
@@ -141,7 +146,7 @@ impl Scheduler {
                 }
                 q.state = *s;
             }
-            match sched::pick_next(&states, self.current) {
+            match sched::pick_next(states, self.current) {
                 Some(i) => {
                     stopped_reported = false;
                     self.current = i;
@@ -159,7 +164,7 @@ impl Scheduler {
                 // Everyone waits: sleep until the first deadline (at most one slice).
                 None => {
                     let now = time::now_ns();
-                    let until = sched::next_deadline(&states)
+                    let until = sched::next_deadline(states)
                         .map_or(TIME_SLICE_NS, |d| d.saturating_sub(now))
                         .min(TIME_SLICE_NS);
                     apic::arm_in(crate::console::idle_ns(until));
