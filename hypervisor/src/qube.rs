@@ -40,7 +40,7 @@ pub enum LoadError {
     /// The IOMMU domain for its devices could not be set up.
     Iommu(VtdError),
     /// The Linux kernel, initramfs or command line cannot be booted.
-    Linux(bulkhead_hvcore::linux::LinuxError),
+    Linux(bulkhead_platform::boot::LinuxError),
     /// The ACPI tables did not fit.
     Acpi,
     /// Something this hypervisor cannot do (the reason).
@@ -276,7 +276,7 @@ impl Qube {
     /// Checks that the image can be loaded, without loading it.
     fn check_image(&self) -> Result<(), LoadError> {
         if self.linux.is_some() {
-            bulkhead_hvcore::linux::parse(self.image).map_err(LoadError::Linux)?;
+            bulkhead_platform::boot::parse(self.image).map_err(LoadError::Linux)?;
         } else {
             self.unikernel_plan()?;
         }

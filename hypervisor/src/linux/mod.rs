@@ -148,13 +148,6 @@ pub fn flush_console(q: &mut crate::qube::Qube) {
     }
 }
 
-// The ACPI tables describe the devices this module emulates.
-const _: () = assert!(bulkhead_hvcore::acpi_build::RTC_CENTURY == bulkhead_platform::rtc::CENTURY);
-const _: () =
-    assert!(bulkhead_hvcore::acpi_build::PM1A_EVT_PORT == bulkhead_platform::pm::PM1A_EVT);
-const _: () =
-    assert!(bulkhead_hvcore::acpi_build::PM1A_CNT_PORT == bulkhead_platform::pm::PM1A_CNT);
-
 /// Power-on PAT.
 const PAT_POWER_ON: u64 = 0x0007_0406_0007_0406;
 /// Unclaimed accesses logged per start.
