@@ -154,7 +154,10 @@ pub fn report_drops(qubes: &crate::scheduler::Qubes) {
     pump();
     let now = crate::time::now_ns();
     while let Some((id, d)) = QUEUE.with(|q| q.take_due_report(now)).flatten() {
-        let name = qubes.iter().find(|q| q.id == id).map_or("?", |q| q.name());
+        let name = qubes
+            .iter()
+            .find(|q| q.id() == id)
+            .map_or("?", |q| q.name());
         log_drops(name, d);
     }
 }

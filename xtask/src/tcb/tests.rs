@@ -268,7 +268,7 @@ fn platform_table_matches_the_tree() {
         group(
             Role::Hypervisor,
             r,
-            Path::new("/w/hypervisor/src/linux/mod.rs")
+            Path::new("/w/hypervisor/src/guest/linux/mod.rs")
         ),
         "platform"
     );
@@ -276,6 +276,15 @@ fn platform_table_matches_the_tree() {
         group(Role::Hypervisor, r, Path::new("/w/hypervisor/src/qube.rs")),
         "core"
     );
+    assert_eq!(
+        group(
+            Role::Hypervisor,
+            r,
+            Path::new("/w/hypervisor/src/guest/unikernel.rs")
+        ),
+        "core"
+    );
+    assert!(!in_platform_module("bulkhead_hypervisor::guest::unikernel::x"));
     assert_eq!(
         group(
             Role::Unikernel,

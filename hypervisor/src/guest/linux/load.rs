@@ -5,21 +5,17 @@
 //! tested); this only copies.
 
 use super::LinuxImage;
+use crate::guest::LoadError;
 use crate::memory::guest::GuestMemory;
-use crate::qube::LoadError;
 use crate::virt::LinuxEntry;
 use bulkhead_platform::{acpi, boot};
 
 /// Longest command line, with what the hypervisor appends.
 const CMDLINE_BUF: usize = 2048;
 
-/// Loads `kernel` (a bzImage) and `image` into `mem` (zeroing it first) and returns the
-/// entry state.
-pub fn load(
-    mem: &mut GuestMemory,
-    kernel: &[u8],
-    image: &LinuxImage,
-) -> Result<LinuxEntry, LoadError> {
+/// Loads `image` into `mem` (zeroing it first) and returns the entry state.
+pub fn load(mem: &mut GuestMemory, image: &LinuxImage) -> Result<LinuxEntry, LoadError> {
+    let kernel = image.kernel;
     let bz = boot::parse(kernel).map_err(LoadError::Linux)?;
     let kernel_bytes = bz
         .kernel(kernel)
