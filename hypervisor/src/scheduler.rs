@@ -131,7 +131,8 @@ impl Scheduler {
         let mut stopped_reported = false;
         loop {
             crate::arch::x86::stack::check();
-            crate::console::report_drops(&self.qubes);
+            let qubes = &self.qubes;
+            crate::console::report_drops(|id| qubes.iter().find(|q| q.id() == id).map(Qube::name));
             self.report_dma_faults();
             let mut states = self.states();
             sched::wake(&mut states, time::now_ns(), |i| {

@@ -50,7 +50,10 @@ pub struct TcbImage {
 /// each entry against the tree.
 const PLATFORM: [(&str, &str); 2] = [
     ("hypervisor/platform", "bulkhead_platform"),
-    ("hypervisor/src/guest/linux", "bulkhead_hypervisor::guest::linux"),
+    (
+        "hypervisor/src/guest/linux",
+        "bulkhead_hypervisor::guest::linux",
+    ),
 ];
 /// The unikernel runtime; unikernel code outside it belongs to the qube.
 const RUNTIME_DIR: &str = "unikernels/runtime";

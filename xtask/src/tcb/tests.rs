@@ -284,7 +284,9 @@ fn platform_table_matches_the_tree() {
         ),
         "core"
     );
-    assert!(!in_platform_module("bulkhead_hypervisor::guest::unikernel::x"));
+    assert!(!in_platform_module(
+        "bulkhead_hypervisor::guest::unikernel::x"
+    ));
     assert_eq!(
         group(
             Role::Unikernel,
