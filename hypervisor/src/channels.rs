@@ -124,7 +124,7 @@ pub fn create(
         let (la, lb) = (tables[a].len(), tables[b].len());
         let end = |side, peer, peer_local| Endpoint {
             id,
-            name: c.name.clone(),
+            name: c.name,
             host,
             side,
             peer,

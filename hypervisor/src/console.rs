@@ -149,13 +149,12 @@ pub fn idle_ns(ns: u64) -> u64 {
 }
 
 /// Pumps, then logs `qube NAME: console rate limit: N bytes dropped (L lines)` for each qube
-/// whose burst of drops is over (or has lasted a second).
-pub fn report_drops(qubes: &crate::scheduler::Qubes) {
+/// whose burst of drops is over (or has lasted a second); `name_of` names a qube by its id.
+pub fn report_drops<'a>(name_of: impl Fn(usize) -> Option<&'a str>) {
     pump();
     let now = crate::time::now_ns();
     while let Some((id, d)) = QUEUE.with(|q| q.take_due_report(now)).flatten() {
-        let name = qubes.iter().find(|q| q.id == id).map_or("?", |q| q.name());
-        log_drops(name, d);
+        log_drops(name_of(id).unwrap_or("?"), d);
     }
 }
 

@@ -17,7 +17,7 @@ mod channels;
 mod console;
 mod devices;
 mod exits;
-mod linux;
+mod guest;
 mod memory;
 mod qube;
 mod scheduler;
@@ -226,13 +226,6 @@ fn load_system(
             .unwrap_or(2),
     );
     for (id, spec) in manifest.qubes.iter().enumerate() {
-        let (image, linux) = match qube_images(&bundle, spec) {
-            Ok(found) => found,
-            Err(why) => {
-                hvlog!("qube {} not started: {why}", spec.name.as_str());
-                continue;
-            }
-        };
         let config = match spec.config.map(|i| bundle.entry(usize::from(i))) {
             None => &[][..],
             Some(Some(e)) if e.kind == bulkhead_abi::bundle::EntryKind::Config => e.data,
@@ -244,6 +237,14 @@ fn load_system(
                 continue;
             }
         };
+        let guest = match guest_of(&bundle, spec, config, backend) {
+            Ok(guest) => guest,
+            Err(why) => {
+                hvlog!("qube {} not started: {why}", spec.name.as_str());
+                continue;
+            }
+        };
+        let image_len = guest.image().len();
         let reserved = [
             bulkhead_hvcore::memmap::Region {
                 start: 0,
@@ -253,11 +254,9 @@ fn load_system(
         ];
         let devices = devices::assign::for_qube(platform, &manifest, id, &env.ram, &reserved);
         let parts = qube::Parts {
-            image,
-            config,
+            guest,
             channels: core::mem::take(&mut endpoints[id]),
             devices,
-            linux,
         };
         match qube::Qube::create(
             id,
@@ -268,7 +267,7 @@ fn load_system(
             frames,
         ) {
             Ok(q) => {
-                let host = q.mem.host();
+                let host = q.machine.mem.host();
                 hvlog!(
                     "qube {}: {} MiB at {:#x}-{:#x}, image {} ({} KiB), label {}, restart {}",
                     spec.name.as_str(),
@@ -279,7 +278,7 @@ fn load_system(
                         .entry(usize::from(spec.image))
                         .map(|e| e.name)
                         .unwrap_or("?"),
-                    image.len() / 1024,
+                    image_len / 1024,
                     spec.label.name(),
                     spec.restart.name()
                 );
@@ -291,21 +290,24 @@ fn load_system(
     }
 }
 
-/// The bundle entries a qube boots from: its ELF, or its bzImage with the initramfs and the
-/// command line.
-fn qube_images(
+/// The guest a qube boots, from its bundle entries: a unikernel's ELF (with its
+/// configuration blob), or a bzImage with the initramfs and the command line.
+fn guest_of(
     bundle: &bulkhead_abi::bundle::Bundle<'static>,
     spec: &bulkhead_abi::manifest::QubeSpec,
-) -> Result<(&'static [u8], Option<linux::LinuxImage>), &'static str> {
+    config: &'static [u8],
+    backend: &virt::Backend,
+) -> Result<guest::GuestKind, &'static str> {
     use bulkhead_abi::bundle::EntryKind;
     use bulkhead_abi::manifest::QubeKind;
+    use guest::{GuestKind, Linux, LinuxImage, Unikernel};
     let entry = |index: u16, kind: EntryKind| match bundle.entry(usize::from(index)) {
         Some(e) if e.kind == kind => Some(e.data),
         _ => None,
     };
     match spec.kind {
         QubeKind::Unikernel => entry(spec.image, EntryKind::Image)
-            .map(|image| (image, None))
+            .map(|image| GuestKind::Unikernel(Unikernel::new(image, config, backend.boot_flags())))
             .ok_or("its image is missing from the bundle"),
         QubeKind::Linux { initrd, cmdline } => {
             let kernel = entry(spec.image, EntryKind::LinuxKernel)
@@ -314,7 +316,11 @@ fn qube_images(
                 .ok_or("its initramfs is missing from the bundle")?;
             let cmdline = entry(cmdline, EntryKind::Cmdline)
                 .ok_or("its command line is missing from the bundle")?;
-            Ok((kernel, Some(linux::LinuxImage { initrd, cmdline })))
+            Ok(GuestKind::Linux(Linux::new(LinuxImage {
+                kernel,
+                initrd,
+                cmdline,
+            })))
         }
     }
 }

@@ -3,7 +3,7 @@
 //! when no qube wants it.
 
 use crate::arch::x86::{apic, cpu};
-use crate::exits::{self, Outcome, Stop};
+use crate::exits::{Outcome, Stop};
 use crate::qube::Qube;
 use crate::virt::Vcpu;
 use crate::{hvlog, time};
@@ -81,12 +81,19 @@ impl Scheduler {
             if *count > MAX_FAULT_LINES {
                 return;
             }
-            let owner = qubes
-                .iter()
-                .find(|q| q.devices.iter().any(|d| d.func.source_id() == f.source));
+            let owner = qubes.iter().find(|q| {
+                q.machine
+                    .devices
+                    .iter()
+                    .any(|d| d.func.source_id() == f.source)
+            });
             let (qube, device) = match owner {
                 Some(q) => {
-                    let d = q.devices.iter().find(|d| d.func.source_id() == f.source);
+                    let d = q
+                        .machine
+                        .devices
+                        .iter()
+                        .find(|d| d.func.source_id() == f.source);
                     (q.name(), d.map(|d| d.func))
                 }
                 None => ("no qube", None),
@@ -126,7 +133,8 @@ impl Scheduler {
         let mut stopped_reported = false;
         loop {
             crate::arch::x86::stack::check();
-            crate::console::report_drops(&self.qubes);
+            let qubes = &self.qubes;
+            crate::console::report_drops(|id| qubes.iter().find(|q| q.id() == id).map(Qube::name));
             self.report_dma_faults();
             // The run states, updated in place (a fresh copy every pass showed in the
             // round-trip figures).
@@ -135,15 +143,9 @@ impl Scheduler {
                 *s = q.state;
             }
             let (states, qubes) = (&mut self.states[..n], &self.qubes);
-            sched::wake(states, time::now_ns(), |i| qubes[i].events != 0);
+            sched::wake(states, time::now_ns(), |i| qubes[i].machine.events != 0);
             let states = &self.states[..n];
             for (q, s) in self.qubes.iter_mut().zip(states.iter()) {
-                if q.state != *s && q.in_wait_event {
-                    // Woken: `wait_event` returns the events (0 when the time ran out).
-                    q.in_wait_event = false;
-                    let events = core::mem::take(&mut q.events);
-                    q.vcpu.set_rax(events);
-                }
                 q.state = *s;
             }
             match sched::pick_next(states, self.current) {
@@ -176,12 +178,13 @@ impl Scheduler {
 
     fn run_slice(&mut self, i: usize) {
         let slice_end = time::now_ns().saturating_add(TIME_SLICE_NS);
-        let tag = self.qubes[i].vcpu.tlb_tag() as usize % TAGS;
+        let q = &mut self.qubes[i];
+        let tag = q.machine.vcpu.tlb_tag() as usize % TAGS;
         if self.tag_owner[tag] != Some(i) {
-            self.qubes[i].vcpu.flush_tlb_before_next_run();
+            q.machine.vcpu.flush_tlb_before_next_run();
             self.tag_owner[tag] = Some(i);
         }
-        self.qubes[i].vcpu.set_slice_end(slice_end);
+        q.machine.vcpu.set_slice_end(slice_end);
         loop {
             // The slice can end while the hypervisor handles an exit: its timer interrupt
             // then arrives here, not in the guest, so the clock decides, and the timer is
@@ -190,20 +193,18 @@ impl Scheduler {
             if now >= slice_end {
                 return;
             }
-            let mut until = slice_end;
-            if self.qubes[i].linux.is_some() {
-                crate::linux::prepare_entry(&mut self.qubes[i]);
-                // The guest's own timer may come first: exit then to deliver it.
-                until = crate::linux::wake_deadline(&self.qubes[i]).map_or(until, |d| d.min(until));
-            }
+            let q = &mut self.qubes[i];
+            q.before_entry();
+            // The guest's own timer may come first: exit then to deliver it.
+            let until = q.wake_deadline().map_or(slice_end, |d| d.min(slice_end));
             // Console output waiting for the UART: exit again when its FIFO has room.
             let until = crate::console::pump_until(now, until);
             // At least MIN_ENTRY_NS: the backend does not enter once the timer has fired (see
             // `SvmVcpu::enter`), so a deadline already past must still let the guest run a
             // little, or it would never run again.
             apic::arm_until(now, until.max(now + MIN_ENTRY_NS));
-            let exit = self.qubes[i].vcpu.run();
-            match exits::handle(&mut self.qubes[i], exit) {
+            let exit = q.machine.vcpu.run();
+            match q.handle_exit(exit) {
                 Outcome::Continue => {}
                 Outcome::Signal { qube, bit } => self.signal(qube, bit),
                 // Early (the guest's timer, the console, or the one-shot's rounding): the
@@ -216,11 +217,12 @@ impl Scheduler {
                 }
                 Outcome::Stop(stop) => {
                     let restarted = stop_qube(&mut self.qubes[i], &mut self.channels, stop);
-                    if restarted || self.qubes[i].spec.start == StartPolicy::OnRequest {
+                    if restarted || self.qubes[i].spec().start == StartPolicy::OnRequest {
                         // Its channels were reset: tell each peer.
                         let peers =
                             ArrayVec::<(usize, usize), MAX_CHANNELS_PER_QUBE>::try_from_iter(
                                 self.qubes[i]
+                                    .machine
                                     .channels
                                     .iter()
                                     .map(|c| (c.peer, c.peer_local)),
@@ -239,10 +241,10 @@ impl Scheduler {
     /// Raises event `bit` at the qube with manifest index `qube` (if it exists). A waiting
     /// qube becomes runnable on the scheduler's next pass; events accumulate until read.
     fn signal(&mut self, qube: usize, bit: usize) {
-        let Some(q) = self.qubes.iter_mut().find(|q| q.id == qube) else {
+        let Some(q) = self.qubes.iter_mut().find(|q| q.id() == qube) else {
             return;
         };
-        if q.state == RunState::Stopped && q.spec.start == StartPolicy::OnRequest {
+        if q.state == RunState::Stopped && q.spec().start == StartPolicy::OnRequest {
             // A disposable starts from scratch when a qube allowed to (it has a channel to
             // it) asks; its request is already in the channel.
             match q.load() {
@@ -253,20 +255,20 @@ impl Scheduler {
                 }
             }
         }
-        q.events |= 1 << (bit % 64);
+        q.machine.events |= 1 << (bit % 64);
     }
 
     fn report_all_ready(&mut self) {
         let at_boot = || {
             self.qubes
                 .iter()
-                .filter(|q| q.spec.start == StartPolicy::AtBoot)
+                .filter(|q| q.spec().start == StartPolicy::AtBoot)
         };
-        if self.all_ready_reported || !at_boot().all(|q| q.ready) {
+        if self.all_ready_reported || !at_boot().all(|q| q.machine.ready) {
             return;
         }
         self.all_ready_reported = true;
-        let exits: u64 = at_boot().map(|q| q.vcpu.exit_count()).sum();
+        let exits: u64 = at_boot().map(|q| q.machine.vcpu.exit_count()).sum();
         let ms = time::now_ns() / 1_000_000;
         hvlog!(
             "all {} qubes ready: {exits} VM exits, {ms} ms since boot",
@@ -280,16 +282,14 @@ impl Scheduler {
 fn stop_qube(q: &mut Qube, channels: &mut Option<crate::channels::Regions>, stop: Stop) -> bool {
     let mut reset_channels = |q: &Qube| {
         if let Some(regions) = channels.as_mut() {
-            for c in q.channels.iter() {
+            for c in q.machine.channels.iter() {
                 regions.reset(c.id);
             }
         }
     };
-    crate::linux::flush_console(q);
-    let (name, label) = (q.spec.name.clone(), q.spec.label);
-    q.console
-        .flush(|line| crate::console::qube_line(q.id, &name, label, line));
-    crate::console::report_drops_now(q.id, &name);
+    q.on_stop();
+    let name = q.spec().name;
+    crate::console::report_drops_now(q.id(), &name);
     let failed = match stop {
         Stop::Exited(status) => {
             // Signed: a qube's exit(-1) is status -1 (docs/console.md).
@@ -302,26 +302,26 @@ fn stop_qube(q: &mut Qube, channels: &mut Option<crate::channels::Regions>, stop
         }
     };
     q.state = RunState::Stopped;
-    for d in q.devices.iter_mut() {
+    for d in q.machine.devices.iter_mut() {
         d.quiesce();
     }
-    if q.spec.start == StartPolicy::OnRequest {
+    if q.spec().start == StartPolicy::OnRequest {
         // A disposable leaves nothing behind: its memory is zeroed and read back, and its
         // channels start over (the requester sees the reset).
         let nonzero = q.wipe();
         reset_channels(q);
         hvlog!(
             "qube {name}: memory wiped ({} MiB), read back: {}",
-            q.spec.memory_mib,
+            q.spec().memory_mib,
             if nonzero == 0 { "all zero" } else { "NOT ZERO" }
         );
         if nonzero != 0 {
             hvlog!("qube {name}: {nonzero} bytes still non-zero; it will not start again");
-            q.spec.start = StartPolicy::AtBoot;
+            q.machine.spec.start = StartPolicy::AtBoot;
         }
         return false;
     }
-    if !q.spec.restart.restarts(failed) {
+    if !q.spec().restart.restarts(failed) {
         return false;
     }
     if !sched::may_restart(q.restarts) {

@@ -6,15 +6,14 @@
 //! - [`memmap`]: the physical memory map and the frame allocator.
 //! - [`elf`]: validating ELF64 images and planning their load.
 //! - [`unikernel`]: where a unikernel's image, configuration, heap, stack, boot info, page
-//!   tables, channel windows and device pieces go in its memory (as [`linux`] for Linux).
+//!   tables, channel windows and device pieces go in its memory (as
+//!   `bulkhead_platform::boot` plans it for Linux).
 //! - [`paging`]: building 4-level page tables (guest, NPT; EPT formats plug in).
 //! - [`acpi`]: reading the firmware's RSDP, RSDT/XSDT, MCFG and DMAR.
 //! - [`pci`]: BAR and capability decoding, and the configuration-space filter of an
 //!   assigned device.
 //! - [`vtd`]: Intel VT-d registers, root and context entries, second-level tables, fault
 //!   records, and the write order and cache lines of a table update.
-//! - [`linux`]: the 64-bit boot protocol plan of a Linux qube (setup header, zero page).
-//! - [`acpi_build`]: the ACPI tables a Linux qube boots with (MADT, FADT, DSDT).
 //! - [`console`]: per-qube line buffering and sanitising of guest console output, and the
 //!   output queue with its per-qube limits (`console::queue`).
 //! - [`sched`]: qube run states, time slices and the restart policy.
@@ -24,7 +23,6 @@
 #![forbid(unsafe_code)]
 
 pub mod acpi;
-pub mod acpi_build;
 pub mod bootinfo;
 pub mod console;
 
@@ -37,7 +35,6 @@ pub mod collections {
     };
 }
 pub mod elf;
-pub mod linux;
 pub mod memmap;
 pub mod paging;
 pub mod pci;
@@ -53,7 +50,8 @@ pub const PAGE_SIZE: u64 = 4096;
 /// Size of a large page.
 pub const LARGE_PAGE_SIZE: u64 = 2 * 1024 * 1024;
 
-/// A range of guest-physical memory (the layouts of [`linux`] and [`unikernel`]).
+/// A range of guest-physical memory (the layouts of [`unikernel`] and of Linux qubes,
+/// `bulkhead_platform::boot`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct Range {
     /// First byte.

@@ -1,8 +1,12 @@
 //! The guest platform of Linux qubes: everything an unmodified Linux kernel needs from its
 //! machine besides RAM and a CPU, and nothing more. Each device is a pure state machine; the
-//! hypervisor (`hypervisor/src/linux/`) feeds it the guest's port and MMIO accesses and asks
-//! it which interrupt to inject.
+//! hypervisor (`hypervisor/src/guest/linux/`) feeds it the guest's port and MMIO accesses and
+//! asks it which interrupt to inject.
 //!
+//! - [`boot`]: the 64-bit boot protocol: a bzImage's setup header checked, the layout of the
+//!   qube's memory planned, the zero page, GDT and identity page tables.
+//! - [`acpi`]: the ACPI tables the kernel finds its devices through (RSDP, XSDT, MADT, FADT,
+//!   DSDT).
 //! - [`decode`]: the x86-64 MOV forms Linux uses for MMIO, decoded from the instruction bytes.
 //! - [`lapic`]: the local APIC (xAPIC registers, its timer in one-shot, periodic and
 //!   TSC-deadline modes).
@@ -19,6 +23,8 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod acpi;
+pub mod boot;
 pub mod cpuid;
 pub mod decode;
 pub mod ioapic;

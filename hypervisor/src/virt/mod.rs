@@ -69,8 +69,8 @@ pub const LINUX_OWN_MSRS: [u32; 10] = [
     0xC000_0102, // FS_BASE, GS_BASE, KERNEL_GS_BASE
 ];
 
-/// The state a Linux qube starts in (the 64-bit boot protocol; `bulkhead_hvcore::linux`).
-pub use bulkhead_hvcore::linux::EntryState as LinuxEntry;
+/// The state a Linux qube starts in (the 64-bit boot protocol; `bulkhead_platform::boot`).
+pub use bulkhead_platform::boot::EntryState as LinuxEntry;
 
 /// An event injected into the guest at its next entry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -237,8 +237,8 @@ mod tests {
     fn owners_of_demangled_paths() {
         let cases = [
             (
-                "bulkhead_hvcore::linux::boot::params",
-                "bulkhead_hvcore::linux::boot::params",
+                "bulkhead_platform::boot::zero_page",
+                "bulkhead_platform::boot::zero_page",
             ),
             ("core::fmt::write", "core::fmt::write"),
             ("<core::fmt::Formatter>::pad", "core::fmt::Formatter"),

@@ -258,16 +258,17 @@ fn platform_table_matches_the_tree() {
         want.extend(inner.iter().map(|c| c.to_string_lossy().into_owned()));
         assert_eq!(module, want.join("::"), "{dir}");
     }
-    assert!(in_platform_module("bulkhead_hvcore::linux::boot::params"));
+    assert!(in_platform_module("bulkhead_platform::boot::zero_page"));
     assert!(in_platform_module("bulkhead_platform::pic::Pic"));
-    assert!(!in_platform_module("bulkhead_hvcore::linuxish::x"));
+    assert!(!in_platform_module("bulkhead_platformish::x"));
+    assert!(!in_platform_module("bulkhead_hvcore::unikernel::plan"));
     assert!(!in_platform_module("bulkhead_hvcore::paging::map"));
     let r = Path::new("/w");
     assert_eq!(
         group(
             Role::Hypervisor,
             r,
-            Path::new("/w/hypervisor/src/linux/mod.rs")
+            Path::new("/w/hypervisor/src/guest/linux/mod.rs")
         ),
         "platform"
     );
@@ -275,6 +276,17 @@ fn platform_table_matches_the_tree() {
         group(Role::Hypervisor, r, Path::new("/w/hypervisor/src/qube.rs")),
         "core"
     );
+    assert_eq!(
+        group(
+            Role::Hypervisor,
+            r,
+            Path::new("/w/hypervisor/src/guest/unikernel.rs")
+        ),
+        "core"
+    );
+    assert!(!in_platform_module(
+        "bulkhead_hypervisor::guest::unikernel::x"
+    ));
     assert_eq!(
         group(
             Role::Unikernel,

@@ -4,12 +4,12 @@
 //! triple fault, string I/O, an undecodable MMIO instruction, an entry the CPU refuses)
 //! stops that qube alone.
 
-use super::LinuxGuest;
+use super::Linux;
 use crate::arch::x86::cpu;
 use crate::exits::{Fault, Outcome, Stop};
+use crate::guest::Machine;
 use crate::hvlog;
-use crate::qube::Qube;
-use crate::virt::{Event, Exit, Vcpu};
+use crate::virt::{AnyVcpu, Event, Exit, Vcpu};
 use bulkhead_platform::msr::{self, EmulatedMsr, MsrPolicy};
 use bulkhead_platform::pci::PciEffect;
 use bulkhead_platform::pm::{Pm, PmEffect};
@@ -23,43 +23,35 @@ const GP: u8 = 13;
 /// The local APIC's base as IA32_APIC_BASE reports it: enabled, bootstrap processor.
 const APIC_BASE_MSR: u64 = bulkhead_platform::lapic::LAPIC_BASE | 1 << 11 | 1 << 8;
 
-/// Handles one exit of Linux qube `q`.
-pub fn handle(q: &mut Qube, exit: Exit) -> Outcome {
-    let rip = q.vcpu.rip();
+/// Handles one exit of the Linux guest `g` running on `m`.
+pub fn handle(g: &mut Linux, m: &mut Machine, exit: Exit) -> Outcome {
+    let rip = m.vcpu.rip();
     let stop = |f| Outcome::Stop(Stop::Fault(f));
-    let Some(g) = q.linux.as_mut() else {
-        return stop(Fault::InvalidState { rip });
-    };
     match exit {
         Exit::Interrupt => Outcome::Preempted,
         Exit::InterruptWindow => {
-            q.vcpu.set_interrupt_window(false);
+            m.vcpu.set_interrupt_window(false);
             Outcome::Continue
         }
         Exit::Halt => {
             g.stats.hlt += 1;
-            q.vcpu.skip_instruction(&exit);
+            m.vcpu.skip_instruction(&exit);
             if g.lapic.pending().is_some() {
                 Outcome::Continue
             } else {
-                Outcome::Wait(super::irq::guest_deadline(g))
+                Outcome::Wait(g.timer_deadline())
             }
         }
         Exit::Cpuid => {
             g.stats.cpuid += 1;
-            let leaf = q.vcpu.gpr(0) as u32;
-            let sub = q.vcpu.gpr(1) as u32;
             let guest = bulkhead_platform::cpuid::GuestCpu {
-                xcr0_allowed: q.vcpu.xcr0_allowed(),
-                xcr0: q.vcpu.xcr0(),
-                cr4: q.vcpu.paging().cr4,
+                xcr0_allowed: m.vcpu.xcr0_allowed(),
+                xcr0: m.vcpu.xcr0(),
+                cr4: m.vcpu.paging().cr4,
                 platform: true,
             };
-            let r = super::guest_cpuid(leaf, sub, &guest);
-            for (reg, v) in [(0, r.eax), (3, r.ebx), (1, r.ecx), (2, r.edx)] {
-                q.vcpu.set_gpr(reg, u64::from(v));
-            }
-            q.vcpu.skip_instruction(&exit);
+            crate::guest::answer_cpuid(&mut m.vcpu, &guest);
+            m.vcpu.skip_instruction(&exit);
             Outcome::Continue
         }
         Exit::Io {
@@ -78,27 +70,27 @@ pub fn handle(q: &mut Qube, exit: Exit) -> Outcome {
             }
             let effect = if input {
                 let v = port_read(g, port, size);
-                let old = q.vcpu.gpr(0);
+                let old = m.vcpu.gpr(0);
                 let new = match size {
                     1 => (old & !0xFF) | u64::from(v & 0xFF),
                     2 => (old & !0xFFFF) | u64::from(v & 0xFFFF),
                     _ => u64::from(v),
                 };
-                q.vcpu.set_gpr(0, new);
+                m.vcpu.set_gpr(0, new);
                 PortEffect::None
             } else {
-                port_write(g, port, size, q.vcpu.gpr(0) as u32)
+                port_write(g, port, size, m.vcpu.gpr(0) as u32)
             };
             g.sync_lines();
-            q.vcpu.skip_instruction(&exit);
-            super::flush_console(q);
+            m.vcpu.skip_instruction(&exit);
+            g.flush_console(m);
             match effect {
                 PortEffect::None => Outcome::Continue,
                 PortEffect::PowerOff => {
-                    hvlog!("qube {} powered off (ACPI S5)", q.spec.name);
+                    hvlog!("qube {} powered off (ACPI S5)", m.spec.name);
                     Outcome::Stop(Stop::Exited(0))
                 }
-                PortEffect::Doorbell(local) => match q.channels.get(usize::from(local)) {
+                PortEffect::Doorbell(local) => match m.channels.get(usize::from(local)) {
                     Some(c) => Outcome::Signal {
                         qube: c.peer,
                         bit: c.peer_local,
@@ -109,26 +101,26 @@ pub fn handle(q: &mut Qube, exit: Exit) -> Outcome {
         }
         Exit::Msr { index, write } => {
             g.stats.msr += 1;
-            msr_access(q, index, write, &exit)
+            msr_access(g, m, index, write, &exit)
         }
         Exit::NestedPageFault { gpa, fetch, .. } => {
-            let outcome = super::mmio::access(g, &mut q.vcpu, &mut q.mem, gpa, fetch);
+            let outcome = super::mmio::access(g, &mut m.vcpu, &mut m.mem, gpa, fetch);
             g.sync_lines();
             outcome
         }
         Exit::Wbinvd => {
             // Caches are coherent for everything a qube can reach; nothing to do.
-            q.vcpu.skip_instruction(&exit);
+            m.vcpu.skip_instruction(&exit);
             Outcome::Continue
         }
         Exit::Xsetbv => {
             // XCR0 within what CPUID leaf 0xD offers, at CPL 0; else #GP, as a CPU would.
-            let index = q.vcpu.gpr(1) as u32;
-            let value = (q.vcpu.gpr(2) << 32) | (q.vcpu.gpr(0) & 0xFFFF_FFFF);
-            if q.vcpu.cpl() == 0 && q.vcpu.set_xcr0(index, value) {
-                q.vcpu.skip_instruction(&exit);
+            let index = m.vcpu.gpr(1) as u32;
+            let value = (m.vcpu.gpr(2) << 32) | (m.vcpu.gpr(0) & 0xFFFF_FFFF);
+            if m.vcpu.cpl() == 0 && m.vcpu.set_xcr0(index, value) {
+                m.vcpu.skip_instruction(&exit);
             } else {
-                q.vcpu.inject(Event::Exception {
+                m.vcpu.inject(Event::Exception {
                     vector: GP,
                     error: Some(0),
                 });
@@ -138,7 +130,7 @@ pub fn handle(q: &mut Qube, exit: Exit) -> Outcome {
         Exit::Forbidden(what @ "task switch") => stop(Fault::Forbidden { what, rip }),
         Exit::Hypercall | Exit::Forbidden(_) => {
             // What the guest was told it does not have: as on a CPU without it.
-            q.vcpu.inject(Event::Exception {
+            m.vcpu.inject(Event::Exception {
                 vector: UD,
                 error: None,
             });
@@ -151,7 +143,7 @@ pub fn handle(q: &mut Qube, exit: Exit) -> Outcome {
 }
 
 /// Counts a port access by the device it reaches.
-fn count_port(g: &mut LinuxGuest, port: u16, input: bool) {
+fn count_port(g: &mut Linux, port: u16, input: bool) {
     let claimed_by_pci = g.pci.claims(port);
     let p = &mut g.stats.ports;
     let counter = match port {
@@ -174,7 +166,7 @@ enum PortEffect {
     Doorbell(u8),
 }
 
-fn port_read(g: &mut LinuxGuest, port: u16, size: u8) -> u32 {
+fn port_read(g: &mut Linux, port: u16, size: u8) -> u32 {
     match port {
         p if (COM1_BASE..COM1_BASE + 8).contains(&p) => {
             u32::from(g.uart.read((p - COM1_BASE) as u8))
@@ -195,7 +187,7 @@ fn port_read(g: &mut LinuxGuest, port: u16, size: u8) -> u32 {
     }
 }
 
-fn port_write(g: &mut LinuxGuest, port: u16, size: u8, value: u32) -> PortEffect {
+fn port_write(g: &mut Linux, port: u16, size: u8, value: u32) -> PortEffect {
     match port {
         p if (COM1_BASE..COM1_BASE + 8).contains(&p) => {
             if let Some(b) = g.uart.write((p - COM1_BASE) as u8, value as u8) {
@@ -223,11 +215,8 @@ fn port_write(g: &mut LinuxGuest, port: u16, size: u8, value: u32) -> PortEffect
     PortEffect::None
 }
 
-fn msr_access(q: &mut Qube, index: u32, write: bool, exit: &Exit) -> Outcome {
-    let value = (q.vcpu.gpr(2) << 32) | (q.vcpu.gpr(0) & 0xFFFF_FFFF);
-    let Some(g) = q.linux.as_mut() else {
-        return Outcome::Continue;
-    };
+fn msr_access(g: &mut Linux, m: &mut Machine, index: u32, write: bool, exit: &Exit) -> Outcome {
+    let value = (m.vcpu.gpr(2) << 32) | (m.vcpu.gpr(0) & 0xFFFF_FFFF);
     let now = cpu::rdtsc();
     let read: Option<u64> = match msr::policy(index) {
         MsrPolicy::Emulated(e) => match (e, write) {
@@ -236,7 +225,7 @@ fn msr_access(q: &mut Qube, index: u32, write: bool, exit: &Exit) -> Outcome {
                 if value != APIC_BASE_MSR {
                     hvlog!(
                         "qube {}: IA32_APIC_BASE write {value:#x} ignored",
-                        q.spec.name
+                        m.spec.name
                     );
                 }
                 None
@@ -250,38 +239,38 @@ fn msr_access(q: &mut Qube, index: u32, write: bool, exit: &Exit) -> Outcome {
             (EmulatedMsr::Pat, false) => Some(g.pat),
             (EmulatedMsr::Pat, true) => {
                 if !msr::pat_is_valid(value) {
-                    return inject_gp(q);
+                    return inject_gp(&mut m.vcpu);
                 }
                 g.pat = value;
-                q.vcpu.set_pat(value);
+                m.vcpu.set_pat(value);
                 None
             }
-            (EmulatedMsr::Efer, false) => Some(q.vcpu.paging().efer),
+            (EmulatedMsr::Efer, false) => Some(m.vcpu.paging().efer),
             (EmulatedMsr::Efer, true) => {
-                if !msr::efer_write_ok(q.vcpu.paging().efer, value) {
-                    return inject_gp(q);
+                if !msr::efer_write_ok(m.vcpu.paging().efer, value) {
+                    return inject_gp(&mut m.vcpu);
                 }
-                q.vcpu.set_efer(value);
+                m.vcpu.set_efer(value);
                 None
             }
             // Writing the TSC is ignored: it is the host's, shared by every qube.
             (EmulatedMsr::Tsc, true) => None,
         },
         MsrPolicy::Constant(v) => (!write).then_some(v),
-        MsrPolicy::PassThrough | MsrPolicy::Fault => return inject_gp(q),
+        MsrPolicy::PassThrough | MsrPolicy::Fault => return inject_gp(&mut m.vcpu),
     };
     if let Some(v) = read {
-        q.vcpu.set_gpr(0, v & 0xFFFF_FFFF);
-        q.vcpu.set_gpr(2, v >> 32);
+        m.vcpu.set_gpr(0, v & 0xFFFF_FFFF);
+        m.vcpu.set_gpr(2, v >> 32);
     }
-    q.vcpu.skip_instruction(exit);
+    m.vcpu.skip_instruction(exit);
     Outcome::Continue
 }
 
 /// #GP(0) into the guest for an MSR access a real CPU would refuse; the instruction is not
 /// skipped (the guest's exception handler decides).
-fn inject_gp(q: &mut Qube) -> Outcome {
-    q.vcpu.inject(Event::Exception {
+fn inject_gp(vcpu: &mut AnyVcpu) -> Outcome {
+    vcpu.inject(Event::Exception {
         vector: GP,
         error: Some(0),
     });

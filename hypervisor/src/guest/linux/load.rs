@@ -1,33 +1,29 @@
 //! Loading a Linux qube: the bzImage's protected-mode kernel, the initramfs and the command
 //! line into zeroed memory, with the boot structures the 64-bit boot protocol wants (zero
 //! page with e820 map and RSDP, GDT, identity page tables) and the platform's ACPI tables.
-//! The layout and the structures are `bulkhead_hvcore::linux` and `::acpi_build` (pure,
+//! The layout and the structures are `bulkhead_platform::boot` and `::acpi` (pure,
 //! tested); this only copies.
 
 use super::LinuxImage;
+use crate::guest::LoadError;
 use crate::memory::guest::GuestMemory;
-use crate::qube::LoadError;
 use crate::virt::LinuxEntry;
-use bulkhead_hvcore::{acpi_build, linux};
+use bulkhead_platform::{acpi, boot};
 
 /// Longest command line, with what the hypervisor appends.
 const CMDLINE_BUF: usize = 2048;
 
-/// Loads `kernel` (a bzImage) and `image` into `mem` (zeroing it first) and returns the
-/// entry state.
-pub fn load(
-    mem: &mut GuestMemory,
-    kernel: &[u8],
-    image: &LinuxImage,
-) -> Result<LinuxEntry, LoadError> {
-    let bz = linux::parse(kernel).map_err(LoadError::Linux)?;
+/// Loads `image` into `mem` (zeroing it first) and returns the entry state.
+pub fn load(mem: &mut GuestMemory, image: &LinuxImage) -> Result<LinuxEntry, LoadError> {
+    let kernel = image.kernel;
+    let bz = boot::parse(kernel).map_err(LoadError::Linux)?;
     let kernel_bytes = bz
         .kernel(kernel)
-        .ok_or(LoadError::Linux(linux::LinuxError::KernelOutsideFile))?;
+        .ok_or(LoadError::Linux(boot::LinuxError::KernelOutsideFile))?;
     let mut cmdline = [0u8; CMDLINE_BUF];
     let cmdline_len = compose_cmdline(&mut cmdline, image.cmdline, crate::time::tsc_khz())
-        .ok_or(LoadError::Linux(linux::LinuxError::CmdlineTooLong))?;
-    let layout = linux::plan(
+        .ok_or(LoadError::Linux(boot::LinuxError::CmdlineTooLong))?;
+    let layout = boot::plan(
         &bz,
         mem.size(),
         cmdline_len as u64,
@@ -37,17 +33,17 @@ pub fn load(
     let initrd = image.initrd;
     mem.with_bytes(|m| -> Result<LinuxEntry, LoadError> {
         m.fill(0);
-        let at = |r: &linux::Range| r.start as usize..r.end() as usize;
+        let at = |r: &boot::Range| r.start as usize..r.end() as usize;
         m[layout.kernel.start as usize..][..kernel_bytes.len()].copy_from_slice(kernel_bytes);
         m[at(&layout.initrd)].copy_from_slice(initrd);
         m[layout.cmdline.start as usize..][..cmdline_len].copy_from_slice(&cmdline[..cmdline_len]);
-        m[layout.gdt.start as usize..][..32].copy_from_slice(&linux::gdt_bytes());
-        let tables = acpi_build::build(&mut m[at(&layout.acpi)], layout.acpi.start)
+        m[layout.gdt.start as usize..][..32].copy_from_slice(&boot::gdt_bytes());
+        let tables = acpi::build(&mut m[at(&layout.acpi)], layout.acpi.start)
             .map_err(|_| LoadError::Acpi)?;
-        let zp = linux::zero_page(kernel, &bz, &layout, &layout.e820(), Some(tables.rsdp))
+        let zp = boot::zero_page(kernel, &bz, &layout, &layout.e820(), Some(tables.rsdp))
             .map_err(LoadError::Linux)?;
         m[at(&layout.zero_page)].copy_from_slice(&zp);
-        linux::build_page_tables(&mut m[at(&layout.page_tables)], &layout)
+        boot::build_page_tables(&mut m[at(&layout.page_tables)], &layout)
             .map_err(LoadError::Linux)?;
         Ok(layout.entry_state())
     })

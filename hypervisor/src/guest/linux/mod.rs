@@ -1,6 +1,7 @@
 //! Linux qubes: an unmodified kernel booted with the 64-bit boot protocol (`load`) on the
-//! guest platform of `bulkhead_platform` (its devices are pure state machines; this module
-//! feeds them the guest's exits and injects the interrupts they raise).
+//! guest platform of `bulkhead_platform` (its devices, boot structures and ACPI tables are
+//! pure and host-tested; this module, the platform's only privileged part, feeds the devices
+//! the guest's exits and injects the interrupts they raise).
 //!
 //! - `load`: kernel, initramfs, command line, boot structures and ACPI tables into the
 //!   qube's zeroed memory.
@@ -14,12 +15,9 @@ mod irq;
 mod load;
 mod mmio;
 
-pub use exits::handle;
-pub use irq::{prepare_entry, wake_deadline};
-pub use load::load;
-
-use crate::channels::Endpoints;
-use crate::virt::Vcpu;
+use super::{Guest, LoadError, Machine};
+use crate::exits::Outcome;
+use crate::virt::{Exit, Vcpu};
 use bulkhead_abi::guest_pci::InfoCap;
 use bulkhead_platform::ioapic::IoApic;
 use bulkhead_platform::lapic::LocalApic;
@@ -31,6 +29,8 @@ use bulkhead_platform::uart::Uart;
 /// The bundle entries a Linux qube boots from.
 #[derive(Clone, Copy, Debug)]
 pub struct LinuxImage {
+    /// The kernel (a bzImage).
+    pub kernel: &'static [u8],
     /// The initramfs.
     pub initrd: &'static [u8],
     /// The kernel command line from the system description (the hypervisor appends
@@ -79,7 +79,7 @@ pub struct ExitStats {
 }
 
 /// The virtual machine around a Linux qube's vCPU.
-pub struct LinuxGuest {
+pub struct Linux {
     /// What it boots.
     pub image: LinuxImage,
     lapic: LocalApic,
@@ -105,27 +105,92 @@ pub struct LinuxGuest {
 /// The console line with which the agent says the AppVM is ready (`linux-appvm/agent`).
 pub const READY_LINE: &[u8] = b"agent: ready";
 
-/// Moves what the UART transmitted to the qube's console, and notices the agent's ready
-/// line: the qube is then ready, reported with its exits and time since its start.
-pub fn flush_console(q: &mut crate::qube::Qube) {
-    let Some(g) = q.linux.as_mut() else { return };
-    let (id, name, label) = (q.id, q.spec.name.clone(), q.spec.label);
-    let mut ready = false;
-    while let Some(b) = g.tx.pop_front() {
-        q.console.push(&[b], |line| {
-            ready |= line.starts_with(READY_LINE);
-            crate::console::qube_line(id, &name, label, line)
-        });
+/// Power-on PAT.
+const PAT_POWER_ON: u64 = 0x0007_0406_0007_0406;
+/// Unclaimed accesses logged per start.
+const MAX_UNCLAIMED_LINES: u32 = 8;
+
+impl Linux {
+    /// The platform for a qube booting `image`, its devices at power-on (the channel
+    /// devices are plugged in at each start).
+    pub fn new(image: LinuxImage) -> Linux {
+        Linux {
+            image,
+            lapic: LocalApic::new(0, 1, 1),
+            ioapic: IoApic::new(0),
+            uart: Uart::new(),
+            pci: PciBus::new(),
+            pm: Pm::new(),
+            rtc: Rtc::new(),
+            pat: PAT_POWER_ON,
+            stats: ExitStats::default(),
+            started_tsc: 0,
+            exits_at_start: 0,
+            unclaimed_logged: 0,
+            tx: bulkhead_hvcore::collections::BoundedDeque::new(),
+        }
     }
-    if ready && !q.ready {
-        q.ready = true;
-        let s = g.stats;
-        let ticks = crate::arch::x86::cpu::rdtsc().wrapping_sub(g.started_tsc);
+
+    /// Every device back to its power-on state, with one channel device per channel of
+    /// `m` (a start or restart).
+    fn reset(&mut self, m: &Machine) {
+        self.exits_at_start = m.vcpu.exit_count();
+        let khz = crate::time::tsc_khz();
+        // The APIC timer's input clock: 1 GHz nominal; Linux measures it against the TSC.
+        self.lapic = LocalApic::new(0, khz, 1_000_000);
+        self.ioapic = IoApic::new(0);
+        self.uart = Uart::new();
+        self.pm = Pm::new();
+        self.rtc = Rtc::new();
+        self.pci = PciBus::new();
+        for (local, c) in m.channels.iter().enumerate() {
+            let dev = ChannelDevice {
+                local: local as u8,
+                bar0: crate::channels::Endpoint::window(local),
+                region_size: c.host.len(),
+                info: InfoCap {
+                    side: c.side as u8,
+                    size: c.host.len() as u32,
+                    name: c.name,
+                },
+            };
+            if !self.pci.add_channel(dev) {
+                crate::hvlog!("linux: channel {} has no PCI slot", c.name.as_str());
+            }
+        }
+        self.pat = PAT_POWER_ON;
+        self.stats = ExitStats::default();
+        self.started_tsc = crate::arch::x86::cpu::rdtsc();
+        self.unclaimed_logged = 0;
+    }
+
+    /// Whether another unclaimed access may still be logged (counts it).
+    fn may_log_unclaimed(&mut self) -> bool {
+        self.unclaimed_logged += 1;
+        self.unclaimed_logged <= MAX_UNCLAIMED_LINES
+    }
+
+    /// Moves what the UART transmitted to the qube's console, and notices the agent's ready
+    /// line: the qube is then ready, reported with its exits and time since its start.
+    fn flush_console(&mut self, m: &mut Machine) {
+        let mut ready = false;
+        while let Some(b) = self.tx.pop_front() {
+            m.console_write(&[b], |line| ready |= line.starts_with(READY_LINE));
+        }
+        if ready && !m.ready {
+            m.set_ready();
+            self.report_ready(m);
+        }
+    }
+
+    /// The ready report: exits by kind and time since the start.
+    fn report_ready(&self, m: &Machine) {
+        let (name, s) = (m.spec.name.as_str(), self.stats);
+        let ticks = crate::arch::x86::cpu::rdtsc().wrapping_sub(self.started_tsc);
         let ms = crate::time::ticks_to_ns(ticks) / 1_000_000;
-        crate::hvlog!("qube {name} ready");
         crate::hvlog!(
             "qube {name}: agent ready after {} VM exits (I/O {}, MMIO {}, MSR {}, CPUID {}, HLT {}; {} interrupts injected), {ms} ms after its start",
-            q.vcpu.exit_count().wrapping_sub(g.exits_at_start),
+            m.vcpu.exit_count().wrapping_sub(self.exits_at_start),
             s.io,
             s.mmio,
             s.msr,
@@ -148,95 +213,33 @@ pub fn flush_console(q: &mut crate::qube::Qube) {
     }
 }
 
-// The ACPI tables describe the devices this module emulates.
-const _: () = assert!(bulkhead_hvcore::acpi_build::RTC_CENTURY == bulkhead_platform::rtc::CENTURY);
-const _: () =
-    assert!(bulkhead_hvcore::acpi_build::PM1A_EVT_PORT == bulkhead_platform::pm::PM1A_EVT);
-const _: () =
-    assert!(bulkhead_hvcore::acpi_build::PM1A_CNT_PORT == bulkhead_platform::pm::PM1A_CNT);
-
-/// Power-on PAT.
-const PAT_POWER_ON: u64 = 0x0007_0406_0007_0406;
-/// Unclaimed accesses logged per start.
-const MAX_UNCLAIMED_LINES: u32 = 8;
-
-impl LinuxGuest {
-    /// The platform for a qube booting `image` with `channels`.
-    pub fn new(image: LinuxImage, channels: &Endpoints) -> LinuxGuest {
-        let mut g = LinuxGuest {
-            image,
-            lapic: LocalApic::new(0, 1, 1),
-            ioapic: IoApic::new(0),
-            uart: Uart::new(),
-            pci: PciBus::new(),
-            pm: Pm::new(),
-            rtc: Rtc::new(),
-            pat: PAT_POWER_ON,
-            stats: ExitStats::default(),
-            started_tsc: 0,
-            exits_at_start: 0,
-            unclaimed_logged: 0,
-            tx: bulkhead_hvcore::collections::BoundedDeque::new(),
-        };
-        g.reset(channels, 0);
-        g
+impl Guest for Linux {
+    fn check(&self, _m: &Machine) -> Result<(), LoadError> {
+        bulkhead_platform::boot::parse(self.image.kernel)
+            .map(|_| ())
+            .map_err(LoadError::Linux)
     }
 
-    /// Every device back to its power-on state (a start or restart); `exits` is the vCPU's
-    /// exit count now.
-    pub fn reset(&mut self, channels: &Endpoints, exits: u64) {
-        self.exits_at_start = exits;
-        let khz = crate::time::tsc_khz();
-        // The APIC timer's input clock: 1 GHz nominal; Linux measures it against the TSC.
-        self.lapic = LocalApic::new(0, khz, 1_000_000);
-        self.ioapic = IoApic::new(0);
-        self.uart = Uart::new();
-        self.pm = Pm::new();
-        self.rtc = Rtc::new();
-        self.pci = PciBus::new();
-        for (local, c) in channels.iter().enumerate() {
-            let dev = ChannelDevice {
-                local: local as u8,
-                bar0: crate::channels::Endpoint::window(local),
-                region_size: c.host.len(),
-                info: InfoCap {
-                    side: c.side as u8,
-                    size: c.host.len() as u32,
-                    name: c.name.clone(),
-                },
-            };
-            if !self.pci.add_channel(dev) {
-                crate::hvlog!("linux: channel {} has no PCI slot", c.name.as_str());
-            }
-        }
-        self.pat = PAT_POWER_ON;
-        self.stats = ExitStats::default();
-        self.started_tsc = crate::arch::x86::cpu::rdtsc();
-        self.unclaimed_logged = 0;
+    fn load(&mut self, m: &mut Machine, _restarts: u32) -> Result<(), LoadError> {
+        let entry = load::load(&mut m.mem, &self.image)?;
+        self.reset(m);
+        m.vcpu.reset_linux(&entry);
+        Ok(())
     }
 
-    /// Whether another unclaimed access may still be logged (counts it).
-    fn may_log_unclaimed(&mut self) -> bool {
-        self.unclaimed_logged += 1;
-        self.unclaimed_logged <= MAX_UNCLAIMED_LINES
+    fn handle_exit(&mut self, m: &mut Machine, exit: Exit) -> Outcome {
+        exits::handle(self, m, exit)
     }
-}
 
-/// The answer to CPUID (`leaf`, `sub`) for `guest`: the policy of
-/// `bulkhead_platform::cpuid` over this CPU's own answers.
-pub fn guest_cpuid(
-    leaf: u32,
-    sub: u32,
-    guest: &bulkhead_platform::cpuid::GuestCpu,
-) -> bulkhead_platform::cpuid::CpuidResult {
-    let host = |l, s| {
-        let r = crate::arch::x86::cpu::cpuid(l, s);
-        bulkhead_platform::cpuid::CpuidResult {
-            eax: r.eax,
-            ebx: r.ebx,
-            ecx: r.ecx,
-            edx: r.edx,
-        }
-    };
-    bulkhead_platform::cpuid::guest_cpuid(leaf, sub, host, crate::time::tsc_khz(), guest)
+    fn before_entry(&mut self, m: &mut Machine) {
+        self.prepare_entry(m);
+    }
+
+    fn wake_deadline(&self) -> Option<u64> {
+        self.timer_deadline()
+    }
+
+    fn on_stop(&mut self, m: &mut Machine) {
+        self.flush_console(m);
+    }
 }

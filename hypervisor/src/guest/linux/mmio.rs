@@ -4,7 +4,7 @@
 //! forms of `bulkhead_platform::decode`), performed on the device, and skipped.
 //! Addresses no device claims read as all-ones and ignore writes, as on a PC bus.
 
-use super::LinuxGuest;
+use super::Linux;
 use crate::arch::x86::cpu;
 use crate::exits::{Fault, Outcome, Stop};
 use crate::hvlog;
@@ -19,7 +19,7 @@ const PAGE: u64 = 4096;
 
 /// Handles an access to guest-physical `gpa` outside the qube's memory.
 pub fn access(
-    g: &mut LinuxGuest,
+    g: &mut Linux,
     vcpu: &mut AnyVcpu,
     mem: &mut GuestMemory,
     gpa: u64,
@@ -95,7 +95,7 @@ fn fetch_instruction(
     (got > 0).then_some(got)
 }
 
-fn read(g: &mut LinuxGuest, gpa: u64, size: u32) -> u64 {
+fn read(g: &mut Linux, gpa: u64, size: u32) -> u64 {
     let now = cpu::rdtsc();
     let value = match page_of(gpa) {
         Some(Device::Lapic(off)) => u64::from(g.lapic.read(off, now)),
@@ -114,7 +114,7 @@ fn read(g: &mut LinuxGuest, gpa: u64, size: u32) -> u64 {
     }
 }
 
-fn write(g: &mut LinuxGuest, gpa: u64, _size: u32, value: u64) {
+fn write(g: &mut Linux, gpa: u64, _size: u32, value: u64) {
     let now = cpu::rdtsc();
     match page_of(gpa) {
         Some(Device::Lapic(off)) => {

@@ -12,7 +12,7 @@
 //!   8250 UART on IRQ 4 relies on. Instead the classic fixed hardware is reduced to a PM1a
 //!   event block ([`PM1A_EVT_PORT`], 4 bytes) and a PM1a control block ([`PM1A_CNT_PORT`],
 //!   2 bytes) at I/O ports the hypervisor traps; `SMI_CMD` 0 (already in ACPI mode), no PM
-//!   timer, no GPE blocks. Poweroff is the write [`is_poweroff`] recognises.
+//!   timer, no GPE blocks. Poweroff is the write [`crate::pm`] recognises.
 //! - DSDT ([`dsdt`]): `Name (\_S5, Package () { 5, 0, 0, 0 })`, so Linux can enter S5, and
 //!   the PCI root bridge `\_SB.PCI0` with the `_PRT` that routes the channel devices' INTA
 //!   to their GSIs and a `_CRS` whose windows hold the channel devices' BARs.
@@ -21,29 +21,22 @@
 pub const OEM_ID: [u8; 6] = *b"BLKHD ";
 /// OEM table id.
 pub const OEM_TABLE_ID: [u8; 8] = *b"BULKHEAD";
-/// Local APIC address.
-pub const LAPIC_ADDR: u32 = 0xfee0_0000;
-/// I/O APIC address.
-pub const IOAPIC_ADDR: u32 = 0xfec0_0000;
+/// Local APIC address (the [`crate::lapic`] page).
+pub const LAPIC_ADDR: u32 = crate::lapic::LAPIC_BASE as u32;
+/// I/O APIC address (the [`crate::ioapic`] page).
+pub const IOAPIC_ADDR: u32 = crate::ioapic::IOAPIC_BASE as u32;
 /// I/O APIC id.
 pub const IOAPIC_ID: u8 = 0;
 /// The SCI's ISA IRQ (and GSI). Never raised: no fixed events are emulated.
 pub const SCI_IRQ: u8 = 9;
-/// PM1a event block: status (2 bytes) then enable (2 bytes). Reads 0, writes ignored.
-pub const PM1A_EVT_PORT: u16 = 0x600;
-/// PM1a control block (2 bytes). Reads 0 is fine (`SMI_CMD` 0 means ACPI mode).
-pub const PM1A_CNT_PORT: u16 = 0x604;
-/// `SLP_TYP` of S5 in the DSDT's `\_S5`.
-pub const S5_SLP_TYP: u16 = 5;
-/// `SLP_EN` in PM1 control.
-pub const SLP_EN: u16 = 1 << 13;
+/// PM1a event block ([`crate::pm`]): status (2 bytes) then enable (2 bytes).
+pub const PM1A_EVT_PORT: u16 = crate::pm::PM1A_EVT;
+/// PM1a control block ([`crate::pm`], 2 bytes); reads `SCI_EN` set (`SMI_CMD` 0: ACPI mode).
+pub const PM1A_CNT_PORT: u16 = crate::pm::PM1A_CNT;
+/// `SLP_TYP` of S5 in the DSDT's `\_S5`: what [`crate::pm`] takes as poweroff.
+pub const S5_SLP_TYP: u16 = crate::pm::S5_SLP_TYP;
 /// The CMOS byte of the RTC that holds the century (the FADT's `CENTURY`).
-pub const RTC_CENTURY: u8 = 0x32;
-
-/// Whether a 16-bit write of `value` to [`PM1A_CNT_PORT`] asks for poweroff (S5).
-pub fn is_poweroff(value: u16) -> bool {
-    value & SLP_EN != 0 && (value >> 10) & 7 == S5_SLP_TYP
-}
+pub const RTC_CENTURY: u8 = crate::rtc::CENTURY;
 
 /// Why the tables could not be written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -171,11 +164,11 @@ pub fn build(buf: &mut [u8], base: u64) -> Result<AcpiTables, BuildError> {
     // SMI_CMD (48..52) 0: the platform is always in ACPI mode.
     d[56..60].copy_from_slice(&u32::from(PM1A_EVT_PORT).to_le_bytes());
     d[64..68].copy_from_slice(&u32::from(PM1A_CNT_PORT).to_le_bytes());
-    d[88] = 4; // PM1_EVT_LEN
-    d[89] = 2; // PM1_CNT_LEN
+    d[88] = crate::pm::PM1A_EVT_LEN as u8; // PM1_EVT_LEN
+    d[89] = crate::pm::PM1A_CNT_LEN as u8; // PM1_CNT_LEN
     d[96..98].copy_from_slice(&101u16.to_le_bytes()); // no C2
     d[98..100].copy_from_slice(&1001u16.to_le_bytes()); // no C3
-    // CENTURY: the CMOS byte holding the century (`bulkhead_platform::rtc::CENTURY`).
+    // CENTURY: the CMOS byte holding the century.
     d[108] = RTC_CENTURY;
     // IAPC_BOOT_ARCH: no legacy devices, no 8042, VGA not present (bit 2); the CMOS RTC is
     // there (bit 5 clear).

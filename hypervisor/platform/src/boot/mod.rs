@@ -19,8 +19,8 @@
 //! | `pref_address..+init_size` | the protected-mode kernel (or the first aligned address ≥ 1 MiB) |
 //! | top of memory (below `initrd_addr_max`) | the initrd |
 
-use crate::paging::{Perm, Tables, X86Format};
-use crate::{LARGE_PAGE_SIZE, PAGE_SIZE, align_up};
+use bulkhead_hvcore::paging::{Perm, Tables, X86Format};
+use bulkhead_hvcore::{LARGE_PAGE_SIZE, PAGE_SIZE, align_up};
 
 /// Lowest boot protocol accepted: 2.12 introduced `xloadflags` and with it the 64-bit entry.
 pub const MIN_PROTOCOL: u16 = 0x020c;
@@ -299,7 +299,7 @@ pub fn parse(image: &[u8]) -> Result<BzImage, LinuxError> {
     })
 }
 
-pub use crate::Range;
+pub use bulkhead_hvcore::Range;
 
 /// An e820 memory-map entry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
