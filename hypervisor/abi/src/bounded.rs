@@ -252,6 +252,11 @@ impl<T: Copy + Default, const N: usize> ArrayVec<T, N> {
         Some(v)
     }
 
+    /// Whether no more fit.
+    pub fn is_full(&self) -> bool {
+        self.len == N
+    }
+
     /// The values.
     pub fn as_slice(&self) -> &[T] {
         &self.items[..self.len]
@@ -312,13 +317,6 @@ impl<'a, T: Copy + Default, const N: usize> IntoIterator for &'a ArrayVec<T, N> 
 
     fn into_iter(self) -> Self::IntoIter {
         self.as_slice().iter()
-    }
-}
-
-impl<T: Copy + Default, const N: usize> ArrayVec<T, N> {
-    /// Whether no more fit.
-    pub fn is_full(&self) -> bool {
-        self.len == N
     }
 }
 

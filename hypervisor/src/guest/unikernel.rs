@@ -88,15 +88,7 @@ impl Guest for Unikernel {
             .mem
             .with_bytes(|mem| unikernel::write(mem, &plan, image, config, &info))
             .map_err(LoadError::Layout)?;
-        let e = plan.entry;
-        m.vcpu.reset(&EntryState {
-            rip: e.rip,
-            rsp: e.rsp,
-            rdi: e.rdi,
-            cr3,
-            gdt_base: e.gdt_base,
-            gdt_limit: e.gdt_limit,
-        });
+        m.vcpu.reset(&EntryState { cr3, ..plan.entry });
         self.in_wait_event = false;
         Ok(())
     }

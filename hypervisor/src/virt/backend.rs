@@ -220,13 +220,7 @@ impl Vcpu for AnyVcpu {
     fn cpl(&self) -> u8 {
         dispatch!(self, v => v.cpl())
     }
-    fn xcr0(&self) -> u64 {
-        dispatch!(self, v => v.xcr0())
-    }
-    fn xcr0_allowed(&self) -> u64 {
-        dispatch!(self, v => v.xcr0_allowed())
-    }
-    fn set_xcr0(&mut self, index: u32, value: u64) -> bool {
-        dispatch!(self, v => v.set_xcr0(index, value))
+    fn xstate(&mut self) -> &mut super::xstate::ExtState {
+        dispatch!(self, v => v.xstate())
     }
 }

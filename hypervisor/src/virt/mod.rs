@@ -34,23 +34,9 @@ pub struct GuestRegs {
     pub r: [u64; 8],
 }
 
-/// The state a qube starts in: 64-bit mode, paging on with the given page tables,
-/// interrupts off.
-#[derive(Clone, Copy, Debug)]
-pub struct EntryState {
-    /// First instruction.
-    pub rip: u64,
-    /// Initial stack pointer.
-    pub rsp: u64,
-    /// First argument register (the boot-info address).
-    pub rdi: u64,
-    /// Guest page-table root.
-    pub cr3: u64,
-    /// Guest GDT (code selector 0x08, data 0x10).
-    pub gdt_base: u64,
-    /// GDT limit.
-    pub gdt_limit: u16,
-}
+/// The state a unikernel starts in: 64-bit mode, paging on with the given page tables,
+/// interrupts off (planned by `bulkhead_hvcore::unikernel`).
+pub use bulkhead_hvcore::unikernel::EntryState;
 
 /// MSRs a Linux guest reads and writes without an exit: segment bases and the
 /// syscall/sysenter MSRs, which it changes often or on every CPU it brings up. Each backend
@@ -210,10 +196,6 @@ pub trait Vcpu {
     fn set_pat(&mut self, pat: u64);
     /// The guest's current privilege level.
     fn cpl(&self) -> u8;
-    /// The guest's XCR0.
-    fn xcr0(&self) -> u64;
-    /// The XSAVE components the guest may enable (0: its XCR0 is fixed).
-    fn xcr0_allowed(&self) -> u64;
-    /// XSETBV by the guest: false (nothing changed) if the CPU it is offered would refuse it.
-    fn set_xcr0(&mut self, index: u32, value: u64) -> bool;
+    /// The guest's extended state: its XCR0, what it may enable, XSETBV.
+    fn xstate(&mut self) -> &mut xstate::ExtState;
 }

@@ -45,8 +45,8 @@ pub fn handle(g: &mut Linux, m: &mut Machine, exit: Exit) -> Outcome {
         Exit::Cpuid => {
             g.stats.cpuid += 1;
             let guest = bulkhead_platform::cpuid::GuestCpu {
-                xcr0_allowed: m.vcpu.xcr0_allowed(),
-                xcr0: m.vcpu.xcr0(),
+                xcr0_allowed: m.vcpu.xstate().allowed(),
+                xcr0: m.vcpu.xstate().xcr0(),
                 cr4: m.vcpu.paging().cr4,
                 platform: true,
             };
@@ -117,7 +117,7 @@ pub fn handle(g: &mut Linux, m: &mut Machine, exit: Exit) -> Outcome {
             // XCR0 within what CPUID leaf 0xD offers, at CPL 0; else #GP, as a CPU would.
             let index = m.vcpu.gpr(1) as u32;
             let value = (m.vcpu.gpr(2) << 32) | (m.vcpu.gpr(0) & 0xFFFF_FFFF);
-            if m.vcpu.cpl() == 0 && m.vcpu.set_xcr0(index, value) {
+            if m.vcpu.cpl() == 0 && m.vcpu.xstate().set_xcr0(index, value) {
                 m.vcpu.skip_instruction(&exit);
             } else {
                 m.vcpu.inject(Event::Exception {

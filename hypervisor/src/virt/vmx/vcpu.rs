@@ -557,16 +557,8 @@ impl Vcpu for VmxVcpu {
         ((self.vmcs_read(f32::GUEST_SS_AR) >> 5) & 3) as u8
     }
 
-    fn xcr0(&self) -> u64 {
-        self.x.xcr0()
-    }
-
-    fn xcr0_allowed(&self) -> u64 {
-        self.x.allowed()
-    }
-
-    fn set_xcr0(&mut self, index: u32, value: u64) -> bool {
-        self.x.set_xcr0(index, value)
+    fn xstate(&mut self) -> &mut crate::virt::xstate::ExtState {
+        &mut self.x
     }
 
     fn set_pat(&mut self, pat: u64) {
