@@ -16,7 +16,7 @@
 #[path = "../../hypervisor/ring/tests/harness/mod.rs"]
 mod harness;
 
-use bulkhead_abi::channel::{CONSUMER_OFFSET, PRODUCER_OFFSET, RING_CONTROL_SIZE, WAITING_OFFSET};
+use bulkhead_abi::channel::{CONSUMER_OFFSET, LEN_OFFSET, RING_CONTROL_SIZE, WAITING_OFFSET};
 use bulkhead_ring::{SharedRegion, Side};
 use harness::{Op, Scenario, Via};
 use libfuzzer_sys::fuzz_target;
@@ -119,24 +119,23 @@ fn op(s: &Scenario, input: &mut Input) -> Op {
         // A control word, any value.
         9 => {
             let r = input.byte();
-            let word = [PRODUCER_OFFSET, CONSUMER_OFFSET, WAITING_OFFSET][usize::from(r >> 1) % 3]
-                as usize;
+            let word = [CONSUMER_OFFSET, WAITING_OFFSET][usize::from(r >> 1) % 2] as usize;
             Op::Scribble {
                 offset: ring_at(r) + word,
                 bytes: input.u32().to_le_bytes().to_vec(),
             }
         }
-        // A control word or a slot's length, moved by a little: plausible values.
+        // The consumer index, a slot's sequence word or its length, moved by a little:
+        // plausible values.
         10 => {
             let r = input.byte();
-            let offset = match (r >> 1) % 4 {
-                0 => ring_at(r) + PRODUCER_OFFSET as usize,
-                1 => ring_at(r) + CONSUMER_OFFSET as usize,
-                _ => {
-                    ring_at(r)
-                        + RING_CONTROL_SIZE as usize
-                        + usize::from(r >> 3) % g.slot_count as usize * g.slot_size as usize
-                }
+            let slot = ring_at(r)
+                + RING_CONTROL_SIZE as usize
+                + usize::from(r >> 3) % g.slot_count as usize * g.slot_size as usize;
+            let offset = match (r >> 1) % 3 {
+                0 => ring_at(r) + CONSUMER_OFFSET as usize,
+                1 => slot,
+                _ => slot + LEN_OFFSET as usize,
             };
             Op::Nudge {
                 offset,

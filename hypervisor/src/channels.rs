@@ -76,7 +76,7 @@ fn init_region(frames: &mut Frames, g: &Geometry) {
         word.copy_from_slice(&b[gen_at..gen_at + 4]);
         let generation = u32::from_le_bytes(word).wrapping_add(1);
         b.fill(0);
-        b[..32].copy_from_slice(&g.header());
+        b[..bulkhead_abi::channel::HEADER_BYTES].copy_from_slice(&g.header());
         b[gen_at..gen_at + 4].copy_from_slice(&generation.to_le_bytes());
     });
 }

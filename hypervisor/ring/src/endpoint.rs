@@ -3,7 +3,9 @@
 use crate::error::{Breach, ChannelError, PeerIndex};
 use crate::shm::{Ring, SharedRegion};
 use crate::sync::{Ordering, fence};
-use bulkhead_abi::channel::Geometry;
+use bulkhead_abi::channel::{
+    CHANNEL_VERSION, Geometry, HEADER_BYTES, header_version, published_seq,
+};
 
 /// Which end of a channel this is (the system description names them).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -34,7 +36,8 @@ pub enum Sent {
 /// Its own indices live here; the copies in shared memory are only written, never read back
 /// (except once, by [`Endpoint::open`], to learn where the hypervisor started them). Every
 /// value the peer writes is checked before use, and the first breach of the protocol breaks
-/// the endpoint for good: every later call returns [`ChannelError::Broken`].
+/// the endpoint for good: every later call returns [`ChannelError::Broken`] (until
+/// [`Endpoint::reopen`]).
 pub struct Endpoint {
     region: SharedRegion,
     side: Side,
@@ -50,8 +53,8 @@ pub struct Endpoint {
     tx_head_seen: u32,
     /// Our consumer index on `rx`: the next slot we read.
     rx_head: u32,
-    /// The peer's producer index on `rx` when we last read it: slots before it are full.
-    rx_tail_seen: u32,
+    /// Slot `rx_head` is known to hold a message (its sequence word was checked).
+    rx_ready: bool,
     /// The consumer index we last stored in shared memory.
     rx_published: u32,
     /// Store the consumer index once this many slots were read since the last store.
@@ -76,14 +79,26 @@ impl Endpoint {
     /// Opens `side` of the channel in `region`: reads and checks the header once (it must be
     /// exactly what the hypervisor writes for a region of this size; it is never read again)
     /// and takes its starting indices from the region.
+    ///
+    /// A header of another layout version is refused with [`ChannelError::Version`].
     pub fn open(region: SharedRegion, side: Side) -> Result<Endpoint, ChannelError> {
         if !region.is_page_aligned() {
             return Err(ChannelError::BadHeader);
         }
-        let mut header = [0u8; 32];
+        let mut header = [0u8; HEADER_BYTES];
         let size = u64::try_from(region.len()).map_err(|_| ChannelError::BadHeader)?;
         if !region.read_bytes(0, &mut header) {
             return Err(ChannelError::BadHeader);
+        }
+        match header_version(&header) {
+            Some(CHANNEL_VERSION) => {}
+            Some(found) => {
+                return Err(ChannelError::Version {
+                    found,
+                    expected: CHANNEL_VERSION,
+                });
+            }
+            None => return Err(ChannelError::BadHeader),
         }
         let geometry = Geometry::from_header(&header, size).ok_or(ChannelError::BadHeader)?;
         let (tx, rx) = match side {
@@ -92,7 +107,8 @@ impl Endpoint {
         };
         let tx = Ring::new(&region, &geometry, tx).ok_or(ChannelError::BadHeader)?;
         let rx = Ring::new(&region, &geometry, rx).ok_or(ChannelError::BadHeader)?;
-        let tx_tail = tx.producer().load(Ordering::Relaxed);
+        // A fresh channel: we produce from where the peer's consumer index starts.
+        let tx_tail = tx.consumer().load(Ordering::Relaxed);
         let rx_head = rx.consumer().load(Ordering::Relaxed);
         let generation = region.generation();
         Ok(Endpoint {
@@ -105,7 +121,7 @@ impl Endpoint {
             tx_tail,
             tx_head_seen: tx_tail,
             rx_head,
-            rx_tail_seen: rx_head,
+            rx_ready: false,
             rx_published: rx_head,
             publish_batch: (geometry.slot_count / 4).max(1),
             waiting: false,
@@ -113,10 +129,20 @@ impl Endpoint {
         })
     }
 
-    /// Opens the same side of the same region again, with the indices it holds now: after
-    /// [`ChannelError::Reset`], this is a fresh start (and clears a breach).
+    /// Opens the same side of the same region again and clears a breach. After
+    /// [`ChannelError::Reset`] (the hypervisor started the region over) this is a fresh start
+    /// from the indices the region holds now. Without a reset it goes on from this endpoint's
+    /// own indices, never from the consumer index last published (which lags by up to a
+    /// quarter ring): no message is delivered twice.
     pub fn reopen(&self) -> Result<Endpoint, ChannelError> {
-        Endpoint::open(self.region.clone(), self.side)
+        let mut fresh = Endpoint::open(self.region.clone(), self.side)?;
+        if fresh.generation == self.generation {
+            fresh.tx_tail = self.tx_tail;
+            fresh.tx_head_seen = self.tx_head_seen;
+            fresh.rx_head = self.rx_head;
+            fresh.rx_published = self.rx_published;
+        }
+        Ok(fresh)
     }
 
     /// Largest message payload, in bytes (postcard-encoded size for [`Endpoint::send`]).
@@ -128,6 +154,14 @@ impl Endpoint {
     /// Slots per ring: how many messages can be in flight one way.
     pub fn capacity(&self) -> u32 {
         self.slot_count
+    }
+
+    /// How many of the messages we sent the peer has not yet said it received: our producer
+    /// index minus the consumer index it last published (every quarter ring, and before it
+    /// waits), at most a ring. A number to wait on, nothing more: the peer writes it.
+    pub fn unconsumed(&self) -> u32 {
+        let head = self.tx.consumer().load(Ordering::Acquire);
+        self.tx_tail.wrapping_sub(head).min(self.slot_count)
     }
 
     /// What broke the channel, if the peer did.
@@ -325,41 +359,43 @@ impl Endpoint {
         Ok(self.tx_tail.wrapping_sub(head) < self.slot_count)
     }
 
-    /// Publishes the slot just written: its length, then (release) the producer index; then
+    /// Publishes the slot just written: its length, then (release) its sequence word; then
     /// (SeqCst fence, paired with the one in `prepare_wait`) looks at the peer's waiting flag.
     #[inline]
     fn publish(&mut self, len: usize) -> Sent {
         // `len <= max_payload < u32::MAX`: the writers refuse more.
         self.tx.set_slot_len(self.tx_tail, len as u32);
+        self.tx
+            .set_slot_seq(self.tx_tail, published_seq(self.tx_tail));
         self.tx_tail = self.tx_tail.wrapping_add(1);
-        self.tx.producer().store(self.tx_tail, Ordering::Release);
         fence(Ordering::SeqCst);
         let notify = self.tx.waiting().load(Ordering::Relaxed) != 0;
         Sent::Queued { notify }
     }
 
-    /// Whether slot `rx_head` holds a message; re-reads the peer's producer index only when
-    /// the ring looks empty.
+    /// Whether slot `rx_head` holds a message: its sequence word is the one its producer
+    /// stores when it publishes index `rx_head`. The lap before's word, or 0 (never written),
+    /// means not yet; any other value is a breach.
     #[inline]
     fn rx_has_data(&mut self) -> Result<bool, ChannelError> {
-        if self.rx_head != self.rx_tail_seen {
+        if self.rx_ready {
             return Ok(true);
         }
-        // Acquire: the peer's writes of the slots it publishes happen before our reads.
-        let tail = self.rx.producer().load(Ordering::Acquire);
-        // It may only move forward, and at most a ring's length ahead of what we read.
-        let high = self.rx_head.wrapping_add(self.slot_count);
-        if tail.wrapping_sub(self.rx_tail_seen) > high.wrapping_sub(self.rx_tail_seen) {
-            let low = self.rx_tail_seen;
-            return Err(self.breach(Breach::IndexOutOfRange {
-                index: PeerIndex::Producer,
-                value: tail,
-                low,
-                high,
-            }));
+        let seq = self.rx.slot_seq(self.rx_head);
+        let expected = published_seq(self.rx_head);
+        if seq == expected {
+            self.rx_ready = true;
+            return Ok(true);
         }
-        self.rx_tail_seen = tail;
-        Ok(tail != self.rx_head)
+        if seq == expected.wrapping_sub(self.slot_count) || seq == 0 {
+            return Ok(false);
+        }
+        let index = self.rx_head;
+        Err(self.breach(Breach::SequenceOutOfRange {
+            index,
+            value: seq,
+            expected,
+        }))
     }
 
     /// The length of slot `rx_head`, checked against the payload size (one fetch).
@@ -376,6 +412,7 @@ impl Endpoint {
     #[inline]
     fn rx_advance(&mut self) {
         self.rx_head = self.rx_head.wrapping_add(1);
+        self.rx_ready = false;
         if self.rx_head.wrapping_sub(self.rx_published) >= self.publish_batch {
             self.publish_consumer();
         }

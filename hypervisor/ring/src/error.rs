@@ -20,6 +20,14 @@ pub enum ChannelError {
     Encode,
     /// The peer broke the protocol; the channel is unusable from now on.
     Broken(Breach),
+    /// The header is a channel of another layout version (a peer or a hypervisor built
+    /// against another version of the ABI): nothing is read from it.
+    Version {
+        /// The version the header names.
+        found: u32,
+        /// The version this end speaks.
+        expected: u32,
+    },
     /// The hypervisor reset the channel (the peer restarted): everything in flight is gone.
     /// Reopen the endpoint ([`crate::Endpoint::reopen`]) and start the conversation again.
     Reset,
@@ -39,6 +47,16 @@ pub enum Breach {
         /// The highest allowed value (free-running, wrapping).
         high: u32,
     },
+    /// A slot's sequence word is neither the one of the message we expect next, nor the lap
+    /// before's, nor 0.
+    SequenceOutOfRange {
+        /// The free-running index we read next.
+        index: u32,
+        /// The word the slot held.
+        value: u32,
+        /// The word that would have meant a message.
+        expected: u32,
+    },
     /// A slot's length exceeds the payload size.
     LengthOutOfRange {
         /// The length the slot claimed.
@@ -53,9 +71,6 @@ pub enum Breach {
 /// An index in shared memory that the peer writes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PeerIndex {
-    /// Its producer index on the ring we receive on (must stay within a ring's length ahead
-    /// of our consumer index, and never go back).
-    Producer,
     /// Its consumer index on the ring we send on (must stay between where it last was and
     /// our producer index).
     Consumer,
@@ -72,6 +87,10 @@ impl fmt::Display for ChannelError {
             }
             ChannelError::Encode => f.write_str("the message could not be encoded"),
             ChannelError::Broken(b) => write!(f, "channel broken by the peer: {b}"),
+            ChannelError::Version { found, expected } => write!(
+                f,
+                "the channel has layout version {found}, this end speaks version {expected}"
+            ),
             ChannelError::Reset => f.write_str("the channel was reset (the peer restarted)"),
         }
     }
@@ -86,12 +105,18 @@ impl fmt::Display for Breach {
                 low,
                 high,
             } => {
-                let name = match index {
-                    PeerIndex::Producer => "producer",
-                    PeerIndex::Consumer => "consumer",
-                };
-                write!(f, "{name} index {value} outside {low}..={high}")
+                let PeerIndex::Consumer = index;
+                write!(f, "consumer index {value} outside {low}..={high}")
             }
+            Breach::SequenceOutOfRange {
+                index,
+                value,
+                expected,
+            } => write!(
+                f,
+                "slot sequence word {value} at index {index}: not {expected} (a message), \
+                 the lap before's or 0"
+            ),
             Breach::LengthOutOfRange { len, max } => {
                 write!(f, "slot length {len} above the payload size {max}")
             }

@@ -7,11 +7,11 @@
 //!    by a validated [`Geometry`] lies inside the region and is aligned. Every later access
 //!    is at a fixed offset of that ring or in a slot chosen by `index & (slot_count - 1)`,
 //!    at a payload offset below `max_payload`; the checks that remain are on lengths.
-//! 2. Control words (indices, the waiting flag, slot lengths) are `AtomicU32`s made from raw
-//!    pointers: each load is one fetch, whatever the peer does.
+//! 2. Control words (the consumer index, the waiting flag, slot sequence and length words) are
+//!    `AtomicU32`s made from raw pointers: each load is one fetch, whatever the peer does.
 //! 3. Payload bytes are read with volatile loads into private memory, each byte once, and
-//!    written with plain stores through raw pointers. Between two honest endpoints the
-//!    producer/consumer indices (release/acquire) order every payload access, so there is no
+//!    written with plain stores through raw pointers. Between two honest endpoints the slot
+//!    sequence words and the consumer index (release/acquire) order every payload access, so there is no
 //!    data race; a hostile peer's concurrent writes come from another qube, outside this
 //!    program, and can change only the bytes we read, never make us read them twice.
 //!
@@ -72,19 +72,22 @@ impl RingShape {
     }
 }
 
-/// The initial control words (offset, value), as `SharedRegion::init_header` writes them.
+/// The initial words (offset, value) of ring `which` for indices starting at `start`, as
+/// `SharedRegion::init_header_at` writes them: the consumer index, the waiting flag, and each
+/// slot's sequence word as the lap before `start` left it (so a start just below the wrap,
+/// which the tests use, never finds a zero word it could take for a message).
 #[cfg(not(loom))]
-fn initial_words(g: &Geometry, start: u32) -> [(u64, u32); 6] {
-    use bulkhead_abi::channel::{CONSUMER_OFFSET, PRODUCER_OFFSET, WAITING_OFFSET};
-    let r = |i: usize| u64::from(g.ring_offset[i]);
-    [
-        (r(0) + PRODUCER_OFFSET, start),
-        (r(0) + CONSUMER_OFFSET, start),
-        (r(0) + WAITING_OFFSET, 0),
-        (r(1) + PRODUCER_OFFSET, start),
-        (r(1) + CONSUMER_OFFSET, start),
-        (r(1) + WAITING_OFFSET, 0),
-    ]
+fn initial_words(g: &Geometry, which: usize, start: u32) -> impl Iterator<Item = (u64, u32)> {
+    use bulkhead_abi::channel::{CONSUMER_OFFSET, SEQ_OFFSET, WAITING_OFFSET, published_seq};
+    let ring = u64::from(g.ring_offset[which]);
+    let control = [(ring + CONSUMER_OFFSET, start), (ring + WAITING_OFFSET, 0)];
+    let slots = (0..g.slot_count).map(move |m| {
+        let index = start.wrapping_add(m);
+        let slot = u64::from(index & (g.slot_count - 1)) * u64::from(g.slot_size);
+        let lap_before = published_seq(index.wrapping_sub(g.slot_count));
+        (ring + RING_CONTROL_SIZE + slot + SEQ_OFFSET, lap_before)
+    });
+    control.into_iter().chain(slots)
 }
 
 #[cfg(not(loom))]
@@ -92,7 +95,7 @@ mod raw {
     use super::RingShape;
     use crate::sync::AtomicU32;
     use bulkhead_abi::channel::{
-        CONSUMER_OFFSET, GENERATION_OFFSET, Geometry, PRODUCER_OFFSET, WAITING_OFFSET,
+        CONSUMER_OFFSET, GENERATION_OFFSET, Geometry, LEN_OFFSET, SEQ_OFFSET, WAITING_OFFSET,
     };
     use core::mem::MaybeUninit;
     use core::ptr;
@@ -206,9 +209,10 @@ mod raw {
             true
         }
 
-        /// Plays the hypervisor: writes the header for `geometry` and zeroes both rings'
-        /// indices and waiting flags (the slots are left as they are). Writes nothing that
-        /// would fall outside the region; `Endpoint::open` then refuses it.
+        /// Plays the hypervisor: writes the header for `geometry`, zeroes both rings' consumer
+        /// indices and waiting flags and marks every slot empty (the payloads are left as
+        /// they are). Writes nothing that would fall outside the region; `Endpoint::open`
+        /// then refuses it.
         pub fn init_header(&self, geometry: &Geometry) {
             self.init_header_at(geometry, 0);
         }
@@ -218,7 +222,9 @@ mod raw {
         #[doc(hidden)]
         pub fn init_header_at(&self, geometry: &Geometry, start: u32) {
             if self.write_bytes(0, &geometry.header()) {
-                for (offset, value) in super::initial_words(geometry, start) {
+                let words = super::initial_words(geometry, 0, start)
+                    .chain(super::initial_words(geometry, 1, start));
+                for (offset, value) in words {
                     if let Ok(offset) = usize::try_from(offset) {
                         self.write_bytes(offset, &value.to_le_bytes());
                     }
@@ -286,7 +292,7 @@ mod raw {
             })
         }
 
-        /// The control word at `offset` of the ring (0, 64 or 68).
+        /// The control word at `offset` of the ring (0 or 64).
         #[inline]
         fn word(&self, offset: u64) -> &AtomicU32 {
             // The offsets are the layout's constants, all below RING_CONTROL_SIZE.
@@ -297,12 +303,6 @@ mod raw {
             // as `AtomicU32` needs; (3) all accesses of this program to these bytes are atomic
             // (contract of `SharedRegion::new`: no other references).
             unsafe { AtomicU32::from_ptr(self.region.base.add(at).cast::<u32>()) }
-        }
-
-        /// The producer index (written by the producer only).
-        #[inline]
-        pub(crate) fn producer(&self) -> &AtomicU32 {
-            self.word(PRODUCER_OFFSET)
         }
 
         /// The consumer index (written by the consumer only).
@@ -333,25 +333,43 @@ mod raw {
             unsafe { self.region.base.add(at) }
         }
 
+        /// The word at `offset` (0 or 4) of slot `index`.
         #[inline]
-        fn slot_len_word(&self, index: u32) -> &AtomicU32 {
-            // SAFETY: the slot's first 4 bytes lie inside the region (see `slot`) and are
-            // 64-aligned; this program accesses them only atomically (contract of `new`); the
-            // lifetime is bounded by `self`, which keeps the region alive.
-            unsafe { AtomicU32::from_ptr(self.slot(index).cast::<u32>()) }
+        fn slot_word(&self, index: u32, offset: u64) -> &AtomicU32 {
+            // SAFETY: (1) the slot's first 8 bytes lie inside the region (see `slot`), so the
+            // word does; the lifetime is bounded by `self`, which keeps the region alive;
+            // (2) a slot starts 64-aligned and `offset` is 0 or 4, so the word is 4-aligned;
+            // (3) this program accesses these bytes only atomically (contract of `new`).
+            unsafe { AtomicU32::from_ptr(self.slot(index).add(offset as usize).cast::<u32>()) }
+        }
+
+        /// The sequence word of slot `index` (one fetch, acquire: the payload and length the
+        /// producer wrote before publishing are visible after it; the caller validates it).
+        #[inline]
+        pub(crate) fn slot_seq(&self, index: u32) -> u32 {
+            self.slot_word(index, SEQ_OFFSET)
+                .load(crate::sync::Ordering::Acquire)
+        }
+
+        /// Publishes slot `index` with sequence word `seq` (release: after its payload and
+        /// length).
+        #[inline]
+        pub(crate) fn set_slot_seq(&self, index: u32, seq: u32) {
+            self.slot_word(index, SEQ_OFFSET)
+                .store(seq, crate::sync::Ordering::Release);
         }
 
         /// The length word of slot `index` (one fetch; the caller validates it).
         #[inline]
         pub(crate) fn slot_len(&self, index: u32) -> u32 {
-            self.slot_len_word(index)
+            self.slot_word(index, LEN_OFFSET)
                 .load(crate::sync::Ordering::Relaxed)
         }
 
         /// Sets the length word of slot `index`.
         #[inline]
         pub(crate) fn set_slot_len(&self, index: u32, len: u32) {
-            self.slot_len_word(index)
+            self.slot_word(index, LEN_OFFSET)
                 .store(len, crate::sync::Ordering::Relaxed);
         }
 
@@ -592,15 +610,15 @@ mod model {
     #[derive(Debug)]
     struct Model {
         len: usize,
-        header: [u8; 32],
+        header: [u8; bulkhead_abi::channel::HEADER_BYTES],
         rings: [RingModel; 2],
     }
 
     #[derive(Debug)]
     struct RingModel {
-        producer: AtomicU32,
         consumer: AtomicU32,
         waiting: AtomicU32,
+        seqs: Vec<AtomicU32>,
         slots: Vec<UnsafeCell<Slot>>,
     }
 
@@ -619,10 +637,18 @@ mod model {
     impl SharedRegion {
         /// A model region of `len` bytes initialised for `geometry`, every index at `start`.
         pub fn model(geometry: &Geometry, len: usize, start: u32) -> SharedRegion {
+            let n = geometry.slot_count;
+            let lap_before = |slot: u32| {
+                // The index in `start .. start + n` that uses `slot`, one lap back.
+                let index = start.wrapping_add(slot.wrapping_sub(start) & (n - 1));
+                bulkhead_abi::channel::published_seq(index.wrapping_sub(n))
+            };
             let ring = || RingModel {
-                producer: AtomicU32::new(start),
                 consumer: AtomicU32::new(start),
                 waiting: AtomicU32::new(0),
+                seqs: (0..n)
+                    .map(|slot| AtomicU32::new(lap_before(slot)))
+                    .collect(),
                 slots: (0..geometry.slot_count)
                     .map(|_| {
                         UnsafeCell::new(Slot {
@@ -700,10 +726,6 @@ mod model {
             &self.region.model.rings[self.which]
         }
 
-        pub(crate) fn producer(&self) -> &AtomicU32 {
-            &self.ring().producer
-        }
-
         pub(crate) fn consumer(&self) -> &AtomicU32 {
             &self.ring().consumer
         }
@@ -718,6 +740,16 @@ mod model {
 
         fn cell(&self, index: u32) -> &UnsafeCell<Slot> {
             &self.ring().slots[(index & self.shape.mask) as usize]
+        }
+
+        pub(crate) fn slot_seq(&self, index: u32) -> u32 {
+            self.ring().seqs[(index & self.shape.mask) as usize]
+                .load(crate::sync::Ordering::Acquire)
+        }
+
+        pub(crate) fn set_slot_seq(&self, index: u32, seq: u32) {
+            self.ring().seqs[(index & self.shape.mask) as usize]
+                .store(seq, crate::sync::Ordering::Release);
         }
 
         pub(crate) fn slot_len(&self, index: u32) -> u32 {

@@ -2,7 +2,7 @@
 //! of breach a peer can commit.
 
 use bulkhead_abi::channel::{
-    CONSUMER_OFFSET, Geometry, PRODUCER_OFFSET, RING_CONTROL_SIZE, WAITING_OFFSET,
+    CONSUMER_OFFSET, Geometry, LEN_OFFSET, RING_CONTROL_SIZE, SEQ_OFFSET, WAITING_OFFSET,
 };
 use bulkhead_ring::{Breach, ChannelError, Endpoint, PeerIndex, Sent, SharedRegion, Side};
 
@@ -34,7 +34,12 @@ fn get_u32(region: &SharedRegion, at: u64) -> u32 {
 
 /// Offset of slot `i`'s length word in ring `ring`.
 fn slot_at(g: &Geometry, ring: usize, i: u32) -> u64 {
-    u64::from(g.ring_offset[ring]) + RING_CONTROL_SIZE + u64::from(i * g.slot_size)
+    seq_at(g, ring, i) - SEQ_OFFSET + LEN_OFFSET
+}
+
+/// Offset of slot `i`'s sequence word in ring `ring`.
+fn seq_at(g: &Geometry, ring: usize, i: u32) -> u64 {
+    u64::from(g.ring_offset[ring]) + RING_CONTROL_SIZE + u64::from(i * g.slot_size) + SEQ_OFFSET
 }
 
 #[test]
@@ -248,15 +253,13 @@ fn breach_on_receive(
 }
 
 #[test]
-fn a_producer_index_out_of_range_breaks() {
-    let producer = |g: &Geometry| u64::from(g.ring_offset[0]) + PRODUCER_OFFSET;
-    // More than a ring ahead of what B read.
-    let (_a, mut b, got) = breach_on_receive(|r, g| put_u32(r, producer(g), 7 + 33));
-    let breach = Breach::IndexOutOfRange {
-        index: PeerIndex::Producer,
-        value: 40,
-        low: 7,
-        high: 7 + 32,
+fn a_sequence_word_out_of_range_breaks() {
+    // B reads index 7 (slot 7 of 32) next; A published it with word 8.
+    let (_a, mut b, got) = breach_on_receive(|r, g| put_u32(r, seq_at(g, 0, 7), 9));
+    let breach = Breach::SequenceOutOfRange {
+        index: 7,
+        value: 9,
+        expected: 8,
     };
     assert_eq!(got, Err(ChannelError::Broken(breach)));
     assert_eq!(b.broken(), Some(breach));
@@ -270,25 +273,36 @@ fn a_producer_index_out_of_range_breaks() {
         Err(ChannelError::Broken(breach))
     );
     assert_eq!(b.recv_with(|_| ()), Err(ChannelError::Broken(breach)));
-    // Exactly a ring ahead is allowed (the stale slots then fail on their own).
-    let (_a, _b, got) = breach_on_receive(|r, g| put_u32(r, producer(g), 7 + 32));
-    assert_eq!(got, Ok(Some(5)));
-    // Going back is not.
+    // The lap before's word, or 0, only hides the message (as a silent peer would).
+    let (_a, _b, got) =
+        breach_on_receive(|r, g| put_u32(r, seq_at(g, 0, 7), 8u32.wrapping_sub(32)));
+    assert_eq!(got, Ok(None));
+    let (_a, _b, got) = breach_on_receive(|r, g| put_u32(r, seq_at(g, 0, 7), 0));
+    assert_eq!(got, Ok(None));
+    // A word a lap ahead is not a message from this lap.
     let (r, g, mut a, mut b) = channel_at(16384, 128, 7);
     assert_eq!(a.send(&1u8), QUEUED);
-    assert_eq!(a.send(&2u8), QUEUED);
     assert_eq!(b.try_recv::<u8>(), Ok(Some(1)));
-    assert_eq!(b.try_recv::<u8>(), Ok(Some(2)));
-    put_u32(&r, producer(&g), 8);
-    let back = Breach::IndexOutOfRange {
-        index: PeerIndex::Producer,
-        value: 8,
-        low: 9,
-        high: 9 + 32,
+    put_u32(&r, seq_at(&g, 0, 8), 9 + 32);
+    let ahead = Breach::SequenceOutOfRange {
+        index: 8,
+        value: 41,
+        expected: 9,
     };
-    assert_eq!(b.try_recv::<u8>(), Err(ChannelError::Broken(back)));
+    assert_eq!(b.try_recv::<u8>(), Err(ChannelError::Broken(ahead)));
     // And A, the honest side here, carries on.
     assert_eq!(a.send(&3u8), QUEUED);
+}
+
+#[test]
+fn a_message_crosses_in_its_slot_alone() {
+    // Everything a receive reads, besides its own endpoint, is the slot: B finds the
+    // message although every control word of the ring it reads is garbage.
+    let (r, g, mut a, mut b) = channel(16384, 128);
+    put_u32(&r, u64::from(g.ring_offset[0]) + CONSUMER_OFFSET, 0xDEAD);
+    assert_eq!(a.send(&77u32), QUEUED);
+    assert_eq!(get_u32(&r, seq_at(&g, 0, 0)), 1);
+    assert_eq!(b.try_recv::<u32>(), Ok(Some(77)));
 }
 
 #[test]
@@ -376,10 +390,9 @@ fn a_consumer_index_out_of_range_breaks() {
 fn nothing_the_peer_writes_after_open_is_trusted_back() {
     let (r, g, mut a, mut b) = channel(16384, 128);
     // The header is read once, at open.
-    r.write_bytes(0, &[0xFF; 32]);
-    // Our own published indices and flag are only ever written.
+    r.write_bytes(0, &[0xFF; 64]);
+    // Our own published index and flag are only ever written.
     put_u32(&r, u64::from(g.ring_offset[0]) + CONSUMER_OFFSET, 0xDEAD);
-    put_u32(&r, u64::from(g.ring_offset[1]) + PRODUCER_OFFSET, 0xBEEF);
     put_u32(&r, u64::from(g.ring_offset[0]) + WAITING_OFFSET, 0);
     for i in 0..40u32 {
         assert_eq!(a.send(&i), QUEUED);
@@ -487,11 +500,6 @@ fn a_reset_is_reported_once_and_reopening_starts_afresh() {
     // The hypervisor resets the channel (B restarted): zero, header, next generation.
     let generation = get_u32(&region, GENERATION_OFFSET);
     region.init_header(&g);
-    for ring in 0..2 {
-        for off in [PRODUCER_OFFSET, CONSUMER_OFFSET, WAITING_OFFSET] {
-            put_u32(&region, u64::from(g.ring_offset[ring]) + off, 0);
-        }
-    }
     put_u32(&region, GENERATION_OFFSET, generation.wrapping_add(1));
     // The survivor learns of it before touching the rings, whatever it does.
     assert_eq!(a.send(&9u32), Err(ChannelError::Reset));
@@ -509,4 +517,44 @@ fn a_reset_is_reported_once_and_reopening_starts_afresh() {
     assert_eq!(b.try_recv::<u32>(), Ok(Some(42)));
     assert_eq!(b.send(&43u32), QUEUED);
     assert_eq!(a.try_recv::<u32>(), Ok(Some(43)));
+}
+
+#[test]
+fn reopening_without_a_reset_delivers_nothing_twice() {
+    let (_r, _g, mut a, mut b) = channel(16384, 128);
+    // B has received 5 of 7, and published none of it yet (every 8 = a quarter of 32).
+    for i in 0..7u32 {
+        assert_eq!(a.send(&i), QUEUED);
+    }
+    for i in 0..5u32 {
+        assert_eq!(b.try_recv::<u32>(), Ok(Some(i)));
+    }
+    let mut b = b.reopen().unwrap();
+    let mut a = a.reopen().unwrap();
+    assert_eq!(b.try_recv::<u32>(), Ok(Some(5)));
+    assert_eq!(b.try_recv::<u32>(), Ok(Some(6)));
+    assert_eq!(b.try_recv::<u32>(), Ok(None));
+    // And A goes on where it was: the next message is the next slot.
+    assert_eq!(a.send(&7u32), QUEUED);
+    assert_eq!(b.try_recv::<u32>(), Ok(Some(7)));
+}
+
+#[test]
+fn a_channel_of_another_layout_version_is_refused_by_name() {
+    let (r, _g, _a, _b) = channel(16384, 128);
+    // What a version-1 hypervisor writes: magic ending in version 1, version word 1.
+    r.write_bytes(6, &[0, 1]);
+    r.write_bytes(8, &1u32.to_le_bytes());
+    let err = Endpoint::open(r.clone(), Side::A).unwrap_err();
+    assert_eq!(
+        err,
+        ChannelError::Version {
+            found: 1,
+            expected: 2
+        }
+    );
+    assert_eq!(
+        err.to_string(),
+        "the channel has layout version 1, this end speaks version 2"
+    );
 }

@@ -164,9 +164,9 @@ fn a_reset_starts_the_handshake_again() {
 #[test]
 fn a_breach_drops_everything_until_a_reset() {
     let (mut b, fw, mut tap) = setup();
-    // The firewall's producer index jumps far ahead: a breach.
-    let ring0 = 4096;
-    fw.region().write_bytes(ring0, &1000u32.to_le_bytes());
+    // The sequence word of the firewall's first slot jumps far ahead: a breach.
+    let slot0 = 4096 + bulkhead_abi::channel::RING_CONTROL_SIZE as usize;
+    fw.region().write_bytes(slot0, &1000u32.to_le_bytes());
     b.pump(&mut tap);
     tap.out.push_back(vec![1; 60]);
     b.pump(&mut tap);

@@ -258,7 +258,9 @@ impl embedded_io::Error for StreamError {
     fn kind(&self) -> embedded_io::ErrorKind {
         match self.0 {
             ChannelError::TooLarge { .. } => embedded_io::ErrorKind::InvalidInput,
-            ChannelError::Broken(_) | ChannelError::BadHeader => embedded_io::ErrorKind::BrokenPipe,
+            ChannelError::Broken(_) | ChannelError::BadHeader | ChannelError::Version { .. } => {
+                embedded_io::ErrorKind::BrokenPipe
+            }
             ChannelError::Encode => embedded_io::ErrorKind::InvalidData,
             ChannelError::Reset => embedded_io::ErrorKind::ConnectionReset,
         }

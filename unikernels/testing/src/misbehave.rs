@@ -210,17 +210,17 @@ pub fn snoop_window(boot: &Boot) -> Result<(), &'static str> {
     Ok(())
 }
 
-/// Writes wrong indices and random bytes into this qube's own side of channel `local` (the
-/// ring it produces on, and its consumer index of the other ring), then notifies the peer,
-/// `rounds` times. It never touches memory outside the channel window.
+/// Writes random bytes and wrong sequence words into this qube's own side of channel `local`
+/// (the slots of the ring it produces on, and its consumer index of the other ring), then
+/// notifies the peer, `rounds` times. It never touches memory outside the channel window.
 pub fn scribble_channel(boot: &Boot, local: usize, rounds: u32) -> Result<(), &'static str> {
-    use bulkhead_abi::channel::{CONSUMER_OFFSET, Geometry, PRODUCER_OFFSET};
+    use bulkhead_abi::channel::{CONSUMER_OFFSET, Geometry, HEADER_BYTES, RING_CONTROL_SIZE};
     let info = boot.channels().get(local).ok_or("no such channel")?;
     let base = core::ptr::with_exposed_provenance_mut::<u8>(info.gpa as usize);
-    let mut header = [0u8; 32];
-    // SAFETY: the window is mapped for `info.size` >= 32 bytes; a byte copy of it is valid
-    // whatever the peer writes concurrently.
-    unsafe { core::ptr::copy_nonoverlapping(base, header.as_mut_ptr(), 32) };
+    let mut header = [0u8; HEADER_BYTES];
+    // SAFETY: the window is mapped for `info.size` >= HEADER_BYTES bytes; a byte copy of it
+    // is valid whatever the peer writes concurrently.
+    unsafe { core::ptr::copy_nonoverlapping(base, header.as_mut_ptr(), HEADER_BYTES) };
     let g = Geometry::from_header(&header, info.size).ok_or("bad header")?;
     let (tx, rx) = if info.side == 0 { (0, 1) } else { (1, 0) };
     let tx_ring = u64::from(g.ring_offset[tx]);
@@ -228,7 +228,7 @@ pub fn scribble_channel(boot: &Boot, local: usize, rounds: u32) -> Result<(), &'
     let mut seed: u64 = 0x9E37_79B9_7F4A_7C15;
     for round in 0..rounds {
         let wrong = (round + 1).wrapping_mul(g.slot_count).wrapping_add(5);
-        info!("testing: hostile round {round}: producer index {wrong}, random slot bytes");
+        info!("testing: hostile round {round}: sequence word {wrong} in every slot, random bytes");
         for off in tx_ring + 128..tx_ring + u64::from(g.ring_size) {
             seed ^= seed << 13;
             seed ^= seed >> 7;
@@ -237,12 +237,15 @@ pub fn scribble_channel(boot: &Boot, local: usize, rounds: u32) -> Result<(), &'
             // rings fit the region), so the byte is inside our mapped window.
             unsafe { base.add(off as usize).write_volatile(seed as u8) };
         }
-        // SAFETY: both offsets are inside the ring control blocks, inside the window, and
-        // 4-byte aligned (ring offsets are multiples of 64).
+        for slot in 0..u64::from(g.slot_count) {
+            let at = tx_ring + RING_CONTROL_SIZE + slot * u64::from(g.slot_size);
+            // SAFETY: slot `slot` < slot_count lies inside the ring, inside the window; its
+            // first word is 4-byte aligned (rings are 64-aligned, slots powers of two >= 64).
+            unsafe { base.add(at as usize).cast::<u32>().write_volatile(wrong) };
+        }
+        // SAFETY: the offset is inside the other ring's control block, inside the window,
+        // and 4-byte aligned (ring offsets are multiples of 64).
         unsafe {
-            base.add((tx_ring + PRODUCER_OFFSET) as usize)
-                .cast::<u32>()
-                .write_volatile(wrong);
             base.add((rx_ring + CONSUMER_OFFSET) as usize)
                 .cast::<u32>()
                 .write_volatile(seed as u32);

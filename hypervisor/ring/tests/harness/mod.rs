@@ -5,10 +5,10 @@
 //! (`fuzz/fuzz_targets/ring_hostile_peer.rs`, which includes this file by path).
 //!
 //! The model keeps, per ring, the messages in flight. A scribble *taints* what it can change:
-//! the producer or consumer index of a ring taints the whole ring (from then on it may deliver
-//! anything, or break); a slot's length or payload taints the message in flight there, if any;
-//! the waiting flag taints notifications; the header (read once, at open), the padding and the
-//! free slots taint nothing. The checks:
+//! the consumer index of a ring or the sequence word of any of its slots taints the whole ring
+//! (from then on it may deliver anything, or break); a slot's length or payload taints the
+//! message in flight there, if any; the waiting flag taints notifications; the header (read
+//! once, at open), the padding and the payloads of free slots taint nothing. The checks:
 //! - nothing panics, and nothing is written outside the region (its guard pages stay intact);
 //! - an untainted message on an untainted ring arrives intact, in order, and the ring holds
 //!   exactly the messages in flight;
@@ -18,8 +18,8 @@
 #![allow(dead_code)]
 
 use bulkhead_abi::channel::{
-    CONSUMER_OFFSET, GENERATION_OFFSET, Geometry, PRODUCER_OFFSET, RING_CONTROL_SIZE, SLOT_HEADER,
-    WAITING_OFFSET,
+    CONSUMER_OFFSET, GENERATION_OFFSET, Geometry, LEN_OFFSET, RING_CONTROL_SIZE, SEQ_OFFSET,
+    SLOT_HEADER, WAITING_OFFSET,
 };
 use bulkhead_ring::{ChannelError, Endpoint, Sent, SharedRegion, Side};
 use serde::{Deserialize, Serialize};
@@ -424,7 +424,7 @@ impl Scenario {
         for ring in &mut self.rings {
             let slots_at = ring.offset + control;
             let word = |at: u64| overlaps(offset, bytes.len(), ring.offset + at as usize, 4);
-            if word(PRODUCER_OFFSET) || word(CONSUMER_OFFSET) {
+            if word(CONSUMER_OFFSET) {
                 ring.tainted = true;
             }
             if word(WAITING_OFFSET) {
@@ -439,9 +439,13 @@ impl Scenario {
                     .saturating_sub(slots_at)
                     / slot_size;
                 for slot in first..=last {
-                    // Bytes of the slot that matter: the length word and the payload.
+                    // Bytes of the slot that matter: the sequence word (it can make any index
+                    // look published or not), the length word and the payload.
                     let s = slots_at + slot * slot_size;
-                    let hits_len = overlaps(offset, bytes.len(), s, 4);
+                    if overlaps(offset, bytes.len(), s + SEQ_OFFSET as usize, 4) {
+                        ring.tainted = true;
+                    }
+                    let hits_len = overlaps(offset, bytes.len(), s + LEN_OFFSET as usize, 4);
                     let hits_payload = overlaps(
                         offset,
                         bytes.len(),

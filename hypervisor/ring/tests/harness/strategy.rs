@@ -1,7 +1,7 @@
 //! Proptest strategies for scenarios (tests only; the fuzz target decodes its own input).
 
 use super::{Op, Scenario, Via};
-use bulkhead_abi::channel::{CONSUMER_OFFSET, PRODUCER_OFFSET, RING_CONTROL_SIZE, WAITING_OFFSET};
+use bulkhead_abi::channel::{CONSUMER_OFFSET, RING_CONTROL_SIZE, WAITING_OFFSET};
 use bulkhead_ring::Side;
 use proptest::prelude::*;
 
@@ -71,9 +71,9 @@ pub enum Step {
 pub enum Target {
     /// Anywhere in the region.
     Anywhere,
-    /// A ring's producer index, consumer index or waiting flag.
+    /// A ring's consumer index or waiting flag.
     Control { ring: usize, word: u8 },
-    /// The start of a slot (its length word and first payload bytes).
+    /// The start of a slot (its sequence and length words and first payload bytes).
     Slot { ring: usize },
     /// The header.
     Header,
@@ -82,7 +82,7 @@ pub enum Target {
 fn target() -> impl Strategy<Value = Target> {
     prop_oneof![
         2 => Just(Target::Anywhere),
-        2 => (0usize..2, 0u8..3).prop_map(|(ring, word)| Target::Control { ring, word }),
+        2 => (0usize..2, 0u8..2).prop_map(|(ring, word)| Target::Control { ring, word }),
         3 => (0usize..2).prop_map(|ring| Target::Slot { ring }),
         1 => Just(Target::Header),
     ]
@@ -121,10 +121,10 @@ fn offset(s: &Scenario, target: Target, pos: u32) -> usize {
     let pos = pos as usize;
     match target {
         Target::Anywhere => pos % s.region.len(),
-        Target::Header => pos % 32,
+        Target::Header => pos % bulkhead_abi::channel::HEADER_BYTES,
         Target::Control { ring, word } => {
             g.ring_offset[ring] as usize
-                + [PRODUCER_OFFSET, CONSUMER_OFFSET, WAITING_OFFSET][word as usize] as usize
+                + [CONSUMER_OFFSET, WAITING_OFFSET][word as usize % 2] as usize
         }
         Target::Slot { ring } => {
             let slot = pos % g.slot_count as usize;

@@ -2,7 +2,7 @@
 //! channel device and, in the tests, over a heap buffer shared by two endpoints.
 
 use super::{ChannelError, CountingBell, Doorbell, Side, Transport};
-use bulkhead_abi::channel::{CONSUMER_OFFSET, GENERATION_OFFSET, Geometry, PRODUCER_OFFSET};
+use bulkhead_abi::channel::{GENERATION_OFFSET, Geometry, HEADER_BYTES};
 use bulkhead_ring::{Endpoint, Sent, SharedRegion};
 use serde::Serialize;
 
@@ -11,8 +11,6 @@ pub struct RingChannel<D: Doorbell> {
     ep: Endpoint,
     region: SharedRegion,
     side: Side,
-    /// Where our sending ring's producer and consumer indices are.
-    tx_words: (usize, usize),
     /// The reset generation when the endpoint was (re)opened.
     generation: u32,
     doorbell: D,
@@ -43,24 +41,12 @@ fn generation(region: &SharedRegion) -> u32 {
 impl<D: Doorbell> RingChannel<D> {
     /// Opens `side` of the channel in `region` (its header checked by the ring).
     pub fn open(region: SharedRegion, side: Side, doorbell: D) -> Result<Self, ChannelError> {
-        let mut header = [0u8; 32];
-        region.read_bytes(0, &mut header);
-        let g =
-            Geometry::from_header(&header, region.len() as u64).ok_or(ChannelError::BadHeader)?;
-        let ring = g.ring_offset[match side {
-            Side::A => 0,
-            Side::B => 1,
-        }] as usize;
         let generation = generation(&region);
         let ep = Endpoint::open(region.clone(), side)?;
         Ok(RingChannel {
             ep,
             region,
             side,
-            tx_words: (
-                ring + PRODUCER_OFFSET as usize,
-                ring + CONSUMER_OFFSET as usize,
-            ),
             generation,
             doorbell,
             notifies: 0,
@@ -155,14 +141,9 @@ impl<D: Doorbell> Transport for RingChannel<D> {
     }
 
     fn unconsumed(&self) -> u32 {
-        let word = |at: usize| {
-            let mut w = [0u8; 4];
-            self.region.read_bytes(at, &mut w);
-            u32::from_le_bytes(w)
-        };
-        // The producer word is ours; the consumer word is the peer's (any value: the
-        // difference is only a number to wait on, bounded by the caller's timeout).
-        word(self.tx_words.0).wrapping_sub(word(self.tx_words.1))
+        // The peer's consumer index is any value: the difference is only a number to wait
+        // on, bounded by the caller's timeout.
+        self.ep.unconsumed()
     }
 }
 
@@ -181,7 +162,7 @@ pub fn pair(
 
 /// Plays the hypervisor resetting the channel: new header and indices, generation bumped.
 pub fn reset_region(region: &SharedRegion) {
-    let mut header = [0u8; 32];
+    let mut header = [0u8; HEADER_BYTES];
     region.read_bytes(0, &mut header);
     if let Some(g) = Geometry::from_header(&header, region.len() as u64) {
         let next = generation(region).wrapping_add(1);
