@@ -53,8 +53,8 @@ pub struct Endpoint {
     tx_head_seen: u32,
     /// Our consumer index on `rx`: the next slot we read.
     rx_head: u32,
-    /// Slot `rx_head` is known to hold a message (its sequence word was checked).
-    rx_ready: bool,
+    /// The length word of slot `rx_head` when its sequence word said it holds a message.
+    rx_ready: Option<u32>,
     /// The consumer index we last stored in shared memory.
     rx_published: u32,
     /// Store the consumer index once this many slots were read since the last store.
@@ -121,7 +121,7 @@ impl Endpoint {
             tx_tail,
             tx_head_seen: tx_tail,
             rx_head,
-            rx_ready: false,
+            rx_ready: None,
             rx_published: rx_head,
             publish_batch: (geometry.slot_count / 4).max(1),
             waiting: false,
@@ -359,14 +359,14 @@ impl Endpoint {
         Ok(self.tx_tail.wrapping_sub(head) < self.slot_count)
     }
 
-    /// Publishes the slot just written: its length, then (release) its sequence word; then
-    /// (SeqCst fence, paired with the one in `prepare_wait`) looks at the peer's waiting flag.
+    /// Publishes the slot just written: its sequence and length words in one store (release);
+    /// then (SeqCst fence, paired with the one in `prepare_wait`) looks at the peer's waiting
+    /// flag.
     #[inline]
     fn publish(&mut self, len: usize) -> Sent {
         // `len <= max_payload < u32::MAX`: the writers refuse more.
-        self.tx.set_slot_len(self.tx_tail, len as u32);
         self.tx
-            .set_slot_seq(self.tx_tail, published_seq(self.tx_tail));
+            .publish_slot(self.tx_tail, published_seq(self.tx_tail), len as u32);
         self.tx_tail = self.tx_tail.wrapping_add(1);
         fence(Ordering::SeqCst);
         let notify = self.tx.waiting().load(Ordering::Relaxed) != 0;
@@ -378,13 +378,13 @@ impl Endpoint {
     /// means not yet; any other value is a breach.
     #[inline]
     fn rx_has_data(&mut self) -> Result<bool, ChannelError> {
-        if self.rx_ready {
+        if self.rx_ready.is_some() {
             return Ok(true);
         }
-        let seq = self.rx.slot_seq(self.rx_head);
+        let (seq, len) = self.rx.slot_seq_len(self.rx_head);
         let expected = published_seq(self.rx_head);
         if seq == expected {
-            self.rx_ready = true;
+            self.rx_ready = Some(len);
             return Ok(true);
         }
         if seq == expected.wrapping_sub(self.slot_count) || seq == 0 {
@@ -398,10 +398,11 @@ impl Endpoint {
         }))
     }
 
-    /// The length of slot `rx_head`, checked against the payload size (one fetch).
+    /// The length of slot `rx_head` (read with its sequence word by `rx_has_data`), checked
+    /// against the payload size.
     #[inline]
     fn rx_len(&mut self) -> Result<usize, ChannelError> {
-        let len = self.rx.slot_len(self.rx_head);
+        let len = self.rx_ready.unwrap_or(u32::MAX);
         match usize::try_from(len) {
             Ok(n) if n <= self.max_payload() => Ok(n),
             _ => Err(self.length_breach(usize::try_from(len).unwrap_or(usize::MAX))),
@@ -412,7 +413,7 @@ impl Endpoint {
     #[inline]
     fn rx_advance(&mut self) {
         self.rx_head = self.rx_head.wrapping_add(1);
-        self.rx_ready = false;
+        self.rx_ready = None;
         if self.rx_head.wrapping_sub(self.rx_published) >= self.publish_batch {
             self.publish_consumer();
         }

@@ -9,8 +9,10 @@
 //! [`Breach`] that says what the peer did) without ever panicking, reading or writing outside
 //! the region, looping or allocating.
 //!
-//! Messages larger than a slot's payload are refused at the sender
-//! ([`ChannelError::TooLarge`]); there is no bulk region in layout version 1.
+//! Every slot carries its own sequence word: the consumer polls the slot it reads next, so a
+//! message that fits one cache line crosses in one line transfer. Messages larger than a
+//! slot's payload are refused at the sender ([`ChannelError::TooLarge`]); they travel through
+//! the channel's bulk area instead, lent by descriptor.
 //!
 //! Waiting is a handshake with the peer, not a system call: [`Endpoint::prepare_wait`] sets
 //! our waiting flag and looks again; [`Endpoint::send`] answers `notify: true` when the peer's

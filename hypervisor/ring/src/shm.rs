@@ -93,10 +93,8 @@ fn initial_words(g: &Geometry, which: usize, start: u32) -> impl Iterator<Item =
 #[cfg(not(loom))]
 mod raw {
     use super::RingShape;
-    use crate::sync::AtomicU32;
-    use bulkhead_abi::channel::{
-        CONSUMER_OFFSET, GENERATION_OFFSET, Geometry, LEN_OFFSET, SEQ_OFFSET, WAITING_OFFSET,
-    };
+    use crate::sync::{AtomicU32, AtomicU64};
+    use bulkhead_abi::channel::{CONSUMER_OFFSET, GENERATION_OFFSET, Geometry, WAITING_OFFSET};
     use core::mem::MaybeUninit;
     use core::ptr;
 
@@ -333,44 +331,32 @@ mod raw {
             unsafe { self.region.base.add(at) }
         }
 
-        /// The word at `offset` (0 or 4) of slot `index`.
+        /// The header of slot `index`: its sequence word (low half, offset 0) and its length
+        /// word (high half, offset 4) as one `u64`, loaded and stored in one access.
         #[inline]
-        fn slot_word(&self, index: u32, offset: u64) -> &AtomicU32 {
-            // SAFETY: (1) the slot's first 8 bytes lie inside the region (see `slot`), so the
-            // word does; the lifetime is bounded by `self`, which keeps the region alive;
-            // (2) a slot starts 64-aligned and `offset` is 0 or 4, so the word is 4-aligned;
-            // (3) this program accesses these bytes only atomically (contract of `new`).
-            unsafe { AtomicU32::from_ptr(self.slot(index).add(offset as usize).cast::<u32>()) }
+        fn slot_header(&self, index: u32) -> &AtomicU64 {
+            // SAFETY: (1) the slot's first 8 bytes lie inside the region (see `slot`); the
+            // lifetime is bounded by `self`, which keeps the region alive; (2) a slot starts
+            // 64-aligned, as `AtomicU64` needs 8; (3) this program accesses these bytes only
+            // atomically (contract of `new`).
+            unsafe { AtomicU64::from_ptr(self.slot(index).cast::<u64>()) }
         }
 
-        /// The sequence word of slot `index` (one fetch, acquire: the payload and length the
-        /// producer wrote before publishing are visible after it; the caller validates it).
+        /// The sequence and length words of slot `index` (one fetch, acquire: the payload the
+        /// producer wrote before publishing is visible after it; the caller validates both).
         #[inline]
-        pub(crate) fn slot_seq(&self, index: u32) -> u32 {
-            self.slot_word(index, SEQ_OFFSET)
-                .load(crate::sync::Ordering::Acquire)
+        pub(crate) fn slot_seq_len(&self, index: u32) -> (u32, u32) {
+            let h = self.slot_header(index).load(crate::sync::Ordering::Acquire);
+            (h as u32, (h >> 32) as u32)
         }
 
-        /// Publishes slot `index` with sequence word `seq` (release: after its payload and
-        /// length).
+        /// Publishes slot `index`: its sequence and length words in one store (release: after
+        /// its payload).
         #[inline]
-        pub(crate) fn set_slot_seq(&self, index: u32, seq: u32) {
-            self.slot_word(index, SEQ_OFFSET)
-                .store(seq, crate::sync::Ordering::Release);
-        }
-
-        /// The length word of slot `index` (one fetch; the caller validates it).
-        #[inline]
-        pub(crate) fn slot_len(&self, index: u32) -> u32 {
-            self.slot_word(index, LEN_OFFSET)
-                .load(crate::sync::Ordering::Relaxed)
-        }
-
-        /// Sets the length word of slot `index`.
-        #[inline]
-        pub(crate) fn set_slot_len(&self, index: u32, len: u32) {
-            self.slot_word(index, LEN_OFFSET)
-                .store(len, crate::sync::Ordering::Relaxed);
+        pub(crate) fn publish_slot(&self, index: u32, seq: u32, len: u32) {
+            let h = u64::from(seq) | (u64::from(len) << 32);
+            self.slot_header(index)
+                .store(h, crate::sync::Ordering::Release);
         }
 
         /// Copies the first `dst.len()` payload bytes of slot `index` into `dst`; false, copying
@@ -595,7 +581,7 @@ mod raw {
 #[cfg(loom)]
 mod model {
     use super::RingShape;
-    use crate::sync::AtomicU32;
+    use crate::sync::{AtomicU32, AtomicU64};
     use bulkhead_abi::channel::Geometry;
     use loom::cell::UnsafeCell;
     use std::sync::Arc;
@@ -618,13 +604,12 @@ mod model {
     struct RingModel {
         consumer: AtomicU32,
         waiting: AtomicU32,
-        seqs: Vec<AtomicU32>,
+        headers: Vec<AtomicU64>,
         slots: Vec<UnsafeCell<Slot>>,
     }
 
     #[derive(Debug)]
     struct Slot {
-        len: u32,
         payload: Vec<u8>,
     }
 
@@ -646,13 +631,12 @@ mod model {
             let ring = || RingModel {
                 consumer: AtomicU32::new(start),
                 waiting: AtomicU32::new(0),
-                seqs: (0..n)
-                    .map(|slot| AtomicU32::new(lap_before(slot)))
+                headers: (0..n)
+                    .map(|slot| AtomicU64::new(u64::from(lap_before(slot))))
                     .collect(),
                 slots: (0..geometry.slot_count)
                     .map(|_| {
                         UnsafeCell::new(Slot {
-                            len: 0,
                             payload: std::vec![0; geometry.max_payload() as usize],
                         })
                     })
@@ -742,24 +726,17 @@ mod model {
             &self.ring().slots[(index & self.shape.mask) as usize]
         }
 
-        pub(crate) fn slot_seq(&self, index: u32) -> u32 {
-            self.ring().seqs[(index & self.shape.mask) as usize]
-                .load(crate::sync::Ordering::Acquire)
+        pub(crate) fn slot_seq_len(&self, index: u32) -> (u32, u32) {
+            let h = self.ring().headers[(index & self.shape.mask) as usize]
+                .load(crate::sync::Ordering::Acquire);
+            (h as u32, (h >> 32) as u32)
         }
 
-        pub(crate) fn set_slot_seq(&self, index: u32, seq: u32) {
-            self.ring().seqs[(index & self.shape.mask) as usize]
-                .store(seq, crate::sync::Ordering::Release);
-        }
-
-        pub(crate) fn slot_len(&self, index: u32) -> u32 {
-            // SAFETY: loom checks this read against every write of the cell.
-            self.cell(index).with(|s| unsafe { (*s).len })
-        }
-
-        pub(crate) fn set_slot_len(&self, index: u32, len: u32) {
-            // SAFETY: loom checks this write against every access of the cell.
-            self.cell(index).with_mut(|s| unsafe { (*s).len = len });
+        pub(crate) fn publish_slot(&self, index: u32, seq: u32, len: u32) {
+            self.ring().headers[(index & self.shape.mask) as usize].store(
+                u64::from(seq) | (u64::from(len) << 32),
+                crate::sync::Ordering::Release,
+            );
         }
 
         pub(crate) fn read_payload(&self, index: u32, dst: &mut [u8]) -> bool {
