@@ -47,6 +47,8 @@ pub struct Endpoint {
     rx: Ring,
     /// Slots per ring.
     slot_count: u32,
+    /// Bytes of the channel's bulk area (0: none).
+    bulk_size: u32,
     /// Our producer index on `tx`: the next slot we fill.
     tx_tail: u32,
     /// The peer's consumer index on `tx` when we last read it: slots before it are free.
@@ -118,6 +120,7 @@ impl Endpoint {
             tx,
             rx,
             slot_count: geometry.slot_count,
+            bulk_size: geometry.bulk_size,
             tx_tail,
             tx_head_seen: tx_tail,
             rx_head,
@@ -149,6 +152,17 @@ impl Endpoint {
     #[inline]
     pub fn max_payload(&self) -> usize {
         self.tx.max_payload()
+    }
+
+    /// Bytes of the channel's bulk area as the header names it (0: none); open it with
+    /// [`crate::Bulk::open`].
+    pub fn bulk_size(&self) -> u32 {
+        self.bulk_size
+    }
+
+    /// Which side this is.
+    pub fn side(&self) -> Side {
+        self.side
     }
 
     /// Slots per ring: how many messages can be in flight one way.

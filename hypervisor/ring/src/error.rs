@@ -28,6 +28,16 @@ pub enum ChannelError {
         /// The version this end speaks.
         expected: u32,
     },
+    /// The peer holds so much of our bulk pool (buffers it has not returned) that the buffer
+    /// does not fit now.
+    BulkExhausted {
+        /// Pages of our pool the peer holds.
+        lent_pages: usize,
+        /// Pages in our pool.
+        pool_pages: usize,
+        /// Buffers the peer holds.
+        loans: usize,
+    },
     /// The hypervisor reset the channel (the peer restarted): everything in flight is gone.
     /// Reopen the endpoint ([`crate::Endpoint::reopen`]) and start the conversation again.
     Reset,
@@ -64,6 +74,30 @@ pub enum Breach {
         /// The largest payload.
         max: u32,
     },
+    /// A bulk descriptor names bytes outside the lender's pool (or not at a page start).
+    BulkOutOfRange {
+        /// The offset it named.
+        offset: u32,
+        /// The length it named.
+        len: u32,
+        /// Bytes in the pool.
+        pool: u32,
+    },
+    /// A lent bulk buffer did not match its checksum when copied: the lender changed it after
+    /// lending it.
+    BulkChanged {
+        /// Its offset in the lender's pool.
+        offset: u32,
+        /// Its length.
+        len: u32,
+    },
+    /// The peer returned a bulk buffer we had not lent it (or returned one twice).
+    BulkNotLent {
+        /// The offset it named.
+        offset: u32,
+        /// The length it named.
+        len: u32,
+    },
     /// A message did not decode as the type expected (or left bytes over).
     Decode,
 }
@@ -90,6 +124,15 @@ impl fmt::Display for ChannelError {
             ChannelError::Version { found, expected } => write!(
                 f,
                 "the channel has layout version {found}, this end speaks version {expected}"
+            ),
+            ChannelError::BulkExhausted {
+                lent_pages,
+                pool_pages,
+                loans,
+            } => write!(
+                f,
+                "the peer holds {lent_pages} of the {pool_pages} pages of our bulk pool \
+                 ({loans} buffers not returned)"
             ),
             ChannelError::Reset => f.write_str("the channel was reset (the peer restarted)"),
         }
@@ -120,6 +163,19 @@ impl fmt::Display for Breach {
             Breach::LengthOutOfRange { len, max } => {
                 write!(f, "slot length {len} above the payload size {max}")
             }
+            Breach::BulkOutOfRange { offset, len, pool } => write!(
+                f,
+                "bulk buffer of {len} bytes at {offset:#x} is not at a page inside the \
+                 {pool}-byte pool"
+            ),
+            Breach::BulkChanged { offset, len } => write!(
+                f,
+                "bulk buffer of {len} bytes at {offset:#x} changed after it was lent"
+            ),
+            Breach::BulkNotLent { offset, len } => write!(
+                f,
+                "returned bulk buffer of {len} bytes at {offset:#x} was not lent"
+            ),
             Breach::Decode => f.write_str("a message did not decode"),
         }
     }

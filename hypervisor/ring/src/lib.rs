@@ -39,12 +39,16 @@
 #[cfg(any(feature = "std", loom))]
 extern crate std;
 
+#[cfg(not(loom))]
+mod bulk;
 mod endpoint;
 mod error;
 #[allow(unsafe_code)]
 mod shm;
 mod sync;
 
+#[cfg(not(loom))]
+pub use bulk::{BULK_PAGE, Bulk, BulkRef, MAX_LOANS, checksum};
 pub use endpoint::{Endpoint, Sent, Side};
 pub use error::{Breach, ChannelError, PeerIndex};
 pub use shm::SharedRegion;

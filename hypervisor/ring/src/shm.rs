@@ -194,16 +194,16 @@ mod raw {
         }
 
         /// Copies `src` to `offset` (volatile stores); false, writing nothing, when that range
-        /// is not inside the region. Tests use it to play the hostile peer.
+        /// is not inside the region. Bulk buffers are written with it; tests use it to play
+        /// the hostile peer.
         pub fn write_bytes(&self, offset: usize, src: &[u8]) -> bool {
             if !self.contains(offset, src.len()) {
                 return false;
             }
-            for (i, b) in src.iter().enumerate() {
-                // SAFETY: `offset + i < offset + src.len() <= len`: inside the region, which is
-                // mapped and writable (contract of `new`).
-                unsafe { ptr::write_volatile(self.base.add(offset + i), *b) };
-            }
+            // SAFETY: (1) the range is inside the region (checked above), which is mapped and
+            // writable (contract of `new`); (2) `src` is the caller's memory, which cannot
+            // overlap the region (no references to region bytes exist).
+            unsafe { store(src.as_ptr(), self.base.add(offset), src.len()) };
             true
         }
 
@@ -259,6 +259,35 @@ mod raw {
         for i in words * 8..len {
             // SAFETY: `i < len`: inside both ranges (1, 2).
             unsafe { dst.add(i).write(ptr::read_volatile(src.add(i))) };
+        }
+    }
+
+    /// Copies `len` bytes into shared memory with volatile stores, eight at a time where the
+    /// destination is aligned: every byte is written once, none is read back.
+    ///
+    /// # Safety
+    /// 1. `dst .. dst + len` is writable shared memory;
+    /// 2. `src .. src + len` is readable private memory that does not overlap it.
+    #[inline]
+    unsafe fn store(src: *const u8, dst: *mut u8, len: usize) {
+        let head = dst.align_offset(8).min(len);
+        let words = (len - head) / 8;
+        for i in 0..head {
+            // SAFETY: `i < head <= len`: inside both ranges (1, 2).
+            unsafe { ptr::write_volatile(dst.add(i), src.add(i).read()) };
+        }
+        for w in 0..words {
+            let at = head + w * 8;
+            // SAFETY: `dst + at` is 8-aligned and `at + 8 <= len`: inside the destination (1);
+            // the 8 source bytes are inside `src` (2), read unaligned.
+            unsafe {
+                let v = src.add(at).cast::<u64>().read_unaligned();
+                ptr::write_volatile(dst.add(at).cast::<u64>(), v);
+            }
+        }
+        for i in head + words * 8..len {
+            // SAFETY: `i < len`: inside both ranges (1, 2).
+            unsafe { ptr::write_volatile(dst.add(i), src.add(i).read()) };
         }
     }
 

@@ -263,6 +263,7 @@ impl embedded_io::Error for StreamError {
             }
             ChannelError::Encode => embedded_io::ErrorKind::InvalidData,
             ChannelError::Reset => embedded_io::ErrorKind::ConnectionReset,
+            ChannelError::BulkExhausted { .. } => embedded_io::ErrorKind::OutOfMemory,
         }
     }
 }

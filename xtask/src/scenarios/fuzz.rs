@@ -2,6 +2,10 @@
 //! - `fuzz-ring`: libFuzzer drives the ring crate while a hostile peer writes arbitrary bytes
 //!   anywhere in the shared region between operations (`fuzz/fuzz_targets/ring_hostile_peer.rs`);
 //!   any panic, out-of-bounds access or a received message that was never sent fails it.
+//! - `fuzz-bulk`: a hostile peer returns made-up bulk descriptors, hands out made-up buffers
+//!   and scribbles over a channel's bulk area between operations
+//!   (`fuzz/fuzz_targets/bulk_hostile_peer.rs`): no panic, no write outside the area, no page
+//!   lent twice, every unscribbled buffer read back intact.
 //! - `fuzz-firewall`: arbitrary frames from arbitrary ports into the firewall engine, the
 //!   clock advancing and the uplink toggling (`fuzz/fuzz_targets/firewall_frames.rs`).
 //! - `fuzz-sysdesc`: arbitrary bytes into the system-description compiler, seeded with
@@ -9,7 +13,7 @@
 //!   no panic, and every diagnostic located, keyed and free of control characters.
 //!
 //! `BULKHEAD_FUZZ_SECONDS` sets each one's budget (default 60 for the ring, half for the
-//! firewall and the compiler).
+//! bulk area, the firewall and the compiler).
 
 use super::Scenario;
 use anyhow::{Context, Result, bail};
@@ -19,6 +23,12 @@ pub const FUZZ_RING: Scenario = Scenario {
     name: "fuzz-ring",
     about: "libFuzzer: a hostile peer scribbles over the ring between operations (bounded time)",
     run: || fuzz("ring_hostile_peer", 60),
+};
+
+pub const FUZZ_BULK: Scenario = Scenario {
+    name: "fuzz-bulk",
+    about: "libFuzzer: a hostile peer forges bulk descriptors and scribbles the bulk area (bounded time)",
+    run: || fuzz("bulk_hostile_peer", 30),
 };
 
 pub const FUZZ_FIREWALL: Scenario = Scenario {

@@ -54,6 +54,7 @@ pub fn all() -> Vec<Scenario> {
         dma::DMA_ESCAPE,
         loom::LOOM_RING,
         fuzz::FUZZ_RING,
+        fuzz::FUZZ_BULK,
         fuzz::FUZZ_FIREWALL,
         fuzz::FUZZ_SYSDESC,
         refusals::BROKEN_BUNDLES,
