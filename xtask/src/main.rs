@@ -9,6 +9,7 @@ mod deps;
 mod images;
 mod iso;
 mod progress;
+mod profile;
 mod qemu;
 mod scenarios;
 mod tcb;
@@ -70,6 +71,10 @@ enum Cmd {
         /// nftables between network namespaces (root for the Linux part).
         #[arg(long, conflicts_with_all = ["host", "qemu"])]
         firewall: bool,
+        /// With the in-QEMU benchmark: also profile the poll-mode round trip by function
+        /// (a QEMU TCG plugin counts the instructions at every address).
+        #[arg(long, conflicts_with_all = ["host", "firewall"])]
+        profile: bool,
         /// Rewrite docs/bench.md with the figures just measured.
         #[arg(long)]
         write_docs: bool,
@@ -238,13 +243,14 @@ fn verb(cli: Cli) -> Result<()> {
         Cmd::Bench {
             host,
             qemu,
+            profile,
             write_docs,
             ..
-        } => bench_verb(host, qemu, write_docs),
+        } => bench_verb(host, qemu, profile, write_docs),
     }
 }
 
-fn bench_verb(host_only: bool, qemu_only: bool, write_docs: bool) -> Result<()> {
+fn bench_verb(host_only: bool, qemu_only: bool, profile: bool, write_docs: bool) -> Result<()> {
     if !qemu_only {
         bench::host(write_docs)?;
     }
@@ -266,8 +272,26 @@ fn bench_verb(host_only: bool, qemu_only: bool, write_docs: bool) -> Result<()> 
             println!("wrote {}", path.display());
         }
     }
+    if profile {
+        println!("== where a poll-mode round trip's instructions go (QEMU plugin)");
+        let body = format!(
+            "Measured by `cargo xtask bench --qemu --profile`. {}",
+            profile::profile_round_trip()?.markdown(30)
+        );
+        println!("{body}");
+        if write_docs {
+            let path = workspace_root().join("docs/bench.md");
+            let doc = std::fs::read_to_string(&path)?;
+            let doc = bench::replace_section(&doc, PROFILE_BEGIN, PROFILE_END, &body);
+            std::fs::write(&path, doc)?;
+            println!("wrote {}", path.display());
+        }
+    }
     Ok(())
 }
+
+const PROFILE_BEGIN: &str = "<!-- profile:begin -->";
+const PROFILE_END: &str = "<!-- profile:end -->";
 
 fn run(args: RunArgs) -> Result<()> {
     let mut steps = Steps::new(bundle::STEPS + usize::from(args.iso) + 1);

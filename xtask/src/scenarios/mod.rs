@@ -8,7 +8,7 @@ mod appvm;
 mod appvms;
 mod bochs;
 mod bochs_linux;
-mod boots;
+pub mod boots;
 mod channels;
 mod console_flood;
 mod containment;
