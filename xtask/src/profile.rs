@@ -28,7 +28,8 @@ struct Symbols(Vec<(u64, u64, String)>);
 impl Symbols {
     fn read(elf: &Path) -> Result<Symbols> {
         let data = std::fs::read(elf).with_context(|| format!("reading {}", elf.display()))?;
-        let file = object::File::parse(&*data).with_context(|| format!("parsing {}", elf.display()))?;
+        let file =
+            object::File::parse(&*data).with_context(|| format!("parsing {}", elf.display()))?;
         let mut v: Vec<(u64, u64, String)> = file
             .symbols()
             .filter(|s| s.kind() == SymbolKind::Text && s.address() != 0)
@@ -106,7 +107,13 @@ pub fn profile_round_trip() -> Result<Profile> {
     let root = crate::workspace_root();
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = std::process::Command::new(cargo)
-        .args(["build", "--release", "--quiet", "-p", "bulkhead-insn-profile"])
+        .args([
+            "build",
+            "--release",
+            "--quiet",
+            "-p",
+            "bulkhead-insn-profile",
+        ])
         .current_dir(&root)
         .status()
         .context("running cargo to build the profiling plugin")?;
@@ -131,7 +138,12 @@ pub fn profile_round_trip() -> Result<Profile> {
     let per = (LONG - SHORT) as f64;
     let mut functions: Vec<(String, f64)> = runs[1]
         .iter()
-        .map(|(k, v)| (k.clone(), (*v as f64 - *runs[0].get(k).unwrap_or(&0) as f64) / per))
+        .map(|(k, v)| {
+            (
+                k.clone(),
+                (*v as f64 - *runs[0].get(k).unwrap_or(&0) as f64) / per,
+            )
+        })
         .filter(|(_, v)| v.abs() >= 0.5)
         .collect();
     functions.sort_by(|a, b| b.1.total_cmp(&a.1));
@@ -164,7 +176,10 @@ impl Profile {
             self.total
         );
         for (name, v) in self.groups().iter().take(top) {
-            s.push_str(&format!("| {name} | {v:.0} | {:.1}% |\n", 100.0 * v / self.total));
+            s.push_str(&format!(
+                "| {name} | {v:.0} | {:.1}% |\n",
+                100.0 * v / self.total
+            ));
         }
         s.push_str("\n| function | instructions |\n|---|--:|\n");
         for (name, v) in self.functions.iter().take(top) {

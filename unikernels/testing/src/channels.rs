@@ -85,14 +85,11 @@ pub fn ping(boot: &Boot, args: &Args<'_>) -> i32 {
     let (t0, e0, n0) = (now_ns(), exit_count(), ch.notifies);
     for seq in 0..count {
         let payload = Probe::payload_for(seq);
-        if let Err(e) = ch.send(&Probe::Ping {
-            seq,
-            payload: payload.clone(),
-        }) {
+        if let Err(e) = ch.send(&Probe::Ping { seq, payload }) {
             return fail("send", e);
         }
         match ch.recv::<Probe>(mode) {
-            Ok(Probe::Pong { seq: s, payload: p }) if s == seq && p == payload => {}
+            Ok(Probe::Pong { seq: s, payload: p }) if s == seq && same_bytes(&p, &payload) => {}
             Ok(other) => {
                 error!("testing: round trip {seq}: expected its pong, got {other:?}");
                 return EXIT_BAD_MESSAGE;
@@ -237,4 +234,15 @@ pub fn stream_rx(boot: &Boot, args: &Args<'_>) -> i32 {
     }
     info!("stream-rx: read {STREAM_LEN} bytes intact through embedded-io");
     0
+}
+
+/// Whether `a` and `b` hold the same bytes, compared eight at a time (the toolchain's
+/// `memcmp` compares one byte at a time, which would be a fifth of a round trip's
+/// instructions in the benchmark).
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    let word = |c: &[u8]| u64::from_le_bytes(c.try_into().unwrap_or([0; 8]));
+    let (x, y) = (a.chunks_exact(8), b.chunks_exact(8));
+    a.len() == b.len()
+        && x.remainder() == y.remainder()
+        && x.zip(y).all(|(x, y)| word(x) == word(y))
 }
