@@ -50,6 +50,28 @@ pub enum Probe {
         /// Pings sent.
         count: u64,
     },
+    /// A chunk of a bulk transfer, lent from the sender's bulk pool.
+    Chunk {
+        /// Chunk number, from 0.
+        seq: u64,
+        /// Where it is.
+        buf: BulkRef,
+    },
+    /// A lent bulk buffer given back.
+    Returned(BulkRef),
+}
+
+/// A buffer lent from one end's pool of a channel's bulk area (`bulkhead_abi::channel`), as
+/// it travels in ring messages: where it is in the lender's pool, how long it is, and a
+/// checksum of its bytes when lent (see `bulkhead_ring::Bulk`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BulkRef {
+    /// Byte offset in the lender's pool (a multiple of 4 KiB).
+    pub offset: u32,
+    /// Bytes of data (the buffer spans `len` rounded up to whole pages; at least one).
+    pub len: u32,
+    /// The checksum of the data when it was lent (`bulkhead_ring::checksum`).
+    pub check: u64,
 }
 
 impl Probe {

@@ -26,7 +26,6 @@ use crate::Side;
 use crate::error::{Breach, ChannelError};
 use crate::shm::SharedRegion;
 use bulkhead_abi::channel::{BULK_POOL_ALIGN, MAX_BULK_SIZE};
-use serde::{Deserialize, Serialize};
 
 /// Bytes of one bulk page.
 pub const BULK_PAGE: usize = BULK_POOL_ALIGN as usize;
@@ -35,17 +34,8 @@ const MAX_POOL_PAGES: usize = (MAX_BULK_SIZE / 2 / BULK_POOL_ALIGN) as usize;
 /// Most buffers lent at once.
 pub const MAX_LOANS: usize = 64;
 
-/// A lent buffer, as it travels in ring messages: where it is in the lender's pool, how long
-/// it is, and a checksum of its bytes when lent.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct BulkRef {
-    /// Byte offset in the lender's pool (a multiple of [`BULK_PAGE`]).
-    pub offset: u32,
-    /// Bytes of data (the buffer spans `len` rounded up to whole pages; at least one).
-    pub len: u32,
-    /// [`checksum`] of the data when it was lent.
-    pub check: u64,
-}
+/// A lent buffer, as it travels in ring messages (defined with the message vocabulary).
+pub use bulkhead_abi::proto::BulkRef;
 
 /// One outstanding loan of our pool.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
