@@ -8,6 +8,7 @@ mod bundle;
 mod deps;
 mod images;
 mod iso;
+mod netbench;
 mod progress;
 mod qemu;
 mod scenarios;
@@ -70,6 +71,10 @@ enum Cmd {
         /// nftables between network namespaces (root for the Linux part).
         #[arg(long, conflicts_with_all = ["host", "qemu"])]
         firewall: bool,
+        /// Only the network benchmark: bulk TCP from a Linux AppVM through sys-firewall and
+        /// sys-net to the host and back, against the same kernel straight on QEMU.
+        #[arg(long, conflicts_with_all = ["host", "qemu", "firewall"])]
+        network: bool,
         /// Rewrite docs/bench.md with the figures just measured.
         #[arg(long)]
         write_docs: bool,
@@ -211,6 +216,7 @@ fn verb(cli: Cli) -> Result<()> {
             out: a.out,
             no_agent: a.no_agent,
             check_in_qemu: a.check_in_qemu,
+            extra_modules: &[],
         }),
         Cmd::Tcb {
             json,
@@ -235,6 +241,11 @@ fn verb(cli: Cli) -> Result<()> {
             write_docs,
             ..
         } => bench::firewall(write_docs),
+        Cmd::Bench {
+            network: true,
+            write_docs,
+            ..
+        } => netbench::run(write_docs),
         Cmd::Bench {
             host,
             qemu,

@@ -1,0 +1,169 @@
+//! A QEMU TCG plugin for `cargo xtask bench --network` (`-plugin file=LIB,out=FILE`): counts
+//! the guest instructions the emulated CPU executes and the VMRUN instructions among them
+//! (one VM entry each, every one ended by one VM exit), and writes both counters to `FILE`
+//! whenever the guest executes the mark instruction [`MARK`], a NOP with a displacement no
+//! compiler emits. A program in the guest brackets what it measures with two marks, so the
+//! difference of two lines is what the whole machine (hypervisor, every qube) executed in
+//! between. Linked against nothing: QEMU resolves the `qemu_plugin_*` functions when it
+//! loads the library (plugin API version 1, QEMU 7.2).
+//!
+//! Instructions are counted per translated block, when the block starts: a block left early
+//! (an exception, a VM exit on an intercepted instruction) counts its remaining
+//! instructions too; a slight overcount.
+#![allow(unsafe_code)]
+
+use std::ffi::{CStr, c_char, c_int, c_uint, c_void};
+use std::fs::File;
+use std::io::Write;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// The mark: `nop dword ptr [rax + rax*1 + 0x4b4d4842]` ("BHMK" as the displacement).
+pub const MARK: [u8; 8] = [0x0f, 0x1f, 0x84, 0x00, 0x42, 0x48, 0x4d, 0x4b];
+/// VMRUN (`0f 01 d8`), possibly after a prefix.
+const VMRUN: [u8; 3] = [0x0f, 0x01, 0xd8];
+
+/// The plugin API version this library was written against (QEMU 7.2's).
+#[unsafe(no_mangle)]
+#[allow(non_upper_case_globals)]
+pub static qemu_plugin_version: c_int = 1;
+
+/// Instructions executed (added to by the code QEMU generates, one add per block).
+static INSNS: AtomicU64 = AtomicU64::new(0);
+/// VMRUNs executed.
+static VMRUNS: AtomicU64 = AtomicU64::new(0);
+/// Marks seen.
+static MARKS: AtomicU64 = AtomicU64::new(0);
+/// Where the lines go.
+static OUT: Mutex<Option<File>> = Mutex::new(None);
+
+/// QEMU's opaque translation block.
+#[repr(C)]
+pub struct Tb {
+    _private: [u8; 0],
+}
+
+/// QEMU's opaque instruction.
+#[repr(C)]
+pub struct Insn {
+    _private: [u8; 0],
+}
+
+/// `enum qemu_plugin_op`: QEMU_PLUGIN_INLINE_ADD_U64.
+const INLINE_ADD_U64: c_int = 0;
+/// `enum qemu_plugin_cb_flags`: QEMU_PLUGIN_CB_NO_REGS.
+const CB_NO_REGS: c_int = 0;
+
+type TbTransCb = extern "C" fn(id: u64, tb: *mut Tb);
+type InsnExecCb = extern "C" fn(vcpu: c_uint, userdata: *mut c_void);
+type AtExitCb = extern "C" fn(id: u64, userdata: *mut c_void);
+
+// The functions QEMU exports to its plugins (include/qemu/qemu-plugin.h, API version 1).
+unsafe extern "C" {
+    fn qemu_plugin_register_vcpu_tb_trans_cb(id: u64, cb: TbTransCb);
+    fn qemu_plugin_register_atexit_cb(id: u64, cb: AtExitCb, userdata: *mut c_void);
+    fn qemu_plugin_tb_n_insns(tb: *const Tb) -> usize;
+    fn qemu_plugin_tb_get_insn(tb: *const Tb, idx: usize) -> *mut Insn;
+    fn qemu_plugin_insn_data(insn: *const Insn) -> *const c_void;
+    fn qemu_plugin_insn_size(insn: *const Insn) -> usize;
+    fn qemu_plugin_register_vcpu_tb_exec_inline(tb: *mut Tb, op: c_int, ptr: *mut c_void, imm: u64);
+    fn qemu_plugin_register_vcpu_insn_exec_inline(
+        insn: *mut Insn,
+        op: c_int,
+        ptr: *mut c_void,
+        imm: u64,
+    );
+    fn qemu_plugin_register_vcpu_insn_exec_cb(
+        insn: *mut Insn,
+        cb: InsnExecCb,
+        flags: c_int,
+        userdata: *mut c_void,
+    );
+}
+
+/// Called by QEMU once, at load: `argv` holds `out=FILE`. Returns 0 on success.
+///
+/// # Safety
+/// QEMU passes `argc` valid C strings in `argv`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn qemu_plugin_install(
+    id: u64,
+    _info: *const c_void,
+    argc: c_int,
+    argv: *const *const c_char,
+) -> c_int {
+    let mut out = None;
+    for i in 0..usize::try_from(argc).unwrap_or(0) {
+        // SAFETY: QEMU gives `argc` pointers to NUL-terminated strings that outlive the plugin.
+        let arg = unsafe { CStr::from_ptr(*argv.add(i)) }.to_string_lossy();
+        if let Some(path) = arg.strip_prefix("out=") {
+            out = Some(path.to_string());
+        }
+    }
+    let Some(path) = out else {
+        eprintln!("bulkhead-qemu-counter: no out=FILE argument");
+        return 1;
+    };
+    match File::create(&path) {
+        Ok(f) => *OUT.lock().unwrap_or_else(|e| e.into_inner()) = Some(f),
+        Err(e) => {
+            eprintln!("bulkhead-qemu-counter: cannot create {path}: {e}");
+            return 1;
+        }
+    }
+    // SAFETY: `id` is the one QEMU gave us; the callbacks have the signatures QEMU expects.
+    unsafe {
+        qemu_plugin_register_vcpu_tb_trans_cb(id, on_translate);
+        qemu_plugin_register_atexit_cb(id, on_exit, std::ptr::null_mut());
+    }
+    0
+}
+
+/// A block is being translated: count its instructions when it runs, each VMRUN when it
+/// runs, and report at each mark.
+extern "C" fn on_translate(_id: u64, tb: *mut Tb) {
+    // SAFETY: `tb` and the instructions it hands out are valid during this callback; the
+    // counters are statics, so the pointers given for the inline adds never dangle.
+    unsafe {
+        let n = qemu_plugin_tb_n_insns(tb);
+        qemu_plugin_register_vcpu_tb_exec_inline(tb, INLINE_ADD_U64, INSNS.as_ptr().cast(), n as u64);
+        for i in 0..n {
+            let insn = qemu_plugin_tb_get_insn(tb, i);
+            let len = qemu_plugin_insn_size(insn);
+            let bytes = std::slice::from_raw_parts(qemu_plugin_insn_data(insn).cast::<u8>(), len);
+            if bytes.ends_with(&VMRUN) && len <= VMRUN.len() + 1 {
+                qemu_plugin_register_vcpu_insn_exec_inline(
+                    insn,
+                    INLINE_ADD_U64,
+                    VMRUNS.as_ptr().cast(),
+                    1,
+                );
+            } else if bytes == MARK {
+                qemu_plugin_register_vcpu_insn_exec_cb(insn, on_mark, CB_NO_REGS, std::ptr::null_mut());
+            }
+        }
+    }
+}
+
+/// The guest executed a mark: one line with both counters.
+extern "C" fn on_mark(_vcpu: c_uint, _userdata: *mut c_void) {
+    let n = MARKS.fetch_add(1, Ordering::Relaxed) + 1;
+    report(&format!("mark {n}"));
+}
+
+/// QEMU is leaving: the totals.
+extern "C" fn on_exit(_id: u64, _userdata: *mut c_void) {
+    report("exit");
+}
+
+fn report(what: &str) {
+    let line = format!(
+        "{what} insns {} vmruns {}\n",
+        INSNS.load(Ordering::Relaxed),
+        VMRUNS.load(Ordering::Relaxed)
+    );
+    if let Some(f) = OUT.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+        let _ = f.write_all(line.as_bytes());
+        let _ = f.flush();
+    }
+}
