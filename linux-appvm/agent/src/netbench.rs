@@ -39,8 +39,10 @@ impl Direction {
 
 /// Runs the subcommand: `args` are `HOST:PORT MIB`. Returns the exit status.
 pub fn main(args: &[String]) -> u8 {
-    let (Some(addr), Some(mib)) = (args.first(), args.get(1).and_then(|m| m.parse::<u64>().ok()))
-    else {
+    let (Some(addr), Some(mib)) = (
+        args.first(),
+        args.get(1).and_then(|m| m.parse::<u64>().ok()),
+    ) else {
         eprintln!("usage: bulkhead-agent netbench HOST:PORT MIB");
         return 2;
     };

@@ -1,6 +1,6 @@
 //! A QEMU TCG plugin for `cargo xtask bench --network` (`-plugin file=LIB,out=FILE`): counts
 //! the guest instructions the emulated CPU executes and the VMRUN instructions among them
-//! (one VM entry each, every one ended by one VM exit), and writes both counters to `FILE`
+//! (one VM entry each, every one ended by one VM exit), and writes the counters to `FILE`
 //! whenever the guest executes the mark instruction [`MARK`], a NOP with a displacement no
 //! compiler emits. A program in the guest brackets what it measures with two marks, so the
 //! difference of two lines is what the whole machine (hypervisor, every qube) executed in
@@ -9,7 +9,9 @@
 //!
 //! Instructions are counted per translated block, when the block starts: a block left early
 //! (an exception, a VM exit on an intercepted instruction) counts its remaining
-//! instructions too; a slight overcount.
+//! instructions too; a slight overcount. They are also split by where the block's code lies
+//! in the address space it runs in ([`Region`]): Bulkhead's layout puts the hypervisor,
+//! the unikernels, a Linux kernel and Linux programs at addresses that do not overlap.
 #![allow(unsafe_code)]
 
 use std::ffi::{CStr, c_char, c_int, c_uint, c_void};
@@ -28,8 +30,52 @@ const VMRUN: [u8; 3] = [0x0f, 0x01, 0xd8];
 #[allow(non_upper_case_globals)]
 pub static qemu_plugin_version: c_int = 1;
 
-/// Instructions executed (added to by the code QEMU generates, one add per block).
-static INSNS: AtomicU64 = AtomicU64::new(0);
+/// Where code runs, told apart by its virtual address.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Region {
+    /// 1-2 MiB: the hypervisor's image (hypervisor/hypervisor.ld, identity-mapped).
+    Hypervisor,
+    /// 2-4 MiB: the unikernels' images (linked at 2 MiB, each well under 2 MiB).
+    Unikernels,
+    /// The upper half: a Linux kernel and its modules.
+    LinuxKernel,
+    /// Everything else: Linux programs (busybox at 4 MiB, the static-PIE agent high up).
+    Other,
+}
+
+impl Region {
+    /// All of them, in report order.
+    pub const ALL: [Region; 4] = [
+        Region::Hypervisor,
+        Region::Unikernels,
+        Region::LinuxKernel,
+        Region::Other,
+    ];
+
+    /// The region of code at `vaddr`.
+    pub fn of(vaddr: u64) -> Region {
+        match vaddr {
+            0x10_0000..0x20_0000 => Region::Hypervisor,
+            0x20_0000..0x40_0000 => Region::Unikernels,
+            0xffff_8000_0000_0000.. => Region::LinuxKernel,
+            _ => Region::Other,
+        }
+    }
+
+    /// Its word in the report lines.
+    pub fn word(self) -> &'static str {
+        match self {
+            Region::Hypervisor => "hypervisor",
+            Region::Unikernels => "unikernels",
+            Region::LinuxKernel => "linux-kernel",
+            Region::Other => "programs",
+        }
+    }
+}
+
+/// Instructions executed per [`Region`] (added to by the code QEMU generates, one add per
+/// block).
+static INSNS: [AtomicU64; 4] = [const { AtomicU64::new(0) }; 4];
 /// VMRUNs executed.
 static VMRUNS: AtomicU64 = AtomicU64::new(0);
 /// Marks seen.
@@ -63,6 +109,7 @@ unsafe extern "C" {
     fn qemu_plugin_register_vcpu_tb_trans_cb(id: u64, cb: TbTransCb);
     fn qemu_plugin_register_atexit_cb(id: u64, cb: AtExitCb, userdata: *mut c_void);
     fn qemu_plugin_tb_n_insns(tb: *const Tb) -> usize;
+    fn qemu_plugin_tb_vaddr(tb: *const Tb) -> u64;
     fn qemu_plugin_tb_get_insn(tb: *const Tb, idx: usize) -> *mut Insn;
     fn qemu_plugin_insn_data(insn: *const Insn) -> *const c_void;
     fn qemu_plugin_insn_size(insn: *const Insn) -> usize;
@@ -126,7 +173,9 @@ extern "C" fn on_translate(_id: u64, tb: *mut Tb) {
     // counters are statics, so the pointers given for the inline adds never dangle.
     unsafe {
         let n = qemu_plugin_tb_n_insns(tb);
-        qemu_plugin_register_vcpu_tb_exec_inline(tb, INLINE_ADD_U64, INSNS.as_ptr().cast(), n as u64);
+        let region = Region::of(qemu_plugin_tb_vaddr(tb)) as usize;
+        let counter = INSNS[region].as_ptr().cast();
+        qemu_plugin_register_vcpu_tb_exec_inline(tb, INLINE_ADD_U64, counter, n as u64);
         for i in 0..n {
             let insn = qemu_plugin_tb_get_insn(tb, i);
             let len = qemu_plugin_insn_size(insn);
@@ -139,13 +188,18 @@ extern "C" fn on_translate(_id: u64, tb: *mut Tb) {
                     1,
                 );
             } else if bytes == MARK {
-                qemu_plugin_register_vcpu_insn_exec_cb(insn, on_mark, CB_NO_REGS, std::ptr::null_mut());
+                qemu_plugin_register_vcpu_insn_exec_cb(
+                    insn,
+                    on_mark,
+                    CB_NO_REGS,
+                    std::ptr::null_mut(),
+                );
             }
         }
     }
 }
 
-/// The guest executed a mark: one line with both counters.
+/// The guest executed a mark: one line with the counters.
 extern "C" fn on_mark(_vcpu: c_uint, _userdata: *mut c_void) {
     let n = MARKS.fetch_add(1, Ordering::Relaxed) + 1;
     report(&format!("mark {n}"));
@@ -156,12 +210,18 @@ extern "C" fn on_exit(_id: u64, _userdata: *mut c_void) {
     report("exit");
 }
 
+/// `WHAT insns N vmruns N hypervisor N unikernels N linux-kernel N programs N`.
 fn report(what: &str) {
-    let line = format!(
-        "{what} insns {} vmruns {}\n",
-        INSNS.load(Ordering::Relaxed),
+    let counts = INSNS.each_ref().map(|c| c.load(Ordering::Relaxed));
+    let mut line = format!(
+        "{what} insns {} vmruns {}",
+        counts.iter().sum::<u64>(),
         VMRUNS.load(Ordering::Relaxed)
     );
+    for (r, n) in Region::ALL.iter().zip(counts) {
+        line.push_str(&format!(" {} {n}", r.word()));
+    }
+    line.push('\n');
     if let Some(f) = OUT.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
         let _ = f.write_all(line.as_bytes());
         let _ = f.flush();

@@ -270,7 +270,11 @@ pub fn build(
             std::fs::read_to_string(dir.join(name))
                 .with_context(|| format!("reading {}", dir.join(name).display()))
         };
-        let wanted: Vec<&str> = modules::WANTED.iter().chain(extra_modules).copied().collect();
+        let wanted: Vec<&str> = modules::WANTED
+            .iter()
+            .chain(extra_modules)
+            .copied()
+            .collect();
         let deps = modules::dep_table(dir, &wanted)?;
         let builtin = modules::parse_builtin(&read("modules.builtin").unwrap_or_default());
         let r = modules::resolve(&deps, &builtin, &wanted);

@@ -24,8 +24,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-/// MiB each way: about 15 s per transfer through Bulkhead under TCG on a 2-core machine.
-const MIB: u64 = 16;
+/// MiB each way: 16 MiB took the baseline under a second (too short to time well) and
+/// Bulkhead 6-9 s per direction under TCG on a 2-core machine.
+const MIB: u64 = 64;
 /// The benchmark's system description; xtask adds the port and size to its self-test step.
 const SYSTEM: &str = "systems/bench/network.toml";
 /// What the description's kernel arguments say, and what xtask makes of it.
@@ -62,6 +63,7 @@ pub fn run(write_docs: bool) -> Result<()> {
     })?;
 
     let server = server::Server::start()?;
+    let load_before = load_average();
     let logs = crate::bundle::out_dir().join("logs");
     std::fs::create_dir_all(&logs)?;
 
@@ -87,8 +89,9 @@ pub fn run(write_docs: bool) -> Result<()> {
         baseline,
         kernel,
         seconds: steps.elapsed_secs(),
+        load: (load_before, load_average()),
     };
-    println!("{}", bench.table());
+    println!("{}\n{}", bench.table(), bench.breakdown());
     if write_docs {
         let root = crate::workspace_root();
         let doc = root.join("docs/bench.md");
@@ -171,9 +174,7 @@ fn boot_baseline(
     opts.serial_log = Some(marks.with_extension("log"));
     opts.extra_args = vec![
         "-append".into(),
-        format!(
-            "console=ttyS0 panic=-1 reboot=t appvm.selftest=uplink,netbench:{port}:{MIB}"
-        ),
+        format!("console=ttyS0 panic=-1 reboot=t appvm.selftest=uplink,netbench:{port}:{MIB}"),
     ];
     opts.extra_args.extend(plugin_args(plugin, marks));
     let out = qemu::boot(&opts, |e| {
@@ -204,15 +205,12 @@ fn boot_baseline(
 /// Boots the benchmark system on the hypervisor until the AppVM has powered off.
 fn boot_bulkhead(plugin: &Path, marks: &Path, port: u16) -> Result<Vec<String>> {
     let root = crate::workspace_root();
-    let text = std::fs::read_to_string(root.join(SYSTEM))
-        .with_context(|| format!("reading {SYSTEM}"))?;
+    let text =
+        std::fs::read_to_string(root.join(SYSTEM)).with_context(|| format!("reading {SYSTEM}"))?;
     if !text.contains(SELFTEST) {
         bail!("{SYSTEM} no longer says `kernel_args = \"{SELFTEST}`");
     }
-    let text = text.replace(
-        SELFTEST,
-        &format!("appvm.selftest=netbench:{port}:{MIB}\""),
-    );
+    let text = text.replace(SELFTEST, &format!("appvm.selftest=netbench:{port}:{MIB}\""));
     let system = crate::bundle::out_dir().join("bench-network.toml");
     std::fs::write(&system, text)?;
     let mut steps = Steps::new(crate::bundle::STEPS);
@@ -267,6 +265,16 @@ fn collect(
     }
     let text = std::fs::read_to_string(marks)
         .with_context(|| format!("reading the plugin's marks in {}", marks.display()))?;
-    report::figures(&report::parse_marks(&text), &guest, &host)
-        .with_context(|| format!("{path} (console in {})", marks.with_extension("log").display()))
+    report::figures(&report::parse_marks(&text), &guest, &host).with_context(|| {
+        format!(
+            "{path} (console in {})",
+            marks.with_extension("log").display()
+        )
+    })
+}
+
+/// The 1-minute load average (`/proc/loadavg`).
+fn load_average() -> Option<f64> {
+    let text = std::fs::read_to_string("/proc/loadavg").ok()?;
+    text.split_whitespace().next()?.parse().ok()
 }

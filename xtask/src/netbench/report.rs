@@ -5,13 +5,34 @@
 use anyhow::{Result, bail};
 use std::fmt::Write as _;
 
-/// The counting plugin's counters at one mark (`mark N insns X vmruns Y`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Where the plugin says instructions ran (its `Region`s, in its order): the hypervisor,
+/// the unikernels, a Linux kernel, Linux programs.
+pub const PARTS: [&str; 4] = ["hypervisor", "unikernels", "linux-kernel", "programs"];
+
+/// The counting plugin's counters at one mark (`mark N insns X vmruns Y hypervisor A ...`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Counters {
     /// Guest instructions executed so far.
     pub insns: u64,
     /// VMRUN instructions executed so far.
     pub vmruns: u64,
+    /// Instructions by [`PARTS`].
+    pub parts: [u64; 4],
+}
+
+impl Counters {
+    /// What was executed from `self` to `later`.
+    pub fn until(&self, later: &Counters) -> Counters {
+        let mut parts = [0; 4];
+        for (i, p) in parts.iter_mut().enumerate() {
+            *p = later.parts[i].saturating_sub(self.parts[i]);
+        }
+        Counters {
+            insns: later.insns.saturating_sub(self.insns),
+            vmruns: later.vmruns.saturating_sub(self.vmruns),
+            parts,
+        }
+    }
 }
 
 /// The marks in the plugin's file, in order (its `exit` line is left out).
@@ -19,13 +40,22 @@ pub fn parse_marks(text: &str) -> Vec<Counters> {
     text.lines()
         .filter_map(|l| {
             let w: Vec<&str> = l.split_whitespace().collect();
-            match w.as_slice() {
-                ["mark", _, "insns", i, "vmruns", v] => Some(Counters {
-                    insns: i.parse().ok()?,
-                    vmruns: v.parse().ok()?,
-                }),
-                _ => None,
+            if w.first() != Some(&"mark") {
+                return None;
             }
+            let value = |key: &str| -> Option<u64> {
+                let at = w.iter().position(|x| *x == key)?;
+                w.get(at + 1)?.parse().ok()
+            };
+            let mut parts = [0; 4];
+            for (p, key) in parts.iter_mut().zip(PARTS) {
+                *p = value(key)?;
+            }
+            Some(Counters {
+                insns: value("insns")?,
+                vmruns: value("vmruns")?,
+                parts,
+            })
         })
         .collect()
 }
@@ -105,10 +135,7 @@ pub fn figures(
             bytes: g.1,
             host_secs: h.2,
             guest_secs: g.2,
-            counted: Counters {
-                insns: b.insns.saturating_sub(a.insns),
-                vmruns: b.vmruns.saturating_sub(a.vmruns),
-            },
+            counted: a.until(&b),
         });
     }
     Ok(out)
@@ -127,6 +154,8 @@ pub struct NetBench {
     pub kernel: String,
     /// Seconds the whole benchmark took (builds included).
     pub seconds: f64,
+    /// The 1-minute load average before the first boot and after the last.
+    pub load: (Option<f64>, Option<f64>),
 }
 
 fn label(direction: &str) -> &str {
@@ -174,6 +203,35 @@ impl NetBench {
         md
     }
 
+    /// Where the instructions ran: per megabyte, and the share of all, for each path and
+    /// direction.
+    pub fn breakdown(&self) -> String {
+        let mut md = String::from(
+            "| path, direction | hypervisor | unikernels (sys-net, sys-firewall) | Linux kernel | \
+             Linux programs |\n|---|--:|--:|--:|--:|\n",
+        );
+        for (name, figs) in [
+            ("Bulkhead", &self.bulkhead),
+            ("no compartments", &self.baseline),
+        ] {
+            for f in figs.iter() {
+                let mb = f.bytes as f64 / MB;
+                let all = f.counted.insns.max(1) as f64;
+                let _ = write!(md, "| {name}, {} |", f.direction);
+                for part in f.counted.parts {
+                    let _ = write!(
+                        md,
+                        " {} ({:.0}%) |",
+                        grouped(part as f64 / mb),
+                        100.0 * part as f64 / all
+                    );
+                }
+                md.push('\n');
+            }
+        }
+        md
+    }
+
     /// The generated section of docs/bench.md.
     pub fn markdown(&self, revision: &str) -> String {
         let mut md = format!(
@@ -181,10 +239,17 @@ impl NetBench {
              not edit by hand.\n\n{} MiB each way over TCP, one connection per direction, \
              between `bulkhead-agent netbench` in a Linux guest (Debian's kernel {}) and a \
              server in xtask on the host; both paths in the same QEMU (TCG, `-cpu max`, one \
-             CPU, user network), in the same run ({:.0} s in all).\n\n",
-            self.mib, self.kernel, self.seconds
+             CPU, user network), in the same run ({:.0} s in all; 1-minute load average {} \
+             before, {} after).\n\n",
+            self.mib,
+            self.kernel,
+            self.seconds,
+            self.load.0.map_or("?".into(), |l| format!("{l:.2}")),
+            self.load.1.map_or("?".into(), |l| format!("{l:.2}")),
         );
         md.push_str(&self.table());
+        md.push_str("\nWhere the instructions ran, per MB (and the share of all):\n\n");
+        md.push_str(&self.breakdown());
         md.push('\n');
         for (name, figs) in [
             ("Bulkhead", &self.bulkhead),
@@ -214,20 +279,27 @@ mod tests {
 
     #[test]
     fn reads_the_plugin_marks() {
-        let text = "mark 1 insns 100 vmruns 3\nmark 2 insns 250 vmruns 10\nexit insns 900 vmruns 12\nnoise\n";
+        let text = "mark 1 insns 100 vmruns 3 hypervisor 10 unikernels 20 linux-kernel 30 programs 40\n\
+                    mark 2 insns 250 vmruns 10 hypervisor 1 unikernels 2 linux-kernel 3 programs 244\n\
+                    mark 3 insns 260 vmruns 10\n\
+                    exit insns 900 vmruns 12 hypervisor 0 unikernels 0 linux-kernel 0 programs 900\nnoise\n";
+        let marks = parse_marks(text);
         assert_eq!(
-            parse_marks(text),
+            marks,
             vec![
                 Counters {
                     insns: 100,
-                    vmruns: 3
+                    vmruns: 3,
+                    parts: [10, 20, 30, 40]
                 },
                 Counters {
                     insns: 250,
-                    vmruns: 10
+                    vmruns: 10,
+                    parts: [1, 2, 3, 244]
                 }
             ]
         );
+        assert_eq!(marks[0].until(&marks[1]).parts, [0, 0, 0, 204]);
     }
 
     #[test]
@@ -242,21 +314,38 @@ mod tests {
         );
         assert_eq!(
             parse_guest("netbench: up failed: Connection refused (os error 111)"),
-            Some(Err("up failed: Connection refused (os error 111)".to_string()))
+            Some(Err(
+                "up failed: Connection refused (os error 111)".to_string()
+            ))
         );
         assert_eq!(parse_guest("selftest: netbench:5:16"), None);
         assert_eq!(parse_guest("agent: ready"), None);
     }
 
     fn c(insns: u64, vmruns: u64) -> Counters {
-        Counters { insns, vmruns }
+        Counters {
+            insns,
+            vmruns,
+            parts: [0, 0, 0, insns],
+        }
     }
 
     #[test]
     fn pairs_marks_with_transfers() {
-        let marks = [c(10, 1), c(2_000_010, 501), c(3_000_000, 600), c(7_000_000, 1600)];
-        let guest = [("up".into(), 2_000_000, 1.9), ("down".into(), 2_000_000, 3.9)];
-        let host = [("up".into(), 2_000_000, 2.0), ("down".into(), 2_000_000, 4.0)];
+        let marks = [
+            c(10, 1),
+            c(2_000_010, 501),
+            c(3_000_000, 600),
+            c(7_000_000, 1600),
+        ];
+        let guest = [
+            ("up".into(), 2_000_000, 1.9),
+            ("down".into(), 2_000_000, 3.9),
+        ];
+        let host = [
+            ("up".into(), 2_000_000, 2.0),
+            ("down".into(), 2_000_000, 4.0),
+        ];
         let f = figures(&marks, &guest, &host).unwrap();
         assert_eq!(f[0].counted, c(2_000_000, 500));
         assert_eq!(f[1].counted, c(4_000_000, 1000));
@@ -273,6 +362,7 @@ mod tests {
             baseline: f,
             kernel: "6.1.0-1-cloud-amd64".into(),
             seconds: 100.0,
+            load: (Some(1.5), None),
         };
         let md = bench.markdown("abc123");
         assert!(
@@ -280,6 +370,7 @@ mod tests {
             "{md}"
         );
         assert!(md.contains("at commit abc123"), "{md}");
+        assert!(md.contains("load average 1.50 before, ? after"), "{md}");
     }
 
     #[test]
