@@ -59,7 +59,8 @@ enum Cmd {
         list: bool,
     },
     /// Measure channels: the ring on the host against other IPC, and round trips in QEMU
-    /// (instructions and VM exits); figures, never pass/fail.
+    /// (instructions and VM exits); `--firewall`, `--network`: the firewall engine, an
+    /// AppVM's TCP throughput. Figures, never pass/fail.
     Bench {
         /// Only the host benchmark.
         #[arg(long, conflicts_with = "qemu")]

@@ -12,6 +12,7 @@
 //! instructions too; a slight overcount. They are also split by where the block's code lies
 //! in the address space it runs in ([`Region`]): Bulkhead's layout puts the hypervisor,
 //! the unikernels, a Linux kernel and Linux programs at addresses that do not overlap.
+//! Finally the wall-clock time the vCPU spent halted (QEMU's idle and resume callbacks).
 #![allow(unsafe_code)]
 
 use std::ffi::{CStr, c_char, c_int, c_uint, c_void};
@@ -19,6 +20,7 @@ use std::fs::File;
 use std::io::Write;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
 
 /// The mark: `nop dword ptr [rax + rax*1 + 0x4b4d4842]` ("BHMK" as the displacement).
 pub const MARK: [u8; 8] = [0x0f, 0x1f, 0x84, 0x00, 0x42, 0x48, 0x4d, 0x4b];
@@ -82,6 +84,10 @@ static VMRUNS: AtomicU64 = AtomicU64::new(0);
 static MARKS: AtomicU64 = AtomicU64::new(0);
 /// Where the lines go.
 static OUT: Mutex<Option<File>> = Mutex::new(None);
+/// Wall-clock nanoseconds the vCPU spent halted (idle), up to the last resume.
+static IDLE_NS: AtomicU64 = AtomicU64::new(0);
+/// When the vCPU last went idle, if it is idle now.
+static IDLE_SINCE: Mutex<Option<Instant>> = Mutex::new(None);
 
 /// QEMU's opaque translation block.
 #[repr(C)]
@@ -103,11 +109,14 @@ const CB_NO_REGS: c_int = 0;
 type TbTransCb = extern "C" fn(id: u64, tb: *mut Tb);
 type InsnExecCb = extern "C" fn(vcpu: c_uint, userdata: *mut c_void);
 type AtExitCb = extern "C" fn(id: u64, userdata: *mut c_void);
+type VcpuCb = extern "C" fn(id: u64, vcpu: c_uint);
 
 // The functions QEMU exports to its plugins (include/qemu/qemu-plugin.h, API version 1).
 unsafe extern "C" {
     fn qemu_plugin_register_vcpu_tb_trans_cb(id: u64, cb: TbTransCb);
     fn qemu_plugin_register_atexit_cb(id: u64, cb: AtExitCb, userdata: *mut c_void);
+    fn qemu_plugin_register_vcpu_idle_cb(id: u64, cb: VcpuCb);
+    fn qemu_plugin_register_vcpu_resume_cb(id: u64, cb: VcpuCb);
     fn qemu_plugin_tb_n_insns(tb: *const Tb) -> usize;
     fn qemu_plugin_tb_vaddr(tb: *const Tb) -> u64;
     fn qemu_plugin_tb_get_insn(tb: *const Tb, idx: usize) -> *mut Insn;
@@ -162,6 +171,8 @@ pub unsafe extern "C" fn qemu_plugin_install(
     unsafe {
         qemu_plugin_register_vcpu_tb_trans_cb(id, on_translate);
         qemu_plugin_register_atexit_cb(id, on_exit, std::ptr::null_mut());
+        qemu_plugin_register_vcpu_idle_cb(id, on_idle);
+        qemu_plugin_register_vcpu_resume_cb(id, on_resume);
     }
     0
 }
@@ -199,6 +210,19 @@ extern "C" fn on_translate(_id: u64, tb: *mut Tb) {
     }
 }
 
+/// The vCPU halted (nothing to run until an interrupt).
+extern "C" fn on_idle(_id: u64, _vcpu: c_uint) {
+    *IDLE_SINCE.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+}
+
+/// The vCPU runs again.
+extern "C" fn on_resume(_id: u64, _vcpu: c_uint) {
+    if let Some(since) = IDLE_SINCE.lock().unwrap_or_else(|e| e.into_inner()).take() {
+        let ns = u64::try_from(since.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        IDLE_NS.fetch_add(ns, Ordering::Relaxed);
+    }
+}
+
 /// The guest executed a mark: one line with the counters.
 extern "C" fn on_mark(_vcpu: c_uint, _userdata: *mut c_void) {
     let n = MARKS.fetch_add(1, Ordering::Relaxed) + 1;
@@ -210,13 +234,14 @@ extern "C" fn on_exit(_id: u64, _userdata: *mut c_void) {
     report("exit");
 }
 
-/// `WHAT insns N vmruns N hypervisor N unikernels N linux-kernel N programs N`.
+/// `WHAT insns N vmruns N idle-ns N hypervisor N unikernels N linux-kernel N programs N`.
 fn report(what: &str) {
     let counts = INSNS.each_ref().map(|c| c.load(Ordering::Relaxed));
     let mut line = format!(
-        "{what} insns {} vmruns {}",
+        "{what} insns {} vmruns {} idle-ns {}",
         counts.iter().sum::<u64>(),
-        VMRUNS.load(Ordering::Relaxed)
+        VMRUNS.load(Ordering::Relaxed),
+        IDLE_NS.load(Ordering::Relaxed)
     );
     for (r, n) in Region::ALL.iter().zip(counts) {
         line.push_str(&format!(" {} {n}", r.word()));

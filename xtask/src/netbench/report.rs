@@ -18,6 +18,8 @@ pub struct Counters {
     pub vmruns: u64,
     /// Instructions by [`PARTS`].
     pub parts: [u64; 4],
+    /// Wall-clock nanoseconds the CPU spent halted.
+    pub idle_ns: u64,
 }
 
 impl Counters {
@@ -31,6 +33,7 @@ impl Counters {
             insns: later.insns.saturating_sub(self.insns),
             vmruns: later.vmruns.saturating_sub(self.vmruns),
             parts,
+            idle_ns: later.idle_ns.saturating_sub(self.idle_ns),
         }
     }
 }
@@ -55,6 +58,7 @@ pub fn parse_marks(text: &str) -> Vec<Counters> {
                 insns: value("insns")?,
                 vmruns: value("vmruns")?,
                 parts,
+                idle_ns: value("idle-ns")?,
             })
         })
         .collect()
@@ -105,6 +109,10 @@ impl Figures {
     /// VM exits (VMRUNs) per megabyte.
     pub fn exits_per_mb(&self) -> f64 {
         self.counted.vmruns as f64 / (self.bytes as f64 / MB)
+    }
+    /// The share of the transfer's wall time the CPU spent halted.
+    pub fn halted(&self) -> f64 {
+        (self.counted.idle_ns as f64 / 1e9 / self.host_secs).min(1.0)
     }
 }
 
@@ -208,7 +216,7 @@ impl NetBench {
     pub fn breakdown(&self) -> String {
         let mut md = String::from(
             "| path, direction | hypervisor | unikernels (sys-net, sys-firewall) | Linux kernel | \
-             Linux programs |\n|---|--:|--:|--:|--:|\n",
+             Linux programs | CPU halted |\n|---|--:|--:|--:|--:|--:|\n",
         );
         for (name, figs) in [
             ("Bulkhead", &self.bulkhead),
@@ -226,7 +234,7 @@ impl NetBench {
                         100.0 * part as f64 / all
                     );
                 }
-                md.push('\n');
+                let _ = writeln!(md, " {:.0}% |", 100.0 * f.halted());
             }
         }
         md
@@ -248,7 +256,10 @@ impl NetBench {
             self.load.1.map_or("?".into(), |l| format!("{l:.2}")),
         );
         md.push_str(&self.table());
-        md.push_str("\nWhere the instructions ran, per MB (and the share of all):\n\n");
+        md.push_str(
+            "\nWhere the instructions ran, per MB (and the share of all), and how much of the \
+             transfer's wall time the CPU spent halted:\n\n",
+        );
         md.push_str(&self.breakdown());
         md.push('\n');
         for (name, figs) in [
@@ -279,8 +290,8 @@ mod tests {
 
     #[test]
     fn reads_the_plugin_marks() {
-        let text = "mark 1 insns 100 vmruns 3 hypervisor 10 unikernels 20 linux-kernel 30 programs 40\n\
-                    mark 2 insns 250 vmruns 10 hypervisor 1 unikernels 2 linux-kernel 3 programs 244\n\
+        let text = "mark 1 insns 100 vmruns 3 idle-ns 7 hypervisor 10 unikernels 20 linux-kernel 30 programs 40\n\
+                    mark 2 insns 250 vmruns 10 idle-ns 9 hypervisor 1 unikernels 2 linux-kernel 3 programs 244\n\
                     mark 3 insns 260 vmruns 10\n\
                     exit insns 900 vmruns 12 hypervisor 0 unikernels 0 linux-kernel 0 programs 900\nnoise\n";
         let marks = parse_marks(text);
@@ -290,16 +301,19 @@ mod tests {
                 Counters {
                     insns: 100,
                     vmruns: 3,
-                    parts: [10, 20, 30, 40]
+                    parts: [10, 20, 30, 40],
+                    idle_ns: 7,
                 },
                 Counters {
                     insns: 250,
                     vmruns: 10,
-                    parts: [1, 2, 3, 244]
+                    parts: [1, 2, 3, 244],
+                    idle_ns: 9,
                 }
             ]
         );
         assert_eq!(marks[0].until(&marks[1]).parts, [0, 0, 0, 204]);
+        assert_eq!(marks[0].until(&marks[1]).idle_ns, 2);
     }
 
     #[test]
@@ -327,6 +341,7 @@ mod tests {
             insns,
             vmruns,
             parts: [0, 0, 0, insns],
+            idle_ns: insns * 250,
         }
     }
 
@@ -371,6 +386,10 @@ mod tests {
         );
         assert!(md.contains("at commit abc123"), "{md}");
         assert!(md.contains("load average 1.50 before, ? after"), "{md}");
+        assert!(
+            md.contains("| Bulkhead, up | 0 (0%) | 0 (0%) | 0 (0%) | 1,000,000 (100%) | 25% |"),
+            "{md}"
+        );
     }
 
     #[test]
