@@ -326,7 +326,8 @@ fn build_error(log: &str) -> String {
     one.chars().take(400).collect()
 }
 
-fn git_revision(root: &Path) -> String {
+/// The commit, short, with "with uncommitted changes" when the tree differs from it.
+pub fn git_revision(root: &Path) -> String {
     let out = |args: &[&str]| {
         Command::new("git")
             .args(args)

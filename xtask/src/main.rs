@@ -8,6 +8,7 @@ mod bundle;
 mod deps;
 mod images;
 mod iso;
+mod netbench;
 mod profile;
 mod progress;
 mod qemu;
@@ -59,7 +60,8 @@ enum Cmd {
         list: bool,
     },
     /// Measure channels: the ring on the host against other IPC, and round trips in QEMU
-    /// (instructions and VM exits); figures, never pass/fail.
+    /// (instructions and VM exits); `--firewall`, `--network`: the firewall engine, an
+    /// AppVM's TCP throughput. Figures, never pass/fail.
     Bench {
         /// Only the host benchmark.
         #[arg(long, conflicts_with = "qemu")]
@@ -73,8 +75,12 @@ enum Cmd {
         firewall: bool,
         /// With the in-QEMU benchmark: also profile the poll-mode round trip by function
         /// (a QEMU TCG plugin counts the instructions at every address).
-        #[arg(long, conflicts_with_all = ["host", "firewall"])]
+        #[arg(long, conflicts_with_all = ["host", "firewall", "network"])]
         profile: bool,
+        /// Only the network benchmark: bulk TCP from a Linux AppVM through sys-firewall and
+        /// sys-net to the host and back, against the same kernel straight on QEMU.
+        #[arg(long, conflicts_with_all = ["host", "qemu", "firewall"])]
+        network: bool,
         /// Rewrite docs/bench.md with the figures just measured.
         #[arg(long)]
         write_docs: bool,
@@ -216,6 +222,7 @@ fn verb(cli: Cli) -> Result<()> {
             out: a.out,
             no_agent: a.no_agent,
             check_in_qemu: a.check_in_qemu,
+            extra_modules: &[],
         }),
         Cmd::Tcb {
             json,
@@ -240,6 +247,11 @@ fn verb(cli: Cli) -> Result<()> {
             write_docs,
             ..
         } => bench::firewall(write_docs),
+        Cmd::Bench {
+            network: true,
+            write_docs,
+            ..
+        } => netbench::run(write_docs),
         Cmd::Bench {
             host,
             qemu,

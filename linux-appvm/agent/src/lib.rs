@@ -6,8 +6,9 @@
 //!   carrying `bulkhead-ring` endpoints ([`channel::ring`]), behind [`channel::Transport`];
 //! - [`net`]: the TAP interface and its configuration;
 //! - [`bridge`]: frames between the TAP interface and the firewall's channel;
+//! - [`netbench`]: the guest side of `cargo xtask bench --network` (bulk TCP to the host);
 //! - [`services`]: the disposable request, and the dispatcher where service calls will land;
-//! - [`sys`]: `unsafe` system calls (mmap, poll, ioctl, reboot);
+//! - [`sys`]: `unsafe` system calls (mmap, poll, ioctl, reboot) and the benchmark mark;
 //! - [`xstate`]: the `xstate-probe` self-test (`unsafe` instructions in [`xstate::cpu`], the
 //!   only other module with `unsafe`);
 //! - [`log`]: console lines.
@@ -18,6 +19,7 @@ pub mod channel;
 pub mod config;
 pub mod log;
 pub mod net;
+pub mod netbench;
 pub mod services;
 pub mod sys;
 pub mod xstate;

@@ -4,8 +4,10 @@
 //!
 //! `bulkhead-agent xstate-probe SECONDS` runs the self-test of [`bulkhead_agent::xstate`]
 //! instead (the template's `appvm.selftest=xstate`); it exits 1 when a register changed.
+//! `bulkhead-agent netbench HOST:PORT MIB` is the guest side of `cargo xtask bench --network`
+//! ([`bulkhead_agent::netbench`]).
 
-use bulkhead_agent::{agent, config, log, xstate};
+use bulkhead_agent::{agent, config, log, netbench, xstate};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
@@ -24,9 +26,10 @@ fn main() -> ExitCode {
                 }
             };
         }
+        Some("netbench") => return ExitCode::from(netbench::main(&args[1..])),
         Some(other) => {
             eprintln!(
-                "unknown subcommand {:?}; usage: bulkhead-agent [xstate-probe SECONDS]",
+                "unknown subcommand {:?}; usage: bulkhead-agent [xstate-probe SECONDS | netbench HOST:PORT MIB]",
                 log::printable(other, 40)
             );
             return ExitCode::from(2);

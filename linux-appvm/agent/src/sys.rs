@@ -1,7 +1,8 @@
 //! The agent's unsafe system calls: the Linux system calls the standard library does not wrap
-//! (mmap of a PCI BAR, `poll`, the TUN ioctl, `fcntl`, `mknod`, `sync`, `reboot`). Every
-//! function here checks its arguments and returns `io::Result`; nothing else in the crate
-//! uses `unsafe` but the CPU instructions of `xstate::cpu`.
+//! (mmap of a PCI BAR, `poll`, the TUN ioctl, `fcntl`, `mknod`, `sync`, `reboot`), and the
+//! benchmark's [`mark`]. Every system call here checks its arguments and returns
+//! `io::Result`; nothing else in the crate uses `unsafe` but the CPU instructions of
+//! `xstate::cpu`.
 #![allow(unsafe_code)]
 
 use std::ffi::CString;
@@ -184,6 +185,21 @@ pub fn mknod_char(path: &Path, major: u32, minor: u32) -> io::Result<()> {
         return Err(io::Error::last_os_error());
     }
     Ok(())
+}
+
+/// The mark of `cargo xtask bench --network`: `nop dword ptr [rax + rax*1 + 0x4b4d4842]`, a
+/// NOP whose displacement no compiler emits, so QEMU's counting plugin
+/// (`xtask/qemu-counter`, its `MARK`) recognises it and writes down its counters each time it
+/// runs. On a CPU it does nothing.
+pub fn mark() {
+    // SAFETY: a NOP: it reads no memory (the operand is never accessed), writes no register
+    // and leaves the flags alone.
+    unsafe {
+        std::arch::asm!(
+            ".byte 0x0f, 0x1f, 0x84, 0x00, 0x42, 0x48, 0x4d, 0x4b",
+            options(nomem, nostack, preserves_flags)
+        );
+    }
 }
 
 /// Flushes the file systems, then powers the machine off (ACPI S5). Returns only on failure.

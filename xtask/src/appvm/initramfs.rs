@@ -28,7 +28,10 @@ pub const APPLETS: &[&str] = &[
 /// preempts it there with the kernel's per-CPU pointer in KERNEL_GS_BASE, and starting
 /// programs, whose page faults need the guest's own CR2); `xstate[:SECONDS[:EXIT_MS]]`
 /// (default 5 s, no exits), the agent's `xstate-probe`: YMM registers and PKRU must survive
-/// the hypervisor's preemptions; `sleep:SECONDS`.
+/// the hypervisor's preemptions; `sleep:SECONDS`; `uplink`, which gives QEMU's own card
+/// (`eth0`, in an initramfs with virtio-net) the address QEMU's user network expects, for
+/// the baseline of `cargo xtask bench --network`; `netbench:PORT:MIB`, the agent's `netbench`
+/// against the benchmark server on the host (10.0.2.2).
 pub const SELFTEST_SCRIPT: &str = r#"#!/bin/sh
 export PATH=/bin
 for w in $(cat /proc/cmdline); do
@@ -71,6 +74,14 @@ busy)
     ;;
 sleep:*)
     sleep "${step#sleep:}"
+    ;;
+uplink)
+    { ip addr add 10.0.2.15/24 dev eth0 && ip link set eth0 up &&
+        ip route add default via 10.0.2.2; } || echo "selftest: no uplink on eth0"
+    ;;
+netbench:*)
+    a="${step#netbench:}"
+    /bin/agent netbench "10.0.2.2:${a%%:*}" "${a#*:}" || echo "selftest: netbench failed ($?)"
     ;;
 xstate | xstate:*)
     s="${step#xstate}"
@@ -220,8 +231,13 @@ pub fn init_script(release: Option<&str>, modules: &[String]) -> String {
     s
 }
 
-/// Builds the archive and compresses it.
-pub fn build(kernel: &Kernel, busybox: &[u8], agent: Option<&[u8]>) -> Result<Built> {
+/// Builds the archive and compresses it; `extra_modules` are loaded after [`modules::WANTED`].
+pub fn build(
+    kernel: &Kernel,
+    busybox: &[u8],
+    agent: Option<&[u8]>,
+    extra_modules: &[&str],
+) -> Result<Built> {
     let mut a = Archive::new();
     for dir in ["dev", "etc", "proc", "sys", "run", "tmp", "root"] {
         a.dir(dir);
@@ -254,9 +270,14 @@ pub fn build(kernel: &Kernel, busybox: &[u8], agent: Option<&[u8]>) -> Result<Bu
             std::fs::read_to_string(dir.join(name))
                 .with_context(|| format!("reading {}", dir.join(name).display()))
         };
-        let deps = modules::dep_table(dir, modules::WANTED)?;
+        let wanted: Vec<&str> = modules::WANTED
+            .iter()
+            .chain(extra_modules)
+            .copied()
+            .collect();
+        let deps = modules::dep_table(dir, &wanted)?;
         let builtin = modules::parse_builtin(&read("modules.builtin").unwrap_or_default());
-        let r = modules::resolve(&deps, &builtin, modules::WANTED);
+        let r = modules::resolve(&deps, &builtin, &wanted);
         let mut bytes = 0;
         for path in &r.load_order {
             let data =
@@ -391,6 +412,7 @@ mod tests {
             String::from_utf8_lossy(&out.stderr)
         );
         assert!(SELFTEST_SCRIPT.contains("/bin/agent xstate-probe"));
+        assert!(SELFTEST_SCRIPT.contains("/bin/agent netbench"));
     }
 
     #[test]

@@ -27,6 +27,9 @@ pub struct Options {
     pub no_agent: bool,
     /// Boot the result in plain QEMU (TCG) until `/init` reports.
     pub check_in_qemu: bool,
+    /// Kernel modules to load besides the usual ones (the network benchmark's baseline
+    /// adds virtio-net).
+    pub extra_modules: &'static [&'static str],
 }
 
 /// What boots with the kernel. Only an initramfs for now; a later issue adds a root
@@ -138,7 +141,7 @@ pub fn verb(opts: Options) -> Result<()> {
     };
 
     steps.next("building the initramfs");
-    let built = initramfs::build(&kernel, &busybox, agent.as_deref())?;
+    let built = initramfs::build(&kernel, &busybox, agent.as_deref(), opts.extra_modules)?;
     let vmlinuz = out.join("vmlinuz");
     let image = out.join("initramfs.cpio.gz");
     copy_if_changed(&kernel.vmlinuz, &vmlinuz)?;
