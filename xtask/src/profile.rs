@@ -1,8 +1,8 @@
 //! `cargo xtask bench --qemu --profile`: where the instructions of an in-QEMU round trip go.
 //!
 //! The poll-mode ping-pong system of `systems/bench/` is booted twice under `-icount shift=0`
-//! with the `bulkhead-insn-profile` plugin, once with `SHORT` and once with `LONG` round
-//! trips. The plugin counts every translated block's executions; each block's start address is
+//! with the `bulkhead-qemu-counter` plugin (`blocks=`), once with `SHORT` and once with `LONG`
+//! round trips. The plugin counts every translated block's executions; each block's start address is
 //! named with the hypervisor's symbol table (addresses below the unikernel image base) or the
 //! `testing` image's (the two qubes run the same image). The difference of the two runs,
 //! divided by the difference of round trips, is the instructions each function costs per
@@ -12,7 +12,6 @@ use crate::bundle::Assembled;
 use crate::qemu::{self, Control, HvEvent};
 use crate::scenarios::boots;
 use anyhow::{Context, Result, bail};
-use bulkhead_insn_profile::Block;
 use object::{Object, ObjectSymbol, SymbolKind};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -21,6 +20,25 @@ const SHORT: u64 = 500;
 const LONG: u64 = 2500;
 /// Unikernel images are linked here (`unikernels/runtime/unikernel.ld`); the hypervisor below.
 const IMAGE_BASE: u64 = 0x20_0000;
+
+/// One line of the plugin's `blocks=` file: a block's start address, its instructions and
+/// how often it ran.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Block {
+    addr: u64,
+    insns: u64,
+    runs: u64,
+}
+
+impl Block {
+    fn parse(line: &str) -> Option<Block> {
+        let mut f = line.split_whitespace();
+        let addr = u64::from_str_radix(f.next()?.strip_prefix("0x")?, 16).ok()?;
+        let insns = f.next()?.parse().ok()?;
+        let runs = f.next()?.parse().ok()?;
+        f.next().is_none().then_some(Block { addr, insns, runs })
+    }
+}
 
 /// Function symbols of one ELF, sorted by address: (start, end, demangled name).
 struct Symbols(Vec<(u64, u64, String)>);
@@ -57,14 +75,21 @@ impl Symbols {
 
 /// Instructions per symbol ("hv: name" or "qube: name") of one profiled run.
 fn run(a: &Assembled, round_trips: u64, plugin: &Path) -> Result<BTreeMap<String, u64>> {
-    let out = crate::bundle::out_dir().join(format!("profile-{round_trips}.txt"));
+    let dir = crate::bundle::out_dir();
+    let out = dir.join(format!("profile-{round_trips}.txt"));
+    let counters = dir.join(format!("profile-{round_trips}-counters.txt"));
     let _ = std::fs::remove_file(&out);
     let mut opts = boots::options(a, "max", 300, &format!("profile-{round_trips}"));
     opts.extra_args = vec![
         "-icount".into(),
         "shift=0,align=off,sleep=off".into(),
         "-plugin".into(),
-        format!("{},out={}", plugin.display(), out.display()),
+        format!(
+            "{},out={},blocks={}",
+            plugin.display(),
+            counters.display(),
+            out.display()
+        ),
     ];
     let booted = qemu::boot(&opts, |e| {
         Control::stop_if(
@@ -105,22 +130,7 @@ pub struct Profile {
 /// Builds the plugin, writes the two bench systems and profiles both.
 pub fn profile_round_trip() -> Result<Profile> {
     let root = crate::workspace_root();
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = std::process::Command::new(cargo)
-        .args([
-            "build",
-            "--release",
-            "--quiet",
-            "-p",
-            "bulkhead-insn-profile",
-        ])
-        .current_dir(&root)
-        .status()
-        .context("running cargo to build the profiling plugin")?;
-    if !status.success() {
-        bail!("building bulkhead-insn-profile failed");
-    }
-    let plugin = root.join("target/release/libbulkhead_insn_profile.so");
+    let plugin = crate::netbench::build_plugin()?;
     let template = std::fs::read_to_string(root.join("systems/bench/pingpong-poll.toml"))?;
     let mut runs = Vec::new();
     for n in [SHORT, LONG] {
@@ -186,5 +196,25 @@ impl Profile {
             s.push_str(&format!("| `{}` | {v:.0} |\n", name.replace('|', "\\|")));
         }
         s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Block;
+
+    #[test]
+    fn reads_the_plugins_block_lines() {
+        assert_eq!(
+            Block::parse("0x102040 7 123456"),
+            Some(Block {
+                addr: 0x10_2040,
+                insns: 7,
+                runs: 123_456
+            })
+        );
+        assert_eq!(Block::parse("0x10 1"), None);
+        assert_eq!(Block::parse("16 1 2"), None);
+        assert_eq!(Block::parse("0x10 1 2 3"), None);
     }
 }

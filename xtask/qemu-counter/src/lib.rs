@@ -13,6 +13,10 @@
 //! in the address space it runs in ([`Region`]): Bulkhead's layout puts the hypervisor,
 //! the unikernels, a Linux kernel and Linux programs at addresses that do not overlap.
 //! Finally the wall-clock time the vCPU spent halted (QEMU's idle and resume callbacks).
+//!
+//! With `blocks=FILE` (`cargo xtask bench --qemu --profile`), every translated block also
+//! gets a counter of its own, and at exit `FILE` gets one line per block that ran:
+//! `0xADDRESS INSTRUCTIONS RUNS`, for xtask to name with the ELF symbol tables.
 #![allow(unsafe_code)]
 
 use std::ffi::{CStr, c_char, c_int, c_uint, c_void};
@@ -84,10 +88,20 @@ static VMRUNS: AtomicU64 = AtomicU64::new(0);
 static MARKS: AtomicU64 = AtomicU64::new(0);
 /// Where the lines go.
 static OUT: Mutex<Option<File>> = Mutex::new(None);
+/// With `blocks=`: where the per-block lines go, and every block's counter.
+static BLOCKS: Mutex<Option<(File, Vec<&'static Block>)>> = Mutex::new(None);
 /// Wall-clock nanoseconds the vCPU spent halted (idle), up to the last resume.
 static IDLE_NS: AtomicU64 = AtomicU64::new(0);
 /// When the vCPU last went idle, if it is idle now.
 static IDLE_SINCE: Mutex<Option<Instant>> = Mutex::new(None);
+
+/// One translated block's counter (leaked: QEMU adds to `runs`, through the pointer we give
+/// it, until it exits; an atomic, so writes from outside Rust are allowed).
+struct Block {
+    vaddr: u64,
+    insns: u64,
+    runs: AtomicU64,
+}
 
 /// QEMU's opaque translation block.
 #[repr(C)]
@@ -148,12 +162,23 @@ pub unsafe extern "C" fn qemu_plugin_install(
     argc: c_int,
     argv: *const *const c_char,
 ) -> c_int {
-    let mut out = None;
+    let (mut out, mut blocks) = (None, None);
     for i in 0..usize::try_from(argc).unwrap_or(0) {
         // SAFETY: QEMU gives `argc` pointers to NUL-terminated strings that outlive the plugin.
         let arg = unsafe { CStr::from_ptr(*argv.add(i)) }.to_string_lossy();
         if let Some(path) = arg.strip_prefix("out=") {
             out = Some(path.to_string());
+        } else if let Some(path) = arg.strip_prefix("blocks=") {
+            blocks = Some(path.to_string());
+        }
+    }
+    if let Some(path) = blocks {
+        match File::create(&path) {
+            Ok(f) => *BLOCKS.lock().unwrap_or_else(|e| e.into_inner()) = Some((f, Vec::new())),
+            Err(e) => {
+                eprintln!("bulkhead-qemu-counter: cannot create {path}: {e}");
+                return 1;
+            }
         }
     }
     let Some(path) = out else {
@@ -184,9 +209,24 @@ extern "C" fn on_translate(_id: u64, tb: *mut Tb) {
     // counters are statics, so the pointers given for the inline adds never dangle.
     unsafe {
         let n = qemu_plugin_tb_n_insns(tb);
-        let region = Region::of(qemu_plugin_tb_vaddr(tb)) as usize;
+        let vaddr = qemu_plugin_tb_vaddr(tb);
+        let region = Region::of(vaddr) as usize;
         let counter = INSNS[region].as_ptr().cast();
         qemu_plugin_register_vcpu_tb_exec_inline(tb, INLINE_ADD_U64, counter, n as u64);
+        if let Some((_, list)) = BLOCKS.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+            let block: &'static Block = Box::leak(Box::new(Block {
+                vaddr,
+                insns: n as u64,
+                runs: AtomicU64::new(0),
+            }));
+            qemu_plugin_register_vcpu_tb_exec_inline(
+                tb,
+                INLINE_ADD_U64,
+                block.runs.as_ptr().cast(),
+                1,
+            );
+            list.push(block);
+        }
         for i in 0..n {
             let insn = qemu_plugin_tb_get_insn(tb, i);
             let len = qemu_plugin_insn_size(insn);
@@ -229,9 +269,17 @@ extern "C" fn on_mark(_vcpu: c_uint, _userdata: *mut c_void) {
     report(&format!("mark {n}"));
 }
 
-/// QEMU is leaving: the totals.
+/// QEMU is leaving: the totals, and every block that ran.
 extern "C" fn on_exit(_id: u64, _userdata: *mut c_void) {
     report("exit");
+    if let Some((mut f, list)) = BLOCKS.lock().unwrap_or_else(|e| e.into_inner()).take() {
+        let mut text = String::new();
+        for b in list.iter().filter(|b| b.runs.load(Ordering::Relaxed) > 0) {
+            let runs = b.runs.load(Ordering::Relaxed);
+            text.push_str(&format!("{:#x} {} {runs}\n", b.vaddr, b.insns));
+        }
+        let _ = f.write_all(text.as_bytes());
+    }
 }
 
 /// `WHAT insns N vmruns N idle-ns N hypervisor N unikernels N linux-kernel N programs N`.

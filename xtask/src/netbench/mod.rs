@@ -112,7 +112,7 @@ pub fn run(write_docs: bool) -> Result<()> {
 }
 
 /// Builds the plugin; its path. Fails with the reason when this QEMU cannot load plugins.
-fn build_plugin() -> Result<PathBuf> {
+pub fn build_plugin() -> Result<PathBuf> {
     let help = Command::new(qemu::QEMU)
         .arg("-help")
         .output()
