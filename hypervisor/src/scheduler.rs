@@ -5,7 +5,6 @@
 use crate::arch::x86::{apic, cpu};
 use crate::exits::{Outcome, Stop};
 use crate::qube::Qube;
-use crate::virt::Vcpu;
 use crate::{hvlog, time};
 use bulkhead_abi::channel::MAX_CHANNELS_PER_QUBE;
 use bulkhead_abi::manifest::StartPolicy;

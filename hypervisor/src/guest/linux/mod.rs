@@ -17,7 +17,7 @@ mod mmio;
 
 use super::{Guest, LoadError, Machine};
 use crate::exits::Outcome;
-use crate::virt::{Exit, Vcpu};
+use crate::virt::Exit;
 use bulkhead_abi::guest_pci::InfoCap;
 use bulkhead_platform::ioapic::IoApic;
 use bulkhead_platform::lapic::LocalApic;
@@ -223,7 +223,7 @@ impl Guest for Linux {
     fn load(&mut self, m: &mut Machine, _restarts: u32) -> Result<(), LoadError> {
         let entry = load::load(&mut m.mem, &self.image)?;
         self.reset(m);
-        m.vcpu.reset_linux(&entry);
+        m.vcpu.reset(&crate::virt::Start::linux(&entry));
         Ok(())
     }
 

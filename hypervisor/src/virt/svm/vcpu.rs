@@ -4,9 +4,8 @@
 use super::Svm;
 use super::vmcb::{Vmcb, cr, ctl, exit, misc1, misc2, save};
 use crate::virt::xstate::{DR6_INIT, DR7_INIT, ExtState, Switch};
-use crate::virt::{EntryState, Event, Exit, GuestRegs, LinuxEntry, PagingState, Vcpu};
+use crate::virt::{Event, Exit, GuestRegs, PagingState, Start, Vcpu};
 use bulkhead_hvcore::memmap::Frames;
-use bulkhead_platform::xsave;
 
 unsafe extern "C" {
     /// The world switch (run.s).
@@ -109,6 +108,7 @@ impl SvmVcpu {
                 | misc2::MONITOR
                 | misc2::MWAIT
                 | misc2::XSETBV
+                // Linux may use WBINVD (cache control, ACPI): emulated as a no-op.
                 | misc2::WBINVD
                 | misc2::RDPRU,
         );
@@ -232,57 +232,25 @@ impl SvmVcpu {
 }
 
 impl Vcpu for SvmVcpu {
-    fn reset(&mut self, e: &EntryState) {
-        self.reset_controls(false);
+    fn reset(&mut self, s: &Start) {
+        self.reset_controls(s.linux);
         let v = &mut *self.vmcb;
-        let sel = bulkhead_abi::boot_info::layout::DATA_SELECTOR;
-        v.set_segment(
-            save::CS,
-            bulkhead_abi::boot_info::layout::CODE_SELECTOR,
-            CODE64,
-            0xFFFF_FFFF,
-            0,
-        );
+        v.set_segment(save::CS, s.cs, CODE64, 0xFFFF_FFFF, 0);
         for seg in [save::DS, save::ES, save::SS, save::FS, save::GS] {
-            v.set_segment(seg, sel, DATA, 0xFFFF_FFFF, 0);
+            v.set_segment(seg, s.ds, DATA, 0xFFFF_FFFF, 0);
         }
-        v.set_segment(save::GDTR, 0, 0, u32::from(e.gdt_limit), e.gdt_base);
-        // EFER: LME | LMA | NXE | SVME (SVME must be set in a guest's EFER for VMRUN).
-        v.set_u64(save::EFER, 1 << 8 | 1 << 10 | 1 << 11 | 1 << 12);
-        v.set_u64(save::CR0, 0x8001_0033); // PG | WP | NE | ET | MP | PE
-        v.set_u64(save::CR4, 0x620); // OSXMMEXCPT | OSFXSR | PAE
-        v.set_u64(save::CR3, e.cr3);
-        v.set_u64(save::RFLAGS, 0x2);
-        v.set_u64(save::RIP, e.rip);
-        v.set_u64(save::RSP, e.rsp);
-        self.regs = GuestRegs {
-            rdi: e.rdi,
-            ..GuestRegs::default()
-        };
-        self.x.reset(xsave::X87 | xsave::SSE, 0);
-    }
-
-    fn reset_linux(&mut self, e: &LinuxEntry) {
-        // Linux may use WBINVD (cache control, ACPI); it is emulated as a no-op.
-        self.reset_controls(true);
-        let v = &mut *self.vmcb;
-        v.set_segment(save::CS, e.cs, CODE64, 0xFFFF_FFFF, 0);
-        for seg in [save::DS, save::ES, save::SS, save::FS, save::GS] {
-            v.set_segment(seg, e.ds, DATA, 0xFFFF_FFFF, 0);
-        }
-        v.set_segment(save::GDTR, 0, 0, u32::from(e.gdt_limit), e.gdt_base);
-        v.set_u64(save::EFER, e.efer | EFER_SVME);
-        v.set_u64(save::CR0, e.cr0);
-        v.set_u64(save::CR4, e.cr4);
-        v.set_u64(save::CR3, e.cr3);
-        v.set_u64(save::RFLAGS, e.rflags);
-        v.set_u64(save::RIP, e.rip);
-        v.set_u64(save::RSP, 0);
-        self.regs = GuestRegs {
-            rsi: e.rsi,
-            ..GuestRegs::default()
-        };
-        self.x.reset(xsave::X87, xsave::LINUX_ALLOWED);
+        v.set_segment(save::GDTR, 0, 0, u32::from(s.gdt_limit), s.gdt_base);
+        // SVME must be set in a guest's EFER for VMRUN (the guest reads its own value).
+        v.set_u64(save::EFER, s.efer | EFER_SVME);
+        v.set_u64(save::CR0, s.cr0);
+        v.set_u64(save::CR4, s.cr4);
+        v.set_u64(save::CR3, s.cr3);
+        v.set_u64(save::RFLAGS, s.rflags);
+        v.set_u64(save::RIP, s.rip);
+        v.set_u64(save::RSP, s.rsp);
+        self.regs = s.regs;
+        let (xcr0, allowed) = s.xstate();
+        self.x.reset(xcr0, allowed);
     }
 
     fn run(&mut self) -> Exit {

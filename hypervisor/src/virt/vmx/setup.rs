@@ -6,8 +6,7 @@
 use super::vmcs::{self, f16, f32, f64, fnat, proc1};
 use super::{CR4_VMXE, VmxCaps};
 use crate::arch::x86::{cpu, descriptors};
-use crate::virt::{EntryState, LinuxEntry};
-use bulkhead_abi::boot_info::layout;
+use crate::virt::Start;
 use bulkhead_hvcore::sched::TIME_SLICE_NS;
 
 unsafe extern "C" {
@@ -21,12 +20,6 @@ const DATA: u64 = 0x3 | 1 << 4 | 1 << 7 | 1 << 14 | 1 << 15;
 const TSS_BUSY: u64 = 0xB | 1 << 7;
 const UNUSABLE: u64 = 1 << 16;
 
-/// Unikernel CR0: PG | WP | NE | ET | MP | PE. CR4: PAE | OSFXSR | OSXMMEXCPT (VMXE added,
-/// and hidden from the guest by the CR4 read shadow).
-const UNIKERNEL_CR0: u64 = 0x8001_0033;
-const UNIKERNEL_CR4: u64 = 0x620;
-/// Unikernel EFER: LME | LMA | NXE (no SCE: SYSCALL raises #UD).
-pub(super) const UNIKERNEL_EFER: u64 = 1 << 8 | 1 << 10 | 1 << 11;
 /// IA32_PAT at power-on (WB, WT, UC-, UC, twice).
 const POWER_ON_PAT: u64 = 0x0007_0406_0007_0406;
 
@@ -93,69 +86,13 @@ pub(super) struct Target {
     pub linux: Option<u64>,
 }
 
-/// The guest's first state.
-pub(super) struct GuestStart {
-    rip: u64,
-    rsp: u64,
-    cr0: u64,
-    cr3: u64,
-    cr4: u64,
-    efer: u64,
-    rflags: u64,
-    gdt_base: u64,
-    gdt_limit: u16,
-    cs: u16,
-    ds: u16,
-}
-
-impl GuestStart {
-    /// Its first instruction.
-    pub(super) fn rip(&self) -> u64 {
-        self.rip
-    }
-
-    /// A unikernel's: its boot stack and GDT, interrupts off.
-    pub(super) fn unikernel(e: &EntryState) -> GuestStart {
-        GuestStart {
-            rip: e.rip,
-            rsp: e.rsp,
-            cr0: UNIKERNEL_CR0,
-            cr3: e.cr3,
-            cr4: UNIKERNEL_CR4,
-            efer: UNIKERNEL_EFER,
-            rflags: 0x2,
-            gdt_base: e.gdt_base,
-            gdt_limit: e.gdt_limit,
-            cs: layout::CODE_SELECTOR,
-            ds: layout::DATA_SELECTOR,
-        }
-    }
-
-    /// A Linux kernel's 64-bit entry (the boot protocol: no stack yet, `rsi` set apart).
-    pub(super) fn linux(e: &LinuxEntry) -> GuestStart {
-        GuestStart {
-            rip: e.rip,
-            rsp: 0,
-            cr0: e.cr0,
-            cr3: e.cr3,
-            cr4: e.cr4,
-            efer: e.efer,
-            rflags: e.rflags,
-            gdt_base: e.gdt_base,
-            gdt_limit: e.gdt_limit,
-            cs: e.cs,
-            ds: e.ds,
-        }
-    }
-}
-
 /// Writes the whole VMCS of the current vCPU: controls, host state and the guest's first
 /// state. False if the CPU refused a field (a hypervisor bug, reported by the caller).
 ///
 /// # Safety
 /// VMX operation, with the VMCS of the vCPU `target` describes current on this CPU; the
 /// pages `target` names belong to that vCPU (or, the MSR bitmap, to the backend).
-pub(super) unsafe fn write_vmcs(caps: &VmxCaps, target: &Target, g: &GuestStart) -> bool {
+pub(super) unsafe fn write_vmcs(caps: &VmxCaps, target: &Target, g: &Start) -> bool {
     let c = caps.controls;
     let host = descriptors::host_tables();
     let (cr0_fixed, cr4_fixed) = (caps.cr0_fixed, caps.cr4_fixed);
