@@ -3,7 +3,7 @@
 //! 64-bit boot protocol's state). A Linux vCPU also gets an MSR bitmap and the MSR lists
 //! that switch its syscall MSRs (see [`MsrLists`]).
 
-use super::vmcs::{self, f16, f32, f64, fnat, proc1};
+use super::vmcs::{self, f16, f32, f64, fnat, proc1, seg};
 use super::{CR4_VMXE, VmxCaps};
 use crate::arch::x86::{cpu, descriptors};
 use crate::virt::Start;
@@ -172,54 +172,21 @@ pub(super) unsafe fn write_vmcs(caps: &VmxCaps, target: &Target, g: &Start) -> b
         (fnat::GUEST_SYSENTER_ESP, 0),
         (fnat::GUEST_SYSENTER_EIP, 0),
         (f64::VMCS_LINK_POINTER, u64::MAX),
-        (f16::GUEST_CS, code),
-        (fnat::GUEST_CS_BASE, 0),
-        (f32::GUEST_CS_LIMIT, 0xFFFF_FFFF),
-        (f32::GUEST_CS_AR, CODE64),
-        (f16::GUEST_TR, 0),
-        (fnat::GUEST_TR_BASE, 0),
-        (f32::GUEST_TR_LIMIT, 0x67),
-        (f32::GUEST_TR_AR, TSS_BUSY),
-        (f16::GUEST_LDTR, 0),
-        (fnat::GUEST_LDTR_BASE, 0),
-        (f32::GUEST_LDTR_LIMIT, 0),
-        (f32::GUEST_LDTR_AR, UNUSABLE),
         (fnat::GUEST_GDTR_BASE, g.gdt_base),
         (f32::GUEST_GDTR_LIMIT, u64::from(g.gdt_limit)),
         (fnat::GUEST_IDTR_BASE, 0),
         (f32::GUEST_IDTR_LIMIT, 0),
     ];
-    let data_segments = [
-        (
-            f16::GUEST_DS,
-            fnat::GUEST_DS_BASE,
-            f32::GUEST_DS_LIMIT,
-            f32::GUEST_DS_AR,
-        ),
-        (
-            f16::GUEST_ES,
-            fnat::GUEST_ES_BASE,
-            f32::GUEST_ES_LIMIT,
-            f32::GUEST_ES_AR,
-        ),
-        (
-            f16::GUEST_SS,
-            fnat::GUEST_SS_BASE,
-            f32::GUEST_SS_LIMIT,
-            f32::GUEST_SS_AR,
-        ),
-        (
-            f16::GUEST_FS,
-            fnat::GUEST_FS_BASE,
-            f32::GUEST_FS_LIMIT,
-            f32::GUEST_FS_AR,
-        ),
-        (
-            f16::GUEST_GS,
-            fnat::GUEST_GS_BASE,
-            f32::GUEST_GS_LIMIT,
-            f32::GUEST_GS_AR,
-        ),
+    // Flat segments from the guest's GDT, a busy TSS and no LDT: selector, limit, rights.
+    let segments = [
+        (seg::CS, code, 0xFFFF_FFFF, CODE64),
+        (seg::DS, data, 0xFFFF_FFFF, DATA),
+        (seg::ES, data, 0xFFFF_FFFF, DATA),
+        (seg::SS, data, 0xFFFF_FFFF, DATA),
+        (seg::FS, data, 0xFFFF_FFFF, DATA),
+        (seg::GS, data, 0xFFFF_FFFF, DATA),
+        (seg::TR, 0, 0x67, TSS_BUSY),
+        (seg::LDTR, 0, 0, UNUSABLE),
     ];
     let mut ok = true;
     // The preemption timer (if any) restarts at one time slice on every entry.
@@ -236,11 +203,11 @@ pub(super) unsafe fn write_vmcs(caps: &VmxCaps, target: &Target, g: &Start) -> b
         for &(field, value) in fields {
             ok &= vmcs::write(field, value);
         }
-        for (sel, base, limit, ar) in data_segments {
-            ok &= vmcs::write(sel, data);
-            ok &= vmcs::write(base, 0);
-            ok &= vmcs::write(limit, 0xFFFF_FFFF);
-            ok &= vmcs::write(ar, DATA);
+        for (n, selector, limit, rights) in segments {
+            let [sel, base, lim, ar] = seg::fields(n);
+            for (field, value) in [(sel, selector), (base, 0), (lim, limit), (ar, rights)] {
+                ok &= vmcs::write(field, value);
+            }
         }
         // Fields that exist only when the CPU has the feature.
         if caps.load_efer {

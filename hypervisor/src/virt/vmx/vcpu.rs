@@ -548,7 +548,7 @@ impl Vcpu for VmxVcpu {
 
     fn cpl(&self) -> u8 {
         // SS.DPL is the CPL (SDM 3C, 28.3.1.5).
-        ((self.vmcs_read(f32::GUEST_SS_AR) >> 5) & 3) as u8
+        ((self.vmcs_read(vmcs::seg::fields(vmcs::seg::SS)[3]) >> 5) & 3) as u8
     }
 
     fn xstate(&mut self) -> &mut crate::virt::xstate::ExtState {
