@@ -10,7 +10,7 @@ pub mod vmx;
 #[allow(unsafe_code)]
 pub mod xstate;
 
-pub use backend::{AnyVcpu, Backend};
+pub use backend::{AnyVcpu, Backend, vendor};
 
 /// Guest general-purpose registers the backend does not keep in its control block
 /// (`rax`, `rsp`, `rip` and `rflags` live there). Layout shared with the world-switch
