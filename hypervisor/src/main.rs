@@ -64,8 +64,9 @@ extern "C" fn hv_main(magic: u32, info: u32) -> ! {
     };
     report_boot(&env, &frames);
 
-    let vendor = cpu_vendor();
-    hvlog!("cpu: {} {}", vendor.0.as_str(), vendor.1.as_str().trim());
+    let vendor = virt::vendor();
+    let vendor = core::str::from_utf8(&vendor).unwrap_or("?");
+    hvlog!("cpu: {vendor} {}", cpu_brand().trim());
     let backend = match virt::Backend::start(&mut frames) {
         Ok(b) => b,
         Err(e) => fail(format_args!("no usable virtualisation: {e}")),
@@ -325,17 +326,8 @@ fn guest_of(
     }
 }
 
-fn cpu_vendor() -> (
-    bulkhead_hvcore::collections::BoundedString<12>,
-    bulkhead_hvcore::collections::BoundedString<48>,
-) {
-    let mut vendor = bulkhead_hvcore::collections::BoundedString::new();
-    let v = cpu::cpuid(0, 0);
-    for r in [v.ebx, v.edx, v.ecx] {
-        for b in r.to_le_bytes() {
-            let _ = vendor.push(char::from(b));
-        }
-    }
+/// The CPU's brand string (CPUID 0x8000_0002..4), empty if it has none.
+fn cpu_brand() -> bulkhead_hvcore::collections::BoundedString<48> {
     let mut brand = bulkhead_hvcore::collections::BoundedString::new();
     if cpu::cpuid(0x8000_0000, 0).eax >= 0x8000_0004 {
         for leaf in 0x8000_0002..=0x8000_0004 {
@@ -349,7 +341,7 @@ fn cpu_vendor() -> (
             }
         }
     }
-    (vendor, brand)
+    brand
 }
 
 /// Reports a boot failure and halts.

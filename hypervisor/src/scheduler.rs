@@ -5,7 +5,6 @@
 use crate::arch::x86::{apic, cpu};
 use crate::exits::{Outcome, Stop};
 use crate::qube::Qube;
-use crate::virt::Vcpu;
 use crate::{hvlog, time};
 use bulkhead_abi::channel::MAX_CHANNELS_PER_QUBE;
 use bulkhead_abi::manifest::StartPolicy;
@@ -81,33 +80,21 @@ impl Scheduler {
             if *count > MAX_FAULT_LINES {
                 return;
             }
-            let owner = qubes.iter().find(|q| {
-                q.machine
-                    .devices
-                    .iter()
-                    .any(|d| d.func.source_id() == f.source)
+            let owner = qubes.iter().find_map(|q| {
+                let mut devices = q.machine.devices.iter();
+                let d = devices.find(|d| d.func.source_id() == f.source)?;
+                Some((q.name(), d.func))
             });
-            let (qube, device) = match owner {
-                Some(q) => {
-                    let d = q
-                        .machine
-                        .devices
-                        .iter()
-                        .find(|d| d.func.source_id() == f.source);
-                    (q.name(), d.map(|d| d.func))
-                }
-                None => ("no qube", None),
-            };
             let src = f.source;
             let kind = if f.write { "write" } else { "read" };
-            match device {
-                Some(d) => hvlog!(
+            match owner {
+                Some((qube, d)) => hvlog!(
                     "iommu: blocked DMA {kind} at {:#x} by {d} of qube {qube}: {}",
                     f.address,
                     f.reason_text()
                 ),
                 None => hvlog!(
-                    "iommu: blocked DMA {kind} at {:#x} by {:02x}:{:02x}.{} ({qube}): {}",
+                    "iommu: blocked DMA {kind} at {:#x} by {:02x}:{:02x}.{} (no qube): {}",
                     f.address,
                     src >> 8,
                     (src >> 3) & 0x1f,

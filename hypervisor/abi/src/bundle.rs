@@ -14,6 +14,8 @@
 //! Entry 0 is the manifest; the manifest names images by entry index. The parser checks every
 //! offset and length against the buffer, so no bundle can make it read out of bounds.
 
+use crate::wire::{u32_at, u64_at};
+
 /// Bundle magic.
 pub const BUNDLE_MAGIC: [u8; 8] = *b"BHBUNDLE";
 /// Version of this layout.
@@ -97,16 +99,6 @@ pub struct Bundle<'a> {
     count: usize,
 }
 
-fn u32_at(b: &[u8], at: usize) -> u32 {
-    u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
-}
-
-fn u64_at(b: &[u8], at: usize) -> u64 {
-    let mut v = [0u8; 8];
-    v.copy_from_slice(&b[at..at + 8]);
-    u64::from_le_bytes(v)
-}
-
 impl<'a> Bundle<'a> {
     /// Checks the header and every entry.
     pub fn parse(bytes: &'a [u8]) -> Result<Bundle<'a>, BundleError> {
@@ -116,11 +108,11 @@ impl<'a> Bundle<'a> {
         if bytes[..8] != BUNDLE_MAGIC {
             return Err(BundleError::Magic);
         }
-        let version = u32_at(bytes, 8);
+        let version = u32_at(bytes, 8).ok_or(BundleError::Truncated)?;
         if version != BUNDLE_VERSION {
             return Err(BundleError::Version(version));
         }
-        let count = u32_at(bytes, 12);
+        let count = u32_at(bytes, 12).ok_or(BundleError::Truncated)?;
         if count == 0 || count as usize > MAX_ENTRIES {
             return Err(BundleError::Count(count));
         }
@@ -141,7 +133,7 @@ impl<'a> Bundle<'a> {
     fn read_entry(&self, i: usize) -> Result<Entry<'a>, BundleError> {
         let at = HEADER_LEN + i * ENTRY_LEN;
         let e = &self.bytes[at..at + ENTRY_LEN];
-        let kind = match u32_at(e, 0) {
+        let kind = match u32_at(e, 0).ok_or(BundleError::Kind(i))? {
             0 => EntryKind::Manifest,
             1 => EntryKind::Image,
             2 => EntryKind::Config,
@@ -156,9 +148,11 @@ impl<'a> Bundle<'a> {
             .position(|&c| c == 0)
             .unwrap_or(ENTRY_NAME_LEN);
         let name = core::str::from_utf8(&raw_name[..name_len]).unwrap_or("?");
-        let offset = u64_at(e, 24);
-        let len = u64_at(e, 32);
-        let end = offset.checked_add(len).ok_or(BundleError::Range(i))?;
+        let range = BundleError::Range(i);
+        let offset = u64_at(e, 24).ok_or(range)?;
+        let end = offset
+            .checked_add(u64_at(e, 32).ok_or(range)?)
+            .ok_or(range)?;
         if end > self.bytes.len() as u64 {
             return Err(BundleError::Range(i));
         }

@@ -19,6 +19,27 @@ pub enum WireError {
     TrailingBytes,
 }
 
+/// The little-endian u16 at `at` in `b`, if all of it is inside.
+pub fn u16_at(b: &[u8], at: usize) -> Option<u16> {
+    Some(u16::from_le_bytes(
+        b.get(at..at.checked_add(2)?)?.try_into().ok()?,
+    ))
+}
+
+/// The little-endian u32 at `at` in `b`, if all of it is inside.
+pub fn u32_at(b: &[u8], at: usize) -> Option<u32> {
+    Some(u32::from_le_bytes(
+        b.get(at..at.checked_add(4)?)?.try_into().ok()?,
+    ))
+}
+
+/// The little-endian u64 at `at` in `b`, if all of it is inside.
+pub fn u64_at(b: &[u8], at: usize) -> Option<u64> {
+    Some(u64::from_le_bytes(
+        b.get(at..at.checked_add(8)?)?.try_into().ok()?,
+    ))
+}
+
 /// Writes fields into a byte buffer; remembers (instead of panicking) that it ran out.
 pub struct Writer<'a> {
     buf: &'a mut [u8],
@@ -104,14 +125,12 @@ impl<'a> Reader<'a> {
 
     /// A little-endian u16.
     pub fn u16(&mut self) -> Result<u16, WireError> {
-        let b = self.bytes(2)?;
-        Ok(u16::from_le_bytes([b[0], b[1]]))
+        u16_at(self.bytes(2)?, 0).ok_or(WireError::Truncated)
     }
 
     /// A little-endian u32.
     pub fn u32(&mut self) -> Result<u32, WireError> {
-        let b = self.bytes(4)?;
-        Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        u32_at(self.bytes(4)?, 0).ok_or(WireError::Truncated)
     }
 
     /// A byte that must be zero (padding).

@@ -4,6 +4,8 @@
 //! untrusted input: every header field is checked, every segment must lie inside the file
 //! and inside the qube's image window, and the entry point must be in an executable segment.
 
+use bulkhead_abi::wire::{u16_at, u32_at, u64_at};
+
 /// Most loadable segments an image may have.
 pub const MAX_SEGMENTS: usize = 8;
 
@@ -85,16 +87,6 @@ impl core::fmt::Display for ElfError {
             ElfError::BadEntry => "entry point is not in an executable segment",
         })
     }
-}
-
-fn u16_at(b: &[u8], at: usize) -> Option<u16> {
-    Some(u16::from_le_bytes(b.get(at..at + 2)?.try_into().ok()?))
-}
-fn u32_at(b: &[u8], at: usize) -> Option<u32> {
-    Some(u32::from_le_bytes(b.get(at..at + 4)?.try_into().ok()?))
-}
-fn u64_at(b: &[u8], at: usize) -> Option<u64> {
-    Some(u64::from_le_bytes(b.get(at..at + 8)?.try_into().ok()?))
 }
 
 /// Validates `image` and plans loading it into `[window_start, window_end)`.

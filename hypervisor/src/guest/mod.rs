@@ -19,7 +19,7 @@ use crate::devices::assign::Assigned;
 use crate::devices::vtd::VtdError;
 use crate::exits::Outcome;
 use crate::memory::guest::GuestMemory;
-use crate::virt::{AnyVcpu, Exit, Vcpu};
+use crate::virt::{AnyVcpu, Exit};
 use bulkhead_abi::boot_info::MAX_DEVICES_PER_QUBE;
 use bulkhead_abi::manifest::QubeSpec;
 use bulkhead_hvcore::console::LineBuffer;

@@ -5,7 +5,7 @@
 use super::{Guest, LoadError, Machine};
 use crate::exits::{Fault, Outcome, Stop};
 use crate::time;
-use crate::virt::{EntryState, Exit, Vcpu};
+use crate::virt::{EntryState, Exit, Start};
 use bulkhead_abi::boot_info::BootInfo;
 use bulkhead_abi::channel::MAX_CHANNELS_PER_QUBE;
 use bulkhead_abi::hypercall::{self, Hypercall, MAX_CONSOLE_WRITE, WAIT_FOREVER};
@@ -88,7 +88,8 @@ impl Guest for Unikernel {
             .mem
             .with_bytes(|mem| unikernel::write(mem, &plan, image, config, &info))
             .map_err(LoadError::Layout)?;
-        m.vcpu.reset(&EntryState { cr3, ..plan.entry });
+        m.vcpu
+            .reset(&Start::unikernel(&EntryState { cr3, ..plan.entry }));
         self.in_wait_event = false;
         Ok(())
     }

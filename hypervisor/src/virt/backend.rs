@@ -1,9 +1,9 @@
 //! Choosing the virtualisation backend at boot (from CPUID) and dispatching to it. Portable
 //! code holds a [`Backend`] and [`AnyVcpu`]s and never names SVM or VMX.
 
+use super::Vcpu;
 use super::svm::{self, Svm, SvmVcpu};
 use super::vmx::{self, Vmx, VmxVcpu};
-use super::{EntryState, Exit, GuestRegs, Vcpu};
 use crate::arch::x86::cpu;
 use crate::hvlog;
 use bulkhead_hvcore::memmap::FrameAllocator;
@@ -144,83 +144,23 @@ pub enum AnyVcpu {
     Vmx(VmxVcpu),
 }
 
-macro_rules! dispatch {
-    ($self:expr, $v:ident => $e:expr) => {
-        match $self {
-            AnyVcpu::Svm($v) => $e,
-            AnyVcpu::Vmx($v) => $e,
+// Portable code calls the vCPU through the trait: one indirect call instead of a match
+// per method.
+impl core::ops::Deref for AnyVcpu {
+    type Target = dyn Vcpu;
+    fn deref(&self) -> &(dyn Vcpu + 'static) {
+        match self {
+            AnyVcpu::Svm(v) => v,
+            AnyVcpu::Vmx(v) => v,
         }
-    };
+    }
 }
 
-impl Vcpu for AnyVcpu {
-    fn reset(&mut self, entry: &EntryState) {
-        dispatch!(self, v => v.reset(entry))
-    }
-    fn run(&mut self) -> Exit {
-        dispatch!(self, v => v.run())
-    }
-    fn regs(&mut self) -> &mut GuestRegs {
-        dispatch!(self, v => v.regs())
-    }
-    fn rax(&self) -> u64 {
-        dispatch!(self, v => v.rax())
-    }
-    fn set_rax(&mut self, value: u64) {
-        dispatch!(self, v => v.set_rax(value))
-    }
-    fn rip(&self) -> u64 {
-        dispatch!(self, v => v.rip())
-    }
-    fn skip_instruction(&mut self, exit: &Exit) {
-        dispatch!(self, v => v.skip_instruction(exit))
-    }
-    fn exit_count(&self) -> u64 {
-        dispatch!(self, v => v.exit_count())
-    }
-    fn tlb_tag(&self) -> u32 {
-        dispatch!(self, v => v.tlb_tag())
-    }
-    fn flush_tlb_before_next_run(&mut self) {
-        dispatch!(self, v => v.flush_tlb_before_next_run())
-    }
-    fn set_slice_end(&mut self, end_ns: u64) {
-        dispatch!(self, v => v.set_slice_end(end_ns))
-    }
-    fn reset_linux(&mut self, entry: &super::LinuxEntry) {
-        dispatch!(self, v => v.reset_linux(entry))
-    }
-    fn set_rip(&mut self, rip: u64) {
-        dispatch!(self, v => v.set_rip(rip))
-    }
-    fn gpr(&self, n: u8) -> u64 {
-        dispatch!(self, v => v.gpr(n))
-    }
-    fn set_gpr(&mut self, n: u8, value: u64) {
-        dispatch!(self, v => v.set_gpr(n, value))
-    }
-    fn paging(&self) -> super::PagingState {
-        dispatch!(self, v => v.paging())
-    }
-    fn interruptible(&self) -> bool {
-        dispatch!(self, v => v.interruptible())
-    }
-    fn inject(&mut self, event: super::Event) {
-        dispatch!(self, v => v.inject(event))
-    }
-    fn set_interrupt_window(&mut self, on: bool) {
-        dispatch!(self, v => v.set_interrupt_window(on))
-    }
-    fn set_efer(&mut self, efer: u64) {
-        dispatch!(self, v => v.set_efer(efer))
-    }
-    fn set_pat(&mut self, pat: u64) {
-        dispatch!(self, v => v.set_pat(pat))
-    }
-    fn cpl(&self) -> u8 {
-        dispatch!(self, v => v.cpl())
-    }
-    fn xstate(&mut self) -> &mut super::xstate::ExtState {
-        dispatch!(self, v => v.xstate())
+impl core::ops::DerefMut for AnyVcpu {
+    fn deref_mut(&mut self) -> &mut (dyn Vcpu + 'static) {
+        match self {
+            AnyVcpu::Svm(v) => v,
+            AnyVcpu::Vmx(v) => v,
+        }
     }
 }

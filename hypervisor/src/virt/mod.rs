@@ -10,7 +10,7 @@ pub mod vmx;
 #[allow(unsafe_code)]
 pub mod xstate;
 
-pub use backend::{AnyVcpu, Backend};
+pub use backend::{AnyVcpu, Backend, vendor};
 
 /// Guest general-purpose registers the backend does not keep in its control block
 /// (`rax`, `rsp`, `rip` and `rflags` live there). Layout shared with the world-switch
@@ -37,6 +37,106 @@ pub struct GuestRegs {
 /// The state a unikernel starts in: 64-bit mode, paging on with the given page tables,
 /// interrupts off (planned by `bulkhead_hvcore::unikernel`).
 pub use bulkhead_hvcore::unikernel::EntryState;
+
+/// Unikernel CR0: PG | WP | NE | ET | MP | PE. CR4: PAE | OSFXSR | OSXMMEXCPT (fixed: a
+/// unikernel's CR4 writes exit).
+const UNIKERNEL_CR0: u64 = 0x8001_0033;
+const UNIKERNEL_CR4: u64 = 0x620;
+/// Unikernel EFER: LME | LMA | NXE (no SCE: SYSCALL raises #UD).
+pub const UNIKERNEL_EFER: u64 = 1 << 8 | 1 << 10 | 1 << 11;
+
+/// A guest's first state, whichever its kind: 64-bit mode, paging on, flat segments from
+/// its own GDT, interrupts off, one argument register set. Each backend loads it into its
+/// VMCB or VMCS with the controls of the guest's kind.
+#[derive(Clone, Copy, Debug)]
+pub struct Start {
+    /// Runs a Linux kernel (its own MSRs, EFER, PAT and XSAVE; CR4 its own but VMX's
+    /// bits), else a unikernel (CR4 fixed, no XSAVE).
+    pub linux: bool,
+    /// First instruction.
+    pub rip: u64,
+    /// Stack pointer.
+    pub rsp: u64,
+    /// CR0.
+    pub cr0: u64,
+    /// CR3.
+    pub cr3: u64,
+    /// CR4.
+    pub cr4: u64,
+    /// EFER (without what virtualisation adds, such as SVME).
+    pub efer: u64,
+    /// RFLAGS.
+    pub rflags: u64,
+    /// GDT base.
+    pub gdt_base: u64,
+    /// GDT limit.
+    pub gdt_limit: u16,
+    /// Code selector.
+    pub cs: u16,
+    /// Data selector (DS, ES, SS, FS, GS).
+    pub ds: u16,
+    /// General registers: a unikernel's `rdi` (boot info), a Linux kernel's `rsi` (zero
+    /// page), all others zero.
+    pub regs: GuestRegs,
+}
+
+impl Start {
+    /// A unikernel's: its boot stack and GDT, `rdi` = boot info.
+    pub fn unikernel(e: &EntryState) -> Start {
+        use bulkhead_abi::boot_info::layout;
+        Start {
+            linux: false,
+            rip: e.rip,
+            rsp: e.rsp,
+            cr0: UNIKERNEL_CR0,
+            cr3: e.cr3,
+            cr4: UNIKERNEL_CR4,
+            efer: UNIKERNEL_EFER,
+            rflags: 0x2,
+            gdt_base: e.gdt_base,
+            gdt_limit: e.gdt_limit,
+            cs: layout::CODE_SELECTOR,
+            ds: layout::DATA_SELECTOR,
+            regs: GuestRegs {
+                rdi: e.rdi,
+                ..GuestRegs::default()
+            },
+        }
+    }
+
+    /// A Linux kernel's 64-bit entry (the boot protocol: no stack yet, `rsi` = zero page).
+    pub fn linux(e: &LinuxEntry) -> Start {
+        Start {
+            linux: true,
+            rip: e.rip,
+            rsp: 0,
+            cr0: e.cr0,
+            cr3: e.cr3,
+            cr4: e.cr4,
+            efer: e.efer,
+            rflags: e.rflags,
+            gdt_base: e.gdt_base,
+            gdt_limit: e.gdt_limit,
+            cs: e.cs,
+            ds: e.ds,
+            regs: GuestRegs {
+                rsi: e.rsi,
+                ..GuestRegs::default()
+            },
+        }
+    }
+
+    /// The guest's first XCR0 and what it may enable: x87 and SSE fixed for a unikernel;
+    /// x87 for a Linux kernel, which may enable what the platform offers.
+    pub fn xstate(&self) -> (u64, u64) {
+        use bulkhead_platform::xsave;
+        if self.linux {
+            (xsave::X87, xsave::LINUX_ALLOWED)
+        } else {
+            (xsave::X87 | xsave::SSE, 0)
+        }
+    }
+}
 
 /// MSRs a Linux guest reads and writes without an exit: segment bases and the
 /// syscall/sysenter MSRs, which it changes often or on every CPU it brings up. Each backend
@@ -142,8 +242,8 @@ pub enum Exit {
 
 /// What every backend's virtual CPU offers.
 pub trait Vcpu {
-    /// Puts the vCPU in the qube's initial state (registers cleared, TLB flushed).
-    fn reset(&mut self, entry: &EntryState);
+    /// Puts the vCPU in a guest's first state (other registers cleared, TLB flushed).
+    fn reset(&mut self, start: &Start);
     /// Runs the guest until the next exit. Guest x87/SSE state is saved and the host's
     /// restored before this returns.
     fn run(&mut self) -> Exit;
@@ -171,8 +271,6 @@ pub trait Vcpu {
 
     // What the guest platform of Linux qubes needs.
 
-    /// Puts the vCPU in a Linux kernel's 64-bit entry state.
-    fn reset_linux(&mut self, entry: &LinuxEntry);
     /// Sets guest `rip` (past an emulated instruction).
     fn set_rip(&mut self, rip: u64);
     /// General-purpose register `n` in x86 encoding order (0 rax, 1 rcx, 2 rdx, 3 rbx,

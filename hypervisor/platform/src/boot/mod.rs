@@ -19,6 +19,7 @@
 //! | `pref_address..+init_size` | the protected-mode kernel (or the first aligned address ≥ 1 MiB) |
 //! | top of memory (below `initrd_addr_max`) | the initrd |
 
+use bulkhead_abi::wire::{u16_at, u32_at, u64_at};
 use bulkhead_hvcore::paging::{Perm, Tables, X86Format};
 use bulkhead_hvcore::{LARGE_PAGE_SIZE, PAGE_SIZE, align_up};
 
@@ -175,24 +176,6 @@ impl core::fmt::Display for LinuxError {
     }
 }
 
-fn u8_at(b: &[u8], at: usize) -> Option<u8> {
-    b.get(at).copied()
-}
-fn u16_at(b: &[u8], at: usize) -> Option<u16> {
-    Some(u16::from_le_bytes(
-        b.get(at..at.checked_add(2)?)?.try_into().ok()?,
-    ))
-}
-fn u32_at(b: &[u8], at: usize) -> Option<u32> {
-    Some(u32::from_le_bytes(
-        b.get(at..at.checked_add(4)?)?.try_into().ok()?,
-    ))
-}
-fn u64_at(b: &[u8], at: usize) -> Option<u64> {
-    Some(u64::from_le_bytes(
-        b.get(at..at.checked_add(8)?)?.try_into().ok()?,
-    ))
-}
 fn put(b: &mut [u8], at: usize, v: &[u8]) {
     if let Some(d) = at.checked_add(v.len()).and_then(|end| b.get_mut(at..end)) {
         d.copy_from_slice(v);
@@ -257,12 +240,12 @@ pub fn parse(image: &[u8]) -> Result<BzImage, LinuxError> {
     if xloadflags & XLF_KERNEL_64 == 0 {
         return Err(LinuxError::No64BitEntry);
     }
-    let setup_sects = match u8_at(image, SETUP_SECTS).ok_or(short)? {
+    let setup_sects = match *image.get(SETUP_SECTS).ok_or(short)? {
         0 => 4,
         n => n,
     };
     let kernel_offset = (u64::from(setup_sects) + 1) * 512;
-    let header_end = HEADER + usize::from(u8_at(image, HDR_LEN_BYTE).ok_or(short)?);
+    let header_end = HEADER + usize::from(*image.get(HDR_LEN_BYTE).ok_or(short)?);
     if header_end < MIN_HDR_END || header_end as u64 > kernel_offset {
         return Err(LinuxError::BadHeaderLength);
     }
@@ -291,7 +274,7 @@ pub fn parse(image: &[u8]) -> Result<BzImage, LinuxError> {
         kernel_len,
         init_size,
         kernel_alignment,
-        relocatable: u8_at(image, RELOCATABLE).ok_or(short)? != 0,
+        relocatable: *image.get(RELOCATABLE).ok_or(short)? != 0,
         pref_address: u64_at(image, PREF_ADDRESS).ok_or(short)?,
         cmdline_size: u64::from(u32_at(image, CMDLINE_SIZE).ok_or(short)?),
         initrd_addr_max: u64::from(u32_at(image, INITRD_ADDR_MAX).ok_or(short)?),

@@ -75,13 +75,16 @@ pub struct MsrEntry {
     pub why: &'static str,
 }
 
-const fn e(index: u32, name: &'static str, policy: MsrPolicy, why: &'static str) -> MsrEntry {
-    MsrEntry {
-        index,
-        name,
-        policy,
-        why,
-    }
+/// A table row: the MSR's constant (which gives its name), its policy and why.
+macro_rules! e {
+    ($index:ident, $policy:expr, $why:expr $(,)?) => {
+        MsrEntry {
+            index: $index,
+            name: stringify!($index),
+            policy: $policy,
+            why: $why,
+        }
+    };
 }
 
 use EmulatedMsr as E;
@@ -89,226 +92,118 @@ use MsrPolicy::{Constant, Emulated, Fault, PassThrough};
 
 /// Every MSR the guest may use, and the notable ones that fault; anything absent faults.
 pub const TABLE: &[MsrEntry] = &[
-    e(
-        IA32_TSC,
-        "IA32_TSC",
-        Emulated(E::Tsc),
-        "reads see the guest's TSC",
-    ),
-    e(
+    e!(IA32_TSC, Emulated(E::Tsc), "reads see the guest's TSC"),
+    e!(
         IA32_APIC_BASE,
-        "IA32_APIC_BASE",
         Emulated(E::ApicBase),
         "read by the APIC code at boot",
     ),
-    e(
+    e!(
         IA32_PAT,
-        "IA32_PAT",
         Emulated(E::Pat),
         "PAT is offered; read by init_cache_modes",
     ),
-    e(
+    e!(
         IA32_TSC_DEADLINE,
-        "IA32_TSC_DEADLINE",
         Emulated(E::TscDeadline),
         "the LAPIC timer",
     ),
-    e(
-        IA32_EFER,
-        "IA32_EFER",
-        Emulated(E::Efer),
-        "head_64 sets SCE and NXE",
-    ),
-    e(
+    e!(IA32_EFER, Emulated(E::Efer), "head_64 sets SCE and NXE"),
+    e!(
         IA32_SYSENTER_CS,
-        "IA32_SYSENTER_CS",
         PassThrough,
         "syscall_init, 32-bit compat entry",
     ),
-    e(
-        IA32_SYSENTER_ESP,
-        "IA32_SYSENTER_ESP",
-        PassThrough,
-        "syscall_init",
-    ),
-    e(
-        IA32_SYSENTER_EIP,
-        "IA32_SYSENTER_EIP",
-        PassThrough,
-        "syscall_init",
-    ),
-    e(
-        IA32_STAR,
-        "IA32_STAR",
-        PassThrough,
-        "SYSCALL segments (syscall_init)",
-    ),
-    e(
-        IA32_LSTAR,
-        "IA32_LSTAR",
-        PassThrough,
-        "the 64-bit SYSCALL entry",
-    ),
-    e(
-        IA32_CSTAR,
-        "IA32_CSTAR",
-        PassThrough,
-        "the compat SYSCALL entry",
-    ),
-    e(
-        IA32_FMASK,
-        "IA32_FMASK",
-        PassThrough,
-        "RFLAGS mask on SYSCALL",
-    ),
-    e(
+    e!(IA32_SYSENTER_ESP, PassThrough, "syscall_init"),
+    e!(IA32_SYSENTER_EIP, PassThrough, "syscall_init"),
+    e!(IA32_STAR, PassThrough, "SYSCALL segments (syscall_init)"),
+    e!(IA32_LSTAR, PassThrough, "the 64-bit SYSCALL entry"),
+    e!(IA32_CSTAR, PassThrough, "the compat SYSCALL entry"),
+    e!(IA32_FMASK, PassThrough, "RFLAGS mask on SYSCALL"),
+    e!(
         IA32_FS_BASE,
-        "IA32_FS_BASE",
         PassThrough,
         "thread-local storage (no FSGSBASE)",
     ),
-    e(IA32_GS_BASE, "IA32_GS_BASE", PassThrough, "per-CPU data"),
-    e(
-        IA32_KERNEL_GS_BASE,
-        "IA32_KERNEL_GS_BASE",
-        PassThrough,
-        "SWAPGS",
-    ),
-    e(
+    e!(IA32_GS_BASE, PassThrough, "per-CPU data"),
+    e!(IA32_KERNEL_GS_BASE, PassThrough, "SWAPGS"),
+    e!(
         IA32_BIOS_SIGN_ID,
-        "IA32_BIOS_SIGN_ID",
         Constant(0),
         "Intel: early_init_intel writes 0 and reads the microcode revision unchecked \
          (AMD: patch level, rdmsr_safe); 0 = no update loaded",
     ),
-    e(
+    e!(
         IA32_MISC_ENABLE,
-        "IA32_MISC_ENABLE",
         Constant(MISC_ENABLE_VALUE),
         "Intel: verify_cpu reads it before any exception handler (XD disable), \
          early_init_intel for fast strings; bit changes go through msr_set/clear_bit",
     ),
-    e(
+    e!(
         IA32_DEBUGCTL,
-        "IA32_DEBUGCTL",
         Constant(0),
         "ptrace block-stepping toggles BTF with unchecked accesses; no branch tracing",
     ),
-    e(
+    e!(
         MSR_K7_HWCR,
-        "MSR_K7_HWCR",
         Constant(1 << 24),
         "AMD family > 0x10: bsp_init_amd reads it unchecked when the TSC is constant; \
          bit 24: the TSC counts at the P0 frequency",
     ),
-    e(
+    e!(
         MSR_AMD64_NB_CFG,
-        "MSR_AMD64_NB_CFG",
         Constant(1 << 46),
         "AMD family >= 0x10: amd_bus_cpu_online reads it unchecked; EnableCf8ExtCfg \
          already set, so it is not written (extended registers read all-ones)",
     ),
-    e(
+    e!(
         MSR_K8_INT_PENDING_MSG,
-        "MSR_K8_INT_PENDING_MSG",
         Constant(0),
         "AMD family 0x10 (erratum 400): read unchecked after ACPI init; 0 = C1E inactive",
     ),
-    e(
+    e!(
         MSR_FAM10H_MMIO_CONF_BASE,
-        "MSR_FAM10H_MMIO_CONF_BASE",
         Constant(0),
         "AMD family >= 0x10: amd_get_mmconfig_range reads it unchecked; 0 = no MMCONFIG",
     ),
-    e(
+    e!(
         MSR_AMD64_DE_CFG,
-        "MSR_AMD64_DE_CFG",
         Constant(1 << 1),
         "AMD: init_amd sets LFENCE_SERIALIZE (msr_set_bit); shown set, nothing to write",
     ),
-    e(
-        IA32_FEATURE_CONTROL,
-        "IA32_FEATURE_CONTROL",
-        Fault,
-        "rdmsr_safe: #GP = no VMX/SGX",
-    ),
-    e(
-        IA32_TSC_ADJUST,
-        "IA32_TSC_ADJUST",
-        Fault,
-        "CPUID 7.EBX[1] denied",
-    ),
-    e(
-        IA32_SPEC_CTRL,
-        "IA32_SPEC_CTRL",
-        Fault,
-        "IBRS/STIBP/SSBD denied in CPUID",
-    ),
-    e(
+    e!(IA32_FEATURE_CONTROL, Fault, "rdmsr_safe: #GP = no VMX/SGX"),
+    e!(IA32_TSC_ADJUST, Fault, "CPUID 7.EBX[1] denied"),
+    e!(IA32_SPEC_CTRL, Fault, "IBRS/STIBP/SSBD denied in CPUID"),
+    e!(
         IA32_PRED_CMD,
-        "IA32_PRED_CMD",
         Fault,
         "IBPB denied; Zen3/4 SBPB probe (wrmsrl_safe)",
     ),
-    e(
+    e!(
         MSR_PLATFORM_INFO,
-        "MSR_PLATFORM_INFO",
         Fault,
         "rdmsr_safe (CPUID faulting probe)",
     ),
-    e(IA32_MTRRCAP, "IA32_MTRRCAP", Fault, "MTRR denied in CPUID"),
-    e(
-        IA32_MTRR_DEF_TYPE,
-        "IA32_MTRR_DEF_TYPE",
-        Fault,
-        "MTRR denied in CPUID",
-    ),
-    e(
-        IA32_ARCH_CAPABILITIES,
-        "IA32_ARCH_CAPABILITIES",
-        Fault,
-        "CPUID 7.EDX[29] denied",
-    ),
-    e(
-        MSR_MISC_FEATURES_ENABLES,
-        "MSR_MISC_FEATURES_ENABLES",
-        Fault,
-        "rdmsr_safe probe",
-    ),
-    e(
-        IA32_MCG_CAP,
-        "IA32_MCG_CAP",
-        Fault,
-        "MCE/MCA denied in CPUID",
-    ),
-    e(
-        IA32_TSC_AUX,
-        "IA32_TSC_AUX",
-        Fault,
-        "RDTSCP and RDPID denied in CPUID",
-    ),
-    e(
+    e!(IA32_MTRRCAP, Fault, "MTRR denied in CPUID"),
+    e!(IA32_MTRR_DEF_TYPE, Fault, "MTRR denied in CPUID"),
+    e!(IA32_ARCH_CAPABILITIES, Fault, "CPUID 7.EDX[29] denied"),
+    e!(MSR_MISC_FEATURES_ENABLES, Fault, "rdmsr_safe probe"),
+    e!(IA32_MCG_CAP, Fault, "MCE/MCA denied in CPUID"),
+    e!(IA32_TSC_AUX, Fault, "RDTSCP and RDPID denied in CPUID"),
+    e!(
         MSR_K7_EVNTSEL0,
-        "MSR_K7_EVNTSEL0",
         Fault,
         "rdmsr_safe: #GP = no PMU, software events",
     ),
-    e(
+    e!(
         MSR_K8_SYSCFG,
-        "MSR_K8_SYSCFG",
         Fault,
         "read with rdmsr_safe or behind SME/MTRR",
     ),
-    e(MSR_K8_TSEG_ADDR, "MSR_K8_TSEG_ADDR", Fault, "rdmsr_safe"),
-    e(
-        MSR_AMD64_OSVW_ID_LENGTH,
-        "MSR_AMD64_OSVW_ID_LENGTH",
-        Fault,
-        "OSVW denied in CPUID",
-    ),
-    e(
+    e!(MSR_K8_TSEG_ADDR, Fault, "rdmsr_safe"),
+    e!(MSR_AMD64_OSVW_ID_LENGTH, Fault, "OSVW denied in CPUID"),
+    e!(
         MSR_AMD64_LS_CFG,
-        "MSR_AMD64_LS_CFG",
         Fault,
         "rdmsr_safe: #GP = no SSBD through it",
     ),

@@ -9,7 +9,7 @@ use crate::arch::x86::cpu;
 use crate::exits::{Fault, Outcome, Stop};
 use crate::guest::Machine;
 use crate::hvlog;
-use crate::virt::{AnyVcpu, Event, Exit, Vcpu};
+use crate::virt::{AnyVcpu, Event, Exit};
 use bulkhead_platform::msr::{self, EmulatedMsr, MsrPolicy};
 use bulkhead_platform::pci::PciEffect;
 use bulkhead_platform::pm::{Pm, PmEffect};

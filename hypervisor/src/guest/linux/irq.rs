@@ -4,7 +4,7 @@
 use super::Linux;
 use crate::arch::x86::cpu;
 use crate::guest::Machine;
-use crate::virt::{Event, Vcpu};
+use crate::virt::Event;
 use bulkhead_abi::guest_pci::FIRST_CHANNEL_GSI;
 use bulkhead_platform::ioapic::Delivery;
 use bulkhead_platform::uart::COM1_IRQ;

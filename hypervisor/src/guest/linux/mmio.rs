@@ -9,7 +9,7 @@ use crate::arch::x86::cpu;
 use crate::exits::{Fault, Outcome, Stop};
 use crate::hvlog;
 use crate::memory::guest::GuestMemory;
-use crate::virt::{AnyVcpu, Vcpu};
+use crate::virt::AnyVcpu;
 use bulkhead_platform::decode::{self, MAX_INSTRUCTION_LEN};
 use bulkhead_platform::ioapic::IOAPIC_BASE;
 use bulkhead_platform::lapic::{ApicEffect, LAPIC_BASE};

@@ -17,7 +17,7 @@ mod mmio;
 
 use super::{Guest, LoadError, Machine};
 use crate::exits::Outcome;
-use crate::virt::{Exit, Vcpu};
+use crate::virt::Exit;
 use bulkhead_abi::guest_pci::InfoCap;
 use bulkhead_platform::ioapic::IoApic;
 use bulkhead_platform::lapic::LocalApic;
@@ -116,7 +116,8 @@ impl Linux {
     pub fn new(image: LinuxImage) -> Linux {
         Linux {
             image,
-            lapic: LocalApic::new(0, 1, 1),
+            // The APIC timer's input clock: 1 GHz nominal; Linux measures it against the TSC.
+            lapic: LocalApic::new(0, crate::time::tsc_khz(), 1_000_000),
             ioapic: IoApic::new(0),
             uart: Uart::new(),
             pci: PciBus::new(),
@@ -134,15 +135,11 @@ impl Linux {
     /// Every device back to its power-on state, with one channel device per channel of
     /// `m` (a start or restart).
     fn reset(&mut self, m: &Machine) {
-        self.exits_at_start = m.vcpu.exit_count();
-        let khz = crate::time::tsc_khz();
-        // The APIC timer's input clock: 1 GHz nominal; Linux measures it against the TSC.
-        self.lapic = LocalApic::new(0, khz, 1_000_000);
-        self.ioapic = IoApic::new(0);
-        self.uart = Uart::new();
-        self.pm = Pm::new();
-        self.rtc = Rtc::new();
-        self.pci = PciBus::new();
+        *self = Linux {
+            exits_at_start: m.vcpu.exit_count(),
+            started_tsc: crate::arch::x86::cpu::rdtsc(),
+            ..Linux::new(self.image)
+        };
         for (local, c) in m.channels.iter().enumerate() {
             let dev = ChannelDevice {
                 local: local as u8,
@@ -158,10 +155,6 @@ impl Linux {
                 crate::hvlog!("linux: channel {} has no PCI slot", c.name.as_str());
             }
         }
-        self.pat = PAT_POWER_ON;
-        self.stats = ExitStats::default();
-        self.started_tsc = crate::arch::x86::cpu::rdtsc();
-        self.unclaimed_logged = 0;
     }
 
     /// Whether another unclaimed access may still be logged (counts it).
@@ -223,7 +216,7 @@ impl Guest for Linux {
     fn load(&mut self, m: &mut Machine, _restarts: u32) -> Result<(), LoadError> {
         let entry = load::load(&mut m.mem, &self.image)?;
         self.reset(m);
-        m.vcpu.reset_linux(&entry);
+        m.vcpu.reset(&crate::virt::Start::linux(&entry));
         Ok(())
     }
 

@@ -2,11 +2,10 @@
 //! general-purpose registers.
 
 use super::Svm;
-use super::vmcb::{Vmcb, cr, ctl, exit, misc1, misc2, save};
+use super::vmcb::{Vmcb, cr, ctl, exit, save};
 use crate::virt::xstate::{DR6_INIT, DR7_INIT, ExtState, Switch};
-use crate::virt::{EntryState, Event, Exit, GuestRegs, LinuxEntry, PagingState, Vcpu};
+use crate::virt::{Event, Exit, GuestRegs, PagingState, Start, Vcpu};
 use bulkhead_hvcore::memmap::Frames;
-use bulkhead_platform::xsave;
 
 unsafe extern "C" {
     /// The world switch (run.s).
@@ -44,6 +43,47 @@ const V_IRQ_WINDOW: u64 = 1 << 8 | 0xF << 16 | 1 << 20;
 /// EVENTINJ / EXITINTINFO: valid.
 const EVENT_VALID: u64 = 1 << 31;
 
+/// The exits every guest has besides [`FORBIDDEN`]: the host's interrupts, and what the
+/// guest kinds answer (hypercalls, HLT, CPUID, ports, MSRs, XSETBV, WBINVD, shutdown).
+const INTERCEPTED: [u64; 12] = [
+    exit::INTR,
+    exit::NMI,
+    exit::SMI,
+    exit::INIT,
+    exit::CPUID,
+    exit::HLT,
+    exit::IOIO,
+    exit::MSR,
+    exit::SHUTDOWN,
+    exit::VMMCALL,
+    exit::XSETBV,
+    exit::WBINVD,
+];
+
+/// Instructions and events no qube may use: each exits and is named in the qube's fault
+/// (a Linux qube gets #UD instead, `crate::guest::linux`).
+const FORBIDDEN: [(u64, &str); 14] = [
+    (exit::RDPMC, "RDPMC"),
+    (exit::INVD, "INVD"),
+    (exit::INVLPGA, "INVLPGA"),
+    (exit::TASK_SWITCH, "task switch"),
+    (exit::VMRUN, "VMRUN"),
+    (exit::VMLOAD, "VMLOAD"),
+    (exit::VMSAVE, "VMSAVE"),
+    (exit::STGI, "STGI"),
+    (exit::CLGI, "CLGI"),
+    (exit::SKINIT, "SKINIT"),
+    (exit::ICEBP, "ICEBP"),
+    (exit::MONITOR, "MONITOR"),
+    (exit::MWAIT, "MWAIT"),
+    (exit::RDPRU, "RDPRU"),
+];
+
+/// The bit of exit `code` (0x60..0xA0) in its intercept word (MISC1, then MISC2).
+const fn intercept_bit(code: u64) -> u32 {
+    1 << ((code - exit::INTR) % 32)
+}
+
 impl SvmVcpu {
     pub(super) fn new(
         svm: &Svm,
@@ -80,38 +120,12 @@ impl SvmVcpu {
         v.clear();
         v.set_u32(ctl::INTERCEPT_CR, if linux { 0 } else { cr::CR4_WRITE });
         v.set_u32(ctl::INTERCEPT_DR, u32::MAX);
-        v.set_u32(
-            ctl::INTERCEPT_MISC1,
-            misc1::INTR
-                | misc1::NMI
-                | misc1::SMI
-                | misc1::INIT
-                | misc1::RDPMC
-                | misc1::CPUID
-                | misc1::INVD
-                | misc1::INVLPGA
-                | misc1::HLT
-                | misc1::IOIO_PROT
-                | misc1::MSR_PROT
-                | misc1::TASK_SWITCH
-                | misc1::SHUTDOWN,
-        );
-        v.set_u32(
-            ctl::INTERCEPT_MISC2,
-            misc2::VMRUN
-                | misc2::VMMCALL
-                | misc2::VMLOAD
-                | misc2::VMSAVE
-                | misc2::STGI
-                | misc2::CLGI
-                | misc2::SKINIT
-                | misc2::ICEBP
-                | misc2::MONITOR
-                | misc2::MWAIT
-                | misc2::XSETBV
-                | misc2::WBINVD
-                | misc2::RDPRU,
-        );
+        let mut misc = [0u32; 2];
+        for &code in INTERCEPTED.iter().chain(FORBIDDEN.iter().map(|(c, _)| c)) {
+            misc[(code - exit::INTR) as usize / 32] |= intercept_bit(code);
+        }
+        v.set_u32(ctl::INTERCEPT_MISC1, misc[0]);
+        v.set_u32(ctl::INTERCEPT_MISC2, misc[1]);
         v.set_u64(ctl::IOPM_BASE, self.iopm_pa);
         v.set_u64(ctl::MSRPM_BASE, self.msrpm_pa);
         v.set_u32(ctl::ASID, self.asid);
@@ -207,82 +221,39 @@ impl SvmVcpu {
                 fetch: info1 & (1 << 4) != 0,
             },
             exit::SHUTDOWN => Exit::TripleFault,
-            exit::VMRUN => Exit::Forbidden("VMRUN"),
-            exit::VMLOAD => Exit::Forbidden("VMLOAD"),
-            exit::VMSAVE => Exit::Forbidden("VMSAVE"),
-            exit::STGI => Exit::Forbidden("STGI"),
-            exit::CLGI => Exit::Forbidden("CLGI"),
-            exit::SKINIT => Exit::Forbidden("SKINIT"),
-            exit::ICEBP => Exit::Forbidden("ICEBP"),
-            exit::INVD => Exit::Forbidden("INVD"),
-            exit::MONITOR => Exit::Forbidden("MONITOR"),
-            exit::MWAIT => Exit::Forbidden("MWAIT"),
             exit::XSETBV => Exit::Xsetbv,
-            exit::TASK_SWITCH => Exit::Forbidden("task switch"),
             exit::CR4_WRITE => Exit::Forbidden("changing CR4"),
-            exit::RDPMC => Exit::Forbidden("RDPMC"),
-            exit::INVLPGA => Exit::Forbidden("INVLPGA"),
-            exit::RDPRU => Exit::Forbidden("RDPRU"),
             // Taken by `run` before it returns; here only if that went wrong.
             exit::DR_FIRST..=exit::DR_LAST => Exit::Forbidden("a debug-register access"),
             exit::INVALID | exit::INVALID_32 => Exit::InvalidState,
-            other => Exit::Unknown(other),
+            other => match FORBIDDEN.iter().find(|(c, _)| *c == other) {
+                Some(&(_, what)) => Exit::Forbidden(what),
+                None => Exit::Unknown(other),
+            },
         }
     }
 }
 
 impl Vcpu for SvmVcpu {
-    fn reset(&mut self, e: &EntryState) {
-        self.reset_controls(false);
+    fn reset(&mut self, s: &Start) {
+        self.reset_controls(s.linux);
         let v = &mut *self.vmcb;
-        let sel = bulkhead_abi::boot_info::layout::DATA_SELECTOR;
-        v.set_segment(
-            save::CS,
-            bulkhead_abi::boot_info::layout::CODE_SELECTOR,
-            CODE64,
-            0xFFFF_FFFF,
-            0,
-        );
+        v.set_segment(save::CS, s.cs, CODE64, 0xFFFF_FFFF, 0);
         for seg in [save::DS, save::ES, save::SS, save::FS, save::GS] {
-            v.set_segment(seg, sel, DATA, 0xFFFF_FFFF, 0);
+            v.set_segment(seg, s.ds, DATA, 0xFFFF_FFFF, 0);
         }
-        v.set_segment(save::GDTR, 0, 0, u32::from(e.gdt_limit), e.gdt_base);
-        // EFER: LME | LMA | NXE | SVME (SVME must be set in a guest's EFER for VMRUN).
-        v.set_u64(save::EFER, 1 << 8 | 1 << 10 | 1 << 11 | 1 << 12);
-        v.set_u64(save::CR0, 0x8001_0033); // PG | WP | NE | ET | MP | PE
-        v.set_u64(save::CR4, 0x620); // OSXMMEXCPT | OSFXSR | PAE
-        v.set_u64(save::CR3, e.cr3);
-        v.set_u64(save::RFLAGS, 0x2);
-        v.set_u64(save::RIP, e.rip);
-        v.set_u64(save::RSP, e.rsp);
-        self.regs = GuestRegs {
-            rdi: e.rdi,
-            ..GuestRegs::default()
-        };
-        self.x.reset(xsave::X87 | xsave::SSE, 0);
-    }
-
-    fn reset_linux(&mut self, e: &LinuxEntry) {
-        // Linux may use WBINVD (cache control, ACPI); it is emulated as a no-op.
-        self.reset_controls(true);
-        let v = &mut *self.vmcb;
-        v.set_segment(save::CS, e.cs, CODE64, 0xFFFF_FFFF, 0);
-        for seg in [save::DS, save::ES, save::SS, save::FS, save::GS] {
-            v.set_segment(seg, e.ds, DATA, 0xFFFF_FFFF, 0);
-        }
-        v.set_segment(save::GDTR, 0, 0, u32::from(e.gdt_limit), e.gdt_base);
-        v.set_u64(save::EFER, e.efer | EFER_SVME);
-        v.set_u64(save::CR0, e.cr0);
-        v.set_u64(save::CR4, e.cr4);
-        v.set_u64(save::CR3, e.cr3);
-        v.set_u64(save::RFLAGS, e.rflags);
-        v.set_u64(save::RIP, e.rip);
-        v.set_u64(save::RSP, 0);
-        self.regs = GuestRegs {
-            rsi: e.rsi,
-            ..GuestRegs::default()
-        };
-        self.x.reset(xsave::X87, xsave::LINUX_ALLOWED);
+        v.set_segment(save::GDTR, 0, 0, u32::from(s.gdt_limit), s.gdt_base);
+        // SVME must be set in a guest's EFER for VMRUN (the guest reads its own value).
+        v.set_u64(save::EFER, s.efer | EFER_SVME);
+        v.set_u64(save::CR0, s.cr0);
+        v.set_u64(save::CR4, s.cr4);
+        v.set_u64(save::CR3, s.cr3);
+        v.set_u64(save::RFLAGS, s.rflags);
+        v.set_u64(save::RIP, s.rip);
+        v.set_u64(save::RSP, s.rsp);
+        self.regs = s.regs;
+        let (xcr0, allowed) = s.xstate();
+        self.x.reset(xcr0, allowed);
     }
 
     fn run(&mut self) -> Exit {
@@ -420,12 +391,13 @@ impl Vcpu for SvmVcpu {
     fn set_interrupt_window(&mut self, on: bool) {
         let v = &mut *self.vmcb;
         let misc1 = v.u64(ctl::INTERCEPT_MISC1) as u32;
+        let bit = intercept_bit(exit::VINTR);
         if on {
             v.set_u64(ctl::VINTR, V_INTR_MASKING | V_IRQ_WINDOW);
-            v.set_u32(ctl::INTERCEPT_MISC1, misc1 | misc1::VINTR);
+            v.set_u32(ctl::INTERCEPT_MISC1, misc1 | bit);
         } else {
             v.set_u64(ctl::VINTR, V_INTR_MASKING);
-            v.set_u32(ctl::INTERCEPT_MISC1, misc1 & !misc1::VINTR);
+            v.set_u32(ctl::INTERCEPT_MISC1, misc1 & !bit);
         }
     }
 

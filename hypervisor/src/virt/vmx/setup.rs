@@ -3,11 +3,10 @@
 //! 64-bit boot protocol's state). A Linux vCPU also gets an MSR bitmap and the MSR lists
 //! that switch its syscall MSRs (see [`MsrLists`]).
 
-use super::vmcs::{self, f16, f32, f64, fnat, proc1};
+use super::vmcs::{self, f16, f32, f64, fnat, proc1, seg};
 use super::{CR4_VMXE, VmxCaps};
 use crate::arch::x86::{cpu, descriptors};
-use crate::virt::{EntryState, LinuxEntry};
-use bulkhead_abi::boot_info::layout;
+use crate::virt::Start;
 use bulkhead_hvcore::sched::TIME_SLICE_NS;
 
 unsafe extern "C" {
@@ -21,12 +20,6 @@ const DATA: u64 = 0x3 | 1 << 4 | 1 << 7 | 1 << 14 | 1 << 15;
 const TSS_BUSY: u64 = 0xB | 1 << 7;
 const UNUSABLE: u64 = 1 << 16;
 
-/// Unikernel CR0: PG | WP | NE | ET | MP | PE. CR4: PAE | OSFXSR | OSXMMEXCPT (VMXE added,
-/// and hidden from the guest by the CR4 read shadow).
-const UNIKERNEL_CR0: u64 = 0x8001_0033;
-const UNIKERNEL_CR4: u64 = 0x620;
-/// Unikernel EFER: LME | LMA | NXE (no SCE: SYSCALL raises #UD).
-pub(super) const UNIKERNEL_EFER: u64 = 1 << 8 | 1 << 10 | 1 << 11;
 /// IA32_PAT at power-on (WB, WT, UC-, UC, twice).
 const POWER_ON_PAT: u64 = 0x0007_0406_0007_0406;
 
@@ -93,69 +86,13 @@ pub(super) struct Target {
     pub linux: Option<u64>,
 }
 
-/// The guest's first state.
-pub(super) struct GuestStart {
-    rip: u64,
-    rsp: u64,
-    cr0: u64,
-    cr3: u64,
-    cr4: u64,
-    efer: u64,
-    rflags: u64,
-    gdt_base: u64,
-    gdt_limit: u16,
-    cs: u16,
-    ds: u16,
-}
-
-impl GuestStart {
-    /// Its first instruction.
-    pub(super) fn rip(&self) -> u64 {
-        self.rip
-    }
-
-    /// A unikernel's: its boot stack and GDT, interrupts off.
-    pub(super) fn unikernel(e: &EntryState) -> GuestStart {
-        GuestStart {
-            rip: e.rip,
-            rsp: e.rsp,
-            cr0: UNIKERNEL_CR0,
-            cr3: e.cr3,
-            cr4: UNIKERNEL_CR4,
-            efer: UNIKERNEL_EFER,
-            rflags: 0x2,
-            gdt_base: e.gdt_base,
-            gdt_limit: e.gdt_limit,
-            cs: layout::CODE_SELECTOR,
-            ds: layout::DATA_SELECTOR,
-        }
-    }
-
-    /// A Linux kernel's 64-bit entry (the boot protocol: no stack yet, `rsi` set apart).
-    pub(super) fn linux(e: &LinuxEntry) -> GuestStart {
-        GuestStart {
-            rip: e.rip,
-            rsp: 0,
-            cr0: e.cr0,
-            cr3: e.cr3,
-            cr4: e.cr4,
-            efer: e.efer,
-            rflags: e.rflags,
-            gdt_base: e.gdt_base,
-            gdt_limit: e.gdt_limit,
-            cs: e.cs,
-            ds: e.ds,
-        }
-    }
-}
-
 /// Writes the whole VMCS of the current vCPU: controls, host state and the guest's first
 /// state. False if the CPU refused a field (a hypervisor bug, reported by the caller).
 ///
 /// # Safety
 /// VMX operation, with the VMCS of the vCPU `target` describes current on this CPU; the
 /// pages `target` names belong to that vCPU (or, the MSR bitmap, to the backend).
-pub(super) unsafe fn write_vmcs(caps: &VmxCaps, target: &Target, g: &GuestStart) -> bool {
+pub(super) unsafe fn write_vmcs(caps: &VmxCaps, target: &Target, g: &Start) -> bool {
     let c = caps.controls;
     let host = descriptors::host_tables();
     let (cr0_fixed, cr4_fixed) = (caps.cr0_fixed, caps.cr4_fixed);
@@ -235,54 +172,21 @@ pub(super) unsafe fn write_vmcs(caps: &VmxCaps, target: &Target, g: &GuestStart)
         (fnat::GUEST_SYSENTER_ESP, 0),
         (fnat::GUEST_SYSENTER_EIP, 0),
         (f64::VMCS_LINK_POINTER, u64::MAX),
-        (f16::GUEST_CS, code),
-        (fnat::GUEST_CS_BASE, 0),
-        (f32::GUEST_CS_LIMIT, 0xFFFF_FFFF),
-        (f32::GUEST_CS_AR, CODE64),
-        (f16::GUEST_TR, 0),
-        (fnat::GUEST_TR_BASE, 0),
-        (f32::GUEST_TR_LIMIT, 0x67),
-        (f32::GUEST_TR_AR, TSS_BUSY),
-        (f16::GUEST_LDTR, 0),
-        (fnat::GUEST_LDTR_BASE, 0),
-        (f32::GUEST_LDTR_LIMIT, 0),
-        (f32::GUEST_LDTR_AR, UNUSABLE),
         (fnat::GUEST_GDTR_BASE, g.gdt_base),
         (f32::GUEST_GDTR_LIMIT, u64::from(g.gdt_limit)),
         (fnat::GUEST_IDTR_BASE, 0),
         (f32::GUEST_IDTR_LIMIT, 0),
     ];
-    let data_segments = [
-        (
-            f16::GUEST_DS,
-            fnat::GUEST_DS_BASE,
-            f32::GUEST_DS_LIMIT,
-            f32::GUEST_DS_AR,
-        ),
-        (
-            f16::GUEST_ES,
-            fnat::GUEST_ES_BASE,
-            f32::GUEST_ES_LIMIT,
-            f32::GUEST_ES_AR,
-        ),
-        (
-            f16::GUEST_SS,
-            fnat::GUEST_SS_BASE,
-            f32::GUEST_SS_LIMIT,
-            f32::GUEST_SS_AR,
-        ),
-        (
-            f16::GUEST_FS,
-            fnat::GUEST_FS_BASE,
-            f32::GUEST_FS_LIMIT,
-            f32::GUEST_FS_AR,
-        ),
-        (
-            f16::GUEST_GS,
-            fnat::GUEST_GS_BASE,
-            f32::GUEST_GS_LIMIT,
-            f32::GUEST_GS_AR,
-        ),
+    // Flat segments from the guest's GDT, a busy TSS and no LDT: selector, limit, rights.
+    let segments = [
+        (seg::CS, code, 0xFFFF_FFFF, CODE64),
+        (seg::DS, data, 0xFFFF_FFFF, DATA),
+        (seg::ES, data, 0xFFFF_FFFF, DATA),
+        (seg::SS, data, 0xFFFF_FFFF, DATA),
+        (seg::FS, data, 0xFFFF_FFFF, DATA),
+        (seg::GS, data, 0xFFFF_FFFF, DATA),
+        (seg::TR, 0, 0x67, TSS_BUSY),
+        (seg::LDTR, 0, 0, UNUSABLE),
     ];
     let mut ok = true;
     // The preemption timer (if any) restarts at one time slice on every entry.
@@ -299,11 +203,11 @@ pub(super) unsafe fn write_vmcs(caps: &VmxCaps, target: &Target, g: &GuestStart)
         for &(field, value) in fields {
             ok &= vmcs::write(field, value);
         }
-        for (sel, base, limit, ar) in data_segments {
-            ok &= vmcs::write(sel, data);
-            ok &= vmcs::write(base, 0);
-            ok &= vmcs::write(limit, 0xFFFF_FFFF);
-            ok &= vmcs::write(ar, DATA);
+        for (n, selector, limit, rights) in segments {
+            let [sel, base, lim, ar] = seg::fields(n);
+            for (field, value) in [(sel, selector), (base, 0), (lim, limit), (ar, rights)] {
+                ok &= vmcs::write(field, value);
+            }
         }
         // Fields that exist only when the CPU has the feature.
         if caps.load_efer {

@@ -6,14 +6,13 @@
 //! handlers need (reason, qualification, instruction length, guest-physical address, RIP)
 //! are read once, so the accessors work whichever VMCS is current.
 
-use super::setup::{self, GuestStart, Target, UNIKERNEL_EFER};
+use super::setup::{self, Target};
 use super::vmcs::{self, f32, f64, fnat, reason};
 use super::{Vmx, VmxCaps, invept, invvpid};
 use crate::hvlog;
 use crate::virt::xstate::{ExtState, Switch};
-use crate::virt::{EntryState, Event, Exit, GuestRegs, LinuxEntry, PagingState, Vcpu};
+use crate::virt::{Event, Exit, GuestRegs, PagingState, Start, UNIKERNEL_EFER, Vcpu};
 use bulkhead_hvcore::memmap::Frames;
-use bulkhead_platform::xsave;
 use core::sync::atomic::{AtomicU64, Ordering};
 
 /// The guest registers `vmx_run` loads and saves. Layout shared with run.s: `rax` at 112.
@@ -135,7 +134,8 @@ impl VmxVcpu {
     /// Starts the VMCS over: revision identifier, VMCLEAR (launch state "clear"), every
     /// field written for `start`; then the vCPU's own state. Logs and leaves the vCPU unable
     /// to enter if the CPU refused a field.
-    fn start_over(&mut self, start: &GuestStart, linux: bool) {
+    fn start_over(&mut self, start: &Start) {
+        let linux = start.linux;
         let revision = self.revision;
         crate::memory::phys::with_frames(&mut self.vmcs, |b| {
             b[..4].copy_from_slice(&revision.to_le_bytes())
@@ -162,19 +162,19 @@ impl VmxVcpu {
             hvlog!("vmx: the CPU refused the VMCS of a qube (VMCLEAR/VMPTRLD/VMWRITE)");
         }
         self.launched = false;
-        self.rip = start.rip();
+        self.rip = start.rip;
         self.rip_dirty = false;
         self.clear_shadow = false;
         self.flush_pending = true;
         self.cr2 = 0;
         self.last = LastExit::default();
-        self.gprs = Gprs::default();
+        self.gprs = Gprs {
+            regs: start.regs,
+            rax: 0,
+        };
         self.linux = linux;
-        if linux {
-            self.x.reset(xsave::X87, xsave::LINUX_ALLOWED);
-        } else {
-            self.x.reset(xsave::X87 | xsave::SSE, 0);
-        }
+        let (xcr0, allowed) = start.xstate();
+        self.x.reset(xcr0, allowed);
     }
 
     fn decode_exit(&self) -> Exit {
@@ -389,9 +389,8 @@ fn is_nmi(info: u32) -> bool {
 }
 
 impl Vcpu for VmxVcpu {
-    fn reset(&mut self, e: &EntryState) {
-        self.start_over(&GuestStart::unikernel(e), false);
-        self.gprs.regs.rdi = e.rdi;
+    fn reset(&mut self, start: &Start) {
+        self.start_over(start);
     }
 
     fn run(&mut self) -> Exit {
@@ -455,11 +454,6 @@ impl Vcpu for VmxVcpu {
 
     fn set_slice_end(&mut self, end_ns: u64) {
         self.slice_end = end_ns;
-    }
-
-    fn reset_linux(&mut self, e: &LinuxEntry) {
-        self.start_over(&GuestStart::linux(e), true);
-        self.gprs.regs.rsi = e.rsi;
     }
 
     fn set_rip(&mut self, rip: u64) {
@@ -554,7 +548,7 @@ impl Vcpu for VmxVcpu {
 
     fn cpl(&self) -> u8 {
         // SS.DPL is the CPL (SDM 3C, 28.3.1.5).
-        ((self.vmcs_read(f32::GUEST_SS_AR) >> 5) & 3) as u8
+        ((self.vmcs_read(vmcs::seg::fields(vmcs::seg::SS)[3]) >> 5) & 3) as u8
     }
 
     fn xstate(&mut self) -> &mut crate::virt::xstate::ExtState {

@@ -8,14 +8,6 @@ use core::arch::asm;
 /// 16-bit fields.
 pub mod f16 {
     pub const VPID: u64 = 0x0000;
-    pub const GUEST_ES: u64 = 0x0800;
-    pub const GUEST_CS: u64 = 0x0802;
-    pub const GUEST_SS: u64 = 0x0804;
-    pub const GUEST_DS: u64 = 0x0806;
-    pub const GUEST_FS: u64 = 0x0808;
-    pub const GUEST_GS: u64 = 0x080A;
-    pub const GUEST_LDTR: u64 = 0x080C;
-    pub const GUEST_TR: u64 = 0x080E;
     pub const HOST_ES: u64 = 0x0C00;
     pub const HOST_CS: u64 = 0x0C02;
     pub const HOST_SS: u64 = 0x0C04;
@@ -23,6 +15,30 @@ pub mod f16 {
     pub const HOST_FS: u64 = 0x0C08;
     pub const HOST_GS: u64 = 0x0C0A;
     pub const HOST_TR: u64 = 0x0C0C;
+}
+
+/// The guest's segment registers, in the order of their field encodings: each segment's
+/// selector, base, limit and access rights are the `n`-th of their kind, 2 apart
+/// (SDM 3D, appendix B).
+pub mod seg {
+    pub const ES: u64 = 0;
+    pub const CS: u64 = 1;
+    pub const SS: u64 = 2;
+    pub const DS: u64 = 3;
+    pub const FS: u64 = 4;
+    pub const GS: u64 = 5;
+    pub const LDTR: u64 = 6;
+    pub const TR: u64 = 7;
+
+    /// The fields of guest segment `n`: selector, base, limit, access rights.
+    pub const fn fields(n: u64) -> [u64; 4] {
+        [
+            0x0800 + 2 * n,
+            0x6806 + 2 * n,
+            0x4800 + 2 * n,
+            0x4814 + 2 * n,
+        ]
+    }
 }
 
 /// 64-bit fields.
@@ -64,24 +80,8 @@ pub mod f32 {
     pub const EXIT_REASON: u64 = 0x4402;
     pub const EXIT_INTERRUPTION_INFO: u64 = 0x4404;
     pub const EXIT_INSTRUCTION_LEN: u64 = 0x440C;
-    pub const GUEST_ES_LIMIT: u64 = 0x4800;
-    pub const GUEST_CS_LIMIT: u64 = 0x4802;
-    pub const GUEST_SS_LIMIT: u64 = 0x4804;
-    pub const GUEST_DS_LIMIT: u64 = 0x4806;
-    pub const GUEST_FS_LIMIT: u64 = 0x4808;
-    pub const GUEST_GS_LIMIT: u64 = 0x480A;
-    pub const GUEST_LDTR_LIMIT: u64 = 0x480C;
-    pub const GUEST_TR_LIMIT: u64 = 0x480E;
     pub const GUEST_GDTR_LIMIT: u64 = 0x4810;
     pub const GUEST_IDTR_LIMIT: u64 = 0x4812;
-    pub const GUEST_ES_AR: u64 = 0x4814;
-    pub const GUEST_CS_AR: u64 = 0x4816;
-    pub const GUEST_SS_AR: u64 = 0x4818;
-    pub const GUEST_DS_AR: u64 = 0x481A;
-    pub const GUEST_FS_AR: u64 = 0x481C;
-    pub const GUEST_GS_AR: u64 = 0x481E;
-    pub const GUEST_LDTR_AR: u64 = 0x4820;
-    pub const GUEST_TR_AR: u64 = 0x4822;
     pub const GUEST_INTERRUPTIBILITY: u64 = 0x4824;
     pub const GUEST_ACTIVITY: u64 = 0x4826;
     pub const GUEST_SYSENTER_CS: u64 = 0x482A;
@@ -99,14 +99,6 @@ pub mod fnat {
     pub const GUEST_CR0: u64 = 0x6800;
     pub const GUEST_CR3: u64 = 0x6802;
     pub const GUEST_CR4: u64 = 0x6804;
-    pub const GUEST_ES_BASE: u64 = 0x6806;
-    pub const GUEST_CS_BASE: u64 = 0x6808;
-    pub const GUEST_SS_BASE: u64 = 0x680A;
-    pub const GUEST_DS_BASE: u64 = 0x680C;
-    pub const GUEST_FS_BASE: u64 = 0x680E;
-    pub const GUEST_GS_BASE: u64 = 0x6810;
-    pub const GUEST_LDTR_BASE: u64 = 0x6812;
-    pub const GUEST_TR_BASE: u64 = 0x6814;
     pub const GUEST_GDTR_BASE: u64 = 0x6816;
     pub const GUEST_IDTR_BASE: u64 = 0x6818;
     pub const GUEST_DR7: u64 = 0x681A;
