@@ -83,7 +83,7 @@ const fn ratio(name: &'static str, num: &'static str, den: &'static str) -> Rati
 /// The ratios reported, each from the paired runs of its two probes.
 const RATIOS: &[RatioDef] = &[
     RatioDef {
-        label: "ring round trip / atomic ping-pong (1.00 is the limit)",
+        label: "ring round trip / atomic ping-pong",
         ..ratio("ring/atomic rtt", "rtt:ring", "rtt:atomic")
     },
     RatioDef {
@@ -91,11 +91,11 @@ const RATIOS: &[RatioDef] = &[
         ..ratio("ring/rtrb rtt", "rtt:ring", "rtt:rtrb")
     },
     RatioDef {
-        label: "iceoryx2 round trip / ring round trip (how many times faster the ring is)",
+        label: "iceoryx2 round trip / ring round trip (the ring's speed-up)",
         ..ratio("iceoryx2/ring rtt", "rtt:iceoryx2", "rtt:ring")
     },
     RatioDef {
-        label: "ring one way / the line ring's (share of the limit)",
+        label: "ring one way / line ring one way",
         ..ratio("ring/atomic one way", "one-way:ring", "one-way:atomic")
     },
     RatioDef {
@@ -127,13 +127,13 @@ const RATIOS: &[RatioDef] = &[
         ..ratio("checksum/memcpy", "bulk:checksum", "bulk:memcpy")
     },
     RatioDef {
-        label: "share of the checksums (lend's and read's) in one thread's lend + read + reclaim",
+        label: "the two checksums' share of lend + read + reclaim, one thread",
         factor: 2.0,
         unit: "%",
         ..ratio("checksum share", "bulk:one-thread", "bulk:checksum")
     },
     RatioDef {
-        label: "share of lend's checksum in one thread's lend + read_unchecked + reclaim",
+        label: "lend's checksum's share of lend + read_unchecked + reclaim",
         unit: "%",
         ..ratio(
             "checksum share unchecked",

@@ -204,7 +204,42 @@ impl Report {
             "{} runs x {} samples per figure, {} ms warm-up, ~{} ms of runs; median of run medians [p10 p90 of all samples]",
             s.runs, s.batches, s.warmup_ms, s.budget_ms
         );
+        if !self.transports.is_empty() {
+            let _ = writeln!(out);
+            self.rows_table(&mut out);
+        }
+        if let Some(p) = &self.paired {
+            let _ = writeln!(out);
+            out.push_str(&paired_table(p));
+        }
         let _ = writeln!(out);
+        for t in &self.targets {
+            let verdict = match t.pass {
+                Some(true) => "PASS",
+                Some(false) => "FAIL",
+                None => "n/a ",
+            };
+            let _ = writeln!(out, "{verdict} {}: {}", t.target, t.measured);
+        }
+        let l = &self.load;
+        let _ = writeln!(
+            out,
+            "\nmeasured in {:.1} s; other processes took {} of the machine meanwhile (load average {} before, {} after){}",
+            self.seconds,
+            percent(l.others),
+            l.loadavg_before.map_or("?".into(), |v| format!("{v:.2}")),
+            l.loadavg_after.map_or("?".into(), |v| format!("{v:.2}")),
+            if l.others.is_some_and(|o| o > 0.05) {
+                ": the figures are disturbed, measure again when the machine is quiet"
+            } else {
+                ""
+            }
+        );
+        out
+    }
+
+    /// The table of transports, with their labels and errors.
+    fn rows_table(&self, out: &mut String) {
         let _ = writeln!(
             out,
             "{:<13} {:>27} {:>8} {:>7}  {:>28} {:>7}  {:>12} {:>7}",
@@ -254,34 +289,6 @@ impl Report {
         for miss in &self.missing {
             let _ = writeln!(out, "  {:<12} not measured: {}", miss.name, miss.why);
         }
-        if let Some(p) = &self.paired {
-            let _ = writeln!(out);
-            out.push_str(&paired_table(p));
-        }
-        let _ = writeln!(out);
-        for t in &self.targets {
-            let verdict = match t.pass {
-                Some(true) => "PASS",
-                Some(false) => "FAIL",
-                None => "n/a ",
-            };
-            let _ = writeln!(out, "{verdict} {}: {}", t.target, t.measured);
-        }
-        let l = &self.load;
-        let _ = writeln!(
-            out,
-            "\nmeasured in {:.1} s; other processes took {} of the machine meanwhile (load average {} before, {} after){}",
-            self.seconds,
-            percent(l.others),
-            l.loadavg_before.map_or("?".into(), |v| format!("{v:.2}")),
-            l.loadavg_after.map_or("?".into(), |v| format!("{v:.2}")),
-            if l.others.is_some_and(|o| o > 0.05) {
-                ": the figures are disturbed, measure again when the machine is quiet"
-            } else {
-                ""
-            }
-        );
-        out
     }
 }
 
@@ -369,13 +376,13 @@ fn paired_table(p: &Paired) -> String {
     );
     let _ = writeln!(
         out,
-        "{:<58} {:>26} {:>19}",
+        "{:<66} {:>22} {:>15}",
         "figure (one value per round)", "median [p10 p90]", "min..max"
     );
     for s in &p.series {
         let _ = writeln!(
             out,
-            "{:<58} {:>26} {:>19}",
+            "{:<66} {:>22} {:>15}",
             format!("{}, {}", s.label, s.unit),
             spread_text(s.spread, 1.0),
             range_text(s.spread, 1.0)
@@ -386,13 +393,13 @@ fn paired_table(p: &Paired) -> String {
     }
     let _ = writeln!(
         out,
-        "{:<58} {:>26} {:>19}",
+        "{:<66} {:>22} {:>15}",
         "ratio (per round, from that round's two runs)", "median [p10 p90]", "min..max"
     );
     for r in &p.ratios {
         let _ = writeln!(
             out,
-            "{:<58} {:>26} {:>19}",
+            "{:<66} {:>22} {:>15}",
             ratio_label(r),
             spread_text(r.spread, ratio_scale(r)),
             range_text(r.spread, ratio_scale(r))
