@@ -31,7 +31,9 @@ enum Hand {
 
 /// The buffer side A moves: `bytes` bytes of a fixed pattern.
 fn source(bytes: usize) -> Vec<u8> {
-    (0..bytes).map(|i| (i as u8).wrapping_mul(7) ^ 0x5a).collect()
+    (0..bytes)
+        .map(|i| (i as u8).wrapping_mul(7) ^ 0x5a)
+        .collect()
 }
 
 fn stamp(buf: &mut [u8], seq: u64) {
@@ -107,7 +109,8 @@ pub fn one_thread(
             let r = a.lend(&src).unwrap_or_else(|e| panic!("bulk lend: {e}"));
             read(&mut b, &r, &mut dst, checked);
             expect_stamp(&dst, seq);
-            a.reclaim(&r).unwrap_or_else(|e| panic!("bulk reclaim: {e}"));
+            a.reclaim(&r)
+                .unwrap_or_else(|e| panic!("bulk reclaim: {e}"));
             seq += 1;
         })
     };

@@ -130,7 +130,11 @@ fn pin(core: Option<core_affinity::CoreId>) {
 }
 
 /// Runs `a` and `b` on their cores and returns what `a` gives.
-pub fn on_two_cores<T: Send>(cores: Cores, a: impl FnOnce() -> T + Send, b: impl FnOnce() + Send) -> T {
+pub fn on_two_cores<T: Send>(
+    cores: Cores,
+    a: impl FnOnce() -> T + Send,
+    b: impl FnOnce() + Send,
+) -> T {
     std::thread::scope(|s| {
         let peer = std::thread::Builder::new()
             .name("side-b".into())

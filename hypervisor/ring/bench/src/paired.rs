@@ -334,12 +334,22 @@ mod tests {
         let r = p.ratio("ring/atomic rtt").unwrap();
         assert_eq!((r.values.len(), r.spread.unwrap().median), (3, 2.5));
         assert!(p.ratio("ring/rtrb rtt").is_none(), "rtrb was not measured");
-        assert_eq!(p.series("bulk:memcpy").unwrap().spread.unwrap().median, 10.0);
         assert_eq!(
-            p.ratio("bulk one-thread/memcpy").unwrap().spread.unwrap().median,
+            p.series("bulk:memcpy").unwrap().spread.unwrap().median,
+            10.0
+        );
+        assert_eq!(
+            p.ratio("bulk one-thread/memcpy")
+                .unwrap()
+                .spread
+                .unwrap()
+                .median,
             0.25
         );
         // Two checksums of 100 ns in a 400 ns lend + read + reclaim: half the time.
-        assert_eq!(p.ratio("checksum share").unwrap().spread.unwrap().median, 0.5);
+        assert_eq!(
+            p.ratio("checksum share").unwrap().spread.unwrap().median,
+            0.5
+        );
     }
 }

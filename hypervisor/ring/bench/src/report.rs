@@ -324,7 +324,10 @@ fn targets(p: Option<&Paired>) -> Vec<Target> {
     let one_way = "ring one way at least 20 M 64-byte messages/s";
     vec![
         within(2.0, "ring round trip at most 2x the atomic ping-pong"),
-        within(1.5, "ring round trip at or under 1.5x the atomic ping-pong (aim)"),
+        within(
+            1.5,
+            "ring round trip at or under 1.5x the atomic ping-pong (aim)",
+        ),
         match (ratio("iceoryx2/ring rtt"), series("rtt:ring")) {
             (Some((s, n)), _) => Target {
                 target: iceoryx2.into(),
