@@ -61,8 +61,6 @@ pub struct Series {
 /// A ratio taken within each round.
 #[derive(Clone, Debug, Deserialize)]
 pub struct Ratio {
-    /// Short name.
-    pub name: String,
     /// What it is.
     pub label: String,
     /// Numerator and denominator series.
@@ -71,8 +69,6 @@ pub struct Ratio {
     pub unit: String,
     /// Spread of the paired ratios.
     pub spread: Option<Spread>,
-    /// The paired ratios.
-    pub values: Vec<f64>,
 }
 
 fn is_bulk(name: &str) -> bool {
