@@ -2,7 +2,9 @@
 //!
 //! The host part runs `bulkhead-ring-bench` (hypervisor/ring/bench): the Bulkhead ring
 //! against a one-line atomic ping-pong, rtrb, crossbeam-channel, std mpsc, a pipe pair, a
-//! Unix socket pair and, when it builds here, iceoryx2, two threads pinned to two cores. The
+//! Unix socket pair and, when it builds here, iceoryx2, two threads pinned to two cores; then
+//! the paired rounds (the ratios the targets name, each taken from neighbouring short
+//! runs, and a 1 MiB buffer through a bulk area against memcpy: `bench/paired.rs`). The
 //! benchmark writes `target/bulkhead/bench-host.json`; with `write_docs`, the figures replace
 //! the part of docs/bench.md between `<!-- host:begin -->` and `<!-- host:end -->`.
 //!
