@@ -9,7 +9,8 @@
 //!   the software cost, with no cache line crossing cores.
 //! - [`a_to_b`]: side A's thread lends (copy in + checksum) and sends the descriptor in a
 //!   ring message; side B's thread reads (copy out + checksum, or no checksum with
-//!   `read_unchecked`) and sends the descriptor back; A reclaims. One buffer at a time.
+//!   `read_unchecked`) and sends the descriptor back; A reclaims. One buffer at a time, or
+//!   two in flight (A copies the next one in while B copies the last one out).
 //!
 //! A stamps a sequence number into the buffer's first 8 bytes before it lends it, and B
 //! checks it in what it read, so a buffer that did not arrive is noticed.
@@ -117,33 +118,47 @@ pub fn one_thread(
     Ok(harness::on_two_cores(cores, work, || {}))
 }
 
-/// One buffer at a time from side A's thread to side B's and its descriptor back; samples
-/// are nanoseconds per buffer.
+/// Side A takes back the next buffer side B returns.
+fn take_back(ring_a: &mut ring::RingEnd, a: &mut Bulk) {
+    match ring_a.recv_msg::<Hand>() {
+        Hand::Buffer(back) => a
+            .reclaim(&back)
+            .unwrap_or_else(|e| panic!("bulk reclaim: {e}")),
+        Hand::Stop => panic!("side B stopped"),
+    }
+}
+
+/// Buffers from side A's thread to side B's and their descriptors back, `in_flight` at a
+/// time (1: A waits for each buffer to come back before it lends the next; 2: A copies the
+/// next buffer in while B copies the last one out). Samples are nanoseconds per buffer.
 pub fn a_to_b(
     plan: &Plan,
     cores: Cores,
     bytes: usize,
     slots: usize,
     checked: bool,
+    in_flight: usize,
 ) -> Result<Measured, String> {
-    let (mut a, mut b) = area(bytes)?;
+    let (mut a, mut b) = area(bytes * in_flight.max(1))?;
     let (mut ring_a, mut ring_b) = ring::pair(slots)?;
     let drive = move || {
         let mut src = source(bytes);
         let mut seq = 0u64;
+        let mut lent = 0usize;
         let measured = harness::time_ops(plan, || {
+            if lent == in_flight.max(1) {
+                take_back(&mut ring_a, &mut a);
+                lent -= 1;
+            }
             stamp(&mut src, seq);
             let r = a.lend(&src).unwrap_or_else(|e| panic!("bulk lend: {e}"));
             ring_a.send_msg(&Hand::Buffer(r));
-            match ring_a.recv_msg::<Hand>() {
-                Hand::Buffer(back) => {
-                    a.reclaim(&back)
-                        .unwrap_or_else(|e| panic!("bulk reclaim: {e}"));
-                }
-                Hand::Stop => panic!("side B stopped"),
-            }
+            lent += 1;
             seq += 1;
         });
+        for _ in 0..lent {
+            take_back(&mut ring_a, &mut a);
+        }
         ring_a.send_msg(&Hand::Stop);
         measured
     };

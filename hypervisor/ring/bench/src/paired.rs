@@ -111,6 +111,14 @@ const RATIOS: &[RatioDef] = &[
         )
     },
     RatioDef {
+        label: "bulk A → B, two in flight / memcpy",
+        ..ratio(
+            "bulk a-to-b-pipelined/memcpy",
+            "bulk:a-to-b-pipelined",
+            "bulk:memcpy",
+        )
+    },
+    RatioDef {
         label: "bulk one thread / memcpy",
         ..ratio("bulk one-thread/memcpy", "bulk:one-thread", "bulk:memcpy")
     },

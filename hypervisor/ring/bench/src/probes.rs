@@ -98,7 +98,13 @@ fn bulk_probes(setup: Setup, bytes: usize) -> Vec<Probe> {
             name: "bulk:a-to-b",
             label: format!("{size} from A to B through the bulk area (read checked)"),
             unit,
-            run: Box::new(move |plan: &Plan| bulk::a_to_b(plan, cores, bytes, slots, true)),
+            run: Box::new(move |plan: &Plan| bulk::a_to_b(plan, cores, bytes, slots, true, 1)),
+        },
+        Probe {
+            name: "bulk:a-to-b-pipelined",
+            label: format!("{size} buffers from A to B, two in flight (read checked)"),
+            unit,
+            run: Box::new(move |plan: &Plan| bulk::a_to_b(plan, cores, bytes, slots, true, 2)),
         },
         Probe {
             name: "bulk:memcpy",
@@ -110,7 +116,7 @@ fn bulk_probes(setup: Setup, bytes: usize) -> Vec<Probe> {
             name: "bulk:a-to-b-unchecked",
             label: format!("{size} from A to B through the bulk area (read_unchecked)"),
             unit,
-            run: Box::new(move |plan: &Plan| bulk::a_to_b(plan, cores, bytes, slots, false)),
+            run: Box::new(move |plan: &Plan| bulk::a_to_b(plan, cores, bytes, slots, false, 1)),
         },
     ]
 }
