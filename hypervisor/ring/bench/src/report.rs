@@ -353,7 +353,7 @@ fn targets(p: Option<&Paired>) -> Vec<Target> {
                     s.p10,
                     s.p90,
                     ratio("ring/atomic one way").map_or(String::new(), |(r, _)| format!(
-                        "; {:.0}% of the line ring's rate in the same rounds (median of the pairs)",
+                        "; the median pair: {:.0}% of the line ring's rate in the same round",
                         r.median * 100.0
                     ))
                 ),
