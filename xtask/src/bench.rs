@@ -2,13 +2,17 @@
 //!
 //! The host part runs `bulkhead-ring-bench` (hypervisor/ring/bench): the Bulkhead ring
 //! against a one-line atomic ping-pong, rtrb, crossbeam-channel, std mpsc, a pipe pair, a
-//! Unix socket pair and, when it builds here, iceoryx2, two threads pinned to two cores. The
+//! Unix socket pair and, when it builds here, iceoryx2, two threads pinned to two cores; then
+//! the paired rounds (the ratios the issue's targets name, each taken from neighbouring short
+//! runs, and a 1 MiB buffer through a bulk area against memcpy: `bench/paired.rs`). The
 //! benchmark writes `target/bulkhead/bench-host.json`; with `write_docs`, the figures replace
 //! the part of docs/bench.md between `<!-- host:begin -->` and `<!-- host:end -->`.
 //!
 //! iceoryx2 is a cargo feature of the benchmark: it is large and needs libclang, so a probe
 //! build with the feature comes first, and only if it succeeds is the benchmark run with it.
 //! Otherwise the report says why iceoryx2 is missing and everything else is measured as usual.
+
+mod paired;
 
 use anyhow::{Context, Result, bail};
 use serde::Deserialize;
@@ -20,7 +24,7 @@ use std::time::{Duration, Instant};
 /// The benchmark's package.
 const PACKAGE: &str = "bulkhead-ring-bench";
 /// JSON layout the benchmark writes (its `report::SCHEMA`).
-const SCHEMA: u32 = 1;
+const SCHEMA: u32 = 2;
 /// The probe build compiles iceoryx2 and its dependencies the first time: minutes.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(20 * 60);
 /// Markers of the generated parts of docs/bench.md.
@@ -45,7 +49,10 @@ pub struct HostBench {
     pub transports: Vec<Row>,
     /// Transports not measured, and why.
     pub missing: Vec<Missing>,
-    /// The issue's targets, checked.
+    /// The paired rounds, if they were run.
+    #[serde(default)]
+    pub paired: Option<paired::Paired>,
+    /// The issue's targets, checked on the paired rounds.
     pub targets: Vec<Target>,
     /// Seconds the measurements took.
     pub seconds: f64,
@@ -522,7 +529,14 @@ pub fn host_markdown(b: &HostBench, revision: &str) -> String {
             miss.why.trim_end_matches('.')
         );
     }
-    md.push_str("\nThe issue's targets (figures, not tests):\n\n");
+    md.push_str("\nThe ratios of this table divide figures measured seconds apart, possibly on different placements of the two CPUs; those of the paired runs below do not.\n\n");
+    match &b.paired {
+        Some(p) => md.push_str(&paired::markdown(p)),
+        None => md.push_str("**Paired runs**: not run (`--rounds 0`).\n"),
+    }
+    md.push_str(
+        "\nThe issue's targets (figures, not tests), each on the median of its paired runs:\n\n",
+    );
     for t in &b.targets {
         let verdict = match t.pass {
             Some(true) => "**pass**",
@@ -577,12 +591,15 @@ mod tests {
 
     #[test]
     fn reads_the_benchmark_json() {
-        let json = r#"{"schema":1,"machine":{"cpu":"AMD EPYC","cores":2,"pinned":[0,1],"kernel":"6.1"},
+        let json = r#"{"schema":2,"machine":{"cpu":"AMD EPYC","cores":2,"pinned":[0,1],"kernel":"6.1"},
             "settings":{"runs":20,"batches":50,"warmup_ms":100,"budget_ms":1200,"slots":256,"message_bytes":64,
             "postcard_bytes":65,"opt_level":"s","args":[]},
             "transports":[{"name":"atomic","label":"one-line atomic ping-pong","round_trip_ns":{"median":70.0,"p10":66.0,"p90":80.0,"per_run":1000,"per_sample":20},
             "one_way_mmsgs":null,"same_thread_ns":null,"one_way_note":null,"others":0.01,"rtt_vs_atomic":1.0,"rtt_vs_ring":null,"one_way_vs_ring":null,"errors":[]}],
             "missing":[{"name":"iceoryx2","why":"off"}],
+            "paired":{"rounds":20,"run_ms":30,"batches":10,"warmup_ms":5,"bulk_bytes":1048576,
+              "series":[{"name":"rtt:atomic","label":"atomic round trip","unit":"ns","spread":{"median":90.0,"p10":86.0,"p90":470.0,"min":85.0,"max":490.0},"values":[90.0],"errors":[]}],
+              "ratios":[],"others":0.0,"seconds":10.0},
             "targets":[{"target":"t","measured":"m","pass":true}],"seconds":30.0,
             "load":{"others":0.01,"loadavg_before":0.1,"loadavg_after":0.2}}"#;
         let b: HostBench = serde_json::from_str(json).unwrap();
@@ -592,7 +609,19 @@ mod tests {
             "{md}"
         );
         assert!(md.contains("- `iceoryx2`: not measured: off."), "{md}");
+        assert!(md.contains("**Paired runs** (the targets"), "{md}");
+        assert!(
+            md.contains("| atomic round trip, ns | 90.0 [86.0, 470] | 85.0 – 490 |"),
+            "{md}"
+        );
         assert!(md.contains("- t: **pass** (m)"), "{md}");
         assert!(!md.contains("busy"), "{md}");
+
+        // Without the paired rounds (`--rounds 0`), the JSON has `"paired": null`.
+        let mut value: serde_json::Value = serde_json::from_str(json).unwrap();
+        value["paired"] = serde_json::Value::Null;
+        let b: HostBench = serde_json::from_value(value).unwrap();
+        assert!(b.paired.is_none());
+        assert!(host_markdown(&b, "abc123").contains("**Paired runs**: not run (`--rounds 0`)."));
     }
 }

@@ -130,7 +130,11 @@ fn pin(core: Option<core_affinity::CoreId>) {
 }
 
 /// Runs `a` and `b` on their cores and returns what `a` gives.
-fn on_two_cores<T: Send>(cores: Cores, a: impl FnOnce() -> T + Send, b: impl FnOnce() + Send) -> T {
+pub fn on_two_cores<T: Send>(
+    cores: Cores,
+    a: impl FnOnce() -> T + Send,
+    b: impl FnOnce() + Send,
+) -> T {
     std::thread::scope(|s| {
         let peer = std::thread::Builder::new()
             .name("side-b".into())
@@ -156,6 +160,41 @@ fn expect_seq(got: &Msg, want: u64) {
     assert_eq!(got.number(), want, "message out of order or lost");
 }
 
+/// Times `op` as the measurements do: a warm-up (at least [`Plan::warmup`] and 8 operations),
+/// which also estimates one operation's cost, then [`Plan::runs`] runs of [`Plan::batches`]
+/// samples; a sample is a batch's mean time per operation, in nanoseconds.
+pub fn time_ops(plan: &Plan, mut op: impl FnMut()) -> Measured {
+    let started = Instant::now();
+    let (mut done, mut chunk) = (0u64, 1u64);
+    while done < 8 || started.elapsed() < plan.warmup {
+        for _ in 0..chunk {
+            op();
+        }
+        done += chunk;
+        chunk = (chunk * 2).min(64);
+    }
+    let batch = plan.batch_len(started.elapsed() / done as u32);
+    let runs = (0..plan.runs)
+        .map(|_| {
+            let samples = (0..plan.batches)
+                .map(|_| {
+                    let t = Instant::now();
+                    for _ in 0..batch {
+                        op();
+                    }
+                    t.elapsed().as_nanos() as f64 / batch as f64
+                })
+                .collect();
+            Samples::new(samples)
+        })
+        .collect();
+    Measured {
+        runs,
+        per_run: batch * plan.batches as u64,
+        per_batch: batch,
+    }
+}
+
 /// Round-trip latency: samples are nanoseconds per round trip (a batch's mean).
 pub fn round_trip<A, B>(plan: &Plan, cores: Cores, mut a: A, mut b: B) -> Measured
 where
@@ -164,41 +203,15 @@ where
 {
     let drive = move || {
         let mut seq = 0u64;
-        let once = |a: &mut A, seq: &mut u64, flag: Option<Flag>| {
-            let msg = flag.map_or(Msg::new(*seq), |f| Msg::flagged(*seq, f));
+        let mut once = |flag: Option<Flag>| {
+            let msg = flag.map_or(Msg::new(seq), |f| Msg::flagged(seq, f));
             a.send(&msg);
-            let back = a.recv();
-            expect_seq(&back, *seq);
-            *seq += 1;
+            expect_seq(&a.recv(), seq);
+            seq += 1;
         };
-        // Warm up, and estimate one round trip's cost.
-        let started = Instant::now();
-        let mut done = 0u64;
-        while started.elapsed() < plan.warmup || done < 64 {
-            for _ in 0..64 {
-                once(&mut a, &mut seq, None);
-            }
-            done += 64;
-        }
-        let batch = plan.batch_len(started.elapsed() / done as u32);
-        let mut runs = Vec::with_capacity(plan.runs);
-        for _ in 0..plan.runs {
-            let mut samples = Vec::with_capacity(plan.batches);
-            for _ in 0..plan.batches {
-                let t = Instant::now();
-                for _ in 0..batch {
-                    once(&mut a, &mut seq, None);
-                }
-                samples.push(t.elapsed().as_nanos() as f64 / batch as f64);
-            }
-            runs.push(Samples::new(samples));
-        }
-        once(&mut a, &mut seq, Some(Flag::Stop));
-        Measured {
-            runs,
-            per_run: batch * plan.batches as u64,
-            per_batch: batch,
-        }
+        let measured = time_ops(plan, || once(None));
+        once(Some(Flag::Stop));
+        measured
     };
     let echo = move || {
         loop {
@@ -218,39 +231,11 @@ where
 pub fn same_thread<T: Sender + Receiver>(plan: &Plan, cores: Cores, mut t: T) -> Measured {
     let work = move || {
         let mut seq = 0u64;
-        let mut once = |seq: &mut u64| {
-            t.send(&Msg::new(*seq));
-            expect_seq(&t.recv(), *seq);
-            *seq += 1;
-        };
-        let started = Instant::now();
-        let mut done = 0u64;
-        while started.elapsed() < plan.warmup || done < 64 {
-            for _ in 0..64 {
-                once(&mut seq);
-            }
-            done += 64;
-        }
-        let batch = plan.batch_len(started.elapsed() / done as u32);
-        let runs = (0..plan.runs)
-            .map(|_| {
-                let samples = (0..plan.batches)
-                    .map(|_| {
-                        let t = Instant::now();
-                        for _ in 0..batch {
-                            once(&mut seq);
-                        }
-                        t.elapsed().as_nanos() as f64 / batch as f64
-                    })
-                    .collect();
-                Samples::new(samples)
-            })
-            .collect();
-        Measured {
-            runs,
-            per_run: batch * plan.batches as u64,
-            per_batch: batch,
-        }
+        time_ops(plan, || {
+            t.send(&Msg::new(seq));
+            expect_seq(&t.recv(), seq);
+            seq += 1;
+        })
     };
     on_two_cores(cores, work, || {})
 }

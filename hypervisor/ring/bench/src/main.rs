@@ -3,15 +3,24 @@
 //! one run, two threads pinned one per core. Run by `cargo xtask bench --host`, which also
 //! writes docs/bench.md; see that file for what each figure means.
 //!
+//!
+//! Then the paired rounds (`paired.rs`): the figures the issue's ratios compare, measured in
+//! short alternating runs, each ratio taken from the runs of one round; the targets are
+//! checked on those.
+//!
 //! ```text
 //! bulkhead-ring-bench [--json FILE] [--runs N] [--batches N] [--budget-ms MS]
 //!                     [--warmup-ms MS] [--slots N] [--only NAME,NAME]
+//!                     [--rounds N] [--round-ms MS] [--bulk-kib N] [--paired-only]
 //! ```
 #![forbid(unsafe_code)]
 
+mod bulk;
 mod harness;
 mod load;
 mod message;
+mod paired;
+mod probes;
 mod report;
 mod stats;
 mod transport;
@@ -32,7 +41,16 @@ bulkhead-ring-bench: the Bulkhead ring against other IPC, two threads pinned to 
   --warmup-ms MS    warm-up before each figure [100]
   --slots N         messages each transport holds per direction, a power of two [256]
   --only A,B        only these rows: atomic, ring, rtrb, crossbeam, std-mpsc, pipe,
-                    unix-socket, iceoryx2 (with --features iceoryx2), postcard
+                    unix-socket, iceoryx2 (with --features iceoryx2), postcard, and
+                    bulk (the bulk figures of the paired rounds)
+
+Paired rounds (the targets are checked on them): the round trips of atomic, ring, rtrb
+and iceoryx2, the one-way rates of atomic and ring, and the bulk figures, each measured
+once per round in short alternating runs; every ratio is taken within a round.
+  --rounds N        paired rounds, 0 for none [20]
+  --round-ms MS     length of one run in a round [30]
+  --bulk-kib N      bytes of the bulk buffer, KiB, 0 for no bulk figures [1024]
+  --paired-only     only the paired rounds, not the table
 ";
 
 struct Options {
@@ -43,6 +61,10 @@ struct Options {
     warmup_ms: u64,
     slots: usize,
     only: Option<Vec<String>>,
+    rounds: usize,
+    round_ms: u64,
+    bulk_kib: usize,
+    paired_only: bool,
 }
 
 fn options() -> Result<Options, String> {
@@ -54,6 +76,10 @@ fn options() -> Result<Options, String> {
         warmup_ms: 100,
         slots: 256,
         only: None,
+        rounds: 20,
+        round_ms: 30,
+        bulk_kib: 1024,
+        paired_only: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -70,6 +96,10 @@ fn options() -> Result<Options, String> {
             "--warmup-ms" => o.warmup_ms = number(value()?)?,
             "--slots" => o.slots = number(value()?)? as usize,
             "--only" => o.only = Some(value()?.split(',').map(str::to_string).collect()),
+            "--rounds" => o.rounds = number(value()?)? as usize,
+            "--round-ms" => o.round_ms = number(value()?)?.max(1),
+            "--bulk-kib" => o.bulk_kib = number(value()?)? as usize,
+            "--paired-only" => o.paired_only = true,
             "-h" | "--help" => {
                 print!("{USAGE}");
                 std::process::exit(0);
@@ -83,8 +113,17 @@ fn options() -> Result<Options, String> {
             o.slots
         ));
     }
+    // Two pools of the buffer's size: the bulk area holds at most 64 MiB.
+    if o.bulk_kib > 32 * 1024 {
+        return Err(format!("--bulk-kib {}: at most 32768", o.bulk_kib));
+    }
     Ok(o)
 }
+
+/// Samples per paired run.
+const PAIRED_BATCHES: usize = 10;
+/// Warm-up before each paired run.
+const PAIRED_WARMUP: Duration = Duration::from_millis(5);
 
 fn main() {
     let o = match options() {
@@ -118,12 +157,13 @@ fn main() {
             .as_ref()
             .is_none_or(|only| only.iter().any(|w| w == name))
     };
+    let in_table = |name: &str| !o.paired_only && wanted(name);
 
     let started = Instant::now();
     let load_before = load::loadavg();
     let ticks_before = load::Ticks::now();
     let mut rows = Vec::new();
-    for t in transports.iter().filter(|t| wanted(t.name)) {
+    for t in transports.iter().filter(|t| in_table(t.name)) {
         eprint!("{:<13} round trip ", t.name);
         let before = load::Ticks::now();
         let mut errors = Vec::new();
@@ -196,7 +236,7 @@ fn main() {
         });
     }
 
-    if wanted("postcard") {
+    if in_table("postcard") {
         let short = Plan {
             budget: plan.budget / 3,
             ..plan
@@ -216,6 +256,19 @@ fn main() {
             errors: Vec::new(),
         });
     }
+
+    let paired = (o.rounds > 0).then(|| {
+        let plan = Plan {
+            runs: 1,
+            batches: PAIRED_BATCHES,
+            warmup: PAIRED_WARMUP,
+            budget: Duration::from_millis(o.round_ms),
+            max_per_run: u64::MAX,
+        };
+        let bytes = o.bulk_kib * 1024;
+        let probes = probes::probes(&transports, setup, bytes, &wanted);
+        paired::measure(&plan, o.rounds, bytes, &probes)
+    });
 
     let mut report = Report {
         schema: report::SCHEMA,
@@ -240,6 +293,7 @@ fn main() {
                 why: m.why,
             })
             .collect(),
+        paired,
         targets: Vec::new(),
         seconds: started.elapsed().as_secs_f64(),
         load: report::Load {

@@ -62,6 +62,36 @@ impl Summary {
     }
 }
 
+/// The spread of one value per round (or per pair): median, 10th and 90th percentiles,
+/// smallest and largest. A bimodal series shows as a p10 and a p90 far apart.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct Spread {
+    /// Median.
+    pub median: f64,
+    /// 10th percentile.
+    pub p10: f64,
+    /// 90th percentile.
+    pub p90: f64,
+    /// Smallest.
+    pub min: f64,
+    /// Largest.
+    pub max: f64,
+}
+
+impl Spread {
+    /// The spread of `values` (NaNs ignored); `None` when none is left.
+    pub fn of(values: impl IntoIterator<Item = f64>) -> Option<Spread> {
+        let s = Samples::new(values.into_iter().filter(|v| !v.is_nan()).collect());
+        Some(Spread {
+            median: s.median(),
+            p10: s.percentile(10.0),
+            p90: s.percentile(90.0),
+            min: *s.0.first()?,
+            max: *s.0.last()?,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -86,5 +116,13 @@ mod tests {
         let s = Summary::of(&runs);
         assert_eq!(s.median, 5.0);
         assert_eq!(s.p10, 1.6);
+    }
+
+    #[test]
+    fn spread_ignores_nans_and_shows_both_modes() {
+        let s = Spread::of([90.0, 470.0, f64::NAN, 88.0, 480.0, 92.0]).unwrap();
+        assert_eq!((s.median, s.min, s.max), (92.0, 88.0, 480.0));
+        assert!(s.p10 < 90.0 && s.p90 > 470.0, "{s:?}");
+        assert!(Spread::of([f64::NAN]).is_none());
     }
 }

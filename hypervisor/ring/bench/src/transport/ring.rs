@@ -36,8 +36,9 @@ pub fn pair(slots: usize) -> Result<(RingEnd, RingEnd), String> {
     Ok((RingEnd(a), RingEnd(b)))
 }
 
-impl Sender for RingEnd {
-    fn send(&mut self, msg: &Msg) {
+impl RingEnd {
+    /// Sends any postcard message, spinning while the ring is full.
+    pub fn send_msg<T: serde::Serialize>(&mut self, msg: &T) {
         loop {
             match self.0.send(msg) {
                 Ok(Sent::Queued { .. }) => return,
@@ -46,16 +47,27 @@ impl Sender for RingEnd {
             }
         }
     }
-}
 
-impl Receiver for RingEnd {
-    fn recv(&mut self) -> Msg {
+    /// Receives a postcard message, spinning until one is there.
+    pub fn recv_msg<T: serde::de::DeserializeOwned>(&mut self) -> T {
         loop {
-            match self.0.try_recv::<Msg>() {
+            match self.0.try_recv::<T>() {
                 Ok(Some(m)) => return m,
                 Ok(None) => std::hint::spin_loop(),
                 Err(e) => panic!("ring receive: {e}"),
             }
         }
+    }
+}
+
+impl Sender for RingEnd {
+    fn send(&mut self, msg: &Msg) {
+        self.send_msg(msg)
+    }
+}
+
+impl Receiver for RingEnd {
+    fn recv(&mut self) -> Msg {
+        self.recv_msg()
     }
 }
