@@ -23,7 +23,7 @@ pub mod layout {
     /// First page of the guest's own page tables (PML4, then PDPT, then PDs).
     pub const PAGE_TABLES: u64 = 0x3000;
     /// End (exclusive) of the region reserved for page tables.
-    pub const PAGE_TABLES_END: u64 = 0x20000;
+    pub const PAGE_TABLES_END: u64 = 0x40000;
     /// Lowest address an image may be linked at.
     pub const IMAGE_BASE: u64 = 0x20_0000;
     /// Size of the initial stack, at the top of the qube's memory.
