@@ -185,7 +185,9 @@ pub fn create(
         };
         init_region(&mut pages, &geometry);
         let host = pages.region();
-        let bulk_region = bulk.as_ref().map_or(Region { start: 0, end: 0 }, Frames::region);
+        let bulk_region = bulk
+            .as_ref()
+            .map_or(Region { start: 0, end: 0 }, Frames::region);
         // At most MAX_CHANNELS channels are in a manifest: this push succeeds.
         let _ = regions.regions.push(Pages {
             id,

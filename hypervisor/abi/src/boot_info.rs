@@ -424,7 +424,10 @@ mod tests {
         );
         let size = c1 + core::mem::offset_of!(ChannelInfo, bulk_size);
         assert_eq!(&bytes[size..size + 8], &(1u64 << 20).to_le_bytes());
-        assert_eq!(b.channels[1].bulk(), Some((crate::channel::bulk_window(1), 1 << 20)));
+        assert_eq!(
+            b.channels[1].bulk(),
+            Some((crate::channel::bulk_window(1), 1 << 20))
+        );
         assert_eq!(b.channels[0].bulk(), None);
         assert!(bytes.len() <= 4096, "boot info fits its page");
         let mut b = b;

@@ -78,7 +78,10 @@ mod tests {
         }
         for (off, len, _) in pools(size, side) {
             assert_eq!(t.translate(window + off), Some(host + off));
-            assert_eq!(t.translate(window + off + len - 1), Some(host + off + len - 1));
+            assert_eq!(
+                t.translate(window + off + len - 1),
+                Some(host + off + len - 1)
+            );
         }
         t.pages_used() as u64 - 3
     }
@@ -106,7 +109,10 @@ mod tests {
         assert_eq!(table_pages(5 * MIB), 2);
         assert_eq!(table_pages(8192), 1);
         assert_eq!(table_pages(3 * MIB), 2);
-        assert_eq!(mapped(NestedFormat::Npt, MAX_BULK_SIZE, 0x1_0000_0000, 0, 7), 0);
+        assert_eq!(
+            mapped(NestedFormat::Npt, MAX_BULK_SIZE, 0x1_0000_0000, 0, 7),
+            0
+        );
     }
 
     proptest! {

@@ -61,8 +61,15 @@ impl Unikernel {
         )
         .ok_or(LoadError::Layout(PlanError::TooManyPieces))?;
         let config_len = self.config.len() as u64;
-        unikernel::plan(self.image, m.mem.size(), config_len, &channels, &bulk, &pieces)
-            .map_err(LoadError::Layout)
+        unikernel::plan(
+            self.image,
+            m.mem.size(),
+            config_len,
+            &channels,
+            &bulk,
+            &pieces,
+        )
+        .map_err(LoadError::Layout)
     }
 }
 

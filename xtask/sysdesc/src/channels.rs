@@ -10,9 +10,8 @@ use super::diagnostics::Diagnostics;
 use super::hints;
 use super::schema::{Raw, Section};
 use bulkhead_abi::channel::{
-    BULK_POOL_ALIGN, Geometry, HEADER_SIZE, MAX_BULK_SIZE, MAX_CHANNEL_SIZE,
-    MAX_CHANNELS_PER_QUBE, MAX_SLOT_SIZE, MIN_CHANNEL_SIZE, MIN_SLOT_SIZE, RING_CONTROL_SIZE,
-    bulk_size_valid,
+    BULK_POOL_ALIGN, Geometry, HEADER_SIZE, MAX_BULK_SIZE, MAX_CHANNEL_SIZE, MAX_CHANNELS_PER_QUBE,
+    MAX_SLOT_SIZE, MIN_CHANNEL_SIZE, MIN_SLOT_SIZE, RING_CONTROL_SIZE, bulk_size_valid,
 };
 use bulkhead_abi::manifest::{MAX_CHANNELS, PURPOSE_MAX};
 use std::ops::Range;
@@ -540,9 +539,8 @@ fn bulk(
             return Some(bytes);
         };
         let name = qubes.names[q].unwrap_or("?");
-        let message = format!(
-            "bulk areas reach unikernels only for now, and \"{name}\" is a Linux qube"
-        );
+        let message =
+            format!("bulk areas reach unikernels only for now, and \"{name}\" is a Linux qube");
         let hint = "remove bulk_kib (a Linux qube's channel device has no bulk memory yet), or \
                     join two unikernels";
         return d.fail(text, Some(span), c.key("bulk_kib"), message, hint);

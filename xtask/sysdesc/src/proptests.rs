@@ -211,7 +211,14 @@ fn near_valid_channel() -> impl Strategy<Value = String> {
     );
     fields.prop_map(|(name, between, size, slot, purpose, unknown, bulk)| {
         let mut out = String::from("[[channel]]\n");
-        let keys = ["name", "between", "size_kib", "slot_size", "purpose", "bulk_kib"];
+        let keys = [
+            "name",
+            "between",
+            "size_kib",
+            "slot_size",
+            "purpose",
+            "bulk_kib",
+        ];
         for (key, value) in keys.iter().zip([name, between, size, slot, purpose, bulk]) {
             if let Some(v) = value {
                 out.push_str(&format!("{key} = {v}\n"));

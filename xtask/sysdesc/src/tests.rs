@@ -906,16 +906,30 @@ fn syntax_errors_in_channels_name_the_channel() {
 
 #[test]
 fn a_bulk_area_is_compiled_shown_and_budgeted() {
-    let text = two_qubes_and(&channel("pixels", "net", "firewall", "pixels", "bulk_kib = 4096"));
+    let text = two_qubes_and(&channel(
+        "pixels",
+        "net",
+        "firewall",
+        "pixels",
+        "bulk_kib = 4096",
+    ));
     let c = compile_str("systems/t.toml", &text).unwrap();
     let ch = &c.manifest.channels[0];
     assert_eq!(ch.bulk_size, 4 << 20);
     let g = Geometry::new(u64::from(ch.size), ch.slot_size).unwrap();
-    assert_eq!(g.with_bulk(u64::from(ch.bulk_size)).unwrap().bulk_pool_size(), 2 << 20);
+    assert_eq!(
+        g.with_bulk(u64::from(ch.bulk_size))
+            .unwrap()
+            .bulk_pool_size(),
+        2 << 20
+    );
     let summary = c.summary();
     assert!(summary.contains("bulk area"), "{summary}");
     assert!(summary.contains("2 x 2 MiB"), "{summary}");
-    assert!(summary.contains("16 MiB + 4 MiB 16 KiB of channels"), "{summary}");
+    assert!(
+        summary.contains("16 MiB + 4 MiB 16 KiB of channels"),
+        "{summary}"
+    );
     // No bulk_kib, or 0: no bulk area, and no bulk column.
     for extra in ["", "bulk_kib = 0"] {
         let text = two_qubes_and(&channel("pixels", "net", "firewall", "pixels", extra));
@@ -924,8 +938,14 @@ fn a_bulk_area_is_compiled_shown_and_budgeted() {
         assert!(!c.summary().contains("bulk area"));
     }
     // The bulk area counts against the RAM.
-    let text = two_qubes_and(&channel("pixels", "net", "firewall", "p", "bulk_kib = 65536"))
-        .replace("ram_mib = 256", "ram_mib = 100");
+    let text = two_qubes_and(&channel(
+        "pixels",
+        "net",
+        "firewall",
+        "p",
+        "bulk_kib = 65536",
+    ))
+    .replace("ram_mib = 256", "ram_mib = 100");
     let found = problems(&text);
     let ram = shown(&found, "system.ram_mib");
     assert!(ram.contains("+ 64 MiB 16 KiB of channels"), "{ram}");
@@ -934,17 +954,32 @@ fn a_bulk_area_is_compiled_shown_and_budgeted() {
 #[test]
 fn bad_bulk_sizes_are_named_with_a_fix() {
     for (value, words, hint) in [
-        ("12", "12 KiB is not a multiple of 8 KiB", "use bulk_kib = 8 or 16"),
-        ("65544", "65544 KiB is above the largest bulk area, 65536 KiB (64 MiB)", "use bulk_kib = 65536"),
+        (
+            "12",
+            "12 KiB is not a multiple of 8 KiB",
+            "use bulk_kib = 8 or 16",
+        ),
+        (
+            "65544",
+            "65544 KiB is above the largest bulk area, 65536 KiB (64 MiB)",
+            "use bulk_kib = 65536",
+        ),
         ("-8", "-8 KiB is not a size", "use bulk_kib = 0"),
         ("\"4 MiB\"", "bulk_kib", "bulk_kib = 1024"),
     ] {
         let extra = format!("bulk_kib = {value}");
-        let found = problems(&two_qubes_and(&channel("pixels", "net", "firewall", "p", &extra)));
+        let found = problems(&two_qubes_and(&channel(
+            "pixels", "net", "firewall", "p", &extra,
+        )));
         let text = shown(&found, "channel \"pixels\".bulk_kib");
         assert!(text.starts_with("systems/t.toml:"), "{text}");
-        assert!(text.contains(words) && text.contains(hint), "{value}: {text}");
+        assert!(
+            text.contains(words) && text.contains(hint),
+            "{value}: {text}"
+        );
     }
-    let found = problems(&two_qubes_and(&channel("pixels", "net", "firewall", "p", "bulk = 8")));
+    let found = problems(&two_qubes_and(&channel(
+        "pixels", "net", "firewall", "p", "bulk = 8",
+    )));
     assert!(shown(&found, "channel \"pixels\".bulk").contains("bulk_kib"));
 }

@@ -20,10 +20,10 @@
 use crate::collections::ArrayVec;
 use crate::elf::{self, ElfError, LoadPlan};
 use crate::paging::{PagingError, Perm, Tables, X86Format};
-use bulkhead_abi::channel::{bulk_size_valid, bulk_window};
 use crate::{LARGE_PAGE_SIZE, PAGE_SIZE, Range, align_up};
 use bulkhead_abi::boot_info::{BootInfo, MAX_DEVICES_PER_QUBE, layout};
 use bulkhead_abi::channel::{MAX_CHANNELS_PER_QUBE, WINDOW_BASE, WINDOW_STRIDE};
+use bulkhead_abi::channel::{bulk_size_valid, bulk_window};
 
 /// Most device pieces (mapped BAR ranges) one qube may have: 8 per device.
 pub const MAX_PIECES: usize = MAX_DEVICES_PER_QUBE * 8;

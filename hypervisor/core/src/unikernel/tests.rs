@@ -1,8 +1,8 @@
 extern crate std;
 
 use super::*;
-use bulkhead_abi::channel::{BULK_WINDOW_BASE, MAX_BULK_SIZE};
 use crate::elf::tests::tiny_elf;
+use bulkhead_abi::channel::{BULK_WINDOW_BASE, MAX_BULK_SIZE};
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
 use std::vec::Vec;
@@ -116,15 +116,30 @@ fn check(
     prop_assert!(p.pieces.iter().copied().eq(pieces.iter().map(range)));
     prop_assert!(p.bulk.iter().eq(bulk.iter()));
     let maps: Vec<(Range, Perm)> = p.mappings().collect();
-    prop_assert_eq!(maps.len(), 1 + channels.len() + 2 * bulk.len() + pieces.len());
+    prop_assert_eq!(
+        maps.len(),
+        1 + channels.len() + 2 * bulk.len() + pieces.len()
+    );
     prop_assert_eq!(maps[0], (Range { start: 0, len: m }, Perm::RWX));
     // Each bulk area: its own pool read/write, the peer's read-only, at its bulk window.
     for (k, b) in bulk.iter().enumerate() {
         let at = 1 + channels.len() + 2 * k;
         let half = b.size / 2;
         let (first, second) = (maps[at], maps[at + 1]);
-        prop_assert_eq!(first.0, Range { start: bulk_window(b.local), len: half });
-        prop_assert_eq!(second.0, Range { start: bulk_window(b.local) + half, len: half });
+        prop_assert_eq!(
+            first.0,
+            Range {
+                start: bulk_window(b.local),
+                len: half
+            }
+        );
+        prop_assert_eq!(
+            second.0,
+            Range {
+                start: bulk_window(b.local) + half,
+                len: half
+            }
+        );
         prop_assert_eq!((first.1.write, second.1.write), (b.side == 0, b.side == 1));
         prop_assert!(!first.1.exec && !second.1.exec);
     }
@@ -411,7 +426,10 @@ fn maps_bulk_pools_by_side() {
     assert_eq!(p.page_table_pages, 9);
     let mut info = BootInfo::new();
     p.describe(&mut info);
-    assert_eq!(info.channels[0].bulk(), Some((BULK_WINDOW_BASE, MAX_BULK_SIZE)));
+    assert_eq!(
+        info.channels[0].bulk(),
+        Some((BULK_WINDOW_BASE, MAX_BULK_SIZE))
+    );
     assert_eq!(info.channels[1].bulk(), None);
     assert_eq!(
         info.channels[2].bulk(),
@@ -539,8 +557,11 @@ fn bulk() -> impl Strategy<Value = Vec<BulkArea>> {
                 .map(|((local, size), side)| BulkArea { local, size, side })
                 .collect()
         });
-    let any_area = (0usize..10, any::<u64>(), 0u32..3)
-        .prop_map(|(local, size, side)| BulkArea { local, size, side });
+    let any_area = (0usize..10, any::<u64>(), 0u32..3).prop_map(|(local, size, side)| BulkArea {
+        local,
+        size,
+        side,
+    });
     prop_oneof![
         4 => good,
         1 => proptest::collection::vec(any_area, 0..4),
