@@ -404,7 +404,6 @@ mod tests {
         assert_eq!(&bytes[off..off + 8], b"firewall");
         let off = core::mem::offset_of!(BootInfo, args);
         assert_eq!(&bytes[off..off + 6], b"mode=x");
-        let mut b = b;
         b.channel_count = 1;
         b.channels[1].gpa = 0x40_0020_0000;
         b.channels[1].set_name("uplink");
@@ -413,7 +412,6 @@ mod tests {
         assert_eq!(&bytes[c1..c1 + 8], &0x40_0020_0000u64.to_le_bytes());
         let name = c1 + core::mem::offset_of!(ChannelInfo, name);
         assert_eq!(&bytes[name..name + 6], b"uplink");
-        let mut b = b;
         b.channels[1].bulk_gpa = crate::channel::bulk_window(1);
         b.channels[1].bulk_size = 1 << 20;
         let bytes = b.to_bytes();
@@ -430,7 +428,6 @@ mod tests {
         );
         assert_eq!(b.channels[0].bulk(), None);
         assert!(bytes.len() <= 4096, "boot info fits its page");
-        let mut b = b;
         b.config_len = 77;
         b.devices[1].device = 0x1041;
         b.devices[1].bars[4].size = 0x4000;

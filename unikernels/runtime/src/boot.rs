@@ -479,7 +479,6 @@ mod tests {
             ));
         }
         // Past the channel count, nothing is looked at.
-        let mut b = b;
         b.channel_count = 1;
         b.channels[1].bulk_gpa = 7;
         assert_eq!(Boot::new(b, linked()).unwrap().bulk(1), None);
