@@ -3,10 +3,13 @@
 //! For each `[[channel]]` the hypervisor allocates zeroed pages, writes the layout header
 //! (`bulkhead_abi::channel`), and records one [`Endpoint`] at each of the two qubes. The
 //! qubes' nested page tables map the region at their endpoint's window (and nowhere else,
-//! in no other qube); their boot info lists it. After boot the hypervisor never reads the
-//! region: it only raises events (`notify`) between the endpoints, and starts a region over
-//! when an end restarts. The pages are owned by [`Regions`] (the scheduler's), not by the
-//! endpoints: an endpoint only knows where its region is, so it cannot zero memory.
+//! in no other qube); their boot info lists it. A channel with a bulk area also gets that
+//! many zeroed bytes, mapped at each end's bulk window: side A's pool (the first half)
+//! writable in A and read-only in B, side B's the other way round, never executable
+//! (`bulkhead_hvcore::bulk`). After boot the hypervisor never reads the region: it only
+//! raises events (`notify`) between the endpoints, and starts a region (and its bulk area)
+//! over when an end restarts. The pages are owned by [`Regions`] (the scheduler's), not by
+//! the endpoints: an endpoint only knows where its region is, so it cannot zero memory.
 
 use crate::hvlog;
 use crate::memory::phys;
@@ -25,6 +28,8 @@ pub struct Endpoint {
     pub name: bulkhead_hvcore::collections::BoundedString<{ bulkhead_abi::boot_info::NAME_MAX }>,
     /// Where the shared pages are (owned by [`Regions`]).
     pub host: Region,
+    /// Where the channel's bulk area is (owned by [`Regions`]); empty when it has none.
+    pub bulk: Region,
     /// 0 = side A, 1 = side B.
     pub side: u32,
     /// Manifest index of the qube at the other end.
@@ -47,19 +52,39 @@ impl Endpoint {
             end: bulkhead_abi::channel::window(MAX_CHANNELS_PER_QUBE),
         }
     }
+
+    /// The guest-physical range all bulk windows of a qube lie in.
+    pub fn bulk_windows() -> bulkhead_hvcore::memmap::Region {
+        let w = bulkhead_hvcore::bulk::WINDOWS;
+        bulkhead_hvcore::memmap::Region {
+            start: w.start,
+            end: w.end(),
+        }
+    }
+}
+
+/// One channel's pages: its region and its bulk area, if any.
+struct Pages {
+    id: usize,
+    region: Frames,
+    geometry: Geometry,
+    bulk: Option<Frames>,
 }
 
 /// The pages of every channel, by manifest channel index.
 pub struct Regions {
-    regions: BoundedVec<(usize, Frames, Geometry), MAX_CHANNELS>,
+    regions: BoundedVec<Pages, MAX_CHANNELS>,
 }
 
 impl Regions {
-    /// Starts channel `id` over (zeroed, header, next reset generation) when an end
-    /// restarts.
+    /// Starts channel `id` over (zeroed, header, next reset generation; its bulk area
+    /// zeroed) when an end restarts.
     pub fn reset(&mut self, id: usize) {
-        if let Some((_, frames, geometry)) = self.regions.iter_mut().find(|(i, ..)| *i == id) {
-            init_region(frames, geometry);
+        if let Some(p) = self.regions.iter_mut().find(|p| p.id == id) {
+            init_region(&mut p.region, &p.geometry);
+            if let Some(bulk) = p.bulk.as_mut() {
+                phys::with_frames(bulk, |b| b.fill(0));
+            }
         }
     }
 }
@@ -103,6 +128,15 @@ pub fn create(
             );
             continue;
         };
+        let Some(geometry) = geometry.with_bulk(u64::from(c.bulk_size)) else {
+            hvlog!(
+                "channel {name} not created: a bulk area of {} bytes is not two equal pools of \
+                 whole pages, at most {} MiB",
+                c.bulk_size,
+                bulkhead_abi::channel::MAX_BULK_SIZE >> 20
+            );
+            continue;
+        };
         if a == b || a >= manifest.qubes.len() || b >= manifest.qubes.len() {
             hvlog!("channel {name} not created: bad endpoints {a} and {b}");
             continue;
@@ -113,19 +147,60 @@ pub fn create(
             );
             continue;
         }
+        if c.bulk_size != 0 {
+            let linux = [a, b].into_iter().find(|q| {
+                let kind = manifest.qubes[*q].kind;
+                matches!(kind, bulkhead_abi::manifest::QubeKind::Linux { .. })
+            });
+            if let Some(q) = linux {
+                hvlog!(
+                    "channel {name} not created: bulk areas reach unikernels only for now, and {} is a Linux qube",
+                    manifest.qubes[q].name.as_str()
+                );
+                continue;
+            }
+        }
+        // The bulk area first: it is the larger, and the bump allocator cannot give back
+        // a region allocated before it.
+        let bulk_size = u64::from(geometry.bulk_size);
+        let bulk = match bulk_size {
+            0 => None,
+            n => match frames.alloc(n, bulkhead_hvcore::bulk::host_alignment(n)) {
+                Some(mut f) => {
+                    phys::with_frames(&mut f, |b| b.fill(0));
+                    Some(f)
+                }
+                None => {
+                    hvlog!(
+                        "channel {name} not created: out of memory for its {} KiB bulk area",
+                        n / 1024
+                    );
+                    continue;
+                }
+            },
+        };
         let Some(mut pages) = frames.alloc(u64::from(c.size), PAGE_SIZE) else {
             hvlog!("channel {name} not created: out of memory");
             continue;
         };
         init_region(&mut pages, &geometry);
         let host = pages.region();
+        let bulk_region = bulk
+            .as_ref()
+            .map_or(Region { start: 0, end: 0 }, Frames::region);
         // At most MAX_CHANNELS channels are in a manifest: this push succeeds.
-        let _ = regions.regions.push((id, pages, geometry));
+        let _ = regions.regions.push(Pages {
+            id,
+            region: pages,
+            geometry,
+            bulk,
+        });
         let (la, lb) = (tables[a].len(), tables[b].len());
         let end = |side, peer, peer_local| Endpoint {
             id,
             name: c.name,
             host,
+            bulk: bulk_region,
             side,
             peer,
             peer_local,
@@ -134,14 +209,27 @@ pub fn create(
         let _ = tables[a].push(end(0, b, lb));
         let _ = tables[b].push(end(1, a, la));
         hvlog!(
-            "channel {name}: {} <-> {}, {} KiB, {} slots of {} bytes per direction ({})",
+            "channel {name}: {} <-> {}, {} KiB, {} slots of {} bytes per direction{} ({})",
             manifest.qubes[a].name.as_str(),
             manifest.qubes[b].name.as_str(),
             c.size / 1024,
             geometry.slot_count,
             geometry.slot_size,
+            BulkKib(bulk_size),
             c.purpose.as_str()
         );
     }
     (regions, tables)
+}
+
+/// A bulk area's size for the channel log line: `, bulk area 1024 KiB`, nothing for none.
+struct BulkKib(u64);
+
+impl core::fmt::Display for BulkKib {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self.0 {
+            0 => Ok(()),
+            n => write!(f, ", bulk area {} KiB", n / 1024),
+        }
+    }
 }

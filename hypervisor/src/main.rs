@@ -252,6 +252,7 @@ fn load_system(
                 end: u64::from(spec.memory_mib) << 20,
             },
             channels::Endpoint::windows(),
+            channels::Endpoint::bulk_windows(),
         ];
         let devices = devices::assign::for_qube(platform, &manifest, id, &env.ram, &reserved);
         let parts = qube::Parts {

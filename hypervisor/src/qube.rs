@@ -23,6 +23,14 @@ const NPT_ARENA_PAGES: u64 = 6 + 1 + bulkhead_abi::channel::MAX_CHANNELS_PER_QUB
 /// a page table per mapped piece.
 const NPT_PAGES_PER_DEVICE: u64 = 2 + crate::devices::assign::MAX_PIECES as u64;
 
+/// Extra nested-table pages for the bulk areas of a qube's channels: one PD for the bulk
+/// windows, and the page tables each area takes (none for large, 2 MiB-aligned pools).
+fn npt_bulk_pages(channels: &Endpoints) -> u64 {
+    let areas = channels.iter().map(|c| c.bulk.len()).filter(|n| *n > 0);
+    let tables: u64 = areas.clone().map(bulkhead_hvcore::bulk::table_pages).sum();
+    u64::from(areas.count() > 0) + tables
+}
+
 /// One qube.
 pub struct Qube {
     /// What its guest runs on: identity, memory, vCPU, channels, devices, console, events.
@@ -72,7 +80,10 @@ impl Qube {
         let host = frames
             .alloc(size, LARGE_PAGE_SIZE)
             .ok_or(LoadError::NoMemory(size))?;
-        let arena_len = (NPT_ARENA_PAGES + NPT_PAGES_PER_DEVICE * devices.len() as u64) * PAGE_SIZE;
+        let arena_len = (NPT_ARENA_PAGES
+            + NPT_PAGES_PER_DEVICE * devices.len() as u64
+            + npt_bulk_pages(&channels))
+            * PAGE_SIZE;
         let mut nested_tables = frames
             .alloc(arena_len, PAGE_SIZE)
             .ok_or(LoadError::NoMemory(arena_len))?;
@@ -190,8 +201,10 @@ impl Qube {
 }
 
 /// Builds nested page tables mapping guest-physical `[0, size)` to the qube's host block,
-/// each channel window to its channel's pages (read/write, never executable), and its
-/// devices' BAR pieces to themselves (uncached), and nothing else.
+/// each channel window to its channel's pages (read/write, never executable), each bulk
+/// window to its channel's bulk area (the qube's own pool read/write, the peer's read-only,
+/// never executable: W clear in the NPT entry / EPT bit 1 clear, and NX set / EPT X clear),
+/// and its devices' BAR pieces to themselves (uncached), and nothing else.
 fn build_npt(
     arena: &mut Frames,
     host: Region,
@@ -210,6 +223,12 @@ fn build_npt(
                 c.host.len(),
                 Perm::RW,
             )?;
+            let window = bulkhead_abi::channel::bulk_window(local);
+            if !c.bulk.is_empty() {
+                for (off, len, perm) in bulkhead_hvcore::bulk::pools(c.bulk.len(), c.side) {
+                    t.map_range(window + off, c.bulk.start + off, len, perm)?;
+                }
+            }
         }
         for (base, len) in devices.iter().flat_map(|d| d.pieces.iter()) {
             t.map_range(*base, *base, *len, Perm::MMIO)?;

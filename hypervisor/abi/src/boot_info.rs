@@ -11,7 +11,7 @@ use crate::label::Label;
 /// `BootInfo::magic`: "BHBOOTIN".
 pub const BOOT_INFO_MAGIC: u64 = u64::from_le_bytes(*b"BHBOOTIN");
 /// `BootInfo::version` of this layout.
-pub const BOOT_INFO_VERSION: u32 = 3;
+pub const BOOT_INFO_VERSION: u32 = 4;
 
 /// Guest-physical layout of a unikernel qube. All addresses are inside the qube's own memory,
 /// which starts at guest-physical 0.
@@ -23,7 +23,7 @@ pub mod layout {
     /// First page of the guest's own page tables (PML4, then PDPT, then PDs).
     pub const PAGE_TABLES: u64 = 0x3000;
     /// End (exclusive) of the region reserved for page tables.
-    pub const PAGE_TABLES_END: u64 = 0x20000;
+    pub const PAGE_TABLES_END: u64 = 0x40000;
     /// Lowest address an image may be linked at.
     pub const IMAGE_BASE: u64 = 0x20_0000;
     /// Size of the initial stack, at the top of the qube's memory.
@@ -184,6 +184,12 @@ pub struct ChannelInfo {
     pub name_len: u32,
     /// Channel name, UTF-8.
     pub name: [u8; NAME_MAX],
+    /// Guest-physical address of the channel's bulk area
+    /// (`channel::bulk_window(local)`; 0 when it has none).
+    pub bulk_gpa: u64,
+    /// Bytes of the bulk area (0: none): the first half is side A's pool, the second half
+    /// side B's; this qube's own pool is writable, the peer's read-only.
+    pub bulk_size: u64,
 }
 
 impl ChannelInfo {
@@ -196,7 +202,14 @@ impl ChannelInfo {
         peer: 0,
         name_len: 0,
         name: [0; NAME_MAX],
+        bulk_gpa: 0,
+        bulk_size: 0,
     };
+
+    /// The bulk area as (guest-physical address, size), if the channel has one.
+    pub fn bulk(&self) -> Option<(u64, u64)> {
+        (self.bulk_size != 0).then_some((self.bulk_gpa, self.bulk_size))
+    }
 
     /// The channel's name.
     pub fn name(&self) -> &str {
@@ -309,6 +322,8 @@ impl BootInfo {
             w.u32(c.peer);
             w.u32(c.name_len);
             w.bytes(&c.name);
+            w.u64(c.bulk_gpa);
+            w.u64(c.bulk_size);
         }
         w.u64(self.config_gpa);
         w.u64(self.config_len);
@@ -389,7 +404,6 @@ mod tests {
         assert_eq!(&bytes[off..off + 8], b"firewall");
         let off = core::mem::offset_of!(BootInfo, args);
         assert_eq!(&bytes[off..off + 6], b"mode=x");
-        let mut b = b;
         b.channel_count = 1;
         b.channels[1].gpa = 0x40_0020_0000;
         b.channels[1].set_name("uplink");
@@ -398,8 +412,22 @@ mod tests {
         assert_eq!(&bytes[c1..c1 + 8], &0x40_0020_0000u64.to_le_bytes());
         let name = c1 + core::mem::offset_of!(ChannelInfo, name);
         assert_eq!(&bytes[name..name + 6], b"uplink");
+        b.channels[1].bulk_gpa = crate::channel::bulk_window(1);
+        b.channels[1].bulk_size = 1 << 20;
+        let bytes = b.to_bytes();
+        let bulk = c1 + core::mem::offset_of!(ChannelInfo, bulk_gpa);
+        assert_eq!(
+            &bytes[bulk..bulk + 8],
+            &crate::channel::bulk_window(1).to_le_bytes()
+        );
+        let size = c1 + core::mem::offset_of!(ChannelInfo, bulk_size);
+        assert_eq!(&bytes[size..size + 8], &(1u64 << 20).to_le_bytes());
+        assert_eq!(
+            b.channels[1].bulk(),
+            Some((crate::channel::bulk_window(1), 1 << 20))
+        );
+        assert_eq!(b.channels[0].bulk(), None);
         assert!(bytes.len() <= 4096, "boot info fits its page");
-        let mut b = b;
         b.config_len = 77;
         b.devices[1].device = 0x1041;
         b.devices[1].bars[4].size = 0x4000;

@@ -7,7 +7,7 @@
 //! qubes    name (text, NAME_MAX), kind u8 (0 unikernel, 1 Linux), initrd u16, cmdline u16,
 //!          image u16, memory MiB u32, label u8, restart u8, start u8, has config u8,
 //!          config u16, args (text, ARGS_MAX)
-//! channels name (text, NAME_MAX), a u8, b u8, size u32, slot size u32,
+//! channels name (text, NAME_MAX), a u8, b u8, size u32, slot size u32, bulk size u32,
 //!          purpose (text, PURPOSE_MAX)
 //! devices  qube u8, 0 = by address: segment u16, bus u8, device u8, function u8, 0;
 //!               1 = by ID: vendor u16, device u16, index u8, 0
@@ -24,7 +24,7 @@ use crate::label::Label;
 use crate::wire::{Reader, WireError, Writer};
 
 /// Version of the manifest layout.
-pub const MANIFEST_VERSION: u16 = 5;
+pub const MANIFEST_VERSION: u16 = 6;
 /// The manifest's first four bytes.
 pub const MANIFEST_MAGIC: [u8; 4] = *b"BKMF";
 /// Most qubes one system may describe.
@@ -118,6 +118,9 @@ pub struct ChannelSpec {
     pub size: u32,
     /// Bytes per slot (a power of two).
     pub slot_size: u32,
+    /// Bytes of the channel's bulk area, 0 for none (see `channel::bulk_size_valid`; the
+    /// hypervisor checks it, as it checks the ring geometry).
+    pub bulk_size: u32,
     /// What the channel is for (documentation carried into boot info and logs).
     pub purpose: String<PURPOSE_MAX>,
 }
@@ -261,7 +264,7 @@ pub const HEADER_LEN: usize = 4 + 2 + 4 + 2 + TEXT + NAME_MAX;
 /// Bytes of one qube record.
 pub const QUBE_LEN: usize = TEXT + NAME_MAX + 1 + 2 + 2 + 2 + 4 + 4 + 2 + TEXT + ARGS_MAX;
 /// Bytes of one channel record.
-pub const CHANNEL_LEN: usize = TEXT + NAME_MAX + 2 + 4 + 4 + TEXT + PURPOSE_MAX;
+pub const CHANNEL_LEN: usize = TEXT + NAME_MAX + 2 + 4 + 4 + 4 + TEXT + PURPOSE_MAX;
 /// Bytes of one device record.
 pub const DEVICE_LEN: usize = 8;
 
@@ -432,6 +435,7 @@ impl ChannelSpec {
         w.u8(self.b);
         w.u32(self.size);
         w.u32(self.slot_size);
+        w.u32(self.bulk_size);
         w.text(&self.purpose);
     }
 
@@ -442,6 +446,7 @@ impl ChannelSpec {
             b: r.u8()?,
             size: r.u32()?,
             slot_size: r.u32()?,
+            bulk_size: r.u32()?,
             purpose: r.text()?,
         })
     }
@@ -533,6 +538,7 @@ mod tests {
                 b: 1,
                 size: 16384,
                 slot_size: 128,
+                bulk_size: 1 << 20,
                 purpose: String::try_from("frames").unwrap(),
             })
             .unwrap();
@@ -659,6 +665,7 @@ mod tests {
                     any::<u8>(),
                     any::<u32>(),
                     any::<u32>(),
+                    any::<u32>(),
                     text::<PURPOSE_MAX>(),
                 ),
                 0..MAX_CHANNELS,
@@ -681,12 +688,13 @@ mod tests {
                     version: MANIFEST_VERSION,
                     system,
                     channels: Vec::try_from_iter(channels.into_iter().map(
-                        |(name, a, b, size, slot_size, purpose)| ChannelSpec {
+                        |(name, a, b, size, slot_size, bulk_size, purpose)| ChannelSpec {
                             name,
                             a: a % n,
                             b: b % n,
                             size,
                             slot_size,
+                            bulk_size,
                             purpose,
                         },
                     ))

@@ -8,6 +8,8 @@
 //! - [`unikernel`]: where a unikernel's image, configuration, heap, stack, boot info, page
 //!   tables, channel windows and device pieces go in its memory (as
 //!   `bulkhead_platform::boot` plans it for Linux).
+//! - [`bulk`]: how each end of a channel maps its bulk area (its own pool writable, the
+//!   peer's read-only) and the page tables that takes.
 //! - [`paging`]: building 4-level page tables (guest, NPT; EPT formats plug in).
 //! - [`acpi`]: reading the firmware's RSDP, RSDT/XSDT, MCFG and DMAR.
 //! - [`pci`]: BAR and capability decoding, and the configuration-space filter of an
@@ -24,6 +26,7 @@
 
 pub mod acpi;
 pub mod bootinfo;
+pub mod bulk;
 pub mod console;
 
 /// The hypervisor's only collections: fixed capacity, no heap, no unsafe code. They live in

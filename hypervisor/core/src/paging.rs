@@ -32,6 +32,12 @@ impl Perm {
         exec: false,
         uncached: false,
     };
+    /// Read only, no execute (the peer's pool of a channel's bulk area).
+    pub const RO: Perm = Perm {
+        write: false,
+        exec: false,
+        uncached: false,
+    };
     /// Device registers: read and write, no execute, uncached.
     pub const MMIO: Perm = Perm {
         write: true,

@@ -143,6 +143,8 @@ boot_pd:
     .align 16
     .globl boot_stack_bottom
 boot_stack_bottom:
-    .skip 256 * 1024
+    /* 512 KiB: hv_main and Scheduler::new together take about 250 KiB of frames (the
+       scheduler's qube table is built in one and moved into the other). */
+    .skip 512 * 1024
 boot_stack_top:
 

@@ -10,7 +10,7 @@ use bulkhead_abi::boot_info::BootInfo;
 use bulkhead_abi::channel::MAX_CHANNELS_PER_QUBE;
 use bulkhead_abi::hypercall::{self, Hypercall, MAX_CONSOLE_WRITE, WAIT_FOREVER};
 use bulkhead_hvcore::collections::ArrayVec;
-use bulkhead_hvcore::unikernel::{self, PlanError, UnikernelPlan};
+use bulkhead_hvcore::unikernel::{self, BulkArea, PlanError, UnikernelPlan};
 use bulkhead_platform::cpuid::GuestCpu;
 
 /// A unikernel: its image, configuration blob and hypercall state.
@@ -44,13 +44,32 @@ impl Unikernel {
             m.channels.iter().map(|c| c.host.len()),
         )
         .ok_or(too_many)?;
+        let bulk = ArrayVec::<BulkArea, MAX_CHANNELS_PER_QUBE>::try_from_iter(
+            m.channels
+                .iter()
+                .enumerate()
+                .filter(|(_, c)| !c.bulk.is_empty())
+                .map(|(local, c)| BulkArea {
+                    local,
+                    size: c.bulk.len(),
+                    side: c.side,
+                }),
+        )
+        .ok_or(too_many)?;
         let pieces = ArrayVec::<(u64, u64), { unikernel::MAX_PIECES }>::try_from_iter(
             m.devices.iter().flat_map(|d| d.pieces.iter().copied()),
         )
         .ok_or(LoadError::Layout(PlanError::TooManyPieces))?;
         let config_len = self.config.len() as u64;
-        unikernel::plan(self.image, m.mem.size(), config_len, &channels, &pieces)
-            .map_err(LoadError::Layout)
+        unikernel::plan(
+            self.image,
+            m.mem.size(),
+            config_len,
+            &channels,
+            &bulk,
+            &pieces,
+        )
+        .map_err(LoadError::Layout)
     }
 }
 

@@ -3,8 +3,9 @@
 //! [`Boot::new`] accepts a [`BootInfo`] only when its magic, version and ABI version match
 //! this runtime and its memory layout is consistent: image, heap and stack lie inside the
 //! qube's memory, in that order, without overlapping each other or the linked image, and the
-//! configuration blob (if any) lies between the image and the heap. The heap hand-off and
-//! [`Boot::config`] rely on these checks.
+//! configuration blob (if any) lies between the image and the heap, and each channel's bulk
+//! area (if any) is at its channel's bulk window with a valid size. The heap hand-off,
+//! [`Boot::config`] and [`Boot::bulk`] rely on these checks.
 
 use core::fmt;
 use core::ops::Range;
@@ -158,6 +159,19 @@ impl Boot {
         &self.info.channels[..n]
     }
 
+    /// The bulk area of local channel `local`, when the channel has one: where it is
+    /// mapped (`bulkhead_abi::channel::bulk_window(local)`), its size and which pool is this
+    /// qube's (checked by [`Boot::new`]).
+    pub fn bulk(&self, local: usize) -> Option<BulkArea> {
+        let c = self.channels().get(local)?;
+        let (gpa, size) = c.bulk()?;
+        Some(BulkArea {
+            gpa,
+            size,
+            side: c.side,
+        })
+    }
+
     /// The qube's index in the manifest.
     pub const fn qube_id(&self) -> u32 {
         self.info.qube_id
@@ -204,6 +218,39 @@ impl Boot {
     }
 }
 
+/// A channel's bulk area, as the boot info gives it: the qube's own pool is mapped writable,
+/// the peer's read-only (a write there stops the qube), neither executable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BulkArea {
+    /// Guest-physical address (the channel's bulk window).
+    pub gpa: u64,
+    /// Bytes: two equal pools of whole pages.
+    pub size: u64,
+    /// 0: this qube is side A (its pool is the first half); 1: side B (the second half).
+    pub side: u32,
+}
+
+impl BulkArea {
+    /// Side A's pool, then side B's.
+    fn pools(&self) -> [Range<u64>; 2] {
+        let half = self.size / 2;
+        [
+            self.gpa..self.gpa + half,
+            self.gpa + half..self.gpa + self.size,
+        ]
+    }
+
+    /// This qube's pool: the one it may write.
+    pub fn own_pool(&self) -> Range<u64> {
+        self.pools()[usize::from(self.side != 0)].clone()
+    }
+
+    /// The peer's pool: read-only here.
+    pub fn peer_pool(&self) -> Range<u64> {
+        self.pools()[usize::from(self.side == 0)].clone()
+    }
+}
+
 /// The layout rules; the error names the first one broken.
 fn check_layout(i: &BootInfo, linked: &Range<u64>) -> Result<(), &'static str> {
     let rule = |ok: bool, rule: &'static str| if ok { Ok(()) } else { Err(rule) };
@@ -241,6 +288,17 @@ fn check_layout(i: &BootInfo, linked: &Range<u64>) -> Result<(), &'static str> {
         i.heap_end <= i.stack_top - layout::STACK_SIZE,
         "heap_end overlaps the stack (stack_top - STACK_SIZE)",
     )?;
+    let count = (i.channel_count as usize).min(i.channels.len());
+    for (local, c) in i.channels[..count].iter().enumerate() {
+        if let Some((gpa, size)) = c.bulk() {
+            rule(
+                gpa == bulkhead_abi::channel::bulk_window(local)
+                    && bulkhead_abi::channel::bulk_size_valid(size)
+                    && c.side <= 1,
+                "a channel's bulk area is not at its bulk window, or its size or side is invalid",
+            )?;
+        }
+    }
     Ok(())
 }
 
@@ -387,6 +445,43 @@ mod tests {
         assert_eq!(boot.devices()[1].device, 0x1041);
         b.device_count = 99;
         assert_eq!(Boot::new(b, linked()).unwrap().devices().len(), 4);
+    }
+
+    #[test]
+    fn bulk_areas_are_found_by_channel_index() {
+        use bulkhead_abi::channel::bulk_window;
+        let mut b = good();
+        b.channel_count = 2;
+        b.channels[1].bulk_gpa = bulk_window(1);
+        b.channels[1].bulk_size = 2 * MIB;
+        b.channels[1].side = 1;
+        let boot = Boot::new(b, linked()).unwrap();
+        assert_eq!(boot.bulk(0), None);
+        assert_eq!(boot.bulk(2), None);
+        let area = boot.bulk(1).unwrap();
+        assert_eq!(
+            (area.gpa, area.size, area.side),
+            (bulk_window(1), 2 * MIB, 1)
+        );
+        assert_eq!(
+            area.own_pool(),
+            bulk_window(1) + MIB..bulk_window(1) + 2 * MIB
+        );
+        assert_eq!(area.peer_pool(), bulk_window(1)..bulk_window(1) + MIB);
+        // Anywhere but its window, or of a size that is not two page pools: refused.
+        for (gpa, size) in [(bulk_window(0), 2 * MIB), (bulk_window(1), 4096)] {
+            let mut bad = b;
+            bad.channels[1].bulk_gpa = gpa;
+            bad.channels[1].bulk_size = size;
+            assert!(matches!(
+                Boot::new(bad, linked()),
+                Err(BootError::Layout(rule)) if rule.contains("bulk")
+            ));
+        }
+        // Past the channel count, nothing is looked at.
+        b.channel_count = 1;
+        b.channels[1].bulk_gpa = 7;
+        assert_eq!(Boot::new(b, linked()).unwrap().bulk(1), None);
     }
 
     #[test]

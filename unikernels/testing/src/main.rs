@@ -95,6 +95,9 @@ enum Mode {
     Hostile,
     /// `snoop`: map and read a channel window that is not its own.
     Snoop,
+    /// `bulk-probe channel=NAME [write-peer=1]`: markers through a channel's bulk area, and
+    /// optionally a write to the peer's (read-only) pool that must get it stopped.
+    BulkProbe,
     /// `stream-tx` / `stream-rx channel=NAME`: bytes through the embedded-io view of a channel.
     StreamTx,
     /// See `StreamTx`.
@@ -166,6 +169,7 @@ fn parse_mode(args: &Args<'_>) -> Result<Mode, &'static str> {
         "pong" => Mode::Pong,
         "hostile" => Mode::Hostile,
         "snoop" => Mode::Snoop,
+        "bulk-probe" => Mode::BulkProbe,
         "null-calls" => Mode::NullCalls,
         "stream-tx" => Mode::StreamTx,
         "stream-rx" => Mode::StreamRx,
@@ -202,7 +206,7 @@ fn main(boot: &Boot) -> i32 {
                  bad-hypercall bad-pointer \
                  huge-write foreign-memory io-port msr vmrun panic exit=N alloc-storm ping pong \
                  hostile snoop canary net-client net-client-isolated net-uplink disposable-client \
-                 kernel-gs-probe cr4 wbinvd rdpmc invlpga cpu-state start-disposable"
+                 kernel-gs-probe cr4 wbinvd rdpmc invlpga cpu-state start-disposable bulk-probe"
             );
             return EXIT_BAD_MODE;
         }
@@ -324,6 +328,18 @@ fn main(boot: &Boot) -> i32 {
                 ns / count.max(1)
             );
             return 0;
+        }
+        Mode::BulkProbe => {
+            let channel = args.get("channel").unwrap_or("");
+            let write_peer = args.has("write-peer");
+            if let Err(why) = misbehave::bulk_probe(boot, channel, write_peer) {
+                error!("testing: bulk-probe: {why}");
+                return EXIT_BAD_MODE;
+            }
+            if !write_peer {
+                info!("testing: bulk-probe done");
+                return 0;
+            }
         }
         Mode::Snoop => {
             if let Err(why) = misbehave::snoop_window(boot) {

@@ -318,3 +318,94 @@ pub fn invlpga() {
              options(nomem, nostack, preserves_flags));
     }
 }
+
+/// `bulk-probe channel=NAME [write-peer=1]`: checks the mapping of the channel's bulk area
+/// from inside. Writes a marker at both ends of its own pool, then waits (up to 10 s) for
+/// the peer's marker at both ends of the peer's pool, which is mapped read-only here. With
+/// `write-peer=1` it then makes the peer's pool writable in its own page tables and writes
+/// it: the nested page tables map that pool read-only, so the hypervisor must stop the qube.
+/// Returns what went wrong, or `Ok` when the markers crossed (and, with `write-peer`, the
+/// write was not stopped: the caller reports that).
+pub fn bulk_probe(boot: &Boot, channel: &str, write_peer: bool) -> Result<(), &'static str> {
+    const MARKER: u64 = 0xB01C_0000_0000_0000;
+    let local = boot
+        .channels()
+        .iter()
+        .position(|c| c.name() == channel)
+        .ok_or("no channel by that name")?;
+    let area = boot.bulk(local).ok_or("the channel has no bulk area")?;
+    let (own, peer) = (area.own_pool(), area.peer_pool());
+    info!(
+        "testing: bulk area {:#x}, {} KiB, side {}: own pool {:#x}..{:#x}, peer's {:#x}..{:#x}",
+        area.gpa,
+        area.size / 1024,
+        if area.side == 0 { "A" } else { "B" },
+        own.start,
+        own.end,
+        peer.start,
+        peer.end
+    );
+    let word = |gpa: u64| core::ptr::with_exposed_provenance_mut::<u64>(gpa as usize);
+    let mine = MARKER | u64::from(area.side);
+    for at in [own.start, own.end - 8] {
+        // SAFETY: `at` is 8-byte aligned inside this qube's own pool, which the hypervisor
+        // maps writable at the identity address (the boot info's bulk window, checked by
+        // `Boot::new`); no Rust object lives there.
+        unsafe { word(at).write_volatile(mine) };
+    }
+    let theirs = MARKER | u64::from(area.side ^ 1);
+    let deadline = bulkhead_rt::now_ns() + 10_000_000_000;
+    // SAFETY: both words are 8-byte aligned inside the peer's pool, mapped readable here.
+    let seen = || unsafe {
+        word(peer.start).read_volatile() == theirs && word(peer.end - 8).read_volatile() == theirs
+    };
+    while !seen() {
+        if bulkhead_rt::now_ns() > deadline {
+            return Err("the peer's marker did not appear in its pool within 10 s");
+        }
+        bulkhead_rt::yield_now();
+    }
+    info!("testing: bulk: the peer's markers are in its pool; ours are in ours");
+    if !write_peer {
+        return Ok(());
+    }
+    let target = peer.start;
+    let entry = leaf_entry(boot, target)?;
+    info!("testing: bulk: making the peer's pool writable in our own tables, then writing it");
+    // SAFETY: (1) `entry` is the leaf entry mapping `target` in this qube's own page tables
+    // (inside its memory, identity-mapped, aligned: checked by `leaf_entry`); setting its
+    // writable bit changes only how the peer's pool is mapped here, where no Rust object
+    // lives; (2) reloading CR3 with its own value only flushes the TLB; (3) the write goes to
+    // the peer's pool, which the nested page tables map read-only: the hypervisor stops the
+    // qube on it.
+    unsafe {
+        entry.write_volatile(entry.read_volatile() | WRITABLE);
+        asm!("mov {t}, cr3", "mov cr3, {t}", t = out(reg) _, options(nostack, preserves_flags));
+        word(target).write_volatile(0xBAD);
+    }
+    Ok(())
+}
+
+/// The leaf entry (a 2 MiB page directory entry or a 4 KiB page table entry) that maps `va`
+/// in this qube's own page tables, each table checked to be inside its memory.
+fn leaf_entry(boot: &Boot, va: u64) -> Result<*mut u64, &'static str> {
+    let mut table = layout::PAGE_TABLES;
+    for level in (1..=4u32).rev() {
+        if table >= boot.mem_size() {
+            return Err("a page table lies outside this qube");
+        }
+        let index = (va >> (12 + 9 * (level - 1))) & 511;
+        let entry = core::ptr::with_exposed_provenance_mut::<u64>((table + index * 8) as usize);
+        // SAFETY: the table is inside this qube's memory (checked), identity-mapped and
+        // 4 KiB aligned; `index` < 512.
+        let e = unsafe { entry.read_volatile() };
+        if e & PRESENT == 0 {
+            return Err("the address is not mapped in our own tables");
+        }
+        if level == 1 || (level == 2 && e & PAGE_SIZE != 0) {
+            return Ok(entry);
+        }
+        table = e & ADDR_MASK;
+    }
+    Err("no leaf entry")
+}

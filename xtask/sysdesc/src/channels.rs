@@ -1,6 +1,7 @@
 //! The rules for `[[channel]]` tables: each joins two different known qubes, has a unique
-//! name, a size and slot size the channel layout accepts (`channel::Geometry`) and a short
-//! purpose; no qube is an endpoint of more channels than it has windows for, and the system
+//! name, a size and slot size the channel layout accepts (`channel::Geometry`), an optional
+//! bulk area (`bulk_kib`, `channel::bulk_size_valid`; between unikernels only, for now) and
+//! a short purpose; no qube is an endpoint of more channels than it has windows for, and the system
 //! has no more channels than the manifest holds. The channels a qube's `netvm` makes
 //! ([`Automatic`]) come after the declared ones and count against the same limits.
 
@@ -9,8 +10,8 @@ use super::diagnostics::Diagnostics;
 use super::hints;
 use super::schema::{Raw, Section};
 use bulkhead_abi::channel::{
-    Geometry, HEADER_SIZE, MAX_CHANNEL_SIZE, MAX_CHANNELS_PER_QUBE, MAX_SLOT_SIZE,
-    MIN_CHANNEL_SIZE, MIN_SLOT_SIZE, RING_CONTROL_SIZE,
+    BULK_POOL_ALIGN, Geometry, HEADER_SIZE, MAX_BULK_SIZE, MAX_CHANNEL_SIZE, MAX_CHANNELS_PER_QUBE,
+    MAX_SLOT_SIZE, MIN_CHANNEL_SIZE, MIN_SLOT_SIZE, RING_CONTROL_SIZE, bulk_size_valid,
 };
 use bulkhead_abi::manifest::{MAX_CHANNELS, PURPOSE_MAX};
 use std::ops::Range;
@@ -23,6 +24,9 @@ pub(super) const DEFAULT_SLOT_SIZE: u32 = 256;
 const SIZE_GRANULE_KIB: u32 = 4;
 const MIN_SIZE_KIB: u32 = (MIN_CHANNEL_SIZE / 1024) as u32;
 const MAX_SIZE_KIB: u32 = (MAX_CHANNEL_SIZE / 1024) as u32;
+/// Bulk areas are two equal pools of whole pages: multiples of this many KiB.
+const BULK_GRANULE_KIB: u32 = (2 * BULK_POOL_ALIGN / 1024) as u32;
+const MAX_BULK_KIB: u32 = (MAX_BULK_SIZE / 1024) as u32;
 
 /// Slots per ring of a network channel: frames queue up while the other side is busy.
 pub(super) const NET_CHANNEL_SLOTS: u32 = 32;
@@ -67,6 +71,8 @@ pub(super) struct Channel {
     pub size: u32,
     /// Bytes per slot.
     pub slot_size: u32,
+    /// Bytes of the bulk area (0: none).
+    pub bulk_size: u32,
     pub purpose: String,
 }
 
@@ -74,8 +80,8 @@ pub(super) struct Channel {
 pub(super) struct Channels {
     /// The channels, when every one follows the rules.
     pub list: Option<Vec<Channel>>,
-    /// KiB taken by the channels whose size is known, for the RAM budget (a lower bound of
-    /// the channels' memory when some sizes are wrong).
+    /// KiB taken by the channels (regions and bulk areas) whose size is known, for the RAM
+    /// budget (a lower bound of the channels' memory when some sizes are wrong).
     pub kib: u64,
 }
 
@@ -91,12 +97,16 @@ struct Parts<'a> {
     ends: Option<(usize, usize)>,
     size: Option<u32>,
     slot_size: Option<u32>,
+    /// Bulk area bytes (0: none).
+    bulk: Option<u32>,
     purpose: Option<String>,
 }
 
 /// The qubes a channel may name: each `[[qube]]`'s name as written, in order.
 struct Qubes<'a> {
     names: Vec<Option<&'a str>>,
+    /// Whether each qube is a Linux qube (`kind = "linux"`), by the same index.
+    linux: Vec<bool>,
     /// Whether there are qubes to check endpoints against (when the qubes are missing or
     /// malformed, every endpoint would look unknown; that problem is reported already).
     known: bool,
@@ -139,6 +149,12 @@ pub(super) fn check(
             .iter()
             .map(|q| q.text("name").map(|(n, _)| n))
             .collect(),
+        linux: raw
+            .qubes
+            .items
+            .iter()
+            .map(|q| q.text("kind").is_some_and(|(k, _)| k == "linux"))
+            .collect(),
         known: !raw.qubes.items.is_empty() && !raw.qubes.malformed,
     };
     if let Some(extra) = raw.channels.items.get(MAX_CHANNELS) {
@@ -159,6 +175,7 @@ pub(super) fn check(
         let name = name(c, &mut seen, text, diags);
         let ends = between(c, &qubes, text, diags);
         let (size, slot_size) = sizes(c, text, diags);
+        let bulk = bulk(c, ends, &qubes, text, diags);
         let purpose = purpose(c, text, diags);
         let ends_at = (
             c.key("between"),
@@ -172,6 +189,7 @@ pub(super) fn check(
             ends,
             size,
             slot_size,
+            bulk,
             purpose,
         });
     }
@@ -185,6 +203,7 @@ pub(super) fn check(
             ends: Some((c.a, c.b)),
             size: Some(c.size),
             slot_size: Some(c.slot_size),
+            bulk: Some(c.bulk_size),
             purpose: Some(c.purpose),
         });
     }
@@ -192,7 +211,8 @@ pub(super) fn check(
     per_qube(&parts, &qubes, text, diags);
     let kib = parts
         .iter()
-        .filter_map(|p| p.size)
+        .flat_map(|p| [p.size, p.bulk])
+        .flatten()
         .map(|s| u64::from(s) / 1024)
         .sum();
     let total = parts.len();
@@ -225,6 +245,7 @@ pub(super) fn check(
                 b,
                 size: p.size?,
                 slot_size: p.slot_size?,
+                bulk_size: p.bulk?,
                 purpose: p.purpose?,
             })
         })
@@ -478,6 +499,62 @@ fn slot_size(
     });
     let hint = format!("{hint} (a power of two from {MIN_SLOT_SIZE} to {MAX_SLOT_SIZE})");
     d.fail(text, Some(span.clone()), c.key("slot_size"), message, hint)
+}
+
+/// The bulk area in bytes: `bulk_kib` KiB, two equal pools of whole pages, at most
+/// `MAX_BULK_SIZE`; 0 (none) when not given. Its two ends (`ends`, when known) must be
+/// unikernels: a Linux qube's channel device has no way to reach a bulk area yet.
+fn bulk(
+    c: &Section,
+    ends: Option<(usize, usize)>,
+    qubes: &Qubes,
+    text: &str,
+    d: &mut Diagnostics,
+) -> Option<u32> {
+    let Some((kib, span)) = c.number("bulk_kib") else {
+        return c.absent("bulk_kib").then_some(0);
+    };
+    let (max, g) = (i128::from(MAX_BULK_KIB), i128::from(BULK_GRANULE_KIB));
+    let message = if kib < 0 {
+        format!("{kib} KiB is not a size")
+    } else if kib > max {
+        format!(
+            "{kib} KiB is above the largest bulk area, {MAX_BULK_KIB} KiB ({} MiB)",
+            MAX_BULK_SIZE >> 20
+        )
+    } else if kib % g != 0 {
+        format!(
+            "{kib} KiB is not a multiple of {BULK_GRANULE_KIB} KiB (a bulk area is two equal \
+             pools of whole 4 KiB pages)"
+        )
+    } else {
+        let bytes = u32::try_from(kib * 1024).ok()?;
+        if !bulk_size_valid(u64::from(bytes)) {
+            return None;
+        }
+        let linux = ends
+            .filter(|_| bytes != 0)
+            .and_then(|(a, b)| [a, b].into_iter().find(|q| qubes.linux[*q]));
+        let Some(q) = linux else {
+            return Some(bytes);
+        };
+        let name = qubes.names[q].unwrap_or("?");
+        let message =
+            format!("bulk areas reach unikernels only for now, and \"{name}\" is a Linux qube");
+        let hint = "remove bulk_kib (a Linux qube's channel device has no bulk memory yet), or \
+                    join two unikernels";
+        return d.fail(text, Some(span), c.key("bulk_kib"), message, hint);
+    };
+    let clamp = |v: i128| v.clamp(0, max) as u32;
+    let below = clamp(kib.div_euclid(g) * g);
+    let above = clamp((kib.div_euclid(g) + 1) * g);
+    let hint = choices("bulk_kib", below, above, |_| true)
+        .unwrap_or_else(|| format!("use bulk_kib = {MAX_BULK_KIB}"));
+    let hint = format!(
+        "{hint} (a multiple of {BULK_GRANULE_KIB} up to {MAX_BULK_KIB}; without bulk_kib the \
+         channel has no bulk area)"
+    );
+    d.fail(text, Some(span), c.key("bulk_kib"), message, hint)
 }
 
 /// What the channel is for: one short line.

@@ -116,6 +116,7 @@ pub(super) fn compile(checked: Checked, path: &Path) -> Result<CompiledSystem, S
             b: index(c.b)?,
             size: c.size,
             slot_size: c.slot_size,
+            bulk_size: c.bulk_size,
             purpose: bulkhead_abi::bounded::BoundedString::try_from(c.purpose.as_str())
                 .map_err(|_| format!("purpose of channel {:?} does not fit", c.name))?,
         };
@@ -195,7 +196,11 @@ fn table(rows: &[Vec<String>]) -> String {
 pub(super) fn summary(c: &CompiledSystem) -> String {
     let m = &c.manifest;
     let used: u64 = m.qubes.iter().map(|q| u64::from(q.memory_mib)).sum();
-    let channel_kib: u64 = m.channels.iter().map(|ch| u64::from(ch.size) / 1024).sum();
+    let channel_kib: u64 = m
+        .channels
+        .iter()
+        .map(|ch| (u64::from(ch.size) + u64::from(ch.bulk_size)) / 1024)
+        .sum();
     let free = (u64::from(c.ram_mib) * 1024)
         .saturating_sub((used + u64::from(HYPERVISOR_RESERVE_MIB)) * 1024 + channel_kib);
     let plural = |n: usize, what: &str| format!("{n} {what}{}", if n == 1 { "" } else { "s" });
@@ -267,19 +272,21 @@ pub(super) fn summary(c: &CompiledSystem) -> String {
     }
     out.push_str(&table(&rows));
     if !m.channels.is_empty() {
-        let mut rows = vec![
-            [
-                "channel",
-                "side A (index)",
-                "side B (index)",
-                "size",
-                "slots per ring",
-                "largest message",
-                "purpose",
-            ]
-            .map(String::from)
-            .to_vec(),
+        // The bulk column only when some channel has a bulk area.
+        let bulk = m.channels.iter().any(|ch| ch.bulk_size != 0);
+        let mut header = vec![
+            "channel",
+            "side A (index)",
+            "side B (index)",
+            "size",
+            "slots per ring",
+            "largest message",
         ];
+        if bulk {
+            header.push("bulk area");
+        }
+        header.push("purpose");
+        let mut rows = vec![header.into_iter().map(String::from).collect::<Vec<_>>()];
         let qube = |i: u8| {
             m.qubes
                 .get(usize::from(i))
@@ -293,7 +300,7 @@ pub(super) fn summary(c: &CompiledSystem) -> String {
         for (k, ch) in m.channels.iter().enumerate() {
             let geometry = Geometry::new(u64::from(ch.size), ch.slot_size);
             let ends = c.channel_ends.get(k);
-            rows.push(vec![
+            let mut row = vec![
                 ch.name.to_string(),
                 end(ch.a, ends.map(|e| e.a)),
                 end(ch.b, ends.map(|e| e.b)),
@@ -302,8 +309,15 @@ pub(super) fn summary(c: &CompiledSystem) -> String {
                     format!("{} x {} B", g.slot_count, g.slot_size)
                 }),
                 geometry.map_or("?".to_string(), |g| format!("{} B", g.max_payload())),
-                ch.purpose.to_string(),
-            ]);
+            ];
+            if bulk {
+                row.push(match ch.bulk_size {
+                    0 => "-".to_string(),
+                    n => format!("2 x {}", hints::kib(u64::from(n) / 2048)),
+                });
+            }
+            row.push(ch.purpose.to_string());
+            rows.push(row);
         }
         out.push('\n');
         out.push_str(&table(&rows));

@@ -104,6 +104,7 @@ pub(super) fn channels(raw: &Raw, text: &str, d: &mut Diagnostics) -> (Vec<Autom
                                 b: j,
                                 size,
                                 slot_size: DISPOSABLE_SLOT_SIZE,
+                                bulk_size: 0,
                                 purpose: PURPOSE.to_string(),
                             },
                             key: key.clone(),

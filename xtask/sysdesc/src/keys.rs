@@ -208,6 +208,11 @@ pub(super) const CHANNEL_KEYS: &[Key] = &[
         example: "256",
     },
     Key {
+        name: "bulk_kib",
+        ty: Ty::Number,
+        example: "1024",
+    },
+    Key {
         name: "purpose",
         ty: Ty::Text,
         example: "\"frames from net\"",
@@ -277,6 +282,10 @@ const CHANNEL_ALIASES: &[(&str, &str)] = &[
     ("slot", "slot_size"),
     ("slots", "slot_size"),
     ("slot_bytes", "slot_size"),
+    ("bulk", "bulk_kib"),
+    ("bulk_size", "bulk_kib"),
+    ("bulk_area", "bulk_kib"),
+    ("bulk_bytes", "bulk_kib"),
     ("endpoints", "between"),
     ("ends", "between"),
     ("qubes", "between"),

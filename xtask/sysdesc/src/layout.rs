@@ -312,6 +312,7 @@ mod tests {
             b,
             size: 0,
             slot_size: 0,
+            bulk_size: 0,
             purpose: String::new(),
         };
         let ends = channel_ends(&[channel(0, 1), channel(2, 1), channel(0, 2)]);

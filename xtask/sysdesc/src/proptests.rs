@@ -207,11 +207,19 @@ fn near_valid_channel() -> impl Strategy<Value = String> {
         proptest::option::weighted(0.6, size_value(&[64, 256, 1500, 2048, 65536, 131072, 32])),
         proptest::option::weighted(0.9, text_value(&["frames", "rules", "", " frames"])),
         proptest::option::weighted(0.1, "[a-z_]{1,12}|\"[^\"\\\\]{0,10}\""),
+        proptest::option::weighted(0.3, size_value(&[0, 8, 12, 1024, 65536, 65544, -8])),
     );
-    fields.prop_map(|(name, between, size, slot, purpose, unknown)| {
+    fields.prop_map(|(name, between, size, slot, purpose, unknown, bulk)| {
         let mut out = String::from("[[channel]]\n");
-        let keys = ["name", "between", "size_kib", "slot_size", "purpose"];
-        for (key, value) in keys.iter().zip([name, between, size, slot, purpose]) {
+        let keys = [
+            "name",
+            "between",
+            "size_kib",
+            "slot_size",
+            "purpose",
+            "bulk_kib",
+        ];
+        for (key, value) in keys.iter().zip([name, between, size, slot, purpose, bulk]) {
             if let Some(v) = value {
                 out.push_str(&format!("{key} = {v}\n"));
             }
@@ -265,7 +273,8 @@ fn valid_qube() -> impl Strategy<Value = ValidQube> {
 
 /// A valid channel, if the qube limits allow it: (endpoint A, endpoint B, slot size as a
 /// power of two, size in pages, purpose, whether to leave sizes at their defaults).
-type ValidChannel = (usize, usize, u32, u32, String, bool);
+/// (side A, side B, slot size log, pages, purpose, default sizes, bulk KiB).
+type ValidChannel = (usize, usize, u32, u32, String, bool, u32);
 
 fn valid_channel() -> impl Strategy<Value = ValidChannel> {
     (
@@ -275,6 +284,11 @@ fn valid_channel() -> impl Strategy<Value = ValidChannel> {
         3u32..=512,
         "[a-zA-Z0-9 ,.:é-]{0,20}",
         proptest::bool::weighted(0.2),
+        prop_oneof![
+            3 => Just(0u32),
+            1 => (1u32..=64).prop_map(|n| n * 8),
+            1 => (1u32..=8).prop_map(|n| n * 8192),
+        ],
     )
 }
 
@@ -356,9 +370,9 @@ proptest! {
         let g = QUBE_GRANULE;
         let total: u32 = qubes.iter().map(|q| q.2 * g).sum();
         // Keep the channels the limits allow: (a, b, size in bytes, slot size, purpose, defaults).
-        let mut channels: Vec<(usize, usize, u32, u32, String, bool)> = Vec::new();
+        let mut channels: Vec<(usize, usize, u32, u32, String, bool, u32)> = Vec::new();
         let mut per_qube = vec![0usize; qubes.len()];
-        for (a, b, slot_log, pages, purpose, defaults) in wanted {
+        for (a, b, slot_log, pages, purpose, defaults, bulk_kib) in wanted {
             let (a, b) = (a % qubes.len(), b % qubes.len());
             let (size, slot) = if defaults { (16 * 1024, 256) } else { (pages * 4096, 1 << slot_log) };
             if a == b
@@ -372,9 +386,9 @@ proptest! {
             per_qube[a] += 1;
             per_qube[b] += 1;
             let purpose = format!("{purpose} #{}", channels.len());
-            channels.push((a, b, size, slot, purpose, defaults));
+            channels.push((a, b, size, slot, purpose, defaults, bulk_kib));
         }
-        let channel_kib: u32 = channels.iter().map(|c| c.2 / 1024).sum();
+        let channel_kib: u32 = channels.iter().map(|c| c.2 / 1024 + c.6).sum();
         let ram = total + HYPERVISOR_RESERVE_MIB + channel_kib.div_ceil(1024) + spare;
         let mut text = format!("[system]\nram_mib = {ram}\n");
         if let Some(s) = &system {
@@ -399,7 +413,7 @@ proptest! {
         }
         let qube_name = |i: usize| format!("{base}{i}-{}", qubes[i].0);
         let mut rendered_channels = Vec::new();
-        for (k, (a, b, size, slot, purpose, defaults)) in channels.iter().enumerate() {
+        for (k, (a, b, size, slot, purpose, defaults, bulk_kib)) in channels.iter().enumerate() {
             let mut fields = vec![
                 format!("name = \"c{k}\""),
                 format!("between = [\"{}\", \"{}\"]", qube_name(*a), qube_name(*b)),
@@ -408,6 +422,9 @@ proptest! {
             if !defaults {
                 fields.push(format!("size_kib = {}", size / 1024));
                 fields.push(format!("slot_size = {slot}"));
+            }
+            if *bulk_kib != 0 || !defaults {
+                fields.push(format!("bulk_kib = {bulk_kib}"));
             }
             rendered_channels.push(fields);
         }
@@ -453,10 +470,11 @@ proptest! {
         }
         prop_assert_eq!(&c.images, &first_use);
         prop_assert_eq!(m.channels.len(), channels.len());
-        for (k, (spec, (a, b, size, slot, purpose, _))) in m.channels.iter().zip(&channels).enumerate() {
+        for (k, (spec, (a, b, size, slot, purpose, _, bulk_kib))) in m.channels.iter().zip(&channels).enumerate() {
             prop_assert_eq!(spec.name.as_str(), format!("c{k}"));
             prop_assert_eq!((usize::from(spec.a), usize::from(spec.b)), (*a, *b));
             prop_assert_eq!((spec.size, spec.slot_size), (*size, *slot));
+            prop_assert_eq!(spec.bulk_size, bulk_kib * 1024);
             prop_assert_eq!(spec.purpose.as_str(), purpose.as_str());
         }
         let decoded = Manifest::decode(&m.to_vec());

@@ -306,6 +306,18 @@ const FIXTURES: &[(&str, &str, &str, &str)] = &[
         "65536",
     ),
     (
+        "channel-bad-bulk.toml",
+        "channel \"pixels\".bulk_kib",
+        "12 KiB is not a multiple of 8 KiB",
+        "12",
+    ),
+    (
+        "channel-bulk-to-linux.toml",
+        "channel \"pixels\".bulk_kib",
+        "bulk areas reach unikernels only for now, and \"work\" is a Linux qube",
+        "4096",
+    ),
+    (
         "channel-duplicate-name.toml",
         "channel[1].name",
         "a second channel is called \"uplink\"",
@@ -890,4 +902,84 @@ fn syntax_errors_in_channels_name_the_channel() {
     let found = problems(&text);
     assert_eq!(found.len(), 1, "{found:#?}");
     assert_eq!(found[0].key, "channel[1].size_kib");
+}
+
+#[test]
+fn a_bulk_area_is_compiled_shown_and_budgeted() {
+    let text = two_qubes_and(&channel(
+        "pixels",
+        "net",
+        "firewall",
+        "pixels",
+        "bulk_kib = 4096",
+    ));
+    let c = compile_str("systems/t.toml", &text).unwrap();
+    let ch = &c.manifest.channels[0];
+    assert_eq!(ch.bulk_size, 4 << 20);
+    let g = Geometry::new(u64::from(ch.size), ch.slot_size).unwrap();
+    assert_eq!(
+        g.with_bulk(u64::from(ch.bulk_size))
+            .unwrap()
+            .bulk_pool_size(),
+        2 << 20
+    );
+    let summary = c.summary();
+    assert!(summary.contains("bulk area"), "{summary}");
+    assert!(summary.contains("2 x 2 MiB"), "{summary}");
+    assert!(
+        summary.contains("16 MiB + 4 MiB 16 KiB of channels"),
+        "{summary}"
+    );
+    // No bulk_kib, or 0: no bulk area, and no bulk column.
+    for extra in ["", "bulk_kib = 0"] {
+        let text = two_qubes_and(&channel("pixels", "net", "firewall", "pixels", extra));
+        let c = compile_str("systems/t.toml", &text).unwrap();
+        assert_eq!(c.manifest.channels[0].bulk_size, 0);
+        assert!(!c.summary().contains("bulk area"));
+    }
+    // The bulk area counts against the RAM.
+    let text = two_qubes_and(&channel(
+        "pixels",
+        "net",
+        "firewall",
+        "p",
+        "bulk_kib = 65536",
+    ))
+    .replace("ram_mib = 256", "ram_mib = 100");
+    let found = problems(&text);
+    let ram = shown(&found, "system.ram_mib");
+    assert!(ram.contains("+ 64 MiB 16 KiB of channels"), "{ram}");
+}
+
+#[test]
+fn bad_bulk_sizes_are_named_with_a_fix() {
+    for (value, words, hint) in [
+        (
+            "12",
+            "12 KiB is not a multiple of 8 KiB",
+            "use bulk_kib = 8 or 16",
+        ),
+        (
+            "65544",
+            "65544 KiB is above the largest bulk area, 65536 KiB (64 MiB)",
+            "use bulk_kib = 65536",
+        ),
+        ("-8", "-8 KiB is not a size", "use bulk_kib = 0"),
+        ("\"4 MiB\"", "bulk_kib", "bulk_kib = 1024"),
+    ] {
+        let extra = format!("bulk_kib = {value}");
+        let found = problems(&two_qubes_and(&channel(
+            "pixels", "net", "firewall", "p", &extra,
+        )));
+        let text = shown(&found, "channel \"pixels\".bulk_kib");
+        assert!(text.starts_with("systems/t.toml:"), "{text}");
+        assert!(
+            text.contains(words) && text.contains(hint),
+            "{value}: {text}"
+        );
+    }
+    let found = problems(&two_qubes_and(&channel(
+        "pixels", "net", "firewall", "p", "bulk = 8",
+    )));
+    assert!(shown(&found, "channel \"pixels\".bulk").contains("bulk_kib"));
 }

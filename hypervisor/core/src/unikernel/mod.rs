@@ -10,10 +10,11 @@
 //! |---|---|
 //! | `0x1000` | the boot info ([`BootInfo`]) |
 //! | `0x2000` | the GDT ([`GDT`]) |
-//! | `0x3000..0x20000` | the page tables: identity map, 2 MiB pages wherever a range allows |
+//! | `0x3000..0x40000` | the page tables: identity map, 2 MiB pages wherever a range allows |
 //! | `0x200000..` | the ELF image, then the configuration blob and the heap (page-aligned) |
 //! | top 64 KiB | the stack |
 //! | `WINDOW_BASE + i * WINDOW_STRIDE` | channel `i` (read/write, never executable) |
+//! | `bulk_window(i)` | channel `i`'s bulk area, if any: its own pool read/write, the peer's read-only ([`crate::bulk`]) |
 //! | elsewhere | the device pieces, at their physical address (uncached) |
 
 use crate::collections::ArrayVec;
@@ -22,6 +23,7 @@ use crate::paging::{PagingError, Perm, Tables, X86Format};
 use crate::{LARGE_PAGE_SIZE, PAGE_SIZE, Range, align_up};
 use bulkhead_abi::boot_info::{BootInfo, MAX_DEVICES_PER_QUBE, layout};
 use bulkhead_abi::channel::{MAX_CHANNELS_PER_QUBE, WINDOW_BASE, WINDOW_STRIDE};
+use bulkhead_abi::channel::{bulk_size_valid, bulk_window};
 
 /// Most device pieces (mapped BAR ranges) one qube may have: 8 per device.
 pub const MAX_PIECES: usize = MAX_DEVICES_PER_QUBE * 8;
@@ -58,13 +60,16 @@ pub enum PlanError {
     TooManyChannels,
     /// Channel (local index) is empty, not page-aligned, or larger than its window.
     BadChannelSize(usize),
+    /// Bulk area (index in the list) names no channel or a channel twice, has a size that
+    /// is not a valid bulk size, or a side that is neither 0 nor 1.
+    BadBulk(usize),
     /// More device pieces than [`MAX_PIECES`].
     TooManyPieces,
     /// Device piece (index) is empty, not page-aligned, or not canonical.
     BadPiece(usize),
     /// Device piece (index) overlaps the qube's memory.
     PieceInRam(usize),
-    /// Device piece (index) overlaps the channel windows.
+    /// Device piece (index) overlaps the channel windows or the bulk windows.
     PieceInWindows(usize),
     /// Two device pieces (indices) overlap.
     PiecesOverlap(usize, usize),
@@ -85,11 +90,12 @@ impl core::fmt::Display for PlanError {
             PlanError::NoHeap => f.write_str("no memory left for the heap"),
             PlanError::TooManyChannels => f.write_str("too many channels"),
             PlanError::BadChannelSize(i) => write!(f, "channel {i}: size does not fit a window"),
+            PlanError::BadBulk(i) => write!(f, "bulk area {i}: bad channel, size or side"),
             PlanError::TooManyPieces => write!(f, "more than {MAX_PIECES} device BAR pieces"),
             PlanError::BadPiece(i) => write!(f, "device piece {i}: not a mappable range"),
             PlanError::PieceInRam(i) => write!(f, "device piece {i} overlaps the qube's memory"),
             PlanError::PieceInWindows(i) => {
-                write!(f, "device piece {i} overlaps the channel windows")
+                write!(f, "device piece {i} overlaps the channel or bulk windows")
             }
             PlanError::PiecesOverlap(i, j) => write!(f, "device pieces {i} and {j} overlap"),
             PlanError::PageTablesFull => f.write_str("the page tables do not fit their arena"),
@@ -141,6 +147,8 @@ pub struct UnikernelPlan {
     pub page_table_pages: u64,
     /// Channel windows, by local index.
     pub windows: ArrayVec<Range, MAX_CHANNELS_PER_QUBE>,
+    /// The channels' bulk areas, as given (each at its channel's bulk window).
+    pub bulk: ArrayVec<BulkArea, MAX_CHANNELS_PER_QUBE>,
     /// Device pieces, mapped at their physical address.
     pub pieces: ArrayVec<Range, MAX_PIECES>,
     /// The CPU state at entry.
@@ -149,14 +157,26 @@ pub struct UnikernelPlan {
 
 impl UnikernelPlan {
     /// The identity mappings of the page tables: all memory (read/write/execute), each
-    /// channel window (read/write), each device piece (uncached).
+    /// channel window (read/write), each bulk area's two pools (its own read/write, the
+    /// peer's read-only), each device piece (uncached).
     pub fn mappings(&self) -> impl Iterator<Item = (Range, Perm)> + '_ {
         let ram = Range {
             start: 0,
             len: self.memory,
         };
+        let pools = self.bulk.iter().flat_map(|b| {
+            let window = b.window();
+            crate::bulk::pools(b.size, b.side).map(|(off, len, perm)| {
+                let r = Range {
+                    start: window.start + off,
+                    len,
+                };
+                (r, perm)
+            })
+        });
         core::iter::once((ram, Perm::RWX))
             .chain(self.windows.iter().map(|w| (*w, Perm::RW)))
+            .chain(pools)
             .chain(self.pieces.iter().map(|p| (*p, Perm::MMIO)))
     }
 
@@ -178,17 +198,45 @@ impl UnikernelPlan {
             out.gpa = w.start;
             out.size = w.len;
         }
+        for b in &self.bulk {
+            if let Some(out) = info.channels.get_mut(b.local) {
+                out.bulk_gpa = b.window().start;
+                out.bulk_size = b.size;
+            }
+        }
+    }
+}
+
+/// A channel's bulk area as this qube maps it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BulkArea {
+    /// Local index of its channel.
+    pub local: usize,
+    /// Bytes of the area (a valid bulk size, not 0).
+    pub size: u64,
+    /// 0: this qube is side A (its pool is the first half); 1: side B (the second half).
+    pub side: u32,
+}
+
+impl BulkArea {
+    /// Where it is mapped: its channel's bulk window.
+    pub fn window(&self) -> Range {
+        Range {
+            start: bulk_window(self.local),
+            len: self.size,
+        }
     }
 }
 
 /// Plans a unikernel of `memory` bytes: `image` (its ELF file), a configuration blob of
-/// `config_len` bytes, channels of the given sizes (by local index) and the device pieces
-/// (physical address, length) it maps.
+/// `config_len` bytes, channels of the given sizes (by local index), the bulk areas of some
+/// of them, and the device pieces (physical address, length) it maps.
 pub fn plan(
     image: &[u8],
     memory: u64,
     config_len: u64,
     channels: &[u64],
+    bulk: &[BulkArea],
     pieces: &[(u64, u64)],
 ) -> Result<UnikernelPlan, PlanError> {
     let stack_start = memory
@@ -223,6 +271,18 @@ pub fn plan(
             .push(Range { start, len })
             .map_err(|_| PlanError::TooManyChannels)?;
     }
+    let mut areas: ArrayVec<BulkArea, MAX_CHANNELS_PER_QUBE> = ArrayVec::new();
+    for (i, b) in bulk.iter().enumerate() {
+        let good = b.local < windows.len()
+            && b.size != 0
+            && bulk_size_valid(b.size)
+            && b.side <= 1
+            && !areas.iter().any(|o| o.local == b.local);
+        if !good {
+            return Err(PlanError::BadBulk(i));
+        }
+        areas.push(*b).map_err(|_| PlanError::BadBulk(i))?;
+    }
 
     let ram = Range {
         start: 0,
@@ -244,7 +304,7 @@ pub fn plan(
         if r.overlaps(&ram) {
             return Err(PlanError::PieceInRam(i));
         }
-        if r.overlaps(&WINDOWS) {
+        if r.overlaps(&WINDOWS) || r.overlaps(&crate::bulk::WINDOWS) {
             return Err(PlanError::PieceInWindows(i));
         }
         if let Some(j) = mapped.iter().position(|o| o.overlaps(&r)) {
@@ -283,6 +343,7 @@ pub fn plan(
         },
         page_table_pages: 0,
         windows,
+        bulk: areas,
         pieces: mapped,
         entry: EntryState {
             rip: elf.entry,

@@ -2,6 +2,7 @@ extern crate std;
 
 use super::*;
 use crate::elf::tests::tiny_elf;
+use bulkhead_abi::channel::{BULK_WINDOW_BASE, MAX_BULK_SIZE};
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
 use std::vec::Vec;
@@ -37,6 +38,22 @@ fn good_channel(len: u64) -> bool {
     len > 0 && len.is_multiple_of(PAGE_SIZE) && len <= WINDOW_STRIDE
 }
 
+/// Whether every bulk area of `bulk` names one of `channels` channels, once, with a valid
+/// size and side.
+fn good_bulk(bulk: &[BulkArea], channels: usize) -> bool {
+    bulk.iter().enumerate().all(|(i, b)| {
+        b.local < channels.min(MAX_CHANNELS_PER_QUBE)
+            && b.size != 0
+            && bulk_size_valid(b.size)
+            && b.side <= 1
+            && bulk[..i].iter().all(|o| o.local != b.local)
+    })
+}
+
+fn in_windows(p: &(u64, u64)) -> bool {
+    range(p).overlaps(&WINDOWS) || range(p).overlaps(&crate::bulk::WINDOWS)
+}
+
 fn good_piece(&(start, len): &(u64, u64)) -> bool {
     len > 0
         && start.is_multiple_of(PAGE_SIZE)
@@ -53,6 +70,7 @@ fn check(
     p: &UnikernelPlan,
     config_len: u64,
     channels: &[u64],
+    bulk: &[BulkArea],
     pieces: &[(u64, u64)],
 ) -> Result<(), TestCaseError> {
     let m = p.memory;
@@ -96,9 +114,35 @@ fn check(
         prop_assert_eq!(w.start, WINDOW_BASE + i as u64 * WINDOW_STRIDE);
     }
     prop_assert!(p.pieces.iter().copied().eq(pieces.iter().map(range)));
+    prop_assert!(p.bulk.iter().eq(bulk.iter()));
     let maps: Vec<(Range, Perm)> = p.mappings().collect();
-    prop_assert_eq!(maps.len(), 1 + channels.len() + pieces.len());
+    prop_assert_eq!(
+        maps.len(),
+        1 + channels.len() + 2 * bulk.len() + pieces.len()
+    );
     prop_assert_eq!(maps[0], (Range { start: 0, len: m }, Perm::RWX));
+    // Each bulk area: its own pool read/write, the peer's read-only, at its bulk window.
+    for (k, b) in bulk.iter().enumerate() {
+        let at = 1 + channels.len() + 2 * k;
+        let half = b.size / 2;
+        let (first, second) = (maps[at], maps[at + 1]);
+        prop_assert_eq!(
+            first.0,
+            Range {
+                start: bulk_window(b.local),
+                len: half
+            }
+        );
+        prop_assert_eq!(
+            second.0,
+            Range {
+                start: bulk_window(b.local) + half,
+                len: half
+            }
+        );
+        prop_assert_eq!((first.1.write, second.1.write), (b.side == 0, b.side == 1));
+        prop_assert!(!first.1.exec && !second.1.exec);
+    }
     for (i, (r, perm)) in maps.iter().enumerate() {
         prop_assert!(r.len > 0 && r.start.is_multiple_of(PAGE_SIZE));
         prop_assert!(r.len.is_multiple_of(PAGE_SIZE) && r.end() <= 1 << 47);
@@ -149,6 +193,8 @@ fn check(
     prop_assert_eq!(info.channel_count as usize, channels.len());
     for (i, c) in info.channels[..channels.len()].iter().enumerate() {
         prop_assert_eq!((c.gpa, c.size), (window(i), channels[i]));
+        let area = bulk.iter().find(|b| b.local == i);
+        prop_assert_eq!(c.bulk(), area.map(|b| (bulk_window(i), b.size)));
     }
     Ok(())
 }
@@ -158,8 +204,8 @@ fn plans_a_small_unikernel() {
     let (elf, end) = unikernel(0x3000, 0x2_0000);
     let chans = [0x1_0000, 0x20_0000];
     let pieces = [(0xfebd_0000, 0x1000), (0xfe00_0000, 0x4000)];
-    let p = plan(&elf, 8 * MIB, 100, &chans, &pieces).unwrap();
-    check(&p, 100, &chans, &pieces).unwrap();
+    let p = plan(&elf, 8 * MIB, 100, &chans, &[], &pieces).unwrap();
+    check(&p, 100, &chans, &[], &pieces).unwrap();
     assert_eq!(end, 0x22_3004);
     assert_eq!((p.image.start, p.image.end()), (0x20_0000, 0x22_3004));
     assert_eq!(
@@ -198,7 +244,7 @@ fn plans_a_small_unikernel() {
 fn writes_memory_as_planned() {
     let (elf, _) = unikernel(0x1234, 0x5000);
     let config: Vec<u8> = (0..5000u32).map(|i| (i % 251) as u8 + 1).collect();
-    let p = plan(&elf, 4 * MIB, config.len() as u64, &[0x3000], &[]).unwrap();
+    let p = plan(&elf, 4 * MIB, config.len() as u64, &[0x3000], &[], &[]).unwrap();
     let mut info = BootInfo::new();
     p.describe(&mut info);
     info.set_name("net");
@@ -248,7 +294,7 @@ fn refuses_what_does_not_fit() {
     let (elf, _) = unikernel(0x3000, 0x2_0000);
     let m = 8 * MIB;
     let p = |memory, config, chans: &[u64], pieces: &[(u64, u64)]| {
-        plan(&elf, memory, config, chans, pieces).map(|_| ())
+        plan(&elf, memory, config, chans, &[], pieces).map(|_| ())
     };
     for memory in [
         0,
@@ -261,11 +307,11 @@ fn refuses_what_does_not_fit() {
     }
     let (big, _) = unikernel(0x60_0000, 0);
     assert_eq!(
-        plan(&big, m, 0, &[], &[]).map(|_| ()),
+        plan(&big, m, 0, &[], &[], &[]).map(|_| ()),
         Err(PlanError::Elf(ElfError::SegmentOutsideWindow))
     );
     assert_eq!(
-        plan(b"MZ", m, 0, &[], &[]).map(|_| ()),
+        plan(b"MZ", m, 0, &[], &[], &[]).map(|_| ()),
         Err(PlanError::Elf(ElfError::NotElf))
     );
     assert_eq!(p(m, m, &[], &[]), Err(PlanError::ConfigDoesNotFit));
@@ -328,15 +374,91 @@ fn refuses_what_does_not_fit() {
         ),
         Err(PlanError::PiecesOverlap(1, 2))
     );
-    // Small windows and pieces each in their own 2 MiB block need a page table each.
-    let scattered: Vec<(u64, u64)> = (0..20)
-        .map(|i| (0xc000_0000 + i * 2 * MIB, 0x1000))
-        .collect();
+    assert_eq!(
+        p(m, 0, &[], &[(BULK_WINDOW_BASE + 100 * MIB, 0x1000)]),
+        Err(PlanError::PieceInWindows(0))
+    );
+    // Small windows and pieces each in their own GiB need a page table and a directory
+    // each: PML4, PDPT, a PD for RAM, one for the windows, 8 window tables, then 2 a piece.
+    let scattered: Vec<(u64, u64)> = (0..25).map(|i| ((4 + i) << 30, 0x1000)).collect();
     assert_eq!(
         p(m, 0, &[0x3000; 8], &scattered),
         Err(PlanError::PageTablesFull)
     );
-    assert!(p(m, 0, &[0x3000; 8], &scattered[..15]).is_ok());
+    assert!(p(m, 0, &[0x3000; 8], &scattered[..24]).is_ok());
+    // Bulk areas: each names one of the channels once, with a valid size and side.
+    let b = |local, size, side| BulkArea { local, size, side };
+    let pb = |bulk: &[BulkArea]| plan(&elf, m, 0, &[0x3000; 2], bulk, &[]).map(|_| ());
+    assert!(pb(&[b(1, 8192, 1), b(0, MAX_BULK_SIZE, 0)]).is_ok());
+    for (bad, at) in [
+        (std::vec![b(2, 8192, 0)], 0),
+        (std::vec![b(0, 0, 0)], 0),
+        (std::vec![b(0, 4096, 0)], 0),
+        (std::vec![b(0, MAX_BULK_SIZE + 8192, 0)], 0),
+        (std::vec![b(0, 8192, 2)], 0),
+        (std::vec![b(0, 8192, 0), b(0, 8192, 1)], 1),
+    ] {
+        assert_eq!(pb(&bad), Err(PlanError::BadBulk(at)), "{bad:?}");
+    }
+}
+
+#[test]
+fn maps_bulk_pools_by_side() {
+    let (elf, _) = unikernel(0x1000, 0x1000);
+    let chans = [0x4000, 0x4000, 0x4000];
+    // Side A of a 64 MiB area (2 MiB pages only), side B of a 24 KiB one (a page table).
+    let bulk = [
+        BulkArea {
+            local: 0,
+            size: MAX_BULK_SIZE,
+            side: 0,
+        },
+        BulkArea {
+            local: 2,
+            size: 24 * 1024,
+            side: 1,
+        },
+    ];
+    let p = plan(&elf, 8 * MIB, 0, &chans, &bulk, &[]).unwrap();
+    check(&p, 0, &chans, &bulk, &[]).unwrap();
+    // PML4, PDPT, a PD for RAM, one for the windows, 3 window tables, one PD for the bulk
+    // windows and one table for the small area.
+    assert_eq!(p.page_table_pages, 9);
+    let mut info = BootInfo::new();
+    p.describe(&mut info);
+    assert_eq!(
+        info.channels[0].bulk(),
+        Some((BULK_WINDOW_BASE, MAX_BULK_SIZE))
+    );
+    assert_eq!(info.channels[1].bulk(), None);
+    assert_eq!(
+        info.channels[2].bulk(),
+        Some((BULK_WINDOW_BASE + 2 * MAX_BULK_SIZE, 24 * 1024))
+    );
+    // The guest's own tables: its pool writable, the peer's read-only, neither executable.
+    let mut arena = std::vec![0u8; p.page_tables.len as usize];
+    page_tables(&mut arena, &p).unwrap();
+    let leaf = |va: u64| -> u64 {
+        let mut table = p.page_tables.start;
+        for level in (1..=4).rev() {
+            let index = (va >> (12 + 9 * (level - 1))) & 511;
+            let at = (table - p.page_tables.start + index * 8) as usize;
+            let e = u64::from_le_bytes(arena[at..at + 8].try_into().unwrap());
+            if level == 1 || (level == 2 && e & (1 << 7) != 0) {
+                return e;
+            }
+            table = e & 0x000f_ffff_ffff_f000;
+        }
+        unreachable!()
+    };
+    let (w, nx) = (1u64 << 1, 1u64 << 63);
+    let own = leaf(BULK_WINDOW_BASE);
+    let peer = leaf(BULK_WINDOW_BASE + MAX_BULK_SIZE / 2);
+    assert_eq!((own & w, own & nx, own & (1 << 7)), (w, nx, 1 << 7));
+    assert_eq!((peer & w, peer & nx), (0, nx));
+    let small = BULK_WINDOW_BASE + 2 * MAX_BULK_SIZE;
+    let (peer, own) = (leaf(small), leaf(small + 12 * 1024));
+    assert_eq!((peer & w, peer & nx, own & w, own & nx), (0, nx, w, nx));
 }
 
 /// The real unikernels, when a build has left them in `target/release` (`cargo xtask
@@ -350,8 +472,8 @@ fn plans_the_built_unikernels() {
         };
         let chans = [0x1_0000, 0x4_0000];
         let pieces = [(0xfebd_0000, 0x3000)];
-        let p = plan(&elf, 16 * MIB, 3000, &chans, &pieces).unwrap();
-        check(&p, 3000, &chans, &pieces).unwrap();
+        let p = plan(&elf, 16 * MIB, 3000, &chans, &[], &pieces).unwrap();
+        check(&p, 3000, &chans, &[], &pieces).unwrap();
         let mut mem = std::vec![0u8; 16 * MIB as usize];
         let config = [7u8; 3000];
         write(&mut mem, &p, &elf, &config, &BootInfo::new()).unwrap();
@@ -408,6 +530,44 @@ fn pieces() -> impl Strategy<Value = Vec<(u64, u64)>> {
     ]
 }
 
+/// Bulk areas: well-formed ones on distinct channels (which may still name a channel that
+/// is not there), or anything.
+fn bulk() -> impl Strategy<Value = Vec<BulkArea>> {
+    let size = prop_oneof![
+        4 => (1u64..=MAX_BULK_SIZE / 8192).prop_map(|n| n * 8192),
+        2 => (1u64..=32).prop_map(|n| n * 2 * MIB),
+        1 => (1u64..=16).prop_map(|n| n * 8192),
+        1 => Just(0u64),
+        1 => any::<u64>(),
+    ];
+    let good = proptest::sample::subsequence((0..MAX_CHANNELS_PER_QUBE).collect::<Vec<_>>(), 0..=4)
+        .prop_flat_map(move |locals| {
+            let n = locals.len();
+            (
+                Just(locals),
+                proptest::collection::vec(size.clone(), n),
+                proptest::collection::vec(0u32..2, n),
+            )
+        })
+        .prop_map(|(locals, sizes, sides)| {
+            locals
+                .into_iter()
+                .zip(sizes)
+                .zip(sides)
+                .map(|((local, size), side)| BulkArea { local, size, side })
+                .collect()
+        });
+    let any_area = (0usize..10, any::<u64>(), 0u32..3).prop_map(|(local, size, side)| BulkArea {
+        local,
+        size,
+        side,
+    });
+    prop_oneof![
+        4 => good,
+        1 => proptest::collection::vec(any_area, 0..4),
+    ]
+}
+
 fn piece() -> impl Strategy<Value = (u64, u64)> {
     let start = prop_oneof![
         12 => (0u64..0x4000).prop_map(|k| 0xc000_0000 + k * 0x1_0000),
@@ -415,6 +575,7 @@ fn piece() -> impl Strategy<Value = (u64, u64)> {
         3 => (0u64..1 << 35).prop_map(|page| page * PAGE_SIZE),
         1 => (0u64..64 * MIB).prop_map(|a| a & !0xfff),
         1 => (0u64..32 * MIB).prop_map(|a| WINDOW_BASE - 8 * MIB + (a & !0xfff)),
+        1 => (0u64..1024 * MIB).prop_map(|a| BULK_WINDOW_BASE - 8 * MIB + (a & !0xfff)),
         1 => any::<u64>(),
     ];
     let len = prop_oneof![
@@ -451,7 +612,7 @@ proptest! {
                 .saturating_sub(short),
             _ => config_len,
         };
-        let got = plan(&elf, memory, config_len, &[], &[]);
+        let got = plan(&elf, memory, config_len, &[], &[], &[]);
         let stack = memory.wrapping_sub(layout::STACK_SIZE);
         let config_end = align_up(end, PAGE_SIZE).and_then(|c| c.checked_add(config_len));
         let expected = if !memory.is_multiple_of(PAGE_SIZE)
@@ -475,7 +636,7 @@ proptest! {
         };
         prop_assert_eq!(got.map(|_| ()), expected);
         if let Ok(p) = got {
-            check(&p, config_len, &[], &[])?;
+            check(&p, config_len, &[], &[], &[])?;
         }
     }
 
@@ -487,31 +648,35 @@ proptest! {
         memory in prop_oneof![(3u64..=64).prop_map(|m| m * MIB), (0x250u64..0x4000).prop_map(|p| p * PAGE_SIZE)],
         config_len in 0u64..0x1_0000,
         channels in channels(),
+        bulk in bulk(),
         pieces in pieces(),
     ) {
         let (elf, _) = unikernel(0x2000, 0x1000);
         let ram = Range { start: 0, len: memory };
-        let got = plan(&elf, memory, config_len, &channels, &pieces);
+        let got = plan(&elf, memory, config_len, &channels, &bulk, &pieces);
         let overlap = |i: usize, j: usize| range(&pieces[i]).overlaps(&range(&pieces[j]));
         let all_good = channels.len() <= MAX_CHANNELS_PER_QUBE
             && channels.iter().all(|c| good_channel(*c))
             && pieces.len() <= MAX_PIECES
             && pieces.iter().all(good_piece)
-            && pieces.iter().all(|p| !range(p).overlaps(&ram) && !range(p).overlaps(&WINDOWS))
+            && (0..bulk.len()).all(|i| good_bulk(&bulk[..=i], channels.len()))
+            && pieces.iter().all(|p| !range(p).overlaps(&ram) && !in_windows(p))
             && (0..pieces.len()).all(|i| (0..i).all(|j| !overlap(i, j)));
         match got {
             Ok(p) => {
                 prop_assert!(all_good);
-                check(&p, config_len, &channels, &pieces)?;
+                check(&p, config_len, &channels, &bulk, &pieces)?;
             }
             Err(PlanError::TooManyChannels) => prop_assert!(channels.len() > MAX_CHANNELS_PER_QUBE),
             Err(PlanError::BadChannelSize(i)) => prop_assert!(!good_channel(channels[i])),
+            Err(PlanError::BadBulk(i)) => {
+                prop_assert!(!good_bulk(&bulk[..=i], channels.len()));
+                prop_assert!(i == 0 || good_bulk(&bulk[..i], channels.len()));
+            }
             Err(PlanError::TooManyPieces) => prop_assert!(pieces.len() > MAX_PIECES),
             Err(PlanError::BadPiece(i)) => prop_assert!(!good_piece(&pieces[i])),
             Err(PlanError::PieceInRam(i)) => prop_assert!(range(&pieces[i]).overlaps(&ram)),
-            Err(PlanError::PieceInWindows(i)) => {
-                prop_assert!(range(&pieces[i]).overlaps(&WINDOWS));
-            }
+            Err(PlanError::PieceInWindows(i)) => prop_assert!(in_windows(&pieces[i])),
             Err(PlanError::PiecesOverlap(i, j)) => prop_assert!(i < j && overlap(i, j)),
             Err(PlanError::PageTablesFull) => {
                 prop_assert!(all_good);
@@ -520,7 +685,12 @@ proptest! {
                 let fmt = X86Format { user: false, nx: true };
                 let mut t = Tables::new(&mut arena, 0x10_0000, fmt).unwrap();
                 let windows = channels.iter().enumerate().map(|(i, len)| (window(i), *len));
-                for (start, len) in core::iter::once((0, memory)).chain(windows).chain(pieces.iter().copied()) {
+                let pools = bulk.iter().flat_map(|b| {
+                    crate::bulk::pools(b.size, b.side)
+                        .map(|(off, len, _)| (bulk_window(b.local) + off, len))
+                });
+                let all = core::iter::once((0, memory)).chain(windows).chain(pools);
+                for (start, len) in all.chain(pieces.iter().copied()) {
                     t.map_range(start, start, len, Perm::RW).unwrap();
                 }
                 prop_assert!(t.pages_used() > TABLE_PAGES);
@@ -537,6 +707,11 @@ proptest! {
         memory in prop_oneof![(3u64..=12).prop_map(|m| m * MIB), memory()],
         config_len in prop_oneof![0u64..0x1_0000, any::<u64>()],
         channels in proptest::collection::vec(any::<u64>(), 0..3),
+        bulk in proptest::collection::vec(
+            (any::<usize>(), any::<u64>(), any::<u32>())
+                .prop_map(|(local, size, side)| BulkArea { local, size, side }),
+            0..3,
+        ),
         pieces in proptest::collection::vec(any::<(u64, u64)>(), 0..3),
     ) {
         let (mut elf, _) = unikernel(0x100, 0x100);
@@ -544,8 +719,8 @@ proptest! {
         for (at, v) in edits {
             elf[at % n] = v;
         }
-        if let Ok(p) = plan(&elf, memory, config_len, &channels, &pieces) {
-            check(&p, config_len, &channels, &pieces)?;
+        if let Ok(p) = plan(&elf, memory, config_len, &channels, &bulk, &pieces) {
+            check(&p, config_len, &channels, &bulk, &pieces)?;
             if memory <= 12 * MIB {
                 let mut mem = std::vec![0u8; memory as usize];
                 let config = std::vec![1u8; config_len as usize];

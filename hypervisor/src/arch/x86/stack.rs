@@ -12,7 +12,7 @@ unsafe extern "C" {
 
 /// Writes the canary. Call once, early in `hv_main`, far above the stack's bottom.
 pub fn arm() {
-    // SAFETY: `boot_stack_bottom` is the first word of the 256 KiB boot stack, which is
+    // SAFETY: `boot_stack_bottom` is the first word of the 512 KiB boot stack, which is
     // only reached if the stack overflows; nothing else refers to it.
     unsafe { (&raw mut boot_stack_bottom).write_volatile(CANARY) };
 }

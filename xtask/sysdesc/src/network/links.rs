@@ -268,6 +268,7 @@ fn automatic(raw: &Raw, names: &[Option<&str>], netvm: &[Option<usize>]) -> Vec<
                     b: i,
                     size,
                     slot_size: NET_SLOT_SIZE,
+                    bulk_size: 0,
                     purpose: PURPOSE.to_string(),
                 },
                 key: q.key("netvm"),
