@@ -40,11 +40,13 @@ pub enum Stop {
 pub enum Fault {
     /// Triple fault.
     TripleFault { rip: u64 },
-    /// Access to guest-physical memory it does not own.
+    /// Access to guest-physical memory it does not own (or, `read_only`, a write to memory it
+    /// may only read: the peer's pool of a channel's bulk area).
     ForeignMemory {
         gpa: u64,
         write: bool,
         fetch: bool,
+        read_only: bool,
         rip: u64,
     },
     /// I/O port access.
@@ -91,9 +93,20 @@ impl core::fmt::Display for Fault {
             Fault::TripleFault { rip } => write!(f, "triple fault (rip={rip:#x})"),
             Fault::ForeignMemory {
                 gpa,
+                read_only: true,
+                rip,
+                ..
+            } => write!(
+                f,
+                "write to guest-physical {gpa:#x}, the peer's pool of a channel's bulk area, \
+                 which it may only read (rip={rip:#x})"
+            ),
+            Fault::ForeignMemory {
+                gpa,
                 write,
                 fetch,
                 rip,
+                ..
             } => {
                 let kind = if fetch {
                     "fetch from"

@@ -14,9 +14,10 @@
 use crate::boot::Boot;
 use crate::events::{self, Events};
 use crate::hypercall;
+use alloc::boxed::Box;
 use bulkhead_abi::boot_info::ChannelInfo;
-use bulkhead_abi::channel::{MAX_CHANNEL_SIZE, window};
-pub use bulkhead_ring::{Breach, ChannelError, Sent, Side};
+use bulkhead_abi::channel::{MAX_CHANNEL_SIZE, bulk_window, window};
+pub use bulkhead_ring::{Breach, Bulk, BulkRef, ChannelError, Sent, Side};
 use bulkhead_ring::{Endpoint, SharedRegion};
 use core::time::Duration;
 use serde::Serialize;
@@ -57,6 +58,8 @@ impl core::fmt::Display for OpenError {
 /// One open channel.
 pub struct Channel {
     ep: Endpoint,
+    /// Its bulk area, if the system description gave it one.
+    bulk: Option<Box<Bulk>>,
     local: usize,
     info: ChannelInfo,
     /// Notifications sent (each is one hypercall, so one VM exit).
@@ -82,8 +85,24 @@ impl Channel {
         #[allow(unsafe_code)]
         let region = unsafe { SharedRegion::new(info.gpa as *mut u8, info.size as usize) };
         let ep = Endpoint::open(region, side).map_err(OpenError::Ring)?;
+        let bulk = match info.bulk() {
+            None if ep.bulk_size() == 0 => None,
+            Some((gpa, size)) if gpa == bulk_window(local) && size == u64::from(ep.bulk_size()) => {
+                // SAFETY: the hypervisor maps exactly `size` bytes at `gpa` (this channel's
+                // bulk window, checked above) into this qube and the peer only: our pool
+                // writable, the peer's read-only; nothing else in this qube uses the window,
+                // and `Bulk` treats the peer's pool as written by a hostile peer.
+                #[allow(unsafe_code)]
+                let region = unsafe { SharedRegion::new(gpa as *mut u8, size as usize) };
+                Some(Box::new(
+                    Bulk::open(region, side, ep.bulk_size()).map_err(OpenError::Ring)?,
+                ))
+            }
+            _ => return Err(OpenError::BadWindow),
+        };
         Ok(Channel {
             ep,
+            bulk,
             local,
             info,
             notifies: 0,
@@ -108,6 +127,13 @@ impl Channel {
         self.ep.max_payload()
     }
 
+    /// The channel's bulk area, if it has one: lend buffers from our pool, read the peer's
+    /// (see `bulkhead_ring::Bulk`). A breach it reports breaks this channel as a ring breach
+    /// does; after a reset (the peer restarted) every loan is forgotten.
+    pub fn bulk(&mut self) -> Option<&mut Bulk> {
+        self.bulk.as_deref_mut()
+    }
+
     /// What the peer did wrong, once the channel is broken.
     pub fn broken(&self) -> Option<Breach> {
         self.ep.broken()
@@ -119,6 +145,9 @@ impl Channel {
     fn after<R>(&mut self, r: Result<R, ChannelError>) -> Result<R, ChannelError> {
         if let Err(ChannelError::Reset) = r {
             self.ep = self.ep.reopen()?;
+            if let Some(b) = self.bulk.as_deref_mut() {
+                b.reset();
+            }
             self.resets += 1;
         }
         r

@@ -14,7 +14,7 @@ pub const EXIT_BAD_MESSAGE: i32 = 3;
 /// Exit status when the channel could not be opened.
 pub const EXIT_NO_CHANNEL: i32 = 4;
 
-fn open(boot: &Boot, args: &Args<'_>) -> Result<(Channel, WaitMode), i32> {
+pub(crate) fn open(boot: &Boot, args: &Args<'_>) -> Result<(Channel, WaitMode), i32> {
     let ch = match args.get("channel") {
         Some(name) => Channel::open_named(boot, name),
         None => Channel::open(boot, 0),
@@ -40,7 +40,7 @@ fn hello(boot: &Boot) -> Probe {
 }
 
 /// Exchanges `Hello`s; false when the peer speaks another version.
-fn handshake(boot: &Boot, ch: &mut Channel, mode: WaitMode) -> Result<bool, i32> {
+pub(crate) fn handshake(boot: &Boot, ch: &mut Channel, mode: WaitMode) -> Result<bool, i32> {
     ch.send(&hello(boot)).map_err(|e| fail("send hello", e))?;
     match ch
         .recv::<Probe>(mode)
@@ -62,7 +62,7 @@ fn handshake(boot: &Boot, ch: &mut Channel, mode: WaitMode) -> Result<bool, i32>
     }
 }
 
-fn fail(what: &str, e: bulkhead_rt::channel::ChannelError) -> i32 {
+pub(crate) fn fail(what: &str, e: bulkhead_rt::channel::ChannelError) -> i32 {
     error!("testing: {what}: {e:?}");
     EXIT_BAD_MESSAGE
 }
@@ -239,7 +239,7 @@ pub fn stream_rx(boot: &Boot, args: &Args<'_>) -> i32 {
 /// Whether `a` and `b` hold the same bytes, compared eight at a time (the toolchain's
 /// `memcmp` compares one byte at a time, which would be a fifth of a round trip's
 /// instructions in the benchmark).
-fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn same_bytes(a: &[u8], b: &[u8]) -> bool {
     let word = |c: &[u8]| u64::from_le_bytes(c.try_into().unwrap_or([0; 8]));
     let (x, y) = (a.chunks_exact(8), b.chunks_exact(8));
     a.len() == b.len()

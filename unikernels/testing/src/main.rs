@@ -23,6 +23,7 @@ use bulkhead_rt::{Args, Boot, error, info};
 )]
 mod misbehave;
 
+mod bulk;
 mod canary;
 mod channels;
 mod console_flood;
@@ -102,6 +103,11 @@ enum Mode {
     StreamTx,
     /// See `StreamTx`.
     StreamRx,
+    /// `bulk-tx channel=NAME bytes=N chunk=N [attack=rewrite|outside]`: lends a
+    /// transfer through the channel's bulk area (`bulk.rs`).
+    BulkTx,
+    /// `bulk-rx channel=NAME [attack=hoard]`: receives and checks it.
+    BulkRx,
     /// `null-calls count=N`: N `abi_version` hypercalls, timed (the cost of one exit).
     NullCalls,
     /// `panic`: panics on purpose.
@@ -172,6 +178,8 @@ fn parse_mode(args: &Args<'_>) -> Result<Mode, &'static str> {
         "bulk-probe" => Mode::BulkProbe,
         "null-calls" => Mode::NullCalls,
         "stream-tx" => Mode::StreamTx,
+        "bulk-tx" => Mode::BulkTx,
+        "bulk-rx" => Mode::BulkRx,
         "stream-rx" => Mode::StreamRx,
         "panic" => Mode::Panic,
         "alloc-storm" => Mode::AllocStorm,
@@ -206,7 +214,8 @@ fn main(boot: &Boot) -> i32 {
                  bad-hypercall bad-pointer \
                  huge-write foreign-memory io-port msr vmrun panic exit=N alloc-storm ping pong \
                  hostile snoop canary net-client net-client-isolated net-uplink disposable-client \
-                 kernel-gs-probe cr4 wbinvd rdpmc invlpga cpu-state start-disposable bulk-probe"
+                 kernel-gs-probe cr4 wbinvd rdpmc invlpga cpu-state start-disposable bulk-probe \
+                 stream-tx stream-rx bulk-tx bulk-rx"
             );
             return EXIT_BAD_MODE;
         }
@@ -296,6 +305,8 @@ fn main(boot: &Boot) -> i32 {
         Mode::Ping => return channels::ping(boot, &args),
         Mode::Pong => return channels::pong(boot, &args),
         Mode::StreamTx => return channels::stream_tx(boot, &args),
+        Mode::BulkTx => return bulk::tx(boot, &args),
+        Mode::BulkRx => return bulk::rx(boot, &args),
         Mode::StreamRx => return channels::stream_rx(boot, &args),
         Mode::Hostile => {
             let rounds = args.get("rounds").and_then(|r| r.parse().ok()).unwrap_or(3);

@@ -257,6 +257,25 @@ pub fn scribble_channel(boot: &Boot, local: usize, rounds: u32) -> Result<(), &'
     Ok(())
 }
 
+/// Changes the first byte of the buffer at `offset` of this qube's own pool in channel
+/// `local`'s bulk area, after it was lent (a lender may write its own pool; the borrower
+/// must notice when it copies the buffer).
+pub fn rewrite_own_bulk(boot: &Boot, local: usize, offset: u32) {
+    let Some(own) = boot.bulk(local).map(|a| a.own_pool()) else {
+        return;
+    };
+    let at = own.start + u64::from(offset);
+    if at >= own.end {
+        return;
+    }
+    let p = core::ptr::with_exposed_provenance_mut::<u8>(at as usize);
+    info!("testing: rewriting the buffer at {offset:#x} of our pool after lending it");
+    // SAFETY: `at` is inside our own pool of the bulk window (checked above), mapped
+    // writable into this qube at the boot info's address (checked by `Boot::new`); no Rust
+    // object lives there.
+    unsafe { p.write_volatile(p.read_volatile() ^ 0xFF) };
+}
+
 /// Reads `*probe` through the GS segment after SWAPGS, which makes the GS base whatever
 /// IA32_KERNEL_GS_BASE holds, and swaps back. The hypervisor must leave 0 there for a
 /// unikernel (a Linux qube's kernel keeps its per-CPU pointer in it): then the read is of

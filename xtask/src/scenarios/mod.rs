@@ -9,6 +9,7 @@ mod appvms;
 mod bochs;
 mod bochs_linux;
 pub mod boots;
+mod bulk;
 mod channels;
 mod console_flood;
 mod containment;
@@ -49,6 +50,7 @@ pub fn all() -> Vec<Scenario> {
         isolation::STATE_ISOLATION,
         console_flood::CONSOLE_FLOOD,
         channels::CHANNELS,
+        bulk::BULK,
         network::NETWORK,
         network::NETWORK_RESTART,
         dma::DMA_ESCAPE,

@@ -31,6 +31,7 @@ pub fn access(
             gpa,
             write: false,
             fetch: true,
+            read_only: false,
             rip,
         });
     }
