@@ -33,11 +33,11 @@ fn arg(args: &Args<'_>, key: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
-fn report(who: &str, bytes: u64, chunks: u64, t0: u64, e0: u64) {
+fn report(who: &str, what: &str, bytes: u64, chunks: u64, t0: u64, e0: u64) {
     let mib = (bytes >> 20).max(1);
     let (ns, exits) = (now_ns() - t0, exit_count() - e0);
     info!(
-        "{who}: {bytes} bytes in {chunks} chunks, every byte checked: {} ns per MiB, {} exits of this qube per MiB",
+        "{who}: {bytes} bytes in {chunks} chunks, {what}: {} ns per MiB, {} exits of this qube per MiB",
         ns / mib,
         exits / mib
     );
@@ -130,10 +130,11 @@ pub fn tx(boot: &Boot, args: &Args<'_>) -> i32 {
             Err(e) => broken(&ch, e),
         }
     }
+    // Reported before `Done`, so the line is out before the receiver's.
+    report("bulk-tx", "lent and returned", total, chunks, t0, e0);
     if let Err(e) = ch.send(&Probe::Done { count: chunks }) {
         return fail("send done", e);
     }
-    report("bulk-tx", total, chunks, t0, e0);
     0
 }
 
@@ -183,7 +184,7 @@ pub fn rx(boot: &Boot, args: &Args<'_>) -> i32 {
                 }
             }
             Ok(Probe::Done { count }) if count == expected => {
-                report("bulk-rx", bytes, count, t0, e0);
+                report("bulk-rx", "every byte checked", bytes, count, t0, e0);
                 return 0;
             }
             Ok(other) => {

@@ -149,6 +149,8 @@ pub struct QemuBench {
     pub null_call: u64,
     /// `(mode, instructions per round trip, exits per round trip (both qubes))`.
     pub round_trips: Vec<(String, u64, f64)>,
+    /// A bulk transfer: (instructions per MiB, exits per MiB of both qubes).
+    pub bulk: (u64, u64),
 }
 
 fn boot_alone(system: &str, log: &str, done: &'static str) -> Result<Vec<String>> {
@@ -192,9 +194,26 @@ pub fn qemu_bench() -> Result<QemuBench> {
             + number_before(q, "exits of this qube").unwrap_or(f64::NAN);
         round_trips.push((mode.to_string(), insns, exits));
     }
+    let lines = boot_alone(
+        "systems/bench/bulk.toml",
+        "bench-bulk",
+        "every byte checked",
+    )?;
+    let line = |who: &str| {
+        lines
+            .iter()
+            .find(|l| l.contains(&format!("{who}: ")) && l.contains("per MiB"))
+            .cloned()
+            .ok_or_else(|| anyhow::anyhow!("bulk: no {who} report line"))
+    };
+    let (tx, rx) = (line("bulk-tx")?, line("bulk-rx")?);
+    let per_mib = number_before(&rx, "ns per MiB").unwrap_or(f64::NAN) as u64;
+    let exits = number_before(&tx, "exits of this qube per MiB").unwrap_or(f64::NAN)
+        + number_before(&rx, "exits of this qube per MiB").unwrap_or(f64::NAN);
     Ok(QemuBench {
         null_call,
         round_trips,
+        bulk: (per_mib, exits as u64),
     })
 }
 
@@ -214,6 +233,11 @@ impl QemuBench {
                 "| round trip, 64-byte Probe, {mode} mode | {insns} | {exits:.2} | {ratio:.1} |\n"
             ));
         }
+        let (insns, exits) = self.bulk;
+        s.push_str(&format!(
+            "| 1 MiB through a bulk area (64 KiB buffers, poll mode) | {insns} | {exits} | {:.0} |\n",
+            insns as f64 / self.null_call.max(1) as f64
+        ));
         s
     }
 }
