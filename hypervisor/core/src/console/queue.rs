@@ -184,6 +184,8 @@ pub struct OutputQueue<P: Policy, const BYTES: usize, const QUBES: usize> {
     sending_src: u8,
     hv: Account,
     qubes: [Account; QUBES],
+    /// Qubes with drops not yet reported (so the scheduler's look every pass is one compare).
+    unreported: usize,
     /// Bytes all qubes have waiting, headers included.
     qube_queued: usize,
     totals: Totals,
@@ -223,6 +225,7 @@ impl<P: Policy, const BYTES: usize, const QUBES: usize> OutputQueue<P, BYTES, QU
             sending_src: 0,
             hv: Account::ZERO,
             qubes: [Account::ZERO; QUBES],
+            unreported: 0,
             qube_queued: 0,
             totals: Totals {
                 offered: 0,
@@ -278,6 +281,9 @@ impl<P: Policy, const BYTES: usize, const QUBES: usize> OutputQueue<P, BYTES, QU
         };
         if let Some(why) = refusal {
             if let Some(a) = self.qubes.get_mut(qube) {
+                if a.pending.lines == 0 {
+                    self.unreported += 1;
+                }
                 a.note_drop(now, text_len);
             }
             self.totals.dropped += line.len() as u64;
@@ -376,18 +382,26 @@ impl<P: Policy, const BYTES: usize, const QUBES: usize> OutputQueue<P, BYTES, QU
     /// count, which is reset: due when no line of it was dropped for [`Policy::QUIET_NS`], or
     /// [`Policy::REPORT_EVERY_NS`] after the burst's first drop.
     pub fn take_due_report(&mut self, now: u64) -> Option<(usize, Dropped)> {
+        if self.unreported == 0 {
+            return None;
+        }
         let (i, a) = self.qubes.iter_mut().enumerate().find(|(_, a)| {
             a.pending.lines > 0
                 && (now.saturating_sub(a.last_drop) >= P::QUIET_NS
                     || now.saturating_sub(a.first_drop) >= P::REPORT_EVERY_NS)
         })?;
+        self.unreported -= 1;
         Some((i, core::mem::take(&mut a.pending)))
     }
 
     /// The pending drops of `qube`, reported now whatever the time (when it stops).
     pub fn take_report(&mut self, qube: usize) -> Option<Dropped> {
         let a = self.qubes.get_mut(qube)?;
-        (a.pending.lines > 0).then(|| core::mem::take(&mut a.pending))
+        if a.pending.lines == 0 {
+            return None;
+        }
+        self.unreported -= 1;
+        Some(core::mem::take(&mut a.pending))
     }
 }
 
