@@ -75,9 +75,14 @@ impl Symbols {
     }
 
     pub(crate) fn name(&self, addr: u64) -> Option<&str> {
+        self.lookup(addr).map(|s| s.1)
+    }
+
+    /// The function at `addr`: its start and name.
+    pub(crate) fn lookup(&self, addr: u64) -> Option<(u64, &str)> {
         let i = self.0.partition_point(|s| s.0 <= addr).checked_sub(1)?;
         let (start, end, name) = &self.0[i];
-        (*start <= addr && addr < *end).then_some(name.as_str())
+        (*start <= addr && addr < *end).then_some((*start, name.as_str()))
     }
 }
 

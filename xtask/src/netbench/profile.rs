@@ -161,8 +161,9 @@ fn read_system_map(path: &Path) -> Option<Symbols> {
             let name = w.next()?;
             matches!(kind, "t" | "T" | "w" | "W").then(|| (addr, addr, name.to_string()))
         })
-        .collect();
-    Some(Symbols::new(v))
+        .collect::<Vec<_>>();
+    // Debian's packaged System.map is a one-line stub.
+    (v.len() > 100).then(|| Symbols::new(v))
 }
 
 impl Namer {
@@ -200,34 +201,44 @@ impl Namer {
         votes.into_iter().max_by_key(|v| v.1).map(|v| v.0)
     }
 
-    /// Instructions by function ("where: name") for the blocks between two marks.
-    pub fn functions(&self, a: &Path, b: &Path) -> Result<BTreeMap<String, u64>> {
+    /// Instructions and calls (executions of the block at the function's start) by
+    /// function ("where: name") for the blocks between two marks.
+    pub fn functions(&self, a: &Path, b: &Path) -> Result<BTreeMap<String, (u64, u64)>> {
         let blocks = between(a, b)?;
         let base = self.agent_base(&blocks);
-        let mut out: BTreeMap<String, u64> = BTreeMap::new();
+        let mut out: BTreeMap<String, (u64, u64)> = BTreeMap::new();
         for (c, insns) in &blocks {
             let addr = c.block.addr;
-            let name = match region(addr) {
-                Region::Hypervisor => {
-                    format!("hv: {}", self.hv.name(addr).unwrap_or("(no symbol)"))
+            let mut entry = false;
+            let mut named = |side: &str, syms: &Symbols| match syms.lookup(addr) {
+                Some((start, name)) => {
+                    entry = start == addr;
+                    format!("{side}: {name}")
                 }
+                None => format!("{side}: (no symbol)"),
+            };
+            let name = match region(addr) {
+                Region::Hypervisor => named("hv", &self.hv),
                 Region::Unikernels => {
                     match self.unikernels.iter().find(|i| i.has_code(addr, &c.code)) {
-                        Some(i) => format!(
-                            "{}: {}",
-                            i.name,
-                            i.symbols.name(addr).unwrap_or("(no symbol)")
-                        ),
+                        Some(i) => named(&i.name, &i.symbols),
                         None => "unikernel: (code matches no image)".to_string(),
                     }
                 }
-                Region::Kernel => format!(
-                    "linux: {}",
-                    self.kernel
-                        .as_ref()
-                        .and_then(|k| k.name(addr))
-                        .unwrap_or("(no System.map)")
-                ),
+                Region::Kernel => match self.kernel.as_ref().and_then(|k| k.name(addr)) {
+                    Some(n) => format!("linux: {n}"),
+                    // Debian's System.map is a stub (the symbols are in the -dbg package):
+                    // say at least what the string instructions cost.
+                    None => match c.code.as_slice() {
+                        [0xf3, 0xa4, ..] | [0xf3, 0x48, 0xa5, ..] => {
+                            "linux: rep movs (copies)".to_string()
+                        }
+                        [0xf3, 0xaa, ..] | [0xf3, 0x48, 0xab, ..] => {
+                            "linux: rep stos (clears)".to_string()
+                        }
+                        _ => "linux: (no symbols)".to_string(),
+                    },
+                },
                 Region::Programs => {
                     let agent = self.agent.as_ref().zip(base).and_then(|(ag, base)| {
                         let at = addr.wrapping_sub(base);
@@ -241,7 +252,11 @@ impl Namer {
                     }
                 }
             };
-            *out.entry(name).or_default() += insns;
+            let e = out.entry(name).or_default();
+            e.0 += insns;
+            if entry {
+                e.1 += c.block.runs;
+            }
         }
         Ok(out)
     }
@@ -270,6 +285,7 @@ fn region(addr: u64) -> Region {
 fn group(name: &str) -> String {
     let (side, path) = name.split_once(": ").unwrap_or(("?", name));
     match side {
+        "linux" if path.starts_with('(') || path.starts_with("rep ") => name.to_string(),
         "linux" => {
             // Kernel functions by their prefix up to the first underscore (tcp_, skb_, ...).
             let p = path.split('_').next().unwrap_or(path);
@@ -284,8 +300,17 @@ fn group(name: &str) -> String {
     }
 }
 
-/// A markdown report of one direction: by side, by group, and the top functions, per MB.
-pub fn markdown(title: &str, functions: &BTreeMap<String, u64>, mb: f64, top: usize) -> String {
+/// A markdown report of one direction: by side, by group, and the top functions, per MB
+/// (with their calls per MB).
+pub fn markdown(
+    title: &str,
+    with_calls: &BTreeMap<String, (u64, u64)>,
+    mb: f64,
+    top: usize,
+) -> String {
+    let functions: BTreeMap<String, u64> =
+        with_calls.iter().map(|(k, v)| (k.clone(), v.0)).collect();
+    let functions = &functions;
     let total: u64 = functions.values().sum();
     let mut s = format!(
         "#### {title}: {:.0} instructions per MB\n\n| where | instructions per MB | share |\n|---|--:|--:|\n",
@@ -318,9 +343,27 @@ pub fn markdown(title: &str, functions: &BTreeMap<String, u64>, mb: f64, top: us
     for (k, v) in sorted(&groups).into_iter().take(top) {
         row(&mut s, &k, v);
     }
-    s.push_str("\n| function | instructions per MB | share |\n|---|--:|--:|\n");
+    s.push_str("\n| function | instructions per MB | share | calls per MB |\n|---|--:|--:|--:|\n");
     for (k, v) in sorted(functions).into_iter().take(top) {
-        row(&mut s, &format!("`{k}`"), v);
+        let calls = with_calls.get(&k).map_or(0, |c| c.1);
+        s.push_str(&format!(
+            "| `{}` | {:.0} | {:.1}% | {:.0} |\n",
+            k.replace('|', "\\|"),
+            v as f64 / mb,
+            100.0 * v as f64 / total.max(1) as f64,
+            calls as f64 / mb
+        ));
+    }
+    s.push_str("\n| most called | calls per MB | instructions per MB |\n|---|--:|--:|\n");
+    let mut by_calls: Vec<(&String, &(u64, u64))> = with_calls.iter().collect();
+    by_calls.sort_by_key(|x| std::cmp::Reverse(x.1.1));
+    for (k, (insns, calls)) in by_calls.into_iter().take(top) {
+        s.push_str(&format!(
+            "| `{}` | {:.0} | {:.0} |\n",
+            k.replace('|', "\\|"),
+            *calls as f64 / mb,
+            *insns as f64 / mb
+        ));
     }
     s
 }
