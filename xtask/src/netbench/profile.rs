@@ -32,11 +32,14 @@ fn parse_hex(s: &str) -> Option<Vec<u8>> {
         .collect()
 }
 
+/// Instructions and executions per (block address, code).
+type Counts = HashMap<(u64, Vec<u8>), (u64, u64)>;
+
 /// The blocks of a mark file, executions summed by (address, code).
-fn read_mark(path: &Path) -> Result<HashMap<(u64, Vec<u8>), (u64, u64)>> {
+fn read_mark(path: &Path) -> Result<Counts> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("reading the plugin's block counts {}", path.display()))?;
-    let mut m: HashMap<(u64, Vec<u8>), (u64, u64)> = HashMap::new();
+    let mut m: Counts = HashMap::new();
     for line in text.lines() {
         let Some(block) = Block::parse(line) else {
             continue;
