@@ -75,7 +75,8 @@ enum Cmd {
         firewall: bool,
         /// With the in-QEMU benchmark: also profile the poll-mode round trip by function
         /// (a QEMU TCG plugin counts the instructions at every address).
-        #[arg(long, conflicts_with_all = ["host", "firewall", "network"])]
+        /// With `--network`: the Bulkhead path's instructions per MB by function.
+        #[arg(long, conflicts_with_all = ["host", "firewall"])]
         profile: bool,
         /// Only the network benchmark: bulk TCP from a Linux AppVM through sys-firewall and
         /// sys-net to the host and back, against the same kernel straight on QEMU.
@@ -250,8 +251,9 @@ fn verb(cli: Cli) -> Result<()> {
         Cmd::Bench {
             network: true,
             write_docs,
+            profile,
             ..
-        } => netbench::run(write_docs),
+        } => netbench::run(write_docs, profile),
         Cmd::Bench {
             host,
             qemu,

@@ -24,31 +24,34 @@ const IMAGE_BASE: u64 = 0x20_0000;
 /// One line of the plugin's `blocks=` file: a block's start address, its instructions and
 /// how often it ran.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Block {
-    addr: u64,
-    insns: u64,
-    runs: u64,
+pub(crate) struct Block {
+    pub(crate) addr: u64,
+    pub(crate) insns: u64,
+    pub(crate) runs: u64,
 }
 
 impl Block {
-    fn parse(line: &str) -> Option<Block> {
+    /// A line `0xADDRESS INSTRUCTIONS RUNS [CODE]` (the plugin's first bytes of the block,
+    /// which this reader ignores).
+    pub(crate) fn parse(line: &str) -> Option<Block> {
         let mut f = line.split_whitespace();
         let addr = u64::from_str_radix(f.next()?.strip_prefix("0x")?, 16).ok()?;
         let insns = f.next()?.parse().ok()?;
         let runs = f.next()?.parse().ok()?;
+        let _code = f.next();
         f.next().is_none().then_some(Block { addr, insns, runs })
     }
 }
 
 /// Function symbols of one ELF, sorted by address: (start, end, demangled name).
-struct Symbols(Vec<(u64, u64, String)>);
+pub(crate) struct Symbols(Vec<(u64, u64, String)>);
 
 impl Symbols {
-    fn read(elf: &Path) -> Result<Symbols> {
+    pub(crate) fn read(elf: &Path) -> Result<Symbols> {
         let data = std::fs::read(elf).with_context(|| format!("reading {}", elf.display()))?;
         let file =
             object::File::parse(&*data).with_context(|| format!("parsing {}", elf.display()))?;
-        let mut v: Vec<(u64, u64, String)> = file
+        let v: Vec<(u64, u64, String)> = file
             .symbols()
             .filter(|s| s.kind() == SymbolKind::Text && s.address() != 0)
             .filter_map(|s| {
@@ -56,20 +59,30 @@ impl Symbols {
                 Some((s.address(), s.address() + s.size(), name))
             })
             .collect();
+        Ok(Symbols::new(v))
+    }
+
+    /// Symbols from (start, end, name) in any order; a symbol without a size (end == start)
+    /// runs to the next one.
+    pub(crate) fn new(mut v: Vec<(u64, u64, String)>) -> Symbols {
         v.sort();
-        // A symbol without a size runs to the next one.
         for i in 0..v.len() {
             if v[i].1 == v[i].0 {
                 v[i].1 = v.get(i + 1).map_or(u64::MAX, |n| n.0);
             }
         }
-        Ok(Symbols(v))
+        Symbols(v)
     }
 
-    fn name(&self, addr: u64) -> Option<&str> {
+    pub(crate) fn name(&self, addr: u64) -> Option<&str> {
+        self.lookup(addr).map(|s| s.1)
+    }
+
+    /// The function at `addr`: its start and name.
+    pub(crate) fn lookup(&self, addr: u64) -> Option<(u64, &str)> {
         let i = self.0.partition_point(|s| s.0 <= addr).checked_sub(1)?;
         let (start, end, name) = &self.0[i];
-        (*start <= addr && addr < *end).then_some(name.as_str())
+        (*start <= addr && addr < *end).then_some((*start, name.as_str()))
     }
 }
 
@@ -213,8 +226,16 @@ mod tests {
                 runs: 123_456
             })
         );
+        assert_eq!(
+            Block::parse("0x10 1 2 0f1f00"),
+            Some(Block {
+                addr: 0x10,
+                insns: 1,
+                runs: 2
+            })
+        );
         assert_eq!(Block::parse("0x10 1"), None);
         assert_eq!(Block::parse("16 1 2"), None);
-        assert_eq!(Block::parse("0x10 1 2 3"), None);
+        assert_eq!(Block::parse("0x10 1 2 3 4"), None);
     }
 }

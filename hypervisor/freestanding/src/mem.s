@@ -1,10 +1,18 @@
     .section .text.freestanding, "ax"
 
+    // The copies and fills move eight bytes per iteration (`rep movsq`/`rep stosq`) and
+    // the rest (fewer than eight) a byte at a time: under TCG every iteration of a `rep`
+    // instruction is one executed instruction, so a 1514-byte frame costs 190, not 1514.
+
     .globl memcpy
     .type memcpy, @function
 memcpy:
     mov rax, rdi
     mov rcx, rdx
+    shr rcx, 3
+    rep movsq
+    mov ecx, edx
+    and ecx, 7
     rep movsb
     ret
 
@@ -12,8 +20,14 @@ memcpy:
     .type memset, @function
 memset:
     mov r8, rdi
-    mov eax, esi
+    movzx eax, sil
+    mov r9, 0x0101010101010101
+    imul rax, r9
     mov rcx, rdx
+    shr rcx, 3
+    rep stosq
+    mov ecx, edx
+    and ecx, 7
     rep stosb
     mov rax, r8
     ret
@@ -22,19 +36,32 @@ memset:
     .type memmove, @function
 memmove:
     mov rax, rdi
-    mov rcx, rdx
     cmp rdi, rsi
     jbe 1f
     lea r8, [rsi + rdx]
     cmp rdi, r8
     jae 1f
+    // The destination overlaps the source from above: copy backwards, the last (n mod 8)
+    // bytes first, then the eight-byte words below them, highest first.
     lea rsi, [rsi + rdx - 1]
     lea rdi, [rdi + rdx - 1]
+    mov ecx, edx
+    and ecx, 7
     std
     rep movsb
+    sub rsi, 7
+    sub rdi, 7
+    mov rcx, rdx
+    shr rcx, 3
+    rep movsq
     cld
     ret
 1:
+    mov rcx, rdx
+    shr rcx, 3
+    rep movsq
+    mov ecx, edx
+    and ecx, 7
     rep movsb
     ret
 

@@ -257,7 +257,7 @@ impl<T: Transport> NetBridge<T> {
                 moved = true;
                 continue;
             }
-            match self.ch.try_send(&Net::Frame(&self.buf[..len])) {
+            match self.ch.try_send_batched(&Net::Frame(&self.buf[..len])) {
                 Ok(true) => {
                     self.stats.to_peer += 1;
                     moved = true;
@@ -273,6 +273,8 @@ impl<T: Transport> NetBridge<T> {
                 }
             }
         }
+        // One doorbell for the batch, if the firewall sleeps.
+        self.ch.flush();
         moved
     }
 }

@@ -97,8 +97,11 @@ impl Ports {
         }
     }
 
-    /// Serves forever.
+    /// Serves forever. The frames a round sends to a sleeping peer reach it with one
+    /// notification per link, sent at the end of the round (or with the next hypercall), not
+    /// one VM exit per frame.
     pub fn run(mut self) -> ! {
+        bulkhead_rt::hypercall::defer_notifies(true);
         loop {
             let now = now_ms();
             let mut moved = 0;
@@ -109,6 +112,7 @@ impl Ports {
             let Ports { fw, links, .. } = &mut self;
             fw.poll(now, &mut |p, f| send(links, p, f));
             self.drops.report(self.fw.stats(), now);
+            bulkhead_rt::hypercall::flush_notifies();
             if moved == 0 {
                 self.sleep(now);
             }

@@ -71,6 +71,9 @@ impl Bridge {
             .as_ref()
             .map_or_else(String::new, |c| String::from(c.name()));
         let down = downstream.map(|ch| NetLink::new(ch, boot.name()));
+        // The frames of a round reach a sleeping downstream with one notification, sent
+        // at the end of the round (or with the next hypercall), not one VM exit per frame.
+        bulkhead_rt::hypercall::defer_notifies(true);
         let mut own = Stack::new(FrameQueue::new(), mac);
         let dhcp = own.sockets.add(dhcpv4::Socket::new());
         let now = now_ns();
@@ -115,16 +118,20 @@ impl Bridge {
         }
     }
 
-    /// One round: move frames, run DHCP, announce, sleep if nothing happened.
+    /// One round: move frames, run DHCP, announce, sleep if nothing happened. The clock is
+    /// read once (a hypercall, so a VM exit).
     fn round(&mut self) {
+        let now = now_ns();
         let mut work = self.card_to_downstream();
         work += self.downstream_to_card();
         self.link_events();
-        work += self.own_interface();
+        work += self.own_interface(now);
         self.announce();
-        self.periodic();
+        self.periodic(now);
+        // One notification per channel for the whole round (see `Bridge::new`).
+        bulkhead_rt::hypercall::flush_notifies();
         if work == 0 {
-            let timeout = self.own.sleep_for(Some(CARD_POLL));
+            let timeout = self.own.sleep_for_at(now, Some(CARD_POLL));
             match self.down.as_mut() {
                 Some(link) => {
                     link.wait(timeout);
@@ -242,8 +249,8 @@ impl Bridge {
     }
 
     /// Runs the private interface: frames in, DHCP, frames out to the card.
-    fn own_interface(&mut self) -> usize {
-        self.own.poll();
+    fn own_interface(&mut self, now: u64) -> usize {
+        self.own.poll_at(now);
         let event = match self.own.sockets.get_mut::<dhcpv4::Socket>(self.dhcp).poll() {
             None => None,
             Some(dhcpv4::Event::Deconfigured) => Some(None),
@@ -332,8 +339,7 @@ impl Bridge {
     }
 
     /// Reminders and counters.
-    fn periodic(&mut self) {
-        let now = now_ns();
+    fn periodic(&mut self, now: u64) {
         if !self.ready && now >= self.next_nag_ns {
             self.next_nag_ns = now + NAG_EVERY_NS;
             warn!(

@@ -6,11 +6,15 @@
 //! cannot make the hypervisor stop the qube; [`raw`] can, which is why it is `unsafe`.
 
 use core::arch::asm;
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use bulkhead_abi::hypercall::{HcError, Hypercall, MAX_CONSOLE_WRITE, decode_result};
 
 static USE_VMCALL: AtomicBool = AtomicBool::new(false);
+/// [`defer_notifies`] is on.
+static DEFER_NOTIFY: AtomicBool = AtomicBool::new(false);
+/// Deferred notifications: bit `i` for local channel `i`.
+static PENDING_NOTIFY: AtomicU64 = AtomicU64::new(0);
 
 /// Chooses `VMCALL` (Intel VMX) when `vmcall`, else `VMMCALL` (AMD SVM).
 #[cfg_attr(
@@ -37,6 +41,20 @@ pub fn uses_vmcall() -> bool {
 ///    over the limit) make the hypervisor stop the qube: the caller must mean that (the
 ///    `testing` image does).
 pub unsafe fn raw(nr: u64, a0: u64, a1: u64, a2: u64) -> u64 {
+    // Deferred notifications go out before anything else reaches the hypervisor (above
+    // all before a wait or a yield hands the CPU to another qube).
+    if nr != Hypercall::Notify as u64 && PENDING_NOTIFY.load(Ordering::Relaxed) != 0 {
+        flush_notifies();
+    }
+    // SAFETY: the caller's conditions, passed on.
+    unsafe { raw_now(nr, a0, a1, a2) }
+}
+
+/// [`raw`] without sending the deferred notifications first.
+///
+/// # Safety
+/// As for [`raw`].
+unsafe fn raw_now(nr: u64, a0: u64, a1: u64, a2: u64) -> u64 {
     let rax: u64;
     if USE_VMCALL.load(Ordering::Relaxed) {
         // SAFETY: VMCALL exits to the hypervisor, which preserves every register but rax
@@ -119,11 +137,44 @@ pub fn time_ns() -> u64 {
     call(Hypercall::TimeNs, 0).unwrap_or(0)
 }
 
-/// Raises the event of local channel `local` at its peer (see `Hypercall::Notify`).
-/// An index this qube does not have stops the qube, so only [`crate::channel`] calls it,
-/// with the index of a channel it opened from the boot info.
+/// Raises the event of local channel `local` at its peer (see `Hypercall::Notify`), at
+/// once or, after [`defer_notifies`], with the qube's next other hypercall or
+/// [`flush_notifies`]. An index this qube does not have stops the qube, so only
+/// [`crate::channel`] calls it, with the index of a channel it opened from the boot info.
 pub(crate) fn notify(local: usize) {
-    let _ = call(Hypercall::Notify, local as u64);
+    if DEFER_NOTIFY.load(Ordering::Relaxed) && local < 64 {
+        PENDING_NOTIFY.fetch_or(1 << local, Ordering::Relaxed);
+    } else {
+        let _ = call(Hypercall::Notify, local as u64);
+    }
+}
+
+/// From now on (`on`), a channel's notification of its peer waits for the qube's next
+/// other hypercall (a wait, a yield, reading the clock, ...) or [`flush_notifies`], and the
+/// notifications of one channel in between become one: a qube that sends a batch of
+/// messages to a sleeping peer makes one VM exit, not one per message. The peer cannot run
+/// before this qube makes a hypercall or is preempted (one CPU), so it loses nothing it
+/// would have had; a qube that loops without any hypercall after sending must call
+/// [`flush_notifies`] itself. Off (the default) sends each notification at once; turning it
+/// off sends what is pending.
+pub fn defer_notifies(on: bool) {
+    DEFER_NOTIFY.store(on, Ordering::Relaxed);
+    if !on {
+        flush_notifies();
+    }
+}
+
+/// Sends the deferred notifications, one per channel.
+pub fn flush_notifies() {
+    let mut bits = PENDING_NOTIFY.swap(0, Ordering::Relaxed);
+    while bits != 0 {
+        let local = u64::from(bits.trailing_zeros());
+        bits &= bits - 1;
+        // SAFETY: only `notify` sets bits, each for the local index of a channel
+        // `crate::channel` opened from the boot info, and Notify takes no buffer: neither
+        // condition of `raw` can be broken.
+        let _ = decode_result(unsafe { raw_now(Hypercall::Notify as u64, local, 0, 0) });
+    }
 }
 
 /// Reads the 32-bit word at `offset` of assigned device `device`'s configuration space.

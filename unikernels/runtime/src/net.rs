@@ -663,13 +663,28 @@ impl<D: Device> Stack<D> {
 
     /// One round of smoltcp at the current time: frames in, timers, frames out.
     pub fn poll(&mut self) -> PollResult {
-        self.iface.poll(now(), &mut self.device, &mut self.sockets)
+        self.poll_at(crate::now_ns())
+    }
+
+    /// [`Stack::poll`] at `now_ns` (the runtime clock, read by the caller: each read is a
+    /// hypercall, so a loop reads it once per round).
+    pub fn poll_at(&mut self, now_ns: u64) -> PollResult {
+        self.iface
+            .poll(instant_at(now_ns), &mut self.device, &mut self.sockets)
     }
 
     /// How long smoltcp can wait before its next poll, capped at `max` (`None` from both:
     /// only a frame can change anything).
     pub fn sleep_for(&mut self, max: Option<Duration>) -> Option<Duration> {
-        sleep_for(self.iface.poll_delay(now(), &self.sockets), max)
+        self.sleep_for_at(crate::now_ns(), max)
+    }
+
+    /// [`Stack::sleep_for`] as seen at `now_ns`.
+    pub fn sleep_for_at(&mut self, now_ns: u64, max: Option<Duration>) -> Option<Duration> {
+        sleep_for(
+            self.iface.poll_delay(instant_at(now_ns), &self.sockets),
+            max,
+        )
     }
 }
 

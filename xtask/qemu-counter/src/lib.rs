@@ -16,7 +16,7 @@
 //!
 //! With `blocks=FILE` (`cargo xtask bench --qemu --profile`), every translated block also
 //! gets a counter of its own, and at exit `FILE` gets one line per block that ran:
-//! `0xADDRESS INSTRUCTIONS RUNS`, for xtask to name with the ELF symbol tables.
+//! `0xADDRESS INSTRUCTIONS RUNS CODE` (its first bytes, in hex), for xtask to name with the ELF symbol tables.
 #![allow(unsafe_code)]
 
 use std::ffi::{CStr, c_char, c_int, c_uint, c_void};
@@ -86,6 +86,8 @@ static INSNS: [AtomicU64; 4] = [const { AtomicU64::new(0) }; 4];
 static VMRUNS: AtomicU64 = AtomicU64::new(0);
 /// Marks seen.
 static MARKS: AtomicU64 = AtomicU64::new(0);
+/// The `blocks=` file's path (the marks' snapshots go next to it).
+static BLOCKS_PATH: Mutex<Option<String>> = Mutex::new(None);
 /// Where the lines go.
 static OUT: Mutex<Option<File>> = Mutex::new(None);
 /// With `blocks=`: where the per-block lines go, and every block's counter.
@@ -100,6 +102,9 @@ static IDLE_SINCE: Mutex<Option<Instant>> = Mutex::new(None);
 struct Block {
     vaddr: u64,
     insns: u64,
+    /// The first bytes of its code (up to 16, whole instructions): which image it came from
+    /// when two share addresses (the unikernels).
+    code: Vec<u8>,
     runs: AtomicU64,
 }
 
@@ -174,7 +179,10 @@ pub unsafe extern "C" fn qemu_plugin_install(
     }
     if let Some(path) = blocks {
         match File::create(&path) {
-            Ok(f) => *BLOCKS.lock().unwrap_or_else(|e| e.into_inner()) = Some((f, Vec::new())),
+            Ok(f) => {
+                *BLOCKS.lock().unwrap_or_else(|e| e.into_inner()) = Some((f, Vec::new()));
+                *BLOCKS_PATH.lock().unwrap_or_else(|e| e.into_inner()) = Some(path);
+            }
             Err(e) => {
                 eprintln!("bulkhead-qemu-counter: cannot create {path}: {e}");
                 return 1;
@@ -214,9 +222,22 @@ extern "C" fn on_translate(_id: u64, tb: *mut Tb) {
         let counter = INSNS[region].as_ptr().cast();
         qemu_plugin_register_vcpu_tb_exec_inline(tb, INLINE_ADD_U64, counter, n as u64);
         if let Some((_, list)) = BLOCKS.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+            let mut code = Vec::new();
+            for i in 0..n {
+                let insn = qemu_plugin_tb_get_insn(tb, i);
+                let len = qemu_plugin_insn_size(insn);
+                if code.len() + len > 16 {
+                    break;
+                }
+                code.extend_from_slice(std::slice::from_raw_parts(
+                    qemu_plugin_insn_data(insn).cast::<u8>(),
+                    len,
+                ));
+            }
             let block: &'static Block = Box::leak(Box::new(Block {
                 vaddr,
                 insns: n as u64,
+                code,
                 runs: AtomicU64::new(0),
             }));
             qemu_plugin_register_vcpu_tb_exec_inline(
@@ -267,18 +288,40 @@ extern "C" fn on_resume(_id: u64, _vcpu: c_uint) {
 extern "C" fn on_mark(_vcpu: c_uint, _userdata: *mut c_void) {
     let n = MARKS.fetch_add(1, Ordering::Relaxed) + 1;
     report(&format!("mark {n}"));
+    let path = BLOCKS_PATH
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    if let Some(path) = path
+        && let Some((_, list)) = BLOCKS.lock().unwrap_or_else(|e| e.into_inner()).as_ref()
+    {
+        let _ = std::fs::write(format!("{path}.mark{n}"), block_lines(list));
+    }
+}
+
+/// One line per block that ran: `0xADDRESS INSTRUCTIONS RUNS CODE` (CODE: its first bytes
+/// in hex).
+fn block_lines(list: &[&'static Block]) -> String {
+    use std::fmt::Write as _;
+    let mut text = String::new();
+    for b in list.iter() {
+        let runs = b.runs.load(Ordering::Relaxed);
+        if runs > 0 {
+            let _ = write!(text, "{:#x} {} {runs} ", b.vaddr, b.insns);
+            for byte in &b.code {
+                let _ = write!(text, "{byte:02x}");
+            }
+            text.push('\n');
+        }
+    }
+    text
 }
 
 /// QEMU is leaving: the totals, and every block that ran.
 extern "C" fn on_exit(_id: u64, _userdata: *mut c_void) {
     report("exit");
     if let Some((mut f, list)) = BLOCKS.lock().unwrap_or_else(|e| e.into_inner()).take() {
-        let mut text = String::new();
-        for b in list.iter().filter(|b| b.runs.load(Ordering::Relaxed) > 0) {
-            let runs = b.runs.load(Ordering::Relaxed);
-            text.push_str(&format!("{:#x} {} {runs}\n", b.vaddr, b.insns));
-        }
-        let _ = f.write_all(text.as_bytes());
+        let _ = f.write_all(block_lines(&list).as_bytes());
     }
 }
 

@@ -12,6 +12,7 @@
 //! - Both QEMUs load the counting plugin (`xtask/qemu-counter`), which writes the guest
 //!   instructions and VMRUNs executed at each mark the guest program sets around a transfer.
 
+mod profile;
 mod report;
 mod server;
 
@@ -42,8 +43,10 @@ const BEGIN: &str = "<!-- network:begin -->";
 /// End of it.
 const END: &str = "<!-- network:end -->";
 
-/// The verb.
-pub fn run(write_docs: bool) -> Result<()> {
+/// The verb. `profile`: also say where the Bulkhead path's instructions went, by function
+/// (the plugin counts every block; the AppVM boots with `nokaslr norandmaps` so its kernel's
+/// and agent's symbols can name them).
+pub fn run(write_docs: bool, profile: bool) -> Result<()> {
     let mut steps = Steps::new(5);
     crate::deps::ensure(crate::deps::QEMU)?;
     if let Err(why) = crate::appvm::kernel_available() {
@@ -79,8 +82,13 @@ pub fn run(write_docs: bool) -> Result<()> {
         "Bulkhead: an AppVM through sys-firewall and sys-net, {MIB} MiB each way"
     ));
     let marks = logs.join("bench-network-bulkhead.marks");
-    let lines = boot_bulkhead(&plugin, &marks, server.port)?;
+    let blocks = profile.then(|| logs.join("bench-network-bulkhead.blocks"));
+    let (lines, assembled) = boot_bulkhead(&plugin, &marks, blocks.as_deref(), server.port)?;
     let bulkhead = collect("Bulkhead", &lines, &server, &marks)?;
+    let profiled = match &blocks {
+        Some(b) => Some(profile_report(&assembled, b, &bulkhead)?),
+        None => None,
+    };
 
     steps.next("the figures");
     let bench = NetBench {
@@ -92,6 +100,12 @@ pub fn run(write_docs: bool) -> Result<()> {
         load: (load_before, load_average()),
     };
     println!("{}\n{}", bench.table(), bench.breakdown());
+    if let Some(p) = &profiled {
+        println!("{p}");
+        let path = logs.join("bench-network-profile.md");
+        std::fs::write(&path, p)?;
+        println!("(also in {})", path.display());
+    }
     if write_docs {
         let root = crate::workspace_root();
         let doc = root.join("docs/bench.md");
@@ -144,13 +158,47 @@ pub fn build_plugin() -> Result<PathBuf> {
     Ok(lib)
 }
 
-/// `-plugin` with the library and the file its marks go to (written afresh).
-fn plugin_args(plugin: &Path, marks: &Path) -> Vec<String> {
+/// `-plugin` with the library and the file its marks go to (written afresh), and with
+/// `blocks` the file its block counts go to.
+fn plugin_args(plugin: &Path, marks: &Path, blocks: Option<&Path>) -> Vec<String> {
     let _ = std::fs::remove_file(marks);
-    vec![
-        "-plugin".into(),
-        format!("{},out={}", plugin.display(), marks.display()),
-    ]
+    let mut arg = format!("{},out={}", plugin.display(), marks.display());
+    if let Some(b) = blocks {
+        for n in 1..=4 {
+            let _ = std::fs::remove_file(format!("{}.mark{n}", b.display()));
+        }
+        arg.push_str(&format!(",blocks={}", b.display()));
+    }
+    vec!["-plugin".into(), arg]
+}
+
+/// The per-function profile of both transfers of the Bulkhead path.
+fn profile_report(
+    a: &crate::bundle::Assembled,
+    blocks: &Path,
+    figures: &[report::Figures],
+) -> Result<String> {
+    let unikernels: Vec<(String, PathBuf)> = a
+        .images
+        .iter()
+        .map(|b| (b.image.name.to_string(), b.elf.clone()))
+        .collect();
+    let agent = crate::images::target_dir()
+        .join("bulkhead/appvm/agent-build/x86_64-unknown-linux-gnu/release/bulkhead-agent");
+    let namer = profile::Namer::new(&a.hypervisor.elf, &unikernels, Some(&agent))?;
+    let mut s = String::from("### Where the Bulkhead path's instructions go\n\n");
+    for (i, f) in figures.iter().enumerate() {
+        let mark = |n: usize| PathBuf::from(format!("{}.mark{n}", blocks.display()));
+        let functions = namer.functions(&mark(2 * i + 1), &mark(2 * i + 2))?;
+        s.push_str(&profile::markdown(
+            &format!("Bulkhead, {}", f.direction),
+            &functions,
+            f.bytes as f64 / 1e6,
+            40,
+        ));
+        s.push('\n');
+    }
+    Ok(s)
 }
 
 /// Boots the kernel straight in QEMU with its own virtio-net card; the console lines and
@@ -176,7 +224,7 @@ fn boot_baseline(
         "-append".into(),
         format!("console=ttyS0 panic=-1 reboot=t appvm.selftest=uplink,netbench:{port}:{MIB}"),
     ];
-    opts.extra_args.extend(plugin_args(plugin, marks));
+    opts.extra_args.extend(plugin_args(plugin, marks, None));
     let out = qemu::boot(&opts, |e| {
         let t = &e.line.text;
         Control::stop_if(
@@ -202,15 +250,30 @@ fn boot_baseline(
     Ok((out.lines, kernel))
 }
 
-/// Boots the benchmark system on the hypervisor until the AppVM has powered off.
-fn boot_bulkhead(plugin: &Path, marks: &Path, port: u16) -> Result<Vec<String>> {
+/// Boots the benchmark system on the hypervisor until the AppVM has powered off; the console
+/// lines and the images booted. With `blocks`, the plugin counts every block and the AppVM
+/// boots without address randomisation (for the profile's names).
+fn boot_bulkhead(
+    plugin: &Path,
+    marks: &Path,
+    blocks: Option<&Path>,
+    port: u16,
+) -> Result<(Vec<String>, crate::bundle::Assembled)> {
     let root = crate::workspace_root();
     let text =
         std::fs::read_to_string(root.join(SYSTEM)).with_context(|| format!("reading {SYSTEM}"))?;
     if !text.contains(SELFTEST) {
         bail!("{SYSTEM} no longer says `kernel_args = \"{SELFTEST}`");
     }
-    let text = text.replace(SELFTEST, &format!("appvm.selftest=netbench:{port}:{MIB}\""));
+    let extra = if blocks.is_some() {
+        " nokaslr norandmaps"
+    } else {
+        ""
+    };
+    let text = text.replace(
+        SELFTEST,
+        &format!("appvm.selftest=netbench:{port}:{MIB}{extra}\""),
+    );
     let system = crate::bundle::out_dir().join("bench-network.toml");
     std::fs::write(&system, text)?;
     let mut steps = Steps::new(crate::bundle::STEPS);
@@ -220,7 +283,7 @@ fn boot_bulkhead(plugin: &Path, marks: &Path, port: u16) -> Result<Vec<String>> 
     opts.echo = false;
     opts.timeout = Some(TIMEOUT);
     opts.serial_log = Some(marks.with_extension("log"));
-    opts.extra_args = plugin_args(plugin, marks);
+    opts.extra_args = plugin_args(plugin, marks, blocks);
     let out = qemu::boot(&opts, |e| {
         Control::stop_if(match &e.hv {
             Some(HvEvent::Panic(_)) => true,
@@ -238,7 +301,7 @@ fn boot_bulkhead(plugin: &Path, marks: &Path, port: u16) -> Result<Vec<String>> 
             marks.with_extension("log").display()
         );
     }
-    Ok(out.lines)
+    Ok((out.lines, a))
 }
 
 /// The figures of one path: the guest's lines, the server's transfers and the marks.

@@ -28,6 +28,14 @@ pub trait Transport {
     /// How many of our messages the peer has not taken yet, as far as it has said (it
     /// publishes its progress in batches and before it waits).
     fn unconsumed(&self) -> u32;
+    /// [`Transport::try_send`], but a peer that waits is told only at the next
+    /// [`Transport::flush`], once for the whole batch (one doorbell, so one VM exit, instead
+    /// of one per message). The caller flushes before it sleeps.
+    fn try_send_batched<T: Serialize + ?Sized>(&mut self, msg: &T) -> Result<bool, ChannelError> {
+        self.try_send(msg)
+    }
+    /// Rings the doorbell once if a batched send found the peer waiting.
+    fn flush(&mut self) {}
 }
 
 /// Raises the peer's event (the channel device's DOORBELL register on the hypervisor).

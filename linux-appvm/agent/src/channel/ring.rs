@@ -18,6 +18,8 @@ pub struct RingChannel<D: Doorbell> {
     pub notifies: u64,
     /// Doorbell writes that failed (logged by the owner, not fatal: the peer may poll).
     pub doorbell_errors: u64,
+    /// A batched send found the peer waiting: ring at the next flush.
+    bell_pending: bool,
     /// Resets seen (the peer restarted).
     pub resets: u64,
 }
@@ -51,6 +53,7 @@ impl<D: Doorbell> RingChannel<D> {
             doorbell,
             notifies: 0,
             doorbell_errors: 0,
+            bell_pending: false,
             resets: 0,
         })
     }
@@ -118,20 +121,44 @@ impl<D: Doorbell> RingChannel<D> {
 
 use super::Breach;
 
+impl<D: Doorbell> RingChannel<D> {
+    fn ring_bell(&mut self) {
+        self.notifies += 1;
+        if self.doorbell.ring().is_err() {
+            self.doorbell_errors += 1;
+        }
+    }
+}
+
 impl<D: Doorbell> Transport for RingChannel<D> {
     fn try_send<T: Serialize + ?Sized>(&mut self, msg: &T) -> Result<bool, ChannelError> {
         let sent = self.ep.send(msg);
         match self.after(sent)? {
             Sent::Queued { notify } => {
                 if notify {
-                    self.notifies += 1;
-                    if self.doorbell.ring().is_err() {
-                        self.doorbell_errors += 1;
-                    }
+                    self.bell_pending = false;
+                    self.ring_bell();
                 }
                 Ok(true)
             }
             Sent::Full => Ok(false),
+        }
+    }
+
+    fn try_send_batched<T: Serialize + ?Sized>(&mut self, msg: &T) -> Result<bool, ChannelError> {
+        let sent = self.ep.send(msg);
+        match self.after(sent)? {
+            Sent::Queued { notify } => {
+                self.bell_pending |= notify;
+                Ok(true)
+            }
+            Sent::Full => Ok(false),
+        }
+    }
+
+    fn flush(&mut self) {
+        if std::mem::take(&mut self.bell_pending) {
+            self.ring_bell();
         }
     }
 
@@ -189,6 +216,24 @@ mod tests {
         // The consumer published its index before it waited.
         assert_eq!(a.unconsumed(), 1);
         assert_eq!(b.prepare_wait(), Ok(true));
+    }
+
+    #[test]
+    fn a_batch_rings_once_at_the_flush() {
+        let (mut a, mut b) = pair(16384, 128).unwrap();
+        assert_eq!(b.prepare_wait(), Ok(false));
+        for i in 0..5u32 {
+            assert!(a.try_send_batched(&i).unwrap());
+        }
+        assert_eq!(a.doorbell().rung, 0);
+        a.flush();
+        a.flush();
+        assert_eq!((a.notifies, a.doorbell().rung), (1, 1));
+        b.finish_wait();
+        // A peer that does not wait is not rung at all.
+        assert!(a.try_send_batched(&9u32).unwrap());
+        a.flush();
+        assert_eq!(a.doorbell().rung, 1);
     }
 
     #[test]

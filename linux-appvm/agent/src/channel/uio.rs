@@ -293,6 +293,17 @@ impl Transport for UioChannel {
     fn unconsumed(&self) -> u32 {
         self.ring.unconsumed()
     }
+
+    fn try_send_batched<T: serde::Serialize + ?Sized>(
+        &mut self,
+        msg: &T,
+    ) -> Result<bool, ChannelError> {
+        self.ring.try_send_batched(msg)
+    }
+
+    fn flush(&mut self) {
+        self.ring.flush();
+    }
 }
 
 #[cfg(test)]
