@@ -2,7 +2,8 @@
 //!
 //! - `console-flood [seconds=S]`: writes its console as fast as it can, `MAX_CONSOLE_WRITE`
 //!   bytes of whole lines per `console_write`, for S seconds (forever without `seconds=`),
-//!   then logs `testing: console-flood wrote B bytes in W writes over S s` and exits 0.
+//!   then, after half a second (its console allowance refills), logs `testing: console-flood
+//!   wrote B bytes in W writes over S s` and exits 0.
 //! - `heartbeat-gap [period_ms=N] [seconds=S]`: wakes every N ms (default 25) for S seconds
 //!   (default 5), measures how late each wake is against the hypervisor's clock (actual wake
 //!   minus intended wake), logs `testing: beat K late X us` for each, then
@@ -44,6 +45,10 @@ pub fn flood(args: &Args<'_>) -> i32 {
         }
     }
     let secs = (bulkhead_rt::now_ns() - start) / 1_000_000_000;
+    // The flood spent this qube's console allowance: a line written at once would be dropped
+    // like the flood's (whether it got through depended on where the last write fell). Half
+    // a second refills room for the summary.
+    bulkhead_rt::sleep(core::time::Duration::from_millis(500));
     info!("testing: console-flood wrote {bytes} bytes in {writes} writes over {secs} s");
     0
 }
