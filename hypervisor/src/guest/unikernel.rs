@@ -5,7 +5,7 @@
 use super::{Guest, LoadError, Machine};
 use crate::exits::{Fault, Outcome, Stop};
 use crate::time;
-use crate::virt::{EntryState, Exit, RAX, RDI, RDX, RSI, Start};
+use crate::virt::{EntryState, Exit, RDI, RDX, RSI, Start};
 use bulkhead_abi::boot_info::BootInfo;
 use bulkhead_abi::channel::MAX_CHANNELS_PER_QUBE;
 use bulkhead_abi::hypercall::{self, Hypercall, MAX_CONSOLE_WRITE, WAIT_FOREVER};
@@ -169,7 +169,7 @@ impl Guest for Unikernel {
         if self.in_wait_event {
             self.in_wait_event = false;
             let events = core::mem::take(&mut m.events);
-            m.vcpu.set_gpr(RAX, events);
+            m.vcpu.set_rax(events);
         }
     }
 
@@ -182,8 +182,12 @@ impl Guest for Unikernel {
 
 impl Unikernel {
     fn hypercall(&mut self, m: &mut Machine) -> Outcome {
-        let number = m.vcpu.gpr(RAX);
-        let (a0, a1, a2) = (m.vcpu.gpr(RDI), m.vcpu.gpr(RSI), m.vcpu.gpr(RDX));
+        let number = m.vcpu.rax();
+        let (a0, a1, a2) = {
+            let r = &m.vcpu.regs().0;
+            let arg = |n: u8| r[usize::from(n)];
+            (arg(RDI), arg(RSI), arg(RDX))
+        };
         let Some(call) = Hypercall::from_u64(number) else {
             return Outcome::Stop(Stop::Fault(Fault::UnknownHypercall { number }));
         };
@@ -194,7 +198,7 @@ impl Unikernel {
                 Err(f) => return Outcome::Stop(Stop::Fault(f)),
             },
             Hypercall::Yield => {
-                m.vcpu.set_gpr(RAX, 0);
+                m.vcpu.set_rax(0);
                 return Outcome::Yield;
             }
             Hypercall::WaitEvent => {
@@ -202,7 +206,7 @@ impl Unikernel {
                     Ok(core::mem::take(&mut m.events))
                 } else {
                     // The result (0 = timed out, else the events) is written when it wakes.
-                    m.vcpu.set_gpr(RAX, 0);
+                    m.vcpu.set_rax(0);
                     self.in_wait_event = true;
                     let deadline = bulkhead_hvcore::sched::deadline_after(time::now_ns(), a0);
                     return Outcome::Wait(if a0 == WAIT_FOREVER { None } else { deadline });
@@ -219,7 +223,7 @@ impl Unikernel {
                         count,
                     }));
                 };
-                m.vcpu.set_gpr(RAX, 0);
+                m.vcpu.set_rax(0);
                 return Outcome::Signal {
                     qube: c.peer,
                     bit: c.peer_local,
@@ -252,7 +256,7 @@ impl Unikernel {
                 Ok(0)
             }
         };
-        m.vcpu.set_gpr(RAX, hypercall::encode_result(result));
+        m.vcpu.set_rax(hypercall::encode_result(result));
         Outcome::Continue
     }
 }

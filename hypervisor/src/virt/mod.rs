@@ -249,6 +249,13 @@ pub trait Vcpu {
     /// Runs the guest until the next exit. Guest x87/SSE state is saved and the host's
     /// restored before this returns.
     fn run(&mut self) -> Exit;
+    /// The saved general-purpose registers (one call for several; `rax` and `rsp` only
+    /// through [`Vcpu::gpr`], a backend may keep them elsewhere).
+    fn regs(&self) -> &GuestRegs;
+    /// Guest `rax` (the hypercall path's shortcut for `gpr(RAX)`).
+    fn rax(&self) -> u64;
+    /// Sets guest `rax`.
+    fn set_rax(&mut self, v: u64);
     /// General-purpose register `n` in x86 encoding order (see [`GuestRegs`]).
     fn gpr(&self, n: u8) -> u64;
     /// Sets general-purpose register `n` (same order as [`Vcpu::gpr`]).

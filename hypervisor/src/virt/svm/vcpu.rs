@@ -276,6 +276,18 @@ impl Vcpu for SvmVcpu {
         }
     }
 
+    fn regs(&self) -> &GuestRegs {
+        &self.regs
+    }
+
+    fn rax(&self) -> u64 {
+        self.vmcb.u64(save::RAX)
+    }
+
+    fn set_rax(&mut self, v: u64) {
+        self.vmcb.set_u64(save::RAX, v);
+    }
+
     fn gpr(&self, n: u8) -> u64 {
         match n & 15 {
             RAX => self.vmcb.u64(save::RAX),

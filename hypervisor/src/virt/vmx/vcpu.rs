@@ -437,6 +437,18 @@ impl Vcpu for VmxVcpu {
         self.clear_shadow = true;
     }
 
+    fn regs(&self) -> &GuestRegs {
+        &self.regs
+    }
+
+    fn rax(&self) -> u64 {
+        self.regs.0[0]
+    }
+
+    fn set_rax(&mut self, v: u64) {
+        self.regs.0[0] = v;
+    }
+
     fn gpr(&self, n: u8) -> u64 {
         match n & 15 {
             RSP => self.vmcs_read(fnat::GUEST_RSP),
