@@ -65,11 +65,6 @@ impl<T, const N: usize> BoundedVec<T, N> {
         self.len == N
     }
 
-    /// The capacity, `N`.
-    pub const fn capacity(&self) -> usize {
-        N
-    }
-
     /// The value at `index`.
     pub fn get(&self, index: usize) -> Option<&T> {
         self.slots[..self.len].get(index)?.as_ref()
@@ -98,19 +93,6 @@ impl<T, const N: usize> BoundedVec<T, N> {
     /// The last value.
     pub fn last(&self) -> Option<&T> {
         self.get(self.len.checked_sub(1)?)
-    }
-
-    /// Keeps the values for which `keep` is true, in order.
-    pub fn retain(&mut self, mut keep: impl FnMut(&T) -> bool) {
-        let mut kept = 0;
-        for i in 0..self.len {
-            let value = self.slots[i].take();
-            if let Some(v) = value.filter(|v| keep(v)) {
-                self.slots[kept] = Some(v);
-                kept += 1;
-            }
-        }
-        self.len = kept;
     }
 
     /// A vector of the values `iter` yields, or `None` if there are more than `N`.
@@ -360,11 +342,6 @@ impl<const N: usize> BoundedString<N> {
         core::str::from_utf8(&self.bytes[..self.len]).unwrap_or("")
     }
 
-    /// The text's bytes.
-    pub fn as_bytes(&self) -> &[u8] {
-        &self.bytes[..self.len]
-    }
-
     /// Length in bytes.
     pub fn len(&self) -> usize {
         self.len
@@ -474,11 +451,6 @@ impl<T: Copy + Default, const N: usize> BoundedDeque<T, N> {
         Some(v)
     }
 
-    /// The value at the front.
-    pub fn front(&self) -> Option<&T> {
-        (self.len > 0).then(|| &self.items[self.head])
-    }
-
     /// Number of values.
     pub fn len(&self) -> usize {
         self.len
@@ -524,7 +496,6 @@ mod tests {
     enum Op {
         Push(u16),
         Pop,
-        Retain(u16),
         Clear,
     }
 
@@ -532,7 +503,6 @@ mod tests {
         prop_oneof![
             4 => any::<u16>().prop_map(Op::Push),
             2 => Just(Op::Pop),
-            1 => (1u16..5).prop_map(Op::Retain),
             1 => Just(Op::Clear),
         ]
     }
@@ -554,10 +524,6 @@ mod tests {
                         }
                     }
                     Op::Pop => prop_assert_eq!(v.pop(), model.pop()),
-                    Op::Retain(m) => {
-                        v.retain(|x| x % m == 0);
-                        model.retain(|x| x % m == 0);
-                    }
                     Op::Clear => {
                         v.clear();
                         model.clear();
@@ -587,7 +553,7 @@ mod tests {
                             prop_assert_eq!(r, Err(x));
                         }
                     }
-                    Op::Pop | Op::Retain(_) => prop_assert_eq!(v.pop(), model.pop()),
+                    Op::Pop => prop_assert_eq!(v.pop(), model.pop()),
                     Op::Clear => {
                         v.clear();
                         model.clear();
@@ -612,14 +578,13 @@ mod tests {
                             prop_assert_eq!(r, Err(x));
                         }
                     }
-                    Op::Pop | Op::Retain(_) => prop_assert_eq!(d.pop_front(), model.pop_front()),
+                    Op::Pop => prop_assert_eq!(d.pop_front(), model.pop_front()),
                     Op::Clear => {
                         d.clear();
                         model.clear();
                     }
                 }
                 prop_assert_eq!(d.len(), model.len());
-                prop_assert_eq!(d.front(), model.front());
                 prop_assert!(d.iter().eq(model.iter()));
             }
         }

@@ -5,7 +5,7 @@
 use super::{Guest, LoadError, Machine};
 use crate::exits::{Fault, Outcome, Stop};
 use crate::time;
-use crate::virt::{EntryState, Exit, Start};
+use crate::virt::{EntryState, Exit, RDI, RDX, RSI, Start};
 use bulkhead_abi::boot_info::BootInfo;
 use bulkhead_abi::channel::MAX_CHANNELS_PER_QUBE;
 use bulkhead_abi::hypercall::{self, Hypercall, MAX_CONSOLE_WRITE, WAIT_FOREVER};
@@ -184,8 +184,9 @@ impl Unikernel {
     fn hypercall(&mut self, m: &mut Machine) -> Outcome {
         let number = m.vcpu.rax();
         let (a0, a1, a2) = {
-            let r = m.vcpu.regs();
-            (r.rdi, r.rsi, r.rdx)
+            let r = &m.vcpu.regs().0;
+            let arg = |n: u8| r[usize::from(n)];
+            (arg(RDI), arg(RSI), arg(RDX))
         };
         let Some(call) = Hypercall::from_u64(number) else {
             return Outcome::Stop(Stop::Fault(Fault::UnknownHypercall { number }));

@@ -12,26 +12,34 @@ pub mod xstate;
 
 pub use backend::{AnyVcpu, Backend, vendor};
 
-/// Guest general-purpose registers the backend does not keep in its control block
-/// (`rax`, `rsp`, `rip` and `rflags` live there). Layout shared with the world-switch
-/// assembly: do not reorder.
+/// Guest general-purpose registers in x86 encoding order (0 rax, 1 rcx, 2 rdx, 3 rbx, 4 rsp,
+/// 5 rbp, 6 rsi, 7 rdi, 8..15 r8..r15), as both world switches (`run.s`) load and save
+/// them at offset `8 * n`. A register the backend keeps in its control block instead (SVM:
+/// `rax` and `rsp`; VMX: `rsp`) has an unused slot.
 #[derive(Clone, Copy, Debug, Default)]
 #[repr(C)]
-pub struct GuestRegs {
-    /// rbx
-    pub rbx: u64,
-    /// rcx
-    pub rcx: u64,
-    /// rdx
-    pub rdx: u64,
-    /// rsi
-    pub rsi: u64,
-    /// rdi
-    pub rdi: u64,
-    /// rbp
-    pub rbp: u64,
-    /// r8 .. r15
-    pub r: [u64; 8],
+pub struct GuestRegs(pub [u64; 16]);
+
+/// `rax` in x86 encoding (the index into [`GuestRegs`]).
+pub const RAX: u8 = 0;
+/// `rcx`.
+pub const RCX: u8 = 1;
+/// `rdx`.
+pub const RDX: u8 = 2;
+/// `rsp`.
+pub const RSP: u8 = 4;
+/// `rsi`.
+pub const RSI: u8 = 6;
+/// `rdi`.
+pub const RDI: u8 = 7;
+
+impl GuestRegs {
+    /// All zero but register `n`.
+    fn with(n: u8, value: u64) -> GuestRegs {
+        let mut r = GuestRegs::default();
+        r.0[usize::from(n)] = value;
+        r
+    }
 }
 
 /// The state a unikernel starts in: 64-bit mode, paging on with the given page tables,
@@ -97,10 +105,7 @@ impl Start {
             gdt_limit: e.gdt_limit,
             cs: layout::CODE_SELECTOR,
             ds: layout::DATA_SELECTOR,
-            regs: GuestRegs {
-                rdi: e.rdi,
-                ..GuestRegs::default()
-            },
+            regs: GuestRegs::with(RDI, e.rdi),
         }
     }
 
@@ -119,10 +124,7 @@ impl Start {
             gdt_limit: e.gdt_limit,
             cs: e.cs,
             ds: e.ds,
-            regs: GuestRegs {
-                rsi: e.rsi,
-                ..GuestRegs::default()
-            },
+            regs: GuestRegs::with(RSI, e.rsi),
         }
     }
 
@@ -247,12 +249,17 @@ pub trait Vcpu {
     /// Runs the guest until the next exit. Guest x87/SSE state is saved and the host's
     /// restored before this returns.
     fn run(&mut self) -> Exit;
-    /// General-purpose registers.
-    fn regs(&mut self) -> &mut GuestRegs;
-    /// Guest `rax`.
+    /// The saved general-purpose registers (one call for several; `rax` and `rsp` only
+    /// through [`Vcpu::gpr`], a backend may keep them elsewhere).
+    fn regs(&self) -> &GuestRegs;
+    /// Guest `rax` (the hypercall path's shortcut for `gpr(RAX)`).
     fn rax(&self) -> u64;
     /// Sets guest `rax`.
     fn set_rax(&mut self, v: u64);
+    /// General-purpose register `n` in x86 encoding order (see [`GuestRegs`]).
+    fn gpr(&self, n: u8) -> u64;
+    /// Sets general-purpose register `n` (same order as [`Vcpu::gpr`]).
+    fn set_gpr(&mut self, n: u8, value: u64);
     /// Guest `rip`.
     fn rip(&self) -> u64;
     /// Moves `rip` past the instruction that caused `exit` (hypercall, HLT, CPUID, ...).
@@ -273,11 +280,6 @@ pub trait Vcpu {
 
     /// Sets guest `rip` (past an emulated instruction).
     fn set_rip(&mut self, rip: u64);
-    /// General-purpose register `n` in x86 encoding order (0 rax, 1 rcx, 2 rdx, 3 rbx,
-    /// 4 rsp, 5 rbp, 6 rsi, 7 rdi, 8..15 r8..r15).
-    fn gpr(&self, n: u8) -> u64;
-    /// Sets general-purpose register `n` (same order as [`Vcpu::gpr`]).
-    fn set_gpr(&mut self, n: u8, value: u64);
     /// CR0, CR3, CR4 and EFER as the guest has them.
     fn paging(&self) -> PagingState;
     /// Whether an external interrupt can be injected now: RFLAGS.IF set, no interrupt

@@ -1,5 +1,5 @@
 extern crate std;
-use super::bits::{self, Bit};
+use super::table::{self as bits, Bit, mask};
 use super::*;
 use proptest::prelude::*;
 
@@ -103,6 +103,33 @@ fn tables_are_consistent() {
             seen |= 1 << b.bit;
         }
     }
+}
+
+/// The masks the image applies are exactly the documented lists.
+#[test]
+fn masks_are_the_tables() {
+    use super::{bits as m, table as t};
+    let pairs = [
+        (m::L1_ECX_ALLOW, t::L1_ECX_ALLOW),
+        (m::L1_ECX_FORCE, t::L1_ECX_FORCE),
+        (m::L1_EDX_ALLOW, t::L1_EDX_ALLOW),
+        (m::L1_EDX_FORCE, t::L1_EDX_FORCE),
+        (m::L6_EAX_FORCE, t::L6_EAX_FORCE),
+        (m::L7_EBX_ALLOW, t::L7_EBX_ALLOW),
+        (m::L7_ECX_ALLOW, t::L7_ECX_ALLOW),
+        (m::L7_EDX_ALLOW, t::L7_EDX_ALLOW),
+        (m::X1_ECX_ALLOW, t::X1_ECX_ALLOW),
+        (m::X1_EDX_ALLOW, t::X1_EDX_ALLOW),
+        (m::X7_EDX_FORCE, t::X7_EDX_FORCE),
+        (m::L1_ECX_XSAVE, t::L1_ECX_XSAVE),
+        (m::L1_ECX_AVX, t::L1_ECX_AVX),
+        (m::L7_EBX_AVX, t::L7_EBX_AVX),
+        (m::L7_ECX_PKU, t::L7_ECX_PKU),
+    ];
+    for (i, (image, table)) in pairs.into_iter().enumerate() {
+        assert_eq!(image, mask(table), "mask {i}");
+    }
+    assert_eq!(m::L1_ECX_FORCE & m::L1_ECX_HYPERVISOR, m::L1_ECX_HYPERVISOR);
 }
 
 #[test]

@@ -7,7 +7,9 @@
    own state is back), then saves the guest's registers and extended state and restores the
    host's (xstate_exit). VMLOAD/VMSAVE move the "hidden" state (FS/GS/TR/LDTR bases,
    KernelGsBase, syscall MSRs) between the VMCB and the CPU, with a separate page holding
-   the host's copy. */
+   the host's copy.
+   GuestRegs layout: register n (x86 encoding) at 8 * n; rax and rsp (slots 0 and 4) are
+   in the VMCB. */
 
     .section .text.svm_run, "ax"
     .globl svm_run
@@ -32,41 +34,41 @@ svm_run:
     vmload rax
 
     mov rdi, [rsp + 24]
-    mov rbx, [rdi + 0]
+    mov rbx, [rdi + 24]
     mov rcx, [rdi + 8]
     mov rdx, [rdi + 16]
-    mov rsi, [rdi + 24]
+    mov rsi, [rdi + 48]
     mov rbp, [rdi + 40]
-    mov r8,  [rdi + 48]
-    mov r9,  [rdi + 56]
-    mov r10, [rdi + 64]
-    mov r11, [rdi + 72]
-    mov r12, [rdi + 80]
-    mov r13, [rdi + 88]
-    mov r14, [rdi + 96]
-    mov r15, [rdi + 104]
-    mov rdi, [rdi + 32]
+    mov r8,  [rdi + 64]
+    mov r9,  [rdi + 72]
+    mov r10, [rdi + 80]
+    mov r11, [rdi + 88]
+    mov r12, [rdi + 96]
+    mov r13, [rdi + 104]
+    mov r14, [rdi + 112]
+    mov r15, [rdi + 120]
+    mov rdi, [rdi + 56]
 
     vmrun rax                   /* rax = VMCB; on #VMEXIT rax and rsp are the host's again */
 
     vmsave rax
     push rdi                    /* guest rdi; the frame above moves by 8 */
     mov rdi, [rsp + 32]
-    mov [rdi + 0], rbx
+    mov [rdi + 24], rbx
     mov [rdi + 8], rcx
     mov [rdi + 16], rdx
-    mov [rdi + 24], rsi
+    mov [rdi + 48], rsi
     mov [rdi + 40], rbp
-    mov [rdi + 48], r8
-    mov [rdi + 56], r9
-    mov [rdi + 64], r10
-    mov [rdi + 72], r11
-    mov [rdi + 80], r12
-    mov [rdi + 88], r13
-    mov [rdi + 96], r14
-    mov [rdi + 104], r15
+    mov [rdi + 64], r8
+    mov [rdi + 72], r9
+    mov [rdi + 80], r10
+    mov [rdi + 88], r11
+    mov [rdi + 96], r12
+    mov [rdi + 104], r13
+    mov [rdi + 112], r14
+    mov [rdi + 120], r15
     pop rax
-    mov [rdi + 32], rax
+    mov [rdi + 56], rax
 
     mov rax, [rsp + 8]
     vmload rax

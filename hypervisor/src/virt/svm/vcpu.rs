@@ -4,7 +4,7 @@
 use super::Svm;
 use super::vmcb::{Vmcb, cr, ctl, exit, save};
 use crate::virt::xstate::{DR6_INIT, DR7_INIT, ExtState, Switch};
-use crate::virt::{Event, Exit, GuestRegs, PagingState, Start, Vcpu};
+use crate::virt::{Event, Exit, GuestRegs, PagingState, RAX, RCX, RSP, Start, Vcpu};
 use bulkhead_hvcore::memmap::Frames;
 
 unsafe extern "C" {
@@ -212,7 +212,7 @@ impl SvmVcpu {
                 string: info1 & (1 << 2) != 0,
             },
             exit::MSR => Exit::Msr {
-                index: self.regs.rcx as u32,
+                index: self.gpr(RCX) as u32,
                 write: info1 & 1 != 0,
             },
             exit::NPF => Exit::NestedPageFault {
@@ -276,8 +276,8 @@ impl Vcpu for SvmVcpu {
         }
     }
 
-    fn regs(&mut self) -> &mut GuestRegs {
-        &mut self.regs
+    fn regs(&self) -> &GuestRegs {
+        &self.regs
     }
 
     fn rax(&self) -> u64 {
@@ -286,6 +286,22 @@ impl Vcpu for SvmVcpu {
 
     fn set_rax(&mut self, v: u64) {
         self.vmcb.set_u64(save::RAX, v);
+    }
+
+    fn gpr(&self, n: u8) -> u64 {
+        match n & 15 {
+            RAX => self.vmcb.u64(save::RAX),
+            RSP => self.vmcb.u64(save::RSP),
+            k => self.regs.0[usize::from(k)],
+        }
+    }
+
+    fn set_gpr(&mut self, n: u8, value: u64) {
+        match n & 15 {
+            RAX => self.vmcb.set_u64(save::RAX, value),
+            RSP => self.vmcb.set_u64(save::RSP, value),
+            k => self.regs.0[usize::from(k)] = value,
+        }
     }
 
     fn rip(&self) -> u64 {
@@ -327,36 +343,6 @@ impl Vcpu for SvmVcpu {
 
     fn set_rip(&mut self, rip: u64) {
         self.vmcb.set_u64(save::RIP, rip);
-    }
-
-    fn gpr(&self, n: u8) -> u64 {
-        let r = &self.regs;
-        match n & 15 {
-            0 => self.vmcb.u64(save::RAX),
-            1 => r.rcx,
-            2 => r.rdx,
-            3 => r.rbx,
-            4 => self.vmcb.u64(save::RSP),
-            5 => r.rbp,
-            6 => r.rsi,
-            7 => r.rdi,
-            k => r.r[usize::from(k - 8)],
-        }
-    }
-
-    fn set_gpr(&mut self, n: u8, value: u64) {
-        let r = &mut self.regs;
-        match n & 15 {
-            0 => self.vmcb.set_u64(save::RAX, value),
-            1 => r.rcx = value,
-            2 => r.rdx = value,
-            3 => r.rbx = value,
-            4 => self.vmcb.set_u64(save::RSP, value),
-            5 => r.rbp = value,
-            6 => r.rsi = value,
-            7 => r.rdi = value,
-            k => r.r[usize::from(k - 8)] = value,
-        }
     }
 
     fn paging(&self) -> PagingState {

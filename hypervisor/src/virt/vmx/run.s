@@ -1,5 +1,5 @@
 /* The VMX world switch.
-   vmx_run(gprs: *mut Gprs, launched: u64, switch: *mut Switch) -> u64
+   vmx_run(regs: *mut GuestRegs, launched: u64, switch: *mut Switch) -> u64
    Saves the host's callee-saved registers, RFLAGS and x87/SSE state and loads the guest's
    extended state and XCR0 (xstate_enter, ../xstate.s), disables interrupts,
    records the stack pointer in the VMCS (HOST_RSP), loads the guest's registers and enters
@@ -12,7 +12,7 @@
    Returns 0 after an exit; 1 (VMfailValid) or 2 (VMfailInvalid) when the entry itself
    failed and the CPU fell through to the next instruction.
 
-   Gprs layout: rbx 0, rcx 8, rdx 16, rsi 24, rdi 32, rbp 40, r8..r15 48..104, rax 112. */
+   GuestRegs layout: register n (x86 encoding) at 8 * n; rsp (slot 4) is in the VMCS. */
 
     .section .text.vmx_run, "ax"
     .globl vmx_run
@@ -26,7 +26,7 @@ vmx_run:
     push r15
     pushfq                      /* host RFLAGS (IF) */
     cli
-    push rdi                    /* [rsp+16] gprs */
+    push rdi                    /* [rsp+16] regs */
     push rsi                    /* [rsp+8]  launched */
     push rdx                    /* [rsp+0]  switch */
 
@@ -39,21 +39,21 @@ vmx_run:
     vmwrite rax, rsp
 
     test rsi, rsi               /* launched? the flags survive the moves below */
-    mov rax, [rdi + 112]
-    mov rbx, [rdi + 0]
+    mov rax, [rdi + 0]
+    mov rbx, [rdi + 24]
     mov rcx, [rdi + 8]
     mov rdx, [rdi + 16]
-    mov rsi, [rdi + 24]
+    mov rsi, [rdi + 48]
     mov rbp, [rdi + 40]
-    mov r8,  [rdi + 48]
-    mov r9,  [rdi + 56]
-    mov r10, [rdi + 64]
-    mov r11, [rdi + 72]
-    mov r12, [rdi + 80]
-    mov r13, [rdi + 88]
-    mov r14, [rdi + 96]
-    mov r15, [rdi + 104]
-    mov rdi, [rdi + 32]
+    mov r8,  [rdi + 64]
+    mov r9,  [rdi + 72]
+    mov r10, [rdi + 80]
+    mov r11, [rdi + 88]
+    mov r12, [rdi + 96]
+    mov r13, [rdi + 104]
+    mov r14, [rdi + 112]
+    mov r15, [rdi + 120]
+    mov rdi, [rdi + 56]
     jnz 1f
     vmlaunch
     jmp 2f
@@ -75,22 +75,22 @@ vmx_run:
 vmx_exit:
     push rdi                    /* guest rdi; the frame above moves by 8 */
     mov rdi, [rsp + 24]
-    mov [rdi + 112], rax
-    mov [rdi + 0], rbx
+    mov [rdi + 0], rax
+    mov [rdi + 24], rbx
     mov [rdi + 8], rcx
     mov [rdi + 16], rdx
-    mov [rdi + 24], rsi
+    mov [rdi + 48], rsi
     mov [rdi + 40], rbp
-    mov [rdi + 48], r8
-    mov [rdi + 56], r9
-    mov [rdi + 64], r10
-    mov [rdi + 72], r11
-    mov [rdi + 80], r12
-    mov [rdi + 88], r13
-    mov [rdi + 96], r14
-    mov [rdi + 104], r15
+    mov [rdi + 64], r8
+    mov [rdi + 72], r9
+    mov [rdi + 80], r10
+    mov [rdi + 88], r11
+    mov [rdi + 96], r12
+    mov [rdi + 104], r13
+    mov [rdi + 112], r14
+    mov [rdi + 120], r15
     pop rax
-    mov [rdi + 32], rax
+    mov [rdi + 56], rax
 
     mov r8, [rsp + 0]
     call xstate_exit

@@ -11,24 +11,14 @@ use super::vmcs::{self, f32, f64, fnat, reason};
 use super::{Vmx, VmxCaps, invept, invvpid};
 use crate::hvlog;
 use crate::virt::xstate::{ExtState, Switch};
-use crate::virt::{Event, Exit, GuestRegs, PagingState, Start, UNIKERNEL_EFER, Vcpu};
+use crate::virt::{Event, Exit, GuestRegs, PagingState, RCX, RSP, Start, UNIKERNEL_EFER, Vcpu};
 use bulkhead_hvcore::memmap::Frames;
 use core::sync::atomic::{AtomicU64, Ordering};
-
-/// The guest registers `vmx_run` loads and saves. Layout shared with run.s: `rax` at 112.
-#[derive(Clone, Copy, Debug, Default)]
-#[repr(C)]
-struct Gprs {
-    regs: GuestRegs,
-    rax: u64,
-}
-
-const _: () = assert!(core::mem::offset_of!(Gprs, rax) == 112);
 
 unsafe extern "C" {
     /// The world switch (run.s): 0 after a VM exit, 1 if the entry failed with
     /// VMfailValid, 2 with VMfailInvalid.
-    fn vmx_run(regs: *mut Gprs, launched: u64, switch: *mut Switch) -> u64;
+    fn vmx_run(regs: *mut GuestRegs, launched: u64, switch: *mut Switch) -> u64;
 }
 
 /// The VMCS current on this CPU (VMPTRLD is skipped when it is already ours).
@@ -62,7 +52,7 @@ pub struct VmxVcpu {
     msr_bitmap_linux: u64,
     revision: u32,
     x: ExtState,
-    gprs: Gprs,
+    regs: GuestRegs,
     /// Runs a Linux kernel (else a unikernel).
     linux: bool,
     caps: VmxCaps,
@@ -99,7 +89,7 @@ impl VmxVcpu {
             msr_bitmap_linux: vmx.msr_bitmap_linux.start(),
             revision: vmx.caps.revision,
             x,
-            gprs: Gprs::default(),
+            regs: GuestRegs::default(),
             linux: false,
             caps: vmx.caps,
             vpid,
@@ -168,10 +158,7 @@ impl VmxVcpu {
         self.flush_pending = true;
         self.cr2 = 0;
         self.last = LastExit::default();
-        self.gprs = Gprs {
-            regs: start.regs,
-            rax: 0,
-        };
+        self.regs = start.regs;
         self.linux = linux;
         let (xcr0, allowed) = start.xstate();
         self.x.reset(xcr0, allowed);
@@ -202,11 +189,11 @@ impl VmxVcpu {
                 string: l.qualification & (1 << 4) != 0,
             },
             reason::RDMSR => Exit::Msr {
-                index: self.gprs.regs.rcx as u32,
+                index: self.gpr(RCX) as u32,
                 write: false,
             },
             reason::WRMSR => Exit::Msr {
-                index: self.gprs.regs.rcx as u32,
+                index: self.gpr(RCX) as u32,
                 write: true,
             },
             reason::EPT_VIOLATION => Exit::NestedPageFault {
@@ -341,7 +328,7 @@ impl VmxVcpu {
         // restores every register the System V ABI requires and host RFLAGS (so IF), and
         // loads and saves the guest's extended state from and to its own areas (`switch`:
         // aligned, sized for the host's XCR0, a guest XCR0 the host allowed).
-        let status = unsafe { vmx_run(&mut self.gprs, u64::from(self.launched), switch) };
+        let status = unsafe { vmx_run(&mut self.regs, u64::from(self.launched), switch) };
         self.exits += 1;
         self.x.debug.save(true);
         // No host code between the exit and here takes a page fault (one would be fatal).
@@ -417,18 +404,6 @@ impl Vcpu for VmxVcpu {
         }
     }
 
-    fn regs(&mut self) -> &mut GuestRegs {
-        &mut self.gprs.regs
-    }
-
-    fn rax(&self) -> u64 {
-        self.gprs.rax
-    }
-
-    fn set_rax(&mut self, v: u64) {
-        self.gprs.rax = v;
-    }
-
     fn rip(&self) -> u64 {
         self.rip
     }
@@ -462,35 +437,31 @@ impl Vcpu for VmxVcpu {
         self.clear_shadow = true;
     }
 
+    fn regs(&self) -> &GuestRegs {
+        &self.regs
+    }
+
+    fn rax(&self) -> u64 {
+        self.regs.0[0]
+    }
+
+    fn set_rax(&mut self, v: u64) {
+        self.regs.0[0] = v;
+    }
+
     fn gpr(&self, n: u8) -> u64 {
-        let r = &self.gprs.regs;
         match n & 15 {
-            0 => self.gprs.rax,
-            1 => r.rcx,
-            2 => r.rdx,
-            3 => r.rbx,
-            4 => self.vmcs_read(fnat::GUEST_RSP),
-            5 => r.rbp,
-            6 => r.rsi,
-            7 => r.rdi,
-            k => r.r[usize::from(k - 8)],
+            RSP => self.vmcs_read(fnat::GUEST_RSP),
+            k => self.regs.0[usize::from(k)],
         }
     }
 
     fn set_gpr(&mut self, n: u8, value: u64) {
-        let r = &mut self.gprs.regs;
         match n & 15 {
-            0 => self.gprs.rax = value,
-            1 => r.rcx = value,
-            2 => r.rdx = value,
-            3 => r.rbx = value,
-            4 => {
+            RSP => {
                 self.vmcs_write(fnat::GUEST_RSP, value);
             }
-            5 => r.rbp = value,
-            6 => r.rsi = value,
-            7 => r.rdi = value,
-            k => r.r[usize::from(k - 8)] = value,
+            k => self.regs.0[usize::from(k)] = value,
         }
     }
 
