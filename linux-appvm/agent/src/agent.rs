@@ -82,6 +82,9 @@ fn setup_network(settings: &Settings, has_link: bool) -> Option<Tap> {
             return None;
         }
     };
+    if let Some(e) = &tap.offload_error {
+        line(&format!("{}: offloads off ({e})", tap.name));
+    }
     match &settings.net {
         Some(cfg) => match net::configure(cfg, &tap.name) {
             Ok(()) => {
@@ -236,30 +239,35 @@ fn wait(
     tap: Option<&Tap>,
     mut timeout: Option<Duration>,
 ) -> io::Result<()> {
-    let mut watches = Vec::new();
-    if let Some(fd) = disposable.as_ref().and_then(|d| d.output_fd()) {
-        watches.push(Watch {
+    // Fixed arrays: this runs on every wake-up, without allocating.
+    let none = Watch {
+        fd: -1,
+        readable: false,
+    };
+    let mut watches = [none; 4];
+    let mut n = 0;
+    let mut watch = |fd| {
+        watches[n] = Watch {
             fd,
             readable: false,
-        });
+        };
+        n += 1;
+    };
+    if let Some(fd) = disposable.as_ref().and_then(|d| d.output_fd()) {
+        watch(fd);
     }
     if let Some(t) = tap {
-        watches.push(Watch {
-            fd: t.fd(),
-            readable: false,
-        });
+        watch(t.fd());
     }
     // The channels (0: the bridge's, 1: the disposable's) announce the wait; a message
     // already there, or news of a reset, cancels the sleep.
     let mut errors: [Option<ChannelError>; 2] = [None, None];
-    let mut chans: Vec<(usize, &mut UioChannel)> = Vec::new();
-    if let Some(b) = bridge.as_mut() {
-        chans.push((0, b.transport_mut()));
-    }
-    if let Some(d) = disposable.as_mut() {
-        chans.push((1, d.transport_mut()));
-    }
-    for (i, ch) in chans.iter_mut() {
+    let mut chans: [Option<&mut UioChannel>; 2] = [
+        bridge.as_mut().map(|b| b.transport_mut()),
+        disposable.as_mut().map(|d| d.transport_mut()),
+    ];
+    for (i, ch) in chans.iter_mut().enumerate() {
+        let Some(ch) = ch else { continue };
         match ch.ring.prepare_wait() {
             Ok(false) => {}
             Ok(true) => timeout = Some(Duration::ZERO),
@@ -269,21 +277,19 @@ fn wait(
                 if e == ChannelError::Reset {
                     timeout = Some(Duration::ZERO);
                 }
-                errors[*i] = Some(e);
+                errors[i] = Some(e);
             }
         }
         match ch.irq_fd() {
-            Some(fd) => watches.push(Watch {
-                fd,
-                readable: false,
-            }),
+            Some(fd) => watch(fd),
             None => timeout = Some(timeout.map_or(POLL_EVERY, |t| t.min(POLL_EVERY))),
         }
     }
+    let watches = &mut watches[..n];
     if timeout != Some(Duration::ZERO) {
-        sys::poll(&mut watches, timeout)?;
+        sys::poll(watches, timeout)?;
     }
-    for (_, ch) in chans.iter_mut() {
+    for ch in chans.iter_mut().flatten() {
         ch.ring.finish_wait();
         let fired = ch
             .irq_fd()
