@@ -138,7 +138,11 @@ fn counters() -> Vec<(String, u64)> {
     if let Ok(text) = std::fs::read_to_string("/proc/net/snmp") {
         let tcp: Vec<&str> = text.lines().filter(|l| l.starts_with("Tcp:")).collect();
         if let [names, values] = tcp[..] {
-            for (k, v) in names.split_whitespace().zip(values.split_whitespace()).skip(1) {
+            for (k, v) in names
+                .split_whitespace()
+                .zip(values.split_whitespace())
+                .skip(1)
+            {
                 if let Ok(v) = v.parse() {
                     out.push((format!("Tcp.{k}"), v));
                 }

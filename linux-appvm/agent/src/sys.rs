@@ -89,7 +89,10 @@ pub fn poll(watches: &mut [Watch], timeout: Option<Duration>) -> io::Result<()> 
     // No allocation on the event loop's path: it runs once per wake-up.
     const MAX: usize = 8;
     if watches.len() > MAX {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, "too many watches"));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "too many watches",
+        ));
     }
     let mut all = [libc::pollfd {
         fd: -1,
