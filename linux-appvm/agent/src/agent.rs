@@ -302,7 +302,6 @@ fn wait(
             }
         }
     }
-    drop(chans);
     if let (Some(e), Some(b)) = (errors[0], bridge.as_mut()) {
         b.channel_error(e);
     }
