@@ -24,6 +24,13 @@ use std::time::{Duration, Instant};
 const TICK: Duration = Duration::from_millis(250);
 /// Sleep between looks at a channel without an interrupt line.
 const POLL_EVERY: Duration = Duration::from_millis(2);
+/// While traffic flows (the last wake-up moved frames), the agent sleeps this long without
+/// arming the firewall channel's interrupt, then looks at the ring again (NAPI's idea): a
+/// timer wake-up costs the AppVM about five VM exits, an interrupt through `uio_pci_generic`
+/// about twelve (its handler masks INTx through configuration space, the agent takes the
+/// event and unmasks), and the firewall's doorbell one more. A wake-up that finds nothing
+/// arms the interrupt again.
+const NAPI_POLL: Duration = Duration::from_micros(1000);
 /// After this long without the firewall's `Hello`, say so (once).
 const HELLO_PATIENCE: Duration = Duration::from_secs(10);
 
@@ -182,6 +189,8 @@ pub fn run(settings: &Settings) -> io::Result<()> {
     let started = Instant::now();
     let mut ready = false;
     let mut impatient = false;
+    // Frames moved since the last sleep: the next one polls instead of arming the interrupt.
+    let mut flowing = false;
     loop {
         let now = Instant::now();
         let mut busy = false;
@@ -192,7 +201,9 @@ pub fn run(settings: &Settings) -> io::Result<()> {
             }
         };
         if let (Some(b), Some(t)) = (&mut bridge, &mut tap) {
-            busy |= b.pump(t);
+            let moved = b.pump(t);
+            busy |= moved;
+            flowing |= moved && b.is_up();
             for n in b.take_notes() {
                 line(&n);
             }
@@ -225,19 +236,22 @@ pub fn run(settings: &Settings) -> io::Result<()> {
         if busy {
             continue;
         }
-        wait(&mut bridge, &mut disposable, tap.as_ref(), soon)?;
+        wait(&mut bridge, &mut disposable, tap.as_ref(), soon, flowing)?;
+        flowing = false;
     }
 }
 
 type Bridge = NetBridge<UioChannel>;
 type Disp = DisposableService<UioChannel, ShellRunner>;
 
-/// Sleeps until an interrupt, a frame, command output or `timeout`.
+/// Sleeps until an interrupt, a frame, command output or `timeout`; if `flowing`, the
+/// bridge's channel is not armed and the sleep lasts at most [`NAPI_POLL`].
 fn wait(
     bridge: &mut Option<Bridge>,
     disposable: &mut Option<Disp>,
     tap: Option<&Tap>,
     mut timeout: Option<Duration>,
+    flowing: bool,
 ) -> io::Result<()> {
     // Fixed arrays: this runs on every wake-up, without allocating.
     let none = Watch {
@@ -266,8 +280,21 @@ fn wait(
         bridge.as_mut().map(|b| b.transport_mut()),
         disposable.as_mut().map(|d| d.transport_mut()),
     ];
+    let mut armed = [false; 2];
     for (i, ch) in chans.iter_mut().enumerate() {
         let Some(ch) = ch else { continue };
+        if i == 0 && flowing && ch.irq_fd().is_some() {
+            timeout = Some(timeout.map_or(NAPI_POLL, |t| t.min(NAPI_POLL)));
+            continue;
+        }
+        armed[i] = true;
+        if let Err(e) = ch.rearm() {
+            ch.ack_errors += 1;
+            if ch.ack_errors == 1 {
+                let name = printable(&ch.found.info.name, 32);
+                line(&format!("channel {name}: acknowledging an interrupt: {e}"));
+            }
+        }
         match ch.ring.prepare_wait() {
             Ok(false) => {}
             Ok(true) => timeout = Some(Duration::ZERO),
@@ -289,12 +316,17 @@ fn wait(
     if timeout != Some(Duration::ZERO) {
         sys::poll(watches, timeout)?;
     }
-    for ch in chans.iter_mut().flatten() {
+    for (i, ch) in chans.iter_mut().enumerate() {
+        let Some(ch) = ch else { continue };
+        if !armed[i] {
+            continue;
+        }
         ch.ring.finish_wait();
         let fired = ch
             .irq_fd()
             .is_some_and(|fd| watches.iter().any(|w| w.fd == fd && w.readable));
-        if fired && let Err(e) = ch.on_interrupt() {
+        // INTx stays masked until the next armed sleep (`rearm`).
+        if fired && let Err(e) = ch.take_interrupt() {
             ch.ack_errors += 1;
             if ch.ack_errors == 1 {
                 let name = printable(&ch.found.info.name, 32);

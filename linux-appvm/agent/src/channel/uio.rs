@@ -117,6 +117,8 @@ pub struct UioChannel {
     config: File,
     /// COMMAND as read at open.
     command: u16,
+    /// An interrupt was taken and INTx not unmasked since.
+    masked: bool,
     /// Interrupts seen.
     pub interrupts: u64,
     /// Acknowledgements that failed (the event loop logs the first).
@@ -241,6 +243,7 @@ impl UioChannel {
             regs,
             config,
             command: u16::from_le_bytes(cmd),
+            masked: false,
             interrupts: 0,
             ack_errors: 0,
             _mapping: mapping,
@@ -257,15 +260,35 @@ impl UioChannel {
     /// After the uio descriptor polled readable: takes the interrupt count, the pending
     /// event, and unmasks INTx.
     pub fn on_interrupt(&mut self) -> io::Result<()> {
+        self.take_interrupt()?;
+        self.rearm()
+    }
+
+    /// After the uio descriptor polled readable: takes the interrupt count only. INTx stays
+    /// masked (the handler masked it) until [`UioChannel::rearm`]: while traffic flows, the
+    /// agent polls the ring instead (no exits for the interrupt path).
+    pub fn take_interrupt(&mut self) -> io::Result<()> {
         if let Some(uio) = &mut self.uio {
             let mut count = [0u8; 4];
             match uio.read(&mut count) {
-                Ok(_) => self.interrupts += 1,
+                Ok(_) => {
+                    self.interrupts += 1;
+                    self.masked = true;
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 Err(e) => return Err(e),
             }
         }
-        self.acknowledge()
+        Ok(())
+    }
+
+    /// Before a sleep that waits for the interrupt: takes the pending event and unmasks
+    /// INTx, if an interrupt masked it since.
+    pub fn rearm(&mut self) -> io::Result<()> {
+        if std::mem::take(&mut self.masked) {
+            self.acknowledge()?;
+        }
+        Ok(())
     }
 
     /// Reads EVENTS (clearing the pending event, so INTx deasserts), then clears
