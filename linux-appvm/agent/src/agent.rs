@@ -24,6 +24,13 @@ use std::time::{Duration, Instant};
 const TICK: Duration = Duration::from_millis(250);
 /// Sleep between looks at a channel without an interrupt line.
 const POLL_EVERY: Duration = Duration::from_millis(2);
+/// While traffic flows (the last wake-up moved frames), the agent sleeps this long without
+/// arming the firewall channel's interrupt, then looks at the ring again (NAPI's idea): a
+/// timer wake-up costs the AppVM about five VM exits, an interrupt through `uio_pci_generic`
+/// about twelve (its handler masks INTx through configuration space, the agent takes the
+/// event and unmasks), and the firewall's doorbell one more. A wake-up that finds nothing
+/// arms the interrupt again.
+const NAPI_POLL: Duration = Duration::from_micros(1000);
 /// After this long without the firewall's `Hello`, say so (once).
 const HELLO_PATIENCE: Duration = Duration::from_secs(10);
 
@@ -82,6 +89,9 @@ fn setup_network(settings: &Settings, has_link: bool) -> Option<Tap> {
             return None;
         }
     };
+    if let Some(e) = &tap.offload_error {
+        line(&format!("{}: offloads off ({e})", tap.name));
+    }
     match &settings.net {
         Some(cfg) => match net::configure(cfg, &tap.name) {
             Ok(()) => {
@@ -179,6 +189,8 @@ pub fn run(settings: &Settings) -> io::Result<()> {
     let started = Instant::now();
     let mut ready = false;
     let mut impatient = false;
+    // Frames moved since the last sleep: the next one polls instead of arming the interrupt.
+    let mut flowing = false;
     loop {
         let now = Instant::now();
         let mut busy = false;
@@ -189,7 +201,9 @@ pub fn run(settings: &Settings) -> io::Result<()> {
             }
         };
         if let (Some(b), Some(t)) = (&mut bridge, &mut tap) {
-            busy |= b.pump(t);
+            let moved = b.pump(t);
+            busy |= moved;
+            flowing |= moved && b.is_up();
             for n in b.take_notes() {
                 line(&n);
             }
@@ -222,44 +236,65 @@ pub fn run(settings: &Settings) -> io::Result<()> {
         if busy {
             continue;
         }
-        wait(&mut bridge, &mut disposable, tap.as_ref(), soon)?;
+        wait(&mut bridge, &mut disposable, tap.as_ref(), soon, flowing)?;
+        flowing = false;
     }
 }
 
 type Bridge = NetBridge<UioChannel>;
 type Disp = DisposableService<UioChannel, ShellRunner>;
 
-/// Sleeps until an interrupt, a frame, command output or `timeout`.
+/// Sleeps until an interrupt, a frame, command output or `timeout`; if `flowing`, the
+/// bridge's channel is not armed and the sleep lasts at most [`NAPI_POLL`].
 fn wait(
     bridge: &mut Option<Bridge>,
     disposable: &mut Option<Disp>,
     tap: Option<&Tap>,
     mut timeout: Option<Duration>,
+    flowing: bool,
 ) -> io::Result<()> {
-    let mut watches = Vec::new();
-    if let Some(fd) = disposable.as_ref().and_then(|d| d.output_fd()) {
-        watches.push(Watch {
+    // Fixed arrays: this runs on every wake-up, without allocating.
+    let none = Watch {
+        fd: -1,
+        readable: false,
+    };
+    let mut watches = [none; 4];
+    let mut n = 0;
+    let mut watch = |fd| {
+        watches[n] = Watch {
             fd,
             readable: false,
-        });
+        };
+        n += 1;
+    };
+    if let Some(fd) = disposable.as_ref().and_then(|d| d.output_fd()) {
+        watch(fd);
     }
     if let Some(t) = tap {
-        watches.push(Watch {
-            fd: t.fd(),
-            readable: false,
-        });
+        watch(t.fd());
     }
     // The channels (0: the bridge's, 1: the disposable's) announce the wait; a message
     // already there, or news of a reset, cancels the sleep.
     let mut errors: [Option<ChannelError>; 2] = [None, None];
-    let mut chans: Vec<(usize, &mut UioChannel)> = Vec::new();
-    if let Some(b) = bridge.as_mut() {
-        chans.push((0, b.transport_mut()));
-    }
-    if let Some(d) = disposable.as_mut() {
-        chans.push((1, d.transport_mut()));
-    }
-    for (i, ch) in chans.iter_mut() {
+    let mut chans: [Option<&mut UioChannel>; 2] = [
+        bridge.as_mut().map(|b| b.transport_mut()),
+        disposable.as_mut().map(|d| d.transport_mut()),
+    ];
+    let mut armed = [false; 2];
+    for (i, ch) in chans.iter_mut().enumerate() {
+        let Some(ch) = ch else { continue };
+        if i == 0 && flowing && ch.irq_fd().is_some() {
+            timeout = Some(timeout.map_or(NAPI_POLL, |t| t.min(NAPI_POLL)));
+            continue;
+        }
+        armed[i] = true;
+        if let Err(e) = ch.rearm() {
+            ch.ack_errors += 1;
+            if ch.ack_errors == 1 {
+                let name = printable(&ch.found.info.name, 32);
+                line(&format!("channel {name}: acknowledging an interrupt: {e}"));
+            }
+        }
         match ch.ring.prepare_wait() {
             Ok(false) => {}
             Ok(true) => timeout = Some(Duration::ZERO),
@@ -269,26 +304,29 @@ fn wait(
                 if e == ChannelError::Reset {
                     timeout = Some(Duration::ZERO);
                 }
-                errors[*i] = Some(e);
+                errors[i] = Some(e);
             }
         }
         match ch.irq_fd() {
-            Some(fd) => watches.push(Watch {
-                fd,
-                readable: false,
-            }),
+            Some(fd) => watch(fd),
             None => timeout = Some(timeout.map_or(POLL_EVERY, |t| t.min(POLL_EVERY))),
         }
     }
+    let watches = &mut watches[..n];
     if timeout != Some(Duration::ZERO) {
-        sys::poll(&mut watches, timeout)?;
+        sys::poll(watches, timeout)?;
     }
-    for (_, ch) in chans.iter_mut() {
+    for (i, ch) in chans.iter_mut().enumerate() {
+        let Some(ch) = ch else { continue };
+        if !armed[i] {
+            continue;
+        }
         ch.ring.finish_wait();
         let fired = ch
             .irq_fd()
             .is_some_and(|fd| watches.iter().any(|w| w.fd == fd && w.readable));
-        if fired && let Err(e) = ch.on_interrupt() {
+        // INTx stays masked until the next armed sleep (`rearm`).
+        if fired && let Err(e) = ch.take_interrupt() {
             ch.ack_errors += 1;
             if ch.ack_errors == 1 {
                 let name = printable(&ch.found.info.name, 32);
@@ -296,7 +334,6 @@ fn wait(
             }
         }
     }
-    drop(chans);
     if let (Some(e), Some(b)) = (errors[0], bridge.as_mut()) {
         b.channel_error(e);
     }

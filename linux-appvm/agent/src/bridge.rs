@@ -11,6 +11,7 @@
 use crate::channel::{ChannelError, Transport};
 use crate::log::printable;
 use crate::net::FrameDevice;
+use crate::net::offload::{self, Coalescer, Outgoing, VNET_HDR_LEN, VnetHdr};
 use bulkhead_abi::proto::{Hello, MAX_FRAME, Net, PROTO_VERSION};
 
 /// Messages (or frames) moved each way per [`NetBridge::pump`], so one side cannot starve
@@ -38,6 +39,10 @@ pub struct BridgeStats {
     pub ignored: u64,
     /// Frames the interface refused.
     pub device_errors: u64,
+    /// Packets from the interface whose virtio header could not be followed (dropped).
+    pub offload_errors: u64,
+    /// Large segments from the interface cut into frames.
+    pub tso_segments: u64,
 }
 
 /// Where the peer's `Hello` stands.
@@ -57,6 +62,19 @@ enum Incoming {
     Undecodable,
 }
 
+/// What waits in the bridge's buffer.
+#[derive(Clone, Copy, Debug)]
+enum Pending {
+    /// One frame at `start..start + len`.
+    One { start: usize, len: usize },
+    /// A large segment at `start..` (`seg` from [`offload::prepare`]); frame `next` is due.
+    Tso {
+        start: usize,
+        seg: Outgoing,
+        next: usize,
+    },
+}
+
 /// One network channel bridged to a frame device.
 pub struct NetBridge<T: Transport> {
     ch: T,
@@ -65,10 +83,14 @@ pub struct NetBridge<T: Transport> {
     hello_sent: bool,
     peer: Peer,
     broken: Option<ChannelError>,
-    /// A frame read from the interface that the full ring has not taken yet (its length in
-    /// `buf`): the interface is not read again until it is sent.
-    pending: Option<usize>,
+    /// What was read from the interface and the full ring has not taken yet (in `buf`): the
+    /// interface is not read again until it is all sent.
+    pending: Option<Pending>,
     buf: Vec<u8>,
+    /// One frame of a large segment.
+    frame: Vec<u8>,
+    /// Merges the firewall's frames for a device with offloads.
+    coalescer: Coalescer,
     notes: Vec<String>,
     /// Counters.
     pub stats: BridgeStats,
@@ -95,7 +117,9 @@ impl<T: Transport> NetBridge<T> {
             broken: None,
             pending: None,
             // Room for any frame the interface might hand over, so a long one is seen whole.
-            buf: vec![0; 65536],
+            buf: vec![0; VNET_HDR_LEN + 65536 + 256],
+            frame: vec![0; MAX_FRAME],
+            coalescer: Coalescer::new(),
             notes: Vec::new(),
             stats: BridgeStats::default(),
         };
@@ -163,9 +187,11 @@ impl<T: Transport> NetBridge<T> {
 
     fn channel_to_device(&mut self, dev: &mut impl FrameDevice) -> bool {
         let mut moved = false;
+        let vnet = dev.vnet();
         for _ in 0..BATCH {
             let up = self.peer == Peer::Up;
             let stats = &mut self.stats;
+            let coalescer = &mut self.coalescer;
             let got = self
                 .ch
                 .try_recv_with(|bytes| match postcard::from_bytes::<Net>(bytes) {
@@ -176,6 +202,15 @@ impl<T: Transport> NetBridge<T> {
                     Ok(Net::Frame(_)) if !up => {
                         stats.rx_not_up += 1;
                         Incoming::Dropped
+                    }
+                    Ok(Net::Frame(f)) if vnet => {
+                        stats.from_peer += 1;
+                        coalescer.push(f, &mut |h: &VnetHdr, p: &[u8]| {
+                            if dev.send_vnet(&h.to_bytes(), p).is_err() {
+                                stats.device_errors += 1;
+                            }
+                        });
+                        Incoming::Frame
                     }
                     Ok(Net::Frame(f)) => {
                         match dev.send_frame(f) {
@@ -210,6 +245,13 @@ impl<T: Transport> NetBridge<T> {
                 }
             }
         }
+        // A run of segments is written once the batch is over, never held across rounds.
+        let stats = &mut self.stats;
+        self.coalescer.flush(&mut |h: &VnetHdr, p: &[u8]| {
+            if dev.send_vnet(&h.to_bytes(), p).is_err() {
+                stats.device_errors += 1;
+            }
+        });
         moved
     }
 
@@ -235,11 +277,19 @@ impl<T: Transport> NetBridge<T> {
 
     fn device_to_channel(&mut self, dev: &mut impl FrameDevice) -> bool {
         let mut moved = false;
-        for _ in 0..BATCH {
-            let len = match self.pending.take() {
-                Some(len) => len,
+        let vnet = dev.vnet();
+        'reads: for _ in 0..BATCH {
+            let pending = match self.pending.take() {
+                Some(p) => p,
                 None => match dev.recv_frame(&mut self.buf) {
-                    Ok(Some(len)) => len,
+                    Ok(Some(len)) => {
+                        moved = true;
+                        let len = len.min(self.buf.len());
+                        match self.read_to_pending(vnet, len) {
+                            Some(p) => p,
+                            None => continue,
+                        }
+                    }
                     Ok(None) => break,
                     Err(_) => {
                         self.stats.device_errors += 1;
@@ -247,35 +297,98 @@ impl<T: Transport> NetBridge<T> {
                     }
                 },
             };
-            if len > MAX_FRAME {
-                self.stats.tx_oversized += 1;
-                moved = true;
-                continue;
-            }
-            if !self.is_up() {
-                self.stats.tx_not_up += 1;
-                moved = true;
-                continue;
-            }
-            match self.ch.try_send_batched(&Net::Frame(&self.buf[..len])) {
-                Ok(true) => {
-                    self.stats.to_peer += 1;
-                    moved = true;
+            match pending {
+                Pending::One { start, len } => {
+                    if len > MAX_FRAME {
+                        self.stats.tx_oversized += 1;
+                        moved = true;
+                        continue;
+                    }
+                    if !self.is_up() {
+                        self.stats.tx_not_up += 1;
+                        moved = true;
+                        continue;
+                    }
+                    let frame = Net::Frame(&self.buf[start..start + len]);
+                    match self.ch.try_send_batched(&frame) {
+                        Ok(true) => {
+                            self.stats.to_peer += 1;
+                            moved = true;
+                        }
+                        Ok(false) => {
+                            // Full: the loop retries soon (`has_pending`), without spinning.
+                            self.pending = Some(pending);
+                            break;
+                        }
+                        Err(e) => {
+                            self.stats.tx_not_up += 1;
+                            self.channel_error(e);
+                        }
+                    }
                 }
-                Ok(false) => {
-                    // Full: the loop retries soon (`has_pending`), without spinning.
-                    self.pending = Some(len);
-                    break;
-                }
-                Err(e) => {
-                    self.stats.tx_not_up += 1;
-                    self.channel_error(e);
+                Pending::Tso { start, seg, next } => {
+                    let Outgoing::Tso { count, .. } = seg else {
+                        continue;
+                    };
+                    for i in next..count {
+                        if !self.is_up() {
+                            self.stats.tx_not_up += (count - i) as u64;
+                            moved = true;
+                            continue 'reads;
+                        }
+                        let n = offload::tso_frame(&self.buf[start..], &seg, i, &mut self.frame);
+                        match self.ch.try_send_batched(&Net::Frame(&self.frame[..n])) {
+                            Ok(true) => {
+                                self.stats.to_peer += 1;
+                                moved = true;
+                            }
+                            Ok(false) => {
+                                self.pending = Some(Pending::Tso {
+                                    start,
+                                    seg,
+                                    next: i,
+                                });
+                                break 'reads;
+                            }
+                            Err(e) => {
+                                self.stats.tx_not_up += 1;
+                                self.channel_error(e);
+                            }
+                        }
+                    }
                 }
             }
         }
         // One doorbell for the batch, if the firewall sleeps.
         self.ch.flush();
         moved
+    }
+
+    /// What a read of `len` bytes into `buf` is to send (`None`: nothing, counted).
+    fn read_to_pending(&mut self, vnet: bool, len: usize) -> Option<Pending> {
+        if !vnet {
+            return Some(Pending::One { start: 0, len });
+        }
+        let Some(hdr) = VnetHdr::parse(&self.buf[..len]) else {
+            self.stats.offload_errors += 1;
+            return None;
+        };
+        let start = VNET_HDR_LEN;
+        match offload::prepare(&hdr, &mut self.buf[start..len], MAX_FRAME) {
+            Ok(Outgoing::Frame { len }) => Some(Pending::One { start, len }),
+            Ok(seg @ Outgoing::Tso { .. }) => {
+                self.stats.tso_segments += 1;
+                Some(Pending::Tso {
+                    start,
+                    seg,
+                    next: 0,
+                })
+            }
+            Err(_) => {
+                self.stats.offload_errors += 1;
+                None
+            }
+        }
     }
 }
 

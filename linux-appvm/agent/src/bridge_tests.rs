@@ -3,6 +3,8 @@
 use super::*;
 use crate::channel::ring::{RingChannel, pair, reset_region};
 use crate::channel::{CountingBell, Transport};
+use crate::net::offload::tests::{Seg, kernel_accepts};
+use crate::net::offload::{F_NEEDS_CSUM, GSO_NONE, GSO_TCPV4};
 use proptest::prelude::*;
 use std::collections::VecDeque;
 use std::io;
@@ -14,6 +16,9 @@ struct FakeTap {
     out: VecDeque<Vec<u8>>,
     /// Frames the bridge delivered.
     delivered: Vec<Vec<u8>>,
+    /// With a virtio header (offloads on): what the bridge delivered, header and packet.
+    vnet: bool,
+    delivered_vnet: Vec<(VnetHdr, Vec<u8>)>,
 }
 
 impl FrameDevice for FakeTap {
@@ -27,6 +32,15 @@ impl FrameDevice for FakeTap {
     }
     fn send_frame(&mut self, frame: &[u8]) -> io::Result<()> {
         self.delivered.push(frame.to_vec());
+        Ok(())
+    }
+    fn vnet(&self) -> bool {
+        self.vnet
+    }
+    fn send_vnet(&mut self, hdr: &[u8; VNET_HDR_LEN], frame: &[u8]) -> io::Result<()> {
+        assert!(self.vnet);
+        self.delivered_vnet
+            .push((VnetHdr::parse(hdr).unwrap(), frame.to_vec()));
         Ok(())
     }
 }
@@ -177,6 +191,89 @@ fn a_breach_drops_everything_until_a_reset() {
     assert!(b.take_notes()[0].contains("reset"));
 }
 
+/// Everything the firewall end has received, as raw frames.
+fn firewall_frames(fw: &mut Chan) -> Vec<Vec<u8>> {
+    let mut got = Vec::new();
+    while let Some(m) = fw
+        .try_recv_with(|b| match postcard::from_bytes::<Net>(b).unwrap() {
+            Net::Frame(f) => Some(f.to_vec()),
+            _ => None,
+        })
+        .unwrap()
+    {
+        got.extend(m);
+    }
+    got
+}
+
+#[test]
+fn a_large_segment_goes_out_as_mss_frames() {
+    let (mut b, mut fw, mut tap) = setup();
+    tap.vnet = true;
+    fw_hello(&mut fw, PROTO_VERSION);
+    b.pump(&mut tap);
+    firewall_gets(&mut fw);
+    // 40 frames' worth: more than the ring holds, so the segment waits half sent.
+    let payload: Vec<u8> = (0..40 * 1448u32).map(|i| (i / 7) as u8).collect();
+    let seg = Seg::new(77, payload.clone()).frame();
+    let hdr = VnetHdr {
+        flags: F_NEEDS_CSUM,
+        gso_type: GSO_TCPV4,
+        hdr_len: 54,
+        gso_size: 1448,
+        csum_start: 34,
+        csum_offset: 16,
+    };
+    let mut read = hdr.to_bytes().to_vec();
+    read.extend_from_slice(&seg);
+    tap.out.push_back(read);
+    // A plain frame behind an empty header follows it.
+    let mut plain = VnetHdr::default().to_bytes().to_vec();
+    plain.extend_from_slice(&[0x11; 60]);
+    tap.out.push_back(plain);
+    let mut frames = Vec::new();
+    for _ in 0..200 {
+        b.pump(&mut tap);
+        frames.extend(firewall_frames(&mut fw));
+        if !b.has_pending() && tap.out.is_empty() {
+            break;
+        }
+    }
+    frames.extend(firewall_frames(&mut fw));
+    assert_eq!(frames.len(), 41, "{:?} {:?}", b.stats, b.pending);
+    assert_eq!(b.stats.tso_segments, 1);
+    let mut got = Vec::new();
+    for f in &frames[..40] {
+        assert_eq!(f.len(), 54 + 1448);
+        got.extend_from_slice(&f[54..]);
+    }
+    assert_eq!(got, payload);
+    assert_eq!(frames[40], vec![0x11; 60]);
+    // A read shorter than its header is dropped and counted.
+    tap.out.push_back(vec![0; 5]);
+    b.pump(&mut tap);
+    assert_eq!(b.stats.offload_errors, 1);
+}
+
+#[test]
+fn in_order_frames_reach_the_interface_as_one_segment() {
+    let (mut b, mut fw, mut tap) = setup();
+    tap.vnet = true;
+    fw_hello(&mut fw, PROTO_VERSION);
+    for i in 0..6u32 {
+        let mut s = Seg::new(1000 + i * 1448, vec![i as u8; 1448]);
+        s.id = i as u16;
+        assert!(fw.try_send(&Net::Frame(&s.frame())).unwrap());
+    }
+    b.pump(&mut tap);
+    assert!(tap.delivered.is_empty());
+    assert_eq!(tap.delivered_vnet.len(), 1, "one large segment");
+    let (h, p) = &tap.delivered_vnet[0];
+    kernel_accepts(h, p).unwrap();
+    assert_eq!(p.len(), 54 + 6 * 1448);
+    assert_eq!(b.stats.from_peer, 6);
+}
+
 /// What a hostile firewall does between two pumps.
 #[derive(Clone, Debug)]
 enum Attack {
@@ -186,6 +283,8 @@ enum Attack {
     Scribble(usize, Vec<u8>),
     Reset,
     TapFrame(usize),
+    /// In-order TCP segments: first sequence number, how many, payload bytes each.
+    Segments(u32, u32, usize),
 }
 
 fn attack() -> impl Strategy<Value = Attack> {
@@ -197,6 +296,12 @@ fn attack() -> impl Strategy<Value = Attack> {
             .prop_map(|(at, b)| Attack::Scribble(at, b)),
         Just(Attack::Reset),
         (0usize..3000).prop_map(Attack::TapFrame),
+        (
+            any::<u32>(),
+            1u32..12,
+            prop_oneof![Just(1448usize), 1usize..1460]
+        )
+            .prop_map(|(s, n, m)| Attack::Segments(s, n, m)),
     ]
 }
 
@@ -206,8 +311,9 @@ proptest! {
     /// Whatever the firewall writes into the ring or the region, the bridge never panics,
     /// never hands the interface a frame longer than MAX_FRAME, and keeps its counters sane.
     #[test]
-    fn a_hostile_firewall_never_panics_the_bridge(attacks in prop::collection::vec(attack(), 1..40)) {
+    fn a_hostile_firewall_never_panics_the_bridge(attacks in prop::collection::vec(attack(), 1..40), vnet in any::<bool>()) {
         let (mut b, mut fw, mut tap) = setup();
+        tap.vnet = vnet;
         for a in attacks {
             match a {
                 Attack::Bytes(bytes) => { let _ = fw.try_send_bytes(&bytes); }
@@ -220,6 +326,12 @@ proptest! {
                 Attack::Scribble(at, bytes) => { fw.region().write_bytes(at, &bytes); }
                 Attack::Reset => reset_region(fw.region()),
                 Attack::TapFrame(len) => tap.out.push_back(vec![0x5a; len]),
+                Attack::Segments(seq, n, mss) => {
+                    for i in 0..n {
+                        let s = Seg::new(seq.wrapping_add(i * mss as u32), vec![i as u8; mss]);
+                        let _ = fw.try_send(&Net::Frame(&s.frame()));
+                    }
+                }
             }
             b.pump(&mut tap);
             let _ = fw.try_recv_with(|_| ());
@@ -228,5 +340,14 @@ proptest! {
             }
         }
         prop_assert!(tap.delivered.iter().all(|f| f.len() <= MAX_FRAME));
+        // With offloads: a frame as it came, or a large segment the kernel parses as meant.
+        for (h, p) in &tap.delivered_vnet {
+            if h.gso_type == GSO_NONE {
+                prop_assert_eq!(*h, VnetHdr::default());
+                prop_assert!(p.len() <= MAX_FRAME);
+            } else {
+                prop_assert!(kernel_accepts(h, p).is_ok(), "{:?}", kernel_accepts(h, p));
+            }
+        }
     }
 }

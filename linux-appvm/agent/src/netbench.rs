@@ -71,6 +71,7 @@ fn transfer(addr: &str, dir: Direction, bytes: u64) -> io::Result<Duration> {
     stream.set_nodelay(true)?;
     let mut reader = BufReader::with_capacity(CHUNK, stream.try_clone()?);
     let mut writer = stream;
+    let before = counters();
     sys::mark();
     let started = Instant::now();
     writeln!(writer, "{} {bytes}", dir.word())?;
@@ -110,5 +111,43 @@ fn transfer(addr: &str, dir: Direction, bytes: u64) -> io::Result<Duration> {
     }
     let took = started.elapsed();
     sys::mark();
+    let after = counters();
+    let moved: Vec<String> = after
+        .iter()
+        .filter_map(|(k, v)| {
+            let b = before.iter().find(|(k2, _)| k2 == k).map_or(0, |(_, v)| *v);
+            (*v > b).then(|| format!("{k} {}", v - b))
+        })
+        .collect();
+    println!("netbench: {} counters: {}", dir.word(), moved.join(", "));
     Ok(took)
+}
+
+/// The kernel's interrupt counts (`/proc/interrupts`, by name) and TCP segment counts.
+fn counters() -> Vec<(String, u64)> {
+    let mut out = Vec::new();
+    if let Ok(text) = std::fs::read_to_string("/proc/interrupts") {
+        for l in text.lines().skip(1) {
+            let mut words = l.split_whitespace();
+            let Some(name) = words.next() else { continue };
+            let n: u64 = words.next().and_then(|w| w.parse().ok()).unwrap_or(0);
+            let rest: Vec<&str> = words.collect();
+            out.push((format!("{name}{}", rest.last().unwrap_or(&"")), n));
+        }
+    }
+    if let Ok(text) = std::fs::read_to_string("/proc/net/snmp") {
+        let tcp: Vec<&str> = text.lines().filter(|l| l.starts_with("Tcp:")).collect();
+        if let [names, values] = tcp[..] {
+            for (k, v) in names
+                .split_whitespace()
+                .zip(values.split_whitespace())
+                .skip(1)
+            {
+                if let Ok(v) = v.parse() {
+                    out.push((format!("Tcp.{k}"), v));
+                }
+            }
+        }
+    }
+    out
 }

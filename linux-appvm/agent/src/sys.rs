@@ -86,27 +86,50 @@ pub struct Watch {
 /// Waits until one of `watches` is readable or `timeout` passes (`None`: no limit); sets
 /// their `readable`. An interrupted wait counts as a timeout.
 pub fn poll(watches: &mut [Watch], timeout: Option<Duration>) -> io::Result<()> {
-    let mut fds: Vec<libc::pollfd> = watches
-        .iter()
-        .map(|w| libc::pollfd {
-            fd: w.fd,
-            events: libc::POLLIN,
-            revents: 0,
-        })
-        .collect();
-    let ms = timeout.map_or(-1, |t| {
-        i32::try_from(t.as_millis().max(u128::from(!t.is_zero()))).unwrap_or(i32::MAX)
+    // No allocation on the event loop's path: it runs once per wake-up.
+    const MAX: usize = 8;
+    if watches.len() > MAX {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "too many watches",
+        ));
+    }
+    let mut all = [libc::pollfd {
+        fd: -1,
+        events: 0,
+        revents: 0,
+    }; MAX];
+    for (p, w) in all.iter_mut().zip(watches.iter()) {
+        p.fd = w.fd;
+        p.events = libc::POLLIN;
+    }
+    let fds = &mut all[..watches.len()];
+    // ppoll: to the nanosecond (the agent's short polls are well under a millisecond).
+    let ts = timeout.map(|t| libc::timespec {
+        tv_sec: t.as_secs().min(i32::MAX as u64) as libc::time_t,
+        tv_nsec: libc::c_long::from(t.subsec_nanos() as i32),
     });
+    let tsp = ts
+        .as_ref()
+        .map_or(std::ptr::null(), |t| t as *const libc::timespec);
     // SAFETY: `fds` is a valid array of `fds.len()` pollfd structures that the kernel writes
-    // `revents` into; it outlives the call.
-    let rc = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, ms) };
+    // `revents` into; `tsp` is null or points at `ts`, which outlives the call; no signal
+    // mask is passed.
+    let rc = unsafe {
+        libc::ppoll(
+            fds.as_mut_ptr(),
+            fds.len() as libc::nfds_t,
+            tsp,
+            std::ptr::null(),
+        )
+    };
     if rc < 0 {
         let e = io::Error::last_os_error();
         if e.kind() != io::ErrorKind::Interrupted {
             return Err(e);
         }
     }
-    for (w, p) in watches.iter_mut().zip(&fds) {
+    for (w, p) in watches.iter_mut().zip(fds.iter()) {
         w.readable = rc > 0 && p.revents != 0;
     }
     Ok(())
@@ -116,6 +139,11 @@ pub fn poll(watches: &mut [Watch], timeout: Option<Duration>) -> io::Result<()> 
 const TUNSETIFF: libc::c_ulong = 0x4004_54ca;
 const IFF_TAP: libc::c_short = 0x0002;
 const IFF_NO_PI: libc::c_short = 0x1000;
+const IFF_VNET_HDR: libc::c_short = 0x4000;
+// _IOW('T', 208, unsigned int), and the offloads: checksums, TSO over IPv4.
+const TUNSETOFFLOAD: libc::c_ulong = 0x4004_54d0;
+const TUN_F_CSUM: libc::c_ulong = 0x01;
+const TUN_F_TSO4: libc::c_ulong = 0x02;
 
 /// `struct ifreq` as TUNSETIFF reads it: the name, then the flags (the union is 24 bytes).
 #[repr(C)]
@@ -126,8 +154,9 @@ struct IfReq {
 }
 
 /// Makes the open `/dev/net/tun` descriptor the TAP interface `name` (no packet-information
-/// header); returns the name the kernel gave it.
-pub fn tun_set_tap(tun: &File, name: &str) -> io::Result<String> {
+/// header; a `virtio_net_hdr` before every frame if `vnet`); returns the name the kernel
+/// gave it.
+pub fn tun_set_tap(tun: &File, name: &str, vnet: bool) -> io::Result<String> {
     if name.is_empty() || name.len() >= libc::IFNAMSIZ || name.contains('\0') {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -136,7 +165,7 @@ pub fn tun_set_tap(tun: &File, name: &str) -> io::Result<String> {
     }
     let mut req = IfReq {
         name: [0; libc::IFNAMSIZ],
-        flags: IFF_TAP | IFF_NO_PI,
+        flags: IFF_TAP | IFF_NO_PI | if vnet { IFF_VNET_HDR } else { 0 },
         _pad: [0; 22],
     };
     req.name[..name.len()].copy_from_slice(name.as_bytes());
@@ -152,6 +181,17 @@ pub fn tun_set_tap(tun: &File, name: &str) -> io::Result<String> {
         .position(|&b| b == 0)
         .unwrap_or(req.name.len());
     Ok(String::from_utf8_lossy(&req.name[..len]).into_owned())
+}
+
+/// Turns on a TAP's checksum and TCP/IPv4 segmentation offloads (`TUN_F_CSUM |
+/// TUN_F_TSO4`): the kernel then hands over large segments with unfinished checksums.
+pub fn tun_set_offload(tun: &File) -> io::Result<()> {
+    // SAFETY: TUNSETOFFLOAD takes its argument by value; the descriptor is open.
+    let rc = unsafe { libc::ioctl(tun.as_raw_fd(), TUNSETOFFLOAD, TUN_F_CSUM | TUN_F_TSO4) };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// Sets `O_NONBLOCK` on a descriptor.
@@ -219,8 +259,8 @@ mod tests {
     fn ifreq_has_the_kernel_layout() {
         assert_eq!(std::mem::size_of::<IfReq>(), 40);
         let f = File::open("/dev/null").unwrap();
-        assert!(tun_set_tap(&f, "").is_err());
-        assert!(tun_set_tap(&f, "a-name-much-too-long").is_err());
+        assert!(tun_set_tap(&f, "", false).is_err());
+        assert!(tun_set_tap(&f, "a-name-much-too-long", false).is_err());
     }
 
     #[test]

@@ -273,8 +273,11 @@ unsafe impl Hal for RtHal {
     unsafe fn unshare(_paddr: PhysAddr, _buffer: NonNull<[u8]>, _direction: BufferDirection) {}
 }
 
-/// Slots per virtqueue of [`VirtioNet`].
-pub const NET_QUEUE_SIZE: usize = 32;
+/// Slots per virtqueue of [`VirtioNet`]: as many as a network channel's ring, so a burst
+/// from the firewall (an AppVM's 64 KiB segment is 45 frames) fits the transmit queue and
+/// sys-net does not sleep on a full one (`cargo xtask bench --network`: with 32, sys-net
+/// slept every second frame of an upload).
+pub const NET_QUEUE_SIZE: usize = 128;
 /// Bytes per receive and transmit buffer: the virtio-net header and a full Ethernet frame.
 const NET_BUF_LEN: usize = 2048;
 /// Largest frame [`VirtioNet::send`] takes (Ethernet II without FCS).

@@ -194,7 +194,11 @@ fn profile_report(
             &format!("Bulkhead, {}", f.direction),
             &functions,
             f.bytes as f64 / 1e6,
-            40,
+            // More rows for a closer look: BULKHEAD_PROFILE_TOP=400.
+            std::env::var("BULKHEAD_PROFILE_TOP")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(40),
         ));
         s.push('\n');
     }

@@ -28,8 +28,11 @@ const MAX_SIZE_KIB: u32 = (MAX_CHANNEL_SIZE / 1024) as u32;
 const BULK_GRANULE_KIB: u32 = (2 * BULK_POOL_ALIGN / 1024) as u32;
 const MAX_BULK_KIB: u32 = (MAX_BULK_SIZE / 1024) as u32;
 
-/// Slots per ring of a network channel: frames queue up while the other side is busy.
-pub(super) const NET_CHANNEL_SLOTS: u32 = 32;
+/// Slots per ring of a network channel: frames queue up while the other side is busy. 128
+/// holds a whole 64 KiB TCP segment of an AppVM cut into frames (45), so the agent need not
+/// wait for room in the middle of one (`cargo xtask bench --network`: 32 slots cost up to a
+/// quarter more instructions and a tenth more exits per MB).
+pub(super) const NET_CHANNEL_SLOTS: u32 = 128;
 
 /// Region size in bytes of the channel between a qube and its netvm: the smallest whole
 /// number of pages whose rings hold [`NET_CHANNEL_SLOTS`] slots of

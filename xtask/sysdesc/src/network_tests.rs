@@ -89,7 +89,7 @@ fn the_network_test_system_compiles_to_channels_devices_and_blobs() {
     let m = &c.manifest;
     let names: Vec<&str> = m.qubes.iter().map(|q| q.name.as_str()).collect();
     assert_eq!(names, ["net", "firewall", "work", "other"]);
-    // One channel per netvm link, side A the netvm: 32 slots of 2048 bytes each way.
+    // One channel per netvm link, side A the netvm: 128 slots of 2048 bytes each way.
     let channels: Vec<_> = m
         .channels
         .iter()
@@ -105,7 +105,10 @@ fn the_network_test_system_compiles_to_channels_devices_and_blobs() {
     );
     for ch in &m.channels {
         let g = Geometry::new(u64::from(ch.size), ch.slot_size).unwrap();
-        assert_eq!((ch.size, g.slot_size, g.slot_count), (136 * 1024, 2048, 32));
+        assert_eq!(
+            (ch.size, g.slot_size, g.slot_count),
+            (520 * 1024, 2048, 128)
+        );
     }
     let devices: Vec<_> = m.devices.iter().map(|d| (d.qube, d.select)).collect();
     let card = PciSelect::Id {
@@ -207,7 +210,7 @@ fn the_network_test_system_compiles_to_channels_devices_and_blobs() {
         "other     firewall  client                        10.137.0.11/24     none: accept all",
         "pci-id:1af4:1041",
         "1 device assigned only behind an IOMMU (iommu = \"required\")",
-        "work.net      firewall (1)    work (0)        136 KiB  32 x 2048 B     2040 B           network",
+        "work.net      firewall (1)    work (0)        520 KiB  128 x 2048 B    2040 B           network",
         "#4 net.cfg (28 bytes), #5 firewall.cfg",
     ] {
         assert!(summary.contains(words), "{words:?} missing from\n{summary}");
@@ -821,12 +824,12 @@ fn automatic_channels_count_against_the_limits() {
     let c = compiled(&net_and_firewall(&seven));
     assert_eq!(c.manifest.channels.len(), 8);
     assert_eq!(config_of(&c, "fw").downstream.len(), 7);
-    // Their memory counts: 2 qubes of 4 MiB and one 136 KiB channel need 40 MiB 136 KiB.
+    // Their memory counts: 2 qubes of 4 MiB and one 520 KiB channel need 40 MiB 520 KiB.
     let tight = net_and_firewall("").replace("ram_mib = 512", "ram_mib = 40");
     one_problem(
         &tight,
         "system.ram_mib",
-        "qubes need 8 MiB + 136 KiB of channels + 32 MiB hypervisor reserve",
+        "qubes need 8 MiB + 520 KiB of channels + 32 MiB hypervisor reserve",
         "raise ram_mib to 41",
     );
     // Declared channels come first; a declared one that repeats the automatic one is

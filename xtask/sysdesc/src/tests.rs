@@ -143,7 +143,7 @@ fn default_system_compiles_and_round_trips() {
         "#4 gui",
         "#5 net.cfg",
         "#6 firewall.cfg",
-        "191 MiB 888 KiB free",
+        "191 MiB 504 KiB free",
         "pci-id:1af4:1041",
     ] {
         assert!(summary.contains(word), "{word} missing from:\n{summary}");

@@ -2,6 +2,7 @@
 //! over the channel to the firewall; its address and default route are set with busybox
 //! `ip`, and the name servers go to `/etc/resolv.conf`.
 
+pub mod offload;
 pub mod tap;
 
 use crate::config::NetConfig;
