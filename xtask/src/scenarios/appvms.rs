@@ -9,7 +9,7 @@ use super::network::{boot_until_exited, exit_status, expect_system_qubes_kept_ru
 use super::{Scenario, boots, expect};
 use crate::appvm;
 use crate::qemu::{self, BootOutcome, Control, HvEvent};
-use anyhow::{Result, bail};
+use anyhow::Result;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -134,12 +134,7 @@ fn crash() -> Result<String> {
         }
         Control::stop_if(stopped && work_ready && beats_after >= 5)
     })?;
-    if let Some(p) = &out.panic {
-        bail!("hypervisor panic: {p}");
-    }
-    expect(!out.timed_out, || {
-        format!("timed out; last line {:?}", out.lines.last())
-    })?;
+    boots::finished(&out)?;
     expect(
         saw(&out, &["doomed", "selftest: panicking the kernel"]),
         || "the doomed AppVM never started its panic".into(),

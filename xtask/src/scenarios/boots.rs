@@ -42,6 +42,16 @@ pub fn assemble_with_test_hooks(system: &str) -> Result<Assembled> {
     bundle::assemble_with_test_hooks(&crate::workspace_root().join(system), &mut steps)
 }
 
+/// Fails if the hypervisor panicked or the boot ran out of time (naming the last line).
+pub fn finished(out: &BootOutcome) -> Result<()> {
+    if let Some(p) = &out.panic {
+        bail!("hypervisor panic: {p}");
+    }
+    expect(!out.timed_out, || {
+        format!("timed out; last line {:?}", out.lines.last())
+    })
+}
+
 /// Captured-serial boot options with a timeout; the console goes to
 /// `target/bulkhead/logs/<log>.log` instead of the terminal.
 pub fn options(a: &Assembled, cpu: &str, timeout_s: u64, log: &str) -> BootOptions {

@@ -53,12 +53,7 @@ fn run() -> Result<String> {
         // Two transfers, three victims, markers in four probes, the intruder stopped.
         Control::stop_if(done >= 10)
     })?;
-    if let Some(p) = &out.panic {
-        bail!("hypervisor panic: {p}");
-    }
-    expect(!out.timed_out, || {
-        format!("timed out; last line {:?}", out.lines.last())
-    })?;
+    boots::finished(&out)?;
     let mut figures = Vec::new();
     for mode in ["poll", "event"] {
         let rx = format!("rx-{mode}");

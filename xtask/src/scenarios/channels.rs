@@ -60,12 +60,7 @@ pub fn measure() -> Result<Figures> {
         }
         Control::stop_if(done >= 5)
     })?;
-    if let Some(p) = &out.panic {
-        bail!("hypervisor panic: {p}");
-    }
-    expect(!out.timed_out, || {
-        format!("timed out; last line {:?}", out.lines.last())
-    })?;
+    boots::finished(&out)?;
     let mut figures = Figures::default();
     for mode in ["poll", "event"] {
         let (ping, pong) = (format!("ping-{mode}"), format!("pong-{mode}"));

@@ -8,7 +8,7 @@
 
 use super::{Scenario, boots, expect};
 use crate::qemu::{self, BootOutcome, Control, HvEvent, Line};
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 
 pub const CONSOLE_FLOOD: Scenario = Scenario {
     name: "console-flood",
@@ -80,12 +80,7 @@ fn console_flood() -> Result<String> {
     let out = qemu::boot(&opts, |e| {
         Control::stop_if(matches!(e.hv, Some(HvEvent::Panic(_) | HvEvent::Idle)))
     })?;
-    if let Some(p) = &out.panic {
-        bail!("hypervisor panic: {p}");
-    }
-    expect(!out.timed_out, || {
-        format!("timed out; last line {:?}", out.lines.last())
-    })?;
+    boots::finished(&out)?;
     check(&out)
 }
 

@@ -4,7 +4,7 @@
 
 use super::{Scenario, boots, expect};
 use crate::qemu::{self, BootOutcome, Control, HvEvent};
-use anyhow::{Result, bail};
+use anyhow::Result;
 
 pub const CONTAINMENT: Scenario = Scenario {
     name: "containment",
@@ -83,12 +83,7 @@ fn containment() -> Result<String> {
         }
         Control::stop_if(beats_after >= BEATS_AFTER)
     })?;
-    if let Some(p) = &out.panic {
-        bail!("hypervisor panic: {p}");
-    }
-    expect(!out.timed_out, || {
-        format!("timed out; last line {:?}", out.lines.last())
-    })?;
+    boots::finished(&out)?;
 
     check_stops(&out, STOPS)?;
     check_unhurt(&out, HEALTHY)?;

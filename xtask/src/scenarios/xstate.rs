@@ -188,12 +188,7 @@ fn run() -> Result<String> {
         probes.see(e.line.source.as_deref(), &e.line.body, e.at);
         Control::stop_if(APPVMS.iter().all(|q| probes.done(q) || gone.contains(*q)))
     })?;
-    if let Some(p) = &out.panic {
-        bail!("hypervisor panic: {p}");
-    }
-    expect(!out.timed_out, || {
-        format!("timed out; last line {:?}", out.lines.last())
-    })?;
+    boots::finished(&out)?;
     expect(out.stopped.is_empty(), || {
         format!("stopped: {:?}", out.stopped)
     })?;
