@@ -16,7 +16,7 @@ use crate::events::{self, Events};
 use crate::hypercall;
 use alloc::boxed::Box;
 use bulkhead_abi::boot_info::ChannelInfo;
-use bulkhead_abi::channel::{MAX_CHANNEL_SIZE, bulk_window, window};
+use bulkhead_abi::channel::{MAX_CHANNEL_SIZE, window};
 pub use bulkhead_ring::{Breach, Bulk, BulkRef, ChannelError, Sent, Side};
 use bulkhead_ring::{Endpoint, SharedRegion};
 use core::time::Duration;
@@ -85,15 +85,17 @@ impl Channel {
         #[allow(unsafe_code)]
         let region = unsafe { SharedRegion::new(info.gpa as *mut u8, info.size as usize) };
         let ep = Endpoint::open(region, side).map_err(OpenError::Ring)?;
-        let bulk = match info.bulk() {
+        // `Boot::new` checked the area is at this channel's bulk window with a valid size; the
+        // header must name the same size.
+        let bulk = match boot.bulk(local) {
             None if ep.bulk_size() == 0 => None,
-            Some((gpa, size)) if gpa == bulk_window(local) && size == u64::from(ep.bulk_size()) => {
+            Some(area) if area.size == u64::from(ep.bulk_size()) => {
                 // SAFETY: the hypervisor maps exactly `size` bytes at `gpa` (this channel's
-                // bulk window, checked above) into this qube and the peer only: our pool
-                // writable, the peer's read-only; nothing else in this qube uses the window,
-                // and `Bulk` treats the peer's pool as written by a hostile peer.
+                // bulk window, checked by `Boot::new`) into this qube and the peer only: our
+                // pool writable, the peer's read-only; nothing else in this qube uses the
+                // window, and `Bulk` treats the peer's pool as written by a hostile peer.
                 #[allow(unsafe_code)]
-                let region = unsafe { SharedRegion::new(gpa as *mut u8, size as usize) };
+                let region = unsafe { SharedRegion::new(area.gpa as *mut u8, area.size as usize) };
                 Some(Box::new(
                     Bulk::open(region, side, ep.bulk_size()).map_err(OpenError::Ring)?,
                 ))
