@@ -71,6 +71,22 @@ impl Label {
         }
     }
 
+    /// The colour the gui qube draws this label's window borders and title bars in, as
+    /// `0x00RRGGBB` (Qubes' Tango-palette label colours; black is a dark gray so that the
+    /// border stays visible on a black desktop).
+    pub const fn rgb(self) -> u32 {
+        match self {
+            Label::Red => 0x00CC_0000,
+            Label::Orange => 0x00F5_7900,
+            Label::Yellow => 0x00ED_D400,
+            Label::Green => 0x0073_D216,
+            Label::Gray => 0x0055_5753,
+            Label::Blue => 0x0034_65A4,
+            Label::Purple => 0x0075_507B,
+            Label::Black => 0x0020_2020,
+        }
+    }
+
     /// Decodes the `repr(u8)` value.
     pub const fn from_u8(v: u8) -> Option<Label> {
         match v {
@@ -102,5 +118,14 @@ mod tests {
         }
         assert_eq!(Label::from_name("pink"), None);
         assert_eq!(Label::from_u8(8), None);
+    }
+
+    #[test]
+    fn label_colours_are_distinct() {
+        for a in Label::ALL {
+            for b in Label::ALL {
+                assert_eq!(a == b, a.rgb() == b.rgb(), "{a:?} {b:?}");
+            }
+        }
     }
 }

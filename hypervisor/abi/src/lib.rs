@@ -8,6 +8,7 @@
 //! - [`channel`]: the shared-memory layout of channels between qubes.
 //! - [`label`]: Qubes' label colours.
 //! - [`proto`] (feature `proto`): the postcard messages qubes exchange over channels.
+//! - [`gui`] (feature `proto`): the GUI protocol between clients and the gui qube.
 //! - [`guest_pci`]: the virtual PCI devices of a Linux qube (host bridge, channel devices).
 //! - [`bounded`]: fixed-capacity vector, string and ring, the only collections the
 //!   hypervisor uses.
@@ -29,6 +30,8 @@ pub mod bounded;
 pub mod bundle;
 pub mod channel;
 pub mod guest_pci;
+#[cfg(feature = "proto")]
+pub mod gui;
 pub mod hypercall;
 pub mod label;
 pub mod manifest;

@@ -206,15 +206,8 @@ impl Bulk {
     /// [`Bulk::read`] without the checksum: for data that is never parsed (pixels).
     pub fn read_unchecked(&mut self, r: &BulkRef, dst: &mut [u8]) -> Result<usize, ChannelError> {
         self.check()?;
-        let pool = self.pool_size();
+        self.check_peer_ref(r)?;
         let (offset, len) = (r.offset as usize, r.len as usize);
-        if !offset.is_multiple_of(BULK_PAGE) || offset.checked_add(len).is_none_or(|e| e > pool) {
-            return Err(self.breach(Breach::BulkOutOfRange {
-                offset: r.offset,
-                len: r.len,
-                pool: pool as u32,
-            }));
-        }
         let Some(dst) = dst.get_mut(..len) else {
             return Err(ChannelError::TooLarge {
                 len,
@@ -224,6 +217,66 @@ impl Bulk {
         // Inside the peer's pool (checked above), inside the region.
         let _ = self.region.read_bytes(self.theirs + offset, dst);
         Ok(len)
+    }
+
+    /// Writes `data` at byte `at` of a buffer we lent with `r` and have not taken back: a
+    /// *surface* (window pixels) that stays lent while we keep drawing into it. Its checksum
+    /// is stale from then on, so the peer reads it with [`Bulk::read_unchecked_at`] only.
+    /// [`ChannelError::TooLarge`] if the write runs past the buffer; nothing is written then.
+    pub fn write_lent(&mut self, r: &BulkRef, at: usize, data: &[u8]) -> Result<(), ChannelError> {
+        self.check()?;
+        let lent = self.loans.iter().any(|l| {
+            l.pages != 0 && l.first as usize * BULK_PAGE == r.offset as usize && l.len == r.len
+        });
+        if !lent {
+            return Err(ChannelError::NotLent);
+        }
+        if at.checked_add(data.len()).is_none_or(|e| e > r.len as usize) {
+            return Err(ChannelError::TooLarge {
+                len: at.saturating_add(data.len()),
+                max: r.len as usize,
+            });
+        }
+        // Inside a loan of our pool: `r.offset + r.len` lies in it (it was lent so).
+        let _ = self.region.write_bytes(self.ours + r.offset as usize + at, data);
+        Ok(())
+    }
+
+    /// Copies `dst.len()` bytes from byte `at` of the buffer the peer lent with `r` (a
+    /// surface whose damaged rows we copy out), without a checksum: for pixels only. The
+    /// descriptor must lie inside the peer's pool ([`Breach::BulkOutOfRange`] otherwise) and
+    /// the range inside the buffer ([`ChannelError::TooLarge`] otherwise, nothing read).
+    pub fn read_unchecked_at(
+        &mut self,
+        r: &BulkRef,
+        at: usize,
+        dst: &mut [u8],
+    ) -> Result<(), ChannelError> {
+        self.check()?;
+        self.check_peer_ref(r)?;
+        if at.checked_add(dst.len()).is_none_or(|e| e > r.len as usize) {
+            return Err(ChannelError::TooLarge {
+                len: at.saturating_add(dst.len()),
+                max: r.len as usize,
+            });
+        }
+        // Inside the peer's pool: `r` is (checked above) and the range is inside `r`.
+        let _ = self.region.read_bytes(self.theirs + r.offset as usize + at, dst);
+        Ok(())
+    }
+
+    /// Checks a descriptor the peer sent lies inside its pool, page-aligned; a breach if not.
+    pub fn check_peer_ref(&mut self, r: &BulkRef) -> Result<(), ChannelError> {
+        let pool = self.pool_size();
+        let (offset, len) = (r.offset as usize, r.len as usize);
+        if !offset.is_multiple_of(BULK_PAGE) || offset.checked_add(len).is_none_or(|e| e > pool) {
+            return Err(self.breach(Breach::BulkOutOfRange {
+                offset: r.offset,
+                len: r.len,
+                pool: pool as u32,
+            }));
+        }
+        Ok(())
     }
 
     fn check(&self) -> Result<(), ChannelError> {

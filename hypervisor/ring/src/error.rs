@@ -38,6 +38,9 @@ pub enum ChannelError {
         /// Buffers the peer holds.
         loans: usize,
     },
+    /// [`crate::Bulk::write_lent`] was given a descriptor that is not one of our buffers on
+    /// loan now (our own mistake, not the peer's).
+    NotLent,
     /// The hypervisor reset the channel (the peer restarted): everything in flight is gone.
     /// Reopen the endpoint ([`crate::Endpoint::reopen`]) and start the conversation again.
     Reset,
@@ -125,6 +128,9 @@ impl fmt::Display for ChannelError {
                 f,
                 "the channel has layout version {found}, this end speaks version {expected}"
             ),
+            ChannelError::NotLent => {
+                write!(f, "the buffer written to is not one of ours on loan")
+            }
             ChannelError::BulkExhausted {
                 lent_pages,
                 pool_pages,

@@ -61,6 +61,37 @@ fn a_buffer_crosses_and_comes_back() {
 }
 
 #[test]
+fn a_surface_is_drawn_in_place_and_read_in_pieces() {
+    let (_region, mut a, mut b) = pair(SIZE);
+    let r = a.lend(&[0u8; 8192]).unwrap();
+    a.write_lent(&r, 4000, b"pixels").unwrap();
+    let mut row = [0u8; 6];
+    b.read_unchecked_at(&r, 4000, &mut row).unwrap();
+    assert_eq!(&row, b"pixels");
+    // Past the end of the buffer: refused, nothing written or read, nothing broken.
+    assert!(matches!(
+        a.write_lent(&r, 8190, b"xyz"),
+        Err(ChannelError::TooLarge { len: 8193, max: 8192 })
+    ));
+    assert!(matches!(
+        b.read_unchecked_at(&r, usize::MAX, &mut row),
+        Err(ChannelError::TooLarge { .. })
+    ));
+    assert_eq!((a.broken(), b.broken()), (None, None));
+    // Only a buffer on loan can be written: not a made-up one, not one taken back.
+    let fake = BulkRef { offset: 16384, ..r };
+    assert_eq!(a.write_lent(&fake, 0, b"x"), Err(ChannelError::NotLent));
+    a.reclaim(&r).unwrap();
+    assert_eq!(a.write_lent(&r, 0, b"x"), Err(ChannelError::NotLent));
+    // A descriptor outside the peer's pool breaks the area for the reader.
+    let outside = BulkRef { offset: a.pool_size() as u32, len: 1, check: 0 };
+    assert!(matches!(
+        b.read_unchecked_at(&outside, 0, &mut row[..1]),
+        Err(ChannelError::Broken(Breach::BulkOutOfRange { .. }))
+    ));
+}
+
+#[test]
 fn a_buffer_too_large_for_the_pool_is_refused_at_once() {
     let (_r, mut a, _b) = pair(SIZE);
     let max = a.pool_size();

@@ -292,7 +292,7 @@ impl embedded_io::Error for StreamError {
             ChannelError::Broken(_) | ChannelError::BadHeader | ChannelError::Version { .. } => {
                 embedded_io::ErrorKind::BrokenPipe
             }
-            ChannelError::Encode => embedded_io::ErrorKind::InvalidData,
+            ChannelError::Encode | ChannelError::NotLent => embedded_io::ErrorKind::InvalidData,
             ChannelError::Reset => embedded_io::ErrorKind::ConnectionReset,
             ChannelError::BulkExhausted { .. } => embedded_io::ErrorKind::OutOfMemory,
         }
