@@ -19,13 +19,17 @@ use serde::{Deserialize, Serialize};
 pub use rules::{Action, Cidr, PortRange, Proto, Rule, SpecialTarget};
 
 /// Version of the blob layout.
-pub const CONFIG_VERSION: u16 = 1;
+pub const CONFIG_VERSION: u16 = 2;
 /// Longest qube or channel name (the same limit as the hypervisor's).
 pub const NAME_MAX: usize = 24;
 /// Most clients one qube may serve.
 pub const MAX_DOWNSTREAM: usize = 16;
 /// Most firewall rules per client.
 pub const MAX_RULES: usize = 32;
+/// Most qubes one gui qube shows windows of.
+pub const MAX_GUI_CLIENTS: usize = 16;
+/// Most clipboard pairs a policy refuses.
+pub const MAX_CLIPBOARD_DENY: usize = 64;
 
 /// An IPv4 address, network byte order.
 pub type Ipv4 = [u8; 4];
@@ -41,6 +45,35 @@ pub struct QubeConfig {
     pub downstream: Vec<Downstream, MAX_DOWNSTREAM>,
     /// Set for a qube that routes for its clients (a firewall): the addresses it presents.
     pub router: Option<Router>,
+    /// For the gui qube: the qubes whose windows it shows, and the clipboard policy.
+    pub gui: Option<GuiServer>,
+    /// For a qube that shows windows through a gui qube: its GUI channel.
+    pub gui_channel: Option<String<NAME_MAX>>,
+}
+
+/// What the gui qube knows of its clients, all from the system description.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GuiServer {
+    /// The clients, in the system description's order.
+    pub clients: Vec<GuiClient, MAX_GUI_CLIENTS>,
+    /// `(from, to)` indices into `clients`: a clipboard copied in `from` may not be pasted
+    /// into `to`.
+    pub clipboard_deny: Vec<(u8, u8), MAX_CLIPBOARD_DENY>,
+}
+
+/// One qube that shows windows through the gui qube.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GuiClient {
+    /// The qube's name (drawn in its windows' title bars).
+    pub qube: String<NAME_MAX>,
+    /// Its GUI channel.
+    pub channel: String<NAME_MAX>,
+    /// Its label (`bulkhead_abi::label::Label` as `u8`): its windows' frame colour.
+    pub label: u8,
+    /// The largest window it may show.
+    pub max_width: u16,
+    /// The largest window it may show.
+    pub max_height: u16,
 }
 
 /// The link to this qube's netvm.
@@ -116,6 +149,8 @@ impl QubeConfig {
             uplink: None,
             downstream: Vec::new(),
             router: None,
+            gui: None,
+            gui_channel: None,
         }
     }
 

@@ -6,6 +6,7 @@ use super::diagnostics::Diagnostics;
 use super::linux::{self, Linux};
 use super::network::{self, Plan};
 use super::schema::{Raw, Section};
+use super::gui::{self, GuiLink};
 use super::{HYPERVISOR_RESERVE_MIB, devices, disposables, fields, hints};
 use bulkhead_abi::boot_info::NAME_MAX;
 use bulkhead_abi::label::Label;
@@ -43,6 +44,8 @@ pub(super) struct Checked {
     pub iommu: IommuPolicy,
     /// Netvms, addresses and firewall rules.
     pub network: Plan,
+    /// The qubes that show windows through a gui qube.
+    pub gui: Vec<GuiLink>,
 }
 
 /// What is wrong with a qube or system name, and a fix, if anything.
@@ -80,6 +83,8 @@ pub(super) fn check(raw: &Raw, stem: &str, text: &str, diags: &mut Diagnostics) 
     linux::network(raw, &links, text, diags);
     let mut automatic = std::mem::take(&mut links.automatic);
     automatic.extend(disposables::channels(raw, text, diags).0);
+    let (gui_channels, gui) = gui::links(raw, text, diags);
+    automatic.extend(gui_channels);
     let channels = channels::check(raw, automatic, text, diags);
     let plan = network::plan(raw, &links, params, text, diags);
     if let (Some((_, ram_mib, ram_span, _)), Some(qubes)) = (&system, &qubes) {
@@ -95,6 +100,7 @@ pub(super) fn check(raw: &Raw, stem: &str, text: &str, diags: &mut Diagnostics) 
         devices: devices?,
         iommu,
         network: plan?,
+        gui,
     })
 }
 

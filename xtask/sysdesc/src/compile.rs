@@ -19,7 +19,10 @@ use std::path::Path;
 pub(super) fn compile(checked: Checked, path: &Path) -> Result<CompiledSystem, String> {
     let names: Vec<String> = checked.qubes.iter().map(|q| q.name.clone()).collect();
     // A Linux qube reads its settings from its command line, not from a blob.
-    let configs: Vec<ConfigBlob> = network::configs(&checked.network, &names)?
+    let mut configs = network::configs(&checked.network, &names)?;
+    gui_configs(&checked, &names, &mut configs)?;
+    configs.sort_by_key(|(qube, _)| *qube);
+    let configs: Vec<ConfigBlob> = configs
         .into_iter()
         .filter(|(qube, _)| checked.qubes[*qube].linux.is_none())
         .map(|(qube, config)| ConfigBlob {
@@ -364,6 +367,57 @@ fn linux_uplink(c: &CompiledSystem, i: usize) -> Option<Uplink> {
         gateway: params.gateway,
         dns: heapless::Vec::from_slice(&params.dns).ok()?,
     })
+}
+
+/// Adds the GUI parts to the blobs (making blobs where a qube has none yet): each gui
+/// qube's clients and clipboard policy, each client's GUI channel.
+fn gui_configs(
+    checked: &Checked,
+    names: &[String],
+    configs: &mut Vec<(usize, bulkhead_qubeconfig::QubeConfig)>,
+) -> Result<(), String> {
+    use bulkhead_qubeconfig::{GuiClient, GuiServer, QubeConfig};
+    let text = |s: &str| {
+        heapless::String::try_from(s).map_err(|_| format!("name {s:?} does not fit the blob"))
+    };
+    fn blob(configs: &mut Vec<(usize, QubeConfig)>, qube: usize) -> &mut QubeConfig {
+        let at = match configs.iter().position(|(q, _)| *q == qube) {
+            Some(at) => at,
+            None => {
+                configs.push((qube, QubeConfig::empty()));
+                configs.len() - 1
+            }
+        };
+        &mut configs[at].1
+    }
+    for link in &checked.gui {
+        blob(configs, link.client).gui_channel = Some(text(&super::gui::channel_name(&names[link.client]))?);
+        let of_gui: Vec<&super::gui::GuiLink> =
+            checked.gui.iter().filter(|l| l.gui == link.gui).collect();
+        let position = |qube: usize| of_gui.iter().position(|l| l.client == qube);
+        let server = blob(configs, link.gui).gui.get_or_insert(GuiServer {
+            clients: heapless::Vec::new(),
+            clipboard_deny: heapless::Vec::new(),
+        });
+        let me = server.clients.len() as u8;
+        server
+            .clients
+            .push(GuiClient {
+                qube: text(&names[link.client])?,
+                channel: text(&super::gui::channel_name(&names[link.client]))?,
+                label: checked.qubes[link.client].label as u8,
+                max_width: link.window.0,
+                max_height: link.window.1,
+            })
+            .map_err(|_| format!("more than {} qubes show windows", bulkhead_qubeconfig::MAX_GUI_CLIENTS))?;
+        for to in link.deny.iter().filter_map(|q| position(*q)) {
+            server
+                .clipboard_deny
+                .push((me, to as u8))
+                .map_err(|_| "too many clipboard_deny pairs".to_string())?;
+        }
+    }
+    Ok(())
 }
 
 /// The network and the devices: the client network, then per qube with a netvm, clients or

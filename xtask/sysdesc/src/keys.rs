@@ -149,6 +149,21 @@ pub(super) const QUBE_KEYS: &[Key] = &[
         ty: Ty::Names,
         example: "[\"disp\"]",
     },
+    Key {
+        name: "guivm",
+        ty: Ty::Text,
+        example: "\"gui\"",
+    },
+    Key {
+        name: "window_size",
+        ty: Ty::Text,
+        example: "\"800x600\"",
+    },
+    Key {
+        name: "clipboard_deny",
+        ty: Ty::Names,
+        example: "[\"work\"]",
+    },
 ];
 
 /// Keys of each `[[qube.rule]]` (a firewall rule, as in Qubes' `qvm-firewall`).
@@ -353,7 +368,7 @@ fn list_of(key: &str) -> &'static str {
         "between" => "qube names",
         "devices" => "devices",
         "dns" => "addresses",
-        "disposables" => "qube names",
+        "disposables" | "clipboard_deny" => "qube names",
         _ => "text values",
     }
 }
