@@ -1,19 +1,134 @@
-//! The GUI qube: will own the framebuffer and draw trusted window borders.
+//! The gui qube: owns the display and draws every qube's windows, each in a frame of its
+//! qube's label colour with its name, which no qube can forge.
 //!
-//! A placeholder: it reports what the hypervisor gave it, says it is ready and logs every
-//! event it receives. It owns nothing yet.
+//! It opens the display (`display`), the GUI channel of every client its configuration blob
+//! names (`clients`), and then loops: take the clients' messages (bounded per client), apply
+//! them to the desktop (`bulkhead-gui-compose`), paint what changed into the back buffer,
+//! copy that to the screen, sleep until a channel event or the next input poll.
 #![no_std]
 #![no_main]
 #![forbid(unsafe_code)]
 
+extern crate alloc;
+
+mod clients;
+mod display;
+
+use alloc::vec::Vec;
+use bulkhead_abi::label::Label;
 use bulkhead_freestanding as _;
-use bulkhead_rt::Boot;
+use bulkhead_gui_compose::canvas::Canvas;
+use bulkhead_gui_compose::clipboard::Clipboard;
+use bulkhead_gui_compose::desktop::{Client, Desktop};
+use bulkhead_qubeconfig::{GuiServer, QubeConfig};
+use bulkhead_rt::{Boot, error, info};
+use core::time::Duration;
 
 bulkhead_rt::entry!(main);
 
-/// What this qube is for, printed first.
-const ROLE: &str = "gui: will own the framebuffer and draw window borders (not yet: placeholder until the GUI qube issue)";
+/// Exit statuses.
+mod status {
+    /// The arguments are not understood.
+    pub const BAD_ARGS: i32 = 2;
+    /// No usable display.
+    pub const NO_DISPLAY: i32 = 3;
+    /// The configuration blob is unreadable.
+    pub const BAD_CONFIG: i32 = 5;
+}
 
-fn main(boot: &Boot) -> ! {
-    bulkhead_rt::report::placeholder(boot, ROLE)
+/// The screen mode without `mode=`.
+const DEFAULT_MODE: (u16, u16) = (1024, 768);
+/// How often the loop wakes without an event (input is polled).
+const TICK: Duration = Duration::from_millis(10);
+
+/// `mode=WxH`.
+fn parse_mode(boot: &Boot) -> Option<(u16, u16)> {
+    let Some(m) = boot.args().get("mode") else {
+        return Some(DEFAULT_MODE);
+    };
+    let (w, h) = m.split_once('x')?;
+    let (w, h) = (w.parse().ok()?, h.parse().ok()?);
+    ((320..=4096).contains(&w) && (200..=4096).contains(&h)).then_some((w, h))
+}
+
+/// The clients the blob names, for the desktop, and the clipboard pairs it refuses.
+fn clients_of(server: Option<&GuiServer>) -> (Vec<Client>, Vec<(usize, usize)>) {
+    let Some(s) = server else {
+        return (Vec::new(), Vec::new());
+    };
+    let clients = s
+        .clients
+        .iter()
+        .map(|c| Client {
+            name: c.qube.as_str().try_into().unwrap_or_default(),
+            label: Label::from_u8(c.label).unwrap_or(Label::Red),
+            max_width: c.max_width,
+            max_height: c.max_height,
+        })
+        .collect();
+    let deny = s
+        .clipboard_deny
+        .iter()
+        .map(|(a, b)| (usize::from(*a), usize::from(*b)))
+        .collect();
+    (clients, deny)
+}
+
+fn main(boot: &Boot) -> i32 {
+    let Some((width, height)) = parse_mode(boot) else {
+        error!("gui: mode= takes WIDTHxHEIGHT, 320x200 to 4096x4096 (args \"{}\")", boot.args().as_str());
+        return status::BAD_ARGS;
+    };
+    let config = match boot.config() {
+        [] => QubeConfig::empty(),
+        blob => match QubeConfig::decode(blob) {
+            Ok(c) => c,
+            Err(e) => {
+                error!("gui: {e}");
+                return status::BAD_CONFIG;
+            }
+        },
+    };
+    let display = match display::Display::open(boot, width, height) {
+        Ok(d) => d,
+        Err(e) => {
+            error!("gui: {e}");
+            return status::NO_DISPLAY;
+        }
+    };
+    let (clients, deny) = clients_of(config.gui.as_ref());
+    let channels: Vec<(&str, (u16, u16))> = config
+        .gui
+        .iter()
+        .flat_map(|s| s.clients.iter())
+        .map(|c| (c.channel.as_str(), (c.max_width, c.max_height)))
+        .collect();
+    info!(
+        "gui: display {}x{}, {} client(s)",
+        display.width(),
+        display.height(),
+        clients.len()
+    );
+    let mut desktop = Desktop::new(display.width(), display.height(), clients);
+    let mut canvas = Canvas::new(display.width(), display.height());
+    let mut links = clients::Links::open(boot, &channels);
+    let mut clipboard = Clipboard::new(deny);
+    bulkhead_rt::hypercall::ready();
+    let mut frames = 0u64;
+    loop {
+        links.poll(&mut desktop, &mut clipboard);
+        let dirty = desktop.take_dirty();
+        if !dirty.is_empty() {
+            desktop.paint(&mut canvas, dirty, &mut links);
+            display.present(&canvas, dirty);
+            frames += 1;
+            if frames == 1 {
+                info!("gui: first frame drawn");
+            }
+        }
+        if !links.prepare_wait() {
+            bulkhead_rt::events::wait_event(Some(TICK));
+        }
+        links.finish_wait();
+    }
 }

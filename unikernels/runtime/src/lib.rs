@@ -43,9 +43,11 @@
 //!   hypercalls, and a polled virtio-net card (unsafe inside).
 //! - `net` (feature `net`): smoltcp over a network channel (`proto::Net` frames), and a
 //!   helper that polls an interface with the runtime's clock.
+//! - [`mmio`]: a mapped memory BAR of an assigned device, reached with checked volatile
+//!   accesses (unsafe inside).
 //! - [`report`]: the start-up report every placeholder image prints.
 //!
-//! Every `unsafe` block is in `hypercall`, `start`, `sync` or `virtio` (and the one that
+//! Every `unsafe` block is in `hypercall`, `start`, `sync`, `mmio` or `virtio` (and the one that
 //! maps a channel window in `channel`); the rest of the crate denies unsafe code.
 #![cfg_attr(not(test), no_std)]
 #![deny(unsafe_code)]
@@ -63,6 +65,11 @@ mod heap;
 #[allow(unsafe_code, reason = "hypercall instructions are inline assembly")]
 pub mod hypercall;
 pub mod log;
+#[allow(
+    unsafe_code,
+    reason = "volatile accesses to a mapped device BAR, checked to stay inside it"
+)]
+pub mod mmio;
 #[cfg(feature = "net")]
 pub mod net;
 #[cfg(not(test))]

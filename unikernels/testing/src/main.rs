@@ -29,6 +29,7 @@ mod channels;
 mod console_flood;
 mod cpustate;
 mod disposable;
+mod gui_client;
 mod netclient;
 
 bulkhead_rt::entry!(main);
@@ -108,6 +109,8 @@ enum Mode {
     BulkTx,
     /// `bulk-rx channel=NAME [attack=hoard]`: receives and checks it.
     BulkRx,
+    /// `gui-client`, `gui-hostile`: a window through the gui qube (`gui_client`).
+    GuiClient,
     /// `null-calls count=N`: N `abi_version` hypercalls, timed (the cost of one exit).
     NullCalls,
     /// `panic`: panics on purpose.
@@ -180,6 +183,7 @@ fn parse_mode(args: &Args<'_>) -> Result<Mode, &'static str> {
         "stream-tx" => Mode::StreamTx,
         "bulk-tx" => Mode::BulkTx,
         "bulk-rx" => Mode::BulkRx,
+        "gui-client" | "gui-hostile" => Mode::GuiClient,
         "stream-rx" => Mode::StreamRx,
         "panic" => Mode::Panic,
         "alloc-storm" => Mode::AllocStorm,
@@ -215,7 +219,7 @@ fn main(boot: &Boot) -> i32 {
                  huge-write foreign-memory io-port msr vmrun panic exit=N alloc-storm ping pong \
                  hostile snoop canary net-client net-client-isolated net-uplink disposable-client \
                  kernel-gs-probe cr4 wbinvd rdpmc invlpga cpu-state start-disposable bulk-probe \
-                 stream-tx stream-rx bulk-tx bulk-rx"
+                 stream-tx stream-rx bulk-tx bulk-rx gui-client gui-hostile"
             );
             return EXIT_BAD_MODE;
         }
@@ -307,6 +311,7 @@ fn main(boot: &Boot) -> i32 {
         Mode::StreamTx => return channels::stream_tx(boot, &args),
         Mode::BulkTx => return bulk::tx(boot, &args),
         Mode::BulkRx => return bulk::rx(boot, &args),
+        Mode::GuiClient => return gui_client::client(boot, &args),
         Mode::StreamRx => return channels::stream_rx(boot, &args),
         Mode::Hostile => {
             let rounds = args.get("rounds").and_then(|r| r.parse().ok()).unwrap_or(3);
