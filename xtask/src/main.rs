@@ -163,6 +163,11 @@ struct RunArgs {
     /// Leave out the network card.
     #[arg(long)]
     no_nic: bool,
+    /// With --until-ready: give the machine a Bochs display (unless it has a screen) and,
+    /// once every qube is ready, save what the screen shows to this PNG file (QMP
+    /// screendump).
+    #[arg(long, value_name = "FILE", requires = "until_ready")]
+    screenshot: Option<PathBuf>,
     /// Extra QEMU argument, passed through verbatim (repeat for more).
     #[arg(long = "qemu-arg", value_name = "ARG", allow_hyphen_values = true)]
     qemu_args: Vec<String>,
@@ -327,6 +332,11 @@ fn run(args: RunArgs) -> Result<()> {
         opts.nic = None;
     }
     opts.serial_log = args.serial_log;
+    if args.screenshot.is_some() {
+        opts.display_device
+            .get_or_insert_with(|| qemu::BOCHS_DISPLAY.to_string());
+        opts.qmp_socket = Some(qemu::qmp::socket_path("run"));
+    }
     opts.serial = if args.until_ready {
         Serial::Captured
     } else {
@@ -351,12 +361,16 @@ fn run(args: RunArgs) -> Result<()> {
     let captured = opts.serial == Serial::Captured;
     let mut ready = std::collections::BTreeSet::new();
     let mut all_ready_at = None;
+    let mut screenshot = None;
     let outcome = qemu::boot(&opts, |event| match &event.hv {
         Some(HvEvent::Ready(qube)) if until_ready => {
             ready.insert(qube.clone());
             let done = qubes.iter().all(|q| ready.contains(*q));
             if done {
                 all_ready_at = Some(event.at);
+                if let (Some(png), Some(socket)) = (&args.screenshot, &opts.qmp_socket) {
+                    screenshot = Some(qemu::qmp::save_screenshot(socket, png));
+                }
             }
             Control::stop_if(done)
         }
@@ -367,7 +381,11 @@ fn run(args: RunArgs) -> Result<()> {
         // Without a person to look at it, a panicked or idle machine has nothing more to say.
         Some(HvEvent::Panic(_) | HvEvent::Idle) => Control::stop_if(until_ready || captured),
         _ => Control::Continue,
-    })?;
+    });
+    if let Some(socket) = &opts.qmp_socket {
+        let _ = std::fs::remove_file(socket);
+    }
+    let outcome = outcome?;
 
     if until_ready {
         if let Some(at) = all_ready_at {
@@ -376,6 +394,11 @@ fn run(args: RunArgs) -> Result<()> {
                 qubes.len(),
                 at.as_secs_f64()
             );
+            if let (Some(shot), Some(png)) = (screenshot, &args.screenshot) {
+                let image = shot?;
+                let (w, h) = (image.width(), image.height());
+                println!("screenshot ({w}x{h}) written to {}", png.display());
+            }
             return Ok(());
         }
         let missing = outcome.not_ready(&qubes).join(", ");

@@ -9,6 +9,11 @@ pub const QEMU: &str = "qemu-system-x86_64";
 /// I/O port of QEMU's `isa-debug-exit` device: writing `code` there ends QEMU with status
 /// `code * 2 + 1`.
 pub const DEBUG_EXIT_PORT: u16 = 0xf4;
+/// QEMU's Bochs display (PCI `1234:1111`): a linear framebuffer and no VGA, the GUI qube's
+/// screen.
+pub const BOCHS_DISPLAY: &str = "bochs-display";
+/// The QEMU id given to [`BootOptions::display_device`] (`-device ...,id=screen`).
+pub const SCREEN_ID: &str = "screen";
 
 /// What QEMU boots.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -70,6 +75,14 @@ pub struct BootOptions {
     /// DHCP (10.0.2.15), a gateway 10.0.2.2 that reaches the host's loopback, and DNS at
     /// 10.0.2.3; `None` for no network card at all.
     pub nic: Option<Nic>,
+    /// A display device (e.g. [`BOCHS_DISPLAY`]) with id [`SCREEN_ID`], the machine's only
+    /// screen: the default VGA is then left out (`-vga none`). QEMU stays headless
+    /// (`-display none`); QMP's `screendump` shows what the device shows. `None`: the
+    /// default VGA, which nothing draws on.
+    pub display_device: Option<String>,
+    /// A QMP socket (`-qmp unix:PATH,server=on,wait=off`) that [`super::qmp::Qmp`] connects
+    /// to: screenshots, keys and pointer through the machine's PS/2 keyboard and mouse.
+    pub qmp_socket: Option<PathBuf>,
     /// Extra arguments appended verbatim (`--qemu-arg`).
     pub extra_args: Vec<String>,
     /// Kill QEMU after this long (`None`: never).
@@ -92,6 +105,8 @@ impl BootOptions {
             serial: Serial::Captured,
             iommu: true,
             nic: Some(Nic::default()),
+            display_device: None,
+            qmp_socket: None,
             extra_args: Vec::new(),
             timeout: Some(Duration::from_secs(120)),
             echo: true,
@@ -129,6 +144,14 @@ impl BootOptions {
             }
             None => push(&["-nic", "none"]),
         }
+        if let Some(device) = &self.display_device {
+            push(&[
+                "-vga",
+                "none",
+                "-device",
+                &format!("{device},id={SCREEN_ID}"),
+            ]);
+        }
         match &self.media {
             Media::Direct { kernel, bundle } => {
                 args.push("-kernel".into());
@@ -150,6 +173,12 @@ impl BootOptions {
             Serial::Captured => {
                 args.extend(["-serial", "stdio", "-monitor", "none"].map(OsString::from))
             }
+        }
+        if let Some(socket) = &self.qmp_socket {
+            // QEMU's option syntax: a comma inside a value is written twice.
+            let path = socket.to_string_lossy().replace(',', ",,");
+            let qmp = format!("unix:{path},server=on,wait=off");
+            args.extend(["-qmp", &qmp].map(OsString::from));
         }
         args.extend(self.extra_args.iter().map(OsString::from));
         args
@@ -225,6 +254,25 @@ mod tests {
             user_options: "hostfwd=tcp::5555-:80".into(),
         });
         assert!(line(&o).contains("-netdev user,id=uplink,hostfwd=tcp::5555-:80"));
+    }
+
+    #[test]
+    fn screen_and_qmp_on_request_only() {
+        let mut o = BootOptions::new(Media::Iso("/t/x.iso".into()), 256);
+        let l = line(&o);
+        assert!(!l.contains("-vga") && !l.contains("-qmp"), "{l}");
+        o.display_device = Some(BOCHS_DISPLAY.into());
+        o.qmp_socket = Some("/tmp/q.sock".into());
+        let l = line(&o);
+        assert!(
+            l.contains("-vga none -device bochs-display,id=screen"),
+            "{l}"
+        );
+        assert!(l.contains("-display none"), "{l}");
+        assert!(
+            l.ends_with("-qmp unix:/tmp/q.sock,server=on,wait=off"),
+            "{l}"
+        );
     }
 
     #[test]

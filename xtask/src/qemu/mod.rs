@@ -1,4 +1,5 @@
-//! Booting Bulkhead in QEMU and watching its serial console.
+//! Booting Bulkhead in QEMU and watching its serial console; looking at its screen and
+//! typing on it through QMP ([`qmp`], [`image`], [`keys`]).
 //!
 //! [`boot`] starts QEMU, hands every console line to a watcher (`until`), and stops QEMU as
 //! soon as the watcher has seen enough, when the timeout passes, or when QEMU exits. Scenario
@@ -13,11 +14,19 @@
 //! The console format is documented in docs/console.md.
 
 mod command;
+pub mod image;
+pub mod keys;
 mod process;
+pub mod qmp;
 mod serial;
 
 #[allow(unused_imports, reason = "API for scenario tests")]
-pub use command::{BootOptions, DEBUG_EXIT_PORT, Media, Nic, QEMU, Serial, debug_exit_code};
+pub use command::{
+    BOCHS_DISPLAY, BootOptions, DEBUG_EXIT_PORT, Media, Nic, QEMU, SCREEN_ID, Serial,
+    debug_exit_code,
+};
+#[allow(unused_imports, reason = "API for scenario tests")]
+pub use image::{Image, Rect};
 pub use process::Qemu;
 #[allow(unused_imports, reason = "API for scenario tests")]
 pub use serial::{HV, HvEvent, Line, strip_ansi};

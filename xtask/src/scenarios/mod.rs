@@ -22,6 +22,7 @@ mod isolation;
 mod loom;
 mod network;
 mod refusals;
+mod screen;
 mod uefi;
 mod xstate;
 
@@ -46,6 +47,7 @@ pub fn all() -> Vec<Scenario> {
         hooks::NOT_SHIPPED,
         boots::DEFAULT_MAX,
         boots::DEFAULT_EPYC,
+        screen::QMP_SCREEN,
         containment::CONTAINMENT,
         isolation::STATE_ISOLATION,
         console_flood::CONSOLE_FLOOD,
