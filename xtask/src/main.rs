@@ -369,6 +369,9 @@ fn run(args: RunArgs) -> Result<()> {
             if done {
                 all_ready_at = Some(event.at);
                 if let (Some(png), Some(socket)) = (&args.screenshot, &opts.qmp_socket) {
+                    // Clients open their windows after they say ready: a moment for them
+                    // to appear (the picture is for people; tests wait for log lines).
+                    std::thread::sleep(std::time::Duration::from_millis(1500));
                     screenshot = Some(qemu::qmp::save_screenshot(socket, png));
                 }
             }

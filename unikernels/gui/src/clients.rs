@@ -138,6 +138,13 @@ impl Links {
         }
         let out = core::mem::take(&mut d.out);
         for (i, msg) in &out {
+            if let FromGui::Configure { window, .. } = msg
+                && let Some(w) = d.windows().iter().find(|w| w.client == *i && w.id == *window)
+            {
+                let a = w.area;
+                let name = &d.clients()[*i].name;
+                info!("gui: {name} window {window} at {},{} size {}x{}", a.x, a.y, a.w, a.h);
+            }
             self.send(*i, msg);
         }
     }
@@ -155,7 +162,19 @@ impl Links {
         };
         let greeted = link.greeted;
         let decode = ChannelError::Broken(Breach::Decode);
+        // The pool's size, to check a new window's surface lies inside it before the desktop
+        // keeps it (a descriptor outside is a breach, as for any bulk read).
+        let pool = ch.bulk().map_or(0, |b| b.pool_size());
         let got = ch.try_recv_with(|bytes| match postcard::from_bytes::<ToGui<'_>>(bytes) {
+            Ok(ToGui::Create { surface, .. })
+                if greeted && !surface_inside(&surface, pool) =>
+            {
+                Err(ChannelError::Broken(Breach::BulkOutOfRange {
+                    offset: surface.offset,
+                    len: surface.len,
+                    pool: pool as u32,
+                }))
+            }
             Ok(ToGui::Hello { version }) if version == GUI_VERSION => Ok(None),
             Ok(ToGui::Hello { version }) => {
                 error!("gui: client {i} speaks GUI protocol version {version}, this qube {GUI_VERSION}");
@@ -259,6 +278,12 @@ impl Links {
             }
         }
     }
+}
+
+/// Whether `r` lies inside a pool of `pool` bytes, page-aligned.
+fn surface_inside(r: &BulkRef, pool: usize) -> bool {
+    let (offset, len) = (r.offset as usize, r.len as usize);
+    offset.is_multiple_of(4096) && offset.checked_add(len).is_some_and(|e| e <= pool)
 }
 
 impl Pixels for Links {

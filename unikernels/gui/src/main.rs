@@ -113,7 +113,6 @@ fn main(boot: &Boot) -> i32 {
     let mut canvas = Canvas::new(display.width(), display.height());
     let mut links = clients::Links::open(boot, &channels);
     let mut clipboard = Clipboard::new(deny);
-    bulkhead_rt::hypercall::ready();
     let mut frames = 0u64;
     loop {
         links.poll(&mut desktop, &mut clipboard);
@@ -124,6 +123,8 @@ fn main(boot: &Boot) -> i32 {
             frames += 1;
             if frames == 1 {
                 info!("gui: first frame drawn");
+                // Ready once the desktop shows.
+                bulkhead_rt::hypercall::ready();
             }
         }
         if !links.prepare_wait() {

@@ -235,7 +235,7 @@ fn hostile(ch: &mut Channel, attack: &str, win: &Window) -> Result<(), ChannelEr
         }
         "title" => {
             send(ch, &ToGui::Create { window: 3, width: 32, height: 32, surface: small })?;
-            for t in [&b"[banking] \x1b[2J\r\n\x00secure"[..], &[0xff; 300][..], b"]]]]"] {
+            for t in [&b"[banking] \x1b[2J\r\n\x00secure"[..], &[0xff; 200][..], b"]]]]"] {
                 send(ch, &ToGui::Title { window: 3, title: t })?;
             }
         }

@@ -212,10 +212,41 @@ impl Desktop {
         self.out.push((client, reply));
     }
 
-    /// Where a new `w × h` window goes: cascading from the top-left, inside the screen and
-    /// below the panel.
+    /// Where a new `w × h` window goes: side by side in rows from the top-left (the first
+    /// free place right of the last window, else the start of a new row), and cascading over
+    /// the others once the screen is full; always inside the screen and below the panel.
     fn place(&mut self, w: i32, h: i32) -> Rect {
-        let top = PANEL_HEIGHT + TITLE_HEIGHT + BORDER;
+        const GAP: i32 = 12;
+        let top = PANEL_HEIGHT + TITLE_HEIGHT + BORDER + GAP / 2;
+        let fits = |r: &Rect| {
+            r.right() + BORDER <= self.screen.w
+                && r.bottom() + BORDER <= self.screen.h
+                && !self.windows.iter().any(|o| {
+                    let (g, side) = (GAP / 2, BORDER + GAP / 2);
+                    let spaced = r.grow(side, BORDER + TITLE_HEIGHT + g, side, side);
+                    !o.frame().intersect(&spaced).is_empty()
+                })
+        };
+        let (mut x, mut y) = (BORDER + GAP, top);
+        while y + h + BORDER <= self.screen.h {
+            let row = self
+                .windows
+                .iter()
+                .map(Window::frame)
+                .filter(|f| f.y <= y && f.bottom() > y - TITLE_HEIGHT - BORDER)
+                .map(|f| f.bottom())
+                .min()
+                .unwrap_or(self.screen.h);
+            while x + w + BORDER <= self.screen.w {
+                let r = Rect::new(x, y, w, h);
+                if fits(&r) {
+                    return r;
+                }
+                x += 16;
+            }
+            x = BORDER + GAP;
+            y = (row + TITLE_HEIGHT + BORDER + GAP).max(y + 16);
+        }
         let step = 32 * self.next_place;
         self.next_place = (self.next_place + 1) % 8;
         let x = (BORDER + 16 + step).min(self.screen.w - BORDER - w).max(BORDER);
