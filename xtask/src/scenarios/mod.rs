@@ -15,6 +15,7 @@ mod console_flood;
 mod containment;
 mod dma;
 mod fuzz;
+mod gui;
 mod hooks;
 mod host;
 mod hostnet;
@@ -53,6 +54,7 @@ pub fn all() -> Vec<Scenario> {
         console_flood::CONSOLE_FLOOD,
         channels::CHANNELS,
         bulk::BULK,
+        gui::GUI,
         network::NETWORK,
         network::NETWORK_RESTART,
         dma::DMA_ESCAPE,

@@ -1,0 +1,212 @@
+//! The gui qube in QEMU (`systems/tests/gui.toml`): it owns a Bochs display and shows the
+//! windows of seven client qubes, four of them hostile. The scenario waits until every
+//! window the gui qube logs as placed is there and the liar's channel is closed, then
+//! compares screenshots (QMP `screendump`) with the screen `bulkhead-gui-compose` paints for
+//! the same windows, pixel for pixel: the panel, every frame in its qube's label colour,
+//! every title bar in the gui qube's font, every client's checkerboard, the background.
+//! Only the noisy client's own content (random by design) is left out. So a hostile client
+//! that drew anywhere but inside its window, forged a frame or a title, or disturbed another
+//! window would show as a difference.
+
+use super::{Scenario, boots, expect};
+use crate::bundle;
+use crate::qemu::qmp::{self, Qmp};
+use crate::qemu::{self, BOCHS_DISPLAY, Control, HvEvent, Image, Line};
+use anyhow::{Context, Result, bail};
+use bulkhead_abi::label::Label;
+use bulkhead_abi::proto::BulkRef;
+use bulkhead_gui_compose::canvas::Canvas;
+use bulkhead_gui_compose::desktop::{Client, Desktop, Pixels};
+use bulkhead_gui_compose::geom::Rect;
+use bulkhead_gui_compose::title::Title;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+pub const GUI: Scenario = Scenario {
+    name: "gui",
+    about: "gui qube: windows of 7 qubes framed in their labels, hostile clients contained (screenshot compared)",
+    run,
+};
+
+/// The clients as `gui.toml` lists them: name, label, largest window, checkerboard colour
+/// (`None`: content not predictable), and each window's title as the client sends it last.
+struct Fixture {
+    name: &'static str,
+    label: Label,
+    max: (u16, u16),
+    colour: Option<u32>,
+    titles: &'static [(u16, &'static [u8])],
+}
+
+const CLIENTS: [Fixture; 7] = [
+    Fixture { name: "work", label: Label::Blue, max: (400, 300), colour: Some(0x3465a4), titles: &[(0, b"terminal")] },
+    Fixture { name: "personal", label: Label::Yellow, max: (640, 400), colour: Some(0xc4a000), titles: &[(0, b"notes")] },
+    // Window 3 is the title attack's: its last title, over a zeroed surface.
+    Fixture { name: "evil", label: Label::Red, max: (640, 400), colour: Some(0xa40000), titles: &[(0, b"[banking]"), (3, b"]]]]")] },
+    Fixture { name: "flooder", label: Label::Orange, max: (640, 400), colour: Some(0xce5c00), titles: &[(0, b"terminal")] },
+    Fixture { name: "noisy", label: Label::Purple, max: (640, 400), colour: None, titles: &[(0, b"terminal")] },
+    Fixture { name: "liar", label: Label::Gray, max: (640, 400), colour: None, titles: &[] },
+    Fixture { name: "refused", label: Label::Green, max: (640, 400), colour: Some(0x4e9a06), titles: &[(0, b"terminal")] },
+];
+
+/// Windows the gui qube must place: each client's window 0 but the liar's (its surface lies
+/// outside its pool), and the attack windows 3 of evil and flooder.
+const WINDOWS: usize = 8;
+/// What the gui qube says when it closes the liar's channel.
+const LIAR_CLOSED: &str = "channel liar.gui closed: channel broken by the peer: bulk buffer";
+
+/// One placement as the gui qube logs it.
+#[derive(Debug, PartialEq, Eq)]
+struct Placed {
+    client: usize,
+    window: u16,
+    area: Rect,
+}
+
+/// `gui: NAME window ID at X,Y size WxH`.
+fn parse_placed(body: &str) -> Option<Placed> {
+    let rest = body.strip_prefix("[info] gui: ")?;
+    let (name, rest) = rest.split_once(" window ")?;
+    let (id, rest) = rest.split_once(" at ")?;
+    let (xy, size) = rest.split_once(" size ")?;
+    let (x, y) = xy.split_once(',')?;
+    let (w, h) = size.split_once('x')?;
+    Some(Placed {
+        client: CLIENTS.iter().position(|c| c.name == name)?,
+        window: id.parse().ok()?,
+        area: Rect::new(x.parse().ok()?, y.parse().ok()?, w.parse().ok()?, h.parse().ok()?),
+    })
+}
+
+/// The clients' surfaces as the test knows them: `check` carries the stride, `offset` the
+/// client's colour (0: a zeroed surface).
+struct Known;
+
+impl Pixels for Known {
+    fn row(&mut self, _client: usize, s: &BulkRef, offset: usize, dst: &mut [u32]) {
+        let stride = s.check as usize;
+        let colour = s.offset;
+        for (i, px) in dst.iter_mut().enumerate() {
+            let p = offset / 4 + i;
+            let (x, y) = ((p % stride) as u32, (p / stride) as u32);
+            *px = if colour == 0 { 0 } else if (x / 8 + y / 8) % 2 == 0 { colour } else { colour ^ 0x0020_2020 };
+        }
+    }
+}
+
+/// The screen the gui qube should show for these placements, and the areas not compared.
+fn expected(placed: &[Placed]) -> Result<(Canvas, Vec<Rect>)> {
+    let clients = CLIENTS
+        .iter()
+        .map(|c| Client { name: c.name.try_into().unwrap_or_default(), label: c.label, max_width: c.max.0, max_height: c.max.1 })
+        .collect();
+    let mut d = Desktop::new(1024, 768, clients);
+    let mut masked = Vec::new();
+    for p in placed {
+        let f = &CLIENTS[p.client];
+        let (w, h) = (p.area.w as u16, p.area.h as u16);
+        let colour = if p.window == 0 { f.colour.unwrap_or(0) } else { 0 };
+        let surface = BulkRef { offset: colour, len: u32::from(w) * u32::from(h) * 4, check: u64::from(w) };
+        d.create(p.client, p.window, w, h, surface);
+        let got = d.windows().last().map(|w| w.area);
+        expect(got == Some(p.area), || format!("the gui qube placed {p:?}; the same desktop on the host places it at {got:?}"))?;
+        if f.colour.is_none() {
+            masked.push(p.area);
+        }
+    }
+    for (client, f) in CLIENTS.iter().enumerate() {
+        for (id, title) in f.titles {
+            d.set_title(client, *id, Title::from_bytes(title));
+        }
+    }
+    let mut canvas = Canvas::new(1024, 768);
+    d.paint(&mut canvas, d.screen(), &mut Known);
+    Ok((canvas, masked))
+}
+
+/// Pixels of `screen` that differ from `want` outside `masked`, and the first few.
+fn differences(screen: &Image, want: &Canvas, masked: &[Rect]) -> (usize, Vec<(u32, u32)>) {
+    let mut n = 0;
+    let mut first = Vec::new();
+    for y in 0..want.height() {
+        for x in 0..want.width() {
+            if masked.iter().any(|m| m.contains(x as i32, y as i32)) {
+                continue;
+            }
+            let w = want.pixel(x as i32, y as i32).unwrap_or(0);
+            let [r, g, b] = screen.pixel(x, y);
+            if (u32::from(r) << 16 | u32::from(g) << 8 | u32::from(b)) != w {
+                n += 1;
+                if first.len() < 5 {
+                    first.push((x, y));
+                }
+            }
+        }
+    }
+    (n, first)
+}
+
+/// Takes screenshots until one matches `want` (the gui qube may still be painting) or 20 s
+/// pass; keeps the last as a PNG.
+fn compare(socket: &Path, png: &Path, want: &Canvas, masked: &[Rect]) -> Result<String> {
+    let mut qmp = Qmp::connect(socket, Duration::from_secs(10))?;
+    let ppm = png.with_extension("ppm");
+    let start = Instant::now();
+    loop {
+        let screen = qmp.screendump(&ppm)?;
+        let size = (screen.width(), screen.height());
+        let (n, first) = if size == (1024, 768) { differences(&screen, want, masked) } else { (usize::MAX, vec![]) };
+        if n == 0 || start.elapsed() > Duration::from_secs(20) {
+            screen.write_png(png)?;
+            let _ = std::fs::remove_file(&ppm);
+            expect(size == (1024, 768), || format!("the screen is {size:?}, the gui qube sets 1024x768"))?;
+            expect(n == 0, || format!("{n} pixels differ from the expected screen, first at {first:?} (see {})", png.display()))?;
+            return Ok(format!("{} windows match the expected screen pixel for pixel", WINDOWS));
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+fn run() -> Result<String> {
+    let a = boots::assemble("systems/tests/gui.toml")?;
+    let mut opts = boots::options(&a, "max", 180, "gui");
+    opts.display_device = Some(BOCHS_DISPLAY.into());
+    let socket = qmp::socket_path("gui");
+    opts.qmp_socket = Some(socket.clone());
+    let dir = bundle::out_dir().join("screens");
+    std::fs::create_dir_all(&dir)?;
+    let png = dir.join("gui.png");
+    let mut placed = Vec::new();
+    let mut liar_closed = false;
+    let mut checked = None;
+    let out = qemu::boot(&opts, |e| {
+        if matches!(e.hv, Some(HvEvent::Panic(_))) {
+            return Control::Stop;
+        }
+        let line = Line::parse(&e.line.text);
+        if line.source.as_deref() == Some("gui") {
+            if let Some(p) = parse_placed(&line.body) {
+                placed.push(p);
+            }
+            liar_closed |= line.body.contains(LIAR_CLOSED);
+        }
+        let done = placed.len() >= WINDOWS && liar_closed;
+        if done {
+            checked = Some(expected(&placed).and_then(|(want, masked)| compare(&socket, &png, &want, &masked)));
+        }
+        Control::stop_if(done)
+    });
+    let _ = std::fs::remove_file(&socket);
+    let out = out?;
+    boots::finished(&out)?;
+    let gui = out.lines_from("gui");
+    expect(!gui.iter().any(|l| l.contains("[error]")), || format!("the gui qube reported an error: {gui:?}"))?;
+    let refused = out.lines_from("refused");
+    for reason in ["refused window 1: reason 2", "refused window 200: reason 1", "refused window 2: reason 3"] {
+        expect(refused.iter().any(|l| l.contains(reason)), || format!("refused: no \"{reason}\" in {refused:?}"))?;
+    }
+    match checked {
+        Some(r) => r.with_context(|| format!("placements {placed:?}")),
+        None => bail!("only {} of {WINDOWS} windows placed (liar's channel closed: {liar_closed})", placed.len()),
+    }
+}
