@@ -13,6 +13,7 @@ extern crate alloc;
 
 mod clients;
 mod display;
+mod ps2;
 
 use alloc::vec::Vec;
 use bulkhead_abi::label::Label;
@@ -20,8 +21,9 @@ use bulkhead_freestanding as _;
 use bulkhead_gui_compose::canvas::Canvas;
 use bulkhead_gui_compose::clipboard::Clipboard;
 use bulkhead_gui_compose::desktop::{Client, Desktop};
+use bulkhead_gui_compose::keyboard::Hotkey;
 use bulkhead_qubeconfig::{GuiServer, QubeConfig};
-use bulkhead_rt::{Boot, error, info};
+use bulkhead_rt::{Boot, error, info, warn};
 use core::time::Duration;
 
 bulkhead_rt::entry!(main);
@@ -113,9 +115,39 @@ fn main(boot: &Boot) -> i32 {
     let mut canvas = Canvas::new(display.width(), display.height());
     let mut links = clients::Links::open(boot, &channels);
     let mut clipboard = Clipboard::new(deny);
+    let mut input = match ps2::Ps2::open(boot) {
+        Ok(p) => Some(p),
+        Err(e) => {
+            warn!("gui: no keyboard or mouse: {e} (give this qube io_ports = [\"0x60\", \"0x64\"])");
+            None
+        }
+    };
+    let mut buttons = 0u8;
     let mut frames = 0u64;
+    let mut status: heapless::String<96> = heapless::String::new();
     loop {
+        let mut paste = false;
+        if let Some(p) = input.as_mut() {
+            p.poll(|event, mods| match event {
+                ps2::Input::Key(k) => match desktop.key(k, mods) {
+                    Some(Hotkey::Copy) if k.pressed => clipboard.copy(&mut desktop),
+                    Some(Hotkey::Paste) if k.pressed => paste = true,
+                    _ => {}
+                },
+                ps2::Input::Mouse(m) => {
+                    desktop.pointer(m, buttons);
+                    buttons = m.buttons;
+                }
+            });
+        }
+        if paste {
+            links.paste(&mut desktop, &mut clipboard);
+        }
         links.poll(&mut desktop, &mut clipboard);
+        if desktop.status() != status.as_str() {
+            status = desktop.status().try_into().unwrap_or_default();
+            info!("gui: panel: {status}");
+        }
         let dirty = desktop.take_dirty();
         if !dirty.is_empty() {
             desktop.paint(&mut canvas, dirty, &mut links);

@@ -190,11 +190,15 @@ fn run() -> Result<String> {
             }
             liar_closed |= line.body.contains(LIAR_CLOSED);
         }
-        let done = placed.len() >= WINDOWS && liar_closed;
-        if done {
-            checked = Some(expected(&placed).and_then(|(want, masked)| compare(&socket, &png, &want, &masked)));
+        if checked.is_none() && placed.len() >= WINDOWS && liar_closed {
+            let r = expected(&placed).and_then(|(want, masked)| compare(&socket, &png, &want, &masked));
+            let r = r.and_then(|s| use_it(&socket, &placed).map(|()| s));
+            let failed = r.is_err();
+            checked = Some(r);
+            return Control::stop_if(failed);
         }
-        Control::stop_if(done)
+        // The last step of `use_it`: a paste the policy refuses, said on the panel.
+        Control::stop_if(line.body.contains(DENIED))
     });
     let _ = std::fs::remove_file(&socket);
     let out = out?;
@@ -205,8 +209,77 @@ fn run() -> Result<String> {
     for reason in ["refused window 1: reason 2", "refused window 200: reason 1", "refused window 2: reason 3"] {
         expect(refused.iter().any(|l| l.contains(reason)), || format!("refused: no \"{reason}\" in {refused:?}"))?;
     }
-    match checked {
-        Some(r) => r.with_context(|| format!("placements {placed:?}")),
+    let summary = match checked {
+        Some(r) => r.with_context(|| format!("placements {placed:?}"))?,
         None => bail!("only {} of {WINDOWS} windows placed (liar's channel closed: {liar_closed})", placed.len()),
+    };
+    let input = check_input(&out)?;
+    Ok(format!("{summary}; {input}"))
+}
+
+/// The panel's message for the refused paste.
+const DENIED: &str = "panel: paste refused: personal -> evil (policy)";
+
+/// The centre of `client`'s window 0.
+fn centre(placed: &[Placed], client: &str) -> Result<(i32, i32)> {
+    let p = placed
+        .iter()
+        .find(|p| CLIENTS[p.client].name == client && p.window == 0)
+        .with_context(|| format!("no window of {client}"))?;
+    Ok((p.area.x + p.area.w / 2, p.area.y + p.area.h / 2))
+}
+
+/// Clicks into work's window, types two keys, copies work's clipboard, pastes it into
+/// personal twice, copies personal's and pastes it into evil (refused). The pointer starts
+/// in the middle of the screen; the gui qube moves it by the PS/2 counts, unaccelerated.
+fn use_it(socket: &Path, placed: &[Placed]) -> Result<()> {
+    let mut qmp = Qmp::connect(socket, Duration::from_secs(10))?;
+    let mut at = (512, 384);
+    let pause = || std::thread::sleep(Duration::from_millis(700));
+    let mut click_into = |qmp: &mut Qmp, client: &str| -> Result<()> {
+        let (x, y) = centre(placed, client)?;
+        qmp.move_rel(x - at.0, y - at.1)?;
+        at = (x, y);
+        pause();
+        qmp.click(qmp::Button::Left)?;
+        pause();
+        Ok(())
+    };
+    click_into(&mut qmp, "work")?;
+    qmp.type_text("ab")?;
+    pause();
+    qmp.send_key(&["ctrl", "shift", "c"])?;
+    pause();
+    click_into(&mut qmp, "personal")?;
+    qmp.send_key(&["ctrl", "shift", "v"])?;
+    pause();
+    qmp.send_key(&["ctrl", "shift", "v"])?;
+    pause();
+    qmp.send_key(&["ctrl", "shift", "c"])?;
+    pause();
+    click_into(&mut qmp, "evil")?;
+    qmp.send_key(&["ctrl", "shift", "v"])?;
+    Ok(())
+}
+
+/// What the clicks and keys must have done, from the qubes' logs.
+fn check_input(out: &qemu::BootOutcome) -> Result<String> {
+    let has = |qube: &str, what: &str| out.lines_from(qube).iter().filter(|l| l.contains(what)).count();
+    expect(has("work", "key 0x04 down") == 1 && has("work", "key 0x05 down") == 1, || {
+        format!("work did not get a and b once each: {:?}", out.lines_from("work"))
+    })?;
+    expect(has("personal", "gui: focus true") == 1, || "personal never got the focus".into())?;
+    for other in ["personal", "evil", "flooder", "noisy", "refused"] {
+        let typed = has(other, "gui: key 0x04") + has(other, "gui: key 0x05");
+        expect(typed == 0, || format!("{other} got keys typed while work had the focus: {:?}", out.lines_from(other)))?;
     }
+    expect(has("work", "gui: key 0x06") == 0, || "the copy hotkey's C reached work".into())?;
+    expect(has("work", "clipboard requested") == 1, || "work was not asked for its clipboard".into())?;
+    expect(has("personal", "pasted 14 bytes: secret-of-work") == 1, || {
+        format!("personal did not get work's clipboard exactly once: {:?}", out.lines_from("personal"))
+    })?;
+    expect(has("gui", "panel: paste: the clipboard is empty") == 1, || "the second paste was not refused as empty".into())?;
+    expect(has("gui", DENIED) == 1, || format!("no {DENIED:?} from the gui qube"))?;
+    expect(has("evil", "pasted") == 0, || "evil got personal's clipboard despite the policy".into())?;
+    Ok("keys to the focused qube only; clipboard work -> personal once; personal -> evil refused".into())
 }

@@ -66,6 +66,11 @@ impl Desktop {
         self.pointer
     }
 
+    /// The panel's message.
+    pub fn status(&self) -> &str {
+        &self.status
+    }
+
     /// Sets the panel's message (clipboard news, refusals).
     pub fn set_status(&mut self, args: core::fmt::Arguments<'_>) {
         use core::fmt::Write;
