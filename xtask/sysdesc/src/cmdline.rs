@@ -6,6 +6,7 @@
 //!   bulkhead.name=<qube> bulkhead.template=<template>
 //!   [bulkhead.net=<qube>.net bulkhead.ip=<address>/<prefix> bulkhead.gw=<gateway>
 //!    bulkhead.dns=<dns>[,<dns>]]
+//!   [bulkhead.gui=<qube>.gui]
 //!   [<kernel_args>]
 //! ```
 //!
@@ -17,8 +18,8 @@
 //! - `tsc=reliable`: the TSC is the clock; there is no other to check it against.
 //! - KASLR stays on.
 //! - `bulkhead.*` are read by the agent (`linux-appvm/agent/src/config.rs`): the qube's and
-//!   its template's names, and for a networked qube the channel to its netvm and the
-//!   addresses its router gives it.
+//!   its template's names, for a networked qube the channel to its netvm and the
+//!   addresses its router gives it, and for a qube with a guivm its GUI channel.
 
 use super::ip;
 use bulkhead_qubeconfig::Ipv4;
@@ -44,9 +45,16 @@ pub struct Net<'a> {
     pub dns: &'a [Ipv4],
 }
 
-/// The command line of qube `qube` booting `template`, with `net` when it has a netvm and
-/// `kernel_args` (already checked: printable ASCII, no `bulkhead.*`) last.
-pub fn build(qube: &str, template: &str, net: Option<&Net<'_>>, kernel_args: &str) -> String {
+/// The command line of qube `qube` booting `template`, with `net` when it has a netvm, its
+/// GUI channel `gui` when it has a guivm, and `kernel_args` (already checked: printable
+/// ASCII, no `bulkhead.*`) last.
+pub fn build(
+    qube: &str,
+    template: &str,
+    net: Option<&Net<'_>>,
+    gui: Option<&str>,
+    kernel_args: &str,
+) -> String {
     let mut words = vec![
         BASE.to_string(),
         format!("bulkhead.name={qube}"),
@@ -65,6 +73,9 @@ pub fn build(qube: &str, template: &str, net: Option<&Net<'_>>, kernel_args: &st
             words.push(format!("bulkhead.dns={}", dns.join(",")));
         }
     }
+    if let Some(channel) = gui {
+        words.push(format!("bulkhead.gui={channel}"));
+    }
     let extra = kernel_args.trim();
     if !extra.is_empty() {
         words.push(extra.to_string());
@@ -79,7 +90,7 @@ mod tests {
     #[test]
     fn offline_qube() {
         assert_eq!(
-            build("disp", "debian", None, ""),
+            build("disp", "debian", None, None, ""),
             "console=ttyS0 loglevel=4 reboot=t panic=-1 tsc=reliable bulkhead.name=disp \
              bulkhead.template=debian"
         );
@@ -94,12 +105,13 @@ mod tests {
             gateway: [10, 137, 0, 1],
             dns: &[[10, 139, 1, 1], [10, 139, 1, 2]],
         };
-        let line = build("work", "debian", Some(&net), " mitigations=auto ");
+        let line = build("work", "debian", Some(&net), Some("work.gui"), " mitigations=auto ");
         assert_eq!(
             line,
             "console=ttyS0 loglevel=4 reboot=t panic=-1 tsc=reliable bulkhead.name=work \
              bulkhead.template=debian bulkhead.net=work.net bulkhead.ip=10.137.0.10/24 \
-             bulkhead.gw=10.137.0.1 bulkhead.dns=10.139.1.1,10.139.1.2 mitigations=auto"
+             bulkhead.gw=10.137.0.1 bulkhead.dns=10.139.1.1,10.139.1.2 bulkhead.gui=work.gui \
+             mitigations=auto"
         );
         assert!(!line.contains("nokaslr") && !line.contains("earlyprintk"));
     }
@@ -114,7 +126,8 @@ mod tests {
             dns: &[[255; 4], [255; 4]],
         };
         let args = "a".repeat(super::super::linux::KERNEL_ARGS_MAX);
-        let line = build(&"q".repeat(24), &"t".repeat(24), Some(&net), &args);
+        let gui = "g".repeat(24);
+        let line = build(&"q".repeat(24), &"t".repeat(24), Some(&net), Some(&gui), &args);
         assert!(line.len() <= MAX_LEN, "{}", line.len());
     }
 }

@@ -273,7 +273,18 @@ pub(super) fn cmdlines(checked: &Checked) -> Result<Vec<CmdlineBlob>, String> {
             (Some(_), None) => return Err(format!("Linux qube {:?} has no address", q.name)),
             (None, _) => None,
         };
-        let text = cmdline::build(&q.name, &linux.template, net.as_ref(), &linux.kernel_args);
+        let gui = checked
+            .gui
+            .iter()
+            .any(|l| l.client == i)
+            .then(|| super::gui::channel_name(&q.name));
+        let text = cmdline::build(
+            &q.name,
+            &linux.template,
+            net.as_ref(),
+            gui.as_deref(),
+            &linux.kernel_args,
+        );
         if text.len() > cmdline::MAX_LEN {
             return Err(format!("the command line of {:?} is too long", q.name));
         }

@@ -34,6 +34,8 @@ mod schema;
 mod syntax;
 
 #[cfg(test)]
+mod gui_tests;
+#[cfg(test)]
 mod hostile_tests;
 #[cfg(test)]
 mod linux_tests;
