@@ -1,6 +1,6 @@
 //! A channel's bulk area between an honest lender (side A) and a hostile peer (side B) that
-//! returns made-up descriptors, asks A to read made-up buffers of its own pool, and
-//! scribbles anywhere in the area (its own pool, which it may write, and A's, which the
+//! returns made-up descriptors, asks A to read made-up buffers of its own pool (whole, or a
+//! piece at an offset, as the gui qube reads surface rows), and scribbles anywhere in the area (its own pool, which it may write, and A's, which the
 //! hypervisor would map read-only but which the test writes anyway).
 //!
 //! Checked after every operation: nothing panics; nothing is written outside the area (its
@@ -43,7 +43,7 @@ fuzz_target!(|data: &[u8]| {
     let mut n = 0u8;
     while !input.0.is_empty() {
         n = n.wrapping_add(1);
-        match input.byte() % 6 {
+        match input.byte() % 8 {
             0 => {
                 let len = input.u32() as usize % (pool + 2);
                 match a.lend(&body(len, n)) {
@@ -116,6 +116,42 @@ fuzz_target!(|data: &[u8]| {
                 let mut buf = vec![0; input.u32() as usize % (pool + 10)];
                 let _ = a.read_unchecked(&r, &mut buf);
                 a_broken |= a.broken().is_some();
+            }
+            // A reads a piece of a made-up descriptor of B's pool (a surface row).
+            6 => {
+                let r = BulkRef {
+                    offset: input.u32() % (2 * pool as u32) & !0xF00,
+                    len: input.u32() % (pool as u32 + 10),
+                    check: 0,
+                };
+                let at = input.u32() as usize;
+                let mut buf = vec![0; input.u32() as usize % (pool + 10)];
+                match a.read_unchecked_at(&r, at, &mut buf) {
+                    Ok(()) => assert!(r.offset as usize + r.len as usize <= pool && at + buf.len() <= r.len as usize),
+                    Err(_) => a_broken |= a.broken().is_some(),
+                }
+            }
+            // A draws into one of its loans (a surface); B reads the piece back.
+            7 if !out.is_empty() => {
+                let i = usize::from(input.byte()) % out.len();
+                let at = input.u32() as usize % (out[i].0.len as usize + 2);
+                let piece = body(usize::from(input.byte()), n);
+                let r = out[i].0;
+                match a.write_lent(&r, at, &piece) {
+                    Ok(()) => {
+                        assert!(at + piece.len() <= r.len as usize);
+                        out[i].1[at..at + piece.len()].copy_from_slice(&piece);
+                        let mut got = vec![0; piece.len()];
+                        if b.read_unchecked_at(&r, at, &mut got).is_ok() {
+                            assert_eq!(got, piece);
+                        }
+                        // The checksum no longer matches: only unchecked reads from now on.
+                        out[i].2 = true;
+                    }
+                    Err(ChannelError::TooLarge { .. }) => assert!(at + piece.len() > r.len as usize),
+                    Err(ChannelError::Broken(_)) => assert!(a_broken),
+                    Err(e) => panic!("write_lent: {e}"),
+                }
             }
             // Scribble anywhere in the area.
             4 => {

@@ -31,6 +31,12 @@ pub const FUZZ_BULK: Scenario = Scenario {
     run: || fuzz("bulk_hostile_peer", 30),
 };
 
+pub const FUZZ_GUI: Scenario = Scenario {
+    name: "fuzz-gui",
+    about: "libFuzzer: hostile GUI messages, clicks and keys into the gui qube's desktop (bounded time)",
+    run: || fuzz("gui_messages", 30),
+};
+
 pub const FUZZ_FIREWALL: Scenario = Scenario {
     name: "fuzz-firewall",
     about: "libFuzzer: arbitrary frames from every port into the firewall engine (bounded time)",

@@ -61,6 +61,7 @@ pub fn all() -> Vec<Scenario> {
         loom::LOOM_RING,
         fuzz::FUZZ_RING,
         fuzz::FUZZ_BULK,
+        fuzz::FUZZ_GUI,
         fuzz::FUZZ_FIREWALL,
         fuzz::FUZZ_SYSDESC,
         refusals::BROKEN_BUNDLES,
