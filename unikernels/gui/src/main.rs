@@ -11,6 +11,7 @@
 
 extern crate alloc;
 
+mod bench;
 mod clients;
 mod display;
 mod ps2;
@@ -124,14 +125,21 @@ fn main(boot: &Boot) -> i32 {
     };
     let mut buttons = 0u8;
     let mut frames = 0u64;
+    let mut bench = boot
+        .args()
+        .get("marks")
+        .and_then(|n| n.parse().ok())
+        .map(bench::Bench::new);
     let mut status: heapless::String<96> = heapless::String::new();
     loop {
         let mut paste = false;
+        let mut key_to = None;
         if let Some(p) = input.as_mut() {
             p.poll(|event, mods| match event {
                 ps2::Input::Key(k) => match desktop.key(k, mods) {
                     Some(Hotkey::Copy) if k.pressed => clipboard.copy(&mut desktop),
                     Some(Hotkey::Paste) if k.pressed => paste = true,
+                    None if k.pressed => key_to = desktop.focus().map(|(c, _)| c),
                     _ => {}
                 },
                 ps2::Input::Mouse(m) => {
@@ -148,6 +156,7 @@ fn main(boot: &Boot) -> i32 {
             status = desktop.status().try_into().unwrap_or_default();
             info!("gui: panel: {status}");
         }
+        let damage = desktop.take_damaged();
         let dirty = desktop.take_dirty();
         if !dirty.is_empty() {
             desktop.paint(&mut canvas, dirty, &mut links);
@@ -158,6 +167,10 @@ fn main(boot: &Boot) -> i32 {
                 // Ready once the desktop shows.
                 bulkhead_rt::hypercall::ready();
             }
+        }
+        if let Some(b) = bench.as_mut() {
+            // After the present: a mark that ends a span counts the frame in it.
+            b.pass(desktop.windows().len(), key_to, damage, !dirty.is_empty());
         }
         if !links.prepare_wait() {
             bulkhead_rt::events::wait_event(Some(TICK));

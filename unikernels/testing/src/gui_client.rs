@@ -6,6 +6,8 @@
 //!   top row white (input is visible on the screen) and is logged. It answers clipboard
 //!   requests with `clip=` and logs what is pasted. If the gui qube restarts, it opens its
 //!   window again.
+//!   With `frames=N`, the key F (HID 0x09) makes it redraw its whole window N times in a
+//!   new colour each, 2 ms apart (what `cargo xtask bench --gui` times).
 //! - `gui-hostile`: first does what `attack=` says (`refused`: windows the gui qube must
 //!   refuse; `title`: forged titles with control characters; `flood`: thousands of damage
 //!   messages with rectangles out of range; `rewrite`: redraws its surface with noise without
@@ -33,6 +35,8 @@ struct Window {
     colour: u32,
     surface: Option<BulkRef>,
     keys: u16,
+    /// Full-window frames the key F asks for (0: F is an ordinary key).
+    frames: u32,
 }
 
 fn arg<T: core::str::FromStr>(args: &Args<'_>, key: &str, default: T) -> T {
@@ -112,6 +116,30 @@ fn light(ch: &mut Channel, win: &Window, n: u16) -> Result<(), ChannelError> {
     send(ch, &ToGui::Damage { window: 0, rect: Rect::new(x0 as u16, 0, 16, 16) })
 }
 
+/// Redraws the whole window `win.frames` times, a new colour each time.
+fn redraw(ch: &mut Channel, win: &mut Window) -> Result<(), ChannelError> {
+    let Some(s) = win.surface else {
+        return Ok(());
+    };
+    let (w, h) = (usize::from(win.w), usize::from(win.h));
+    let mut row = vec![0u8; w * 4];
+    for n in 0..win.frames {
+        let colour = 0x0010_2030u32.wrapping_mul(n + 1) & 0x00ff_ffff;
+        for px in row.chunks_exact_mut(4) {
+            px.copy_from_slice(&colour.to_le_bytes());
+        }
+        if let Some(bulk) = ch.bulk() {
+            for y in 0..h {
+                bulk.write_lent(&s, y * w * 4, &row)?;
+            }
+        }
+        send(ch, &ToGui::Damage { window: 0, rect: Rect::new(0, 0, win.w, win.h) })?;
+        bulkhead_rt::sleep(Duration::from_millis(2));
+    }
+    info!("testing: gui: {} full-window frames drawn", win.frames);
+    Ok(())
+}
+
 /// Handles what the gui qube sends, forever.
 fn serve(
     ch: &mut Channel,
@@ -139,7 +167,9 @@ fn serve(
             }
             FromGui::Key { usage, pressed, modifiers, .. } => {
                 info!("testing: gui: key {usage:#04x} {} mods {modifiers:#x}", if pressed { "down" } else { "up" });
-                if pressed {
+                if pressed && usage == 0x09 && win.frames > 0 {
+                    redraw(ch, win)?;
+                } else if pressed {
                     light(ch, win, win.keys)?;
                     win.keys += 1;
                 }
@@ -193,7 +223,14 @@ pub fn client(boot: &Boot, args: &Args<'_>) -> i32 {
     let title = args.get("title").unwrap_or("terminal").as_bytes();
     let clip = args.get("clip").unwrap_or("hello from testing").as_bytes();
     let colour = u32::from_str_radix(args.get("colour").unwrap_or("336699"), 16).unwrap_or(0x336699);
-    let mut win = Window { w: arg(args, "w", 320), h: arg(args, "h", 200), colour, surface: None, keys: 0 };
+    let mut win = Window {
+        w: arg(args, "w", 320),
+        h: arg(args, "h", 200),
+        colour,
+        surface: None,
+        keys: 0,
+        frames: arg(args, "frames", 0),
+    };
     let attack = args.get("attack");
     loop {
         let run = (|| {

@@ -94,6 +94,8 @@ pub struct Desktop {
     pub(crate) status: String<96>,
     /// Messages for the clients, drained by the caller.
     pub out: Vec<Outgoing>,
+    /// The last damage applied: (client, whether it covered the whole window).
+    damaged: Option<(usize, bool)>,
 }
 
 /// The pointer's shape: rows of (start, length) of lit pixels, an arrow.
@@ -126,6 +128,7 @@ impl Desktop {
             dirty: screen,
             status: String::new(),
             out: Vec::new(),
+            damaged: None,
         }
     }
 
@@ -309,7 +312,14 @@ impl Desktop {
             let area = self.windows[i].area;
             let on_screen = r.offset(area.x, area.y).intersect(&area);
             self.invalidate(on_screen);
+            self.damaged = Some((client, on_screen == area));
         }
+    }
+
+    /// The last damage applied since the last call: (client, whether it covered its whole
+    /// window). For measurements.
+    pub fn take_damaged(&mut self) -> Option<(usize, bool)> {
+        self.damaged.take()
     }
 
     /// Focuses window `i` (an index into the windows) and raises it; tells both clients.
