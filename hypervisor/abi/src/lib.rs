@@ -8,6 +8,7 @@
 //! - [`channel`]: the shared-memory layout of channels between qubes.
 //! - [`label`]: Qubes' label colours.
 //! - [`proto`] (feature `proto`): the postcard messages qubes exchange over channels.
+//! - [`io_ports`]: the I/O port ranges a unikernel qube may own, and those none may.
 //! - [`guest_pci`]: the virtual PCI devices of a Linux qube (host bridge, channel devices).
 //! - [`bounded`]: fixed-capacity vector, string and ring, the only collections the
 //!   hypervisor uses.
@@ -30,6 +31,7 @@ pub mod bundle;
 pub mod channel;
 pub mod guest_pci;
 pub mod hypercall;
+pub mod io_ports;
 pub mod label;
 pub mod manifest;
 #[cfg(feature = "proto")]

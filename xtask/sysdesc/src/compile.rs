@@ -140,6 +140,7 @@ pub(super) fn compile(checked: Checked, path: &Path) -> Result<CompiledSystem, S
         channels,
         devices,
         iommu: checked.iommu,
+        ports: bulkhead_abi::bounded::BoundedVec::new(),
     };
     let network = checked.network;
     let networked = network.netvm.iter().any(Option::is_some);
