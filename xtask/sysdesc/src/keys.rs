@@ -149,6 +149,11 @@ pub(super) const QUBE_KEYS: &[Key] = &[
         ty: Ty::Names,
         example: "[\"disp\"]",
     },
+    Key {
+        name: "io_ports",
+        ty: Ty::Names,
+        example: "[\"0x60\", \"0x64\"]",
+    },
 ];
 
 /// Keys of each `[[qube.rule]]` (a firewall rule, as in Qubes' `qvm-firewall`).
@@ -244,6 +249,10 @@ const QUBE_ALIASES: &[(&str, &str)] = &[
     ("dispvm", "disposable"),
     ("dispvms", "disposables"),
     ("may_start", "disposables"),
+    ("ports", "io_ports"),
+    ("ioports", "io_ports"),
+    ("io_port", "io_ports"),
+    ("port_io", "io_ports"),
 ];
 
 /// Words people write for a firewall rule key (some from Qubes' older syntax).
@@ -354,6 +363,7 @@ fn list_of(key: &str) -> &'static str {
         "devices" => "devices",
         "dns" => "addresses",
         "disposables" => "qube names",
+        "io_ports" => "ports",
         _ => "text values",
     }
 }
