@@ -50,14 +50,25 @@ pub enum GrantError {
 
 impl core::fmt::Display for GrantError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let ports = |r: &PortRange| if r.first == r.last { "port" } else { "ports" };
         match self {
-            GrantError::Reserved { qube, ports, what } => write!(
+            GrantError::Reserved {
+                qube,
+                ports: r,
+                what,
+            } => write!(
                 f,
-                "qube {qube} is given I/O ports {ports}, which no qube may own: {what}"
+                "qube {qube} is given I/O {} {r}, which no qube may own: {what}",
+                ports(r)
             ),
-            GrantError::Twice { qube, ports, other } => write!(
+            GrantError::Twice {
+                qube,
+                ports: r,
+                other,
+            } => write!(
                 f,
-                "qube {qube} is given I/O ports {ports}, which qube {other} has too"
+                "qube {qube} is given I/O {} {r}, which qube {other} has too",
+                ports(r)
             ),
             GrantError::Linux { qube } => {
                 write!(f, "qube {qube} is a Linux qube, which cannot own I/O ports")
@@ -71,7 +82,7 @@ pub fn check(m: &Manifest) -> Result<(), GrantError> {
     let name = |q: u8| {
         m.qubes
             .get(usize::from(q))
-            .map(|s| s.name.clone())
+            .map(|s| s.name)
             .unwrap_or_default()
     };
     for (i, g) in m.ports.iter().enumerate() {

@@ -18,6 +18,7 @@ mod fuzz;
 mod hooks;
 mod host;
 mod hostnet;
+pub(super) mod ioports;
 mod isolation;
 mod loom;
 mod network;
@@ -47,6 +48,7 @@ pub fn all() -> Vec<Scenario> {
         boots::DEFAULT_MAX,
         boots::DEFAULT_EPYC,
         containment::CONTAINMENT,
+        ioports::IO_PORTS,
         isolation::STATE_ISOLATION,
         console_flood::CONSOLE_FLOOD,
         channels::CHANNELS,
