@@ -209,6 +209,9 @@ fn load_system(
         Ok(m) => m,
         Err(e) => fail(format_args!("manifest refused: {e}")),
     };
+    if let Err(e) = bulkhead_hvcore::ioports::check(&manifest) {
+        fail(format_args!("manifest refused: {e}"));
+    }
     hvlog!(
         "system {}: {} qubes, bundle {} KiB at {:#x}",
         manifest.system.as_str(),
@@ -259,6 +262,7 @@ fn load_system(
             guest,
             channels: core::mem::take(&mut endpoints[id]),
             devices,
+            ports: bulkhead_hvcore::ioports::of_qube(&manifest, id),
         };
         match qube::Qube::create(
             id,

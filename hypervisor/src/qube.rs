@@ -54,6 +54,8 @@ pub struct Parts {
     pub channels: Endpoints,
     /// Its devices.
     pub devices: Devices,
+    /// Its I/O ports.
+    pub ports: bulkhead_hvcore::ioports::Ports,
 }
 
 impl Qube {
@@ -70,10 +72,16 @@ impl Qube {
             guest,
             channels,
             devices,
+            ports,
         } = parts;
         if guest.is_linux() && !backend.runs_linux() {
             return Err(LoadError::Unsupported(
                 "Linux qubes need SVM, or VMX with EFER switching and MSR bitmaps, which this CPU lacks",
+            ));
+        }
+        if !ports.is_empty() && !backend.passes_ports() {
+            return Err(LoadError::Unsupported(
+                "it owns I/O ports, which need VMX's I/O bitmaps, which this CPU lacks",
             ));
         }
         let size = u64::from(spec.memory_mib) << 20;
@@ -113,8 +121,16 @@ impl Qube {
             );
         }
         let vcpu = backend
-            .create_vcpu(frames, id as u32, root, guest.is_linux())
+            .create_vcpu(frames, id as u32, root, guest.is_linux(), &ports)
             .ok_or(LoadError::NoMemory(8192))?;
+        if let Some((first, rest)) = ports.split_first() {
+            crate::hvlog!(
+                "qube {}: I/O ports {first}{}{} passed through, every other port traps",
+                spec.name.as_str(),
+                if rest.is_empty() { "" } else { " " },
+                PortList(rest)
+            );
+        }
         let mut q = Qube {
             machine: Machine {
                 id,
@@ -123,6 +139,7 @@ impl Qube {
                 vcpu,
                 channels,
                 devices,
+                ports,
                 console: LineBuffer::new(),
                 events: 0,
                 ready: false,
@@ -197,6 +214,18 @@ impl Qube {
     /// (0 unless the wipe failed). Disposables get this before their memory is reused.
     pub fn wipe(&mut self) -> u64 {
         self.machine.mem.zero_and_verify()
+    }
+}
+
+/// Port ranges separated by spaces, for a log line.
+struct PortList<'a>(&'a [bulkhead_abi::io_ports::PortRange]);
+
+impl core::fmt::Display for PortList<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        for (i, r) in self.0.iter().enumerate() {
+            write!(f, "{}{r}", if i == 0 { "" } else { " " })?;
+        }
+        Ok(())
     }
 }
 

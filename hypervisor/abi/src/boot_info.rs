@@ -6,12 +6,13 @@
 //! It checks [`BootInfo::magic`] and [`BootInfo::version`] before it reads anything else.
 
 use crate::channel::MAX_CHANNELS_PER_QUBE;
+use crate::io_ports::{MAX_PORT_RANGES, PortRange};
 use crate::label::Label;
 
 /// `BootInfo::magic`: "BHBOOTIN".
 pub const BOOT_INFO_MAGIC: u64 = u64::from_le_bytes(*b"BHBOOTIN");
 /// `BootInfo::version` of this layout.
-pub const BOOT_INFO_VERSION: u32 = 4;
+pub const BOOT_INFO_VERSION: u32 = 5;
 
 /// Guest-physical layout of a unikernel qube. All addresses are inside the qube's own memory,
 /// which starts at guest-physical 0.
@@ -105,6 +106,13 @@ pub struct BootInfo {
     /// The PCI devices assigned to this qube; the position is the device index of the
     /// `pci_config_*` hypercalls.
     pub devices: [DeviceInfo; MAX_DEVICES_PER_QUBE],
+    /// Number of valid entries in `io_ports`.
+    pub io_port_count: u32,
+    /// Reserved, zero.
+    pub reserved3: u32,
+    /// The I/O ports this qube owns: its IN and OUT on them reach the hardware without an
+    /// exit; any other port stops it.
+    pub io_ports: [PortRange; MAX_PORT_RANGES],
 }
 
 /// One assigned PCI device as its qube sees it.
@@ -251,7 +259,16 @@ impl BootInfo {
             device_count: 0,
             reserved2: 0,
             devices: [DeviceInfo::EMPTY; MAX_DEVICES_PER_QUBE],
+            io_port_count: 0,
+            reserved3: 0,
+            io_ports: [PortRange { first: 0, last: 0 }; MAX_PORT_RANGES],
         }
+    }
+
+    /// The valid entries of `io_ports`.
+    pub fn io_ports(&self) -> &[PortRange] {
+        let n = (self.io_port_count as usize).min(MAX_PORT_RANGES);
+        &self.io_ports[..n]
     }
 
     /// True when magic and version match this crate.
@@ -339,6 +356,11 @@ impl BootInfo {
                 w.u64(b.gpa);
                 w.u64(b.size);
             }
+        }
+        w.u32(self.io_port_count);
+        w.u32(self.reserved3);
+        for p in &self.io_ports {
+            w.u32(u32::from(p.first) | u32::from(p.last) << 16);
         }
         out
     }
@@ -439,6 +461,18 @@ mod tests {
         assert_eq!(&bytes[id..id + 2], &0x1041u16.to_le_bytes());
         let bar4 = d1 + core::mem::offset_of!(DeviceInfo, bars) + 4 * 16 + 8;
         assert_eq!(&bytes[bar4..bar4 + 8], &0x4000u64.to_le_bytes());
+        b.io_port_count = 2;
+        b.io_ports[1] = PortRange::new(0x60, 0x64).unwrap();
+        let bytes = b.to_bytes();
+        assert_eq!(bytes.len(), core::mem::size_of::<BootInfo>());
+        let p1 = core::mem::offset_of!(BootInfo, io_ports) + 4;
+        assert_eq!(&bytes[p1..p1 + 4], &[0x60, 0, 0x64, 0]);
+        let count = core::mem::offset_of!(BootInfo, io_port_count);
+        assert_eq!(&bytes[count..count + 4], &2u32.to_le_bytes());
+        assert_eq!(b.io_ports().len(), 2);
+        b.io_port_count = 1000;
+        assert_eq!(b.io_ports().len(), MAX_PORT_RANGES);
+        assert!(bytes.len() <= 4096, "boot info fits its page");
     }
 
     #[test]

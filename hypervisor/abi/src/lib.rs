@@ -9,6 +9,7 @@
 //! - [`label`]: Qubes' label colours.
 //! - [`proto`] (feature `proto`): the postcard messages qubes exchange over channels.
 //! - [`gui`] (feature `proto`): the GUI protocol between clients and the gui qube.
+//! - [`io_ports`]: the I/O port ranges a unikernel qube may own, and those none may.
 //! - [`guest_pci`]: the virtual PCI devices of a Linux qube (host bridge, channel devices).
 //! - [`bounded`]: fixed-capacity vector, string and ring, the only collections the
 //!   hypervisor uses.
@@ -33,6 +34,7 @@ pub mod guest_pci;
 #[cfg(feature = "proto")]
 pub mod gui;
 pub mod hypercall;
+pub mod io_ports;
 pub mod label;
 pub mod manifest;
 #[cfg(feature = "proto")]

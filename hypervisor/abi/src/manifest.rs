@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! header   magic "BKMF", version u16, qube count u8, channel count u8, device count u8,
-//!          IOMMU policy u8, 2 zero bytes, system name (text, NAME_MAX)
+//!          IOMMU policy u8, port range count u8, 1 zero byte, system name (text, NAME_MAX)
 //! qubes    name (text, NAME_MAX), kind u8 (0 unikernel, 1 Linux), initrd u16, cmdline u16,
 //!          image u16, memory MiB u32, label u8, restart u8, start u8, has config u8,
 //!          config u16, args (text, ARGS_MAX)
@@ -11,20 +11,24 @@
 //!          purpose (text, PURPOSE_MAX)
 //! devices  qube u8, 0 = by address: segment u16, bus u8, device u8, function u8, 0;
 //!               1 = by ID: vendor u16, device u16, index u8, 0
+//! ports    qube u8, 0, first u16, last u16 (inclusive, first <= last)
 //! ```
 //!
 //! A text field is its length (u16) and that many UTF-8 bytes, zero-padded to its width.
 //! The version is read before anything else, so an old hypervisor refuses a new manifest
 //! with a clear message instead of misreading it; every tag, padding byte, count and qube
-//! reference is checked, and nothing may follow the last record.
+//! reference is checked, and nothing may follow the last record. What a port grant may
+//! name (no reserved port, no port twice, unikernels only) is checked by the hypervisor
+//! (`bulkhead_hvcore::ioports`), as it checks channel geometry.
 
 use crate::boot_info::{ARGS_MAX, NAME_MAX};
 use crate::bounded::{BoundedString as String, BoundedVec as Vec};
+use crate::io_ports::{MAX_PORT_RANGES, PortRange};
 use crate::label::Label;
 use crate::wire::{Reader, WireError, Writer};
 
 /// Version of the manifest layout.
-pub const MANIFEST_VERSION: u16 = 6;
+pub const MANIFEST_VERSION: u16 = 7;
 /// The manifest's first four bytes.
 pub const MANIFEST_MAGIC: [u8; 4] = *b"BKMF";
 /// Most qubes one system may describe.
@@ -57,6 +61,17 @@ pub struct Manifest {
     pub devices: Vec<DeviceSpec, MAX_DEVICES>,
     /// What to do when a DMA-capable device is assigned and no IOMMU is found.
     pub iommu: IommuPolicy,
+    /// I/O ports passed through to qubes.
+    pub ports: Vec<PortSpec, MAX_PORT_RANGES>,
+}
+
+/// A range of I/O ports given to one (unikernel) qube.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PortSpec {
+    /// Index of the owning qube in `Manifest::qubes`.
+    pub qube: u8,
+    /// The ports.
+    pub ports: PortRange,
 }
 
 /// Whether device assignment needs an IOMMU.
@@ -267,6 +282,8 @@ pub const QUBE_LEN: usize = TEXT + NAME_MAX + 1 + 2 + 2 + 2 + 4 + 4 + 2 + TEXT +
 pub const CHANNEL_LEN: usize = TEXT + NAME_MAX + 2 + 4 + 4 + 4 + TEXT + PURPOSE_MAX;
 /// Bytes of one device record.
 pub const DEVICE_LEN: usize = 8;
+/// Bytes of one port record.
+pub const PORT_LEN: usize = 6;
 
 impl Manifest {
     /// Bytes of this manifest's encoding.
@@ -275,6 +292,7 @@ impl Manifest {
             + self.qubes.len() * QUBE_LEN
             + self.channels.len() * CHANNEL_LEN
             + self.devices.len() * DEVICE_LEN
+            + self.ports.len() * PORT_LEN
     }
 
     /// Reads a manifest, checking the magic and version first.
@@ -293,7 +311,7 @@ impl Manifest {
             1 => IommuPolicy::AcceptRisk,
             _ => return Err(WireError::BadValue.into()),
         };
-        r.zero()?;
+        let np = r.u8()?;
         r.zero()?;
         let system = r.text()?;
         let mut m = Manifest {
@@ -303,6 +321,7 @@ impl Manifest {
             channels: Vec::new(),
             devices: Vec::new(),
             iommu,
+            ports: Vec::new(),
         };
         for _ in 0..nq {
             let q = QubeSpec::read(&mut r)?;
@@ -322,6 +341,13 @@ impl Manifest {
             }
             m.devices.push(d).map_err(|_| ManifestError::TooMany)?;
         }
+        for _ in 0..np {
+            let p = PortSpec::read(&mut r)?;
+            if usize::from(p.qube) >= m.qubes.len() {
+                return Err(ManifestError::BadReference);
+            }
+            m.ports.push(p).map_err(|_| ManifestError::TooMany)?;
+        }
         r.finish()?;
         Ok(m)
     }
@@ -338,11 +364,13 @@ impl Manifest {
             IommuPolicy::Required => 0,
             IommuPolicy::AcceptRisk => 1,
         });
-        w.u16(0);
+        w.u8(self.ports.len() as u8);
+        w.u8(0);
         w.text(&self.system);
         self.qubes.iter().for_each(|q| q.write(&mut w));
         self.channels.iter().for_each(|c| c.write(&mut w));
         self.devices.iter().for_each(|d| d.write(&mut w));
+        self.ports.iter().for_each(|p| p.write(&mut w));
         let n = w.finish().ok_or(EncodeError)?;
         Ok(&mut buf[..n])
     }
@@ -507,6 +535,23 @@ impl DeviceSpec {
     }
 }
 
+impl PortSpec {
+    fn write(&self, w: &mut Writer<'_>) {
+        w.u8(self.qube);
+        w.u8(0);
+        w.u16(self.ports.first);
+        w.u16(self.ports.last);
+    }
+
+    fn read(r: &mut Reader<'_>) -> Result<PortSpec, WireError> {
+        let qube = r.u8()?;
+        r.zero()?;
+        let (first, last) = (r.u16()?, r.u16()?);
+        let ports = PortRange::new(first, last).ok_or(WireError::BadValue)?;
+        Ok(PortSpec { qube, ports })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     extern crate std;
@@ -557,6 +602,17 @@ mod tests {
             }])
             .unwrap(),
             iommu: IommuPolicy::Required,
+            ports: Vec::from_slice(&[
+                PortSpec {
+                    qube: 1,
+                    ports: PortRange::single(0x60),
+                },
+                PortSpec {
+                    qube: 1,
+                    ports: PortRange::new(0x2F8, 0x2FF).unwrap(),
+                },
+            ])
+            .unwrap(),
         }
     }
 
@@ -603,10 +659,60 @@ mod tests {
         assert_eq!(m.encode(&mut buf).unwrap().len(), m.encoded_len());
         assert_eq!(
             m.encoded_len(),
-            HEADER_LEN + 2 * QUBE_LEN + CHANNEL_LEN + DEVICE_LEN
+            HEADER_LEN + 2 * QUBE_LEN + CHANNEL_LEN + DEVICE_LEN + 2 * PORT_LEN
         );
         let mut small = [0u8; 100];
         assert_eq!(m.encode(&mut small).err(), Some(EncodeError));
+    }
+
+    #[test]
+    fn refuses_bad_port_records() {
+        let m = sample();
+        let mut buf = [0u8; 1024];
+        let n = m.encode(&mut buf).unwrap().len();
+        let last = n - PORT_LEN;
+        // The last record: qube, zero, first, last.
+        let mut bad = buf;
+        bad[last] = 2;
+        assert_eq!(
+            Manifest::decode(&bad[..n]),
+            Err(ManifestError::BadReference)
+        );
+        let mut bad = buf;
+        bad[last + 1] = 1;
+        assert_eq!(
+            Manifest::decode(&bad[..n]),
+            Err(ManifestError::Wire(WireError::BadValue))
+        );
+        let mut bad = buf;
+        bad[last + 2..last + 6].copy_from_slice(&[0x01, 0x03, 0x00, 0x03]); // 0x301-0x300
+        assert_eq!(
+            Manifest::decode(&bad[..n]),
+            Err(ManifestError::Wire(WireError::BadValue))
+        );
+        // A count past the records: truncated; a count past the limit: too many.
+        let count = 4 + 2 + 4;
+        let mut bad = buf;
+        bad[count] = 3;
+        assert_eq!(
+            Manifest::decode(&bad[..n]),
+            Err(ManifestError::Wire(WireError::Truncated))
+        );
+        let mut many = sample();
+        many.ports.clear();
+        for i in 0..MAX_PORT_RANGES as u16 {
+            many.ports
+                .push(PortSpec {
+                    qube: 0,
+                    ports: PortRange::single(0x100 + i),
+                })
+                .unwrap();
+        }
+        let mut bytes = many.to_vec();
+        assert_eq!(Manifest::decode(&bytes), Ok(many.clone()));
+        bytes[count] = MAX_PORT_RANGES as u8 + 1;
+        bytes.extend_from_slice(&[0, 0, 0x20, 0x01, 0x20, 0x01]);
+        assert_eq!(Manifest::decode(&bytes), Err(ManifestError::TooMany));
     }
 
     fn text<const N: usize>() -> impl Strategy<Value = String<N>> {
@@ -681,8 +787,12 @@ mod tests {
                 0..MAX_DEVICES,
             ),
             any::<bool>(),
+            proptest::collection::vec(
+                (any::<u8>(), any::<u16>(), any::<u16>()),
+                0..=MAX_PORT_RANGES,
+            ),
         )
-            .prop_map(|(system, qubes, channels, devices, risk)| {
+            .prop_map(|(system, qubes, channels, devices, risk, ports)| {
                 let n = qubes.len() as u8;
                 Manifest {
                     version: MANIFEST_VERSION,
@@ -725,6 +835,14 @@ mod tests {
                     } else {
                         IommuPolicy::Required
                     },
+                    ports: Vec::try_from_iter(ports.into_iter().map(|(q, a, b)| PortSpec {
+                        qube: q % n,
+                        ports: PortRange {
+                            first: a.min(b),
+                            last: a.max(b),
+                        },
+                    }))
+                    .unwrap(),
                 }
             })
     }

@@ -16,6 +16,8 @@
 //!   assigned device.
 //! - [`vtd`]: Intel VT-d registers, root and context entries, second-level tables, fault
 //!   records, and the write order and cache lines of a table update.
+//! - [`ioports`]: the checks on the I/O ports the manifest gives qubes, and the permission
+//!   bitmaps (SVM IOPM, VMX I/O bitmaps) that pass exactly those through.
 //! - [`console`]: per-qube line buffering and sanitising of guest console output, and the
 //!   output queue with its per-qube limits (`console::queue`).
 //! - [`sched`]: qube run states, time slices and the restart policy.
@@ -38,6 +40,7 @@ pub mod collections {
     };
 }
 pub mod elf;
+pub mod ioports;
 pub mod memmap;
 pub mod paging;
 pub mod pci;

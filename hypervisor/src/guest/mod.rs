@@ -44,6 +44,8 @@ pub struct Machine {
     pub channels: Endpoints,
     /// The PCI devices it owns (position = device index of the `pci_config_*` calls).
     pub devices: Devices,
+    /// The I/O ports it owns (passed through by its vCPU; only a unikernel has any).
+    pub ports: bulkhead_hvcore::ioports::Ports,
     /// Partial console line.
     pub console: LineBuffer,
     /// Pending event bits: bit `i` = local channel `i` was notified by its peer.

@@ -100,6 +100,10 @@ impl Guest for Unikernel {
         for (d, out) in m.devices.iter().zip(info.devices.iter_mut()) {
             *out = d.info(host_base);
         }
+        info.io_port_count = m.ports.len() as u32;
+        for (r, out) in m.ports.iter().zip(info.io_ports.iter_mut()) {
+            *out = *r;
+        }
         info.set_name(&m.spec.name);
         info.set_args(&m.spec.args);
         let (image, config) = (self.image, self.config);

@@ -90,19 +90,32 @@ impl Backend {
         }
     }
 
-    /// A vCPU for qube `id` whose nested page tables are rooted at `nested_root`.
+    /// A vCPU for qube `id` whose nested page tables are rooted at `nested_root`, passing
+    /// `ports` through (only if [`Backend::passes_ports`]).
     pub fn create_vcpu(
         &self,
         frames: &mut FrameAllocator,
         id: u32,
         nested_root: u64,
         linux: bool,
+        ports: &[bulkhead_abi::io_ports::PortRange],
     ) -> Option<AnyVcpu> {
         match self {
             Backend::Svm(s) => s
-                .create_vcpu(frames, id, nested_root, linux)
+                .create_vcpu(frames, id, nested_root, linux, ports)
                 .map(AnyVcpu::Svm),
-            Backend::Vmx(v) => v.create_vcpu(frames, id, nested_root).map(AnyVcpu::Vmx),
+            Backend::Vmx(v) => v
+                .create_vcpu(frames, id, nested_root, ports)
+                .map(AnyVcpu::Vmx),
+        }
+    }
+
+    /// Whether a qube can own I/O ports: always under SVM (its I/O permission map); under
+    /// VMX when the CPU has I/O bitmaps.
+    pub fn passes_ports(&self) -> bool {
+        match self {
+            Backend::Svm(_) => true,
+            Backend::Vmx(v) => v.caps.io_bitmaps,
         }
     }
 

@@ -128,6 +128,13 @@ impl Boot {
         &self.info.devices[..n]
     }
 
+    /// The I/O ports this qube owns (`io_ports` in the system description): its IN and OUT
+    /// on them reach the hardware; any other port stops the qube. Use them through
+    /// [`crate::port::IoPort`].
+    pub fn io_ports(&self) -> &[bulkhead_abi::io_ports::PortRange] {
+        self.info.io_ports()
+    }
+
     /// The raw block, as the hypervisor wrote it.
     pub const fn info(&self) -> &BootInfo {
         &self.info
@@ -302,6 +309,14 @@ fn check_layout(i: &BootInfo, linked: &Range<u64>) -> Result<(), &'static str> {
     Ok(())
 }
 
+/// A consistent boot info changed by `f`, checked (for other modules' tests).
+#[cfg(test)]
+pub(crate) fn for_tests(f: impl FnOnce(&mut BootInfo)) -> Boot {
+    let mut b = tests::good();
+    f(&mut b);
+    Boot::new(b, tests::linked()).expect("a consistent boot info")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -309,7 +324,7 @@ mod tests {
 
     const MIB: u64 = 1 << 20;
 
-    fn good() -> BootInfo {
+    pub(super) fn good() -> BootInfo {
         let mut b = BootInfo::new();
         b.mem_size = 64 * MIB;
         b.image_start = layout::IMAGE_BASE;
@@ -323,7 +338,7 @@ mod tests {
         b
     }
 
-    fn linked() -> Range<u64> {
+    pub(super) fn linked() -> Range<u64> {
         layout::IMAGE_BASE..layout::IMAGE_BASE + 0x2800
     }
 

@@ -39,6 +39,8 @@
 //! - [`time`], [`events`]: clock, sleep and event waits.
 //! - [`channel`]: channels to other qubes (rings over shared windows, event waits).
 //! - [`pci`]: the PCI devices assigned to the qube, their configuration space.
+//! - [`port`]: IN and OUT on the I/O ports the qube owns, refused for any other (unsafe
+//!   inside).
 //! - `virtio` (feature `virtio`): `virtio-drivers`' HAL and configuration access over the
 //!   hypercalls, and a polled virtio-net card (unsafe inside).
 //! - `net` (feature `net`): smoltcp over a network channel (`proto::Net` frames), and a
@@ -47,8 +49,8 @@
 //!   accesses (unsafe inside).
 //! - [`report`]: the start-up report every placeholder image prints.
 //!
-//! Every `unsafe` block is in `hypercall`, `start`, `sync`, `mmio` or `virtio` (and the one that
-//! maps a channel window in `channel`); the rest of the crate denies unsafe code.
+//! Every `unsafe` block is in `hypercall`, `start`, `sync`, `mmio`, `port` or `virtio` (and the
+//! ones that map a channel's windows in `channel`); the rest of the crate denies unsafe code.
 #![cfg_attr(not(test), no_std)]
 #![deny(unsafe_code)]
 #![deny(missing_docs)]
@@ -75,6 +77,8 @@ pub mod net;
 #[cfg(not(test))]
 mod panic;
 pub mod pci;
+#[allow(unsafe_code, reason = "IN and OUT on the ports the qube owns")]
+pub mod port;
 pub mod report;
 #[cfg(not(test))]
 #[allow(unsafe_code, reason = "entry point, boot-info read and heap hand-off")]

@@ -30,6 +30,7 @@ mod console_flood;
 mod cpustate;
 mod disposable;
 mod gui_client;
+mod ioports;
 mod netclient;
 
 bulkhead_rt::entry!(main);
@@ -71,6 +72,9 @@ enum Mode {
     ForeignMemory,
     /// `io-port`: `out 0x80, al`.
     IoPort,
+    /// `io-ports port=0x64 trap=0x61`: reads a port it owns (no VM exit), then a port it
+    /// does not own (stopped); see `ioports.rs`.
+    IoPorts,
     /// `msr`: `rdmsr` of EFER.
     Msr,
     /// `vmrun`: the SVM `VMRUN` instruction (a qube may not run guests of its own).
@@ -166,6 +170,7 @@ fn parse_mode(args: &Args<'_>) -> Result<Mode, &'static str> {
         "huge-write" => Mode::HugeWrite,
         "foreign-memory" => Mode::ForeignMemory,
         "io-port" => Mode::IoPort,
+        "io-ports" => Mode::IoPorts,
         "msr" => Mode::Msr,
         "vmrun" => Mode::Vmrun,
         "cr4" => Mode::Cr4,
@@ -216,7 +221,7 @@ fn main(boot: &Boot) -> i32 {
             info!(
                 "testing: modes: idle heartbeat heartbeat-gap console-flood triple-fault spin \
                  bad-hypercall bad-pointer \
-                 huge-write foreign-memory io-port msr vmrun panic exit=N alloc-storm ping pong \
+                 huge-write foreign-memory io-port io-ports msr vmrun panic exit=N alloc-storm ping pong \
                  hostile snoop canary net-client net-client-isolated net-uplink disposable-client \
                  kernel-gs-probe cr4 wbinvd rdpmc invlpga cpu-state start-disposable bulk-probe \
                  stream-tx stream-rx bulk-tx bulk-rx gui-client gui-hostile"
@@ -280,6 +285,7 @@ fn main(boot: &Boot) -> i32 {
             info!("testing: out 0x80, al");
             misbehave::io_port();
         }
+        Mode::IoPorts => return ioports::run(boot, &args),
         Mode::Msr => {
             info!("testing: rdmsr 0xc0000080 (EFER)");
             let v = misbehave::read_efer();

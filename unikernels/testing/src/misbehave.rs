@@ -67,6 +67,18 @@ pub fn io_port() {
     }
 }
 
+/// Reads I/O port `port` with a raw `in` (not through the runtime, which would refuse a port
+/// the qube does not own).
+pub fn in_port(port: u16) -> u8 {
+    let value: u8;
+    // SAFETY: `in` reads a device register into al and writes no memory; on a port this qube
+    // does not own it traps to the hypervisor, which stops the qube.
+    unsafe {
+        asm!("in al, dx", in("dx") port, out("al") value, options(nomem, nostack, preserves_flags));
+    }
+    value
+}
+
 /// Reads the EFER MSR (0xC000_0080); qubes have no MSR access.
 pub fn read_efer() -> u64 {
     let (lo, hi): (u32, u32);

@@ -235,6 +235,7 @@ const STOPS: &[(&str, &str)] = &[
         "console_write: buffer 0x401000+0x10 is outside its memory",
     ),
     ("t-huge", "length 4097 is over the limit of 4096"),
+    ("kbd", "I/O port access (in from port 0x61) is not allowed"),
 ];
 
 /// Heartbeats required after every misbehaving qube has been stopped, while t-spin spins.
@@ -275,6 +276,8 @@ fn containment() -> Result<String> {
     })?;
     containment::check_stops(&out, STOPS)?;
     containment::check_unhurt(&out, &["heartbeat", "t-spin"])?;
+    // The qube that owns ports: its VMX I/O bitmaps pass 0x64, not 0x61.
+    let (value, many) = super::ioports::check_kbd(&out, 200)?;
     for qube in ["heartbeat", "t-spin"] {
         expect(out.ready.contains(qube), || {
             format!("{qube} never reported ready")
@@ -308,7 +311,8 @@ fn containment() -> Result<String> {
         )
     })?;
     Ok(format!(
-        "{} misbehaviours contained, t-exit restarted 3 times, {beats_after} heartbeats after, {:.1} s wall",
+        "{} misbehaviours contained, t-exit restarted 3 times, {beats_after} heartbeats after, \
+         0x64 read {value} through the I/O bitmaps, 200 reads in {many}, {:.1} s wall",
         STOPS.len() + 2,
         out.wall.as_secs_f64()
     ))

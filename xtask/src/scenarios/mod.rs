@@ -19,6 +19,7 @@ mod gui;
 mod hooks;
 mod host;
 mod hostnet;
+pub(super) mod ioports;
 mod isolation;
 mod loom;
 mod network;
@@ -50,6 +51,7 @@ pub fn all() -> Vec<Scenario> {
         boots::DEFAULT_EPYC,
         screen::QMP_SCREEN,
         containment::CONTAINMENT,
+        ioports::IO_PORTS,
         isolation::STATE_ISOLATION,
         console_flood::CONSOLE_FLOOD,
         channels::CHANNELS,

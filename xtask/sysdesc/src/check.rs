@@ -7,8 +7,9 @@ use super::linux::{self, Linux};
 use super::network::{self, Plan};
 use super::schema::{Raw, Section};
 use super::gui::{self, GuiLink};
-use super::{HYPERVISOR_RESERVE_MIB, devices, disposables, fields, hints};
+use super::{HYPERVISOR_RESERVE_MIB, devices, disposables, fields, hints, ports};
 use bulkhead_abi::boot_info::NAME_MAX;
+use bulkhead_abi::io_ports::PortRange;
 use bulkhead_abi::label::Label;
 use bulkhead_abi::manifest::{
     IommuPolicy, MAX_QUBE_MEMORY_MIB, MAX_QUBES, MIN_QUBE_MEMORY_MIB, PciSelect,
@@ -41,6 +42,8 @@ pub(super) struct Checked {
     pub channels: Vec<Channel>,
     /// The assigned devices, as (qube index, device), in qube order.
     pub devices: Vec<(usize, PciSelect)>,
+    /// The I/O ports given to unikernels, as (qube index, ports), in qube order.
+    pub ports: Vec<(usize, PortRange)>,
     pub iommu: IommuPolicy,
     /// Netvms, addresses and firewall rules.
     pub network: Plan,
@@ -78,6 +81,7 @@ pub(super) fn check(raw: &Raw, stem: &str, text: &str, diags: &mut Diagnostics) 
     }
     let qubes = check_qubes(raw, text, diags);
     let devices = devices::check(raw, text, diags);
+    let ports = ports::check(raw, text, diags);
     let params = network::params(raw, text, diags);
     let mut links = network::links(raw, text, diags);
     linux::network(raw, &links, text, diags);
@@ -98,6 +102,7 @@ pub(super) fn check(raw: &Raw, stem: &str, text: &str, diags: &mut Diagnostics) 
         qubes,
         channels: channels.list?,
         devices: devices?,
+        ports: ports?,
         iommu,
         network: plan?,
         gui,

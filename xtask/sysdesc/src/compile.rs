@@ -3,11 +3,13 @@
 
 use super::check::Checked;
 use super::layout::{self, Numbering, entry_name};
-use super::{CompiledSystem, ConfigBlob, HYPERVISOR_RESERVE_MIB, devices, hints, ip, network};
+use super::{
+    CompiledSystem, ConfigBlob, HYPERVISOR_RESERVE_MIB, devices, hints, ip, network, ports,
+};
 use bulkhead_abi::bundle::MAX_ENTRIES;
 use bulkhead_abi::channel::Geometry;
 use bulkhead_abi::manifest::{
-    ChannelSpec, DeviceSpec, IommuPolicy, MANIFEST_VERSION, Manifest, QubeKind, QubeSpec,
+    ChannelSpec, DeviceSpec, IommuPolicy, MANIFEST_VERSION, Manifest, PortSpec, QubeKind, QubeSpec,
     StartPolicy,
 };
 use bulkhead_qubeconfig::{Action, Uplink};
@@ -143,6 +145,13 @@ pub(super) fn compile(checked: Checked, path: &Path) -> Result<CompiledSystem, S
         channels,
         devices,
         iommu: checked.iommu,
+        ports: bulkhead_abi::bounded::BoundedVec::try_from_iter(checked.ports.iter().map(
+            |&(qube, ports)| PortSpec {
+                qube: qube as u8,
+                ports,
+            },
+        ))
+        .ok_or("too many I/O port ranges")?,
     };
     let network = checked.network;
     let networked = network.netvm.iter().any(Option::is_some);
@@ -326,6 +335,7 @@ pub(super) fn summary(c: &CompiledSystem) -> String {
         out.push_str(&table(&rows));
     }
     out.push_str(&network_summary(c));
+    out.push_str(&ports_summary(c));
     let bundle: Vec<String> = c
         .entries()
         .iter()
@@ -418,6 +428,38 @@ fn gui_configs(
         }
     }
     Ok(())
+}
+
+/// The I/O ports each qube owns, one line per qube; a qube with port 0x64 (the i8042's
+/// command port) is said to be able to reset the machine.
+fn ports_summary(c: &CompiledSystem) -> String {
+    let m = &c.manifest;
+    let mut out = String::new();
+    for (i, q) in m.qubes.iter().enumerate() {
+        let mine: Vec<_> = m
+            .ports
+            .iter()
+            .filter(|p| usize::from(p.qube) == i)
+            .map(|p| p.ports)
+            .collect();
+        if mine.is_empty() {
+            continue;
+        }
+        if out.is_empty() {
+            out.push('\n');
+        }
+        let reset = if mine.iter().any(|r| r.contains(0x64)) {
+            " (0x64 is the i8042 controller's command port: it can reset the machine)"
+        } else {
+            ""
+        };
+        out.push_str(&format!(
+            "I/O ports of {}: {}, passed through; every other port traps{reset}\n",
+            q.name,
+            ports::show(&mine)
+        ));
+    }
+    out
 }
 
 /// The network and the devices: the client network, then per qube with a netvm, clients or

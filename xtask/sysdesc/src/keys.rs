@@ -164,6 +164,11 @@ pub(super) const QUBE_KEYS: &[Key] = &[
         ty: Ty::Names,
         example: "[\"work\"]",
     },
+    Key {
+        name: "io_ports",
+        ty: Ty::Names,
+        example: "[\"0x60\", \"0x64\"]",
+    },
 ];
 
 /// Keys of each `[[qube.rule]]` (a firewall rule, as in Qubes' `qvm-firewall`).
@@ -259,6 +264,10 @@ const QUBE_ALIASES: &[(&str, &str)] = &[
     ("dispvm", "disposable"),
     ("dispvms", "disposables"),
     ("may_start", "disposables"),
+    ("ports", "io_ports"),
+    ("ioports", "io_ports"),
+    ("io_port", "io_ports"),
+    ("port_io", "io_ports"),
 ];
 
 /// Words people write for a firewall rule key (some from Qubes' older syntax).
@@ -369,6 +378,7 @@ fn list_of(key: &str) -> &'static str {
         "devices" => "devices",
         "dns" => "addresses",
         "disposables" | "clipboard_deny" => "qube names",
+        "io_ports" => "ports",
         _ => "text values",
     }
 }

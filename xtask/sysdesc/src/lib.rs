@@ -5,9 +5,9 @@
 //! The work is done in steps, each in its own module:
 //! - [`schema`] parses the TOML and reads each table against its allowed keys and types
 //!   ([`keys`]);
-//! - [`check`] (with [`fields`], [`channels`], [`devices`], [`network`] and [`rules`])
-//!   applies the rules: names, images, memory, labels, channels, devices, netvms, addresses,
-//!   firewall rules, RAM budget;
+//! - [`check`] (with [`fields`], [`channels`], [`devices`], [`ports`], [`network`] and
+//!   [`rules`]) applies the rules: names, images, memory, labels, channels, devices, I/O
+//!   ports, netvms, addresses, firewall rules, RAM budget;
 //! - [`compile`] builds the [`Manifest`], the bundle's image list and each networked qube's
 //!   configuration blob;
 //! - [`diagnostics`] collects every problem with its place, key path, message and fix.
@@ -29,6 +29,7 @@ mod keys;
 mod layout;
 mod linux;
 mod network;
+mod ports;
 mod rules;
 mod schema;
 mod syntax;

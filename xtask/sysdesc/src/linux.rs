@@ -43,6 +43,11 @@ const UNIKERNEL_ONLY: &[(&str, &str)] = &[
         "Linux qubes cannot own PCI devices yet: give the device to a unikernel (e.g. image \
          = \"net\" or \"usb\") and remove devices here",
     ),
+    (
+        "io_ports",
+        "a Linux qube's I/O ports are its guest platform's, emulated by the hypervisor: give \
+         the ports to a unikernel (e.g. image = \"gui\") and remove io_ports here",
+    ),
 ];
 /// Keys only Linux qubes have.
 const LINUX_ONLY: &[&str] = &["template", "kernel_args"];

@@ -342,6 +342,48 @@ const FIXTURES: &[(&str, &str, &str, &str)] = &[
         "\"pci:00:03\"",
     ),
     (
+        "io-ports-bad-syntax.toml",
+        "qube \"gui\".io_ports",
+        "96 is 0x60",
+        "\"96\"",
+    ),
+    (
+        "io-ports-reserved.toml",
+        "qube \"gui\".io_ports",
+        "0x60-0x64 include 0x61, which no qube may own",
+        "\"0x60-0x64\"",
+    ),
+    (
+        "io-ports-serial.toml",
+        "qube \"usb\".io_ports",
+        "0x3f8 is one of 0x3f8-0x3ff, which no qube may own: COM1",
+        "\"0x3f8\"",
+    ),
+    (
+        "io-ports-pci-config.toml",
+        "qube \"usb\".io_ports",
+        "reset control (0xcf9)",
+        "\"0xcf9\"",
+    ),
+    (
+        "io-ports-twice.toml",
+        "qube \"usb\".io_ports",
+        "0x5e-0x60 overlap 0x60, given before",
+        "\"0x5e-0x60\"",
+    ),
+    (
+        "io-ports-linux.toml",
+        "qube \"work\".io_ports",
+        "io_ports is for unikernel qubes",
+        "[\"0x60\"",
+    ),
+    (
+        "io-ports-too-many.toml",
+        "qube \"usb\".io_ports",
+        "17 I/O port ranges are given, at most 16 fit",
+        "[\"0x200\"",
+    ),
+    (
         "device-duplicate.toml",
         "qube \"usb\".devices",
         "pci:00:03.0 is named twice",
@@ -982,4 +1024,43 @@ fn bad_bulk_sizes_are_named_with_a_fix() {
         "pixels", "net", "firewall", "p", "bulk = 8",
     )));
     assert!(shown(&found, "channel \"pixels\".bulk").contains("bulk_kib"));
+}
+
+#[test]
+fn io_ports_reach_the_manifest_and_the_summary() {
+    let text = with_qubes(&format!(
+        "{}\nio_ports = [\"0x60\", \"0x64\"]\n\n{}\nio_ports = [\"0x2F8-0x2ff\"]\n\n{}",
+        qube("gui", "gui", 8, "purple").trim_end(),
+        qube("usb", "usb", 8, "red").trim_end(),
+        qube("net", "net", 8, "red"),
+    ));
+    let c = compile_str("systems/t.toml", &text).unwrap_or_else(|e| panic!("{e}"));
+    let ports: Vec<(u8, u16, u16)> = c
+        .manifest
+        .ports
+        .iter()
+        .map(|p| (p.qube, p.ports.first, p.ports.last))
+        .collect();
+    assert_eq!(ports, [(0, 0x60, 0x60), (0, 0x64, 0x64), (1, 0x2F8, 0x2FF)]);
+    let summary = c.summary();
+    assert!(
+        summary.contains("I/O ports of gui: 0x60 0x64, passed through; every other port traps (0x64 is the i8042 controller's command port: it can reset the machine)"),
+        "{summary}"
+    );
+    assert!(
+        summary.contains("I/O ports of usb: 0x2f8-0x2ff, passed through; every other port traps\n")
+    );
+    // The same port in one qube twice, and a port as a TOML number.
+    let twice = with_qubes(&format!(
+        "{}\nio_ports = [\"0x60\", \"0x60-0x60\"]\n",
+        qube("gui", "gui", 8, "purple").trim_end()
+    ));
+    let found = problems(&twice);
+    assert!(shown(&found, "qube \"gui\".io_ports").contains("this qube names it already"));
+    let number = with_qubes(&format!(
+        "{}\nio_ports = [0x60]\n",
+        qube("gui", "gui", 8, "purple").trim_end()
+    ));
+    let found = problems(&number);
+    assert!(shown(&found, "qube \"gui\".io_ports").contains("a list of ports in double quotes"));
 }

@@ -11,6 +11,8 @@ pub mod vmcb;
 pub use vcpu::SvmVcpu;
 
 use crate::arch::x86::cpu;
+use bulkhead_abi::io_ports::PortRange;
+use bulkhead_hvcore::ioports::{SVM_IOPM_LEN, write_bitmap};
 use bulkhead_hvcore::memmap::{FrameAllocator, Frames};
 
 /// What this CPU's SVM offers.
@@ -111,11 +113,13 @@ fn msrpm_bit(msr: u32) -> Option<(usize, u8)> {
 
 impl Svm {
     /// Sets EFER.SVME and VM_HSAVE_PA and builds the I/O and MSR permission maps, which
-    /// intercept every port and every MSR: qubes get no direct hardware access.
+    /// intercept every port and every MSR: the maps of every qube without ports of its own.
     pub fn enable(caps: SvmCaps, frames: &mut FrameAllocator) -> Result<Svm, SvmError> {
         let mut hsave = frames.alloc(4096, 4096).ok_or(SvmError::NoMemory)?;
         let mut host_state = frames.alloc(4096, 4096).ok_or(SvmError::NoMemory)?;
-        let mut iopm = frames.alloc(3 * 4096, 4096).ok_or(SvmError::NoMemory)?;
+        let mut iopm = frames
+            .alloc(SVM_IOPM_LEN as u64, 4096)
+            .ok_or(SvmError::NoMemory)?;
         let mut msrpm = frames.alloc(2 * 4096, 4096).ok_or(SvmError::NoMemory)?;
         let mut msrpm_linux = frames.alloc(2 * 4096, 4096).ok_or(SvmError::NoMemory)?;
         for (f, fill) in [
@@ -153,14 +157,25 @@ impl Svm {
         })
     }
 
-    /// A vCPU with its own VMCB, for a qube whose nested page tables are at `npt_root`.
+    /// A vCPU with its own VMCB, for a qube whose nested page tables are at `npt_root`. A
+    /// qube that owns `ports` gets its own I/O permission map passing exactly those through;
+    /// every other qube shares the one that intercepts every port.
     pub fn create_vcpu(
         &self,
         frames: &mut FrameAllocator,
         asid: u32,
         npt_root: u64,
         linux: bool,
+        ports: &[PortRange],
     ) -> Option<SvmVcpu> {
+        let own_iopm = match ports {
+            [] => None,
+            _ => {
+                let mut iopm = frames.alloc(SVM_IOPM_LEN as u64, 4096)?;
+                crate::memory::phys::with_frames(&mut iopm, |b| write_bitmap(b, ports));
+                Some(iopm)
+            }
+        };
         let vmcb = frames.alloc(4096, 4096)?;
         let x = crate::virt::xstate::ExtState::new(frames)?;
         let asid = 1 + (asid % self.caps.asids.saturating_sub(1).max(1));
@@ -169,6 +184,11 @@ impl Svm {
         } else {
             &self.msrpm
         };
-        Some(SvmVcpu::new(self, vmcb, x, asid, npt_root, msrpm.start()))
+        let maps = vcpu::Maps {
+            iopm: own_iopm.as_ref().unwrap_or(&self.iopm).start(),
+            msrpm: msrpm.start(),
+            own_iopm,
+        };
+        Some(SvmVcpu::new(self, vmcb, x, asid, npt_root, maps))
     }
 }

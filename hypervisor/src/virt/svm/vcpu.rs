@@ -21,6 +21,8 @@ pub struct SvmVcpu {
     host_state_pa: u64,
     iopm_pa: u64,
     msrpm_pa: u64,
+    /// The qube's own I/O permission map (it owns ports), which the CPU reads while it runs.
+    _own_iopm: Option<Frames>,
     asid: u32,
     npt_root: u64,
     nrip_save: bool,
@@ -84,6 +86,16 @@ const fn intercept_bit(code: u64) -> u32 {
     1 << ((code - exit::INTR) % 32)
 }
 
+/// The permission maps a vCPU's VMCB points at.
+pub(super) struct Maps {
+    /// The I/O permission map: the backend's shared one or `own_iopm`.
+    pub iopm: u64,
+    /// The MSR permission map (the backend's).
+    pub msrpm: u64,
+    /// The vCPU's own I/O permission map, if its qube owns ports.
+    pub own_iopm: Option<Frames>,
+}
+
 impl SvmVcpu {
     pub(super) fn new(
         svm: &Svm,
@@ -91,7 +103,7 @@ impl SvmVcpu {
         x: ExtState,
         asid: u32,
         npt_root: u64,
-        msrpm_pa: u64,
+        maps: Maps,
     ) -> SvmVcpu {
         let vmcb_pa = vmcb.start();
         // SAFETY: all-zero is a valid VMCB (a page of offsets and flags).
@@ -102,8 +114,9 @@ impl SvmVcpu {
             x,
             regs: GuestRegs::default(),
             host_state_pa: svm.host_state.start(),
-            iopm_pa: svm.iopm.start(),
-            msrpm_pa,
+            iopm_pa: maps.iopm,
+            msrpm_pa: maps.msrpm,
+            _own_iopm: maps.own_iopm,
             asid,
             npt_root,
             nrip_save: svm.caps.nrip_save,
@@ -163,9 +176,9 @@ impl SvmVcpu {
         }
         let switch = self.x.switch();
         // SAFETY: the VMCB is this vCPU's own page, fully initialised by `reset` with
-        // nested paging confining the guest to its qube's memory and every port, MSR and
-        // virtualisation instruction intercepted; the host state page and permission maps
-        // belong to the hypervisor; `switch` names this vCPU's own XSAVE and FXSAVE areas
+        // nested paging confining the guest to its qube's memory and every port (but those
+        // its qube owns, by its own I/O permission map), MSR and virtualisation instruction
+        // intercepted; the host state page and permission maps belong to the hypervisor; `switch` names this vCPU's own XSAVE and FXSAVE areas
         // (64- and 16-byte aligned, sized for the host's XCR0) and a guest XCR0 the host
         // allowed. `svm_run` saves and restores every host register the System V ABI
         // requires, and the guest can only write memory mapped by its nested page tables.

@@ -5,7 +5,8 @@
 //!
 //! What it needs: EPT with 4-level walks, write-back memory and 2 MiB pages, INVEPT, and
 //! (optionally) VPID. Unrestricted guest is not needed: qubes start in long mode. Every I/O
-//! access exits (unconditional I/O exiting). Every MSR access of a unikernel exits; a Linux
+//! access exits (unconditional I/O exiting), but a qube that owns ports gets I/O bitmaps
+//! passing exactly those through. Every MSR access of a unikernel exits; a Linux
 //! vCPU gets an MSR bitmap that lets it use its own syscall and segment-base MSRs
 //! ([`crate::virt::LINUX_OWN_MSRS`]), switched per vCPU. See docs/vmx.md.
 
@@ -16,6 +17,8 @@ pub mod vmcs;
 pub use vcpu::VmxVcpu;
 
 use crate::arch::x86::cpu;
+use bulkhead_abi::io_ports::PortRange;
+use bulkhead_hvcore::ioports::{VMX_IO_BITMAPS_LEN, write_bitmap};
 use bulkhead_hvcore::memmap::{FrameAllocator, Frames};
 use core::arch::asm;
 use vmcs::{entry_ctl, exit_ctl, pin, proc1, proc2};
@@ -95,6 +98,8 @@ pub struct VmxCaps {
     pub load_pat: bool,
     /// MSR bitmaps can be used (a Linux vCPU's own MSRs then do not exit).
     pub msr_bitmaps: bool,
+    /// I/O bitmaps can be used (a qube's own ports then do not exit).
+    pub io_bitmaps: bool,
     /// INVEPT single-context (else all-context).
     pub invept_single: bool,
     /// INVVPID single-context (else all-context).
@@ -328,6 +333,7 @@ pub fn detect() -> Result<VmxCaps, VmxError> {
         load_efer,
         load_pat,
         msr_bitmaps: (proc_caps >> 32) as u32 & proc1::USE_MSR_BITMAPS != 0,
+        io_bitmaps: (proc_caps >> 32) as u32 & proc1::USE_IO_BITMAPS != 0,
         invept_single: ept & ept_cap::INVEPT_SINGLE != 0,
         invvpid_single: ept & ept_cap::INVVPID_SINGLE != 0,
         preemption_timer_shift: (pin & pin::PREEMPTION_TIMER != 0)
@@ -450,13 +456,24 @@ impl Vmx {
     }
 
     /// A vCPU with its own VMCS and the page of its MSR load/store lists, for qube `id`
-    /// whose EPT root is `ept_root`.
+    /// whose EPT root is `ept_root`; with its own I/O bitmaps if it owns `ports` (the CPU
+    /// must have them, [`VmxCaps::io_bitmaps`]).
     pub fn create_vcpu(
         &self,
         frames: &mut FrameAllocator,
         id: u32,
         ept_root: u64,
+        ports: &[PortRange],
     ) -> Option<VmxVcpu> {
+        let io_bitmaps = match ports {
+            [] => None,
+            _ if !self.caps.io_bitmaps => return None,
+            _ => {
+                let mut pages = frames.alloc(VMX_IO_BITMAPS_LEN as u64, 4096)?;
+                crate::memory::phys::with_frames(&mut pages, |b| write_bitmap(b, ports));
+                Some(pages)
+            }
+        };
         let vmcs = frames.alloc(4096, 4096)?;
         let x = crate::virt::xstate::ExtState::new(frames)?;
         let msr_lists = frames.alloc(4096, 4096)?;
@@ -464,7 +481,12 @@ impl Vmx {
         let vpid = 1 + (id % 0xFFFF) as u16;
         Some(VmxVcpu::new(
             self,
-            vcpu::Pages { vmcs, x, msr_lists },
+            vcpu::Pages {
+                vmcs,
+                x,
+                msr_lists,
+                io_bitmaps,
+            },
             vpid,
             ept_root | EPTP_WB_4LEVEL,
         ))

@@ -84,6 +84,9 @@ pub(super) struct Target {
     pub msr_lists: u64,
     /// For a Linux vCPU: the physical address of the Linux MSR bitmap.
     pub linux: Option<u64>,
+    /// For a qube that owns ports: the physical address of its I/O bitmaps A and B (two
+    /// consecutive pages).
+    pub io_bitmaps: Option<u64>,
 }
 
 /// Writes the whole VMCS of the current vCPU: controls, host state and the guest's first
@@ -98,10 +101,15 @@ pub(super) unsafe fn write_vmcs(caps: &VmxCaps, target: &Target, g: &Start) -> b
     let (cr0_fixed, cr4_fixed) = (caps.cr0_fixed, caps.cr4_fixed);
     let guest_cr4 = super::fixed(g.cr4 | CR4_VMXE, cr4_fixed);
     let (code, data) = (u64::from(g.cs), u64::from(g.ds));
-    // A Linux vCPU uses the MSR bitmap; every MSR of a unikernel exits.
+    // A Linux vCPU uses the MSR bitmap; every MSR of a unikernel exits. A qube that owns
+    // ports uses its I/O bitmaps (unconditional I/O exiting is then ignored).
     let proc1 = match target.linux {
         Some(_) => c.proc1 | proc1::USE_MSR_BITMAPS,
         None => c.proc1,
+    };
+    let proc1 = match target.io_bitmaps {
+        Some(_) => proc1 | proc1::USE_IO_BITMAPS,
+        None => proc1,
     };
     // SAFETY: reading FS/GS base, which exist on every 64-bit CPU.
     let (fs_base, gs_base) = unsafe { (cpu::rdmsr(MSR_FS_BASE), cpu::rdmsr(MSR_GS_BASE)) };
@@ -195,8 +203,9 @@ pub(super) unsafe fn write_vmcs(caps: &VmxCaps, target: &Target, g: &Start) -> b
         .preemption_timer_shift
         .map(|shift| (slice_ticks >> shift).clamp(1, u64::from(u32::MAX)));
     // SAFETY: this vCPU's VMCS is current (the caller's guarantee). The values confine
-    // the guest: EPT maps only the qube's memory, every I/O access, HLT, external interrupt
-    // and NMI exits (controls from `detect`), every MSR exits but a Linux vCPU's own
+    // the guest: EPT maps only the qube's memory, every I/O access (but to the ports its
+    // I/O bitmaps pass, those its qube owns), HLT, external interrupt and NMI exits
+    // (controls from `detect`), every MSR exits but a Linux vCPU's own
     // (whose values the entry/exit MSR lists keep per vCPU), and the host state is the
     // hypervisor's own (its CR0/3/4, GDT, IDT, TSS; HOST_RIP is `vmx_exit`).
     unsafe {
@@ -221,6 +230,10 @@ pub(super) unsafe fn write_vmcs(caps: &VmxCaps, target: &Target, g: &Start) -> b
         }
         if caps.vpid {
             ok &= vmcs::write(f16::VPID, u64::from(target.vpid));
+        }
+        if let Some(a) = target.io_bitmaps {
+            ok &= vmcs::write(f64::IO_BITMAP_A, a);
+            ok &= vmcs::write(f64::IO_BITMAP_B, a + 4096);
         }
         ok &= write_msr_lists(target);
         if let Some(value) = timer {

@@ -42,12 +42,15 @@ pub(super) struct Pages {
     pub x: ExtState,
     /// Its MSR list page (see `setup::MsrLists`).
     pub msr_lists: Frames,
+    /// Its I/O bitmaps A and B (two pages), if its qube owns ports.
+    pub io_bitmaps: Option<Frames>,
 }
 
 /// A virtual CPU under VMX.
 pub struct VmxVcpu {
     vmcs: Frames,
     msr_lists: Frames,
+    io_bitmaps: Option<Frames>,
     /// The backend's Linux MSR bitmap.
     msr_bitmap_linux: u64,
     revision: u32,
@@ -81,11 +84,13 @@ impl VmxVcpu {
             mut vmcs,
             x,
             msr_lists,
+            io_bitmaps,
         } = pages;
         crate::memory::phys::with_frames(&mut vmcs, |b| b.fill(0));
         VmxVcpu {
             vmcs,
             msr_lists,
+            io_bitmaps,
             msr_bitmap_linux: vmx.msr_bitmap_linux.start(),
             revision: vmx.caps.revision,
             x,
@@ -142,9 +147,10 @@ impl VmxVcpu {
             vpid: self.vpid,
             msr_lists: self.msr_lists.start(),
             linux: linux.then_some(self.msr_bitmap_linux),
+            io_bitmaps: self.io_bitmaps.as_ref().map(Frames::start),
         };
         // SAFETY: the VMCS is made current first; the pages `target` names are this vCPU's
-        // own (its MSR list page) and the backend's (the Linux MSR bitmap).
+        // own (its MSR list page and I/O bitmaps) and the backend's (the Linux MSR bitmap).
         let ok = cleared
             && self.make_current()
             && unsafe { setup::write_vmcs(&self.caps, &target, start) };

@@ -43,6 +43,8 @@ pub mod seg {
 
 /// 64-bit fields.
 pub mod f64 {
+    pub const IO_BITMAP_A: u64 = 0x2000;
+    pub const IO_BITMAP_B: u64 = 0x2002;
     pub const MSR_BITMAP: u64 = 0x2004;
     pub const EXIT_MSR_STORE_ADDR: u64 = 0x2006;
     pub const EXIT_MSR_LOAD_ADDR: u64 = 0x2008;
