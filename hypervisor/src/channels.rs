@@ -53,6 +53,17 @@ impl Endpoint {
         }
     }
 
+    /// Whether `gpa` lies in the peer's pool of one of `channels`' bulk areas (mapped
+    /// read-only into this qube, `bulkhead_hvcore::bulk::pools`): a write there is a fault.
+    pub fn in_peer_pool(channels: &Endpoints, gpa: u64) -> bool {
+        channels.iter().enumerate().any(|(local, c)| {
+            let offset = gpa.wrapping_sub(bulkhead_abi::channel::bulk_window(local));
+            bulkhead_hvcore::bulk::pools(c.bulk.len(), c.side)
+                .iter()
+                .any(|&(start, len, perm)| !perm.write && offset.wrapping_sub(start) < len)
+        })
+    }
+
     /// The guest-physical range all bulk windows of a qube lie in.
     pub fn bulk_windows() -> bulkhead_hvcore::memmap::Region {
         let w = bulkhead_hvcore::bulk::WINDOWS;
@@ -146,19 +157,6 @@ pub fn create(
                 "channel {name} not created: an endpoint has {MAX_CHANNELS_PER_QUBE} channels already"
             );
             continue;
-        }
-        if c.bulk_size != 0 {
-            let linux = [a, b].into_iter().find(|q| {
-                let kind = manifest.qubes[*q].kind;
-                matches!(kind, bulkhead_abi::manifest::QubeKind::Linux { .. })
-            });
-            if let Some(q) = linux {
-                hvlog!(
-                    "channel {name} not created: bulk areas reach unikernels only for now, and {} is a Linux qube",
-                    manifest.qubes[q].name.as_str()
-                );
-                continue;
-            }
         }
         // The bulk area first: it is the larger, and the bump allocator cannot give back
         // a region allocated before it.
