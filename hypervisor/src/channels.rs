@@ -53,17 +53,6 @@ impl Endpoint {
         }
     }
 
-    /// Whether `gpa` lies in the peer's pool of one of `channels`' bulk areas (mapped
-    /// read-only into this qube, `bulkhead_hvcore::bulk::pools`): a write there is a fault.
-    pub fn in_peer_pool(channels: &Endpoints, gpa: u64) -> bool {
-        channels.iter().enumerate().any(|(local, c)| {
-            let offset = gpa.wrapping_sub(bulkhead_abi::channel::bulk_window(local));
-            bulkhead_hvcore::bulk::pools(c.bulk.len(), c.side)
-                .iter()
-                .any(|&(start, len, perm)| !perm.write && offset.wrapping_sub(start) < len)
-        })
-    }
-
     /// The guest-physical range all bulk windows of a qube lie in.
     pub fn bulk_windows() -> bulkhead_hvcore::memmap::Region {
         let w = bulkhead_hvcore::bulk::WINDOWS;
@@ -102,6 +91,15 @@ impl Regions {
 
 /// A qube's endpoints; position = local channel index = event bit.
 pub type Endpoints = bulkhead_hvcore::collections::BoundedVec<Endpoint, MAX_CHANNELS_PER_QUBE>;
+
+/// Whether guest-physical `gpa` lies in the peer's pool of one of `channels`' bulk areas
+/// (mapped read-only into the qube at these endpoints): a write there is a fault.
+pub fn in_peer_pool(channels: &Endpoints, gpa: u64) -> bool {
+    channels.iter().enumerate().any(|(local, c)| {
+        let offset = gpa.wrapping_sub(bulkhead_abi::channel::bulk_window(local));
+        bulkhead_hvcore::bulk::in_peer_pool(c.bulk.len(), c.side, offset)
+    })
+}
 
 /// Writes a fresh channel: zeroed, the header, and the next reset generation (so an end
 /// that outlived the reset notices before it touches the rings).

@@ -140,9 +140,7 @@ impl Guest for Unikernel {
                 gpa,
                 write,
                 fetch,
-                read_only: write
-                    && !fetch
-                    && crate::channels::Endpoint::in_peer_pool(&m.channels, gpa),
+                read_only: write && !fetch && crate::channels::in_peer_pool(&m.channels, gpa),
                 rip,
             }),
             Exit::TripleFault => fault(Fault::TripleFault { rip }),

@@ -109,15 +109,13 @@ pub fn handle(g: &mut Linux, m: &mut Machine, exit: Exit) -> Outcome {
             gpa,
             write: true,
             fetch: false,
-        } if crate::channels::Endpoint::in_peer_pool(&m.channels, gpa) => {
-            stop(Fault::ForeignMemory {
-                gpa,
-                write: true,
-                fetch: false,
-                read_only: true,
-                rip,
-            })
-        }
+        } if crate::channels::in_peer_pool(&m.channels, gpa) => stop(Fault::ForeignMemory {
+            gpa,
+            write: true,
+            fetch: false,
+            read_only: true,
+            rip,
+        }),
         Exit::NestedPageFault { gpa, fetch, .. } => {
             let outcome = super::mmio::access(g, &mut m.vcpu, &mut m.mem, gpa, fetch);
             g.sync_lines();
