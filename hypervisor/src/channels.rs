@@ -92,6 +92,15 @@ impl Regions {
 /// A qube's endpoints; position = local channel index = event bit.
 pub type Endpoints = bulkhead_hvcore::collections::BoundedVec<Endpoint, MAX_CHANNELS_PER_QUBE>;
 
+/// Whether guest-physical `gpa` lies in the peer's pool of one of `channels`' bulk areas
+/// (mapped read-only into the qube at these endpoints): a write there is a fault.
+pub fn in_peer_pool(channels: &Endpoints, gpa: u64) -> bool {
+    channels.iter().enumerate().any(|(local, c)| {
+        let offset = gpa.wrapping_sub(bulkhead_abi::channel::bulk_window(local));
+        bulkhead_hvcore::bulk::in_peer_pool(c.bulk.len(), c.side, offset)
+    })
+}
+
 /// Writes a fresh channel: zeroed, the header, and the next reset generation (so an end
 /// that outlived the reset notices before it touches the rings).
 fn init_region(frames: &mut Frames, g: &Geometry) {
@@ -146,19 +155,6 @@ pub fn create(
                 "channel {name} not created: an endpoint has {MAX_CHANNELS_PER_QUBE} channels already"
             );
             continue;
-        }
-        if c.bulk_size != 0 {
-            let linux = [a, b].into_iter().find(|q| {
-                let kind = manifest.qubes[*q].kind;
-                matches!(kind, bulkhead_abi::manifest::QubeKind::Linux { .. })
-            });
-            if let Some(q) = linux {
-                hvlog!(
-                    "channel {name} not created: bulk areas reach unikernels only for now, and {} is a Linux qube",
-                    manifest.qubes[q].name.as_str()
-                );
-                continue;
-            }
         }
         // The bulk area first: it is the larger, and the bump allocator cannot give back
         // a region allocated before it.

@@ -11,6 +11,14 @@
 //!   have it, sized to the region rounded up to a power of two (only the region is mapped).
 //!   The hypervisor decides the address: the BAR answers the sizing protocol but never moves.
 //! - BAR2: 16 I/O ports of registers ([`reg`]).
+//! - BAR4/5: when the channel has a bulk area, a 64-bit, non-prefetchable memory BAR over it
+//!   (side A's pool in the first half, side B's in the second; see [`crate::channel`], bulk
+//!   areas), at the same guest-physical bulk window a unikernel would have it
+//!   ([`crate::channel::bulk_window`]), sized to the area rounded up to a power of two (only
+//!   the area is mapped: this side's pool writable, the peer's read-only, neither
+//!   executable; a write to the peer's pool stops the qube). Like BAR0 it answers the sizing
+//!   protocol and never moves. Without a bulk area BAR4 and BAR5 read 0 (no BAR) and the
+//!   capability's bulk size is 0.
 //! - INTx pin A, level-triggered, routed by the DSDT's `_PRT` to I/O APIC input
 //!   `FIRST_CHANNEL_GSI + local`. It is asserted while an event is pending and
 //!   `COMMAND.INTX_DISABLE` is clear, and `STATUS.INTERRUPT` shows the pending event: what
@@ -41,8 +49,8 @@ pub const IO_STRIDE: u16 = 0x10;
 pub const FIRST_CHANNEL_GSI: u32 = 16;
 /// Offset of the [`InfoCap`] in configuration space.
 pub const INFO_CAP_OFFSET: u8 = 0x40;
-/// Version of the [`InfoCap`] layout.
-pub const INFO_CAP_VERSION: u8 = 1;
+/// Version of the [`InfoCap`] layout (2: the bulk area's size; BAR4 over the area).
+pub const INFO_CAP_VERSION: u8 = 2;
 
 /// Registers of BAR2 (32-bit accesses).
 pub mod reg {
@@ -54,23 +62,32 @@ pub mod reg {
     pub const EVENTS: u16 = 0x4;
 }
 
+/// Offset of the name in the [`InfoCap`].
+const NAME_AT: usize = 16;
+
 /// The vendor-specific capability (ID 0x09) naming the channel. Layout from
 /// [`INFO_CAP_OFFSET`]: `[0]` 0x09, `[1]` next (0), `[2]` length ([`InfoCap::LEN`]),
 /// `[3]` [`INFO_CAP_VERSION`], `[4]` side (0 = A, 1 = B), `[5..8]` 0, `[8..12]` region size
-/// in bytes (little-endian), `[12..12 + NAME_MAX]` the channel name, NUL-padded.
+/// in bytes (little-endian), `[12..16]` bulk area size in bytes (little-endian; 0: none, and
+/// no BAR4), `[16..16 + NAME_MAX]` the channel name, NUL-padded.
+///
+/// The sizes come from the hypervisor, not from shared memory: an end maps the bulk area
+/// only when the channel header (which the peer can write) names the same size.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct InfoCap {
     /// 0 = side A, 1 = side B.
     pub side: u8,
     /// Size of the shared region in bytes.
     pub size: u32,
+    /// Size of the channel's bulk area in bytes (BAR4); 0 when it has none.
+    pub bulk_size: u32,
     /// The channel's name.
     pub name: crate::bounded::BoundedString<{ crate::boot_info::NAME_MAX }>,
 }
 
 impl InfoCap {
     /// Length of the capability in bytes.
-    pub const LEN: usize = 12 + crate::boot_info::NAME_MAX;
+    pub const LEN: usize = NAME_AT + crate::boot_info::NAME_MAX;
 
     /// The capability's bytes.
     pub fn to_bytes(&self) -> [u8; Self::LEN] {
@@ -80,22 +97,24 @@ impl InfoCap {
         b[3] = INFO_CAP_VERSION;
         b[4] = self.side;
         b[8..12].copy_from_slice(&self.size.to_le_bytes());
-        b[12..12 + self.name.len()].copy_from_slice(self.name.as_bytes());
+        b[12..16].copy_from_slice(&self.bulk_size.to_le_bytes());
+        b[NAME_AT..NAME_AT + self.name.len()].copy_from_slice(self.name.as_bytes());
         b
     }
 
     /// Reads a capability from its bytes (as the agent finds them in the `config` file);
-    /// `None` if they are not a version-1 info capability.
+    /// `None` if they are not an info capability of this version.
     pub fn parse(b: &[u8]) -> Option<InfoCap> {
         if b.len() < Self::LEN || b[0] != 0x09 || b[3] != INFO_CAP_VERSION || b[4] > 1 {
             return None;
         }
-        let name = &b[12..Self::LEN];
+        let name = &b[NAME_AT..Self::LEN];
         let end = name.iter().position(|&c| c == 0).unwrap_or(name.len());
         let name = core::str::from_utf8(&name[..end]).ok()?;
         Some(InfoCap {
             side: b[4],
             size: u32::from_le_bytes([b[8], b[9], b[10], b[11]]),
+            bulk_size: u32::from_le_bytes([b[12], b[13], b[14], b[15]]),
             name: crate::bounded::BoundedString::try_from(name).ok()?,
         })
     }
@@ -111,11 +130,31 @@ mod tests {
         let c = InfoCap {
             side: 1,
             size: 0x4_0000,
-            name: crate::bounded::BoundedString::try_from("work.net").unwrap(),
+            bulk_size: 0x40_0000,
+            name: crate::bounded::BoundedString::try_from("work.gui").unwrap(),
         };
         let b = c.to_bytes();
         assert_eq!(b.len(), InfoCap::LEN);
+        assert_eq!(&b[12..16], &[0, 0, 0x40, 0]);
+        assert_eq!(&b[16..24], b"work.gui");
         assert_eq!(InfoCap::parse(&b), Some(c));
+        assert!(
+            usize::from(INFO_CAP_OFFSET) + InfoCap::LEN <= 256,
+            "fits configuration space"
+        );
+    }
+
+    #[test]
+    fn another_version_is_refused() {
+        let c = InfoCap {
+            side: 0,
+            size: 0x4000,
+            bulk_size: 0,
+            name: crate::bounded::BoundedString::try_from("a").unwrap(),
+        };
+        let mut b = c.to_bytes();
+        b[3] = 1;
+        assert_eq!(InfoCap::parse(&b), None);
     }
 
     proptest! {

@@ -86,6 +86,16 @@ impl Probe {
         }
         p
     }
+
+    /// The bytes at offset `at` of a bulk test transfer (the testing qube's `bulk-tx` and
+    /// `bulk-rx`, the agent's), written into `buf`: whole words mixed from each word's index
+    /// (`at` a multiple of 8), so either end can make and check them.
+    pub fn fill_bulk(buf: &mut [u8], at: u64) {
+        for (i, w) in buf.chunks_mut(8).enumerate() {
+            let word = (at / 8 + i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0xB01C;
+            w.copy_from_slice(&word.to_le_bytes()[..w.len()]);
+        }
+    }
 }
 
 /// A fixed-size byte array as a byte string: postcard writes its length and copies the bytes

@@ -29,6 +29,14 @@ pub fn pools(size: u64, side: u32) -> [(u64, u64, Perm); 2] {
     [(0, half, a), (half, half, b)]
 }
 
+/// Whether `offset` in a `size`-byte area lies in the pool the end on `side` may only read
+/// (the peer's, [`pools`]).
+pub fn in_peer_pool(size: u64, side: u32, offset: u64) -> bool {
+    pools(size, side)
+        .iter()
+        .any(|&(start, len, perm)| !perm.write && offset.wrapping_sub(start) < len)
+}
+
 /// The alignment the host block of a `size`-byte area is allocated with: 2 MiB when each pool
 /// is at least 2 MiB (so both levels of tables map most of it with 2 MiB pages), else a page.
 pub fn host_alignment(size: u64) -> u64 {
@@ -98,6 +106,21 @@ mod tests {
             len: MAX_CHANNELS_PER_QUBE as u64 * bulkhead_abi::channel::WINDOW_STRIDE,
         }));
         assert_eq!(WINDOWS.end(), bulk_window(MAX_CHANNELS_PER_QUBE));
+    }
+
+    #[test]
+    fn the_peer_pool_is_the_other_half() {
+        let size = 8 * MIB;
+        for (side, peer) in [(0, 4 * MIB..8 * MIB), (1, 0..4 * MIB)] {
+            for offset in [0, 1, 4 * MIB - 1, 4 * MIB, 8 * MIB - 1, 8 * MIB, u64::MAX] {
+                assert_eq!(
+                    in_peer_pool(size, side, offset),
+                    peer.contains(&offset),
+                    "side {side}, offset {offset:#x}"
+                );
+            }
+        }
+        assert!(!in_peer_pool(0, 0, 0), "no area");
     }
 
     #[test]

@@ -140,7 +140,7 @@ impl Guest for Unikernel {
                 gpa,
                 write,
                 fetch,
-                read_only: write && !fetch && in_peer_pool(&m.channels, gpa),
+                read_only: write && !fetch && crate::channels::in_peer_pool(&m.channels, gpa),
                 rip,
             }),
             Exit::TripleFault => fault(Fault::TripleFault { rip }),
@@ -279,15 +279,4 @@ fn console_write(m: &mut Machine, gpa: u64, len: u64) -> Result<u64, Fault> {
     })?;
     m.console_write(buf, |_| {});
     Ok(len)
-}
-
-/// Whether `gpa` lies in the peer's pool of one of these channels' bulk areas (mapped
-/// read-only into this qube).
-fn in_peer_pool(channels: &crate::channels::Endpoints, gpa: u64) -> bool {
-    channels.iter().enumerate().any(|(local, c)| {
-        let offset = gpa.wrapping_sub(bulkhead_abi::channel::bulk_window(local));
-        bulkhead_hvcore::bulk::pools(c.bulk.len(), c.side)
-            .iter()
-            .any(|&(start, len, perm)| !perm.write && offset.wrapping_sub(start) < len)
-    })
 }

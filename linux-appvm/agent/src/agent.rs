@@ -64,8 +64,12 @@ pub fn open_channels() -> Vec<UioChannel> {
                 } else {
                     "polled (no IRQ)"
                 };
+                let bulk = match ch.found.info.bulk_size {
+                    0 => String::new(),
+                    n => format!(", bulk area {} KiB", n / 1024),
+                };
                 line(&format!(
-                    "channel {name}: side {side}, {kib} KiB at {address}, {irq}"
+                    "channel {name}: side {side}, {kib} KiB{bulk} at {address}, {irq}"
                 ));
                 open.push(ch);
             }

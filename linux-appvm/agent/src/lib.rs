@@ -6,6 +6,7 @@
 //!   carrying `bulkhead-ring` endpoints ([`channel::ring`]), behind [`channel::Transport`];
 //! - [`net`]: the TAP interface and its configuration;
 //! - [`bridge`]: frames between the TAP interface and the firewall's channel;
+//! - [`bulktest`]: the `bulk-test` self-test, bulk areas against the testing qube;
 //! - [`netbench`]: the guest side of `cargo xtask bench --network` (bulk TCP to the host);
 //! - [`services`]: the disposable request, and the dispatcher where service calls will land;
 //! - [`sys`]: `unsafe` system calls (mmap, poll, ioctl, reboot) and the benchmark mark;
@@ -15,6 +16,7 @@
 
 pub mod agent;
 pub mod bridge;
+pub mod bulktest;
 pub mod channel;
 pub mod config;
 pub mod log;

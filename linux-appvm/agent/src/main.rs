@@ -5,9 +5,10 @@
 //! `bulkhead-agent xstate-probe SECONDS` runs the self-test of [`bulkhead_agent::xstate`]
 //! instead (the template's `appvm.selftest=xstate`); it exits 1 when a register changed.
 //! `bulkhead-agent netbench HOST:PORT MIB` is the guest side of `cargo xtask bench --network`
-//! ([`bulkhead_agent::netbench`]).
+//! ([`bulkhead_agent::netbench`]). `bulkhead-agent bulk-test SPEC` is the AppVM's side of
+//! `cargo xtask test appvm-bulk` ([`bulkhead_agent::bulktest`]).
 
-use bulkhead_agent::{agent, config, log, netbench, xstate};
+use bulkhead_agent::{agent, bulktest, config, log, netbench, xstate};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
@@ -27,9 +28,10 @@ fn main() -> ExitCode {
             };
         }
         Some("netbench") => return ExitCode::from(netbench::main(&args[1..])),
+        Some("bulk-test") => return ExitCode::from(bulktest::main(&args[1..], settings.qube())),
         Some(other) => {
             eprintln!(
-                "unknown subcommand {:?}; usage: bulkhead-agent [xstate-probe SECONDS | netbench HOST:PORT MIB]",
+                "unknown subcommand {:?}; usage: bulkhead-agent [xstate-probe SECONDS | netbench HOST:PORT MIB | bulk-test SPEC]",
                 log::printable(other, 40)
             );
             return ExitCode::from(2);

@@ -15,8 +15,8 @@ use std::time::Duration;
 
 use bulkhead_ring::SharedRegion;
 
-/// A shared, read/write mapping of the first `len` bytes of a file (a PCI BAR's `resource0`),
-/// unmapped on drop.
+/// A shared, read/write mapping of the first `len` bytes of a file (a PCI BAR's `resource0`
+/// or `resource4`), unmapped on drop.
 #[derive(Debug)]
 pub struct Mapping {
     base: *mut u8,
@@ -55,12 +55,13 @@ impl Mapping {
         })
     }
 
-    /// The mapping as a ring region. The `Mapping` must outlive every endpoint made from it
-    /// (the channel owns both and drops the endpoint first).
+    /// The mapping as a ring region (or a bulk area). The `Mapping` must outlive every
+    /// endpoint and bulk area made from it (the channel owns both and drops them first).
     pub fn region(&self) -> SharedRegion {
         // SAFETY: (1) `base .. base + len` is mapped read/write by `new` and stays mapped until
-        // `self` is dropped; the owner (`channel::uio::UioChannel`) declares its endpoint
-        // before the mapping, so the endpoint and its region handles are dropped first;
+        // `self` is dropped; the owner (`channel::uio::UioChannel`) declares its endpoint and
+        // bulk area (`ring`) before the mappings, so they and their region handles are
+        // dropped first;
         // (2) this program makes no Rust reference to the bytes: they are reached only
         // through `SharedRegion`.
         unsafe { SharedRegion::new(self.base, self.len) }

@@ -19,14 +19,6 @@ use core::time::Duration;
 /// How long the lender waits for a buffer back before it says the peer keeps them.
 const HOARD_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// The byte at offset `at` of the transfer (whole words of a mix of the word's index).
-fn fill(buf: &mut [u8], at: u64) {
-    for (i, w) in buf.chunks_mut(8).enumerate() {
-        let word = (at / 8 + i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0xB01C;
-        w.copy_from_slice(&word.to_le_bytes()[..w.len()]);
-    }
-}
-
 fn arg(args: &Args<'_>, key: &str, default: u64) -> u64 {
     args.get(key)
         .and_then(|v| v.parse().ok())
@@ -78,7 +70,7 @@ pub fn tx(boot: &Boot, args: &Args<'_>) -> i32 {
         while next < chunks {
             let at = next * chunk as u64;
             let len = (total - at).min(chunk as u64) as usize;
-            fill(&mut data[..len], at);
+            Probe::fill_bulk(&mut data[..len], at);
             let Some(bulk) = ch.bulk() else { break };
             let mut r = match bulk.lend(&data[..len]) {
                 Ok(r) => r,
@@ -172,7 +164,7 @@ pub fn rx(boot: &Boot, args: &Args<'_>) -> i32 {
                     None => return EXIT_BAD_MESSAGE,
                 }
                 want.resize(got.len(), 0);
-                fill(&mut want, bytes);
+                Probe::fill_bulk(&mut want, bytes);
                 if !same_bytes(&got, &want) {
                     error!("testing: bulk chunk {seq}: bytes differ from what was sent");
                     return EXIT_BAD_MESSAGE;

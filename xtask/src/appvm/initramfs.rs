@@ -31,7 +31,8 @@ pub const APPLETS: &[&str] = &[
 /// the hypervisor's preemptions; `sleep:SECONDS`; `uplink`, which gives QEMU's own card
 /// (`eth0`, in an initramfs with virtio-net) the address QEMU's user network expects, for
 /// the baseline of `cargo xtask bench --network`; `netbench:PORT:MIB`, the agent's `netbench`
-/// against the benchmark server on the host (10.0.2.2).
+/// against the benchmark server on the host (10.0.2.2); `bulk:SPEC`, the agent's `bulk-test`
+/// (a channel's bulk area against the testing qube, `cargo xtask test appvm-bulk`).
 pub const SELFTEST_SCRIPT: &str = r#"#!/bin/sh
 export PATH=/bin
 for w in $(cat /proc/cmdline); do
@@ -82,6 +83,9 @@ uplink)
 netbench:*)
     a="${step#netbench:}"
     /bin/agent netbench "10.0.2.2:${a%%:*}" "${a#*:}" || echo "selftest: netbench failed ($?)"
+    ;;
+bulk:*)
+    /bin/agent bulk-test "${step#bulk:}" || echo "selftest: bulk-test ${step#bulk:} failed ($?)"
     ;;
 xstate | xstate:*)
     s="${step#xstate}"

@@ -32,7 +32,7 @@ pub const DISPOSABLES: Scenario = Scenario {
 };
 
 /// `Some(note)` when the scenario must be skipped.
-fn skip() -> Option<String> {
+pub(super) fn skip() -> Option<String> {
     appvm::kernel_available()
         .err()
         .map(|why| format!("skipped: Debian's kernel package is not available here: {why}"))

@@ -5,6 +5,7 @@
 //! asserts a wall-clock time. Figures a scenario sees (VM exits to all-ready) are printed.
 
 mod appvm;
+mod appvm_bulk;
 mod appvms;
 mod bochs;
 mod bochs_linux;
@@ -71,6 +72,7 @@ pub fn all() -> Vec<Scenario> {
         appvms::APPVM_NETWORK,
         appvms::APPVM_CRASH,
         appvms::DISPOSABLES,
+        appvm_bulk::APPVM_BULK,
         xstate::APPVM_XSTATE,
         bochs::SVM_RYZEN,
         bochs::VMX_NO_EPT,

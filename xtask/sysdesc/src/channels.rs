@@ -1,6 +1,6 @@
 //! The rules for `[[channel]]` tables: each joins two different known qubes, has a unique
 //! name, a size and slot size the channel layout accepts (`channel::Geometry`), an optional
-//! bulk area (`bulk_kib`, `channel::bulk_size_valid`; between unikernels only, for now) and
+//! bulk area (`bulk_kib`, `channel::bulk_size_valid`; unikernel and Linux ends alike) and
 //! a short purpose; no qube is an endpoint of more channels than it has windows for, and the system
 //! has no more channels than the manifest holds. The channels a qube's `netvm` makes
 //! ([`Automatic`]) come after the declared ones and count against the same limits.
@@ -108,8 +108,6 @@ struct Parts<'a> {
 /// The qubes a channel may name: each `[[qube]]`'s name as written, in order.
 struct Qubes<'a> {
     names: Vec<Option<&'a str>>,
-    /// Whether each qube is a Linux qube (`kind = "linux"`), by the same index.
-    linux: Vec<bool>,
     /// Whether there are qubes to check endpoints against (when the qubes are missing or
     /// malformed, every endpoint would look unknown; that problem is reported already).
     known: bool,
@@ -152,12 +150,6 @@ pub(super) fn check(
             .iter()
             .map(|q| q.text("name").map(|(n, _)| n))
             .collect(),
-        linux: raw
-            .qubes
-            .items
-            .iter()
-            .map(|q| q.text("kind").is_some_and(|(k, _)| k == "linux"))
-            .collect(),
         known: !raw.qubes.items.is_empty() && !raw.qubes.malformed,
     };
     if let Some(extra) = raw.channels.items.get(MAX_CHANNELS) {
@@ -178,7 +170,7 @@ pub(super) fn check(
         let name = name(c, &mut seen, text, diags);
         let ends = between(c, &qubes, text, diags);
         let (size, slot_size) = sizes(c, text, diags);
-        let bulk = bulk(c, ends, &qubes, text, diags);
+        let bulk = bulk(c, text, diags);
         let purpose = purpose(c, text, diags);
         let ends_at = (
             c.key("between"),
@@ -505,15 +497,9 @@ fn slot_size(
 }
 
 /// The bulk area in bytes: `bulk_kib` KiB, two equal pools of whole pages, at most
-/// `MAX_BULK_SIZE`; 0 (none) when not given. Its two ends (`ends`, when known) must be
-/// unikernels: a Linux qube's channel device has no way to reach a bulk area yet.
-fn bulk(
-    c: &Section,
-    ends: Option<(usize, usize)>,
-    qubes: &Qubes,
-    text: &str,
-    d: &mut Diagnostics,
-) -> Option<u32> {
+/// `MAX_BULK_SIZE`; 0 (none) when not given. Either end may be a unikernel or a Linux qube
+/// (whose channel device shows the area as BAR4).
+fn bulk(c: &Section, text: &str, d: &mut Diagnostics) -> Option<u32> {
     let Some((kib, span)) = c.number("bulk_kib") else {
         return c.absent("bulk_kib").then_some(0);
     };
@@ -532,21 +518,7 @@ fn bulk(
         )
     } else {
         let bytes = u32::try_from(kib * 1024).ok()?;
-        if !bulk_size_valid(u64::from(bytes)) {
-            return None;
-        }
-        let linux = ends
-            .filter(|_| bytes != 0)
-            .and_then(|(a, b)| [a, b].into_iter().find(|q| qubes.linux[*q]));
-        let Some(q) = linux else {
-            return Some(bytes);
-        };
-        let name = qubes.names[q].unwrap_or("?");
-        let message =
-            format!("bulk areas reach unikernels only for now, and \"{name}\" is a Linux qube");
-        let hint = "remove bulk_kib (a Linux qube's channel device has no bulk memory yet), or \
-                    join two unikernels";
-        return d.fail(text, Some(span), c.key("bulk_kib"), message, hint);
+        return bulk_size_valid(u64::from(bytes)).then_some(bytes);
     };
     let clamp = |v: i128| v.clamp(0, max) as u32;
     let below = clamp(kib.div_euclid(g) * g);

@@ -312,10 +312,10 @@ const FIXTURES: &[(&str, &str, &str, &str)] = &[
         "12",
     ),
     (
-        "channel-bulk-to-linux.toml",
+        "channel-bulk-too-large.toml",
         "channel \"pixels\".bulk_kib",
-        "bulk areas reach unikernels only for now, and \"work\" is a Linux qube",
-        "4096",
+        "129600 KiB is above the largest bulk area, 65536 KiB (64 MiB)",
+        "129600",
     ),
     (
         "channel-duplicate-name.toml",
@@ -949,6 +949,29 @@ fn a_bulk_area_is_compiled_shown_and_budgeted() {
     let found = problems(&text);
     let ram = shown(&found, "system.ram_mib");
     assert!(ram.contains("+ 64 MiB 16 KiB of channels"), "{ram}");
+}
+
+#[test]
+fn a_linux_end_gets_a_bulk_area_too() {
+    // What `systems/broken/channel-bulk-too-large.toml` asks for, within the limit: the
+    // channel device of the Linux end shows the area as BAR4.
+    let path = systems_dir().join("broken/channel-bulk-too-large.toml");
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("bulk_kib = 129600", "bulk_kib = 4096");
+    let c = compile_str("systems/t.toml", &text).unwrap();
+    let ch = &c.manifest.channels[0];
+    assert_eq!(ch.bulk_size, 4 << 20);
+    let work = c
+        .manifest
+        .qubes
+        .iter()
+        .position(|q| q.name.as_str() == "work");
+    assert_eq!(work, Some(usize::from(ch.a)));
+    assert!(matches!(
+        c.manifest.qubes[usize::from(ch.a)].kind,
+        bulkhead_abi::manifest::QubeKind::Linux { .. }
+    ));
 }
 
 #[test]

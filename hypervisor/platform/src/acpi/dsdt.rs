@@ -23,6 +23,8 @@
 //!                 0, 0xC000, 0xC0FF, 0, 0x100)
 //!             QWordMemory (ResourceProducer, PosDecode, MinFixed, MaxFixed, NonCacheable,
 //!                 ReadWrite, 0, 0x4000000000, 0x4000FFFFFF, 0, 0x1000000)
+//!             QWordMemory (ResourceProducer, PosDecode, MinFixed, MaxFixed, NonCacheable,
+//!                 ReadWrite, 0, 0x4040000000, 0x405FFFFFFF, 0, 0x20000000)
 //!         })
 //!     }
 //! }
@@ -30,11 +32,14 @@
 //!
 //! A `_PRT` entry whose source is 0 names a GSI directly (level-triggered, active low). The
 //! `_CRS` matters: once a root bridge has one, Linux accepts only BARs inside its windows,
-//! so the I/O window covers every channel's register block and the 64-bit memory window every
-//! channel window (the BARs sit where the hypervisor mapped the regions and never move).
+//! so the I/O window covers every channel's register block and the two 64-bit memory windows
+//! every channel window (BAR0) and every bulk window (BAR4): the BARs sit where the
+//! hypervisor mapped the regions and areas and never move.
 
 use super::aml::{Aml, eisa_id};
-use bulkhead_abi::channel::{MAX_CHANNELS_PER_QUBE, WINDOW_BASE, window};
+use bulkhead_abi::channel::{
+    BULK_WINDOW_BASE, MAX_CHANNELS_PER_QUBE, WINDOW_BASE, bulk_window, window,
+};
 use bulkhead_abi::guest_pci::{FIRST_CHANNEL_GSI, FIRST_CHANNEL_SLOT, IO_BASE};
 
 /// `SLP_TYP` of S5 (see [`super::S5_SLP_TYP`]).
@@ -43,6 +48,10 @@ const S5: u64 = super::S5_SLP_TYP as u64;
 pub const IO_WINDOW_LEN: u16 = 0x100;
 /// Size of the root bridge's memory window from [`WINDOW_BASE`].
 pub const MEM_WINDOW_LEN: u64 = window(MAX_CHANNELS_PER_QUBE) - WINDOW_BASE;
+/// Size of the root bridge's memory window for the bulk areas from [`BULK_WINDOW_BASE`].
+pub const BULK_WINDOW_LEN: u64 = bulk_window(MAX_CHANNELS_PER_QUBE) - BULK_WINDOW_BASE;
+/// Bytes of the `_CRS` resource template.
+pub const CRS_LEN: usize = 16 + 8 + 16 + 2 * 46 + 2;
 
 /// The `_PRT` entry of local channel `local`: (address, pin, source, source index).
 pub fn prt_entry(local: u8) -> [u64; 4] {
@@ -57,8 +66,8 @@ pub fn prt_entry(local: u8) -> [u64; 4] {
 
 /// The resource descriptors of the root bridge's `_CRS` (ACPI 6.x section 6.4), ending with
 /// the end tag.
-pub fn crs() -> [u8; 16 + 8 + 16 + 46 + 2] {
-    let mut r = [0u8; 16 + 8 + 16 + 46 + 2];
+pub fn crs() -> [u8; CRS_LEN] {
+    let mut r = [0u8; CRS_LEN];
     // Word Address Space Descriptor (large item 0x08): length 13; resource type 2 (bus
     // numbers); general flags MinFixed | MaxFixed, producer, positive decode; no type flags;
     // granularity 0, bus 0 to 0, translation 0, length 1.
@@ -77,22 +86,23 @@ pub fn crs() -> [u8; 16 + 8 + 16 + 46 + 2] {
     r[34..36].copy_from_slice(&io_max.to_le_bytes());
     r[36..38].copy_from_slice(&0u16.to_le_bytes());
     r[38..40].copy_from_slice(&IO_WINDOW_LEN.to_le_bytes());
-    // QWord Address Space Descriptor (large item 0x0A): length 43; resource type 0
-    // (memory), producer, MinFixed | MaxFixed; type flags: read-write (bit 0), not
-    // cacheable (bits 2-1 = 0).
-    r[40..46].copy_from_slice(&[0x8A, 0x2B, 0x00, 0x00, 0x0C, 0x01]);
-    let fields = [
-        0,
-        WINDOW_BASE,
-        WINDOW_BASE + MEM_WINDOW_LEN - 1,
-        0,
-        MEM_WINDOW_LEN,
-    ];
-    for (i, v) in fields.into_iter().enumerate() {
-        r[46 + 8 * i..54 + 8 * i].copy_from_slice(&v.to_le_bytes());
-    }
+    // The channel windows, then the bulk windows.
+    r[40..86].copy_from_slice(&qword_memory(WINDOW_BASE, MEM_WINDOW_LEN));
+    r[86..132].copy_from_slice(&qword_memory(BULK_WINDOW_BASE, BULK_WINDOW_LEN));
     // End Tag (small item 0x0F, length 1): checksum 0 means "no checksum".
-    r[86..88].copy_from_slice(&[0x79, 0x00]);
+    r[132..134].copy_from_slice(&[0x79, 0x00]);
+    r
+}
+
+/// A QWord Address Space Descriptor (large item 0x0A, length 43) for `len` bytes of memory
+/// from `base`: resource type 0 (memory), producer, MinFixed | MaxFixed; type flags
+/// read-write (bit 0), not cacheable (bits 2-1 = 0); granularity and translation 0.
+fn qword_memory(base: u64, len: u64) -> [u8; 46] {
+    let mut r = [0u8; 46];
+    r[..6].copy_from_slice(&[0x8A, 0x2B, 0x00, 0x00, 0x0C, 0x01]);
+    for (i, v) in [0, base, base + len - 1, 0, len].into_iter().enumerate() {
+        r[6 + 8 * i..14 + 8 * i].copy_from_slice(&v.to_le_bytes());
+    }
     r
 }
 

@@ -13,10 +13,10 @@ fn expected_aml() -> Vec<u8> {
     e.extend_from_slice(&[
         0x08, b'_', b'S', b'5', b'_', 0x12, 0x07, 0x04, 0x0A, 0x05, 0, 0, 0,
     ]);
-    // Scope (\_SB): 1 + 2 + 5 + 239 bytes; PkgLength 246 = 0xF6 → 0x46 0x0F.
-    e.extend_from_slice(&[0x10, 0x46, 0x0F, b'\\', b'_', b'S', b'B', b'_']);
-    // Device (PCI0): 2 + 2 + 4 + 231 bytes; PkgLength 237 = 0xED → 0x4D 0x0E.
-    e.extend_from_slice(&[0x5B, 0x82, 0x4D, 0x0E, b'P', b'C', b'I', b'0']);
+    // Scope (\_SB): 1 + 2 + 5 + 285 bytes; PkgLength 292 = 0x124 → 0x44 0x12.
+    e.extend_from_slice(&[0x10, 0x44, 0x12, b'\\', b'_', b'S', b'B', b'_']);
+    // Device (PCI0): 2 + 2 + 4 + 277 bytes; PkgLength 283 = 0x11B → 0x4B 0x11.
+    e.extend_from_slice(&[0x5B, 0x82, 0x4B, 0x11, b'P', b'C', b'I', b'0']);
     // Name (_HID, EisaId ("PNP0A03")) = 0x030AD041.
     e.extend_from_slice(&[0x08, b'_', b'H', b'I', b'D', 0x0C, 0x41, 0xD0, 0x0A, 0x03]);
     e.extend_from_slice(&[0x08, b'_', b'U', b'I', b'D', 0x00]);
@@ -29,8 +29,8 @@ fn expected_aml() -> Vec<u8> {
         e.extend_from_slice(&[0x12, 0x0B, 0x04, 0x0C, 0xFF, 0xFF, 1 + local, 0x00]);
         e.extend_from_slice(&[0x00, 0x00, 0x0A, 16 + local]);
     }
-    // Name (_CRS, Buffer (88) {...}): PkgLength 2 + 2 + 88 = 92 = 0x5C → 0x4C 0x05.
-    e.extend_from_slice(&[0x08, b'_', b'C', b'R', b'S', 0x11, 0x4C, 0x05, 0x0A, 88]);
+    // Name (_CRS, Buffer (134) {...}): PkgLength 2 + 2 + 134 = 138 = 0x8A → 0x4A 0x08.
+    e.extend_from_slice(&[0x08, b'_', b'C', b'R', b'S', 0x11, 0x4A, 0x08, 0x0A, 134]);
     // WordBusNumber: bus 0-0, length 1.
     e.extend_from_slice(&[
         0x88, 0x0D, 0x00, 0x02, 0x0C, 0x00, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0,
@@ -49,6 +49,13 @@ fn expected_aml() -> Vec<u8> {
     e.extend_from_slice(&[0xFF, 0xFF, 0xFF, 0x00, 0x40, 0, 0, 0]);
     e.extend_from_slice(&[0; 8]);
     e.extend_from_slice(&[0, 0, 0, 0x01, 0, 0, 0, 0]);
+    // QWordMemory 0x40_4000_0000-0x40_5FFF_FFFF (the bulk windows), the same flags.
+    e.extend_from_slice(&[0x8A, 0x2B, 0x00, 0x00, 0x0C, 0x01]);
+    e.extend_from_slice(&[0; 8]);
+    e.extend_from_slice(&[0, 0, 0, 0x40, 0x40, 0, 0, 0]);
+    e.extend_from_slice(&[0xFF, 0xFF, 0xFF, 0x5F, 0x40, 0, 0, 0]);
+    e.extend_from_slice(&[0; 8]);
+    e.extend_from_slice(&[0, 0, 0, 0x20, 0, 0, 0, 0]);
     // End tag.
     e.extend_from_slice(&[0x79, 0x00]);
     e
@@ -58,7 +65,7 @@ fn expected_aml() -> Vec<u8> {
 fn dsdt_bytes_are_exactly_the_hand_encoding() {
     let (m, t) = guest();
     let e = expected_aml();
-    assert_eq!(e.len(), 260);
+    assert_eq!(e.len(), 306);
     let d = table(&m, t.dsdt, b"DSDT", HEADER_LEN + e.len());
     assert_eq!(d[8], 2, "revision 2: 64-bit integers");
     assert_eq!(&d[36..], &e[..]);
@@ -83,20 +90,28 @@ fn prt_routes_every_channel_slot_to_its_gsi() {
 
 #[test]
 fn crs_windows_cover_every_channel_bar() {
-    use bulkhead_abi::channel::{MAX_CHANNEL_SIZE, window};
+    use bulkhead_abi::channel::{MAX_BULK_SIZE, MAX_CHANNEL_SIZE, bulk_window, window};
     use bulkhead_abi::guest_pci::{IO_BASE, IO_STRIDE};
     let c = dsdt::crs();
     let io_min = u16::from_le_bytes([c[32], c[33]]);
     let io_max = u16::from_le_bytes([c[34], c[35]]);
-    let q = |i: usize| u64::from_le_bytes(c[46 + 8 * i..54 + 8 * i].try_into().unwrap());
-    let (mem_min, mem_max, mem_len) = (q(1), q(2), q(4));
+    // Field `i` of the QWord descriptor at `at`.
+    let q = |at: usize, i: usize| {
+        u64::from_le_bytes(c[at + 6 + 8 * i..at + 14 + 8 * i].try_into().unwrap())
+    };
+    let (mem_min, mem_max, mem_len) = (q(40, 1), q(40, 2), q(40, 4));
     assert_eq!(mem_max - mem_min + 1, mem_len);
+    let (bulk_min, bulk_max, bulk_len) = (q(86, 1), q(86, 2), q(86, 4));
+    assert_eq!(bulk_max - bulk_min + 1, bulk_len);
+    assert!(mem_max < bulk_min, "the windows do not overlap");
     assert_eq!(u32::from(io_max - io_min) + 1, 0x100);
     for i in 0..8usize {
         let io = IO_BASE + IO_STRIDE * i as u16;
         assert!(io >= io_min && io + IO_STRIDE - 1 <= io_max);
         let bar = window(i);
         assert!(bar >= mem_min && bar + MAX_CHANNEL_SIZE - 1 <= mem_max);
+        let bar4 = bulk_window(i);
+        assert!(bar4 >= bulk_min && bar4 + MAX_BULK_SIZE - 1 <= bulk_max);
     }
 }
 
@@ -143,6 +158,7 @@ fn iasl_disassembles_the_dsdt() {
         "WordIO (ResourceProducer, MinFixed, MaxFixed, PosDecode, EntireRange,",
         "QWordMemory (ResourceProducer, PosDecode, MinFixed, MaxFixed, NonCacheable, ReadWrite,",
         "0x0000004000FFFFFF",
+        "0x000000405FFFFFFF",
     ] {
         assert!(dsl.contains(needle), "{needle:?} missing from:\n{dsl}");
     }

@@ -11,7 +11,7 @@ const COMMAND_WRITABLE: u16 =
     COMMAND_IO | COMMAND_MEMORY | COMMAND_BUS_MASTER | COMMAND_INTX_DISABLE;
 /// Revision ID of the channel devices.
 const CHANNEL_REVISION: u32 = 1;
-/// BAR0 type bits: memory, 64-bit (bits 1..2 = 10), not prefetchable.
+/// BAR0 and BAR4 type bits: memory, 64-bit (bits 1..2 = 10), not prefetchable.
 const BAR_MEM64: u32 = 0b100;
 /// BAR2 type bit: I/O space.
 const BAR_IO: u32 = 0b1;
@@ -71,6 +71,11 @@ fn channel_read(c: &Channel, reg: u8) -> u32 {
         0x14 => (c.dev.bar0 >> 32) as u32,
         0x18 if c.sizing[2] => !(u32::from(guest_pci::IO_STRIDE) - 1) & !0x3 | BAR_IO,
         0x18 => u32::from(c.io_base()) | BAR_IO,
+        0x20 | 0x24 if c.bulk_bar_size == 0 => 0,
+        0x20 if c.sizing[4] => (!(c.bulk_bar_size - 1)) as u32 & !0xF | BAR_MEM64,
+        0x20 => c.dev.bar4 as u32 & !0xF | BAR_MEM64,
+        0x24 if c.sizing[5] => ((!(c.bulk_bar_size - 1)) >> 32) as u32,
+        0x24 => (c.dev.bar4 >> 32) as u32,
         0x2C => u32::from(c.dev.local) << 16 | u32::from(guest_pci::VENDOR_ID),
         0x34 => u32::from(cap_start),
         0x3C => INTA << 8 | u32::from(c.interrupt_line),
@@ -90,7 +95,7 @@ fn channel_write(c: &mut Channel, reg: u8, mask: u32, value: u32) {
             let m = (mask as u16) & COMMAND_WRITABLE;
             c.command = (c.command & !m) | (value as u16 & m);
         }
-        0x10 | 0x14 | 0x18 => {
+        0x10 | 0x14 | 0x18 | 0x20 | 0x24 => {
             // The BAR never moves: an all-ones dword starts sizing, anything else ends it.
             c.sizing[usize::from((reg - 0x10) / 4)] = mask == u32::MAX && value == u32::MAX;
         }

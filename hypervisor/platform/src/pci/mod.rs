@@ -15,7 +15,8 @@
 //!   their INTx is asserted while an event is pending and `COMMAND.INTX_DISABLE` is clear,
 //!   and `STATUS.INTERRUPT` shows the pending event, as `uio_pci_generic` needs.
 //! - BARs answer the sizing protocol (all-ones written to the whole dword) but never move:
-//!   the hypervisor maps the channel windows where it placed them.
+//!   the hypervisor maps the channel windows where it placed them. BAR0/1 is the region,
+//!   BAR2 the register block, BAR4/5 the bulk area (only when the channel has one).
 
 mod config;
 #[cfg(test)]
@@ -54,7 +55,11 @@ pub struct ChannelDevice {
     /// Bytes of the shared region; the BAR covers it rounded up to a power of two, at least
     /// 4 KiB.
     pub region_size: u64,
-    /// The vendor-specific capability naming the channel.
+    /// Guest-physical base of the channel's bulk window (BAR4/5), aligned to the BAR size;
+    /// only when `info.bulk_size` is not 0. The BAR covers the area rounded up to a power of
+    /// two.
+    pub bar4: u64,
+    /// The vendor-specific capability naming the channel (with the bulk area's size).
     pub info: InfoCap,
 }
 
@@ -73,11 +78,13 @@ struct Channel {
     dev: ChannelDevice,
     /// BAR0/1 size: a power of two ≥ 4 KiB.
     bar_size: u64,
+    /// BAR4/5 size: a power of two ≥ 4 KiB, or 0 (no bulk area, no BAR).
+    bulk_bar_size: u64,
     command: u16,
     interrupt_line: u8,
     pending: bool,
-    /// BAR0, BAR1, BAR2 last written with all-ones (reads return the size mask).
-    sizing: [bool; 3],
+    /// BAR0 to BAR5 last written with all-ones (reads return the size mask).
+    sizing: [bool; 6],
     cap: [u8; InfoCap::LEN],
 }
 
@@ -85,6 +92,11 @@ impl Channel {
     fn io_base(&self) -> u16 {
         io_base(self.dev.local)
     }
+}
+
+/// The size of a memory BAR over `len` bytes: a power of two, at least 4 KiB.
+fn bar_size(len: u64) -> Option<u64> {
+    len.max(4096).checked_next_power_of_two()
 }
 
 fn io_base(local: u8) -> u16 {
@@ -105,14 +117,22 @@ impl PciBus {
     }
 
     /// Adds local channel `dev.local` at device `FIRST_CHANNEL_SLOT + local`; `false` when
-    /// the bus is full, the channel is already there, `local` is 8 or more, or the window
-    /// cannot be a BAR (`bar0` not aligned to the rounded-up size, or the size overflows).
+    /// the bus is full, the channel is already there, `local` is 8 or more, or a window
+    /// cannot be a BAR (`bar0`, or `bar4` with a bulk area, not aligned to its rounded-up
+    /// size, or the size overflows).
     pub fn add_channel(&mut self, dev: ChannelDevice) -> bool {
-        let Some(bar_size) = dev.region_size.max(4096).checked_next_power_of_two() else {
+        let (Some(bar_size), Some(bulk_bar_size)) = (
+            bar_size(dev.region_size),
+            match dev.info.bulk_size {
+                0 => Some(0),
+                n => bar_size(u64::from(n)),
+            },
+        ) else {
             return false;
         };
         if usize::from(dev.local) >= MAX_CHANNELS
             || !dev.bar0.is_multiple_of(bar_size)
+            || (bulk_bar_size != 0 && !dev.bar4.is_multiple_of(bulk_bar_size))
             || self.channel(dev.local).is_some()
         {
             return false;
@@ -122,9 +142,10 @@ impl PciBus {
             cap: dev.info.to_bytes(),
             interrupt_line: u8::try_from(line).unwrap_or(0xFF),
             bar_size,
+            bulk_bar_size,
             command: 0,
             pending: false,
-            sizing: [false; 3],
+            sizing: [false; 6],
             dev,
         };
         self.channels.push(channel).is_ok()

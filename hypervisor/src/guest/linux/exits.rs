@@ -1,8 +1,8 @@
 //! Every exit a Linux qube can cause. Ports, MMIO, MSRs and CPUID are answered by the guest
 //! platform; what a real machine would refuse gets the architectural exception (#GP for an
 //! MSR it lacks, #UD for virtualisation instructions); what only a broken guest does (a
-//! triple fault, string I/O, an undecodable MMIO instruction, an entry the CPU refuses)
-//! stops that qube alone.
+//! triple fault, string I/O, an undecodable MMIO instruction, an entry the CPU refuses, a
+//! write to the peer's pool of a bulk area) stops that qube alone.
 
 use super::Linux;
 use crate::arch::x86::cpu;
@@ -103,6 +103,19 @@ pub fn handle(g: &mut Linux, m: &mut Machine, exit: Exit) -> Outcome {
             g.stats.msr += 1;
             msr_access(g, m, index, write, &exit)
         }
+        // The peer's pool of a bulk area is mapped read-only: writing it is a fault, as for a
+        // unikernel (not an MMIO write to ignore).
+        Exit::NestedPageFault {
+            gpa,
+            write: true,
+            fetch: false,
+        } if crate::channels::in_peer_pool(&m.channels, gpa) => stop(Fault::ForeignMemory {
+            gpa,
+            write: true,
+            fetch: false,
+            read_only: true,
+            rip,
+        }),
         Exit::NestedPageFault { gpa, fetch, .. } => {
             let outcome = super::mmio::access(g, &mut m.vcpu, &mut m.mem, gpa, fetch);
             g.sync_lines();

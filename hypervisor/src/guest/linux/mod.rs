@@ -145,9 +145,11 @@ impl Linux {
                 local: local as u8,
                 bar0: crate::channels::Endpoint::window(local),
                 region_size: c.host.len(),
+                bar4: bulkhead_abi::channel::bulk_window(local),
                 info: InfoCap {
                     side: c.side as u8,
                     size: c.host.len() as u32,
+                    bulk_size: c.bulk.len() as u32,
                     name: c.name,
                 },
             };

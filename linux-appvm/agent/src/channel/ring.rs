@@ -1,14 +1,16 @@
-//! A [`Transport`] over a `bulkhead-ring` endpoint: the same code over the mmap'd BAR of a
-//! channel device and, in the tests, over a heap buffer shared by two endpoints.
+//! A [`Transport`] over a `bulkhead-ring` endpoint, with the channel's bulk area when it has
+//! one: the same code over the mmap'd BARs of a channel device and, in the tests, over heap
+//! buffers shared by two endpoints.
 
 use super::{ChannelError, CountingBell, Doorbell, Side, Transport};
 use bulkhead_abi::channel::{GENERATION_OFFSET, Geometry, HEADER_BYTES};
-use bulkhead_ring::{Endpoint, Sent, SharedRegion};
+use bulkhead_ring::{Bulk, Endpoint, Sent, SharedRegion};
 use serde::Serialize;
 
-/// One end of a channel with its doorbell.
+/// One end of a channel with its doorbell (and its bulk area, if it has one).
 pub struct RingChannel<D: Doorbell> {
     ep: Endpoint,
+    bulk: Option<Box<Bulk>>,
     region: SharedRegion,
     side: Side,
     /// The reset generation when the endpoint was (re)opened.
@@ -47,6 +49,7 @@ impl<D: Doorbell> RingChannel<D> {
         let ep = Endpoint::open(region.clone(), side)?;
         Ok(RingChannel {
             ep,
+            bulk: None,
             region,
             side,
             generation,
@@ -56,6 +59,25 @@ impl<D: Doorbell> RingChannel<D> {
             bell_pending: false,
             resets: 0,
         })
+    }
+
+    /// Adds the channel's bulk area in `region`, which the hypervisor says is `size` bytes
+    /// (the channel device's capability): the header the ring checked must name the same size
+    /// (the peer can write the header; it cannot change what the hypervisor said), else
+    /// [`ChannelError::BadHeader`].
+    pub fn with_bulk(mut self, region: SharedRegion, size: u32) -> Result<Self, ChannelError> {
+        if self.ep.bulk_size() != size {
+            return Err(ChannelError::BadHeader);
+        }
+        self.bulk = Some(Box::new(Bulk::open(region, self.side, size)?));
+        Ok(self)
+    }
+
+    /// The channel's bulk area, if it has one: lend buffers from our pool, read the peer's
+    /// (`bulkhead_ring::Bulk`). A breach it reports breaks the channel as a ring breach does;
+    /// after a reset (the peer restarted) every loan is forgotten.
+    pub fn bulk(&mut self) -> Option<&mut Bulk> {
+        self.bulk.as_deref_mut()
     }
 
     /// Which side we are.
@@ -112,6 +134,9 @@ impl<D: Doorbell> RingChannel<D> {
         if reset {
             self.generation = generation(&self.region);
             self.ep = self.ep.reopen()?;
+            if let Some(b) = self.bulk.as_deref_mut() {
+                b.reset();
+            }
             self.resets += 1;
             return Err(ChannelError::Reset);
         }
@@ -187,6 +212,25 @@ pub fn pair(
     Some((a, b))
 }
 
+/// [`pair`] with a bulk area of `bulk_size` bytes (its own heap buffer, as the hypervisor
+/// gives it a window of its own): for tests.
+pub fn pair_with_bulk(
+    size: usize,
+    slot_size: u32,
+    bulk_size: u32,
+) -> Option<(RingChannel<CountingBell>, RingChannel<CountingBell>)> {
+    let region = SharedRegion::zeroed(size);
+    let g = Geometry::new(size as u64, slot_size)?.with_bulk(u64::from(bulk_size))?;
+    region.init_header(&g);
+    let bulk = SharedRegion::zeroed(bulk_size as usize);
+    let end = |side| {
+        RingChannel::open(region.clone(), side, CountingBell::default())
+            .and_then(|c| c.with_bulk(bulk.clone(), bulk_size))
+            .ok()
+    };
+    Some((end(Side::A)?, end(Side::B)?))
+}
+
 /// Plays the hypervisor resetting the channel: new header and indices, generation bumped.
 pub fn reset_region(region: &SharedRegion) {
     let mut header = [0u8; HEADER_BYTES];
@@ -201,7 +245,7 @@ pub fn reset_region(region: &SharedRegion) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bulkhead_abi::proto::{NET_SLOT_SIZE, Net};
+    use bulkhead_abi::proto::{BulkRef, NET_SLOT_SIZE, Net};
 
     #[test]
     fn messages_cross_and_notify_a_waiting_peer() {
@@ -234,6 +278,54 @@ mod tests {
         assert!(a.try_send_batched(&9u32).unwrap());
         a.flush();
         assert_eq!(a.doorbell().rung, 1);
+    }
+
+    #[test]
+    fn a_bulk_buffer_crosses_and_a_reset_forgets_the_loans() {
+        let (mut a, mut b) = pair_with_bulk(16384, 128, 64 * 1024).unwrap();
+        let data: Vec<u8> = (0..10_000u32).map(|i| (i * 7) as u8).collect();
+        let r = a.bulk().unwrap().lend(&data).unwrap();
+        assert!(a.try_send(&r).unwrap());
+        let got: BulkRef = b
+            .try_recv_with(|m| postcard::from_bytes(m).unwrap())
+            .unwrap()
+            .unwrap();
+        let mut copy = vec![0u8; got.len as usize];
+        assert_eq!(b.bulk().unwrap().read(&got, &mut copy), Ok(data.len()));
+        assert_eq!(copy, data);
+        assert_eq!(a.bulk().unwrap().lent_pages(), 3);
+        // Outside the lender's pool: the borrower's bulk area breaks, its ring does not.
+        let outside = BulkRef {
+            offset: 32 * 1024,
+            ..got
+        };
+        assert!(matches!(
+            b.bulk().unwrap().read(&outside, &mut copy),
+            Err(ChannelError::Broken(Breach::BulkOutOfRange { .. }))
+        ));
+        // The lender restarts: the hypervisor resets the channel; both ends forget.
+        reset_region(a.region());
+        assert_eq!(a.try_send(&1u8), Err(ChannelError::Reset));
+        assert_eq!(b.try_recv_with(|_| ()), Err(ChannelError::Reset));
+        assert_eq!(a.bulk().unwrap().lent_pages(), 0);
+        assert_eq!(b.bulk().unwrap().broken(), None);
+    }
+
+    #[test]
+    fn a_bulk_area_must_be_the_size_the_hypervisor_said() {
+        let region = SharedRegion::zeroed(16384);
+        let g = Geometry::new(16384, 128).unwrap().with_bulk(65536).unwrap();
+        region.init_header(&g);
+        let open = |size: u32| {
+            RingChannel::open(region.clone(), Side::B, CountingBell::default())
+                .unwrap()
+                .with_bulk(SharedRegion::zeroed(size as usize), size)
+                .map(|_| ())
+        };
+        assert_eq!(open(65536), Ok(()));
+        // A header scribbled to name another size (or a capability that disagrees).
+        assert_eq!(open(131072), Err(ChannelError::BadHeader));
+        assert_eq!(open(0), Err(ChannelError::BadHeader));
     }
 
     #[test]

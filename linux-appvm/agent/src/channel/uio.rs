@@ -1,13 +1,17 @@
 //! Channel devices through sysfs and `uio_pci_generic`: no driver of our own in the kernel.
 //!
 //! For each PCI function with vendor [`VENDOR_ID`] and device [`CHANNEL_DEVICE_ID`]:
-//! 1. read its [`InfoCap`] at [`INFO_CAP_OFFSET`] of `config` (name, side, region size);
+//! 1. read its [`InfoCap`] at [`INFO_CAP_OFFSET`] of `config` (name, side, region size, bulk
+//!    area size);
 //! 2. bind it to `uio_pci_generic` (`"bd00 0001"` into the driver's `new_id`; `bind` with
 //!    its address if it is still unbound) and wait for `uio/uioK` to appear;
 //! 3. open `/dev/uioK` (made with mknod from `/sys/class/uio/uioK/dev` if devtmpfs lacks
 //!    it): a 4-byte read returns the interrupt count once INTx fired (the driver's handler
 //!    masks INTx with `COMMAND.INTX_DISABLE`);
-//! 4. mmap `resource0` (read/write, shared, the region size) and open the ring on it;
+//! 4. mmap `resource0` (read/write, shared, the region size) and open the ring on it; when the
+//!    capability names a bulk area, mmap `resource4` the same way (the area's size; the
+//!    peer's pool is read-only underneath: a write there stops the AppVM) and open the
+//!    channel's [`bulkhead_ring::Bulk`] on it;
 //! 5. `resource2` is the register block: a 4-byte `pwrite` at [`reg::DOORBELL`] notifies the
 //!    peer, a 4-byte `pread` at [`reg::EVENTS`] takes the pending event;
 //! 6. after an interrupt: read EVENTS, then clear `INTX_DISABLE` (bit 10 of COMMAND) with a
@@ -105,11 +109,11 @@ impl Doorbell for IoBell {
     }
 }
 
-/// An open channel device. (Fields drop in order: the ring before the mapping under it.)
+/// An open channel device. (Fields drop in order: the ring before the mappings under it.)
 pub struct UioChannel {
     /// The device.
     pub found: Found,
-    /// The ring endpoint over the BAR.
+    /// The ring endpoint over BAR0, with the bulk area over BAR4 if the channel has one.
     pub ring: RingChannel<IoBell>,
     /// `/dev/uioK`, when the device has an interrupt line.
     uio: Option<File>,
@@ -124,6 +128,7 @@ pub struct UioChannel {
     /// Acknowledgements that failed (the event loop logs the first).
     pub ack_errors: u64,
     _mapping: Mapping,
+    _bulk_mapping: Option<Mapping>,
 }
 
 impl std::fmt::Debug for UioChannel {
@@ -212,16 +217,21 @@ impl UioChannel {
             sys::set_nonblocking(&f)?;
             Some(f)
         };
-        let size = found.info.size as usize;
-        let bar = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(dir.join("resource0"))?;
-        if (bar.metadata()?.len() as usize) < size {
-            return Err(io::Error::other("BAR0 is smaller than the region"));
-        }
-        let mapping = Mapping::new(&bar, size)?;
         let rw = |f: &str| OpenOptions::new().read(true).write(true).open(dir.join(f));
+        let map_bar = |file: &str, size: u32| -> io::Result<Mapping> {
+            let bar = rw(file)?;
+            if bar.metadata()?.len() < u64::from(size) {
+                return Err(io::Error::other(format!(
+                    "{file} is smaller than the {size} bytes the capability names"
+                )));
+            }
+            Mapping::new(&bar, size as usize)
+        };
+        let mapping = map_bar("resource0", found.info.size)?;
+        let bulk_mapping = match found.info.bulk_size {
+            0 => None,
+            n => Some(map_bar("resource4", n)?),
+        };
         let regs = rw("resource2")?;
         let config = rw("config")?;
         let side = if found.info.side == 0 {
@@ -234,6 +244,12 @@ impl UioChannel {
         };
         let ring = RingChannel::open(mapping.region(), side, bell)
             .map_err(|e: ChannelError| io::Error::other(format!("ring: {e}")))?;
+        let ring = match &bulk_mapping {
+            None => ring,
+            Some(m) => ring
+                .with_bulk(m.region(), found.info.bulk_size)
+                .map_err(|e| io::Error::other(format!("bulk area: {e}")))?,
+        };
         let mut cmd = [0u8; 2];
         config.read_exact_at(&mut cmd, 4)?;
         let mut ch = UioChannel {
@@ -247,6 +263,7 @@ impl UioChannel {
             interrupts: 0,
             ack_errors: 0,
             _mapping: mapping,
+            _bulk_mapping: bulk_mapping,
         };
         ch.acknowledge()?;
         Ok(ch)
@@ -364,6 +381,7 @@ mod tests {
         let cap = InfoCap {
             side: 1,
             size: 65536,
+            bulk_size: 1 << 20,
             name: bulkhead_abi::bounded::BoundedString::try_from("work.net").unwrap(),
         };
         dev("0000:00:02.0", "0xbd00", None);

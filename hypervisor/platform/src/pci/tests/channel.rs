@@ -161,16 +161,23 @@ proptest! {
         writes in proptest::collection::vec((0u8..=255, 1u8..=4, any::<u32>()), 0..100)
     ) {
         let mut bus = bus_with(&[0]);
+        assert!(bus.add_channel(with_bulk(1, 1 << 20)));
         for (reg, len, value) in writes {
             let len = if len == 3 { 4 } else { len };
             cfg_write(&mut bus, SLOT0, reg, len, value);
+            cfg_write(&mut bus, SLOT0 + 1, reg, len, value);
         }
-        for reg in [0x10, 0x14, 0x18] {
+        for reg in [0x10, 0x14, 0x18, 0x20, 0x24] {
             cfg_write(&mut bus, SLOT0, reg, 4, 0);
+            cfg_write(&mut bus, SLOT0 + 1, reg, 4, 0);
         }
         let dev = device(0, 0x3000);
         prop_assert_eq!(cfg_read(&mut bus, SLOT0, 0x10, 4), dev.bar0 as u32 | 4);
         prop_assert_eq!(cfg_read(&mut bus, SLOT0, 0x14, 4), (dev.bar0 >> 32) as u32);
+        prop_assert_eq!(cfg_read(&mut bus, SLOT0, 0x20, 4), 0, "no bulk area, no BAR4");
+        let bulk = with_bulk(1, 1 << 20);
+        prop_assert_eq!(cfg_read(&mut bus, SLOT0 + 1, 0x20, 4), bulk.bar4 as u32 | 4);
+        prop_assert_eq!(cfg_read(&mut bus, SLOT0 + 1, 0x24, 4), (bulk.bar4 >> 32) as u32);
         prop_assert_eq!(cfg_read(&mut bus, SLOT0, 0x18, 4), u32::from(IO_BASE) | 1);
         prop_assert_eq!(cfg_read(&mut bus, SLOT0, 0x00, 2), u32::from(guest_pci::VENDOR_ID));
         prop_assert_eq!(cfg_read(&mut bus, SLOT0, 0x04, 2) & !0x0407, 0);

@@ -8,12 +8,21 @@ fn device(local: u8, region_size: u64) -> ChannelDevice {
         local,
         bar0: bulkhead_abi::channel::window(usize::from(local)),
         region_size,
+        bar4: bulkhead_abi::channel::bulk_window(usize::from(local)),
         info: InfoCap {
             side: 1,
             size: region_size as u32,
+            bulk_size: 0,
             name: bulkhead_abi::bounded::BoundedString::try_from("work.net").unwrap(),
         },
     }
+}
+
+/// [`device`] with a bulk area of `bulk_size` bytes.
+fn with_bulk(local: u8, bulk_size: u32) -> ChannelDevice {
+    let mut d = device(local, 0x3000);
+    d.info.bulk_size = bulk_size;
+    d
 }
 
 fn bus_with(locals: &[u8]) -> PciBus {
@@ -221,6 +230,48 @@ fn bar_sizing_as_linux_does_it() {
 }
 
 #[test]
+fn bulk_bar_sizing_as_linux_does_it() {
+    use bulkhead_abi::channel::bulk_window;
+    for (local, bulk, size) in [
+        (0u8, 8192u32, 0x2000u64),
+        (3, 24 * 1024, 0x8000),
+        (5, 6 << 20, 8 << 20),
+        (7, 64 << 20, 64 << 20),
+    ] {
+        let mut bus = PciBus::new();
+        assert!(bus.add_channel(with_bulk(local, bulk)));
+        let dev = SLOT0 + local;
+        let base = bulk_window(usize::from(local));
+        let l = cfg_read(&mut bus, dev, 0x20, 4);
+        assert_eq!(l, base as u32 | 0x4, "64-bit memory, not prefetchable");
+        cfg_write(&mut bus, dev, 0x20, 4, !0);
+        let sz = cfg_read(&mut bus, dev, 0x20, 4);
+        cfg_write(&mut bus, dev, 0x20, 4, l);
+        assert_eq!(u64::from(!(sz & !0xF)) + 1, size, "bulk area {bulk:#x}");
+        let h = cfg_read(&mut bus, dev, 0x24, 4);
+        cfg_write(&mut bus, dev, 0x24, 4, !0);
+        assert_eq!(cfg_read(&mut bus, dev, 0x24, 4), u32::MAX);
+        cfg_write(&mut bus, dev, 0x24, 4, 0x1234);
+        assert_eq!(h, (base >> 32) as u32);
+        assert_eq!(cfg_read(&mut bus, dev, 0x24, 4), h, "never moves");
+        assert_eq!(cfg_read(&mut bus, dev, 0x20, 4), l, "restored");
+        // BAR0 is still the region, BAR3 still absent.
+        assert_eq!(
+            cfg_read(&mut bus, dev, 0x10, 4),
+            bulkhead_abi::channel::window(usize::from(local)) as u32 | 4
+        );
+        cfg_write(&mut bus, dev, 0x1C, 4, !0);
+        assert_eq!(cfg_read(&mut bus, dev, 0x1C, 4), 0);
+        // The capability names the area.
+        let mut cap = [0u8; InfoCap::LEN];
+        for (i, b) in cap.iter_mut().enumerate() {
+            *b = cfg_read(&mut bus, dev, INFO_CAP_OFFSET + i as u8, 1) as u8;
+        }
+        assert_eq!(InfoCap::parse(&cap).map(|c| c.bulk_size), Some(bulk));
+    }
+}
+
+#[test]
 fn bar_size_rounding() {
     for (region, size) in [
         (1, 0x1000),
@@ -247,5 +298,17 @@ fn add_channel_rejections() {
     misaligned.bar0 += 0x1000;
     assert!(!bus.add_channel(misaligned));
     assert!(!bus.add_channel(device(0, u64::MAX)));
-    assert_eq!(bus.channel_count(), 0);
+    let mut misaligned = with_bulk(0, 8 << 20);
+    misaligned.bar4 += 4 << 20;
+    assert!(
+        !bus.add_channel(misaligned),
+        "bulk window not aligned to its BAR"
+    );
+    let mut unused = device(0, 0x3000);
+    unused.bar4 += 0x1000;
+    assert!(
+        bus.add_channel(unused),
+        "no bulk area: bar4 is not looked at"
+    );
+    assert_eq!(bus.channel_count(), 1);
 }
