@@ -238,7 +238,13 @@ pub fn open_pty() -> io::Result<(File, File)> {
 
 /// Tells the terminal of `controller` its size (the kernel sends SIGWINCH to its
 /// foreground process group).
-pub fn set_window_size(controller: &File, cols: u16, rows: u16, width: u16, height: u16) -> io::Result<()> {
+pub fn set_window_size(
+    controller: &File,
+    cols: u16,
+    rows: u16,
+    width: u16,
+    height: u16,
+) -> io::Result<()> {
     let size = libc::winsize {
         ws_row: rows,
         ws_col: cols,

@@ -16,8 +16,10 @@
 //! Everything the gui qube sends is checked: a descriptor outside its pool or a return of
 //! something we never lent breaks the channel until it is reset; unknown windows are ignored.
 
+mod clipboard;
 pub mod run;
 pub mod window;
+mod windows;
 
 #[cfg(test)]
 mod tests;
@@ -25,12 +27,10 @@ mod tests;
 use crate::channel::{ChannelError, Transport};
 use crate::terminal::keys::KeyState;
 use crate::terminal::pty::Spawner;
-use crate::terminal::render::{CELL_H, CELL_W};
-use bulkhead_abi::gui::{BYTES_PER_PIXEL, CLIPBOARD_MAX, FromGui, GUI_VERSION, MAX_WINDOWS, Rect, ToGui, modifiers};
+use bulkhead_abi::gui::{FromGui, GUI_VERSION, ToGui, modifiers};
 use bulkhead_abi::proto::BulkRef;
-use bulkhead_ring::BULK_PAGE;
 use std::collections::VecDeque;
-use window::{Pumped, TermWindow, bounding};
+use window::{Pumped, TermWindow};
 
 /// The window title.
 pub const TITLE: &[u8] = b"terminal";
@@ -57,9 +57,18 @@ pub enum State {
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Out {
     Hello,
-    Create { window: u16, width: u16, height: u16, surface: BulkRef },
-    Title { window: u16 },
-    Destroy { window: u16 },
+    Create {
+        window: u16,
+        width: u16,
+        height: u16,
+        surface: BulkRef,
+    },
+    Title {
+        window: u16,
+    },
+    Destroy {
+        window: u16,
+    },
     Clipboard(Option<BulkRef>),
     Returned(BulkRef),
 }
@@ -67,9 +76,24 @@ enum Out {
 impl Out {
     fn message(&self) -> ToGui<'static> {
         match *self {
-            Out::Hello => ToGui::Hello { version: GUI_VERSION },
-            Out::Create { window, width, height, surface } => ToGui::Create { window, width, height, surface },
-            Out::Title { window } => ToGui::Title { window, title: TITLE },
+            Out::Hello => ToGui::Hello {
+                version: GUI_VERSION,
+            },
+            Out::Create {
+                window,
+                width,
+                height,
+                surface,
+            } => ToGui::Create {
+                window,
+                width,
+                height,
+                surface,
+            },
+            Out::Title { window } => ToGui::Title {
+                window,
+                title: TITLE,
+            },
             Out::Destroy { window } => ToGui::Destroy { window },
             Out::Clipboard(r) => ToGui::Clipboard(r),
             Out::Returned(r) => ToGui::Returned(r),
@@ -129,12 +153,18 @@ impl<T: Transport, S: Spawner> GuiClient<T, S> {
     /// Whether something waits for room (the ring, a shell's input): poll again soon.
     pub fn has_pending(&self) -> bool {
         !self.outbox.is_empty()
-            || self.windows.iter().any(|w| w.input_pending() || !w.damage.is_empty())
+            || self
+                .windows
+                .iter()
+                .any(|w| w.input_pending() || !w.damage.is_empty())
     }
 
     /// The descriptors of the shells' terminals.
     pub fn shell_fds(&self) -> impl Iterator<Item = std::os::fd::RawFd> + '_ {
-        self.windows.iter().filter(|w| !w.ended).filter_map(|w| w.shell.fd())
+        self.windows
+            .iter()
+            .filter(|w| !w.ended)
+            .filter_map(|w| w.shell.fd())
     }
 
     /// One pass: the gui qube's messages, the shells' output and input, drawing, sending.
@@ -169,7 +199,9 @@ impl<T: Transport, S: Spawner> GuiClient<T, S> {
     fn receive(&mut self) -> Result<bool, ChannelError> {
         let mut moved = false;
         for _ in 0..BUDGET {
-            let got = self.ch.try_recv_with(|b| postcard::from_bytes::<FromGui>(b).ok())?;
+            let got = self
+                .ch
+                .try_recv_with(|b| postcard::from_bytes::<FromGui>(b).ok())?;
             match got {
                 None => break,
                 Some(None) => return Err(ChannelError::Broken(crate::channel::Breach::Decode)),
@@ -188,16 +220,27 @@ impl<T: Transport, S: Spawner> GuiClient<T, S> {
     fn handle(&mut self, m: FromGui) -> Result<(), ChannelError> {
         match m {
             FromGui::Hello { version, .. } if version != GUI_VERSION => {
-                self.notes.push(format!("the gui qube speaks version {version}, not {GUI_VERSION}: stopped"));
+                self.notes.push(format!(
+                    "the gui qube speaks version {version}, not {GUI_VERSION}: stopped"
+                ));
                 self.state = State::Stopped;
             }
-            FromGui::Hello { max_width, max_height, .. } => {
+            FromGui::Hello {
+                max_width,
+                max_height,
+                ..
+            } => {
                 if self.state != State::Greeting {
                     // Greeted twice: it lost our windows. Show them again.
                     self.forget_gui();
                 }
-                self.state = State::Up { max_width, max_height };
-                self.notes.push(format!("the gui qube allows windows up to {max_width}x{max_height}"));
+                self.state = State::Up {
+                    max_width,
+                    max_height,
+                };
+                self.notes.push(format!(
+                    "the gui qube allows windows up to {max_width}x{max_height}"
+                ));
                 if !self.opened {
                     self.opened = true;
                     self.open_window();
@@ -211,21 +254,35 @@ impl<T: Transport, S: Spawner> GuiClient<T, S> {
                     }
                 }
             }
-            FromGui::Configure { window, width, height } => {
+            FromGui::Configure {
+                window,
+                width,
+                height,
+            } => {
                 if let Some(w) = self.window(window) {
                     let (cols, rows) = w.configure(width, height);
                     if !std::mem::replace(&mut w.shown, true) {
-                        let note = format!("terminal {window} shown at {width}x{height}, {cols}x{rows} cells");
+                        let note = format!(
+                            "terminal {window} shown at {width}x{height}, {cols}x{rows} cells"
+                        );
                         self.notes.push(note);
                     }
                 }
             }
-            FromGui::Key { window, usage, pressed: true, modifiers: mods } => {
+            FromGui::Key {
+                window,
+                usage,
+                pressed: true,
+                modifiers: mods,
+            } => {
                 let app_cursor = match self.window(window) {
                     Some(w) => w.term.screen.modes.app_cursor,
                     None => return Ok(()),
                 };
-                if usage == KEY_N && mods & (modifiers::CTRL | modifiers::SHIFT) == modifiers::CTRL | modifiers::SHIFT {
+                if usage == KEY_N
+                    && mods & (modifiers::CTRL | modifiers::SHIFT)
+                        == modifiers::CTRL | modifiers::SHIFT
+                {
                     self.open_window();
                     return Ok(());
                 }
@@ -235,7 +292,12 @@ impl<T: Transport, S: Spawner> GuiClient<T, S> {
                 }
             }
             FromGui::Key { .. } => {}
-            FromGui::Pointer { window, x, y, buttons } => {
+            FromGui::Pointer {
+                window,
+                x,
+                y,
+                buttons,
+            } => {
                 if let Some(w) = self.window(window) {
                     w.pointer(x, y, buttons);
                 }
@@ -252,7 +314,9 @@ impl<T: Transport, S: Spawner> GuiClient<T, S> {
             }
             FromGui::Close { window } => {
                 if self.window(window).is_some() {
-                    self.notes.push(format!("terminal {window}: closed by the user; hanging up its shell"));
+                    self.notes.push(format!(
+                        "terminal {window}: closed by the user; hanging up its shell"
+                    ));
                     self.close(window);
                 }
             }
@@ -260,8 +324,14 @@ impl<T: Transport, S: Spawner> GuiClient<T, S> {
             FromGui::ClipboardPaste(r) => self.paste(r)?,
             FromGui::Returned(r) => self.returned(r)?,
             FromGui::Refused { window, reason } => {
-                self.notes.push(format!("the gui qube refused window {window} (reason {reason})"));
-                if let Some(i) = self.windows.iter().position(|w| w.id == window && !w.closing) {
+                self.notes.push(format!(
+                    "the gui qube refused window {window} (reason {reason})"
+                ));
+                if let Some(i) = self
+                    .windows
+                    .iter()
+                    .position(|w| w.id == window && !w.closing)
+                {
                     self.windows[i].shell.hang_up();
                     let surface = self.remove_window(i);
                     // It never took the surface: take it back here.
@@ -274,278 +344,22 @@ impl<T: Transport, S: Spawner> GuiClient<T, S> {
         Ok(())
     }
 
-    /// The window with the focus, else the only one.
-    fn target(&mut self) -> Option<&mut TermWindow> {
-        let only = match self.windows.as_slice() {
-            [w] => Some(w.id),
-            _ => None,
-        };
-        let id = self.focus.or(only)?;
-        self.window(id)
-    }
-
-    fn clipboard_request(&mut self) -> Result<(), ChannelError> {
-        let text = self.target().and_then(|w| w.clipboard().map(|c| (w.id, c)));
-        let Some((id, (text, what))) = text else {
-            self.notes.push("clipboard requested: nothing to give".into());
-            self.outbox.push_back(Out::Clipboard(None));
-            return Ok(());
-        };
-        let bytes = &text.as_bytes()[..text.len().min(CLIPBOARD_MAX)];
-        let lent = match self.ch.bulk() {
-            Some(b) => match b.lend(bytes) {
-                Ok(r) => Some(r),
-                Err(e @ ChannelError::Broken(_)) => return Err(e),
-                Err(e) => {
-                    self.notes.push(format!("clipboard requested: cannot lend it: {e}"));
-                    None
-                }
-            },
-            None => None,
-        };
-        if let Some(r) = lent {
-            self.clip_loans.push(r);
-            self.notes.push(format!("clipboard requested: {} bytes from terminal {id} ({what})", bytes.len()));
-        }
-        self.outbox.push_back(Out::Clipboard(lent));
-        Ok(())
-    }
-
-    fn paste(&mut self, r: BulkRef) -> Result<(), ChannelError> {
-        let Some(bulk) = self.ch.bulk() else {
-            return Ok(());
-        };
-        bulk.check_peer_ref(&r)?;
-        let mut data = vec![0u8; (r.len as usize).min(CLIPBOARD_MAX)];
-        let read = if r.len as usize <= CLIPBOARD_MAX {
-            bulk.read(&r, &mut data).map(|_| ())
-        } else {
-            Err(ChannelError::TooLarge { len: r.len as usize, max: CLIPBOARD_MAX })
-        };
-        self.outbox.push_back(Out::Returned(r));
-        match read {
-            Ok(()) => match self.target() {
-                Some(w) => {
-                    w.pasted(&data);
-                    let id = w.id;
-                    self.notes.push(format!("pasted {} bytes into terminal {id}", data.len()));
-                }
-                None => self.notes.push("a paste with no window to type it into".into()),
-            },
-            Err(e @ ChannelError::Broken(_)) => return Err(e),
-            Err(e) => self.notes.push(format!("paste not taken: {e}")),
-        }
-        Ok(())
-    }
-
-    fn returned(&mut self, r: BulkRef) -> Result<(), ChannelError> {
-        let Some(bulk) = self.ch.bulk() else {
-            return Ok(());
-        };
-        // Checked by the bulk area: exactly something we lent, or a breach.
-        bulk.reclaim(&r)?;
-        if let Some(i) = self.clip_loans.iter().position(|c| *c == r) {
-            self.clip_loans.remove(i);
-        } else if let Some(i) = self.windows.iter().position(|w| w.closing && w.surface == Some(r)) {
-            self.remove_window(i);
-        } else if let Some(w) = self.windows.iter_mut().find(|w| w.surface == Some(r)) {
-            // The surface of a window it still shows: it let it go.
-            w.surface = None;
-            self.notes.push(format!("the gui qube gave back the surface of terminal {} unasked", w.id));
-        }
-        Ok(())
-    }
-
-    fn shell_ended(&mut self, id: u16) {
-        if let Some(w) = self.window(id) {
-            let status = w.shell.exit_status().map_or("unknown".into(), |s| s.to_string());
-            self.notes.push(format!("terminal {id}: the shell exited (status {status}); closing the window"));
-            self.close(id);
-        }
-    }
-
-    /// Hangs up the shell of window `id` and destroys the window (removed once its surface
-    /// is back; at once if it has none).
-    fn close(&mut self, id: u16) {
-        let Some(i) = self.windows.iter().position(|w| w.id == id) else {
-            return;
-        };
-        let w = &mut self.windows[i];
-        w.shell.hang_up();
-        w.damage.clear();
-        if w.surface.is_some() && matches!(self.state, State::Up { .. }) {
-            w.closing = true;
-            self.outbox.push_back(Out::Destroy { window: id });
-        } else {
-            self.remove_window(i);
-        }
-        if self.focus == Some(id) {
-            self.focus = None;
-        }
-        if self.windows.is_empty() {
-            self.notes.push("no windows left".into());
-        }
-    }
-
-    /// Opens a terminal window: the largest size allowed, in whole cells, or fewer rows if
-    /// our pool does not hold that beside a clipboard.
-    fn open_window(&mut self) {
-        let State::Up { max_width, max_height } = self.state else {
-            return;
-        };
-        let Some(id) = (0..MAX_WINDOWS as u16).find(|id| self.windows.iter().all(|w| w.id != *id)) else {
-            self.notes.push("no new window: the most a client may have are open".into());
-            return;
-        };
-        let cols = (usize::from(max_width) / CELL_W).max(1);
-        let max_rows = (usize::from(max_height) / CELL_H).max(1);
-        let free = self.ch.bulk().map_or(0, |b| (b.pool_size() / BULK_PAGE - b.lent_pages()) * BULK_PAGE);
-        let room = free.saturating_sub(CLIPBOARD_MAX);
-        let bytes = |rows: usize| (cols * CELL_W * rows * CELL_H * BYTES_PER_PIXEL).next_multiple_of(BULK_PAGE);
-        let Some(rows) = (1..=max_rows).rev().find(|r| bytes(*r) <= room && (*r >= MIN_ROWS || *r == max_rows)) else {
-            self.notes.push(format!("no new window: {} KiB of the bulk pool free, too little", free / 1024));
-            return;
-        };
-        let (w, h) = (cols * CELL_W, rows * CELL_H);
-        let shell = match self.spawner.spawn(cols as u16, rows as u16, w as u16, h as u16) {
-            Ok(s) => s,
-            Err(e) => {
-                self.notes.push(format!("cannot start a shell: {e}"));
-                return;
-            }
-        };
-        self.notes.push(format!("terminal {id}: {cols}x{rows} cells ({w}x{h}), shell pid {}", shell.pid()));
-        self.windows.push(TermWindow::new(id, w, h, shell));
-        let i = self.windows.len() - 1;
-        if let Err(e) = self.show(i) {
-            self.channel_error(e);
-        }
-    }
-
-    /// Draws window `i` whole, lends its pixels as the surface and creates it.
-    fn show(&mut self, i: usize) -> Result<(), ChannelError> {
-        let w = &mut self.windows[i];
-        w.renderer.invalidate();
-        w.draw();
-        w.damage.clear();
-        let (width, height) = w.size();
-        let bytes: Vec<u8> = w.renderer.pixels().iter().flat_map(|p| p.to_le_bytes()).collect();
-        let Some(bulk) = self.ch.bulk() else {
-            self.notes.push("the GUI channel has no bulk area: no windows".into());
-            return Ok(());
-        };
-        let surface = match bulk.lend(&bytes) {
-            Ok(s) => s,
-            Err(e @ ChannelError::Broken(_)) => return Err(e),
-            Err(e) => {
-                self.notes.push(format!("terminal {}: no room for its surface: {e}", w.id));
-                return Ok(());
-            }
-        };
-        w.surface = Some(surface);
-        w.shown = false;
-        let window = w.id;
-        self.outbox.push_back(Out::Create { window, width: width as u16, height: height as u16, surface });
-        self.outbox.push_back(Out::Title { window });
-        self.windows[i].damage.push(Rect::new(0, 0, width as u16, height as u16));
-        Ok(())
-    }
-
-    /// Draws every shown window and copies what changed into its surface.
-    fn draw(&mut self) -> Result<(), ChannelError> {
-        if !matches!(self.state, State::Up { .. }) {
-            return Ok(());
-        }
-        for w in &mut self.windows {
-            let Some(surface) = w.surface.filter(|_| !w.closing) else {
-                continue;
-            };
-            let rects = w.draw();
-            let Some(bulk) = self.ch.bulk() else {
-                continue;
-            };
-            let (stride, _) = w.size();
-            for r in rects {
-                for y in usize::from(r.y)..usize::from(r.y + r.h) {
-                    w.row_bytes(usize::from(r.x), y, usize::from(r.w), &mut self.scratch);
-                    let at = (y * stride + usize::from(r.x)) * BYTES_PER_PIXEL;
-                    bulk.write_lent(&surface, at, &self.scratch)?;
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// Sends what waits, as far as the ring takes it: the outbox, then the damage.
-    fn flush(&mut self) -> Result<(), ChannelError> {
-        if self.state == State::Stopped {
-            self.outbox.clear();
-            return Ok(());
-        }
-        while let Some(m) = self.outbox.front() {
-            if !self.ch.try_send_batched(&m.message())? {
-                break;
-            }
-            self.outbox.pop_front();
-        }
-        if self.outbox.is_empty() && matches!(self.state, State::Up { .. }) {
-            'windows: for w in &mut self.windows {
-                if w.surface.is_none() || w.closing {
-                    continue;
-                }
-                while let Some(rect) = w.damage.first().copied() {
-                    if !self.ch.try_send_batched(&ToGui::Damage { window: w.id, rect })? {
-                        // Full: what is left goes as one rectangle next time.
-                        let all = bounding(&w.damage);
-                        w.damage = vec![all];
-                        break 'windows;
-                    }
-                    w.damage.remove(0);
-                }
-            }
-        }
-        self.ch.flush();
-        Ok(())
-    }
-
-    /// The gui qube is gone (reset) or greeted again: it holds none of our windows.
-    /// Removes window `i`, keeping its shell until it is reaped; returns its surface.
-    fn remove_window(&mut self, i: usize) -> Option<BulkRef> {
-        let mut w = self.windows.remove(i);
-        if w.shell.exit_status().is_none() {
-            self.reaping.push(w.shell);
-        }
-        w.surface
-    }
-
-    fn forget_gui(&mut self) {
-        while let Some(i) = self.windows.iter().position(|w| w.closing) {
-            self.remove_window(i);
-        }
-        for w in &mut self.windows {
-            w.surface = None;
-            w.damage.clear();
-            w.focused = false;
-        }
-        self.focus = None;
-        self.clip_loans.clear();
-        if let Some(b) = self.ch.bulk() {
-            b.reset();
-        }
-    }
-
     /// A channel error: a reset starts the conversation again (the shells keep running), a
     /// breach stops it until a reset.
     pub fn channel_error(&mut self, e: ChannelError) {
         match e {
             ChannelError::Reset => {
-                self.notes.push("the channel was reset (the gui qube restarted): saying hello again".into());
+                self.notes.push(
+                    "the channel was reset (the gui qube restarted): saying hello again".into(),
+                );
                 self.forget_gui();
                 self.outbox = VecDeque::from([Out::Hello]);
                 self.state = State::Greeting;
             }
             e if self.state != State::Stopped => {
-                self.notes.push(format!("the gui qube broke the channel: {e}; waiting for a reset"));
+                self.notes.push(format!(
+                    "the gui qube broke the channel: {e}; waiting for a reset"
+                ));
                 self.state = State::Stopped;
                 self.outbox.clear();
             }

@@ -23,9 +23,13 @@ const POLL_EVERY: Duration = Duration::from_millis(2);
 pub fn spawn(ch: UioChannel, qube: &str) -> io::Result<JoinHandle<()>> {
     let name = printable(&ch.found.info.name, 32);
     let bulk = ch.found.info.bulk_size / 1024;
-    line(&format!("gui: channel {name}, bulk area {bulk} KiB: saying hello"));
+    line(&format!(
+        "gui: channel {name}, bulk area {bulk} KiB: saying hello"
+    ));
     if bulk == 0 {
-        line(&format!("gui: channel {name} has no bulk area: no windows can be shown"));
+        line(&format!(
+            "gui: channel {name} has no bulk area: no windows can be shown"
+        ));
     }
     let spawner = PtySpawner {
         shell: "/bin/sh".into(),

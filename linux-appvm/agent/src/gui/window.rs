@@ -1,11 +1,11 @@
 //! One terminal window: a shell, the terminal its output drives, the pixels drawn from it,
 //! and what of them the gui qube has not been told about yet.
 
+use crate::terminal::Terminal;
 use crate::terminal::keys;
 use crate::terminal::pty::Shell;
 use crate::terminal::render::{CELL_H, CELL_W, Renderer, View};
 use crate::terminal::select::{self, Mouse};
-use crate::terminal::Terminal;
 use bulkhead_abi::gui::Rect;
 use bulkhead_abi::proto::BulkRef;
 use std::collections::VecDeque;
@@ -116,7 +116,11 @@ impl TermWindow {
             self.scrolls = self.term.screen.scrolls;
             self.mouse.clear();
         }
-        if taken > 0 { Pumped::Moved } else { Pumped::Idle }
+        if taken > 0 {
+            Pumped::Moved
+        } else {
+            Pumped::Idle
+        }
     }
 
     /// Queues bytes for the shell (dropped past [`INPUT_MAX`]: a shell that never reads).

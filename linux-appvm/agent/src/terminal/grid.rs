@@ -143,7 +143,8 @@ impl Grid {
         }
         let n = n.min(bottom - top);
         let c = self.cols;
-        self.cells.copy_within(top * c..(bottom - n) * c, (top + n) * c);
+        self.cells
+            .copy_within(top * c..(bottom - n) * c, (top + n) * c);
         self.erase_rows(top, top + n, blank);
     }
 

@@ -17,11 +17,33 @@ const CAPS_LOCK: u8 = 0x39;
 
 /// The US layout's characters of the usages 0x1e..=0x38: without and with Shift.
 const US: [(u8, u8); 27] = [
-    (b'1', b'!'), (b'2', b'@'), (b'3', b'#'), (b'4', b'$'), (b'5', b'%'), (b'6', b'^'),
-    (b'7', b'&'), (b'8', b'*'), (b'9', b'('), (b'0', b')'),
-    (b'\r', b'\r'), (0x1b, 0x1b), (0x7f, 0x7f), (b'\t', b'\t'), (b' ', b' '),
-    (b'-', b'_'), (b'=', b'+'), (b'[', b'{'), (b']', b'}'), (b'\\', b'|'), (b'\\', b'|'),
-    (b';', b':'), (b'\'', b'"'), (b'`', b'~'), (b',', b'<'), (b'.', b'>'), (b'/', b'?'),
+    (b'1', b'!'),
+    (b'2', b'@'),
+    (b'3', b'#'),
+    (b'4', b'$'),
+    (b'5', b'%'),
+    (b'6', b'^'),
+    (b'7', b'&'),
+    (b'8', b'*'),
+    (b'9', b'('),
+    (b'0', b')'),
+    (b'\r', b'\r'),
+    (0x1b, 0x1b),
+    (0x7f, 0x7f),
+    (b'\t', b'\t'),
+    (b' ', b' '),
+    (b'-', b'_'),
+    (b'=', b'+'),
+    (b'[', b'{'),
+    (b']', b'}'),
+    (b'\\', b'|'),
+    (b'\\', b'|'),
+    (b';', b':'),
+    (b'\'', b'"'),
+    (b'`', b'~'),
+    (b',', b'<'),
+    (b'.', b'>'),
+    (b'/', b'?'),
 ];
 
 /// The keypad's characters, usages 0x54..=0x63 (Enter as `\r`).
@@ -61,7 +83,11 @@ impl KeyState {
         let base: Option<u8> = match usage {
             0x04..=0x1d => {
                 let c = b'a' + (usage - 0x04);
-                Some(if shift != self.caps_lock { c.to_ascii_uppercase() } else { c })
+                Some(if shift != self.caps_lock {
+                    c.to_ascii_uppercase()
+                } else {
+                    c
+                })
             }
             0x1e..=0x38 => {
                 let (plain, shifted) = US[usize::from(usage - 0x1e)];

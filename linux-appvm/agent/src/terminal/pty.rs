@@ -31,7 +31,13 @@ pub trait Shell {
 /// Starts shells.
 pub trait Spawner {
     /// A new shell on a terminal of `cols × rows` cells (`width × height` pixels).
-    fn spawn(&mut self, cols: u16, rows: u16, width: u16, height: u16) -> io::Result<Box<dyn Shell>>;
+    fn spawn(
+        &mut self,
+        cols: u16,
+        rows: u16,
+        width: u16,
+        height: u16,
+    ) -> io::Result<Box<dyn Shell>>;
 }
 
 /// Starts `shell` on a pseudo-terminal.
@@ -52,10 +58,20 @@ pub struct PtyShell {
 }
 
 impl Spawner for PtySpawner {
-    fn spawn(&mut self, cols: u16, rows: u16, width: u16, height: u16) -> io::Result<Box<dyn Shell>> {
+    fn spawn(
+        &mut self,
+        cols: u16,
+        rows: u16,
+        width: u16,
+        height: u16,
+    ) -> io::Result<Box<dyn Shell>> {
         let (controller, terminal) = sys::open_pty()?;
         sys::set_window_size(&controller, cols, rows, width, height)?;
-        let home = if std::path::Path::new("/root").is_dir() { "/root" } else { "/" };
+        let home = if std::path::Path::new("/root").is_dir() {
+            "/root"
+        } else {
+            "/"
+        };
         let mut cmd = Command::new(&self.shell);
         cmd.stdin(Stdio::from(terminal.try_clone()?))
             .stdout(Stdio::from(terminal.try_clone()?))

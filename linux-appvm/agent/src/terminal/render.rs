@@ -193,12 +193,18 @@ impl Renderer {
         for y in y0..y0 + CELL_H {
             self.px[y * self.width + x0..y * self.width + x0 + CELL_W].fill(look.bg);
         }
-        match glyph_char(look.ch).and_then(|c| get_raster(c, FontWeight::Regular, RasterHeight::Size16)) {
+        match glyph_char(look.ch)
+            .and_then(|c| get_raster(c, FontWeight::Regular, RasterHeight::Size16))
+        {
             Some(raster) => {
                 for (gy, row) in raster.rows().enumerate().take(CELL_H) {
                     for (gx, &a) in row.iter().enumerate().take(CELL_W) {
                         // Bold: each pixel also as strong as its left neighbour's.
-                        let a = if look.bold && gx > 0 { a.max(row[gx - 1]) } else { a };
+                        let a = if look.bold && gx > 0 {
+                            a.max(row[gx - 1])
+                        } else {
+                            a
+                        };
                         if a > 0 {
                             self.px[(y0 + gy) * self.width + x0 + gx] = blend(look.fg, look.bg, a);
                         }

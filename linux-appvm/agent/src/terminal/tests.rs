@@ -27,9 +27,15 @@ fn prints_wraps_and_scrolls() {
     assert_eq!(text(s, 2), "xy");
     // The line feed at the bottom scrolls; `z` lands below `xy`, column 2 (no CR).
     let t = term(5, 3, b"abcdefg\r\nxy\nz");
-    assert_eq!((text(&t.screen, 0), text(&t.screen, 2)), ("fg".into(), "  z".into()));
+    assert_eq!(
+        (text(&t.screen, 0), text(&t.screen, 2)),
+        ("fg".into(), "  z".into())
+    );
     let t = term(5, 3, b"1\r\n2\r\n3\r\n4");
-    assert_eq!((text(&t.screen, 0), text(&t.screen, 2)), ("2".into(), "4".into()));
+    assert_eq!(
+        (text(&t.screen, 0), text(&t.screen, 2)),
+        ("2".into(), "4".into())
+    );
     assert_eq!(t.screen.cursor(), (1, 2));
     // The last column fills without wrapping until the next character.
     let t = term(5, 3, b"abcde");
@@ -62,7 +68,10 @@ fn erases() {
     t.feed(b"\x1b[1K");
     assert_eq!(text(&t.screen, 1), "");
     t.feed(b"\x1b[J");
-    assert_eq!((text(&t.screen, 0), text(&t.screen, 2)), ("aaaaaa".into(), "".into()));
+    assert_eq!(
+        (text(&t.screen, 0), text(&t.screen, 2)),
+        ("aaaaaa".into(), "".into())
+    );
     t.feed(b"\x1b[1;4H\x1b[1J");
     assert_eq!(text(&t.screen, 0), "    aa");
     t.feed(b"\x1b[2J");
@@ -85,14 +94,23 @@ fn sgr_colours_and_attributes() {
     let c = |x| g.cell(x, 0).style;
     assert!(c(0).bold && c(0).fg == Colour::Indexed(1));
     assert!(c(1).inverse && !c(1).bold && c(1).fg == Colour::Default);
-    assert_eq!((c(2).fg, c(2).bg), (Colour::Indexed(208), Colour::Indexed(17)));
+    assert_eq!(
+        (c(2).fg, c(2).bg),
+        (Colour::Indexed(208), Colour::Indexed(17))
+    );
     assert_eq!(c(3).fg, Colour::Rgb(0x010203));
     assert_eq!(c(4).fg, Colour::Indexed(99));
-    assert_eq!((c(5).fg, c(5).bg), (Colour::Indexed(10), Colour::Indexed(11)));
+    assert_eq!(
+        (c(5).fg, c(5).bg),
+        (Colour::Indexed(10), Colour::Indexed(11))
+    );
     assert_eq!(c(6), Default::default());
     // Bold brightens the dark ANSI colours; inverse swaps.
     assert_eq!(render::colours(&c(0)).0, 0xff5555);
-    assert_eq!(render::colours(&c(1)), (render::DEFAULT_BG, render::DEFAULT_FG));
+    assert_eq!(
+        render::colours(&c(1)),
+        (render::DEFAULT_BG, render::DEFAULT_FG)
+    );
     assert_eq!(render::indexed(16), 0);
     assert_eq!(render::indexed(231), 0xffffff);
     assert_eq!(render::indexed(232), 0x080808);
@@ -101,7 +119,11 @@ fn sgr_colours_and_attributes() {
 #[test]
 fn ls_color_output() {
     // What `ls --color` writes for a directory, an executable and a plain file.
-    let t = term(40, 3, b"\x1b[1;34mbin\x1b[m  \x1b[1;32mrun.sh\x1b[m  notes\r\n");
+    let t = term(
+        40,
+        3,
+        b"\x1b[1;34mbin\x1b[m  \x1b[1;32mrun.sh\x1b[m  notes\r\n",
+    );
     let g = t.screen.grid();
     assert_eq!(text(&t.screen, 0), "bin  run.sh  notes");
     assert_eq!(g.cell(0, 0).style.fg, Colour::Indexed(4));
@@ -115,7 +137,12 @@ fn insert_and_delete_lines_and_characters() {
     let rows = b"0\r\n1\r\n2\r\n3\r\n4";
     let mut t = term(4, 5, rows);
     t.feed(b"\x1b[2;1H\x1b[2L");
-    let all = |t: &Terminal| (0..5).map(|y| text(&t.screen, y)).collect::<Vec<_>>().join(",");
+    let all = |t: &Terminal| {
+        (0..5)
+            .map(|y| text(&t.screen, y))
+            .collect::<Vec<_>>()
+            .join(",")
+    };
     assert_eq!(all(&t), "0,,,1,2");
     t.feed(b"\x1b[M");
     assert_eq!(all(&t), "0,,1,2,");
@@ -176,7 +203,10 @@ fn utf8_and_split_sequences() {
 fn resize_keeps_the_cursor_line() {
     let mut t = term(10, 5, b"1\r\n2\r\n3\r\n4\r\n5");
     t.screen.resize(4, 2);
-    assert_eq!((text(&t.screen, 0), text(&t.screen, 1)), ("4".into(), "5".into()));
+    assert_eq!(
+        (text(&t.screen, 0), text(&t.screen, 1)),
+        ("4".into(), "5".into())
+    );
     assert_eq!(t.screen.cursor(), (1, 1));
     t.screen.resize(20, 6);
     assert_eq!(text(&t.screen, 1), "5");
@@ -196,7 +226,10 @@ fn renders_glyphs_in_the_gui_font_and_only_what_changed() {
     assert_eq!((CELL_W, CELL_H), (7, 16));
     let mut t = term(10, 3, b"A");
     let mut r = Renderer::new(10 * CELL_W, 3 * CELL_H);
-    let view = View { selection: None, focused: true };
+    let view = View {
+        selection: None,
+        focused: true,
+    };
     let d = r.render(&t.screen, &view);
     assert_eq!(d, vec![bulkhead_abi::gui::Rect::new(0, 0, 70, 48)]);
     let raster = noto_sans_mono_bitmap::get_raster(
@@ -207,11 +240,19 @@ fn renders_glyphs_in_the_gui_font_and_only_what_changed() {
     .unwrap();
     let want: Vec<u32> = raster
         .rows()
-        .flat_map(|row| row.iter().map(|&a| render::blend(render::DEFAULT_FG, render::DEFAULT_BG, a)).collect::<Vec<_>>())
+        .flat_map(|row| {
+            row.iter()
+                .map(|&a| render::blend(render::DEFAULT_FG, render::DEFAULT_BG, a))
+                .collect::<Vec<_>>()
+        })
         .collect();
     assert_eq!(cell_pixels(&r, 0, 0), want);
     // The focused cursor is a block: cell 1 in the foreground colour.
-    assert!(cell_pixels(&r, 1, 0).iter().all(|&p| p == render::DEFAULT_FG));
+    assert!(
+        cell_pixels(&r, 1, 0)
+            .iter()
+            .all(|&p| p == render::DEFAULT_FG)
+    );
     // Nothing changed: no damage. One character: its cell and the cursor's.
     assert!(r.render(&t.screen, &view).is_empty());
     t.feed(b"\r\n  b");
@@ -219,29 +260,58 @@ fn renders_glyphs_in_the_gui_font_and_only_what_changed() {
     // The cursor's old cell (1, 0), `b` at (2, 1), the cursor at (3, 1): one rectangle.
     assert_eq!(d, vec![bulkhead_abi::gui::Rect::new(7, 0, 21, 32)]);
     // Unfocused: the cursor is an outline.
-    let d = r.render(&t.screen, &View { selection: None, focused: false });
-    assert_eq!(d, vec![bulkhead_abi::gui::Rect::new(3 * CELL_W as u16, 16, CELL_W as u16, 16)]);
+    let d = r.render(
+        &t.screen,
+        &View {
+            selection: None,
+            focused: false,
+        },
+    );
+    assert_eq!(
+        d,
+        vec![bulkhead_abi::gui::Rect::new(
+            3 * CELL_W as u16,
+            16,
+            CELL_W as u16,
+            16
+        )]
+    );
     // A character outside the font: a hollow box, unlike a blank.
     t.feed("\u{4e2d}".as_bytes());
     r.render(&t.screen, &view);
-    assert!(cell_pixels(&r, 3, 1).iter().any(|&p| p == render::DEFAULT_FG));
+    assert!(cell_pixels(&r, 3, 1).contains(&render::DEFAULT_FG));
 }
 
 #[test]
 fn selection_and_last_line() {
     let t = term(10, 4, b"one two\r\nthree\r\n\r\n$ ");
-    let s = Selection { anchor: (4, 0), head: (2, 1) };
+    let s = Selection {
+        anchor: (4, 0),
+        head: (2, 1),
+    };
     assert_eq!(s.text(t.screen.grid()), "two\nthr");
     assert!(s.contains(9, 0) && s.contains(0, 1) && !s.contains(3, 0) && !s.contains(3, 1));
-    let back = Selection { anchor: (2, 1), head: (4, 0) };
+    let back = Selection {
+        anchor: (2, 1),
+        head: (4, 0),
+    };
     assert_eq!(back.text(t.screen.grid()), "two\nthr");
-    assert_eq!(select::last_output_line(t.screen.grid(), 3).as_deref(), Some("three"));
+    assert_eq!(
+        select::last_output_line(t.screen.grid(), 3).as_deref(),
+        Some("three")
+    );
     assert_eq!(select::last_output_line(&Grid::new(3, 3), 2), None);
     let mut m = Mouse::default();
     assert!(m.pointer((1, 1), true));
     assert!(m.pointer((3, 2), true));
     assert!(!m.pointer((3, 2), false));
-    assert_eq!(m.selection, Some(Selection { anchor: (1, 1), head: (3, 2) }));
+    assert_eq!(
+        m.selection,
+        Some(Selection {
+            anchor: (1, 1),
+            head: (3, 2)
+        })
+    );
     // Motion without the button does nothing; a click clears.
     assert!(!m.pointer((5, 3), false));
     m.pointer((5, 3), true);
@@ -291,8 +361,14 @@ fn keys_to_bytes() {
 
 #[test]
 fn pastes_are_typed_text() {
-    assert_eq!(keys::paste(b"ls -l\nx\r\ny\x1b[31m\x07\tz", false), b"ls -l\rx\ry[31m\tz");
-    assert_eq!(keys::paste(b"a\x1b[201~b", true), b"\x1b[200~a[201~b\x1b[201~");
+    assert_eq!(
+        keys::paste(b"ls -l\nx\r\ny\x1b[31m\x07\tz", false),
+        b"ls -l\rx\ry[31m\tz"
+    );
+    assert_eq!(
+        keys::paste(b"a\x1b[201~b", true),
+        b"\x1b[200~a[201~b\x1b[201~"
+    );
 }
 
 /// Reads from `shell` until `want` shows up in its output (or 10 s pass).
@@ -315,9 +391,13 @@ fn read_until(shell: &mut dyn super::pty::Shell, want: &str) -> String {
 
 #[test]
 fn a_real_shell_on_a_pty() {
-    let mut sp = PtySpawner { shell: "/bin/sh".into(), qube: "test".into() };
+    let mut sp = PtySpawner {
+        shell: "/bin/sh".into(),
+        qube: "test".into(),
+    };
     let mut sh = sp.spawn(91, 25, 637, 400).unwrap();
-    sh.write(b"echo $TERM; stty size; echo done-$((6*7))\r").unwrap();
+    sh.write(b"echo $TERM; stty size; echo done-$((6*7))\r")
+        .unwrap();
     let out = read_until(sh.as_mut(), "done-42");
     assert!(out.contains("linux") && out.contains("25 91"), "{out:?}");
     sh.resize(40, 10, 280, 160);

@@ -485,7 +485,10 @@ impl Perform for Screen {
             ('n', false, false) => match raw(0) {
                 5 => self.reply(b"\x1b[0n"),
                 6 => {
-                    let (x, y) = (self.x + 1, self.y + 1 - if self.modes.origin { self.top } else { 0 });
+                    let (x, y) = (
+                        self.x + 1,
+                        self.y + 1 - if self.modes.origin { self.top } else { 0 },
+                    );
                     self.reply(format!("\x1b[{y};{x}R").as_bytes());
                 }
                 _ => {}
