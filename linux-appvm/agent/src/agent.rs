@@ -1,5 +1,5 @@
-//! The agent's orchestration: open the channels, set up the network, start the services,
-//! say `agent: ready`, then one event loop that `poll`s the TAP interface, every channel's
+//! The agent's orchestration: open the channels, set up the network, start the services and
+//! the GUI client (its own thread, [`crate::gui::run`]), say `agent: ready`, then one event loop that `poll`s the TAP interface, every channel's
 //! uio descriptor and a running command's output, with timeouts.
 //!
 //! Each round lets every part do its non-blocking work ([`NetBridge::pump`],
@@ -152,6 +152,19 @@ pub fn run(settings: &Settings) -> io::Result<()> {
         line(&format!(
             "no channel named {n} (bulkhead.net=): no link to the firewall"
         ));
+    }
+    let gui_ch = settings
+        .gui_channel
+        .as_deref()
+        .and_then(|n| take(&mut channels, &|c| c.found.info.name.as_str() == n));
+    if let (Some(n), None) = (&settings.gui_channel, &gui_ch) {
+        line(&format!("no channel named {n} (bulkhead.gui=): no windows"));
+    }
+    // The windows run in a thread of their own (drawing never slows the network).
+    if let Some(ch) = gui_ch
+        && let Err(e) = crate::gui::run::spawn(ch, settings.qube())
+    {
+        line(&format!("cannot start the GUI thread: {e}"));
     }
     let disp_ch = take(&mut channels, &|c| {
         c.ring.side() == Side::B && is_request_channel(&c.found.info.name)

@@ -1,5 +1,6 @@
 //! The agent's unsafe system calls: the Linux system calls the standard library does not wrap
-//! (mmap of a PCI BAR, `poll`, the TUN ioctl, `fcntl`, `mknod`, `sync`, `reboot`), and the
+//! (mmap of a PCI BAR, `poll`, the TUN ioctl, `fcntl`, `mknod`, `sync`, `reboot`, the
+//! pseudo-terminal's: open, window size, controlling terminal, hang-up), and the
 //! benchmark's [`mark`]. Every system call here checks its arguments and returns
 //! `io::Result`; nothing else in the crate uses `unsafe` but the CPU instructions of
 //! `xstate::cpu`.
@@ -8,7 +9,7 @@
 use std::ffi::CString;
 use std::fs::File;
 use std::io;
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::time::Duration;
@@ -88,7 +89,7 @@ pub struct Watch {
 /// their `readable`. An interrupted wait counts as a timeout.
 pub fn poll(watches: &mut [Watch], timeout: Option<Duration>) -> io::Result<()> {
     // No allocation on the event loop's path: it runs once per wake-up.
-    const MAX: usize = 8;
+    const MAX: usize = 16;
     if watches.len() > MAX {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -205,6 +206,81 @@ pub fn set_nonblocking(fd: &impl AsRawFd) -> io::Result<()> {
     }
     // SAFETY: F_SETFL with an integer argument on the same open descriptor.
     if unsafe { libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Opens a new pseudo-terminal: its controller (the terminal emulator's end) and the
+/// terminal itself (the shell's stdin, stdout and stderr), both close-on-exec.
+pub fn open_pty() -> io::Result<(File, File)> {
+    // SAFETY: posix_openpt takes flags only and returns a new descriptor or -1.
+    let fd = unsafe { libc::posix_openpt(libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` was just opened and is owned by nothing else.
+    let controller = unsafe { File::from_raw_fd(fd) };
+    // SAFETY: unlockpt on the controller we hold open; no memory is passed.
+    if unsafe { libc::unlockpt(fd) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let flags = libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC;
+    // SAFETY: TIOCGPTPEER (Linux 4.13) takes the open flags as an integer and returns a new
+    // descriptor for the terminal or -1; no memory is passed.
+    let peer = unsafe { libc::ioctl(fd, libc::TIOCGPTPEER, flags) };
+    if peer < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `peer` was just opened and is owned by nothing else.
+    Ok((controller, unsafe { File::from_raw_fd(peer) }))
+}
+
+/// Tells the terminal of `controller` its size (the kernel sends SIGWINCH to its
+/// foreground process group).
+pub fn set_window_size(
+    controller: &File,
+    cols: u16,
+    rows: u16,
+    width: u16,
+    height: u16,
+) -> io::Result<()> {
+    let size = libc::winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: width,
+        ws_ypixel: height,
+    };
+    // SAFETY: TIOCSWINSZ reads one `winsize`, which `size` is and outlives the call.
+    if unsafe { libc::ioctl(controller.as_raw_fd(), libc::TIOCSWINSZ, &size) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Makes the child of `command` a session leader whose controlling terminal is its stdin
+/// (which must be a terminal): what a shell needs for job control and Ctrl+C.
+pub fn with_controlling_terminal(command: &mut std::process::Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the closure runs in the child between fork and exec and calls only setsid and
+    // ioctl, which are async-signal-safe; it allocates nothing and touches no lock.
+    unsafe {
+        command.pre_exec(|| {
+            if libc::setsid() < 0 || libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+/// Sends SIGHUP to the process group `pgid` (a session leader's: the shell and its jobs),
+/// as a terminal does when it goes away.
+pub fn hang_up(pgid: u32) -> io::Result<()> {
+    let pgid = libc::pid_t::try_from(pgid)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "no such process group"))?;
+    // SAFETY: kill with a negative pid (a process group) and a valid signal number.
+    if pgid <= 0 || unsafe { libc::kill(-pgid, libc::SIGHUP) } < 0 {
         return Err(io::Error::last_os_error());
     }
     Ok(())

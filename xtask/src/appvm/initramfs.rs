@@ -17,6 +17,9 @@ pub const APPLETS: &[&str] = &[
     "cat", "cttyhack", "dmesg", "echo", "grep", "hostname", "insmod", "ip", "ls", "lsmod", "mkdir",
     "mknod", "modprobe", "mount", "poweroff", "ps", "reboot", "setsid", "sh", "sleep", "uname",
     "nc", "wget", "nslookup", "test", "[", "rm", "sync", "true", "false", "head", "wc",
+    // For the terminal window's shell.
+    "clear", "cp", "date", "env", "free", "id", "less", "mv", "pwd", "sed", "stty", "tail", "top",
+    "touch", "vi",
 ];
 
 /// `/bin/appvm-selftest`: the AppVM's side of the `cargo xtask test` scenarios, run in the

@@ -36,6 +36,10 @@ pub trait Transport {
     }
     /// Rings the doorbell once if a batched send found the peer waiting.
     fn flush(&mut self) {}
+    /// The channel's bulk area, if it has one.
+    fn bulk(&mut self) -> Option<&mut bulkhead_ring::Bulk> {
+        None
+    }
 }
 
 /// Raises the peer's event (the channel device's DOORBELL register on the hypervisor).

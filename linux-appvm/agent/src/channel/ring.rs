@@ -192,6 +192,10 @@ impl<D: Doorbell> Transport for RingChannel<D> {
         self.after(r)
     }
 
+    fn bulk(&mut self) -> Option<&mut Bulk> {
+        RingChannel::bulk(self)
+    }
+
     fn unconsumed(&self) -> u32 {
         // The peer's consumer index is any value: the difference is only a number to wait
         // on, bounded by the caller's timeout.

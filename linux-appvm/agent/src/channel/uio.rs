@@ -348,6 +348,10 @@ impl Transport for UioChannel {
     fn flush(&mut self) {
         self.ring.flush();
     }
+
+    fn bulk(&mut self) -> Option<&mut bulkhead_ring::Bulk> {
+        self.ring.bulk()
+    }
 }
 
 #[cfg(test)]

@@ -25,7 +25,7 @@ use std::os::fd::RawFd;
 use std::time::{Duration, Instant};
 
 mod shell;
-pub use shell::{Job, Runner, ShellRunner};
+pub use shell::{Job, Runner, ShellRunner, status_number};
 
 /// How long the agent waits for the requester to take its last messages.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
