@@ -6,6 +6,7 @@ mod bench;
 mod bochs;
 mod bundle;
 mod deps;
+mod guibench;
 mod images;
 mod iso;
 mod netbench;
@@ -82,6 +83,10 @@ enum Cmd {
         /// sys-net to the host and back, against the same kernel straight on QEMU.
         #[arg(long, conflicts_with_all = ["host", "qemu", "firewall"])]
         network: bool,
+        /// Only the GUI benchmark: the idle desktop, a key press to the answer on the screen,
+        /// full-window updates (instructions and VM exits, QEMU TCG plugin).
+        #[arg(long, conflicts_with_all = ["host", "qemu", "firewall", "network"])]
+        gui: bool,
         /// Rewrite docs/bench.md with the figures just measured.
         #[arg(long)]
         write_docs: bool,
@@ -253,6 +258,11 @@ fn verb(cli: Cli) -> Result<()> {
             write_docs,
             ..
         } => bench::firewall(write_docs),
+        Cmd::Bench {
+            gui: true,
+            write_docs,
+            ..
+        } => guibench::run(write_docs),
         Cmd::Bench {
             network: true,
             write_docs,

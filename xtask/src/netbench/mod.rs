@@ -13,7 +13,7 @@
 //!   instructions and VMRUNs executed at each mark the guest program sets around a transfer.
 
 mod profile;
-mod report;
+pub(crate) mod report;
 mod server;
 
 use crate::bench::{git_revision, replace_section};

@@ -6,6 +6,7 @@
 
 mod appvm;
 mod appvm_bulk;
+mod appvm_gui;
 mod appvms;
 mod bochs;
 mod bochs_linux;
@@ -76,6 +77,7 @@ pub fn all() -> Vec<Scenario> {
         appvms::APPVM_CRASH,
         appvms::DISPOSABLES,
         appvm_bulk::APPVM_BULK,
+        appvm_gui::APPVM_GUI,
         xstate::APPVM_XSTATE,
         bochs::SVM_RYZEN,
         bochs::VMX_NO_EPT,
