@@ -131,6 +131,7 @@ fn use_it(socket: &Path, png: &Path, work: (i32, i32, i32, i32), personal: (i32,
     click(&mut qmp, centre(work))?;
     qmp.send_key(&["ctrl", "shift", "v"])?;
     pause(1000);
-    qmp.type_text("\nexit\n")?;
+    // The pasted text is on the command line: run it (not found), then leave cleanly.
+    qmp.type_text("\nexit 0\n")?;
     Ok(colours.len())
 }
