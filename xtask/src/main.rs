@@ -342,10 +342,26 @@ fn run(args: RunArgs) -> Result<()> {
         opts.nic = None;
     }
     opts.serial_log = args.serial_log;
+    // The gui qube's screen: QEMU's bochs-display, shown in a window where the host has a
+    // display, else served over VNC (an interactive run), or only looked at through QMP.
+    opts.display_device
+        .get_or_insert_with(|| qemu::BOCHS_DISPLAY.to_string());
     if args.screenshot.is_some() {
-        opts.display_device
-            .get_or_insert_with(|| qemu::BOCHS_DISPLAY.to_string());
         opts.qmp_socket = Some(qemu::qmp::socket_path("run"));
+    }
+    if !args.until_ready {
+        let has_display = ["DISPLAY", "WAYLAND_DISPLAY"]
+            .iter()
+            .any(|v| std::env::var_os(v).is_some_and(|d| !d.is_empty()));
+        opts.display = if has_display {
+            qemu::Display::Window
+        } else {
+            println!(
+                "      no display here: the screen is served over VNC on 127.0.0.1:5900 \
+                 (e.g. `vncviewer 127.0.0.1:5900`, or `ssh -L 5900:127.0.0.1:5900` first)"
+            );
+            qemu::Display::Vnc("127.0.0.1:0".into())
+        };
     }
     opts.serial = if args.until_ready {
         Serial::Captured

@@ -33,8 +33,6 @@ bulkhead_rt::entry!(main);
 mod status {
     /// The arguments are not understood.
     pub const BAD_ARGS: i32 = 2;
-    /// No usable display.
-    pub const NO_DISPLAY: i32 = 3;
     /// The configuration blob is unreadable.
     pub const BAD_CONFIG: i32 = 5;
 }
@@ -79,7 +77,10 @@ fn clients_of(server: Option<&GuiServer>) -> (Vec<Client>, Vec<(usize, usize)>) 
 
 fn main(boot: &Boot) -> i32 {
     let Some((width, height)) = parse_mode(boot) else {
-        error!("gui: mode= takes WIDTHxHEIGHT, 320x200 to 4096x4096 (args \"{}\")", boot.args().as_str());
+        error!(
+            "gui: mode= takes WIDTHxHEIGHT, 320x200 to 4096x4096 (args \"{}\")",
+            boot.args().as_str()
+        );
         return status::BAD_ARGS;
     };
     let config = match boot.config() {
@@ -95,8 +96,13 @@ fn main(boot: &Boot) -> i32 {
     let display = match display::Display::open(boot, width, height) {
         Ok(d) => d,
         Err(e) => {
-            error!("gui: {e}");
-            return status::NO_DISPLAY;
+            // Without a screen there is nothing to show windows on: the qube says why and
+            // stays up idle (a restart would not bring a display), its clients unanswered.
+            error!("gui: {e}; no windows are shown");
+            bulkhead_rt::hypercall::ready();
+            loop {
+                bulkhead_rt::events::wait_forever();
+            }
         }
     };
     let (clients, deny) = clients_of(config.gui.as_ref());
@@ -119,7 +125,9 @@ fn main(boot: &Boot) -> i32 {
     let mut input = match ps2::Ps2::open(boot) {
         Ok(p) => Some(p),
         Err(e) => {
-            warn!("gui: no keyboard or mouse: {e} (give this qube io_ports = [\"0x60\", \"0x64\"])");
+            warn!(
+                "gui: no keyboard or mouse: {e} (give this qube io_ports = [\"0x60\", \"0x64\"])"
+            );
             None
         }
     };

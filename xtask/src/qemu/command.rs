@@ -9,6 +9,17 @@ pub const QEMU: &str = "qemu-system-x86_64";
 /// I/O port of QEMU's `isa-debug-exit` device: writing `code` there ends QEMU with status
 /// `code * 2 + 1`.
 pub const DEBUG_EXIT_PORT: u16 = 0xf4;
+/// Where QEMU shows the screen.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Display {
+    /// Nowhere (`-display none`): tests and benchmarks, which look through QMP.
+    Headless,
+    /// QEMU's own window (its default display, where the host has one).
+    Window,
+    /// A VNC server at this address (`-display vnc=127.0.0.1:0` is port 5900).
+    Vnc(String),
+}
+
 /// QEMU's Bochs display (PCI `1234:1111`): a linear framebuffer and no VGA, the GUI qube's
 /// screen.
 pub const BOCHS_DISPLAY: &str = "bochs-display";
@@ -80,6 +91,8 @@ pub struct BootOptions {
     /// (`-display none`); QMP's `screendump` shows what the device shows. `None`: the
     /// default VGA, which nothing draws on.
     pub display_device: Option<String>,
+    /// Where QEMU shows the screen.
+    pub display: Display,
     /// A QMP socket (`-qmp unix:PATH,server=on,wait=off`) that [`super::qmp::Qmp`] connects
     /// to: screenshots, keys and pointer through the machine's PS/2 keyboard and mouse.
     pub qmp_socket: Option<PathBuf>,
@@ -106,6 +119,7 @@ impl BootOptions {
             iommu: true,
             nic: Some(Nic::default()),
             display_device: None,
+            display: Display::Headless,
             qmp_socket: None,
             extra_args: Vec::new(),
             timeout: Some(Duration::from_secs(120)),
@@ -167,7 +181,12 @@ impl BootOptions {
             }
         }
         let exit = format!("isa-debug-exit,iobase={DEBUG_EXIT_PORT:#x},iosize=0x04");
-        args.extend(["-display", "none", "-no-reboot", "-device", &exit].map(OsString::from));
+        match &self.display {
+            Display::Headless => args.extend(["-display", "none"].map(OsString::from)),
+            Display::Window => {}
+            Display::Vnc(at) => args.extend(["-display".into(), format!("vnc={at}").into()]),
+        }
+        args.extend(["-no-reboot", "-device", &exit].map(OsString::from));
         match self.serial {
             Serial::Interactive => args.extend(["-serial", "mon:stdio"].map(OsString::from)),
             Serial::Captured => {

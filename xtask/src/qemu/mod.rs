@@ -22,7 +22,7 @@ mod serial;
 
 #[allow(unused_imports, reason = "API for scenario tests")]
 pub use command::{
-    BOCHS_DISPLAY, BootOptions, DEBUG_EXIT_PORT, Media, Nic, QEMU, SCREEN_ID, Serial,
+    BOCHS_DISPLAY, BootOptions, DEBUG_EXIT_PORT, Display, Media, Nic, QEMU, SCREEN_ID, Serial,
     debug_exit_code,
 };
 #[allow(unused_imports, reason = "API for scenario tests")]

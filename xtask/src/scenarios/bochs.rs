@@ -109,7 +109,11 @@ pub(super) fn check_boot(run: &bochs::Outcome, opts: &BochsOptions) -> Result<()
 }
 
 fn boot_default(model: &str, backend: &str, features: &[&str]) -> Result<String> {
-    let (a, opts) = match prepare("systems/default.toml", model, &format!("bochs-{model}"))? {
+    let (a, opts) = match prepare(
+        "systems/tests/services.toml",
+        model,
+        &format!("bochs-{model}"),
+    )? {
         Ok(p) => p,
         Err(why) => return skipped(&why),
     };
@@ -146,7 +150,11 @@ fn boot_default(model: &str, backend: &str, features: &[&str]) -> Result<String>
 }
 
 fn refuse_no_ept() -> Result<String> {
-    let (_, opts) = match prepare("systems/default.toml", MODEL_VMX_NO_EPT, "bochs-no-ept")? {
+    let (_, opts) = match prepare(
+        "systems/tests/services.toml",
+        MODEL_VMX_NO_EPT,
+        "bochs-no-ept",
+    )? {
         Ok(p) => p,
         Err(why) => return skipped(&why),
     };

@@ -11,19 +11,19 @@ use std::time::Duration;
 
 pub const DEFAULT_MAX: Scenario = Scenario {
     name: "boot-default-max",
-    about: "the default system boots to all qubes ready under -cpu max",
-    run: || boot_default("max", false),
+    about: "the default system (the desktop) boots under -cpu max: all qubes ready, both AppVMs' terminal windows shown",
+    run: super::screen::desktop,
 };
 
 pub const DEFAULT_EPYC: Scenario = Scenario {
-    name: "boot-default-epyc",
-    about: "the default system boots to all qubes ready under -cpu EPYC (no VGIF)",
+    name: "boot-services-epyc",
+    about: "the service qubes (systems/tests/services.toml) boot to all ready under -cpu EPYC (no VGIF)",
     run: || boot_default("EPYC", false),
 };
 
 pub const GRUB_ISO: Scenario = Scenario {
     name: "boot-grub-iso",
-    about: "the GRUB ISO (multiboot2) boots the default system to all qubes ready",
+    about: "the GRUB ISO (multiboot2) boots the service qubes to all ready",
     run: || boot_default("max", true),
 };
 
@@ -94,8 +94,9 @@ pub fn all_ready_figures(lines: &[String]) -> Option<(u64, u64)> {
     })
 }
 
+/// Boots the service qubes (`systems/tests/services.toml`) until all are ready.
 fn boot_default(cpu: &str, via_iso: bool) -> Result<String> {
-    let a = assemble("systems/default.toml")?;
+    let a = assemble("systems/tests/services.toml")?;
     let log = format!(
         "boot-{}{}",
         cpu.to_lowercase(),

@@ -56,7 +56,7 @@ fn markers_in(elf: &Path) -> Result<Vec<&'static str>> {
 }
 
 fn not_shipped() -> Result<String> {
-    let shipped = boots::assemble("systems/default.toml")?;
+    let shipped = boots::assemble("systems/tests/services.toml")?;
     let net = shipped
         .images
         .iter()

@@ -92,7 +92,7 @@ fn manifest_bytes(b: &mut [u8], at: usize, v: &[u8]) {
 }
 
 fn broken_bundles() -> Result<String> {
-    let a = boots::assemble("systems/default.toml")?;
+    let a = boots::assemble("systems/tests/services.toml")?;
     let good = std::fs::read(&a.bundle_path)?;
     let dir = crate::bundle::out_dir();
     for (what, damage, expected) in DAMAGES {

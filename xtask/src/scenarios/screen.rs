@@ -1,15 +1,21 @@
-//! The screen and input through QMP, the mechanics only (the GUI qube does not draw yet):
-//! the default system boots with a Bochs display and a QMP socket; once every qube is ready,
-//! one screendump parses at the size the display has before any guest sets a mode and shows
-//! the firmware's boot messages; QEMU takes keys, typed text, PS/2 mouse motion and clicks,
-//! and refuses absolute motion (no tablet) with its own reason. The screenshot is kept as
-//! `target/bulkhead/screens/qmp-screen.png`.
+//! The screen through QMP.
+//!
+//! - `qmp-screen`: the service qubes boot with a Bochs display and a QMP socket; once every
+//!   qube is ready (the gui qube says ready after its first frame), a screendump parses at
+//!   the gui qube's 1024x768 and shows its empty desktop (panel colour at the top, background
+//!   below); QEMU takes keys, typed text, PS/2 mouse motion and clicks, and refuses absolute
+//!   motion (no tablet) with its own reason. Kept as `target/bulkhead/screens/qmp-screen.png`.
+//! - `boot-default-max` ([`desktop`]): the default system, the desktop, boots; every qube is
+//!   ready, the gui qube places both AppVMs' terminal windows, and the screenshot
+//!   (`screens/desktop.png`) shows each window's frame in its qube's label colour.
 
 use super::{Scenario, boots, expect};
 use crate::bundle;
 use crate::qemu::qmp::{self, Button, Qmp};
-use crate::qemu::{self, BOCHS_DISPLAY, Control, HvEvent, Rect};
-use anyhow::{Result, bail};
+use crate::qemu::{self, BOCHS_DISPLAY, Control, HvEvent, Line, Rect};
+use anyhow::{Context, Result, bail};
+use bulkhead_abi::label::Label;
+use bulkhead_gui_compose::desktop::{BACKGROUND, BORDER, PANEL_BACKGROUND, TITLE_HEIGHT};
 use std::path::Path;
 use std::time::Duration;
 
@@ -19,12 +25,11 @@ pub const QMP_SCREEN: Scenario = Scenario {
     run,
 };
 
-/// The Bochs display's size before any guest sets a mode: the one SeaBIOS's VGA BIOS for
-/// it (which QEMU runs at boot, also before a PVH kernel) leaves.
-const UNSET_MODE: (u32, u32) = (1280, 800);
+/// The gui qube's screen mode.
+const MODE: (u32, u32) = (1024, 768);
 
 fn run() -> Result<String> {
-    let a = boots::assemble("systems/default.toml")?;
+    let a = boots::assemble("systems/tests/services.toml")?;
     let mut opts = boots::options(&a, "max", 90, "qmp-screen");
     opts.display_device = Some(BOCHS_DISPLAY.into());
     let socket = qmp::socket_path("qmp-screen");
@@ -58,18 +63,22 @@ fn look_and_type(socket: &Path, png: &Path) -> Result<String> {
     let _ = std::fs::remove_file(&ppm);
     screen.write_png(png)?;
     let size = (screen.width(), screen.height());
-    expect(size == UNSET_MODE, || {
-        format!("the screen is {size:?}, expected {UNSET_MODE:?} before any mode is set")
+    expect(size == MODE, || {
+        format!("the screen is {size:?}, the gui qube sets {MODE:?}")
     })?;
-    let corner = screen.pixel(0, 0);
-    let same = screen.count_pixels(screen.bounds(), corner);
-    // The firmware's banner ("SeaBIOS (version ...)") is on the top line: what QEMU dumped
-    // is the display's contents, not an empty frame.
-    let banner = Rect::new(0, 0, 160, 16);
-    let background = screen.count_pixels(banner, corner);
-    expect(background < 160 * 16, || {
-        "the top line of the screen is empty: no firmware banner in the screendump".into()
-    })?;
+    let rgb = |c: u32| [(c >> 16) as u8, (c >> 8) as u8, c as u8];
+    let panel = screen.count_pixels(Rect::new(0, 0, 1024, 24), rgb(PANEL_BACKGROUND));
+    let background = screen.count_pixels(Rect::new(0, 24, 1024, 744), rgb(BACKGROUND));
+    // The panel: its colour but for the text; the desktop: empty but for the pointer.
+    expect(
+        panel > 1024 * 24 * 9 / 10 && background > 1024 * 744 - 200,
+        || {
+            format!(
+                "not the gui qube's empty desktop: {panel} panel and {background} background pixels"
+            )
+        },
+    )?;
+    let (corner, same) = (rgb(BACKGROUND), background);
     qmp.send_key(&["ctrl", "alt", "f1"])?;
     qmp.type_text("ls -l ~/Docs\n")?;
     qmp.move_rel(10, -5)?;
@@ -84,6 +93,78 @@ fn look_and_type(socket: &Path, png: &Path) -> Result<String> {
          motion and a click taken",
         size.0,
         size.1,
+        png.display()
+    ))
+}
+
+/// The default system, the desktop: every qube ready, then both AppVMs' terminal windows
+/// placed; the screenshot shows each window's frame (its top-left corner's border) in its
+/// qube's label colour.
+pub fn desktop() -> Result<String> {
+    if let Some(note) = super::appvms::skip() {
+        return Ok(note);
+    }
+    let a = boots::assemble("systems/default.toml")?;
+    let mut opts = boots::options(&a, "max", 300, "boot-default-max");
+    opts.display_device = Some(BOCHS_DISPLAY.into());
+    let socket = qmp::socket_path("desktop");
+    opts.qmp_socket = Some(socket.clone());
+    let png = bundle::out_dir().join("screens").join("desktop.png");
+    std::fs::create_dir_all(png.parent().context("screens folder")?)?;
+    let mut windows: Vec<(String, i32, i32)> = Vec::new();
+    let mut ready = false;
+    let mut shot = None;
+    let out = qemu::boot(&opts, |e| {
+        if matches!(e.hv, Some(HvEvent::Panic(_))) {
+            return Control::Stop;
+        }
+        ready |= e.line.text.contains("qubes ready:");
+        let line = Line::parse(&e.line.text);
+        if line.source.as_deref() == Some("gui")
+            && let Some((name, rest)) = line
+                .body
+                .strip_prefix("[info] gui: ")
+                .and_then(|b| b.split_once(" window 0 at "))
+            && let Some((x, y)) = rest
+                .split_once(" size ")
+                .and_then(|(xy, _)| xy.split_once(','))
+            && let (Ok(x), Ok(y)) = (x.parse(), y.parse())
+        {
+            windows.push((name.to_string(), x, y));
+        }
+        let done = ready && windows.len() >= 2;
+        if done {
+            // The windows' first frames follow their placement.
+            std::thread::sleep(std::time::Duration::from_millis(1500));
+            shot = Some(qmp::save_screenshot(&socket, &png));
+        }
+        Control::stop_if(done)
+    });
+    let _ = std::fs::remove_file(&socket);
+    let out = out?;
+    boots::finished(&out)?;
+    let (exits, ms) = boots::check_all_ready(&out, &a.qube_names(), "boot: PVH")?;
+    let screen = shot.context("the terminal windows were never placed")??;
+    for (name, label) in [("work", Label::Blue), ("personal", Label::Yellow)] {
+        let (_, x, y) = windows
+            .iter()
+            .find(|(n, ..)| n == name)
+            .with_context(|| format!("no window of {name}: {windows:?}"))?;
+        // The frame's top-left corner: the border, above the title bar.
+        let (fx, fy) = ((x - BORDER) as u32, (y - BORDER - TITLE_HEIGHT) as u32);
+        let c = label.rgb();
+        let want = [(c >> 16) as u8, (c >> 8) as u8, c as u8];
+        expect(screen.pixel(fx, fy) == want, || {
+            format!(
+                "{name}'s frame at {fx},{fy} is {:?}, not its label colour {want:?} (see {})",
+                screen.pixel(fx, fy),
+                png.display()
+            )
+        })?;
+    }
+    Ok(format!(
+        "all {} qubes ready ({exits} VM exits, {ms} ms guest time); work's and personal's terminal windows framed in blue and yellow ({})",
+        a.qube_names().len(),
         png.display()
     ))
 }

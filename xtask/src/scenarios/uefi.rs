@@ -23,7 +23,7 @@ pub const UEFI_USB: Scenario = Scenario {
 fn boot_uefi(usb: bool) -> Result<String> {
     deps::ensure(deps::ISO)?;
     deps::ensure(deps::OVMF)?;
-    let a = boots::assemble("systems/default.toml")?;
+    let a = boots::assemble("systems/tests/services.toml")?;
     // An ISO of its own, so no other run can rewrite it under QEMU.
     let path = crate::bundle::out_dir().join(format!("uefi-{}.iso", std::process::id()));
     iso::make(&a, &path)?;

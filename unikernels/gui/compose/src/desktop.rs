@@ -86,8 +86,6 @@ pub struct Desktop {
     focus: Option<(usize, u16)>,
     /// Pointer position on the screen.
     pub(crate) pointer: (i32, i32),
-    /// Where the next window goes (cascading).
-    next_place: i32,
     /// What must be painted again.
     dirty: Rect,
     /// The panel's right-hand message (clipboard news, refusals).
@@ -124,7 +122,6 @@ impl Desktop {
             windows: Vec::new(),
             focus: None,
             pointer: (screen.w / 2, screen.h / 2),
-            next_place: 0,
             dirty: screen,
             status: String::new(),
             out: Vec::new(),
@@ -250,10 +247,12 @@ impl Desktop {
             x = BORDER + GAP;
             y = (row + TITLE_HEIGHT + BORDER + GAP).max(y + 16);
         }
-        let step = 32 * self.next_place;
-        self.next_place = (self.next_place + 1) % 8;
-        let x = (BORDER + 16 + step).min(self.screen.w - BORDER - w).max(BORDER);
-        let y = (top + 8 + step).min(self.screen.h - BORDER - h).max(top);
+        // Cascading: each window a title bar lower and further right than the last.
+        let step = (TITLE_HEIGHT + BORDER + GAP) * (self.windows.len() % 8) as i32;
+        let x = (BORDER + GAP + step)
+            .min(self.screen.w - BORDER - w)
+            .max(BORDER);
+        let y = (top + step).min(self.screen.h - BORDER - h).max(top);
         Rect::new(x, y, w, h)
     }
 
@@ -411,8 +410,13 @@ impl Desktop {
         let bar_text = text_colour_on(colour);
         let text_y = frame.y + BORDER + (TITLE_HEIGHT - TEXT_HEIGHT) / 2;
         // The text stays off the border.
-        let bar = Rect::new(frame.x + BORDER, frame.y + BORDER, frame.w - 2 * BORDER, TITLE_HEIGHT)
-            .intersect(&clip);
+        let bar = Rect::new(
+            frame.x + BORDER,
+            frame.y + BORDER,
+            frame.w - 2 * BORDER,
+            TITLE_HEIGHT,
+        )
+        .intersect(&clip);
         let mut x = frame.x + BORDER + 4;
         for part in ["[", client.name.as_str(), "] ", w.title.as_str()] {
             x = canvas.text(x, text_y, part, bar_text, colour, bar);
@@ -461,7 +465,14 @@ impl Desktop {
             if self.windows.iter().any(|w| w.client == i) {
                 let colour = c.label.rgb();
                 canvas.fill(Rect::new(x, 8, 8, 8), clip, colour);
-                x = canvas.text(x + 11, y, c.name.as_str(), PANEL_TEXT, PANEL_BACKGROUND, clip) + 10;
+                x = canvas.text(
+                    x + 11,
+                    y,
+                    c.name.as_str(),
+                    PANEL_TEXT,
+                    PANEL_BACKGROUND,
+                    clip,
+                ) + 10;
             }
         }
         // The status message, right-aligned.
