@@ -76,6 +76,24 @@ fn clients_of(server: Option<&GuiServer>) -> (Vec<Client>, Vec<(usize, usize)>) 
 }
 
 fn main(boot: &Boot) -> i32 {
+    // A test hook: the first life panics 1 s after this many windows are shown
+    // (`gui-restart`).
+    let crash_after_windows = match boot.args().get("crash-after-windows") {
+        None => None,
+        Some(_) if !cfg!(feature = "test-hooks") => {
+            error!("gui: crash-after-windows is a test hook, left out of this build; refusing");
+            return status::BAD_ARGS;
+        }
+        Some(n) => match n.parse::<usize>() {
+            Ok(n) if boot.restart_count() == 0 => Some(n),
+            Ok(_) => None,
+            Err(_) => {
+                error!("gui: crash-after-windows takes a number of windows");
+                return status::BAD_ARGS;
+            }
+        },
+    };
+    let mut crash_at = None;
     let Some((width, height)) = parse_mode(boot) else {
         error!(
             "gui: mode= takes WIDTHxHEIGHT, 320x200 to 4096x4096 (args \"{}\")",
@@ -175,6 +193,12 @@ fn main(boot: &Boot) -> i32 {
                 // Ready once the desktop shows.
                 bulkhead_rt::hypercall::ready();
             }
+        }
+        if crash_at.is_none() && crash_after_windows.is_some_and(|n| desktop.windows().len() >= n) {
+            crash_at = Some(bulkhead_rt::now_ns() + 1_000_000_000);
+        }
+        if crash_at.is_some_and(|t| bulkhead_rt::now_ns() >= t) {
+            panic!("gui: crashing on purpose (crash-after-windows, a test)");
         }
         if let Some(b) = bench.as_mut() {
             // After the present: a mark that ends a span counts the frame in it.

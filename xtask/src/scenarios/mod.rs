@@ -18,6 +18,7 @@ mod containment;
 mod dma;
 mod fuzz;
 mod gui;
+mod gui_restart;
 mod hooks;
 mod host;
 mod hostnet;
@@ -59,6 +60,7 @@ pub fn all() -> Vec<Scenario> {
         channels::CHANNELS,
         bulk::BULK,
         gui::GUI,
+        gui_restart::GUI_RESTART,
         network::NETWORK,
         network::NETWORK_RESTART,
         dma::DMA_ESCAPE,

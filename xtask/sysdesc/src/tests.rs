@@ -95,28 +95,44 @@ fn default_system_compiles_and_round_trips() {
     let c = compile_file(&systems_dir().join("default.toml")).unwrap();
     let m = &c.manifest;
     assert_eq!(m.system.as_str(), "default");
-    assert_eq!(c.ram_mib, 256);
+    assert_eq!(c.ram_mib, 768);
     assert_eq!(c.images, ["net", "firewall", "usb", "gui"]);
+    assert_eq!(c.templates, ["debian"]);
     let names: Vec<&str> = m.qubes.iter().map(|q| q.name.as_str()).collect();
-    assert_eq!(names, ["net", "firewall", "usb", "gui"]);
+    assert_eq!(names, ["net", "firewall", "usb", "gui", "work", "personal"]);
     let labels: Vec<Label> = m.qubes.iter().map(|q| q.label).collect();
-    assert_eq!(labels, [Label::Red, Label::Green, Label::Red, Label::Black]);
+    assert_eq!(
+        labels,
+        [
+            Label::Red,
+            Label::Green,
+            Label::Red,
+            Label::Black,
+            Label::Blue,
+            Label::Yellow
+        ]
+    );
     for (i, q) in m.qubes.iter().enumerate() {
-        assert_eq!(
-            (q.kind, q.memory_mib, q.image),
-            (QubeKind::Unikernel, 8, i as u16 + 1)
-        );
+        if i < 4 {
+            let memory = if i == 3 { 16 } else { 8 };
+            assert_eq!(
+                (q.kind, q.memory_mib, q.image),
+                (QubeKind::Unikernel, memory, i as u16 + 1)
+            );
+        } else {
+            assert!(matches!(q.kind, QubeKind::Linux { .. }), "{q:?}");
+        }
         assert_eq!(q.restart, RestartPolicy::OnFailure);
     }
     assert_eq!(Manifest::decode(&m.to_vec()).as_ref(), Ok(m));
-    // sys-net owns the virtio-net card; sys-firewall reaches the network through it.
+    // sys-net owns the virtio-net card, the gui qube the display.
     let devices: Vec<(u8, PciSelect)> = m.devices.iter().map(|d| (d.qube, d.select)).collect();
-    let virtio_net = PciSelect::Id {
-        vendor: 0x1af4,
-        device: 0x1041,
+    let id = |vendor, device| PciSelect::Id {
+        vendor,
+        device,
         index: 0,
     };
-    assert_eq!(devices, [(0, virtio_net)]);
+    assert_eq!(devices, [(0, id(0x1af4, 0x1041)), (3, id(0x1234, 0x1111))]);
     assert_eq!(m.iommu, IommuPolicy::Required);
     let channels: Vec<_> = m
         .channels
@@ -126,25 +142,32 @@ fn default_system_compiles_and_round_trips() {
                 ch.name.as_str(),
                 ch.a,
                 ch.b,
-                ch.slot_size,
                 ch.purpose.as_str(),
+                ch.bulk_size > 0,
             )
         })
         .collect();
-    assert_eq!(channels, [("firewall.net", 0, 1, 2048, "network")]);
-    let configs: Vec<Option<u16>> = m.qubes.iter().map(|q| q.config).collect();
-    assert_eq!(configs, [Some(5), Some(6), None, None]);
+    assert_eq!(
+        channels,
+        [
+            ("firewall.net", 0, 1, "network", false),
+            ("work.net", 1, 4, "network", false),
+            ("personal.net", 1, 5, "network", false),
+            ("work.gui", 3, 4, "gui", true),
+            ("personal.gui", 3, 5, "gui", true),
+        ]
+    );
     let summary = c.summary();
     for word in [
         "firewall",
         "on-failure",
         "black",
-        "8 MiB",
+        "16 MiB",
         "#4 gui",
-        "#5 net.cfg",
-        "#6 firewall.cfg",
-        "191 MiB 504 KiB free",
+        "debian.kernel",
         "pci-id:1af4:1041",
+        "pci-id:1234:1111",
+        "I/O ports of gui: 0x60 0x64",
     ] {
         assert!(summary.contains(word), "{word} missing from:\n{summary}");
     }

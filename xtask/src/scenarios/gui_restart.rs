@@ -1,0 +1,108 @@
+//! The gui qube restarted under load (`systems/tests/gui-restart.toml`): its first life
+//! panics 1 s after both windows are shown (`crash-after-windows`, a test hook built only
+//! into test images) while the
+//! `noisy` client redraws its window without end; the hypervisor restarts it (its channels
+//! are reset), and both clients, the Linux AppVM's terminal and the unikernel, open their
+//! windows again. The screenshot after the restart shows both frames in their label colours.
+
+use super::{Scenario, boots, expect};
+use crate::bundle;
+use crate::qemu::qmp;
+use crate::qemu::{self, BOCHS_DISPLAY, Control, HvEvent, Line};
+use anyhow::{Context, Result};
+use bulkhead_abi::label::Label;
+use bulkhead_gui_compose::desktop::{BORDER, TITLE_HEIGHT};
+use std::time::Duration;
+
+pub const GUI_RESTART: Scenario = Scenario {
+    name: "gui-restart",
+    about: "the gui qube crashes under load and is restarted; the AppVM's and the unikernel's windows come back",
+    run,
+};
+
+/// The clients and their labels.
+const CLIENTS: [(&str, Label); 2] = [("work", Label::Blue), ("noisy", Label::Purple)];
+
+/// `NAME window 0 at X,Y size ...`: the name and the position.
+fn placed(body: &str) -> Option<(String, i32, i32)> {
+    let (name, rest) = body
+        .strip_prefix("[info] gui: ")?
+        .split_once(" window 0 at ")?;
+    let (x, y) = rest.split_once(" size ")?.0.split_once(',')?;
+    Some((name.to_string(), x.parse().ok()?, y.parse().ok()?))
+}
+
+fn run() -> Result<String> {
+    if let Some(note) = super::appvms::skip() {
+        return Ok(note);
+    }
+    let a = boots::assemble_with_test_hooks("systems/tests/gui-restart.toml")?;
+    let mut opts = boots::options(&a, "max", 300, "gui-restart");
+    opts.display_device = Some(BOCHS_DISPLAY.into());
+    let socket = qmp::socket_path("gui-restart");
+    opts.qmp_socket = Some(socket.clone());
+    let png = bundle::out_dir().join("screens").join("gui-restart.png");
+    std::fs::create_dir_all(png.parent().context("screens folder")?)?;
+    // Placements before and after the restart.
+    let (mut before, mut after) = (Vec::new(), Vec::new());
+    let mut restarted = false;
+    let mut shot = None;
+    let out = qemu::boot(&opts, |e| {
+        match &e.hv {
+            Some(HvEvent::Panic(_)) => return Control::Stop,
+            Some(HvEvent::Restarting { qube, .. }) if qube == "gui" => restarted = true,
+            _ => {}
+        }
+        let line = Line::parse(&e.line.text);
+        if line.source.as_deref() == Some("gui")
+            && let Some(p) = placed(&line.body)
+        {
+            if restarted { &mut after } else { &mut before }.push(p);
+        }
+        let done = restarted && after.len() >= CLIENTS.len();
+        if done {
+            std::thread::sleep(Duration::from_millis(1500));
+            shot = Some(qmp::save_screenshot(&socket, &png));
+        }
+        Control::stop_if(done)
+    });
+    let _ = std::fs::remove_file(&socket);
+    let out = out?;
+    boots::finished(&out)?;
+    let gui = out.lines_from("gui");
+    expect(
+        gui.iter().any(|l| l.contains("crashing on purpose")),
+        || format!("the gui qube did not crash on purpose: {gui:?}"),
+    )?;
+    expect(restarted, || {
+        "the hypervisor did not restart the gui qube".into()
+    })?;
+    let names = |v: &[(String, i32, i32)]| v.iter().map(|p| p.0.clone()).collect::<Vec<_>>();
+    for (name, _) in CLIENTS {
+        expect(names(&before).iter().any(|n| n == name), || {
+            format!("{name} had no window before the restart: {before:?}")
+        })?;
+    }
+    let screen = shot.context("the windows did not come back after the restart")??;
+    for (name, label) in CLIENTS {
+        let (_, x, y) = after
+            .iter()
+            .find(|p| p.0 == name)
+            .with_context(|| format!("{name}'s window did not come back: {after:?}"))?;
+        let (fx, fy) = ((x - BORDER) as u32, (y - BORDER - TITLE_HEIGHT) as u32);
+        let c = label.rgb();
+        let want = [(c >> 16) as u8, (c >> 8) as u8, c as u8];
+        expect(screen.pixel(fx, fy) == want, || {
+            format!(
+                "{name}'s frame after the restart is {:?} at {fx},{fy}, not {want:?} (see {})",
+                screen.pixel(fx, fy),
+                png.display()
+            )
+        })?;
+    }
+    Ok(format!(
+        "the gui qube crashed with {} windows and was restarted; both came back framed ({})",
+        before.len(),
+        png.display()
+    ))
+}
