@@ -38,7 +38,10 @@ pub fn run(write_docs: bool) -> Result<()> {
     steps.next("building the counting plugin");
     let plugin = crate::netbench::build_plugin()?;
     steps.next(&format!("building {SYSTEM}"));
-    let a = crate::bundle::assemble(&crate::workspace_root().join(SYSTEM), &mut Steps::new(crate::bundle::STEPS))?;
+    let a = crate::bundle::assemble(
+        &crate::workspace_root().join(SYSTEM),
+        &mut Steps::new(crate::bundle::STEPS),
+    )?;
     steps.next("booting it under the plugin (-icount shift=0)");
     let marks = crate::bundle::out_dir().join("bench-gui.marks");
     let _ = std::fs::remove_file(&marks);
@@ -72,14 +75,14 @@ pub fn run(write_docs: bool) -> Result<()> {
         }
         let step = if b.contains("gui: bench: idle span done") {
             // Focus the window (a click), then one key.
-            window
-                .context("no window placed")
-                .and_then(|w| with_qmp(&socket, |q| {
+            window.context("no window placed").and_then(|w| {
+                with_qmp(&socket, |q| {
                     q.move_rel(w.0 + w.2 / 2 - 512, w.1 + w.3 / 2 - 384)?;
                     q.click(Button::Left)?;
                     std::thread::sleep(Duration::from_millis(300));
                     q.send_key(&["a"])
-                }))
+                })
+            })
         } else if b.contains("gui: bench: key to pixels done") {
             with_qmp(&socket, |q| q.send_key(&["f"]))
         } else {
@@ -96,12 +99,21 @@ pub fn run(write_docs: bool) -> Result<()> {
         return Err(e);
     }
     if out.timed_out {
-        bail!("timed out; console in {}", marks.with_extension("log").display());
+        bail!(
+            "timed out; console in {}",
+            marks.with_extension("log").display()
+        );
     }
-    let text = std::fs::read_to_string(&marks).with_context(|| format!("reading {}", marks.display()))?;
+    let text =
+        std::fs::read_to_string(&marks).with_context(|| format!("reading {}", marks.display()))?;
     let m = parse_marks(&text);
     if m.len() < 6 {
-        bail!("{} marks in {}, 6 expected (console in {})", m.len(), marks.display(), marks.with_extension("log").display());
+        bail!(
+            "{} marks in {}, 6 expected (console in {})",
+            m.len(),
+            marks.display(),
+            marks.with_extension("log").display()
+        );
     }
     let bench = GuiBench {
         idle: m[0].until(&m[1]),
@@ -133,7 +145,12 @@ fn parse_area(s: &str) -> Option<(i32, i32, i32, i32)> {
     let (xy, size) = s.split_once(" size ")?;
     let (x, y) = xy.split_once(',')?;
     let (w, h) = size.split_once('x')?;
-    Some((x.parse().ok()?, y.parse().ok()?, w.parse().ok()?, h.parse().ok()?))
+    Some((
+        x.parse().ok()?,
+        y.parse().ok()?,
+        w.parse().ok()?,
+        h.parse().ok()?,
+    ))
 }
 
 impl GuiBench {

@@ -25,7 +25,12 @@ fn placed(body: &str, name: &str) -> Option<(i32, i32, i32, i32)> {
     let (xy, size) = rest.split_once(" size ")?;
     let (x, y) = xy.split_once(',')?;
     let (w, h) = size.split_once('x')?;
-    Some((x.parse().ok()?, y.parse().ok()?, w.parse().ok()?, h.parse().ok()?))
+    Some((
+        x.parse().ok()?,
+        y.parse().ok()?,
+        w.parse().ok()?,
+        h.parse().ok()?,
+    ))
 }
 
 /// What the agent says when the shell is gone (the last step).
@@ -75,16 +80,27 @@ fn run() -> Result<String> {
     let blank = used.context("the terminal window never showed")??;
     let has = |q: &str, what: &str| out.lines_from(q).iter().any(|l| l.contains(what));
     let work_log = || format!("{:?}", out.lines_from("work"));
-    expect(has("work", "clipboard requested: 15 bytes from terminal 0"), || {
-        format!("work did not give `hello-from-work` as its clipboard: {}", work_log())
-    })?;
+    expect(
+        has("work", "clipboard requested: 15 bytes from terminal 0"),
+        || {
+            format!(
+                "work did not give `hello-from-work` as its clipboard: {}",
+                work_log()
+            )
+        },
+    )?;
     expect(has("personal", "pasted 15 bytes: hello-from-work"), || {
-        format!("personal did not get the terminal's output: {:?}", out.lines_from("personal"))
+        format!(
+            "personal did not get the terminal's output: {:?}",
+            out.lines_from("personal")
+        )
     })?;
     expect(has("work", "pasted 13 bytes into terminal 0"), || {
         format!("the shell did not get personal's clipboard: {}", work_log())
     })?;
-    expect(has("work", CLOSED), || format!("the shell did not exit on `exit`: {}", work_log()))?;
+    expect(has("work", CLOSED), || {
+        format!("the shell did not exit on `exit`: {}", work_log())
+    })?;
     Ok(format!(
         "typed into the terminal, its output copied into personal, personal's pasted back, \
          `exit` closed it; the window showed {blank} colours"
@@ -92,7 +108,12 @@ fn run() -> Result<String> {
 }
 
 /// The QMP steps; returns how many colours the terminal's window showed after the command.
-fn use_it(socket: &Path, png: &Path, work: (i32, i32, i32, i32), personal: (i32, i32, i32, i32)) -> Result<usize> {
+fn use_it(
+    socket: &Path,
+    png: &Path,
+    work: (i32, i32, i32, i32),
+    personal: (i32, i32, i32, i32),
+) -> Result<usize> {
     let mut qmp = Qmp::connect(socket, Duration::from_secs(10))?;
     let pause = |ms| std::thread::sleep(Duration::from_millis(ms));
     let centre = |w: (i32, i32, i32, i32)| (w.0 + w.2 / 2, w.1 + w.3 / 2);
@@ -119,7 +140,11 @@ fn use_it(socket: &Path, png: &Path, work: (i32, i32, i32, i32), personal: (i32,
         }
     }
     expect(colours.len() > 2, || {
-        format!("the terminal's window shows {} colours: nothing drawn (see {})", colours.len(), png.display())
+        format!(
+            "the terminal's window shows {} colours: nothing drawn (see {})",
+            colours.len(),
+            png.display()
+        )
     })?;
     qmp.send_key(&["ctrl", "shift", "c"])?;
     pause(1000);

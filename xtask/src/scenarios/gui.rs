@@ -39,14 +39,56 @@ struct Fixture {
 }
 
 const CLIENTS: [Fixture; 7] = [
-    Fixture { name: "work", label: Label::Blue, max: (400, 300), colour: Some(0x3465a4), titles: &[(0, b"terminal")] },
-    Fixture { name: "personal", label: Label::Yellow, max: (640, 400), colour: Some(0xc4a000), titles: &[(0, b"notes")] },
+    Fixture {
+        name: "work",
+        label: Label::Blue,
+        max: (400, 300),
+        colour: Some(0x3465a4),
+        titles: &[(0, b"terminal")],
+    },
+    Fixture {
+        name: "personal",
+        label: Label::Yellow,
+        max: (640, 400),
+        colour: Some(0xc4a000),
+        titles: &[(0, b"notes")],
+    },
     // Window 3 is the title attack's: its last title, over a zeroed surface.
-    Fixture { name: "evil", label: Label::Red, max: (640, 400), colour: Some(0xa40000), titles: &[(0, b"[banking]"), (3, b"]]]]")] },
-    Fixture { name: "flooder", label: Label::Orange, max: (640, 400), colour: Some(0xce5c00), titles: &[(0, b"terminal")] },
-    Fixture { name: "noisy", label: Label::Purple, max: (640, 400), colour: None, titles: &[(0, b"terminal")] },
-    Fixture { name: "liar", label: Label::Gray, max: (640, 400), colour: None, titles: &[] },
-    Fixture { name: "refused", label: Label::Green, max: (640, 400), colour: Some(0x4e9a06), titles: &[(0, b"terminal")] },
+    Fixture {
+        name: "evil",
+        label: Label::Red,
+        max: (640, 400),
+        colour: Some(0xa40000),
+        titles: &[(0, b"[banking]"), (3, b"]]]]")],
+    },
+    Fixture {
+        name: "flooder",
+        label: Label::Orange,
+        max: (640, 400),
+        colour: Some(0xce5c00),
+        titles: &[(0, b"terminal")],
+    },
+    Fixture {
+        name: "noisy",
+        label: Label::Purple,
+        max: (640, 400),
+        colour: None,
+        titles: &[(0, b"terminal")],
+    },
+    Fixture {
+        name: "liar",
+        label: Label::Gray,
+        max: (640, 400),
+        colour: None,
+        titles: &[],
+    },
+    Fixture {
+        name: "refused",
+        label: Label::Green,
+        max: (640, 400),
+        colour: Some(0x4e9a06),
+        titles: &[(0, b"terminal")],
+    },
 ];
 
 /// Windows the gui qube must place: each client's window 0 but the liar's (its surface lies
@@ -74,7 +116,12 @@ fn parse_placed(body: &str) -> Option<Placed> {
     Some(Placed {
         client: CLIENTS.iter().position(|c| c.name == name)?,
         window: id.parse().ok()?,
-        area: Rect::new(x.parse().ok()?, y.parse().ok()?, w.parse().ok()?, h.parse().ok()?),
+        area: Rect::new(
+            x.parse().ok()?,
+            y.parse().ok()?,
+            w.parse().ok()?,
+            h.parse().ok()?,
+        ),
     })
 }
 
@@ -89,7 +136,13 @@ impl Pixels for Known {
         for (i, px) in dst.iter_mut().enumerate() {
             let p = offset / 4 + i;
             let (x, y) = ((p % stride) as u32, (p / stride) as u32);
-            *px = if colour == 0 { 0 } else if (x / 8 + y / 8) % 2 == 0 { colour } else { colour ^ 0x0020_2020 };
+            *px = if colour == 0 {
+                0
+            } else if (x / 8 + y / 8) % 2 == 0 {
+                colour
+            } else {
+                colour ^ 0x0020_2020
+            };
         }
     }
 }
@@ -98,18 +151,33 @@ impl Pixels for Known {
 fn expected(placed: &[Placed]) -> Result<(Canvas, Vec<Rect>)> {
     let clients = CLIENTS
         .iter()
-        .map(|c| Client { name: c.name.try_into().unwrap_or_default(), label: c.label, max_width: c.max.0, max_height: c.max.1 })
+        .map(|c| Client {
+            name: c.name.try_into().unwrap_or_default(),
+            label: c.label,
+            max_width: c.max.0,
+            max_height: c.max.1,
+        })
         .collect();
     let mut d = Desktop::new(1024, 768, clients);
     let mut masked = Vec::new();
     for p in placed {
         let f = &CLIENTS[p.client];
         let (w, h) = (p.area.w as u16, p.area.h as u16);
-        let colour = if p.window == 0 { f.colour.unwrap_or(0) } else { 0 };
-        let surface = BulkRef { offset: colour, len: u32::from(w) * u32::from(h) * 4, check: u64::from(w) };
+        let colour = if p.window == 0 {
+            f.colour.unwrap_or(0)
+        } else {
+            0
+        };
+        let surface = BulkRef {
+            offset: colour,
+            len: u32::from(w) * u32::from(h) * 4,
+            check: u64::from(w),
+        };
         d.create(p.client, p.window, w, h, surface);
         let got = d.windows().last().map(|w| w.area);
-        expect(got == Some(p.area), || format!("the gui qube placed {p:?}; the same desktop on the host places it at {got:?}"))?;
+        expect(got == Some(p.area), || {
+            format!("the gui qube placed {p:?}; the same desktop on the host places it at {got:?}")
+        })?;
         if f.colour.is_none() {
             masked.push(p.area);
         }
@@ -155,13 +223,27 @@ fn compare(socket: &Path, png: &Path, want: &Canvas, masked: &[Rect]) -> Result<
     loop {
         let screen = qmp.screendump(&ppm)?;
         let size = (screen.width(), screen.height());
-        let (n, first) = if size == (1024, 768) { differences(&screen, want, masked) } else { (usize::MAX, vec![]) };
+        let (n, first) = if size == (1024, 768) {
+            differences(&screen, want, masked)
+        } else {
+            (usize::MAX, vec![])
+        };
         if n == 0 || start.elapsed() > Duration::from_secs(20) {
             screen.write_png(png)?;
             let _ = std::fs::remove_file(&ppm);
-            expect(size == (1024, 768), || format!("the screen is {size:?}, the gui qube sets 1024x768"))?;
-            expect(n == 0, || format!("{n} pixels differ from the expected screen, first at {first:?} (see {})", png.display()))?;
-            return Ok(format!("{} windows match the expected screen pixel for pixel", WINDOWS));
+            expect(size == (1024, 768), || {
+                format!("the screen is {size:?}, the gui qube sets 1024x768")
+            })?;
+            expect(n == 0, || {
+                format!(
+                    "{n} pixels differ from the expected screen, first at {first:?} (see {})",
+                    png.display()
+                )
+            })?;
+            return Ok(format!(
+                "{} windows match the expected screen pixel for pixel",
+                WINDOWS
+            ));
         }
         std::thread::sleep(Duration::from_millis(300));
     }
@@ -191,7 +273,8 @@ fn run() -> Result<String> {
             liar_closed |= line.body.contains(LIAR_CLOSED);
         }
         if checked.is_none() && placed.len() >= WINDOWS && liar_closed {
-            let r = expected(&placed).and_then(|(want, masked)| compare(&socket, &png, &want, &masked));
+            let r =
+                expected(&placed).and_then(|(want, masked)| compare(&socket, &png, &want, &masked));
             let r = r.and_then(|s| use_it(&socket, &placed).map(|()| s));
             let failed = r.is_err();
             checked = Some(r);
@@ -204,14 +287,25 @@ fn run() -> Result<String> {
     let out = out?;
     boots::finished(&out)?;
     let gui = out.lines_from("gui");
-    expect(!gui.iter().any(|l| l.contains("[error]")), || format!("the gui qube reported an error: {gui:?}"))?;
+    expect(!gui.iter().any(|l| l.contains("[error]")), || {
+        format!("the gui qube reported an error: {gui:?}")
+    })?;
     let refused = out.lines_from("refused");
-    for reason in ["refused window 1: reason 2", "refused window 200: reason 1", "refused window 2: reason 3"] {
-        expect(refused.iter().any(|l| l.contains(reason)), || format!("refused: no \"{reason}\" in {refused:?}"))?;
+    for reason in [
+        "refused window 1: reason 2",
+        "refused window 200: reason 1",
+        "refused window 2: reason 3",
+    ] {
+        expect(refused.iter().any(|l| l.contains(reason)), || {
+            format!("refused: no \"{reason}\" in {refused:?}")
+        })?;
     }
     let summary = match checked {
         Some(r) => r.with_context(|| format!("placements {placed:?}"))?,
-        None => bail!("only {} of {WINDOWS} windows placed (liar's channel closed: {liar_closed})", placed.len()),
+        None => bail!(
+            "only {} of {WINDOWS} windows placed (liar's channel closed: {liar_closed})",
+            placed.len()
+        ),
     };
     let input = check_input(&out)?;
     Ok(format!("{summary}; {input}"))
@@ -264,22 +358,60 @@ fn use_it(socket: &Path, placed: &[Placed]) -> Result<()> {
 
 /// What the clicks and keys must have done, from the qubes' logs.
 fn check_input(out: &qemu::BootOutcome) -> Result<String> {
-    let has = |qube: &str, what: &str| out.lines_from(qube).iter().filter(|l| l.contains(what)).count();
-    expect(has("work", "key 0x04 down") == 1 && has("work", "key 0x05 down") == 1, || {
-        format!("work did not get a and b once each: {:?}", out.lines_from("work"))
+    let has = |qube: &str, what: &str| {
+        out.lines_from(qube)
+            .iter()
+            .filter(|l| l.contains(what))
+            .count()
+    };
+    expect(
+        has("work", "key 0x04 down") == 1 && has("work", "key 0x05 down") == 1,
+        || {
+            format!(
+                "work did not get a and b once each: {:?}",
+                out.lines_from("work")
+            )
+        },
+    )?;
+    expect(has("personal", "gui: focus true") == 1, || {
+        "personal never got the focus".into()
     })?;
-    expect(has("personal", "gui: focus true") == 1, || "personal never got the focus".into())?;
     for other in ["personal", "evil", "flooder", "noisy", "refused"] {
         let typed = has(other, "gui: key 0x04") + has(other, "gui: key 0x05");
-        expect(typed == 0, || format!("{other} got keys typed while work had the focus: {:?}", out.lines_from(other)))?;
+        expect(typed == 0, || {
+            format!(
+                "{other} got keys typed while work had the focus: {:?}",
+                out.lines_from(other)
+            )
+        })?;
     }
-    expect(has("work", "gui: key 0x06") == 0, || "the copy hotkey's C reached work".into())?;
-    expect(has("work", "clipboard requested") == 1, || "work was not asked for its clipboard".into())?;
-    expect(has("personal", "pasted 14 bytes: secret-of-work") == 1, || {
-        format!("personal did not get work's clipboard exactly once: {:?}", out.lines_from("personal"))
+    expect(has("work", "gui: key 0x06") == 0, || {
+        "the copy hotkey's C reached work".into()
     })?;
-    expect(has("gui", "panel: paste: the clipboard is empty") == 1, || "the second paste was not refused as empty".into())?;
-    expect(has("gui", DENIED) == 1, || format!("no {DENIED:?} from the gui qube"))?;
-    expect(has("evil", "pasted") == 0, || "evil got personal's clipboard despite the policy".into())?;
-    Ok("keys to the focused qube only; clipboard work -> personal once; personal -> evil refused".into())
+    expect(has("work", "clipboard requested") == 1, || {
+        "work was not asked for its clipboard".into()
+    })?;
+    expect(
+        has("personal", "pasted 14 bytes: secret-of-work") == 1,
+        || {
+            format!(
+                "personal did not get work's clipboard exactly once: {:?}",
+                out.lines_from("personal")
+            )
+        },
+    )?;
+    expect(
+        has("gui", "panel: paste: the clipboard is empty") == 1,
+        || "the second paste was not refused as empty".into(),
+    )?;
+    expect(has("gui", DENIED) == 1, || {
+        format!("no {DENIED:?} from the gui qube")
+    })?;
+    expect(has("evil", "pasted") == 0, || {
+        "evil got personal's clipboard despite the policy".into()
+    })?;
+    Ok(
+        "keys to the focused qube only; clipboard work -> personal once; personal -> evil refused"
+            .into(),
+    )
 }

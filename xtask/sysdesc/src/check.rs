@@ -3,10 +3,10 @@
 
 use super::channels::{self, Channel};
 use super::diagnostics::Diagnostics;
+use super::gui::{self, GuiLink};
 use super::linux::{self, Linux};
 use super::network::{self, Plan};
 use super::schema::{Raw, Section};
-use super::gui::{self, GuiLink};
 use super::{HYPERVISOR_RESERVE_MIB, devices, disposables, fields, hints, ports};
 use bulkhead_abi::boot_info::NAME_MAX;
 use bulkhead_abi::io_ports::PortRange;

@@ -105,7 +105,13 @@ mod tests {
             gateway: [10, 137, 0, 1],
             dns: &[[10, 139, 1, 1], [10, 139, 1, 2]],
         };
-        let line = build("work", "debian", Some(&net), Some("work.gui"), " mitigations=auto ");
+        let line = build(
+            "work",
+            "debian",
+            Some(&net),
+            Some("work.gui"),
+            " mitigations=auto ",
+        );
         assert_eq!(
             line,
             "console=ttyS0 loglevel=4 reboot=t panic=-1 tsc=reliable bulkhead.name=work \
@@ -127,7 +133,13 @@ mod tests {
         };
         let args = "a".repeat(super::super::linux::KERNEL_ARGS_MAX);
         let gui = "g".repeat(24);
-        let line = build(&"q".repeat(24), &"t".repeat(24), Some(&net), Some(&gui), &args);
+        let line = build(
+            &"q".repeat(24),
+            &"t".repeat(24),
+            Some(&net),
+            Some(&gui),
+            &args,
+        );
         assert!(line.len() <= MAX_LEN, "{}", line.len());
     }
 }

@@ -401,7 +401,8 @@ fn gui_configs(
         &mut configs[at].1
     }
     for link in &checked.gui {
-        blob(configs, link.client).gui_channel = Some(text(&super::gui::channel_name(&names[link.client]))?);
+        blob(configs, link.client).gui_channel =
+            Some(text(&super::gui::channel_name(&names[link.client]))?);
         let of_gui: Vec<&super::gui::GuiLink> =
             checked.gui.iter().filter(|l| l.gui == link.gui).collect();
         let position = |qube: usize| of_gui.iter().position(|l| l.client == qube);
@@ -419,7 +420,12 @@ fn gui_configs(
                 max_width: link.window.0,
                 max_height: link.window.1,
             })
-            .map_err(|_| format!("more than {} qubes show windows", bulkhead_qubeconfig::MAX_GUI_CLIENTS))?;
+            .map_err(|_| {
+                format!(
+                    "more than {} qubes show windows",
+                    bulkhead_qubeconfig::MAX_GUI_CLIENTS
+                )
+            })?;
         for to in link.deny.iter().filter_map(|q| position(*q)) {
             server
                 .clipboard_deny

@@ -62,7 +62,10 @@ fn parse_size(s: &str) -> Option<(u16, u16)> {
 /// Checks every `guivm`, `window_size` and `clipboard_deny`, and makes the GUI channels.
 pub(super) fn links(raw: &Raw, text: &str, d: &mut Diagnostics) -> (Vec<Automatic>, Vec<GuiLink>) {
     let qubes = &raw.qubes.items;
-    let names: Vec<Option<&str>> = qubes.iter().map(|q| q.text("name").map(|(n, _)| n)).collect();
+    let names: Vec<Option<&str>> = qubes
+        .iter()
+        .map(|q| q.text("name").map(|(n, _)| n))
+        .collect();
     let listed: Vec<&str> = names.iter().flatten().copied().collect();
     let guis: Vec<&str> = qubes
         .iter()
@@ -120,11 +123,20 @@ pub(super) fn links(raw: &Raw, text: &str, d: &mut Diagnostics) -> (Vec<Automati
             )),
             (Some(j), _) if !guis.contains(&gui) || names[j].is_none() => Some((
                 format!("\"{gui}\" is not a gui qube"),
-                format!("guivm names a qube with image = \"{GUI_IMAGE}\": {}", hints::list(&guis)),
+                format!(
+                    "guivm names a qube with image = \"{GUI_IMAGE}\": {}",
+                    hints::list(&guis)
+                ),
             )),
             (Some(_), Some(me)) if me.len() + SUFFIX.len() > NAME_MAX => Some((
-                format!("the GUI channel would be called \"{}\", more than {NAME_MAX} bytes", channel_name(me)),
-                format!("a qube with a guivm has a name of at most {} bytes", NAME_MAX - SUFFIX.len()),
+                format!(
+                    "the GUI channel would be called \"{}\", more than {NAME_MAX} bytes",
+                    channel_name(me)
+                ),
+                format!(
+                    "a qube with a guivm has a name of at most {} bytes",
+                    NAME_MAX - SUFFIX.len()
+                ),
             )),
             (Some(_), None) => continue,
             (Some(j), Some(me)) => {

@@ -13,7 +13,10 @@ fn qube(name: &str, image: &str, label: &str, extra: &str) -> String {
 }
 
 fn system(rest: &str) -> String {
-    format!("[system]\nram_mib = 512\n\n{}{rest}", qube("gui", "gui", "black", ""))
+    format!(
+        "[system]\nram_mib = 512\n\n{}{rest}",
+        qube("gui", "gui", "black", "")
+    )
 }
 
 fn problems(text: &str) -> Vec<Diagnostic> {
@@ -25,17 +28,35 @@ fn problems(text: &str) -> Vec<Diagnostic> {
 
 fn one_problem(text: &str, key: &str, message: &str) {
     let found = problems(text);
-    assert_eq!(found.len(), 1, "one problem expected in\n{text}\n{found:#?}");
+    assert_eq!(
+        found.len(),
+        1,
+        "one problem expected in\n{text}\n{found:#?}"
+    );
     assert_eq!(found[0].key, key, "{}", found[0]);
-    assert!(found[0].message.contains(message), "{}\nlacks {message:?}", found[0]);
+    assert!(
+        found[0].message.contains(message),
+        "{}\nlacks {message:?}",
+        found[0]
+    );
 }
 
 #[test]
 fn each_client_gets_a_channel_and_the_gui_qube_lists_them() {
     let text = system(&format!(
         "{}{}",
-        qube("work", "testing", "blue", "guivm = \"gui\"\nwindow_size = \"800x600\""),
-        qube("personal", "testing", "yellow", "guivm = \"gui\"\nclipboard_deny = [\"work\"]"),
+        qube(
+            "work",
+            "testing",
+            "blue",
+            "guivm = \"gui\"\nwindow_size = \"800x600\""
+        ),
+        qube(
+            "personal",
+            "testing",
+            "yellow",
+            "guivm = \"gui\"\nclipboard_deny = [\"work\"]"
+        ),
     ));
     let c = compile_str("systems/g.toml", &text).unwrap_or_else(|d| panic!("{d}"));
     let ch: Vec<_> = c.manifest.channels.iter().collect();
@@ -45,10 +66,24 @@ fn each_client_gets_a_channel_and_the_gui_qube_lists_them() {
     assert_eq!(ch[0].bulk_size, gui::bulk_size(800, 600));
     assert!(ch[0].bulk_size as usize >= 2 * (800 * 600 * 4 + 256 * 1024));
     assert_eq!(ch[1].purpose.as_str(), "gui");
-    let gui = c.configs.iter().find(|b| b.qube == 0).expect("the gui qube's blob");
+    let gui = c
+        .configs
+        .iter()
+        .find(|b| b.qube == 0)
+        .expect("the gui qube's blob");
     let server = gui.config.gui.as_ref().expect("its clients");
-    let names: Vec<_> = server.clients.iter().map(|c| (c.qube.as_str(), c.label, c.max_width)).collect();
-    assert_eq!(names, [("work", Label::Blue as u8, 800), ("personal", Label::Yellow as u8, 640)]);
+    let names: Vec<_> = server
+        .clients
+        .iter()
+        .map(|c| (c.qube.as_str(), c.label, c.max_width))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            ("work", Label::Blue as u8, 800),
+            ("personal", Label::Yellow as u8, 640)
+        ]
+    );
     assert_eq!(server.clipboard_deny.as_slice(), &[(1, 0)]);
     let work = c.configs.iter().find(|b| b.qube == 1).expect("work's blob");
     assert_eq!(work.config.gui_channel.as_deref(), Some("work.gui"));
@@ -71,13 +106,21 @@ fn refusals() {
         "\"b\" is not a gui qube",
     );
     one_problem(
-        &format!("[system]\nram_mib = 512\n\n{}", qube("gui", "gui", "black", "guivm = \"gui\"")),
+        &format!(
+            "[system]\nram_mib = 512\n\n{}",
+            qube("gui", "gui", "black", "guivm = \"gui\"")
+        ),
         "qube \"gui\".guivm",
         "cannot show its own windows",
     );
     for bad in ["800", "0x600", "99999x10", "4096x4096"] {
         one_problem(
-            &system(&qube("a", "testing", "red", &format!("guivm = \"gui\"\nwindow_size = \"{bad}\""))),
+            &system(&qube(
+                "a",
+                "testing",
+                "red",
+                &format!("guivm = \"gui\"\nwindow_size = \"{bad}\""),
+            )),
             "qube \"a\".window_size",
             "is not a window size",
         );
@@ -88,12 +131,22 @@ fn refusals() {
         "window_size without guivm",
     );
     one_problem(
-        &system(&qube("a", "testing", "red", "guivm = \"gui\"\nclipboard_deny = [\"zz\"]")),
+        &system(&qube(
+            "a",
+            "testing",
+            "red",
+            "guivm = \"gui\"\nclipboard_deny = [\"zz\"]",
+        )),
         "qube \"a\".clipboard_deny",
         "unknown qube \"zz\"",
     );
     one_problem(
-        &system(&qube("a", "testing", "red", "guivm = \"gui\"\nclipboard_deny = [\"a\"]")),
+        &system(&qube(
+            "a",
+            "testing",
+            "red",
+            "guivm = \"gui\"\nclipboard_deny = [\"a\"]",
+        )),
         "qube \"a\".clipboard_deny",
         "is this qube",
     );
