@@ -231,14 +231,19 @@ impl Bulk {
         if !lent {
             return Err(ChannelError::NotLent);
         }
-        if at.checked_add(data.len()).is_none_or(|e| e > r.len as usize) {
+        if at
+            .checked_add(data.len())
+            .is_none_or(|e| e > r.len as usize)
+        {
             return Err(ChannelError::TooLarge {
                 len: at.saturating_add(data.len()),
                 max: r.len as usize,
             });
         }
         // Inside a loan of our pool: `r.offset + r.len` lies in it (it was lent so).
-        let _ = self.region.write_bytes(self.ours + r.offset as usize + at, data);
+        let _ = self
+            .region
+            .write_bytes(self.ours + r.offset as usize + at, data);
         Ok(())
     }
 
@@ -261,7 +266,9 @@ impl Bulk {
             });
         }
         // Inside the peer's pool: `r` is (checked above) and the range is inside `r`.
-        let _ = self.region.read_bytes(self.theirs + r.offset as usize + at, dst);
+        let _ = self
+            .region
+            .read_bytes(self.theirs + r.offset as usize + at, dst);
         Ok(())
     }
 

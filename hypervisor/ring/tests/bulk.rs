@@ -71,7 +71,10 @@ fn a_surface_is_drawn_in_place_and_read_in_pieces() {
     // Past the end of the buffer: refused, nothing written or read, nothing broken.
     assert!(matches!(
         a.write_lent(&r, 8190, b"xyz"),
-        Err(ChannelError::TooLarge { len: 8193, max: 8192 })
+        Err(ChannelError::TooLarge {
+            len: 8193,
+            max: 8192
+        })
     ));
     assert!(matches!(
         b.read_unchecked_at(&r, usize::MAX, &mut row),
@@ -84,7 +87,11 @@ fn a_surface_is_drawn_in_place_and_read_in_pieces() {
     a.reclaim(&r).unwrap();
     assert_eq!(a.write_lent(&r, 0, b"x"), Err(ChannelError::NotLent));
     // A descriptor outside the peer's pool breaks the area for the reader.
-    let outside = BulkRef { offset: a.pool_size() as u32, len: 1, check: 0 };
+    let outside = BulkRef {
+        offset: a.pool_size() as u32,
+        len: 1,
+        check: 0,
+    };
     assert!(matches!(
         b.read_unchecked_at(&outside, 0, &mut row[..1]),
         Err(ChannelError::Broken(Breach::BulkOutOfRange { .. }))

@@ -38,7 +38,13 @@ impl Bench {
 
     /// One pass of the loop: how many windows are shown, whether a pressed key went to a
     /// client (which), the last damage (client, whole window), whether a frame was presented.
-    pub fn pass(&mut self, windows: usize, key_to: Option<usize>, damage: Option<(usize, bool)>, presented: bool) {
+    pub fn pass(
+        &mut self,
+        windows: usize,
+        key_to: Option<usize>,
+        damage: Option<(usize, bool)>,
+        presented: bool,
+    ) {
         let now = now_ns();
         self.0 = match self.0 {
             Phase::Windows(n) if windows >= n && presented => {
@@ -54,7 +60,10 @@ impl Bench {
             Phase::Key => match key_to {
                 Some(client) => {
                     mark();
-                    Phase::Answer { client, damaged: false }
+                    Phase::Answer {
+                        client,
+                        damaged: false,
+                    }
                 }
                 None => Phase::Key,
             },

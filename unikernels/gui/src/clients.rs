@@ -139,11 +139,17 @@ impl Links {
         let out = core::mem::take(&mut d.out);
         for (i, msg) in &out {
             if let FromGui::Configure { window, .. } = msg
-                && let Some(w) = d.windows().iter().find(|w| w.client == *i && w.id == *window)
+                && let Some(w) = d
+                    .windows()
+                    .iter()
+                    .find(|w| w.client == *i && w.id == *window)
             {
                 let a = w.area;
                 let name = &d.clients()[*i].name;
-                info!("gui: {name} window {window} at {},{} size {}x{}", a.x, a.y, a.w, a.h);
+                info!(
+                    "gui: {name} window {window} at {},{} size {}x{}",
+                    a.x, a.y, a.w, a.h
+                );
             }
             self.send(*i, msg);
         }
@@ -166,9 +172,7 @@ impl Links {
         // keeps it (a descriptor outside is a breach, as for any bulk read).
         let pool = ch.bulk().map_or(0, |b| b.pool_size());
         let got = ch.try_recv_with(|bytes| match postcard::from_bytes::<ToGui<'_>>(bytes) {
-            Ok(ToGui::Create { surface, .. })
-                if greeted && !surface_inside(&surface, pool) =>
-            {
+            Ok(ToGui::Create { surface, .. }) if greeted && !surface_inside(&surface, pool) => {
                 Err(ChannelError::Broken(Breach::BulkOutOfRange {
                     offset: surface.offset,
                     len: surface.len,
@@ -177,7 +181,9 @@ impl Links {
             }
             Ok(ToGui::Hello { version }) if version == GUI_VERSION => Ok(None),
             Ok(ToGui::Hello { version }) => {
-                error!("gui: client {i} speaks GUI protocol version {version}, this qube {GUI_VERSION}");
+                error!(
+                    "gui: client {i} speaks GUI protocol version {version}, this qube {GUI_VERSION}"
+                );
                 Err(decode)
             }
             // Nothing before the hello.
@@ -228,7 +234,10 @@ impl Links {
         if !clipboard.awaits(i) || r.len as usize > CLIPBOARD_MAX {
             // Unasked or too large: not read, given straight back.
             bulk.check_peer_ref(&r)?;
-            warn!("gui: client {i} sent clipboard data nobody asked for, or too much: {} bytes", r.len);
+            warn!(
+                "gui: client {i} sent clipboard data nobody asked for, or too much: {} bytes",
+                r.len
+            );
         } else {
             let mut data = vec![0u8; r.len as usize];
             bulk.read(&r, &mut data)?;

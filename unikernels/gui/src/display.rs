@@ -60,9 +60,13 @@ impl fmt::Display for DisplayError {
                  qube with devices = [\"pci-id:1234:1111\"]"
             ),
             DisplayError::NoBars => write!(f, "the display's BAR0 or BAR2 is not mapped"),
-            DisplayError::Version(v) => write!(f, "DISPI version {v:#x}, at least {MIN_ID:#x} needed"),
+            DisplayError::Version(v) => {
+                write!(f, "DISPI version {v:#x}, at least {MIN_ID:#x} needed")
+            }
             DisplayError::TooSmall(n) => write!(f, "a framebuffer of {n} bytes is too small"),
-            DisplayError::ModeRefused(w, h) => write!(f, "the device reports {w}x{h} after the mode was set"),
+            DisplayError::ModeRefused(w, h) => {
+                write!(f, "the device reports {w}x{h} after the mode was set")
+            }
             DisplayError::Config => write!(f, "configuration space access refused"),
         }
     }

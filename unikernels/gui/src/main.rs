@@ -79,7 +79,10 @@ fn clients_of(server: Option<&GuiServer>) -> (Vec<Client>, Vec<(usize, usize)>) 
 
 fn main(boot: &Boot) -> i32 {
     let Some((width, height)) = parse_mode(boot) else {
-        error!("gui: mode= takes WIDTHxHEIGHT, 320x200 to 4096x4096 (args \"{}\")", boot.args().as_str());
+        error!(
+            "gui: mode= takes WIDTHxHEIGHT, 320x200 to 4096x4096 (args \"{}\")",
+            boot.args().as_str()
+        );
         return status::BAD_ARGS;
     };
     let config = match boot.config() {
@@ -119,7 +122,9 @@ fn main(boot: &Boot) -> i32 {
     let mut input = match ps2::Ps2::open(boot) {
         Ok(p) => Some(p),
         Err(e) => {
-            warn!("gui: no keyboard or mouse: {e} (give this qube io_ports = [\"0x60\", \"0x64\"])");
+            warn!(
+                "gui: no keyboard or mouse: {e} (give this qube io_ports = [\"0x60\", \"0x64\"])"
+            );
             None
         }
     };

@@ -40,12 +40,18 @@ struct Window {
 }
 
 fn arg<T: core::str::FromStr>(args: &Args<'_>, key: &str, default: T) -> T {
-    args.get(key).and_then(|v| v.parse().ok()).unwrap_or(default)
+    args.get(key)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 /// The checkerboard pixel at `(x, y)`.
 pub fn pattern(colour: u32, x: u32, y: u32) -> u32 {
-    if (x / 8 + y / 8) % 2 == 0 { colour } else { colour ^ 0x0020_2020 }
+    if (x / 8 + y / 8) % 2 == 0 {
+        colour
+    } else {
+        colour ^ 0x0020_2020
+    }
 }
 
 fn open(boot: &Boot) -> Result<Channel, i32> {
@@ -67,11 +73,20 @@ fn send(ch: &mut Channel, msg: &ToGui<'_>) -> Result<(), ChannelError> {
 
 /// Says hello and waits for the gui qube's; returns the largest window allowed.
 fn hello(ch: &mut Channel) -> Result<(u16, u16), ChannelError> {
-    send(ch, &ToGui::Hello { version: GUI_VERSION })?;
+    send(
+        ch,
+        &ToGui::Hello {
+            version: GUI_VERSION,
+        },
+    )?;
     loop {
         if let Some(m) = ch.try_recv::<FromGui>()? {
             match m {
-                FromGui::Hello { version, max_width, max_height } if version == GUI_VERSION => {
+                FromGui::Hello {
+                    version,
+                    max_width,
+                    max_height,
+                } if version == GUI_VERSION => {
                     return Ok((max_width, max_height));
                 }
                 other => warn!("testing: gui: before hello: {other:?}"),
@@ -96,9 +111,23 @@ fn show(ch: &mut Channel, win: &mut Window, title: &[u8]) -> Result<(), ChannelE
         bulk.write_lent(&surface, y * w * 4, &row)?;
     }
     win.surface = Some(surface);
-    send(ch, &ToGui::Create { window: 0, width: win.w, height: win.h, surface })?;
+    send(
+        ch,
+        &ToGui::Create {
+            window: 0,
+            width: win.w,
+            height: win.h,
+            surface,
+        },
+    )?;
     send(ch, &ToGui::Title { window: 0, title })?;
-    send(ch, &ToGui::Damage { window: 0, rect: Rect::new(0, 0, win.w, win.h) })
+    send(
+        ch,
+        &ToGui::Damage {
+            window: 0,
+            rect: Rect::new(0, 0, win.w, win.h),
+        },
+    )
 }
 
 /// Lights key square `n` (16×16, along the top row) white and says so.
@@ -113,7 +142,13 @@ fn light(ch: &mut Channel, win: &Window, n: u16) -> Result<(), ChannelError> {
         let len = (16.min(u32::from(win.w) - x0) * 4) as usize;
         bulk.write_lent(&s, at, &white[..len])?;
     }
-    send(ch, &ToGui::Damage { window: 0, rect: Rect::new(x0 as u16, 0, 16, 16) })
+    send(
+        ch,
+        &ToGui::Damage {
+            window: 0,
+            rect: Rect::new(x0 as u16, 0, 16, 16),
+        },
+    )
 }
 
 /// Redraws the whole window `win.frames` times, a new colour each time.
@@ -133,7 +168,13 @@ fn redraw(ch: &mut Channel, win: &mut Window) -> Result<(), ChannelError> {
                 bulk.write_lent(&s, y * w * 4, &row)?;
             }
         }
-        send(ch, &ToGui::Damage { window: 0, rect: Rect::new(0, 0, win.w, win.h) })?;
+        send(
+            ch,
+            &ToGui::Damage {
+                window: 0,
+                rect: Rect::new(0, 0, win.w, win.h),
+            },
+        )?;
         bulkhead_rt::sleep(Duration::from_millis(2));
     }
     info!("testing: gui: {} full-window frames drawn", win.frames);
@@ -154,7 +195,13 @@ fn serve(
             if rewrite && let (Some(s), Some(b)) = (win.surface, ch.bulk()) {
                 round += 1;
                 b.write_lent(&s, 0, &noise(round, s.len as usize))?;
-                send(ch, &ToGui::Damage { window: 0, rect: Rect::new(0, 0, win.w, win.h) })?;
+                send(
+                    ch,
+                    &ToGui::Damage {
+                        window: 0,
+                        rect: Rect::new(0, 0, win.w, win.h),
+                    },
+                )?;
                 ch.wait_timeout(Some(Duration::from_millis(5)))?;
             } else {
                 ch.wait_timeout(Some(Duration::from_millis(100)))?;
@@ -165,8 +212,16 @@ fn serve(
             FromGui::Configure { width, height, .. } => {
                 info!("testing: gui: window shown at {width}x{height}");
             }
-            FromGui::Key { usage, pressed, modifiers, .. } => {
-                info!("testing: gui: key {usage:#04x} {} mods {modifiers:#x}", if pressed { "down" } else { "up" });
+            FromGui::Key {
+                usage,
+                pressed,
+                modifiers,
+                ..
+            } => {
+                info!(
+                    "testing: gui: key {usage:#04x} {} mods {modifiers:#x}",
+                    if pressed { "down" } else { "up" }
+                );
                 if pressed && usage == 0x09 && win.frames > 0 {
                     redraw(ch, win)?;
                 } else if pressed {
@@ -180,7 +235,10 @@ fn serve(
             FromGui::Focus { focused, .. } => info!("testing: gui: focus {focused}"),
             FromGui::ClipboardRequest => {
                 let lent = ch.bulk().map(|b| b.lend(clip)).transpose()?;
-                info!("testing: gui: clipboard requested, {} bytes given", clip.len());
+                info!(
+                    "testing: gui: clipboard requested, {} bytes given",
+                    clip.len()
+                );
                 send(ch, &ToGui::Clipboard(lent))?;
             }
             FromGui::ClipboardPaste(r) => {
@@ -207,7 +265,12 @@ fn serve(
                 if let Some(b) = ch.bulk() {
                     b.reset();
                 }
-                send(ch, &ToGui::Hello { version: GUI_VERSION })?;
+                send(
+                    ch,
+                    &ToGui::Hello {
+                        version: GUI_VERSION,
+                    },
+                )?;
                 show(ch, win, title)?;
             }
         }
@@ -222,7 +285,8 @@ pub fn client(boot: &Boot, args: &Args<'_>) -> i32 {
     };
     let title = args.get("title").unwrap_or("terminal").as_bytes();
     let clip = args.get("clip").unwrap_or("hello from testing").as_bytes();
-    let colour = u32::from_str_radix(args.get("colour").unwrap_or("336699"), 16).unwrap_or(0x336699);
+    let colour =
+        u32::from_str_radix(args.get("colour").unwrap_or("336699"), 16).unwrap_or(0x336699);
     let mut win = Window {
         w: arg(args, "w", 320),
         h: arg(args, "h", 200),
@@ -267,25 +331,77 @@ fn hostile(ch: &mut Channel, attack: &str, win: &Window) -> Result<(), ChannelEr
     match attack {
         "refused" => {
             for (id, w, h) in [(1u16, 4000u16, 4000u16), (200, 10, 10), (2, 0, 5)] {
-                send(ch, &ToGui::Create { window: id, width: w, height: h, surface: small })?;
+                send(
+                    ch,
+                    &ToGui::Create {
+                        window: id,
+                        width: w,
+                        height: h,
+                        surface: small,
+                    },
+                )?;
             }
         }
         "title" => {
-            send(ch, &ToGui::Create { window: 3, width: 32, height: 32, surface: small })?;
-            for t in [&b"[banking] \x1b[2J\r\n\x00secure"[..], &[0xff; 200][..], b"]]]]"] {
-                send(ch, &ToGui::Title { window: 3, title: t })?;
+            send(
+                ch,
+                &ToGui::Create {
+                    window: 3,
+                    width: 32,
+                    height: 32,
+                    surface: small,
+                },
+            )?;
+            for t in [
+                &b"[banking] \x1b[2J\r\n\x00secure"[..],
+                &[0xff; 200][..],
+                b"]]]]",
+            ] {
+                send(
+                    ch,
+                    &ToGui::Title {
+                        window: 3,
+                        title: t,
+                    },
+                )?;
             }
         }
         "flood" => {
-            send(ch, &ToGui::Create { window: 3, width: 32, height: 32, surface: small })?;
+            send(
+                ch,
+                &ToGui::Create {
+                    window: 3,
+                    width: 32,
+                    height: 32,
+                    surface: small,
+                },
+            )?;
             for i in 0..5000u16 {
                 let rect = Rect::new(i.wrapping_mul(7919), 65535 - i, u16::MAX, u16::MAX);
-                send(ch, &ToGui::Damage { window: 3 + i % 2, rect })?;
+                send(
+                    ch,
+                    &ToGui::Damage {
+                        window: 3 + i % 2,
+                        rect,
+                    },
+                )?;
             }
         }
         "outside" => {
-            let outside = BulkRef { offset: 0x7fff_f000, len: 1 << 20, check: 0 };
-            send(ch, &ToGui::Create { window: 4, width: 256, height: 256, surface: outside })?;
+            let outside = BulkRef {
+                offset: 0x7fff_f000,
+                len: 1 << 20,
+                check: 0,
+            };
+            send(
+                ch,
+                &ToGui::Create {
+                    window: 4,
+                    width: 256,
+                    height: 256,
+                    surface: outside,
+                },
+            )?;
             let _ = win;
         }
         _ => {}

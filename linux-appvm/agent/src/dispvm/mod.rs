@@ -313,25 +313,44 @@ fn wait_for_previous(
     disp: &str,
     lock: &Path,
 ) -> Result<UioChannel, String> {
-    let (since, generation) = (Instant::now(), ch.ring.generation());
-    let mut said = false;
-    while ch.ring.generation() == generation {
-        if since.elapsed() > PREVIOUS_PATIENCE {
-            return Err(format!(
-                "{disp} is still busy with the previous request: it has not powered off in {} s \
-                 (if it never started, remove {} and ask again)",
-                PREVIOUS_PATIENCE.as_secs(),
-                lock.display()
-            ));
-        }
-        if !said && since.elapsed() > Duration::from_millis(500) {
-            said = true;
-            eprintln!("dispvm: waiting for {disp} to power off after the previous request");
-        }
-        std::thread::sleep(Duration::from_millis(50));
+    let reset = await_reset(
+        || ch.ring.generation(),
+        PREVIOUS_PATIENCE,
+        || eprintln!("dispvm: waiting for {disp} to power off after the previous request"),
+    );
+    if reset.is_none() {
+        return Err(format!(
+            "{disp} is still busy with the previous request: it has not powered off in {} s \
+             (if it never started, remove {} and ask again)",
+            PREVIOUS_PATIENCE.as_secs(),
+            lock.display()
+        ));
     }
     drop(ch);
     open(found)
+}
+
+/// Waits until `generation()` moves from what it is now (a reset), at most `patience`;
+/// calls `waiting` once if that takes more than half a second. How long it took, or `None`.
+pub fn await_reset(
+    generation: impl Fn() -> u32,
+    patience: Duration,
+    waiting: impl FnOnce(),
+) -> Option<Duration> {
+    let (since, before) = (Instant::now(), generation());
+    let mut waiting = Some(waiting);
+    while generation() == before {
+        if since.elapsed() > patience {
+            return None;
+        }
+        if since.elapsed() > Duration::from_millis(500)
+            && let Some(say) = waiting.take()
+        {
+            say();
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Some(since.elapsed())
 }
 
 #[cfg(test)]

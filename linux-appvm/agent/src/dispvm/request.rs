@@ -13,8 +13,8 @@
 //! disposable stops: before `Exited` that means it stopped early).
 
 use super::text::Sanitizer;
+use super::text::sanitize;
 use crate::channel::{ChannelError, Transport};
-use crate::log::printable;
 use bulkhead_abi::proto::{Disposable, Hello, PROTO_VERSION};
 use std::io::Write;
 
@@ -76,6 +76,18 @@ impl std::fmt::Display for Failure {
     }
 }
 
+/// A refusal's reason made safe like the output (without its line ends), cut to
+/// [`MAX_REASON`] characters.
+fn reason(why: &str) -> String {
+    let safe = sanitize(why.as_bytes())
+        .replace('\n', "\\n")
+        .replace('\t', " ");
+    match safe.char_indices().nth(MAX_REASON) {
+        Some((at, _)) => format!("{}...", &safe[..at]),
+        None => safe,
+    }
+}
+
 /// What a received message was, for the conversation (output already made safe).
 enum Got {
     Hello(u16),
@@ -100,8 +112,6 @@ pub struct Request<T: Transport> {
     text: Sanitizer,
     /// Output bytes received (before sanitizing).
     pub output_bytes: u64,
-    /// The name the disposable gave in its `Hello`, made printable (its word only).
-    pub peer_name: Option<String>,
     /// Writing the output failed (a closed pipe): the rest is dropped, the status still
     /// counts.
     pub output_lost: bool,
@@ -120,7 +130,6 @@ impl<T: Transport> Request<T> {
             end: None,
             text: Sanitizer::default(),
             output_bytes: 0,
-            peer_name: None,
             output_lost: false,
         }
     }
@@ -183,7 +192,7 @@ impl<T: Transport> Request<T> {
                     Got::Output
                 }
                 Ok(Disposable::Exited { status }) => Got::Exited(status),
-                Ok(Disposable::Refused(why)) => Got::Refused(printable(why, MAX_REASON)),
+                Ok(Disposable::Refused(why)) => Got::Refused(reason(why)),
                 Ok(Disposable::Run { .. }) => Got::OutOfTurn("a Run request"),
                 Err(_) => Got::Undecodable,
             });

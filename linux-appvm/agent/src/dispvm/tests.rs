@@ -78,7 +78,6 @@ fn runs_a_command_in_the_agents_disposable_service() {
     }
     assert_eq!(req.end(), Some(&End::Exited(3)));
     assert!(req.request_queued() && req.answered());
-    assert_eq!(req.peer_name, None);
     let text = String::from_utf8(out).unwrap();
     assert_eq!(text, "hello-from-disp\n\\x1b[31mred\n");
     assert_eq!(req.escaped(), 1);
@@ -265,10 +264,10 @@ fn a_hostile_disposable_is_named_for_what_it_did() {
         ),
         (
             Box::new(|b: &mut Chan| {
-                b.try_send(&Disposable::Refused("no\x1b[2J\r\nway"))
+                b.try_send(&Disposable::Refused("no\x1b[2J\r\nway\u{202e}"))
                     .unwrap();
             }),
-            End::Refused("no\\u{1b}[2J\\r\\nway".into()),
+            End::Refused("no\\x1b[2J\\x0d\\nway\\u{202e}".into()),
         ),
         (
             Box::new(|b: &mut Chan| {
@@ -410,7 +409,7 @@ proptest! {
                 any::<u16>().prop_map(Act::Hello),
                 proptest::collection::vec(any::<u8>(), 0..1900).prop_map(Act::Output),
                 any::<i32>().prop_map(Act::Exited),
-                "[\\x00-\\x7f]{0,60}".prop_map(Act::Refused),
+                "(.|[\\x00-\\x1f\\u{80}-\\u{9f}\\u{202e}]){0,300}".prop_map(Act::Refused),
                 proptest::collection::vec(any::<u8>(), 0..64).prop_map(Act::Garbage),
                 (0usize..66_000, any::<u32>()).prop_map(|(at, v)| Act::Scribble(at, v)),
             ],
@@ -569,6 +568,29 @@ fn one_request_per_channel_at_a_time_and_the_last_generation_is_kept() {
     assert!(odd.path.starts_with(&dir) && odd.path.file_name().unwrap() == "_x_y");
     drop((again, other, odd));
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_new_request_waits_for_the_last_disposable_to_power_off() {
+    let (a, _b) = channel();
+    let region = a.region().clone();
+    let resetter = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(700));
+        reset_region(&region);
+    });
+    let mut said = false;
+    let took = await_reset(|| a.generation(), Duration::from_secs(10), || said = true);
+    resetter.join().unwrap();
+    assert!(took.unwrap() >= Duration::from_millis(700));
+    assert!(said);
+    // No reset at all: it gives up after its patience, without a word before 500 ms.
+    let mut said = false;
+    let took = await_reset(
+        || a.generation(),
+        Duration::from_millis(100),
+        || said = true,
+    );
+    assert_eq!((took, said), (None, false));
 }
 
 #[test]

@@ -85,7 +85,11 @@ impl Canvas {
         let clip = clip.intersect(&self.bounds());
         let mut cx = x;
         for c in text.chars() {
-            let c = if c.is_ascii_graphic() || c == ' ' { c } else { '?' };
+            let c = if c.is_ascii_graphic() || c == ' ' {
+                c
+            } else {
+                '?'
+            };
             let cell = Rect::new(cx, y, CHAR_WIDTH, TEXT_HEIGHT);
             if !cell.intersect(&clip).is_empty()
                 && let Some(glyph) = get_raster(c, FontWeight::Regular, RasterHeight::Size16)

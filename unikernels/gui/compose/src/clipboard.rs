@@ -75,7 +75,11 @@ impl Clipboard {
                 self.wipe();
                 self.data.extend_from_slice(bytes);
                 self.from = Some(client);
-                d.set_status(format_args!("clipboard: {} bytes from {}", bytes.len(), name));
+                d.set_status(format_args!(
+                    "clipboard: {} bytes from {}",
+                    bytes.len(),
+                    name
+                ));
             }
             Some(bytes) => d.set_status(format_args!(
                 "copy refused: {} bytes from {}, at most {}",

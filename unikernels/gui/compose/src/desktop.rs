@@ -252,7 +252,9 @@ impl Desktop {
         }
         let step = 32 * self.next_place;
         self.next_place = (self.next_place + 1) % 8;
-        let x = (BORDER + 16 + step).min(self.screen.w - BORDER - w).max(BORDER);
+        let x = (BORDER + 16 + step)
+            .min(self.screen.w - BORDER - w)
+            .max(BORDER);
         let y = (top + 8 + step).min(self.screen.h - BORDER - h).max(top);
         Rect::new(x, y, w, h)
     }
@@ -411,8 +413,13 @@ impl Desktop {
         let bar_text = text_colour_on(colour);
         let text_y = frame.y + BORDER + (TITLE_HEIGHT - TEXT_HEIGHT) / 2;
         // The text stays off the border.
-        let bar = Rect::new(frame.x + BORDER, frame.y + BORDER, frame.w - 2 * BORDER, TITLE_HEIGHT)
-            .intersect(&clip);
+        let bar = Rect::new(
+            frame.x + BORDER,
+            frame.y + BORDER,
+            frame.w - 2 * BORDER,
+            TITLE_HEIGHT,
+        )
+        .intersect(&clip);
         let mut x = frame.x + BORDER + 4;
         for part in ["[", client.name.as_str(), "] ", w.title.as_str()] {
             x = canvas.text(x, text_y, part, bar_text, colour, bar);
@@ -461,7 +468,14 @@ impl Desktop {
             if self.windows.iter().any(|w| w.client == i) {
                 let colour = c.label.rgb();
                 canvas.fill(Rect::new(x, 8, 8, 8), clip, colour);
-                x = canvas.text(x + 11, y, c.name.as_str(), PANEL_TEXT, PANEL_BACKGROUND, clip) + 10;
+                x = canvas.text(
+                    x + 11,
+                    y,
+                    c.name.as_str(),
+                    PANEL_TEXT,
+                    PANEL_BACKGROUND,
+                    clip,
+                ) + 10;
             }
         }
         // The status message, right-aligned.

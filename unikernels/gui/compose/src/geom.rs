@@ -103,7 +103,12 @@ mod tests {
     fn rect() -> impl Strategy<Value = Rect> {
         // Client input reaches a `Rect` as u16 values placed on a screen, so this range
         // covers every rectangle the gui qube makes.
-        (-70_000i32..70_000, -70_000i32..70_000, -10i32..140_000, -10i32..140_000)
+        (
+            -70_000i32..70_000,
+            -70_000i32..70_000,
+            -10i32..140_000,
+            -10i32..140_000,
+        )
             .prop_map(|(x, y, w, h)| Rect::new(x, y, w, h))
     }
 

@@ -59,10 +59,27 @@ mod tests {
         let mut p = Packets::default();
         assert_eq!(p.feed(0x09), None);
         assert_eq!(p.feed(5), None);
-        assert_eq!(p.feed(0x02), Some(Motion { dx: 5, dy: -2, buttons: 1 }));
+        assert_eq!(
+            p.feed(0x02),
+            Some(Motion {
+                dx: 5,
+                dy: -2,
+                buttons: 1
+            })
+        );
         let mut p = Packets::default();
-        let got: Vec<_> = [0x00, 0x39, 0xfb, 0xfe].iter().filter_map(|b| p.feed(*b)).collect();
-        assert_eq!(got, vec![Motion { dx: -5, dy: 2, buttons: 1 }]);
+        let got: Vec<_> = [0x00, 0x39, 0xfb, 0xfe]
+            .iter()
+            .filter_map(|b| p.feed(*b))
+            .collect();
+        assert_eq!(
+            got,
+            vec![Motion {
+                dx: -5,
+                dy: 2,
+                buttons: 1
+            }]
+        );
     }
 
     proptest! {

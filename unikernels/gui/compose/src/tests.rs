@@ -24,21 +24,28 @@ fn client_colour(client: usize) -> u32 {
 
 impl Pixels for Flat {
     fn row(&mut self, client: usize, surface: &BulkRef, offset: usize, dst: &mut [u32]) {
-        assert!(offset + dst.len() * 4 <= surface.len as usize, "read past the surface");
+        assert!(
+            offset + dst.len() * 4 <= surface.len as usize,
+            "read past the surface"
+        );
         dst.fill(client_colour(client));
     }
 }
 
 fn clients() -> Vec<Client> {
-    [("work", Label::Blue), ("personal", Label::Yellow), ("evil", Label::Red)]
-        .into_iter()
-        .map(|(n, label)| Client {
-            name: n.try_into().unwrap(),
-            label,
-            max_width: 400,
-            max_height: 300,
-        })
-        .collect()
+    [
+        ("work", Label::Blue),
+        ("personal", Label::Yellow),
+        ("evil", Label::Red),
+    ]
+    .into_iter()
+    .map(|(n, label)| Client {
+        name: n.try_into().unwrap(),
+        label,
+        max_width: 400,
+        max_height: 300,
+    })
+    .collect()
 }
 
 fn surface(w: u16, h: u16) -> BulkRef {
@@ -109,7 +116,13 @@ fn refusals() {
         .collect();
     assert_eq!(
         reasons,
-        [refusal::SURFACE, refusal::WINDOW, refusal::SIZE, 0, refusal::WINDOW]
+        [
+            refusal::SURFACE,
+            refusal::WINDOW,
+            refusal::SIZE,
+            0,
+            refusal::WINDOW
+        ]
     );
     assert_eq!(d.windows().len(), 1);
     assert_eq!(
@@ -149,7 +162,13 @@ fn keys_go_to_the_focused_window_only_and_hotkeys_to_no_one() {
         buttons: 0,
     };
     d.pointer(to(target.x + 5 - px, target.y + 5 - py), 0);
-    d.pointer(Motion { buttons: 1, ..to(0, 0) }, 0);
+    d.pointer(
+        Motion {
+            buttons: 1,
+            ..to(0, 0)
+        },
+        0,
+    );
     assert_eq!(d.focus(), Some((1, 0)));
     d.out.clear();
     d.key(a, 0);
@@ -183,11 +202,28 @@ enum Op {
 fn op() -> impl Strategy<Value = Op> {
     let c = 0usize..3;
     prop_oneof![
-        (c.clone(), 0u16..12, any::<u16>(), any::<u16>(), any::<u32>())
+        (
+            c.clone(),
+            0u16..12,
+            any::<u16>(),
+            any::<u16>(),
+            any::<u32>()
+        )
             .prop_map(|(c, id, w, h, len)| Op::Create(c, id, w % 2000, h % 2000, len)),
-        (c.clone(), 0u16..12, any::<u16>(), any::<u16>(), any::<u16>(), any::<u16>())
+        (
+            c.clone(),
+            0u16..12,
+            any::<u16>(),
+            any::<u16>(),
+            any::<u16>(),
+            any::<u16>()
+        )
             .prop_map(|(c, id, x, y, w, h)| Op::Damage(c, id, x, y, w, h)),
-        (c.clone(), 0u16..12, prop::collection::vec(any::<u8>(), 0..100))
+        (
+            c.clone(),
+            0u16..12,
+            prop::collection::vec(any::<u8>(), 0..100)
+        )
             .prop_map(|(c, id, t)| Op::Title(c, id, t)),
         (c, 0u16..12).prop_map(|(c, id)| Op::Destroy(c, id)),
         (-400i32..400, -300i32..300).prop_map(|(x, y)| Op::Click(x, y)),
