@@ -13,8 +13,8 @@ use crate::channel::{ChannelError, Side};
 use crate::config::Settings;
 use crate::log::{line, printable};
 use crate::net::{self, Tap};
-use crate::services::disposable::{DisposableService, ShellRunner};
-use crate::services::{Dispatcher, Ping};
+use crate::services::disposable::{DisposableService, ShellRunner, is_request_channel};
+use crate::services::{Dispatcher, Ping, disposable};
 use crate::sys::{self, Watch};
 use std::io;
 use std::path::Path;
@@ -168,6 +168,22 @@ pub fn run(settings: &Settings) -> io::Result<()> {
     }
     let disp_ch = take(&mut channels, &|c| {
         c.ring.side() == Side::B && is_request_channel(&c.found.info.name)
+    });
+    // Request channels on which this qube is side A belong to `dispvm`, which opens one
+    // itself for each request: the agent closes them and never touches their rings.
+    channels.retain(|c| {
+        let name = c.found.info.name.as_str();
+        match disposable::requested_disposable(name) {
+            Some(d) if c.ring.side() == Side::A => {
+                line(&format!(
+                    "channel {}: requests to the disposable {}, made by `dispvm` (closed here)",
+                    printable(name, 32),
+                    printable(d, 32)
+                ));
+                false
+            }
+            _ => true,
+        }
     });
     for c in &channels {
         line(&format!(
@@ -358,34 +374,4 @@ fn wait(
         d.channel_error(e);
     }
     Ok(())
-}
-
-/// Whether a channel name is a disposable request channel as the system compiler names them:
-/// `<disposable>.req<k>` (or the older `<...>.disp`).
-fn is_request_channel(name: &str) -> bool {
-    if name.ends_with(".disp") {
-        return true;
-    }
-    match name.rsplit_once(".req") {
-        Some((qube, k)) => {
-            !qube.is_empty() && !k.is_empty() && k.bytes().all(|b| b.is_ascii_digit())
-        }
-        None => false,
-    }
-}
-
-#[cfg(test)]
-mod request_channel_tests {
-    use super::is_request_channel;
-
-    #[test]
-    fn recognises_the_compilers_names() {
-        assert!(is_request_channel("disp.req0"));
-        assert!(is_request_channel("disp.req12"));
-        assert!(is_request_channel("x.disp"));
-        assert!(!is_request_channel("work.net"));
-        assert!(!is_request_channel("disp.req"));
-        assert!(!is_request_channel(".req0"));
-        assert!(!is_request_channel("disp.reqx"));
-    }
 }

@@ -21,7 +21,7 @@
 use crate::channel::uio::{self, UioChannel};
 use crate::channel::{ChannelError, Side, Transport};
 use crate::log::printable;
-use crate::sys::{self, Mapping, Watch};
+use crate::sys::Mapping;
 use bulkhead_abi::proto::{Hello, PROTO_VERSION, Probe};
 use std::fs::OpenOptions;
 use std::path::Path;
@@ -120,39 +120,6 @@ fn find(name: &str) -> Result<uio::Found, String> {
         .ok_or_else(|| format!("no channel named {name}"))
 }
 
-/// Sleeps until the peer's event (or `timeout`), as the agent's event loop does for one
-/// channel: the waiting flag first, so no wake-up is lost.
-fn wait(ch: &mut UioChannel, timeout: Duration) -> Result<(), String> {
-    if ch.rearm().is_err() {
-        ch.ack_errors += 1;
-    }
-    match ch.ring.prepare_wait() {
-        Ok(true) => {
-            ch.ring.finish_wait();
-            return Ok(());
-        }
-        Ok(false) => {}
-        Err(e) => return Err(format!("waiting: {e}")),
-    }
-    let mut watch = ch.irq_fd().map(|fd| Watch {
-        fd,
-        readable: false,
-    });
-    let polled = match &mut watch {
-        Some(w) => sys::poll(std::slice::from_mut(w), Some(timeout)),
-        None => {
-            std::thread::sleep(timeout.min(Duration::from_millis(2)));
-            Ok(())
-        }
-    };
-    ch.ring.finish_wait();
-    polled.map_err(|e| format!("poll: {e}"))?;
-    if watch.is_some_and(|w| w.readable) && ch.take_interrupt().is_err() {
-        ch.ack_errors += 1;
-    }
-    Ok(())
-}
-
 /// The next message, waiting at most `patience` for it (`None` then).
 fn recv(ch: &mut UioChannel, patience: Duration) -> Result<Option<Probe>, String> {
     let deadline = Instant::now() + patience;
@@ -167,7 +134,8 @@ fn recv(ch: &mut UioChannel, patience: Duration) -> Result<Option<Probe>, String
         if left.is_zero() {
             return Ok(None);
         }
-        wait(ch, left.min(Duration::from_millis(100)))?;
+        ch.wait_for_peer(left.min(Duration::from_millis(100)))
+            .map_err(|e| format!("waiting: {e}"))?;
     }
 }
 

@@ -8,6 +8,7 @@
 //! - [`bridge`]: frames between the TAP interface and the firewall's channel;
 //! - [`gui`]: the AppVM's windows, a client of the gui qube showing [`terminal`]s;
 //! - [`terminal`]: a shell on a pseudo-terminal, its output parsed and drawn into pixels;
+//! - [`dispvm`]: `dispvm COMMAND`, a command run in a disposable from this qube's shell;
 //! - [`bulktest`]: the `bulk-test` self-test, bulk areas against the testing qube;
 //! - [`netbench`]: the guest side of `cargo xtask bench --network` (bulk TCP to the host);
 //! - [`services`]: the disposable request, and the dispatcher where service calls will land;
@@ -21,6 +22,7 @@ pub mod bridge;
 pub mod bulktest;
 pub mod channel;
 pub mod config;
+pub mod dispvm;
 pub mod gui;
 pub mod log;
 pub mod net;

@@ -6,15 +6,22 @@
 //! instead (the template's `appvm.selftest=xstate`); it exits 1 when a register changed.
 //! `bulkhead-agent netbench HOST:PORT MIB` is the guest side of `cargo xtask bench --network`
 //! ([`bulkhead_agent::netbench`]). `bulkhead-agent bulk-test SPEC` is the AppVM's side of
-//! `cargo xtask test appvm-bulk` ([`bulkhead_agent::bulktest`]).
+//! `cargo xtask test appvm-bulk` ([`bulkhead_agent::bulktest`]). `bulkhead-agent dispvm
+//! COMMAND...`, or the binary under the name `dispvm` (a link in the initramfs), runs a
+//! command in a disposable ([`bulkhead_agent::dispvm`]).
 
-use bulkhead_agent::{agent, bulktest, config, log, netbench, xstate};
+use bulkhead_agent::{agent, bulktest, config, dispvm, log, netbench, xstate};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    let argv0 = std::env::args().next().unwrap_or_default();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
     let settings = config::Settings::parse(&cmdline);
+    // Called as `dispvm` (the initramfs's link to the agent).
+    if std::path::Path::new(&argv0).file_name() == Some("dispvm".as_ref()) {
+        return ExitCode::from(dispvm::main(&args, &settings));
+    }
     match args.first().map(String::as_str) {
         None => {}
         Some("xstate-probe") => {
@@ -29,9 +36,10 @@ fn main() -> ExitCode {
         }
         Some("netbench") => return ExitCode::from(netbench::main(&args[1..])),
         Some("bulk-test") => return ExitCode::from(bulktest::main(&args[1..], settings.qube())),
+        Some("dispvm") => return ExitCode::from(dispvm::main(&args[1..], &settings)),
         Some(other) => {
             eprintln!(
-                "unknown subcommand {:?}; usage: bulkhead-agent [xstate-probe SECONDS | netbench HOST:PORT MIB | bulk-test SPEC]",
+                "unknown subcommand {:?}; usage: bulkhead-agent [xstate-probe SECONDS | netbench HOST:PORT MIB | bulk-test SPEC | dispvm COMMAND...]",
                 log::printable(other, 40)
             );
             return ExitCode::from(2);

@@ -19,7 +19,7 @@ pub const APPLETS: &[&str] = &[
     "nc", "wget", "nslookup", "test", "[", "rm", "sync", "true", "false", "head", "wc",
     // For the terminal window's shell.
     "clear", "cp", "date", "env", "free", "id", "less", "mv", "pwd", "sed", "stty", "tail", "top",
-    "touch", "vi",
+    "touch", "vi", "printf",
 ];
 
 /// `/bin/appvm-selftest`: the AppVM's side of the `cargo xtask test` scenarios, run in the
@@ -35,7 +35,10 @@ pub const APPLETS: &[&str] = &[
 /// (`eth0`, in an initramfs with virtio-net) the address QEMU's user network expects, for
 /// the baseline of `cargo xtask bench --network`; `netbench:PORT:MIB`, the agent's `netbench`
 /// against the benchmark server on the host (10.0.2.2); `bulk:SPEC`, the agent's `bulk-test`
-/// (a channel's bulk area against the testing qube, `cargo xtask test appvm-bulk`).
+/// (a channel's bulk area against the testing qube, `cargo xtask test appvm-bulk`);
+/// `dispvm`, commands run in a disposable with the agent's `dispvm` (`cargo xtask test
+/// appvm-dispvm`): one whose output holds an escape sequence, a second request made while
+/// another waits (refused), and that other one, served by the disposable started again.
 pub const SELFTEST_SCRIPT: &str = r#"#!/bin/sh
 export PATH=/bin
 for w in $(cat /proc/cmdline); do
@@ -89,6 +92,16 @@ netbench:*)
     ;;
 bulk:*)
     /bin/agent bulk-test "${step#bulk:}" || echo "selftest: bulk-test ${step#bulk:} failed ($?)"
+    ;;
+dispvm)
+    # Each line of what dispvm printed, and its status, on the console with a prefix.
+    { dispvm 'echo hello-from-disp; grep -o "bulkhead.name=[a-z]*" /proc/cmdline; printf "\033[31mred\033[0m\n"'
+        echo "status $?"; } 2>&1 | sed 's/^/selftest: dispvm 1: /'
+    { dispvm 'sleep 2; echo second; exit 7'; echo "status $?"; } > /tmp/dispvm2 2>&1 &
+    sleep 1
+    { dispvm 'echo third'; echo "status $?"; } 2>&1 | sed 's/^/selftest: dispvm busy: /'
+    wait
+    sed 's/^/selftest: dispvm 2: /' /tmp/dispvm2
     ;;
 xstate | xstate:*)
     s="${step#xstate}"
@@ -326,6 +339,8 @@ pub fn build(
     match agent {
         Some(agent) => {
             a.file("bin/agent", agent.to_vec(), true);
+            // `dispvm COMMAND` at the shell: the agent, by the name it is called.
+            a.symlink("bin/dispvm", "agent");
             let _ = writeln!(
                 summary,
                 "      agent          {}",
@@ -420,6 +435,7 @@ mod tests {
         );
         assert!(SELFTEST_SCRIPT.contains("/bin/agent xstate-probe"));
         assert!(SELFTEST_SCRIPT.contains("/bin/agent netbench"));
+        assert!(SELFTEST_SCRIPT.contains("{ dispvm '"));
     }
 
     #[test]

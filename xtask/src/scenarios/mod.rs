@@ -6,6 +6,7 @@
 
 mod appvm;
 mod appvm_bulk;
+mod appvm_dispvm;
 mod appvm_gui;
 mod appvms;
 mod bochs;
@@ -79,6 +80,7 @@ pub fn all() -> Vec<Scenario> {
         appvms::APPVM_CRASH,
         appvms::DISPOSABLES,
         appvm_bulk::APPVM_BULK,
+        appvm_dispvm::APPVM_DISPVM,
         appvm_gui::APPVM_GUI,
         xstate::APPVM_XSTATE,
         bochs::SVM_RYZEN,

@@ -80,6 +80,12 @@ impl<D: Doorbell> RingChannel<D> {
         self.bulk.as_deref_mut()
     }
 
+    /// The reset generation the region's header holds now (the hypervisor bumps it at every
+    /// reset: a disposable's request channel moves on when the disposable powered off).
+    pub fn generation(&self) -> u32 {
+        generation(&self.region)
+    }
+
     /// Which side we are.
     pub fn side(&self) -> Side {
         self.side

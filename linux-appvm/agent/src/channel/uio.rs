@@ -308,6 +308,36 @@ impl UioChannel {
         Ok(())
     }
 
+    /// Sleeps until the peer's event or `timeout`, for a program that serves this one
+    /// channel (the agent's event loop waits on all of them at once): our waiting flag
+    /// first, so no wake-up is lost. `Err` is news from the ring (a reset, which the ring has
+    /// already reopened for, or a breach) for the caller's conversation. A failed `poll` is
+    /// only an early wake-up: the caller looks at the ring again either way.
+    pub fn wait_for_peer(&mut self, timeout: Duration) -> Result<(), ChannelError> {
+        if self.rearm().is_err() {
+            self.ack_errors += 1;
+        }
+        if self.ring.prepare_wait()? {
+            self.ring.finish_wait();
+            return Ok(());
+        }
+        let mut watch = self.irq_fd().map(|fd| sys::Watch {
+            fd,
+            readable: false,
+        });
+        match &mut watch {
+            Some(w) => {
+                let _ = sys::poll(std::slice::from_mut(w), Some(timeout));
+            }
+            None => std::thread::sleep(timeout.min(Duration::from_millis(2))),
+        }
+        self.ring.finish_wait();
+        if watch.is_some_and(|w| w.readable) && self.take_interrupt().is_err() {
+            self.ack_errors += 1;
+        }
+        Ok(())
+    }
+
     /// Reads EVENTS (clearing the pending event, so INTx deasserts), then clears
     /// `INTX_DISABLE` (which the handler set) with a one-byte write of COMMAND's high byte,
     /// as the UIO documentation does it: no read first (a read and a two-byte write cost

@@ -347,5 +347,19 @@ enum Got {
     OutOfTurn,
 }
 
+/// Whether a channel name is a disposable request channel as the system compiler names them:
+/// `<disposable>.req<k>` (or the older `<...>.disp`).
+pub fn is_request_channel(name: &str) -> bool {
+    name.ends_with(".disp") || requested_disposable(name).is_some()
+}
+
+/// The disposable a request channel named `<disposable>.req<k>` leads to (the system
+/// compiler's names, `xtask/sysdesc/src/disposables.rs`); `None` for any other name.
+pub fn requested_disposable(name: &str) -> Option<&str> {
+    let (qube, k) = name.rsplit_once(".req")?;
+    let numbered = !k.is_empty() && k.bytes().all(|b| b.is_ascii_digit());
+    (!qube.is_empty() && numbered).then_some(qube)
+}
+
 #[cfg(test)]
 mod tests;

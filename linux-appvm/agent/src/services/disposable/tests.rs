@@ -288,3 +288,17 @@ proptest! {
         prop_assert!(fake.started.len() <= 1);
     }
 }
+
+#[test]
+fn recognises_the_compilers_names() {
+    assert!(is_request_channel("disp.req0"));
+    assert!(is_request_channel("disp.req12"));
+    assert!(is_request_channel("x.disp"));
+    assert!(!is_request_channel("work.net"));
+    assert!(!is_request_channel("disp.req"));
+    assert!(!is_request_channel(".req0"));
+    assert!(!is_request_channel("disp.reqx"));
+    assert_eq!(requested_disposable("disp.req0"), Some("disp"));
+    assert_eq!(requested_disposable("a.b.req3"), Some("a.b"));
+    assert_eq!(requested_disposable("x.disp"), None);
+}
