@@ -35,12 +35,14 @@ pub struct Assembled {
 }
 
 impl Assembled {
-    /// The qubes the manifest starts, in start order.
+    /// The qubes the manifest starts at boot, in start order (not the disposables, which
+    /// start on request).
     pub fn qube_names(&self) -> Vec<&str> {
         self.system
             .manifest
             .qubes
             .iter()
+            .filter(|q| q.start == bulkhead_abi::manifest::StartPolicy::AtBoot)
             .map(|q| q.name.as_str())
             .collect()
     }

@@ -99,7 +99,8 @@ fn look_and_type(socket: &Path, png: &Path) -> Result<String> {
 
 /// The default system, the desktop: every qube ready, then both AppVMs' terminal windows
 /// placed; the screenshot shows each window's frame (its top-left corner's border) in its
-/// qube's label colour.
+/// qube's label colour. Then `dispvm` typed into work's terminal starts the disposable, and
+/// its terminal window appears framed in red.
 pub fn desktop() -> Result<String> {
     if let Some(note) = super::appvms::skip() {
         return Ok(note);
@@ -113,7 +114,8 @@ pub fn desktop() -> Result<String> {
     std::fs::create_dir_all(png.parent().context("screens folder")?)?;
     let mut windows: Vec<(String, i32, i32)> = Vec::new();
     let mut ready = false;
-    let mut shot = None;
+    let (mut shot, mut disp_shot) = (None, None);
+    let disp_png = png.with_file_name("desktop-dispvm.png");
     let out = qemu::boot(&opts, |e| {
         if matches!(e.hv, Some(HvEvent::Panic(_))) {
             return Control::Stop;
@@ -132,13 +134,30 @@ pub fn desktop() -> Result<String> {
         {
             windows.push((name.to_string(), x, y));
         }
-        let done = ready && windows.len() >= 2;
-        if done {
+        if shot.is_none() && ready && windows.len() >= 2 {
             // The windows' first frames follow their placement.
             std::thread::sleep(std::time::Duration::from_millis(1500));
             shot = Some(qmp::save_screenshot(&socket, &png));
+            // Then ask for a disposable from work's terminal: its window must appear.
+            let work = windows.iter().find(|w| w.0 == "work").map(|w| (w.1, w.2));
+            let typed = work.context("no window of work").and_then(|(x, y)| {
+                let mut q = Qmp::connect(&socket, Duration::from_secs(10))?;
+                q.move_rel(x + 8 - 512, y + 8 - 384)?;
+                q.click(Button::Left)?;
+                std::thread::sleep(Duration::from_millis(500));
+                q.type_text("dispvm 'uname -n; sleep 20'\n")
+            });
+            if let Err(e) = typed {
+                shot = Some(Err(e));
+                return Control::Stop;
+            }
         }
-        Control::stop_if(done)
+        let disp = windows.iter().any(|w| w.0 == "disp");
+        if disp {
+            std::thread::sleep(std::time::Duration::from_millis(1500));
+            disp_shot = Some(qmp::save_screenshot(&socket, &disp_png));
+        }
+        Control::stop_if(disp)
     });
     let _ = std::fs::remove_file(&socket);
     let out = out?;
@@ -162,8 +181,24 @@ pub fn desktop() -> Result<String> {
             )
         })?;
     }
+    let screen =
+        disp_shot.context("no window of the disposable after `dispvm` in work's terminal")??;
+    let (_, x, y) = windows
+        .iter()
+        .find(|(n, ..)| n == "disp")
+        .context("no disp window")?;
+    let (fx, fy) = ((x - BORDER) as u32, (y - BORDER - TITLE_HEIGHT) as u32);
+    let c = Label::Red.rgb();
+    let want = [(c >> 16) as u8, (c >> 8) as u8, c as u8];
+    expect(screen.pixel(fx, fy) == want, || {
+        format!(
+            "disp's frame is {:?}, not red (see {})",
+            screen.pixel(fx, fy),
+            disp_png.display()
+        )
+    })?;
     Ok(format!(
-        "all {} qubes ready ({exits} VM exits, {ms} ms guest time); work's and personal's terminal windows framed in blue and yellow ({})",
+        "all {} qubes ready ({exits} VM exits, {ms} ms guest time); work's and personal's terminal windows framed in blue and yellow ({}); `dispvm` in work's terminal started disp, its window framed in red",
         a.qube_names().len(),
         png.display()
     ))

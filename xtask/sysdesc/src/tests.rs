@@ -95,11 +95,14 @@ fn default_system_compiles_and_round_trips() {
     let c = compile_file(&systems_dir().join("default.toml")).unwrap();
     let m = &c.manifest;
     assert_eq!(m.system.as_str(), "default");
-    assert_eq!(c.ram_mib, 768);
+    assert_eq!(c.ram_mib, 1024);
     assert_eq!(c.images, ["net", "firewall", "usb", "gui"]);
     assert_eq!(c.templates, ["debian"]);
     let names: Vec<&str> = m.qubes.iter().map(|q| q.name.as_str()).collect();
-    assert_eq!(names, ["net", "firewall", "usb", "gui", "work", "personal"]);
+    assert_eq!(
+        names,
+        ["net", "firewall", "usb", "gui", "work", "personal", "disp"]
+    );
     let labels: Vec<Label> = m.qubes.iter().map(|q| q.label).collect();
     assert_eq!(
         labels,
@@ -109,7 +112,8 @@ fn default_system_compiles_and_round_trips() {
             Label::Red,
             Label::Black,
             Label::Blue,
-            Label::Yellow
+            Label::Yellow,
+            Label::Red
         ]
     );
     for (i, q) in m.qubes.iter().enumerate() {
@@ -122,7 +126,16 @@ fn default_system_compiles_and_round_trips() {
         } else {
             assert!(matches!(q.kind, QubeKind::Linux { .. }), "{q:?}");
         }
-        assert_eq!(q.restart, RestartPolicy::OnFailure);
+        let disposable = q.name.as_str() == "disp";
+        assert_eq!(
+            q.start == bulkhead_abi::manifest::StartPolicy::OnRequest,
+            disposable,
+            "{}",
+            q.name.as_str()
+        );
+        if !disposable {
+            assert_eq!(q.restart, RestartPolicy::OnFailure);
+        }
     }
     assert_eq!(Manifest::decode(&m.to_vec()).as_ref(), Ok(m));
     // sys-net owns the virtio-net card, the gui qube the display.
@@ -153,8 +166,10 @@ fn default_system_compiles_and_round_trips() {
             ("firewall.net", 0, 1, "network", false),
             ("work.net", 1, 4, "network", false),
             ("personal.net", 1, 5, "network", false),
+            ("disp.req0", 4, 6, "disposable", false),
             ("work.gui", 3, 4, "gui", true),
             ("personal.gui", 3, 5, "gui", true),
+            ("disp.gui", 3, 6, "gui", true),
         ]
     );
     let summary = c.summary();
