@@ -14,10 +14,17 @@ use bulkhead_ring::BULK_PAGE;
 impl<T: Transport, S: Spawner> GuiClient<T, S> {
     pub(super) fn shell_ended(&mut self, id: u16) {
         if let Some(w) = self.window(id) {
-            let status = w
-                .shell
-                .exit_status()
-                .map_or("unknown".into(), |s| s.to_string());
+            // The pty reads end-of-file as the shell exits, a moment before it can be
+            // reaped: give it up to 200 ms (only here, where it has ended).
+            let mut status = w.shell.exit_status();
+            for _ in 0..20 {
+                if status.is_some() {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(10));
+                status = w.shell.exit_status();
+            }
+            let status = status.map_or("unknown".into(), |s| s.to_string());
             self.notes.push(format!(
                 "terminal {id}: the shell exited (status {status}); closing the window"
             ));
