@@ -91,16 +91,33 @@ impl Framebuffer {
         Some(Region { start, end })
     }
 
+    /// What its qube's boot info says about it (`gpa` = the first pixel's physical
+    /// address; `size` runs to the end of its last page).
+    pub fn info(&self) -> bulkhead_abi::boot_info::FramebufferInfo {
+        bulkhead_abi::boot_info::FramebufferInfo {
+            gpa: self.addr,
+            size: self.pages().map_or(0, |p| p.end - self.addr),
+            width: self.width,
+            height: self.height,
+            pitch: self.pitch,
+            bpp: u32::from(self.bpp),
+        }
+    }
+
     /// The pages a qube may map, unless they overlap `ram` (the RAM the hypervisor
     /// manages) or one of `reserved` (the hypervisor's image, the qube's own memory and
-    /// windows); the error says which.
-    pub fn mappable(&self, ram: &MemoryMap, reserved: &[Region]) -> Result<Region, &'static str> {
+    /// windows, its devices' BAR pieces); the error says which.
+    pub fn mappable(
+        &self,
+        ram: &MemoryMap,
+        reserved: impl IntoIterator<Item = Region>,
+    ) -> Result<Region, &'static str> {
         let pages = self.pages().ok_or("its range wraps")?;
         if ram.regions().iter().any(|r| r.overlaps(&pages)) {
             return Err("it overlaps RAM");
         }
-        if reserved.iter().any(|r| r.overlaps(&pages)) {
-            return Err("it overlaps the hypervisor or the qube's memory");
+        if reserved.into_iter().any(|r| r.overlaps(&pages)) {
+            return Err("it overlaps the hypervisor, the qube's memory or a BAR it maps");
         }
         Ok(pages)
     }
@@ -120,7 +137,11 @@ fn read_framebuffer(
         if size < 30 || !mem.read(tag, &mut head) {
             return Err(BootInfoError::Malformed("framebuffer tag size"));
         }
-        return Ok(Err("not direct RGB"));
+        return Ok(Err(if head[29] == 2 {
+            "VGA text mode, not a linear framebuffer"
+        } else {
+            "not direct RGB"
+        }));
     }
     if !mem.read(tag, &mut b) {
         return Err(BootInfoError::Unreadable("framebuffer tag"));
@@ -507,9 +528,15 @@ mod tests {
                 end: 0xfd30_0000
             })
         );
+        let info = fb.info();
+        assert_eq!((info.gpa, info.size), (0xfd00_0000, 0x30_0000));
+        assert_eq!(
+            (info.width, info.height, info.pitch, info.bpp),
+            (1024, 768, 4096, 32)
+        );
         let mapped = fb.mappable(
             &env.ram,
-            &[Region {
+            [Region {
                 start: 0,
                 end: 0x800_0000,
             }],
@@ -541,7 +568,7 @@ mod tests {
         )
         .unwrap();
         let fb = env.framebuffer.unwrap();
-        assert_eq!(fb.mappable(&env.ram, &[]), Err("it overlaps RAM"));
+        assert_eq!(fb.mappable(&env.ram, []), Err("it overlaps RAM"));
         let high = Framebuffer {
             addr: 0x1_0000_0000,
             ..fb
@@ -550,14 +577,16 @@ mod tests {
             start: 0x1_0010_0000,
             end: 0x1_0020_0000,
         };
-        assert!(high.mappable(&env.ram, &[image]).is_err());
-        assert!(high.mappable(&env.ram, &[]).is_ok());
+        assert!(high.mappable(&env.ram, [image]).is_err());
+        let bar = Region::from_len(0x1_0000_0000, 0x1000).unwrap();
+        assert!(high.mappable(&env.ram, [bar]).is_err());
+        assert!(high.mappable(&env.ram, []).is_ok());
         let wraps = Framebuffer {
             addr: u64::MAX - 0x1000,
             ..fb
         };
         assert_eq!(wraps.pages(), None);
-        assert_eq!(wraps.mappable(&env.ram, &[]), Err("its range wraps"));
+        assert_eq!(wraps.mappable(&env.ram, []), Err("its range wraps"));
     }
 
     #[test]
@@ -573,7 +602,7 @@ mod tests {
             ),
             (
                 fb_body(0xb8000, 160, 80, 25, 16, 2, RGB)[..22].to_vec(),
-                "not direct RGB",
+                "VGA text mode, not a linear framebuffer",
             ),
             (
                 fb_body(0xfd00_0000, 4096, 1024, 768, 32, 1, [0, 8, 8, 8, 16, 8]),
