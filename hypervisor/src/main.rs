@@ -109,6 +109,56 @@ fn report_boot(env: &BootEnv, frames: &FrameAllocator) {
         img.end,
         frames.free_bytes() >> 20
     );
+    if let Some(fb) = env.framebuffer {
+        hvlog!(
+            "boot: framebuffer {}x{} at {:#x}, pitch {}",
+            fb.width,
+            fb.height,
+            fb.addr,
+            fb.pitch
+        );
+    } else if let Some(why) = env.framebuffer_ignored {
+        hvlog!("boot: framebuffer ignored: {why}");
+    }
+}
+
+/// The firmware's framebuffer for qube `spec` if it asks for it and the loader left one
+/// that overlaps neither RAM, the hypervisor, the qube's own ranges (`reserved`) nor its
+/// devices' BAR pieces (with QEMU's std VGA, the framebuffer is its BAR0).
+fn framebuffer_for(
+    env: &BootEnv,
+    spec: &bulkhead_abi::manifest::QubeSpec,
+    reserved: &[bulkhead_hvcore::memmap::Region],
+    devices: &guest::Devices,
+) -> Option<bulkhead_hvcore::bootinfo::Framebuffer> {
+    use bulkhead_hvcore::memmap::Region;
+    let name = spec.name.as_str();
+    let fb = env.framebuffer.filter(|_| spec.framebuffer)?;
+    let pieces = devices.iter().flat_map(|d| d.pieces.iter());
+    let pieces = pieces.filter_map(|&(start, len)| Region::from_len(start, len));
+    let image = core::iter::once(memory::phys::image_region());
+    match fb.mappable(
+        &env.ram,
+        image.chain(reserved.iter().copied()).chain(pieces),
+    ) {
+        Ok(pages) => {
+            hvlog!(
+                "qube {name}: framebuffer {}x{} mapped at {:#x}-{:#x} (uncached)",
+                fb.width,
+                fb.height,
+                pages.start,
+                pages.end
+            );
+            Some(fb)
+        }
+        Err(why) => {
+            hvlog!(
+                "qube {name}: framebuffer at {:#x} not mapped: {why}",
+                fb.addr
+            );
+            None
+        }
+    }
 }
 
 /// Logs which extended-state components every world switch moves.
@@ -258,7 +308,9 @@ fn load_system(
             channels::Endpoint::bulk_windows(),
         ];
         let devices = devices::assign::for_qube(platform, &manifest, id, &env.ram, &reserved);
+        let framebuffer = framebuffer_for(env, spec, &reserved, &devices);
         let parts = qube::Parts {
+            framebuffer,
             guest,
             channels: core::mem::take(&mut endpoints[id]),
             devices,

@@ -23,6 +23,10 @@ const NPT_ARENA_PAGES: u64 = 6 + 1 + bulkhead_abi::channel::MAX_CHANNELS_PER_QUB
 /// a page table per mapped piece.
 const NPT_PAGES_PER_DEVICE: u64 = 2 + crate::devices::assign::MAX_PIECES as u64;
 
+/// Extra nested-table pages for the firmware's framebuffer: a PDPT, two PDs (it may cross
+/// a GiB boundary) and the page tables of its two partly covered 2 MiB blocks.
+const NPT_PAGES_FRAMEBUFFER: u64 = 5;
+
 /// Extra nested-table pages for the bulk areas of a qube's channels: one PD for the bulk
 /// windows, and the page tables each area takes (none for large, 2 MiB-aligned pools).
 fn npt_bulk_pages(channels: &Endpoints) -> u64 {
@@ -56,6 +60,8 @@ pub struct Parts {
     pub devices: Devices,
     /// Its I/O ports.
     pub ports: bulkhead_hvcore::ioports::Ports,
+    /// The firmware's framebuffer, if it is given one.
+    pub framebuffer: Option<bulkhead_hvcore::bootinfo::Framebuffer>,
 }
 
 impl Qube {
@@ -73,6 +79,7 @@ impl Qube {
             channels,
             devices,
             ports,
+            framebuffer,
         } = parts;
         if guest.is_linux() && !backend.runs_linux() {
             return Err(LoadError::Unsupported(
@@ -90,7 +97,8 @@ impl Qube {
             .ok_or(LoadError::NoMemory(size))?;
         let arena_len = (NPT_ARENA_PAGES
             + NPT_PAGES_PER_DEVICE * devices.len() as u64
-            + npt_bulk_pages(&channels))
+            + npt_bulk_pages(&channels)
+            + NPT_PAGES_FRAMEBUFFER * u64::from(framebuffer.is_some()))
             * PAGE_SIZE;
         let mut nested_tables = frames
             .alloc(arena_len, PAGE_SIZE)
@@ -100,6 +108,7 @@ impl Qube {
             host.region(),
             &channels,
             &devices,
+            framebuffer.and_then(|f| f.pages()),
             backend.nested_format(),
         )
         .map_err(LoadError::Paging)?;
@@ -140,6 +149,7 @@ impl Qube {
                 channels,
                 devices,
                 ports,
+                framebuffer,
                 console: LineBuffer::new(),
                 events: 0,
                 ready: false,
@@ -233,12 +243,14 @@ impl core::fmt::Display for PortList<'_> {
 /// each channel window to its channel's pages (read/write, never executable), each bulk
 /// window to its channel's bulk area (the qube's own pool read/write, the peer's read-only,
 /// never executable: W clear in the NPT entry / EPT bit 1 clear, and NX set / EPT X clear),
-/// and its devices' BAR pieces to themselves (uncached), and nothing else.
+/// and its devices' BAR pieces and the firmware's framebuffer `fb` to themselves (uncached,
+/// never executable), and nothing else.
 fn build_npt(
     arena: &mut Frames,
     host: Region,
     channels: &Endpoints,
     devices: &Devices,
+    fb: Option<Region>,
     format: NestedFormat,
 ) -> Result<u64, PagingError> {
     let base = arena.start();
@@ -259,7 +271,12 @@ fn build_npt(
                 }
             }
         }
-        for (base, len) in devices.iter().flat_map(|d| d.pieces.iter()) {
+        let fb = fb.map(|r| (r.start, r.len()));
+        for (base, len) in devices
+            .iter()
+            .flat_map(|d| d.pieces.iter())
+            .chain(fb.iter())
+        {
             t.map_range(*base, *base, *len, Perm::MMIO)?;
         }
         Ok(t.root())

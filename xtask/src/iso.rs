@@ -14,16 +14,36 @@ use crate::bundle::Assembled;
 /// File name of the hypervisor inside the ISO.
 pub const KERNEL_NAME: &str = "bulkhead-hypervisor";
 
+/// How GRUB leaves the display for the hypervisor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Video {
+    /// The linear mode the hypervisor's multiboot2 header asks for (UEFI GOP or VBE), which
+    /// a gui qube with `framebuffer = true` draws on: what real machines get.
+    Linear,
+    /// VGA text (`gfxpayload=text`, set after `multiboot2`, which sets it from the header):
+    /// for Bochs, whose `term` display stops at a graphics mode ("32 bpp graphics mode not
+    /// supported").
+    Text,
+}
+
 /// The GRUB configuration: boot at once, hypervisor plus bundle (the module's command line
-/// is `bundle`, so the hypervisor can tell the module apart).
-pub fn grub_cfg(bundle_name: &str) -> String {
+/// is `bundle`, so the hypervisor can tell the module apart). GRUB's video drivers (UEFI
+/// GOP, VBE, ...) are loaded so it can set the linear mode the hypervisor's multiboot2
+/// header asks for and describe it (the framebuffer a gui qube may be given).
+pub fn grub_cfg(bundle_name: &str, video: Video) -> String {
+    let text = match video {
+        Video::Linear => "",
+        Video::Text => "    set gfxpayload=text\n",
+    };
     format!(
         "set timeout=0\n\
          set default=0\n\
+         insmod all_video\n\
          \n\
          menuentry \"Bulkhead\" {{\n\
          \x20   multiboot2 /boot/{KERNEL_NAME}\n\
          \x20   module2 /boot/{bundle_name} bundle\n\
+         {text}\
          \x20   boot\n\
          }}\n"
     )
@@ -36,6 +56,11 @@ pub fn default_path(system_name: &str) -> PathBuf {
 
 /// Stages `boot/grub/grub.cfg`, the hypervisor and the bundle, and runs grub-mkrescue.
 pub fn make(assembled: &Assembled, out: &Path) -> Result<PathBuf> {
+    make_with(assembled, out, Video::Linear)
+}
+
+/// [`make`], with GRUB leaving the display as `video` says.
+pub fn make_with(assembled: &Assembled, out: &Path, video: Video) -> Result<PathBuf> {
     crate::deps::ensure(crate::deps::ISO)?;
     // A staging folder per process: `cargo xtask test` may run twice on one tree at once.
     let stage =
@@ -43,16 +68,24 @@ pub fn make(assembled: &Assembled, out: &Path) -> Result<PathBuf> {
     if stage.exists() {
         std::fs::remove_dir_all(&stage).with_context(|| format!("clearing {}", stage.display()))?;
     }
-    let result = stage_and_make(assembled, &stage, out);
+    let result = stage_and_make(assembled, &stage, out, video);
     let _ = std::fs::remove_dir_all(&stage);
     result
 }
 
-fn stage_and_make(assembled: &Assembled, stage: &Path, out: &Path) -> Result<PathBuf> {
+fn stage_and_make(
+    assembled: &Assembled,
+    stage: &Path,
+    out: &Path,
+    video: Video,
+) -> Result<PathBuf> {
     let boot = stage.join("boot");
     std::fs::create_dir_all(boot.join("grub"))?;
     let bundle_name = format!("{}.bundle", assembled.name);
-    std::fs::write(boot.join("grub").join("grub.cfg"), grub_cfg(&bundle_name))?;
+    std::fs::write(
+        boot.join("grub").join("grub.cfg"),
+        grub_cfg(&bundle_name, video),
+    )?;
     copy(&assembled.hypervisor.elf, &boot.join(KERNEL_NAME))?;
     copy(&assembled.bundle_path, &boot.join(&bundle_name))?;
     if let Some(dir) = out.parent() {
@@ -153,10 +186,11 @@ mod tests {
     #[test]
     fn grub_cfg_boots_the_hypervisor_with_the_bundle() {
         assert_eq!(
-            grub_cfg("default.bundle"),
-            "set timeout=0\nset default=0\n\nmenuentry \"Bulkhead\" {\n    \
+            grub_cfg("default.bundle", Video::Linear),
+            "set timeout=0\nset default=0\ninsmod all_video\n\nmenuentry \"Bulkhead\" {\n    \
              multiboot2 /boot/bulkhead-hypervisor\n    \
              module2 /boot/default.bundle bundle\n    boot\n}\n"
         );
+        assert!(grub_cfg("b", Video::Text).contains("bundle\n    set gfxpayload=text\n    boot\n"));
     }
 }

@@ -12,7 +12,7 @@ use crate::label::Label;
 /// `BootInfo::magic`: "BHBOOTIN".
 pub const BOOT_INFO_MAGIC: u64 = u64::from_le_bytes(*b"BHBOOTIN");
 /// `BootInfo::version` of this layout.
-pub const BOOT_INFO_VERSION: u32 = 5;
+pub const BOOT_INFO_VERSION: u32 = 6;
 
 /// Guest-physical layout of a unikernel qube. All addresses are inside the qube's own memory,
 /// which starts at guest-physical 0.
@@ -113,6 +113,29 @@ pub struct BootInfo {
     /// The I/O ports this qube owns: its IN and OUT on them reach the hardware without an
     /// exit; any other port stops it.
     pub io_ports: [PortRange; MAX_PORT_RANGES],
+    /// The firmware's framebuffer, if the system description gives it to this qube and the
+    /// boot loader left one (`size` 0: none).
+    pub framebuffer: FramebufferInfo,
+}
+
+/// The linear framebuffer the firmware (UEFI GOP or a VBE mode set by GRUB) left, mapped
+/// uncached at its physical address: 32 bits per pixel, `0x00RRGGBB` little-endian, rows
+/// `pitch` bytes apart.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(C)]
+pub struct FramebufferInfo {
+    /// Guest-physical (= physical) address of the first pixel.
+    pub gpa: u64,
+    /// Bytes mapped from `gpa` (at least `pitch * height`; 0: no framebuffer).
+    pub size: u64,
+    /// Pixels per row.
+    pub width: u32,
+    /// Rows.
+    pub height: u32,
+    /// Bytes from one row to the next (at least `width * 4`).
+    pub pitch: u32,
+    /// Bits per pixel (32).
+    pub bpp: u32,
 }
 
 /// One assigned PCI device as its qube sees it.
@@ -262,6 +285,14 @@ impl BootInfo {
             io_port_count: 0,
             reserved3: 0,
             io_ports: [PortRange { first: 0, last: 0 }; MAX_PORT_RANGES],
+            framebuffer: FramebufferInfo {
+                gpa: 0,
+                size: 0,
+                width: 0,
+                height: 0,
+                pitch: 0,
+                bpp: 0,
+            },
         }
     }
 
@@ -361,6 +392,12 @@ impl BootInfo {
         w.u32(self.reserved3);
         for p in &self.io_ports {
             w.u32(u32::from(p.first) | u32::from(p.last) << 16);
+        }
+        let f = &self.framebuffer;
+        w.u64(f.gpa);
+        w.u64(f.size);
+        for v in [f.width, f.height, f.pitch, f.bpp] {
+            w.u32(v);
         }
         out
     }
@@ -473,6 +510,20 @@ mod tests {
         b.io_port_count = 1000;
         assert_eq!(b.io_ports().len(), MAX_PORT_RANGES);
         assert!(bytes.len() <= 4096, "boot info fits its page");
+        b.framebuffer = FramebufferInfo {
+            gpa: 0x8000_0000,
+            size: 0x30_0000,
+            width: 1024,
+            height: 768,
+            pitch: 4096,
+            bpp: 32,
+        };
+        let bytes = b.to_bytes();
+        let fb = core::mem::offset_of!(BootInfo, framebuffer);
+        assert_eq!(&bytes[fb..fb + 8], &0x8000_0000u64.to_le_bytes());
+        let pitch = fb + core::mem::offset_of!(FramebufferInfo, pitch);
+        assert_eq!(&bytes[pitch..pitch + 4], &4096u32.to_le_bytes());
+        assert_eq!(fb + size_of::<FramebufferInfo>(), bytes.len());
     }
 
     #[test]

@@ -5,8 +5,9 @@
 //! header   magic "BKMF", version u16, qube count u8, channel count u8, device count u8,
 //!          IOMMU policy u8, port range count u8, 1 zero byte, system name (text, NAME_MAX)
 //! qubes    name (text, NAME_MAX), kind u8 (0 unikernel, 1 Linux), initrd u16, cmdline u16,
-//!          image u16, memory MiB u32, label u8, restart u8, start u8, has config u8,
-//!          config u16, args (text, ARGS_MAX)
+//!          image u16, memory MiB u32, label u8, restart u8, start u8, framebuffer u8
+//!          (0 or 1; unikernels only, one qube at most), has config u8, config u16,
+//!          args (text, ARGS_MAX)
 //! channels name (text, NAME_MAX), a u8, b u8, size u32, slot size u32, bulk size u32,
 //!          purpose (text, PURPOSE_MAX)
 //! devices  qube u8, 0 = by address: segment u16, bus u8, device u8, function u8, 0;
@@ -28,7 +29,7 @@ use crate::label::Label;
 use crate::wire::{Reader, WireError, Writer};
 
 /// Version of the manifest layout.
-pub const MANIFEST_VERSION: u16 = 7;
+pub const MANIFEST_VERSION: u16 = 8;
 /// The manifest's first four bytes.
 pub const MANIFEST_MAGIC: [u8; 4] = *b"BKMF";
 /// Most qubes one system may describe.
@@ -161,6 +162,9 @@ pub struct QubeSpec {
     pub config: Option<u16>,
     /// When it starts.
     pub start: StartPolicy,
+    /// It gets the firmware's framebuffer, if the boot loader left one (a unikernel; one
+    /// qube at most).
+    pub framebuffer: bool,
 }
 
 /// When the hypervisor starts a qube.
@@ -235,6 +239,8 @@ pub enum ManifestError {
     TooMany,
     /// A channel or device names a qube that is not there.
     BadReference,
+    /// More than one qube is given the framebuffer.
+    Framebuffers,
     /// A field could not be read.
     Wire(WireError),
 }
@@ -257,6 +263,9 @@ impl core::fmt::Display for ManifestError {
             ManifestError::BadReference => {
                 write!(f, "manifest names a qube that is not in it")
             }
+            ManifestError::Framebuffers => {
+                write!(f, "manifest gives the framebuffer to more than one qube")
+            }
             ManifestError::Wire(WireError::Truncated) => write!(f, "manifest is truncated"),
             ManifestError::Wire(WireError::BadText) => write!(f, "manifest has a bad text field"),
             ManifestError::Wire(WireError::BadValue) => {
@@ -277,7 +286,7 @@ const TEXT: usize = 2;
 /// Bytes of the header.
 pub const HEADER_LEN: usize = 4 + 2 + 4 + 2 + TEXT + NAME_MAX;
 /// Bytes of one qube record.
-pub const QUBE_LEN: usize = TEXT + NAME_MAX + 1 + 2 + 2 + 2 + 4 + 4 + 2 + TEXT + ARGS_MAX;
+pub const QUBE_LEN: usize = TEXT + NAME_MAX + 1 + 2 + 2 + 2 + 4 + 5 + 2 + TEXT + ARGS_MAX;
 /// Bytes of one channel record.
 pub const CHANNEL_LEN: usize = TEXT + NAME_MAX + 2 + 4 + 4 + 4 + TEXT + PURPOSE_MAX;
 /// Bytes of one device record.
@@ -325,6 +334,9 @@ impl Manifest {
         };
         for _ in 0..nq {
             let q = QubeSpec::read(&mut r)?;
+            if q.framebuffer && m.qubes.iter().any(|o| o.framebuffer) {
+                return Err(ManifestError::Framebuffers);
+            }
             m.qubes.push(q).map_err(|_| ManifestError::TooMany)?;
         }
         for _ in 0..nc {
@@ -407,6 +419,7 @@ impl QubeSpec {
             StartPolicy::AtBoot => 0,
             StartPolicy::OnRequest => 1,
         });
+        w.u8(u8::from(self.framebuffer));
         w.u8(u8::from(self.config.is_some()));
         w.u16(self.config.unwrap_or(0));
         w.text(&self.args);
@@ -436,6 +449,11 @@ impl QubeSpec {
             1 => StartPolicy::OnRequest,
             _ => return Err(WireError::BadValue),
         };
+        let framebuffer = match r.u8()? {
+            0 => false,
+            1 if kind == QubeKind::Unikernel => true,
+            _ => return Err(WireError::BadValue),
+        };
         let config = match (r.u8()?, r.u16()?) {
             (0, 0) => None,
             (1, index) => Some(index),
@@ -452,6 +470,7 @@ impl QubeSpec {
             args,
             config,
             start,
+            framebuffer,
         })
     }
 }
@@ -572,6 +591,7 @@ mod tests {
                     args: String::new(),
                     config: Some(3),
                     start: StartPolicy::AtBoot,
+                    framebuffer: i == 1,
                 })
                 .unwrap();
         }
@@ -666,6 +686,39 @@ mod tests {
     }
 
     #[test]
+    fn refuses_bad_framebuffer_flags() {
+        // Offset of the framebuffer byte in qube record `i`.
+        let at = |i: usize| HEADER_LEN + i * QUBE_LEN + TEXT + NAME_MAX + 1 + 2 + 2 + 2 + 4 + 3;
+        let m = sample();
+        let mut buf = [0u8; 1024];
+        let n = m.encode(&mut buf).unwrap().len();
+        assert_eq!(buf[at(1)], 1);
+        assert!(Manifest::decode(&buf[..n]).unwrap().qubes[1].framebuffer);
+        let mut bad = buf;
+        bad[at(0)] = 1;
+        assert_eq!(
+            Manifest::decode(&bad[..n]),
+            Err(ManifestError::Framebuffers)
+        );
+        let mut bad = buf;
+        bad[at(1)] = 2;
+        assert_eq!(
+            Manifest::decode(&bad[..n]),
+            Err(ManifestError::Wire(WireError::BadValue))
+        );
+        let mut linux = sample();
+        linux.qubes[1].kind = QubeKind::Linux {
+            initrd: 4,
+            cmdline: 5,
+        };
+        let n = linux.encode(&mut buf).unwrap().len();
+        assert_eq!(
+            Manifest::decode(&buf[..n]),
+            Err(ManifestError::Wire(WireError::BadValue))
+        );
+    }
+
+    #[test]
     fn refuses_bad_port_records() {
         let m = sample();
         let mut buf = [0u8; 1024];
@@ -735,27 +788,30 @@ mod tests {
             0usize..3,
             text::<ARGS_MAX>(),
             proptest::option::of(any::<u16>()),
-            any::<bool>(),
+            (any::<bool>(), any::<bool>()),
         )
             .prop_map(
-                |(name, kind, image, memory_mib, label, restart, args, config, req)| QubeSpec {
-                    name,
-                    kind,
-                    image,
-                    memory_mib,
-                    label: Label::ALL[label],
-                    restart: [
-                        RestartPolicy::Never,
-                        RestartPolicy::OnFailure,
-                        RestartPolicy::Always,
-                    ][restart],
-                    args,
-                    config,
-                    start: if req {
-                        StartPolicy::OnRequest
-                    } else {
-                        StartPolicy::AtBoot
-                    },
+                |(name, kind, image, memory_mib, label, restart, args, config, (req, fb))| {
+                    QubeSpec {
+                        name,
+                        kind,
+                        image,
+                        memory_mib,
+                        label: Label::ALL[label],
+                        restart: [
+                            RestartPolicy::Never,
+                            RestartPolicy::OnFailure,
+                            RestartPolicy::Always,
+                        ][restart],
+                        args,
+                        config,
+                        start: if req {
+                            StartPolicy::OnRequest
+                        } else {
+                            StartPolicy::AtBoot
+                        },
+                        framebuffer: fb && kind == QubeKind::Unikernel,
+                    }
                 },
             )
     }
@@ -792,8 +848,13 @@ mod tests {
                 0..=MAX_PORT_RANGES,
             ),
         )
-            .prop_map(|(system, qubes, channels, devices, risk, ports)| {
+            .prop_map(|(system, mut qubes, channels, devices, risk, ports)| {
                 let n = qubes.len() as u8;
+                // One framebuffer qube at most: the first that asked keeps it.
+                let first = qubes.iter().position(|q| q.framebuffer);
+                for (i, q) in qubes.iter_mut().enumerate() {
+                    q.framebuffer &= Some(i) == first;
+                }
                 Manifest {
                     version: MANIFEST_VERSION,
                     system,

@@ -158,6 +158,7 @@ mod tests {
             args: BoundedString::new(),
             config: None,
             start: StartPolicy::AtBoot,
+            framebuffer: false,
         }
     }
 

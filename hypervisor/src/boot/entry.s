@@ -13,6 +13,13 @@ mb2_header:
     .long mb2_header_end - mb2_header
     .long -(0xE85250D6 + 0 + (mb2_header_end - mb2_header))
     .align 8
+    /* Framebuffer tag (optional): GRUB leaves a linear 1024x768x32 mode if it can (UEFI
+       GOP or VBE) and says where in its information (tag 8), for the qube given it; the
+       hypervisor itself never draws. */
+    .short 5, 1                      /* type 5, flags: optional */
+    .long 20
+    .long 1024, 768, 32              /* width, height, depth */
+    .align 8
     .short 0, 0                      /* end tag */
     .long 8
 mb2_header_end:

@@ -46,6 +46,8 @@ pub struct Machine {
     pub devices: Devices,
     /// The I/O ports it owns (passed through by its vCPU; only a unikernel has any).
     pub ports: bulkhead_hvcore::ioports::Ports,
+    /// The firmware's framebuffer, mapped uncached at its physical address (a unikernel's).
+    pub framebuffer: Option<bulkhead_hvcore::bootinfo::Framebuffer>,
     /// Partial console line.
     pub console: LineBuffer,
     /// Pending event bits: bit `i` = local channel `i` was notified by its peer.

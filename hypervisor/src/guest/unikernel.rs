@@ -57,7 +57,14 @@ impl Unikernel {
         )
         .ok_or(too_many)?;
         let pieces = ArrayVec::<(u64, u64), { unikernel::MAX_PIECES }>::try_from_iter(
-            m.devices.iter().flat_map(|d| d.pieces.iter().copied()),
+            m.devices
+                .iter()
+                .flat_map(|d| d.pieces.iter().copied())
+                .chain(
+                    m.framebuffer
+                        .and_then(|f| f.pages())
+                        .map(|r| (r.start, r.len())),
+                ),
         )
         .ok_or(LoadError::Layout(PlanError::TooManyPieces))?;
         let config_len = self.config.len() as u64;
@@ -103,6 +110,9 @@ impl Guest for Unikernel {
         info.io_port_count = m.ports.len() as u32;
         for (r, out) in m.ports.iter().zip(info.io_ports.iter_mut()) {
             *out = *r;
+        }
+        if let Some(fb) = m.framebuffer {
+            info.framebuffer = fb.info();
         }
         info.set_name(&m.spec.name);
         info.set_args(&m.spec.args);

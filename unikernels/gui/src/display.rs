@@ -2,6 +2,11 @@
 //! device. BAR0 is the framebuffer, BAR2 holds the mode registers (the Bochs "DISPI"
 //! interface, 16-bit registers from offset 0x500). The qube sets a 32-bit mode and copies
 //! the parts of its back buffer that changed into the framebuffer.
+//!
+//! Without that device (a real machine), the display is the firmware's framebuffer
+//! (`framebuffer = true` in the system description: whatever mode UEFI or GRUB left, in the
+//! boot info): no mode is set, the desktop takes the size it has, and rows are `pitch`
+//! bytes apart, which may be more than `width * 4`.
 
 use bulkhead_gui_compose::canvas::Canvas;
 use bulkhead_gui_compose::geom::Rect;
@@ -34,11 +39,16 @@ const MIN_ID: u16 = 0xB0C2;
 /// PCI command register: memory space decoding.
 const COMMAND_MEMORY: u32 = 1 << 1;
 
+/// Largest firmware mode the desktop takes (its back buffer lives in this qube's memory).
+const MAX_SIDE: u32 = 4096;
+
 /// Why there is no display.
 #[derive(Debug)]
 pub enum DisplayError {
-    /// No bochs-display among the assigned devices.
+    /// No bochs-display among the assigned devices and no firmware framebuffer.
     NoDevice,
+    /// The firmware's mode is larger than [`MAX_SIDE`] on a side.
+    TooLarge(u32, u32),
     /// BAR0 or BAR2 is not mapped.
     NoBars,
     /// The DISPI interface reports an unknown version.
@@ -56,8 +66,13 @@ impl fmt::Display for DisplayError {
         match self {
             DisplayError::NoDevice => write!(
                 f,
-                "no bochs-display (PCI 1234:1111) among the assigned devices: give it to this \
-                 qube with devices = [\"pci-id:1234:1111\"]"
+                "no bochs-display (PCI 1234:1111) among the assigned devices and no firmware \
+                 framebuffer: give the device to this qube with devices = \
+                 [\"pci-id:1234:1111\"], or the firmware's framebuffer with framebuffer = true"
+            ),
+            DisplayError::TooLarge(w, h) => write!(
+                f,
+                "the firmware's framebuffer is {w}x{h}, at most {MAX_SIDE}x{MAX_SIDE} is drawn"
             ),
             DisplayError::NoBars => write!(f, "the display's BAR0 or BAR2 is not mapped"),
             DisplayError::Version(v) => {
@@ -77,11 +92,40 @@ pub struct Display {
     fb: Mmio,
     width: u32,
     height: u32,
+    /// Bytes from one row to the next.
+    pitch: u32,
+    /// It is the firmware's framebuffer, not the bochs-display.
+    firmware: bool,
 }
 
 impl Display {
-    /// Finds the display and sets `width × height` at 32 bits per pixel.
+    /// The bochs-display at `width × height` (32 bits per pixel), or without one the
+    /// firmware's framebuffer at its own mode.
     pub fn open(boot: &Boot, width: u16, height: u16) -> Result<Display, DisplayError> {
+        match Display::open_bochs(boot, width, height) {
+            Err(DisplayError::NoDevice) => Display::open_firmware(boot),
+            other => other,
+        }
+    }
+
+    /// The firmware's framebuffer, as the boot info describes it.
+    fn open_firmware(boot: &Boot) -> Result<Display, DisplayError> {
+        let info = boot.framebuffer().ok_or(DisplayError::NoDevice)?;
+        let fb = Mmio::of_framebuffer(boot).ok_or(DisplayError::NoDevice)?;
+        if info.width > MAX_SIDE || info.height > MAX_SIDE {
+            return Err(DisplayError::TooLarge(info.width, info.height));
+        }
+        Ok(Display {
+            fb,
+            width: info.width,
+            height: info.height,
+            pitch: info.pitch,
+            firmware: true,
+        })
+    }
+
+    /// Finds the bochs-display and sets `width × height` at 32 bits per pixel.
+    fn open_bochs(boot: &Boot, width: u16, height: u16) -> Result<Display, DisplayError> {
         let dev = PciDevice::find(boot, VENDOR, &[DEVICE]).ok_or(DisplayError::NoDevice)?;
         let command = dev.config_read(4).map_err(|_| DisplayError::Config)?;
         dev.config_write(4, command | COMMAND_MEMORY)
@@ -121,7 +165,17 @@ impl Display {
             fb,
             width: u32::from(width),
             height: u32::from(height),
+            pitch: u32::from(width) * 4,
+            firmware: false,
         })
+    }
+
+    /// What the screen is, for the log.
+    pub fn source(&self) -> &'static str {
+        match self.firmware {
+            true => "the firmware framebuffer",
+            false => "bochs-display",
+        }
     }
 
     /// Width in pixels.
@@ -138,7 +192,7 @@ impl Display {
     pub fn present(&self, canvas: &Canvas, r: Rect) {
         let r = r.intersect(&canvas.bounds());
         for y in r.y..r.bottom() {
-            let offset = (y as u64 * u64::from(self.width) + r.x as u64) * 4;
+            let offset = y as u64 * u64::from(self.pitch) + r.x as u64 * 4;
             self.fb.write_words(offset, canvas.row(y, r.x, r.w));
         }
     }

@@ -131,9 +131,10 @@ fn main(boot: &Boot) -> i32 {
         .map(|c| (c.channel.as_str(), (c.max_width, c.max_height)))
         .collect();
     info!(
-        "gui: display {}x{}, {} client(s)",
+        "gui: display {}x{} on {}, {} client(s)",
         display.width(),
         display.height(),
+        display.source(),
         clients.len()
     );
     let mut desktop = Desktop::new(display.width(), display.height(), clients);

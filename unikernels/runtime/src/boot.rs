@@ -10,7 +10,9 @@
 use core::fmt;
 use core::ops::Range;
 
-use bulkhead_abi::boot_info::{ARGS_MAX, BootInfo, DeviceInfo, FLAG_VMCALL, NAME_MAX, layout};
+use bulkhead_abi::boot_info::{
+    ARGS_MAX, BootInfo, DeviceInfo, FLAG_VMCALL, FramebufferInfo, NAME_MAX, layout,
+};
 use bulkhead_abi::hypercall::ABI_VERSION;
 use bulkhead_abi::label::Label;
 
@@ -133,6 +135,24 @@ impl Boot {
     /// [`crate::port::IoPort`].
     pub fn io_ports(&self) -> &[bulkhead_abi::io_ports::PortRange] {
         self.info.io_ports()
+    }
+
+    /// The firmware's framebuffer (`framebuffer = true` in the system description, and the
+    /// boot loader left one): 32-bit `0x00RRGGBB` pixels, rows `pitch` bytes apart, mapped
+    /// uncached at `gpa`, outside this qube's memory. `None` when there is none or its
+    /// numbers do not add up. Draw on it through [`crate::mmio::Mmio::of_framebuffer`].
+    pub fn framebuffer(&self) -> Option<FramebufferInfo> {
+        let f = self.info.framebuffer;
+        let rows = u64::from(f.pitch).checked_mul(u64::from(f.height))?;
+        let good = f.size != 0
+            && f.bpp == 32
+            && f.width != 0
+            && f.height != 0
+            && u64::from(f.pitch) >= u64::from(f.width) * 4
+            && rows <= f.size
+            && f.gpa >= self.info.mem_size
+            && f.gpa.checked_add(f.size).is_some();
+        good.then_some(f)
     }
 
     /// The raw block, as the hypervisor wrote it.
@@ -353,6 +373,48 @@ mod tests {
             64 * MIB - layout::STACK_SIZE - layout::IMAGE_BASE - 0x3000
         );
         assert!(!boot.uses_vmcall());
+    }
+
+    #[test]
+    fn the_framebuffer_is_checked() {
+        let fb = FramebufferInfo {
+            gpa: 0xfd00_0000,
+            size: 0x30_0000,
+            width: 1024,
+            height: 768,
+            pitch: 4096,
+            bpp: 32,
+        };
+        assert_eq!(Boot::new(good(), linked()).unwrap().framebuffer(), None);
+        let with = |f: FramebufferInfo| {
+            let mut b = good();
+            b.framebuffer = f;
+            Boot::new(b, linked()).unwrap().framebuffer()
+        };
+        assert_eq!(with(fb), Some(fb));
+        let mut b = good();
+        b.framebuffer = fb;
+        let mmio = crate::mmio::Mmio::of_framebuffer(&Boot::new(b, linked()).unwrap()).unwrap();
+        assert_eq!(mmio.len(), 0x30_0000);
+        assert_eq!(with(FramebufferInfo { bpp: 24, ..fb }), None);
+        assert_eq!(with(FramebufferInfo { pitch: 4000, ..fb }), None);
+        assert_eq!(with(FramebufferInfo { height: 769, ..fb }), None);
+        assert_eq!(with(FramebufferInfo { gpa: MIB, ..fb }), None);
+        assert_eq!(
+            with(FramebufferInfo {
+                gpa: u64::MAX - 0x1000,
+                ..fb
+            }),
+            None
+        );
+        assert_eq!(
+            with(FramebufferInfo {
+                pitch: u32::MAX,
+                height: u32::MAX,
+                ..fb
+            }),
+            None
+        );
     }
 
     #[test]

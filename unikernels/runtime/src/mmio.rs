@@ -4,7 +4,8 @@
 //! The hypervisor maps every memory BAR of a qube's devices (uncached, never the MSI-X
 //! pages) at its guest-physical address, which the qube's page tables map one to one; the
 //! boot info says where (`PciDevice::mapped_bars`). Nothing else in the qube uses those
-//! pages.
+//! pages. The firmware's framebuffer, when the qube is given it, is mapped the same way
+//! (`Boot::framebuffer`).
 
 use crate::pci::PciDevice;
 
@@ -22,6 +23,16 @@ impl Mmio {
         (r.end > r.start).then_some(Mmio {
             base: r.start,
             len: r.end - r.start,
+        })
+    }
+
+    /// The firmware's framebuffer, if the boot info gives this qube one
+    /// ([`crate::boot::Boot::framebuffer`]).
+    pub fn of_framebuffer(boot: &crate::boot::Boot) -> Option<Mmio> {
+        let fb = boot.framebuffer()?;
+        Some(Mmio {
+            base: fb.gpa,
+            len: fb.size,
         })
     }
 

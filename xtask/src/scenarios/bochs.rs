@@ -77,7 +77,8 @@ pub(super) fn prepare(
     // The ISO lives in the run's scratch folder, so no other run can rewrite it under Bochs.
     let dir = bochs::scratch_dir(log);
     std::fs::create_dir_all(&dir)?;
-    let path = iso::make(&a, &dir.join(format!("{}.iso", a.name)))?;
+    // GRUB stays in text mode: Bochs' term display cannot show the framebuffer's mode.
+    let path = iso::make_with(&a, &dir.join(format!("{}.iso", a.name)), iso::Video::Text)?;
     let mut opts = BochsOptions::new(path, model, a.boot_options().ram_mib, dir);
     opts.timeout = TIMEOUT;
     let logs = crate::bundle::out_dir().join("logs");

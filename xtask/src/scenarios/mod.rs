@@ -75,6 +75,7 @@ pub fn all() -> Vec<Scenario> {
         boots::GRUB_ISO,
         uefi::UEFI_ISO,
         uefi::UEFI_USB,
+        uefi::UEFI_FRAMEBUFFER,
         appvm::APPVM_TEMPLATE,
         appvms::APPVM_NETWORK,
         appvms::APPVM_CRASH,

@@ -7,7 +7,7 @@ use super::gui::{self, GuiLink};
 use super::linux::{self, Linux};
 use super::network::{self, Plan};
 use super::schema::{Raw, Section};
-use super::{HYPERVISOR_RESERVE_MIB, devices, disposables, fields, hints, ports};
+use super::{HYPERVISOR_RESERVE_MIB, devices, disposables, fields, framebuffer, hints, ports};
 use bulkhead_abi::boot_info::NAME_MAX;
 use bulkhead_abi::io_ports::PortRange;
 use bulkhead_abi::label::Label;
@@ -44,6 +44,8 @@ pub(super) struct Checked {
     pub devices: Vec<(usize, PciSelect)>,
     /// The I/O ports given to unikernels, as (qube index, ports), in qube order.
     pub ports: Vec<(usize, PortRange)>,
+    /// The unikernel given the firmware's framebuffer, if any (index of `qubes`).
+    pub framebuffer: Option<usize>,
     pub iommu: IommuPolicy,
     /// Netvms, addresses and firewall rules.
     pub network: Plan,
@@ -82,6 +84,7 @@ pub(super) fn check(raw: &Raw, stem: &str, text: &str, diags: &mut Diagnostics) 
     let qubes = check_qubes(raw, text, diags);
     let devices = devices::check(raw, text, diags);
     let ports = ports::check(raw, text, diags);
+    let framebuffer = framebuffer::check(raw, text, diags);
     let params = network::params(raw, text, diags);
     let mut links = network::links(raw, text, diags);
     linux::network(raw, &links, text, diags);
@@ -103,6 +106,7 @@ pub(super) fn check(raw: &Raw, stem: &str, text: &str, diags: &mut Diagnostics) 
         channels: channels.list?,
         devices: devices?,
         ports: ports?,
+        framebuffer: framebuffer?,
         iommu,
         network: plan?,
         gui,

@@ -106,6 +106,7 @@ pub(super) fn compile(checked: Checked, path: &Path) -> Result<CompiledSystem, S
                 .map_err(|_| format!("args of {:?} do not fit", q.name))?,
             config,
             start: q.start,
+            framebuffer: checked.framebuffer == Some(i),
         };
         qubes.push(spec).map_err(|_| "too many qubes".to_string())?;
     }
@@ -336,6 +337,12 @@ pub(super) fn summary(c: &CompiledSystem) -> String {
     }
     out.push_str(&network_summary(c));
     out.push_str(&ports_summary(c));
+    if let Some(q) = c.manifest.qubes.iter().find(|q| q.framebuffer) {
+        out.push_str(&format!(
+            "\nFramebuffer: {} maps the firmware's framebuffer, if the boot loader leaves one\n",
+            q.name
+        ));
+    }
     let bundle: Vec<String> = c
         .entries()
         .iter()

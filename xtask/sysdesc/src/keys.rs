@@ -169,6 +169,11 @@ pub(super) const QUBE_KEYS: &[Key] = &[
         ty: Ty::Names,
         example: "[\"0x60\", \"0x64\"]",
     },
+    Key {
+        name: "framebuffer",
+        ty: Ty::Bool,
+        example: "true",
+    },
 ];
 
 /// Keys of each `[[qube.rule]]` (a firewall rule, as in Qubes' `qvm-firewall`).
@@ -268,6 +273,9 @@ const QUBE_ALIASES: &[(&str, &str)] = &[
     ("ioports", "io_ports"),
     ("io_port", "io_ports"),
     ("port_io", "io_ports"),
+    ("fb", "framebuffer"),
+    ("efifb", "framebuffer"),
+    ("display", "framebuffer"),
 ];
 
 /// Words people write for a firewall rule key (some from Qubes' older syntax).

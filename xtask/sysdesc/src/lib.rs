@@ -22,6 +22,7 @@ mod devices;
 pub mod diagnostics;
 mod disposables;
 mod fields;
+mod framebuffer;
 mod gui;
 mod hints;
 mod ip;

@@ -48,6 +48,11 @@ const UNIKERNEL_ONLY: &[(&str, &str)] = &[
         "a Linux qube's I/O ports are its guest platform's, emulated by the hypervisor: give \
          the ports to a unikernel (e.g. image = \"gui\") and remove io_ports here",
     ),
+    (
+        "framebuffer",
+        "a Linux qube shows its windows through the gui qube: give the framebuffer to the \
+         gui qube (image = \"gui\") and remove framebuffer here",
+    ),
 ];
 /// Keys only Linux qubes have.
 const LINUX_ONLY: &[&str] = &["template", "kernel_args"];

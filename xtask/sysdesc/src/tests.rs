@@ -410,6 +410,18 @@ const FIXTURES: &[(&str, &str, &str, &str)] = &[
         "\"0x5e-0x60\"",
     ),
     (
+        "framebuffer-linux.toml",
+        "qube \"work\".framebuffer",
+        "framebuffer is for unikernel qubes",
+        "true",
+    ),
+    (
+        "framebuffer-twice.toml",
+        "qube \"other\".framebuffer",
+        "the framebuffer is given to qube \"gui\" already",
+        "true",
+    ),
+    (
         "io-ports-linux.toml",
         "qube \"work\".io_ports",
         "io_ports is for unikernel qubes",
@@ -1085,6 +1097,29 @@ fn bad_bulk_sizes_are_named_with_a_fix() {
         "pixels", "net", "firewall", "p", "bulk = 8",
     )));
     assert!(shown(&found, "channel \"pixels\".bulk").contains("bulk_kib"));
+}
+
+#[test]
+fn the_framebuffer_reaches_the_manifest_and_the_summary() {
+    let text = with_qubes(&format!(
+        "{}\nframebuffer = true\n\n{}\nframebuffer = false\n",
+        qube("gui", "gui", 8, "purple").trim_end(),
+        qube("net", "net", 8, "red").trim_end(),
+    ));
+    let c = compile_str("systems/t.toml", &text).unwrap_or_else(|e| panic!("{e}"));
+    let flags: Vec<bool> = c.manifest.qubes.iter().map(|q| q.framebuffer).collect();
+    assert_eq!(flags, [true, false]);
+    let summary = c.summary();
+    assert!(
+        summary.contains("Framebuffer: gui maps the firmware's framebuffer"),
+        "{summary}"
+    );
+    let word = with_qubes(&format!(
+        "{}\nframebuffer = \"yes\"\n",
+        qube("gui", "gui", 8, "purple").trim_end()
+    ));
+    let found = problems(&word);
+    assert!(shown(&found, "qube \"gui\".framebuffer").contains("true or false"));
 }
 
 #[test]
