@@ -70,8 +70,8 @@ pub fn run(write_docs: bool) -> Result<()> {
             return Control::Continue;
         }
         let b = &line.body;
-        if let Some(rest) = b.strip_prefix("[info] gui: work window 0 at ") {
-            window = parse_area(rest);
+        if let Some(p) = crate::scenarios::placement(b).filter(|p| p.qube == "work") {
+            window = Some((p.area.x, p.area.y, p.area.w, p.area.h));
         }
         let step = if b.contains("gui: bench: idle span done") {
             // Focus the window (a click), then one key.
@@ -138,19 +138,6 @@ pub fn run(write_docs: bool) -> Result<()> {
 fn with_qmp(socket: &std::path::Path, f: impl FnOnce(&mut Qmp) -> Result<()>) -> Result<()> {
     let mut q = Qmp::connect(socket, Duration::from_secs(10))?;
     f(&mut q)
-}
-
-/// `X,Y size WxH`.
-fn parse_area(s: &str) -> Option<(i32, i32, i32, i32)> {
-    let (xy, size) = s.split_once(" size ")?;
-    let (x, y) = xy.split_once(',')?;
-    let (w, h) = size.split_once('x')?;
-    Some((
-        x.parse().ok()?,
-        y.parse().ok()?,
-        w.parse().ok()?,
-        h.parse().ok()?,
-    ))
 }
 
 impl GuiBench {

@@ -231,15 +231,7 @@ impl Bulk {
         if !lent {
             return Err(ChannelError::NotLent);
         }
-        if at
-            .checked_add(data.len())
-            .is_none_or(|e| e > r.len as usize)
-        {
-            return Err(ChannelError::TooLarge {
-                len: at.saturating_add(data.len()),
-                max: r.len as usize,
-            });
-        }
+        within(r, at, data.len())?;
         // Inside a loan of our pool: `r.offset + r.len` lies in it (it was lent so).
         let _ = self
             .region
@@ -259,12 +251,7 @@ impl Bulk {
     ) -> Result<(), ChannelError> {
         self.check()?;
         self.check_peer_ref(r)?;
-        if at.checked_add(dst.len()).is_none_or(|e| e > r.len as usize) {
-            return Err(ChannelError::TooLarge {
-                len: at.saturating_add(dst.len()),
-                max: r.len as usize,
-            });
-        }
+        within(r, at, dst.len())?;
         // Inside the peer's pool: `r` is (checked above) and the range is inside `r`.
         let _ = self
             .region
@@ -338,6 +325,17 @@ impl Bulk {
             None
         };
         run_from(self.cursor, self.pages).or_else(|| run_from(0, self.pages))
+    }
+}
+
+/// `len` bytes from byte `at` lie inside the buffer `r`; [`ChannelError::TooLarge`] if not.
+fn within(r: &BulkRef, at: usize, len: usize) -> Result<(), ChannelError> {
+    match at.checked_add(len) {
+        Some(end) if end <= r.len as usize => Ok(()),
+        _ => Err(ChannelError::TooLarge {
+            len: at.saturating_add(len),
+            max: r.len as usize,
+        }),
     }
 }
 

@@ -328,6 +328,13 @@ fn hostile(ch: &mut Channel, attack: &str, win: &Window) -> Result<(), ChannelEr
         return Ok(());
     };
     let small = bulk.lend(&[0u8; 4096])?;
+    // A 32x32 window over that zeroed page: what the title and flood attacks aim at.
+    let small_window = ToGui::Create {
+        window: 3,
+        width: 32,
+        height: 32,
+        surface: small,
+    };
     match attack {
         "refused" => {
             for (id, w, h) in [(1u16, 4000u16, 4000u16), (200, 10, 10), (2, 0, 5)] {
@@ -343,15 +350,7 @@ fn hostile(ch: &mut Channel, attack: &str, win: &Window) -> Result<(), ChannelEr
             }
         }
         "title" => {
-            send(
-                ch,
-                &ToGui::Create {
-                    window: 3,
-                    width: 32,
-                    height: 32,
-                    surface: small,
-                },
-            )?;
+            send(ch, &small_window)?;
             for t in [
                 &b"[banking] \x1b[2J\r\n\x00secure"[..],
                 &[0xff; 200][..],
@@ -367,15 +366,7 @@ fn hostile(ch: &mut Channel, attack: &str, win: &Window) -> Result<(), ChannelEr
             }
         }
         "flood" => {
-            send(
-                ch,
-                &ToGui::Create {
-                    window: 3,
-                    width: 32,
-                    height: 32,
-                    surface: small,
-                },
-            )?;
+            send(ch, &small_window)?;
             for i in 0..5000u16 {
                 let rect = Rect::new(i.wrapping_mul(7919), 65535 - i, u16::MAX, u16::MAX);
                 send(

@@ -19,18 +19,10 @@ pub const APPVM_GUI: Scenario = Scenario {
     run,
 };
 
-/// A window's centre, from the gui qube's `NAME window 0 at X,Y size WxH` line.
+/// Window 0 of `name` as (x, y, w, h), from a gui qube line's body.
 fn placed(body: &str, name: &str) -> Option<(i32, i32, i32, i32)> {
-    let rest = body.strip_prefix(&format!("[info] gui: {name} window 0 at "))?;
-    let (xy, size) = rest.split_once(" size ")?;
-    let (x, y) = xy.split_once(',')?;
-    let (w, h) = size.split_once('x')?;
-    Some((
-        x.parse().ok()?,
-        y.parse().ok()?,
-        w.parse().ok()?,
-        h.parse().ok()?,
-    ))
+    let p = super::gui::placement(body).filter(|p| p.qube == name && p.window == 0)?;
+    Some((p.area.x, p.area.y, p.area.w, p.area.h))
 }
 
 /// What the agent says when the shell is gone (the last step). Its exit status is not

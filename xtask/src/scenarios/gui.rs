@@ -105,16 +105,28 @@ struct Placed {
     area: Rect,
 }
 
-/// `gui: NAME window ID at X,Y size WxH`.
-fn parse_placed(body: &str) -> Option<Placed> {
+/// A window as the gui qube logs its placement: `[info] gui: NAME window ID at X,Y size WxH`
+/// (the body of one of its console lines). Every GUI scenario and `bench --gui` read it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Placement {
+    /// The client qube.
+    pub qube: String,
+    /// The client's number for the window.
+    pub window: u16,
+    /// Where its content is on the screen.
+    pub area: Rect,
+}
+
+/// The placement a gui qube line's body logs, if it is one.
+pub fn placement(body: &str) -> Option<Placement> {
     let rest = body.strip_prefix("[info] gui: ")?;
     let (name, rest) = rest.split_once(" window ")?;
     let (id, rest) = rest.split_once(" at ")?;
     let (xy, size) = rest.split_once(" size ")?;
     let (x, y) = xy.split_once(',')?;
     let (w, h) = size.split_once('x')?;
-    Some(Placed {
-        client: CLIENTS.iter().position(|c| c.name == name)?,
+    Some(Placement {
+        qube: name.to_string(),
         window: id.parse().ok()?,
         area: Rect::new(
             x.parse().ok()?,
@@ -122,6 +134,16 @@ fn parse_placed(body: &str) -> Option<Placed> {
             w.parse().ok()?,
             h.parse().ok()?,
         ),
+    })
+}
+
+/// A placement of one of [`CLIENTS`].
+fn parse_placed(body: &str) -> Option<Placed> {
+    let p = placement(body)?;
+    Some(Placed {
+        client: CLIENTS.iter().position(|c| c.name == p.qube)?,
+        window: p.window,
+        area: p.area,
     })
 }
 

@@ -23,13 +23,10 @@ pub const GUI_RESTART: Scenario = Scenario {
 /// The clients and their labels.
 const CLIENTS: [(&str, Label); 2] = [("work", Label::Blue), ("noisy", Label::Purple)];
 
-/// `NAME window 0 at X,Y size ...`: the name and the position.
+/// The qube and position of a window 0 a gui qube line's body places.
 fn placed(body: &str) -> Option<(String, i32, i32)> {
-    let (name, rest) = body
-        .strip_prefix("[info] gui: ")?
-        .split_once(" window 0 at ")?;
-    let (x, y) = rest.split_once(" size ")?.0.split_once(',')?;
-    Some((name.to_string(), x.parse().ok()?, y.parse().ok()?))
+    let p = super::gui::placement(body).filter(|p| p.window == 0)?;
+    Some((p.qube, p.area.x, p.area.y))
 }
 
 fn run() -> Result<String> {

@@ -19,6 +19,7 @@ mod containment;
 mod dma;
 mod fuzz;
 mod gui;
+pub use gui::placement;
 mod gui_restart;
 mod hooks;
 mod host;

@@ -123,16 +123,9 @@ pub fn desktop() -> Result<String> {
         ready |= e.line.text.contains("qubes ready:");
         let line = Line::parse(&e.line.text);
         if line.source.as_deref() == Some("gui")
-            && let Some((name, rest)) = line
-                .body
-                .strip_prefix("[info] gui: ")
-                .and_then(|b| b.split_once(" window 0 at "))
-            && let Some((x, y)) = rest
-                .split_once(" size ")
-                .and_then(|(xy, _)| xy.split_once(','))
-            && let (Ok(x), Ok(y)) = (x.parse(), y.parse())
+            && let Some(p) = super::gui::placement(&line.body).filter(|p| p.window == 0)
         {
-            windows.push((name.to_string(), x, y));
+            windows.push((p.qube, p.area.x, p.area.y));
         }
         if shot.is_none() && ready && windows.len() >= 2 {
             // The windows' first frames follow their placement.
