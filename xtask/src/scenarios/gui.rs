@@ -16,7 +16,7 @@ use anyhow::{Context, Result, bail};
 use bulkhead_abi::label::Label;
 use bulkhead_abi::proto::BulkRef;
 use bulkhead_gui_compose::canvas::Canvas;
-use bulkhead_gui_compose::desktop::{Client, Desktop, Pixels};
+use bulkhead_gui_compose::desktop::{BORDER, Client, Desktop, Pixels, TITLE_HEIGHT};
 use bulkhead_gui_compose::geom::Rect;
 use bulkhead_gui_compose::title::Title;
 use std::path::Path;
@@ -134,6 +134,31 @@ pub fn placement(body: &str) -> Option<Placement> {
             w.parse().ok()?,
             h.parse().ok()?,
         ),
+    })
+}
+
+/// `0x00RRGGBB` as the screenshot's `[r, g, b]`.
+pub fn rgb(c: u32) -> [u8; 3] {
+    [(c >> 16) as u8, (c >> 8) as u8, c as u8]
+}
+
+/// Checks that the top-left corner of the frame around the window whose content starts at
+/// `(x, y)` (its border, above the title bar) is `label`'s colour on `screen`; `png` names
+/// the screenshot in the message.
+pub fn frame_in_label_colour(
+    screen: &Image,
+    name: &str,
+    (x, y): (i32, i32),
+    label: Label,
+    png: &Path,
+) -> Result<()> {
+    let (fx, fy) = ((x - BORDER) as u32, (y - BORDER - TITLE_HEIGHT) as u32);
+    let (got, want) = (screen.pixel(fx, fy), rgb(label.rgb()));
+    expect(got == want, || {
+        format!(
+            "{name}'s frame at {fx},{fy} is {got:?}, not its label colour {want:?} (see {})",
+            png.display()
+        )
     })
 }
 

@@ -11,7 +11,6 @@ use crate::qemu::qmp;
 use crate::qemu::{self, BOCHS_DISPLAY, Control, HvEvent, Line};
 use anyhow::{Context, Result};
 use bulkhead_abi::label::Label;
-use bulkhead_gui_compose::desktop::{BORDER, TITLE_HEIGHT};
 use std::time::Duration;
 
 pub const GUI_RESTART: Scenario = Scenario {
@@ -86,16 +85,7 @@ fn run() -> Result<String> {
             .iter()
             .find(|p| p.0 == name)
             .with_context(|| format!("{name}'s window did not come back: {after:?}"))?;
-        let (fx, fy) = ((x - BORDER) as u32, (y - BORDER - TITLE_HEIGHT) as u32);
-        let c = label.rgb();
-        let want = [(c >> 16) as u8, (c >> 8) as u8, c as u8];
-        expect(screen.pixel(fx, fy) == want, || {
-            format!(
-                "{name}'s frame after the restart is {:?} at {fx},{fy}, not {want:?} (see {})",
-                screen.pixel(fx, fy),
-                png.display()
-            )
-        })?;
+        super::gui::frame_in_label_colour(&screen, name, (*x, *y), label, &png)?;
     }
     Ok(format!(
         "the gui qube crashed with {} windows and was restarted; both came back framed ({})",

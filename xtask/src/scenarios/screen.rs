@@ -15,7 +15,7 @@ use crate::qemu::qmp::{self, Button, Qmp};
 use crate::qemu::{self, BOCHS_DISPLAY, Control, HvEvent, Line, Rect};
 use anyhow::{Context, Result, bail};
 use bulkhead_abi::label::Label;
-use bulkhead_gui_compose::desktop::{BACKGROUND, BORDER, PANEL_BACKGROUND, TITLE_HEIGHT};
+use bulkhead_gui_compose::desktop::{BACKGROUND, PANEL_BACKGROUND};
 use std::path::Path;
 use std::time::Duration;
 
@@ -66,7 +66,7 @@ fn look_and_type(socket: &Path, png: &Path) -> Result<String> {
     expect(size == MODE, || {
         format!("the screen is {size:?}, the gui qube sets {MODE:?}")
     })?;
-    let rgb = |c: u32| [(c >> 16) as u8, (c >> 8) as u8, c as u8];
+    let rgb = super::gui::rgb;
     let panel = screen.count_pixels(Rect::new(0, 0, 1024, 24), rgb(PANEL_BACKGROUND));
     let background = screen.count_pixels(Rect::new(0, 24, 1024, 744), rgb(BACKGROUND));
     // The panel: its colour but for the text; the desktop: empty but for the pointer.
@@ -162,17 +162,7 @@ pub fn desktop() -> Result<String> {
             .iter()
             .find(|(n, ..)| n == name)
             .with_context(|| format!("no window of {name}: {windows:?}"))?;
-        // The frame's top-left corner: the border, above the title bar.
-        let (fx, fy) = ((x - BORDER) as u32, (y - BORDER - TITLE_HEIGHT) as u32);
-        let c = label.rgb();
-        let want = [(c >> 16) as u8, (c >> 8) as u8, c as u8];
-        expect(screen.pixel(fx, fy) == want, || {
-            format!(
-                "{name}'s frame at {fx},{fy} is {:?}, not its label colour {want:?} (see {})",
-                screen.pixel(fx, fy),
-                png.display()
-            )
-        })?;
+        super::gui::frame_in_label_colour(&screen, name, (*x, *y), label, &png)?;
     }
     let screen =
         disp_shot.context("no window of the disposable after `dispvm` in work's terminal")??;
@@ -180,16 +170,7 @@ pub fn desktop() -> Result<String> {
         .iter()
         .find(|(n, ..)| n == "disp")
         .context("no disp window")?;
-    let (fx, fy) = ((x - BORDER) as u32, (y - BORDER - TITLE_HEIGHT) as u32);
-    let c = Label::Red.rgb();
-    let want = [(c >> 16) as u8, (c >> 8) as u8, c as u8];
-    expect(screen.pixel(fx, fy) == want, || {
-        format!(
-            "disp's frame is {:?}, not red (see {})",
-            screen.pixel(fx, fy),
-            disp_png.display()
-        )
-    })?;
+    super::gui::frame_in_label_colour(&screen, "disp", (*x, *y), Label::Red, &disp_png)?;
     Ok(format!(
         "all {} qubes ready ({exits} VM exits, {ms} ms guest time); work's and personal's terminal windows framed in blue and yellow ({}); `dispvm` in work's terminal started disp, its window framed in red",
         a.qube_names().len(),

@@ -115,10 +115,7 @@ fn boot_uefi(medium: Medium) -> Result<String> {
     let screen = shot.context("no screenshot")??;
     let size = (screen.width(), screen.height());
     let c = PANEL_BACKGROUND;
-    let panel = screen.count_pixels(
-        Rect::new(0, 0, size.0, 24),
-        [(c >> 16) as u8, (c >> 8) as u8, c as u8],
-    );
+    let panel = screen.count_pixels(Rect::new(0, 0, size.0, 24), super::gui::rgb(c));
     // The bochs path sets 1024x768 itself; on the firmware's framebuffer the desktop takes
     // whatever mode GRUB and OVMF left, and the gui qube must say it draws there.
     let mode_ok = fb || size == (1024, 768);
