@@ -42,6 +42,7 @@ extern "C" fn hv_main(magic: u32, info: u32) -> ! {
     arch::x86::stack::arm();
     // SAFETY: first thing on the boot CPU, interrupts still off (entry.s did `cli`).
     unsafe { descriptors::init() };
+    arch::x86::cpu::load_pat();
     pic::mask_all();
     hvlog!("Bulkhead hypervisor {}", env!("CARGO_PKG_VERSION"));
 
@@ -135,7 +136,7 @@ fn framebuffer_for(
     let name = spec.name.as_str();
     let fb = env.framebuffer.filter(|_| spec.framebuffer)?;
     let pieces = devices.iter().flat_map(|d| d.pieces.iter());
-    let pieces = pieces.filter_map(|&(start, len)| Region::from_len(start, len));
+    let pieces = pieces.filter_map(|p| Region::from_len(p.start, p.len));
     let image = core::iter::once(memory::phys::image_region());
     match fb.mappable(
         &env.ram,
@@ -143,7 +144,7 @@ fn framebuffer_for(
     ) {
         Ok(pages) => {
             hvlog!(
-                "qube {name}: framebuffer {}x{} mapped at {:#x}-{:#x} (uncached)",
+                "qube {name}: framebuffer {}x{} mapped at {:#x}-{:#x} (write-combining)",
                 fb.width,
                 fb.height,
                 pages.start,

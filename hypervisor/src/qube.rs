@@ -14,6 +14,7 @@ use bulkhead_hvcore::console::LineBuffer;
 use bulkhead_hvcore::memmap::{FrameAllocator, Frames, Region};
 use bulkhead_hvcore::paging::{NestedFormat, PagingError, Perm, Tables};
 use bulkhead_hvcore::sched::RunState;
+use bulkhead_hvcore::unikernel::DevicePiece;
 use bulkhead_hvcore::{LARGE_PAGE_SIZE, PAGE_SIZE};
 
 /// Pages reserved for a qube's nested page tables: PML4, PDPT, up to 4 PDs for 4 GiB of
@@ -243,8 +244,8 @@ impl core::fmt::Display for PortList<'_> {
 /// each channel window to its channel's pages (read/write, never executable), each bulk
 /// window to its channel's bulk area (the qube's own pool read/write, the peer's read-only,
 /// never executable: W clear in the NPT entry / EPT bit 1 clear, and NX set / EPT X clear),
-/// and its devices' BAR pieces and the firmware's framebuffer `fb` to themselves (uncached,
-/// never executable), and nothing else.
+/// and its devices' BAR pieces and the firmware's framebuffer `fb` to themselves (registers
+/// uncached, framebuffers write-combining, never executable), and nothing else.
 fn build_npt(
     arena: &mut Frames,
     host: Region,
@@ -271,13 +272,17 @@ fn build_npt(
                 }
             }
         }
-        let fb = fb.map(|r| (r.start, r.len()));
-        for (base, len) in devices
+        let fb = fb.map(|r| DevicePiece {
+            start: r.start,
+            len: r.len(),
+            write_combining: true,
+        });
+        for p in devices
             .iter()
             .flat_map(|d| d.pieces.iter())
             .chain(fb.iter())
         {
-            t.map_range(*base, *base, *len, Perm::MMIO)?;
+            t.map_range(p.start, p.start, p.len, p.perm())?;
         }
         Ok(t.root())
     })

@@ -15,34 +15,58 @@ pub struct Perm {
     pub write: bool,
     /// Executable.
     pub exec: bool,
-    /// Device memory: uncached (PCD|PWT in x86 entries, memory type UC in EPT).
-    pub uncached: bool,
+    /// How the CPU caches it.
+    pub cache: Cache,
 }
+
+/// A mapping's memory type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Cache {
+    /// Ordinary memory: write-back (no PAT bits in x86 entries, type WB in EPT).
+    WriteBack,
+    /// Device registers: uncached (PCD|PWT, [`PAT`] entry 3; type UC in EPT).
+    Uncached,
+    /// A framebuffer: stores are combined into bursts, never cached for reads (PWT alone,
+    /// [`PAT`] entry 1; type WC in EPT).
+    WriteCombining,
+}
+
+/// The page attribute table every CPU and every unikernel runs with: the power-on layout
+/// with entry 1 write-combining instead of write-through (as Linux does), so PWT alone
+/// selects WC and PCD|PWT stays UC. Entries 0-3: WB, WC, UC-, UC; 4-7 the same. AMD's nested
+/// walks take their memory types from the host's PAT, so the hypervisor loads it at boot.
+pub const PAT: u64 = 0x0007_0106_0007_0106;
 
 impl Perm {
     /// Read, write and execute.
     pub const RWX: Perm = Perm {
         write: true,
         exec: true,
-        uncached: false,
+        cache: Cache::WriteBack,
     };
     /// Read and write, no execute.
     pub const RW: Perm = Perm {
         write: true,
         exec: false,
-        uncached: false,
+        cache: Cache::WriteBack,
     };
     /// Read only, no execute (the peer's pool of a channel's bulk area).
     pub const RO: Perm = Perm {
         write: false,
         exec: false,
-        uncached: false,
+        cache: Cache::WriteBack,
     };
     /// Device registers: read and write, no execute, uncached.
     pub const MMIO: Perm = Perm {
         write: true,
         exec: false,
-        uncached: true,
+        cache: Cache::Uncached,
+    };
+    /// A framebuffer: read and write, no execute, write-combining.
+    pub const FRAMEBUFFER: Perm = Perm {
+        write: true,
+        exec: false,
+        cache: Cache::WriteCombining,
     };
 }
 
@@ -94,8 +118,11 @@ impl EntryFormat for X86Format {
         if self.nx && !perm.exec {
             e |= 1 << 63;
         }
-        if perm.uncached {
-            e |= 0b11 << 3; // PWT | PCD
+        // The PAT index is PAT:PCD:PWT; PAT (bit 7 in 4 KiB entries, 12 in large ones) stays 0.
+        match perm.cache {
+            Cache::WriteBack => {}
+            Cache::WriteCombining => e |= 1 << 3, // PWT: entry 1
+            Cache::Uncached => e |= 0b11 << 3,    // PWT | PCD: entry 3
         }
         e
     }
@@ -108,7 +135,7 @@ impl EntryFormat for X86Format {
 }
 
 /// Intel EPT entries: read/write/execute bits instead of present/user, a memory type in
-/// leaves (write-back here: qube memory is ordinary RAM).
+/// leaves (write-back for qube memory, UC for device registers, WC for a framebuffer).
 #[derive(Clone, Copy, Debug)]
 pub struct EptFormat;
 
@@ -117,7 +144,12 @@ impl EntryFormat for EptFormat {
         pa | 0b111
     }
     fn leaf(&self, pa: u64, large: bool, perm: Perm) -> u64 {
-        let memory_type = if perm.uncached { 0 } else { 6 }; // UC or WB
+        // IPAT (bit 6) clear: the guest's PAT combines with this type as with an MTRR's.
+        let memory_type = match perm.cache {
+            Cache::Uncached => 0,
+            Cache::WriteCombining => 1,
+            Cache::WriteBack => 6,
+        };
         let mut e = pa | 1 | (memory_type << 3);
         if perm.write {
             e |= 1 << 1;
@@ -429,6 +461,38 @@ mod tests {
             }
         }
         assert!(!EptFormat.present(0x20_0000 | (6 << 3)));
+    }
+
+    /// The memory type each kind of mapping gets, read back through the PAT as the CPU
+    /// does: the x86 entry's PCD:PWT (PAT bit clear) indexes [`PAT`]; EPT's type is direct.
+    #[test]
+    fn memory_types_select_the_pat_entries_they_name() {
+        let pat_type = |e: u64| (PAT >> (8 * ((e >> 3) & 0b11))) & 0xFF;
+        const WB: u64 = 6;
+        const WC: u64 = 1;
+        const UC: u64 = 0;
+        for (perm, want) in [
+            (Perm::RWX, WB),
+            (Perm::RO, WB),
+            (Perm::MMIO, UC),
+            (Perm::FRAMEBUFFER, WC),
+        ] {
+            for large in [false, true] {
+                let x = FMT.leaf(0x20_0000, large, perm);
+                assert_eq!(pat_type(x), want, "{perm:?} x86");
+                let pat_bit = if large { 1 << 12 } else { 1 << 7 };
+                assert_eq!(x & pat_bit & !(1 << 7), 0, "PAT bit set");
+                let e = EptFormat.leaf(0x20_0000, large, perm);
+                assert_eq!((e >> 3) & 0b111, want, "{perm:?} EPT");
+                assert_eq!(
+                    e & (1 << 6),
+                    0,
+                    "IPAT set: the guest's PAT would be ignored"
+                );
+            }
+        }
+        // The layout itself: entries 0-3 WB, WC, UC-, UC, repeated in 4-7.
+        assert_eq!(PAT.to_le_bytes(), [6, 1, 7, 0, 6, 1, 7, 0]);
     }
 
     #[test]

@@ -12,6 +12,7 @@ use bulkhead_hvcore::memmap::{MemoryMap, Region};
 use bulkhead_hvcore::pci::{
     self, BAR0, BarKind, CMD_BUS_MASTER, CMD_MEMORY, COMMAND, ConfigView, Write,
 };
+use bulkhead_hvcore::unikernel::DevicePiece;
 
 /// Most mapped pieces (BAR ranges minus MSI-X holes) per device.
 pub const MAX_PIECES: usize = 8;
@@ -23,7 +24,7 @@ pub struct Assigned {
     /// What the qube sees of its configuration space.
     pub view: ConfigView,
     /// Physical ranges of its BARs the qube maps (identity: guest-physical = physical).
-    pub pieces: bulkhead_hvcore::collections::ArrayVec<(u64, u64), MAX_PIECES>,
+    pub pieces: bulkhead_hvcore::collections::ArrayVec<DevicePiece, MAX_PIECES>,
     /// Behind the IOMMU.
     pub iommu: bool,
 }
@@ -43,7 +44,7 @@ impl Assigned {
             let mapped = self
                 .pieces
                 .iter()
-                .any(|(s, l)| *s >= bar.base && s + l <= bar.base + bar.size);
+                .any(|p| p.start >= bar.base && p.start + p.len <= bar.base + bar.size);
             if matches!(bar.kind, BarKind::Mem32 | BarKind::Mem64) && mapped {
                 *out = BarInfo {
                     gpa: bar.base,
@@ -140,9 +141,10 @@ pub fn for_qube(
         let a = prepare(func, iommu, ram, reserved, name);
         let _ = platform.taken.push(index);
         hvlog!(
-            "device {func} class {:06x} -> qube {name}: {} BAR pieces mapped, DMA {}",
+            "device {func} class {:06x} -> qube {name}: {} BAR pieces mapped ({} write-combining), DMA {}",
             func.class >> 8,
             a.pieces.len(),
+            a.pieces.iter().filter(|p| p.write_combining).count(),
             if iommu {
                 "through the IOMMU"
             } else {
@@ -236,7 +238,14 @@ fn prepare(
             *slot = (bar.base + off, *l);
             n += 1;
         }
-        for &piece in pci::without_holes(bar.base, bar.size, &in_bar[..n]).iter() {
+        // A display controller's prefetchable BAR is its framebuffer: write-combining.
+        let write_combining = func.class >> 24 == pci::CLASS_DISPLAY && bar.prefetchable();
+        for &(start, len) in pci::without_holes(bar.base, bar.size, &in_bar[..n]).iter() {
+            let piece = DevicePiece {
+                start,
+                len,
+                write_combining,
+            };
             if pieces.push(piece).is_err() {
                 hvlog!("qube {name}: too many BAR pieces for {func}; some not mapped");
             }

@@ -10,7 +10,7 @@ use bulkhead_abi::boot_info::BootInfo;
 use bulkhead_abi::channel::MAX_CHANNELS_PER_QUBE;
 use bulkhead_abi::hypercall::{self, Hypercall, MAX_CONSOLE_WRITE, WAIT_FOREVER};
 use bulkhead_hvcore::collections::ArrayVec;
-use bulkhead_hvcore::unikernel::{self, BulkArea, PlanError, UnikernelPlan};
+use bulkhead_hvcore::unikernel::{self, BulkArea, DevicePiece, PlanError, UnikernelPlan};
 use bulkhead_platform::cpuid::GuestCpu;
 
 /// A unikernel: its image, configuration blob and hypercall state.
@@ -56,15 +56,16 @@ impl Unikernel {
                 }),
         )
         .ok_or(too_many)?;
-        let pieces = ArrayVec::<(u64, u64), { unikernel::MAX_PIECES }>::try_from_iter(
+        let framebuffer = m.framebuffer.and_then(|f| f.pages()).map(|r| DevicePiece {
+            start: r.start,
+            len: r.len(),
+            write_combining: true,
+        });
+        let pieces = ArrayVec::<DevicePiece, { unikernel::MAX_PIECES }>::try_from_iter(
             m.devices
                 .iter()
                 .flat_map(|d| d.pieces.iter().copied())
-                .chain(
-                    m.framebuffer
-                        .and_then(|f| f.pages())
-                        .map(|r| (r.start, r.len())),
-                ),
+                .chain(framebuffer),
         )
         .ok_or(LoadError::Layout(PlanError::TooManyPieces))?;
         let config_len = self.config.len() as u64;

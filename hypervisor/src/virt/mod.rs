@@ -88,6 +88,22 @@ pub struct Start {
     pub regs: GuestRegs,
 }
 
+/// IA32_PAT at power-on (WB, WT, UC-, UC, twice): what a Linux guest starts with.
+pub const POWER_ON_PAT: u64 = 0x0007_0406_0007_0406;
+
+impl Start {
+    /// The guest's PAT at entry: a Linux kernel's is the power-on one (it loads its own); a
+    /// unikernel's is the hypervisor's ([`bulkhead_hvcore::paging::PAT`]), which the page
+    /// tables built for it assume (a framebuffer's PWT-only entries are WC).
+    pub fn pat(&self) -> u64 {
+        if self.linux {
+            POWER_ON_PAT
+        } else {
+            bulkhead_hvcore::paging::PAT
+        }
+    }
+}
+
 impl Start {
     /// A unikernel's: its boot stack and GDT, `rdi` = boot info.
     pub fn unikernel(e: &EntryState) -> Start {

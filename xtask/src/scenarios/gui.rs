@@ -337,6 +337,13 @@ fn run() -> Result<String> {
     expect(!gui.iter().any(|l| l.contains("[error]")), || {
         format!("the gui qube reported an error: {gui:?}")
     })?;
+    // The display's framebuffer (its prefetchable BAR0) is mapped write-combining, its
+    // registers (BAR2) uncached.
+    let display = out.lines.iter().find(|l| l.contains("-> qube gui:"));
+    expect(
+        display.is_some_and(|l| l.contains("2 BAR pieces mapped (1 write-combining)")),
+        || format!("the display's BARs are not mapped as expected: {display:?}"),
+    )?;
     let refused = out.lines_from("refused");
     for reason in [
         "refused window 1: reason 2",

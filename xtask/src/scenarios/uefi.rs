@@ -134,9 +134,10 @@ fn boot_uefi(medium: Medium) -> Result<String> {
         expect(said(&["boot: framebuffer"]), || {
             "the hypervisor found no framebuffer tag".to_string()
         })?;
-        expect(said(&["qube gui: framebuffer", "mapped"]), || {
-            "the framebuffer was not mapped into the gui qube".to_string()
-        })?;
+        expect(
+            said(&["qube gui: framebuffer", "mapped", "(write-combining)"]),
+            || "the framebuffer was not mapped write-combining into the gui qube".to_string(),
+        )?;
         let mode = format!(
             "gui: display {}x{} on the firmware framebuffer",
             size.0, size.1

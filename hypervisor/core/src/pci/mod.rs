@@ -61,6 +61,17 @@ pub struct Bar {
     pub flags: u32,
 }
 
+impl Bar {
+    /// A memory BAR marked prefetchable (bit 3): reads have no side effects, so stores to
+    /// it may be combined (a framebuffer's).
+    pub const fn prefetchable(&self) -> bool {
+        matches!(self.kind, BarKind::Mem32 | BarKind::Mem64) && self.flags & 0b1000 != 0
+    }
+}
+
+/// Base class of a display controller (the class register's top byte).
+pub const CLASS_DISPLAY: u32 = 0x03;
+
 /// Decodes the six BARs from their programmed values (`raw`) and the values read back
 /// after writing all-ones to each (`sized`).
 pub fn decode_bars(raw: [u32; 6], sized: [u32; 6]) -> [Bar; 6] {

@@ -26,6 +26,24 @@ fn decodes_io_32_and_64_bit_bars() {
     assert_eq!(b[5].kind, BarKind::None);
 }
 
+/// Only memory BARs with bit 3 set are prefetchable (virtio's BAR4 is, though it holds
+/// registers: which is why only a display controller's prefetchable BAR is mapped
+/// write-combining). QEMU's std VGA: BAR0 32-bit prefetchable 16 MiB, BAR2 32-bit 4 KiB.
+#[test]
+fn prefetchable_is_bit_3_of_a_memory_bar() {
+    let b = virtio_bars();
+    let p: std::vec::Vec<bool> = b.iter().map(Bar::prefetchable).collect();
+    assert_eq!(p, [false, false, false, false, true, false]);
+    let vga = decode_bars(
+        [0xfd00_0008, 0, 0xfebd_4000, 0, 0, 0],
+        [0xff00_0008, 0, 0xffff_f000, 0, 0, 0],
+    );
+    assert!(vga[0].prefetchable() && !vga[2].prefetchable());
+    let io_with_bit_3 = decode_bars([0xc049, 0, 0, 0, 0, 0], [0xffff_ffe9, 0, 0, 0, 0, 0]);
+    assert_eq!(io_with_bit_3[0].kind, BarKind::Io);
+    assert!(!io_with_bit_3[0].prefetchable());
+}
+
 #[test]
 fn bar_sizing_works_and_never_reaches_hardware() {
     let mut v = ConfigView::new(virtio_bars(), Caps::default());

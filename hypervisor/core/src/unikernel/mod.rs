@@ -15,7 +15,7 @@
 //! | top 64 KiB | the stack |
 //! | `WINDOW_BASE + i * WINDOW_STRIDE` | channel `i` (read/write, never executable) |
 //! | `bulk_window(i)` | channel `i`'s bulk area, if any: its own pool read/write, the peer's read-only ([`crate::bulk`]) |
-//! | elsewhere | the device pieces, at their physical address (uncached) |
+//! | elsewhere | the device pieces, at their physical address (uncached; a framebuffer write-combining) |
 
 use crate::collections::ArrayVec;
 use crate::elf::{self, ElfError, LoadPlan};
@@ -150,7 +150,7 @@ pub struct UnikernelPlan {
     /// The channels' bulk areas, as given (each at its channel's bulk window).
     pub bulk: ArrayVec<BulkArea, MAX_CHANNELS_PER_QUBE>,
     /// Device pieces, mapped at their physical address.
-    pub pieces: ArrayVec<Range, MAX_PIECES>,
+    pub pieces: ArrayVec<DevicePiece, MAX_PIECES>,
     /// The CPU state at entry.
     pub entry: EntryState,
 }
@@ -158,7 +158,7 @@ pub struct UnikernelPlan {
 impl UnikernelPlan {
     /// The identity mappings of the page tables: all memory (read/write/execute), each
     /// channel window (read/write), each bulk area's two pools (its own read/write, the
-    /// peer's read-only), each device piece (uncached).
+    /// peer's read-only), each device piece (uncached, or write-combining for a framebuffer).
     pub fn mappings(&self) -> impl Iterator<Item = (Range, Perm)> + '_ {
         let ram = Range {
             start: 0,
@@ -177,7 +177,7 @@ impl UnikernelPlan {
         core::iter::once((ram, Perm::RWX))
             .chain(self.windows.iter().map(|w| (*w, Perm::RW)))
             .chain(pools)
-            .chain(self.pieces.iter().map(|p| (*p, Perm::MMIO)))
+            .chain(self.pieces.iter().map(|p| (p.range(), p.perm())))
     }
 
     /// Fills the boot info's layout fields: memory, image, heap, stack, configuration, and
@@ -228,16 +228,56 @@ impl BulkArea {
     }
 }
 
+/// A device range a qube maps at its physical address: registers (uncached) or a
+/// framebuffer (write-combining).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DevicePiece {
+    /// Physical (and guest-physical) address, page-aligned.
+    pub start: u64,
+    /// Length, a multiple of the page size.
+    pub len: u64,
+    /// A framebuffer, mapped write-combining; otherwise device registers, uncached.
+    pub write_combining: bool,
+}
+
+impl DevicePiece {
+    /// Device registers at `[start, start + len)`.
+    pub const fn registers(start: u64, len: u64) -> Self {
+        DevicePiece {
+            start,
+            len,
+            write_combining: false,
+        }
+    }
+
+    /// The range it covers.
+    pub const fn range(&self) -> Range {
+        Range {
+            start: self.start,
+            len: self.len,
+        }
+    }
+
+    /// How it is mapped: [`Perm::MMIO`] or [`Perm::FRAMEBUFFER`].
+    pub const fn perm(&self) -> Perm {
+        if self.write_combining {
+            Perm::FRAMEBUFFER
+        } else {
+            Perm::MMIO
+        }
+    }
+}
+
 /// Plans a unikernel of `memory` bytes: `image` (its ELF file), a configuration blob of
 /// `config_len` bytes, channels of the given sizes (by local index), the bulk areas of some
-/// of them, and the device pieces (physical address, length) it maps.
+/// of them, and the device pieces it maps.
 pub fn plan(
     image: &[u8],
     memory: u64,
     config_len: u64,
     channels: &[u64],
     bulk: &[BulkArea],
-    pieces: &[(u64, u64)],
+    pieces: &[DevicePiece],
 ) -> Result<UnikernelPlan, PlanError> {
     let stack_start = memory
         .checked_sub(layout::STACK_SIZE)
@@ -291,9 +331,10 @@ pub fn plan(
     if pieces.len() > MAX_PIECES {
         return Err(PlanError::TooManyPieces);
     }
-    let mut mapped: ArrayVec<Range, MAX_PIECES> = ArrayVec::new();
-    for (i, &(start, len)) in pieces.iter().enumerate() {
-        let r = Range { start, len };
+    let mut mapped: ArrayVec<DevicePiece, MAX_PIECES> = ArrayVec::new();
+    for (i, piece) in pieces.iter().enumerate() {
+        let (start, len) = (piece.start, piece.len);
+        let r = piece.range();
         if len == 0
             || !start.is_multiple_of(PAGE_SIZE)
             || !len.is_multiple_of(PAGE_SIZE)
@@ -307,10 +348,10 @@ pub fn plan(
         if r.overlaps(&WINDOWS) || r.overlaps(&crate::bulk::WINDOWS) {
             return Err(PlanError::PieceInWindows(i));
         }
-        if let Some(j) = mapped.iter().position(|o| o.overlaps(&r)) {
+        if let Some(j) = mapped.iter().position(|o| o.range().overlaps(&r)) {
             return Err(PlanError::PiecesOverlap(j, i));
         }
-        mapped.push(r).map_err(|_| PlanError::TooManyPieces)?;
+        mapped.push(*piece).map_err(|_| PlanError::TooManyPieces)?;
     }
 
     let mut p = UnikernelPlan {

@@ -65,6 +65,17 @@ fn range(&(start, len): &(u64, u64)) -> Range {
     Range { start, len }
 }
 
+/// The pieces as device pieces: every other page-aligned start a framebuffer, so both
+/// memory types go through every test.
+fn devices(pieces: &[(u64, u64)]) -> Vec<DevicePiece> {
+    let piece = |&(start, len): &(u64, u64)| DevicePiece {
+        start,
+        len,
+        write_combining: (start >> 12) & 1 == 1,
+    };
+    pieces.iter().map(piece).collect()
+}
+
 /// Everything an accepted plan promises, for the inputs it was made from.
 fn check(
     p: &UnikernelPlan,
@@ -113,7 +124,7 @@ fn check(
         );
         prop_assert_eq!(w.start, WINDOW_BASE + i as u64 * WINDOW_STRIDE);
     }
-    prop_assert!(p.pieces.iter().copied().eq(pieces.iter().map(range)));
+    prop_assert_eq!(&p.pieces[..], &devices(pieces)[..]);
     prop_assert!(p.bulk.iter().eq(bulk.iter()));
     let maps: Vec<(Range, Perm)> = p.mappings().collect();
     prop_assert_eq!(
@@ -142,6 +153,16 @@ fn check(
         );
         prop_assert_eq!((first.1.write, second.1.write), (b.side == 0, b.side == 1));
         prop_assert!(!first.1.exec && !second.1.exec);
+    }
+    // Each device piece: at its own address, uncached, or write-combining for a framebuffer.
+    let device_maps = &maps[1 + channels.len() + 2 * bulk.len()..];
+    for (got, want) in device_maps.iter().zip(devices(pieces)) {
+        let perm = if want.write_combining {
+            Perm::FRAMEBUFFER
+        } else {
+            Perm::MMIO
+        };
+        prop_assert_eq!(*got, (want.range(), perm));
     }
     for (i, (r, perm)) in maps.iter().enumerate() {
         prop_assert!(r.len > 0 && r.start.is_multiple_of(PAGE_SIZE));
@@ -204,7 +225,7 @@ fn plans_a_small_unikernel() {
     let (elf, end) = unikernel(0x3000, 0x2_0000);
     let chans = [0x1_0000, 0x20_0000];
     let pieces = [(0xfebd_0000, 0x1000), (0xfe00_0000, 0x4000)];
-    let p = plan(&elf, 8 * MIB, 100, &chans, &[], &pieces).unwrap();
+    let p = plan(&elf, 8 * MIB, 100, &chans, &[], &devices(&pieces)).unwrap();
     check(&p, 100, &chans, &[], &pieces).unwrap();
     assert_eq!(end, 0x22_3004);
     assert_eq!((p.image.start, p.image.end()), (0x20_0000, 0x22_3004));
@@ -238,6 +259,43 @@ fn plans_a_small_unikernel() {
             gdt_limit: 23,
         }
     );
+}
+
+/// The leaf entry mapping `va` in tables written into `mem` with root `cr3`.
+fn leaf_entry(mem: &[u8], cr3: u64, va: u64) -> u64 {
+    let mut table = cr3;
+    for level in (1..=4u32).rev() {
+        let at = (table + ((va >> (12 + 9 * (level - 1))) & 511) * 8) as usize;
+        let e = u64::from_le_bytes(mem[at..at + 8].try_into().unwrap());
+        assert!(e & 1 != 0, "{va:#x} not mapped at level {level}");
+        if level == 1 || (level == 2 && e & (1 << 7) != 0) {
+            return e;
+        }
+        table = e & 0x000f_ffff_ffff_f000;
+    }
+    unreachable!()
+}
+
+/// In the qube's own tables, a framebuffer piece is write-combining (PWT alone: PAT entry
+/// 1), a register piece uncached (PCD|PWT: entry 3), its memory write-back (neither).
+#[test]
+fn framebuffer_pieces_are_write_combining_in_the_qubes_tables() {
+    let (elf, _) = unikernel(0x1234, 0x5000);
+    let fb = DevicePiece {
+        start: 0xfd00_0000,
+        len: 0x40_0000,
+        write_combining: true,
+    };
+    let pieces = [DevicePiece::registers(0xfebd_0000, 0x1000), fb];
+    let p = plan(&elf, 4 * MIB, 0, &[], &[], &pieces).unwrap();
+    let mut mem = std::vec![0u8; 4 * MIB as usize];
+    let cr3 = write(&mut mem, &p, &elf, &[], &BootInfo::new()).unwrap();
+    let pcd_pwt = |va| leaf_entry(&mem, cr3, va) & 0b11 << 3;
+    assert_eq!(pcd_pwt(0xfebd_0000), 0b11 << 3);
+    for va in [0xfd00_0000, 0xfd20_0000, 0xfd3f_f000] {
+        assert_eq!(pcd_pwt(va), 1 << 3, "{va:#x}");
+    }
+    assert_eq!(pcd_pwt(p.heap.start), 0);
 }
 
 #[test]
@@ -294,7 +352,7 @@ fn refuses_what_does_not_fit() {
     let (elf, _) = unikernel(0x3000, 0x2_0000);
     let m = 8 * MIB;
     let p = |memory, config, chans: &[u64], pieces: &[(u64, u64)]| {
-        plan(&elf, memory, config, chans, &[], pieces).map(|_| ())
+        plan(&elf, memory, config, chans, &[], &devices(pieces)).map(|_| ())
     };
     for memory in [
         0,
@@ -472,7 +530,7 @@ fn plans_the_built_unikernels() {
         };
         let chans = [0x1_0000, 0x4_0000];
         let pieces = [(0xfebd_0000, 0x3000)];
-        let p = plan(&elf, 16 * MIB, 3000, &chans, &[], &pieces).unwrap();
+        let p = plan(&elf, 16 * MIB, 3000, &chans, &[], &devices(&pieces)).unwrap();
         check(&p, 3000, &chans, &[], &pieces).unwrap();
         let mut mem = std::vec![0u8; 16 * MIB as usize];
         let config = [7u8; 3000];
@@ -653,7 +711,7 @@ proptest! {
     ) {
         let (elf, _) = unikernel(0x2000, 0x1000);
         let ram = Range { start: 0, len: memory };
-        let got = plan(&elf, memory, config_len, &channels, &bulk, &pieces);
+        let got = plan(&elf, memory, config_len, &channels, &bulk, &devices(&pieces));
         let overlap = |i: usize, j: usize| range(&pieces[i]).overlaps(&range(&pieces[j]));
         let all_good = channels.len() <= MAX_CHANNELS_PER_QUBE
             && channels.iter().all(|c| good_channel(*c))
@@ -719,7 +777,7 @@ proptest! {
         for (at, v) in edits {
             elf[at % n] = v;
         }
-        if let Ok(p) = plan(&elf, memory, config_len, &channels, &bulk, &pieces) {
+        if let Ok(p) = plan(&elf, memory, config_len, &channels, &bulk, &devices(&pieces)) {
             check(&p, config_len, &channels, &bulk, &pieces)?;
             if memory <= 12 * MIB {
                 let mut mem = std::vec![0u8; memory as usize];

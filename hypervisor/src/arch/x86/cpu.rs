@@ -60,6 +60,18 @@ pub unsafe fn wrmsr(msr: u32, value: u64) {
     };
 }
 
+/// Loads the page attribute table every mapping is built for
+/// ([`bulkhead_hvcore::paging::PAT`]: entry 1 write-combining). AMD's nested walks take
+/// their memory types from it, so a framebuffer's PWT-only NPT entries mean WC.
+pub fn load_pat() {
+    const IA32_PAT: u32 = 0x277;
+    // SAFETY: IA32_PAT exists on every x86-64 CPU and the layout is valid (types 0, 1, 6, 7
+    // only). The hypervisor's own tables use entries 0 (WB) and 3 (PCD|PWT, UC), which keep
+    // their types, so nothing mapped changes type and no cache flush is needed; entry 1 is
+    // first used by qubes' tables, built after this.
+    unsafe { wrmsr(IA32_PAT, bulkhead_hvcore::paging::PAT) }
+}
+
 /// Reads CR2 (the last page-fault address).
 pub fn cr2() -> u64 {
     let v;

@@ -154,7 +154,7 @@ impl SvmVcpu {
         v.set_u64(save::DR7, DR7_INIT);
         v.set_u64(save::DR6, DR6_INIT);
         v.set_u64(save::RAX, 0);
-        v.set_u64(save::G_PAT, 0x0007_0406_0007_0406);
+        v.set_u64(save::G_PAT, crate::virt::POWER_ON_PAT);
     }
 
     /// One VMRUN: the guest's debug registers (if it owns them) and extended state in, the
@@ -264,6 +264,7 @@ impl Vcpu for SvmVcpu {
         v.set_u64(save::RFLAGS, s.rflags);
         v.set_u64(save::RIP, s.rip);
         v.set_u64(save::RSP, s.rsp);
+        v.set_u64(save::G_PAT, s.pat());
         self.regs = s.regs;
         let (xcr0, allowed) = s.xstate();
         self.x.reset(xcr0, allowed);

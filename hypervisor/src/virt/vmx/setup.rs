@@ -20,9 +20,6 @@ const DATA: u64 = 0x3 | 1 << 4 | 1 << 7 | 1 << 14 | 1 << 15;
 const TSS_BUSY: u64 = 0xB | 1 << 7;
 const UNUSABLE: u64 = 1 << 16;
 
-/// IA32_PAT at power-on (WB, WT, UC-, UC, twice).
-const POWER_ON_PAT: u64 = 0x0007_0406_0007_0406;
-
 const MSR_FS_BASE: u32 = 0xC000_0100;
 const MSR_GS_BASE: u32 = 0xC000_0101;
 const MSR_KERNEL_GS_BASE: u32 = 0xC000_0102;
@@ -224,7 +221,7 @@ pub(super) unsafe fn write_vmcs(caps: &VmxCaps, target: &Target, g: &Start) -> b
             ok &= vmcs::write(f64::HOST_EFER, host_efer);
         }
         if caps.load_pat {
-            ok &= vmcs::write(f64::GUEST_PAT, POWER_ON_PAT);
+            ok &= vmcs::write(f64::GUEST_PAT, g.pat());
             // SAFETY: IA32_PAT exists on every CPU with VMX's PAT controls.
             ok &= vmcs::write(f64::HOST_PAT, cpu::rdmsr(MSR_PAT));
         }
