@@ -23,6 +23,14 @@ pub enum Outcome {
         /// Its local channel index.
         bit: usize,
     },
+    /// An admin hypercall (the caller is the admin qube): the scheduler carries it out on
+    /// qube `qube` (a manifest index) and writes the result to the caller's `rax`.
+    Admin {
+        /// Which one.
+        call: bulkhead_abi::hypercall::Hypercall,
+        /// The qube it names.
+        qube: u64,
+    },
 }
 
 /// Why a qube stopped.
@@ -32,6 +40,8 @@ pub enum Stop {
     Exited(u64),
     /// It broke a rule.
     Fault(Fault),
+    /// The admin qube killed it.
+    Killed,
 }
 
 /// Ways a qube can break the rules, each named in the log line.

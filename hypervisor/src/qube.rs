@@ -49,6 +49,8 @@ pub struct Qube {
     pub state: RunState,
     /// How often it was restarted.
     pub restarts: u32,
+    /// When it was last (re)loaded, ns since boot.
+    pub started_ns: u64,
 }
 
 /// What a qube is made of, besides its manifest entry.
@@ -159,6 +161,7 @@ impl Qube {
             _tables: (nested_tables, dma_tables),
             state: RunState::Stopped,
             restarts: 0,
+            started_ns: 0,
         };
         if q.machine.spec.start == StartPolicy::AtBoot {
             q.load()?;
@@ -193,6 +196,7 @@ impl Qube {
         m.events = 0;
         m.ready = false;
         self.state = RunState::Runnable;
+        self.started_ns = crate::time::now_ns();
         Ok(())
     }
 

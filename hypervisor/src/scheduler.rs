@@ -7,6 +7,7 @@ use crate::exits::{Outcome, Stop};
 use crate::qube::Qube;
 use crate::{hvlog, time};
 use bulkhead_abi::channel::MAX_CHANNELS_PER_QUBE;
+use bulkhead_abi::hypercall::{HcError, Hypercall, QubeState};
 use bulkhead_abi::manifest::StartPolicy;
 use bulkhead_hvcore::collections::{ArrayVec, BoundedVec};
 use bulkhead_hvcore::sched::{self, RunState, TIME_SLICE_NS};
@@ -203,25 +204,94 @@ impl Scheduler {
                     return;
                 }
                 Outcome::Stop(stop) => {
-                    let restarted = stop_qube(&mut self.qubes[i], &mut self.channels, stop);
-                    if restarted || self.qubes[i].spec().start == StartPolicy::OnRequest {
-                        // Its channels were reset: tell each peer.
-                        let peers =
-                            ArrayVec::<(usize, usize), MAX_CHANNELS_PER_QUBE>::try_from_iter(
-                                self.qubes[i]
-                                    .machine
-                                    .channels
-                                    .iter()
-                                    .map(|c| (c.peer, c.peer_local)),
-                            )
-                            .unwrap_or_default();
-                        for &(qube, bit) in peers.iter() {
-                            self.signal(qube, bit);
-                        }
-                    }
+                    self.stop(i, stop);
                     return;
                 }
+                Outcome::Admin { call, qube } => {
+                    let result = self.admin(i, call, qube);
+                    let vcpu = &mut self.qubes[i].machine.vcpu;
+                    vcpu.set_rax(bulkhead_abi::hypercall::encode_result(result));
+                }
             }
+        }
+    }
+
+    /// Stops qube `i` (restarting it if its policy says so) and tells its peers when its
+    /// channels were reset.
+    fn stop(&mut self, i: usize, stop: Stop) {
+        let restarted = stop_qube(&mut self.qubes[i], &mut self.channels, stop);
+        let killed = matches!(stop, Stop::Killed);
+        if restarted || killed || self.qubes[i].spec().start == StartPolicy::OnRequest {
+            self.tell_peers(i);
+        }
+    }
+
+    /// Raises, at each peer of qube `i`, the event of their shared channel: its channels
+    /// were reset (it stopped or started over).
+    fn tell_peers(&mut self, i: usize) {
+        let peers = ArrayVec::<(usize, usize), MAX_CHANNELS_PER_QUBE>::try_from_iter(
+            self.qubes[i]
+                .machine
+                .channels
+                .iter()
+                .map(|c| (c.peer, c.peer_local)),
+        )
+        .unwrap_or_default();
+        for &(qube, bit) in peers.iter() {
+            self.signal(qube, bit);
+        }
+    }
+
+    /// Carries out an admin hypercall of qube `caller` (the admin qube) on the qube with
+    /// manifest index `target`.
+    fn admin(&mut self, caller: usize, call: Hypercall, target: u64) -> Result<u64, HcError> {
+        let t = self
+            .qubes
+            .iter()
+            .position(|q| q.id() as u64 == target)
+            .ok_or(HcError::Invalid)?;
+        let now = time::now_ns();
+        let q = &self.qubes[t];
+        let running = q.state != RunState::Stopped;
+        match call {
+            Hypercall::AdminQubeState => Ok(QubeState {
+                running,
+                ready: running && q.machine.ready,
+                restarts: q.restarts.min(u32::from(u16::MAX)) as u16,
+                uptime_ms: if running {
+                    now.saturating_sub(q.started_ns) / 1_000_000
+                } else {
+                    0
+                },
+            }
+            .to_u64()),
+            _ if t == caller => Err(HcError::Invalid),
+            Hypercall::AdminStart if running => Err(HcError::Busy),
+            Hypercall::AdminStart => {
+                if let Some(regions) = self.channels.as_mut() {
+                    for c in self.qubes[t].machine.channels.iter() {
+                        regions.reset(c.id);
+                    }
+                }
+                let by = self.qubes[caller].spec().name;
+                let q = &mut self.qubes[t];
+                if let Err(e) = q.load() {
+                    hvlog!("qube {} not started by {by}: {e}", q.name());
+                    q.state = RunState::Stopped;
+                    return Err(HcError::Busy);
+                }
+                hvlog!("qube {} started by {by}", q.name());
+                self.tell_peers(t);
+                Ok(0)
+            }
+            Hypercall::AdminKill if !running => Err(HcError::Busy),
+            Hypercall::AdminKill => {
+                let by = self.qubes[caller].spec().name;
+                hvlog!("qube {}: killed by {by}", self.qubes[t].name());
+                self.stop(t, Stop::Killed);
+                Ok(0)
+            }
+            _ => Err(HcError::Invalid),
         }
     }
 
@@ -287,6 +357,7 @@ fn stop_qube(q: &mut Qube, channels: &mut Option<crate::channels::Regions>, stop
             hvlog!("qube {name} stopped: {fault}");
             true
         }
+        Stop::Killed => false,
     };
     q.state = RunState::Stopped;
     for d in q.machine.devices.iter_mut() {
@@ -306,6 +377,11 @@ fn stop_qube(q: &mut Qube, channels: &mut Option<crate::channels::Regions>, stop
             hvlog!("qube {name}: {nonzero} bytes still non-zero; it will not start again");
             q.machine.spec.start = StartPolicy::AtBoot;
         }
+        return false;
+    }
+    if matches!(stop, Stop::Killed) {
+        // Killed on purpose: not restarted, and its peers see its channels reset.
+        reset_channels(q);
         return false;
     }
     if !q.spec().restart.restarts(failed) {

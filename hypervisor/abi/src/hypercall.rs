@@ -68,6 +68,54 @@ pub enum Hypercall {
     /// emulated value, the command register keeps I/O decoding off, and MSI/MSI-X
     /// programming is refused with [`HcError::Denied`]. Returns 0.
     PciConfigWrite = 10,
+    /// The admin qube only (every other qube gets [`HcError::Denied`]): the state of the
+    /// qube with manifest index `arg0`, packed as [`QubeState::to_u64`].
+    /// [`HcError::Invalid`] past the last qube.
+    AdminQubeState = 11,
+    /// The admin qube only: starts the stopped qube `arg0` from scratch (its channels reset,
+    /// so its peers see a new start). Returns 0; [`HcError::Busy`] if it runs,
+    /// [`HcError::Invalid`] for the admin qube itself or no such qube.
+    AdminStart = 12,
+    /// The admin qube only: stops qube `arg0` at once. It is not restarted whatever its
+    /// policy; a disposable's memory is wiped as after any stop; its channels are reset and
+    /// its peers told. Returns 0; [`HcError::Busy`] if it is already stopped,
+    /// [`HcError::Invalid`] for the admin qube itself or no such qube.
+    AdminKill = 13,
+}
+
+/// What [`Hypercall::AdminQubeState`] reports of a qube.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct QubeState {
+    /// It runs (or waits for an event); false when stopped.
+    pub running: bool,
+    /// It said it finished starting ([`Hypercall::Ready`], or a Linux agent's ready).
+    pub ready: bool,
+    /// How often it was restarted (saturating at 65535).
+    pub restarts: u16,
+    /// Milliseconds since it last started (0 when stopped; saturating at 2^39 - 1).
+    pub uptime_ms: u64,
+}
+
+impl QubeState {
+    /// Bit 0 running, bit 1 ready, bits 8-23 restarts, bits 24-62 uptime in ms (bit 63 stays clear: a result is non-negative).
+    pub const fn to_u64(self) -> u64 {
+        let uptime = if self.uptime_ms > (1 << 39) - 1 {
+            (1 << 39) - 1
+        } else {
+            self.uptime_ms
+        };
+        self.running as u64 | (self.ready as u64) << 1 | (self.restarts as u64) << 8 | uptime << 24
+    }
+
+    /// The inverse of [`QubeState::to_u64`] (bits 2-7 ignored).
+    pub const fn from_u64(v: u64) -> QubeState {
+        QubeState {
+            running: v & 1 != 0,
+            ready: v & 2 != 0,
+            restarts: (v >> 8) as u16,
+            uptime_ms: v >> 24,
+        }
+    }
 }
 
 impl Hypercall {
@@ -85,6 +133,9 @@ impl Hypercall {
             8 => Hypercall::ExitCount,
             9 => Hypercall::PciConfigRead,
             10 => Hypercall::PciConfigWrite,
+            11 => Hypercall::AdminQubeState,
+            12 => Hypercall::AdminStart,
+            13 => Hypercall::AdminKill,
             _ => return None,
         })
     }
@@ -103,6 +154,9 @@ impl Hypercall {
             Hypercall::ExitCount => "exit_count",
             Hypercall::PciConfigRead => "pci_config_read",
             Hypercall::PciConfigWrite => "pci_config_write",
+            Hypercall::AdminQubeState => "admin_qube_state",
+            Hypercall::AdminStart => "admin_start",
+            Hypercall::AdminKill => "admin_kill",
         }
     }
 }
@@ -167,11 +221,26 @@ mod tests {
                 assert_eq!(h as u64, n);
             }
         }
-        assert_eq!(Hypercall::from_u64(11), None);
+        assert_eq!(Hypercall::from_u64(13), Some(Hypercall::AdminKill));
+        assert_eq!(Hypercall::from_u64(14), None);
         assert_eq!(Hypercall::from_u64(u64::MAX), None);
     }
 
     proptest! {
+        #[test]
+        fn qube_states_round_trip(running: bool, ready: bool, restarts: u16, uptime_ms in 0u64..1 << 39) {
+            let s = QubeState { running, ready, restarts, uptime_ms };
+            prop_assert_eq!(QubeState::from_u64(s.to_u64()), s);
+            // Fits a non-negative result.
+            prop_assert_eq!(decode_result(encode_result(Ok(s.to_u64()))), Ok(s.to_u64()));
+        }
+
+        #[test]
+        fn long_uptimes_saturate(uptime_ms in 1u64 << 39..) {
+            let s = QubeState { running: true, ready: true, restarts: 1, uptime_ms };
+            prop_assert_eq!(QubeState::from_u64(s.to_u64()).uptime_ms, (1 << 39) - 1);
+        }
+
         #[test]
         fn results_round_trip(v in 0u64..=(i64::MAX as u64)) {
             prop_assert_eq!(decode_result(encode_result(Ok(v))), Ok(v));

@@ -39,4 +39,6 @@ pub mod label;
 pub mod manifest;
 #[cfg(feature = "proto")]
 pub mod proto;
+#[cfg(feature = "proto")]
+pub mod qrexec;
 pub mod wire;

@@ -5,8 +5,9 @@
 //! header   magic "BKMF", version u16, qube count u8, channel count u8, device count u8,
 //!          IOMMU policy u8, port range count u8, 1 zero byte, system name (text, NAME_MAX)
 //! qubes    name (text, NAME_MAX), kind u8 (0 unikernel, 1 Linux), initrd u16, cmdline u16,
-//!          image u16, memory MiB u32, label u8, restart u8, start u8, framebuffer u8
-//!          (0 or 1; unikernels only, one qube at most), has config u8, config u16,
+//!          image u16, memory MiB u32, label u8, restart u8, start u8, flags u8
+//!          (bit 0 framebuffer, bit 1 admin; unikernels only, one qube at most each),
+//!          has config u8, config u16,
 //!          args (text, ARGS_MAX)
 //! channels name (text, NAME_MAX), a u8, b u8, size u32, slot size u32, bulk size u32,
 //!          purpose (text, PURPOSE_MAX)
@@ -29,7 +30,7 @@ use crate::label::Label;
 use crate::wire::{Reader, WireError, Writer};
 
 /// Version of the manifest layout.
-pub const MANIFEST_VERSION: u16 = 8;
+pub const MANIFEST_VERSION: u16 = 9;
 /// The manifest's first four bytes.
 pub const MANIFEST_MAGIC: [u8; 4] = *b"BKMF";
 /// Most qubes one system may describe.
@@ -165,6 +166,9 @@ pub struct QubeSpec {
     /// It gets the firmware's framebuffer, if the boot loader left one (a unikernel; one
     /// qube at most).
     pub framebuffer: bool,
+    /// It is the admin qube (Qubes' `@adminvm`): it may list, start and kill qubes with the
+    /// admin hypercalls (a unikernel; one qube at most).
+    pub admin: bool,
 }
 
 /// When the hypervisor starts a qube.
@@ -241,6 +245,8 @@ pub enum ManifestError {
     BadReference,
     /// More than one qube is given the framebuffer.
     Framebuffers,
+    /// More than one qube is the admin qube.
+    Admins,
     /// A field could not be read.
     Wire(WireError),
 }
@@ -266,6 +272,7 @@ impl core::fmt::Display for ManifestError {
             ManifestError::Framebuffers => {
                 write!(f, "manifest gives the framebuffer to more than one qube")
             }
+            ManifestError::Admins => write!(f, "manifest names more than one admin qube"),
             ManifestError::Wire(WireError::Truncated) => write!(f, "manifest is truncated"),
             ManifestError::Wire(WireError::BadText) => write!(f, "manifest has a bad text field"),
             ManifestError::Wire(WireError::BadValue) => {
@@ -336,6 +343,9 @@ impl Manifest {
             let q = QubeSpec::read(&mut r)?;
             if q.framebuffer && m.qubes.iter().any(|o| o.framebuffer) {
                 return Err(ManifestError::Framebuffers);
+            }
+            if q.admin && m.qubes.iter().any(|o| o.admin) {
+                return Err(ManifestError::Admins);
             }
             m.qubes.push(q).map_err(|_| ManifestError::TooMany)?;
         }
@@ -419,7 +429,7 @@ impl QubeSpec {
             StartPolicy::AtBoot => 0,
             StartPolicy::OnRequest => 1,
         });
-        w.u8(u8::from(self.framebuffer));
+        w.u8(u8::from(self.framebuffer) | u8::from(self.admin) << 1);
         w.u8(u8::from(self.config.is_some()));
         w.u16(self.config.unwrap_or(0));
         w.text(&self.args);
@@ -449,11 +459,11 @@ impl QubeSpec {
             1 => StartPolicy::OnRequest,
             _ => return Err(WireError::BadValue),
         };
-        let framebuffer = match r.u8()? {
-            0 => false,
-            1 if kind == QubeKind::Unikernel => true,
-            _ => return Err(WireError::BadValue),
-        };
+        let flags = r.u8()?;
+        if flags & !0b11 != 0 || (flags != 0 && kind != QubeKind::Unikernel) {
+            return Err(WireError::BadValue);
+        }
+        let (framebuffer, admin) = (flags & 1 != 0, flags & 2 != 0);
         let config = match (r.u8()?, r.u16()?) {
             (0, 0) => None,
             (1, index) => Some(index),
@@ -471,6 +481,7 @@ impl QubeSpec {
             config,
             start,
             framebuffer,
+            admin,
         })
     }
 }
@@ -592,6 +603,7 @@ mod tests {
                     config: Some(3),
                     start: StartPolicy::AtBoot,
                     framebuffer: i == 1,
+                    admin: i == 0,
                 })
                 .unwrap();
         }
@@ -647,12 +659,14 @@ mod tests {
     #[test]
     fn refuses_other_versions_and_trailing_bytes() {
         let mut m = sample();
-        m.version = 9;
+        m.version = MANIFEST_VERSION + 1;
         let mut buf = [0u8; 512];
         let bytes = m.encode(&mut buf).unwrap();
         assert_eq!(
             Manifest::decode(bytes),
-            Err(ManifestError::Version { found: 9 })
+            Err(ManifestError::Version {
+                found: MANIFEST_VERSION + 1
+            })
         );
         let m = sample();
         let mut buf = [0u8; 512];
@@ -700,8 +714,14 @@ mod tests {
             Manifest::decode(&bad[..n]),
             Err(ManifestError::Framebuffers)
         );
+        // Qube 0 is the admin qube (bit 1): a second one is refused, and so is bit 2.
+        assert_eq!(buf[at(0)], 2);
+        assert!(Manifest::decode(&buf[..n]).unwrap().qubes[0].admin);
         let mut bad = buf;
-        bad[at(1)] = 2;
+        bad[at(1)] = 3;
+        assert_eq!(Manifest::decode(&bad[..n]), Err(ManifestError::Admins));
+        let mut bad = buf;
+        bad[at(1)] = 4;
         assert_eq!(
             Manifest::decode(&bad[..n]),
             Err(ManifestError::Wire(WireError::BadValue))
@@ -788,10 +808,20 @@ mod tests {
             0usize..3,
             text::<ARGS_MAX>(),
             proptest::option::of(any::<u16>()),
-            (any::<bool>(), any::<bool>()),
+            (any::<bool>(), any::<bool>(), any::<bool>()),
         )
             .prop_map(
-                |(name, kind, image, memory_mib, label, restart, args, config, (req, fb))| {
+                |(
+                    name,
+                    kind,
+                    image,
+                    memory_mib,
+                    label,
+                    restart,
+                    args,
+                    config,
+                    (req, fb, admin),
+                )| {
                     QubeSpec {
                         name,
                         kind,
@@ -811,6 +841,7 @@ mod tests {
                             StartPolicy::AtBoot
                         },
                         framebuffer: fb && kind == QubeKind::Unikernel,
+                        admin: admin && kind == QubeKind::Unikernel,
                     }
                 },
             )
@@ -852,8 +883,10 @@ mod tests {
                 let n = qubes.len() as u8;
                 // One framebuffer qube at most: the first that asked keeps it.
                 let first = qubes.iter().position(|q| q.framebuffer);
+                let admin = qubes.iter().position(|q| q.admin);
                 for (i, q) in qubes.iter_mut().enumerate() {
                     q.framebuffer &= Some(i) == first;
+                    q.admin &= Some(i) == admin;
                 }
                 Manifest {
                     version: MANIFEST_VERSION,

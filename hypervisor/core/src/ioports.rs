@@ -159,6 +159,7 @@ mod tests {
             config: None,
             start: StartPolicy::AtBoot,
             framebuffer: false,
+            admin: false,
         }
     }
 

@@ -270,6 +270,13 @@ impl Unikernel {
                 m.set_ready();
                 Ok(0)
             }
+            Hypercall::AdminQubeState | Hypercall::AdminStart | Hypercall::AdminKill => {
+                if !m.spec.admin {
+                    Err(hypercall::HcError::Denied)
+                } else {
+                    return Outcome::Admin { call, qube: a0 };
+                }
+            }
         };
         m.vcpu.set_rax(hypercall::encode_result(result));
         Outcome::Continue
