@@ -11,8 +11,10 @@
 //! - [`dispvm`]: `dispvm COMMAND`, a command run in a disposable from this qube's shell;
 //! - [`bulktest`]: the `bulk-test` self-test, bulk areas against the testing qube;
 //! - [`netbench`]: the guest side of `cargo xtask bench --network` (bulk TCP to the host);
-//! - [`services`]: the disposable request, and the dispatcher where service calls will land;
-//! - [`sys`]: `unsafe` system calls (mmap, poll, ioctl, reboot) and the benchmark mark;
+//! - [`services`]: the disposable request, the file-copy stream (`qubes.Filecopy`), and the
+//!   dispatcher where service calls will land;
+//! - [`sys`]: `unsafe` system calls (mmap, poll, ioctl, reboot, the `*at` calls) and the
+//!   benchmark mark;
 //! - [`xstate`]: the `xstate-probe` self-test (`unsafe` instructions in [`xstate::cpu`], the
 //!   only other module with `unsafe`);
 //! - [`log`]: console lines.

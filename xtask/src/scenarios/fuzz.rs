@@ -11,9 +11,13 @@
 //! - `fuzz-sysdesc`: arbitrary bytes into the system-description compiler, seeded with
 //!   `systems/` and a dictionary of its words (`fuzz/fuzz_targets/system_description.rs`):
 //!   no panic, and every diagnostic located, keyed and free of control characters.
+//! - `fuzz-filecopy`: arbitrary bytes as a `qubes.Filecopy` stream into the receiver, whose
+//!   incoming folder holds planted symbolic links (`fuzz/fuzz_targets/filecopy_receive.rs`,
+//!   dictionary `fuzz/filecopy_receive.dict`): no panic, nothing outside the folder changed,
+//!   nothing planted changed, only files and directories made, no temporary file left.
 //!
 //! `BULKHEAD_FUZZ_SECONDS` sets each one's budget (default 60 for the ring, half for the
-//! bulk area, the firewall and the compiler).
+//! others).
 
 use super::Scenario;
 use anyhow::{Context, Result, bail};
@@ -54,6 +58,19 @@ pub const FUZZ_SYSDESC: Scenario = Scenario {
             &["fuzz/corpus/system_description", "systems"],
             // A slow input (the cubic netvm-cycle search took 22 s) is a finding too.
             &["-dict=fuzz/system_description.dict", "-timeout=10"],
+        )
+    },
+};
+
+pub const FUZZ_FILECOPY: Scenario = Scenario {
+    name: "fuzz-filecopy",
+    about: "libFuzzer: arbitrary bytes as a file-copy stream (nothing leaves the incoming folder)",
+    run: || {
+        fuzz_with(
+            "filecopy_receive",
+            30,
+            &[],
+            &["-dict=fuzz/filecopy_receive.dict"],
         )
     },
 };

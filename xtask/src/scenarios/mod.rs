@@ -72,6 +72,7 @@ pub fn all() -> Vec<Scenario> {
         fuzz::FUZZ_GUI,
         fuzz::FUZZ_FIREWALL,
         fuzz::FUZZ_SYSDESC,
+        fuzz::FUZZ_FILECOPY,
         refusals::BROKEN_BUNDLES,
         boots::GRUB_ISO,
         uefi::UEFI_ISO,

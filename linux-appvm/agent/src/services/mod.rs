@@ -1,9 +1,11 @@
 //! Services the agent offers other qubes. [`disposable`] serves a disposable's one request
-//! (run a command, stream its output, power off). General service calls (qrexec-like: a
+//! (run a command, stream its output, power off); [`filecopy`] is the stream of
+//! `qubes.Filecopy` (both ends, no transport yet). General service calls (qrexec-like: a
 //! service has a name and answers a request with bytes) will land in the [`Dispatcher`];
 //! the transport that brings them is a later issue.
 
 pub mod disposable;
+pub mod filecopy;
 
 use std::collections::BTreeMap;
 use std::fmt;
