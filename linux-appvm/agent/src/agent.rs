@@ -14,7 +14,7 @@ use crate::config::Settings;
 use crate::log::{line, printable};
 use crate::net::{self, Tap};
 use crate::services::disposable::{DisposableService, ShellRunner, is_request_channel};
-use crate::services::{Dispatcher, Ping, disposable};
+use crate::services::{self, disposable};
 use crate::sys::{self, Watch};
 use std::io;
 use std::path::Path;
@@ -169,6 +169,27 @@ pub fn run(settings: &Settings) -> io::Result<()> {
     let disp_ch = take(&mut channels, &|c| {
         c.ring.side() == Side::B && is_request_channel(&c.found.info.name)
     });
+    let qrexec_ch = settings
+        .qrexec_channel
+        .as_deref()
+        .and_then(|n| take(&mut channels, &|c| c.found.info.name.as_str() == n));
+    match (&settings.qrexec_channel, qrexec_ch) {
+        (Some(n), None) => line(&format!(
+            "no channel named {n} (bulkhead.qrexec=): no services between qubes"
+        )),
+        (_, Some(ch)) => {
+            // A disposable (it has a request channel) serves one call, then powers off.
+            let config = crate::qrexec::daemon::Config {
+                home: services::call::home(),
+                disposable: disp_ch.is_some(),
+                lookup: services::lookup,
+            };
+            if let Err(e) = crate::qrexec::run::spawn(ch, config) {
+                line(&format!("cannot start the qrexec thread: {e}"));
+            }
+        }
+        (None, None) => {}
+    }
     // Request channels on which this qube is side A belong to `dispvm`, which opens one
     // itself for each request: the agent closes them and never touches their rings.
     channels.retain(|c| {
@@ -216,9 +237,6 @@ pub fn run(settings: &Settings) -> io::Result<()> {
         }
         DisposableService::new(ch, &name, settings.qube(), t, ShellRunner::default())
     });
-    let mut services = Dispatcher::new();
-    services.register("bulkhead.Ping", Box::new(Ping));
-
     let started = Instant::now();
     let mut ready = false;
     let mut impatient = false;
@@ -258,7 +276,7 @@ pub fn run(settings: &Settings) -> io::Result<()> {
         let link_up = bridge.as_ref().is_none_or(|b| b.is_up());
         if !ready && link_up {
             ready = true;
-            line(&format!("ready (services: {})", services.names().join(" ")));
+            line(&format!("ready (services: {})", services::names().join(" ")));
             // For scripts that wait for the agent (the self-tests of `cargo xtask test`).
             let _ = std::fs::write("/run/agent.ready", b"ready\n");
         }

@@ -11,8 +11,11 @@
 //! - [`dispvm`]: `dispvm COMMAND`, a command run in a disposable from this qube's shell;
 //! - [`bulktest`]: the `bulk-test` self-test, bulk areas against the testing qube;
 //! - [`netbench`]: the guest side of `cargo xtask bench --network` (bulk TCP to the host);
-//! - [`services`]: the disposable request, the file-copy stream (`qubes.Filecopy`), and the
-//!   dispatcher where service calls will land;
+//! - [`services`]: the disposable request and the qrexec services (`qubes.VMShell`,
+//!   `qubes.Filecopy` and its stream, `qubes.OpenInVM`);
+//! - [`qrexec`]: the daemon on the channel to the admin qube (calls served and made);
+//! - [`commands`]: `qvm-run`, `qvm-copy`, `qvm-open-in-dvm`, `qvm-ls`, ... (the agent
+//!   binary called by those names);
 //! - [`sys`]: `unsafe` system calls (mmap, poll, ioctl, reboot, the `*at` calls) and the
 //!   benchmark mark;
 //! - [`xstate`]: the `xstate-probe` self-test (`unsafe` instructions in [`xstate::cpu`], the
@@ -23,12 +26,14 @@ pub mod agent;
 pub mod bridge;
 pub mod bulktest;
 pub mod channel;
+pub mod commands;
 pub mod config;
 pub mod dispvm;
 pub mod gui;
 pub mod log;
 pub mod net;
 pub mod netbench;
+pub mod qrexec;
 pub mod services;
 pub mod sys;
 pub mod terminal;

@@ -8,9 +8,11 @@
 //! ([`bulkhead_agent::netbench`]). `bulkhead-agent bulk-test SPEC` is the AppVM's side of
 //! `cargo xtask test appvm-bulk` ([`bulkhead_agent::bulktest`]). `bulkhead-agent dispvm
 //! COMMAND...`, or the binary under the name `dispvm` (a link in the initramfs), runs a
-//! command in a disposable ([`bulkhead_agent::dispvm`]).
+//! command in a disposable ([`bulkhead_agent::dispvm`]). Under one of the qrexec commands'
+//! names (`qvm-run`, `qvm-copy`, ... `bulkhead_agent::commands::NAMES`, links in the
+//! initramfs), or `bulkhead-agent qvm-run ...`, it is that command ([`bulkhead_agent::commands`]).
 
-use bulkhead_agent::{agent, bulktest, config, dispvm, log, netbench, xstate};
+use bulkhead_agent::{agent, bulktest, commands, config, dispvm, log, netbench, xstate};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
@@ -19,8 +21,13 @@ fn main() -> ExitCode {
     let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
     let settings = config::Settings::parse(&cmdline);
     // Called as `dispvm` (the initramfs's link to the agent).
-    if std::path::Path::new(&argv0).file_name() == Some("dispvm".as_ref()) {
+    let called = std::path::Path::new(&argv0).file_name();
+    let called = called.and_then(|n| n.to_str()).unwrap_or_default();
+    if called == "dispvm" {
         return ExitCode::from(dispvm::main(&args, &settings));
+    }
+    if let Some(status) = commands::main(called, &args, &settings) {
+        return ExitCode::from(status);
     }
     match args.first().map(String::as_str) {
         None => {}
@@ -37,9 +44,13 @@ fn main() -> ExitCode {
         Some("netbench") => return ExitCode::from(netbench::main(&args[1..])),
         Some("bulk-test") => return ExitCode::from(bulktest::main(&args[1..], settings.qube())),
         Some("dispvm") => return ExitCode::from(dispvm::main(&args[1..], &settings)),
+        Some(name) if commands::NAMES.contains(&name) => {
+            let status = commands::main(name, &args[1..], &settings);
+            return ExitCode::from(status.unwrap_or(commands::EXIT_USAGE));
+        }
         Some(other) => {
             eprintln!(
-                "unknown subcommand {:?}; usage: bulkhead-agent [xstate-probe SECONDS | netbench HOST:PORT MIB | bulk-test SPEC | dispvm COMMAND...]",
+                "unknown subcommand {:?}; usage: bulkhead-agent [xstate-probe SECONDS | netbench HOST:PORT MIB | bulk-test SPEC | dispvm COMMAND... | qvm-run ... (and the other qvm-* commands)]",
                 log::printable(other, 40)
             );
             return ExitCode::from(2);

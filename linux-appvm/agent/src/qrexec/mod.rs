@@ -1,0 +1,34 @@
+//! qrexec in a Linux qube (`docs/qrexec.md`, protocol `bulkhead_abi::qrexec`): the daemon
+//! on the channel `<qube>.qrexec` to the admin qube, which serves the calls other qubes
+//! make to this one and carries the calls this qube's commands make.
+//!
+//! - [`core`]: the call table, flow control ([`flow`]) and every message of the admin qube,
+//!   without I/O (host-tested, fuzzed);
+//! - [`daemon`]: the core with the services this qube serves ([`served`]: their pipes) and
+//!   the commands' connections ([`client_end`]), over any transport;
+//! - [`run`]: the daemon's thread on the channel device and the socket;
+//! - [`wire`]: the framing between the commands and the daemon; [`client`]: the commands'
+//!   side of it;
+//! - [`names`]: qube names, sources and targets.
+//!
+//! Numbering: this qube numbers its calls from [`core::FIRST_SOURCE_CALL`] (2^31) up; the
+//! admin qube must number the calls it brings (`Incoming`) below that, so that an `Io`
+//! names one call only.
+
+pub mod client;
+mod client_end;
+pub mod core;
+pub mod daemon;
+pub mod flow;
+pub mod names;
+pub mod run;
+mod served;
+pub mod wire;
+
+#[cfg(test)]
+mod core_tests;
+#[cfg(test)]
+mod sim_tests;
+
+/// Where the commands reach the daemon.
+pub const SOCKET_PATH: &str = "/run/bulkhead/qrexec.sock";
