@@ -111,7 +111,12 @@ impl ClientEnd {
                 moved |= self.take_stdin(core, call);
                 moved |= self.give_output(core, call);
             }
-            State::Waiting(_) | State::Closed => {}
+            // Failed before an answer (a reset): the core says so.
+            State::Waiting(call) => match core.take_end(call) {
+                Some(End::Failed(why)) => self.finish(Reply::Failed(&printable(&why, 200))),
+                Some(End::Exit(_)) | None => {}
+            },
+            State::Closed => {}
             State::Closing if self.tx.is_empty() => self.state = State::Closed,
             State::Closing => {}
         }

@@ -1,0 +1,353 @@
+//! The core against an admin qube played by hand: the call's life both ways, flow control,
+//! and everything a hostile admin qube can send (unit and property tests).
+
+use super::core::{Core, End, Event, FIRST_SOURCE_CALL, OUTBOX_DATA_MAX, Read};
+use crate::channel::ring::{RingChannel, pair, reset_region};
+use crate::channel::{CountingBell, Transport};
+use bulkhead_abi::qrexec::{
+    DATA_MAX, FromAdmin, Io, MAX_CALLS, QREXEC_SLOT_SIZE, QREXEC_VERSION, Refusal, Stream,
+    ToAdmin, WINDOW,
+};
+use proptest::prelude::*;
+
+type Chan = RingChannel<CountingBell>;
+
+fn bytes(m: &FromAdmin<'_>) -> Vec<u8> {
+    postcard::to_allocvec(m).unwrap()
+}
+
+fn io(m: Io<'_>) -> Vec<u8> {
+    bytes(&FromAdmin::Io(m))
+}
+
+/// A core greeted by the admin qube, and the admin's end of a roomy channel.
+fn greeted() -> (Core, Chan, Chan) {
+    let (a, b) = pair(1 << 20, QREXEC_SLOT_SIZE).unwrap();
+    let mut core = Core::new();
+    core.on_message(&bytes(&FromAdmin::Hello {
+        version: QREXEC_VERSION,
+    }));
+    assert!(core.greeted());
+    (core, a, b)
+}
+
+/// What the core sent, as text (`Debug` of each `ToAdmin`).
+fn sent(core: &mut Core, a: &mut Chan, b: &mut Chan) -> Vec<String> {
+    core.send(a).unwrap();
+    let mut out = Vec::new();
+    while let Some(m) = b
+        .try_recv_with(|m| format!("{:?}", postcard::from_bytes::<ToAdmin<'_>>(m).unwrap()))
+        .unwrap()
+    {
+        out.push(m);
+    }
+    out
+}
+
+#[test]
+fn a_call_of_ours_from_start_to_exit() {
+    let (mut core, mut a, mut b) = greeted();
+    let call = core.start("qubes.VMShell", "", "work").unwrap();
+    assert_eq!(call, FIRST_SOURCE_CALL);
+    assert_eq!(core.room(call, Stream::Stdin), 0, "no data before Accepted");
+    let out = sent(&mut core, &mut a, &mut b);
+    assert_eq!(out.len(), 2);
+    assert!(out[0].starts_with("Hello") && out[1].contains("qubes.VMShell"));
+    core.on_message(&bytes(&FromAdmin::Accepted { call, target: "work" }));
+    let accepted = Event::Accepted {
+        call,
+        target: "work".into(),
+    };
+    assert_eq!(core.take_event(), Some(accepted));
+    // Our stdin: a window's worth, then nothing until acknowledged.
+    let data = vec![5u8; WINDOW as usize + 10];
+    assert_eq!(core.room(call, Stream::Stdout), 0, "we do not send stdout");
+    assert_eq!(core.write(call, Stream::Stdin, &data), WINDOW as usize);
+    assert_eq!(core.room(call, Stream::Stdin), 0);
+    let out = sent(&mut core, &mut a, &mut b);
+    assert_eq!(out.len(), (WINDOW as usize).div_ceil(DATA_MAX));
+    core.on_message(&io(Io::Ack {
+        call,
+        stream: Stream::Stdin,
+        bytes: 1000,
+    }));
+    assert_eq!(core.room(call, Stream::Stdin), 1000);
+    core.close(call, Stream::Stdin);
+    core.close(call, Stream::Stdin);
+    assert_eq!(sent(&mut core, &mut a, &mut b).len(), 1, "one Eof");
+    // Output, then the exit: the end waits until the output was read.
+    let stdout = Io::Data {
+        call,
+        stream: Stream::Stdout,
+        bytes: b"hello\n",
+    };
+    core.on_message(&io(stdout));
+    core.on_message(&io(Io::Exit { call, code: 3 }));
+    assert_eq!(core.take_end(call), None);
+    let mut buf = [0u8; 64];
+    assert_eq!(core.read(call, Stream::Stdout, &mut buf), Read::Data(6));
+    assert_eq!(&buf[..6], b"hello\n");
+    assert_eq!(core.read(call, Stream::Stdout, &mut buf), Read::Eof);
+    assert_eq!(core.take_end(call), Some(End::Exit(3)));
+    assert!(!core.is_open(call));
+    // Late messages for it are ignored.
+    core.on_message(&io(Io::Ack {
+        call,
+        stream: Stream::Stdin,
+        bytes: 5,
+    }));
+    assert_eq!(core.open_calls(), 0);
+}
+
+#[test]
+fn a_served_call_acknowledges_what_was_read() {
+    let (mut core, mut a, mut b) = greeted();
+    let incoming = FromAdmin::Incoming {
+        call: 7,
+        source: "work",
+        service: "qubes.Filecopy",
+        argument: "",
+    };
+    core.on_message(&bytes(&incoming));
+    assert!(matches!(core.take_event(), Some(Event::Incoming { call: 7, .. })));
+    for _ in 0..20 {
+        core.on_message(&io(Io::Data {
+            call: 7,
+            stream: Stream::Stdin,
+            bytes: &[1; 1000],
+        }));
+    }
+    let mut buf = vec![0; 10_000];
+    assert_eq!(core.read(7, Stream::Stdin, &mut buf), Read::Data(10_000));
+    assert_eq!(sent(&mut core, &mut a, &mut b).len(), 1, "only the Hello: 10 000 < a quarter");
+    assert_eq!(core.read(7, Stream::Stdin, &mut buf), Read::Data(10_000));
+    let out = sent(&mut core, &mut a, &mut b);
+    assert_eq!(out, ["Io(Ack { call: 7, stream: Stdin, bytes: 20000 })"]);
+    assert_eq!(core.read(7, Stream::Stdin, &mut buf), Read::Empty);
+    // We answer on stdout and exit.
+    assert_eq!(core.write(7, Stream::Stdout, b"ok"), 2);
+    core.close(7, Stream::Stdout);
+    core.exit(7, 0);
+    let out = sent(&mut core, &mut a, &mut b);
+    assert_eq!(out.len(), 3);
+    assert!(out[2].contains("Exit { call: 7, code: 0 }"));
+    assert!(!core.is_open(7));
+}
+
+#[test]
+fn refusals_and_bad_incoming_calls() {
+    let (mut core, mut a, mut b) = greeted();
+    let call = core.start("qubes.Filecopy", "", "@default").unwrap();
+    core.on_message(&bytes(&FromAdmin::Refused {
+        call,
+        reason: Refusal::Denied,
+    }));
+    let refused = Event::Refused {
+        call,
+        reason: Refusal::Denied,
+    };
+    assert_eq!(core.take_event(), Some(refused));
+    assert!(!core.is_open(call));
+    sent(&mut core, &mut a, &mut b);
+    let bad = [("../x", "qubes.VMShell", ""), ("work", "no/such", ""), ("work", "a", "b c")];
+    for (i, (source, service, argument)) in bad.into_iter().enumerate() {
+        let m = FromAdmin::Incoming {
+            call: i as u32,
+            source,
+            service,
+            argument,
+        };
+        core.on_message(&bytes(&m));
+    }
+    assert_eq!(core.take_event(), None);
+    assert_eq!(sent(&mut core, &mut a, &mut b).len(), 3, "three Aborts");
+    // A full table refuses; a number in use is ignored.
+    for call in 0..=MAX_CALLS as u32 {
+        let m = FromAdmin::Incoming {
+            call,
+            source: "work",
+            service: "qubes.VMShell",
+            argument: "",
+        };
+        core.on_message(&bytes(&m));
+    }
+    assert_eq!(core.open_calls(), MAX_CALLS);
+    let out = sent(&mut core, &mut a, &mut b);
+    assert_eq!(out, [format!("Io(Abort {{ call: {MAX_CALLS} }})")]);
+    assert_eq!(core.start("qubes.VMShell", "", "work").unwrap_err(), super::core::StartError::Busy);
+}
+
+#[test]
+fn a_rule_broken_aborts_that_call_only() {
+    let (mut core, mut a, mut b) = greeted();
+    for call in [1, 2, 3, 4] {
+        let m = FromAdmin::Incoming {
+            call,
+            source: "work",
+            service: "qubes.VMShell",
+            argument: "",
+        };
+        core.on_message(&bytes(&m));
+    }
+    let chunk = [0u8; DATA_MAX];
+    for _ in 0..=(WINDOW as usize / DATA_MAX) {
+        core.on_message(&io(Io::Data {
+            call: 1,
+            stream: Stream::Stdin,
+            bytes: &chunk,
+        }));
+    }
+    core.on_message(&io(Io::Data {
+        call: 2,
+        stream: Stream::Stdout,
+        bytes: b"wrong way",
+    }));
+    core.on_message(&io(Io::Ack {
+        call: 3,
+        stream: Stream::Stdout,
+        bytes: 1,
+    }));
+    core.on_message(&io(Io::Exit { call: 4, code: 0 }));
+    core.on_message(&[0xff; 9]);
+    core.on_message(&[]);
+    let notes = core.take_notes().join("\n");
+    assert!(notes.contains("sent more than the window"), "{notes}");
+    for call in [1, 2, 3, 4] {
+        assert!(matches!(core.take_end(call), Some(End::Failed(_))), "call {call}");
+    }
+    let out = sent(&mut core, &mut a, &mut b);
+    assert_eq!(out.len(), 5, "the Hello and four aborts: {out:?}");
+    assert!(core.ignored >= 2);
+}
+
+#[test]
+fn a_reset_fails_open_calls_and_greets_again() {
+    let (mut core, mut a, mut b) = greeted();
+    let ours = core.start("qubes.VMShell", "", "work").unwrap();
+    let m = FromAdmin::Incoming {
+        call: 1,
+        source: "work",
+        service: "qubes.VMShell",
+        argument: "",
+    };
+    core.on_message(&bytes(&m));
+    core.on_message(&bytes(&FromAdmin::Accepted { call: ours, target: "work" }));
+    while core.take_event().is_some() {}
+    sent(&mut core, &mut a, &mut b);
+    reset_region(a.region());
+    assert!(core.receive(&mut a).is_err());
+    for call in [ours, 1] {
+        match core.take_end(call) {
+            Some(End::Failed(why)) => assert!(why.contains("restarted"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!(!core.greeted());
+    let _ = b.try_recv_with(|_| ());
+    let out = sent(&mut core, &mut a, &mut b);
+    assert_eq!(out, ["Hello { version: 1 }"]);
+    // Before the admin's Hello, nothing counts.
+    core.on_message(&bytes(&m));
+    assert_eq!(core.take_event(), None);
+}
+
+/// One thing a hostile admin qube, or the daemon, does.
+#[derive(Clone, Debug)]
+enum Op {
+    Admin(Vec<u8>),
+    Start,
+    Write(u8, Stream, u16),
+    Read(u8, Stream),
+    Close(u8, Stream),
+    Exit(u8),
+    Abort(u8),
+    Reset,
+}
+
+fn stream() -> impl Strategy<Value = Stream> {
+    prop_oneof![Just(Stream::Stdin), Just(Stream::Stdout), Just(Stream::Stderr)]
+}
+
+/// Messages an admin qube could send, most of them well-formed, about few calls.
+fn admin_message() -> impl Strategy<Value = Vec<u8>> {
+    let call = prop_oneof![0u32..4, FIRST_SOURCE_CALL..FIRST_SOURCE_CALL + 4, any::<u32>()];
+    prop_oneof![
+        prop::collection::vec(any::<u8>(), 0..64),
+        Just(bytes(&FromAdmin::Hello { version: QREXEC_VERSION })),
+        (call.clone(), "[a-z.@]{0,8}").prop_map(|(call, target)| bytes(&FromAdmin::Accepted { call, target: &target })),
+        (call.clone(), "[a-z.]{0,6}", "[a-zA-Z.]{0,20}").prop_map(|(call, source, service)| bytes(
+            &FromAdmin::Incoming { call, source: &source, service: &service, argument: "" })),
+        (call.clone(), stream(), 0usize..2500).prop_map(|(call, stream, n)| io(Io::Data { call, stream, bytes: &vec![1; n] })),
+        (call.clone(), stream()).prop_map(|(call, stream)| io(Io::Eof { call, stream })),
+        (call.clone(), stream(), any::<u32>()).prop_map(|(call, stream, bytes)| io(Io::Ack { call, stream, bytes })),
+        (call.clone(), any::<i32>()).prop_map(|(call, code)| io(Io::Exit { call, code })),
+        call.prop_map(|call| io(Io::Abort { call })),
+        Just(bytes(&FromAdmin::Shutdown)),
+    ]
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        6 => admin_message().prop_map(Op::Admin),
+        1 => Just(Op::Start),
+        2 => (any::<u8>(), stream(), any::<u16>()).prop_map(|(c, s, n)| Op::Write(c, s, n)),
+        2 => (any::<u8>(), stream()).prop_map(|(c, s)| Op::Read(c, s)),
+        1 => (any::<u8>(), stream()).prop_map(|(c, s)| Op::Close(c, s)),
+        1 => any::<u8>().prop_map(Op::Exit),
+        1 => any::<u8>().prop_map(Op::Abort),
+        1 => Just(Op::Reset),
+    ]
+}
+
+/// The calls the daemon knows about, by index.
+fn pick(calls: &[u32], i: u8) -> u32 {
+    calls.get(i as usize % calls.len().max(1)).copied().unwrap_or(0)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, failure_persistence: None, ..ProptestConfig::default() })]
+
+    /// Whatever the admin qube sends, between whatever the daemon does, the core never
+    /// panics, keeps at most MAX_CALLS calls, and buffers at most a window per received
+    /// stream plus its bounded outbox; a ring that is never drained stops nothing.
+    #[test]
+    fn a_hostile_admin_qube_never_panics_the_core(ops in prop::collection::vec(op(), 0..200)) {
+        let (mut a, _b) = pair(16384, QREXEC_SLOT_SIZE).unwrap();
+        let mut core = Core::new();
+        let mut calls: Vec<u32> = Vec::new();
+        let mut buf = vec![0u8; 70_000];
+        for op in ops {
+            match op {
+                Op::Admin(m) => core.on_message(&m),
+                Op::Start => {
+                    if let Ok(c) = core.start("qubes.VMShell", "", "work") {
+                        calls.push(c);
+                    }
+                }
+                Op::Write(c, s, n) => {
+                    let n = core.write(pick(&calls, c), s, &buf[..n as usize]);
+                    prop_assert!(n <= WINDOW as usize);
+                }
+                Op::Read(c, s) => { core.read(pick(&calls, c), s, &mut buf); }
+                Op::Close(c, s) => core.close(pick(&calls, c), s),
+                Op::Exit(c) => core.exit(pick(&calls, c), 0),
+                Op::Abort(c) => core.abort(pick(&calls, c)),
+                Op::Reset => core.on_reset("test"),
+            }
+            while let Some(e) = core.take_event() {
+                if let Event::Incoming { call, .. } = e {
+                    calls.push(call);
+                }
+            }
+            for &c in &calls {
+                core.take_end(c);
+            }
+            calls.retain(|c| core.is_open(*c));
+            let _ = core.send(&mut a);
+            core.take_notes();
+            prop_assert!(core.open_calls() <= MAX_CALLS);
+            let bound = MAX_CALLS * 2 * WINDOW as usize + OUTBOX_DATA_MAX;
+            prop_assert!(core.buffered_bytes() <= bound);
+        }
+    }
+}

@@ -94,6 +94,20 @@ impl<T: Transport> Daemon<T> {
         self.served.len()
     }
 
+    /// A line on what it holds (calls, queued messages, buffered bytes, served calls,
+    /// connections), for diagnostics.
+    pub fn state(&self) -> String {
+        format!(
+            "{} calls, {} queued, {} bytes, {} served, {} connections, {} unconsumed",
+            self.core.open_calls(),
+            self.core.queued_messages(),
+            self.core.buffered_bytes(),
+            self.served.len(),
+            self.clients.len(),
+            self.ch.unconsumed()
+        )
+    }
+
     /// Takes a command's connection.
     pub fn add_client(&mut self, sock: std::os::unix::net::UnixStream) {
         let end = if self.clients.len() >= MAX_CONNECTIONS {
@@ -196,6 +210,10 @@ impl<T: Transport> Daemon<T> {
             "" => service.clone(),
             a => format!("{service}+{a}"),
         };
+        if self.core.take_end(call).is_some() {
+            // It failed before it started (a reset while the event waited).
+            return;
+        }
         if self.draining.is_some() {
             self.notes.push(format!("call {call}: {name} from {source} refused: powering off"));
             return self.core.abort(call);

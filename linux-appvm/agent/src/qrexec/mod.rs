@@ -28,6 +28,8 @@ pub mod wire;
 #[cfg(test)]
 mod core_tests;
 #[cfg(test)]
+mod sim_admin;
+#[cfg(test)]
 mod sim_tests;
 
 /// Where the commands reach the daemon.
