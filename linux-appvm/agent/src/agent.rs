@@ -276,7 +276,10 @@ pub fn run(settings: &Settings) -> io::Result<()> {
         let link_up = bridge.as_ref().is_none_or(|b| b.is_up());
         if !ready && link_up {
             ready = true;
-            line(&format!("ready (services: {})", services::names().join(" ")));
+            line(&format!(
+                "ready (services: {})",
+                services::names().join(" ")
+            ));
             // For scripts that wait for the agent (the self-tests of `cargo xtask test`).
             let _ = std::fs::write("/run/agent.ready", b"ready\n");
         }

@@ -20,7 +20,10 @@ fn qube(name: &str) -> Result<String, Usage> {
     if valid_qube(name) {
         return Ok(name.to_string());
     }
-    error(format!("{}: not a qube's name", crate::log::printable(name, 40)))
+    error(format!(
+        "{}: not a qube's name",
+        crate::log::printable(name, 40)
+    ))
 }
 
 /// Splits `args` into the options before the first other word (or `--`) and the rest.
@@ -101,7 +104,9 @@ pub fn parse_run(args: &[String]) -> Result<RunArgs, Usage> {
         Some(Some(name)) => (format!("@dispvm:{name}"), rest),
         None => match rest.split_first() {
             Some((vm, words)) if valid_target(vm) && vm != "@default" => (vm.clone(), words),
-            Some((vm, _)) => return error(format!("{}: not a qube", crate::log::printable(vm, 40))),
+            Some((vm, _)) => {
+                return error(format!("{}: not a qube", crate::log::printable(vm, 40)));
+            }
             None => return error("no VMNAME"),
         },
     };

@@ -50,9 +50,9 @@ pub fn main(name: &str, args: &[String], ctx: &mut Context<'_>) -> u8 {
         _ => {}
     });
     printer.finish(ctx.stdout, ctx.stderr);
-    let sent = sender.join().unwrap_or_else(|_| {
-        Err(filecopy::SendError::Answer("the sender stopped".into()))
-    });
+    let sent = sender
+        .join()
+        .unwrap_or_else(|_| Err(filecopy::SendError::Answer("the sender stopped".into())));
     let received = filecopy::read_answer(&mut answer.as_slice());
     match (received, sent) {
         (Ok(got), Ok(sent)) if got == sent => {

@@ -22,7 +22,10 @@ pub fn main(args: &[String], ctx: &mut Context<'_>) -> u8 {
         Ok(p) if p.summary().dirs == 0 => p,
         Ok(_) => {
             let file = args.file.display();
-            let _ = writeln!(ctx.stderr, "{PROG}: {file}: a folder; only a file can be opened");
+            let _ = writeln!(
+                ctx.stderr,
+                "{PROG}: {file}: a folder; only a file can be opened"
+            );
             return EXIT_FAILED;
         }
         Err(e) => {

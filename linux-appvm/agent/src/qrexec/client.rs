@@ -41,8 +41,12 @@ pub struct Stdin {
 
 /// Asks the daemon at `socket` for `service+argument` in `target`.
 pub fn open(socket: &Path, service: &str, argument: &str, target: &str) -> Result<Opened, String> {
-    let mut sock = UnixStream::connect(socket)
-        .map_err(|e| format!("cannot reach the qrexec daemon at {}: {e}", socket.display()))?;
+    let mut sock = UnixStream::connect(socket).map_err(|e| {
+        format!(
+            "cannot reach the qrexec daemon at {}: {e}",
+            socket.display()
+        )
+    })?;
     let call = Request::Call {
         service,
         argument,
@@ -76,7 +80,7 @@ impl Call {
     }
 
     /// The next piece of output, or the end.
-    pub fn next(&mut self) -> Output {
+    pub fn next_output(&mut self) -> Output {
         let frame = match read_frame(&mut self.output) {
             Ok(Some(f)) => f,
             Ok(None) => return Output::Failed("the qrexec daemon closed the connection".into()),
@@ -94,7 +98,7 @@ impl Call {
     /// Reads output until the end, handing each piece to `each`; the end.
     pub fn finish(&mut self, mut each: impl FnMut(Output)) -> Output {
         loop {
-            match self.next() {
+            match self.next_output() {
                 end @ (Output::Exit(_) | Output::Failed(_)) => return end,
                 piece => each(piece),
             }

@@ -1,14 +1,13 @@
 //! The core against an admin qube played by hand: the call's life both ways, flow control,
 //! and everything a hostile admin qube can send (unit and property tests).
 
-use super::core::{Core, End, Event, FIRST_SOURCE_CALL, OUTBOX_DATA_MAX, Read};
+use super::core::{Core, End, Event, FIRST_SOURCE_CALL, Read};
 use crate::channel::ring::{RingChannel, pair, reset_region};
 use crate::channel::{CountingBell, Transport};
 use bulkhead_abi::qrexec::{
-    DATA_MAX, FromAdmin, Io, MAX_CALLS, QREXEC_SLOT_SIZE, QREXEC_VERSION, Refusal, Stream,
-    ToAdmin, WINDOW,
+    DATA_MAX, FromAdmin, Io, MAX_CALLS, QREXEC_SLOT_SIZE, QREXEC_VERSION, Refusal, Stream, ToAdmin,
+    WINDOW,
 };
-use proptest::prelude::*;
 
 type Chan = RingChannel<CountingBell>;
 
@@ -53,7 +52,10 @@ fn a_call_of_ours_from_start_to_exit() {
     let out = sent(&mut core, &mut a, &mut b);
     assert_eq!(out.len(), 2);
     assert!(out[0].starts_with("Hello") && out[1].contains("qubes.VMShell"));
-    core.on_message(&bytes(&FromAdmin::Accepted { call, target: "work" }));
+    core.on_message(&bytes(&FromAdmin::Accepted {
+        call,
+        target: "work",
+    }));
     let accepted = Event::Accepted {
         call,
         target: "work".into(),
@@ -109,7 +111,10 @@ fn a_served_call_acknowledges_what_was_read() {
         argument: "",
     };
     core.on_message(&bytes(&incoming));
-    assert!(matches!(core.take_event(), Some(Event::Incoming { call: 7, .. })));
+    assert!(matches!(
+        core.take_event(),
+        Some(Event::Incoming { call: 7, .. })
+    ));
     for _ in 0..20 {
         core.on_message(&io(Io::Data {
             call: 7,
@@ -119,7 +124,11 @@ fn a_served_call_acknowledges_what_was_read() {
     }
     let mut buf = vec![0; 10_000];
     assert_eq!(core.read(7, Stream::Stdin, &mut buf), Read::Data(10_000));
-    assert_eq!(sent(&mut core, &mut a, &mut b).len(), 1, "only the Hello: 10 000 < a quarter");
+    assert_eq!(
+        sent(&mut core, &mut a, &mut b).len(),
+        1,
+        "only the Hello: 10 000 < a quarter"
+    );
     assert_eq!(core.read(7, Stream::Stdin, &mut buf), Read::Data(10_000));
     let out = sent(&mut core, &mut a, &mut b);
     assert_eq!(out, ["Io(Ack { call: 7, stream: Stdin, bytes: 20000 })"]);
@@ -149,7 +158,11 @@ fn refusals_and_bad_incoming_calls() {
     assert_eq!(core.take_event(), Some(refused));
     assert!(!core.is_open(call));
     sent(&mut core, &mut a, &mut b);
-    let bad = [("../x", "qubes.VMShell", ""), ("work", "no/such", ""), ("work", "a", "b c")];
+    let bad = [
+        ("../x", "qubes.VMShell", ""),
+        ("work", "no/such", ""),
+        ("work", "a", "b c"),
+    ];
     for (i, (source, service, argument)) in bad.into_iter().enumerate() {
         let m = FromAdmin::Incoming {
             call: i as u32,
@@ -174,7 +187,10 @@ fn refusals_and_bad_incoming_calls() {
     assert_eq!(core.open_calls(), MAX_CALLS);
     let out = sent(&mut core, &mut a, &mut b);
     assert_eq!(out, [format!("Io(Abort {{ call: {MAX_CALLS} }})")]);
-    assert_eq!(core.start("qubes.VMShell", "", "work").unwrap_err(), super::core::StartError::Busy);
+    assert_eq!(
+        core.start("qubes.VMShell", "", "work").unwrap_err(),
+        super::core::StartError::Busy
+    );
 }
 
 #[test]
@@ -213,7 +229,10 @@ fn a_rule_broken_aborts_that_call_only() {
     let notes = core.take_notes().join("\n");
     assert!(notes.contains("sent more than the window"), "{notes}");
     for call in [1, 2, 3, 4] {
-        assert!(matches!(core.take_end(call), Some(End::Failed(_))), "call {call}");
+        assert!(
+            matches!(core.take_end(call), Some(End::Failed(_))),
+            "call {call}"
+        );
     }
     let out = sent(&mut core, &mut a, &mut b);
     assert_eq!(out.len(), 5, "the Hello and four aborts: {out:?}");
@@ -231,7 +250,10 @@ fn a_reset_fails_open_calls_and_greets_again() {
         argument: "",
     };
     core.on_message(&bytes(&m));
-    core.on_message(&bytes(&FromAdmin::Accepted { call: ours, target: "work" }));
+    core.on_message(&bytes(&FromAdmin::Accepted {
+        call: ours,
+        target: "work",
+    }));
     while core.take_event().is_some() {}
     sent(&mut core, &mut a, &mut b);
     reset_region(a.region());
@@ -249,105 +271,4 @@ fn a_reset_fails_open_calls_and_greets_again() {
     // Before the admin's Hello, nothing counts.
     core.on_message(&bytes(&m));
     assert_eq!(core.take_event(), None);
-}
-
-/// One thing a hostile admin qube, or the daemon, does.
-#[derive(Clone, Debug)]
-enum Op {
-    Admin(Vec<u8>),
-    Start,
-    Write(u8, Stream, u16),
-    Read(u8, Stream),
-    Close(u8, Stream),
-    Exit(u8),
-    Abort(u8),
-    Reset,
-}
-
-fn stream() -> impl Strategy<Value = Stream> {
-    prop_oneof![Just(Stream::Stdin), Just(Stream::Stdout), Just(Stream::Stderr)]
-}
-
-/// Messages an admin qube could send, most of them well-formed, about few calls.
-fn admin_message() -> impl Strategy<Value = Vec<u8>> {
-    let call = prop_oneof![0u32..4, FIRST_SOURCE_CALL..FIRST_SOURCE_CALL + 4, any::<u32>()];
-    prop_oneof![
-        prop::collection::vec(any::<u8>(), 0..64),
-        Just(bytes(&FromAdmin::Hello { version: QREXEC_VERSION })),
-        (call.clone(), "[a-z.@]{0,8}").prop_map(|(call, target)| bytes(&FromAdmin::Accepted { call, target: &target })),
-        (call.clone(), "[a-z.]{0,6}", "[a-zA-Z.]{0,20}").prop_map(|(call, source, service)| bytes(
-            &FromAdmin::Incoming { call, source: &source, service: &service, argument: "" })),
-        (call.clone(), stream(), 0usize..2500).prop_map(|(call, stream, n)| io(Io::Data { call, stream, bytes: &vec![1; n] })),
-        (call.clone(), stream()).prop_map(|(call, stream)| io(Io::Eof { call, stream })),
-        (call.clone(), stream(), any::<u32>()).prop_map(|(call, stream, bytes)| io(Io::Ack { call, stream, bytes })),
-        (call.clone(), any::<i32>()).prop_map(|(call, code)| io(Io::Exit { call, code })),
-        call.prop_map(|call| io(Io::Abort { call })),
-        Just(bytes(&FromAdmin::Shutdown)),
-    ]
-}
-
-fn op() -> impl Strategy<Value = Op> {
-    prop_oneof![
-        6 => admin_message().prop_map(Op::Admin),
-        1 => Just(Op::Start),
-        2 => (any::<u8>(), stream(), any::<u16>()).prop_map(|(c, s, n)| Op::Write(c, s, n)),
-        2 => (any::<u8>(), stream()).prop_map(|(c, s)| Op::Read(c, s)),
-        1 => (any::<u8>(), stream()).prop_map(|(c, s)| Op::Close(c, s)),
-        1 => any::<u8>().prop_map(Op::Exit),
-        1 => any::<u8>().prop_map(Op::Abort),
-        1 => Just(Op::Reset),
-    ]
-}
-
-/// The calls the daemon knows about, by index.
-fn pick(calls: &[u32], i: u8) -> u32 {
-    calls.get(i as usize % calls.len().max(1)).copied().unwrap_or(0)
-}
-
-proptest! {
-    #![proptest_config(ProptestConfig { cases: 512, failure_persistence: None, ..ProptestConfig::default() })]
-
-    /// Whatever the admin qube sends, between whatever the daemon does, the core never
-    /// panics, keeps at most MAX_CALLS calls, and buffers at most a window per received
-    /// stream plus its bounded outbox; a ring that is never drained stops nothing.
-    #[test]
-    fn a_hostile_admin_qube_never_panics_the_core(ops in prop::collection::vec(op(), 0..200)) {
-        let (mut a, _b) = pair(16384, QREXEC_SLOT_SIZE).unwrap();
-        let mut core = Core::new();
-        let mut calls: Vec<u32> = Vec::new();
-        let mut buf = vec![0u8; 70_000];
-        for op in ops {
-            match op {
-                Op::Admin(m) => core.on_message(&m),
-                Op::Start => {
-                    if let Ok(c) = core.start("qubes.VMShell", "", "work") {
-                        calls.push(c);
-                    }
-                }
-                Op::Write(c, s, n) => {
-                    let n = core.write(pick(&calls, c), s, &buf[..n as usize]);
-                    prop_assert!(n <= WINDOW as usize);
-                }
-                Op::Read(c, s) => { core.read(pick(&calls, c), s, &mut buf); }
-                Op::Close(c, s) => core.close(pick(&calls, c), s),
-                Op::Exit(c) => core.exit(pick(&calls, c), 0),
-                Op::Abort(c) => core.abort(pick(&calls, c)),
-                Op::Reset => core.on_reset("test"),
-            }
-            while let Some(e) = core.take_event() {
-                if let Event::Incoming { call, .. } = e {
-                    calls.push(call);
-                }
-            }
-            for &c in &calls {
-                core.take_end(c);
-            }
-            calls.retain(|c| core.is_open(*c));
-            let _ = core.send(&mut a);
-            core.take_notes();
-            prop_assert!(core.open_calls() <= MAX_CALLS);
-            let bound = MAX_CALLS * 2 * WINDOW as usize + OUTBOX_DATA_MAX;
-            prop_assert!(core.buffered_bytes() <= bound);
-        }
-    }
 }

@@ -165,7 +165,8 @@ impl<T: Transport> Daemon<T> {
             Ok(moved) => moved,
             Err(ChannelError::Reset) => {
                 self.broken = false;
-                self.notes.push("the admin qube restarted: saying Hello again".into());
+                self.notes
+                    .push("the admin qube restarted: saying Hello again".into());
                 true
             }
             Err(e) => {
@@ -199,7 +200,8 @@ impl<T: Transport> Daemon<T> {
                 }
             }
             Event::Shutdown => {
-                self.notes.push("the admin qube asks to shut down: powering off".into());
+                self.notes
+                    .push("the admin qube asks to shut down: powering off".into());
                 self.shutdown = true;
             }
         }
@@ -215,7 +217,9 @@ impl<T: Transport> Daemon<T> {
             return;
         }
         if self.draining.is_some() {
-            self.notes.push(format!("call {call}: {name} from {source} refused: powering off"));
+            self.notes.push(format!(
+                "call {call}: {name} from {source} refused: powering off"
+            ));
             return self.core.abort(call);
         }
         let info = CallInfo {
@@ -231,13 +235,16 @@ impl<T: Transport> Daemon<T> {
         };
         match started {
             Ok(served) => {
-                self.notes.push(format!("call {call}: {name} from {}", info.source));
+                self.notes
+                    .push(format!("call {call}: {name} from {}", info.source));
                 self.served.insert(call, served);
             }
             Err(why) => {
                 let why = printable(&why, 200);
-                self.notes.push(format!("call {call}: {name} from {}: {why}", info.source));
-                self.core.write(call, Stream::Stderr, format!("{why}\n").as_bytes());
+                self.notes
+                    .push(format!("call {call}: {name} from {}: {why}", info.source));
+                self.core
+                    .write(call, Stream::Stderr, format!("{why}\n").as_bytes());
                 self.core.close(call, Stream::Stdout);
                 self.core.close(call, Stream::Stderr);
                 self.core.exit(call, NO_SERVICE);
@@ -249,7 +256,8 @@ impl<T: Transport> Daemon<T> {
     /// A served call is over: a disposable powers off after its first.
     fn call_over(&mut self) {
         if self.config.disposable && self.draining.is_none() {
-            self.notes.push("a disposable's call is over: powering off".into());
+            self.notes
+                .push("a disposable's call is over: powering off".into());
             self.draining = Some(Instant::now());
         }
     }
@@ -262,7 +270,8 @@ impl<T: Transport> Daemon<T> {
                 if let Some(served) = self.served.remove(&call) {
                     served.stop();
                 }
-                self.notes.push(format!("call {call}: stopped: {}", printable(&why, 200)));
+                self.notes
+                    .push(format!("call {call}: stopped: {}", printable(&why, 200)));
                 self.call_over();
                 busy = true;
                 continue;

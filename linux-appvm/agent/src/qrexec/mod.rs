@@ -26,11 +26,15 @@ mod served;
 pub mod wire;
 
 #[cfg(test)]
+mod core_proptests;
+#[cfg(test)]
 mod core_tests;
 #[cfg(test)]
 mod sim_admin;
 #[cfg(test)]
 mod sim_tests;
+#[cfg(test)]
+mod sim_world;
 
 /// Where the commands reach the daemon.
 pub const SOCKET_PATH: &str = "/run/bulkhead/qrexec.sock";

@@ -14,7 +14,8 @@ pub const KEYWORD_TARGETS: [&str; 3] = ["@default", "@adminvm", "@dispvm"];
 pub fn valid_qube(s: &str) -> bool {
     s.len() <= NAME_MAX
         && s.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
-        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
 }
 
 /// A target as a caller writes it (at most [`TARGET_MAX`] bytes).
@@ -38,15 +39,35 @@ mod tests {
     #[test]
     fn names() {
         for good in ["work", "disp-1", "a.b_c", "9"] {
-            assert!(valid_qube(good) && valid_target(good) && valid_source(good), "{good}");
+            assert!(
+                valid_qube(good) && valid_target(good) && valid_source(good),
+                "{good}"
+            );
         }
-        for bad in ["", ".", "..", ".hidden", "-x", "a/b", "a b", "é", &"q".repeat(25)] {
+        for bad in [
+            "",
+            ".",
+            "..",
+            ".hidden",
+            "-x",
+            "a/b",
+            "a b",
+            "é",
+            &"q".repeat(25),
+        ] {
             assert!(!valid_qube(bad) && !valid_source(bad), "{bad:?}");
         }
         for good in ["@default", "@adminvm", "@dispvm", "@dispvm:disp"] {
             assert!(valid_target(good), "{good}");
         }
-        for bad in ["@dispvm:", "@dispvm:..", "@anyvm", "@tag:x", "@default:x", "@"] {
+        for bad in [
+            "@dispvm:",
+            "@dispvm:..",
+            "@anyvm",
+            "@tag:x",
+            "@default:x",
+            "@",
+        ] {
             assert!(!valid_target(bad), "{bad}");
         }
         assert!(valid_source("@adminvm") && !valid_source("@dispvm"));

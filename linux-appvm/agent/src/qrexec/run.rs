@@ -3,8 +3,8 @@
 //! sleeps in `ppoll` on the channel's interrupt, the socket, and every call's pipes and
 //! connections (each only when something can move on it).
 
-use super::daemon::{Config, Daemon};
 use super::SOCKET_PATH;
+use super::daemon::{Config, Daemon};
 use crate::channel::ChannelError;
 use crate::channel::uio::UioChannel;
 use crate::log::{line, printable};
@@ -74,7 +74,11 @@ fn run(mut daemon: Daemon<UioChannel>, listener: UnixListener) {
 }
 
 /// Sleeps until the admin qube's event, a connection, a call's descriptor, or `timeout`.
-fn wait(daemon: &mut Daemon<UioChannel>, listener: &UnixListener, mut timeout: Duration) -> io::Result<()> {
+fn wait(
+    daemon: &mut Daemon<UioChannel>,
+    listener: &UnixListener,
+    mut timeout: Duration,
+) -> io::Result<()> {
     let mut interests: Vec<waitset::Interest> = daemon
         .watches()
         .into_iter()

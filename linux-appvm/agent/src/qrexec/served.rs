@@ -47,7 +47,11 @@ impl Served {
         let (stdin_r, stdin_w) = io::pipe()?;
         let (stdout_r, stdout_w) = io::pipe()?;
         let (stderr_r, stderr_w) = io::pipe()?;
-        for fd in [stdin_w.as_raw_fd(), stdout_r.as_raw_fd(), stderr_r.as_raw_fd()] {
+        for fd in [
+            stdin_w.as_raw_fd(),
+            stdout_r.as_raw_fd(),
+            stderr_r.as_raw_fd(),
+        ] {
             crate::sys::set_nonblocking(&fd)?;
         }
         let pipes = CallPipes {
@@ -76,10 +80,13 @@ impl Served {
             .as_ref()
             .filter(|_| !self.pending.is_empty())
             .map(|w| (w.as_raw_fd(), true));
-        let outputs = OUTPUTS.iter().zip(&self.outputs).filter_map(|(stream, pipe)| {
-            let pipe = pipe.as_ref()?;
-            (core.room(self.call, *stream) > 0).then(|| (pipe.as_raw_fd(), false))
-        });
+        let outputs = OUTPUTS
+            .iter()
+            .zip(&self.outputs)
+            .filter_map(|(stream, pipe)| {
+                let pipe = pipe.as_ref()?;
+                (core.room(self.call, *stream) > 0).then(|| (pipe.as_raw_fd(), false))
+            });
         stdin.into_iter().chain(outputs).collect()
     }
 

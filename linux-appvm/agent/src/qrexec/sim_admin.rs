@@ -37,7 +37,10 @@ impl SimAdmin {
             version: QREXEC_VERSION,
         })
         .unwrap();
-        let pending = chans.iter().map(|_| VecDeque::from([hello.clone()])).collect();
+        let pending = chans
+            .iter()
+            .map(|_| VecDeque::from([hello.clone()]))
+            .collect();
         SimAdmin {
             chans,
             names,
@@ -91,7 +94,10 @@ impl SimAdmin {
 
     /// Messages held per qube, and the relays.
     pub fn state(&self) -> (Vec<usize>, usize) {
-        (self.pending.iter().map(VecDeque::len).collect(), self.relays.len())
+        (
+            self.pending.iter().map(VecDeque::len).collect(),
+            self.relays.len(),
+        )
     }
 
     /// Plays the admin qube restarting: qube `q`'s channel is reset, its calls aborted at
@@ -119,7 +125,8 @@ impl SimAdmin {
     }
 
     fn handle(&mut self, q: usize, bytes: &[u8]) {
-        let msg: ToAdmin<'_> = postcard::from_bytes(bytes).expect("an agent sends well-formed messages");
+        let msg: ToAdmin<'_> =
+            postcard::from_bytes(bytes).expect("an agent sends well-formed messages");
         match msg {
             ToAdmin::Hello { version } => assert_eq!(version, QREXEC_VERSION),
             ToAdmin::Call {
@@ -129,13 +136,19 @@ impl SimAdmin {
                 target,
             } => self.call(q, call, service, argument, target),
             ToAdmin::Io(io) => {
-                let Some(i) = self.relays.iter().position(|r| {
-                    r.source == (q, io.call()) || r.target == (q, io.call())
-                }) else {
+                let Some(i) = self
+                    .relays
+                    .iter()
+                    .position(|r| r.source == (q, io.call()) || r.target == (q, io.call()))
+                else {
                     return;
                 };
                 let r = &self.relays[i];
-                let (other, call) = if r.source == (q, io.call()) { r.target } else { r.source };
+                let (other, call) = if r.source == (q, io.call()) {
+                    r.target
+                } else {
+                    r.source
+                };
                 if matches!(io, Io::Exit { .. } | Io::Abort { .. }) {
                     self.relays.remove(i);
                 }

@@ -4,140 +4,11 @@
 //! the file copy receiver in a temporary home).
 
 use super::client::{self, Opened, Output};
-use super::daemon::{Config, Daemon};
 use super::flow::ACK_EVERY;
-use super::sim_admin::{Chan, SimAdmin};
-use crate::channel::ring::pair;
-use crate::commands::{Context, run_named};
-use bulkhead_abi::qrexec::{QREXEC_SLOT_SIZE, WINDOW};
-use std::io::Cursor;
-use std::os::unix::net::UnixListener;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::thread::JoinHandle;
+use super::sim_world::World;
+use bulkhead_abi::qrexec::WINDOW;
+use std::path::Path;
 use std::time::{Duration, Instant};
-
-/// Channel size: two 2 KiB slots per direction.
-const TINY: usize = 16384;
-
-pub struct World {
-    pub admin: SimAdmin,
-    pub daemons: Vec<Daemon<Chan>>,
-    listener: UnixListener,
-    pub socket: PathBuf,
-    pub root: PathBuf,
-    /// A daemon asked to power off.
-    pub power_off: [bool; 2],
-    /// The most call data each daemon's core ever buffered.
-    pub max_buffered: [usize; 2],
-}
-
-impl World {
-    /// `work` and `personal`; `personal` is a disposable when `disposable`.
-    pub fn new(disposable: bool) -> World {
-        static N: AtomicU32 = AtomicU32::new(0);
-        let n = N.fetch_add(1, Ordering::Relaxed);
-        let root = std::env::temp_dir().join(format!("qrexec-sim-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&root);
-        let mut daemons = Vec::new();
-        let mut admin_ends = Vec::new();
-        for (i, name) in ["work", "personal"].into_iter().enumerate() {
-            let (qube, admin) = pair(TINY, QREXEC_SLOT_SIZE).unwrap();
-            let home = root.join(name);
-            std::fs::create_dir_all(&home).unwrap();
-            let config = Config {
-                home,
-                disposable: disposable && i == 1,
-                lookup: crate::services::lookup,
-            };
-            daemons.push(Daemon::new(qube, config));
-            admin_ends.push(admin);
-        }
-        let socket = root.join("qrexec.sock");
-        let listener = super::run::listen(&socket).unwrap();
-        World {
-            admin: SimAdmin::new(admin_ends, vec!["work", "personal"]),
-            daemons,
-            listener,
-            socket,
-            root,
-            power_off: [false; 2],
-            max_buffered: [0; 2],
-        }
-    }
-
-    /// Every part does what it can; whether anything moved.
-    pub fn step(&mut self) -> bool {
-        let mut busy = false;
-        while let Ok((sock, _)) = self.listener.accept() {
-            self.daemons[0].add_client(sock);
-            busy = true;
-        }
-        for (i, d) in self.daemons.iter_mut().enumerate() {
-            let step = d.step(Instant::now());
-            busy |= step.busy;
-            self.power_off[i] |= step.power_off;
-            self.max_buffered[i] = self.max_buffered[i].max(d.core.buffered_bytes());
-            d.take_notes();
-        }
-        busy | self.admin.step()
-    }
-
-    /// Steps until `done` (at most a minute).
-    pub fn until(&mut self, mut done: impl FnMut(&mut World) -> bool) {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while !done(self) {
-            assert!(Instant::now() < deadline, "the world stalled: {}", self.state());
-            if !self.step() {
-                std::thread::sleep(Duration::from_micros(200));
-            }
-        }
-    }
-
-    /// What each part holds (for a stall's message).
-    fn state(&self) -> String {
-        let daemons: Vec<String> = self.daemons.iter().map(|d| d.state()).collect();
-        format!("{daemons:?}, admin {:?}", self.admin.state())
-    }
-
-    /// Runs a command against `work`'s daemon with `stdin`; its status, stdout and stderr.
-    pub fn command(&mut self, args: &[&str], stdin: &[u8]) -> (u8, String, String) {
-        let handle = self.spawn_command(args, stdin);
-        self.until(|_| handle.is_finished());
-        handle.join().unwrap()
-    }
-
-    pub fn spawn_command(&self, args: &[&str], stdin: &[u8]) -> JoinHandle<(u8, String, String)> {
-        let (socket, stdin) = (self.socket.clone(), stdin.to_vec());
-        let name = args[0].to_string();
-        let args: Vec<String> = args[1..].iter().map(|a| a.to_string()).collect();
-        std::thread::spawn(move || {
-            let (mut out, mut err) = (Vec::new(), Vec::new());
-            let mut ctx = Context {
-                socket,
-                has_channel: true,
-                stdin: Box::new(Cursor::new(stdin)),
-                stdout: &mut out,
-                stderr: &mut err,
-                tty: false,
-            };
-            let status = run_named(&name, &args, &mut ctx).unwrap();
-            let text = |b: Vec<u8>| String::from_utf8_lossy(&b).into_owned();
-            (status, text(out), text(err))
-        })
-    }
-
-    /// The folder where `personal` receives `work`'s files.
-    pub fn incoming(&self) -> PathBuf {
-        self.root.join("personal/QubesIncoming/work")
-    }
-}
-
-impl Drop for World {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.root);
-    }
-}
 
 fn write(path: &Path, bytes: &[u8]) {
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
@@ -149,7 +20,10 @@ fn qvm_run_passes_output_and_the_exit_code() {
     let mut w = World::new(false);
     let cmd = "echo hello; echo oops >&2; echo $QREXEC_REMOTE_DOMAIN; exit 3";
     let (status, out, err) = w.command(&["qvm-run", "-p", "personal", cmd], b"");
-    assert_eq!((status, out.as_str(), err.as_str()), (3, "hello\nwork\n", "oops\n"));
+    assert_eq!(
+        (status, out.as_str(), err.as_str()),
+        (3, "hello\nwork\n", "oops\n")
+    );
     // Without -p: it says so, the output is dropped, the status counts.
     let (status, out, err) = w.command(&["qvm-run", "personal", "echo gone; exit 4"], b"");
     assert_eq!((status, out.as_str()), (4, ""));
@@ -165,9 +39,18 @@ fn stdin_and_stdout_stream_with_flow_control_both_ways() {
     let input: Vec<u8> = (0..300_000u32).map(|i| b'a' + (i % 26) as u8).collect();
     let (status, out, _) = w.command(&["qvm-run", "-p", "personal", "cat"], &input);
     assert_eq!(status, 0);
-    assert!(out.as_bytes() == input, "{} bytes of {} came back", out.len(), input.len());
+    assert!(
+        out.as_bytes() == input,
+        "{} bytes of {} came back",
+        out.len(),
+        input.len()
+    );
     // The admin qube never held more than the windows of the call allow.
-    assert!(w.admin.max_held < 3 * WINDOW as usize + 8192, "{}", w.admin.max_held);
+    assert!(
+        w.admin.max_held < 3 * WINDOW as usize + 8192,
+        "{}",
+        w.admin.max_held
+    );
     // A command that does not read its stdin for a while: the caller stops at one window.
     let mut w = World::new(false);
     let input = vec![b'x'; 1_000_000];
@@ -176,7 +59,10 @@ fn stdin_and_stdout_stream_with_flow_control_both_ways() {
     // The target held a window of stdin (an agent sending more would have its call
     // aborted by the other), never more.
     let held = w.max_buffered[1];
-    assert!(held > WINDOW as usize / 2 && held <= WINDOW as usize + 64, "{held}");
+    assert!(
+        held > WINDOW as usize / 2 && held <= WINDOW as usize + 64,
+        "{held}"
+    );
 }
 
 #[test]
@@ -194,14 +80,21 @@ fn a_stalled_reader_stops_only_its_own_call() {
         stdin.close().unwrap();
         wait.recv().unwrap();
         let mut got = 0;
-        let end = call.finish(|o| if let Output::Stdout(b) = o { got += b.len() });
+        let end = call.finish(|o| {
+            if let Output::Stdout(b) = o {
+                got += b.len()
+            }
+        });
         (end, got)
     });
     // The first call's output fills its window and stops there.
     let start = Instant::now();
     w.until(|w| w.daemons[1].served_calls() == 1 && start.elapsed() > Duration::from_millis(500));
     let held = w.daemons[0].core.buffered_bytes();
-    assert!(held >= (WINDOW - ACK_EVERY) as usize && held <= WINDOW as usize, "{held}");
+    assert!(
+        held >= (WINDOW - ACK_EVERY) as usize && held <= WINDOW as usize,
+        "{held}"
+    );
     assert!(w.max_buffered[0] <= WINDOW as usize);
     // Another call goes through meanwhile.
     let (status, out, _) = w.command(&["qvm-run", "-p", "personal", "echo second"], b"");
@@ -216,20 +109,34 @@ fn a_stalled_reader_stops_only_its_own_call() {
 fn a_multi_mib_copy_arrives_byte_for_byte_and_a_move_removes_the_sources() {
     let mut w = World::new(false);
     let src = w.root.join("src");
-    let big: Vec<u8> = (0..(3 << 20) + 12345u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+    let big: Vec<u8> = (0..(3 << 20) + 12345u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
     write(&src.join("big.bin"), &big);
     write(&src.join("tree/a.txt"), b"alpha");
     write(&src.join("tree/sub/b.txt"), b"beta");
     let (big_path, tree) = (src.join("big.bin"), src.join("tree"));
-    let args = ["qvm-copy-to-vm", "personal", big_path.to_str().unwrap(), tree.to_str().unwrap()];
+    let args = [
+        "qvm-copy-to-vm",
+        "personal",
+        big_path.to_str().unwrap(),
+        tree.to_str().unwrap(),
+    ];
     let (status, _, err) = w.command(&args, b"");
     assert_eq!(status, 0, "{err}");
-    assert!(err.contains("2 folder(s)") || err.contains("3 file(s)"), "{err}");
+    assert!(
+        err.contains("2 folder(s)") || err.contains("3 file(s)"),
+        "{err}"
+    );
     let inc = w.incoming();
     assert!(std::fs::read(inc.join("big.bin")).unwrap() == big);
     assert_eq!(std::fs::read(inc.join("tree/sub/b.txt")).unwrap(), b"beta");
     assert!(big_path.exists(), "a copy keeps the sources");
-    assert!(w.admin.max_held < 3 * WINDOW as usize + 8192, "{}", w.admin.max_held);
+    assert!(
+        w.admin.max_held < 3 * WINDOW as usize + 8192,
+        "{}",
+        w.admin.max_held
+    );
     // The same again: the receiver refuses (exists), nothing is removed by a move.
     let args = ["qvm-move-to-vm", "personal", big_path.to_str().unwrap()];
     let (status, _, err) = w.command(&args, b"");
@@ -250,10 +157,18 @@ fn open_in_a_disposable_runs_the_command_then_powers_off() {
     let mut w = World::new(true);
     let file = w.root.join("src/report.txt");
     write(&file, b"one two three\n");
-    let args = ["qvm-open-in-dvm", "--command", "wc -w <", file.to_str().unwrap()];
+    let args = [
+        "qvm-open-in-dvm",
+        "--command",
+        "wc -w <",
+        file.to_str().unwrap(),
+    ];
     let (status, out, err) = w.command(&args, b"");
     assert_eq!((status, out.trim()), (0, "3"), "{err}");
-    assert_eq!(std::fs::read(w.incoming().join("report.txt")).unwrap(), b"one two three\n");
+    assert_eq!(
+        std::fs::read(w.incoming().join("report.txt")).unwrap(),
+        b"one two three\n"
+    );
     w.until(|w| w.power_off[1]);
     assert!(!w.power_off[0]);
 }
@@ -263,16 +178,25 @@ fn refusals_unknown_services_and_the_admin_api() {
     let mut w = World::new(false);
     w.admin.deny.push("qubes.VMShell");
     let (status, _, err) = w.command(&["qvm-run", "-p", "personal", "true"], b"");
-    assert_eq!((status, err.as_str()), (126, "Request refused: denied by the policy\n"));
+    assert_eq!(
+        (status, err.as_str()),
+        (126, "Request refused: denied by the policy\n")
+    );
     let socket = w.socket.clone();
     let handle = std::thread::spawn(move || {
-        let Ok(Opened::Accepted { mut call, .. }) = client::open(&socket, "test.Nothing", "", "personal") else {
+        let Ok(Opened::Accepted { mut call, .. }) =
+            client::open(&socket, "test.Nothing", "", "personal")
+        else {
             panic!("not accepted");
         };
         // The call may be over already (the connection closed): no matter.
         let _ = call.stdin().unwrap().close();
         let mut err = Vec::new();
-        let end = call.finish(|o| if let Output::Stderr(b) = o { err.extend(b) });
+        let end = call.finish(|o| {
+            if let Output::Stderr(b) = o {
+                err.extend(b)
+            }
+        });
         (end, String::from_utf8(err).unwrap())
     });
     w.until(|_| handle.is_finished());
@@ -288,7 +212,10 @@ fn refusals_unknown_services_and_the_admin_api() {
 #[test]
 fn a_reset_fails_the_open_call_and_the_next_one_works() {
     let mut w = World::new(false);
-    let handle = w.spawn_command(&["qvm-run", "-p", "personal", "echo started; sleep 30"], b"");
+    let handle = w.spawn_command(
+        &["qvm-run", "-p", "personal", "echo started; sleep 30"],
+        b"",
+    );
     w.until(|w| w.daemons[1].served_calls() == 1);
     // Garbage and messages for calls nobody has change nothing.
     w.admin.chans[0].try_send_bytes(&[0xff; 40]).unwrap();

@@ -41,9 +41,13 @@ pub enum Request<'a> {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Reply<'a> {
     /// The call runs in `target`.
-    Accepted { target: &'a str },
+    Accepted {
+        target: &'a str,
+    },
     /// The call was refused (why, in words); the connection closes.
-    Refused { reason: &'a str },
+    Refused {
+        reason: &'a str,
+    },
     Stdout(&'a [u8]),
     Stderr(&'a [u8]),
     /// The service's exit code; the connection closes.

@@ -125,5 +125,9 @@ pub fn tell(stderr: &mut PipeWriter, message: &str) {
 /// has one), else `/`; as the terminal's shell has it.
 pub fn home() -> PathBuf {
     let root = PathBuf::from("/root");
-    if root.is_dir() { root } else { PathBuf::from("/") }
+    if root.is_dir() {
+        root
+    } else {
+        PathBuf::from("/")
+    }
 }

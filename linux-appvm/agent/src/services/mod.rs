@@ -39,7 +39,12 @@ mod tests {
     fn services_by_name() {
         assert_eq!(
             names(),
-            ["bulkhead.Ping", "qubes.Filecopy", "qubes.OpenInVM", "qubes.VMShell"]
+            [
+                "bulkhead.Ping",
+                "qubes.Filecopy",
+                "qubes.OpenInVM",
+                "qubes.VMShell"
+            ]
         );
         assert!(lookup("qubes.VMShell").is_some());
         assert!(lookup("qubes.vmshell").is_none());

@@ -45,7 +45,9 @@ pub fn read_command(input: &mut impl Read) -> Result<String, String> {
         .map_err(|e| format!("reading the command line: {e}"))?;
     let len = u16::from_le_bytes(len) as usize;
     if len > COMMAND_MAX {
-        return Err(format!("a command line of {len} bytes (at most {COMMAND_MAX})"));
+        return Err(format!(
+            "a command line of {len} bytes (at most {COMMAND_MAX})"
+        ));
     }
     let mut bytes = vec![0; len];
     input
@@ -71,7 +73,8 @@ pub fn receive_one(input: &mut impl Read, folder: &Path) -> Result<PathBuf, Stri
     };
     let name = name.clone();
     // Put back what was read, and let the receiver check it all.
-    let written = format::write_header(&mut head).and_then(|()| format::write_record(&mut head, &record));
+    let written =
+        format::write_header(&mut head).and_then(|()| format::write_record(&mut head, &record));
     written.map_err(|e| e.to_string())?;
     let limits = Limits {
         max_entries: 1,
@@ -126,9 +129,63 @@ pub fn start(info: &CallInfo, pipes: CallPipes) -> io::Result<Worker> {
         match started {
             Ok(child) => Finish::Process(child),
             Err(e) => {
-                line(&format!("qrexec: call {}: cannot start the command: {e}", info.call));
+                line(&format!(
+                    "qrexec: call {}: cannot start the command: {e}",
+                    info.call
+                ));
                 Finish::Code(127)
             }
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::services::filecopy::plan;
+
+    fn request(command: &str, paths: &[PathBuf]) -> Vec<u8> {
+        let mut out = Vec::new();
+        write_command(&mut out, command).unwrap();
+        plan(paths).unwrap().send(&mut out).unwrap();
+        out
+    }
+
+    #[test]
+    fn one_file_arrives_and_anything_else_is_refused() {
+        let root = std::env::temp_dir().join(format!("open-in-vm-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let (src, folder) = (root.join("src"), root.join("in"));
+        std::fs::create_dir_all(src.join("dir")).unwrap();
+        std::fs::write(src.join("a.txt"), b"alpha").unwrap();
+        std::fs::write(src.join("b.txt"), b"beta").unwrap();
+        let bytes = request("", &[src.join("a.txt")]);
+        let mut input = &bytes[..];
+        assert_eq!(read_command(&mut input).unwrap(), DEFAULT_COMMAND);
+        assert_eq!(
+            receive_one(&mut input, &folder).unwrap(),
+            folder.join("a.txt")
+        );
+        assert_eq!(std::fs::read(folder.join("a.txt")).unwrap(), b"alpha");
+        // A folder, or two files: refused (the second file never arrives).
+        let bytes = request("less", &[src.join("dir")]);
+        let mut input = &bytes[..];
+        assert_eq!(read_command(&mut input).unwrap(), "less");
+        assert!(receive_one(&mut input, &folder).is_err());
+        let bytes = request("cat", &[src.join("b.txt"), src.join("dir")]);
+        let mut input = &bytes[..];
+        read_command(&mut input).unwrap();
+        assert!(
+            receive_one(&mut input, &folder)
+                .unwrap_err()
+                .contains("limit")
+        );
+        assert!(!folder.join("dir").exists());
+        // Command lines the protocol refuses.
+        assert!(read_command(&mut &[0xff, 0xff][..]).is_err());
+        assert!(read_command(&mut &[2, 0, 0xc3, 0x28][..]).is_err());
+        assert!(read_command(&mut &[1, 0][..]).is_err());
+        assert!(write_command(&mut Vec::new(), &"x".repeat(COMMAND_MAX + 1)).is_err());
+        let _ = std::fs::remove_dir_all(&root);
+    }
 }

@@ -35,7 +35,14 @@ pub fn wait(interests: &[Interest], timeout: Option<Duration>) -> io::Result<Vec
     // SAFETY: (1) `fds` is a valid, writable array of `fds.len()` pollfd structures, alive
     // for the call; (2) `tsp` is null or points at `ts`, which outlives the call; (3) no
     // signal mask is passed.
-    let rc = unsafe { libc::ppoll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, tsp, std::ptr::null()) };
+    let rc = unsafe {
+        libc::ppoll(
+            fds.as_mut_ptr(),
+            fds.len() as libc::nfds_t,
+            tsp,
+            std::ptr::null(),
+        )
+    };
     if rc < 0 {
         let e = io::Error::last_os_error();
         if e.kind() != io::ErrorKind::Interrupted {
@@ -70,8 +77,16 @@ mod tests {
     fn reports_readable_and_writable() {
         let (r, mut w) = io::pipe().unwrap();
         let want = [
-            Interest { fd: r.as_raw_fd(), read: true, write: false },
-            Interest { fd: w.as_raw_fd(), read: false, write: true },
+            Interest {
+                fd: r.as_raw_fd(),
+                read: true,
+                write: false,
+            },
+            Interest {
+                fd: w.as_raw_fd(),
+                read: false,
+                write: true,
+            },
         ];
         let ready = wait(&want, Some(Duration::from_millis(10))).unwrap();
         assert_eq!(ready, [false, true]);

@@ -1,8 +1,8 @@
 //! What each message from the admin qube does to the call table (hostile input: see the
 //! module's documentation).
 
-use super::types::{End, Event, Role};
 use super::out::Out;
+use super::types::{End, Event, Role};
 use super::{Core, OUTBOX_MESSAGES_MAX, index, new_call};
 use crate::log::printable;
 use crate::qrexec::names::valid_source;
@@ -15,7 +15,10 @@ impl Core {
         self.ignored += 1;
         if self.ignored.is_power_of_two() {
             let n = self.ignored;
-            self.note(format!("ignored a message from the admin qube ({}; {n} so far)", why()));
+            self.note(format!(
+                "ignored a message from the admin qube ({}; {n} so far)",
+                why()
+            ));
         }
     }
 

@@ -10,6 +10,7 @@
 //! most [`WINDOW`](bulkhead_abi::qrexec::WINDOW) bytes per received stream, and at most [`OUTBOX_DATA_MAX`] bytes of our
 //! data queued for the ring.
 
+mod channel;
 mod from_admin;
 mod out;
 mod types;
@@ -18,7 +19,6 @@ pub use types::{End, Event, Read, Role, StartError};
 
 use super::flow::{Inbound, Outbound};
 use super::names::valid_target;
-use crate::channel::{ChannelError, Transport};
 use bulkhead_abi::qrexec::{DATA_MAX, MAX_CALLS, Stream, valid_argument, valid_service};
 use out::Out;
 use std::collections::{BTreeMap, VecDeque};
@@ -124,32 +124,13 @@ impl Core {
         }
     }
 
-    /// The channel was reset (the admin qube restarted) or broke: every open call fails
-    /// with `why`, and our `Hello` goes out again.
-    pub fn on_reset(&mut self, why: &str) {
-        self.fail_all(why);
-        self.outbox.push_back(Out::Hello);
-        self.greeted = false;
-    }
-
-    /// Every open call fails with `why` (a call whose exit arrived keeps its data to be
-    /// read); nothing queued for the admin qube is sent.
-    fn fail_all(&mut self, why: &str) {
-        let mut failed = 0;
-        for call in self.calls.values_mut().filter(|c| c.end.is_none()) {
-            call.end = Some(End::Failed(why.to_string()));
-            call.inbound = Default::default();
-            failed += 1;
-        }
-        self.outbox.clear();
-        self.outbox_data = 0;
-        if failed > 0 {
-            self.note(format!("{why}: {failed} open call(s) failed"));
-        }
-    }
-
     /// Starts a call of ours; its number.
-    pub fn start(&mut self, service: &str, argument: &str, target: &str) -> Result<u32, StartError> {
+    pub fn start(
+        &mut self,
+        service: &str,
+        argument: &str,
+        target: &str,
+    ) -> Result<u32, StartError> {
         if !valid_service(service) {
             return Err(StartError::Malformed("not a valid service name"));
         }
@@ -178,7 +159,9 @@ impl Core {
     }
 
     fn live(&self, call: u32) -> Option<&Call> {
-        self.calls.get(&call).filter(|c| c.end.is_none() && c.running)
+        self.calls
+            .get(&call)
+            .filter(|c| c.end.is_none() && c.running)
     }
 
     /// How many bytes of `stream` may be written to `call` now.
@@ -213,7 +196,10 @@ impl Core {
         let Some(c) = self.calls.get_mut(&call) else {
             return;
         };
-        if c.end.is_none() && c.running && !c.role.receives(stream) && c.outbound[index(stream)].end()
+        if c.end.is_none()
+            && c.running
+            && !c.role.receives(stream)
+            && c.outbound[index(stream)].end()
         {
             self.outbox.push_back(Out::Eof { call, stream });
         }
@@ -271,54 +257,6 @@ impl Core {
         {
             self.outbox.push_back(Out::Abort { call });
         }
-    }
-
-    /// Moves queued messages into the ring until it is full; whether any moved. A reset or
-    /// a breach is handled here (every call fails) and returned for the caller to log.
-    pub fn send(&mut self, ch: &mut impl Transport) -> Result<bool, ChannelError> {
-        let mut moved = false;
-        while let Some(out) = self.outbox.front() {
-            match ch.try_send_batched(&out.message()) {
-                Ok(true) => {
-                    moved = true;
-                    if let Some(Out::Data { bytes, .. }) = self.outbox.pop_front() {
-                        self.outbox_data -= bytes.len();
-                    }
-                }
-                Ok(false) => break,
-                Err(e) => {
-                    ch.flush();
-                    self.channel_error(e);
-                    return Err(e);
-                }
-            }
-        }
-        ch.flush();
-        Ok(moved)
-    }
-
-    /// Takes the admin qube's messages from the ring (a budget per pass); whether any came.
-    pub fn receive(&mut self, ch: &mut impl Transport) -> Result<bool, ChannelError> {
-        let mut moved = false;
-        for _ in 0..RECEIVE_BUDGET {
-            match ch.try_recv_with(|bytes| self.on_message(bytes)) {
-                Ok(Some(())) => moved = true,
-                Ok(None) => break,
-                Err(e) => {
-                    self.channel_error(e);
-                    return Err(e);
-                }
-            }
-        }
-        Ok(moved)
-    }
-
-    fn channel_error(&mut self, e: ChannelError) {
-        let why = match e {
-            ChannelError::Reset => "the admin qube restarted (the qrexec channel was reset)".into(),
-            e => format!("the qrexec channel broke ({e})"),
-        };
-        self.on_reset(&why);
     }
 }
 
