@@ -22,6 +22,22 @@ pub const APPLETS: &[&str] = &[
     "touch", "vi", "printf",
 ];
 
+/// Links to `/bin/agent` in `/bin`: the agent is each of these commands when called by its
+/// name (`dispvm`, and the qrexec commands of `linux-appvm/agent/src/commands/mod.rs`).
+pub const AGENT_LINKS: &[&str] = &[
+    "dispvm",
+    "qvm-copy",
+    "qvm-copy-to-vm",
+    "qvm-kill",
+    "qvm-ls",
+    "qvm-move",
+    "qvm-move-to-vm",
+    "qvm-open-in-dvm",
+    "qvm-run",
+    "qvm-shutdown",
+    "qvm-start",
+];
+
 /// `/bin/appvm-selftest`: the AppVM's side of the `cargo xtask test` scenarios, run in the
 /// background by `/init` when the command line says `appvm.selftest=<steps>`, one step or
 /// several separated by commas (`xstate:2,busy`). It waits for the agent, runs the steps in
@@ -339,8 +355,10 @@ pub fn build(
     match agent {
         Some(agent) => {
             a.file("bin/agent", agent.to_vec(), true);
-            // `dispvm COMMAND` at the shell: the agent, by the name it is called.
-            a.symlink("bin/dispvm", "agent");
+            // `dispvm COMMAND`, `qvm-run ...` at the shell: the agent, by the name it is called.
+            for name in AGENT_LINKS {
+                a.symlink(&format!("bin/{name}"), "agent");
+            }
             let _ = writeln!(
                 summary,
                 "      agent          {}",
@@ -436,6 +454,23 @@ mod tests {
         assert!(SELFTEST_SCRIPT.contains("/bin/agent xstate-probe"));
         assert!(SELFTEST_SCRIPT.contains("/bin/agent netbench"));
         assert!(SELFTEST_SCRIPT.contains("{ dispvm '"));
+    }
+
+    #[test]
+    fn every_agent_command_has_its_link() {
+        let path = crate::workspace_root().join("linux-appvm/agent/src/commands/mod.rs");
+        let text = std::fs::read_to_string(path).unwrap();
+        let start = text.find("pub const NAMES").unwrap();
+        let block = &text[start..start + text[start..].find("];").unwrap()];
+        let names: Vec<&str> = block.split('"').skip(1).step_by(2).collect();
+        assert!(names.contains(&"qvm-run"), "{names:?}");
+        let mut links: Vec<&str> = AGENT_LINKS
+            .iter()
+            .copied()
+            .filter(|n| *n != "dispvm")
+            .collect();
+        links.sort();
+        assert_eq!(links, names);
     }
 
     #[test]

@@ -15,6 +15,10 @@
 //!   incoming folder holds planted symbolic links (`fuzz/fuzz_targets/filecopy_receive.rs`,
 //!   dictionary `fuzz/filecopy_receive.dict`): no panic, nothing outside the folder changed,
 //!   nothing planted changed, only files and directories made, no temporary file left.
+//! - `fuzz-qrexec-agent`: a hostile admin qube's messages (raw bytes and well-formed
+//!   messages about calls in use) into the agent's qrexec core, between anything the
+//!   daemon does (`fuzz/fuzz_targets/qrexec_agent.rs`): no panic, at most `MAX_CALLS`
+//!   calls, at most a window buffered per stream plus the bounded outbox.
 //!
 //! `BULKHEAD_FUZZ_SECONDS` sets each one's budget (default 60 for the ring, half for the
 //! others).
@@ -73,6 +77,12 @@ pub const FUZZ_FILECOPY: Scenario = Scenario {
             &["-dict=fuzz/filecopy_receive.dict"],
         )
     },
+};
+
+pub const FUZZ_QREXEC_AGENT: Scenario = Scenario {
+    name: "fuzz-qrexec-agent",
+    about: "libFuzzer: a hostile admin qube's messages into the agent's qrexec core (bounded memory)",
+    run: || fuzz("qrexec_agent", 30),
 };
 
 fn cargo() -> String {

@@ -73,6 +73,7 @@ pub fn all() -> Vec<Scenario> {
         fuzz::FUZZ_FIREWALL,
         fuzz::FUZZ_SYSDESC,
         fuzz::FUZZ_FILECOPY,
+        fuzz::FUZZ_QREXEC_AGENT,
         refusals::BROKEN_BUNDLES,
         boots::GRUB_ISO,
         uefi::UEFI_ISO,

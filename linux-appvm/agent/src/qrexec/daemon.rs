@@ -5,7 +5,7 @@
 
 use super::client_end::ClientEnd;
 use super::core::{Core, End, Event};
-use super::served::{EOF_GRACE, Served};
+use super::served::Served;
 use super::wire::refusal_text;
 use crate::channel::{ChannelError, Transport};
 use crate::log::printable;
@@ -145,9 +145,7 @@ impl<T: Transport> Daemon<T> {
         self.clients.retain(|c| !c.done());
         let sent = self.core.send(&mut self.ch);
         step.busy |= self.channel_result(sent);
-        if self.served.values().any(Served::lingering) {
-            step.soon = Some(EOF_GRACE / 4);
-        }
+        step.soon = self.served.values().filter_map(Served::next_check).min();
         if self.shutdown {
             step.power_off = true;
         } else if let Some(since) = self.draining {

@@ -209,9 +209,15 @@ impl Served {
         }
     }
 
-    /// Whether the service exited while its output is still open (the grace period runs).
-    pub fn lingering(&self) -> bool {
-        self.code.is_some()
+    /// When to look again without an event: a service that exited may leave its output
+    /// open (the grace period runs); one whose output ended may not be seen to have
+    /// exited yet (a process is reaped a moment after it closed its pipes).
+    pub fn next_check(&self) -> Option<Duration> {
+        match self.code {
+            Some(_) => Some(EOF_GRACE / 4),
+            None if self.outputs.iter().all(Option::is_none) => Some(Duration::from_millis(5)),
+            None => None,
+        }
     }
 
     /// Stops the service (the call was aborted): its pipes close, its process group is

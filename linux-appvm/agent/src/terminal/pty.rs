@@ -67,20 +67,16 @@ impl Spawner for PtySpawner {
     ) -> io::Result<Box<dyn Shell>> {
         let (controller, terminal) = sys::open_pty()?;
         sys::set_window_size(&controller, cols, rows, width, height)?;
-        let home = if std::path::Path::new("/root").is_dir() {
-            "/root"
-        } else {
-            "/"
-        };
+        let home = crate::services::call::home();
         let mut cmd = Command::new(&self.shell);
         cmd.stdin(Stdio::from(terminal.try_clone()?))
             .stdout(Stdio::from(terminal.try_clone()?))
             .stderr(Stdio::from(terminal))
-            .current_dir(home)
+            .current_dir(&home)
             .env_clear()
             .env("TERM", "linux")
-            .env("HOME", home)
-            .env("PATH", "/bin:/sbin:/usr/bin:/usr/sbin")
+            .env("HOME", &home)
+            .env("PATH", crate::services::call::PATH)
             .env("PS1", format!("{}:\\w\\$ ", self.qube));
         sys::with_controlling_terminal(&mut cmd);
         let child = cmd.spawn()?;
