@@ -240,10 +240,12 @@ impl Core {
         None
     }
 
-    /// Ends a call we serve with the service's exit code.
+    /// Ends a call we serve with the service's exit code (nothing for a call of ours).
     pub fn exit(&mut self, call: u32, code: i32) {
+        if self.calls.get(&call).is_none_or(|c| c.role != Role::Target) {
+            return;
+        }
         if let Some(c) = self.calls.remove(&call)
-            && c.role == Role::Target
             && c.end.is_none()
         {
             self.outbox.push_back(Out::Exit { call, code });
