@@ -324,9 +324,11 @@ fn read_word(s: &str, scope: &Scope) -> (Option<Word>, String, String) {
             None => {
                 let message = format!("unknown tag {}: no qube has it", hints::quoted(tag));
                 let tags: Vec<&str> = scope.admin.tags.iter().map(String::as_str).collect();
-                let hint = match hints::closest(tag, &tags) {
-                    Some(c) => format!("did you mean \"@tag:{c}\"? tags are {}", tags.join(", ")),
-                    None => format!("add tags = [\"{tag}\"] to the qubes it stands for"),
+                let add = format!("add tags = [\"{tag}\"] to the qubes it stands for");
+                let hint = match (hints::closest(tag, &tags), tags.is_empty()) {
+                    (Some(c), _) => format!("did you mean \"@tag:{c}\"? tags are {}", tags.join(", ")),
+                    (None, true) => format!("{add}; no qube has tags yet"),
+                    (None, false) => format!("{add}; tags are {}", tags.join(", ")),
                 };
                 (None, message, hint)
             }
