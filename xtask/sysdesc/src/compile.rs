@@ -108,7 +108,7 @@ pub(super) fn compile(checked: Checked, path: &Path) -> Result<CompiledSystem, S
             config,
             start: q.start,
             framebuffer: checked.framebuffer == Some(i),
-            admin: false,
+            admin: checked.admin.qube == Some(i),
         };
         qubes.push(spec).map_err(|_| "too many qubes".to_string())?;
     }

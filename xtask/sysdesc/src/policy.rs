@@ -326,7 +326,9 @@ fn read_word(s: &str, scope: &Scope) -> (Option<Word>, String, String) {
                 let tags: Vec<&str> = scope.admin.tags.iter().map(String::as_str).collect();
                 let add = format!("add tags = [\"{tag}\"] to the qubes it stands for");
                 let hint = match (hints::closest(tag, &tags), tags.is_empty()) {
-                    (Some(c), _) => format!("did you mean \"@tag:{c}\"? tags are {}", tags.join(", ")),
+                    (Some(c), _) => {
+                        format!("did you mean \"@tag:{c}\"? tags are {}", tags.join(", "))
+                    }
                     (None, true) => format!("{add}; no qube has tags yet"),
                     (None, false) => format!("{add}; tags are {}", tags.join(", ")),
                 };
