@@ -306,7 +306,7 @@ fn entries_that_can_never_match_are_warned_about() {
                 .contains("policy[1] can never match: policy[0]")
         );
         assert!(
-            c.summary().contains("\nwarning: systems/q.toml:"),
+            c.summary().contains("\n\nwarning: systems/q.toml:"),
             "{}",
             c.summary()
         );

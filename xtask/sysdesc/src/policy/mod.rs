@@ -213,4 +213,3 @@ fn service(
         argument,
     })
 }
-

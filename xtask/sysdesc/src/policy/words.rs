@@ -2,11 +2,11 @@
 //! `@default`, `@dispvm`, `@dispvm:NAME`, `@tag:NAME`, `@adminvm`; which place takes which,
 //! and how each compiles.
 
-use super::Scope;
 use super::super::admin::ADMIN_IMAGE;
 use super::super::diagnostics::Diagnostics;
 use super::super::hints;
 use super::super::schema::Section;
+use super::Scope;
 use bulkhead_policy::{Redirect, Source, Target};
 use std::ops::Range;
 
