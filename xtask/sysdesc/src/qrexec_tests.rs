@@ -276,6 +276,32 @@ fn refusals() {
 }
 
 #[test]
+fn the_admin_qube_serves_at_most_as_many_qubes_as_it_has_channels() {
+    let more: String = (0..5)
+        .map(|i| {
+            format!(
+                "[[qube]]\nname = \"q{i}\"\nkind = \"linux\"\nmemory_mib = 64\nlabel = \"red\"\n\n"
+            )
+        })
+        .collect();
+    let found = problems(&system(&more));
+    assert_eq!(found.len(), 1, "{found:#?}");
+    assert_eq!(found[0].key, "qube \"admin\".image");
+    assert!(
+        found[0]
+            .message
+            .contains("\"admin\" is an endpoint of 9 channels, at most 8 fit")
+    );
+    assert!(
+        found[0]
+            .hint
+            .contains("has a qrexec channel to the admin qube"),
+        "{}",
+        found[0]
+    );
+}
+
+#[test]
 fn entries_that_can_never_match_are_warned_about() {
     let shadowed = [
         // (earlier, later): the later entry is covered.
