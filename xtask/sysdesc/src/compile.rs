@@ -361,6 +361,9 @@ pub(super) fn summary(c: &CompiledSystem) -> String {
         m.version,
         bundle.join(", ")
     ));
+    if !c.warnings.is_empty() {
+        out.push('\n');
+    }
     for w in &c.warnings {
         out.push_str(&format!("\nwarning: {w}"));
     }

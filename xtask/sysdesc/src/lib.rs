@@ -53,6 +53,8 @@ mod network_tests;
 #[cfg(test)]
 mod proptests;
 #[cfg(test)]
+mod qrexec_tests;
+#[cfg(test)]
 mod tests;
 
 pub use diagnostics::{Diagnostic, Diagnostics};

@@ -262,3 +262,75 @@ impl Table {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+
+    use super::super::tests::{PERSONAL, WORK, qubes};
+    use super::super::{SERVICE_MAX, valid_argument, valid_service};
+    use super::*;
+
+    const ALLOW: Action = Action::Allow { redirect: None };
+
+    #[test]
+    fn names_and_tags() {
+        assert!(valid_service("qubes.Filecopy") && valid_service("a-b_c.D9"));
+        assert!(!valid_service("") && !valid_service("a+b") && !valid_service("a*"));
+        assert!(valid_argument("") && valid_argument("+x+y") && !valid_argument("a b"));
+        let t = Tags::NONE.with(0).with(31).with(32);
+        assert!(t.contains(0) && t.contains(31) && !t.contains(1) && !t.contains(32));
+    }
+
+    #[test]
+    fn check_finds_what_does_not_exist() {
+        let q = qubes();
+        let entry = |target| Entry {
+            service: Service::Any,
+            source: Source::AnyVm,
+            target,
+            action: ALLOW,
+        };
+        let mut t = Table::default();
+        t.entries.push(entry(Target::DispVmOf(WORK))).unwrap();
+        assert_eq!(t.check(&q, 1), Err(TableError::Entry(0)));
+        t.entries[0] = entry(Target::Tag(1));
+        assert_eq!(t.check(&q, 1), Err(TableError::Entry(0)));
+        assert_eq!(t.check(&q, 2), Ok(()));
+        t.entries[0].service = Service::Named {
+            name: 0,
+            argument: Argument::Any,
+        };
+        assert_eq!(t.check(&q, 2), Err(TableError::Entry(0)));
+        t.names
+            .push(heapless::String::try_from("a b").unwrap())
+            .unwrap();
+        assert_eq!(t.check(&q, 2), Err(TableError::Name(0)));
+        let mut two_admins = q;
+        two_admins[1].admin = true;
+        assert_eq!(
+            Table::default().check(&two_admins, 1),
+            Err(TableError::Qubes)
+        );
+        let mut bad_default = qubes();
+        bad_default[1].default_dispvm = Some(PERSONAL);
+        assert_eq!(
+            Table::default().check(&bad_default, 1),
+            Err(TableError::Qube(1))
+        );
+        assert_eq!(Table::default().check(&q, 0), Err(TableError::Qube(1)));
+    }
+
+    #[test]
+    fn interning_shares_names() {
+        let mut t = Table::default();
+        assert_eq!(t.intern("a"), Some(0));
+        assert_eq!(t.intern("b"), Some(1));
+        assert_eq!(t.intern("a"), Some(0));
+        assert_eq!(t.intern(&"x".repeat(SERVICE_MAX + 1)), None);
+        for i in 2..MAX_NAMES {
+            assert!(t.intern(&std::format!("n{i}")).is_some());
+        }
+        assert_eq!(t.intern("one-too-many"), None);
+    }
+}
