@@ -187,7 +187,10 @@ pub enum Refusal {
 }
 
 /// From the admin qube to a qube.
-#[allow(clippy::large_enum_variant, reason = "decoded one at a time on the stack")]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "decoded one at a time on the stack"
+)]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum FromAdmin<'a> {
     /// The first message: the admin qube serves this qube's calls.

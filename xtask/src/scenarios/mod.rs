@@ -28,6 +28,7 @@ pub(super) mod ioports;
 mod isolation;
 mod loom;
 mod network;
+mod qrexec;
 mod refusals;
 mod screen;
 mod uefi;
@@ -60,6 +61,7 @@ pub fn all() -> Vec<Scenario> {
         isolation::STATE_ISOLATION,
         console_flood::CONSOLE_FLOOD,
         channels::CHANNELS,
+        qrexec::QREXEC_UNIKERNELS,
         bulk::BULK,
         gui::GUI,
         gui_restart::GUI_RESTART,

@@ -1,5 +1,5 @@
 //! Services between qubes (qrexec, `docs/qrexec.md`). When the system has an admin qube,
-//! each Linux qube and each gui qube gets an automatic channel **`<qube>.qrexec`**, purpose
+//! each Linux qube, each gui qube and each `testing` qube gets an automatic channel **`<qube>.qrexec`**, purpose
 //! `qrexec`, side A the qube and side B the admin qube, with a bulk area for file data; a
 //! call's bytes are relayed through the admin qube. The admin qube's blob gets every qube and
 //! the compiled policy ([`AdminConfig`]), the gui qube's blob its channel, and a Linux qube
@@ -18,6 +18,8 @@ use bulkhead_abi::boot_info::NAME_MAX;
 use bulkhead_policy::{Action, Argument, Redirect, Service};
 use bulkhead_qubeconfig::{AdminConfig, AdminQube, QubeConfig, QubeKind};
 
+/// The test image, which takes part in qrexec like a Linux qube.
+const TESTING_IMAGE: &str = "testing";
 /// The purpose of qrexec channels.
 pub const PURPOSE: &str = "qrexec";
 /// What a qrexec channel's name ends with.
@@ -50,7 +52,11 @@ pub(super) fn channels(
     let size = ring_channel_size(SLOT_SIZE, SLOTS);
     let mut out = Vec::new();
     for (i, q) in qubes.iter().enumerate() {
-        let takes_part = is_linux(q) || q.text("image").is_some_and(|(i, _)| i == GUI_IMAGE);
+        // The `testing` image takes part too, so scenarios can check the admin qube
+        // without booting Linux.
+        let takes_part = is_linux(q)
+            || q.text("image")
+                .is_some_and(|(i, _)| i == GUI_IMAGE || i == TESTING_IMAGE);
         let Some((name, span)) = q.text("name").filter(|_| takes_part && i != a) else {
             continue;
         };
