@@ -238,6 +238,9 @@ fn call_rest(ch: &mut Channel, id: u32, mut a: Answer) -> Result<Answer, &'stati
 
 pub fn client(boot: &Boot, args: &Args<'_>) -> i32 {
     let target = args.get("target").unwrap_or("server");
+    if args.get("ask") == Some("yes") {
+        return asked(boot, target);
+    }
     let mut ch = match open(boot) {
         Ok(c) => c,
         Err(e) => {
@@ -302,6 +305,51 @@ pub fn client(boot: &Boot, args: &Args<'_>) -> i32 {
     }
     if failed == 0 {
         info!("testing: qrexec-client: all {} checks passed", cases.len());
+        0
+    } else {
+        EXIT_FAILED
+    }
+}
+
+/// `ask=yes`: two calls at `@default` that the policy asks the user about; the test
+/// allows the first at the prompt and refuses the second.
+fn asked(boot: &Boot, target: &str) -> i32 {
+    let mut ch = match open(boot) {
+        Ok(c) => c,
+        Err(e) => {
+            error!("testing: qrexec-client: {e}");
+            return EXIT_FAILED;
+        }
+    };
+    let mut failed = 0;
+    for (id, expect_allowed) in [(1u32, true), (2, false)] {
+        info!("testing: qrexec-client: call {id} at @default: waiting for the user");
+        let a = match call(&mut ch, id, "test.Echo", "", "@default", b"asked") {
+            Ok(a) => a,
+            Err(e) => {
+                error!("testing: qrexec-client: {e}");
+                return EXIT_FAILED;
+            }
+        };
+        let ok = if expect_allowed {
+            a.target == target && a.stdout == b"ASKED" && a.code == Some(5)
+        } else {
+            a.refused == Some(Refusal::UserRefused)
+        };
+        let what = if expect_allowed {
+            "ask allowed"
+        } else {
+            "ask refused"
+        };
+        if ok {
+            info!("testing: qrexec-client: {what}: ok");
+        } else {
+            failed += 1;
+            error!("testing: qrexec-client: {what}: FAILED ({a:?})");
+        }
+    }
+    if failed == 0 {
+        info!("testing: qrexec-client: all 2 checks passed");
         0
     } else {
         EXIT_FAILED

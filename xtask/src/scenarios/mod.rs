@@ -29,6 +29,7 @@ mod isolation;
 mod loom;
 mod network;
 mod qrexec;
+mod qrexec_ask;
 mod refusals;
 mod screen;
 mod uefi;
@@ -65,6 +66,7 @@ pub fn all() -> Vec<Scenario> {
         bulk::BULK,
         gui::GUI,
         gui_restart::GUI_RESTART,
+        qrexec_ask::QREXEC_ASK,
         network::NETWORK,
         network::NETWORK_RESTART,
         dma::DMA_ESCAPE,

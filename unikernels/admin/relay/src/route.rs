@@ -107,7 +107,12 @@ impl Relay<'_> {
                 candidates,
                 entry,
             } => {
-                if self.config.gui.is_none_or(|g| !self.is_up(g)) {
+                // A gui qube still starting gets the prompt once it says hello.
+                let gui_running = self
+                    .config
+                    .gui
+                    .is_some_and(|g| self.is_up(g) || host.state(g).is_some_and(|s| s.running));
+                if !gui_running {
                     self.log_decision(
                         host,
                         &open,
@@ -203,10 +208,7 @@ impl Relay<'_> {
 
     /// Opens a question for the gui qube's query `query`; false when it cannot be asked.
     fn ask_query(&mut self, host: &mut impl Host, query: u32, service: &str, s: u8, t: u8) -> bool {
-        let (Ok(service), true) = (
-            String::try_from(service),
-            self.config.gui.is_some_and(|g| self.is_up(g)),
-        ) else {
+        let (Ok(service), true) = (String::try_from(service), self.config.gui.is_some()) else {
             return false;
         };
         let mut candidates = Vec::new();
@@ -286,6 +288,9 @@ impl Relay<'_> {
     /// Sends call `i`'s prompt to the gui qube, if its ring takes it.
     pub(crate) fn send_ask(&mut self, host: &mut impl Host, i: usize) {
         let gui = self.config.gui.unwrap_or(HOST);
+        if !self.is_up(gui) {
+            return;
+        }
         let mut names: Vec<String<40>, MAX_CANDIDATES> = Vec::new();
         let sent = {
             let c = &self.calls[i];

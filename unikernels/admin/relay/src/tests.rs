@@ -210,8 +210,9 @@ fn a_qube_without_a_qrexec_channel_is_unavailable() {
 fn ask_goes_to_the_gui_qube_and_the_answer_decides() {
     let config = config();
     let (mut relay, mut sim) = (Relay::new(&config), Sim::new());
-    // Without the gui qube up, ask is deny.
+    // Without the gui qube running, ask is deny.
     hello_all(&mut relay, &mut sim, &[WORK, PERSONAL]);
+    sim.running[usize::from(GUI)] = false;
     relay.on_message(&mut sim, WORK, &call(1, "qubes.Filecopy", "@default"));
     assert_eq!(
         decode(&sim.take(WORK)[0]),
@@ -221,7 +222,25 @@ fn ask_goes_to_the_gui_qube_and_the_answer_decides() {
         }
     );
     assert!(sim.logged("ask, but no gui qube to ask: denied"));
-    hello_all(&mut relay, &mut sim, &[GUI]);
+    // A gui qube still starting gets the prompt when it says hello.
+    sim.running[usize::from(GUI)] = true;
+    relay.on_message(&mut sim, WORK, &call(9, "qubes.Filecopy", "@default"));
+    assert!(sim.take(GUI).is_empty() && sim.take(WORK).is_empty());
+    let hello = ToAdmin::Hello {
+        version: bulkhead_abi::qrexec::QREXEC_VERSION,
+    };
+    relay.on_message(&mut sim, GUI, &hello);
+    let got = sim.take(GUI);
+    assert!(
+        matches!(decode(&got[1]), FromAdmin::Ask { .. }),
+        "no prompt after the hello"
+    );
+    let ask = match decode(&got[1]) {
+        FromAdmin::Ask { ask, .. } => ask,
+        _ => unreachable!(),
+    };
+    relay.on_message(&mut sim, GUI, &ToAdmin::Answer { ask, choice: None });
+    sim.take(WORK);
     for (k, answer) in [(2u32, Some("personal")), (3, None)] {
         relay.on_message(&mut sim, WORK, &call(k, "qubes.Filecopy", "@default"));
         let got = sim.take(GUI);
