@@ -77,6 +77,7 @@ pub fn all() -> Vec<Scenario> {
         fuzz::FUZZ_FIREWALL,
         fuzz::FUZZ_SYSDESC,
         fuzz::FUZZ_FILECOPY,
+        fuzz::FUZZ_QREXEC_RELAY,
         refusals::BROKEN_BUNDLES,
         boots::GRUB_ISO,
         uefi::UEFI_ISO,

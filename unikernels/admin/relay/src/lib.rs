@@ -19,7 +19,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
-#[cfg(test)]
+#[cfg(feature = "testkit")]
 extern crate std;
 
 mod calls;
@@ -294,5 +294,7 @@ impl<'c> Relay<'c> {
     }
 }
 
+#[cfg(feature = "testkit")]
+pub mod testkit;
 #[cfg(test)]
 mod tests;

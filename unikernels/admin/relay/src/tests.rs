@@ -1,9 +1,8 @@
 mod hostile;
-mod sim;
 
+use crate::testkit::*;
 use crate::{HOST, Outcome, Relay};
 use bulkhead_abi::qrexec::{FromAdmin, Io, Refusal, Stream, ToAdmin};
-use sim::*;
 use std::vec::Vec;
 
 fn call<'a>(call: u32, service: &'a str, target: &'a str) -> ToAdmin<'a> {

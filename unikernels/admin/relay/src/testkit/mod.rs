@@ -1,6 +1,10 @@
-//! A simulated world for the relay: each qube's ring as a queue of encoded messages, qube
-//! states the admin hypercalls change, a clock, a log. The system comes from a real system
-//! description, compiled by `bulkhead-sysdesc`.
+//! For tests and the fuzz target (feature `testkit`, never in the admin qube's image): a
+//! simulated world for the relay (each qube's ring as a queue of encoded messages, qube
+//! states the admin hypercalls change, a clock, a log; the system compiled from a real
+//! system description by `bulkhead-sysdesc`), and [`script`], hostile qubes scripted.
+#![allow(missing_docs, reason = "test kit")]
+
+pub mod script;
 
 use crate::{Full, HOST, Host, Relay};
 use bulkhead_abi::hypercall::QubeState;
@@ -129,18 +133,23 @@ pub const PERSONAL: u8 = 3;
 pub const DISP: u8 = 4;
 pub const USB: u8 = 5;
 
-/// The admin qube's configuration for [`SYSTEM`].
+/// The admin qube's configuration for [`SYSTEM`] (compiled once per process).
 pub fn config() -> AdminConfig {
-    let compiled = bulkhead_sysdesc::compile_str("relay-test.toml", SYSTEM)
-        .unwrap_or_else(|d| panic!("{d:?}"));
-    let blob = compiled
-        .configs
-        .iter()
-        .find(|c| c.qube == usize::from(ADMIN))
-        .expect("the admin qube has a blob");
-    let admin = blob.config.admin.clone().expect("an admin configuration");
-    admin.check().unwrap();
-    admin
+    static COMPILED: std::sync::OnceLock<AdminConfig> = std::sync::OnceLock::new();
+    COMPILED
+        .get_or_init(|| {
+            let compiled = bulkhead_sysdesc::compile_str("relay-test.toml", SYSTEM)
+                .unwrap_or_else(|d| panic!("{d:?}"));
+            let blob = compiled
+                .configs
+                .iter()
+                .find(|c| c.qube == usize::from(ADMIN))
+                .expect("the admin qube has a blob");
+            let admin = blob.config.admin.clone().expect("an admin configuration");
+            admin.check().unwrap();
+            admin
+        })
+        .clone()
 }
 
 /// The world the relay acts on.
