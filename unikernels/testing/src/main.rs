@@ -33,6 +33,7 @@ mod gui_client;
 mod ioports;
 mod netclient;
 mod qrexec;
+mod qrexec_bench;
 
 bulkhead_rt::entry!(main);
 

@@ -18,14 +18,16 @@ const EXIT_FAILED: i32 = 5;
 
 /// What a call came back with.
 #[derive(Debug, Default)]
-struct Answer {
-    refused: Option<Refusal>,
-    target: String,
-    stdout: Vec<u8>,
-    code: Option<i32>,
+pub(crate) struct Answer {
+    pub refused: Option<Refusal>,
+    pub target: String,
+    pub stdout: Vec<u8>,
+    pub code: Option<i32>,
+    /// When the first stdout byte arrived (ns since boot).
+    pub first_out_ns: Option<u64>,
 }
 
-fn open(boot: &Boot) -> Result<Channel, &'static str> {
+pub(crate) fn open(boot: &Boot) -> Result<Channel, &'static str> {
     let mut name: heapless::String<32> = heapless::String::new();
     let _ = core::fmt::write(&mut name, format_args!("{}.qrexec", boot.name()));
     let mut ch = Channel::open_named(boot, &name).map_err(|e| {
@@ -61,7 +63,15 @@ fn next<R>(ch: &mut Channel, mut f: impl FnMut(FromAdmin<'_>) -> R) -> Result<R,
     }
 }
 
-pub fn server(boot: &Boot, _args: &Args<'_>) -> i32 {
+pub fn server(boot: &Boot, args: &Args<'_>) -> i32 {
+    // A plain channel's round trips first, the baseline of `cargo xtask bench --qemu`.
+    if args.get("channel").is_some() {
+        let status = crate::channels::pong(boot, args);
+        if status != 0 {
+            return status;
+        }
+    }
+    let (e0, mut served) = (bulkhead_rt::hypercall::exit_count(), 0u64);
     let mut ch = match open(boot) {
         Ok(c) => c,
         Err(e) => {
@@ -83,7 +93,11 @@ pub fn server(boot: &Boot, _args: &Args<'_>) -> i32 {
                 service,
                 argument,
             } => {
-                info!("testing: qrexec-server: call {service}+{argument} from {source}");
+                // The first calls are logged (the scenarios read them), the rest counted.
+                if served < 8 {
+                    info!("testing: qrexec-server: call {service}+{argument} from {source}");
+                }
+                served += 1;
                 if service == "test.Echo" {
                     calls.push((call, Vec::new()));
                     None
@@ -125,6 +139,14 @@ pub fn server(boot: &Boot, _args: &Args<'_>) -> i32 {
             }
         };
         if let Some((call, out, code)) = reply {
+            if served % 100 == 0 {
+                let exits = bulkhead_rt::hypercall::exit_count() - e0;
+                info!(
+                    "testing: qrexec-server: served {served} calls: {}.{:02} exits of this qube per call",
+                    exits / served,
+                    exits * 100 / served % 100
+                );
+            }
             let msgs = [
                 Io::Data {
                     call,
@@ -148,7 +170,7 @@ pub fn server(boot: &Boot, _args: &Args<'_>) -> i32 {
 }
 
 /// Makes call `id` and waits for its end.
-fn call(
+pub(crate) fn call(
     ch: &mut Channel,
     id: u32,
     service: &str,
@@ -179,6 +201,9 @@ fn call(
                 stream: Stream::Stdout,
                 bytes,
             }) if call == id => {
+                if a.first_out_ns.is_none() {
+                    a.first_out_ns = Some(bulkhead_rt::now_ns());
+                }
                 a.stdout.extend_from_slice(bytes);
                 false
             }
@@ -220,6 +245,9 @@ fn call_rest(ch: &mut Channel, id: u32, mut a: Answer) -> Result<Answer, &'stati
                 stream: Stream::Stdout,
                 bytes,
             }) if call == id => {
+                if a.first_out_ns.is_none() {
+                    a.first_out_ns = Some(bulkhead_rt::now_ns());
+                }
                 a.stdout.extend_from_slice(bytes);
                 false
             }
@@ -240,6 +268,9 @@ pub fn client(boot: &Boot, args: &Args<'_>) -> i32 {
     let target = args.get("target").unwrap_or("server");
     if args.get("ask") == Some("yes") {
         return asked(boot, target);
+    }
+    if args.get("bench").is_some() {
+        return crate::qrexec_bench::client(boot, args);
     }
     let mut ch = match open(boot) {
         Ok(c) => c,

@@ -30,6 +30,7 @@ mod loom;
 mod network;
 mod qrexec;
 mod qrexec_ask;
+mod qrexec_bench;
 mod refusals;
 mod screen;
 mod uefi;

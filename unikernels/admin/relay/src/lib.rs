@@ -81,6 +81,8 @@ pub struct Relay<'c> {
     shutdowns: heapless::Vec<(u8, u64), 8>,
     /// Messages dropped as hostile or stale (for the log's summary).
     pub dropped: u64,
+    /// Calls that ended (for the admin qube's figures).
+    pub ended: u64,
 }
 
 impl<'c> Relay<'c> {
@@ -93,6 +95,7 @@ impl<'c> Relay<'c> {
             calls: Calls::new(),
             shutdowns: heapless::Vec::new(),
             dropped: 0,
+            ended: 0,
         }
     }
 
@@ -285,6 +288,7 @@ impl<'c> Relay<'c> {
 
     /// A call is over: a disposable that ran it is destroyed.
     fn finished(&mut self, host: &mut impl Host, c: &calls::Open) {
+        self.ended += 1;
         if let (true, Some(t)) = (c.disposable, c.target)
             && host.state(t).is_some_and(|s| s.running)
         {
