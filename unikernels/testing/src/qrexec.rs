@@ -289,6 +289,22 @@ pub fn client(boot: &Boot, args: &Args<'_>) -> i32 {
             error!("testing: qrexec-client: {what}: FAILED ({a:?})");
         }
     };
+    // Only the admin qube may use the admin hypercalls: this qube is refused each one.
+    {
+        use bulkhead_abi::hypercall::HcError;
+        use bulkhead_rt::hypercall::{admin_kill, admin_qube_state, admin_start};
+        let refused = [
+            admin_qube_state(0).err(),
+            admin_start(0).err(),
+            admin_kill(0).err(),
+        ];
+        let ok = refused.iter().all(|r| *r == Some(HcError::Denied));
+        let a = Answer::default();
+        check("admin hypercalls refused to a qube that is not the admin qube", ok, &a);
+        if !ok {
+            error!("testing: qrexec-client: admin hypercalls answered {refused:?}");
+        }
+    }
     type Case<'a> = (&'a str, &'a str, &'a str, &'a [u8]);
     let cases: [Case<'_>; 4] = [
         ("test.Echo", "", target, b"hello qrexec"),
@@ -335,7 +351,7 @@ pub fn client(boot: &Boot, args: &Args<'_>) -> i32 {
         }
     }
     if failed == 0 {
-        info!("testing: qrexec-client: all {} checks passed", cases.len());
+        info!("testing: qrexec-client: all {} checks passed", cases.len() + 1);
         0
     } else {
         EXIT_FAILED

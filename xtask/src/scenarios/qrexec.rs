@@ -37,7 +37,7 @@ fn unikernels() -> Result<String> {
         format!("the client's checks failed: {failed:?}")
     })?;
     expect(
-        client.iter().any(|l| l.contains("all 4 checks passed")),
+        client.iter().any(|l| l.contains("all 5 checks passed")),
         || format!("the client did not finish: {client:?}"),
     )?;
     // Each decision logged exactly once, naming both qubes.
@@ -63,7 +63,7 @@ fn unikernels() -> Result<String> {
     })?;
     let listed = client.iter().filter(|l| l.contains("qvm-ls:")).count();
     Ok(format!(
-        "allowed call echoed, denied and malformed calls refused before the server, \
+        "allowed call echoed, denied and malformed calls refused before the server, admin hypercalls refused, \
          qvm-ls listed {} qubes; {} decisions logged once each",
         listed.saturating_sub(1),
         4
