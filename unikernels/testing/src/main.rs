@@ -34,6 +34,7 @@ mod ioports;
 mod netclient;
 mod qrexec;
 mod qrexec_bench;
+mod qrexec_hostile;
 
 bulkhead_rt::entry!(main);
 

@@ -269,6 +269,9 @@ pub fn client(boot: &Boot, args: &Args<'_>) -> i32 {
     if args.get("ask") == Some("yes") {
         return asked(boot, target);
     }
+    if args.get("hostile-copy") == Some("yes") {
+        return crate::qrexec_hostile::client(boot, args);
+    }
     if args.get("bench").is_some() {
         return crate::qrexec_bench::client(boot, args);
     }
@@ -300,7 +303,11 @@ pub fn client(boot: &Boot, args: &Args<'_>) -> i32 {
         ];
         let ok = refused.iter().all(|r| *r == Some(HcError::Denied));
         let a = Answer::default();
-        check("admin hypercalls refused to a qube that is not the admin qube", ok, &a);
+        check(
+            "admin hypercalls refused to a qube that is not the admin qube",
+            ok,
+            &a,
+        );
         if !ok {
             error!("testing: qrexec-client: admin hypercalls answered {refused:?}");
         }
@@ -351,7 +358,10 @@ pub fn client(boot: &Boot, args: &Args<'_>) -> i32 {
         }
     }
     if failed == 0 {
-        info!("testing: qrexec-client: all {} checks passed", cases.len() + 1);
+        info!(
+            "testing: qrexec-client: all {} checks passed",
+            cases.len() + 1
+        );
         0
     } else {
         EXIT_FAILED
