@@ -169,7 +169,7 @@ pub fn server(boot: &Boot, args: &Args<'_>) -> i32 {
     }
 }
 
-/// Makes call `id` and waits for its end.
+/// Makes call `id`, sends `stdin` once it is accepted, and waits for its end.
 pub(crate) fn call(
     ch: &mut Channel,
     id: u32,
@@ -186,6 +186,7 @@ pub(crate) fn call(
     })
     .map_err(|_| "cannot send")?;
     let mut a = Answer::default();
+    let mut sent = stdin.is_empty();
     loop {
         let done = next(ch, |m| match m {
             FromAdmin::Refused { call, reason } if call == id => {
@@ -217,7 +218,7 @@ pub(crate) fn call(
         if done {
             return Ok(a);
         }
-        if !a.target.is_empty() && !stdin.is_empty() && a.stdout.is_empty() && a.code.is_none() {
+        if !sent && !a.target.is_empty() {
             let data = Io::Data {
                 call: id,
                 stream: Stream::Stdin,
@@ -230,36 +231,7 @@ pub(crate) fn call(
             for m in [data, eof] {
                 ch.send(&ToAdmin::Io(m)).map_err(|_| "cannot send")?;
             }
-            // Sent once: forget it.
-            return call_rest(ch, id, a);
-        }
-    }
-}
-
-/// The rest of call `id` once its stdin is sent.
-fn call_rest(ch: &mut Channel, id: u32, mut a: Answer) -> Result<Answer, &'static str> {
-    loop {
-        let done = next(ch, |m| match m {
-            FromAdmin::Io(Io::Data {
-                call,
-                stream: Stream::Stdout,
-                bytes,
-            }) if call == id => {
-                if a.first_out_ns.is_none() {
-                    a.first_out_ns = Some(bulkhead_rt::now_ns());
-                }
-                a.stdout.extend_from_slice(bytes);
-                false
-            }
-            FromAdmin::Io(Io::Exit { call, code }) if call == id => {
-                a.code = Some(code);
-                true
-            }
-            FromAdmin::Io(Io::Abort { call }) if call == id => true,
-            _ => false,
-        })?;
-        if done {
-            return Ok(a);
+            sent = true;
         }
     }
 }
