@@ -5,6 +5,19 @@ use crate::{HOST, Outcome, Relay};
 use bulkhead_abi::qrexec::{FromAdmin, Io, Refusal, Stream, ToAdmin};
 use std::vec::Vec;
 
+/// A relay for the test system, and its world with `up` having said hello.
+fn world<'c>(config: &'c bulkhead_qubeconfig::AdminConfig, up: &[u8]) -> (Relay<'c>, Sim) {
+    let (mut relay, mut sim) = (Relay::new(config), Sim::new());
+    hello_all(&mut relay, &mut sim, up);
+    (relay, sim)
+}
+
+/// Checks the first message `q` got since the last take is a refusal of `call`.
+fn assert_refused(sim: &mut Sim, q: u8, call: u32, reason: Refusal) {
+    let got = sim.take(q);
+    assert_eq!(decode(&got[0]), FromAdmin::Refused { call, reason });
+}
+
 fn call<'a>(call: u32, service: &'a str, target: &'a str) -> ToAdmin<'a> {
     ToAdmin::Call {
         call,
@@ -35,8 +48,7 @@ fn incoming(sim: &mut Sim, q: u8) -> (u32, std::string::String) {
 #[test]
 fn an_allowed_call_runs_in_its_target_and_bytes_flow_both_ways() {
     let config = config();
-    let (mut relay, mut sim) = (Relay::new(&config), Sim::new());
-    hello_all(&mut relay, &mut sim, &[WORK, PERSONAL]);
+    let (mut relay, mut sim) = world(&config, &[WORK, PERSONAL]);
     let r = relay.on_message(&mut sim, WORK, &call(7, "qubes.VMShell", "personal"));
     assert_eq!(r, Outcome::Done);
     let (n, source) = incoming(&mut sim, PERSONAL);
@@ -90,17 +102,9 @@ fn an_allowed_call_runs_in_its_target_and_bytes_flow_both_ways() {
 #[test]
 fn a_denied_call_never_reaches_its_target_and_is_logged_once() {
     let config = config();
-    let (mut relay, mut sim) = (Relay::new(&config), Sim::new());
-    hello_all(&mut relay, &mut sim, &[WORK, PERSONAL]);
+    let (mut relay, mut sim) = world(&config, &[WORK, PERSONAL]);
     relay.on_message(&mut sim, PERSONAL, &call(1, "qubes.VMShell", "work"));
-    let got = sim.take(PERSONAL);
-    assert_eq!(
-        decode(&got[0]),
-        FromAdmin::Refused {
-            call: 1,
-            reason: Refusal::Denied
-        }
-    );
+    assert_refused(&mut sim, PERSONAL, 1, Refusal::Denied);
     assert!(sim.take(WORK).is_empty());
     let lines: Vec<_> = sim
         .log
@@ -127,8 +131,7 @@ fn a_denied_call_never_reaches_its_target_and_is_logged_once() {
 #[test]
 fn a_dispvm_call_starts_the_disposable_and_destroys_it_afterwards() {
     let config = config();
-    let (mut relay, mut sim) = (Relay::new(&config), Sim::new());
-    hello_all(&mut relay, &mut sim, &[WORK]);
+    let (mut relay, mut sim) = world(&config, &[WORK]);
     relay.on_message(&mut sim, WORK, &call(1, "qubes.VMShell", "@dispvm"));
     assert_eq!(sim.started, [DISP]);
     assert!(
@@ -137,14 +140,7 @@ fn a_dispvm_call_starts_the_disposable_and_destroys_it_afterwards() {
     );
     // A second call while it is in use is refused.
     relay.on_message(&mut sim, WORK, &call(2, "qubes.VMShell", "@dispvm"));
-    let got = sim.take(WORK);
-    assert_eq!(
-        decode(&got[0]),
-        FromAdmin::Refused {
-            call: 2,
-            reason: Refusal::Busy
-        }
-    );
+    assert_refused(&mut sim, WORK, 2, Refusal::Busy);
     hello_all(&mut relay, &mut sim, &[]);
     let hello = ToAdmin::Hello {
         version: bulkhead_abi::qrexec::QREXEC_VERSION,
@@ -174,18 +170,11 @@ fn a_dispvm_call_starts_the_disposable_and_destroys_it_afterwards() {
 #[test]
 fn a_target_that_never_comes_up_times_out() {
     let config = config();
-    let (mut relay, mut sim) = (Relay::new(&config), Sim::new());
-    hello_all(&mut relay, &mut sim, &[WORK]);
+    let (mut relay, mut sim) = world(&config, &[WORK]);
     relay.on_message(&mut sim, WORK, &call(1, "qubes.VMShell", "@dispvm"));
     sim.now += crate::START_TIMEOUT_MS + 1;
     relay.tick(&mut sim);
-    assert_eq!(
-        decode(&sim.take(WORK)[0]),
-        FromAdmin::Refused {
-            call: 1,
-            reason: Refusal::Unavailable
-        }
-    );
+    assert_refused(&mut sim, WORK, 1, Refusal::Unavailable);
     assert_eq!(sim.killed, [DISP]);
     assert_eq!(relay.open_calls(), 0);
 }
@@ -193,16 +182,9 @@ fn a_target_that_never_comes_up_times_out() {
 #[test]
 fn a_qube_without_a_qrexec_channel_is_unavailable() {
     let config = config();
-    let (mut relay, mut sim) = (Relay::new(&config), Sim::new());
-    hello_all(&mut relay, &mut sim, &[WORK]);
+    let (mut relay, mut sim) = world(&config, &[WORK]);
     relay.on_message(&mut sim, WORK, &call(1, "qubes.VMShell", "usb"));
-    assert_eq!(
-        decode(&sim.take(WORK)[0]),
-        FromAdmin::Refused {
-            call: 1,
-            reason: Refusal::Unavailable
-        }
-    );
+    assert_refused(&mut sim, WORK, 1, Refusal::Unavailable);
 }
 
 #[test]
@@ -213,13 +195,7 @@ fn ask_goes_to_the_gui_qube_and_the_answer_decides() {
     hello_all(&mut relay, &mut sim, &[WORK, PERSONAL]);
     sim.running[usize::from(GUI)] = false;
     relay.on_message(&mut sim, WORK, &call(1, "qubes.Filecopy", "@default"));
-    assert_eq!(
-        decode(&sim.take(WORK)[0]),
-        FromAdmin::Refused {
-            call: 1,
-            reason: Refusal::UserRefused
-        }
-    );
+    assert_refused(&mut sim, WORK, 1, Refusal::UserRefused);
     assert!(sim.logged("ask, but no gui qube to ask: denied"));
     // A gui qube still starting gets the prompt when it says hello.
     sim.running[usize::from(GUI)] = true;
@@ -296,8 +272,7 @@ fn ask_goes_to_the_gui_qube_and_the_answer_decides() {
 #[test]
 fn clipboard_queries_follow_the_policy() {
     let config = config();
-    let (mut relay, mut sim) = (Relay::new(&config), Sim::new());
-    hello_all(&mut relay, &mut sim, &[GUI]);
+    let (mut relay, mut sim) = world(&config, &[GUI]);
     let query = |query, source, target| ToAdmin::Query {
         query,
         service: "qubes.ClipboardPaste",
@@ -348,8 +323,7 @@ fn clipboard_queries_follow_the_policy() {
 #[test]
 fn a_full_ring_holds_the_message_until_there_is_room() {
     let config = config();
-    let (mut relay, mut sim) = (Relay::new(&config), Sim::new());
-    hello_all(&mut relay, &mut sim, &[WORK, PERSONAL]);
+    let (mut relay, mut sim) = world(&config, &[WORK, PERSONAL]);
     relay.on_message(&mut sim, WORK, &call(1, "qubes.VMShell", "personal"));
     let _ = incoming(&mut sim, PERSONAL);
     sim.take(WORK);
@@ -365,8 +339,7 @@ fn a_full_ring_holds_the_message_until_there_is_room() {
 #[test]
 fn a_reset_ends_the_calls_of_that_qube_and_tells_the_other_end() {
     let config = config();
-    let (mut relay, mut sim) = (Relay::new(&config), Sim::new());
-    hello_all(&mut relay, &mut sim, &[WORK, PERSONAL]);
+    let (mut relay, mut sim) = world(&config, &[WORK, PERSONAL]);
     relay.on_message(&mut sim, WORK, &call(1, "qubes.VMShell", "personal"));
     let (n, _) = incoming(&mut sim, PERSONAL);
     sim.take(WORK);
@@ -385,8 +358,7 @@ fn a_reset_ends_the_calls_of_that_qube_and_tells_the_other_end() {
 #[test]
 fn a_call_breaking_the_protocol_is_aborted_at_both_ends() {
     let config = config();
-    let (mut relay, mut sim) = (Relay::new(&config), Sim::new());
-    hello_all(&mut relay, &mut sim, &[WORK, PERSONAL]);
+    let (mut relay, mut sim) = world(&config, &[WORK, PERSONAL]);
     relay.on_message(&mut sim, WORK, &call(1, "qubes.VMShell", "personal"));
     let (n, _) = incoming(&mut sim, PERSONAL);
     sim.take(WORK);
@@ -406,8 +378,7 @@ fn a_call_breaking_the_protocol_is_aborted_at_both_ends() {
 #[test]
 fn the_admin_qube_lists_starts_and_kills_qubes() {
     let config = config();
-    let (mut relay, mut sim) = (Relay::new(&config), Sim::new());
-    hello_all(&mut relay, &mut sim, &[WORK, PERSONAL]);
+    let (mut relay, mut sim) = world(&config, &[WORK, PERSONAL]);
     relay.on_message(&mut sim, WORK, &call(1, "admin.vm.List", "@adminvm"));
     let got = sim.take(WORK);
     assert_eq!(
