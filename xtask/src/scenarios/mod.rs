@@ -29,6 +29,7 @@ mod isolation;
 mod loom;
 mod network;
 mod qrexec;
+mod qrexec_host;
 mod refusals;
 mod screen;
 mod uefi;
@@ -62,6 +63,7 @@ pub fn all() -> Vec<Scenario> {
         console_flood::CONSOLE_FLOOD,
         channels::CHANNELS,
         qrexec::QREXEC_UNIKERNELS,
+        qrexec_host::QREXEC_HOST,
         bulk::BULK,
         gui::GUI,
         gui_restart::GUI_RESTART,
