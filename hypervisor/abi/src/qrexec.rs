@@ -22,6 +22,8 @@
 
 use serde::{Deserialize, Serialize};
 
+pub mod host_console;
+
 /// Version of the qrexec protocol.
 pub const QREXEC_VERSION: u16 = 1;
 /// Bytes per slot of a qrexec channel.

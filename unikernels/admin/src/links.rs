@@ -1,11 +1,12 @@
-//! The qrexec channels, one per qube that takes part, and the [`Host`] the relay acts
-//! through: sending on them, the admin hypercalls, the clock and the log.
+//! The qrexec channels, one per qube that takes part, the host's console, and the [`Host`]
+//! the relay acts through: sending on them, the admin hypercalls, the clock and the log.
 
+use crate::console::HostConsole;
 use alloc::vec::Vec;
 use bulkhead_abi::hypercall::QubeState;
 use bulkhead_abi::qrexec::{FromAdmin, QREXEC_SLOT_SIZE};
 use bulkhead_qubeconfig::AdminConfig;
-use bulkhead_relay::{Full, Host};
+use bulkhead_relay::{Full, HOST, Host};
 use bulkhead_rt::channel::{Channel, ChannelError};
 use bulkhead_rt::{Boot, hypercall, info, warn};
 
@@ -24,6 +25,8 @@ pub struct Link {
 pub struct Links {
     /// The links.
     pub links: Vec<Link>,
+    /// The host's console, when the admin qube has one.
+    pub console: Option<HostConsole>,
 }
 
 /// What a pass over one channel read.
@@ -37,7 +40,7 @@ pub enum Read {
 }
 
 impl Links {
-    /// Opens the qrexec channel of every qube that has one.
+    /// Opens the qrexec channel of every qube that has one, and the host's console.
     pub fn open(boot: &Boot, config: &AdminConfig) -> Links {
         let mut links = Vec::new();
         for q in &config.qubes {
@@ -57,7 +60,10 @@ impl Links {
                 Err(e) => warn!("channel {name}: {e}; {} left out", q.name),
             }
         }
-        Links { links }
+        Links {
+            links,
+            console: HostConsole::open(boot),
+        }
     }
 
     fn channel(&mut self, q: u8) -> Option<&mut Channel> {
@@ -105,8 +111,15 @@ impl Links {
 
 impl Host for Links {
     /// A qube without a working channel cannot be told anything: what is sent to it is
-    /// dropped (holding it back would hold up its sender for good).
+    /// dropped (holding it back would hold up its sender for good). The host's console
+    /// always takes a message, and drops it when the host does not read.
     fn send(&mut self, to: u8, msg: &FromAdmin<'_>) -> Result<(), Full> {
+        if to == HOST {
+            if let Some(console) = self.console.as_mut() {
+                console.send(msg);
+            }
+            return Ok(());
+        }
         let Some(ch) = self.channel(to) else {
             return Ok(());
         };
@@ -116,7 +129,11 @@ impl Host for Links {
         }
     }
 
+    /// The host's console always has room (see [`Links::send`]).
     fn room(&self, to: u8) -> usize {
+        if to == HOST {
+            return usize::MAX;
+        }
         let link = self.links.iter().find(|l| l.qube == to);
         link.and_then(|l| l.channel.as_ref())
             .map_or(usize::MAX, Channel::room)

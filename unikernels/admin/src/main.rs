@@ -7,14 +7,18 @@
 //! only, the `admin.vm.*` services), let the relay's clock run, sleep until a channel event
 //! or the next tick. A message the relay cannot pass on yet (a full ring) is held, and its
 //! channel read no further until it goes: the admin qube's memory does not grow with what
-//! qubes send.
+//! qubes send. When it owns COM2, the host's console (`console`) is read the same way each
+//! pass, as the relay's `HOST`; the loop then wakes every [`FAST_TICK`] while the host has
+//! calls open, since the UART raises no event.
 #![no_std]
 #![no_main]
 #![forbid(unsafe_code)]
 
 extern crate alloc;
 
+mod console;
 mod links;
+mod uart;
 
 use bulkhead_abi::qrexec::ToAdmin;
 use bulkhead_freestanding as _;
@@ -32,6 +36,8 @@ const BAD_CONFIG: i32 = 5;
 const BUDGET: usize = 32;
 /// How often the loop wakes without an event (timeouts, held messages, shutdown deadlines).
 const TICK: Duration = Duration::from_millis(100);
+/// How often it wakes while the host's console is busy (the UART is polled).
+const FAST_TICK: Duration = Duration::from_millis(5);
 
 fn main(boot: &Boot) -> i32 {
     let config = match QubeConfig::decode(boot.config()) {
@@ -65,6 +71,7 @@ fn main(boot: &Boot) -> i32 {
         for i in 0..links.links.len() {
             serve(&mut links, &mut relay, i);
         }
+        console::serve(&mut links, &mut relay);
         relay.tick(&mut links);
         // Figures (`cargo xtask bench --qemu`): this qube's exits per call, every 100 calls.
         if relay.ended / 100 > reported {
@@ -79,8 +86,12 @@ fn main(boot: &Boot) -> i32 {
             );
         }
         hypercall::flush_notifies();
+        let tick = match &links.console {
+            Some(c) if c.awake(&relay, hypercall::time_ns()) => FAST_TICK,
+            _ => TICK,
+        };
         if !links.prepare_wait() {
-            let _ = events::wait_event(Some(TICK));
+            let _ = events::wait_event(Some(tick));
         }
         links.finish_wait();
     }

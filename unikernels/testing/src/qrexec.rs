@@ -1,14 +1,15 @@
 //! qrexec through the admin qube, without Linux (`qrexec-server`, `qrexec-client`), over
 //! this qube's `<name>.qrexec` channel.
 //!
-//! `qrexec-server` serves `test.Echo` (stdout: stdin in capitals; exit code: its length)
-//! and logs every call it gets, so a scenario can check a denied call never arrived.
+//! `qrexec-server` serves `test.Echo` (stdout: stdin in capitals; exit code: its length;
+//! stdin up to the flow-control window, as it neither acknowledges nor waits for
+//! acknowledgements) and logs every call it gets, so a scenario can check a denied call never arrived.
 //! `qrexec-client target=NAME` makes calls the test system's policy allows, denies and does
 //! not understand, checks each answer, and exits 0 when all are as expected.
 
 use alloc::string::String;
 use alloc::vec::Vec;
-use bulkhead_abi::qrexec::{FromAdmin, Io, QREXEC_VERSION, Refusal, Stream, ToAdmin};
+use bulkhead_abi::qrexec::{DATA_MAX, FromAdmin, Io, QREXEC_VERSION, Refusal, Stream, ToAdmin};
 use bulkhead_rt::channel::Channel;
 use bulkhead_rt::{Args, Boot, error, info};
 use core::time::Duration;
@@ -147,19 +148,20 @@ pub fn server(boot: &Boot, args: &Args<'_>) -> i32 {
                     exits * 100 / served % 100
                 );
             }
-            let msgs = [
-                Io::Data {
-                    call,
-                    stream: Stream::Stdout,
-                    bytes: &out,
-                },
+            // In one go: the calls the tests make stay within the flow-control window.
+            let data = out.chunks(DATA_MAX).map(|bytes| Io::Data {
+                call,
+                stream: Stream::Stdout,
+                bytes,
+            });
+            let end = [
                 Io::Eof {
                     call,
                     stream: Stream::Stdout,
                 },
                 Io::Exit { call, code },
             ];
-            for m in msgs {
+            for m in data.chain(end) {
                 if let Err(e) = ch.send(&ToAdmin::Io(m)) {
                     error!("testing: qrexec-server: {e}");
                     return EXIT_FAILED;

@@ -31,6 +31,7 @@ mod network;
 mod qrexec;
 mod qrexec_ask;
 mod qrexec_bench;
+mod qrexec_host;
 mod refusals;
 mod screen;
 mod uefi;
@@ -64,6 +65,7 @@ pub fn all() -> Vec<Scenario> {
         console_flood::CONSOLE_FLOOD,
         channels::CHANNELS,
         qrexec::QREXEC_UNIKERNELS,
+        qrexec_host::QREXEC_HOST,
         bulk::BULK,
         gui::GUI,
         gui_restart::GUI_RESTART,

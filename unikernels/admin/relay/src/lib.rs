@@ -109,6 +109,13 @@ impl<'c> Relay<'c> {
         self.calls.len()
     }
 
+    /// The calls open now that `q` (or [`HOST`]) made.
+    pub fn calls_from(&self, q: u8) -> usize {
+        (0..self.calls.len())
+            .filter(|&i| self.calls[i].source == q)
+            .count()
+    }
+
     /// Qube `q`'s name (`host` for [`HOST`], `?` for none).
     pub fn name(&self, q: u8) -> &'c str {
         match q {
@@ -188,8 +195,8 @@ impl<'c> Relay<'c> {
         Outcome::Done
     }
 
-    /// Qube `q`'s channel was reset (it stopped or started over): its calls end, and the
-    /// other end of each is told.
+    /// Qube `q`'s channel was reset (it stopped or started over; for [`HOST`], a new client
+    /// said hello): its calls end, and the other end of each is told.
     pub fn reset(&mut self, host: &mut impl Host, q: u8) {
         if q < 64 {
             self.up &= !(1 << q);
@@ -204,6 +211,10 @@ impl<'c> Relay<'c> {
                 self.calls.remove(i);
             } else if c.source == q {
                 let c = self.calls.remove(i);
+                if let (State::Running, Some(t)) = (&c.state, c.target) {
+                    // As far as its ring takes it: a target that misses it keeps a dead call.
+                    let _ = host.send(t, &FromAdmin::Io(Io::Abort { call: c.id }));
+                }
                 self.finished(host, &c);
             } else if c.target == Some(q) || asking_gui {
                 let c = &mut self.calls[i];

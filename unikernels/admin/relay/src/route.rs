@@ -29,17 +29,19 @@ impl Relay<'_> {
         if call >= INCOMING_BASE || self.calls.source_uses(from, call) {
             return self.refuse(host, from, call, Refusal::Malformed);
         }
+        let qube = |t: u8| &self.config.qubes[usize::from(t)].policy;
         let decision = match (from, self.requested(target)) {
-            // The host's console calls like Qubes' dom0: without policy.
-            (HOST, Some(Requested::Named(t))) => Decision::Allow {
+            // The host's console calls like Qubes' dom0: without policy. The admin qube's
+            // name means `@adminvm`, and only a disposable has disposables.
+            (HOST, Some(Requested::Named(t))) if !qube(t).admin => Decision::Allow {
                 target: Resolved::Qube(t),
                 entry: usize::MAX,
             },
-            (HOST, Some(Requested::DispVmOf(t))) => Decision::Allow {
+            (HOST, Some(Requested::DispVmOf(t))) if qube(t).disposable => Decision::Allow {
                 target: Resolved::Disposable(t),
                 entry: usize::MAX,
             },
-            (HOST, Some(Requested::AdminVm)) => Decision::Allow {
+            (HOST, Some(Requested::AdminVm | Requested::Named(_))) => Decision::Allow {
                 target: Resolved::Admin,
                 entry: usize::MAX,
             },

@@ -1,3 +1,4 @@
+mod host;
 mod hostile;
 
 use crate::testkit::*;
