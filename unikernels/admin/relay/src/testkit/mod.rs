@@ -166,6 +166,12 @@ pub struct Sim {
     pub log: Vec<String>,
 }
 
+impl Default for Sim {
+    fn default() -> Sim {
+        Sim::new()
+    }
+}
+
 impl Sim {
     pub fn new() -> Sim {
         Sim {

@@ -1,8 +1,8 @@
 //! Calls from the host's console (`cargo xtask qvm`): no policy, and a new client forgets
 //! the calls an earlier one left open.
 
-use super::sim::*;
 use super::{call, data, incoming};
+use crate::testkit::*;
 use crate::{HOST, Relay};
 use bulkhead_abi::qrexec::{FromAdmin, Io, Refusal, Stream, ToAdmin};
 
