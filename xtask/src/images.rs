@@ -59,6 +59,9 @@ pub const ALL: &[Image] = &[
     unikernel("usb", "bulkhead-usb"),
     unikernel("gui", "bulkhead-gui"),
     unikernel("testing", "bulkhead-testing"),
+    // The admin qube (qrexec policy, docs/qrexec.md); its crate is on its way, so a system
+    // that runs it builds once `unikernels/admin` exists.
+    unikernel("admin", "bulkhead-admin"),
 ];
 
 /// Finds an image by its short name, its package or its binary name.

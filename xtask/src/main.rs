@@ -13,6 +13,7 @@ mod netbench;
 mod profile;
 mod progress;
 mod qemu;
+mod qvm;
 mod scenarios;
 mod tcb;
 #[cfg(test)]
@@ -47,8 +48,12 @@ enum Cmd {
     },
     /// Build the images a system needs and write its manifest and boot bundle.
     Build(SystemArg),
-    /// Build, then boot the system in QEMU.
+    /// Build, then boot the system in QEMU (with the host console on
+    /// target/bulkhead/qvm.sock when its admin qube owns COM2).
     Run(RunArgs),
+    /// Qubes' qvm-* commands from the host, while `cargo xtask run` runs: ls, run, start,
+    /// shutdown, kill.
+    Qvm(qvm::QvmArgs),
     /// Run the host tests and the QEMU scenario tests; ends with "N passed, N failed".
     Test {
         /// Only scenarios whose name contains this.
@@ -185,6 +190,10 @@ fn main() -> ExitCode {
     match verb(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
+            // A call's exit status: its output and any refusal were already printed.
+            if let Some(qvm::ExitStatus(code)) = e.downcast_ref() {
+                return ExitCode::from(*code);
+            }
             let text = match e.downcast_ref::<system::Error>() {
                 Some(system::Error::Problems(diagnostics)) => format!("{diagnostics}\n"),
                 _ => format!("error: {e:#}\n"),
@@ -227,6 +236,7 @@ fn verb(cli: Cli) -> Result<()> {
             Ok(())
         }
         Cmd::Run(args) => run(args),
+        Cmd::Qvm(args) => qvm::verb(args),
         Cmd::Appvm(a) => appvm::verb(appvm::Options {
             kernel_deb: a.kernel_deb,
             kernel: a.kernel,
@@ -349,6 +359,9 @@ fn run(args: RunArgs) -> Result<()> {
     if args.screenshot.is_some() {
         opts.qmp_socket = Some(qemu::qmp::socket_path("run"));
     }
+    if qvm::admin_owns_com2(&assembled.system.manifest) {
+        opts.host_console = Some(qvm::default_socket());
+    }
     if !args.until_ready {
         let has_display = ["DISPLAY", "WAYLAND_DISPLAY"]
             .iter()
@@ -382,6 +395,11 @@ fn run(args: RunArgs) -> Result<()> {
     if opts.serial == Serial::Interactive {
         println!("      Ctrl-A X leaves QEMU, Ctrl-A C switches to its monitor");
     }
+    if opts.host_console.is_some() {
+        println!(
+            "      from another terminal: `cargo xtask qvm ls`, `cargo xtask qvm run QUBE -- CMD`"
+        );
+    }
     let qubes = assembled.qube_names();
     let until_ready = args.until_ready;
     let captured = opts.serial == Serial::Captured;
@@ -411,7 +429,7 @@ fn run(args: RunArgs) -> Result<()> {
         Some(HvEvent::Panic(_) | HvEvent::Idle) => Control::stop_if(until_ready || captured),
         _ => Control::Continue,
     });
-    if let Some(socket) = &opts.qmp_socket {
+    for socket in [&opts.qmp_socket, &opts.host_console].into_iter().flatten() {
         let _ = std::fs::remove_file(socket);
     }
     let outcome = outcome?;

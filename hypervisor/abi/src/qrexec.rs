@@ -22,6 +22,8 @@
 
 use serde::{Deserialize, Serialize};
 
+pub mod host_console;
+
 /// Version of the qrexec protocol.
 pub const QREXEC_VERSION: u16 = 1;
 /// Bytes per slot of a qrexec channel.
@@ -37,6 +39,10 @@ pub const ARGUMENT_MAX: usize = 64;
 pub const TARGET_MAX: usize = 32;
 /// Bytes a sender may have in flight (sent, not acknowledged) per call and direction.
 pub const WINDOW: u32 = 64 * 1024;
+/// The first number the admin qube gives the calls it delivers ([`FromAdmin::Incoming`]);
+/// a source numbers its own calls below it, so a qube's two kinds of calls never share a
+/// number.
+pub const INCOMING_BASE: u32 = 1 << 31;
 /// Most calls one qube may have open at once (as source and target together).
 pub const MAX_CALLS: usize = 16;
 /// Most targets an `ask` prompt offers.
@@ -131,7 +137,8 @@ pub enum ToAdmin<'a> {
         /// [`QREXEC_VERSION`].
         version: u16,
     },
-    /// Starts call `call` (the source's number, unique among its open calls).
+    /// Starts call `call` (the source's number: below [`INCOMING_BASE`], unique among its
+    /// open calls).
     Call {
         /// The source's number for it.
         call: u32,
@@ -182,6 +189,10 @@ pub enum Refusal {
 }
 
 /// From the admin qube to a qube.
+#[allow(
+    clippy::large_enum_variant,
+    reason = "decoded one at a time on the stack"
+)]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum FromAdmin<'a> {
     /// The first message: the admin qube serves this qube's calls.
@@ -204,7 +215,8 @@ pub enum FromAdmin<'a> {
         /// Why.
         reason: Refusal,
     },
-    /// A call for this qube to serve, numbered `call` (the admin qube's number).
+    /// A call for this qube to serve, numbered `call` (the admin qube's number, at least
+    /// [`INCOMING_BASE`]).
     Incoming {
         /// Its number.
         call: u32,

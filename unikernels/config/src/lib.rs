@@ -11,15 +11,17 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod admin;
 pub mod rules;
 
 use heapless::{String, Vec};
 use serde::{Deserialize, Serialize};
 
+pub use admin::{AdminConfig, AdminQube, QubeKind};
 pub use rules::{Action, Cidr, PortRange, Proto, Rule, SpecialTarget};
 
 /// Version of the blob layout.
-pub const CONFIG_VERSION: u16 = 2;
+pub const CONFIG_VERSION: u16 = 3;
 /// Longest qube or channel name (the same limit as the hypervisor's).
 pub const NAME_MAX: usize = 24;
 /// Most clients one qube may serve.
@@ -49,6 +51,11 @@ pub struct QubeConfig {
     pub gui: Option<GuiServer>,
     /// For a qube that shows windows through a gui qube: its GUI channel.
     pub gui_channel: Option<String<NAME_MAX>>,
+    /// For a unikernel that takes part in qrexec (the gui qube): its channel to the admin
+    /// qube, `<qube>.qrexec`. A Linux qube reads it from its command line instead.
+    pub qrexec: Option<String<NAME_MAX>>,
+    /// For the admin qube: the system's qubes and the qrexec policy.
+    pub admin: Option<AdminConfig>,
 }
 
 /// What the gui qube knows of its clients, all from the system description.
@@ -126,6 +133,8 @@ pub enum ConfigError {
     Version(u16),
     /// Trailing bytes after the blob.
     TrailingBytes,
+    /// The admin qube's part names a qube, tag or name that does not exist.
+    Admin(bulkhead_policy::TableError),
 }
 
 impl core::fmt::Display for ConfigError {
@@ -137,6 +146,7 @@ impl core::fmt::Display for ConfigError {
                 "configuration blob version {v}, this qube reads version {CONFIG_VERSION}"
             ),
             ConfigError::TrailingBytes => write!(f, "configuration blob has trailing bytes"),
+            ConfigError::Admin(e) => write!(f, "configuration blob: {e}"),
         }
     }
 }
@@ -151,10 +161,12 @@ impl QubeConfig {
             router: None,
             gui: None,
             gui_channel: None,
+            qrexec: None,
+            admin: None,
         }
     }
 
-    /// Decodes a blob, checking the version first.
+    /// Decodes a blob, checking the version first and the admin qube's part, if any, after.
     pub fn decode(bytes: &[u8]) -> Result<QubeConfig, ConfigError> {
         let (version, _) =
             postcard::take_from_bytes::<u16>(bytes).map_err(|_| ConfigError::Malformed)?;
@@ -165,6 +177,9 @@ impl QubeConfig {
             postcard::take_from_bytes::<QubeConfig>(bytes).map_err(|_| ConfigError::Malformed)?;
         if !rest.is_empty() {
             return Err(ConfigError::TrailingBytes);
+        }
+        if let Some(admin) = &c.admin {
+            admin.check()?;
         }
         Ok(c)
     }

@@ -41,10 +41,142 @@ fn sample() -> QubeConfig {
     c
 }
 
+/// The admin qube's blob: admin (0), work (1, tag "dev", default disposable disp), disp (2),
+/// and one entry: `qubes.OpenInVM`, @anyvm -> @dispvm, allow.
+fn admin_sample() -> QubeConfig {
+    use bulkhead_policy::{Action, Argument, Entry, Service, Source, Table, Tags, Target};
+    let qube = |name: &str, index: u8, kind, policy| AdminQube {
+        name: String::try_from(name).unwrap(),
+        index,
+        label: 0,
+        kind,
+        memory_mib: 8,
+        netvm: None,
+        qrexec: (kind == QubeKind::Linux).then(|| String::try_from("x.qrexec").unwrap()),
+        policy,
+    };
+    let plain = bulkhead_policy::Qube::default();
+    let mut policy = Table::default();
+    let name = policy.intern("qubes.OpenInVM").unwrap();
+    policy
+        .entries
+        .push(Entry {
+            service: Service::Named {
+                name,
+                argument: Argument::Any,
+            },
+            source: Source::AnyVm,
+            target: Target::DispVm,
+            action: Action::Allow { redirect: None },
+        })
+        .unwrap();
+    let admin = AdminConfig {
+        qubes: Vec::from_iter([
+            qube(
+                "admin",
+                0,
+                QubeKind::Unikernel,
+                bulkhead_policy::Qube {
+                    admin: true,
+                    ..plain
+                },
+            ),
+            qube(
+                "work",
+                1,
+                QubeKind::Linux,
+                bulkhead_policy::Qube {
+                    default_dispvm: Some(2),
+                    tags: Tags::NONE.with(0),
+                    ..plain
+                },
+            ),
+            qube(
+                "disp",
+                2,
+                QubeKind::Linux,
+                bulkhead_policy::Qube {
+                    disposable: true,
+                    ..plain
+                },
+            ),
+        ]),
+        tags: Vec::from_iter([String::try_from("dev").unwrap()]),
+        gui: None,
+        policy,
+    };
+    QubeConfig {
+        admin: Some(admin),
+        ..QubeConfig::empty()
+    }
+}
+
 #[test]
 fn round_trips() {
-    let c = sample();
-    assert_eq!(QubeConfig::decode(&c.to_vec()), Ok(c));
+    for c in [sample(), admin_sample()] {
+        assert_eq!(QubeConfig::decode(&c.to_vec()), Ok(c));
+    }
+}
+
+#[test]
+fn refuses_an_admin_part_that_names_what_does_not_exist() {
+    use bulkhead_policy::TableError;
+    let with = |edit: fn(&mut AdminConfig)| {
+        let mut c = admin_sample();
+        edit(c.admin.as_mut().unwrap());
+        QubeConfig::decode(&c.to_vec())
+    };
+    assert_eq!(
+        with(|a| a.qubes[1].index = 2),
+        Err(ConfigError::Admin(TableError::Qube(1)))
+    );
+    assert_eq!(
+        with(|a| a.qubes[1].netvm = Some(3)),
+        Err(ConfigError::Admin(TableError::Qube(1)))
+    );
+    assert_eq!(
+        with(|a| a.gui = Some(3)),
+        Err(ConfigError::Admin(TableError::Qubes))
+    );
+    assert_eq!(
+        with(|a| a.tags.clear()),
+        Err(ConfigError::Admin(TableError::Qube(1)))
+    );
+    assert_eq!(
+        with(|a| a.policy.names.clear()),
+        Err(ConfigError::Admin(TableError::Entry(0)))
+    );
+}
+
+#[test]
+fn the_admin_qube_decides_with_its_blob() {
+    use bulkhead_policy::{Call, Decision, Requested, Resolved, evaluate};
+    let admin = QubeConfig::decode(&admin_sample().to_vec())
+        .unwrap()
+        .admin
+        .unwrap();
+    let call = Call {
+        service: "qubes.OpenInVM",
+        argument: "",
+        source: 1,
+        target: Requested::DispVm,
+    };
+    let d = evaluate(&admin.policy, &admin.policy_qubes(), &call);
+    assert_eq!(
+        d,
+        Decision::Allow {
+            target: Resolved::Disposable(2),
+            entry: 0
+        }
+    );
+}
+
+/// Every unikernel decodes its blob on its stack (64 KiB): the largest blob's type stays
+/// well below that.
+#[test]
+fn a_decoded_blob_fits_a_unikernel_stack() {
+    let size = core::mem::size_of::<QubeConfig>();
+    assert!(size <= 32 * 1024, "QubeConfig is {size} bytes");
 }
 
 #[test]
@@ -90,8 +222,8 @@ proptest! {
     }
 
     #[test]
-    fn mutated_blobs_never_panic(pos in 0usize..400, val: u8) {
-        let mut bytes = sample().to_vec();
+    fn mutated_blobs_never_panic(admin: bool, pos in 0usize..400, val: u8) {
+        let mut bytes = if admin { admin_sample() } else { sample() }.to_vec();
         let n = bytes.len();
         bytes[pos % n] = val;
         let _ = QubeConfig::decode(&bytes);

@@ -248,11 +248,43 @@ impl Links {
         Ok(())
     }
 
-    /// Ctrl+Shift+V: lends the clipboard to the focused client.
-    pub fn paste(&mut self, d: &mut Desktop, clipboard: &mut Clipboard) {
-        let Paste::Give { to, data } = clipboard.paste(d) else {
-            return;
-        };
+    /// Ctrl+Shift+V: lends the clipboard to the focused client, or returns the (from, to)
+    /// pair the qrexec policy must decide first (`ask_policy`).
+    pub fn paste(
+        &mut self,
+        d: &mut Desktop,
+        clipboard: &mut Clipboard,
+        ask_policy: bool,
+    ) -> Option<(usize, usize)> {
+        match clipboard.paste(d, ask_policy) {
+            Paste::Give { to, data } => {
+                if self.give_clipboard(to, data) {
+                    clipboard.wipe();
+                }
+                None
+            }
+            Paste::Ask { from, to } => Some((from, to)),
+            Paste::Nothing => None,
+        }
+    }
+
+    /// The qrexec policy's verdict on a paste [`Links::paste`] asked about.
+    pub fn pasted(
+        &mut self,
+        d: &mut Desktop,
+        clipboard: &mut Clipboard,
+        (from, to): (usize, usize),
+        allowed: bool,
+    ) {
+        if let Paste::Give { to, data } = clipboard.decided(d, from, to, allowed)
+            && self.give_clipboard(to, data)
+        {
+            clipboard.wipe();
+        }
+    }
+
+    /// Lends `data` to client `to` as a paste; true when it was sent.
+    fn give_clipboard(&mut self, to: usize, data: &[u8]) -> bool {
         let lent = self.links[to]
             .channel
             .as_mut()
@@ -261,10 +293,13 @@ impl Links {
         match lent {
             Some(Ok(r)) => {
                 self.send(to, &FromGui::ClipboardPaste(r));
-                clipboard.wipe();
+                true
             }
-            Some(Err(e)) => warn!("gui: paste into client {to} failed: {e}"),
-            None => {}
+            Some(Err(e)) => {
+                warn!("gui: paste into client {to} failed: {e}");
+                false
+            }
+            None => false,
         }
     }
 

@@ -15,6 +15,7 @@ mod bench;
 mod clients;
 mod display;
 mod ps2;
+mod qrexec;
 
 use alloc::vec::Vec;
 use bulkhead_abi::label::Label;
@@ -141,6 +142,7 @@ fn main(boot: &Boot) -> i32 {
     let mut canvas = Canvas::new(display.width(), display.height());
     let mut links = clients::Links::open(boot, &channels);
     let mut clipboard = Clipboard::new(deny);
+    let mut qrexec = qrexec::Qrexec::open(boot, config.qrexec.as_deref());
     let mut input = match ps2::Ps2::open(boot) {
         Ok(p) => Some(p),
         Err(e) => {
@@ -175,10 +177,11 @@ fn main(boot: &Boot) -> i32 {
                 }
             });
         }
-        if paste {
-            links.paste(&mut desktop, &mut clipboard);
+        if paste && let Some(pair) = links.paste(&mut desktop, &mut clipboard, qrexec.asks()) {
+            qrexec.ask_paste(&mut desktop, pair);
         }
         links.poll(&mut desktop, &mut clipboard);
+        qrexec.poll(&mut desktop, &mut links, &mut clipboard);
         if desktop.status() != status.as_str() {
             status = desktop.status().try_into().unwrap_or_default();
             info!("gui: panel: {status}");
@@ -205,9 +208,10 @@ fn main(boot: &Boot) -> i32 {
             // After the present: a mark that ends a span counts the frame in it.
             b.pass(desktop.windows().len(), key_to, damage, !dirty.is_empty());
         }
-        if !links.prepare_wait() {
+        if !links.prepare_wait() && !qrexec.prepare_wait() {
             bulkhead_rt::events::wait_event(Some(TICK));
         }
         links.finish_wait();
+        qrexec.finish_wait();
     }
 }

@@ -124,6 +124,12 @@ impl Channel {
         self.info.name()
     }
 
+    /// How many more messages the peer's ring takes for sure now (it may take more: the
+    /// peer publishes what it consumed every quarter ring and before it sleeps).
+    pub fn room(&self) -> usize {
+        (self.ep.capacity() - self.ep.unconsumed()) as usize
+    }
+
     /// Largest message payload.
     pub fn max_payload(&self) -> usize {
         self.ep.max_payload()

@@ -85,8 +85,9 @@ fn call3(h: Hypercall, a0: u64, a1: u64, a2: u64) -> Result<u64, HcError> {
     // for all callers (AbiVersion, Yield, WaitEvent, TimeNs, Ready, ExitCount: every u64 is
     // valid; Notify: only `crate::channel` calls it, with a local index from the boot info;
     // PciConfigRead/Write: only `crate::pci` calls them, with a device index below the boot
-    // info's device count and a 4-byte aligned offset below 4096), so neither condition of
-    // `raw` can be broken.
+    // info's device count and a 4-byte aligned offset below 4096; AdminQubeState,
+    // AdminStart, AdminKill: any index is valid, the hypervisor answers Invalid or Denied),
+    // so neither condition of `raw` can be broken.
     decode_result(unsafe { raw(h as u64, a0, a1, a2) })
 }
 
@@ -201,6 +202,23 @@ pub(crate) fn pci_config_write(device: usize, offset: u16, value: u32) -> Result
         u64::from(value),
     )
     .map(|_| ())
+}
+
+/// The admin qube only (others get [`HcError::Denied`]): the state of the qube with
+/// manifest index `qube`.
+pub fn admin_qube_state(qube: u8) -> Result<bulkhead_abi::hypercall::QubeState, HcError> {
+    call(Hypercall::AdminQubeState, u64::from(qube))
+        .map(bulkhead_abi::hypercall::QubeState::from_u64)
+}
+
+/// The admin qube only: starts the stopped qube `qube` from scratch.
+pub fn admin_start(qube: u8) -> Result<(), HcError> {
+    call(Hypercall::AdminStart, u64::from(qube)).map(|_| ())
+}
+
+/// The admin qube only: stops qube `qube` at once (not restarted).
+pub fn admin_kill(qube: u8) -> Result<(), HcError> {
+    call(Hypercall::AdminKill, u64::from(qube)).map(|_| ())
 }
 
 /// VM exits this qube has caused since it started (for measurements).

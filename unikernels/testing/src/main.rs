@@ -32,6 +32,9 @@ mod disposable;
 mod gui_client;
 mod ioports;
 mod netclient;
+mod qrexec;
+mod qrexec_bench;
+mod qrexec_hostile;
 
 bulkhead_rt::entry!(main);
 
@@ -115,6 +118,10 @@ enum Mode {
     BulkRx,
     /// `gui-client`, `gui-hostile`: a window through the gui qube (`gui_client`).
     GuiClient,
+    /// Serves `test.Echo` over its qrexec channel (`qrexec`).
+    QrexecServer,
+    /// Makes allowed, denied and malformed calls through the admin qube (`qrexec`).
+    QrexecClient,
     /// `null-calls count=N`: N `abi_version` hypercalls, timed (the cost of one exit).
     NullCalls,
     /// `panic`: panics on purpose.
@@ -189,6 +196,8 @@ fn parse_mode(args: &Args<'_>) -> Result<Mode, &'static str> {
         "bulk-tx" => Mode::BulkTx,
         "bulk-rx" => Mode::BulkRx,
         "gui-client" | "gui-hostile" => Mode::GuiClient,
+        "qrexec-server" => Mode::QrexecServer,
+        "qrexec-client" => Mode::QrexecClient,
         "stream-rx" => Mode::StreamRx,
         "panic" => Mode::Panic,
         "alloc-storm" => Mode::AllocStorm,
@@ -224,7 +233,8 @@ fn main(boot: &Boot) -> i32 {
                  huge-write foreign-memory io-port io-ports msr vmrun panic exit=N alloc-storm ping pong \
                  hostile snoop canary net-client net-client-isolated net-uplink disposable-client \
                  kernel-gs-probe cr4 wbinvd rdpmc invlpga cpu-state start-disposable bulk-probe \
-                 stream-tx stream-rx bulk-tx bulk-rx gui-client gui-hostile"
+                 stream-tx stream-rx bulk-tx bulk-rx gui-client gui-hostile qrexec-server \
+                 qrexec-client"
             );
             return EXIT_BAD_MODE;
         }
@@ -318,6 +328,8 @@ fn main(boot: &Boot) -> i32 {
         Mode::BulkTx => return bulk::tx(boot, &args),
         Mode::BulkRx => return bulk::rx(boot, &args),
         Mode::GuiClient => return gui_client::client(boot, &args),
+        Mode::QrexecServer => return qrexec::server(boot, &args),
+        Mode::QrexecClient => return qrexec::client(boot, &args),
         Mode::StreamRx => return channels::stream_rx(boot, &args),
         Mode::Hostile => {
             let rounds = args.get("rounds").and_then(|r| r.parse().ok()).unwrap_or(3);

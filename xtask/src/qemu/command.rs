@@ -96,6 +96,9 @@ pub struct BootOptions {
     /// A QMP socket (`-qmp unix:PATH,server=on,wait=off`) that [`super::qmp::Qmp`] connects
     /// to: screenshots, keys and pointer through the machine's PS/2 keyboard and mouse.
     pub qmp_socket: Option<PathBuf>,
+    /// A second serial port, COM2, served on this Unix socket (`-serial
+    /// unix:PATH,server=on,wait=off`): the admin qube's host console (`cargo xtask qvm`).
+    pub host_console: Option<PathBuf>,
     /// Extra arguments appended verbatim (`--qemu-arg`).
     pub extra_args: Vec<String>,
     /// Kill QEMU after this long (`None`: never).
@@ -121,6 +124,7 @@ impl BootOptions {
             display_device: None,
             display: Display::Headless,
             qmp_socket: None,
+            host_console: None,
             extra_args: Vec::new(),
             timeout: Some(Duration::from_secs(120)),
             echo: true,
@@ -193,11 +197,16 @@ impl BootOptions {
                 args.extend(["-serial", "stdio", "-monitor", "none"].map(OsString::from))
             }
         }
-        if let Some(socket) = &self.qmp_socket {
-            // QEMU's option syntax: a comma inside a value is written twice.
+        // QEMU's option syntax: a comma inside a value is written twice.
+        let server = |socket: &PathBuf| {
             let path = socket.to_string_lossy().replace(',', ",,");
-            let qmp = format!("unix:{path},server=on,wait=off");
-            args.extend(["-qmp", &qmp].map(OsString::from));
+            OsString::from(format!("unix:{path},server=on,wait=off"))
+        };
+        if let Some(socket) = &self.host_console {
+            args.extend(["-serial".into(), server(socket)]);
+        }
+        if let Some(socket) = &self.qmp_socket {
+            args.extend(["-qmp".into(), server(socket)]);
         }
         args.extend(self.extra_args.iter().map(OsString::from));
         args
@@ -221,83 +230,4 @@ pub fn debug_exit_code(status: i32) -> Option<i32> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn line(o: &BootOptions) -> String {
-        o.args()
-            .iter()
-            .map(|a| a.to_string_lossy().into_owned())
-            .collect::<Vec<_>>()
-            .join(" ")
-    }
-
-    #[test]
-    fn direct_boot_captured() {
-        let media = Media::Direct {
-            kernel: "/t/hv".into(),
-            bundle: "/t/default.bundle".into(),
-        };
-        let mut o = BootOptions::new(media, 256);
-        o.extra_args = vec!["-d".into(), "int".into()];
-        assert_eq!(
-            line(&o),
-            "-machine q35 -accel tcg -cpu max -m 256 -smp 1 -device intel-iommu \
-             -netdev user,id=uplink \
-             -device virtio-net-pci,netdev=uplink,disable-legacy=on,iommu_platform=on,ats=off \
-             -kernel /t/hv \
-             -initrd /t/default.bundle -display none -no-reboot \
-             -device isa-debug-exit,iobase=0xf4,iosize=0x04 -serial stdio -monitor none -d int"
-        );
-        assert!(
-            o.command_line()
-                .starts_with("qemu-system-x86_64 -machine q35")
-        );
-    }
-
-    #[test]
-    fn iso_boot_interactive() {
-        let mut o = BootOptions::new(Media::Iso("/t/x.iso".into()), 512);
-        o.serial = Serial::Interactive;
-        o.cpu = "EPYC".into();
-        let l = line(&o);
-        assert!(l.contains("-cpu EPYC -m 512"), "{l}");
-        assert!(l.contains("-cdrom /t/x.iso -boot d"), "{l}");
-        assert!(!l.contains("-kernel"), "{l}");
-        assert!(l.ends_with("-serial mon:stdio"), "{l}");
-        o.iommu = false;
-        o.nic = None;
-        let l = line(&o);
-        assert!(!l.contains("intel-iommu") && l.contains("-nic none"), "{l}");
-        o.nic = Some(Nic {
-            user_options: "hostfwd=tcp::5555-:80".into(),
-        });
-        assert!(line(&o).contains("-netdev user,id=uplink,hostfwd=tcp::5555-:80"));
-    }
-
-    #[test]
-    fn screen_and_qmp_on_request_only() {
-        let mut o = BootOptions::new(Media::Iso("/t/x.iso".into()), 256);
-        let l = line(&o);
-        assert!(!l.contains("-vga") && !l.contains("-qmp"), "{l}");
-        o.display_device = Some(BOCHS_DISPLAY.into());
-        o.qmp_socket = Some("/tmp/q.sock".into());
-        let l = line(&o);
-        assert!(
-            l.contains("-vga none -device bochs-display,id=screen"),
-            "{l}"
-        );
-        assert!(l.contains("-display none"), "{l}");
-        assert!(
-            l.ends_with("-qmp unix:/tmp/q.sock,server=on,wait=off"),
-            "{l}"
-        );
-    }
-
-    #[test]
-    fn debug_exit_codes() {
-        assert_eq!(debug_exit_code(1), Some(0));
-        assert_eq!(debug_exit_code(7), Some(3));
-        assert_eq!(debug_exit_code(0), None);
-    }
-}
+mod tests;

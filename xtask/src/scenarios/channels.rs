@@ -33,7 +33,7 @@ impl Figures {
 }
 
 /// Reads `N.NN exits` after `key` in a line.
-fn number_before(line: &str, unit: &str) -> Option<f64> {
+pub(super) fn number_before(line: &str, unit: &str) -> Option<f64> {
     let i = line.find(unit)?;
     line[..i].split_whitespace().last()?.parse().ok()
 }
@@ -146,9 +146,11 @@ pub struct QemuBench {
     pub round_trips: Vec<(String, u64, f64)>,
     /// A bulk transfer: (instructions per MiB, exits per MiB of both qubes).
     pub bulk: (u64, u64),
+    /// A service call through the admin qube, and its baseline.
+    pub qrexec: super::qrexec_bench::QrexecBench,
 }
 
-fn boot_alone(system: &str, log: &str, done: &'static str) -> Result<Vec<String>> {
+pub(super) fn boot_alone(system: &str, log: &str, done: &'static str) -> Result<Vec<String>> {
     let a = boots::assemble(system)?;
     let mut opts = boots::options(&a, "max", 120, log);
     opts.extra_args = vec!["-icount".into(), "shift=0,align=off,sleep=off".into()];
@@ -209,6 +211,7 @@ pub fn qemu_bench() -> Result<QemuBench> {
         null_call,
         round_trips,
         bulk: (per_mib, exits as u64),
+        qrexec: super::qrexec_bench::measure()?,
     })
 }
 
@@ -233,6 +236,7 @@ impl QemuBench {
             "| 1 MiB through a bulk area (64 KiB buffers, poll mode) | {insns} | {exits} | {:.0} |\n",
             insns as f64 / self.null_call.max(1) as f64
         ));
+        s.push_str(&self.qrexec.markdown(self.null_call));
         s
     }
 }

@@ -19,6 +19,9 @@
 //!   messages about calls in use) into the agent's qrexec core, between anything the
 //!   daemon does (`fuzz/fuzz_targets/qrexec_agent.rs`): no panic, at most `MAX_CALLS`
 //!   calls, at most a window buffered per stream plus the bounded outbox.
+//! - `fuzz-qrexec-relay`: arbitrary bytes as a script of every qube's qrexec messages, resets,
+//!   ticks and ring sizes into the admin qube's relay (`fuzz/fuzz_targets/qrexec_relay.rs`):
+//!   no panic, bounded calls, no call's bytes reach a qube that is not its other end.
 //!
 //! `BULKHEAD_FUZZ_SECONDS` sets each one's budget (default 60 for the ring, half for the
 //! others).
@@ -64,6 +67,12 @@ pub const FUZZ_SYSDESC: Scenario = Scenario {
             &["-dict=fuzz/system_description.dict", "-timeout=10"],
         )
     },
+};
+
+pub const FUZZ_QREXEC_RELAY: Scenario = Scenario {
+    name: "fuzz-qrexec-relay",
+    about: "libFuzzer: every qube's qrexec messages into the admin qube's relay (no bytes reach a third qube)",
+    run: || fuzz("qrexec_relay", 30),
 };
 
 pub const FUZZ_FILECOPY: Scenario = Scenario {

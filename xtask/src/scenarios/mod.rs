@@ -28,6 +28,10 @@ pub(super) mod ioports;
 mod isolation;
 mod loom;
 mod network;
+mod qrexec;
+mod qrexec_ask;
+mod qrexec_bench;
+mod qrexec_host;
 mod refusals;
 mod screen;
 mod uefi;
@@ -60,9 +64,12 @@ pub fn all() -> Vec<Scenario> {
         isolation::STATE_ISOLATION,
         console_flood::CONSOLE_FLOOD,
         channels::CHANNELS,
+        qrexec::QREXEC_UNIKERNELS,
+        qrexec_host::QREXEC_HOST,
         bulk::BULK,
         gui::GUI,
         gui_restart::GUI_RESTART,
+        qrexec_ask::QREXEC_ASK,
         network::NETWORK,
         network::NETWORK_RESTART,
         dma::DMA_ESCAPE,
@@ -74,6 +81,7 @@ pub fn all() -> Vec<Scenario> {
         fuzz::FUZZ_SYSDESC,
         fuzz::FUZZ_FILECOPY,
         fuzz::FUZZ_QREXEC_AGENT,
+        fuzz::FUZZ_QREXEC_RELAY,
         refusals::BROKEN_BUNDLES,
         boots::GRUB_ISO,
         uefi::UEFI_ISO,

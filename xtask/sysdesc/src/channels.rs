@@ -222,7 +222,8 @@ pub(super) fn check(
             Some(c) => (c.path.clone(), c.span.clone()),
             None => {
                 hint.push_str(
-                    " (each qube's netvm, and each disposable it may start, makes one channel)",
+                    " (each qube's netvm, each disposable it may start, its guivm and, with an \
+                     admin qube, qrexec make one channel each)",
                 );
                 extra.ends_at.clone()
             }
@@ -659,6 +660,10 @@ fn per_qube(parts: &[Parts], qubes: &Qubes, text: &str, d: &mut Diagnostics) {
             names.join(", ")
         );
         match (extra.section, extra.ends) {
+            (None, _) if extra.purpose.as_deref() == Some(super::qrexec::PURPOSE) => hint.push_str(
+                "; with an admin qube, each Linux qube and gui qube has a qrexec channel to the admin \
+                 qube",
+            ),
             (None, Some((a, _))) if a == q => hint.push_str(&format!(
                 "; every qube with netvm = \"{name}\" takes one: give some of them another netvm"
             )),

@@ -1,13 +1,17 @@
 //! The rules a system description must follow, checked over the located values the schema
 //! reader produced. Every broken rule becomes a diagnostic; nothing stops at the first.
 
+use super::admin::{self, Admin};
 use super::channels::{self, Channel};
 use super::diagnostics::Diagnostics;
 use super::gui::{self, GuiLink};
 use super::linux::{self, Linux};
 use super::network::{self, Plan};
 use super::schema::{Raw, Section};
-use super::{HYPERVISOR_RESERVE_MIB, devices, disposables, fields, framebuffer, hints, ports};
+use super::{
+    HYPERVISOR_RESERVE_MIB, devices, disposables, fields, framebuffer, hints, policy, ports,
+    qrexec, shadow,
+};
 use bulkhead_abi::boot_info::NAME_MAX;
 use bulkhead_abi::io_ports::PortRange;
 use bulkhead_abi::label::Label;
@@ -51,6 +55,10 @@ pub(super) struct Checked {
     pub network: Plan,
     /// The qubes that show windows through a gui qube.
     pub gui: Vec<GuiLink>,
+    /// The admin qube, tags and default disposables.
+    pub admin: Admin,
+    /// The compiled `[[policy]]` tables.
+    pub policy: bulkhead_policy::Table,
 }
 
 /// What is wrong with a qube or system name, and a fix, if anything.
@@ -73,8 +81,15 @@ pub(super) fn name_problem(name: &str) -> Option<(String, String)> {
 }
 
 /// Checks `raw`; `stem` is the file stem, the system's name when `[system]` gives none.
-/// Returns the checked description when no rule is broken and `diags` is empty.
-pub(super) fn check(raw: &Raw, stem: &str, text: &str, diags: &mut Diagnostics) -> Option<Checked> {
+/// Returns the checked description when no rule is broken and `diags` is empty. What is
+/// allowed but likely a mistake (a policy entry that can never match) goes to `warnings`.
+pub(super) fn check(
+    raw: &Raw,
+    stem: &str,
+    text: &str,
+    diags: &mut Diagnostics,
+    warnings: &mut Diagnostics,
+) -> Option<Checked> {
     let system = check_system(raw, stem, text, diags);
     if too_many_qubes(raw, text, diags) {
         // Every other rule is about the qubes: with more than fit, their problems would
@@ -92,13 +107,20 @@ pub(super) fn check(raw: &Raw, stem: &str, text: &str, diags: &mut Diagnostics) 
     automatic.extend(disposables::channels(raw, text, diags).0);
     let (gui_channels, gui) = gui::links(raw, text, diags);
     automatic.extend(gui_channels);
+    let (admin, admin_ok) = admin::check(raw, text, diags);
+    automatic.extend(qrexec::channels(raw, &admin, text, diags));
     let channels = channels::check(raw, automatic, text, diags);
+    let policy = policy::check(raw, &admin, text, diags);
+    if let Some(table) = &policy {
+        shadow::warn(raw, table, &admin.facts(), text, warnings);
+    }
     let plan = network::plan(raw, &links, params, text, diags);
     if let (Some((_, ram_mib, ram_span, _)), Some(qubes)) = (&system, &qubes) {
         check_ram(*ram_mib, ram_span.clone(), qubes, channels.kib, text, diags);
     }
     let (name, ram_mib, _, iommu) = system?;
     let qubes = qubes?.into_iter().collect::<Option<Vec<Qube>>>()?;
+    admin_ok.then_some(())?;
     diags.is_empty().then_some(Checked {
         name,
         ram_mib,
@@ -110,6 +132,8 @@ pub(super) fn check(raw: &Raw, stem: &str, text: &str, diags: &mut Diagnostics) 
         iommu,
         network: plan?,
         gui,
+        admin,
+        policy: policy?,
     })
 }
 

@@ -7,6 +7,7 @@
 //!   [bulkhead.net=<qube>.net bulkhead.ip=<address>/<prefix> bulkhead.gw=<gateway>
 //!    bulkhead.dns=<dns>[,<dns>]]
 //!   [bulkhead.gui=<qube>.gui]
+//!   [bulkhead.qrexec=<qube>.qrexec]
 //!   [<kernel_args>]
 //! ```
 //!
@@ -19,7 +20,8 @@
 //! - KASLR stays on.
 //! - `bulkhead.*` are read by the agent (`linux-appvm/agent/src/config.rs`): the qube's and
 //!   its template's names, for a networked qube the channel to its netvm and the
-//!   addresses its router gives it, and for a qube with a guivm its GUI channel.
+//!   addresses its router gives it, for a qube with a guivm its GUI channel, and when the
+//!   system has an admin qube its qrexec channel.
 
 use super::ip;
 use bulkhead_qubeconfig::Ipv4;
@@ -45,14 +47,23 @@ pub struct Net<'a> {
     pub dns: &'a [Ipv4],
 }
 
+/// The channels a Linux qube opens by name, besides its network channel.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Channels<'a> {
+    /// Its GUI channel (`<qube>.gui`), when it has a guivm.
+    pub gui: Option<&'a str>,
+    /// Its qrexec channel (`<qube>.qrexec`), when the system has an admin qube.
+    pub qrexec: Option<&'a str>,
+}
+
 /// The command line of qube `qube` booting `template`, with `net` when it has a netvm, its
-/// GUI channel `gui` when it has a guivm, and `kernel_args` (already checked: printable
-/// ASCII, no `bulkhead.*`) last.
+/// GUI and qrexec `channels`, and `kernel_args` (already checked: printable ASCII, no
+/// `bulkhead.*`) last.
 pub fn build(
     qube: &str,
     template: &str,
     net: Option<&Net<'_>>,
-    gui: Option<&str>,
+    channels: Channels<'_>,
     kernel_args: &str,
 ) -> String {
     let mut words = vec![
@@ -73,8 +84,11 @@ pub fn build(
             words.push(format!("bulkhead.dns={}", dns.join(",")));
         }
     }
-    if let Some(channel) = gui {
+    if let Some(channel) = channels.gui {
         words.push(format!("bulkhead.gui={channel}"));
+    }
+    if let Some(channel) = channels.qrexec {
+        words.push(format!("bulkhead.qrexec={channel}"));
     }
     let extra = kernel_args.trim();
     if !extra.is_empty() {
@@ -90,7 +104,7 @@ mod tests {
     #[test]
     fn offline_qube() {
         assert_eq!(
-            build("disp", "debian", None, None, ""),
+            build("disp", "debian", None, Channels::default(), ""),
             "console=ttyS0 loglevel=4 reboot=t panic=-1 tsc=reliable bulkhead.name=disp \
              bulkhead.template=debian"
         );
@@ -105,19 +119,17 @@ mod tests {
             gateway: [10, 137, 0, 1],
             dns: &[[10, 139, 1, 1], [10, 139, 1, 2]],
         };
-        let line = build(
-            "work",
-            "debian",
-            Some(&net),
-            Some("work.gui"),
-            " mitigations=auto ",
-        );
+        let channels = Channels {
+            gui: Some("work.gui"),
+            qrexec: Some("work.qrexec"),
+        };
+        let line = build("work", "debian", Some(&net), channels, " mitigations=auto ");
         assert_eq!(
             line,
             "console=ttyS0 loglevel=4 reboot=t panic=-1 tsc=reliable bulkhead.name=work \
              bulkhead.template=debian bulkhead.net=work.net bulkhead.ip=10.137.0.10/24 \
              bulkhead.gw=10.137.0.1 bulkhead.dns=10.139.1.1,10.139.1.2 bulkhead.gui=work.gui \
-             mitigations=auto"
+             bulkhead.qrexec=work.qrexec mitigations=auto"
         );
         assert!(!line.contains("nokaslr") && !line.contains("earlyprintk"));
     }
@@ -132,12 +144,16 @@ mod tests {
             dns: &[[255; 4], [255; 4]],
         };
         let args = "a".repeat(super::super::linux::KERNEL_ARGS_MAX);
-        let gui = "g".repeat(24);
+        let (gui, qrexec) = ("g".repeat(24), "x".repeat(24));
+        let channels = Channels {
+            gui: Some(&gui),
+            qrexec: Some(&qrexec),
+        };
         let line = build(
             &"q".repeat(24),
             &"t".repeat(24),
             Some(&net),
-            Some(&gui),
+            channels,
             &args,
         );
         assert!(line.len() <= MAX_LEN, "{}", line.len());

@@ -23,6 +23,7 @@ pub(super) fn compile(checked: Checked, path: &Path) -> Result<CompiledSystem, S
     // A Linux qube reads its settings from its command line, not from a blob.
     let mut configs = network::configs(&checked.network, &names)?;
     gui_configs(&checked, &names, &mut configs)?;
+    super::qrexec::configs(&checked, &mut configs)?;
     configs.sort_by_key(|(qube, _)| *qube);
     let configs: Vec<ConfigBlob> = configs
         .into_iter()
@@ -107,7 +108,7 @@ pub(super) fn compile(checked: Checked, path: &Path) -> Result<CompiledSystem, S
             config,
             start: q.start,
             framebuffer: checked.framebuffer == Some(i),
-            admin: false,
+            admin: checked.admin.qube == Some(i),
         };
         qubes.push(spec).map_err(|_| "too many qubes".to_string())?;
     }
@@ -168,6 +169,7 @@ pub(super) fn compile(checked: Checked, path: &Path) -> Result<CompiledSystem, S
         network: networked.then_some(network.params),
         ram_mib: checked.ram_mib,
         path: path.to_path_buf(),
+        warnings: Vec::new(),
     })
 }
 
@@ -181,7 +183,7 @@ pub(super) fn kind_name(kind: QubeKind) -> &'static str {
 
 /// Rows as a table: columns padded to their widest cell, two spaces apart, each cell
 /// [`escaped`](super::diagnostics::escaped) (a purpose may hold direction marks).
-fn table(rows: &[Vec<String>]) -> String {
+pub(super) fn table(rows: &[Vec<String>]) -> String {
     let rows: Vec<Vec<String>> = rows
         .iter()
         .map(|row| row.iter().map(|c| super::diagnostics::escaped(c)).collect())
@@ -337,6 +339,7 @@ pub(super) fn summary(c: &CompiledSystem) -> String {
         out.push_str(&table(&rows));
     }
     out.push_str(&network_summary(c));
+    out.push_str(&super::qrexec::summary(c));
     out.push_str(&ports_summary(c));
     if let Some(q) = c.manifest.qubes.iter().find(|q| q.framebuffer) {
         out.push_str(&format!(
@@ -358,6 +361,12 @@ pub(super) fn summary(c: &CompiledSystem) -> String {
         m.version,
         bundle.join(", ")
     ));
+    if !c.warnings.is_empty() {
+        out.push('\n');
+    }
+    for w in &c.warnings {
+        out.push_str(&format!("\nwarning: {w}"));
+    }
     out
 }
 
@@ -387,6 +396,21 @@ fn linux_uplink(c: &CompiledSystem, i: usize) -> Option<Uplink> {
     })
 }
 
+/// The blob of `qube` among `configs`, made empty if it has none yet.
+pub(super) fn config_of(
+    configs: &mut Vec<(usize, bulkhead_qubeconfig::QubeConfig)>,
+    qube: usize,
+) -> &mut bulkhead_qubeconfig::QubeConfig {
+    let at = match configs.iter().position(|(q, _)| *q == qube) {
+        Some(at) => at,
+        None => {
+            configs.push((qube, bulkhead_qubeconfig::QubeConfig::empty()));
+            configs.len() - 1
+        }
+    };
+    &mut configs[at].1
+}
+
 /// Adds the GUI parts to the blobs (making blobs where a qube has none yet): each gui
 /// qube's clients and clipboard policy, each client's GUI channel.
 fn gui_configs(
@@ -394,27 +418,17 @@ fn gui_configs(
     names: &[String],
     configs: &mut Vec<(usize, bulkhead_qubeconfig::QubeConfig)>,
 ) -> Result<(), String> {
-    use bulkhead_qubeconfig::{GuiClient, GuiServer, QubeConfig};
+    use bulkhead_qubeconfig::{GuiClient, GuiServer};
     let text = |s: &str| {
         heapless::String::try_from(s).map_err(|_| format!("name {s:?} does not fit the blob"))
     };
-    fn blob(configs: &mut Vec<(usize, QubeConfig)>, qube: usize) -> &mut QubeConfig {
-        let at = match configs.iter().position(|(q, _)| *q == qube) {
-            Some(at) => at,
-            None => {
-                configs.push((qube, QubeConfig::empty()));
-                configs.len() - 1
-            }
-        };
-        &mut configs[at].1
-    }
     for link in &checked.gui {
-        blob(configs, link.client).gui_channel =
+        config_of(configs, link.client).gui_channel =
             Some(text(&super::gui::channel_name(&names[link.client]))?);
         let of_gui: Vec<&super::gui::GuiLink> =
             checked.gui.iter().filter(|l| l.gui == link.gui).collect();
         let position = |qube: usize| of_gui.iter().position(|l| l.client == qube);
-        let server = blob(configs, link.gui).gui.get_or_insert(GuiServer {
+        let server = config_of(configs, link.gui).gui.get_or_insert(GuiServer {
             clients: heapless::Vec::new(),
             clipboard_deny: heapless::Vec::new(),
         });
@@ -502,7 +516,8 @@ fn network_summary(c: &CompiledSystem) -> String {
             .filter(|d| usize::from(d.qube) == i)
             .map(|d| devices::show(&d.select))
             .collect();
-        let config = config_of(i);
+        // A blob without network parts (a gui or admin qube's) is not a row of its own.
+        let config = config_of(i).filter(|cfg| cfg.uplink.is_some() || !cfg.downstream.is_empty());
         let linux_uplink = linux_uplink(c, i);
         if config.is_none() && devices.is_empty() && linux_uplink.is_none() {
             continue;

@@ -174,6 +174,50 @@ pub(super) const QUBE_KEYS: &[Key] = &[
         ty: Ty::Bool,
         example: "true",
     },
+    Key {
+        name: "tags",
+        ty: Ty::Names,
+        example: "[\"dev\"]",
+    },
+    Key {
+        name: "default_dispvm",
+        ty: Ty::Text,
+        example: "\"disp\"",
+    },
+];
+
+/// Keys of each `[[policy]]` (a qrexec policy entry, as in Qubes' policy files).
+pub(super) const POLICY_KEYS: &[Key] = &[
+    Key {
+        name: "service",
+        ty: Ty::Text,
+        example: "\"qubes.Filecopy\"",
+    },
+    Key {
+        name: "source",
+        ty: Ty::Text,
+        example: "\"@anyvm\"",
+    },
+    Key {
+        name: "target",
+        ty: Ty::Text,
+        example: "\"@default\"",
+    },
+    Key {
+        name: "action",
+        ty: Ty::Text,
+        example: "\"ask\"",
+    },
+    Key {
+        name: "redirect",
+        ty: Ty::Text,
+        example: "\"personal\"",
+    },
+    Key {
+        name: "default_target",
+        ty: Ty::Text,
+        example: "\"personal\"",
+    },
 ];
 
 /// Keys of each `[[qube.rule]]` (a firewall rule, as in Qubes' `qvm-firewall`).
@@ -249,6 +293,7 @@ const ALIASES: &[(&str, &[(&str, &str)])] = &[
     ("channel", CHANNEL_ALIASES),
     ("qube", QUBE_ALIASES),
     ("qube.rule", RULE_ALIASES),
+    ("policy", POLICY_ALIASES),
     ("network", NETWORK_ALIASES),
 ];
 
@@ -273,6 +318,9 @@ const QUBE_ALIASES: &[(&str, &str)] = &[
     ("ioports", "io_ports"),
     ("io_port", "io_ports"),
     ("port_io", "io_ports"),
+    ("tag", "tags"),
+    ("default_disposable", "default_dispvm"),
+    ("dispvm_default", "default_dispvm"),
     ("fb", "framebuffer"),
     ("efifb", "framebuffer"),
     ("display", "framebuffer"),
@@ -291,6 +339,19 @@ const RULE_ALIASES: &[(&str, &str)] = &[
     ("target", "specialtarget"),
     ("icmp_type", "icmptype"),
     ("policy", "action"),
+];
+
+/// Words people write for a policy key (some from Qubes' policy files).
+const POLICY_ALIASES: &[(&str, &str)] = &[
+    ("rpc", "service"),
+    ("from", "source"),
+    ("src", "source"),
+    ("to", "target"),
+    ("dest", "target"),
+    ("destination", "target"),
+    ("verdict", "action"),
+    ("decision", "action"),
+    ("default", "default_target"),
 ];
 
 /// Words people write for a `[network]` key.
@@ -330,7 +391,7 @@ const CHANNEL_ALIASES: &[(&str, &str)] = &[
 ];
 
 /// Top-level keys.
-pub(super) const TOP_KEYS: &[&str] = &["system", "network", "qube", "channel"];
+pub(super) const TOP_KEYS: &[&str] = &["system", "network", "qube", "channel", "policy"];
 
 /// A text value and where it is.
 pub(super) type Located = (String, Range<usize>);
@@ -386,6 +447,7 @@ fn list_of(key: &str) -> &'static str {
         "devices" => "devices",
         "dns" => "addresses",
         "disposables" | "clipboard_deny" => "qube names",
+        "tags" => "tag names",
         "io_ports" => "ports",
         _ => "text values",
     }
@@ -471,8 +533,8 @@ pub(super) fn type_problem(key: &Key, value: &DeValue<'_>) -> (String, String) {
 
 /// What a description holds, for hints about keys that fit nowhere.
 const TOP_SHAPE: &str = "a description has one [system] table, an optional [network] table, \
-                         [[qube]] tables (each with optional [[qube.rule]] tables) and \
-                         [[channel]] tables";
+                         [[qube]] tables (each with optional [[qube.rule]] tables), \
+                         [[channel]] tables and [[policy]] tables";
 
 /// The table other than `table` whose key `name` is, as (table, whose key it is, where
 /// to put it).
@@ -508,6 +570,12 @@ fn owner_of(name: &str, table: &str) -> Option<(&'static str, &'static str, &'st
             "to a firewall rule",
             "put it below a [[qube.rule]] header, under the qube whose traffic it filters",
         ),
+        (
+            "policy",
+            POLICY_KEYS,
+            "to a qrexec policy entry",
+            "put it below a [[policy]] header",
+        ),
     ];
     OWNERS
         .iter()
@@ -528,7 +596,7 @@ pub(super) fn unknown_top(name: &str) -> (String, String) {
 }
 
 /// Message and hint for an unknown key of the table `table` (`system`, `network`, `qube`,
-/// `channel` or `qube.rule`), whose keys are `keys`.
+/// `channel`, `qube.rule` or `policy`), whose keys are `keys`.
 pub(super) fn unknown_in(name: &str, keys: &[Key], table: &str) -> (String, String) {
     let allowed: Vec<&str> = keys.iter().map(|k| k.name).collect();
     let shown = match table {

@@ -278,11 +278,17 @@ pub(super) fn cmdlines(checked: &Checked) -> Result<Vec<CmdlineBlob>, String> {
             .iter()
             .any(|l| l.client == i)
             .then(|| super::gui::channel_name(&q.name));
+        let qrexec =
+            super::qrexec::has_channel(checked, i).then(|| super::qrexec::channel_name(&q.name));
+        let channels = cmdline::Channels {
+            gui: gui.as_deref(),
+            qrexec: qrexec.as_deref(),
+        };
         let text = cmdline::build(
             &q.name,
             &linux.template,
             net.as_ref(),
-            gui.as_deref(),
+            channels,
             &linux.kernel_args,
         );
         if text.len() > cmdline::MAX_LEN {

@@ -5,15 +5,17 @@
 //! The work is done in steps, each in its own module:
 //! - [`schema`] parses the TOML and reads each table against its allowed keys and types
 //!   ([`keys`]);
-//! - [`check`] (with [`fields`], [`channels`], [`devices`], [`ports`], [`network`] and
-//!   [`rules`]) applies the rules: names, images, memory, labels, channels, devices, I/O
-//!   ports, netvms, addresses, firewall rules, RAM budget;
+//! - [`check`] (with [`fields`], [`channels`], [`devices`], [`ports`], [`network`],
+//!   [`rules`], [`admin`] and [`policy`]) applies the rules: names, images, memory, labels,
+//!   channels, devices, I/O ports, netvms, addresses, firewall rules, the admin qube and the
+//!   qrexec policy, RAM budget; [`shadow`] warns about policy entries that can never match;
 //! - [`compile`] builds the [`Manifest`], the bundle's image list and each networked qube's
 //!   configuration blob;
 //! - [`diagnostics`] collects every problem with its place, key path, message and fix.
 
 #![forbid(unsafe_code)]
 
+mod admin;
 mod channels;
 mod check;
 mod cmdline;
@@ -30,9 +32,12 @@ mod keys;
 mod layout;
 mod linux;
 mod network;
+mod policy;
 mod ports;
+mod qrexec;
 mod rules;
 mod schema;
+mod shadow;
 mod syntax;
 
 #[cfg(test)]
@@ -48,6 +53,8 @@ mod network_tests;
 #[cfg(test)]
 mod proptests;
 #[cfg(test)]
+mod qrexec_tests;
+#[cfg(test)]
 mod tests;
 
 pub use diagnostics::{Diagnostic, Diagnostics};
@@ -58,7 +65,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 /// Images xtask knows how to build (the folders under `unikernels/`, by name).
-pub const KNOWN_IMAGES: &[&str] = &["net", "firewall", "usb", "gui", "testing"];
+pub const KNOWN_IMAGES: &[&str] = &["net", "firewall", "usb", "gui", "testing", "admin"];
 
 /// RAM the hypervisor keeps for itself (its code, page tables, bundle), in MiB. The qubes'
 /// memory, the channels' memory and this must fit `[system] ram_mib`.
@@ -90,6 +97,9 @@ pub struct CompiledSystem {
     pub network: Option<network::Params>,
     /// RAM of the machine in MiB (QEMU's `-m`).
     pub ram_mib: u32,
+    /// What is allowed but likely a mistake (a `[[policy]]` entry that can never match),
+    /// with its place; [`CompiledSystem::summary`] shows them.
+    pub warnings: Vec<Diagnostic>,
     /// The description it was compiled from.
     pub path: PathBuf,
 }
@@ -198,14 +208,20 @@ pub fn compile_str(file_name: &str, text: &str) -> Result<CompiledSystem, Diagno
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let checked =
-        schema::read(text, &mut diags).and_then(|raw| check::check(&raw, &stem, text, &mut diags));
+    let mut warnings = Diagnostics::new(file_name, text);
+    let checked = schema::read(text, &mut diags)
+        .and_then(|raw| check::check(&raw, &stem, text, &mut diags, &mut warnings));
     match checked {
-        Some(checked) if diags.is_empty() => compile::compile(checked, path).map_err(|e| {
-            let hint = "this is a bug in xtask; please report it with the description";
-            diags.push(text, None, "system", format!("cannot compile: {e}"), hint);
-            diags
-        }),
+        Some(checked) if diags.is_empty() => {
+            let mut compiled = compile::compile(checked, path).map_err(|e| {
+                let hint = "this is a bug in xtask; please report it with the description";
+                diags.push(text, None, "system", format!("cannot compile: {e}"), hint);
+                diags
+            })?;
+            warnings.sort();
+            compiled.warnings = warnings.iter().cloned().collect();
+            Ok(compiled)
+        }
         _ => {
             diags.sort();
             Err(diags)

@@ -6,17 +6,18 @@
 use super::check;
 use super::diagnostics::Diagnostics;
 use super::keys::{
-    self, CHANNEL_KEYS, Key, Located, NETWORK_KEYS, QUBE_KEYS, RULE_KEYS, SYSTEM_KEYS, Ty, Value,
+    self, CHANNEL_KEYS, Key, Located, NETWORK_KEYS, POLICY_KEYS, QUBE_KEYS, RULE_KEYS, SYSTEM_KEYS,
+    Ty, Value,
 };
 use std::collections::HashMap;
 use std::ops::Range;
 use toml::de::{DeTable, DeValue};
 
-/// One table (`[system]`, `[network]`, a `[[qube]]`, a `[[channel]]` or a `[[qube.rule]]`)
-/// with its well-typed values.
+/// One table (`[system]`, `[network]`, a `[[qube]]`, a `[[channel]]`, a `[[qube.rule]]` or a
+/// `[[policy]]`) with its well-typed values.
 pub(super) struct Section {
     /// How diagnostics name the table: `system`, `qube "net"`, `qube[2]`, `channel "uplink"`,
-    /// `qube "work".rule[1]`.
+    /// `qube "work".rule[1]`, `policy[0]`.
     pub path: String,
     /// Where the table is.
     pub span: Option<Range<usize>>,
@@ -99,7 +100,8 @@ impl Section {
     }
 }
 
-/// The tables of one array of tables (`[[qube]]`, `[[channel]]` or a qube's `[[qube.rule]]`).
+/// The tables of one array of tables (`[[qube]]`, `[[channel]]`, `[[policy]]` or a qube's
+/// `[[qube.rule]]`).
 #[derive(Default)]
 pub(super) struct Tables {
     /// The tables, in file order.
@@ -120,6 +122,8 @@ pub(super) struct Raw {
     pub qubes: Tables,
     /// The `[[channel]]` tables.
     pub channels: Tables,
+    /// The `[[policy]]` tables, in order.
+    pub policy: Tables,
 }
 
 /// Parses `text` and reads its tables, reporting syntax errors, unknown keys and wrong types.
@@ -156,6 +160,7 @@ pub(super) fn read(text: &str, diags: &mut Diagnostics) -> Option<Raw> {
         network: None,
         qubes: Tables::default(),
         channels: Tables::default(),
+        policy: Tables::default(),
     };
     for (key, value) in root.get_ref() {
         let span = Some(value.span());
@@ -195,6 +200,10 @@ pub(super) fn read(text: &str, diags: &mut Diagnostics) -> Option<Raw> {
             ("channel", v) => {
                 let list = List::top("channel", CHANNEL_KEYS);
                 raw.channels = read_tables(text, &list, v, key.span(), span, diags);
+            }
+            ("policy", v) => {
+                let list = List::top("policy", POLICY_KEYS);
+                raw.policy = read_tables(text, &list, v, key.span(), span, diags);
             }
             (other, _) => {
                 let (message, hint) = keys::unknown_top(other);
@@ -300,8 +309,8 @@ fn read_tables(
     tables
 }
 
-/// Reads one table of kind `kind` (`system`, `network`, `qube`, `channel`, `qube.rule`)
-/// against its allowed keys.
+/// Reads one table of kind `kind` (`system`, `network`, `qube`, `channel`, `qube.rule`,
+/// `policy`) against its allowed keys.
 fn section(
     text: &str,
     table: &DeTable<'_>,

@@ -481,6 +481,90 @@ const FIXTURES: &[(&str, &str, &str, &str)] = &[
         "unknown iommu policy \"off\"",
         "\"off\"",
     ),
+    (
+        "admin-twice.toml",
+        "qube \"admin2\".image",
+        "qube \"admin\" runs the admin qube already",
+        "\"admin\"",
+    ),
+    (
+        "default-dispvm-bad.toml",
+        "qube \"work\".default_dispvm",
+        "\"personal\" is not a disposable",
+        "\"personal\"",
+    ),
+    (
+        "tags-bad-name.toml",
+        "qube \"work\".tags",
+        "tag \"Work Data\" is not a valid name",
+        "\"Work Data\"",
+    ),
+    (
+        "qrexec-name-too-long.toml",
+        "qube \"eighteen-bytes-xyz\".name",
+        "\"eighteen-bytes-xyz.qrexec\", more than 24 bytes",
+        "\"eighteen-bytes-xyz\"",
+    ),
+    (
+        "policy-without-admin.toml",
+        "policy[0]",
+        "[[policy]] tables, but no qube is the admin qube",
+        "[[policy]]",
+    ),
+    (
+        "policy-adminvm-no-admin.toml",
+        "policy[0].target",
+        "@adminvm names the admin qube, and this system has none",
+        "\"@adminvm\"",
+    ),
+    (
+        "policy-unknown-qube.toml",
+        "policy[0].source",
+        "unknown qube \"wrok\"",
+        "\"wrok\"",
+    ),
+    (
+        "policy-unknown-tag.toml",
+        "policy[0].source",
+        "unknown tag \"secret\": no qube has it",
+        "\"@tag:secret\"",
+    ),
+    (
+        "policy-bad-service.toml",
+        "policy[0].service",
+        "\"qubes Filecopy\" is not a service name",
+        "\"qubes Filecopy\"",
+    ),
+    (
+        "policy-bad-action.toml",
+        "policy[0].action",
+        "unknown action \"permit\"",
+        "\"permit\"",
+    ),
+    (
+        "policy-redirect-on-deny.toml",
+        "policy[0].redirect",
+        "redirect with action = \"deny\"",
+        "\"work\"",
+    ),
+    (
+        "policy-allow-default.toml",
+        "policy[0].action",
+        "allow for target = \"@default\" without redirect",
+        "\"allow\"",
+    ),
+    (
+        "policy-dispvm-not-disp.toml",
+        "policy[0].target",
+        "\"personal\" is not a disposable",
+        "\"@dispvm:personal\"",
+    ),
+    (
+        "policy-unknown-key.toml",
+        "policy[0].redirct",
+        "unknown key \"redirct\"",
+        "redirct",
+    ),
 ];
 
 #[test]

@@ -29,6 +29,14 @@ pub enum Paste<'a> {
         /// The clipboard.
         data: &'a [u8],
     },
+    /// Ask the qrexec policy (`qubes.ClipboardPaste` from `from` to `to`) first; its verdict
+    /// goes to [`Clipboard::decided`].
+    Ask {
+        /// Whose clipboard it is.
+        from: usize,
+        /// Who pastes.
+        to: usize,
+    },
     /// Nothing to do (no focus, an empty clipboard or a refused pair; the panel says which).
     Nothing,
 }
@@ -91,8 +99,10 @@ impl Clipboard {
         }
     }
 
-    /// Ctrl+Shift+V: what to give to the focused window's qube, after the policy.
-    pub fn paste<'a>(&'a mut self, d: &mut Desktop) -> Paste<'a> {
+    /// Ctrl+Shift+V: what to give to the focused window's qube, after the system
+    /// description's `clipboard_deny` and, with `ask_policy` (the system has an admin qube),
+    /// the qrexec policy.
+    pub fn paste<'a>(&'a mut self, d: &mut Desktop, ask_policy: bool) -> Paste<'a> {
         let Some((to, _)) = d.focus() else {
             d.set_status(format_args!("paste: no window has the focus"));
             return Paste::Nothing;
@@ -107,6 +117,42 @@ impl Clipboard {
             d.set_status(format_args!("paste refused: {f} -> {t} (policy)"));
             return Paste::Nothing;
         }
+        if ask_policy {
+            let (f, t) = (d.clients()[from].name.clone(), d.clients()[to].name.clone());
+            d.set_status(format_args!("paste {f} -> {t}: asking the policy"));
+            return Paste::Ask { from, to };
+        }
+        self.give(d, from, to)
+    }
+
+    /// The policy's verdict on pasting `from`'s clipboard into `to`: the paste, if the
+    /// clipboard still holds what `from` copied.
+    pub fn decided<'a>(
+        &'a mut self,
+        d: &mut Desktop,
+        from: usize,
+        to: usize,
+        allowed: bool,
+    ) -> Paste<'a> {
+        let names = (d.clients().get(from), d.clients().get(to));
+        let (Some(f), Some(t)) = names else {
+            return Paste::Nothing;
+        };
+        let (f, t) = (f.name.clone(), t.name.clone());
+        if self.from != Some(from) {
+            d.set_status(format_args!(
+                "paste {f} -> {t}: the clipboard changed meanwhile"
+            ));
+            Paste::Nothing
+        } else if !allowed {
+            d.set_status(format_args!("paste refused: {f} -> {t} (policy)"));
+            Paste::Nothing
+        } else {
+            self.give(d, from, to)
+        }
+    }
+
+    fn give<'a>(&'a mut self, d: &mut Desktop, from: usize, to: usize) -> Paste<'a> {
         let (f, t) = (d.clients()[from].name.clone(), d.clients()[to].name.clone());
         d.set_status(format_args!(
             "pasted {} bytes from {f} into {t}; clipboard wiped",

@@ -5,6 +5,7 @@
 
 use crate::canvas::{CHAR_WIDTH, Canvas, TEXT_HEIGHT, text_colour_on};
 use crate::geom::Rect;
+use crate::prompt::{Prompt, Prompts};
 use crate::title::Title;
 use alloc::vec::Vec;
 use bulkhead_abi::gui::{BYTES_PER_PIXEL, FromGui, MAX_WINDOWS, refusal};
@@ -94,6 +95,8 @@ pub struct Desktop {
     pub out: Vec<Outgoing>,
     /// The last damage applied: (client, whether it covered the whole window).
     damaged: Option<(usize, bool)>,
+    /// The policy's questions to the user, drawn over everything.
+    pub(crate) prompts: Prompts,
 }
 
 /// The pointer's shape: rows of (start, length) of lit pixels, an arrow.
@@ -126,7 +129,25 @@ impl Desktop {
             status: String::new(),
             out: Vec::new(),
             damaged: None,
+            prompts: Prompts::default(),
         }
+    }
+
+    /// Shows `p` (after the prompts already up) over everything; keys go to it.
+    pub fn ask(&mut self, p: Prompt) {
+        self.prompts.push(p);
+        self.invalidate(Prompt::rect(self.screen));
+    }
+
+    /// The user's answers to prompts since the last call: (ask, choice).
+    pub fn take_answers(&mut self) -> Vec<(u32, Option<u8>)> {
+        core::mem::take(&mut self.prompts.answers)
+    }
+
+    /// Drops every prompt (nobody waits for the answers any more).
+    pub fn clear_prompts(&mut self) {
+        self.prompts.clear();
+        self.invalidate(Prompt::rect(self.screen));
     }
 
     /// The clients, in the system description's order.
@@ -391,6 +412,9 @@ impl Desktop {
             self.paint_window(canvas, area, w, pixels);
         }
         self.paint_panel(canvas, area);
+        if let Some(p) = self.prompts.shown() {
+            p.paint(canvas, area, self.screen);
+        }
         for (dy, (start, len)) in POINTER.iter().enumerate() {
             let (x, y) = (self.pointer.0 + start, self.pointer.1 + dy as i32);
             canvas.fill(Rect::new(x, y, *len, 1), area, 0x00FF_FFFF);

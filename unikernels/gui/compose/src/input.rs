@@ -10,6 +10,12 @@ impl Desktop {
     /// A key from the keyboard with the modifiers now held: a hotkey is returned for the
     /// caller (and reaches no qube); any other key goes to the focused window, if any.
     pub fn key(&mut self, key: Key, mods: u8) -> Option<Hotkey> {
+        // A prompt takes every pressed key; releases still reach the focus (so no key
+        // stays down there).
+        if key.pressed && self.prompts.key(key.usage) {
+            self.invalidate(crate::prompt::Prompt::rect(self.screen()));
+            return None;
+        }
         if let Some(h) = hotkey(key, mods) {
             if h == Hotkey::NextWindow && key.pressed {
                 self.cycle_focus();

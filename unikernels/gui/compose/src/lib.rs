@@ -7,6 +7,7 @@
 //! - [`input`]: keys and pointer events to the focused window only; hotkeys kept.
 //! - [`keyboard`], [`mouse`]: PS/2 scancodes (set 1) and mouse packets decoded.
 //! - [`clipboard`]: the global clipboard and its policy.
+//! - [`prompt`]: the qrexec policy's `ask` prompt, over everything, keys to it alone.
 //! - [`canvas`], [`geom`], [`title`]: pixels, text in the gui qube's own font, rectangles,
 //!   safe titles.
 //!
@@ -27,7 +28,10 @@ pub mod geom;
 pub mod input;
 pub mod keyboard;
 pub mod mouse;
+pub mod prompt;
 pub mod title;
 
+#[cfg(test)]
+mod prompt_tests;
 #[cfg(test)]
 mod tests;

@@ -1,0 +1,82 @@
+//! The cost of a service call through the admin qube (`systems/bench/qrexec.toml`, part of
+//! `cargo xtask bench --qemu`): a `test.Echo` call from a test client to a test server,
+//! relayed by the admin qube, to its first output byte and to its exit code, against a plain
+//! channel round trip between the same two qubes measured in the same boot.
+
+use super::channels::{boot_alone, number_before};
+use anyhow::{Context, Result};
+
+/// The figures, instructions under `-icount shift=0`.
+#[derive(Clone, Debug, Default)]
+pub struct QrexecBench {
+    /// A plain channel round trip (event mode): instructions, exits of both qubes.
+    pub plain: (u64, f64),
+    /// A call to its first output byte, and to its exit code: instructions.
+    pub to_first: u64,
+    /// To the exit code.
+    pub to_exit: u64,
+    /// Exits per call: the client's, the server's, the admin qube's.
+    pub exits: (f64, f64, f64),
+}
+
+/// Boots the bench system and reads the qubes' report lines.
+pub fn measure() -> Result<QrexecBench> {
+    let lines = boot_alone("systems/bench/qrexec.toml", "bench-qrexec", "qrexec-bench:")?;
+    let last = |who: &str, what: &str| {
+        lines
+            .iter()
+            .rev()
+            .find(|l| l.contains(who) && l.contains(what))
+            .cloned()
+            .with_context(|| format!("qrexec bench: no {what:?} line"))
+    };
+    let ping = last("ping:", "ns per round trip")?;
+    let pong = last("pong:", "exits of this qube per round trip")?;
+    let bench = last("qrexec-bench:", "calls:")?;
+    let server = last("qrexec-server: served", "exits of this qube per call")?;
+    let admin = last("admin:", "exits of this qube per call")?;
+    let n = |line: &str, unit: &str| number_before(line, unit).unwrap_or(f64::NAN);
+    Ok(QrexecBench {
+        plain: (
+            n(&ping, "ns per round trip") as u64,
+            n(&ping, "exits of this qube") + n(&pong, "exits of this qube"),
+        ),
+        to_first: n(&bench, "ns to the first output byte") as u64,
+        to_exit: n(&bench, "ns to the exit code") as u64,
+        exits: (
+            n(&bench, "exits of this qube per call"),
+            n(&server, "exits of this qube per call"),
+            n(&admin, "exits of this qube per call"),
+        ),
+    })
+}
+
+impl QrexecBench {
+    /// Rows for the in-QEMU table (ratios to the null hypercall), and the call against its
+    /// baseline.
+    pub fn markdown(&self, null_call: u64) -> String {
+        let ratio = |insns: u64| insns as f64 / null_call.max(1) as f64;
+        let (plain, plain_exits) = self.plain;
+        let (c, s, a) = self.exits;
+        let mut out = format!(
+            "| qrexec baseline: plain channel round trip between the same two qubes, event mode | {plain} | {plain_exits:.2} | {:.1} |\n",
+            ratio(plain)
+        );
+        for (what, insns) in [
+            ("first output byte", self.to_first),
+            ("exit code", self.to_exit),
+        ] {
+            out.push_str(&format!(
+                "| service call through the admin qube, to its {what} ({:.1}x the plain round trip) | {insns} | {:.2} | {:.1} |\n",
+                insns as f64 / plain.max(1) as f64,
+                c + s + a,
+                ratio(insns)
+            ));
+        }
+        out.push_str(&format!(
+            "\nExits per service call: client {c:.2}, server {s:.2}, admin qube {a:.2} (the client's \
+             exclude its two clock readings).\n"
+        ));
+        out
+    }
+}
