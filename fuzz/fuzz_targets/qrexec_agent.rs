@@ -36,7 +36,7 @@ fn number(known: &[u32], b: u8, raw: u32) -> u32 {
             .copied()
             .unwrap_or(raw),
         1 => FIRST_SOURCE_CALL + u32::from(b % 8),
-        2 => u32::from(b % 8),
+        2 => bulkhead_abi::qrexec::INCOMING_BASE + u32::from(b % 8),
         _ => raw,
     }
 }

@@ -9,6 +9,9 @@ use bulkhead_abi::qrexec::{
     WINDOW,
 };
 
+/// The admin qube numbers the calls it brings from here.
+const IN: u32 = bulkhead_abi::qrexec::INCOMING_BASE;
+
 type Chan = RingChannel<CountingBell>;
 
 fn bytes(m: &FromAdmin<'_>) -> Vec<u8> {
@@ -105,7 +108,7 @@ fn a_call_of_ours_from_start_to_exit() {
 fn a_served_call_acknowledges_what_was_read() {
     let (mut core, mut a, mut b) = greeted();
     let incoming = FromAdmin::Incoming {
-        call: 7,
+        call: IN + 7,
         source: "work",
         service: "qubes.Filecopy",
         argument: "",
@@ -113,34 +116,46 @@ fn a_served_call_acknowledges_what_was_read() {
     core.on_message(&bytes(&incoming));
     assert!(matches!(
         core.take_event(),
-        Some(Event::Incoming { call: 7, .. })
+        Some(Event::Incoming { call, .. }) if call == IN + 7
     ));
     for _ in 0..20 {
         core.on_message(&io(Io::Data {
-            call: 7,
+            call: IN + 7,
             stream: Stream::Stdin,
             bytes: &[1; 1000],
         }));
     }
     let mut buf = vec![0; 10_000];
-    assert_eq!(core.read(7, Stream::Stdin, &mut buf), Read::Data(10_000));
+    assert_eq!(
+        core.read(IN + 7, Stream::Stdin, &mut buf),
+        Read::Data(10_000)
+    );
     assert_eq!(
         sent(&mut core, &mut a, &mut b).len(),
         1,
         "only the Hello: 10 000 < a quarter"
     );
-    assert_eq!(core.read(7, Stream::Stdin, &mut buf), Read::Data(10_000));
+    assert_eq!(
+        core.read(IN + 7, Stream::Stdin, &mut buf),
+        Read::Data(10_000)
+    );
     let out = sent(&mut core, &mut a, &mut b);
-    assert_eq!(out, ["Io(Ack { call: 7, stream: Stdin, bytes: 20000 })"]);
-    assert_eq!(core.read(7, Stream::Stdin, &mut buf), Read::Empty);
+    assert_eq!(
+        out,
+        [format!(
+            "Io(Ack {{ call: {}, stream: Stdin, bytes: 20000 }})",
+            IN + 7
+        )]
+    );
+    assert_eq!(core.read(IN + 7, Stream::Stdin, &mut buf), Read::Empty);
     // We answer on stdout and exit.
-    assert_eq!(core.write(7, Stream::Stdout, b"ok"), 2);
-    core.close(7, Stream::Stdout);
-    core.exit(7, 0);
+    assert_eq!(core.write(IN + 7, Stream::Stdout, b"ok"), 2);
+    core.close(IN + 7, Stream::Stdout);
+    core.exit(IN + 7, 0);
     let out = sent(&mut core, &mut a, &mut b);
     assert_eq!(out.len(), 3);
-    assert!(out[2].contains("Exit { call: 7, code: 0 }"));
-    assert!(!core.is_open(7));
+    assert!(out[2].contains(&format!("Exit {{ call: {}, code: 0 }}", IN + 7)));
+    assert!(!core.is_open(IN + 7));
 }
 
 #[test]
@@ -165,7 +180,7 @@ fn refusals_and_bad_incoming_calls() {
     ];
     for (i, (source, service, argument)) in bad.into_iter().enumerate() {
         let m = FromAdmin::Incoming {
-            call: i as u32,
+            call: IN + i as u32,
             source,
             service,
             argument,
@@ -175,7 +190,7 @@ fn refusals_and_bad_incoming_calls() {
     assert_eq!(core.take_event(), None);
     assert_eq!(sent(&mut core, &mut a, &mut b).len(), 3, "three Aborts");
     // A full table refuses; a number in use is ignored.
-    for call in 0..=MAX_CALLS as u32 {
+    for call in IN..=IN + MAX_CALLS as u32 {
         let m = FromAdmin::Incoming {
             call,
             source: "work",
@@ -186,7 +201,10 @@ fn refusals_and_bad_incoming_calls() {
     }
     assert_eq!(core.open_calls(), MAX_CALLS);
     let out = sent(&mut core, &mut a, &mut b);
-    assert_eq!(out, [format!("Io(Abort {{ call: {MAX_CALLS} }})")]);
+    assert_eq!(
+        out,
+        [format!("Io(Abort {{ call: {} }})", IN + MAX_CALLS as u32)]
+    );
     assert_eq!(
         core.start("qubes.VMShell", "", "work").unwrap_err(),
         super::core::StartError::Busy
@@ -196,7 +214,7 @@ fn refusals_and_bad_incoming_calls() {
 #[test]
 fn a_rule_broken_aborts_that_call_only() {
     let (mut core, mut a, mut b) = greeted();
-    for call in [1, 2, 3, 4] {
+    for call in [IN + 1, IN + 2, IN + 3, IN + 4] {
         let m = FromAdmin::Incoming {
             call,
             source: "work",
@@ -208,27 +226,30 @@ fn a_rule_broken_aborts_that_call_only() {
     let chunk = [0u8; DATA_MAX];
     for _ in 0..=(WINDOW as usize / DATA_MAX) {
         core.on_message(&io(Io::Data {
-            call: 1,
+            call: IN + 1,
             stream: Stream::Stdin,
             bytes: &chunk,
         }));
     }
     core.on_message(&io(Io::Data {
-        call: 2,
+        call: IN + 2,
         stream: Stream::Stdout,
         bytes: b"wrong way",
     }));
     core.on_message(&io(Io::Ack {
-        call: 3,
+        call: IN + 3,
         stream: Stream::Stdout,
         bytes: 1,
     }));
-    core.on_message(&io(Io::Exit { call: 4, code: 0 }));
+    core.on_message(&io(Io::Exit {
+        call: IN + 4,
+        code: 0,
+    }));
     core.on_message(&[0xff; 9]);
     core.on_message(&[]);
     let notes = core.take_notes().join("\n");
     assert!(notes.contains("sent more than the window"), "{notes}");
-    for call in [1, 2, 3, 4] {
+    for call in [IN + 1, IN + 2, IN + 3, IN + 4] {
         assert!(
             matches!(core.take_end(call), Some(End::Failed(_))),
             "call {call}"
@@ -244,7 +265,7 @@ fn a_reset_fails_open_calls_and_greets_again() {
     let (mut core, mut a, mut b) = greeted();
     let ours = core.start("qubes.VMShell", "", "work").unwrap();
     let m = FromAdmin::Incoming {
-        call: 1,
+        call: IN + 1,
         source: "work",
         service: "qubes.VMShell",
         argument: "",
@@ -258,7 +279,7 @@ fn a_reset_fails_open_calls_and_greets_again() {
     sent(&mut core, &mut a, &mut b);
     reset_region(a.region());
     assert!(core.receive(&mut a).is_err());
-    for call in [ours, 1] {
+    for call in [ours, IN + 1] {
         match core.take_end(call) {
             Some(End::Failed(why)) => assert!(why.contains("restarted"), "{why}"),
             other => panic!("{other:?}"),

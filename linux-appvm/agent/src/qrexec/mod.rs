@@ -11,9 +11,9 @@
 //!   side of it;
 //! - [`names`]: qube names, sources and targets.
 //!
-//! Numbering: this qube numbers its calls from [`core::FIRST_SOURCE_CALL`] (2^31) up; the
-//! admin qube must number the calls it brings (`Incoming`) below that, so that an `Io`
-//! names one call only.
+//! Numbering (`bulkhead_abi::qrexec::INCOMING_BASE`): this qube numbers its calls from
+//! [`core::FIRST_SOURCE_CALL`] (1) up, below 2^31; the admin qube numbers the calls it
+//! brings (`Incoming`) from 2^31 up, so that an `Io` names one call only.
 
 pub mod client;
 mod client_end;

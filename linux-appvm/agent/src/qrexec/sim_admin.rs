@@ -47,7 +47,7 @@ impl SimAdmin {
             deny: Vec::new(),
             relays: Vec::new(),
             pending,
-            next: 1,
+            next: bulkhead_abi::qrexec::INCOMING_BASE,
             max_held: 0,
         }
     }

@@ -84,6 +84,9 @@ impl Core {
         if self.calls.contains_key(&call) {
             return self.ignore(|| format!("Incoming call {call}: the number is in use"));
         }
+        if call < bulkhead_abi::qrexec::INCOMING_BASE {
+            return self.ignore(|| format!("Incoming call {call}: a number this qube's calls use"));
+        }
         let why = if !valid_service(service) {
             Some("a bad service name")
         } else if !valid_argument(argument) {

@@ -28,9 +28,20 @@ pub const OUTBOX_DATA_MAX: usize = 128 * 1024;
 /// Messages queued for the ring at most before refusals of the admin qube's calls are
 /// dropped (an admin qube that sends calls and never reads cannot grow the queue).
 const OUTBOX_MESSAGES_MAX: usize = 1024;
-/// The first number of the calls this qube makes: the admin qube numbers the calls it
-/// brings (`Incoming`) below it, so the two never meet on the channel.
-pub const FIRST_SOURCE_CALL: u32 = 0x8000_0000;
+/// The first number of the calls this qube makes; they stay below
+/// [`bulkhead_abi::qrexec::INCOMING_BASE`], where the admin qube numbers the calls it brings
+/// (`Incoming`) from, so the two never meet on the channel.
+pub const FIRST_SOURCE_CALL: u32 = 1;
+
+/// The number after `call` for a call of this qube's: wraps below `INCOMING_BASE`.
+fn next_source_call(call: u32) -> u32 {
+    let next = call.wrapping_add(1);
+    if (FIRST_SOURCE_CALL..bulkhead_abi::qrexec::INCOMING_BASE).contains(&next) {
+        next
+    } else {
+        FIRST_SOURCE_CALL
+    }
+}
 /// Messages taken from the ring per [`Core::receive`].
 const RECEIVE_BUDGET: usize = 64;
 
@@ -145,9 +156,9 @@ impl Core {
         }
         let mut call = self.next_call;
         while self.calls.contains_key(&call) {
-            call = call.wrapping_add(1).max(FIRST_SOURCE_CALL);
+            call = next_source_call(call);
         }
-        self.next_call = call.wrapping_add(1).max(FIRST_SOURCE_CALL);
+        self.next_call = next_source_call(call);
         self.calls.insert(call, new_call(Role::Source));
         self.outbox.push_back(Out::Call {
             call,
