@@ -8,6 +8,7 @@ mod appvm;
 mod appvm_bulk;
 mod appvm_dispvm;
 mod appvm_gui;
+mod appvm_qrexec;
 mod appvms;
 mod bochs;
 mod bochs_linux;
@@ -94,6 +95,7 @@ pub fn all() -> Vec<Scenario> {
         appvm_bulk::APPVM_BULK,
         appvm_dispvm::APPVM_DISPVM,
         appvm_gui::APPVM_GUI,
+        appvm_qrexec::APPVM_QREXEC,
         xstate::APPVM_XSTATE,
         bochs::SVM_RYZEN,
         bochs::VMX_NO_EPT,
