@@ -193,7 +193,7 @@ fn the_admin_qube_decides_as_the_description_says() {
 
 #[test]
 fn without_an_admin_qube_there_is_no_qrexec() {
-    let c = compile_file(&workspace_root().join("systems/default.toml")).unwrap();
+    let c = compile_file(&workspace_root().join("systems/tests/services.toml")).unwrap();
     assert!(
         c.manifest
             .channels

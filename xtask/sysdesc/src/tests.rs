@@ -96,17 +96,25 @@ fn default_system_compiles_and_round_trips() {
     let m = &c.manifest;
     assert_eq!(m.system.as_str(), "default");
     assert_eq!(c.ram_mib, 1024);
-    assert_eq!(c.images, ["net", "firewall", "usb", "gui"]);
+    assert_eq!(c.images, ["admin", "net", "firewall", "usb", "gui"]);
     assert_eq!(c.templates, ["debian"]);
     let names: Vec<&str> = m.qubes.iter().map(|q| q.name.as_str()).collect();
     assert_eq!(
         names,
-        ["net", "firewall", "usb", "gui", "work", "personal", "disp"]
+        [
+            "admin", "net", "firewall", "usb", "gui", "work", "personal", "disp"
+        ]
+    );
+    let admins: Vec<bool> = m.qubes.iter().map(|q| q.admin).collect();
+    assert_eq!(
+        admins,
+        [true, false, false, false, false, false, false, false]
     );
     let labels: Vec<Label> = m.qubes.iter().map(|q| q.label).collect();
     assert_eq!(
         labels,
         [
+            Label::Black,
             Label::Red,
             Label::Green,
             Label::Red,
@@ -117,8 +125,8 @@ fn default_system_compiles_and_round_trips() {
         ]
     );
     for (i, q) in m.qubes.iter().enumerate() {
-        if i < 4 {
-            let memory = if i == 3 { 16 } else { 8 };
+        if i < 5 {
+            let memory = if i == 4 { 16 } else { 8 };
             assert_eq!(
                 (q.kind, q.memory_mib, q.image),
                 (QubeKind::Unikernel, memory, i as u16 + 1)
@@ -145,7 +153,7 @@ fn default_system_compiles_and_round_trips() {
         device,
         index: 0,
     };
-    assert_eq!(devices, [(0, id(0x1af4, 0x1041)), (3, id(0x1234, 0x1111))]);
+    assert_eq!(devices, [(1, id(0x1af4, 0x1041)), (4, id(0x1234, 0x1111))]);
     assert_eq!(m.iommu, IommuPolicy::Required);
     let channels: Vec<_> = m
         .channels
@@ -163,13 +171,17 @@ fn default_system_compiles_and_round_trips() {
     assert_eq!(
         channels,
         [
-            ("firewall.net", 0, 1, "network", false),
-            ("work.net", 1, 4, "network", false),
-            ("personal.net", 1, 5, "network", false),
-            ("disp.req0", 4, 6, "disposable", false),
-            ("work.gui", 3, 4, "gui", true),
-            ("personal.gui", 3, 5, "gui", true),
-            ("disp.gui", 3, 6, "gui", true),
+            ("firewall.net", 1, 2, "network", false),
+            ("work.net", 2, 5, "network", false),
+            ("personal.net", 2, 6, "network", false),
+            ("disp.req0", 5, 7, "disposable", false),
+            ("work.gui", 4, 5, "gui", true),
+            ("personal.gui", 4, 6, "gui", true),
+            ("disp.gui", 4, 7, "gui", true),
+            ("gui.qrexec", 4, 0, "qrexec", true),
+            ("work.qrexec", 5, 0, "qrexec", true),
+            ("personal.qrexec", 6, 0, "qrexec", true),
+            ("disp.qrexec", 7, 0, "qrexec", true),
         ]
     );
     let summary = c.summary();
@@ -178,7 +190,9 @@ fn default_system_compiles_and_round_trips() {
         "on-failure",
         "black",
         "16 MiB",
-        "#4 gui",
+        "#5 gui",
+        "I/O ports of admin: 0x2f8-0x2ff",
+        "12 policy entries",
         "debian.kernel",
         "pci-id:1af4:1041",
         "pci-id:1234:1111",
