@@ -37,7 +37,7 @@ fn one(name: &str, argument: &str, ctx: &mut Context<'_>) -> u8 {
     if let Some(stdin) = call.stdin() {
         let _ = stdin.close();
     }
-    let mut printer = Printer::new(ctx.tty, false);
+    let mut printer = Printer::new(ctx.tty, [false; 2]);
     let end = call.finish(|piece| match piece {
         Output::Stdout(b) => printer.print(0, ctx.stdout, &b),
         Output::Stderr(b) => printer.print(1, ctx.stderr, &b),

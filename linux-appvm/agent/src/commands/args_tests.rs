@@ -151,7 +151,7 @@ fn help_and_usage_for_every_command() {
             stdin: Box::new(std::io::empty()),
             stdout: &mut out,
             stderr: &mut err,
-            tty: false,
+            tty: [false; 2],
         };
         assert_eq!(
             run_named(name, &words("--help"), &mut ctx),
@@ -181,7 +181,7 @@ fn help_and_usage_for_every_command() {
         stdin: Box::new(std::io::empty()),
         stdout: &mut out,
         stderr: &mut err,
-        tty: false,
+        tty: [false; 2],
     };
     assert_eq!(run_named("qvm-ls", &[], &mut ctx), Some(EXIT_FAILED));
     assert_eq!(run_named("qvm-nothing", &[], &mut ctx), None);

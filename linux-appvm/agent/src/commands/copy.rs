@@ -40,7 +40,7 @@ pub fn main(name: &str, args: &[String], ctx: &mut Context<'_>) -> u8 {
         sent
     });
     let mut answer = Vec::new();
-    let mut printer = Printer::new(ctx.tty, false);
+    let mut printer = Printer::new(ctx.tty, [false; 2]);
     let end = call.finish(|piece| match piece {
         Output::Stdout(b) => {
             let room = ANSWER_MAX.saturating_sub(answer.len());

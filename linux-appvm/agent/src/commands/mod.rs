@@ -60,8 +60,9 @@ pub struct Context<'a> {
     pub stdin: Box<dyn Read + Send>,
     pub stdout: &'a mut dyn Write,
     pub stderr: &'a mut dyn Write,
-    /// Whether stdout and stderr are terminals (output from other qubes is then made safe).
-    pub tty: bool,
+    /// Whether stdout and stderr are terminals (output from other qubes going there is then
+    /// made safe, and `qvm-run` marks it red).
+    pub tty: [bool; 2],
 }
 
 /// Runs the command `name` (one of [`NAMES`]) with `args`; its exit status, `None` for a
@@ -73,7 +74,7 @@ pub fn main(name: &str, args: &[String], settings: &Settings) -> Option<u8> {
         socket: PathBuf::from(crate::qrexec::SOCKET_PATH),
         has_channel: settings.qrexec_channel.is_some(),
         stdin: Box::new(std::io::stdin()),
-        tty: out.is_terminal() || err.is_terminal(),
+        tty: [out.is_terminal(), err.is_terminal()],
         stdout: &mut out,
         stderr: &mut err,
     };

@@ -13,15 +13,18 @@ const PLAIN: &[u8] = b"\x1b[0m";
 /// Stdout and stderr of a call, printed.
 #[derive(Debug, Default)]
 pub struct Printer {
-    filter: bool,
-    colour: bool,
+    /// Per stream (stdout, stderr): made safe.
+    filter: [bool; 2],
+    /// Per stream: marked red.
+    colour: [bool; 2],
     sanitizers: [Sanitizer; 2],
     closed: [bool; 2],
 }
 
 impl Printer {
-    /// Output made safe when `filter`, marked red when `colour` (a terminal).
-    pub fn new(filter: bool, colour: bool) -> Printer {
+    /// Output made safe where `filter`, marked red where `colour` (each for stdout, stderr:
+    /// what goes to a terminal).
+    pub fn new(filter: [bool; 2], colour: [bool; 2]) -> Printer {
         Printer {
             filter,
             colour,
@@ -32,7 +35,7 @@ impl Printer {
     /// Prints a piece of stdout (`i` = 0) or stderr (`i` = 1) to `w`.
     pub fn print(&mut self, i: usize, w: &mut dyn Write, bytes: &[u8]) {
         let mut safe = Vec::new();
-        let text = if self.filter {
+        let text = if self.filter[i] {
             self.sanitizers[i].push(bytes, &mut safe);
             &safe[..]
         } else {
@@ -55,7 +58,7 @@ impl Printer {
         if text.is_empty() || self.closed[i] {
             return;
         }
-        let written = if self.colour {
+        let written = if self.colour[i] {
             w.write_all(RED)
                 .and_then(|()| w.write_all(text))
                 .and_then(|()| w.write_all(PLAIN))
@@ -73,16 +76,16 @@ mod tests {
     #[test]
     fn filters_and_marks() {
         let mut out = Vec::new();
-        let mut p = Printer::new(true, false);
+        let mut p = Printer::new([true; 2], [false; 2]);
         p.print(0, &mut out, b"ok \x1b[2J\xe2\x82");
         p.print(0, &mut out, b"\xac\n");
         assert_eq!(out, b"ok \\x1b[2J\xe2\x82\xac\n");
         let mut out = Vec::new();
-        let mut p = Printer::new(false, true);
+        let mut p = Printer::new([false; 2], [true; 2]);
         p.print(1, &mut out, b"\x1b]0;t\x07");
         assert_eq!(out, b"\x1b[31m\x1b]0;t\x07\x1b[0m");
         let (mut out, mut err) = (Vec::new(), Vec::new());
-        let mut p = Printer::new(true, false);
+        let mut p = Printer::new([true; 2], [false; 2]);
         p.print(1, &mut err, b"\xe2");
         p.finish(&mut out, &mut err);
         assert_eq!((out, err), (vec![], b"\\xe2".to_vec()));

@@ -40,8 +40,8 @@ pub fn main(args: &[String], ctx: &mut Context<'_>) -> u8 {
             printable(&target, 40)
         );
     }
-    let filter = args.filter.unwrap_or(ctx.tty);
-    let mut printer = Printer::new(filter, args.colour && ctx.tty);
+    let filter = args.filter.map_or(ctx.tty, |f| [f; 2]);
+    let mut printer = Printer::new(filter, ctx.tty.map(|t| t && args.colour));
     let end = call.finish(|piece| match piece {
         Output::Stdout(b) if args.pass_io => printer.print(0, ctx.stdout, &b),
         Output::Stderr(b) if args.pass_io => printer.print(1, ctx.stderr, &b),

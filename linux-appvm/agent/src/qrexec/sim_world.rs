@@ -120,7 +120,7 @@ impl World {
                 stdin: Box::new(Cursor::new(stdin)),
                 stdout: &mut out,
                 stderr: &mut err,
-                tty: false,
+                tty: [false; 2],
             };
             let status = run_named(&name, &args, &mut ctx).unwrap();
             let text = |b: Vec<u8>| String::from_utf8_lossy(&b).into_owned();

@@ -202,8 +202,14 @@ impl<'c> Relay<'c> {
             self.up &= !(1 << q);
         }
         let gui = self.config.gui;
+        // A qube started for a call has its channels reset as it starts: the calls waiting
+        // for its hello wait on (they time out if it never comes).
+        let starting = host.state(q).is_some_and(|s| s.running);
         for i in (0..self.calls.len()).rev() {
             let c = &self.calls[i];
+            if starting && c.target == Some(q) && matches!(c.state, State::Starting { .. }) {
+                continue;
+            }
             let asking_gui = matches!(c.state, State::Asking { .. }) && gui == Some(q);
             let query = matches!(c.state, State::Asking { query: Some(_), .. });
             if query && (asking_gui || c.source == q || c.target == Some(q)) {

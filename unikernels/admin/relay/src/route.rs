@@ -329,9 +329,7 @@ impl Relay<'_> {
             Resolved::Qube(q) => (q, false),
             Resolved::Disposable(q) => (q, true),
         };
-        let c = &mut self.calls[i];
-        c.target = Some(q);
-        c.disposable = disposable;
+        self.calls[i].target = Some(q);
         let has_channel = self
             .config
             .qubes
@@ -354,9 +352,10 @@ impl Relay<'_> {
         } else {
             refuse(Refusal::Unavailable)
         };
-        if disposable && !running && matches!(self.calls[i].state, State::Closing { .. }) {
-            self.calls[i].disposable = false;
-        }
+        // Only a disposable started for this call is destroyed when it ends: never one that
+        // was refused (another call may be using it).
+        self.calls[i].disposable =
+            disposable && matches!(self.calls[i].state, State::Starting { .. });
     }
 
     /// Call `i`'s target is up: it gets the call, then the source hears where it runs.

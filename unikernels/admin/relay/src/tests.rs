@@ -142,7 +142,9 @@ fn a_dispvm_call_starts_the_disposable_and_destroys_it_afterwards() {
     // A second call while it is in use is refused.
     relay.on_message(&mut sim, WORK, &call(2, "qubes.VMShell", "@dispvm"));
     assert_refused(&mut sim, WORK, 2, Refusal::Busy);
-    hello_all(&mut relay, &mut sim, &[]);
+    // Its channel resets as it starts: the call waits on.
+    relay.reset(&mut sim, DISP);
+    assert!(sim.take(WORK).is_empty() && sim.killed.is_empty());
     let hello = ToAdmin::Hello {
         version: bulkhead_abi::qrexec::QREXEC_VERSION,
     };
