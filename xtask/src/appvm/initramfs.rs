@@ -217,6 +217,11 @@ qrexec)
         sed 's/^/selftest: qrexec: hostile: /'
     q "done"
     ;;
+dispvm-bench)
+    # `cargo xtask bench --qemu`: one `qvm-run --dispvm`, marked for the counting plugin.
+    out="$(BULKHEAD_MARKS=1 qvm-run --dispvm -p 'echo dispvm-echo' 2>&1)"
+    echo "selftest: dispvm-bench: $out status $?"
+    ;;
 xstate | xstate:*)
     s="${step#xstate}"
     s="${s#:}"

@@ -11,12 +11,21 @@ use crate::log::printable;
 use crate::qrexec::client::Output;
 use std::io::Write;
 
-/// Runs `qvm-run ARGS`; the exit status.
+/// Runs `qvm-run ARGS`; the exit status. With `BULKHEAD_MARKS` in the environment, it sets
+/// the benchmarks' mark (`crate::sys::mark`) as it makes the call, at the first byte of
+/// output and at the end (`cargo xtask bench --qemu`: a `--dispvm` call's instructions).
 pub fn main(args: &[String], ctx: &mut Context<'_>) -> u8 {
     let args = match parse_run(args) {
         Ok(a) => a,
         Err(u) => return ctx.usage(u, RUN_HELP),
     };
+    let marks = std::env::var_os("BULKHEAD_MARKS").is_some();
+    let mark = |on: bool| {
+        if on {
+            crate::sys::mark();
+        }
+    };
+    mark(marks);
     let (target, mut call) = match ctx.open("qvm-run", "qubes.VMShell", "", &args.target) {
         Ok(opened) => opened,
         Err(status) => return status,
@@ -42,11 +51,19 @@ pub fn main(args: &[String], ctx: &mut Context<'_>) -> u8 {
     }
     let filter = args.filter.map_or(ctx.tty, |f| [f; 2]);
     let mut printer = Printer::new(filter, ctx.tty.map(|t| t && args.colour));
+    let mut first = marks;
     let end = call.finish(|piece| match piece {
+        Output::Stdout(b) if std::mem::take(&mut first) => {
+            mark(true);
+            if args.pass_io {
+                printer.print(0, ctx.stdout, &b);
+            }
+        }
         Output::Stdout(b) if args.pass_io => printer.print(0, ctx.stdout, &b),
         Output::Stderr(b) if args.pass_io => printer.print(1, ctx.stderr, &b),
         _ => {}
     });
+    mark(marks);
     printer.finish(ctx.stdout, ctx.stderr);
     ctx.end_status("qvm-run", end)
 }
