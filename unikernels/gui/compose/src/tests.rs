@@ -19,7 +19,7 @@ use proptest::prelude::*;
 struct Flat;
 
 fn client_colour(client: usize) -> u32 {
-    0x0001_0203 * (client as u32 + 1) | 0x0080_0000
+    (0x0001_0203 * (client as u32 + 1)) | 0x0080_0000
 }
 
 impl Pixels for Flat {
