@@ -344,6 +344,17 @@ fn run() -> Result<String> {
         display.is_some_and(|l| l.contains("2 BAR pieces mapped (1 write-combining)")),
         || format!("the display's BARs are not mapped as expected: {display:?}"),
     )?;
+    // Every paste was the admin qube's decision, logged once.
+    let admin = out.lines_from("admin");
+    for decision in [
+        "qubes.ClipboardPaste work -> personal: allowed",
+        "qubes.ClipboardPaste personal -> evil: denied",
+    ] {
+        let n = admin.iter().filter(|l| l.contains(decision)).count();
+        expect(n == 1, || {
+            format!("the admin qube logged {decision:?} {n} times: {admin:?}")
+        })?;
+    }
     let refused = out.lines_from("refused");
     for reason in [
         "refused window 1: reason 2",
