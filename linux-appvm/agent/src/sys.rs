@@ -110,31 +110,7 @@ pub fn poll(watches: &mut [Watch], timeout: Option<Duration>) -> io::Result<()> 
         p.events = libc::POLLIN;
     }
     let fds = &mut all[..watches.len()];
-    // ppoll: to the nanosecond (the agent's short polls are well under a millisecond).
-    let ts = timeout.map(|t| libc::timespec {
-        tv_sec: t.as_secs().min(i32::MAX as u64) as libc::time_t,
-        tv_nsec: libc::c_long::from(t.subsec_nanos() as i32),
-    });
-    let tsp = ts
-        .as_ref()
-        .map_or(std::ptr::null(), |t| t as *const libc::timespec);
-    // SAFETY: `fds` is a valid array of `fds.len()` pollfd structures that the kernel writes
-    // `revents` into; `tsp` is null or points at `ts`, which outlives the call; no signal
-    // mask is passed.
-    let rc = unsafe {
-        libc::ppoll(
-            fds.as_mut_ptr(),
-            fds.len() as libc::nfds_t,
-            tsp,
-            std::ptr::null(),
-        )
-    };
-    if rc < 0 {
-        let e = io::Error::last_os_error();
-        if e.kind() != io::ErrorKind::Interrupted {
-            return Err(e);
-        }
-    }
+    let rc = waitset::ppoll(fds, timeout)?;
     for (w, p) in watches.iter_mut().zip(fds.iter()) {
         w.readable = rc > 0 && p.revents != 0;
     }

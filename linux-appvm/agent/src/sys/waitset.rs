@@ -25,6 +25,14 @@ pub fn wait(interests: &[Interest], timeout: Option<Duration>) -> io::Result<Vec
             revents: 0,
         })
         .collect();
+    let rc = ppoll(&mut fds, timeout)?;
+    Ok(fds.iter().map(|p| rc > 0 && p.revents != 0).collect())
+}
+
+/// `ppoll` on `fds` for at most `timeout` (`None`: no limit): how many are ready, 0 when the
+/// time ran out or a signal came (an interrupted wait counts as a timeout).
+pub fn ppoll(fds: &mut [libc::pollfd], timeout: Option<Duration>) -> io::Result<i32> {
+    // To the nanosecond (the agent's short polls are well under a millisecond).
     let ts = timeout.map(|t| libc::timespec {
         tv_sec: t.as_secs().min(i32::MAX as u64) as libc::time_t,
         tv_nsec: libc::c_long::from(t.subsec_nanos() as i32),
@@ -33,8 +41,8 @@ pub fn wait(interests: &[Interest], timeout: Option<Duration>) -> io::Result<Vec
         .as_ref()
         .map_or(std::ptr::null(), |t| t as *const libc::timespec);
     // SAFETY: (1) `fds` is a valid, writable array of `fds.len()` pollfd structures, alive
-    // for the call; (2) `tsp` is null or points at `ts`, which outlives the call; (3) no
-    // signal mask is passed.
+    // for the call, that the kernel writes `revents` into; (2) `tsp` is null or points at
+    // `ts`, which outlives the call; (3) no signal mask is passed.
     let rc = unsafe {
         libc::ppoll(
             fds.as_mut_ptr(),
@@ -48,8 +56,9 @@ pub fn wait(interests: &[Interest], timeout: Option<Duration>) -> io::Result<Vec
         if e.kind() != io::ErrorKind::Interrupted {
             return Err(e);
         }
+        return Ok(0);
     }
-    Ok(fds.iter().map(|p| rc > 0 && p.revents != 0).collect())
+    Ok(rc)
 }
 
 /// Sends `signal` to the process group `pgid` (a child started in a group of its own: it
