@@ -166,7 +166,9 @@ dispvm)
     { dispvm 'echo hello-from-disp; grep -o "bulkhead.name=[a-z]*" /proc/cmdline; printf "\033[31mred\033[0m\n"'
         echo "status $?"; } 2>&1 | sed 's/^/selftest: dispvm 1: /'
     { dispvm 'sleep 2; echo second; exit 7'; echo "status $?"; } > /tmp/dispvm2 2>&1 &
-    sleep 1
+    # Long enough for it to hold the request channel on a loaded machine; it keeps it for
+    # the disposable's boot and its 2 s.
+    sleep 3
     { dispvm 'echo third'; echo "status $?"; } 2>&1 | sed 's/^/selftest: dispvm busy: /'
     wait
     sed 's/^/selftest: dispvm 2: /' /tmp/dispvm2
