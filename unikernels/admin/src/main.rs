@@ -68,6 +68,8 @@ fn main(boot: &Boot) -> i32 {
     hypercall::defer_notifies(true);
     let (e0, mut reported) = (hypercall::exit_count(), 0);
     loop {
+        // Disposables whose calls ended last pass: their callers have seen the end.
+        relay.destroy_done(&mut links);
         for i in 0..links.links.len() {
             serve(&mut links, &mut relay, i);
         }

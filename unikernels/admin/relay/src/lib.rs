@@ -83,6 +83,8 @@ pub struct Relay<'c> {
     pub dropped: u64,
     /// Calls that ended (for the admin qube's figures).
     pub ended: u64,
+    /// Disposables whose calls ended, to destroy ([`Relay::destroy_done`]).
+    done: heapless::Vec<u8, { bulkhead_policy::MAX_QUBES }>,
 }
 
 impl<'c> Relay<'c> {
@@ -94,6 +96,7 @@ impl<'c> Relay<'c> {
             up: 0,
             calls: Calls::new(),
             shutdowns: heapless::Vec::new(),
+            done: heapless::Vec::new(),
             dropped: 0,
             ended: 0,
         }
@@ -303,14 +306,28 @@ impl<'c> Relay<'c> {
         Outcome::Done
     }
 
-    /// A call is over: a disposable that ran it is destroyed.
-    fn finished(&mut self, host: &mut impl Host, c: &calls::Open) {
+    /// A call is over: a disposable that ran it is destroyed at the next
+    /// [`Relay::destroy_done`], so the caller first gets to see the end (the hypervisor wipes
+    /// the disposable's memory inside the kill, which takes a while).
+    fn finished(&mut self, _host: &mut impl Host, c: &calls::Open) {
         self.ended += 1;
         if let (true, Some(t)) = (c.disposable, c.target)
-            && host.state(t).is_some_and(|s| s.running)
+            && !self.done.contains(&t)
         {
-            host.log(format_args!("disposable {} done; destroyed", self.name(t)));
-            host.kill(t);
+            // More disposables than this cannot have ended in one pass (one per qube).
+            let _ = self.done.push(t);
+        }
+    }
+
+    /// Destroys the disposables whose calls ended since the last time. The admin qube calls
+    /// this once a pass, before reading the channels: the callers were woken at the end of
+    /// the pass before and have had the CPU meanwhile.
+    pub fn destroy_done(&mut self, host: &mut impl Host) {
+        for t in core::mem::take(&mut self.done) {
+            if host.state(t).is_some_and(|s| s.running) {
+                host.log(format_args!("disposable {} done; destroyed", self.name(t)));
+                host.kill(t);
+            }
         }
     }
 }

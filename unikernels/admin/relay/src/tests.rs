@@ -166,8 +166,17 @@ fn a_dispvm_call_starts_the_disposable_and_destroys_it_afterwards() {
         }
     );
     relay.on_message(&mut sim, DISP, &ToAdmin::Io(Io::Exit { call: n, code: 0 }));
+    // The caller gets the end first; the disposable goes at the next pass.
+    assert_eq!(
+        decode(&sim.take(WORK)[0]),
+        FromAdmin::Io(Io::Exit { call: 1, code: 0 })
+    );
+    assert!(sim.killed.is_empty());
+    relay.destroy_done(&mut sim);
     assert_eq!(sim.killed, [DISP]);
     assert!(sim.logged("disposable disp done; destroyed"));
+    relay.destroy_done(&mut sim);
+    assert_eq!(sim.killed, [DISP], "destroyed once");
 }
 
 #[test]
@@ -178,6 +187,7 @@ fn a_target_that_never_comes_up_times_out() {
     sim.now += crate::START_TIMEOUT_MS + 1;
     relay.tick(&mut sim);
     assert_refused(&mut sim, WORK, 1, Refusal::Unavailable);
+    relay.destroy_done(&mut sim);
     assert_eq!(sim.killed, [DISP]);
     assert_eq!(relay.open_calls(), 0);
 }

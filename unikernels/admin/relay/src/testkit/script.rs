@@ -133,6 +133,7 @@ pub fn run(steps: Vec<Step>) -> Result<usize, String> {
             Step::Reset(q) => relay.reset(&mut sim, q),
             Step::Tick(ms) => {
                 sim.now += ms;
+                relay.destroy_done(&mut sim);
                 relay.tick(&mut sim);
             }
             Step::Drain(q) => {
