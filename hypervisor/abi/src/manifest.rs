@@ -7,7 +7,7 @@
 //! qubes    name (text, NAME_MAX), kind u8 (0 unikernel, 1 Linux), initrd u16, cmdline u16,
 //!          image u16, memory MiB u32, label u8, restart u8, start u8, flags u8
 //!          (bit 0 framebuffer, bit 1 admin; unikernels only, one qube at most each),
-//!          has config u8, config u16,
+//!          has config u8, config u16, cpus u32 (a mask below bit MAX_CPUS),
 //!          args (text, ARGS_MAX)
 //! channels name (text, NAME_MAX), a u8, b u8, size u32, slot size u32, bulk size u32,
 //!          purpose (text, PURPOSE_MAX)
@@ -30,7 +30,7 @@ use crate::label::Label;
 use crate::wire::{Reader, WireError, Writer};
 
 /// Version of the manifest layout.
-pub const MANIFEST_VERSION: u16 = 9;
+pub const MANIFEST_VERSION: u16 = 10;
 /// The manifest's first four bytes.
 pub const MANIFEST_MAGIC: [u8; 4] = *b"BKMF";
 /// Most qubes one system may describe.
@@ -47,6 +47,8 @@ pub const PURPOSE_MAX: usize = 48;
 pub const MAX_DEVICES: usize = 16;
 /// Qube memory is allocated and mapped in units of this many MiB.
 pub const QUBE_MEMORY_GRANULE_MIB: u32 = 2;
+/// Most CPUs the hypervisor starts; a qube's [`QubeSpec::cpus`] names CPUs below this.
+pub const MAX_CPUS: usize = 16;
 
 /// The compiled system.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -169,6 +171,10 @@ pub struct QubeSpec {
     /// It is the admin qube (Qubes' `@adminvm`): it may list, start and kill qubes with the
     /// admin hypercalls (a unikernel; one qube at most).
     pub admin: bool,
+    /// The CPUs it may run on, as a bit mask (bit `n`: CPU `n`, below [`MAX_CPUS`]); 0: any.
+    /// CPUs are numbered as the hypervisor starts them: 0 is the boot CPU, then the other
+    /// usable processors of the firmware's MADT in table order.
+    pub cpus: u32,
 }
 
 /// When the hypervisor starts a qube.
@@ -293,7 +299,7 @@ const TEXT: usize = 2;
 /// Bytes of the header.
 pub const HEADER_LEN: usize = 4 + 2 + 4 + 2 + TEXT + NAME_MAX;
 /// Bytes of one qube record.
-pub const QUBE_LEN: usize = TEXT + NAME_MAX + 1 + 2 + 2 + 2 + 4 + 5 + 2 + TEXT + ARGS_MAX;
+pub const QUBE_LEN: usize = TEXT + NAME_MAX + 1 + 2 + 2 + 2 + 4 + 5 + 2 + 4 + TEXT + ARGS_MAX;
 /// Bytes of one channel record.
 pub const CHANNEL_LEN: usize = TEXT + NAME_MAX + 2 + 4 + 4 + 4 + TEXT + PURPOSE_MAX;
 /// Bytes of one device record.
@@ -432,6 +438,7 @@ impl QubeSpec {
         w.u8(u8::from(self.framebuffer) | u8::from(self.admin) << 1);
         w.u8(u8::from(self.config.is_some()));
         w.u16(self.config.unwrap_or(0));
+        w.u32(self.cpus);
         w.text(&self.args);
     }
 
@@ -469,6 +476,10 @@ impl QubeSpec {
             (1, index) => Some(index),
             _ => return Err(WireError::BadValue),
         };
+        let cpus = r.u32()?;
+        if u64::from(cpus) >> MAX_CPUS != 0 {
+            return Err(WireError::BadValue);
+        }
         let args = r.text()?;
         Ok(QubeSpec {
             name,
@@ -482,6 +493,7 @@ impl QubeSpec {
             start,
             framebuffer,
             admin,
+            cpus,
         })
     }
 }
@@ -604,6 +616,7 @@ mod tests {
                     start: StartPolicy::AtBoot,
                     framebuffer: i == 1,
                     admin: i == 0,
+                    cpus: if i == 1 { 0b101 } else { 0 },
                 })
                 .unwrap();
         }
@@ -654,6 +667,26 @@ mod tests {
         let mut buf = [0u8; 512];
         let bytes = m.encode(&mut buf).unwrap();
         assert_eq!(Manifest::decode(bytes), Ok(m));
+    }
+
+    #[test]
+    fn cpu_masks_round_trip_below_max_cpus() {
+        // Offset of the cpus mask in qube record `i`.
+        let at = |i: usize| HEADER_LEN + i * QUBE_LEN + TEXT + NAME_MAX + 1 + 2 + 2 + 2 + 4 + 5 + 2;
+        let mut m = sample();
+        for cpus in [0, 1, 0b1010, (1 << MAX_CPUS) - 1] {
+            m.qubes[0].cpus = cpus;
+            let bytes = m.to_vec();
+            assert_eq!(bytes[at(0)..at(0) + 4], cpus.to_le_bytes());
+            assert_eq!(Manifest::decode(&bytes), Ok(m.clone()));
+        }
+        let mut bytes = sample().to_vec();
+        assert_eq!(bytes[at(1)], 0b101);
+        bytes[at(1) + 2] = 1; // bit 16: CPU 16, past MAX_CPUS
+        assert_eq!(
+            Manifest::decode(&bytes),
+            Err(ManifestError::Wire(WireError::BadValue))
+        );
     }
 
     #[test]
@@ -809,6 +842,7 @@ mod tests {
             text::<ARGS_MAX>(),
             proptest::option::of(any::<u16>()),
             (any::<bool>(), any::<bool>(), any::<bool>()),
+            0u32..1 << MAX_CPUS,
         )
             .prop_map(
                 |(
@@ -821,6 +855,7 @@ mod tests {
                     args,
                     config,
                     (req, fb, admin),
+                    cpus,
                 )| {
                     QubeSpec {
                         name,
@@ -842,6 +877,7 @@ mod tests {
                         },
                         framebuffer: fb && kind == QubeKind::Unikernel,
                         admin: admin && kind == QubeKind::Unikernel,
+                        cpus,
                     }
                 },
             )

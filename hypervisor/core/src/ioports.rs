@@ -160,6 +160,7 @@ mod tests {
             start: StartPolicy::AtBoot,
             framebuffer: false,
             admin: false,
+            cpus: 0,
         }
     }
 

@@ -109,6 +109,7 @@ pub(super) fn compile(checked: Checked, path: &Path) -> Result<CompiledSystem, S
             start: q.start,
             framebuffer: checked.framebuffer == Some(i),
             admin: checked.admin.qube == Some(i),
+            cpus: 0,
         };
         qubes.push(spec).map_err(|_| "too many qubes".to_string())?;
     }
