@@ -11,7 +11,7 @@
 //! - [`bulk`]: how each end of a channel maps its bulk area (its own pool writable, the
 //!   peer's read-only) and the page tables that takes.
 //! - [`paging`]: building 4-level page tables (guest, NPT; EPT formats plug in).
-//! - [`acpi`]: reading the firmware's RSDP, RSDT/XSDT, MCFG and DMAR.
+//! - [`acpi`]: reading the firmware's RSDP, RSDT/XSDT, MCFG, DMAR and MADT.
 //! - [`pci`]: BAR and capability decoding, and the configuration-space filter of an
 //!   assigned device.
 //! - [`vtd`]: Intel VT-d registers, root and context entries, second-level tables, fault

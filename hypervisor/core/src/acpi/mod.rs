@@ -1,11 +1,15 @@
 //! The few ACPI tables the hypervisor reads: the RSDP, the RSDT/XSDT, the MCFG (where PCI
-//! configuration space is: ECAM) and the DMAR (where the Intel VT-d remapping units are).
+//! configuration space is: ECAM), the DMAR (where the Intel VT-d remapping units are) and the
+//! MADT (which processors there are: [`madt()`]).
 //!
 //! Tables are read through [`PhysRead`], and every length, count and checksum is checked
 //! before use, so firmware with broken tables gives an [`AcpiError`], never a panic.
 
 use crate::bootinfo::PhysRead;
 use crate::collections::{ArrayVec, BoundedVec as Vec};
+
+mod madt;
+pub use madt::{CpuEntry, MAX_CPUS, Madt, madt};
 
 /// Most tables listed in the RSDT/XSDT that are looked at.
 pub const MAX_TABLES: usize = 64;
@@ -27,6 +31,8 @@ pub enum AcpiError {
     Checksum([u8; 4]),
     /// A table's length or an entry's length is impossible.
     Length([u8; 4]),
+    /// The table at the address given is not the one asked for (its signature is shown).
+    Signature([u8; 4]),
 }
 
 /// The system description tables found from the RSDP.
@@ -291,5 +297,7 @@ impl<T: PhysRead + ?Sized> ReadArray for T {
     }
 }
 
+#[cfg(test)]
+mod madt_tests;
 #[cfg(test)]
 mod tests;
