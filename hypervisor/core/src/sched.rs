@@ -2,7 +2,13 @@
 //! a fixed time slice enforced by the timer, waits with deadlines, and the restart budget.
 //!
 //! This is policy only; the mechanism (running a vCPU, the timer interrupt) is in the
-//! hypervisor image. Times are nanoseconds since boot.
+//! hypervisor image. Times are nanoseconds since boot. Which CPU each qube runs on is
+//! decided once, at boot, by [`place`].
+
+mod placement;
+#[cfg(test)]
+mod placement_tests;
+pub use placement::{LINUX_WEIGHT, PlaceRequest, Placement, UNIKERNEL_WEIGHT, place};
 
 /// Length of a time slice.
 pub const TIME_SLICE_NS: u64 = 10_000_000;
