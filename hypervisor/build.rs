@@ -7,6 +7,7 @@ fn main() {
     link_freestanding(&std::path::Path::new(&dir).join("hypervisor.ld"));
     write_isr_stubs();
     println!("cargo:rerun-if-changed=src/boot/entry.s");
+    println!("cargo:rerun-if-changed=src/boot/ap.s");
     println!("cargo:rerun-if-changed=src/arch/x86/isr.s");
     println!("cargo:rerun-if-changed=src/virt/svm/run.s");
 }

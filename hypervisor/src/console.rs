@@ -76,7 +76,7 @@ pub fn hv_line(args: core::fmt::Arguments<'_>) {
     prefix(&mut l, "hv", None);
     let _ = l.write_fmt(args);
     let bytes = l.finish();
-    let queued = QUEUE.with(|q| {
+    let queued = QUEUE.with_spin(|q| {
         while q.push_hv(bytes) == HvPush::NoRoom {
             send_waiting(q, 64);
         }
@@ -99,7 +99,7 @@ pub fn qube_line(id: usize, name: &str, label: Label, line: &[u8]) {
     let _ = bulkhead_hvcore::console::sanitize(line, &mut l);
     let bytes = l.finish();
     let now = crate::time::now_ns();
-    QUEUE.with(|q| {
+    QUEUE.with_spin(|q| {
         q.push_qube(id, now, bytes, line.len());
         if !QUEUEING.load(Ordering::Relaxed) {
             send_waiting(q, usize::MAX);
@@ -150,11 +150,12 @@ pub fn idle_ns(ns: u64) -> u64 {
 
 /// Pumps, then logs `qube NAME: console rate limit: N bytes dropped (L lines)` for each qube
 /// whose burst of drops is over (or has lasted a second); `name_of` names a qube by its id.
-pub fn report_drops<'a>(name_of: impl Fn(usize) -> Option<&'a str>) {
+pub fn report_drops() {
     pump();
     let now = crate::time::now_ns();
     while let Some((id, d)) = QUEUE.with(|q| q.take_due_report(now)).flatten() {
-        log_drops(name_of(id).unwrap_or("?"), d);
+        let name = crate::smp::name_of(id);
+        log_drops(if name.is_empty() { "?" } else { name.as_str() }, d);
     }
 }
 

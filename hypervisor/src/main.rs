@@ -21,6 +21,7 @@ mod guest;
 mod memory;
 mod qube;
 mod scheduler;
+mod smp;
 #[allow(unsafe_code)]
 mod sync;
 mod time;
@@ -85,15 +86,47 @@ extern "C" fn hv_main(magic: u32, info: u32) -> ! {
     report_wall_clock();
 
     let mut platform = devices::discover(&env, &mut frames);
-    let mut scheduler = scheduler::Scheduler::new();
-    load_system(&env, &backend, &mut frames, &mut platform, &mut scheduler);
-    scheduler.set_iommu(platform.iommu.take());
+    let online = start_cpus(&env, &platform, &backend, &mut frames, apic_per_ms);
+    load_system(&env, &backend, &mut frames, &mut platform, online);
+    let iommu = platform.iommu.take();
+    let _ = smp::RUN_QUEUES[0].with(|s| s.set_iommu(iommu));
     hvlog!("{} KiB of RAM left free", frames.free_bytes() / 1024);
     lapic.start_oneshot(apic_per_ms);
-    apic::arm_in(TIME_SLICE_NS);
-    cpu::enable_interrupts();
     console::start_queueing();
-    scheduler.run()
+    smp::start::release();
+    smp::start::run(0)
+}
+
+/// Starts the other CPUs the MADT lists (with SVM); returns how many CPUs run qubes.
+fn start_cpus(
+    env: &BootEnv,
+    platform: &devices::Platform,
+    backend: &virt::Backend,
+    frames: &mut FrameAllocator,
+    apic_per_ms: u64,
+) -> usize {
+    let Some(madt) = &platform.madt else {
+        hvlog!("smp: no MADT; running on the boot CPU only");
+        return smp::start::start_aps(env, &[], backend, frames, apic_per_ms);
+    };
+    let ids = bulkhead_hvcore::collections::ArrayVec::<u32, { smp::MAX_CPUS }>::try_from_iter(
+        madt.cpus.iter().map(|c| c.apic_id).take(smp::MAX_CPUS),
+    )
+    .unwrap_or_default();
+    let online = smp::start::start_aps(env, &ids, backend, frames, apic_per_ms);
+    let skipped = madt.skipped as usize + madt.cpus.len().saturating_sub(smp::MAX_CPUS);
+    let apic_ids = (0..online).map(|c| smp::CPUS[c].apic_id.load(core::sync::atomic::Ordering::Relaxed));
+    let mut list = bulkhead_hvcore::collections::BoundedString::<96>::new();
+    for (i, id) in apic_ids.enumerate() {
+        let _ = core::fmt::write(&mut list, format_args!("{}{id}", if i == 0 { "" } else { " " }));
+    }
+    hvlog!(
+        "smp: {online} of {} CPUs online (APIC IDs {}){}",
+        madt.cpus.len() + madt.skipped as usize,
+        list.as_str(),
+        if skipped > 0 { "; the others stay halted" } else { "" }
+    );
+    online
 }
 
 fn report_boot(env: &BootEnv, frames: &FrameAllocator) {
@@ -242,7 +275,7 @@ fn load_system(
     backend: &virt::Backend,
     frames: &mut FrameAllocator,
     platform: &mut devices::Platform,
-    scheduler: &mut scheduler::Scheduler,
+    online: usize,
 ) {
     let Some(region) = env.bundle else {
         fail(format_args!(
@@ -271,7 +304,8 @@ fn load_system(
         region.start
     );
     let (regions, mut endpoints) = channels::create(&manifest, frames);
-    scheduler.set_channels(regions);
+    scheduler::set_channels(regions);
+    let placement = place_qubes(&manifest, online);
     console::set_name_width(
         manifest
             .qubes
@@ -341,11 +375,74 @@ fn load_system(
                     spec.label.name(),
                     spec.restart.name()
                 );
-                // Capacity equals MAX_QUBES, which the manifest cannot exceed.
-                let _ = scheduler.add(q);
+                let cpu = placement.get(id).map_or(0, |p| usize::from(p.cpu));
+                place(q, cpu, backend);
             }
             Err(e) => hvlog!("qube {} not started: {e}", spec.name.as_str()),
         }
+    }
+}
+
+/// Where each qube of `manifest` runs (`bulkhead_hvcore::sched::place`: pins first, then
+/// the heaviest on the least loaded CPU; a Linux qube weighs 4, a unikernel 1), logged
+/// when there is more than one CPU.
+fn place_qubes(
+    manifest: &Manifest,
+    online: usize,
+) -> bulkhead_hvcore::collections::ArrayVec<bulkhead_hvcore::sched::Placement, { scheduler::MAX_QUBES }> {
+    use bulkhead_abi::manifest::QubeKind;
+    use bulkhead_hvcore::sched::{PlaceRequest, place};
+    let requests = bulkhead_hvcore::collections::ArrayVec::<PlaceRequest, { scheduler::MAX_QUBES }>::try_from_iter(
+        manifest.qubes.iter().map(|q| PlaceRequest {
+            cpus: q.cpus,
+            weight: match q.kind {
+                QubeKind::Linux { .. } => 4,
+                QubeKind::Unikernel => 1,
+            },
+        }),
+    )
+    .unwrap_or_default();
+    let placement = place(&requests, online);
+    for (q, p) in manifest.qubes.iter().zip(placement.iter()) {
+        if p.pin_unmet {
+            hvlog!(
+                "smp: qube {} is pinned to CPUs {:#x}, which this machine does not have; it runs on CPU {}",
+                q.name.as_str(),
+                q.cpus,
+                p.cpu
+            );
+        }
+    }
+    if online > 1 {
+        let mut line = bulkhead_hvcore::collections::BoundedString::<200>::new();
+        for (q, p) in manifest.qubes.iter().zip(placement.iter()) {
+            let _ = core::fmt::write(&mut line, format_args!(" {}:{}", q.name.as_str(), p.cpu));
+        }
+        hvlog!("smp: qubes placed (name:CPU){}", line.as_str());
+    }
+    placement
+}
+
+/// Puts qube `q` in CPU `cpu`'s run queue, its vCPU bound to that CPU, and publishes what
+/// the other CPUs may read of it.
+fn place(mut q: qube::Qube, cpu: usize, backend: &virt::Backend) {
+    use core::sync::atomic::Ordering;
+    let id = q.id();
+    q.machine.vcpu.bind_host_state(smp::start::host_state_page(cpu, backend));
+    let info = smp::QubeInfo {
+        name: q.spec().name,
+        at_boot: q.spec().start == bulkhead_abi::manifest::StartPolicy::AtBoot,
+        devices: bulkhead_hvcore::collections::ArrayVec::try_from_iter(
+            q.machine.devices.iter().map(|d| d.func.source_id()),
+        )
+        .unwrap_or_default(),
+    };
+    let Some(slot) = smp::QUBES.get(id) else { return };
+    let _ = slot.info.with(|i| *i = Some(info));
+    slot.cpu.store(cpu, Ordering::Relaxed);
+    // Capacity equals MAX_QUBES, which the manifest cannot exceed.
+    if smp::RUN_QUEUES[cpu].with(|s| s.add(q)) == Some(true) {
+        slot.placed.store(true, Ordering::Release);
     }
 }
 

@@ -1,11 +1,16 @@
-//! The run loop: picks a qube (policy in `bulkhead_hvcore::sched`), runs it until its slice
-//! ends or it yields, waits or stops, applies restart policies, and idles the CPU with HLT
-//! when no qube wants it.
+//! The run loop of one CPU: picks one of the qubes placed on this CPU (policy in
+//! `bulkhead_hvcore::sched`), runs it until its slice ends or it yields, waits or stops,
+//! applies restart policies, and idles the CPU with HLT when no qube wants it. Every CPU
+//! has one (`crate::smp::RUN_QUEUES`); what crosses CPUs (events and admin requests to a
+//! qube placed elsewhere, the published status) goes through `crate::smp`.
 
 use crate::arch::x86::{apic, cpu};
 use crate::exits::{Outcome, Stop};
 use crate::qube::Qube;
+use crate::smp::{self, QUBES, request, status};
+use crate::sync::Locked;
 use crate::{hvlog, time};
+use core::sync::atomic::Ordering;
 use bulkhead_abi::channel::MAX_CHANNELS_PER_QUBE;
 use bulkhead_abi::hypercall::{HcError, Hypercall, QubeState};
 use bulkhead_abi::manifest::StartPolicy;
@@ -18,21 +23,45 @@ pub const MAX_QUBES: usize = bulkhead_abi::manifest::MAX_QUBES;
 /// Every qube, in manifest order.
 pub type Qubes = BoundedVec<Qube, MAX_QUBES>;
 
-/// All qubes and the scheduler's bookkeeping.
+/// The channels' pages (started over when an end restarts), shared by every CPU.
+static CHANNELS: Locked<Option<crate::channels::Regions>> = Locked::new(None);
+
+/// Hands over the channels' pages.
+pub fn set_channels(channels: crate::channels::Regions) {
+    let _ = CHANNELS.with(|c| *c = Some(channels));
+}
+
+/// Starts over the regions of `q`'s channels (it restarted, stopped for good, or was
+/// started again). Waits for another CPU doing the same for its qube.
+fn reset_channels(q: &Qube) {
+    let done = CHANNELS.with_spin(|regions| {
+        if let Some(regions) = regions.as_mut() {
+            for c in q.machine.channels.iter() {
+                regions.reset(c.id);
+            }
+        }
+    });
+    if done.is_none() {
+        hvlog!("qube {}: its channels could not be reset (lock held)", q.name());
+    }
+}
+
+/// The qubes placed on one CPU and its scheduler's bookkeeping.
 pub struct Scheduler {
+    /// This CPU's number (set when it starts running).
+    cpu: usize,
     qubes: Qubes,
     current: usize,
-    all_ready_reported: bool,
+    /// This CPU's one-shot timer.
+    timer: apic::Timer,
     /// Which qube last ran under each TLB tag. Qubes outnumber ASIDs on some CPUs (TCG has
     /// 16), so two qubes may share a tag; the TLB is flushed when the owner changes, so no
     /// qube can use another's cached translations.
     tag_owner: [Option<usize>; TAGS],
-    /// The IOMMU, polled for DMA faults on every pass.
+    /// The IOMMU, polled for DMA faults on every pass (the boot CPU's scheduler only).
     iommu: Option<crate::devices::vtd::Iommu>,
     /// DMA faults logged so far (the log stops after [`MAX_FAULT_LINES`]).
     dma_faults: u64,
-    /// The channels' pages (started over when an end restarts).
-    channels: Option<crate::channels::Regions>,
     /// Each qube's run state as the current pass sees it.
     states: [RunState; MAX_QUBES],
 }
@@ -48,22 +77,17 @@ const TAGS: usize = 64;
 
 impl Scheduler {
     /// No qubes yet.
-    pub fn new() -> Scheduler {
+    pub const fn new() -> Scheduler {
         Scheduler {
+            cpu: 0,
             qubes: BoundedVec::new(),
-            channels: None,
             states: [RunState::Stopped; MAX_QUBES],
             current: 0,
-            all_ready_reported: false,
+            timer: apic::Timer::new(),
             tag_owner: [None; TAGS],
             iommu: None,
             dma_faults: 0,
         }
-    }
-
-    /// Hands over the channels' pages.
-    pub fn set_channels(&mut self, channels: crate::channels::Regions) {
-        self.channels = Some(channels);
     }
 
     /// Hands over the IOMMU, whose faults the run loop reports.
@@ -88,7 +112,24 @@ impl Scheduler {
             });
             let src = f.source;
             let kind = if f.write { "write" } else { "read" };
+            let elsewhere = || {
+                (0..MAX_QUBES).find(|&id| {
+                    QUBES[id]
+                        .info
+                        .with_spin(|i| i.as_ref().is_some_and(|i| i.devices.contains(&src)))
+                        .unwrap_or(false)
+                })
+            };
             match owner {
+                None if let Some(id) = elsewhere() => hvlog!(
+                    "iommu: blocked DMA {kind} at {:#x} by {:02x}:{:02x}.{} of qube {}: {}",
+                    f.address,
+                    src >> 8,
+                    (src >> 3) & 0x1f,
+                    src & 7,
+                    smp::name_of(id).as_str(),
+                    f.reason_text()
+                ),
                 Some((qube, d)) => hvlog!(
                     "iommu: blocked DMA {kind} at {:#x} by {d} of qube {qube}: {}",
                     f.address,
@@ -116,14 +157,16 @@ impl Scheduler {
         ok
     }
 
-    /// Runs qubes forever.
-    pub fn run(&mut self) -> ! {
-        let mut stopped_reported = false;
+    /// Runs this CPU's qubes forever; `cpu` is this CPU's number.
+    pub fn run(&mut self, cpu: usize) -> ! {
+        self.cpu = cpu;
         loop {
-            crate::arch::x86::stack::check();
-            let qubes = &self.qubes;
-            crate::console::report_drops(|id| qubes.iter().find(|q| q.id() == id).map(Qube::name));
-            self.report_dma_faults();
+            crate::arch::x86::stack::check(cpu);
+            if cpu == 0 {
+                crate::console::report_drops();
+                self.report_dma_faults();
+            }
+            self.take_mail();
             // The run states, updated in place (a fresh copy every pass showed in the
             // round-trip figures).
             let n = self.qubes.len();
@@ -138,29 +181,83 @@ impl Scheduler {
             }
             match sched::pick_next(states, self.current) {
                 Some(i) => {
-                    stopped_reported = false;
+                    smp::ALL_STOPPED_REPORTED.store(false, Ordering::Relaxed);
                     self.current = i;
                     self.run_slice(i);
+                    self.publish();
                     self.report_all_ready();
                 }
-                None if states.iter().all(|s| *s == RunState::Stopped) => {
-                    if !stopped_reported {
-                        hvlog!("all qubes stopped; idle");
-                        stopped_reported = true;
-                    }
-                    apic::arm_in(crate::console::idle_ns(TIME_SLICE_NS));
-                    cpu::wait_for_interrupt();
-                }
-                // Everyone waits: sleep until the first deadline (at most one slice).
                 None => {
-                    let now = time::now_ns();
-                    let until = sched::next_deadline(states)
-                        .map_or(TIME_SLICE_NS, |d| d.saturating_sub(now))
-                        .min(TIME_SLICE_NS);
-                    apic::arm_in(crate::console::idle_ns(until));
-                    cpu::wait_for_interrupt();
+                    self.publish();
+                    let until = if states.iter().all(|s| *s == RunState::Stopped) {
+                        if smp::all_stopped()
+                            && !smp::ALL_STOPPED_REPORTED.swap(true, Ordering::Relaxed)
+                        {
+                            hvlog!("all qubes stopped; idle");
+                        }
+                        TIME_SLICE_NS
+                    } else {
+                        // Everyone waits: sleep until the first deadline (at most one slice).
+                        let now = time::now_ns();
+                        sched::next_deadline(states)
+                            .map_or(TIME_SLICE_NS, |d| d.saturating_sub(now))
+                            .min(TIME_SLICE_NS)
+                    };
+                    self.idle(crate::console::idle_ns(until));
                 }
             }
+        }
+    }
+
+    /// Halts this CPU for at most `ns`, unless mail arrived for one of its qubes (see
+    /// `bulkhead_hvcore::wake`: the flag is raised with interrupts off, the mailboxes read
+    /// after it, and `sti; hlt` ends at an IPI sent at any point since).
+    fn idle(&mut self, ns: u64) {
+        let me = &smp::CPUS[self.cpu];
+        cpu::disable_interrupts();
+        me.sleeper.going_idle();
+        let mail = self.qubes.iter().any(|q| {
+            let slot = &QUBES[q.id()];
+            slot.events.has_mail() || slot.requests.has_mail()
+        });
+        if !mail {
+            self.timer.arm_in(ns);
+            cpu::wait_for_interrupt();
+        } else {
+            cpu::enable_interrupts();
+        }
+        me.sleeper.awake();
+    }
+
+    /// Delivers what other CPUs posted to this CPU's qubes: channel events and admin requests.
+    fn take_mail(&mut self) {
+        for i in 0..self.qubes.len() {
+            let id = self.qubes[i].id();
+            let events = QUBES[id].events.take();
+            if events != 0 {
+                self.deliver(i, events);
+            }
+            let requests = QUBES[id].requests.take();
+            if requests != 0 {
+                let _ = self.carry_out(i, requests);
+            }
+        }
+    }
+
+    /// Publishes this CPU's qubes' status for the other CPUs.
+    fn publish(&self) {
+        for q in self.qubes.iter() {
+            let slot = &QUBES[q.id()];
+            let mut bits = u64::from(q.restarts.min(0xFFFF)) << status::RESTARTS_SHIFT;
+            if q.state != RunState::Stopped {
+                bits |= status::RUNNING;
+                if q.machine.ready {
+                    bits |= status::READY;
+                }
+            }
+            slot.status.store(bits, Ordering::Release);
+            slot.started_ns.store(q.started_ns, Ordering::Relaxed);
+            slot.exits.store(q.machine.vcpu.exit_count(), Ordering::Relaxed);
         }
     }
 
@@ -173,6 +270,15 @@ impl Scheduler {
             self.tag_owner[tag] = Some(i);
         }
         q.machine.vcpu.set_slice_end(slice_end);
+        let id = q.id();
+        let running = &smp::CPUS[self.cpu].running;
+        running.store(id + 1, Ordering::Relaxed);
+        self.run_until(i, slice_end);
+        running.store(0, Ordering::Relaxed);
+    }
+
+    fn run_until(&mut self, i: usize, slice_end: u64) {
+        let id = self.qubes[i].id();
         loop {
             // The slice can end while the hypervisor handles an exit: its timer interrupt
             // then arrives here, not in the guest, so the clock decides, and the timer is
@@ -181,7 +287,10 @@ impl Scheduler {
             if now >= slice_end {
                 return;
             }
+            // Events a qube on another CPU raised since the last entry.
+            let events = QUBES[id].events.take();
             let q = &mut self.qubes[i];
+            q.machine.events |= events;
             q.before_entry();
             // The guest's own timer may come first: exit then to deliver it.
             let until = q.wake_deadline().map_or(slice_end, |d| d.min(slice_end));
@@ -190,7 +299,8 @@ impl Scheduler {
             // At least MIN_ENTRY_NS: the backend does not enter once the timer has fired (see
             // `SvmVcpu::enter`), so a deadline already past must still let the guest run a
             // little, or it would never run again.
-            apic::arm_until(now, until.max(now + MIN_ENTRY_NS));
+            self.timer.arm_until(now, until.max(now + MIN_ENTRY_NS));
+            let q = &mut self.qubes[i];
             let exit = q.machine.vcpu.run();
             match q.handle_exit(exit) {
                 Outcome::Continue => {}
@@ -219,7 +329,7 @@ impl Scheduler {
     /// Stops qube `i` (restarting it if its policy says so) and tells its peers when its
     /// channels were reset.
     fn stop(&mut self, i: usize, stop: Stop) {
-        let restarted = stop_qube(&mut self.qubes[i], &mut self.channels, stop);
+        let restarted = stop_qube(&mut self.qubes[i], stop);
         let killed = matches!(stop, Stop::Killed);
         if restarted || killed || self.qubes[i].spec().start == StartPolicy::OnRequest {
             self.tell_peers(i);
@@ -242,65 +352,100 @@ impl Scheduler {
         }
     }
 
-    /// Carries out an admin hypercall of qube `caller` (the admin qube) on the qube with
-    /// manifest index `target`.
+    /// Carries out an admin hypercall of this CPU's qube `caller` (the admin qube) on the qube
+    /// with manifest index `target`, here or on its CPU. A start or kill of a qube on another
+    /// CPU is posted there and answered at once: its CPU carries it out on its next pass.
     fn admin(&mut self, caller: usize, call: Hypercall, target: u64) -> Result<u64, HcError> {
-        let t = self
-            .qubes
-            .iter()
-            .position(|q| q.id() as u64 == target)
+        let by = self.qubes[caller].id();
+        let target = usize::try_from(target)
+            .ok()
+            .filter(|&t| QUBES.get(t).is_some_and(|s| s.placed.load(Ordering::Acquire)))
             .ok_or(HcError::Invalid)?;
-        let now = time::now_ns();
-        let q = &self.qubes[t];
-        let running = q.state != RunState::Stopped;
-        match call {
-            Hypercall::AdminQubeState => Ok(QubeState {
-                running,
-                ready: running && q.machine.ready,
-                restarts: q.restarts.min(u32::from(u16::MAX)) as u16,
-                uptime_ms: if running {
-                    now.saturating_sub(q.started_ns) / 1_000_000
-                } else {
-                    0
-                },
+        let local = self.qubes.iter().position(|q| q.id() == target);
+        let (running, ready, restarts, started_ns) = match local {
+            Some(t) => {
+                let q = &self.qubes[t];
+                (q.state != RunState::Stopped, q.machine.ready, q.restarts, q.started_ns)
             }
-            .to_u64()),
-            _ if t == caller => Err(HcError::Invalid),
-            Hypercall::AdminStart if running => Err(HcError::Busy),
-            Hypercall::AdminStart => {
-                if let Some(regions) = self.channels.as_mut() {
-                    for c in self.qubes[t].machine.channels.iter() {
-                        regions.reset(c.id);
-                    }
+            None => {
+                let slot = &QUBES[target];
+                let bits = slot.status.load(Ordering::Acquire);
+                (
+                    bits & status::RUNNING != 0,
+                    bits & status::READY != 0,
+                    (bits >> status::RESTARTS_SHIFT) as u32 & 0xFFFF,
+                    slot.started_ns.load(Ordering::Relaxed),
+                )
+            }
+        };
+        let kind = match call {
+            Hypercall::AdminQubeState => {
+                let uptime_ns = time::now_ns().saturating_sub(started_ns);
+                return Ok(QubeState {
+                    running,
+                    ready: running && ready,
+                    restarts: restarts.min(u32::from(u16::MAX)) as u16,
+                    uptime_ms: if running { uptime_ns / 1_000_000 } else { 0 },
                 }
-                let by = self.qubes[caller].spec().name;
-                let q = &mut self.qubes[t];
-                if let Err(e) = q.load() {
-                    hvlog!("qube {} not started by {by}: {e}", q.name());
-                    q.state = RunState::Stopped;
-                    return Err(HcError::Busy);
-                }
-                hvlog!("qube {} started by {by}", q.name());
-                self.tell_peers(t);
+                .to_u64());
+            }
+            _ if target == by => return Err(HcError::Invalid),
+            Hypercall::AdminStart if running => return Err(HcError::Busy),
+            Hypercall::AdminKill if !running => return Err(HcError::Busy),
+            Hypercall::AdminStart => request::START,
+            Hypercall::AdminKill => request::KILL,
+            _ => return Err(HcError::Invalid),
+        };
+        let req = kind | (by as u64) << request::BY_SHIFT;
+        match local {
+            Some(t) => self.carry_out(t, req),
+            None => {
+                smp::post(target, req, |s| &s.requests);
                 Ok(0)
             }
-            Hypercall::AdminKill if !running => Err(HcError::Busy),
-            Hypercall::AdminKill => {
-                let by = self.qubes[caller].spec().name;
-                hvlog!("qube {}: killed by {by}", self.qubes[t].name());
-                self.stop(t, Stop::Killed);
-                Ok(0)
-            }
-            _ => Err(HcError::Invalid),
         }
     }
 
-    /// Raises event `bit` at the qube with manifest index `qube` (if it exists). A waiting
-    /// qube becomes runnable on the scheduler's next pass; events accumulate until read.
+    /// Carries out admin request `req` ([`request`]) on this CPU's qube `t`.
+    fn carry_out(&mut self, t: usize, req: u64) -> Result<u64, HcError> {
+        let by = smp::name_of((req >> request::BY_SHIFT) as usize);
+        let running = self.qubes[t].state != RunState::Stopped;
+        if req & request::KILL != 0 && running {
+            hvlog!("qube {}: killed by {by}", self.qubes[t].name());
+            self.stop(t, Stop::Killed);
+            return Ok(0);
+        }
+        if req & request::START == 0 || running {
+            return Err(HcError::Busy);
+        }
+        reset_channels(&self.qubes[t]);
+        let q = &mut self.qubes[t];
+        if let Err(e) = q.load() {
+            hvlog!("qube {} not started by {by}: {e}", q.name());
+            q.state = RunState::Stopped;
+            return Err(HcError::Busy);
+        }
+        hvlog!("qube {} started by {by}", q.name());
+        self.tell_peers(t);
+        Ok(0)
+    }
+
+    /// Raises event `bit` at the qube with manifest index `qube` (if it exists), here or on
+    /// its CPU. A waiting qube becomes runnable on its scheduler's next pass; events
+    /// accumulate until read.
     fn signal(&mut self, qube: usize, bit: usize) {
-        let Some(q) = self.qubes.iter_mut().find(|q| q.id() == qube) else {
-            return;
-        };
+        let bits = 1 << (bit % 64);
+        let local = self.qubes.iter().position(|q| q.id() == qube);
+        match local {
+            Some(i) => self.deliver(i, bits),
+            None => smp::post(qube, bits, |s| &s.events),
+        }
+    }
+
+    /// Raises `events` at this CPU's qube `i`, starting it first if it is a disposable that
+    /// is stopped.
+    fn deliver(&mut self, i: usize, events: u64) {
+        let q = &mut self.qubes[i];
         if q.state == RunState::Stopped && q.spec().start == StartPolicy::OnRequest {
             // A disposable starts from scratch when a qube allowed to (it has a channel to
             // it) asks; its request is already in the channel.
@@ -312,20 +457,25 @@ impl Scheduler {
                 }
             }
         }
-        q.machine.events |= 1 << (bit % 64);
+        q.machine.events |= events;
     }
 
-    fn report_all_ready(&mut self) {
-        let at_boot = || {
-            self.qubes
-                .iter()
-                .filter(|q| q.spec().start == StartPolicy::AtBoot)
-        };
-        if self.all_ready_reported || !at_boot().all(|q| q.machine.ready) {
+    /// Logs "all N qubes ready" once, when every at-boot qube on every CPU has said so.
+    fn report_all_ready(&self) {
+        if smp::ALL_READY_REPORTED.load(Ordering::Relaxed) {
             return;
         }
-        self.all_ready_reported = true;
-        let exits: u64 = at_boot().map(|q| q.machine.vcpu.exit_count()).sum();
+        let at_boot = || {
+            QUBES.iter().filter(|s| {
+                s.placed.load(Ordering::Acquire)
+                    && s.info.with_spin(|i| i.as_ref().is_some_and(|i| i.at_boot)) == Some(true)
+            })
+        };
+        let ready = |s: &smp::QubeSlot| s.status.load(Ordering::Acquire) & status::READY != 0;
+        if !at_boot().all(ready) || smp::ALL_READY_REPORTED.swap(true, Ordering::Relaxed) {
+            return;
+        }
+        let exits: u64 = at_boot().map(|s| s.exits.load(Ordering::Relaxed)).sum();
         let ms = time::now_ns() / 1_000_000;
         hvlog!(
             "all {} qubes ready: {exits} VM exits, {ms} ms since boot",
@@ -336,14 +486,7 @@ impl Scheduler {
 
 /// Stops a qube, logs why, and restarts it if its policy and restart budget say so.
 /// Returns whether it was restarted (its channels were then reset).
-fn stop_qube(q: &mut Qube, channels: &mut Option<crate::channels::Regions>, stop: Stop) -> bool {
-    let mut reset_channels = |q: &Qube| {
-        if let Some(regions) = channels.as_mut() {
-            for c in q.machine.channels.iter() {
-                regions.reset(c.id);
-            }
-        }
-    };
+fn stop_qube(q: &mut Qube, stop: Stop) -> bool {
     q.on_stop();
     let name = q.spec().name;
     crate::console::report_drops_now(q.id(), &name);

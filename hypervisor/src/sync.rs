@@ -1,7 +1,15 @@
 //! The hypervisor's one lock. Unsafe module (shared mutable state behind an atomic flag).
+//!
+//! Two ways in: [`Locked::with`] refuses at once when the value is in use, and
+//! [`Locked::with_spin`] waits a bounded time for another CPU to let go first. Neither
+//! waits forever, so a fault inside a holder (which never lets go) cannot hang the panic
+//! path or another CPU.
 
 use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicBool, Ordering};
+
+/// Rounds [`Locked::with_spin`] waits: some milliseconds, far longer than any holder.
+const SPIN_LIMIT: u32 = 1 << 22;
 
 /// A value used by one caller at a time: [`Locked::with`] refuses (returns `None`) rather
 /// than wait, so a fault inside the console cannot deadlock the panic path.
@@ -36,5 +44,20 @@ impl<T> Locked<T> {
         let r = f(unsafe { &mut *self.value.get() });
         self.busy.store(false, Ordering::Release);
         Some(r)
+    }
+
+    /// As [`Locked::with`], but while the value is in use (by another CPU: holders are
+    /// short) tries again for about `SPIN_LIMIT` rounds before giving up with `None`.
+    pub fn with_spin<R>(&self, f: impl FnOnce(&mut T) -> R) -> Option<R> {
+        let mut f = Some(f);
+        for _ in 0..SPIN_LIMIT {
+            if !self.busy.load(Ordering::Relaxed) {
+                if let Some(r) = self.with(|v| f.take().map(|f| f(v))) {
+                    return r;
+                }
+            }
+            core::hint::spin_loop();
+        }
+        None
     }
 }

@@ -19,9 +19,9 @@ pub struct BoundedVec<T, const N: usize> {
 
 impl<T, const N: usize> BoundedVec<T, N> {
     /// An empty vector.
-    pub fn new() -> Self {
+    pub const fn new() -> Self {
         BoundedVec {
-            slots: core::array::from_fn(|_| None),
+            slots: [const { None }; N],
             len: 0,
         }
     }

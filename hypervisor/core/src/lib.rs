@@ -47,6 +47,7 @@ pub mod pci;
 pub mod sched;
 pub mod unikernel;
 pub mod vtd;
+pub mod wake;
 
 #[cfg(test)]
 mod test_memory;

@@ -28,6 +28,8 @@ pub struct Platform {
     pub iommu: Option<Iommu>,
     /// The DMAR's description of the unit in use (which devices it covers).
     pub iommu_unit: Option<acpi::Drhd>,
+    /// The CPUs the firmware lists (the MADT), if it could be read.
+    pub madt: Option<acpi::Madt>,
     /// Functions already given to a qube (by index into `functions`).
     taken: bulkhead_hvcore::collections::BoundedVec<usize, MAX_FUNCTIONS>,
 }
@@ -39,6 +41,7 @@ pub fn discover(env: &BootEnv, frames: &mut FrameAllocator) -> Platform {
         functions: bulkhead_hvcore::collections::BoundedVec::new(),
         iommu: None,
         iommu_unit: None,
+        madt: None,
         taken: bulkhead_hvcore::collections::BoundedVec::new(),
     };
     let mem = BootMemory;
@@ -53,6 +56,11 @@ pub fn discover(env: &BootEnv, frames: &mut FrameAllocator) -> Platform {
             return p;
         }
     };
+    match tables.find(b"APIC").map(|a| acpi::madt(&mem, a)) {
+        Some(Ok(madt)) => p.madt = Some(madt),
+        Some(Err(e)) => hvlog!("acpi: MADT unusable ({e:?}); running on the boot CPU only"),
+        None => {}
+    }
     match tables.find(b"MCFG").map(|a| acpi::mcfg(&mem, a)) {
         Some(Ok(ecams)) => match ecam::enumerate(&ecams, &env.ram, &mut p.functions) {
             Ok(()) => hvlog!(

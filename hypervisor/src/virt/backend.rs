@@ -157,6 +157,16 @@ pub enum AnyVcpu {
     Vmx(VmxVcpu),
 }
 
+impl AnyVcpu {
+    /// Runs this vCPU on the CPU whose SVM host state page is `host_state_pa` (a vCPU runs
+    /// on one CPU only); nothing under VMX, which runs on the boot CPU only.
+    pub fn bind_host_state(&mut self, host_state_pa: u64) {
+        if let AnyVcpu::Svm(v) = self {
+            v.bind_host_state(host_state_pa);
+        }
+    }
+}
+
 // Portable code calls the vCPU through the trait: one indirect call instead of a match
 // per method.
 impl core::ops::Deref for AnyVcpu {

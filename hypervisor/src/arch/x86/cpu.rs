@@ -165,6 +165,13 @@ pub fn enable_interrupts() {
     unsafe { asm!("sti", options(nomem, nostack)) };
 }
 
+/// Disables interrupts (the scheduler, before it decides to halt: see `Scheduler::idle`).
+pub fn disable_interrupts() {
+    // SAFETY: CLI only holds interrupts pending; `wait_for_interrupt` or
+    // `enable_interrupts` takes them afterwards.
+    unsafe { asm!("cli", options(nomem, nostack)) };
+}
+
 /// Enables interrupts and halts until the next one, atomically (no wake-up is lost between
 /// the two because STI takes effect after the following instruction).
 pub fn wait_for_interrupt() {

@@ -54,17 +54,32 @@ struct TablePointer {
     base: u64,
 }
 
-static mut GDT: [u64; 5] = [0; 5];
-static mut TSS: Tss = Tss {
-    reserved0: 0,
-    rsp: [0; 3],
-    reserved1: 0,
-    ist: [0; 7],
-    reserved2: 0,
-    reserved3: 0,
-    iomap_base: size_of::<Tss>() as u16,
+/// A CPU's GDT (null, code, data, TSS low and high) and TSS: each CPU has its own, for its
+/// own IST stacks and because `ltr` marks the TSS descriptor busy.
+#[repr(C, align(64))]
+struct CpuTables {
+    gdt: [u64; 5],
+    tss: Tss,
+}
+
+const EMPTY_TABLES: CpuTables = CpuTables {
+    gdt: [0; 5],
+    tss: Tss {
+        reserved0: 0,
+        rsp: [0; 3],
+        reserved1: 0,
+        ist: [0; 7],
+        reserved2: 0,
+        reserved3: 0,
+        iomap_base: size_of::<Tss>() as u16,
+    },
 };
+
+static mut TABLES: [CpuTables; crate::smp::MAX_CPUS] = [EMPTY_TABLES; crate::smp::MAX_CPUS];
+/// The boot CPU's IST stacks; an AP's come from the frame allocator ([`init_ap`]).
 static mut IST_STACKS: IstStacks = IstStacks([[0; IST_STACK_SIZE]; IST_COUNT]);
+/// Bytes of IST stacks a CPU needs.
+pub const IST_BYTES: u64 = (IST_STACK_SIZE * IST_COUNT) as u64;
 static mut IDT: [IdtEntry; 256] = [IdtEntry {
     offset_lo: 0,
     selector: 0,
@@ -80,7 +95,8 @@ unsafe extern "C" {
     static isr_table: [u64; 256];
 }
 
-/// Builds and loads the GDT (with a TSS carrying the IST stacks) and the IDT.
+/// Builds and loads the boot CPU's GDT (with a TSS carrying the IST stacks) and the IDT
+/// every CPU shares.
 ///
 /// # Safety
 /// Call once, on the boot CPU, with interrupts disabled, before anything relies on the
@@ -90,15 +106,63 @@ pub unsafe fn init() {
     // else reads or writes these statics while they are filled, and after `lidt`/`ltr` they
     // are never written again. Raw pointers avoid references to `static mut`.
     unsafe {
-        let stacks = &raw mut IST_STACKS;
-        let tss = &raw mut TSS;
+        let stacks = (&raw mut IST_STACKS) as u64;
+        load_cpu_tables(0, stacks);
+        let idt = &raw mut IDT;
+        let table = &raw const isr_table;
+        for v in 0..256usize {
+            let addr = (*table)[v];
+            let ist = match v {
+                2 => IST_NMI,
+                8 => IST_DOUBLE_FAULT,
+                18 => IST_MACHINE_CHECK,
+                0..=31 => IST_EXCEPTION,
+                _ => IST_EXTERNAL,
+            };
+            (*idt)[v] = IdtEntry {
+                offset_lo: addr as u16,
+                selector: CODE_SELECTOR,
+                ist,
+                attrs: 0x8E, // present, DPL 0, 64-bit interrupt gate (clears IF)
+                offset_mid: (addr >> 16) as u16,
+                offset_hi: (addr >> 32) as u32,
+                reserved: 0,
+            };
+        }
+        load_idt();
+    }
+}
+
+/// Builds and loads application processor `cpu`'s GDT and TSS, its IST stacks being the
+/// [`IST_BYTES`] at `ist_base`, and loads the shared IDT.
+///
+/// # Safety
+/// Call once per AP, on that AP, with interrupts disabled, after [`init`] ran on the boot
+/// CPU; `cpu` is this CPU's number (1..MAX_CPUS), used by no other CPU; `ist_base` is
+/// identity-mapped memory of [`IST_BYTES`] that nothing else uses, for good.
+pub unsafe fn init_ap(cpu: usize, ist_base: u64) {
+    // SAFETY: forwarded: `TABLES[cpu]` is this CPU's alone and the IDT is no longer written.
+    unsafe {
+        load_cpu_tables(cpu, ist_base);
+        load_idt();
+    }
+}
+
+/// Fills `TABLES[cpu]` and loads its GDT (reloading the segment registers) and TR.
+///
+/// # Safety
+/// As [`init_ap`]: `TABLES[cpu]` is written by this CPU only, before it loads it.
+unsafe fn load_cpu_tables(cpu: usize, ist_base: u64) {
+    // SAFETY: the caller's guarantee; raw pointers avoid references to `static mut`.
+    unsafe {
+        let t = &raw mut TABLES[cpu];
+        let tss = &raw mut (*t).tss;
         for i in 0..IST_COUNT {
-            let top = (&raw mut (*stacks).0[i]) as u64 + IST_STACK_SIZE as u64;
-            (*tss).ist[i] = top;
+            (*tss).ist[i] = ist_base + ((i + 1) * IST_STACK_SIZE) as u64;
         }
         let tss_base = tss as u64;
         let tss_limit = (size_of::<Tss>() - 1) as u64;
-        let gdt = &raw mut GDT;
+        let gdt = &raw mut (*t).gdt;
         (*gdt)[1] = 0x00AF_9A00_0000_FFFF; // 64-bit code
         (*gdt)[2] = 0x00CF_9200_0000_FFFF; // data
         (*gdt)[3] = (tss_limit & 0xFFFF)
@@ -128,34 +192,20 @@ pub unsafe fn init() {
             tss = in(reg) u64::from(TSS_SELECTOR),
             tmp = out(reg) _,
         );
-
-        let idt = &raw mut IDT;
-        let table = &raw const isr_table;
-        for v in 0..256usize {
-            let addr = (*table)[v];
-            let ist = match v {
-                2 => IST_NMI,
-                8 => IST_DOUBLE_FAULT,
-                18 => IST_MACHINE_CHECK,
-                0..=31 => IST_EXCEPTION,
-                _ => IST_EXTERNAL,
-            };
-            (*idt)[v] = IdtEntry {
-                offset_lo: addr as u16,
-                selector: CODE_SELECTOR,
-                ist,
-                attrs: 0x8E, // present, DPL 0, 64-bit interrupt gate (clears IF)
-                offset_mid: (addr >> 16) as u16,
-                offset_hi: (addr >> 32) as u32,
-                reserved: 0,
-            };
-        }
-        let idt_ptr = TablePointer {
-            limit: (size_of::<[IdtEntry; 256]>() - 1) as u16,
-            base: idt as u64,
-        };
-        asm!("lidt [{}]", in(reg) &idt_ptr, options(nostack));
     }
+}
+
+/// Loads the IDT.
+///
+/// # Safety
+/// [`init`] filled it.
+unsafe fn load_idt() {
+    let idt_ptr = TablePointer {
+        limit: (size_of::<[IdtEntry; 256]>() - 1) as u16,
+        base: (&raw const IDT) as u64,
+    };
+    // SAFETY: the caller's guarantee: the table is complete and never written again.
+    unsafe { asm!("lidt [{}]", in(reg) &idt_ptr, options(nostack)) };
 }
 
 /// Where the hypervisor's descriptor tables live and which selectors it uses: the host
@@ -177,13 +227,14 @@ pub struct HostTables {
 // A VM exit sets the TR limit to 0x67: the TSS must be exactly that long.
 const _: () = assert!(size_of::<Tss>() == 0x68);
 
-/// The tables [`init`] loaded. (A VM exit sets the GDT and IDT limits to 0xFFFF and the TR
-/// limit to 0x67, which is this TSS's own limit.)
-pub fn host_tables() -> HostTables {
+/// The tables CPU `cpu` loaded ([`init`] or [`init_ap`]). (A VM exit sets the GDT and IDT
+/// limits to 0xFFFF and the TR limit to 0x67, which is this TSS's own limit.)
+pub fn host_tables(cpu: usize) -> HostTables {
+    let t = (&raw const TABLES).cast::<CpuTables>().wrapping_add(cpu);
     HostTables {
-        gdt_base: (&raw const GDT) as u64,
+        gdt_base: t as u64,
         idt_base: (&raw const IDT) as u64,
-        tss_base: (&raw const TSS) as u64,
+        tss_base: t as u64 + core::mem::offset_of!(CpuTables, tss) as u64,
         tss_selector: TSS_SELECTOR,
         data_selector: DATA_SELECTOR,
     }

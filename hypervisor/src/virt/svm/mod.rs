@@ -98,6 +98,29 @@ pub struct Svm {
     msrpm_linux: Frames,
 }
 
+/// A CPU's own SVM pages (physical addresses): VM_HSAVE_PA's area, and the page VMSAVE and
+/// VMLOAD keep the host's hidden state in around each VMRUN. Two CPUs must never share one.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CpuPages {
+    /// The host save area.
+    pub hsave: u64,
+    /// The host state page (`svm_run`'s third argument).
+    pub host_state: u64,
+}
+
+/// Enables SVM on the CPU that runs this (an application processor; the boot CPU's is
+/// [`Svm::enable`]) with its own host save area.
+pub fn enable_on_this_cpu(pages: CpuPages) {
+    // SAFETY: the boot CPU found SVM present and enabled (`detect`), and every CPU of the
+    // machine has the same features; `pages.hsave` is a page allocated for this CPU alone
+    // (`Svm::pages_for_cpu`) and kept for the rest of the run.
+    unsafe {
+        let efer = cpu::rdmsr(cpu::MSR_EFER);
+        cpu::wrmsr(cpu::MSR_EFER, efer | (1 << 12));
+        cpu::wrmsr(cpu::MSR_VM_HSAVE_PA, pages.hsave);
+    }
+}
+
 /// The byte and bit of an MSR's read-intercept bit in an MSR permission map (the write bit
 /// is the next one), or `None` outside the three ranges the map covers.
 fn msrpm_bit(msr: u32) -> Option<(usize, u8)> {
@@ -155,6 +178,27 @@ impl Svm {
             msrpm,
             msrpm_linux,
         })
+    }
+
+    /// The two pages another CPU needs to run guests (its host save area and host state
+    /// page), zeroed; kept for the rest of the run.
+    pub fn pages_for_cpu(frames: &mut FrameAllocator) -> Result<CpuPages, SvmError> {
+        let mut hsave = frames.alloc(4096, 4096).ok_or(SvmError::NoMemory)?;
+        let mut host_state = frames.alloc(4096, 4096).ok_or(SvmError::NoMemory)?;
+        crate::memory::phys::with_frames(&mut hsave, |b| b.fill(0));
+        crate::memory::phys::with_frames(&mut host_state, |b| b.fill(0));
+        Ok(CpuPages {
+            hsave: hsave.start(),
+            host_state: host_state.start(),
+        })
+    }
+
+    /// The boot CPU's pages (see [`Svm::pages_for_cpu`]).
+    pub fn boot_cpu_pages(&self) -> CpuPages {
+        CpuPages {
+            hsave: self._host_save.start(),
+            host_state: self.host_state.start(),
+        }
     }
 
     /// A vCPU with its own VMCB, for a qube whose nested page tables are at `npt_root`. A

@@ -164,6 +164,12 @@ impl SvmVcpu {
     /// (seen: Linux qubes spinning for hundreds of ms past their slice). With GIF clear from
     /// here to VMRUN, a timer that fires after the check stays pending and ends the run at
     /// once.
+    /// Runs this vCPU on the CPU whose host state page is `host_state_pa` from now on (a
+    /// vCPU runs on one CPU only).
+    pub fn bind_host_state(&mut self, host_state_pa: u64) {
+        self.host_state_pa = host_state_pa;
+    }
+
     fn enter(&mut self) -> bool {
         self.x.debug.load(false);
         // SAFETY: CLGI only holds interrupts pending (until VMRUN sets GIF or STGI below); the

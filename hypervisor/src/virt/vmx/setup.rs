@@ -94,7 +94,7 @@ pub(super) struct Target {
 /// pages `target` names belong to that vCPU (or, the MSR bitmap, to the backend).
 pub(super) unsafe fn write_vmcs(caps: &VmxCaps, target: &Target, g: &Start) -> bool {
     let c = caps.controls;
-    let host = descriptors::host_tables();
+    let host = descriptors::host_tables(0); // VMX runs on the boot CPU only (see smp.rs)
     let (cr0_fixed, cr4_fixed) = (caps.cr0_fixed, caps.cr4_fixed);
     let guest_cr4 = super::fixed(g.cr4 | CR4_VMXE, cr4_fixed);
     let (code, data) = (u64::from(g.cs), u64::from(g.ds));
