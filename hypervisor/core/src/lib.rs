@@ -20,7 +20,8 @@
 //!   bitmaps (SVM IOPM, VMX I/O bitmaps) that pass exactly those through.
 //! - [`console`]: per-qube line buffering and sanitising of guest console output, and the
 //!   output queue with its per-qube limits (`console::queue`).
-//! - [`sched`]: qube run states, time slices and the restart policy.
+//! - [`sched`]: qube run states, time slices, the restart policy, and which CPU each qube
+//!   runs on.
 //! - [`collections`]: the fixed-capacity collections the hypervisor uses (no heap, no
 //!   third-party crate).
 #![no_std]
