@@ -9,7 +9,7 @@ use super::linux::{self, Linux};
 use super::network::{self, Plan};
 use super::schema::{Raw, Section};
 use super::{
-    HYPERVISOR_RESERVE_MIB, devices, disposables, fields, framebuffer, hints, policy, ports,
+    HYPERVISOR_RESERVE_MIB, cpus, devices, disposables, fields, framebuffer, hints, policy, ports,
     qrexec, shadow,
 };
 use bulkhead_abi::boot_info::NAME_MAX;
@@ -32,6 +32,8 @@ pub(super) struct Qube {
     /// The unikernel's arguments (empty for a Linux qube).
     pub args: String,
     pub start: StartPolicy,
+    /// The CPUs it may run on (bit `n`: CPU `n`); 0: any.
+    pub cpus: u32,
     /// What a Linux qube (`kind = "linux"`) adds; `None` for a unikernel.
     pub linux: Option<Linux>,
 }
@@ -274,6 +276,7 @@ fn check_fields(
         false => Some(None),
     };
     let start = linux::start(q, restart, text, diags);
+    let cpus = cpus::mask(q, text, diags);
     own_keys.then_some(())?;
     kind?;
     Some(Qube {
@@ -284,6 +287,7 @@ fn check_fields(
         restart: restart?,
         args: args?,
         start: start?,
+        cpus: cpus?,
         linux: linux?,
     })
 }

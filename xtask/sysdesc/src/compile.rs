@@ -109,7 +109,7 @@ pub(super) fn compile(checked: Checked, path: &Path) -> Result<CompiledSystem, S
             start: q.start,
             framebuffer: checked.framebuffer == Some(i),
             admin: checked.admin.qube == Some(i),
-            cpus: 0,
+            cpus: q.cpus,
         };
         qubes.push(spec).map_err(|_| "too many qubes".to_string())?;
     }
@@ -342,6 +342,7 @@ pub(super) fn summary(c: &CompiledSystem) -> String {
     out.push_str(&network_summary(c));
     out.push_str(&super::qrexec::summary(c));
     out.push_str(&ports_summary(c));
+    out.push_str(&super::cpus::summary(&c.manifest));
     if let Some(q) = c.manifest.qubes.iter().find(|q| q.framebuffer) {
         out.push_str(&format!(
             "\nFramebuffer: {} maps the firmware's framebuffer, if the boot loader leaves one\n",

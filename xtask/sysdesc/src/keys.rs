@@ -14,6 +14,8 @@ pub(super) enum Ty {
     Number,
     /// A list of text values (a channel's endpoints, a qube's devices, DNS servers).
     Names,
+    /// A list of whole numbers (a qube's `cpus`).
+    Numbers,
     /// Text, or a whole number taken as its text (`dstports = 443` or `"1024-2048"`).
     TextOrNumber,
     /// A list of tables (a qube's `[[qube.rule]]` firewall rules).
@@ -184,6 +186,11 @@ pub(super) const QUBE_KEYS: &[Key] = &[
         ty: Ty::Text,
         example: "\"disp\"",
     },
+    Key {
+        name: "cpus",
+        ty: Ty::Numbers,
+        example: "[0, 2]",
+    },
 ];
 
 /// Keys of each `[[policy]]` (a qrexec policy entry, as in Qubes' policy files).
@@ -324,6 +331,11 @@ const QUBE_ALIASES: &[(&str, &str)] = &[
     ("fb", "framebuffer"),
     ("efifb", "framebuffer"),
     ("display", "framebuffer"),
+    ("cpu", "cpus"),
+    ("affinity", "cpus"),
+    ("cpu_affinity", "cpus"),
+    ("pin", "cpus"),
+    ("pinned_cpus", "cpus"),
 ];
 
 /// Words people write for a firewall rule key (some from Qubes' older syntax).
@@ -395,6 +407,8 @@ pub(super) const TOP_KEYS: &[&str] = &["system", "network", "qube", "channel", "
 
 /// A text value and where it is.
 pub(super) type Located = (String, Range<usize>);
+/// A whole number and where it is.
+pub(super) type LocatedNumber = (i128, Range<usize>);
 
 /// A value of the right type.
 pub(super) enum Value {
@@ -402,6 +416,8 @@ pub(super) enum Value {
     Number(i128),
     /// Text values with where each one is.
     Names(Vec<Located>),
+    /// Whole numbers with where each one is.
+    Numbers(Vec<LocatedNumber>),
     Bool(bool),
 }
 
@@ -424,6 +440,16 @@ pub(super) fn typed(key: &Key, value: &Spanned<DeValue<'_>>) -> Option<Value> {
             })
             .collect::<Option<Vec<_>>>()
             .map(Value::Names),
+        (Ty::Numbers, DeValue::Array(items)) => items
+            .iter()
+            .map(|item| match item.get_ref() {
+                DeValue::Integer(i) => i128::from_str_radix(i.as_str(), i.radix())
+                    .ok()
+                    .map(|n| (n, item.span())),
+                _ => None,
+            })
+            .collect::<Option<Vec<_>>>()
+            .map(Value::Numbers),
         (Ty::Bool, DeValue::Boolean(b)) => Some(Value::Bool(*b)),
         _ => None,
     }
@@ -459,15 +485,22 @@ pub(super) fn type_problem(key: &Key, value: &DeValue<'_>) -> (String, String) {
         Ty::Text => "text in double quotes".to_string(),
         Ty::Number => "a whole number".to_string(),
         Ty::Names => format!("a list of {} in double quotes", list_of(key.name)),
+        Ty::Numbers => "a list of whole numbers".to_string(),
         Ty::TextOrNumber => "text in double quotes or a whole number".to_string(),
         Ty::Tables => "a list of tables".to_string(),
         Ty::Bool => "true or false".to_string(),
     };
     let found = match value {
-        DeValue::Array(items) => match items.iter().find(|i| i.get_ref().as_str().is_none()) {
-            Some(item) => format!("a list holding {} values", item.get_ref().type_str()),
-            None => "array".to_string(),
-        },
+        DeValue::Array(items) => {
+            let odd = |v: &DeValue<'_>| match key.ty {
+                Ty::Numbers => !matches!(v, DeValue::Integer(_)),
+                _ => v.as_str().is_none(),
+            };
+            match items.iter().find(|i| odd(i.get_ref())) {
+                Some(item) => format!("a list holding {} values", item.get_ref().type_str()),
+                None => "array".to_string(),
+            }
+        }
         other => other.type_str().to_string(),
     };
     let message = format!("expected {expected}, found {found}");
@@ -509,6 +542,7 @@ pub(super) fn type_problem(key: &Key, value: &DeValue<'_>) -> (String, String) {
                 )
             }
         }
+        (Ty::Numbers, _) => numbers_hint(key, value),
         (Ty::Bool, DeValue::String(s)) if matches!(s.trim(), "true" | "false") => {
             format!("remove the quotes: {} = {}", key.name, s.trim())
         }
@@ -529,6 +563,40 @@ pub(super) fn type_problem(key: &Key, value: &DeValue<'_>) -> (String, String) {
         _ => format!("write it as {} = {}", key.name, key.example),
     };
     (message, hint)
+}
+
+/// The fix for a list of numbers written otherwise: quoted numbers, one number without
+/// brackets, or numbers in a text.
+fn numbers_hint(key: &Key, value: &DeValue<'_>) -> String {
+    let (fix, words): (&str, Option<Vec<String>>) = match value {
+        DeValue::Array(items) => (
+            "remove the quotes",
+            items
+                .iter()
+                .map(|i| i.get_ref().as_str().map(|w| w.trim().to_string()))
+                .collect(),
+        ),
+        DeValue::Integer(i) => (
+            "write it as a list",
+            i128::from_str_radix(i.as_str(), i.radix())
+                .ok()
+                .map(|n| vec![n.to_string()]),
+        ),
+        DeValue::String(s) => (
+            "write it as a list, in brackets",
+            Some(
+                s.split(|c: char| c == ',' || c.is_whitespace())
+                    .filter(|w| !w.is_empty())
+                    .map(str::to_string)
+                    .collect(),
+            ),
+        ),
+        _ => ("", None),
+    };
+    match words.filter(|w| !w.is_empty() && w.iter().all(|w| w.parse::<u64>().is_ok())) {
+        Some(words) => format!("{fix}: {} = [{}]", key.name, words.join(", ")),
+        None => format!("write it as {} = {}", key.name, key.example),
+    }
 }
 
 /// What a description holds, for hints about keys that fit nowhere.

@@ -6,8 +6,8 @@
 use super::check;
 use super::diagnostics::Diagnostics;
 use super::keys::{
-    self, CHANNEL_KEYS, Key, Located, NETWORK_KEYS, POLICY_KEYS, QUBE_KEYS, RULE_KEYS, SYSTEM_KEYS,
-    Ty, Value,
+    self, CHANNEL_KEYS, Key, Located, LocatedNumber, NETWORK_KEYS, POLICY_KEYS, QUBE_KEYS,
+    RULE_KEYS, SYSTEM_KEYS, Ty, Value,
 };
 use std::collections::HashMap;
 use std::ops::Range;
@@ -72,6 +72,18 @@ impl Section {
             .find(|(k, ..)| *k == key)
             .and_then(|(_, span, v)| match v {
                 Value::Names(names) => Some((names.as_slice(), span.clone())),
+                _ => None,
+            })
+    }
+
+    /// The list of whole numbers of `key` (each with where it is) and where the list is, if
+    /// present and a list of whole numbers.
+    pub fn numbers(&self, key: &str) -> Option<(&[LocatedNumber], Range<usize>)> {
+        self.values
+            .iter()
+            .find(|(k, ..)| *k == key)
+            .and_then(|(_, span, v)| match v {
+                Value::Numbers(numbers) => Some((numbers.as_slice(), span.clone())),
                 _ => None,
             })
     }

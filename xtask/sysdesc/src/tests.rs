@@ -508,6 +508,24 @@ const FIXTURES: &[(&str, &str, &str, &str)] = &[
         "\"personal\"",
     ),
     (
+        "cpus-out-of-range.toml",
+        "qube \"work\".cpus",
+        "CPU 16 does not exist: CPUs are numbered 0 to 15",
+        "16]",
+    ),
+    (
+        "cpus-twice.toml",
+        "qube \"net\".cpus",
+        "CPU 1 is listed twice",
+        "1]",
+    ),
+    (
+        "cpus-empty.toml",
+        "qube \"net\".cpus",
+        "cpus is empty",
+        "[]",
+    ),
+    (
         "tags-bad-name.toml",
         "qube \"work\".tags",
         "tag \"Work Data\" is not a valid name",
