@@ -155,6 +155,11 @@ struct RunArgs {
     /// QEMU CPU model: max (SVM, NPT, VGIF) or EPYC (NPT only), or any other -cpu value.
     #[arg(long, default_value = "max")]
     cpu: String,
+    /// Number of CPUs the machine has (QEMU -smp), 1 to 64; a qube's `cpus` names them 0
+    /// (the boot CPU) to N-1. The hypervisor starts at most 16.
+    #[arg(long, value_name = "N", default_value_t = 1,
+          value_parser = clap::value_parser!(u32).range(1..=64))]
+    cpus: u32,
     /// Stop as soon as every qube of the system has reported ready (exit status 0), or fail.
     #[arg(long)]
     until_ready: bool,
@@ -346,6 +351,7 @@ fn run(args: RunArgs) -> Result<()> {
         opts.media = Media::Iso(iso);
     }
     opts.cpu = args.cpu;
+    opts.smp = args.cpus;
     opts.extra_args = args.qemu_args;
     opts.iommu = !args.no_iommu;
     if args.no_nic {

@@ -78,6 +78,8 @@ pub struct BootOptions {
     pub cpu: String,
     /// Guest RAM in MiB.
     pub ram_mib: u32,
+    /// Number of CPUs (`-smp`), at least 1.
+    pub smp: u32,
     /// Serial console mode.
     pub serial: Serial,
     /// An Intel IOMMU (`-device intel-iommu`: a DMAR table, VT-d 1.0 at 0xfed90000).
@@ -112,12 +114,14 @@ pub struct BootOptions {
 }
 
 impl BootOptions {
-    /// Defaults for tests and scripts: `-cpu max`, captured serial, echoed, 120 s timeout.
+    /// Defaults for tests and scripts: `-cpu max`, one CPU, captured serial, echoed, 120 s
+    /// timeout.
     pub fn new(media: Media, ram_mib: u32) -> BootOptions {
         BootOptions {
             media,
             cpu: "max".to_string(),
             ram_mib,
+            smp: 1,
             serial: Serial::Captured,
             iommu: true,
             nic: Some(Nic::default()),
@@ -138,7 +142,8 @@ impl BootOptions {
         let mut args: Vec<OsString> = Vec::new();
         let mut push = |items: &[&str]| args.extend(items.iter().map(OsString::from));
         push(&["-machine", "q35", "-accel", "tcg", "-cpu", &self.cpu]);
-        push(&["-m", &self.ram_mib.to_string(), "-smp", "1"]);
+        let smp = self.smp.max(1).to_string();
+        push(&["-m", &self.ram_mib.to_string(), "-smp", &smp]);
         // The IOMMU must come before the devices it translates.
         if self.iommu {
             push(&["-device", "intel-iommu"]);

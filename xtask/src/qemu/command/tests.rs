@@ -37,7 +37,11 @@ fn iso_boot_interactive() {
     o.serial = Serial::Interactive;
     o.cpu = "EPYC".into();
     let l = line(&o);
-    assert!(l.contains("-cpu EPYC -m 512"), "{l}");
+    assert!(l.contains("-cpu EPYC -m 512 -smp 1 "), "{l}");
+    o.smp = 4;
+    assert!(line(&o).contains("-m 512 -smp 4 "));
+    o.smp = 0;
+    assert!(line(&o).contains("-smp 1 "), "at least one CPU");
     assert!(l.contains("-cdrom /t/x.iso -boot d"), "{l}");
     assert!(!l.contains("-kernel"), "{l}");
     assert!(l.ends_with("-serial mon:stdio"), "{l}");
