@@ -115,16 +115,27 @@ fn start_cpus(
     .unwrap_or_default();
     let online = smp::start::start_aps(env, &ids, backend, frames, apic_per_ms);
     let skipped = madt.skipped as usize + madt.cpus.len().saturating_sub(smp::MAX_CPUS);
-    let apic_ids = (0..online).map(|c| smp::CPUS[c].apic_id.load(core::sync::atomic::Ordering::Relaxed));
+    let apic_ids = (0..online).map(|c| {
+        smp::CPUS[c]
+            .apic_id
+            .load(core::sync::atomic::Ordering::Relaxed)
+    });
     let mut list = bulkhead_hvcore::collections::BoundedString::<96>::new();
     for (i, id) in apic_ids.enumerate() {
-        let _ = core::fmt::write(&mut list, format_args!("{}{id}", if i == 0 { "" } else { " " }));
+        let _ = core::fmt::write(
+            &mut list,
+            format_args!("{}{id}", if i == 0 { "" } else { " " }),
+        );
     }
     hvlog!(
         "smp: {online} of {} CPUs online (APIC IDs {}){}",
         madt.cpus.len() + madt.skipped as usize,
         list.as_str(),
-        if skipped > 0 { "; the others stay halted" } else { "" }
+        if skipped > 0 {
+            "; the others stay halted"
+        } else {
+            ""
+        }
     );
     online
 }
@@ -389,17 +400,13 @@ fn load_system(
 fn place_qubes(
     manifest: &Manifest,
     online: usize,
-) -> bulkhead_hvcore::collections::ArrayVec<bulkhead_hvcore::sched::Placement, { scheduler::MAX_QUBES }> {
-    use bulkhead_abi::manifest::QubeKind;
+) -> bulkhead_hvcore::collections::ArrayVec<
+    bulkhead_hvcore::sched::Placement,
+    { scheduler::MAX_QUBES },
+> {
     use bulkhead_hvcore::sched::{PlaceRequest, place};
     let requests = bulkhead_hvcore::collections::ArrayVec::<PlaceRequest, { scheduler::MAX_QUBES }>::try_from_iter(
-        manifest.qubes.iter().map(|q| PlaceRequest {
-            cpus: q.cpus,
-            weight: match q.kind {
-                QubeKind::Linux { .. } => 4,
-                QubeKind::Unikernel => 1,
-            },
-        }),
+        manifest.qubes.iter().map(PlaceRequest::of),
     )
     .unwrap_or_default();
     let placement = place(&requests, online);
@@ -428,7 +435,9 @@ fn place_qubes(
 fn place(mut q: qube::Qube, cpu: usize, backend: &virt::Backend) {
     use core::sync::atomic::Ordering;
     let id = q.id();
-    q.machine.vcpu.bind_host_state(smp::start::host_state_page(cpu, backend));
+    q.machine
+        .vcpu
+        .bind_host_state(smp::start::host_state_page(cpu, backend));
     let info = smp::QubeInfo {
         name: q.spec().name,
         at_boot: q.spec().start == bulkhead_abi::manifest::StartPolicy::AtBoot,
@@ -437,7 +446,9 @@ fn place(mut q: qube::Qube, cpu: usize, backend: &virt::Backend) {
         )
         .unwrap_or_default(),
     };
-    let Some(slot) = smp::QUBES.get(id) else { return };
+    let Some(slot) = smp::QUBES.get(id) else {
+        return;
+    };
     let _ = slot.info.with(|i| *i = Some(info));
     slot.cpu.store(cpu, Ordering::Relaxed);
     // Capacity equals MAX_QUBES, which the manifest cannot exceed.

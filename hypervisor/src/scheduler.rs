@@ -10,12 +10,12 @@ use crate::qube::Qube;
 use crate::smp::{self, QUBES, request, status};
 use crate::sync::Locked;
 use crate::{hvlog, time};
-use core::sync::atomic::Ordering;
 use bulkhead_abi::channel::MAX_CHANNELS_PER_QUBE;
 use bulkhead_abi::hypercall::{HcError, Hypercall, QubeState};
 use bulkhead_abi::manifest::StartPolicy;
 use bulkhead_hvcore::collections::{ArrayVec, BoundedVec};
 use bulkhead_hvcore::sched::{self, RunState, TIME_SLICE_NS};
+use core::sync::atomic::Ordering;
 
 /// Most qubes the hypervisor runs.
 pub const MAX_QUBES: usize = bulkhead_abi::manifest::MAX_QUBES;
@@ -42,7 +42,10 @@ fn reset_channels(q: &Qube) {
         }
     });
     if done.is_none() {
-        hvlog!("qube {}: its channels could not be reset (lock held)", q.name());
+        hvlog!(
+            "qube {}: its channels could not be reset (lock held)",
+            q.name()
+        );
     }
 }
 
@@ -257,7 +260,8 @@ impl Scheduler {
             }
             slot.status.store(bits, Ordering::Release);
             slot.started_ns.store(q.started_ns, Ordering::Relaxed);
-            slot.exits.store(q.machine.vcpu.exit_count(), Ordering::Relaxed);
+            slot.exits
+                .store(q.machine.vcpu.exit_count(), Ordering::Relaxed);
         }
     }
 
@@ -359,13 +363,22 @@ impl Scheduler {
         let by = self.qubes[caller].id();
         let target = usize::try_from(target)
             .ok()
-            .filter(|&t| QUBES.get(t).is_some_and(|s| s.placed.load(Ordering::Acquire)))
+            .filter(|&t| {
+                QUBES
+                    .get(t)
+                    .is_some_and(|s| s.placed.load(Ordering::Acquire))
+            })
             .ok_or(HcError::Invalid)?;
         let local = self.qubes.iter().position(|q| q.id() == target);
         let (running, ready, restarts, started_ns) = match local {
             Some(t) => {
                 let q = &self.qubes[t];
-                (q.state != RunState::Stopped, q.machine.ready, q.restarts, q.started_ns)
+                (
+                    q.state != RunState::Stopped,
+                    q.machine.ready,
+                    q.restarts,
+                    q.started_ns,
+                )
             }
             None => {
                 let slot = &QUBES[target];

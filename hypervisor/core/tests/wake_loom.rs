@@ -30,7 +30,10 @@ fn no_lost_wake_up() {
         poster.join().unwrap();
         if halted {
             // The CPU halted: the IPI must have been sent, and the mail is still there.
-            assert!(ipi.load(Ordering::SeqCst), "the CPU halted with mail and no IPI");
+            assert!(
+                ipi.load(Ordering::SeqCst),
+                "the CPU halted with mail and no IPI"
+            );
             assert_eq!(mailbox.take(), 1 << 3);
         } else {
             sleeper.awake();
@@ -74,7 +77,10 @@ fn two_posters_lose_nothing() {
         // least one poster must have kicked it. (A CPU that went on is awake and looks
         // again on its next pass, so a later post needs no kick.)
         if halted {
-            assert!(kicks.load(Ordering::SeqCst) > 0, "the CPU halted with mail and no IPI");
+            assert!(
+                kicks.load(Ordering::SeqCst) > 0,
+                "the CPU halted with mail and no IPI"
+            );
         }
         for (g, b) in got.iter_mut().zip(boxes.iter()) {
             *g |= b.take();

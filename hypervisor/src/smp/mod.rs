@@ -38,7 +38,10 @@ pub struct CpuSlot {
     pub running: AtomicUsize,
 }
 
-#[allow(clippy::declare_interior_mutable_const, reason = "only the array initialisers")]
+#[allow(
+    clippy::declare_interior_mutable_const,
+    reason = "only the array initialisers"
+)]
 const CPU_SLOT: CpuSlot = CpuSlot {
     apic_id: AtomicU32::new(0),
     online: AtomicBool::new(false),
@@ -109,7 +112,10 @@ pub struct QubeSlot {
     pub info: Locked<Option<QubeInfo>>,
 }
 
-#[allow(clippy::declare_interior_mutable_const, reason = "only the array initialisers")]
+#[allow(
+    clippy::declare_interior_mutable_const,
+    reason = "only the array initialisers"
+)]
 const QUBE_SLOT: QubeSlot = QubeSlot {
     placed: AtomicBool::new(false),
     cpu: AtomicUsize::new(0),
@@ -124,7 +130,10 @@ const QUBE_SLOT: QubeSlot = QubeSlot {
 /// Every qube, by manifest index.
 pub static QUBES: [QubeSlot; MAX_QUBES] = [QUBE_SLOT; MAX_QUBES];
 
-#[allow(clippy::declare_interior_mutable_const, reason = "only the array initialisers")]
+#[allow(
+    clippy::declare_interior_mutable_const,
+    reason = "only the array initialisers"
+)]
 const RUN_QUEUE: Locked<Scheduler> = Locked::new(Scheduler::new());
 
 /// Each CPU's scheduler with the qubes placed on it. A CPU takes its own with
@@ -141,7 +150,10 @@ pub fn post(qube: usize, bits: u64, mailbox: impl Fn(&QubeSlot) -> &Mailbox) {
     let cpu = slot.cpu.load(Ordering::Relaxed);
     let Some(c) = CPUS.get(cpu) else { return };
     if c.sleeper.needs_kick() || c.running.load(Ordering::Relaxed) == qube + 1 {
-        apic::send(c.apic_id.load(Ordering::Relaxed), apic::Ipi::Fixed(apic::WAKE_VECTOR));
+        apic::send(
+            c.apic_id.load(Ordering::Relaxed),
+            apic::Ipi::Fixed(apic::WAKE_VECTOR),
+        );
     }
 }
 

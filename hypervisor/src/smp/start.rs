@@ -44,7 +44,9 @@ static APIC_PER_MS: AtomicU64 = AtomicU64::new(0);
 
 /// Where AP `cpu`'s IST stacks are (read by `ap_main`).
 pub fn ist_base(cpu: usize) -> u64 {
-    AP_SLOTS.get(cpu).map_or(0, |s| s.ist.load(Ordering::Acquire))
+    AP_SLOTS
+        .get(cpu)
+        .map_or(0, |s| s.ist.load(Ordering::Acquire))
 }
 
 /// Host-state page of CPU `cpu` under SVM (the vCPUs placed there use it), 0 if none.
@@ -78,11 +80,17 @@ pub fn start_aps(
         return 1;
     }
     if let Backend::Vmx(_) = backend {
-        hvlog!("smp: {} CPUs listed; the VMX backend runs on the boot CPU only", wanted + 1);
+        hvlog!(
+            "smp: {} CPUs listed; the VMX backend runs on the boot CPU only",
+            wanted + 1
+        );
         return 1;
     }
     if let Err(why) = trampoline_page_free(env) {
-        hvlog!("smp: {} CPUs listed, but {why}; running on the boot CPU only", wanted + 1);
+        hvlog!(
+            "smp: {} CPUs listed, but {why}; running on the boot CPU only",
+            wanted + 1
+        );
         return 1;
     }
     ap::install_trampoline();
@@ -122,7 +130,12 @@ fn trampoline_page_free(env: &BootEnv) -> Result<(), &'static str> {
     if ap::trampoline_len() > 4096 {
         return Err("the AP trampoline is longer than a page");
     }
-    if !env.ram.regions().iter().any(|r| r.start <= page.start && page.end <= r.end) {
+    if !env
+        .ram
+        .regions()
+        .iter()
+        .any(|r| r.start <= page.start && page.end <= r.end)
+    {
         return Err("the AP trampoline's page (0x8000) is not RAM");
     }
     let overlaps = |r: &Region| r.start < page.end && page.start < r.end;

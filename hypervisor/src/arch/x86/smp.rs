@@ -34,11 +34,7 @@ pub fn install_trampoline() {
     // caller checked, identity-mapped by the boot page tables, which nothing in Rust refers
     // to; the two do not overlap (the image is at 1 MiB and up).
     unsafe {
-        core::ptr::copy_nonoverlapping(
-            &raw const ap_trampoline,
-            TRAMPOLINE_BASE as *mut u8,
-            len,
-        );
+        core::ptr::copy_nonoverlapping(&raw const ap_trampoline, TRAMPOLINE_BASE as *mut u8, len);
     }
 }
 
