@@ -266,7 +266,26 @@ impl Scheduler {
     }
 
     fn run_slice(&mut self, i: usize) {
-        let slice_end = time::now_ns().saturating_add(TIME_SLICE_NS);
+        // Alone on a CPU (not the boot CPU, which reports DMA faults and console drops
+        // between slices), a qube runs with no slice at all: nothing else wants this CPU, and
+        // mail for the other (stopped) qubes here wakes the CPU by IPI, as if it were
+        // halting. Two qubes polling a channel from two CPUs then exchange messages with no
+        // VM exit.
+        let alone = self.cpu != 0
+            && (self.qubes.iter().enumerate()).all(|(j, q)| j == i || q.state == RunState::Stopped);
+        let sleeper = &smp::CPUS[self.cpu].sleeper;
+        if alone {
+            sleeper.going_idle();
+            if self.others_have_mail(i) {
+                sleeper.awake();
+                return;
+            }
+        }
+        let slice_end = if alone {
+            u64::MAX
+        } else {
+            time::now_ns().saturating_add(TIME_SLICE_NS)
+        };
         let q = &mut self.qubes[i];
         let tag = q.machine.vcpu.tlb_tag() as usize % TAGS;
         if self.tag_owner[tag] != Some(i) {
@@ -277,11 +296,24 @@ impl Scheduler {
         let id = q.id();
         let running = &smp::CPUS[self.cpu].running;
         running.store(id + 1, Ordering::Relaxed);
-        self.run_until(i, slice_end);
+        self.run_until(i, slice_end, alone);
         running.store(0, Ordering::Relaxed);
+        if alone {
+            smp::CPUS[self.cpu].sleeper.awake();
+        }
     }
 
-    fn run_until(&mut self, i: usize, slice_end: u64) {
+    /// Whether another CPU posted to one of this CPU's qubes other than `i`.
+    fn others_have_mail(&self, i: usize) -> bool {
+        (self.qubes.iter().enumerate()).any(|(j, q)| {
+            let slot = &QUBES[q.id()];
+            j != i && (slot.events.has_mail() || slot.requests.has_mail())
+        })
+    }
+
+    /// Runs qube `i` until `slice_end`, or until it yields, waits or stops; `alone`: with no
+    /// slice, until mail arrives for another qube of this CPU.
+    fn run_until(&mut self, i: usize, slice_end: u64, alone: bool) {
         let id = self.qubes[i].id();
         loop {
             // The slice can end while the hypervisor handles an exit: its timer interrupt
@@ -305,8 +337,17 @@ impl Scheduler {
             // little, or it would never run again.
             self.timer.arm_until(now, until.max(now + MIN_ENTRY_NS));
             let q = &mut self.qubes[i];
+            let was_ready = q.machine.ready;
             let exit = q.machine.vcpu.run();
-            match q.handle_exit(exit) {
+            let outcome = q.handle_exit(exit);
+            if q.machine.ready != was_ready {
+                // Published now, not after the slice: a slice may last forever (`alone`).
+                self.publish();
+            }
+            if alone && self.others_have_mail(i) {
+                return;
+            }
+            match outcome {
                 Outcome::Continue => {}
                 Outcome::Signal { qube, bit } => self.signal(qube, bit),
                 // Early (the guest's timer, the console, or the one-shot's rounding): the

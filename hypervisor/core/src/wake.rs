@@ -68,7 +68,8 @@ impl Mailbox {
     }
 }
 
-/// Whether a CPU may be halting.
+/// Whether a CPU may be halting, or otherwise not looking at its mailboxes without an IPI
+/// (running a qube alone, with no time slice).
 #[derive(Debug, Default)]
 pub struct Sleeper {
     idle: AtomicBool,

@@ -30,6 +30,10 @@ pub enum WaitMode {
     /// sleeps, so a sender never needs to notify it. (On one CPU a pure spin would only wait
     /// for its time slice to end before the peer could answer.)
     Poll,
+    /// Look at the ring without ever leaving the CPU (a `pause` between looks): no exit at
+    /// all. For a qube with a CPU to itself whose peer runs on another CPU; on a shared CPU
+    /// each look waits for the end of the time slice.
+    Spin,
     /// Sleep in `wait_event` until the peer notifies.
     Event,
 }
@@ -257,6 +261,7 @@ impl Channel {
     fn wait(&mut self, mode: WaitMode) -> Result<(), ChannelError> {
         match mode {
             WaitMode::Poll => hypercall::yield_now(),
+            WaitMode::Spin => core::hint::spin_loop(),
             WaitMode::Event => {
                 if !self.prepare_wait()? {
                     self.sleeps += 1;

@@ -114,6 +114,7 @@ pub fn tx(boot: &Boot, args: &Args<'_>) -> i32 {
                 }
                 match mode {
                     WaitMode::Poll => bulkhead_rt::hypercall::yield_now(),
+                    WaitMode::Spin => core::hint::spin_loop(),
                     WaitMode::Event => {
                         let _ = ch.wait_timeout(Some(Duration::from_millis(100)));
                     }

@@ -25,6 +25,7 @@ pub(crate) fn open(boot: &Boot, args: &Args<'_>) -> Result<(Channel, WaitMode), 
     })?;
     let mode = match args.get("wait") {
         Some("poll") => WaitMode::Poll,
+        Some("spin") => WaitMode::Spin,
         _ => WaitMode::Event,
     };
     Ok((ch, mode))
@@ -99,10 +100,10 @@ pub fn ping(boot: &Boot, args: &Args<'_>) -> i32 {
     }
     // Read the clock last: `now_ns` is itself a hypercall (one exit).
     let (exits, ns) = (exit_count() - e0, now_ns() - t0);
-    let mode_name = if mode == WaitMode::Poll {
-        "poll"
-    } else {
-        "event"
+    let mode_name = match mode {
+        WaitMode::Poll => "poll",
+        WaitMode::Spin => "spin",
+        WaitMode::Event => "event",
     };
     info!(
         "ping: {count} round trips in order and intact ({mode_name} mode): {} ns per round trip, \

@@ -96,9 +96,9 @@ enum Mode {
     /// `start-disposable channel=NAME runs=N`: starts the disposable behind NAME N times in a
     /// row, each after the last stopped (`disposable.rs`).
     StartDisposable,
-    /// `ping channel=NAME count=N wait=poll|event`: ping-pong over a channel and measure.
+    /// `ping channel=NAME count=N wait=poll|spin|event`: ping-pong over a channel and measure.
     Ping,
-    /// `pong channel=NAME wait=poll|event`: echo pings; survive a broken channel.
+    /// `pong channel=NAME wait=poll|spin|event`: echo pings; survive a broken channel.
     Pong,
     /// `hostile channel=NAME rounds=N`: scribble wrong indices and random bytes into its side.
     Hostile,

@@ -163,15 +163,16 @@ fn crash() -> Result<String> {
 }
 
 fn disposables() -> Result<String> {
+    disposables_on("systems/tests/disposables.toml", 1, "disposables")
+}
+
+/// Boots `system` (the disposables system, possibly pinned) on `cpus` CPUs and checks that
+/// the second disposable found nothing of the first, whose memory read back zero.
+pub fn disposables_on(system: &str, cpus: u32, log: &str) -> Result<String> {
     if let Some(note) = skip() {
         return Ok(note);
     }
-    let out = boot_until_exited(
-        "systems/tests/disposables.toml",
-        "disposables",
-        &["requester"],
-        900,
-    )?;
+    let out = super::network::boot_until_exited_on(system, log, &["requester"], 900, cpus)?;
     expect(!out.timed_out, || {
         format!("timed out; last line {:?}", out.lines.last())
     })?;

@@ -67,8 +67,15 @@ pub fn check_unhurt(out: &BootOutcome, qubes: &[&str]) -> Result<()> {
 }
 
 fn containment() -> Result<String> {
-    let a = boots::assemble("systems/tests/containment.toml")?;
-    let opts = boots::options(&a, "max", 120, "containment");
+    run("systems/tests/containment.toml", 1, "containment")
+}
+
+/// Boots `system` (the containment system, possibly with its qubes pinned) on `cpus` CPUs
+/// and checks that every misbehaviour was contained.
+pub fn run(system: &str, cpus: u32, log: &str) -> Result<String> {
+    let a = boots::assemble(system)?;
+    let mut opts = boots::options(&a, "max", 120, log);
+    opts.smp = cpus;
     let mut settled = false;
     let mut beats_after = 0;
     let out = qemu::boot(&opts, |e| {

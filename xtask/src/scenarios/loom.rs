@@ -1,6 +1,7 @@
-//! The loom model check of the ring's concurrent protocol (`hypervisor/ring/tests/loom.rs`):
+//! The loom model checks: the ring's concurrent protocol (`hypervisor/ring/tests/loom.rs`):
 //! both ends in their own threads, every interleaving up to loom's bound: FIFO through full
-//! rings and the wrap, and no lost wake-up between `prepare_wait` and `notify`.
+//! rings and the wrap, and no lost wake-up between `prepare_wait` and `notify`; and the
+//! cross-CPU wake-up (`hypervisor/core/tests/wake_loom.rs`).
 
 use super::{Scenario, host};
 use anyhow::{Context, Result, bail};
@@ -9,10 +10,17 @@ use std::process::Command;
 pub const LOOM_RING: Scenario = Scenario {
     name: "loom-ring",
     about: "loom: both ends of a ring under every interleaving (FIFO, no lost wake-up)",
-    run: loom_ring,
+    run: || loom_test("bulkhead-ring", "loom"),
 };
 
-fn loom_ring() -> Result<String> {
+pub const LOOM_WAKE: Scenario = Scenario {
+    name: "loom-wake",
+    about: "loom: a CPU going to halt and the CPUs posting to its qubes (no lost wake-up IPI)",
+    run: || loom_test("bulkhead-hvcore", "wake_loom"),
+};
+
+/// Runs the loom test `test` of `package`.
+fn loom_test(package: &str, test: &str) -> Result<String> {
     let root = crate::workspace_root();
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     // Its own target directory: `--cfg loom` rebuilds every crate, and must not evict the
@@ -21,7 +29,7 @@ fn loom_ring() -> Result<String> {
         .current_dir(&root)
         .env("RUSTFLAGS", "--cfg loom")
         .env("CARGO_TARGET_DIR", root.join("target/loom"))
-        .args(["test", "-p", "bulkhead-ring", "--release", "--test", "loom"])
+        .args(["test", "-p", package, "--release", "--test", test])
         .output()
         .context("running the loom tests")?;
     let stdout = String::from_utf8_lossy(&out.stdout);

@@ -35,6 +35,7 @@ mod qrexec_bench;
 mod qrexec_host;
 mod refusals;
 mod screen;
+mod smp;
 mod uefi;
 mod xstate;
 
@@ -61,6 +62,9 @@ pub fn all() -> Vec<Scenario> {
         boots::DEFAULT_EPYC,
         screen::QMP_SCREEN,
         containment::CONTAINMENT,
+        smp::SMP_BOOT,
+        smp::SMP_CHANNELS,
+        smp::SMP_CONTAINMENT,
         ioports::IO_PORTS,
         isolation::STATE_ISOLATION,
         console_flood::CONSOLE_FLOOD,
@@ -75,6 +79,7 @@ pub fn all() -> Vec<Scenario> {
         network::NETWORK_RESTART,
         dma::DMA_ESCAPE,
         loom::LOOM_RING,
+        loom::LOOM_WAKE,
         fuzz::FUZZ_RING,
         fuzz::FUZZ_BULK,
         fuzz::FUZZ_GUI,
@@ -92,6 +97,7 @@ pub fn all() -> Vec<Scenario> {
         appvms::APPVM_NETWORK,
         appvms::APPVM_CRASH,
         appvms::DISPOSABLES,
+        smp::SMP_DISPOSABLES,
         appvm_bulk::APPVM_BULK,
         appvm_dispvm::APPVM_DISPVM,
         appvm_gui::APPVM_GUI,

@@ -25,7 +25,18 @@ pub fn boot_until_exited(
     wait_for: &[&str],
     timeout_s: u64,
 ) -> Result<BootOutcome> {
-    boot_assembled_until_exited(&boots::assemble(system)?, log, wait_for, timeout_s)
+    boot_assembled_until_exited(&boots::assemble(system)?, log, wait_for, timeout_s, 1)
+}
+
+/// [`boot_until_exited`] on a machine with `cpus` CPUs.
+pub fn boot_until_exited_on(
+    system: &str,
+    log: &str,
+    wait_for: &[&str],
+    timeout_s: u64,
+    cpus: u32,
+) -> Result<BootOutcome> {
+    boot_assembled_until_exited(&boots::assemble(system)?, log, wait_for, timeout_s, cpus)
 }
 
 /// [`boot_until_exited`] for a system already assembled.
@@ -34,8 +45,10 @@ fn boot_assembled_until_exited(
     log: &str,
     wait_for: &[&str],
     timeout_s: u64,
+    cpus: u32,
 ) -> Result<BootOutcome> {
-    let opts = boots::options(a, "max", timeout_s, log);
+    let mut opts = boots::options(a, "max", timeout_s, log);
+    opts.smp = cpus;
     let mut left: Vec<String> = wait_for.iter().map(|s| s.to_string()).collect();
     let out = qemu::boot(&opts, |e| {
         match &e.hv {
@@ -177,7 +190,7 @@ fn network_restart() -> Result<String> {
     let host = HostServices::start()?;
     // `crash-after-ms` is a test hook: this system runs the hooked sys-net.
     let a = boots::assemble_with_test_hooks("systems/tests/network-restart.toml")?;
-    let out = boot_assembled_until_exited(&a, "network-restart", &["work"], 150)?;
+    let out = boot_assembled_until_exited(&a, "network-restart", &["work"], 150, 1)?;
     let c = &host.counters;
     expect(!out.timed_out, || {
         format!("timed out; last line {:?}", out.lines.last())
