@@ -451,6 +451,11 @@ fn place(mut q: qube::Qube, cpu: usize, backend: &virt::Backend) {
     };
     let _ = slot.info.with(|i| *i = Some(info));
     slot.cpu.store(cpu, Ordering::Relaxed);
+    // Its status before its CPU first publishes it (a CPU whose qubes are all stopped must
+    // not take this one for stopped too).
+    if q.state != bulkhead_hvcore::sched::RunState::Stopped {
+        slot.status.store(smp::status::RUNNING, Ordering::Release);
+    }
     // Capacity equals MAX_QUBES, which the manifest cannot exceed.
     if smp::RUN_QUEUES[cpu].with(|s| s.add(q)) == Some(true) {
         slot.placed.store(true, Ordering::Release);
