@@ -151,8 +151,14 @@ pub struct QemuBench {
 }
 
 pub(super) fn boot_alone(system: &str, log: &str, done: &'static str) -> Result<Vec<String>> {
+    boot_alone_on(system, log, done, 1)
+}
+
+/// [`boot_alone`] on a machine with `cpus` CPUs.
+fn boot_alone_on(system: &str, log: &str, done: &'static str, cpus: u32) -> Result<Vec<String>> {
     let a = boots::assemble(system)?;
     let mut opts = boots::options(&a, "max", 120, log);
+    opts.smp = cpus;
     opts.extra_args = vec!["-icount".into(), "shift=0,align=off,sleep=off".into()];
     let out = qemu::boot(&opts, |e| {
         Control::stop_if(matches!(e.hv, Some(HvEvent::Panic(_))) || e.line.text.contains(done))
@@ -176,9 +182,15 @@ pub fn qemu_bench() -> Result<QemuBench> {
         .find_map(|l| number_before(l, "ns per hypercall"))
         .ok_or_else(|| anyhow::anyhow!("no null-calls line"))? as u64;
     let mut round_trips = Vec::new();
-    for mode in ["poll", "event"] {
-        let system = format!("systems/bench/pingpong-{mode}.toml");
-        let lines = boot_alone(&system, &format!("bench-{mode}"), "pong: echoed")?;
+    let runs = [
+        ("poll", "pingpong-poll", 1),
+        ("event", "pingpong-event", 1),
+        ("spin, the two qubes on two CPUs", "pingpong-smp-spin", 3),
+        ("event, the two qubes on two CPUs", "pingpong-smp-event", 3),
+    ];
+    for (mode, file, cpus) in runs {
+        let system = format!("systems/bench/{file}.toml");
+        let lines = boot_alone_on(&system, &format!("bench-{file}"), "pong: echoed", cpus)?;
         let ping = lines
             .iter()
             .find(|l| l.contains("round trips in order and intact"));
