@@ -65,6 +65,15 @@ extern "C" fn hv_main(magic: u32, info: u32) -> ! {
         )),
     };
     report_boot(&env, &frames);
+    match memory::host_tables::load(&env, &mut frames) {
+        Ok(t) => hvlog!(
+            "memory: own page tables ({} pages): RAM to {:#x} mapped ({} MiB above 4 GiB), code read-only, nothing else executable",
+            t.pages,
+            t.top,
+            t.above_4g >> 20
+        ),
+        Err(why) => fail(format_args!("cannot build the hypervisor's page tables: {why}")),
+    }
 
     let vendor = virt::vendor();
     let vendor = core::str::from_utf8(&vendor).unwrap_or("?");

@@ -96,7 +96,7 @@ impl Qube {
         }
         let size = u64::from(spec.memory_mib) << 20;
         let host = frames
-            .alloc(size, LARGE_PAGE_SIZE)
+            .alloc_high(size, LARGE_PAGE_SIZE)
             .ok_or(LoadError::NoMemory(size))?;
         let arena_len = (NPT_ARENA_PAGES
             + NPT_PAGES_PER_DEVICE * devices.len() as u64

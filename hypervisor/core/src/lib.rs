@@ -41,6 +41,7 @@ pub mod collections {
     };
 }
 pub mod elf;
+pub mod host_map;
 pub mod ioports;
 pub mod memmap;
 pub mod paging;

@@ -226,6 +226,26 @@ impl FrameAllocator {
             None
         }
     }
+
+    /// As [`FrameAllocator::alloc`], but from the top of memory down: qubes' memory comes
+    /// from high RAM, leaving low RAM (below 4 GiB) to the hypervisor's own structures.
+    pub fn alloc_high(&mut self, size: u64, align: u64) -> Option<Frames> {
+        if size == 0 || !align.is_power_of_two() {
+            return None;
+        }
+        let found = self.free.regions().iter().rev().find_map(|r| {
+            let start = r.end.checked_sub(size)? & !(align - 1);
+            (start >= r.start).then_some(Region {
+                start,
+                end: start + size,
+            })
+        })?;
+        if self.free.remove(found) {
+            Some(Frames { region: found })
+        } else {
+            None
+        }
+    }
 }
 
 #[cfg(test)]
@@ -236,6 +256,23 @@ mod tests {
 
     fn r(start: u64, end: u64) -> Region {
         Region { start, end }
+    }
+
+    #[test]
+    fn alloc_high_takes_the_top_of_the_highest_range_that_fits() {
+        let mut m = MemoryMap::new();
+        assert!(m.add(r(0x10_0000, 0x8000_0000)));
+        assert!(m.add(r(0x1_0000_0000, 0x1_0030_0000)));
+        let mut a = FrameAllocator::new(m);
+        let f = a.alloc_high(0x20_0000, 0x20_0000).unwrap();
+        assert_eq!(f.region(), r(0x1_0000_0000, 0x1_0020_0000));
+        // Too big for what is left up there: the next range down.
+        let f = a.alloc_high(0x20_0000, 0x20_0000).unwrap();
+        assert_eq!(f.region(), r(0x7fe0_0000, 0x8000_0000));
+        let f = a.alloc_high(0x1000, 0x1000).unwrap();
+        assert_eq!(f.region(), r(0x1_002f_f000, 0x1_0030_0000));
+        assert!(a.alloc_high(0, 0x1000).is_none());
+        assert!(a.alloc_high(0x1_0000_0000, 0x1000).is_none());
     }
 
     #[test]

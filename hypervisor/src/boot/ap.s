@@ -75,6 +75,13 @@ ap_entry64:
     xorl %eax, %eax
     movw %ax, %fs
     movw %ax, %gs
+    /* The hypervisor's own tables, which map the stack wherever it is (the boot tables
+       map only the first 4 GiB). */
+    movq ap_cr3(%rip), %rax
+    testq %rax, %rax
+    jz 5f
+    movq %rax, %cr3
+5:
     movq ap_stack_top(%rip), %rsp
     xorl %ebp, %ebp
     movl ap_cpu_index(%rip), %edi
@@ -92,3 +99,7 @@ ap_stack_top:
     .globl ap_cpu_index
 ap_cpu_index:
     .long 0
+    .align 8
+    .globl ap_cr3
+ap_cr3:
+    .quad 0

@@ -6,10 +6,11 @@
 //! map, and every access is checked against the window, so a wrong offset is a refused
 //! access, not a stray write.
 //!
-//! Caching: the boot tables map 3 GiB and up uncached; below that (q35's ECAM is at
-//! 2.75 GiB) the firmware's MTRRs make the PCI hole uncached, as on every PC.
+//! Caching: the hypervisor's tables (`memory::host_tables`) map everything below 4 GiB that
+//! is not RAM uncached (the boot tables: 3 GiB and up; below that, as for q35's ECAM at
+//! 2.75 GiB, the firmware's MTRRs make the PCI hole uncached, as on every PC).
 
-use super::phys::MAPPED_LIMIT;
+use bulkhead_hvcore::host_map::LOW_4G as MAPPED_LIMIT;
 
 /// Below this is conventional memory and ROM, never device registers we own.
 const LOW_MEMORY_END: u64 = 0x10_0000;

@@ -1,5 +1,6 @@
-//! Access to physical memory. The hypervisor identity-maps the first 4 GiB (entry.s), so a
-//! physical address below 4 GiB is also its virtual address. This is the one module that
+//! Access to physical memory. The hypervisor identity-maps the first 4 GiB (entry.s's boot
+//! tables) and, once its own tables are loaded (`memory::host_tables`), all of RAM, so a
+//! physical address is also its virtual address. This is the one module that
 //! turns physical addresses into Rust references; everything else names memory by
 //! [`Region`] and goes through the functions here.
 //!
@@ -17,8 +18,17 @@ use core::sync::atomic::{Ordering, compiler_fence, fence};
 /// Highest physical address (exclusive) the boot page tables map.
 pub const MAPPED_LIMIT: u64 = 4 << 30;
 
+/// Highest physical address (exclusive) of RAM mapped: [`MAPPED_LIMIT`] until the
+/// hypervisor's own tables map all of it.
+static MAPPED_END: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(MAPPED_LIMIT);
+
+/// All RAM up to `end` is identity-mapped from now on, on every CPU.
+pub fn set_mapped_end(end: u64) {
+    MAPPED_END.fetch_max(end, Ordering::Release);
+}
+
 fn mapped(r: Region) -> bool {
-    r.start <= r.end && r.end <= MAPPED_LIMIT
+    r.start <= r.end && r.end <= MAPPED_END.load(Ordering::Acquire)
 }
 
 /// Reads loader structures (PVH start info, multiboot2 tags, the memory map), which the
@@ -89,7 +99,24 @@ pub unsafe fn leak_zeroed<T>(frames: Frames) -> &'static mut T {
 
 unsafe extern "C" {
     static __image_start: u8;
+    static __rodata_start: u8;
+    static __data_start: u8;
     static __image_end: u8;
+}
+
+/// The image's code, constants and data (page-aligned by the linker script).
+pub fn image_sections() -> bulkhead_hvcore::host_map::ImageSections {
+    let (text, rodata, data, end) = (
+        (&raw const __image_start) as u64,
+        (&raw const __rodata_start) as u64,
+        (&raw const __data_start) as u64,
+        (&raw const __image_end) as u64,
+    );
+    bulkhead_hvcore::host_map::ImageSections {
+        text: Region { start: text, end: rodata },
+        rodata: Region { start: rodata, end: data },
+        data: Region { start: data, end },
+    }
 }
 
 /// The hypervisor image's physical range (from the linker script).
@@ -163,7 +190,7 @@ pub fn flush_cache_lines(lines: impl Iterator<Item = u64>) {
     for line in lines {
         // CLFLUSH of an address outside the identity map would page-fault.
         assert!(
-            line < MAPPED_LIMIT,
+            line < MAPPED_END.load(Ordering::Acquire),
             "flush of {line:#x} outside the identity map"
         );
         // SAFETY: the address is identity-mapped (checked above). CLFLUSH writes a line back

@@ -165,6 +165,16 @@ pub fn enable_interrupts() {
     unsafe { asm!("sti", options(nomem, nostack)) };
 }
 
+/// Loads CR3 (switches page tables; flushes the non-global TLB entries).
+///
+/// # Safety
+/// `root` must be a PML4 that maps the running code, its stack and every address in use
+/// as the current tables do.
+pub unsafe fn write_cr3(root: u64) {
+    // SAFETY: forwarded to the caller's guarantee.
+    unsafe { asm!("mov cr3, {}", in(reg) root, options(nostack)) };
+}
+
 /// Disables interrupts (the scheduler, before it decides to halt: see `Scheduler::idle`).
 pub fn disable_interrupts() {
     // SAFETY: CLI only holds interrupts pending; `wait_for_interrupt` or

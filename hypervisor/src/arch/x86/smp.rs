@@ -12,6 +12,16 @@ unsafe extern "C" {
     /// The stack `ap_entry64` loads, and the CPU number it passes to `ap_main`.
     static mut ap_stack_top: u64;
     static mut ap_cpu_index: u32;
+    /// The page tables `ap_entry64` loads before it touches its stack (0: stay on the boot
+    /// tables).
+    static mut ap_cr3: u64;
+}
+
+/// The hypervisor's own tables (`memory::host_tables`), for the APs started from now on.
+pub fn set_ap_cr3(root: u64) {
+    // SAFETY: written by the boot CPU before it starts any AP; read by each AP once in
+    // `ap_entry64`, after the start-up IPI (which orders it).
+    unsafe { (&raw mut ap_cr3).write_volatile(root) };
 }
 
 /// Where the trampoline runs (`AP_TRAMPOLINE_BASE` in `ap.s`): page 8, whose number is the
