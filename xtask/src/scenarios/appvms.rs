@@ -172,7 +172,7 @@ pub fn disposables_on(system: &str, cpus: u32, log: &str) -> Result<String> {
     if let Some(note) = skip() {
         return Ok(note);
     }
-    let out = super::network::boot_until_exited_on(system, log, &["requester"], 900, cpus)?;
+    let out = super::network::boot_until_exited_on(system, log, &["requester"], 900, (cpus, None))?;
     expect(!out.timed_out, || {
         format!("timed out; last line {:?}", out.lines.last())
     })?;

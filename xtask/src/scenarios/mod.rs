@@ -98,6 +98,8 @@ pub fn all() -> Vec<Scenario> {
         appvms::APPVM_CRASH,
         appvms::DISPOSABLES,
         smp::SMP_DISPOSABLES,
+        smp::SMP_DESKTOP,
+        smp::SMP_NETWORK,
         appvm_bulk::APPVM_BULK,
         appvm_dispvm::APPVM_DISPVM,
         appvm_gui::APPVM_GUI,

@@ -28,15 +28,20 @@ pub fn boot_until_exited(
     boot_assembled_until_exited(&boots::assemble(system)?, log, wait_for, timeout_s, 1)
 }
 
-/// [`boot_until_exited`] on a machine with `cpus` CPUs.
+/// [`boot_until_exited`] on a machine with `cpus` CPUs and, if given, `ram_mib` of RAM
+/// instead of the system description's.
 pub fn boot_until_exited_on(
     system: &str,
     log: &str,
     wait_for: &[&str],
     timeout_s: u64,
-    cpus: u32,
+    (cpus, ram_mib): (u32, Option<u32>),
 ) -> Result<BootOutcome> {
-    boot_assembled_until_exited(&boots::assemble(system)?, log, wait_for, timeout_s, cpus)
+    let mut a = boots::assemble(system)?;
+    if let Some(ram) = ram_mib {
+        a.ram_mib = ram;
+    }
+    boot_assembled_until_exited(&a, log, wait_for, timeout_s, cpus)
 }
 
 /// [`boot_until_exited`] for a system already assembled.
@@ -89,12 +94,18 @@ pub fn saw(out: &BootOutcome, words: &[&str]) -> bool {
 }
 
 fn network() -> Result<String> {
+    network_on(1, None, "network")
+}
+
+/// The network scenario on a machine with `cpus` CPUs and `ram_mib` of RAM (if given).
+pub fn network_on(cpus: u32, ram_mib: Option<u32>, log: &str) -> Result<String> {
     let host = HostServices::start()?;
-    let out = boot_until_exited(
+    let out = boot_until_exited_on(
         "systems/tests/network.toml",
-        "network",
+        log,
         &["work", "other"],
         150,
+        (cpus, ram_mib),
     )?;
     // Let the host's threads finish counting what arrived.
     std::thread::sleep(Duration::from_millis(300));

@@ -15,6 +15,18 @@ pub const SMP_BOOT: Scenario = Scenario {
     run: smp_boot,
 };
 
+pub const SMP_DESKTOP: Scenario = Scenario {
+    name: "smp-desktop",
+    about: "the default desktop on 4 CPUs and 8 GiB: qubes spread over the CPUs, their memory above 4 GiB, all ready",
+    run: smp_desktop,
+};
+
+pub const SMP_NETWORK: Scenario = Scenario {
+    name: "smp-network",
+    about: "the network scenario on 4 CPUs and 8 GiB (sys-net's DMA through the IOMMU to memory above 4 GiB)",
+    run: || super::network::network_on(4, Some(8192), "smp-network"),
+};
+
 pub const SMP_CHANNELS: Scenario = Scenario {
     name: "smp-channels",
     about: "ping-pong across CPUs: 20,000 polled round trips with no VM exit, 100,000 woken by IPI, none lost",
@@ -88,6 +100,48 @@ fn cpus_used(out: &BootOutcome) -> Result<(usize, BTreeSet<u32>)> {
         .filter_map(|w| w.rsplit_once(':')?.1.parse().ok())
         .collect();
     Ok((online, cpus))
+}
+
+/// The qubes whose memory the console places at or above 4 GiB.
+fn above_4g(out: &BootOutcome) -> Vec<String> {
+    out.lines
+        .iter()
+        .filter_map(|l| {
+            let (_, rest) = l.split_once("| qube ")?;
+            let (name, rest) = rest.split_once(": ")?;
+            let (_, at) = rest.split_once(" MiB at 0x")?;
+            let start = u64::from_str_radix(at.split('-').next()?, 16).ok()?;
+            (start >= 1 << 32).then(|| name.to_string())
+        })
+        .collect()
+}
+
+fn smp_desktop() -> Result<String> {
+    if let Some(note) = super::appvms::skip() {
+        return Ok(note);
+    }
+    let mut a = boots::assemble("systems/default.toml")?;
+    a.ram_mib = 8192;
+    let mut opts = boots::options(&a, "max", 300, "smp-desktop");
+    opts.smp = 4;
+    let out = qemu::boot(&opts, |e| {
+        Control::stop_if(
+            matches!(e.hv, Some(HvEvent::Panic(_))) || e.line.text.contains("qubes ready:"),
+        )
+    })?;
+    boots::finished(&out)?;
+    let qubes = ["admin", "net", "firewall", "usb", "gui", "work", "personal"];
+    let (exits, ms) = boots::check_all_ready(&out, &qubes, "boot: PVH")?;
+    let (online, used) = cpus_used(&out)?;
+    expect(online == 4, || format!("{online} of 4 CPUs came online"))?;
+    expect(used.len() == 4, || format!("the qubes were placed on CPUs {used:?} only"))?;
+    let high = above_4g(&out);
+    expect(high.len() == qubes.len() + 1, || {
+        format!("only {high:?} have their memory above 4 GiB")
+    })?;
+    Ok(format!(
+        "7 qubes ready on 4 CPUs after {ms} ms ({exits} VM exits), every qube's memory above 4 GiB"
+    ))
 }
 
 fn smp_boot() -> Result<String> {
