@@ -81,9 +81,10 @@ impl Regions {
     /// zeroed) when an end restarts.
     pub fn reset(&mut self, id: usize) {
         if let Some(p) = self.regions.iter_mut().find(|p| p.id == id) {
+            // The peer may be running on another CPU: volatile stores only.
             init_region(&mut p.region, &p.geometry);
             if let Some(bulk) = p.bulk.as_mut() {
-                phys::with_frames(bulk, |b| b.fill(0));
+                phys::shared_reset(bulk, &[]);
             }
         }
     }
@@ -104,15 +105,20 @@ pub fn in_peer_pool(channels: &Endpoints, gpa: u64) -> bool {
 /// Writes a fresh channel: zeroed, the header, and the next reset generation (so an end
 /// that outlived the reset notices before it touches the rings).
 fn init_region(frames: &mut Frames, g: &Geometry) {
-    let gen_at = bulkhead_abi::channel::GENERATION_OFFSET as usize;
-    phys::with_frames(frames, |b| {
-        let mut word = [0u8; 4];
-        word.copy_from_slice(&b[gen_at..gen_at + 4]);
-        let generation = u32::from_le_bytes(word).wrapping_add(1);
-        b.fill(0);
-        b[..bulkhead_abi::channel::HEADER_BYTES].copy_from_slice(&g.header());
-        b[gen_at..gen_at + 4].copy_from_slice(&generation.to_le_bytes());
+    let gen_at = bulkhead_abi::channel::GENERATION_OFFSET;
+    let generation = phys::shared_read_u32(frames, gen_at).wrapping_add(1);
+    let header = g.header();
+    let words = header.chunks_exact(4).enumerate().map(|(i, w)| {
+        let at = i as u64 * 4;
+        let v = u32::from_le_bytes([w[0], w[1], w[2], w[3]]);
+        (at, if at == gen_at { generation } else { v })
     });
+    let words = bulkhead_hvcore::collections::ArrayVec::<(u64, u32), 64>::try_from_iter(words);
+    let mut words = words.unwrap_or_default();
+    if !words.iter().any(|(at, _)| *at == gen_at) {
+        let _ = words.push((gen_at, generation));
+    }
+    phys::shared_reset(frames, words.as_slice());
 }
 
 /// Allocates every channel of the manifest and returns their pages and each qube's endpoints

@@ -66,6 +66,42 @@ pub fn with_frames<R>(frames: &mut Frames, f: impl FnOnce(&mut [u8]) -> R) -> R 
     f(bytes)
 }
 
+/// Memory a qube running on another CPU may write while the hypervisor writes it (a
+/// channel's region or bulk area being started over): no Rust slice is made over it, every
+/// access is volatile. Reads the little-endian word at `offset` (0 if outside).
+pub fn shared_read_u32(frames: &Frames, offset: u64) -> u32 {
+    let r = frames.region();
+    assert!(mapped(r), "frames outside the identity map");
+    if !offset.is_multiple_of(4) || offset.saturating_add(4) > r.len() {
+        return 0;
+    }
+    // SAFETY: aligned and inside `r` (checked), which is identity-mapped RAM the caller owns
+    // through `frames`; a volatile load of a plain u32 is valid whatever a peer wrote.
+    u32::from_le(unsafe { core::ptr::read_volatile((r.start + offset) as *const u32) })
+}
+
+/// Writes `bytes` at `offset` of `frames` and zeroes the rest, with volatile stores (see
+/// [`shared_read_u32`]); the header goes last, so a peer reading concurrently sees a zeroed
+/// region before it sees the new header.
+pub fn shared_reset(frames: &mut Frames, header: &[(u64, u32)]) {
+    let r = frames.region();
+    assert!(mapped(r), "frames outside the identity map");
+    let words = r.len() / 8;
+    for i in 0..words {
+        // SAFETY: inside `r`, 8-aligned (frames are page-aligned), identity-mapped RAM the
+        // caller owns by `&mut`; no Rust reference to it exists (none is made here).
+        unsafe { core::ptr::write_volatile((r.start + i * 8) as *mut u64, 0) };
+    }
+    fence(Ordering::SeqCst);
+    for &(offset, value) in header {
+        if offset.is_multiple_of(4) && offset.saturating_add(4) <= r.len() {
+            // SAFETY: as above, for one aligned u32 inside `r` (checked).
+            unsafe { core::ptr::write_volatile((r.start + offset) as *mut u32, value.to_le()) };
+        }
+    }
+    fence(Ordering::SeqCst);
+}
+
 /// The boot bundle as bytes. It lives for the whole run: its range is removed from the frame
 /// allocator and nothing writes it.
 ///
