@@ -72,7 +72,9 @@ extern "C" fn hv_main(magic: u32, info: u32) -> ! {
             t.top,
             t.above_4g >> 20
         ),
-        Err(why) => fail(format_args!("cannot build the hypervisor's page tables: {why}")),
+        Err(why) => fail(format_args!(
+            "cannot build the hypervisor's page tables: {why}"
+        )),
     }
 
     let vendor = virt::vendor();
@@ -446,7 +448,7 @@ fn place(mut q: qube::Qube, cpu: usize, backend: &virt::Backend) {
     let id = q.id();
     q.machine
         .vcpu
-        .bind_host_state(smp::start::host_state_page(cpu, backend));
+        .bind_cpu(cpu, smp::start::host_state_page(cpu, backend));
     let info = smp::QubeInfo {
         name: q.spec().name,
         at_boot: q.spec().start == bulkhead_abi::manifest::StartPolicy::AtBoot,

@@ -35,6 +35,8 @@ pub struct BochsOptions {
     pub model: String,
     /// Guest RAM in MiB.
     pub ram_mib: u32,
+    /// CPUs (`cpu: count=N`; Debian's Bochs is built with SMP).
+    pub cpus: u32,
     /// Emulated instructions per second (the unit of guest time).
     pub ips: u64,
     /// Stop Bochs after this much wall time.
@@ -53,6 +55,7 @@ impl BochsOptions {
             iso,
             model: model.to_string(),
             ram_mib,
+            cpus: 1,
             ips: 100_000_000,
             timeout: Duration::from_secs(120),
             dir,
@@ -75,7 +78,7 @@ impl BochsOptions {
         format!(
             "# Written by cargo xtask for an unattended boot.\n\
              memory: guest={ram}, host={ram}\n\
-             cpu: model={model}, ips={ips}\n\
+             cpu: count={cpus}, model={model}, ips={ips}\n\
              romimage: file={bios}\n\
              vgaromimage: file={vgabios}\n\
              ata0-master: type=cdrom, path=\"{iso}\", status=inserted\n\
@@ -91,6 +94,7 @@ impl BochsOptions {
              debug: action=ignore\n",
             ram = self.ram_mib,
             model = self.model,
+            cpus = self.cpus.max(1),
             ips = self.ips,
             bios = deps::BOCHS_BIOS,
             vgabios = deps::BOCHS_VGABIOS,

@@ -66,7 +66,10 @@ pub enum PlanError {
 /// The mappings for `image` and `ram` (the loader's usable RAM), in address order, covering
 /// `[0, 4 GiB)` whole and every RAM range above. RAM is read and write, never execute,
 /// except the image's text (read and execute) and rodata (read only).
-pub fn plan(image: &ImageSections, ram: &MemoryMap) -> Result<ArrayVec<Mapping, MAX_MAPPINGS>, PlanError> {
+pub fn plan(
+    image: &ImageSections,
+    ram: &MemoryMap,
+) -> Result<ArrayVec<Mapping, MAX_MAPPINGS>, PlanError> {
     let sections = [
         (image.text, TEXT),
         (image.rodata, Perm::RO),
@@ -81,7 +84,11 @@ pub fn plan(image: &ImageSections, ram: &MemoryMap) -> Result<ArrayVec<Mapping, 
         start: image.text.start,
         end: image.data.end,
     };
-    if !ram.regions().iter().any(|r| r.start <= whole.start && whole.end <= r.end) {
+    if !ram
+        .regions()
+        .iter()
+        .any(|r| r.start <= whole.start && whole.end <= r.end)
+    {
         return Err(PlanError::Image);
     }
     // RAM, page-aligned inwards, without the image.
@@ -106,14 +113,38 @@ pub fn plan(image: &ImageSections, ram: &MemoryMap) -> Result<ArrayVec<Mapping, 
         // The next RAM piece, with the image carved out of it (the image is in RAM).
         let Some(r) = next else { break };
         if covered < r.start && covered < LOW_4G {
-            push(Region { start: covered, end: r.start.min(LOW_4G) }, Perm::MMIO)?;
+            push(
+                Region {
+                    start: covered,
+                    end: r.start.min(LOW_4G),
+                },
+                Perm::MMIO,
+            )?;
         }
         if r.start < whole.end && whole.start < r.end {
-            push(Region { start: r.start, end: whole.start.max(r.start) }, Perm::RW)?;
+            push(
+                Region {
+                    start: r.start,
+                    end: whole.start.max(r.start),
+                },
+                Perm::RW,
+            )?;
             for (s, perm) in sections {
-                push(Region { start: s.start.max(r.start), end: s.end.min(r.end) }, perm)?;
+                push(
+                    Region {
+                        start: s.start.max(r.start),
+                        end: s.end.min(r.end),
+                    },
+                    perm,
+                )?;
             }
-            push(Region { start: whole.end.min(r.end), end: r.end }, Perm::RW)?;
+            push(
+                Region {
+                    start: whole.end.min(r.end),
+                    end: r.end,
+                },
+                Perm::RW,
+            )?;
         } else {
             push(r, Perm::RW)?;
         }
@@ -121,7 +152,13 @@ pub fn plan(image: &ImageSections, ram: &MemoryMap) -> Result<ArrayVec<Mapping, 
         next = ram_pieces.next();
     }
     if covered < LOW_4G {
-        push(Region { start: covered, end: LOW_4G }, Perm::MMIO)?;
+        push(
+            Region {
+                start: covered,
+                end: LOW_4G,
+            },
+            Perm::MMIO,
+        )?;
     }
     Ok(pieces)
 }

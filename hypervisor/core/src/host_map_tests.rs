@@ -123,7 +123,11 @@ fn built_tables_say_what_the_plan_says() {
         (0x1_8000_0000, true, true, false),
     ] {
         let (e, _) = leaf(&arena, base, a).unwrap_or_else(|| panic!("{a:#x} unmapped"));
-        assert_eq!(e & 0x000f_ffff_fff0_0000 & !0x1f_ffff, a & !0x1f_ffff, "{a:#x} identity");
+        assert_eq!(
+            e & 0x000f_ffff_fff0_0000 & !0x1f_ffff,
+            a & !0x1f_ffff,
+            "{a:#x} identity"
+        );
         assert_eq!(e & 2 != 0, write, "{a:#x} write");
         assert_eq!(e >> 63 == 1, nx, "{a:#x} nx");
         assert_eq!(e & 0x18 == 0x18, uncached, "{a:#x} cache");

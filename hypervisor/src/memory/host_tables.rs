@@ -27,7 +27,10 @@ pub fn load(env: &BootEnv, frames: &mut FrameAllocator) -> Result<Loaded, &'stat
         .map_err(|_| "the image's sections or the memory map cannot be mapped")?;
     let pages = host_map::arena_pages(&plan);
     let mut arena = frames
-        .alloc(pages as u64 * bulkhead_hvcore::PAGE_SIZE, bulkhead_hvcore::PAGE_SIZE)
+        .alloc(
+            pages as u64 * bulkhead_hvcore::PAGE_SIZE,
+            bulkhead_hvcore::PAGE_SIZE,
+        )
         .ok_or("no memory for the page tables")?;
     if arena.region().end > LOW_4G {
         return Err("no memory below 4 GiB for the page tables");
@@ -42,7 +45,9 @@ pub fn load(env: &BootEnv, frames: &mut FrameAllocator) -> Result<Loaded, &'stat
     // uncached, so every address the hypervisor uses keeps its meaning.
     unsafe { cpu::write_cr3(root) };
     smp::set_ap_cr3(root);
-    let top = plan.iter().filter(|m| m.perm.cache == host_map::TEXT.cache && !m.perm.exec)
+    let top = plan
+        .iter()
+        .filter(|m| m.perm.cache == host_map::TEXT.cache && !m.perm.exec)
         .map(|m| m.region.end)
         .max()
         .unwrap_or(LOW_4G);
@@ -53,5 +58,9 @@ pub fn load(env: &BootEnv, frames: &mut FrameAllocator) -> Result<Loaded, &'stat
         .iter()
         .map(|r| r.end.saturating_sub(r.start.max(LOW_4G)))
         .sum();
-    Ok(Loaded { top, pages, above_4g })
+    Ok(Loaded {
+        top,
+        pages,
+        above_4g,
+    })
 }

@@ -149,8 +149,14 @@ pub fn image_sections() -> bulkhead_hvcore::host_map::ImageSections {
         (&raw const __image_end) as u64,
     );
     bulkhead_hvcore::host_map::ImageSections {
-        text: Region { start: text, end: rodata },
-        rodata: Region { start: rodata, end: data },
+        text: Region {
+            start: text,
+            end: rodata,
+        },
+        rodata: Region {
+            start: rodata,
+            end: data,
+        },
         data: Region { start: data, end },
     }
 }

@@ -1,7 +1,8 @@
 //! Bringing up the other CPUs: which there are (the ACPI MADT, read by `devices::discover`),
-//! their stacks and SVM pages (from the frame allocator, before any qube takes memory),
+//! their stacks and SVM pages or VMXON region (from the frame allocator, before any qube
+//! takes memory),
 //! INIT-SIPI-SIPI one at a time, and each AP's own setup (descriptor tables, PAT, extended
-//! state, local APIC, SVM) before it waits for the boot CPU to finish loading qubes and then
+//! state, local APIC, SVM or VMX) before it waits for the boot CPU to finish loading qubes and then
 //! runs its run queue.
 
 use super::{CPUS, MAX_CPUS, RUN_QUEUES};
@@ -23,6 +24,8 @@ struct ApSlot {
     /// Its SVM host save area and host state page (0 under VMX).
     hsave: AtomicU64,
     host_state: AtomicU64,
+    /// Its VMXON region (0 under SVM).
+    vmxon: AtomicU64,
     /// It reached `ap_run`.
     alive: AtomicBool,
 }
@@ -32,9 +35,14 @@ static AP_SLOTS: [ApSlot; MAX_CPUS] = [const {
         ist: AtomicU64::new(0),
         hsave: AtomicU64::new(0),
         host_state: AtomicU64::new(0),
+        vmxon: AtomicU64::new(0),
         alive: AtomicBool::new(false),
     }
 }; MAX_CPUS];
+
+/// The boot CPU's VMX capabilities, for the APs' VMXON (set before they start).
+static VMX_CAPS: crate::sync::Locked<Option<crate::virt::vmx::VmxCaps>> =
+    crate::sync::Locked::new(None);
 
 /// Set by the boot CPU when every qube is placed: the APs may run their queues.
 static GO: AtomicBool = AtomicBool::new(false);
@@ -79,12 +87,8 @@ pub fn start_aps(
     if wanted == 0 {
         return 1;
     }
-    if let Backend::Vmx(_) = backend {
-        hvlog!(
-            "smp: {} CPUs listed; the VMX backend runs on the boot CPU only",
-            wanted + 1
-        );
-        return 1;
+    if let Backend::Vmx(v) = backend {
+        let _ = VMX_CAPS.with(|c| *c = Some(v.caps));
     }
     if let Err(why) = trampoline_page_free(env) {
         hvlog!(
@@ -150,10 +154,18 @@ fn prepare(cpu: usize, backend: &Backend, frames: &mut FrameAllocator) -> Option
     let slot = &AP_SLOTS[cpu];
     let stack = frames.alloc(AP_STACK_BYTES, 4096)?;
     let ist = frames.alloc(descriptors::IST_BYTES, 4096)?;
-    if let Backend::Svm(_) = backend {
-        let pages = crate::virt::svm::Svm::pages_for_cpu(frames).ok()?;
-        slot.hsave.store(pages.hsave, Ordering::Relaxed);
-        slot.host_state.store(pages.host_state, Ordering::Relaxed);
+    match backend {
+        Backend::Svm(_) => {
+            let pages = crate::virt::svm::Svm::pages_for_cpu(frames).ok()?;
+            slot.hsave.store(pages.hsave, Ordering::Relaxed);
+            slot.host_state.store(pages.host_state, Ordering::Relaxed);
+        }
+        Backend::Vmx(v) => {
+            let region = crate::virt::vmx::Vmx::region_for_cpu(&v.caps, frames).ok()?;
+            slot.vmxon.store(region.start(), Ordering::Relaxed);
+            // Kept for the rest of the run.
+            core::mem::forget(region);
+        }
     }
     slot.ist.store(ist.start(), Ordering::Release);
     // The frames stay the AP's for the rest of the run (never given back).
@@ -178,6 +190,15 @@ pub fn ap_run(cpu: usize) -> ! {
             hsave,
             host_state: slot.host_state.load(Ordering::Acquire),
         });
+    }
+    let vmxon = slot.vmxon.load(Ordering::Acquire);
+    let caps = VMX_CAPS.with_spin(|c| *c).flatten();
+    if let (true, Some(caps)) = (vmxon != 0, caps) {
+        if let Err(e) = crate::virt::vmx::enable_on_this_cpu(&caps, vmxon) {
+            // Said now, while the boot CPU waits for this one; it then stays out.
+            hvlog!("smp: CPU {cpu}: VMX cannot be enabled: {e}; halting it");
+            cpu::halt_forever();
+        }
     }
     slot.alive.store(true, Ordering::Release);
     while !GO.load(Ordering::Acquire) {

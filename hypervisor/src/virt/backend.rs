@@ -158,11 +158,13 @@ pub enum AnyVcpu {
 }
 
 impl AnyVcpu {
-    /// Runs this vCPU on the CPU whose SVM host state page is `host_state_pa` (a vCPU runs
-    /// on one CPU only); nothing under VMX, which runs on the boot CPU only.
-    pub fn bind_host_state(&mut self, host_state_pa: u64) {
-        if let AnyVcpu::Svm(v) = self {
-            v.bind_host_state(host_state_pa);
+    /// Runs this vCPU on CPU `cpu` from now on (a vCPU runs on one CPU only): under SVM
+    /// with that CPU's host state page `host_state_pa`; under VMX with its VMCS cleared here
+    /// and its host tables rewritten there.
+    pub fn bind_cpu(&mut self, cpu: usize, host_state_pa: u64) {
+        match self {
+            AnyVcpu::Svm(v) => v.bind_host_state(host_state_pa),
+            AnyVcpu::Vmx(v) => v.bind_cpu(cpu),
         }
     }
 }

@@ -54,6 +54,12 @@ pub const VMX_CHANNELS: Scenario = Scenario {
     run: channels,
 };
 
+pub const VMX_SMP: Scenario = Scenario {
+    name: "bochs-smp",
+    about: "Bochs, Intel VMX, 2 CPUs: both start VMX; ping-pong pairs split over them intact; a snoop on CPU 1 is stopped by EPT",
+    run: channels_smp,
+};
+
 pub const VMX_CONTAINMENT: Scenario = Scenario {
     name: "bochs-containment",
     about: "Bochs, Intel VMX: each misbehaving qube is stopped or preempted alone",
@@ -176,14 +182,34 @@ fn refuse_no_ept() -> Result<String> {
 }
 
 fn channels() -> Result<String> {
-    let (_, opts) = match prepare(
+    channels_on("systems/tests/bochs-channels.toml", 1, "bochs-channels")
+}
+
+/// Under VMX, two CPUs: each ping-pong pair split over CPUs 0 and 1 (each qube's VMCS is
+/// written on the boot CPU, cleared, and launched on its own).
+fn channels_smp() -> Result<String> {
+    let pins = [
+        ("ping-poll", "[0]"),
+        ("pong-poll", "[1]"),
+        ("ping-event", "[1]"),
+        ("pong-event", "[0]"),
+        ("snoop", "[1]"),
+    ];
+    let system = super::smp::pinned(
         "systems/tests/bochs-channels.toml",
-        MODEL_VMX,
-        "bochs-channels",
-    )? {
+        "bochs-channels.toml",
+        &pins,
+    )?;
+    let summary = channels_on(&system.to_string_lossy(), 2, "bochs-smp")?;
+    Ok(format!("2 CPUs, each pair split over both: {summary}"))
+}
+
+fn channels_on(system: &str, cpus: u32, log: &str) -> Result<String> {
+    let (_, mut opts) = match prepare(system, MODEL_VMX, log)? {
         Ok(p) => p,
         Err(why) => return skipped(&why),
     };
+    opts.cpus = cpus;
     let mut done = 0;
     let run = bochs::boot(&opts, |e| {
         if matches!(e.hv, Some(HvEvent::Panic(_))) {

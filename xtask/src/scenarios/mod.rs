@@ -35,7 +35,7 @@ mod qrexec_bench;
 mod qrexec_host;
 mod refusals;
 mod screen;
-mod smp;
+pub(crate) mod smp;
 mod uefi;
 mod xstate;
 
@@ -110,6 +110,7 @@ pub fn all() -> Vec<Scenario> {
         bochs::VMX,
         bochs::VMX_NEHALEM,
         bochs::VMX_CHANNELS,
+        bochs::VMX_SMP,
         bochs::VMX_CONTAINMENT,
         isolation::BOCHS_STATE_ISOLATION,
         bochs_linux::VMX_APPVM,

@@ -134,7 +134,9 @@ fn smp_desktop() -> Result<String> {
     let (exits, ms) = boots::check_all_ready(&out, &qubes, "boot: PVH")?;
     let (online, used) = cpus_used(&out)?;
     expect(online == 4, || format!("{online} of 4 CPUs came online"))?;
-    expect(used.len() == 4, || format!("the qubes were placed on CPUs {used:?} only"))?;
+    expect(used.len() == 4, || {
+        format!("the qubes were placed on CPUs {used:?} only")
+    })?;
     let high = above_4g(&out);
     expect(high.len() == qubes.len() + 1, || {
         format!("only {high:?} have their memory above 4 GiB")

@@ -390,27 +390,7 @@ impl Vmx {
 impl Vmx {
     /// Applies the CR0/CR4 fixed bits (CR4.VMXE among them) and executes VMXON.
     pub fn enable(caps: VmxCaps, frames: &mut FrameAllocator) -> Result<Vmx, VmxError> {
-        let cr0 = cpu::cr0();
-        let new_cr0 = fixed(cr0, caps.cr0_fixed);
-        const PE_PG: u64 = 1 | 1 << 31;
-        if new_cr0 & PE_PG != PE_PG {
-            return Err(VmxError::FixedBits("paging and protected mode off (CR0)"));
-        }
-        let cr4 = cpu::cr4();
-        let new_cr4 = fixed(cr4 | CR4_VMXE, caps.cr4_fixed);
-        if new_cr4 & CR4_VMXE == 0 {
-            return Err(VmxError::FixedBits(
-                "CR4.VMXE, which the CPU does not allow",
-            ));
-        }
-        const CR4_KEPT: u64 = 1 << 5 | 1 << 9 | 1 << 10; // PAE, OSFXSR, OSXMMEXCPT
-        if new_cr4 & CR4_KEPT != cr4 & CR4_KEPT {
-            return Err(VmxError::FixedBits(
-                "a CR4 change the hypervisor cannot make",
-            ));
-        }
-
-        let mut region = frames.alloc(4096, 4096).ok_or(VmxError::NoMemory)?;
+        let region = Vmx::region_for_cpu(&caps, frames)?;
         let mut msr_bitmap_linux = frames.alloc(4096, 4096).ok_or(VmxError::NoMemory)?;
         // The Linux MSR bitmap: every bit set (exit), then the read and write bits of the
         // MSRs a Linux vCPU owns cleared.
@@ -424,35 +404,23 @@ impl Vmx {
                 b[byte + 0x800] &= !(1 << bit);
             }
         });
-        // The VMXON region: zeroed, then the revision identifier in its first four bytes as
-        // the SDM requires.
-        crate::memory::phys::with_frames(&mut region, |b| {
-            b.fill(0);
-            b[..4].copy_from_slice(&caps.revision.to_le_bytes());
-        });
-        let vmxon_pa = region.start();
-        // SAFETY: the new CR0/CR4 differ from the current ones only in bits VMX operation
-        // requires (CR0.NE, CR4.VMXE, which change nothing the hypervisor relies on); PE, PG,
-        // PAE and the SSE bits were checked to stay. VMXON gets a page the hypervisor owns
-        // for the rest of the run, with the revision identifier written.
-        let ok = unsafe {
-            if new_cr0 != cr0 {
-                cpu::write_cr0(new_cr0);
-            }
-            cpu::write_cr4(new_cr4);
-            let ok: u8;
-            asm!("vmxon [{p}]", "seta {ok}", p = in(reg) &vmxon_pa, ok = out(reg_byte) ok,
-                 options(nostack));
-            ok != 0
-        };
-        if !ok {
-            return Err(VmxError::VmxonFailed);
-        }
+        enable_on_this_cpu(&caps, region.start())?;
         Ok(Vmx {
             caps,
             _vmxon: region,
             msr_bitmap_linux,
         })
+    }
+
+    /// A VMXON region for a CPU: zeroed, then the revision identifier in its first four
+    /// bytes as the SDM requires; kept for the rest of the run.
+    pub fn region_for_cpu(caps: &VmxCaps, frames: &mut FrameAllocator) -> Result<Frames, VmxError> {
+        let mut region = frames.alloc(4096, 4096).ok_or(VmxError::NoMemory)?;
+        crate::memory::phys::with_frames(&mut region, |b| {
+            b.fill(0);
+            b[..4].copy_from_slice(&caps.revision.to_le_bytes());
+        });
+        Ok(region)
     }
 
     /// A vCPU with its own VMCS and the page of its MSR load/store lists, for qube `id`
@@ -491,6 +459,50 @@ impl Vmx {
             ept_root | EPTP_WB_4LEVEL,
         ))
     }
+}
+
+/// Applies the CR0/CR4 fixed bits (CR4.VMXE among them) and executes VMXON with the region
+/// at `vmxon_pa` (from [`Vmx::region_for_cpu`]) on the CPU that runs this: the boot CPU in
+/// [`Vmx::enable`], each other CPU as it starts (every CPU has the boot CPU's features).
+pub fn enable_on_this_cpu(caps: &VmxCaps, vmxon_pa: u64) -> Result<(), VmxError> {
+    let cr0 = cpu::cr0();
+    let new_cr0 = fixed(cr0, caps.cr0_fixed);
+    const PE_PG: u64 = 1 | 1 << 31;
+    if new_cr0 & PE_PG != PE_PG {
+        return Err(VmxError::FixedBits("paging and protected mode off (CR0)"));
+    }
+    let cr4 = cpu::cr4();
+    let new_cr4 = fixed(cr4 | CR4_VMXE, caps.cr4_fixed);
+    if new_cr4 & CR4_VMXE == 0 {
+        return Err(VmxError::FixedBits(
+            "CR4.VMXE, which the CPU does not allow",
+        ));
+    }
+    const CR4_KEPT: u64 = 1 << 5 | 1 << 9 | 1 << 10; // PAE, OSFXSR, OSXMMEXCPT
+    if new_cr4 & CR4_KEPT != cr4 & CR4_KEPT {
+        return Err(VmxError::FixedBits(
+            "a CR4 change the hypervisor cannot make",
+        ));
+    }
+
+    // SAFETY: the new CR0/CR4 differ from the current ones only in bits VMX operation
+    // requires (CR0.NE, CR4.VMXE, which change nothing the hypervisor relies on); PE, PG,
+    // PAE and the SSE bits were checked to stay. VMXON gets a page the hypervisor owns
+    // for the rest of the run, with the revision identifier written.
+    let ok = unsafe {
+        if new_cr0 != cr0 {
+            cpu::write_cr0(new_cr0);
+        }
+        cpu::write_cr4(new_cr4);
+        let ok: u8;
+        asm!("vmxon [{p}]", "seta {ok}", p = in(reg) &vmxon_pa, ok = out(reg_byte) ok,
+                 options(nostack));
+        ok != 0
+    };
+    if !ok {
+        return Err(VmxError::VmxonFailed);
+    }
+    Ok(())
 }
 
 /// Invalidates the EPT-derived translations of `eptp` (single context) or of every EPTP.

@@ -84,6 +84,23 @@ pub(super) struct Target {
     /// For a qube that owns ports: the physical address of its I/O bitmaps A and B (two
     /// consecutive pages).
     pub io_bitmaps: Option<u64>,
+    /// The CPU it runs on (whose GDT, TSS and IDT a VM exit loads).
+    pub cpu: usize,
+}
+
+/// Rewrites the host-state fields that differ between CPUs (the GDT and TSS bases) for
+/// CPU `cpu`: a vCPU whose VMCS was written on another CPU before it was placed.
+///
+/// # Safety
+/// VMX operation on CPU `cpu`, which runs this, with the vCPU's VMCS current.
+pub(super) unsafe fn write_host_tables(cpu: usize) -> bool {
+    let host = descriptors::host_tables(cpu);
+    // SAFETY: the caller's guarantee; the bases are this CPU's own tables.
+    unsafe {
+        vmcs::write(fnat::HOST_TR_BASE, host.tss_base)
+            & vmcs::write(fnat::HOST_GDTR_BASE, host.gdt_base)
+            & vmcs::write(fnat::HOST_IDTR_BASE, host.idt_base)
+    }
 }
 
 /// Writes the whole VMCS of the current vCPU: controls, host state and the guest's first
@@ -94,7 +111,7 @@ pub(super) struct Target {
 /// pages `target` names belong to that vCPU (or, the MSR bitmap, to the backend).
 pub(super) unsafe fn write_vmcs(caps: &VmxCaps, target: &Target, g: &Start) -> bool {
     let c = caps.controls;
-    let host = descriptors::host_tables(0); // VMX runs on the boot CPU only (see smp.rs)
+    let host = descriptors::host_tables(target.cpu);
     let (cr0_fixed, cr4_fixed) = (caps.cr0_fixed, caps.cr4_fixed);
     let guest_cr4 = super::fixed(g.cr4 | CR4_VMXE, cr4_fixed);
     let (code, data) = (u64::from(g.cs), u64::from(g.ds));

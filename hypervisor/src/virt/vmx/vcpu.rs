@@ -21,8 +21,9 @@ unsafe extern "C" {
     fn vmx_run(regs: *mut GuestRegs, launched: u64, switch: *mut Switch) -> u64;
 }
 
-/// The VMCS current on this CPU (VMPTRLD is skipped when it is already ours).
-static CURRENT_VMCS: AtomicU64 = AtomicU64::new(u64::MAX);
+/// The VMCS current on each CPU (VMPTRLD is skipped when it is already ours).
+static CURRENT_VMCS: [AtomicU64; crate::smp::MAX_CPUS] =
+    [const { AtomicU64::new(u64::MAX) }; crate::smp::MAX_CPUS];
 
 /// What the last exit left for the exit handlers.
 #[derive(Clone, Copy, Debug, Default)]
@@ -76,6 +77,11 @@ pub struct VmxVcpu {
     slice_end: u64,
     last: LastExit,
     exits: u64,
+    /// The CPU it runs on (set by `bind_cpu`; 0 until then: its first VMCS is written on
+    /// the boot CPU).
+    cpu: usize,
+    /// Its VMCS names another CPU's host tables: rewrite them before the next entry.
+    host_stale: bool,
 }
 
 impl VmxVcpu {
@@ -108,18 +114,57 @@ impl VmxVcpu {
             slice_end: 0,
             last: LastExit::default(),
             exits: 0,
+            cpu: 0,
+            host_stale: false,
         }
     }
 
+    /// Runs this vCPU on CPU `cpu` from now on (a vCPU runs on one CPU only). Called on the
+    /// boot CPU, which wrote the VMCS: it is cleared here (so the other CPU can load it
+    /// and launch it afresh), and its host tables are rewritten there before the first entry.
+    pub fn bind_cpu(&mut self, cpu: usize) {
+        if cpu == self.cpu {
+            return;
+        }
+        let here = &CURRENT_VMCS[self.cpu];
+        // SAFETY: VMX operation is on and the page is this vCPU's VMCS, which no guest runs
+        // on now; VMCLEAR writes its state back to memory and makes it inactive here.
+        let cleared = unsafe { vmcs::clear(self.vmcs.start()) };
+        if here.load(Ordering::Relaxed) == self.vmcs.start() {
+            here.store(u64::MAX, Ordering::Relaxed);
+        }
+        if !cleared {
+            hvlog!("vmx: VMCLEAR of a qube's VMCS failed; it stays on the boot CPU");
+            return;
+        }
+        self.cpu = cpu;
+        self.launched = false;
+        self.host_stale = true;
+    }
+
     /// Makes this vCPU's VMCS the current one.
-    fn make_current(&self) -> bool {
-        if CURRENT_VMCS.load(Ordering::Relaxed) == self.vmcs.start() {
+    fn make_current(&mut self) -> bool {
+        let ok = self.load_vmcs();
+        if ok && self.host_stale {
+            // SAFETY: VMX operation on this CPU (the one the vCPU is bound to and runs on),
+            // with the VMCS just made current.
+            let written = unsafe { setup::write_host_tables(self.cpu) };
+            self.host_stale = !written;
+            return written;
+        }
+        ok
+    }
+
+    /// Makes this vCPU's VMCS the current one, as it is (for reads).
+    fn load_vmcs(&self) -> bool {
+        let current = &CURRENT_VMCS[self.cpu];
+        if current.load(Ordering::Relaxed) == self.vmcs.start() {
             return true;
         }
         // SAFETY: VMX operation is on (a `VmxVcpu` exists only after VMXON) and the page is
         // this vCPU's VMCS, initialised by `reset` (revision written, VMCLEARed).
         let ok = unsafe { vmcs::load(self.vmcs.start()) };
-        CURRENT_VMCS.store(
+        current.store(
             if ok { self.vmcs.start() } else { u64::MAX },
             Ordering::Relaxed,
         );
@@ -139,8 +184,8 @@ impl VmxVcpu {
         // SAFETY: the page is this vCPU's VMCS, which no guest runs on now; VMX operation
         // is on.
         let cleared = unsafe { vmcs::clear(self.vmcs.start()) };
-        if CURRENT_VMCS.load(Ordering::Relaxed) == self.vmcs.start() {
-            CURRENT_VMCS.store(u64::MAX, Ordering::Relaxed);
+        if CURRENT_VMCS[self.cpu].load(Ordering::Relaxed) == self.vmcs.start() {
+            CURRENT_VMCS[self.cpu].store(u64::MAX, Ordering::Relaxed);
         }
         let target = Target {
             eptp: self.eptp,
@@ -148,6 +193,7 @@ impl VmxVcpu {
             msr_lists: self.msr_lists.start(),
             linux: linux.then_some(self.msr_bitmap_linux),
             io_bitmaps: self.io_bitmaps.as_ref().map(Frames::start),
+            cpu: self.cpu,
         };
         // SAFETY: the VMCS is made current first; the pages `target` names are this vCPU's
         // own (its MSR list page and I/O bitmaps) and the backend's (the Linux MSR bitmap).
@@ -243,7 +289,7 @@ impl VmxVcpu {
 
     /// Reads a field of this vCPU's VMCS (0 if it cannot be made current).
     fn vmcs_read(&self, field: u64) -> u64 {
-        if self.make_current() {
+        if self.load_vmcs() {
             vmcs::read(field)
         } else {
             0
