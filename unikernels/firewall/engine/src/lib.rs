@@ -476,6 +476,13 @@ impl Firewall {
 
     /// An ARP message on the uplink: answer requests for our address, learn neighbours we
     /// asked for or already know.
+    ///
+    /// A sender on the uplink's prefix is a neighbour: its requests for our address are
+    /// answered, and it is learnt from those, from replies and from any ARP once known. Off
+    /// the prefix (the gateway of a /32 lease), a sender is learnt only from a reply to our
+    /// address answering a request of ours about it, and only the gateway's requests for
+    /// our address are answered (Linux answers them through the lease's on-link route);
+    /// any other off-prefix ARP is not ours.
     fn uplink_arp<O: FnMut(Port, &[u8])>(
         &mut self,
         up: &Uplink,
@@ -485,17 +492,23 @@ impl Firewall {
     ) -> Outcome {
         let (op, sha, spa, tpa) = parse_arp(bytes)?;
         let for_us = op == ArpOperation::Request && tpa == up.addr;
-        let neighbour = spa != up.addr && spa != [0; 4] && up.on_link(spa);
+        let valid = spa != up.addr && spa != [0; 4];
+        let on_link = valid && up.on_link(spa);
+        let from_gateway = valid && up.gateway == Some(spa);
+        let answers_us =
+            valid && op == ArpOperation::Reply && tpa == up.addr && self.neigh.asked(spa);
         let mut learned = false;
-        if neighbour
-            && (for_us || self.neigh.known(spa) || self.neigh.is_pending(Port::Uplink, spa))
+        if answers_us
+            || (for_us && from_gateway)
+            || on_link
+                && (for_us || self.neigh.known(spa) || self.neigh.is_pending(Port::Uplink, spa))
         {
             self.neigh.learn(spa, sha, now);
             let n = self.neigh.finish(Port::Uplink, spa, Some(sha), out);
             self.stats.forwarded += n as u64;
             learned = true;
         }
-        if for_us && neighbour {
+        if for_us && (on_link || from_gateway) {
             let f = arp_frame(ArpOperation::Reply, up.mac, up.addr, sha, spa);
             out(Port::Uplink, &f);
             Ok(Verdict::Answered)
