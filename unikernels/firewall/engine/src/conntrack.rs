@@ -118,16 +118,46 @@ impl Conn {
         }
     }
 
+    /// Whether the peer has answered: any reply for UDP and ICMP, a SYN (with or without
+    /// ACK) for TCP.
+    pub fn replied(&self) -> bool {
+        self.flags & REPLIED != 0
+    }
+
+    fn closed(&self) -> bool {
+        self.flags & RST != 0 || self.flags & (FIN_ORIG | FIN_REPLY) == FIN_ORIG | FIN_REPLY
+    }
+
+    /// Whether a TCP segment with `tcp_flags` (valid ones: see
+    /// [`crate::packet::tcp_flags_valid`]) may pass in direction `dir`, as Linux's
+    /// connection tracking decides before the peer answered the SYN: the client may only
+    /// repeat its SYN or reset, the peer may answer (SYN+ACK, or SYN for a simultaneous
+    /// open), reset, or send a bare ACK (passed, as Linux ignores it), but not a FIN.
+    /// Other protocols always pass.
+    pub fn accepts(&self, dir: Dir, tcp_flags: u8) -> bool {
+        use crate::packet::{PROTO_TCP, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN};
+        if self.orig.proto != PROTO_TCP || self.flags & (REPLIED | RST) != 0 {
+            return true;
+        }
+        let f = tcp_flags & (TCP_FIN | TCP_SYN | TCP_RST | TCP_ACK);
+        match dir {
+            Dir::Orig => f == TCP_SYN || f & TCP_RST != 0,
+            Dir::Reply => f & TCP_FIN == 0,
+        }
+    }
+
     /// Notes a packet of the connection (`tcp_flags` for TCP, else 0) and renews the timer.
-    pub fn seen(&mut self, dir: Dir, tcp_flags: u8, now: u64) {
-        use crate::packet::{TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN};
-        let closed =
-            self.flags & RST != 0 || self.flags & (FIN_ORIG | FIN_REPLY) == FIN_ORIG | FIN_REPLY;
-        if dir == Dir::Orig && closed && tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN {
+    /// Returns whether the connection became replied (or stopped being, when a closed TCP
+    /// connection's 4-tuple opens a new one).
+    pub fn seen(&mut self, dir: Dir, tcp_flags: u8, now: u64) -> bool {
+        use crate::packet::{PROTO_TCP, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN};
+        let was = self.replied();
+        let tcp = self.orig.proto == PROTO_TCP;
+        if dir == Dir::Orig && tcp && self.closed() && tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN {
             // The client reuses the 4-tuple for a new connection.
             self.flags = 0;
         }
-        if dir == Dir::Reply {
+        if dir == Dir::Reply && (!tcp || tcp_flags & TCP_SYN != 0) {
             self.flags |= REPLIED;
         }
         if tcp_flags & TCP_RST != 0 {
@@ -141,6 +171,7 @@ impl Conn {
             };
         }
         self.expires = now.saturating_add(self.timeout());
+        self.replied() != was
     }
 }
 

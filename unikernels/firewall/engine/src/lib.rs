@@ -553,6 +553,9 @@ impl Firewall {
         if packet::is_unicast(eth.src) {
             self.learn_client(i, eth.src, out);
         }
+        if invalid_tcp(&ip) {
+            return refuse(DropReason::InvalidTcp);
+        }
         let (_, dport) = ip.ports();
         let transport = matches!(ip.l4, L4::Tcp { .. } | L4::Udp { .. });
         let dns = self.virtual_dns.contains(&ip.dst) && transport && dport == 53;
@@ -716,6 +719,9 @@ impl Firewall {
         if ip.dst != up.addr {
             return refuse(DropReason::NotForUs);
         }
+        if invalid_tcp(&ip) {
+            return refuse(DropReason::InvalidTcp);
+        }
         if let L4::Icmp { ty, .. } = ip.l4
             && matches!(ty, ICMP_DEST_UNREACHABLE | ICMP_TIME_EXCEEDED | 12)
         {
@@ -844,6 +850,9 @@ impl Firewall {
         };
         let c = {
             let c = self.conns.get_mut(slot).ok_or(DropReason::NoConnection)?;
+            if !c.accepts(dir, flags) {
+                return Err(DropReason::InvalidTcp);
+            }
             c.seen(dir, flags, now);
             *c
         };
@@ -943,6 +952,12 @@ fn key_of(port: u8, ip: &Ip, dir: Dir) -> Option<Key> {
         dst: ip.dst,
         dport,
     })
+}
+
+/// A TCP segment whose flags Linux's connection tracking calls invalid, whatever its
+/// connection (Qubes drops `ct state invalid` before any rule).
+fn invalid_tcp(ip: &Ip) -> bool {
+    matches!(ip.l4, L4::Tcp { flags, .. } if !packet::tcp_flags_valid(flags))
 }
 
 /// Whether anyone routes to `dst`: not 0.0.0.0/8, loopback, multicast or reserved/broadcast.

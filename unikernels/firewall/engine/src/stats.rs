@@ -60,11 +60,16 @@ pub enum DropReason {
     QueueFull,
     /// The next hop did not answer ARP.
     Unresolved,
+    /// A TCP segment Linux's connection tracking calls invalid (Qubes drops `ct state
+    /// invalid`): a flag combination outside `tcp_valid_flags` (SYN+FIN, no flags, FIN
+    /// without ACK, ...), or flags its connection's state does not allow (the client's ACK
+    /// or FIN before the peer answered its SYN, the peer's FIN before it did).
+    InvalidTcp,
 }
 
 impl DropReason {
     /// Number of reasons.
-    pub const COUNT: usize = 25;
+    pub const COUNT: usize = 26;
 
     /// Every reason, in counter order.
     pub const ALL: [DropReason; DropReason::COUNT] = [
@@ -93,6 +98,7 @@ impl DropReason {
         DropReason::PortsExhausted,
         DropReason::QueueFull,
         DropReason::Unresolved,
+        DropReason::InvalidTcp,
     ];
 
     /// The counter index.
@@ -128,6 +134,7 @@ impl DropReason {
             DropReason::PortsExhausted => "NAT ports exhausted",
             DropReason::QueueFull => "ARP queue full",
             DropReason::Unresolved => "next hop unresolved",
+            DropReason::InvalidTcp => "invalid TCP",
         }
     }
 }

@@ -507,3 +507,93 @@ proptest! {
         }
     }
 }
+
+// ---- TCP validity against Linux's table ----
+
+/// Linux's `tcp_valid_flags`, written out: the flag combinations (PSH, ECE and CWR aside)
+/// that connection tracking does not call invalid.
+fn linux_valid(flags: u8) -> bool {
+    const SYN: u8 = 0x02;
+    const ACK: u8 = 0x10;
+    const URG: u8 = 0x20;
+    const FIN: u8 = 0x01;
+    const RST: u8 = 0x04;
+    [
+        SYN,
+        SYN | URG,
+        SYN | ACK,
+        RST,
+        RST | ACK,
+        FIN | ACK,
+        FIN | ACK | URG,
+        ACK,
+        ACK | URG,
+    ]
+    .contains(&(flags & !(0x08 | 0x40 | 0x80)))
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// A first segment opens a connection exactly when it is a valid SYN without ACK; on an
+    /// established connection, a segment from either side passes exactly when Linux calls
+    /// its flags valid (and is counted as invalid otherwise).
+    #[test]
+    fn tcp_flags_pass_exactly_when_linux_says_they_are_valid(
+        first in any::<u8>(),
+        later in proptest::collection::vec((any::<bool>(), any::<u8>()), 1..24),
+    ) {
+        let mut net = Net::new(&[&[]]);
+        let l4 = |flags| L4::Tcp { sport: 7000, dport: 80, flags };
+        let v = net.send(Port::Client(0), &Pkt::from_client(0, REMOTE, l4(first)).build());
+        let opens = linux_valid(first) && first & 0x17 == 0x02;
+        match v {
+            Verdict::Forwarded => prop_assert!(opens, "{first:#04x} opened a connection"),
+            Verdict::Dropped { reason: DropReason::InvalidTcp, .. } => {
+                prop_assert!(!linux_valid(first), "{first:#04x}")
+            }
+            Verdict::Dropped { reason: DropReason::NoConnection, .. } => {
+                prop_assert!(linux_valid(first) && !opens, "{first:#04x}")
+            }
+            other => prop_assert!(false, "{first:#04x}: {other:?}"),
+        }
+        net.take();
+        let seen = net.through(0, &Pkt::from_client(0, REMOTE, l4(0x02)), Port::Uplink);
+        net.back(&reply_to(&seen, None), 0);
+        net.through(0, &Pkt::from_client(0, REMOTE, l4(0x10)), Port::Uplink);
+        for (from_client, flags) in later {
+            let (port, frame) = if from_client {
+                (Port::Client(0), Pkt::from_client(0, REMOTE, l4(flags)).build())
+            } else {
+                let L4::Tcp { sport, dport, .. } = seen.l4 else { unreachable!() };
+                let back = L4::Tcp { sport: dport, dport: sport, flags };
+                (Port::Uplink, reply_to(&seen, Some(back)).build())
+            };
+            let v = net.send(port, &frame);
+            if linux_valid(flags) {
+                prop_assert_eq!(v, Verdict::Forwarded, "{:#04x} from {:?}", flags, port);
+            } else {
+                prop_assert!(
+                    matches!(v, Verdict::Dropped { reason: DropReason::InvalidTcp, .. }),
+                    "{:#04x} from {:?}: {:?}", flags, port, v
+                );
+            }
+            // Keep the connection open: a reset or FINs would end it.
+            if flags & 0x05 != 0 && linux_valid(flags) {
+                net.now += timeouts_closed();
+                net.poll();
+                net.learn_gateway();
+                net.take();
+                let seen2 = net.through(0, &Pkt::from_client(0, REMOTE, l4(0x02)), Port::Uplink);
+                net.back(&reply_to(&seen2, None), 0);
+                net.through(0, &Pkt::from_client(0, REMOTE, l4(0x10)), Port::Uplink);
+            }
+            net.take();
+        }
+    }
+}
+
+/// Longer than any closing TCP state lasts.
+fn timeouts_closed() -> u64 {
+    bulkhead_firewall_engine::timeouts::TCP_FIN_WAIT_MS + 1
+}
