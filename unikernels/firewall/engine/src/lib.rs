@@ -204,6 +204,21 @@ impl Uplink {
         u32::from_be_bytes(ip) & mask == u32::from_be_bytes(self.addr) & mask
     }
 
+    /// Whether `dst` is the broadcast or the network address of the uplink's network (a
+    /// /31 or /32 has neither).
+    fn broadcast_or_network(&self, dst: Ipv4) -> bool {
+        let len = u32::from(self.prefix_len);
+        if len > 30 {
+            return false;
+        }
+        let mask = if len == 0 { 0 } else { u32::MAX << (32 - len) };
+        let (d, net) = (
+            u32::from_be_bytes(dst),
+            u32::from_be_bytes(self.addr) & mask,
+        );
+        d == net | !mask || d == net
+    }
+
     /// The next hop towards `dst`.
     fn next_hop(&self, dst: Ipv4) -> Option<Ipv4> {
         if self.on_link(dst) {
@@ -572,6 +587,11 @@ impl Firewall {
         }
         if !routable(ip.dst) || ip.dst == own {
             return refuse(DropReason::NotRoutable);
+        }
+        if let Some(up) = &self.uplink
+            && up.broadcast_or_network(ip.dst)
+        {
+            return refuse(DropReason::Broadcast);
         }
         if ip.ttl <= 1 {
             return refuse(DropReason::TtlExceeded);

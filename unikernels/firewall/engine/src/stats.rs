@@ -65,11 +65,14 @@ pub enum DropReason {
     /// without ACK, ...), or flags its connection's state does not allow (the client's ACK
     /// or FIN before the peer answered its SYN, the peer's FIN before it did).
     InvalidTcp,
+    /// To the uplink network's broadcast address (a directed broadcast, which Linux
+    /// delivers locally and never forwards) or its network address.
+    Broadcast,
 }
 
 impl DropReason {
     /// Number of reasons.
-    pub const COUNT: usize = 26;
+    pub const COUNT: usize = 27;
 
     /// Every reason, in counter order.
     pub const ALL: [DropReason; DropReason::COUNT] = [
@@ -99,6 +102,7 @@ impl DropReason {
         DropReason::QueueFull,
         DropReason::Unresolved,
         DropReason::InvalidTcp,
+        DropReason::Broadcast,
     ];
 
     /// The counter index.
@@ -135,6 +139,7 @@ impl DropReason {
             DropReason::QueueFull => "ARP queue full",
             DropReason::Unresolved => "next hop unresolved",
             DropReason::InvalidTcp => "invalid TCP",
+            DropReason::Broadcast => "uplink network broadcast",
         }
     }
 }

@@ -296,6 +296,51 @@ fn unroutable_destinations_are_dropped() {
 }
 
 #[test]
+fn the_uplink_networks_broadcast_and_network_addresses_are_not_forwarded() {
+    // The uplink is 192.168.1.50/24.
+    let mut net = Net::new(&[&[]]);
+    for dst in [[192, 168, 1, 255], [192, 168, 1, 0]] {
+        for l4 in [
+            L4::Udp {
+                sport: 4000,
+                dport: 9,
+            },
+            L4::Icmp {
+                ty: 8,
+                code: 0,
+                ident: 1,
+                seq: 1,
+            },
+        ] {
+            let v = net.send(Port::Client(0), &Pkt::from_client(0, dst, l4).build());
+            assert_eq!(reason(v), Some(DropReason::Broadcast), "{dst:?}");
+        }
+    }
+    assert!(net.take().is_empty());
+    assert_eq!(net.fw.stats().dropped(DropReason::Broadcast), 4);
+    assert_eq!(net.fw.stats().connections, 0);
+    // Hosts of that network, and the broadcast of a network that is not the uplink's, go.
+    let v = net.send(Port::Client(0), &udp([192, 168, 1, 254], 9).build());
+    assert_eq!(v, Verdict::Queued, "on the link: waits for its ARP answer");
+    net.take();
+    net.through(0, &udp([192, 168, 2, 255], 9), Port::Uplink);
+    // A /31 (RFC 3021) and a /32 have no broadcast address: both ends are hosts.
+    for (addr, prefix_len, gw) in [
+        ([192, 168, 7, 0], 31, [192, 168, 7, 1]),
+        ([100, 69, 227, 175], 32, [100, 69, 227, 1]),
+    ] {
+        let mut info = uplink_info();
+        info.address = addr;
+        info.prefix_len = prefix_len;
+        info.gateway = Some(gw);
+        net.fw.set_uplink(Some(&info));
+        let v = net.send(Port::Client(0), &udp(gw, 9).build());
+        assert_eq!(v, Verdict::Queued, "{addr:?}/{prefix_len}");
+        net.take();
+    }
+}
+
+#[test]
 fn protocols_without_ports_are_not_tracked() {
     let mut p = udp(REMOTE, 1);
     p.l4 = L4::Raw { proto: 47 };
