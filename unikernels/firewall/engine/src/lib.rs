@@ -581,7 +581,15 @@ impl Firewall {
                 L4::Icmp {
                     ty: ICMP_ECHO_REQUEST,
                     ..
-                } if packet::is_unicast(eth.src) => Ok(self.answer_echo(i, eth, frame, &ip, out)),
+                } if packet::is_unicast(eth.src) => {
+                    // Answered only when intact (the reply would carry a corrupted request's
+                    // payload back with a checksum updated from a wrong one).
+                    let icmp = &frame[ETH_HEADER + IP_HEADER..ETH_HEADER + ip.total_len];
+                    if checksum::compute(icmp) != 0 {
+                        return refuse(DropReason::BadChecksum);
+                    }
+                    Ok(self.answer_echo(i, eth, frame, &ip, out))
+                }
                 _ => refuse(DropReason::ToFirewall),
             };
         }

@@ -68,11 +68,14 @@ pub enum DropReason {
     /// To the uplink network's broadcast address (a directed broadcast, which Linux
     /// delivers locally and never forwards) or its network address.
     Broadcast,
+    /// A message the firewall would answer itself (an ICMP echo request to one of its
+    /// addresses) with a wrong checksum: it answers only what arrived intact.
+    BadChecksum,
 }
 
 impl DropReason {
     /// Number of reasons.
-    pub const COUNT: usize = 27;
+    pub const COUNT: usize = 28;
 
     /// Every reason, in counter order.
     pub const ALL: [DropReason; DropReason::COUNT] = [
@@ -103,6 +106,7 @@ impl DropReason {
         DropReason::Unresolved,
         DropReason::InvalidTcp,
         DropReason::Broadcast,
+        DropReason::BadChecksum,
     ];
 
     /// The counter index.
@@ -140,6 +144,7 @@ impl DropReason {
             DropReason::Unresolved => "next hop unresolved",
             DropReason::InvalidTcp => "invalid TCP",
             DropReason::Broadcast => "uplink network broadcast",
+            DropReason::BadChecksum => "bad checksum",
         }
     }
 }

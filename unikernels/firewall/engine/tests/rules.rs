@@ -279,6 +279,40 @@ fn the_firewall_answers_ping_and_refuses_other_traffic_to_itself() {
 }
 
 #[test]
+fn the_firewall_answers_only_echo_requests_that_arrived_intact() {
+    let mut net = Net::new(&[&[]]);
+    for dst in [GATEWAY, VDNS[1], UPLINK_ADDR] {
+        let good = ping(dst, 8).build();
+        // A flipped payload bit, a wrong checksum field, a cut message with its IPv4 header
+        // made consistent again.
+        let mut payload = good.clone();
+        *payload.last_mut().unwrap() ^= 0x01;
+        let mut field = good.clone();
+        field[36] ^= 0x80;
+        let mut cut = good.clone();
+        cut.truncate(cut.len() - 2);
+        let len = (cut.len() - 14) as u16;
+        cut[16..18].copy_from_slice(&len.to_be_bytes());
+        smoltcp::wire::Ipv4Packet::new_unchecked(&mut cut[14..]).fill_checksum();
+        for bad in [payload, field, cut] {
+            assert_eq!(
+                reason(net.send(Port::Client(0), &bad)),
+                Some(DropReason::BadChecksum),
+                "{dst:?}"
+            );
+        }
+        assert!(net.take().is_empty());
+        assert_eq!(net.send(Port::Client(0), &good), Verdict::Answered);
+        assert!(matches!(read(&net.one().1).l4, L4::Icmp { ty: 0, .. }));
+    }
+    assert_eq!(net.fw.stats().dropped(DropReason::BadChecksum), 9);
+    // A forwarded echo keeps its checksum as it came, as any router does.
+    let mut bad = ping(REMOTE, 8).build();
+    *bad.last_mut().unwrap() ^= 0x01;
+    assert_eq!(net.send(Port::Client(0), &bad), Verdict::Forwarded);
+}
+
+#[test]
 fn unroutable_destinations_are_dropped() {
     for dst in [
         [127, 0, 0, 1],
