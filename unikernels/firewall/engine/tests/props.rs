@@ -381,7 +381,7 @@ fn any_rule() -> impl Strategy<Value = Rule> {
         any::<bool>(),
         proptest::option::of(0usize..HOSTS.len()),
         proptest::option::of(0u8..3),
-        proptest::option::of((0usize..PORTS.len(), 0u16..100)),
+        proptest::option::of((0usize..PORTS.len(), prop_oneof![Just(0u16), 0u16..100])),
         proptest::option::of(prop_oneof![Just(0u8), Just(8), Just(13)]),
         proptest::bool::weighted(0.2),
     )
@@ -456,7 +456,9 @@ fn model(rules: &[Rule], dst: [u8; 4], kind: u8, port: u16) -> Expect {
             ok &= is_icmp && icmp_type == t;
         }
         if r.specialtarget.is_some() {
-            ok &= (is_tcp || is_udp) && port == 53 && is_vdns;
+            // Qubes skips a DNS rule with any dstports but 53 alone.
+            let only_53 = r.dstports.is_none_or(|p| p.lo == 53 && p.hi == 53);
+            ok &= only_53 && (is_tcp || is_udp) && port == 53 && is_vdns;
         }
         if !ok {
             continue;
