@@ -175,8 +175,8 @@ fn combinations(r: &Section, rule: &Rule, text: &str, d: &mut Diagnostics) -> bo
         } else {
             format!("specialtarget = \"dns\" is port 53: dstports = \"{shown}\" never matches it")
         };
-        let hint = "remove dstports (specialtarget = \"dns\" already means port 53); for other \
-                    ports of the virtual DNS servers write a rule with dsthost instead"
+        let hint = "remove dstports: specialtarget = \"dns\" already means port 53, the only \
+                    port the virtual DNS servers serve"
             .to_string();
         fail("dstports", message, hint);
     }
