@@ -64,10 +64,9 @@ pub const ROUTER_MAC: Mac = [0xfe, 0xff, 0xff, 0xff, 0xff, 0xff];
 pub const BROADCAST: Mac = [0xff; 6];
 /// Longest frame handled (Ethernet II without FCS, no jumbo frames).
 pub const MAX_FRAME: usize = bulkhead_abi::proto::MAX_FRAME;
-/// Connections tracked at once.
+/// Connections tracked at once. Each client is guaranteed an equal share of them
+/// ([`Firewall::connection_share`]); see [`Firewall::handle`] for how a full table is shared.
 pub const MAX_CONNECTIONS: usize = 8192;
-/// Connections one client may hold, so that one client cannot fill the table alone.
-pub const MAX_CONNECTIONS_PER_CLIENT: usize = MAX_CONNECTIONS / 2;
 
 /// Timers, in milliseconds.
 pub mod timeouts {
@@ -261,6 +260,18 @@ impl Firewall {
         router: &Router,
         seed: u64,
     ) -> Result<Firewall, ConfigError> {
+        Firewall::with_capacity(downstream, router, seed, MAX_CONNECTIONS)
+    }
+
+    /// As [`Firewall::with_seed`], with a connection table of `connections` entries (at
+    /// most 65535) instead of [`MAX_CONNECTIONS`]: tests and the fuzz target use a small
+    /// one to reach a full table quickly.
+    pub fn with_capacity(
+        downstream: &[Downstream],
+        router: &Router,
+        seed: u64,
+        connections: usize,
+    ) -> Result<Firewall, ConfigError> {
         let mut clients = Vec::with_capacity(downstream.len().min(MAX_DOWNSTREAM));
         for (i, d) in downstream.iter().enumerate().take(MAX_DOWNSTREAM) {
             let addr = d.address.ok_or(ConfigError::NoAddress(i))?;
@@ -276,6 +287,7 @@ impl Firewall {
                 rules: d.rules.iter().copied().collect(),
             });
         }
+        let n = clients.len();
         Ok(Firewall {
             clients,
             gateway: router.gateway,
@@ -283,7 +295,7 @@ impl Firewall {
             upstream_dns: router.upstream_dns,
             uplink: None,
             last_uplink_addr: None,
-            conns: conntrack::Table::new(MAX_CONNECTIONS, MAX_CONNECTIONS_PER_CLIENT, seed),
+            conns: conntrack::Table::new(connections, n, seed),
             neigh: Neighbours::new(),
             stats: Stats::default(),
             next_sweep: 0,
@@ -326,6 +338,17 @@ impl Firewall {
     /// Number of clients.
     pub fn clients(&self) -> usize {
         self.clients.len()
+    }
+
+    /// The connections each client is guaranteed: the table's capacity divided among the
+    /// configured clients.
+    pub fn connection_share(&self) -> usize {
+        self.conns.share()
+    }
+
+    /// The connections client `i` holds now.
+    pub fn connections_of(&self, i: usize) -> usize {
+        self.conns.held(i)
     }
 
     /// When [`Firewall::poll`] next has something to do (an ARP retry or a sweep of the
@@ -393,6 +416,7 @@ impl Firewall {
         self.stats.connections = self.conns.len();
         self.stats.connections_expired = self.conns.expired;
         self.stats.connections_created = self.conns.created;
+        self.stats.connections_evicted = self.conns.evicted;
     }
 
     fn dispatch<O: FnMut(Port, &[u8])>(
@@ -876,14 +900,7 @@ impl Firewall {
             L4::Tcp { flags, .. } => flags,
             _ => 0,
         };
-        let c = {
-            let c = self.conns.get_mut(slot).ok_or(DropReason::NoConnection)?;
-            if !c.accepts(dir, flags) {
-                return Err(DropReason::InvalidTcp);
-            }
-            c.seen(dir, flags, now);
-            *c
-        };
+        let c = self.conns.seen(slot, dir, flags, now)?;
         // The packet's new addresses, and where it goes.
         let (src, sport, dst, dport, egress) = match dir {
             Dir::Orig => (

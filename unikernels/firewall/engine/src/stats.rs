@@ -50,9 +50,11 @@ pub enum DropReason {
     NoRoute,
     /// DNS to a virtual DNS address, but no resolver is known (none from DHCP, no override).
     NoDnsServer,
-    /// The connection table is full.
+    /// The connection table is full and no entry can make room (not expected: a client
+    /// under its share always finds one of a client over its own).
     TableFull,
-    /// This client already holds its share of the connection table.
+    /// The connection table is full, this client holds its share or more, and every one of
+    /// its connections has been answered (it may only replace its own unanswered ones).
     ClientTableFull,
     /// No free translated port towards this destination.
     PortsExhausted,
@@ -174,6 +176,8 @@ pub struct Stats {
     pub connections_created: u64,
     /// Connections that timed out (or were forgotten when the uplink address changed).
     pub connections_expired: u64,
+    /// Connections given up to make room in a full table (fair shares, early drop).
+    pub connections_evicted: u64,
     /// ARP requests sent.
     pub arp_requests: u64,
 }

@@ -599,3 +599,56 @@ proptest! {
 fn timeouts_closed() -> u64 {
     bulkhead_firewall_engine::timeouts::TCP_FIN_WAIT_MS + 1
 }
+
+// ---- fair shares of the connection table ----
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(128))]
+
+    /// Whatever three clients do (new flows, answered or not, at any pace) against a small
+    /// table: a client under its share is never refused a new flow, a client at or over it
+    /// is refused only when every flow it holds was answered, nobody takes a flow of a
+    /// client within its share, and the table never holds more than its capacity.
+    #[test]
+    fn every_client_keeps_its_share(
+        steps in proptest::collection::vec((0usize..3, any::<u16>(), any::<bool>(), 0u64..3), 1..400),
+    ) {
+        const CAPACITY: usize = 30;
+        let mut net = Net::with_table(&[&[], &[], &[]], CAPACITY);
+        let share = net.fw.connection_share();
+        prop_assert_eq!(share, 10);
+        for (i, n, answer, dt) in steps {
+            net.now += dt * 1000;
+            net.poll();
+            net.learn_gateway();
+            let held = [0, 1, 2].map(|c| net.fw.connections_of(c));
+            let expired = net.fw.stats().connections_expired;
+            let p = Pkt::from_client(i, [100, 64, (n >> 8) as u8, n as u8], L4::Udp { sport: 5000, dport: 9 });
+            let v = net.send(Port::Client(i), &p.build());
+            let sent = net.take();
+            match v {
+                Verdict::Forwarded => {
+                    if answer {
+                        let seen = read(&sent[0].1);
+                        net.back(&reply_to(&seen, None), i);
+                    }
+                }
+                Verdict::Dropped { reason: DropReason::ClientTableFull, .. } => {
+                    prop_assert!(held[i] >= share, "client {} refused with {} < {}", i, held[i], share);
+                }
+                other => prop_assert!(false, "{:?}", other),
+            }
+            let after = [0, 1, 2].map(|c| net.fw.connections_of(c));
+            // (Unless flows expired meanwhile: the full table sweeps before it evicts.)
+            let swept = net.fw.stats().connections_expired != expired;
+            for c in 0..3 {
+                if c != i && held[c] <= share && !swept {
+                    prop_assert!(after[c] >= held[c], "client {}'s flows taken: {:?} -> {:?}", c, held, after);
+                }
+            }
+            prop_assert!(after.iter().sum::<usize>() <= CAPACITY);
+            prop_assert_eq!(net.fw.stats().connections, after.iter().sum::<usize>());
+            net.take();
+        }
+    }
+}
