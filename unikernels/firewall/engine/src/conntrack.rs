@@ -143,6 +143,7 @@ impl Conn {
     /// repeat its SYN or reset, the peer may answer (SYN+ACK, or SYN for a simultaneous
     /// open), reset, or send a bare ACK (passed, as Linux ignores it), but not a FIN.
     /// Other protocols always pass.
+    #[inline]
     pub fn accepts(&self, dir: Dir, tcp_flags: u8) -> bool {
         use crate::packet::{PROTO_TCP, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN};
         if self.orig.proto != PROTO_TCP || self.flags & (REPLIED | RST) != 0 {
@@ -392,6 +393,7 @@ impl Table {
     /// Notes a packet going `dir` (with `tcp_flags` for TCP, else 0) on the connection in
     /// `slot`: refused when its TCP state does not allow it, else the connection's timer is
     /// renewed (and it moves to its client's answered list on the peer's first answer).
+    #[inline(always)]
     pub fn seen(
         &mut self,
         slot: usize,
@@ -399,23 +401,28 @@ impl Table {
         tcp_flags: u8,
         now: u64,
     ) -> Result<Conn, DropReason> {
-        let c = self
-            .slots
-            .get_mut(slot)
-            .and_then(Option::as_mut)
-            .ok_or(DropReason::NoConnection)?;
+        let Some(c) = self.slots.get_mut(slot).and_then(Option::as_mut) else {
+            return Err(DropReason::NoConnection);
+        };
         if !c.accepts(dir, tcp_flags) {
             return Err(DropReason::InvalidTcp);
         }
-        let was = usize::from(c.replied());
+        let was = c.replied();
         let changed = c.seen(dir, tcp_flags, now);
         let c = *c;
         if changed {
-            let client = usize::from(c.client);
-            self.unlink(client, was, slot);
-            self.push(client, 1 - was, slot);
+            self.relist(usize::from(c.client), usize::from(was), slot);
         }
         Ok(c)
+    }
+
+    /// Moves `slot` from its client's list `from` to the other one (once per connection,
+    /// off the forwarding path).
+    #[cold]
+    #[inline(never)]
+    fn relist(&mut self, client: usize, from: usize, slot: usize) {
+        self.unlink(client, from, slot);
+        self.push(client, 1 - from, slot);
     }
 
     /// Connections in the table.

@@ -194,6 +194,8 @@ struct Uplink {
     prefix_len: u8,
     gateway: Option<Ipv4>,
     dns: Option<Ipv4>,
+    /// The network's network and broadcast addresses (a /31 or /32 has neither).
+    ends: Option<(u32, u32)>,
 }
 
 impl Uplink {
@@ -203,19 +205,21 @@ impl Uplink {
         u32::from_be_bytes(ip) & mask == u32::from_be_bytes(self.addr) & mask
     }
 
-    /// Whether `dst` is the broadcast or the network address of the uplink's network (a
-    /// /31 or /32 has neither).
-    fn broadcast_or_network(&self, dst: Ipv4) -> bool {
-        let len = u32::from(self.prefix_len);
+    /// The network and broadcast addresses of a network (none for a /31 or /32).
+    fn ends(addr: Ipv4, prefix_len: u8) -> Option<(u32, u32)> {
+        let len = u32::from(prefix_len);
         if len > 30 {
-            return false;
+            return None;
         }
         let mask = if len == 0 { 0 } else { u32::MAX << (32 - len) };
-        let (d, net) = (
-            u32::from_be_bytes(dst),
-            u32::from_be_bytes(self.addr) & mask,
-        );
-        d == net | !mask || d == net
+        let net = u32::from_be_bytes(addr) & mask;
+        Some((net, net | !mask))
+    }
+
+    /// Whether `dst` is the broadcast or the network address of the uplink's network.
+    fn broadcast_or_network(&self, dst: Ipv4) -> bool {
+        let d = u32::from_be_bytes(dst);
+        self.ends.is_some_and(|(net, bcast)| d == net || d == bcast)
     }
 
     /// The next hop towards `dst`.
@@ -313,6 +317,7 @@ impl Firewall {
             prefix_len: i.prefix_len.min(32),
             gateway: i.gateway,
             dns: i.dns.first().copied(),
+            ends: Uplink::ends(i.address, i.prefix_len.min(32)),
         });
         if new == self.uplink {
             return;
