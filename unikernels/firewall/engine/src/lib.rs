@@ -65,7 +65,8 @@ pub const BROADCAST: Mac = [0xff; 6];
 /// Longest frame handled (Ethernet II without FCS, no jumbo frames).
 pub const MAX_FRAME: usize = bulkhead_abi::proto::MAX_FRAME;
 /// Connections tracked at once. Each client is guaranteed an equal share of them
-/// ([`Firewall::connection_share`]); see [`Firewall::handle`] for how a full table is shared.
+/// ([`Firewall::connection_share`]) that no other client can take; a full table drops
+/// unanswered entries first (the README says how).
 pub const MAX_CONNECTIONS: usize = 8192;
 
 /// Timers, in milliseconds.
