@@ -77,6 +77,7 @@ pub fn all() -> Vec<Scenario> {
         qrexec_ask::QREXEC_ASK,
         network::NETWORK,
         network::NETWORK_RESTART,
+        network::NETWORK_FLOOD,
         dma::DMA_ESCAPE,
         loom::LOOM_RING,
         loom::LOOM_WAKE,
