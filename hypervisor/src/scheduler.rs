@@ -184,7 +184,9 @@ impl Scheduler {
             }
             match sched::pick_next(states, self.current) {
                 Some(i) => {
-                    smp::ALL_STOPPED_REPORTED.store(false, Ordering::Relaxed);
+                    if smp::ALL_STOPPED_REPORTED.load(Ordering::Relaxed) {
+                        smp::ALL_STOPPED_REPORTED.store(false, Ordering::Relaxed);
+                    }
                     self.current = i;
                     self.run_slice(i);
                     self.publish();
@@ -234,6 +236,11 @@ impl Scheduler {
 
     /// Delivers what other CPUs posted to this CPU's qubes: channel events and admin requests.
     fn take_mail(&mut self) {
+        let flag = &smp::CPUS[self.cpu].mail;
+        // Cleared before the mailboxes are read: a post after this sets it again.
+        if !flag.load(Ordering::Relaxed) || !flag.swap(false, Ordering::AcqRel) {
+            return;
+        }
         for i in 0..self.qubes.len() {
             let id = self.qubes[i].id();
             let events = QUBES[id].events.take();
@@ -248,7 +255,10 @@ impl Scheduler {
     }
 
     /// Publishes this CPU's qubes' status for the other CPUs.
+    /// (Only what changed is written: this runs after every slice, on the round trip's path.)
     fn publish(&self) {
+        // The exit counts serve only the "all qubes ready" line.
+        let exits_wanted = !smp::ALL_READY_REPORTED.load(Ordering::Relaxed);
         for q in self.qubes.iter() {
             let slot = &QUBES[q.id()];
             let mut bits = u64::from(q.restarts.min(0xFFFF)) << status::RESTARTS_SHIFT;
@@ -258,10 +268,17 @@ impl Scheduler {
                     bits |= status::READY;
                 }
             }
-            slot.status.store(bits, Ordering::Release);
-            slot.started_ns.store(q.started_ns, Ordering::Relaxed);
-            slot.exits
-                .store(q.machine.vcpu.exit_count(), Ordering::Relaxed);
+            if slot.status.load(Ordering::Relaxed) != bits
+                || slot.started_ns.load(Ordering::Relaxed) != q.started_ns
+            {
+                // The start time first: a reader that sees the new status sees it too.
+                slot.started_ns.store(q.started_ns, Ordering::Relaxed);
+                slot.status.store(bits, Ordering::Release);
+            }
+            if exits_wanted {
+                slot.exits
+                    .store(q.machine.vcpu.exit_count(), Ordering::Relaxed);
+            }
         }
     }
 
@@ -344,7 +361,7 @@ impl Scheduler {
                 // Published now, not after the slice: a slice may last forever (`alone`).
                 self.publish();
             }
-            if alone && self.others_have_mail(i) {
+            if alone && smp::CPUS[self.cpu].mail.load(Ordering::Acquire) && self.others_have_mail(i) {
                 return;
             }
             match outcome {

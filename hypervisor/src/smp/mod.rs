@@ -36,6 +36,9 @@ pub struct CpuSlot {
     pub sleeper: Sleeper,
     /// The qube it runs now: its id + 1, 0 for none.
     pub running: AtomicUsize,
+    /// Something was posted to one of its qubes since it last looked (so a pass with no
+    /// mail reads this one word, not every qube's mailboxes).
+    pub mail: AtomicBool,
 }
 
 #[allow(
@@ -47,6 +50,7 @@ const CPU_SLOT: CpuSlot = CpuSlot {
     online: AtomicBool::new(false),
     sleeper: Sleeper::new(),
     running: AtomicUsize::new(0),
+    mail: AtomicBool::new(false),
 };
 
 /// Every CPU; slot 0 is the boot CPU.
@@ -149,6 +153,7 @@ pub fn post(qube: usize, bits: u64, mailbox: impl Fn(&QubeSlot) -> &Mailbox) {
     mailbox(slot).post(bits);
     let cpu = slot.cpu.load(Ordering::Relaxed);
     let Some(c) = CPUS.get(cpu) else { return };
+    c.mail.store(true, Ordering::Release);
     if c.sleeper.needs_kick() || c.running.load(Ordering::Relaxed) == qube + 1 {
         apic::send(
             c.apic_id.load(Ordering::Relaxed),
