@@ -189,11 +189,9 @@ impl Scheduler {
                     }
                     self.current = i;
                     self.run_slice(i);
-                    self.publish();
                     self.report_all_ready();
                 }
                 None => {
-                    self.publish();
                     let until = if states.iter().all(|s| *s == RunState::Stopped) {
                         if smp::all_stopped()
                             && !smp::ALL_STOPPED_REPORTED.swap(true, Ordering::Relaxed)
@@ -254,8 +252,9 @@ impl Scheduler {
         }
     }
 
-    /// Publishes this CPU's qubes' status for the other CPUs.
-    /// (Only what changed is written: this runs after every slice, on the round trip's path.)
+    /// Publishes this CPU's qubes' status for the other CPUs: called where a status changes
+    /// (a stop, a start, a qube saying it is ready), not on every pass. Only what changed is
+    /// written.
     fn publish(&self) {
         // The exit counts serve only the "all qubes ready" line.
         let exits_wanted = !smp::ALL_READY_REPORTED.load(Ordering::Relaxed);
@@ -331,7 +330,7 @@ impl Scheduler {
     /// Runs qube `i` until `slice_end`, or until it yields, waits or stops; `alone`: with no
     /// slice, until mail arrives for another qube of this CPU.
     fn run_until(&mut self, i: usize, slice_end: u64, alone: bool) {
-        let id = self.qubes[i].id();
+        let mailbox = &QUBES[self.qubes[i].id()].events;
         loop {
             // The slice can end while the hypervisor handles an exit: its timer interrupt
             // then arrives here, not in the guest, so the clock decides, and the timer is
@@ -341,7 +340,7 @@ impl Scheduler {
                 return;
             }
             // Events a qube on another CPU raised since the last entry.
-            let events = QUBES[id].events.take();
+            let events = mailbox.take();
             let q = &mut self.qubes[i];
             q.machine.events |= events;
             q.before_entry();
@@ -353,7 +352,6 @@ impl Scheduler {
             // `SvmVcpu::enter`), so a deadline already past must still let the guest run a
             // little, or it would never run again.
             self.timer.arm_until(now, until.max(now + MIN_ENTRY_NS));
-            let q = &mut self.qubes[i];
             let was_ready = q.machine.ready;
             let exit = q.machine.vcpu.run();
             let outcome = q.handle_exit(exit);
@@ -361,7 +359,8 @@ impl Scheduler {
                 // Published now, not after the slice: a slice may last forever (`alone`).
                 self.publish();
             }
-            if alone && smp::CPUS[self.cpu].mail.load(Ordering::Acquire) && self.others_have_mail(i) {
+            if alone && smp::CPUS[self.cpu].mail.load(Ordering::Acquire) && self.others_have_mail(i)
+            {
                 return;
             }
             match outcome {
@@ -392,6 +391,7 @@ impl Scheduler {
     /// channels were reset.
     fn stop(&mut self, i: usize, stop: Stop) {
         let restarted = stop_qube(&mut self.qubes[i], stop);
+        self.publish();
         let killed = matches!(stop, Stop::Killed);
         if restarted || killed || self.qubes[i].spec().start == StartPolicy::OnRequest {
             self.tell_peers(i);
@@ -491,9 +491,14 @@ impl Scheduler {
         }
         reset_channels(&self.qubes[t]);
         let q = &mut self.qubes[t];
-        if let Err(e) = q.load() {
-            hvlog!("qube {} not started by {by}: {e}", q.name());
+        let loaded = q.load();
+        if loaded.is_err() {
             q.state = RunState::Stopped;
+        }
+        self.publish();
+        let q = &self.qubes[t];
+        if let Err(e) = loaded {
+            hvlog!("qube {} not started by {by}: {e}", q.name());
             return Err(HcError::Busy);
         }
         hvlog!("qube {} started by {by}", q.name());
@@ -520,15 +525,17 @@ impl Scheduler {
         if q.state == RunState::Stopped && q.spec().start == StartPolicy::OnRequest {
             // A disposable starts from scratch when a qube allowed to (it has a channel to
             // it) asks; its request is already in the channel.
-            match q.load() {
+            let loaded = q.load();
+            match loaded {
                 Ok(()) => hvlog!("qube {} started on request", q.name()),
-                Err(e) => {
-                    hvlog!("qube {} not started on request: {e}", q.name());
-                    return;
-                }
+                Err(e) => hvlog!("qube {} not started on request: {e}", q.name()),
+            }
+            self.publish();
+            if loaded.is_err() {
+                return;
             }
         }
-        q.machine.events |= events;
+        self.qubes[i].machine.events |= events;
     }
 
     /// Logs "all N qubes ready" once, when every at-boot qube on every CPU has said so.
