@@ -398,7 +398,7 @@ fn load_system(
                     spec.restart.name()
                 );
                 let cpu = placement.get(id).map_or(0, |p| usize::from(p.cpu));
-                place(q, cpu, backend);
+                place(q, cpu, backend, frames);
             }
             Err(e) => hvlog!("qube {} not started: {e}", spec.name.as_str()),
         }
@@ -443,8 +443,14 @@ fn place_qubes(
 
 /// Puts qube `q` in CPU `cpu`'s run queue, its vCPU bound to that CPU, and publishes what
 /// the other CPUs may read of it.
-fn place(mut q: qube::Qube, cpu: usize, backend: &virt::Backend) {
+fn place(q: qube::Qube, cpu: usize, backend: &virt::Backend, frames: &mut FrameAllocator) {
     use core::sync::atomic::Ordering;
+    let size = core::mem::size_of::<qube::Qube>() as u64;
+    let Some(home) = frames.alloc(size.next_multiple_of(4096), 4096) else {
+        hvlog!("qube {} not started: no memory for its state", q.name());
+        return;
+    };
+    let q = memory::phys::leak_init(home, q);
     let id = q.id();
     q.machine
         .vcpu

@@ -20,8 +20,9 @@ use core::sync::atomic::Ordering;
 /// Most qubes the hypervisor runs.
 pub const MAX_QUBES: usize = bulkhead_abi::manifest::MAX_QUBES;
 
-/// Every qube, in manifest order.
-pub type Qubes = BoundedVec<Qube, MAX_QUBES>;
+/// The qubes of one CPU, in manifest order (each in frames of its own, so that the per-CPU
+/// run queues, which are statics, stay small and all zero).
+pub type Qubes = BoundedVec<&'static mut Qube, MAX_QUBES>;
 
 /// The channels' pages (started over when an end restarts), shared by every CPU.
 static CHANNELS: Locked<Option<crate::channels::Regions>> = Locked::new(None);
@@ -154,7 +155,7 @@ impl Scheduler {
     }
 
     /// Adds a loaded qube; false when the table is full.
-    pub fn add(&mut self, q: Qube) -> bool {
+    pub fn add(&mut self, q: &'static mut Qube) -> bool {
         let ok = self.qubes.push(q).is_ok();
         self.current = self.qubes.len().saturating_sub(1); // so the first qube runs first
         ok

@@ -102,6 +102,23 @@ pub fn shared_reset(frames: &mut Frames, header: &[(u64, u32)]) {
     fence(Ordering::SeqCst);
 }
 
+/// Moves `value` into `frames` for the rest of the run (a qube, whose few KiB would
+/// otherwise sit in every CPU's run queue, a static). Safe: `frames` is the one owner of its
+/// RAM and is consumed; size, alignment and mapping are checked.
+pub fn leak_init<T>(frames: Frames, value: T) -> &'static mut T {
+    let r = frames.region();
+    assert!(mapped(r) && r.len() >= core::mem::size_of::<T>() as u64);
+    assert!(r.start.is_multiple_of(core::mem::align_of::<T>() as u64));
+    let p = r.start as *mut T;
+    // SAFETY: size, alignment and mapping checked above; `frames` was the one owner and is
+    // gone, so nothing else refers to this memory; `write` stores a valid `T` without
+    // reading the old bytes.
+    unsafe {
+        core::ptr::write(p, value);
+        &mut *p
+    }
+}
+
 /// The boot bundle as bytes. It lives for the whole run: its range is removed from the frame
 /// allocator and nothing writes it.
 ///
