@@ -183,10 +183,10 @@ pub fn qemu_bench() -> Result<QemuBench> {
         .ok_or_else(|| anyhow::anyhow!("no null-calls line"))? as u64;
     let mut round_trips = Vec::new();
     let runs = [
-        ("poll", "pingpong-poll", 1),
-        ("event", "pingpong-event", 1),
-        ("spin, the two qubes on two CPUs", "pingpong-smp-spin", 3),
-        ("event, the two qubes on two CPUs", "pingpong-smp-event", 3),
+        ("poll mode", "pingpong-poll", 1),
+        ("event mode", "pingpong-event", 1),
+        ("spin mode (no yield), the two qubes on two CPUs", "pingpong-smp-spin", 3),
+        ("event mode, the two qubes on two CPUs", "pingpong-smp-event", 3),
     ];
     for (mode, file, cpus) in runs {
         let system = format!("systems/bench/{file}.toml");
@@ -240,7 +240,7 @@ impl QemuBench {
         for (mode, insns, exits) in &self.round_trips {
             let ratio = *insns as f64 / self.null_call.max(1) as f64;
             s.push_str(&format!(
-                "| round trip, 64-byte Probe, {mode} mode | {insns} | {exits:.2} | {ratio:.1} |\n"
+                "| round trip, 64-byte Probe, {mode} | {insns} | {exits:.2} | {ratio:.1} |\n"
             ));
         }
         let (insns, exits) = self.bulk;
