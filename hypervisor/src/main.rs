@@ -99,7 +99,16 @@ extern "C" fn hv_main(magic: u32, info: u32) -> ! {
     let mut platform = devices::discover(&env, &mut frames);
     let online = start_cpus(&env, &platform, &backend, &mut frames, apic_per_ms);
     load_system(&env, &backend, &mut frames, &mut platform, online);
-    let iommu = platform.iommu.take();
+    // The IOMMU moves to frames of its own, so that the boot CPU's run queue (a static that
+    // is all zero at first) holds only a reference.
+    let iommu = platform.iommu.take().and_then(|iommu| {
+        let size = (core::mem::size_of::<devices::vtd::Iommu>() as u64).next_multiple_of(4096);
+        let home = frames.alloc(size, 4096);
+        if home.is_none() {
+            hvlog!("iommu: no memory to keep its state; its faults will not be reported");
+        }
+        home.map(|f| memory::phys::leak_init(f, iommu))
+    });
     let _ = smp::RUN_QUEUES[0].with(|s| s.set_iommu(iommu));
     hvlog!("{} KiB of RAM left free", frames.free_bytes() / 1024);
     lapic.start_oneshot(apic_per_ms);

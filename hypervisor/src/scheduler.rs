@@ -63,7 +63,7 @@ pub struct Scheduler {
     /// qube can use another's cached translations.
     tag_owner: [Option<usize>; TAGS],
     /// The IOMMU, polled for DMA faults on every pass (the boot CPU's scheduler only).
-    iommu: Option<crate::devices::vtd::Iommu>,
+    iommu: Option<&'static mut crate::devices::vtd::Iommu>,
     /// DMA faults logged so far (the log stops after [`MAX_FAULT_LINES`]).
     dma_faults: u64,
     /// Each qube's run state as the current pass sees it.
@@ -95,7 +95,7 @@ impl Scheduler {
     }
 
     /// Hands over the IOMMU, whose faults the run loop reports.
-    pub fn set_iommu(&mut self, iommu: Option<crate::devices::vtd::Iommu>) {
+    pub fn set_iommu(&mut self, iommu: Option<&'static mut crate::devices::vtd::Iommu>) {
         self.iommu = iommu;
     }
 

@@ -17,7 +17,13 @@ pub const MAX_RESTARTS: u32 = 3;
 
 /// Where a qube is in its life.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(u8)]
 pub enum RunState {
+    /// Not running and will not run again unless restarted. (First: a table of stopped
+    /// qubes is then all zero bytes, so the hypervisor's per-CPU run queues, statics, go to
+    /// .bss rather than into the image.)
+    #[default]
+    Stopped,
     /// Wants the CPU.
     Runnable,
     /// Waiting for an event, or until `deadline` (ns) if set.
@@ -25,9 +31,6 @@ pub enum RunState {
         /// When to wake without an event.
         deadline: Option<u64>,
     },
-    /// Not running and will not run again unless restarted.
-    #[default]
-    Stopped,
 }
 
 /// Picks the next runnable qube after `current` in round-robin order (`current` itself last).

@@ -185,8 +185,16 @@ pub fn qemu_bench() -> Result<QemuBench> {
     let runs = [
         ("poll mode", "pingpong-poll", 1),
         ("event mode", "pingpong-event", 1),
-        ("spin mode (no yield), the two qubes on two CPUs", "pingpong-smp-spin", 3),
-        ("event mode, the two qubes on two CPUs", "pingpong-smp-event", 3),
+        (
+            "spin mode (no yield), the two qubes on two CPUs",
+            "pingpong-smp-spin",
+            3,
+        ),
+        (
+            "event mode, the two qubes on two CPUs",
+            "pingpong-smp-event",
+            3,
+        ),
     ];
     for (mode, file, cpus) in runs {
         let system = format!("systems/bench/{file}.toml");
