@@ -77,14 +77,13 @@ impl DropLog {
             info!("firewall: dropped in the last minute: {}", Counts(&grew));
         }
         info!(
-            "firewall: totals: forwarded {}, answered {}, dropped {}, connections {} (created {}, expired {}, evicted {})",
+            "firewall: totals: forwarded {}, answered {}, dropped {}, connections {} (created {}, expired {})",
             stats.forwarded,
             stats.answered,
             stats.dropped_total(),
             stats.connections,
             stats.connections_created,
-            stats.connections_expired,
-            stats.connections_evicted
+            stats.connections_expired
         );
     }
 }

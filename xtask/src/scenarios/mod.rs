@@ -77,7 +77,6 @@ pub fn all() -> Vec<Scenario> {
         qrexec_ask::QREXEC_ASK,
         network::NETWORK,
         network::NETWORK_RESTART,
-        network::NETWORK_FLOOD,
         dma::DMA_ESCAPE,
         loom::LOOM_RING,
         loom::LOOM_WAKE,
