@@ -108,7 +108,11 @@ pub enum Card {
 impl Card {
     /// Brings up `dev` with the driver `kind` says.
     pub fn new(dev: &PciDevice, kind: Kind) -> Result<Card, InitError> {
-        info!("net: driving card {} with the {} driver", dev.bdf(), kind.name());
+        info!(
+            "net: driving card {} with the {} driver",
+            dev.bdf(),
+            kind.name()
+        );
         let card = match kind {
             Kind::VirtioNet => Card::Virtio(VirtioNet::new(dev).map_err(InitError::Virtio)?),
             Kind::E1000e => Card::E1000e(E1000e::new(dev).map_err(InitError::E1000e)?),

@@ -249,9 +249,11 @@ impl E1000e {
 
     /// Takes one received frame, if the card has one, and calls `f` on it; its slot goes
     /// back to the card afterwards. Frames the card marked bad (or described impossibly)
-    /// are dropped and counted in [`Stats::rx_errors`]; the next good one is returned.
+    /// are dropped and counted in [`Stats::rx_errors`]; the next good one is returned (at
+    /// most one ring's worth is looked at per call, so a card that keeps writing bad
+    /// descriptors cannot hold the qube here).
     pub fn receive<R>(&mut self, f: impl FnOnce(&[u8]) -> R) -> Result<Option<R>, NetError> {
-        loop {
+        for _ in 0..RING_SIZE {
             let slot = self.rx.next();
             let d = slot * DESC_LEN;
             let status = self.rx_desc.read8(d + ring::RX_STATUS).unwrap_or(0);
@@ -282,6 +284,7 @@ impl E1000e {
                 None => self.stats.rx_errors += 1,
             }
         }
+        Ok(None)
     }
 
     /// Takes back the transmit slots the card has finished; returns how many.
