@@ -12,8 +12,9 @@ use bulkhead_rt::net::frame;
 use bulkhead_rt::net::smoltcp::iface::SocketHandle;
 use bulkhead_rt::net::smoltcp::socket::dhcpv4;
 use bulkhead_rt::net::{FrameQueue, LinkEvent, NetLink, Stack};
-use bulkhead_rt::virtio::VirtioNet;
 use bulkhead_rt::{Boot, debug, info, now_ns, warn};
+
+use crate::card::Card;
 
 /// Longest sleep between two looks at the card (it raises no interrupts).
 const CARD_POLL: Duration = Duration::from_millis(1);
@@ -48,7 +49,7 @@ struct Counters {
 
 /// The whole state of sys-net after start-up.
 pub struct Bridge {
-    card: VirtioNet,
+    card: Card,
     mac: [u8; 6],
     down: Option<NetLink>,
     down_name: String,
@@ -65,7 +66,7 @@ pub struct Bridge {
 
 impl Bridge {
     /// Sets up the private interface with its DHCP client and greets the downstream.
-    pub fn new(boot: &Boot, card: VirtioNet, downstream: Option<Channel>) -> Bridge {
+    pub fn new(boot: &Boot, card: Card, downstream: Option<Channel>) -> Bridge {
         let mac = card.mac();
         let down_name = downstream
             .as_ref()
@@ -350,7 +351,7 @@ impl Bridge {
         if now >= self.next_stats_ns {
             self.next_stats_ns = now + STATS_EVERY_NS;
             let c = self.counters;
-            let card = self.card.stats;
+            let card = self.card.stats();
             debug!(
                 "net: card rx {} tx {} (busy {}); card->down {}, down->card {}, dropped for the card {}, rx errors {}",
                 card.rx_frames,

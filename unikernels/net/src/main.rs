@@ -1,7 +1,9 @@
 //! sys-net: owns the network card and bridges it to the qube behind it.
 //!
-//! It finds its virtio-net card among the assigned devices, brings it up with
-//! `virtio-drivers` (through the runtime's hypercall configuration access and DMA HAL), gets
+//! It finds its card among the assigned devices and picks the driver by its PCI vendor and
+//! device ID (module `card`): virtio-net, brought up with `virtio-drivers` through the
+//! runtime's hypercall configuration access and DMA HAL, or Intel's e1000e, with the
+//! runtime's own driver (`bulkhead_rt::e1000e`). It gets
 //! the uplink's address by DHCP (smoltcp, on a private interface that sees only ARP and
 //! DHCP replies), tells its downstream qube (`Net::Uplink`) and then forwards Ethernet
 //! frames both ways between the card and that channel. See README.md for the log lines, the
@@ -13,6 +15,7 @@
 extern crate alloc;
 
 mod bridge;
+mod card;
 #[cfg(feature = "test-hooks")]
 mod test_hooks;
 
@@ -22,7 +25,6 @@ use bulkhead_freestanding as _;
 use bulkhead_qubeconfig::QubeConfig;
 use bulkhead_rt::channel::Channel;
 use bulkhead_rt::pci::PciDevice;
-use bulkhead_rt::virtio::VirtioNet;
 use bulkhead_rt::{Args, Boot, error, info, warn};
 
 bulkhead_rt::entry!(main);
@@ -31,7 +33,7 @@ bulkhead_rt::entry!(main);
 mod status {
     /// The arguments are not understood.
     pub const BAD_ARGS: i32 = 2;
-    /// No virtio-net card among the assigned devices.
+    /// No card sys-net has a driver for among the assigned devices.
     pub const NO_CARD: i32 = 3;
     /// The card could not be brought up.
     pub const CARD_FAILED: i32 = 4;
@@ -39,11 +41,6 @@ mod status {
     pub const BAD_CONFIG: i32 = 5;
 }
 
-/// PCI vendor of virtio devices.
-const VIRTIO_VENDOR: u16 = 0x1af4;
-/// virtio-net device IDs: modern (1.0) and transitional. Both must offer the modern PCI
-/// capabilities, which `virtio-drivers` uses.
-const VIRTIO_NET_IDS: [u16; 2] = [0x1041, 0x1000];
 /// The arguments that select test-only hooks (module `test_hooks`). An image built without the
 /// `test-hooks` feature (what `cargo xtask build`, `run` and `iso` ship) refuses them.
 #[cfg(not(feature = "test-hooks"))]
@@ -148,9 +145,10 @@ fn main(boot: &Boot) -> i32 {
             bulkhead_rt::wait_event(None);
         }
     }
-    let Some(dev) = PciDevice::find(boot, VIRTIO_VENDOR, &VIRTIO_NET_IDS) else {
+    let Some((dev, kind)) = card::find(boot) else {
         error!(
-            "net: no virtio-net card (1af4:1041 or 1af4:1000) among the {} assigned devices",
+            "net: no card with a driver here (virtio-net 1af4:1041 or 1af4:1000, e1000e \
+             8086:10d3 and its family) among the {} assigned devices",
             boot.devices().len()
         );
         for d in PciDevice::all(boot) {
@@ -176,12 +174,12 @@ fn main(boot: &Boot) -> i32 {
     );
     #[cfg(feature = "test-hooks")]
     if let Mode::DmaEscape(addr) = mode
-        && let Err(status) = test_hooks::aim(boot, &dev, addr)
+        && let Err(status) = test_hooks::aim(boot, &dev, kind, addr)
     {
         return status;
     }
     let t0 = bulkhead_rt::now_ns();
-    let card = match VirtioNet::new(&dev) {
+    let card = match card::Card::new(&dev, kind) {
         Ok(card) => card,
         Err(e) => {
             error!("net: bringing up the card failed: {e}");
@@ -189,7 +187,8 @@ fn main(boot: &Boot) -> i32 {
         }
     };
     info!(
-        "net: virtio-net up in {} ms, MAC {}",
+        "net: {} up in {} ms, MAC {}",
+        kind.name(),
         (bulkhead_rt::now_ns() - t0) / 1_000_000,
         Mac(card.mac())
     );

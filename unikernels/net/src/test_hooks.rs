@@ -10,6 +10,7 @@ use bulkhead_rt::pci::PciDevice;
 use bulkhead_rt::{Args, Boot, error, info, virtio};
 
 use crate::bridge::Bridge;
+use crate::card::Kind;
 use crate::status;
 
 /// How long the `dma-escape` test keeps running after pointing the device.
@@ -46,7 +47,14 @@ pub fn dma_escape_arg(args: &Args<'_>) -> Result<Option<u64>, &'static str> {
 
 /// Before the card is brought up: makes the transmit queue's used ring appear to the device
 /// at `addr`, unless `addr` is this qube's own DMA space (then `Err` with the exit status).
-pub fn aim(boot: &Boot, dev: &PciDevice, addr: u64) -> Result<(), i32> {
+pub fn aim(boot: &Boot, dev: &PciDevice, kind: Kind, addr: u64) -> Result<(), i32> {
+    if kind != Kind::VirtioNet {
+        error!(
+            "dma-escape: misdirects a virtio-net queue; this card needs the {} driver",
+            kind.name()
+        );
+        return Err(status::BAD_ARGS);
+    }
     // The device sees this qube's memory at bus addresses dma_offset..+mem_size (behind the
     // IOMMU: 0..mem_size). A target in there is this qube's own memory: the write would land
     // here, not escape, and corrupt whatever lives at that address.

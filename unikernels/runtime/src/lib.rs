@@ -45,11 +45,15 @@
 //!   hypercalls, and a polled virtio-net card (unsafe inside).
 //! - `net` (feature `net`): smoltcp over a network channel (`proto::Net` frames), and a
 //!   helper that polls an interface with the runtime's clock.
+//! - [`dma`]: zeroed, page-aligned DMA memory with its bus address, reached with checked
+//!   volatile accesses (unsafe inside).
+//! - `e1000e` (feature `e1000e`): a polled driver for Intel's e1000e cards (82574L and
+//!   family) over [`mmio`] and [`dma`], without unsafe code of its own.
 //! - [`mmio`]: a mapped memory BAR of an assigned device, reached with checked volatile
 //!   accesses (unsafe inside).
 //! - [`report`]: the start-up report every placeholder image prints.
 //!
-//! Every `unsafe` block is in `hypercall`, `start`, `sync`, `mmio`, `port` or `virtio` (and the
+//! Every `unsafe` block is in `hypercall`, `start`, `sync`, `mmio`, `dma`, `port` or `virtio` (and the
 //! ones that map a channel's windows in `channel`); the rest of the crate denies unsafe code.
 #![cfg_attr(not(test), no_std)]
 #![deny(unsafe_code)]
@@ -61,6 +65,14 @@ pub mod args;
 pub mod boot;
 pub mod channel;
 pub mod console;
+#[allow(
+    unsafe_code,
+    reason = "DMA memory for drivers that program a card themselves: allocation and volatile \
+              accesses checked to stay inside it"
+)]
+pub mod dma;
+#[cfg(feature = "e1000e")]
+pub mod e1000e;
 pub mod events;
 #[cfg(not(test))]
 mod heap;

@@ -78,6 +78,17 @@ impl Mmio {
         Some(unsafe { core::ptr::read_volatile(addr as *const u32) })
     }
 
+    /// Writes the 32-bit register at `offset`; false (nothing written) outside or misaligned.
+    pub fn write32(&self, offset: u64, value: u32) -> bool {
+        let Some(addr) = self.at(offset, 4, 4) else {
+            return false;
+        };
+        // SAFETY: as in `read16`, for an aligned 4-byte location of device memory no Rust
+        // object lives in.
+        unsafe { core::ptr::write_volatile(addr as *mut u32, value) };
+        true
+    }
+
     /// Writes `pixels` (or any 32-bit words) from `offset` on, in order; false (nothing
     /// written) if they would not fit or `offset` is misaligned. For device memory that
     /// behaves as memory (a framebuffer): the words are stored one by one, volatile.

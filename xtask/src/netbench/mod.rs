@@ -47,6 +47,10 @@ const END: &str = "<!-- network:end -->";
 /// (the plugin counts every block; the AppVM boots with `nokaslr norandmaps` so its kernel's
 /// and agent's symbols can name them).
 pub fn run(write_docs: bool, profile: bool) -> Result<()> {
+    let cpus = machine_cpus()?;
+    if cpus > 1 && write_docs {
+        bail!("docs/bench.md holds the one-CPU figures: leave out --write-docs with {CPUS_VAR}");
+    }
     let mut steps = Steps::new(5);
     crate::deps::ensure(crate::deps::QEMU)?;
     if let Err(why) = crate::appvm::kernel_available() {
@@ -75,7 +79,7 @@ pub fn run(write_docs: bool, profile: bool) -> Result<()> {
         server.port
     ));
     let marks = logs.join("bench-network-baseline.marks");
-    let (lines, kernel) = boot_baseline(&baseline_dir, &plugin, &marks, server.port)?;
+    let (lines, kernel) = boot_baseline(&baseline_dir, &plugin, &marks, server.port, cpus)?;
     let baseline = collect("no compartments", &lines, &server, &marks)?;
 
     steps.next(&format!(
@@ -83,7 +87,8 @@ pub fn run(write_docs: bool, profile: bool) -> Result<()> {
     ));
     let marks = logs.join("bench-network-bulkhead.marks");
     let blocks = profile.then(|| logs.join("bench-network-bulkhead.blocks"));
-    let (lines, assembled) = boot_bulkhead(&plugin, &marks, blocks.as_deref(), server.port)?;
+    let (lines, assembled) =
+        boot_bulkhead(&plugin, &marks, blocks.as_deref(), server.port, cpus)?;
     let bulkhead = collect("Bulkhead", &lines, &server, &marks)?;
     let profiled = match &blocks {
         Some(b) => Some(profile_report(&assembled, b, &bulkhead)?),
@@ -205,6 +210,20 @@ fn profile_report(
     Ok(s)
 }
 
+/// Gives both paths this many CPUs (default 1; the figures of docs/bench.md are one CPU's).
+const CPUS_VAR: &str = "BULKHEAD_BENCH_CPUS";
+
+/// The CPUs both machines get ([`CPUS_VAR`]).
+fn machine_cpus() -> Result<u32> {
+    match std::env::var(CPUS_VAR) {
+        Err(_) => Ok(1),
+        Ok(v) => match v.parse::<u32>() {
+            Ok(n) if (1..=16).contains(&n) => Ok(n),
+            _ => bail!("{CPUS_VAR}={v:?}: give a number of CPUs from 1 to 16"),
+        },
+    }
+}
+
 /// Boots the kernel straight in QEMU with its own virtio-net card; the console lines and
 /// the kernel release.
 fn boot_baseline(
@@ -212,6 +231,7 @@ fn boot_baseline(
     plugin: &Path,
     marks: &Path,
     port: u16,
+    cpus: u32,
 ) -> Result<(Vec<String>, String)> {
     let mut opts = BootOptions::new(
         Media::Direct {
@@ -221,6 +241,7 @@ fn boot_baseline(
         256,
     );
     opts.iommu = false;
+    opts.smp = cpus;
     opts.echo = false;
     opts.timeout = Some(TIMEOUT);
     opts.serial_log = Some(marks.with_extension("log"));
@@ -232,7 +253,8 @@ fn boot_baseline(
     let out = qemu::boot(&opts, |e| {
         let t = &e.line.text;
         Control::stop_if(
-            t.contains("netbench: down ")
+            // The transfer's own line ("down N bytes in T s"), not the counters before it.
+            (t.contains("netbench: down ") && t.contains(" bytes in "))
                 || (t.contains("netbench") && t.contains("failed"))
                 || t.contains("Kernel panic")
                 || t.contains("selftest: no uplink"),
@@ -262,6 +284,7 @@ fn boot_bulkhead(
     marks: &Path,
     blocks: Option<&Path>,
     port: u16,
+    cpus: u32,
 ) -> Result<(Vec<String>, crate::bundle::Assembled)> {
     let root = crate::workspace_root();
     let text =
@@ -283,6 +306,7 @@ fn boot_bulkhead(
     let mut steps = Steps::new(crate::bundle::STEPS);
     let a = crate::bundle::assemble(&system, &mut steps)?;
     let mut opts = a.boot_options();
+    opts.smp = cpus;
     opts.serial = qemu::Serial::Captured;
     opts.echo = false;
     opts.timeout = Some(TIMEOUT);

@@ -67,6 +67,33 @@ impl Serial {
 pub struct Nic {
     /// Extra `-netdev user` options (e.g. `hostfwd=...`), comma-separated.
     pub user_options: String,
+    /// Which card.
+    pub model: NicModel,
+}
+
+/// The kinds of network card sys-net drives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum NicModel {
+    /// virtio-net, modern only (`1af4:1041`).
+    #[default]
+    VirtioNet,
+    /// Intel's 82574L (`-device e1000e`, `8086:10d3`).
+    E1000e,
+}
+
+impl NicModel {
+    /// The `-device` argument for a card on netdev `uplink`. Behind an IOMMU, a virtio card
+    /// needs `iommu_platform=on` (otherwise QEMU's virtio devices use addresses as physical
+    /// and bypass it); an emulated PCI card such as the e1000e always goes through it.
+    pub fn device(self, iommu: bool) -> &'static str {
+        match (self, iommu) {
+            (NicModel::VirtioNet, true) => {
+                "virtio-net-pci,netdev=uplink,disable-legacy=on,iommu_platform=on,ats=off"
+            }
+            (NicModel::VirtioNet, false) => "virtio-net-pci,netdev=uplink,disable-legacy=on",
+            (NicModel::E1000e, _) => "e1000e,netdev=uplink",
+        }
+    }
 }
 
 /// Everything that decides how QEMU runs.
@@ -84,7 +111,7 @@ pub struct BootOptions {
     pub serial: Serial,
     /// An Intel IOMMU (`-device intel-iommu`: a DMAR table, VT-d 1.0 at 0xfed90000).
     pub iommu: bool,
-    /// A virtio-net card (modern only, `1af4:1041`) on QEMU's user network, which gives
+    /// A network card (virtio-net by default, see [`NicModel`]) on QEMU's user network, which gives
     /// DHCP (10.0.2.15), a gateway 10.0.2.2 that reaches the host's loopback, and DNS at
     /// 10.0.2.3; `None` for no network card at all.
     pub nic: Option<Nic>,
@@ -156,14 +183,7 @@ impl BootOptions {
                     netdev.push_str(&nic.user_options);
                 }
                 push(&["-netdev", &netdev]);
-                // Behind the IOMMU only with iommu_platform=on: otherwise QEMU's virtio
-                // devices use addresses as physical and bypass it.
-                let card = if self.iommu {
-                    "virtio-net-pci,netdev=uplink,disable-legacy=on,iommu_platform=on,ats=off"
-                } else {
-                    "virtio-net-pci,netdev=uplink,disable-legacy=on"
-                };
-                push(&["-device", card]);
+                push(&["-device", nic.model.device(self.iommu)]);
             }
             None => push(&["-nic", "none"]),
         }

@@ -22,8 +22,8 @@ mod serial;
 
 #[allow(unused_imports, reason = "API for scenario tests")]
 pub use command::{
-    BOCHS_DISPLAY, BootOptions, DEBUG_EXIT_PORT, Display, Media, Nic, QEMU, SCREEN_ID, Serial,
-    debug_exit_code,
+    BOCHS_DISPLAY, BootOptions, DEBUG_EXIT_PORT, Display, Media, Nic, NicModel, QEMU, SCREEN_ID,
+    Serial, debug_exit_code,
 };
 #[allow(unused_imports, reason = "API for scenario tests")]
 pub use image::{Image, Rect};

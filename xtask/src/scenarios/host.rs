@@ -39,7 +39,7 @@ pub fn run() -> Result<Counts> {
     // The runtime's optional modules have host tests too.
     cmd.args([
         "--features",
-        "bulkhead-rt/virtio,bulkhead-rt/net,bulkhead-rt/test-hooks",
+        "bulkhead-rt/virtio,bulkhead-rt/net,bulkhead-rt/e1000e,bulkhead-rt/test-hooks",
     ]);
     let out = cmd.output().context("running cargo test")?;
     let stdout = String::from_utf8_lossy(&out.stdout);

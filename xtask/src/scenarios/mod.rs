@@ -76,6 +76,7 @@ pub fn all() -> Vec<Scenario> {
         gui_restart::GUI_RESTART,
         qrexec_ask::QREXEC_ASK,
         network::NETWORK,
+        network::NETWORK_E1000E,
         network::NETWORK_RESTART,
         dma::DMA_ESCAPE,
         loom::LOOM_RING,

@@ -2,12 +2,13 @@
 //! name through the virtual DNS and talks TCP to a server on the host through sys-net's
 //! IOMMU-fenced virtio-net card; a denied destination, a spoofed source and a second client
 //! are all stopped by the firewall. System: `systems/tests/network.toml`; the host side is
-//! [`super::hostnet`].
+//! [`super::hostnet`]. `network-e1000e` runs the same checks with an Intel e1000e card
+//! (`systems/tests/network-e1000e.toml`). `network-restart` crashes sys-net under traffic.
 
 use super::hostnet::{HostServices, TEST_NAME};
 use super::{Scenario, boots, expect};
 use crate::bundle::Assembled;
-use crate::qemu::{self, BootOutcome, Control, HvEvent};
+use crate::qemu::{self, BootOutcome, Control, HvEvent, Nic, NicModel};
 use anyhow::{Result, bail};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -18,6 +19,12 @@ pub const NETWORK: Scenario = Scenario {
     run: network,
 };
 
+pub const NETWORK_E1000E: Scenario = Scenario {
+    name: "network-e1000e",
+    about: "the network scenario's checks with an Intel e1000e card (82574L) in sys-net instead of virtio-net",
+    run: network_e1000e,
+};
+
 /// Boots `system` until every qube of `wait_for` has exited (or a panic, or the timeout).
 pub fn boot_until_exited(
     system: &str,
@@ -25,7 +32,13 @@ pub fn boot_until_exited(
     wait_for: &[&str],
     timeout_s: u64,
 ) -> Result<BootOutcome> {
-    boot_assembled_until_exited(&boots::assemble(system)?, log, wait_for, timeout_s, 1)
+    boot_assembled_until_exited(
+        &boots::assemble(system)?,
+        log,
+        wait_for,
+        timeout_s,
+        (1, NicModel::default()),
+    )
 }
 
 /// [`boot_until_exited`] on a machine with `cpus` CPUs and, if given, `ram_mib` of RAM
@@ -41,19 +54,28 @@ pub fn boot_until_exited_on(
     if let Some(ram) = ram_mib {
         a.ram_mib = ram;
     }
-    boot_assembled_until_exited(&a, log, wait_for, timeout_s, cpus)
+    boot_assembled_until_exited(&a, log, wait_for, timeout_s, (cpus, NicModel::default()))
 }
 
-/// [`boot_until_exited`] for a system already assembled.
+/// [`boot_until_exited`] for a system already assembled, on a machine with `cpus` CPUs and
+/// a network card of this model.
 fn boot_assembled_until_exited(
     a: &Assembled,
     log: &str,
     wait_for: &[&str],
     timeout_s: u64,
-    cpus: u32,
+    (cpus, nic): (u32, NicModel),
 ) -> Result<BootOutcome> {
     let mut opts = boots::options(a, "max", timeout_s, log);
     opts.smp = cpus;
+    if let Some(card) = opts.nic.as_mut() {
+        card.model = nic;
+    } else {
+        opts.nic = Some(Nic {
+            model: nic,
+            ..Nic::default()
+        });
+    }
     let mut left: Vec<String> = wait_for.iter().map(|s| s.to_string()).collect();
     let out = qemu::boot(&opts, |e| {
         match &e.hv {
@@ -97,16 +119,40 @@ fn network() -> Result<String> {
     network_on(1, None, "network")
 }
 
+fn network_e1000e() -> Result<String> {
+    let summary = network_checks(
+        "systems/tests/network-e1000e.toml",
+        NicModel::E1000e,
+        (1, None),
+        "network-e1000e",
+    )?;
+    Ok(format!("e1000e: {summary}"))
+}
+
 /// The network scenario on a machine with `cpus` CPUs and `ram_mib` of RAM (if given).
 pub fn network_on(cpus: u32, ram_mib: Option<u32>, log: &str) -> Result<String> {
-    let host = HostServices::start()?;
-    let out = boot_until_exited_on(
+    network_checks(
         "systems/tests/network.toml",
-        log,
-        &["work", "other"],
-        150,
+        NicModel::VirtioNet,
         (cpus, ram_mib),
-    )?;
+        log,
+    )
+}
+
+/// The network scenario's checks on `system` (the network test system, sys-net assigned the
+/// card `nic`), on a machine with `cpus` CPUs and `ram_mib` of RAM (if given).
+fn network_checks(
+    system: &str,
+    nic: NicModel,
+    (cpus, ram_mib): (u32, Option<u32>),
+    log: &str,
+) -> Result<String> {
+    let host = HostServices::start()?;
+    let mut a = boots::assemble(system)?;
+    if let Some(ram) = ram_mib {
+        a.ram_mib = ram;
+    }
+    let out = boot_assembled_until_exited(&a, log, &["work", "other"], 150, (cpus, nic))?;
     // Let the host's threads finish counting what arrived.
     std::thread::sleep(Duration::from_millis(300));
     let c = &host.counters;
@@ -115,6 +161,13 @@ pub fn network_on(cpus: u32, ram_mib: Option<u32>, log: &str) -> Result<String> 
     })?;
     expect(saw(&out, &["IOMMU domain", "net"]), || {
         "sys-net's card was not put in an IOMMU domain".into()
+    })?;
+    let driver = match nic {
+        NicModel::VirtioNet => "virtio-net",
+        NicModel::E1000e => "e1000e",
+    };
+    expect(saw(&out, &["net", &format!("{driver} up in")]), || {
+        format!("sys-net did not bring its card up with the {driver} driver")
     })?;
     expect_system_qubes_kept_running(&out)?;
     expect(exit_status(&out, "work") == Some(0), || {
@@ -201,7 +254,13 @@ fn network_restart() -> Result<String> {
     let host = HostServices::start()?;
     // `crash-after-ms` is a test hook: this system runs the hooked sys-net.
     let a = boots::assemble_with_test_hooks("systems/tests/network-restart.toml")?;
-    let out = boot_assembled_until_exited(&a, "network-restart", &["work"], 150, 1)?;
+    let out = boot_assembled_until_exited(
+        &a,
+        "network-restart",
+        &["work"],
+        150,
+        (1, NicModel::default()),
+    )?;
     let c = &host.counters;
     expect(!out.timed_out, || {
         format!("timed out; last line {:?}", out.lines.last())

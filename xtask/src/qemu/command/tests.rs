@@ -51,8 +51,27 @@ fn iso_boot_interactive() {
     assert!(!l.contains("intel-iommu") && l.contains("-nic none"), "{l}");
     o.nic = Some(Nic {
         user_options: "hostfwd=tcp::5555-:80".into(),
+        model: NicModel::VirtioNet,
     });
-    assert!(line(&o).contains("-netdev user,id=uplink,hostfwd=tcp::5555-:80"));
+    let l = line(&o);
+    assert!(
+        l.contains("-netdev user,id=uplink,hostfwd=tcp::5555-:80"),
+        "{l}"
+    );
+    assert!(
+        l.contains("-device virtio-net-pci,netdev=uplink,disable-legacy=on -"),
+        "no IOMMU, no iommu_platform: {l}"
+    );
+    o.nic = Some(Nic {
+        model: NicModel::E1000e,
+        ..Nic::default()
+    });
+    o.iommu = true;
+    let l = line(&o);
+    assert!(
+        l.contains("-device intel-iommu -netdev user,id=uplink -device e1000e,netdev=uplink "),
+        "{l}"
+    );
 }
 
 #[test]
