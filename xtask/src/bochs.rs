@@ -312,7 +312,7 @@ mod tests {
         let rc = o.bochsrc();
         for want in [
             "memory: guest=256, host=256\n",
-            "cpu: model=corei7_sandy_bridge_2600k, ips=100000000\n",
+            "cpu: count=1, model=corei7_sandy_bridge_2600k, ips=100000000\n",
             "ata0-master: type=cdrom, path=\"/t/default.iso\", status=inserted\n",
             "boot: cdrom\n",
             "clock: sync=none, time0=1\n",
