@@ -129,10 +129,10 @@ fn start_cpus(
         hvlog!("smp: no MADT; running on the boot CPU only");
         return smp::start::start_aps(env, &[], backend, frames, apic_per_ms);
     };
-    let ids = bulkhead_hvcore::collections::ArrayVec::<u32, { smp::MAX_CPUS }>::try_from_iter(
-        madt.cpus.iter().map(|c| c.apic_id).take(smp::MAX_CPUS),
-    )
-    .unwrap_or_default();
+    // Simultaneous multithreading off unless the command line says `smt=on`: two qubes on
+    // the two threads of one core would share its L1 cache and buffers (as Qubes: smt=off).
+    let smt_on = env.cmdline().split(' ').any(|w| w == "smt=on");
+    let (ids, siblings) = madt.without_smt_siblings(if smt_on { 0 } else { smt_bits() });
     let online = smp::start::start_aps(env, &ids, backend, frames, apic_per_ms);
     let skipped = madt.skipped as usize + madt.cpus.len().saturating_sub(smp::MAX_CPUS);
     let apic_ids = (0..online).map(|c| {
@@ -157,7 +157,26 @@ fn start_cpus(
             ""
         }
     );
+    if siblings > 0 {
+        hvlog!(
+            "smp: {siblings} SMT sibling threads left halted (simultaneous multithreading off; `smt=on` on the command line starts them)"
+        );
+    }
     online
+}
+
+/// The APIC ID bits that number the threads of a core (CPUID leaf 0xB, level 0 when it is
+/// the SMT level), 0 when the CPU does not say or has one thread per core.
+fn smt_bits() -> u32 {
+    if cpu::cpuid(0, 0).eax < 0xB {
+        return 0;
+    }
+    let level = cpu::cpuid(0xB, 0);
+    let is_smt = (level.ecx >> 8) & 0xFF == 1;
+    if level.ebx == 0 || !is_smt {
+        return 0;
+    }
+    level.eax & 0x1F
 }
 
 fn report_boot(env: &BootEnv, frames: &FrameAllocator) {

@@ -87,8 +87,7 @@ pub fn run(write_docs: bool, profile: bool) -> Result<()> {
     ));
     let marks = logs.join("bench-network-bulkhead.marks");
     let blocks = profile.then(|| logs.join("bench-network-bulkhead.blocks"));
-    let (lines, assembled) =
-        boot_bulkhead(&plugin, &marks, blocks.as_deref(), server.port, cpus)?;
+    let (lines, assembled) = boot_bulkhead(&plugin, &marks, blocks.as_deref(), server.port, cpus)?;
     let bulkhead = collect("Bulkhead", &lines, &server, &marks)?;
     let profiled = match &blocks {
         Some(b) => Some(profile_report(&assembled, b, &bulkhead)?),

@@ -58,6 +58,29 @@ impl Madt {
         order
     }
 
+    /// The APIC IDs of the processors to start with simultaneous multithreading off: the
+    /// first thread of each core, i.e. those whose ID has zero in its `smt_bits` low bits
+    /// (CPUID leaf 0xB's SMT shift), as Qubes runs with `smt=off`: two qubes on the two
+    /// threads of one core would share its L1 cache and buffers (L1TF, MDS). Returns them
+    /// in table order and how many siblings were left out.
+    pub fn without_smt_siblings(&self, smt_bits: u32) -> (ArrayVec<u32, MAX_CPUS>, usize) {
+        let mask = if smt_bits >= 32 {
+            u32::MAX
+        } else {
+            (1u32 << smt_bits) - 1
+        };
+        let mut kept = ArrayVec::new();
+        let mut left = 0;
+        for c in self.cpus.iter() {
+            if c.apic_id & mask == 0 {
+                let _ = kept.push(c.apic_id);
+            } else {
+                left += 1;
+            }
+        }
+        (kept, left)
+    }
+
     /// Adds a usable processor, unless its APIC ID is listed already.
     fn add(&mut self, cpu: CpuEntry) {
         if self.cpus.iter().any(|c| c.apic_id == cpu.apic_id) {

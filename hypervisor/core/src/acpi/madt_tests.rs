@@ -208,3 +208,16 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn smt_off_keeps_the_first_thread_of_each_core() {
+    // Two cores of two threads (APIC IDs 0, 1 | 2, 3), listed threads first as many
+    // firmwares do: 0, 2, 1, 3.
+    let entries: StdVec<_> = [0u8, 2, 1, 3].iter().map(|&i| lapic(i, i, 1)).collect();
+    let m = madt(&table(b"APIC", 0xfee0_0000, &entries), AT).unwrap();
+    let (kept, left) = m.without_smt_siblings(1);
+    assert_eq!((kept.as_slice(), left), (&[0, 2][..], 2));
+    // No SMT (QEMU's default topology): every CPU stays.
+    let (kept, left) = m.without_smt_siblings(0);
+    assert_eq!((kept.as_slice(), left), (&[0, 2, 1, 3][..], 0));
+}
