@@ -8,7 +8,15 @@
 //!
 //! Input: records of `[port] [time step] [length lo] [length hi] [bytes...]` until the input
 //! runs out (a short record takes what is left). Port 0 is the uplink, 1..=3 the clients,
-//! 4 an unknown client, 5 toggles the uplink, anything else is taken modulo 6.
+//! 4 an unknown client, 5 toggles the uplink (down if it was up, else up with the /24 lease,
+//! or with a /32 lease whose gateway is off its prefix when the record's first byte is odd),
+//! anything else is taken modulo 6.
+//!
+//! The connection table is small ([`CONNECTIONS`]) so that inputs reach a full table and its
+//! fair shares quickly. Seeds for the cases of issue #18 (a /32 lease, invalid TCP, the
+//! uplink network's broadcast, a DNS rule with ports, an echo with a bad checksum, two
+//! flooding clients) are in `fuzz/seeds/firewall_frames/`, written by the engine's
+//! `tests/fuzz_seeds.rs`.
 #![no_main]
 
 use bulkhead_abi::proto::UplinkInfo;
@@ -20,7 +28,10 @@ use libfuzzer_sys::fuzz_target;
 
 const UPLINK_MAC: [u8; 6] = [0x52, 0x54, 0, 0x12, 0x34, 0x56];
 const UPLINK_ADDR: [u8; 4] = [192, 168, 1, 50];
+const SLASH32_ADDR: [u8; 4] = [100, 69, 227, 175];
 const CLIENTS: [[u8; 4]; 3] = [[10, 137, 0, 5], [10, 137, 0, 6], [10, 137, 0, 7]];
+/// Connection table entries (21 per client).
+const CONNECTIONS: usize = 64;
 
 fn config() -> (Vec<Downstream>, Router) {
     let dns = Rule {
@@ -39,10 +50,17 @@ fn config() -> (Vec<Downstream>, Router) {
         }),
         ..Rule::catch_all(Action::Accept)
     };
+    // Qubes never installs a DNS rule with other ports (the compiler refuses one); the
+    // engine must match nothing with it.
+    let dns_ports = Rule {
+        proto: Some(Proto::Udp),
+        dstports: Some(PortRange { lo: 50, hi: 60 }),
+        ..dns
+    };
     let rules: [&[Rule]; 3] = [
         &[],
         &[dns, web, Rule::catch_all(Action::Drop)],
-        &[to_second],
+        &[dns_ports, to_second],
     ];
     let downstream = rules
         .iter()
@@ -72,7 +90,19 @@ fn uplink() -> UplinkInfo {
     }
 }
 
-fn check(port: Port, f: &[u8]) {
+/// A /32 lease: the gateway is off the uplink's prefix.
+fn slash32() -> UplinkInfo {
+    UplinkInfo {
+        mac: UPLINK_MAC,
+        address: SLASH32_ADDR,
+        prefix_len: 32,
+        gateway: Some([100, 69, 227, 1]),
+        dns: [[100, 69, 227, 1]].into_iter().collect(),
+    }
+}
+
+/// Checks a frame the engine sent while the uplink address is `uplink_addr`.
+fn check(uplink_addr: [u8; 4], port: Port, f: &[u8]) {
     assert!(
         f.len() >= 14 && f.len() <= MAX_FRAME,
         "sent {} bytes",
@@ -84,7 +114,7 @@ fn check(port: Port, f: &[u8]) {
             if f[12..14] == [0x08, 0x00] {
                 assert_eq!(
                     f[26..30],
-                    UPLINK_ADDR,
+                    uplink_addr,
                     "a client address leaked to the uplink"
                 );
             }
@@ -101,10 +131,11 @@ fn check(port: Port, f: &[u8]) {
 
 fuzz_target!(|data: &[u8]| {
     let (downstream, router) = config();
-    let mut fw = Firewall::new(&downstream, &router).expect("valid configuration");
-    let info = uplink();
-    fw.set_uplink(Some(&info));
-    let mut up = true;
+    let mut fw = Firewall::with_capacity(&downstream, &router, 0x5eed, CONNECTIONS)
+        .expect("valid configuration");
+    let leases = [uplink(), slash32()];
+    fw.set_uplink(Some(&leases[0]));
+    let mut up: Option<&UplinkInfo> = Some(&leases[0]);
     let mut now = 0u64;
     let mut rest = data;
     while let [port, dt, lo, hi, tail @ ..] = rest {
@@ -115,12 +146,18 @@ fuzz_target!(|data: &[u8]| {
         let port = match port % 6 {
             0 => Port::Uplink,
             5 => {
-                up = !up;
-                fw.set_uplink(up.then_some(&info));
+                up = match up {
+                    Some(_) => None,
+                    None => Some(&leases[usize::from(frame.first().is_some_and(|b| b % 2 == 1))]),
+                };
+                fw.set_uplink(up);
                 continue;
             }
             n => Port::Client(usize::from(n) - 1),
         };
+        // While the uplink is down nothing goes to it; the /24 address stands in.
+        let addr = up.map_or(UPLINK_ADDR, |u| u.address);
+        let mut check = |p: Port, f: &[u8]| check(addr, p, f);
         fw.handle(port, frame, now, &mut check);
         fw.poll(now, &mut check);
     }

@@ -77,13 +77,14 @@ impl DropLog {
             info!("firewall: dropped in the last minute: {}", Counts(&grew));
         }
         info!(
-            "firewall: totals: forwarded {}, answered {}, dropped {}, connections {} (created {}, expired {})",
+            "firewall: totals: forwarded {}, answered {}, dropped {}, connections {} (created {}, expired {}, evicted {})",
             stats.forwarded,
             stats.answered,
             stats.dropped_total(),
             stats.connections,
             stats.connections_created,
-            stats.connections_expired
+            stats.connections_expired,
+            stats.connections_evicted
         );
     }
 }

@@ -32,6 +32,7 @@ mod disposable;
 mod gui_client;
 mod ioports;
 mod netclient;
+mod netflood;
 mod qrexec;
 mod qrexec_bench;
 mod qrexec_hostile;
@@ -141,6 +142,8 @@ enum Mode {
     NetUplink,
     /// `net-echo-loop`: TCP echo rounds for a while, across a sys-net restart (`netclient.rs`).
     NetEchoLoop,
+    /// `net-flood`: new flows nobody answers, to fill sys-firewall's table (`netflood.rs`).
+    NetFlood,
     /// `disposable-client channel=NAME template=T runs=N`: N disposables in a row
     /// (`disposable.rs`).
     DisposableClient,
@@ -205,6 +208,7 @@ fn parse_mode(args: &Args<'_>) -> Result<Mode, &'static str> {
         "net-client-isolated" => Mode::NetClientIsolated,
         "net-uplink" => Mode::NetUplink,
         "net-echo-loop" => Mode::NetEchoLoop,
+        "net-flood" => Mode::NetFlood,
         "disposable-client" => Mode::DisposableClient,
         "canary" => Mode::Canary {
             kib: args.get("kib").and_then(|k| k.parse().ok()).unwrap_or(1024),
@@ -231,7 +235,8 @@ fn main(boot: &Boot) -> i32 {
                 "testing: modes: idle heartbeat heartbeat-gap console-flood triple-fault spin \
                  bad-hypercall bad-pointer \
                  huge-write foreign-memory io-port io-ports msr vmrun panic exit=N alloc-storm ping pong \
-                 hostile snoop canary net-client net-client-isolated net-uplink disposable-client \
+                 hostile snoop canary net-client net-client-isolated net-uplink net-echo-loop \
+                 net-flood disposable-client \
                  kernel-gs-probe cr4 wbinvd rdpmc invlpga cpu-state start-disposable bulk-probe \
                  stream-tx stream-rx bulk-tx bulk-rx gui-client gui-hostile qrexec-server \
                  qrexec-client"
@@ -258,6 +263,7 @@ fn main(boot: &Boot) -> i32 {
         Mode::NetClientIsolated => return netclient::isolated(boot, &args),
         Mode::NetUplink => return netclient::uplink(boot, &args),
         Mode::NetEchoLoop => return netclient::echo_loop(boot, &args),
+        Mode::NetFlood => return netflood::flood(boot, &args),
         Mode::DisposableClient => return disposable::client(boot, &args),
         Mode::StartDisposable => return disposable::start_runs(boot, &args),
         Mode::CpuState => cpustate::run(boot, &args),

@@ -87,7 +87,7 @@ fn pattern(i: usize) -> u8 {
 }
 
 /// One `net-client: ...` failure line, and its status.
-fn fail(status: i32, why: core::fmt::Arguments<'_>) -> i32 {
+pub(crate) fn fail(status: i32, why: core::fmt::Arguments<'_>) -> i32 {
     error!("net-client: {why}");
     status
 }
@@ -95,11 +95,11 @@ fn fail(status: i32, why: core::fmt::Arguments<'_>) -> i32 {
 type Net = Stack<NetLink<Channel>>;
 
 /// The client's network: configuration, link, interface.
-struct Client {
-    net: Net,
+pub(crate) struct Client {
+    pub(crate) net: Net,
     uplink: Uplink,
-    address: Ipv4Addr,
-    mac: [u8; 6],
+    pub(crate) address: Ipv4Addr,
+    pub(crate) mac: [u8; 6],
     name: heapless::String<24>,
 }
 
@@ -109,7 +109,11 @@ fn mac_for(address: Ipv4Addr) -> [u8; 6] {
     [0x02, 0x00, o[0], o[1], o[2], o[3]]
 }
 
-fn argument<T: core::str::FromStr>(args: &Args<'_>, key: &str, default: T) -> Result<T, i32> {
+pub(crate) fn argument<T: core::str::FromStr>(
+    args: &Args<'_>,
+    key: &str,
+    default: T,
+) -> Result<T, i32> {
     match args.parse::<T>(key) {
         None => Ok(default),
         Some(Ok(v)) => Ok(v),
@@ -123,7 +127,7 @@ fn argument<T: core::str::FromStr>(args: &Args<'_>, key: &str, default: T) -> Re
 impl Client {
     /// Reads the uplink from the configuration, opens its channel, sets up the interface and
     /// waits for the firewall's hello.
-    fn start(boot: &Boot) -> Result<Client, i32> {
+    pub(crate) fn start(boot: &Boot) -> Result<Client, i32> {
         let config = match boot.config() {
             [] => {
                 return Err(fail(
@@ -194,7 +198,7 @@ impl Client {
     /// Resolves `name` (A record) through the first configured DNS server, retrying failed
     /// queries until [`DNS_TIMEOUT`].
     /// An address literal is its own answer (no query).
-    fn resolve(&mut self, name: &str) -> Result<Ipv4Addr, i32> {
+    pub(crate) fn resolve(&mut self, name: &str) -> Result<Ipv4Addr, i32> {
         if let Ok(literal) = name.parse::<Ipv4Addr>() {
             return Ok(literal);
         }
@@ -402,7 +406,7 @@ impl Client {
     }
 
     /// The gateway's MAC address, by ARP (raw frames: smoltcp keeps its cache private).
-    fn gateway_mac(&mut self) -> Result<[u8; 6], i32> {
+    pub(crate) fn gateway_mac(&mut self) -> Result<[u8; 6], i32> {
         let gateway = self.uplink.gateway;
         for _ in 0..3 {
             let request = frame::arp_request(self.mac, self.address.octets(), gateway);
@@ -683,23 +687,30 @@ pub fn uplink(boot: &Boot, args: &Args<'_>) -> i32 {
 /// for S seconds opens a TCP connection to it (port `port=`, default 5555) and runs the echo
 /// exchange, logging `net-echo: round N ok` or `net-echo: round N failed`. Used across a
 /// sys-net restart: rounds fail while it is down and succeed again after. Exits 0 when at
-/// least two rounds succeeded.
+/// least two rounds succeeded; with `all=true`, only when no round failed. `delay-ms=D`
+/// waits D ms after resolving, before the first round.
 pub fn echo_loop(boot: &Boot, args: &Args<'_>) -> i32 {
+    let all: bool = match argument(args, "all", false) {
+        Ok(all) => all,
+        Err(status) => return status,
+    };
     match run_echo_loop(boot, args) {
-        Ok(ok) if ok >= 2 => 0,
+        Ok((ok, failed)) if ok >= 2 && (failed == 0 || !all) => 0,
         Ok(_) => status::TCP_CONNECT,
         Err(status) => status,
     }
 }
 
-fn run_echo_loop(boot: &Boot, args: &Args<'_>) -> Result<u32, i32> {
+fn run_echo_loop(boot: &Boot, args: &Args<'_>) -> Result<(u32, u32), i32> {
     let name = args.get("name").unwrap_or("bulkhead-test.internal");
     let port: u16 = argument(args, "port", 5555)?;
     let seconds: u64 = argument(args, "seconds", 30)?;
     let period = Duration::from_millis(argument(args, "period-ms", 500)?);
+    let delay = Duration::from_millis(argument(args, "delay-ms", 0)?);
     let mut c = Client::start(boot)?;
     let addr = c.resolve(name)?;
     info!("net-client: dns {name} -> {addr}");
+    c.net.run_until(delay, STEP, |_| None::<()>);
     let end = now_ns() + seconds * 1_000_000_000;
     let (mut round, mut ok, mut failed) = (0u16, 0u32, 0u32);
     while now_ns() < end {
@@ -732,5 +743,5 @@ fn run_echo_loop(boot: &Boot, args: &Args<'_>) -> Result<u32, i32> {
         c.net.run_until(period, STEP, |_| None::<()>);
     }
     info!("net-echo: {ok} rounds ok, {failed} failed in {seconds} s");
-    Ok(ok)
+    Ok((ok, failed))
 }

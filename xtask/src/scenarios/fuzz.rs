@@ -7,7 +7,8 @@
 //!   (`fuzz/fuzz_targets/bulk_hostile_peer.rs`): no panic, no write outside the area, no page
 //!   lent twice, every unscribbled buffer read back intact.
 //! - `fuzz-firewall`: arbitrary frames from arbitrary ports into the firewall engine, the
-//!   clock advancing and the uplink toggling (`fuzz/fuzz_targets/firewall_frames.rs`).
+//!   clock advancing and the uplink toggling (`fuzz/fuzz_targets/firewall_frames.rs`),
+//!   seeded with `fuzz/seeds/firewall_frames/`.
 //! - `fuzz-sysdesc`: arbitrary bytes into the system-description compiler, seeded with
 //!   `systems/` and a dictionary of its words (`fuzz/fuzz_targets/system_description.rs`):
 //!   no panic, and every diagnostic located, keyed and free of control characters.
@@ -51,7 +52,16 @@ pub const FUZZ_GUI: Scenario = Scenario {
 pub const FUZZ_FIREWALL: Scenario = Scenario {
     name: "fuzz-firewall",
     about: "libFuzzer: arbitrary frames from every port into the firewall engine (bounded time)",
-    run: || fuzz("firewall_frames", 30),
+    run: || {
+        fuzz_with(
+            "firewall_frames",
+            30,
+            // New inputs go to the first folder; the seeds (one per case of issue #18,
+            // written by the engine's tests/fuzz_seeds.rs) are read, never written.
+            &["fuzz/corpus/firewall_frames", "fuzz/seeds/firewall_frames"],
+            &[],
+        )
+    },
 };
 
 pub const FUZZ_SYSDESC: Scenario = Scenario {

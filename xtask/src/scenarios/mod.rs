@@ -78,6 +78,7 @@ pub fn all() -> Vec<Scenario> {
         network::NETWORK,
         network::NETWORK_E1000E,
         network::NETWORK_RESTART,
+        network::NETWORK_FLOOD,
         dma::DMA_ESCAPE,
         loom::LOOM_RING,
         loom::LOOM_WAKE,

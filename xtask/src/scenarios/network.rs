@@ -3,7 +3,9 @@
 //! IOMMU-fenced virtio-net card; a denied destination, a spoofed source and a second client
 //! are all stopped by the firewall. System: `systems/tests/network.toml`; the host side is
 //! [`super::hostnet`]. `network-e1000e` runs the same checks with an Intel e1000e card
-//! (`systems/tests/network-e1000e.toml`). `network-restart` crashes sys-net under traffic.
+//! (`systems/tests/network-e1000e.toml`). `network-restart` crashes sys-net under traffic;
+//! `network-flood` has two clients flood the firewall's connection table while a third
+//! keeps connecting.
 
 use super::hostnet::{HostServices, TEST_NAME};
 use super::{Scenario, boots, expect};
@@ -302,6 +304,102 @@ fn network_restart() -> Result<String> {
     })?;
     Ok(format!(
         "{before} rounds ok before the crash, {after} after the restart; {} echo sessions",
+        c.echo_sessions.load(Ordering::Relaxed)
+    ))
+}
+
+pub const NETWORK_FLOOD: Scenario = Scenario {
+    name: "network-flood",
+    about: "two clients flood sys-firewall's connection table; a third still connects every time",
+    run: network_flood,
+};
+
+/// The firewall engine's connection table (`bulkhead_firewall_engine::MAX_CONNECTIONS`).
+const FIREWALL_CONNECTIONS: u32 = 8192;
+
+/// The first line of `qube` containing `words`, by position.
+fn line_of(out: &BootOutcome, qube: &str, words: &[&str]) -> Option<usize> {
+    out.lines
+        .iter()
+        .position(|l| l.starts_with(qube) && words.iter().all(|w| l.contains(w)))
+}
+
+/// The number `qube` logged after `net-flood: done, `.
+fn flows_of(out: &BootOutcome, qube: &str) -> Option<u32> {
+    let line = out.lines[line_of(out, qube, &["net-flood: done, "])?].as_str();
+    let rest = &line[line.find("net-flood: done, ")? + "net-flood: done, ".len()..];
+    rest.split_whitespace().next()?.parse().ok()
+}
+
+fn network_flood() -> Result<String> {
+    let host = HostServices::start()?;
+    let out = boot_until_exited(
+        "systems/tests/network-flood.toml",
+        "network-flood",
+        &["synflood", "udpflood", "work"],
+        200,
+    )?;
+    let c = &host.counters;
+    expect(!out.timed_out, || {
+        format!("timed out; last line {:?}", out.lines.last())
+    })?;
+    expect_system_qubes_kept_running(&out)?;
+    for flooder in ["synflood", "udpflood"] {
+        expect(exit_status(&out, flooder) == Some(0), || {
+            format!("{flooder} did not exit 0: {:?}", out.exited)
+        })?;
+    }
+    let syn = flows_of(&out, "synflood").unwrap_or(0);
+    let udp = flows_of(&out, "udpflood").unwrap_or(0);
+    expect(
+        syn >= FIREWALL_CONNECTIONS && udp >= FIREWALL_CONNECTIONS,
+        || format!("the flood was too small to fill the table: {syn} SYN and {udp} UDP flows"),
+    )?;
+    // The table is full once each flooder has sent a table's worth of flows (SYNs last
+    // 120 s, unanswered UDP 30 s); the rounds that count ran after that and before the
+    // flood ended.
+    let full_line = format!("net-flood: {FIREWALL_CONNECTIONS} new flows");
+    let full = ["synflood", "udpflood"]
+        .map(|q| line_of(&out, q, &[&full_line]))
+        .into_iter()
+        .collect::<Option<Vec<usize>>>()
+        .and_then(|v| v.into_iter().max());
+    let ended = ["synflood", "udpflood"]
+        .map(|q| line_of(&out, q, &["net-flood: done"]))
+        .into_iter()
+        .collect::<Option<Vec<usize>>>()
+        .and_then(|v| v.into_iter().min());
+    let (Some(full), Some(ended)) = (full, ended) else {
+        bail!("the flooders did not log filling the table and ending");
+    };
+    let is_round = |l: &String, how: &str| {
+        l.starts_with("work") && l.contains("net-echo: round") && l.contains(how)
+    };
+    let during = out.lines[full..ended]
+        .iter()
+        .filter(|l| is_round(l, " ok"))
+        .count();
+    let failed = out.lines.iter().filter(|l| is_round(l, " failed")).count();
+    expect(failed == 0, || {
+        format!("{failed} of the third client's rounds failed during the flood")
+    })?;
+    expect(during >= 3, || {
+        format!("only {during} of the third client's rounds ran while the table was full")
+    })?;
+    expect(exit_status(&out, "work") == Some(0), || {
+        format!("the third client did not exit 0: {:?}", out.exited)
+    })?;
+    for full in ["connection table full", "connection share full"] {
+        expect(
+            !saw(&out, &["firewall", "dropped from client work", full]),
+            || format!("the firewall refused the third client a connection: {full}"),
+        )?;
+    }
+    let total = out.lines.iter().filter(|l| is_round(l, " ok")).count();
+    Ok(format!(
+        "{syn} SYN and {udp} UDP flows against a {FIREWALL_CONNECTIONS}-entry table; \
+         the third client: {total} rounds ok ({during} while the table was full), 0 failed; \
+         {} echo sessions",
         c.echo_sessions.load(Ordering::Relaxed)
     ))
 }

@@ -224,6 +224,11 @@ fn valid_rule() -> impl Strategy<Value = (String, Rule)> {
                     if udp {
                         rule.proto = Some(Proto::Udp);
                         lines.push("proto = \"udp\"".to_string());
+                        // Port 53 alone may be written out (Qubes installs the rule).
+                        if span % 2 == 0 {
+                            rule.dstports = Some(PortRange { lo: 53, hi: 53 });
+                            lines.push("dstports = \"53\"".to_string());
+                        }
                     }
                 }
                 // One port, written as a number.

@@ -532,6 +532,18 @@ fn rule_problems() {
             "proto = \"udp\"",
         ),
         (
+            "specialtarget = \"dns\"\nproto = \"udp\"\ndstports = \"50-60\"",
+            r0("dstports"),
+            "specialtarget = \"dns\" is port 53 alone; with dstports = \"50-60\" Qubes never installs this rule",
+            "remove dstports",
+        ),
+        (
+            "specialtarget = \"dns\"\nproto = \"tcp\"\ndstports = 853",
+            r0("dstports"),
+            "dstports = \"853\" never matches it",
+            "remove dstports",
+        ),
+        (
             "specialtarget = \"dhcp\"",
             r0("specialtarget"),
             "unknown specialtarget \"dhcp\"",

@@ -158,6 +158,28 @@ fn combinations(r: &Section, rule: &Rule, text: &str, d: &mut Diagnostics) -> bo
             .to_string();
         fail("dsthost", message, hint);
     }
+    if rule.specialtarget.is_some()
+        && let Some(ports) = rule.dstports
+        && (ports.lo, ports.hi) != (53, 53)
+    {
+        let shown = if ports.lo == ports.hi {
+            format!("{}", ports.lo)
+        } else {
+            format!("{}-{}", ports.lo, ports.hi)
+        };
+        let message = if ports.contains(53) {
+            format!(
+                "specialtarget = \"dns\" is port 53 alone; with dstports = \"{shown}\" Qubes \
+                 never installs this rule"
+            )
+        } else {
+            format!("specialtarget = \"dns\" is port 53: dstports = \"{shown}\" never matches it")
+        };
+        let hint = "remove dstports: specialtarget = \"dns\" already means port 53, the only \
+                    port the virtual DNS servers serve"
+            .to_string();
+        fail("dstports", message, hint);
+    }
     if rule.specialtarget.is_some() && rule.proto == Some(Proto::Icmp) {
         let message = "specialtarget = \"dns\" never matches ICMP: DNS is TCP or UDP".to_string();
         let hint = "remove proto, or use proto = \"udp\" or \"tcp\"".to_string();

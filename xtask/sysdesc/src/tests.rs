@@ -472,6 +472,12 @@ const FIXTURES: &[(&str, &str, &str, &str)] = &[
         "\"443\"",
     ),
     (
+        "rule-dns-with-ports.toml",
+        "qube \"work\".rule[0].dstports",
+        "specialtarget = \"dns\" is port 53 alone; with dstports = \"50-60\" Qubes never installs this rule",
+        "\"50-60\"",
+    ),
+    (
         "rule-no-catch-all.toml",
         "qube \"work\".rule[1]",
         "end with a rule that has conditions; the last rule must have none",

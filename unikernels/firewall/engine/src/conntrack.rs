@@ -6,6 +6,15 @@
 //! and two open-addressing indexes (one per key, linear probing with backward-shift
 //! deletion, at most half full) keyed by a seeded hash, so a client cannot pick flows that
 //! collide without knowing the seed.
+//!
+//! **Fair shares.** Each configured client is guaranteed `capacity / clients` entries (its
+//! *share*). A client may borrow free slots beyond it, but when the table is full a client
+//! under its share takes a slot from the client furthest over its share, and a client at or
+//! over its share may only replace one of its own entries. Either way the victim is the
+//! oldest entry its peer never answered, if there is one (Linux's early drop), else (for a
+//! client under its share only) the oldest answered one of that over-share client. Each
+//! client's entries are kept in two lists, unanswered and answered, oldest first, so the
+//! victim is found at once whatever the table holds.
 
 use crate::stats::DropReason;
 use crate::{Ipv4, timeouts};
@@ -118,16 +127,47 @@ impl Conn {
         }
     }
 
+    /// Whether the peer has answered: any reply for UDP and ICMP, a SYN (with or without
+    /// ACK) for TCP.
+    pub fn replied(&self) -> bool {
+        self.flags & REPLIED != 0
+    }
+
+    fn closed(&self) -> bool {
+        self.flags & RST != 0 || self.flags & (FIN_ORIG | FIN_REPLY) == FIN_ORIG | FIN_REPLY
+    }
+
+    /// Whether a TCP segment with `tcp_flags` (valid ones: see
+    /// [`crate::packet::tcp_flags_valid`]) may pass in direction `dir`, as Linux's
+    /// connection tracking decides before the peer answered the SYN: the client may only
+    /// repeat its SYN or reset, the peer may answer (SYN+ACK, or SYN for a simultaneous
+    /// open), reset, or send a bare ACK (passed, as Linux ignores it), but not a FIN.
+    /// Other protocols always pass.
+    #[inline]
+    pub fn accepts(&self, dir: Dir, tcp_flags: u8) -> bool {
+        use crate::packet::{PROTO_TCP, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN};
+        if self.orig.proto != PROTO_TCP || self.flags & (REPLIED | RST) != 0 {
+            return true;
+        }
+        let f = tcp_flags & (TCP_FIN | TCP_SYN | TCP_RST | TCP_ACK);
+        match dir {
+            Dir::Orig => f == TCP_SYN || f & TCP_RST != 0,
+            Dir::Reply => f & TCP_FIN == 0,
+        }
+    }
+
     /// Notes a packet of the connection (`tcp_flags` for TCP, else 0) and renews the timer.
-    pub fn seen(&mut self, dir: Dir, tcp_flags: u8, now: u64) {
-        use crate::packet::{TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN};
-        let closed =
-            self.flags & RST != 0 || self.flags & (FIN_ORIG | FIN_REPLY) == FIN_ORIG | FIN_REPLY;
-        if dir == Dir::Orig && closed && tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN {
+    /// Returns whether the connection became replied (or stopped being, when a closed TCP
+    /// connection's 4-tuple opens a new one).
+    pub fn seen(&mut self, dir: Dir, tcp_flags: u8, now: u64) -> bool {
+        use crate::packet::{PROTO_TCP, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN};
+        let was = self.replied();
+        let tcp = self.orig.proto == PROTO_TCP;
+        if dir == Dir::Orig && tcp && self.closed() && tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN {
             // The client reuses the 4-tuple for a new connection.
             self.flags = 0;
         }
-        if dir == Dir::Reply {
+        if dir == Dir::Reply && (!tcp || tcp_flags & TCP_SYN != 0) {
             self.flags |= REPLIED;
         }
         if tcp_flags & TCP_RST != 0 {
@@ -141,6 +181,7 @@ impl Conn {
             };
         }
         self.expires = now.saturating_add(self.timeout());
+        self.replied() != was
     }
 }
 
@@ -221,14 +262,33 @@ fn reply_key(c: &Conn) -> &Key {
     &c.reply
 }
 
+/// No slot (the end of a list).
+const NIL: u16 = u16::MAX;
+
+/// A list of slots, oldest first, linked through [`Table::links`].
+#[derive(Clone, Copy, Debug)]
+struct List {
+    head: u16,
+    tail: u16,
+}
+
+const EMPTY: List = List {
+    head: NIL,
+    tail: NIL,
+};
+
 /// The table.
 pub struct Table {
     slots: Box<[Option<Conn>]>,
+    /// Per slot: the previous and the next slot in its client's list.
+    links: Box<[(u16, u16)]>,
+    /// Per client: its unanswered (0) and answered (1) connections.
+    lists: [[List; 2]; MAX_DOWNSTREAM],
     free: Vec<u16>,
     by_orig: Index,
     by_reply: Index,
     per_client: [usize; MAX_DOWNSTREAM],
-    per_client_max: usize,
+    share: usize,
     seed: u64,
     next_port: u32,
     last_full_sweep: Option<u64>,
@@ -236,6 +296,8 @@ pub struct Table {
     pub created: u64,
     /// Connections removed because they expired (or were forgotten) so far.
     pub expired: u64,
+    /// Connections removed to make room for another (fair shares, early drop) so far.
+    pub evicted: u64,
 }
 
 /// How many other ports to try when the client's own source port is taken.
@@ -244,23 +306,123 @@ const PORT_TRIES: usize = 512;
 const FIRST_PORT: u32 = 1024;
 
 impl Table {
-    /// A table for `capacity` connections (at most 65535), `per_client` of them per client.
-    pub fn new(capacity: usize, per_client: usize, seed: u64) -> Table {
-        let capacity = capacity.clamp(1, usize::from(u16::MAX));
+    /// A table for `capacity` connections (at most 65535) shared fairly by `clients`
+    /// clients.
+    pub fn new(capacity: usize, clients: usize, seed: u64) -> Table {
+        let capacity = capacity.clamp(1, usize::from(NIL));
         let cells = (capacity * 2).next_power_of_two();
         Table {
             slots: vec![None; capacity].into_boxed_slice(),
+            links: vec![(NIL, NIL); capacity].into_boxed_slice(),
+            lists: [[EMPTY; 2]; MAX_DOWNSTREAM],
             free: (0..capacity as u16).rev().collect(),
             by_orig: Index::new(cells),
             by_reply: Index::new(cells),
             per_client: [0; MAX_DOWNSTREAM],
-            per_client_max: per_client,
+            share: capacity / clients.clamp(1, MAX_DOWNSTREAM),
             seed,
             next_port: (seed as u32) | 1,
             last_full_sweep: None,
             created: 0,
             expired: 0,
+            evicted: 0,
         }
+    }
+
+    /// The entries each client is guaranteed.
+    pub fn share(&self) -> usize {
+        self.share
+    }
+
+    /// Connections client `client` holds.
+    pub fn held(&self, client: usize) -> usize {
+        self.per_client.get(client).copied().unwrap_or(0)
+    }
+
+    /// Appends `slot` to its client's list `which`.
+    fn push(&mut self, client: usize, which: usize, slot: usize) {
+        let list = &mut self.lists[client][which];
+        self.links[slot] = (list.tail, NIL);
+        match list.tail {
+            NIL => list.head = slot as u16,
+            t => self.links[usize::from(t)].1 = slot as u16,
+        }
+        list.tail = slot as u16;
+    }
+
+    /// Takes `slot` out of its client's list `which`.
+    fn unlink(&mut self, client: usize, which: usize, slot: usize) {
+        let (prev, next) = self.links[slot];
+        let list = &mut self.lists[client][which];
+        match prev {
+            NIL => list.head = next,
+            p => self.links[usize::from(p)].1 = next,
+        }
+        match next {
+            NIL => list.tail = prev,
+            n => self.links[usize::from(n)].0 = prev,
+        }
+        self.links[slot] = (NIL, NIL);
+    }
+
+    /// The oldest connection of `client` in list `which`.
+    fn oldest(&self, client: usize, which: usize) -> Option<usize> {
+        match self.lists[client][which].head {
+            NIL => None,
+            h => Some(usize::from(h)),
+        }
+    }
+
+    /// The entry to give up for a new connection of `client` when the table is full (see
+    /// the module documentation), or why there is none.
+    fn victim(&self, client: usize) -> Result<usize, DropReason> {
+        if self.per_client[client] >= self.share {
+            return self.oldest(client, 0).ok_or(DropReason::ClientTableFull);
+        }
+        // Someone is over their share: the shares add up to at most the capacity.
+        let over = |which: usize| {
+            (0..MAX_DOWNSTREAM)
+                .filter(|&j| self.per_client[j] > self.share)
+                .filter_map(|j| Some((self.per_client[j], self.oldest(j, which)?)))
+                .max_by_key(|&(held, _)| held)
+                .map(|(_, slot)| slot)
+        };
+        over(0).or_else(|| over(1)).ok_or(DropReason::TableFull)
+    }
+
+    /// Notes a packet going `dir` (with `tcp_flags` for TCP, else 0) on the connection in
+    /// `slot`: refused when its TCP state does not allow it, else the connection's timer is
+    /// renewed (and it moves to its client's answered list on the peer's first answer).
+    #[inline(always)]
+    pub fn seen(
+        &mut self,
+        slot: usize,
+        dir: Dir,
+        tcp_flags: u8,
+        now: u64,
+    ) -> Result<Conn, DropReason> {
+        let Some(c) = self.slots.get_mut(slot).and_then(Option::as_mut) else {
+            return Err(DropReason::NoConnection);
+        };
+        if !c.accepts(dir, tcp_flags) {
+            return Err(DropReason::InvalidTcp);
+        }
+        let was = c.replied();
+        let changed = c.seen(dir, tcp_flags, now);
+        let c = *c;
+        if changed {
+            self.relist(usize::from(c.client), usize::from(was), slot);
+        }
+        Ok(c)
+    }
+
+    /// Moves `slot` from its client's list `from` to the other one (once per connection,
+    /// off the forwarding path).
+    #[cold]
+    #[inline(never)]
+    fn relist(&mut self, client: usize, from: usize, slot: usize) {
+        self.unlink(client, from, slot);
+        self.push(client, 1 - from, slot);
     }
 
     /// Connections in the table.
@@ -271,11 +433,6 @@ impl Table {
     /// The connection in `slot`.
     pub fn get(&self, slot: usize) -> Option<&Conn> {
         self.slots.get(slot).and_then(Option::as_ref)
-    }
-
-    /// The connection in `slot`, to note a packet.
-    pub fn get_mut(&mut self, slot: usize) -> Option<&mut Conn> {
-        self.slots.get_mut(slot).and_then(Option::as_mut)
     }
 
     /// The live connection whose original key is `key` (an expired one is removed).
@@ -336,16 +493,17 @@ impl Table {
         None
     }
 
-    /// Adds `conn`; both its keys must be free (the caller looked them up).
+    /// Adds `conn`; both its keys must be free (the caller looked them up). When the table
+    /// is full an entry makes room, chosen by the fair-share rule (module documentation).
     pub fn insert(&mut self, conn: Conn, now: u64) -> Result<usize, DropReason> {
         let client = usize::from(conn.client);
-        let Some(&count) = self.per_client.get(client) else {
+        if client >= MAX_DOWNSTREAM {
             return Err(DropReason::UnknownPort);
-        };
-        // Reclaim expired entries when the table or the client's share is full, at most
-        // every 100 ms so that a flood of new connections against a full table does not
-        // turn every packet into a sweep.
-        if (self.free.is_empty() || count >= self.per_client_max)
+        }
+        // Reclaim expired entries when the table is full, at most every 100 ms so that a
+        // flood of new connections against a full table does not turn every packet into a
+        // sweep.
+        if self.free.is_empty()
             && self
                 .last_full_sweep
                 .is_none_or(|t| now >= t.saturating_add(100))
@@ -353,8 +511,10 @@ impl Table {
             self.last_full_sweep = Some(now);
             self.sweep(now);
         }
-        if self.per_client[client] >= self.per_client_max {
-            return Err(DropReason::ClientTableFull);
+        if self.free.is_empty() {
+            let victim = self.victim(client)?;
+            self.remove(victim);
+            self.evicted += 1;
         }
         let Some(slot) = self.free.pop() else {
             return Err(DropReason::TableFull);
@@ -363,6 +523,7 @@ impl Table {
         self.slots[slot] = Some(conn);
         self.by_orig.insert(&conn.orig, self.seed, slot);
         self.by_reply.insert(&conn.reply, self.seed, slot);
+        self.push(client, usize::from(conn.replied()), slot);
         self.per_client[client] += 1;
         self.created += 1;
         Ok(slot)
@@ -386,11 +547,13 @@ impl Table {
             self.by_reply
                 .remove(cell, self.seed, &self.slots, reply_key);
         }
+        let client = usize::from(conn.client);
+        if client < MAX_DOWNSTREAM {
+            self.unlink(client, usize::from(conn.replied()), slot);
+            self.per_client[client] = self.per_client[client].saturating_sub(1);
+        }
         self.slots[slot] = None;
         self.free.push(slot as u16);
-        if let Some(n) = self.per_client.get_mut(usize::from(conn.client)) {
-            *n = n.saturating_sub(1);
-        }
     }
 
     /// Removes every connection `pred` selects; returns how many.
@@ -436,12 +599,11 @@ mod tests {
     #[test]
     fn insert_find_remove_keeps_the_other_entries_reachable() {
         // A tiny table so that probe runs wrap and shift.
-        let mut t = Table::new(16, 16, 7);
+        let mut t = Table::new(16, 1, 7);
         let mut slots = Vec::new();
         for p in 0..16 {
             slots.push(t.insert(conn(p, 0), 0).unwrap());
         }
-        assert_eq!(t.insert(conn(99, 0), 0), Err(DropReason::ClientTableFull));
         for p in (0..16).step_by(3) {
             let s = t.lookup_orig(&key(1, p), 1).unwrap();
             t.remove(s);
@@ -455,9 +617,104 @@ mod tests {
         assert_eq!(t.len(), 10);
     }
 
+    /// A connection of `client` (UDP, its own source port `sport`).
+    fn conn_of(client: u8, sport: u16) -> Conn {
+        let orig = key(client + 1, sport);
+        Conn::new(orig, orig.reversed(UPLINK), client, 0)
+    }
+
+    fn holds(t: &mut Table, client: u8, sport: u16) -> bool {
+        t.lookup_orig(&key(client + 1, sport), 1).is_some()
+    }
+
+    #[test]
+    fn a_full_table_gives_every_client_its_share_and_drops_the_unanswered_first() {
+        // 12 entries, 3 clients: 4 each guaranteed.
+        let mut t = Table::new(12, 3, 5);
+        assert_eq!(t.share(), 4);
+        // Client 0: two answered flows, then four unanswered; client 1: six unanswered.
+        for p in 0..2 {
+            let s = t.insert(conn_of(0, p), 0).unwrap();
+            t.seen(s, Dir::Reply, 0, 0).unwrap();
+        }
+        for p in 2..6 {
+            t.insert(conn_of(0, p), 0).unwrap();
+        }
+        for p in 0..6 {
+            t.insert(conn_of(1, p), 0).unwrap();
+        }
+        assert_eq!((t.len(), t.held(0), t.held(1)), (12, 6, 6));
+        // Client 0 is over its share: a new flow replaces its own oldest unanswered one.
+        t.insert(conn_of(0, 100), 0).unwrap();
+        assert_eq!((t.held(0), t.held(1)), (6, 6));
+        assert!(!holds(&mut t, 0, 2));
+        assert!(holds(&mut t, 0, 0) && holds(&mut t, 0, 1) && holds(&mut t, 0, 3));
+        // Client 2 takes its share back from the others, unanswered entries first.
+        for p in 0..4 {
+            t.insert(conn_of(2, p), 0).unwrap();
+        }
+        assert_eq!(t.held(2), 4);
+        assert_eq!(t.held(0) + t.held(1), 8);
+        assert!(
+            holds(&mut t, 0, 0) && holds(&mut t, 0, 1),
+            "answered flows stay"
+        );
+        // At its share, client 2 only replaces its own.
+        t.insert(conn_of(2, 4), 0).unwrap();
+        assert_eq!(t.held(2), 4);
+        assert!(!holds(&mut t, 2, 0) && holds(&mut t, 2, 4));
+        assert_eq!(t.evicted, 6);
+    }
+
+    #[test]
+    fn answered_flows_go_only_to_a_client_under_its_share() {
+        let mut t = Table::new(6, 3, 9);
+        for client in 0..2 {
+            for p in 0..3 {
+                let s = t.insert(conn_of(client, p), 0).unwrap();
+                t.seen(s, Dir::Reply, 0, 0).unwrap();
+            }
+        }
+        // Over their shares but every flow answered: nothing of their own to replace.
+        assert_eq!(t.insert(conn_of(0, 9), 0), Err(DropReason::ClientTableFull));
+        assert_eq!(t.insert(conn_of(1, 9), 0), Err(DropReason::ClientTableFull));
+        // Client 2 has a share to claim: the oldest answered flow of a client over its own.
+        t.insert(conn_of(2, 0), 0).unwrap();
+        assert_eq!(t.held(0) + t.held(1), 5);
+        t.insert(conn_of(2, 1), 0).unwrap();
+        assert_eq!((t.held(0), t.held(1), t.held(2)), (2, 2, 2));
+        // At its share, it replaces its own (unanswered) flows, never theirs.
+        t.insert(conn_of(2, 2), 0).unwrap();
+        assert_eq!((t.held(0), t.held(1), t.held(2)), (2, 2, 2));
+        assert!(!holds(&mut t, 2, 0));
+    }
+
+    #[test]
+    fn the_lists_follow_answers_and_removals() {
+        let mut t = Table::new(8, 1, 3);
+        let slots: Vec<usize> = (0..8)
+            .map(|p| t.insert(conn_of(0, p), 0).unwrap())
+            .collect();
+        // Answer every other one, remove a few, then fill up: the victims are always the
+        // oldest unanswered, in order.
+        for &s in slots.iter().step_by(2) {
+            t.seen(s, Dir::Reply, 0, 0).unwrap();
+        }
+        t.remove(slots[3]);
+        t.insert(conn_of(0, 50), 0).unwrap();
+        for (n, gone) in [(51, 1), (52, 5), (53, 7), (54, 50)] {
+            t.insert(conn_of(0, n), 0).unwrap();
+            assert!(!holds(&mut t, 0, gone), "{gone}");
+            assert_eq!(t.len(), 8);
+        }
+        for p in [0, 2, 4, 6] {
+            assert!(holds(&mut t, 0, p), "answered {p} stays");
+        }
+    }
+
     #[test]
     fn expired_entries_vanish_and_full_tables_reclaim_them() {
-        let mut t = Table::new(4, 4, 1);
+        let mut t = Table::new(4, 1, 1);
         for p in 0..4 {
             t.insert(conn(p, 0), 0).unwrap();
         }
@@ -493,7 +750,7 @@ mod tests {
 
     #[test]
     fn ports_are_kept_when_free_and_moved_when_taken() {
-        let mut t = Table::new(64, 64, 3);
+        let mut t = Table::new(64, 1, 3);
         let reply = key(1, 4000).reversed(UPLINK);
         assert_eq!(t.free_port(reply, 4000), Some(4000));
         t.insert(conn(4000, 0), 0).unwrap();

@@ -64,10 +64,10 @@ pub const ROUTER_MAC: Mac = [0xfe, 0xff, 0xff, 0xff, 0xff, 0xff];
 pub const BROADCAST: Mac = [0xff; 6];
 /// Longest frame handled (Ethernet II without FCS, no jumbo frames).
 pub const MAX_FRAME: usize = bulkhead_abi::proto::MAX_FRAME;
-/// Connections tracked at once.
+/// Connections tracked at once. Each client is guaranteed an equal share of them
+/// ([`Firewall::connection_share`]) that no other client can take; a full table drops
+/// unanswered entries first (the README says how).
 pub const MAX_CONNECTIONS: usize = 8192;
-/// Connections one client may hold, so that one client cannot fill the table alone.
-pub const MAX_CONNECTIONS_PER_CLIENT: usize = MAX_CONNECTIONS / 2;
 
 /// Timers, in milliseconds.
 pub mod timeouts {
@@ -195,6 +195,8 @@ struct Uplink {
     prefix_len: u8,
     gateway: Option<Ipv4>,
     dns: Option<Ipv4>,
+    /// The network's network and broadcast addresses (a /31 or /32 has neither).
+    ends: Option<(u32, u32)>,
 }
 
 impl Uplink {
@@ -202,6 +204,23 @@ impl Uplink {
         let len = u32::from(self.prefix_len);
         let mask = if len == 0 { 0 } else { u32::MAX << (32 - len) };
         u32::from_be_bytes(ip) & mask == u32::from_be_bytes(self.addr) & mask
+    }
+
+    /// The network and broadcast addresses of a network (none for a /31 or /32).
+    fn ends(addr: Ipv4, prefix_len: u8) -> Option<(u32, u32)> {
+        let len = u32::from(prefix_len);
+        if len > 30 {
+            return None;
+        }
+        let mask = if len == 0 { 0 } else { u32::MAX << (32 - len) };
+        let net = u32::from_be_bytes(addr) & mask;
+        Some((net, net | !mask))
+    }
+
+    /// Whether `dst` is the broadcast or the network address of the uplink's network.
+    fn broadcast_or_network(&self, dst: Ipv4) -> bool {
+        let d = u32::from_be_bytes(dst);
+        self.ends.is_some_and(|(net, bcast)| d == net || d == bcast)
     }
 
     /// The next hop towards `dst`.
@@ -246,6 +265,18 @@ impl Firewall {
         router: &Router,
         seed: u64,
     ) -> Result<Firewall, ConfigError> {
+        Firewall::with_capacity(downstream, router, seed, MAX_CONNECTIONS)
+    }
+
+    /// As [`Firewall::with_seed`], with a connection table of `connections` entries (at
+    /// most 65535) instead of [`MAX_CONNECTIONS`]: tests and the fuzz target use a small
+    /// one to reach a full table quickly.
+    pub fn with_capacity(
+        downstream: &[Downstream],
+        router: &Router,
+        seed: u64,
+        connections: usize,
+    ) -> Result<Firewall, ConfigError> {
         let mut clients = Vec::with_capacity(downstream.len().min(MAX_DOWNSTREAM));
         for (i, d) in downstream.iter().enumerate().take(MAX_DOWNSTREAM) {
             let addr = d.address.ok_or(ConfigError::NoAddress(i))?;
@@ -261,6 +292,7 @@ impl Firewall {
                 rules: d.rules.iter().copied().collect(),
             });
         }
+        let n = clients.len();
         Ok(Firewall {
             clients,
             gateway: router.gateway,
@@ -268,7 +300,7 @@ impl Firewall {
             upstream_dns: router.upstream_dns,
             uplink: None,
             last_uplink_addr: None,
-            conns: conntrack::Table::new(MAX_CONNECTIONS, MAX_CONNECTIONS_PER_CLIENT, seed),
+            conns: conntrack::Table::new(connections, n, seed),
             neigh: Neighbours::new(),
             stats: Stats::default(),
             next_sweep: 0,
@@ -286,6 +318,7 @@ impl Firewall {
             prefix_len: i.prefix_len.min(32),
             gateway: i.gateway,
             dns: i.dns.first().copied(),
+            ends: Uplink::ends(i.address, i.prefix_len.min(32)),
         });
         if new == self.uplink {
             return;
@@ -311,6 +344,17 @@ impl Firewall {
     /// Number of clients.
     pub fn clients(&self) -> usize {
         self.clients.len()
+    }
+
+    /// The connections each client is guaranteed: the table's capacity divided among the
+    /// configured clients.
+    pub fn connection_share(&self) -> usize {
+        self.conns.share()
+    }
+
+    /// The connections client `i` holds now.
+    pub fn connections_of(&self, i: usize) -> usize {
+        self.conns.held(i)
     }
 
     /// When [`Firewall::poll`] next has something to do (an ARP retry or a sweep of the
@@ -378,6 +422,7 @@ impl Firewall {
         self.stats.connections = self.conns.len();
         self.stats.connections_expired = self.conns.expired;
         self.stats.connections_created = self.conns.created;
+        self.stats.connections_evicted = self.conns.evicted;
     }
 
     fn dispatch<O: FnMut(Port, &[u8])>(
@@ -476,6 +521,13 @@ impl Firewall {
 
     /// An ARP message on the uplink: answer requests for our address, learn neighbours we
     /// asked for or already know.
+    ///
+    /// A sender on the uplink's prefix is a neighbour: its requests for our address are
+    /// answered, and it is learnt from those, from replies and from any ARP once known. Off
+    /// the prefix (the gateway of a /32 lease), a sender is learnt only from a reply to our
+    /// address answering a request of ours about it, and only the gateway's requests for
+    /// our address are answered (Linux answers them through the lease's on-link route);
+    /// any other off-prefix ARP is not ours.
     fn uplink_arp<O: FnMut(Port, &[u8])>(
         &mut self,
         up: &Uplink,
@@ -485,17 +537,23 @@ impl Firewall {
     ) -> Outcome {
         let (op, sha, spa, tpa) = parse_arp(bytes)?;
         let for_us = op == ArpOperation::Request && tpa == up.addr;
-        let neighbour = spa != up.addr && spa != [0; 4] && up.on_link(spa);
+        let valid = spa != up.addr && spa != [0; 4];
+        let on_link = valid && up.on_link(spa);
+        let from_gateway = valid && up.gateway == Some(spa);
+        let answers_us =
+            valid && op == ArpOperation::Reply && tpa == up.addr && self.neigh.asked(spa);
         let mut learned = false;
-        if neighbour
-            && (for_us || self.neigh.known(spa) || self.neigh.is_pending(Port::Uplink, spa))
+        if answers_us
+            || (for_us && from_gateway)
+            || on_link
+                && (for_us || self.neigh.known(spa) || self.neigh.is_pending(Port::Uplink, spa))
         {
             self.neigh.learn(spa, sha, now);
             let n = self.neigh.finish(Port::Uplink, spa, Some(sha), out);
             self.stats.forwarded += n as u64;
             learned = true;
         }
-        if for_us && neighbour {
+        if for_us && (on_link || from_gateway) {
             let f = arp_frame(ArpOperation::Reply, up.mac, up.addr, sha, spa);
             out(Port::Uplink, &f);
             Ok(Verdict::Answered)
@@ -540,6 +598,9 @@ impl Firewall {
         if packet::is_unicast(eth.src) {
             self.learn_client(i, eth.src, out);
         }
+        if invalid_tcp(&ip) {
+            return refuse(DropReason::InvalidTcp);
+        }
         let (_, dport) = ip.ports();
         let transport = matches!(ip.l4, L4::Tcp { .. } | L4::Udp { .. });
         let dns = self.virtual_dns.contains(&ip.dst) && transport && dport == 53;
@@ -550,12 +611,25 @@ impl Firewall {
                 L4::Icmp {
                     ty: ICMP_ECHO_REQUEST,
                     ..
-                } if packet::is_unicast(eth.src) => Ok(self.answer_echo(i, eth, frame, &ip, out)),
+                } if packet::is_unicast(eth.src) => {
+                    // Answered only when intact (the reply would carry a corrupted request's
+                    // payload back with a checksum updated from a wrong one).
+                    let icmp = &frame[ETH_HEADER + IP_HEADER..ETH_HEADER + ip.total_len];
+                    if checksum::compute(icmp) != 0 {
+                        return refuse(DropReason::BadChecksum);
+                    }
+                    Ok(self.answer_echo(i, eth, frame, &ip, out))
+                }
                 _ => refuse(DropReason::ToFirewall),
             };
         }
         if !routable(ip.dst) || ip.dst == own {
             return refuse(DropReason::NotRoutable);
+        }
+        if let Some(up) = &self.uplink
+            && up.broadcast_or_network(ip.dst)
+        {
+            return refuse(DropReason::Broadcast);
         }
         if ip.ttl <= 1 {
             return refuse(DropReason::TtlExceeded);
@@ -703,6 +777,9 @@ impl Firewall {
         if ip.dst != up.addr {
             return refuse(DropReason::NotForUs);
         }
+        if invalid_tcp(&ip) {
+            return refuse(DropReason::InvalidTcp);
+        }
         if let L4::Icmp { ty, .. } = ip.l4
             && matches!(ty, ICMP_DEST_UNREACHABLE | ICMP_TIME_EXCEEDED | 12)
         {
@@ -829,11 +906,7 @@ impl Firewall {
             L4::Tcp { flags, .. } => flags,
             _ => 0,
         };
-        let c = {
-            let c = self.conns.get_mut(slot).ok_or(DropReason::NoConnection)?;
-            c.seen(dir, flags, now);
-            *c
-        };
+        let c = self.conns.seen(slot, dir, flags, now)?;
         // The packet's new addresses, and where it goes.
         let (src, sport, dst, dport, egress) = match dir {
             Dir::Orig => (
@@ -930,6 +1003,12 @@ fn key_of(port: u8, ip: &Ip, dir: Dir) -> Option<Key> {
         dst: ip.dst,
         dport,
     })
+}
+
+/// A TCP segment whose flags Linux's connection tracking calls invalid, whatever its
+/// connection (Qubes drops `ct state invalid` before any rule).
+fn invalid_tcp(ip: &Ip) -> bool {
+    matches!(ip.l4, L4::Tcp { flags, .. } if !packet::tcp_flags_valid(flags))
 }
 
 /// Whether anyone routes to `dst`: not 0.0.0.0/8, loopback, multicast or reserved/broadcast.

@@ -93,6 +93,16 @@ impl Neighbours {
         self.cache.iter().any(|e| e.ip == ip)
     }
 
+    /// Whether a request of ours for uplink neighbour `ip` is unanswered: it is being
+    /// resolved, or its cache entry was sent a confirming request since it was last learned.
+    pub fn asked(&self, ip: Ipv4) -> bool {
+        self.is_pending(Port::Uplink, ip)
+            || self
+                .cache
+                .iter()
+                .any(|e| e.ip == ip && e.refreshed > e.learned)
+    }
+
     /// Records that uplink neighbour `ip` is at `mac`; the oldest entry makes room.
     pub fn learn(&mut self, ip: Ipv4, mac: Mac, now: u64) {
         if let Some(e) = self.cache.iter_mut().find(|e| e.ip == ip) {

@@ -38,6 +38,26 @@ pub const TCP_SYN: u8 = 0x02;
 pub const TCP_RST: u8 = 0x04;
 /// ACK.
 pub const TCP_ACK: u8 = 0x10;
+/// URG.
+pub const TCP_URG: u8 = 0x20;
+
+/// Whether Linux's connection tracking accepts a segment with these flags
+/// (`tcp_valid_flags` in `nf_conntrack_proto_tcp.c`): PSH, ECE and CWR aside, only SYN,
+/// SYN+URG, SYN+ACK, RST, RST+ACK, FIN+ACK, FIN+ACK+URG, ACK and ACK+URG. Everything else
+/// (SYN+FIN, SYN+RST, no flags, FIN without ACK, ...) is invalid.
+pub const fn tcp_flags_valid(flags: u8) -> bool {
+    const SIGNIFICANT: u8 = TCP_FIN | TCP_SYN | TCP_RST | TCP_ACK | TCP_URG;
+    const VALID: u64 = 1 << TCP_SYN
+        | 1 << (TCP_SYN | TCP_URG)
+        | 1 << (TCP_SYN | TCP_ACK)
+        | 1 << TCP_RST
+        | 1 << (TCP_RST | TCP_ACK)
+        | 1 << (TCP_FIN | TCP_ACK)
+        | 1 << (TCP_FIN | TCP_ACK | TCP_URG)
+        | 1 << TCP_ACK
+        | 1 << (TCP_ACK | TCP_URG);
+    (VALID >> (flags & SIGNIFICANT)) & 1 == 1
+}
 
 /// The Ethernet header of a frame.
 #[derive(Clone, Copy, Debug)]
@@ -267,6 +287,19 @@ mod tests {
             dport: 53,
         };
         assert_eq!(alloc::format!("{s}"), "udp 10.137.0.5:4000 -> 1.1.1.1:53");
+    }
+
+    #[test]
+    fn tcp_flags_are_valid_exactly_as_linux_conntrack_says() {
+        let valid = [0x02, 0x22, 0x12, 0x04, 0x14, 0x11, 0x31, 0x10, 0x30];
+        for flags in 0..=255u8 {
+            // PSH, ECE and CWR do not matter.
+            let want = valid.contains(&(flags & !(0x08 | 0x40 | 0x80)));
+            assert_eq!(tcp_flags_valid(flags), want, "{flags:#04x}");
+        }
+        for invalid in [0x00, 0x01, 0x03, 0x06, 0x09, 0x08, 0x20, 0x05, 0x13, 0x07] {
+            assert!(!tcp_flags_valid(invalid), "{invalid:#04x}");
+        }
     }
 
     #[test]

@@ -66,8 +66,13 @@ pub fn matches(rule: &Rule, flow: &Flow, virtual_dns: &[Ipv4]) -> bool {
         return false;
     }
     match rule.specialtarget {
+        // Qubes never installs a DNS rule whose dstports is anything but port 53 alone (the
+        // description compiler refuses one); here it matches nothing, as in Qubes.
         Some(SpecialTarget::Dns) => {
-            transport && flow.dport == Some(53) && virtual_dns.contains(&flow.dst)
+            rule.dstports.is_none_or(|r| (r.lo, r.hi) == (53, 53))
+                && transport
+                && flow.dport == Some(53)
+                && virtual_dns.contains(&flow.dst)
         }
         None => true,
     }
@@ -165,6 +170,23 @@ mod tests {
                 Decision::NoMatch
             };
             assert_eq!(decide(&rules, &f, &DNS, false), want, "{f:?}");
+        }
+    }
+
+    #[test]
+    fn a_dns_target_with_other_ports_than_53_alone_matches_nothing_as_in_qubes() {
+        for (lo, hi, matches) in [(53, 53, true), (50, 60, false), (1, 65535, false)] {
+            let mut dns = rule(Action::Accept);
+            dns.specialtarget = Some(SpecialTarget::Dns);
+            dns.proto = Some(Proto::Udp);
+            dns.dstports = Some(PortRange { lo, hi });
+            let want = if matches {
+                Decision::Accept(Some(0))
+            } else {
+                Decision::NoMatch
+            };
+            let f = flow(PROTO_UDP, DNS[0], 53);
+            assert_eq!(decide(&[dns], &f, &DNS, false), want, "{lo}-{hi}");
         }
     }
 

@@ -50,9 +50,11 @@ pub enum DropReason {
     NoRoute,
     /// DNS to a virtual DNS address, but no resolver is known (none from DHCP, no override).
     NoDnsServer,
-    /// The connection table is full.
+    /// The connection table is full and no entry can make room (not expected: a client
+    /// under its share always finds one of a client over its own).
     TableFull,
-    /// This client already holds its share of the connection table.
+    /// The connection table is full, this client holds its share or more, and every one of
+    /// its connections has been answered (it may only replace its own unanswered ones).
     ClientTableFull,
     /// No free translated port towards this destination.
     PortsExhausted,
@@ -60,11 +62,22 @@ pub enum DropReason {
     QueueFull,
     /// The next hop did not answer ARP.
     Unresolved,
+    /// A TCP segment Linux's connection tracking calls invalid (Qubes drops `ct state
+    /// invalid`): a flag combination outside `tcp_valid_flags` (SYN+FIN, no flags, FIN
+    /// without ACK, ...), or flags its connection's state does not allow (the client's ACK
+    /// or FIN before the peer answered its SYN, the peer's FIN before it did).
+    InvalidTcp,
+    /// To the uplink network's broadcast address (a directed broadcast, which Linux
+    /// delivers locally and never forwards) or its network address.
+    Broadcast,
+    /// A message the firewall would answer itself (an ICMP echo request to one of its
+    /// addresses) with a wrong checksum: it answers only what arrived intact.
+    BadChecksum,
 }
 
 impl DropReason {
     /// Number of reasons.
-    pub const COUNT: usize = 25;
+    pub const COUNT: usize = 28;
 
     /// Every reason, in counter order.
     pub const ALL: [DropReason; DropReason::COUNT] = [
@@ -93,6 +106,9 @@ impl DropReason {
         DropReason::PortsExhausted,
         DropReason::QueueFull,
         DropReason::Unresolved,
+        DropReason::InvalidTcp,
+        DropReason::Broadcast,
+        DropReason::BadChecksum,
     ];
 
     /// The counter index.
@@ -128,6 +144,9 @@ impl DropReason {
             DropReason::PortsExhausted => "NAT ports exhausted",
             DropReason::QueueFull => "ARP queue full",
             DropReason::Unresolved => "next hop unresolved",
+            DropReason::InvalidTcp => "invalid TCP",
+            DropReason::Broadcast => "uplink network broadcast",
+            DropReason::BadChecksum => "bad checksum",
         }
     }
 }
@@ -157,6 +176,8 @@ pub struct Stats {
     pub connections_created: u64,
     /// Connections that timed out (or were forgotten when the uplink address changed).
     pub connections_expired: u64,
+    /// Connections given up to make room in a full table (fair shares, early drop).
+    pub connections_evicted: u64,
     /// ARP requests sent.
     pub arp_requests: u64,
 }

@@ -258,3 +258,141 @@ fn stale_gateway_entries_are_refreshed_in_use_and_forgotten_when_silent() {
     net.poll();
     assert_eq!(net.send(Port::Client(0), &p.build()), Verdict::Queued);
 }
+
+/// A /32 lease (cloud and some hotspot DHCP servers): the gateway is off the uplink's
+/// prefix, and is learnt from the reply to our own request.
+fn slash32() -> bulkhead_firewall_engine::UplinkInfo {
+    bulkhead_firewall_engine::UplinkInfo {
+        mac: UPLINK_MAC,
+        address: [100, 69, 227, 175],
+        prefix_len: 32,
+        gateway: Some([100, 69, 227, 1]),
+        dns: [[100, 69, 227, 1]].into_iter().collect(),
+    }
+}
+
+#[test]
+fn a_slash_32_lease_learns_its_gateway_from_the_answer_to_our_request() {
+    let info = slash32();
+    let (me, gw) = (info.address, info.gateway.unwrap());
+    let gw_mac = [0x52, 0x54, 0x00, 0x0a, 0x0b, 0x0c];
+    let mut net = Net::bare(&[&[]], router());
+    net.fw.set_uplink(Some(&info));
+    net.introduce(0);
+    // An unsolicited reply from an off-prefix host, before we asked: not ours.
+    let unsolicited = arp(ArpOperation::Reply, gw_mac, gw, UPLINK_MAC, me, UPLINK_MAC);
+    assert!(matches!(
+        net.send(Port::Uplink, &unsolicited),
+        Verdict::Dropped {
+            reason: DropReason::NotForUs,
+            ..
+        }
+    ));
+    let p = Pkt::from_client(0, REMOTE, L4::Udp { sport: 1, dport: 2 });
+    assert_eq!(net.send(Port::Client(0), &p.build()), Verdict::Queued);
+    let (port, req) = net.one();
+    assert_eq!(port, Port::Uplink);
+    assert_eq!(
+        read_arp(&req),
+        (ArpOperation::Request, UPLINK_MAC, me, gw, [0xff; 6])
+    );
+    // A reply from another off-prefix host we did not ask about is still not ours.
+    let other = arp(
+        ArpOperation::Reply,
+        [2, 0, 0, 0, 0, 66],
+        [100, 69, 227, 66],
+        UPLINK_MAC,
+        me,
+        UPLINK_MAC,
+    );
+    assert!(matches!(
+        net.send(Port::Uplink, &other),
+        Verdict::Dropped {
+            reason: DropReason::NotForUs,
+            ..
+        }
+    ));
+    // The gateway's answer releases the packet, from our /32 address to its MAC.
+    assert_eq!(net.send(Port::Uplink, &unsolicited), Verdict::Consumed);
+    let (port, f) = net.one();
+    assert_eq!(port, Port::Uplink);
+    let s = read(&f);
+    assert_eq!((s.dst_mac, s.src, s.dst), (gw_mac, me, REMOTE));
+    assert_eq!(net.send(Port::Client(0), &p.build()), Verdict::Forwarded);
+    net.take();
+    // The reply comes back through the gateway.
+    let back = Pkt {
+        src_mac: gw_mac,
+        dst_mac: UPLINK_MAC,
+        ..Pkt::new(REMOTE, me, L4::Udp { sport: 2, dport: 1 })
+    };
+    assert_eq!(net.send(Port::Uplink, &back.build()), Verdict::Forwarded);
+    net.take();
+    // An unsolicited off-prefix reply does not move the gateway elsewhere.
+    let moved = arp(
+        ArpOperation::Reply,
+        [2, 0, 0, 0, 0, 99],
+        gw,
+        UPLINK_MAC,
+        me,
+        UPLINK_MAC,
+    );
+    assert!(matches!(
+        net.send(Port::Uplink, &moved),
+        Verdict::Dropped {
+            reason: DropReason::NotForUs,
+            ..
+        }
+    ));
+    assert_eq!(net.send(Port::Client(0), &p.build()), Verdict::Forwarded);
+    assert_eq!(read(&net.one().1).dst_mac, gw_mac);
+    // Once old, the entry is confirmed by a request of ours, and the answer is taken.
+    net.now += timeouts::ARP_REFRESH_MS;
+    assert_eq!(net.send(Port::Client(0), &p.build()), Verdict::Forwarded);
+    let sent = net.take();
+    assert_eq!(sent.len(), 2, "the packet and a confirming request");
+    net.now += 10;
+    assert_eq!(net.send(Port::Uplink, &unsolicited), Verdict::Consumed);
+    // Confirmed: still in use after the time the old entry would have been forgotten.
+    net.now += timeouts::ARP_EXPIRE_MS - timeouts::ARP_REFRESH_MS;
+    net.poll();
+    assert_eq!(net.send(Port::Client(0), &p.build()), Verdict::Forwarded);
+}
+
+#[test]
+fn the_gateway_of_a_slash_32_lease_is_answered_and_others_off_the_prefix_are_not() {
+    let info = slash32();
+    let (me, gw) = (info.address, info.gateway.unwrap());
+    let mut net = Net::bare(&[&[]], router());
+    net.fw.set_uplink(Some(&info));
+    let from_gw = arp(
+        ArpOperation::Request,
+        LAN_GATEWAY_MAC,
+        gw,
+        [0; 6],
+        me,
+        [0xff; 6],
+    );
+    assert_eq!(net.send(Port::Uplink, &from_gw), Verdict::Answered);
+    let (_, f) = net.one();
+    assert_eq!(
+        read_arp(&f),
+        (ArpOperation::Reply, UPLINK_MAC, me, gw, LAN_GATEWAY_MAC)
+    );
+    let stranger = arp(
+        ArpOperation::Request,
+        [2, 0, 0, 0, 0, 7],
+        [100, 69, 227, 7],
+        [0; 6],
+        me,
+        [0xff; 6],
+    );
+    assert!(matches!(
+        net.send(Port::Uplink, &stranger),
+        Verdict::Dropped {
+            reason: DropReason::NotForUs,
+            ..
+        }
+    ));
+    assert!(net.take().is_empty());
+}

@@ -427,60 +427,41 @@ fn ttl_one_is_not_forwarded() {
 }
 
 #[test]
-fn one_client_cannot_fill_the_table_alone() {
-    use bulkhead_firewall_engine::MAX_CONNECTIONS_PER_CLIENT;
+fn one_client_may_borrow_the_whole_table_and_gives_back_what_another_needs() {
+    use bulkhead_firewall_engine::MAX_CONNECTIONS;
     let mut net = Net::new(&[&[], &[]]);
-    for n in 0..MAX_CONNECTIONS_PER_CLIENT {
-        let dst = [100, 64, (n >> 8) as u8, n as u8];
-        let p = Pkt::from_client(
-            0,
-            dst,
+    assert_eq!(net.fw.connection_share(), MAX_CONNECTIONS / 2);
+    let flow = |i: usize, n: usize| {
+        Pkt::from_client(
+            i,
+            [100, 64 + (n >> 16) as u8, (n >> 8) as u8, n as u8],
             L4::Udp {
                 sport: 1000,
                 dport: 53,
             },
-        );
-        assert_eq!(
-            net.send(Port::Client(0), &p.build()),
-            Verdict::Forwarded,
-            "{n}"
-        );
+        )
+    };
+    // Alone, client 0 fills the whole table.
+    for n in 0..MAX_CONNECTIONS {
+        let v = net.send(Port::Client(0), &flow(0, n).build());
+        assert_eq!(v, Verdict::Forwarded, "{n}");
     }
     net.take();
-    let p = Pkt::from_client(
-        0,
-        [100, 65, 0, 0],
-        L4::Udp {
-            sport: 1000,
-            dport: 53,
-        },
-    );
-    assert_eq!(
-        dropped(net.send(Port::Client(0), &p.build())),
-        DropReason::ClientTableFull
-    );
-    // The other client still gets through.
-    let p = Pkt::from_client(
-        1,
-        REMOTE,
-        L4::Udp {
-            sport: 1000,
-            dport: 53,
-        },
-    );
-    net.through(1, &p, Port::Uplink);
-    // Once the first client's flows expire it gets its share back.
+    assert_eq!(net.fw.connections_of(0), MAX_CONNECTIONS);
+    // Full, and over its share: a new flow of its own replaces its oldest unanswered one.
+    net.through(0, &flow(0, MAX_CONNECTIONS), Port::Uplink);
+    assert_eq!(net.fw.stats().connections_evicted, 1);
+    // Client 1 still gets through, taking back from client 0's part of its share.
+    for n in 0..8 {
+        net.through(1, &flow(1, n), Port::Uplink);
+    }
+    assert_eq!(net.fw.connections_of(1), 8);
+    assert_eq!(net.fw.connections_of(0), MAX_CONNECTIONS - 8);
+    assert_eq!(net.fw.stats().connections, MAX_CONNECTIONS);
+    // Once client 0's flows expire, everything is free again.
     net.now += timeouts::UDP_MS + 1;
-    let p = Pkt::from_client(
-        0,
-        [100, 65, 0, 0],
-        L4::Udp {
-            sport: 1000,
-            dport: 53,
-        },
-    );
     net.poll();
-    net.through(0, &p, Port::Uplink);
+    assert_eq!(net.fw.stats().connections, 0);
 }
 
 #[test]

@@ -381,7 +381,7 @@ fn any_rule() -> impl Strategy<Value = Rule> {
         any::<bool>(),
         proptest::option::of(0usize..HOSTS.len()),
         proptest::option::of(0u8..3),
-        proptest::option::of((0usize..PORTS.len(), 0u16..100)),
+        proptest::option::of((0usize..PORTS.len(), prop_oneof![Just(0u16), 0u16..100])),
         proptest::option::of(prop_oneof![Just(0u8), Just(8), Just(13)]),
         proptest::bool::weighted(0.2),
     )
@@ -456,7 +456,9 @@ fn model(rules: &[Rule], dst: [u8; 4], kind: u8, port: u16) -> Expect {
             ok &= is_icmp && icmp_type == t;
         }
         if r.specialtarget.is_some() {
-            ok &= (is_tcp || is_udp) && port == 53 && is_vdns;
+            // Qubes skips a DNS rule with any dstports but 53 alone.
+            let only_53 = r.dstports.is_none_or(|p| p.lo == 53 && p.hi == 53);
+            ok &= only_53 && (is_tcp || is_udp) && port == 53 && is_vdns;
         }
         if !ok {
             continue;
@@ -504,6 +506,149 @@ proptest! {
                 other => panic!("{other:?}"),
             };
             prop_assert_eq!(got, model(&rules, dst, kind, port), "{:?} {} {}", dst, kind, port);
+        }
+    }
+}
+
+// ---- TCP validity against Linux's table ----
+
+/// Linux's `tcp_valid_flags`, written out: the flag combinations (PSH, ECE and CWR aside)
+/// that connection tracking does not call invalid.
+fn linux_valid(flags: u8) -> bool {
+    const SYN: u8 = 0x02;
+    const ACK: u8 = 0x10;
+    const URG: u8 = 0x20;
+    const FIN: u8 = 0x01;
+    const RST: u8 = 0x04;
+    [
+        SYN,
+        SYN | URG,
+        SYN | ACK,
+        RST,
+        RST | ACK,
+        FIN | ACK,
+        FIN | ACK | URG,
+        ACK,
+        ACK | URG,
+    ]
+    .contains(&(flags & !(0x08 | 0x40 | 0x80)))
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// A first segment opens a connection exactly when it is a valid SYN without ACK; on an
+    /// established connection, a segment from either side passes exactly when Linux calls
+    /// its flags valid (and is counted as invalid otherwise).
+    #[test]
+    fn tcp_flags_pass_exactly_when_linux_says_they_are_valid(
+        first in any::<u8>(),
+        later in proptest::collection::vec((any::<bool>(), any::<u8>()), 1..24),
+    ) {
+        let mut net = Net::new(&[&[]]);
+        let l4 = |flags| L4::Tcp { sport: 7000, dport: 80, flags };
+        let v = net.send(Port::Client(0), &Pkt::from_client(0, REMOTE, l4(first)).build());
+        let opens = linux_valid(first) && first & 0x17 == 0x02;
+        match v {
+            Verdict::Forwarded => prop_assert!(opens, "{first:#04x} opened a connection"),
+            Verdict::Dropped { reason: DropReason::InvalidTcp, .. } => {
+                prop_assert!(!linux_valid(first), "{first:#04x}")
+            }
+            Verdict::Dropped { reason: DropReason::NoConnection, .. } => {
+                prop_assert!(linux_valid(first) && !opens, "{first:#04x}")
+            }
+            other => prop_assert!(false, "{first:#04x}: {other:?}"),
+        }
+        net.take();
+        let seen = net.through(0, &Pkt::from_client(0, REMOTE, l4(0x02)), Port::Uplink);
+        net.back(&reply_to(&seen, None), 0);
+        net.through(0, &Pkt::from_client(0, REMOTE, l4(0x10)), Port::Uplink);
+        for (from_client, flags) in later {
+            let (port, frame) = if from_client {
+                (Port::Client(0), Pkt::from_client(0, REMOTE, l4(flags)).build())
+            } else {
+                let L4::Tcp { sport, dport, .. } = seen.l4 else { unreachable!() };
+                let back = L4::Tcp { sport: dport, dport: sport, flags };
+                (Port::Uplink, reply_to(&seen, Some(back)).build())
+            };
+            let v = net.send(port, &frame);
+            if linux_valid(flags) {
+                prop_assert_eq!(v, Verdict::Forwarded, "{:#04x} from {:?}", flags, port);
+            } else {
+                prop_assert!(
+                    matches!(v, Verdict::Dropped { reason: DropReason::InvalidTcp, .. }),
+                    "{:#04x} from {:?}: {:?}", flags, port, v
+                );
+            }
+            // Keep the connection open: a reset or FINs would end it.
+            if flags & 0x05 != 0 && linux_valid(flags) {
+                net.now += timeouts_closed();
+                net.poll();
+                net.learn_gateway();
+                net.take();
+                let seen2 = net.through(0, &Pkt::from_client(0, REMOTE, l4(0x02)), Port::Uplink);
+                net.back(&reply_to(&seen2, None), 0);
+                net.through(0, &Pkt::from_client(0, REMOTE, l4(0x10)), Port::Uplink);
+            }
+            net.take();
+        }
+    }
+}
+
+/// Longer than any closing TCP state lasts.
+fn timeouts_closed() -> u64 {
+    bulkhead_firewall_engine::timeouts::TCP_FIN_WAIT_MS + 1
+}
+
+// ---- fair shares of the connection table ----
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(128))]
+
+    /// Whatever three clients do (new flows, answered or not, at any pace) against a small
+    /// table: a client under its share is never refused a new flow, a client at or over it
+    /// is refused only when every flow it holds was answered, nobody takes a flow of a
+    /// client within its share, and the table never holds more than its capacity.
+    #[test]
+    fn every_client_keeps_its_share(
+        steps in proptest::collection::vec((0usize..3, any::<u16>(), any::<bool>(), 0u64..3), 1..400),
+    ) {
+        const CAPACITY: usize = 30;
+        let mut net = Net::with_table(&[&[], &[], &[]], CAPACITY);
+        let share = net.fw.connection_share();
+        prop_assert_eq!(share, 10);
+        for (i, n, answer, dt) in steps {
+            net.now += dt * 1000;
+            net.poll();
+            net.learn_gateway();
+            let held = [0, 1, 2].map(|c| net.fw.connections_of(c));
+            let expired = net.fw.stats().connections_expired;
+            let p = Pkt::from_client(i, [100, 64, (n >> 8) as u8, n as u8], L4::Udp { sport: 5000, dport: 9 });
+            let v = net.send(Port::Client(i), &p.build());
+            let sent = net.take();
+            match v {
+                Verdict::Forwarded => {
+                    if answer {
+                        let seen = read(&sent[0].1);
+                        net.back(&reply_to(&seen, None), i);
+                    }
+                }
+                Verdict::Dropped { reason: DropReason::ClientTableFull, .. } => {
+                    prop_assert!(held[i] >= share, "client {} refused with {} < {}", i, held[i], share);
+                }
+                other => prop_assert!(false, "{:?}", other),
+            }
+            let after = [0, 1, 2].map(|c| net.fw.connections_of(c));
+            // (Unless flows expired meanwhile: the full table sweeps before it evicts.)
+            let swept = net.fw.stats().connections_expired != expired;
+            for c in 0..3 {
+                if c != i && held[c] <= share && !swept {
+                    prop_assert!(after[c] >= held[c], "client {}'s flows taken: {:?} -> {:?}", c, held, after);
+                }
+            }
+            prop_assert!(after.iter().sum::<usize>() <= CAPACITY);
+            prop_assert_eq!(net.fw.stats().connections, after.iter().sum::<usize>());
+            net.take();
         }
     }
 }

@@ -279,6 +279,40 @@ fn the_firewall_answers_ping_and_refuses_other_traffic_to_itself() {
 }
 
 #[test]
+fn the_firewall_answers_only_echo_requests_that_arrived_intact() {
+    let mut net = Net::new(&[&[]]);
+    for dst in [GATEWAY, VDNS[1], UPLINK_ADDR] {
+        let good = ping(dst, 8).build();
+        // A flipped payload bit, a wrong checksum field, a cut message with its IPv4 header
+        // made consistent again.
+        let mut payload = good.clone();
+        *payload.last_mut().unwrap() ^= 0x01;
+        let mut field = good.clone();
+        field[36] ^= 0x80;
+        let mut cut = good.clone();
+        cut.truncate(cut.len() - 2);
+        let len = (cut.len() - 14) as u16;
+        cut[16..18].copy_from_slice(&len.to_be_bytes());
+        smoltcp::wire::Ipv4Packet::new_unchecked(&mut cut[14..]).fill_checksum();
+        for bad in [payload, field, cut] {
+            assert_eq!(
+                reason(net.send(Port::Client(0), &bad)),
+                Some(DropReason::BadChecksum),
+                "{dst:?}"
+            );
+        }
+        assert!(net.take().is_empty());
+        assert_eq!(net.send(Port::Client(0), &good), Verdict::Answered);
+        assert!(matches!(read(&net.one().1).l4, L4::Icmp { ty: 0, .. }));
+    }
+    assert_eq!(net.fw.stats().dropped(DropReason::BadChecksum), 9);
+    // A forwarded echo keeps its checksum as it came, as any router does.
+    let mut bad = ping(REMOTE, 8).build();
+    *bad.last_mut().unwrap() ^= 0x01;
+    assert_eq!(net.send(Port::Client(0), &bad), Verdict::Forwarded);
+}
+
+#[test]
 fn unroutable_destinations_are_dropped() {
     for dst in [
         [127, 0, 0, 1],
@@ -292,6 +326,51 @@ fn unroutable_destinations_are_dropped() {
             Some(DropReason::NotRoutable),
             "{dst:?}"
         );
+    }
+}
+
+#[test]
+fn the_uplink_networks_broadcast_and_network_addresses_are_not_forwarded() {
+    // The uplink is 192.168.1.50/24.
+    let mut net = Net::new(&[&[]]);
+    for dst in [[192, 168, 1, 255], [192, 168, 1, 0]] {
+        for l4 in [
+            L4::Udp {
+                sport: 4000,
+                dport: 9,
+            },
+            L4::Icmp {
+                ty: 8,
+                code: 0,
+                ident: 1,
+                seq: 1,
+            },
+        ] {
+            let v = net.send(Port::Client(0), &Pkt::from_client(0, dst, l4).build());
+            assert_eq!(reason(v), Some(DropReason::Broadcast), "{dst:?}");
+        }
+    }
+    assert!(net.take().is_empty());
+    assert_eq!(net.fw.stats().dropped(DropReason::Broadcast), 4);
+    assert_eq!(net.fw.stats().connections, 0);
+    // Hosts of that network, and the broadcast of a network that is not the uplink's, go.
+    let v = net.send(Port::Client(0), &udp([192, 168, 1, 254], 9).build());
+    assert_eq!(v, Verdict::Queued, "on the link: waits for its ARP answer");
+    net.take();
+    net.through(0, &udp([192, 168, 2, 255], 9), Port::Uplink);
+    // A /31 (RFC 3021) and a /32 have no broadcast address: both ends are hosts.
+    for (addr, prefix_len, gw) in [
+        ([192, 168, 7, 0], 31, [192, 168, 7, 1]),
+        ([100, 69, 227, 175], 32, [100, 69, 227, 1]),
+    ] {
+        let mut info = uplink_info();
+        info.address = addr;
+        info.prefix_len = prefix_len;
+        info.gateway = Some(gw);
+        net.fw.set_uplink(Some(&info));
+        let v = net.send(Port::Client(0), &udp(gw, 9).build());
+        assert_eq!(v, Verdict::Queued, "{addr:?}/{prefix_len}");
+        net.take();
     }
 }
 

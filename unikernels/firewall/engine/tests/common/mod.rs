@@ -378,6 +378,23 @@ impl Net {
         net
     }
 
+    /// As `new`, with a connection table of `connections` entries.
+    pub fn with_table(rules: &[&[Rule]], connections: usize) -> Net {
+        let mut net = Net::bare(rules, router());
+        let ds: Vec<Downstream> = rules
+            .iter()
+            .enumerate()
+            .map(|(i, r)| downstream(i, r))
+            .collect();
+        net.fw = Firewall::with_capacity(&ds, &router(), 7, connections).unwrap();
+        net.fw.set_uplink(Some(&uplink_info()));
+        for i in 0..rules.len() {
+            net.introduce(i);
+        }
+        net.learn_gateway();
+        net
+    }
+
     /// Clients with these rule lists, nothing learnt, the uplink down.
     pub fn bare(rules: &[&[Rule]], router: Router) -> Net {
         let ds: Vec<Downstream> = rules
