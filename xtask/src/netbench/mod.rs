@@ -232,7 +232,7 @@ fn boot_baseline(
     let out = qemu::boot(&opts, |e| {
         let t = &e.line.text;
         Control::stop_if(
-            t.contains("netbench: down ")
+            (t.contains("netbench: down ") && t.contains(" bytes in "))
                 || (t.contains("netbench") && t.contains("failed"))
                 || t.contains("Kernel panic")
                 || t.contains("selftest: no uplink"),
