@@ -187,10 +187,12 @@ fn smp_channels() -> Result<String> {
         let a = boots::assemble(&format!("systems/tests/smp-channels-{mode}.toml"))?;
         let mut opts = boots::options(&a, "max", 300, &format!("smp-channels-{mode}"));
         opts.smp = cpus;
+        // Both reports: on two CPUs, pong's line may come before or after ping's.
+        let (mut ping_done, mut pong_done) = (false, false);
         let out = qemu::boot(&opts, |e| {
-            Control::stop_if(
-                matches!(e.hv, Some(HvEvent::Panic(_))) || e.line.text.contains("pong: echoed"),
-            )
+            ping_done |= e.line.text.contains("round trips in order and intact");
+            pong_done |= e.line.text.contains("pong: echoed");
+            Control::stop_if(matches!(e.hv, Some(HvEvent::Panic(_))) || (ping_done && pong_done))
         })?;
         boots::finished(&out)?;
         let (online, _) = cpus_used(&out)?;
