@@ -176,17 +176,27 @@ fn smp_boot() -> Result<String> {
     Ok(figures.join("; "))
 }
 
-/// Round trips of each pair (`systems/tests/smp-channels-*.toml`) and the machine's CPUs: a
-/// polling pair spins on CPUs 1 and 2 (CPU 0, idle, halts), so fewer round trips keep the
-/// run short on a host with two cores; the event pair runs on CPUs 0 and 1.
-const ROUND_TRIPS: [(&str, u32, u32); 2] = [("poll", 20_000, 3), ("event", 100_000, 2)];
+/// Round trips of each pair (`systems/tests/smp-channels-*.toml`), the machine's CPUs, and
+/// whether QEMU runs them in turn on one thread (`-icount`): a polling pair spins on CPUs 1
+/// and 2 (CPU 0, idle, halts), so fewer round trips keep the run short on a host with two
+/// cores; the event pair runs on CPUs 0 and 1, under `-icount`. Under multi-threaded TCG
+/// (QEMU 7.2) the event pair's run intermittently crashes the machine: the boot CPU takes a
+/// reserved-bit page fault fetching the instruction after VMRUN, with CR3 and EFER right, or
+/// ping triple-faults; never under `-icount` (nor in the other SMP scenarios). Not explained
+/// yet (QEMU's nested SVM under MTTCG, or a race of ours that needs two host threads): see
+/// the note of issue #16.
+const ROUND_TRIPS: [(&str, u32, u32, bool); 2] =
+    [("poll", 20_000, 3, false), ("event", 100_000, 2, true)];
 
 fn smp_channels() -> Result<String> {
     let mut figures = Vec::new();
-    for (mode, count, cpus) in ROUND_TRIPS {
+    for (mode, count, cpus, icount) in ROUND_TRIPS {
         let a = boots::assemble(&format!("systems/tests/smp-channels-{mode}.toml"))?;
         let mut opts = boots::options(&a, "max", 300, &format!("smp-channels-{mode}"));
         opts.smp = cpus;
+        if icount {
+            opts.extra_args = vec!["-icount".into(), "shift=0,align=off,sleep=off".into()];
+        }
         // Both reports: on two CPUs, pong's line may come before or after ping's.
         let (mut ping_done, mut pong_done) = (false, false);
         let out = qemu::boot(&opts, |e| {
@@ -219,7 +229,8 @@ fn smp_channels() -> Result<String> {
         }
         let ns = number_before(&p, "ns per round trip").unwrap_or(f64::NAN);
         figures.push(format!(
-            "{mode}: {count} round trips in order and intact, {exits:.4} VM exits per round trip ({ns:.0} ns of TCG wall time each)"
+            "{mode}: {count} round trips in order and intact, {exits:.4} VM exits per round trip ({ns:.0} {} each)",
+            if icount { "instructions" } else { "ns of TCG wall time" }
         ));
     }
     Ok(figures.join("; "))
