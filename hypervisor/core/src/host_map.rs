@@ -103,15 +103,13 @@ pub fn plan(
         }
     };
     let mut covered = 0u64; // everything below is planned
-    let mut ram_pieces = ram.regions().iter().filter_map(|r| {
+    let ram_pieces = ram.regions().iter().filter_map(|r| {
         let start = crate::align_up(r.start, PAGE_SIZE)?;
         let end = r.end & !(PAGE_SIZE - 1);
         (start < end).then_some(Region { start, end })
     });
-    let mut next = ram_pieces.next();
-    loop {
-        // The next RAM piece, with the image carved out of it (the image is in RAM).
-        let Some(r) = next else { break };
+    // Each RAM piece, with the image carved out of it (the image is in RAM).
+    for r in ram_pieces {
         if covered < r.start && covered < LOW_4G {
             push(
                 Region {
@@ -149,7 +147,6 @@ pub fn plan(
             push(r, Perm::RW)?;
         }
         covered = covered.max(r.end);
-        next = ram_pieces.next();
     }
     if covered < LOW_4G {
         push(
