@@ -56,15 +56,6 @@ const CPU_SLOT: CpuSlot = CpuSlot {
 /// Every CPU; slot 0 is the boot CPU.
 pub static CPUS: [CpuSlot; MAX_CPUS] = [CPU_SLOT; MAX_CPUS];
 
-/// How many CPUs run qubes (slots `0..online_count()`).
-#[allow(dead_code, reason = "for the figures and tests of later SMP steps")]
-pub fn online_count() -> usize {
-    CPUS.iter()
-        .take_while(|c| c.online.load(Ordering::Acquire))
-        .count()
-        .max(1)
-}
-
 /// What every CPU may read of a qube (written once at boot, before the other CPUs start).
 pub struct QubeInfo {
     /// Its name.
