@@ -32,7 +32,9 @@ ap_pm32:
     movw %ax, %es
     movw %ax, %ss
     /* As entry.s: CR4 PAE | OSFXSR | OSXMMEXCPT; the boot page tables; EFER LME | NXE;
-       CR0 PG | WP | NE | ET | MP | PE with EM clear. */
+       CR0 PG | WP | NE | ET | MP | PE with EM clear, and CD and NW clear: INIT leaves
+       an AP with caching disabled (CR0 0x60000010), and the boot CPU's firmware cleared them
+       only on the boot CPU. */
     movl %cr4, %eax
     orl $((1 << 5) | (1 << 9) | (1 << 10)), %eax
     movl %eax, %cr4
@@ -43,7 +45,7 @@ ap_pm32:
     orl $((1 << 8) | (1 << 11)), %eax
     wrmsr
     movl %cr0, %eax
-    andl $~(1 << 2), %eax
+    andl $~((1 << 30) | (1 << 29) | (1 << 2)), %eax
     orl $((1 << 31) | (1 << 16) | (1 << 5) | (1 << 4) | (1 << 1) | 1), %eax
     movl %eax, %cr0
     ljmpl $0x18, $(AP_TRAMPOLINE_BASE + (ap_lm64 - ap_trampoline))

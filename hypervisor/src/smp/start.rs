@@ -17,6 +17,9 @@ use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 /// Each AP's stack (the boot CPU's is 512 KiB, but most of that is `hv_main`'s).
 const AP_STACK_BYTES: u64 = 256 * 1024;
 
+/// CR0.CD and CR0.NW: caching disabled (as INIT leaves an AP; the trampoline clears them).
+const CR0_CACHE_OFF: u64 = (1 << 30) | (1 << 29);
+
 /// What the boot CPU prepared for one AP.
 struct ApSlot {
     /// Lowest address of its IST stacks.
@@ -26,6 +29,8 @@ struct ApSlot {
     host_state: AtomicU64,
     /// Its VMXON region (0 under SVM).
     vmxon: AtomicU64,
+    /// Its CR0 in `ap_run` (the boot CPU checks that caching is on).
+    cr0: AtomicU64,
     /// It reached `ap_run`.
     alive: AtomicBool,
 }
@@ -36,6 +41,7 @@ static AP_SLOTS: [ApSlot; MAX_CPUS] = [const {
         hsave: AtomicU64::new(0),
         host_state: AtomicU64::new(0),
         vmxon: AtomicU64::new(0),
+        cr0: AtomicU64::new(0),
         alive: AtomicBool::new(false),
     }
 }; MAX_CPUS];
@@ -116,6 +122,10 @@ pub fn start_aps(
             // It may still wake later and use this number's stacks: give both up.
             hvlog!("smp: CPU with APIC ID {id} did not start; the rest stay halted");
             break;
+        }
+        let cr0 = slot.cr0.load(Ordering::Relaxed);
+        if cr0 & CR0_CACHE_OFF != 0 {
+            hvlog!("smp: CPU {cpu} runs with caching disabled (CR0 {cr0:#x})");
         }
         CPUS[cpu].apic_id.store(id, Ordering::Relaxed);
         CPUS[cpu].online.store(true, Ordering::Release);
@@ -200,6 +210,7 @@ pub fn ap_run(cpu: usize) -> ! {
             cpu::halt_forever();
         }
     }
+    slot.cr0.store(cpu::cr0(), Ordering::Relaxed);
     slot.alive.store(true, Ordering::Release);
     while !GO.load(Ordering::Acquire) {
         core::hint::spin_loop();
