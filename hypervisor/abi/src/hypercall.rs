@@ -1,4 +1,5 @@
-//! Hypercall ABI, version 2 (version 1 plus the PCI configuration calls 9 and 10).
+//! Hypercall ABI, version 3 (version 1 plus the PCI configuration calls 9 and 10, the admin
+//! calls 11 to 13, and the device interrupt call 14).
 //!
 //! A guest issues a hypercall with `VMMCALL` (AMD) or `VMCALL` (Intel):
 //!
@@ -21,7 +22,7 @@
 
 /// Version of this ABI. A guest reads it with [`Hypercall::AbiVersion`] and in
 /// [`crate::boot_info::BootInfo::abi_version`].
-pub const ABI_VERSION: u32 = 2;
+pub const ABI_VERSION: u32 = 3;
 
 /// Largest buffer accepted by [`Hypercall::ConsoleWrite`], in bytes.
 pub const MAX_CONSOLE_WRITE: u64 = 4096;
@@ -81,6 +82,25 @@ pub enum Hypercall {
     /// its peers told. Returns 0; [`HcError::Busy`] if it is already stopped,
     /// [`HcError::Invalid`] for the admin qube itself or no such qube.
     AdminKill = 13,
+    /// Asks for the interrupts of the qube's assigned device `arg0` (its index in
+    /// `BootInfo::devices`): the hypervisor programs the device's MSI (or else MSI-X entry
+    /// 0, unmasked, every other entry masked) with a remappable message whose interrupt
+    /// remapping entry accepts it only from that device and sends it to the qube's CPU. From
+    /// then on each interrupt raises event bit [`device_event_bit`]`(arg0)`, which the call
+    /// returns; the qube acknowledges causes at the device itself (the message is
+    /// edge-triggered). [`HcError::Denied`] when the machine has no interrupt remapping or
+    /// the device has neither MSI nor MSI-X: the qube keeps polling. Calling it again is
+    /// harmless. A device index the qube does not have is a fault.
+    DeviceInterrupts = 14,
+}
+
+/// The first event bit of device interrupts (channels use the bits below
+/// `MAX_CHANNELS_PER_QUBE`).
+pub const DEVICE_EVENT_BASE: u32 = 56;
+
+/// The event bit [`Hypercall::DeviceInterrupts`] raises for device `index`.
+pub const fn device_event_bit(index: usize) -> u32 {
+    DEVICE_EVENT_BASE + index as u32
 }
 
 /// What [`Hypercall::AdminQubeState`] reports of a qube.
@@ -136,6 +156,7 @@ impl Hypercall {
             11 => Hypercall::AdminQubeState,
             12 => Hypercall::AdminStart,
             13 => Hypercall::AdminKill,
+            14 => Hypercall::DeviceInterrupts,
             _ => return None,
         })
     }
@@ -157,6 +178,7 @@ impl Hypercall {
             Hypercall::AdminQubeState => "admin_qube_state",
             Hypercall::AdminStart => "admin_start",
             Hypercall::AdminKill => "admin_kill",
+            Hypercall::DeviceInterrupts => "device_interrupts",
         }
     }
 }
@@ -222,7 +244,8 @@ mod tests {
             }
         }
         assert_eq!(Hypercall::from_u64(13), Some(Hypercall::AdminKill));
-        assert_eq!(Hypercall::from_u64(14), None);
+        assert_eq!(Hypercall::from_u64(14), Some(Hypercall::DeviceInterrupts));
+        assert_eq!(Hypercall::from_u64(15), None);
         assert_eq!(Hypercall::from_u64(u64::MAX), None);
     }
 
@@ -245,6 +268,13 @@ mod tests {
         fn results_round_trip(v in 0u64..=(i64::MAX as u64)) {
             prop_assert_eq!(decode_result(encode_result(Ok(v))), Ok(v));
         }
+    }
+
+    #[test]
+    fn device_event_bits_sit_above_every_channel_and_within_the_word() {
+        let max = crate::boot_info::MAX_DEVICES_PER_QUBE;
+        assert!(DEVICE_EVENT_BASE as usize >= crate::channel::MAX_CHANNELS_PER_QUBE);
+        assert!(device_event_bit(max - 1) < 64);
     }
 
     #[test]

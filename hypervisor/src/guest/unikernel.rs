@@ -270,6 +270,19 @@ impl Unikernel {
                 m.set_ready();
                 Ok(0)
             }
+            Hypercall::DeviceInterrupts => {
+                let Some(d) = m.devices.get_mut(a0 as usize) else {
+                    return Outcome::Stop(Stop::Fault(Fault::BadDevice {
+                        call: call.name(),
+                        index: a0,
+                        offset: 0,
+                    }));
+                };
+                match d.enable_interrupts() {
+                    true => Ok(u64::from(hypercall::device_event_bit(a0 as usize))),
+                    false => Err(hypercall::HcError::Denied),
+                }
+            }
             Hypercall::AdminQubeState | Hypercall::AdminStart | Hypercall::AdminKill => {
                 if !m.spec.admin {
                     Err(hypercall::HcError::Denied)
