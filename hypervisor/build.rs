@@ -30,6 +30,10 @@ fn write_isr_stubs() {
                 let _ = writeln!(s, "    push {v}\n    jmp isr_exception");
             }
             32 => s.push_str("    jmp isr_timer\n"),
+            // Device interrupts (`devices/irq.rs`: FIRST_VECTOR and VECTORS).
+            0x30..=0x6f => {
+                let _ = writeln!(s, "    push {}\n    jmp isr_device", v - 0x30);
+            }
             _ => s.push_str("    jmp isr_external\n"),
         }
     }

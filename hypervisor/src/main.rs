@@ -392,7 +392,13 @@ fn load_system(
             channels::Endpoint::windows(),
             channels::Endpoint::bulk_windows(),
         ];
-        let devices = devices::assign::for_qube(platform, &manifest, id, &env.ram, &reserved);
+        let mut devices = devices::assign::for_qube(platform, &manifest, id, &env.ram, &reserved);
+        let cpu = placement.get(id).map_or(0, |p| usize::from(p.cpu));
+        if let Some(iommu) = platform.iommu.as_mut() {
+            for (index, d) in devices.iter_mut().enumerate() {
+                d.route_interrupts(iommu, id, cpu, index, spec.name.as_str());
+            }
+        }
         let framebuffer = framebuffer_for(env, spec, &reserved, &devices);
         let parts = qube::Parts {
             framebuffer,
@@ -425,7 +431,6 @@ fn load_system(
                     spec.label.name(),
                     spec.restart.name()
                 );
-                let cpu = placement.get(id).map_or(0, |p| usize::from(p.cpu));
                 place(q, cpu, backend, frames);
             }
             Err(e) => hvlog!("qube {} not started: {e}", spec.name.as_str()),

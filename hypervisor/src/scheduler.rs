@@ -5,6 +5,7 @@
 //! qube placed elsewhere, the published status) goes through `crate::smp`.
 
 use crate::arch::x86::{apic, cpu};
+use crate::devices::irq;
 use crate::exits::{Outcome, Stop};
 use crate::qube::Qube;
 use crate::smp::{self, QUBES, request, status};
@@ -54,6 +55,8 @@ fn reset_channels(q: &Qube) {
 pub struct Scheduler {
     /// This CPU's number (set when it starts running).
     cpu: usize,
+    /// The device interrupt slots routed to this CPU (`devices::irq`).
+    irq_slots: u64,
     qubes: Qubes,
     current: usize,
     /// This CPU's one-shot timer.
@@ -84,6 +87,7 @@ impl Scheduler {
     pub const fn new() -> Scheduler {
         Scheduler {
             cpu: 0,
+            irq_slots: 0,
             qubes: BoundedVec::new(),
             states: [RunState::Stopped; MAX_QUBES],
             current: 0,
@@ -164,6 +168,7 @@ impl Scheduler {
     /// Runs this CPU's qubes forever; `cpu` is this CPU's number.
     pub fn run(&mut self, cpu: usize) -> ! {
         self.cpu = cpu;
+        self.irq_slots = irq::slots_of(cpu);
         loop {
             crate::arch::x86::stack::check(cpu);
             if cpu == 0 {
@@ -171,6 +176,7 @@ impl Scheduler {
                 self.report_dma_faults();
             }
             self.take_mail();
+            self.take_device_interrupts();
             // The run states, updated in place (a fresh copy every pass showed in the
             // round-trip figures).
             let n = self.qubes.len();
@@ -220,10 +226,11 @@ impl Scheduler {
         let me = &smp::CPUS[self.cpu];
         cpu::disable_interrupts();
         me.sleeper.going_idle();
-        let mail = self.qubes.iter().any(|q| {
-            let slot = &QUBES[q.id()];
-            slot.events.has_mail() || slot.requests.has_mail()
-        });
+        let mail = irq::any_fired(self.irq_slots)
+            || self.qubes.iter().any(|q| {
+                let slot = &QUBES[q.id()];
+                slot.events.has_mail() || slot.requests.has_mail()
+            });
         if !mail {
             self.timer.arm_in(ns);
             cpu::wait_for_interrupt();
@@ -251,6 +258,23 @@ impl Scheduler {
                 let _ = self.carry_out(i, requests);
             }
         }
+    }
+
+    /// Raises the event bit of every device whose interrupt (routed to this CPU) fired, at
+    /// its qube. Returns whether there was any.
+    fn take_device_interrupts(&mut self) -> bool {
+        let mut fired = irq::take_fired(self.irq_slots);
+        let any = fired != 0;
+        while fired != 0 {
+            let slot = fired.trailing_zeros() as usize;
+            fired &= fired - 1;
+            let Some(route) = irq::route(slot) else { continue };
+            let bit = bulkhead_abi::hypercall::device_event_bit(route.device);
+            if let Some(q) = self.qubes.iter_mut().find(|q| q.id() == route.qube) {
+                q.machine.events |= 1 << bit;
+            }
+        }
+        any
     }
 
     /// Publishes this CPU's qubes' status for the other CPUs: called where a status changes
@@ -320,6 +344,13 @@ impl Scheduler {
         }
     }
 
+    /// Whether a qube of this CPU other than `i` waits and has events now.
+    fn another_was_woken(&self, i: usize) -> bool {
+        (self.qubes.iter().enumerate()).any(|(j, q)| {
+            j != i && q.machine.events != 0 && matches!(q.state, RunState::Waiting { .. })
+        })
+    }
+
     /// Whether another CPU posted to one of this CPU's qubes other than `i`.
     fn others_have_mail(&self, i: usize) -> bool {
         (self.qubes.iter().enumerate()).any(|(j, q)| {
@@ -362,6 +393,11 @@ impl Scheduler {
             }
             if alone && smp::CPUS[self.cpu].mail.load(Ordering::Acquire) && self.others_have_mail(i)
             {
+                return;
+            }
+            // A device interrupt for a waiting qube of this CPU ends the slice, so the
+            // qube runs now rather than after the rest of it.
+            if self.take_device_interrupts() && self.another_was_woken(i) {
                 return;
             }
             match outcome {

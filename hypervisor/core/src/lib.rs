@@ -43,6 +43,7 @@ pub mod collections {
 pub mod elf;
 pub mod host_map;
 pub mod ioports;
+pub mod irq_remap;
 pub mod memmap;
 pub mod paging;
 pub mod pci;

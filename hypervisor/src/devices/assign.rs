@@ -27,6 +27,9 @@ pub struct Assigned {
     pub pieces: bulkhead_hvcore::collections::ArrayVec<DevicePiece, MAX_PIECES>,
     /// Behind the IOMMU.
     pub iommu: bool,
+    /// Its interrupt slot (`super::irq`), when the IOMMU remaps interrupts and the device
+    /// has MSI or MSI-X.
+    pub irq: Option<usize>,
 }
 
 impl Assigned {
@@ -62,13 +65,55 @@ impl Assigned {
         self.func
             .write(COMMAND, (cmd & 0xffff & !CMD_BUS_MASTER & !1) | CMD_MEMORY);
         self.view = ConfigView::new(*self.view.bars(), self.view.caps());
+        if self.irq.is_some() {
+            let caps = self.view.caps();
+            super::msi::disable(&self.func, caps.msi, caps.msix);
+        }
     }
 
-    /// Programs the device's MSI or MSI-X through its interrupt remapping entry (the qube
-    /// asked with `DeviceInterrupts`); false when it has none (no interrupt remapping here,
-    /// or neither capability).
+    /// Programs the device's MSI (preferred: one message, no table) or MSI-X entry 0 with
+    /// its slot's remappable message (the qube asked with `DeviceInterrupts`); false when it
+    /// has no slot (no interrupt remapping here, or neither capability).
     pub fn enable_interrupts(&mut self) -> bool {
-        false
+        let Some(slot) = self.irq else { return false };
+        let caps = self.view.caps();
+        match (caps.msi, caps.msix) {
+            (Some(cap), _) => {
+                super::msi::program_msi(&self.func, cap, slot as u16);
+                true
+            }
+            (None, Some(cap)) => super::msi::program_msix(&self.func, self.view.bars(), cap, slot as u16),
+            (None, None) => false,
+        }
+    }
+
+    /// Gives the device an interrupt slot routed to `cpu` for qube `qube` (its `device`-th),
+    /// with an interrupt remapping entry that accepts only its requester ID: at boot, when
+    /// the IOMMU remaps interrupts and the device has MSI or MSI-X. Logged.
+    pub fn route_interrupts(&mut self, iommu: &mut super::vtd::Iommu, qube: usize, cpu: usize, device: usize, name: &str) {
+        let caps = self.view.caps();
+        if !self.iommu || !super::irq::REMAPPING.load(core::sync::atomic::Ordering::Acquire) || (caps.msi.is_none() && caps.msix.is_none()) {
+            return;
+        }
+        let route = super::irq::Route { qube, cpu, device };
+        let Some(slot) = super::irq::allocate(route) else {
+            hvlog!("device {} of qube {name}: no interrupt slot left; it polls", self.func);
+            return;
+        };
+        let apic_id = crate::smp::CPUS[cpu].apic_id.load(core::sync::atomic::Ordering::Relaxed) as u8;
+        let vector = super::irq::FIRST_VECTOR + slot as u8;
+        let entry = bulkhead_hvcore::irq_remap::irte(vector, apic_id, self.func.source_id());
+        match iommu.set_irte(slot, entry) {
+            Ok(()) => {
+                self.irq = Some(slot);
+                hvlog!(
+                    "device {} of qube {name}: interrupts through remapping entry {slot} (vector {vector:#x}, CPU {cpu}, {}) when it asks",
+                    self.func,
+                    if caps.msi.is_some() { "MSI" } else { "MSI-X" }
+                );
+            }
+            Err(e) => hvlog!("device {} of qube {name}: interrupt entry not written ({e}); it polls", self.func),
+        }
     }
 
     /// A configuration read by the qube (offset checked by the caller).
@@ -263,6 +308,7 @@ fn prepare(
         view: ConfigView::new(bars, caps),
         pieces,
         iommu,
+        irq: None,
     }
 }
 

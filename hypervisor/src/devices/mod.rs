@@ -2,13 +2,19 @@
 //! fenced by the IOMMU so their DMA reaches only their qube's memory.
 //!
 //! - [`ecam`]: enumeration and configuration access.
-//! - [`vtd`]: the Intel VT-d driver (root/context tables, domains, faults).
+//! - [`vtd`]: the Intel VT-d driver (root/context tables, domains, faults, interrupt
+//!   remapping).
+//! - [`irq`]: device interrupt slots (vector, remapping entry, owning qube and CPU).
+//! - [`msi`]: programming a device's MSI or MSI-X with its remappable message.
 //! - [`assign`]: resolving the manifest's device list and the per-device state a qube holds
 //!   (emulated configuration view, mapped BAR pieces, what its boot info says).
 
 pub mod assign;
 #[allow(unsafe_code)]
 pub mod ecam;
+pub mod irq;
+#[allow(unsafe_code)]
+pub mod msi;
 #[allow(unsafe_code)]
 pub mod vtd;
 
@@ -103,6 +109,22 @@ pub fn discover(env: &BootEnv, frames: &mut FrameAllocator) -> Platform {
                             ""
                         }
                     );
+                    let mut iommu = iommu;
+                    match iommu.enable_interrupt_remapping(frames) {
+                        Ok(true) => {
+                            irq::REMAPPING.store(true, core::sync::atomic::Ordering::Release);
+                            hvlog!(
+                                "iommu: interrupt remapping on ({} entries, each accepting one device's messages); compatibility-format interrupts blocked; invalidations queued",
+                                bulkhead_hvcore::irq_remap::IRT_ENTRIES
+                            );
+                        }
+                        Ok(false) => hvlog!(
+                            "iommu: no interrupt remapping (ECAP.IR or ECAP.QI clear): devices' qubes poll them"
+                        ),
+                        Err(e) => hvlog!(
+                            "iommu: interrupt remapping failed ({e}): devices' qubes poll them"
+                        ),
+                    }
                     p.iommu = Some(iommu);
                     p.iommu_unit = unit.cloned();
                 }

@@ -1,7 +1,9 @@
-//! The Intel VT-d DMA remapping driver: one unit, register-based invalidation, a root table
-//! whose context entries exist only for assigned devices, and one second-level domain per
-//! qube. Formats and decoding live in `bulkhead_hvcore::vtd`; this module only touches the
-//! registers and the table frames.
+//! The Intel VT-d DMA remapping driver: one unit, a root table whose context entries exist
+//! only for assigned devices, one second-level domain per qube, and interrupt remapping
+//! where the unit has it (then every invalidation goes through the invalidation queue, as
+//! interrupt entries can only be invalidated there; otherwise the registers). Formats and
+//! decoding live in `bulkhead_hvcore::vtd` and `bulkhead_hvcore::irq_remap`; this module
+//! only touches the registers and the table frames.
 //!
 //! Table writes: a root or context entry is written with two ordered volatile stores, present
 //! bit last ([`phys::store_ordered`]); second-level tables and fresh table pages are written
@@ -17,6 +19,7 @@ use bulkhead_hvcore::PAGE_SIZE;
 use bulkhead_hvcore::acpi::Drhd;
 use bulkhead_hvcore::memmap::{FrameAllocator, Frames, MemoryMap, Region};
 use bulkhead_hvcore::paging::{PagingError, Perm, Tables};
+use bulkhead_hvcore::irq_remap::{self as ir, descriptor};
 use bulkhead_hvcore::vtd::{
     CCMD_GLOBAL_INVALIDATE, Capabilities, ENTRY_BYTES, Fault, IOTLB_GLOBAL_INVALIDATE, VtdFormat,
     cache_lines, context_entry, entry_present, entry_stores, gcmd, reg, root_entry,
@@ -41,6 +44,8 @@ pub enum VtdError {
     NotCoherent,
     /// The device already has a context entry (it would be rewritten while live).
     AlreadyAttached(u16),
+    /// The unit reported an invalidation queue error (FSTS.IQE).
+    QueueError,
 }
 
 impl core::fmt::Display for VtdError {
@@ -57,6 +62,7 @@ impl core::fmt::Display for VtdError {
                 "its page walks are not coherent (ECAP.C = 0) and this CPU has no CLFLUSH to \
                  write table updates back to memory; refused"
             ),
+            VtdError::QueueError => write!(f, "invalidation queue error (FSTS.IQE)"),
             VtdError::AlreadyAttached(s) => write!(
                 f,
                 "device {:02x}:{:02x}.{} already has a context entry",
@@ -79,7 +85,23 @@ pub struct Iommu {
     /// CLFLUSH line size in bytes when table writes must be flushed (`ECAP.C = 0`), else
     /// `None`.
     flush_line: Option<u64>,
+    /// The invalidation queue, once interrupt remapping is on.
+    queue: Option<Queue>,
+    /// The interrupt remapping table, once on.
+    irt: Option<Frames>,
 }
+
+/// The invalidation queue: a page of descriptors, the next free one, and the page the
+/// unit's wait descriptors write their status to.
+struct Queue {
+    page: Frames,
+    tail: usize,
+    status: Frames,
+    sequence: u32,
+}
+
+/// FSTS.IQE: the unit found a bad descriptor.
+const FSTS_IQE: u32 = 1 << 4;
 
 /// How many times a status bit is polled before giving up.
 const SPINS: u32 = 10_000_000;
@@ -113,7 +135,7 @@ impl Iommu {
             Some(u64::from((id.ebx >> 8) & 0xff) * 8)
         };
         let root = zeroed_page(frames, flush_line)?;
-        let iommu = Iommu {
+        let mut iommu = Iommu {
             regs,
             caps,
             levels,
@@ -121,6 +143,8 @@ impl Iommu {
             contexts: core::array::from_fn(|_| None),
             next_domain: caps.first_domain().max(1),
             flush_line,
+            queue: None,
+            irt: None,
         };
         iommu.regs.write64(reg::RTADDR, iommu.root.start());
         iommu.command(gcmd::SRTP, true, "set root table pointer")?;
@@ -168,7 +192,10 @@ impl Iommu {
 
     /// Drops every cached context entry and translation. Table writes must already be
     /// visible to the unit (flushed, for a non-coherent one).
-    fn invalidate(&self) -> Result<(), VtdError> {
+    fn invalidate(&mut self) -> Result<(), VtdError> {
+        if self.queue.is_some() {
+            return self.submit(&[descriptor::CONTEXT_GLOBAL, descriptor::IOTLB_GLOBAL]);
+        }
         if self.caps.write_buffer_flush {
             self.command(gcmd::WBF, false, "write buffer flush")?;
         }
@@ -265,6 +292,76 @@ impl Iommu {
         }
         write_entry(flush_line, table, slot, entry);
         self.invalidate()
+    }
+
+    /// Turns interrupt remapping on if the unit has it (and queued invalidation, which it
+    /// needs): an empty table (every remappable message faults until an entry is written),
+    /// compatibility-format messages blocked. From here on every invalidation is queued.
+    /// `Ok(false)` when the unit cannot remap interrupts.
+    pub fn enable_interrupt_remapping(
+        &mut self,
+        frames: &mut FrameAllocator,
+    ) -> Result<bool, VtdError> {
+        let ecap = self.regs.read64(reg::ECAP);
+        if !ir::has_interrupt_remapping(ecap) || !ir::has_queued_invalidation(ecap) {
+            return Ok(false);
+        }
+        let page = zeroed_page(frames, self.flush_line)?;
+        let status = zeroed_page(frames, self.flush_line)?;
+        self.regs.write64(ir::reg::IQT, 0);
+        self.regs.write64(ir::reg::IQA, ir::iqa(page.start()));
+        self.command(ir::gcmd::QIE, true, "queued invalidation enable")?;
+        self.queue = Some(Queue {
+            page,
+            tail: 0,
+            status,
+            sequence: 0,
+        });
+        let irt = zeroed_page(frames, self.flush_line)?;
+        self.regs.write64(ir::reg::IRTA, ir::irta(irt.start()));
+        self.irt = Some(irt);
+        self.command(ir::gcmd::SIRTP, true, "set interrupt remapping table pointer")?;
+        self.submit(&[descriptor::IEC_GLOBAL])?;
+        self.command(ir::gcmd::IRE, true, "interrupt remapping enable")?;
+        Ok(true)
+    }
+
+    /// Writes interrupt remapping entry `index` (present bit last) and drops the unit's
+    /// cached entries.
+    pub fn set_irte(&mut self, index: usize, entry: [u64; 2]) -> Result<(), VtdError> {
+        let flush_line = self.flush_line;
+        let irt = self.irt.as_mut().ok_or(VtdError::NoMemory)?;
+        if index >= ir::IRT_ENTRIES {
+            return Err(VtdError::NoMemory);
+        }
+        write_entry(flush_line, irt, index, entry);
+        self.submit(&[descriptor::IEC_GLOBAL])
+    }
+
+    /// Queues `descriptors` and a wait descriptor after them, and waits until the unit has
+    /// carried them all out (its status write arrives).
+    fn submit(&mut self, descriptors: &[[u64; 2]]) -> Result<(), VtdError> {
+        let flush_line = self.flush_line;
+        let q = self.queue.as_mut().ok_or(VtdError::QueueError)?;
+        q.sequence = q.sequence.wrapping_add(1);
+        let wait = descriptor::wait(q.status.start(), q.sequence);
+        for d in descriptors.iter().chain(core::iter::once(&wait)) {
+            let at = q.page.start() + q.tail as u64 * ir::ENTRY_BYTES;
+            phys::store_ordered(&mut q.page, &[(at, d[0]), (at + 8, d[1])]);
+            flush(flush_line, at, ir::ENTRY_BYTES);
+            q.tail = (q.tail + 1) % ir::QUEUE_DESCRIPTORS;
+        }
+        self.regs.write64(ir::reg::IQT, ir::iqt(q.tail));
+        for _ in 0..SPINS {
+            if phys::shared_read_u32(&q.status, 0) == q.sequence {
+                return Ok(());
+            }
+            if self.regs.read32(reg::FSTS) & FSTS_IQE != 0 {
+                return Err(VtdError::QueueError);
+            }
+            core::hint::spin_loop();
+        }
+        Err(VtdError::Timeout("queued invalidation"))
     }
 
     /// Takes every recorded fault off the unit and hands it to `report`.

@@ -109,7 +109,8 @@ pub struct BootOptions {
     pub smp: u32,
     /// Serial console mode.
     pub serial: Serial,
-    /// An Intel IOMMU (`-device intel-iommu`: a DMAR table, VT-d 1.0 at 0xfed90000).
+    /// An Intel IOMMU with interrupt remapping (`-device intel-iommu,intremap=on`: a DMAR
+    /// table, VT-d 1.0 at 0xfed90000).
     pub iommu: bool,
     /// A network card (virtio-net by default, see [`NicModel`]) on QEMU's user network, which gives
     /// DHCP (10.0.2.15), a gateway 10.0.2.2 that reaches the host's loopback, and DNS at
@@ -173,7 +174,7 @@ impl BootOptions {
         push(&["-m", &self.ram_mib.to_string(), "-smp", &smp]);
         // The IOMMU must come before the devices it translates.
         if self.iommu {
-            push(&["-device", "intel-iommu"]);
+            push(&["-device", "intel-iommu,intremap=on"]);
         }
         match &self.nic {
             Some(nic) => {

@@ -31,6 +31,11 @@ const LVT_PERIODIC: u32 = 1 << 17;
 #[unsafe(no_mangle)]
 static HV_TIMER_TICKS: AtomicU64 = AtomicU64::new(0);
 
+/// Device interrupt slots that fired and are not yet delivered (bit = slot, see
+/// `devices::irq`), set by `isr_device`.
+#[unsafe(no_mangle)]
+pub static HV_DEVICE_IRQS: AtomicU64 = AtomicU64::new(0);
+
 /// Address of the EOI register, read by the interrupt stubs.
 #[unsafe(no_mangle)]
 static HV_LAPIC_EOI: AtomicU64 = AtomicU64::new(0xFEE0_0000 + REG_EOI);

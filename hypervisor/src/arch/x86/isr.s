@@ -41,6 +41,20 @@ isr_timer:
     pop rax
     iretq
 
+/* A device interrupt (vectors 0x30-0x6f): the stub pushed vector - 0x30, its slot. Marks
+   the slot fired in HV_DEVICE_IRQS (the scheduler of the CPU the slot's interrupt is routed
+   to turns it into an event of the owning qube) and acknowledges. */
+    .globl isr_device
+isr_device:
+    push rax
+    mov rax, [rsp + 8]
+    lock bts qword ptr [rip + HV_DEVICE_IRQS], rax
+    mov rax, [rip + HV_LAPIC_EOI]
+    mov dword ptr [rax], 0
+    pop rax
+    add rsp, 8
+    iretq
+
 /* Any other external interrupt: acknowledge and ignore (no device is routed to us yet). */
     .globl isr_external
 isr_external:

@@ -18,7 +18,7 @@ fn direct_boot_captured() {
     o.extra_args = vec!["-d".into(), "int".into()];
     assert_eq!(
         line(&o),
-        "-machine q35 -accel tcg -cpu max -m 256 -smp 1 -device intel-iommu \
+        "-machine q35 -accel tcg -cpu max -m 256 -smp 1 -device intel-iommu,intremap=on \
          -netdev user,id=uplink \
          -device virtio-net-pci,netdev=uplink,disable-legacy=on,iommu_platform=on,ats=off \
          -kernel /t/hv \
@@ -69,7 +69,7 @@ fn iso_boot_interactive() {
     o.iommu = true;
     let l = line(&o);
     assert!(
-        l.contains("-device intel-iommu -netdev user,id=uplink -device e1000e,netdev=uplink "),
+        l.contains("-device intel-iommu,intremap=on -netdev user,id=uplink -device e1000e,netdev=uplink "),
         "{l}"
     );
 }
