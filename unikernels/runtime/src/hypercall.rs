@@ -211,13 +211,12 @@ pub(crate) fn pci_config_write(device: usize, offset: u16, value: u32) -> Result
 /// machine has no interrupt remapping or the device neither MSI nor MSI-X (keep polling).
 /// Same contract as [`pci_config_read`]: only [`crate::pci`] calls it, with an index it has.
 pub(crate) fn device_interrupts(device: usize) -> Result<u32, HcError> {
-    call(Hypercall::DeviceInterrupts, device as u64)
-        .and_then(|bit| {
-            u32::try_from(bit)
-                .ok()
-                .filter(|&b| b < 64)
-                .ok_or(HcError::Invalid)
-        })
+    call(Hypercall::DeviceInterrupts, device as u64).and_then(|bit| {
+        u32::try_from(bit)
+            .ok()
+            .filter(|&b| b < 64)
+            .ok_or(HcError::Invalid)
+    })
 }
 
 /// The admin qube only (others get [`HcError::Denied`]): the state of the qube with

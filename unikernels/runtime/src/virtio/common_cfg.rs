@@ -245,7 +245,10 @@ mod tests {
         );
         let mut s = Space::new(0x40);
         s.0[0x06] = 0;
-        assert_eq!(find_cap(|o| s.read(o), COMMON_CFG), Err(CapError::NoCapList));
+        assert_eq!(
+            find_cap(|o| s.read(o), COMMON_CFG),
+            Err(CapError::NoCapList)
+        );
         assert_eq!(find_cap(|_| None, COMMON_CFG), Err(CapError::ConfigRead));
         // The reserved low bits of pointers are masked, not followed.
         let mut s = Space::new(0x43);
