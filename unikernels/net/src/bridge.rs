@@ -15,9 +15,10 @@ use bulkhead_rt::net::{FrameQueue, LinkEvent, NetLink, Stack};
 use bulkhead_rt::{Boot, debug, info, now_ns, warn};
 
 use crate::card::Card;
+use crate::idle_check::IdleCheck;
 
-/// Longest sleep between two looks at the card (it raises no interrupts).
-const CARD_POLL: Duration = Duration::from_millis(1);
+/// Longest sleep between two looks at the card when it raises no interrupts.
+pub const CARD_POLL: Duration = Duration::from_millis(1);
 /// Frames moved each way per round, so neither direction starves the other.
 const BATCH: usize = 64;
 /// Without a lease, say so this often.
@@ -62,11 +63,23 @@ pub struct Bridge {
     next_nag_ns: u64,
     next_stats_ns: u64,
     counters: Counters,
+    /// The card's event bit, when its interrupts are on (then it is not polled).
+    irq_bit: Option<u32>,
+    /// The last round stopped moving frames to the card because it had no free slot.
+    card_full: bool,
+    idle: IdleCheck,
 }
 
 impl Bridge {
     /// Sets up the private interface with its DHCP client and greets the downstream.
-    pub fn new(boot: &Boot, card: Card, downstream: Option<Channel>) -> Bridge {
+    /// `irq_bit`: the card's event bit if its interrupts are on (`Card::enable_interrupts`);
+    /// `None` polls it every [`CARD_POLL`].
+    pub fn new(
+        boot: &Boot,
+        card: Card,
+        downstream: Option<Channel>,
+        irq_bit: Option<u32>,
+    ) -> Bridge {
         let mac = card.mac();
         let down_name = downstream
             .as_ref()
@@ -92,6 +105,9 @@ impl Bridge {
             next_nag_ns: now + NAG_EVERY_NS,
             next_stats_ns: now + STATS_EVERY_NS,
             counters: Counters::default(),
+            irq_bit,
+            card_full: false,
+            idle: IdleCheck::new(now),
         }
     }
 
@@ -121,19 +137,39 @@ impl Bridge {
 
     /// One round: move frames, run DHCP, announce, sleep if nothing happened. The clock is
     /// read once (a hypercall, so a VM exit).
+    ///
+    /// With the card's interrupts on, every round acknowledges them before it reads the card,
+    /// so a frame that arrives after the read raises a new interrupt, and no wake-up (the
+    /// card's event bit, wherever it was collected) can be followed by a sleep without a look
+    /// at the card. The sleep then has no 1 ms cap: it ends with an event (the card's, the
+    /// channel's) or smoltcp's next deadline (DHCP), or for the idle check's two samples.
     fn round(&mut self) {
         let now = now_ns();
+        if self.irq_bit.is_some() {
+            self.card.acknowledge();
+        }
         let mut work = self.card_to_downstream();
         work += self.downstream_to_card();
         self.link_events();
         work += self.own_interface(now);
         self.announce();
         self.periodic(now);
+        self.idle.run(now, self.irq_bit.is_some());
         // One notification per channel for the whole round (see `Bridge::new`).
         bulkhead_rt::hypercall::flush_notifies();
         if work == 0 {
-            let timeout = self.own.sleep_for_at(now, Some(CARD_POLL));
+            let card_cap = match self.irq_bit {
+                Some(_) => None,
+                None => Some(CARD_POLL),
+            };
+            let cap = earliest(card_cap, self.idle.due_in(now));
+            let timeout = self.own.sleep_for_at(now, cap);
             match self.down.as_mut() {
+                // Frames wait in the channel for a full card: waiting on the channel would
+                // return at once; the card's interrupt (a slot done) is what to wait for.
+                Some(_) if self.card_full && self.irq_bit.is_some() => {
+                    bulkhead_rt::wait_event(timeout);
+                }
                 Some(link) => {
                     link.wait(timeout);
                 }
@@ -188,14 +224,17 @@ impl Bridge {
             card,
             down,
             counters,
+            card_full,
             ..
         } = self;
+        *card_full = false;
         let Some(link) = down.as_mut() else {
             return 0;
         };
         let mut n = 0;
         for _ in 0..BATCH {
             if !card.can_send() {
+                *card_full = true;
                 break;
             }
             match link.recv_frame(|f| card.send(f)) {
@@ -363,6 +402,14 @@ impl Bridge {
                 c.card_rx_errors
             );
         }
+    }
+}
+
+/// The earlier of two optional limits (`None`: no limit).
+fn earliest(a: Option<Duration>, b: Option<Duration>) -> Option<Duration> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
     }
 }
 

@@ -4,6 +4,7 @@
 use alloc::boxed::Box;
 use core::fmt;
 
+use bulkhead_abi::hypercall::HcError;
 use bulkhead_rt::e1000e::{self, E1000e};
 use bulkhead_rt::pci::PciDevice;
 use bulkhead_rt::virtio::{self, VirtioNet};
@@ -83,6 +84,28 @@ impl fmt::Display for NetError {
     }
 }
 
+/// Why the card's interrupts are not on (sys-net then polls it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IrqError {
+    /// The hypervisor refused: no interrupt remapping on this machine, or the card has
+    /// neither MSI nor MSI-X.
+    Denied,
+    /// Another answer from the hypervisor.
+    Hypercall(HcError),
+    /// The virtio queues could not be given MSI-X vector 0.
+    Virtio(virtio::common_cfg::CapError),
+}
+
+impl fmt::Display for IrqError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            IrqError::Denied => f.write_str("no interrupt remapping or MSI"),
+            IrqError::Hypercall(e) => write!(f, "hypercall error {e:?}"),
+            IrqError::Virtio(e) => write!(f, "virtio: {e}"),
+        }
+    }
+}
+
 /// Counters of a card, whichever its driver.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Stats {
@@ -120,6 +143,40 @@ impl Card {
             Kind::E1000e => Card::E1000e(Box::new(E1000e::new(dev).map_err(InitError::E1000e)?)),
         };
         Ok(card)
+    }
+
+    /// Turns the card's interrupts on; returns the event bit they raise. First the hypercall
+    /// (the hypervisor programs MSI, or MSI-X entry 0), then the card is told to signal:
+    /// e1000e unmasks its causes in IMS (which sends a message at once for a cause already
+    /// pending), virtio-net gives both queues MSI-X vector 0. Arming the card first would
+    /// not help: until the hypercall a cause goes to the legacy INTx line, which nobody
+    /// hears. A virtio buffer used before its queue had a vector raised nothing, so the
+    /// caller looks at the card once afterwards (the bridge's next round does). On an
+    /// error the card stays as polled as before (virtio: MSI-X may be on, with no queue
+    /// using it).
+    pub fn enable_interrupts(&mut self, dev: &PciDevice) -> Result<u32, IrqError> {
+        let bit = dev.request_interrupts().map_err(|e| match e {
+            HcError::Denied => IrqError::Denied,
+            other => IrqError::Hypercall(other),
+        })?;
+        match self {
+            Card::Virtio(c) => c.use_msix_vector0().map_err(IrqError::Virtio)?,
+            Card::E1000e(c) => c.enable_interrupts(),
+        }
+        Ok(bit)
+    }
+
+    /// Acknowledges the card's pending interrupt causes, before its rings are drained (a
+    /// cause left set raises no new message). e1000e: ICR read (and written back); virtio-net:
+    /// nothing (MSI-X messages need no acknowledgement; its `used_event` is kept by the
+    /// driver as it takes buffers).
+    pub fn acknowledge(&mut self) {
+        match self {
+            Card::Virtio(_) => {}
+            Card::E1000e(c) => {
+                c.acknowledge();
+            }
+        }
     }
 
     /// The card's MAC address.

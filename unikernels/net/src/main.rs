@@ -16,6 +16,7 @@ extern crate alloc;
 
 mod bridge;
 mod card;
+mod idle_check;
 #[cfg(feature = "test-hooks")]
 mod test_hooks;
 
@@ -74,6 +75,38 @@ fn parse_mode(args: &Args<'_>) -> Result<Mode, &'static str> {
     Ok(Mode::Bridge)
 }
 
+/// `irq=on` (the default) or `irq=off`: whether to ask for the card's interrupts. Any other
+/// value, or a bare `irq`, is refused.
+fn parse_irq(args: &Args<'_>) -> Result<bool, &'static str> {
+    match args.on_off("irq") {
+        None => Ok(true),
+        Some(Ok(on)) => Ok(on),
+        Some(Err(_)) => Err("irq takes on or off (irq=off: poll the card)"),
+    }
+}
+
+/// Turns the card's interrupts on unless `wanted` is false; logs which way the card is
+/// watched. The card's event bit, or `None` (polled).
+fn card_interrupts(card: &mut card::Card, dev: &PciDevice, wanted: bool) -> Option<u32> {
+    let poll_ms = bridge::CARD_POLL.as_millis();
+    if !wanted {
+        info!(
+            "net: card interrupts unavailable (turned off by irq=off): polling the card every {poll_ms} ms"
+        );
+        return None;
+    }
+    match card.enable_interrupts(dev) {
+        Ok(bit) => {
+            info!("net: card interrupts on (event bit {bit}): no polling");
+            Some(bit)
+        }
+        Err(e) => {
+            info!("net: card interrupts unavailable ({e}): polling the card every {poll_ms} ms");
+            None
+        }
+    }
+}
+
 /// A MAC address as `52:54:00:12:34:56`.
 struct Mac([u8; 6]);
 
@@ -114,7 +147,8 @@ fn open_downstream(boot: &Boot, config: Option<&QubeConfig>) -> Result<Option<Ch
 }
 
 fn main(boot: &Boot) -> i32 {
-    let mode = match parse_mode(&boot.args()) {
+    let parsed = parse_mode(&boot.args()).and_then(|m| Ok((m, parse_irq(&boot.args())?)));
+    let (mode, irq_wanted) = match parsed {
         Ok(m) => m,
         Err(why) => {
             error!("net: {why} (args \"{}\")", boot.args().as_str());
@@ -179,7 +213,7 @@ fn main(boot: &Boot) -> i32 {
         return status;
     }
     let t0 = bulkhead_rt::now_ns();
-    let card = match card::Card::new(&dev, kind) {
+    let mut card = match card::Card::new(&dev, kind) {
         Ok(card) => card,
         Err(e) => {
             error!("net: bringing up the card failed: {e}");
@@ -192,7 +226,8 @@ fn main(boot: &Boot) -> i32 {
         (bulkhead_rt::now_ns() - t0) / 1_000_000,
         Mac(card.mac())
     );
-    let mut bridge = bridge::Bridge::new(boot, card, downstream);
+    let irq_bit = card_interrupts(&mut card, &dev, irq_wanted);
+    let mut bridge = bridge::Bridge::new(boot, card, downstream, irq_bit);
     match mode {
         Mode::Bridge => {
             #[cfg(feature = "test-hooks")]

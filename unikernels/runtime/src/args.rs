@@ -67,6 +67,18 @@ impl<'a> Args<'a> {
         self.iter().any(|a| a.key == key)
     }
 
+    /// A switch `key=on` or `key=off`: `None` when absent, `Some(Ok(on))`, or
+    /// `Some(Err(value))` for any other value (`""` for a bare `key`). The first word with
+    /// this key decides, flag or not.
+    pub fn on_off(&self, key: &str) -> Option<Result<bool, &'a str>> {
+        let arg = self.iter().find(|a| a.key == key)?;
+        Some(match arg.value {
+            Some("on") => Ok(true),
+            Some("off") => Ok(false),
+            other => Err(other.unwrap_or("")),
+        })
+    }
+
     /// The value of `key` parsed as `T`: `None` when absent, `Some(Err(..))` when present but
     /// not a valid `T`.
     pub fn parse<T: FromStr>(&self, key: &str) -> Option<Result<T, T::Err>> {
@@ -129,6 +141,18 @@ mod tests {
         assert_eq!(Args::new("a=1 a=2").get("a"), Some("1"));
         // A bare flag does not hide a later value.
         assert_eq!(Args::new("a a=2").get("a"), Some("2"));
+    }
+
+    #[test]
+    fn switches_are_on_or_off_and_nothing_else() {
+        assert_eq!(Args::new("log=info").on_off("irq"), None);
+        assert_eq!(Args::new("irq=off").on_off("irq"), Some(Ok(false)));
+        assert_eq!(Args::new("a irq=on").on_off("irq"), Some(Ok(true)));
+        assert_eq!(Args::new("irq=no").on_off("irq"), Some(Err("no")));
+        assert_eq!(Args::new("irq=").on_off("irq"), Some(Err("")));
+        assert_eq!(Args::new("irq irq=off").on_off("irq"), Some(Err("")));
+        assert_eq!(Args::new("irq=OFF").on_off("irq"), Some(Err("OFF")));
+        assert_eq!(Args::new("irqs=off").on_off("irq"), None);
     }
 
     #[test]

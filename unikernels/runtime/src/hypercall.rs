@@ -85,7 +85,8 @@ fn call3(h: Hypercall, a0: u64, a1: u64, a2: u64) -> Result<u64, HcError> {
     // for all callers (AbiVersion, Yield, WaitEvent, TimeNs, Ready, ExitCount: every u64 is
     // valid; Notify: only `crate::channel` calls it, with a local index from the boot info;
     // PciConfigRead/Write: only `crate::pci` calls them, with a device index below the boot
-    // info's device count and a 4-byte aligned offset below 4096; AdminQubeState,
+    // info's device count and a 4-byte aligned offset below 4096; DeviceInterrupts: only
+    // `crate::pci` calls it, with a device index below that count; AdminQubeState,
     // AdminStart, AdminKill: any index is valid, the hypervisor answers Invalid or Denied),
     // so neither condition of `raw` can be broken.
     decode_result(unsafe { raw(h as u64, a0, a1, a2) })
@@ -202,6 +203,20 @@ pub(crate) fn pci_config_write(device: usize, offset: u16, value: u32) -> Result
         u64::from(value),
     )
     .map(|_| ())
+}
+
+/// Asks the hypervisor to deliver assigned device `device`'s interrupts (MSI, else MSI-X
+/// entry 0, through VT-d interrupt remapping) as an event bit; returns that bit
+/// (`bulkhead_abi::hypercall::device_event_bit(device)`), or [`HcError::Denied`] when the
+/// machine has no interrupt remapping or the device neither MSI nor MSI-X (keep polling).
+/// Same contract as [`pci_config_read`]: only [`crate::pci`] calls it, with an index it has.
+pub(crate) fn device_interrupts(device: usize) -> Result<u32, HcError> {
+    call(Hypercall::DeviceInterrupts, device as u64).and_then(|bit| {
+        u32::try_from(bit)
+            .ok()
+            .filter(|&b| b < 64)
+            .ok_or(HcError::Invalid)
+    })
 }
 
 /// The admin qube only (others get [`HcError::Denied`]): the state of the qube with

@@ -165,6 +165,19 @@ impl PciDevice {
             .any(|(_, r)| r.start <= addr && end <= r.end)
     }
 
+    /// Asks the hypervisor to turn on the device's interrupts: it programs the device's MSI
+    /// capability (or, without one, MSI-X table entry 0, unmasked) through VT-d interrupt
+    /// remapping, and from then on each message the device sends raises the returned event
+    /// bit in this qube (`bulkhead_abi::hypercall::device_event_bit(self.index())`), which
+    /// [`crate::wait_event`] returns among the channels' bits. The message is edge-triggered:
+    /// the driver acknowledges causes at the device itself, and must look at the device once
+    /// after this call (a cause raised before it may have sent no message).
+    /// [`HcError::Denied`]: no interrupt remapping on this machine, or the device has
+    /// neither MSI nor MSI-X; the driver keeps polling. Asking again is harmless.
+    pub fn request_interrupts(&self) -> Result<u32, HcError> {
+        crate::hypercall::device_interrupts(self.index)
+    }
+
     /// Reads the 32-bit word at `offset` of the configuration space.
     pub fn config_read(&self, offset: u16) -> Result<u32, PciError> {
         check_offset(offset)?;

@@ -10,7 +10,11 @@
 //!   guest-physical `p` at bus address `p + dma_offset` (0 behind an IOMMU), set once by
 //!   [`attach`]; MMIO is identity-mapped and must lie in a BAR of an attached device.
 //! - [`VirtioNet`]: a modern virtio-net card with its receive buffers posted, non-blocking
-//!   [`VirtioNet::send`] and [`VirtioNet::receive`]; the driver polls (no interrupts).
+//!   [`VirtioNet::send`] and [`VirtioNet::receive`]; the driver polls, unless
+//!   [`VirtioNet::use_msix_vector0`] gave its queues the MSI-X vector the hypervisor
+//!   delivers ([`PciDevice::request_interrupts`]).
+//! - [`common_cfg`]: the capability walk to the common configuration structure, which
+//!   `virtio-drivers` 0.13 keeps to itself.
 //! - `misdirect_allocation`: a hook for the IOMMU containment test only, compiled in only
 //!   with the `test-hooks` feature (test builds of sys-net).
 
@@ -34,6 +38,8 @@ use virtio_drivers::{BufferDirection, Hal, PAGE_SIZE, PhysAddr};
 
 use crate::boot::Boot;
 use crate::pci::{self, PciDevice};
+
+pub mod common_cfg;
 use crate::sync::Mutex;
 
 /// Configuration-space access for `virtio_drivers` through the hypercalls.
@@ -362,6 +368,10 @@ pub struct VirtioNet {
     tx: Vec<Option<(Box<[u8]>, usize)>>,
     /// Transmit buffers the device gave back.
     spare: Vec<Box<[u8]>>,
+    /// The device (for [`VirtioNet::use_msix_vector0`]).
+    device: PciDevice,
+    /// Its queues signal MSI-X vector 0.
+    interrupts: bool,
     /// Counters.
     pub stats: NetStats,
 }
@@ -389,6 +399,8 @@ impl VirtioNet {
             rx: (0..NET_QUEUE_SIZE).map(|_| None).collect(),
             tx: (0..NET_QUEUE_SIZE).map(|_| None).collect(),
             spare: Vec::new(),
+            device: *device,
+            interrupts: false,
             stats: NetStats::default(),
         };
         for _ in 0..NET_QUEUE_SIZE {
@@ -401,6 +413,40 @@ impl VirtioNet {
     /// The card's MAC address.
     pub fn mac(&self) -> [u8; 6] {
         self.raw.mac_address()
+    }
+
+    /// Makes both queues (0 receive, 1 transmit) signal MSI-X vector 0, the entry the
+    /// hypervisor programs for [`PciDevice::request_interrupts`]: a modern virtio-pci device
+    /// with MSI-X on sends nothing for a queue whose vector is `NO_VECTOR` (its value after
+    /// reset; `virtio-drivers` 0.13 never sets it). Each vector is read back: the device
+    /// answers `NO_VECTOR` for one it refused ([`common_cfg::CapError::VectorRefused`]).
+    /// Configuration changes (link state) stay at `NO_VECTOR`: sys-net does not watch them.
+    /// Also lifts the avail rings' `NO_INTERRUPT` flag (set by [`VirtioNet::new`]; it has
+    /// no effect when `VIRTIO_F_EVENT_IDX` is negotiated, as with QEMU: then the driver's
+    /// `used_event`, kept at the last used entry it took, asks for an interrupt per new one).
+    ///
+    /// Call it after the hypercall turned MSI-X on, then look at both queues once: a buffer
+    /// used before the vectors were set raised no interrupt.
+    pub fn use_msix_vector0(&mut self) -> Result<(), common_cfg::CapError> {
+        let cfg = common_cfg::CommonCfg::of(&self.device)?;
+        for queue in [0, 1] {
+            if cfg.set_queue_vector(queue, 0) != 0 {
+                return Err(common_cfg::CapError::VectorRefused(queue));
+            }
+        }
+        self.raw.enable_interrupts();
+        self.interrupts = true;
+        Ok(())
+    }
+
+    /// With interrupts on and a queue found empty: a full fence between this side's last
+    /// `used_event` store (made when an entry was taken) and a second look at the queue.
+    /// Without it the look could be answered before the store is visible, and a device
+    /// that used a buffer in between would see the old `used_event` and send no interrupt.
+    fn settle(&self) {
+        if self.interrupts {
+            core::sync::atomic::fence(Ordering::SeqCst);
+        }
     }
 
     /// Transmit buffers the device still holds.
@@ -429,8 +475,15 @@ impl VirtioNet {
     /// Takes one received frame, if the card has one, and calls `f` on it; its buffer is
     /// posted again afterwards.
     pub fn receive<R>(&mut self, f: impl FnOnce(&[u8]) -> R) -> Result<Option<R>, NetError> {
-        let Some(token) = self.raw.poll_receive() else {
-            return Ok(None);
+        let token = match self.raw.poll_receive() {
+            Some(t) => t,
+            None => {
+                self.settle();
+                match self.raw.poll_receive() {
+                    Some(t) => t,
+                    None => return Ok(None),
+                }
+            }
         };
         let Some(mut buf) = self.rx.get_mut(usize::from(token)).and_then(Option::take) else {
             return Err(NetError::Virtio(virtio_drivers::Error::WrongToken));
@@ -487,6 +540,10 @@ impl VirtioNet {
     /// what the card has finished with).
     pub fn can_send(&mut self) -> bool {
         self.reclaim_tx();
+        if !self.raw.can_send() {
+            self.settle();
+            self.reclaim_tx();
+        }
         self.raw.can_send()
     }
 

@@ -6,8 +6,9 @@
 //! forced (CTRL.SLU), the MAC read from receive address 0 (or the EEPROM), the multicast
 //! table cleared, then one ring of [`RING_SIZE`] legacy descriptors each way with a
 //! [`BUF_LEN`]-byte buffer per slot (receive: broadcast accepted, CRC stripped; transmit:
-//! short frames padded, FCS inserted by the card). The card raises no interrupts; the driver
-//! polls the descriptors' DD bits. Everything the device writes back is checked
+//! short frames padded, FCS inserted by the card). The card raises no interrupts (the
+//! driver polls the descriptors' DD bits) until [`E1000e::enable_interrupts`]; then the
+//! caller runs [`E1000e::acknowledge`] before each look at the rings. Everything the device writes back is checked
 //! ([`ring::rx_verdict`]): a bad length or status drops that frame, never panics.
 
 pub mod regs;
@@ -231,6 +232,28 @@ impl E1000e {
     /// The card's MAC address.
     pub fn mac(&self) -> [u8; 6] {
         self.mac
+    }
+
+    /// Unmasks the causes in [`regs::INT_CAUSES`] (frame received, receive ring low or
+    /// overrun, transmit descriptor done, link change) in IMS. Call it after the hypervisor
+    /// programmed the card's MSI ([`PciDevice::request_interrupts`]): the card then sends a
+    /// message for each new cause, and unmasking sends one at once for a cause already
+    /// pending, so the order loses nothing.
+    pub fn enable_interrupts(&mut self) {
+        self.regs.write32(regs::IMS, regs::INT_CAUSES);
+    }
+
+    /// Acknowledges the pending causes and returns them: reading ICR clears it (with MSI or
+    /// legacy interrupts); the bits read are also written back (write 1 to clear), which
+    /// clears them under MSI-X too, where a read alone does not. A cause left set raises no
+    /// new message, so call this before draining the rings: a frame that arrives after it
+    /// sets a cause anew and interrupts again.
+    pub fn acknowledge(&mut self) -> u32 {
+        let causes = self.regs.read32(regs::ICR).unwrap_or(0);
+        if causes != 0 {
+            self.regs.write32(regs::ICR, causes);
+        }
+        causes
     }
 
     /// Whether the link is up (STATUS.LU).

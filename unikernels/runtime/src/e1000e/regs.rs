@@ -23,8 +23,22 @@ pub const EERD_ADDR_SHIFT: u32 = 2;
 pub const EERD_DATA_SHIFT: u32 = 16;
 /// Interrupt cause read (clears on read).
 pub const ICR: u64 = 0x00C0;
+/// Interrupt mask set/read: a cause whose bit is set here raises an interrupt.
+pub const IMS: u64 = 0x00D0;
 /// Interrupt mask clear.
 pub const IMC: u64 = 0x00D8;
+/// ICR/IMS: transmit descriptor written back (a descriptor with RS is done).
+pub const INT_TXDW: u32 = 1 << 0;
+/// ICR/IMS: link status change.
+pub const INT_LSC: u32 = 1 << 2;
+/// ICR/IMS: receive descriptors below the minimum threshold (RCTL.RDMTS; half the ring).
+pub const INT_RXDMT0: u32 = 1 << 4;
+/// ICR/IMS: receiver overrun (no free descriptor for a frame).
+pub const INT_RXO: u32 = 1 << 6;
+/// ICR/IMS: receive timer (a frame was written back; RDTR 0: at once).
+pub const INT_RXT0: u32 = 1 << 7;
+/// The causes [`super::E1000e::enable_interrupts`] turns on.
+pub const INT_CAUSES: u32 = INT_TXDW | INT_LSC | INT_RXDMT0 | INT_RXO | INT_RXT0;
 /// Receive control.
 pub const RCTL: u64 = 0x0100;
 /// RCTL: receiver enable.
