@@ -122,7 +122,7 @@ impl Bridge {
     /// Bridges forever.
     pub fn run_forever(&mut self) -> ! {
         loop {
-            self.round();
+            self.round(None);
         }
     }
 
@@ -131,7 +131,7 @@ impl Bridge {
     pub fn run_for(&mut self, d: Duration) {
         let end = now_ns().saturating_add(d.as_nanos() as u64);
         while now_ns() < end {
-            self.round();
+            self.round(Some(end));
         }
     }
 
@@ -143,7 +143,8 @@ impl Bridge {
     /// card's event bit, wherever it was collected) can be followed by a sleep without a look
     /// at the card. The sleep then has no 1 ms cap: it ends with an event (the card's, the
     /// channel's) or smoltcp's next deadline (DHCP), or for the idle check's two samples.
-    fn round(&mut self) {
+    /// `until`: a time (ns) the round's sleep must not pass (the test hooks' end).
+    fn round(&mut self, until: Option<u64>) {
         let now = now_ns();
         if self.irq_bit.is_some() {
             self.card.acknowledge();
@@ -163,6 +164,10 @@ impl Bridge {
                 None => Some(CARD_POLL),
             };
             let cap = earliest(card_cap, self.idle.due_in(now));
+            let cap = earliest(
+                cap,
+                until.map(|u| Duration::from_nanos(u.saturating_sub(now))),
+            );
             let timeout = self.own.sleep_for_at(now, cap);
             match self.down.as_mut() {
                 // Frames wait in the channel for a full card: waiting on the channel would

@@ -28,6 +28,7 @@ mod hostnet;
 pub(super) mod ioports;
 mod isolation;
 mod loom;
+mod net_irq;
 mod network;
 mod qrexec;
 mod qrexec_ask;
@@ -79,6 +80,7 @@ pub fn all() -> Vec<Scenario> {
         network::NETWORK_E1000E,
         network::NETWORK_RESTART,
         network::NETWORK_FLOOD,
+        net_irq::NETWORK_INTERRUPTS,
         dma::DMA_ESCAPE,
         loom::LOOM_RING,
         loom::LOOM_WAKE,

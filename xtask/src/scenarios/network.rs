@@ -171,6 +171,10 @@ fn network_checks(
     expect(saw(&out, &["net", &format!("{driver} up in")]), || {
         format!("sys-net did not bring its card up with the {driver} driver")
     })?;
+    // The card's MSI or MSI-X, through the IOMMU's interrupt remapping: no polling.
+    expect(saw(&out, &["net", "net: card interrupts on"]), || {
+        format!("sys-net did not turn its {driver} card's interrupts on")
+    })?;
     expect_system_qubes_kept_running(&out)?;
     expect(exit_status(&out, "work") == Some(0), || {
         format!("the client `work` did not exit 0: {:?}", out.exited)
