@@ -69,6 +69,8 @@ pub struct Scheduler {
     iommu: Option<&'static mut crate::devices::vtd::Iommu>,
     /// DMA faults logged so far (the log stops after [`MAX_FAULT_LINES`]).
     dma_faults: u64,
+    /// Device vectors that fired with no device owning them, so far (boot CPU).
+    stray_interrupts: u64,
     /// Each qube's run state as the current pass sees it.
     states: [RunState; MAX_QUBES],
 }
@@ -95,6 +97,7 @@ impl Scheduler {
             tag_owner: [None; TAGS],
             iommu: None,
             dma_faults: 0,
+            stray_interrupts: 0,
         }
     }
 
@@ -158,6 +161,22 @@ impl Scheduler {
         });
     }
 
+    /// Logs device vectors that fired without a device owning them (the first few).
+    fn report_stray_interrupts(&mut self) {
+        let mut stray = irq::take_stray();
+        while stray != 0 {
+            let slot = stray.trailing_zeros();
+            stray &= stray - 1;
+            self.stray_interrupts += 1;
+            if self.stray_interrupts <= MAX_FAULT_LINES {
+                hvlog!(
+                    "interrupt on vector {:#x}, which no device was given: a message no remapping entry names",
+                    u32::from(irq::FIRST_VECTOR) + slot
+                );
+            }
+        }
+    }
+
     /// Adds a loaded qube; false when the table is full.
     pub fn add(&mut self, q: &'static mut Qube) -> bool {
         let ok = self.qubes.push(q).is_ok();
@@ -174,6 +193,7 @@ impl Scheduler {
             if cpu == 0 {
                 crate::console::report_drops();
                 self.report_dma_faults();
+                self.report_stray_interrupts();
             }
             self.take_mail();
             self.take_device_interrupts();
