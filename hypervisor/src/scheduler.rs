@@ -57,6 +57,8 @@ pub struct Scheduler {
     cpu: usize,
     /// The device interrupt slots routed to this CPU (`devices::irq`).
     irq_slots: u64,
+    /// The slots no device was given (the boot CPU watches them for strays).
+    unrouted_slots: u64,
     qubes: Qubes,
     current: usize,
     /// This CPU's one-shot timer.
@@ -90,6 +92,7 @@ impl Scheduler {
         Scheduler {
             cpu: 0,
             irq_slots: 0,
+            unrouted_slots: 0,
             qubes: BoundedVec::new(),
             states: [RunState::Stopped; MAX_QUBES],
             current: 0,
@@ -163,7 +166,7 @@ impl Scheduler {
 
     /// Logs device vectors that fired without a device owning them (the first few).
     fn report_stray_interrupts(&mut self) {
-        let mut stray = irq::take_stray();
+        let mut stray = irq::take_fired(self.unrouted_slots);
         while stray != 0 {
             let slot = stray.trailing_zeros();
             stray &= stray - 1;
@@ -187,7 +190,9 @@ impl Scheduler {
     /// Runs this CPU's qubes forever; `cpu` is this CPU's number.
     pub fn run(&mut self, cpu: usize) -> ! {
         self.cpu = cpu;
+        // Both fixed from here on: routes are written at boot, before any CPU runs qubes.
         self.irq_slots = irq::slots_of(cpu);
+        self.unrouted_slots = !irq::routed();
         loop {
             crate::arch::x86::stack::check(cpu);
             if cpu == 0 {
@@ -196,7 +201,9 @@ impl Scheduler {
                 self.report_stray_interrupts();
             }
             self.take_mail();
-            self.take_device_interrupts();
+            if self.irq_slots != 0 {
+                self.take_device_interrupts();
+            }
             // The run states, updated in place (a fresh copy every pass showed in the
             // round-trip figures).
             let n = self.qubes.len();
@@ -417,7 +424,7 @@ impl Scheduler {
             }
             // A device interrupt for a waiting qube of this CPU ends the slice, so the
             // qube runs now rather than after the rest of it.
-            if self.take_device_interrupts() && self.another_was_woken(i) {
+            if self.irq_slots != 0 && self.take_device_interrupts() && self.another_was_woken(i) {
                 return;
             }
             match outcome {

@@ -74,12 +74,10 @@ pub fn take_fired(mask: u64) -> u64 {
     HV_DEVICE_IRQS.fetch_and(!mask, Ordering::AcqRel) & mask
 }
 
-/// Takes the fired slots no device was given (a message no remapping entry of ours names:
-/// only possible without interrupt remapping, or from a unit that lets through what it
-/// should block).
-pub fn take_stray() -> u64 {
-    let routed = (0..SLOTS)
+/// The slots given to a device (all CPUs'): the complement holds the strays, whose bits
+/// [`take_fired`] takes too.
+pub fn routed() -> u64 {
+    (0..SLOTS)
         .filter(|&s| route(s).is_some())
-        .fold(0u64, |m, s| m | 1 << s);
-    take_fired(!routed)
+        .fold(0u64, |m, s| m | 1 << s)
 }
