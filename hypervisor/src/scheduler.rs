@@ -125,7 +125,7 @@ impl Scheduler {
                 Some((q.name(), d.func))
             });
             let src = f.source;
-            let kind = if f.write { "write" } else { "read" };
+            let what = Blocked(f);
             let elsewhere = || {
                 (0..MAX_QUBES).find(|&id| {
                     QUBES[id]
@@ -136,8 +136,7 @@ impl Scheduler {
             };
             match owner {
                 None if let Some(id) = elsewhere() => hvlog!(
-                    "iommu: blocked DMA {kind} at {:#x} by {:02x}:{:02x}.{} of qube {}: {}",
-                    f.address,
+                    "iommu: blocked {what} by {:02x}:{:02x}.{} of qube {}: {}",
                     src >> 8,
                     (src >> 3) & 0x1f,
                     src & 7,
@@ -145,13 +144,11 @@ impl Scheduler {
                     f.reason_text()
                 ),
                 Some((qube, d)) => hvlog!(
-                    "iommu: blocked DMA {kind} at {:#x} by {d} of qube {qube}: {}",
-                    f.address,
+                    "iommu: blocked {what} by {d} of qube {qube}: {}",
                     f.reason_text()
                 ),
                 None => hvlog!(
-                    "iommu: blocked DMA {kind} at {:#x} by {:02x}:{:02x}.{} (no qube): {}",
-                    f.address,
+                    "iommu: blocked {what} by {:02x}:{:02x}.{} (no qube): {}",
                     src >> 8,
                     (src >> 3) & 0x1f,
                     src & 7,
@@ -159,7 +156,7 @@ impl Scheduler {
                 ),
             }
             if *count == MAX_FAULT_LINES {
-                hvlog!("iommu: further DMA faults are counted, not logged");
+                hvlog!("iommu: further faults are counted, not logged");
             }
         });
     }
@@ -691,4 +688,20 @@ fn stop_qube(q: &mut Qube, stop: Stop) -> bool {
         q.state = RunState::Stopped;
     }
     true
+}
+
+/// What a recorded IOMMU fault blocked, for its log line: `DMA write at 0x...`, or
+/// `interrupt message (entry N)`.
+struct Blocked(bulkhead_hvcore::vtd::Fault);
+
+impl core::fmt::Display for Blocked {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let fault = &self.0;
+        if fault.is_interrupt() {
+            write!(f, "interrupt message (entry {})", fault.interrupt_index())
+        } else {
+            let kind = if fault.write { "write" } else { "read" };
+            write!(f, "DMA {kind} at {:#x}", fault.address)
+        }
+    }
 }

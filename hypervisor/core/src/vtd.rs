@@ -233,8 +233,27 @@ impl Fault {
             0x5 => "write to a page the domain does not map writable (outside the qube's memory)",
             0x6 => "read from a page the domain does not map (outside the qube's memory)",
             0x7 => "invalid paging entry",
+            0x20 => "interrupt message with reserved bits set",
+            0x21 => "interrupt message naming an entry beyond the remapping table",
+            0x22 => "interrupt message naming an entry no device was given",
+            0x23 => "remapping table unreadable",
+            0x24 => "remapping entry with reserved bits set",
+            0x25 => "compatibility-format interrupt message (blocked)",
+            0x26 => "interrupt message naming another device's entry",
             _ => "other remapping fault",
         }
+    }
+
+    /// An interrupt remapping fault (reasons 0x20-0x26): a message, not a DMA access; its
+    /// entry index is [`Fault::interrupt_index`].
+    pub fn is_interrupt(&self) -> bool {
+        (0x20..=0x26).contains(&self.reason)
+    }
+
+    /// The remapping entry an interrupt fault's message named (FI bits 63:48; meaningless
+    /// for a DMA fault).
+    pub fn interrupt_index(&self) -> u16 {
+        (self.address >> 48) as u16
     }
 }
 
@@ -358,5 +377,16 @@ mod tests {
             (0x18, 6, 0x1234_5000, false)
         );
         assert_eq!(Fault::decode(0, 6 << 32), None);
+        assert!(!f.is_interrupt());
+    }
+
+    #[test]
+    fn interrupt_faults_name_their_entry() {
+        // Reason 0x26 (source-ID check failed) for entry 5, from requester 00:03.0.
+        let hi = (1u64 << 63) | (0x26u64 << 32) | 0x0018;
+        let f = Fault::decode(5 << 48, hi).unwrap();
+        assert!(f.is_interrupt());
+        assert_eq!(f.interrupt_index(), 5);
+        assert_eq!(f.reason_text(), "interrupt message naming another device's entry");
     }
 }
