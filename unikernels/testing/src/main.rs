@@ -64,6 +64,8 @@ enum Mode {
     KernelGsProbe { period_ms: u64 },
     /// `triple-fault`: empty IDT, then `int3`.
     TripleFault,
+    /// `stack-overflow`: unbounded recursion into the guard page below the stack.
+    StackOverflow,
     /// `spin`: `cli` and a loop without hypercalls.
     Spin,
     /// `bad-hypercall`: hypercall number 0xdead.
@@ -174,6 +176,7 @@ fn parse_mode(args: &Args<'_>) -> Result<Mode, &'static str> {
         "console-flood" => Mode::ConsoleFlood,
         "heartbeat-gap" => Mode::HeartbeatGap,
         "triple-fault" => Mode::TripleFault,
+        "stack-overflow" => Mode::StackOverflow,
         "spin" => Mode::Spin,
         "bad-hypercall" => Mode::BadHypercall,
         "bad-pointer" => Mode::BadPointer,
@@ -232,7 +235,7 @@ fn main(boot: &Boot) -> i32 {
         Err(why) => {
             error!("testing: {why} (args \"{}\")", args.as_str());
             info!(
-                "testing: modes: idle heartbeat heartbeat-gap console-flood triple-fault spin \
+                "testing: modes: idle heartbeat heartbeat-gap console-flood triple-fault stack-overflow spin \
                  bad-hypercall bad-pointer \
                  huge-write foreign-memory io-port io-ports msr vmrun panic exit=N alloc-storm ping pong \
                  hostile snoop canary net-client net-client-isolated net-uplink net-echo-loop \
@@ -275,6 +278,11 @@ fn main(boot: &Boot) -> i32 {
         Mode::TripleFault => {
             info!("testing: loading an empty IDT, then int3");
             misbehave::triple_fault();
+        }
+        Mode::StackOverflow => {
+            info!("testing: recursing until the stack runs out");
+            let depth = misbehave::overflow_stack(0);
+            info!("testing: recursion returned at depth {depth}");
         }
         Mode::BadHypercall => {
             info!("testing: hypercall 0xdead");

@@ -13,6 +13,18 @@ use bulkhead_rt::info;
 /// Length of the `huge-write` console write: one byte over the limit.
 pub const HUGE_WRITE_LEN: usize = MAX_CONSOLE_WRITE as usize + 1;
 
+/// Recurses with a 4 KiB frame until the stack runs out: the page below the stack is not
+/// mapped (the hypervisor's guard), so the overflow faults there, and with no IDT that is a
+/// triple fault, instead of the frames running on into the heap. Returns the depth reached
+/// if it ever returns (it should not).
+pub fn overflow_stack(depth: u64) -> u64 {
+    let mut frame = [0u8; 4096];
+    frame[0] = depth as u8;
+    let frame = core::hint::black_box(frame);
+    let deeper = overflow_stack(core::hint::black_box(depth + 1));
+    deeper + u64::from(frame[(depth % 4096) as usize])
+}
+
 /// Loads an IDT with limit 0 and executes `int3`: the #BP cannot be delivered, nor the #GP
 /// nor the #DF that follow, so the CPU shuts down (a triple fault).
 pub fn triple_fault() {

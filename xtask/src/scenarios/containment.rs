@@ -15,6 +15,8 @@ pub const CONTAINMENT: Scenario = Scenario {
 /// Qubes that must be stopped, and words the reason must contain.
 const STOPS: &[(&str, &str)] = &[
     ("t-triple", "triple fault"),
+    // The guard page below the stack: the overflow faults instead of running into the heap.
+    ("t-stack", "triple fault"),
     ("t-badcall", "unknown hypercall 0xdead"),
     (
         "t-badptr",

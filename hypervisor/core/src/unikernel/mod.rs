@@ -12,6 +12,7 @@
 //! | `0x2000` | the GDT ([`GDT`]) |
 //! | `0x3000..0x40000` | the page tables: identity map, 2 MiB pages wherever a range allows |
 //! | `0x200000..` | the ELF image, then the configuration blob and the heap (page-aligned) |
+//! | the page below the stack | unmapped: a guard, so a stack overflow faults (the qube is stopped) instead of writing into the heap |
 //! | top 64 KiB | the stack |
 //! | `WINDOW_BASE + i * WINDOW_STRIDE` | channel `i` (read/write, never executable) |
 //! | `bulk_window(i)` | channel `i`'s bulk area, if any: its own pool read/write, the peer's read-only ([`crate::bulk`]) |
@@ -133,7 +134,8 @@ pub struct UnikernelPlan {
     pub image: Range,
     /// The configuration blob: page-aligned after the image (length 0: none).
     pub config: Range,
-    /// Free memory for the runtime: page-aligned after the configuration, up to the stack.
+    /// Free memory for the runtime: page-aligned after the configuration, up to the guard
+    /// page below the stack.
     pub heap: Range,
     /// The stack, at the top of memory.
     pub stack: Range,
@@ -156,13 +158,19 @@ pub struct UnikernelPlan {
 }
 
 impl UnikernelPlan {
-    /// The identity mappings of the page tables: all memory (read/write/execute), each
+    /// The identity mappings of the page tables: all memory but the stack's guard page
+    /// (read/write/execute), each
     /// channel window (read/write), each bulk area's two pools (its own read/write, the
     /// peer's read-only), each device piece (uncached, or write-combining for a framebuffer).
     pub fn mappings(&self) -> impl Iterator<Item = (Range, Perm)> + '_ {
-        let ram = Range {
+        // All memory but the guard page below the stack.
+        let below = Range {
             start: 0,
-            len: self.memory,
+            len: self.stack.start - PAGE_SIZE,
+        };
+        let stack = Range {
+            start: self.stack.start,
+            len: self.memory - self.stack.start,
         };
         let pools = self.bulk.iter().flat_map(|b| {
             let window = b.window();
@@ -174,7 +182,8 @@ impl UnikernelPlan {
                 (r, perm)
             })
         });
-        core::iter::once((ram, Perm::RWX))
+        [(below, Perm::RWX), (stack, Perm::RWX)]
+            .into_iter()
             .chain(self.windows.iter().map(|w| (*w, Perm::RW)))
             .chain(pools)
             .chain(self.pieces.iter().map(|p| (p.range(), p.perm())))
@@ -294,8 +303,10 @@ pub fn plan(
         .checked_add(config_len)
         .filter(|e| *e <= stack_start)
         .ok_or(PlanError::ConfigDoesNotFit)?;
+    // At least a page of heap, and the guard page between it and the stack.
+    let guard = stack_start - PAGE_SIZE;
     let heap_start = align_up(config_end, PAGE_SIZE)
-        .filter(|h| *h < stack_start)
+        .filter(|h| *h < guard)
         .ok_or(PlanError::NoHeap)?;
 
     if channels.len() > MAX_CHANNELS_PER_QUBE {
@@ -364,7 +375,7 @@ pub fn plan(
         config,
         heap: Range {
             start: heap_start,
-            len: stack_start - heap_start,
+            len: guard - heap_start,
         },
         stack: Range {
             start: stack_start,

@@ -103,12 +103,12 @@ fn check(
     }
     prop_assert!(p.boot_info.len >= size_of::<BootInfo>() as u64);
     prop_assert!(p.gdt.len >= GDT.len() as u64 * 8);
-    // The layout the hypervisor always had: config page-aligned after the image, heap
-    // page-aligned after the config up to the stack, the stack the top 64 KiB.
+    // The layout: config page-aligned after the image, heap page-aligned after the config
+    // up to the guard page below the stack, the stack the top 64 KiB.
     prop_assert_eq!(p.config.start, align_up(p.image.end(), PAGE_SIZE).unwrap());
     prop_assert_eq!(p.config.len, config_len);
     prop_assert_eq!(p.heap.start, align_up(p.config.end(), PAGE_SIZE).unwrap());
-    prop_assert_eq!(p.heap.end(), p.stack.start);
+    prop_assert_eq!(p.heap.end(), p.stack.start - PAGE_SIZE);
     prop_assert_eq!((p.stack.len, p.stack.end()), (layout::STACK_SIZE, m));
     for s in p.elf.segments() {
         prop_assert!(s.gpa >= p.image.start && s.gpa + s.mem_len <= p.image.end());
@@ -129,12 +129,24 @@ fn check(
     let maps: Vec<(Range, Perm)> = p.mappings().collect();
     prop_assert_eq!(
         maps.len(),
-        1 + channels.len() + 2 * bulk.len() + pieces.len()
+        2 + channels.len() + 2 * bulk.len() + pieces.len()
     );
-    prop_assert_eq!(maps[0], (Range { start: 0, len: m }, Perm::RWX));
+    // All memory but the guard page below the stack.
+    let guard = p.stack.start - PAGE_SIZE;
+    prop_assert_eq!(maps[0], (Range { start: 0, len: guard }, Perm::RWX));
+    prop_assert_eq!(
+        maps[1],
+        (
+            Range {
+                start: p.stack.start,
+                len: m - p.stack.start
+            },
+            Perm::RWX
+        )
+    );
     // Each bulk area: its own pool read/write, the peer's read-only, at its bulk window.
     for (k, b) in bulk.iter().enumerate() {
-        let at = 1 + channels.len() + 2 * k;
+        let at = 2 + channels.len() + 2 * k;
         let half = b.size / 2;
         let (first, second) = (maps[at], maps[at + 1]);
         prop_assert_eq!(
@@ -155,7 +167,7 @@ fn check(
         prop_assert!(!first.1.exec && !second.1.exec);
     }
     // Each device piece: at its own address, uncached, or write-combining for a framebuffer.
-    let device_maps = &maps[1 + channels.len() + 2 * bulk.len()..];
+    let device_maps = &maps[2 + channels.len() + 2 * bulk.len()..];
     for (got, want) in device_maps.iter().zip(devices(pieces)) {
         let perm = if want.write_combining {
             Perm::FRAMEBUFFER
@@ -167,7 +179,7 @@ fn check(
     for (i, (r, perm)) in maps.iter().enumerate() {
         prop_assert!(r.len > 0 && r.start.is_multiple_of(PAGE_SIZE));
         prop_assert!(r.len.is_multiple_of(PAGE_SIZE) && r.end() <= 1 << 47);
-        prop_assert!(i == 0 || !perm.exec);
+        prop_assert!(i < 2 || !perm.exec);
         for (o, _) in &maps[i + 1..] {
             prop_assert!(!r.overlaps(o), "mapping {r:?} overlaps {o:?}");
         }
@@ -194,6 +206,9 @@ fn check(
         prop_assert_eq!(t.translate(r.start), Some(r.start));
         prop_assert_eq!(t.translate(r.end() - 1), Some(r.end() - 1));
     }
+    // The guard page is not mapped: a stack overflow faults.
+    prop_assert_eq!(t.translate(guard), None);
+    prop_assert_eq!(t.translate(guard + PAGE_SIZE - 1), None);
     let mut info = BootInfo::new();
     p.describe(&mut info);
     prop_assert_eq!((info.mem_size, info.stack_top), (m, m));
@@ -203,7 +218,7 @@ fn check(
     );
     prop_assert_eq!(
         (info.heap_start, info.heap_end),
-        (p.heap.start, p.stack.start)
+        (p.heap.start, p.stack.start - PAGE_SIZE)
     );
     let config = if config_len > 0 {
         (p.config.start, config_len)
@@ -236,7 +251,7 @@ fn plans_a_small_unikernel() {
             len: 100
         }
     );
-    assert_eq!((p.heap.start, p.heap.end()), (0x22_5000, 0x7f_0000));
+    assert_eq!((p.heap.start, p.heap.end()), (0x22_5000, 0x7e_f000));
     assert_eq!(
         p.stack,
         Range {
@@ -246,8 +261,9 @@ fn plans_a_small_unikernel() {
     );
     assert_eq!(p.windows[1].start, 0x40_0020_0000);
     // PML4, the PDPT, a PD for RAM, one for the windows and one for the pieces, a page table
-    // for the 64 KiB window and one for each piece's 2 MiB block.
-    assert_eq!(p.page_table_pages, 8);
+    // for the last 2 MiB of RAM (around the stack's guard page), one for the 64 KiB window
+    // and one for each piece's 2 MiB block.
+    assert_eq!(p.page_table_pages, 9);
     assert_eq!(
         p.entry,
         EntryState {
@@ -374,11 +390,13 @@ fn refuses_what_does_not_fit() {
     );
     assert_eq!(p(m, m, &[], &[]), Err(PlanError::ConfigDoesNotFit));
     assert_eq!(p(m, u64::MAX, &[], &[]), Err(PlanError::ConfigDoesNotFit));
-    // The config ends exactly at the stack (fits), or a byte before it (a page left: heap).
+    // The config ends exactly at the stack (fits), or a byte before it; a heap needs a page
+    // and the guard page another below the stack.
     let free = m - layout::STACK_SIZE - 0x22_4000;
     assert_eq!(p(m, free, &[], &[]), Err(PlanError::NoHeap));
-    assert_eq!(p(m, free - PAGE_SIZE + 1, &[], &[]), Err(PlanError::NoHeap));
-    assert!(p(m, free - PAGE_SIZE, &[], &[]).is_ok());
+    assert_eq!(p(m, free - PAGE_SIZE, &[], &[]), Err(PlanError::NoHeap));
+    assert_eq!(p(m, free - 2 * PAGE_SIZE + 1, &[], &[]), Err(PlanError::NoHeap));
+    assert!(p(m, free - 2 * PAGE_SIZE, &[], &[]).is_ok());
     assert_eq!(p(m, 0, &[0x3000; 9], &[]), Err(PlanError::TooManyChannels));
     for bad in [0, 100, WINDOW_STRIDE + PAGE_SIZE] {
         assert_eq!(
@@ -479,9 +497,10 @@ fn maps_bulk_pools_by_side() {
     ];
     let p = plan(&elf, 8 * MIB, 0, &chans, &bulk, &[]).unwrap();
     check(&p, 0, &chans, &bulk, &[]).unwrap();
-    // PML4, PDPT, a PD for RAM, one for the windows, 3 window tables, one PD for the bulk
-    // windows and one table for the small area.
-    assert_eq!(p.page_table_pages, 9);
+    // PML4, PDPT, a PD for RAM, a table for the last 2 MiB of RAM (the stack's guard page),
+    // one PD for the windows, 3 window tables, one PD for the bulk windows and one table for
+    // the small area.
+    assert_eq!(p.page_table_pages, 10);
     let mut info = BootInfo::new();
     p.describe(&mut info);
     assert_eq!(
@@ -645,6 +664,23 @@ fn piece() -> impl Strategy<Value = (u64, u64)> {
     (start, len)
 }
 
+/// The 2 MiB blocks the identity map of `[0, memory)` less the guard page below `stack`
+/// covers only partly: the guard's, the stack's if it starts mid-block, the last if memory
+/// ends mid-block (each counted once).
+fn partial_blocks(stack: u64, memory: u64) -> u64 {
+    let guard = stack - PAGE_SIZE;
+    let mut blocks = std::vec![guard / LARGE_PAGE_SIZE];
+    if !stack.is_multiple_of(LARGE_PAGE_SIZE) {
+        blocks.push(stack / LARGE_PAGE_SIZE);
+    }
+    if !memory.is_multiple_of(LARGE_PAGE_SIZE) {
+        blocks.push((memory - 1) / LARGE_PAGE_SIZE);
+    }
+    blocks.sort_unstable();
+    blocks.dedup();
+    blocks.len() as u64
+}
+
 proptest! {
     /// With no channels or devices, a plan is made exactly when the image, the configuration
     /// and a heap page fit below the stack and the identity map fits its arena, and is
@@ -682,12 +718,11 @@ proptest! {
             Err(PlanError::Elf(ElfError::SegmentOutsideWindow))
         } else if config_end.is_none_or(|e| e > stack) {
             Err(PlanError::ConfigDoesNotFit)
-        } else if align_up(config_end.unwrap(), PAGE_SIZE).is_none_or(|h| h >= stack) {
+        } else if align_up(config_end.unwrap(), PAGE_SIZE).is_none_or(|h| h >= stack - PAGE_SIZE) {
             Err(PlanError::NoHeap)
-        } else if 2 + memory.div_ceil(1 << 30) + u64::from(!memory.is_multiple_of(LARGE_PAGE_SIZE))
-            > TABLE_PAGES as u64
-        {
-            // The PML4, the PDPT, a PD per GiB and a page table for a last partial 2 MiB.
+        } else if 2 + memory.div_ceil(1 << 30) + partial_blocks(stack, memory) > TABLE_PAGES as u64 {
+            // The PML4, the PDPT, a PD per GiB and a page table per 2 MiB block the map covers
+            // only partly (around the guard page, and a last partial one).
             Err(PlanError::PageTablesFull)
         } else {
             Ok(())
