@@ -27,8 +27,11 @@ pub mod layout {
     pub const PAGE_TABLES_END: u64 = 0x40000;
     /// Lowest address an image may be linked at.
     pub const IMAGE_BASE: u64 = 0x20_0000;
-    /// Size of the initial stack, at the top of the qube's memory.
-    pub const STACK_SIZE: u64 = 0x1_0000;
+    /// Size of the initial stack, at the top of the qube's memory (a guard page below it is
+    /// left unmapped). 256 KiB: decoding the configuration blob (heapless tables built on
+    /// the stack) took sys-net and sys-firewall past 64 KiB, into their heaps, until the
+    /// guard page showed it.
+    pub const STACK_SIZE: u64 = 0x4_0000;
     /// Guest code selector in the GDT.
     pub const CODE_SELECTOR: u16 = 0x08;
     /// Guest data selector in the GDT.

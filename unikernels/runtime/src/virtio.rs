@@ -599,7 +599,7 @@ mod tests {
         b.image_end = 0x20_3000;
         b.heap_start = 0x20_3000;
         b.stack_top = 8 << 20;
-        b.heap_end = b.stack_top - 0x1_0000;
+        b.heap_end = b.stack_top - bulkhead_abi::boot_info::layout::STACK_SIZE - 0x1000;
         b
     }
 

@@ -13,7 +13,7 @@
 //! | `0x3000..0x40000` | the page tables: identity map, 2 MiB pages wherever a range allows |
 //! | `0x200000..` | the ELF image, then the configuration blob and the heap (page-aligned) |
 //! | the page below the stack | unmapped: a guard, so a stack overflow faults (the qube is stopped) instead of writing into the heap |
-//! | top 64 KiB | the stack |
+//! | top 256 KiB | the stack |
 //! | `WINDOW_BASE + i * WINDOW_STRIDE` | channel `i` (read/write, never executable) |
 //! | `bulk_window(i)` | channel `i`'s bulk area, if any: its own pool read/write, the peer's read-only ([`crate::bulk`]) |
 //! | elsewhere | the device pieces, at their physical address (uncached; a framebuffer write-combining) |

@@ -104,7 +104,7 @@ fn check(
     prop_assert!(p.boot_info.len >= size_of::<BootInfo>() as u64);
     prop_assert!(p.gdt.len >= GDT.len() as u64 * 8);
     // The layout: config page-aligned after the image, heap page-aligned after the config
-    // up to the guard page below the stack, the stack the top 64 KiB.
+    // up to the guard page below the stack, the stack the top 256 KiB.
     prop_assert_eq!(p.config.start, align_up(p.image.end(), PAGE_SIZE).unwrap());
     prop_assert_eq!(p.config.len, config_len);
     prop_assert_eq!(p.heap.start, align_up(p.config.end(), PAGE_SIZE).unwrap());
@@ -251,12 +251,12 @@ fn plans_a_small_unikernel() {
             len: 100
         }
     );
-    assert_eq!((p.heap.start, p.heap.end()), (0x22_5000, 0x7e_f000));
+    assert_eq!((p.heap.start, p.heap.end()), (0x22_5000, 0x7b_f000));
     assert_eq!(
         p.stack,
         Range {
-            start: 0x7f_0000,
-            len: 0x1_0000
+            start: 0x7c_0000,
+            len: 0x4_0000
         }
     );
     assert_eq!(p.windows[1].start, 0x40_0020_0000);
