@@ -292,7 +292,9 @@ impl Scheduler {
         while fired != 0 {
             let slot = fired.trailing_zeros() as usize;
             fired &= fired - 1;
-            let Some(route) = irq::route(slot) else { continue };
+            let Some(route) = irq::route(slot) else {
+                continue;
+            };
             let bit = bulkhead_abi::hypercall::device_event_bit(route.device);
             if let Some(q) = self.qubes.iter_mut().find(|q| q.id() == route.qube) {
                 q.machine.events |= 1 << bit;

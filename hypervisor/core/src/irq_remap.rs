@@ -151,7 +151,11 @@ mod tests {
     fn table_and_queue_registers_say_one_page() {
         // 256 entries: S = 7 (2^(7+1)).
         assert_eq!(irta(0x1234_5000), 0x1234_5007);
-        assert_eq!(irta(0x1234_5000) & (1 << 11), 0, "xAPIC destinations (EIME clear)");
+        assert_eq!(
+            irta(0x1234_5000) & (1 << 11),
+            0,
+            "xAPIC destinations (EIME clear)"
+        );
         assert_eq!(iqa(0x7000), 0x7000);
         assert_eq!(iqt(1), 0x10);
         assert_eq!(iqt(QUEUE_DESCRIPTORS), 0, "the tail wraps");

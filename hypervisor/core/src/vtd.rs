@@ -387,6 +387,9 @@ mod tests {
         let f = Fault::decode(5 << 48, hi).unwrap();
         assert!(f.is_interrupt());
         assert_eq!(f.interrupt_index(), 5);
-        assert_eq!(f.reason_text(), "interrupt message naming another device's entry");
+        assert_eq!(
+            f.reason_text(),
+            "interrupt message naming another device's entry"
+        );
     }
 }

@@ -82,7 +82,9 @@ impl Assigned {
                 super::msi::program_msi(&self.func, cap, slot as u16);
                 true
             }
-            (None, Some(cap)) => super::msi::program_msix(&self.func, self.view.bars(), cap, slot as u16),
+            (None, Some(cap)) => {
+                super::msi::program_msix(&self.func, self.view.bars(), cap, slot as u16)
+            }
             (None, None) => false,
         }
     }
@@ -90,17 +92,32 @@ impl Assigned {
     /// Gives the device an interrupt slot routed to `cpu` for qube `qube` (its `device`-th),
     /// with an interrupt remapping entry that accepts only its requester ID: at boot, when
     /// the IOMMU remaps interrupts and the device has MSI or MSI-X. Logged.
-    pub fn route_interrupts(&mut self, iommu: &mut super::vtd::Iommu, qube: usize, cpu: usize, device: usize, name: &str) {
+    pub fn route_interrupts(
+        &mut self,
+        iommu: &mut super::vtd::Iommu,
+        qube: usize,
+        cpu: usize,
+        device: usize,
+        name: &str,
+    ) {
         let caps = self.view.caps();
-        if !self.iommu || !super::irq::REMAPPING.load(core::sync::atomic::Ordering::Acquire) || (caps.msi.is_none() && caps.msix.is_none()) {
+        if !self.iommu
+            || !super::irq::REMAPPING.load(core::sync::atomic::Ordering::Acquire)
+            || (caps.msi.is_none() && caps.msix.is_none())
+        {
             return;
         }
         let route = super::irq::Route { qube, cpu, device };
         let Some(slot) = super::irq::allocate(route) else {
-            hvlog!("device {} of qube {name}: no interrupt slot left; it polls", self.func);
+            hvlog!(
+                "device {} of qube {name}: no interrupt slot left; it polls",
+                self.func
+            );
             return;
         };
-        let apic_id = crate::smp::CPUS[cpu].apic_id.load(core::sync::atomic::Ordering::Relaxed) as u8;
+        let apic_id = crate::smp::CPUS[cpu]
+            .apic_id
+            .load(core::sync::atomic::Ordering::Relaxed) as u8;
         let vector = super::irq::FIRST_VECTOR + slot as u8;
         let entry = bulkhead_hvcore::irq_remap::irte(vector, apic_id, self.func.source_id());
         match iommu.set_irte(slot, entry) {
@@ -112,7 +129,10 @@ impl Assigned {
                     if caps.msi.is_some() { "MSI" } else { "MSI-X" }
                 );
             }
-            Err(e) => hvlog!("device {} of qube {name}: interrupt entry not written ({e}); it polls", self.func),
+            Err(e) => hvlog!(
+                "device {} of qube {name}: interrupt entry not written ({e}); it polls",
+                self.func
+            ),
         }
     }
 

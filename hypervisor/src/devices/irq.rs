@@ -35,13 +35,13 @@ pub struct Route {
 
 /// Takes a free slot for `route` (at boot, on the boot CPU); `None` when all are taken.
 pub fn allocate(route: Route) -> Option<usize> {
-    let packed = ((route.qube as u32 + 1) << 16) | ((route.cpu as u32 & 0xff) << 8) | route.device as u32 & 0xff;
-    ROUTES
-        .iter()
-        .position(|r| {
-            r.compare_exchange(0, packed, Ordering::AcqRel, Ordering::Relaxed)
-                .is_ok()
-        })
+    let packed = ((route.qube as u32 + 1) << 16)
+        | ((route.cpu as u32 & 0xff) << 8)
+        | route.device as u32 & 0xff;
+    ROUTES.iter().position(|r| {
+        r.compare_exchange(0, packed, Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok()
+    })
 }
 
 /// Slot `slot`'s route, if taken.

@@ -17,9 +17,9 @@ use crate::memory::mmio::Mmio;
 use crate::memory::phys;
 use bulkhead_hvcore::PAGE_SIZE;
 use bulkhead_hvcore::acpi::Drhd;
+use bulkhead_hvcore::irq_remap::{self as ir, descriptor};
 use bulkhead_hvcore::memmap::{FrameAllocator, Frames, MemoryMap, Region};
 use bulkhead_hvcore::paging::{PagingError, Perm, Tables};
-use bulkhead_hvcore::irq_remap::{self as ir, descriptor};
 use bulkhead_hvcore::vtd::{
     CCMD_GLOBAL_INVALIDATE, Capabilities, ENTRY_BYTES, Fault, IOTLB_GLOBAL_INVALIDATE, VtdFormat,
     cache_lines, context_entry, entry_present, entry_stores, gcmd, reg, root_entry,
@@ -320,7 +320,11 @@ impl Iommu {
         let irt = zeroed_page(frames, self.flush_line)?;
         self.regs.write64(ir::reg::IRTA, ir::irta(irt.start()));
         self.irt = Some(irt);
-        self.command(ir::gcmd::SIRTP, true, "set interrupt remapping table pointer")?;
+        self.command(
+            ir::gcmd::SIRTP,
+            true,
+            "set interrupt remapping table pointer",
+        )?;
         self.submit(&[descriptor::IEC_GLOBAL])?;
         self.command(ir::gcmd::IRE, true, "interrupt remapping enable")?;
         Ok(true)

@@ -48,8 +48,10 @@ fn per_second(line: &str) -> Option<f64> {
 
 fn network_interrupts() -> Result<String> {
     let (irq, irq_how) = idle_exits("systems/tests/net-idle.toml", "network-interrupts-on")?;
-    let (poll, poll_how) =
-        idle_exits("systems/tests/net-idle-polling.toml", "network-interrupts-off")?;
+    let (poll, poll_how) = idle_exits(
+        "systems/tests/net-idle-polling.toml",
+        "network-interrupts-off",
+    )?;
     expect(irq_how.contains("net: card interrupts on"), || {
         format!("with interrupt remapping, sys-net said: {irq_how}")
     })?;

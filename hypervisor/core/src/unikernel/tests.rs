@@ -133,7 +133,16 @@ fn check(
     );
     // All memory but the guard page below the stack.
     let guard = p.stack.start - PAGE_SIZE;
-    prop_assert_eq!(maps[0], (Range { start: 0, len: guard }, Perm::RWX));
+    prop_assert_eq!(
+        maps[0],
+        (
+            Range {
+                start: 0,
+                len: guard
+            },
+            Perm::RWX
+        )
+    );
     prop_assert_eq!(
         maps[1],
         (
@@ -395,7 +404,10 @@ fn refuses_what_does_not_fit() {
     let free = m - layout::STACK_SIZE - 0x22_4000;
     assert_eq!(p(m, free, &[], &[]), Err(PlanError::NoHeap));
     assert_eq!(p(m, free - PAGE_SIZE, &[], &[]), Err(PlanError::NoHeap));
-    assert_eq!(p(m, free - 2 * PAGE_SIZE + 1, &[], &[]), Err(PlanError::NoHeap));
+    assert_eq!(
+        p(m, free - 2 * PAGE_SIZE + 1, &[], &[]),
+        Err(PlanError::NoHeap)
+    );
     assert!(p(m, free - 2 * PAGE_SIZE, &[], &[]).is_ok());
     assert_eq!(p(m, 0, &[0x3000; 9], &[]), Err(PlanError::TooManyChannels));
     for bad in [0, 100, WINDOW_STRIDE + PAGE_SIZE] {

@@ -69,7 +69,9 @@ fn iso_boot_interactive() {
     o.iommu = true;
     let l = line(&o);
     assert!(
-        l.contains("-device intel-iommu,intremap=on -netdev user,id=uplink -device e1000e,netdev=uplink "),
+        l.contains(
+            "-device intel-iommu,intremap=on -netdev user,id=uplink -device e1000e,netdev=uplink "
+        ),
         "{l}"
     );
 }
