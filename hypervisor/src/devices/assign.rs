@@ -101,9 +101,7 @@ impl Assigned {
         name: &str,
     ) {
         let caps = self.view.caps();
-        if !self.iommu
-            || !super::irq::REMAPPING.load(core::sync::atomic::Ordering::Acquire)
-            || (caps.msi.is_none() && caps.msix.is_none())
+        if !self.iommu || !iommu.remaps_interrupts() || (caps.msi.is_none() && caps.msix.is_none())
         {
             return;
         }

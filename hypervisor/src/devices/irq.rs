@@ -6,10 +6,7 @@
 //! bit at the qube. Shared between CPUs: the route table (written at boot, before the other
 //! CPUs run qubes) and the fired bits (atomic).
 
-use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-
-/// The IOMMU remaps interrupts (set at boot): only then are device interrupts given out.
-pub static REMAPPING: AtomicBool = AtomicBool::new(false);
+use core::sync::atomic::{AtomicU32, Ordering};
 
 /// The first device vector (the stubs of `build.rs` cover `FIRST_VECTOR..FIRST_VECTOR +
 /// SLOTS`).

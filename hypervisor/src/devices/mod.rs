@@ -112,7 +112,6 @@ pub fn discover(env: &BootEnv, frames: &mut FrameAllocator) -> Platform {
                     let mut iommu = iommu;
                     match iommu.enable_interrupt_remapping(frames) {
                         Ok(true) => {
-                            irq::REMAPPING.store(true, core::sync::atomic::Ordering::Release);
                             hvlog!(
                                 "iommu: interrupt remapping on ({} entries, each accepting one device's messages); compatibility-format interrupts blocked; invalidations queued",
                                 bulkhead_hvcore::irq_remap::IRT_ENTRIES

@@ -330,6 +330,11 @@ impl Iommu {
         Ok(true)
     }
 
+    /// Interrupt remapping is on (its table is set).
+    pub fn remaps_interrupts(&self) -> bool {
+        self.irt.is_some()
+    }
+
     /// Writes interrupt remapping entry `index` (present bit last) and drops the unit's
     /// cached entries.
     pub fn set_irte(&mut self, index: usize, entry: [u64; 2]) -> Result<(), VtdError> {
