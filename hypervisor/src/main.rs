@@ -376,7 +376,7 @@ fn load_system(
                 continue;
             }
         };
-        let guest = match guest_of(&bundle, spec, config, backend) {
+        let guest = match guest_of(&bundle, spec, config, backend, (id, &endpoints[id]), frames) {
             Ok(guest) => guest,
             Err(why) => {
                 hvlog!("qube {} not started: {why}", spec.name.as_str());
@@ -431,7 +431,17 @@ fn load_system(
                     spec.label.name(),
                     spec.restart.name()
                 );
+                let aps = q
+                    .linux_board()
+                    .map(|b| (b, q.nested_root(), q.machine.mem.view()));
                 place(q, cpu, backend, frames);
+                if let Some((board, root, mem)) = aps {
+                    board.links[0].set_cpu(cpu);
+                    for k in 1..board.vcpus {
+                        let ap_cpu = ap_cpu_of(spec.cpus, cpu, k, online);
+                        place_ap(board, k, root, mem, ap_cpu, backend, frames);
+                    }
+                }
             }
             Err(e) => hvlog!("qube {} not started: {e}", spec.name.as_str()),
         }
@@ -512,13 +522,69 @@ fn place(q: qube::Qube, cpu: usize, backend: &virt::Backend, frames: &mut FrameA
     }
 }
 
+/// The CPU secondary vCPU `k` of a qube on CPU `first` runs on: the `k`-th CPU after
+/// `first` among those it is pinned to (`pins`, a mask; 0: any), of the `online` CPUs.
+fn ap_cpu_of(pins: u32, first: usize, k: u8, online: usize) -> usize {
+    let allowed = |c: usize| c < online && (pins == 0 || pins & (1 << c) != 0);
+    let mut cpu = first;
+    for _ in 0..k {
+        cpu = (1..=online)
+            .map(|d| (cpu + d) % online.max(1))
+            .find(|&c| allowed(c))
+            .unwrap_or(first);
+    }
+    cpu
+}
+
+/// Creates secondary vCPU `k` of the Linux qube whose vCPUs share `board` (on its nested
+/// page tables `root`, reading its memory through `mem`) and puts it in CPU `cpu`'s run
+/// queue, parked until the guest starts it.
+fn place_ap(
+    board: &'static guest::linux::Board,
+    k: u8,
+    root: u64,
+    mem: memory::guest::MemView,
+    cpu: usize,
+    backend: &virt::Backend,
+    frames: &mut FrameAllocator,
+) {
+    let id = (scheduler::MAX_QUBES + usize::from(k) * scheduler::MAX_QUBES + board.qube) as u32;
+    let Some(mut vcpu) = backend.create_vcpu(frames, id, root, true, &[]) else {
+        hvlog!("qube {}: vCPU {k} not created: no memory", board.name);
+        return;
+    };
+    vcpu.bind_cpu(cpu, smp::start::host_state_page(cpu, backend));
+    let ap = guest::LinuxAp::new(board, k, vcpu, mem, cpu);
+    let size = core::mem::size_of::<guest::LinuxAp>() as u64;
+    let Some(home) = frames.alloc(size.next_multiple_of(4096), 4096) else {
+        hvlog!("qube {}: vCPU {k} not created: no memory", board.name);
+        return;
+    };
+    let ap = memory::phys::leak_init(home, ap);
+    if smp::RUN_QUEUES[cpu].with(|s| s.add_ap(ap)) == Some(true) {
+        hvlog!(
+            "qube {}: vCPU {k} of {} placed on CPU {cpu}",
+            board.name,
+            board.vcpus
+        );
+    } else {
+        hvlog!(
+            "qube {}: vCPU {k} not placed: CPU {cpu}'s table is full",
+            board.name
+        );
+    }
+}
+
 /// The guest a qube boots, from its bundle entries: a unikernel's ELF (with its
-/// configuration blob), or a bzImage with the initramfs and the command line.
+/// configuration blob), or a bzImage with the initramfs and the command line on a board
+/// of its own (for qube `id` with `channels`).
 fn guest_of(
     bundle: &bulkhead_abi::bundle::Bundle<'static>,
     spec: &bulkhead_abi::manifest::QubeSpec,
     config: &'static [u8],
     backend: &virt::Backend,
+    (id, channels): (usize, &channels::Endpoints),
+    frames: &mut FrameAllocator,
 ) -> Result<guest::GuestKind, &'static str> {
     use bulkhead_abi::bundle::EntryKind;
     use bulkhead_abi::manifest::QubeKind;
@@ -538,11 +604,25 @@ fn guest_of(
                 .ok_or("its initramfs is missing from the bundle")?;
             let cmdline = entry(cmdline, EntryKind::Cmdline)
                 .ok_or("its command line is missing from the bundle")?;
-            Ok(GuestKind::Linux(Linux::new(LinuxImage {
-                kernel,
-                initrd,
-                cmdline,
-            })))
+            if spec.vcpus > 1 && !backend.starts_real_mode() {
+                return Err(
+                    "it has several vCPUs, which start in real mode: that needs SVM here (the VMX backend has no unrestricted-guest mode)",
+                );
+            }
+            let board = guest::linux::Board::new(id, spec, channels);
+            let size = core::mem::size_of::<guest::linux::Board>() as u64;
+            let home = frames
+                .alloc(size.next_multiple_of(4096), 4096)
+                .ok_or("no memory for its devices")?;
+            let board = memory::phys::leak_init(home, board);
+            Ok(GuestKind::Linux(Linux::new(
+                LinuxImage {
+                    kernel,
+                    initrd,
+                    cmdline,
+                },
+                board,
+            )))
         }
     }
 }

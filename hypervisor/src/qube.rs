@@ -51,6 +51,8 @@ pub struct Qube {
     pub restarts: u32,
     /// When it was last (re)loaded, ns since boot.
     pub started_ns: u64,
+    /// The root of its nested page tables (its other vCPUs, if any, use them too).
+    nested_root: u64,
 }
 
 /// What a qube is made of, besides its manifest entry.
@@ -162,6 +164,7 @@ impl Qube {
             state: RunState::Stopped,
             restarts: 0,
             started_ns: 0,
+            nested_root: root,
         };
         if q.machine.spec.start == StartPolicy::AtBoot {
             q.load()?;
@@ -171,6 +174,29 @@ impl Qube {
             q.guest.check(&q.machine)?;
         }
         Ok(q)
+    }
+
+    /// The root of its nested page tables.
+    pub fn nested_root(&self) -> u64 {
+        self.nested_root
+    }
+
+    /// The board a Linux qube's vCPUs share (none for a unikernel).
+    pub fn linux_board(&self) -> Option<&'static crate::guest::linux::Board> {
+        match &self.guest {
+            GuestKind::Linux(l) => Some(l.board()),
+            GuestKind::Unikernel(_) => None,
+        }
+    }
+
+    /// Whether something must wake it from waiting ([`Guest::has_wake`]).
+    pub fn has_wake(&self) -> bool {
+        self.guest.has_wake(&self.machine)
+    }
+
+    /// A stop one of its other vCPUs asked for.
+    pub fn take_stop(&mut self) -> Option<crate::exits::Stop> {
+        self.guest.take_stop()
     }
 
     /// Manifest index.

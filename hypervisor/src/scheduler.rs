@@ -7,6 +7,7 @@
 use crate::arch::x86::{apic, cpu};
 use crate::devices::irq;
 use crate::exits::{Outcome, Stop};
+use crate::guest::LinuxAp;
 use crate::qube::Qube;
 use crate::smp::{self, QUBES, request, status};
 use crate::sync::Locked;
@@ -24,6 +25,13 @@ pub const MAX_QUBES: usize = bulkhead_abi::manifest::MAX_QUBES;
 /// The qubes of one CPU, in manifest order (each in frames of its own, so that the per-CPU
 /// run queues, which are statics, stay small and all zero).
 pub type Qubes = BoundedVec<&'static mut Qube, MAX_QUBES>;
+
+/// Most secondary vCPUs of Linux qubes one CPU runs.
+pub const MAX_APS: usize = 16;
+
+/// The secondary vCPUs of Linux qubes placed on one CPU (their qubes' first vCPUs are in
+/// [`Qubes`], maybe on another CPU).
+pub type Aps = BoundedVec<&'static mut LinuxAp, MAX_APS>;
 
 /// The channels' pages (started over when an end restarts), shared by every CPU.
 static CHANNELS: Locked<Option<crate::channels::Regions>> = Locked::new(None);
@@ -60,6 +68,8 @@ pub struct Scheduler {
     /// The slots no device was given (the boot CPU watches them for strays).
     unrouted_slots: u64,
     qubes: Qubes,
+    /// Secondary vCPUs of Linux qubes; in the run states they come after the qubes.
+    aps: Aps,
     current: usize,
     /// This CPU's one-shot timer.
     timer: apic::Timer,
@@ -73,8 +83,8 @@ pub struct Scheduler {
     dma_faults: u64,
     /// Device vectors that fired with no device owning them, so far (boot CPU).
     stray_interrupts: u64,
-    /// Each qube's run state as the current pass sees it.
-    states: [RunState; MAX_QUBES],
+    /// Each qube's, then each secondary vCPU's run state as the current pass sees it.
+    states: [RunState; MAX_QUBES + MAX_APS],
 }
 
 /// The shortest time a guest is entered for: enough for the entry itself, so a timer armed
@@ -94,7 +104,8 @@ impl Scheduler {
             irq_slots: 0,
             unrouted_slots: 0,
             qubes: BoundedVec::new(),
-            states: [RunState::Stopped; MAX_QUBES],
+            aps: BoundedVec::new(),
+            states: [RunState::Stopped; MAX_QUBES + MAX_APS],
             current: 0,
             timer: apic::Timer::new(),
             tag_owner: [None; TAGS],
@@ -184,6 +195,11 @@ impl Scheduler {
         ok
     }
 
+    /// Adds a secondary vCPU of a Linux qube; false when the table is full.
+    pub fn add_ap(&mut self, ap: &'static mut LinuxAp) -> bool {
+        self.aps.push(ap).is_ok()
+    }
+
     /// Runs this CPU's qubes forever; `cpu` is this CPU's number.
     pub fn run(&mut self, cpu: usize) -> ! {
         self.cpu = cpu;
@@ -203,15 +219,25 @@ impl Scheduler {
             }
             // The run states, updated in place (a fresh copy every pass showed in the
             // round-trip figures).
-            let n = self.qubes.len();
+            let nq = self.qubes.len();
+            let n = nq + self.aps.len();
             for (s, q) in self.states.iter_mut().zip(self.qubes.iter()) {
                 *s = q.state;
             }
-            let (states, qubes) = (&mut self.states[..n], &self.qubes);
-            sched::wake(states, time::now_ns(), |i| qubes[i].machine.events != 0);
+            for (s, a) in self.states[nq..].iter_mut().zip(self.aps.iter()) {
+                *s = a.state;
+            }
+            let (states, qubes, aps) = (&mut self.states[..n], &self.qubes, &self.aps);
+            sched::wake(states, time::now_ns(), |i| match i.checked_sub(nq) {
+                None => qubes[i].has_wake(),
+                Some(a) => aps[a].has_wake(),
+            });
             let states = &self.states[..n];
             for (q, s) in self.qubes.iter_mut().zip(states.iter()) {
                 q.state = *s;
+            }
+            for (a, s) in self.aps.iter_mut().zip(states[nq..].iter()) {
+                a.state = *s;
             }
             match sched::pick_next(states, self.current) {
                 Some(i) => {
@@ -219,11 +245,14 @@ impl Scheduler {
                         smp::ALL_STOPPED_REPORTED.store(false, Ordering::Relaxed);
                     }
                     self.current = i;
-                    self.run_slice(i);
+                    match i.checked_sub(nq) {
+                        None => self.run_slice(i),
+                        Some(a) => self.run_ap_slice(a),
+                    }
                     self.report_all_ready();
                 }
                 None => {
-                    let until = if states.iter().all(|s| *s == RunState::Stopped) {
+                    let until = if states[..nq].iter().all(|s| *s == RunState::Stopped) {
                         if smp::all_stopped()
                             && !smp::ALL_STOPPED_REPORTED.swap(true, Ordering::Relaxed)
                         {
@@ -253,8 +282,9 @@ impl Scheduler {
         let mail = irq::any_fired(self.irq_slots)
             || self.qubes.iter().any(|q| {
                 let slot = &QUBES[q.id()];
-                slot.events.has_mail() || slot.requests.has_mail()
-            });
+                slot.events.has_mail() || slot.requests.has_mail() || q.has_wake()
+            })
+            || self.aps.iter().any(|a| a.has_wake());
         if !mail {
             self.timer.arm_in(ns);
             cpu::wait_for_interrupt();
@@ -339,6 +369,7 @@ impl Scheduler {
         // halting. Two qubes polling a channel from two CPUs then exchange messages with no
         // VM exit.
         let alone = self.cpu != 0
+            && self.aps.is_empty()
             && (self.qubes.iter().enumerate()).all(|(j, q)| j == i || q.state == RunState::Stopped);
         let sleeper = &smp::CPUS[self.cpu].sleeper;
         if alone {
@@ -401,6 +432,11 @@ impl Scheduler {
             let events = mailbox.take();
             let q = &mut self.qubes[i];
             q.machine.events |= events;
+            // A stop another of its vCPUs asked for.
+            if let Some(stop) = q.take_stop() {
+                self.stop(i, stop);
+                return;
+            }
             q.before_entry();
             // The guest's own timer may come first: exit then to deliver it.
             let until = q.wake_deadline().map_or(slice_end, |d| d.min(slice_end));
@@ -448,6 +484,60 @@ impl Scheduler {
                 }
             }
         }
+    }
+
+    /// Runs secondary vCPU `a` until its slice ends, or until it yields, waits or is
+    /// parked (its qube stopped, or the guest sent it INIT).
+    fn run_ap_slice(&mut self, a: usize) {
+        let slice_end = time::now_ns().saturating_add(TIME_SLICE_NS);
+        let key = MAX_QUBES + a;
+        let ap = &mut self.aps[a];
+        let tag = ap.vcpu.tlb_tag() as usize % TAGS;
+        if self.tag_owner[tag] != Some(key) {
+            ap.vcpu.flush_tlb_before_next_run();
+            self.tag_owner[tag] = Some(key);
+        }
+        ap.vcpu.set_slice_end(slice_end);
+        let running = &smp::CPUS[self.cpu].running;
+        running.store(key + 1, Ordering::Relaxed);
+        loop {
+            let now = time::now_ns();
+            if now >= slice_end {
+                break;
+            }
+            let ap = &mut self.aps[a];
+            if !ap.before_entry() {
+                ap.state = RunState::Waiting { deadline: None };
+                break;
+            }
+            let until = ap.wake_deadline().map_or(slice_end, |d| d.min(slice_end));
+            let until = crate::console::pump_until(now, until);
+            self.timer.arm_until(now, until.max(now + MIN_ENTRY_NS));
+            let exit = ap.run();
+            let outcome = ap.handle_exit(exit);
+            if self.irq_slots != 0
+                && self.take_device_interrupts()
+                && self.another_was_woken(usize::MAX)
+            {
+                break;
+            }
+            match outcome {
+                Outcome::Continue | Outcome::Preempted => {}
+                Outcome::Signal { qube, bit } => self.signal(qube, bit),
+                Outcome::Yield => break,
+                Outcome::Wait(deadline) => {
+                    self.aps[a].state = RunState::Waiting { deadline };
+                    break;
+                }
+                // Its stops went to its qube's first vCPU (`LinuxAp::handle_exit`); a Linux
+                // guest makes no admin calls.
+                Outcome::Stop(_) | Outcome::Admin { .. } => {
+                    self.aps[a].state = RunState::Waiting { deadline: None };
+                    break;
+                }
+            }
+        }
+        running.store(0, Ordering::Relaxed);
     }
 
     /// Stops qube `i` (restarting it if its policy says so) and tells its peers when its

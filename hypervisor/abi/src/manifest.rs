@@ -8,6 +8,7 @@
 //!          image u16, memory MiB u32, label u8, restart u8, start u8, flags u8
 //!          (bit 0 framebuffer, bit 1 admin; unikernels only, one qube at most each),
 //!          has config u8, config u16, cpus u32 (a mask below bit MAX_CPUS),
+//!          vcpus u8 (1 for a unikernel, 1..=MAX_VCPUS for a Linux qube),
 //!          args (text, ARGS_MAX)
 //! channels name (text, NAME_MAX), a u8, b u8, size u32, slot size u32, bulk size u32,
 //!          purpose (text, PURPOSE_MAX)
@@ -30,7 +31,7 @@ use crate::label::Label;
 use crate::wire::{Reader, WireError, Writer};
 
 /// Version of the manifest layout.
-pub const MANIFEST_VERSION: u16 = 10;
+pub const MANIFEST_VERSION: u16 = 11;
 /// The manifest's first four bytes.
 pub const MANIFEST_MAGIC: [u8; 4] = *b"BKMF";
 /// Most qubes one system may describe.
@@ -49,6 +50,8 @@ pub const MAX_DEVICES: usize = 16;
 pub const QUBE_MEMORY_GRANULE_MIB: u32 = 2;
 /// Most CPUs the hypervisor starts; a qube's [`QubeSpec::cpus`] names CPUs below this.
 pub const MAX_CPUS: usize = 16;
+/// Most virtual CPUs one (Linux) qube may have ([`QubeSpec::vcpus`]).
+pub const MAX_VCPUS: u8 = 8;
 
 /// The compiled system.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -175,6 +178,8 @@ pub struct QubeSpec {
     /// CPUs are numbered as the hypervisor starts them: 0 is the boot CPU, then the other
     /// usable processors of the firmware's MADT in table order.
     pub cpus: u32,
+    /// How many virtual CPUs it has: 1 for a unikernel; 1..=[`MAX_VCPUS`] for a Linux qube.
+    pub vcpus: u8,
 }
 
 /// When the hypervisor starts a qube.
@@ -282,7 +287,10 @@ impl core::fmt::Display for ManifestError {
             ManifestError::Wire(WireError::Truncated) => write!(f, "manifest is truncated"),
             ManifestError::Wire(WireError::BadText) => write!(f, "manifest has a bad text field"),
             ManifestError::Wire(WireError::BadValue) => {
-                write!(f, "manifest has an undefined tag or non-zero padding")
+                write!(
+                    f,
+                    "manifest has an undefined tag, a value out of range or non-zero padding"
+                )
             }
             ManifestError::Wire(WireError::TrailingBytes) => {
                 write!(f, "manifest has trailing bytes")
@@ -299,7 +307,7 @@ const TEXT: usize = 2;
 /// Bytes of the header.
 pub const HEADER_LEN: usize = 4 + 2 + 4 + 2 + TEXT + NAME_MAX;
 /// Bytes of one qube record.
-pub const QUBE_LEN: usize = TEXT + NAME_MAX + 1 + 2 + 2 + 2 + 4 + 5 + 2 + 4 + TEXT + ARGS_MAX;
+pub const QUBE_LEN: usize = TEXT + NAME_MAX + 1 + 2 + 2 + 2 + 4 + 5 + 2 + 4 + 1 + TEXT + ARGS_MAX;
 /// Bytes of one channel record.
 pub const CHANNEL_LEN: usize = TEXT + NAME_MAX + 2 + 4 + 4 + 4 + TEXT + PURPOSE_MAX;
 /// Bytes of one device record.
@@ -439,6 +447,7 @@ impl QubeSpec {
         w.u8(u8::from(self.config.is_some()));
         w.u16(self.config.unwrap_or(0));
         w.u32(self.cpus);
+        w.u8(self.vcpus);
         w.text(&self.args);
     }
 
@@ -480,6 +489,14 @@ impl QubeSpec {
         if u64::from(cpus) >> MAX_CPUS != 0 {
             return Err(WireError::BadValue);
         }
+        let vcpus = r.u8()?;
+        let most = match kind {
+            QubeKind::Unikernel => 1,
+            QubeKind::Linux { .. } => MAX_VCPUS,
+        };
+        if !(1..=most).contains(&vcpus) {
+            return Err(WireError::BadValue);
+        }
         let args = r.text()?;
         Ok(QubeSpec {
             name,
@@ -494,6 +511,7 @@ impl QubeSpec {
             framebuffer,
             admin,
             cpus,
+            vcpus,
         })
     }
 }
@@ -617,6 +635,7 @@ mod tests {
                     framebuffer: i == 1,
                     admin: i == 0,
                     cpus: if i == 1 { 0b101 } else { 0 },
+                    vcpus: 1,
                 })
                 .unwrap();
         }
@@ -687,6 +706,45 @@ mod tests {
             Manifest::decode(&bytes),
             Err(ManifestError::Wire(WireError::BadValue))
         );
+    }
+
+    #[test]
+    fn vcpu_counts_round_trip_and_bad_ones_are_refused() {
+        // Offset of the vcpus byte in qube record `i` (right after the cpus mask).
+        let at =
+            |i: usize| HEADER_LEN + i * QUBE_LEN + TEXT + NAME_MAX + 1 + 2 + 2 + 2 + 4 + 5 + 2 + 4;
+        let mut m = sample();
+        m.qubes[0].kind = QubeKind::Linux {
+            initrd: 4,
+            cmdline: 5,
+        };
+        m.qubes[0].admin = false;
+        for vcpus in 1..=MAX_VCPUS {
+            m.qubes[0].vcpus = vcpus;
+            let bytes = m.to_vec();
+            assert_eq!(bytes[at(0)], vcpus);
+            assert_eq!(Manifest::decode(&bytes), Ok(m.clone()));
+        }
+        let refused = |bytes: &[u8]| {
+            assert_eq!(
+                Manifest::decode(bytes),
+                Err(ManifestError::Wire(WireError::BadValue))
+            )
+        };
+        // A Linux qube: none, or more than MAX_VCPUS.
+        for bad in [0, MAX_VCPUS + 1, u8::MAX] {
+            let mut bytes = m.to_vec();
+            bytes[at(0)] = bad;
+            refused(&bytes);
+        }
+        // A unikernel (qube 1) has exactly one.
+        let bytes = sample().to_vec();
+        assert_eq!(bytes[at(1)], 1);
+        for bad in [0, 2, MAX_VCPUS] {
+            let mut bytes = bytes.clone();
+            bytes[at(1)] = bad;
+            refused(&bytes);
+        }
     }
 
     #[test]
@@ -843,6 +901,7 @@ mod tests {
             proptest::option::of(any::<u16>()),
             (any::<bool>(), any::<bool>(), any::<bool>()),
             0u32..1 << MAX_CPUS,
+            1..=MAX_VCPUS,
         )
             .prop_map(
                 |(
@@ -856,6 +915,7 @@ mod tests {
                     config,
                     (req, fb, admin),
                     cpus,
+                    vcpus,
                 )| {
                     QubeSpec {
                         name,
@@ -878,6 +938,11 @@ mod tests {
                         framebuffer: fb && kind == QubeKind::Unikernel,
                         admin: admin && kind == QubeKind::Unikernel,
                         cpus,
+                        vcpus: if kind == QubeKind::Unikernel {
+                            1
+                        } else {
+                            vcpus
+                        },
                     }
                 },
             )

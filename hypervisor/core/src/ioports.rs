@@ -161,6 +161,7 @@ mod tests {
             framebuffer: false,
             admin: false,
             cpus: 0,
+            vcpus: 1,
         }
     }
 

@@ -54,6 +54,14 @@ impl GuestMemory {
         Ok(())
     }
 
+    /// A view for reading it while the guest may run on other CPUs (a Linux qube's vCPUs
+    /// decoding an MMIO instruction).
+    pub fn view(&self) -> MemView {
+        MemView {
+            host: self.host.region(),
+        }
+    }
+
     /// Zeroes the whole memory, then reads every word back with volatile loads (so the
     /// check is a real read of RAM, not the compiler's knowledge of the fill): returns how
     /// many bytes are not zero.
@@ -62,5 +70,27 @@ impl GuestMemory {
             m.fill(0);
             phys::count_nonzero_volatile(m)
         })
+    }
+}
+
+/// Read access to a qube's memory that any of its vCPUs may hold, on any CPU, while the
+/// guest runs: volatile copies, no Rust reference to guest memory. Only a [`GuestMemory`]
+/// makes one, and qube memory is never given back, so the range stays the qube's RAM.
+#[derive(Clone, Copy, Debug)]
+pub struct MemView {
+    host: Region,
+}
+
+impl MemView {
+    /// Copies guest bytes `[gpa, gpa+buf.len())` into `buf`.
+    pub fn read(&self, gpa: u64, buf: &mut [u8]) -> Result<(), OutOfRange> {
+        let len = buf.len() as u64;
+        match gpa.checked_add(len) {
+            Some(end) if end <= self.host.len() => {
+                phys::shared_read(self.host, gpa, buf);
+                Ok(())
+            }
+            _ => Err(OutOfRange { gpa, len }),
+        }
     }
 }

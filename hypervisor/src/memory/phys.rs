@@ -80,6 +80,22 @@ pub fn shared_read_u32(frames: &Frames, offset: u64) -> u32 {
     u32::from_le(unsafe { core::ptr::read_volatile((r.start + offset) as *const u32) })
 }
 
+/// Copies `buf.len()` bytes at `offset` of `region` (a qube's memory, which its guest may
+/// write meanwhile on another CPU) into `buf`, with volatile loads; nothing is read when
+/// the range is not inside `region`.
+pub fn shared_read(region: Region, offset: u64, buf: &mut [u8]) {
+    assert!(mapped(region), "memory outside the identity map");
+    if offset.saturating_add(buf.len() as u64) > region.len() {
+        return;
+    }
+    for (i, b) in buf.iter_mut().enumerate() {
+        // SAFETY: inside `region` (checked), identity-mapped RAM that stays allocated to the
+        // qube for the whole run (`MemView`); a volatile byte load is valid whatever the
+        // guest writes concurrently, and no Rust reference to the memory is made.
+        *b = unsafe { core::ptr::read_volatile((region.start + offset + i as u64) as *const u8) };
+    }
+}
+
 /// Writes `bytes` at `offset` of `frames` and zeroes the rest, with volatile stores (see
 /// [`shared_read_u32`]); the header goes last, so a peer reading concurrently sees a zeroed
 /// region before it sees the new header.

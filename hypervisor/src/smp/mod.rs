@@ -174,3 +174,17 @@ pub fn all_stopped() -> bool {
         .filter(|s| s.placed.load(Ordering::Acquire))
         .all(|s| s.status.load(Ordering::Acquire) & status::RUNNING == 0)
 }
+
+/// Wakes CPU `cpu` for something posted to one of its vCPUs outside the qubes' mailboxes (a
+/// Linux qube's interrupts between its vCPUs): an IPI when it may be halting, or runs a
+/// guest, which the IPI makes exit. Its scheduler looks at the vCPUs' links on every pass.
+pub fn kick(cpu: usize) {
+    let Some(c) = CPUS.get(cpu) else { return };
+    c.mail.store(true, Ordering::Release);
+    if c.sleeper.needs_kick() || c.running.load(Ordering::Relaxed) != 0 {
+        apic::send(
+            c.apic_id.load(Ordering::Relaxed),
+            apic::Ipi::Fixed(apic::WAKE_VECTOR),
+        );
+    }
+}

@@ -128,6 +128,13 @@ impl Backend {
         }
     }
 
+    /// Whether a guest can start in real mode (a Linux qube's secondary vCPUs, started by
+    /// INIT and STARTUP): under SVM with nested paging; VMX would need unrestricted-guest
+    /// mode, which the VMX backend does not use.
+    pub fn starts_real_mode(&self) -> bool {
+        matches!(self, Backend::Svm(_))
+    }
+
     /// The nested page-table format this backend walks.
     pub fn nested_format(&self) -> NestedFormat {
         match self {

@@ -50,6 +50,9 @@ pub use bulkhead_hvcore::unikernel::EntryState;
 /// unikernel's CR4 writes exit).
 const UNIKERNEL_CR0: u64 = 0x8001_0033;
 const UNIKERNEL_CR4: u64 = 0x620;
+/// CR0 of a processor leaving wait-for-SIPI: ET only. (INIT sets CD and NW too; caches stay
+/// on here, as nothing the guest sees depends on it and the trampoline sets CR0 itself.)
+const SIPI_CR0: u64 = 0x10;
 /// Unikernel EFER: LME | LMA | NXE (no SCE: SYSCALL raises #UD).
 pub const UNIKERNEL_EFER: u64 = 1 << 8 | 1 << 10 | 1 << 11;
 
@@ -86,6 +89,10 @@ pub struct Start {
     /// General registers: a unikernel's `rdi` (boot info), a Linux kernel's `rsi` (zero
     /// page), all others zero.
     pub regs: GuestRegs,
+    /// Real mode (a secondary vCPU of a Linux qube after INIT and STARTUP): paging and
+    /// protection off, CS = `cs` with base `cs << 4`, 64 KiB segments; the descriptor-table
+    /// and control-register fields above are then ignored.
+    pub real_mode: bool,
 }
 
 /// IA32_PAT at power-on (WB, WT, UC-, UC, twice): what a Linux guest starts with.
@@ -122,6 +129,7 @@ impl Start {
             cs: layout::CODE_SELECTOR,
             ds: layout::DATA_SELECTOR,
             regs: GuestRegs::with(RDI, e.rdi),
+            real_mode: false,
         }
     }
 
@@ -141,6 +149,28 @@ impl Start {
             cs: e.cs,
             ds: e.ds,
             regs: GuestRegs::with(RSI, e.rsi),
+            real_mode: false,
+        }
+    }
+
+    /// A secondary vCPU of a Linux qube at the STARTUP IPI with `vector`: real mode at
+    /// `vector * 0x1000` (CS = `vector << 8`, IP 0), as a processor leaves wait-for-SIPI.
+    pub fn sipi(vector: u8) -> Start {
+        Start {
+            linux: true,
+            rip: 0,
+            rsp: 0,
+            cr0: SIPI_CR0,
+            cr3: 0,
+            cr4: 0,
+            efer: 0,
+            rflags: 0x2,
+            gdt_base: 0,
+            gdt_limit: 0xFFFF,
+            cs: u16::from(vector) << 8,
+            ds: 0,
+            regs: GuestRegs::default(),
+            real_mode: true,
         }
     }
 

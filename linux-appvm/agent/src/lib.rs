@@ -10,14 +10,16 @@
 //! - [`terminal`]: a shell on a pseudo-terminal, its output parsed and drawn into pixels;
 //! - [`dispvm`]: `dispvm COMMAND`, a command run in a disposable from this qube's shell;
 //! - [`bulktest`]: the `bulk-test` self-test, bulk areas against the testing qube;
+//! - [`cpuprobe`]: the `cpu-probe` self-test, threads pinned to each CPU and round trips
+//!   between two;
 //! - [`netbench`]: the guest side of `cargo xtask bench --network` (bulk TCP to the host);
 //! - [`services`]: the disposable request and the qrexec services (`qubes.VMShell`,
 //!   `qubes.Filecopy` and its stream, `qubes.OpenInVM`);
 //! - [`qrexec`]: the daemon on the channel to the admin qube (calls served and made);
 //! - [`commands`]: `qvm-run`, `qvm-copy`, `qvm-open-in-dvm`, `qvm-ls`, ... (the agent
 //!   binary called by those names);
-//! - [`sys`]: `unsafe` system calls (mmap, poll, ioctl, reboot, the `*at` calls) and the
-//!   benchmark mark;
+//! - [`sys`]: `unsafe` system calls (mmap, poll, ioctl, reboot, the `*at` calls, CPU
+//!   affinity) and the benchmark mark;
 //! - [`xstate`]: the `xstate-probe` self-test (`unsafe` instructions in [`xstate::cpu`], the
 //!   only other module with `unsafe`);
 //! - [`log`]: console lines.
@@ -28,6 +30,7 @@ pub mod bulktest;
 pub mod channel;
 pub mod commands;
 pub mod config;
+pub mod cpuprobe;
 pub mod dispvm;
 pub mod gui;
 pub mod log;

@@ -4,6 +4,9 @@
 //!
 //! `bulkhead-agent xstate-probe SECONDS` runs the self-test of [`bulkhead_agent::xstate`]
 //! instead (the template's `appvm.selftest=xstate`); it exits 1 when a register changed.
+//! `bulkhead-agent cpu-probe` runs the self-test of [`bulkhead_agent::cpuprobe`] (the
+//! template's `appvm.selftest=cpus`): threads pinned to each CPU, round trips between two; it
+//! exits 1 unless there were two CPUs and each ran its threads.
 //! `bulkhead-agent netbench HOST:PORT MIB` is the guest side of `cargo xtask bench --network`
 //! ([`bulkhead_agent::netbench`]). `bulkhead-agent bulk-test SPEC` is the AppVM's side of
 //! `cargo xtask test appvm-bulk` ([`bulkhead_agent::bulktest`]). `bulkhead-agent dispvm
@@ -12,7 +15,7 @@
 //! names (`qvm-run`, `qvm-copy`, ... `bulkhead_agent::commands::NAMES`, links in the
 //! initramfs), or `bulkhead-agent qvm-run ...`, it is that command ([`bulkhead_agent::commands`]).
 
-use bulkhead_agent::{agent, bulktest, commands, config, dispvm, log, netbench, xstate};
+use bulkhead_agent::{agent, bulktest, commands, config, cpuprobe, dispvm, log, netbench, xstate};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
@@ -41,6 +44,7 @@ fn main() -> ExitCode {
                 }
             };
         }
+        Some("cpu-probe") => return ExitCode::from(cpuprobe::main(&args[1..])),
         Some("netbench") => return ExitCode::from(netbench::main(&args[1..])),
         Some("bulk-test") => return ExitCode::from(bulktest::main(&args[1..], settings.qube())),
         Some("dispvm") => return ExitCode::from(dispvm::main(&args[1..], &settings)),
@@ -50,7 +54,7 @@ fn main() -> ExitCode {
         }
         Some(other) => {
             eprintln!(
-                "unknown subcommand {:?}; usage: bulkhead-agent [xstate-probe SECONDS | netbench HOST:PORT MIB | bulk-test SPEC | dispvm COMMAND... | qvm-run ... (and the other qvm-* commands)]",
+                "unknown subcommand {:?}; usage: bulkhead-agent [xstate-probe SECONDS | cpu-probe | netbench HOST:PORT MIB | bulk-test SPEC | dispvm COMMAND... | qvm-run ... (and the other qvm-* commands)]",
                 log::printable(other, 40)
             );
             return ExitCode::from(2);

@@ -2,12 +2,14 @@
 //! (mmap of a PCI BAR, `poll`, the TUN ioctl, `fcntl`, `mknod`, `sync`, `reboot`, the
 //! pseudo-terminal's: open, window size, controlling terminal, hang-up), and the
 //! benchmark's [`mark`]; in [`at`], the `*at` calls relative to a directory descriptor;
-//! in [`waitset`], `ppoll` on any number of descriptors and signals to a process group.
+//! in [`waitset`], `ppoll` on any number of descriptors and signals to a process group; in
+//! [`cpus`], CPU affinity, `sched_getcpu` and the online count.
 //! Every system call here checks its arguments and returns `io::Result`; nothing else in
 //! the crate uses `unsafe` but the CPU instructions of `xstate::cpu`.
 #![allow(unsafe_code)]
 
 pub mod at;
+pub mod cpus;
 pub mod waitset;
 
 use std::ffi::CString;

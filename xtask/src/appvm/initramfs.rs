@@ -99,7 +99,9 @@ pub const AGENT_LINKS: &[&str] = &[
 /// preempts it there with the kernel's per-CPU pointer in KERNEL_GS_BASE, and starting
 /// programs, whose page faults need the guest's own CR2); `xstate[:SECONDS[:EXIT_MS]]`
 /// (default 5 s, no exits), the agent's `xstate-probe`: YMM registers and PKRU must survive
-/// the hypervisor's preemptions; `sleep:SECONDS`; `uplink`, which gives QEMU's own card
+/// the hypervisor's preemptions; `cpus`, the agent's `cpu-probe` (`cargo xtask test
+/// appvm-smp`): a thread pinned to each of the AppVM's CPUs must run there, and two of them
+/// pass a counter back and forth, waking each other by IPI; `sleep:SECONDS`; `uplink`, which gives QEMU's own card
 /// (`eth0`, in an initramfs with virtio-net) the address QEMU's user network expects, for
 /// the baseline of `cargo xtask bench --network`; `netbench:PORT:MIB`, the agent's `netbench`
 /// against the benchmark server on the host (10.0.2.2); `bulk:SPEC`, the agent's `bulk-test`
@@ -229,6 +231,9 @@ xstate | xstate:*)
     s="${s#:}"
     case "$s" in *:*) e="${s#*:}" s="${s%%:*}" ;; *) e="" ;; esac
     /bin/agent xstate-probe "${s:-5}" $e || echo "selftest: xstate: the probe failed ($?)"
+    ;;
+cpus)
+    /bin/agent cpu-probe || echo "selftest: cpus: the probe failed ($?)"
     ;;
 *)
     echo "selftest: unknown test $step"
@@ -557,6 +562,7 @@ mod tests {
             String::from_utf8_lossy(&out.stderr)
         );
         assert!(SELFTEST_SCRIPT.contains("/bin/agent xstate-probe"));
+        assert!(SELFTEST_SCRIPT.contains("cpus)\n    /bin/agent cpu-probe ||"));
         assert!(SELFTEST_SCRIPT.contains("/bin/agent netbench"));
         assert!(SELFTEST_SCRIPT.contains("{ dispvm '"));
     }

@@ -9,6 +9,7 @@ mod appvm_bulk;
 mod appvm_dispvm;
 mod appvm_gui;
 mod appvm_qrexec;
+mod appvm_smp;
 mod appvms;
 mod bochs;
 mod bochs_linux;
@@ -104,6 +105,7 @@ pub fn all() -> Vec<Scenario> {
         smp::SMP_DISPOSABLES,
         smp::SMP_DESKTOP,
         smp::SMP_NETWORK,
+        appvm_smp::APPVM_SMP,
         appvm_bulk::APPVM_BULK,
         appvm_dispvm::APPVM_DISPVM,
         appvm_gui::APPVM_GUI,

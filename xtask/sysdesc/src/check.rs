@@ -34,6 +34,8 @@ pub(super) struct Qube {
     pub start: StartPolicy,
     /// The CPUs it may run on (bit `n`: CPU `n`); 0: any.
     pub cpus: u32,
+    /// How many virtual CPUs it has (1 for a unikernel).
+    pub vcpus: u8,
     /// What a Linux qube (`kind = "linux"`) adds; `None` for a unikernel.
     pub linux: Option<Linux>,
 }
@@ -277,6 +279,7 @@ fn check_fields(
     };
     let start = linux::start(q, restart, text, diags);
     let cpus = cpus::mask(q, text, diags);
+    let vcpus = cpus::vcpus(q, kind, text, diags);
     own_keys.then_some(())?;
     kind?;
     Some(Qube {
@@ -288,6 +291,7 @@ fn check_fields(
         args: args?,
         start: start?,
         cpus: cpus?,
+        vcpus: vcpus?,
         linux: linux?,
     })
 }

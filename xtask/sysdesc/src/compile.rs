@@ -110,6 +110,7 @@ pub(super) fn compile(checked: Checked, path: &Path) -> Result<CompiledSystem, S
             framebuffer: checked.framebuffer == Some(i),
             admin: checked.admin.qube == Some(i),
             cpus: q.cpus,
+            vcpus: q.vcpus,
         };
         qubes.push(spec).map_err(|_| "too many qubes".to_string())?;
     }

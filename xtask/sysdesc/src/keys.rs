@@ -191,6 +191,11 @@ pub(super) const QUBE_KEYS: &[Key] = &[
         ty: Ty::Numbers,
         example: "[0, 2]",
     },
+    Key {
+        name: "vcpus",
+        ty: Ty::Number,
+        example: "2",
+    },
 ];
 
 /// Keys of each `[[policy]]` (a qrexec policy entry, as in Qubes' policy files).
@@ -336,6 +341,11 @@ const QUBE_ALIASES: &[(&str, &str)] = &[
     ("cpu_affinity", "cpus"),
     ("pin", "cpus"),
     ("pinned_cpus", "cpus"),
+    ("vcpu", "vcpus"),
+    ("num_vcpus", "vcpus"),
+    ("nr_vcpus", "vcpus"),
+    ("vcpu_count", "vcpus"),
+    ("smp", "vcpus"),
 ];
 
 /// Words people write for a firewall rule key (some from Qubes' older syntax).
@@ -461,6 +471,8 @@ fn unit(key: &str) -> &'static str {
         "MiB"
     } else if key.ends_with("_kib") {
         "KiB"
+    } else if key == "vcpus" {
+        "virtual CPUs"
     } else {
         "bytes"
     }
@@ -541,6 +553,14 @@ pub(super) fn type_problem(key: &Key, value: &DeValue<'_>) -> (String, String) {
                     items.join(", ")
                 )
             }
+        }
+        // `cpus = 2` may mean two virtual CPUs rather than a pin to CPU 2.
+        (Ty::Numbers, DeValue::Integer(i)) if key.name == "cpus" => {
+            let n = i128::from_str_radix(i.as_str(), i.radix()).unwrap_or(2);
+            format!(
+                "{} (the CPUs it may run on); for {n} virtual CPUs write vcpus = {n}",
+                numbers_hint(key, value)
+            )
         }
         (Ty::Numbers, _) => numbers_hint(key, value),
         (Ty::Bool, DeValue::String(s)) if matches!(s.trim(), "true" | "false") => {

@@ -8,7 +8,7 @@
 //! - [`check`] (with [`fields`], [`channels`], [`devices`], [`ports`], [`network`],
 //!   [`rules`], [`admin`] and [`policy`]) applies the rules: names, images, memory, labels,
 //!   channels, devices, I/O ports, netvms, addresses, firewall rules, the admin qube and the
-//!   qrexec policy, CPU pins ([`cpus`]), RAM budget; [`shadow`] warns about policy entries that can never match;
+//!   qrexec policy, CPU pins and vCPU counts ([`cpus`]), RAM budget; [`shadow`] warns about policy entries that can never match;
 //! - [`compile`] builds the [`Manifest`], the bundle's image list and each networked qube's
 //!   configuration blob;
 //! - [`diagnostics`] collects every problem with its place, key path, message and fix.

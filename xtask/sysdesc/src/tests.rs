@@ -532,6 +532,18 @@ const FIXTURES: &[(&str, &str, &str, &str)] = &[
         "[]",
     ),
     (
+        "vcpus-unikernel.toml",
+        "qube \"net\".vcpus",
+        "vcpus is for Linux qubes: a unikernel runs on one virtual CPU",
+        "2",
+    ),
+    (
+        "vcpus-too-many.toml",
+        "qube \"work\".vcpus",
+        "vcpus = 16 is more than the 8 virtual CPUs a qube may have",
+        "16",
+    ),
+    (
         "tags-bad-name.toml",
         "qube \"work\".tags",
         "tag \"Work Data\" is not a valid name",

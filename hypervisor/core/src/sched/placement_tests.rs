@@ -92,6 +92,7 @@ fn weights_follow_the_kind_of_qube() {
         framebuffer: false,
         admin: false,
         cpus: 0b101,
+        vcpus: 2,
     };
     assert_eq!(PlaceRequest::of(&spec), pinned(0b101, LINUX_WEIGHT));
     spec.kind = QubeKind::Unikernel;

@@ -3,10 +3,11 @@
 //! the MADT; the FADT and the DSDT's `\_S5` give it a poweroff the hypervisor can trap.
 //!
 //! Choices (see `docs/appvm.md`):
-//! - MADT: LAPIC at 0xfee00000, one enabled Processor Local APIC (UID 0, APIC id 0), one
-//!   I/O APIC (id 0 at 0xfec00000, GSI base 0), and one interrupt source override, ISA IRQ 9
-//!   (the SCI) → GSI 9 level/active-low. The UART's IRQ 4 needs none: ISA IRQs are
-//!   identity-mapped, edge/active-high, by default. No dual-8259 (`PCAT_COMPAT` clear).
+//! - MADT: LAPIC at 0xfee00000, one enabled Processor Local APIC per vCPU (UID k, APIC id k
+//!   for k in 0..`cpus`, at most [`MAX_GUEST_CPUS`]), one I/O APIC (id 0 at 0xfec00000, GSI
+//!   base 0), and one interrupt source override, ISA IRQ 9 (the SCI) → GSI 9
+//!   level/active-low. The UART's IRQ 4 needs none: ISA IRQs are identity-mapped,
+//!   edge/active-high, by default. No dual-8259 (`PCAT_COMPAT` clear).
 //! - FADT: revision 6, *not* hardware-reduced. Hardware-reduced ACPI makes Linux drop the
 //!   legacy PIC before it parses the MADT, and with it the default ISA IRQ mappings the
 //!   8250 UART on IRQ 4 relies on. Instead the classic fixed hardware is reduced to a PM1a
@@ -27,6 +28,8 @@ pub const LAPIC_ADDR: u32 = crate::lapic::LAPIC_BASE as u32;
 pub const IOAPIC_ADDR: u32 = crate::ioapic::IOAPIC_BASE as u32;
 /// I/O APIC id.
 pub const IOAPIC_ID: u8 = 0;
+/// Most vCPUs a guest's MADT lists (APIC ids 0..8).
+pub const MAX_GUEST_CPUS: u8 = 8;
 /// The SCI's ISA IRQ (and GSI). Never raised: no fixed events are emulated.
 pub const SCI_IRQ: u8 = 9;
 /// PM1a event block ([`crate::pm`]): status (2 bytes) then enable (2 bytes).
@@ -48,6 +51,8 @@ pub enum BuildError {
     BadBase,
     /// The DSDT's AML does not fit in the space reserved for it (a bug).
     DsdtTooLarge,
+    /// The number of CPUs is 0 or above [`MAX_GUEST_CPUS`].
+    BadCpuCount,
 }
 
 /// Offsets of each table from the base, and the total length.
@@ -55,7 +60,7 @@ const RSDP_OFF: usize = 0x000;
 const FACS_OFF: usize = 0x040;
 const XSDT_OFF: usize = 0x080;
 const MADT_OFF: usize = 0x0c0;
-const FADT_OFF: usize = 0x140;
+const FADT_OFF: usize = 0x150;
 const DSDT_OFF: usize = 0x280;
 /// Bytes the tables take (the DSDT may use everything from [`DSDT_OFF`]).
 pub const TABLES_LEN: usize = 0x400;
@@ -64,10 +69,19 @@ const HEADER_LEN: usize = 36;
 const RSDP_LEN: usize = 36;
 const FACS_LEN: usize = 64;
 const XSDT_LEN: usize = HEADER_LEN + 2 * 8;
-const MADT_LEN: usize = HEADER_LEN + 8 + 8 + 12 + 10;
 const FADT_LEN: usize = 276;
 /// Most bytes the DSDT may take.
 const DSDT_MAX: usize = TABLES_LEN - DSDT_OFF;
+
+/// The MADT's length with `cpus` processors: header, local APIC address and flags, one
+/// Processor Local APIC entry (8 bytes) per CPU, the I/O APIC (12) and the override (10).
+const fn madt_len(cpus: u8) -> usize {
+    HEADER_LEN + 8 + 8 * cpus as usize + 12 + 10
+}
+
+// The largest MADT fits before the FADT, and the FADT before the DSDT.
+const _: () = assert!(MADT_OFF + madt_len(MAX_GUEST_CPUS) <= FADT_OFF);
+const _: () = assert!(FADT_OFF + FADT_LEN <= DSDT_OFF);
 
 /// Guest-physical addresses of the tables written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -88,8 +102,12 @@ pub struct AcpiTables {
     pub len: usize,
 }
 
-/// Writes the tables into `buf`, which the guest sees at `base`.
-pub fn build(buf: &mut [u8], base: u64) -> Result<AcpiTables, BuildError> {
+/// Writes the tables for a guest with `cpus` vCPUs (APIC ids 0..`cpus`) into `buf`, which
+/// the guest sees at `base`. `buf` must hold at least [`TABLES_LEN`] bytes, whatever `cpus`.
+pub fn build(buf: &mut [u8], base: u64, cpus: u8) -> Result<AcpiTables, BuildError> {
+    if cpus == 0 || cpus > MAX_GUEST_CPUS {
+        return Err(BuildError::BadCpuCount);
+    }
     let buf = buf
         .get_mut(..TABLES_LEN)
         .ok_or(BuildError::BufferTooSmall)?;
@@ -135,24 +153,27 @@ pub fn build(buf: &mut [u8], base: u64) -> Result<AcpiTables, BuildError> {
     seal(x);
 
     // MADT.
-    let m = &mut buf[MADT_OFF..MADT_OFF + MADT_LEN];
+    let m = &mut buf[MADT_OFF..MADT_OFF + madt_len(cpus)];
     header(m, b"APIC", 5);
     m[36..40].copy_from_slice(&LAPIC_ADDR.to_le_bytes());
     // Flags 0: no PC-AT dual 8259.
-    // Processor Local APIC: UID 0, APIC id 0, enabled.
-    m[44..52].copy_from_slice(&[0, 8, 0, 0, 1, 0, 0, 0]);
+    // Processor Local APIC k: UID k, APIC id k, enabled.
+    let (cpu_entries, rest) = m[44..].split_at_mut(8 * usize::from(cpus));
+    for (k, e) in (0..cpus).zip(cpu_entries.chunks_exact_mut(8)) {
+        e.copy_from_slice(&[0, 8, k, k, 1, 0, 0, 0]);
+    }
     // I/O APIC.
-    m[52] = 1;
-    m[53] = 12;
-    m[54] = IOAPIC_ID;
-    m[56..60].copy_from_slice(&IOAPIC_ADDR.to_le_bytes());
-    // GSI base 0 (60..64 already zero).
+    rest[0] = 1;
+    rest[1] = 12;
+    rest[2] = IOAPIC_ID;
+    rest[4..8].copy_from_slice(&IOAPIC_ADDR.to_le_bytes());
+    // GSI base 0 (8..12 already zero).
     // Interrupt source override: ISA IRQ 9 → GSI 9, active low (3), level (3 << 2).
-    m[64] = 2;
-    m[65] = 10;
-    m[67] = SCI_IRQ;
-    m[68..72].copy_from_slice(&u32::from(SCI_IRQ).to_le_bytes());
-    m[72..74].copy_from_slice(&0x000fu16.to_le_bytes());
+    rest[12] = 2;
+    rest[13] = 10;
+    rest[15] = SCI_IRQ;
+    rest[16..20].copy_from_slice(&u32::from(SCI_IRQ).to_le_bytes());
+    rest[20..22].copy_from_slice(&0x000fu16.to_le_bytes());
     seal(m);
 
     // FADT (ACPI 6.3 layout, 276 bytes).

@@ -26,10 +26,15 @@ impl PhysRead for Mem {
     }
 }
 
-/// Guest memory of 1 MiB with the tables at 0xe0000.
+/// Guest memory of 1 MiB with the tables of a one-vCPU guest at 0xe0000.
 fn guest() -> (Mem, AcpiTables) {
+    guest_with(1)
+}
+
+/// Guest memory of 1 MiB with the tables of a guest with `cpus` vCPUs at 0xe0000.
+fn guest_with(cpus: u8) -> (Mem, AcpiTables) {
     let mut m = std::vec![0u8; 0x10_0000];
-    let t = build(&mut m[BASE as usize..], BASE).unwrap();
+    let t = build(&mut m[BASE as usize..], BASE, cpus).unwrap();
     (Mem(m), t)
 }
 
@@ -109,6 +114,35 @@ fn madt_entries_byte_by_byte() {
 }
 
 #[test]
+fn madt_lists_one_enabled_local_apic_per_cpu() {
+    for cpus in 1..=MAX_GUEST_CPUS {
+        let (m, t) = guest_with(cpus);
+        let len = 74 + 8 * (usize::from(cpus) - 1);
+        let a = table(&m, t.madt, b"APIC", len);
+        for k in 0..cpus {
+            let at = 44 + 8 * usize::from(k);
+            assert_eq!(
+                a[at..at + 8],
+                [0, 8, k, k, 1, 0, 0, 0],
+                "{cpus} CPUs, entry {k}"
+            );
+        }
+        let rest = 44 + 8 * usize::from(cpus);
+        assert_eq!(a[rest], 1, "the I/O APIC follows");
+        assert_eq!(a[rest + 12..], [2, 10, 0, 9, 9, 0, 0, 0, 0x0f, 0]);
+        // the hypervisor's own MADT parser reads them back
+        let parsed = acpi::madt(&m, t.madt).unwrap();
+        assert_eq!(parsed.local_apic_addr, 0xfee0_0000);
+        let ids: Vec<(u32, u32)> = parsed.cpus.iter().map(|c| (c.apic_id, c.uid)).collect();
+        let want: Vec<(u32, u32)> = (0..u32::from(cpus)).map(|k| (k, k)).collect();
+        assert_eq!(ids, want);
+        assert_eq!(parsed.skipped, 0);
+        let found = acpi::tables(&m, t.rsdp).unwrap();
+        assert_eq!(found.find(b"APIC"), Some(t.madt));
+    }
+}
+
+#[test]
 fn fadt_describes_pm1a_and_points_to_dsdt_and_facs() {
     let (m, t) = guest();
     let f = table(&m, t.fadt, b"FACP", 276);
@@ -139,21 +173,23 @@ fn fadt_describes_pm1a_and_points_to_dsdt_and_facs() {
 
 #[test]
 fn tables_do_not_overlap_and_fit() {
-    let (m, t) = guest();
-    let mut r = [
-        (t.rsdp, RSDP_LEN),
-        (t.facs, FACS_LEN),
-        (t.xsdt, XSDT_LEN),
-        (t.madt, MADT_LEN),
-        (t.fadt, FADT_LEN),
-        (t.dsdt, dsdt_len(&m, &t)),
-    ];
-    r.sort();
-    for w in r.windows(2) {
-        assert!(w[0].0 + w[0].1 as u64 <= w[1].0);
+    for cpus in 1..=MAX_GUEST_CPUS {
+        let (m, t) = guest_with(cpus);
+        let mut r = [
+            (t.rsdp, RSDP_LEN),
+            (t.facs, FACS_LEN),
+            (t.xsdt, XSDT_LEN),
+            (t.madt, madt_len(cpus)),
+            (t.fadt, FADT_LEN),
+            (t.dsdt, dsdt_len(&m, &t)),
+        ];
+        r.sort();
+        for w in r.windows(2) {
+            assert!(w[0].0 + w[0].1 as u64 <= w[1].0, "{cpus} CPUs: {w:x?}");
+        }
+        assert!(r[5].0 + r[5].1 as u64 <= BASE + TABLES_LEN as u64);
+        assert_eq!(t.len, TABLES_LEN);
     }
-    assert!(r[5].0 + r[5].1 as u64 <= BASE + TABLES_LEN as u64);
-    assert_eq!(t.len, TABLES_LEN);
 }
 
 #[test]
@@ -170,12 +206,23 @@ fn the_described_poweroff_is_what_the_pm_block_recognises() {
 #[test]
 fn rejects_bad_buffers_and_bases() {
     let mut small = [0u8; TABLES_LEN - 1];
-    assert_eq!(build(&mut small, BASE), Err(BuildError::BufferTooSmall));
+    assert_eq!(build(&mut small, BASE, 1), Err(BuildError::BufferTooSmall));
+    assert_eq!(
+        build(&mut small, BASE, MAX_GUEST_CPUS),
+        Err(BuildError::BufferTooSmall)
+    );
     let mut buf = [0u8; TABLES_LEN];
-    assert_eq!(build(&mut buf, BASE + 16), Err(BuildError::BadBase));
-    assert_eq!(build(&mut buf, (1 << 32) - 64), Err(BuildError::BadBase));
-    assert_eq!(build(&mut buf, !63), Err(BuildError::BadBase));
-    assert!(build(&mut buf, (1 << 32) - TABLES_LEN as u64).is_ok());
+    assert_eq!(build(&mut buf, BASE + 16, 1), Err(BuildError::BadBase));
+    assert_eq!(build(&mut buf, (1 << 32) - 64, 1), Err(BuildError::BadBase));
+    assert_eq!(build(&mut buf, !63, 1), Err(BuildError::BadBase));
+    assert!(build(&mut buf, (1 << 32) - TABLES_LEN as u64, 1).is_ok());
+    assert!(build(&mut buf, BASE, MAX_GUEST_CPUS).is_ok());
+    assert_eq!(build(&mut buf, BASE, 0), Err(BuildError::BadCpuCount));
+    assert_eq!(
+        build(&mut buf, BASE, MAX_GUEST_CPUS + 1),
+        Err(BuildError::BadCpuCount)
+    );
+    assert_eq!(build(&mut buf, BASE, u8::MAX), Err(BuildError::BadCpuCount));
 }
 
 #[path = "dsdt_tests.rs"]
@@ -184,18 +231,27 @@ mod dsdt_tests;
 proptest! {
     /// Wherever they go, and whatever the buffer held, the tables parse and sum to zero.
     #[test]
-    fn any_base_gives_valid_tables(slot in 0u64..0x3000, junk in any::<u8>()) {
+    fn any_base_gives_valid_tables(
+        slot in 0u64..0x3000, junk in any::<u8>(), cpus in 1..=MAX_GUEST_CPUS,
+    ) {
         let base = slot * 64;
         let mut m = std::vec![junk; (base as usize) + TABLES_LEN + 64];
-        let t = build(&mut m[base as usize..], base).unwrap();
+        let t = build(&mut m[base as usize..], base, cpus).unwrap();
         let mem = Mem(m);
         let found = acpi::tables(&mem, t.rsdp).unwrap();
         prop_assert_eq!(found.find(b"APIC"), Some(t.madt));
         prop_assert_eq!(found.find(b"FACP"), Some(t.fadt));
-        for (addr, len) in [(t.xsdt, XSDT_LEN), (t.madt, MADT_LEN), (t.fadt, FADT_LEN), (t.dsdt, dsdt_len(&mem, &t))] {
+        let lens = [
+            (t.xsdt, XSDT_LEN),
+            (t.madt, madt_len(cpus)),
+            (t.fadt, FADT_LEN),
+            (t.dsdt, dsdt_len(&mem, &t)),
+        ];
+        for (addr, len) in lens {
             let a = addr as usize;
             prop_assert_eq!(sum(&mem.0[a..a + len]), 0);
         }
         prop_assert_eq!(mem.0[base as usize + TABLES_LEN], junk, "nothing written past the tables");
+        prop_assert_eq!(acpi::madt(&mem, t.madt).unwrap().cpus.len(), usize::from(cpus));
     }
 }

@@ -9,12 +9,12 @@
 //! The same policy answers both guest kinds; a [`GuestCpu`] says what differs: which XSAVE
 //! components the guest may enable (none beyond x87/SSE for a unikernel, whose XCR0 the
 //! hypervisor fixes; [`crate::xsave::LINUX_ALLOWED`] for a Linux qube), its CR4 (for
-//! OSXSAVE and OSPKE), and whether it has the emulated platform devices (local APIC,
-//! TSC-deadline timer: Linux qubes only).
+//! OSXSAVE and OSPKE), whether it has the emulated platform devices (local APIC,
+//! TSC-deadline timer: Linux qubes only), and the APIC id of the vCPU asking.
 //!
 //! - 0: maximum basic leaf `min(host, 7)` (`min(host, 0xD)` with XSAVE), the host's vendor.
 //! - 1: the host's family/model/stepping; EBX: brand index 0, the host's CLFLUSH line size,
-//!   1 logical processor, initial APIC id 0; ECX/EDX filtered, plus the hypervisor bit and
+//!   1 logical processor, initial APIC id the vCPU's; ECX/EDX filtered, plus the hypervisor bit and
 //!   (with the platform) TSC-deadline and APIC forced on; XSAVE, AVX, FMA, F16C as the
 //!   offered XCR0 components allow, OSXSAVE from the guest's CR4.
 //! - 2, 3, 4, 5: 0. No cache descriptors, no serial number, no deterministic cache leaf
@@ -85,16 +85,19 @@ pub struct GuestCpu {
     pub cr4: u64,
     /// It has the emulated platform: local APIC with TSC-deadline mode, ARAT.
     pub platform: bool,
+    /// The APIC id of the vCPU asking (leaf 1 EBX bits 24..31, the initial APIC id).
+    pub apic_id: u8,
 }
 
 impl GuestCpu {
-    /// A unikernel: no XSAVE, no platform devices.
+    /// A unikernel: no XSAVE, no platform devices, APIC id 0.
     pub const fn unikernel(cr4: u64) -> GuestCpu {
         GuestCpu {
             xcr0_allowed: 0,
             xcr0: crate::xsave::X87 | crate::xsave::SSE,
             cr4,
             platform: false,
+            apic_id: 0,
         }
     }
 
@@ -180,8 +183,8 @@ fn basic(
             CpuidResult {
                 // Stepping, model, family, type, extended model and family.
                 eax: h.eax & 0x0FFF_3FFF,
-                // CLFLUSH line size from the host; 1 logical processor; APIC id 0.
-                ebx: (h.ebx & 0xFF00) | (1 << 16),
+                // CLFLUSH line size from the host; 1 logical processor; the APIC id.
+                ebx: (h.ebx & 0xFF00) | (1 << 16) | (u32::from(g.apic_id) << 24),
                 ecx: ecx | (h.ecx & ecx_allow) | ecx_force,
                 edx: (h.edx & bits::L1_EDX_ALLOW) | edx_force,
             }

@@ -9,6 +9,7 @@ const BASE: GuestCpu = GuestCpu {
     xcr0: 3,
     cr4: 0,
     platform: true,
+    apic_id: 0,
 };
 
 fn base_cpuid(
@@ -160,6 +161,30 @@ fn zero_host_gets_only_the_forced_bits() {
     );
     assert_eq!(base_cpuid(0x8000_0000, 0, zeros, 1).eax, 0x8000_0000);
     assert_eq!(base_cpuid(0x8000_0001, 0, zeros, 1), CpuidResult::default());
+}
+
+#[test]
+fn leaf_1_gives_each_vcpu_its_initial_apic_id() {
+    for host in [zeros as fn(u32, u32) -> CpuidResult, all_ones, modern_host] {
+        let host_l1 = base_cpuid(1, 0, host, 1);
+        for apic_id in [0u8, 1, 5, 7, 0xFF] {
+            let g = GuestCpu { apic_id, ..BASE };
+            let l1 = guest_cpuid(1, 0, host, 1, &g);
+            assert_eq!(l1.ebx >> 24, u32::from(apic_id));
+            assert_eq!(
+                l1.ebx & 0x00FF_FFFF,
+                host_l1.ebx & 0x00FF_FFFF,
+                "the rest as before"
+            );
+            assert_eq!(
+                (l1.eax, l1.ecx, l1.edx),
+                (host_l1.eax, host_l1.ecx, host_l1.edx)
+            );
+        }
+    }
+    let u = GuestCpu::unikernel(0);
+    assert_eq!(u.apic_id, 0);
+    assert_eq!(guest_cpuid(1, 0, all_ones, 1, &u).ebx >> 24, 0);
 }
 
 #[test]
@@ -388,6 +413,7 @@ const LINUX_XSAVE: GuestCpu = GuestCpu {
     xcr0: 1,
     cr4: 0,
     platform: true,
+    apic_id: 0,
 };
 
 #[test]

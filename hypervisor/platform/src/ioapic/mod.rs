@@ -1,11 +1,11 @@
-//! One I/O APIC (82093AA register interface, version 0x20) with 24 inputs, for a single-CPU
-//! guest.
+//! One I/O APIC (82093AA register interface, version 0x20) with 24 inputs.
 //!
 //! The guest programs it through two MMIO registers: IOREGSEL (offset 0x00) selects an
 //! internal register, IOWIN (0x10) reads or writes it; the EOI register at 0x40 (version
 //! 0x20 and later) ends a level-triggered interrupt directly. The hypervisor drives the input
 //! lines with [`IoApic::set_level`], passes every local APIC [`LevelEoi`] to [`IoApic::eoi`],
-//! and requests each returned [`Delivery`] from the local APIC.
+//! and requests each returned [`Delivery`] from the local APIC (or, with several vCPUs, from
+//! those its destination names).
 //!
 //! Semantics and limits:
 //! - **Edge-triggered** entries deliver on a rising edge of an unmasked line. An edge
@@ -18,8 +18,9 @@
 //! - [`IoApic::set_level`] takes the *asserted* state: the caller applies active-low
 //!   polarity. The polarity bit is kept only so the guest reads back what it wrote.
 //! - Only the fixed and lowest-priority delivery modes deliver. SMI, NMI, INIT and ExtINT
-//!   entries never deliver (nothing in the guest platform needs them). With one CPU the
-//!   destination field and mode are kept but not checked.
+//!   entries never deliver (nothing in the guest platform needs them). Each delivery carries
+//!   the entry's destination (physical or logical, [`IpiDest`]) and whether it is
+//!   lowest-priority; choosing the local APICs it reaches is the hypervisor's.
 //! - Vectors 0x00..0x0F are illegal for the local APIC: such entries never deliver.
 //! - Delivery status (bit 12) always reads 0: a delivery completes at once.
 //!
@@ -27,6 +28,8 @@
 
 #[cfg(test)]
 mod tests;
+
+use crate::lapic::IpiDest;
 
 /// The guest-physical address of the I/O APIC's register page.
 pub const IOAPIC_BASE: u64 = 0xFEC0_0000;
@@ -46,8 +49,10 @@ const REMOTE_IRR: u64 = 1 << 14;
 const LEVEL: u64 = 1 << 15;
 /// Mask.
 const MASKED: u64 = 1 << 16;
+/// Destination mode: logical.
+const LOGICAL: u64 = 1 << 11;
 
-/// An interrupt the I/O APIC sends to the local APIC.
+/// An interrupt the I/O APIC sends to local APICs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Delivery {
     /// The vector, for [`crate::lapic::LocalApic::request`].
@@ -55,6 +60,12 @@ pub struct Delivery {
     /// Whether the entry is level-triggered (the local APIC sets its TMR bit and reports
     /// the EOI back).
     pub level: bool,
+    /// The local APICs it goes to: the entry's destination (bits 56..63), logical if its
+    /// destination mode (bit 11) is set, else physical.
+    pub dest: IpiDest,
+    /// Whether the entry's delivery mode is lowest priority (1) rather than fixed (0): it
+    /// goes to one of the destination's APICs only.
+    pub lowest_priority: bool,
 }
 
 /// One I/O APIC with [`PINS`] inputs.
@@ -197,9 +208,16 @@ impl IoApic {
 
     fn delivery(&self, p: usize) -> Delivery {
         let e = self.entries[p];
+        let apics = (e >> 56) as u8;
         Delivery {
             vector: e as u8,
             level: e & LEVEL != 0,
+            dest: if e & LOGICAL != 0 {
+                IpiDest::Logical(apics)
+            } else {
+                IpiDest::Physical(apics)
+            },
+            lowest_priority: (e >> 8) & 7 == 1,
         }
     }
 }

@@ -1,6 +1,7 @@
 extern crate std;
 
 use super::*;
+use crate::lapic::IpiDest;
 use proptest::prelude::*;
 
 fn reg(io: &mut IoApic, index: u32) -> u32 {
@@ -18,17 +19,21 @@ const LEVEL_BIT: u32 = 1 << 15;
 const MASK_BIT: u32 = 1 << 16;
 const RIRR: u32 = 1 << 14;
 
+/// A fixed, edge-triggered delivery to physical APIC 0.
 fn edge(vector: u8) -> Option<Delivery> {
     Some(Delivery {
         vector,
         level: false,
+        dest: IpiDest::Physical(0),
+        lowest_priority: false,
     })
 }
 
+/// A fixed, level-triggered delivery to physical APIC 0.
 fn level(vector: u8) -> Option<Delivery> {
     Some(Delivery {
-        vector,
         level: true,
+        ..edge(vector)?
     })
 }
 
@@ -144,7 +149,11 @@ fn switching_to_edge_clears_remote_irr() {
 fn delivery_modes_and_vectors() {
     let mut io = IoApic::new(0);
     program(&mut io, 1, 0x141); // lowest priority
-    assert_eq!(io.set_level(1, true), edge(0x41));
+    let lowest = Delivery {
+        lowest_priority: true,
+        ..edge(0x41).unwrap()
+    };
+    assert_eq!(io.set_level(1, true), Some(lowest));
     for (pin, mode) in [(2u8, 2u32), (3, 4), (5, 5), (6, 7)] {
         program(&mut io, pin, mode << 8 | 0x42);
         assert_eq!(io.set_level(pin, true), None, "mode {mode}");
@@ -152,6 +161,28 @@ fn delivery_modes_and_vectors() {
     program(&mut io, 7, 0x0F | LEVEL_BIT);
     assert_eq!(io.set_level(7, true), None, "illegal vector");
     assert_eq!(reg(&mut io, 0x1E) & RIRR, 0);
+}
+
+#[test]
+fn deliveries_carry_the_destination() {
+    let mut io = IoApic::new(0);
+    let high = |io: &mut IoApic, pin: u32, dest: u32| {
+        io.write(0x00, 0x11 + 2 * pin);
+        io.write(0x10, dest << 24);
+    };
+    high(&mut io, 3, 2);
+    program(&mut io, 3, 0x43); // physical
+    let d = io.set_level(3, true).unwrap();
+    assert_eq!((d.dest, d.lowest_priority), (IpiDest::Physical(2), false));
+    high(&mut io, 4, 0xFF);
+    program(&mut io, 4, 0x0944 | LEVEL_BIT); // logical, lowest priority
+    let d = io.set_level(4, true).unwrap();
+    assert_eq!((d.dest, d.lowest_priority), (IpiDest::Logical(0xFF), true));
+    // a destination changed while remote IRR is set applies to the next delivery
+    high(&mut io, 4, 0x0C);
+    let d = io.eoi(0x44).unwrap();
+    assert_eq!(d.dest, IpiDest::Logical(0x0C));
+    assert!(d.level);
 }
 
 #[test]

@@ -1,23 +1,32 @@
-//! The local APIC of a single-CPU guest, through its xAPIC MMIO registers.
+//! The local APIC of one vCPU of a guest with one or more vCPUs, through its xAPIC MMIO
+//! registers.
 //!
 //! The model keeps the interrupt state (IRR, ISR, TMR, TPR/PPR), the local vector table and
 //! the timer in its one-shot, periodic and TSC-deadline modes. It has no clock of its own:
 //! every call that may observe time takes the guest's current TSC, and the hypervisor asks
 //! [`LocalApic::next_timer_tsc`] when to come back and call [`LocalApic::update_timer`].
 //!
-//! With one CPU, interprocessor interrupts reduce to self-IPIs: a fixed-mode ICR write whose
-//! destination includes this APIC requests its vector, everything else (INIT, SIPI, NMI,
-//! SMI, other destinations) is dropped. LINT0/LINT1, thermal, performance, CMCI and error
-//! LVT entries are plain registers: nothing ever raises those interrupts. The error status
-//! register always reads 0. Vectors 0..15 are illegal and requests for them are ignored.
+//! A write to ICR low sends an interprocessor interrupt ([`Ipi`]). The APIC handles the part
+//! that reaches itself only for the fixed mode: it requests the vector when the destination
+//! includes it (self, all including self, or its own physical or logical address). Every IPI
+//! whose destination may include another APIC (any destination but the self shorthand), of
+//! any delivery mode, is returned as [`ApicEffect::Ipi`]: the hypervisor delivers it to the
+//! other vCPUs whose [`ApicAddress::accepts`] it, and ignores what it does not support. A
+//! non-fixed IPI to the self shorthand is dropped. With one vCPU this reduces to self-IPIs.
+//!
+//! LINT0/LINT1, thermal, performance, CMCI and error LVT entries are plain registers: nothing
+//! ever raises those interrupts. The error status register always reads 0. Vectors 0..15
+//! are illegal and requests for them are ignored.
 //!
 //! Accesses are expected as aligned 32-bit reads and writes of the register at a 16-byte
 //! boundary; any other offset reads 0 and ignores writes.
 
+mod ipi;
 #[cfg(test)]
 mod tests;
 mod timer;
 
+pub use ipi::{ApicAddress, Ipi, IpiDest, IpiMode};
 use timer::{Countdown, Mode};
 
 /// The guest-physical address of the local APIC's register page.
@@ -60,6 +69,11 @@ pub enum ApicEffect {
     /// EOI of a level-triggered vector: the I/O APIC must clear its remote IRR
     /// ([`crate::ioapic::IoApic::eoi`]).
     LevelEoi(u8),
+    /// An IPI whose destination may include other APICs: deliver it to every other APIC
+    /// whose [`ApicAddress::accepts`] it. For [`IpiMode::Fixed`] the sender has already
+    /// requested the vector on itself if the destination includes it; for the other modes
+    /// it has done nothing, for itself either.
+    Ipi(Ipi),
 }
 
 /// A 256-bit vector register (IRR, ISR, TMR) as eight 32-bit words.
@@ -86,7 +100,7 @@ impl Bits {
     }
 }
 
-/// The local APIC of a single-CPU guest (xAPIC register interface).
+/// The local APIC of one vCPU (xAPIC register interface).
 #[derive(Debug, Clone)]
 pub struct LocalApic {
     id: u8,
@@ -187,7 +201,7 @@ impl LocalApic {
                 }
             }
             0x2F0 => self.write_lvt(LVT_CMCI, value, now_tsc),
-            0x300 => self.write_icr(value),
+            0x300 => return self.write_icr(value),
             0x310 => self.icr_high = value & 0xFF00_0000,
             0x320..=0x370 => {
                 self.write_lvt(LVT_TIMER + ((offset as usize - 0x320) >> 4), value, now_tsc)
@@ -200,7 +214,7 @@ impl LocalApic {
         ApicEffect::None
     }
 
-    /// An interrupt arrives (from the I/O APIC or a self-IPI): its IRR bit is set and its TMR
+    /// An interrupt arrives (from the I/O APIC or an IPI): its IRR bit is set and its TMR
     /// bit records whether it is level-triggered. Vectors 0..15 are illegal and ignored.
     pub fn request(&mut self, vector: u8, level: bool) {
         if vector >= 16 {
@@ -226,6 +240,21 @@ impl LocalApic {
         if self.irr.get(vector) {
             self.irr.set(vector, false);
             self.isr.set(vector, true);
+        }
+    }
+
+    /// The APIC id.
+    pub fn id(&self) -> u8 {
+        self.id
+    }
+
+    /// What decides whether an interrupt reaches this APIC: its id, and its logical
+    /// destination and destination format registers as the guest last wrote them.
+    pub fn address(&self) -> ApicAddress {
+        ApicAddress {
+            id: self.id,
+            ldr: self.ldr,
+            dfr: self.dfr,
         }
     }
 
@@ -258,36 +287,19 @@ impl LocalApic {
         }
     }
 
-    /// A write to ICR low sends an IPI; only fixed interrupts reaching this APIC arrive.
-    fn write_icr(&mut self, value: u32) {
+    /// A write to ICR low sends an IPI: a fixed one reaching this APIC is requested here,
+    /// one that may reach another APIC is returned.
+    fn write_icr(&mut self, value: u32) -> ApicEffect {
         // vector, delivery mode, destination mode, level, trigger mode, shorthand
         self.icr_low = value & 0x000C_CFFF;
-        let vector = value as u8;
-        let fixed = (value >> 8) & 7 == 0;
-        let to_self = match (value >> 18) & 3 {
-            1 | 2 => true, // self, all including self
-            3 => false,    // all excluding self
-            _ => {
-                let dest = self.icr_high >> 24;
-                if value & (1 << 11) == 0 {
-                    dest == u32::from(self.id) || dest == 0xFF
-                } else {
-                    self.logical_match(dest)
-                }
-            }
-        };
-        if fixed && to_self {
-            self.request(vector, false);
+        let ipi = Ipi::of_icr(value, self.icr_high, self.id);
+        if ipi.mode == IpiMode::Fixed && self.address().accepts(ipi.dest, self.id) {
+            self.request(ipi.vector, false);
         }
-    }
-
-    /// Whether a logical destination includes this APIC (flat or cluster model).
-    fn logical_match(&self, dest: u32) -> bool {
-        let ldr = self.ldr >> 24;
-        if self.dfr >> 28 == 0xF {
-            dest & ldr != 0
+        if ipi.dest == IpiDest::SelfOnly {
+            ApicEffect::None
         } else {
-            (dest == 0xFF) || (dest >> 4 == ldr >> 4 && dest & ldr & 0xF != 0)
+            ApicEffect::Ipi(ipi)
         }
     }
 

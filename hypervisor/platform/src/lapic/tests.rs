@@ -3,6 +3,7 @@ extern crate std;
 use super::*;
 use proptest::prelude::*;
 
+mod ipi;
 mod timer;
 
 /// 1 GHz TSC, 100 MHz bus: one bus tick is 10 TSC ticks.

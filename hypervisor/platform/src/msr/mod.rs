@@ -228,10 +228,17 @@ pub fn pat_is_valid(value: u64) -> bool {
         .all(|&t| matches!(t, 0 | 1 | 4..=7))
 }
 
-/// Whether the guest may write `new` to EFER when it holds `current`: only SCE, LME, LMA
-/// and NXE may be set, and long mode (LME, LMA) must stay as it is (the guest runs in long
-/// mode with paging on throughout; leaving it is not supported).
-pub fn efer_write_ok(current: u64, new: u64) -> bool {
+/// Whether the guest may write `new` to EFER when it holds `current`, with paging on or
+/// off (`paging`, CR0.PG): only SCE, LME, LMA and NXE may be set; LMA (the processor's,
+/// set when paging comes on with LME) must stay as it is; LME may change only while paging
+/// is off (a secondary vCPU's trampoline on its way from real mode to long mode; a guest in
+/// long mode cannot leave it).
+pub fn efer_write_ok(current: u64, new: u64, paging: bool) -> bool {
     let known = EFER_SCE | EFER_LME | EFER_LMA | EFER_NXE;
-    new & !known == 0 && (new ^ current) & (EFER_LME | EFER_LMA) == 0
+    let fixed = if paging {
+        EFER_LME | EFER_LMA
+    } else {
+        EFER_LMA
+    };
+    new & !known == 0 && (new ^ current) & fixed == 0
 }

@@ -87,11 +87,24 @@ fn pat_validation() {
 #[test]
 fn efer_writes() {
     let boot = EFER_LME | EFER_LMA;
-    assert!(efer_write_ok(boot, boot | EFER_SCE | EFER_NXE), "head_64");
-    assert!(efer_write_ok(boot | EFER_SCE, boot), "SCE may go");
-    assert!(!efer_write_ok(boot, EFER_SCE), "leaving long mode");
-    assert!(!efer_write_ok(boot, boot | 1 << 12), "SVME");
-    assert!(!efer_write_ok(boot, boot | 1 << 14), "FFXSR not offered");
+    assert!(
+        efer_write_ok(boot, boot | EFER_SCE | EFER_NXE, true),
+        "head_64"
+    );
+    assert!(efer_write_ok(boot | EFER_SCE, boot, true), "SCE may go");
+    assert!(!efer_write_ok(boot, EFER_SCE, true), "leaving long mode");
+    assert!(!efer_write_ok(boot, boot | 1 << 12, true), "SVME");
+    assert!(
+        !efer_write_ok(boot, boot | 1 << 14, true),
+        "FFXSR not offered"
+    );
+    // A secondary vCPU's trampoline: LME set with paging off, LMA left to the processor.
+    assert!(efer_write_ok(0, EFER_LME | EFER_NXE, false), "trampoline");
+    assert!(!efer_write_ok(0, EFER_LME, true), "LME with paging on");
+    assert!(
+        !efer_write_ok(0, EFER_LMA | EFER_LME, false),
+        "LMA is the processor's"
+    );
 }
 
 proptest! {

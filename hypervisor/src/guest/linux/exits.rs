@@ -4,11 +4,12 @@
 //! triple fault, string I/O, an undecodable MMIO instruction, an entry the CPU refuses, a
 //! write to the peer's pool of a bulk area) stops that qube alone.
 
-use super::Linux;
+use super::LinuxCpu;
+use super::board::{Board, Devices};
 use crate::arch::x86::cpu;
 use crate::exits::{Fault, Outcome, Stop};
-use crate::guest::Machine;
 use crate::hvlog;
+use crate::memory::guest::MemView;
 use crate::virt::{AnyVcpu, Event, Exit};
 use bulkhead_platform::msr::{self, EmulatedMsr, MsrPolicy};
 use bulkhead_platform::pci::PciEffect;
@@ -20,22 +21,35 @@ use bulkhead_platform::uart::COM1_BASE;
 const UD: u8 = 6;
 /// #GP.
 const GP: u8 = 13;
-/// The local APIC's base as IA32_APIC_BASE reports it: enabled, bootstrap processor.
-const APIC_BASE_MSR: u64 = bulkhead_platform::lapic::LAPIC_BASE | 1 << 11 | 1 << 8;
+/// The local APIC's base as IA32_APIC_BASE reports it: enabled (bit 11); vCPU 0 adds the
+/// bootstrap-processor bit (8).
+const APIC_BASE_MSR: u64 = bulkhead_platform::lapic::LAPIC_BASE | 1 << 11;
+/// CR0.PG.
+const CR0_PG: u64 = 1 << 31;
+/// IA32_APIC_BASE's bootstrap-processor bit.
+const APIC_BSP: u64 = 1 << 8;
 
-/// Handles one exit of the Linux guest `g` running on `m`.
-pub fn handle(g: &mut Linux, m: &mut Machine, exit: Exit) -> Outcome {
-    let rip = m.vcpu.rip();
+/// Handles one exit of vCPU `g` (its state; `vcpu`, the virtual CPU) of a Linux qube whose
+/// vCPUs share `board`; `mem` is the qube's memory.
+pub fn handle(
+    g: &mut LinuxCpu,
+    vcpu: &mut AnyVcpu,
+    board: &Board,
+    mem: &MemView,
+    exit: Exit,
+) -> Outcome {
+    let rip = vcpu.rip();
     let stop = |f| Outcome::Stop(Stop::Fault(f));
     match exit {
         Exit::Interrupt => Outcome::Preempted,
         Exit::InterruptWindow => {
-            m.vcpu.set_interrupt_window(false);
+            vcpu.set_interrupt_window(false);
             Outcome::Continue
         }
         Exit::Halt => {
             g.stats.hlt += 1;
-            m.vcpu.skip_instruction(&exit);
+            vcpu.skip_instruction(&exit);
+            board.links[g.index()].drain_into(&mut g.lapic);
             if g.lapic.pending().is_some() {
                 Outcome::Continue
             } else {
@@ -45,13 +59,14 @@ pub fn handle(g: &mut Linux, m: &mut Machine, exit: Exit) -> Outcome {
         Exit::Cpuid => {
             g.stats.cpuid += 1;
             let guest = bulkhead_platform::cpuid::GuestCpu {
-                xcr0_allowed: m.vcpu.xstate().allowed(),
-                xcr0: m.vcpu.xstate().xcr0(),
-                cr4: m.vcpu.paging().cr4,
+                xcr0_allowed: vcpu.xstate().allowed(),
+                xcr0: vcpu.xstate().xcr0(),
+                cr4: vcpu.paging().cr4,
                 platform: true,
+                apic_id: g.index,
             };
-            crate::guest::answer_cpuid(&mut m.vcpu, &guest);
-            m.vcpu.skip_instruction(&exit);
+            crate::guest::answer_cpuid(vcpu, &guest);
+            vcpu.skip_instruction(&exit);
             Outcome::Continue
         }
         Exit::Io {
@@ -60,37 +75,48 @@ pub fn handle(g: &mut Linux, m: &mut Machine, exit: Exit) -> Outcome {
             size,
             string,
         } => {
-            g.stats.io += 1;
-            count_port(g, port, input);
             if string {
                 return stop(Fault::Forbidden {
                     what: "string I/O (INS/OUTS)",
                     rip,
                 });
             }
-            let effect = if input {
-                let v = port_read(g, port, size);
-                let old = m.vcpu.gpr(0);
+            let value = vcpu.gpr(0);
+            let done = board.with_devices(|d| {
+                count_port(g, d, port, input);
+                let r = if input {
+                    Some(port_read(d, port, size))
+                } else {
+                    None
+                };
+                let effect = match r {
+                    Some(_) => PortEffect::None,
+                    None => port_write(board, d, port, size, value as u32),
+                };
+                g.sync_lines(board, d);
+                (r, effect)
+            });
+            // Another vCPU holds the devices: the instruction runs again.
+            let Some((read, effect)) = done else {
+                return Outcome::Preempted;
+            };
+            g.stats.io += 1;
+            if let Some(v) = read {
                 let new = match size {
-                    1 => (old & !0xFF) | u64::from(v & 0xFF),
-                    2 => (old & !0xFFFF) | u64::from(v & 0xFFFF),
+                    1 => (value & !0xFF) | u64::from(v & 0xFF),
+                    2 => (value & !0xFFFF) | u64::from(v & 0xFFFF),
                     _ => u64::from(v),
                 };
-                m.vcpu.set_gpr(0, new);
-                PortEffect::None
-            } else {
-                port_write(g, port, size, m.vcpu.gpr(0) as u32)
-            };
-            g.sync_lines();
-            m.vcpu.skip_instruction(&exit);
-            g.flush_console(m);
+                vcpu.set_gpr(0, new);
+            }
+            vcpu.skip_instruction(&exit);
             match effect {
                 PortEffect::None => Outcome::Continue,
                 PortEffect::PowerOff => {
-                    hvlog!("qube {} powered off (ACPI S5)", m.spec.name);
+                    hvlog!("qube {} powered off (ACPI S5)", board.name);
                     Outcome::Stop(Stop::Exited(0))
                 }
-                PortEffect::Doorbell(local) => match m.channels.get(usize::from(local)) {
+                PortEffect::Doorbell(local) => match board.channels.get(usize::from(local)) {
                     Some(c) => Outcome::Signal {
                         qube: c.peer,
                         bit: c.peer_local,
@@ -101,7 +127,7 @@ pub fn handle(g: &mut Linux, m: &mut Machine, exit: Exit) -> Outcome {
         }
         Exit::Msr { index, write } => {
             g.stats.msr += 1;
-            msr_access(g, m, index, write, &exit)
+            msr_access(g, vcpu, board, index, write, &exit)
         }
         // The peer's pool of a bulk area is mapped read-only: writing it is a fault, as for a
         // unikernel (not an MMIO write to ignore).
@@ -109,7 +135,7 @@ pub fn handle(g: &mut Linux, m: &mut Machine, exit: Exit) -> Outcome {
             gpa,
             write: true,
             fetch: false,
-        } if crate::channels::in_peer_pool(&m.channels, gpa) => stop(Fault::ForeignMemory {
+        } if board.in_peer_pool(gpa) => stop(Fault::ForeignMemory {
             gpa,
             write: true,
             fetch: false,
@@ -117,23 +143,21 @@ pub fn handle(g: &mut Linux, m: &mut Machine, exit: Exit) -> Outcome {
             rip,
         }),
         Exit::NestedPageFault { gpa, fetch, .. } => {
-            let outcome = super::mmio::access(g, &mut m.vcpu, &mut m.mem, gpa, fetch);
-            g.sync_lines();
-            outcome
+            super::mmio::access(g, vcpu, board, mem, gpa, fetch)
         }
         Exit::Wbinvd => {
             // Caches are coherent for everything a qube can reach; nothing to do.
-            m.vcpu.skip_instruction(&exit);
+            vcpu.skip_instruction(&exit);
             Outcome::Continue
         }
         Exit::Xsetbv => {
             // XCR0 within what CPUID leaf 0xD offers, at CPL 0; else #GP, as a CPU would.
-            let index = m.vcpu.gpr(1) as u32;
-            let value = (m.vcpu.gpr(2) << 32) | (m.vcpu.gpr(0) & 0xFFFF_FFFF);
-            if m.vcpu.cpl() == 0 && m.vcpu.xstate().set_xcr0(index, value) {
-                m.vcpu.skip_instruction(&exit);
+            let index = vcpu.gpr(1) as u32;
+            let value = (vcpu.gpr(2) << 32) | (vcpu.gpr(0) & 0xFFFF_FFFF);
+            if vcpu.cpl() == 0 && vcpu.xstate().set_xcr0(index, value) {
+                vcpu.skip_instruction(&exit);
             } else {
-                m.vcpu.inject(Event::Exception {
+                vcpu.inject(Event::Exception {
                     vector: GP,
                     error: Some(0),
                 });
@@ -143,7 +167,7 @@ pub fn handle(g: &mut Linux, m: &mut Machine, exit: Exit) -> Outcome {
         Exit::Forbidden(what @ "task switch") => stop(Fault::Forbidden { what, rip }),
         Exit::Hypercall | Exit::Forbidden(_) => {
             // What the guest was told it does not have: as on a CPU without it.
-            m.vcpu.inject(Event::Exception {
+            vcpu.inject(Event::Exception {
                 vector: UD,
                 error: None,
             });
@@ -156,11 +180,11 @@ pub fn handle(g: &mut Linux, m: &mut Machine, exit: Exit) -> Outcome {
 }
 
 /// Counts a port access by the device it reaches.
-fn count_port(g: &mut Linux, port: u16, input: bool) {
-    let claimed_by_pci = g.pci.claims(port);
+fn count_port(g: &mut LinuxCpu, d: &Devices, port: u16, input: bool) {
+    let claimed_by_pci = d.pci.claims(port);
     let p = &mut g.stats.ports;
     let counter = match port {
-        COM1_BASE if !input && !g.uart.divisor_latch() => &mut p.uart_tx,
+        COM1_BASE if !input && !d.uart.divisor_latch() => &mut p.uart_tx,
         p2 if (COM1_BASE..COM1_BASE + 8).contains(&p2) => &mut p.uart_other,
         0xCF8..=0xCFF => &mut p.pci_config,
         _ if claimed_by_pci => &mut p.channel,
@@ -179,7 +203,7 @@ enum PortEffect {
     Doorbell(u8),
 }
 
-fn port_read(g: &mut Linux, port: u16, size: u8) -> u32 {
+fn port_read(g: &mut Devices, port: u16, size: u8) -> u32 {
     match port {
         p if (COM1_BASE..COM1_BASE + 8).contains(&p) => {
             u32::from(g.uart.read((p - COM1_BASE) as u8))
@@ -200,11 +224,11 @@ fn port_read(g: &mut Linux, port: u16, size: u8) -> u32 {
     }
 }
 
-fn port_write(g: &mut Linux, port: u16, size: u8, value: u32) -> PortEffect {
+fn port_write(board: &Board, g: &mut Devices, port: u16, size: u8, value: u32) -> PortEffect {
     match port {
         p if (COM1_BASE..COM1_BASE + 8).contains(&p) => {
             if let Some(b) = g.uart.write((p - COM1_BASE) as u8, value as u8) {
-                let _ = g.tx.push_back(b);
+                board.console_write(g, &[b]);
             }
         }
         p if Pm::claims(p) => {
@@ -228,17 +252,25 @@ fn port_write(g: &mut Linux, port: u16, size: u8, value: u32) -> PortEffect {
     PortEffect::None
 }
 
-fn msr_access(g: &mut Linux, m: &mut Machine, index: u32, write: bool, exit: &Exit) -> Outcome {
-    let value = (m.vcpu.gpr(2) << 32) | (m.vcpu.gpr(0) & 0xFFFF_FFFF);
+fn msr_access(
+    g: &mut LinuxCpu,
+    vcpu: &mut AnyVcpu,
+    board: &Board,
+    index: u32,
+    write: bool,
+    exit: &Exit,
+) -> Outcome {
+    let value = (vcpu.gpr(2) << 32) | (vcpu.gpr(0) & 0xFFFF_FFFF);
     let now = cpu::rdtsc();
+    let apic_base = APIC_BASE_MSR | if g.index == 0 { APIC_BSP } else { 0 };
     let read: Option<u64> = match msr::policy(index) {
         MsrPolicy::Emulated(e) => match (e, write) {
-            (EmulatedMsr::ApicBase, false) => Some(APIC_BASE_MSR),
+            (EmulatedMsr::ApicBase, false) => Some(apic_base),
             (EmulatedMsr::ApicBase, true) => {
-                if value != APIC_BASE_MSR {
+                if value != apic_base {
                     hvlog!(
                         "qube {}: IA32_APIC_BASE write {value:#x} ignored",
-                        m.spec.name
+                        board.name
                     );
                 }
                 None
@@ -252,31 +284,32 @@ fn msr_access(g: &mut Linux, m: &mut Machine, index: u32, write: bool, exit: &Ex
             (EmulatedMsr::Pat, false) => Some(g.pat),
             (EmulatedMsr::Pat, true) => {
                 if !msr::pat_is_valid(value) {
-                    return inject_gp(&mut m.vcpu);
+                    return inject_gp(vcpu);
                 }
                 g.pat = value;
-                m.vcpu.set_pat(value);
+                vcpu.set_pat(value);
                 None
             }
-            (EmulatedMsr::Efer, false) => Some(m.vcpu.paging().efer),
+            (EmulatedMsr::Efer, false) => Some(vcpu.paging().efer),
             (EmulatedMsr::Efer, true) => {
-                if !msr::efer_write_ok(m.vcpu.paging().efer, value) {
-                    return inject_gp(&mut m.vcpu);
+                let p = vcpu.paging();
+                if !msr::efer_write_ok(p.efer, value, p.cr0 & CR0_PG != 0) {
+                    return inject_gp(vcpu);
                 }
-                m.vcpu.set_efer(value);
+                vcpu.set_efer(value);
                 None
             }
             // Writing the TSC is ignored: it is the host's, shared by every qube.
             (EmulatedMsr::Tsc, true) => None,
         },
         MsrPolicy::Constant(v) => (!write).then_some(v),
-        MsrPolicy::PassThrough | MsrPolicy::Fault => return inject_gp(&mut m.vcpu),
+        MsrPolicy::PassThrough | MsrPolicy::Fault => return inject_gp(vcpu),
     };
     if let Some(v) = read {
-        m.vcpu.set_gpr(0, v & 0xFFFF_FFFF);
-        m.vcpu.set_gpr(2, v >> 32);
+        vcpu.set_gpr(0, v & 0xFFFF_FFFF);
+        vcpu.set_gpr(2, v >> 32);
     }
-    m.vcpu.skip_instruction(exit);
+    vcpu.skip_instruction(exit);
     Outcome::Continue
 }
 

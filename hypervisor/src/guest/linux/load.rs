@@ -14,7 +14,7 @@ use bulkhead_platform::{acpi, boot};
 const CMDLINE_BUF: usize = 2048;
 
 /// Loads `image` into `mem` (zeroing it first) and returns the entry state.
-pub fn load(mem: &mut GuestMemory, image: &LinuxImage) -> Result<LinuxEntry, LoadError> {
+pub fn load(mem: &mut GuestMemory, image: &LinuxImage, vcpus: u8) -> Result<LinuxEntry, LoadError> {
     let kernel = image.kernel;
     let bz = boot::parse(kernel).map_err(LoadError::Linux)?;
     let kernel_bytes = bz
@@ -38,7 +38,7 @@ pub fn load(mem: &mut GuestMemory, image: &LinuxImage) -> Result<LinuxEntry, Loa
         m[at(&layout.initrd)].copy_from_slice(initrd);
         m[layout.cmdline.start as usize..][..cmdline_len].copy_from_slice(&cmdline[..cmdline_len]);
         m[layout.gdt.start as usize..][..32].copy_from_slice(&boot::gdt_bytes());
-        let tables = acpi::build(&mut m[at(&layout.acpi)], layout.acpi.start)
+        let tables = acpi::build(&mut m[at(&layout.acpi)], layout.acpi.start, vcpus)
             .map_err(|_| LoadError::Acpi)?;
         let zp = boot::zero_page(kernel, &bz, &layout, &layout.e820(), Some(tables.rsdp))
             .map_err(LoadError::Linux)?;

@@ -4,11 +4,12 @@
 //! forms of `bulkhead_platform::decode`), performed on the device, and skipped.
 //! Addresses no device claims read as all-ones and ignore writes, as on a PC bus.
 
-use super::Linux;
+use super::LinuxCpu;
+use super::board::Board;
 use crate::arch::x86::cpu;
 use crate::exits::{Fault, Outcome, Stop};
 use crate::hvlog;
-use crate::memory::guest::GuestMemory;
+use crate::memory::guest::MemView;
 use crate::virt::AnyVcpu;
 use bulkhead_platform::decode::{self, MAX_INSTRUCTION_LEN};
 use bulkhead_platform::ioapic::IOAPIC_BASE;
@@ -16,12 +17,16 @@ use bulkhead_platform::lapic::{ApicEffect, LAPIC_BASE};
 use bulkhead_platform::walk;
 
 const PAGE: u64 = 4096;
+/// The local APIC's EOI register.
+const EOI: u32 = 0xB0;
 
-/// Handles an access to guest-physical `gpa` outside the qube's memory.
+/// Handles an access by vCPU `g` to guest-physical `gpa` outside the qube's memory `mem`.
+/// When another vCPU holds the I/O APIC, the instruction is left to run again.
 pub fn access(
-    g: &mut Linux,
+    g: &mut LinuxCpu,
     vcpu: &mut AnyVcpu,
-    mem: &mut GuestMemory,
+    board: &Board,
+    mem: &MemView,
     gpa: u64,
     fetch: bool,
 ) -> Outcome {
@@ -35,7 +40,6 @@ pub fn access(
             rip,
         });
     }
-    g.stats.mmio += 1;
     let mut bytes = [0u8; MAX_INSTRUCTION_LEN];
     let Some(n) = fetch_instruction(vcpu, mem, rip, &mut bytes) else {
         return stop(Fault::Forbidden {
@@ -54,13 +58,18 @@ pub fn access(
     };
     let size = u32::from(insn.size);
     if let Some(value) = insn.store_value(|r| vcpu.gpr(r)) {
-        write(g, gpa, size, value);
+        if write(g, board, gpa, value).is_none() {
+            return Outcome::Preempted;
+        }
     } else {
-        let loaded = read(g, gpa, size);
+        let Some(loaded) = read(g, board, gpa, size) else {
+            return Outcome::Preempted;
+        };
         if let Some((reg, v)) = insn.load_result(|r| vcpu.gpr(r), loaded) {
             vcpu.set_gpr(reg, v);
         }
     }
+    g.stats.mmio += 1;
     vcpu.set_rip(rip.wrapping_add(u64::from(insn.len)));
     Outcome::Continue
 }
@@ -72,7 +81,7 @@ fn stop(f: Fault) -> Outcome {
 /// Reads the instruction at `rip` (up to 15 bytes, across a page boundary if needed).
 fn fetch_instruction(
     vcpu: &AnyVcpu,
-    mem: &mut GuestMemory,
+    mem: &MemView,
     rip: u64,
     out: &mut [u8; MAX_INSTRUCTION_LEN],
 ) -> Option<usize> {
@@ -96,44 +105,57 @@ fn fetch_instruction(
     (got > 0).then_some(got)
 }
 
-fn read(g: &mut Linux, gpa: u64, size: u32) -> u64 {
+/// The register at `gpa`, or `None` when another vCPU holds the devices.
+fn read(g: &mut LinuxCpu, board: &Board, gpa: u64, size: u32) -> Option<u64> {
     let now = cpu::rdtsc();
     let value = match page_of(gpa) {
         Some(Device::Lapic(off)) => u64::from(g.lapic.read(off, now)),
-        Some(Device::Ioapic(off)) => u64::from(g.ioapic.read(off)),
+        Some(Device::Ioapic(off)) => u64::from(board.with_devices(|d| d.ioapic.read(off))?),
         None => {
-            if g.may_log_unclaimed() {
+            if board.with_devices(|d| d.may_log_unclaimed()) == Some(true) {
                 hvlog!("linux: read of unclaimed address {gpa:#x} (all-ones)");
             }
             u64::MAX
         }
     };
-    if size >= 8 {
+    Some(if size >= 8 {
         value
     } else {
         value & ((1u64 << (size * 8)) - 1)
-    }
+    })
 }
 
-fn write(g: &mut Linux, gpa: u64, _size: u32, value: u64) {
+/// Writes the register at `gpa`; `None` when another vCPU holds the devices (nothing was
+/// written).
+fn write(g: &mut LinuxCpu, board: &Board, gpa: u64, value: u64) -> Option<()> {
     let now = cpu::rdtsc();
     match page_of(gpa) {
-        Some(Device::Lapic(off)) => {
+        // An EOI may end a level-triggered interrupt, which the I/O APIC must hear of: it
+        // is written with the devices held, or not at all.
+        Some(Device::Lapic(off @ EOI)) => board.with_devices(|d| {
             if let ApicEffect::LevelEoi(vector) = g.lapic.write(off, value as u32, now) {
-                let d = g.ioapic.eoi(vector);
-                g.deliver(d);
+                let m = d.ioapic.eoi(vector);
+                g.deliver(board, m);
             }
-        }
+        })?,
+        Some(Device::Lapic(off)) => match g.lapic.write(off, value as u32, now) {
+            ApicEffect::Ipi(ipi) => g.send_ipi(board, ipi),
+            ApicEffect::None | ApicEffect::LevelEoi(_) => {}
+        },
         Some(Device::Ioapic(off)) => {
-            let d = g.ioapic.write(off, value as u32);
-            g.deliver(d);
+            let d = board.with_devices(|d| d.ioapic.write(off, value as u32))?;
+            g.deliver(board, d);
         }
         None => {
-            if g.may_log_unclaimed() {
+            if board.with_devices(|d| d.may_log_unclaimed()) == Some(true) {
                 hvlog!("linux: write of {value:#x} to unclaimed address {gpa:#x} (ignored)");
             }
         }
     }
+    if let Some(Device::Lapic(_)) = page_of(gpa) {
+        board.links[g.index()].publish_address(&g.lapic);
+    }
+    Some(())
 }
 
 enum Device {

@@ -8,23 +8,27 @@
 //! - `exits`: every exit a Linux guest can cause, handled or contained to that qube.
 //! - `mmio`: the emulated MMIO pages (local APIC, I/O APIC): fetching and decoding the
 //!   instruction through the guest's own page tables.
-//! - `irq`: interrupt lines and injection.
+//! - `irq`: interrupt lines, routing between vCPUs, IPIs and injection.
+//! - `board`: what the vCPUs share (devices, console, the links between them).
+//! - `ap`: the secondary vCPUs (application processors), started by the guest with INIT
+//!   and STARTUP, each scheduled on its own (possibly another physical CPU).
 
+mod ap;
+pub mod board;
 mod exits;
 mod irq;
 mod load;
 mod mmio;
 
+pub use ap::LinuxAp;
+pub use board::Board;
+
 use super::{Guest, LoadError, Machine};
 use crate::exits::Outcome;
 use crate::virt::Exit;
 use bulkhead_abi::guest_pci::InfoCap;
-use bulkhead_platform::ioapic::IoApic;
 use bulkhead_platform::lapic::LocalApic;
-use bulkhead_platform::pci::{ChannelDevice, PciBus};
-use bulkhead_platform::pm::Pm;
-use bulkhead_platform::rtc::Rtc;
-use bulkhead_platform::uart::Uart;
+use bulkhead_platform::pci::ChannelDevice;
 
 /// The bundle entries a Linux qube boots from.
 #[derive(Clone, Copy, Debug)]
@@ -76,30 +80,55 @@ pub struct ExitStats {
     pub hlt: u64,
     /// Interrupts injected.
     pub injected: u64,
+    /// IPIs sent to its other vCPUs.
+    pub ipis: u64,
 }
 
-/// The virtual machine around a Linux qube's vCPU.
-pub struct Linux {
-    /// What it boots.
-    pub image: LinuxImage,
+/// What one vCPU of a Linux qube has to itself.
+pub struct LinuxCpu {
+    /// Its index in the qube (its APIC id).
+    index: u8,
     lapic: LocalApic,
-    ioapic: IoApic,
-    uart: Uart,
-    pci: PciBus,
-    pm: Pm,
-    rtc: Rtc,
     /// The guest's PAT (the power-on value until it writes one).
     pat: u64,
     /// Exits by kind since the last start.
     pub stats: ExitStats,
+    /// NMI IPIs to it dropped (logged once).
+    dropped_nmis: u32,
+}
+
+impl LinuxCpu {
+    /// vCPU `index` at power-on.
+    pub fn new(index: u8) -> LinuxCpu {
+        LinuxCpu {
+            index,
+            // The APIC timer's input clock: 1 GHz nominal; Linux measures it against the TSC.
+            lapic: LocalApic::new(index, crate::time::tsc_khz(), 1_000_000),
+            pat: PAT_POWER_ON,
+            stats: ExitStats::default(),
+            dropped_nmis: 0,
+        }
+    }
+
+    /// Its index in the qube.
+    pub fn index(&self) -> usize {
+        usize::from(self.index)
+    }
+}
+
+/// The virtual machine around a Linux qube: its first vCPU (the bootstrap processor; the
+/// others are `LinuxAp`s) and the board they share.
+pub struct Linux {
+    /// What it boots.
+    pub image: LinuxImage,
+    /// The devices and links of every vCPU.
+    board: &'static Board,
+    /// vCPU 0.
+    cpu: LinuxCpu,
     /// Guest time of the last start (TSC), for the ready report.
     pub started_tsc: u64,
     /// The vCPU's exit count at the last start.
     pub exits_at_start: u64,
-    /// Unclaimed ports and addresses logged so far (the log stops after a few).
-    unclaimed_logged: u32,
-    /// Bytes the UART transmitted, for the qube's console line.
-    tx: bulkhead_hvcore::collections::BoundedDeque<u8, 8>,
 }
 
 /// The console line with which the agent says the AppVM is ready (`linux-appvm/agent`).
@@ -107,80 +136,96 @@ pub const READY_LINE: &[u8] = b"agent: ready";
 
 /// Power-on PAT.
 const PAT_POWER_ON: u64 = 0x0007_0406_0007_0406;
-/// Unclaimed accesses logged per start.
-const MAX_UNCLAIMED_LINES: u32 = 8;
 
 impl Linux {
-    /// The platform for a qube booting `image`, its devices at power-on (the channel
-    /// devices are plugged in at each start).
-    pub fn new(image: LinuxImage) -> Linux {
+    /// The platform for a qube booting `image` on `board` (the channel devices are plugged
+    /// in at each start).
+    pub fn new(image: LinuxImage, board: &'static Board) -> Linux {
         Linux {
             image,
-            // The APIC timer's input clock: 1 GHz nominal; Linux measures it against the TSC.
-            lapic: LocalApic::new(0, crate::time::tsc_khz(), 1_000_000),
-            ioapic: IoApic::new(0),
-            uart: Uart::new(),
-            pci: PciBus::new(),
-            pm: Pm::new(),
-            rtc: Rtc::new(),
-            pat: PAT_POWER_ON,
-            stats: ExitStats::default(),
+            board,
+            cpu: LinuxCpu::new(0),
             started_tsc: 0,
             exits_at_start: 0,
-            unclaimed_logged: 0,
-            tx: bulkhead_hvcore::collections::BoundedDeque::new(),
         }
+    }
+
+    /// The board its vCPUs share.
+    pub fn board(&self) -> &'static Board {
+        self.board
     }
 
     /// Every device back to its power-on state, with one channel device per channel of
-    /// `m` (a start or restart).
+    /// `m` (a start or restart), and every secondary vCPU parked.
     fn reset(&mut self, m: &Machine) {
-        *self = Linux {
-            exits_at_start: m.vcpu.exit_count(),
-            started_tsc: crate::arch::x86::cpu::rdtsc(),
-            ..Linux::new(self.image)
-        };
-        for (local, c) in m.channels.iter().enumerate() {
-            let dev = ChannelDevice {
-                local: local as u8,
-                bar0: crate::channels::Endpoint::window(local),
-                region_size: c.host.len(),
-                bar4: bulkhead_abi::channel::bulk_window(local),
-                info: InfoCap {
-                    side: c.side as u8,
-                    size: c.host.len() as u32,
-                    bulk_size: c.bulk.len() as u32,
-                    name: c.name,
-                },
-            };
-            if !self.pci.add_channel(dev) {
-                crate::hvlog!("linux: channel {} has no PCI slot", c.name.as_str());
+        self.cpu = LinuxCpu::new(0);
+        self.exits_at_start = m.vcpu.exit_count();
+        self.started_tsc = crate::arch::x86::cpu::rdtsc();
+        self.board.links[0].discard_interrupts();
+        let plugged = self.board.with_devices(|d| {
+            *d = board::Devices::new();
+            for (local, c) in m.channels.iter().enumerate() {
+                let dev = ChannelDevice {
+                    local: local as u8,
+                    bar0: crate::channels::Endpoint::window(local),
+                    region_size: c.host.len(),
+                    bar4: bulkhead_abi::channel::bulk_window(local),
+                    info: InfoCap {
+                        side: c.side as u8,
+                        size: c.host.len() as u32,
+                        bulk_size: c.bulk.len() as u32,
+                        name: c.name,
+                    },
+                };
+                if !d.pci.add_channel(dev) {
+                    crate::hvlog!("linux: channel {} has no PCI slot", c.name.as_str());
+                }
             }
+        });
+        if plugged.is_none() {
+            crate::hvlog!(
+                "qube {}: its devices could not be reset (held)",
+                m.spec.name
+            );
         }
     }
 
-    /// Whether another unclaimed access may still be logged (counts it).
-    fn may_log_unclaimed(&mut self) -> bool {
-        self.unclaimed_logged += 1;
-        self.unclaimed_logged <= MAX_UNCLAIMED_LINES
-    }
-
-    /// Moves what the UART transmitted to the qube's console, and notices the agent's ready
-    /// line: the qube is then ready, reported with its exits and time since its start.
-    fn flush_console(&mut self, m: &mut Machine) {
-        let mut ready = false;
-        while let Some(b) = self.tx.pop_front() {
-            m.console_write(&[b], |line| ready |= line.starts_with(READY_LINE));
-        }
-        if ready && !m.ready {
+    /// Notices the agent's ready line (written by any vCPU): the qube is then ready,
+    /// reported with its exits and time since its start.
+    fn check_ready(&mut self, m: &mut Machine) {
+        if self.board.take_ready() && !m.ready {
             m.set_ready();
             self.report_ready(m);
         }
     }
 
+    /// Each vCPU's VM exits, IPIs sent and interrupts injected since the start (a qube with
+    /// several, when it stops).
+    fn report_vcpus(&self, m: &Machine) {
+        let mut line = bulkhead_hvcore::collections::BoundedString::<200>::new();
+        let s = self.cpu.stats;
+        let first = [
+            m.vcpu.exit_count().wrapping_sub(self.exits_at_start),
+            s.ipis,
+            s.injected,
+        ];
+        let links = self.board.links.iter().take(usize::from(self.board.vcpus));
+        for (k, link) in links.enumerate() {
+            let [exits, ipis, injected] = if k == 0 { first } else { link.counts() };
+            let _ = core::fmt::write(
+                &mut line,
+                format_args!(
+                    "{}vCPU {k} {exits} exits, {ipis} IPIs sent, {injected} interrupts injected",
+                    if k == 0 { "" } else { "; " }
+                ),
+            );
+        }
+        crate::hvlog!("qube {}: {}", m.spec.name, line.as_str());
+    }
+
     /// The ready report: exits by kind and time since the start.
     fn report_ready(&self, m: &Machine) {
-        let (name, s) = (m.spec.name.as_str(), self.stats);
+        let (name, s) = (m.spec.name.as_str(), self.cpu.stats);
         let ticks = crate::arch::x86::cpu::rdtsc().wrapping_sub(self.started_tsc);
         let ms = crate::time::ticks_to_ns(ticks) / 1_000_000;
         crate::hvlog!(
@@ -216,25 +261,45 @@ impl Guest for Linux {
     }
 
     fn load(&mut self, m: &mut Machine, _restarts: u32) -> Result<(), LoadError> {
-        let entry = load::load(&mut m.mem, &self.image)?;
+        // Every secondary out of the guest before its memory is written.
+        self.board.park_secondaries();
+        let entry = load::load(&mut m.mem, &self.image, self.board.vcpus)?;
         self.reset(m);
         m.vcpu.reset(&crate::virt::Start::linux(&entry));
         Ok(())
     }
 
     fn handle_exit(&mut self, m: &mut Machine, exit: Exit) -> Outcome {
-        exits::handle(self, m, exit)
+        let view = m.mem.view();
+        let outcome = exits::handle(&mut self.cpu, &mut m.vcpu, self.board, &view, exit);
+        self.check_ready(m);
+        outcome
     }
 
     fn before_entry(&mut self, m: &mut Machine) {
-        self.prepare_entry(m);
+        let events = m.events;
+        if self.cpu.prepare_entry(&mut m.vcpu, self.board, events) {
+            m.events = 0;
+        }
     }
 
     fn wake_deadline(&self) -> Option<u64> {
-        self.timer_deadline()
+        self.cpu.timer_deadline()
     }
 
     fn on_stop(&mut self, m: &mut Machine) {
-        self.flush_console(m);
+        self.board.park_secondaries();
+        self.board.console_flush();
+        if self.board.vcpus > 1 {
+            self.report_vcpus(m);
+        }
+    }
+
+    fn has_wake(&self, m: &Machine) -> bool {
+        m.events != 0 || self.board.links[0].has_interrupts() || self.board.stop_pending()
+    }
+
+    fn take_stop(&mut self) -> Option<crate::exits::Stop> {
+        self.board.take_stop()
     }
 }

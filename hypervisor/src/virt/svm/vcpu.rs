@@ -32,6 +32,10 @@ pub struct SvmVcpu {
 // Segment attributes (packed VMCB format): type | S<<4 | DPL<<5 | P<<7 | L<<9 | DB<<10 | G<<11.
 const CODE64: u16 = 0xB | 1 << 4 | 1 << 7 | 1 << 9 | 1 << 11;
 const DATA: u16 = 0x3 | 1 << 4 | 1 << 7 | 1 << 10 | 1 << 11;
+/// Real-mode code and data segments (after INIT): present, read/write (code: execute/read),
+/// accessed, 16-bit.
+const CODE16: u16 = 0xB | 1 << 4 | 1 << 7;
+const DATA16: u16 = 0x3 | 1 << 4 | 1 << 7;
 const TSS_BUSY: u16 = 0xB | 1 << 7;
 const LDT: u16 = 0x2 | 1 << 7;
 
@@ -257,9 +261,17 @@ impl Vcpu for SvmVcpu {
     fn reset(&mut self, s: &Start) {
         self.reset_controls(s.linux);
         let v = &mut *self.vmcb;
-        v.set_segment(save::CS, s.cs, CODE64, 0xFFFF_FFFF, 0);
-        for seg in [save::DS, save::ES, save::SS, save::FS, save::GS] {
-            v.set_segment(seg, s.ds, DATA, 0xFFFF_FFFF, 0);
+        if s.real_mode {
+            v.set_segment(save::CS, s.cs, CODE16, 0xFFFF, u64::from(s.cs) << 4);
+            for seg in [save::DS, save::ES, save::SS, save::FS, save::GS] {
+                v.set_segment(seg, 0, DATA16, 0xFFFF, 0);
+            }
+            v.set_segment(save::IDTR, 0, 0, 0x3FF, 0);
+        } else {
+            v.set_segment(save::CS, s.cs, CODE64, 0xFFFF_FFFF, 0);
+            for seg in [save::DS, save::ES, save::SS, save::FS, save::GS] {
+                v.set_segment(seg, s.ds, DATA, 0xFFFF_FFFF, 0);
+            }
         }
         v.set_segment(save::GDTR, 0, 0, u32::from(s.gdt_limit), s.gdt_base);
         // SVME must be set in a guest's EFER for VMRUN (the guest reads its own value).
@@ -339,6 +351,7 @@ impl Vcpu for SvmVcpu {
             Exit::Halt => rip + 1,      // F4
             Exit::Cpuid | Exit::Msr { .. } => rip + 2, // 0F A2, 0F 32/30
             Exit::Xsetbv => rip + 3,    // 0F 01 D1
+            Exit::Wbinvd => rip + 2,    // 0F 09
             _ => rip,
         };
         self.vmcb.set_u64(save::RIP, next);
