@@ -72,6 +72,8 @@ pub const APPLETS: &[&str] = &[
     "xargs",
     "sort",
     "diff",
+    // For the `panic-on:N` self-test (`cargo xtask test appvm-smp`).
+    "taskset",
 ];
 
 /// Links to `/bin/agent` in `/bin`: the agent is each of these commands when called by its
@@ -95,7 +97,8 @@ pub const AGENT_LINKS: &[&str] = &[
 /// several separated by commas (`xstate:2,busy`). It waits for the agent, runs the steps in
 /// order, each doing what the scenario checks from outside and reporting on the console, and
 /// powers the AppVM off when they are done. Steps: `network`; `panic` (its kernel, for the
-/// containment test); `busy`, which never returns (spinning in user mode, so the hypervisor
+/// containment test); `panic-on:N`, the same from CPU N (`taskset`; the triple fault then
+/// happens on the AppVM's vCPU N, `cargo xtask test appvm-smp`); `busy`, which never returns (spinning in user mode, so the hypervisor
 /// preempts it there with the kernel's per-CPU pointer in KERNEL_GS_BASE, and starting
 /// programs, whose page faults need the guest's own CR2); `xstate[:SECONDS[:EXIT_MS]]`
 /// (default 5 s, no exits), the agent's `xstate-probe`: YMM registers and PKRU must survive
@@ -137,6 +140,11 @@ network)
 panic)
     echo "selftest: panicking the kernel"
     echo c > /proc/sysrq-trigger
+    ;;
+panic-on:*)
+    n="${step#panic-on:}"
+    echo "selftest: panicking the kernel on cpu $n"
+    taskset -c "$n" sh -c 'echo c > /proc/sysrq-trigger'
     ;;
 busy)
     # A user-mode spin beside a loop of short-lived programs (page faults at every start).
@@ -565,6 +573,9 @@ mod tests {
         assert!(SELFTEST_SCRIPT.contains("cpus)\n    /bin/agent cpu-probe ||"));
         assert!(SELFTEST_SCRIPT.contains("/bin/agent netbench"));
         assert!(SELFTEST_SCRIPT.contains("{ dispvm '"));
+        // `panic-on:N` needs its applet.
+        assert!(SELFTEST_SCRIPT.contains("taskset -c \"$n\" sh -c"));
+        assert!(APPLETS.contains(&"taskset"));
     }
 
     #[test]

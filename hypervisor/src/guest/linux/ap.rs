@@ -120,7 +120,11 @@ impl LinuxAp {
                 let (name, k) = (self.board.name, self.index());
                 match stop {
                     crate::exits::Stop::Fault(f) => crate::hvlog!("qube {name}: vCPU {k}: {f}"),
-                    _ => crate::hvlog!("qube {name}: vCPU {k} stops the qube"),
+                    crate::exits::Stop::Exited(status) => crate::hvlog!(
+                        "qube {name}: vCPU {k} ends the qube (status {})",
+                        status as i64
+                    ),
+                    crate::exits::Stop::Killed => {}
                 }
                 self.board.request_stop(stop, self.index());
                 self.running = false;
