@@ -28,6 +28,7 @@
 #![forbid(unsafe_code)]
 
 pub mod acpi;
+pub mod ap_gate;
 pub mod bootinfo;
 pub mod bulk;
 pub mod console;

@@ -1,8 +1,12 @@
-//! The model check of the cross-CPU wake-up (`src/wake.rs`): under every interleaving, a
-//! CPU that decides to halt has been sent an IPI if mail was posted for it, so it never
-//! sleeps on work. Run by `cargo xtask test loom-wake` (`RUSTFLAGS="--cfg loom"`).
+//! The model checks of the cross-CPU protocols: the wake-up (`src/wake.rs`): under every
+//! interleaving, a CPU that decides to halt has been sent an IPI if mail was posted for it,
+//! so it never sleeps on work; and a Linux qube's secondary vCPU parked by its first
+//! (`src/ap_gate.rs`): once the parker stops waiting, the vCPU is out of the guest and stays
+//! out, so the parker may rewrite the qube's memory (loom finds any unsynchronised access to
+//! it). Run by `cargo xtask test loom-wake` (`RUSTFLAGS="--cfg loom"`).
 #![cfg(loom)]
 
+use bulkhead_hvcore::ap_gate::ApGate;
 use bulkhead_hvcore::wake::{Mailbox, Sleeper};
 use loom::sync::Arc;
 use loom::sync::atomic::{AtomicBool, Ordering};
@@ -86,5 +90,39 @@ fn two_posters_lose_nothing() {
             *g |= b.take();
         }
         assert_eq!(got, [1, 2]);
+    });
+}
+
+/// A running secondary vCPU entering the guest twice (each time touching the qube's memory)
+/// while the first vCPU parks it, waits until it is out, and rewrites that memory: loom
+/// reports a data race on the memory if the vCPU can be inside after the wait.
+#[test]
+fn a_parked_vcpu_stays_out_of_the_guest() {
+    loom::model(|| {
+        let gate = Arc::new(ApGate::new());
+        gate.init();
+        assert!(gate.startup(0x9a));
+        assert_eq!(gate.take_startup(), Some(0x9a));
+        let memory = Arc::new(loom::cell::UnsafeCell::new(0u64));
+        let vcpu = {
+            let (gate, memory) = (gate.clone(), memory.clone());
+            thread::spawn(move || {
+                for _ in 0..2 {
+                    if gate.enter() {
+                        // The guest runs: it reads and writes its memory.
+                        memory.with_mut(|m| unsafe { *m += 1 });
+                        gate.left();
+                    }
+                }
+            })
+        };
+        gate.park();
+        while gate.inside() {
+            thread::yield_now();
+        }
+        // The qube starts over: its memory is rewritten.
+        memory.with_mut(|m| unsafe { *m = 0 });
+        vcpu.join().unwrap();
+        assert!(!gate.inside());
     });
 }

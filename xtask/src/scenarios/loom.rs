@@ -1,7 +1,8 @@
 //! The loom model checks: the ring's concurrent protocol (`hypervisor/ring/tests/loom.rs`):
 //! both ends in their own threads, every interleaving up to loom's bound: FIFO through full
 //! rings and the wrap, and no lost wake-up between `prepare_wait` and `notify`; and the
-//! cross-CPU wake-up (`hypervisor/core/tests/wake_loom.rs`).
+//! cross-CPU wake-up and the parking of a Linux qube's secondary vCPUs
+//! (`hypervisor/core/tests/wake_loom.rs`).
 
 use super::{Scenario, host};
 use anyhow::{Context, Result, bail};
@@ -15,7 +16,7 @@ pub const LOOM_RING: Scenario = Scenario {
 
 pub const LOOM_WAKE: Scenario = Scenario {
     name: "loom-wake",
-    about: "loom: a CPU going to halt and the CPUs posting to its qubes (no lost wake-up IPI)",
+    about: "loom: a CPU going to halt and the CPUs posting to its qubes (no lost wake-up IPI); a secondary vCPU parked stays out of the guest",
     run: || loom_test("bulkhead-hvcore", "wake_loom"),
 };
 

@@ -5,10 +5,11 @@
 //! start or stop of the qube parks it again ([`Board::park_secondaries`]).
 
 use super::LinuxCpu;
-use super::board::{Board, start};
+use super::board::Board;
 use crate::exits::Outcome;
 use crate::memory::guest::MemView;
 use crate::virt::{AnyVcpu, Exit, Start};
+use bulkhead_hvcore::ap_gate;
 use bulkhead_hvcore::sched::RunState;
 
 /// One secondary vCPU.
@@ -63,11 +64,11 @@ impl LinuxAp {
     /// from the others, an INIT or a stop of the qube while running.
     pub fn has_wake(&self) -> bool {
         let link = &self.board.links[self.index()];
-        let (state, _) = link.start_state();
+        let (state, _) = link.gate.state();
         if self.running {
-            state != start::RUNNING || link.has_interrupts()
+            state != ap_gate::RUNNING || link.has_interrupts()
         } else {
-            state == start::SIPI
+            state == ap_gate::SIPI
         }
     }
 
@@ -77,8 +78,7 @@ impl LinuxAp {
     pub fn before_entry(&mut self) -> bool {
         let k = self.index();
         let link = &self.board.links[k];
-        let (state, vector) = link.start_state();
-        if state == start::SIPI && link.mark_running(vector) {
+        if let Some(vector) = link.gate.take_startup() {
             link.discard_interrupts();
             self.cpu = LinuxCpu::new(k as u8);
             link.publish_address(&self.cpu.lapic);
@@ -92,7 +92,7 @@ impl LinuxAp {
                 self.host_cpu
             );
         }
-        if !self.running || !link.enter() {
+        if !self.running || !link.gate.enter() {
             self.running = false;
             return false;
         }
@@ -103,7 +103,7 @@ impl LinuxAp {
     /// Runs it once (after [`LinuxAp::before_entry`] said it may enter).
     pub fn run(&mut self) -> Exit {
         let exit = self.vcpu.run();
-        self.board.links[self.index()].left();
+        self.board.links[self.index()].gate.left();
         exit
     }
 

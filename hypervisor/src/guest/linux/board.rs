@@ -15,6 +15,7 @@ use crate::exits::Stop;
 use crate::sync::Locked;
 use bulkhead_abi::channel::MAX_CHANNELS_PER_QUBE;
 use bulkhead_abi::manifest::MAX_VCPUS;
+use bulkhead_hvcore::ap_gate::ApGate;
 use bulkhead_hvcore::collections::{ArrayVec, BoundedString};
 use bulkhead_hvcore::console::LineBuffer;
 use bulkhead_hvcore::wake::Mailbox;
@@ -24,7 +25,7 @@ use bulkhead_platform::pci::PciBus;
 use bulkhead_platform::pm::Pm;
 use bulkhead_platform::rtc::Rtc;
 use bulkhead_platform::uart::Uart;
-use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 /// Most vCPUs a Linux qube has.
 pub const VCPUS: usize = MAX_VCPUS as usize;
@@ -71,18 +72,6 @@ impl Devices {
     }
 }
 
-/// Where a secondary vCPU is in its start-up (the values of [`VcpuLink::start`]).
-pub mod start {
-    /// Powered on, waiting for INIT.
-    pub const RESET: u32 = 0;
-    /// INIT received: waiting for STARTUP.
-    pub const WAIT_SIPI: u32 = 1;
-    /// STARTUP received, vector in bits 8..16: the vCPU starts at its next pass.
-    pub const SIPI: u32 = 2;
-    /// Running guest code.
-    pub const RUNNING: u32 = 3;
-}
-
 /// How the others reach one vCPU.
 pub struct VcpuLink {
     /// Vectors requested at its local APIC by others, 64 per mailbox.
@@ -91,12 +80,10 @@ pub struct VcpuLink {
     level: [AtomicU64; 4],
     /// Its APIC address ([`ApicAddress`] packed: id, LDR, DFR), republished by its owner.
     address: AtomicU64,
-    /// Its start-up state ([`start`]).
-    start: AtomicU32,
+    /// Its start-up state and whether it is in the guest (a secondary's).
+    pub gate: ApGate,
     /// The physical CPU it runs on.
     cpu: AtomicUsize,
-    /// It is in (or about to enter) the guest.
-    in_guest: AtomicBool,
     /// Since its start: VM exits, IPIs it sent, interrupts injected (a secondary's, for
     /// the primary's report when the qube stops).
     counts: [AtomicU64; 3],
@@ -120,9 +107,8 @@ const LINK: VcpuLink = VcpuLink {
         AtomicU64::new(0),
     ],
     address: AtomicU64::new(0),
-    start: AtomicU32::new(start::RESET),
+    gate: ApGate::new(),
     cpu: AtomicUsize::new(0),
-    in_guest: AtomicBool::new(false),
     counts: [AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)],
 };
 
@@ -179,43 +165,9 @@ impl VcpuLink {
         }
     }
 
-    /// Its start-up state ([`start`]) and the STARTUP vector (a read-modify-write, for
-    /// the halting CPU's check).
-    pub fn start_state(&self) -> (u32, u8) {
-        let s = self.start.fetch_or(0, Ordering::AcqRel);
-        (s & 0xFF, (s >> 8) as u8)
-    }
-
-    /// Marks it running (the owner, having started it at the STARTUP vector), unless an
-    /// INIT came in between.
-    pub fn mark_running(&self, vector: u8) -> bool {
-        let sipi = start::SIPI | u32::from(vector) << 8;
-        self.start
-            .compare_exchange(sipi, start::RUNNING, Ordering::AcqRel, Ordering::Acquire)
-            .is_ok()
-    }
-
     /// The physical CPU it runs on.
     pub fn set_cpu(&self, cpu: usize) {
         self.cpu.store(cpu, Ordering::Relaxed);
-    }
-
-    /// Whether the running secondary may enter the guest: it says it is entering, then
-    /// checks that no INIT and no stop of the qube came (both sides sequentially
-    /// consistent, so [`Board::park_secondaries`] either sees it entering and waits, or it
-    /// sees its state changed and stays out).
-    pub fn enter(&self) -> bool {
-        self.in_guest.store(true, Ordering::SeqCst);
-        if self.start.load(Ordering::SeqCst) == start::RUNNING {
-            return true;
-        }
-        self.in_guest.store(false, Ordering::SeqCst);
-        false
-    }
-
-    /// It left the guest.
-    pub fn left(&self) {
-        self.in_guest.store(false, Ordering::SeqCst);
     }
 
     /// Publishes its counts since its start: VM exits, IPIs sent, interrupts injected.
@@ -348,7 +300,7 @@ impl Board {
     /// INIT at secondary vCPU `k` from vCPU `me`: it leaves the guest and waits for STARTUP.
     pub fn init(&self, k: usize, me: usize) {
         if let Some(link) = self.links.get(k).filter(|_| k != 0) {
-            link.start.store(start::WAIT_SIPI, Ordering::Release);
+            link.gate.init();
             self.kick(k, me);
         }
     }
@@ -359,30 +311,24 @@ impl Board {
         let Some(link) = self.links.get(k).filter(|_| k != 0) else {
             return;
         };
-        let sipi = start::SIPI | u32::from(vector) << 8;
-        let ok = link.start.compare_exchange(
-            start::WAIT_SIPI,
-            sipi,
-            Ordering::AcqRel,
-            Ordering::Acquire,
-        );
-        if ok.is_ok() {
+        if link.gate.startup(vector) {
             self.kick(k, me);
         }
     }
 
     /// The qube starts or stops (the primary calls this): every secondary is parked, back
     /// at power-on, and out of the guest when this returns (each is kicked, and leaves at
-    /// its next exit: it sees its state changed before entering again, `VcpuLink::enter`).
+    /// its next exit: it sees itself parked before entering again; the protocol and its
+    /// model check are `bulkhead_hvcore::ap_gate`).
     pub fn park_secondaries(&self) {
         let n = usize::from(self.vcpus);
         for (k, link) in self.links.iter().enumerate().take(n).skip(1) {
-            link.start.store(start::RESET, Ordering::SeqCst);
+            link.gate.park();
             link.discard_interrupts();
             self.kick(k, 0);
         }
         for link in self.links.iter().take(n).skip(1) {
-            while link.in_guest.load(Ordering::SeqCst) {
+            while link.gate.inside() {
                 core::hint::spin_loop();
             }
         }
