@@ -53,6 +53,9 @@ pub struct Qube {
     pub started_ns: u64,
     /// The root of its nested page tables (its other vCPUs, if any, use them too).
     nested_root: u64,
+    /// A Linux qube with several vCPUs: the board they share, whose links and stop requests
+    /// its scheduler checks (none for every other qube, which skips those checks).
+    siblings: Option<&'static crate::guest::linux::Board>,
 }
 
 /// What a qube is made of, besides its manifest entry.
@@ -165,7 +168,9 @@ impl Qube {
             restarts: 0,
             started_ns: 0,
             nested_root: root,
+            siblings: None,
         };
+        q.siblings = q.linux_board().filter(|b| b.vcpus > 1);
         if q.machine.spec.start == StartPolicy::AtBoot {
             q.load()?;
         } else {
@@ -189,14 +194,23 @@ impl Qube {
         }
     }
 
-    /// Whether something must wake it from waiting ([`Guest::has_wake`]).
+    /// Whether something must wake it from waiting: events, and for a Linux qube with
+    /// several vCPUs interrupts from the others and a stop one of them asked for.
     pub fn has_wake(&self) -> bool {
-        self.guest.has_wake(&self.machine)
+        self.machine.events != 0
+            || self
+                .siblings
+                .is_some_and(|b| b.links[0].has_interrupts() || b.stop_pending())
     }
 
     /// A stop one of its other vCPUs asked for.
     pub fn take_stop(&mut self) -> Option<crate::exits::Stop> {
-        self.guest.take_stop()
+        self.siblings.and_then(|b| b.take_stop())
+    }
+
+    /// Whether it has other vCPUs (a Linux qube with several).
+    pub fn has_siblings(&self) -> bool {
+        self.siblings.is_some()
     }
 
     /// Manifest index.

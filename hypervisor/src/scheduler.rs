@@ -420,6 +420,7 @@ impl Scheduler {
     /// slice, until mail arrives for another qube of this CPU.
     fn run_until(&mut self, i: usize, slice_end: u64, alone: bool) {
         let mailbox = &QUBES[self.qubes[i].id()].events;
+        let mut first = true;
         loop {
             // The slice can end while the hypervisor handles an exit: its timer interrupt
             // then arrives here, not in the guest, so the clock decides, and the timer is
@@ -432,11 +433,16 @@ impl Scheduler {
             let events = mailbox.take();
             let q = &mut self.qubes[i];
             q.machine.events |= events;
-            // A stop another of its vCPUs asked for.
-            if let Some(stop) = q.take_stop() {
+            // A stop another of its vCPUs asked for: looked for at the start of a slice and
+            // after a kick (the other vCPU's CPU raised this CPU's mail flag).
+            if q.has_siblings()
+                && (first || smp::CPUS[self.cpu].mail.load(Ordering::Relaxed))
+                && let Some(stop) = q.take_stop()
+            {
                 self.stop(i, stop);
                 return;
             }
+            first = false;
             q.before_entry();
             // The guest's own timer may come first: exit then to deliver it.
             let until = q.wake_deadline().map_or(slice_end, |d| d.min(slice_end));

@@ -124,16 +124,6 @@ pub trait Guest {
     fn wake_deadline(&self) -> Option<u64>;
     /// It stops: hands over what it still holds (console bytes).
     fn on_stop(&mut self, m: &mut Machine);
-    /// Whether something arrived that must wake it from waiting (checked on every pass and
-    /// before its CPU halts): events, and for a Linux qube interrupts from its other vCPUs
-    /// and a stop one of them asked for.
-    fn has_wake(&self, m: &Machine) -> bool {
-        m.events != 0
-    }
-    /// A stop another of its vCPUs asked for, to carry out before the next entry.
-    fn take_stop(&mut self) -> Option<crate::exits::Stop> {
-        None
-    }
 }
 
 /// A unikernel or a Linux guest.
@@ -191,12 +181,6 @@ impl Guest for GuestKind {
     }
     fn on_stop(&mut self, m: &mut Machine) {
         dispatch!(self, g => g.on_stop(m))
-    }
-    fn has_wake(&self, m: &Machine) -> bool {
-        dispatch!(self, g => g.has_wake(m))
-    }
-    fn take_stop(&mut self) -> Option<crate::exits::Stop> {
-        dispatch!(self, g => g.take_stop())
     }
 }
 

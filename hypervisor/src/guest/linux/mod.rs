@@ -294,12 +294,4 @@ impl Guest for Linux {
             self.report_vcpus(m);
         }
     }
-
-    fn has_wake(&self, m: &Machine) -> bool {
-        m.events != 0 || self.board.links[0].has_interrupts() || self.board.stop_pending()
-    }
-
-    fn take_stop(&mut self) -> Option<crate::exits::Stop> {
-        self.board.take_stop()
-    }
 }
