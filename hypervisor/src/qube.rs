@@ -196,6 +196,7 @@ impl Qube {
 
     /// Whether something must wake it from waiting: events, and for a Linux qube with
     /// several vCPUs interrupts from the others and a stop one of them asked for.
+    #[inline]
     pub fn has_wake(&self) -> bool {
         self.machine.events != 0
             || self

@@ -224,20 +224,26 @@ impl Scheduler {
             for (s, q) in self.states.iter_mut().zip(self.qubes.iter()) {
                 *s = q.state;
             }
-            for (s, a) in self.states[nq..].iter_mut().zip(self.aps.iter()) {
-                *s = a.state;
-            }
             let (states, qubes, aps) = (&mut self.states[..n], &self.qubes, &self.aps);
-            sched::wake(states, time::now_ns(), |i| match i.checked_sub(nq) {
-                None => qubes[i].has_wake(),
-                Some(a) => aps[a].has_wake(),
-            });
+            let now = time::now_ns();
+            if aps.is_empty() {
+                // The common case, kept as short as it was before secondary vCPUs.
+                sched::wake(states, now, |i| qubes[i].has_wake());
+            } else {
+                for (s, a) in states[nq..].iter_mut().zip(aps.iter()) {
+                    *s = a.state;
+                }
+                sched::wake(states, now, |i| match i.checked_sub(nq) {
+                    None => qubes[i].has_wake(),
+                    Some(a) => aps[a].has_wake(),
+                });
+                for (a, s) in self.aps.iter_mut().zip(self.states[nq..n].iter()) {
+                    a.state = *s;
+                }
+            }
             let states = &self.states[..n];
             for (q, s) in self.qubes.iter_mut().zip(states.iter()) {
                 q.state = *s;
-            }
-            for (a, s) in self.aps.iter_mut().zip(states[nq..].iter()) {
-                a.state = *s;
             }
             match sched::pick_next(states, self.current) {
                 Some(i) => {
