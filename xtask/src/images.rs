@@ -62,6 +62,8 @@ pub const ALL: &[Image] = &[
     // The admin qube (qrexec policy, docs/qrexec.md); its crate is on its way, so a system
     // that runs it builds once `unikernels/admin` exists.
     unikernel("admin", "bulkhead-admin"),
+    // The storage qube: serves private volumes from its disk (docs/storage.md).
+    unikernel("storage", "bulkhead-storage"),
 ];
 
 /// Finds an image by its short name, its package or its binary name.

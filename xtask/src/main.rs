@@ -6,6 +6,7 @@ mod bench;
 mod bochs;
 mod bundle;
 mod deps;
+mod disk;
 mod guibench;
 mod images;
 mod iso;
@@ -178,6 +179,10 @@ struct RunArgs {
     /// Leave out the network card.
     #[arg(long)]
     no_nic: bool,
+    /// The storage qube's disk image, made on first use and kept between runs, when the
+    /// system has private volumes [default: target/bulkhead/disk.img].
+    #[arg(long, value_name = "FILE")]
+    disk: Option<PathBuf>,
     /// With --until-ready: give the machine a Bochs display (unless it has a screen) and,
     /// once every qube is ready, save what the screen shows to this PNG file (QMP
     /// screendump).
@@ -356,6 +361,11 @@ fn run(args: RunArgs) -> Result<()> {
     opts.iommu = !args.no_iommu;
     if args.no_nic {
         opts.nic = None;
+    }
+    let disk_path = args.disk.unwrap_or_else(disk::default_path);
+    if let Some(image) = disk::prepare(&assembled.system, &disk_path)? {
+        println!("      {}", image.describe());
+        opts.disk = Some(image.path);
     }
     opts.serial_log = args.serial_log;
     // The gui qube's screen: QEMU's bochs-display, shown in a window where the host has a

@@ -9,6 +9,10 @@
 //! - [`label`]: Qubes' label colours.
 //! - [`proto`] (feature `proto`): the postcard messages qubes exchange over channels.
 //! - [`gui`] (feature `proto`): the GUI protocol between clients and the gui qube.
+//! - [`block`] (feature `proto`): the block protocol between a client qube and the storage
+//!   qube (volumes read and written through a channel's bulk area).
+//! - [`disk`] (feature `proto`): the layout of the storage qube's disk (its volume table),
+//!   written by xtask and read by the storage qube.
 //! - [`io_ports`]: the I/O port ranges a unikernel qube may own, and those none may.
 //! - [`guest_pci`]: the virtual PCI devices of a Linux qube (host bridge, channel devices).
 //! - [`bounded`]: fixed-capacity vector, string and ring, the only collections the
@@ -26,10 +30,14 @@
 #[cfg(feature = "alloc")]
 extern crate alloc;
 
+#[cfg(feature = "proto")]
+pub mod block;
 pub mod boot_info;
 pub mod bounded;
 pub mod bundle;
 pub mod channel;
+#[cfg(feature = "proto")]
+pub mod disk;
 pub mod guest_pci;
 #[cfg(feature = "proto")]
 pub mod gui;

@@ -83,6 +83,11 @@ impl<'a> Writer<'a> {
         self.bytes(&v.to_le_bytes());
     }
 
+    /// Appends a little-endian u64.
+    pub fn u64(&mut self, v: u64) {
+        self.bytes(&v.to_le_bytes());
+    }
+
     /// Appends a text field of width `N`: its length (u16), its bytes, zeros up to `N`.
     pub fn text<const N: usize>(&mut self, s: &BoundedString<N>) {
         self.u16(s.len() as u16);
@@ -110,6 +115,11 @@ impl<'a> Reader<'a> {
         Reader { bytes, pos: 0 }
     }
 
+    /// Bytes read so far.
+    pub fn position(&self) -> usize {
+        self.pos
+    }
+
     /// The next `n` bytes.
     pub fn bytes(&mut self, n: usize) -> Result<&'a [u8], WireError> {
         let end = self.pos.checked_add(n).ok_or(WireError::Truncated)?;
@@ -131,6 +141,11 @@ impl<'a> Reader<'a> {
     /// A little-endian u32.
     pub fn u32(&mut self) -> Result<u32, WireError> {
         u32_at(self.bytes(4)?, 0).ok_or(WireError::Truncated)
+    }
+
+    /// A little-endian u64.
+    pub fn u64(&mut self) -> Result<u64, WireError> {
+        u64_at(self.bytes(8)?, 0).ok_or(WireError::Truncated)
     }
 
     /// A byte that must be zero (padding).
@@ -174,13 +189,15 @@ mod tests {
         w.u8(7);
         w.u16(0x1234);
         w.u32(0xdead_beef);
+        w.u64(u64::MAX - 1);
         w.text::<8>(&BoundedString::try_from("né").unwrap());
         let n = w.finish().unwrap();
-        assert_eq!(n, 1 + 2 + 4 + 2 + 8);
+        assert_eq!(n, 1 + 2 + 4 + 8 + 2 + 8);
         let mut r = Reader::new(&buf[..n]);
         assert_eq!(r.u8(), Ok(7));
         assert_eq!(r.u16(), Ok(0x1234));
         assert_eq!(r.u32(), Ok(0xdead_beef));
+        assert_eq!(r.u64(), Ok(u64::MAX - 1));
         assert_eq!(r.text::<8>().unwrap().as_str(), "né");
         assert_eq!(r.finish(), Ok(()));
     }
@@ -202,7 +219,7 @@ mod tests {
         #[test]
         fn reading_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..40)) {
             let mut r = Reader::new(&bytes);
-            let _ = (r.u8(), r.text::<5>(), r.u32(), r.zero(), r.bytes(3), r.u16());
+            let _ = (r.u8(), r.text::<5>(), r.u32(), r.zero(), r.bytes(3), r.u16(), r.u64());
             let _ = r.finish();
         }
     }

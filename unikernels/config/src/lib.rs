@@ -13,15 +13,17 @@
 
 pub mod admin;
 pub mod rules;
+pub mod storage;
 
 use heapless::{String, Vec};
 use serde::{Deserialize, Serialize};
 
 pub use admin::{AdminConfig, AdminQube, QubeKind};
 pub use rules::{Action, Cidr, PortRange, Proto, Rule, SpecialTarget};
+pub use storage::{MAX_STORAGE_CLIENTS, StorageClient, StorageServer};
 
 /// Version of the blob layout.
-pub const CONFIG_VERSION: u16 = 3;
+pub const CONFIG_VERSION: u16 = 4;
 /// Longest qube or channel name (the same limit as the hypervisor's).
 pub const NAME_MAX: usize = 24;
 /// Most clients one qube may serve.
@@ -56,6 +58,11 @@ pub struct QubeConfig {
     pub qrexec: Option<String<NAME_MAX>>,
     /// For the admin qube: the system's qubes and the qrexec policy.
     pub admin: Option<AdminConfig>,
+    /// For a storage qube: the qubes whose private volumes it serves.
+    pub storage: Option<StorageServer>,
+    /// For a qube with a private volume: its block channel to its storage qube,
+    /// `<qube>.blk`.
+    pub block_channel: Option<String<NAME_MAX>>,
 }
 
 /// What the gui qube knows of its clients, all from the system description.
@@ -163,6 +170,8 @@ impl QubeConfig {
             gui_channel: None,
             qrexec: None,
             admin: None,
+            storage: None,
+            block_channel: None,
         }
     }
 

@@ -111,9 +111,30 @@ fn admin_sample() -> QubeConfig {
     }
 }
 
+/// A storage qube's blob (two clients) and a client's.
+fn storage_samples() -> [QubeConfig; 2] {
+    let client = |qube: &str, mib| StorageClient {
+        qube: String::try_from(qube).unwrap(),
+        channel: String::try_from(alloc::format!("{qube}.blk").as_str()).unwrap(),
+        private_mib: mib,
+    };
+    let server = QubeConfig {
+        storage: Some(StorageServer {
+            clients: Vec::from_iter([client("alice", 16), client("bob", 4096)]),
+        }),
+        ..QubeConfig::empty()
+    };
+    let alice = QubeConfig {
+        block_channel: Some(String::try_from("alice.blk").unwrap()),
+        ..QubeConfig::empty()
+    };
+    [server, alice]
+}
+
 #[test]
 fn round_trips() {
-    for c in [sample(), admin_sample()] {
+    let [server, client] = storage_samples();
+    for c in [sample(), admin_sample(), server, client] {
         assert_eq!(QubeConfig::decode(&c.to_vec()), Ok(c));
     }
 }
@@ -222,8 +243,9 @@ proptest! {
     }
 
     #[test]
-    fn mutated_blobs_never_panic(admin: bool, pos in 0usize..400, val: u8) {
-        let mut bytes = if admin { admin_sample() } else { sample() }.to_vec();
+    fn mutated_blobs_never_panic(which in 0usize..3, pos in 0usize..400, val: u8) {
+        let [storage, _] = storage_samples();
+        let mut bytes = [sample(), admin_sample(), storage][which].to_vec();
         let n = bytes.len();
         bytes[pos % n] = val;
         let _ = QubeConfig::decode(&bytes);

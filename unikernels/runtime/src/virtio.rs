@@ -13,6 +13,7 @@
 //!   [`VirtioNet::send`] and [`VirtioNet::receive`]; the driver polls, unless
 //!   [`VirtioNet::use_msix_vector0`] gave its queues the MSI-X vector the hypervisor
 //!   delivers ([`PciDevice::request_interrupts`]).
+//! - [`VirtioBlk`] (module [`blk`]): a virtio-blk disk, one blocking request at a time.
 //! - [`common_cfg`]: the capability walk to the common configuration structure, which
 //!   `virtio-drivers` 0.13 keeps to itself.
 //! - `misdirect_allocation`: a hook for the IOMMU containment test only, compiled in only
@@ -39,8 +40,10 @@ use virtio_drivers::{BufferDirection, Hal, PAGE_SIZE, PhysAddr};
 use crate::boot::Boot;
 use crate::pci::{self, PciDevice};
 
+pub mod blk;
 pub mod common_cfg;
 use crate::sync::Mutex;
+pub use blk::VirtioBlk;
 
 /// Configuration-space access for `virtio_drivers` through the hypercalls.
 #[derive(Clone, Debug)]
@@ -279,6 +282,19 @@ unsafe impl Hal for RtHal {
     unsafe fn unshare(_paddr: PhysAddr, _buffer: NonNull<[u8]>, _direction: BufferDirection) {}
 }
 
+/// The PCI transport of an assigned virtio device: attaches it to [`RtHal`], turns on memory
+/// decoding and bus mastering, and sets up the modern transport (accepting
+/// `VIRTIO_F_ACCESS_PLATFORM` when the device is behind an IOMMU).
+fn transport(device: &PciDevice) -> Result<PlatformTransport, InitError> {
+    attach(device).map_err(InitError::Attach)?;
+    let df = device_function(device);
+    let mut root = PciRoot::new(HypercallCam::for_device(*device));
+    let (_, command) = root.get_status_command(df);
+    root.set_command(df, command | Command::MEMORY_SPACE | Command::BUS_MASTER);
+    let transport = PciTransport::new::<RtHal, _>(&mut root, df).map_err(InitError::Pci)?;
+    Ok(PlatformTransport::new(transport))
+}
+
 /// Slots per virtqueue of [`VirtioNet`]: as many as a network channel's ring, so a burst
 /// from the firewall (an AppVM's 64 KiB segment is 45 frames) fits the transmit queue and
 /// sys-net does not sleep on a full one (`cargo xtask bench --network`: with 32, sys-net
@@ -289,7 +305,7 @@ const NET_BUF_LEN: usize = 2048;
 /// Largest frame [`VirtioNet::send`] takes (Ethernet II without FCS).
 pub const MAX_FRAME: usize = bulkhead_abi::proto::MAX_FRAME;
 
-/// Why a virtio-net card could not be brought up.
+/// Why a virtio device (a virtio-net card, a virtio-blk disk) could not be brought up.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum InitError {
     /// [`attach`] refused the device.
@@ -298,8 +314,12 @@ pub enum InitError {
     Pci(VirtioPciError),
     /// It is a virtio device, but not a network card.
     NotNetwork(DeviceType),
+    /// It is a virtio device, but not a block device (a disk).
+    NotBlock(DeviceType),
     /// The virtio-net driver failed.
     Virtio(virtio_drivers::Error),
+    /// The virtio-blk driver failed.
+    Block(virtio_drivers::Error),
 }
 
 impl fmt::Display for InitError {
@@ -310,7 +330,11 @@ impl fmt::Display for InitError {
             InitError::NotNetwork(t) => {
                 write!(f, "the virtio device is a {t:?}, not a network card")
             }
+            InitError::NotBlock(t) => {
+                write!(f, "the virtio device is a {t:?}, not a block device")
+            }
             InitError::Virtio(e) => write!(f, "virtio-net: {e}"),
+            InitError::Block(e) => write!(f, "virtio-blk: {e}"),
         }
     }
 }
@@ -382,13 +406,7 @@ impl VirtioNet {
     /// receive: two DMA allocations each, the ring the driver writes then the one the device
     /// writes), and posts every receive buffer.
     pub fn new(device: &PciDevice) -> Result<VirtioNet, InitError> {
-        attach(device).map_err(InitError::Attach)?;
-        let df = device_function(device);
-        let mut root = PciRoot::new(HypercallCam::for_device(*device));
-        let (_, command) = root.get_status_command(df);
-        root.set_command(df, command | Command::MEMORY_SPACE | Command::BUS_MASTER);
-        let transport = PciTransport::new::<RtHal, _>(&mut root, df).map_err(InitError::Pci)?;
-        let transport = PlatformTransport::new(transport);
+        let transport = transport(device)?;
         if transport.device_type() != DeviceType::Network {
             return Err(InitError::NotNetwork(transport.device_type()));
         }

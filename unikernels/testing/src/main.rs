@@ -23,6 +23,8 @@ use bulkhead_rt::{Args, Boot, error, info};
 )]
 mod misbehave;
 
+mod block;
+mod block_hostile;
 mod bulk;
 mod canary;
 mod channels;
@@ -149,6 +151,12 @@ enum Mode {
     /// `disposable-client channel=NAME template=T runs=N`: N disposables in a row
     /// (`disposable.rs`).
     DisposableClient,
+    /// `block-client`: its private volume across reboots: finds the last boot's record and
+    /// pattern intact, writes the next (`block.rs`).
+    BlockClient,
+    /// `block-hostile [flood=N]`: asks the storage qube for what is not its own; every
+    /// answer must be the right error (`block_hostile.rs`).
+    BlockHostile,
 }
 
 fn parse_mode(args: &Args<'_>) -> Result<Mode, &'static str> {
@@ -213,6 +221,8 @@ fn parse_mode(args: &Args<'_>) -> Result<Mode, &'static str> {
         "net-echo-loop" => Mode::NetEchoLoop,
         "net-flood" => Mode::NetFlood,
         "disposable-client" => Mode::DisposableClient,
+        "block-client" => Mode::BlockClient,
+        "block-hostile" => Mode::BlockHostile,
         "canary" => Mode::Canary {
             kib: args.get("kib").and_then(|k| k.parse().ok()).unwrap_or(1024),
             seconds: args
@@ -242,7 +252,7 @@ fn main(boot: &Boot) -> i32 {
                  net-flood disposable-client \
                  kernel-gs-probe cr4 wbinvd rdpmc invlpga cpu-state start-disposable bulk-probe \
                  stream-tx stream-rx bulk-tx bulk-rx gui-client gui-hostile qrexec-server \
-                 qrexec-client"
+                 qrexec-client block-client block-hostile"
             );
             return EXIT_BAD_MODE;
         }
@@ -268,6 +278,8 @@ fn main(boot: &Boot) -> i32 {
         Mode::NetEchoLoop => return netclient::echo_loop(boot, &args),
         Mode::NetFlood => return netflood::flood(boot, &args),
         Mode::DisposableClient => return disposable::client(boot, &args),
+        Mode::BlockClient => return block::client(boot, &args),
+        Mode::BlockHostile => return block_hostile::hostile(boot, &args),
         Mode::StartDisposable => return disposable::start_runs(boot, &args),
         Mode::CpuState => cpustate::run(boot, &args),
         Mode::Panic => panic!("testing: panic on purpose"),

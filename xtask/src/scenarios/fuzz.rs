@@ -23,6 +23,14 @@
 //! - `fuzz-qrexec-relay`: arbitrary bytes as a script of every qube's qrexec messages, resets,
 //!   ticks and ring sizes into the admin qube's relay (`fuzz/fuzz_targets/qrexec_relay.rs`):
 //!   no panic, bounded calls, no call's bytes reach a qube that is not its other end.
+//! - `fuzz-block`: a hostile client's bytes as block requests, judged against several
+//!   volumes and pools (`fuzz/fuzz_targets/block_requests.rs`, seeded with
+//!   `fuzz/seeds/block_requests/`): no panic, every accepted request inside its volume and
+//!   pool, nothing written to a read-only volume.
+//! - `fuzz-disk`: arbitrary bytes as the start of the storage qube's disk, half of them
+//!   with a correct checksum (`fuzz/fuzz_targets/disk_layout.rs`, seeded with
+//!   `fuzz/seeds/disk_layout/`): no panic, every layout accepted is what its bytes encode,
+//!   its volumes inside the disk and apart.
 //!
 //! `BULKHEAD_FUZZ_SECONDS` sets each one's budget (default 60 for the ring, half for the
 //! others).
@@ -102,6 +110,34 @@ pub const FUZZ_QREXEC_AGENT: Scenario = Scenario {
     name: "fuzz-qrexec-agent",
     about: "libFuzzer: a hostile admin qube's messages into the agent's qrexec core (bounded memory)",
     run: || fuzz("qrexec_agent", 30),
+};
+
+pub const FUZZ_BLOCK: Scenario = Scenario {
+    name: "fuzz-block",
+    about: "libFuzzer: a hostile client's block requests against the storage protocol's check (bounded time)",
+    run: || {
+        fuzz_with(
+            "block_requests",
+            30,
+            // The seeds (written by bulkhead-abi's block tests) are read, never written.
+            &["fuzz/corpus/block_requests", "fuzz/seeds/block_requests"],
+            &[],
+        )
+    },
+};
+
+pub const FUZZ_DISK: Scenario = Scenario {
+    name: "fuzz-disk",
+    about: "libFuzzer: arbitrary bytes as the storage qube's disk layout (bounded time)",
+    run: || {
+        fuzz_with(
+            "disk_layout",
+            30,
+            // The seeds (written by bulkhead-abi's disk tests) are read, never written.
+            &["fuzz/corpus/disk_layout", "fuzz/seeds/disk_layout"],
+            &[],
+        )
+    },
 };
 
 fn cargo() -> String {

@@ -38,6 +38,7 @@ mod qrexec_host;
 mod refusals;
 mod screen;
 pub(crate) mod smp;
+mod storage;
 mod uefi;
 mod xstate;
 
@@ -76,6 +77,7 @@ pub fn all() -> Vec<Scenario> {
         bulk::BULK,
         gui::GUI,
         gui_restart::GUI_RESTART,
+        storage::STORAGE,
         qrexec_ask::QREXEC_ASK,
         network::NETWORK,
         network::NETWORK_E1000E,
@@ -93,6 +95,8 @@ pub fn all() -> Vec<Scenario> {
         fuzz::FUZZ_FILECOPY,
         fuzz::FUZZ_QREXEC_AGENT,
         fuzz::FUZZ_QREXEC_RELAY,
+        fuzz::FUZZ_BLOCK,
+        fuzz::FUZZ_DISK,
         refusals::BROKEN_BUNDLES,
         boots::GRUB_ISO,
         uefi::UEFI_ISO,

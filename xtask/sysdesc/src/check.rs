@@ -8,6 +8,7 @@ use super::gui::{self, GuiLink};
 use super::linux::{self, Linux};
 use super::network::{self, Plan};
 use super::schema::{Raw, Section};
+use super::storage::{self, StorageLink};
 use super::{
     HYPERVISOR_RESERVE_MIB, cpus, devices, disposables, fields, framebuffer, hints, policy, ports,
     qrexec, shadow,
@@ -59,6 +60,8 @@ pub(super) struct Checked {
     pub network: Plan,
     /// The qubes that show windows through a gui qube.
     pub gui: Vec<GuiLink>,
+    /// The qubes with a private volume on a storage qube's disk.
+    pub storage: Vec<StorageLink>,
     /// The admin qube, tags and default disposables.
     pub admin: Admin,
     /// The compiled `[[policy]]` tables.
@@ -113,6 +116,8 @@ pub(super) fn check(
     automatic.extend(gui_channels);
     let (admin, admin_ok) = admin::check(raw, text, diags);
     automatic.extend(qrexec::channels(raw, &admin, text, diags));
+    let (block_channels, storage) = storage::links(raw, text, diags);
+    automatic.extend(block_channels);
     let channels = channels::check(raw, automatic, text, diags);
     let policy = policy::check(raw, &admin, text, diags);
     if let Some(table) = &policy {
@@ -136,6 +141,7 @@ pub(super) fn check(
         iommu,
         network: plan?,
         gui,
+        storage,
         admin,
         policy: policy?,
     })

@@ -23,6 +23,7 @@ pub(super) fn compile(checked: Checked, path: &Path) -> Result<CompiledSystem, S
     // A Linux qube reads its settings from its command line, not from a blob.
     let mut configs = network::configs(&checked.network, &names)?;
     gui_configs(&checked, &names, &mut configs)?;
+    storage_configs(&checked, &names, &mut configs)?;
     super::qrexec::configs(&checked, &mut configs)?;
     configs.sort_by_key(|(qube, _)| *qube);
     let configs: Vec<ConfigBlob> = configs
@@ -65,6 +66,15 @@ pub(super) fn compile(checked: Checked, path: &Path) -> Result<CompiledSystem, S
     }
     let qube_entries = layout::qube_entries(&checked, n, &images, &templates, &configs, &cmdlines)?;
     let channel_ends = layout::channel_ends(&checked.channels);
+    let volumes = checked
+        .storage
+        .iter()
+        .map(|l| super::PrivateVolume {
+            qube: names[l.client].clone(),
+            storage: names[l.storage].clone(),
+            mib: l.private_mib,
+        })
+        .collect();
     let entry = |i: usize| u16::try_from(i).map_err(|_| "too many entries".to_string());
     for (i, q) in checked.qubes.into_iter().enumerate() {
         let (kind, image) = match &q.linux {
@@ -169,6 +179,7 @@ pub(super) fn compile(checked: Checked, path: &Path) -> Result<CompiledSystem, S
         qube_entries,
         channel_ends,
         network: networked.then_some(network.params),
+        volumes,
         ram_mib: checked.ram_mib,
         path: path.to_path_buf(),
         warnings: Vec::new(),
@@ -343,6 +354,7 @@ pub(super) fn summary(c: &CompiledSystem) -> String {
     out.push_str(&network_summary(c));
     out.push_str(&super::qrexec::summary(c));
     out.push_str(&ports_summary(c));
+    out.push_str(&storage_summary(c));
     out.push_str(&super::cpus::summary(&c.manifest));
     if let Some(q) = c.manifest.qubes.iter().find(|q| q.framebuffer) {
         out.push_str(&format!(
@@ -459,6 +471,74 @@ fn gui_configs(
         }
     }
     Ok(())
+}
+
+/// Adds the storage parts to the blobs (making blobs where a qube has none yet): each
+/// storage qube's clients with their volume sizes, each client's block channel.
+fn storage_configs(
+    checked: &Checked,
+    names: &[String],
+    configs: &mut Vec<(usize, bulkhead_qubeconfig::QubeConfig)>,
+) -> Result<(), String> {
+    use bulkhead_qubeconfig::{MAX_STORAGE_CLIENTS, StorageClient, StorageServer};
+    let text = |s: &str| {
+        heapless::String::try_from(s).map_err(|_| format!("name {s:?} does not fit the blob"))
+    };
+    for link in &checked.storage {
+        let channel = text(&super::storage::channel_name(&names[link.client]))?;
+        config_of(configs, link.client).block_channel = Some(channel.clone());
+        let server = config_of(configs, link.storage)
+            .storage
+            .get_or_insert(StorageServer {
+                clients: heapless::Vec::new(),
+            });
+        server
+            .clients
+            .push(StorageClient {
+                qube: text(&names[link.client])?,
+                channel,
+                private_mib: link.private_mib,
+            })
+            .map_err(|_| {
+                format!(
+                    "{} serves more than {MAX_STORAGE_CLIENTS} private volumes",
+                    names[link.storage]
+                )
+            })?;
+    }
+    Ok(())
+}
+
+/// The private volumes, one line per storage qube.
+fn storage_summary(c: &CompiledSystem) -> String {
+    let mut out = String::new();
+    let mut storages: Vec<&str> = Vec::new();
+    for v in &c.volumes {
+        if !storages.contains(&v.storage.as_str()) {
+            storages.push(&v.storage);
+        }
+    }
+    for s in storages {
+        let mine: Vec<String> = c
+            .volumes
+            .iter()
+            .filter(|v| v.storage == s)
+            .map(|v| format!("{} {} MiB", v.qube, v.mib))
+            .collect();
+        let total: u64 = c
+            .volumes
+            .iter()
+            .filter(|v| v.storage == s)
+            .map(|v| u64::from(v.mib))
+            .sum();
+        out.push_str(&format!(
+            "
+Private volumes on {s}'s disk ({total} MiB): {}
+",
+            mine.join(", ")
+        ));
+    }
+    out
 }
 
 /// The I/O ports each qube owns, one line per qube; a qube with port 0x64 (the i8042's

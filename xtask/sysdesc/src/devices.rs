@@ -10,7 +10,8 @@ use bulkhead_abi::manifest::{IommuPolicy, MAX_DEVICES, PciSelect};
 /// How to find device names, for every device hint.
 pub(super) const FIND_DEVICES: &str = "find them with `lspci -nn` on the target machine (the \
     address starts each line, [vendor:device] ends it); under QEMU, `cargo xtask run` adds one \
-    virtio-net card, pci-id:1af4:1041";
+    virtio-net card, pci-id:1af4:1041, and for a system with private volumes a virtio-blk \
+    disk, pci-id:1af4:1042";
 
 /// The two `iommu` values, as written.
 pub(super) const IOMMU_REQUIRED: &str = "required";

@@ -196,6 +196,16 @@ pub(super) const QUBE_KEYS: &[Key] = &[
         ty: Ty::Number,
         example: "2",
     },
+    Key {
+        name: "storagevm",
+        ty: Ty::Text,
+        example: "\"storage\"",
+    },
+    Key {
+        name: "private_mib",
+        ty: Ty::Number,
+        example: "16",
+    },
 ];
 
 /// Keys of each `[[policy]]` (a qrexec policy entry, as in Qubes' policy files).
@@ -318,6 +328,11 @@ const QUBE_ALIASES: &[(&str, &str)] = &[
     ("pci", "devices"),
     ("pci_devices", "devices"),
     ("net_vm", "netvm"),
+    ("storage_vm", "storagevm"),
+    ("storage", "storagevm"),
+    ("private_size_mib", "private_mib"),
+    ("private_size", "private_mib"),
+    ("volume_mib", "private_mib"),
     ("uplink", "netvm"),
     ("firewall", "rule"),
     ("cmdline", "kernel_args"),

@@ -6,9 +6,9 @@
 //! - [`schema`] parses the TOML and reads each table against its allowed keys and types
 //!   ([`keys`]);
 //! - [`check`] (with [`fields`], [`channels`], [`devices`], [`ports`], [`network`],
-//!   [`rules`], [`admin`] and [`policy`]) applies the rules: names, images, memory, labels,
-//!   channels, devices, I/O ports, netvms, addresses, firewall rules, the admin qube and the
-//!   qrexec policy, CPU pins and vCPU counts ([`cpus`]), RAM budget; [`shadow`] warns about policy entries that can never match;
+//!   [`rules`], [`admin`], [`policy`] and [`storage`]) applies the rules: names, images,
+//!   memory, labels, channels, devices, I/O ports, netvms, addresses, firewall rules, the
+//!   admin qube and the qrexec policy, private volumes and their storage qubes, CPU pins and vCPU counts ([`cpus`]), RAM budget; [`shadow`] warns about policy entries that can never match;
 //! - [`compile`] builds the [`Manifest`], the bundle's image list and each networked qube's
 //!   configuration blob;
 //! - [`diagnostics`] collects every problem with its place, key path, message and fix.
@@ -39,6 +39,7 @@ mod qrexec;
 mod rules;
 mod schema;
 mod shadow;
+mod storage;
 mod syntax;
 
 #[cfg(test)]
@@ -56,6 +57,8 @@ mod proptests;
 #[cfg(test)]
 mod qrexec_tests;
 #[cfg(test)]
+mod storage_tests;
+#[cfg(test)]
 mod tests;
 
 pub use diagnostics::{Diagnostic, Diagnostics};
@@ -66,7 +69,9 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 /// Images xtask knows how to build (the folders under `unikernels/`, by name).
-pub const KNOWN_IMAGES: &[&str] = &["net", "firewall", "usb", "gui", "testing", "admin"];
+pub const KNOWN_IMAGES: &[&str] = &[
+    "net", "firewall", "usb", "gui", "testing", "admin", "storage",
+];
 
 /// RAM the hypervisor keeps for itself (its code, page tables, bundle), in MiB. The qubes'
 /// memory, the channels' memory and this must fit `[system] ram_mib`.
@@ -96,6 +101,9 @@ pub struct CompiledSystem {
     pub channel_ends: Vec<ChannelEnds>,
     /// The client network, when some qube has a netvm.
     pub network: Option<network::Params>,
+    /// The qubes' private volumes (`storagevm` and `private_mib`), in qube order: what
+    /// xtask places on each storage qube's disk.
+    pub volumes: Vec<PrivateVolume>,
     /// RAM of the machine in MiB (QEMU's `-m`).
     pub ram_mib: u32,
     /// What is allowed but likely a mistake (a `[[policy]]` entry that can never match),
@@ -116,6 +124,17 @@ pub struct ConfigBlob {
     pub config: bulkhead_qubeconfig::QubeConfig,
     /// The blob: `config` encoded.
     pub bytes: Vec<u8>,
+}
+
+/// A qube's private volume, on the disk of its storage qube.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PrivateVolume {
+    /// The qube: also the volume's name in the disk's volume table.
+    pub qube: String,
+    /// The storage qube whose disk holds it (`storagevm`).
+    pub storage: String,
+    /// Its size in MiB (`private_mib`).
+    pub mib: u32,
 }
 
 /// One Linux qube's kernel command line, a bundle entry of kind `Cmdline`.

@@ -211,7 +211,7 @@ fn the_network_test_system_compiles_to_channels_devices_and_blobs() {
         "pci-id:1af4:1041",
         "1 device assigned only behind an IOMMU (iommu = \"required\")",
         "work.net      firewall (1)    work (0)        520 KiB  128 x 2048 B    2040 B           network",
-        "#4 net.cfg (32 bytes), #5 firewall.cfg",
+        "#4 net.cfg (34 bytes), #5 firewall.cfg",
     ] {
         assert!(summary.contains(words), "{words:?} missing from\n{summary}");
     }

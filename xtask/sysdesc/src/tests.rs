@@ -454,6 +454,18 @@ const FIXTURES: &[(&str, &str, &str, &str)] = &[
         "\"pci:0000:00:03.0\"",
     ),
     (
+        "storagevm-not-storage.toml",
+        "qube \"alice\".storagevm",
+        "\"disk\" is not a storage qube",
+        "\"disk\"",
+    ),
+    (
+        "storagevm-linux.toml",
+        "qube \"work\".storagevm",
+        "storagevm is for unikernel qubes",
+        "\"storage\"",
+    ),
+    (
         "netvm-unknown.toml",
         "qube \"firewall\".netvm",
         "unknown netvm \"nett\"",

@@ -120,3 +120,28 @@ fn the_host_console_is_com2_on_a_socket() {
         "{l}"
     );
 }
+
+#[test]
+fn a_disk_is_a_modern_virtio_blk_device_behind_the_iommu() {
+    let mut o = BootOptions::new(Media::Iso("/t/x.iso".into()), 256);
+    assert!(!line(&o).contains("-drive"), "no disk unless asked");
+    o.disk = Some("/t/a,b/disk.img".into());
+    let l = line(&o);
+    assert!(
+        l.contains(
+            "-drive file=/t/a,,b/disk.img,if=none,format=raw,id=disk0 \
+             -device virtio-blk-pci,drive=disk0,disable-legacy=on,iommu_platform=on,ats=off"
+        ),
+        "{l}"
+    );
+    assert!(
+        l.find("intel-iommu").unwrap() < l.find("virtio-blk-pci").unwrap(),
+        "the IOMMU comes before the devices it translates"
+    );
+    o.iommu = false;
+    let l = line(&o);
+    assert!(
+        l.contains("-device virtio-blk-pci,drive=disk0,disable-legacy=on -"),
+        "{l}"
+    );
+}

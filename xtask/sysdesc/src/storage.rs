@@ -1,0 +1,195 @@
+//! `storagevm = "storage"` and `private_mib = N`: the qube has a private volume of N MiB on
+//! the disk of the storage qube named (a unikernel with `image = "storage"`, which owns the
+//! disk controller through its `devices`). Each such qube gets an automatic channel
+//! **`<qube>.blk`**, purpose `block`, side A the client and side B the storage qube (the
+//! block protocol's sides, `bulkhead_abi::block`), with a bulk area of two [`POOL_KIB`] KiB
+//! pools for the data. The storage qube's blob lists its clients with their volume sizes;
+//! a client's blob names its channel. The volume is named after the qube in the disk's
+//! volume table, so a qube reaches its own volume and no other.
+//!
+//! Only unikernels have private volumes for now: a Linux qube will reach its volume as a
+//! block device (NBD through its agent), a later step. A disposable keeps nothing, so it
+//! has none.
+
+use super::channels::{Automatic, Channel, ring_channel_size};
+use super::diagnostics::Diagnostics;
+use super::hints;
+use super::linux;
+use super::schema::Raw;
+use bulkhead_abi::block::BLOCK_SLOT_SIZE;
+use bulkhead_abi::boot_info::NAME_MAX;
+
+/// The purpose of block channels.
+pub const PURPOSE: &str = "block";
+/// What a block channel's name ends with.
+pub const SUFFIX: &str = ".blk";
+/// Slots per ring of a block channel: requests a client may have queued at once.
+pub const SLOTS: u32 = 64;
+/// KiB of each pool of a block channel's bulk area: the data of the requests a client has
+/// in flight (the storage qube serves at most half of it in one request).
+pub const POOL_KIB: u32 = 256;
+/// The image a storage qube runs.
+pub const STORAGE_IMAGE: &str = "storage";
+/// The largest private volume, in MiB (1 TiB).
+pub const MAX_PRIVATE_MIB: u32 = 1 << 20;
+
+/// One qube with a private volume.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) struct StorageLink {
+    /// The client's and the storage qube's indices.
+    pub client: usize,
+    pub storage: usize,
+    /// The size of its volume in MiB.
+    pub private_mib: u32,
+}
+
+/// The name of `qube`'s block channel.
+pub fn channel_name(qube: &str) -> String {
+    format!("{qube}{SUFFIX}")
+}
+
+/// Bytes of a block channel's bulk area: two pools of [`POOL_KIB`] KiB.
+pub fn bulk_size() -> u32 {
+    2 * POOL_KIB * 1024
+}
+
+/// Checks every `storagevm` and `private_mib` and makes the block channels.
+pub(super) fn links(
+    raw: &Raw,
+    text: &str,
+    d: &mut Diagnostics,
+) -> (Vec<Automatic>, Vec<StorageLink>) {
+    let qubes = &raw.qubes.items;
+    let names: Vec<Option<&str>> = qubes
+        .iter()
+        .map(|q| q.text("name").map(|(n, _)| n))
+        .collect();
+    let listed: Vec<&str> = names.iter().flatten().copied().collect();
+    let storages: Vec<&str> = qubes
+        .iter()
+        .zip(&names)
+        .filter(|(q, _)| q.text("image").is_some_and(|(i, _)| i == STORAGE_IMAGE))
+        .filter_map(|(_, n)| *n)
+        .collect();
+    let known = !qubes.is_empty() && !raw.qubes.malformed;
+    let size = ring_channel_size(BLOCK_SLOT_SIZE, SLOTS);
+    let (mut channels, mut out) = (Vec::new(), Vec::new());
+    for (i, q) in qubes.iter().enumerate() {
+        // A Linux qube's `storagevm` and `private_mib` are refused as unikernel-only keys.
+        if linux::is_linux(q) {
+            continue;
+        }
+        let Some((storage, span)) = q.text("storagevm") else {
+            if !q.absent("private_mib") {
+                let hint = "add storagevm = \"storage\" (the storage qube whose disk holds the \
+                            volume), or remove private_mib";
+                d.push(
+                    text,
+                    q.span.clone(),
+                    q.key("private_mib"),
+                    "private_mib without storagevm",
+                    hint,
+                );
+            }
+            continue;
+        };
+        let key = q.key("storagevm");
+        if linux::is_disposable(q) {
+            let message = "a disposable keeps nothing: it has no private volume";
+            let hint = "remove storagevm and private_mib from the disposable";
+            d.push(text, Some(span), key, message, hint);
+            continue;
+        }
+        let private_mib = match q.number("private_mib") {
+            Some((n, _)) if (1..=i128::from(MAX_PRIVATE_MIB)).contains(&n) => Some(n as u32),
+            Some((n, nspan)) => {
+                let message = format!("a private volume of {n} MiB is not possible");
+                let hint = format!("use a whole number of MiB from 1 to {MAX_PRIVATE_MIB}");
+                d.push(text, Some(nspan), q.key("private_mib"), message, hint);
+                None
+            }
+            None => {
+                if q.absent("private_mib") {
+                    let hint = "add private_mib = 16 (the size of the qube's private volume in \
+                                MiB; it cannot change once the disk holds it)";
+                    d.push(
+                        text,
+                        q.span.clone(),
+                        q.key("private_mib"),
+                        "missing private_mib",
+                        hint,
+                    );
+                }
+                None
+            }
+        };
+        let target = names.iter().position(|n| *n == Some(storage));
+        let problem = match (target, names[i]) {
+            (None, _) if !known => continue,
+            (None, _) => Some((
+                format!("unknown storagevm {}", hints::quoted(storage)),
+                if storages.is_empty() {
+                    format!(
+                        "no qube runs image = \"{STORAGE_IMAGE}\"; qubes are {}",
+                        hints::list(&listed)
+                    )
+                } else {
+                    hints::one_of("storage qubes", storage, &storages)
+                },
+            )),
+            (Some(j), _) if j == i => Some((
+                format!("\"{storage}\" cannot keep its own private volume"),
+                "remove storagevm and private_mib from the storage qube".to_string(),
+            )),
+            (Some(j), _) if !storages.contains(&storage) || names[j].is_none() => Some((
+                format!("\"{storage}\" is not a storage qube"),
+                format!(
+                    "storagevm names a qube with image = \"{STORAGE_IMAGE}\"{}",
+                    if storages.is_empty() {
+                        " (there is none: add one, with the disk in its devices)".to_string()
+                    } else {
+                        format!(": {}", hints::list(&storages))
+                    }
+                ),
+            )),
+            (Some(_), Some(me)) if me.len() + SUFFIX.len() > NAME_MAX => Some((
+                format!(
+                    "the block channel would be called \"{}\", more than {NAME_MAX} bytes",
+                    channel_name(me)
+                ),
+                format!(
+                    "a qube with a storagevm has a name of at most {} bytes",
+                    NAME_MAX - SUFFIX.len()
+                ),
+            )),
+            (Some(_), None) => continue,
+            (Some(j), Some(me)) => {
+                if let Some(private_mib) = private_mib {
+                    channels.push(Automatic {
+                        channel: Channel {
+                            name: channel_name(me),
+                            a: i,
+                            b: j,
+                            size,
+                            slot_size: BLOCK_SLOT_SIZE,
+                            bulk_size: bulk_size(),
+                            purpose: PURPOSE.to_string(),
+                        },
+                        key: key.clone(),
+                        span: Some(span.clone()),
+                    });
+                    out.push(StorageLink {
+                        client: i,
+                        storage: j,
+                        private_mib,
+                    });
+                }
+                None
+            }
+        };
+        if let Some((message, hint)) = problem {
+            d.push(text, Some(span), key, message, hint);
+        }
+    }
+    (channels, out)
+}

@@ -1,0 +1,201 @@
+//! Tests of `storagevm` and `private_mib`: the block channels they make, the storage qube's
+//! blob, the clients' blobs, the volumes xtask places, and each refusal.
+
+use super::diagnostics::Diagnostic;
+use super::*;
+
+fn qube(name: &str, image: &str, extra: &str) -> String {
+    format!(
+        "[[qube]]\nname = \"{name}\"\nkind = \"unikernel\"\nimage = \"{image}\"\n\
+         memory_mib = 4\nlabel = \"blue\"\n{extra}\n\n"
+    )
+}
+
+fn system(rest: &str) -> String {
+    format!(
+        "[system]\nram_mib = 512\n\n{}{rest}",
+        qube("storage", "storage", "devices = [\"pci-id:1af4:1042\"]")
+    )
+}
+
+fn problems(text: &str) -> Vec<Diagnostic> {
+    match compile_str("systems/s.toml", text) {
+        Ok(_) => panic!("compiled, but should not have:\n{text}"),
+        Err(d) => d.iter().cloned().collect(),
+    }
+}
+
+fn one_problem(text: &str, key: &str, message: &str) {
+    let found = problems(text);
+    assert_eq!(
+        found.len(),
+        1,
+        "one problem expected in\n{text}\n{found:#?}"
+    );
+    assert_eq!(found[0].key, key, "{}", found[0]);
+    assert!(
+        found[0].message.contains(message),
+        "{}\nlacks {message:?}",
+        found[0]
+    );
+}
+
+#[test]
+fn each_client_gets_a_channel_and_the_storage_qube_lists_them() {
+    let text = system(&format!(
+        "{}{}",
+        qube(
+            "alice",
+            "testing",
+            "storagevm = \"storage\"\nprivate_mib = 16"
+        ),
+        qube(
+            "bob",
+            "testing",
+            "storagevm = \"storage\"\nprivate_mib = 4096"
+        ),
+    ));
+    let c = compile_str("systems/s.toml", &text).unwrap_or_else(|d| panic!("{d}"));
+    let ch: Vec<_> = c.manifest.channels.iter().collect();
+    assert_eq!(ch.len(), 2);
+    assert_eq!(ch[0].name.as_str(), "alice.blk");
+    assert_eq!(
+        (ch[0].a, ch[0].b),
+        (1, 0),
+        "side A the client, B the storage qube"
+    );
+    assert_eq!(ch[0].slot_size, bulkhead_abi::block::BLOCK_SLOT_SIZE);
+    assert_eq!(ch[0].bulk_size, 2 * storage::POOL_KIB * 1024);
+    assert_eq!(ch[1].purpose.as_str(), "block");
+    let server = c
+        .configs
+        .iter()
+        .find(|b| b.qube == 0)
+        .and_then(|b| b.config.storage.clone())
+        .expect("the storage qube's clients");
+    let clients: Vec<_> = server
+        .clients
+        .iter()
+        .map(|c| (c.qube.as_str(), c.channel.as_str(), c.private_mib))
+        .collect();
+    assert_eq!(
+        clients,
+        [("alice", "alice.blk", 16), ("bob", "bob.blk", 4096)]
+    );
+    let alice = c.configs.iter().find(|b| b.qube == 1).unwrap();
+    assert_eq!(
+        alice.config.block_channel.as_deref(),
+        Some("alice.blk"),
+        "the client's blob names its channel"
+    );
+    let volumes: Vec<_> = c
+        .volumes
+        .iter()
+        .map(|v| (v.qube.as_str(), v.storage.as_str(), v.mib))
+        .collect();
+    assert_eq!(
+        volumes,
+        [("alice", "storage", 16), ("bob", "storage", 4096)]
+    );
+    let summary = c.summary();
+    assert!(
+        summary
+            .contains("Private volumes on storage's disk (4112 MiB): alice 16 MiB, bob 4096 MiB"),
+        "{summary}"
+    );
+}
+
+#[test]
+fn the_block_channels_come_after_every_other() {
+    let text = format!(
+        "[system]\nram_mib = 512\n\n{}{}{}",
+        qube("gui", "gui", ""),
+        qube("storage", "storage", ""),
+        qube(
+            "alice",
+            "testing",
+            "guivm = \"gui\"\nstoragevm = \"storage\"\nprivate_mib = 8"
+        ),
+    );
+    let c = compile_str("systems/s.toml", &text).unwrap_or_else(|d| panic!("{d}"));
+    let names: Vec<_> = c
+        .manifest
+        .channels
+        .iter()
+        .map(|c| c.name.as_str())
+        .collect();
+    assert_eq!(names, ["alice.gui", "alice.blk"]);
+}
+
+#[test]
+fn refusals_name_the_qube_and_say_why() {
+    let client = |extra: &str| system(&qube("alice", "testing", extra));
+    one_problem(
+        &client("storagevm = \"storag\"\nprivate_mib = 16"),
+        "qube \"alice\".storagevm",
+        "unknown storagevm \"storag\"",
+    );
+    let hint = &problems(&client("storagevm = \"storag\"\nprivate_mib = 16"))[0].hint;
+    assert!(hint.contains("did you mean \"storage\""), "{hint}");
+    one_problem(
+        &client("storagevm = \"storage\""),
+        "qube \"alice\".private_mib",
+        "missing private_mib",
+    );
+    one_problem(
+        &client("private_mib = 16"),
+        "qube \"alice\".private_mib",
+        "private_mib without storagevm",
+    );
+    for bad in ["0", "-4", "1048577"] {
+        one_problem(
+            &client(&format!("storagevm = \"storage\"\nprivate_mib = {bad}")),
+            "qube \"alice\".private_mib",
+            "is not possible",
+        );
+    }
+    // (A disposable no qube may start is a problem of its own.)
+    let disposable = problems(&system(&qube(
+        "alice",
+        "testing",
+        "storagevm = \"storage\"\nprivate_mib = 16\ndisposable = true",
+    )));
+    assert!(
+        disposable
+            .iter()
+            .any(|d| d.key == "qube \"alice\".storagevm"
+                && d.message.contains("a disposable keeps nothing")),
+        "{disposable:#?}"
+    );
+    one_problem(
+        &format!(
+            "[system]\nram_mib = 512\n\n{}",
+            qube(
+                "storage",
+                "storage",
+                "storagevm = \"storage\"\nprivate_mib = 4"
+            )
+        ),
+        "qube \"storage\".storagevm",
+        "cannot keep its own private volume",
+    );
+    let long = "a-twenty-one-byte-qub";
+    assert_eq!(long.len(), 21);
+    one_problem(
+        &system(&qube(
+            long,
+            "testing",
+            "storagevm = \"storage\"\nprivate_mib = 16",
+        )),
+        &format!("qube \"{long}\".storagevm"),
+        "more than 24 bytes",
+    );
+}
+
+#[test]
+fn a_storage_qube_of_the_shipped_scenario_compiles() {
+    let path = crate::workspace_root().join("systems/tests/storage.toml");
+    let c = compile_file(&path).unwrap_or_else(|e| panic!("{e}"));
+    assert!(c.volumes.len() >= 3, "alice, bob and mallory have volumes");
+    assert!(c.volumes.iter().all(|v| v.storage == "storage"));
+}
