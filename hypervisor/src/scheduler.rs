@@ -399,7 +399,7 @@ impl Scheduler {
         q.machine.vcpu.set_slice_end(slice_end);
         let id = q.id();
         let running = &smp::CPUS[self.cpu].running;
-        running.store(id + 1, Ordering::Relaxed);
+        running.store(smp::running_key(id, 0), Ordering::Relaxed);
         self.run_until(i, slice_end, alone);
         running.store(0, Ordering::Relaxed);
         if alone {
@@ -511,7 +511,7 @@ impl Scheduler {
         }
         ap.vcpu.set_slice_end(slice_end);
         let running = &smp::CPUS[self.cpu].running;
-        running.store(key + 1, Ordering::Relaxed);
+        running.store(smp::running_key(ap.qube(), ap.index()), Ordering::Relaxed);
         loop {
             let now = time::now_ns();
             if now >= slice_end {

@@ -175,13 +175,21 @@ pub fn all_stopped() -> bool {
         .all(|s| s.status.load(Ordering::Acquire) & status::RUNNING == 0)
 }
 
-/// Wakes CPU `cpu` for something posted to one of its vCPUs outside the qubes' mailboxes (a
-/// Linux qube's interrupts between its vCPUs): an IPI when it may be halting, or runs a
-/// guest, which the IPI makes exit. Its scheduler looks at the vCPUs' links on every pass.
-pub fn kick(cpu: usize) {
+/// What [`CpuSlot::running`] holds while a CPU runs vCPU `vcpu` of qube `qube` (for vCPU 0,
+/// the qube's id + 1, as [`post`] expects).
+pub fn running_key(qube: usize, vcpu: usize) -> usize {
+    (vcpu << 16) | (qube + 1)
+}
+
+/// Wakes CPU `cpu` for something posted to vCPU `vcpu` of qube `qube` outside the qubes'
+/// mailboxes (a Linux qube's interrupts between its vCPUs): an IPI when that CPU may be
+/// halting, or runs that very vCPU, which the IPI makes exit. A CPU busy with something else
+/// sees the post at its next pass (its scheduler looks at the vCPUs' links on every pass),
+/// so a guest's IPIs cannot make other qubes exit.
+pub fn kick(cpu: usize, qube: usize, vcpu: usize) {
     let Some(c) = CPUS.get(cpu) else { return };
     c.mail.store(true, Ordering::Release);
-    if c.sleeper.needs_kick() || c.running.load(Ordering::Relaxed) != 0 {
+    if c.sleeper.needs_kick() || c.running.load(Ordering::Relaxed) == running_key(qube, vcpu) {
         apic::send(
             c.apic_id.load(Ordering::Relaxed),
             apic::Ipi::Fixed(apic::WAKE_VECTOR),

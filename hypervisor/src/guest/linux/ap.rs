@@ -55,6 +55,11 @@ impl LinuxAp {
         }
     }
 
+    /// The manifest index of its qube.
+    pub fn qube(&self) -> usize {
+        self.board.qube
+    }
+
     /// Its index in the qube.
     pub fn index(&self) -> usize {
         self.cpu.index()

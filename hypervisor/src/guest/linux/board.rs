@@ -284,7 +284,7 @@ impl Board {
     fn kick(&self, k: usize, me: usize) {
         let cpu = |i: usize| self.links.get(i).map(|l| l.cpu.load(Ordering::Relaxed));
         if let Some(target) = cpu(k).filter(|&c| Some(c) != cpu(me)) {
-            crate::smp::kick(target);
+            crate::smp::kick(target, self.qube, k);
         }
     }
 
