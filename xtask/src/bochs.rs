@@ -181,7 +181,7 @@ fn watch(opts: &BochsOptions, mut until: impl FnMut(&Event) -> Control) -> Resul
             let event = event(&raw, started.elapsed());
             log.push(event.line.text.clone());
             record(&mut out, &event);
-            if until(&event) == Control::Stop {
+            if until(&event) != Control::Continue {
                 out.until_met = true;
                 break 'watch;
             }

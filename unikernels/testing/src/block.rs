@@ -262,14 +262,14 @@ fn done(r: Result<BlockReply, BlockError>, op: &BlockOp) -> Result<(), i32> {
 }
 
 /// FNV-1a of `bytes`.
-fn fnv(bytes: &[u8]) -> u64 {
+pub(crate) fn fnv(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
         (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
     })
 }
 
 /// A 64-bit mix (splitmix64's finaliser).
-fn mix(mut z: u64) -> u64 {
+pub(crate) fn mix(mut z: u64) -> u64 {
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
     z ^ (z >> 31)
@@ -466,7 +466,7 @@ impl Traffic {
 }
 
 /// A pool offset for request `n` of `len` bytes: varied, sector-aligned, inside the pool.
-fn pool_offset(n: u64, len: u32, pool: u32) -> u32 {
+pub(crate) fn pool_offset(n: u64, len: u32, pool: u32) -> u32 {
     let room = (pool - len) / SECTOR_SIZE + 1;
     ((n * 7) % u64::from(room)) as u32 * SECTOR_SIZE
 }

@@ -25,6 +25,7 @@ mod misbehave;
 
 mod block;
 mod block_hostile;
+mod block_journal;
 mod bulk;
 mod canary;
 mod channels;
@@ -157,6 +158,9 @@ enum Mode {
     /// `block-hostile [flood=N]`: asks the storage qube for what is not its own; every
     /// answer must be the right error (`block_hostile.rs`).
     BlockHostile,
+    /// `block-journal`: checks the journal earlier boots left on its volume, then appends
+    /// records, each written and flushed, until it is stopped (`block_journal.rs`).
+    BlockJournal,
 }
 
 fn parse_mode(args: &Args<'_>) -> Result<Mode, &'static str> {
@@ -223,6 +227,7 @@ fn parse_mode(args: &Args<'_>) -> Result<Mode, &'static str> {
         "disposable-client" => Mode::DisposableClient,
         "block-client" => Mode::BlockClient,
         "block-hostile" => Mode::BlockHostile,
+        "block-journal" => Mode::BlockJournal,
         "canary" => Mode::Canary {
             kib: args.get("kib").and_then(|k| k.parse().ok()).unwrap_or(1024),
             seconds: args
@@ -252,7 +257,7 @@ fn main(boot: &Boot) -> i32 {
                  net-flood disposable-client \
                  kernel-gs-probe cr4 wbinvd rdpmc invlpga cpu-state start-disposable bulk-probe \
                  stream-tx stream-rx bulk-tx bulk-rx gui-client gui-hostile qrexec-server \
-                 qrexec-client block-client block-hostile"
+                 qrexec-client block-client block-hostile block-journal"
             );
             return EXIT_BAD_MODE;
         }
@@ -280,6 +285,7 @@ fn main(boot: &Boot) -> i32 {
         Mode::DisposableClient => return disposable::client(boot, &args),
         Mode::BlockClient => return block::client(boot, &args),
         Mode::BlockHostile => return block_hostile::hostile(boot, &args),
+        Mode::BlockJournal => return block_journal::journal(boot, &args),
         Mode::StartDisposable => return disposable::start_runs(boot, &args),
         Mode::CpuState => cpustate::run(boot, &args),
         Mode::Panic => panic!("testing: panic on purpose"),

@@ -55,6 +55,11 @@ pub enum Control {
     Continue,
     /// Seen enough: stop QEMU now.
     Stop,
+    /// Kill QEMU now with SIGKILL, as a power cut would end a machine: neither QEMU nor the
+    /// guest gets to run another instruction, to close or flush its disk image, or to say
+    /// anything more. What QEMU had already handed to the host's kernel (a completed write
+    /// in the page cache) stays in the image. Bochs runs are stopped as for [`Control::Stop`].
+    Kill,
 }
 
 impl Control {
@@ -89,6 +94,8 @@ pub struct BootOutcome {
     pub idle: bool,
     /// The watcher asked to stop (QEMU was then stopped by us).
     pub until_met: bool,
+    /// The watcher asked for [`Control::Kill`] (QEMU was then killed by us with SIGKILL).
+    pub killed: bool,
     /// The timeout passed first (QEMU was then stopped by us).
     pub timed_out: bool,
     /// QEMU's exit status.
@@ -186,12 +193,22 @@ pub fn boot(opts: &BootOptions, mut until: impl FnMut(&Event) -> Control) -> Res
             at: started.elapsed(),
         };
         out.record(&event);
-        if until(&event) == Control::Stop {
-            out.until_met = true;
-            break;
+        match until(&event) {
+            Control::Continue => {}
+            Control::Stop => {
+                out.until_met = true;
+                break;
+            }
+            Control::Kill => {
+                out.until_met = true;
+                out.killed = true;
+                break;
+            }
         }
     }
-    let status = if out.until_met || out.timed_out {
+    let status = if out.killed {
+        qemu.kill()?
+    } else if out.until_met || out.timed_out {
         qemu.stop()?
     } else {
         qemu.wait()?

@@ -88,6 +88,19 @@ impl Qemu {
         self.finish(status)
     }
 
+    /// Kills QEMU at once with SIGKILL: unlike [`Qemu::stop`], QEMU gets no chance to drain
+    /// or flush its block devices (on SIGTERM it closes them, which flushes the image) or to
+    /// run the guest any further.
+    pub fn kill(&mut self) -> Result<ExitStatus> {
+        if let Some(status) = self.status {
+            return Ok(status);
+        }
+        // `Child::kill` sends SIGKILL on Unix.
+        self.child.kill().context("killing QEMU")?;
+        let status = self.child.wait().context("waiting for QEMU")?;
+        self.finish(status)
+    }
+
     fn finish(&mut self, status: ExitStatus) -> Result<ExitStatus> {
         self.status = Some(status);
         // The pump ends when the last holder of QEMU's stdout closes it. That is QEMU, so it

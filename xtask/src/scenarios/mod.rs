@@ -39,6 +39,7 @@ mod refusals;
 mod screen;
 pub(crate) mod smp;
 mod storage;
+mod storage_crash;
 mod uefi;
 mod xstate;
 
@@ -78,6 +79,7 @@ pub fn all() -> Vec<Scenario> {
         gui::GUI,
         gui_restart::GUI_RESTART,
         storage::STORAGE,
+        storage_crash::STORAGE_CRASH,
         qrexec_ask::QREXEC_ASK,
         network::NETWORK,
         network::NETWORK_E1000E,
