@@ -48,11 +48,8 @@ impl Admin {
 /// broken (reported).
 pub(super) fn check(raw: &Raw, text: &str, d: &mut Diagnostics) -> (Admin, bool) {
     let qubes = &raw.qubes.items;
-    let names: Vec<Option<&str>> = qubes
-        .iter()
-        .map(|q| q.text("name").map(|(n, _)| n))
-        .collect();
-    let known = !qubes.is_empty() && !raw.qubes.malformed;
+    let names = raw.qubes.item_names();
+    let known = raw.qubes.known();
     let mut admin = Admin {
         disposable: qubes.iter().map(is_disposable).collect(),
         ..Admin::default()

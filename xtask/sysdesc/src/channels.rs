@@ -144,13 +144,8 @@ pub(super) fn check(
     diags: &mut Diagnostics,
 ) -> Channels {
     let qubes = Qubes {
-        names: raw
-            .qubes
-            .items
-            .iter()
-            .map(|q| q.text("name").map(|(n, _)| n))
-            .collect(),
-        known: !raw.qubes.items.is_empty() && !raw.qubes.malformed,
+        names: raw.qubes.item_names(),
+        known: raw.qubes.known(),
     };
     if let Some(extra) = raw.channels.items.get(MAX_CHANNELS) {
         // Declared channels alone do not fit: one problem, not one per channel.

@@ -426,6 +426,11 @@ pub(super) fn config_of(
     &mut configs[at].1
 }
 
+/// `s` as a name in a blob; fails only if it does not fit, which the checks rule out.
+pub(super) fn blob_name<const N: usize>(s: &str) -> Result<heapless::String<N>, String> {
+    heapless::String::try_from(s).map_err(|_| format!("name {s:?} does not fit the blob"))
+}
+
 /// Adds the GUI parts to the blobs (making blobs where a qube has none yet): each gui
 /// qube's clients and clipboard policy, each client's GUI channel.
 fn gui_configs(
@@ -434,12 +439,9 @@ fn gui_configs(
     configs: &mut Vec<(usize, bulkhead_qubeconfig::QubeConfig)>,
 ) -> Result<(), String> {
     use bulkhead_qubeconfig::{GuiClient, GuiServer};
-    let text = |s: &str| {
-        heapless::String::try_from(s).map_err(|_| format!("name {s:?} does not fit the blob"))
-    };
     for link in &checked.gui {
         config_of(configs, link.client).gui_channel =
-            Some(text(&super::gui::channel_name(&names[link.client]))?);
+            Some(blob_name(&super::gui::channel_name(&names[link.client]))?);
         let of_gui: Vec<&super::gui::GuiLink> =
             checked.gui.iter().filter(|l| l.gui == link.gui).collect();
         let position = |qube: usize| of_gui.iter().position(|l| l.client == qube);
@@ -451,8 +453,8 @@ fn gui_configs(
         server
             .clients
             .push(GuiClient {
-                qube: text(&names[link.client])?,
-                channel: text(&super::gui::channel_name(&names[link.client]))?,
+                qube: blob_name(&names[link.client])?,
+                channel: blob_name(&super::gui::channel_name(&names[link.client]))?,
                 label: checked.qubes[link.client].label as u8,
                 max_width: link.window.0,
                 max_height: link.window.1,
@@ -481,11 +483,8 @@ fn storage_configs(
     configs: &mut Vec<(usize, bulkhead_qubeconfig::QubeConfig)>,
 ) -> Result<(), String> {
     use bulkhead_qubeconfig::{MAX_STORAGE_CLIENTS, StorageClient, StorageServer};
-    let text = |s: &str| {
-        heapless::String::try_from(s).map_err(|_| format!("name {s:?} does not fit the blob"))
-    };
     for link in &checked.storage {
-        let channel = text(&super::storage::channel_name(&names[link.client]))?;
+        let channel = blob_name(&super::storage::channel_name(&names[link.client]))?;
         config_of(configs, link.client).block_channel = Some(channel.clone());
         let server = config_of(configs, link.storage)
             .storage
@@ -495,7 +494,7 @@ fn storage_configs(
         server
             .clients
             .push(StorageClient {
-                qube: text(&names[link.client])?,
+                qube: blob_name(&names[link.client])?,
                 channel,
                 private_mib: link.private_mib,
             })

@@ -29,10 +29,7 @@ pub fn channel_name(disposable: &str, k: usize) -> String {
 /// when something is wrong (reported).
 pub(super) fn channels(raw: &Raw, text: &str, d: &mut Diagnostics) -> (Vec<Automatic>, bool) {
     let qubes = &raw.qubes.items;
-    let names: Vec<Option<&str>> = qubes
-        .iter()
-        .map(|q| q.text("name").map(|(n, _)| n))
-        .collect();
+    let names = raw.qubes.item_names();
     let listed: Vec<&str> = names.iter().flatten().copied().collect();
     let disposables: Vec<&str> = qubes
         .iter()
@@ -40,7 +37,7 @@ pub(super) fn channels(raw: &Raw, text: &str, d: &mut Diagnostics) -> (Vec<Autom
         .filter(|(q, _)| is_disposable(q))
         .filter_map(|(_, n)| *n)
         .collect();
-    let known = !qubes.is_empty() && !raw.qubes.malformed;
+    let known = raw.qubes.known();
     let size = ring_channel_size(DISPOSABLE_SLOT_SIZE, SLOTS);
     let mut ok = true;
     let mut requesters = vec![0usize; qubes.len()];

@@ -9,7 +9,7 @@ use super::channels::{Automatic, Channel, ring_channel_size};
 use super::diagnostics::Diagnostics;
 use super::hints;
 use super::schema::Raw;
-use bulkhead_abi::boot_info::NAME_MAX;
+use super::service_ref::{Service, ServiceRefs};
 use bulkhead_abi::channel::MAX_BULK_SIZE;
 use bulkhead_abi::gui::{BYTES_PER_PIXEL, CLIPBOARD_MAX, GUI_SLOT_SIZE};
 
@@ -59,21 +59,23 @@ fn parse_size(s: &str) -> Option<(u16, u16)> {
     ok.then_some((w, h))
 }
 
+/// How `guivm` names its gui qube.
+const SERVICE: Service = Service {
+    key: "guivm",
+    image: GUI_IMAGE,
+    role: "gui",
+    itself: "cannot show its own windows through itself",
+    itself_hint: "remove guivm from the gui qube",
+    channel: "GUI",
+    suffix: SUFFIX,
+    none_hint: None,
+};
+
 /// Checks every `guivm`, `window_size` and `clipboard_deny`, and makes the GUI channels.
 pub(super) fn links(raw: &Raw, text: &str, d: &mut Diagnostics) -> (Vec<Automatic>, Vec<GuiLink>) {
     let qubes = &raw.qubes.items;
-    let names: Vec<Option<&str>> = qubes
-        .iter()
-        .map(|q| q.text("name").map(|(n, _)| n))
-        .collect();
-    let listed: Vec<&str> = names.iter().flatten().copied().collect();
-    let guis: Vec<&str> = qubes
-        .iter()
-        .zip(&names)
-        .filter(|(q, _)| q.text("image").is_some_and(|(i, _)| i == GUI_IMAGE))
-        .filter_map(|(_, n)| *n)
-        .collect();
-    let known = !qubes.is_empty() && !raw.qubes.malformed;
+    let refs = ServiceRefs::new(raw, &SERVICE);
+    let (names, listed) = (&refs.names, &refs.listed);
     let size = ring_channel_size(GUI_SLOT_SIZE, SLOTS);
     let (mut channels, mut out) = (Vec::new(), Vec::new());
     for (i, q) in qubes.iter().enumerate() {
@@ -103,68 +105,28 @@ pub(super) fn links(raw: &Raw, text: &str, d: &mut Diagnostics) -> (Vec<Automati
             continue;
         };
         let key = q.key("guivm");
-        let target = names.iter().position(|n| *n == Some(gui));
-        let problem = match (target, names[i]) {
-            (None, _) if !known => continue,
-            (None, _) => Some((
-                format!("unknown guivm {}", hints::quoted(gui)),
-                if guis.is_empty() {
-                    format!(
-                        "no qube runs image = \"{GUI_IMAGE}\"; qubes are {}",
-                        hints::list(&listed)
-                    )
-                } else {
-                    hints::one_of("gui qubes", gui, &guis)
-                },
-            )),
-            (Some(j), _) if j == i => Some((
-                format!("\"{gui}\" cannot show its own windows through itself"),
-                "remove guivm from the gui qube".to_string(),
-            )),
-            (Some(j), _) if !guis.contains(&gui) || names[j].is_none() => Some((
-                format!("\"{gui}\" is not a gui qube"),
-                format!(
-                    "guivm names a qube with image = \"{GUI_IMAGE}\": {}",
-                    hints::list(&guis)
-                ),
-            )),
-            (Some(_), Some(me)) if me.len() + SUFFIX.len() > NAME_MAX => Some((
-                format!(
-                    "the GUI channel would be called \"{}\", more than {NAME_MAX} bytes",
-                    channel_name(me)
-                ),
-                format!(
-                    "a qube with a guivm has a name of at most {} bytes",
-                    NAME_MAX - SUFFIX.len()
-                ),
-            )),
-            (Some(_), None) => continue,
-            (Some(j), Some(me)) => {
-                channels.push(Automatic {
-                    channel: Channel {
-                        name: channel_name(me),
-                        a: j,
-                        b: i,
-                        size,
-                        slot_size: GUI_SLOT_SIZE,
-                        bulk_size: bulk_size(window.0, window.1),
-                        purpose: PURPOSE.to_string(),
-                    },
-                    key: key.clone(),
-                    span: Some(span.clone()),
-                });
-                out.push(GuiLink {
-                    client: i,
-                    gui: j,
-                    window,
-                    deny: Vec::new(),
-                });
-                None
-            }
+        let Some((j, me)) = refs.resolve(i, gui, &span, &key, text, d) else {
+            continue;
         };
-        if let Some((message, hint)) = problem {
-            d.push(text, Some(span), key, message, hint);
-        }
+        channels.push(Automatic {
+            channel: Channel {
+                name: channel_name(me),
+                a: j,
+                b: i,
+                size,
+                slot_size: GUI_SLOT_SIZE,
+                bulk_size: bulk_size(window.0, window.1),
+                purpose: PURPOSE.to_string(),
+            },
+            key,
+            span: Some(span),
+        });
+        out.push(GuiLink {
+            client: i,
+            gui: j,
+            window,
+            deny: Vec::new(),
+        });
     }
     // The clipboard policy names other clients of the same gui qube.
     for link in &mut out {
@@ -187,7 +149,7 @@ pub(super) fn links(raw: &Raw, text: &str, d: &mut Diagnostics) -> (Vec<Automati
                     Some(span.clone()),
                     q.key("clipboard_deny"),
                     format!("unknown qube {}", hints::quoted(target)),
-                    hints::one_of("qubes", target, &listed),
+                    hints::one_of("qubes", target, listed),
                 ),
             }
         }

@@ -1,7 +1,7 @@
 //! Tests of `guivm`, `window_size` and `clipboard_deny`: the GUI channels they make, the gui
 //! qube's blob, the clients' blobs and command lines, and each refusal.
 
-use super::diagnostics::Diagnostic;
+use super::test_support::one_problem;
 use super::*;
 use bulkhead_abi::label::Label;
 
@@ -17,28 +17,6 @@ fn system(rest: &str) -> String {
         "[system]\nram_mib = 512\n\n{}{rest}",
         qube("gui", "gui", "black", "")
     )
-}
-
-fn problems(text: &str) -> Vec<Diagnostic> {
-    match compile_str("systems/g.toml", text) {
-        Ok(_) => panic!("compiled, but should not have:\n{text}"),
-        Err(d) => d.iter().cloned().collect(),
-    }
-}
-
-fn one_problem(text: &str, key: &str, message: &str) {
-    let found = problems(text);
-    assert_eq!(
-        found.len(),
-        1,
-        "one problem expected in\n{text}\n{found:#?}"
-    );
-    assert_eq!(found[0].key, key, "{}", found[0]);
-    assert!(
-        found[0].message.contains(message),
-        "{}\nlacks {message:?}",
-        found[0]
-    );
 }
 
 #[test]

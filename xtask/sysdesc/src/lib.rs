@@ -38,6 +38,7 @@ mod ports;
 mod qrexec;
 mod rules;
 mod schema;
+mod service_ref;
 mod shadow;
 mod storage;
 mod syntax;
@@ -58,6 +59,8 @@ mod proptests;
 mod qrexec_tests;
 #[cfg(test)]
 mod storage_tests;
+#[cfg(test)]
+mod test_support;
 #[cfg(test)]
 mod tests;
 

@@ -9,6 +9,7 @@ use super::CompiledSystem;
 use super::admin::Admin;
 use super::channels::{Automatic, Channel, ring_channel_size};
 use super::check::Checked;
+use super::compile::blob_name;
 use super::diagnostics::Diagnostics;
 use super::gui::GUI_IMAGE;
 use super::linux::is_linux;
@@ -105,21 +106,18 @@ pub(super) fn configs(
     let Some(admin) = checked.admin.qube else {
         return Ok(());
     };
-    let text = |s: &str| {
-        heapless::String::try_from(s).map_err(|_| format!("name {s:?} does not fit the blob"))
-    };
     let facts = checked.admin.facts();
     let mut qubes = heapless::Vec::new();
     for (i, q) in checked.qubes.iter().enumerate() {
         let qrexec = match has_channel(checked, i) {
-            true => Some(text(&channel_name(&q.name))?),
+            true => Some(blob_name(&channel_name(&q.name))?),
             false => None,
         };
         if qrexec.is_some() && q.linux.is_none() {
             super::compile::config_of(configs, i).qrexec = qrexec.clone();
         }
         let qube = AdminQube {
-            name: text(&q.name)?,
+            name: blob_name(&q.name)?,
             index: i as u8,
             label: q.label as u8,
             kind: match q.linux {
@@ -139,7 +137,7 @@ pub(super) fn configs(
         .find(|&i| checked.qubes[i].image == GUI_IMAGE && has_channel(checked, i));
     let mut tags = heapless::Vec::new();
     for t in &checked.admin.tags {
-        tags.push(text(t)?)
+        tags.push(blob_name(t)?)
             .map_err(|_| "too many tags for the admin blob")?;
     }
     let config = AdminConfig {

@@ -2,7 +2,7 @@
 //! command lines they make, the admin qube's blob (decided against end to end), the
 //! refusals the fixtures do not show, and the warnings.
 
-use super::diagnostics::Diagnostic;
+use super::test_support::{one_problem, problems};
 use super::*;
 use bulkhead_policy::{Call, Decision, DenyReason, Requested, Resolved, evaluate};
 use bulkhead_qubeconfig::{AdminConfig, QubeConfig, QubeKind};
@@ -26,24 +26,6 @@ fn policy(service: &str, source: &str, target: &str, action: &str, extra: &str) 
         "[[policy]]\nservice = \"{service}\"\nsource = \"{source}\"\ntarget = \"{target}\"\n\
          action = \"{action}\"\n{extra}\n"
     )
-}
-
-fn problems(text: &str) -> Vec<Diagnostic> {
-    match compile_str("systems/q.toml", text) {
-        Ok(_) => panic!("compiled, but should not have:\n{text}"),
-        Err(d) => d.iter().cloned().collect(),
-    }
-}
-
-fn one_problem(text: &str, key: &str, message: &str) {
-    let found = problems(text);
-    assert_eq!(
-        found.len(),
-        1,
-        "one problem expected in\n{text}\n{found:#?}"
-    );
-    assert_eq!(found[0].key, key, "{}", found[0]);
-    assert!(found[0].message.contains(message), "{}", found[0]);
 }
 
 /// The admin qube's blob, decoded as the admin qube decodes it.

@@ -124,6 +124,22 @@ pub(super) struct Tables {
     pub malformed: bool,
 }
 
+impl Tables {
+    /// Each table's `name`, in file order (`None` where it has no text `name`).
+    pub fn item_names(&self) -> Vec<Option<&str>> {
+        self.items
+            .iter()
+            .map(|t| t.text("name").map(|(n, _)| n))
+            .collect()
+    }
+
+    /// Whether a name can be checked against these tables: there are some and none is
+    /// malformed (else every name would look unknown; that problem is reported already).
+    pub fn known(&self) -> bool {
+        !self.items.is_empty() && !self.malformed
+    }
+}
+
 /// A description that parsed as TOML, split into its tables.
 pub(super) struct Raw {
     /// `[system]`, when present and a table.

@@ -13,11 +13,10 @@
 
 use super::channels::{Automatic, Channel, ring_channel_size};
 use super::diagnostics::Diagnostics;
-use super::hints;
 use super::linux;
 use super::schema::Raw;
+use super::service_ref::{Service, ServiceRefs};
 use bulkhead_abi::block::BLOCK_SLOT_SIZE;
-use bulkhead_abi::boot_info::NAME_MAX;
 
 /// The purpose of block channels.
 pub const PURPOSE: &str = "block";
@@ -53,6 +52,18 @@ pub fn bulk_size() -> u32 {
     2 * POOL_KIB * 1024
 }
 
+/// How `storagevm` names its storage qube.
+const SERVICE: Service = Service {
+    key: "storagevm",
+    image: STORAGE_IMAGE,
+    role: "storage",
+    itself: "cannot keep its own private volume",
+    itself_hint: "remove storagevm and private_mib from the storage qube",
+    channel: "block",
+    suffix: SUFFIX,
+    none_hint: Some(" (there is none: add one, with the disk in its devices)"),
+};
+
 /// Checks every `storagevm` and `private_mib` and makes the block channels.
 pub(super) fn links(
     raw: &Raw,
@@ -60,18 +71,7 @@ pub(super) fn links(
     d: &mut Diagnostics,
 ) -> (Vec<Automatic>, Vec<StorageLink>) {
     let qubes = &raw.qubes.items;
-    let names: Vec<Option<&str>> = qubes
-        .iter()
-        .map(|q| q.text("name").map(|(n, _)| n))
-        .collect();
-    let listed: Vec<&str> = names.iter().flatten().copied().collect();
-    let storages: Vec<&str> = qubes
-        .iter()
-        .zip(&names)
-        .filter(|(q, _)| q.text("image").is_some_and(|(i, _)| i == STORAGE_IMAGE))
-        .filter_map(|(_, n)| *n)
-        .collect();
-    let known = !qubes.is_empty() && !raw.qubes.malformed;
+    let refs = ServiceRefs::new(raw, &SERVICE);
     let size = ring_channel_size(BLOCK_SLOT_SIZE, SLOTS);
     let (mut channels, mut out) = (Vec::new(), Vec::new());
     for (i, q) in qubes.iter().enumerate() {
@@ -123,72 +123,28 @@ pub(super) fn links(
                 None
             }
         };
-        let target = names.iter().position(|n| *n == Some(storage));
-        let problem = match (target, names[i]) {
-            (None, _) if !known => continue,
-            (None, _) => Some((
-                format!("unknown storagevm {}", hints::quoted(storage)),
-                if storages.is_empty() {
-                    format!(
-                        "no qube runs image = \"{STORAGE_IMAGE}\"; qubes are {}",
-                        hints::list(&listed)
-                    )
-                } else {
-                    hints::one_of("storage qubes", storage, &storages)
-                },
-            )),
-            (Some(j), _) if j == i => Some((
-                format!("\"{storage}\" cannot keep its own private volume"),
-                "remove storagevm and private_mib from the storage qube".to_string(),
-            )),
-            (Some(j), _) if !storages.contains(&storage) || names[j].is_none() => Some((
-                format!("\"{storage}\" is not a storage qube"),
-                format!(
-                    "storagevm names a qube with image = \"{STORAGE_IMAGE}\"{}",
-                    if storages.is_empty() {
-                        " (there is none: add one, with the disk in its devices)".to_string()
-                    } else {
-                        format!(": {}", hints::list(&storages))
-                    }
-                ),
-            )),
-            (Some(_), Some(me)) if me.len() + SUFFIX.len() > NAME_MAX => Some((
-                format!(
-                    "the block channel would be called \"{}\", more than {NAME_MAX} bytes",
-                    channel_name(me)
-                ),
-                format!(
-                    "a qube with a storagevm has a name of at most {} bytes",
-                    NAME_MAX - SUFFIX.len()
-                ),
-            )),
-            (Some(_), None) => continue,
-            (Some(j), Some(me)) => {
-                if let Some(private_mib) = private_mib {
-                    channels.push(Automatic {
-                        channel: Channel {
-                            name: channel_name(me),
-                            a: i,
-                            b: j,
-                            size,
-                            slot_size: BLOCK_SLOT_SIZE,
-                            bulk_size: bulk_size(),
-                            purpose: PURPOSE.to_string(),
-                        },
-                        key: key.clone(),
-                        span: Some(span.clone()),
-                    });
-                    out.push(StorageLink {
-                        client: i,
-                        storage: j,
-                        private_mib,
-                    });
-                }
-                None
-            }
+        let Some((j, me)) = refs.resolve(i, storage, &span, &key, text, d) else {
+            continue;
         };
-        if let Some((message, hint)) = problem {
-            d.push(text, Some(span), key, message, hint);
+        if let Some(private_mib) = private_mib {
+            channels.push(Automatic {
+                channel: Channel {
+                    name: channel_name(me),
+                    a: i,
+                    b: j,
+                    size,
+                    slot_size: BLOCK_SLOT_SIZE,
+                    bulk_size: bulk_size(),
+                    purpose: PURPOSE.to_string(),
+                },
+                key,
+                span: Some(span),
+            });
+            out.push(StorageLink {
+                client: i,
+                storage: j,
+                private_mib,
+            });
         }
     }
     (channels, out)

@@ -1,7 +1,7 @@
 //! Tests of `storagevm` and `private_mib`: the block channels they make, the storage qube's
 //! blob, the clients' blobs, the volumes xtask places, and each refusal.
 
-use super::diagnostics::Diagnostic;
+use super::test_support::{one_problem, problems};
 use super::*;
 
 fn qube(name: &str, image: &str, extra: &str) -> String {
@@ -16,28 +16,6 @@ fn system(rest: &str) -> String {
         "[system]\nram_mib = 512\n\n{}{rest}",
         qube("storage", "storage", "devices = [\"pci-id:1af4:1042\"]")
     )
-}
-
-fn problems(text: &str) -> Vec<Diagnostic> {
-    match compile_str("systems/s.toml", text) {
-        Ok(_) => panic!("compiled, but should not have:\n{text}"),
-        Err(d) => d.iter().cloned().collect(),
-    }
-}
-
-fn one_problem(text: &str, key: &str, message: &str) {
-    let found = problems(text);
-    assert_eq!(
-        found.len(),
-        1,
-        "one problem expected in\n{text}\n{found:#?}"
-    );
-    assert_eq!(found[0].key, key, "{}", found[0]);
-    assert!(
-        found[0].message.contains(message),
-        "{}\nlacks {message:?}",
-        found[0]
-    );
 }
 
 #[test]

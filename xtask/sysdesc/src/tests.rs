@@ -2,6 +2,7 @@
 //! of the diagnostics people will read.
 
 use super::diagnostics::Diagnostic;
+use super::test_support::problems;
 use super::*;
 use bulkhead_abi::channel::Geometry;
 use bulkhead_abi::label::Label;
@@ -47,13 +48,6 @@ fn shown(found: &[Diagnostic], key: &str) -> String {
     match found.iter().find(|d| d.key == key) {
         Some(d) => d.to_string(),
         None => panic!("no problem under {key} in {found:#?}"),
-    }
-}
-
-fn problems(text: &str) -> Vec<Diagnostic> {
-    match compile_str("systems/t.toml", text) {
-        Ok(_) => panic!("compiled, but should not have:\n{text}"),
-        Err(d) => d.iter().cloned().collect(),
     }
 }
 

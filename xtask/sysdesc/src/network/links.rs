@@ -32,12 +32,9 @@ fn has_devices(q: &Section) -> bool {
 /// network, one client per card owner, and at most [`MAX_DOWNSTREAM`] clients per netvm.
 pub(crate) fn links(raw: &Raw, text: &str, d: &mut Diagnostics) -> Links {
     let qubes = &raw.qubes.items;
-    let names: Vec<Option<&str>> = qubes
-        .iter()
-        .map(|q| q.text("name").map(|(n, _)| n))
-        .collect();
+    let names = raw.qubes.item_names();
     let listed: Vec<&str> = names.iter().flatten().copied().collect();
-    let known = !qubes.is_empty() && !raw.qubes.malformed;
+    let known = raw.qubes.known();
     let mut netvm = vec![None; qubes.len()];
     // Qubes whose netvm is given but wrong: where they lead is unknown.
     let mut broken = vec![false; qubes.len()];

@@ -15,6 +15,7 @@ pub(crate) use params::params;
 
 use addresses::addresses;
 
+use super::compile::blob_name;
 use super::diagnostics::Diagnostics;
 use super::rules;
 use super::schema::Raw;
@@ -51,10 +52,7 @@ pub(crate) fn plan(
     d: &mut Diagnostics,
 ) -> Option<Plan> {
     let qubes = &raw.qubes.items;
-    let names: Vec<Option<&str>> = qubes
-        .iter()
-        .map(|q| q.text("name").map(|(n, _)| n))
-        .collect();
+    let names = raw.qubes.item_names();
     let netvm = &links.netvm;
     // Where a qube stands, when its netvm (and its netvm's netvm) are known.
     let behind_router = |i: usize| netvm[i].map(|n| netvm[n].is_some());
@@ -147,9 +145,6 @@ fn misplaced(
 /// The configuration blob of every qube that has a netvm or clients, by qube index. Fails
 /// only if a checked value does not fit the blob, which the checks rule out.
 pub(crate) fn configs(plan: &Plan, names: &[String]) -> Result<Vec<(usize, QubeConfig)>, String> {
-    let text = |s: &str| {
-        heapless::String::try_from(s).map_err(|_| format!("name {s:?} does not fit the blob"))
-    };
     let dns: heapless::Vec<Ipv4, 2> = heapless::Vec::from_slice(&plan.params.dns)
         .map_err(|_| "more than two DNS addresses".to_string())?;
     let mut out = Vec::new();
@@ -164,7 +159,7 @@ pub(crate) fn configs(plan: &Plan, names: &[String]) -> Result<Vec<(usize, QubeC
         if plan.netvm[i].is_some() {
             let address = plan.address[i];
             config.uplink = Some(Uplink {
-                channel: text(&channel_name(name))?,
+                channel: blob_name(&channel_name(name))?,
                 address,
                 prefix_len: plan.params.clients.prefix_len,
                 gateway: if address.is_some() {
@@ -183,8 +178,8 @@ pub(crate) fn configs(plan: &Plan, names: &[String]) -> Result<Vec<(usize, QubeC
             let rules = heapless::Vec::from_slice(&plan.rules[*j])
                 .map_err(|_| format!("too many rules for {:?}", names[*j]))?;
             let client = Downstream {
-                qube: text(&names[*j])?,
-                channel: text(&channel_name(&names[*j]))?,
+                qube: blob_name(&names[*j])?,
+                channel: blob_name(&channel_name(&names[*j]))?,
                 address: plan.address[*j],
                 rules,
             };

@@ -39,13 +39,8 @@ pub(super) fn check(raw: &Raw, admin: &Admin, text: &str, d: &mut Diagnostics) -
         return None;
     }
     let mut scope = Scope {
-        names: raw
-            .qubes
-            .items
-            .iter()
-            .map(|q| q.text("name").map(|(n, _)| n))
-            .collect(),
-        known: !raw.qubes.items.is_empty() && !raw.qubes.malformed,
+        names: raw.qubes.item_names(),
+        known: raw.qubes.known(),
         admin,
         adminvm_without_admin: 0,
     };
