@@ -166,6 +166,26 @@ pub fn run(settings: &Settings) -> io::Result<()> {
     {
         line(&format!("cannot start the GUI thread: {e}"));
     }
+    // The private volume, served as /dev/nbd0 in threads of its own (`/init` mounts it).
+    let home_ch = settings
+        .home_channel
+        .as_deref()
+        .and_then(|n| take(&mut channels, &|c| c.found.info.name.as_str() == n));
+    match (&settings.home_channel, home_ch) {
+        (Some(n), None) => {
+            line(&format!(
+                "no channel named {n} (bulkhead.home=): no /home volume"
+            ));
+            let _ = std::fs::write(crate::blockdev::FAILED, b"no block channel\n");
+        }
+        (_, Some(ch)) => {
+            if let Err(e) = crate::blockdev::spawn(ch) {
+                line(&format!("cannot start the home thread: {e}"));
+                let _ = std::fs::write(crate::blockdev::FAILED, b"no home thread\n");
+            }
+        }
+        (None, None) => {}
+    }
     let disp_ch = take(&mut channels, &|c| {
         c.ring.side() == Side::B && is_request_channel(&c.found.info.name)
     });

@@ -1,6 +1,7 @@
 //! The qube's settings, from the kernel command line: `bulkhead.name=<qube>`,
 //! `bulkhead.net=<channel to the firewall>`, `bulkhead.gui=<channel to the gui qube>`,
-//! `bulkhead.qrexec=<channel to the admin qube>`, `bulkhead.template=<template>`, and the
+//! `bulkhead.qrexec=<channel to the admin qube>`, `bulkhead.home=<block channel to the
+//! storage qube>` (the private volume, `/home`), `bulkhead.template=<template>`, and the
 //! network
 //! (`bulkhead.ip=10.137.0.10/24 bulkhead.gw=10.137.0.1 bulkhead.dns=10.139.1.1`). Other
 //! parameters are ignored. [`Settings::parse`] never fails as a whole: a bad value is kept as
@@ -93,6 +94,9 @@ pub struct Settings {
     pub gui_channel: Option<String>,
     /// `bulkhead.qrexec=`: the name of the channel to the admin qube (no qrexec without it).
     pub qrexec_channel: Option<String>,
+    /// `bulkhead.home=`: the block channel to the storage qube whose volume is `/home` (no
+    /// private volume without it).
+    pub home_channel: Option<String>,
     /// `bulkhead.template=`: the template this qube was made from (disposables check it).
     pub template: Option<String>,
     /// The network settings, when `bulkhead.ip=` is given and the values parse.
@@ -114,6 +118,7 @@ impl Settings {
                 "bulkhead.net" => &mut s.net_channel,
                 "bulkhead.gui" => &mut s.gui_channel,
                 "bulkhead.qrexec" => &mut s.qrexec_channel,
+                "bulkhead.home" => &mut s.home_channel,
                 "bulkhead.template" => &mut s.template,
                 _ => continue,
             };
@@ -216,8 +221,9 @@ mod tests {
         let s = Settings::parse(
             "console=ttyS0 bulkhead.name=work bulkhead.template=debian-12 bulkhead.gw=x \
              bulkhead.ip=10.137.0.10/24 bulkhead.net=work.net bulkhead.unknown=1 noequals \
-             bulkhead.gui=work.gui bulkhead.qrexec=work.qrexec",
+             bulkhead.gui=work.gui bulkhead.qrexec=work.qrexec bulkhead.home=work.blk",
         );
+        assert_eq!(s.home_channel.as_deref(), Some("work.blk"));
         assert_eq!(s.qube(), "work");
         assert_eq!(s.gui_channel.as_deref(), Some("work.gui"));
         assert_eq!(s.qrexec_channel.as_deref(), Some("work.qrexec"));
@@ -240,6 +246,8 @@ mod tests {
         // No guessed GUI channel: windows only when the system description gives one.
         assert_eq!((&s.gui_channel, &s.qrexec_channel), (&None, &None));
         assert_eq!(Settings::parse("bulkhead.gui=a;b").errors.len(), 1);
+        assert_eq!(Settings::parse("bulkhead.home=/dev/x").errors.len(), 1);
+        assert_eq!(s.home_channel, None);
         assert_eq!(s.net_channel_name().as_deref(), Some("w.net"));
         assert_eq!(s.errors.len(), 2);
         let long = format!("bulkhead.net={}", "n".repeat(NAME_MAX + 1));

@@ -9,6 +9,8 @@
 //! - [`gui`]: the AppVM's windows, a client of the gui qube showing [`terminal`]s;
 //! - [`terminal`]: a shell on a pseudo-terminal, its output parsed and drawn into pixels;
 //! - [`dispvm`]: `dispvm COMMAND`, a command run in a disposable from this qube's shell;
+//! - [`blockdev`]: the private volume (`bulkhead.home=`) served to the kernel's NBD driver
+//!   as `/dev/nbd0`, which `/init` mounts at `/home`;
 //! - [`bulktest`]: the `bulk-test` self-test, bulk areas against the testing qube;
 //! - [`cpuprobe`]: the `cpu-probe` self-test, threads pinned to each CPU and round trips
 //!   between two;
@@ -25,6 +27,7 @@
 //! - [`log`]: console lines.
 
 pub mod agent;
+pub mod blockdev;
 pub mod bridge;
 pub mod bulktest;
 pub mod channel;

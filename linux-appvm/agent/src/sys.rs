@@ -3,13 +3,15 @@
 //! pseudo-terminal's: open, window size, controlling terminal, hang-up), and the
 //! benchmark's [`mark`]; in [`at`], the `*at` calls relative to a directory descriptor;
 //! in [`waitset`], `ppoll` on any number of descriptors and signals to a process group; in
-//! [`cpus`], CPU affinity, `sched_getcpu` and the online count.
+//! [`cpus`], CPU affinity, `sched_getcpu` and the online count; in [`nbd`], the NBD
+//! driver's ioctls.
 //! Every system call here checks its arguments and returns `io::Result`; nothing else in
 //! the crate uses `unsafe` but the CPU instructions of `xstate::cpu`.
 #![allow(unsafe_code)]
 
 pub mod at;
 pub mod cpus;
+pub mod nbd;
 pub mod waitset;
 
 use std::ffi::CString;

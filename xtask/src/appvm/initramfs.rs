@@ -74,6 +74,12 @@ pub const APPLETS: &[&str] = &[
     "diff",
     // For the `panic-on:N` self-test (`cargo xtask test appvm-smp`).
     "taskset",
+    // For /home on the private volume: the superblock's magic, a file system on first use,
+    // and the unmount before a self-test powers off.
+    "od",
+    "mke2fs",
+    "umount",
+    "df",
 ];
 
 /// Links to `/bin/agent` in `/bin`: the agent is each of these commands when called by its
@@ -111,7 +117,12 @@ pub const AGENT_LINKS: &[&str] = &[
 /// (a channel's bulk area against the testing qube, `cargo xtask test appvm-bulk`);
 /// `dispvm`, commands run in a disposable with the agent's `dispvm` (`cargo xtask test
 /// appvm-dispvm`): one whose output holds an escape sequence, a second request made while
-/// another waits (refused), and that other one, served by the disposable started again.
+/// another waits (refused), and that other one, served by the disposable started again;
+/// `home-persist`, a file on the private volume mounted at `/home` (`cargo xtask test
+/// appvm-home`): it prints what an earlier boot left in `/home/persist.txt` and writes
+/// `boot N` there, N one more than before. Before it powers off, the script unmounts a
+/// mounted `/home` and flushes `/dev/nbd0` (`sync` on the device: an NBD FLUSH, which the
+/// agent turns into the storage qube's `Flush`).
 pub const SELFTEST_SCRIPT: &str = r#"#!/bin/sh
 export PATH=/bin
 for w in $(cat /proc/cmdline); do
@@ -243,13 +254,81 @@ xstate | xstate:*)
 cpus)
     /bin/agent cpu-probe || echo "selftest: cpus: the probe failed ($?)"
     ;;
+home-persist)
+    i=0
+    while [ ! -e /run/home.mounted ] && [ ! -e /run/home.failed ] && [ "$i" -lt 600 ]; do
+        sleep 0.1; i=$((i + 1))
+    done
+    if [ -e /run/home.mounted ]; then
+        n=1
+        if [ -e /home/persist.txt ]; then
+            c="$(cat /home/persist.txt)"
+            echo "selftest: home: found \"$c\""
+            case "${c#boot }" in '' | *[!0-9]*) ;; *) n=$((${c#boot } + 1)) ;; esac
+        fi
+        echo "boot $n" > /home/persist.txt
+        sync
+        echo "selftest: home: wrote boot $n"
+        df -k /home | tail -n 1 | sed 's/^/selftest: home: df: /'
+    else
+        echo "selftest: home: no /home volume"
+    fi
+    ;;
 *)
     echo "selftest: unknown test $step"
     ;;
 esac
 done
 sync
+# /home's data reaches the storage qube before the power goes: unmount, then an NBD FLUSH.
+if grep -q " /home " /proc/mounts; then
+    if umount /home && sync /dev/nbd0; then
+        echo "selftest: home: unmounted and flushed"
+    else
+        echo "selftest: home: unmounting or flushing /home failed"
+    fi
+fi
 poweroff -f
+"#;
+
+/// The part of `/init` that mounts the private volume at `/home` ([`init_script`]): a shell
+/// function, run in the background once the agent is started, that waits for the agent's
+/// `/run/home.ready` (the size in sectors) or `/run/home.failed`.
+pub const HOME_MOUNT: &str = r#"home_mount() {
+    i=0
+    while [ ! -e /run/home.ready ] && [ ! -e /run/home.failed ] && [ "$i" -lt 600 ]; do
+        sleep 0.1; i=$((i + 1))
+    done
+    if [ ! -e /run/home.ready ]; then
+        echo "appvm: no /home volume ($(cat /run/home.failed 2>/dev/null || echo 'the agent did not serve /dev/nbd0'))"
+        echo "not served" >> /run/home.failed
+        return
+    fi
+    read s _ < /proc/uptime; t0="${s%.*}${s#*.}"
+    mib=$(($(cat /run/home.ready) / 2048))
+    # The ext2/3/4 superblock's magic: 0xEF53, little-endian at byte 1080.
+    set -- $(dd if=/dev/nbd0 bs=8 skip=135 count=1 2>/dev/null | od -An -tx1)
+    if [ "$1$2" = "53ef" ]; then
+        how=found
+    elif mke2fs -L home /dev/nbd0 > /tmp/mke2fs.log 2>&1; then
+        how=created
+    else
+        sed 's/^/appvm: mke2fs: /' /tmp/mke2fs.log
+        echo "appvm: no /home: mke2fs /dev/nbd0 failed"
+        echo "mke2fs failed" > /run/home.failed
+        return
+    fi
+    mkdir -p /home
+    if mount -t ext2 /dev/nbd0 /home; then
+        read s _ < /proc/uptime; t1="${s%.*}${s#*.}"
+        echo "appvm: /home on the private volume ($mib MiB, $how)"
+        echo "appvm: /home mounted in $(((t1 - t0) * 10)) ms, $(df -k /home | tail -n 1)"
+        echo "$how" > /run/home.mounted
+    else
+        echo "appvm: no /home: mounting /dev/nbd0 failed"
+        echo "mount failed" > /run/home.failed
+    fi
+}
 "#;
 
 /// The built image.
@@ -345,6 +424,13 @@ pub fn build_agent() -> Result<Vec<u8>> {
 /// `lo` is up, reports, then runs the agent (which needs sysfs for the channel devices,
 /// `uio_pci_generic`, `tun` and busybox `ip`), and keeps a shell on the console whatever
 /// happens.
+///
+/// With `bulkhead.home=` on the command line (a private volume) it also loads `nbd` (only
+/// then, with one device) and, beside the agent, waits for the agent to serve the volume
+/// as `/dev/nbd0` ([`HOME_MOUNT`]), makes an ext2 file system on it if it holds none yet
+/// (told by the superblock's magic 0xEF53 at byte 1080, never by a failed mount) and mounts
+/// it at `/home` (the kernel's ext4 driver): `appvm: /home on the private volume (N MiB,
+/// created|found)`, then `/run/home.mounted` (or `/run/home.failed`).
 pub fn init_script(release: Option<&str>, modules: &[String]) -> String {
     let mut s = String::from(
         "#!/bin/sh\n\
@@ -357,13 +443,24 @@ pub fn init_script(release: Option<&str>, modules: &[String]) -> String {
          mkdir -p /dev/pts /dev/net /run /tmp\n\
          mnt devpts /dev/pts\n",
     );
+    s.push_str(
+        "home=\n\
+         for w in $(cat /proc/cmdline); do case \"$w\" in bulkhead.home=*) home=\"${w#bulkhead.home=}\" ;; esac; done\n",
+    );
+    s.push_str(HOME_MOUNT);
     if let Some(release) = release {
         for m in modules {
             let name = modules::module_name(m);
-            let _ = writeln!(
-                s,
-                "insmod /lib/modules/{release}/{m} || echo \"appvm: insmod {name} failed\""
-            );
+            let path = format!("/lib/modules/{release}/{m}");
+            let failed = format!("echo \"appvm: insmod {name} failed\"");
+            let _ = if name == modules::HOME_MODULE {
+                writeln!(
+                    s,
+                    "[ -z \"$home\" ] || insmod {path} nbds_max=1 || {failed}"
+                )
+            } else {
+                writeln!(s, "insmod {path} || {failed}")
+            };
         }
     }
     let _ = write!(
@@ -372,6 +469,7 @@ pub fn init_script(release: Option<&str>, modules: &[String]) -> String {
          ip link set lo up\n\
          echo \"{INIT_OK}\"\n\
          echo \"appvm: kernel $(uname -r), $(grep -c . /proc/modules) modules loaded\"\n\
+         [ -z \"$home\" ] || home_mount &\n\
          case \" $(cat /proc/cmdline) \" in *\" appvm.selftest=\"*) /bin/appvm-selftest & ;; esac\n\
          if [ -x /bin/agent ]; then\n\
          \x20   /bin/agent\n\
@@ -531,6 +629,53 @@ mod tests {
         assert!(sysfs < failover && net < tun && tun < ok);
         assert!(s.ends_with("done\n"));
         assert!(!init_script(None, &[]).contains("insmod"));
+    }
+
+    #[test]
+    fn nbd_and_home_only_with_a_private_volume() {
+        let s = init_script(
+            Some("6.1"),
+            &[
+                "kernel/drivers/uio/uio.ko".into(),
+                "kernel/drivers/block/nbd.ko".into(),
+            ],
+        );
+        assert!(s.contains("\ninsmod /lib/modules/6.1/kernel/drivers/uio/uio.ko || "));
+        assert!(s.contains(
+            "\n[ -z \"$home\" ] || insmod /lib/modules/6.1/kernel/drivers/block/nbd.ko nbds_max=1 || "
+        ));
+        let mount = s.find("[ -z \"$home\" ] || home_mount &").unwrap();
+        assert!(s.find("home=\n").unwrap() < s.find("nbd.ko").unwrap());
+        assert!(mount < s.find("/bin/agent\n").unwrap());
+        // The magic, never a failed mount, says whether the volume holds a file system.
+        assert!(HOME_MOUNT.contains("skip=135 count=1") && HOME_MOUNT.contains("\"53ef\""));
+        assert!(
+            APPLETS.contains(&"mke2fs") && APPLETS.contains(&"od") && APPLETS.contains(&"umount")
+        );
+        assert!(SELFTEST_SCRIPT.contains("umount /home && sync /dev/nbd0"));
+        sh_n(&s);
+    }
+
+    /// `sh -n`: the whole script parses (skipped without a shell).
+    fn sh_n(script: &str) {
+        use std::process::Stdio;
+        let Ok(mut sh) = Command::new("sh")
+            .arg("-n")
+            .stdin(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+        else {
+            return;
+        };
+        if let Some(mut stdin) = sh.stdin.take() {
+            stdin.write_all(script.as_bytes()).unwrap();
+        }
+        let out = sh.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     #[test]

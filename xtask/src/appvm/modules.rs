@@ -11,7 +11,11 @@ use std::path::Path;
 /// platform offers: channels are PCI devices for `uio_pci_generic`, the network is a TAP
 /// device the agent bridges to the firewall channel. There is no virtio device to drive;
 /// every module costs boot time (an `insmod` process, relocation, its init call).
-pub const WANTED: &[&str] = &["tun", "uio", "uio_pci_generic"];
+/// `nbd` is loaded only by an AppVM with a private volume (`bulkhead.home=`): see
+/// [`HOME_MODULE`].
+pub const WANTED: &[&str] = &["tun", "uio", "uio_pci_generic", HOME_MODULE];
+/// The module `/init` loads only for a private volume (the agent serves it as `/dev/nbd0`).
+pub const HOME_MODULE: &str = "nbd";
 
 /// A module's name from its path: the file name without `.ko` (and a compression suffix),
 /// dashes as underscores (`kernel/drivers/net/tun.ko` -> `tun`).

@@ -8,6 +8,7 @@ mod appvm;
 mod appvm_bulk;
 mod appvm_dispvm;
 mod appvm_gui;
+mod appvm_home;
 mod appvm_qrexec;
 mod appvm_smp;
 mod appvms;
@@ -115,6 +116,7 @@ pub fn all() -> Vec<Scenario> {
         appvm_bulk::APPVM_BULK,
         appvm_dispvm::APPVM_DISPVM,
         appvm_gui::APPVM_GUI,
+        appvm_home::APPVM_HOME,
         appvm_qrexec::APPVM_QREXEC,
         xstate::APPVM_XSTATE,
         bochs::SVM_RYZEN,

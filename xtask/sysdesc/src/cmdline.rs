@@ -8,6 +8,7 @@
 //!    bulkhead.dns=<dns>[,<dns>]]
 //!   [bulkhead.gui=<qube>.gui]
 //!   [bulkhead.qrexec=<qube>.qrexec]
+//!   [bulkhead.home=<qube>.blk]
 //!   [<kernel_args>]
 //! ```
 //!
@@ -20,8 +21,9 @@
 //! - KASLR stays on.
 //! - `bulkhead.*` are read by the agent (`linux-appvm/agent/src/config.rs`): the qube's and
 //!   its template's names, for a networked qube the channel to its netvm and the
-//!   addresses its router gives it, for a qube with a guivm its GUI channel, and when the
-//!   system has an admin qube its qrexec channel.
+//!   addresses its router gives it, for a qube with a guivm its GUI channel, when the
+//!   system has an admin qube its qrexec channel, and for a qube with a private volume its
+//!   block channel (the agent serves the volume as `/dev/nbd0`, `/init` mounts it at `/home`).
 
 use super::ip;
 use bulkhead_qubeconfig::Ipv4;
@@ -54,6 +56,8 @@ pub struct Channels<'a> {
     pub gui: Option<&'a str>,
     /// Its qrexec channel (`<qube>.qrexec`), when the system has an admin qube.
     pub qrexec: Option<&'a str>,
+    /// Its block channel (`<qube>.blk`), when it has a private volume: its `/home`.
+    pub home: Option<&'a str>,
 }
 
 /// The command line of qube `qube` booting `template`, with `net` when it has a netvm, its
@@ -90,6 +94,9 @@ pub fn build(
     if let Some(channel) = channels.qrexec {
         words.push(format!("bulkhead.qrexec={channel}"));
     }
+    if let Some(channel) = channels.home {
+        words.push(format!("bulkhead.home={channel}"));
+    }
     let extra = kernel_args.trim();
     if !extra.is_empty() {
         words.push(extra.to_string());
@@ -122,6 +129,7 @@ mod tests {
         let channels = Channels {
             gui: Some("work.gui"),
             qrexec: Some("work.qrexec"),
+            home: Some("work.blk"),
         };
         let line = build("work", "debian", Some(&net), channels, " mitigations=auto ");
         assert_eq!(
@@ -129,7 +137,7 @@ mod tests {
             "console=ttyS0 loglevel=4 reboot=t panic=-1 tsc=reliable bulkhead.name=work \
              bulkhead.template=debian bulkhead.net=work.net bulkhead.ip=10.137.0.10/24 \
              bulkhead.gw=10.137.0.1 bulkhead.dns=10.139.1.1,10.139.1.2 bulkhead.gui=work.gui \
-             bulkhead.qrexec=work.qrexec mitigations=auto"
+             bulkhead.qrexec=work.qrexec bulkhead.home=work.blk mitigations=auto"
         );
         assert!(!line.contains("nokaslr") && !line.contains("earlyprintk"));
     }
@@ -144,10 +152,11 @@ mod tests {
             dns: &[[255; 4], [255; 4]],
         };
         let args = "a".repeat(super::super::linux::KERNEL_ARGS_MAX);
-        let (gui, qrexec) = ("g".repeat(24), "x".repeat(24));
+        let (gui, qrexec, home) = ("g".repeat(24), "x".repeat(24), "h".repeat(24));
         let channels = Channels {
             gui: Some(&gui),
             qrexec: Some(&qrexec),
+            home: Some(&home),
         };
         let line = build(
             &"q".repeat(24),

@@ -280,9 +280,15 @@ pub(super) fn cmdlines(checked: &Checked) -> Result<Vec<CmdlineBlob>, String> {
             .then(|| super::gui::channel_name(&q.name));
         let qrexec =
             super::qrexec::has_channel(checked, i).then(|| super::qrexec::channel_name(&q.name));
+        let home = checked
+            .storage
+            .iter()
+            .any(|l| l.client == i)
+            .then(|| super::storage::channel_name(&q.name));
         let channels = cmdline::Channels {
             gui: gui.as_deref(),
             qrexec: qrexec.as_deref(),
+            home: home.as_deref(),
         };
         let text = cmdline::build(
             &q.name,

@@ -49,16 +49,6 @@ const UNIKERNEL_ONLY: &[(&str, &str)] = &[
          the ports to a unikernel (e.g. image = \"gui\") and remove io_ports here",
     ),
     (
-        "storagevm",
-        "Linux qubes cannot have a private volume yet (they will reach it as a block device \
-         through their agent in a later step): remove storagevm and private_mib here",
-    ),
-    (
-        "private_mib",
-        "Linux qubes cannot have a private volume yet (they will reach it as a block device \
-         through their agent in a later step): remove storagevm and private_mib here",
-    ),
-    (
         "framebuffer",
         "a Linux qube shows its windows through the gui qube: give the framebuffer to the \
          gui qube (image = \"gui\") and remove framebuffer here",

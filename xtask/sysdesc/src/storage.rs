@@ -7,9 +7,10 @@
 //! a client's blob names its channel. The volume is named after the qube in the disk's
 //! volume table, so a qube reaches its own volume and no other.
 //!
-//! Only unikernels have private volumes for now: a Linux qube will reach its volume as a
-//! block device (NBD through its agent), a later step. A disposable keeps nothing, so it
-//! has none.
+//! A unikernel client opens the channel named in its blob; a Linux AppVM gets it as a PCI
+//! channel device like its other channels, and `bulkhead.home=<qube>.blk` on its command
+//! line (`cmdline`), on which its agent serves the volume to the kernel as `/dev/nbd0` and
+//! `/init` mounts it at `/home`. A disposable (of either kind) keeps nothing, so it has none.
 
 use super::channels::{Automatic, Channel, ring_channel_size};
 use super::diagnostics::Diagnostics;
@@ -75,10 +76,6 @@ pub(super) fn links(
     let size = ring_channel_size(BLOCK_SLOT_SIZE, SLOTS);
     let (mut channels, mut out) = (Vec::new(), Vec::new());
     for (i, q) in qubes.iter().enumerate() {
-        // A Linux qube's `storagevm` and `private_mib` are refused as unikernel-only keys.
-        if linux::is_linux(q) {
-            continue;
-        }
         let Some((storage, span)) = q.text("storagevm") else {
             if !q.absent("private_mib") {
                 let hint = "add storagevm = \"storage\" (the storage qube whose disk holds the \

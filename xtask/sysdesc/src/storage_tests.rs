@@ -106,6 +106,36 @@ fn the_block_channels_come_after_every_other() {
 }
 
 #[test]
+fn a_linux_appvm_gets_its_volume_as_home() {
+    let text = system(
+        "[[qube]]\nname = \"work\"\nkind = \"linux\"\nmemory_mib = 128\nlabel = \"blue\"\n\
+         storagevm = \"storage\"\nprivate_mib = 32\n",
+    );
+    let c = compile_str("systems/s.toml", &text).unwrap_or_else(|d| panic!("{d}"));
+    let ch = &c.manifest.channels[0];
+    assert_eq!(ch.name.as_str(), "work.blk");
+    assert_eq!((ch.a, ch.b), (1, 0), "side A the AppVM, B the storage qube");
+    assert_eq!(ch.bulk_size, 2 * storage::POOL_KIB * 1024);
+    let line = &c.cmdlines.iter().find(|l| l.qube == 1).unwrap().text;
+    assert!(line.contains(" bulkhead.home=work.blk"), "{line}");
+    // A Linux qube reads its settings from its command line: no blob of its own.
+    assert!(c.configs.iter().all(|b| b.qube != 1));
+    let server = c.configs.iter().find(|b| b.qube == 0).unwrap();
+    let clients = &server.config.storage.as_ref().unwrap().clients;
+    assert_eq!(
+        (clients[0].qube.as_str(), clients[0].private_mib),
+        ("work", 32)
+    );
+    let volumes: Vec<_> = c.volumes.iter().map(|v| (v.qube.as_str(), v.mib)).collect();
+    assert_eq!(volumes, [("work", 32)]);
+    // Without a volume, no `bulkhead.home=`.
+    let plain =
+        system("[[qube]]\nname = \"work\"\nkind = \"linux\"\nmemory_mib = 128\nlabel = \"blue\"\n");
+    let c = compile_str("systems/s.toml", &plain).unwrap_or_else(|d| panic!("{d}"));
+    assert!(c.cmdlines.iter().all(|l| !l.text.contains("bulkhead.home")));
+}
+
+#[test]
 fn refusals_name_the_qube_and_say_why() {
     let client = |extra: &str| system(&qube("alice", "testing", extra));
     one_problem(

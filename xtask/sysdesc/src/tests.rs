@@ -454,9 +454,9 @@ const FIXTURES: &[(&str, &str, &str, &str)] = &[
         "\"disk\"",
     ),
     (
-        "storagevm-linux.toml",
-        "qube \"work\".storagevm",
-        "storagevm is for unikernel qubes",
+        "storagevm-disposable.toml",
+        "qube \"disp\".storagevm",
+        "a disposable keeps nothing",
         "\"storage\"",
     ),
     (

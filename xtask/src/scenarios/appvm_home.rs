@@ -1,0 +1,164 @@
+//! A Linux AppVM's `/home` on its private volume, across a restart of the whole system
+//! (`systems/tests/appvm-home.toml`): the storage qube serves `work` a 32 MiB volume over
+//! `work.blk`; the AppVM's agent serves it to the kernel's NBD driver as `/dev/nbd0`, and
+//! `/init` makes an ext2 file system on it the first time (no superblock magic yet) and
+//! mounts it at `/home`. The system boots twice on one fresh disk image of the scenario's own
+//! (`target/bulkhead/appvm-home-test/disk.img`): boot 1 creates the file system and writes
+//! `boot 1` into `/home/persist.txt`; boot 2 finds the file system and `boot 1`, and writes
+//! `boot 2`. Each boot unmounts `/home` and flushes the device before it powers off, and the
+//! storage qube refuses nothing and reports no I/O error.
+
+use super::{Scenario, boots, expect};
+use crate::disk;
+use crate::qemu::{self, BootOutcome, Control, HvEvent};
+use anyhow::{Context, Result, bail};
+use std::time::{Duration, Instant};
+
+pub const APPVM_HOME: Scenario = Scenario {
+    name: "appvm-home",
+    about: "a Linux AppVM's /home on its private volume (NBD through the agent) survives a restart of the whole system",
+    run,
+};
+
+/// How long to wait, after the AppVM powered off, for the storage qube's counters line.
+const COUNTERS_PATIENCE: Duration = Duration::from_secs(10);
+
+fn run() -> Result<String> {
+    if let Some(note) = super::appvms::skip() {
+        return Ok(note);
+    }
+    let a = boots::assemble("systems/tests/appvm-home.toml")?;
+    let path = crate::bundle::out_dir()
+        .join("appvm-home-test")
+        .join("disk.img");
+    let image = disk::fresh(&a.system, &path)?.context("the system has a private volume")?;
+    let made = image.describe();
+    let mut figures = Vec::new();
+    for boot in 1..=2u32 {
+        let mut opts = boots::options(&a, "max", 600, &format!("appvm-home-boot{boot}"));
+        opts.nic = None;
+        opts.disk = Some(path.clone());
+        let out = boot_once(&opts)?;
+        figures.push(check_boot(&out, boot).with_context(|| format!("boot {boot}"))?);
+    }
+    let kept = disk::prepare(&a.system, &path)?.context("the image is still there")?;
+    expect(kept.change == disk::Change::Kept, || {
+        format!("the image changed between boots: {}", kept.describe())
+    })?;
+    Ok(format!("{made}; {}", figures.join("; ")))
+}
+
+/// Boots until the AppVM has powered off and the storage qube has reported its requests
+/// since (or a failure).
+fn boot_once(opts: &qemu::BootOptions) -> Result<BootOutcome> {
+    let mut exited_at: Option<Instant> = None;
+    let mut counted_after_write = false;
+    let mut wrote = false;
+    let out = qemu::boot(opts, |e| {
+        match &e.hv {
+            Some(HvEvent::Panic(_) | HvEvent::Stopped { .. }) => return Control::Stop,
+            Some(HvEvent::Exited { qube, .. }) if qube == "storage" => return Control::Stop,
+            Some(HvEvent::Exited { qube, .. }) if qube == "work" => {
+                exited_at = Some(Instant::now());
+            }
+            _ => {}
+        }
+        let source = e.line.source.as_deref().unwrap_or("");
+        if source == "work"
+            && e.line
+                .body
+                .contains("selftest: home: unmounted and flushed")
+        {
+            wrote = true;
+        }
+        if wrote && source == "storage" && e.line.body.contains("storage: work: ") {
+            counted_after_write = true;
+        }
+        let done =
+            exited_at.is_some_and(|t| counted_after_write || t.elapsed() > COUNTERS_PATIENCE);
+        Control::stop_if(done)
+    })?;
+    boots::finished(&out)?;
+    Ok(out)
+}
+
+/// The text after `marker` in the first of `lines` that holds it.
+fn after(lines: &[String], marker: &str) -> Option<String> {
+    lines.iter().find_map(|l| {
+        l.split_once(marker)
+            .map(|(_, rest)| rest.trim().to_string())
+    })
+}
+
+/// Checks one boot; returns its figures.
+fn check_boot(out: &BootOutcome, boot: u32) -> Result<String> {
+    expect(out.stopped.is_empty(), || {
+        format!("qubes stopped: {:?}", out.stopped)
+    })?;
+    expect(
+        out.exited.iter().any(|(n, s)| n == "work" && *s == 0),
+        || {
+            format!(
+                "the AppVM did not power off cleanly: exited {:?}",
+                out.exited
+            )
+        },
+    )?;
+    expect(!out.exited.iter().any(|(n, _)| n == "storage"), || {
+        "the storage qube exited".into()
+    })?;
+    let work = out.lines_from("work");
+    let has = |words: &str| work.iter().any(|l| l.contains(words));
+    let how = if boot == 1 { "created" } else { "found" };
+    let mounted = format!("appvm: /home on the private volume (32 MiB, {how})");
+    expect(has(&mounted), || {
+        format!("the AppVM did not say \"{mounted}\": {work:#?}")
+    })?;
+    if boot == 1 {
+        expect(!has("selftest: home: found"), || {
+            format!("boot 1 found a file on a fresh volume: {work:#?}")
+        })?;
+    } else {
+        let found = format!("selftest: home: found \"boot {}\"", boot - 1);
+        expect(has(&found), || {
+            format!("the AppVM did not say {found}: {work:#?}")
+        })?;
+    }
+    let wrote = format!("selftest: home: wrote boot {boot}");
+    expect(has(&wrote), || {
+        format!("the AppVM did not say \"{wrote}\": {work:#?}")
+    })?;
+    expect(has("selftest: home: unmounted and flushed"), || {
+        format!("the AppVM did not unmount and flush /home: {work:#?}")
+    })?;
+    let storage = out.lines_from("storage");
+    let Some(counters) = storage
+        .iter()
+        .rev()
+        .find(|l| l.contains("storage: work: ") && l.contains(" requests: "))
+    else {
+        bail!("no counters line of the storage qube for work: {storage:#?}");
+    };
+    expect(
+        counters.contains(" 0 refused (0 logged), 0 I/O errors"),
+        || format!("work's requests were refused or failed: {counters}"),
+    )?;
+    let served = after(&work, "home: /dev/nbd0 serves ").unwrap_or_default();
+    let ready_ms = served
+        .rsplit_once("ready in ")
+        .map_or("?", |(_, ms)| ms.trim_end_matches(" ms"));
+    let mount = after(&work, "appvm: /home mounted in ")
+        .and_then(|r| r.split_once(',').map(|(ms, _)| ms.to_string()))
+        .unwrap_or_else(|| "?".into());
+    let requests = counters
+        .split_once("storage: work: ")
+        .map_or(counters.as_str(), |(_, r)| r);
+    Ok(format!(
+        "boot {boot}: /home {how}, {} (device ready {ready_ms} ms after the agent asked, mkfs/mount {mount}); storage: {requests}",
+        if boot == 1 {
+            "wrote boot 1".to_string()
+        } else {
+            format!("found \"boot {}\", wrote boot {boot}", boot - 1)
+        }
+    ))
+}
