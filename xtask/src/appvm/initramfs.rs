@@ -695,25 +695,7 @@ mod tests {
 
     #[test]
     fn selftest_script_is_valid_shell() {
-        // `sh -n` reads the whole script without running it (skipped without a shell).
-        use std::process::Stdio;
-        let Ok(mut sh) = Command::new("sh")
-            .arg("-n")
-            .stdin(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-        else {
-            return;
-        };
-        if let Some(mut stdin) = sh.stdin.take() {
-            stdin.write_all(SELFTEST_SCRIPT.as_bytes()).unwrap();
-        }
-        let out = sh.wait_with_output().unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        sh_n(SELFTEST_SCRIPT);
         assert!(SELFTEST_SCRIPT.contains("/bin/agent xstate-probe"));
         assert!(SELFTEST_SCRIPT.contains("cpus)\n    /bin/agent cpu-probe ||"));
         assert!(SELFTEST_SCRIPT.contains("/bin/agent netbench"));
