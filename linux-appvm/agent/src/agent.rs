@@ -33,6 +33,9 @@ const POLL_EVERY: Duration = Duration::from_millis(2);
 const NAPI_POLL: Duration = Duration::from_micros(1000);
 /// After this long without the firewall's `Hello`, say so (once).
 const HELLO_PATIENCE: Duration = Duration::from_secs(10);
+/// How long `agent: ready` waits for `/home` to be mounted (or to fail) when the qube has a
+/// home volume: services that start on ready must find it; after this it is said anyway.
+const HOME_PATIENCE: Duration = Duration::from_secs(60);
 
 /// Finds, binds and opens every channel device; logs one line per channel or problem.
 pub fn open_channels() -> Vec<UioChannel> {
@@ -294,7 +297,14 @@ pub fn run(settings: &Settings) -> io::Result<()> {
             }
         }
         let link_up = bridge.as_ref().is_none_or(|b| b.is_up());
-        if !ready && link_up {
+        // With a home volume, ready waits for /init to have mounted it (or given up).
+        let home_settled = || {
+            settings.home_channel.is_none()
+                || std::path::Path::new(crate::blockdev::MOUNTED).exists()
+                || std::path::Path::new(crate::blockdev::FAILED).exists()
+                || started.elapsed() > HOME_PATIENCE
+        };
+        if !ready && link_up && home_settled() {
             ready = true;
             line(&format!(
                 "ready (services: {})",

@@ -41,6 +41,9 @@ const SYSFS: &str = "/sys/block/nbd0";
 pub const READY: &str = "/run/home.ready";
 /// Written when it will not be: why.
 pub const FAILED: &str = "/run/home.failed";
+/// Written by `/init` once the volume is mounted at `/home` (`xtask/src/appvm/initramfs.rs`,
+/// `HOME_MOUNT`); the agent says it is ready only after this or [`FAILED`].
+pub const MOUNTED: &str = "/run/home.mounted";
 /// How long the kernel may take to start the device.
 const START_PATIENCE: Duration = Duration::from_secs(20);
 
