@@ -80,7 +80,11 @@ pub fn assemble_with_test_hooks(system_path: &Path, steps: &mut Steps) -> Result
 
 fn assemble_images(system_path: &Path, steps: &mut Steps, test_hooks: bool) -> Result<Assembled> {
     steps.next(&format!("compiling {}", system_path.display()));
-    let system = system::compile_file(system_path)?;
+    let mut system = system::compile_file(system_path)?;
+    if !system.roots.is_empty() {
+        steps.next("obtaining the templates' roots");
+        crate::disk::add_verity(&mut system)?;
+    }
     let name = system.manifest.system.as_str().to_string();
     let name = if name.is_empty() {
         file_stem(system_path)

@@ -149,10 +149,10 @@ pub fn build(images: &[&Image]) -> Result<Vec<Built>> {
 }
 
 /// The images whose crates have test-only hooks behind a [`TEST_HOOKS_FEATURE`] feature
-/// (sys-net: `dma-escape=`, `crash-after-ms=`; the gui qube: `crash-after-windows=`). `build`,
-/// `run` and `iso` ship them without it; the scenarios that need a hook boot
-/// [`build_with_test_hooks`]'s images.
-pub const WITH_TEST_HOOKS: &[&str] = &["net", "gui"];
+/// (sys-net: `dma-escape=`, `crash-after-ms=`; the gui qube: `crash-after-windows=`; the
+/// storage qube: `corrupt-template=`). `build`, `run` and `iso` ship them without it; the
+/// scenarios that need a hook boot [`build_with_test_hooks`]'s images.
+pub const WITH_TEST_HOOKS: &[&str] = &["net", "gui", "storage"];
 
 /// The cargo feature that compiles an image's test-only hooks in.
 pub const TEST_HOOKS_FEATURE: &str = "test-hooks";

@@ -2,17 +2,24 @@
 //! the GUI client (its own thread, [`crate::gui::run`]), say `agent: ready`, then one event loop that `poll`s the TAP interface, every channel's
 //! uio descriptor and a running command's output, with timeouts.
 //!
+//! With a template root (`bulkhead.root=`), the parts that start programs (the GUI's
+//! terminals, the qrexec services, a disposable's command: `Starters`) start only once
+//! `/init` has mounted the root or given up, and the agent has moved into it
+//! ([`crate::root`]): the network, the volumes and the loop run from the start.
+//!
 //! Each round lets every part do its non-blocking work ([`NetBridge::pump`],
 //! [`DisposableService::step`]); then, if nothing moved, each channel sets its waiting flag
 //! (so the peer rings the doorbell) and the loop sleeps in `poll`; an interrupt is
 //! acknowledged ([`UioChannel::on_interrupt`]) and the round starts again.
 
+use crate::blockdev::{self, ROOT, Role};
 use crate::bridge::NetBridge;
 use crate::channel::uio::{self, UioChannel};
 use crate::channel::{ChannelError, Side};
 use crate::config::Settings;
 use crate::log::{line, printable};
 use crate::net::{self, Tap};
+use crate::root;
 use crate::services::disposable::{DisposableService, ShellRunner, is_request_channel};
 use crate::services::{self, disposable};
 use crate::sys::{self, Watch};
@@ -36,6 +43,9 @@ const HELLO_PATIENCE: Duration = Duration::from_secs(10);
 /// How long `agent: ready` waits for `/home` to be mounted (or to fail) when the qube has a
 /// home volume: services that start on ready must find it; after this it is said anyway.
 const HOME_PATIENCE: Duration = Duration::from_secs(60);
+/// How long the agent waits for `/init` to mount the template's root (or to give up) before
+/// it starts its programs in the initramfs instead.
+const ROOT_PATIENCE: Duration = Duration::from_secs(60);
 
 /// Finds, binds and opens every channel device; logs one line per channel or problem.
 pub fn open_channels() -> Vec<UioChannel> {
@@ -163,12 +173,6 @@ pub fn run(settings: &Settings) -> io::Result<()> {
     if let (Some(n), None) = (&settings.gui_channel, &gui_ch) {
         line(&format!("no channel named {n} (bulkhead.gui=): no windows"));
     }
-    // The windows run in a thread of their own (drawing never slows the network).
-    if let Some(ch) = gui_ch
-        && let Err(e) = crate::gui::run::spawn(ch, settings.qube())
-    {
-        line(&format!("cannot start the GUI thread: {e}"));
-    }
     // The private volume, served as /dev/nbd0 in threads of its own (`/init` mounts it).
     let home_ch = settings
         .home_channel
@@ -182,12 +186,33 @@ pub fn run(settings: &Settings) -> io::Result<()> {
             let _ = std::fs::write(crate::blockdev::FAILED, b"no block channel\n");
         }
         (_, Some(ch)) => {
-            if let Err(e) = crate::blockdev::spawn(ch) {
+            if let Err(e) = crate::blockdev::spawn(ch, Role::Home) {
                 line(&format!("cannot start the home thread: {e}"));
                 let _ = std::fs::write(crate::blockdev::FAILED, b"no home thread\n");
             }
         }
         (None, None) => {}
+    }
+    // The template's root, served as /dev/nbd1 under dm-verity (`/init` mounts it): never
+    // without its verity parameters.
+    let root_ch = settings
+        .root_channel
+        .as_deref()
+        .and_then(|n| take(&mut channels, &|c| c.found.info.name.as_str() == n));
+    match (&settings.root_channel, root_ch, &settings.verity) {
+        (Some(n), None, _) => {
+            blockdev::fail(&ROOT, &format!("no channel named {n} (bulkhead.root=)"));
+        }
+        (Some(_), Some(_), None) => blockdev::fail(
+            &ROOT,
+            "no verity parameters: an unverified root is never mounted",
+        ),
+        (Some(_), Some(ch), Some(v)) => {
+            if let Err(e) = blockdev::spawn(ch, Role::Root(v.clone())) {
+                blockdev::fail(&ROOT, &format!("cannot start the root thread: {e}"));
+            }
+        }
+        (None, ..) => {}
     }
     let disp_ch = take(&mut channels, &|c| {
         c.ring.side() == Side::B && is_request_channel(&c.found.info.name)
@@ -196,22 +221,19 @@ pub fn run(settings: &Settings) -> io::Result<()> {
         .qrexec_channel
         .as_deref()
         .and_then(|n| take(&mut channels, &|c| c.found.info.name.as_str() == n));
-    match (&settings.qrexec_channel, qrexec_ch) {
-        (Some(n), None) => line(&format!(
+    if let (Some(n), None) = (&settings.qrexec_channel, &qrexec_ch) {
+        line(&format!(
             "no channel named {n} (bulkhead.qrexec=): no services between qubes"
-        )),
-        (_, Some(ch)) => {
-            // A disposable (it has a request channel) serves one call, then powers off.
-            let config = crate::qrexec::daemon::Config {
-                home: services::call::home(),
-                disposable: disp_ch.is_some(),
-                lookup: services::lookup,
-            };
-            if let Err(e) = crate::qrexec::run::spawn(ch, config) {
-                line(&format!("cannot start the qrexec thread: {e}"));
-            }
-        }
-        (None, None) => {}
+        ));
+    }
+    let mut starters = Some(Starters {
+        gui: gui_ch,
+        qrexec: qrexec_ch,
+        disposable: disp_ch,
+    });
+    let mut disposable = None;
+    if settings.root_channel.is_none() {
+        disposable = starters.take().and_then(|s| s.start(settings));
     }
     // Request channels on which this qube is side A belong to `dispvm`, which opens one
     // itself for each request: the agent closes them and never touches their rings.
@@ -250,16 +272,6 @@ pub fn run(settings: &Settings) -> io::Result<()> {
         _ => None,
     };
     let mut tap = tap;
-    let mut disposable = disp_ch.map(|ch| {
-        let name = ch.found.info.name.to_string();
-        let t = settings.template.as_deref();
-        if t.is_none() {
-            line(&format!(
-                "{name}: no bulkhead.template=: every request will be refused"
-            ));
-        }
-        DisposableService::new(ch, &name, settings.qube(), t, ShellRunner::default())
-    });
     let started = Instant::now();
     let mut ready = false;
     let mut impatient = false;
@@ -296,6 +308,15 @@ pub fn run(settings: &Settings) -> io::Result<()> {
                 return Err(sys::power_off());
             }
         }
+        // With a template root: once /init has mounted it (or given up), move into it, then
+        // start what runs programs (once: a root mounted later is not entered).
+        if starters.is_some()
+            && let Some(o) = root::outcome(&ROOT, started.elapsed() > ROOT_PATIENCE)
+        {
+            root::settle(&o, settings.net.as_ref());
+            disposable = starters.take().and_then(|s| s.start(settings));
+            continue;
+        }
         let link_up = bridge.as_ref().is_none_or(|b| b.is_up());
         // With a home volume, ready waits for /init to have mounted it (or given up).
         let home_settled = || {
@@ -304,7 +325,7 @@ pub fn run(settings: &Settings) -> io::Result<()> {
                 || std::path::Path::new(crate::blockdev::FAILED).exists()
                 || started.elapsed() > HOME_PATIENCE
         };
-        if !ready && link_up && home_settled() {
+        if !ready && link_up && home_settled() && starters.is_none() {
             ready = true;
             line(&format!(
                 "ready (services: {})",
@@ -315,13 +336,64 @@ pub fn run(settings: &Settings) -> io::Result<()> {
         }
         if !ready && !impatient && started.elapsed() > HELLO_PATIENCE {
             impatient = true;
-            line("still waiting for the firewall's Hello");
+            let mut waits = Vec::new();
+            if !link_up {
+                waits.push("the firewall's Hello");
+            }
+            if !home_settled() {
+                waits.push("/home");
+            }
+            if starters.is_some() {
+                waits.push("the template's root");
+            }
+            line(&format!("still waiting for {}", waits.join(" and ")));
         }
         if busy {
             continue;
         }
         wait(&mut bridge, &mut disposable, tap.as_ref(), soon, flowing)?;
         flowing = false;
+    }
+}
+
+/// The parts that start programs, held back while the template's root is not settled.
+struct Starters {
+    gui: Option<UioChannel>,
+    qrexec: Option<UioChannel>,
+    disposable: Option<UioChannel>,
+}
+
+impl Starters {
+    /// Starts the GUI client and the qrexec daemon in threads of their own; returns the
+    /// disposable's service for the loop, if this qube is a disposable.
+    fn start(self, settings: &Settings) -> Option<Disp> {
+        // The windows run in a thread of their own (drawing never slows the network).
+        if let Some(ch) = self.gui
+            && let Err(e) = crate::gui::run::spawn(ch, settings.qube())
+        {
+            line(&format!("cannot start the GUI thread: {e}"));
+        }
+        if let Some(ch) = self.qrexec {
+            // A disposable (it has a request channel) serves one call, then powers off.
+            let config = crate::qrexec::daemon::Config {
+                home: services::call::home(),
+                disposable: self.disposable.is_some(),
+                lookup: services::lookup,
+            };
+            if let Err(e) = crate::qrexec::run::spawn(ch, config) {
+                line(&format!("cannot start the qrexec thread: {e}"));
+            }
+        }
+        self.disposable.map(|ch| {
+            let name = ch.found.info.name.to_string();
+            let t = settings.template.as_deref();
+            if t.is_none() {
+                line(&format!(
+                    "{name}: no bulkhead.template=: every request will be refused"
+                ));
+            }
+            DisposableService::new(ch, &name, settings.qube(), t, ShellRunner::default())
+        })
     }
 }
 

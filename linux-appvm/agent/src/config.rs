@@ -1,8 +1,10 @@
 //! The qube's settings, from the kernel command line: `bulkhead.name=<qube>`,
 //! `bulkhead.net=<channel to the firewall>`, `bulkhead.gui=<channel to the gui qube>`,
 //! `bulkhead.qrexec=<channel to the admin qube>`, `bulkhead.home=<block channel to the
-//! storage qube>` (the private volume, `/home`), `bulkhead.template=<template>`, and the
-//! network
+//! storage qube>` (the private volume, `/home`), `bulkhead.root=<block channel to the
+//! storage qube>` (the template's read-only root) with its dm-verity parameters
+//! `bulkhead.verity=<data_blocks>:<hash_start_block>:<root hex>:<salt hex>` ([`Verity`]),
+//! `bulkhead.template=<template>`, and the network
 //! (`bulkhead.ip=10.137.0.10/24 bulkhead.gw=10.137.0.1 bulkhead.dns=10.139.1.1`). Other
 //! parameters are ignored. [`Settings::parse`] never fails as a whole: a bad value is kept as
 //! an error line and the rest is used.
@@ -27,6 +29,12 @@ pub enum ConfigError {
     NoAddress,
     /// A `bulkhead.*` value that does not parse.
     Bad { key: String, value: String },
+    /// A `bulkhead.*` value that does not parse, and why.
+    Invalid {
+        key: String,
+        value: String,
+        why: &'static str,
+    },
 }
 
 impl fmt::Display for ConfigError {
@@ -34,6 +42,9 @@ impl fmt::Display for ConfigError {
         match self {
             ConfigError::NoAddress => write!(f, "no bulkhead.ip= on the kernel command line"),
             ConfigError::Bad { key, value } => write!(f, "bad value for {key}: {value:?}"),
+            ConfigError::Invalid { key, value, why } => {
+                write!(f, "bad value for {key}: {value:?} ({why})")
+            }
         }
     }
 }
@@ -97,6 +108,12 @@ pub struct Settings {
     /// `bulkhead.home=`: the block channel to the storage qube whose volume is `/home` (no
     /// private volume without it).
     pub home_channel: Option<String>,
+    /// `bulkhead.root=`: the block channel to the storage qube whose (read-only) volume is
+    /// the template's root (no template root without it).
+    pub root_channel: Option<String>,
+    /// `bulkhead.verity=`: the dm-verity parameters of that volume; without them the root
+    /// is never used.
+    pub verity: Option<Verity>,
     /// `bulkhead.template=`: the template this qube was made from (disposables check it).
     pub template: Option<String>,
     /// The network settings, when `bulkhead.ip=` is given and the values parse.
@@ -113,12 +130,27 @@ impl Settings {
             let Some((key, value)) = word.split_once('=') else {
                 continue;
             };
+            if key == "bulkhead.verity" {
+                // A bad value drops an earlier good one too: never a root checked against
+                // parameters other than the last ones given.
+                s.verity = None;
+                match Verity::parse(value) {
+                    Ok(v) => s.verity = Some(v),
+                    Err(why) => s.errors.push(ConfigError::Invalid {
+                        key: key.to_string(),
+                        value: value.to_string(),
+                        why,
+                    }),
+                }
+                continue;
+            }
             let slot = match key {
                 "bulkhead.name" => &mut s.name,
                 "bulkhead.net" => &mut s.net_channel,
                 "bulkhead.gui" => &mut s.gui_channel,
                 "bulkhead.qrexec" => &mut s.qrexec_channel,
                 "bulkhead.home" => &mut s.home_channel,
+                "bulkhead.root" => &mut s.root_channel,
                 "bulkhead.template" => &mut s.template,
                 _ => continue,
             };
@@ -151,6 +183,84 @@ impl Settings {
             .clone()
             .or_else(|| self.name.as_ref().map(|n| format!("{n}.net")))
     }
+}
+
+/// The dm-verity parameters of the template's root volume (`bulkhead.verity=`), from the
+/// hypervisor's manifest and so trusted (the volume's bytes are not: the storage qube could
+/// change them, and dm-verity checks every block it reads against [`Verity::root`]). The
+/// format is fixed: version 1, SHA-256, data and hash blocks of [`Verity::BLOCK`] bytes, the
+/// hash tree in the same volume from block `hash_start_block` on (as
+/// `xtask/src/template/verity.rs` writes it).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Verity {
+    /// Data blocks the tree covers (the file system's size, in 4096-byte blocks).
+    pub data_blocks: u64,
+    /// Where the tree starts in the volume, in 4096-byte blocks.
+    pub hash_start_block: u64,
+    /// The root hash (SHA-256).
+    pub root: [u8; 32],
+    /// The salt, hashed before every block.
+    pub salt: [u8; 32],
+}
+
+impl Verity {
+    /// The data and hash block size.
+    pub const BLOCK: u64 = 4096;
+    /// 512-byte sectors in a block.
+    pub const SECTORS_PER_BLOCK: u64 = Self::BLOCK / 512;
+
+    /// Parses `<data_blocks>:<hash_start_block>:<root hex 64>:<salt hex 64>`; the error says
+    /// what is wrong.
+    pub fn parse(value: &str) -> Result<Verity, &'static str> {
+        let fields: Vec<&str> = value.split(':').collect();
+        let [data, hash_start, root, salt] = fields[..] else {
+            return Err("expected <data_blocks>:<hash_start_block>:<root hash>:<salt>, 4 fields");
+        };
+        let number = |s: &str| -> Option<u64> {
+            // Digits only: u64's parser would also take a leading '+'.
+            (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+                .then(|| s.parse().ok())
+                .flatten()
+        };
+        let data_blocks = number(data).ok_or("data_blocks is not a decimal number")?;
+        let hash_start_block =
+            number(hash_start).ok_or("hash_start_block is not a decimal number")?;
+        if data_blocks == 0 {
+            return Err("data_blocks is 0");
+        }
+        // Both are turned into sectors (`* 8`), and the tree lies after its start.
+        let limit = u64::MAX / Self::SECTORS_PER_BLOCK;
+        if data_blocks > limit || hash_start_block >= limit {
+            return Err("a block number is too large");
+        }
+        let root = hex32(root).ok_or("the root hash is not 64 hex digits")?;
+        let salt = hex32(salt).ok_or("the salt is not 64 hex digits")?;
+        Ok(Verity {
+            data_blocks,
+            hash_start_block,
+            root,
+            salt,
+        })
+    }
+}
+
+/// 64 hex digits (either case) as 32 bytes.
+fn hex32(s: &str) -> Option<[u8; 32]> {
+    let s = s.as_bytes();
+    if s.len() != 64 {
+        return None;
+    }
+    let digit = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
+    let mut out = [0u8; 32];
+    for (o, pair) in out.iter_mut().zip(s.chunks_exact(2)) {
+        *o = digit(pair[0])? << 4 | digit(pair[1])?;
+    }
+    Some(out)
+}
+
+/// Lowercase hex of `bytes`.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// A name the ABI can carry: 1 to [`NAME_MAX`] bytes of letters, digits, `.`, `-`, `_`.
@@ -254,11 +364,102 @@ mod tests {
         assert_eq!(Settings::parse(&long).errors.len(), 1);
     }
 
+    const ROOT: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+    const SALT: &str = "ffeeddccbbaa99887766554433221100FFEEDDCCBBAA99887766554433221100";
+
+    #[test]
+    fn root_and_verity() {
+        let s = Settings::parse(&format!(
+            "bulkhead.name=work bulkhead.home=work.blk bulkhead.root=work.root \
+             bulkhead.verity=25600:25600:{ROOT}:{SALT}"
+        ));
+        assert!(s.errors.is_empty(), "{:?}", s.errors);
+        assert_eq!(s.root_channel.as_deref(), Some("work.root"));
+        let v = s.verity.unwrap();
+        assert_eq!((v.data_blocks, v.hash_start_block), (25600, 25600));
+        assert_eq!(v.root[..3], [0x01, 0x23, 0x45]);
+        assert_eq!(v.root[31], 0xef);
+        // Either case is read; the table always gets lowercase.
+        assert_eq!(v.salt[0], 0xff);
+        assert_eq!(v.salt[16], 0xff);
+        assert_eq!(hex(&v.salt), SALT.to_lowercase());
+        assert_eq!(hex(&v.root), ROOT);
+    }
+
+    #[test]
+    fn root_without_verity_is_kept_for_the_agent_to_refuse() {
+        let s = Settings::parse("bulkhead.root=work.root");
+        assert_eq!(s.root_channel.as_deref(), Some("work.root"));
+        assert_eq!(s.verity, None);
+        assert!(s.errors.is_empty());
+        assert_eq!(Settings::parse("bulkhead.root=a/b").errors.len(), 1);
+    }
+
+    #[test]
+    fn malformed_verity_is_refused_with_a_reason() {
+        let long = format!("{ROOT}0");
+        let upper_x = format!("{}x", &ROOT[..63]);
+        let cases: Vec<(String, &str)> = vec![
+            (String::new(), "4 fields"),
+            (format!("1:2:{ROOT}"), "4 fields"),
+            (format!("1:2:{ROOT}:{SALT}:5"), "4 fields"),
+            (format!("x:2:{ROOT}:{SALT}"), "data_blocks is not"),
+            (format!(":2:{ROOT}:{SALT}"), "data_blocks is not"),
+            (format!("+1:2:{ROOT}:{SALT}"), "data_blocks is not"),
+            (format!("-1:2:{ROOT}:{SALT}"), "data_blocks is not"),
+            (format!("1:0x2:{ROOT}:{SALT}"), "hash_start_block is not"),
+            (
+                format!("99999999999999999999999:2:{ROOT}:{SALT}"),
+                "data_blocks is not",
+            ),
+            (format!("0:2:{ROOT}:{SALT}"), "data_blocks is 0"),
+            (format!("{}:2:{ROOT}:{SALT}", u64::MAX / 8 + 1), "too large"),
+            (format!("1:{}:{ROOT}:{SALT}", u64::MAX / 8), "too large"),
+            (format!("1:2:{}:{SALT}", &ROOT[..62]), "root hash"),
+            (format!("1:2:{long}:{SALT}"), "root hash"),
+            (format!("1:2:{upper_x}:{SALT}"), "root hash"),
+            (format!("1:2:{ROOT}:-"), "salt"),
+            (format!("1:2:{ROOT}:{}", "é".repeat(32)), "salt"),
+        ];
+        for (value, why) in cases {
+            let s = Settings::parse(&format!("bulkhead.root=r.root bulkhead.verity={value}"));
+            assert_eq!(s.verity, None, "{value}");
+            assert_eq!(s.errors.len(), 1, "{value}");
+            let text = s.errors[0].to_string();
+            assert!(
+                text.starts_with("bad value for bulkhead.verity: "),
+                "{text}"
+            );
+            assert!(text.contains(why), "{value}: {text}");
+            // Only the verity parameters are dropped.
+            assert_eq!(s.root_channel.as_deref(), Some("r.root"));
+        }
+        // The largest values that still fit in sectors are taken.
+        let v = Verity::parse(&format!(
+            "{}:{}:{ROOT}:{SALT}",
+            u64::MAX / 8,
+            u64::MAX / 8 - 1
+        ))
+        .unwrap();
+        assert_eq!(v.data_blocks, u64::MAX / 8);
+    }
+
+    #[test]
+    fn a_bad_verity_value_drops_an_earlier_good_one() {
+        let good = format!("bulkhead.verity=8:8:{ROOT}:{SALT}");
+        let s = Settings::parse(&format!("{good} bulkhead.verity=8:8:{ROOT}:x"));
+        assert_eq!((s.verity, s.errors.len()), (None, 1));
+        let s = Settings::parse(&format!("bulkhead.verity=8:8:{ROOT}:x {good}"));
+        assert_eq!((s.verity.is_some(), s.errors.len()), (true, 1));
+    }
+
     proptest::proptest! {
         #[test]
         fn any_cmdline_parses_without_panic(s in "\\PC{0,200}") {
             let _ = Settings::parse(&s);
             let _ = Settings::parse(&format!("bulkhead.ip={s} bulkhead.name={s}"));
+            let _ = Settings::parse(&format!("bulkhead.verity={s}"));
+            let _ = Verity::parse(&format!("1:1:{s}:{s}"));
         }
     }
 }

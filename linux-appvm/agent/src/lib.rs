@@ -10,7 +10,10 @@
 //! - [`terminal`]: a shell on a pseudo-terminal, its output parsed and drawn into pixels;
 //! - [`dispvm`]: `dispvm COMMAND`, a command run in a disposable from this qube's shell;
 //! - [`blockdev`]: the private volume (`bulkhead.home=`) served to the kernel's NBD driver
-//!   as `/dev/nbd0`, which `/init` mounts at `/home`;
+//!   as `/dev/nbd0`, which `/init` mounts at `/home`, and the template's root
+//!   (`bulkhead.root=`) as `/dev/nbd1` under dm-verity;
+//! - [`root`]: waiting for `/init` to mount the template's root, and moving the agent into
+//!   it (`chroot`);
 //! - [`bulktest`]: the `bulk-test` self-test, bulk areas against the testing qube;
 //! - [`cpuprobe`]: the `cpu-probe` self-test, threads pinned to each CPU and round trips
 //!   between two;
@@ -21,7 +24,7 @@
 //! - [`commands`]: `qvm-run`, `qvm-copy`, `qvm-open-in-dvm`, `qvm-ls`, ... (the agent
 //!   binary called by those names);
 //! - [`sys`]: `unsafe` system calls (mmap, poll, ioctl, reboot, the `*at` calls, CPU
-//!   affinity) and the benchmark mark;
+//!   affinity, the NBD and device-mapper ioctls) and the benchmark mark;
 //! - [`xstate`]: the `xstate-probe` self-test (`unsafe` instructions in [`xstate::cpu`], the
 //!   only other module with `unsafe`);
 //! - [`log`]: console lines.
@@ -40,6 +43,7 @@ pub mod log;
 pub mod net;
 pub mod netbench;
 pub mod qrexec;
+pub mod root;
 pub mod services;
 pub mod sys;
 pub mod terminal;

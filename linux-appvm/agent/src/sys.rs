@@ -4,13 +4,16 @@
 //! benchmark's [`mark`]; in [`at`], the `*at` calls relative to a directory descriptor;
 //! in [`waitset`], `ppoll` on any number of descriptors and signals to a process group; in
 //! [`cpus`], CPU affinity, `sched_getcpu` and the online count; in [`nbd`], the NBD
-//! driver's ioctls.
+//! driver's ioctls; in [`dm`], the device mapper's ioctls (the buffer they take is built by
+//! safe, host-tested code there; only the call is `unsafe`). [`enter_root`] (`chroot`) needs
+//! no `unsafe`: the standard library wraps it.
 //! Every system call here checks its arguments and returns `io::Result`; nothing else in
 //! the crate uses `unsafe` but the CPU instructions of `xstate::cpu`.
 #![allow(unsafe_code)]
 
 pub mod at;
 pub mod cpus;
+pub mod dm;
 pub mod nbd;
 pub mod waitset;
 
@@ -286,6 +289,15 @@ pub fn mknod_char(path: &Path, major: u32, minor: u32) -> io::Result<()> {
         return Err(io::Error::last_os_error());
     }
     Ok(())
+}
+
+/// Makes `new_root` the root directory of the process and its `/` the working directory
+/// (`chroot`, then `chdir("/")`). Both belong to the process, so every thread moves with it;
+/// descriptors and mappings already open stay valid. A failed `chdir` after a `chroot` that
+/// worked is reported as an error with the root already moved.
+pub fn enter_root(new_root: &Path) -> io::Result<()> {
+    std::os::unix::fs::chroot(new_root)?;
+    std::env::set_current_dir("/")
 }
 
 /// The mark of `cargo xtask bench --network`: `nop dword ptr [rax + rax*1 + 0x4b4d4842]`, a

@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 
 pub use admin::{AdminConfig, AdminQube, QubeKind};
 pub use rules::{Action, Cidr, PortRange, Proto, Rule, SpecialTarget};
-pub use storage::{MAX_STORAGE_CLIENTS, StorageClient, StorageServer};
+pub use storage::{ClientVolume, MAX_STORAGE_CLIENTS, StorageClient, StorageServer};
 
 /// Version of the blob layout.
 pub const CONFIG_VERSION: u16 = 4;

@@ -111,16 +111,23 @@ fn admin_sample() -> QubeConfig {
     }
 }
 
-/// A storage qube's blob (two clients) and a client's.
+/// A storage qube's blob (two private volumes and a template root) and a client's.
 fn storage_samples() -> [QubeConfig; 2] {
     let client = |qube: &str, mib| StorageClient {
         qube: String::try_from(qube).unwrap(),
         channel: String::try_from(alloc::format!("{qube}.blk").as_str()).unwrap(),
-        private_mib: mib,
+        volume: ClientVolume::Private { mib },
+    };
+    let root = StorageClient {
+        qube: String::try_from("bob").unwrap(),
+        channel: String::try_from("bob.root").unwrap(),
+        volume: ClientVolume::TemplateRoot {
+            template: String::try_from("debian").unwrap(),
+        },
     };
     let server = QubeConfig {
         storage: Some(StorageServer {
-            clients: Vec::from_iter([client("alice", 16), client("bob", 4096)]),
+            clients: Vec::from_iter([client("alice", 16), client("bob", 4096), root]),
         }),
         ..QubeConfig::empty()
     };

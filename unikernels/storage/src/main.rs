@@ -1,11 +1,12 @@
 //! The storage qube: owns the disk controller and serves each client qube its own private
-//! volume.
+//! volume, and Linux qubes their template's read-only root.
 //!
 //! It finds its virtio-blk disk among the assigned devices and brings it up through the
 //! runtime (`bulkhead_rt::virtio::VirtioBlk`, behind the IOMMU), reads and checks the
 //! disk's volume table (`bulkhead_abi::disk`), then serves the block protocol
-//! (`bulkhead_abi::block`) on one channel per client, each bound to the volume named after
-//! that client (module `serve`). See README.md for what it owns, the log lines and the exit
+//! (`bulkhead_abi::block`) on each client channel its blob lists, each bound to one volume:
+//! the private volume named after that client, or the root volume of its template
+//! (read-only) (module `serve`). See README.md for what it owns, the log lines and the exit
 //! statuses.
 #![no_std]
 #![no_main]
@@ -15,6 +16,8 @@ extern crate alloc;
 
 mod disk;
 mod serve;
+#[cfg(feature = "test-hooks")]
+mod test_hooks;
 
 use alloc::vec::Vec;
 use core::fmt;
@@ -110,6 +113,17 @@ fn main(boot: &Boot) -> i32 {
         .iter()
         .map(|c| Client::open(boot, c, &disk))
         .collect();
+    // A test hook's argument given to an image built without the hooks is refused, never
+    // ignored (the qube serves unchanged).
+    #[cfg(feature = "test-hooks")]
+    test_hooks::start(&boot.args());
+    #[cfg(not(feature = "test-hooks"))]
+    if boot.args().has("corrupt-template") {
+        error!(
+            "storage: corrupt-template is a test hook, left out of this build; refusing it and \
+             serving the disk unchanged"
+        );
+    }
     let mut bounce = serve::bounce_buffer();
     info!(
         "storage: memory: qube {}, image {}, heap {} ({} free after start-up), bounce buffer {}",
@@ -138,6 +152,8 @@ fn main(boot: &Boot) -> i32 {
             for c in &mut clients {
                 c.report();
             }
+            #[cfg(feature = "test-hooks")]
+            test_hooks::report();
             reported = true;
         }
         // Sleep until a client sends (its event), or until it is time to log the counters

@@ -22,7 +22,7 @@ use bulkhead_abi::block::{
 };
 use bulkhead_abi::disk::VolumeKind;
 use bulkhead_abi::proto::BulkRef;
-use bulkhead_qubeconfig::StorageClient;
+use bulkhead_qubeconfig::{ClientVolume, StorageClient};
 use bulkhead_rt::channel::{Bulk, Channel, ChannelError};
 use bulkhead_rt::{Boot, error, info, warn};
 
@@ -116,9 +116,68 @@ enum Volume {
     Unusable,
 }
 
+/// The volume `c`'s channel reaches on `disk`, with requests of at most `max` sectors: the
+/// client's private volume (read-write, of the size the description gives) or its
+/// template's root (read-only, whatever size the disk gives it: the client checks its
+/// contents with dm-verity). Logs why when it cannot be served.
+fn find_volume(c: &StorageClient, disk: &Disk, max: u32) -> Volume {
+    let name = c.qube.as_str();
+    let (kind, wanted, expected) = match &c.volume {
+        ClientVolume::Private { mib } => (VolumeKind::Private, name, Some(u64::from(*mib) << 20)),
+        ClientVolume::TemplateRoot { template } => {
+            (VolumeKind::TemplateRoot, template.as_str(), None)
+        }
+    };
+    let what = match kind {
+        VolumeKind::Private => "volume",
+        VolumeKind::TemplateRoot => "template root",
+    };
+    let Some(v) = disk.layout.find(wanted, kind) else {
+        error!(
+            "storage: {name}: the disk has no {what} called {wanted} (xtask adds it when the \
+             description gives the qube storagevm); answering every request on {} with an \
+             I/O error",
+            c.channel
+        );
+        return Volume::Unusable;
+    };
+    let bytes = v.sectors.checked_mul(u64::from(SECTOR_SIZE));
+    if let Some(expected) = expected
+        && bytes != Some(expected)
+    {
+        error!(
+            "storage: {name}: its volume on the disk has {} sectors, the description says {} \
+             MiB; answering every request with an I/O error",
+            v.sectors,
+            expected >> 20
+        );
+        return Volume::Unusable;
+    }
+    let read_only = kind == VolumeKind::TemplateRoot;
+    info!(
+        "storage: serving {name} {} ({} MiB at sector {}{}) on {}",
+        match kind {
+            VolumeKind::Private => "its volume",
+            VolumeKind::TemplateRoot => "its template's root",
+        },
+        bytes.unwrap_or(0) >> 20,
+        v.first_sector,
+        if read_only { ", read-only" } else { "" },
+        c.channel
+    );
+    Volume::Found {
+        first_sector: v.first_sector,
+        geometry: VolumeGeometry {
+            sectors: v.sectors,
+            read_only,
+            max_sectors_per_request: max,
+        },
+    }
+}
+
 /// One client.
 pub struct Client {
-    /// The qube's name (its volume's name).
+    /// The qube's name (its private volume's name), or its root channel's.
     name: String,
     channel: Option<Channel>,
     pools: Option<Pools>,
@@ -192,38 +251,11 @@ impl Client {
         let max = pools
             .as_ref()
             .map_or(0, |p| MAX_SECTORS.min(p.len / SECTOR_SIZE));
-        let expected = u64::from(c.private_mib) << 20;
-        let volume = match disk.layout.find(name, VolumeKind::Private) {
-            None => {
-                error!(
-                    "storage: {name}: the disk has no volume called {name} (xtask adds one \
-                     when the description gives the qube private_mib); answering every \
-                     request with an I/O error"
-                );
-                Volume::Unusable
-            }
-            Some(v) if v.sectors.checked_mul(u64::from(SECTOR_SIZE)) != Some(expected) => {
-                error!(
-                    "storage: {name}: its volume on the disk has {} sectors, the description \
-                     says {} MiB; answering every request with an I/O error",
-                    v.sectors, c.private_mib
-                );
-                Volume::Unusable
-            }
-            Some(v) => {
-                info!(
-                    "storage: serving {name} its volume ({} MiB at sector {}) on {}",
-                    c.private_mib, v.first_sector, c.channel
-                );
-                Volume::Found {
-                    first_sector: v.first_sector,
-                    geometry: VolumeGeometry {
-                        sectors: v.sectors,
-                        read_only: false,
-                        max_sectors_per_request: max,
-                    },
-                }
-            }
+        let volume = find_volume(c, disk, max);
+        // A root channel's log lines name the channel (`bob.root`), a private one the qube.
+        let name = match c.volume {
+            ClientVolume::Private { .. } => name,
+            ClientVolume::TemplateRoot { .. } => c.channel.as_str(),
         };
         Client {
             name: String::from(name),
@@ -357,6 +389,12 @@ impl Client {
                 disk.blk
                     .read(at, data)
                     .map_err(|e| io(self.name.as_str(), e))?;
+                // Test builds only: a hostile storage qube (only template roots are
+                // read-only, `find_volume`).
+                #[cfg(feature = "test-hooks")]
+                if geometry.read_only {
+                    crate::test_hooks::tamper(&self.name, checked.sectors.start, data);
+                }
                 let bulk = ch.bulk().ok_or(BlockError::Io)?;
                 pools.put(bulk, start, data).map_err(|_| BlockError::Io)?;
                 self.counters.reads += 1;

@@ -4,7 +4,7 @@
 
 use super::cpio::{Archive, Node};
 use super::kernel::Kernel;
-use super::{INIT_OK, debian, modules};
+use super::{INIT_OK, debian, modules, volumes};
 use crate::progress::human_bytes;
 use anyhow::{Context, Result, bail};
 use std::fmt::Write as _;
@@ -80,6 +80,11 @@ pub const APPLETS: &[&str] = &[
     "mke2fs",
     "umount",
     "df",
+    // For the template's root: entering it, and the `template` self-test.
+    "chroot",
+    "readlink",
+    "pidof",
+    "du",
 ];
 
 /// Links to `/bin/agent` in `/bin`: the agent is each of these commands when called by its
@@ -259,19 +264,46 @@ home-persist)
     while [ ! -e /run/home.mounted ] && [ ! -e /run/home.failed ] && [ "$i" -lt 600 ]; do
         sleep 0.1; i=$((i + 1))
     done
+    # Under the template's root the volume is at /sysroot/home (the agent's /home).
+    h=/home
+    grep -q " /sysroot/home " /proc/mounts && h=/sysroot/home
     if [ -e /run/home.mounted ]; then
         n=1
-        if [ -e /home/persist.txt ]; then
-            c="$(cat /home/persist.txt)"
+        if [ -e $h/persist.txt ]; then
+            c="$(cat $h/persist.txt)"
             echo "selftest: home: found \"$c\""
             case "${c#boot }" in '' | *[!0-9]*) ;; *) n=$((${c#boot } + 1)) ;; esac
         fi
-        echo "boot $n" > /home/persist.txt
+        echo "boot $n" > $h/persist.txt
         sync
         echo "selftest: home: wrote boot $n"
-        df -k /home | tail -n 1 | sed 's/^/selftest: home: df: /'
+        df -k $h | tail -n 1 | sed 's/^/selftest: home: df: /'
     else
         echo "selftest: home: no /home volume"
+    fi
+    ;;
+template)
+    # The template's root (cargo xtask test appvm-home): what runs there, and that a change
+    # outside /home is gone at the next start.
+    i=0
+    while [ ! -e /run/root.mounted ] && [ ! -e /run/root.failed ] && [ "$i" -lt 600 ]; do
+        sleep 0.1; i=$((i + 1))
+    done
+    if [ -e /run/root.mounted ]; then
+        r() { chroot /sysroot /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin "$@"; }
+        echo "selftest: template: $(r cat /etc/bulkhead-template) $(r cat /etc/debian_version)"
+        echo "selftest: template: $(r bash -c 'echo bash $BASH_VERSION') $(r ip -V) $(r ps --version)"
+        if r test -e /usr/local/bulkhead-scratch; then
+            echo "selftest: template: /usr change KEPT: $(r cat /usr/local/bulkhead-scratch)"
+        else
+            echo "selftest: template: /usr clean"
+        fi
+        r sh -c 'echo "written by $(cat /proc/sys/kernel/random/boot_id)" > /usr/local/bulkhead-scratch' &&
+            echo "selftest: template: wrote /usr/local/bulkhead-scratch"
+        echo "selftest: template: agent root $(readlink /proc/$(pidof agent | cut -d' ' -f1)/root)"
+        echo "selftest: template: upper layer $(du -sk /run/root/mem/upper | cut -f1) KiB, $(grep ' /sysroot ' /proc/mounts | cut -d' ' -f3)"
+    else
+        echo "selftest: template: no root ($(cat /run/root.failed))"
     fi
     ;;
 *)
@@ -281,54 +313,16 @@ esac
 done
 sync
 # /home's data reaches the storage qube before the power goes: unmount, then an NBD FLUSH.
-if grep -q " /home " /proc/mounts; then
-    if umount /home && sync /dev/nbd0; then
+h=/home
+grep -q " /sysroot/home " /proc/mounts && h=/sysroot/home
+if grep -q " $h " /proc/mounts; then
+    if umount $h && sync /dev/nbd0; then
         echo "selftest: home: unmounted and flushed"
     else
         echo "selftest: home: unmounting or flushing /home failed"
     fi
 fi
 poweroff -f
-"#;
-
-/// The part of `/init` that mounts the private volume at `/home` ([`init_script`]): a shell
-/// function, run in the background once the agent is started, that waits for the agent's
-/// `/run/home.ready` (the size in sectors) or `/run/home.failed`.
-pub const HOME_MOUNT: &str = r#"home_mount() {
-    i=0
-    while [ ! -e /run/home.ready ] && [ ! -e /run/home.failed ] && [ "$i" -lt 600 ]; do
-        sleep 0.1; i=$((i + 1))
-    done
-    if [ ! -e /run/home.ready ]; then
-        echo "appvm: no /home volume ($(cat /run/home.failed 2>/dev/null || echo 'the agent did not serve /dev/nbd0'))"
-        echo "not served" >> /run/home.failed
-        return
-    fi
-    read s _ < /proc/uptime; t0="${s%.*}${s#*.}"
-    mib=$(($(cat /run/home.ready) / 2048))
-    # The ext2/3/4 superblock's magic: 0xEF53, little-endian at byte 1080.
-    set -- $(dd if=/dev/nbd0 bs=8 skip=135 count=1 2>/dev/null | od -An -tx1)
-    if [ "$1$2" = "53ef" ]; then
-        how=found
-    elif mke2fs -L home /dev/nbd0 > /tmp/mke2fs.log 2>&1; then
-        how=created
-    else
-        sed 's/^/appvm: mke2fs: /' /tmp/mke2fs.log
-        echo "appvm: no /home: mke2fs /dev/nbd0 failed"
-        echo "mke2fs failed" > /run/home.failed
-        return
-    fi
-    mkdir -p /home
-    if mount -t ext2 /dev/nbd0 /home; then
-        read s _ < /proc/uptime; t1="${s%.*}${s#*.}"
-        echo "appvm: /home on the private volume ($mib MiB, $how)"
-        echo "appvm: /home mounted in $(((t1 - t0) * 10)) ms, $(df -k /home | tail -n 1)"
-        echo "$how" > /run/home.mounted
-    else
-        echo "appvm: no /home: mounting /dev/nbd0 failed"
-        echo "mount failed" > /run/home.failed
-    fi
-}
 "#;
 
 /// The built image.
@@ -431,7 +425,7 @@ pub fn build_agent() -> Result<Vec<u8>> {
 /// (told by the superblock's magic 0xEF53 at byte 1080, never by a failed mount) and mounts
 /// it at `/home` (the kernel's ext4 driver): `appvm: /home on the private volume (N MiB,
 /// created|found)`, then `/run/home.mounted` (or `/run/home.failed`).
-pub fn init_script(release: Option<&str>, modules: &[String]) -> String {
+pub fn init_script(release: Option<&str>, modules: &[String], root_only: &[String]) -> String {
     let mut s = String::from(
         "#!/bin/sh\n\
          # Generated by `cargo xtask appvm`.\n\
@@ -445,19 +439,24 @@ pub fn init_script(release: Option<&str>, modules: &[String]) -> String {
     );
     s.push_str(
         "home=\n\
-         for w in $(cat /proc/cmdline); do case \"$w\" in bulkhead.home=*) home=\"${w#bulkhead.home=}\" ;; esac; done\n",
+         root=\n\
+         for w in $(cat /proc/cmdline); do case \"$w\" in bulkhead.home=*) home=\"${w#bulkhead.home=}\" ;; bulkhead.root=*) root=\"${w#bulkhead.root=}\" ;; esac; done\n",
     );
-    s.push_str(HOME_MOUNT);
+    s.push_str(volumes::HOME_MOUNT);
+    s.push_str(volumes::ROOT_MOUNT);
     if let Some(release) = release {
         for m in modules {
             let name = modules::module_name(m);
             let path = format!("/lib/modules/{release}/{m}");
             let failed = format!("echo \"appvm: insmod {name} failed\"");
             let _ = if name == modules::HOME_MODULE {
+                // nbd0 the private volume, nbd1 the template's root.
                 writeln!(
                     s,
-                    "[ -z \"$home\" ] || insmod {path} nbds_max=1 || {failed}"
+                    "[ -z \"$home$root\" ] || insmod {path} nbds_max=2 || {failed}"
                 )
+            } else if root_only.contains(m) {
+                writeln!(s, "[ -z \"$root\" ] || insmod {path} || {failed}")
             } else {
                 writeln!(s, "insmod {path} || {failed}")
             };
@@ -469,7 +468,11 @@ pub fn init_script(release: Option<&str>, modules: &[String]) -> String {
          ip link set lo up\n\
          echo \"{INIT_OK}\"\n\
          echo \"appvm: kernel $(uname -r), $(grep -c . /proc/modules) modules loaded\"\n\
-         [ -z \"$home\" ] || home_mount &\n\
+         if [ -n \"$root\" ]; then\n\
+         \x20   {{ if root_mount; then h=/sysroot/home; else h=/home; fi; [ -z \"$home\" ] || home_mount \"$h\"; }} &\n\
+         elif [ -n \"$home\" ]; then\n\
+         \x20   home_mount /home &\n\
+         fi\n\
          case \" $(cat /proc/cmdline) \" in *\" appvm.selftest=\"*) /bin/appvm-selftest & ;; esac\n\
          if [ -x /bin/agent ]; then\n\
          \x20   /bin/agent\n\
@@ -516,20 +519,34 @@ pub fn build(
     let _ = writeln!(summary, "      applets        {}", APPLETS.join(" "));
 
     let mut load = Vec::new();
+    let mut root_only: Vec<String> = Vec::new();
     let release = kernel.modules.as_ref().map(|(r, _)| r.as_str());
     if let Some((release, dir)) = &kernel.modules {
         let read = |name: &str| {
             std::fs::read_to_string(dir.join(name))
                 .with_context(|| format!("reading {}", dir.join(name).display()))
         };
-        let wanted: Vec<&str> = modules::WANTED
+        let base: Vec<&str> = modules::WANTED
             .iter()
             .chain(extra_modules)
+            .copied()
+            .collect();
+        let wanted: Vec<&str> = base
+            .iter()
+            .chain(modules::ROOT_MODULES)
             .copied()
             .collect();
         let deps = modules::dep_table(dir, &wanted)?;
         let builtin = modules::parse_builtin(&read("modules.builtin").unwrap_or_default());
         let r = modules::resolve(&deps, &builtin, &wanted);
+        // What only a template root needs: loaded only with `bulkhead.root=`.
+        let always = modules::resolve(&deps, &builtin, &base).load_order;
+        root_only = r
+            .load_order
+            .iter()
+            .filter(|m| !always.contains(m))
+            .cloned()
+            .collect();
         let mut bytes = 0;
         for path in &r.load_order {
             let data =
@@ -588,7 +605,11 @@ pub fn build(
             );
         }
     }
-    a.file("init", init_script(release, &load).into_bytes(), true);
+    a.file(
+        "init",
+        init_script(release, &load, &root_only).into_bytes(),
+        true,
+    );
     let _ = writeln!(summary, "      entries        {}", a.entries().count());
 
     let cpio = a.to_bytes();
@@ -615,6 +636,7 @@ mod tests {
                 "kernel/net/core/failover.ko".into(),
                 "kernel/drivers/net/virtio_net.ko".into(),
             ],
+            &[],
         );
         let failover = s
             .find("insmod /lib/modules/6.1.0-1-cloud-amd64/kernel/net/core/failover.ko")
@@ -628,7 +650,7 @@ mod tests {
         let tun = s.find("mknod /dev/net/tun c 10 200").unwrap();
         assert!(sysfs < failover && net < tun && tun < ok);
         assert!(s.ends_with("done\n"));
-        assert!(!init_script(None, &[]).contains("insmod"));
+        assert!(!init_script(None, &[], &[]).contains("insmod"));
     }
 
     #[test]
@@ -638,21 +660,33 @@ mod tests {
             &[
                 "kernel/drivers/uio/uio.ko".into(),
                 "kernel/drivers/block/nbd.ko".into(),
+                "kernel/drivers/md/dm-mod.ko".into(),
             ],
+            &["kernel/drivers/md/dm-mod.ko".into()],
         );
         assert!(s.contains("\ninsmod /lib/modules/6.1/kernel/drivers/uio/uio.ko || "));
         assert!(s.contains(
-            "\n[ -z \"$home\" ] || insmod /lib/modules/6.1/kernel/drivers/block/nbd.ko nbds_max=1 || "
+            "\n[ -z \"$home$root\" ] || insmod /lib/modules/6.1/kernel/drivers/block/nbd.ko nbds_max=2 || "
         ));
-        let mount = s.find("[ -z \"$home\" ] || home_mount &").unwrap();
+        assert!(s.contains(
+            "\n[ -z \"$root\" ] || insmod /lib/modules/6.1/kernel/drivers/md/dm-mod.ko || "
+        ));
+        let mount = s.find("    home_mount /home &").unwrap();
+        let root = s.find("if root_mount; then h=/sysroot/home; else h=/home; fi").unwrap();
         assert!(s.find("home=\n").unwrap() < s.find("nbd.ko").unwrap());
-        assert!(mount < s.find("/bin/agent\n").unwrap());
+        assert!(root < mount && mount < s.find("/bin/agent\n").unwrap());
         // The magic, never a failed mount, says whether the volume holds a file system.
-        assert!(HOME_MOUNT.contains("skip=135 count=1") && HOME_MOUNT.contains("\"53ef\""));
+        let home = volumes::HOME_MOUNT;
+        assert!(home.contains("skip=135 count=1") && home.contains("\"53ef\""));
+        // The root: only the verified device, read-only, under an in-memory upper layer.
+        let root = volumes::ROOT_MOUNT;
+        assert!(root.contains("mount -t squashfs -o ro \"$dev\" /run/root/lower"));
+        assert!(root.contains("mount -t tmpfs"));
+        assert!(root.contains("upperdir=/run/root/mem/upper"));
         assert!(
             APPLETS.contains(&"mke2fs") && APPLETS.contains(&"od") && APPLETS.contains(&"umount")
         );
-        assert!(SELFTEST_SCRIPT.contains("umount /home && sync /dev/nbd0"));
+        assert!(SELFTEST_SCRIPT.contains("umount $h && sync /dev/nbd0"));
         sh_n(&s);
     }
 

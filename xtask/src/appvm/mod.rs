@@ -9,6 +9,7 @@ mod initramfs;
 mod kernel;
 mod modules;
 mod smoke;
+mod volumes;
 
 use crate::progress::{Steps, human_bytes};
 use anyhow::{Context, Result};

@@ -14,8 +14,13 @@ use std::path::Path;
 /// `nbd` is loaded only by an AppVM with a private volume (`bulkhead.home=`): see
 /// [`HOME_MODULE`].
 pub const WANTED: &[&str] = &["tun", "uio", "uio_pci_generic", HOME_MODULE];
-/// The module `/init` loads only for a private volume (the agent serves it as `/dev/nbd0`).
+/// The module `/init` loads only for a private volume or a template root (the agent serves
+/// them as `/dev/nbd0` and `/dev/nbd1`).
 pub const HOME_MODULE: &str = "nbd";
+/// What a template root needs besides NBD, loaded (with what they depend on) only with
+/// `bulkhead.root=`: device-mapper and its verity target (the agent sets up the checked
+/// device), squashfs (the template's file system) and overlayfs (the in-memory changes).
+pub const ROOT_MODULES: &[&str] = &["dm_mod", "dm_verity", "squashfs", "overlay"];
 
 /// A module's name from its path: the file name without `.ko` (and a compression suffix),
 /// dashes as underscores (`kernel/drivers/net/tun.ko` -> `tun`).

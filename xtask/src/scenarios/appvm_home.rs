@@ -1,14 +1,20 @@
-//! A Linux AppVM's `/home` on its private volume, across a restart of the whole system
-//! (`systems/tests/appvm-home.toml`): the storage qube serves `work` a 32 MiB volume over
-//! `work.blk`; the AppVM's agent serves it to the kernel's NBD driver as `/dev/nbd0`, and
-//! `/init` makes an ext2 file system on it the first time (no superblock magic yet) and
-//! mounts it at `/home`. The system boots twice on one fresh disk image of the scenario's own
-//! (`target/bulkhead/appvm-home-test/disk.img`): boot 1 creates the file system and writes
-//! `boot 1` into `/home/persist.txt`; boot 2 finds the file system and `boot 1`, and writes
-//! `boot 2`. Each boot unmounts `/home` and flushes the device before it powers off, and the
-//! storage qube refuses nothing and reports no I/O error.
+//! Linux AppVMs on the debian template with `/home` on their private volumes, across a
+//! restart of the whole system (`systems/tests/appvm-home.toml`): the storage qube serves
+//! `work` a 32 MiB volume over `work.blk` and `personal` one of 16 MiB, and both the
+//! template's root volume (`*.root`, read-only, one volume on the disk). Each agent serves
+//! its volume to the kernel's NBD driver as `/dev/nbd0` and the template as `/dev/nbd1`
+//! under dm-verity; `/init` mounts the template (squashfs) read-only under an in-memory
+//! overlay at `/sysroot`, makes an ext2 file system on the private volume the first time (no
+//! superblock magic yet) and mounts it at `/sysroot/home`, and the agent moves into
+//! `/sysroot`. The system boots twice on one fresh disk image of the scenario's own
+//! (`target/bulkhead/appvm-home-test/disk.img`): boot 1 creates the file system, writes
+//! `boot 1` into `/home/persist.txt` and a file into `/usr`; boot 2 finds `boot 1` and no
+//! file in `/usr`. Both AppVMs run Debian's bash, iproute2 and procps from the template,
+//! both read it from the same sectors, each boot unmounts `/home` and flushes the device
+//! before it powers off, and the storage qube refuses nothing and reports no I/O error.
 
 use super::{Scenario, boots, expect};
+use super::appvm_template as template;
 use crate::disk;
 use crate::qemu::{self, BootOutcome, Control, HvEvent};
 use anyhow::{Context, Result, bail};
@@ -16,7 +22,7 @@ use std::time::{Duration, Instant};
 
 pub const APPVM_HOME: Scenario = Scenario {
     name: "appvm-home",
-    about: "a Linux AppVM's /home on its private volume (NBD through the agent) survives a restart of the whole system",
+    about: "two Linux AppVMs boot the debian template's verified read-only root from one volume; /home on a private volume survives a restart of the whole system, a change to /usr does not",
     run,
 };
 
@@ -52,6 +58,7 @@ fn run() -> Result<String> {
 /// since (or a failure).
 fn boot_once(opts: &qemu::BootOptions) -> Result<BootOutcome> {
     let mut exited_at: Option<Instant> = None;
+    let mut personal_exited = false;
     let mut counted_after_write = false;
     let mut wrote = false;
     let out = qemu::boot(opts, |e| {
@@ -61,6 +68,7 @@ fn boot_once(opts: &qemu::BootOptions) -> Result<BootOutcome> {
             Some(HvEvent::Exited { qube, .. }) if qube == "work" => {
                 exited_at = Some(Instant::now());
             }
+            Some(HvEvent::Exited { qube, .. }) if qube == "personal" => personal_exited = true,
             _ => {}
         }
         let source = e.line.source.as_deref().unwrap_or("");
@@ -74,8 +82,8 @@ fn boot_once(opts: &qemu::BootOptions) -> Result<BootOutcome> {
         if wrote && source == "storage" && e.line.body.contains("storage: work: ") {
             counted_after_write = true;
         }
-        let done =
-            exited_at.is_some_and(|t| counted_after_write || t.elapsed() > COUNTERS_PATIENCE);
+        let done = personal_exited
+            && exited_at.is_some_and(|t| counted_after_write || t.elapsed() > COUNTERS_PATIENCE);
         Control::stop_if(done)
     })?;
     boots::finished(&out)?;
@@ -95,15 +103,18 @@ fn check_boot(out: &BootOutcome, boot: u32) -> Result<String> {
     expect(out.stopped.is_empty(), || {
         format!("qubes stopped: {:?}", out.stopped)
     })?;
-    expect(
-        out.exited.iter().any(|(n, s)| n == "work" && *s == 0),
-        || {
-            format!(
-                "the AppVM did not power off cleanly: exited {:?}",
-                out.exited
-            )
-        },
-    )?;
+    for qube in ["work", "personal"] {
+        expect(
+            out.exited.iter().any(|(n, s)| n == qube && *s == 0),
+            || {
+                format!(
+                    "{qube} did not power off cleanly: exited {:?}",
+                    out.exited
+                )
+            },
+        )?;
+    }
+    let root = template::check_roots(out, &["work", "personal"])?;
     expect(!out.exited.iter().any(|(n, _)| n == "storage"), || {
         "the storage qube exited".into()
     })?;
@@ -154,7 +165,7 @@ fn check_boot(out: &BootOutcome, boot: u32) -> Result<String> {
         .split_once("storage: work: ")
         .map_or(counters.as_str(), |(_, r)| r);
     Ok(format!(
-        "boot {boot}: /home {how}, {} (device ready {ready_ms} ms after the agent asked, mkfs/mount {mount}); storage: {requests}",
+        "boot {boot}: {root}; /home {how}, {} (device ready {ready_ms} ms after the agent asked, mkfs/mount {mount}); storage: {requests}",
         if boot == 1 {
             "wrote boot 1".to_string()
         } else {

@@ -9,6 +9,7 @@ mod appvm_bulk;
 mod appvm_dispvm;
 mod appvm_gui;
 mod appvm_home;
+mod appvm_template;
 mod appvm_qrexec;
 mod appvm_smp;
 mod appvms;
@@ -41,6 +42,7 @@ mod screen;
 pub(crate) mod smp;
 mod storage;
 mod storage_crash;
+mod template_tamper;
 mod uefi;
 mod xstate;
 
@@ -117,6 +119,7 @@ pub fn all() -> Vec<Scenario> {
         appvm_dispvm::APPVM_DISPVM,
         appvm_gui::APPVM_GUI,
         appvm_home::APPVM_HOME,
+        template_tamper::TEMPLATE_TAMPER,
         appvm_qrexec::APPVM_QREXEC,
         xstate::APPVM_XSTATE,
         bochs::SVM_RYZEN,

@@ -9,6 +9,7 @@
 //!   [bulkhead.gui=<qube>.gui]
 //!   [bulkhead.qrexec=<qube>.qrexec]
 //!   [bulkhead.home=<qube>.blk]
+//!   [bulkhead.root=<qube>.root]
 //!   [<kernel_args>]
 //! ```
 //!
@@ -23,7 +24,10 @@
 //!   its template's names, for a networked qube the channel to its netvm and the
 //!   addresses its router gives it, for a qube with a guivm its GUI channel, when the
 //!   system has an admin qube its qrexec channel, and for a qube with a private volume its
-//!   block channel (the agent serves the volume as `/dev/nbd0`, `/init` mounts it at `/home`).
+//!   block channel (the agent serves the volume as `/dev/nbd0`, `/init` mounts it at `/home`),
+//!   and for a qube booting its template's root from the disk, the root channel (`/dev/nbd1`
+//!   under dm-verity; xtask appends `bulkhead.verity=` with the template's hash-tree
+//!   parameters when it builds the bundle, as only it knows the template's image).
 
 use super::ip;
 use bulkhead_qubeconfig::Ipv4;
@@ -58,6 +62,8 @@ pub struct Channels<'a> {
     pub qrexec: Option<&'a str>,
     /// Its block channel (`<qube>.blk`), when it has a private volume: its `/home`.
     pub home: Option<&'a str>,
+    /// Its root channel (`<qube>.root`), when it boots its template's root from a disk.
+    pub root: Option<&'a str>,
 }
 
 /// The command line of qube `qube` booting `template`, with `net` when it has a netvm, its
@@ -97,6 +103,9 @@ pub fn build(
     if let Some(channel) = channels.home {
         words.push(format!("bulkhead.home={channel}"));
     }
+    if let Some(channel) = channels.root {
+        words.push(format!("bulkhead.root={channel}"));
+    }
     let extra = kernel_args.trim();
     if !extra.is_empty() {
         words.push(extra.to_string());
@@ -130,6 +139,7 @@ mod tests {
             gui: Some("work.gui"),
             qrexec: Some("work.qrexec"),
             home: Some("work.blk"),
+            root: Some("work.root"),
         };
         let line = build("work", "debian", Some(&net), channels, " mitigations=auto ");
         assert_eq!(
@@ -137,7 +147,8 @@ mod tests {
             "console=ttyS0 loglevel=4 reboot=t panic=-1 tsc=reliable bulkhead.name=work \
              bulkhead.template=debian bulkhead.net=work.net bulkhead.ip=10.137.0.10/24 \
              bulkhead.gw=10.137.0.1 bulkhead.dns=10.139.1.1,10.139.1.2 bulkhead.gui=work.gui \
-             bulkhead.qrexec=work.qrexec bulkhead.home=work.blk mitigations=auto"
+             bulkhead.qrexec=work.qrexec bulkhead.home=work.blk bulkhead.root=work.root \
+             mitigations=auto"
         );
         assert!(!line.contains("nokaslr") && !line.contains("earlyprintk"));
     }
@@ -153,10 +164,12 @@ mod tests {
         };
         let args = "a".repeat(super::super::linux::KERNEL_ARGS_MAX);
         let (gui, qrexec, home) = ("g".repeat(24), "x".repeat(24), "h".repeat(24));
+        let root = "r".repeat(24);
         let channels = Channels {
             gui: Some(&gui),
             qrexec: Some(&qrexec),
             home: Some(&home),
+            root: Some(&root),
         };
         let line = build(
             &"q".repeat(24),

@@ -2,6 +2,7 @@
 //! qubes' configuration blobs, and describing the result for people.
 
 use super::check::Checked;
+use super::storage::LinkVolume;
 use super::layout::{self, Numbering, entry_name};
 use super::{
     CompiledSystem, ConfigBlob, HYPERVISOR_RESERVE_MIB, devices, hints, ip, network, ports,
@@ -69,10 +70,25 @@ pub(super) fn compile(checked: Checked, path: &Path) -> Result<CompiledSystem, S
     let volumes = checked
         .storage
         .iter()
-        .map(|l| super::PrivateVolume {
-            qube: names[l.client].clone(),
-            storage: names[l.storage].clone(),
-            mib: l.private_mib,
+        .filter_map(|l| match l.volume {
+            LinkVolume::Private(mib) => Some(super::PrivateVolume {
+                qube: names[l.client].clone(),
+                storage: names[l.storage].clone(),
+                mib,
+            }),
+            LinkVolume::TemplateRoot(_) => None,
+        })
+        .collect();
+    let roots = checked
+        .storage
+        .iter()
+        .filter_map(|l| match &l.volume {
+            LinkVolume::TemplateRoot(template) => Some(super::TemplateRoot {
+                qube: names[l.client].clone(),
+                storage: names[l.storage].clone(),
+                template: template.clone(),
+            }),
+            LinkVolume::Private(_) => None,
         })
         .collect();
     let entry = |i: usize| u16::try_from(i).map_err(|_| "too many entries".to_string());
@@ -180,6 +196,7 @@ pub(super) fn compile(checked: Checked, path: &Path) -> Result<CompiledSystem, S
         channel_ends,
         network: networked.then_some(network.params),
         volumes,
+        roots,
         ram_mib: checked.ram_mib,
         path: path.to_path_buf(),
         warnings: Vec::new(),
@@ -482,10 +499,22 @@ fn storage_configs(
     names: &[String],
     configs: &mut Vec<(usize, bulkhead_qubeconfig::QubeConfig)>,
 ) -> Result<(), String> {
-    use bulkhead_qubeconfig::{MAX_STORAGE_CLIENTS, StorageClient, StorageServer};
+    use bulkhead_qubeconfig::{ClientVolume, MAX_STORAGE_CLIENTS, StorageClient, StorageServer};
     for link in &checked.storage {
-        let channel = blob_name(&super::storage::channel_name(&names[link.client]))?;
-        config_of(configs, link.client).block_channel = Some(channel.clone());
+        let client = &names[link.client];
+        let (channel, volume) = match &link.volume {
+            LinkVolume::Private(mib) => {
+                let channel = blob_name(&super::storage::channel_name(client))?;
+                config_of(configs, link.client).block_channel = Some(channel.clone());
+                (channel, ClientVolume::Private { mib: *mib })
+            }
+            LinkVolume::TemplateRoot(template) => (
+                blob_name(&super::storage::root_channel_name(client))?,
+                ClientVolume::TemplateRoot {
+                    template: blob_name(template)?,
+                },
+            ),
+        };
         let server = config_of(configs, link.storage)
             .storage
             .get_or_insert(StorageServer {
@@ -494,13 +523,14 @@ fn storage_configs(
         server
             .clients
             .push(StorageClient {
-                qube: blob_name(&names[link.client])?,
+                qube: blob_name(client)?,
                 channel,
-                private_mib: link.private_mib,
+                volume,
             })
             .map_err(|_| {
                 format!(
-                    "{} serves more than {MAX_STORAGE_CLIENTS} private volumes",
+                    "{} serves more than {MAX_STORAGE_CLIENTS} block channels (private \
+                     volumes and template roots)",
                     names[link.storage]
                 )
             })?;
@@ -535,6 +565,25 @@ fn storage_summary(c: &CompiledSystem) -> String {
 Private volumes on {s}'s disk ({total} MiB): {}
 ",
             mine.join(", ")
+        ));
+    }
+    let mut templates: Vec<(&str, &str)> = Vec::new();
+    for r in &c.roots {
+        if !templates.contains(&(r.storage.as_str(), r.template.as_str())) {
+            templates.push((&r.storage, &r.template));
+        }
+    }
+    for (s, t) in templates {
+        let qubes: Vec<&str> = c
+            .roots
+            .iter()
+            .filter(|r| r.storage == s && r.template == t)
+            .map(|r| r.qube.as_str())
+            .collect();
+        out.push_str(&format!(
+            "Template root {t} on {s}'s disk (one read-only volume, checked by dm-verity), \
+             booted by {}\n",
+            qubes.join(", ")
         ));
     }
     out

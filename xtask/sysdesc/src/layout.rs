@@ -280,15 +280,18 @@ pub(super) fn cmdlines(checked: &Checked) -> Result<Vec<CmdlineBlob>, String> {
             .then(|| super::gui::channel_name(&q.name));
         let qrexec =
             super::qrexec::has_channel(checked, i).then(|| super::qrexec::channel_name(&q.name));
-        let home = checked
-            .storage
-            .iter()
-            .any(|l| l.client == i)
-            .then(|| super::storage::channel_name(&q.name));
+        let has = |root: bool| {
+            checked.storage.iter().any(|l| {
+                l.client == i && matches!(l.volume, super::storage::LinkVolume::TemplateRoot(_)) == root
+            })
+        };
+        let home = has(false).then(|| super::storage::channel_name(&q.name));
+        let root = has(true).then(|| super::storage::root_channel_name(&q.name));
         let channels = cmdline::Channels {
             gui: gui.as_deref(),
             qrexec: qrexec.as_deref(),
             home: home.as_deref(),
+            root: root.as_deref(),
         };
         let text = cmdline::build(
             &q.name,

@@ -64,6 +64,7 @@ mod test_support;
 #[cfg(test)]
 mod tests;
 
+pub use cmdline::MAX_LEN as CMDLINE_MAX_LEN;
 pub use diagnostics::{Diagnostic, Diagnostics};
 pub use layout::{ChannelEnds, Content, End, Entry, LinuxEntries, QubeEntries};
 
@@ -107,6 +108,10 @@ pub struct CompiledSystem {
     /// The qubes' private volumes (`storagevm` and `private_mib`), in qube order: what
     /// xtask places on each storage qube's disk.
     pub volumes: Vec<PrivateVolume>,
+    /// The Linux qubes that boot their template's root from a storage qube's disk, in qube
+    /// order: which template volumes xtask places on which disk, and whose command line
+    /// gets the template's dm-verity parameters.
+    pub roots: Vec<TemplateRoot>,
     /// RAM of the machine in MiB (QEMU's `-m`).
     pub ram_mib: u32,
     /// What is allowed but likely a mistake (a `[[policy]]` entry that can never match),
@@ -138,6 +143,17 @@ pub struct PrivateVolume {
     pub storage: String,
     /// Its size in MiB (`private_mib`).
     pub mib: u32,
+}
+
+/// A Linux qube that boots its template's read-only root from a storage qube's disk.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TemplateRoot {
+    /// The qube.
+    pub qube: String,
+    /// The storage qube whose disk holds the template's root volume (`storagevm`).
+    pub storage: String,
+    /// The template (`template`): also the root volume's name in the disk's volume table.
+    pub template: String,
 }
 
 /// One Linux qube's kernel command line, a bundle entry of kind `Cmdline`.

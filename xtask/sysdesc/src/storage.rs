@@ -33,19 +33,36 @@ pub const STORAGE_IMAGE: &str = "storage";
 /// The largest private volume, in MiB (1 TiB).
 pub const MAX_PRIVATE_MIB: u32 = 1 << 20;
 
-/// One qube with a private volume.
+/// One block channel: a qube reaching one volume on its storage qube's disk.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(super) struct StorageLink {
     /// The client's and the storage qube's indices.
     pub client: usize,
     pub storage: usize,
-    /// The size of its volume in MiB.
-    pub private_mib: u32,
+    /// The volume the channel reaches.
+    pub volume: LinkVolume,
 }
 
-/// The name of `qube`'s block channel.
+/// What a block channel reaches.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) enum LinkVolume {
+    /// The client's private volume, of this many MiB (`<qube>.blk`).
+    Private(u32),
+    /// The read-only root of the Linux client's template, named (`<qube>.root`).
+    TemplateRoot(String),
+}
+
+/// The name of `qube`'s block channel (its private volume).
 pub fn channel_name(qube: &str) -> String {
     format!("{qube}{SUFFIX}")
+}
+
+/// What a root channel's name ends with.
+pub const ROOT_SUFFIX: &str = ".root";
+
+/// The name of a Linux qube's root channel (its template's root volume).
+pub fn root_channel_name(qube: &str) -> String {
+    format!("{qube}{ROOT_SUFFIX}")
 }
 
 /// Bytes of a block channel's bulk area: two pools of [`POOL_KIB`] KiB.
@@ -91,13 +108,22 @@ pub(super) fn links(
             continue;
         };
         let key = q.key("storagevm");
-        if linux::is_disposable(q) {
+        let disposable = linux::is_disposable(q);
+        if disposable && !q.absent("private_mib") {
             let message = "a disposable keeps nothing: it has no private volume";
-            let hint = "remove storagevm and private_mib from the disposable";
-            d.push(text, Some(span), key, message, hint);
+            let hint = "remove private_mib from the disposable (it still boots its template's \
+                        root from the storage qube)";
+            let at = q.number("private_mib").map_or(span, |(_, s)| s);
+            d.push(text, Some(at), q.key("private_mib"), message, hint);
             continue;
         }
+        let template = linux::is_linux(q).then(|| {
+            q.text("template")
+                .map_or(linux::TEMPLATES[0], |(t, _)| t)
+                .to_string()
+        });
         let private_mib = match q.number("private_mib") {
+            _ if disposable => None,
             Some((n, _)) if (1..=i128::from(MAX_PRIVATE_MIB)).contains(&n) => Some(n as u32),
             Some((n, nspan)) => {
                 let message = format!("a private volume of {n} MiB is not possible");
@@ -123,10 +149,10 @@ pub(super) fn links(
         let Some((j, me)) = refs.resolve(i, storage, &span, &key, text, d) else {
             continue;
         };
-        if let Some(private_mib) = private_mib {
+        let mut link = |name: String, volume: LinkVolume| {
             channels.push(Automatic {
                 channel: Channel {
-                    name: channel_name(me),
+                    name,
                     a: i,
                     b: j,
                     size,
@@ -134,14 +160,24 @@ pub(super) fn links(
                     bulk_size: bulk_size(),
                     purpose: PURPOSE.to_string(),
                 },
-                key,
-                span: Some(span),
+                key: key.clone(),
+                span: Some(span.clone()),
             });
             out.push(StorageLink {
                 client: i,
                 storage: j,
-                private_mib,
+                volume,
             });
+        };
+        if let Some(private_mib) = private_mib {
+            link(channel_name(me), LinkVolume::Private(private_mib));
+        }
+        // A Linux qube (disposables too) boots its template's root from the same disk, if
+        // its own volume could be given (a refused private_mib is reported once, above).
+        if let Some(template) = template
+            && (disposable || private_mib.is_some())
+        {
+            link(root_channel_name(me), LinkVolume::TemplateRoot(template));
         }
     }
     (channels, out)

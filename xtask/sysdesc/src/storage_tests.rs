@@ -3,6 +3,7 @@
 
 use super::test_support::{one_problem, problems};
 use super::*;
+use bulkhead_qubeconfig::ClientVolume;
 
 fn qube(name: &str, image: &str, extra: &str) -> String {
     format!(
@@ -54,12 +55,16 @@ fn each_client_gets_a_channel_and_the_storage_qube_lists_them() {
     let clients: Vec<_> = server
         .clients
         .iter()
-        .map(|c| (c.qube.as_str(), c.channel.as_str(), c.private_mib))
+        .map(|c| (c.qube.as_str(), c.channel.as_str(), c.volume.clone()))
         .collect();
     assert_eq!(
         clients,
-        [("alice", "alice.blk", 16), ("bob", "bob.blk", 4096)]
+        [
+            ("alice", "alice.blk", ClientVolume::Private { mib: 16 }),
+            ("bob", "bob.blk", ClientVolume::Private { mib: 4096 })
+        ]
     );
+    assert!(c.roots.is_empty(), "a unikernel has no template root");
     let alice = c.configs.iter().find(|b| b.qube == 1).unwrap();
     assert_eq!(
         alice.config.block_channel.as_deref(),
@@ -116,23 +121,73 @@ fn a_linux_appvm_gets_its_volume_as_home() {
     assert_eq!(ch.name.as_str(), "work.blk");
     assert_eq!((ch.a, ch.b), (1, 0), "side A the AppVM, B the storage qube");
     assert_eq!(ch.bulk_size, 2 * storage::POOL_KIB * 1024);
+    let root = &c.manifest.channels[1];
+    assert_eq!(root.name.as_str(), "work.root");
+    assert_eq!((root.a, root.b), (1, 0));
+    assert_eq!(root.purpose.as_str(), "block");
     let line = &c.cmdlines.iter().find(|l| l.qube == 1).unwrap().text;
     assert!(line.contains(" bulkhead.home=work.blk"), "{line}");
+    assert!(line.contains(" bulkhead.root=work.root"), "{line}");
     // A Linux qube reads its settings from its command line: no blob of its own.
     assert!(c.configs.iter().all(|b| b.qube != 1));
     let server = c.configs.iter().find(|b| b.qube == 0).unwrap();
     let clients = &server.config.storage.as_ref().unwrap().clients;
     assert_eq!(
-        (clients[0].qube.as_str(), clients[0].private_mib),
-        ("work", 32)
+        (clients[0].qube.as_str(), &clients[0].volume),
+        ("work", &ClientVolume::Private { mib: 32 })
+    );
+    assert_eq!(
+        (clients[1].channel.as_str(), &clients[1].volume),
+        (
+            "work.root",
+            &ClientVolume::TemplateRoot {
+                template: "debian".try_into().unwrap()
+            }
+        )
     );
     let volumes: Vec<_> = c.volumes.iter().map(|v| (v.qube.as_str(), v.mib)).collect();
     assert_eq!(volumes, [("work", 32)]);
+    let roots: Vec<_> = c
+        .roots
+        .iter()
+        .map(|r| (r.qube.as_str(), r.storage.as_str(), r.template.as_str()))
+        .collect();
+    assert_eq!(roots, [("work", "storage", "debian")]);
+    let summary = c.summary();
+    assert!(
+        summary.contains("Template root debian on storage's disk (one read-only volume, checked by dm-verity), booted by work"),
+        "{summary}"
+    );
     // Without a volume, no `bulkhead.home=`.
     let plain =
         system("[[qube]]\nname = \"work\"\nkind = \"linux\"\nmemory_mib = 128\nlabel = \"blue\"\n");
     let c = compile_str("systems/s.toml", &plain).unwrap_or_else(|d| panic!("{d}"));
     assert!(c.cmdlines.iter().all(|l| !l.text.contains("bulkhead.home")));
+    assert!(c.cmdlines.iter().all(|l| !l.text.contains("bulkhead.root")));
+}
+
+#[test]
+fn a_disposable_gets_the_template_root_and_no_volume() {
+    let text = system(
+        "[[qube]]\nname = \"disp1\"\nkind = \"linux\"\nmemory_mib = 128\nlabel = \"red\"\n\
+         disposable = true\nstoragevm = \"storage\"\n\n\
+         [[qube]]\nname = \"work\"\nkind = \"linux\"\nmemory_mib = 128\nlabel = \"blue\"\n\
+         disposables = [\"disp1\"]\n",
+    );
+    let c = compile_str("systems/s.toml", &text).unwrap_or_else(|d| panic!("{d}"));
+    let names: Vec<_> = c
+        .manifest
+        .channels
+        .iter()
+        .map(|c| c.name.as_str())
+        .filter(|n| n.starts_with("disp1.") && !n.ends_with(".req0"))
+        .collect();
+    assert_eq!(names, ["disp1.root"], "a root channel, no volume channel");
+    assert!(c.volumes.is_empty());
+    assert_eq!(c.roots.len(), 1);
+    let line = &c.cmdlines.iter().find(|l| l.qube == 1).unwrap().text;
+    assert!(line.contains(" bulkhead.root=disp1.root"), "{line}");
+    assert!(!line.contains("bulkhead.home"), "{line}");
 }
 
 #[test]
@@ -171,7 +226,7 @@ fn refusals_name_the_qube_and_say_why() {
     assert!(
         disposable
             .iter()
-            .any(|d| d.key == "qube \"alice\".storagevm"
+            .any(|d| d.key == "qube \"alice\".private_mib"
                 && d.message.contains("a disposable keeps nothing")),
         "{disposable:#?}"
     );

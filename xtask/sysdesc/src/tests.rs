@@ -455,9 +455,9 @@ const FIXTURES: &[(&str, &str, &str, &str)] = &[
     ),
     (
         "storagevm-disposable.toml",
-        "qube \"disp\".storagevm",
+        "qube \"disp\".private_mib",
         "a disposable keeps nothing",
-        "\"storage\"",
+        "16",
     ),
     (
         "netvm-unknown.toml",

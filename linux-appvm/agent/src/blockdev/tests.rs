@@ -341,3 +341,73 @@ fn bad_requests_are_answered_and_the_stream_stays_in_step() {
     assert_eq!(reply(&mut out), (nbd::EIO, 3));
     assert!(out.is_empty());
 }
+
+#[test]
+fn home_and_root_have_their_own_devices_and_files() {
+    use super::{HOME, ROOT, Role};
+    assert_eq!(HOME.device(), super::DEVICE);
+    assert_eq!(HOME.device(), "/dev/nbd0");
+    assert_eq!(HOME.sysfs(), std::path::Path::new("/sys/block/nbd0"));
+    assert_eq!(
+        (HOME.ready, HOME.failed, HOME.mounted),
+        ("/run/home.ready", "/run/home.failed", "/run/home.mounted")
+    );
+    assert_eq!(ROOT.device(), "/dev/nbd1");
+    assert_eq!(ROOT.sysfs(), std::path::Path::new("/sys/block/nbd1"));
+    assert_eq!(
+        (ROOT.ready, ROOT.failed, ROOT.mounted),
+        ("/run/root.ready", "/run/root.failed", "/run/root.mounted")
+    );
+    assert_eq!((HOME.label, ROOT.label), ("home", "root"));
+    assert_eq!(Role::Home.place(), HOME);
+    let v = crate::config::Verity {
+        data_blocks: 1,
+        hash_start_block: 1,
+        root: [0; 32],
+        salt: [0; 32],
+    };
+    assert_eq!(Role::Root(v).place(), ROOT);
+}
+
+#[test]
+fn the_root_is_read_only_whatever_the_storage_qube_says() {
+    use super::{HOME, ROOT, flags, geometry};
+    let writable = VolumeGeometry {
+        sectors: SECTORS,
+        read_only: false,
+        max_sectors_per_request: 256,
+    };
+    let pool = 128 * 1024;
+    let home = geometry(&HOME, &writable, pool).unwrap();
+    let root = geometry(&ROOT, &writable, pool).unwrap();
+    assert!(!home.read_only);
+    assert!(root.read_only);
+    assert_eq!(root.chunk_sectors, 256);
+    // A read-only home stays read-only.
+    let ro = VolumeGeometry {
+        read_only: true,
+        ..writable
+    };
+    assert!(geometry(&HOME, &ro, pool).unwrap().read_only);
+    assert_eq!(geometry(&ROOT, &writable, 100), None);
+    // The kernel is told, and the server refuses a write anyway.
+    assert_ne!(flags(true) & nbd::FLAG_READ_ONLY, 0);
+    assert_eq!(flags(false) & nbd::FLAG_READ_ONLY, 0);
+    assert_eq!(
+        flags(false),
+        nbd::FLAG_HAS_FLAGS | nbd::FLAG_SEND_FLUSH | nbd::FLAG_SEND_TRIM,
+        "home's flags as before"
+    );
+    let mut input = nbd::encode(nbd::CMD_WRITE, 0, 7, 0, 512).to_vec();
+    input.extend([1u8; 512]);
+    let g = Geometry {
+        chunk_sectors: CHUNK,
+        ..root
+    };
+    let mut m = Memory::new();
+    let (end, out, stats) = run(input, &mut m, &g);
+    assert_eq!(end.unwrap(), End::Closed);
+    assert_eq!(reply(&mut &out[..]), (nbd::EPERM, 7));
+    assert!(m.calls.is_empty(), "nothing reached the volume");
+    assert_eq!(stats.errors, 1);
+}

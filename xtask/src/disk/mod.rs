@@ -9,7 +9,11 @@
 //! volume the disk does not hold yet, it is appended (the file grows, the table is
 //! rewritten); a volume whose size changed is refused with what to do, because moving or
 //! resizing it would lose or expose data. Volumes the description no longer names stay on
-//! the disk, untouched.
+//! the disk, untouched. Templates' read-only roots are volumes too ([`templates`]).
+
+mod templates;
+
+pub use templates::add_verity;
 
 use anyhow::{Context, Result, bail};
 use bulkhead_abi::block::SECTOR_SIZE;
@@ -33,6 +37,8 @@ pub enum Change {
     Kept,
     /// These volumes were appended.
     Grew(Vec<String>),
+    /// These templates' roots were written (the rest was kept).
+    Wrote(Vec<String>),
 }
 
 /// A disk image ready to boot.
@@ -60,6 +66,7 @@ impl DiskImage {
             Change::Created => "created".to_string(),
             Change::Kept => "kept".to_string(),
             Change::Grew(names) => format!("grown by {}", names.join(", ")),
+            Change::Wrote(names) => format!("template {} written", names.join(", ")),
         };
         format!(
             "disk {}: {}, {} volume{} ({}), {change}",
@@ -85,21 +92,24 @@ fn mib(sectors: u64) -> String {
 /// The storage qube whose disk holds `system`'s private volumes, if it has any. xtask makes
 /// one disk image per machine, so the volumes must all be on one storage qube's disk.
 pub fn storage_qube(system: &CompiledSystem) -> Result<Option<&str>> {
-    let Some(first) = system.volumes.first() else {
-        return Ok(None);
-    };
-    if let Some(other) = system.volumes.iter().find(|v| v.storage != first.storage) {
-        bail!(
-            "{}: the private volumes are on two storage qubes ({} for {}, {} for {}), but \
-             QEMU gets one disk: give every storagevm the same storage qube",
-            system.path.display(),
-            first.storage,
-            first.qube,
-            other.storage,
-            other.qube
-        );
+    let users = system
+        .volumes
+        .iter()
+        .map(|v| (v.storage.as_str(), v.qube.as_str()))
+        .chain(system.roots.iter().map(|r| (r.storage.as_str(), r.qube.as_str())));
+    let mut first: Option<(&str, &str)> = None;
+    for (storage, qube) in users {
+        match first {
+            None => first = Some((storage, qube)),
+            Some((s, q)) if s != storage => bail!(
+                "{}: the volumes are on two storage qubes ({s} for {q}, {storage} for {qube}), \
+                 but QEMU gets one disk: give every storagevm the same storage qube",
+                system.path.display(),
+            ),
+            Some(_) => {}
+        }
     }
-    Ok(Some(&first.storage))
+    Ok(first.map(|(s, _)| s))
 }
 
 /// Makes the disk image at `path` hold `system`'s private volumes, creating it if it does
@@ -110,18 +120,34 @@ pub fn prepare(system: &CompiledSystem, path: &Path) -> Result<Option<DiskImage>
         return Ok(None);
     }
     let wanted = &system.volumes;
+    let templates = templates::wanted(system)?;
     let existing = match std::fs::File::open(path) {
         Ok(f) => Some(read_layout(f, path)?),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
         Err(e) => return Err(e).with_context(|| format!("opening {}", path.display())),
     };
-    let list: Vec<(&str, VolumeKind, u64)> = wanted
+    let existing = existing.map(|e| {
+        let (layout, dropped) = templates::drop_outgrown(&e, &templates);
+        for name in dropped {
+            println!(
+                "      the template {name} outgrew its volume on {}: it gets a new one at the \
+                 end of the disk",
+                path.display()
+            );
+        }
+        layout
+    });
+    let mut list: Vec<(&str, VolumeKind, u64)> = wanted
         .iter()
         .map(|v| (v.qube.as_str(), VolumeKind::Private, u64::from(v.mib) << 20))
         .collect();
+    for t in &templates {
+        let bytes = templates::planned_bytes(t, existing.as_ref());
+        list.push((t.name.as_str(), VolumeKind::TemplateRoot, bytes));
+    }
     let layout = disk::plan(&list, existing.as_ref())
         .map_err(|e| plan_error(e, wanted, path, &system.path))?;
-    let change = match &existing {
+    let mut change = match &existing {
         None => Change::Created,
         Some(old) if *old == layout => Change::Kept,
         Some(old) => Change::Grew(
@@ -135,6 +161,10 @@ pub fn prepare(system: &CompiledSystem, path: &Path) -> Result<Option<DiskImage>
     };
     if change != Change::Kept {
         write_layout(path, &layout)?;
+    }
+    let written = templates::write_contents(path, &layout, &templates)?;
+    if change == Change::Kept && !written.is_empty() {
+        change = Change::Wrote(written);
     }
     Ok(Some(DiskImage {
         path: path.to_path_buf(),
