@@ -199,6 +199,17 @@ dispvm)
     wait
     sed 's/^/selftest: dispvm 2: /' /tmp/dispvm2
     ;;
+dispvm-template)
+    # Two disposables in turn, each on the template's root (cargo xtask test appvm-home):
+    # each must find /usr as the template has it, whatever the one before wrote there.
+    for n in 1 2; do
+        { dispvm 'echo "on $(cat /etc/bulkhead-template)"; if [ -e /usr/local/bulkhead-scratch ]; then echo "KEPT $(cat /usr/local/bulkhead-scratch)"; else echo clean; fi; echo "disposable $(cat /proc/sys/kernel/random/boot_id)" > /usr/local/bulkhead-scratch && echo wrote'
+            echo "status $?"; } 2>&1 | sed "s/^/selftest: dispvm-template $n: /"
+    done
+    ;;
+ready-time)
+    echo "selftest: ready-time: agent ready at uptime $(cut -d' ' -f1 /proc/uptime) s"
+    ;;
 qrexec)
     # Services through the admin qube, as a user would call them (`cargo xtask test
     # appvm-qrexec`). Times are /proc/uptime's (centiseconds).
@@ -531,11 +542,7 @@ pub fn build(
             .chain(extra_modules)
             .copied()
             .collect();
-        let wanted: Vec<&str> = base
-            .iter()
-            .chain(modules::ROOT_MODULES)
-            .copied()
-            .collect();
+        let wanted: Vec<&str> = base.iter().chain(modules::ROOT_MODULES).copied().collect();
         let deps = modules::dep_table(dir, &wanted)?;
         let builtin = modules::parse_builtin(&read("modules.builtin").unwrap_or_default());
         let r = modules::resolve(&deps, &builtin, &wanted);
@@ -672,7 +679,9 @@ mod tests {
             "\n[ -z \"$root\" ] || insmod /lib/modules/6.1/kernel/drivers/md/dm-mod.ko || "
         ));
         let mount = s.find("    home_mount /home &").unwrap();
-        let root = s.find("if root_mount; then h=/sysroot/home; else h=/home; fi").unwrap();
+        let root = s
+            .find("if root_mount; then h=/sysroot/home; else h=/home; fi")
+            .unwrap();
         assert!(s.find("home=\n").unwrap() < s.find("nbd.ko").unwrap());
         assert!(root < mount && mount < s.find("/bin/agent\n").unwrap());
         // The magic, never a failed mount, says whether the volume holds a file system.

@@ -96,7 +96,12 @@ pub fn storage_qube(system: &CompiledSystem) -> Result<Option<&str>> {
         .volumes
         .iter()
         .map(|v| (v.storage.as_str(), v.qube.as_str()))
-        .chain(system.roots.iter().map(|r| (r.storage.as_str(), r.qube.as_str())));
+        .chain(
+            system
+                .roots
+                .iter()
+                .map(|r| (r.storage.as_str(), r.qube.as_str())),
+        );
     let mut first: Option<(&str, &str)> = None;
     for (storage, qube) in users {
         match first {

@@ -127,7 +127,11 @@ pub fn drop_outgrown(existing: &DiskLayout, templates: &[Template]) -> (DiskLayo
 
 /// Writes each template's image into its volume of `layout` on the image at `path`, where
 /// the volume does not hold it already; the names of those written.
-pub fn write_contents(path: &Path, layout: &DiskLayout, templates: &[Template]) -> Result<Vec<String>> {
+pub fn write_contents(
+    path: &Path,
+    layout: &DiskLayout,
+    templates: &[Template],
+) -> Result<Vec<String>> {
     let mut written = Vec::new();
     let mut disk = std::fs::OpenOptions::new()
         .read(true)
@@ -137,7 +141,9 @@ pub fn write_contents(path: &Path, layout: &DiskLayout, templates: &[Template]) 
     for t in templates {
         let v = layout
             .find(&t.name, VolumeKind::TemplateRoot)
-            .with_context(|| format!("the disk's table has no volume for the template {}", t.name))?;
+            .with_context(|| {
+                format!("the disk's table has no volume for the template {}", t.name)
+            })?;
         let at = v.first_sector * u64::from(SECTOR_SIZE);
         let image = std::fs::read(&t.image)
             .with_context(|| format!("reading the template image {}", t.image.display()))?;

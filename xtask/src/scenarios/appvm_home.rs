@@ -13,8 +13,8 @@
 //! both read it from the same sectors, each boot unmounts `/home` and flushes the device
 //! before it powers off, and the storage qube refuses nothing and reports no I/O error.
 
+use super::appvm_template::{self as template, after};
 use super::{Scenario, boots, expect};
-use super::appvm_template as template;
 use crate::disk;
 use crate::qemu::{self, BootOutcome, Control, HvEvent};
 use anyhow::{Context, Result, bail};
@@ -90,31 +90,27 @@ fn boot_once(opts: &qemu::BootOptions) -> Result<BootOutcome> {
     Ok(out)
 }
 
-/// The text after `marker` in the first of `lines` that holds it.
-fn after(lines: &[String], marker: &str) -> Option<String> {
-    lines.iter().find_map(|l| {
-        l.split_once(marker)
-            .map(|(_, rest)| rest.trim().to_string())
-    })
-}
-
 /// Checks one boot; returns its figures.
 fn check_boot(out: &BootOutcome, boot: u32) -> Result<String> {
     expect(out.stopped.is_empty(), || {
         format!("qubes stopped: {:?}", out.stopped)
     })?;
     for qube in ["work", "personal"] {
-        expect(
-            out.exited.iter().any(|(n, s)| n == qube && *s == 0),
-            || {
-                format!(
-                    "{qube} did not power off cleanly: exited {:?}",
-                    out.exited
-                )
-            },
-        )?;
+        expect(out.exited.iter().any(|(n, s)| n == qube && *s == 0), || {
+            format!("{qube} did not power off cleanly: exited {:?}", out.exited)
+        })?;
     }
     let root = template::check_roots(out, &["work", "personal"])?;
+    template::check_disposables(out, "work")?;
+    let ready = |q: &str| {
+        template::ready_at(out, q).map_or_else(|| "?".to_string(), |t| format!("{t:.2} s"))
+    };
+    let ready = format!(
+        "agent ready at uptime {} (work), {} (personal) on the template, {} (plain, initramfs)",
+        ready("work"),
+        ready("personal"),
+        ready("plain")
+    );
     expect(!out.exited.iter().any(|(n, _)| n == "storage"), || {
         "the storage qube exited".into()
     })?;
@@ -165,7 +161,7 @@ fn check_boot(out: &BootOutcome, boot: u32) -> Result<String> {
         .split_once("storage: work: ")
         .map_or(counters.as_str(), |(_, r)| r);
     Ok(format!(
-        "boot {boot}: {root}; /home {how}, {} (device ready {ready_ms} ms after the agent asked, mkfs/mount {mount}); storage: {requests}",
+        "boot {boot}: {root}; two disposables on the template found /usr clean; {ready}; /home {how}, {} (device ready {ready_ms} ms after the agent asked, mkfs/mount {mount}); storage: {requests}",
         if boot == 1 {
             "wrote boot 1".to_string()
         } else {

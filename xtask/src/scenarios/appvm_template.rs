@@ -9,7 +9,7 @@ use crate::qemu::BootOutcome;
 use anyhow::{Result, bail};
 
 /// The text after `marker` in the first of `lines` that holds it.
-fn after(lines: &[String], marker: &str) -> Option<String> {
+pub fn after(lines: &[String], marker: &str) -> Option<String> {
     lines.iter().find_map(|l| {
         l.split_once(marker)
             .map(|(_, rest)| rest.trim().to_string())
@@ -89,4 +89,35 @@ pub fn check_roots(out: &BootOutcome, qubes: &[&str]) -> Result<String> {
         first_sector.unwrap_or_default(),
         figures.join(", ")
     ))
+}
+
+/// Checks that `starter`'s two disposables (self-test step `dispvm-template`) each ran on
+/// the template and found `/usr` clean, whatever the one before wrote.
+pub fn check_disposables(out: &BootOutcome, starter: &str) -> Result<()> {
+    let lines = out.lines_from(starter);
+    for n in 1..=2 {
+        let prefix = format!("selftest: dispvm-template {n}: ");
+        let said: Vec<String> = lines
+            .iter()
+            .filter_map(|l| l.split_once(&prefix).map(|(_, r)| r.trim().to_string()))
+            .collect();
+        for want in ["on debian", "clean", "wrote", "status 0"] {
+            expect(said.iter().any(|l| l == want), || {
+                format!("disposable {n} did not say \"{want}\": {said:?}")
+            })?;
+        }
+        expect(!said.iter().any(|l| l.starts_with("KEPT")), || {
+            format!("disposable {n} found an earlier disposable's file: {said:?}")
+        })?;
+    }
+    Ok(())
+}
+
+/// The uptime at which `qube`'s agent was ready (self-test step `ready-time`), in seconds.
+pub fn ready_at(out: &BootOutcome, qube: &str) -> Option<f64> {
+    after(
+        &out.lines_from(qube),
+        "selftest: ready-time: agent ready at uptime ",
+    )
+    .and_then(|r| r.trim_end_matches(" s").parse().ok())
 }

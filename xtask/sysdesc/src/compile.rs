@@ -2,8 +2,8 @@
 //! qubes' configuration blobs, and describing the result for people.
 
 use super::check::Checked;
-use super::storage::LinkVolume;
 use super::layout::{self, Numbering, entry_name};
+use super::storage::LinkVolume;
 use super::{
     CompiledSystem, ConfigBlob, HYPERVISOR_RESERVE_MIB, devices, hints, ip, network, ports,
 };

@@ -282,7 +282,8 @@ pub(super) fn cmdlines(checked: &Checked) -> Result<Vec<CmdlineBlob>, String> {
             super::qrexec::has_channel(checked, i).then(|| super::qrexec::channel_name(&q.name));
         let has = |root: bool| {
             checked.storage.iter().any(|l| {
-                l.client == i && matches!(l.volume, super::storage::LinkVolume::TemplateRoot(_)) == root
+                l.client == i
+                    && matches!(l.volume, super::storage::LinkVolume::TemplateRoot(_)) == root
             })
         };
         let home = has(false).then(|| super::storage::channel_name(&q.name));
