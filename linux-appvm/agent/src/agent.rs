@@ -208,7 +208,7 @@ pub fn run(settings: &Settings) -> io::Result<()> {
             "no verity parameters: an unverified root is never mounted",
         ),
         (Some(_), Some(ch), Some(v)) => {
-            if let Err(e) = blockdev::spawn(ch, Role::Root(v.clone())) {
+            if let Err(e) = blockdev::spawn(ch, Role::Root(*v)) {
                 blockdev::fail(&ROOT, &format!("cannot start the root thread: {e}"));
             }
         }

@@ -185,83 +185,9 @@ impl Settings {
     }
 }
 
-/// The dm-verity parameters of the template's root volume (`bulkhead.verity=`), from the
-/// hypervisor's manifest and so trusted (the volume's bytes are not: the storage qube could
-/// change them, and dm-verity checks every block it reads against [`Verity::root`]). The
-/// format is fixed: version 1, SHA-256, data and hash blocks of [`Verity::BLOCK`] bytes, the
-/// hash tree in the same volume from block `hash_start_block` on (as
-/// `xtask/src/template/verity.rs` writes it).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Verity {
-    /// Data blocks the tree covers (the file system's size, in 4096-byte blocks).
-    pub data_blocks: u64,
-    /// Where the tree starts in the volume, in 4096-byte blocks.
-    pub hash_start_block: u64,
-    /// The root hash (SHA-256).
-    pub root: [u8; 32],
-    /// The salt, hashed before every block.
-    pub salt: [u8; 32],
-}
-
-impl Verity {
-    /// The data and hash block size.
-    pub const BLOCK: u64 = 4096;
-    /// 512-byte sectors in a block.
-    pub const SECTORS_PER_BLOCK: u64 = Self::BLOCK / 512;
-
-    /// Parses `<data_blocks>:<hash_start_block>:<root hex 64>:<salt hex 64>`; the error says
-    /// what is wrong.
-    pub fn parse(value: &str) -> Result<Verity, &'static str> {
-        let fields: Vec<&str> = value.split(':').collect();
-        let [data, hash_start, root, salt] = fields[..] else {
-            return Err("expected <data_blocks>:<hash_start_block>:<root hash>:<salt>, 4 fields");
-        };
-        let number = |s: &str| -> Option<u64> {
-            // Digits only: u64's parser would also take a leading '+'.
-            (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
-                .then(|| s.parse().ok())
-                .flatten()
-        };
-        let data_blocks = number(data).ok_or("data_blocks is not a decimal number")?;
-        let hash_start_block =
-            number(hash_start).ok_or("hash_start_block is not a decimal number")?;
-        if data_blocks == 0 {
-            return Err("data_blocks is 0");
-        }
-        // Both are turned into sectors (`* 8`), and the tree lies after its start.
-        let limit = u64::MAX / Self::SECTORS_PER_BLOCK;
-        if data_blocks > limit || hash_start_block >= limit {
-            return Err("a block number is too large");
-        }
-        let root = hex32(root).ok_or("the root hash is not 64 hex digits")?;
-        let salt = hex32(salt).ok_or("the salt is not 64 hex digits")?;
-        Ok(Verity {
-            data_blocks,
-            hash_start_block,
-            root,
-            salt,
-        })
-    }
-}
-
-/// 64 hex digits (either case) as 32 bytes.
-fn hex32(s: &str) -> Option<[u8; 32]> {
-    let s = s.as_bytes();
-    if s.len() != 64 {
-        return None;
-    }
-    let digit = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
-    let mut out = [0u8; 32];
-    for (o, pair) in out.iter_mut().zip(s.chunks_exact(2)) {
-        *o = digit(pair[0])? << 4 | digit(pair[1])?;
-    }
-    Some(out)
-}
-
-/// Lowercase hex of `bytes`.
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
+/// The dm-verity parameters of the template's root volume (`bulkhead.verity=`): the format
+/// xtask writes and this agent reads is defined once, in `bulkhead_qubeconfig::verity`.
+pub use bulkhead_qubeconfig::verity::{Hex, VerityParams as Verity};
 
 /// A name the ABI can carry: 1 to [`NAME_MAX`] bytes of letters, digits, `.`, `-`, `_`.
 pub fn is_name(value: &str) -> bool {
@@ -382,8 +308,8 @@ mod tests {
         // Either case is read; the table always gets lowercase.
         assert_eq!(v.salt[0], 0xff);
         assert_eq!(v.salt[16], 0xff);
-        assert_eq!(hex(&v.salt), SALT.to_lowercase());
-        assert_eq!(hex(&v.root), ROOT);
+        assert_eq!(Hex(&v.salt).to_string(), SALT.to_lowercase());
+        assert_eq!(Hex(&v.root).to_string(), ROOT);
     }
 
     #[test]

@@ -14,6 +14,7 @@
 pub mod admin;
 pub mod rules;
 pub mod storage;
+pub mod verity;
 
 use heapless::{String, Vec};
 use serde::{Deserialize, Serialize};

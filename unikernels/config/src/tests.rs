@@ -258,3 +258,25 @@ proptest! {
         let _ = QubeConfig::decode(&bytes);
     }
 }
+
+#[test]
+fn verity_params_round_trip_through_the_command_line() {
+    use crate::verity::VerityParams;
+    let v = VerityParams {
+        data_blocks: 15157,
+        hash_start_block: 15157,
+        root: [0xab; 32],
+        salt: core::array::from_fn(|i| i as u8),
+    };
+    let text = alloc::format!("{v}");
+    assert!(text.starts_with("15157:15157:abab"), "{text}");
+    assert_eq!(VerityParams::parse(&text), Ok(v));
+    assert_eq!(
+        alloc::format!("{}", v.table_args("43:32")),
+        alloc::format!(
+            "1 43:32 43:32 4096 4096 15157 15157 sha256 {} 000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f",
+            "ab".repeat(32)
+        )
+    );
+    assert!(VerityParams::parse("15157:15157:ab").is_err());
+}

@@ -483,19 +483,13 @@ fn write(
 ) -> Result<(u64, u64), i32> {
     let (mut bytes, mut sum) = (0u64, 0u64);
     let mut buf = vec![0u8; (max * SECTOR_SIZE) as usize];
-    for &(first, count) in extents {
-        let mut done = 0u32;
-        while done < count {
-            let n = (count - done).min(max);
-            let sector = first + u64::from(done);
-            let data = &mut buf[..(n * SECTOR_SIZE) as usize];
-            sum = sum.wrapping_add(pattern(seed, boot, sector * 512, data));
-            let at = pool_offset(t.requests, n * SECTOR_SIZE, link.pool);
-            link.write(sector, data, at)?;
-            t.add(data.len());
-            bytes += data.len() as u64;
-            done += n;
-        }
+    for (sector, n) in pieces(extents, max) {
+        let data = &mut buf[..(n * SECTOR_SIZE) as usize];
+        sum = sum.wrapping_add(pattern(seed, boot, sector * 512, data));
+        let at = pool_offset(t.requests, n * SECTOR_SIZE, link.pool);
+        link.write(sector, data, at)?;
+        t.add(data.len());
+        bytes += data.len() as u64;
     }
     Ok((bytes, sum))
 }
@@ -514,27 +508,30 @@ fn verify(
     let chunk = READ_CHUNK.min(max);
     let mut got = vec![0u8; (chunk * SECTOR_SIZE) as usize];
     let mut want = got.clone();
-    for &(first, count) in extents {
-        let mut done = 0u32;
-        while done < count {
-            let n = (count - done).min(chunk);
-            let sector = first + u64::from(done);
-            let len = (n * SECTOR_SIZE) as usize;
-            let at = pool_offset(t.requests, n * SECTOR_SIZE, link.pool);
-            link.read(sector, &mut got[..len], at)?;
-            t.add(len);
-            sum = sum.wrapping_add(pattern(seed, boot, sector * 512, &mut want[..len]));
-            if got[..len] != want[..len] {
-                let at = got.iter().zip(&want).position(|(a, b)| a != b).unwrap_or(0);
-                error!(
-                    "block-client: boot {boot}'s data differs at volume byte {}",
-                    sector * 512 + at as u64
-                );
-                return Err(EXIT_CORRUPT);
-            }
-            bytes += len as u64;
-            done += n;
+    for (sector, n) in pieces(extents, chunk) {
+        let len = (n * SECTOR_SIZE) as usize;
+        let at = pool_offset(t.requests, n * SECTOR_SIZE, link.pool);
+        link.read(sector, &mut got[..len], at)?;
+        t.add(len);
+        sum = sum.wrapping_add(pattern(seed, boot, sector * 512, &mut want[..len]));
+        if got[..len] != want[..len] {
+            let at = got.iter().zip(&want).position(|(a, b)| a != b).unwrap_or(0);
+            error!(
+                "block-client: boot {boot}'s data differs at volume byte {}",
+                sector * 512 + at as u64
+            );
+            return Err(EXIT_CORRUPT);
         }
+        bytes += len as u64;
     }
     Ok((bytes, sum))
+}
+
+/// The extents cut into requests of at most `max` sectors: (first sector, sectors).
+fn pieces(extents: &[(u64, u32)], max: u32) -> impl Iterator<Item = (u64, u32)> + '_ {
+    extents.iter().flat_map(move |&(first, count)| {
+        (0..count)
+            .step_by(max.max(1) as usize)
+            .map(move |done| (first + u64::from(done), (count - done).min(max)))
+    })
 }

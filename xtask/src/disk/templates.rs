@@ -65,7 +65,7 @@ pub fn add_verity(system: &mut CompiledSystem) -> Result<()> {
             .find(|c| c.qube == index)
             .with_context(|| format!("{} has no command line", r.qube))?;
         line.text
-            .push_str(&format!(" bulkhead.verity={}", t.verity.cmdline_value()));
+            .push_str(&format!(" bulkhead.verity={}", t.verity));
         if line.text.len() > crate::system::CMDLINE_MAX_LEN {
             anyhow::bail!(
                 "the command line of {} is {} bytes with the template's verity parameters, \

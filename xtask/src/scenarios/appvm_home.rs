@@ -34,10 +34,8 @@ fn run() -> Result<String> {
         return Ok(note);
     }
     let a = boots::assemble("systems/tests/appvm-home.toml")?;
-    let path = crate::bundle::out_dir()
-        .join("appvm-home-test")
-        .join("disk.img");
-    let image = disk::fresh(&a.system, &path)?.context("the system has a private volume")?;
+    let image = boots::fresh_disk(&a, "appvm-home")?;
+    let path = image.path.clone();
     let made = image.describe();
     let mut figures = Vec::new();
     for boot in 1..=2u32 {

@@ -35,11 +35,23 @@ pub fn assemble(system: &str) -> Result<Assembled> {
 }
 
 /// [`assemble`] with the test-only hooks compiled into the images that have them (sys-net's
-/// `dma-escape=` and `crash-after-ms=`), for the scenarios that drive one.
+/// `dma-escape=` and `crash-after-ms=`, the storage qube's `corrupt-template=`), for the
+/// scenarios that drive one.
 pub fn assemble_with_test_hooks(system: &str) -> Result<Assembled> {
     deps::ensure(deps::QEMU)?;
     let mut steps = Steps::new(bundle::STEPS);
     bundle::assemble_with_test_hooks(&crate::workspace_root().join(system), &mut steps)
+}
+
+/// A new disk image of `scenario`'s own (`target/bulkhead/<scenario>-test/disk.img`, an
+/// old one removed first) holding `a`'s volumes and template roots.
+pub fn fresh_disk(a: &Assembled, scenario: &str) -> Result<crate::disk::DiskImage> {
+    let path = bundle::out_dir()
+        .join(format!("{scenario}-test"))
+        .join("disk.img");
+    crate::disk::fresh(&a.system, &path)?.ok_or_else(|| {
+        anyhow::anyhow!("{scenario}: the system has no volume on a storage qube's disk")
+    })
 }
 
 /// Fails if the hypervisor panicked or the boot ran out of time (naming the last line).

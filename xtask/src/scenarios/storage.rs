@@ -29,10 +29,8 @@ const LOGGED_REFUSALS: usize = 8;
 
 fn run() -> Result<String> {
     let a = boots::assemble("systems/tests/storage.toml")?;
-    let path = crate::bundle::out_dir()
-        .join("storage-test")
-        .join("disk.img");
-    let image = disk::fresh(&a.system, &path)?.context("the system has private volumes")?;
+    let image = boots::fresh_disk(&a, "storage")?;
+    let path = image.path.clone();
     let made = image.describe();
     let mut figures = Vec::new();
     let mut memory = String::new();

@@ -13,7 +13,6 @@
 //! the middle damaged the same way must make the client fail, naming the gap.
 
 use super::{Scenario, boots, expect};
-use crate::disk;
 use crate::qemu::{self, BootOutcome, Control, HvEvent};
 use anyhow::{Context, Result, bail};
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -41,10 +40,8 @@ const SECOND_KILL_DELAY: Duration = Duration::from_millis(37);
 
 fn run() -> Result<String> {
     let a = boots::assemble("systems/tests/storage-crash.toml")?;
-    let path = crate::bundle::out_dir()
-        .join("storage-crash-test")
-        .join("disk.img");
-    let image = disk::fresh(&a.system, &path)?.context("the system has private volumes")?;
+    let image = boots::fresh_disk(&a, "storage-crash")?;
+    let path = image.path.clone();
     let made = image.describe();
     // (the last acknowledged seq, KiB written) of the boot before, if it wrote.
     let mut before: Option<Ack> = None;

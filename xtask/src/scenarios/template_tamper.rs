@@ -30,10 +30,8 @@ fn run() -> Result<String> {
         return Ok(note);
     }
     let a = boots::assemble_with_test_hooks("systems/tests/template-tamper.toml")?;
-    let path = crate::bundle::out_dir()
-        .join("template-tamper-test")
-        .join("disk.img");
-    let image = disk::fresh(&a.system, &path)?.context("the system has volumes")?;
+    let image = boots::fresh_disk(&a, "template-tamper")?;
+    let path = image.path.clone();
     let made = image.describe();
     let mut opts = boots::options(&a, "max", 300, "template-tamper");
     opts.nic = None;

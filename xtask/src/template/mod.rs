@@ -188,7 +188,7 @@ pub fn verb(name: &str, rebuild: bool) -> Result<()> {
         v.hash_start_block,
         verity::hex(&v.root)
     );
-    println!("      bulkhead.verity={}", v.cmdline_value());
+    println!("      bulkhead.verity={v}");
     println!(
         "      dm table: 0 {} verity {}",
         v.data_blocks * (verity::BLOCK as u64 / 512),

@@ -13,7 +13,7 @@
 //! - the root hash is the digest of the top level's one block; with a single data block there
 //!   is no hash block at all and the root hash is that block's digest.
 
-use anyhow::{Context, Result, bail, ensure};
+use anyhow::{Context, Result, ensure};
 use sha2::{Digest, Sha256};
 use std::io::Write;
 use std::path::Path;
@@ -25,44 +25,9 @@ const DIGEST: usize = 32;
 /// Digests in one hash block.
 const PER_BLOCK: u64 = (BLOCK / DIGEST) as u64;
 
-/// What the kernel needs to check a device: the tree's geometry, root hash and salt.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Verity {
-    /// Data blocks the tree covers (the device's readable size, in 4096-byte blocks).
-    pub data_blocks: u64,
-    /// Where the tree starts on the hash device, in 4096-byte blocks.
-    pub hash_start_block: u64,
-    /// The root hash.
-    pub root: [u8; 32],
-    /// The salt, prepended to every hashed block.
-    pub salt: [u8; 32],
-}
-
-impl Verity {
-    /// The dm-verity target's table arguments for an image that carries its own tree
-    /// (`dev` is both the data and the hash device).
-    pub fn table_args(&self, dev: &str) -> String {
-        format!(
-            "1 {dev} {dev} {BLOCK} {BLOCK} {} {} sha256 {} {}",
-            self.data_blocks,
-            self.hash_start_block,
-            hex(&self.root),
-            hex(&self.salt)
-        )
-    }
-
-    /// The value of `bulkhead.verity=` on the AppVM's kernel command line:
-    /// `<data_blocks>:<hash_start_block>:<root hex>:<salt hex>`.
-    pub fn cmdline_value(&self) -> String {
-        format!(
-            "{}:{}:{}:{}",
-            self.data_blocks,
-            self.hash_start_block,
-            hex(&self.root),
-            hex(&self.salt)
-        )
-    }
-}
+/// What the kernel needs to check a device: the tree's geometry, root hash and salt, in the
+/// format the AppVM's agent reads (`bulkhead_qubeconfig::verity`, one definition for both).
+pub use bulkhead_qubeconfig::verity::VerityParams as Verity;
 
 /// One level of the tree: where it lies after `hash_start_block` and how long it is, in
 /// hash blocks.
@@ -189,19 +154,13 @@ pub fn salted(salt: &[u8; 32], block: &[u8]) -> [u8; 32] {
 
 /// Lower-case hexadecimal.
 pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    bulkhead_qubeconfig::verity::Hex(bytes).to_string()
 }
 
 /// 32 bytes from 64 hexadecimal digits.
 pub fn parse_hex32(text: &str) -> Result<[u8; 32]> {
-    if text.len() != 64 || !text.bytes().all(|c| c.is_ascii_hexdigit()) {
-        bail!("expected 64 hexadecimal digits, found {text:?}");
-    }
-    let mut out = [0u8; 32];
-    for (i, byte) in out.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(&text[2 * i..2 * i + 2], 16)?;
-    }
-    Ok(out)
+    bulkhead_qubeconfig::verity::hex32(text)
+        .with_context(|| format!("expected 64 hexadecimal digits, found {text:?}"))
 }
 
 #[cfg(test)]

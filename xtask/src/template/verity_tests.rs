@@ -185,10 +185,10 @@ fn table_and_command_line() {
     let root = "11".repeat(32);
     let salt = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
     assert_eq!(
-        v.table_args("/dev/vdb"),
+        v.table_args("/dev/vdb").to_string(),
         format!("1 /dev/vdb /dev/vdb 4096 4096 768 768 sha256 {root} {salt}")
     );
-    assert_eq!(v.cmdline_value(), format!("768:768:{root}:{salt}"));
+    assert_eq!(v.to_string(), format!("768:768:{root}:{salt}"));
 }
 
 #[test]

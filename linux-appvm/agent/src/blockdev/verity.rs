@@ -17,7 +17,7 @@
 //! If a step after the first fails, the device is removed again (`DM_DEV_REMOVE`).
 
 use super::Place;
-use crate::config::{Verity, hex};
+use crate::config::{Hex, Verity};
 use crate::log::line;
 use crate::sys::dm::{self, Command, READONLY_FLAG, Reply, Target};
 use std::fs::{self, OpenOptions};
@@ -39,14 +39,7 @@ pub const NODE_PATIENCE: Duration = Duration::from_secs(5);
 /// (`Documentation/admin-guide/device-mapper/verity.rst`).
 pub fn table_params(v: &Verity, dev: (u32, u32)) -> String {
     let (major, minor) = dev;
-    format!(
-        "1 {major}:{minor} {major}:{minor} {b} {b} {} {} sha256 {} {}",
-        v.data_blocks,
-        v.hash_start_block,
-        hex(&v.root),
-        hex(&v.salt),
-        b = Verity::BLOCK,
-    )
+    v.table_args(format_args!("{major}:{minor}")).to_string()
 }
 
 /// The target's length in 512-byte sectors: the data blocks, and no more.
@@ -96,7 +89,7 @@ pub fn setup(v: &Verity, place: &Place, sectors: u64, t0: Instant) -> Result<Str
         .ok_or_else(|| format!("{}: not major:minor: {:?}", dev_file.display(), text.trim()))?;
     let path = create(v, dev)?;
     let mib = length_sectors(v).unwrap_or(0) / 2048;
-    let root = hex(&v.root);
+    let root = Hex(&v.root).to_string();
     line(&format!(
         "root: {path} is {} verified by dm-verity ({mib} MiB of data, root hash {}...), ready in {} ms",
         place.device(),
@@ -224,7 +217,7 @@ mod tests {
         assert!(e.contains("do not fit the volume of 204799 sectors"), "{e}");
         let huge = Verity {
             data_blocks: u64::MAX,
-            ..v.clone()
+            ..v
         };
         assert!(check_fits(&huge, u64::MAX).is_err());
         let late = Verity {
