@@ -83,6 +83,7 @@ pub const APPLETS: &[&str] = &[
     // For the template's root: entering it, and the `template` self-test.
     "chroot",
     "readlink",
+    "yes",
     "pidof",
     "du",
 ];
@@ -291,6 +292,38 @@ home-persist)
         df -k $h | tail -n 1 | sed 's/^/selftest: home: df: /'
     else
         echo "selftest: home: no /home volume"
+    fi
+    ;;
+home-journal)
+    # Records in /home that must survive QEMU killed in the middle of writes (cargo xtask
+    # test appvm-home-crash): those of the boots before are checked first, then more are
+    # written, each synced with its folder before `acked N` is said, beside a bulk writer.
+    i=0
+    while [ ! -e /run/home.mounted ] && [ ! -e /run/home.failed ] && [ "$i" -lt 600 ]; do
+        sleep 0.1; i=$((i + 1))
+    done
+    h=/home
+    grep -q " /sysroot/home " /proc/mounts && h=/sysroot/home
+    if [ -e /run/home.mounted ]; then
+        d=$h/journal
+        mkdir -p $d
+        n=0
+        while [ -e $d/rec-$((n + 1)) ] &&
+            yes "record $((n + 1))" | head -c 16384 | cmp -s - $d/rec-$((n + 1)); do
+            n=$((n + 1))
+        done
+        echo "selftest: journal: found $n intact records"
+        while :; do dd if=/dev/zero of=$h/bulk bs=65536 count=64 2>/dev/null; done &
+        bulk=$!
+        i=$((n + 1))
+        while [ "$i" -le $((n + 400)) ]; do
+            yes "record $i" | head -c 16384 > $d/rec-$i && sync $d/rec-$i $d &&
+                echo "selftest: journal: acked $i"
+            i=$((i + 1))
+        done
+        kill $bulk
+    else
+        echo "selftest: journal: no /home"
     fi
     ;;
 template)

@@ -5,7 +5,10 @@
 /// The part of `/init` that mounts the private volume ([`super::initramfs::init_script`]):
 /// a shell function, run in the background once the agent is started, that waits for the
 /// agent's `/run/home.ready` (the size in sectors) or `/run/home.failed`, and mounts the
-/// volume at its argument (`/home`, or `/sysroot/home` under the template's root).
+/// volume at its argument (`/home`, or `/sysroot/home` under the template's root). Under the
+/// template's root the file system is ext4, made by the template's `mke2fs` and checked by
+/// its `e2fsck -p` before every mount (errors it cannot correct: no `/home`); in the
+/// initramfs alone it is busybox's ext2, unchecked.
 pub const HOME_MOUNT: &str = r#"home_mount() {
     at="$1"
     i=0
@@ -19,11 +22,32 @@ pub const HOME_MOUNT: &str = r#"home_mount() {
     fi
     read s _ < /proc/uptime; t0="${s%.*}${s#*.}"
     mib=$(($(cat /run/home.ready) / 2048))
+    # Under the template's root its e2fsprogs make ext4 (with a journal) and check the file
+    # system before each mount; the initramfs alone has busybox's ext2 and no fsck.
+    e2() { chroot /sysroot /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin "$@"; }
+    fs=ext2
+    [ "$at" = /sysroot/home ] && [ -x /sysroot/sbin/e2fsck ] && fs=ext4
     # The ext2/3/4 superblock's magic: 0xEF53, little-endian at byte 1080.
     set -- $(dd if=/dev/nbd0 bs=8 skip=135 count=1 2>/dev/null | od -An -tx1)
     if [ "$1$2" = "53ef" ]; then
         how=found
-    elif mke2fs -L home /dev/nbd0 > /tmp/mke2fs.log 2>&1; then
+        if [ "$fs" = ext4 ]; then
+            # `appvm.fsck=force` (a test's): the whole file system, not only its journal.
+            force=
+            case " $(cat /proc/cmdline) " in *" appvm.fsck=force "*) force=-f ;; esac
+            e2 e2fsck -p $force /dev/nbd0 > /tmp/e2fsck.log 2>&1
+            rc=$?
+            # 0: clean; 1 and 2: errors corrected; 4 and more: errors left.
+            echo "appvm: /home checked: e2fsck -p${force:+ $force} exit $rc: $(tail -n 1 /tmp/e2fsck.log)"
+            [ "$rc" = 0 ] || sed 's/^/appvm: e2fsck: /' /tmp/e2fsck.log
+            if [ "$rc" -ge 4 ]; then
+                echo "appvm: no /home: e2fsck left errors on /dev/nbd0"
+                echo "e2fsck failed ($rc)" > /run/home.failed
+                return
+            fi
+        fi
+    elif { [ "$fs" = ext4 ] && e2 mke2fs -q -t ext4 -L home /dev/nbd0 > /tmp/mke2fs.log 2>&1; } ||
+        { [ "$fs" = ext2 ] && mke2fs -L home /dev/nbd0 > /tmp/mke2fs.log 2>&1; }; then
         how=created
     else
         sed 's/^/appvm: mke2fs: /' /tmp/mke2fs.log
@@ -32,10 +56,10 @@ pub const HOME_MOUNT: &str = r#"home_mount() {
         return
     fi
     mkdir -p "$at"
-    if mount -t ext2 /dev/nbd0 "$at"; then
+    if mount -t "$fs" /dev/nbd0 "$at"; then
         read s _ < /proc/uptime; t1="${s%.*}${s#*.}"
         echo "appvm: /home on the private volume ($mib MiB, $how)"
-        echo "appvm: /home mounted in $(((t1 - t0) * 10)) ms, $(df -k "$at" | tail -n 1)"
+        echo "appvm: /home is $(grep " $at " /proc/mounts | cut -d' ' -f3), mounted in $(((t1 - t0) * 10)) ms, $(df -k "$at" | tail -n 1)"
         echo "$how" > /run/home.mounted
     else
         echo "appvm: no /home: mounting /dev/nbd0 failed"

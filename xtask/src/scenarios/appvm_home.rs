@@ -119,6 +119,24 @@ fn check_boot(out: &BootOutcome, boot: u32) -> Result<String> {
     expect(has(&mounted), || {
         format!("the AppVM did not say \"{mounted}\": {work:#?}")
     })?;
+    // Under the template's root: ext4 with a journal, checked before every mount but the
+    // first (a clean unmount at the end of each boot: e2fsck says clean, exit 0).
+    expect(has("appvm: /home is ext4, mounted in "), || {
+        format!("/home is not ext4: {work:#?}")
+    })?;
+    let checked = after(&work, "appvm: /home checked: ");
+    if boot == 1 {
+        expect(checked.is_none(), || {
+            format!("a fresh file system was checked: {checked:?}")
+        })?;
+    } else {
+        expect(
+            checked
+                .as_deref()
+                .is_some_and(|c| c.starts_with("e2fsck -p exit 0: home: clean")),
+            || format!("e2fsck did not find /home clean: {checked:?}"),
+        )?;
+    }
     if boot == 1 {
         expect(!has("selftest: home: found"), || {
             format!("boot 1 found a file on a fresh volume: {work:#?}")
@@ -152,14 +170,14 @@ fn check_boot(out: &BootOutcome, boot: u32) -> Result<String> {
     let ready_ms = served
         .rsplit_once("ready in ")
         .map_or("?", |(_, ms)| ms.trim_end_matches(" ms"));
-    let mount = after(&work, "appvm: /home mounted in ")
+    let mount = after(&work, "appvm: /home is ext4, mounted in ")
         .and_then(|r| r.split_once(',').map(|(ms, _)| ms.to_string()))
         .unwrap_or_else(|| "?".into());
     let requests = counters
         .split_once("storage: work: ")
         .map_or(counters.as_str(), |(_, r)| r);
     Ok(format!(
-        "boot {boot}: {root}; two disposables on the template found /usr clean; {ready}; /home {how}, {} (device ready {ready_ms} ms after the agent asked, mkfs/mount {mount}); storage: {requests}",
+        "boot {boot}: {root}; two disposables on the template found /usr clean; {ready}; /home {how}, {} (ext4; device ready {ready_ms} ms after the agent asked, mkfs or fsck and mount {mount}); storage: {requests}",
         if boot == 1 {
             "wrote boot 1".to_string()
         } else {

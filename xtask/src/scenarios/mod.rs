@@ -9,6 +9,7 @@ mod appvm_bulk;
 mod appvm_dispvm;
 mod appvm_gui;
 mod appvm_home;
+mod appvm_home_crash;
 mod appvm_qrexec;
 mod appvm_smp;
 mod appvm_template;
@@ -119,6 +120,7 @@ pub fn all() -> Vec<Scenario> {
         appvm_dispvm::APPVM_DISPVM,
         appvm_gui::APPVM_GUI,
         appvm_home::APPVM_HOME,
+        appvm_home_crash::APPVM_HOME_CRASH,
         template_tamper::TEMPLATE_TAMPER,
         appvm_qrexec::APPVM_QREXEC,
         xstate::APPVM_XSTATE,
