@@ -153,10 +153,6 @@ pub fn run(settings: &Settings) -> io::Result<()> {
     }
     let mut channels = open_channels();
     let net_name = settings.net_channel_name();
-    let take = |channels: &mut Vec<UioChannel>, pick: &dyn Fn(&UioChannel) -> bool| {
-        let i = channels.iter().position(pick)?;
-        Some(channels.remove(i))
-    };
     let net_ch = net_name
         .as_deref()
         .and_then(|n| take(&mut channels, &|c| c.found.info.name.as_str() == n));
@@ -173,46 +169,10 @@ pub fn run(settings: &Settings) -> io::Result<()> {
     if let (Some(n), None) = (&settings.gui_channel, &gui_ch) {
         line(&format!("no channel named {n} (bulkhead.gui=): no windows"));
     }
-    // The private volume, served as /dev/nbd0 in threads of its own (`/init` mounts it).
-    let home_ch = settings
-        .home_channel
-        .as_deref()
-        .and_then(|n| take(&mut channels, &|c| c.found.info.name.as_str() == n));
-    match (&settings.home_channel, home_ch) {
-        (Some(n), None) => {
-            line(&format!(
-                "no channel named {n} (bulkhead.home=): no /home volume"
-            ));
-            let _ = std::fs::write(crate::blockdev::FAILED, b"no block channel\n");
-        }
-        (_, Some(ch)) => {
-            if let Err(e) = crate::blockdev::spawn(ch, Role::Home) {
-                line(&format!("cannot start the home thread: {e}"));
-                let _ = std::fs::write(crate::blockdev::FAILED, b"no home thread\n");
-            }
-        }
-        (None, None) => {}
-    }
-    // The template's root, served as /dev/nbd1 under dm-verity (`/init` mounts it): never
-    // without its verity parameters.
-    let root_ch = settings
-        .root_channel
-        .as_deref()
-        .and_then(|n| take(&mut channels, &|c| c.found.info.name.as_str() == n));
-    match (&settings.root_channel, root_ch, &settings.verity) {
-        (Some(n), None, _) => {
-            blockdev::fail(&ROOT, &format!("no channel named {n} (bulkhead.root=)"));
-        }
-        (Some(_), Some(_), None) => blockdev::fail(
-            &ROOT,
-            "no verity parameters: an unverified root is never mounted",
-        ),
-        (Some(_), Some(ch), Some(v)) => {
-            if let Err(e) = blockdev::spawn(ch, Role::Root(*v)) {
-                blockdev::fail(&ROOT, &format!("cannot start the root thread: {e}"));
-            }
-        }
-        (None, ..) => {}
+    // The private volume and the template's root, each served in threads of its own for
+    // `/init` to mount; not when the block-hostile self-test takes their channels.
+    if !blockdev::hostile::leave_volumes(settings, &mut channels) {
+        serve_volumes(settings, &mut channels);
     }
     let disp_ch = take(&mut channels, &|c| {
         c.ring.side() == Side::B && is_request_channel(&c.found.info.name)
@@ -353,6 +313,59 @@ pub fn run(settings: &Settings) -> io::Result<()> {
         }
         wait(&mut bridge, &mut disposable, tap.as_ref(), soon, flowing)?;
         flowing = false;
+    }
+}
+
+/// Takes the first channel `pick` chooses out of `channels`.
+fn take(channels: &mut Vec<UioChannel>, pick: &dyn Fn(&UioChannel) -> bool) -> Option<UioChannel> {
+    let i = channels.iter().position(pick)?;
+    Some(channels.remove(i))
+}
+
+/// Takes the block channels `settings` name out of `channels` and serves each volume as its
+/// NBD device, in threads of its own; a volume that cannot be served is written to its
+/// `failed` file, so `/init` stops waiting for it.
+fn serve_volumes(settings: &Settings, channels: &mut Vec<UioChannel>) {
+    // The private volume, served as /dev/nbd0 in threads of its own (`/init` mounts it).
+    let home_ch = settings
+        .home_channel
+        .as_deref()
+        .and_then(|n| take(channels, &|c| c.found.info.name.as_str() == n));
+    match (&settings.home_channel, home_ch) {
+        (Some(n), None) => {
+            line(&format!(
+                "no channel named {n} (bulkhead.home=): no /home volume"
+            ));
+            let _ = std::fs::write(crate::blockdev::FAILED, b"no block channel\n");
+        }
+        (_, Some(ch)) => {
+            if let Err(e) = crate::blockdev::spawn(ch, Role::Home) {
+                line(&format!("cannot start the home thread: {e}"));
+                let _ = std::fs::write(crate::blockdev::FAILED, b"no home thread\n");
+            }
+        }
+        (None, None) => {}
+    }
+    // The template's root, served as /dev/nbd1 under dm-verity (`/init` mounts it): never
+    // without its verity parameters.
+    let root_ch = settings
+        .root_channel
+        .as_deref()
+        .and_then(|n| take(channels, &|c| c.found.info.name.as_str() == n));
+    match (&settings.root_channel, root_ch, &settings.verity) {
+        (Some(n), None, _) => {
+            blockdev::fail(&ROOT, &format!("no channel named {n} (bulkhead.root=)"));
+        }
+        (Some(_), Some(_), None) => blockdev::fail(
+            &ROOT,
+            "no verity parameters: an unverified root is never mounted",
+        ),
+        (Some(_), Some(ch), Some(v)) => {
+            if let Err(e) = blockdev::spawn(ch, Role::Root(*v)) {
+                blockdev::fail(&ROOT, &format!("cannot start the root thread: {e}"));
+            }
+        }
+        (None, ..) => {}
     }
 }
 

@@ -24,7 +24,6 @@ use crate::log::printable;
 use crate::sys::Mapping;
 use bulkhead_abi::proto::{Hello, PROTO_VERSION, Probe};
 use std::fs::OpenOptions;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 /// How long a step waits for the peer's next message before it gives up.
@@ -102,22 +101,11 @@ pub fn main(args: &[String], qube: &str) -> u8 {
 
 /// Opens the channel device named `name`, with its bulk area.
 fn open(name: &str) -> Result<UioChannel, String> {
-    let found = find(name)?;
-    // Bound by the agent already; binding again is harmless.
-    let _ = uio::bind_all(std::slice::from_ref(&found));
-    let ch = UioChannel::open(found).map_err(|e| format!("cannot open {name}: {e}"))?;
+    let ch = uio::open_named(name)?;
     if ch.found.info.bulk_size == 0 {
         return Err(format!("channel {name} has no bulk area"));
     }
     Ok(ch)
-}
-
-fn find(name: &str) -> Result<uio::Found, String> {
-    let (found, _) = uio::scan(Path::new(uio::PCI_DEVICES));
-    found
-        .into_iter()
-        .find(|f| f.info.name.as_str() == name)
-        .ok_or_else(|| format!("no channel named {name}"))
 }
 
 /// The next message, waiting at most `patience` for it (`None` then).
@@ -294,7 +282,7 @@ fn rx(ch: &mut UioChannel, qube: &str) -> Result<(), String> {
 /// `write-peer`: one byte into the peer's pool through `resource4`. The hypervisor must stop
 /// the AppVM at the write; returning at all is a failure.
 fn write_peer(name: &str) -> Result<(), String> {
-    let found = find(name)?;
+    let found = uio::find_named(name)?;
     let size = found.info.bulk_size;
     if size == 0 {
         return Err(format!("channel {name} has no bulk area"));

@@ -118,18 +118,26 @@ pub struct Settings {
     pub template: Option<String>,
     /// The network settings, when `bulkhead.ip=` is given and the values parse.
     pub net: Option<NetConfig>,
+    /// `appvm.selftest=`: the steps `/bin/appvm-selftest` runs (a test's; the agent looks
+    /// only for `block-hostile`, which takes the block channels: `blockdev::hostile`).
+    pub selftest: Vec<String>,
     /// One line per value that did not parse (that setting is left out).
     pub errors: Vec<ConfigError>,
 }
 
 impl Settings {
-    /// Reads the `bulkhead.*` keys of a kernel command line; unknown keys are ignored.
+    /// Reads the `bulkhead.*` keys (and `appvm.selftest=`) of a kernel command line; unknown
+    /// keys are ignored.
     pub fn parse(cmdline: &str) -> Settings {
         let mut s = Settings::default();
         for word in cmdline.split_whitespace() {
             let Some((key, value)) = word.split_once('=') else {
                 continue;
             };
+            if key == "appvm.selftest" {
+                s.selftest = value.split(',').map(String::from).collect();
+                continue;
+            }
             if key == "bulkhead.verity" {
                 // A bad value drops an earlier good one too: never a root checked against
                 // parameters other than the last ones given.
@@ -269,6 +277,9 @@ mod tests {
         assert_eq!(s.net, None);
         assert_eq!(s.errors.len(), 1);
         assert_eq!(s.errors[0].to_string(), "bad value for bulkhead.gw: \"x\"");
+        assert!(s.selftest.is_empty());
+        let s = Settings::parse("appvm.selftest=xstate:2,block-hostile quiet");
+        assert_eq!(s.selftest, ["xstate:2", "block-hostile"]);
     }
 
     #[test]

@@ -11,7 +11,8 @@
 //! - [`dispvm`]: `dispvm COMMAND`, a command run in a disposable from this qube's shell;
 //! - [`blockdev`]: the private volume (`bulkhead.home=`) served to the kernel's NBD driver
 //!   as `/dev/nbd0`, which `/init` mounts at `/home`, and the template's root
-//!   (`bulkhead.root=`) as `/dev/nbd1` under dm-verity;
+//!   (`bulkhead.root=`) as `/dev/nbd1` under dm-verity; and the `block-hostile` self-test,
+//!   a hostile client of the storage qube on those channels ([`blockdev::hostile`]);
 //! - [`root`]: waiting for `/init` to mount the template's root, and moving the agent into
 //!   it (`chroot`);
 //! - [`bulktest`]: the `bulk-test` self-test, bulk areas against the testing qube;

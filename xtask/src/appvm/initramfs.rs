@@ -126,9 +126,13 @@ pub const AGENT_LINKS: &[&str] = &[
 /// another waits (refused), and that other one, served by the disposable started again;
 /// `home-persist`, a file on the private volume mounted at `/home` (`cargo xtask test
 /// appvm-home`): it prints what an earlier boot left in `/home/persist.txt` and writes
-/// `boot N` there, N one more than before. Before it powers off, the script unmounts a
-/// mounted `/home` and flushes `/dev/nbd0` (`sync` on the device: an NBD FLUSH, which the
-/// agent turns into the storage qube's `Flush`).
+/// `boot N` there, N one more than before; `block-hostile`, the agent's `block-hostile` on
+/// each block channel the command line names (`bulkhead.home=`, `bulkhead.root=`; `cargo
+/// xtask test appvm-block-hostile`): requests outside the volume, absurd lengths, bad pool
+/// offsets, writes to the read-only root, garbage and a flood, each of which the storage
+/// qube must refuse (the agent serves neither volume under this step). Before it powers
+/// off, the script unmounts a mounted `/home` and flushes `/dev/nbd0` (`sync` on the
+/// device: an NBD FLUSH, which the agent turns into the storage qube's `Flush`).
 pub const SELFTEST_SCRIPT: &str = r#"#!/bin/sh
 export PATH=/bin
 for w in $(cat /proc/cmdline); do
@@ -270,6 +274,21 @@ xstate | xstate:*)
     ;;
 cpus)
     /bin/agent cpu-probe || echo "selftest: cpus: the probe failed ($?)"
+    ;;
+block-hostile)
+    # This qube as a hostile client of the storage qube on its own block channels (cargo
+    # xtask test appvm-block-hostile); the agent serves neither volume under this step.
+    n=0
+    for w in $(cat /proc/cmdline); do
+        case "$w" in
+        bulkhead.home=* | bulkhead.root=*)
+            c="${w#*=}"
+            n=$((n + 1))
+            /bin/agent block-hostile "$c" || echo "selftest: block-hostile: $c: failed ($?)"
+            ;;
+        esac
+    done
+    [ "$n" -gt 0 ] || echo "selftest: block-hostile: no block channel on the command line"
     ;;
 home-persist)
     i=0
@@ -774,6 +793,7 @@ mod tests {
         sh_n(SELFTEST_SCRIPT);
         assert!(SELFTEST_SCRIPT.contains("/bin/agent xstate-probe"));
         assert!(SELFTEST_SCRIPT.contains("cpus)\n    /bin/agent cpu-probe ||"));
+        assert!(SELFTEST_SCRIPT.contains("/bin/agent block-hostile \"$c\" ||"));
         assert!(SELFTEST_SCRIPT.contains("/bin/agent netbench"));
         assert!(SELFTEST_SCRIPT.contains("{ dispvm '"));
         // `panic-on:N` needs its applet.

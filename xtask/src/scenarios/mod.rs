@@ -5,6 +5,7 @@
 //! asserts a wall-clock time. Figures a scenario sees (VM exits to all-ready) are printed.
 
 mod appvm;
+mod appvm_block_hostile;
 mod appvm_bulk;
 mod appvm_dispvm;
 mod appvm_gui;
@@ -121,6 +122,7 @@ pub fn all() -> Vec<Scenario> {
         appvm_gui::APPVM_GUI,
         appvm_home::APPVM_HOME,
         appvm_home_crash::APPVM_HOME_CRASH,
+        appvm_block_hostile::APPVM_BLOCK_HOSTILE,
         template_tamper::TEMPLATE_TAMPER,
         appvm_qrexec::APPVM_QREXEC,
         xstate::APPVM_XSTATE,

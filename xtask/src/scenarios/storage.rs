@@ -152,7 +152,7 @@ fn boot_once(opts: &qemu::BootOptions) -> Result<BootOutcome> {
 }
 
 /// The number just before `marker` in `text`: `(... 1234 requests in all` gives 1234.
-fn figure_before(text: &str, marker: &str) -> Option<u64> {
+pub(super) fn figure_before(text: &str, marker: &str) -> Option<u64> {
     let (head, _) = text.split_once(marker)?;
     let digits: String = head
         .chars()
@@ -257,7 +257,7 @@ fn check_boot(out: &BootOutcome, boot: u32) -> Result<String> {
 }
 
 /// The storage qube's last counters line for `qube`.
-fn storage_summary(storage: &[String], qube: &str) -> Result<String> {
+pub(super) fn storage_summary(storage: &[String], qube: &str) -> Result<String> {
     let prefix = format!("storage: {qube}: ");
     storage
         .iter()

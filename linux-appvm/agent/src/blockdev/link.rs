@@ -13,9 +13,11 @@ use super::serve::Volume;
 use crate::channel::uio::UioChannel;
 use crate::channel::{ChannelError, Transport};
 use bulkhead_abi::block::{
-    self, BLOCK_VERSION, BlockError, BlockOp, BlockReply, BlockRequest, SECTOR_SIZE, VolumeGeometry,
+    self, BLOCK_VERSION, BlockError, BlockOp, BlockReply, BlockRequest, BlockResponse, SECTOR_SIZE,
+    VolumeGeometry,
 };
 use bulkhead_abi::proto::BulkRef;
+use serde::Serialize;
 use std::time::{Duration, Instant};
 
 /// How long one request may wait for its answer.
@@ -127,29 +129,54 @@ impl Link {
         if let Some(g) = &self.geometry {
             block::check(&op, g, self.pool).map_err(Failure::Refused)?;
         }
-        let tag = self.next_tag;
-        self.next_tag = self.next_tag.wrapping_add(1).max(1);
+        let tag = self.tag();
         let deadline = Instant::now() + PATIENCE;
         let request = BlockRequest { tag, op };
-        loop {
-            match self.ch.ring.try_send(&request) {
-                Ok(true) => break,
-                Ok(false) if Instant::now() < deadline => self.wait(),
-                Ok(false) => return Err(Failure::NoAnswer),
-                Err(e) => return Err(self.channel_error(e)),
+        while !self.try_send_raw(&request)? {
+            if Instant::now() >= deadline {
+                return Err(Failure::NoAnswer);
             }
+            self.wait();
         }
         loop {
-            match self.ch.ring.try_recv_with(block::decode_response) {
-                Ok(Some(Ok(r))) if r.tag == tag => {
+            match self.next_response(deadline)? {
+                Some(r) if r.tag == tag => {
                     self.requests += 1;
                     return r.result.map_err(Failure::Refused);
                 }
                 // The answer to a request given up on earlier.
-                Ok(Some(Ok(_))) => continue,
+                Some(_) => continue,
+                None => return Err(Failure::NoAnswer),
+            }
+        }
+    }
+
+    /// A fresh tag (never 0).
+    pub fn tag(&mut self) -> u32 {
+        let tag = self.next_tag;
+        self.next_tag = self.next_tag.wrapping_add(1).max(1);
+        tag
+    }
+
+    /// Sends `msg` as it is, **not** judged by `block::check`: any request, or bytes that
+    /// are none (the `block-hostile` self-test, [`super::hostile`]). `Ok(false)` when the
+    /// ring is full (nothing sent).
+    pub fn try_send_raw<T: Serialize + ?Sized>(&mut self, msg: &T) -> Result<bool, Failure> {
+        self.ch
+            .ring
+            .try_send(msg)
+            .map_err(|e| self.channel_error(e))
+    }
+
+    /// The next response, whatever its tag, waiting until `deadline` (`None` then). A
+    /// message that is not a response is [`Failure::NoAnswer`].
+    pub fn next_response(&mut self, deadline: Instant) -> Result<Option<BlockResponse>, Failure> {
+        loop {
+            match self.ch.ring.try_recv_with(block::decode_response) {
+                Ok(Some(Ok(r))) => return Ok(Some(r)),
                 Ok(Some(Err(_))) => return Err(Failure::NoAnswer),
                 Ok(None) if Instant::now() < deadline => self.wait(),
-                Ok(None) => return Err(Failure::NoAnswer),
+                Ok(None) => return Ok(None),
                 Err(e) => return Err(self.channel_error(e)),
             }
         }

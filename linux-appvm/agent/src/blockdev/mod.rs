@@ -23,7 +23,11 @@
 //! Anything that goes wrong before the device is ready is logged and written to the
 //! volume's `failed` file ([`FAILED`] for home) so `/init` stops waiting; the rest of the
 //! agent goes on without the volume.
+//!
+//! [`hostile`] is the `block-hostile` self-test, a hostile client of the storage qube on
+//! these channels (the agent serves neither volume then).
 
+pub mod hostile;
 pub mod link;
 pub mod nbd;
 pub mod serve;

@@ -96,6 +96,24 @@ pub fn scan(devices: &Path) -> (Vec<Found>, Vec<(String, String)>) {
     (found, bad)
 }
 
+/// The channel device named `name` (a program that serves one channel: the self-tests).
+pub fn find_named(name: &str) -> Result<Found, String> {
+    let (found, _) = scan(Path::new(PCI_DEVICES));
+    found
+        .into_iter()
+        .find(|f| f.info.name.as_str() == name)
+        .ok_or_else(|| format!("no channel named {name}"))
+}
+
+/// Finds, binds (the agent has bound it already; again is harmless) and opens the channel
+/// device named `name`, for a program that serves that one channel beside the agent, which
+/// leaves it alone (the self-tests).
+pub fn open_named(name: &str) -> Result<UioChannel, String> {
+    let found = find_named(name)?;
+    let _ = bind_all(std::slice::from_ref(&found));
+    UioChannel::open(found).map_err(|e| format!("cannot open {name}: {e}"))
+}
+
 /// The doorbell register of a channel device.
 #[derive(Debug)]
 pub struct IoBell {
