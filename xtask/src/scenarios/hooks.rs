@@ -1,8 +1,9 @@
-//! Test-only hooks stay out of what ships: the sys-net image of the default system, as
-//! `cargo xtask build`, `run` and `iso` build it, holds none of the text only its test hooks
-//! (`dma-escape=`, `crash-after-ms=`) print or name, while the build the hook scenarios boot
-//! holds all of it (so the check can see what it looks for); and the shipped sys-net given a
-//! hook's argument refuses it with a line and status 2 instead of ignoring it.
+//! Test-only hooks stay out of what ships: the sys-net and storage images, as `cargo xtask
+//! build`, `run` and `iso` build them, hold none of the text only their test hooks
+//! (sys-net's `dma-escape=`, `crash-after-ms=`; the storage qube's `corrupt-template=`)
+//! print or name, while the builds the hook scenarios boot hold all of it (so the check can
+//! see what it looks for); and the shipped sys-net given a hook's argument refuses it with a
+//! line and status 2 instead of ignoring it.
 
 use super::network::{exit_status, saw};
 use super::{Scenario, boots, expect};
@@ -13,16 +14,28 @@ use std::path::Path;
 
 pub const NOT_SHIPPED: Scenario = Scenario {
     name: "test-hooks-not-shipped",
-    about: "the shipped sys-net image has no test hooks (dma-escape, crash-after-ms); the test build has them",
+    about: "the shipped sys-net and storage images have no test hooks (dma-escape, crash-after-ms, corrupt-template); the test builds have them",
     run: not_shipped,
 };
 
-/// Text only the hooks hold: a line each hook prints, and the runtime's hook state (a symbol
-/// name: the images are not stripped).
-const MARKERS: [&str; 3] = [
-    "dma-escape: pointed the device at",
-    "crashing on purpose after",
-    "MISDIRECT_COUNTDOWN",
+/// Text only the hooks hold, by image: a line each hook prints, and the runtime's hook state
+/// (a symbol name: the images are not stripped).
+const MARKERS: [(&str, &[&str]); 2] = [
+    (
+        "net",
+        &[
+            "dma-escape: pointed the device at",
+            "crashing on purpose after",
+            "MISDIRECT_COUNTDOWN",
+        ],
+    ),
+    (
+        "storage",
+        &[
+            "storage: test hook: flipping byte ",
+            "storage: test hook: flipped byte ",
+        ],
+    ),
 ];
 
 /// A system that hands the shipped sys-net a hook's argument.
@@ -47,46 +60,46 @@ fn contains(haystack: &[u8], needle: &str) -> bool {
         .any(|w| w == needle.as_bytes())
 }
 
-fn markers_in(elf: &Path) -> Result<Vec<&'static str>> {
+fn markers_in(elf: &Path, markers: &[&'static str]) -> Result<Vec<&'static str>> {
     let bytes = std::fs::read(elf).with_context(|| format!("reading {}", elf.display()))?;
-    Ok(MARKERS
-        .into_iter()
+    Ok(markers
+        .iter()
+        .copied()
         .filter(|m| contains(&bytes, m))
         .collect())
 }
 
 fn not_shipped() -> Result<String> {
-    let shipped = boots::assemble("systems/tests/services.toml")?;
-    let net = shipped
-        .images
-        .iter()
-        .find(|b| b.image.name == "net")
-        .context("the default system has no net image")?;
-    let found = markers_in(&net.elf)?;
-    expect(found.is_empty(), || {
-        format!(
-            "the shipped {} holds test-hook text {found:?}",
-            net.elf.display()
-        )
-    })?;
-    let image = images::find("net").context("no net image")?;
-    let hooked = images::build_with_test_hooks(&[image])?;
-    let missing: Vec<&str> = MARKERS
-        .into_iter()
-        .filter(|m| !markers_in(&hooked[0].elf).is_ok_and(|f| f.contains(m)))
-        .collect();
-    expect(missing.is_empty(), || {
-        format!(
-            "the test build {} lacks {missing:?}: the check cannot see the hooks",
-            hooked[0].elf.display()
-        )
-    })?;
+    let mut said = Vec::new();
+    for (name, markers) in MARKERS {
+        let image = images::find(name).with_context(|| format!("no {name} image"))?;
+        let shipped = images::build(&[image])?;
+        let found = markers_in(&shipped[0].elf, markers)?;
+        expect(found.is_empty(), || {
+            format!(
+                "the shipped {} holds test-hook text {found:?}",
+                shipped[0].elf.display()
+            )
+        })?;
+        let hooked = images::build_with_test_hooks(&[image])?;
+        let found = markers_in(&hooked[0].elf, markers)?;
+        expect(found.len() == markers.len(), || {
+            format!(
+                "the test build {} has only {found:?} of {markers:?}: the check cannot see the \
+                 hooks",
+                hooked[0].elf.display()
+            )
+        })?;
+        said.push(format!(
+            "{} has none of {} hook markers",
+            shipped[0].elf.display(),
+            markers.len()
+        ));
+    }
     refused()?;
     Ok(format!(
-        "{} has none of {} hook markers, the test build has all; the shipped one refuses \
-         dma-escape=",
-        net.elf.display(),
-        MARKERS.len()
+        "{}; the test builds have all; the shipped sys-net refuses dma-escape=",
+        said.join(", ")
     ))
 }
 
