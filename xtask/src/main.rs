@@ -16,6 +16,7 @@ mod progress;
 mod qemu;
 mod qvm;
 mod scenarios;
+mod storagebench;
 mod tcb;
 mod template;
 #[cfg(test)]
@@ -68,8 +69,8 @@ enum Cmd {
         list: bool,
     },
     /// Measure channels: the ring on the host against other IPC, and round trips in QEMU
-    /// (instructions and VM exits); `--firewall`, `--network`: the firewall engine, an
-    /// AppVM's TCP throughput. Figures, never pass/fail.
+    /// (instructions and VM exits); `--firewall`, `--network`, `--storage`: the firewall
+    /// engine, an AppVM's TCP throughput, its disk. Figures, never pass/fail.
     Bench {
         /// Only the host benchmark.
         #[arg(long, conflicts_with = "qemu")]
@@ -94,6 +95,10 @@ enum Cmd {
         /// full-window updates (instructions and VM exits, QEMU TCG plugin).
         #[arg(long, conflicts_with_all = ["host", "qemu", "firewall", "network"])]
         gui: bool,
+        /// Only the storage benchmark: sequential and random reads and writes (O_DIRECT) on a
+        /// Linux AppVM's private volume, against the same kernel on QEMU's own virtio-blk disk.
+        #[arg(long, conflicts_with_all = ["host", "qemu", "firewall", "network", "gui", "profile"])]
+        storage: bool,
         /// Rewrite docs/bench.md with the figures just measured.
         #[arg(long)]
         write_docs: bool,
@@ -294,6 +299,11 @@ fn verb(cli: Cli) -> Result<()> {
             write_docs,
             ..
         } => guibench::run(write_docs),
+        Cmd::Bench {
+            storage: true,
+            write_docs,
+            ..
+        } => storagebench::run(write_docs),
         Cmd::Bench {
             network: true,
             write_docs,

@@ -19,6 +19,8 @@
 //! - [`cpuprobe`]: the `cpu-probe` self-test, threads pinned to each CPU and round trips
 //!   between two;
 //! - [`netbench`]: the guest side of `cargo xtask bench --network` (bulk TCP to the host);
+//! - [`blockbench`]: the guest side of `cargo xtask bench --storage` (`O_DIRECT` requests to
+//!   a raw block device);
 //! - [`services`]: the disposable request and the qrexec services (`qubes.VMShell`,
 //!   `qubes.Filecopy` and its stream, `qubes.OpenInVM`);
 //! - [`qrexec`]: the daemon on the channel to the admin qube (calls served and made);
@@ -31,6 +33,7 @@
 //! - [`log`]: console lines.
 
 pub mod agent;
+pub mod blockbench;
 pub mod blockdev;
 pub mod bridge;
 pub mod bulktest;

@@ -8,7 +8,8 @@
 //! template's `appvm.selftest=cpus`): threads pinned to each CPU, round trips between two; it
 //! exits 1 unless there were two CPUs and each ran its threads.
 //! `bulkhead-agent netbench HOST:PORT MIB` is the guest side of `cargo xtask bench --network`
-//! ([`bulkhead_agent::netbench`]). `bulkhead-agent bulk-test SPEC` is the AppVM's side of
+//! ([`bulkhead_agent::netbench`]), `bulkhead-agent blockbench DEVICE MIB COUNT` that of `cargo
+//! xtask bench --storage` ([`bulkhead_agent::blockbench`]). `bulkhead-agent bulk-test SPEC` is the AppVM's side of
 //! `cargo xtask test appvm-bulk` ([`bulkhead_agent::bulktest`]). `bulkhead-agent block-hostile
 //! CHANNEL` asks the storage qube for what is not this qube's on one of its block channels
 //! and checks that each request is refused (`cargo xtask test appvm-block-hostile`,
@@ -19,7 +20,8 @@
 //! initramfs), or `bulkhead-agent qvm-run ...`, it is that command ([`bulkhead_agent::commands`]).
 
 use bulkhead_agent::{
-    agent, blockdev, bulktest, commands, config, cpuprobe, dispvm, log, netbench, xstate,
+    agent, blockbench, blockdev, bulktest, commands, config, cpuprobe, dispvm, log, netbench,
+    xstate,
 };
 use std::process::ExitCode;
 
@@ -51,6 +53,7 @@ fn main() -> ExitCode {
         }
         Some("cpu-probe") => return ExitCode::from(cpuprobe::main(&args[1..])),
         Some("netbench") => return ExitCode::from(netbench::main(&args[1..])),
+        Some("blockbench") => return ExitCode::from(blockbench::main(&args[1..])),
         Some("bulk-test") => return ExitCode::from(bulktest::main(&args[1..], settings.qube())),
         Some("block-hostile") => return ExitCode::from(blockdev::hostile::main(&args[1..])),
         Some("dispvm") => return ExitCode::from(dispvm::main(&args[1..], &settings)),
@@ -60,7 +63,7 @@ fn main() -> ExitCode {
         }
         Some(other) => {
             eprintln!(
-                "unknown subcommand {:?}; usage: bulkhead-agent [xstate-probe SECONDS | cpu-probe | netbench HOST:PORT MIB | bulk-test SPEC | block-hostile CHANNEL | dispvm COMMAND... | qvm-run ... (and the other qvm-* commands)]",
+                "unknown subcommand {:?}; usage: bulkhead-agent [xstate-probe SECONDS | cpu-probe | netbench HOST:PORT MIB | blockbench DEVICE MIB COUNT | bulk-test SPEC | block-hostile CHANNEL | dispvm COMMAND... | qvm-run ... (and the other qvm-* commands)]",
                 log::printable(other, 40)
             );
             return ExitCode::from(2);

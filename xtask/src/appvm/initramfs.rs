@@ -119,7 +119,9 @@ pub const AGENT_LINKS: &[&str] = &[
 /// pass a counter back and forth, waking each other by IPI; `sleep:SECONDS`; `uplink`, which gives QEMU's own card
 /// (`eth0`, in an initramfs with virtio-net) the address QEMU's user network expects, for
 /// the baseline of `cargo xtask bench --network`; `netbench:PORT:MIB`, the agent's `netbench`
-/// against the benchmark server on the host (10.0.2.2); `bulk:SPEC`, the agent's `bulk-test`
+/// against the benchmark server on the host (10.0.2.2); `blockbench:DEV:MIB:COUNT`, the
+/// agent's `blockbench` on `/dev/DEV` for `cargo xtask bench --storage` (`nbd0`, the private
+/// volume, needs `appvm.nohome` so that nothing mounts it); `bulk:SPEC`, the agent's `bulk-test`
 /// (a channel's bulk area against the testing qube, `cargo xtask test appvm-bulk`);
 /// `dispvm`, commands run in a disposable with the agent's `dispvm` (`cargo xtask test
 /// appvm-dispvm`): one whose output holds an escape sequence, a second request made while
@@ -188,6 +190,24 @@ uplink)
 netbench:*)
     a="${step#netbench:}"
     /bin/agent netbench "10.0.2.2:${a%%:*}" "${a#*:}" || echo "selftest: netbench failed ($?)"
+    ;;
+blockbench:*)
+    # `cargo xtask bench --storage`: the agent's `blockbench` on a raw disk, DEV:MIB:COUNT.
+    # /dev/nbd0 (the private volume) once the agent serves it and /init has left it
+    # unmounted (`appvm.nohome`); another device (the baseline's vda) once it exists.
+    a="${step#blockbench:}"
+    d="/dev/${a%%:*}"
+    a="${a#*:}"
+    i=0
+    while [ "$i" -lt 600 ]; do
+        if [ "$d" = /dev/nbd0 ]; then
+            [ -e /run/home.mounted ] || [ -e /run/home.failed ] && break
+        elif [ -b "$d" ]; then
+            break
+        fi
+        sleep 0.1; i=$((i + 1))
+    done
+    /bin/agent blockbench "$d" "${a%%:*}" "${a#*:}" || echo "selftest: blockbench failed ($?)"
     ;;
 bulk:*)
     /bin/agent bulk-test "${step#bulk:}" || echo "selftest: bulk-test ${step#bulk:} failed ($?)"
@@ -795,6 +815,8 @@ mod tests {
         assert!(SELFTEST_SCRIPT.contains("cpus)\n    /bin/agent cpu-probe ||"));
         assert!(SELFTEST_SCRIPT.contains("/bin/agent block-hostile \"$c\" ||"));
         assert!(SELFTEST_SCRIPT.contains("/bin/agent netbench"));
+        assert!(SELFTEST_SCRIPT.contains("/bin/agent blockbench \"$d\""));
+        assert!(volumes::HOME_MOUNT.contains("*\" appvm.nohome \"*)"));
         assert!(SELFTEST_SCRIPT.contains("{ dispvm '"));
         // `panic-on:N` needs its applet.
         assert!(SELFTEST_SCRIPT.contains("taskset -c \"$n\" sh -c"));

@@ -8,7 +8,9 @@
 /// volume at its argument (`/home`, or `/sysroot/home` under the template's root). Under the
 /// template's root the file system is ext4, made by the template's `mke2fs` and checked by
 /// its `e2fsck -p` before every mount (errors it cannot correct: no `/home`); in the
-/// initramfs alone it is busybox's ext2, unchecked.
+/// initramfs alone it is busybox's ext2, unchecked. With `appvm.nohome` on the command line
+/// it mounts nothing and writes `/run/home.failed` (`not mounted: appvm.nohome`) once the
+/// agent serves the volume: the storage benchmark's self-test then has the raw device.
 pub const HOME_MOUNT: &str = r#"home_mount() {
     at="$1"
     i=0
@@ -20,6 +22,13 @@ pub const HOME_MOUNT: &str = r#"home_mount() {
         echo "not served" >> /run/home.failed
         return
     fi
+    # `appvm.nohome` (`cargo xtask bench --storage`): served, never mounted, so a self-test
+    # may measure the raw device; no /home.
+    case " $(cat /proc/cmdline) " in *" appvm.nohome "*)
+        echo "appvm: /home not mounted (appvm.nohome): /dev/nbd0 left to the self-test"
+        echo "not mounted: appvm.nohome" > /run/home.failed
+        return ;;
+    esac
     read s _ < /proc/uptime; t0="${s%.*}${s#*.}"
     mib=$(($(cat /run/home.ready) / 2048))
     # Under the template's root its e2fsprogs make ext4 (with a journal) and check the file

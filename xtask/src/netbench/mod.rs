@@ -164,7 +164,7 @@ pub fn build_plugin() -> Result<PathBuf> {
 
 /// `-plugin` with the library and the file its marks go to (written afresh), and with
 /// `blocks` the file its block counts go to.
-fn plugin_args(plugin: &Path, marks: &Path, blocks: Option<&Path>) -> Vec<String> {
+pub(crate) fn plugin_args(plugin: &Path, marks: &Path, blocks: Option<&Path>) -> Vec<String> {
     let _ = std::fs::remove_file(marks);
     let mut arg = format!("{},out={}", plugin.display(), marks.display());
     if let Some(b) = blocks {
@@ -364,7 +364,7 @@ fn collect(
 }
 
 /// The 1-minute load average (`/proc/loadavg`).
-fn load_average() -> Option<f64> {
+pub(crate) fn load_average() -> Option<f64> {
     let text = std::fs::read_to_string("/proc/loadavg").ok()?;
     text.split_whitespace().next()?.parse().ok()
 }

@@ -175,7 +175,7 @@ fn label(direction: &str) -> &str {
 }
 
 /// Thousands separated by commas.
-fn grouped(n: f64) -> String {
+pub(crate) fn grouped(n: f64) -> String {
     let digits = format!("{:.0}", n.max(0.0));
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {
